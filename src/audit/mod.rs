@@ -1,0 +1,261 @@
+//! Audit events: the record of every violation and every defender lifecycle event, built exactly
+//! as `spec/audit.md` says (fields, `attack` names, messages), and the local sink they go to.
+
+mod sink;
+
+pub use sink::{Sink, SinkError};
+
+use serde::Serialize;
+
+use crate::policy::{Attack, Effect};
+
+/// What kind of activity an event is about (`type` in the spec).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Process,
+    Network,
+    Dns,
+    Listen,
+    Defender,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Process => "process",
+            Kind::Network => "network",
+            Kind::Dns => "dns",
+            Kind::Listen => "listen",
+            Kind::Defender => "defender",
+        }
+    }
+}
+
+/// The protected container, as every event names it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Scope {
+    pub container: String,
+    pub image: String,
+    pub task: Option<String>,
+}
+
+/// One audit event: one JSON object on one line.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct Event {
+    pub id: String,
+    pub time: String,
+    #[serde(rename = "type")]
+    pub kind: Kind,
+    pub effect: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attack: Option<String>,
+    pub container: String,
+    pub image: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
+    pub pid: u32,
+    pub process: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cmdline: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    pub message: String,
+    pub count: u64,
+}
+
+/// A process launch that violated the rule in force.
+pub struct ProcessViolation<'a> {
+    pub rule: &'a str,
+    pub effect: Effect,
+    pub attack: Attack,
+    pub pid: u32,
+    pub process: &'a str,
+    pub parent: &'a str,
+    pub cmdline: &'a str,
+}
+
+impl Event {
+    fn new(
+        scope: &Scope,
+        kind: Kind,
+        effect: &'static str,
+        pid: u32,
+        process: &str,
+        message: String,
+    ) -> Event {
+        Event {
+            id: new_id(),
+            time: humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
+            kind,
+            effect,
+            rule: None,
+            attack: None,
+            container: scope.container.clone(),
+            image: scope.image.clone(),
+            task: scope.task.clone(),
+            pid,
+            process: process.to_string(),
+            cmdline: None,
+            parent: None,
+            domain: None,
+            ip: None,
+            port: None,
+            message,
+            count: 1,
+        }
+    }
+
+    pub fn process(scope: &Scope, v: &ProcessViolation<'_>) -> Event {
+        let verdict = verdict_words(v.attack);
+        let message = format!(
+            "{} launched from {} {verdict} by a runtime rule. Full command: {}",
+            v.process, v.parent, v.cmdline
+        );
+        let mut e = Event::new(
+            scope,
+            Kind::Process,
+            v.effect.as_str(),
+            v.pid,
+            v.process,
+            message,
+        );
+        e.rule = Some(v.rule.to_string());
+        e.attack = Some(v.attack.name(Kind::Process.as_str()));
+        e.cmdline = Some(v.cmdline.to_string());
+        e.parent = Some(v.parent.to_string());
+        e
+    }
+
+    /// A lifecycle event of the defender itself (policy applied, enforcement degraded, container
+    /// blocked, ...). `effect` is what the defender did: `alert` for a report, `block` when it
+    /// stopped the container.
+    pub fn defender(
+        scope: &Scope,
+        effect: &'static str,
+        rule: Option<&str>,
+        message: String,
+    ) -> Event {
+        let process = std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "defender".into());
+        let mut e = Event::new(
+            scope,
+            Kind::Defender,
+            effect,
+            std::process::id(),
+            &process,
+            message,
+        );
+        e.rule = rule.map(str::to_string);
+        e
+    }
+
+    /// Whether two events are the same activity, for folding floods: everything but id, time,
+    /// pid and count.
+    fn same_activity(&self, other: &Event) -> bool {
+        (
+            self.kind,
+            self.effect,
+            &self.rule,
+            &self.attack,
+            &self.process,
+            &self.cmdline,
+            &self.parent,
+        ) == (
+            other.kind,
+            other.effect,
+            &other.rule,
+            &other.attack,
+            &other.process,
+            &other.cmdline,
+            &other.parent,
+        ) && (&self.domain, &self.ip, self.port, &self.message)
+            == (&other.domain, &other.ip, other.port, &other.message)
+    }
+}
+
+fn verdict_words(attack: Attack) -> &'static str {
+    match attack {
+        Attack::ExplicitlyDenied => "is explicitly denied",
+        Attack::NotAllowed => "is not allowed",
+    }
+}
+
+/// A random 128-bit id (UUID v4): unique without coordination between defenders.
+fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scope() -> Scope {
+        Scope {
+            container: "web".into(),
+            image: "nginx:1".into(),
+            task: None,
+        }
+    }
+
+    #[test]
+    fn process_messages_follow_the_spec() {
+        let cases = [
+            (
+                Attack::ExplicitlyDenied,
+                "processExplicitlyDenied",
+                "/bin/mkdir launched from /bin/sh is explicitly denied by a runtime rule. Full command: mkdir /tmp/x",
+            ),
+            (
+                Attack::NotAllowed,
+                "processNotAllowed",
+                "/bin/mkdir launched from /bin/sh is not allowed by a runtime rule. Full command: mkdir /tmp/x",
+            ),
+        ];
+        for (attack, name, message) in cases {
+            let v = ProcessViolation {
+                rule: "r1",
+                effect: Effect::Prevent,
+                attack,
+                pid: 42,
+                process: "/bin/mkdir",
+                parent: "/bin/sh",
+                cmdline: "mkdir /tmp/x",
+            };
+            let e = Event::process(&scope(), &v);
+            let json: serde_json::Value =
+                serde_json::from_str(&serde_json::to_string(&e).unwrap()).unwrap();
+            assert_eq!(json["message"], message);
+            assert_eq!(json["attack"], name);
+            assert_eq!(json["type"], "process");
+            assert_eq!(json["effect"], "prevent");
+            assert_eq!(json["rule"], "r1");
+            assert_eq!(json["pid"], 42);
+            assert_eq!(json["parent"], "/bin/sh");
+            assert_eq!(json["count"], 1);
+            assert!(json.get("task").is_none() && json.get("domain").is_none());
+            // RFC 3339, UTC, microseconds: 2026-11-29T06:58:16.123456Z
+            let t = json["time"].as_str().unwrap();
+            assert_eq!((t.len(), &t[26..]), (27, "Z"), "{t}");
+        }
+    }
+
+    #[test]
+    fn ids_are_unique_and_folding_ignores_them() {
+        let a = Event::defender(&scope(), "alert", None, "x".into());
+        let b = Event::defender(&scope(), "alert", None, "x".into());
+        let c = Event::defender(&scope(), "alert", None, "y".into());
+        assert_ne!(a.id, b.id);
+        assert!(a.same_activity(&b));
+        assert!(!a.same_activity(&c));
+    }
+}

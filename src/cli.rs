@@ -1,0 +1,100 @@
+//! The command line (spec/cli.md): every flag of `defender run` also has an environment variable,
+//! because in a Fargate task definition environment variables are how configuration travels.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "defender",
+    version,
+    about = "Runtime defense for one container: starts COMMAND under a seccomp supervisor that enforces the runtime policy."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start COMMAND under enforcement and stay its parent (PID 1 in a container).
+    Run(RunArgs),
+    /// Validate or print policies.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Local policy file; with a console too, it is the policy used until the console answers.
+    #[arg(long, env = "DEFENDER_POLICY", value_name = "PATH")]
+    pub policy: Option<PathBuf>,
+    /// Console base URL (http:// or https://).
+    #[arg(long, env = "DEFENDER_CONSOLE", value_name = "URL")]
+    pub console: Option<String>,
+    /// Defender token for the console.
+    #[arg(
+        long,
+        env = "DEFENDER_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+    /// Container name [default: ECS task metadata, else the hostname].
+    #[arg(long, env = "DEFENDER_CONTAINER", value_name = "NAME")]
+    pub container: Option<String>,
+    /// Image [default: ECS task metadata, else `unknown`].
+    #[arg(long, env = "DEFENDER_IMAGE", value_name = "NAME")]
+    pub image: Option<String>,
+    /// Append audit events here instead of stderr (`-` = stdout).
+    #[arg(long, env = "DEFENDER_AUDIT_FILE", value_name = "PATH")]
+    pub audit_file: Option<PathBuf>,
+    /// The defender's own diagnostics, on stderr.
+    #[arg(
+        long,
+        env = "DEFENDER_LOG",
+        value_name = "LEVEL",
+        default_value = "warn"
+    )]
+    pub log_level: LogLevel,
+    /// Seconds the processes left when COMMAND exits get between TERM and KILL.
+    #[arg(
+        long,
+        env = "DEFENDER_GRACE_PERIOD",
+        value_name = "SECONDS",
+        default_value_t = 5.0
+    )]
+    pub grace_period: f64,
+    /// The command to protect, and its arguments.
+    #[arg(required = true, last = true, value_name = "COMMAND")]
+    pub command: Vec<OsString>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+}
+
+impl LogLevel {
+    pub fn filter(self) -> log::LevelFilter {
+        match self {
+            LogLevel::Error => log::LevelFilter::Error,
+            LogLevel::Warn => log::LevelFilter::Warn,
+            LogLevel::Info => log::LevelFilter::Info,
+            LogLevel::Debug => log::LevelFilter::Debug,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate a policy file: a summary line per rule, or every error (exit 2).
+    Check { file: PathBuf },
+    /// Print the default policy compiled into the binary.
+    Default,
+}

@@ -1,0 +1,14 @@
+//! The defender as a library: every concern in its own module, shared by the `defender` binary
+//! (and, later, the console, which validates policies with the same code).
+//!
+//! Data flows one way: `seccomp` traps a call, `sensors` turn it into plain data, `policy` decides,
+//! `supervisor` answers the kernel, `audit` records. `sys` is the only home of libc and `unsafe`.
+
+pub mod audit;
+pub mod cli;
+pub mod logger;
+pub mod policy;
+pub mod seccomp;
+pub mod sensors;
+pub mod supervisor;
+pub mod sys;

@@ -1,0 +1,490 @@
+//! The compiled policy and every decision made from it: which rule is in force, and whether a process
+//! launch, an outbound connection, a listening port or a DNS name violates it. Pure: no I/O.
+
+use std::net::IpAddr;
+
+use globset::GlobMatcher;
+use ipnet::IpNet;
+
+use super::Policy;
+use super::schema::Effect;
+
+/// Why an activity is a violation.
+///
+/// Declared in order of severity so that combining two checks is `Option::max`: a deny entry in one
+/// list outranks falling outside the allow list of another ("deny wins").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Attack {
+    /// Outside a non-empty allow list.
+    NotAllowed,
+    /// Matched a deny entry.
+    ExplicitlyDenied,
+}
+
+impl Attack {
+    /// The audit event's `attack` field for an event of type `kind` (`process`, `network`, `dns`,
+    /// `listen`), e.g. `processExplicitlyDenied`.
+    pub fn name(self, kind: &str) -> String {
+        let suffix = match self {
+            Attack::NotAllowed => "NotAllowed",
+            Attack::ExplicitlyDenied => "ExplicitlyDenied",
+        };
+        format!("{kind}{suffix}")
+    }
+}
+
+/// One compiled rule. Built only by validation, so every pattern in it is valid.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub(super) name: String,
+    pub(super) disabled: bool,
+    pub(super) images: Collection,
+    pub(super) containers: Collection,
+    pub(super) processes: Processes,
+    pub(super) network: Network,
+    pub(super) dns: Dns,
+}
+
+/// The `processes` section; a missing section is `Default`: effect disable, empty lists.
+#[derive(Debug, Clone, Default)]
+pub struct Processes {
+    pub(super) effect: Effect,
+    pub(super) lists: Lists<ProcessPattern>,
+}
+
+/// The `network` section; a missing section is `Default`: effect disable, empty lists.
+#[derive(Debug, Clone, Default)]
+pub struct Network {
+    pub(super) effect: Effect,
+    pub(super) outbound: Lists<IpNet>,
+    pub(super) outbound_ports: Lists<PortRange>,
+    pub(super) listening_ports: Lists<PortRange>,
+}
+
+/// The `dns` section; a missing section is `Default`: effect disable, empty lists.
+#[derive(Debug, Clone, Default)]
+pub struct Dns {
+    pub(super) effect: Effect,
+    pub(super) lists: Lists<DomainPattern>,
+}
+
+impl Policy {
+    /// The rule in force for a container: the first one not disabled whose collections match.
+    pub fn rule_for(&self, container: &str, image: &str) -> Option<&Rule> {
+        self.rules.iter().find(|rule| {
+            !rule.disabled && rule.images.matches(image) && rule.containers.matches(container)
+        })
+    }
+}
+
+impl Rule {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn processes(&self) -> &Processes {
+        &self.processes
+    }
+
+    pub fn network(&self) -> &Network {
+        &self.network
+    }
+
+    pub fn dns(&self) -> &Dns {
+        &self.dns
+    }
+}
+
+// The checks below look at the lists only, whatever the effect: acting on the effect (including doing
+// nothing for `disable`) is the caller's job.
+
+impl Processes {
+    pub fn effect(&self) -> Effect {
+        self.effect
+    }
+
+    /// Checks one launch. `candidates` are absolute paths of that same launch (the path as executed,
+    /// made absolute; the resolved real path; ...). One candidate matching a deny entry is enough for a
+    /// violation, and one matching an allow entry is enough to be allowed, so `mkdir` denies
+    /// `["/bin/mkdir", "/bin/busybox"]`. A script run through an interpreter is two launches: the
+    /// caller checks each.
+    pub fn check(&self, candidates: &[&str]) -> Option<Attack> {
+        self.lists.check(false, |pattern| {
+            candidates.iter().any(|path| pattern.matches(path))
+        })
+    }
+}
+
+impl Network {
+    pub fn effect(&self) -> Effect {
+        self.effect
+    }
+
+    /// Checks a destination against `outbound` and `outboundPorts`; a deny in either wins.
+    ///
+    /// Loopback destinations are exempt from both allow lists (containers of one task talk over
+    /// localhost; the spec exempts loopback *destinations*, and a port belongs to the destination) but
+    /// not from deny entries.
+    pub fn check_outbound(&self, ip: IpAddr, port: u16) -> Option<Attack> {
+        let ip = ip.to_canonical(); // ::ffff:a.b.c.d is matched as a.b.c.d
+        let exempt = ip.is_loopback();
+        let by_ip = self.outbound.check(exempt, |net| net.contains(&ip));
+        let by_port = self
+            .outbound_ports
+            .check(exempt, |range| range.contains(port));
+        by_ip.max(by_port)
+    }
+
+    /// Checks a socket bound to `port`. Port 0 asks the kernel for any free port, which the spec does
+    /// not check.
+    pub fn check_listen(&self, port: u16) -> Option<Attack> {
+        if port == 0 {
+            return None;
+        }
+        self.listening_ports
+            .check(false, |range| range.contains(port))
+    }
+}
+
+impl Dns {
+    pub fn effect(&self) -> Effect {
+        self.effect
+    }
+
+    /// Checks a DNS question name: case-insensitive, one trailing dot ignored.
+    pub fn check_domain(&self, name: &str) -> Option<Attack> {
+        let name = name.strip_suffix('.').unwrap_or(name);
+        self.lists.check(false, |pattern| pattern.matches(name))
+    }
+}
+
+/// An allow list and a deny list of compiled entries.
+#[derive(Debug, Clone)]
+pub(super) struct Lists<T> {
+    pub(super) allow: Vec<T>,
+    pub(super) deny: Vec<T>,
+}
+
+// Not derived: the derive would require `T: Default`, which a glob matcher is not.
+impl<T> Default for Lists<T> {
+    fn default() -> Self {
+        Lists {
+            allow: Vec::new(),
+            deny: Vec::new(),
+        }
+    }
+}
+
+impl<T> Lists<T> {
+    /// The one allow/deny rule of the spec: a deny match is a violation; so is matching nothing in a
+    /// non-empty allow list, unless the caller exempts this activity from allow lists; deny wins.
+    fn check(&self, exempt_from_allow: bool, matches: impl Fn(&T) -> bool) -> Option<Attack> {
+        if self.deny.iter().any(&matches) {
+            Some(Attack::ExplicitlyDenied)
+        } else if !exempt_from_allow && !self.allow.is_empty() && !self.allow.iter().any(matches) {
+            Some(Attack::NotAllowed)
+        } else {
+            None
+        }
+    }
+}
+
+/// A `collections.images` or `collections.containers` list.
+///
+/// Matches when an include pattern matches and no exclusion (`-pattern`) does. A list without any
+/// include pattern (only exclusions, or empty) behaves as if it had `"*"`, so `["-*debug*"]` means
+/// "everything but debug", like a missing list means everything.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Collection {
+    pub(super) include: Vec<GlobMatcher>,
+    pub(super) exclude: Vec<GlobMatcher>,
+}
+
+impl Collection {
+    fn matches(&self, name: &str) -> bool {
+        let included =
+            self.include.is_empty() || self.include.iter().any(|glob| glob.is_match(name));
+        included && !self.exclude.iter().any(|glob| glob.is_match(name))
+    }
+}
+
+/// A `processes` entry: a glob on the absolute path when it contains `/`, else on the file name.
+#[derive(Debug, Clone)]
+pub(super) struct ProcessPattern {
+    pub(super) glob: GlobMatcher,
+    pub(super) on_path: bool,
+}
+
+impl ProcessPattern {
+    fn matches(&self, path: &str) -> bool {
+        if self.on_path {
+            self.glob.is_match(path)
+        } else {
+            self.glob.is_match(path.rsplit('/').next().unwrap_or(path))
+        }
+    }
+}
+
+/// An inclusive port range; a single port is a range of one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct PortRange {
+    pub(super) lo: u16,
+    pub(super) hi: u16,
+}
+
+impl PortRange {
+    fn contains(self, port: u16) -> bool {
+        (self.lo..=self.hi).contains(&port)
+    }
+}
+
+/// A `dns` entry. Names are stored lowercase, without a trailing dot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum DomainPattern {
+    /// `*`: every name.
+    Any,
+    /// `example.org`: that name only.
+    Exact(String),
+    /// `*.example.org` (stored as `example.org`): any name below, at any depth, not the apex.
+    Below(String),
+}
+
+impl DomainPattern {
+    /// `name` has no trailing dot. Compared as bytes: a question name off the wire need not be UTF-8
+    /// text cut at a char boundary where the suffix starts.
+    fn matches(&self, name: &str) -> bool {
+        let name = name.as_bytes();
+        match self {
+            DomainPattern::Any => true,
+            DomainPattern::Exact(domain) => name.eq_ignore_ascii_case(domain.as_bytes()),
+            DomainPattern::Below(domain) => {
+                let Some(head_len) = name.len().checked_sub(domain.len() + 1) else {
+                    return false;
+                };
+                head_len > 0
+                    && name[head_len] == b'.'
+                    && name[head_len + 1..].eq_ignore_ascii_case(domain.as_bytes())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::parse;
+
+    /// A policy with one rule made of `body` (JSON members after the name).
+    fn rule(body: &str) -> Rule {
+        let text = format!(r#"{{"rules": [{{"name": "t", {body}}}]}}"#);
+        let policy = parse(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        policy.rules[0].clone()
+    }
+
+    #[test]
+    fn attack_names() {
+        let cases = [
+            (
+                Attack::ExplicitlyDenied,
+                "process",
+                "processExplicitlyDenied",
+            ),
+            (Attack::NotAllowed, "process", "processNotAllowed"),
+            (
+                Attack::ExplicitlyDenied,
+                "network",
+                "networkExplicitlyDenied",
+            ),
+            (Attack::NotAllowed, "dns", "dnsNotAllowed"),
+            (Attack::NotAllowed, "listen", "listenNotAllowed"),
+        ];
+        for (attack, kind, want) in cases {
+            assert_eq!(attack.name(kind), want);
+        }
+    }
+
+    #[test]
+    fn rule_selection() {
+        let policy = parse(
+            r#"{"rules": [
+                {"name": "off", "disabled": true, "collections": {"containers": ["web"]}},
+                {"name": "web", "collections": {"images": ["*", "-*debug*"], "containers": ["Web*"]}},
+                {"name": "not-debug", "collections": {"images": ["-*debug*"]}},
+                {"name": "nginx", "collections": {"images": ["*/nginx:*"], "containers": ["*"]}}
+            ]}"#,
+        )
+        .unwrap();
+        let cases = [
+            // (container, image, rule in force)
+            ("web", "app:1", Some("web")), // first enabled match; the disabled one is skipped
+            ("WEB-2", "APP:1", Some("web")), // case-insensitive
+            ("web", "app:1-DEBUG", None),  // excluded from "web" and "not-debug"
+            ("db", "app:1", Some("not-debug")), // exclusions only: as if "*" came first
+            ("db", "docker.io/library/nginx:1-debug", Some("nginx")), // "*" crosses "/" here
+            ("db", "debug", None),
+        ];
+        for (container, image, want) in cases {
+            let got = policy.rule_for(container, image).map(Rule::name);
+            assert_eq!(got, want, "container {container:?}, image {image:?}");
+        }
+    }
+
+    #[test]
+    fn empty_collection_list_means_everything() {
+        let rule = rule(r#""collections": {"images": [], "containers": ["-db"]}"#);
+        assert!(rule.images.matches("anything"));
+        assert!(rule.containers.matches("web"));
+        assert!(!rule.containers.matches("DB"));
+    }
+
+    #[test]
+    fn processes() {
+        let deny = rule(
+            r#""processes": {"effect": "prevent", "deny": ["mkdir", "/usr/bin/nc*", "/opt/*"]}"#,
+        );
+        let allow = rule(
+            r#""processes": {"effect": "alert", "allow": ["sh", "/app/**"], "deny": ["/app/bin/bad"]}"#,
+        );
+        let none = rule(r#""processes": {"effect": "block"}"#);
+        let denied = Some(Attack::ExplicitlyDenied);
+        let not_allowed = Some(Attack::NotAllowed);
+        let cases: &[(&Rule, &[&str], Option<Attack>)] = &[
+            (&deny, &["/bin/mkdir"], denied),                 // name entry
+            (&deny, &["/bin/mkdir", "/bin/busybox"], denied), // busybox applet: the path as executed counts
+            (&deny, &["/usr/local/bin/mkdir"], denied), // a name entry matches in any directory
+            (&deny, &["/bin/mkdir.sh"], None),          // whole file name, not a prefix
+            (&deny, &["/bin/MKDIR"], None),             // case-sensitive, like the file system
+            (&deny, &["/usr/bin/ncat"], denied),        // path glob
+            (&deny, &["/usr/bin/x/nc"], None),
+            (&deny, &["/opt/tool"], denied),
+            (&deny, &["/opt/sub/tool"], None), // `*` does not cross `/` in path entries
+            (&deny, &["/bin/ls"], None),
+            (&allow, &["/bin/sh"], None),
+            (&allow, &["/app/bin/server"], None), // `**` crosses `/`
+            (&allow, &["/bin/ls"], not_allowed),
+            (&allow, &["/bin/ls", "/bin/sh"], None), // one candidate allowed is enough
+            (&allow, &["/app/bin/bad"], denied),     // deny wins over allow
+            (&none, &["/anything"], None),
+        ];
+        for (rule, candidates, want) in cases {
+            assert_eq!(rule.processes().check(candidates), *want, "{candidates:?}");
+        }
+    }
+
+    #[test]
+    fn missing_sections_are_disabled_and_empty() {
+        let rule = rule(r#""disabled": false"#);
+        assert_eq!(rule.processes().effect(), Effect::Disable);
+        assert_eq!(rule.network().effect(), Effect::Disable);
+        assert_eq!(rule.dns().effect(), Effect::Disable);
+        assert_eq!(rule.processes().check(&["/usr/bin/nmap"]), None);
+        assert_eq!(
+            rule.network()
+                .check_outbound("8.8.8.8".parse().unwrap(), 53),
+            None
+        );
+        assert_eq!(rule.network().check_listen(22), None);
+        assert_eq!(rule.dns().check_domain("example.org"), None);
+    }
+
+    #[test]
+    fn outbound() {
+        let deny = rule(
+            r#""network": {"effect": "prevent",
+                "outbound": {"deny": ["203.0.113.0/24", "2001:db8::/32", "127.0.0.2", "::ffff:198.51.100.7"]},
+                "outboundPorts": {"deny": ["25", "6660-6669"]}}"#,
+        );
+        let allow = rule(
+            r#""network": {"effect": "alert",
+                "outbound": {"allow": ["10.0.0.0/8", "fd00::/8"], "deny": ["10.9.9.9"]},
+                "outboundPorts": {"allow": ["443", "8000-8100"]}}"#,
+        );
+        let denied = Some(Attack::ExplicitlyDenied);
+        let not_allowed = Some(Attack::NotAllowed);
+        let cases = [
+            (&deny, "203.0.113.9", 443, denied),
+            (&deny, "::ffff:203.0.113.9", 443, denied), // mapped IPv6 is matched as IPv4
+            (&deny, "2001:db8::1", 443, denied),
+            (&deny, "198.51.100.7", 443, denied), // a mapped entry is matched as IPv4 too
+            (&deny, "127.0.0.2", 80, denied),     // loopback is not exempt from deny
+            (&deny, "192.0.2.1", 25, denied),     // port deny
+            (&deny, "192.0.2.1", 6665, denied),
+            (&deny, "192.0.2.1", 443, None),
+            (&allow, "10.1.2.3", 443, None),
+            (&allow, "10.1.2.3", 8100, None),
+            (&allow, "fd00::1", 8000, None),
+            (&allow, "192.0.2.1", 443, not_allowed), // outside the address allow list
+            (&allow, "10.1.2.3", 22, not_allowed),   // outside the port allow list
+            (&allow, "10.9.9.9", 443, denied),       // deny wins
+            (&allow, "192.0.2.1", 22, not_allowed),
+            (&allow, "127.0.0.1", 22, None), // loopback is exempt from both allow lists
+            (&allow, "::1", 5432, None),
+            (&allow, "::ffff:127.0.0.1", 5432, None),
+        ];
+        for (rule, ip, port, want) in cases {
+            let got = rule.network().check_outbound(ip.parse().unwrap(), port);
+            assert_eq!(got, want, "{ip} port {port}");
+        }
+        // Deny on the port wins over an address outside the allow list.
+        let both = rule(
+            r#""network": {"effect": "alert", "outbound": {"allow": ["10.0.0.0/8"]},
+                "outboundPorts": {"deny": ["25"]}}"#,
+        );
+        assert_eq!(
+            both.network()
+                .check_outbound("192.0.2.1".parse().unwrap(), 25),
+            denied
+        );
+    }
+
+    #[test]
+    fn listen() {
+        let rule = rule(
+            r#""network": {"effect": "prevent", "listeningPorts": {"allow": ["8080", "9000-9010"], "deny": ["9005"]}}"#,
+        );
+        let cases = [
+            (8080, None),
+            (9000, None),
+            (9010, None),
+            (9005, Some(Attack::ExplicitlyDenied)),
+            (22, Some(Attack::NotAllowed)),
+            (0, None), // any free port: not checked
+        ];
+        for (port, want) in cases {
+            assert_eq!(rule.network().check_listen(port), want, "port {port}");
+        }
+    }
+
+    #[test]
+    fn dns() {
+        let allow = rule(
+            r#""dns": {"effect": "prevent", "allow": ["*.amazonaws.com", "example.org"], "deny": ["evil.example.org", "*.bad.amazonaws.com"]}"#,
+        );
+        let deny_all = rule(r#""dns": {"effect": "prevent", "deny": ["*"]}"#);
+        let denied = Some(Attack::ExplicitlyDenied);
+        let not_allowed = Some(Attack::NotAllowed);
+        let cases = [
+            (&allow, "example.org", None),
+            (&allow, "Example.ORG.", None), // case and trailing dot ignored
+            (&allow, "www.example.org", not_allowed), // a plain name matches exactly
+            (&allow, "ecs.us-east-1.amazonaws.com", None), // any depth
+            (&allow, "amazonaws.com", not_allowed), // not the apex
+            (&allow, "notamazonaws.com", not_allowed), // a label boundary, not a string suffix
+            (&allow, "evil.example.org", denied),
+            (&allow, "x.BAD.amazonaws.com", denied), // deny wins
+            (&allow, "bad.amazonaws.com", None),
+            (&allow, "ünïcode.amazonaws.com", None),
+            (&allow, "", not_allowed),
+            (&deny_all, "anything.at.all", denied),
+        ];
+        for (rule, name, want) in cases {
+            assert_eq!(rule.dns().check_domain(name), want, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn compiled_policy_is_shareable() {
+        fn shareable<T: Clone + std::fmt::Debug + Send + Sync>() {}
+        shareable::<Policy>();
+    }
+}

@@ -1,0 +1,687 @@
+//! Validation: turns a policy document into a compiled [`Policy`], or into every problem found in it,
+//! each naming the rule and the field (`rules[2] "web": network.outboundPorts.allow[0]: "70000" is
+//! not a port`).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+
+use globset::{Glob, GlobBuilder, GlobMatcher};
+use ipnet::{IpNet, Ipv4Net};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::Policy;
+use super::matching::{
+    Collection, Dns, DomainPattern, Lists, Network, PortRange, ProcessPattern, Processes, Rule,
+};
+use super::schema::{self as doc, Document};
+
+/// Why a policy document was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    /// Not JSON: nothing else could be checked. `message` is serde_json's, without the position.
+    #[error("malformed JSON at line {line} column {column}: {message}")]
+    Syntax {
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    /// JSON, but not a valid policy: every problem found, in document order, one per line.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Problem>),
+}
+
+/// One problem in a document that is JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The rule at fault; `None` for the outer shape of the document (e.g. a missing `rules`).
+    pub rule: Option<RuleRef>,
+    /// Where in the rule (or document): `network.outboundPorts.allow[0]`; empty for the whole of it.
+    pub field: String,
+    pub message: String,
+}
+
+/// A rule named in a [`Problem`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleRef {
+    pub index: usize,
+    /// `None` when the rule has no `name` string to show.
+    pub name: Option<String>,
+}
+
+/// `rules[2] "web": network.outboundPorts.allow[0]: "70000" is not a port`.
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(rule) = &self.rule {
+            write!(f, "rules[{}]", rule.index)?;
+            if let Some(name) = &rule.name {
+                write!(f, " {name:?}")?;
+            }
+            f.write_str(": ")?;
+        }
+        if !self.field.is_empty() {
+            write!(f, "{}: ", self.field)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Parses, checks and compiles a document.
+///
+/// In passes, because serde stops at the first error: the syntax; then the outer shape with each
+/// rule left as raw JSON; then each rule on its own (shape, then meaning), so that every rule's
+/// problems are reported.
+pub(super) fn compile(text: &str) -> Result<Policy, PolicyError> {
+    let value: Value = serde_json::from_str(text).map_err(syntax_error)?;
+    let outer: Document<Value> = deserialize(&value).map_err(|(field, message)| {
+        PolicyError::Invalid(vec![Problem {
+            rule: None,
+            field,
+            message,
+        }])
+    })?;
+
+    let mut problems = Vec::new();
+    let mut first_with_name: HashMap<&str, usize> = HashMap::new();
+    let mut documents = Vec::new();
+    let mut rules = Vec::new();
+    for (index, value) in outer.rules.iter().enumerate() {
+        // Read from the raw JSON so that a rule with a bad field is still reported by name.
+        let name = value.get("name").and_then(Value::as_str);
+        let mut report = Report {
+            rule: RuleRef {
+                index,
+                name: name.map(str::to_owned),
+            },
+            problems: &mut problems,
+        };
+        if let Some(name) = name.filter(|name| !name.is_empty()) {
+            match first_with_name.get(name) {
+                Some(first) => {
+                    report.push("name".to_owned(), format!("duplicate of rules[{first}]"))
+                }
+                None => {
+                    first_with_name.insert(name, index);
+                }
+            }
+        }
+        match deserialize::<doc::Rule>(value) {
+            Ok(document) => {
+                rules.push(compile_rule(&document, &mut report));
+                documents.push(document);
+            }
+            Err((field, message)) => report.push(field, message),
+        }
+    }
+
+    if problems.is_empty() {
+        Ok(Policy {
+            document: Document { rules: documents },
+            rules,
+        })
+    } else {
+        Err(PolicyError::Invalid(problems))
+    }
+}
+
+fn syntax_error(error: serde_json::Error) -> PolicyError {
+    let (line, column) = (error.line(), error.column());
+    let text = error.to_string();
+    // serde_json ends its message with the position, which has fields of its own here.
+    let message = text
+        .strip_suffix(&format!(" at line {line} column {column}"))
+        .unwrap_or(&text)
+        .to_owned();
+    PolicyError::Syntax {
+        line,
+        column,
+        message,
+    }
+}
+
+/// Deserializes from raw JSON; an error comes with the path of the field at fault (empty for the
+/// value itself) and serde's message, which names unknown fields and variants.
+fn deserialize<T: DeserializeOwned>(value: &Value) -> Result<T, (String, String)> {
+    serde_path_to_error::deserialize(value).map_err(|error| {
+        let path = error.path().to_string();
+        let field = if path == "." { String::new() } else { path };
+        (field, error.into_inner().to_string())
+    })
+}
+
+/// Collects the problems of one rule.
+struct Report<'a> {
+    rule: RuleRef,
+    problems: &'a mut Vec<Problem>,
+}
+
+impl Report<'_> {
+    fn push(&mut self, field: String, message: String) {
+        self.problems.push(Problem {
+            rule: Some(self.rule.clone()),
+            field,
+            message,
+        });
+    }
+}
+
+/// Checks what serde cannot (the entries' syntax, a non-empty name) and compiles the entries. What
+/// is returned is meaningful only if nothing was reported.
+fn compile_rule(document: &doc::Rule, report: &mut Report) -> Rule {
+    if document.name.is_empty() {
+        report.push("name".to_owned(), "must not be empty".to_owned());
+    }
+    let collections = document.collections.as_ref();
+    let images = collection(
+        collections.and_then(|c| c.images.as_deref()),
+        "collections.images",
+        report,
+    );
+    let containers = collection(
+        collections.and_then(|c| c.containers.as_deref()),
+        "collections.containers",
+        report,
+    );
+    let processes = document
+        .processes
+        .as_ref()
+        .map_or_else(Processes::default, |section| Processes {
+            effect: section.effect,
+            lists: lists(
+                &section.allow,
+                &section.deny,
+                "processes",
+                report,
+                process_pattern,
+            ),
+        });
+    let network = document
+        .network
+        .as_ref()
+        .map_or_else(Network::default, |network| Network {
+            effect: network.effect,
+            outbound: pair(&network.outbound, "network.outbound", report, ip_net),
+            outbound_ports: pair(
+                &network.outbound_ports,
+                "network.outboundPorts",
+                report,
+                port_range,
+            ),
+            listening_ports: pair(
+                &network.listening_ports,
+                "network.listeningPorts",
+                report,
+                port_range,
+            ),
+        });
+    let dns = document
+        .dns
+        .as_ref()
+        .map_or_else(Dns::default, |section| Dns {
+            effect: section.effect,
+            lists: lists(&section.allow, &section.deny, "dns", report, domain_pattern),
+        });
+    Rule {
+        name: document.name.clone(),
+        disabled: document.disabled,
+        images,
+        containers,
+        processes,
+        network,
+        dns,
+    }
+}
+
+/// Parses each entry of a list; `field` names the list (`processes.deny`).
+fn entries<T>(
+    list: &[String],
+    field: &str,
+    report: &mut Report,
+    parse: fn(&str) -> Result<T, String>,
+) -> Vec<T> {
+    let mut parsed = Vec::with_capacity(list.len());
+    for (index, entry) in list.iter().enumerate() {
+        match parse(entry) {
+            Ok(value) => parsed.push(value),
+            Err(message) => report.push(format!("{field}[{index}]"), message),
+        }
+    }
+    parsed
+}
+
+fn lists<T>(
+    allow: &[String],
+    deny: &[String],
+    section: &str,
+    report: &mut Report,
+    parse: fn(&str) -> Result<T, String>,
+) -> Lists<T> {
+    Lists {
+        allow: entries(allow, &format!("{section}.allow"), report, parse),
+        deny: entries(deny, &format!("{section}.deny"), report, parse),
+    }
+}
+
+fn pair<T>(
+    pair: &doc::Lists,
+    section: &str,
+    report: &mut Report,
+    parse: fn(&str) -> Result<T, String>,
+) -> Lists<T> {
+    lists(&pair.allow, &pair.deny, section, report, parse)
+}
+
+/// A missing list compiles to no patterns at all, which matches everything, like `["*"]`.
+fn collection(list: Option<&[String]>, field: &str, report: &mut Report) -> Collection {
+    let mut compiled = Collection::default();
+    for (exclude, glob) in entries(list.unwrap_or_default(), field, report, collection_pattern) {
+        if exclude {
+            compiled.exclude.push(glob);
+        } else {
+            compiled.include.push(glob);
+        }
+    }
+    compiled
+}
+
+/// `-pattern` excludes. Case-insensitive (spec), and `*` crosses `/`: image names are paths
+/// (`docker.io/library/nginx:1`) that `*nginx*` should match.
+fn collection_pattern(entry: &str) -> Result<(bool, GlobMatcher), String> {
+    let (exclude, pattern) = match entry.strip_prefix('-') {
+        Some(pattern) => (true, pattern),
+        None => (false, entry),
+    };
+    let glob = GlobBuilder::new(pattern).case_insensitive(true).build();
+    matcher(entry, pattern, glob).map(|glob| (exclude, glob))
+}
+
+/// An entry with `/` is a glob on the absolute path, else on the file name.
+///
+/// Case-sensitive, like the file systems the paths come from. In path globs `*` stops at `/`, so that
+/// `/usr/bin/*` does not reach into subdirectories (`**` does).
+fn process_pattern(entry: &str) -> Result<ProcessPattern, String> {
+    let on_path = entry.contains('/');
+    // `bin/nc` could never match an absolute path: a typo that would silently deny nothing.
+    if on_path && !entry.starts_with(['/', '*', '{']) {
+        return Err(format!(
+            "{entry:?} is not an absolute path glob (an entry with \"/\" matches the absolute path)"
+        ));
+    }
+    let glob = GlobBuilder::new(entry).literal_separator(true).build();
+    matcher(entry, entry, glob).map(|glob| ProcessPattern { glob, on_path })
+}
+
+/// The matcher of a built glob. `pattern` is `entry` without any prefix of ours (`-`).
+fn matcher(
+    entry: &str,
+    pattern: &str,
+    glob: Result<Glob, globset::Error>,
+) -> Result<GlobMatcher, String> {
+    // globset accepts an empty glob, which matches only an empty name: certainly a mistake.
+    if pattern.is_empty() {
+        return Err(format!("{entry:?} is an empty pattern"));
+    }
+    glob.map(|glob| glob.compile_matcher())
+        .map_err(|error| format!("{entry:?} is not a valid glob: {}", error.kind()))
+}
+
+/// An address or a CIDR.
+///
+/// A bare address is a /32 or /128. A CIDR with host bits set (`10.0.0.1/8`) is accepted as its
+/// network (`10.0.0.0/8`): the intent is plain, and the document keeps what was written. An
+/// IPv4-mapped entry (`::ffff:192.0.2.1`) becomes IPv4, as destinations do, or it could never match.
+fn ip_net(entry: &str) -> Result<IpNet, String> {
+    let net = entry
+        .parse::<IpNet>()
+        .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{entry:?} is not an IP address or CIDR"))?
+        .trunc();
+    if let IpNet::V6(v6) = net
+        && v6.prefix_len() >= 96
+        && let Some(v4) = v6.addr().to_ipv4_mapped()
+        && let Ok(v4) = Ipv4Net::new(v4, v6.prefix_len() - 96)
+    {
+        return Ok(IpNet::V4(v4));
+    }
+    Ok(net)
+}
+
+/// `"443"` or `"8000-8100"`, ports 1 to 65535, the range not reversed.
+fn port_range(entry: &str) -> Result<PortRange, String> {
+    match entry.split_once('-') {
+        None => port(entry)
+            .map(|port| PortRange { lo: port, hi: port })
+            .ok_or_else(|| format!("{entry:?} is not a port")),
+        Some((lo, hi)) => match (port(lo), port(hi)) {
+            (Some(lo), Some(hi)) if lo <= hi => Ok(PortRange { lo, hi }),
+            (Some(lo), Some(hi)) => Err(format!("{entry:?} is not a port range: {lo} > {hi}")),
+            _ => Err(format!("{entry:?} is not a port range")),
+        },
+    }
+}
+
+fn port(text: &str) -> Option<u16> {
+    // Digits only: `u16::from_str` would also take "+443".
+    if text.is_empty() || !text.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok().filter(|&port| port != 0)
+}
+
+/// `*`, `*.name` or `name`, with an optional trailing dot; stored lowercase without it.
+fn domain_pattern(entry: &str) -> Result<DomainPattern, String> {
+    if entry == "*" {
+        return Ok(DomainPattern::Any);
+    }
+    let (below, name) = match entry.strip_prefix("*.") {
+        Some(name) => (true, name),
+        None => (false, entry),
+    };
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if !is_domain_name(name) {
+        return Err(format!(
+            "{entry:?} is not a domain pattern (\"*\", \"*.name\" or \"name\")"
+        ));
+    }
+    let name = name.to_ascii_lowercase();
+    Ok(if below {
+        DomainPattern::Below(name)
+    } else {
+        DomainPattern::Exact(name)
+    })
+}
+
+/// Labels of 1 to 63 letters, digits, `-` or `_` (`_` appears in SRV and DKIM names), 253 bytes in all
+/// (RFC 1035). A `*` anywhere but in front (`foo*.com`) is not a pattern this policy has.
+fn is_domain_name(name: &str) -> bool {
+    name.len() <= 253
+        && name.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label
+                    .bytes()
+                    .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The messages of a rejected document, one per problem.
+    fn errors(text: &str) -> Vec<String> {
+        match compile(text) {
+            Ok(_) => panic!("accepted: {text}"),
+            Err(PolicyError::Syntax { .. }) => panic!("not JSON: {text}"),
+            Err(PolicyError::Invalid(problems)) => {
+                problems.iter().map(ToString::to_string).collect()
+            }
+        }
+    }
+
+    /// A document with one rule named "web" made of `body` (JSON members after the name).
+    fn web(body: &str) -> String {
+        format!(r#"{{"rules": [{{"name": "web", {body}}}]}}"#)
+    }
+
+    #[test]
+    fn spec_example_is_valid() {
+        let text = r#"{
+          "rules": [
+            {
+              "name": "fargate-sample: no mkdir, only AWS DNS",
+              "disabled": false,
+              "collections": { "images": ["*"], "containers": ["twistlock-fargate-task"] },
+              "processes": { "effect": "prevent", "allow": [], "deny": ["mkdir", "/usr/bin/nc*"] },
+              "network": {
+                "effect": "prevent",
+                "outbound":       { "allow": [], "deny": ["203.0.113.0/24", "2001:db8::/32"] },
+                "outboundPorts":  { "allow": ["80", "443", "8000-8100"], "deny": [] },
+                "listeningPorts": { "allow": ["8080"], "deny": [] }
+              },
+              "dns": { "effect": "prevent", "allow": ["*.amazonaws.com", "example.org"], "deny": [] }
+            }
+          ]
+        }"#;
+        let policy = compile(text).unwrap();
+        // Written back and read again, it is the same document.
+        let again = compile(&policy.to_json_pretty()).unwrap();
+        assert_eq!(again.document, policy.document);
+    }
+
+    #[test]
+    fn malformed_json_gives_line_and_column() {
+        let cases = [
+            (
+                "{\n  \"rules\": [],\n}",
+                "malformed JSON at line 3 column 1: trailing comma",
+            ),
+            (
+                "",
+                "malformed JSON at line 1 column 0: EOF while parsing a value",
+            ),
+            (
+                "{\"rules\": [} ",
+                "malformed JSON at line 1 column 12: expected value",
+            ),
+        ];
+        for (text, want) in cases {
+            let error = compile(text).unwrap_err();
+            assert!(matches!(error, PolicyError::Syntax { .. }), "{text:?}");
+            assert_eq!(error.to_string(), want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn each_invalid_case_names_rule_and_field() {
+        let cases = [
+            (
+                r#"{"rules": [], "rule": []}"#.to_owned(),
+                "rule: unknown field `rule`, expected `rules`",
+            ),
+            (r#"{}"#.to_owned(), "missing field `rules`"),
+            (
+                r#"{"rules": {}}"#.to_owned(),
+                "rules: invalid type: map, expected a sequence",
+            ),
+            (
+                web(r#""procesess": {}"#),
+                "rules[0] \"web\": procesess: unknown field `procesess`, expected one of `name`, `disabled`, `collections`, `processes`, `network`, `dns`",
+            ),
+            (
+                web(r#""network": {"effect": "alert", "outbound": {"alow": []}}"#),
+                "rules[0] \"web\": network.outbound.alow: unknown field `alow`, expected `allow` or `deny`",
+            ),
+            (
+                web(r#""processes": {"effect": "warn"}"#),
+                "rules[0] \"web\": processes.effect: unknown variant `warn`, expected one of `disable`, `alert`, `prevent`, `block`",
+            ),
+            (
+                web(r#""processes": {"effect": "Alert"}"#),
+                "rules[0] \"web\": processes.effect: unknown variant `Alert`, expected one of `disable`, `alert`, `prevent`, `block`",
+            ),
+            (
+                web(r#""dns": {"deny": ["x.org"]}"#),
+                "rules[0] \"web\": dns: missing field `effect`",
+            ),
+            (
+                web(r#""network": {"effect": "alert", "outboundPorts": {"allow": [443]}}"#),
+                "rules[0] \"web\": network.outboundPorts.allow[0]: invalid type: integer `443`, expected a string",
+            ),
+            (
+                r#"{"rules": [{"disabled": true}]}"#.to_owned(),
+                "rules[0]: missing field `name`",
+            ),
+            (
+                web(r#""disabled": false"#).replace("\"web\"", "\"\""),
+                "rules[0] \"\": name: must not be empty",
+            ),
+            (
+                web(r#""processes": {"effect": "alert", "deny": ["[a-"]}"#),
+                "rules[0] \"web\": processes.deny[0]: \"[a-\" is not a valid glob: unclosed character class; missing ']'",
+            ),
+            (
+                web(r#""processes": {"effect": "alert", "allow": ["ok", "bin/nc"]}"#),
+                "rules[0] \"web\": processes.allow[1]: \"bin/nc\" is not an absolute path glob (an entry with \"/\" matches the absolute path)",
+            ),
+            (
+                web(r#""processes": {"effect": "alert", "deny": [""]}"#),
+                "rules[0] \"web\": processes.deny[0]: \"\" is an empty pattern",
+            ),
+            (
+                web(r#""collections": {"containers": ["-"]}"#),
+                "rules[0] \"web\": collections.containers[0]: \"-\" is an empty pattern",
+            ),
+            (
+                web(r#""collections": {"images": ["{a,b"]}"#),
+                "rules[0] \"web\": collections.images[0]: \"{a,b\" is not a valid glob: unclosed alternate group; missing '}' (maybe escape '{' with '[{]'?)",
+            ),
+            (
+                web(r#""network": {"effect": "alert", "outbound": {"deny": ["10.0.0.0/33"]}}"#),
+                "rules[0] \"web\": network.outbound.deny[0]: \"10.0.0.0/33\" is not an IP address or CIDR",
+            ),
+            (
+                web(r#""network": {"effect": "alert", "outbound": {"allow": ["example.org"]}}"#),
+                "rules[0] \"web\": network.outbound.allow[0]: \"example.org\" is not an IP address or CIDR",
+            ),
+            (
+                web(r#""network": {"effect": "alert", "outboundPorts": {"allow": ["70000"]}}"#),
+                "rules[0] \"web\": network.outboundPorts.allow[0]: \"70000\" is not a port",
+            ),
+            (
+                web(r#""network": {"effect": "alert", "listeningPorts": {"deny": ["0"]}}"#),
+                "rules[0] \"web\": network.listeningPorts.deny[0]: \"0\" is not a port",
+            ),
+            (
+                web(r#""network": {"effect": "alert", "outboundPorts": {"deny": ["9-3"]}}"#),
+                "rules[0] \"web\": network.outboundPorts.deny[0]: \"9-3\" is not a port range: 9 > 3",
+            ),
+            (
+                web(r#""network": {"effect": "alert", "outboundPorts": {"deny": ["1-70000"]}}"#),
+                "rules[0] \"web\": network.outboundPorts.deny[0]: \"1-70000\" is not a port range",
+            ),
+            (
+                web(r#""network": {"effect": "alert", "outboundPorts": {"deny": ["+443"]}}"#),
+                "rules[0] \"web\": network.outboundPorts.deny[0]: \"+443\" is not a port",
+            ),
+            (
+                web(r#""network": {"effect": "alert", "outboundPorts": {"deny": ["http"]}}"#),
+                "rules[0] \"web\": network.outboundPorts.deny[0]: \"http\" is not a port",
+            ),
+            (
+                web(r#""dns": {"effect": "alert", "allow": ["foo*.com"]}"#),
+                "rules[0] \"web\": dns.allow[0]: \"foo*.com\" is not a domain pattern (\"*\", \"*.name\" or \"name\")",
+            ),
+            (
+                web(r#""dns": {"effect": "alert", "deny": ["a..b"]}"#),
+                "rules[0] \"web\": dns.deny[0]: \"a..b\" is not a domain pattern (\"*\", \"*.name\" or \"name\")",
+            ),
+            (
+                web(r#""dns": {"effect": "alert", "deny": ["*."]}"#),
+                "rules[0] \"web\": dns.deny[0]: \"*.\" is not a domain pattern (\"*\", \"*.name\" or \"name\")",
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(errors(&text), [want], "{text}");
+        }
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let text = r#"{"rules": [
+            {"name": "web", "network": {"effect": "prevent",
+                "outbound": {"deny": ["10.0.0.0/8", "10.0.0.300"]},
+                "outboundPorts": {"allow": ["70000", "443", "9-3"]}}},
+            {"name": "db", "dns": {"effect": "alert", "alow": []}},
+            {"name": "web", "processes": {"effect": "never"}},
+            {"name": "ok"},
+            {"name": "web", "dns": {"effect": "alert", "deny": ["foo*.com"]}}
+        ]}"#;
+        let want = [
+            r#"rules[0] "web": network.outbound.deny[1]: "10.0.0.300" is not an IP address or CIDR"#,
+            r#"rules[0] "web": network.outboundPorts.allow[0]: "70000" is not a port"#,
+            r#"rules[0] "web": network.outboundPorts.allow[2]: "9-3" is not a port range: 9 > 3"#,
+            "rules[1] \"db\": dns.alow: unknown field `alow`, expected one of `effect`, `allow`, `deny`",
+            r#"rules[2] "web": name: duplicate of rules[0]"#,
+            "rules[2] \"web\": processes.effect: unknown variant `never`, expected one of `disable`, `alert`, `prevent`, `block`",
+            r#"rules[4] "web": name: duplicate of rules[0]"#,
+            r#"rules[4] "web": dns.deny[0]: "foo*.com" is not a domain pattern ("*", "*.name" or "name")"#,
+        ];
+        assert_eq!(errors(text), want);
+        // Display gives the same, one per line.
+        assert_eq!(compile(text).unwrap_err().to_string(), want.join("\n"));
+    }
+
+    #[test]
+    fn ports() {
+        let cases = [
+            ("1", Some((1, 1))),
+            ("65535", Some((65535, 65535))),
+            ("0443", Some((443, 443))),
+            ("8000-8100", Some((8000, 8100))),
+            ("22-22", Some((22, 22))),
+            ("0", None),
+            ("65536", None),
+            ("", None),
+            ("-", None),
+            ("1-", None),
+            ("-1", None),
+            ("0-10", None),
+            ("1-2-3", None),
+            (" 80", None),
+        ];
+        for (entry, want) in cases {
+            let got = port_range(entry).ok().map(|range| (range.lo, range.hi));
+            assert_eq!(got, want, "{entry:?}");
+        }
+    }
+
+    #[test]
+    fn networks() {
+        let cases = [
+            ("192.0.2.1", Some("192.0.2.1/32")),
+            ("2001:db8::1", Some("2001:db8::1/128")),
+            ("10.0.0.0/8", Some("10.0.0.0/8")),
+            ("10.0.0.1/8", Some("10.0.0.0/8")), // host bits dropped
+            ("::ffff:192.0.2.1", Some("192.0.2.1/32")),
+            ("::ffff:192.0.2.0/120", Some("192.0.2.0/24")),
+            ("::/0", Some("::/0")),
+            ("10.0.0.0/33", None),
+            ("10.0.0", None),
+            ("", None),
+        ];
+        for (entry, want) in cases {
+            let got = ip_net(entry).ok().map(|net| net.to_string());
+            assert_eq!(got.as_deref(), want, "{entry:?}");
+        }
+    }
+
+    #[test]
+    fn domains() {
+        use DomainPattern::*;
+        let cases = [
+            ("*", Some(Any)),
+            ("Example.ORG", Some(Exact("example.org".to_owned()))),
+            ("example.org.", Some(Exact("example.org".to_owned()))),
+            ("*.AmazonAWS.com", Some(Below("amazonaws.com".to_owned()))),
+            (
+                "_sip._tcp.example.org",
+                Some(Exact("_sip._tcp.example.org".to_owned())),
+            ),
+            ("localhost", Some(Exact("localhost".to_owned()))),
+            ("", None),
+            (".", None),
+            ("*.", None),
+            ("**.example.org", None),
+            ("*example.org", None),
+            ("a.*.org", None),
+            ("a..b", None),
+            (".example.org", None),
+            ("exa mple.org", None),
+            (&"a".repeat(64), None),
+        ];
+        for (entry, want) in cases {
+            assert_eq!(domain_pattern(entry).ok(), want, "{entry:?}");
+        }
+    }
+}

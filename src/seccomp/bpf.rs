@@ -1,0 +1,327 @@
+//! The seccomp BPF program: which system calls reach the supervisor, built as plain data and tested
+//! without a kernel.
+//!
+//! The program is a short decision list. It first checks `seccomp_data.arch` (a process can enter
+//! the kernel through another ABI, e.g. i386 `int 0x80`, where the numbers differ), refuses the x32
+//! ABI outright, sends the trapped calls to the listener and allows everything else. Untrapped calls
+//! pay only for these few BPF instructions; nothing else is on their path. See seccomp(2) and the
+//! kernel's Documentation/userspace-api/seccomp_filter.rst.
+
+use libc::sock_filter;
+
+/// `AUDIT_ARCH_X86_64` from <linux/audit.h> (EM_X86_64 | __AUDIT_ARCH_64BIT | __AUDIT_ARCH_LE).
+pub const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
+/// `AUDIT_ARCH_I386` (EM_386 | __AUDIT_ARCH_LE): what `seccomp_data.arch` says for `int 0x80`.
+pub const AUDIT_ARCH_I386: u32 = 0x4000_0003;
+/// Syscall numbers of the x32 ABI carry this bit under `AUDIT_ARCH_X86_64` (asm/unistd.h).
+pub const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+
+// Offsets into `struct seccomp_data` { int nr; __u32 arch; __u64 instruction_pointer; __u64 args[6]; }.
+const OFFSET_NR: u32 = 0;
+const OFFSET_ARCH: u32 = 4;
+const OFFSET_ARGS: u32 = 16;
+
+// Classic BPF opcodes (linux/bpf_common.h), spelled out so the program reads as the kernel sees it.
+const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+const JGE_K: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
+const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+
+/// The kernel refuses programs longer than BPF_MAXINSNS (4096); ours stay far below.
+const MAX_INSNS: usize = 4096;
+
+/// What the filter answers for a system call, before any supervisor is asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Allow,
+    /// Hand the call to the supervisor through the listener (`SECCOMP_RET_USER_NOTIF`).
+    Notify,
+    /// Fail the call with this errno without asking anyone.
+    Errno(u16),
+    /// Kill the whole process: for an architecture the defender does not know.
+    KillProcess,
+}
+
+impl Action {
+    fn ret(self) -> u32 {
+        match self {
+            Action::Allow => libc::SECCOMP_RET_ALLOW,
+            Action::Notify => libc::SECCOMP_RET_USER_NOTIF,
+            Action::Errno(e) => libc::SECCOMP_RET_ERRNO | u32::from(e),
+            Action::KillProcess => libc::SECCOMP_RET_KILL_PROCESS,
+        }
+    }
+}
+
+/// One trapped system call of one ABI.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Trap {
+    pub nr: u32,
+    /// Trap only when this argument (0..6) is non-zero, e.g. a `sendto` destination address: a
+    /// NULL address is a plain `send()` and must not pay a round trip to the supervisor.
+    pub only_if_nonzero_arg: Option<u8>,
+}
+
+impl Trap {
+    pub const fn always(nr: u32) -> Self {
+        Trap {
+            nr,
+            only_if_nonzero_arg: None,
+        }
+    }
+}
+
+/// The system calls to trap, per ABI. Everything not listed is allowed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FilterSpec {
+    pub x86_64: Vec<Trap>,
+    pub i386: Vec<Trap>,
+}
+
+/// Builds the program. Layout:
+/// ```text
+///   A = arch
+///   if A == X86_64 goto x86_64
+///   if A == I386 goto i386
+///   return KILL_PROCESS
+/// x86_64: A = nr; if A >= X32_BIT return ERRNO(ENOSYS); <traps>; return ALLOW
+/// i386:   A = nr; <traps>; return ALLOW
+/// ```
+/// x32 is refused with ENOSYS, which is what a kernel built without x32 support (most are) answers:
+/// no x32 program can reach `execve` behind the supervisor's back.
+pub fn build(spec: &FilterSpec) -> Vec<sock_filter> {
+    let mut x86_64 = vec![
+        stmt(LD_W_ABS, OFFSET_NR),
+        jump(JGE_K, X32_SYSCALL_BIT, 0, 1),
+        stmt(RET_K, Action::Errno(libc::ENOSYS as u16).ret()),
+    ];
+    x86_64.extend(trap_block(&spec.x86_64));
+    let mut i386 = vec![stmt(LD_W_ABS, OFFSET_NR)];
+    i386.extend(trap_block(&spec.i386));
+
+    let mut prog = vec![
+        stmt(LD_W_ABS, OFFSET_ARCH),
+        jump(JEQ_K, AUDIT_ARCH_X86_64, 2, 0),
+        jump(JEQ_K, AUDIT_ARCH_I386, offset(x86_64.len() + 1), 0),
+        stmt(RET_K, Action::KillProcess.ret()),
+    ];
+    prog.extend(x86_64);
+    prog.extend(i386);
+    assert!(prog.len() <= MAX_INSNS, "seccomp program too long");
+    prog
+}
+
+/// The trap list of one ABI, with `A` holding the syscall number on entry; ends in ALLOW.
+fn trap_block(traps: &[Trap]) -> Vec<sock_filter> {
+    let mut block = Vec::new();
+    for trap in traps {
+        match trap.only_if_nonzero_arg {
+            None => {
+                block.push(jump(JEQ_K, trap.nr, 0, 1));
+                block.push(stmt(RET_K, Action::Notify.ret()));
+            }
+            Some(arg) => {
+                // A 64-bit argument is two words (little endian: low word first). Notify when
+                // either is non-zero. Both paths return, so `A` still holds the number for the
+                // next comparison whenever the number did not match.
+                let low = OFFSET_ARGS + 8 * u32::from(arg);
+                block.extend([
+                    jump(JEQ_K, trap.nr, 0, 6),
+                    stmt(LD_W_ABS, low),
+                    jump(JEQ_K, 0, 0, 2),
+                    stmt(LD_W_ABS, low + 4),
+                    jump(JEQ_K, 0, 1, 0),
+                    stmt(RET_K, Action::Notify.ret()),
+                    stmt(RET_K, Action::Allow.ret()),
+                ]);
+            }
+        }
+    }
+    block.push(stmt(RET_K, Action::Allow.ret()));
+    block
+}
+
+fn offset(n: usize) -> u8 {
+    u8::try_from(n).expect("seccomp jump beyond 255 instructions")
+}
+
+fn stmt(code: u16, k: u32) -> sock_filter {
+    sock_filter {
+        code,
+        jt: 0,
+        jf: 0,
+        k,
+    }
+}
+
+fn jump(code: u16, k: u32, jt: u8, jf: u8) -> sock_filter {
+    sock_filter { code, jt, jf, k }
+}
+
+/// A classic-BPF interpreter for the subset [`build`] emits, so the program's decisions are tested
+/// as data: the same instructions the kernel runs, without installing anything.
+#[cfg(test)]
+pub fn evaluate(prog: &[sock_filter], arch: u32, nr: u32, args: [u64; 6]) -> Action {
+    let word = |off: u32| -> u32 {
+        match off {
+            OFFSET_NR => nr,
+            OFFSET_ARCH => arch,
+            o if o >= OFFSET_ARGS => {
+                let i = ((o - OFFSET_ARGS) / 8) as usize;
+                let v = args[i];
+                if (o - OFFSET_ARGS) % 8 == 0 {
+                    v as u32
+                } else {
+                    (v >> 32) as u32
+                }
+            }
+            _ => panic!("load at unexpected offset {off}"),
+        }
+    };
+    let (mut pc, mut a) = (0usize, 0u32);
+    loop {
+        let insn = prog[pc];
+        pc += 1;
+        match insn.code {
+            LD_W_ABS => a = word(insn.k),
+            JEQ_K => pc += usize::from(if a == insn.k { insn.jt } else { insn.jf }),
+            JGE_K => pc += usize::from(if a >= insn.k { insn.jt } else { insn.jf }),
+            RET_K => {
+                return match insn.k {
+                    libc::SECCOMP_RET_ALLOW => Action::Allow,
+                    libc::SECCOMP_RET_USER_NOTIF => Action::Notify,
+                    libc::SECCOMP_RET_KILL_PROCESS => Action::KillProcess,
+                    k if k & 0xffff_0000 == libc::SECCOMP_RET_ERRNO => Action::Errno(k as u16),
+                    k => panic!("unexpected return {k:#x}"),
+                };
+            }
+            c => panic!("unexpected opcode {c:#x}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SENDTO: u32 = 44;
+
+    fn spec() -> FilterSpec {
+        FilterSpec {
+            x86_64: vec![
+                Trap::always(59),
+                Trap::always(322),
+                Trap {
+                    nr: SENDTO,
+                    only_if_nonzero_arg: Some(4),
+                },
+            ],
+            i386: vec![Trap::always(11), Trap::always(358)],
+        }
+    }
+
+    #[test]
+    fn decisions() {
+        let prog = build(&spec());
+        let no_args = [0u64; 6];
+        let with_addr = [3, 0x1000, 10, 0, 0x7fff_0000_1000, 16];
+        let high_only = [3, 0x1000, 10, 0, 0x7fff_0000_0000, 16];
+        let cases: &[(&str, u32, u32, [u64; 6], Action)] = &[
+            ("execve", AUDIT_ARCH_X86_64, 59, no_args, Action::Notify),
+            ("execveat", AUDIT_ARCH_X86_64, 322, no_args, Action::Notify),
+            ("getpid", AUDIT_ARCH_X86_64, 39, no_args, Action::Allow),
+            ("write", AUDIT_ARCH_X86_64, 1, no_args, Action::Allow),
+            (
+                "send (sendto, NULL addr)",
+                AUDIT_ARCH_X86_64,
+                SENDTO,
+                no_args,
+                Action::Allow,
+            ),
+            (
+                "sendto with addr",
+                AUDIT_ARCH_X86_64,
+                SENDTO,
+                with_addr,
+                Action::Notify,
+            ),
+            (
+                "sendto, addr above 4 GiB",
+                AUDIT_ARCH_X86_64,
+                SENDTO,
+                high_only,
+                Action::Notify,
+            ),
+            (
+                "x32 execve",
+                AUDIT_ARCH_X86_64,
+                X32_SYSCALL_BIT | 520,
+                no_args,
+                Action::Errno(38),
+            ),
+            (
+                "x32 getpid",
+                AUDIT_ARCH_X86_64,
+                X32_SYSCALL_BIT | 39,
+                no_args,
+                Action::Errno(38),
+            ),
+            ("i386 execve", AUDIT_ARCH_I386, 11, no_args, Action::Notify),
+            (
+                "i386 execveat",
+                AUDIT_ARCH_I386,
+                358,
+                no_args,
+                Action::Notify,
+            ),
+            ("i386 getpid", AUDIT_ARCH_I386, 20, no_args, Action::Allow),
+            (
+                "i386 number of x86_64 execve",
+                AUDIT_ARCH_I386,
+                59,
+                no_args,
+                Action::Allow,
+            ),
+            ("aarch64", 0xC000_00B7, 221, no_args, Action::KillProcess),
+        ];
+        for (name, arch, nr, args, want) in cases {
+            assert_eq!(evaluate(&prog, *arch, *nr, *args), *want, "{name}");
+        }
+    }
+
+    #[test]
+    fn empty_spec_allows_everything_known() {
+        let prog = build(&FilterSpec::default());
+        assert_eq!(
+            evaluate(&prog, AUDIT_ARCH_X86_64, 59, [0; 6]),
+            Action::Allow
+        );
+        assert_eq!(evaluate(&prog, AUDIT_ARCH_I386, 11, [0; 6]), Action::Allow);
+    }
+
+    #[test]
+    fn untrapped_calls_run_few_instructions() {
+        // The cost every untrapped call pays: count instructions on the longest allow path.
+        let prog = build(&spec());
+        let mut steps = 0;
+        let (mut pc, mut a) = (0usize, 0u32);
+        loop {
+            let insn = prog[pc];
+            pc += 1;
+            steps += 1;
+            match insn.code {
+                LD_W_ABS => {
+                    a = if insn.k == OFFSET_ARCH {
+                        AUDIT_ARCH_X86_64
+                    } else {
+                        1
+                    }
+                }
+                JEQ_K => pc += usize::from(if a == insn.k { insn.jt } else { insn.jf }),
+                JGE_K => pc += usize::from(if a >= insn.k { insn.jt } else { insn.jf }),
+                _ => break,
+            }
+        }
+        assert!(steps <= 10, "{steps} instructions for write(2)");
+    }
+}

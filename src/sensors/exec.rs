@@ -1,0 +1,341 @@
+//! The exec sensor: what a trapped `execve`/`execveat` launches, read from the caller, and the
+//! policy's verdict on it.
+//!
+//! A launch is judged on every name it has: the path as executed (absolute, against the caller's
+//! cwd or dirfd), the real path with symlinks resolved inside the caller's root (so `mkdir`
+//! matches `/bin/mkdir` where that is a symlink to busybox), and for a `#!` script, its interpreter
+//! as well: running a script runs the interpreter, so a denied interpreter is denied behind any
+//! script.
+
+use std::ffi::OsStr;
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Component, Path, PathBuf};
+
+use crate::policy::{Attack, Rule};
+use crate::sys::process::{fd_path, open_dir_path, open_in_root};
+use crate::sys::remote::RemoteMemory;
+use crate::sys::seccomp::Notification;
+
+use super::FileId;
+
+/// PATH_MAX (limits.h): the kernel refuses longer exec paths with ENAMETOOLONG.
+const PATH_MAX: usize = 4096;
+/// How much of a command line an audit carries.
+const MAX_ARGS: usize = 256;
+const MAX_ARG_LEN: usize = 4096;
+/// The kernel reads at most this many bytes of a `#!` line (BINPRM_BUF_SIZE, linux/binfmts.h).
+const BINPRM_BUF_SIZE: usize = 256;
+/// execveat(2) flag: an empty path means the file `dirfd` refers to (fexecve).
+const AT_EMPTY_PATH: u64 = libc::AT_EMPTY_PATH as u64;
+
+/// The ABI a trapped call came through, which fixes its syscall numbers and pointer width.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Abi {
+    X86_64,
+    I386,
+}
+
+impl Abi {
+    fn ptr_width(self) -> usize {
+        match self {
+            Abi::X86_64 => 8,
+            Abi::I386 => 4,
+        }
+    }
+}
+
+/// Which exec call was trapped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExecCall {
+    Execve,
+    Execveat,
+}
+
+/// One name of a launched program, and the file it named when looked at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Image {
+    /// Absolute path as executed (in the caller's view of the file system).
+    pub path: PathBuf,
+    /// The same, symlinks resolved; `None` if it could not be resolved (the exec will fail, or
+    /// a later check catches a file that appears in between).
+    pub real: Option<PathBuf>,
+    pub id: Option<FileId>,
+}
+
+impl Image {
+    fn candidates(&self) -> Vec<&str> {
+        let mut c = vec![path_str(&self.path)];
+        if let Some(real) = &self.real
+            && real != &self.path
+        {
+            c.push(path_str(real));
+        }
+        c
+    }
+}
+
+/// What a trapped exec launches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Launch {
+    pub image: Image,
+    /// The `#!` interpreter, when the file is a script.
+    pub interpreter: Option<Image>,
+}
+
+impl Launch {
+    /// The files the kernel may end up running for this launch: what `/proc/PID/exe` may show
+    /// after a successful exec that is the launch decided on.
+    pub fn file_ids(&self) -> Vec<FileId> {
+        [Some(&self.image), self.interpreter.as_ref()]
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i.id)
+            .collect()
+    }
+
+    /// A launch known only by the file that actually runs, for re-judging after the fact.
+    pub fn of_running(exe: PathBuf, id: Option<FileId>) -> Launch {
+        Launch {
+            image: Image {
+                path: exe.clone(),
+                real: Some(exe),
+                id,
+            },
+            interpreter: None,
+        }
+    }
+}
+
+/// The verdict on a launch: which name violated, and how.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    pub attack: Attack,
+    /// The path reported as `process`: the launched file, or its interpreter if that violated.
+    pub process: PathBuf,
+}
+
+/// Judges a launch against the rule's process lists: the script (or binary) first, then its
+/// interpreter. Pure.
+pub fn judge(launch: &Launch, rule: &Rule) -> Option<Violation> {
+    [Some(&launch.image), launch.interpreter.as_ref()]
+        .into_iter()
+        .flatten()
+        .find_map(|image| {
+            rule.processes()
+                .check(&image.candidates())
+                .map(|attack| Violation {
+                    attack,
+                    process: image.path.clone(),
+                })
+        })
+}
+
+/// Reads the launch from the caller: its path argument, resolved against its cwd (or dirfd) and
+/// root. Errors are the errno the exec is failed with: the kernel would have failed it the same way
+/// (EFAULT for an unreadable path, ENAMETOOLONG), and anything unreadable is denied, never waved
+/// through.
+pub fn read_launch(n: &Notification, call: ExecCall, mem: &mut RemoteMemory) -> io::Result<Launch> {
+    let (dirfd, path_ptr, flags) = match call {
+        ExecCall::Execve => (libc::AT_FDCWD, n.args[0], 0),
+        ExecCall::Execveat => (n.args[0] as i32, n.args[1], n.args[4]),
+    };
+    let raw = mem.read_cstr(path_ptr, PATH_MAX)?;
+    let proc_dir = PathBuf::from(format!("/proc/{}", n.pid));
+    let root = std::fs::read_link(proc_dir.join("root"))?;
+
+    let path = Path::new(OsStr::from_bytes(&raw));
+    let (exe, file) = if raw.is_empty() {
+        if flags & AT_EMPTY_PATH == 0 {
+            return Err(io::Error::from_raw_os_error(libc::ENOENT));
+        }
+        // fexecve(3) / execveat(fd, "", AT_EMPTY_PATH): the file is the fd itself, which may have
+        // no name at all (a memfd); open it through the caller's fd table.
+        let fd_link = proc_dir.join("fd").join(dirfd.to_string());
+        let name = strip_root(&root, &std::fs::read_link(&fd_link)?);
+        (name, std::fs::File::open(&fd_link).map(OwnedFd::from))
+    } else {
+        let base = if path.is_absolute() {
+            PathBuf::from("/")
+        } else if dirfd == libc::AT_FDCWD {
+            strip_root(&root, &std::fs::read_link(proc_dir.join("cwd"))?)
+        } else {
+            strip_root(
+                &root,
+                &std::fs::read_link(proc_dir.join("fd").join(dirfd.to_string()))?,
+            )
+        };
+        let exe = normalize(&base.join(path));
+        let root_fd = open_dir_path(&root)?;
+        let file = open_in_root(&root_fd, &exe);
+        // A path that names nothing fails the exec with the kernel's own error: nothing runs,
+        // nothing is audited, and no CONTINUE is needed (a file created just after is a new exec).
+        if let Err(e) = &file
+            && matches!(
+                e.raw_os_error(),
+                Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)
+            )
+        {
+            return Err(io::Error::from_raw_os_error(
+                e.raw_os_error().unwrap_or(libc::ENOENT),
+            ));
+        }
+        (exe.clone(), file)
+    };
+    let (image, interp) = inspect(&root, exe, file.ok());
+    let interpreter = interp.map(|interp| {
+        let file = open_dir_path(&root).and_then(|r| open_in_root(&r, &interp));
+        inspect(&root, interp, file.ok()).0
+    });
+    Ok(Launch { image, interpreter })
+}
+
+/// Reads argv for the audit's command line, capped, arguments joined by spaces.
+pub fn read_cmdline(
+    n: &Notification,
+    abi: Abi,
+    call: ExecCall,
+    mem: &mut RemoteMemory,
+) -> io::Result<String> {
+    let argv_ptr = match call {
+        ExecCall::Execve => n.args[1],
+        ExecCall::Execveat => n.args[2],
+    };
+    let (ptrs, truncated) = mem.read_ptr_array(argv_ptr, abi.ptr_width(), MAX_ARGS)?;
+    let mut args = Vec::with_capacity(ptrs.len());
+    for p in ptrs {
+        let arg = match mem.read_cstr(p, MAX_ARG_LEN) {
+            Ok(a) => String::from_utf8_lossy(&a).into_owned(),
+            Err(e) if e.raw_os_error() == Some(libc::ENAMETOOLONG) => "…".to_string(),
+            Err(e) => return Err(e),
+        };
+        args.push(arg);
+    }
+    if truncated {
+        args.push("…".to_string());
+    }
+    Ok(args.join(" "))
+}
+
+/// Looks at the file a launch names through an fd opened on it (so path tricks cannot swap it
+/// between the looks): its real path, identity, and `#!` interpreter if it is a script.
+fn inspect(root: &Path, path: PathBuf, file: Option<OwnedFd>) -> (Image, Option<PathBuf>) {
+    let Some(fd) = file else {
+        return (
+            Image {
+                path,
+                real: None,
+                id: None,
+            },
+            None,
+        );
+    };
+    let via = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+    let meta = std::fs::metadata(&via).ok();
+    let id = meta.as_ref().map(FileId::from);
+    let real = fd_path(&fd).ok().map(|p| strip_root(root, &p));
+    // Reopening an O_PATH fd through /proc gives a readable fd on the very same file. Only a
+    // regular file is read, and without blocking: opening a FIFO would hang the supervisor.
+    let mut head = [0u8; BINPRM_BUF_SIZE];
+    let interpreter = meta
+        .filter(|m| m.is_file())
+        .and_then(|_| {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&via)
+                .ok()
+        })
+        .and_then(|mut f| f.read(&mut head).ok())
+        .and_then(|n| parse_shebang(&head[..n]));
+    (Image { path, real, id }, interpreter)
+}
+
+/// The interpreter named by a `#!` line, or `None` for anything else. Follows the kernel's
+/// reading (fs/binfmt_script.c): leading blanks skipped, the name ends at a blank or newline.
+fn parse_shebang(head: &[u8]) -> Option<PathBuf> {
+    let rest = head.strip_prefix(b"#!")?;
+    let rest = &rest[rest.iter().position(|&b| b != b' ' && b != b'\t')?..];
+    let end = rest
+        .iter()
+        .position(|&b| matches!(b, b' ' | b'\t' | b'\n' | 0))
+        .unwrap_or(rest.len());
+    let name = &rest[..end];
+    (!name.is_empty()).then(|| PathBuf::from(OsStr::from_bytes(name)))
+}
+
+/// `/proc/PID/cwd` and friends name paths in the supervisor's view; strip the caller's root so
+/// the path reads as the caller sees it (identity when both share `/`).
+fn strip_root(root: &Path, p: &Path) -> PathBuf {
+    match p.strip_prefix(root) {
+        Ok(rest) if root != Path::new("/") => Path::new("/").join(rest),
+        _ => p.to_path_buf(),
+    }
+}
+
+/// Lexical clean-up of an absolute path: drops `.` and empty components and applies `..`. Only
+/// for the as-executed name; the real path comes from the kernel's own resolution.
+fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in p.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(n) => out.push(n),
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out
+}
+
+fn path_str(p: &Path) -> &str {
+    // Non-UTF-8 names cannot match a (UTF-8) policy glob by text; `to_str` failing gives "",
+    // which matches no name entry but still counts as "not allowed" under an allow list.
+    p.to_str().unwrap_or("")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shebang_lines() {
+        let cases: &[(&[u8], Option<&str>)] = &[
+            (b"#!/bin/sh\necho hi\n", Some("/bin/sh")),
+            (b"#! /usr/bin/env python3\n", Some("/usr/bin/env")),
+            (b"#!\t/bin/bash -e\n", Some("/bin/bash")),
+            (b"#!/bin/sh", Some("/bin/sh")),
+            (b"#!\n", None),
+            (b"\x7fELF\x02\x01", None),
+            (b"", None),
+        ];
+        for (head, want) in cases {
+            assert_eq!(
+                parse_shebang(head),
+                want.map(PathBuf::from),
+                "{:?}",
+                String::from_utf8_lossy(head)
+            );
+        }
+    }
+
+    #[test]
+    fn paths() {
+        assert_eq!(
+            normalize(Path::new("/work/./bin//../bin/x")),
+            PathBuf::from("/work/bin/x")
+        );
+        assert_eq!(normalize(Path::new("/../x")), PathBuf::from("/x"));
+        assert_eq!(
+            strip_root(Path::new("/"), Path::new("/usr/bin")),
+            PathBuf::from("/usr/bin")
+        );
+        assert_eq!(
+            strip_root(Path::new("/jail"), Path::new("/jail/usr/bin")),
+            PathBuf::from("/usr/bin")
+        );
+    }
+}

@@ -1,0 +1,62 @@
+//! The child's side, between fork and exec: become the command's own process group (and the
+//! terminal's foreground), restore the signal mask the defender blocked, install the filter, hand
+//! the listener to the supervisor and exec COMMAND, whose own launch is the first trapped call.
+
+use std::ffi::CString;
+use std::io::IsTerminal;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
+use nix::unistd::{Pid, getpid, setpgid, tcsetpgrp};
+
+use crate::sys::{fdpass, process};
+
+/// The command, prepared before fork.
+pub struct Program {
+    pub path: CString,
+    pub argv: Vec<CString>,
+    pub envp: Vec<CString>,
+    /// As the user wrote it, for messages.
+    pub shown: String,
+}
+
+/// Never returns: execs COMMAND or exits with 125 (filter not installed), 126 or 127.
+pub fn exec(sock: OwnedFd, program: &Program, original_mask: &SigSet) -> ! {
+    // A process group of its own, like tini: job-control signals from a terminal go to the
+    // command, and the defender can tell the command's group from its own. SIGTTOU is still
+    // blocked here, so taking the foreground from the background does not stop us.
+    let _ = setpgid(Pid::from_raw(0), Pid::from_raw(0));
+    if std::io::stdin().is_terminal() {
+        let _ = tcsetpgrp(std::io::stdin(), getpid());
+    }
+    if let Err(e) = sigprocmask(SigmaskHow::SIG_SETMASK, Some(original_mask), None) {
+        fail(125, &format!("cannot restore the signal mask: {e}"));
+    }
+    let (listener, killable) = match crate::seccomp::install() {
+        Ok(l) => l,
+        Err(e) => fail(125, &format!("cannot install the seccomp filter: {e}")),
+    };
+    let tag = if killable { b'K' } else { b'L' };
+    if let Err(e) = fdpass::send_fd(&sock, listener.as_raw_fd(), tag) {
+        fail(
+            125,
+            &format!("cannot hand the seccomp listener to the supervisor: {e}"),
+        );
+    }
+    drop(listener);
+    drop(sock);
+    let err = process::execve(&program.path, &program.argv, &program.envp);
+    // cli.md: 127 when COMMAND does not exist, 126 when it exists but cannot be executed,
+    // including when its launch was prevented by the policy (EPERM from the supervisor).
+    let code = if err.raw_os_error() == Some(libc::ENOENT) {
+        127
+    } else {
+        126
+    };
+    fail(code, &format!("cannot execute {}: {err}", program.shown))
+}
+
+fn fail(code: i32, message: &str) -> ! {
+    log::error!("{message}");
+    std::process::exit(code)
+}

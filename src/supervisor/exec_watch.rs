@@ -1,0 +1,140 @@
+//! Closing the exec TOCTOU window: an allowed exec is answered with CONTINUE, after which the
+//! kernel re-reads the path from the caller's memory, where another thread (or a process sharing
+//! the memory) may have swapped it. So before CONTINUE the caller is attached with `PTRACE_SEIZE`
+//! and `PTRACE_O_TRACEEXEC`; a successful exec then stops it at `PTRACE_EVENT_EXEC`, before the
+//! new image runs a single instruction, and the supervisor compares `/proc/PID/exe` with the
+//! files it decided on (ptrace(2), "execve(2) under ptrace"). The supervisor re-judges a
+//! mismatch and kills the process when the file that actually runs is a violation.
+//!
+//! A tracee is released at its first stop of any kind (exec, signal, group-stop), so workloads are
+//! traced only across their exec. A thread whose exec failed stays attached, invisibly, until its
+//! next signal, exec or exit.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use nix::errno::Errno;
+use nix::sys::ptrace;
+use nix::sys::signal::Signal;
+use nix::sys::wait::WaitStatus;
+use nix::unistd::Pid;
+
+use crate::sensors::FileId;
+
+/// Whether the kernel lets us trace the workload, learned at the first exec (the command's own,
+/// a child of ours: if that cannot be traced, nothing can).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Availability {
+    Unknown,
+    Available,
+    Unavailable,
+}
+
+/// What [`ExecWatch::watch`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Watch {
+    /// The exec will be checked at its PTRACE_EVENT_EXEC stop.
+    Armed,
+    /// Tracing is unavailable in this environment, found just now at the first exec: the exec
+    /// proceeds unchecked, and the caller reports the degradation.
+    Degraded(Errno),
+    /// Tracing was found unavailable before: the exec proceeds unchecked.
+    Unchecked,
+    /// Tracing works here but this caller cannot be traced (already traced by someone else):
+    /// the exec must be denied.
+    Refused(Errno),
+}
+
+/// A finished exec whose running file is not one the supervisor decided on.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Mismatch {
+    pub pid: Pid,
+    pub exe: PathBuf,
+    pub id: Option<FileId>,
+}
+
+pub struct ExecWatch {
+    availability: Availability,
+    /// Threads attached and waiting for their exec, with the files that exec may run.
+    pending: HashMap<Pid, Vec<FileId>>,
+}
+
+impl ExecWatch {
+    pub fn new() -> Self {
+        ExecWatch {
+            availability: Availability::Unknown,
+            pending: HashMap::new(),
+        }
+    }
+
+    /// Attaches to `tid` (unless attached already) so that its exec of one of `expected` is checked.
+    pub fn watch(&mut self, tid: Pid, expected: Vec<FileId>) -> Watch {
+        if self.availability == Availability::Unavailable {
+            return Watch::Unchecked;
+        }
+        if !self.pending.contains_key(&tid) {
+            // EXITKILL: if the supervisor dies, its tracees die with it instead of running on
+            // unchecked (the filter already fails their trapped calls with ENOSYS then).
+            let options = ptrace::Options::PTRACE_O_TRACEEXEC | ptrace::Options::PTRACE_O_EXITKILL;
+            if let Err(e) = ptrace::seize(tid, options) {
+                if self.availability == Availability::Unknown {
+                    self.availability = Availability::Unavailable;
+                    return Watch::Degraded(e);
+                }
+                return Watch::Refused(e);
+            }
+        }
+        self.availability = Availability::Available;
+        self.pending.insert(tid, expected);
+        Watch::Armed
+    }
+
+    /// Whether `status` (from `waitpid(-1, __WALL)`) is about a tracee: handles it, and returns
+    /// a mismatch for the caller to judge. `handled` is false for statuses of plain children.
+    pub fn on_status(&mut self, status: &WaitStatus) -> (bool, Option<Mismatch>) {
+        match *status {
+            WaitStatus::PtraceEvent(pid, _, event) if event == libc::PTRACE_EVENT_EXEC => {
+                // The thread that called exec may have been a non-leader; it now has the leader's
+                // pid, and the event message holds its former thread id.
+                let former = ptrace::getevent(pid)
+                    .map(|t| Pid::from_raw(t as i32))
+                    .unwrap_or(pid);
+                let expected = self
+                    .pending
+                    .remove(&former)
+                    .or_else(|| self.pending.remove(&pid))
+                    .unwrap_or_default();
+                let exe = PathBuf::from(format!("/proc/{pid}/exe"));
+                let id = FileId::of(&exe).ok();
+                if id.is_some_and(|id| expected.contains(&id)) {
+                    let _ = ptrace::detach(pid, None);
+                    return (true, None);
+                }
+                let exe = std::fs::read_link(&exe).unwrap_or(exe);
+                (true, Some(Mismatch { pid, exe, id }))
+            }
+            WaitStatus::PtraceEvent(pid, _, _) => {
+                // A group-stop (PTRACE_EVENT_STOP under SEIZE): let go; the task stays stopped
+                // as the stop signal wanted.
+                self.release(pid, None);
+                (true, None)
+            }
+            WaitStatus::Stopped(pid, sig) => {
+                // Signal-delivery-stop: give the signal back on the way out.
+                self.release(pid, Some(sig));
+                (true, None)
+            }
+            WaitStatus::Exited(pid, _) | WaitStatus::Signaled(pid, _, _) => {
+                self.pending.remove(&pid);
+                (false, None)
+            }
+            _ => (false, None),
+        }
+    }
+
+    /// Detaches from a tracee stopped at an event, optionally delivering `sig`.
+    pub fn release(&mut self, pid: Pid, sig: Option<Signal>) {
+        self.pending.remove(&pid);
+        let _ = ptrace::detach(pid, sig);
+    }
+}

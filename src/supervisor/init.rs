@@ -1,0 +1,183 @@
+//! PID-1 duties (notes/init.md): the signal mask and signalfd, forwarding, and the lifecycle that
+//! decides when to signal the leftovers and with which status to exit. The lifecycle is a pure
+//! state machine; the loop in `mod.rs` feeds it facts and carries out its actions.
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+
+/// Exit status when a `block` effect stopped the container (documented in the README).
+pub const BLOCKED_EXIT: i32 = 99;
+
+/// Blocks every signal the defender forwards and returns a signalfd for them, plus the mask to
+/// restore in the child. Synchronous faults (SEGV, BUS, FPE, ILL, TRAP, SYS, ABRT) stay unblocked:
+/// blocking them would turn the defender's own crash into a hang.
+pub fn signals() -> nix::Result<(SignalFd, SigSet)> {
+    let mut mask = SigSet::all();
+    for s in [
+        Signal::SIGSEGV,
+        Signal::SIGBUS,
+        Signal::SIGFPE,
+        Signal::SIGILL,
+        Signal::SIGTRAP,
+        Signal::SIGSYS,
+        Signal::SIGABRT,
+    ] {
+        mask.remove(s);
+    }
+    let original = mask.thread_swap_mask(nix::sys::signal::SigmaskHow::SIG_BLOCK)?;
+    let fd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
+    Ok((fd, original))
+}
+
+/// What the loop must do next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    Wait,
+    /// The command is gone but other processes remain: TERM them all, once.
+    TermAll,
+    /// The grace period is over (or the container is blocked): KILL all that is left.
+    KillAll,
+    Exit(i32),
+}
+
+#[derive(Debug)]
+pub struct Lifecycle {
+    grace: Duration,
+    /// The command's status as an init reports it (code, or 128+signal).
+    main_status: Option<i32>,
+    /// True until `waitpid` says ECHILD: nothing of the container is left.
+    children_left: bool,
+    blocked: bool,
+    term_sent: Option<Instant>,
+}
+
+impl Lifecycle {
+    pub fn new(grace: Duration) -> Self {
+        Lifecycle {
+            grace,
+            main_status: None,
+            children_left: true,
+            blocked: false,
+            term_sent: None,
+        }
+    }
+
+    pub fn main_exited(&mut self, status: i32) {
+        self.main_status.get_or_insert(status);
+    }
+
+    pub fn no_children_left(&mut self) {
+        self.children_left = false;
+    }
+
+    pub fn block(&mut self) {
+        self.blocked = true;
+    }
+
+    pub fn is_blocked(&self) -> bool {
+        self.blocked
+    }
+
+    pub fn main_running(&self) -> bool {
+        self.main_status.is_none()
+    }
+
+    /// The next step at `now`.
+    pub fn step(&mut self, now: Instant) -> Step {
+        match (self.main_status, self.children_left) {
+            (_, false) if self.blocked => Step::Exit(BLOCKED_EXIT),
+            (Some(status), false) => Step::Exit(status),
+            _ if self.blocked => Step::KillAll,
+            (None, true) => Step::Wait,
+            (Some(_), true) => match self.term_sent {
+                None => {
+                    self.term_sent = Some(now);
+                    Step::TermAll
+                }
+                Some(at) if now >= at + self.grace => Step::KillAll,
+                Some(_) => Step::Wait,
+            },
+            // ECHILD before the command's status was seen cannot happen (it is our child).
+            (None, false) => Step::Exit(BLOCKED_EXIT),
+        }
+    }
+
+    /// How long the loop may sleep before `step` has something new to say without any event.
+    pub fn timeout(&self, now: Instant) -> Option<Duration> {
+        if self.blocked || self.term_sent.is_some_and(|at| now >= at + self.grace) {
+            // Killing: keep scanning for processes forked in between.
+            return Some(Duration::from_millis(20));
+        }
+        self.term_sent
+            .map(|at| (at + self.grace).saturating_duration_since(now))
+    }
+}
+
+/// The status an init reports for a child: its exit code, or 128 + the signal that killed it.
+pub fn exit_status(status: &nix::sys::wait::WaitStatus) -> Option<i32> {
+    use nix::sys::wait::WaitStatus;
+    match *status {
+        WaitStatus::Exited(_, code) => Some(code),
+        WaitStatus::Signaled(_, sig, _) => Some(128 + sig as i32),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifecycle() {
+        let t0 = Instant::now();
+        let grace = Duration::from_secs(5);
+        let later = |s| t0 + Duration::from_secs(s);
+
+        // (events, time, expected step)
+        let mut l = Lifecycle::new(grace);
+        assert_eq!(l.step(t0), Step::Wait, "command running");
+
+        l.main_exited(3);
+        assert_eq!(l.step(t0), Step::TermAll, "leftovers get TERM once");
+        assert_eq!(l.step(later(1)), Step::Wait, "then the grace period");
+        assert_eq!(l.timeout(later(1)), Some(Duration::from_secs(4)));
+        assert_eq!(l.step(later(5)), Step::KillAll, "then KILL");
+        l.no_children_left();
+        assert_eq!(l.step(later(6)), Step::Exit(3), "the command's status");
+
+        let mut l = Lifecycle::new(grace);
+        l.main_exited(143);
+        l.no_children_left();
+        assert_eq!(l.step(t0), Step::Exit(143), "nothing left: exit at once");
+
+        let mut l = Lifecycle::new(grace);
+        l.block();
+        assert_eq!(l.step(t0), Step::KillAll, "block kills everything");
+        l.main_exited(137);
+        assert_eq!(l.step(t0), Step::KillAll);
+        l.no_children_left();
+        assert_eq!(
+            l.step(t0),
+            Step::Exit(BLOCKED_EXIT),
+            "block has its own status"
+        );
+    }
+
+    #[test]
+    fn statuses() {
+        use nix::sys::wait::WaitStatus;
+        let p = nix::unistd::Pid::from_raw(5);
+        assert_eq!(exit_status(&WaitStatus::Exited(p, 255)), Some(255));
+        assert_eq!(
+            exit_status(&WaitStatus::Signaled(p, Signal::SIGTERM, false)),
+            Some(143)
+        );
+        assert_eq!(
+            exit_status(&WaitStatus::Signaled(p, Signal::SIGUSR1, true)),
+            Some(138)
+        );
+        assert_eq!(exit_status(&WaitStatus::StillAlive), None);
+    }
+}

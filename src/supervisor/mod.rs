@@ -1,0 +1,567 @@
+//! The supervisor: the startup recipe (probe, block signals, fork, receive the listener), then one
+//! loop that answers trapped calls, forwards signals and reaps, until the container is done.
+//!
+//! Data flows one way: a trapped call becomes a launch (sensors), the rule in force decides
+//! (policy), the answer goes back to the kernel, the audit goes out.
+
+mod child;
+mod exec_watch;
+mod init;
+
+use std::ffi::{CString, OsString};
+use std::io;
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{Signal, kill};
+use nix::sys::signalfd::SignalFd;
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid};
+
+pub use init::BLOCKED_EXIT;
+
+use crate::audit::{Event, ProcessViolation, Scope, Sink};
+use crate::policy::{Effect, Rule};
+use crate::seccomp::{self, Trapped};
+use crate::sensors::exec::{self, Abi, ExecCall, Launch};
+use crate::sys::remote::RemoteMemory;
+use crate::sys::seccomp::{Listener, Notification};
+use crate::sys::{fdpass, process};
+use child::Program;
+use exec_watch::{ExecWatch, Mismatch, Watch};
+use init::{Lifecycle, Step};
+
+/// Everything `defender run` needs, resolved from flags, environment and policy.
+pub struct RunConfig {
+    /// The rule in force for this container, if any matched.
+    pub rule: Option<Rule>,
+    pub scope: Scope,
+    pub sink: Sink,
+    pub grace: Duration,
+    pub command: Vec<OsString>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SupervisorError {
+    #[error(transparent)]
+    Unavailable(#[from] seccomp::SeccompError),
+    #[error("{command}: command not found")]
+    NotFound { command: String },
+    #[error("{command}: {source}")]
+    NotExecutable { command: String, source: io::Error },
+    #[error("{context}: {source}")]
+    Io {
+        context: &'static str,
+        source: io::Error,
+    },
+    #[error("the seccomp filter could not be installed (see the message above)")]
+    NoListener,
+}
+
+impl SupervisorError {
+    /// cli.md: 125 when the defender could not start, 126/127 for COMMAND itself.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            SupervisorError::NotFound { .. } => 127,
+            SupervisorError::NotExecutable { .. } => 126,
+            _ => 125,
+        }
+    }
+}
+
+fn io_err(context: &'static str) -> impl FnOnce(nix::Error) -> SupervisorError {
+    move |e| SupervisorError::Io {
+        context,
+        source: e.into(),
+    }
+}
+
+/// Starts the command under the filter and supervises it; returns the status to exit with.
+pub fn run(cfg: RunConfig) -> Result<i32, SupervisorError> {
+    let features = seccomp::probe()?;
+    let program = prepare(&cfg.command)?;
+
+    // When not PID 1 (run locally, or under ECS's initProcessEnabled), orphans of the workload
+    // would go to the real init; as a subreaper we keep reaping and supervising them.
+    if std::process::id() != 1 {
+        nix::sys::prctl::set_child_subreaper(true).map_err(io_err("PR_SET_CHILD_SUBREAPER"))?;
+    }
+    // Block signals before fork so that none sent in between is lost; the child restores the mask.
+    let (signals, original_mask) = init::signals().map_err(io_err("blocking signals"))?;
+    let (ours, theirs) = fdpass::pair().map_err(|source| SupervisorError::Io {
+        context: "socketpair",
+        source,
+    })?;
+
+    // SAFETY: the defender has started no thread (no logger, console or timer thread exists
+    // before this point), so the child may run ordinary code until it execs.
+    let fork = unsafe { process::fork() }.map_err(|source| SupervisorError::Io {
+        context: "fork",
+        source,
+    })?;
+    let main = match fork {
+        ForkResult::Child => {
+            drop(ours);
+            child::exec(theirs, &program, &original_mask)
+        }
+        ForkResult::Parent { child } => child,
+    };
+    drop(theirs);
+    // The workload runs as our uid: without this it could ptrace us or read our memory. After
+    // fork, so that the child (dumpable) can be traced at its own exec.
+    nix::sys::prctl::set_dumpable(false).map_err(io_err("PR_SET_DUMPABLE"))?;
+
+    let received = fdpass::recv_fd(&ours).map_err(|source| SupervisorError::Io {
+        context: "receiving the listener",
+        source,
+    })?;
+    let Some((fd, tag)) = received else {
+        let _ = waitpid(main, None);
+        return Err(SupervisorError::NoListener);
+    };
+    let listener = Listener::new(fd, &features.sizes);
+    let mut sup = Supervisor {
+        listener,
+        listener_open: true,
+        rule: cfg.rule,
+        scope: cfg.scope,
+        sink: cfg.sink,
+        watch: ExecWatch::new(),
+        life: Lifecycle::new(cfg.grace),
+        main,
+        last_denial: None,
+    };
+    sup.report_features(tag == b'K');
+    Ok(sup.serve(&signals))
+}
+
+/// Finds COMMAND like execvp(3) would, before fork, so the child only has to exec.
+fn prepare(command: &[OsString]) -> Result<Program, SupervisorError> {
+    let first = &command[0];
+    let shown = first.to_string_lossy().into_owned();
+    let path = if first.as_bytes().contains(&b'/') {
+        PathBuf::from(first)
+    } else {
+        let search = std::env::var_os("PATH").unwrap_or_else(|| {
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()
+        });
+        let mut not_executable = None;
+        let found = std::env::split_paths(&search)
+            .map(|dir| dir.join(first))
+            .find(|candidate| match std::fs::metadata(candidate) {
+                Ok(m) if m.is_file() && is_executable(candidate) => true,
+                Ok(_) => {
+                    not_executable.get_or_insert_with(|| candidate.clone());
+                    false
+                }
+                Err(_) => false,
+            });
+        match (found, not_executable) {
+            (Some(p), _) => p,
+            (None, Some(p)) => p,
+            (None, None) => return Err(SupervisorError::NotFound { command: shown }),
+        }
+    };
+    let cstr = |s: &[u8]| {
+        CString::new(s).map_err(|_| SupervisorError::NotExecutable {
+            command: shown.clone(),
+            source: io::Error::from_raw_os_error(libc::EINVAL),
+        })
+    };
+    Ok(Program {
+        path: cstr(path.as_os_str().as_bytes())?,
+        argv: command
+            .iter()
+            .map(|a| cstr(a.as_bytes()))
+            .collect::<Result<_, _>>()?,
+        envp: std::env::vars_os()
+            .map(|(k, v)| cstr(&[k.as_bytes(), b"=", v.as_bytes()].concat()))
+            .collect::<Result<_, _>>()?,
+        shown: shown.clone(),
+    })
+}
+
+fn is_executable(p: &Path) -> bool {
+    nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok()
+}
+
+struct Supervisor {
+    listener: Listener,
+    /// False once every filtered process is gone (the listener reports POLLHUP).
+    listener_open: bool,
+    rule: Option<Rule>,
+    scope: Scope,
+    sink: Sink,
+    watch: ExecWatch,
+    life: Lifecycle,
+    main: Pid,
+    /// The last denied launch (caller, file, command line) and when: a shell searching PATH
+    /// retries one command once per directory (dash tries /usr/bin/mkdir, /sbin/mkdir, /bin/mkdir
+    /// on a merged-/usr system), and one attempt should be one audit.
+    last_denial: Option<(u32, PathBuf, String, Instant)>,
+}
+
+/// How close in time two denials of the same launch by the same caller must be to count as one
+/// attempt (a PATH search takes microseconds).
+const SAME_ATTEMPT: Duration = Duration::from_millis(500);
+
+/// The answer to one trapped exec.
+enum Answer {
+    /// Let it run; `expected` are the files it may run, checked at its exec stop.
+    Allow { launch: Launch },
+    /// Fail it with this errno.
+    Deny(i32),
+    /// Nothing is enforced for processes: let it run unchecked.
+    Unenforced,
+}
+
+impl Supervisor {
+    fn report_features(&mut self, killable: bool) {
+        log::info!(
+            "listener received; killable wait (5.19): {}",
+            if killable { "on" } else { "off" }
+        );
+        match self.listener.set_sync_wakeup() {
+            Ok(()) => log::info!("sync wake-up (6.6): on"),
+            Err(e) => self.degraded(&format!(
+                "SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP is unavailable ({e}): each trapped call costs a cross-CPU wake-up"
+            )),
+        }
+    }
+
+    fn degraded(&mut self, what: &str) {
+        log::warn!("enforcement degraded: {what}");
+        let e = Event::defender(
+            &self.scope,
+            "alert",
+            self.rule_name(),
+            format!("Enforcement degraded: {what}"),
+        );
+        self.sink.emit(e);
+    }
+
+    fn rule_name(&self) -> Option<&str> {
+        self.rule.as_ref().map(|r| r.name())
+    }
+
+    /// The loop. Returns the status to exit with.
+    fn serve(&mut self, signals: &SignalFd) -> i32 {
+        loop {
+            let now = Instant::now();
+            match self.life.step(now) {
+                Step::Wait => {}
+                Step::TermAll => self.signal_all(Signal::SIGTERM),
+                Step::KillAll => self.signal_all(Signal::SIGKILL),
+                Step::Exit(code) => {
+                    self.sink.flush_all();
+                    return code;
+                }
+            }
+            let timeout = [
+                self.life.timeout(now),
+                self.sink
+                    .next_deadline()
+                    .map(|d| d.saturating_duration_since(now)),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            let (sig_ready, notif_ready, hup) = self.wait(signals, timeout);
+            if sig_ready {
+                self.forward_signals(signals);
+            }
+            if notif_ready {
+                self.on_notification();
+            } else if hup {
+                self.listener_open = false;
+            }
+            self.reap();
+            self.sink.flush_due(Instant::now());
+        }
+    }
+
+    /// Polls the signalfd and the listener: (signals ready, notification ready, listener hung up).
+    fn wait(&self, signals: &SignalFd, timeout: Option<Duration>) -> (bool, bool, bool) {
+        // SAFETY-free borrow juggling: both fds live as long as `self`/`signals`.
+        let listener_fd = self.listener.as_raw_fd();
+        // SAFETY: `listener_fd` belongs to `self.listener`, which outlives this borrow.
+        let listener = unsafe { std::os::fd::BorrowedFd::borrow_raw(listener_fd) };
+        let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+        if self.listener_open {
+            fds.push(PollFd::new(listener, PollFlags::POLLIN));
+        }
+        let timeout = timeout.map_or(PollTimeout::NONE, |d| {
+            PollTimeout::try_from(d.as_millis().min(60_000) as i32 + 1).unwrap_or(PollTimeout::MAX)
+        });
+        match poll(&mut fds, timeout) {
+            Ok(_) => {}
+            Err(Errno::EINTR) => return (false, false, false),
+            Err(e) => {
+                log::error!("poll: {e}");
+                return (false, false, false);
+            }
+        }
+        let ready = |fd: &PollFd<'_>, flags| fd.revents().is_some_and(|r| r.intersects(flags));
+        let sig = ready(&fds[0], PollFlags::POLLIN);
+        let (notif, hup) = match fds.get(1) {
+            Some(l) => (
+                ready(l, PollFlags::POLLIN),
+                ready(l, PollFlags::POLLHUP | PollFlags::POLLERR),
+            ),
+            None => (false, false),
+        };
+        (sig, notif, hup)
+    }
+
+    /// Forwards every pending signal but SIGCHLD to the command (cli.md; notes/init.md).
+    fn forward_signals(&mut self, signals: &SignalFd) {
+        while let Ok(Some(info)) = signals.read_signal() {
+            let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {
+                continue;
+            };
+            if sig == Signal::SIGCHLD {
+                continue;
+            }
+            if self.life.main_running() {
+                log::debug!("forwarding {sig} to {}", self.main);
+                let _ = kill(self.main, sig);
+            }
+        }
+    }
+
+    /// Reaps every child that changed state and hands ptrace stops to the exec watch.
+    fn reap(&mut self) {
+        loop {
+            let status = match waitpid(None, Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL)) {
+                Ok(WaitStatus::StillAlive) => return,
+                Ok(s) => s,
+                Err(Errno::EINTR) => continue,
+                Err(Errno::ECHILD) => {
+                    self.life.no_children_left();
+                    return;
+                }
+                Err(e) => {
+                    log::error!("waitpid: {e}");
+                    return;
+                }
+            };
+            let (_, mismatch) = self.watch.on_status(&status);
+            if let Some(m) = mismatch {
+                self.on_mismatch(m);
+            }
+            if status.pid() == Some(self.main)
+                && let Some(code) = init::exit_status(&status)
+            {
+                log::info!("command exited: status {code}");
+                self.life.main_exited(code);
+            }
+        }
+    }
+
+    fn signal_all(&mut self, sig: Signal) {
+        let me = std::process::id() as i32;
+        for pid in process::descendants(me) {
+            let _ = kill(Pid::from_raw(pid), sig);
+        }
+    }
+
+    fn on_notification(&mut self) {
+        let n = match self.listener.recv() {
+            Ok(n) => n,
+            // ENOENT: the caller died (or was interrupted) before we received it.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::EINTR)) => return,
+            Err(e) => {
+                log::error!("receiving a notification: {e}");
+                return;
+            }
+        };
+        let answer = match seccomp::classify(n.arch, n.nr) {
+            Some(Trapped::Exec(abi, call)) => self.on_exec(&n, abi, call),
+            // The filter traps nothing else; an unknown call is failed, never let through.
+            None => Answer::Deny(libc::ENOSYS),
+        };
+        let sent = match answer {
+            Answer::Deny(errno) => self.listener.deny(n.id, errno),
+            // SAFETY (TOCTOU): nothing is enforced for processes under the rule in force (no
+            // rule, or `disable`), so no decision rests on the caller's memory.
+            Answer::Unenforced => unsafe { self.listener.continue_call(n.id) },
+            Answer::Allow { launch } => self.allow_exec(&n, &launch),
+        };
+        if let Err(e) = sent {
+            // ENOENT: the caller is gone (killed while waiting); nothing ran.
+            if e.raw_os_error() != Some(libc::ENOENT) {
+                log::error!("answering notification {}: {e}", n.id);
+            }
+        }
+    }
+
+    /// Decides one exec. Every failure on the way denies it (fail closed).
+    fn on_exec(&mut self, n: &Notification, abi: Abi, call: ExecCall) -> Answer {
+        let Some(rule) = self
+            .rule
+            .as_ref()
+            .filter(|r| r.processes().effect() != Effect::Disable)
+        else {
+            return Answer::Unenforced;
+        };
+        if self.life.is_blocked() {
+            return Answer::Deny(libc::EPERM);
+        }
+        let mut mem = RemoteMemory::new(n.pid as i32);
+        let launch = match exec::read_launch(n, call, &mut mem) {
+            Ok(l) => l,
+            Err(e) => {
+                log::debug!("exec by {}: cannot read the launch: {e}", n.pid);
+                return Answer::Deny(e.raw_os_error().unwrap_or(libc::EPERM));
+            }
+        };
+        let Some(violation) = exec::judge(&launch, rule) else {
+            return if self.listener.id_valid(n.id) {
+                Answer::Allow { launch }
+            } else {
+                Answer::Deny(libc::EPERM)
+            };
+        };
+        let effect = rule.processes().effect();
+        let rule_name = rule.name().to_string();
+        let cmdline = exec::read_cmdline(n, abi, call, &mut mem)
+            .unwrap_or_else(|e| format!("(unreadable: {e})"));
+        let parent = std::fs::read_link(format!("/proc/{}/exe", n.pid))
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        // Everything above was read from a PID; it is the caller's only if the call still waits.
+        if !self.listener.id_valid(n.id) {
+            return Answer::Deny(libc::EPERM);
+        }
+        let process = violation.process.display().to_string();
+        if !(effect == Effect::Prevent && self.repeated_denial(n.pid, &launch, &cmdline)) {
+            self.sink.emit(Event::process(
+                &self.scope,
+                &ProcessViolation {
+                    rule: &rule_name,
+                    effect,
+                    attack: violation.attack,
+                    pid: n.pid,
+                    process: &process,
+                    parent: &parent,
+                    cmdline: &cmdline,
+                },
+            ));
+        }
+        match effect {
+            Effect::Alert => Answer::Allow { launch },
+            Effect::Block => {
+                self.block(&rule_name, &format!("{process} launched from {parent}"));
+                Answer::Deny(libc::EPERM)
+            }
+            Effect::Prevent | Effect::Disable => Answer::Deny(libc::EPERM),
+        }
+    }
+
+    /// Whether this denial repeats the previous one as part of the same attempt; remembers it.
+    fn repeated_denial(&mut self, pid: u32, launch: &Launch, cmdline: &str) -> bool {
+        let file = launch
+            .image
+            .real
+            .clone()
+            .unwrap_or_else(|| launch.image.path.clone());
+        let now = Instant::now();
+        let repeated = self.last_denial.as_ref().is_some_and(|(p, f, c, at)| {
+            *p == pid && *f == file && c == cmdline && now.duration_since(*at) < SAME_ATTEMPT
+        });
+        self.last_denial = Some((pid, file, cmdline.to_string(), now));
+        repeated
+    }
+
+    /// Lets an allowed exec run, checked at its exec stop where tracing is possible.
+    fn allow_exec(&mut self, n: &Notification, launch: &Launch) -> io::Result<()> {
+        match self.watch.watch(Pid::from_raw(n.pid as i32), launch.file_ids()) {
+            Watch::Armed => {}
+            Watch::Unchecked => {}
+            Watch::Degraded(e) => self.degraded(&format!(
+                "exec verification is unavailable (ptrace: {e}); exec decisions rest on the path read before the call"
+            )),
+            Watch::Refused(e) => {
+                log::warn!("exec by {} denied: it cannot be traced for verification ({e})", n.pid);
+                return self.listener.deny(n.id, libc::EPERM);
+            }
+        }
+        // The seize happened after the reads; the caller is the same task only if the call waits.
+        if !self.listener.id_valid(n.id) {
+            return self.listener.deny(n.id, libc::EPERM);
+        }
+        // SAFETY (TOCTOU): the kernel re-reads the path after this answer. The caller is attached
+        // with PTRACE_O_TRACEEXEC, so the image that actually gets executed is compared with the
+        // files decided on before it runs (exec_watch.rs); where tracing is unavailable this was
+        // reported as a degradation above.
+        unsafe { self.listener.continue_call(n.id) }
+    }
+
+    /// An exec ran a file other than the one decided on (its path was swapped in between):
+    /// judge the file that runs, and kill it before its first instruction if it is a violation.
+    fn on_mismatch(&mut self, m: Mismatch) {
+        let launch = Launch::of_running(m.exe.clone(), m.id);
+        let verdict = self
+            .rule
+            .as_ref()
+            .and_then(|r| exec::judge(&launch, r).map(|v| (r, v)));
+        let Some((rule, violation)) = verdict else {
+            self.watch.release(m.pid, None);
+            return;
+        };
+        let effect = rule.processes().effect();
+        let rule_name = rule.name().to_string();
+        let cmdline = std::fs::read(format!("/proc/{}/cmdline", m.pid))
+            .map(|c| {
+                String::from_utf8_lossy(&c)
+                    .trim_end_matches('\0')
+                    .replace('\0', " ")
+            })
+            .unwrap_or_default();
+        let process = violation.process.display().to_string();
+        log::warn!(
+            "pid {} executed {process}, not the file its exec was decided on",
+            m.pid
+        );
+        self.sink.emit(Event::process(
+            &self.scope,
+            &ProcessViolation {
+                rule: &rule_name,
+                effect,
+                attack: violation.attack,
+                pid: m.pid.as_raw() as u32,
+                process: &process,
+                parent: "unknown",
+                cmdline: &cmdline,
+            },
+        ));
+        match effect {
+            Effect::Alert | Effect::Disable => self.watch.release(m.pid, None),
+            Effect::Prevent => {
+                let _ = kill(m.pid, Signal::SIGKILL);
+            }
+            Effect::Block => {
+                let _ = kill(m.pid, Signal::SIGKILL);
+                self.block(&rule_name, &process);
+            }
+        }
+    }
+
+    /// The `block` effect: report, then kill every process of the container; the loop exits
+    /// with BLOCKED_EXIT once all are gone.
+    fn block(&mut self, rule: &str, what: &str) {
+        let message = format!(
+            "Container {} blocked by rule {rule}: {what}",
+            self.scope.container
+        );
+        log::warn!("{message}");
+        self.sink
+            .emit(Event::defender(&self.scope, "block", Some(rule), message));
+        self.life.block();
+        self.signal_all(Signal::SIGKILL);
+    }
+}

@@ -1,0 +1,18 @@
+//! The only home of libc and `unsafe`: thin wrappers that turn system calls into `io::Result`s,
+//! each `unsafe` block naming the invariant it relies on.
+
+pub mod fdpass;
+pub mod process;
+pub mod remote;
+pub mod seccomp;
+
+use std::io;
+
+/// Turns a libc-style return value (-1 and `errno` on failure) into an `io::Result`.
+pub(crate) fn cvt<T: Default + PartialOrd + Copy>(ret: T) -> io::Result<T> {
+    if ret < T::default() {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}

@@ -1,0 +1,112 @@
+//! Process-level calls that need `unsafe` or raw libc: fork, exec, opening a path inside a
+//! caller's root, and the `/proc` scan that finds every descendant.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::{CStr, CString};
+use std::fs;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
+
+use nix::unistd::{ForkResult, Pid};
+
+use super::cvt;
+
+/// Forks.
+///
+/// # Safety
+/// The caller must be single-threaded: the child of a multi-threaded process may only call
+/// async-signal-safe functions (fork(2)), and the child here allocates and runs ordinary Rust.
+pub unsafe fn fork() -> io::Result<ForkResult> {
+    // SAFETY: forwarded to the caller, who guarantees a single thread (see above).
+    Ok(unsafe { nix::unistd::fork() }?)
+}
+
+/// Replaces this process with `path`; returns only on failure.
+pub fn execve(path: &CStr, argv: &[CString], envp: &[CString]) -> io::Error {
+    match nix::unistd::execve(path, argv, envp) {
+        Err(e) => e.into(),
+        Ok(never) => match never {},
+    }
+}
+
+/// `openat2(2)` with RESOLVE_IN_ROOT: opens `path` (absolute or relative to `root`) as `O_PATH`,
+/// resolving every symlink and `..` as if `root` were `/`. This is how a caller's path is resolved
+/// when the caller is chrooted, without trusting absolute symlinks to stay inside.
+pub fn open_in_root(root: &impl AsFd, path: &Path) -> io::Result<OwnedFd> {
+    let how = nix::fcntl::OpenHow::new()
+        .flags(nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC)
+        .resolve(nix::fcntl::ResolveFlag::RESOLVE_IN_ROOT);
+    Ok(nix::fcntl::openat2(root.as_fd(), path, how)?)
+}
+
+/// Opens a directory as O_PATH (for [`open_in_root`]).
+pub fn open_dir_path(path: &Path) -> io::Result<OwnedFd> {
+    let c = CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: `c` is a NUL-terminated string that outlives the call.
+    let fd = cvt(unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    })?;
+    // SAFETY: open(2) returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The path an fd refers to, as `/proc/self/fd/N` names it.
+pub fn fd_path(fd: &impl AsRawFd) -> io::Result<std::path::PathBuf> {
+    fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+/// Every live descendant of `ancestor`, found by walking the parent links of all of /proc.
+/// Used to signal what is left of the container, including processes that called setsid(2) or
+/// were reparented to us (we are PID 1 or a child subreaper, so orphans stay our descendants).
+pub fn descendants(ancestor: i32) -> Vec<i32> {
+    let mut parent_of = HashMap::new();
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) {
+            // The comm field (2nd) may contain spaces and parentheses: split after the last ')'.
+            if let Some(ppid) = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<i32>().ok())
+            {
+                parent_of.insert(pid, ppid);
+            }
+        }
+    }
+    let mut found: HashSet<i32> = HashSet::new();
+    for &pid in parent_of.keys() {
+        let mut at = pid;
+        let mut hops = 0;
+        while let Some(&ppid) = parent_of.get(&at) {
+            if ppid == ancestor {
+                found.insert(pid);
+                break;
+            }
+            at = ppid;
+            hops += 1;
+            if ppid <= 1 || hops > 4096 {
+                break;
+            }
+        }
+    }
+    found.into_iter().collect()
+}
+
+/// Pid as nix wants it.
+pub fn pid(raw: i32) -> Pid {
+    Pid::from_raw(raw)
+}
