@@ -7,15 +7,16 @@
 //! as well: running a script runs the interpreter, so a denied interpreter is denied behind any
 //! script.
 
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use crate::policy::{Attack, Rule};
-use crate::sys::process::{fd_path, open_dir_path, open_in_root};
+use crate::sys::process::{fd_path, open_dir_path, open_in_root, open_path};
 use crate::sys::remote::RemoteMemory;
 use crate::sys::seccomp::Notification;
 
@@ -133,63 +134,110 @@ pub fn judge(launch: &Launch, rule: &Rule) -> Option<Violation> {
         })
 }
 
-/// Reads the launch from the caller: its path argument, resolved against its cwd (or dirfd) and
-/// root. Errors are the errno the exec is failed with: the kernel would have failed it the same way
-/// (EFAULT for an unreadable path, ENAMETOOLONG), and anything unreadable is denied, never waved
-/// through.
-pub fn read_launch(n: &Notification, call: ExecCall, mem: &mut RemoteMemory) -> io::Result<Launch> {
-    let (dirfd, path_ptr, flags) = match call {
-        ExecCall::Execve => (libc::AT_FDCWD, n.args[0], 0),
-        ExecCall::Execveat => (n.args[0] as i32, n.args[1], n.args[4]),
-    };
-    let raw = mem.read_cstr(path_ptr, PATH_MAX)?;
-    let proc_dir = PathBuf::from(format!("/proc/{}", n.pid));
-    let root = std::fs::read_link(proc_dir.join("root"))?;
+/// Resolves launches, remembering each resolved path while the file it names is unchanged: most
+/// containers launch the same few programs over and over, and a hit costs one stat(2) instead of
+/// opening, resolving and reading the file.
+///
+/// A hit requires the same device, inode and ctime (any write, chmod, link or rename of the file
+/// changes its ctime; a retargeted symlink names another inode). What a stale entry could still get
+/// wrong (a symlink chain changed to reach the same inode under another name) is caught where it
+/// matters: the exec stop compares the running file with the one decided on (exec_watch.rs).
+#[derive(Default)]
+pub struct Resolver {
+    cache: HashMap<PathBuf, Cached>,
+}
 
-    let path = Path::new(OsStr::from_bytes(&raw));
-    let (exe, file) = if raw.is_empty() {
-        if flags & AT_EMPTY_PATH == 0 {
-            return Err(io::Error::from_raw_os_error(libc::ENOENT));
+struct Cached {
+    stamp: Stamp,
+    real: Option<PathBuf>,
+    interpreter: Option<Image>,
+}
+
+/// What must be unchanged for a cached resolution to hold.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    id: FileId,
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    fn of(m: &std::fs::Metadata) -> Stamp {
+        Stamp { id: FileId::from(m), ctime: (m.ctime(), m.ctime_nsec()) }
+    }
+}
+
+/// Bound on remembered paths; the cache starts over when it is full.
+const CACHE_MAX: usize = 4096;
+
+impl Resolver {
+    /// Reads the launch from the caller: its path argument, resolved against its cwd (or dirfd)
+    /// and root. Errors are the errno the exec is failed with: the kernel would have failed it the
+    /// same way (EFAULT for an unreadable path, ENAMETOOLONG, ENOENT), and anything unreadable is
+    /// denied, never waved through.
+    pub fn read_launch(&mut self, n: &Notification, call: ExecCall, mem: &mut RemoteMemory) -> io::Result<Launch> {
+        let (dirfd, path_ptr, flags) = match call {
+            ExecCall::Execve => (libc::AT_FDCWD, n.args[0], 0),
+            ExecCall::Execveat => (n.args[0] as i32, n.args[1], n.args[4]),
+        };
+        let raw = mem.read_cstr(path_ptr, PATH_MAX)?;
+        let proc_dir = PathBuf::from(format!("/proc/{}", n.pid));
+        let root = std::fs::read_link(proc_dir.join("root"))?;
+        let path = Path::new(OsStr::from_bytes(&raw));
+        if raw.is_empty() {
+            if flags & AT_EMPTY_PATH == 0 {
+                return Err(io::Error::from_raw_os_error(libc::ENOENT));
+            }
+            // fexecve(3) / execveat(fd, "", AT_EMPTY_PATH): the file is the fd itself, which may
+            // have no name at all (a memfd); open it through the caller's fd table.
+            let fd_link = proc_dir.join("fd").join(dirfd.to_string());
+            let name = strip_root(&root, &std::fs::read_link(&fd_link)?);
+            return Ok(launch_of(&root, name, open_path(&fd_link)?));
         }
-        // fexecve(3) / execveat(fd, "", AT_EMPTY_PATH): the file is the fd itself, which may have
-        // no name at all (a memfd); open it through the caller's fd table.
-        let fd_link = proc_dir.join("fd").join(dirfd.to_string());
-        let name = strip_root(&root, &std::fs::read_link(&fd_link)?);
-        (name, std::fs::File::open(&fd_link).map(OwnedFd::from))
-    } else {
         let base = if path.is_absolute() {
             PathBuf::from("/")
         } else if dirfd == libc::AT_FDCWD {
             strip_root(&root, &std::fs::read_link(proc_dir.join("cwd"))?)
         } else {
-            strip_root(
-                &root,
-                &std::fs::read_link(proc_dir.join("fd").join(dirfd.to_string()))?,
-            )
+            strip_root(&root, &std::fs::read_link(proc_dir.join("fd").join(dirfd.to_string()))?)
         };
         let exe = normalize(&base.join(path));
-        let root_fd = open_dir_path(&root)?;
-        let file = open_in_root(&root_fd, &exe);
-        // A path that names nothing fails the exec with the kernel's own error: nothing runs,
-        // nothing is audited, and no CONTINUE is needed (a file created just after is a new exec).
-        if let Err(e) = &file
-            && matches!(
-                e.raw_os_error(),
-                Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)
-            )
-        {
-            return Err(io::Error::from_raw_os_error(
-                e.raw_os_error().unwrap_or(libc::ENOENT),
-            ));
+        if root != Path::new("/") {
+            // A chrooted caller: resolve inside its root every time (no cache: paths are its own).
+            return Ok(launch_of(&root, exe.clone(), open_in_root(&open_dir_path(&root)?, &exe).map_err(exec_errno)?));
         }
-        (exe.clone(), file)
-    };
-    let (image, interp) = inspect(&root, exe, file.ok());
+        let stamp = Stamp::of(&std::fs::metadata(&exe).map_err(exec_errno)?);
+        if let Some(c) = self.cache.get(&exe).filter(|c| c.stamp == stamp) {
+            let image = Image { path: exe, real: c.real.clone(), id: Some(stamp.id) };
+            return Ok(Launch { image, interpreter: c.interpreter.clone() });
+        }
+        let launch = launch_of(&root, exe.clone(), open_path(&exe).map_err(exec_errno)?);
+        if self.cache.len() >= CACHE_MAX {
+            self.cache.clear();
+        }
+        let cached = Cached { stamp, real: launch.image.real.clone(), interpreter: launch.interpreter.clone() };
+        self.cache.insert(exe, cached);
+        Ok(launch)
+    }
+}
+
+/// A path that names nothing fails the exec with the kernel's own error: nothing runs, nothing is
+/// audited, and no CONTINUE is needed (a file created just after is a new exec). Other errors
+/// (say EACCES on a directory only the caller may search) deny with EPERM.
+fn exec_errno(e: io::Error) -> io::Error {
+    match e.raw_os_error() {
+        Some(code @ (libc::ENOENT | libc::ENOTDIR | libc::ELOOP | libc::ENAMETOOLONG)) => io::Error::from_raw_os_error(code),
+        _ => io::Error::from_raw_os_error(libc::EPERM),
+    }
+}
+
+/// The launch of the file `fd` refers to, named `path`, with its `#!` interpreter if any.
+fn launch_of(root: &Path, path: PathBuf, fd: OwnedFd) -> Launch {
+    let (image, interp) = inspect(root, path, Some(fd));
     let interpreter = interp.map(|interp| {
-        let file = open_dir_path(&root).and_then(|r| open_in_root(&r, &interp));
-        inspect(&root, interp, file.ok()).0
+        let file = open_resolved(root, &interp);
+        inspect(root, interp, file.ok()).0
     });
-    Ok(Launch { image, interpreter })
+    Launch { image, interpreter }
 }
 
 /// Reads argv for the audit's command line, capped, arguments joined by spaces.
@@ -219,6 +267,16 @@ pub fn read_cmdline(
     Ok(args.join(" "))
 }
 
+/// Opens `path` (absolute, in the caller's view) as O_PATH, symlinks resolved inside the caller's
+/// root. A caller sharing our root (the usual case) needs no root fd.
+fn open_resolved(root: &Path, path: &Path) -> io::Result<OwnedFd> {
+    if root == Path::new("/") {
+        open_path(path)
+    } else {
+        open_in_root(&open_dir_path(root)?, path)
+    }
+}
+
 /// Looks at the file a launch names through an fd opened on it (so path tricks cannot swap it
 /// between the looks): its real path, identity, and `#!` interpreter if it is a script.
 fn inspect(root: &Path, path: PathBuf, file: Option<OwnedFd>) -> (Image, Option<PathBuf>) {
@@ -233,9 +291,10 @@ fn inspect(root: &Path, path: PathBuf, file: Option<OwnedFd>) -> (Image, Option<
         );
     };
     let via = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
-    let meta = std::fs::metadata(&via).ok();
+    let file = std::fs::File::from(fd);
+    let meta = file.metadata().ok();
     let id = meta.as_ref().map(FileId::from);
-    let real = fd_path(&fd).ok().map(|p| strip_root(root, &p));
+    let real = fd_path(&file).ok().map(|p| strip_root(root, &p));
     // Reopening an O_PATH fd through /proc gives a readable fd on the very same file. Only a
     // regular file is read, and without blocking: opening a FIFO would hang the supervisor.
     let mut head = [0u8; BINPRM_BUF_SIZE];

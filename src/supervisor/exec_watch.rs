@@ -7,8 +7,13 @@
 //! mismatch and kills the process when the file that actually runs is a violation.
 //!
 //! A tracee is released at its first stop of any kind (exec, signal, group-stop), so workloads are
-//! traced only across their exec. A thread whose exec failed stays attached, invisibly, until its
-//! next signal, exec or exit.
+//! traced only across their exec. Where the kernel has the killable notification wait (5.19), the
+//! tracee is also sent `PTRACE_INTERRUPT` at attach: its wait for our answer is then killable only,
+//! so the interrupt does not break it, and it guarantees a stop on the way back to user space if
+//! the exec fails. Every attached exec thus ends in a stop, and the supervisor can wait for it
+//! synchronously (a wake-up on the same CPU, instead of a SIGCHLD through the signalfd to an idle
+//! CPU). Without it, a thread whose exec failed stays attached, invisibly, until its next signal,
+//! exec or exit.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -67,8 +72,9 @@ impl ExecWatch {
         }
     }
 
-    /// Attaches to `tid` (unless attached already) so that its exec of one of `expected` is checked.
-    pub fn watch(&mut self, tid: Pid, expected: Vec<FileId>) -> Watch {
+    /// Attaches to `tid` (unless attached already) so that its exec of one of `expected` is checked;
+    /// with `interrupt`, also makes sure the exec ends in a stop even when it fails (see above).
+    pub fn watch(&mut self, tid: Pid, expected: Vec<FileId>, interrupt: bool) -> Watch {
         if self.availability == Availability::Unavailable {
             return Watch::Unchecked;
         }
@@ -83,15 +89,19 @@ impl ExecWatch {
                 }
                 return Watch::Refused(e);
             }
+            if interrupt && let Err(e) = ptrace::interrupt(tid) {
+                let _ = ptrace::detach(tid, None);
+                return Watch::Refused(e);
+            }
         }
         self.availability = Availability::Available;
         self.pending.insert(tid, expected);
         Watch::Armed
     }
 
-    /// Whether `status` (from `waitpid(-1, __WALL)`) is about a tracee: handles it, and returns
-    /// a mismatch for the caller to judge. `handled` is false for statuses of plain children.
-    pub fn on_status(&mut self, status: &WaitStatus) -> (bool, Option<Mismatch>) {
+    /// Handles a `waitpid(-1, __WALL)` result if it is about a tracee, and returns a mismatch for
+    /// the caller to judge. Statuses of plain children pass through untouched.
+    pub fn on_status(&mut self, status: &WaitStatus) -> Option<Mismatch> {
         match *status {
             WaitStatus::PtraceEvent(pid, _, event) if event == libc::PTRACE_EVENT_EXEC => {
                 // The thread that called exec may have been a non-leader; it now has the leader's
@@ -108,28 +118,33 @@ impl ExecWatch {
                 let id = FileId::of(&exe).ok();
                 if id.is_some_and(|id| expected.contains(&id)) {
                     let _ = ptrace::detach(pid, None);
-                    return (true, None);
+                    return None;
                 }
                 let exe = std::fs::read_link(&exe).unwrap_or(exe);
-                (true, Some(Mismatch { pid, exe, id }))
+                Some(Mismatch { pid, exe, id })
             }
             WaitStatus::PtraceEvent(pid, _, _) => {
                 // A group-stop (PTRACE_EVENT_STOP under SEIZE): let go; the task stays stopped
                 // as the stop signal wanted.
                 self.release(pid, None);
-                (true, None)
+                None
             }
             WaitStatus::Stopped(pid, sig) => {
                 // Signal-delivery-stop: give the signal back on the way out.
                 self.release(pid, Some(sig));
-                (true, None)
+                None
             }
             WaitStatus::Exited(pid, _) | WaitStatus::Signaled(pid, _, _) => {
                 self.pending.remove(&pid);
-                (false, None)
+                None
             }
-            _ => (false, None),
+            _ => None,
         }
+    }
+
+    /// Whether `tid` is attached and its exec not yet seen.
+    pub fn is_pending(&self, tid: Pid) -> bool {
+        self.pending.contains_key(&tid)
     }
 
     /// Detaches from a tracee stopped at an event, optionally delivering `sig`.

@@ -27,7 +27,7 @@ pub use init::BLOCKED_EXIT;
 use crate::audit::{Event, ProcessViolation, Scope, Sink};
 use crate::policy::{Effect, Rule};
 use crate::seccomp::{self, Trapped};
-use crate::sensors::exec::{self, Abi, ExecCall, Launch};
+use crate::sensors::exec::{self, Abi, ExecCall, Launch, Resolver};
 use crate::sys::remote::RemoteMemory;
 use crate::sys::seccomp::{Listener, Notification};
 use crate::sys::{fdpass, process};
@@ -127,6 +127,8 @@ pub fn run(cfg: RunConfig) -> Result<i32, SupervisorError> {
     let mut sup = Supervisor {
         listener,
         listener_open: true,
+        killable: tag == b'K',
+        resolver: Resolver::default(),
         rule: cfg.rule,
         scope: cfg.scope,
         sink: cfg.sink,
@@ -135,7 +137,7 @@ pub fn run(cfg: RunConfig) -> Result<i32, SupervisorError> {
         main,
         last_denial: None,
     };
-    sup.report_features(tag == b'K');
+    sup.report_features();
     Ok(sup.serve(&signals))
 }
 
@@ -193,6 +195,10 @@ struct Supervisor {
     listener: Listener,
     /// False once every filtered process is gone (the listener reports POLLHUP).
     listener_open: bool,
+    /// The filter was installed with WAIT_KILLABLE_RECV (5.19): an exec can be waited for
+    /// synchronously (exec_watch.rs).
+    killable: bool,
+    resolver: Resolver,
     rule: Option<Rule>,
     scope: Scope,
     sink: Sink,
@@ -220,10 +226,10 @@ enum Answer {
 }
 
 impl Supervisor {
-    fn report_features(&mut self, killable: bool) {
+    fn report_features(&mut self) {
         log::info!(
             "listener received; killable wait (5.19): {}",
-            if killable { "on" } else { "off" }
+            if self.killable { "on" } else { "off" }
         );
         match self.listener.set_sync_wakeup() {
             Ok(()) => log::info!("sync wake-up (6.6): on"),
@@ -349,15 +355,35 @@ impl Supervisor {
                     return;
                 }
             };
-            let (_, mismatch) = self.watch.on_status(&status);
-            if let Some(m) = mismatch {
-                self.on_mismatch(m);
-            }
-            if status.pid() == Some(self.main)
-                && let Some(code) = init::exit_status(&status)
-            {
-                log::info!("command exited: status {code}");
-                self.life.main_exited(code);
+            self.on_status(&status);
+        }
+    }
+
+    /// One `waitpid` result: ptrace stops go to the exec watch, the command's end to the lifecycle.
+    fn on_status(&mut self, status: &WaitStatus) {
+        if let Some(m) = self.watch.on_status(status) {
+            self.on_mismatch(m);
+        }
+        if status.pid() == Some(self.main)
+            && let Some(code) = init::exit_status(status)
+        {
+            log::info!("command exited: status {code}");
+            self.life.main_exited(code);
+        }
+    }
+
+    /// Waits for an attached exec to end in its stop (or the caller's death) and handles it. The
+    /// stop is guaranteed (exec_watch.rs), and waiting here rather than in `poll` lets the kernel
+    /// wake us on the caller's CPU. Other children's news met on the way is handled as usual.
+    fn await_exec(&mut self, tid: Pid) {
+        while self.watch.is_pending(tid) {
+            match waitpid(None, Some(WaitPidFlag::__WALL)) {
+                Ok(status) => self.on_status(&status),
+                Err(Errno::EINTR) => {}
+                Err(e) => {
+                    log::error!("waiting for the exec of {tid}: {e}");
+                    return;
+                }
             }
         }
     }
@@ -412,7 +438,7 @@ impl Supervisor {
             return Answer::Deny(libc::EPERM);
         }
         let mut mem = RemoteMemory::new(n.pid as i32);
-        let launch = match exec::read_launch(n, call, &mut mem) {
+        let launch = match self.resolver.read_launch(n, call, &mut mem) {
             Ok(l) => l,
             Err(e) => {
                 log::debug!("exec by {}: cannot read the launch: {e}", n.pid);
@@ -479,7 +505,8 @@ impl Supervisor {
 
     /// Lets an allowed exec run, checked at its exec stop where tracing is possible.
     fn allow_exec(&mut self, n: &Notification, launch: &Launch) -> io::Result<()> {
-        match self.watch.watch(Pid::from_raw(n.pid as i32), launch.file_ids()) {
+        let tid = Pid::from_raw(n.pid as i32);
+        match self.watch.watch(tid, launch.file_ids(), self.killable) {
             Watch::Armed => {}
             Watch::Unchecked => {}
             Watch::Degraded(e) => self.degraded(&format!(
@@ -498,7 +525,11 @@ impl Supervisor {
         // with PTRACE_O_TRACEEXEC, so the image that actually gets executed is compared with the
         // files decided on before it runs (exec_watch.rs); where tracing is unavailable this was
         // reported as a degradation above.
-        unsafe { self.listener.continue_call(n.id) }
+        let sent = unsafe { self.listener.continue_call(n.id) };
+        if self.killable && self.watch.is_pending(tid) {
+            self.await_exec(tid);
+        }
+        sent
     }
 
     /// An exec ran a file other than the one decided on (its path was swapped in between):

@@ -8,7 +8,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
-use nix::unistd::{ForkResult, Pid};
+use nix::unistd::ForkResult;
 
 use super::cvt;
 
@@ -38,6 +38,11 @@ pub fn open_in_root(root: &impl AsFd, path: &Path) -> io::Result<OwnedFd> {
         .flags(nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC)
         .resolve(nix::fcntl::ResolveFlag::RESOLVE_IN_ROOT);
     Ok(nix::fcntl::openat2(root.as_fd(), path, how)?)
+}
+
+/// Opens `path` as O_PATH, following symlinks: a handle on the file itself, without reading it.
+pub fn open_path(path: &Path) -> io::Result<OwnedFd> {
+    Ok(nix::fcntl::open(path, nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())?)
 }
 
 /// Opens a directory as O_PATH (for [`open_in_root`]).
@@ -104,9 +109,4 @@ pub fn descendants(ancestor: i32) -> Vec<i32> {
         }
     }
     found.into_iter().collect()
-}
-
-/// Pid as nix wants it.
-pub fn pid(raw: i32) -> Pid {
-    Pid::from_raw(raw)
 }
