@@ -169,7 +169,7 @@ pub fn evaluate(prog: &[sock_filter], arch: u32, nr: u32, args: [u64; 6]) -> Act
             o if o >= OFFSET_ARGS => {
                 let i = ((o - OFFSET_ARGS) / 8) as usize;
                 let v = args[i];
-                if (o - OFFSET_ARGS) % 8 == 0 {
+                if (o - OFFSET_ARGS).is_multiple_of(8) {
                     v as u32
                 } else {
                     (v >> 32) as u32

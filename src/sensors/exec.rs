@@ -162,7 +162,10 @@ struct Stamp {
 
 impl Stamp {
     fn of(m: &std::fs::Metadata) -> Stamp {
-        Stamp { id: FileId::from(m), ctime: (m.ctime(), m.ctime_nsec()) }
+        Stamp {
+            id: FileId::from(m),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        }
     }
 }
 
@@ -174,7 +177,12 @@ impl Resolver {
     /// and root. Errors are the errno the exec is failed with: the kernel would have failed it the
     /// same way (EFAULT for an unreadable path, ENAMETOOLONG, ENOENT), and anything unreadable is
     /// denied, never waved through.
-    pub fn read_launch(&mut self, n: &Notification, call: ExecCall, mem: &mut RemoteMemory) -> io::Result<Launch> {
+    pub fn read_launch(
+        &mut self,
+        n: &Notification,
+        call: ExecCall,
+        mem: &mut RemoteMemory,
+    ) -> io::Result<Launch> {
         let (dirfd, path_ptr, flags) = match call {
             ExecCall::Execve => (libc::AT_FDCWD, n.args[0], 0),
             ExecCall::Execveat => (n.args[0] as i32, n.args[1], n.args[4]),
@@ -198,23 +206,41 @@ impl Resolver {
         } else if dirfd == libc::AT_FDCWD {
             strip_root(&root, &std::fs::read_link(proc_dir.join("cwd"))?)
         } else {
-            strip_root(&root, &std::fs::read_link(proc_dir.join("fd").join(dirfd.to_string()))?)
+            strip_root(
+                &root,
+                &std::fs::read_link(proc_dir.join("fd").join(dirfd.to_string()))?,
+            )
         };
         let exe = normalize(&base.join(path));
         if root != Path::new("/") {
             // A chrooted caller: resolve inside its root every time (no cache: paths are its own).
-            return Ok(launch_of(&root, exe.clone(), open_in_root(&open_dir_path(&root)?, &exe).map_err(exec_errno)?));
+            return Ok(launch_of(
+                &root,
+                exe.clone(),
+                open_in_root(&open_dir_path(&root)?, &exe).map_err(exec_errno)?,
+            ));
         }
         let stamp = Stamp::of(&std::fs::metadata(&exe).map_err(exec_errno)?);
         if let Some(c) = self.cache.get(&exe).filter(|c| c.stamp == stamp) {
-            let image = Image { path: exe, real: c.real.clone(), id: Some(stamp.id) };
-            return Ok(Launch { image, interpreter: c.interpreter.clone() });
+            let image = Image {
+                path: exe,
+                real: c.real.clone(),
+                id: Some(stamp.id),
+            };
+            return Ok(Launch {
+                image,
+                interpreter: c.interpreter.clone(),
+            });
         }
         let launch = launch_of(&root, exe.clone(), open_path(&exe).map_err(exec_errno)?);
         if self.cache.len() >= CACHE_MAX {
             self.cache.clear();
         }
-        let cached = Cached { stamp, real: launch.image.real.clone(), interpreter: launch.interpreter.clone() };
+        let cached = Cached {
+            stamp,
+            real: launch.image.real.clone(),
+            interpreter: launch.interpreter.clone(),
+        };
         self.cache.insert(exe, cached);
         Ok(launch)
     }
@@ -225,7 +251,9 @@ impl Resolver {
 /// (say EACCES on a directory only the caller may search) deny with EPERM.
 fn exec_errno(e: io::Error) -> io::Error {
     match e.raw_os_error() {
-        Some(code @ (libc::ENOENT | libc::ENOTDIR | libc::ELOOP | libc::ENAMETOOLONG)) => io::Error::from_raw_os_error(code),
+        Some(code @ (libc::ENOENT | libc::ENOTDIR | libc::ELOOP | libc::ENAMETOOLONG)) => {
+            io::Error::from_raw_os_error(code)
+        }
         _ => io::Error::from_raw_os_error(libc::EPERM),
     }
 }

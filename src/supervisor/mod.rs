@@ -412,7 +412,7 @@ impl Supervisor {
         };
         let sent = match answer {
             Answer::Deny(errno) => self.listener.deny(n.id, errno),
-            // SAFETY (TOCTOU): nothing is enforced for processes under the rule in force (no
+            // SAFETY: TOCTOU, not memory: nothing is enforced for processes under the rule in force (no
             // rule, or `disable`), so no decision rests on the caller's memory.
             Answer::Unenforced => unsafe { self.listener.continue_call(n.id) },
             Answer::Allow { launch } => self.allow_exec(&n, &launch),
@@ -521,7 +521,7 @@ impl Supervisor {
         if !self.listener.id_valid(n.id) {
             return self.listener.deny(n.id, libc::EPERM);
         }
-        // SAFETY (TOCTOU): the kernel re-reads the path after this answer. The caller is attached
+        // SAFETY: TOCTOU, not memory: the kernel re-reads the path after this answer. The caller is attached
         // with PTRACE_O_TRACEEXEC, so the image that actually gets executed is compared with the
         // files decided on before it runs (exec_watch.rs); where tracing is unavailable this was
         // reported as a degradation above.

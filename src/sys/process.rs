@@ -42,7 +42,11 @@ pub fn open_in_root(root: &impl AsFd, path: &Path) -> io::Result<OwnedFd> {
 
 /// Opens `path` as O_PATH, following symlinks: a handle on the file itself, without reading it.
 pub fn open_path(path: &Path) -> io::Result<OwnedFd> {
-    Ok(nix::fcntl::open(path, nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())?)
+    Ok(nix::fcntl::open(
+        path,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?)
 }
 
 /// Opens a directory as O_PATH (for [`open_in_root`]).

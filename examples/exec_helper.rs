@@ -1,0 +1,294 @@
+//! Test helper for `tests/exec_policy.rs`: launches a program through the exec paths a shell never
+//! uses (execveat on an fd or a directory fd, fexecve of a memfd copy, `/proc/self/fd/N`, the i386
+//! `int 0x80` ABI, the x32 ABI), so the tests can check that each is trapped and judged.
+//!
+//! Usage: `exec_helper SUBCOMMAND ARGS...`
+//!
+//! | subcommand | what it does |
+//! |---|---|
+//! | `execveat-fd PATH ARGV...` | `open(PATH, O_RDONLY)`, then `execveat(fd, "", ARGV, environ, AT_EMPTY_PATH)` |
+//! | `execveat-opath PATH ARGV...` | the same with an `O_PATH` fd |
+//! | `fexecve PATH ARGV...` | `open(PATH, O_RDONLY)`, then glibc's `fexecve(3)` |
+//! | `execveat-dirfd DIR NAME ARGV...` | `open(DIR, O_DIRECTORY)`, then `execveat(dirfd, NAME, ARGV, environ, 0)` |
+//! | `memfd PATH ARGV...` | copies PATH into a `memfd_create("exec_helper_copy")` fd and fexecve's it |
+//! | `proc-fd PATH ARGV...` | `open(PATH, O_RDONLY)`, then `execve("/proc/self/fd/N", ARGV, environ)` |
+//! | `int80-getpid` | prints what i386 `getpid` (`int 0x80`, eax = 20) returns: `int80-getpid=N` |
+//! | `int80-execve PATH ARGV...` | i386 `execve` (`int 0x80`, eax = 11); strings and argv below 4 GiB |
+//! | `x32-execve PATH ARGV...` | x32 `execve` (`syscall(0x40000000 \| 520)`); strings and argv below 4 GiB |
+//!
+//! ARGV is the new program's whole argv, `argv[0]` included; when empty, it is `[PATH]`.
+//! Every exec that returns prints `SUBCOMMAND: errno=N (description)` on stderr and exits 111, so
+//! a test can tell the helper's failure from the launched program's own exit status.
+
+use std::ffi::{CStr, CString};
+use std::os::unix::ffi::OsStrExt;
+
+/// Exit status when the exec call returned (it failed).
+const EXEC_FAILED: i32 = 111;
+
+unsafe extern "C" {
+    static environ: *const *const libc::c_char;
+}
+
+fn main() {
+    let args: Vec<CString> = std::env::args_os()
+        .skip(1)
+        .map(|a| CString::new(a.as_bytes()).expect("no NUL in arguments"))
+        .collect();
+    let Some((sub, rest)) = args.split_first() else {
+        usage();
+    };
+    let sub = sub.to_str().unwrap_or("").to_string();
+    let errno = match sub.as_str() {
+        "execveat-fd" => {
+            let (path, argv) = path_and_argv(rest);
+            let fd = open(&path, libc::O_RDONLY);
+            execveat(fd, c"", &argv, libc::AT_EMPTY_PATH)
+        }
+        "execveat-opath" => {
+            let (path, argv) = path_and_argv(rest);
+            let fd = open(&path, libc::O_PATH);
+            execveat(fd, c"", &argv, libc::AT_EMPTY_PATH)
+        }
+        "fexecve" => {
+            let (path, argv) = path_and_argv(rest);
+            let fd = open(&path, libc::O_RDONLY);
+            let argv_ptrs = null_terminated(&argv);
+            // SAFETY: `argv_ptrs` is a NULL-terminated array of pointers into `argv`, which lives
+            // across the call; `environ` is the process's own NULL-terminated environment.
+            unsafe { libc::fexecve(fd, argv_ptrs.as_ptr(), environ) };
+            last_errno()
+        }
+        "execveat-dirfd" => {
+            let Some((dir, rest)) = rest.split_first() else {
+                usage();
+            };
+            let (name, argv) = path_and_argv(rest);
+            let dirfd = open(dir, libc::O_RDONLY | libc::O_DIRECTORY);
+            execveat(dirfd, &name, &argv, 0)
+        }
+        "memfd" => {
+            let (path, argv) = path_and_argv(rest);
+            let fd = memfd_copy(&path);
+            execveat(fd, c"", &argv, libc::AT_EMPTY_PATH)
+        }
+        "proc-fd" => {
+            let (path, argv) = path_and_argv(rest);
+            let fd = open(&path, libc::O_RDONLY);
+            let via = CString::new(format!("/proc/self/fd/{fd}")).unwrap();
+            let argv_ptrs = null_terminated(&argv);
+            // SAFETY: `via` is NUL-terminated; `argv_ptrs` is a NULL-terminated array of pointers
+            // into `argv`, which lives across the call; `environ` is the process's environment.
+            unsafe { libc::execve(via.as_ptr(), argv_ptrs.as_ptr(), environ) };
+            last_errno()
+        }
+        "int80-getpid" => {
+            let ret = int80(20, 0, 0, 0);
+            println!("int80-getpid={ret}");
+            std::process::exit(0);
+        }
+        "int80-execve" => {
+            let (path, argv) = path_and_argv(rest);
+            let low = LowMemory::new(&path, &argv);
+            let ret = int80(11, low.path, low.argv, 0);
+            // execve only returns on failure, as -errno in eax.
+            -ret
+        }
+        "x32-execve" => {
+            let (path, argv) = path_and_argv(rest);
+            let low = LowMemory::new(&path, &argv);
+            const X32_SYSCALL_BIT: libc::c_long = 0x4000_0000;
+            const X32_EXECVE: libc::c_long = 520;
+            // SAFETY: x32 execve takes 32-bit pointers to NUL-terminated strings and to a
+            // NULL-terminated array of 32-bit pointers, all of which `low` holds below 4 GiB.
+            unsafe {
+                libc::syscall(
+                    X32_SYSCALL_BIT | X32_EXECVE,
+                    low.path as libc::c_long,
+                    low.argv as libc::c_long,
+                    0 as libc::c_long,
+                )
+            };
+            last_errno()
+        }
+        _ => usage(),
+    };
+    // SAFETY: strerror returns a pointer to a NUL-terminated static (or thread-local) string.
+    let text = unsafe { CStr::from_ptr(libc::strerror(errno)) };
+    eprintln!("{sub}: errno={errno} ({})", text.to_string_lossy());
+    std::process::exit(EXEC_FAILED);
+}
+
+fn usage() -> ! {
+    eprintln!("usage: exec_helper SUBCOMMAND ARGS... (see examples/exec_helper.rs)");
+    std::process::exit(2);
+}
+
+/// The first argument and the argv that follows it (the path alone when none follows).
+fn path_and_argv(rest: &[CString]) -> (CString, Vec<CString>) {
+    let Some((path, argv)) = rest.split_first() else {
+        usage();
+    };
+    let argv = if argv.is_empty() {
+        vec![path.clone()]
+    } else {
+        argv.to_vec()
+    };
+    (path.clone(), argv)
+}
+
+fn last_errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+fn die(what: &str) -> ! {
+    eprintln!("exec_helper: {what}: {}", std::io::Error::last_os_error());
+    std::process::exit(2);
+}
+
+/// open(2), without O_CLOEXEC: the fd must survive into the exec (a script run through an fd is
+/// read by its interpreter from /dev/fd/N).
+fn open(path: &CStr, flags: libc::c_int) -> libc::c_int {
+    // SAFETY: `path` is a NUL-terminated string that outlives the call.
+    let fd = unsafe { libc::open(path.as_ptr(), flags) };
+    if fd < 0 {
+        die(&format!("open {}", path.to_string_lossy()));
+    }
+    fd
+}
+
+fn null_terminated(args: &[CString]) -> Vec<*const libc::c_char> {
+    args.iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
+}
+
+/// execveat(2) through the raw system call (the x86_64 one); returns the errno.
+fn execveat(dirfd: libc::c_int, path: &CStr, argv: &[CString], flags: libc::c_int) -> i32 {
+    let argv_ptrs = null_terminated(argv);
+    // SAFETY: `path` is NUL-terminated; `argv_ptrs` is a NULL-terminated array of pointers into
+    // `argv`, which lives across the call; `environ` is the process's own environment.
+    unsafe {
+        libc::syscall(
+            libc::SYS_execveat,
+            dirfd,
+            path.as_ptr(),
+            argv_ptrs.as_ptr(),
+            environ,
+            flags,
+        )
+    };
+    last_errno()
+}
+
+/// Copies the file at `path` into a new memfd and returns it.
+fn memfd_copy(path: &CStr) -> libc::c_int {
+    let bytes = std::fs::read(std::ffi::OsStr::from_bytes(path.to_bytes())).unwrap_or_else(|e| {
+        eprintln!("exec_helper: reading {}: {e}", path.to_string_lossy());
+        std::process::exit(2)
+    });
+    // SAFETY: the name is a NUL-terminated literal.
+    let fd = unsafe { libc::memfd_create(c"exec_helper_copy".as_ptr(), 0) };
+    if fd < 0 {
+        die("memfd_create");
+    }
+    let mut done = 0;
+    while done < bytes.len() {
+        // SAFETY: the pointer and length describe the unwritten tail of `bytes`.
+        let n = unsafe { libc::write(fd, bytes[done..].as_ptr().cast(), bytes.len() - done) };
+        if n <= 0 {
+            die("writing the memfd");
+        }
+        done += n as usize;
+    }
+    fd
+}
+
+/// A path and an argv laid out below 4 GiB (MAP_32BIT), with 32-bit pointers, as the i386 and x32
+/// ABIs read them. The mapping is never unmapped: it must outlive the exec attempt.
+struct LowMemory {
+    path: u32,
+    argv: u32,
+}
+
+impl LowMemory {
+    fn new(path: &CString, argv: &[CString]) -> LowMemory {
+        let strings: usize = path.as_bytes_with_nul().len()
+            + argv
+                .iter()
+                .map(|a| a.as_bytes_with_nul().len())
+                .sum::<usize>();
+        let len = strings + 4 * (argv.len() + 1) + 16;
+        // SAFETY: an anonymous private mapping at an address of the kernel's choosing; no
+        // existing memory is affected.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_32BIT,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            die("mmap(MAP_32BIT)");
+        }
+        let base = base as *mut u8;
+        assert!(
+            (base as usize) + len <= u32::MAX as usize,
+            "MAP_32BIT gave high memory"
+        );
+        let mut at = 0usize;
+        let mut put = |s: &CString| -> u32 {
+            let b = s.as_bytes_with_nul();
+            // SAFETY: `at + b.len() <= strings <= len`: the copy stays inside the mapping.
+            unsafe { std::ptr::copy_nonoverlapping(b.as_ptr(), base.add(at), b.len()) };
+            let addr = base as usize + at;
+            at += b.len();
+            addr as u32
+        };
+        let path32 = put(path);
+        let ptrs: Vec<u32> = argv
+            .iter()
+            .map(&mut put)
+            .chain(std::iter::once(0))
+            .collect();
+        // Align the pointer array to 4 bytes.
+        let array_at = (strings + 3) & !3;
+        for (i, p) in ptrs.iter().enumerate() {
+            // SAFETY: `array_at + 4 * (argv.len() + 1) <= len`; unaligned writes are fine anyway.
+            unsafe { base.add(array_at + 4 * i).cast::<u32>().write_unaligned(*p) };
+        }
+        LowMemory {
+            path: path32,
+            argv: (base as usize + array_at) as u32,
+        }
+    }
+}
+
+/// One i386 system call through `int 0x80`, from this 64-bit process; returns eax (sign-extended).
+/// rbx is reserved by LLVM, so it is swapped in and out around the instruction.
+fn int80(nr: u32, ebx: u32, ecx: u32, edx: u32) -> i32 {
+    let ret: u64;
+    // SAFETY: `int 0x80` enters the kernel's i386 system call path; the only memory it reads is
+    // what `ebx`/`ecx`/`edx` point to (below 4 GiB, prepared by the caller). rbx is restored by
+    // the second xchg; r8-r11 are declared clobbered because older kernels did not preserve them.
+    unsafe {
+        std::arch::asm!(
+            "xchg {b}, rbx",
+            "int 0x80",
+            "xchg {b}, rbx",
+            b = inout(reg) u64::from(ebx) => _,
+            inlateout("rax") u64::from(nr) => ret,
+            in("rcx") u64::from(ecx),
+            in("rdx") u64::from(edx),
+            out("r8") _,
+            out("r9") _,
+            out("r10") _,
+            out("r11") _,
+        );
+    }
+    ret as u32 as i32
+}

@@ -1,0 +1,264 @@
+//! Helpers shared by the integration tests: run the real `defender` binary around real programs,
+//! with a policy written to a temporary file and audits collected from `--audit-file`.
+
+#![allow(dead_code)] // each test file uses its own subset
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+/// The `defender` binary cargo built for these tests.
+pub fn defender() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_defender"))
+}
+
+/// A test helper program built from `examples/` (cargo builds examples before integration tests).
+pub fn example(name: &str) -> PathBuf {
+    let bin = defender();
+    let path = bin.parent().unwrap().join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test` (it builds examples)",
+        path.display()
+    );
+    path
+}
+
+/// A scratch directory with a policy file and an audit file.
+pub struct World {
+    pub dir: tempfile::TempDir,
+}
+
+impl World {
+    pub fn new() -> World {
+        World {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Writes `json` as the policy file and returns its path.
+    pub fn policy(&self, json: &str) -> PathBuf {
+        let p = self.path("policy.json");
+        std::fs::write(&p, json).unwrap();
+        p
+    }
+
+    pub fn audit_path(&self) -> PathBuf {
+        self.path("audit.jsonl")
+    }
+
+    /// `defender run --policy P --audit-file A [extra] -- command...`, not yet started.
+    pub fn command(&self, policy: Option<&Path>, extra: &[&str], command: &[&str]) -> Command {
+        let mut c = Command::new(defender());
+        c.arg("run")
+            .arg("--audit-file")
+            .arg(self.audit_path())
+            .arg("--container")
+            .arg("test-container")
+            .arg("--image")
+            .arg("test/image:1");
+        if let Some(p) = policy {
+            c.arg("--policy").arg(p);
+        }
+        c.args(extra)
+            .arg("--")
+            .args(command)
+            .current_dir(self.dir.path());
+        c.env_remove("DEFENDER_POLICY")
+            .env_remove("DEFENDER_CONSOLE")
+            .env_remove("DEFENDER_AUDIT_FILE");
+        c
+    }
+
+    /// Runs `command` under `policy_json` and waits for it.
+    pub fn run(&self, policy_json: &str, command: &[&str]) -> Output {
+        let p = self.policy(policy_json);
+        self.command(Some(&p), &[], command)
+            .stdin(Stdio::null())
+            .output()
+            .expect("defender runs")
+    }
+
+    /// Every audit event written so far.
+    pub fn audits(&self) -> Vec<Value> {
+        match std::fs::read_to_string(self.audit_path()) {
+            Ok(text) => text
+                .lines()
+                .map(|l| {
+                    serde_json::from_str(l).unwrap_or_else(|e| panic!("audit line {l:?}: {e}"))
+                })
+                .collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// The audit events of one `type`.
+    pub fn audits_of(&self, kind: &str) -> Vec<Value> {
+        self.audits()
+            .into_iter()
+            .filter(|e| e["type"] == kind)
+            .collect()
+    }
+}
+
+/// A policy with one rule whose `processes` section is `processes` (a JSON object).
+pub fn process_policy(name: &str, processes: &str) -> String {
+    format!(r#"{{"rules": [{{"name": "{name}", "processes": {processes}}}]}}"#)
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Fails loudly when a tool the tests need is not installed (`.ci/run` installs it).
+pub fn require(tool: &str) -> PathBuf {
+    for dir in ["/usr/local/bin", "/usr/bin", "/bin", "/usr/sbin", "/sbin"] {
+        let p = Path::new(dir).join(tool);
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("{tool} is not installed; .ci/run installs the packages the tests need");
+}
+
+// ---- Running the defender in the background, with a deadline that only guards against hangs ----
+
+/// How long any one defender run may take before a test gives up on it (a failure guard against
+/// hangs, never a timing measurement).
+pub const HANG_GUARD: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Starts `cmd` with stdin closed and stdout/stderr piped.
+pub fn spawn_piped(cmd: &mut Command) -> std::process::Child {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("defender starts")
+}
+
+/// Waits for `child` (started by [`spawn_piped`]) and collects its output. If it is still running
+/// after `guard`, kills it and every descendant of it and panics with what it wrote so far.
+pub fn finish_within(mut child: std::process::Child, guard: std::time::Duration) -> Output {
+    use std::io::Read;
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let deadline = std::time::Instant::now() + guard;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if std::time::Instant::now() >= deadline {
+            let pid = child.id() as i32;
+            let mut doomed = descendants(pid);
+            doomed.push(pid);
+            for p in doomed {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(p),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            let _ = child.wait();
+            let stderr = String::from_utf8_lossy(&err.join().unwrap_or_default()).into_owned();
+            panic!(
+                "the defender (pid {pid}) was still running after {guard:?}; killed it. stderr:\n{stderr}"
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    }
+}
+
+/// `cmd` run to completion with stdin closed, under [`HANG_GUARD`].
+pub fn output_within(cmd: &mut Command) -> Output {
+    finish_within(spawn_piped(cmd), HANG_GUARD)
+}
+
+/// One line of `/proc/PID/status` (`State`, `PPid`, ...), without the key; `None` if the process
+/// is gone.
+pub fn proc_status(pid: i32, key: &str) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines().find_map(|l| {
+        l.strip_prefix(key)?
+            .strip_prefix(':')
+            .map(|v| v.trim().to_owned())
+    })
+}
+
+/// Every process whose parent is `parent`.
+pub fn children_of(parent: i32) -> Vec<i32> {
+    let want = parent.to_string();
+    all_pids()
+        .into_iter()
+        .filter(|&p| proc_status(p, "PPid").as_deref() == Some(want.as_str()))
+        .collect()
+}
+
+/// Every process below `ancestor` in the process tree.
+pub fn descendants(ancestor: i32) -> Vec<i32> {
+    let mut found = Vec::new();
+    let mut frontier = vec![ancestor];
+    while let Some(p) = frontier.pop() {
+        for c in children_of(p) {
+            found.push(c);
+            frontier.push(c);
+        }
+    }
+    found
+}
+
+/// The pids in /proc.
+pub fn all_pids() -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Polls `cond` every 20 ms until it holds or `guard` has passed; returns whether it held.
+pub fn wait_until(guard: std::time::Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + guard;
+    loop {
+        if cond() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,139 @@
+//! The release binary is static and enforces inside an empty container: no libc, no shell of its
+//! own, PID 1, under the engine's default seccomp profile and capabilities.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The static release build (`.ci/run` and the README's first command build it).
+fn static_binary() -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target/x86_64-unknown-linux-musl/release/defender");
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --release --target x86_64-unknown-linux-musl` (.ci/run does)",
+        p.display()
+    );
+    p
+}
+
+#[test]
+fn release_binary_is_statically_linked() {
+    let out = Command::new(common::require("file"))
+        .arg(static_binary())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("statically linked") || text.contains("static-pie linked"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("interpreter"),
+        "a dynamic loader is named: {text}"
+    );
+}
+
+#[test]
+fn enforces_in_an_empty_container() {
+    let docker = common::require("docker");
+    let busybox = common::require("busybox");
+    let out = Command::new(common::require("file"))
+        .arg(&busybox)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("statically linked"),
+        "busybox-static is needed"
+    );
+
+    // A root file system with nothing but the defender, a static busybox and a policy.
+    let w = common::World::new();
+    let rootfs = w.path("rootfs");
+    std::fs::create_dir_all(rootfs.join("bin")).unwrap();
+    std::fs::copy(static_binary(), rootfs.join("defender")).unwrap();
+    std::fs::copy(&busybox, rootfs.join("bin/busybox")).unwrap();
+    for applet in ["sh", "mkdir", "echo", "ls", "cat"] {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+    }
+    std::fs::write(
+        rootfs.join("policy.json"),
+        r#"{"rules": [{"name": "empty-container", "collections": {"containers": ["static-test"]},
+             "processes": {"effect": "prevent", "deny": ["mkdir"]}}]}"#,
+    )
+    .unwrap();
+    let tag = format!("defender-static-test:{}", std::process::id());
+    let tar = w.path("rootfs.tar");
+    let ok = Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let ok = Command::new(&docker)
+        .args(["import", tar.to_str().unwrap(), &tag])
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "docker import: {}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+
+    let out = Command::new(&docker)
+        .args([
+            "run",
+            "--rm",
+            "--name",
+            &format!("defender-static-{}", std::process::id()),
+            &tag,
+        ])
+        .args([
+            "/defender",
+            "run",
+            "--policy",
+            "/policy.json",
+            "--container",
+            "static-test",
+            "--",
+        ])
+        // With a path, because busybox's shell runs a bare `mkdir` as an in-process applet, with
+        // no exec for any exec-based defense to see (README, "Limits").
+        .args([
+            "/bin/sh",
+            "-c",
+            "/bin/mkdir /made; echo rc=$?; ls -d /made || echo absent; cat /proc/1/comm",
+        ])
+        .output()
+        .unwrap();
+    let _ = Command::new(&docker).args(["rmi", "-f", &tag]).output();
+    let stdout = common::stdout(&out);
+    let stderr = common::stderr(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+    assert!(stdout.contains("rc=126"), "mkdir was not refused: {stdout}");
+    assert!(
+        stdout.contains("absent"),
+        "the directory was created: {stdout}"
+    );
+    assert!(stderr.contains("Operation not permitted"), "{stderr}");
+    // The defender is the container's PID 1.
+    assert!(stdout.trim_end().ends_with("defender"), "{stdout}");
+    let audit: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|e: &serde_json::Value| e["type"] == "process")
+        .collect();
+    assert_eq!(audit.len(), 1, "stderr: {stderr}");
+    assert_eq!(audit[0]["process"], "/bin/mkdir");
+    assert_eq!(audit[0]["container"], "static-test");
+    assert_eq!(audit[0]["effect"], "prevent");
+    assert_eq!(audit[0]["parent"], "/bin/busybox");
+}
