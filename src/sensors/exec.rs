@@ -12,7 +12,7 @@ use std::ffi::OsStr;
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use crate::policy::{Attack, Rule};
@@ -161,10 +161,13 @@ struct Stamp {
 }
 
 impl Stamp {
-    fn of(m: &std::fs::Metadata) -> Stamp {
+    fn of(st: &nix::sys::stat::FileStat) -> Stamp {
         Stamp {
-            id: FileId::from(m),
-            ctime: (m.ctime(), m.ctime_nsec()),
+            id: FileId {
+                dev: st.st_dev,
+                ino: st.st_ino,
+            },
+            ctime: (st.st_ctime, st.st_ctime_nsec),
         }
     }
 }
@@ -199,7 +202,7 @@ impl Resolver {
             // have no name at all (a memfd); open it through the caller's fd table.
             let fd_link = proc_dir.join("fd").join(dirfd.to_string());
             let name = strip_root(&root, &std::fs::read_link(&fd_link)?);
-            return Ok(launch_of(&root, name, open_path(&fd_link)?));
+            return Ok(launch_of(&root, n.pid, name, open_path(&fd_link)?));
         }
         let base = if path.is_absolute() {
             PathBuf::from("/")
@@ -216,23 +219,36 @@ impl Resolver {
             // A chrooted caller: resolve inside its root every time (no cache: paths are its own).
             return Ok(launch_of(
                 &root,
+                n.pid,
                 exe.clone(),
                 open_in_root(&open_dir_path(&root)?, &exe).map_err(exec_errno)?,
             ));
         }
-        let stamp = Stamp::of(&std::fs::metadata(&exe).map_err(exec_errno)?);
-        if let Some(c) = self.cache.get(&exe).filter(|c| c.stamp == stamp) {
-            let image = Image {
-                path: exe,
-                real: c.real.clone(),
-                id: Some(stamp.id),
-            };
-            return Ok(Launch {
-                image,
-                interpreter: c.interpreter.clone(),
-            });
+        if let Some(c) = self.cache.get(&exe) {
+            // The stamp is taken in our own view; cached paths lead through no /proc/self link,
+            // so our view is the caller's.
+            let stamp = Stamp::of(&nix::sys::stat::stat(&exe).map_err(|e| exec_errno(e.into()))?);
+            if c.stamp == stamp {
+                let image = Image {
+                    path: exe,
+                    real: c.real.clone(),
+                    id: Some(stamp.id),
+                };
+                return Ok(Launch {
+                    image,
+                    interpreter: c.interpreter.clone(),
+                });
+            }
         }
-        let launch = launch_of(&root, exe.clone(), open_path(&exe).map_err(exec_errno)?);
+        let (resolved, via_proc) = resolve_as(n.pid, &exe).map_err(exec_errno)?;
+        let fd = open_path(&resolved).map_err(exec_errno)?;
+        let stamp = Stamp::of(&nix::sys::stat::fstat(&fd).map_err(io::Error::from)?);
+        let launch = launch_of(&root, n.pid, exe.clone(), fd);
+        if via_proc {
+            // Reached through /proc/self (or /dev/fd): the same path names another file for
+            // every caller.
+            return Ok(launch);
+        }
         if self.cache.len() >= CACHE_MAX {
             self.cache.clear();
         }
@@ -259,10 +275,14 @@ fn exec_errno(e: io::Error) -> io::Error {
 }
 
 /// The launch of the file `fd` refers to, named `path`, with its `#!` interpreter if any.
-fn launch_of(root: &Path, path: PathBuf, fd: OwnedFd) -> Launch {
+fn launch_of(root: &Path, pid: u32, path: PathBuf, fd: OwnedFd) -> Launch {
     let (image, interp) = inspect(root, path, Some(fd));
     let interpreter = interp.map(|interp| {
-        let file = open_resolved(root, &interp);
+        let file = if root == Path::new("/") {
+            resolve_as(pid, &interp).and_then(|(p, _)| open_path(&p))
+        } else {
+            open_dir_path(root).and_then(|r| open_in_root(&r, &interp))
+        };
         inspect(root, interp, file.ok()).0
     });
     Launch { image, interpreter }
@@ -295,14 +315,66 @@ pub fn read_cmdline(
     Ok(args.join(" "))
 }
 
-/// Opens `path` (absolute, in the caller's view) as O_PATH, symlinks resolved inside the caller's
-/// root. A caller sharing our root (the usual case) needs no root fd.
-fn open_resolved(root: &Path, path: &Path) -> io::Result<OwnedFd> {
-    if root == Path::new("/") {
-        open_path(path)
-    } else {
-        open_in_root(&open_dir_path(root)?, path)
+/// Resolves the symlinks of `path` (absolute, normalized) the way the kernel would for the caller
+/// `pid`, which our own resolution gets wrong in one place: `/proc/self` and `/proc/thread-self`
+/// (and `/dev/fd`, a symlink to `/proc/self/fd`) name the process that resolves them. So the walk
+/// follows symlinks itself and maps those to `/proc/PID`; from a `/proc/PID` directory on, the
+/// kernel's own resolution is right for anyone (its magic links, like `fd/N`, name the caller's
+/// files). Returns the path to open and whether it leads into `/proc`.
+fn resolve_as(pid: u32, path: &Path) -> io::Result<(PathBuf, bool)> {
+    /// MAXSYMLINKS (namei.c): the kernel gives up with ELOOP after 40 links.
+    const MAX_HOPS: usize = 40;
+    let mut out = PathBuf::from("/");
+    let mut rest: Vec<std::ffi::OsString> = path
+        .components()
+        .rev()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect();
+    let mut hops = 0;
+    while let Some(name) = rest.pop() {
+        if name == ".." {
+            out.pop();
+            continue;
+        }
+        out.push(&name);
+        if out.starts_with("/proc") {
+            let mapped = match out.strip_prefix("/proc").ok().and_then(|p| p.to_str()) {
+                Some("self") => Some(PathBuf::from(format!("/proc/{pid}"))),
+                Some("thread-self") => Some(PathBuf::from(format!("/proc/{pid}/task/{pid}"))),
+                _ => None,
+            };
+            if let Some(m) = mapped {
+                out = m;
+            }
+            if out.components().count() >= 3 {
+                out.extend(rest.into_iter().rev());
+                return Ok((out, true));
+            }
+            continue;
+        }
+        let meta = std::fs::symlink_metadata(&out)?;
+        if meta.file_type().is_symlink() {
+            hops += 1;
+            if hops > MAX_HOPS {
+                return Err(io::Error::from_raw_os_error(libc::ELOOP));
+            }
+            let target = std::fs::read_link(&out)?;
+            out.pop();
+            if target.is_absolute() {
+                out = PathBuf::from("/");
+            }
+            rest.extend(target.components().rev().filter_map(|c| match c {
+                Component::Normal(n) => Some(n.to_os_string()),
+                Component::ParentDir => Some("..".into()),
+                _ => None,
+            }));
+        }
     }
+    Ok((out, false))
 }
 
 /// Looks at the file a launch names through an fd opened on it (so path tricks cannot swap it
@@ -407,6 +479,50 @@ mod tests {
                 String::from_utf8_lossy(head)
             );
         }
+    }
+
+    #[test]
+    fn proc_self_means_the_caller() {
+        let dir = std::env::temp_dir().join(format!("defender-resolve-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("real")).unwrap();
+        std::fs::write(dir.join("real/tool"), "").unwrap();
+        std::os::unix::fs::symlink("real/tool", dir.join("rel")).unwrap();
+        std::os::unix::fs::symlink("/proc/self/fd/4", dir.join("to-fd")).unwrap();
+        std::os::unix::fs::symlink(dir.join("loop"), dir.join("loop")).unwrap();
+        let p = |s: &str| PathBuf::from(s);
+        let cases: &[(PathBuf, (PathBuf, bool))] = &[
+            (p("/proc/self/fd/3"), (p("/proc/77/fd/3"), true)),
+            (
+                p("/proc/thread-self/fd/3"),
+                (p("/proc/77/task/77/fd/3"), true),
+            ),
+            (p("/proc/123/exe"), (p("/proc/123/exe"), true)),
+            (dir.join("rel"), (dir.join("real/tool"), false)),
+            (dir.join("to-fd"), (p("/proc/77/fd/4"), true)),
+        ];
+        for (path, want) in cases {
+            assert_eq!(resolve_as(77, path).unwrap(), *want, "{}", path.display());
+        }
+        if Path::new("/dev/fd").exists() {
+            assert_eq!(
+                resolve_as(77, Path::new("/dev/fd/5")).unwrap(),
+                (p("/proc/77/fd/5"), true)
+            );
+        }
+        assert_eq!(
+            resolve_as(77, &dir.join("loop"))
+                .unwrap_err()
+                .raw_os_error(),
+            Some(libc::ELOOP)
+        );
+        assert_eq!(
+            resolve_as(77, &dir.join("none/x"))
+                .unwrap_err()
+                .raw_os_error(),
+            Some(libc::ENOENT)
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
