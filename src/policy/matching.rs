@@ -103,6 +103,12 @@ impl Processes {
         self.effect
     }
 
+    /// Whether the section has an allow list: then it admits only what it names, and a launch that
+    /// swapped its path after the check would be a way around it (the supervisor verifies those).
+    pub fn has_allow_list(&self) -> bool {
+        !self.lists.allow.is_empty()
+    }
+
     /// Checks one launch. `candidates` are absolute paths of that same launch (the path as executed,
     /// made absolute; the resolved real path; ...). One candidate matching a deny entry is enough for a
     /// violation, and one matching an allow entry is enough to be allowed, so `mkdir` denies

@@ -15,11 +15,16 @@ const X86_64_EXECVE: u32 = 59;
 const X86_64_EXECVEAT: u32 = 322;
 const I386_EXECVE: u32 = 11;
 const I386_EXECVEAT: u32 = 358;
+const X86_64_CHROOT: u32 = 161;
+const I386_CHROOT: u32 = 61;
 
 /// A trapped call, known by what it does rather than by its number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Trapped {
     Exec(Abi, ExecCall),
+    /// Noted, not judged: after a chroot(2) paths mean something else for the caller, so the exec
+    /// sensor looks up each caller's root from then on (and can skip it until then).
+    Chroot,
 }
 
 /// Every trapped call, with its number per ABI: the single table both the BPF program and the
@@ -46,6 +51,8 @@ const TABLE: &[(u32, u32, Trapped)] = &[
         I386_EXECVEAT,
         Trapped::Exec(Abi::I386, ExecCall::Execveat),
     ),
+    (AUDIT_ARCH_X86_64, X86_64_CHROOT, Trapped::Chroot),
+    (AUDIT_ARCH_I386, I386_CHROOT, Trapped::Chroot),
 ];
 
 /// The filter the child installs.

@@ -215,14 +215,24 @@ struct Supervisor {
 /// attempt (a PATH search takes microseconds).
 const SAME_ATTEMPT: Duration = Duration::from_millis(500);
 
-/// The answer to one trapped exec.
+/// The answer to one trapped call.
 enum Answer {
-    /// Let it run; `expected` are the files it may run, checked at its exec stop.
+    /// Let the exec run, checked at its exec stop against the files of `launch`.
     Allow { launch: Launch },
     /// Fail it with this errno.
     Deny(i32),
-    /// Nothing is enforced for processes: let it run unchecked.
-    Unenforced,
+    /// Let it run unchecked: nothing decided depends on the caller's memory (see the CONTINUE).
+    Unchecked,
+}
+
+/// How an exec that may run proceeds: verified at its exec stop under an allow list, unchecked
+/// under a deny list (why: at the CONTINUE in `on_notification`).
+fn proceed(verify: bool, launch: Launch) -> Answer {
+    if verify {
+        Answer::Allow { launch }
+    } else {
+        Answer::Unchecked
+    }
 }
 
 impl Supervisor {
@@ -407,14 +417,23 @@ impl Supervisor {
         };
         let answer = match seccomp::classify(n.arch, n.nr) {
             Some(Trapped::Exec(abi, call)) => self.on_exec(&n, abi, call),
+            Some(Trapped::Chroot) => {
+                self.resolver.note_chroot();
+                Answer::Unchecked
+            }
             // The filter traps nothing else; an unknown call is failed, never let through.
             None => Answer::Deny(libc::ENOSYS),
         };
         let sent = match answer {
             Answer::Deny(errno) => self.listener.deny(n.id, errno),
-            // SAFETY: TOCTOU, not memory: nothing is enforced for processes under the rule in force (no
-            // rule, or `disable`), so no decision rests on the caller's memory.
-            Answer::Unenforced => unsafe { self.listener.continue_call(n.id) },
+            // SAFETY: TOCTOU, not memory: no decision here rests on the caller's memory. Either
+            // nothing is enforced for processes (no rule, or `disable`); or the call is a chroot,
+            // which is only noted (before it happens) and allowed whatever its argument; or the
+            // exec was decided under a deny list only. A deny list names files; a caller able to
+            // swap the path after the check could as well copy, link or memfd-load the denied
+            // program under another name, which the list cannot stop either (README, "Limits"),
+            // so racing the check gains it nothing. Launches under an allow list are verified.
+            Answer::Unchecked => unsafe { self.listener.continue_call(n.id) },
             Answer::Allow { launch } => self.allow_exec(&n, &launch),
         };
         if let Err(e) = sent {
@@ -432,11 +451,12 @@ impl Supervisor {
             .as_ref()
             .filter(|r| r.processes().effect() != Effect::Disable)
         else {
-            return Answer::Unenforced;
+            return Answer::Unchecked;
         };
         if self.life.is_blocked() {
             return Answer::Deny(libc::EPERM);
         }
+        let verify = rule.processes().has_allow_list();
         let mut mem = RemoteMemory::new(n.pid as i32);
         let launch = match self.resolver.read_launch(n, call, &mut mem) {
             Ok(l) => l,
@@ -446,10 +466,9 @@ impl Supervisor {
             }
         };
         let Some(violation) = exec::judge(&launch, rule) else {
-            return if self.listener.id_valid(n.id) {
-                Answer::Allow { launch }
-            } else {
-                Answer::Deny(libc::EPERM)
+            return match self.listener.id_valid(n.id) {
+                false => Answer::Deny(libc::EPERM),
+                true => proceed(verify, launch),
             };
         };
         let effect = rule.processes().effect();
@@ -479,7 +498,7 @@ impl Supervisor {
             ));
         }
         match effect {
-            Effect::Alert => Answer::Allow { launch },
+            Effect::Alert => proceed(verify, launch),
             Effect::Block => {
                 self.block(&rule_name, &format!("{process} launched from {parent}"));
                 Answer::Deny(libc::EPERM)
