@@ -123,6 +123,7 @@ pub fn run(cfg: RunConfig) -> Result<i32, SupervisorError> {
         let _ = waitpid(main, None);
         return Err(SupervisorError::NoListener);
     };
+    drop(ours);
     let listener = Listener::new(fd, &features.sizes);
     let mut sup = Supervisor {
         listener,
@@ -302,13 +303,9 @@ impl Supervisor {
 
     /// Polls the signalfd and the listener: (signals ready, notification ready, listener hung up).
     fn wait(&self, signals: &SignalFd, timeout: Option<Duration>) -> (bool, bool, bool) {
-        // SAFETY-free borrow juggling: both fds live as long as `self`/`signals`.
-        let listener_fd = self.listener.as_raw_fd();
-        // SAFETY: `listener_fd` belongs to `self.listener`, which outlives this borrow.
-        let listener = unsafe { std::os::fd::BorrowedFd::borrow_raw(listener_fd) };
         let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
         if self.listener_open {
-            fds.push(PollFd::new(listener, PollFlags::POLLIN));
+            fds.push(PollFd::new(self.listener.as_fd(), PollFlags::POLLIN));
         }
         let timeout = timeout.map_or(PollTimeout::NONE, |d| {
             PollTimeout::try_from(d.as_millis().min(60_000) as i32 + 1).unwrap_or(PollTimeout::MAX)

@@ -2,7 +2,7 @@
 //! listener, receiving trapped calls and answering them.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use libc::{c_ulong, sock_filter, sock_fprog};
 
@@ -86,6 +86,12 @@ pub fn install_filter(prog: &[sock_filter], extra_flags: c_ulong) -> io::Result<
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
+impl AsFd for Listener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
 /// The supervisor's end of the filter: `SECCOMP_IOCTL_NOTIF_*` on the listener fd.
 pub struct Listener {
     fd: OwnedFd,
@@ -99,10 +105,6 @@ impl Listener {
         let notif_size =
             usize::from(sizes.seccomp_notif).max(std::mem::size_of::<libc::seccomp_notif>());
         Listener { fd, notif_size }
-    }
-
-    pub fn as_raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
     }
 
     /// Sets the sync wake-up flag (Linux 6.6). Returns the kernel's error where it lacks it.
