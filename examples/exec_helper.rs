@@ -15,13 +15,24 @@
 //! | `int80-getpid` | prints what i386 `getpid` (`int 0x80`, eax = 20) returns: `int80-getpid=N` |
 //! | `int80-execve PATH ARGV...` | i386 `execve` (`int 0x80`, eax = 11); strings and argv below 4 GiB |
 //! | `x32-execve PATH ARGV...` | x32 `execve` (`syscall(0x40000000 \| 520)`); strings and argv below 4 GiB |
+//! | `race-exec ALLOWED DENIED N [ARGV...]` | N times: fork; the child execve's a path that a thread flips between ALLOWED and DENIED; prints a tally |
 //!
-//! ARGV is the new program's whole argv, `argv[0]` included; when empty, it is `[PATH]`.
+//! ARGV is the new program's whole argv, `argv[0]` included; when empty, it is `[PATH]` (for
+//! `race-exec`, `[race]`).
 //! Every exec that returns prints `SUBCOMMAND: errno=N (description)` on stderr and exits 111, so
 //! a test can tell the helper's failure from the launched program's own exit status.
+//!
+//! `race-exec` attacks the time between the supervisor's read of the exec path and the kernel's
+//! own: ALLOWED and DENIED must be paths of equal length that differ within 8 bytes, so that one
+//! aligned 8-byte store flips the whole difference (no reader ever sees half of each). Each child
+//! exits 100 + errno when its execve returns. The parent waits for every child and prints
+//! `race: ran_allowed=A killed=K eperm=E other=O` on stdout (exit 0, SIGKILL, EPERM, anything
+//! else), then `race: other: ...` listing the other outcomes, if any.
 
+use std::collections::BTreeMap;
 use std::ffi::{CStr, CString};
 use std::os::unix::ffi::OsStrExt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Exit status when the exec call returned (it failed).
 const EXEC_FAILED: i32 = 111;
@@ -111,6 +122,7 @@ fn main() {
             };
             last_errno()
         }
+        "race-exec" => race_exec(rest),
         _ => usage(),
     };
     // SAFETY: strerror returns a pointer to a NUL-terminated static (or thread-local) string.
@@ -291,4 +303,115 @@ fn int80(nr: u32, ebx: u32, ecx: u32, edx: u32) -> i32 {
         );
     }
     ret as u32 as i32
+}
+
+/// The size of `race-exec`'s path buffer.
+const RACE_BUF: usize = 4096;
+
+/// `race-exec ALLOWED DENIED N [ARGV...]` (see the top of the file). Never returns.
+fn race_exec(rest: &[CString]) -> ! {
+    let [allowed, denied, n, argv @ ..] = rest else {
+        usage();
+    };
+    let (allowed, denied) = (allowed.as_bytes(), denied.as_bytes());
+    let Some(n) = n.to_str().ok().and_then(|n| n.parse::<u32>().ok()) else {
+        usage();
+    };
+    let argv = if argv.is_empty() {
+        vec![c"race".to_owned()]
+    } else {
+        argv.to_vec()
+    };
+    let differ: Vec<usize> = (0..allowed.len().min(denied.len()))
+        .filter(|&i| allowed[i] != denied[i])
+        .collect();
+    let (Some(&lo), Some(&hi)) = (differ.first(), differ.last()) else {
+        eprintln!("race-exec: the two paths must differ");
+        std::process::exit(2);
+    };
+    if allowed.len() != denied.len() || hi - lo >= 8 || allowed.len() + 8 >= RACE_BUF {
+        eprintln!("race-exec: the paths must have the same length and differ within 8 bytes");
+        std::process::exit(2);
+    }
+    // Start the path so that its first differing byte begins an aligned word: the whole
+    // difference then lies in that one word.
+    let start = (8 - lo % 8) % 8;
+    let image = |path: &[u8]| {
+        let mut bytes = [0u8; RACE_BUF];
+        bytes[start..start + path.len()].copy_from_slice(path);
+        bytes
+    };
+    let (a, d) = (image(allowed), image(denied));
+    let word_at = |bytes: &[u8; RACE_BUF], w: usize| {
+        u64::from_ne_bytes(bytes[8 * w..8 * w + 8].try_into().unwrap())
+    };
+    let w = (start + lo) / 8;
+    let (word_a, word_d) = (word_at(&a, w), word_at(&d, w));
+    // Aligned for AtomicU64, and never freed: the children's execve reads it.
+    let buf: &'static [AtomicU64] =
+        Vec::from_iter((0..RACE_BUF / 8).map(|i| AtomicU64::new(word_at(&a, i)))).leak();
+    let path = buf
+        .as_ptr()
+        .cast::<u8>()
+        .wrapping_add(start)
+        .cast::<libc::c_char>();
+    let argv_ptrs = null_terminated(&argv);
+
+    let mut tally: BTreeMap<String, u32> = BTreeMap::new();
+    for _ in 0..n {
+        // SAFETY: this process has a single thread; the child only starts a thread and execs.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            die("fork");
+        }
+        if pid == 0 {
+            static FLIPPING: AtomicBool = AtomicBool::new(false);
+            std::thread::spawn(move || {
+                FLIPPING.store(true, Ordering::Release);
+                loop {
+                    buf[w].store(word_d, Ordering::Relaxed);
+                    buf[w].store(word_a, Ordering::Relaxed);
+                }
+            });
+            while !FLIPPING.load(Ordering::Acquire) {
+                std::hint::spin_loop();
+            }
+            // SAFETY: `path` points into `buf` (NUL-terminated: the rest of the buffer is zero);
+            // `argv_ptrs` is a NULL-terminated array of pointers into `argv`; `environ` is the
+            // process's environment. All outlive the call.
+            unsafe { libc::execve(path, argv_ptrs.as_ptr(), environ) };
+            // SAFETY: ends the child at once, without running the parent's exit handlers.
+            unsafe { libc::_exit(100 + last_errno()) };
+        }
+        let mut status = 0;
+        // SAFETY: `status` is a valid place for the child's status.
+        while unsafe { libc::waitpid(pid, &mut status, 0) } < 0 {
+            if last_errno() != libc::EINTR {
+                die("waitpid");
+            }
+        }
+        let outcome = if libc::WIFEXITED(status) {
+            match libc::WEXITSTATUS(status) {
+                0 => "ran_allowed".to_string(),
+                c if c == 100 + libc::EPERM => "eperm".to_string(),
+                c => format!("exit {c}"),
+            }
+        } else if libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL {
+            "killed".to_string()
+        } else if libc::WIFSIGNALED(status) {
+            format!("signal {}", libc::WTERMSIG(status))
+        } else {
+            format!("status {status:#x}")
+        };
+        *tally.entry(outcome).or_default() += 1;
+    }
+    let mut take = |k: &str| tally.remove(k).unwrap_or(0);
+    let (ran, killed, eperm) = (take("ran_allowed"), take("killed"), take("eperm"));
+    let other: u32 = tally.values().sum();
+    println!("race: ran_allowed={ran} killed={killed} eperm={eperm} other={other}");
+    if other > 0 {
+        let list: Vec<String> = tally.iter().map(|(k, v)| format!("{k} x{v}")).collect();
+        println!("race: other: {}", list.join(", "));
+    }
+    std::process::exit(0);
 }

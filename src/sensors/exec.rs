@@ -84,29 +84,41 @@ pub struct Launch {
     pub image: Image,
     /// The `#!` interpreter, when the file is a script.
     pub interpreter: Option<Image>,
+    /// For a script: where the kernel puts the script's name in the interpreter's argv (1, or 2
+    /// after a `#!` line argument; fs/binfmt_script.c).
+    pub script_argv: Option<usize>,
+    /// The name the kernel gives the file (`bprm->filename`): the path as passed, or
+    /// `/dev/fd/N[/path]` for a path relative to a directory fd (fs/exec.c, alloc_bprm).
+    pub filename: Vec<u8>,
+}
+
+/// What the exec stop must find for the exec to be the launch decided on.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Expected {
+    /// The file that runs: the interpreter of a script, else the file itself.
+    pub exe: Option<FileId>,
+    /// For a script: the argv slot and the name the kernel must have put there. The interpreter's
+    /// identity alone cannot tell an allowed script from a denied one with the same `#!` line.
+    pub script: Option<(usize, Vec<u8>)>,
 }
 
 impl Launch {
-    /// The files the kernel may end up running for this launch: what `/proc/PID/exe` may show
-    /// after a successful exec that is the launch decided on.
-    pub fn file_ids(&self) -> Vec<FileId> {
-        [Some(&self.image), self.interpreter.as_ref()]
-            .into_iter()
-            .flatten()
-            .filter_map(|i| i.id)
-            .collect()
+    pub fn expected(&self) -> Expected {
+        let exe = self.interpreter.as_ref().unwrap_or(&self.image).id;
+        let script = self.script_argv.map(|slot| (slot, self.filename.clone()));
+        Expected { exe, script }
     }
+}
 
-    /// A launch known only by the file that actually runs, for re-judging after the fact.
-    pub fn of_running(exe: PathBuf, id: Option<FileId>) -> Launch {
-        Launch {
-            image: Image {
-                path: exe.clone(),
-                real: Some(exe),
-                id,
-            },
-            interpreter: None,
-        }
+impl Expected {
+    /// Whether an exec that runs `exe`, with the new `argv` (read only for scripts), is this one.
+    pub fn holds(&self, exe: Option<FileId>, argv: impl FnOnce() -> Option<Vec<Vec<u8>>>) -> bool {
+        exe.is_some()
+            && exe == self.exe
+            && match &self.script {
+                None => true,
+                Some((slot, name)) => argv().is_some_and(|argv| argv.get(*slot) == Some(name)),
+            }
     }
 }
 
@@ -155,6 +167,7 @@ struct Cached {
     stamp: Stamp,
     real: Option<PathBuf>,
     interpreter: Option<Image>,
+    script_argv: Option<usize>,
 }
 
 /// What must be unchanged for a cached resolution to hold.
@@ -208,6 +221,7 @@ impl Resolver {
             PathBuf::from("/")
         };
         let path = Path::new(OsStr::from_bytes(&raw));
+        let filename = kernel_filename(dirfd, &raw);
         if raw.is_empty() {
             if flags & AT_EMPTY_PATH == 0 {
                 return Err(io::Error::from_raw_os_error(libc::ENOENT));
@@ -216,7 +230,13 @@ impl Resolver {
             // have no name at all (a memfd); open it through the caller's fd table.
             let fd_link = proc_dir.join("fd").join(dirfd.to_string());
             let name = strip_root(&root, &std::fs::read_link(&fd_link)?);
-            return Ok(launch_of(&root, n.pid, name, open_path(&fd_link)?));
+            return Ok(launch_of(
+                &root,
+                n.pid,
+                name,
+                open_path(&fd_link)?,
+                filename,
+            ));
         }
         let base = if path.is_absolute() {
             PathBuf::from("/")
@@ -236,6 +256,7 @@ impl Resolver {
                 n.pid,
                 exe.clone(),
                 open_in_root(&open_dir_path(&root)?, &exe).map_err(exec_errno)?,
+                filename,
             ));
         }
         if let Some(c) = self.cache.get(&exe) {
@@ -251,13 +272,15 @@ impl Resolver {
                 return Ok(Launch {
                     image,
                     interpreter: c.interpreter.clone(),
+                    script_argv: c.script_argv,
+                    filename,
                 });
             }
         }
         let (resolved, via_proc) = resolve_as(n.pid, &exe).map_err(exec_errno)?;
         let fd = open_path(&resolved).map_err(exec_errno)?;
         let stamp = Stamp::of(&nix::sys::stat::fstat(&fd).map_err(io::Error::from)?);
-        let launch = launch_of(&root, n.pid, exe.clone(), fd);
+        let launch = launch_of(&root, n.pid, exe.clone(), fd, filename);
         if via_proc {
             // Reached through /proc/self (or /dev/fd): the same path names another file for
             // every caller.
@@ -270,6 +293,7 @@ impl Resolver {
             stamp,
             real: launch.image.real.clone(),
             interpreter: launch.interpreter.clone(),
+            script_argv: launch.script_argv,
         };
         self.cache.insert(exe, cached);
         Ok(launch)
@@ -289,17 +313,35 @@ fn exec_errno(e: io::Error) -> io::Error {
 }
 
 /// The launch of the file `fd` refers to, named `path`, with its `#!` interpreter if any.
-fn launch_of(root: &Path, pid: u32, path: PathBuf, fd: OwnedFd) -> Launch {
-    let (image, interp) = inspect(root, path, Some(fd));
-    let interpreter = interp.map(|interp| {
+fn launch_of(root: &Path, pid: u32, path: PathBuf, fd: OwnedFd, filename: Vec<u8>) -> Launch {
+    let (image, shebang) = inspect(root, path, Some(fd));
+    let script_argv = shebang.as_ref().map(|s| if s.has_arg { 2 } else { 1 });
+    let interpreter = shebang.map(|s| {
         let file = if root == Path::new("/") {
-            resolve_as(pid, &interp).and_then(|(p, _)| open_path(&p))
+            resolve_as(pid, &s.interpreter).and_then(|(p, _)| open_path(&p))
         } else {
-            open_dir_path(root).and_then(|r| open_in_root(&r, &interp))
+            open_dir_path(root).and_then(|r| open_in_root(&r, &s.interpreter))
         };
-        inspect(root, interp, file.ok()).0
+        inspect(root, s.interpreter, file.ok()).0
     });
-    Launch { image, interpreter }
+    Launch {
+        image,
+        interpreter,
+        script_argv,
+        filename,
+    }
+}
+
+/// The name the kernel gives an exec'd file (fs/exec.c, alloc_bprm), which a script's interpreter
+/// receives in its argv.
+fn kernel_filename(dirfd: i32, raw: &[u8]) -> Vec<u8> {
+    if dirfd == libc::AT_FDCWD || raw.first() == Some(&b'/') {
+        raw.to_vec()
+    } else if raw.is_empty() {
+        format!("/dev/fd/{dirfd}").into_bytes()
+    } else {
+        [format!("/dev/fd/{dirfd}/").as_bytes(), raw].concat()
+    }
 }
 
 /// Reads argv for the audit's command line, capped, arguments joined by spaces.
@@ -393,7 +435,7 @@ fn resolve_as(pid: u32, path: &Path) -> io::Result<(PathBuf, bool)> {
 
 /// Looks at the file a launch names through an fd opened on it (so path tricks cannot swap it
 /// between the looks): its real path, identity, and `#!` interpreter if it is a script.
-fn inspect(root: &Path, path: PathBuf, file: Option<OwnedFd>) -> (Image, Option<PathBuf>) {
+fn inspect(root: &Path, path: PathBuf, file: Option<OwnedFd>) -> (Image, Option<Shebang>) {
     let Some(fd) = file else {
         return (
             Image {
@@ -426,17 +468,32 @@ fn inspect(root: &Path, path: PathBuf, file: Option<OwnedFd>) -> (Image, Option<
     (Image { path, real, id }, interpreter)
 }
 
-/// The interpreter named by a `#!` line, or `None` for anything else. Follows the kernel's
-/// reading (fs/binfmt_script.c): leading blanks skipped, the name ends at a blank or newline.
-fn parse_shebang(head: &[u8]) -> Option<PathBuf> {
+/// A `#!` line: the interpreter, and whether an argument follows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Shebang {
+    interpreter: PathBuf,
+    has_arg: bool,
+}
+
+/// The `#!` line of a script, or `None` for anything else. Follows the kernel's reading
+/// (fs/binfmt_script.c): leading blanks skipped, the name ends at a blank or newline, and the rest
+/// of the line, trimmed, is one optional argument.
+fn parse_shebang(head: &[u8]) -> Option<Shebang> {
     let rest = head.strip_prefix(b"#!")?;
-    let rest = &rest[rest.iter().position(|&b| b != b' ' && b != b'\t')?..];
-    let end = rest
+    let line = &rest[..rest
         .iter()
-        .position(|&b| matches!(b, b' ' | b'\t' | b'\n' | 0))
-        .unwrap_or(rest.len());
-    let name = &rest[..end];
-    (!name.is_empty()).then(|| PathBuf::from(OsStr::from_bytes(name)))
+        .position(|&b| b == b'\n' || b == 0)
+        .unwrap_or(rest.len())];
+    let line = &line[line.iter().position(|&b| b != b' ' && b != b'\t')?..];
+    let end = line
+        .iter()
+        .position(|&b| b == b' ' || b == b'\t')
+        .unwrap_or(line.len());
+    let has_arg = line[end..].iter().any(|&b| b != b' ' && b != b'\t');
+    Some(Shebang {
+        interpreter: PathBuf::from(OsStr::from_bytes(&line[..end])),
+        has_arg,
+    })
 }
 
 /// `/proc/PID/cwd` and friends name paths in the supervisor's view; strip the caller's root so
@@ -476,21 +533,95 @@ mod tests {
 
     #[test]
     fn shebang_lines() {
-        let cases: &[(&[u8], Option<&str>)] = &[
-            (b"#!/bin/sh\necho hi\n", Some("/bin/sh")),
-            (b"#! /usr/bin/env python3\n", Some("/usr/bin/env")),
-            (b"#!\t/bin/bash -e\n", Some("/bin/bash")),
-            (b"#!/bin/sh", Some("/bin/sh")),
+        let cases: &[(&[u8], Option<(&str, bool)>)] = &[
+            (b"#!/bin/sh\necho hi\n", Some(("/bin/sh", false))),
+            (b"#! /usr/bin/env python3\n", Some(("/usr/bin/env", true))),
+            (b"#!\t/bin/bash -e \n", Some(("/bin/bash", true))),
+            (b"#!/bin/sh  \t\n", Some(("/bin/sh", false))),
+            (b"#!/bin/sh", Some(("/bin/sh", false))),
             (b"#!\n", None),
             (b"\x7fELF\x02\x01", None),
             (b"", None),
         ];
         for (head, want) in cases {
+            let got = parse_shebang(head).map(|s| (s.interpreter, s.has_arg));
             assert_eq!(
-                parse_shebang(head),
-                want.map(PathBuf::from),
+                got,
+                want.map(|(p, a)| (PathBuf::from(p), a)),
                 "{:?}",
                 String::from_utf8_lossy(head)
+            );
+        }
+    }
+
+    #[test]
+    fn kernel_filenames() {
+        assert_eq!(kernel_filename(libc::AT_FDCWD, b"./x.sh"), b"./x.sh");
+        assert_eq!(kernel_filename(5, b"/abs/x.sh"), b"/abs/x.sh");
+        assert_eq!(kernel_filename(5, b""), b"/dev/fd/5");
+        assert_eq!(kernel_filename(5, b"x.sh"), b"/dev/fd/5/x.sh");
+    }
+
+    #[test]
+    fn expected_exec() {
+        let id = |ino| Some(FileId { dev: 1, ino });
+        let image = |ino| Image {
+            path: "/x".into(),
+            real: None,
+            id: id(ino),
+        };
+        let binary = Launch {
+            image: image(10),
+            interpreter: None,
+            script_argv: None,
+            filename: b"/x".to_vec(),
+        };
+        let script = Launch {
+            image: image(10),
+            interpreter: Some(image(20)),
+            script_argv: Some(1),
+            filename: b"./s".to_vec(),
+        };
+        let argv = |v: &[&str]| Some(v.iter().map(|a| a.as_bytes().to_vec()).collect::<Vec<_>>());
+        let cases = [
+            ("the binary decided on", &binary, id(10), argv(&[]), true),
+            ("another binary", &binary, id(11), argv(&[]), false),
+            (
+                "a script instead of a binary (runs its interpreter)",
+                &binary,
+                id(20),
+                argv(&["/bin/sh", "/x"]),
+                false,
+            ),
+            ("unknown exe", &binary, None, argv(&[]), false),
+            (
+                "the script decided on",
+                &script,
+                id(20),
+                argv(&["/bin/sh", "./s", "a"]),
+                true,
+            ),
+            (
+                "another script, same interpreter",
+                &script,
+                id(20),
+                argv(&["/bin/sh", "./evil"]),
+                false,
+            ),
+            (
+                "the script's file run directly",
+                &script,
+                id(10),
+                argv(&["/bin/sh", "./s"]),
+                false,
+            ),
+            ("argv unreadable", &script, id(20), None, false),
+        ];
+        for (what, launch, exe, argv, want) in cases {
+            assert_eq!(
+                launch.expected().holds(exe, || argv.clone()),
+                want,
+                "{what}"
             );
         }
     }

@@ -3,8 +3,9 @@
 //! the memory) may have swapped it. So before CONTINUE the caller is attached with `PTRACE_SEIZE`
 //! and `PTRACE_O_TRACEEXEC`; a successful exec then stops it at `PTRACE_EVENT_EXEC`, before the
 //! new image runs a single instruction, and the supervisor compares `/proc/PID/exe` with the
-//! files it decided on (ptrace(2), "execve(2) under ptrace"). The supervisor re-judges a
-//! mismatch and kills the process when the file that actually runs is a violation.
+//! file it decided on and, for a script, the script name the kernel put in the interpreter's argv
+//! (ptrace(2), "execve(2) under ptrace"). Anything else ran: the supervisor treats it as not
+//! allowed (it was never decided on).
 //!
 //! A tracee is released at its first stop of any kind (exec, signal, group-stop), so workloads are
 //! traced only across their exec. Where the kernel has the killable notification wait (5.19), the
@@ -25,6 +26,7 @@ use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 
 use crate::sensors::FileId;
+use crate::sensors::exec::Expected;
 
 /// Whether the kernel lets us trace the workload, learned at the first exec (the command's own,
 /// a child of ours: if that cannot be traced, nothing can).
@@ -50,18 +52,19 @@ pub enum Watch {
     Refused(Errno),
 }
 
-/// A finished exec whose running file is not one the supervisor decided on.
+/// A finished exec that is not the launch the supervisor decided on.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Mismatch {
     pub pid: Pid,
+    /// What runs (`/proc/PID/exe`), and its command line.
     pub exe: PathBuf,
-    pub id: Option<FileId>,
+    pub cmdline: String,
 }
 
 pub struct ExecWatch {
     availability: Availability,
-    /// Threads attached and waiting for their exec, with the files that exec may run.
-    pending: HashMap<Pid, Vec<FileId>>,
+    /// Threads attached and waiting for their exec, with what that exec must turn out to be.
+    pending: HashMap<Pid, Expected>,
 }
 
 impl ExecWatch {
@@ -74,7 +77,7 @@ impl ExecWatch {
 
     /// Attaches to `tid` (unless attached already) so that its exec of one of `expected` is checked;
     /// with `interrupt`, also makes sure the exec ends in a stop even when it fails (see above).
-    pub fn watch(&mut self, tid: Pid, expected: Vec<FileId>, interrupt: bool) -> Watch {
+    pub fn watch(&mut self, tid: Pid, expected: Expected, interrupt: bool) -> Watch {
         if self.availability == Availability::Unavailable {
             return Watch::Unchecked;
         }
@@ -115,13 +118,26 @@ impl ExecWatch {
                     .or_else(|| self.pending.remove(&pid))
                     .unwrap_or_default();
                 let exe = PathBuf::from(format!("/proc/{pid}/exe"));
-                let id = FileId::of(&exe).ok();
-                if id.is_some_and(|id| expected.contains(&id)) {
+                let argv = || std::fs::read(format!("/proc/{pid}/cmdline")).ok();
+                let split = |raw: Vec<u8>| {
+                    raw.split(|&b| b == 0)
+                        .filter(|a| !a.is_empty())
+                        .map(<[u8]>::to_vec)
+                        .collect::<Vec<_>>()
+                };
+                if expected.holds(FileId::of(&exe).ok(), || argv().map(split)) {
                     let _ = ptrace::detach(pid, None);
                     return None;
                 }
                 let exe = std::fs::read_link(&exe).unwrap_or(exe);
-                Some(Mismatch { pid, exe, id })
+                let cmdline = argv()
+                    .map(split)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|a| String::from_utf8_lossy(a))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                Some(Mismatch { pid, exe, cmdline })
             }
             WaitStatus::PtraceEvent(pid, _, _) => {
                 // A group-stop (PTRACE_EVENT_STOP under SEIZE): let go; the task stays stopped

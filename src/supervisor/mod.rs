@@ -25,7 +25,7 @@ use nix::unistd::{ForkResult, Pid};
 pub use init::BLOCKED_EXIT;
 
 use crate::audit::{Event, ProcessViolation, Scope, Sink};
-use crate::policy::{Effect, Rule};
+use crate::policy::{Attack, Effect, Rule};
 use crate::seccomp::{self, Trapped};
 use crate::sensors::exec::{self, Abi, ExecCall, Launch, Resolver};
 use crate::sys::remote::RemoteMemory;
@@ -522,7 +522,7 @@ impl Supervisor {
     /// Lets an allowed exec run, checked at its exec stop where tracing is possible.
     fn allow_exec(&mut self, n: &Notification, launch: &Launch) -> io::Result<()> {
         let tid = Pid::from_raw(n.pid as i32);
-        match self.watch.watch(tid, launch.file_ids(), self.killable) {
+        match self.watch.watch(tid, launch.expected(), self.killable) {
             Watch::Armed => {}
             Watch::Unchecked => {}
             Watch::Degraded(e) => self.degraded(&format!(
@@ -548,42 +548,32 @@ impl Supervisor {
         sent
     }
 
-    /// An exec ran a file other than the one decided on (its path was swapped in between):
-    /// judge the file that runs, and kill it before its first instruction if it is a violation.
+    /// An allowed exec turned out to run something else than what was decided on (its path was
+    /// swapped in between): that was never allowed. Killed before its first instruction under
+    /// `prevent` and `block`, reported under `alert`.
     fn on_mismatch(&mut self, m: Mismatch) {
-        let launch = Launch::of_running(m.exe.clone(), m.id);
-        let verdict = self
-            .rule
-            .as_ref()
-            .and_then(|r| exec::judge(&launch, r).map(|v| (r, v)));
-        let Some((rule, violation)) = verdict else {
+        let Some(rule) = self.rule.as_ref() else {
             self.watch.release(m.pid, None);
             return;
         };
         let effect = rule.processes().effect();
         let rule_name = rule.name().to_string();
-        let cmdline = std::fs::read(format!("/proc/{}/cmdline", m.pid))
-            .map(|c| {
-                String::from_utf8_lossy(&c)
-                    .trim_end_matches('\0')
-                    .replace('\0', " ")
-            })
-            .unwrap_or_default();
-        let process = violation.process.display().to_string();
+        let process = m.exe.display().to_string();
         log::warn!(
-            "pid {} executed {process}, not the file its exec was decided on",
-            m.pid
+            "pid {} executed {process} ({}), not the launch its exec was decided on",
+            m.pid,
+            m.cmdline
         );
         self.sink.emit(Event::process(
             &self.scope,
             &ProcessViolation {
                 rule: &rule_name,
                 effect,
-                attack: violation.attack,
+                attack: Attack::NotAllowed,
                 pid: m.pid.as_raw() as u32,
                 process: &process,
                 parent: "unknown",
-                cmdline: &cmdline,
+                cmdline: &m.cmdline,
             },
         ));
         match effect {
