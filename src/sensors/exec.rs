@@ -533,7 +533,9 @@ mod tests {
 
     #[test]
     fn shebang_lines() {
-        let cases: &[(&[u8], Option<(&str, bool)>)] = &[
+        // (head of the file, interpreter and whether a `#!` argument follows)
+        type Case<'a> = (&'a [u8], Option<(&'a str, bool)>);
+        let cases: &[Case] = &[
             (b"#!/bin/sh\necho hi\n", Some(("/bin/sh", false))),
             (b"#! /usr/bin/env python3\n", Some(("/usr/bin/env", true))),
             (b"#!\t/bin/bash -e \n", Some(("/bin/bash", true))),
