@@ -288,15 +288,16 @@ impl Supervisor {
             .flatten()
             .min();
             let (sig_ready, notif_ready, hup) = self.wait(signals, timeout);
-            if sig_ready {
-                self.forward_signals(signals);
-            }
+            // SIGCHLD is the only news of a child's change; without it there is nothing to reap.
+            let child_news = sig_ready && self.forward_signals(signals);
             if notif_ready {
                 self.on_notification();
             } else if hup {
                 self.listener_open = false;
             }
-            self.reap();
+            if child_news {
+                self.reap();
+            }
             self.sink.flush_due(Instant::now());
         }
     }
@@ -331,12 +332,15 @@ impl Supervisor {
     }
 
     /// Forwards every pending signal but SIGCHLD to the command (cli.md; notes/init.md).
-    fn forward_signals(&mut self, signals: &SignalFd) {
+    /// Returns whether SIGCHLD was among them.
+    fn forward_signals(&mut self, signals: &SignalFd) -> bool {
+        let mut child_news = false;
         while let Ok(Some(info)) = signals.read_signal() {
             let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {
                 continue;
             };
             if sig == Signal::SIGCHLD {
+                child_news = true;
                 continue;
             }
             if self.life.main_running() {
@@ -344,6 +348,7 @@ impl Supervisor {
                 let _ = kill(self.main, sig);
             }
         }
+        child_news
     }
 
     /// Reaps every child that changed state and hands ptrace stops to the exec watch.
@@ -463,9 +468,12 @@ impl Supervisor {
             }
         };
         let Some(violation) = exec::judge(&launch, rule) else {
-            return match self.listener.id_valid(n.id) {
-                false => Answer::Deny(libc::EPERM),
-                true => proceed(verify, launch),
+            // Unchecked, the reads decided nothing but the answer, and a CONTINUE for a caller
+            // that is gone fails by itself; a verified exec attaches to the PID, which must still
+            // be the caller's.
+            return match verify && !self.listener.id_valid(n.id) {
+                true => Answer::Deny(libc::EPERM),
+                false => proceed(verify, launch),
             };
         };
         let effect = rule.processes().effect();
