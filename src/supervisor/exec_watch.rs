@@ -28,8 +28,8 @@ use nix::unistd::Pid;
 use crate::sensors::FileId;
 use crate::sensors::exec::Expected;
 
-/// Whether the kernel lets us trace the workload, learned at the first exec (the command's own,
-/// a child of ours: if that cannot be traced, nothing can).
+/// Whether the kernel lets us trace the workload, learned at the first verified exec (normally
+/// the command's own, a child of ours: if that cannot be traced, nothing can).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Availability {
     Unknown,
@@ -75,7 +75,7 @@ impl ExecWatch {
         }
     }
 
-    /// Attaches to `tid` (unless attached already) so that its exec of one of `expected` is checked;
+    /// Attaches to `tid` (unless attached already) so that its exec is checked against `expected`;
     /// with `interrupt`, also makes sure the exec ends in a stop even when it fails (see above).
     pub fn watch(&mut self, tid: Pid, expected: Expected, interrupt: bool) -> Watch {
         if self.availability == Availability::Unavailable {
