@@ -468,3 +468,25 @@ fn binary_stdout_passes_through_and_nothing_of_the_defender_joins_it() {
         stdout(&out)
     );
 }
+
+/// The Rust runtime ignores SIGPIPE; the command must get it back at its default, as from any init.
+#[test]
+fn the_command_does_not_inherit_the_defenders_ignored_sigpipe() {
+    let w = World::new();
+    let out = w.run(
+        r#"{"rules": []}"#,
+        &["sh", "-c", "grep SigIgn /proc/self/status"],
+    );
+    let text = stdout(&out);
+    let mask = text
+        .trim()
+        .strip_prefix("SigIgn:\t")
+        .and_then(|m| u64::from_str_radix(m, 16).ok());
+    let sigpipe = 1u64 << (Signal::SIGPIPE as i32 - 1);
+    // This test process ignores SIGPIPE itself (Rust); what else it ignores passes on, as it should.
+    assert_eq!(
+        mask.map(|m| m & sigpipe),
+        Some(0),
+        "SIGPIPE ignored in the command: {text}"
+    );
+}

@@ -166,8 +166,6 @@ pub struct Resolver {
 struct Cached {
     stamp: Stamp,
     real: Option<PathBuf>,
-    interpreter: Option<Image>,
-    script_argv: Option<usize>,
 }
 
 /// What must be unchanged for a cached resolution to hold.
@@ -193,8 +191,8 @@ impl Stamp {
 const CACHE_MAX: usize = 4096;
 
 impl Resolver {
-    /// Some process is about to change its root: look roots up from now on (and forget paths
-    /// resolved in ours, which no longer say anything about a chrooted caller).
+    /// Some process is about to change its root: look each caller's root up from now on (the
+    /// cache keeps serving callers that still share ours; chrooted ones bypass it).
     pub fn note_chroot(&mut self) {
         self.roots_may_differ = true;
     }
@@ -248,54 +246,61 @@ impl Resolver {
                 &std::fs::read_link(proc_dir.join("fd").join(dirfd.to_string()))?,
             )
         };
-        let exe = normalize(&base.join(path));
+        // Resolution follows the kernel (`..` after a symlink climbs from its target); only the
+        // name offered to the policy is cleaned up lexically, and a path with `..` gets none:
+        // `/app/bin/link/../nmap` must not pass for `/app/bin/nmap`.
+        let joined = base.join(path);
+        let name = lexical_name(&joined);
+        let named = |mut launch: Launch| {
+            if name.is_none() {
+                launch.image.path = launch.image.real.clone().unwrap_or_else(|| joined.clone());
+            }
+            launch
+        };
+        let shown = name.clone().unwrap_or_else(|| joined.clone());
         if root != Path::new("/") {
             // A chrooted caller: resolve inside its root every time (no cache: paths are its own).
-            return Ok(launch_of(
-                &root,
-                n.pid,
-                exe.clone(),
-                open_in_root(&open_dir_path(&root)?, &exe).map_err(exec_errno)?,
-                filename,
-            ));
+            let fd = open_in_root(&open_dir_path(&root)?, &joined).map_err(exec_errno)?;
+            return Ok(named(launch_of(&root, n.pid, shown, fd, filename)));
         }
-        if let Some(c) = self.cache.get(&exe) {
-            // The stamp is taken in our own view; cached paths lead through no /proc/self link,
-            // so our view is the caller's.
-            let stamp = Stamp::of(&nix::sys::stat::stat(&exe).map_err(|e| exec_errno(e.into()))?);
+        if let Some(c) = self.cache.get(&joined) {
+            // The stamp is taken in our own view; cached paths lead through no /proc link, so
+            // our view is the caller's.
+            let stamp =
+                Stamp::of(&nix::sys::stat::stat(&joined).map_err(|e| exec_errno(e.into()))?);
             if c.stamp == stamp {
                 let image = Image {
-                    path: exe,
+                    path: shown,
                     real: c.real.clone(),
                     id: Some(stamp.id),
                 };
-                return Ok(Launch {
+                return Ok(named(Launch {
                     image,
-                    interpreter: c.interpreter.clone(),
-                    script_argv: c.script_argv,
+                    interpreter: None,
+                    script_argv: None,
                     filename,
-                });
+                }));
             }
         }
-        let (resolved, via_proc) = resolve_as(n.pid, &exe).map_err(exec_errno)?;
+        let (resolved, via_proc) = resolve_as(n.pid, &joined).map_err(exec_errno)?;
         let fd = open_path(&resolved).map_err(exec_errno)?;
         let stamp = Stamp::of(&nix::sys::stat::fstat(&fd).map_err(io::Error::from)?);
-        let launch = launch_of(&root, n.pid, exe.clone(), fd, filename);
-        if via_proc {
-            // Reached through /proc/self (or /dev/fd): the same path names another file for
-            // every caller.
+        let launch = named(launch_of(&root, n.pid, shown, fd, filename));
+        // Not remembered: a path through /proc (or /dev/fd) names another file for every caller,
+        // and a script's interpreter can change while the script does not.
+        if via_proc || launch.interpreter.is_some() {
             return Ok(launch);
         }
         if self.cache.len() >= CACHE_MAX {
             self.cache.clear();
         }
-        let cached = Cached {
-            stamp,
-            real: launch.image.real.clone(),
-            interpreter: launch.interpreter.clone(),
-            script_argv: launch.script_argv,
-        };
-        self.cache.insert(exe, cached);
+        self.cache.insert(
+            joined,
+            Cached {
+                stamp,
+                real: launch.image.real.clone(),
+            },
+        );
         Ok(launch)
     }
 }
@@ -316,7 +321,12 @@ fn exec_errno(e: io::Error) -> io::Error {
 fn launch_of(root: &Path, pid: u32, path: PathBuf, fd: OwnedFd, filename: Vec<u8>) -> Launch {
     let (image, shebang) = inspect(root, path, Some(fd));
     let script_argv = shebang.as_ref().map(|s| if s.has_arg { 2 } else { 1 });
-    let interpreter = shebang.map(|s| {
+    let interpreter = shebang.map(|mut s| {
+        if s.interpreter.is_relative() {
+            // The kernel opens a relative interpreter from the caller's cwd (binfmt_script.c).
+            let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).map(|c| strip_root(root, &c));
+            s.interpreter = cwd.unwrap_or_default().join(&s.interpreter);
+        }
         let file = if root == Path::new("/") {
             resolve_as(pid, &s.interpreter).and_then(|(p, _)| open_path(&p))
         } else {
@@ -381,56 +391,62 @@ fn resolve_as(pid: u32, path: &Path) -> io::Result<(PathBuf, bool)> {
     /// MAXSYMLINKS (namei.c): the kernel gives up with ELOOP after 40 links.
     const MAX_HOPS: usize = 40;
     let mut out = PathBuf::from("/");
-    let mut rest: Vec<std::ffi::OsString> = path
-        .components()
+    let mut rest = components(path);
+    let (mut hops, mut via_proc) = (0, false);
+    while let Some(name) = rest.pop() {
+        if name == ".." {
+            out.pop();
+            continue;
+        }
+        if out == Path::new("/proc") && (name == "self" || name == "thread-self") {
+            out = match name.to_str() {
+                Some("self") => PathBuf::from(format!("/proc/{pid}")),
+                _ => PathBuf::from(format!("/proc/{pid}/task/{pid}")),
+            };
+            via_proc = true;
+            continue;
+        }
+        out.push(&name);
+        via_proc |= out.starts_with("/proc");
+        if !std::fs::symlink_metadata(&out)?.file_type().is_symlink() {
+            continue;
+        }
+        if out.starts_with("/proc")
+            && out.components().nth(2).is_some_and(|c| {
+                c.as_os_str()
+                    .to_str()
+                    .is_some_and(|s| s.bytes().all(|b| b.is_ascii_digit()))
+            })
+        {
+            // A magic link of /proc/PID (fd/N, exe, cwd, root): the kernel resolves it for the
+            // process it belongs to, as it would for the caller.
+            out.extend(rest.into_iter().rev());
+            return Ok((out, true));
+        }
+        hops += 1;
+        if hops > MAX_HOPS {
+            return Err(io::Error::from_raw_os_error(libc::ELOOP));
+        }
+        let target = std::fs::read_link(&out)?;
+        out.pop();
+        if target.is_absolute() {
+            out = PathBuf::from("/");
+        }
+        rest.extend(components(&target));
+    }
+    Ok((out, via_proc))
+}
+
+/// The names of `path`, last first (a stack to pop), `..` kept as a name.
+fn components(path: &Path) -> Vec<std::ffi::OsString> {
+    path.components()
         .rev()
         .filter_map(|c| match c {
             Component::Normal(n) => Some(n.to_os_string()),
             Component::ParentDir => Some("..".into()),
             _ => None,
         })
-        .collect();
-    let mut hops = 0;
-    while let Some(name) = rest.pop() {
-        if name == ".." {
-            out.pop();
-            continue;
-        }
-        out.push(&name);
-        if out.starts_with("/proc") {
-            let mapped = match out.strip_prefix("/proc").ok().and_then(|p| p.to_str()) {
-                Some("self") => Some(PathBuf::from(format!("/proc/{pid}"))),
-                Some("thread-self") => Some(PathBuf::from(format!("/proc/{pid}/task/{pid}"))),
-                _ => None,
-            };
-            if let Some(m) = mapped {
-                out = m;
-            }
-            if out.components().count() >= 3 {
-                out.extend(rest.into_iter().rev());
-                return Ok((out, true));
-            }
-            continue;
-        }
-        let meta = std::fs::symlink_metadata(&out)?;
-        if meta.file_type().is_symlink() {
-            hops += 1;
-            if hops > MAX_HOPS {
-                return Err(io::Error::from_raw_os_error(libc::ELOOP));
-            }
-            let target = std::fs::read_link(&out)?;
-            out.pop();
-            if target.is_absolute() {
-                out = PathBuf::from("/");
-            }
-            rest.extend(target.components().rev().filter_map(|c| match c {
-                Component::Normal(n) => Some(n.to_os_string()),
-                Component::ParentDir => Some("..".into()),
-                _ => None,
-            }));
-        }
-    }
-    Ok((out, false))
+        .collect()
 }
 
 /// Looks at the file a launch names through an fd opened on it (so path tricks cannot swap it
@@ -505,20 +521,18 @@ fn strip_root(root: &Path, p: &Path) -> PathBuf {
     }
 }
 
-/// Lexical clean-up of an absolute path: drops `.` and empty components and applies `..`. Only
-/// for the as-executed name; the real path comes from the kernel's own resolution.
-fn normalize(p: &Path) -> PathBuf {
+/// The name an absolute path offers to the policy: `.` and empty components dropped; `None` when it
+/// has a `..`, whose meaning depends on symlinks (the real path is judged then).
+fn lexical_name(p: &Path) -> Option<PathBuf> {
     let mut out = PathBuf::from("/");
     for c in p.components() {
         match c {
-            Component::ParentDir => {
-                out.pop();
-            }
+            Component::ParentDir => return None,
             Component::Normal(n) => out.push(n),
             Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
         }
     }
-    out
+    Some(out)
 }
 
 fn path_str(p: &Path) -> &str {
@@ -630,41 +644,50 @@ mod tests {
 
     #[test]
     fn proc_self_means_the_caller() {
-        let dir = std::env::temp_dir().join(format!("defender-resolve-{}", std::process::id()));
+        // The walk looks at every component, so the "caller" here is this test process itself,
+        // with its standard descriptors.
+        let me = std::process::id();
+        let dir = std::env::temp_dir().join(format!("defender-resolve-{me}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("real")).unwrap();
         std::fs::write(dir.join("real/tool"), "").unwrap();
         std::os::unix::fs::symlink("real/tool", dir.join("rel")).unwrap();
-        std::os::unix::fs::symlink("/proc/self/fd/4", dir.join("to-fd")).unwrap();
+        std::os::unix::fs::symlink("/proc/self/fd/2", dir.join("to-fd")).unwrap();
+        std::os::unix::fs::symlink("/proc/1/../self/fd/2", dir.join("dotdot")).unwrap();
         std::os::unix::fs::symlink(dir.join("loop"), dir.join("loop")).unwrap();
-        let p = |s: &str| PathBuf::from(s);
+        let p = |s: String| PathBuf::from(s);
         let cases: &[(PathBuf, (PathBuf, bool))] = &[
-            (p("/proc/self/fd/3"), (p("/proc/77/fd/3"), true)),
             (
-                p("/proc/thread-self/fd/3"),
-                (p("/proc/77/task/77/fd/3"), true),
+                p("/proc/self/fd/1".into()),
+                (p(format!("/proc/{me}/fd/1")), true),
             ),
-            (p("/proc/123/exe"), (p("/proc/123/exe"), true)),
+            (
+                p("/proc/thread-self/fd/1".into()),
+                (p(format!("/proc/{me}/task/{me}/fd/1")), true),
+            ),
+            (p("/proc/1/exe".into()), (p("/proc/1/exe".into()), true)),
             (dir.join("rel"), (dir.join("real/tool"), false)),
-            (dir.join("to-fd"), (p("/proc/77/fd/4"), true)),
+            (dir.join("to-fd"), (p(format!("/proc/{me}/fd/2")), true)),
+            (dir.join("dotdot"), (p(format!("/proc/{me}/fd/2")), true)),
+            (dir.join("real/../rel"), (dir.join("real/tool"), false)),
         ];
         for (path, want) in cases {
-            assert_eq!(resolve_as(77, path).unwrap(), *want, "{}", path.display());
+            assert_eq!(resolve_as(me, path).unwrap(), *want, "{}", path.display());
         }
         if Path::new("/dev/fd").exists() {
             assert_eq!(
-                resolve_as(77, Path::new("/dev/fd/5")).unwrap(),
-                (p("/proc/77/fd/5"), true)
+                resolve_as(me, Path::new("/dev/fd/0")).unwrap(),
+                (p(format!("/proc/{me}/fd/0")), true)
             );
         }
         assert_eq!(
-            resolve_as(77, &dir.join("loop"))
+            resolve_as(me, &dir.join("loop"))
                 .unwrap_err()
                 .raw_os_error(),
             Some(libc::ELOOP)
         );
         assert_eq!(
-            resolve_as(77, &dir.join("none/x"))
+            resolve_as(me, &dir.join("none/x"))
                 .unwrap_err()
                 .raw_os_error(),
             Some(libc::ENOENT)
@@ -675,10 +698,10 @@ mod tests {
     #[test]
     fn paths() {
         assert_eq!(
-            normalize(Path::new("/work/./bin//../bin/x")),
-            PathBuf::from("/work/bin/x")
+            lexical_name(Path::new("/work/./bin//x")),
+            Some(PathBuf::from("/work/bin/x"))
         );
-        assert_eq!(normalize(Path::new("/../x")), PathBuf::from("/x"));
+        assert_eq!(lexical_name(Path::new("/work/bin/../x")), None);
         assert_eq!(
             strip_root(Path::new("/"), Path::new("/usr/bin")),
             PathBuf::from("/usr/bin")

@@ -1,6 +1,6 @@
 //! The child's side, between fork and exec: become the command's own process group (and the
 //! terminal's foreground), restore the signal mask the defender blocked, install the filter, hand
-//! the listener to the supervisor and exec COMMAND, whose own launch is the first trapped call.
+//! the listener to the supervisor and exec COMMAND (with SIGPIPE back to default), whose own launch is the first trapped call.
 
 use std::ffi::CString;
 use std::io::IsTerminal;
@@ -28,6 +28,9 @@ pub fn exec(sock: OwnedFd, program: &Program, original_mask: &SigSet) -> ! {
     let _ = setpgid(Pid::from_raw(0), Pid::from_raw(0));
     if std::io::stdin().is_terminal() {
         let _ = tcsetpgrp(std::io::stdin(), getpid());
+    }
+    if let Err(e) = process::restore_sigpipe() {
+        fail(125, &format!("cannot restore SIGPIPE: {e}"));
     }
     if let Err(e) = sigprocmask(SigmaskHow::SIG_SETMASK, Some(original_mask), None) {
         fail(125, &format!("cannot restore the signal mask: {e}"));

@@ -86,7 +86,11 @@ impl ExecWatch {
             // unchecked (the filter already fails their trapped calls with ENOSYS then).
             let options = ptrace::Options::PTRACE_O_TRACEEXEC | ptrace::Options::PTRACE_O_EXITKILL;
             if let Err(e) = ptrace::seize(tid, options) {
-                if self.availability == Availability::Unknown {
+                // Only a refusal says tracing is unavailable here; ESRCH and the like are about
+                // this caller.
+                if self.availability == Availability::Unknown
+                    && matches!(e, Errno::EPERM | Errno::ENOSYS)
+                {
                     self.availability = Availability::Unavailable;
                     return Watch::Degraded(e);
                 }
@@ -109,14 +113,13 @@ impl ExecWatch {
             WaitStatus::PtraceEvent(pid, _, event) if event == libc::PTRACE_EVENT_EXEC => {
                 // The thread that called exec may have been a non-leader; it now has the leader's
                 // pid, and the event message holds its former thread id.
+                // Both entries go: the former thread's (the exec it was attached for) and, if the
+                // leader was attached too, the leader's, whose wait de_thread ended.
                 let former = ptrace::getevent(pid)
                     .map(|t| Pid::from_raw(t as i32))
                     .unwrap_or(pid);
-                let expected = self
-                    .pending
-                    .remove(&former)
-                    .or_else(|| self.pending.remove(&pid))
-                    .unwrap_or_default();
+                let expected = self.pending.remove(&former).unwrap_or_default();
+                self.pending.remove(&pid);
                 let exe = PathBuf::from(format!("/proc/{pid}/exe"));
                 let argv = || std::fs::read(format!("/proc/{pid}/cmdline")).ok();
                 let split = |raw: Vec<u8>| {

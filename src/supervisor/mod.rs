@@ -385,8 +385,10 @@ impl Supervisor {
     }
 
     /// Waits for an attached exec to end in its stop (or the caller's death) and handles it. The
-    /// stop is guaranteed (exec_watch.rs), and waiting here rather than in `poll` lets the kernel
-    /// wake us on the caller's CPU. Other children's news met on the way is handled as usual.
+    /// kernel guarantees the stop (exec_watch.rs) once the exec is over; waiting here rather than
+    /// in `poll` lets it wake us on the caller's CPU. An exec the kernel holds up (a file on a
+    /// stalled FUSE mount, a userfaultfd-backed argv) holds the supervisor up as long (README,
+    /// "Limits"). Other children's news met on the way is handled as usual.
     fn await_exec(&mut self, tid: Pid) {
         while self.watch.is_pending(tid) {
             match waitpid(None, Some(WaitPidFlag::__WALL)) {
@@ -429,7 +431,8 @@ impl Supervisor {
         let sent = match answer {
             Answer::Deny(errno) => self.listener.deny(n.id, errno),
             // SAFETY: TOCTOU, not memory: no decision here rests on the caller's memory. Either
-            // nothing is enforced for processes (no rule, or `disable`); or the call is a chroot,
+            // nothing is enforced for processes (no rule, or `disable`), or a launch that could not be
+            // inspected under `alert`, which must never break a workload; or the call is a chroot,
             // which is only noted (before it happens) and allowed whatever its argument; or the
             // exec was decided under a deny list only. A deny list names files; a caller able to
             // swap the path after the check could as well copy, link or memfd-load the denied
@@ -464,7 +467,25 @@ impl Supervisor {
             Ok(l) => l,
             Err(e) => {
                 log::debug!("exec by {}: cannot read the launch: {e}", n.pid);
-                return Answer::Deny(e.raw_os_error().unwrap_or(libc::EPERM));
+                let errno = e.raw_os_error().unwrap_or(libc::EPERM);
+                // Not allowed to look (another uid's process without CAP_SYS_PTRACE): fail
+                // closed, except under `alert`, which must never break a workload (policy.md).
+                if matches!(errno, libc::EPERM | libc::EACCES)
+                    && rule.processes().effect() == Effect::Alert
+                {
+                    let rule_name = rule.name().to_string();
+                    let message = format!(
+                        "Could not inspect a launch ({e}); it was let through because rule {rule_name} only alerts"
+                    );
+                    self.sink.emit(Event::defender(
+                        &self.scope,
+                        "alert",
+                        Some(&rule_name),
+                        message,
+                    ));
+                    return Answer::Unchecked;
+                }
+                return Answer::Deny(errno);
             }
         };
         let Some(violation) = exec::judge(&launch, rule) else {

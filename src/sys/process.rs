@@ -22,6 +22,19 @@ pub unsafe fn fork() -> io::Result<ForkResult> {
     Ok(unsafe { nix::unistd::fork() }?)
 }
 
+/// Gives SIGPIPE back its default action. The Rust runtime ignores SIGPIPE at start-up, and an
+/// ignored signal stays ignored across execve(2): without this the command would inherit it.
+pub fn restore_sigpipe() -> io::Result<()> {
+    // SAFETY: SIG_DFL installs no handler, so no code of ours can run in signal context.
+    unsafe {
+        nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigDfl,
+        )
+    }?;
+    Ok(())
+}
+
 /// Replaces this process with `path`; returns only on failure.
 pub fn execve(path: &CStr, argv: &[CString], envp: &[CString]) -> io::Error {
     match nix::unistd::execve(path, argv, envp) {

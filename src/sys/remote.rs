@@ -2,8 +2,8 @@
 //! the former is filtered (Docker's default profile allows it only with CAP_SYS_PTRACE).
 //!
 //! Every read here is a snapshot of memory the caller may still change; callers confirm the
-//! notification is still valid afterwards and never let the kernel re-read what they decided on
-//! without a later check.
+//! notification is still valid before acting on what they read, and say at each CONTINUE why the
+//! kernel's own re-read cannot undo their decision (supervisor/mod.rs).
 
 use std::fs::File;
 use std::io::{self, IoSliceMut};
