@@ -94,7 +94,7 @@ impl Event {
     ) -> Event {
         Event {
             id: new_id(),
-            time: humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
+            time: now(),
             kind,
             effect,
             rule: None,
@@ -188,6 +188,11 @@ fn verdict_words(attack: Attack) -> &'static str {
         Attack::ExplicitlyDenied => "is explicitly denied",
         Attack::NotAllowed => "is not allowed",
     }
+}
+
+/// The current time as audit events carry it: RFC 3339, UTC, microseconds.
+fn now() -> String {
+    humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string()
 }
 
 /// A random 128-bit id (UUID v4): unique without coordination between defenders.

@@ -113,7 +113,7 @@ impl Sink {
         if f.pending > 0 {
             let mut event = f.event;
             event.id = super::new_id();
-            event.time = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
+            event.time = super::now();
             event.count = f.pending;
             self.write(&event);
         }

@@ -73,7 +73,7 @@ impl SupervisorError {
     }
 }
 
-fn io_err(context: &'static str) -> impl FnOnce(nix::Error) -> SupervisorError {
+fn io_err<E: Into<io::Error>>(context: &'static str) -> impl FnOnce(E) -> SupervisorError {
     move |e| SupervisorError::Io {
         context,
         source: e.into(),
@@ -92,17 +92,11 @@ pub fn run(cfg: RunConfig) -> Result<i32, SupervisorError> {
     }
     // Block signals before fork so that none sent in between is lost; the child restores the mask.
     let (signals, original_mask) = init::signals().map_err(io_err("blocking signals"))?;
-    let (ours, theirs) = fdpass::pair().map_err(|source| SupervisorError::Io {
-        context: "socketpair",
-        source,
-    })?;
+    let (ours, theirs) = fdpass::pair().map_err(io_err("socketpair"))?;
 
     // SAFETY: the defender has started no thread (no logger, console or timer thread exists
     // before this point), so the child may run ordinary code until it execs.
-    let fork = unsafe { process::fork() }.map_err(|source| SupervisorError::Io {
-        context: "fork",
-        source,
-    })?;
+    let fork = unsafe { process::fork() }.map_err(io_err("fork"))?;
     let main = match fork {
         ForkResult::Child => {
             drop(ours);
@@ -115,10 +109,7 @@ pub fn run(cfg: RunConfig) -> Result<i32, SupervisorError> {
     // fork, so that the child (dumpable) can be traced at its own exec.
     nix::sys::prctl::set_dumpable(false).map_err(io_err("PR_SET_DUMPABLE"))?;
 
-    let received = fdpass::recv_fd(&ours).map_err(|source| SupervisorError::Io {
-        context: "receiving the listener",
-        source,
-    })?;
+    let received = fdpass::recv_fd(&ours).map_err(io_err("receiving the listener"))?;
     let Some((fd, tag)) = received else {
         let _ = waitpid(main, None);
         return Err(SupervisorError::NoListener);

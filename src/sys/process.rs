@@ -5,12 +5,10 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::{CStr, CString};
 use std::fs;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
 
 use nix::unistd::ForkResult;
-
-use super::cvt;
 
 /// Forks.
 ///
@@ -64,17 +62,13 @@ pub fn open_path(path: &Path) -> io::Result<OwnedFd> {
 
 /// Opens a directory as O_PATH (for [`open_in_root`]).
 pub fn open_dir_path(path: &Path) -> io::Result<OwnedFd> {
-    let c = CString::new(path.as_os_str().as_encoded_bytes())
-        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: `c` is a NUL-terminated string that outlives the call.
-    let fd = cvt(unsafe {
-        libc::open(
-            c.as_ptr(),
-            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        )
-    })?;
-    // SAFETY: open(2) returned a new descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    use nix::fcntl::OFlag;
+    let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    Ok(nix::fcntl::open(
+        path,
+        flags,
+        nix::sys::stat::Mode::empty(),
+    )?)
 }
 
 /// The path an fd refers to, as `/proc/self/fd/N` names it.
