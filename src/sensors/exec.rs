@@ -354,6 +354,18 @@ fn kernel_filename(dirfd: i32, raw: &[u8]) -> Vec<u8> {
     }
 }
 
+/// The process a thread belongs to (`Tgid` in /proc/TID/status): notifications name the calling
+/// thread, audits the process. Falls back to the thread id if the thread is gone.
+pub fn process_of(tid: u32) -> u32 {
+    std::fs::read_to_string(format!("/proc/{tid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Tgid:").and_then(|v| v.trim().parse().ok()))
+        })
+        .unwrap_or(tid)
+}
+
 /// Reads argv for the audit's command line, capped, arguments joined by spaces.
 pub fn read_cmdline(
     n: &Notification,
@@ -568,6 +580,27 @@ mod tests {
                 String::from_utf8_lossy(head)
             );
         }
+    }
+
+    #[test]
+    fn threads_belong_to_their_process() {
+        let me = std::process::id();
+        let tid = std::thread::spawn(|| nix::unistd::gettid().as_raw() as u32)
+            .join()
+            .unwrap();
+        assert_ne!(tid, me);
+        // The thread has exited: its id no longer resolves, and falls back to itself.
+        assert_eq!(process_of(tid), tid);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || {
+            tx.send(nix::unistd::gettid().as_raw() as u32).unwrap();
+            done_rx.recv().unwrap();
+        });
+        let live = rx.recv().unwrap();
+        assert_eq!(process_of(live), me);
+        done_tx.send(()).unwrap();
+        t.join().unwrap();
     }
 
     #[test]

@@ -507,7 +507,7 @@ impl Supervisor {
                     rule: &rule_name,
                     effect,
                     attack: violation.attack,
-                    pid: n.pid,
+                    pid: exec::process_of(n.pid),
                     process: &process,
                     parent: &parent,
                     cmdline: &cmdline,
