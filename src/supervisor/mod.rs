@@ -394,10 +394,7 @@ impl Supervisor {
     }
 
     fn signal_all(&mut self, sig: Signal) {
-        let me = std::process::id() as i32;
-        for pid in process::descendants(me) {
-            let _ = kill(Pid::from_raw(pid), sig);
-        }
+        process::signal_descendants(std::process::id() as i32, sig);
     }
 
     fn on_notification(&mut self) {

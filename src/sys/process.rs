@@ -1,14 +1,17 @@
 //! Process-level calls that need `unsafe` or raw libc: fork, exec, opening a path inside a
-//! caller's root, and the `/proc` scan that finds every descendant.
+//! caller's root, and signalling every descendant.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::{CStr, CString};
 use std::fs;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
+use nix::sys::signal::Signal;
 use nix::unistd::ForkResult;
+
+use super::cvt;
 
 /// Forks.
 ///
@@ -76,10 +79,51 @@ pub fn fd_path(fd: &impl AsRawFd) -> io::Result<std::path::PathBuf> {
     fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
+/// Sends `sig` to every live descendant of `ancestor`: what is left of the container, including
+/// processes that called setsid(2) or were reparented to us (we are PID 1 or a child subreaper, so
+/// orphans stay our descendants).
+///
+/// A PID found in /proc can be reused before the signal goes out, and when we are not PID 1 the
+/// new owner may be outside the container. So each one is pinned with a pidfd first (which keeps
+/// naming that very process), the descendants are found again, and only pinned processes still
+/// among them are signalled, through their pidfd (pidfd_open(2), pidfd_send_signal(2)).
+pub fn signal_descendants(ancestor: i32, sig: Signal) {
+    let pinned: Vec<(i32, OwnedFd)> = descendants(ancestor)
+        .into_iter()
+        .filter_map(|pid| pidfd_open(pid).ok().map(|fd| (pid, fd)))
+        .collect();
+    let still: HashSet<i32> = descendants(ancestor).into_iter().collect();
+    for (pid, fd) in pinned {
+        if still.contains(&pid) {
+            let _ = pidfd_send_signal(&fd, sig);
+        }
+    }
+}
+
+fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags by value and touches no memory of ours.
+    let fd = cvt(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) })?;
+    // SAFETY: on success pidfd_open returns a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+fn pidfd_send_signal(fd: &OwnedFd, sig: Signal) -> io::Result<()> {
+    // SAFETY: a NULL siginfo is allowed (the kernel fills in one as kill(2) would); the other
+    // arguments are integers.
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd.as_raw_fd(),
+            sig as i32,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    })?;
+    Ok(())
+}
+
 /// Every live descendant of `ancestor`, found by walking the parent links of all of /proc.
-/// Used to signal what is left of the container, including processes that called setsid(2) or
-/// were reparented to us (we are PID 1 or a child subreaper, so orphans stay our descendants).
-pub fn descendants(ancestor: i32) -> Vec<i32> {
+fn descendants(ancestor: i32) -> Vec<i32> {
     let mut parent_of = HashMap::new();
     let Ok(dir) = fs::read_dir("/proc") else {
         return Vec::new();
