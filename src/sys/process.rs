@@ -93,10 +93,21 @@ pub fn signal_descendants(ancestor: i32, sig: Signal) {
         .filter_map(|pid| pidfd_open(pid).ok().map(|fd| (pid, fd)))
         .collect();
     let still: HashSet<i32> = descendants(ancestor).into_iter().collect();
-    for (pid, fd) in pinned {
-        if still.contains(&pid) {
-            let _ = pidfd_send_signal(&fd, sig);
+    let targets: Vec<&OwnedFd> = pinned
+        .iter()
+        .filter(|(pid, _)| still.contains(pid))
+        .map(|(_, fd)| fd)
+        .collect();
+    // Signals arrive one process at a time. For a kill, stop them all first: a process that sees
+    // another die (a shell whose child was just killed) must not run on before its own kill lands.
+    // A stopped process runs no more user code; SIGKILL ends it stopped or not.
+    if sig == Signal::SIGKILL {
+        for fd in &targets {
+            let _ = pidfd_send_signal(fd, Signal::SIGSTOP);
         }
+    }
+    for fd in targets {
+        let _ = pidfd_send_signal(fd, sig);
     }
 }
 
