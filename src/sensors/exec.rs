@@ -178,10 +178,7 @@ struct Stamp {
 impl Stamp {
     fn of(st: &nix::sys::stat::FileStat) -> Stamp {
         Stamp {
-            id: FileId {
-                dev: st.st_dev,
-                ino: st.st_ino,
-            },
+            id: FileId::from(st),
             ctime: (st.st_ctime, st.st_ctime_nsec),
         }
     }

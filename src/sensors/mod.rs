@@ -21,6 +21,15 @@ impl FileId {
     }
 }
 
+impl From<&nix::sys::stat::FileStat> for FileId {
+    fn from(st: &nix::sys::stat::FileStat) -> FileId {
+        FileId {
+            dev: st.st_dev,
+            ino: st.st_ino,
+        }
+    }
+}
+
 impl From<&std::fs::Metadata> for FileId {
     fn from(m: &std::fs::Metadata) -> FileId {
         FileId {

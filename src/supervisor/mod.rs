@@ -27,7 +27,7 @@ pub use init::BLOCKED_EXIT;
 use crate::audit::{Event, ProcessViolation, Scope, Sink};
 use crate::policy::{Attack, Effect, Rule};
 use crate::seccomp::{self, Trapped};
-use crate::sensors::exec::{self, Abi, ExecCall, Launch, Resolver};
+use crate::sensors::exec::{self, Abi, ExecCall, Expected, Launch, Resolver};
 use crate::sys::remote::RemoteMemory;
 use crate::sys::seccomp::{Listener, Notification};
 use crate::sys::{fdpass, process};
@@ -209,8 +209,8 @@ const SAME_ATTEMPT: Duration = Duration::from_millis(500);
 
 /// The answer to one trapped call.
 enum Answer {
-    /// Let the exec run, checked at its exec stop against the files of `launch`.
-    Allow { launch: Launch },
+    /// Let the exec run, checked at its exec stop against what was decided on.
+    Allow { expected: Expected },
     /// Fail it with this errno.
     Deny(i32),
     /// Let it run unchecked: nothing decided depends on the caller's memory (see the CONTINUE).
@@ -221,7 +221,9 @@ enum Answer {
 /// under a deny list (why: at the CONTINUE in `on_notification`).
 fn proceed(verify: bool, launch: Launch) -> Answer {
     if verify {
-        Answer::Allow { launch }
+        Answer::Allow {
+            expected: launch.expected(),
+        }
     } else {
         Answer::Unchecked
     }
@@ -427,7 +429,7 @@ impl Supervisor {
             // program under another name, which the list cannot stop either (README, "Limits"),
             // so racing the check gains it nothing. Launches under an allow list are verified.
             Answer::Unchecked => unsafe { self.listener.continue_call(n.id) },
-            Answer::Allow { launch } => self.allow_exec(&n, &launch),
+            Answer::Allow { expected } => self.allow_exec(&n, expected),
         };
         if let Err(e) = sent {
             // ENOENT: the caller is gone (killed while waiting); nothing ran.
@@ -537,9 +539,9 @@ impl Supervisor {
     }
 
     /// Lets an allowed exec run, checked at its exec stop where tracing is possible.
-    fn allow_exec(&mut self, n: &Notification, launch: &Launch) -> io::Result<()> {
+    fn allow_exec(&mut self, n: &Notification, expected: Expected) -> io::Result<()> {
         let tid = Pid::from_raw(n.pid as i32);
-        match self.watch.watch(tid, launch.expected(), self.killable) {
+        match self.watch.watch(tid, expected, self.killable) {
             Watch::Armed => {}
             Watch::Unchecked => {}
             Watch::Degraded(e) => self.degraded(&format!(

@@ -95,16 +95,20 @@ impl AsFd for Listener {
 /// The supervisor's end of the filter: `SECCOMP_IOCTL_NOTIF_*` on the listener fd.
 pub struct Listener {
     fd: OwnedFd,
-    /// `sizeof(struct seccomp_notif)` as the running kernel has it; the receive buffer must be at
-    /// least that big, and zeroed (the kernel rejects a dirty buffer with EINVAL since 5.5).
-    notif_size: usize,
+    /// The receive buffer: `sizeof(struct seccomp_notif)` as the running kernel has it, in u64s
+    /// for alignment. Zeroed before each receive (the kernel rejects a dirty buffer with EINVAL
+    /// since 5.5); kept, so the trapped-call path allocates nothing here.
+    buf: Vec<u64>,
 }
 
 impl Listener {
     pub fn new(fd: OwnedFd, sizes: &libc::seccomp_notif_sizes) -> Self {
         let notif_size =
             usize::from(sizes.seccomp_notif).max(std::mem::size_of::<libc::seccomp_notif>());
-        Listener { fd, notif_size }
+        Listener {
+            fd,
+            buf: vec![0; notif_size.div_ceil(8)],
+        }
     }
 
     /// Sets the sync wake-up flag (Linux 6.6). Returns the kernel's error where it lacks it.
@@ -122,10 +126,11 @@ impl Listener {
 
     /// Receives one trapped call. ENOENT (the caller died before we got it) and EINTR are for the
     /// caller to retry.
-    pub fn recv(&self) -> io::Result<Notification> {
-        let mut buf = vec![0u64; self.notif_size.div_ceil(8)];
+    pub fn recv(&mut self) -> io::Result<Notification> {
+        self.buf.fill(0);
+        let buf = &mut self.buf;
         // SAFETY: `buf` is zeroed, 8-byte aligned and at least as large as the kernel's
-        // `struct seccomp_notif` (notif_size comes from SECCOMP_GET_NOTIF_SIZES), so the kernel's
+        // `struct seccomp_notif` (its size comes from SECCOMP_GET_NOTIF_SIZES), so the kernel's
         // write stays inside it.
         cvt(unsafe {
             libc::ioctl(
