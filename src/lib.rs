@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod cli;
+pub mod dns;
 pub mod logger;
 pub mod policy;
 pub mod seccomp;

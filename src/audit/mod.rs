@@ -83,6 +83,25 @@ pub struct ProcessViolation<'a> {
     pub cmdline: &'a str,
 }
 
+/// What a network, listen or DNS violation was about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Activity {
+    /// `ip` as audits show it: IPv4-mapped IPv6 addresses in their IPv4 form.
+    Outbound { ip: std::net::IpAddr, port: u16 },
+    Listen { port: u16 },
+    Dns { domain: String },
+}
+
+/// A socket call or DNS question that violated the rule in force.
+pub struct ActivityViolation<'a> {
+    pub rule: &'a str,
+    pub effect: Effect,
+    pub attack: Attack,
+    pub pid: u32,
+    pub process: &'a str,
+    pub activity: Activity,
+}
+
 impl Event {
     fn new(
         scope: &Scope,
@@ -132,6 +151,46 @@ impl Event {
         e.attack = Some(v.attack.name(Kind::Process.as_str()));
         e.cmdline = Some(v.cmdline.to_string());
         e.parent = Some(v.parent.to_string());
+        e
+    }
+
+    /// An outbound connection or send (`network`), a bind (`listen`) or a DNS question (`dns`)
+    /// that violated the rule in force.
+    pub fn activity(scope: &Scope, v: &ActivityViolation<'_>) -> Event {
+        // audit.md's sentences say "explicitly denied" but "is not allowed" for these three types.
+        let verdict = match v.attack {
+            Attack::ExplicitlyDenied => "explicitly denied",
+            Attack::NotAllowed => "is not allowed",
+        };
+        let (kind, what) = match &v.activity {
+            Activity::Outbound { ip, port } => (
+                Kind::Network,
+                format!("Outbound connection by {} to {ip}:{port}", v.process),
+            ),
+            Activity::Listen { port } => (
+                Kind::Listen,
+                format!("Process {} listening on port {port}", v.process),
+            ),
+            Activity::Dns { domain } => (
+                Kind::Dns,
+                format!(
+                    "DNS resolution of domain name {domain} triggered by {}",
+                    v.process
+                ),
+            ),
+        };
+        let message = format!("{what} {verdict} by a runtime rule");
+        let mut e = Event::new(scope, kind, v.effect.as_str(), v.pid, v.process, message);
+        e.rule = Some(v.rule.to_string());
+        e.attack = Some(v.attack.name(kind.as_str()));
+        match &v.activity {
+            Activity::Outbound { ip, port } => {
+                e.ip = Some(ip.to_string());
+                e.port = Some(*port);
+            }
+            Activity::Listen { port } => e.port = Some(*port),
+            Activity::Dns { domain } => e.domain = Some(domain.clone()),
+        }
         e
     }
 
@@ -251,6 +310,68 @@ mod tests {
             // RFC 3339, UTC, microseconds: 2026-11-29T06:58:16.123456Z
             let t = json["time"].as_str().unwrap();
             assert_eq!((t.len(), &t[26..]), (27, "Z"), "{t}");
+        }
+    }
+
+    #[test]
+    fn activity_messages_follow_the_spec() {
+        let ip = "203.0.113.5".parse().unwrap();
+        let cases = [
+            (
+                Activity::Outbound { ip, port: 80 },
+                Attack::ExplicitlyDenied,
+                "network",
+                "networkExplicitlyDenied",
+                "Outbound connection by /usr/bin/curl to 203.0.113.5:80 explicitly denied by a runtime rule",
+            ),
+            (
+                Activity::Outbound { ip, port: 22 },
+                Attack::NotAllowed,
+                "network",
+                "networkNotAllowed",
+                "Outbound connection by /usr/bin/curl to 203.0.113.5:22 is not allowed by a runtime rule",
+            ),
+            (
+                Activity::Listen { port: 2222 },
+                Attack::NotAllowed,
+                "listen",
+                "listenNotAllowed",
+                "Process /usr/bin/curl listening on port 2222 is not allowed by a runtime rule",
+            ),
+            (
+                Activity::Dns {
+                    domain: "denied.test".into(),
+                },
+                Attack::ExplicitlyDenied,
+                "dns",
+                "dnsExplicitlyDenied",
+                "DNS resolution of domain name denied.test triggered by /usr/bin/curl explicitly denied by a runtime rule",
+            ),
+        ];
+        for (activity, attack, kind, name, message) in cases {
+            let v = ActivityViolation {
+                rule: "r",
+                effect: Effect::Prevent,
+                attack,
+                pid: 7,
+                process: "/usr/bin/curl",
+                activity: activity.clone(),
+            };
+            let json = serde_json::to_value(Event::activity(&scope(), &v)).unwrap();
+            assert_eq!(json["type"], kind);
+            assert_eq!(json["attack"], name);
+            assert_eq!(json["message"], message);
+            match activity {
+                Activity::Outbound { port, .. } => {
+                    assert_eq!(json["ip"], "203.0.113.5");
+                    assert_eq!(json["port"], port);
+                }
+                Activity::Listen { port } => {
+                    assert_eq!(json["port"], port);
+                    assert!(json.get("ip").is_none());
+                }
+                Activity::Dns { .. } => assert_eq!(json["domain"], "denied.test"),
+            }
         }
     }
 

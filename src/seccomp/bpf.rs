@@ -57,16 +57,30 @@ impl Action {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Trap {
     pub nr: u32,
-    /// Trap only when this argument (0..6) is non-zero, e.g. a `sendto` destination address: a
-    /// NULL address is a plain `send()` and must not pay a round trip to the supervisor.
-    pub only_if_nonzero_arg: Option<u8>,
+    pub when: When,
+}
+
+/// Which calls of a number are trapped, judged on registers alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum When {
+    Always,
+    /// When this argument (0..6) is non-zero, e.g. a `sendto` destination address: a NULL address
+    /// is a plain `send()` and must not pay a round trip to the supervisor.
+    NonZero(u8),
+    /// When the low words of arguments `a` and `b` equal one of the pairs, e.g. `setsockopt`'s
+    /// (level, optname). Only the low word counts, as for the kernel, which takes these as `int`.
+    Pair {
+        a: u8,
+        b: u8,
+        pairs: &'static [(u32, u32)],
+    },
 }
 
 impl Trap {
     pub const fn always(nr: u32) -> Self {
         Trap {
             nr,
-            only_if_nonzero_arg: None,
+            when: When::Always,
         }
     }
 }
@@ -115,12 +129,12 @@ pub fn build(spec: &FilterSpec) -> Vec<sock_filter> {
 fn trap_block(traps: &[Trap]) -> Vec<sock_filter> {
     let mut block = Vec::new();
     for trap in traps {
-        match trap.only_if_nonzero_arg {
-            None => {
+        match trap.when {
+            When::Always => {
                 block.push(jump(JEQ_K, trap.nr, 0, 1));
                 block.push(stmt(RET_K, Action::Notify.ret()));
             }
-            Some(arg) => {
+            When::NonZero(arg) => {
                 // A 64-bit argument is two words (little endian: low word first). Notify when
                 // either is non-zero. Both paths return, so `A` still holds the number for the
                 // next comparison whenever the number did not match.
@@ -134,6 +148,22 @@ fn trap_block(traps: &[Trap]) -> Vec<sock_filter> {
                     stmt(RET_K, Action::Notify.ret()),
                     stmt(RET_K, Action::Allow.ret()),
                 ]);
+            }
+            When::Pair { a, b, pairs } => {
+                // Five instructions per pair, then ALLOW: once the number matched, every path
+                // returns, as above.
+                let (a, b) = (OFFSET_ARGS + 8 * u32::from(a), OFFSET_ARGS + 8 * u32::from(b));
+                block.push(jump(JEQ_K, trap.nr, 0, offset(5 * pairs.len() + 1)));
+                for (va, vb) in pairs {
+                    block.extend([
+                        stmt(LD_W_ABS, a),
+                        jump(JEQ_K, *va, 0, 3),
+                        stmt(LD_W_ABS, b),
+                        jump(JEQ_K, *vb, 0, 1),
+                        stmt(RET_K, Action::Notify.ret()),
+                    ]);
+                }
+                block.push(stmt(RET_K, Action::Allow.ret()));
             }
         }
     }
@@ -205,6 +235,7 @@ mod tests {
     use super::*;
 
     const SENDTO: u32 = 44;
+    const SETSOCKOPT: u32 = 54;
 
     fn spec() -> FilterSpec {
         FilterSpec {
@@ -213,7 +244,15 @@ mod tests {
                 Trap::always(322),
                 Trap {
                     nr: SENDTO,
-                    only_if_nonzero_arg: Some(4),
+                    when: When::NonZero(4),
+                },
+                Trap {
+                    nr: SETSOCKOPT,
+                    when: When::Pair {
+                        a: 1,
+                        b: 2,
+                        pairs: &[(0, 4), (41, 57)],
+                    },
                 },
             ],
             i386: vec![Trap::always(11), Trap::always(358)],
@@ -265,6 +304,34 @@ mod tests {
                 X32_SYSCALL_BIT | 39,
                 no_args,
                 Action::Errno(38),
+            ),
+            (
+                "setsockopt IP_OPTIONS",
+                AUDIT_ARCH_X86_64,
+                SETSOCKOPT,
+                [3, 0, 4, 0, 0, 0],
+                Action::Notify,
+            ),
+            (
+                "setsockopt IPV6_RTHDR, high words ignored",
+                AUDIT_ARCH_X86_64,
+                SETSOCKOPT,
+                [3, 0xffff_0000_0000_0029, 0x1_0000_0039, 0, 0, 0],
+                Action::Notify,
+            ),
+            (
+                "setsockopt SO_REUSEADDR",
+                AUDIT_ARCH_X86_64,
+                SETSOCKOPT,
+                [3, 1, 2, 0, 0, 0],
+                Action::Allow,
+            ),
+            (
+                "setsockopt level 0 other option",
+                AUDIT_ARCH_X86_64,
+                SETSOCKOPT,
+                [3, 0, 57, 0, 0, 0],
+                Action::Allow,
             ),
             ("i386 execve", AUDIT_ARCH_I386, 11, no_args, Action::Notify),
             (

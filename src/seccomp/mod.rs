@@ -5,18 +5,11 @@ pub mod bpf;
 
 use std::io;
 
-use bpf::{AUDIT_ARCH_I386, AUDIT_ARCH_X86_64, FilterSpec, Trap};
+use bpf::{AUDIT_ARCH_I386, AUDIT_ARCH_X86_64, FilterSpec, Trap, When};
 
 use crate::sensors::exec::{Abi, ExecCall};
+use crate::sensors::net::NetCall;
 use crate::sys::seccomp as sys;
-
-// x86_64 numbers (asm/unistd_64.h) and i386 numbers (asm/unistd_32.h).
-const X86_64_EXECVE: u32 = 59;
-const X86_64_EXECVEAT: u32 = 322;
-const I386_EXECVE: u32 = 11;
-const I386_EXECVEAT: u32 = 358;
-const X86_64_CHROOT: u32 = 161;
-const I386_CHROOT: u32 = 61;
 
 /// A trapped call, known by what it does rather than by its number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,43 +18,112 @@ pub enum Trapped {
     /// Noted, not judged: after a chroot(2) paths mean something else for the caller, so the exec
     /// sensor looks up each caller's root from then on (and can skip it until then).
     Chroot,
+    /// A socket call that can reach the network (x86_64).
+    Net(NetCall),
+    /// `io_uring_setup`: io_uring's network operations never pass through seccomp.
+    IoUringSetup,
+    /// `setsockopt` of a source route (IP_OPTIONS, IPV6_RTHDR): it sends packets to another
+    /// address than the one connected or sent to.
+    SourceRoute,
+    /// A 32-bit (i386) socket call that can reach the network: refused, not emulated.
+    Compat32Net,
+    /// i386 `socketcall(2)`: one number for every socket call; the call is in a register.
+    Socketcall,
 }
 
-/// Every trapped call, with its number per ABI: the single table both the BPF program and the
-/// dispatcher are built from, so they cannot disagree.
-const TABLE: &[(u32, u32, Trapped)] = &[
-    (
-        AUDIT_ARCH_X86_64,
-        X86_64_EXECVE,
-        Trapped::Exec(Abi::X86_64, ExecCall::Execve),
-    ),
-    (
-        AUDIT_ARCH_X86_64,
-        X86_64_EXECVEAT,
-        Trapped::Exec(Abi::X86_64, ExecCall::Execveat),
-    ),
+/// Which sensor a trapped call belongs to: the network rows are in the filter only when network or
+/// DNS enforcement can be on, so that without them no socket call pays a round trip.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sensor {
+    Exec,
+    Network,
+}
+
+/// One row of the table: a call of one ABI, which of its invocations are trapped, what it is.
+struct Row {
+    arch: u32,
+    nr: u32,
+    when: When,
+    trapped: Trapped,
+    sensor: Sensor,
+}
+
+const fn row(arch: u32, nr: u32, when: When, trapped: Trapped, sensor: Sensor) -> Row {
+    Row {
+        arch,
+        nr,
+        when,
+        trapped,
+        sensor,
+    }
+}
+
+use Sensor::{Exec, Network};
+use When::Always;
+
+/// (level, optname) pairs of `setsockopt` that set a source route (linux/in.h, linux/in6.h):
+/// IP_OPTIONS, IPV6_RTHDR, IPV6_2292RTHDR.
+const SOURCE_ROUTES: &[(u32, u32)] = &[(0, 4), (41, 57), (41, 5)];
+const SOURCE_ROUTE: When = When::Pair {
+    a: 1,
+    b: 2,
+    pairs: SOURCE_ROUTES,
+};
+
+/// Every trapped call, with its number per ABI (asm/unistd_64.h, asm/unistd_32.h): the single
+/// table both the BPF program and the dispatcher are built from, so they cannot disagree.
+const TABLE: &[Row] = &[
+    row(AUDIT_ARCH_X86_64, 59, Always, Trapped::Exec(Abi::X86_64, ExecCall::Execve), Exec),
+    row(AUDIT_ARCH_X86_64, 322, Always, Trapped::Exec(Abi::X86_64, ExecCall::Execveat), Exec),
     // i386 programs (and `int 0x80` from 64-bit ones) must not reach exec untrapped.
-    (
-        AUDIT_ARCH_I386,
-        I386_EXECVE,
-        Trapped::Exec(Abi::I386, ExecCall::Execve),
-    ),
-    (
-        AUDIT_ARCH_I386,
-        I386_EXECVEAT,
-        Trapped::Exec(Abi::I386, ExecCall::Execveat),
-    ),
-    (AUDIT_ARCH_X86_64, X86_64_CHROOT, Trapped::Chroot),
-    (AUDIT_ARCH_I386, I386_CHROOT, Trapped::Chroot),
+    row(AUDIT_ARCH_I386, 11, Always, Trapped::Exec(Abi::I386, ExecCall::Execve), Exec),
+    row(AUDIT_ARCH_I386, 358, Always, Trapped::Exec(Abi::I386, ExecCall::Execveat), Exec),
+    row(AUDIT_ARCH_X86_64, 161, Always, Trapped::Chroot, Exec),
+    row(AUDIT_ARCH_I386, 61, Always, Trapped::Chroot, Exec),
+    row(AUDIT_ARCH_X86_64, 42, Always, Trapped::Net(NetCall::Connect), Network),
+    row(AUDIT_ARCH_X86_64, 49, Always, Trapped::Net(NetCall::Bind), Network),
+    // sendto with a NULL address (send(2), every TCP write through it) is not trapped.
+    row(AUDIT_ARCH_X86_64, 44, When::NonZero(4), Trapped::Net(NetCall::Sendto), Network),
+    row(AUDIT_ARCH_X86_64, 46, Always, Trapped::Net(NetCall::Sendmsg), Network),
+    row(AUDIT_ARCH_X86_64, 307, Always, Trapped::Net(NetCall::Sendmmsg), Network),
+    row(AUDIT_ARCH_X86_64, 425, Always, Trapped::IoUringSetup, Network),
+    row(AUDIT_ARCH_X86_64, 54, SOURCE_ROUTE, Trapped::SourceRoute, Network),
+    row(AUDIT_ARCH_I386, 102, Always, Trapped::Socketcall, Network),
+    row(AUDIT_ARCH_I386, 361, Always, Trapped::Compat32Net, Network), // bind
+    row(AUDIT_ARCH_I386, 362, Always, Trapped::Compat32Net, Network), // connect
+    row(AUDIT_ARCH_I386, 369, When::NonZero(4), Trapped::Compat32Net, Network), // sendto
+    row(AUDIT_ARCH_I386, 370, Always, Trapped::Compat32Net, Network), // sendmsg
+    row(AUDIT_ARCH_I386, 345, Always, Trapped::Compat32Net, Network), // sendmmsg
+    row(AUDIT_ARCH_I386, 366, SOURCE_ROUTE, Trapped::SourceRoute, Network), // setsockopt
+    row(AUDIT_ARCH_I386, 425, Always, Trapped::IoUringSetup, Network),
 ];
 
-/// The filter the child installs.
-pub fn filter_spec() -> FilterSpec {
+/// `socketcall(2)` call numbers (linux/net.h) that reach the network or set a source route.
+const SOCKETCALL_NETWORK: &[u64] = &[
+    2,  // SYS_BIND
+    3,  // SYS_CONNECT
+    11, // SYS_SENDTO
+    14, // SYS_SETSOCKOPT
+    16, // SYS_SENDMSG
+    20, // SYS_SENDMMSG
+];
+
+/// Whether an i386 `socketcall` with this call number (its first argument, a register) is one
+/// that reaches the network.
+pub fn socketcall_reaches_network(call: u64) -> bool {
+    SOCKETCALL_NETWORK.contains(&(call as u32 as u64))
+}
+
+/// The filter the child installs: the exec rows always, the network rows when `network`.
+pub fn filter_spec(network: bool) -> FilterSpec {
     let per_arch = |arch| {
         TABLE
             .iter()
-            .filter(|(a, _, _)| *a == arch)
-            .map(|(_, nr, _)| Trap::always(*nr))
+            .filter(|r| r.arch == arch && (r.sensor == Exec || network))
+            .map(|r| Trap {
+                nr: r.nr,
+                when: r.when,
+            })
             .collect()
     };
     FilterSpec {
@@ -75,8 +137,8 @@ pub fn filter_spec() -> FilterSpec {
 pub fn classify(arch: u32, nr: i32) -> Option<Trapped> {
     TABLE
         .iter()
-        .find(|(a, n, _)| *a == arch && i64::from(*n) == i64::from(nr))
-        .map(|(_, _, t)| *t)
+        .find(|r| r.arch == arch && i64::from(r.nr) == i64::from(nr))
+        .map(|r| r.trapped)
 }
 
 /// Kernel features the supervisor relies on or benefits from.
@@ -129,8 +191,8 @@ fn kernel_at_least(release: &str, want: (u32, u32)) -> bool {
 /// Installs the filter on the calling thread and returns the listener and whether the killable
 /// wait (5.19) is on: with it, a trapped caller that gets a non-fatal signal keeps waiting for our
 /// answer instead of restarting the call over and over.
-pub fn install() -> io::Result<(std::os::fd::OwnedFd, bool)> {
-    let prog = bpf::build(&filter_spec());
+pub fn install(network: bool) -> io::Result<(std::os::fd::OwnedFd, bool)> {
+    let prog = bpf::build(&filter_spec(network));
     sys::set_no_new_privs()?;
     match sys::install_filter(&prog, libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV) {
         Ok(fd) => Ok((fd, true)),
@@ -147,16 +209,24 @@ mod tests {
 
     #[test]
     fn table_filter_and_classify_agree() {
-        let prog = bpf::build(&filter_spec());
-        for (arch, nr, trapped) in TABLE {
-            assert_eq!(
-                bpf::evaluate(&prog, *arch, *nr, [0; 6]),
-                bpf::Action::Notify
-            );
-            assert_eq!(classify(*arch, *nr as i32), Some(*trapped));
+        let (with, without) = (bpf::build(&filter_spec(true)), bpf::build(&filter_spec(false)));
+        for r in TABLE {
+            // Arguments that satisfy every condition: all words set to the row's first pair.
+            let args = match r.when {
+                When::Pair { pairs, .. } => [0, pairs[0].0.into(), pairs[0].1.into(), 0, 0, 0],
+                _ => [1; 6],
+            };
+            let notify = bpf::Action::Notify;
+            assert_eq!(bpf::evaluate(&with, r.arch, r.nr, args), notify, "{:?}", r.trapped);
+            let off = if r.sensor == Exec { notify } else { bpf::Action::Allow };
+            assert_eq!(bpf::evaluate(&without, r.arch, r.nr, args), off, "{:?}", r.trapped);
+            assert_eq!(classify(r.arch, r.nr as i32), Some(r.trapped));
         }
         assert_eq!(classify(AUDIT_ARCH_X86_64, 11), None);
         assert_eq!(classify(AUDIT_ARCH_I386, 59), None);
+        // A TCP send (sendto without an address) never reaches the supervisor.
+        let send = [3, 0x1000, 100, 0, 0, 0];
+        assert_eq!(bpf::evaluate(&with, AUDIT_ARCH_X86_64, 44, send), bpf::Action::Allow);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! activity (what is launched, where it connects) so that the policy can decide on it.
 
 pub mod exec;
+pub mod net;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;

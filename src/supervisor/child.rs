@@ -21,7 +21,8 @@ pub struct Program {
 }
 
 /// Never returns: execs COMMAND or exits with 125 (filter not installed), 126 or 127.
-pub fn exec(sock: OwnedFd, program: &Program, original_mask: &SigSet) -> ! {
+/// `network`: whether the filter traps socket calls too.
+pub fn exec(sock: OwnedFd, program: &Program, original_mask: &SigSet, network: bool) -> ! {
     // A process group of its own, like tini: job-control signals from a terminal go to the
     // command, and the defender can tell the command's group from its own. SIGTTOU is still
     // blocked here, so taking the foreground from the background does not stop us.
@@ -35,12 +36,16 @@ pub fn exec(sock: OwnedFd, program: &Program, original_mask: &SigSet) -> ! {
     if let Err(e) = sigprocmask(SigmaskHow::SIG_SETMASK, Some(original_mask), None) {
         fail(125, &format!("cannot restore the signal mask: {e}"));
     }
-    let (listener, killable) = match crate::seccomp::install() {
+    let (listener, killable) = match crate::seccomp::install(network) {
         Ok(l) => l,
         Err(e) => fail(125, &format!("cannot install the seccomp filter: {e}")),
     };
     let tag = if killable { b'K' } else { b'L' };
-    if let Err(e) = fdpass::send_fd(&sock, listener.as_raw_fd(), tag) {
+    let handed = match network {
+        true => fdpass::announce_fd(&sock, listener.as_raw_fd(), tag),
+        false => fdpass::send_fd(&sock, listener.as_raw_fd(), tag),
+    };
+    if let Err(e) = handed {
         fail(
             125,
             &format!("cannot hand the seccomp listener to the supervisor: {e}"),

@@ -7,12 +7,14 @@
 mod child;
 mod exec_watch;
 mod init;
+mod net;
 
 use std::ffi::{CString, OsString};
 use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -94,13 +96,17 @@ pub fn run(cfg: RunConfig) -> Result<i32, SupervisorError> {
     let (signals, original_mask) = init::signals().map_err(io_err("blocking signals"))?;
     let (ours, theirs) = fdpass::pair().map_err(io_err("socketpair"))?;
 
-    // SAFETY: the defender has started no thread (no logger, console or timer thread exists
-    // before this point), so the child may run ordinary code until it execs.
+    // Socket calls are trapped only when the rule enforces network or DNS.
+    let network = cfg.rule.as_ref().is_some_and(|r| {
+        r.network().effect() != Effect::Disable || r.dns().effect() != Effect::Disable
+    });
+    // SAFETY: the defender has started no thread (no logger, console, timer or DNS forwarder
+    // thread exists before this point), so the child may run ordinary code until it execs.
     let fork = unsafe { process::fork() }.map_err(io_err("fork"))?;
     let main = match fork {
         ForkResult::Child => {
             drop(ours);
-            child::exec(theirs, &program, &original_mask)
+            child::exec(theirs, &program, &original_mask, network)
         }
         ForkResult::Parent { child } => child,
     };
@@ -109,19 +115,33 @@ pub fn run(cfg: RunConfig) -> Result<i32, SupervisorError> {
     // fork, so that the child (dumpable) can be traced at its own exec.
     nix::sys::prctl::set_dumpable(false).map_err(io_err("PR_SET_DUMPABLE"))?;
 
-    let received = fdpass::recv_fd(&ours).map_err(io_err("receiving the listener"))?;
+    let received = match network {
+        true => fdpass::take_announced_fd(&ours, main.as_raw() as u32)
+            .map_err(io_err("taking the listener from the child (pidfd_getfd: network enforcement needs CAP_SYS_PTRACE in a container)"))?,
+        false => fdpass::recv_fd(&ours).map_err(io_err("receiving the listener"))?,
+    };
     let Some((fd, tag)) = received else {
         let _ = waitpid(main, None);
         return Err(SupervisorError::NoListener);
     };
     drop(ours);
     let listener = Listener::new(fd, &features.sizes);
+    let rule = cfg.rule.map(Arc::new);
+    // Threads may start now that the child is forked (the forwarder's among them).
+    let net = match (&rule, network) {
+        (Some(r), true) => Some(
+            net::NetSensor::start(r, listener.responder())
+                .map_err(io_err("starting the network sensor"))?,
+        ),
+        _ => None,
+    };
     let mut sup = Supervisor {
         listener,
         listener_open: true,
         killable: tag == b'K',
         resolver: Resolver::default(),
-        rule: cfg.rule,
+        rule,
+        net,
         scope: cfg.scope,
         sink: cfg.sink,
         watch: ExecWatch::new(),
@@ -130,6 +150,7 @@ pub fn run(cfg: RunConfig) -> Result<i32, SupervisorError> {
         last_denial: None,
     };
     sup.report_features();
+    sup.report_network();
     Ok(sup.serve(&signals))
 }
 
@@ -191,7 +212,9 @@ struct Supervisor {
     /// synchronously (exec_watch.rs).
     killable: bool,
     resolver: Resolver,
-    rule: Option<Rule>,
+    rule: Option<Arc<Rule>>,
+    /// The network and DNS sensor, when the rule enforces either.
+    net: Option<net::NetSensor>,
     scope: Scope,
     sink: Sink,
     watch: ExecWatch,
@@ -215,6 +238,10 @@ enum Answer {
     Deny(i32),
     /// Let it run unchecked: nothing decided depends on the caller's memory (see the CONTINUE).
     Unchecked,
+    /// The supervisor performed the call itself: its result, or the errno to fail it with.
+    Performed(Result<i64, i32>),
+    /// A thread performs the call and answers when it is done.
+    Deferred,
 }
 
 /// How an exec that may run proceeds: verified at its exec stop under an allow list, unchecked
@@ -240,6 +267,19 @@ impl Supervisor {
             Err(e) => self.degraded(&format!(
                 "SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP is unavailable ({e}): each trapped call costs a cross-CPU wake-up"
             )),
+        }
+    }
+
+    /// The start-up audit of network enforcement: io_uring is refused from now on.
+    fn report_network(&mut self) {
+        if let (Some(rule), Some(_)) = (&self.rule, &self.net) {
+            let message = format!(
+                "Network and DNS enforcement is on (rule {}): io_uring_setup is refused, since io_uring's network operations would bypass every check",
+                rule.name()
+            );
+            let rule = rule.name().to_string();
+            self.sink
+                .emit(Event::defender(&self.scope, "alert", Some(&rule), message));
         }
     }
 
@@ -280,13 +320,16 @@ impl Supervisor {
             .into_iter()
             .flatten()
             .min();
-            let (sig_ready, notif_ready, hup) = self.wait(signals, timeout);
+            let (sig_ready, notif_ready, hup, findings) = self.wait(signals, timeout);
             // SIGCHLD is the only news of a child's change; without it there is nothing to reap.
             let child_news = sig_ready && self.forward_signals(signals);
             if notif_ready {
                 self.on_notification();
             } else if hup {
                 self.listener_open = false;
+            }
+            if findings {
+                self.drain_findings();
             }
             if child_news {
                 self.reap();
@@ -295,33 +338,39 @@ impl Supervisor {
         }
     }
 
-    /// Polls the signalfd and the listener: (signals ready, notification ready, listener hung up).
-    fn wait(&self, signals: &SignalFd, timeout: Option<Duration>) -> (bool, bool, bool) {
+    /// Polls the signalfd, the listener and the network sensor's wake-up pipe: (signals ready,
+    /// notification ready, listener hung up, findings waiting).
+    fn wait(&self, signals: &SignalFd, timeout: Option<Duration>) -> (bool, bool, bool, bool) {
         let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
-        if self.listener_open {
+        let listener_at = self.listener_open.then(|| {
             fds.push(PollFd::new(self.listener.as_fd(), PollFlags::POLLIN));
-        }
+            fds.len() - 1
+        });
+        let wake_at = self.net.as_ref().map(|n| {
+            fds.push(PollFd::new(n.wake.as_fd(), PollFlags::POLLIN));
+            fds.len() - 1
+        });
         let timeout = timeout.map_or(PollTimeout::NONE, |d| {
             PollTimeout::try_from(d.as_millis().min(60_000) as i32 + 1).unwrap_or(PollTimeout::MAX)
         });
         match poll(&mut fds, timeout) {
             Ok(_) => {}
-            Err(Errno::EINTR) => return (false, false, false),
+            Err(Errno::EINTR) => return (false, false, false, false),
             Err(e) => {
                 log::error!("poll: {e}");
-                return (false, false, false);
+                return (false, false, false, false);
             }
         }
-        let ready = |fd: &PollFd<'_>, flags| fd.revents().is_some_and(|r| r.intersects(flags));
-        let sig = ready(&fds[0], PollFlags::POLLIN);
-        let (notif, hup) = match fds.get(1) {
-            Some(l) => (
-                ready(l, PollFlags::POLLIN),
-                ready(l, PollFlags::POLLHUP | PollFlags::POLLERR),
-            ),
-            None => (false, false),
+        let ready = |at: Option<usize>, flags| {
+            at.and_then(|i| fds[i].revents())
+                .is_some_and(|r| r.intersects(flags))
         };
-        (sig, notif, hup)
+        (
+            ready(Some(0), PollFlags::POLLIN),
+            ready(listener_at, PollFlags::POLLIN),
+            ready(listener_at, PollFlags::POLLHUP | PollFlags::POLLERR),
+            ready(wake_at, PollFlags::POLLIN),
+        )
     }
 
     /// Forwards every pending signal but SIGCHLD to the command (cli.md; notes/init.md).
@@ -415,6 +464,14 @@ impl Supervisor {
                 self.resolver.note_chroot();
                 Answer::Unchecked
             }
+            Some(Trapped::Net(call)) => self.on_net(&n, call),
+            Some(Trapped::IoUringSetup) => self.refuse(&n, "io_uring_setup"),
+            Some(Trapped::SourceRoute) => self.refuse(&n, "A source route (setsockopt)"),
+            Some(Trapped::Compat32Net) => self.refuse(&n, "A 32-bit socket call"),
+            Some(Trapped::Socketcall) if seccomp::socketcall_reaches_network(n.args[0]) => {
+                self.refuse(&n, "A 32-bit socket call")
+            }
+            Some(Trapped::Socketcall) => Answer::Unchecked,
             // The filter traps nothing else; an unknown call is failed, never let through.
             None => Answer::Deny(libc::ENOSYS),
         };
@@ -428,8 +485,17 @@ impl Supervisor {
             // swap the path after the check could as well copy, link or memfd-load the denied
             // program under another name, which the list cannot stop either (README, "Limits"),
             // so racing the check gains it nothing. Launches under an allow list are verified.
+            // Socket calls: let through unchecked only when the rule enforces neither network
+            // nor DNS; when the call is on a socket that is not IPv4/IPv6 (unix, netlink: not
+            // network connections, policy.md), which rests on kernel state, the socket's family
+            // fixed at its creation (a unix socket refuses an IP address: unix_stream_connect,
+            // unix_dgram_sendmsg); or for an i386 socketcall whose call number, a register, is not
+            // one that reaches the network. Every other socket call is performed by the
+            // supervisor on a duplicate of the caller's socket with the arguments it checked.
             Answer::Unchecked => unsafe { self.listener.continue_call(n.id) },
             Answer::Allow { expected } => self.allow_exec(&n, expected),
+            Answer::Performed(result) => self.listener.responder().complete(n.id, result),
+            Answer::Deferred => Ok(()),
         };
         if let Err(e) = sent {
             // ENOENT: the caller is gone (killed while waiting); nothing ran.

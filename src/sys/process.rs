@@ -36,6 +36,14 @@ pub fn restore_sigpipe() -> io::Result<()> {
     Ok(())
 }
 
+/// Sends `sig` to thread `tid` of process `tgid` (tgkill(2)): a signal the kernel would have sent
+/// that thread itself, like the SIGPIPE of a send to a closed connection.
+pub fn signal_thread(tgid: u32, tid: u32, sig: Signal) -> io::Result<()> {
+    // SAFETY: integers only; no memory is shared with the kernel.
+    cvt(unsafe { libc::syscall(libc::SYS_tgkill, tgid as libc::pid_t, tid as libc::pid_t, sig as i32) })?;
+    Ok(())
+}
+
 /// Replaces this process with `path`; returns only on failure.
 pub fn execve(path: &CStr, argv: &[CString], envp: &[CString]) -> io::Error {
     match nix::unistd::execve(path, argv, envp) {

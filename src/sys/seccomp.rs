@@ -3,6 +3,7 @@
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
 
 use libc::{c_ulong, sock_filter, sock_fprog};
 
@@ -92,9 +93,27 @@ impl AsFd for Listener {
     }
 }
 
+/// The answering half of the listener, for threads that finish a call the supervisor handed them
+/// (a blocking connect performed for the caller). `SECCOMP_IOCTL_NOTIF_SEND` may come from any
+/// thread; the kernel matches the answer to the call by its id.
+#[derive(Clone)]
+pub struct Responder {
+    fd: Arc<OwnedFd>,
+}
+
+impl Responder {
+    /// Completes the trapped call with `result`: its return value, or the errno to fail it with.
+    pub fn complete(&self, id: u64, result: Result<i64, i32>) -> io::Result<()> {
+        match result {
+            Ok(val) => send(&self.fd, id, val, 0, 0),
+            Err(errno) => send(&self.fd, id, 0, -errno, 0),
+        }
+    }
+}
+
 /// The supervisor's end of the filter: `SECCOMP_IOCTL_NOTIF_*` on the listener fd.
 pub struct Listener {
-    fd: OwnedFd,
+    fd: Arc<OwnedFd>,
     /// The receive buffer: `sizeof(struct seccomp_notif)` as the running kernel has it, in u64s
     /// for alignment. Zeroed before each receive (the kernel rejects a dirty buffer with EINVAL
     /// since 5.5); kept, so the trapped-call path allocates nothing here.
@@ -106,7 +125,7 @@ impl Listener {
         let notif_size =
             usize::from(sizes.seccomp_notif).max(std::mem::size_of::<libc::seccomp_notif>());
         Listener {
-            fd,
+            fd: Arc::new(fd),
             buf: vec![0; notif_size.div_ceil(8)],
         }
     }
@@ -168,7 +187,14 @@ impl Listener {
 
     /// Fails the trapped call with `errno`.
     pub fn deny(&self, id: u64, errno: i32) -> io::Result<()> {
-        self.send(id, 0, -errno, 0)
+        send(&self.fd, id, 0, -errno, 0)
+    }
+
+    /// A handle that answers trapped calls from another thread.
+    pub fn responder(&self) -> Responder {
+        Responder {
+            fd: self.fd.clone(),
+        }
     }
 
     /// Lets the kernel run the trapped call as the caller asked.
@@ -180,10 +206,11 @@ impl Listener {
     /// must say why its decision does not depend on memory the caller can still change, or what
     /// checks the result afterwards.
     pub unsafe fn continue_call(&self, id: u64) -> io::Result<()> {
-        self.send(id, 0, 0, libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32)
+        send(&self.fd, id, 0, 0, libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32)
     }
+}
 
-    fn send(&self, id: u64, val: i64, error: i32, flags: u32) -> io::Result<()> {
+fn send(fd: &OwnedFd, id: u64, val: i64, error: i32, flags: u32) -> io::Result<()> {
         let mut resp = libc::seccomp_notif_resp {
             id,
             val,
@@ -194,11 +221,10 @@ impl Listener {
         // (and on old kernels may write it back), both within its bounds.
         cvt(unsafe {
             libc::ioctl(
-                self.fd.as_raw_fd(),
+                fd.as_raw_fd(),
                 libc::SECCOMP_IOCTL_NOTIF_SEND,
                 &mut resp as *mut _,
             )
         })?;
         Ok(())
-    }
 }

@@ -1,0 +1,334 @@
+//! The DNS forwarder: where the container's DNS sockets end up. When a process connects a socket to
+//! a name server (port 53, UDP or TCP), the supervisor connects it here instead and registers which
+//! server it asked for (supervisor/net.rs). Every question is then checked: a prevented name is
+//! answered NXDOMAIN at once and never leaves the container; the rest is sent on, unchanged, to the
+//! server the process asked for, and the server's answer comes back unchanged (same records, same
+//! TTLs; only the socket's peer, as getpeername(2) shows it, is the forwarder).
+//!
+//! glibc (connect, then send/sendmmsg), Go (connect, then write) and every TCP resolver (dig +tcp,
+//! glibc after a truncated answer) go through here. musl, which sends with `sendto` on an
+//! unconnected socket, is handled where the send is trapped.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::{
+    IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket,
+};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use super::{Decision, Finding, decide, nxdomain};
+use crate::policy::Rule;
+
+/// How long the forwarder waits for a name server before giving up on a query (the resolver
+/// library has its own, usually shorter, timeout and retries).
+const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an accepted connection may wait for the supervisor to register it: the supervisor
+/// registers right after its connect returns, which can be just after the forwarder accepts.
+const REGISTRATION_WAIT: Duration = Duration::from_secs(1);
+/// A registration unused for this long is forgotten (resolver sockets live for one lookup).
+const IDLE: Duration = Duration::from_secs(600);
+/// How long a TCP DNS client may stay silent.
+const TCP_IDLE: Duration = Duration::from_secs(30);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Proto {
+    Udp,
+    Tcp,
+}
+
+/// A client socket the supervisor connected here: who asked, and which server it asked for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Client {
+    pub upstream: SocketAddr,
+    pub pid: u32,
+    pub process: String,
+}
+
+/// What the forwarder does with one query.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    Forward,
+    Answer(Vec<u8>),
+    Drop,
+}
+
+fn verdict(decision: Decision, query: &[u8]) -> Verdict {
+    match decision {
+        Decision::Pass => Verdict::Forward,
+        Decision::Refuse => nxdomain(query).map_or(Verdict::Drop, Verdict::Answer),
+    }
+}
+
+#[derive(Default)]
+struct Registry {
+    clients: Mutex<HashMap<(Proto, SocketAddr), (Client, Instant)>>,
+    registered: Condvar,
+}
+
+fn key(proto: Proto, addr: SocketAddr) -> (Proto, SocketAddr) {
+    (proto, SocketAddr::new(addr.ip().to_canonical(), addr.port()))
+}
+
+impl Registry {
+    fn insert(&self, proto: Proto, addr: SocketAddr, client: Client) {
+        let mut map = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if map.len() > 1024 {
+            map.retain(|_, (_, used)| now.duration_since(*used) < IDLE);
+        }
+        map.insert(key(proto, addr), (client, now));
+        self.registered.notify_all();
+    }
+
+    fn lookup(&self, proto: Proto, addr: SocketAddr, wait: Duration) -> Option<Client> {
+        let deadline = Instant::now() + wait;
+        let k = key(proto, addr);
+        let mut map = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some((client, used)) = map.get_mut(&k) {
+                *used = Instant::now();
+                return Some(client.clone());
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            map = self
+                .registered
+                .wait_timeout(map, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+type Report = Arc<dyn Fn(Finding) + Send + Sync>;
+
+/// The running forwarder: a UDP socket and a TCP listener on loopback, each served by a thread.
+pub struct Forwarder {
+    udp_addr: SocketAddr,
+    tcp_addr: SocketAddr,
+    registry: Arc<Registry>,
+}
+
+impl Forwarder {
+    /// Binds the sockets and starts the threads. `report` receives every finding.
+    pub fn start(rule: Arc<Rule>, report: Report) -> io::Result<Forwarder> {
+        let loopback = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
+        let udp = Arc::new(UdpSocket::bind(loopback)?);
+        let tcp = TcpListener::bind(loopback)?;
+        let registry = Arc::new(Registry::default());
+        let fwd = Forwarder {
+            udp_addr: udp.local_addr()?,
+            tcp_addr: tcp.local_addr()?,
+            registry: registry.clone(),
+        };
+        {
+            let (rule, report, registry) = (rule.clone(), report.clone(), registry.clone());
+            std::thread::Builder::new()
+                .name("dns-udp".into())
+                .spawn(move || serve_udp(&udp, &rule, &report, &registry))?;
+        }
+        std::thread::Builder::new()
+            .name("dns-tcp".into())
+            .spawn(move || serve_tcp(&tcp, &rule, &report, &registry))?;
+        Ok(fwd)
+    }
+
+    /// Where a client socket of `domain` (AF_INET or AF_INET6) is connected instead of its name
+    /// server. An IPv6 socket reaches the IPv4 loopback through a v4-mapped address (unless it is
+    /// IPV6_V6ONLY, in which case the connect fails and so does the lookup: closed, not open).
+    pub fn address(&self, proto: Proto, domain: i32) -> SocketAddr {
+        let addr = match proto {
+            Proto::Udp => self.udp_addr,
+            Proto::Tcp => self.tcp_addr,
+        };
+        match (domain, addr.ip()) {
+            (libc::AF_INET6, IpAddr::V4(v4)) => {
+                SocketAddr::new(IpAddr::V6(v4.to_ipv6_mapped()), addr.port())
+            }
+            _ => addr,
+        }
+    }
+
+    /// Whether `peer` is one of the forwarder's own sockets.
+    pub fn is_forwarder(&self, peer: SocketAddr) -> bool {
+        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+        peer == self.udp_addr || peer == self.tcp_addr
+    }
+
+    /// Records that the client socket bound at `local` (as its getsockname shows) asked for `client`.
+    pub fn register(&self, proto: Proto, local: SocketAddr, client: Client) {
+        self.registry.insert(proto, local, client);
+    }
+}
+
+fn serve_udp(sock: &Arc<UdpSocket>, rule: &Arc<Rule>, report: &Report, registry: &Registry) {
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let (n, from) = match sock.recv_from(&mut buf) {
+            Ok(r) => r,
+            Err(e) => {
+                log::error!("dns forwarder (udp): {e}");
+                continue;
+            }
+        };
+        let query = buf[..n].to_vec();
+        let Some(client) = registry.lookup(Proto::Udp, from, Duration::ZERO) else {
+            log::debug!("dns forwarder: datagram from unregistered {from} dropped");
+            continue;
+        };
+        let (decision, finding) = decide(rule, &query, client.pid, &client.process);
+        if let Some(f) = finding {
+            report(f);
+        }
+        match verdict(decision, &query) {
+            Verdict::Answer(a) => {
+                let _ = sock.send_to(&a, from);
+            }
+            Verdict::Drop => {}
+            Verdict::Forward => {
+                let sock = sock.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("dns-udp-query".into())
+                    .spawn(move || {
+                        if let Err(e) = relay_udp(&sock, &query, client.upstream, from) {
+                            log::debug!("dns query to {}: {e}", client.upstream);
+                        }
+                    });
+                if let Err(e) = spawned {
+                    log::error!("dns forwarder: cannot start a query thread: {e}");
+                }
+            }
+        }
+    }
+}
+
+/// Sends one query to its server from a fresh socket (a fresh random port, as the resolver library
+/// would have used) and hands the matching answer back to the client, byte for byte.
+fn relay_udp(
+    fwd: &UdpSocket,
+    query: &[u8],
+    upstream: SocketAddr,
+    client: SocketAddr,
+) -> io::Result<()> {
+    let any = match upstream {
+        SocketAddr::V4(_) => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+        SocketAddr::V6(_) => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
+    };
+    let sock = UdpSocket::bind(any)?;
+    sock.connect(upstream)?;
+    sock.set_read_timeout(Some(UPSTREAM_TIMEOUT))?;
+    sock.send(query)?;
+    let want = super::id(query);
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let n = sock.recv(&mut buf)?;
+        if super::id(&buf[..n]) == want {
+            fwd.send_to(&buf[..n], client)?;
+            return Ok(());
+        }
+    }
+}
+
+fn serve_tcp(listener: &TcpListener, rule: &Arc<Rule>, report: &Report, registry: &Arc<Registry>) {
+    for stream in listener.incoming() {
+        let stream = match stream {
+            Ok(s) => s,
+            Err(e) => {
+                log::error!("dns forwarder (tcp): {e}");
+                continue;
+            }
+        };
+        let (rule, report, registry) = (rule.clone(), report.clone(), registry.clone());
+        let spawned = std::thread::Builder::new()
+            .name("dns-tcp-conn".into())
+            .spawn(move || {
+                if let Err(e) = relay_tcp(stream, &rule, &report, &registry) {
+                    log::debug!("dns forwarder (tcp connection): {e}");
+                }
+            });
+        if let Err(e) = spawned {
+            log::error!("dns forwarder: cannot start a connection thread: {e}");
+        }
+    }
+}
+
+/// One TCP DNS connection: length-prefixed messages (RFC 1035 4.2.2, RFC 7766), each checked;
+/// the server connection is opened on the first query that may pass.
+fn relay_tcp(
+    mut client: TcpStream,
+    rule: &Rule,
+    report: &Report,
+    registry: &Registry,
+) -> io::Result<()> {
+    let peer = client.peer_addr()?;
+    let Some(who) = registry.lookup(Proto::Tcp, peer, REGISTRATION_WAIT) else {
+        return Err(io::Error::other(format!("unregistered connection from {peer}")));
+    };
+    client.set_read_timeout(Some(TCP_IDLE))?;
+    let mut upstream: Option<TcpStream> = None;
+    while let Some(query) = read_framed(&mut client)? {
+        let (decision, finding) = decide(rule, &query, who.pid, &who.process);
+        if let Some(f) = finding {
+            report(f);
+        }
+        match verdict(decision, &query) {
+            Verdict::Answer(a) => write_framed(&mut client, &a)?,
+            Verdict::Drop => return Ok(()),
+            Verdict::Forward => {
+                let server = match upstream.as_mut() {
+                    Some(s) => s,
+                    None => {
+                        let s = TcpStream::connect_timeout(&who.upstream, UPSTREAM_TIMEOUT)?;
+                        s.set_read_timeout(Some(UPSTREAM_TIMEOUT))?;
+                        upstream.insert(s)
+                    }
+                };
+                write_framed(server, &query)?;
+                match read_framed(server)? {
+                    Some(answer) => write_framed(&mut client, &answer)?,
+                    None => return Ok(()),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn read_framed(s: &mut TcpStream) -> io::Result<Option<Vec<u8>>> {
+    let mut len = [0u8; 2];
+    match s.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let mut msg = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    s.read_exact(&mut msg)?;
+    Ok(Some(msg))
+}
+
+fn write_framed(s: &mut TcpStream, msg: &[u8]) -> io::Result<()> {
+    let len = u16::try_from(msg.len()).map_err(|_| io::Error::other("DNS message over 64 KiB"))?;
+    s.write_all(&[&len.to_be_bytes()[..], msg].concat())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registrations_match_mapped_and_plain_addresses() {
+        let r = Registry::default();
+        let client = Client {
+            upstream: "10.53.0.1:53".parse().unwrap(),
+            pid: 1,
+            process: "/bin/x".into(),
+        };
+        r.insert(Proto::Udp, "[::ffff:127.0.0.1]:4000".parse().unwrap(), client.clone());
+        assert_eq!(
+            r.lookup(Proto::Udp, "127.0.0.1:4000".parse().unwrap(), Duration::ZERO),
+            Some(client)
+        );
+        assert_eq!(r.lookup(Proto::Tcp, "127.0.0.1:4000".parse().unwrap(), Duration::ZERO), None);
+        assert_eq!(r.lookup(Proto::Udp, "127.0.0.1:4001".parse().unwrap(), Duration::from_millis(20)), None);
+    }
+}

@@ -1,0 +1,417 @@
+//! Network calls of a trapped caller as plain data: which address the kernel would act on, and the
+//! copied messages of `sendto`/`sendmsg`/`sendmmsg`, read from the caller's memory with the same
+//! limits and errors as the kernel (net/socket.c), so that the supervisor can decide on the copy
+//! and perform the call with it.
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+
+use crate::sys::remote::RemoteMemory;
+use crate::sys::socket::{MAX_SOCKADDR, OwnedMsg, RawAddr};
+
+/// A trapped socket call (x86_64).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NetCall {
+    Connect,
+    Bind,
+    Sendto,
+    Sendmsg,
+    Sendmmsg,
+}
+
+/// How the kernel reads an address: each call family has its own rules for `AF_UNSPEC`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Use {
+    Connect,
+    Bind,
+    Send,
+}
+
+const SIN_LEN: usize = 16; // sizeof(struct sockaddr_in)
+const SIN6_LEN: usize = 24; // SIN6_LEN_RFC2133: the kernel accepts a sockaddr_in6 without scope id
+
+fn family(bytes: &[u8]) -> Option<i32> {
+    Some(i32::from(u16::from_ne_bytes(bytes.get(..2)?.try_into().ok()?)))
+}
+
+fn v4(bytes: &[u8]) -> Option<SocketAddr> {
+    if bytes.len() < SIN_LEN {
+        return None;
+    }
+    let port = u16::from_be_bytes([bytes[2], bytes[3]]);
+    let ip = Ipv4Addr::new(bytes[4], bytes[5], bytes[6], bytes[7]);
+    Some(SocketAddr::V4(SocketAddrV4::new(ip, port)))
+}
+
+fn v6(bytes: &[u8]) -> Option<SocketAddr> {
+    if bytes.len() < SIN6_LEN {
+        return None;
+    }
+    let port = u16::from_be_bytes([bytes[2], bytes[3]]);
+    let ip: [u8; 16] = bytes[8..24].try_into().ok()?;
+    Some(SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::from(ip), port, 0, 0)))
+}
+
+/// An IPv4 or IPv6 socket address by its own family (what getsockname(2) returns).
+pub fn inet_address(bytes: &[u8]) -> Option<SocketAddr> {
+    match family(bytes)? {
+        libc::AF_INET => v4(bytes),
+        libc::AF_INET6 => v6(bytes),
+        _ => None,
+    }
+}
+
+/// A socket address as the kernel takes it: `struct sockaddr_in` or `struct sockaddr_in6`.
+pub fn encode(addr: SocketAddr) -> Vec<u8> {
+    match addr {
+        SocketAddr::V4(a) => {
+            let mut b = vec![0u8; SIN_LEN];
+            b[..2].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
+            b[2..4].copy_from_slice(&a.port().to_be_bytes());
+            b[4..8].copy_from_slice(&a.ip().octets());
+            b
+        }
+        SocketAddr::V6(a) => {
+            let mut b = vec![0u8; 28]; // sizeof(struct sockaddr_in6)
+            b[..2].copy_from_slice(&(libc::AF_INET6 as u16).to_ne_bytes());
+            b[2..4].copy_from_slice(&a.port().to_be_bytes());
+            b[4..8].copy_from_slice(&a.flowinfo().to_be_bytes());
+            b[8..24].copy_from_slice(&a.ip().octets());
+            b[24..28].copy_from_slice(&a.scope_id().to_ne_bytes());
+            b
+        }
+    }
+}
+
+/// The destination (or, for `bind`, the local address) the kernel will use when an IPv4 or IPv6
+/// socket of family `domain` gets `bytes` in call `use_`; `None` when it uses none (AF_UNSPEC
+/// "disconnect", a send without address) or will refuse the address anyway (wrong family, too
+/// short: the call is performed with these very bytes, so the kernel's own error comes back).
+///
+/// The kernel's readings mirrored here: `connect` treats AF_UNSPEC as disconnect
+/// (inet_dgram_connect, inet_stream_connect); an IPv6 UDP socket takes an AF_INET address
+/// (ip6_datagram_connect, udpv6_sendmsg); an IPv4 UDP send takes AF_UNSPEC as AF_INET
+/// (udp_sendmsg); an IPv4 bind takes AF_UNSPEC with INADDR_ANY as AF_INET (inet_bind_sk).
+pub fn target(use_: Use, domain: i32, bytes: &[u8]) -> Option<SocketAddr> {
+    let fam = family(bytes)?;
+    match (domain, fam, use_) {
+        (_, libc::AF_UNSPEC, Use::Connect) => None,
+        (libc::AF_INET, libc::AF_INET, _) => v4(bytes),
+        (libc::AF_INET, libc::AF_UNSPEC, Use::Send) => v4(bytes),
+        (libc::AF_INET, libc::AF_UNSPEC, Use::Bind) => {
+            v4(bytes).filter(|a| a.ip() == Ipv4Addr::UNSPECIFIED)
+        }
+        (libc::AF_INET6, libc::AF_INET6, _) => v6(bytes),
+        (libc::AF_INET6, libc::AF_INET, Use::Connect | Use::Send) => v4(bytes),
+        _ => None,
+    }
+}
+
+/// Why a message could not be copied: the errno the kernel would have given.
+pub type Errno = i32;
+
+/// `struct msghdr` as x86_64 lays it out (56 bytes).
+pub const MSGHDR_SIZE: usize = 56;
+/// `struct mmsghdr`: a msghdr and the `msg_len` the kernel fills in, padded to 64 bytes.
+pub const MMSGHDR_SIZE: usize = 64;
+/// Offset of `msg_len` in `struct mmsghdr`.
+pub const MMSG_LEN_OFFSET: u64 = 56;
+/// UIO_MAXIOV: more iovecs is EMSGSIZE; sendmmsg(2) also sends at most this many messages.
+pub const MAX_IOV: usize = 1024;
+/// Ancillary data we copy at most (the kernel's limit is net.core.optmem_max); more is ENOBUFS.
+const MAX_CONTROL: usize = 64 * 1024;
+
+/// The pointers and lengths of one `struct msghdr`, as read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MsgHdr {
+    pub name: u64,
+    pub namelen: u32,
+    pub iov: u64,
+    pub iovlen: u64,
+    pub control: u64,
+    pub controllen: u64,
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    u64::from_ne_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+impl MsgHdr {
+    pub fn parse(b: &[u8; MSGHDR_SIZE]) -> MsgHdr {
+        MsgHdr {
+            name: u64_at(b, 0),
+            namelen: u32::from_ne_bytes(b[8..12].try_into().expect("4 bytes")),
+            iov: u64_at(b, 16),
+            iovlen: u64_at(b, 24),
+            control: u64_at(b, 32),
+            controllen: u64_at(b, 40),
+        }
+    }
+}
+
+/// Copies `len` bytes at `addr` out of the caller; EFAULT if any of them is unmapped.
+pub fn read_exact(mem: &mut RemoteMemory, addr: u64, len: usize) -> Result<Vec<u8>, Errno> {
+    let mut buf = vec![0u8; len];
+    let mut done = 0;
+    while done < len {
+        match mem.read(addr + done as u64, &mut buf[done..]) {
+            Ok(0) => return Err(libc::EFAULT),
+            Ok(n) => done += n,
+            Err(e) => return Err(e.raw_os_error().unwrap_or(libc::EFAULT)),
+        }
+    }
+    Ok(buf)
+}
+
+/// Copies a socket address argument (`addr`, `addrlen`); `None` for a NULL address or length 0.
+pub fn read_sockaddr(
+    mem: &mut RemoteMemory,
+    addr: u64,
+    len: u64,
+) -> Result<Option<RawAddr>, Errno> {
+    // The kernel reads addrlen as an int: a negative or oversized one is EINVAL.
+    let len = len as u32 as i32;
+    if len < 0 || len as usize > MAX_SOCKADDR {
+        return Err(libc::EINVAL);
+    }
+    if addr == 0 || len == 0 {
+        return Ok(None);
+    }
+    Ok(Some(RawAddr::new(&read_exact(mem, addr, len as usize)?)))
+}
+
+/// Copies one message: address, the data of every iovec (at most `max_data` bytes: `truncate`
+/// says whether a longer message is cut, as a stream socket may send part of it, or refused with
+/// EMSGSIZE, as a datagram must go whole), and its ancillary data.
+pub fn read_msg(
+    mem: &mut RemoteMemory,
+    hdr: &MsgHdr,
+    max_data: usize,
+    truncate: bool,
+) -> Result<OwnedMsg, Errno> {
+    let name = read_sockaddr(mem, hdr.name, u64::from(hdr.namelen))?;
+    if hdr.iovlen as usize > MAX_IOV {
+        return Err(libc::EMSGSIZE);
+    }
+    let iovs = if hdr.iovlen == 0 {
+        Vec::new()
+    } else {
+        read_exact(mem, hdr.iov, hdr.iovlen as usize * 16)?
+    };
+    let mut data = Vec::new();
+    for iov in iovs.chunks_exact(16) {
+        let (base, len) = (u64_at(iov, 0), u64_at(iov, 8));
+        if len > isize::MAX as u64 {
+            return Err(libc::EINVAL);
+        }
+        let room = max_data - data.len();
+        if len as usize > room && !truncate {
+            return Err(libc::EMSGSIZE);
+        }
+        data.extend(read_exact(mem, base, (len as usize).min(room))?);
+        if data.len() == max_data {
+            break;
+        }
+    }
+    if hdr.controllen as usize > MAX_CONTROL {
+        return Err(libc::ENOBUFS);
+    }
+    let control = if hdr.controllen == 0 {
+        Vec::new()
+    } else {
+        read_exact(mem, hdr.control, hdr.controllen as usize)?
+    };
+    Ok(OwnedMsg {
+        name,
+        data,
+        control,
+    })
+}
+
+/// Ancillary data that only shapes how a datagram leaves (source address, TTL, traffic class,
+/// segmentation, timestamps) and needs no privilege. Anything else is refused when the send is
+/// performed for the caller: it would be checked against the supervisor's privileges instead of
+/// the caller's (SO_MARK, SO_PRIORITY), or could send the packet elsewhere (IP_RETOPTS with a
+/// source route, IPV6_RTHDR).
+const SAFE_CONTROL: &[(i32, i32)] = &[
+    (libc::SOL_IP, libc::IP_PKTINFO),
+    (libc::SOL_IP, libc::IP_TTL),
+    (libc::SOL_IP, libc::IP_TOS),
+    (libc::SOL_IPV6, libc::IPV6_PKTINFO),
+    (libc::SOL_IPV6, libc::IPV6_HOPLIMIT),
+    (libc::SOL_IPV6, libc::IPV6_TCLASS),
+    (libc::SOL_IPV6, libc::IPV6_DONTFRAG),
+    (libc::SOL_UDP, libc::UDP_SEGMENT),
+    (libc::SOL_SOCKET, libc::SO_TIMESTAMPING),
+    (libc::SOL_SOCKET, libc::SCM_TXTIME),
+];
+
+/// Checks ancillary data: `Ok` when every message in it is one of [`SAFE_CONTROL`]; EINVAL for a
+/// malformed list (as the kernel answers), EPERM for a refused kind.
+pub fn check_control(control: &[u8]) -> Result<(), Errno> {
+    const HDR: usize = 16; // struct cmsghdr { size_t len; int level; int type; }
+    let mut at = 0;
+    while control.len() - at >= HDR {
+        let len = u64_at(control, at) as usize;
+        let level = i32::from_ne_bytes(control[at + 8..at + 12].try_into().expect("4 bytes"));
+        let kind = i32::from_ne_bytes(control[at + 12..at + 16].try_into().expect("4 bytes"));
+        if len < HDR || len > control.len() - at {
+            return Err(libc::EINVAL);
+        }
+        if !SAFE_CONTROL.contains(&(level, kind)) {
+            return Err(libc::EPERM);
+        }
+        at += len.next_multiple_of(8);
+        if at >= control.len() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Whether thread `tid` has capability `cap` in its effective set (`CapEff` in /proc/TID/status).
+pub fn has_capability(tid: u32, cap: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{tid}/status"))
+        .ok()
+        .and_then(|s| effective_caps(&s))
+        .is_some_and(|caps| caps & (1 << cap) != 0)
+}
+
+fn effective_caps(status: &str) -> Option<u64> {
+    let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+    u64::from_str_radix(hex.trim(), 16).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sin(family: i32, port: u16, ip: [u8; 4]) -> Vec<u8> {
+        let mut b = vec![0u8; SIN_LEN];
+        b[..2].copy_from_slice(&(family as u16).to_ne_bytes());
+        b[2..4].copy_from_slice(&port.to_be_bytes());
+        b[4..8].copy_from_slice(&ip);
+        b
+    }
+
+    fn sin6(port: u16, ip: &str) -> Vec<u8> {
+        let mut b = vec![0u8; 28];
+        b[..2].copy_from_slice(&(libc::AF_INET6 as u16).to_ne_bytes());
+        b[2..4].copy_from_slice(&port.to_be_bytes());
+        b[8..24].copy_from_slice(&ip.parse::<Ipv6Addr>().unwrap().octets());
+        b
+    }
+
+    #[test]
+    fn encodes_what_it_parses() {
+        for a in ["10.53.0.1:53", "[fd00::53]:5353", "[::ffff:127.0.0.1]:40000"] {
+            let addr: SocketAddr = a.parse().unwrap();
+            assert_eq!(inet_address(&encode(addr)), Some(addr), "{a}");
+        }
+        assert_eq!(encode("1.2.3.4:80".parse().unwrap()), sin(libc::AF_INET, 80, [1, 2, 3, 4]));
+    }
+
+    #[test]
+    fn targets_as_the_kernel_reads_them() {
+        let a4 = sin(libc::AF_INET, 80, [203, 0, 113, 5]);
+        let unspec = sin(libc::AF_UNSPEC, 80, [203, 0, 113, 5]);
+        let unspec_any = sin(libc::AF_UNSPEC, 8080, [0, 0, 0, 0]);
+        let a6 = sin6(443, "2001:db8::1");
+        let mapped = sin6(53, "::ffff:203.0.113.5");
+        let short4 = a4[..8].to_vec();
+        let unix = {
+            let mut b = vec![0u8; 20];
+            b[..2].copy_from_slice(&(libc::AF_UNIX as u16).to_ne_bytes());
+            b
+        };
+        let (v4s, v6s) = (libc::AF_INET, libc::AF_INET6);
+        let some = |s: &str| Some(s.parse::<SocketAddr>().unwrap());
+        type Case<'a> = (&'a str, Use, i32, &'a [u8], Option<SocketAddr>);
+        let cases: &[Case] = &[
+            ("v4 connect", Use::Connect, v4s, &a4, some("203.0.113.5:80")),
+            ("v4 send", Use::Send, v4s, &a4, some("203.0.113.5:80")),
+            ("AF_UNSPEC connect disconnects", Use::Connect, v4s, &unspec, None),
+            ("AF_UNSPEC send on v4 is AF_INET", Use::Send, v4s, &unspec, some("203.0.113.5:80")),
+            ("AF_UNSPEC send on v6 has no address", Use::Send, v6s, &unspec, None),
+            ("AF_UNSPEC bind on v4 with any", Use::Bind, v4s, &unspec_any, some("0.0.0.0:8080")),
+            ("AF_UNSPEC bind on v4 with an address is refused", Use::Bind, v4s, &unspec, None),
+            ("v6 connect", Use::Connect, v6s, &a6, some("[2001:db8::1]:443")),
+            ("mapped stays v6 here; the policy canonicalizes", Use::Send, v6s, &mapped, some("[::ffff:203.0.113.5]:53")),
+            ("v4 address on a v6 socket", Use::Connect, v6s, &a4, some("203.0.113.5:80")),
+            ("v4 address on a v6 socket, bind", Use::Bind, v6s, &a4, None),
+            ("v6 address on a v4 socket", Use::Connect, v4s, &a6, None),
+            ("too short", Use::Connect, v4s, &short4, None),
+            ("v6 too short", Use::Connect, v6s, &a6[..20], None),
+            ("unix", Use::Connect, v4s, &unix, None),
+            ("empty", Use::Send, v4s, &[], None),
+        ];
+        for (what, use_, domain, bytes, want) in cases {
+            assert_eq!(target(*use_, *domain, bytes), *want, "{what}");
+        }
+    }
+
+    #[test]
+    fn capabilities_from_status() {
+        let status = "Name:\tpython3\nCapInh:\t0000000000000000\nCapEff:\t0000000000000400\n";
+        assert_eq!(effective_caps(status), Some(0x400));
+        assert_eq!(effective_caps("Name: x\n"), None);
+    }
+
+    #[test]
+    fn control_messages() {
+        let cmsg = |level: i32, kind: i32, data: usize| {
+            let len = 16 + data;
+            let mut b = vec![0u8; len.next_multiple_of(8)];
+            b[..8].copy_from_slice(&(len as u64).to_ne_bytes());
+            b[8..12].copy_from_slice(&level.to_ne_bytes());
+            b[12..16].copy_from_slice(&kind.to_ne_bytes());
+            b
+        };
+        let pktinfo = cmsg(libc::SOL_IP, libc::IP_PKTINFO, 12);
+        let ttl = cmsg(libc::SOL_IP, libc::IP_TTL, 4);
+        let mark = cmsg(libc::SOL_SOCKET, libc::SO_MARK, 4);
+        let srr = cmsg(libc::SOL_IP, libc::IP_RETOPTS, 8);
+        let mut bad_len = ttl.clone();
+        bad_len[..8].copy_from_slice(&8u64.to_ne_bytes());
+        let cases: &[(&str, Vec<u8>, Result<(), Errno>)] = &[
+            ("none", vec![], Ok(())),
+            ("pktinfo", pktinfo.clone(), Ok(())),
+            ("pktinfo and ttl", [pktinfo.clone(), ttl.clone()].concat(), Ok(())),
+            ("SO_MARK needs a privilege", mark.clone(), Err(libc::EPERM)),
+            ("a source route", [ttl.clone(), srr].concat(), Err(libc::EPERM)),
+            ("length below the header", bad_len, Err(libc::EINVAL)),
+        ];
+        for (what, control, want) in cases {
+            assert_eq!(check_control(control), *want, "{what}");
+        }
+    }
+
+    #[test]
+    fn reads_messages_with_kernel_limits() {
+        let mut mem = RemoteMemory::new(std::process::id() as i32);
+        let (a, b) = (b"hello ".to_vec(), b"world".to_vec());
+        let iov: Vec<u64> = vec![a.as_ptr() as u64, 6, b.as_ptr() as u64, 5];
+        let addr = sin(libc::AF_INET, 53, [10, 53, 0, 1]);
+        let hdr = MsgHdr {
+            name: addr.as_ptr() as u64,
+            namelen: addr.len() as u32,
+            iov: iov.as_ptr() as u64,
+            iovlen: 2,
+            control: 0,
+            controllen: 0,
+        };
+        let msg = read_msg(&mut mem, &hdr, 1 << 16, false).unwrap();
+        assert_eq!(msg.data, b"hello world");
+        assert_eq!(msg.name.unwrap().bytes(), &addr[..]);
+        assert_eq!(read_msg(&mut mem, &hdr, 8, false), Err(libc::EMSGSIZE));
+        assert_eq!(read_msg(&mut mem, &hdr, 8, true).unwrap().data, b"hello wo");
+        let too_many = MsgHdr {
+            iovlen: MAX_IOV as u64 + 1,
+            ..hdr
+        };
+        assert_eq!(read_msg(&mut mem, &too_many, 1 << 16, false), Err(libc::EMSGSIZE));
+        let long_name = MsgHdr { namelen: 129, ..hdr };
+        assert_eq!(read_msg(&mut mem, &long_name, 1 << 16, false), Err(libc::EINVAL));
+        let unmapped = MsgHdr { iov: 8, ..hdr };
+        assert_eq!(read_msg(&mut mem, &unmapped, 1 << 16, false), Err(libc::EFAULT));
+    }
+}

@@ -1,0 +1,601 @@
+//! The network and DNS sensors in the supervisor. Each trapped socket call is decided on a copy of
+//! its arguments and then performed by the supervisor on a duplicate of the caller's socket
+//! (`pidfd_getfd`), with that copy: the kernel executes exactly what was decided on, whatever the
+//! caller's other threads do to its memory meanwhile (notes/enforcement.md). DNS sockets are
+//! connected to the forwarder (dns/forwarder.rs); musl's unconnected DNS sends are checked here.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::{Arc, mpsc};
+use std::time::Instant;
+
+use nix::sys::signal::Signal;
+
+use super::{Answer, SAME_ATTEMPT, Supervisor};
+use crate::audit::{Activity, ActivityViolation, Event};
+use crate::dns::forwarder::{Client, Forwarder, Proto};
+use crate::dns::{self, Decision, Finding};
+use crate::policy::{Attack, Effect, Rule};
+use crate::sensors::exec;
+use crate::sensors::net::{
+    self as sense, MMSG_LEN_OFFSET, MMSGHDR_SIZE, MSGHDR_SIZE, MsgHdr, NetCall, Use,
+};
+use crate::sys::process;
+use crate::sys::remote::RemoteMemory;
+use crate::sys::seccomp::{Notification, Responder};
+use crate::sys::socket::{self, OwnedMsg, RawAddr, SocketKind};
+
+/// The most a datagram can carry (udp_sendmsg: a longer one is EMSGSIZE).
+const MAX_DATAGRAM: usize = 0xFFFF;
+/// The most of one stream send the supervisor copies; a longer send is performed in part and its
+/// caller, as for any short write, sends the rest.
+const MAX_STREAM_CHUNK: usize = 1 << 20;
+/// CAP_NET_BIND_SERVICE (linux/capability.h).
+const CAP_NET_BIND_SERVICE: u32 = 10;
+
+/// The network sensor's state for one run: the forwarder (when DNS is enforced) and the channel on
+/// which its threads report findings to the supervisor's loop.
+pub(super) struct NetSensor {
+    forwarder: Option<Forwarder>,
+    findings: mpsc::Receiver<Finding>,
+    /// Readable when findings wait; polled by the loop.
+    pub(super) wake: std::io::PipeReader,
+    /// The last DNS finding audited, by process and name: one lookup asks for A and AAAA, and one
+    /// lookup should be one audit.
+    last_dns: Option<(u32, String, Instant)>,
+    /// Below this port, binding needs CAP_NET_BIND_SERVICE (net.ipv4.ip_unprivileged_port_start).
+    unprivileged_port_start: u16,
+    responder: Responder,
+}
+
+impl NetSensor {
+    /// Starts the forwarder when the rule enforces DNS. Runs after fork: it starts threads.
+    pub(super) fn start(rule: &Arc<Rule>, responder: Responder) -> std::io::Result<NetSensor> {
+        let (tx, findings) = mpsc::channel();
+        let (wake, waker) = std::io::pipe()?;
+        for end in [wake.as_fd(), waker.as_fd()] {
+            let flags = nix::fcntl::fcntl(end, nix::fcntl::FcntlArg::F_GETFL)?;
+            let flags = nix::fcntl::OFlag::from_bits_retain(flags) | nix::fcntl::OFlag::O_NONBLOCK;
+            nix::fcntl::fcntl(end, nix::fcntl::FcntlArg::F_SETFL(flags))?;
+        }
+        let report: Arc<dyn Fn(Finding) + Send + Sync> = Arc::new(move |f| {
+            let _ = tx.send(f);
+            // A full pipe already wakes the loop; the byte only has to be there.
+            let _ = (&waker).write_all_nonblocking();
+        });
+        let forwarder = match rule.dns().effect() {
+            Effect::Disable => None,
+            _ => Some(Forwarder::start(rule.clone(), report.clone())?),
+        };
+        let unprivileged_port_start =
+            std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(1024);
+        Ok(NetSensor {
+            forwarder,
+            findings,
+            wake,
+            last_dns: None,
+            unprivileged_port_start,
+            responder,
+        })
+    }
+}
+
+/// Writing the wake-up byte without caring whether the pipe is full.
+trait WakeByte {
+    fn write_all_nonblocking(self) -> std::io::Result<()>;
+}
+
+impl WakeByte for &std::io::PipeWriter {
+    fn write_all_nonblocking(mut self) -> std::io::Result<()> {
+        std::io::Write::write(&mut self, &[1]).map(|_| ())
+    }
+}
+
+/// Who made a trapped call.
+#[derive(Clone, Copy)]
+struct Caller {
+    id: u64,
+    tid: u32,
+    tgid: u32,
+}
+
+/// A call to perform on the caller's socket, with the copied and checked arguments.
+enum Perform {
+    Connect(RawAddr),
+    Bind(RawAddr),
+    Send {
+        msgs: Vec<OwnedMsg>,
+        flags: i32,
+        /// sendmmsg(2): where the caller's `struct mmsghdr` array is, to fill in each `msg_len`.
+        mmsg_at: Option<u64>,
+        stream: bool,
+    },
+}
+
+impl Perform {
+    fn run(self, sock: &OwnedFd, caller: Caller) -> socket::Outcome {
+        match self {
+            Perform::Connect(addr) => socket::connect(sock.as_fd(), &addr),
+            Perform::Bind(addr) => socket::bind(sock.as_fd(), &addr),
+            Perform::Send {
+                mut msgs,
+                flags,
+                mmsg_at,
+                stream,
+            } => {
+                let mut sent = Vec::new();
+                let out = socket::send_msgs(sock.as_fd(), &mut msgs, flags, mmsg_at.is_some(), &mut sent);
+                if let Some(at) = mmsg_at {
+                    for (i, len) in sent.iter().enumerate() {
+                        let field = at + (i * MMSGHDR_SIZE) as u64 + MMSG_LEN_OFFSET;
+                        // As the kernel, which stops filling in at a fault, but still reports
+                        // what was sent.
+                        if socket::write_remote(caller.tid as i32, field, &len.to_ne_bytes()).is_err() {
+                            break;
+                        }
+                    }
+                }
+                // The kernel signals the sender of a broken stream unless MSG_NOSIGNAL; our own
+                // send never signals us (socket.rs), so the caller gets its SIGPIPE from us.
+                if stream && out == Err(libc::EPIPE) && flags & libc::MSG_NOSIGNAL == 0 {
+                    let _ = process::signal_thread(caller.tgid, caller.tid, Signal::SIGPIPE);
+                }
+                out
+            }
+        }
+    }
+}
+
+/// Whether the refusal of a call rests with the rule: `Ok` to go on, `Err(answer)` to stop.
+type Checked = Result<(), Answer>;
+
+impl Supervisor {
+    /// Decides one trapped socket call and performs it. Every failure on the way denies it.
+    pub(super) fn on_net(&mut self, n: &Notification, call: NetCall) -> Answer {
+        let Some(rule) = self.enforcing_network() else {
+            return Answer::Unchecked;
+        };
+        if self.life.is_blocked() {
+            return Answer::Deny(libc::EPERM);
+        }
+        let (sock, kind) = match self.caller_socket(n) {
+            Ok(s) => s,
+            Err(Failure::Kernel(errno)) => return Answer::Deny(errno),
+            Err(Failure::Inspection(e)) => return self.uninspectable(&rule, n, &e),
+        };
+        if kind.domain != libc::AF_INET && kind.domain != libc::AF_INET6 {
+            // Unix, netlink, ...: not network connections (policy.md). See the CONTINUE.
+            return Answer::Unchecked;
+        }
+        let caller = Caller {
+            id: n.id,
+            tid: n.pid,
+            tgid: exec::process_of(n.pid),
+        };
+        let result = match call {
+            NetCall::Connect => self.connect(n, &rule, &sock, kind, caller),
+            NetCall::Bind => self.bind(n, &rule, kind, caller),
+            NetCall::Sendto | NetCall::Sendmsg | NetCall::Sendmmsg => {
+                self.send(n, call, &rule, &sock, kind, caller)
+            }
+        };
+        match result {
+            Ok(job) => self.perform(job, sock, kind, caller),
+            Err(answer) => answer,
+        }
+    }
+
+    /// The rule in force when it enforces network or DNS.
+    fn enforcing_network(&self) -> Option<Arc<Rule>> {
+        self.rule
+            .clone()
+            .filter(|r| r.network().effect() != Effect::Disable || r.dns().effect() != Effect::Disable)
+    }
+
+    /// A duplicate of the socket the call is about, and what kind of socket it is.
+    fn caller_socket(&self, n: &Notification) -> Result<(OwnedFd, SocketKind), Failure> {
+        let pidfd = socket::pidfd_for(n.pid, || exec::process_of(n.pid)).map_err(Failure::Inspection)?;
+        // The pidfd names the caller only if the call still waits (the thread id was not reused).
+        if !self.listener.id_valid(n.id) {
+            return Err(Failure::Kernel(libc::EPERM));
+        }
+        let sock = socket::pidfd_getfd(pidfd.as_fd(), n.args[0] as i32).map_err(|e| {
+            match e.raw_os_error() {
+                // What the kernel itself answers for a bad descriptor.
+                Some(libc::EBADF) => Failure::Kernel(libc::EBADF),
+                _ => Failure::Inspection(e),
+            }
+        })?;
+        let kind = socket::socket_kind(sock.as_fd()).map_err(|e| {
+            Failure::Kernel(e.raw_os_error().unwrap_or(libc::ENOTSOCK))
+        })?;
+        Ok((sock, kind))
+    }
+
+    /// A socket call the supervisor may not look into (another uid's process without
+    /// CAP_SYS_PTRACE): refused under `prevent` and `block`; let through and reported under
+    /// `alert`, which never breaks a workload (policy.md).
+    fn uninspectable(&mut self, rule: &Rule, n: &Notification, e: &std::io::Error) -> Answer {
+        let strict = [rule.network().effect(), rule.dns().effect()]
+            .iter()
+            .any(|e| matches!(e, Effect::Prevent | Effect::Block));
+        if strict {
+            log::warn!("socket call by {} refused: it cannot be inspected ({e})", n.pid);
+            return Answer::Deny(libc::EPERM);
+        }
+        let message = format!(
+            "Could not inspect a socket call of pid {} ({e}); it was let through because rule {} only alerts",
+            n.pid,
+            rule.name()
+        );
+        self.sink
+            .emit(Event::defender(&self.scope, "alert", Some(rule.name()), message));
+        Answer::Unchecked
+    }
+
+    fn connect(
+        &mut self,
+        n: &Notification,
+        rule: &Rule,
+        sock: &OwnedFd,
+        kind: SocketKind,
+        caller: Caller,
+    ) -> Result<Perform, Answer> {
+        let mut mem = RemoteMemory::new(n.pid as i32);
+        let addr = sense::read_sockaddr(&mut mem, n.args[1], n.args[2])
+            .map_err(Answer::Deny)?
+            .unwrap_or_else(|| RawAddr::new(&[]));
+        self.still_waiting(n)?;
+        let Some(dest) = sense::target(Use::Connect, kind.domain, addr.bytes()) else {
+            return Ok(Perform::Connect(addr));
+        };
+        self.check_outbound(rule, caller, dest)?;
+        let proto = match kind.ty {
+            libc::SOCK_STREAM => Proto::Tcp,
+            _ => Proto::Udp,
+        };
+        if let Some(fwd) = self.net_forwarder()
+            && dest.port() == dns::PORT
+            && matches!(kind.ty, libc::SOCK_STREAM | libc::SOCK_DGRAM)
+        {
+            // A resolver's socket: connected to the forwarder instead, which checks each question
+            // and relays the rest to `dest` (dns/forwarder.rs). Done here, not on a thread: a
+            // connect to loopback does not wait.
+            let to = RawAddr::from_socket_addr(fwd.address(proto, kind.domain));
+            let out = socket::connect(sock.as_fd(), &to);
+            if matches!(out, Ok(_) | Err(libc::EINPROGRESS))
+                && let Ok(local) = socket::local_addr(sock.as_fd())
+            {
+                let client = Client {
+                    upstream: dest,
+                    pid: caller.tgid,
+                    process: caller_exe(caller.tid),
+                };
+                fwd.register(proto, local, client);
+            }
+            return Err(Answer::Performed(out));
+        }
+        Ok(Perform::Connect(addr))
+    }
+
+    fn bind(
+        &mut self,
+        n: &Notification,
+        rule: &Rule,
+        kind: SocketKind,
+        caller: Caller,
+    ) -> Result<Perform, Answer> {
+        let mut mem = RemoteMemory::new(n.pid as i32);
+        let addr = sense::read_sockaddr(&mut mem, n.args[1], n.args[2])
+            .map_err(Answer::Deny)?
+            .unwrap_or_else(|| RawAddr::new(&[]));
+        self.still_waiting(n)?;
+        let Some(local) = sense::target(Use::Bind, kind.domain, addr.bytes()) else {
+            return Ok(Perform::Bind(addr));
+        };
+        let port = local.port();
+        if rule.network().effect() != Effect::Disable
+            && let Some(attack) = rule.network().check_listen(port)
+        {
+            self.violation(rule, rule.network().effect(), attack, caller, Activity::Listen { port })?;
+        }
+        // Performed by the supervisor, the bind would be checked against the supervisor's
+        // capabilities (inet_bind_sk): check the caller's, as the kernel would have.
+        if port != 0
+            && port < self.net.as_ref().map_or(1024, |s| s.unprivileged_port_start)
+            && !sense::has_capability(caller.tid, CAP_NET_BIND_SERVICE)
+        {
+            return Err(Answer::Deny(libc::EACCES));
+        }
+        Ok(Perform::Bind(addr))
+    }
+
+    fn send(
+        &mut self,
+        n: &Notification,
+        call: NetCall,
+        rule: &Rule,
+        sock: &OwnedFd,
+        kind: SocketKind,
+        caller: Caller,
+    ) -> Result<Perform, Answer> {
+        let stream = kind.ty == libc::SOCK_STREAM;
+        let (max_data, truncate) = match stream {
+            true => (MAX_STREAM_CHUNK, true),
+            false => (MAX_DATAGRAM, false),
+        };
+        let mut mem = RemoteMemory::new(n.pid as i32);
+        let (mut msgs, flags, mmsg_at) = match call {
+            NetCall::Sendto => {
+                let len = n.args[2] as usize;
+                if len > max_data && !truncate {
+                    return Err(Answer::Deny(libc::EMSGSIZE));
+                }
+                let data = sense::read_exact(&mut mem, n.args[1], len.min(max_data))
+                    .map_err(Answer::Deny)?;
+                let name = sense::read_sockaddr(&mut mem, n.args[4], n.args[5]).map_err(Answer::Deny)?;
+                let msg = OwnedMsg {
+                    name,
+                    data,
+                    control: Vec::new(),
+                };
+                (vec![msg], n.args[3] as i32, None)
+            }
+            NetCall::Sendmsg => {
+                let hdr = read_hdr(&mut mem, n.args[1])?;
+                let msg = sense::read_msg(&mut mem, &hdr, max_data, truncate).map_err(Answer::Deny)?;
+                (vec![msg], n.args[2] as i32, None)
+            }
+            _ => {
+                // sendmmsg(2) sends at most UIO_MAXIOV messages and takes vlen as an unsigned int.
+                let vlen = (n.args[2] as u32 as usize).min(sense::MAX_IOV);
+                let mut msgs = Vec::with_capacity(vlen);
+                for i in 0..vlen {
+                    let hdr = read_hdr(&mut mem, n.args[1] + (i * MMSGHDR_SIZE) as u64)?;
+                    msgs.push(sense::read_msg(&mut mem, &hdr, max_data, truncate).map_err(Answer::Deny)?);
+                }
+                (msgs, n.args[3] as i32, Some(n.args[1]))
+            }
+        };
+        self.still_waiting(n)?;
+        for msg in &mut msgs {
+            sense::check_control(&msg.control).map_err(Answer::Deny)?;
+            // A stream socket uses the address only to open a connection with its data (TCP Fast
+            // Open); otherwise the kernel ignores it (tcp_sendmsg).
+            let dest = match (stream, &msg.name) {
+                (_, None) => None,
+                (true, Some(a)) if flags & libc::MSG_FASTOPEN != 0 => {
+                    sense::target(Use::Connect, kind.domain, a.bytes())
+                }
+                (true, Some(_)) => None,
+                (false, Some(a)) => sense::target(Use::Send, kind.domain, a.bytes()),
+            };
+            let Some(dest) = dest else { continue };
+            self.check_outbound(rule, caller, dest)?;
+            if !stream && dest.port() == dns::PORT && rule.dns().effect() != Effect::Disable {
+                self.dns_datagram(rule, sock, caller, msg)?;
+            }
+        }
+        Ok(Perform::Send {
+            msgs,
+            flags,
+            mmsg_at,
+            stream,
+        })
+    }
+
+    /// A datagram sent with an address to port 53: a DNS query from a resolver that does not
+    /// connect (musl). Checked here. A refused one is replaced by a query for `invalid.` with the
+    /// same id, sent to the same server (dns::substitute): musl takes only answers that come from
+    /// the server's own address, which the defender cannot send from, and the server's NXDOMAIN
+    /// for `invalid.` ends the lookup at once as "not found", without the refused name leaving.
+    fn dns_datagram(
+        &mut self,
+        rule: &Rule,
+        sock: &OwnedFd,
+        caller: Caller,
+        msg: &mut OwnedMsg,
+    ) -> Checked {
+        if let Some(fwd) = self.net_forwarder()
+            && socket::peer_addr(sock.as_fd()).is_ok_and(|p| fwd.is_forwarder(p))
+        {
+            // Connected to the forwarder already (a resolver that connects, then sends with the
+            // address anyway): the forwarder checks it; send it there.
+            msg.name = None;
+            return Ok(());
+        }
+        let process = caller_exe(caller.tid);
+        let (decision, finding) = dns::decide(rule, &msg.data, caller.tgid, &process);
+        if let Some(f) = finding {
+            self.on_dns_finding(f);
+        }
+        if decision == Decision::Refuse {
+            msg.data = dns::substitute(&msg.data).ok_or(Answer::Deny(libc::EPERM))?;
+        }
+        Ok(())
+    }
+
+    fn net_forwarder(&self) -> Option<&Forwarder> {
+        self.net.as_ref().and_then(|s| s.forwarder.as_ref())
+    }
+
+    /// Everything read from the caller's memory is the caller's only if the call still waits.
+    fn still_waiting(&self, n: &Notification) -> Checked {
+        match self.listener.id_valid(n.id) {
+            true => Ok(()),
+            false => Err(Answer::Deny(libc::EPERM)),
+        }
+    }
+
+    /// Checks an outbound destination against the `network` section.
+    fn check_outbound(&mut self, rule: &Rule, caller: Caller, dest: SocketAddr) -> Checked {
+        let effect = rule.network().effect();
+        if effect == Effect::Disable {
+            return Ok(());
+        }
+        let Some(attack) = rule.network().check_outbound(dest.ip(), dest.port()) else {
+            return Ok(());
+        };
+        let activity = Activity::Outbound {
+            ip: dest.ip().to_canonical(),
+            port: dest.port(),
+        };
+        self.violation(rule, effect, attack, caller, activity)
+    }
+
+    /// Audits a violation and applies its effect.
+    fn violation(
+        &mut self,
+        rule: &Rule,
+        effect: Effect,
+        attack: Attack,
+        caller: Caller,
+        activity: Activity,
+    ) -> Checked {
+        let process = caller_exe(caller.tid);
+        let what = match &activity {
+            Activity::Outbound { ip, port } => format!("{process} connecting to {ip}:{port}"),
+            Activity::Listen { port } => format!("{process} listening on port {port}"),
+            Activity::Dns { domain } => format!("{process} resolving {domain}"),
+        };
+        self.sink.emit(Event::activity(
+            &self.scope,
+            &ActivityViolation {
+                rule: rule.name(),
+                effect,
+                attack,
+                pid: caller.tgid,
+                process: &process,
+                activity,
+            },
+        ));
+        match effect {
+            Effect::Alert | Effect::Disable => Ok(()),
+            Effect::Prevent => Err(Answer::Deny(libc::EPERM)),
+            Effect::Block => {
+                self.block(rule.name(), &what);
+                Err(Answer::Deny(libc::EPERM))
+            }
+        }
+    }
+
+    /// Performs the call, here or, when it may wait (a blocking TCP connect or send), on a thread
+    /// of its own that answers the kernel when done, so that the loop keeps serving everyone else.
+    fn perform(&mut self, job: Perform, sock: OwnedFd, kind: SocketKind, caller: Caller) -> Answer {
+        let may_wait = kind.ty == libc::SOCK_STREAM
+            && match &job {
+                Perform::Connect(_) => true,
+                Perform::Bind(_) => false,
+                Perform::Send { flags, .. } => flags & libc::MSG_DONTWAIT == 0,
+            }
+            && !socket::is_nonblocking(sock.as_fd()).unwrap_or(false);
+        let responder = self.net.as_ref().map(|s| s.responder.clone());
+        match (may_wait, responder) {
+            (true, Some(responder)) => {
+                let spawned = std::thread::Builder::new()
+                    .name("net-call".into())
+                    .spawn(move || {
+                        let out = job.run(&sock, caller);
+                        if let Err(e) = responder.complete(caller.id, out) {
+                            log::debug!("answering a performed socket call: {e}");
+                        }
+                    });
+                match spawned {
+                    Ok(_) => Answer::Deferred,
+                    Err(e) => {
+                        log::error!("cannot start a thread for a blocking socket call: {e}");
+                        Answer::Deny(libc::EAGAIN)
+                    }
+                }
+            }
+            _ => Answer::Performed(job.run(&sock, caller)),
+        }
+    }
+
+    /// Audits a DNS finding (from the forwarder's threads or from a musl send) and applies `block`.
+    pub(super) fn on_dns_finding(&mut self, f: Finding) {
+        let Some(rule) = self.rule.clone() else {
+            return;
+        };
+        let now = Instant::now();
+        let repeated = self.net.as_ref().and_then(|s| s.last_dns.as_ref()).is_some_and(
+            |(pid, domain, at)| *pid == f.pid && *domain == f.domain && now.duration_since(*at) < SAME_ATTEMPT,
+        );
+        if let Some(s) = self.net.as_mut() {
+            s.last_dns = Some((f.pid, f.domain.clone(), now));
+        }
+        if repeated && f.effect != Effect::Block {
+            return;
+        }
+        let what = format!("{} resolving {}", f.process, f.domain);
+        self.sink.emit(Event::activity(
+            &self.scope,
+            &ActivityViolation {
+                rule: rule.name(),
+                effect: f.effect,
+                attack: f.attack,
+                pid: f.pid,
+                process: &f.process,
+                activity: Activity::Dns { domain: f.domain },
+            },
+        ));
+        if f.effect == Effect::Block && !self.life.is_blocked() {
+            self.block(rule.name(), &what);
+        }
+    }
+
+    /// Drains the findings the forwarder's threads reported.
+    pub(super) fn drain_findings(&mut self) {
+        let Some(s) = self.net.as_mut() else {
+            return;
+        };
+        let mut buf = [0u8; 64];
+        while matches!((&s.wake).read(&mut buf), Ok(n) if n > 0) {}
+        let findings: Vec<Finding> = s.findings.try_iter().collect();
+        for f in findings {
+            self.on_dns_finding(f);
+        }
+    }
+
+    /// Refuses a call that would get past the network checks (io_uring, a source route, a 32-bit
+    /// socket call) while they are on, and reports it.
+    pub(super) fn refuse(&mut self, n: &Notification, what: &str) -> Answer {
+        let Some(rule) = self.enforcing_network() else {
+            return Answer::Unchecked;
+        };
+        let process = caller_exe(n.pid);
+        let message = format!(
+            "{what} by {process} (pid {}) refused while rule {} enforces network or DNS: it would bypass the checks",
+            exec::process_of(n.pid),
+            rule.name()
+        );
+        log::warn!("{message}");
+        self.sink
+            .emit(Event::defender(&self.scope, "alert", Some(rule.name()), message));
+        Answer::Deny(libc::EPERM)
+    }
+}
+
+/// Why a socket could not be taken.
+enum Failure {
+    /// The kernel's own answer to the call (EBADF, ENOTSOCK): given to the caller as is.
+    Kernel(i32),
+    /// The supervisor was not allowed to look.
+    Inspection(std::io::Error),
+}
+
+fn read_hdr(mem: &mut RemoteMemory, at: u64) -> Result<MsgHdr, Answer> {
+    let bytes = sense::read_exact(mem, at, MSGHDR_SIZE).map_err(Answer::Deny)?;
+    Ok(MsgHdr::parse(bytes.as_slice().try_into().expect("MSGHDR_SIZE bytes")))
+}
+
+/// The executable of a thread, as audits name processes.
+fn caller_exe(tid: u32) -> String {
+    std::fs::read_link(format!("/proc/{tid}/exe"))
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
