@@ -87,9 +87,16 @@ pub struct ProcessViolation<'a> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Activity {
     /// `ip` as audits show it: IPv4-mapped IPv6 addresses in their IPv4 form.
-    Outbound { ip: std::net::IpAddr, port: u16 },
-    Listen { port: u16 },
-    Dns { domain: String },
+    Outbound {
+        ip: std::net::IpAddr,
+        port: u16,
+    },
+    Listen {
+        port: u16,
+    },
+    Dns {
+        domain: String,
+    },
 }
 
 /// A socket call or DNS question that violated the rule in force.

@@ -11,9 +11,7 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::net::{
-    IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket,
-};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -67,7 +65,10 @@ struct Registry {
 }
 
 fn key(proto: Proto, addr: SocketAddr) -> (Proto, SocketAddr) {
-    (proto, SocketAddr::new(addr.ip().to_canonical(), addr.port()))
+    (
+        proto,
+        SocketAddr::new(addr.ip().to_canonical(), addr.port()),
+    )
 }
 
 impl Registry {
@@ -262,7 +263,9 @@ fn relay_tcp(
 ) -> io::Result<()> {
     let peer = client.peer_addr()?;
     let Some(who) = registry.lookup(Proto::Tcp, peer, REGISTRATION_WAIT) else {
-        return Err(io::Error::other(format!("unregistered connection from {peer}")));
+        return Err(io::Error::other(format!(
+            "unregistered connection from {peer}"
+        )));
     };
     client.set_read_timeout(Some(TCP_IDLE))?;
     let mut upstream: Option<TcpStream> = None;
@@ -323,12 +326,34 @@ mod tests {
             pid: 1,
             process: "/bin/x".into(),
         };
-        r.insert(Proto::Udp, "[::ffff:127.0.0.1]:4000".parse().unwrap(), client.clone());
+        r.insert(
+            Proto::Udp,
+            "[::ffff:127.0.0.1]:4000".parse().unwrap(),
+            client.clone(),
+        );
         assert_eq!(
-            r.lookup(Proto::Udp, "127.0.0.1:4000".parse().unwrap(), Duration::ZERO),
+            r.lookup(
+                Proto::Udp,
+                "127.0.0.1:4000".parse().unwrap(),
+                Duration::ZERO
+            ),
             Some(client)
         );
-        assert_eq!(r.lookup(Proto::Tcp, "127.0.0.1:4000".parse().unwrap(), Duration::ZERO), None);
-        assert_eq!(r.lookup(Proto::Udp, "127.0.0.1:4001".parse().unwrap(), Duration::from_millis(20)), None);
+        assert_eq!(
+            r.lookup(
+                Proto::Tcp,
+                "127.0.0.1:4000".parse().unwrap(),
+                Duration::ZERO
+            ),
+            None
+        );
+        assert_eq!(
+            r.lookup(
+                Proto::Udp,
+                "127.0.0.1:4001".parse().unwrap(),
+                Duration::from_millis(20)
+            ),
+            None
+        );
     }
 }

@@ -142,7 +142,8 @@ mod tests {
         let mut m = Message::new(id, MessageType::Query, OpCode::Query);
         m.metadata.recursion_desired = true;
         for (n, t) in names {
-            m.queries.push(Query::query(Name::from_ascii(n).unwrap(), *t));
+            m.queries
+                .push(Query::query(Name::from_ascii(n).unwrap(), *t));
         }
         if edns {
             m.edns = Some(Edns::new());
@@ -152,7 +153,11 @@ mod tests {
 
     fn rule(dns: &str) -> Rule {
         let json = format!(r#"{{"rules": [{{"name": "r", "dns": {dns}}}]}}"#);
-        crate::policy::parse(&json).unwrap().rule_for("c", "i").unwrap().clone()
+        crate::policy::parse(&json)
+            .unwrap()
+            .rule_for("c", "i")
+            .unwrap()
+            .clone()
     }
 
     #[test]
@@ -162,14 +167,44 @@ mod tests {
         let off = rule(r#"{"effect": "disable", "deny": ["*"]}"#);
         type Case<'a> = (&'a Rule, Vec<u8>, Decision, Option<(&'a str, Attack)>);
         let cases: &[Case] = &[
-            (&prevent, query(9, &[("denied.test.", RecordType::A)], false), Decision::Refuse, Some(("denied.test", Attack::ExplicitlyDenied))),
-            (&prevent, query(9, &[("DENIED.test.", RecordType::A)], false), Decision::Refuse, Some(("denied.test", Attack::ExplicitlyDenied))),
-            (&prevent, query(9, &[("allowed.test.", RecordType::A)], false), Decision::Pass, None),
+            (
+                &prevent,
+                query(9, &[("denied.test.", RecordType::A)], false),
+                Decision::Refuse,
+                Some(("denied.test", Attack::ExplicitlyDenied)),
+            ),
+            (
+                &prevent,
+                query(9, &[("DENIED.test.", RecordType::A)], false),
+                Decision::Refuse,
+                Some(("denied.test", Attack::ExplicitlyDenied)),
+            ),
+            (
+                &prevent,
+                query(9, &[("allowed.test.", RecordType::A)], false),
+                Decision::Pass,
+                None,
+            ),
             (&prevent, b"junk".to_vec(), Decision::Refuse, None),
-            (&alert, query(9, &[("s3.amazonaws.com.", RecordType::A)], false), Decision::Pass, None),
-            (&alert, query(9, &[("evil.test.", RecordType::A)], false), Decision::Pass, Some(("evil.test", Attack::NotAllowed))),
+            (
+                &alert,
+                query(9, &[("s3.amazonaws.com.", RecordType::A)], false),
+                Decision::Pass,
+                None,
+            ),
+            (
+                &alert,
+                query(9, &[("evil.test.", RecordType::A)], false),
+                Decision::Pass,
+                Some(("evil.test", Attack::NotAllowed)),
+            ),
             (&alert, b"junk".to_vec(), Decision::Pass, None),
-            (&off, query(9, &[("anything.test.", RecordType::A)], false), Decision::Pass, None),
+            (
+                &off,
+                query(9, &[("anything.test.", RecordType::A)], false),
+                Decision::Pass,
+                None,
+            ),
         ];
         for (rule, q, want, finding) in cases {
             let (decision, seen) = decide(rule, q, 42, "/usr/bin/getent");
@@ -187,7 +222,10 @@ mod tests {
             (&[("Denied.TEST.", RecordType::A)], &["denied.test"]),
             (&[("allowed.test", RecordType::AAAA)], &["allowed.test"]),
             (
-                &[("a.example.org.", RecordType::A), ("b.example.org.", RecordType::MX)],
+                &[
+                    ("a.example.org.", RecordType::A),
+                    ("b.example.org.", RecordType::MX),
+                ],
                 &["a.example.org", "b.example.org"],
             ),
             (&[(".", RecordType::NS)], &["."]),
@@ -196,7 +234,8 @@ mod tests {
             assert_eq!(questions(&query(7, names, false)).unwrap(), *want);
         }
         assert!(questions(b"\x01\x02garbage").is_err());
-        let mut response = Message::from_vec(&query(7, &[("x.test", RecordType::A)], false)).unwrap();
+        let mut response =
+            Message::from_vec(&query(7, &[("x.test", RecordType::A)], false)).unwrap();
         response.metadata.message_type = MessageType::Response;
         assert!(questions(&response.to_vec().unwrap()).is_err());
     }

@@ -152,7 +152,10 @@ fn trap_block(traps: &[Trap]) -> Vec<sock_filter> {
             When::Pair { a, b, pairs } => {
                 // Five instructions per pair, then ALLOW: once the number matched, every path
                 // returns, as above.
-                let (a, b) = (OFFSET_ARGS + 8 * u32::from(a), OFFSET_ARGS + 8 * u32::from(b));
+                let (a, b) = (
+                    OFFSET_ARGS + 8 * u32::from(a),
+                    OFFSET_ARGS + 8 * u32::from(b),
+                );
                 block.push(jump(JEQ_K, trap.nr, 0, offset(5 * pairs.len() + 1)));
                 for (va, vb) in pairs {
                     block.extend([

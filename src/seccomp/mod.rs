@@ -73,28 +73,106 @@ const SOURCE_ROUTE: When = When::Pair {
 /// Every trapped call, with its number per ABI (asm/unistd_64.h, asm/unistd_32.h): the single
 /// table both the BPF program and the dispatcher are built from, so they cannot disagree.
 const TABLE: &[Row] = &[
-    row(AUDIT_ARCH_X86_64, 59, Always, Trapped::Exec(Abi::X86_64, ExecCall::Execve), Exec),
-    row(AUDIT_ARCH_X86_64, 322, Always, Trapped::Exec(Abi::X86_64, ExecCall::Execveat), Exec),
+    row(
+        AUDIT_ARCH_X86_64,
+        59,
+        Always,
+        Trapped::Exec(Abi::X86_64, ExecCall::Execve),
+        Exec,
+    ),
+    row(
+        AUDIT_ARCH_X86_64,
+        322,
+        Always,
+        Trapped::Exec(Abi::X86_64, ExecCall::Execveat),
+        Exec,
+    ),
     // i386 programs (and `int 0x80` from 64-bit ones) must not reach exec untrapped.
-    row(AUDIT_ARCH_I386, 11, Always, Trapped::Exec(Abi::I386, ExecCall::Execve), Exec),
-    row(AUDIT_ARCH_I386, 358, Always, Trapped::Exec(Abi::I386, ExecCall::Execveat), Exec),
+    row(
+        AUDIT_ARCH_I386,
+        11,
+        Always,
+        Trapped::Exec(Abi::I386, ExecCall::Execve),
+        Exec,
+    ),
+    row(
+        AUDIT_ARCH_I386,
+        358,
+        Always,
+        Trapped::Exec(Abi::I386, ExecCall::Execveat),
+        Exec,
+    ),
     row(AUDIT_ARCH_X86_64, 161, Always, Trapped::Chroot, Exec),
     row(AUDIT_ARCH_I386, 61, Always, Trapped::Chroot, Exec),
-    row(AUDIT_ARCH_X86_64, 42, Always, Trapped::Net(NetCall::Connect), Network),
-    row(AUDIT_ARCH_X86_64, 49, Always, Trapped::Net(NetCall::Bind), Network),
+    row(
+        AUDIT_ARCH_X86_64,
+        42,
+        Always,
+        Trapped::Net(NetCall::Connect),
+        Network,
+    ),
+    row(
+        AUDIT_ARCH_X86_64,
+        49,
+        Always,
+        Trapped::Net(NetCall::Bind),
+        Network,
+    ),
     // sendto with a NULL address (send(2), every TCP write through it) is not trapped.
-    row(AUDIT_ARCH_X86_64, 44, When::NonZero(4), Trapped::Net(NetCall::Sendto), Network),
-    row(AUDIT_ARCH_X86_64, 46, Always, Trapped::Net(NetCall::Sendmsg), Network),
-    row(AUDIT_ARCH_X86_64, 307, Always, Trapped::Net(NetCall::Sendmmsg), Network),
-    row(AUDIT_ARCH_X86_64, 425, Always, Trapped::IoUringSetup, Network),
-    row(AUDIT_ARCH_X86_64, 54, SOURCE_ROUTE, Trapped::SourceRoute, Network),
+    row(
+        AUDIT_ARCH_X86_64,
+        44,
+        When::NonZero(4),
+        Trapped::Net(NetCall::Sendto),
+        Network,
+    ),
+    row(
+        AUDIT_ARCH_X86_64,
+        46,
+        Always,
+        Trapped::Net(NetCall::Sendmsg),
+        Network,
+    ),
+    row(
+        AUDIT_ARCH_X86_64,
+        307,
+        Always,
+        Trapped::Net(NetCall::Sendmmsg),
+        Network,
+    ),
+    row(
+        AUDIT_ARCH_X86_64,
+        425,
+        Always,
+        Trapped::IoUringSetup,
+        Network,
+    ),
+    row(
+        AUDIT_ARCH_X86_64,
+        54,
+        SOURCE_ROUTE,
+        Trapped::SourceRoute,
+        Network,
+    ),
     row(AUDIT_ARCH_I386, 102, Always, Trapped::Socketcall, Network),
     row(AUDIT_ARCH_I386, 361, Always, Trapped::Compat32Net, Network), // bind
     row(AUDIT_ARCH_I386, 362, Always, Trapped::Compat32Net, Network), // connect
-    row(AUDIT_ARCH_I386, 369, When::NonZero(4), Trapped::Compat32Net, Network), // sendto
+    row(
+        AUDIT_ARCH_I386,
+        369,
+        When::NonZero(4),
+        Trapped::Compat32Net,
+        Network,
+    ), // sendto
     row(AUDIT_ARCH_I386, 370, Always, Trapped::Compat32Net, Network), // sendmsg
     row(AUDIT_ARCH_I386, 345, Always, Trapped::Compat32Net, Network), // sendmmsg
-    row(AUDIT_ARCH_I386, 366, SOURCE_ROUTE, Trapped::SourceRoute, Network), // setsockopt
+    row(
+        AUDIT_ARCH_I386,
+        366,
+        SOURCE_ROUTE,
+        Trapped::SourceRoute,
+        Network,
+    ), // setsockopt
     row(AUDIT_ARCH_I386, 425, Always, Trapped::IoUringSetup, Network),
 ];
 
@@ -209,7 +287,10 @@ mod tests {
 
     #[test]
     fn table_filter_and_classify_agree() {
-        let (with, without) = (bpf::build(&filter_spec(true)), bpf::build(&filter_spec(false)));
+        let (with, without) = (
+            bpf::build(&filter_spec(true)),
+            bpf::build(&filter_spec(false)),
+        );
         for r in TABLE {
             // Arguments that satisfy every condition: all words set to the row's first pair.
             let args = match r.when {
@@ -217,16 +298,33 @@ mod tests {
                 _ => [1; 6],
             };
             let notify = bpf::Action::Notify;
-            assert_eq!(bpf::evaluate(&with, r.arch, r.nr, args), notify, "{:?}", r.trapped);
-            let off = if r.sensor == Exec { notify } else { bpf::Action::Allow };
-            assert_eq!(bpf::evaluate(&without, r.arch, r.nr, args), off, "{:?}", r.trapped);
+            assert_eq!(
+                bpf::evaluate(&with, r.arch, r.nr, args),
+                notify,
+                "{:?}",
+                r.trapped
+            );
+            let off = if r.sensor == Exec {
+                notify
+            } else {
+                bpf::Action::Allow
+            };
+            assert_eq!(
+                bpf::evaluate(&without, r.arch, r.nr, args),
+                off,
+                "{:?}",
+                r.trapped
+            );
             assert_eq!(classify(r.arch, r.nr as i32), Some(r.trapped));
         }
         assert_eq!(classify(AUDIT_ARCH_X86_64, 11), None);
         assert_eq!(classify(AUDIT_ARCH_I386, 59), None);
         // A TCP send (sendto without an address) never reaches the supervisor.
         let send = [3, 0x1000, 100, 0, 0, 0];
-        assert_eq!(bpf::evaluate(&with, AUDIT_ARCH_X86_64, 44, send), bpf::Action::Allow);
+        assert_eq!(
+            bpf::evaluate(&with, AUDIT_ARCH_X86_64, 44, send),
+            bpf::Action::Allow
+        );
     }
 
     #[test]

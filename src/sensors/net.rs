@@ -30,7 +30,9 @@ const SIN_LEN: usize = 16; // sizeof(struct sockaddr_in)
 const SIN6_LEN: usize = 24; // SIN6_LEN_RFC2133: the kernel accepts a sockaddr_in6 without scope id
 
 fn family(bytes: &[u8]) -> Option<i32> {
-    Some(i32::from(u16::from_ne_bytes(bytes.get(..2)?.try_into().ok()?)))
+    Some(i32::from(u16::from_ne_bytes(
+        bytes.get(..2)?.try_into().ok()?,
+    )))
 }
 
 fn v4(bytes: &[u8]) -> Option<SocketAddr> {
@@ -48,7 +50,12 @@ fn v6(bytes: &[u8]) -> Option<SocketAddr> {
     }
     let port = u16::from_be_bytes([bytes[2], bytes[3]]);
     let ip: [u8; 16] = bytes[8..24].try_into().ok()?;
-    Some(SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::from(ip), port, 0, 0)))
+    Some(SocketAddr::V6(SocketAddrV6::new(
+        Ipv6Addr::from(ip),
+        port,
+        0,
+        0,
+    )))
 }
 
 /// An IPv4 or IPv6 socket address by its own family (what getsockname(2) returns).
@@ -303,11 +310,18 @@ mod tests {
 
     #[test]
     fn encodes_what_it_parses() {
-        for a in ["10.53.0.1:53", "[fd00::53]:5353", "[::ffff:127.0.0.1]:40000"] {
+        for a in [
+            "10.53.0.1:53",
+            "[fd00::53]:5353",
+            "[::ffff:127.0.0.1]:40000",
+        ] {
             let addr: SocketAddr = a.parse().unwrap();
             assert_eq!(inet_address(&encode(addr)), Some(addr), "{a}");
         }
-        assert_eq!(encode("1.2.3.4:80".parse().unwrap()), sin(libc::AF_INET, 80, [1, 2, 3, 4]));
+        assert_eq!(
+            encode("1.2.3.4:80".parse().unwrap()),
+            sin(libc::AF_INET, 80, [1, 2, 3, 4])
+        );
     }
 
     #[test]
@@ -329,14 +343,62 @@ mod tests {
         let cases: &[Case] = &[
             ("v4 connect", Use::Connect, v4s, &a4, some("203.0.113.5:80")),
             ("v4 send", Use::Send, v4s, &a4, some("203.0.113.5:80")),
-            ("AF_UNSPEC connect disconnects", Use::Connect, v4s, &unspec, None),
-            ("AF_UNSPEC send on v4 is AF_INET", Use::Send, v4s, &unspec, some("203.0.113.5:80")),
-            ("AF_UNSPEC send on v6 has no address", Use::Send, v6s, &unspec, None),
-            ("AF_UNSPEC bind on v4 with any", Use::Bind, v4s, &unspec_any, some("0.0.0.0:8080")),
-            ("AF_UNSPEC bind on v4 with an address is refused", Use::Bind, v4s, &unspec, None),
-            ("v6 connect", Use::Connect, v6s, &a6, some("[2001:db8::1]:443")),
-            ("mapped stays v6 here; the policy canonicalizes", Use::Send, v6s, &mapped, some("[::ffff:203.0.113.5]:53")),
-            ("v4 address on a v6 socket", Use::Connect, v6s, &a4, some("203.0.113.5:80")),
+            (
+                "AF_UNSPEC connect disconnects",
+                Use::Connect,
+                v4s,
+                &unspec,
+                None,
+            ),
+            (
+                "AF_UNSPEC send on v4 is AF_INET",
+                Use::Send,
+                v4s,
+                &unspec,
+                some("203.0.113.5:80"),
+            ),
+            (
+                "AF_UNSPEC send on v6 has no address",
+                Use::Send,
+                v6s,
+                &unspec,
+                None,
+            ),
+            (
+                "AF_UNSPEC bind on v4 with any",
+                Use::Bind,
+                v4s,
+                &unspec_any,
+                some("0.0.0.0:8080"),
+            ),
+            (
+                "AF_UNSPEC bind on v4 with an address is refused",
+                Use::Bind,
+                v4s,
+                &unspec,
+                None,
+            ),
+            (
+                "v6 connect",
+                Use::Connect,
+                v6s,
+                &a6,
+                some("[2001:db8::1]:443"),
+            ),
+            (
+                "mapped stays v6 here; the policy canonicalizes",
+                Use::Send,
+                v6s,
+                &mapped,
+                some("[::ffff:203.0.113.5]:53"),
+            ),
+            (
+                "v4 address on a v6 socket",
+                Use::Connect,
+                v6s,
+                &a4,
+                some("203.0.113.5:80"),
+            ),
             ("v4 address on a v6 socket, bind", Use::Bind, v6s, &a4, None),
             ("v6 address on a v4 socket", Use::Connect, v4s, &a6, None),
             ("too short", Use::Connect, v4s, &short4, None),
@@ -375,9 +437,17 @@ mod tests {
         let cases: &[(&str, Vec<u8>, Result<(), Errno>)] = &[
             ("none", vec![], Ok(())),
             ("pktinfo", pktinfo.clone(), Ok(())),
-            ("pktinfo and ttl", [pktinfo.clone(), ttl.clone()].concat(), Ok(())),
+            (
+                "pktinfo and ttl",
+                [pktinfo.clone(), ttl.clone()].concat(),
+                Ok(()),
+            ),
             ("SO_MARK needs a privilege", mark.clone(), Err(libc::EPERM)),
-            ("a source route", [ttl.clone(), srr].concat(), Err(libc::EPERM)),
+            (
+                "a source route",
+                [ttl.clone(), srr].concat(),
+                Err(libc::EPERM),
+            ),
             ("length below the header", bad_len, Err(libc::EINVAL)),
         ];
         for (what, control, want) in cases {
@@ -408,10 +478,22 @@ mod tests {
             iovlen: MAX_IOV as u64 + 1,
             ..hdr
         };
-        assert_eq!(read_msg(&mut mem, &too_many, 1 << 16, false), Err(libc::EMSGSIZE));
-        let long_name = MsgHdr { namelen: 129, ..hdr };
-        assert_eq!(read_msg(&mut mem, &long_name, 1 << 16, false), Err(libc::EINVAL));
+        assert_eq!(
+            read_msg(&mut mem, &too_many, 1 << 16, false),
+            Err(libc::EMSGSIZE)
+        );
+        let long_name = MsgHdr {
+            namelen: 129,
+            ..hdr
+        };
+        assert_eq!(
+            read_msg(&mut mem, &long_name, 1 << 16, false),
+            Err(libc::EINVAL)
+        );
         let unmapped = MsgHdr { iov: 8, ..hdr };
-        assert_eq!(read_msg(&mut mem, &unmapped, 1 << 16, false), Err(libc::EFAULT));
+        assert_eq!(
+            read_msg(&mut mem, &unmapped, 1 << 16, false),
+            Err(libc::EFAULT)
+        );
     }
 }

@@ -128,13 +128,16 @@ impl Perform {
                 stream,
             } => {
                 let mut sent = Vec::new();
-                let out = socket::send_msgs(sock.as_fd(), &mut msgs, flags, mmsg_at.is_some(), &mut sent);
+                let out =
+                    socket::send_msgs(sock.as_fd(), &mut msgs, flags, mmsg_at.is_some(), &mut sent);
                 if let Some(at) = mmsg_at {
                     for (i, len) in sent.iter().enumerate() {
                         let field = at + (i * MMSGHDR_SIZE) as u64 + MMSG_LEN_OFFSET;
                         // As the kernel, which stops filling in at a fault, but still reports
                         // what was sent.
-                        if socket::write_remote(caller.tid as i32, field, &len.to_ne_bytes()).is_err() {
+                        if socket::write_remote(caller.tid as i32, field, &len.to_ne_bytes())
+                            .is_err()
+                        {
                             break;
                         }
                     }
@@ -191,14 +194,15 @@ impl Supervisor {
 
     /// The rule in force when it enforces network or DNS.
     fn enforcing_network(&self) -> Option<Arc<Rule>> {
-        self.rule
-            .clone()
-            .filter(|r| r.network().effect() != Effect::Disable || r.dns().effect() != Effect::Disable)
+        self.rule.clone().filter(|r| {
+            r.network().effect() != Effect::Disable || r.dns().effect() != Effect::Disable
+        })
     }
 
     /// A duplicate of the socket the call is about, and what kind of socket it is.
     fn caller_socket(&self, n: &Notification) -> Result<(OwnedFd, SocketKind), Failure> {
-        let pidfd = socket::pidfd_for(n.pid, || exec::process_of(n.pid)).map_err(Failure::Inspection)?;
+        let pidfd =
+            socket::pidfd_for(n.pid, || exec::process_of(n.pid)).map_err(Failure::Inspection)?;
         // The pidfd names the caller only if the call still waits (the thread id was not reused).
         if !self.listener.id_valid(n.id) {
             return Err(Failure::Kernel(libc::EPERM));
@@ -210,9 +214,8 @@ impl Supervisor {
                 _ => Failure::Inspection(e),
             }
         })?;
-        let kind = socket::socket_kind(sock.as_fd()).map_err(|e| {
-            Failure::Kernel(e.raw_os_error().unwrap_or(libc::ENOTSOCK))
-        })?;
+        let kind = socket::socket_kind(sock.as_fd())
+            .map_err(|e| Failure::Kernel(e.raw_os_error().unwrap_or(libc::ENOTSOCK)))?;
         Ok((sock, kind))
     }
 
@@ -224,7 +227,10 @@ impl Supervisor {
             .iter()
             .any(|e| matches!(e, Effect::Prevent | Effect::Block));
         if strict {
-            log::warn!("socket call by {} refused: it cannot be inspected ({e})", n.pid);
+            log::warn!(
+                "socket call by {} refused: it cannot be inspected ({e})",
+                n.pid
+            );
             return Answer::Deny(libc::EPERM);
         }
         let message = format!(
@@ -232,8 +238,12 @@ impl Supervisor {
             n.pid,
             rule.name()
         );
-        self.sink
-            .emit(Event::defender(&self.scope, "alert", Some(rule.name()), message));
+        self.sink.emit(Event::defender(
+            &self.scope,
+            "alert",
+            Some(rule.name()),
+            message,
+        ));
         Answer::Unchecked
     }
 
@@ -245,11 +255,7 @@ impl Supervisor {
         kind: SocketKind,
         caller: Caller,
     ) -> Result<Perform, Answer> {
-        let mut mem = RemoteMemory::new(n.pid as i32);
-        let addr = sense::read_sockaddr(&mut mem, n.args[1], n.args[2])
-            .map_err(Answer::Deny)?
-            .unwrap_or_else(|| RawAddr::new(&[]));
-        self.still_waiting(n)?;
+        let addr = self.address_argument(n)?;
         let Some(dest) = sense::target(Use::Connect, kind.domain, addr.bytes()) else {
             return Ok(Perform::Connect(addr));
         };
@@ -289,11 +295,7 @@ impl Supervisor {
         kind: SocketKind,
         caller: Caller,
     ) -> Result<Perform, Answer> {
-        let mut mem = RemoteMemory::new(n.pid as i32);
-        let addr = sense::read_sockaddr(&mut mem, n.args[1], n.args[2])
-            .map_err(Answer::Deny)?
-            .unwrap_or_else(|| RawAddr::new(&[]));
-        self.still_waiting(n)?;
+        let addr = self.address_argument(n)?;
         let Some(local) = sense::target(Use::Bind, kind.domain, addr.bytes()) else {
             return Ok(Perform::Bind(addr));
         };
@@ -301,12 +303,22 @@ impl Supervisor {
         if rule.network().effect() != Effect::Disable
             && let Some(attack) = rule.network().check_listen(port)
         {
-            self.violation(rule, rule.network().effect(), attack, caller, Activity::Listen { port })?;
+            self.violation(
+                rule,
+                rule.network().effect(),
+                attack,
+                caller,
+                Activity::Listen { port },
+            )?;
         }
         // Performed by the supervisor, the bind would be checked against the supervisor's
         // capabilities (inet_bind_sk): check the caller's, as the kernel would have.
         if port != 0
-            && port < self.net.as_ref().map_or(1024, |s| s.unprivileged_port_start)
+            && port
+                < self
+                    .net
+                    .as_ref()
+                    .map_or(1024, |s| s.unprivileged_port_start)
             && !sense::has_capability(caller.tid, CAP_NET_BIND_SERVICE)
         {
             return Err(Answer::Deny(libc::EACCES));
@@ -337,7 +349,8 @@ impl Supervisor {
                 }
                 let data = sense::read_exact(&mut mem, n.args[1], len.min(max_data))
                     .map_err(Answer::Deny)?;
-                let name = sense::read_sockaddr(&mut mem, n.args[4], n.args[5]).map_err(Answer::Deny)?;
+                let name =
+                    sense::read_sockaddr(&mut mem, n.args[4], n.args[5]).map_err(Answer::Deny)?;
                 let msg = OwnedMsg {
                     name,
                     data,
@@ -347,7 +360,8 @@ impl Supervisor {
             }
             NetCall::Sendmsg => {
                 let hdr = read_hdr(&mut mem, n.args[1])?;
-                let msg = sense::read_msg(&mut mem, &hdr, max_data, truncate).map_err(Answer::Deny)?;
+                let msg =
+                    sense::read_msg(&mut mem, &hdr, max_data, truncate).map_err(Answer::Deny)?;
                 (vec![msg], n.args[2] as i32, None)
             }
             _ => {
@@ -356,7 +370,10 @@ impl Supervisor {
                 let mut msgs = Vec::with_capacity(vlen);
                 for i in 0..vlen {
                     let hdr = read_hdr(&mut mem, n.args[1] + (i * MMSGHDR_SIZE) as u64)?;
-                    msgs.push(sense::read_msg(&mut mem, &hdr, max_data, truncate).map_err(Answer::Deny)?);
+                    msgs.push(
+                        sense::read_msg(&mut mem, &hdr, max_data, truncate)
+                            .map_err(Answer::Deny)?,
+                    );
                 }
                 (msgs, n.args[3] as i32, Some(n.args[1]))
             }
@@ -421,6 +438,15 @@ impl Supervisor {
 
     fn net_forwarder(&self) -> Option<&Forwarder> {
         self.net.as_ref().and_then(|s| s.forwarder.as_ref())
+    }
+
+    /// The copied address of a `connect` or `bind` (arguments 1 and 2); empty for a NULL one, which
+    /// the kernel refuses by itself when the call is performed.
+    fn address_argument(&self, n: &Notification) -> Result<RawAddr, Answer> {
+        let mut mem = RemoteMemory::new(n.pid as i32);
+        let addr = sense::read_sockaddr(&mut mem, n.args[1], n.args[2]).map_err(Answer::Deny)?;
+        self.still_waiting(n)?;
+        Ok(addr.unwrap_or_else(|| RawAddr::new(&[])))
     }
 
     /// Everything read from the caller's memory is the caller's only if the call still waits.
@@ -496,14 +522,15 @@ impl Supervisor {
         let responder = self.net.as_ref().map(|s| s.responder.clone());
         match (may_wait, responder) {
             (true, Some(responder)) => {
-                let spawned = std::thread::Builder::new()
-                    .name("net-call".into())
-                    .spawn(move || {
-                        let out = job.run(&sock, caller);
-                        if let Err(e) = responder.complete(caller.id, out) {
-                            log::debug!("answering a performed socket call: {e}");
-                        }
-                    });
+                let spawned =
+                    std::thread::Builder::new()
+                        .name("net-call".into())
+                        .spawn(move || {
+                            let out = job.run(&sock, caller);
+                            if let Err(e) = responder.complete(caller.id, out) {
+                                log::debug!("answering a performed socket call: {e}");
+                            }
+                        });
                 match spawned {
                     Ok(_) => Answer::Deferred,
                     Err(e) => {
@@ -522,9 +549,13 @@ impl Supervisor {
             return;
         };
         let now = Instant::now();
-        let repeated = self.net.as_ref().and_then(|s| s.last_dns.as_ref()).is_some_and(
-            |(pid, domain, at)| *pid == f.pid && *domain == f.domain && now.duration_since(*at) < SAME_ATTEMPT,
-        );
+        let repeated = self
+            .net
+            .as_ref()
+            .and_then(|s| s.last_dns.as_ref())
+            .is_some_and(|(pid, domain, at)| {
+                *pid == f.pid && *domain == f.domain && now.duration_since(*at) < SAME_ATTEMPT
+            });
         if let Some(s) = self.net.as_mut() {
             s.last_dns = Some((f.pid, f.domain.clone(), now));
         }
@@ -574,8 +605,12 @@ impl Supervisor {
             rule.name()
         );
         log::warn!("{message}");
-        self.sink
-            .emit(Event::defender(&self.scope, "alert", Some(rule.name()), message));
+        self.sink.emit(Event::defender(
+            &self.scope,
+            "alert",
+            Some(rule.name()),
+            message,
+        ));
         Answer::Deny(libc::EPERM)
     }
 }
@@ -590,7 +625,9 @@ enum Failure {
 
 fn read_hdr(mem: &mut RemoteMemory, at: u64) -> Result<MsgHdr, Answer> {
     let bytes = sense::read_exact(mem, at, MSGHDR_SIZE).map_err(Answer::Deny)?;
-    Ok(MsgHdr::parse(bytes.as_slice().try_into().expect("MSGHDR_SIZE bytes")))
+    Ok(MsgHdr::parse(
+        bytes.as_slice().try_into().expect("MSGHDR_SIZE bytes"),
+    ))
 }
 
 /// The executable of a thread, as audits name processes.

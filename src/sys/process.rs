@@ -40,7 +40,14 @@ pub fn restore_sigpipe() -> io::Result<()> {
 /// that thread itself, like the SIGPIPE of a send to a closed connection.
 pub fn signal_thread(tgid: u32, tid: u32, sig: Signal) -> io::Result<()> {
     // SAFETY: integers only; no memory is shared with the kernel.
-    cvt(unsafe { libc::syscall(libc::SYS_tgkill, tgid as libc::pid_t, tid as libc::pid_t, sig as i32) })?;
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_tgkill,
+            tgid as libc::pid_t,
+            tid as libc::pid_t,
+            sig as i32,
+        )
+    })?;
     Ok(())
 }
 

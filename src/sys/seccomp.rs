@@ -206,25 +206,31 @@ impl Listener {
     /// must say why its decision does not depend on memory the caller can still change, or what
     /// checks the result afterwards.
     pub unsafe fn continue_call(&self, id: u64) -> io::Result<()> {
-        send(&self.fd, id, 0, 0, libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32)
+        send(
+            &self.fd,
+            id,
+            0,
+            0,
+            libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32,
+        )
     }
 }
 
 fn send(fd: &OwnedFd, id: u64, val: i64, error: i32, flags: u32) -> io::Result<()> {
-        let mut resp = libc::seccomp_notif_resp {
-            id,
-            val,
-            error,
-            flags,
-        };
-        // SAFETY: `resp` is a live, initialized `struct seccomp_notif_resp`; the kernel reads it
-        // (and on old kernels may write it back), both within its bounds.
-        cvt(unsafe {
-            libc::ioctl(
-                fd.as_raw_fd(),
-                libc::SECCOMP_IOCTL_NOTIF_SEND,
-                &mut resp as *mut _,
-            )
-        })?;
-        Ok(())
+    let mut resp = libc::seccomp_notif_resp {
+        id,
+        val,
+        error,
+        flags,
+    };
+    // SAFETY: `resp` is a live, initialized `struct seccomp_notif_resp`; the kernel reads it
+    // (and on old kernels may write it back), both within its bounds.
+    cvt(unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_SEND,
+            &mut resp as *mut _,
+        )
+    })?;
+    Ok(())
 }

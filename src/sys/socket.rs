@@ -131,7 +131,9 @@ pub type Outcome = Result<i64, i32>;
 
 fn outcome(ret: isize) -> Outcome {
     if ret < 0 {
-        Err(io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO))
+        Err(io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO))
     } else {
         Ok(ret as i64)
     }
@@ -206,7 +208,8 @@ pub fn send_msgs(
                 fd.as_raw_fd(),
                 hdrs.as_mut_ptr(),
                 hdrs.len() as libc::c_uint,
-                flags,
+                // An int for glibc, an unsigned int for musl: the same bits.
+                flags as _,
             )
         };
         n as isize
@@ -234,13 +237,23 @@ pub fn peer_addr(fd: BorrowedFd<'_>) -> io::Result<SocketAddr> {
 
 fn address_of(
     fd: BorrowedFd<'_>,
-    call: unsafe extern "C" fn(libc::c_int, *mut libc::sockaddr, *mut libc::socklen_t) -> libc::c_int,
+    call: unsafe extern "C" fn(
+        libc::c_int,
+        *mut libc::sockaddr,
+        *mut libc::socklen_t,
+    ) -> libc::c_int,
 ) -> io::Result<SocketAddr> {
     // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
     let mut storage: libc::sockaddr_storage = unsafe { zeroed() };
     let mut len = MAX_SOCKADDR as libc::socklen_t;
     // SAFETY: the kernel writes at most `len` bytes into `storage`, which is that large.
-    cvt(unsafe { call(fd.as_raw_fd(), &mut storage as *mut _ as *mut libc::sockaddr, &mut len) })?;
+    cvt(unsafe {
+        call(
+            fd.as_raw_fd(),
+            &mut storage as *mut _ as *mut libc::sockaddr,
+            &mut len,
+        )
+    })?;
     let raw = RawAddr {
         storage,
         len: len.min(MAX_SOCKADDR as libc::socklen_t),
