@@ -6,6 +6,8 @@
 
 pub mod audit;
 pub mod cli;
+pub mod ecs;
+pub mod embed;
 pub mod logger;
 pub mod policy;
 pub mod seccomp;
