@@ -211,10 +211,7 @@ fn unwrap(root: Value) -> Result<Map<String, Value>, FargateError> {
 
 /// Whether `c`, named like the carrier, is one: it runs `…/defender install DIR`.
 fn is_carrier(c: &Map<String, Value>) -> bool {
-    let argv = strings(c.get("entryPoint"))
-        .ok()
-        .flatten()
-        .unwrap_or_default();
+    let argv = strings(c, "entryPoint").ok().flatten().unwrap_or_default();
     matches!(argv.as_slice(), [program, install, ..] if is_defender(program) && install == "install")
 }
 
@@ -247,8 +244,8 @@ fn protect(index: usize, c: &mut Map<String, Value>, opts: &Options) -> Result<(
         index,
         what: format!("{name:?}: {what}"),
     };
-    let entry = entry_point(c.get("entryPoint")).map_err(&shape)?;
-    let command = strings(c.get("command")).map_err(&shape)?;
+    let entry = entry_point(c).map_err(&shape)?;
+    let command = strings(c, "command").map_err(&shape)?;
     if let Some(rewrite) = rewrite(&name, &image, entry, command, &opts.images)? {
         c.insert("entryPoint".into(), json!(rewrite.entry_point));
         if let Some(command) = rewrite.command {
@@ -302,8 +299,8 @@ enum Entry {
     Set(Vec<String>),
 }
 
-fn entry_point(v: Option<&Value>) -> Result<Entry, String> {
-    Ok(match strings(v)? {
+fn entry_point(c: &Map<String, Value>) -> Result<Entry, String> {
+    Ok(match strings(c, "entryPoint")? {
         None => Entry::Unset,
         Some(e) if e.is_empty() => Entry::Unset,
         Some(e) if e == [""] => Entry::Cleared,
@@ -311,9 +308,11 @@ fn entry_point(v: Option<&Value>) -> Result<Entry, String> {
     })
 }
 
-/// A list of strings; `None` when missing, null or `[]` (Docker then uses the image's).
-fn strings(v: Option<&Value>) -> Result<Option<Vec<String>>, String> {
-    match v {
+/// `c[key]` as a list of strings; `None` when missing, null or `[]` (Docker then uses the
+/// image's).
+fn strings(c: &Map<String, Value>, key: &str) -> Result<Option<Vec<String>>, String> {
+    let not_strings = || format!("{key} is not a list of strings");
+    match c.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Array(items)) if items.is_empty() => Ok(None),
         Some(Value::Array(items)) => items
@@ -321,8 +320,8 @@ fn strings(v: Option<&Value>) -> Result<Option<Vec<String>>, String> {
             .map(|i| i.as_str().map(str::to_string))
             .collect::<Option<Vec<_>>>()
             .map(Some)
-            .ok_or_else(|| "entryPoint/command holds a non-string".into()),
-        Some(_) => Err("entryPoint/command is not a list of strings".into()),
+            .ok_or_else(not_strings),
+        Some(_) => Err(not_strings()),
     }
 }
 
@@ -579,16 +578,20 @@ mod tests {
     #[test]
     fn entry_points_are_read_like_ecs_does() {
         let cases = [
-            (None, Ok(Entry::Unset)),
-            (Some(json!(null)), Ok(Entry::Unset)),
-            (Some(json!([])), Ok(Entry::Unset)),
-            (Some(json!([""])), Ok(Entry::Cleared)),
-            (Some(json!(["/a", ""])), Ok(Entry::Set(strs(&["/a", ""])))),
-            (Some(json!("/a")), Err(())),
-            (Some(json!([1])), Err(())),
+            (json!({}), Ok(Entry::Unset)),
+            (json!({"entryPoint": null}), Ok(Entry::Unset)),
+            (json!({"entryPoint": []}), Ok(Entry::Unset)),
+            (json!({"entryPoint": [""]}), Ok(Entry::Cleared)),
+            (
+                json!({"entryPoint": ["/a", ""]}),
+                Ok(Entry::Set(strs(&["/a", ""]))),
+            ),
+            (json!({"entryPoint": "/a"}), Err(())),
+            (json!({"entryPoint": [1]}), Err(())),
         ];
-        for (v, want) in cases {
-            assert_eq!(entry_point(v.as_ref()).map_err(|_| ()), want, "{v:?}");
+        for (c, want) in cases {
+            let got = entry_point(c.as_object().unwrap()).map_err(|_| ());
+            assert_eq!(got, want, "{c}");
         }
     }
 

@@ -262,3 +262,54 @@ pub fn wait_until(guard: std::time::Duration, mut cond: impl FnMut() -> bool) ->
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+// ---- Golden files and the embedding commands ----
+
+/// A path in the repository.
+pub fn repo_path(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+/// Asserts that the golden file `relative` (in the repository) holds `actual`; with
+/// `UPDATE_GOLDEN=1` in the environment, writes it instead (then review the diff).
+pub fn golden(relative: &str, actual: &str) {
+    let path = repo_path(relative);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let want = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{relative}: {e}; `UPDATE_GOLDEN=1 cargo test` writes it"));
+    if want != actual {
+        let (n, (w, a)) = want
+            .lines()
+            .chain(std::iter::repeat("<end>"))
+            .zip(actual.lines().chain(std::iter::repeat("<end>")))
+            .enumerate()
+            .find(|(_, (w, a))| w != a)
+            .unwrap_or((0, ("", "")));
+        panic!(
+            "{relative} is not what the tool makes now; first difference at line {}:\n  file: {w}\n  tool: {a}\n\
+             If the change is intended, `UPDATE_GOLDEN=1 cargo test` rewrites the file.\nThe tool made:\n{actual}",
+            n + 1
+        );
+    }
+}
+
+/// `defender ARGS` from the repository's root, with `stdin` as its input, run to completion.
+pub fn defender_cli(args: &[&str], stdin: Option<&str>) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(defender())
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("defender starts");
+    let mut input = child.stdin.take().unwrap();
+    // A command refused before it reads its input closes the pipe early; that is not an error here.
+    let _ = input.write_all(stdin.unwrap_or("").as_bytes());
+    drop(input);
+    child.wait_with_output().unwrap()
+}
