@@ -54,14 +54,21 @@ impl World {
 
     /// `defender run --policy P --audit-file A [extra] -- command...`, not yet started.
     pub fn command(&self, policy: Option<&Path>, extra: &[&str], command: &[&str]) -> Command {
+        let mut flags = vec!["--container", "test-container", "--image", "test/image:1"];
+        flags.extend_from_slice(extra);
+        self.unnamed_command(policy, &flags, command)
+    }
+
+    /// Like [`World::command`], without `--container`/`--image`; none of the environment that
+    /// names the container (`DEFENDER_CONTAINER`, `DEFENDER_IMAGE`, ECS metadata) passes either.
+    pub fn unnamed_command(
+        &self,
+        policy: Option<&Path>,
+        extra: &[&str],
+        command: &[&str],
+    ) -> Command {
         let mut c = Command::new(defender());
-        c.arg("run")
-            .arg("--audit-file")
-            .arg(self.audit_path())
-            .arg("--container")
-            .arg("test-container")
-            .arg("--image")
-            .arg("test/image:1");
+        c.arg("run").arg("--audit-file").arg(self.audit_path());
         if let Some(p) = policy {
             c.arg("--policy").arg(p);
         }
@@ -71,7 +78,10 @@ impl World {
             .current_dir(self.dir.path());
         c.env_remove("DEFENDER_POLICY")
             .env_remove("DEFENDER_CONSOLE")
-            .env_remove("DEFENDER_AUDIT_FILE");
+            .env_remove("DEFENDER_AUDIT_FILE")
+            .env_remove("DEFENDER_CONTAINER")
+            .env_remove("DEFENDER_IMAGE")
+            .env_remove("ECS_CONTAINER_METADATA_URI_V4");
         c
     }
 
