@@ -17,7 +17,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use common::docker::{Docker, static_binary};
+use common::docker::{Docker, static_binary, static_busybox};
 use common::{HANG_GUARD, repo_path, require, wait_until};
 
 const DOCKERFILE: &str = "Dockerfile.example";
@@ -33,15 +33,8 @@ fn exclusive() -> std::sync::MutexGuard<'static, ()> {
 
 /// The build context Dockerfile.example wants, laid out by the script the README documents.
 fn context() -> tempfile::TempDir {
-    let busybox = require("busybox");
-    let file = std::process::Command::new(require("file"))
-        .arg(&busybox)
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&file.stdout).contains("statically linked"),
-        "busybox-static is needed"
-    );
+    // What the script copies, checked here so that a missing package fails loudly.
+    static_busybox();
     require("wget");
     require("ldd");
     let dir = tempfile::tempdir().unwrap();

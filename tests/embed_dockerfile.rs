@@ -5,22 +5,13 @@
 
 mod common;
 
-use common::{defender_cli, golden, repo_path, stderr, stdout};
+use common::{defender_cli, defender_cli_ok, golden, repo_path, stderr, stdout};
 
 const DIR: &str = "tests/golden/dockerfile";
 
-/// `defender dockerfile embed FILE ARGS`; asserts success and returns (stdout, stderr).
+/// `defender dockerfile embed FILE ARGS`, which must succeed: (stdout, stderr).
 fn embed_ok(file: &str, args: &[&str]) -> (String, String) {
-    let mut all = vec!["dockerfile", "embed", file];
-    all.extend_from_slice(args);
-    let out = defender_cli(&all, None);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "dockerfile embed {file} {args:?}: {}",
-        stderr(&out)
-    );
-    (stdout(&out), stderr(&out))
+    defender_cli_ok(&[&["dockerfile", "embed", file], args].concat(), None)
 }
 
 fn read(relative: &str) -> String {

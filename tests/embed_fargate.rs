@@ -6,25 +6,16 @@ mod common;
 
 use serde_json::{Value, json};
 
-use common::{defender_cli, golden, repo_path, stderr, stdout};
+use common::{defender_cli, defender_cli_ok, golden, repo_path, stderr, stdout};
 
 const SAMPLE: &str = "task-definitions/twistlock-fargate-task.json";
 const SAMPLE_IMAGE: &str =
     "matthewabq/twistlock-fargate-auto=task-definitions/twistlock-fargate-auto.image.json";
 const D: &str = "/opt/defender/defender";
 
-/// `defender fargate embed ARGS`; asserts success and returns (stdout, stderr).
+/// `defender fargate embed ARGS`, which must succeed: (stdout, stderr).
 fn embed_ok(args: &[&str], stdin: Option<&str>) -> (String, String) {
-    let mut all = vec!["fargate", "embed"];
-    all.extend_from_slice(args);
-    let out = defender_cli(&all, stdin);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "fargate embed {args:?}: {}",
-        stderr(&out)
-    );
-    (stdout(&out), stderr(&out))
+    defender_cli_ok(&[&["fargate", "embed"], args].concat(), stdin)
 }
 
 fn json(text: &str) -> Value {

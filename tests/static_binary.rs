@@ -5,7 +5,7 @@ mod common;
 
 use std::process::Command;
 
-use common::docker::{Docker, static_binary};
+use common::docker::{Docker, static_binary, static_busybox};
 
 #[test]
 fn release_binary_is_statically_linked() {
@@ -27,15 +27,7 @@ fn release_binary_is_statically_linked() {
 #[test]
 fn enforces_in_an_empty_container() {
     let docker = Docker::new();
-    let busybox = common::require("busybox");
-    let out = Command::new(common::require("file"))
-        .arg(&busybox)
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("statically linked"),
-        "busybox-static is needed"
-    );
+    let busybox = static_busybox();
 
     // A root file system with nothing but the defender, a static busybox and a policy.
     let w = common::World::new();

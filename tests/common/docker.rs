@@ -24,6 +24,22 @@ pub fn static_binary() -> PathBuf {
     p
 }
 
+/// Debian's busybox-static: the userland of images built FROM scratch (a dynamic busybox would
+/// need a libc there).
+pub fn static_busybox() -> PathBuf {
+    let busybox = super::require("busybox");
+    let out = Command::new(super::require("file"))
+        .arg(&busybox)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("statically linked"),
+        "{} is not static: busybox-static is needed",
+        busybox.display()
+    );
+    busybox
+}
+
 #[derive(Clone, Copy)]
 enum Kind {
     Container,

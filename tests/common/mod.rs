@@ -325,3 +325,16 @@ pub fn defender_cli(args: &[&str], stdin: Option<&str>) -> Output {
     drop(input);
     child.wait_with_output().unwrap()
 }
+
+/// [`defender_cli`], which must succeed: (stdout, stderr).
+pub fn defender_cli_ok(args: &[&str], stdin: Option<&str>) -> (String, String) {
+    let out = defender_cli(args, stdin);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "defender {}: {}",
+        args.join(" "),
+        stderr(&out)
+    );
+    (stdout(&out), stderr(&out))
+}
