@@ -210,6 +210,7 @@ fn bad_dockerfiles_are_refused_with_the_reason() {
     let cases = [
         ("RUN echo\n", "no FROM instruction"),
         ("FROM scratch\nCOPY app /app\n", "starts nothing"),
+        ("FROM scratch\nENTRYPOINT []\n", "starts nothing"),
         (
             "FROM scratch\nSHELL /bin/sh\nCMD x\n",
             "line 2: SHELL needs a JSON array",

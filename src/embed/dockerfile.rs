@@ -110,52 +110,41 @@ pub fn embed(text: &str, opts: &Options) -> Result<Embedded, DockerfileError> {
         "# Start under the runtime defense (added by `defender dockerfile embed`).".to_string(),
         copy,
     ];
-    let unchanged = || Embedded {
-        text: text.to_string(),
-        changed: false,
+    // What the image runs. A stage with an ENTRYPOINT of its own knows it (and its CMD: set in
+    // the stage, or reset by the ENTRYPOINT); otherwise it comes from the base.
+    let own = body.iter().rposition(|i| i.keyword == "ENTRYPOINT");
+    let sets_cmd = body.iter().any(|i| i.keyword == "CMD");
+    let from_line = instructions[last.from].line();
+    let needs = |and_cmd| DockerfileError::NeedsImageConfig {
+        line: from_line,
+        image: at_end.unknown_base.clone().unwrap_or_default(),
+        and_cmd,
     };
-    let edit = match body.iter().rposition(|i| i.keyword == "ENTRYPOINT") {
+    let launch = Launch {
+        entrypoint: at_end
+            .entrypoint
+            .clone()
+            .ok_or_else(|| needs(if sets_cmd { "" } else { " and no CMD" }))?,
+        cmd: at_end.cmd.clone().ok_or_else(|| needs(" and no CMD"))?,
+    };
+    if launch.is_empty() {
+        return Err(DockerfileError::NothingToRun { line: from_line });
+    }
+    if launch.is_protected() {
+        return Ok(Embedded {
+            text: text.to_string(),
+            changed: false,
+        });
+    }
+    new_lines.push(exec_form(
+        "ENTRYPOINT",
+        &protected_entrypoint(&launch.entrypoint),
+    ));
+    let edit = match own {
         // The stage's own ENTRYPOINT: rewritten where it is; its CMD is the stage's business.
-        Some(p) => {
-            let launch = Launch {
-                entrypoint: at_end.entrypoint.clone().unwrap_or_default(),
-                cmd: at_end.cmd.clone().unwrap_or_default(),
-            };
-            if launch.is_protected() {
-                return Ok(unchanged());
-            }
-            new_lines.push(exec_form(
-                "ENTRYPOINT",
-                &protected_entrypoint(&launch.entrypoint),
-            ));
-            body[p].lines.clone()
-        }
+        Some(p) => body[p].lines.clone(),
         // Inherited: written at the end of the stage, with the CMD the new ENTRYPOINT resets.
         None => {
-            let sets_cmd = body.iter().any(|i| i.keyword == "CMD");
-            let needs = |and_cmd| DockerfileError::NeedsImageConfig {
-                line: instructions[last.from].line(),
-                image: at_end.unknown_base.clone().unwrap_or_default(),
-                and_cmd,
-            };
-            let entrypoint = at_end
-                .entrypoint
-                .clone()
-                .ok_or_else(|| needs(if sets_cmd { "" } else { " and no CMD" }))?;
-            let cmd = at_end.cmd.clone().ok_or_else(|| needs(" and no CMD"))?;
-            let launch = Launch { entrypoint, cmd };
-            if launch.is_empty() {
-                return Err(DockerfileError::NothingToRun {
-                    line: instructions[last.from].line(),
-                });
-            }
-            if launch.is_protected() {
-                return Ok(unchanged());
-            }
-            new_lines.push(exec_form(
-                "ENTRYPOINT",
-                &protected_entrypoint(&launch.entrypoint),
-            ));
             if !sets_cmd && !launch.cmd.is_empty() {
                 new_lines.push(exec_form("CMD", &launch.cmd));
             }
