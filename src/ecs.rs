@@ -56,14 +56,15 @@ pub fn identify(
     };
     match lookup(&uri) {
         Ok(meta) => {
+            let shown = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
             log::info!(
-                "ECS task metadata: container {:?}, image {:?}, task {:?}, cluster {:?}, family {:?} revision {:?}",
-                meta.container,
-                meta.image,
-                meta.task_arn,
-                meta.cluster,
-                meta.family,
-                meta.revision
+                "ECS task metadata: container {}, image {}, task {}, cluster {}, family {} revision {}",
+                shown(&meta.container),
+                shown(&meta.image),
+                shown(&meta.task_arn),
+                shown(&meta.cluster),
+                shown(&meta.family),
+                shown(&meta.revision)
             );
             (scope(container, image, Some(&meta), hostname), None)
         }

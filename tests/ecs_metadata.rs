@@ -143,8 +143,7 @@ fn audits_carry_the_container_image_and_task_from_the_metadata() {
     assert_eq!(audits[0]["rule"], "sample: no mkdir");
     // Cluster and family are logged; the labels named the task, so /task was not needed.
     assert!(
-        err.contains("cluster Some(\"arn:aws:ecs:us-west-2:111122223333:cluster/default\")")
-            && err.contains("family Some(\"twistlock-fargate-task\") revision Some(\"4\")"),
+        err.contains("cluster arn:aws:ecs:us-west-2:111122223333:cluster/default, family twistlock-fargate-task revision 4"),
         "{err}"
     );
     assert_eq!(endpoint.paths(), [format!("/v4/{DOCKER_ID}")]);
