@@ -24,6 +24,17 @@ pub enum Command {
     /// Validate or print policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Protect the containers of an ECS task definition.
+    #[command(subcommand)]
+    Fargate(FargateCommand),
+    /// Protect the image a Dockerfile builds.
+    #[command(subcommand)]
+    Dockerfile(DockerfileCommand),
+    /// Copy this binary to DIR/defender: what a carrier container runs; needs no shell.
+    Install {
+        /// Created if missing.
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -97,4 +108,60 @@ pub enum PolicyCommand {
     Check { file: PathBuf },
     /// Print the default policy compiled into the binary.
     Default,
+}
+
+// The embedding commands run on build machines, not in protected containers: their flags have no
+// environment variables, so that no DEFENDER_TOKEN set there ends up in a task definition unasked.
+
+#[derive(Debug, Subcommand)]
+pub enum FargateCommand {
+    /// Print the task definition with every container started under the defender.
+    Embed(FargateEmbedArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FargateEmbedArgs {
+    /// The task definition, as registered or as `aws ecs describe-task-definition` prints it
+    /// (`-`: standard input).
+    #[arg(long, value_name = "FILE", default_value = "-")]
+    pub task_definition: PathBuf,
+    /// Console URL, set as DEFENDER_CONSOLE.
+    #[arg(long, value_name = "URL")]
+    pub console: Option<String>,
+    /// Defender token, set in clear as DEFENDER_TOKEN; prefer --token-secret.
+    #[arg(long, value_name = "T", conflicts_with = "token_secret")]
+    pub token: Option<String>,
+    /// ARN of the Secrets Manager secret or SSM parameter that holds the token (an ECS `secrets`
+    /// entry named DEFENDER_TOKEN).
+    #[arg(long, value_name = "ARN")]
+    pub token_secret: Option<String>,
+    /// Image of the carrier container, holding the binary at /defender [default: an existing
+    /// carrier's image, else defender:VERSION].
+    #[arg(long, value_name = "IMAGE")]
+    pub defender_image: Option<String>,
+    /// ENTRYPOINT and CMD of IMAGE, from `docker image inspect IMAGE > FILE` or an OCI image
+    /// config: needed for containers whose definition does not say what they run.
+    #[arg(long, value_name = "IMAGE=FILE")]
+    pub image_config: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DockerfileCommand {
+    /// Print the Dockerfile with its final stage started under the defender.
+    Embed(DockerfileEmbedArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DockerfileEmbedArgs {
+    /// The Dockerfile (`-`: standard input).
+    #[arg(value_name = "FILE", default_value = "-")]
+    pub file: PathBuf,
+    /// Copy the binary from this carrier image (from /defender) instead of from the file
+    /// `defender` in the build context (`defender install CONTEXT` puts it there).
+    #[arg(long, value_name = "IMAGE")]
+    pub defender_image: Option<String>,
+    /// ENTRYPOINT and CMD of the base image IMAGE, from `docker image inspect IMAGE > FILE` or
+    /// an OCI image config: needed when the final stage sets no ENTRYPOINT of its own.
+    #[arg(long, value_name = "IMAGE=FILE")]
+    pub image_config: Vec<String>,
 }

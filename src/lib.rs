@@ -7,6 +7,8 @@
 pub mod audit;
 pub mod cli;
 pub mod dns;
+pub mod ecs;
+pub mod embed;
 pub mod logger;
 pub mod policy;
 pub mod seccomp;

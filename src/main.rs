@@ -7,15 +7,17 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use defender::audit::{Scope, Sink};
-use defender::cli::{Cli, Command, PolicyCommand, RunArgs};
+use defender::audit::{Event, Sink};
+use defender::cli::{Cli, Command, DockerfileCommand, FargateCommand, PolicyCommand, RunArgs};
 use defender::policy::{self, Policy};
-use defender::{logger, supervisor};
+use defender::{ecs, embed, logger, supervisor};
 
 /// `policy check` exit status for an invalid policy (cli.md).
 const POLICY_INVALID: u8 = 2;
 /// `run` exit status when the defender itself cannot start (cli.md).
 const CANNOT_START: u8 = 125;
+/// `fargate embed` / `dockerfile embed`: the input cannot be embedded (the message says why).
+const EMBED_FAILED: u8 = 2;
 
 fn main() -> ExitCode {
     let is_run = std::env::args_os().nth(1).is_some_and(|a| a == "run");
@@ -36,6 +38,43 @@ fn main() -> ExitCode {
         Command::Policy(PolicyCommand::Default) => {
             print!("{}", policy::default_policy().to_json_pretty());
             ExitCode::SUCCESS
+        }
+        Command::Fargate(FargateCommand::Embed(args)) => embedded(embed::fargate_embed(&args)),
+        Command::Dockerfile(DockerfileCommand::Embed(args)) => {
+            embedded(embed::dockerfile_embed(&args))
+        }
+        Command::Install { dir } => match embed::install::install(&dir) {
+            Ok(path) => {
+                eprintln!("defender: installed {}", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("defender: error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+/// Prints what an embedding command made (stdout) and its warnings (stderr).
+fn embedded(result: Result<embed::Output, embed::EmbedError>) -> ExitCode {
+    use std::io::Write;
+    match result {
+        Ok(out) => {
+            for w in &out.warnings {
+                eprintln!("defender: warn: {w}");
+            }
+            match std::io::stdout().write_all(out.text.as_bytes()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("defender: error: writing the output: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("defender: error: {e}");
+            ExitCode::from(EMBED_FAILED)
         }
     }
 }
@@ -86,16 +125,17 @@ fn run(args: RunArgs) -> i32 {
         },
         None => policy::default_policy(),
     };
-    let sink = match Sink::open(args.audit_file.as_deref()) {
+    let mut sink = match Sink::open(args.audit_file.as_deref()) {
         Ok(s) => s,
         Err(e) => return fail(e.to_string()),
     };
-    let scope = Scope {
-        container: args.container.unwrap_or_else(hostname),
-        image: args.image.unwrap_or_else(|| "unknown".into()),
-        task: None,
-    };
+    let (scope, metadata_failure) = ecs::identify(args.container, args.image, hostname);
     let rule = policy.rule_for(&scope.container, &scope.image).cloned();
+    if let Some(message) = metadata_failure {
+        log::warn!("{message}");
+        let rule = rule.as_ref().map(|r| r.name());
+        sink.emit(Event::defender(&scope, "alert", rule, message));
+    }
     match &rule {
         Some(r) => log::info!(
             "rule in force for container {:?} image {:?}: {:?}",

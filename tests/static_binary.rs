@@ -3,20 +3,9 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 
-/// The static release build (`.ci/run` and the README's first command build it).
-fn static_binary() -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("target/x86_64-unknown-linux-musl/release/defender");
-    assert!(
-        p.exists(),
-        "{} is missing: run `cargo build --release --target x86_64-unknown-linux-musl` (.ci/run does)",
-        p.display()
-    );
-    p
-}
+use common::docker::{Docker, static_binary, static_busybox};
 
 #[test]
 fn release_binary_is_statically_linked() {
@@ -37,16 +26,8 @@ fn release_binary_is_statically_linked() {
 
 #[test]
 fn enforces_in_an_empty_container() {
-    let docker = common::require("docker");
-    let busybox = common::require("busybox");
-    let out = Command::new(common::require("file"))
-        .arg(&busybox)
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("statically linked"),
-        "busybox-static is needed"
-    );
+    let docker = Docker::new();
+    let busybox = static_busybox();
 
     // A root file system with nothing but the defender, a static busybox and a policy.
     let w = common::World::new();
@@ -63,7 +44,7 @@ fn enforces_in_an_empty_container() {
              "processes": {"effect": "prevent", "deny": ["mkdir"]}}]}"#,
     )
     .unwrap();
-    let tag = format!("defender-static-test:{}", std::process::id());
+    let tag = docker.image("static");
     let tar = w.path("rootfs.tar");
     let ok = Command::new("tar")
         .arg("-C")
@@ -74,43 +55,28 @@ fn enforces_in_an_empty_container() {
         .status()
         .unwrap();
     assert!(ok.success());
-    let ok = Command::new(&docker)
-        .args(["import", tar.to_str().unwrap(), &tag])
-        .output()
-        .unwrap();
-    assert!(
-        ok.status.success(),
-        "docker import: {}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
+    docker.ok(&["import", tar.to_str().unwrap(), &tag]);
 
-    let out = Command::new(&docker)
-        .args([
-            "run",
-            "--rm",
-            "--name",
-            &format!("defender-static-{}", std::process::id()),
-            &tag,
-        ])
-        .args([
-            "/defender",
-            "run",
-            "--policy",
-            "/policy.json",
-            "--container",
-            "static-test",
-            "--",
-        ])
+    let name = docker.container("static");
+    let out = docker.output(&[
+        "run",
+        "--rm",
+        "--name",
+        &name,
+        &tag,
+        "/defender",
+        "run",
+        "--policy",
+        "/policy.json",
+        "--container",
+        "static-test",
+        "--",
         // With a path, because busybox's shell runs a bare `mkdir` as an in-process applet, with
         // no exec for any exec-based defense to see (README, "Limits").
-        .args([
-            "/bin/sh",
-            "-c",
-            "/bin/mkdir /made; echo rc=$?; ls -d /made || echo absent; cat /proc/1/comm",
-        ])
-        .output()
-        .unwrap();
-    let _ = Command::new(&docker).args(["rmi", "-f", &tag]).output();
+        "/bin/sh",
+        "-c",
+        "/bin/mkdir /made; echo rc=$?; ls -d /made || echo absent; cat /proc/1/comm",
+    ]);
     let stdout = common::stdout(&out);
     let stderr = common::stderr(&out);
     assert_eq!(

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test file uses its own subset
 
+pub mod docker;
 pub mod networld;
 
 use std::path::{Path, PathBuf};
@@ -56,14 +57,21 @@ impl World {
 
     /// `defender run --policy P --audit-file A [extra] -- command...`, not yet started.
     pub fn command(&self, policy: Option<&Path>, extra: &[&str], command: &[&str]) -> Command {
+        let mut flags = vec!["--container", "test-container", "--image", "test/image:1"];
+        flags.extend_from_slice(extra);
+        self.unnamed_command(policy, &flags, command)
+    }
+
+    /// Like [`World::command`], without `--container`/`--image`; none of the environment that
+    /// names the container (`DEFENDER_CONTAINER`, `DEFENDER_IMAGE`, ECS metadata) passes either.
+    pub fn unnamed_command(
+        &self,
+        policy: Option<&Path>,
+        extra: &[&str],
+        command: &[&str],
+    ) -> Command {
         let mut c = Command::new(defender());
-        c.arg("run")
-            .arg("--audit-file")
-            .arg(self.audit_path())
-            .arg("--container")
-            .arg("test-container")
-            .arg("--image")
-            .arg("test/image:1");
+        c.arg("run").arg("--audit-file").arg(self.audit_path());
         if let Some(p) = policy {
             c.arg("--policy").arg(p);
         }
@@ -73,7 +81,10 @@ impl World {
             .current_dir(self.dir.path());
         c.env_remove("DEFENDER_POLICY")
             .env_remove("DEFENDER_CONSOLE")
-            .env_remove("DEFENDER_AUDIT_FILE");
+            .env_remove("DEFENDER_AUDIT_FILE")
+            .env_remove("DEFENDER_CONTAINER")
+            .env_remove("DEFENDER_IMAGE")
+            .env_remove("ECS_CONTAINER_METADATA_URI_V4");
         c
     }
 
@@ -263,4 +274,68 @@ pub fn wait_until(guard: std::time::Duration, mut cond: impl FnMut() -> bool) ->
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+}
+
+// ---- Golden files and the embedding commands ----
+
+/// A path in the repository.
+pub fn repo_path(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+/// Asserts that the golden file `relative` (in the repository) holds `actual`; with
+/// `UPDATE_GOLDEN=1` in the environment, writes it instead (then review the diff).
+pub fn golden(relative: &str, actual: &str) {
+    let path = repo_path(relative);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let want = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{relative}: {e}; `UPDATE_GOLDEN=1 cargo test` writes it"));
+    if want != actual {
+        let (n, (w, a)) = want
+            .lines()
+            .chain(std::iter::repeat("<end>"))
+            .zip(actual.lines().chain(std::iter::repeat("<end>")))
+            .enumerate()
+            .find(|(_, (w, a))| w != a)
+            .unwrap_or((0, ("", "")));
+        panic!(
+            "{relative} is not what the tool makes now; first difference at line {}:\n  file: {w}\n  tool: {a}\n\
+             If the change is intended, `UPDATE_GOLDEN=1 cargo test` rewrites the file.\nThe tool made:\n{actual}",
+            n + 1
+        );
+    }
+}
+
+/// `defender ARGS` from the repository's root, with `stdin` as its input, run to completion.
+pub fn defender_cli(args: &[&str], stdin: Option<&str>) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(defender())
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("defender starts");
+    let mut input = child.stdin.take().unwrap();
+    // A command refused before it reads its input closes the pipe early; that is not an error here.
+    let _ = input.write_all(stdin.unwrap_or("").as_bytes());
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+/// [`defender_cli`], which must succeed: (stdout, stderr).
+pub fn defender_cli_ok(args: &[&str], stdin: Option<&str>) -> (String, String) {
+    let out = defender_cli(args, stdin);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "defender {}: {}",
+        args.join(" "),
+        stderr(&out)
+    );
+    (stdout(&out), stderr(&out))
 }

@@ -1,0 +1,624 @@
+//! `defender fargate embed`: rewrites an ECS task definition so that every container starts under
+//! `defender run`, the binary coming from a carrier container through a task volume.
+//!
+//! What is added (and nothing else is touched):
+//! - a task volume `defender`, and a carrier container `defender` that copies its binary into it
+//!   (`/defender install /opt/defender`) and exits: `essential: false`, so its exit ends nothing;
+//! - in every other container: the volume mounted read-only at `/opt/defender`, a `dependsOn` on
+//!   the carrier with `SUCCESS` (the binary is there before the container starts), `SYS_PTRACE`
+//!   (the only capability Fargate lets a task add; the defender needs it to read the memory of
+//!   processes of other uids and to verify launches), `DEFENDER_CONTAINER`/`DEFENDER_IMAGE`, the
+//!   console settings, and an `entryPoint` that is the defender followed by the original one.
+//!
+//! Every step first looks whether it was already done, so embedding a protected definition again
+//! changes nothing. The `describe-task-definition` wrapper is unwrapped and the fields that
+//! `register-task-definition` refuses are dropped, so the output registers as it is.
+
+use serde_json::{Map, Value, json};
+
+use super::image_config::ImageConfigs;
+use super::{BINARY_DIR, CARRIER_BINARY, Launch, is_defender, protected_entrypoint};
+
+/// The carrier container's name, and the task volume's.
+pub const CARRIER: &str = "defender";
+/// The carrier image used when none is given and the definition has no carrier yet.
+pub const DEFAULT_IMAGE: &str = concat!("defender:", env!("CARGO_PKG_VERSION"));
+
+/// Fields `describe-task-definition` adds that `register-task-definition` refuses.
+const READ_ONLY_FIELDS: [&str; 8] = [
+    "taskDefinitionArn",
+    "revision",
+    "status",
+    "requiresAttributes",
+    "compatibilities",
+    "registeredAt",
+    "registeredBy",
+    "deregisteredAt",
+];
+
+/// How the defender token reaches the containers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Token {
+    /// In clear, as the `DEFENDER_TOKEN` environment variable.
+    Plain(String),
+    /// As an ECS `secrets` entry: ECS reads the secret (Secrets Manager or SSM) at start.
+    Secret(String),
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    pub console: Option<String>,
+    pub token: Option<Token>,
+    /// The carrier image; `None` keeps an existing carrier's image, or uses [`DEFAULT_IMAGE`].
+    pub defender_image: Option<String>,
+    pub images: ImageConfigs,
+}
+
+/// The protected task definition, and what the user should know about it.
+#[derive(Debug)]
+pub struct Embedded {
+    pub definition: Value,
+    pub warnings: Vec<String>,
+}
+
+impl Embedded {
+    /// The definition as `register-task-definition --cli-input-json` takes it.
+    pub fn to_json(&self) -> String {
+        let mut text = serde_json::to_string_pretty(&self.definition)
+            .expect("a serde_json::Value always serializes");
+        text.push('\n');
+        text
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FargateError {
+    #[error("the task definition is not JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("the task definition: {0}")]
+    Shape(String),
+    #[error("containerDefinitions[{index}]: {what}")]
+    Container { index: usize, what: String },
+    #[error(
+        "container {container:?} (image {image}) {reason}: pass --image-config {image}=FILE, FILE \
+         being the output of `docker image inspect {image}` (or the image's OCI config), or write \
+         its entryPoint and command into the task definition"
+    )]
+    NeedsImageConfig {
+        container: String,
+        image: String,
+        reason: &'static str,
+    },
+    #[error(
+        "container {container:?}: its image {image} has neither ENTRYPOINT nor CMD (--image-config), so there is nothing to start"
+    )]
+    NothingToRun { container: String, image: String },
+    #[error(
+        "container {CARRIER:?} exists and is not the defender's carrier (it does not run `{CARRIER_BINARY} install`); rename it"
+    )]
+    CarrierTaken,
+    #[error("--console {0:?}: expected an http:// or https:// URL")]
+    Console(String),
+    #[error("runtimePlatform.cpuArchitecture is {0}: the defender is built for x86_64 only")]
+    Architecture(String),
+}
+
+/// Protects every container of the task definition in `text`.
+pub fn embed(text: &str, opts: &Options) -> Result<Embedded, FargateError> {
+    if let Some(url) = &opts.console
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        return Err(FargateError::Console(url.clone()));
+    }
+    let mut def = unwrap(serde_json::from_str(text)?)?;
+    for field in READ_ONLY_FIELDS {
+        def.shift_remove(field);
+    }
+    if let Some(arch) = def
+        .get("runtimePlatform")
+        .and_then(|p| p.get("cpuArchitecture"))
+        .and_then(Value::as_str)
+        .filter(|a| !a.eq_ignore_ascii_case("X86_64"))
+    {
+        return Err(FargateError::Architecture(arch.into()));
+    }
+
+    let containers = def
+        .get_mut("containerDefinitions")
+        .and_then(Value::as_array_mut)
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| FargateError::Shape("containerDefinitions is missing or empty".into()))?;
+    let mut warnings = Vec::new();
+    let mut carrier = None;
+    for (index, c) in containers.iter_mut().enumerate() {
+        let c = c.as_object_mut().ok_or_else(|| FargateError::Container {
+            index,
+            what: "not an object".into(),
+        })?;
+        if c.get("name").and_then(Value::as_str) == Some(CARRIER) {
+            if !is_carrier(c) {
+                return Err(FargateError::CarrierTaken);
+            }
+            carrier = Some(index);
+        } else {
+            protect(index, c, opts)?;
+        }
+    }
+    match carrier {
+        Some(index) => {
+            if let Some(image) = &opts.defender_image {
+                containers[index]["image"] = json!(image);
+            }
+        }
+        None => {
+            let image = opts.defender_image.as_deref().unwrap_or_else(|| {
+                warnings.push(format!(
+                    "the carrier container runs the image {DEFAULT_IMAGE}: push the carrier image \
+                     (Dockerfile.example, stage `defender`) under that name, or pass --defender-image"
+                ));
+                DEFAULT_IMAGE
+            });
+            containers.push(carrier_container(image));
+        }
+    }
+    let volumes = list(&mut def, "volumes").map_err(FargateError::Shape)?;
+    if !volumes.iter().any(|v| v["name"] == CARRIER) {
+        volumes.push(json!({ "name": CARRIER }));
+    }
+
+    match &opts.token {
+        Some(Token::Plain(_)) => warnings.push(
+            "--token: the token is written into the task definition in clear text; \
+             --token-secret ARN keeps it in Secrets Manager or SSM Parameter Store"
+                .into(),
+        ),
+        Some(Token::Secret(arn)) if def.get("executionRoleArn").is_none() => {
+            warnings.push(format!(
+                "--token-secret: ECS reads secrets with the task execution role, and this task \
+                 definition has no executionRoleArn; add one that may read {arn}"
+            ))
+        }
+        _ => {}
+    }
+    Ok(Embedded {
+        definition: Value::Object(def),
+        warnings,
+    })
+}
+
+/// The definition itself: `describe-task-definition` wraps it as `{"taskDefinition": {...}}`,
+/// with the task's tags beside it, which `register-task-definition` takes inside.
+fn unwrap(root: Value) -> Result<Map<String, Value>, FargateError> {
+    let Value::Object(mut root) = root else {
+        return Err(FargateError::Shape("not a JSON object".into()));
+    };
+    let Some(inner) = root.shift_remove("taskDefinition") else {
+        return Ok(root);
+    };
+    let Value::Object(mut def) = inner else {
+        return Err(FargateError::Shape(
+            "taskDefinition is not an object".into(),
+        ));
+    };
+    if let Some(tags) = root.shift_remove("tags")
+        && tags.as_array().is_some_and(|t| !t.is_empty())
+        && !def.contains_key("tags")
+    {
+        def.insert("tags".into(), tags);
+    }
+    Ok(def)
+}
+
+/// Whether `c`, named like the carrier, is one: it runs `…/defender install DIR`.
+fn is_carrier(c: &Map<String, Value>) -> bool {
+    let argv = strings(c, "entryPoint").ok().flatten().unwrap_or_default();
+    matches!(argv.as_slice(), [program, install, ..] if is_defender(program) && install == "install")
+}
+
+fn carrier_container(image: &str) -> Value {
+    json!({
+        "name": CARRIER,
+        "image": image,
+        "essential": false,
+        "entryPoint": [CARRIER_BINARY, "install", BINARY_DIR],
+        "mountPoints": [
+            { "sourceVolume": CARRIER, "containerPath": BINARY_DIR, "readOnly": false }
+        ]
+    })
+}
+
+/// Makes container `c` start under the defender, with everything the defender needs.
+fn protect(index: usize, c: &mut Map<String, Value>, opts: &Options) -> Result<(), FargateError> {
+    let field = |c: &Map<String, Value>, key: &str| -> Result<String, FargateError> {
+        c.get(key)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| FargateError::Container {
+                index,
+                what: format!("{key} is missing or not a string"),
+            })
+    };
+    let name = field(c, "name")?;
+    let image = field(c, "image")?;
+    let shape = |what: String| FargateError::Container {
+        index,
+        what: format!("{name:?}: {what}"),
+    };
+    let entry = entry_point(c).map_err(&shape)?;
+    let command = strings(c, "command").map_err(&shape)?;
+    if let Some(rewrite) = rewrite(&name, &image, entry, command, &opts.images)? {
+        c.insert("entryPoint".into(), json!(rewrite.entry_point));
+        if let Some(command) = rewrite.command {
+            c.insert("command".into(), json!(command));
+        }
+    }
+
+    let mounts = list(c, "mountPoints").map_err(&shape)?;
+    if !mounts.iter().any(|m| m["sourceVolume"] == CARRIER) {
+        mounts.push(
+            json!({ "sourceVolume": CARRIER, "containerPath": BINARY_DIR, "readOnly": true }),
+        );
+    }
+    let depends = list(c, "dependsOn").map_err(&shape)?;
+    if !depends.iter().any(|d| d["containerName"] == CARRIER) {
+        depends.push(json!({ "containerName": CARRIER, "condition": "SUCCESS" }));
+    }
+    let linux = object(c, "linuxParameters").map_err(&shape)?;
+    let capabilities = object(linux, "capabilities").map_err(&shape)?;
+    let add = list(capabilities, "add").map_err(&shape)?;
+    if !add.iter().any(|a| a == "SYS_PTRACE") {
+        add.push(json!("SYS_PTRACE"));
+    }
+
+    set_named(c, "environment", "DEFENDER_CONTAINER", "value", &name).map_err(&shape)?;
+    set_named(c, "environment", "DEFENDER_IMAGE", "value", &image).map_err(&shape)?;
+    if let Some(url) = &opts.console {
+        set_named(c, "environment", "DEFENDER_CONSOLE", "value", url).map_err(&shape)?;
+    }
+    match &opts.token {
+        Some(Token::Plain(token)) => {
+            remove_named(c, "secrets", "DEFENDER_TOKEN");
+            set_named(c, "environment", "DEFENDER_TOKEN", "value", token).map_err(&shape)?;
+        }
+        Some(Token::Secret(arn)) => {
+            remove_named(c, "environment", "DEFENDER_TOKEN");
+            set_named(c, "secrets", "DEFENDER_TOKEN", "valueFrom", arn).map_err(&shape)?;
+        }
+        None => {}
+    }
+    Ok(())
+}
+
+/// A container's `entryPoint` as ECS reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Entry {
+    /// Missing, null or `[]`: the image's ENTRYPOINT applies.
+    Unset,
+    /// `[""]`: the image's ENTRYPOINT is cleared; the command runs on its own.
+    Cleared,
+    Set(Vec<String>),
+}
+
+fn entry_point(c: &Map<String, Value>) -> Result<Entry, String> {
+    Ok(match strings(c, "entryPoint")? {
+        None => Entry::Unset,
+        Some(e) if e.is_empty() => Entry::Unset,
+        Some(e) if e == [""] => Entry::Cleared,
+        Some(e) => Entry::Set(e),
+    })
+}
+
+/// `c[key]` as a list of strings; `None` when missing, null or `[]` (Docker then uses the
+/// image's).
+fn strings(c: &Map<String, Value>, key: &str) -> Result<Option<Vec<String>>, String> {
+    let not_strings = || format!("{key} is not a list of strings");
+    match c.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(items)) if items.is_empty() => Ok(None),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|i| i.as_str().map(str::to_string))
+            .collect::<Option<Vec<_>>>()
+            .map(Some)
+            .ok_or_else(not_strings),
+        Some(_) => Err(not_strings()),
+    }
+}
+
+/// The new `entryPoint`, and the `command` to write (`None`: the field stays as it is).
+#[derive(Debug, PartialEq, Eq)]
+struct Rewrite {
+    entry_point: Vec<String>,
+    command: Option<Vec<String>>,
+}
+
+/// What the container runs, as Docker composes it from the definition and the image, and how
+/// to write it so that it starts under the defender; `None` when it already does.
+///
+/// Setting `entryPoint` makes ECS drop the image's CMD, so a CMD that came from the image is
+/// written into `command`. A `command` from the definition stays where it is, so that ECS
+/// overrides of `command` still reach the original entrypoint.
+fn rewrite(
+    name: &str,
+    image: &str,
+    entry: Entry,
+    command: Option<Vec<String>>,
+    images: &ImageConfigs,
+) -> Result<Option<Rewrite>, FargateError> {
+    let needs = |reason: &'static str| FargateError::NeedsImageConfig {
+        container: name.into(),
+        image: image.into(),
+        reason,
+    };
+    let (launch, command_from_image) = match (entry, command) {
+        (Entry::Set(entrypoint), command) => (
+            Launch {
+                entrypoint,
+                cmd: command.unwrap_or_default(),
+            },
+            false,
+        ),
+        (Entry::Cleared, Some(cmd)) => (
+            Launch {
+                entrypoint: Vec::new(),
+                cmd,
+            },
+            false,
+        ),
+        (Entry::Cleared, None) => {
+            let config = images.get(image).ok_or_else(|| {
+                needs("clears the entryPoint ([\"\"]) and sets no command, so it runs the image's CMD, which the task definition does not show")
+            })?;
+            (
+                Launch {
+                    entrypoint: Vec::new(),
+                    cmd: config.cmd.clone(),
+                },
+                true,
+            )
+        }
+        (Entry::Unset, command) => {
+            let config = images.get(image).ok_or_else(|| match command {
+                Some(_) => needs("sets a command but no entryPoint, so the image's ENTRYPOINT, which the task definition does not show, decides how it runs"),
+                None => needs("sets neither entryPoint nor command, so it runs the image's ENTRYPOINT and CMD, which the task definition does not show"),
+            })?;
+            let from_image = command.is_none();
+            (
+                Launch {
+                    entrypoint: config.entrypoint.clone(),
+                    cmd: command.unwrap_or_else(|| config.cmd.clone()),
+                },
+                from_image,
+            )
+        }
+    };
+    if launch.is_empty() {
+        return Err(FargateError::NothingToRun {
+            container: name.into(),
+            image: image.into(),
+        });
+    }
+    if launch.is_protected() {
+        return Ok(None);
+    }
+    Ok(Some(Rewrite {
+        entry_point: protected_entrypoint(&launch.entrypoint),
+        command: (command_from_image && !launch.cmd.is_empty()).then_some(launch.cmd),
+    }))
+}
+
+/// `map[key]` as a list, created when missing or null.
+fn list<'a>(map: &'a mut Map<String, Value>, key: &str) -> Result<&'a mut Vec<Value>, String> {
+    let v = map.entry(key).or_insert(Value::Null);
+    if v.is_null() {
+        *v = json!([]);
+    }
+    v.as_array_mut()
+        .ok_or_else(|| format!("{key} is not a list"))
+}
+
+/// `map[key]` as an object, created when missing or null.
+fn object<'a>(
+    map: &'a mut Map<String, Value>,
+    key: &str,
+) -> Result<&'a mut Map<String, Value>, String> {
+    let v = map.entry(key).or_insert(Value::Null);
+    if v.is_null() {
+        *v = json!({});
+    }
+    v.as_object_mut()
+        .ok_or_else(|| format!("{key} is not an object"))
+}
+
+/// Sets `{"name": name, field: value}` in the list `key` (`environment`, `secrets`): in place
+/// when the name is there, appended otherwise.
+fn set_named(
+    map: &mut Map<String, Value>,
+    key: &str,
+    name: &str,
+    field: &str,
+    value: &str,
+) -> Result<(), String> {
+    let entries = list(map, key)?;
+    match entries.iter_mut().find(|e| e["name"] == name) {
+        Some(entry) => entry[field] = json!(value),
+        None => entries.push(json!({ "name": name, field: value })),
+    }
+    Ok(())
+}
+
+/// Removes the entries named `name` from the list `key`, if there is such a list.
+fn remove_named(map: &mut Map<String, Value>, key: &str, name: &str) {
+    if let Some(entries) = map.get_mut(key).and_then(Value::as_array_mut) {
+        entries.retain(|e| e["name"] != name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strs(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn launch(entrypoint: &[&str], cmd: &[&str]) -> Launch {
+        Launch {
+            entrypoint: strs(entrypoint),
+            cmd: strs(cmd),
+        }
+    }
+
+    const D: &str = "/opt/defender/defender";
+
+    #[test]
+    fn what_runs_is_composed_like_docker_does() {
+        let images = ImageConfigs::from_pairs(&[
+            ("app", launch(&["/entry"], &["serve"])),
+            ("cmd-only", launch(&[], &["/run.sh"])),
+            ("empty", launch(&[], &[])),
+            ("protected", launch(&[D, "run", "--", "/entry"], &[])),
+        ]);
+        type Case<'a> = (
+            &'a str,
+            Entry,
+            Option<&'a [&'a str]>,
+            Result<Option<(Vec<&'a str>, Option<Vec<&'a str>>)>, &'a str>,
+        );
+        let cases: Vec<Case> = vec![
+            // both in the definition: no image needed; command stays where it is
+            (
+                "none",
+                Entry::Set(strs(&["/bin/app"])),
+                Some(&["-v"]),
+                Ok(Some((vec![D, "run", "--", "/bin/app"], None))),
+            ),
+            // entryPoint set, no command: the image's CMD is dropped by ECS, as before
+            (
+                "app",
+                Entry::Set(strs(&["/bin/app"])),
+                None,
+                Ok(Some((vec![D, "run", "--", "/bin/app"], None))),
+            ),
+            // [""] and a command: the command alone
+            (
+                "none",
+                Entry::Cleared,
+                Some(&["/bin/sh", "-c", "x"]),
+                Ok(Some((vec![D, "run", "--"], None))),
+            ),
+            // [""] and no command: the image's CMD, now written into command
+            (
+                "cmd-only",
+                Entry::Cleared,
+                None,
+                Ok(Some((vec![D, "run", "--"], Some(vec!["/run.sh"])))),
+            ),
+            ("none", Entry::Cleared, None, Err("clears the entryPoint")),
+            // nothing set: the image's ENTRYPOINT and CMD
+            (
+                "app",
+                Entry::Unset,
+                None,
+                Ok(Some((vec![D, "run", "--", "/entry"], Some(vec!["serve"])))),
+            ),
+            // a command only: the image's ENTRYPOINT before it
+            (
+                "app",
+                Entry::Unset,
+                Some(&["other"]),
+                Ok(Some((vec![D, "run", "--", "/entry"], None))),
+            ),
+            (
+                "none",
+                Entry::Unset,
+                Some(&["x"]),
+                Err("sets a command but no entryPoint"),
+            ),
+            (
+                "none",
+                Entry::Unset,
+                None,
+                Err("sets neither entryPoint nor command"),
+            ),
+            (
+                "empty",
+                Entry::Unset,
+                None,
+                Err("neither ENTRYPOINT nor CMD"),
+            ),
+            // already protected, by the definition or by the image
+            (
+                "none",
+                Entry::Set(strs(&[D, "run", "--", "/bin/app"])),
+                None,
+                Ok(None),
+            ),
+            ("protected", Entry::Unset, None, Ok(None)),
+        ];
+        for (image, entry, command, want) in cases {
+            let got = rewrite("c", image, entry.clone(), command.map(strs), &images);
+            match (got, want) {
+                (Ok(got), Ok(want)) => {
+                    let want = want.map(|(e, c)| Rewrite {
+                        entry_point: strs(&e),
+                        command: c.map(|c| strs(&c)),
+                    });
+                    assert_eq!(got, want, "{image} {entry:?} {command:?}");
+                }
+                (Err(e), Err(want)) => {
+                    let e = e.to_string();
+                    assert!(e.contains(want), "{image} {entry:?}: {e}");
+                }
+                (got, want) => panic!("{image} {entry:?} {command:?}: {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn entry_points_are_read_like_ecs_does() {
+        let cases = [
+            (json!({}), Ok(Entry::Unset)),
+            (json!({"entryPoint": null}), Ok(Entry::Unset)),
+            (json!({"entryPoint": []}), Ok(Entry::Unset)),
+            (json!({"entryPoint": [""]}), Ok(Entry::Cleared)),
+            (
+                json!({"entryPoint": ["/a", ""]}),
+                Ok(Entry::Set(strs(&["/a", ""]))),
+            ),
+            (json!({"entryPoint": "/a"}), Err(())),
+            (json!({"entryPoint": [1]}), Err(())),
+        ];
+        for (c, want) in cases {
+            let got = entry_point(c.as_object().unwrap()).map_err(|_| ());
+            assert_eq!(got, want, "{c}");
+        }
+    }
+
+    #[test]
+    fn named_entries_are_replaced_in_place() {
+        let mut c =
+            json!({"environment": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]});
+        let c = c.as_object_mut().unwrap();
+        set_named(c, "environment", "A", "value", "9").unwrap();
+        set_named(c, "environment", "C", "value", "3").unwrap();
+        remove_named(c, "environment", "B");
+        remove_named(c, "secrets", "B");
+        assert_eq!(
+            c["environment"],
+            json!([{"name": "A", "value": "9"}, {"name": "C", "value": "3"}])
+        );
+        assert!(!c.contains_key("secrets"));
+        let mut bad = json!({"environment": {"A": "1"}});
+        assert!(
+            set_named(
+                bad.as_object_mut().unwrap(),
+                "environment",
+                "A",
+                "value",
+                "1"
+            )
+            .is_err()
+        );
+    }
+}

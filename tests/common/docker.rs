@@ -1,0 +1,129 @@
+//! The Docker CLI from tests. No image can be pulled: images are built FROM scratch or imported
+//! from a root file system. Every image, container and volume a test names through [`Docker`]
+//! gets a name unique to the test run and is removed when the test ends, passed or failed.
+
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// How long one docker command may take before the test gives up on it (a build on a busy
+/// machine is the slowest); a guard against hangs, never a measurement.
+pub const DOCKER_GUARD: Duration = Duration::from_secs(300);
+
+/// The static release build of the defender (`.ci/run` and the README's first command make it):
+/// the binary that goes into containers.
+pub fn static_binary() -> PathBuf {
+    let p = super::repo_path("target/x86_64-unknown-linux-musl/release/defender");
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --release --target x86_64-unknown-linux-musl` (.ci/run does)",
+        p.display()
+    );
+    p
+}
+
+/// Debian's busybox-static: the userland of images built FROM scratch (a dynamic busybox would
+/// need a libc there).
+pub fn static_busybox() -> PathBuf {
+    let busybox = super::require("busybox");
+    let out = Command::new(super::require("file"))
+        .arg(&busybox)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("statically linked"),
+        "{} is not static: busybox-static is needed",
+        busybox.display()
+    );
+    busybox
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Container,
+    Volume,
+    Image,
+}
+
+pub struct Docker {
+    bin: PathBuf,
+    made: RefCell<Vec<(Kind, String)>>,
+}
+
+impl Docker {
+    /// Fails loudly when the Docker CLI is missing.
+    pub fn new() -> Docker {
+        Docker {
+            bin: super::require("docker"),
+            made: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// `docker ARGS`, run to completion.
+    pub fn output(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(args);
+        super::finish_within(super::spawn_piped(&mut cmd), DOCKER_GUARD)
+    }
+
+    /// `docker ARGS`, which must succeed; its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.output(args);
+        assert!(
+            out.status.success(),
+            "docker {}: {}{}",
+            args.join(" "),
+            super::stdout(&out),
+            super::stderr(&out)
+        );
+        super::stdout(&out)
+    }
+
+    fn unique(&self, kind: Kind, what: &str) -> String {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "defender-test-{what}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        self.made.borrow_mut().push((kind, name.clone()));
+        name
+    }
+
+    /// A name for an image this test builds (removed at the end).
+    pub fn image(&self, what: &str) -> String {
+        self.unique(Kind::Image, what)
+    }
+
+    /// A name for a container this test runs (removed at the end).
+    pub fn container(&self, what: &str) -> String {
+        self.unique(Kind::Container, what)
+    }
+
+    /// A volume, created now (removed at the end).
+    pub fn volume(&self, what: &str) -> String {
+        let name = self.unique(Kind::Volume, what);
+        self.ok(&["volume", "create", &name]);
+        name
+    }
+}
+
+impl Drop for Docker {
+    fn drop(&mut self) {
+        // Containers first: they hold the volumes and images.
+        let made = self.made.take();
+        for order in [Kind::Container, Kind::Volume, Kind::Image] {
+            for (kind, name) in &made {
+                let args: &[&str] = match (order, kind) {
+                    (Kind::Container, Kind::Container) => &["rm", "-f", "-v"],
+                    (Kind::Volume, Kind::Volume) => &["volume", "rm", "-f"],
+                    (Kind::Image, Kind::Image) => &["rmi", "-f"],
+                    _ => continue,
+                };
+                let _ = Command::new(&self.bin).args(args).arg(name).output();
+            }
+        }
+    }
+}

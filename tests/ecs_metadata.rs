@@ -1,0 +1,261 @@
+//! ECS task metadata v4: `defender run` learns the container, image and task from
+//! `$ECS_CONTAINER_METADATA_URI_V4`, served here by a local stand-in for the ECS agent that
+//! replays the documented responses for a Fargate task (tests/golden/ecs/). Flags and
+//! environment win; an endpoint that fails is reported and the run goes on.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::{Arc, Mutex};
+
+use common::{World, output_within, stderr};
+
+const DOCKER_ID: &str = "3f6a0b1c2d4e4f5a8b9c0d1e2f3a4b5c-1234567890";
+const TASK_ARN: &str =
+    "arn:aws:ecs:us-west-2:111122223333:task/default/3f6a0b1c2d4e4f5a8b9c0d1e2f3a4b5c";
+const IMAGE: &str = "111122223333.dkr.ecr.us-west-2.amazonaws.com/twistlock-fargate-auto:latest";
+
+/// What the stand-in endpoint does with a request.
+#[derive(Clone, Copy)]
+enum Behaviour {
+    /// Answers `/v4/ID` and `/v4/ID/task` with the recorded responses.
+    Replay,
+    /// Like `Replay`, with the container response stripped of its `Labels`.
+    NoLabels,
+    /// Reads the request and never answers.
+    Silent,
+    /// Answers 200 with a body that is not JSON.
+    Garbage,
+}
+
+struct Endpoint {
+    addr: SocketAddr,
+    /// The paths requested, in order.
+    paths: Arc<Mutex<Vec<String>>>,
+}
+
+impl Endpoint {
+    fn uri(&self) -> String {
+        format!("http://{}/v4/{DOCKER_ID}", self.addr)
+    }
+
+    fn paths(&self) -> Vec<String> {
+        self.paths.lock().unwrap().clone()
+    }
+}
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(common::repo_path(&format!("tests/golden/ecs/{name}"))).unwrap()
+}
+
+fn serve(behaviour: Behaviour) -> Endpoint {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let paths = Arc::new(Mutex::new(Vec::new()));
+    let seen = paths.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let text = String::from_utf8_lossy(&request);
+            let path = text.split_whitespace().nth(1).unwrap_or("").to_string();
+            seen.lock().unwrap().push(path.clone());
+            let container = format!("/v4/{DOCKER_ID}");
+            let (status, body) = match behaviour {
+                Behaviour::Silent => {
+                    // Hold the connection open, answering nothing.
+                    std::thread::sleep(common::HANG_GUARD);
+                    continue;
+                }
+                Behaviour::Garbage => ("200 OK", "<html>metadata</html>".to_string()),
+                _ if path == container => {
+                    let mut v: serde_json::Value =
+                        serde_json::from_str(&fixture("container.json")).unwrap();
+                    if matches!(behaviour, Behaviour::NoLabels) {
+                        v.as_object_mut().unwrap().remove("Labels");
+                    }
+                    ("200 OK", v.to_string())
+                }
+                _ if path == format!("{container}/task") => ("200 OK", fixture("task.json")),
+                _ => ("404 Not Found", "404 page not found".to_string()),
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    Endpoint { addr, paths }
+}
+
+/// No mkdir in the sample's container: the rule matches only if the defender knows its name
+/// and image.
+const POLICY: &str = r#"{"rules": [{"name": "sample: no mkdir",
+    "collections": {"containers": ["twistlock-fargate-task"], "images": ["*/twistlock-fargate-auto:*"]},
+    "processes": {"effect": "prevent", "deny": ["mkdir"]}}]}"#;
+
+/// `defender run` (no --container/--image) around `command`, with the metadata URI set.
+fn run_with_metadata(
+    w: &World,
+    uri: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+    command: &[&str],
+) -> std::process::Output {
+    let policy = w.policy(POLICY);
+    let mut cmd = w.unnamed_command(Some(&policy), extra, command);
+    cmd.env("ECS_CONTAINER_METADATA_URI_V4", uri);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    output_within(&mut cmd)
+}
+
+#[test]
+fn audits_carry_the_container_image_and_task_from_the_metadata() {
+    let endpoint = serve(Behaviour::Replay);
+    let w = World::new();
+    let out = run_with_metadata(
+        &w,
+        &endpoint.uri(),
+        &["--log-level", "info"],
+        &[],
+        &["mkdir", "made"],
+    );
+    let err = stderr(&out);
+    // The rule scoped to the sample's container applied: mkdir was prevented.
+    assert_eq!(out.status.code(), Some(126), "{err}");
+    assert!(!w.path("made").exists());
+    let audits = w.audits_of("process");
+    assert_eq!(audits.len(), 1, "{err}");
+    assert_eq!(audits[0]["container"], "twistlock-fargate-task");
+    assert_eq!(audits[0]["image"], IMAGE);
+    assert_eq!(audits[0]["task"], TASK_ARN);
+    assert_eq!(audits[0]["rule"], "sample: no mkdir");
+    // Cluster and family are logged; the labels named the task, so /task was not needed.
+    assert!(
+        err.contains("cluster arn:aws:ecs:us-west-2:111122223333:cluster/default, family twistlock-fargate-task revision 4"),
+        "{err}"
+    );
+    assert_eq!(endpoint.paths(), [format!("/v4/{DOCKER_ID}")]);
+    assert!(
+        w.audits_of("defender")
+            .iter()
+            .all(|e| !e["message"].as_str().unwrap().contains("metadata"))
+    );
+}
+
+#[test]
+fn without_labels_the_task_response_names_the_task() {
+    let endpoint = serve(Behaviour::NoLabels);
+    let w = World::new();
+    let out = run_with_metadata(&w, &endpoint.uri(), &[], &[], &["mkdir", "made"]);
+    assert_eq!(out.status.code(), Some(126), "{}", stderr(&out));
+    let audits = w.audits_of("process");
+    assert_eq!(audits[0]["task"], TASK_ARN);
+    assert_eq!(audits[0]["container"], "twistlock-fargate-task");
+    assert_eq!(
+        endpoint.paths(),
+        [format!("/v4/{DOCKER_ID}"), format!("/v4/{DOCKER_ID}/task")]
+    );
+}
+
+#[test]
+fn flags_and_environment_win_over_the_metadata() {
+    let endpoint = serve(Behaviour::Replay);
+    let w = World::new();
+    // The environment names another container, which the rule does not cover: nothing enforced.
+    let out = run_with_metadata(
+        &w,
+        &endpoint.uri(),
+        &[],
+        &[("DEFENDER_CONTAINER", "renamed")],
+        &["mkdir", "made"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(w.path("made").exists());
+
+    // A flag for the image, the metadata for the name: both must match the rule.
+    let w = World::new();
+    let out = run_with_metadata(
+        &w,
+        &endpoint.uri(),
+        &["--image", "registry/twistlock-fargate-auto:2"],
+        &[],
+        &["mkdir", "made"],
+    );
+    assert_eq!(out.status.code(), Some(126), "{}", stderr(&out));
+    let audits = w.audits_of("process");
+    assert_eq!(audits[0]["image"], "registry/twistlock-fargate-auto:2");
+    assert_eq!(audits[0]["container"], "twistlock-fargate-task");
+    assert_eq!(audits[0]["task"], TASK_ARN);
+}
+
+/// The run goes on with the defaults, and the failure is on stderr and in a `defender` audit.
+fn assert_reported(w: &World, out: &std::process::Output, reason: &str) {
+    let err = stderr(out);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "the command's own status: {err}"
+    );
+    assert!(
+        err.contains("defender: warn: ECS task metadata could not be read"),
+        "{err}"
+    );
+    let events = w.audits_of("defender");
+    let report = events
+        .iter()
+        .find(|e| {
+            e["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("ECS task metadata could not be read")
+        })
+        .unwrap_or_else(|| panic!("no defender event: {events:?}"));
+    let message = report["message"].as_str().unwrap();
+    assert!(message.contains(reason), "{message}");
+    assert_eq!(report["effect"], "alert");
+    let host = nix::unistd::gethostname().unwrap().into_string().unwrap();
+    assert_eq!(report["container"], host.as_str());
+    assert_eq!(report["image"], "unknown");
+    assert!(report.get("task").is_none());
+}
+
+#[test]
+fn an_unreachable_endpoint_is_reported_and_the_run_goes_on() {
+    // A port nobody listens on.
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let w = World::new();
+    let uri = format!("http://{addr}/v4/{DOCKER_ID}");
+    let out = run_with_metadata(&w, &uri, &[], &[], &["sh", "-c", "exit 3"]);
+    assert_reported(&w, &out, "Connection refused");
+}
+
+#[test]
+fn an_endpoint_that_never_answers_times_out() {
+    let endpoint = serve(Behaviour::Silent);
+    let w = World::new();
+    let out = run_with_metadata(&w, &endpoint.uri(), &[], &[], &["sh", "-c", "exit 3"]);
+    assert_reported(&w, &out, "timeout");
+}
+
+#[test]
+fn an_answer_that_is_not_metadata_is_reported() {
+    let endpoint = serve(Behaviour::Garbage);
+    let w = World::new();
+    let out = run_with_metadata(&w, &endpoint.uri(), &[], &[], &["sh", "-c", "exit 3"]);
+    assert_reported(&w, &out, "not JSON");
+}

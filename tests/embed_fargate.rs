@@ -1,0 +1,476 @@
+//! `defender fargate embed`: golden files for the seed's sample task, a multi-container task with
+//! secrets and existing linuxParameters, and `describe-task-definition` output; idempotence;
+//! every other field surviving; and the errors that say what to pass.
+
+mod common;
+
+use serde_json::{Value, json};
+
+use common::{defender_cli, defender_cli_ok, golden, repo_path, stderr, stdout};
+
+const SAMPLE: &str = "task-definitions/twistlock-fargate-task.json";
+const SAMPLE_IMAGE: &str =
+    "matthewabq/twistlock-fargate-auto=task-definitions/twistlock-fargate-auto.image.json";
+const D: &str = "/opt/defender/defender";
+
+/// `defender fargate embed ARGS`, which must succeed: (stdout, stderr).
+fn embed_ok(args: &[&str], stdin: Option<&str>) -> (String, String) {
+    defender_cli_ok(&[&["fargate", "embed"], args].concat(), stdin)
+}
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+fn read(relative: &str) -> String {
+    std::fs::read_to_string(repo_path(relative)).unwrap()
+}
+
+fn container<'a>(def: &'a Value, name: &str) -> &'a Value {
+    def["containerDefinitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no container {name}"))
+}
+
+/// What a container runs: entryPoint followed by command.
+fn argv(c: &Value) -> Vec<String> {
+    let list = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| a.iter().map(|s| s.as_str().unwrap().to_string()).collect())
+            .unwrap_or_default()
+    };
+    [list(&c["entryPoint"]), list(&c["command"])].concat()
+}
+
+fn env<'a>(c: &'a Value, list: &str, name: &str) -> Vec<&'a Value> {
+    c[list]
+        .as_array()
+        .map(|a| a.iter().filter(|e| e["name"] == name).collect())
+        .unwrap_or_default()
+}
+
+/// The checks every protected app container passes.
+fn assert_protected(def: &Value, name: &str, image: &str, runs: &[&str]) {
+    let c = container(def, name);
+    let want: Vec<String> = [D, "run", "--"]
+        .iter()
+        .chain(runs)
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(argv(c), want, "{name}");
+    assert_eq!(
+        env(c, "environment", "DEFENDER_CONTAINER"),
+        [&json!({"name": "DEFENDER_CONTAINER", "value": name})]
+    );
+    assert_eq!(
+        env(c, "environment", "DEFENDER_IMAGE"),
+        [&json!({"name": "DEFENDER_IMAGE", "value": image})]
+    );
+    let caps = c["linuxParameters"]["capabilities"]["add"]
+        .as_array()
+        .unwrap();
+    assert_eq!(
+        caps.iter().filter(|a| *a == "SYS_PTRACE").count(),
+        1,
+        "{name}"
+    );
+    let deps: Vec<&Value> = c["dependsOn"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["containerName"] == "defender")
+        .collect();
+    assert_eq!(
+        deps,
+        [&json!({"containerName": "defender", "condition": "SUCCESS"})]
+    );
+    let mounts: Vec<&Value> = c["mountPoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["sourceVolume"] == "defender")
+        .collect();
+    assert_eq!(
+        mounts,
+        [&json!({"sourceVolume": "defender", "containerPath": "/opt/defender", "readOnly": true})]
+    );
+}
+
+/// The carrier: copies the binary into the volume and exits, ending nothing.
+fn assert_carrier(def: &Value, image: &str) {
+    let carrier = container(def, "defender");
+    assert_eq!(carrier["image"], image);
+    assert_eq!(carrier["essential"], false);
+    assert_eq!(argv(carrier), ["/defender", "install", "/opt/defender"]);
+    assert_eq!(
+        carrier["mountPoints"],
+        json!([{"sourceVolume": "defender", "containerPath": "/opt/defender", "readOnly": false}])
+    );
+    let volumes = def["volumes"].as_array().unwrap();
+    assert_eq!(
+        volumes.iter().filter(|v| v["name"] == "defender").count(),
+        1
+    );
+}
+
+#[test]
+fn the_sample_task_protected_form_is_what_the_tool_makes() {
+    let (out, err) = embed_ok(
+        &["--task-definition", SAMPLE, "--image-config", SAMPLE_IMAGE],
+        None,
+    );
+    golden(
+        "task-definitions/twistlock-fargate-task.protected.json",
+        &out,
+    );
+    let def = json(&out);
+    // [""] with no command: the image's CMD, under the defender.
+    assert_protected(
+        &def,
+        "twistlock-fargate-task",
+        "matthewabq/twistlock-fargate-auto",
+        &["/entrypoint.sh"],
+    );
+    assert_carrier(&def, "defender:0.1.0");
+    // The default carrier image is named, with what to do about it.
+    assert!(
+        err.contains("defender:0.1.0") && err.contains("--defender-image"),
+        "{err}"
+    );
+    // Every other field as given.
+    let sample = json(&read(SAMPLE));
+    for key in [
+        "requiresCompatibilities",
+        "family",
+        "networkMode",
+        "memory",
+        "cpu",
+    ] {
+        assert_eq!(def[key], sample[key], "{key}");
+    }
+    assert_eq!(
+        container(&def, "twistlock-fargate-task")["portMappings"],
+        json!([])
+    );
+}
+
+#[test]
+fn a_task_without_what_its_container_runs_needs_the_image_config() {
+    let out = defender_cli(&["fargate", "embed", "--task-definition", SAMPLE], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stdout(&out).is_empty());
+    let err = stderr(&out);
+    for part in [
+        "container \"twistlock-fargate-task\"",
+        "clears the entryPoint",
+        "--image-config matthewabq/twistlock-fargate-auto=FILE",
+        "docker image inspect matthewabq/twistlock-fargate-auto",
+    ] {
+        assert!(err.contains(part), "{part:?} missing from: {err}");
+    }
+
+    // A command and no entryPoint: the image's ENTRYPOINT decides how it runs.
+    let task = r#"{"containerDefinitions": [{"name": "w", "image": "img:1", "command": ["x"]}]}"#;
+    let out = defender_cli(&["fargate", "embed"], Some(task));
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("container \"w\" (image img:1) sets a command but no entryPoint")
+            && err.contains("--image-config img:1=FILE"),
+        "{err}"
+    );
+}
+
+fn multi_container_args() -> Vec<&'static str> {
+    vec![
+        "--task-definition",
+        "tests/golden/fargate/multi-container.json",
+        "--console",
+        "https://defender-console.internal:8083",
+        "--token-secret",
+        "arn:aws:secretsmanager:us-west-2:111122223333:secret:defender/token-XyZ",
+        "--defender-image",
+        "111122223333.dkr.ecr.us-west-2.amazonaws.com/defender:0.1.0",
+        "--image-config",
+        "111122223333.dkr.ecr.us-west-2.amazonaws.com/shop-worker:1.4.2=tests/golden/fargate/shop-worker.inspect.json",
+        "--image-config",
+        "public.ecr.aws/aws-observability/aws-for-fluent-bit:stable=tests/golden/fargate/aws-for-fluent-bit.oci.json",
+    ]
+}
+
+#[test]
+fn a_multi_container_task_with_secrets_and_linux_parameters() {
+    let (out, err) = embed_ok(&multi_container_args(), None);
+    golden("tests/golden/fargate/multi-container.protected.json", &out);
+    assert!(err.is_empty(), "{err}");
+    let def = json(&out);
+    let ecr = "111122223333.dkr.ecr.us-west-2.amazonaws.com";
+    // Both in the definition.
+    assert_protected(
+        &def,
+        "web",
+        &format!("{ecr}/shop-web:1.4.2"),
+        &["/usr/local/bin/docker-entrypoint.sh", "node", "server.js"],
+    );
+    // A command only: the image's ENTRYPOINT (docker inspect) in front of it, not its CMD.
+    assert_protected(
+        &def,
+        "worker",
+        &format!("{ecr}/shop-worker:1.4.2"),
+        &["/app/worker", "--queue", "orders"],
+    );
+    assert_eq!(
+        container(&def, "worker")["command"],
+        json!(["--queue", "orders"])
+    );
+    // Nothing: the image's CMD (OCI config), written into command.
+    assert_protected(
+        &def,
+        "log_router",
+        "public.ecr.aws/aws-observability/aws-for-fluent-bit:stable",
+        &["/bin/sh", "-c", "/entrypoint.sh"],
+    );
+    assert_carrier(&def, &format!("{ecr}/defender:0.1.0"));
+
+    let web = container(&def, "web");
+    // Existing entries stay, first and as they were.
+    assert_eq!(
+        web["linuxParameters"],
+        json!({"initProcessEnabled": true, "capabilities": {"drop": ["NET_RAW"], "add": ["SYS_PTRACE"]},
+               "tmpfs": [{"containerPath": "/tmp", "size": 64}]})
+    );
+    assert_eq!(
+        web["dependsOn"][0],
+        json!({"containerName": "log_router", "condition": "START"})
+    );
+    assert_eq!(web["mountPoints"][0]["sourceVolume"], "cache");
+    assert_eq!(
+        web["environment"][0],
+        json!({"name": "NODE_ENV", "value": "production"})
+    );
+    // A stale DEFENDER_CONTAINER is corrected in place.
+    assert_eq!(
+        web["environment"][1],
+        json!({"name": "DEFENDER_CONTAINER", "value": "web"})
+    );
+    // The token as a secret, beside the app's own; no clear-text copy anywhere.
+    for c in def["containerDefinitions"].as_array().unwrap() {
+        if c["name"] == "defender" {
+            continue;
+        }
+        assert_eq!(
+            env(c, "secrets", "DEFENDER_TOKEN"),
+            [&json!({"name": "DEFENDER_TOKEN",
+                     "valueFrom": "arn:aws:secretsmanager:us-west-2:111122223333:secret:defender/token-XyZ"})]
+        );
+        assert!(env(c, "environment", "DEFENDER_TOKEN").is_empty(), "{c}");
+        assert_eq!(
+            env(c, "environment", "DEFENDER_CONSOLE"),
+            [
+                &json!({"name": "DEFENDER_CONSOLE", "value": "https://defender-console.internal:8083"})
+            ]
+        );
+    }
+    assert_eq!(web["secrets"][0]["name"], "DB_PASSWORD");
+}
+
+#[test]
+fn every_other_field_survives_untouched() {
+    let (out, _) = embed_ok(&multi_container_args(), None);
+    let before = json(&read("tests/golden/fargate/multi-container.json"));
+    let after = json(&out);
+    // Task level: everything but the added volume.
+    for (key, value) in before.as_object().unwrap() {
+        match key.as_str() {
+            "containerDefinitions" => {}
+            "volumes" => assert_eq!(after[key][0], value[0]),
+            _ => assert_eq!(&after[key], value, "{key}"),
+        }
+    }
+    // Container level: fields the embedding does not own are equal; the lists it adds to keep
+    // their entries (DEFENDER_* aside).
+    let owned = ["entryPoint", "command", "linuxParameters"];
+    let extended = ["environment", "secrets", "mountPoints", "dependsOn"];
+    for c in before["containerDefinitions"].as_array().unwrap() {
+        let name = c["name"].as_str().unwrap();
+        let a = container(&after, name);
+        for (key, value) in c.as_object().unwrap() {
+            if owned.contains(&key.as_str()) {
+                continue;
+            }
+            if extended.contains(&key.as_str()) {
+                for entry in value.as_array().unwrap() {
+                    let ours = entry["name"]
+                        .as_str()
+                        .is_some_and(|n| n.starts_with("DEFENDER_"));
+                    assert!(
+                        ours || a[key].as_array().unwrap().contains(entry),
+                        "{name}.{key}: {entry} lost"
+                    );
+                }
+            } else {
+                assert_eq!(&a[key], value, "{name}.{key}");
+            }
+        }
+    }
+}
+
+#[test]
+fn describe_task_definition_output_is_unwrapped_and_registers_as_is() {
+    let args = [
+        "--task-definition",
+        "tests/golden/fargate/describe-task-definition.json",
+        "--console",
+        "http://10.0.0.5:8083",
+        "--token",
+        "s3cr3t",
+        "--defender-image",
+        "defender:0.1.0",
+    ];
+    let (out, err) = embed_ok(&args, None);
+    golden(
+        "tests/golden/fargate/describe-task-definition.protected.json",
+        &out,
+    );
+    let def = json(&out);
+    assert!(def.get("taskDefinition").is_none());
+    for read_only in [
+        "taskDefinitionArn",
+        "revision",
+        "status",
+        "requiresAttributes",
+        "compatibilities",
+        "registeredAt",
+        "registeredBy",
+    ] {
+        assert!(def.get(read_only).is_none(), "{read_only} kept");
+    }
+    // The tags beside the definition go inside, where register-task-definition takes them.
+    assert_eq!(def["tags"], json!([{"key": "env", "value": "dev"}]));
+    assert_eq!(def["placementConstraints"], json!([]));
+    assert_protected(
+        &def,
+        "hello",
+        "public.ecr.aws/docker/library/busybox:stable",
+        &["sh", "-c", "echo hello; sleep 3600"],
+    );
+    let hello = container(&def, "hello");
+    assert_eq!(
+        env(hello, "environment", "DEFENDER_TOKEN"),
+        [&json!({"name": "DEFENDER_TOKEN", "value": "s3cr3t"})]
+    );
+    // A token in clear text is warned about.
+    assert!(err.contains("--token-secret"), "{err}");
+}
+
+#[test]
+fn embedding_a_protected_definition_changes_nothing() {
+    let cases: Vec<(&str, Vec<&str>)> = vec![
+        (
+            "task-definitions/twistlock-fargate-task.protected.json",
+            vec![],
+        ),
+        (
+            "tests/golden/fargate/multi-container.protected.json",
+            multi_container_args()[2..].to_vec(),
+        ),
+        (
+            "tests/golden/fargate/describe-task-definition.protected.json",
+            vec![],
+        ),
+    ];
+    for (file, options) in cases {
+        let text = read(file);
+        // With the options it was made with, and with none: nothing given, nothing changed.
+        for opts in [options.clone(), vec![]] {
+            let mut args = vec!["--task-definition", file];
+            args.extend(&opts);
+            let (out, _) = embed_ok(&args, None);
+            assert_eq!(out, text, "{file} {opts:?}");
+        }
+    }
+}
+
+#[test]
+fn reads_standard_input() {
+    let (from_file, _) = embed_ok(
+        &["--task-definition", SAMPLE, "--image-config", SAMPLE_IMAGE],
+        None,
+    );
+    let (from_stdin, _) = embed_ok(&["--image-config", SAMPLE_IMAGE], Some(&read(SAMPLE)));
+    assert_eq!(from_stdin, from_file);
+}
+
+#[test]
+fn bad_input_is_refused_with_the_reason() {
+    let one = |extra: &str| {
+        format!(
+            r#"{{"containerDefinitions": [{{"name": "a", "image": "i", "entryPoint": ["/a"]}}{extra}]}}"#
+        )
+    };
+    let cases: Vec<(String, Vec<&str>, &str)> = vec![
+        ("{".into(), vec![], "not JSON"),
+        ("[]".into(), vec![], "not a JSON object"),
+        (r#"{"family": "x"}"#.into(), vec![], "containerDefinitions is missing or empty"),
+        (
+            r#"{"containerDefinitions": [{"image": "i"}]}"#.into(),
+            vec![],
+            "containerDefinitions[0]: name is missing",
+        ),
+        (
+            r#"{"containerDefinitions": [{"name": "a", "image": "i", "entryPoint": "/a"}]}"#.into(),
+            vec![],
+            "\"a\": entryPoint is not a list of strings",
+        ),
+        (
+            r#"{"containerDefinitions": [{"name": "a", "image": "i", "entryPoint": ["/a"], "environment": {}}]}"#
+                .into(),
+            vec![],
+            "\"a\": environment is not a list",
+        ),
+        (
+            one(r#", {"name": "defender", "image": "mine", "entryPoint": ["/mine"]}"#),
+            vec![],
+            "container \"defender\" exists and is not the defender's carrier",
+        ),
+        (
+            r#"{"runtimePlatform": {"cpuArchitecture": "ARM64"}, "containerDefinitions": [{"name": "a", "image": "i", "entryPoint": ["/a"]}]}"#
+                .into(),
+            vec![],
+            "ARM64: the defender is built for x86_64 only",
+        ),
+        (one(""), vec!["--console", "console:8083"], "--console \"console:8083\""),
+        (one(""), vec!["--token", "t", "--token-secret", "arn"], "cannot be used with"),
+        (one(""), vec!["--image-config", "nofile"], "expected IMAGE=FILE"),
+        (
+            one(""),
+            vec!["--image-config", "i=/no/such/file"],
+            "--image-config i=/no/such/file: No such file",
+        ),
+        (
+            r#"{"containerDefinitions": [{"name": "a", "image": "i"}]}"#.into(),
+            vec!["--image-config", "i=tests/golden/fargate/empty.image.json"],
+            "image i has neither ENTRYPOINT nor CMD",
+        ),
+    ];
+    for (input, opts, want) in cases {
+        let mut args = vec!["fargate", "embed"];
+        args.extend(&opts);
+        let out = defender_cli(&args, Some(&input));
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{input} {opts:?}: {}",
+            stderr(&out)
+        );
+        assert!(stdout(&out).is_empty());
+        assert!(
+            stderr(&out).contains(want),
+            "{input} {opts:?}: want {want:?} in {}",
+            stderr(&out)
+        );
+    }
+}

@@ -1,0 +1,4 @@
+FROM scratch
+COPY server /server
+COPY static/ /static/
+CMD ["/server", "--listen", ":8080"]

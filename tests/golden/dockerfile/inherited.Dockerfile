@@ -1,0 +1,9 @@
+FROM debian:bookworm-slim AS base
+RUN apt-get update && apt-get install -y --no-install-recommends tini \
+ && rm -rf /var/lib/apt/lists/*
+COPY run.sh /app/run.sh
+ENTRYPOINT ["/usr/bin/tini", "--"]
+CMD ["/app/run.sh"]
+
+FROM base AS release
+ENV APP_ENV=production

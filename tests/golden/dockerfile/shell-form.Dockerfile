@@ -1,0 +1,13 @@
+FROM python:3.12-slim
+RUN pip install --no-cache-dir gunicorn
+COPY app/ /srv/app/
+WORKDIR /srv
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+# gunicorn replaces the shell; the defender goes in front of the shell
+entrypoint exec gunicorn \
+    --bind 0.0.0.0:8000 app:wsgi
+# A heredoc body is not an instruction, whatever its lines look like.
+RUN <<-NOTES cat > /srv/NOTES
+	ENTRYPOINT ["/not/this/one"]
+	NOTES
+HEALTHCHECK CMD curl -f http://localhost:8000/ || exit 1
