@@ -16,7 +16,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::{Decision, Finding, decide, nxdomain};
-use crate::policy::Rule;
+use crate::policy::{Effect, Rule};
 
 /// How long the forwarder waits for a name server before giving up on a query (the resolver
 /// library has its own, usually shorter, timeout and retries).
@@ -51,10 +51,13 @@ enum Verdict {
     Drop,
 }
 
-fn verdict(decision: Decision, query: &[u8]) -> Verdict {
-    match decision {
-        Decision::Pass => Verdict::Forward,
-        Decision::Refuse => nxdomain(query).map_or(Verdict::Drop, Verdict::Answer),
+fn verdict(decision: Decision, effect: Effect, query: &[u8]) -> Verdict {
+    match (decision, effect) {
+        (Decision::Pass, _) => Verdict::Forward,
+        // The container is being stopped: no answer, so that the asking process cannot act on one
+        // before the supervisor's kill reaches it.
+        (Decision::Refuse, Effect::Block) => Verdict::Drop,
+        (Decision::Refuse, _) => nxdomain(query).map_or(Verdict::Drop, Verdict::Answer),
     }
 }
 
@@ -181,7 +184,7 @@ fn serve_udp(sock: &Arc<UdpSocket>, rule: &Arc<Rule>, report: &Report, registry:
         if let Some(f) = finding {
             report(f);
         }
-        match verdict(decision, &query) {
+        match verdict(decision, rule.dns().effect(), &query) {
             Verdict::Answer(a) => {
                 let _ = sock.send_to(&a, from);
             }
@@ -274,7 +277,7 @@ fn relay_tcp(
         if let Some(f) = finding {
             report(f);
         }
-        match verdict(decision, &query) {
+        match verdict(decision, rule.dns().effect(), &query) {
             Verdict::Answer(a) => write_framed(&mut client, &a)?,
             Verdict::Drop => return Ok(()),
             Verdict::Forward => {

@@ -100,7 +100,14 @@ impl WakeByte for &std::io::PipeWriter {
 struct Caller {
     id: u64,
     tid: u32,
-    tgid: u32,
+}
+
+impl Caller {
+    /// The calling process (audits name processes, not threads). Looked up only when needed:
+    /// an allowed call never pays for the /proc read.
+    fn tgid(self) -> u32 {
+        exec::process_of(self.tid)
+    }
 }
 
 /// A call to perform on the caller's socket, with the copied and checked arguments.
@@ -145,7 +152,7 @@ impl Perform {
                 // The kernel signals the sender of a broken stream unless MSG_NOSIGNAL; our own
                 // send never signals us (socket.rs), so the caller gets its SIGPIPE from us.
                 if stream && out == Err(libc::EPIPE) && flags & libc::MSG_NOSIGNAL == 0 {
-                    let _ = process::signal_thread(caller.tgid, caller.tid, Signal::SIGPIPE);
+                    let _ = process::signal_thread(caller.tgid(), caller.tid, Signal::SIGPIPE);
                 }
                 out
             }
@@ -177,7 +184,6 @@ impl Supervisor {
         let caller = Caller {
             id: n.id,
             tid: n.pid,
-            tgid: exec::process_of(n.pid),
         };
         let result = match call {
             NetCall::Connect => self.connect(n, &rule, &sock, kind, caller),
@@ -201,12 +207,12 @@ impl Supervisor {
 
     /// A duplicate of the socket the call is about, and what kind of socket it is.
     fn caller_socket(&self, n: &Notification) -> Result<(OwnedFd, SocketKind), Failure> {
+        // The pidfd, and the duplicate taken through it, are the caller's only if the call still
+        // waits when they are used: checked once, after the arguments are read too
+        // (`still_waiting`), since a notification still pending proves that the thread id was not
+        // reused in between. (A socket that is not IP is let through unused.)
         let pidfd =
             socket::pidfd_for(n.pid, || exec::process_of(n.pid)).map_err(Failure::Inspection)?;
-        // The pidfd names the caller only if the call still waits (the thread id was not reused).
-        if !self.listener.id_valid(n.id) {
-            return Err(Failure::Kernel(libc::EPERM));
-        }
         let sock = socket::pidfd_getfd(pidfd.as_fd(), n.args[0] as i32).map_err(|e| {
             match e.raw_os_error() {
                 // What the kernel itself answers for a bad descriptor.
@@ -278,7 +284,7 @@ impl Supervisor {
             {
                 let client = Client {
                     upstream: dest,
-                    pid: caller.tgid,
+                    pid: caller.tgid(),
                     process: caller_exe(caller.tid),
                 };
                 fwd.register(proto, local, client);
@@ -426,12 +432,17 @@ impl Supervisor {
             return Ok(());
         }
         let process = caller_exe(caller.tid);
-        let (decision, finding) = dns::decide(rule, &msg.data, caller.tgid, &process);
+        let (decision, finding) = dns::decide(rule, &msg.data, caller.tgid(), &process);
         if let Some(f) = finding {
             self.on_dns_finding(f);
         }
-        if decision == Decision::Refuse {
-            msg.data = dns::substitute(&msg.data).ok_or(Answer::Deny(libc::EPERM))?;
+        match (decision, rule.dns().effect()) {
+            (Decision::Pass, _) => {}
+            // The container is being stopped: nothing to send.
+            (Decision::Refuse, Effect::Block) => return Err(Answer::Deny(libc::EPERM)),
+            (Decision::Refuse, _) => {
+                msg.data = dns::substitute(&msg.data).ok_or(Answer::Deny(libc::EPERM))?;
+            }
         }
         Ok(())
     }
@@ -494,7 +505,7 @@ impl Supervisor {
                 rule: rule.name(),
                 effect,
                 attack,
-                pid: caller.tgid,
+                pid: caller.tgid(),
                 process: &process,
                 activity,
             },
