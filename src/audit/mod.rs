@@ -3,7 +3,7 @@
 
 mod sink;
 
-pub use sink::{Sink, SinkError};
+pub use sink::{Sink, SinkError, Tee};
 
 use serde::Serialize;
 

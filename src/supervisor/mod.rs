@@ -25,7 +25,7 @@ use nix::unistd::{ForkResult, Pid};
 pub use init::BLOCKED_EXIT;
 
 use crate::audit::{Event, ProcessViolation, Scope, Sink};
-use crate::policy::{Attack, Effect, Rule};
+use crate::policy::{Attack, Effect, Live};
 use crate::seccomp::{self, Trapped};
 use crate::sensors::exec::{self, Abi, ExecCall, Expected, Launch, Resolver};
 use crate::sys::remote::RemoteMemory;
@@ -37,13 +37,24 @@ use init::{Lifecycle, Step};
 
 /// Everything `defender run` needs, resolved from flags, environment and policy.
 pub struct RunConfig {
-    /// The rule in force for this container, if any matched.
-    pub rule: Option<Rule>,
+    /// The policy in force; with a console it changes while the command runs, so every decision
+    /// reads it afresh.
+    // issue 3 merge: when the policy can change (a console is configured), the filter must trap
+    // whatever a future policy might need (all network calls), not only what this one needs.
+    pub policy: Live,
     pub scope: Scope,
     pub sink: Sink,
     pub grace: Duration,
     pub command: Vec<OsString>,
+    /// Runs in the parent once the child exists and has handed over the listener, before any
+    /// trapped call (the command's own launch first) is answered. Threads may start here and
+    /// nowhere earlier (see the fork). An error stops the child before COMMAND runs and becomes
+    /// exit status 125.
+    pub after_fork: Option<AfterFork>,
 }
+
+/// See [`RunConfig::after_fork`].
+pub type AfterFork = Box<dyn FnOnce() -> Result<(), String>>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SupervisorError {
@@ -60,6 +71,8 @@ pub enum SupervisorError {
     },
     #[error("the seccomp filter could not be installed (see the message above)")]
     NoListener,
+    #[error("{0}")]
+    Startup(String),
 }
 
 impl SupervisorError {
@@ -95,7 +108,8 @@ pub fn run(cfg: RunConfig) -> Result<i32, SupervisorError> {
     let (ours, theirs) = fdpass::pair().map_err(io_err("socketpair"))?;
 
     // SAFETY: the defender has started no thread (no logger, console or timer thread exists
-    // before this point), so the child may run ordinary code until it execs.
+    // before this point: the console uplink starts its threads in `after_fork`, below), so the
+    // child may run ordinary code until it execs.
     let fork = unsafe { process::fork() }.map_err(io_err("fork"))?;
     let main = match fork {
         ForkResult::Child => {
@@ -116,12 +130,20 @@ pub fn run(cfg: RunConfig) -> Result<i32, SupervisorError> {
     };
     drop(ours);
     let listener = Listener::new(fd, &features.sizes);
+    // The child now waits in its trapped exec of COMMAND, which nothing answers before this ends.
+    if let Some(start) = cfg.after_fork
+        && let Err(message) = start()
+    {
+        let _ = kill(main, Signal::SIGKILL);
+        let _ = waitpid(main, None);
+        return Err(SupervisorError::Startup(message));
+    }
     let mut sup = Supervisor {
         listener,
         listener_open: true,
         killable: tag == b'K',
         resolver: Resolver::default(),
-        rule: cfg.rule,
+        policy: cfg.policy,
         scope: cfg.scope,
         sink: cfg.sink,
         watch: ExecWatch::new(),
@@ -191,7 +213,7 @@ struct Supervisor {
     /// synchronously (exec_watch.rs).
     killable: bool,
     resolver: Resolver,
-    rule: Option<Rule>,
+    policy: Live,
     scope: Scope,
     sink: Sink,
     watch: ExecWatch,
@@ -245,17 +267,14 @@ impl Supervisor {
 
     fn degraded(&mut self, what: &str) {
         log::warn!("enforcement degraded: {what}");
+        let in_force = self.policy.current();
         let e = Event::defender(
             &self.scope,
             "alert",
-            self.rule_name(),
+            in_force.rule_name(),
             format!("Enforcement degraded: {what}"),
         );
         self.sink.emit(e);
-    }
-
-    fn rule_name(&self) -> Option<&str> {
-        self.rule.as_ref().map(|r| r.name())
     }
 
     /// The loop. Returns the status to exit with.
@@ -441,7 +460,8 @@ impl Supervisor {
 
     /// Decides one exec. Every failure on the way denies it (fail closed).
     fn on_exec(&mut self, n: &Notification, abi: Abi, call: ExecCall) -> Answer {
-        let Some(rule) = self
+        let in_force = self.policy.current();
+        let Some(rule) = in_force
             .rule
             .as_ref()
             .filter(|r| r.processes().effect() != Effect::Disable)
@@ -571,7 +591,8 @@ impl Supervisor {
     /// swapped in between): that was never allowed. Killed before its first instruction under
     /// `prevent` and `block`, reported under `alert`.
     fn on_mismatch(&mut self, m: Mismatch) {
-        let Some(rule) = self.rule.as_ref() else {
+        let in_force = self.policy.current();
+        let Some(rule) = in_force.rule.as_ref() else {
             self.watch.release(m.pid, None);
             return;
         };
