@@ -107,7 +107,10 @@ mod tests {
         assert_eq!(back.revision, "7");
         assert_eq!(back.policy.to_json_pretty(), p.to_json_pretty());
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(cache.path()).unwrap().permissions().mode();
+        let mode = std::fs::metadata(cache.path())
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
 
         // A document that no longer validates (edited by hand, or from another version) is an

@@ -120,10 +120,7 @@ impl Client {
             .get("etag")
             .and_then(|v| v.to_str().ok())
             .map(unquote);
-        let body = response
-            .body_mut()
-            .read_to_string()
-            .map_err(unreachable)?;
+        let body = response.body_mut().read_to_string().map_err(unreachable)?;
         check(status, &body)?;
         let revision = revision.ok_or_else(|| {
             ClientError::Unreachable("the console's policy answer has no ETag".into())
@@ -248,6 +245,9 @@ mod tests {
         let missing = Client::new("https://c", "t", Some(&dir.path().join("nope")))
             .err()
             .unwrap();
-        assert!(missing.to_string().starts_with("--console-ca "), "{missing}");
+        assert!(
+            missing.to_string().starts_with("--console-ca "),
+            "{missing}"
+        );
     }
 }

@@ -179,7 +179,10 @@ impl Uplink {
             ),
             Ok(None) => fallback(cfg.local, None),
             Err(e) => {
-                let problem = format!("the cached policy {} is unusable: {e}", cache.path().display());
+                let problem = format!(
+                    "the cached policy {} is unusable: {e}",
+                    cache.path().display()
+                );
                 log::warn!("{problem}");
                 fallback(cfg.local, Some(problem))
             }
@@ -268,7 +271,8 @@ impl Starter {
                 None
             }
         };
-        self.spawn(have).map_err(|e| format!("cannot start the console uplink: {e}"))
+        self.spawn(have)
+            .map_err(|e| format!("cannot start the console uplink: {e}"))
     }
 
     /// The policy from the console: one attempt, or attempts until `--wait-for-console` runs out.
@@ -277,11 +281,11 @@ impl Starter {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(2));
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let error = match self
-                .shared
-                .client
-                .fetch_policy(None, Duration::ZERO, left.max(Duration::from_millis(100)))
-            {
+            let error = match self.shared.client.fetch_policy(
+                None,
+                Duration::ZERO,
+                left.max(Duration::from_millis(100)),
+            ) {
                 Ok(Fetched::Policy { revision, document }) => return Ok((revision, document)),
                 Ok(Fetched::Unchanged) => {
                     ClientError::Unreachable("304 without a revision asked for".into())
@@ -289,15 +293,13 @@ impl Starter {
                 Err(e) => e,
             };
             // A refusal (a wrong token) will not change by waiting.
-            let pause = backoff.next_delay();
-            if self.wait.is_none()
-                || matches!(error, ClientError::Refused { .. })
-                || Instant::now() + pause >= deadline
+            let left = deadline.saturating_duration_since(Instant::now());
+            if self.wait.is_none() || matches!(error, ClientError::Refused { .. }) || left.is_zero()
             {
                 return Err(error);
             }
             log::debug!("console not there yet ({error}); retrying");
-            std::thread::sleep(pause);
+            std::thread::sleep(backoff.next_delay().min(left));
         }
     }
 
@@ -394,7 +396,10 @@ mod tests {
         for want in nominal {
             let got = b.next_delay().as_secs_f64() * 1000.0;
             let want = f64::from(want);
-            assert!(got >= want * 0.8 - 1e-9 && got < want * 1.2, "{got} vs {want}");
+            assert!(
+                got >= want * 0.8 - 1e-9 && got < want * 1.2,
+                "{got} vs {want}"
+            );
         }
         b.reset();
         assert!(b.next_delay() < Duration::from_millis(120));

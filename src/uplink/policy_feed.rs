@@ -19,7 +19,10 @@ const SLACK: Duration = Duration::from_secs(10);
 pub(super) fn run(shared: &Shared, mut have: Option<String>) {
     let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(5));
     loop {
-        match shared.client.fetch_policy(have.as_deref(), LONG_POLL, SLACK) {
+        match shared
+            .client
+            .fetch_policy(have.as_deref(), LONG_POLL, SLACK)
+        {
             Ok(Fetched::Unchanged) => {
                 shared.reached();
                 backoff.reset();

@@ -25,10 +25,7 @@ pub(super) enum Msg {
     /// One event, as the JSON line written locally.
     Line(String),
     /// Deliver what is left before `deadline`, then say so on `done` and stop.
-    Finish {
-        deadline: Instant,
-        done: Sender<()>,
-    },
+    Finish { deadline: Instant, done: Sender<()> },
 }
 
 /// The tee given to a sink: serializes the event and queues it, never waiting.

@@ -167,12 +167,16 @@ mod tests {
     use super::*;
 
     fn lines(from: usize, n: usize) -> Vec<String> {
-        (from..from + n).map(|i| format!(r#"{{"id":"{i}"}}"#)).collect()
+        (from..from + n)
+            .map(|i| format!(r#"{{"id":"{i}"}}"#))
+            .collect()
     }
 
     fn ids(batch: &Batch) -> Vec<String> {
         let v: Vec<serde_json::Value> = serde_json::from_slice(&batch.body).unwrap();
-        v.iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect()
+        v.iter()
+            .map(|e| e["id"].as_str().unwrap().to_owned())
+            .collect()
     }
 
     #[test]
