@@ -259,7 +259,7 @@ fn options<T: Copy>(all: &[T], name: impl Fn(T) -> &'static str, chosen: Option<
     for v in all {
         let n = name(*v);
         let sel = if chosen == Some(n) { " selected" } else { "" };
-        out.push_str(&format!("<option{sel}>{n}</option>"));
+        out.push_str(&format!("<option value=\"{n}\"{sel}>{n}</option>"));
     }
     out
 }
