@@ -26,6 +26,7 @@ header a { color: #cfd8ea; text-decoration: none; } header a.on { color: #fff; f
 header form { margin-left: auto; } main { padding: 1em 1.2em; }
 table { border-collapse: collapse; width: 100%; font-size: .9em; }
 th, td { border-bottom: 1px solid #dde; padding: .3em .5em; text-align: left; vertical-align: top; }
+td:first-child { white-space: nowrap; }
 th { background: #f2f4f8; } code, textarea { font-family: ui-monospace, monospace; }
 textarea { width: 100%; min-height: 24em; }
 .errors { color: #a00; background: #fff0f0; border: 1px solid #e99; padding: .5em 1.5em; }
