@@ -17,6 +17,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// RunArgs is large next to the other variants; a command line is parsed once per process.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start COMMAND under enforcement and stay its parent (PID 1 in a container).

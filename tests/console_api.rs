@@ -21,6 +21,9 @@ fn event(id: &str, time: &str, kind: &str, container: &str, effect: &str) -> Val
     })
 }
 
+/// (method, path, token, body, status expected)
+type Case<'a> = (&'a str, String, Option<&'a str>, Option<&'a str>, u16);
+
 fn post(c: &Console, events: &[Value]) -> common::console::Answer {
     let body = Value::Array(events.to_vec()).to_string();
     c.call("POST", AUDITS, Some(DEFENDER), &[], Some(&body))
@@ -43,8 +46,7 @@ fn tokens_decide_who_may_do_what() {
     )])
     .to_string();
     let beat = r#"{"id": "d1", "container": "web", "image": "img", "version": "0.1.0"}"#;
-    // (method, path, token, body, status)
-    let cases: &[(&str, String, Option<&str>, Option<&str>, u16)] = &[
+    let cases: &[Case] = &[
         ("GET", POLICY.into(), None, None, 401),
         ("GET", POLICY.into(), Some("wrong"), None, 401),
         ("GET", POLICY.into(), Some(DEFENDER), None, 200),
