@@ -183,7 +183,7 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "bench/RESULTS-console.md"))
     ap.add_argument("--changes", type=int, default=50)
     ap.add_argument("--defenders", type=int, default=50)
-    ap.add_argument("--batches", type=int, default=20)
+    ap.add_argument("--batches", type=int, default=40)
     ap.add_argument("--events", type=int, default=100)
     args = ap.parse_args()
     for b, how in ((args.console, "cargo build --release --bin defender-console"),

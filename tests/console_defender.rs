@@ -24,6 +24,18 @@ const TRY_MKDIR: &str = r#"i=0; while [ ! -e stop ]; do i=$((i+1));
     if mkdir "d$i" 2>/dev/null; then echo "$i created"; else echo "$i denied"; fi >> tries;
     sleep 0.05; done"#;
 
+/// The defender running TRY_MKDIR against console `c`, in the background.
+fn start_trying(w: &World, c: &Console) -> std::process::Child {
+    let state = w.path("state");
+    spawn_piped(&mut console::defender(
+        w,
+        &c.url(),
+        &state,
+        &[],
+        &["sh", "-c", TRY_MKDIR],
+    ))
+}
+
 fn tries(w: &World) -> Vec<String> {
     std::fs::read_to_string(w.path("tries"))
         .unwrap_or_default()
@@ -41,14 +53,7 @@ fn a_policy_put_while_the_command_runs_decides_the_next_exec() {
     let w = World::new();
     let c = Console::start(&w.path("data"));
     let first = c.put_policy(&deny("no mkdir", "mkdir"));
-    let mut cmd = console::defender(
-        &w,
-        &c.url(),
-        &w.path("state"),
-        &[],
-        &["sh", "-c", TRY_MKDIR],
-    );
-    let child = spawn_piped(&mut cmd);
+    let child = start_trying(&w, &c);
 
     let applied = |revision: u64| {
         console::defender_events(
@@ -122,14 +127,7 @@ fn audits_survive_a_console_crash_exactly_once() {
     let w = World::new();
     let mut c = Console::start(&w.path("data"));
     c.put_policy(&deny("no mkdir", "mkdir"));
-    let mut cmd = console::defender(
-        &w,
-        &c.url(),
-        &w.path("state"),
-        &[],
-        &["sh", "-c", TRY_MKDIR],
-    );
-    let child = spawn_piped(&mut cmd);
+    let child = start_trying(&w, &c);
     let at_console = |c: &Console| c.audits("type=process&limit=10000").len();
 
     assert!(

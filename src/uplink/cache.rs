@@ -4,8 +4,7 @@
 //! Only a policy that validated is ever saved, and it is validated again when read: a damaged or
 //! foreign file is ignored, never trusted.
 
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -64,8 +63,7 @@ impl Cache {
         }))
     }
 
-    /// Replaces the cache with `policy` at `revision`: written aside, then renamed over, so a
-    /// crash leaves the old file or the new one, never half of one.
+    /// Replaces the cache with `policy` at `revision`.
     pub fn save(&self, console: &str, revision: &str, policy: &Policy) -> io::Result<()> {
         let document: serde_json::Value = serde_json::from_str(&policy.to_json_pretty())?;
         let saved = Saved {
@@ -75,16 +73,7 @@ impl Cache {
             policy: document,
         };
         let text = serde_json::to_vec_pretty(&saved)?;
-        let aside = self.path.with_extension("json.new");
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&aside)?;
-        file.write_all(&text)?;
-        file.sync_all()?;
-        std::fs::rename(&aside, &self.path)
+        super::write_whole(&self.path.with_extension("json.new"), &self.path, &text)
     }
 }
 

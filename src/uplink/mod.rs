@@ -17,12 +17,15 @@ mod policy_feed;
 mod shipper;
 mod spool;
 
+use std::fs::File;
 use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use nix::fcntl::{Flock, FlockArg};
 
 use crate::audit::{Event, Scope, Sink, SinkError, Tee};
 use crate::policy::live::Source;
@@ -62,6 +65,8 @@ pub enum UplinkError {
     Setup(#[from] client::SetupError),
     #[error("state directory {path}: {source} (choose one with --state-dir)")]
     StateDir { path: PathBuf, source: io::Error },
+    #[error("state directory {path} is in use by another defender; give each its own --state-dir")]
+    StateDirBusy { path: PathBuf },
     #[error(transparent)]
     Sink(#[from] SinkError),
 }
@@ -78,6 +83,9 @@ struct Shared {
     /// The uplink's own `defender` events go out through their own sink (the supervisor owns
     /// the other); both append whole lines, so they never interleave.
     reports: Mutex<Sink>,
+    /// Held while the defender runs: two defenders sharing a spool would overwrite each other's
+    /// batches.
+    _state_lock: Flock<File>,
 }
 
 /// What the last exchange with the console said, to audit changes rather than every failure.
@@ -167,6 +175,10 @@ impl Uplink {
             source,
         };
         create_private_dir(&dir).map_err(state_dir_error)?;
+        let state_lock = lock_state_dir(&dir).map_err(|e| match e {
+            Some(source) => state_dir_error(source),
+            None => UplinkError::StateDirBusy { path: dir.clone() },
+        })?;
         let spool = Spool::open(&dir.join("spool"), SPOOL_MAX_BYTES).map_err(state_dir_error)?;
         let cache = Cache::new(&dir);
         let (policy, source, cache_note) = match cache.load() {
@@ -199,6 +211,7 @@ impl Uplink {
             instance: uuid::Uuid::new_v4().to_string(),
             link: Mutex::new(Link::Unknown),
             reports: Mutex::new(reports),
+            _state_lock: state_lock,
         });
         let starter = Starter {
             shared: shared.clone(),
@@ -343,6 +356,36 @@ pub fn default_state_dir(container: &str) -> PathBuf {
     std::env::temp_dir().join(format!("defender-{safe}"))
 }
 
+/// An exclusive lock on `DIR/lock` (close-on-exec, so the command never holds it); `Err(None)`
+/// when another process holds it.
+fn lock_state_dir(dir: &Path) -> Result<Flock<File>, Option<io::Error>> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("lock"))
+        .map_err(Some)?;
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| match errno {
+        nix::errno::Errno::EWOULDBLOCK => None,
+        e => Some(e.into()),
+    })
+}
+
+/// Writes `data` to `path` through `aside` (created 0600, then renamed over `path`): a crash
+/// leaves the old file or the new one, never half of one.
+fn write_whole(aside: &Path, path: &Path, data: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(aside)?
+        .write_all(data)?;
+    std::fs::rename(aside, path)
+}
+
 /// The state holds policies and audits: readable by its owner only.
 fn create_private_dir(dir: &Path) -> io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
@@ -403,6 +446,15 @@ mod tests {
         }
         b.reset();
         assert!(b.next_delay() < Duration::from_millis(120));
+    }
+
+    #[test]
+    fn a_state_dir_serves_one_defender_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = lock_state_dir(dir.path()).unwrap();
+        assert!(matches!(lock_state_dir(dir.path()), Err(None)));
+        drop(held);
+        assert!(lock_state_dir(dir.path()).is_ok());
     }
 
     #[test]

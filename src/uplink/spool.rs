@@ -9,8 +9,7 @@
 //! are the ones an operator needs when the console returns.
 
 use std::collections::VecDeque;
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,14 +98,7 @@ impl Spool {
             bytes,
         };
         let aside = self.dir.join(format!("{}.tmp", segment.seq));
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&aside)?;
-        file.write_all(text.as_bytes())?;
-        std::fs::rename(&aside, self.path(&segment))?;
+        super::write_whole(&aside, &self.path(&segment), text.as_bytes())?;
         self.bytes += bytes;
         self.segments.push_back(segment);
         Ok(dropped)

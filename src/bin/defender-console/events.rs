@@ -2,21 +2,11 @@
 //! checked strictly on the way in (a batch with one bad event is refused whole), and written out
 //! as JSON or CSV.
 
+pub use defender::audit::Kind;
 use serde::{Deserialize, Serialize};
 
 /// The most events one request may carry.
 pub const MAX_BATCH: usize = 10_000;
-
-/// `type`: what kind of activity.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    Process,
-    Network,
-    Dns,
-    Listen,
-    Defender,
-}
 
 /// `effect`: what was done.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,26 +15,6 @@ pub enum Effect {
     Alert,
     Prevent,
     Block,
-}
-
-impl Kind {
-    pub const ALL: [Kind; 5] = [
-        Kind::Process,
-        Kind::Network,
-        Kind::Dns,
-        Kind::Listen,
-        Kind::Defender,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Process => "process",
-            Kind::Network => "network",
-            Kind::Dns => "dns",
-            Kind::Listen => "listen",
-            Kind::Defender => "defender",
-        }
-    }
 }
 
 impl Effect {
