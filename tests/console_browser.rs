@@ -53,7 +53,9 @@ fn audits_and_policy_pages_in_a_real_browser() {
     b.type_into("#token", "not-the-token");
     b.click("#login");
     assert!(
-        b.text("#errors").contains("not the admin token"),
+        wait_until(HANG_GUARD, || b
+            .text("#errors")
+            .contains("not the admin token")),
         "{}",
         b.source()
     );
@@ -98,21 +100,23 @@ fn audits_and_policy_pages_in_a_real_browser() {
     // Filter by type.
     b.click("#filter-type option[value=\"defender\"]");
     b.click("#apply");
-    assert!(wait_until(HANG_GUARD, || b
-        .current_url()
-        .contains("type=defender")));
-    let types = row_types(&b);
     assert!(
-        !types.is_empty() && types.iter().all(|t| t == "defender"),
-        "{types:?}"
+        wait_until(HANG_GUARD, || {
+            let types = row_types(&b);
+            !types.is_empty() && types.iter().all(|t| t == "defender")
+        }),
+        "{:?}",
+        row_types(&b)
     );
+    assert!(b.current_url().contains("type=defender"));
     assert!(!b.text("#rows").contains("mkdir /tmp/"));
     b.click("#filter-type option[value=\"process\"]");
     b.click("#apply");
-    assert!(wait_until(HANG_GUARD, || b
-        .current_url()
-        .contains("type=process")));
-    assert_eq!(row_types(&b), ["process", "process"]);
+    assert!(
+        wait_until(HANG_GUARD, || row_types(&b) == ["process", "process"]),
+        "{:?}",
+        row_types(&b)
+    );
     let rows = b.text("#rows");
     // Newest first.
     assert!(
@@ -133,10 +137,11 @@ fn audits_and_policy_pages_in_a_real_browser() {
     let bad = r#"{"rules": [{"name": "web", "network": {"effect": "prevent", "outboundPorts": {"allow": ["70000"]}}}]}"#;
     b.type_into("#document", bad);
     b.click("#save");
-    let errors = b.text("#errors");
+    let error = r#"rules[0] "web": network.outboundPorts.allow[0]: "70000" is not a port"#;
     assert!(
-        errors.contains(r#"rules[0] "web": network.outboundPorts.allow[0]: "70000" is not a port"#),
-        "{errors}"
+        wait_until(HANG_GUARD, || b.text("#errors").contains(error)),
+        "{}",
+        b.source()
     );
     assert_eq!(b.text("#revision"), revision);
     assert!(

@@ -143,16 +143,26 @@ impl Browser {
         );
     }
 
-    /// The rendered text of the element matching `css` ("" when there is none).
+    /// The rendered text of the element matching `css`; "" when there is none (or it went away
+    /// with the page in between: callers poll).
     pub fn text(&self, css: &str) -> String {
-        match self.find(css) {
-            Some(e) => self
-                .command("GET", &format!("/element/{e}/text"), None)
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
-            None => String::new(),
-        }
+        self.find(css)
+            .and_then(|e| {
+                self.request("GET", &format!("/element/{e}/text"), None)
+                    .ok()
+            })
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+
+    /// Like [`Browser::eval`], but `null` when the page is between two documents (for polling).
+    pub fn poll_eval(&self, script: &str) -> Value {
+        self.request(
+            "POST",
+            "/execute/sync",
+            Some(json!({"script": script, "args": []})),
+        )
+        .unwrap_or(Value::Null)
     }
 
     /// Runs `script` in the page; its return value.
