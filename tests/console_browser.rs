@@ -27,13 +27,14 @@ fn run(w: &World, c: &Console, script: &str) {
 
 /// The `data-type` of every audit row shown.
 fn row_types(b: &Browser) -> Vec<String> {
-    let types =
-        b.eval("return [...document.querySelectorAll('#rows tr.audit')].map(r => r.dataset.type)");
+    let types = b.poll_eval(
+        "return [...document.querySelectorAll('#rows tr.audit')].map(r => r.dataset.type)",
+    );
     types
         .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t.as_str().unwrap().to_owned())
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.as_str().map(str::to_owned))
         .collect()
 }
 
