@@ -49,14 +49,15 @@ impl fmt::Display for Source {
 #[derive(Debug)]
 pub struct InForce {
     pub policy: Policy,
-    /// `policy.rule_for(container, image)`, computed once per revision.
-    pub rule: Option<Rule>,
+    /// `policy.rule_for(container, image)`, computed once per revision; shared with threads that
+    /// decide on their own (the DNS forwarder).
+    pub rule: Option<Arc<Rule>>,
     pub source: Source,
 }
 
 impl InForce {
     pub fn rule_name(&self) -> Option<&str> {
-        self.rule.as_ref().map(Rule::name)
+        self.rule.as_deref().map(Rule::name)
     }
 }
 
@@ -71,7 +72,7 @@ pub struct Live {
 impl Live {
     /// The handle for one container, starting with `policy`.
     pub fn new(policy: Policy, source: Source, container: &str, image: &str) -> Live {
-        let rule = policy.rule_for(container, image).cloned();
+        let rule = policy.rule_for(container, image).cloned().map(Arc::new);
         Live {
             container: container.into(),
             image: image.into(),
@@ -94,7 +95,10 @@ impl Live {
 
     /// Puts `policy` in force for every decision that starts after this returns; returns it.
     pub fn set(&self, policy: Policy, source: Source) -> Arc<InForce> {
-        let rule = policy.rule_for(&self.container, &self.image).cloned();
+        let rule = policy
+            .rule_for(&self.container, &self.image)
+            .cloned()
+            .map(Arc::new);
         let next = Arc::new(InForce {
             policy,
             rule,
