@@ -17,6 +17,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// RunArgs is large next to the other variants; a command line is parsed once per process.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start COMMAND under enforcement and stay its parent (PID 1 in a container).
@@ -53,6 +55,18 @@ pub struct RunArgs {
         hide_env_values = true
     )]
     pub token: Option<String>,
+    /// PEM file of the CA certificates to trust for an https:// console, instead of the public
+    /// roots.
+    #[arg(long, env = "DEFENDER_CONSOLE_CA", value_name = "FILE")]
+    pub console_ca: Option<PathBuf>,
+    /// Where the last good console policy and the audit spool are kept [default:
+    /// /var/lib/defender if writable, else $TMPDIR/defender-CONTAINER].
+    #[arg(long, env = "DEFENDER_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// With --console: start COMMAND only once the console answered; exit 125 if it has not
+    /// after SECONDS.
+    #[arg(long, env = "DEFENDER_WAIT_FOR_CONSOLE", value_name = "SECONDS")]
+    pub wait_for_console: Option<f64>,
     /// Container name [default: ECS task metadata, else the hostname].
     #[arg(long, env = "DEFENDER_CONTAINER", value_name = "NAME")]
     pub container: Option<String>,

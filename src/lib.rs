@@ -1,8 +1,9 @@
 //! The defender as a library: every concern in its own module, shared by the `defender` binary
-//! (and, later, the console, which validates policies with the same code).
+//! and the `defender-console` binary, which validates policies with the same code.
 //!
 //! Data flows one way: `seccomp` traps a call, `sensors` turn it into plain data, `policy` decides,
-//! `supervisor` answers the kernel, `audit` records. `sys` is the only home of libc and `unsafe`.
+//! `supervisor` answers the kernel, `audit` records, `uplink` talks to the console. `sys` is the
+//! only home of libc and `unsafe`.
 
 pub mod audit;
 pub mod cli;
@@ -15,3 +16,4 @@ pub mod seccomp;
 pub mod sensors;
 pub mod supervisor;
 pub mod sys;
+pub mod uplink;

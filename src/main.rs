@@ -9,7 +9,8 @@ use clap::Parser;
 
 use defender::audit::{Event, Sink};
 use defender::cli::{Cli, Command, DockerfileCommand, FargateCommand, PolicyCommand, RunArgs};
-use defender::policy::{self, Policy};
+use defender::policy::{self, Effect, Live, Policy, live::Source};
+use defender::uplink::{self, Uplink};
 use defender::{ecs, embed, logger, supervisor};
 
 /// `policy check` exit status for an invalid policy (cli.md).
@@ -18,6 +19,8 @@ const POLICY_INVALID: u8 = 2;
 const CANNOT_START: u8 = 125;
 /// `fargate embed` / `dockerfile embed`: the input cannot be embedded (the message says why).
 const EMBED_FAILED: u8 = 2;
+/// How long, once the command is done, the audits not yet at the console may take to get there.
+const DELIVER_AT_EXIT: Duration = Duration::from_secs(5);
 
 fn main() -> ExitCode {
     let is_run = std::env::args_os().nth(1).is_some_and(|a| a == "run");
@@ -106,42 +109,74 @@ fn run(args: RunArgs) -> i32 {
         log::error!("{message}");
         i32::from(CANNOT_START)
     };
-    if args.console.is_some() || args.token.is_some() {
-        return fail(
-            "--console/--token: the console client is not part of this build yet; use --policy"
-                .into(),
-        );
-    }
     if !(args.grace_period.is_finite() && args.grace_period >= 0.0) {
         return fail(format!(
             "--grace-period: {} is not a number of seconds",
             args.grace_period
         ));
     }
-    let policy = match &args.policy {
+    let local = match &args.policy {
         Some(file) => match load_policy(file) {
-            Ok(p) => p,
+            Ok(p) => Some((file.clone(), p)),
             Err(message) => return fail(message),
         },
-        None => policy::default_policy(),
+        None => None,
     };
     let mut sink = match Sink::open(args.audit_file.as_deref()) {
         Ok(s) => s,
         Err(e) => return fail(e.to_string()),
     };
     let (scope, metadata_failure) = ecs::identify(args.container, args.image, hostname);
-    let rule = policy.rule_for(&scope.container, &scope.image).cloned();
+    let (policy, uplink) = match (args.console, args.token) {
+        (None, None) => {
+            let (p, source) = match local {
+                Some((file, p)) => (p, Source::File(file)),
+                None => (policy::default_policy(), Source::Default),
+            };
+            (Live::new(p, source, &scope.container, &scope.image), None)
+        }
+        (Some(console), Some(token)) => {
+            let wait = match args.wait_for_console.map(Duration::try_from_secs_f64) {
+                None => None,
+                Some(Ok(d)) => Some(d),
+                Some(Err(_)) => return fail("--wait-for-console: not a number of seconds".into()),
+            };
+            let cfg = uplink::Config {
+                console,
+                token,
+                ca: args.console_ca,
+                state_dir: args.state_dir,
+                wait,
+                local,
+                audit_file: args.audit_file,
+            };
+            match Uplink::prepare(cfg, &scope) {
+                Ok((uplink, starter)) => {
+                    sink.tee(uplink.tee());
+                    (uplink.live(), Some((uplink, starter)))
+                }
+                Err(e) => return fail(e.to_string()),
+            }
+        }
+        (Some(_), None) => return fail("--console needs --token (DEFENDER_TOKEN)".into()),
+        (None, Some(_)) => return fail("--token needs --console (DEFENDER_CONSOLE)".into()),
+    };
+    let in_force = policy.current();
     if let Some(message) = metadata_failure {
         log::warn!("{message}");
-        let rule = rule.as_ref().map(|r| r.name());
-        sink.emit(Event::defender(&scope, "alert", rule, message));
+        sink.emit(Event::defender(
+            &scope,
+            "alert",
+            in_force.rule_name(),
+            message,
+        ));
     }
-    match &rule {
-        Some(r) => log::info!(
-            "rule in force for container {:?} image {:?}: {:?}",
+    match in_force.rule_name() {
+        Some(name) => log::info!(
+            "rule in force for container {:?} image {:?}: {name:?} ({})",
             scope.container,
             scope.image,
-            r.name()
+            in_force.source
         ),
         None => log::info!(
             "no rule matches container {:?} image {:?}: nothing is enforced",
@@ -149,20 +184,39 @@ fn run(args: RunArgs) -> i32 {
             scope.image
         ),
     }
+    let (uplink, after_fork) = match uplink {
+        Some((uplink, starter)) => (
+            Some(uplink),
+            Some(Box::new(move || starter.run()) as supervisor::AfterFork),
+        ),
+        None => (None, None),
+    };
+    // With a console the rule can change while the command runs, and the filter cannot: socket
+    // calls are trapped from the start then, whatever the first rule says.
+    let network = uplink.is_some()
+        || in_force.rule.as_ref().is_some_and(|r| {
+            r.network().effect() != Effect::Disable || r.dns().effect() != Effect::Disable
+        });
     let cfg = supervisor::RunConfig {
-        rule,
+        policy,
+        network,
         scope,
         sink,
         grace: Duration::from_secs_f64(args.grace_period),
         command: args.command,
+        after_fork,
     };
-    match supervisor::run(cfg) {
+    let code = match supervisor::run(cfg) {
         Ok(code) => code,
         Err(e) => {
             log::error!("{e}");
             e.exit_code()
         }
+    };
+    if let Some(uplink) = uplink {
+        uplink.finish(DELIVER_AT_EXIT);
     }
+    code
 }
 
 fn hostname() -> String {

@@ -24,6 +24,26 @@ fn release_binary_is_statically_linked() {
     );
 }
 
+/// The console's dependencies (HTTP server, async runtime, SQLite) are the console's: the
+/// defender, copied into every container, links none of them. Found by what their code carries:
+/// SQLite's file header string, and the source paths of panic locations.
+#[test]
+fn release_binary_links_none_of_the_console_dependencies() {
+    let binary = std::fs::read(static_binary()).unwrap();
+    let contains = |needle: &str| binary.windows(needle.len()).any(|w| w == needle.as_bytes());
+    for marker in [
+        "SQLite format 3",
+        "/axum-",
+        "/tokio-1.",
+        "/rusqlite-",
+        "/hyper-",
+    ] {
+        assert!(!contains(marker), "the defender binary contains {marker:?}");
+    }
+    // The markers do find what is linked: the console client's HTTP crate.
+    assert!(contains("/ureq-"));
+}
+
 #[test]
 fn enforces_in_an_empty_container() {
     let docker = Docker::new();

@@ -3,14 +3,14 @@
 
 mod sink;
 
-pub use sink::{Sink, SinkError};
+pub use sink::{Sink, SinkError, Tee};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::policy::{Attack, Effect};
 
 /// What kind of activity an event is about (`type` in the spec).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     Process,
@@ -21,7 +21,15 @@ pub enum Kind {
 }
 
 impl Kind {
-    fn as_str(self) -> &'static str {
+    pub const ALL: [Kind; 5] = [
+        Kind::Process,
+        Kind::Network,
+        Kind::Dns,
+        Kind::Listen,
+        Kind::Defender,
+    ];
+
+    pub fn as_str(self) -> &'static str {
         match self {
             Kind::Process => "process",
             Kind::Network => "network",

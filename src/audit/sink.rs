@@ -1,6 +1,9 @@
 //! Where audit events are written locally: stderr (the default), stdout (`-`) or an append-only
 //! file, one JSON line per `write(2)` so that concurrent writers never interleave a line.
 //!
+//! Every event written can also be handed to a tee (the console shipper's queue), which must not
+//! block: local writing never waits on the console (audit.md).
+//!
 //! Floods are folded: an event identical (same activity) to one written less than
 //! [`FOLD_WINDOW`] ago is not written again but counted, and the count goes out as one event with
 //! `count` = N when the window closes. One looping attacker thus cannot drown the log.
@@ -33,9 +36,13 @@ struct Folded {
     pending: u64,
 }
 
+/// Receives every event the sink writes, right after it is written locally.
+pub type Tee = Box<dyn FnMut(&Event) + Send>;
+
 pub struct Sink {
     target: Target,
     recent: Vec<Folded>,
+    tee: Option<Tee>,
 }
 
 impl Sink {
@@ -61,7 +68,13 @@ impl Sink {
         Ok(Sink {
             target,
             recent: Vec::new(),
+            tee: None,
         })
+    }
+
+    /// Also hands every event written from now on to `tee`.
+    pub fn tee(&mut self, tee: Tee) {
+        self.tee = Some(tee);
     }
 
     /// Writes `event` now, or counts it if an identical one went out within the fold window.
@@ -130,6 +143,9 @@ impl Sink {
         if let Err(e) = result {
             // Nowhere better to say it; the decision the event records was already enforced.
             log::error!("cannot write audit event {}: {e}", event.id);
+        }
+        if let Some(tee) = &mut self.tee {
+            tee(event);
         }
     }
 }

@@ -16,7 +16,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::{Decision, Finding, decide, nxdomain};
-use crate::policy::{Effect, Rule};
+use crate::policy::{Effect, Live};
 
 /// How long the forwarder waits for a name server before giving up on a query (the resolver
 /// library has its own, usually shorter, timeout and retries).
@@ -114,8 +114,9 @@ pub struct Forwarder {
 }
 
 impl Forwarder {
-    /// Binds the sockets and starts the threads. `report` receives every finding.
-    pub fn start(rule: Arc<Rule>, report: Report) -> io::Result<Forwarder> {
+    /// Binds the sockets and starts the threads. Each query is checked against the rule in force
+    /// when it arrives; `report` receives every finding.
+    pub fn start(policy: Live, report: Report) -> io::Result<Forwarder> {
         let loopback = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
         let udp = Arc::new(UdpSocket::bind(loopback)?);
         let tcp = TcpListener::bind(loopback)?;
@@ -126,14 +127,14 @@ impl Forwarder {
             registry: registry.clone(),
         };
         {
-            let (rule, report, registry) = (rule.clone(), report.clone(), registry.clone());
+            let (policy, report, registry) = (policy.clone(), report.clone(), registry.clone());
             std::thread::Builder::new()
                 .name("dns-udp".into())
-                .spawn(move || serve_udp(&udp, &rule, &report, &registry))?;
+                .spawn(move || serve_udp(&udp, &policy, &report, &registry))?;
         }
         std::thread::Builder::new()
             .name("dns-tcp".into())
-            .spawn(move || serve_tcp(&tcp, &rule, &report, &registry))?;
+            .spawn(move || serve_tcp(&tcp, &policy, &report, &registry))?;
         Ok(fwd)
     }
 
@@ -165,7 +166,20 @@ impl Forwarder {
     }
 }
 
-fn serve_udp(sock: &Arc<UdpSocket>, rule: &Arc<Rule>, report: &Report, registry: &Registry) {
+/// Checks one query against the rule in force now, reports what it objects to, says what to do.
+fn judge(policy: &Live, query: &[u8], client: &Client, report: &Report) -> Verdict {
+    let in_force = policy.current();
+    let Some(rule) = in_force.rule.as_deref() else {
+        return Verdict::Forward;
+    };
+    let (decision, finding) = decide(rule, query, client.pid, &client.process);
+    if let Some(f) = finding {
+        report(f);
+    }
+    verdict(decision, rule.dns().effect(), query)
+}
+
+fn serve_udp(sock: &Arc<UdpSocket>, policy: &Live, report: &Report, registry: &Registry) {
     let mut buf = vec![0u8; 65536];
     loop {
         let (n, from) = match sock.recv_from(&mut buf) {
@@ -180,11 +194,7 @@ fn serve_udp(sock: &Arc<UdpSocket>, rule: &Arc<Rule>, report: &Report, registry:
             log::debug!("dns forwarder: datagram from unregistered {from} dropped");
             continue;
         };
-        let (decision, finding) = decide(rule, &query, client.pid, &client.process);
-        if let Some(f) = finding {
-            report(f);
-        }
-        match verdict(decision, rule.dns().effect(), &query) {
+        match judge(policy, &query, &client, report) {
             Verdict::Answer(a) => {
                 let _ = sock.send_to(&a, from);
             }
@@ -233,7 +243,7 @@ fn relay_udp(
     }
 }
 
-fn serve_tcp(listener: &TcpListener, rule: &Arc<Rule>, report: &Report, registry: &Arc<Registry>) {
+fn serve_tcp(listener: &TcpListener, policy: &Live, report: &Report, registry: &Arc<Registry>) {
     for stream in listener.incoming() {
         let stream = match stream {
             Ok(s) => s,
@@ -242,11 +252,11 @@ fn serve_tcp(listener: &TcpListener, rule: &Arc<Rule>, report: &Report, registry
                 continue;
             }
         };
-        let (rule, report, registry) = (rule.clone(), report.clone(), registry.clone());
+        let (policy, report, registry) = (policy.clone(), report.clone(), registry.clone());
         let spawned = std::thread::Builder::new()
             .name("dns-tcp-conn".into())
             .spawn(move || {
-                if let Err(e) = relay_tcp(stream, &rule, &report, &registry) {
+                if let Err(e) = relay_tcp(stream, &policy, &report, &registry) {
                     log::debug!("dns forwarder (tcp connection): {e}");
                 }
             });
@@ -260,7 +270,7 @@ fn serve_tcp(listener: &TcpListener, rule: &Arc<Rule>, report: &Report, registry
 /// the server connection is opened on the first query that may pass.
 fn relay_tcp(
     mut client: TcpStream,
-    rule: &Rule,
+    policy: &Live,
     report: &Report,
     registry: &Registry,
 ) -> io::Result<()> {
@@ -273,11 +283,7 @@ fn relay_tcp(
     client.set_read_timeout(Some(TCP_IDLE))?;
     let mut upstream: Option<TcpStream> = None;
     while let Some(query) = read_framed(&mut client)? {
-        let (decision, finding) = decide(rule, &query, who.pid, &who.process);
-        if let Some(f) = finding {
-            report(f);
-        }
-        match verdict(decision, rule.dns().effect(), &query) {
+        match judge(policy, &query, &who, report) {
             Verdict::Answer(a) => write_framed(&mut client, &a)?,
             Verdict::Drop => return Ok(()),
             Verdict::Forward => {

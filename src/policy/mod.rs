@@ -2,12 +2,14 @@
 //! [`Policy`], and the pure decisions made from it.
 //!
 //! `schema` holds the serde types, `validate` the checks and compilation, `matching` the compiled
-//! rules and every match.
+//! rules and every match, `live` the policy in force while the defender runs.
 
+pub mod live;
 mod matching;
 pub mod schema;
 mod validate;
 
+pub use live::Live;
 pub use matching::{Attack, Dns, Network, Processes, Rule};
 pub use schema::Effect;
 pub use validate::{PolicyError, Problem, RuleRef};

@@ -14,7 +14,6 @@ use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -27,7 +26,7 @@ use nix::unistd::{ForkResult, Pid};
 pub use init::BLOCKED_EXIT;
 
 use crate::audit::{Event, ProcessViolation, Scope, Sink};
-use crate::policy::{Attack, Effect, Rule};
+use crate::policy::{Attack, Effect, Live};
 use crate::seccomp::{self, Trapped};
 use crate::sensors::exec::{self, Abi, ExecCall, Expected, Launch, Resolver};
 use crate::sys::remote::RemoteMemory;
@@ -39,13 +38,26 @@ use init::{Lifecycle, Step};
 
 /// Everything `defender run` needs, resolved from flags, environment and policy.
 pub struct RunConfig {
-    /// The rule in force for this container, if any matched.
-    pub rule: Option<Rule>,
+    /// The policy in force; with a console it changes while the command runs, so every decision
+    /// reads it afresh.
+    pub policy: Live,
+    /// Trap socket calls: the rule in force enforces network or DNS, or a console may send one
+    /// that does (the filter cannot change once installed, so it traps what a future policy
+    /// might need; a call the rule in force does not care about is let through).
+    pub network: bool,
     pub scope: Scope,
     pub sink: Sink,
     pub grace: Duration,
     pub command: Vec<OsString>,
+    /// Runs in the parent once the child exists and has handed over the listener, before any
+    /// trapped call (the command's own launch first) is answered. Threads may start here and
+    /// nowhere earlier (see the fork). An error stops the child before COMMAND runs and becomes
+    /// exit status 125.
+    pub after_fork: Option<AfterFork>,
 }
+
+/// See [`RunConfig::after_fork`].
+pub type AfterFork = Box<dyn FnOnce() -> Result<(), String>>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SupervisorError {
@@ -62,6 +74,8 @@ pub enum SupervisorError {
     },
     #[error("the seccomp filter could not be installed (see the message above)")]
     NoListener,
+    #[error("{0}")]
+    Startup(String),
 }
 
 impl SupervisorError {
@@ -96,12 +110,10 @@ pub fn run(cfg: RunConfig) -> Result<i32, SupervisorError> {
     let (signals, original_mask) = init::signals().map_err(io_err("blocking signals"))?;
     let (ours, theirs) = fdpass::pair().map_err(io_err("socketpair"))?;
 
-    // Socket calls are trapped only when the rule enforces network or DNS.
-    let network = cfg.rule.as_ref().is_some_and(|r| {
-        r.network().effect() != Effect::Disable || r.dns().effect() != Effect::Disable
-    });
+    let network = cfg.network;
     // SAFETY: the defender has started no thread (no logger, console, timer or DNS forwarder
-    // thread exists before this point), so the child may run ordinary code until it execs.
+    // thread exists before this point: the console uplink starts its threads in `after_fork`, and
+    // the network sensor its own, below), so the child may run ordinary code until it execs.
     let fork = unsafe { process::fork() }.map_err(io_err("fork"))?;
     let main = match fork {
         ForkResult::Child => {
@@ -126,21 +138,28 @@ pub fn run(cfg: RunConfig) -> Result<i32, SupervisorError> {
     };
     drop(ours);
     let listener = Listener::new(fd, &features.sizes);
-    let rule = cfg.rule.map(Arc::new);
+    // The child now waits in its trapped exec of COMMAND, which nothing answers before this ends.
+    if let Some(start) = cfg.after_fork
+        && let Err(message) = start()
+    {
+        let _ = kill(main, Signal::SIGKILL);
+        let _ = waitpid(main, None);
+        return Err(SupervisorError::Startup(message));
+    }
     // Threads may start now that the child is forked (the forwarder's among them).
-    let net = match (&rule, network) {
-        (Some(r), true) => Some(
-            net::NetSensor::start(r, listener.responder())
+    let net = match network {
+        true => Some(
+            net::NetSensor::start(&cfg.policy, listener.responder())
                 .map_err(io_err("starting the network sensor"))?,
         ),
-        _ => None,
+        false => None,
     };
     let mut sup = Supervisor {
         listener,
         listener_open: true,
         killable: tag == b'K',
         resolver: Resolver::default(),
-        rule,
+        policy: cfg.policy,
         net,
         scope: cfg.scope,
         sink: cfg.sink,
@@ -212,8 +231,8 @@ struct Supervisor {
     /// synchronously (exec_watch.rs).
     killable: bool,
     resolver: Resolver,
-    rule: Option<Arc<Rule>>,
-    /// The network and DNS sensor, when the rule enforces either.
+    policy: Live,
+    /// The network and DNS sensor, when socket calls are trapped.
     net: Option<net::NetSensor>,
     scope: Scope,
     sink: Sink,
@@ -272,30 +291,31 @@ impl Supervisor {
 
     /// The start-up audit of network enforcement: io_uring is refused from now on.
     fn report_network(&mut self) {
-        if let (Some(rule), Some(_)) = (&self.rule, &self.net) {
+        let in_force = self.policy.current();
+        if let (Some(rule), Some(_)) = (self.enforcing_network(), &self.net) {
             let message = format!(
                 "Network and DNS enforcement is on (rule {}): io_uring_setup is refused, since io_uring's network operations would bypass every check",
                 rule.name()
             );
-            let rule = rule.name().to_string();
-            self.sink
-                .emit(Event::defender(&self.scope, "alert", Some(&rule), message));
+            self.sink.emit(Event::defender(
+                &self.scope,
+                "alert",
+                in_force.rule_name(),
+                message,
+            ));
         }
     }
 
     fn degraded(&mut self, what: &str) {
         log::warn!("enforcement degraded: {what}");
+        let in_force = self.policy.current();
         let e = Event::defender(
             &self.scope,
             "alert",
-            self.rule_name(),
+            in_force.rule_name(),
             format!("Enforcement degraded: {what}"),
         );
         self.sink.emit(e);
-    }
-
-    fn rule_name(&self) -> Option<&str> {
-        self.rule.as_ref().map(|r| r.name())
     }
 
     /// The loop. Returns the status to exit with.
@@ -507,7 +527,8 @@ impl Supervisor {
 
     /// Decides one exec. Every failure on the way denies it (fail closed).
     fn on_exec(&mut self, n: &Notification, abi: Abi, call: ExecCall) -> Answer {
-        let Some(rule) = self
+        let in_force = self.policy.current();
+        let Some(rule) = in_force
             .rule
             .as_ref()
             .filter(|r| r.processes().effect() != Effect::Disable)
@@ -637,7 +658,8 @@ impl Supervisor {
     /// swapped in between): that was never allowed. Killed before its first instruction under
     /// `prevent` and `block`, reported under `alert`.
     fn on_mismatch(&mut self, m: Mismatch) {
-        let Some(rule) = self.rule.as_ref() else {
+        let in_force = self.policy.current();
+        let Some(rule) = in_force.rule.as_ref() else {
             self.watch.release(m.pid, None);
             return;
         };

@@ -16,7 +16,7 @@ use super::{Answer, SAME_ATTEMPT, Supervisor};
 use crate::audit::{Activity, ActivityViolation, Event};
 use crate::dns::forwarder::{Client, Forwarder, Proto};
 use crate::dns::{self, Decision, Finding};
-use crate::policy::{Attack, Effect, Rule};
+use crate::policy::{Attack, Effect, Live, Rule};
 use crate::sensors::exec;
 use crate::sensors::net::{
     self as sense, MMSG_LEN_OFFSET, MMSGHDR_SIZE, MSGHDR_SIZE, MsgHdr, NetCall, Use,
@@ -50,8 +50,9 @@ pub(super) struct NetSensor {
 }
 
 impl NetSensor {
-    /// Starts the forwarder when the rule enforces DNS. Runs after fork: it starts threads.
-    pub(super) fn start(rule: &Arc<Rule>, responder: Responder) -> std::io::Result<NetSensor> {
+    /// Starts the forwarder, which checks questions against the rule in force at each query.
+    /// Runs after fork: it starts threads.
+    pub(super) fn start(policy: &Live, responder: Responder) -> std::io::Result<NetSensor> {
         let (tx, findings) = mpsc::channel();
         let (wake, waker) = std::io::pipe()?;
         for end in [wake.as_fd(), waker.as_fd()] {
@@ -64,10 +65,7 @@ impl NetSensor {
             // A full pipe already wakes the loop; the byte only has to be there.
             let _ = (&waker).write_all_nonblocking();
         });
-        let forwarder = match rule.dns().effect() {
-            Effect::Disable => None,
-            _ => Some(Forwarder::start(rule.clone(), report.clone())?),
-        };
+        let forwarder = Some(Forwarder::start(policy.clone(), report)?);
         let unprivileged_port_start =
             std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
                 .ok()
@@ -199,8 +197,8 @@ impl Supervisor {
     }
 
     /// The rule in force when it enforces network or DNS.
-    fn enforcing_network(&self) -> Option<Arc<Rule>> {
-        self.rule.clone().filter(|r| {
+    pub(super) fn enforcing_network(&self) -> Option<Arc<Rule>> {
+        self.policy.current().rule.clone().filter(|r| {
             r.network().effect() != Effect::Disable || r.dns().effect() != Effect::Disable
         })
     }
@@ -556,7 +554,7 @@ impl Supervisor {
 
     /// Audits a DNS finding (from the forwarder's threads or from a musl send) and applies `block`.
     pub(super) fn on_dns_finding(&mut self, f: Finding) {
-        let Some(rule) = self.rule.clone() else {
+        let Some(rule) = self.policy.current().rule.clone() else {
             return;
         };
         let now = Instant::now();

@@ -3,8 +3,10 @@
 
 #![allow(dead_code)] // each test file uses its own subset
 
+pub mod console;
 pub mod docker;
 pub mod networld;
+pub mod webdriver;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

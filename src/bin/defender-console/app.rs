@@ -1,0 +1,190 @@
+//! The console's shared state and the operations both the API and the pages use: the policy in
+//! force (kept in memory and announced to long polls on change), replacing it after validation
+//! with the defender's own code, and storage calls run off the async workers.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::http::header::WWW_AUTHENTICATE;
+use axum::response::{IntoResponse, Response};
+use defender::policy::{self, PolicyError};
+use serde_json::{Value, json};
+use tokio::sync::{Mutex, watch};
+
+use crate::auth::Tokens;
+use crate::store::{Store, StoreError, StoredPolicy};
+
+pub struct AppState {
+    store: Arc<dyn Store>,
+    pub tokens: Tokens,
+    /// The revision in force; its receivers are the long polls waiting for a change.
+    /// (Several console instances would learn of changes from the database instead.)
+    policy: watch::Sender<Arc<StoredPolicy>>,
+    /// One replacement at a time, so revisions and announcements keep their order.
+    replacing: Mutex<()>,
+    /// Served over HTTPS: the session cookie is marked Secure.
+    pub https: bool,
+}
+
+/// The outcome of a valid replacement.
+pub enum Replaced {
+    New(Arc<StoredPolicy>),
+    /// The document is the one in force already: no new revision.
+    Same(Arc<StoredPolicy>),
+}
+
+pub enum ReplaceError {
+    Invalid(PolicyError),
+    Store(ApiError),
+}
+
+/// The current time as the console records it: RFC 3339, UTC, microseconds.
+pub fn now() -> String {
+    humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string()
+}
+
+impl AppState {
+    /// Loads the policy in force; a new console starts with the defender's compiled-in default
+    /// as revision 1, so that defenders always get a policy.
+    pub fn new(store: Arc<dyn Store>, tokens: Tokens, https: bool) -> Result<Self, StoreError> {
+        let current = match store.policy()? {
+            Some(p) => p,
+            None => store.put_policy(&policy::default_policy().to_json_pretty(), &now())?,
+        };
+        Ok(AppState {
+            store,
+            tokens,
+            policy: watch::Sender::new(Arc::new(current)),
+            replacing: Mutex::new(()),
+            https,
+        })
+    }
+
+    pub fn policy(&self) -> Arc<StoredPolicy> {
+        self.policy.borrow().clone()
+    }
+
+    pub fn watch_policy(&self) -> watch::Receiver<Arc<StoredPolicy>> {
+        self.policy.subscribe()
+    }
+
+    /// Runs a storage call on the blocking pool.
+    pub async fn store<T, F>(&self, call: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || call(&*store)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(ApiError::internal(e.to_string())),
+            Err(e) => Err(ApiError::internal(format!("storage task: {e}"))),
+        }
+    }
+
+    /// Validates `text` with the defender's parser and, if valid and different, stores it as the
+    /// next revision and announces it. An invalid document changes nothing.
+    pub async fn replace_policy(&self, text: &str) -> Result<Replaced, ReplaceError> {
+        let document = policy::parse(text)
+            .map_err(ReplaceError::Invalid)?
+            .to_json_pretty();
+        let _one_at_a_time = self.replacing.lock().await;
+        let current = self.policy();
+        if current.document == document {
+            return Ok(Replaced::Same(current));
+        }
+        let stored = self
+            .store(move |s| s.put_policy(&document, &now()))
+            .await
+            .map_err(ReplaceError::Store)?;
+        let stored = Arc::new(stored);
+        self.policy.send_replace(stored.clone());
+        Ok(Replaced::New(stored))
+    }
+}
+
+/// Every problem of an invalid policy, for the API and the page: where (rule index and name,
+/// field) and what, plus the one-line text `defender policy check` prints.
+pub fn problems(e: &PolicyError) -> Vec<Value> {
+    match e {
+        PolicyError::Syntax {
+            line,
+            column,
+            message,
+        } => vec![json!({
+            "rule": null, "name": null, "field": "", "line": line, "column": column,
+            "message": message, "text": e.to_string(),
+        })],
+        PolicyError::Invalid(list) => list
+            .iter()
+            .map(|p| {
+                json!({
+                    "rule": p.rule.as_ref().map(|r| r.index),
+                    "name": p.rule.as_ref().and_then(|r| r.name.clone()),
+                    "field": p.field,
+                    "message": p.message,
+                    "text": p.to_string(),
+                })
+            })
+            .collect(),
+    }
+}
+
+/// An API error: a status and `{"error": message}` (plus `problems` for an invalid policy).
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+    pub problems: Option<Vec<Value>>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+            problems: None,
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    pub fn unauthorized() -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "a valid token is required")
+    }
+
+    pub fn forbidden() -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, "this needs the admin token")
+    }
+
+    pub fn internal(message: String) -> ApiError {
+        eprintln!("defender-console: error: {message}");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)
+    }
+
+    pub fn invalid_policy(e: &PolicyError) -> ApiError {
+        ApiError {
+            problems: Some(problems(e)),
+            ..ApiError::bad_request("invalid policy; the policy in force is unchanged")
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({ "error": self.message });
+        if let Some(p) = self.problems {
+            body["problems"] = Value::Array(p);
+        }
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(WWW_AUTHENTICATE, "Bearer".parse().expect("a valid header"));
+        }
+        response
+    }
+}

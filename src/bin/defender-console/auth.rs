@@ -1,0 +1,219 @@
+//! Who is calling: the two tokens (admin: people and automation; defender: the defenders), how
+//! they are made and kept, and the extractors that let a handler through or answer 401/403.
+//!
+//! A token comes as `Authorization: Bearer T`, or, for the web pages, in the session cookie set
+//! by the login page (HttpOnly, SameSite=Strict, so other sites cannot use it).
+
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::header::{AUTHORIZATION, COOKIE};
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Redirect, Response};
+
+use crate::app::{ApiError, AppState};
+
+pub const SESSION_COOKIE: &str = "defender_console";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Admin,
+    Defender,
+}
+
+pub struct Tokens {
+    admin: String,
+    defender: String,
+}
+
+/// Where a token came from, for the start-up message.
+pub enum Origin {
+    Given,
+    Kept(PathBuf),
+    Generated(PathBuf),
+}
+
+impl Tokens {
+    /// The tokens given (flags, environment), else those kept in `dir`, else new ones written
+    /// there (mode 0600).
+    pub fn load(
+        dir: &Path,
+        admin: Option<String>,
+        defender: Option<String>,
+    ) -> Result<(Tokens, [Origin; 2]), String> {
+        let (admin, admin_origin) = token(dir, "admin.token", admin)?;
+        let (defender, defender_origin) = token(dir, "defender.token", defender)?;
+        if admin == defender {
+            return Err("the admin token and the defender token must differ".into());
+        }
+        Ok((Tokens { admin, defender }, [admin_origin, defender_origin]))
+    }
+
+    /// The role a presented token grants, compared in constant time.
+    pub fn role(&self, presented: &str) -> Option<Role> {
+        if same(presented, &self.admin) {
+            Some(Role::Admin)
+        } else if same(presented, &self.defender) {
+            Some(Role::Defender)
+        } else {
+            None
+        }
+    }
+}
+
+fn token(dir: &Path, file: &str, given: Option<String>) -> Result<(String, Origin), String> {
+    if let Some(t) = given {
+        if t.trim().is_empty() || t.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!(
+                "{file}: a given token must be non-empty, without spaces"
+            ));
+        }
+        return Ok((t, Origin::Given));
+    }
+    let path = dir.join(file);
+    match std::fs::read_to_string(&path) {
+        Ok(t) if !t.trim().is_empty() => return Ok((t.trim().to_string(), Origin::Kept(path))),
+        Ok(_) => return Err(format!("{}: empty", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    }
+    let t = generate().map_err(|e| format!("generating a token: {e}"))?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    f.write_all(format!("{t}\n").as_bytes())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok((t, Origin::Generated(path)))
+}
+
+/// 32 random bytes from the kernel, in hex.
+fn generate() -> std::io::Result<String> {
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Equality whose time does not depend on where the strings differ.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// The token a request presents: the bearer header, else the session cookie.
+fn presented(parts: &Parts) -> Option<String> {
+    if let Some(v) = parts.headers.get(AUTHORIZATION) {
+        return v
+            .to_str()
+            .ok()?
+            .strip_prefix("Bearer ")
+            .map(|t| t.trim().to_string());
+    }
+    parts
+        .headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (name, value) = pair.trim().split_once('=')?;
+            (name == SESSION_COOKIE).then(|| value.to_string())
+        })
+}
+
+fn role(parts: &Parts, state: &AppState) -> Option<Role> {
+    presented(parts).and_then(|t| state.tokens.role(&t))
+}
+
+/// Any valid token (reading the policy, sending audits and heartbeats).
+pub struct Member;
+
+/// The admin token (writing the policy, reading audits and defenders).
+pub struct Admin;
+
+impl FromRequestParts<Arc<AppState>> for Member {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, s: &Arc<AppState>) -> Result<Self, ApiError> {
+        role(parts, s)
+            .map(|_| Member)
+            .ok_or_else(ApiError::unauthorized)
+    }
+}
+
+impl FromRequestParts<Arc<AppState>> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, s: &Arc<AppState>) -> Result<Self, ApiError> {
+        match role(parts, s) {
+            Some(Role::Admin) => Ok(Admin),
+            Some(Role::Defender) => Err(ApiError::forbidden()),
+            None => Err(ApiError::unauthorized()),
+        }
+    }
+}
+
+/// A person with the admin token on a web page; others are sent to the login page.
+pub struct Person;
+
+impl FromRequestParts<Arc<AppState>> for Person {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, s: &Arc<AppState>) -> Result<Self, Response> {
+        match role(parts, s) {
+            Some(Role::Admin) => Ok(Person),
+            _ => Err(Redirect::to("/login").into_response()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_generated_once_and_kept_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (t, origins) = Tokens::load(dir.path(), None, None).unwrap();
+        assert!(matches!(
+            origins,
+            [Origin::Generated(_), Origin::Generated(_)]
+        ));
+        let admin = std::fs::read_to_string(dir.path().join("admin.token")).unwrap();
+        let mode = std::fs::metadata(dir.path().join("admin.token"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!((admin.trim().len(), mode & 0o777), (64, 0o600));
+        assert_eq!(t.role(admin.trim()), Some(Role::Admin));
+
+        let (again, origins) = Tokens::load(dir.path(), None, Some("d-1".into())).unwrap();
+        assert!(matches!(origins, [Origin::Kept(_), Origin::Given]));
+        assert_eq!(again.role(admin.trim()), Some(Role::Admin));
+        assert_eq!(again.role("d-1"), Some(Role::Defender));
+        assert_eq!(again.role("d-2"), None);
+        assert_eq!(again.role(""), None);
+        assert!(Tokens::load(dir.path(), Some("x".into()), Some("x".into())).is_err());
+        assert!(Tokens::load(dir.path(), Some("a b".into()), None).is_err());
+    }
+
+    #[test]
+    fn constant_time_equality() {
+        for (a, b, want) in [
+            ("abc", "abc", true),
+            ("abc", "abd", false),
+            ("ab", "abc", false),
+        ] {
+            assert_eq!(same(a, b), want);
+        }
+    }
+}

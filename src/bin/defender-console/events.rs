@@ -1,0 +1,252 @@
+//! Audit events as the console receives, stores and serves them: the fields of `spec/audit.md`,
+//! checked strictly on the way in (a batch with one bad event is refused whole), and written out
+//! as JSON or CSV.
+
+pub use defender::audit::Kind;
+use serde::{Deserialize, Serialize};
+
+/// The most events one request may carry.
+pub const MAX_BATCH: usize = 10_000;
+
+/// `effect`: what was done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Effect {
+    Alert,
+    Prevent,
+    Block,
+}
+
+impl Effect {
+    pub const ALL: [Effect; 3] = [Effect::Alert, Effect::Prevent, Effect::Block];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Effect::Alert => "alert",
+            Effect::Prevent => "prevent",
+            Effect::Block => "block",
+        }
+    }
+}
+
+/// `name` as one of `all`, by its `as_str` name.
+pub fn parse_name<T: Copy>(name: &str, all: &[T], as_str: impl Fn(T) -> &'static str) -> Option<T> {
+    all.iter().copied().find(|v| as_str(*v) == name)
+}
+
+/// One audit event (audit.md).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditEvent {
+    pub id: String,
+    pub time: String,
+    #[serde(rename = "type")]
+    pub kind: Kind,
+    pub effect: Effect,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attack: Option<String>,
+    pub container: String,
+    pub image: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
+    pub pid: u32,
+    pub process: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmdline: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    pub message: String,
+    pub count: u64,
+}
+
+/// A batch from a request body: every event well-formed, or an error naming the first bad one
+/// (`[3].time: ...`). Times come back normalized (UTC, microseconds), so that they sort as text.
+pub fn parse_batch(body: &[u8]) -> Result<Vec<AuditEvent>, String> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let mut events: Vec<AuditEvent> =
+        serde_path_to_error::deserialize(&mut de).map_err(|e| match e.path().to_string() {
+            path if path == "." => e.inner().to_string(),
+            path => format!("{path}: {}", e.inner()),
+        })?;
+    de.end().map_err(|e| e.to_string())?;
+    if events.len() > MAX_BATCH {
+        return Err(format!(
+            "{} events in one batch; at most {MAX_BATCH}",
+            events.len()
+        ));
+    }
+    for (i, event) in events.iter_mut().enumerate() {
+        check(event).map_err(|(field, message)| format!("[{i}].{field}: {message}"))?;
+    }
+    Ok(events)
+}
+
+/// What serde cannot say about one event.
+fn check(e: &mut AuditEvent) -> Result<(), (&'static str, String)> {
+    if e.id.is_empty() || e.id.len() > 128 || e.id.chars().any(char::is_control) {
+        return Err(("id", "must be 1 to 128 printable characters".into()));
+    }
+    e.time = normalize_time(&e.time).map_err(|m| ("time", m))?;
+    for (field, value) in [
+        ("container", &e.container),
+        ("image", &e.image),
+        ("process", &e.process),
+        ("message", &e.message),
+    ] {
+        if value.is_empty() {
+            return Err((field, "must not be empty".into()));
+        }
+    }
+    if e.count == 0 {
+        return Err(("count", "must be at least 1".into()));
+    }
+    Ok(())
+}
+
+/// An RFC 3339 UTC time (`2026-11-29T10:00:00Z`, fractions optional), as audit events write it:
+/// microseconds, `Z`.
+pub fn normalize_time(text: &str) -> Result<String, String> {
+    let t = humantime::parse_rfc3339_weak(text.trim())
+        .map_err(|e| format!("{text:?} is not an RFC 3339 UTC time ({e})"))?;
+    Ok(humantime::format_rfc3339_micros(t).to_string())
+}
+
+/// The CSV columns: the fields of audit.md, in its order.
+const COLUMNS: [&str; 18] = [
+    "id",
+    "time",
+    "type",
+    "effect",
+    "rule",
+    "attack",
+    "container",
+    "image",
+    "task",
+    "pid",
+    "process",
+    "cmdline",
+    "parent",
+    "domain",
+    "ip",
+    "port",
+    "message",
+    "count",
+];
+
+/// The events as CSV (RFC 4180), a header line first.
+pub fn to_csv(events: &[AuditEvent]) -> String {
+    let mut out = COLUMNS.join(",");
+    out.push_str("\r\n");
+    for e in events {
+        let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+        let row = [
+            e.id.clone(),
+            e.time.clone(),
+            e.kind.as_str().into(),
+            e.effect.as_str().into(),
+            opt(&e.rule),
+            opt(&e.attack),
+            e.container.clone(),
+            e.image.clone(),
+            opt(&e.task),
+            e.pid.to_string(),
+            e.process.clone(),
+            opt(&e.cmdline),
+            opt(&e.parent),
+            opt(&e.domain),
+            opt(&e.ip),
+            e.port.map(|p| p.to_string()).unwrap_or_default(),
+            e.message.clone(),
+            e.count.to_string(),
+        ];
+        let cells: Vec<String> = row.iter().map(|c| csv_cell(c)).collect();
+        out.push_str(&cells.join(","));
+        out.push_str("\r\n");
+    }
+    out
+}
+
+/// Quotes a cell when needed. A cell a spreadsheet would run as a formula (the workload chooses
+/// command lines) gets a leading `'`, as OWASP advises for CSV exports.
+fn csv_cell(value: &str) -> String {
+    let value = if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{value}")
+    } else {
+        value.to_string()
+    };
+    if value.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", value.replace('"', "\"\""))
+    } else {
+        value
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn event(id: &str) -> serde_json::Value {
+        serde_json::json!({
+            "id": id, "time": "2026-11-29T10:00:00.5Z", "type": "process", "effect": "prevent",
+            "rule": "r", "attack": "processExplicitlyDenied", "container": "web", "image": "img:1",
+            "pid": 7, "process": "/bin/mkdir", "cmdline": "mkdir x", "parent": "/bin/sh",
+            "message": "m", "count": 1
+        })
+    }
+
+    #[test]
+    fn batches_are_whole_or_refused_with_the_place() {
+        let good = serde_json::json!([event("a"), event("b")]).to_string();
+        let events = parse_batch(good.as_bytes()).unwrap();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].time, "2026-11-29T10:00:00.500000Z");
+
+        let cases: &[(&str, serde_json::Value, &str)] = &[
+            ("type", "virus".into(), "[1].type: unknown variant `virus`"),
+            ("time", "yesterday".into(), "[1].time: \"yesterday\" is not"),
+            ("id", "".into(), "[1].id: must be 1 to 128"),
+            ("count", 0.into(), "[1].count: must be at least 1"),
+            ("pid", "x".into(), "[1].pid: invalid type"),
+            ("extra", 1.into(), "[1].extra: unknown field `extra`"),
+            ("container", "".into(), "[1].container: must not be empty"),
+        ];
+        for (field, value, want) in cases {
+            let mut bad = event("b");
+            bad[field] = value.clone();
+            let body = serde_json::json!([event("a"), bad]).to_string();
+            let err = parse_batch(body.as_bytes()).unwrap_err();
+            assert!(err.starts_with(want), "{field}: {err}");
+        }
+        assert!(parse_batch(b"{}").is_err());
+        assert!(parse_batch(b"[] x").is_err());
+    }
+
+    #[test]
+    fn csv_quotes_and_defuses_formulas() {
+        for (cell, want) in [
+            ("plain", "plain"),
+            ("a,b", "\"a,b\""),
+            ("say \"hi\"", "\"say \"\"hi\"\"\""),
+            ("=cmd|' /C calc'!A0", "'=cmd|' /C calc'!A0"),
+            ("-x,y", "\"'-x,y\""),
+        ] {
+            assert_eq!(csv_cell(cell), want);
+        }
+        let events = parse_batch(serde_json::json!([event("a")]).to_string().as_bytes()).unwrap();
+        let csv = to_csv(&events);
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines[0], COLUMNS.join(","));
+        assert_eq!(
+            lines[1],
+            "a,2026-11-29T10:00:00.500000Z,process,prevent,r,processExplicitlyDenied,web,img:1,,7,/bin/mkdir,mkdir x,/bin/sh,,,,m,1"
+        );
+    }
+}

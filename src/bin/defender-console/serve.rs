@@ -1,0 +1,154 @@
+//! Start-up: the flags of `spec/cli.md`, the data directory, tokens, storage, then serving HTTP
+//! or HTTPS until SIGTERM or SIGINT.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use clap::Parser;
+
+use crate::app::AppState;
+use crate::auth::{Origin, Tokens};
+use crate::store::Sqlite;
+use crate::{api, tls, web};
+
+/// Where the database and the generated tokens live unless --data-dir says otherwise.
+const DEFAULT_DATA_DIR: &str = "/var/lib/defender-console";
+/// The largest request body: an audit batch of up to 10,000 events.
+const MAX_BODY: usize = 16 << 20;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "defender-console",
+    version,
+    about = "The defender console: the App-Embedded runtime policy, fetched live by every defender; audits collected and shown."
+)]
+pub struct Args {
+    /// Address and port to serve on.
+    #[arg(
+        long,
+        env = "DEFENDER_CONSOLE_LISTEN",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:8083"
+    )]
+    listen: String,
+    /// Where the database and the generated tokens live [default: /var/lib/defender-console].
+    #[arg(long, env = "DEFENDER_CONSOLE_DATA", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Token for people and automation: edit the policy, read audits [default: generated on
+    /// first start, kept in DIR/admin.token].
+    #[arg(
+        long,
+        env = "DEFENDER_CONSOLE_ADMIN_TOKEN",
+        value_name = "T",
+        hide_env_values = true
+    )]
+    admin_token: Option<String>,
+    /// Token for defenders: read the policy, send audits and heartbeats [default: generated on
+    /// first start, kept in DIR/defender.token].
+    #[arg(
+        long,
+        env = "DEFENDER_CONSOLE_DEFENDER_TOKEN",
+        value_name = "T",
+        hide_env_values = true
+    )]
+    defender_token: Option<String>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(
+        long,
+        env = "DEFENDER_CONSOLE_TLS_CERT",
+        value_name = "F",
+        requires = "tls_key"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(
+        long,
+        env = "DEFENDER_CONSOLE_TLS_KEY",
+        value_name = "F",
+        requires = "tls_cert"
+    )]
+    tls_key: Option<PathBuf>,
+}
+
+pub fn run(args: Args) -> Result<(), String> {
+    let dir = args.data_dir.unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| format!("--data-dir {}: {e}", dir.display()))?;
+    }
+    let (tokens, origins) = Tokens::load(&dir, args.admin_token, args.defender_token)?;
+    for (name, origin) in ["admin", "defender"].iter().zip(origins) {
+        match origin {
+            Origin::Generated(p) => {
+                eprintln!(
+                    "defender-console: generated the {name} token, kept in {}",
+                    p.display()
+                )
+            }
+            Origin::Kept(p) => eprintln!("defender-console: {name} token from {}", p.display()),
+            Origin::Given => {}
+        }
+    }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::config(cert, key)?),
+        _ => None,
+    };
+    let db = dir.join("console.db");
+    let store = Sqlite::open(&db).map_err(|e| format!("{}: {e}", db.display()))?;
+    let state = AppState::new(Arc::new(store), tokens, tls.is_some()).map_err(|e| e.to_string())?;
+    let app = api::routes()
+        .merge(web::routes())
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(Arc::new(state));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("tokio runtime: {e}"))?;
+    runtime.block_on(async move {
+        let tcp = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .map_err(|e| format!("--listen {}: {e}", args.listen))?;
+        let addr: SocketAddr = tcp.local_addr().map_err(|e| e.to_string())?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        // Tests and scripts wait for this line (and learn the port when it was 0).
+        eprintln!("defender-console: listening on {scheme}://{addr}");
+        // Stops at once on a signal: policy polls may be held open for minutes, and every write
+        // is a transaction, so nothing is left half done; defenders retry what was cut.
+        let served = match tls {
+            None => tokio::select! {
+                r = axum::serve(tcp, app) => r,
+                () = stop() => Ok(()),
+            },
+            Some(config) => {
+                let listener = tls::TlsListener::new(tcp, config).map_err(|e| e.to_string())?;
+                tokio::select! {
+                    r = axum::serve(listener, app) => r,
+                    () = stop() => Ok(()),
+                }
+            }
+        };
+        served.map_err(|e| e.to_string())
+    })
+}
+
+/// SIGTERM or SIGINT.
+async fn stop() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+    eprintln!("defender-console: stopping");
+}

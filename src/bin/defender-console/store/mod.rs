@@ -1,0 +1,77 @@
+//! Storage, behind one narrow interface: the policy and its revisions, audit events, defenders'
+//! heartbeats. SQLite in the data directory today; the interface is what a PostgreSQL backend
+//! (several console instances behind a load balancer) implements next.
+//!
+//! Calls are blocking; the web layer runs them off its async workers. Times are RFC 3339 UTC
+//! strings with microseconds, which sort as text.
+
+mod sqlite;
+
+pub use sqlite::Sqlite;
+
+use crate::events::{AuditEvent, Effect, Kind};
+
+#[derive(Debug, thiserror::Error)]
+#[error("storage: {0}")]
+pub struct StoreError(pub String);
+
+/// A revision of the policy document.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredPolicy {
+    pub revision: u64,
+    /// The document as validated, pretty-printed.
+    pub document: String,
+    pub updated: String,
+}
+
+/// Which audit events to return, newest first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    pub container: Option<String>,
+    pub image: Option<String>,
+    pub kind: Option<Kind>,
+    pub effect: Option<Effect>,
+    pub rule: Option<String>,
+    /// `since <= time < until`.
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub limit: u32,
+    pub offset: u32,
+}
+
+/// What a defender says in its heartbeat.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Heartbeat {
+    /// This run of the defender.
+    pub id: String,
+    pub container: String,
+    pub image: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
+    pub version: String,
+    /// The policy revision it enforces (`None`: a local policy).
+    #[serde(default)]
+    pub revision: Option<String>,
+}
+
+/// A defender as last heard from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DefenderSeen {
+    pub beat: Heartbeat,
+    pub first_seen: String,
+    pub last_seen: String,
+}
+
+pub trait Store: Send + Sync {
+    /// The newest revision, `None` before the first.
+    fn policy(&self) -> Result<Option<StoredPolicy>, StoreError>;
+    /// Stores `document` (validated by the caller) as the next revision.
+    fn put_policy(&self, document: &str, now: &str) -> Result<StoredPolicy, StoreError>;
+    /// Stores a batch all together or not at all; events whose `id` is stored already are
+    /// skipped (delivery is at least once). Returns how many were new.
+    fn add_audits(&self, events: &[AuditEvent], now: &str) -> Result<usize, StoreError>;
+    fn audits(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError>;
+    fn heartbeat(&self, beat: &Heartbeat, now: &str) -> Result<(), StoreError>;
+    /// Every defender ever heard from, most recently seen first.
+    fn defenders(&self) -> Result<Vec<DefenderSeen>, StoreError>;
+}

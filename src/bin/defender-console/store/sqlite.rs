@@ -1,0 +1,402 @@
+//! The SQLite store: one file in the data directory, WAL mode so that reads (the pages, the
+//! audit queries) go on while a batch is written. One connection writes, one reads; each behind
+//! a lock, because a connection is used by one thread at a time.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{AuditQuery, DefenderSeen, Heartbeat, Store, StoreError, StoredPolicy};
+use crate::events::{AuditEvent, Effect, Kind, parse_name};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS policies (
+    revision INTEGER PRIMARY KEY,
+    document TEXT NOT NULL,
+    updated  TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audits (
+    seq       INTEGER PRIMARY KEY, -- arrival order, to order events of the same time
+    id        TEXT NOT NULL UNIQUE,
+    time      TEXT NOT NULL,
+    type      TEXT NOT NULL,
+    effect    TEXT NOT NULL,
+    rule      TEXT,
+    attack    TEXT,
+    container TEXT NOT NULL,
+    image     TEXT NOT NULL,
+    task      TEXT,
+    pid       INTEGER NOT NULL,
+    process   TEXT NOT NULL,
+    cmdline   TEXT,
+    parent    TEXT,
+    domain    TEXT,
+    ip        TEXT,
+    port      INTEGER,
+    message   TEXT NOT NULL,
+    count     INTEGER NOT NULL,
+    received  TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audits_by_time ON audits (time DESC, seq DESC);
+CREATE TABLE IF NOT EXISTS defenders (
+    id         TEXT PRIMARY KEY,
+    container  TEXT NOT NULL,
+    image      TEXT NOT NULL,
+    task       TEXT,
+    version    TEXT NOT NULL,
+    revision   TEXT,
+    first_seen TEXT NOT NULL,
+    last_seen  TEXT NOT NULL
+);
+";
+
+const AUDIT_COLUMNS: &str = "id, time, type, effect, rule, attack, container, image, task, pid, \
+                             process, cmdline, parent, domain, ip, port, message, count";
+
+pub struct Sqlite {
+    writer: Mutex<Connection>,
+    reader: Mutex<Connection>,
+}
+
+fn err(e: rusqlite::Error) -> StoreError {
+    StoreError(e.to_string())
+}
+
+fn lock(c: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    // A panic while holding it leaves the connection usable: SQLite rolls back what was open.
+    c.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Sqlite {
+    /// Opens (creating) the database at `path`.
+    pub fn open(path: &Path) -> Result<Sqlite, StoreError> {
+        let open = || -> rusqlite::Result<Connection> {
+            let c = Connection::open(path)?;
+            c.busy_timeout(Duration::from_secs(10))?;
+            c.pragma_update(None, "journal_mode", "WAL")?;
+            // WAL with NORMAL: a power loss may lose the last transactions, never corrupt.
+            c.pragma_update(None, "synchronous", "NORMAL")?;
+            Ok(c)
+        };
+        let writer = open().map_err(err)?;
+        writer.execute_batch(SCHEMA).map_err(err)?;
+        let reader = open().map_err(err)?;
+        Ok(Sqlite {
+            writer: Mutex::new(writer),
+            reader: Mutex::new(reader),
+        })
+    }
+}
+
+impl Store for Sqlite {
+    fn policy(&self) -> Result<Option<StoredPolicy>, StoreError> {
+        lock(&self.reader)
+            .query_row(
+                "SELECT revision, document, updated FROM policies ORDER BY revision DESC LIMIT 1",
+                [],
+                |r| {
+                    Ok(StoredPolicy {
+                        revision: r.get::<_, i64>(0)? as u64,
+                        document: r.get(1)?,
+                        updated: r.get(2)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(err)
+    }
+
+    fn put_policy(&self, document: &str, now: &str) -> Result<StoredPolicy, StoreError> {
+        let c = lock(&self.writer);
+        c.execute(
+            "INSERT INTO policies (document, updated) VALUES (?1, ?2)",
+            params![document, now],
+        )
+        .map_err(err)?;
+        Ok(StoredPolicy {
+            revision: c.last_insert_rowid() as u64,
+            document: document.into(),
+            updated: now.into(),
+        })
+    }
+
+    fn add_audits(&self, events: &[AuditEvent], now: &str) -> Result<usize, StoreError> {
+        let mut c = lock(&self.writer);
+        let tx = c.transaction().map_err(err)?;
+        let mut added = 0;
+        {
+            let mut insert = tx
+                .prepare_cached(&format!(
+                    "INSERT OR IGNORE INTO audits ({AUDIT_COLUMNS}, received) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
+                ))
+                .map_err(err)?;
+            for e in events {
+                added += insert
+                    .execute(params![
+                        e.id,
+                        e.time,
+                        e.kind.as_str(),
+                        e.effect.as_str(),
+                        e.rule,
+                        e.attack,
+                        e.container,
+                        e.image,
+                        e.task,
+                        e.pid,
+                        e.process,
+                        e.cmdline,
+                        e.parent,
+                        e.domain,
+                        e.ip,
+                        e.port,
+                        e.message,
+                        e.count as i64,
+                        now,
+                    ])
+                    .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)?;
+        Ok(added)
+    }
+
+    fn audits(&self, q: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {
+        let c = lock(&self.reader);
+        let mut select = c
+            .prepare_cached(&format!(
+                "SELECT {AUDIT_COLUMNS} FROM audits \
+                 WHERE (?1 IS NULL OR container = ?1) AND (?2 IS NULL OR image = ?2) \
+                   AND (?3 IS NULL OR type = ?3) AND (?4 IS NULL OR effect = ?4) \
+                   AND (?5 IS NULL OR rule = ?5) AND (?6 IS NULL OR time >= ?6) \
+                   AND (?7 IS NULL OR time < ?7) \
+                 ORDER BY time DESC, seq DESC LIMIT ?8 OFFSET ?9"
+            ))
+            .map_err(err)?;
+        let rows = select
+            .query_map(
+                params![
+                    q.container,
+                    q.image,
+                    q.kind.map(Kind::as_str),
+                    q.effect.map(Effect::as_str),
+                    q.rule,
+                    q.since,
+                    q.until,
+                    q.limit,
+                    q.offset,
+                ],
+                |r| {
+                    let kind: String = r.get(2)?;
+                    let effect: String = r.get(3)?;
+                    let bad = |column: usize, value: String| {
+                        rusqlite::Error::FromSqlConversionFailure(
+                            column,
+                            rusqlite::types::Type::Text,
+                            format!("unknown value {value:?}").into(),
+                        )
+                    };
+                    Ok(AuditEvent {
+                        id: r.get(0)?,
+                        time: r.get(1)?,
+                        kind: parse_name(&kind, &Kind::ALL, Kind::as_str)
+                            .ok_or_else(|| bad(2, kind.clone()))?,
+                        effect: parse_name(&effect, &Effect::ALL, Effect::as_str)
+                            .ok_or_else(|| bad(3, effect.clone()))?,
+                        rule: r.get(4)?,
+                        attack: r.get(5)?,
+                        container: r.get(6)?,
+                        image: r.get(7)?,
+                        task: r.get(8)?,
+                        pid: r.get(9)?,
+                        process: r.get(10)?,
+                        cmdline: r.get(11)?,
+                        parent: r.get(12)?,
+                        domain: r.get(13)?,
+                        ip: r.get(14)?,
+                        port: r.get(15)?,
+                        message: r.get(16)?,
+                        count: r.get::<_, i64>(17)? as u64,
+                    })
+                },
+            )
+            .map_err(err)?;
+        rows.collect::<Result<_, _>>().map_err(err)
+    }
+
+    fn heartbeat(&self, b: &Heartbeat, now: &str) -> Result<(), StoreError> {
+        lock(&self.writer)
+            .execute(
+                "INSERT INTO defenders (id, container, image, task, version, revision, first_seen, last_seen) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) \
+                 ON CONFLICT (id) DO UPDATE SET container = ?2, image = ?3, task = ?4, version = ?5, \
+                   revision = ?6, last_seen = ?7",
+                params![b.id, b.container, b.image, b.task, b.version, b.revision, now],
+            )
+            .map(drop)
+            .map_err(err)
+    }
+
+    fn defenders(&self) -> Result<Vec<DefenderSeen>, StoreError> {
+        let c = lock(&self.reader);
+        let mut select = c
+            .prepare_cached(
+                "SELECT id, container, image, task, version, revision, first_seen, last_seen \
+                 FROM defenders ORDER BY last_seen DESC",
+            )
+            .map_err(err)?;
+        let rows = select
+            .query_map([], |r| {
+                Ok(DefenderSeen {
+                    beat: Heartbeat {
+                        id: r.get(0)?,
+                        container: r.get(1)?,
+                        image: r.get(2)?,
+                        task: r.get(3)?,
+                        version: r.get(4)?,
+                        revision: r.get(5)?,
+                    },
+                    first_seen: r.get(6)?,
+                    last_seen: r.get(7)?,
+                })
+            })
+            .map_err(err)?;
+        rows.collect::<Result<_, _>>().map_err(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(id: &str, time: &str, kind: Kind, container: &str) -> AuditEvent {
+        AuditEvent {
+            id: id.into(),
+            time: time.into(),
+            kind,
+            effect: Effect::Prevent,
+            rule: Some("r".into()),
+            attack: None,
+            container: container.into(),
+            image: "img".into(),
+            task: None,
+            pid: 1,
+            process: "/bin/x".into(),
+            cmdline: None,
+            parent: None,
+            domain: None,
+            ip: None,
+            port: Some(443),
+            message: "m".into(),
+            count: 1,
+        }
+    }
+
+    fn ids(events: &[AuditEvent]) -> Vec<&str> {
+        events.iter().map(|e| e.id.as_str()).collect()
+    }
+
+    #[test]
+    fn audits_are_idempotent_filtered_and_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Sqlite::open(&dir.path().join("db")).unwrap();
+        let t = |n: u32| format!("2026-11-29T10:00:{n:02}.000000Z");
+        let batch = [
+            event("a", &t(1), Kind::Process, "web"),
+            event("b", &t(3), Kind::Dns, "web"),
+            event("c", &t(2), Kind::Process, "db"),
+        ];
+        assert_eq!(s.add_audits(&batch, &t(9)).unwrap(), 3);
+        // Delivered again (at least once), plus one new: only the new one counts.
+        let again = [batch[0].clone(), event("d", &t(3), Kind::Process, "web")];
+        assert_eq!(s.add_audits(&again, &t(9)).unwrap(), 1);
+
+        let all = AuditQuery {
+            limit: 100,
+            ..Default::default()
+        };
+        // Newest first; same time: the later arrival first.
+        assert_eq!(ids(&s.audits(&all).unwrap()), ["d", "b", "c", "a"]);
+        assert_eq!(s.audits(&all).unwrap()[3], batch[0]);
+        let cases = [
+            (
+                AuditQuery {
+                    container: Some("web".into()),
+                    ..all.clone()
+                },
+                vec!["d", "b", "a"],
+            ),
+            (
+                AuditQuery {
+                    kind: Some(Kind::Process),
+                    ..all.clone()
+                },
+                vec!["d", "c", "a"],
+            ),
+            (
+                AuditQuery {
+                    since: Some(t(2)),
+                    until: Some(t(3)),
+                    ..all.clone()
+                },
+                vec!["c"],
+            ),
+            (
+                AuditQuery {
+                    effect: Some(Effect::Alert),
+                    ..all.clone()
+                },
+                vec![],
+            ),
+            (
+                AuditQuery {
+                    limit: 2,
+                    offset: 1,
+                    ..all.clone()
+                },
+                vec!["b", "c"],
+            ),
+        ];
+        for (q, want) in cases {
+            assert_eq!(ids(&s.audits(&q).unwrap()), want, "{q:?}");
+        }
+    }
+
+    #[test]
+    fn policies_and_defenders() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let s = Sqlite::open(&path).unwrap();
+        assert_eq!(s.policy().unwrap(), None);
+        assert_eq!(s.put_policy("{1}", "t1").unwrap().revision, 1);
+        assert_eq!(s.put_policy("{2}", "t2").unwrap().revision, 2);
+        drop(s);
+        let s = Sqlite::open(&path).unwrap();
+        let p = s.policy().unwrap().unwrap();
+        assert_eq!((p.revision, p.document.as_str()), (2, "{2}"));
+
+        let mut beat = Heartbeat {
+            id: "i1".into(),
+            container: "web".into(),
+            image: "img".into(),
+            task: None,
+            version: "0.1.0".into(),
+            revision: Some("1".into()),
+        };
+        s.heartbeat(&beat, "t1").unwrap();
+        beat.revision = Some("2".into());
+        s.heartbeat(&beat, "t2").unwrap();
+        let seen = s.defenders().unwrap();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(
+            (
+                seen[0].beat.revision.as_deref(),
+                &*seen[0].first_seen,
+                &*seen[0].last_seen
+            ),
+            (Some("2"), "t1", "t2")
+        );
+    }
+}

@@ -1,0 +1,116 @@
+//! The last good policy from the console, kept on disk so that a defender that starts while the
+//! console is away enforces what the console last said rather than something older.
+//!
+//! Only a policy that validated is ever saved, and it is validated again when read: a damaged or
+//! foreign file is ignored, never trusted.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::policy::{self, Policy};
+
+const FILE: &str = "policy.json";
+
+/// The file's content.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Saved {
+    /// The console it came from.
+    console: String,
+    revision: String,
+    /// RFC 3339, when it was saved.
+    saved_at: String,
+    policy: serde_json::Value,
+}
+
+/// A policy read back from the cache.
+pub struct Cached {
+    pub revision: String,
+    pub saved_at: String,
+    pub policy: Policy,
+}
+
+pub struct Cache {
+    path: PathBuf,
+}
+
+impl Cache {
+    pub fn new(state_dir: &Path) -> Cache {
+        Cache {
+            path: state_dir.join(FILE),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The cached policy; `Ok(None)` when there is none, `Err` when the file is unusable.
+    pub fn load(&self) -> Result<Option<Cached>, String> {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.to_string()),
+        };
+        let saved: Saved = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        let policy = policy::parse(&saved.policy.to_string()).map_err(|e| e.to_string())?;
+        Ok(Some(Cached {
+            revision: saved.revision,
+            saved_at: saved.saved_at,
+            policy,
+        }))
+    }
+
+    /// Replaces the cache with `policy` at `revision`.
+    pub fn save(&self, console: &str, revision: &str, policy: &Policy) -> io::Result<()> {
+        let document: serde_json::Value = serde_json::from_str(&policy.to_json_pretty())?;
+        let saved = Saved {
+            console: console.into(),
+            revision: revision.into(),
+            saved_at: humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
+            policy: document,
+        };
+        let text = serde_json::to_vec_pretty(&saved)?;
+        super::write_whole(&self.path.with_extension("json.new"), &self.path, &text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saves_and_loads_only_valid_policies() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path());
+        assert!(cache.load().unwrap().is_none());
+
+        let p = policy::parse(
+            r#"{"rules": [{"name": "r", "processes": {"effect": "prevent", "deny": ["mkdir"]}}]}"#,
+        )
+        .unwrap();
+        cache.save("http://c", "7", &p).unwrap();
+        let back = cache.load().unwrap().unwrap();
+        assert_eq!(back.revision, "7");
+        assert_eq!(back.policy.to_json_pretty(), p.to_json_pretty());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(cache.path())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+
+        // A document that no longer validates (edited by hand, or from another version) is an
+        // error, not a policy.
+        let mut saved: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(cache.path()).unwrap()).unwrap();
+        saved["policy"]["rules"][0]["processes"]["effect"] = "deny".into();
+        std::fs::write(cache.path(), saved.to_string()).unwrap();
+        let err = cache.load().err().unwrap();
+        assert!(err.contains("processes.effect"), "{err}");
+        std::fs::write(cache.path(), "{").unwrap();
+        assert!(cache.load().is_err());
+    }
+}

@@ -1,0 +1,48 @@
+//! Heartbeats: every few seconds the console hears which defender this is, what it protects and
+//! which policy revision it enforces (the console's defenders page). They also serve as the
+//! uplink's clock for writing folded `defender` events.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::{Shared, lock};
+
+/// How often; the console shows a defender as connected while it heard from it lately.
+const INTERVAL: Duration = Duration::from_secs(5);
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The body of `POST /api/v1/defenders/heartbeat`.
+#[derive(Serialize)]
+struct Beat<'a> {
+    id: &'a str,
+    container: &'a str,
+    image: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    task: Option<&'a str>,
+    version: &'static str,
+    /// The console revision in force (`null` under `--policy` or the default).
+    revision: Option<&'a str>,
+}
+
+/// Runs forever (the thread ends with the process).
+pub(super) fn run(shared: &Shared) {
+    loop {
+        let in_force = shared.live.current();
+        let beat = Beat {
+            id: &shared.instance,
+            container: &shared.scope.container,
+            image: &shared.scope.image,
+            task: shared.scope.task.as_deref(),
+            version: env!("CARGO_PKG_VERSION"),
+            revision: in_force.source.revision(),
+        };
+        let body = serde_json::to_vec(&beat).expect("a heartbeat always serializes");
+        match shared.client.heartbeat(&body, TIMEOUT) {
+            Ok(()) => shared.reached(),
+            Err(e) => shared.missed(&e),
+        }
+        lock(&shared.reports).flush_due(Instant::now());
+        std::thread::sleep(INTERVAL);
+    }
+}

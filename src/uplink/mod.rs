@@ -1,0 +1,471 @@
+//! The defender's side of the console (`--console URL --token T`): the policy fetched by long
+//! poll and applied atomically, the last good one kept on disk, audits shipped in batches through
+//! a spool on disk, heartbeats.
+//!
+//! The order matters, because the supervisor forks and a fork needs a process with one thread:
+//! 1. [`Uplink::prepare`], before fork, starts no thread: state directory, spool, the policy to
+//!    start from (the cached one, else `--policy`, else the default).
+//! 2. [`Starter::run`], the supervisor's `after_fork`: first contact with the console (one bounded
+//!    attempt, or until `--wait-for-console` runs out), then the threads: policy feed, shipper,
+//!    heartbeat. The command's launch is decided only after this.
+//! 3. [`Uplink::finish`], once the command is done: delivers what is left, within a bound.
+
+mod cache;
+mod client;
+mod heartbeat;
+mod policy_feed;
+mod shipper;
+mod spool;
+
+use std::fs::File;
+use std::hash::{BuildHasher, Hasher};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::fcntl::{Flock, FlockArg};
+
+use crate::audit::{Event, Scope, Sink, SinkError, Tee};
+use crate::policy::live::Source;
+use crate::policy::{self, Live, Policy};
+use cache::Cache;
+use client::{Client, ClientError, Fetched};
+use shipper::Msg;
+use spool::Spool;
+
+/// Without `--wait-for-console`, how long the first contact may take before the command starts
+/// under the fallback policy.
+const FIRST_CONTACT: Duration = Duration::from_secs(3);
+/// The spool's size on disk; past it the oldest undelivered events are dropped (and audited).
+const SPOOL_MAX_BYTES: u64 = 32 << 20;
+/// Where the defender keeps its state when it may (otherwise a directory under $TMPDIR).
+const SYSTEM_STATE_DIR: &str = "/var/lib/defender";
+
+/// What `defender run` says about the console.
+pub struct Config {
+    pub console: String,
+    pub token: String,
+    /// PEM file of the CAs to trust instead of the public roots.
+    pub ca: Option<PathBuf>,
+    /// Where the cached policy and the spool live; `None`: [`default_state_dir`].
+    pub state_dir: Option<PathBuf>,
+    /// Do not start the command before the console answered, for at most this long.
+    pub wait: Option<Duration>,
+    /// `--policy`, the fallback when the console is away and nothing is cached.
+    pub local: Option<(PathBuf, Policy)>,
+    /// `--audit-file`, where the uplink's own `defender` events are written too.
+    pub audit_file: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UplinkError {
+    #[error(transparent)]
+    Setup(#[from] client::SetupError),
+    #[error("state directory {path}: {source} (choose one with --state-dir)")]
+    StateDir { path: PathBuf, source: io::Error },
+    #[error("state directory {path} is in use by another defender; give each its own --state-dir")]
+    StateDirBusy { path: PathBuf },
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+}
+
+/// What the uplink threads share.
+struct Shared {
+    client: Client,
+    live: Live,
+    scope: Scope,
+    cache: Cache,
+    /// This run of the defender, in heartbeats.
+    instance: String,
+    link: Mutex<Link>,
+    /// The uplink's own `defender` events go out through their own sink (the supervisor owns
+    /// the other); both append whole lines, so they never interleave.
+    reports: Mutex<Sink>,
+    /// Held while the defender runs: two defenders sharing a spool would overwrite each other's
+    /// batches.
+    _state_lock: Flock<File>,
+}
+
+/// What the last exchange with the console said, to audit changes rather than every failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Link {
+    Unknown,
+    Up,
+    Down,
+    Refused,
+}
+
+impl Shared {
+    /// Writes a `defender` event (locally, and to the console through the shipper).
+    fn report(&self, message: String) {
+        log::info!("{message}");
+        let in_force = self.live.current();
+        let event = Event::defender(&self.scope, "alert", in_force.rule_name(), message);
+        lock(&self.reports).emit(event);
+    }
+
+    /// An exchange succeeded.
+    fn reached(&self) {
+        let was = std::mem::replace(&mut *lock(&self.link), Link::Up);
+        if matches!(was, Link::Down | Link::Refused) {
+            self.report(format!("Console {} reachable again", self.client.base()));
+        }
+    }
+
+    /// An exchange failed; the first failure of a kind is audited.
+    fn missed(&self, error: &ClientError) {
+        let now = match error {
+            ClientError::Unreachable(_) => Link::Down,
+            ClientError::Refused { .. } => Link::Refused,
+        };
+        let was = std::mem::replace(&mut *lock(&self.link), now);
+        if was == now {
+            return;
+        }
+        let console = self.client.base();
+        self.report(match error {
+            ClientError::Unreachable(e) => format!(
+                "Console {console} unreachable ({e}): {} stays in force; audits are kept on disk until it answers",
+                self.live.current().source
+            ),
+            ClientError::Refused { status, body } => {
+                format!("Console {console} refused the defender (HTTP {status}: {body})")
+            }
+        });
+    }
+
+    fn is_down(&self) -> bool {
+        matches!(*lock(&self.link), Link::Down | Link::Refused)
+    }
+}
+
+/// A poisoned lock still holds a usable value here (a sink, a state flag).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The handle `defender run` keeps: the policy in force, the tee for its audit sink, and the
+/// final delivery.
+pub struct Uplink {
+    shared: Arc<Shared>,
+    to_shipper: mpsc::Sender<Msg>,
+}
+
+/// The after-fork half: first contact, then the threads.
+pub struct Starter {
+    shared: Arc<Shared>,
+    from_sinks: mpsc::Receiver<Msg>,
+    spool: Spool,
+    wait: Option<Duration>,
+    /// When the cached policy in force was saved; or why the cache could not be used.
+    cache_note: Option<String>,
+}
+
+impl Uplink {
+    /// Everything that needs no thread and no network (before fork).
+    pub fn prepare(cfg: Config, scope: &Scope) -> Result<(Uplink, Starter), UplinkError> {
+        let client = Client::new(&cfg.console, &cfg.token, cfg.ca.as_deref())?;
+        let dir = cfg
+            .state_dir
+            .unwrap_or_else(|| default_state_dir(&scope.container));
+        let state_dir_error = |source| UplinkError::StateDir {
+            path: dir.clone(),
+            source,
+        };
+        create_private_dir(&dir).map_err(state_dir_error)?;
+        let state_lock = lock_state_dir(&dir).map_err(|e| match e {
+            Some(source) => state_dir_error(source),
+            None => UplinkError::StateDirBusy { path: dir.clone() },
+        })?;
+        let spool = Spool::open(&dir.join("spool"), SPOOL_MAX_BYTES).map_err(state_dir_error)?;
+        let cache = Cache::new(&dir);
+        let (policy, source, cache_note) = match cache.load() {
+            Ok(Some(c)) => (
+                c.policy,
+                Source::Cached {
+                    revision: c.revision,
+                },
+                Some(format!("saved {}", c.saved_at)),
+            ),
+            Ok(None) => fallback(cfg.local, None),
+            Err(e) => {
+                let problem = format!(
+                    "the cached policy {} is unusable: {e}",
+                    cache.path().display()
+                );
+                log::warn!("{problem}");
+                fallback(cfg.local, Some(problem))
+            }
+        };
+        let live = Live::new(policy, source, &scope.container, &scope.image);
+        let (to_shipper, from_sinks) = mpsc::channel();
+        let mut reports = Sink::open(cfg.audit_file.as_deref())?;
+        reports.tee(shipper::tee(to_shipper.clone()));
+        let shared = Arc::new(Shared {
+            client,
+            live,
+            scope: scope.clone(),
+            cache,
+            instance: uuid::Uuid::new_v4().to_string(),
+            link: Mutex::new(Link::Unknown),
+            reports: Mutex::new(reports),
+            _state_lock: state_lock,
+        });
+        let starter = Starter {
+            shared: shared.clone(),
+            from_sinks,
+            spool,
+            wait: cfg.wait,
+            cache_note,
+        };
+        Ok((Uplink { shared, to_shipper }, starter))
+    }
+
+    /// The policy in force, for the supervisor.
+    pub fn live(&self) -> Live {
+        self.shared.live.clone()
+    }
+
+    /// What the supervisor's audit sink hands every event to.
+    pub fn tee(&self) -> Tee {
+        shipper::tee(self.to_shipper.clone())
+    }
+
+    /// Delivers the events not yet delivered, giving up after `within` (they stay in the spool for
+    /// the next run with this state directory). Waits only while the console answers.
+    pub fn finish(&self, within: Duration) {
+        lock(&self.shared.reports).flush_all();
+        let (done, finished) = mpsc::channel();
+        let deadline = Instant::now() + within;
+        if self.to_shipper.send(Msg::Finish { deadline, done }).is_ok() {
+            // Nothing arrives if the shipper never started (the command never ran).
+            let _ = finished.recv_timeout(within + Duration::from_secs(1));
+        }
+    }
+}
+
+impl Starter {
+    /// First contact with the console, then the threads. An error means the command must not
+    /// start (`--wait-for-console` ran out).
+    pub fn run(self) -> Result<(), String> {
+        let shared = &self.shared;
+        let fetched = self.first_contact();
+        let have = match fetched {
+            Ok((revision, document)) => {
+                shared.reached();
+                policy_feed::apply(shared, &revision, &document);
+                Some(revision)
+            }
+            Err(e) if self.wait.is_some() => {
+                let message = format!(
+                    "Console {} did not answer within {} s ({e}): the command was not started",
+                    shared.client.base(),
+                    self.wait.unwrap_or_default().as_secs_f64()
+                );
+                shared.report(message.clone());
+                return Err(message);
+            }
+            Err(e) => {
+                *lock(&shared.link) = match e {
+                    ClientError::Unreachable(_) => Link::Down,
+                    ClientError::Refused { .. } => Link::Refused,
+                };
+                let mut message = format!(
+                    "Console {} unreachable at start ({e}): enforcing {} until it answers",
+                    shared.client.base(),
+                    shared.live.current().source
+                );
+                if let Some(note) = &self.cache_note {
+                    message.push_str(&format!(" ({note})"));
+                }
+                shared.report(message);
+                None
+            }
+        };
+        self.spawn(have)
+            .map_err(|e| format!("cannot start the console uplink: {e}"))
+    }
+
+    /// The policy from the console: one attempt, or attempts until `--wait-for-console` runs out.
+    fn first_contact(&self) -> Result<(String, String), ClientError> {
+        let deadline = Instant::now() + self.wait.unwrap_or(FIRST_CONTACT);
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(2));
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let error = match self.shared.client.fetch_policy(
+                None,
+                Duration::ZERO,
+                left.max(Duration::from_millis(100)),
+            ) {
+                Ok(Fetched::Policy { revision, document }) => return Ok((revision, document)),
+                Ok(Fetched::Unchanged) => {
+                    ClientError::Unreachable("304 without a revision asked for".into())
+                }
+                Err(e) => e,
+            };
+            // A refusal (a wrong token) will not change by waiting.
+            let left = deadline.saturating_duration_since(Instant::now());
+            if self.wait.is_none() || matches!(error, ClientError::Refused { .. }) || left.is_zero()
+            {
+                return Err(error);
+            }
+            log::debug!("console not there yet ({error}); retrying");
+            std::thread::sleep(backoff.next_delay().min(left));
+        }
+    }
+
+    fn spawn(self, have: Option<String>) -> io::Result<()> {
+        let named = |name: &str| std::thread::Builder::new().name(name.into());
+        let shared = self.shared.clone();
+        named("defender-policy").spawn(move || policy_feed::run(&shared, have))?;
+        let shared = self.shared.clone();
+        named("defender-heartbeat").spawn(move || heartbeat::run(&shared))?;
+        let shipper = shipper::Shipper::new(self.shared, self.from_sinks, self.spool);
+        named("defender-shipper").spawn(move || shipper.run())?;
+        Ok(())
+    }
+}
+
+/// The policy to start from when nothing is cached: `--policy`, else the default.
+fn fallback(
+    local: Option<(PathBuf, Policy)>,
+    problem: Option<String>,
+) -> (Policy, Source, Option<String>) {
+    match local {
+        Some((path, p)) => (p, Source::File(path), problem),
+        None => (policy::default_policy(), Source::Default, problem),
+    }
+}
+
+/// `/var/lib/defender` when it can be created and written, else `$TMPDIR/defender-<container>`.
+pub fn default_state_dir(container: &str) -> PathBuf {
+    let system = Path::new(SYSTEM_STATE_DIR);
+    let writable = |p: &Path| nix::unistd::access(p, nix::unistd::AccessFlags::W_OK).is_ok();
+    if create_private_dir(system).is_ok() && writable(system) {
+        return system.to_path_buf();
+    }
+    let safe: String = container
+        .chars()
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '.' | '_' | '-' => c,
+            _ => '_',
+        })
+        .collect();
+    std::env::temp_dir().join(format!("defender-{safe}"))
+}
+
+/// An exclusive lock on `DIR/lock` (close-on-exec, so the command never holds it); `Err(None)`
+/// when another process holds it.
+fn lock_state_dir(dir: &Path) -> Result<Flock<File>, Option<io::Error>> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("lock"))
+        .map_err(Some)?;
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| match errno {
+        nix::errno::Errno::EWOULDBLOCK => None,
+        e => Some(e.into()),
+    })
+}
+
+/// Writes `data` to `path` through `aside` (created 0600, then renamed over `path`): a crash
+/// leaves the old file or the new one, never half of one.
+fn write_whole(aside: &Path, path: &Path, data: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(aside)?
+        .write_all(data)?;
+    std::fs::rename(aside, path)
+}
+
+/// The state holds policies and audits: readable by its owner only.
+fn create_private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// Exponential backoff with jitter, so that many defenders do not all knock on a console that
+/// just came back at the same instant.
+struct Backoff {
+    first: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    fn new(first: Duration, max: Duration) -> Backoff {
+        Backoff {
+            first,
+            max,
+            next: first,
+        }
+    }
+
+    /// The pause before the next attempt: doubling from `first` up to `max`, each within ±20 %.
+    fn next_delay(&mut self) -> Duration {
+        let base = self.next;
+        self.next = (self.next * 2).min(self.max);
+        // A random factor in [0.8, 1.2): RandomState is seeded afresh from the OS each time.
+        let random = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        base.mul_f64(0.8 + (random % 1000) as f64 / 2500.0)
+    }
+
+    fn reset(&mut self) {
+        self.next = self.first;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap_with_jitter_and_resets() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(500));
+        let nominal = [100, 200, 400, 500, 500];
+        for want in nominal {
+            let got = b.next_delay().as_secs_f64() * 1000.0;
+            let want = f64::from(want);
+            assert!(
+                got >= want * 0.8 - 1e-9 && got < want * 1.2,
+                "{got} vs {want}"
+            );
+        }
+        b.reset();
+        assert!(b.next_delay() < Duration::from_millis(120));
+    }
+
+    #[test]
+    fn a_state_dir_serves_one_defender_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = lock_state_dir(dir.path()).unwrap();
+        assert!(matches!(lock_state_dir(dir.path()), Err(None)));
+        drop(held);
+        assert!(lock_state_dir(dir.path()).is_ok());
+    }
+
+    #[test]
+    fn state_dir_names_are_safe() {
+        // Not /var/lib/defender here only when that is not writable; either way a plain path.
+        let dir = default_state_dir("web/../x y");
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            dir == Path::new(SYSTEM_STATE_DIR) || name == "defender-web_.._x_y",
+            "{}",
+            dir.display()
+        );
+    }
+}

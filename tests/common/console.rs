@@ -1,0 +1,284 @@
+//! The console for the tests: the real `defender-console` binary on a local port (127.0.0.1
+//! only), its API spoken through ureq, and defenders started against it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::{HANG_GUARD, World, wait_until};
+
+pub const ADMIN: &str = "test-admin-token";
+pub const DEFENDER: &str = "test-defender-token";
+pub const POLICY: &str = "/api/v1/policies/runtime/app-embedded";
+pub const AUDITS: &str = "/api/v1/audits/runtime/app-embedded";
+
+/// The `defender-console` binary cargo built for these tests.
+pub fn console_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_defender-console"))
+}
+
+/// A running console. Killed when dropped.
+pub struct Console {
+    pub data: PathBuf,
+    /// `127.0.0.1:PORT`, known once it listened (port 0 picks one; a restart keeps it).
+    pub addr: String,
+    /// Flags besides --listen and --data-dir.
+    args: Vec<String>,
+    log: PathBuf,
+    child: Option<Child>,
+    https: bool,
+    agent: ureq::Agent,
+}
+
+/// An HTTP answer: status, headers that matter, body.
+pub struct Answer {
+    pub status: u16,
+    pub etag: Option<String>,
+    pub content_type: Option<String>,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+impl Console {
+    /// A console on a free port with the test tokens, its data in `data`.
+    pub fn start(data: &Path) -> Console {
+        Console::start_with(data, "127.0.0.1:0", &token_args())
+    }
+
+    /// A console on `addr` with these flags (besides --listen and --data-dir).
+    pub fn start_with(data: &Path, addr: &str, args: &[String]) -> Console {
+        let mut c = Console {
+            data: data.to_path_buf(),
+            addr: addr.into(),
+            args: args.to_vec(),
+            log: data.with_extension("log"),
+            child: None,
+            https: args.iter().any(|a| a == "--tls-cert"),
+            agent: agent(None),
+        };
+        c.spawn();
+        c
+    }
+
+    /// Trust `ca` (PEM) for an https console.
+    pub fn trust(&mut self, ca: &Path) {
+        self.agent = agent(Some(ca));
+    }
+
+    fn spawn(&mut self) {
+        let _ = std::fs::remove_file(&self.log);
+        let log = std::fs::File::create(&self.log).unwrap();
+        let child = Command::new(console_bin())
+            .arg("--listen")
+            .arg(&self.addr)
+            .arg("--data-dir")
+            .arg(&self.data)
+            .args(&self.args)
+            .env_remove("DEFENDER_CONSOLE_ADMIN_TOKEN")
+            .env_remove("DEFENDER_CONSOLE_DEFENDER_TOKEN")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("defender-console starts");
+        self.child = Some(child);
+        let mut listening = None;
+        let up = wait_until(HANG_GUARD, || {
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            listening = text
+                .lines()
+                .find_map(|l| l.split_once("listening on ").map(|(_, url)| url.to_owned()));
+            listening.is_some() || self.exited()
+        });
+        let url = listening.unwrap_or_else(|| {
+            panic!(
+                "the console did not start (up: {up}): {}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            )
+        });
+        self.addr = url.rsplit("//").next().unwrap().to_owned();
+    }
+
+    fn exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_some())
+    }
+
+    /// What the console wrote on stderr.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn url(&self) -> String {
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// SIGKILL: the console dies mid-whatever.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same address, with the same data.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// One request; `token` as a bearer token.
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> Answer {
+        let url = format!("{}{path}", self.url());
+        let request = ureq::http::Request::builder().method(method).uri(&url);
+        let request = match token {
+            Some(t) => request.header("Authorization", format!("Bearer {t}")),
+            None => request,
+        };
+        let request = headers.iter().fold(request, |r, (k, v)| r.header(*k, *v));
+        let sent = match body {
+            Some(b) => self.agent.run(request.body(b.to_owned()).unwrap()),
+            None => self.agent.run(request.body(()).unwrap()),
+        };
+        let mut response = sent.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let (etag, content_type) = (header("etag"), header("content-type"));
+        Answer {
+            status: response.status().as_u16(),
+            etag,
+            content_type,
+            body: response.body_mut().read_to_string().unwrap_or_default(),
+        }
+    }
+
+    /// PUT a policy with the admin token; returns its revision (asserting success).
+    pub fn put_policy(&self, json: &str) -> u64 {
+        let a = self.call("PUT", POLICY, Some(ADMIN), &[], Some(json));
+        assert_eq!(a.status, 200, "PUT policy: {}", a.body);
+        a.json()["revision"].as_u64().unwrap()
+    }
+
+    /// `GET /audits?query` with the admin token.
+    pub fn audits(&self, query: &str) -> Vec<Value> {
+        let a = self.call("GET", &format!("{AUDITS}?{query}"), Some(ADMIN), &[], None);
+        assert_eq!(a.status, 200, "GET audits: {}", a.body);
+        a.json().as_array().unwrap().clone()
+    }
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn token_args() -> Vec<String> {
+    ["--admin-token", ADMIN, "--defender-token", DEFENDER]
+        .map(str::to_owned)
+        .to_vec()
+}
+
+fn agent(ca: Option<&Path>) -> ureq::Agent {
+    let mut config = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)));
+    if let Some(ca) = ca {
+        let pem = std::fs::read(ca).unwrap();
+        let certs: Vec<_> = ureq::tls::parse_pem(&pem)
+            .filter_map(|i| match i.unwrap() {
+                ureq::tls::PemItem::Certificate(c) => Some(c),
+                _ => None,
+            })
+            .collect();
+        config = config.tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
+                .build(),
+        );
+    }
+    config.build().new_agent()
+}
+
+/// A port nothing listens on right now (for a console started later on it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `defender run --console URL --token T --state-dir STATE [extra] -- command` for the World's
+/// container, with PATH limited to the system's tools.
+pub fn defender(
+    w: &World,
+    console: &str,
+    state: &Path,
+    extra: &[&str],
+    command: &[&str],
+) -> Command {
+    let mut args = vec!["--console", console, "--token", DEFENDER, "--state-dir"];
+    let state = state.to_str().unwrap();
+    args.push(state);
+    args.extend_from_slice(extra);
+    let mut c = w.command(None, &args, command);
+    c.env("PATH", "/usr/bin:/bin")
+        .env_remove("DEFENDER_TOKEN")
+        .env_remove("DEFENDER_STATE_DIR")
+        .env_remove("DEFENDER_WAIT_FOR_CONSOLE")
+        .env_remove("DEFENDER_CONSOLE_CA");
+    c
+}
+
+/// A CA and a certificate it signed for 127.0.0.1 and localhost: (ca.pem, cert.pem, key.pem).
+pub fn tls_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let params =
+        CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    );
+    std::fs::write(&paths.0, ca_cert.pem()).unwrap();
+    std::fs::write(&paths.1, cert.pem()).unwrap();
+    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    paths
+}
+
+/// The `defender` audits in `w`'s audit file whose message contains `text`.
+pub fn defender_events(w: &World, text: &str) -> Vec<Value> {
+    w.audits_of("defender")
+        .into_iter()
+        .filter(|e| e["message"].as_str().unwrap_or_default().contains(text))
+        .collect()
+}
