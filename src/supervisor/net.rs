@@ -4,6 +4,7 @@
 //! caller's other threads do to its memory meanwhile (notes/enforcement.md). DNS sockets are
 //! connected to the forwarder (dns/forwarder.rs); musl's unconnected DNS sends are checked here.
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, OwnedFd};
@@ -44,6 +45,8 @@ pub(super) struct NetSensor {
     /// The last DNS finding audited, by process and name: one lookup asks for A and AAAA, and one
     /// lookup should be one audit.
     last_dns: Option<(u32, String, Instant)>,
+    /// pidfds of the threads that made socket calls, kept between calls.
+    pidfds: Pidfds,
     /// Below this port, binding needs CAP_NET_BIND_SERVICE (net.ipv4.ip_unprivileged_port_start).
     unprivileged_port_start: u16,
     responder: Responder,
@@ -75,6 +78,7 @@ impl NetSensor {
             forwarder,
             findings,
             wake,
+            pidfds: Pidfds::default(),
             last_dns: None,
             unprivileged_port_start,
             responder,
@@ -90,6 +94,48 @@ trait WakeByte {
 impl WakeByte for &std::io::PipeWriter {
     fn write_all_nonblocking(mut self) -> std::io::Result<()> {
         std::io::Write::write(&mut self, &[1]).map(|_| ())
+    }
+}
+
+/// pidfds of calling threads, kept from one call to the next: a thread making socket calls makes
+/// many, and opening and closing a pidfd is a third of the system calls of a trapped connect. A
+/// pidfd never names another process: once its thread is gone, `pidfd_getfd` fails with ESRCH and
+/// the pidfd is opened afresh for whoever has the thread id now.
+#[derive(Default)]
+struct Pidfds {
+    by_tid: HashMap<u32, OwnedFd>,
+}
+
+/// How many pidfds are kept at most (a container with more threads making socket calls just opens
+/// some again).
+const MAX_PIDFDS: usize = 256;
+
+impl Pidfds {
+    /// Duplicates descriptor `fd` of thread `tid`.
+    fn getfd(&mut self, tid: u32, fd: i32) -> std::io::Result<OwnedFd> {
+        if let Some(pidfd) = self.by_tid.get(&tid) {
+            match socket::pidfd_getfd(pidfd.as_fd(), fd) {
+                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {
+                    self.by_tid.remove(&tid);
+                }
+                other => return other,
+            }
+        }
+        // Only a pidfd of the thread itself is kept: a kept pidfd of its process (kernels before
+        // 6.9) could be used for another process's thread that got the same id later.
+        let pidfd = match socket::pidfd_thread(tid) {
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                let pidfd = socket::pidfd_open_process(exec::process_of(tid))?;
+                return socket::pidfd_getfd(pidfd.as_fd(), fd);
+            }
+            other => other?,
+        };
+        let dup = socket::pidfd_getfd(pidfd.as_fd(), fd);
+        if self.by_tid.len() >= MAX_PIDFDS {
+            self.by_tid.clear();
+        }
+        self.by_tid.insert(tid, pidfd);
+        dup
     }
 }
 
@@ -204,19 +250,22 @@ impl Supervisor {
     }
 
     /// A duplicate of the socket the call is about, and what kind of socket it is.
-    fn caller_socket(&self, n: &Notification) -> Result<(OwnedFd, SocketKind), Failure> {
+    fn caller_socket(&mut self, n: &Notification) -> Result<(OwnedFd, SocketKind), Failure> {
         // The pidfd, and the duplicate taken through it, are the caller's only if the call still
         // waits when they are used: checked once, after the arguments are read too
         // (`still_waiting`), since a notification still pending proves that the thread id was not
         // reused in between. (A socket that is not IP is let through unused.)
-        let pidfd =
-            socket::pidfd_for(n.pid, || exec::process_of(n.pid)).map_err(Failure::Inspection)?;
-        let sock = socket::pidfd_getfd(pidfd.as_fd(), n.args[0] as i32).map_err(|e| {
-            match e.raw_os_error() {
-                // What the kernel itself answers for a bad descriptor.
-                Some(libc::EBADF) => Failure::Kernel(libc::EBADF),
-                _ => Failure::Inspection(e),
-            }
+        let fd = n.args[0] as i32;
+        let cache = self.net.as_mut().map(|s| &mut s.pidfds);
+        let sock = match cache {
+            Some(cache) => cache.getfd(n.pid, fd),
+            None => socket::pidfd_for(n.pid, || exec::process_of(n.pid))
+                .and_then(|p| socket::pidfd_getfd(p.as_fd(), fd)),
+        }
+        .map_err(|e| match e.raw_os_error() {
+            // What the kernel itself answers for a bad descriptor.
+            Some(libc::EBADF) => Failure::Kernel(libc::EBADF),
+            _ => Failure::Inspection(e),
         })?;
         let kind = socket::socket_kind(sock.as_fd())
             .map_err(|e| Failure::Kernel(e.raw_os_error().unwrap_or(libc::ENOTSOCK)))?;

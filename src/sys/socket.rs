@@ -17,10 +17,20 @@ const PIDFD_THREAD: libc::c_uint = libc::O_EXCL as libc::c_uint;
 /// Opens a pidfd for thread `tid`; on kernels before 6.9, which only give pidfds for thread-group
 /// leaders, for `tgid` instead (the same file table, unless the thread unshared it).
 pub fn pidfd_for(tid: u32, tgid: impl FnOnce() -> u32) -> io::Result<OwnedFd> {
-    match pidfd_open(tid, PIDFD_THREAD) {
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => pidfd_open(tgid(), 0),
+    match pidfd_thread(tid) {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => pidfd_open_process(tgid()),
         other => other,
     }
+}
+
+/// Opens a pidfd for thread `tid` itself (`PIDFD_THREAD`, Linux 6.9; EINVAL before).
+pub fn pidfd_thread(tid: u32) -> io::Result<OwnedFd> {
+    pidfd_open(tid, PIDFD_THREAD)
+}
+
+/// Opens a pidfd for process `pid`.
+pub fn pidfd_open_process(pid: u32) -> io::Result<OwnedFd> {
+    pidfd_open(pid, 0)
 }
 
 fn pidfd_open(pid: u32, flags: libc::c_uint) -> io::Result<OwnedFd> {
