@@ -506,7 +506,8 @@ impl Supervisor {
             // program under another name, which the list cannot stop either (README, "Limits"),
             // so racing the check gains it nothing. Launches under an allow list are verified.
             // Socket calls (and io_uring_setup, source-route setsockopts): let through unchecked
-            // only when the rule enforces neither network nor DNS; when the call is on a socket that is not IPv4/IPv6 (unix, netlink: not
+            // only when the rule enforces neither network nor DNS (a connect then too, when the
+            // supervisor may not take the caller's socket to steer it to the DNS forwarder); when the call is on a socket that is not IPv4/IPv6 (unix, netlink: not
             // network connections, policy.md), which rests on kernel state, the socket's family
             // fixed at its creation (a unix socket refuses an IP address: unix_stream_connect,
             // unix_dgram_sendmsg); or for an i386 socketcall whose call number, a register, is not

@@ -210,16 +210,20 @@ type Checked = Result<(), Answer>;
 impl Supervisor {
     /// Decides one trapped socket call and performs it. Every failure on the way denies it.
     pub(super) fn on_net(&mut self, n: &Notification, call: NetCall) -> Answer {
-        let Some(rule) = self.enforcing_network() else {
+        let rule = self.enforcing_network();
+        // With no rule enforcing network or DNS, only connects are looked at: a resolver's socket
+        // goes to the forwarder all the same, so that a DNS rule the console puts in force later
+        // applies to every query it sends (the forwarder checks each against the rule in force).
+        if rule.is_none() && call != NetCall::Connect {
             return Answer::Unchecked;
-        };
+        }
         if self.life.is_blocked() {
             return Answer::Deny(libc::EPERM);
         }
         let (sock, kind) = match self.caller_socket(n) {
             Ok(s) => s,
             Err(Failure::Kernel(errno)) => return Answer::Deny(errno),
-            Err(Failure::Inspection(e)) => return self.uninspectable(&rule, n, &e),
+            Err(Failure::Inspection(e)) => return self.uninspectable(rule.as_deref(), n, &e),
         };
         if kind.domain != libc::AF_INET && kind.domain != libc::AF_INET6 {
             // Unix, netlink, ...: not network connections (policy.md). See the CONTINUE.
@@ -229,12 +233,14 @@ impl Supervisor {
             id: n.id,
             tid: n.pid,
         };
-        let result = match call {
-            NetCall::Connect => self.connect(n, &rule, &sock, kind, caller),
-            NetCall::Bind => self.bind(n, &rule, kind, caller),
-            NetCall::Sendto | NetCall::Sendmsg | NetCall::Sendmmsg => {
-                self.send(n, call, &rule, &sock, kind, caller)
+        let result = match (call, rule.as_deref()) {
+            (NetCall::Connect, rule) => self.connect(n, rule, &sock, kind, caller),
+            (NetCall::Bind, Some(rule)) => self.bind(n, rule, kind, caller),
+            (NetCall::Sendto | NetCall::Sendmsg | NetCall::Sendmmsg, Some(rule)) => {
+                self.send(n, call, rule, &sock, kind, caller)
             }
+            // Returned above.
+            (_, None) => return Answer::Unchecked,
         };
         match result {
             Ok(job) => self.perform(job, sock, kind, caller),
@@ -275,7 +281,16 @@ impl Supervisor {
     /// A socket call the supervisor may not look into (another uid's process without
     /// CAP_SYS_PTRACE): refused under `prevent` and `block`; let through and reported under
     /// `alert`, which never breaks a workload (policy.md).
-    fn uninspectable(&mut self, rule: &Rule, n: &Notification, e: &std::io::Error) -> Answer {
+    fn uninspectable(
+        &mut self,
+        rule: Option<&Rule>,
+        n: &Notification,
+        e: &std::io::Error,
+    ) -> Answer {
+        let Some(rule) = rule else {
+            // Nothing is enforced: the connect was only to be steered to the forwarder.
+            return Answer::Unchecked;
+        };
         let strict = [rule.network().effect(), rule.dns().effect()]
             .iter()
             .any(|e| matches!(e, Effect::Prevent | Effect::Block));
@@ -300,10 +315,11 @@ impl Supervisor {
         Answer::Unchecked
     }
 
+    /// `rule`: the rule in force, when it enforces network or DNS.
     fn connect(
         &mut self,
         n: &Notification,
-        rule: &Rule,
+        rule: Option<&Rule>,
         sock: &OwnedFd,
         kind: SocketKind,
         caller: Caller,
@@ -312,7 +328,9 @@ impl Supervisor {
         let Some(dest) = sense::target(Use::Connect, kind.domain, addr.bytes()) else {
             return Ok(Perform::Connect(addr));
         };
-        self.check_outbound(rule, caller, dest)?;
+        if let Some(rule) = rule {
+            self.check_outbound(rule, caller, dest)?;
+        }
         let proto = match kind.ty {
             libc::SOCK_STREAM => Proto::Tcp,
             _ => Proto::Udp,

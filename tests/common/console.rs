@@ -1,5 +1,6 @@
 //! The console for the tests: the real `defender-console` binary on a local port (127.0.0.1
-//! only), its API spoken through ureq, and defenders started against it.
+//! only, in the test's network namespace or in a [`NetWorld`]'s), its API spoken through ureq, and
+//! defenders started against it.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -7,7 +8,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{HANG_GUARD, World, wait_until};
+use super::networld::{NetWorld, in_netns_of};
+use super::{HANG_GUARD, World, require, wait_until};
 
 pub const ADMIN: &str = "test-admin-token";
 pub const DEFENDER: &str = "test-defender-token";
@@ -30,6 +32,9 @@ pub struct Console {
     child: Option<Child>,
     https: bool,
     agent: ureq::Agent,
+    /// The pid of a process whose network namespace the console runs in, and is spoken to in
+    /// (a [`NetWorld`]'s); `None`: the test's own.
+    netns: Option<u32>,
 }
 
 /// An HTTP answer: status, headers that matter, body.
@@ -54,6 +59,16 @@ impl Console {
 
     /// A console on `addr` with these flags (besides --listen and --data-dir).
     pub fn start_with(data: &Path, addr: &str, args: &[String]) -> Console {
+        Console::start_in_netns(data, addr, args, None)
+    }
+
+    /// A console on a free port with the test tokens, inside `nw`'s network namespace, where the
+    /// defenders `nw` runs reach it (and nothing outside does).
+    pub fn start_in(nw: &NetWorld, data: &Path) -> Console {
+        Console::start_in_netns(data, "127.0.0.1:0", &token_args(), Some(nw.pid()))
+    }
+
+    fn start_in_netns(data: &Path, addr: &str, args: &[String], netns: Option<u32>) -> Console {
         let mut c = Console {
             data: data.to_path_buf(),
             addr: addr.into(),
@@ -62,6 +77,7 @@ impl Console {
             child: None,
             https: args.iter().any(|a| a == "--tls-cert"),
             agent: agent(None),
+            netns,
         };
         c.spawn();
         c
@@ -75,7 +91,18 @@ impl Console {
     fn spawn(&mut self) {
         let _ = std::fs::remove_file(&self.log);
         let log = std::fs::File::create(&self.log).unwrap();
-        let child = Command::new(console_bin())
+        // nsenter without --pid execs the console itself: the child is the console.
+        let mut command = match self.netns {
+            Some(pid) => {
+                let mut c = Command::new(require("nsenter"));
+                c.arg(format!("--net=/proc/{pid}/ns/net"))
+                    .arg("--")
+                    .arg(console_bin());
+                c
+            }
+            None => Command::new(console_bin()),
+        };
+        let child = command
             .arg("--listen")
             .arg(&self.addr)
             .arg("--data-dir")
@@ -136,7 +163,7 @@ impl Console {
         self.spawn();
     }
 
-    /// One request; `token` as a bearer token.
+    /// One request; `token` as a bearer token. Made from the console's network namespace.
     pub fn call(
         &self,
         method: &str,
@@ -152,9 +179,13 @@ impl Console {
             None => request,
         };
         let request = headers.iter().fold(request, |r, (k, v)| r.header(*k, *v));
-        let sent = match body {
+        let send = move || match body {
             Some(b) => self.agent.run(request.body(b.to_owned()).unwrap()),
             None => self.agent.run(request.body(()).unwrap()),
+        };
+        let sent = match self.netns {
+            Some(pid) => in_netns_of(pid, send),
+            None => send(),
         };
         let mut response = sent.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
         let header = |name: &str| {
@@ -230,10 +261,29 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// `defender run --console URL --token T --state-dir STATE [extra] -- command` for the World's
-/// container, with PATH limited to the system's tools.
+/// Where a defender runs: in a [`World`], or inside a [`NetWorld`] (whose console must be
+/// started with [`Console::start_in`]).
+pub trait Place {
+    /// `defender run [flags] -- command` for the place's container, not started.
+    fn defender_command(&self, flags: &[&str], command: &[&str]) -> Command;
+}
+
+impl Place for World {
+    fn defender_command(&self, flags: &[&str], command: &[&str]) -> Command {
+        self.command(None, flags, command)
+    }
+}
+
+impl Place for NetWorld {
+    fn defender_command(&self, flags: &[&str], command: &[&str]) -> Command {
+        self.command(None, flags, command)
+    }
+}
+
+/// `defender run --console URL --token T --state-dir STATE [extra] -- command` in `place`, for
+/// its container, with PATH limited to the system's tools.
 pub fn defender(
-    w: &World,
+    place: &impl Place,
     console: &str,
     state: &Path,
     extra: &[&str],
@@ -243,7 +293,7 @@ pub fn defender(
     let state = state.to_str().unwrap();
     args.push(state);
     args.extend_from_slice(extra);
-    let mut c = w.command(None, &args, command);
+    let mut c = place.defender_command(&args, command);
     c.env("PATH", "/usr/bin:/bin")
         .env_remove("DEFENDER_TOKEN")
         .env_remove("DEFENDER_STATE_DIR")

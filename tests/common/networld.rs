@@ -260,15 +260,8 @@ impl NetWorld {
     }
 
     /// Runs `f` on a thread that has joined the world's network namespace (only that thread).
-    pub fn in_netns<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let netns = fs::File::open(format!("/proc/{}/ns/net", self.pid())).expect("open netns");
-        std::thread::spawn(move || {
-            nix::sched::setns(netns, nix::sched::CloneFlags::CLONE_NEWNET)
-                .expect("setns into the world's network namespace");
-            f()
-        })
-        .join()
-        .expect("netns thread")
+    pub fn in_netns<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        in_netns_of(self.pid(), f)
     }
 
     /// `command` run inside the world without the defender (a native baseline).
@@ -362,6 +355,21 @@ impl Drop for NetWorld {
             let _ = child.wait();
         }
     }
+}
+
+/// Runs `f` on a thread that has joined the network namespace of process `pid` (only that
+/// thread), and returns what it returned.
+pub fn in_netns_of<T: Send>(pid: u32, f: impl FnOnce() -> T + Send) -> T {
+    let netns = fs::File::open(format!("/proc/{pid}/ns/net")).expect("open netns");
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            nix::sched::setns(netns, nix::sched::CloneFlags::CLONE_NEWNET)
+                .expect("setns into the world's network namespace");
+            f()
+        })
+        .join()
+        .expect("netns thread")
+    })
 }
 
 /// Runs `c` to completion (stdin closed, under the hang guard) and times it.
