@@ -12,8 +12,11 @@
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::AsFd;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use super::{Decision, Finding, decide, nxdomain};
 use crate::policy::{Effect, Live};
@@ -118,7 +121,7 @@ impl Forwarder {
     /// when it arrives; `report` receives every finding.
     pub fn start(policy: Live, report: Report) -> io::Result<Forwarder> {
         let loopback = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
-        let udp = Arc::new(UdpSocket::bind(loopback)?);
+        let udp = UdpSocket::bind(loopback)?;
         let tcp = TcpListener::bind(loopback)?;
         let registry = Arc::new(Registry::default());
         let fwd = Forwarder {
@@ -179,9 +182,67 @@ fn judge(policy: &Live, query: &[u8], client: &Client, report: &Report) -> Verdi
     verdict(decision, rule.dns().effect(), query)
 }
 
-fn serve_udp(sock: &Arc<UdpSocket>, policy: &Live, report: &Report, registry: &Registry) {
+/// A query sent on to its server, waiting for the answer.
+struct Pending {
+    /// A fresh socket connected to the server (a fresh random port, as the resolver library would
+    /// have used): only the server's answers reach it.
+    upstream: UdpSocket,
+    id: Option<u16>,
+    client: SocketAddr,
+    deadline: Instant,
+}
+
+/// The UDP side: one thread that takes queries from the clients and answers from the servers
+/// (poll(2) over the forwarder's socket and one socket per query in flight), so that relaying a
+/// query costs no thread of its own.
+fn serve_udp(sock: &UdpSocket, policy: &Live, report: &Report, registry: &Registry) {
     let mut buf = vec![0u8; 65536];
+    let mut pending: Vec<Pending> = Vec::new();
     loop {
+        let now = Instant::now();
+        pending.retain(|p| p.deadline > now);
+        let timeout = pending
+            .iter()
+            .map(|p| p.deadline.saturating_duration_since(now))
+            .min()
+            .map_or(PollTimeout::NONE, |d| {
+                PollTimeout::try_from(d.as_millis().min(60_000) as i32 + 1)
+                    .unwrap_or(PollTimeout::MAX)
+            });
+        let mut fds: Vec<PollFd<'_>> = std::iter::once(sock.as_fd())
+            .chain(pending.iter().map(|p| p.upstream.as_fd()))
+            .map(|fd| PollFd::new(fd, PollFlags::POLLIN))
+            .collect();
+        if let Err(e) = poll(&mut fds, timeout) {
+            if e != nix::errno::Errno::EINTR {
+                log::error!("dns forwarder (udp): poll: {e}");
+            }
+            continue;
+        }
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
+        drop(fds);
+        // Answers first (highest index first, so removing one keeps the others' indices).
+        for i in (1..ready.len()).rev().filter(|i| ready[*i]) {
+            let p = &pending[i - 1];
+            match p.upstream.recv(&mut buf) {
+                Ok(n) if super::id(&buf[..n]) == p.id => {
+                    let _ = sock.send_to(&buf[..n], p.client);
+                    pending.swap_remove(i - 1);
+                }
+                // Not the answer to this query: keep waiting for it.
+                Ok(_) => {}
+                Err(e) => {
+                    log::debug!("dns answer for {}: {e}", p.client);
+                    pending.swap_remove(i - 1);
+                }
+            }
+        }
+        if !ready[0] {
+            continue;
+        }
         let (n, from) = match sock.recv_from(&mut buf) {
             Ok(r) => r,
             Err(e) => {
@@ -189,58 +250,40 @@ fn serve_udp(sock: &Arc<UdpSocket>, policy: &Live, report: &Report, registry: &R
                 continue;
             }
         };
-        let query = buf[..n].to_vec();
+        let query = &buf[..n];
         let Some(client) = registry.lookup(Proto::Udp, from, Duration::ZERO) else {
             log::debug!("dns forwarder: datagram from unregistered {from} dropped");
             continue;
         };
-        match judge(policy, &query, &client, report) {
+        match judge(policy, query, &client, report) {
             Verdict::Answer(a) => {
                 let _ = sock.send_to(&a, from);
             }
             Verdict::Drop => {}
-            Verdict::Forward => {
-                let sock = sock.clone();
-                let spawned = std::thread::Builder::new()
-                    .name("dns-udp-query".into())
-                    .spawn(move || {
-                        if let Err(e) = relay_udp(&sock, &query, client.upstream, from) {
-                            log::debug!("dns query to {}: {e}", client.upstream);
-                        }
-                    });
-                if let Err(e) = spawned {
-                    log::error!("dns forwarder: cannot start a query thread: {e}");
-                }
-            }
+            Verdict::Forward => match send_upstream(query, client.upstream) {
+                Ok(upstream) => pending.push(Pending {
+                    upstream,
+                    id: super::id(query),
+                    client: from,
+                    deadline: Instant::now() + UPSTREAM_TIMEOUT,
+                }),
+                Err(e) => log::debug!("dns query to {}: {e}", client.upstream),
+            },
         }
     }
 }
 
-/// Sends one query to its server from a fresh socket (a fresh random port, as the resolver library
-/// would have used) and hands the matching answer back to the client, byte for byte.
-fn relay_udp(
-    fwd: &UdpSocket,
-    query: &[u8],
-    upstream: SocketAddr,
-    client: SocketAddr,
-) -> io::Result<()> {
-    let any = match upstream {
+/// Sends `query` to `server` from a fresh, non-blocking socket connected to it.
+fn send_upstream(query: &[u8], server: SocketAddr) -> io::Result<UdpSocket> {
+    let any = match server {
         SocketAddr::V4(_) => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
         SocketAddr::V6(_) => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
     };
     let sock = UdpSocket::bind(any)?;
-    sock.connect(upstream)?;
-    sock.set_read_timeout(Some(UPSTREAM_TIMEOUT))?;
+    sock.connect(server)?;
+    sock.set_nonblocking(true)?;
     sock.send(query)?;
-    let want = super::id(query);
-    let mut buf = vec![0u8; 65536];
-    loop {
-        let n = sock.recv(&mut buf)?;
-        if super::id(&buf[..n]) == want {
-            fwd.send_to(&buf[..n], client)?;
-            return Ok(());
-        }
-    }
+    Ok(sock)
 }
 
 fn serve_tcp(listener: &TcpListener, policy: &Live, report: &Report, registry: &Arc<Registry>) {
