@@ -126,7 +126,11 @@ fn run(args: RunArgs) -> i32 {
         Ok(s) => s,
         Err(e) => return fail(e.to_string()),
     };
-    let (scope, metadata_failure) = ecs::identify(args.container, args.image, hostname);
+    // An empty name (`DEFENDER_CONTAINER=` in a task definition) counts as none given: the next
+    // source (metadata, hostname) names the container rather than "" in every event.
+    let given = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
+    let (scope, metadata_failure) =
+        ecs::identify(given(args.container), given(args.image), hostname);
     let (policy, uplink) = match (args.console, args.token) {
         (None, None) => {
             let (p, source) = match local {

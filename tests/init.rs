@@ -490,3 +490,52 @@ fn the_command_does_not_inherit_the_defenders_ignored_sigpipe() {
         "SIGPIPE ignored in the command: {text}"
     );
 }
+
+/// The console token is the defender's secret (`DEFENDER_TOKEN`, cli.md): the command's environment
+/// does not carry it, while the rest of the environment passes unchanged. The console named here
+/// does not answer (a closed port), so the defender starts on its fallback policy at once.
+#[test]
+fn the_console_token_is_withheld_from_the_command() {
+    let world = World::new();
+    let state = world.path("state");
+    let mut c = world.command(
+        None,
+        &["--state-dir", state.to_str().unwrap()],
+        &[
+            "sh",
+            "-c",
+            "echo \"token=${DEFENDER_TOKEN-unset} other=${OTHER-unset}\"",
+        ],
+    );
+    c.env("DEFENDER_CONSOLE", "http://127.0.0.1:1")
+        .env("DEFENDER_TOKEN", "s3cr3t")
+        .env("OTHER", "kept");
+    let out = output_within(&mut c);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(stdout(&out), "token=unset other=kept\n");
+}
+
+/// An empty container or image name (`DEFENDER_CONTAINER=` in a task definition) counts as none:
+/// events name the container by the next source (the hostname here), never "".
+#[test]
+fn empty_names_fall_back_to_the_next_source() {
+    let world = World::new();
+    let policy = world.policy(&process_policy(
+        "no-mkdir",
+        r#"{"effect": "prevent", "deny": ["mkdir"]}"#,
+    ));
+    let target = world.path("d");
+    let mut c = world.unnamed_command(
+        Some(&policy),
+        &[],
+        &["/bin/mkdir", target.to_str().unwrap()],
+    );
+    c.env("DEFENDER_CONTAINER", "").env("DEFENDER_IMAGE", " ");
+    let out = output_within(&mut c);
+    assert_eq!(out.status.code(), Some(126), "{out:?}");
+    let events = world.audits_of("process");
+    assert_eq!(events.len(), 1, "{events:?}");
+    let host = nix::unistd::gethostname().unwrap().into_string().unwrap();
+    assert_eq!(events[0]["container"], host.as_str());
+    assert_eq!(events[0]["image"], "unknown");
+}

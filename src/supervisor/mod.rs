@@ -212,12 +212,18 @@ fn prepare(command: &[OsString]) -> Result<Program, SupervisorError> {
             .iter()
             .map(|a| cstr(a.as_bytes()))
             .collect::<Result<_, _>>()?,
+        // The console token is the defender's secret: a compromised command must not find it in
+        // its environment (it could post forged audits or read the policy with it).
         envp: std::env::vars_os()
+            .filter(|(k, _)| k != CONSOLE_TOKEN_ENV)
             .map(|(k, v)| cstr(&[k.as_bytes(), b"=", v.as_bytes()].concat()))
             .collect::<Result<_, _>>()?,
         shown: shown.clone(),
     })
 }
+
+/// The environment variable of `--token` (cli.md), withheld from the command.
+const CONSOLE_TOKEN_ENV: &str = "DEFENDER_TOKEN";
 
 fn is_executable(p: &Path) -> bool {
     nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok()
