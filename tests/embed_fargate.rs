@@ -444,6 +444,24 @@ fn bad_input_is_refused_with_the_reason() {
         ),
         (one(""), vec!["--console", "console:8083"], "--console \"console:8083\""),
         (one(""), vec!["--token", "t", "--token-secret", "arn"], "cannot be used with"),
+        // Half of what the defender needs for a console: it would refuse to start (125) in
+        // every task.
+        (
+            one(""),
+            vec!["--console", "https://c:8083"],
+            "container \"a\" would run the defender with DEFENDER_CONSOLE but no DEFENDER_TOKEN, and the defender refuses to start so; pass --token-secret ARN (or --token TOKEN) with --console",
+        ),
+        (
+            one(""),
+            vec!["--token-secret", "arn"],
+            "container \"a\" would run the defender with DEFENDER_TOKEN but no DEFENDER_CONSOLE, and the defender refuses to start so; pass --console URL",
+        ),
+        (
+            r#"{"containerDefinitions": [{"name": "a", "image": "i", "entryPoint": ["/a"], "environment": [{"name": "DEFENDER_TOKEN", "value": "t"}]}]}"#
+                .into(),
+            vec![],
+            "with DEFENDER_TOKEN but no DEFENDER_CONSOLE",
+        ),
         (one(""), vec!["--image-config", "nofile"], "expected IMAGE=FILE"),
         (
             one(""),

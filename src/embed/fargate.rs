@@ -99,6 +99,17 @@ pub enum FargateError {
     CarrierTaken,
     #[error("--console {0:?}: expected an http:// or https:// URL")]
     Console(String),
+    /// The defender refuses to start (125) with a console and no token, or a token and no
+    /// console: better said now than by every task.
+    #[error(
+        "container {container:?} would run the defender with {has} but no {lacks}, and the defender refuses to start so; pass {pass}"
+    )]
+    HalfConsole {
+        container: String,
+        has: &'static str,
+        lacks: &'static str,
+        pass: &'static str,
+    },
     #[error("runtimePlatform.cpuArchitecture is {0}: the defender is built for x86_64 only")]
     Architecture(String),
 }
@@ -286,7 +297,33 @@ fn protect(index: usize, c: &mut Map<String, Value>, opts: &Options) -> Result<(
         }
         None => {}
     }
-    Ok(())
+    // What the container had already counts: a definition protected before, or set by hand.
+    let has = |key: &str, name: &str| {
+        c.get(key)
+            .and_then(Value::as_array)
+            .is_some_and(|entries| entries.iter().any(|e| e["name"] == name))
+    };
+    let console = has("environment", "DEFENDER_CONSOLE");
+    let token = has("environment", "DEFENDER_TOKEN") || has("secrets", "DEFENDER_TOKEN");
+    let half = |has, lacks, pass| FargateError::HalfConsole {
+        container: name.clone(),
+        has,
+        lacks,
+        pass,
+    };
+    match (console, token) {
+        (true, false) => Err(half(
+            "DEFENDER_CONSOLE",
+            "DEFENDER_TOKEN",
+            "--token-secret ARN (or --token TOKEN) with --console",
+        )),
+        (false, true) => Err(half(
+            "DEFENDER_TOKEN",
+            "DEFENDER_CONSOLE",
+            "--console URL with the token",
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// A container's `entryPoint` as ECS reads it.
