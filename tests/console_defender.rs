@@ -1,6 +1,8 @@
 //! A defender connected to the real console (`--console`): the console's policy is enforced and
 //! replaced while the command runs; audits reach the console exactly once across a console crash;
-//! a cached policy or a wait covers a console that is down at start; HTTPS with a custom CA.
+//! a cached policy (from this console only) or a wait covers a console that is down at start; a
+//! refused token is said so; HTTPS with a custom CA; events too big for the console, or refused by
+//! it, cost no other event.
 
 mod common;
 
@@ -190,9 +192,20 @@ fn audits_survive_a_console_crash_exactly_once() {
 /// Runs `sh -c script` under a defender whose console is down.
 fn run_while_down(w: &World, state: &Path, extra: &[&str], script: &str) -> std::process::Output {
     let down = format!("http://127.0.0.1:{}", console::free_port());
+    run_against(w, &down, state, extra, script)
+}
+
+/// Runs `sh -c script` under a defender with the console at `url`.
+fn run_against(
+    w: &World,
+    url: &str,
+    state: &Path,
+    extra: &[&str],
+    script: &str,
+) -> std::process::Output {
     common::output_within(&mut console::defender(
         w,
-        &down,
+        url,
         state,
         extra,
         &["sh", "-c", script],
@@ -210,7 +223,7 @@ fn a_console_down_at_start_means_the_cached_policy_then_the_file_then_the_defaul
     c.kill();
 
     // Cached: the console's last word is enforced.
-    let out = run_while_down(&w, &state, &[], "mkdir cached");
+    let out = run_against(&w, &c.url(), &state, &[], "mkdir cached");
     assert_eq!(out.status.code(), Some(126), "{}", common::stderr(&out));
     assert!(!w.path("cached").exists());
     let said = console::defender_events(&w, "unreachable at start");
@@ -220,6 +233,19 @@ fn a_console_down_at_start_means_the_cached_policy_then_the_file_then_the_defaul
         message.contains(&format!("enforcing the cached policy revision {revision}")),
         "{message}"
     );
+
+    // Another console: what this one cached says nothing about it (the default lets mkdir run).
+    let out = run_while_down(&w, &state, &[], "mkdir elsewhere");
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    assert!(w.path("elsewhere").is_dir());
+    let said = console::defender_events(&w, "unreachable at start");
+    let message = said[1]["message"].as_str().unwrap();
+    assert!(
+        message.contains("enforcing the default policy")
+            && message.contains(&format!("it came from the console {}, not ", c.url())),
+        "{message}"
+    );
+    std::fs::remove_file(state.join("policy.json")).unwrap();
 
     // Nothing cached: --policy, then the compiled-in default (which lets mkdir run).
     let file = w.policy(&deny("file: no mkdir", "mkdir"));
@@ -234,16 +260,16 @@ fn a_console_down_at_start_means_the_cached_policy_then_the_file_then_the_defaul
         .iter()
         .map(|e| e["message"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(said.len(), 3);
+    assert_eq!(said.len(), 4);
     assert!(
-        said[1].contains(&format!("enforcing the policy file {}", file.display())),
-        "{}",
-        said[1]
-    );
-    assert!(
-        said[2].contains("enforcing the default policy"),
+        said[2].contains(&format!("enforcing the policy file {}", file.display())),
         "{}",
         said[2]
+    );
+    assert!(
+        said[3].contains("enforcing the default policy"),
+        "{}",
+        said[3]
     );
     // The undelivered audits wait in the spool of each state directory.
     assert!(std::fs::read_dir(state.join("spool")).unwrap().count() > 0);
@@ -303,6 +329,74 @@ fn with_the_wait_option_the_command_starts_only_once_the_console_answers() {
 }
 
 #[test]
+fn a_refused_token_is_said_so_and_reaches_the_console_later() {
+    let w = World::new();
+    let state = w.path("state");
+    let data = w.path("data");
+    let tokens = |defender: &str| {
+        [
+            "--admin-token",
+            console::ADMIN,
+            "--defender-token",
+            defender,
+        ]
+        .map(str::to_owned)
+    };
+    let mut c = Console::start_with(&data, "127.0.0.1:0", &tokens("another-token"));
+
+    // Without a wait: the command runs under the fallback, and the event says why.
+    let out = run_against(&w, &c.url(), &state, &[], "true");
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    let said = console::defender_events(&w, "refused the token (HTTP 401");
+    assert_eq!(said.len(), 1, "{:?}", w.audits());
+    assert!(
+        said[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("enforcing the default policy"),
+        "{said:?}"
+    );
+    assert!(console::defender_events(&w, "unreachable").is_empty());
+
+    // With a wait: waiting does not change a refusal; the command does not start, and the
+    // reason waits in the spool.
+    let out = run_against(
+        &w,
+        &c.url(),
+        &state,
+        &["--wait-for-console", "600"],
+        "touch ran",
+    );
+    assert_eq!(out.status.code(), Some(125), "{}", common::stderr(&out));
+    assert!(!w.path("ran").exists());
+    let err = common::stderr(&out);
+    assert!(
+        err.contains("refused the token (HTTP 401")
+            && err.contains("the command was not started")
+            && !err.contains("did not answer"),
+        "{err}"
+    );
+    let not_started = |c: &Console| {
+        c.audits("type=defender&limit=10000")
+            .into_iter()
+            .filter(|e| {
+                e["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("the command was not started")
+            })
+            .count()
+    };
+
+    // The console takes the token now: the next run with this state delivers that event.
+    c.kill();
+    let c = Console::start_with(&data, &c.addr, &tokens(DEFENDER));
+    let out = run_against(&w, &c.url(), &state, &[], "true");
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    assert_eq!(not_started(&c), 1, "{:?}", c.audits("limit=10000"));
+}
+
+#[test]
 fn https_with_a_custom_ca() {
     let w = World::new();
     let (ca, cert, key) = console::tls_files(w.dir.path());
@@ -354,5 +448,123 @@ fn https_with_a_custom_ca() {
     assert!(
         said[0]["message"].as_str().unwrap().contains("certificate"),
         "{said:?}"
+    );
+}
+
+/// Ids of `events`.
+fn ids(events: &[Value]) -> std::collections::BTreeSet<String> {
+    events
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn huge_command_lines_cost_no_other_event_after_an_outage() {
+    let w = World::new();
+    let state = w.path("state");
+    let no_mkdir = w.policy(&deny("no mkdir", "mkdir"));
+    // Twelve denied mkdirs of 200 arguments of 4,000 bytes (800 KB each, and `message` repeats
+    // it: 19 MB in all, more than the console takes in a request), then a small one.
+    let script = r#"big=$(head -c 4000 /dev/zero | tr '\0' x); set --;
+        for i in $(seq 200); do set -- "$@" "$big$i"; done;
+        for n in $(seq 12); do mkdir "huge$n" "$@" 2>/dev/null; done;
+        mkdir small; exit 0"#;
+    let out = run_while_down(
+        &w,
+        &state,
+        &["--policy", no_mkdir.to_str().unwrap()],
+        script,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    let local = w.audits_of("process");
+    assert_eq!(local.len(), 13, "{}", common::stderr(&out));
+    assert!(local[..12].iter().all(|e| {
+        let cmdline = e["cmdline"].as_str().unwrap();
+        cmdline.len() > 800_000 && !cmdline.contains("truncated")
+    }));
+
+    // The console is back: the next run with this state delivers the spool.
+    let c = Console::start(&w.path("data"));
+    let out = run_against(&w, &c.url(), &state, &[], "true");
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    let remote = c.audits("type=process&limit=10000");
+    assert_eq!(ids(&remote), ids(&local), "every event arrived");
+    for e in &remote {
+        let cmdline = e["cmdline"].as_str().unwrap();
+        if cmdline == "mkdir small" {
+            continue;
+        }
+        // Cut, saying how long it was; the local audit has it whole.
+        let whole = local.iter().find(|l| l["id"] == e["id"]).unwrap()["cmdline"]
+            .as_str()
+            .unwrap()
+            .len();
+        for field in ["cmdline", "message"] {
+            let text = e[field].as_str().unwrap();
+            assert!(text.len() < 64 << 10, "{field}: {} bytes", text.len());
+            assert!(
+                text.ends_with("bytes in all; whole in the local audit)"),
+                "{field}: {}",
+                &text[text.len() - 100..]
+            );
+        }
+        assert!(cmdline.contains(&format!("(truncated, {whole} bytes in all;")));
+    }
+    assert_eq!(
+        remote
+            .iter()
+            .filter(|e| e["cmdline"] == "mkdir small")
+            .count(),
+        1
+    );
+    assert!(console::defender_events(&w, "The console refused").is_empty());
+}
+
+#[test]
+fn an_event_the_console_refuses_is_dropped_alone() {
+    let w = World::new();
+    let state = w.path("state");
+    // A spool left with a bad event between two good ones (count 0: the console refuses the
+    // batch that holds it).
+    let event = |id: &str, count: u32| {
+        format!(
+            r#"{{"id":"{id}","time":"2026-01-01T00:00:00Z","type":"process","effect":"prevent","container":"test-container","image":"test-image","pid":1,"process":"/bin/x","message":"x","count":{count}}}"#
+        )
+    };
+    std::fs::create_dir_all(state.join("spool")).unwrap();
+    std::fs::write(
+        state.join("spool/00000000000000000001-3.jsonl"),
+        [event("good-1", 1), event("bad", 0), event("good-2", 1)].join("\n") + "\n",
+    )
+    .unwrap();
+    std::fs::write(
+        state.join("spool/00000000000000000002-1.jsonl"),
+        event("good-3", 1) + "\n",
+    )
+    .unwrap();
+
+    let c = Console::start(&w.path("data"));
+    let out = run_against(&w, &c.url(), &state, &[], "true");
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    let remote = ids(&c.audits("type=process&limit=10000"));
+    assert_eq!(
+        remote,
+        ["good-1", "good-2", "good-3"].map(str::to_owned).into()
+    );
+    let said = console::defender_events(&w, "The console refused 1 audit events (HTTP 400");
+    assert_eq!(said.len(), 1, "{:?}", w.audits());
+    assert!(
+        said[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("the other 3 of their batch delivered"),
+        "{said:?}"
+    );
+    assert!(
+        std::fs::read_dir(state.join("spool"))
+            .unwrap()
+            .next()
+            .is_none()
     );
 }

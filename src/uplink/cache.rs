@@ -2,7 +2,8 @@
 //! console is away enforces what the console last said rather than something older.
 //!
 //! Only a policy that validated is ever saved, and it is validated again when read: a damaged or
-//! foreign file is ignored, never trusted.
+//! foreign file is ignored, never trusted. So is a policy from another console than `--console`
+//! (a state directory reused, or copied into an image): it says nothing about this one.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -47,14 +48,21 @@ impl Cache {
         &self.path
     }
 
-    /// The cached policy; `Ok(None)` when there is none, `Err` when the file is unusable.
-    pub fn load(&self) -> Result<Option<Cached>, String> {
+    /// The policy cached from `console`; `Ok(None)` when there is none, `Err` when the file is
+    /// unusable or from another console.
+    pub fn load(&self, console: &str) -> Result<Option<Cached>, String> {
         let text = match std::fs::read_to_string(&self.path) {
             Ok(t) => t,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e.to_string()),
         };
         let saved: Saved = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        if saved.console != console {
+            return Err(format!(
+                "it came from the console {}, not {console}",
+                saved.console
+            ));
+        }
         let policy = policy::parse(&saved.policy.to_string()).map_err(|e| e.to_string())?;
         Ok(Some(Cached {
             revision: saved.revision,
@@ -85,14 +93,20 @@ mod tests {
     fn saves_and_loads_only_valid_policies() {
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::new(dir.path());
-        assert!(cache.load().unwrap().is_none());
+        assert!(cache.load("http://c").unwrap().is_none());
 
         let p = policy::parse(
             r#"{"rules": [{"name": "r", "processes": {"effect": "prevent", "deny": ["mkdir"]}}]}"#,
         )
         .unwrap();
         cache.save("http://c", "7", &p).unwrap();
-        let back = cache.load().unwrap().unwrap();
+        let back = cache.load("http://c").unwrap().unwrap();
+        // Another console's policy is not this one's.
+        let err = cache.load("http://other").err().unwrap();
+        assert!(
+            err.contains("from the console http://c, not http://other"),
+            "{err}"
+        );
         assert_eq!(back.revision, "7");
         assert_eq!(back.policy.to_json_pretty(), p.to_json_pretty());
         use std::os::unix::fs::PermissionsExt;
@@ -108,9 +122,9 @@ mod tests {
             serde_json::from_str(&std::fs::read_to_string(cache.path()).unwrap()).unwrap();
         saved["policy"]["rules"][0]["processes"]["effect"] = "deny".into();
         std::fs::write(cache.path(), saved.to_string()).unwrap();
-        let err = cache.load().err().unwrap();
+        let err = cache.load("http://c").err().unwrap();
         assert!(err.contains("processes.effect"), "{err}");
         std::fs::write(cache.path(), "{").unwrap();
-        assert!(cache.load().is_err());
+        assert!(cache.load("http://c").is_err());
     }
 }

@@ -130,14 +130,22 @@ impl Shared {
                 "Console {console} unreachable ({e}): {} stays in force; audits are kept on disk until it answers",
                 self.live.current().source
             ),
-            ClientError::Refused { status, body } => {
-                format!("Console {console} refused the defender (HTTP {status}: {body})")
+            ClientError::Refused { status, .. } => {
+                format!("Console {console} {} ({error})", refusal(*status))
             }
         });
     }
 
     fn is_down(&self) -> bool {
         matches!(*lock(&self.link), Link::Down | Link::Refused)
+    }
+}
+
+/// What a console's refusal means: 401 and 403 are about the token.
+fn refusal(status: u16) -> &'static str {
+    match status {
+        401 | 403 => "refused the token",
+        _ => "refused the defender",
     }
 }
 
@@ -181,7 +189,7 @@ impl Uplink {
         })?;
         let spool = Spool::open(&dir.join("spool"), SPOOL_MAX_BYTES).map_err(state_dir_error)?;
         let cache = Cache::new(&dir);
-        let (policy, source, cache_note) = match cache.load() {
+        let (policy, source, cache_note) = match cache.load(client.base()) {
             Ok(Some(c)) => (
                 c.policy,
                 Source::Cached {
@@ -258,23 +266,29 @@ impl Starter {
                 policy_feed::apply(shared, &revision, &document);
                 Some(revision)
             }
-            Err(e) if self.wait.is_some() => {
-                let message = format!(
-                    "Console {} did not answer within {} s ({e}): the command was not started",
-                    shared.client.base(),
-                    self.wait.unwrap_or_default().as_secs_f64()
-                );
-                shared.report(message.clone());
-                return Err(message);
-            }
             Err(e) => {
+                let console = shared.client.base();
+                let what = match &e {
+                    ClientError::Unreachable(e) => match self.wait {
+                        Some(wait) => {
+                            format!("did not answer within {} s ({e})", wait.as_secs_f64())
+                        }
+                        None => format!("unreachable at start ({e})"),
+                    },
+                    ClientError::Refused { status, .. } => format!("{} ({e})", refusal(*status)),
+                };
+                if self.wait.is_some() {
+                    let message = format!("Console {console} {what}: the command was not started");
+                    shared.report(message.clone());
+                    self.spool_reports();
+                    return Err(message);
+                }
                 *lock(&shared.link) = match e {
                     ClientError::Unreachable(_) => Link::Down,
                     ClientError::Refused { .. } => Link::Refused,
                 };
                 let mut message = format!(
-                    "Console {} unreachable at start ({e}): enforcing {} until it answers",
-                    shared.client.base(),
+                    "Console {console} {what}: enforcing {} until it answers",
                     shared.live.current().source
                 );
                 if let Some(note) = &self.cache_note {
@@ -314,6 +328,13 @@ impl Starter {
             log::debug!("console not there yet ({error}); retrying");
             std::thread::sleep(backoff.next_delay().min(left));
         }
+    }
+
+    /// The command will not start, so no shipper will: the events the uplink queued (why it
+    /// did not start) go to the spool, for the next run with this state directory to deliver.
+    fn spool_reports(self) {
+        lock(&self.shared.reports).flush_all();
+        shipper::Shipper::new(self.shared, self.from_sinks, self.spool).spool_queued();
     }
 
     fn spawn(self, have: Option<String>) -> io::Result<()> {

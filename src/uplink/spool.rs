@@ -26,12 +26,25 @@ pub struct Spool {
     max_bytes: u64,
 }
 
-/// Some of the oldest segments, as one request body.
+/// Some of the oldest segments, to be sent as one request.
 pub struct Batch {
-    /// A JSON array of the events.
-    pub body: Vec<u8>,
-    pub events: usize,
+    /// The events, one JSON object each.
+    pub events: Vec<Vec<u8>>,
     segments: usize,
+}
+
+/// `events` as one request body: a JSON array.
+pub fn body(events: &[Vec<u8>]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(events.iter().map(|e| e.len() + 1).sum::<usize>() + 2);
+    body.push(b'[');
+    for (i, event) in events.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(event);
+    }
+    body.push(b']');
+    body
 }
 
 impl Spool {
@@ -104,32 +117,28 @@ impl Spool {
         Ok(dropped)
     }
 
-    /// The oldest segments holding at most `max_events` events (at least one segment), as one
-    /// JSON array; `None` when the spool is empty.
-    pub fn peek(&self, max_events: usize) -> io::Result<Option<Batch>> {
-        let mut body = b"[".to_vec();
-        let mut events = 0;
+    /// The oldest segments holding at most `max_events` events and `max_bytes` bytes (but at
+    /// least one segment, whatever its size); `None` when the spool is empty.
+    pub fn peek(&self, max_events: usize, max_bytes: u64) -> io::Result<Option<Batch>> {
+        let mut events = Vec::new();
+        let mut bytes = 0;
         let mut segments = 0;
         for segment in &self.segments {
-            if segments > 0 && events + segment.events > max_events {
+            if segments > 0
+                && (events.len() + segment.events > max_events || bytes + segment.bytes > max_bytes)
+            {
                 break;
             }
             let text = std::fs::read(self.path(segment))?;
-            for line in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-                if body.len() > 1 {
-                    body.push(b',');
-                }
-                body.extend_from_slice(line);
-            }
-            events += segment.events;
+            events.extend(
+                text.split(|&b| b == b'\n')
+                    .filter(|l| !l.is_empty())
+                    .map(<[u8]>::to_vec),
+            );
+            bytes += segment.bytes;
             segments += 1;
         }
-        body.push(b']');
-        Ok((segments > 0).then_some(Batch {
-            body,
-            events,
-            segments,
-        }))
+        Ok((segments > 0).then_some(Batch { events, segments }))
     }
 
     /// Deletes the segments of `batch` (delivered).
@@ -158,6 +167,8 @@ fn parse_name(name: &str) -> Option<(u64, usize)> {
 mod tests {
     use super::*;
 
+    const MANY: u64 = u64::MAX;
+
     fn lines(from: usize, n: usize) -> Vec<String> {
         (from..from + n)
             .map(|i| format!(r#"{{"id":"{i}"}}"#))
@@ -165,7 +176,7 @@ mod tests {
     }
 
     fn ids(batch: &Batch) -> Vec<String> {
-        let v: Vec<serde_json::Value> = serde_json::from_slice(&batch.body).unwrap();
+        let v: Vec<serde_json::Value> = serde_json::from_slice(&body(&batch.events)).unwrap();
         v.iter()
             .map(|e| e["id"].as_str().unwrap().to_owned())
             .collect()
@@ -188,14 +199,14 @@ mod tests {
     fn delivers_oldest_first_in_batches_and_survives_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
-        assert!(spool.peek(10).unwrap().is_none());
+        assert!(spool.peek(10, MANY).unwrap().is_none());
         spool.push(&lines(0, 3)).unwrap();
         spool.push(&lines(3, 3)).unwrap();
         spool.push(&lines(6, 5)).unwrap();
         assert_eq!(spool.len(), 11);
 
         // Two segments fit in 7 events; the third would not.
-        let batch = spool.peek(7).unwrap().unwrap();
+        let batch = spool.peek(7, MANY).unwrap().unwrap();
         assert_eq!(ids(&batch), ["0", "1", "2", "3", "4", "5"]);
         // Not delivered: a new process finds everything, plus a half-written segment it ignores.
         std::fs::write(dir.path().join("99.tmp"), "{").unwrap();
@@ -203,16 +214,33 @@ mod tests {
         let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
         assert!(!dir.path().join("99.tmp").exists());
         assert_eq!(spool.len(), 11);
-        let batch = spool.peek(7).unwrap().unwrap();
+        let batch = spool.peek(7, MANY).unwrap().unwrap();
         spool.remove(&batch).unwrap();
         // A segment larger than the batch size still goes, alone.
-        let batch = spool.peek(2).unwrap().unwrap();
-        assert_eq!(batch.events, 5);
+        let batch = spool.peek(2, MANY).unwrap().unwrap();
+        assert_eq!(batch.events.len(), 5);
         assert_eq!(ids(&batch), ["6", "7", "8", "9", "10"]);
         spool.remove(&batch).unwrap();
         assert!(spool.is_empty());
         spool.push(&lines(11, 1)).unwrap();
-        assert_eq!(ids(&spool.peek(10).unwrap().unwrap()), ["11"]);
+        assert_eq!(ids(&spool.peek(10, MANY).unwrap().unwrap()), ["11"]);
+    }
+
+    #[test]
+    fn a_batch_is_bounded_in_bytes_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        let segment = lines(0, 2).concat().len() as u64 + 2;
+        for i in 0..3 {
+            spool.push(&lines(i * 2, 2)).unwrap();
+        }
+        // Two segments fit in the bytes, the third would not; a segment over the bound still
+        // goes, alone.
+        assert_eq!(
+            ids(&spool.peek(100, segment * 2).unwrap().unwrap()).len(),
+            4
+        );
+        assert_eq!(ids(&spool.peek(100, 1).unwrap().unwrap()), ["0", "1"]);
     }
 
     #[test]
@@ -223,7 +251,7 @@ mod tests {
         assert_eq!(spool.push(&lines(0, 10)).unwrap(), 0);
         assert_eq!(spool.push(&lines(10, 10)).unwrap(), 0);
         assert_eq!(spool.push(&lines(20, 10)).unwrap(), 10);
-        let batch = spool.peek(100).unwrap().unwrap();
+        let batch = spool.peek(100, MANY).unwrap().unwrap();
         let got = ids(&batch);
         assert_eq!((got.len(), got[0].as_str()), (20, "10"));
     }
