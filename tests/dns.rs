@@ -451,6 +451,32 @@ fn queries_to_any_server_are_checked() {
     }
 }
 
+/// A TCP Fast Open send carries its data in the SYN, so a DNS query sent that way would reach the
+/// server before the forwarder could check it: under DNS enforcement it is refused with
+/// EOPNOTSUPP (a resolver then connects first), and the server never sees the question.
+#[test]
+fn dns_over_tcp_fast_open_is_refused() {
+    let nw = NetWorld::new();
+    let policy = dns_policy("prevent", &["*.amazonaws.com"], &[]);
+    let script = format!(
+        "import socket, struct\n\
+         q = struct.pack('>HHHHHH', 7, 0x100, 1, 0, 0, 0) + b'\\x03tfo\\x04evil\\x07example\\x00' + struct.pack('>HH', 1, 1)\n\
+         s = socket.socket()\n\
+         try:\n    s.sendto(struct.pack('>H', len(q)) + q, socket.MSG_FASTOPEN, ('{NAMESERVER}', 53)); print('sent')\n\
+         except OSError as e: print('errno', e.errno)\n"
+    );
+    let out = nw.run(&policy, &["python3", "-c", &script]);
+    assert_eq!(
+        stdout(&out).trim(),
+        format!("errno {}", libc::EOPNOTSUPP),
+        "{out:?}"
+    );
+    assert!(
+        !nw.dns_queries().iter().any(|q| q.name.contains("evil")),
+        "the server saw the question"
+    );
+}
+
 /// glibc gets big.test's answer truncated over UDP and asks again over TCP: through the defender
 /// the same two questions reach the server and the same 40 addresses come back.
 #[test]

@@ -259,6 +259,25 @@ fn loopback_is_exempt_from_allow_lists_not_from_deny() {
     assert_eq!(audits.len(), 2, "{audits:#?}");
     check_network_audit(&audits[0], "prevent", "127.0.0.1", 8000, true);
     check_network_audit(&audits[1], "prevent", "::1", 8000, true);
+
+    // The unspecified address reaches the host itself: natively 0.0.0.0 and :: connect to the
+    // loopback servers, so a loopback deny refuses them, and a loopback-exempt allow list lets
+    // them through.
+    for (target, shown) in [("0.0.0.0:8000", "0.0.0.0"), ("[::]:8000", "::")] {
+        assert_eq!(native(&nw, &["connect", "tcp", target]), "connect=ok");
+        assert_eq!(
+            guarded(&nw, &deny, &["connect", "tcp", target]),
+            "connect=EPERM",
+            "{target} under a loopback deny"
+        );
+        assert_eq!(
+            guarded(&nw, &allow, &["connect", "tcp", target]),
+            "connect=ok",
+            "{target} under an allow list (loopback is exempt)"
+        );
+        let last = network_audits_since(&nw, 3);
+        assert_eq!(last.last().unwrap()["ip"], shown, "{last:#?}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

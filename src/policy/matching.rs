@@ -131,8 +131,16 @@ impl Network {
     /// Loopback destinations are exempt from both allow lists (containers of one task talk over
     /// localhost; the spec exempts loopback *destinations*, and a port belongs to the destination) but
     /// not from deny entries.
+    /// A connect to the unspecified address (`0.0.0.0`, `::`) reaches the host itself: the kernel
+    /// uses the loopback address instead (ip_route_connect, ip6_datagram_dst_update), so it is
+    /// judged as loopback.
     pub fn check_outbound(&self, ip: IpAddr, port: u16) -> Option<Attack> {
-        let ip = ip.to_canonical(); // ::ffff:a.b.c.d is matched as a.b.c.d
+        let ip = match ip.to_canonical() {
+            // ::ffff:a.b.c.d is matched as a.b.c.d
+            IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+            other => other,
+        };
         let exempt = ip.is_loopback();
         let by_ip = self.outbound.check(exempt, |net| net.contains(&ip));
         let by_port = self
@@ -426,6 +434,9 @@ mod tests {
             (&allow, "127.0.0.1", 22, None), // loopback is exempt from both allow lists
             (&allow, "::1", 5432, None),
             (&allow, "::ffff:127.0.0.1", 5432, None),
+            (&allow, "0.0.0.0", 5432, None), // the unspecified address is loopback
+            (&allow, "::", 5432, None),
+            (&deny, "0.0.0.0", 25, denied), // ... and not exempt from deny
         ];
         for (rule, ip, port, want) in cases {
             let got = rule.network().check_outbound(ip.parse().unwrap(), port);

@@ -62,8 +62,9 @@ use Sensor::{Exec, Network};
 use When::Always;
 
 /// (level, optname) pairs of `setsockopt` that set a source route (linux/in.h, linux/in6.h):
-/// IP_OPTIONS, IPV6_RTHDR, IPV6_2292RTHDR.
-const SOURCE_ROUTES: &[(u32, u32)] = &[(0, 4), (41, 57), (41, 5)];
+/// IP_OPTIONS, IPV6_RTHDR, IPV6_2292RTHDR, and IPV6_2292PKTOPTIONS, which takes ancillary data
+/// that may hold a routing header (ip6_datagram_send_ctl).
+const SOURCE_ROUTES: &[(u32, u32)] = &[(0, 4), (41, 57), (41, 5), (41, 6)];
 const SOURCE_ROUTE: When = When::Pair {
     a: 1,
     b: 2,

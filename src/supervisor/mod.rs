@@ -511,14 +511,16 @@ impl Supervisor {
             // swap the path after the check could as well copy, link or memfd-load the denied
             // program under another name, which the list cannot stop either (README, "Limits"),
             // so racing the check gains it nothing. Launches under an allow list are verified.
-            // Socket calls (and io_uring_setup, source-route setsockopts): let through unchecked
-            // only when the rule enforces neither network nor DNS (a connect then too, when the
-            // supervisor may not take the caller's socket to steer it to the DNS forwarder); when the call is on a socket that is not IPv4/IPv6 (unix, netlink: not
-            // network connections, policy.md), which rests on kernel state, the socket's family
-            // fixed at its creation (a unix socket refuses an IP address: unix_stream_connect,
-            // unix_dgram_sendmsg); or for an i386 socketcall whose call number, a register, is not
-            // one that reaches the network. Every other socket call is performed by the
-            // supervisor on a duplicate of the caller's socket with the arguments it checked.
+            // Socket calls: let through unchecked only when the rule enforces neither network
+            // nor DNS (a connect then too, when the supervisor may not take the caller's socket to
+            // steer it to the DNS forwarder); when the call is on a unix, netlink or AF_ALG socket
+            // (not network connections, policy.md), which rests on kernel state, the family of
+            // the socket the caller's own file table holds (fixed at the socket's creation; a
+            // unix socket refuses an IP address: unix_stream_connect, unix_dgram_sendmsg); on
+            // another non-IP family under an `alert` network section; or for an i386 socketcall
+            // whose call number, a register, is not one that reaches the network. Every other
+            // socket call is performed by the supervisor on a duplicate of the caller's socket
+            // with the arguments it checked.
             Answer::Unchecked => unsafe { self.listener.continue_call(n.id) },
             Answer::Allow { expected } => self.allow_exec(&n, expected),
             Answer::Performed(result) => self.listener.responder().complete(n.id, result),

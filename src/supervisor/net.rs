@@ -29,16 +29,21 @@ use crate::sys::socket::{self, OwnedMsg, RawAddr, SocketKind};
 
 /// The most a datagram can carry (udp_sendmsg: a longer one is EMSGSIZE).
 const MAX_DATAGRAM: usize = 0xFFFF;
+/// The most one `sendmmsg` has copied before the supervisor stops reading more of its messages.
+const MAX_CALL_BYTES: usize = 4 << 20;
 /// The most of one stream send the supervisor copies; a longer send is performed in part and its
 /// caller, as for any short write, sends the rest.
 const MAX_STREAM_CHUNK: usize = 1 << 20;
+/// Socket families that stay on this host: unix sockets, netlink (the kernel), AF_ALG (the
+/// kernel's crypto). Calls on them are not network connections and are let through.
+const LOCAL_FAMILIES: &[i32] = &[libc::AF_UNIX, libc::AF_NETLINK, libc::AF_ALG];
 /// CAP_NET_BIND_SERVICE (linux/capability.h).
 const CAP_NET_BIND_SERVICE: u32 = 10;
 
-/// The network sensor's state for one run: the forwarder (when DNS is enforced) and the channel on
+/// The network sensor's state for one run: the forwarder and the channel on
 /// which its threads report findings to the supervisor's loop.
 pub(super) struct NetSensor {
-    forwarder: Option<Forwarder>,
+    forwarder: Forwarder,
     findings: mpsc::Receiver<Finding>,
     /// Readable when findings wait; polled by the loop.
     pub(super) wake: std::io::PipeReader,
@@ -66,9 +71,9 @@ impl NetSensor {
         let report: Arc<dyn Fn(Finding) + Send + Sync> = Arc::new(move |f| {
             let _ = tx.send(f);
             // A full pipe already wakes the loop; the byte only has to be there.
-            let _ = (&waker).write_all_nonblocking();
+            let _ = std::io::Write::write(&mut &waker, &[1]);
         });
-        let forwarder = Some(Forwarder::start(policy.clone(), report)?);
+        let forwarder = Forwarder::start(policy.clone(), report)?;
         let unprivileged_port_start =
             std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
                 .ok()
@@ -83,17 +88,6 @@ impl NetSensor {
             unprivileged_port_start,
             responder,
         })
-    }
-}
-
-/// Writing the wake-up byte without caring whether the pipe is full.
-trait WakeByte {
-    fn write_all_nonblocking(self) -> std::io::Result<()>;
-}
-
-impl WakeByte for &std::io::PipeWriter {
-    fn write_all_nonblocking(mut self) -> std::io::Result<()> {
-        std::io::Write::write(&mut self, &[1]).map(|_| ())
     }
 }
 
@@ -125,7 +119,17 @@ impl Pidfds {
         // 6.9) could be used for another process's thread that got the same id later.
         let pidfd = match socket::pidfd_thread(tid) {
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                let pidfd = socket::pidfd_open_process(exec::process_of(tid))?;
+                // Before 6.9 only the process's pidfd exists, which reaches the leader's file
+                // table: a thread that unshared its own (unshare(CLONE_FILES)) would have its
+                // descriptor judged by the leader's. Refused unless both tables are one (kcmp).
+                let tgid = exec::process_of(tid);
+                if tgid != tid && !socket::same_files(tgid, tid)? {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::PermissionDenied,
+                        "a thread with a file table of its own (kernel before 6.9)",
+                    ));
+                }
+                let pidfd = socket::pidfd_open_process(tgid)?;
                 return socket::pidfd_getfd(pidfd.as_fd(), fd);
             }
             other => other?,
@@ -168,7 +172,10 @@ enum Perform {
 }
 
 impl Perform {
-    fn run(self, sock: &OwnedFd, caller: Caller) -> socket::Outcome {
+    /// Performs the call. `responder` proves, before the caller's memory is written, that the
+    /// call still waits: a send performed on a thread may take long, and a thread id reused
+    /// meanwhile must not get another process's memory written.
+    fn run(self, sock: &OwnedFd, caller: Caller, responder: &Responder) -> socket::Outcome {
         match self {
             Perform::Connect(addr) => socket::connect(sock.as_fd(), &addr),
             Perform::Bind(addr) => socket::bind(sock.as_fd(), &addr),
@@ -181,7 +188,7 @@ impl Perform {
                 let mut sent = Vec::new();
                 let out =
                     socket::send_msgs(sock.as_fd(), &mut msgs, flags, mmsg_at.is_some(), &mut sent);
-                if let Some(at) = mmsg_at {
+                if let Some(at) = mmsg_at.filter(|_| responder.id_valid(caller.id)) {
                     for (i, len) in sent.iter().enumerate() {
                         let field = at + (i * MMSGHDR_SIZE) as u64 + MMSG_LEN_OFFSET;
                         // As the kernel, which stops filling in at a fault, but still reports
@@ -226,8 +233,20 @@ impl Supervisor {
             Err(Failure::Inspection(e)) => return self.uninspectable(rule.as_deref(), n, &e),
         };
         if kind.domain != libc::AF_INET && kind.domain != libc::AF_INET6 {
-            // Unix, netlink, ...: not network connections (policy.md). See the CONTINUE.
-            return Answer::Unchecked;
+            if LOCAL_FAMILIES.contains(&kind.domain) {
+                // Unix, netlink, ...: not network connections (policy.md). See the CONTINUE.
+                return Answer::Unchecked;
+            }
+            // A family that reaches other hosts by other means than the IP addresses the policy
+            // judges (AF_PACKET frames, SMC, RDS, RxRPC and TIPC over IP, ...): refused where
+            // network enforcement refuses, since it cannot be checked (fail closed).
+            return match rule.map(|r| r.network().effect()) {
+                Some(Effect::Prevent | Effect::Block) => self.refuse(
+                    n,
+                    &format!("A socket call of address family {}", kind.domain),
+                ),
+                _ => Answer::Unchecked,
+            };
         }
         let caller = Caller {
             id: n.id,
@@ -262,17 +281,18 @@ impl Supervisor {
         // (`still_waiting`), since a notification still pending proves that the thread id was not
         // reused in between. (A socket that is not IP is let through unused.)
         let fd = n.args[0] as i32;
-        let cache = self.net.as_mut().map(|s| &mut s.pidfds);
-        let sock = match cache {
-            Some(cache) => cache.getfd(n.pid, fd),
-            None => socket::pidfd_for(n.pid, || exec::process_of(n.pid))
-                .and_then(|p| socket::pidfd_getfd(p.as_fd(), fd)),
-        }
-        .map_err(|e| match e.raw_os_error() {
-            // What the kernel itself answers for a bad descriptor.
-            Some(libc::EBADF) => Failure::Kernel(libc::EBADF),
-            _ => Failure::Inspection(e),
-        })?;
+        let Some(net) = self.net.as_mut() else {
+            // Socket calls are trapped only while the sensor runs.
+            return Err(Failure::Kernel(libc::ENOSYS));
+        };
+        let sock = net
+            .pidfds
+            .getfd(n.pid, fd)
+            .map_err(|e| match e.raw_os_error() {
+                // What the kernel itself answers for a bad descriptor.
+                Some(libc::EBADF) => Failure::Kernel(libc::EBADF),
+                _ => Failure::Inspection(e),
+            })?;
         let kind = socket::socket_kind(sock.as_fd())
             .map_err(|e| Failure::Kernel(e.raw_os_error().unwrap_or(libc::ENOTSOCK)))?;
         Ok((sock, kind))
@@ -335,9 +355,13 @@ impl Supervisor {
             libc::SOCK_STREAM => Proto::Tcp,
             _ => Proto::Udp,
         };
+        // (An IPv6 TCP socket refuses an IPv4 address, tcp_v6_connect: the kernel says so.)
+        let v4_on_tcp6 =
+            kind.ty == libc::SOCK_STREAM && kind.domain == libc::AF_INET6 && dest.is_ipv4();
         if let Some(fwd) = self.net_forwarder()
             && dest.port() == dns::PORT
             && matches!(kind.ty, libc::SOCK_STREAM | libc::SOCK_DGRAM)
+            && !v4_on_tcp6
         {
             // A resolver's socket: connected to the forwarder instead, which checks each question
             // and relays the rest to `dest` (dns/forwarder.rs). Done here, not on a thread: a
@@ -437,14 +461,30 @@ impl Supervisor {
             }
             _ => {
                 // sendmmsg(2) sends at most UIO_MAXIOV messages and takes vlen as an unsigned int.
+                // Copied up to MAX_CALL_BYTES, and one message on a stream socket (whose copy may
+                // be cut): the call then sends fewer messages than asked, which sendmmsg's caller
+                // is told by its result and must handle anyway. A message that cannot be read
+                // after the first ends the call there, as in the kernel (__sys_sendmmsg).
                 let vlen = (n.args[2] as u32 as usize).min(sense::MAX_IOV);
-                let mut msgs = Vec::with_capacity(vlen);
+                let mut msgs: Vec<OwnedMsg> = Vec::new();
+                let mut copied = 0;
                 for i in 0..vlen {
-                    let hdr = read_hdr(&mut mem, n.args[1] + (i * MMSGHDR_SIZE) as u64)?;
-                    msgs.push(
-                        sense::read_msg(&mut mem, &hdr, max_data, truncate)
-                            .map_err(Answer::Deny)?,
-                    );
+                    if i > 0 && (stream || copied >= MAX_CALL_BYTES) {
+                        break;
+                    }
+                    let msg =
+                        read_hdr(&mut mem, n.args[1] + (i * MMSGHDR_SIZE) as u64).and_then(|hdr| {
+                            sense::read_msg(&mut mem, &hdr, max_data, truncate)
+                                .map_err(Answer::Deny)
+                        });
+                    match msg {
+                        Ok(m) => {
+                            copied += m.data.len();
+                            msgs.push(m);
+                        }
+                        Err(answer) if i == 0 => return Err(answer),
+                        Err(_) => break,
+                    }
                 }
                 (msgs, n.args[3] as i32, Some(n.args[1]))
             }
@@ -464,6 +504,12 @@ impl Supervisor {
             };
             let Some(dest) = dest else { continue };
             self.check_outbound(rule, caller, dest)?;
+            if stream && dest.port() == dns::PORT && rule.dns().effect() != Effect::Disable {
+                // A DNS query sent with TCP Fast Open would carry its question in the SYN, past
+                // the forwarder: not supported, so the resolver connects first (the usual
+                // fallback from an unavailable Fast Open).
+                return Err(Answer::Deny(libc::EOPNOTSUPP));
+            }
             if !stream && dest.port() == dns::PORT && rule.dns().effect() != Effect::Disable {
                 self.dns_datagram(rule, sock, caller, msg)?;
             }
@@ -513,7 +559,7 @@ impl Supervisor {
     }
 
     fn net_forwarder(&self) -> Option<&Forwarder> {
-        self.net.as_ref().and_then(|s| s.forwarder.as_ref())
+        self.net.as_ref().map(|s| &s.forwarder)
     }
 
     /// The copied address of a `connect` or `bind` (arguments 1 and 2); empty for a NULL one, which
@@ -588,21 +634,30 @@ impl Supervisor {
     /// Performs the call, here or, when it may wait (a blocking TCP connect or send), on a thread
     /// of its own that answers the kernel when done, so that the loop keeps serving everyone else.
     fn perform(&mut self, job: Perform, sock: OwnedFd, kind: SocketKind, caller: Caller) -> Answer {
-        let may_wait = kind.ty == libc::SOCK_STREAM
+        let stream = kind.ty == libc::SOCK_STREAM;
+        let may_wait = stream
             && match &job {
                 Perform::Connect(_) => true,
                 Perform::Bind(_) => false,
                 Perform::Send { flags, .. } => flags & libc::MSG_DONTWAIT == 0,
             }
             && !socket::is_nonblocking(sock.as_fd()).unwrap_or(false);
-        let responder = self.net.as_ref().map(|s| s.responder.clone());
-        match (may_wait, responder) {
-            (true, Some(responder)) => {
+        let mut job = job;
+        if let (false, true, Perform::Send { flags, .. }) = (may_wait, stream, &mut job) {
+            // Judged non-blocking: kept so even if the caller clears O_NONBLOCK meanwhile, so
+            // that the loop never waits on a stream send.
+            *flags |= libc::MSG_DONTWAIT;
+        }
+        let Some(responder) = self.net.as_ref().map(|s| s.responder.clone()) else {
+            return Answer::Deny(libc::ENOSYS);
+        };
+        match may_wait {
+            true => {
                 let spawned =
                     std::thread::Builder::new()
                         .name("net-call".into())
                         .spawn(move || {
-                            let out = job.run(&sock, caller);
+                            let out = job.run(&sock, caller, &responder);
                             if let Err(e) = responder.complete(caller.id, out) {
                                 log::debug!("answering a performed socket call: {e}");
                             }
@@ -615,7 +670,7 @@ impl Supervisor {
                     }
                 }
             }
-            _ => Answer::Performed(job.run(&sock, caller)),
+            false => Answer::Performed(job.run(&sock, caller, &responder)),
         }
     }
 
@@ -671,20 +726,20 @@ impl Supervisor {
     /// Refuses a call that would get past the network checks (io_uring, a source route, a 32-bit
     /// socket call) while they are on, and reports it.
     pub(super) fn refuse(&mut self, n: &Notification, what: &str) -> Answer {
-        let Some(rule) = self.enforcing_network() else {
-            return Answer::Unchecked;
-        };
+        // Refused whatever the rule in force says: these are trapped only while socket calls are,
+        // and with a console a network rule can arrive after an io_uring was set up or a source
+        // route set, which would then keep working around it.
+        let in_force = self.policy.current();
         let process = caller_exe(n.pid);
         let message = format!(
-            "{what} by {process} (pid {}) refused while rule {} enforces network or DNS: it would bypass the checks",
+            "{what} by {process} (pid {}) refused while network and DNS calls are checked: it would bypass the checks",
             exec::process_of(n.pid),
-            rule.name()
         );
         log::warn!("{message}");
         self.sink.emit(Event::defender(
             &self.scope,
             "alert",
-            Some(rule.name()),
+            in_force.rule_name(),
             message,
         ));
         Answer::Deny(libc::EPERM)

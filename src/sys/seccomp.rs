@@ -102,6 +102,11 @@ pub struct Responder {
 }
 
 impl Responder {
+    /// Whether the trapped call still waits (see [`Listener::id_valid`]).
+    pub fn id_valid(&self, id: u64) -> bool {
+        id_valid(&self.fd, id)
+    }
+
     /// Completes the trapped call with `result`: its return value, or the errno to fail it with.
     pub fn complete(&self, id: u64, result: Result<i64, i32>) -> io::Result<()> {
         match result {
@@ -175,14 +180,7 @@ impl Listener {
     /// caller's memory proves the memory belonged to that caller and not to a process that reused
     /// its PID (seccomp_unotify(2), "NOTES").
     pub fn id_valid(&self, id: u64) -> bool {
-        // SAFETY: the kernel reads one u64 from the pointer, which points at a live u64.
-        unsafe {
-            libc::ioctl(
-                self.fd.as_raw_fd(),
-                libc::SECCOMP_IOCTL_NOTIF_ID_VALID,
-                &id as *const u64,
-            ) == 0
-        }
+        id_valid(&self.fd, id)
     }
 
     /// Fails the trapped call with `errno`.
@@ -213,6 +211,17 @@ impl Listener {
             0,
             libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32,
         )
+    }
+}
+
+fn id_valid(fd: &OwnedFd, id: u64) -> bool {
+    // SAFETY: the kernel reads one u64 from the pointer, which points at a live u64.
+    unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_ID_VALID,
+            &id as *const u64,
+        ) == 0
     }
 }
 

@@ -14,13 +14,21 @@ use super::cvt;
 /// `PIDFD_THREAD` (linux/pidfd.h, 6.9): a pidfd for one thread rather than a thread-group leader.
 const PIDFD_THREAD: libc::c_uint = libc::O_EXCL as libc::c_uint;
 
-/// Opens a pidfd for thread `tid`; on kernels before 6.9, which only give pidfds for thread-group
-/// leaders, for `tgid` instead (the same file table, unless the thread unshared it).
-pub fn pidfd_for(tid: u32, tgid: impl FnOnce() -> u32) -> io::Result<OwnedFd> {
-    match pidfd_thread(tid) {
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => pidfd_open_process(tgid()),
-        other => other,
-    }
+/// Whether tasks `a` and `b` share one file table (kcmp(2) with KCMP_FILES).
+pub fn same_files(a: u32, b: u32) -> io::Result<bool> {
+    const KCMP_FILES: libc::c_int = 2;
+    // SAFETY: integers only; KCMP_FILES takes no pointer arguments.
+    let order = cvt(unsafe {
+        libc::syscall(
+            libc::SYS_kcmp,
+            a as libc::pid_t,
+            b as libc::pid_t,
+            KCMP_FILES,
+            0,
+            0,
+        )
+    })?;
+    Ok(order == 0)
 }
 
 /// Opens a pidfd for thread `tid` itself (`PIDFD_THREAD`, Linux 6.9; EINVAL before).
