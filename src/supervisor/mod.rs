@@ -523,7 +523,7 @@ impl Supervisor {
             // with the arguments it checked.
             Answer::Unchecked => unsafe { self.listener.continue_call(n.id) },
             Answer::Allow { expected } => self.allow_exec(&n, expected),
-            Answer::Performed(result) => self.listener.responder().complete(n.id, result),
+            Answer::Performed(result) => self.listener.complete(n.id, result),
             Answer::Deferred => Ok(()),
         };
         if let Err(e) = sent {

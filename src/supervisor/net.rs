@@ -648,11 +648,13 @@ impl Supervisor {
             // that the loop never waits on a stream send.
             *flags |= libc::MSG_DONTWAIT;
         }
-        let Some(responder) = self.net.as_ref().map(|s| s.responder.clone()) else {
+        let Some(net) = self.net.as_ref() else {
             return Answer::Deny(libc::ENOSYS);
         };
         match may_wait {
+            false => Answer::Performed(job.run(&sock, caller, &net.responder)),
             true => {
+                let responder = net.responder.clone();
                 let spawned =
                     std::thread::Builder::new()
                         .name("net-call".into())
@@ -670,7 +672,6 @@ impl Supervisor {
                     }
                 }
             }
-            false => Answer::Performed(job.run(&sock, caller, &responder)),
         }
     }
 

@@ -109,10 +109,7 @@ impl Responder {
 
     /// Completes the trapped call with `result`: its return value, or the errno to fail it with.
     pub fn complete(&self, id: u64, result: Result<i64, i32>) -> io::Result<()> {
-        match result {
-            Ok(val) => send(&self.fd, id, val, 0, 0),
-            Err(errno) => send(&self.fd, id, 0, -errno, 0),
-        }
+        complete(&self.fd, id, result)
     }
 }
 
@@ -185,7 +182,12 @@ impl Listener {
 
     /// Fails the trapped call with `errno`.
     pub fn deny(&self, id: u64, errno: i32) -> io::Result<()> {
-        send(&self.fd, id, 0, -errno, 0)
+        complete(&self.fd, id, Err(errno))
+    }
+
+    /// Completes the trapped call with the result of the call the supervisor performed for it.
+    pub fn complete(&self, id: u64, result: Result<i64, i32>) -> io::Result<()> {
+        complete(&self.fd, id, result)
     }
 
     /// A handle that answers trapped calls from another thread.
@@ -211,6 +213,13 @@ impl Listener {
             0,
             libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32,
         )
+    }
+}
+
+fn complete(fd: &OwnedFd, id: u64, result: Result<i64, i32>) -> io::Result<()> {
+    match result {
+        Ok(val) => send(fd, id, val, 0, 0),
+        Err(errno) => send(fd, id, 0, -errno, 0),
     }
 }
 
