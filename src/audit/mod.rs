@@ -235,6 +235,25 @@ impl Event {
 
     /// Whether two events are the same activity, for folding floods: everything but id, time,
     /// pid and count.
+    /// A hash of what [`Event::same_activity`] compares, so that folding finds an open window in
+    /// constant time however many distinct activities a flood brings.
+    fn activity_hash(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (
+            self.kind,
+            self.effect,
+            &self.rule,
+            &self.attack,
+            &self.process,
+            &self.cmdline,
+            &self.parent,
+        )
+            .hash(&mut h);
+        (&self.domain, &self.ip, self.port, &self.message).hash(&mut h);
+        h.finish()
+    }
+
     fn same_activity(&self, other: &Event) -> bool {
         (
             self.kind,

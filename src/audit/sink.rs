@@ -6,8 +6,12 @@
 //!
 //! Floods are folded: an event identical (same activity) to one written less than
 //! [`FOLD_WINDOW`] ago is not written again but counted, and the count goes out as one event with
-//! `count` = N when the window closes. One looping attacker thus cannot drown the log.
+//! `count` = N when the window closes. One looping attacker thus cannot drown the log, and one
+//! that varies its activity (a new port or address each time) cannot grow the defender's memory:
+//! at most [`MAX_OPEN`] windows are open, the oldest is closed early to make room, and each event
+//! finds its window by hash in constant time (the supervisor's loop never scans them).
 
+use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -16,6 +20,8 @@ use std::time::{Duration, Instant};
 use super::Event;
 
 pub const FOLD_WINDOW: Duration = Duration::from_secs(1);
+/// The most fold windows open at once; past it the oldest closes early (its count is written).
+pub const MAX_OPEN: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -41,7 +47,12 @@ pub type Tee = Box<dyn FnMut(&Event) + Send>;
 
 pub struct Sink {
     target: Target,
-    recent: Vec<Folded>,
+    /// Open fold windows by activity hash; a bucket holds the (rare) distinct activities that
+    /// share a hash.
+    open: HashMap<u64, Vec<Folded>>,
+    /// (opened at, activity hash) of every open window, oldest first: windows open in time order,
+    /// so the front is always the next to close.
+    order: VecDeque<(Instant, u64)>,
     tee: Option<Tee>,
 }
 
@@ -67,7 +78,8 @@ impl Sink {
         };
         Ok(Sink {
             target,
-            recent: Vec::new(),
+            open: HashMap::new(),
+            order: VecDeque::new(),
             tee: None,
         })
     }
@@ -81,45 +93,70 @@ impl Sink {
     pub fn emit(&mut self, event: Event) {
         let now = Instant::now();
         self.flush_due(now);
+        let hash = event.activity_hash();
         if let Some(f) = self
-            .recent
-            .iter_mut()
-            .find(|f| f.event.same_activity(&event))
+            .open
+            .get_mut(&hash)
+            .and_then(|bucket| bucket.iter_mut().find(|f| f.event.same_activity(&event)))
         {
             f.pending += 1;
             return;
         }
+        if self.order.len() >= MAX_OPEN
+            && let Some((opened, oldest)) = self.order.pop_front()
+        {
+            self.close(oldest, |f| f.written_at <= opened);
+        }
         self.write(&event);
-        self.recent.push(Folded {
+        self.open.entry(hash).or_default().push(Folded {
             event,
             written_at: now,
             pending: 0,
         });
+        self.order.push_back((now, hash));
     }
 
     /// Writes the folded counts whose window has closed. Call it when [`Sink::next_deadline`] passes.
     pub fn flush_due(&mut self, now: Instant) {
-        let mut i = 0;
-        while i < self.recent.len() {
-            if now.duration_since(self.recent[i].written_at) >= FOLD_WINDOW {
-                let f = self.recent.swap_remove(i);
-                self.write_folded(f);
-            } else {
-                i += 1;
+        while let Some(&(opened, hash)) = self.order.front() {
+            if now.duration_since(opened) < FOLD_WINDOW {
+                break;
             }
+            self.order.pop_front();
+            self.close(hash, |f| now.duration_since(f.written_at) >= FOLD_WINDOW);
         }
     }
 
     /// Writes every pending count now (at exit).
     pub fn flush_all(&mut self) {
-        for f in std::mem::take(&mut self.recent) {
+        self.order.clear();
+        let buckets: Vec<Vec<Folded>> = self.open.drain().map(|(_, b)| b).collect();
+        for f in buckets.into_iter().flatten() {
             self.write_folded(f);
         }
     }
 
-    /// When the earliest fold window closes, if any is open with a pending count.
+    /// When the earliest fold window closes, if any is open.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.recent.iter().map(|f| f.written_at + FOLD_WINDOW).min()
+        self.order.front().map(|&(opened, _)| opened + FOLD_WINDOW)
+    }
+
+    /// Closes the windows of one hash bucket that `due` picks, writing their counts.
+    fn close(&mut self, hash: u64, due: impl Fn(&Folded) -> bool) {
+        let Some(bucket) = self.open.get_mut(&hash) else {
+            return;
+        };
+        let (closing, staying): (Vec<Folded>, Vec<Folded>) =
+            std::mem::take(bucket).into_iter().partition(|f| due(f));
+        match staying.is_empty() {
+            true => {
+                self.open.remove(&hash);
+            }
+            false => *bucket = staying,
+        }
+        for f in closing {
+            self.write_folded(f);
+        }
     }
 
     fn write_folded(&mut self, f: Folded) {
@@ -182,5 +219,27 @@ mod tests {
         assert_eq!(lines[2]["count"], 4);
         assert!(sink.next_deadline().is_none());
         std::fs::remove_file(&dir).unwrap();
+    }
+
+    #[test]
+    fn distinct_floods_keep_at_most_max_open_windows_and_lose_no_count() {
+        let path = std::env::temp_dir().join(format!("defender-sink-max-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let mut sink = Sink::open(Some(&path)).unwrap();
+        let scope = Scope::default();
+        let distinct = MAX_OPEN + 100;
+        // Each distinct activity twice: the first written at once, the second counted.
+        for round in 0..2 {
+            for i in 0..distinct {
+                sink.emit(Event::defender(&scope, "alert", None, format!("m{i}")));
+                assert!(sink.order.len() <= MAX_OPEN, "round {round}, event {i}");
+            }
+        }
+        sink.flush_all();
+        let lines = read(&path);
+        let total: u64 = lines.iter().map(|l| l["count"].as_u64().unwrap()).sum();
+        assert_eq!(total, 2 * distinct as u64, "every event is written or counted");
+        assert!(sink.next_deadline().is_none());
+        std::fs::remove_file(&path).unwrap();
     }
 }
