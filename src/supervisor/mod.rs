@@ -245,15 +245,26 @@ struct Supervisor {
     watch: ExecWatch,
     life: Lifecycle,
     main: Pid,
-    /// The last denied launch (caller, file, command line) and when: a shell searching PATH
-    /// retries one command once per directory (dash tries /usr/bin/mkdir, /sbin/mkdir, /bin/mkdir
-    /// on a merged-/usr system), and one attempt should be one audit.
-    last_denial: Option<(u32, PathBuf, String, Instant)>,
+    /// The last denied attempt: a shell searching PATH retries one command once per directory
+    /// (dash tries /usr/bin/mkdir, /sbin/mkdir, /bin/mkdir on a merged-/usr system), and one
+    /// attempt should be one audit. A path tried again is a new attempt, so a loop of denied
+    /// launches is audited (and folded) one event per launch.
+    last_denial: Option<Attempt>,
 }
 
 /// How close in time two denials of the same launch by the same caller must be to count as one
 /// attempt (a PATH search takes microseconds).
 const SAME_ATTEMPT: Duration = Duration::from_millis(500);
+
+/// One denied launch attempt: the caller, the file, the command line, the paths it was tried
+/// under so far, and when the last was denied.
+struct Attempt {
+    pid: u32,
+    file: PathBuf,
+    cmdline: String,
+    tried: Vec<PathBuf>,
+    at: Instant,
+}
 
 /// The answer to one trapped call.
 enum Answer {
@@ -619,19 +630,35 @@ impl Supervisor {
         }
     }
 
-    /// Whether this denial repeats the previous one as part of the same attempt; remembers it.
+    /// Whether this denial repeats the previous one as part of the same attempt (the same file
+    /// under a path not tried yet, moments later); remembers it.
     fn repeated_denial(&mut self, pid: u32, launch: &Launch, cmdline: &str) -> bool {
         let file = launch
             .image
             .real
             .clone()
             .unwrap_or_else(|| launch.image.path.clone());
+        let path = &launch.image.path;
         let now = Instant::now();
-        let repeated = self.last_denial.as_ref().is_some_and(|(p, f, c, at)| {
-            *p == pid && *f == file && c == cmdline && now.duration_since(*at) < SAME_ATTEMPT
+        if let Some(a) = &mut self.last_denial
+            && a.pid == pid
+            && a.file == file
+            && a.cmdline == cmdline
+            && now.duration_since(a.at) < SAME_ATTEMPT
+            && !a.tried.contains(path)
+        {
+            a.tried.push(path.clone());
+            a.at = now;
+            return true;
+        }
+        self.last_denial = Some(Attempt {
+            pid,
+            file,
+            cmdline: cmdline.to_string(),
+            tried: vec![path.clone()],
+            at: now,
         });
-        self.last_denial = Some((pid, file, cmdline.to_string(), now));
-        repeated
+        false
     }
 
     /// Lets an allowed exec run, checked at its exec stop where tracing is possible.
