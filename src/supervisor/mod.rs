@@ -4,6 +4,7 @@
 //! Data flows one way: a trapped call becomes a launch (sensors), the rule in force decides
 //! (policy), the answer goes back to the kernel, the audit goes out.
 
+pub mod caps;
 mod child;
 mod exec_watch;
 mod init;
@@ -48,6 +49,8 @@ pub struct RunConfig {
     pub scope: Scope,
     pub sink: Sink,
     pub grace: Duration,
+    /// `--keep-capability`: capabilities the command keeps although they are removed by default.
+    pub keep_capabilities: Vec<caps::Capability>,
     pub command: Vec<OsString>,
     /// Runs in the parent once the child exists and has handed over the listener, before any
     /// trapped call (the command's own launch first) is answered. Threads may start here and
@@ -109,6 +112,10 @@ pub fn run(cfg: RunConfig) -> Result<i32, SupervisorError> {
     // Block signals before fork so that none sent in between is lost; the child restores the mask.
     let (signals, original_mask) = init::signals().map_err(io_err("blocking signals"))?;
     let (ours, theirs) = fdpass::pair().map_err(io_err("socketpair"))?;
+    // The child inherits our capability sets through fork; what it gives up is decided here, so
+    // that the event below says what the command holds.
+    let held = crate::sys::caps::read().map_err(io_err("reading the capability sets"))?;
+    let capabilities = caps::plan(&held, &cfg.keep_capabilities);
 
     let network = cfg.network;
     // SAFETY: the defender has started no thread (no logger, console, timer or DNS forwarder
@@ -118,7 +125,7 @@ pub fn run(cfg: RunConfig) -> Result<i32, SupervisorError> {
     let main = match fork {
         ForkResult::Child => {
             drop(ours);
-            child::exec(theirs, &program, &original_mask, network)
+            child::exec(theirs, &program, &original_mask, network, &capabilities)
         }
         ForkResult::Parent { child } => child,
     };
@@ -169,6 +176,7 @@ pub fn run(cfg: RunConfig) -> Result<i32, SupervisorError> {
         last_denial: None,
     };
     sup.report_features();
+    sup.report_capabilities(&capabilities, &cfg.keep_capabilities);
     sup.report_network();
     Ok(sup.serve(&signals))
 }
@@ -293,6 +301,30 @@ impl Supervisor {
                 "SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP is unavailable ({e}): each trapped call costs a cross-CPU wake-up"
             )),
         }
+    }
+
+    /// The start-up audit of the capabilities the command gave up (the child handed the listener
+    /// over only once it had: child.rs) and of those it kept on purpose.
+    fn report_capabilities(&mut self, plan: &caps::Plan, keep: &[caps::Capability]) {
+        for c in keep.iter().filter(|c| !c.is_removed_by_default()) {
+            log::warn!("--keep-capability {c}: the defender does not remove {c}; nothing to keep");
+        }
+        let Some(message) = plan.message() else {
+            if plan.left_in_bounding != 0 {
+                log::debug!(
+                    "the command holds no capability that would let it subvert its supervisor, but in its bounding set, which cannot shrink without CAP_SETPCAP; no_new_privs keeps any program it runs from gaining them"
+                );
+            }
+            return;
+        };
+        log::info!("{message}");
+        let in_force = self.policy.current();
+        self.sink.emit(Event::defender(
+            &self.scope,
+            "alert",
+            in_force.rule_name(),
+            message,
+        ));
     }
 
     /// The start-up audit of network enforcement: io_uring is refused from now on.
