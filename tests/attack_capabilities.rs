@@ -8,7 +8,7 @@
 //! defender and succeeds with the capability kept, which shows the capability is what stops it.
 //!
 //! Needs root (the tests check what a root workload loses). Debian packages: iproute2,
-//! util-linux (unshare, mount).
+//! util-linux (unshare, mount, setpriv).
 
 mod common;
 
@@ -355,4 +355,41 @@ fn sys_admin_is_removed_unless_kept() {
     assert!(stdout(&out).contains("mounted"), "{out:?}");
     // In the test's own mount namespace, the directory was never mounted over.
     assert!(!w.path("mnt/file").exists());
+}
+
+#[test]
+fn without_setpcap_the_bounding_set_stays_but_no_program_regains_them() {
+    held_here();
+    // `setpriv` takes CAP_SETPCAP out of the bounding set, so the defender (root) starts without
+    // it, as under `--cap-drop ALL --cap-add SYS_PTRACE`: its bounding set cannot shrink.
+    let w = World::new();
+    let inner = w.command(None, &[], &["sh", "-c", "cat /proc/self/status"]);
+    let mut c = Command::new(require("setpriv"));
+    c.args(["--bounding-set", "-setpcap", "--"])
+        .arg(inner.get_program())
+        .args(inner.get_args())
+        .current_dir(w.dir.path());
+    let out = output_within(&mut c);
+    assert!(out.status.success(), "{out:?}");
+    let status = stdout(&out);
+    let sets = sets(&status);
+    for (key, set) in &sets {
+        for (name, n) in REMOVED {
+            if *key != "CapBnd" {
+                assert_eq!(set & 1 << n, 0, "{key} holds {name}\n{status}");
+            }
+        }
+    }
+    // Still in the bounding set, yet root's exec of `sh` and `cat` gained none of it back.
+    assert_ne!(sets[3].1 & 1 << 19, 0, "{status}");
+    let message = capability_event(&w);
+    let left = listed_after(
+        &message,
+        "left in its bounding set, which cannot be shrunk without CAP_SETPCAP: ",
+    );
+    assert!(
+        left.iter().any(|c| c.starts_with("CAP_SYS_PTRACE")),
+        "{message}"
+    );
+    assert!(message.contains("no_new_privs"), "{message}");
 }
