@@ -9,6 +9,7 @@ mod child;
 mod exec_watch;
 mod init;
 mod net;
+mod raw;
 
 use std::ffi::{CString, OsString};
 use std::io;
@@ -526,6 +527,7 @@ impl Supervisor {
             Some(Trapped::IoUringSetup) => self.refuse(&n, "io_uring_setup"),
             Some(Trapped::SourceRoute) => self.refuse(&n, "A source route (setsockopt)"),
             Some(Trapped::Compat32Net) => self.refuse(&n, "A 32-bit socket call"),
+            Some(Trapped::RawSocket) => self.on_raw_socket(&n),
             Some(Trapped::Socketcall) if seccomp::socketcall_reaches_network(n.args[0]) => {
                 self.refuse(&n, "A 32-bit socket call")
             }
@@ -550,7 +552,9 @@ impl Supervisor {
             // the socket the caller's own file table holds (fixed at the socket's creation; a
             // unix socket refuses an IP address: unix_stream_connect, unix_dgram_sendmsg); on
             // another non-IP family under an `alert` network section; or for an i386 socketcall
-            // whose call number, a register, is not one that reaches the network. Every other
+            // whose call number, a register, is not one that reaches the network; or for the
+            // creation of a raw or packet socket under a rule that does not enforce network or DNS,
+            // or only alerts, decided on the registers of socket(2) alone. Every other
             // socket call is performed by the supervisor on a duplicate of the caller's socket
             // with the arguments it checked.
             Answer::Unchecked => unsafe { self.listener.continue_call(n.id) },
