@@ -12,6 +12,8 @@
 //! | `packet SRC DST NAME` | AF_PACKET SOCK_DGRAM socket: an IPv4 packet SRC → DST:53 with an A question for NAME, sent on `lo` |
 //! | `udp-port-fd FD IP SOCKADDR_PORT HEADER_PORT` | `udp-port` on the raw socket FD it inherited, made before the filter |
 //! | `ping IP` | ICMP datagram socket (SOCK_DGRAM, IPPROTO_ICMP): `sendto(IP)` an echo request, wait 5 s for the reply |
+//! | `int80-socket` | i386 `socket(AF_INET, SOCK_RAW, IPPROTO_UDP)` (`int 0x80`, eax = 359) |
+//! | `int80-socketcall` | i386 `socketcall(SYS_SOCKET, [AF_INET, SOCK_RAW, IPPROTO_UDP])` (eax = 102), its arguments below 4 GiB |
 //! | `udp-listen IP:PORT` | binds a UDP socket, prints `listening`, then counts datagrams until one reads `sentinel`; prints `count=N` (N without the sentinel) |
 //! | `udp-send IP:PORT TEXT` | one plain UDP datagram |
 //!
@@ -51,6 +53,11 @@ fn main() {
             packet_send(&ipv4_packet(ip(src), ip(dst), &udp))
         }
         ["ping", addr] => ping(ip(addr)),
+        ["int80-socket"] => {
+            let raw = [libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_UDP].map(|v| v as u32);
+            int80_report(int80(359, raw[0], raw[1], raw[2]))
+        }
+        ["int80-socketcall"] => int80_report(socketcall_raw()),
         ["udp-listen", addr] => {
             udp_listen(addr);
             true
@@ -187,6 +194,71 @@ fn ping(ip: Ipv4Addr) -> bool {
             false
         }
     }
+}
+
+/// What an i386 socket call returned (a descriptor or -errno), printed as `socket=...`.
+fn int80_report(ret: i32) -> bool {
+    match ret {
+        r if r >= 0 => {
+            println!("socket=ok");
+            true
+        }
+        r if r == -libc::EPERM => {
+            println!("socket=EPERM");
+            false
+        }
+        r => {
+            println!("socket=errno {}", -r);
+            false
+        }
+    }
+}
+
+/// i386 `socketcall(SYS_SOCKET, args)` for a raw UDP socket: the arguments are in memory, which
+/// an i386 call can only point at below 4 GiB.
+fn socketcall_raw() -> i32 {
+    // SAFETY: an anonymous private mapping at an address of the kernel's choosing; no existing
+    // memory is affected.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_32BIT,
+            -1,
+            0,
+        )
+    };
+    assert!(base != libc::MAP_FAILED && (base as usize) < u32::MAX as usize - 4096);
+    let args = [libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_UDP].map(|v| v as u32);
+    // SAFETY: three u32 fit the fresh, writable, page-aligned mapping.
+    unsafe { std::ptr::copy_nonoverlapping(args.as_ptr(), base.cast::<u32>(), 3) };
+    int80(102, 1, base as usize as u32, 0)
+}
+
+/// One i386 system call through `int 0x80`, from this 64-bit process; returns eax (sign-extended).
+/// rbx is reserved by LLVM, so it is swapped in and out around the instruction.
+fn int80(nr: u32, ebx: u32, ecx: u32, edx: u32) -> i32 {
+    let ret: u64;
+    // SAFETY: `int 0x80` enters the kernel's i386 system call path; the only memory it reads is
+    // what `ebx`/`ecx`/`edx` point to (below 4 GiB, prepared by the caller). rbx is restored by
+    // the second xchg; r8-r11 are declared clobbered because older kernels did not preserve them.
+    unsafe {
+        std::arch::asm!(
+            "xchg {b}, rbx",
+            "int 0x80",
+            "xchg {b}, rbx",
+            b = inout(reg) u64::from(ebx) => _,
+            inlateout("rax") u64::from(nr) => ret,
+            in("rcx") u64::from(ecx),
+            in("rdx") u64::from(edx),
+            out("r8") _,
+            out("r9") _,
+            out("r10") _,
+            out("r11") _,
+        );
+    }
+    ret as u32 as i32
 }
 
 fn udp_listen(addr: &str) {

@@ -280,6 +280,31 @@ fn a_raw_socket_made_before_the_filter_cannot_send() {
 }
 
 #[test]
+fn i386_raw_sockets_are_refused_too() {
+    // Both i386 ways to make a socket: socket (359), decided on its registers like x86_64's, and
+    // socketcall(SYS_SOCKET), whose arguments are in memory and which is refused whatever they say.
+    let nw = NetWorld::new();
+    let native_out = native(&nw, &["int80-socket"]);
+    if native_out.contains("socket=errno 38") {
+        panic!("this kernel has no i386 emulation (ia32_emulation=0): {native_out}");
+    }
+    assert_eq!(native_out.trim(), "socket=ok");
+    assert_eq!(native(&nw, &["int80-socketcall"]).trim(), "socket=ok");
+    let out = guarded(&nw, &dns_prevent(), &["int80-socket"]);
+    assert_eq!(stdout(&out).trim(), "socket=EPERM", "{out:?}");
+    raw_event(&nw, "prevent", "AF_INET SOCK_RAW socket opened");
+    let out = guarded(&nw, &dns_prevent(), &["int80-socketcall"]);
+    assert_eq!(stdout(&out).trim(), "socket=EPERM", "{out:?}");
+    assert!(
+        nw.audits_of("defender")
+            .iter()
+            .any(|e| e["message"].as_str().unwrap().starts_with("A 32-bit socket call")),
+        "{:#?}",
+        nw.audits()
+    );
+}
+
+#[test]
 fn ping_is_judged_by_its_address() {
     let nw = NetWorld::new();
     // ICMP datagram sockets are for the groups in ping_group_range (Docker opens it to all).
