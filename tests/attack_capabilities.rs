@@ -18,7 +18,7 @@ use common::networld::only;
 use common::*;
 use serde_json::Value;
 
-/// The capabilities removed by default (cli.md), by number.
+/// The capabilities removed by default, by number.
 const REMOVED: [(&str, u32); 12] = [
     ("CAP_DAC_READ_SEARCH", 2),
     ("CAP_SETPCAP", 8),

@@ -184,7 +184,13 @@ const TABLE: &[Row] = &[
         Trapped::RawSocket,
         Network,
     ),
-    row(AUDIT_ARCH_I386, 359, RAW_SOCKET, Trapped::RawSocket, Network), // socket
+    row(
+        AUDIT_ARCH_I386,
+        359,
+        RAW_SOCKET,
+        Trapped::RawSocket,
+        Network,
+    ), // socket
     row(AUDIT_ARCH_I386, 102, Always, Trapped::Socketcall, Network),
     row(AUDIT_ARCH_I386, 361, Always, Trapped::Compat32Net, Network), // bind
     row(AUDIT_ARCH_I386, 362, Always, Trapped::Compat32Net, Network), // connect

@@ -305,7 +305,8 @@ impl Supervisor {
     }
 
     /// The start-up audit of the capabilities the command gave up (the child handed the listener
-    /// over only once it had: child.rs) and of those it kept on purpose.
+    /// over only once it had: child.rs) and of those it kept on purpose; with no rule in force,
+    /// which audits nothing, only logged.
     fn report_capabilities(&mut self, plan: &caps::Plan, keep: &[caps::Capability]) {
         for c in keep.iter().filter(|c| !c.is_removed_by_default()) {
             log::warn!("--keep-capability {c}: the defender does not remove {c}; nothing to keep");
@@ -320,6 +321,10 @@ impl Supervisor {
         };
         log::info!("{message}");
         let in_force = self.policy.current();
+        if in_force.rule.is_none() {
+            // No rule matches the container, and then nothing is audited; the log says it.
+            return;
+        }
         self.sink.emit(Event::defender(
             &self.scope,
             "alert",

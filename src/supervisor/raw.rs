@@ -165,7 +165,11 @@ mod tests {
                 libc::SOCK_RAW | libc::SOCK_CLOEXEC,
                 "AF_INET6 SOCK_RAW socket",
             ),
-            (libc::AF_PACKET, libc::SOCK_DGRAM, "AF_PACKET SOCK_DGRAM socket"),
+            (
+                libc::AF_PACKET,
+                libc::SOCK_DGRAM,
+                "AF_PACKET SOCK_DGRAM socket",
+            ),
             (libc::AF_INET, SOCK_PACKET, "AF_INET SOCK_PACKET socket"),
             (libc::AF_XDP, libc::SOCK_RAW, "AF_XDP SOCK_RAW socket"),
             (99, 7, "family 99 type 7 socket"),
@@ -173,7 +177,13 @@ mod tests {
             assert_eq!(describe(domain, ty), want);
         }
         assert_eq!(
-            message("AF_PACKET SOCK_RAW socket opened", "/usr/bin/python3", 7, "r", Prevent),
+            message(
+                "AF_PACKET SOCK_RAW socket opened",
+                "/usr/bin/python3",
+                7,
+                "r",
+                Prevent
+            ),
             "AF_PACKET SOCK_RAW socket opened by /usr/bin/python3 (pid 7) was refused under rule r: its packets carry headers the process writes itself, which the network and DNS checks do not see"
         );
         assert_eq!(
