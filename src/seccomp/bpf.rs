@@ -79,6 +79,12 @@ pub enum When {
         b: u8,
         pairs: &'static [(u32, u32)],
     },
+    /// When the low word of this argument (0..6) has any bit of `mask` set, e.g. CLONE_NEWUSER in
+    /// the flags of `unshare` or `clone`.
+    AnyBit {
+        arg: u8,
+        mask: u32,
+    },
     /// For `socket(domain, type, protocol)`: when the low word of the domain (argument 0) is one of
     /// `any_type`, or when (domain, type & SOCK_TYPE_MASK) (argument 1) is one of `typed`. Only the
     /// low words count: the kernel takes both as `int`.
@@ -179,6 +185,17 @@ fn trap_block(traps: &[Trap]) -> Vec<sock_filter> {
                     ]);
                 }
                 block.push(stmt(RET_K, Action::Allow.ret()));
+            }
+            When::AnyBit { arg, mask } => {
+                // Once the number matched, every path returns, as above.
+                block.extend([
+                    jump(JEQ_K, trap.nr, 0, 5),
+                    stmt(LD_W_ABS, OFFSET_ARGS + 8 * u32::from(arg)),
+                    stmt(AND_K, mask),
+                    jump(JEQ_K, 0, 1, 0),
+                    stmt(RET_K, Action::Notify.ret()),
+                    stmt(RET_K, Action::Allow.ret()),
+                ]);
             }
             When::Socket { any_type, typed } => {
                 // The body ends in ALLOW then NOTIFY; every match jumps forward to the NOTIFY.
@@ -282,6 +299,7 @@ mod tests {
     const SENDTO: u32 = 44;
     const SETSOCKOPT: u32 = 54;
     const SOCKET: u32 = 41;
+    const UNSHARE: u32 = 272;
 
     fn spec() -> FilterSpec {
         FilterSpec {
@@ -501,6 +519,47 @@ mod tests {
                 Action::Allow,
             ),
             ("aarch64", 0xC000_00B7, 221, no_args, Action::KillProcess),
+        ];
+        for (name, arch, nr, args, want) in cases {
+            assert_eq!(evaluate(&prog, *arch, *nr, *args), *want, "{name}");
+        }
+    }
+
+    #[test]
+    fn any_bit() {
+        let prog = build(&FilterSpec {
+            x86_64: vec![Trap {
+                nr: UNSHARE,
+                when: When::AnyBit {
+                    arg: 0,
+                    mask: 0x1000_0000,
+                },
+            }],
+            i386: vec![],
+        });
+        let cases: &[(&str, u32, u32, [u64; 6], Action)] = &[
+            (
+                "unshare CLONE_NEWUSER|CLONE_NEWNS",
+                AUDIT_ARCH_X86_64,
+                UNSHARE,
+                [0x1002_0000, 0, 0, 0, 0, 0],
+                Action::Notify,
+            ),
+            (
+                "unshare CLONE_NEWNS",
+                AUDIT_ARCH_X86_64,
+                UNSHARE,
+                [0x2_0000, 0, 0, 0, 0, 0],
+                Action::Allow,
+            ),
+            (
+                "unshare, the bit in the high word only",
+                AUDIT_ARCH_X86_64,
+                UNSHARE,
+                [0x1000_0000 << 32, 0, 0, 0, 0, 0],
+                Action::Allow,
+            ),
+            ("getpid", AUDIT_ARCH_X86_64, 39, [0; 6], Action::Allow),
         ];
         for (name, arch, nr, args, want) in cases {
             assert_eq!(evaluate(&prog, *arch, *nr, *args), *want, "{name}");

@@ -29,6 +29,13 @@ pub enum Trapped {
     Compat32Net,
     /// `socket()` of a raw or packet kind (RAW_SOCKET below), known from its registers alone.
     RawSocket,
+    /// `unshare` or `clone` of a new user namespace, in which the caller would hold every
+    /// capability again (CAP_SYS_ADMIN to bind-mount a denied program over an allowed path in a
+    /// mount namespace of its own, among them).
+    UserNamespace,
+    /// `clone3`: its flags are in memory, where CLONE_NEWUSER cannot be told from the registers.
+    /// Answered ENOSYS, as Docker's default seccomp profile does: glibc then falls back to `clone`.
+    Clone3,
     /// i386 `socketcall(2)`: one number for every socket call; the call is in a register.
     Socketcall,
 }
@@ -93,6 +100,12 @@ pub fn is_raw_socket(domain: i32, ty: i32) -> bool {
     RAW_DOMAINS.contains(&domain) || RAW_TYPES.contains(&(domain, ty))
 }
 
+/// CLONE_NEWUSER (linux/sched.h), in the flags of `unshare` and `clone`.
+const NEW_USER: When = When::AnyBit {
+    arg: 0,
+    mask: 0x1000_0000,
+};
+
 /// Every trapped call, with its number per ABI (asm/unistd_64.h, asm/unistd_32.h): the single
 /// table both the BPF program and the dispatcher are built from, so they cannot disagree.
 const TABLE: &[Row] = &[
@@ -126,6 +139,24 @@ const TABLE: &[Row] = &[
         Exec,
     ),
     row(AUDIT_ARCH_X86_64, 161, Always, Trapped::Chroot, Exec),
+    row(
+        AUDIT_ARCH_X86_64,
+        272,
+        NEW_USER,
+        Trapped::UserNamespace,
+        Exec,
+    ), // unshare
+    row(
+        AUDIT_ARCH_X86_64,
+        56,
+        NEW_USER,
+        Trapped::UserNamespace,
+        Exec,
+    ), // clone
+    row(AUDIT_ARCH_X86_64, 435, Always, Trapped::Clone3, Exec),
+    row(AUDIT_ARCH_I386, 310, NEW_USER, Trapped::UserNamespace, Exec), // unshare
+    row(AUDIT_ARCH_I386, 120, NEW_USER, Trapped::UserNamespace, Exec), // clone
+    row(AUDIT_ARCH_I386, 435, Always, Trapped::Clone3, Exec),
     row(AUDIT_ARCH_I386, 61, Always, Trapped::Chroot, Exec),
     row(
         AUDIT_ARCH_X86_64,
@@ -336,6 +367,7 @@ mod tests {
             let args = match r.when {
                 When::Pair { pairs, .. } => [0, pairs[0].0.into(), pairs[0].1.into(), 0, 0, 0],
                 When::Socket { typed, .. } => [typed[0].0.into(), typed[0].1.into(), 0, 0, 0, 0],
+                When::AnyBit { mask, .. } => [mask.into(); 6],
                 _ => [1; 6],
             };
             let notify = bpf::Action::Notify;

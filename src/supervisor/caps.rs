@@ -79,6 +79,9 @@ pub const REMOVED: [Capability; 12] = [
     Capability(8),  // SETPCAP
 ];
 
+/// CAP_SYS_ADMIN: kept, it lets the command make user namespaces too.
+pub const SYS_ADMIN: Capability = Capability(21);
+
 /// CAP_SETPCAP: what shrinking the bounding set takes.
 const SETPCAP: Capability = Capability(8);
 

@@ -174,6 +174,7 @@ pub fn run(cfg: RunConfig) -> Result<i32, SupervisorError> {
         watch: ExecWatch::new(),
         life: Lifecycle::new(cfg.grace),
         main,
+        user_namespaces: cfg.keep_capabilities.contains(&caps::SYS_ADMIN),
         last_denial: None,
     };
     sup.report_features();
@@ -254,6 +255,8 @@ struct Supervisor {
     watch: ExecWatch,
     life: Lifecycle,
     main: Pid,
+    /// `--keep-capability SYS_ADMIN`: the command may make user namespaces.
+    user_namespaces: bool,
     /// The last denied launch (caller, file, command line) and when: a shell searching PATH
     /// retries one command once per directory (dash tries /usr/bin/mkdir, /sbin/mkdir, /bin/mkdir
     /// on a merged-/usr system), and one attempt should be one audit.
@@ -331,6 +334,30 @@ impl Supervisor {
             in_force.rule_name(),
             message,
         ));
+    }
+
+    /// `unshare` or `clone` of a new user namespace: refused (EPERM, and reported) unless the
+    /// command keeps CAP_SYS_ADMIN on purpose, since in it the command would hold every capability
+    /// again over namespaces of its own (a mount namespace where a denied program is bind-mounted
+    /// over an allowed path).
+    fn on_user_namespace(&mut self, n: &Notification) -> Answer {
+        if self.user_namespaces {
+            return Answer::Unchecked;
+        }
+        let message = format!(
+            "A new user namespace asked for by {} (pid {}) was refused: in it the command would hold the capabilities it gave up (keep CAP_SYS_ADMIN to allow it)",
+            std::fs::read_link(format!("/proc/{}/exe", n.pid))
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| "unknown".into()),
+            exec::process_of(n.pid)
+        );
+        log::warn!("{message}");
+        let in_force = self.policy.current();
+        if let Some(rule) = in_force.rule_name() {
+            self.sink
+                .emit(Event::defender(&self.scope, "alert", Some(rule), message));
+        }
+        Answer::Deny(libc::EPERM)
     }
 
     /// The start-up audit of network enforcement: io_uring is refused from now on.
@@ -533,6 +560,8 @@ impl Supervisor {
             Some(Trapped::SourceRoute) => self.refuse(&n, "A source route (setsockopt)"),
             Some(Trapped::Compat32Net) => self.refuse(&n, "A 32-bit socket call"),
             Some(Trapped::RawSocket) => self.on_raw_socket(&n),
+            Some(Trapped::UserNamespace) => self.on_user_namespace(&n),
+            Some(Trapped::Clone3) => Answer::Deny(libc::ENOSYS),
             Some(Trapped::Socketcall) if seccomp::socketcall_reaches_network(n.args[0]) => {
                 self.refuse(&n, "A 32-bit socket call")
             }
@@ -559,7 +588,9 @@ impl Supervisor {
             // another non-IP family under an `alert` network section; or for an i386 socketcall
             // whose call number, a register, is not one that reaches the network; or for the
             // creation of a raw or packet socket under a rule that does not enforce network or DNS,
-            // or only alerts, decided on the registers of socket(2) alone. Every other
+            // or only alerts, decided on the registers of socket(2) alone; or for a new user
+            // namespace asked for by a command that keeps CAP_SYS_ADMIN on purpose, decided on the
+            // flags of unshare(2) or clone(2), a register. Every other
             // socket call is performed by the supervisor on a duplicate of the caller's socket
             // with the arguments it checked.
             Answer::Unchecked => unsafe { self.listener.continue_call(n.id) },
