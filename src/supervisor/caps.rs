@@ -313,6 +313,9 @@ mod tests {
         assert_eq!(NAMES[39], "BPF");
     }
 
+    /// (case, held, keep, remove, bounding, left in bounding, kept, removed)
+    type Case<'a> = (&'a str, CapSets, &'a [&'a str], u64, u64, u64, u64, u64);
+
     #[test]
     fn plans() {
         let listed = mask(&REMOVED);
@@ -324,8 +327,7 @@ mod tests {
         ambient_user.ambient = ambient_user.effective;
         ambient_user.bounding = ALL;
         let no_setpcap = root(bits(&["SYS_PTRACE", "CHOWN"]));
-        // (case, held, keep, remove, bounding, left in bounding, kept, removed)
-        let cases: &[(&str, CapSets, &[&str], u64, u64, u64, u64, u64)] = &[
+        let cases: &[Case] = &[
             (
                 "root on a host",
                 root(ALL),
