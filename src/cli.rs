@@ -92,6 +92,19 @@ pub struct RunArgs {
         default_value_t = 5.0
     )]
     pub grace_period: f64,
+    /// Keep this capability in the command although the defender removes it by default (it would
+    /// let the command subvert its supervisor): SYS_PTRACE, SYS_ADMIN, NET_ADMIN, BPF, PERFMON,
+    /// SYS_MODULE, SYS_RAWIO, DAC_READ_SEARCH, SYS_BOOT, MAC_ADMIN, MAC_OVERRIDE, SETPCAP.
+    /// Repeatable; the variable takes a comma-separated list. `CAP_` and case are optional.
+    // Names are parsed by `defender run` (an unknown one is exit status 125), after empty ones
+    // are dropped: an empty variable counts as not set.
+    #[arg(
+        long = "keep-capability",
+        env = "DEFENDER_KEEP_CAPABILITIES",
+        value_name = "CAP",
+        value_delimiter = ','
+    )]
+    pub keep_capabilities: Vec<String>,
     /// The command to protect, and its arguments.
     #[arg(required = true, last = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,

@@ -10,6 +10,7 @@ use clap::Parser;
 use defender::audit::{Event, Sink};
 use defender::cli::{Cli, Command, DockerfileCommand, FargateCommand, PolicyCommand, RunArgs};
 use defender::policy::{self, Effect, Live, Policy, live::Source};
+use defender::supervisor::caps::Capability;
 use defender::uplink::{self, Uplink};
 use defender::{ecs, embed, logger, supervisor};
 
@@ -115,6 +116,16 @@ fn run(args: RunArgs) -> i32 {
             args.grace_period
         ));
     }
+    let keep_capabilities = match args
+        .keep_capabilities
+        .iter()
+        .filter(|name| !name.trim().is_empty())
+        .map(|name| Capability::parse(name))
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(caps) => caps,
+        Err(e) => return fail(format!("--keep-capability: {e}")),
+    };
     let local = match &args.policy {
         Some(file) => match load_policy(file) {
             Ok(p) => Some((file.clone(), p)),
@@ -207,6 +218,7 @@ fn run(args: RunArgs) -> i32 {
         scope,
         sink,
         grace: Duration::from_secs_f64(args.grace_period),
+        keep_capabilities,
         command: args.command,
         after_fork,
     };

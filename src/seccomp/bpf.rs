@@ -26,6 +26,11 @@ const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
 const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
 const JGE_K: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
 const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+const AND_K: u16 = (libc::BPF_ALU | libc::BPF_AND | libc::BPF_K) as u16;
+
+/// `SOCK_TYPE_MASK` (linux/net.h): the socket type; the bits above are flags (SOCK_NONBLOCK,
+/// SOCK_CLOEXEC) that __sys_socket takes off before the type is looked at.
+pub const SOCK_TYPE_MASK: u32 = 0xf;
 
 /// The kernel refuses programs longer than BPF_MAXINSNS (4096); ours stay far below.
 const MAX_INSNS: usize = 4096;
@@ -73,6 +78,19 @@ pub enum When {
         a: u8,
         b: u8,
         pairs: &'static [(u32, u32)],
+    },
+    /// When the low word of this argument (0..6) has any bit of `mask` set, e.g. CLONE_NEWUSER in
+    /// the flags of `unshare` or `clone`.
+    AnyBit {
+        arg: u8,
+        mask: u32,
+    },
+    /// For `socket(domain, type, protocol)`: when the low word of the domain (argument 0) is one of
+    /// `any_type`, or when (domain, type & SOCK_TYPE_MASK) (argument 1) is one of `typed`. Only the
+    /// low words count: the kernel takes both as `int`.
+    Socket {
+        any_type: &'static [u32],
+        typed: &'static [(u32, u32)],
     },
 }
 
@@ -168,6 +186,46 @@ fn trap_block(traps: &[Trap]) -> Vec<sock_filter> {
                 }
                 block.push(stmt(RET_K, Action::Allow.ret()));
             }
+            When::AnyBit { arg, mask } => {
+                // Once the number matched, every path returns, as above.
+                block.extend([
+                    jump(JEQ_K, trap.nr, 0, 5),
+                    stmt(LD_W_ABS, OFFSET_ARGS + 8 * u32::from(arg)),
+                    stmt(AND_K, mask),
+                    jump(JEQ_K, 0, 1, 0),
+                    stmt(RET_K, Action::Notify.ret()),
+                    stmt(RET_K, Action::Allow.ret()),
+                ]);
+            }
+            When::Socket { any_type, typed } => {
+                // The body ends in ALLOW then NOTIFY; every match jumps forward to the NOTIFY.
+                // Once the number matched, every path returns, as above.
+                let (domain, ty) = (OFFSET_ARGS, OFFSET_ARGS + 8);
+                let mut body = vec![stmt(LD_W_ABS, domain)];
+                let mut to_notify = Vec::new();
+                for d in any_type {
+                    to_notify.push(body.len());
+                    body.push(jump(JEQ_K, *d, 0, 0));
+                }
+                for (d, t) in typed {
+                    body.extend([
+                        stmt(LD_W_ABS, domain),
+                        jump(JEQ_K, *d, 0, 3),
+                        stmt(LD_W_ABS, ty),
+                        stmt(AND_K, SOCK_TYPE_MASK),
+                    ]);
+                    to_notify.push(body.len());
+                    body.push(jump(JEQ_K, *t, 0, 0));
+                }
+                body.push(stmt(RET_K, Action::Allow.ret()));
+                let notify = body.len();
+                body.push(stmt(RET_K, Action::Notify.ret()));
+                for at in to_notify {
+                    body[at].jt = offset(notify - at - 1);
+                }
+                block.push(jump(JEQ_K, trap.nr, 0, offset(body.len())));
+                block.extend(body);
+            }
         }
     }
     block.push(stmt(RET_K, Action::Allow.ret()));
@@ -219,6 +277,7 @@ pub fn evaluate(prog: &[sock_filter], arch: u32, nr: u32, args: [u64; 6]) -> Act
             LD_W_ABS => a = word(insn.k),
             JEQ_K => pc += usize::from(if a == insn.k { insn.jt } else { insn.jf }),
             JGE_K => pc += usize::from(if a >= insn.k { insn.jt } else { insn.jf }),
+            AND_K => a &= insn.k,
             RET_K => {
                 return match insn.k {
                     libc::SECCOMP_RET_ALLOW => Action::Allow,
@@ -239,6 +298,8 @@ mod tests {
 
     const SENDTO: u32 = 44;
     const SETSOCKOPT: u32 = 54;
+    const SOCKET: u32 = 41;
+    const UNSHARE: u32 = 272;
 
     fn spec() -> FilterSpec {
         FilterSpec {
@@ -255,6 +316,13 @@ mod tests {
                         a: 1,
                         b: 2,
                         pairs: &[(0, 4), (41, 57)],
+                    },
+                },
+                Trap {
+                    nr: SOCKET,
+                    when: When::Socket {
+                        any_type: &[17, 44],
+                        typed: &[(2, 3), (10, 3), (2, 10)],
                     },
                 },
             ],
@@ -336,6 +404,104 @@ mod tests {
                 [3, 0, 57, 0, 0, 0],
                 Action::Allow,
             ),
+            (
+                "socket AF_PACKET",
+                AUDIT_ARCH_X86_64,
+                SOCKET,
+                [17, 3, 0x300, 0, 0, 0],
+                Action::Notify,
+            ),
+            (
+                "socket AF_PACKET SOCK_DGRAM|SOCK_CLOEXEC",
+                AUDIT_ARCH_X86_64,
+                SOCKET,
+                [17, 2 | 0o2000000, 0, 0, 0, 0],
+                Action::Notify,
+            ),
+            (
+                "socket AF_XDP",
+                AUDIT_ARCH_X86_64,
+                SOCKET,
+                [44, 3, 0, 0, 0, 0],
+                Action::Notify,
+            ),
+            (
+                "socket AF_INET SOCK_RAW",
+                AUDIT_ARCH_X86_64,
+                SOCKET,
+                [2, 3, 17, 0, 0, 0],
+                Action::Notify,
+            ),
+            (
+                "socket AF_INET SOCK_RAW|SOCK_NONBLOCK, high words set",
+                AUDIT_ARCH_X86_64,
+                SOCKET,
+                [0xdead_0000_0000_0002, 0xbeef_0000_0000_0803, 255, 0, 0, 0],
+                Action::Notify,
+            ),
+            (
+                "socket AF_INET6 SOCK_RAW",
+                AUDIT_ARCH_X86_64,
+                SOCKET,
+                [10, 3, 58, 0, 0, 0],
+                Action::Notify,
+            ),
+            (
+                "socket AF_INET SOCK_PACKET",
+                AUDIT_ARCH_X86_64,
+                SOCKET,
+                [2, 10, 0x300, 0, 0, 0],
+                Action::Notify,
+            ),
+            (
+                "socket AF_INET SOCK_STREAM",
+                AUDIT_ARCH_X86_64,
+                SOCKET,
+                [2, 1, 0, 0, 0, 0],
+                Action::Allow,
+            ),
+            (
+                "socket AF_INET SOCK_DGRAM|SOCK_CLOEXEC (ping too)",
+                AUDIT_ARCH_X86_64,
+                SOCKET,
+                [2, 2 | 0o2000000, 1, 0, 0, 0],
+                Action::Allow,
+            ),
+            (
+                "socket AF_INET6 SOCK_DGRAM ICMPv6",
+                AUDIT_ARCH_X86_64,
+                SOCKET,
+                [10, 2, 58, 0, 0, 0],
+                Action::Allow,
+            ),
+            (
+                "socket AF_INET6 SOCK_PACKET (no such kind)",
+                AUDIT_ARCH_X86_64,
+                SOCKET,
+                [10, 10, 0, 0, 0, 0],
+                Action::Allow,
+            ),
+            (
+                "socket AF_UNIX SOCK_RAW",
+                AUDIT_ARCH_X86_64,
+                SOCKET,
+                [1, 3, 0, 0, 0, 0],
+                Action::Allow,
+            ),
+            (
+                "socket AF_NETLINK SOCK_RAW",
+                AUDIT_ARCH_X86_64,
+                SOCKET,
+                [16, 3, 0, 0, 0, 0],
+                Action::Allow,
+            ),
+            (
+                "socket, domain in the high word only",
+                AUDIT_ARCH_X86_64,
+                SOCKET,
+                [17 << 32, 3, 0, 0, 0, 0],
+                Action::Allow,
+            ),
             ("i386 execve", AUDIT_ARCH_I386, 11, no_args, Action::Notify),
             (
                 "i386 execveat",
@@ -353,6 +519,47 @@ mod tests {
                 Action::Allow,
             ),
             ("aarch64", 0xC000_00B7, 221, no_args, Action::KillProcess),
+        ];
+        for (name, arch, nr, args, want) in cases {
+            assert_eq!(evaluate(&prog, *arch, *nr, *args), *want, "{name}");
+        }
+    }
+
+    #[test]
+    fn any_bit() {
+        let prog = build(&FilterSpec {
+            x86_64: vec![Trap {
+                nr: UNSHARE,
+                when: When::AnyBit {
+                    arg: 0,
+                    mask: 0x1000_0000,
+                },
+            }],
+            i386: vec![],
+        });
+        let cases: &[(&str, u32, u32, [u64; 6], Action)] = &[
+            (
+                "unshare CLONE_NEWUSER|CLONE_NEWNS",
+                AUDIT_ARCH_X86_64,
+                UNSHARE,
+                [0x1002_0000, 0, 0, 0, 0, 0],
+                Action::Notify,
+            ),
+            (
+                "unshare CLONE_NEWNS",
+                AUDIT_ARCH_X86_64,
+                UNSHARE,
+                [0x2_0000, 0, 0, 0, 0, 0],
+                Action::Allow,
+            ),
+            (
+                "unshare, the bit in the high word only",
+                AUDIT_ARCH_X86_64,
+                UNSHARE,
+                [0x1000_0000 << 32, 0, 0, 0, 0, 0],
+                Action::Allow,
+            ),
+            ("getpid", AUDIT_ARCH_X86_64, 39, [0; 6], Action::Allow),
         ];
         for (name, arch, nr, args, want) in cases {
             assert_eq!(evaluate(&prog, *arch, *nr, *args), *want, "{name}");

@@ -27,6 +27,15 @@ pub enum Trapped {
     SourceRoute,
     /// A 32-bit (i386) socket call that can reach the network: refused, not emulated.
     Compat32Net,
+    /// `socket()` of a raw or packet kind (RAW_SOCKET below), known from its registers alone.
+    RawSocket,
+    /// `unshare` or `clone` of a new user namespace, in which the caller would hold every
+    /// capability again (CAP_SYS_ADMIN to bind-mount a denied program over an allowed path in a
+    /// mount namespace of its own, among them).
+    UserNamespace,
+    /// `clone3`: its flags are in memory, where CLONE_NEWUSER cannot be told from the registers.
+    /// Answered ENOSYS, as Docker's default seccomp profile does: glibc then falls back to `clone`.
+    Clone3,
     /// i386 `socketcall(2)`: one number for every socket call; the call is in a register.
     Socketcall,
 }
@@ -71,6 +80,32 @@ const SOURCE_ROUTE: When = When::Pair {
     pairs: SOURCE_ROUTES,
 };
 
+/// Sockets whose packets carry headers the workload writes itself, so that what they send is not
+/// what the address of a connect or send says (a raw UDP socket puts any port in its own header,
+/// IP_HDRINCL any destination): AF_PACKET (17) and AF_XDP (44) sockets of any type, SOCK_RAW (3)
+/// sockets of AF_INET (2) and AF_INET6 (10), and AF_INET's obsolete SOCK_PACKET (10), which the
+/// kernel turns into a packet socket (__sock_create). ICMP datagram sockets (ping) are not raw:
+/// the kernel writes their headers, and their sends are judged by address like UDP.
+const RAW_SOCKET: When = When::Socket {
+    any_type: RAW_DOMAINS,
+    typed: RAW_TYPES,
+};
+const RAW_DOMAINS: &[u32] = &[17, 44];
+const RAW_TYPES: &[(u32, u32)] = &[(2, 3), (10, 3), (2, 10)];
+
+/// Whether a socket of this domain and type (as socket(2) takes them, or as SO_DOMAIN and SO_TYPE
+/// report them) is one of the raw or packet kinds above.
+pub fn is_raw_socket(domain: i32, ty: i32) -> bool {
+    let (domain, ty) = (domain as u32, ty as u32 & bpf::SOCK_TYPE_MASK);
+    RAW_DOMAINS.contains(&domain) || RAW_TYPES.contains(&(domain, ty))
+}
+
+/// CLONE_NEWUSER (linux/sched.h), in the flags of `unshare` and `clone`.
+const NEW_USER: When = When::AnyBit {
+    arg: 0,
+    mask: 0x1000_0000,
+};
+
 /// Every trapped call, with its number per ABI (asm/unistd_64.h, asm/unistd_32.h): the single
 /// table both the BPF program and the dispatcher are built from, so they cannot disagree.
 const TABLE: &[Row] = &[
@@ -104,6 +139,24 @@ const TABLE: &[Row] = &[
         Exec,
     ),
     row(AUDIT_ARCH_X86_64, 161, Always, Trapped::Chroot, Exec),
+    row(
+        AUDIT_ARCH_X86_64,
+        272,
+        NEW_USER,
+        Trapped::UserNamespace,
+        Exec,
+    ), // unshare
+    row(
+        AUDIT_ARCH_X86_64,
+        56,
+        NEW_USER,
+        Trapped::UserNamespace,
+        Exec,
+    ), // clone
+    row(AUDIT_ARCH_X86_64, 435, Always, Trapped::Clone3, Exec),
+    row(AUDIT_ARCH_I386, 310, NEW_USER, Trapped::UserNamespace, Exec), // unshare
+    row(AUDIT_ARCH_I386, 120, NEW_USER, Trapped::UserNamespace, Exec), // clone
+    row(AUDIT_ARCH_I386, 435, Always, Trapped::Clone3, Exec),
     row(AUDIT_ARCH_I386, 61, Always, Trapped::Chroot, Exec),
     row(
         AUDIT_ARCH_X86_64,
@@ -155,6 +208,20 @@ const TABLE: &[Row] = &[
         Trapped::SourceRoute,
         Network,
     ),
+    row(
+        AUDIT_ARCH_X86_64,
+        41,
+        RAW_SOCKET,
+        Trapped::RawSocket,
+        Network,
+    ),
+    row(
+        AUDIT_ARCH_I386,
+        359,
+        RAW_SOCKET,
+        Trapped::RawSocket,
+        Network,
+    ), // socket
     row(AUDIT_ARCH_I386, 102, Always, Trapped::Socketcall, Network),
     row(AUDIT_ARCH_I386, 361, Always, Trapped::Compat32Net, Network), // bind
     row(AUDIT_ARCH_I386, 362, Always, Trapped::Compat32Net, Network), // connect
@@ -177,8 +244,11 @@ const TABLE: &[Row] = &[
     row(AUDIT_ARCH_I386, 425, Always, Trapped::IoUringSetup, Network),
 ];
 
-/// `socketcall(2)` call numbers (linux/net.h) that reach the network or set a source route.
+/// `socketcall(2)` call numbers (linux/net.h) that reach the network or set a source route, and
+/// SYS_SOCKET: its arguments are in memory, so whether it makes a raw socket cannot be told from
+/// the registers, and a decision on memory the caller can change after the check is none.
 const SOCKETCALL_NETWORK: &[u64] = &[
+    1,  // SYS_SOCKET
     2,  // SYS_BIND
     3,  // SYS_CONNECT
     11, // SYS_SENDTO
@@ -296,6 +366,8 @@ mod tests {
             // Arguments that satisfy every condition: all words set to the row's first pair.
             let args = match r.when {
                 When::Pair { pairs, .. } => [0, pairs[0].0.into(), pairs[0].1.into(), 0, 0, 0],
+                When::Socket { typed, .. } => [typed[0].0.into(), typed[0].1.into(), 0, 0, 0, 0],
+                When::AnyBit { mask, .. } => [mask.into(); 6],
                 _ => [1; 6],
             };
             let notify = bpf::Action::Notify;
@@ -326,6 +398,53 @@ mod tests {
             bpf::evaluate(&with, AUDIT_ARCH_X86_64, 44, send),
             bpf::Action::Allow
         );
+        // Nor does the creation of a socket that is not raw, in either ABI; every raw kind does.
+        for arch in [AUDIT_ARCH_X86_64, AUDIT_ARCH_I386] {
+            let nr = if arch == AUDIT_ARCH_I386 { 359 } else { 41 };
+            for (domain, ty, want) in [
+                (2, 1, bpf::Action::Allow),
+                (10, 2, bpf::Action::Allow),
+                (1, 3, bpf::Action::Allow),
+                (16, 3, bpf::Action::Allow),
+                (2, 3, bpf::Action::Notify),
+                (10, 3 | 0o4000, bpf::Action::Notify),
+                (2, 10, bpf::Action::Notify),
+                (17, 2, bpf::Action::Notify),
+                (44, 3, bpf::Action::Notify),
+            ] {
+                let args = [domain, ty, 0, 0, 0, 0];
+                assert_eq!(bpf::evaluate(&with, arch, nr, args), want, "{domain} {ty}");
+                let off = bpf::evaluate(&without, arch, nr, args);
+                assert_eq!(off, bpf::Action::Allow, "{domain} {ty}");
+            }
+        }
+        assert!(socketcall_reaches_network(1), "socketcall SYS_SOCKET");
+        // The supervisor's own test agrees with the filter's, for a socket made (the registers of
+        // socket(2)) and for one that exists (SO_DOMAIN, SO_TYPE: AF_INET's SOCK_PACKET reports
+        // AF_PACKET).
+        for (domain, ty, raw) in [
+            (2, 3, true),
+            (2, 3 | 0o2000000, true),
+            (10, 3, true),
+            (2, 10, true),
+            (17, 10, true),
+            (17, 2, true),
+            (44, 3, true),
+            (2, 1, false),
+            (2, 2, false),
+            (10, 10, false),
+            (1, 3, false),
+            (16, 3, false),
+        ] {
+            assert_eq!(is_raw_socket(domain, ty), raw, "{domain} {ty}");
+            let want = if raw {
+                bpf::Action::Notify
+            } else {
+                bpf::Action::Allow
+            };
+            let args = [domain as u64, ty as u64, 0, 0, 0, 0];
+            assert_eq!(bpf::evaluate(&with, AUDIT_ARCH_X86_64, 41, args), want);
+        }
     }
 
     #[test]

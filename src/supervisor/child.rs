@@ -1,6 +1,8 @@
 //! The child's side, between fork and exec: become the command's own process group (and the
-//! terminal's foreground), restore the signal mask the defender blocked, install the filter, hand
-//! the listener to the supervisor and exec COMMAND (with SIGPIPE back to default), whose own launch is the first trapped call.
+//! terminal's foreground), restore the signal mask the defender blocked, install the filter, give
+//! up the capabilities that would let the command subvert its supervisor, hand the listener to the
+//! supervisor and exec COMMAND (with SIGPIPE back to default), whose own launch is the first
+//! trapped call.
 
 use std::ffi::CString;
 use std::io::IsTerminal;
@@ -9,7 +11,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
 use nix::unistd::{Pid, getpid, setpgid, tcsetpgrp};
 
-use crate::sys::{fdpass, process};
+use super::caps::Plan;
+use crate::sys::{caps, fdpass, process};
 
 /// The command, prepared before fork.
 pub struct Program {
@@ -21,8 +24,14 @@ pub struct Program {
 }
 
 /// Never returns: execs COMMAND or exits with 125 (filter not installed), 126 or 127.
-/// `network`: whether the filter traps socket calls too.
-pub fn exec(sock: OwnedFd, program: &Program, original_mask: &SigSet, network: bool) -> ! {
+/// `network`: whether the filter traps socket calls too. `capabilities`: what to give up.
+pub fn exec(
+    sock: OwnedFd,
+    program: &Program,
+    original_mask: &SigSet,
+    network: bool,
+    capabilities: &Plan,
+) -> ! {
     // A process group of its own, like tini: job-control signals from a terminal go to the
     // command, and the defender can tell the command's group from its own. SIGTTOU is still
     // blocked here, so taking the foreground from the background does not stop us.
@@ -40,6 +49,14 @@ pub fn exec(sock: OwnedFd, program: &Program, original_mask: &SigSet, network: b
         Ok(l) => l,
         Err(e) => fail(125, &format!("cannot install the seccomp filter: {e}")),
     };
+    // Before the listener goes to the supervisor, which reports what was removed once it has it:
+    // a child that could not give everything up never hands it over, and COMMAND never runs.
+    if let Err(e) = give_up(capabilities) {
+        fail(
+            125,
+            &format!("cannot remove the command's capabilities: {e}"),
+        );
+    }
     let tag = if killable { b'K' } else { b'L' };
     let handed = match network {
         true => fdpass::announce_fd(&sock, listener.as_raw_fd(), tag),
@@ -62,6 +79,31 @@ pub fn exec(sock: OwnedFd, program: &Program, original_mask: &SigSet, network: b
         126
     };
     fail(code, &format!("cannot execute {}: {err}", program.shown))
+}
+
+/// Takes the plan's capabilities out of every set: the bounding set first (it needs CAP_SETPCAP,
+/// which is given up last), the ambient set, then the effective, permitted and inheritable sets,
+/// which any process may shrink (capset(2)). Checks the outcome: an error, or any set not as
+/// planned, and the command must not run.
+fn give_up(plan: &Plan) -> Result<(), String> {
+    if plan.remove == 0 {
+        return Ok(());
+    }
+    let held = caps::read().map_err(|e| format!("capget: {e}"))?;
+    for cap in plan.bounding_order() {
+        caps::drop_bounding(cap.number()).map_err(|e| format!("PR_CAPBSET_DROP {cap}: {e}"))?;
+    }
+    for cap in plan.ambient() {
+        caps::lower_ambient(cap.number())
+            .map_err(|e| format!("PR_CAP_AMBIENT_LOWER {cap}: {e}"))?;
+    }
+    let want = plan.outcome(&held);
+    caps::set(want.effective, want.permitted, want.inheritable)
+        .map_err(|e| format!("capset: {e}"))?;
+    match caps::read().map_err(|e| format!("capget: {e}"))? {
+        now if now == want => Ok(()),
+        now => Err(format!("the sets are {now:x?}, not {want:x?}")),
+    }
 }
 
 fn fail(code: i32, message: &str) -> ! {

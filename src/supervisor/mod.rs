@@ -4,10 +4,12 @@
 //! Data flows one way: a trapped call becomes a launch (sensors), the rule in force decides
 //! (policy), the answer goes back to the kernel, the audit goes out.
 
+pub mod caps;
 mod child;
 mod exec_watch;
 mod init;
 mod net;
+mod raw;
 
 use std::ffi::{CString, OsString};
 use std::io;
@@ -48,6 +50,8 @@ pub struct RunConfig {
     pub scope: Scope,
     pub sink: Sink,
     pub grace: Duration,
+    /// `--keep-capability`: capabilities the command keeps although they are removed by default.
+    pub keep_capabilities: Vec<caps::Capability>,
     pub command: Vec<OsString>,
     /// Runs in the parent once the child exists and has handed over the listener, before any
     /// trapped call (the command's own launch first) is answered. Threads may start here and
@@ -109,6 +113,10 @@ pub fn run(cfg: RunConfig) -> Result<i32, SupervisorError> {
     // Block signals before fork so that none sent in between is lost; the child restores the mask.
     let (signals, original_mask) = init::signals().map_err(io_err("blocking signals"))?;
     let (ours, theirs) = fdpass::pair().map_err(io_err("socketpair"))?;
+    // The child inherits our capability sets through fork; what it gives up is decided here, so
+    // that the event below says what the command holds.
+    let held = crate::sys::caps::read().map_err(io_err("reading the capability sets"))?;
+    let capabilities = caps::plan(&held, &cfg.keep_capabilities);
 
     let network = cfg.network;
     // SAFETY: the defender has started no thread (no logger, console, timer or DNS forwarder
@@ -118,7 +126,7 @@ pub fn run(cfg: RunConfig) -> Result<i32, SupervisorError> {
     let main = match fork {
         ForkResult::Child => {
             drop(ours);
-            child::exec(theirs, &program, &original_mask, network)
+            child::exec(theirs, &program, &original_mask, network, &capabilities)
         }
         ForkResult::Parent { child } => child,
     };
@@ -166,9 +174,11 @@ pub fn run(cfg: RunConfig) -> Result<i32, SupervisorError> {
         watch: ExecWatch::new(),
         life: Lifecycle::new(cfg.grace),
         main,
+        user_namespaces: cfg.keep_capabilities.contains(&caps::SYS_ADMIN),
         last_denial: None,
     };
     sup.report_features();
+    sup.report_capabilities(&capabilities, &cfg.keep_capabilities);
     sup.report_network();
     Ok(sup.serve(&signals))
 }
@@ -245,6 +255,8 @@ struct Supervisor {
     watch: ExecWatch,
     life: Lifecycle,
     main: Pid,
+    /// `--keep-capability SYS_ADMIN`: the command may make user namespaces.
+    user_namespaces: bool,
     /// The last denied attempt: a shell searching PATH retries one command once per directory
     /// (dash tries /usr/bin/mkdir, /sbin/mkdir, /bin/mkdir on a merged-/usr system), and one
     /// attempt should be one audit. A path tried again is a new attempt, so a loop of denied
@@ -304,6 +316,59 @@ impl Supervisor {
                 "SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP is unavailable ({e}): each trapped call costs a cross-CPU wake-up"
             )),
         }
+    }
+
+    /// The start-up audit of the capabilities the command gave up (the child handed the listener
+    /// over only once it had: child.rs) and of those it kept on purpose; with no rule in force,
+    /// which audits nothing, only logged.
+    fn report_capabilities(&mut self, plan: &caps::Plan, keep: &[caps::Capability]) {
+        for c in keep.iter().filter(|c| !c.is_removed_by_default()) {
+            log::warn!("--keep-capability {c}: the defender does not remove {c}; nothing to keep");
+        }
+        let Some(message) = plan.message() else {
+            if plan.left_in_bounding != 0 {
+                log::debug!(
+                    "the command holds no capability that would let it subvert its supervisor, but in its bounding set, which cannot shrink without CAP_SETPCAP; no_new_privs keeps any program it runs from gaining them"
+                );
+            }
+            return;
+        };
+        log::info!("{message}");
+        let in_force = self.policy.current();
+        if in_force.rule.is_none() {
+            // No rule matches the container, and then nothing is audited; the log says it.
+            return;
+        }
+        self.sink.emit(Event::defender(
+            &self.scope,
+            "alert",
+            in_force.rule_name(),
+            message,
+        ));
+    }
+
+    /// `unshare` or `clone` of a new user namespace: refused (EPERM, and reported) unless the
+    /// command keeps CAP_SYS_ADMIN on purpose, since in it the command would hold every capability
+    /// again over namespaces of its own (a mount namespace where a denied program is bind-mounted
+    /// over an allowed path).
+    fn on_user_namespace(&mut self, n: &Notification) -> Answer {
+        if self.user_namespaces {
+            return Answer::Unchecked;
+        }
+        let message = format!(
+            "A new user namespace asked for by {} (pid {}) was refused: in it the command would hold the capabilities it gave up (keep CAP_SYS_ADMIN to allow it)",
+            std::fs::read_link(format!("/proc/{}/exe", n.pid))
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| "unknown".into()),
+            exec::process_of(n.pid)
+        );
+        log::warn!("{message}");
+        let in_force = self.policy.current();
+        if let Some(rule) = in_force.rule_name() {
+            self.sink
+                .emit(Event::defender(&self.scope, "alert", Some(rule), message));
+        }
+        Answer::Deny(libc::EPERM)
     }
 
     /// The start-up audit of network enforcement: io_uring is refused from now on.
@@ -505,6 +570,9 @@ impl Supervisor {
             Some(Trapped::IoUringSetup) => self.refuse(&n, "io_uring_setup"),
             Some(Trapped::SourceRoute) => self.refuse(&n, "A source route (setsockopt)"),
             Some(Trapped::Compat32Net) => self.refuse(&n, "A 32-bit socket call"),
+            Some(Trapped::RawSocket) => self.on_raw_socket(&n),
+            Some(Trapped::UserNamespace) => self.on_user_namespace(&n),
+            Some(Trapped::Clone3) => Answer::Deny(libc::ENOSYS),
             Some(Trapped::Socketcall) if seccomp::socketcall_reaches_network(n.args[0]) => {
                 self.refuse(&n, "A 32-bit socket call")
             }
@@ -529,7 +597,11 @@ impl Supervisor {
             // the socket the caller's own file table holds (fixed at the socket's creation; a
             // unix socket refuses an IP address: unix_stream_connect, unix_dgram_sendmsg); on
             // another non-IP family under an `alert` network section; or for an i386 socketcall
-            // whose call number, a register, is not one that reaches the network. Every other
+            // whose call number, a register, is not one that reaches the network; or for the
+            // creation of a raw or packet socket under a rule that does not enforce network or DNS,
+            // or only alerts, decided on the registers of socket(2) alone; or for a new user
+            // namespace asked for by a command that keeps CAP_SYS_ADMIN on purpose, decided on the
+            // flags of unshare(2) or clone(2), a register. Every other
             // socket call is performed by the supervisor on a duplicate of the caller's socket
             // with the arguments it checked.
             Answer::Unchecked => unsafe { self.listener.continue_call(n.id) },

@@ -232,6 +232,9 @@ impl Supervisor {
             Err(Failure::Kernel(errno)) => return Answer::Deny(errno),
             Err(Failure::Inspection(e)) => return self.uninspectable(rule.as_deref(), n, &e),
         };
+        if let Some(answer) = self.raw_socket_call(n, rule.as_deref(), call, kind) {
+            return answer;
+        }
         if kind.domain != libc::AF_INET && kind.domain != libc::AF_INET6 {
             if LOCAL_FAMILIES.contains(&kind.domain) {
                 // Unix, netlink, ...: not network connections (policy.md). See the CONTINUE.
@@ -763,7 +766,7 @@ fn read_hdr(mem: &mut RemoteMemory, at: u64) -> Result<MsgHdr, Answer> {
 }
 
 /// The executable of a thread, as audits name processes.
-fn caller_exe(tid: u32) -> String {
+pub(super) fn caller_exe(tid: u32) -> String {
     std::fs::read_link(format!("/proc/{tid}/exe"))
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "unknown".into())

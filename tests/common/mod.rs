@@ -121,6 +121,24 @@ impl World {
     }
 }
 
+/// Whether `e` is the `defender` event that every start as root writes, naming the capabilities
+/// the command gave up (or kept): not an audit of anything the command did.
+pub fn is_capability_report(e: &Value) -> bool {
+    e["type"] == "defender"
+        && e["message"].as_str().is_some_and(|m| {
+            m.starts_with("Capabilities removed from the command")
+                || m.starts_with("No capability was removed from the command")
+        })
+}
+
+/// `audits` without the start-up capability report ([`is_capability_report`]).
+pub fn without_capability_report(audits: Vec<Value>) -> Vec<Value> {
+    audits
+        .into_iter()
+        .filter(|e| !is_capability_report(e))
+        .collect()
+}
+
 /// A policy with one rule whose `processes` section is `processes` (a JSON object).
 pub fn process_policy(name: &str, processes: &str) -> String {
     format!(r#"{{"rules": [{{"name": "{name}", "processes": {processes}}}]}}"#)
