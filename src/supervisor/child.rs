@@ -6,7 +6,6 @@ use std::ffi::CString;
 use std::io::IsTerminal;
 use std::os::fd::{AsRawFd, OwnedFd};
 
-use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
 use nix::unistd::{Pid, getpid, setpgid, tcsetpgrp};
 
 use crate::sys::{fdpass, process};
@@ -22,7 +21,7 @@ pub struct Program {
 
 /// Never returns: execs COMMAND or exits with 125 (filter not installed), 126 or 127.
 /// `network`: whether the filter traps socket calls too.
-pub fn exec(sock: OwnedFd, program: &Program, original_mask: &SigSet, network: bool) -> ! {
+pub fn exec(sock: OwnedFd, program: &Program, network: bool) -> ! {
     // A process group of its own, like tini: job-control signals from a terminal go to the
     // command, and the defender can tell the command's group from its own. SIGTTOU is still
     // blocked here, so taking the foreground from the background does not stop us.
@@ -33,7 +32,7 @@ pub fn exec(sock: OwnedFd, program: &Program, original_mask: &SigSet, network: b
     if let Err(e) = process::restore_sigpipe() {
         fail(125, &format!("cannot restore SIGPIPE: {e}"));
     }
-    if let Err(e) = sigprocmask(SigmaskHow::SIG_SETMASK, Some(original_mask), None) {
+    if let Err(e) = crate::sys::signals::restore_original() {
         fail(125, &format!("cannot restore the signal mask: {e}"));
     }
     let (listener, killable) = match crate::seccomp::install(network) {

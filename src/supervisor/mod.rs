@@ -7,11 +7,13 @@
 mod child;
 mod exec_watch;
 mod init;
+pub mod keeper;
 mod net;
 
 use std::ffi::{CString, OsString};
 use std::io;
-use std::os::fd::AsFd;
+use std::io::IsTerminal;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -98,6 +100,7 @@ fn io_err<E: Into<io::Error>>(context: &'static str) -> impl FnOnce(E) -> Superv
 
 /// Starts the command under the filter and supervises it; returns the status to exit with.
 pub fn run(cfg: RunConfig) -> Result<i32, SupervisorError> {
+    keeper::kill_workload_on_panic();
     let features = seccomp::probe()?;
     let program = prepare(&cfg.command)?;
 
@@ -106,8 +109,9 @@ pub fn run(cfg: RunConfig) -> Result<i32, SupervisorError> {
     if std::process::id() != 1 {
         nix::sys::prctl::set_child_subreaper(true).map_err(io_err("PR_SET_CHILD_SUBREAPER"))?;
     }
-    // Block signals before fork so that none sent in between is lost; the child restores the mask.
-    let (signals, original_mask) = init::signals().map_err(io_err("blocking signals"))?;
+    // Every signal is blocked since the first instruction; the child restores the mask the
+    // defender was started with.
+    let signals = init::signals().map_err(io_err("blocking signals"))?;
     let (ours, theirs) = fdpass::pair().map_err(io_err("socketpair"))?;
 
     let network = cfg.network;
@@ -118,7 +122,7 @@ pub fn run(cfg: RunConfig) -> Result<i32, SupervisorError> {
     let main = match fork {
         ForkResult::Child => {
             drop(ours);
-            child::exec(theirs, &program, &original_mask, network)
+            child::exec(theirs, &program, network)
         }
         ForkResult::Parent { child } => child,
     };
@@ -154,7 +158,14 @@ pub fn run(cfg: RunConfig) -> Result<i32, SupervisorError> {
         ),
         false => None,
     };
+    // The keeper's end is news: from then on a death of ours would leave the command running.
+    let keeper = keeper::keeper()
+        .and_then(|k| crate::sys::socket::pidfd_open_process(k.as_raw() as u32).ok())
+        .filter(|_| Some(nix::unistd::getppid()) == keeper::keeper());
     let mut sup = Supervisor {
+        keeper,
+        job_control: keeper::keeper().is_some() && std::io::stdin().is_terminal(),
+        job_stopped: false,
         listener,
         listener_open: true,
         killable: tag == b'K',
@@ -230,6 +241,13 @@ fn is_executable(p: &Path) -> bool {
 }
 
 struct Supervisor {
+    /// A pidfd of the keeper (when not PID 1), readable once it is gone.
+    keeper: Option<OwnedFd>,
+    /// Not PID 1 and on a terminal: when the command stops on Ctrl-Z (or a background read or
+    /// write of the terminal), the defender stops too, so that the shell sees its job stop.
+    job_control: bool,
+    /// The defender stopped itself for the command's stop and has not been continued yet.
+    job_stopped: bool,
     listener: Listener,
     /// False once every filtered process is gone (the listener reports POLLHUP).
     listener_open: bool,
@@ -346,7 +364,11 @@ impl Supervisor {
             .into_iter()
             .flatten()
             .min();
-            let (sig_ready, notif_ready, hup, findings) = self.wait(signals, timeout);
+            let (sig_ready, notif_ready, hup, findings, keeper_gone) = self.wait(signals, timeout);
+            if keeper_gone {
+                self.keeper = None;
+                self.degraded("the keeper process is gone (killed from outside): if the defender dies now, the command outlives it");
+            }
             // SIGCHLD is the only news of a child's change; without it there is nothing to reap.
             let child_news = sig_ready && self.forward_signals(signals);
             if notif_ready {
@@ -364,9 +386,13 @@ impl Supervisor {
         }
     }
 
-    /// Polls the signalfd, the listener and the network sensor's wake-up pipe: (signals ready,
-    /// notification ready, listener hung up, findings waiting).
-    fn wait(&self, signals: &SignalFd, timeout: Option<Duration>) -> (bool, bool, bool, bool) {
+    /// Polls the signalfd, the listener, the network sensor's wake-up pipe and the keeper's pidfd:
+    /// (signals ready, notification ready, listener hung up, findings waiting, keeper gone).
+    fn wait(
+        &self,
+        signals: &SignalFd,
+        timeout: Option<Duration>,
+    ) -> (bool, bool, bool, bool, bool) {
         let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
         let listener_at = self.listener_open.then(|| {
             fds.push(PollFd::new(self.listener.as_fd(), PollFlags::POLLIN));
@@ -376,15 +402,19 @@ impl Supervisor {
             fds.push(PollFd::new(n.wake.as_fd(), PollFlags::POLLIN));
             fds.len() - 1
         });
+        let keeper_at = self.keeper.as_ref().map(|k| {
+            fds.push(PollFd::new(k.as_fd(), PollFlags::POLLIN));
+            fds.len() - 1
+        });
         let timeout = timeout.map_or(PollTimeout::NONE, |d| {
             PollTimeout::try_from(d.as_millis().min(60_000) as i32 + 1).unwrap_or(PollTimeout::MAX)
         });
         match poll(&mut fds, timeout) {
             Ok(_) => {}
-            Err(Errno::EINTR) => return (false, false, false, false),
+            Err(Errno::EINTR) => return (false, false, false, false, false),
             Err(e) => {
                 log::error!("poll: {e}");
-                return (false, false, false, false);
+                return (false, false, false, false, false);
             }
         }
         let ready = |at: Option<usize>, flags| {
@@ -396,6 +426,7 @@ impl Supervisor {
             ready(listener_at, PollFlags::POLLIN),
             ready(listener_at, PollFlags::POLLHUP | PollFlags::POLLERR),
             ready(wake_at, PollFlags::POLLIN),
+            ready(keeper_at, PollFlags::POLLIN | PollFlags::POLLHUP),
         )
     }
 
@@ -411,7 +442,10 @@ impl Supervisor {
                 child_news = true;
                 continue;
             }
-            if self.life.main_running() {
+            if sig == Signal::SIGCONT && self.job_stopped {
+                self.job_stopped = false;
+                self.resume_job();
+            } else if self.life.main_running() {
                 log::debug!("forwarding {sig} to {}", self.main);
                 let _ = kill(self.main, sig);
             }
@@ -422,7 +456,8 @@ impl Supervisor {
     /// Reaps every child that changed state and hands ptrace stops to the exec watch.
     fn reap(&mut self) {
         loop {
-            let status = match waitpid(None, Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL)) {
+            let flags = WaitPidFlag::WNOHANG | WaitPidFlag::__WALL | WaitPidFlag::WUNTRACED;
+            let status = match waitpid(None, Some(flags)) {
                 Ok(WaitStatus::StillAlive) => return,
                 Ok(s) => s,
                 Err(Errno::EINTR) => continue,
@@ -441,6 +476,17 @@ impl Supervisor {
 
     /// One `waitpid` result: ptrace stops go to the exec watch, the command's end to the lifecycle.
     fn on_status(&mut self, status: &WaitStatus) {
+        // A stop of a traced task is a ptrace stop for the exec watch, not job control.
+        let traced = status.pid().is_some_and(|p| self.watch.is_pending(p));
+        if let WaitStatus::Stopped(pid, sig) = *status
+            && pid == self.main
+            && !traced
+            && self.job_control
+            && matches!(sig, Signal::SIGTSTP | Signal::SIGTTIN | Signal::SIGTTOU)
+        {
+            self.stop_with_job();
+            return;
+        }
         if let Some(m) = self.watch.on_status(status) {
             self.on_mismatch(m);
         }
@@ -450,6 +496,31 @@ impl Supervisor {
             log::info!("command exited: status {code}");
             self.life.main_exited(code);
         }
+    }
+
+    /// Job control: the command's process group stopped on the terminal (Ctrl-Z). The defender
+    /// stops itself (and the keeper, its parent, stops when it sees that), so that the shell sees
+    /// its job stop and takes the terminal back. Trapped calls of processes outside the command's
+    /// group wait while we are stopped. Returns once a SIGCONT continued us; the SIGCONT is then
+    /// read from the signalfd and resumes the command (`resume_job`).
+    fn stop_with_job(&mut self) {
+        log::debug!("the command stopped on the terminal: stopping with it");
+        self.job_stopped = true;
+        if let Err(e) = crate::sys::signals::stop_self() {
+            log::warn!("cannot stop with the command: {e}");
+        }
+    }
+
+    /// Continued after a job stop (`fg`): the terminal goes back to the command's process group,
+    /// then the group is continued.
+    fn resume_job(&mut self) {
+        let group = self.main;
+        if std::io::stdin().is_terminal()
+            && let Err(e) = nix::unistd::tcsetpgrp(std::io::stdin(), group)
+        {
+            log::warn!("cannot give the terminal back to the command: {e}");
+        }
+        let _ = nix::sys::signal::killpg(group, Signal::SIGCONT);
     }
 
     /// Waits for an attached exec to end in its stop (or the caller's death) and handles it. The

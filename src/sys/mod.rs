@@ -5,6 +5,7 @@ pub mod fdpass;
 pub mod process;
 pub mod remote;
 pub mod seccomp;
+pub mod signals;
 pub mod socket;
 
 use std::io;
