@@ -20,8 +20,9 @@ pub struct Program {
 }
 
 /// Never returns: execs COMMAND or exits with 125 (filter not installed), 126 or 127.
-/// `network`: whether the filter traps socket calls too.
-pub fn exec(sock: OwnedFd, program: &Program, network: bool) -> ! {
+/// `network`: whether the filter traps socket calls too; `guarded`: the values that reach the
+/// defender's processes, when the filter guards them from signals (not PID 1).
+pub fn exec(sock: OwnedFd, program: &Program, network: bool, guarded: Option<&[u32]>) -> ! {
     // A process group of its own, like tini: job-control signals from a terminal go to the
     // command, and the defender can tell the command's group from its own. SIGTTOU is still
     // blocked here, so taking the foreground from the background does not stop us.
@@ -35,7 +36,7 @@ pub fn exec(sock: OwnedFd, program: &Program, network: bool) -> ! {
     if let Err(e) = crate::sys::signals::restore_original() {
         fail(125, &format!("cannot restore the signal mask: {e}"));
     }
-    let (listener, killable) = match crate::seccomp::install(network) {
+    let (listener, killable) = match crate::seccomp::install(network, guarded) {
         Ok(l) => l,
         Err(e) => fail(125, &format!("cannot install the seccomp filter: {e}")),
     };

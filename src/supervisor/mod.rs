@@ -6,6 +6,7 @@
 
 mod child;
 mod exec_watch;
+mod guard;
 mod init;
 pub mod keeper;
 mod net;
@@ -115,6 +116,9 @@ pub fn run(cfg: RunConfig) -> Result<i32, SupervisorError> {
     let (ours, theirs) = fdpass::pair().map_err(io_err("socketpair"))?;
 
     let network = cfg.network;
+    // Not PID 1: the filter also guards the defender's processes from the workload's signals.
+    let guarded = guard::Guarded::here();
+    let guarded_values = guarded.map(|g| g.values());
     // SAFETY: the defender has started no thread (no logger, console, timer or DNS forwarder
     // thread exists before this point: the console uplink starts its threads in `after_fork`, and
     // the network sensor its own, below), so the child may run ordinary code until it execs.
@@ -122,7 +126,7 @@ pub fn run(cfg: RunConfig) -> Result<i32, SupervisorError> {
     let main = match fork {
         ForkResult::Child => {
             drop(ours);
-            child::exec(theirs, &program, network)
+            child::exec(theirs, &program, network, guarded_values.as_deref())
         }
         ForkResult::Parent { child } => child,
     };
@@ -163,6 +167,7 @@ pub fn run(cfg: RunConfig) -> Result<i32, SupervisorError> {
         .and_then(|k| crate::sys::socket::pidfd_open_process(k.as_raw() as u32).ok())
         .filter(|_| Some(nix::unistd::getppid()) == keeper::keeper());
     let mut sup = Supervisor {
+        guarded,
         keeper,
         job_control: keeper::keeper().is_some() && std::io::stdin().is_terminal(),
         job_stopped: false,
@@ -241,6 +246,8 @@ fn is_executable(p: &Path) -> bool {
 }
 
 struct Supervisor {
+    /// The defender's processes, guarded from the workload's signals (not PID 1).
+    guarded: Option<guard::Guarded>,
     /// A pidfd of the keeper (when not PID 1), readable once it is gone.
     keeper: Option<OwnedFd>,
     /// Not PID 1 and on a terminal: when the command stops on Ctrl-Z (or a background read or
@@ -569,6 +576,7 @@ impl Supervisor {
                 self.refuse(&n, "A 32-bit socket call")
             }
             Some(Trapped::Socketcall) => Answer::Unchecked,
+            Some(Trapped::Signal(call)) => self.on_signal(&n, call),
             // The filter traps nothing else; an unknown call is failed, never let through.
             None => Answer::Deny(libc::ENOSYS),
         };
@@ -591,7 +599,12 @@ impl Supervisor {
             // another non-IP family under an `alert` network section; or for an i386 socketcall
             // whose call number, a register, is not one that reaches the network. Every other
             // socket call is performed by the supervisor on a duplicate of the caller's socket
-            // with the arguments it checked.
+            // with the arguments it checked. Signal calls (guard.rs): the target of a kill,
+            // tgkill, rt_(tg)sigqueueinfo, pidfd_open, prlimit64 or setpgid is a register,
+            // which cannot change after the check, and the defender never changes its pids or
+            // its process group; a tkill's target thread was found alive outside the defender,
+            // and its id could name a defender thread only if that thread died and the kernel
+            // came round to the same id (pid_max of them) while the call waits.
             Answer::Unchecked => unsafe { self.listener.continue_call(n.id) },
             Answer::Allow { expected } => self.allow_exec(&n, expected),
             Answer::Performed(result) => self.listener.complete(n.id, result),
