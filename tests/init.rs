@@ -68,6 +68,20 @@ fn wait_for_file(world: &World, child: Child, file: &str) -> Child {
     );
 }
 
+/// The supervising process of a defender the test started: when not PID 1 the process started is
+/// the keeper, and the supervisor (the command's parent) is its only child.
+fn supervisor_of(started: i32) -> i32 {
+    let mut found = Vec::new();
+    assert!(
+        wait_until(HANG_GUARD, || {
+            found = children_of(started);
+            found.len() == 1
+        }),
+        "the keeper (pid {started}) has no single child: {found:?}"
+    );
+    found[0]
+}
+
 fn read(world: &World, file: &str) -> String {
     std::fs::read_to_string(world.path(file)).unwrap_or_default()
 }
@@ -208,9 +222,10 @@ fn term_kills_an_execed_sleep() {
     let child = spawn_piped(&mut sh(&world, &[], "touch ready; exec sleep 60"));
     let child = wait_for_file(&world, child, "ready");
     let defender = child.id() as i32;
-    // Wait until the command is `sleep` itself, not the shell about to exec it.
+    // Wait until the command is `sleep` itself, not the shell about to exec it. (The process
+    // started is the keeper when not PID 1; the command is its grandchild.)
     let is_sleep = || {
-        children_of(defender).iter().any(|&c| {
+        descendants(defender).iter().any(|&c| {
             std::fs::read_to_string(format!("/proc/{c}/comm"))
                 .is_ok_and(|comm| comm.trim() == "sleep")
         })
@@ -250,7 +265,7 @@ fn orphaned_grandchildren_are_reaped() {
          while [ ! -e done ]; do sleep 0.1; done"
     );
     let child = spawn_piped(&mut sh(&world, &[], &script));
-    let defender = child.id() as i32;
+    let defender = supervisor_of(child.id() as i32);
 
     let recorded =
         || read(&world, "orphans").lines().count() >= ORPHANS || world.path("orphans.err").exists();
