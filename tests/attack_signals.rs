@@ -6,8 +6,9 @@
 //! - Signals sent from outside, the fault signals included, are forwarded, never fatal; a TERM
 //!   sent as soon as the defender exists reaches the command.
 //! - The workload's attacks on the defender and the keeper (kill, tkill, tgkill, rt_sigqueueinfo,
-//!   pidfd_open, pidfd_send_signal through a /proc directory, prlimit64, setpgid, F_SETSIG,
-//!   kill(-1)) are refused with EPERM and audited, and the defender enforces afterwards.
+//!   pidfd_open, pidfd_send_signal through a thread's pidfd and a /proc directory, prlimit64,
+//!   setpgid, F_SETSIG, ptrace, process_vm_readv, kill(-1)) are refused with EPERM and audited,
+//!   and the defender enforces afterwards.
 //!   They run inside a PID namespace of their own (`unshare --pid`, the defender as its PID 2):
 //!   a `kill -9 -1` that got through would then end that namespace, not the test machine.
 //! - SIGKILL of the supervisor kills the command and a setsid, double-forked grandchild; SIGKILL
@@ -215,6 +216,10 @@ call("pidfd_open-keeper", 434, K, 0)
 call("prlimit64-defender", 302, D, 7, 0, ctypes.addressof(info))
 call("setpgid-defender-group", 109, 0, os.getpgid(D))
 call("fcntl-F_SETSIG-KILL", 72, 1, 10, 9)
+call("ptrace-seize-defender", 101, 0x4206, D, 0, 0)
+call("ptrace-attach-keeper", 101, 16, K, 0, 0)
+iov = (ctypes.c_ulong * 2)(ctypes.addressof(info), 8)
+call("process_vm_readv-defender", 310, D, ctypes.addressof(iov), 1, ctypes.addressof(iov), 1, 0)
 proc_dir = os.open(f"/proc/{D}", os.O_RDONLY | os.O_DIRECTORY)
 call("pidfd_send_signal-procdir", 424, proc_dir, 9, 0, 0)
 proc_dir = os.open(f"/proc/{K}", os.O_RDONLY | os.O_DIRECTORY)
@@ -300,6 +305,8 @@ fn the_workload_cannot_signal_its_supervisor() {
             || name.starts_with("pidfd_open")
             || name.starts_with("setpgid")
             || name.starts_with("fcntl")
+            || name.starts_with("ptrace")
+            || name.starts_with("process_vm")
         {
             assert_eq!(
                 *value,
@@ -530,4 +537,73 @@ fn ctrl_z_stops_the_job_and_fg_continues_it() {
     t.type_in(b"exit\n");
     let status = t.child.wait().unwrap();
     assert!(status.success(), "{status:?}");
+}
+
+// ---- as PID 1 ----
+
+/// As PID 1 of its namespace the defender needs neither keeper nor trap: the kernel drops SIGKILL
+/// and SIGSTOP from inside the namespace to its init (sig_task_ignored, SIGNAL_UNKILLABLE), so the
+/// workload's kills "succeed" and do nothing, no guard audit is written, and the defender still
+/// enforces.
+#[test]
+fn as_pid_1_the_kernel_protects_the_defender() {
+    let world = World::new();
+    let policy = world.policy(&process_policy(
+        "no-mkdir",
+        r#"{"effect": "prevent", "deny": ["mkdir"]}"#,
+    ));
+    let script = "echo ppid=$PPID >> results\n\
+        kill -KILL 1; echo kill-KILL=$? >> results\n\
+        kill -STOP 1; echo kill-STOP=$? >> results\n\
+        mkdir denied-dir 2>/dev/null; echo mkdir=$? >> results";
+    let mut cmd = Command::new(require("unshare"));
+    cmd.args(["--pid", "--fork", "--mount-proc"])
+        .arg(defender())
+        .args(["run", "--audit-file"])
+        .arg(world.audit_path())
+        .arg("--policy")
+        .arg(&policy)
+        .args(["--", "sh", "-c", script])
+        .current_dir(world.dir.path());
+    let out = output_within(&mut cmd);
+    let results = read(&world, "results");
+    assert_eq!(
+        results,
+        "ppid=1\nkill-KILL=0\nkill-STOP=0\nmkdir=126\n",
+        "stderr:\n{}",
+        stderr(&out)
+    );
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{}", stderr(&out));
+    assert!(!world.path("denied-dir").exists());
+    assert!(
+        world.audits_of("defender").is_empty(),
+        "{:?}",
+        world.audits()
+    );
+    assert_eq!(world.audits_of("process").len(), 1, "{:?}", world.audits());
+}
+
+// ---- the other subcommands ----
+
+/// Only `run` keeps its signals blocked: `policy check`, reading a policy from a pipe that never
+/// ends, dies of a TERM like any program.
+#[test]
+fn other_subcommands_get_their_signals_back() {
+    let mut child = Command::new(defender())
+        .args(["policy", "check", "/dev/stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    // It waits in read(2) on the pipe (state S) once its mask is back to the test's.
+    let waiting = wait_until(HANG_GUARD, || {
+        proc_status(pid, "State").is_some_and(|s| s.starts_with('S'))
+            && proc_status(pid, "SigBlk").as_deref() != Some(ALL_BLOCKED)
+    });
+    assert!(waiting, "{:?}", proc_status(pid, "SigBlk"));
+    kill(pid, Signal::SIGTERM);
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(15), "{status:?}");
 }

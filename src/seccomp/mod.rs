@@ -34,7 +34,7 @@ pub enum Trapped {
     Signal(SignalCall),
 }
 
-/// The calls through which one process signals another, names its pid, or limits it
+/// The calls through which one process signals another, names its pid, limits or traces it
 /// (`Trapped::Signal`). Their target is a register; the filter traps those aimed at a guarded value
 /// (the defender's processes, their group, -1), `tkill` and `pidfd_send_signal` always (their
 /// target is a thread id, or a descriptor).
@@ -51,6 +51,11 @@ pub enum SignalCall {
     Prlimit,
     /// `setpgid` into the defender's process group, from where `kill(0, …)` would reach it.
     Setpgid,
+    /// `ptrace` of a defender process (its pid is the second argument): a workload that kept
+    /// CAP_SYS_PTRACE on purpose still never attaches to its supervisor.
+    Ptrace,
+    /// `process_vm_readv` / `process_vm_writev` of a defender process.
+    ProcessVm,
     /// `fcntl(F_SETSIG)` of SIGKILL or SIGSTOP: the owner set with F_SETOWN (any pid, a register
     /// or memory) would get it from the kernel on the descriptor's next I/O event.
     SetSig,
@@ -243,6 +248,19 @@ const TABLE: &[Row] = &[
         SignalCall::Setpgid,
     ),
     guard(AUDIT_ARCH_X86_64, 72, SET_SIG_FATAL, SignalCall::SetSig),
+    guard(AUDIT_ARCH_X86_64, 101, When::Guarded(1), SignalCall::Ptrace),
+    guard(
+        AUDIT_ARCH_X86_64,
+        310,
+        When::Guarded(0),
+        SignalCall::ProcessVm,
+    ),
+    guard(
+        AUDIT_ARCH_X86_64,
+        311,
+        When::Guarded(0),
+        SignalCall::ProcessVm,
+    ),
     guard(AUDIT_ARCH_I386, 37, When::Guarded(0), SignalCall::Kill),
     guard(AUDIT_ARCH_I386, 238, Always, SignalCall::Tkill),
     guard(AUDIT_ARCH_I386, 270, When::Guarded(0), SignalCall::Tgkill),
@@ -274,6 +292,19 @@ const TABLE: &[Row] = &[
     guard(AUDIT_ARCH_I386, 57, When::Guarded(1), SignalCall::Setpgid),
     guard(AUDIT_ARCH_I386, 55, SET_SIG_FATAL, SignalCall::SetSig), // fcntl
     guard(AUDIT_ARCH_I386, 221, SET_SIG_FATAL, SignalCall::SetSig), // fcntl64
+    guard(AUDIT_ARCH_I386, 26, When::Guarded(1), SignalCall::Ptrace),
+    guard(
+        AUDIT_ARCH_I386,
+        347,
+        When::Guarded(0),
+        SignalCall::ProcessVm,
+    ),
+    guard(
+        AUDIT_ARCH_I386,
+        348,
+        When::Guarded(0),
+        SignalCall::ProcessVm,
+    ),
 ];
 
 const fn guard(arch: u32, nr: u32, when: When, call: SignalCall) -> Row {

@@ -18,6 +18,9 @@
 //!   may swap it after any check; so the supervisor takes its own duplicate (pidfd_getfd),
 //!   identifies the target from that, and performs the call on that duplicate from a thread that
 //!   has taken on the caller's credentials, so that the kernel's permission check is the caller's.
+//! - `ptrace`, `process_vm_readv`, `process_vm_writev` of a defender process (registers), for a
+//!   workload that kept CAP_SYS_PTRACE on purpose (without it, the defender's and the keeper's
+//!   being non-dumpable already refuse it).
 //! - `fcntl(F_SETSIG)` of SIGKILL or SIGSTOP: a descriptor's owner (F_SETOWN: any pid) gets that
 //!   signal from the kernel on the next I/O event; every other signal it could get is blocked
 //!   and forwarded by the defender.
@@ -135,6 +138,15 @@ pub fn judge(
         | SignalCall::RtSigqueueinfo
         | SignalCall::PidfdOpen
         | SignalCall::Prlimit => Verdict::Continue,
+        SignalCall::Ptrace if int(1) > 0 && g.is_ours(int(1) as u32) => Verdict::Refuse(format!(
+            "ptrace (request {}) of pid {}",
+            args[0] as u32,
+            int(1)
+        )),
+        SignalCall::ProcessVm if ours => {
+            Verdict::Refuse(format!("process_vm_readv/writev of pid {target}"))
+        }
+        SignalCall::Ptrace | SignalCall::ProcessVm => Verdict::Continue,
         SignalCall::Setpgid => {
             let group = int(1);
             if group > 0 && (group as u32 == g.group || g.is_ours(group as u32)) {
@@ -473,6 +485,17 @@ mod tests {
                 |v| *v == Continue,
             ),
             ("F_SETSIG KILL", SetSig, &[3, 10, 9], refused),
+            ("ptrace seize defender", Ptrace, &[0x4206, 100], refused),
+            ("ptrace attach keeper", Ptrace, &[16, 99], refused),
+            ("ptrace of the group as a pid", Ptrace, &[16, -99], |v| {
+                *v == Continue
+            }),
+            (
+                "process_vm_writev defender",
+                ProcessVm,
+                &[100, 0, 1, 0, 1, 0],
+                refused,
+            ),
             ("tkill defender thread", Tkill, &[101, 9], refused),
             ("tkill keeper", Tkill, &[99, 9], refused),
             ("tkill workload thread", Tkill, &[201, 6], |v| {

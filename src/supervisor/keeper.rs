@@ -52,7 +52,14 @@ pub fn start() -> io::Result<()> {
             let _ = KEEPER.set(nix::unistd::getppid());
             Ok(())
         }
-        ForkResult::Parent { child } => keep(child, &signals),
+        ForkResult::Parent { child } => {
+            // As for the defender: a workload of the same uid must not trace the keeper (and
+            // make it kill the defender, or exit) or read its memory.
+            if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+                log::warn!("keeper: PR_SET_DUMPABLE: {e}");
+            }
+            keep(child, &signals)
+        }
     }
 }
 
