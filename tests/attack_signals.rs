@@ -34,19 +34,6 @@ fn read(world: &World, file: &str) -> String {
     std::fs::read_to_string(world.path(file)).unwrap_or_default()
 }
 
-/// The supervisor of a defender the test started: the keeper's only child.
-fn supervisor_of(keeper: i32) -> i32 {
-    let mut found = Vec::new();
-    assert!(
-        wait_until(HANG_GUARD, || {
-            found = children_of(keeper);
-            found.len() == 1
-        }),
-        "the keeper (pid {keeper}) has no single child: {found:?}"
-    );
-    found[0]
-}
-
 /// Waits until `file` exists in the world; on failure kills what runs and panics with stderr.
 fn wait_for_file(world: &World, child: Child, file: &str) -> Child {
     if wait_until(HANG_GUARD, || world.path(file).exists()) {

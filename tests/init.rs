@@ -68,20 +68,6 @@ fn wait_for_file(world: &World, child: Child, file: &str) -> Child {
     );
 }
 
-/// The supervising process of a defender the test started: when not PID 1 the process started is
-/// the keeper, and the supervisor (the command's parent) is its only child.
-fn supervisor_of(started: i32) -> i32 {
-    let mut found = Vec::new();
-    assert!(
-        wait_until(HANG_GUARD, || {
-            found = children_of(started);
-            found.len() == 1
-        }),
-        "the keeper (pid {started}) has no single child: {found:?}"
-    );
-    found[0]
-}
-
 fn read(world: &World, file: &str) -> String {
     std::fs::read_to_string(world.path(file)).unwrap_or_default()
 }

@@ -432,7 +432,8 @@ mod tests {
         use SignalCall::*;
         use Verdict::*;
         let refused = |v: &Verdict| matches!(v, Refuse(_));
-        let cases: &[(&str, SignalCall, &[i64], fn(&Verdict) -> bool)] = &[
+        type Case<'a> = (&'a str, SignalCall, &'a [i64], fn(&Verdict) -> bool);
+        let cases: &[Case] = &[
             ("kill defender KILL", Kill, &[100, 9], refused),
             ("kill keeper STOP", Kill, &[99, 19], refused),
             (
