@@ -186,6 +186,20 @@ fn tgid_of(tid: u32) -> Option<u32> {
     status_field(&status, "Tgid")
 }
 
+/// Whether thread `tid` lives in a PID namespace below ours: its `NSpid:` then lists more than
+/// our number for it. A task's PID namespace never changes.
+fn in_nested_pid_ns(tid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{tid}/status"))
+        .is_ok_and(|s| nested_ns_pid(&s))
+}
+
+fn nested_ns_pid(status: &str) -> bool {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))
+        .is_some_and(|v| v.split_whitespace().count() > 1)
+}
+
 fn status_field(text: &str, key: &str) -> Option<u32> {
     text.lines()
         .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
@@ -263,6 +277,16 @@ impl Supervisor {
         let Some(g) = self.guarded else {
             return Answer::Deny(libc::ENOSYS);
         };
+        // A pid (or thread id) in a register names a process of the caller's PID namespace. One
+        // below ours sees only itself and those below it, never a defender process: its calls
+        // are its own business (a sandbox's `init` may well have the defender's number there).
+        let by_register = !matches!(
+            call,
+            SignalCall::PidfdSendSignal(_) | SignalCall::SetSig
+        );
+        if by_register && in_nested_pid_ns(n.pid) {
+            return Answer::Unchecked;
+        }
         match judge(call, n.args, &g, tgid_of) {
             Verdict::Refuse(what) => self.refuse_signal(n, &what),
             Verdict::Answer(result) => Answer::Performed(result),

@@ -604,7 +604,9 @@ impl Supervisor {
             // which cannot change after the check, and the defender never changes its pids or
             // its process group; a tkill's target thread was found alive outside the defender,
             // and its id could name a defender thread only if that thread died and the kernel
-            // came round to the same id (pid_max of them) while the call waits.
+            // came round to the same id (pid_max of them) while the call waits. A caller in a
+            // PID namespace below ours names processes of that namespace, where no defender
+            // process is, and a task's PID namespace never changes.
             Answer::Unchecked => unsafe { self.listener.continue_call(n.id) },
             Answer::Allow { expected } => self.allow_exec(&n, expected),
             Answer::Performed(result) => self.listener.complete(n.id, result),
