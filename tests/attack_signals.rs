@@ -594,3 +594,46 @@ fn other_subcommands_get_their_signals_back() {
     let status = child.wait().unwrap();
     assert_eq!(status.signal(), Some(15), "{status:?}");
 }
+
+/// `pidfd_send_signal(N, SIGSTOP)` in a loop while another thread flips descriptor N between a
+/// pidfd of a harmless child and the supervisor's /proc directory: the supervisor judges and
+/// performs each call on its own duplicate, so the child's stops go through, the supervisor's are
+/// refused and audited, and none ever reaches it (it would hang the test).
+#[test]
+fn a_descriptor_swapped_under_pidfd_send_signal_never_reaches_the_supervisor() {
+    let world = World::new();
+    let policy = world.policy(&process_policy(
+        "no-mkdir",
+        r#"{"effect": "prevent", "deny": ["mkdir"]}"#,
+    ));
+    let script = format!(
+        "'{}' pidfd-swap $PPID 2000 > swap.out\n\
+         mkdir denied-dir 2>/dev/null; echo mkdir=$? >> swap.out",
+        example("attack_signals").display()
+    );
+    let out = output_within(&mut world.command(Some(&policy), &[], &["sh", "-c", &script]));
+    let result = read(&world, "swap.out");
+    assert_eq!(out.status.code(), Some(0), "{result}\n{}", stderr(&out));
+    let count = |key: &str| -> u64 {
+        result
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{key}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in {result:?}"))
+    };
+    let (sent, refused) = (count("sent"), count("refused"));
+    assert!(sent > 0 && refused > 0, "both targets were hit: {result}");
+    assert_eq!(count("other"), 0, "{result}");
+    assert_eq!(
+        count("mkdir"),
+        126,
+        "the supervisor still enforces: {result}"
+    );
+    let audited: u64 = world
+        .audits_of("defender")
+        .iter()
+        .filter(|e| e["effect"] == "prevent")
+        .map(|e| e["count"].as_u64().unwrap_or(1))
+        .sum();
+    assert_eq!(audited, refused, "{:?}", world.audits_of("defender"));
+}

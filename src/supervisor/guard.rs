@@ -189,8 +189,7 @@ fn tgid_of(tid: u32) -> Option<u32> {
 /// Whether thread `tid` lives in a PID namespace below ours: its `NSpid:` then lists more than
 /// our number for it. A task's PID namespace never changes.
 fn in_nested_pid_ns(tid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{tid}/status"))
-        .is_ok_and(|s| nested_ns_pid(&s))
+    std::fs::read_to_string(format!("/proc/{tid}/status")).is_ok_and(|s| nested_ns_pid(&s))
 }
 
 fn nested_ns_pid(status: &str) -> bool {
@@ -280,10 +279,7 @@ impl Supervisor {
         // A pid (or thread id) in a register names a process of the caller's PID namespace. One
         // below ours sees only itself and those below it, never a defender process: its calls
         // are its own business (a sandbox's `init` may well have the defender's number there).
-        let by_register = !matches!(
-            call,
-            SignalCall::PidfdSendSignal(_) | SignalCall::SetSig
-        );
+        let by_register = !matches!(call, SignalCall::PidfdSendSignal(_) | SignalCall::SetSig);
         if by_register && in_nested_pid_ns(n.pid) {
             return Answer::Unchecked;
         }
