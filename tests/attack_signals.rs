@@ -174,6 +174,43 @@ fn term_as_soon_as_the_defender_exists_reaches_the_command() {
     }
 }
 
+/// TERM right after spawn (when the spawner's fork and exec return, the new image may not have run
+/// a single instruction yet), 200 times: either the command is started and gets it (143), or the
+/// defender died of it before its first instruction, and so before it started anything: no command
+/// ever runs on without it.
+#[test]
+fn term_right_after_spawn_never_leaves_a_command_behind() {
+    let world = World::new();
+    let (mut forwarded, mut before_start) = (0, 0);
+    for i in 0..200 {
+        let marker = format!("started-{i}");
+        let script = format!("echo $$ > {marker}; exec sleep 100");
+        let mut cmd = world.command(None, &[], &["sh", "-c", &script]);
+        let child = spawn_piped(&mut cmd);
+        kill(child.id() as i32, Signal::SIGTERM);
+        let out = finish_within(child, HANG_GUARD);
+        match (out.status.code(), out.status.signal()) {
+            (Some(143), _) => forwarded += 1,
+            (None, Some(15)) => {
+                before_start += 1;
+                assert!(
+                    !world.path(&marker).exists(),
+                    "run {i}: the defender died of TERM after starting the command"
+                );
+            }
+            _ => panic!(
+                "run {i}: status {:?}; stderr:\n{}",
+                out.status,
+                stderr(&out)
+            ),
+        }
+        assert!(!stderr(&out).contains("was killed by"), "{}", stderr(&out));
+    }
+    eprintln!(
+        "TERM right after spawn: {forwarded} forwarded, {before_start} before the first instruction"
+    );
+}
+
 // ---- the workload attacks its supervisor ----
 
 /// Calls that target the defender's processes, by a workload that is root with CAP_KILL. Prints
