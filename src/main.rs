@@ -12,7 +12,7 @@ use defender::cli::{Cli, Command, DockerfileCommand, FargateCommand, PolicyComma
 use defender::policy::{self, Effect, Live, Policy, live::Source};
 use defender::supervisor::caps::Capability;
 use defender::uplink::{self, Uplink};
-use defender::{ecs, embed, logger, supervisor};
+use defender::{ecs, embed, logger, supervisor, sys};
 
 /// `policy check` exit status for an invalid policy (cli.md).
 const POLICY_INVALID: u8 = 2;
@@ -23,8 +23,19 @@ const EMBED_FAILED: u8 = 2;
 /// How long, once the command is done, the audits not yet at the console may take to get there.
 const DELIVER_AT_EXIT: Duration = Duration::from_secs(5);
 
+/// Blocks every signal before `main` (and before the Rust runtime starts): see
+/// `defender::sys::signals`. Only this binary registers it, so the library's users are untouched.
+#[used]
+#[unsafe(link_section = ".init_array")]
+static BLOCK_SIGNALS_AT_START: extern "C" fn() = sys::signals::block_all_at_start;
+
 fn main() -> ExitCode {
     let is_run = std::env::args_os().nth(1).is_some_and(|a| a == "run");
+    // Only `run` supervises; every other subcommand gets the mask it was started with back at once.
+    if !is_run && let Err(e) = sys::signals::restore_original() {
+        eprintln!("defender: error: restoring the signal mask: {e}");
+        return ExitCode::FAILURE;
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -106,6 +117,12 @@ fn load_policy(file: &Path) -> Result<Policy, String> {
 /// `defender run`: returns the exit status.
 fn run(args: RunArgs) -> i32 {
     logger::init(args.log_level.filter());
+    // First, while no thread exists: when not PID 1, the keeper (the process our caller started)
+    // forks the defender, which carries on here.
+    if let Err(e) = supervisor::keeper::start() {
+        log::error!("starting the keeper: {e}");
+        return i32::from(CANNOT_START);
+    }
     let fail = |message: String| {
         log::error!("{message}");
         i32::from(CANNOT_START)

@@ -208,9 +208,10 @@ fn term_kills_an_execed_sleep() {
     let child = spawn_piped(&mut sh(&world, &[], "touch ready; exec sleep 60"));
     let child = wait_for_file(&world, child, "ready");
     let defender = child.id() as i32;
-    // Wait until the command is `sleep` itself, not the shell about to exec it.
+    // Wait until the command is `sleep` itself, not the shell about to exec it. (The process
+    // started is the keeper when not PID 1; the command is its grandchild.)
     let is_sleep = || {
-        children_of(defender).iter().any(|&c| {
+        descendants(defender).iter().any(|&c| {
             std::fs::read_to_string(format!("/proc/{c}/comm"))
                 .is_ok_and(|comm| comm.trim() == "sleep")
         })
@@ -250,7 +251,7 @@ fn orphaned_grandchildren_are_reaped() {
          while [ ! -e done ]; do sleep 0.1; done"
     );
     let child = spawn_piped(&mut sh(&world, &[], &script));
-    let defender = child.id() as i32;
+    let defender = supervisor_of(child.id() as i32);
 
     let recorded =
         || read(&world, "orphans").lines().count() >= ORPHANS || world.path("orphans.err").exists();

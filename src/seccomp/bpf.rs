@@ -92,6 +92,10 @@ pub enum When {
         any_type: &'static [u32],
         typed: &'static [(u32, u32)],
     },
+    /// When the low word of this argument is one of [`FilterSpec::guarded`]: a pid (or process
+    /// group, as a negative pid) that reaches the defender's own processes. The kernel takes
+    /// these arguments as `pid_t`, a 32-bit int, so only the low word counts.
+    Guarded(u8),
 }
 
 impl Trap {
@@ -108,6 +112,8 @@ impl Trap {
 pub struct FilterSpec {
     pub x86_64: Vec<Trap>,
     pub i386: Vec<Trap>,
+    /// The values [`When::Guarded`] traps, known only once the defender's processes exist.
+    pub guarded: Vec<u32>,
 }
 
 /// Builds the program. Layout:
@@ -127,9 +133,9 @@ pub fn build(spec: &FilterSpec) -> Vec<sock_filter> {
         jump(JGE_K, X32_SYSCALL_BIT, 0, 1),
         stmt(RET_K, Action::Errno(libc::ENOSYS as u16).ret()),
     ];
-    x86_64.extend(trap_block(&spec.x86_64));
+    x86_64.extend(trap_block(&spec.x86_64, &spec.guarded));
     let mut i386 = vec![stmt(LD_W_ABS, OFFSET_NR)];
-    i386.extend(trap_block(&spec.i386));
+    i386.extend(trap_block(&spec.i386, &spec.guarded));
 
     let mut prog = vec![
         stmt(LD_W_ABS, OFFSET_ARCH),
@@ -144,7 +150,7 @@ pub fn build(spec: &FilterSpec) -> Vec<sock_filter> {
 }
 
 /// The trap list of one ABI, with `A` holding the syscall number on entry; ends in ALLOW.
-fn trap_block(traps: &[Trap]) -> Vec<sock_filter> {
+fn trap_block(traps: &[Trap], guarded: &[u32]) -> Vec<sock_filter> {
     let mut block = Vec::new();
     for trap in traps {
         match trap.when {
@@ -226,6 +232,18 @@ fn trap_block(traps: &[Trap]) -> Vec<sock_filter> {
                 block.push(jump(JEQ_K, trap.nr, 0, offset(body.len())));
                 block.extend(body);
             }
+            When::Guarded(arg) => {
+                // Once the number matched: load the low word, one comparison per value jumping
+                // to NOTIFY, else ALLOW. Every path returns, as above.
+                let n = guarded.len();
+                block.push(jump(JEQ_K, trap.nr, 0, offset(n + 3)));
+                block.push(stmt(LD_W_ABS, OFFSET_ARGS + 8 * u32::from(arg)));
+                for (i, v) in guarded.iter().enumerate() {
+                    block.push(jump(JEQ_K, *v, offset(n - i), 0));
+                }
+                block.push(stmt(RET_K, Action::Allow.ret()));
+                block.push(stmt(RET_K, Action::Notify.ret()));
+            }
         }
     }
     block.push(stmt(RET_K, Action::Allow.ret()));
@@ -300,6 +318,8 @@ mod tests {
     const SETSOCKOPT: u32 = 54;
     const SOCKET: u32 = 41;
     const UNSHARE: u32 = 272;
+    const KILL: u32 = 62;
+    const KILL_I386: u32 = 37;
 
     fn spec() -> FilterSpec {
         FilterSpec {
@@ -325,8 +345,20 @@ mod tests {
                         typed: &[(2, 3), (10, 3), (2, 10)],
                     },
                 },
+                Trap {
+                    nr: KILL,
+                    when: When::Guarded(0),
+                },
             ],
-            i386: vec![Trap::always(11), Trap::always(358)],
+            i386: vec![
+                Trap::always(11),
+                Trap::always(358),
+                Trap {
+                    nr: KILL_I386,
+                    when: When::Guarded(0),
+                },
+            ],
+            guarded: vec![4242, 4241, (-4241i32) as u32, u32::MAX],
         }
     }
 
@@ -519,6 +551,62 @@ mod tests {
                 Action::Allow,
             ),
             ("aarch64", 0xC000_00B7, 221, no_args, Action::KillProcess),
+            (
+                "kill of a guarded pid",
+                AUDIT_ARCH_X86_64,
+                KILL,
+                [4242, 9, 0, 0, 0, 0],
+                Action::Notify,
+            ),
+            (
+                "kill of the other guarded pid, high word ignored",
+                AUDIT_ARCH_X86_64,
+                KILL,
+                [0xdead_0000_0000_0000 | 4241, 19, 0, 0, 0, 0],
+                Action::Notify,
+            ),
+            (
+                "kill of the guarded group",
+                AUDIT_ARCH_X86_64,
+                KILL,
+                [(-4241i64) as u64, 9, 0, 0, 0, 0],
+                Action::Notify,
+            ),
+            (
+                "kill(-1)",
+                AUDIT_ARCH_X86_64,
+                KILL,
+                [u64::MAX, 9, 0, 0, 0, 0],
+                Action::Notify,
+            ),
+            (
+                "kill of another pid",
+                AUDIT_ARCH_X86_64,
+                KILL,
+                [4243, 9, 0, 0, 0, 0],
+                Action::Allow,
+            ),
+            (
+                "kill(0): the caller's own group",
+                AUDIT_ARCH_X86_64,
+                KILL,
+                [0, 9, 0, 0, 0, 0],
+                Action::Allow,
+            ),
+            (
+                "i386 kill of a guarded pid",
+                AUDIT_ARCH_I386,
+                KILL_I386,
+                [4242, 9, 0, 0, 0, 0],
+                Action::Notify,
+            ),
+            (
+                "i386 kill of another pid",
+                AUDIT_ARCH_I386,
+                KILL_I386,
+                [17, 9, 0, 0, 0, 0],
+                Action::Allow,
+            ),
         ];
         for (name, arch, nr, args, want) in cases {
             assert_eq!(evaluate(&prog, *arch, *nr, *args), *want, "{name}");
@@ -536,6 +624,7 @@ mod tests {
                 },
             }],
             i386: vec![],
+            guarded: vec![],
         });
         let cases: &[(&str, u32, u32, [u64; 6], Action)] = &[
             (
@@ -599,6 +688,8 @@ mod tests {
                 _ => break,
             }
         }
-        assert!(steps <= 10, "{steps} instructions for write(2)");
+        // The arch check (4), the x32 check (2), one comparison per trapped number, the ALLOW.
+        let most = 6 + spec().x86_64.len() + 1;
+        assert!(steps <= most, "{steps} instructions for write(2), more than {most}");
     }
 }

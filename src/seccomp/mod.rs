@@ -38,6 +38,36 @@ pub enum Trapped {
     Clone3,
     /// i386 `socketcall(2)`: one number for every socket call; the call is in a register.
     Socketcall,
+    /// A call that signals (or limits) a process and may reach the defender's own (`guard.rs`),
+    /// trapped only when the defender is not PID 1.
+    Signal(SignalCall),
+}
+
+/// The calls through which one process signals another, names its pid, limits or traces it
+/// (`Trapped::Signal`). Their target is a register; the filter traps those aimed at a guarded value
+/// (the defender's processes, their group, -1), `tkill` and `pidfd_send_signal` always (their
+/// target is a thread id, or a descriptor).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignalCall {
+    Kill,
+    Tkill,
+    Tgkill,
+    RtSigqueueinfo,
+    RtTgsigqueueinfo,
+    PidfdOpen,
+    /// `pidfd_send_signal`, of this ABI: the siginfo it may carry is laid out per ABI.
+    PidfdSendSignal(Abi),
+    Prlimit,
+    /// `setpgid` into the defender's process group, from where `kill(0, …)` would reach it.
+    Setpgid,
+    /// `ptrace` of a defender process (its pid is the second argument): a workload that kept
+    /// CAP_SYS_PTRACE on purpose still never attaches to its supervisor.
+    Ptrace,
+    /// `process_vm_readv` / `process_vm_writev` of a defender process.
+    ProcessVm,
+    /// `fcntl(F_SETSIG)` of SIGKILL or SIGSTOP: the owner set with F_SETOWN (any pid, a register
+    /// or memory) would get it from the kernel on the descriptor's next I/O event.
+    SetSig,
 }
 
 /// Which sensor a trapped call belongs to: the network rows are in the filter only when network or
@@ -46,6 +76,8 @@ pub enum Trapped {
 pub enum Sensor {
     Exec,
     Network,
+    /// The defender guards its own processes from the workload's signals: when not PID 1.
+    Guard,
 }
 
 /// One row of the table: a call of one ABI, which of its invocations are trapped, what it is.
@@ -67,7 +99,7 @@ const fn row(arch: u32, nr: u32, when: When, trapped: Trapped, sensor: Sensor) -
     }
 }
 
-use Sensor::{Exec, Network};
+use Sensor::{Exec, Guard, Network};
 use When::Always;
 
 /// (level, optname) pairs of `setsockopt` that set a source route (linux/in.h, linux/in6.h):
@@ -242,7 +274,117 @@ const TABLE: &[Row] = &[
         Network,
     ), // setsockopt
     row(AUDIT_ARCH_I386, 425, Always, Trapped::IoUringSetup, Network),
+    // The defender's own processes, guarded from the workload's signals (when not PID 1).
+    guard(AUDIT_ARCH_X86_64, 62, When::Guarded(0), SignalCall::Kill),
+    guard(AUDIT_ARCH_X86_64, 200, Always, SignalCall::Tkill),
+    guard(AUDIT_ARCH_X86_64, 234, When::Guarded(0), SignalCall::Tgkill),
+    guard(
+        AUDIT_ARCH_X86_64,
+        129,
+        When::Guarded(0),
+        SignalCall::RtSigqueueinfo,
+    ),
+    guard(
+        AUDIT_ARCH_X86_64,
+        297,
+        When::Guarded(0),
+        SignalCall::RtTgsigqueueinfo,
+    ),
+    guard(
+        AUDIT_ARCH_X86_64,
+        434,
+        When::Guarded(0),
+        SignalCall::PidfdOpen,
+    ),
+    guard(
+        AUDIT_ARCH_X86_64,
+        424,
+        Always,
+        SignalCall::PidfdSendSignal(Abi::X86_64),
+    ),
+    guard(
+        AUDIT_ARCH_X86_64,
+        302,
+        When::Guarded(0),
+        SignalCall::Prlimit,
+    ),
+    guard(
+        AUDIT_ARCH_X86_64,
+        109,
+        When::Guarded(1),
+        SignalCall::Setpgid,
+    ),
+    guard(AUDIT_ARCH_X86_64, 72, SET_SIG_FATAL, SignalCall::SetSig),
+    guard(AUDIT_ARCH_X86_64, 101, When::Guarded(1), SignalCall::Ptrace),
+    guard(
+        AUDIT_ARCH_X86_64,
+        310,
+        When::Guarded(0),
+        SignalCall::ProcessVm,
+    ),
+    guard(
+        AUDIT_ARCH_X86_64,
+        311,
+        When::Guarded(0),
+        SignalCall::ProcessVm,
+    ),
+    guard(AUDIT_ARCH_I386, 37, When::Guarded(0), SignalCall::Kill),
+    guard(AUDIT_ARCH_I386, 238, Always, SignalCall::Tkill),
+    guard(AUDIT_ARCH_I386, 270, When::Guarded(0), SignalCall::Tgkill),
+    guard(
+        AUDIT_ARCH_I386,
+        178,
+        When::Guarded(0),
+        SignalCall::RtSigqueueinfo,
+    ),
+    guard(
+        AUDIT_ARCH_I386,
+        335,
+        When::Guarded(0),
+        SignalCall::RtTgsigqueueinfo,
+    ),
+    guard(
+        AUDIT_ARCH_I386,
+        434,
+        When::Guarded(0),
+        SignalCall::PidfdOpen,
+    ),
+    guard(
+        AUDIT_ARCH_I386,
+        424,
+        Always,
+        SignalCall::PidfdSendSignal(Abi::I386),
+    ),
+    guard(AUDIT_ARCH_I386, 340, When::Guarded(0), SignalCall::Prlimit),
+    guard(AUDIT_ARCH_I386, 57, When::Guarded(1), SignalCall::Setpgid),
+    guard(AUDIT_ARCH_I386, 55, SET_SIG_FATAL, SignalCall::SetSig), // fcntl
+    guard(AUDIT_ARCH_I386, 221, SET_SIG_FATAL, SignalCall::SetSig), // fcntl64
+    guard(AUDIT_ARCH_I386, 26, When::Guarded(1), SignalCall::Ptrace),
+    guard(
+        AUDIT_ARCH_I386,
+        347,
+        When::Guarded(0),
+        SignalCall::ProcessVm,
+    ),
+    guard(
+        AUDIT_ARCH_I386,
+        348,
+        When::Guarded(0),
+        SignalCall::ProcessVm,
+    ),
 ];
+
+const fn guard(arch: u32, nr: u32, when: When, call: SignalCall) -> Row {
+    row(arch, nr, when, Trapped::Signal(call), Guard)
+}
+
+/// `fcntl(fd, F_SETSIG, SIGKILL)` and `(…, SIGSTOP)` (F_SETSIG = 10, asm-generic/fcntl.h): the
+/// only signals a descriptor's owner could be sent that the defender cannot block and forward.
+const SET_SIG_FATAL: When = When::Pair {
+    a: 1,
+    b: 2,
+    pairs: &[(10, 9), (10, 19)],
+};
 
 /// `socketcall(2)` call numbers (linux/net.h) that reach the network or set a source route, and
 /// SYS_SOCKET: its arguments are in memory, so whether it makes a raw socket cannot be told from
@@ -263,12 +405,20 @@ pub fn socketcall_reaches_network(call: u64) -> bool {
     SOCKETCALL_NETWORK.contains(&(call as u32 as u64))
 }
 
-/// The filter the child installs: the exec rows always, the network rows when `network`.
-pub fn filter_spec(network: bool) -> FilterSpec {
+/// The filter the child installs: the exec rows always, the network rows when `network`, the guard
+/// rows when `guarded` names the values that reach the defender's processes (not PID 1).
+pub fn filter_spec(network: bool, guarded: Option<&[u32]>) -> FilterSpec {
     let per_arch = |arch| {
         TABLE
             .iter()
-            .filter(|r| r.arch == arch && (r.sensor == Exec || network))
+            .filter(|r| {
+                r.arch == arch
+                    && match r.sensor {
+                        Exec => true,
+                        Network => network,
+                        Guard => guarded.is_some(),
+                    }
+            })
             .map(|r| Trap {
                 nr: r.nr,
                 when: r.when,
@@ -278,6 +428,7 @@ pub fn filter_spec(network: bool) -> FilterSpec {
     FilterSpec {
         x86_64: per_arch(AUDIT_ARCH_X86_64),
         i386: per_arch(AUDIT_ARCH_I386),
+        guarded: guarded.map(<[u32]>::to_vec).unwrap_or_default(),
     }
 }
 
@@ -340,8 +491,8 @@ fn kernel_at_least(release: &str, want: (u32, u32)) -> bool {
 /// Installs the filter on the calling thread and returns the listener and whether the killable
 /// wait (5.19) is on: with it, a trapped caller that gets a non-fatal signal keeps waiting for our
 /// answer instead of restarting the call over and over.
-pub fn install(network: bool) -> io::Result<(std::os::fd::OwnedFd, bool)> {
-    let prog = bpf::build(&filter_spec(network));
+pub fn install(network: bool, guarded: Option<&[u32]>) -> io::Result<(std::os::fd::OwnedFd, bool)> {
+    let prog = bpf::build(&filter_spec(network, guarded));
     sys::set_no_new_privs()?;
     match sys::install_filter(&prog, libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV) {
         Ok(fd) => Ok((fd, true)),
@@ -358,9 +509,10 @@ mod tests {
 
     #[test]
     fn table_filter_and_classify_agree() {
+        let guarded: &[u32] = &[1];
         let (with, without) = (
-            bpf::build(&filter_spec(true)),
-            bpf::build(&filter_spec(false)),
+            bpf::build(&filter_spec(true, Some(guarded))),
+            bpf::build(&filter_spec(false, None)),
         );
         for r in TABLE {
             // Arguments that satisfy every condition: all words set to the row's first pair.
@@ -392,6 +544,13 @@ mod tests {
         }
         assert_eq!(classify(AUDIT_ARCH_X86_64, 11), None);
         assert_eq!(classify(AUDIT_ARCH_I386, 59), None);
+        // A kill of a pid that is not guarded, and F_SETSIG of another signal, pass.
+        for (nr, args) in [(62, [2, 9, 0, 0, 0, 0]), (72, [3, 10, 12, 0, 0, 0])] {
+            assert_eq!(
+                bpf::evaluate(&with, AUDIT_ARCH_X86_64, nr, args),
+                bpf::Action::Allow
+            );
+        }
         // A TCP send (sendto without an address) never reaches the supervisor.
         let send = [3, 0x1000, 100, 0, 0, 0];
         assert_eq!(

@@ -8,7 +8,6 @@ use std::ffi::CString;
 use std::io::IsTerminal;
 use std::os::fd::{AsRawFd, OwnedFd};
 
-use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
 use nix::unistd::{Pid, getpid, setpgid, tcsetpgrp};
 
 use super::caps::Plan;
@@ -24,12 +23,14 @@ pub struct Program {
 }
 
 /// Never returns: execs COMMAND or exits with 125 (filter not installed), 126 or 127.
-/// `network`: whether the filter traps socket calls too. `capabilities`: what to give up.
+/// `network`: whether the filter traps socket calls too; `guarded`: the values that reach the
+/// defender's processes, when the filter guards them from signals (not PID 1); `capabilities`:
+/// what to give up.
 pub fn exec(
     sock: OwnedFd,
     program: &Program,
-    original_mask: &SigSet,
     network: bool,
+    guarded: Option<&[u32]>,
     capabilities: &Plan,
 ) -> ! {
     // A process group of its own, like tini: job-control signals from a terminal go to the
@@ -42,10 +43,10 @@ pub fn exec(
     if let Err(e) = process::restore_sigpipe() {
         fail(125, &format!("cannot restore SIGPIPE: {e}"));
     }
-    if let Err(e) = sigprocmask(SigmaskHow::SIG_SETMASK, Some(original_mask), None) {
+    if let Err(e) = crate::sys::signals::restore_original() {
         fail(125, &format!("cannot restore the signal mask: {e}"));
     }
-    let (listener, killable) = match crate::seccomp::install(network) {
+    let (listener, killable) = match crate::seccomp::install(network, guarded) {
         Ok(l) => l,
         Err(e) => fail(125, &format!("cannot install the seccomp filter: {e}")),
     };

@@ -7,13 +7,16 @@
 pub mod caps;
 mod child;
 mod exec_watch;
+mod guard;
 mod init;
+pub mod keeper;
 mod net;
 mod raw;
 
 use std::ffi::{CString, OsString};
 use std::io;
-use std::os::fd::AsFd;
+use std::io::IsTerminal;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -102,6 +105,7 @@ fn io_err<E: Into<io::Error>>(context: &'static str) -> impl FnOnce(E) -> Superv
 
 /// Starts the command under the filter and supervises it; returns the status to exit with.
 pub fn run(cfg: RunConfig) -> Result<i32, SupervisorError> {
+    keeper::kill_workload_on_panic();
     let features = seccomp::probe()?;
     let program = prepare(&cfg.command)?;
 
@@ -110,8 +114,9 @@ pub fn run(cfg: RunConfig) -> Result<i32, SupervisorError> {
     if std::process::id() != 1 {
         nix::sys::prctl::set_child_subreaper(true).map_err(io_err("PR_SET_CHILD_SUBREAPER"))?;
     }
-    // Block signals before fork so that none sent in between is lost; the child restores the mask.
-    let (signals, original_mask) = init::signals().map_err(io_err("blocking signals"))?;
+    // Every signal is blocked since the first instruction; the child restores the mask the
+    // defender was started with.
+    let signals = init::signals().map_err(io_err("blocking signals"))?;
     let (ours, theirs) = fdpass::pair().map_err(io_err("socketpair"))?;
     // The child inherits our capability sets through fork; what it gives up is decided here, so
     // that the event below says what the command holds.
@@ -119,6 +124,9 @@ pub fn run(cfg: RunConfig) -> Result<i32, SupervisorError> {
     let capabilities = caps::plan(&held, &cfg.keep_capabilities);
 
     let network = cfg.network;
+    // Not PID 1: the filter also guards the defender's processes from the workload's signals.
+    let guarded = guard::Guarded::here();
+    let guarded_values = guarded.map(|g| g.values());
     // SAFETY: the defender has started no thread (no logger, console, timer or DNS forwarder
     // thread exists before this point: the console uplink starts its threads in `after_fork`, and
     // the network sensor its own, below), so the child may run ordinary code until it execs.
@@ -126,7 +134,13 @@ pub fn run(cfg: RunConfig) -> Result<i32, SupervisorError> {
     let main = match fork {
         ForkResult::Child => {
             drop(ours);
-            child::exec(theirs, &program, &original_mask, network, &capabilities)
+            child::exec(
+                theirs,
+                &program,
+                network,
+                guarded_values.as_deref(),
+                &capabilities,
+            )
         }
         ForkResult::Parent { child } => child,
     };
@@ -162,7 +176,15 @@ pub fn run(cfg: RunConfig) -> Result<i32, SupervisorError> {
         ),
         false => None,
     };
+    // The keeper's end is news: from then on a death of ours would leave the command running.
+    let keeper = keeper::keeper()
+        .and_then(|k| crate::sys::socket::pidfd_open_process(k.as_raw() as u32).ok())
+        .filter(|_| Some(nix::unistd::getppid()) == keeper::keeper());
     let mut sup = Supervisor {
+        guarded,
+        keeper,
+        job_control: keeper::keeper().is_some() && std::io::stdin().is_terminal(),
+        job_stopped: false,
         listener,
         listener_open: true,
         killable: tag == b'K',
@@ -240,6 +262,15 @@ fn is_executable(p: &Path) -> bool {
 }
 
 struct Supervisor {
+    /// The defender's processes, guarded from the workload's signals (not PID 1).
+    guarded: Option<guard::Guarded>,
+    /// A pidfd of the keeper (when not PID 1), readable once it is gone.
+    keeper: Option<OwnedFd>,
+    /// Not PID 1 and on a terminal: when the command stops on Ctrl-Z (or a background read or
+    /// write of the terminal), the defender stops too, so that the shell sees its job stop.
+    job_control: bool,
+    /// The defender stopped itself for the command's stop and has not been continued yet.
+    job_stopped: bool,
     listener: Listener,
     /// False once every filtered process is gone (the listener reports POLLHUP).
     listener_open: bool,
@@ -422,7 +453,11 @@ impl Supervisor {
             .into_iter()
             .flatten()
             .min();
-            let (sig_ready, notif_ready, hup, findings) = self.wait(signals, timeout);
+            let (sig_ready, notif_ready, hup, findings, keeper_gone) = self.wait(signals, timeout);
+            if keeper_gone {
+                self.keeper = None;
+                self.degraded("the keeper process is gone (killed from outside): if the defender dies now, the command outlives it");
+            }
             // SIGCHLD is the only news of a child's change; without it there is nothing to reap.
             let child_news = sig_ready && self.forward_signals(signals);
             if notif_ready {
@@ -440,9 +475,13 @@ impl Supervisor {
         }
     }
 
-    /// Polls the signalfd, the listener and the network sensor's wake-up pipe: (signals ready,
-    /// notification ready, listener hung up, findings waiting).
-    fn wait(&self, signals: &SignalFd, timeout: Option<Duration>) -> (bool, bool, bool, bool) {
+    /// Polls the signalfd, the listener, the network sensor's wake-up pipe and the keeper's pidfd:
+    /// (signals ready, notification ready, listener hung up, findings waiting, keeper gone).
+    fn wait(
+        &self,
+        signals: &SignalFd,
+        timeout: Option<Duration>,
+    ) -> (bool, bool, bool, bool, bool) {
         let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
         let listener_at = self.listener_open.then(|| {
             fds.push(PollFd::new(self.listener.as_fd(), PollFlags::POLLIN));
@@ -452,15 +491,19 @@ impl Supervisor {
             fds.push(PollFd::new(n.wake.as_fd(), PollFlags::POLLIN));
             fds.len() - 1
         });
+        let keeper_at = self.keeper.as_ref().map(|k| {
+            fds.push(PollFd::new(k.as_fd(), PollFlags::POLLIN));
+            fds.len() - 1
+        });
         let timeout = timeout.map_or(PollTimeout::NONE, |d| {
             PollTimeout::try_from(d.as_millis().min(60_000) as i32 + 1).unwrap_or(PollTimeout::MAX)
         });
         match poll(&mut fds, timeout) {
             Ok(_) => {}
-            Err(Errno::EINTR) => return (false, false, false, false),
+            Err(Errno::EINTR) => return (false, false, false, false, false),
             Err(e) => {
                 log::error!("poll: {e}");
-                return (false, false, false, false);
+                return (false, false, false, false, false);
             }
         }
         let ready = |at: Option<usize>, flags| {
@@ -472,6 +515,7 @@ impl Supervisor {
             ready(listener_at, PollFlags::POLLIN),
             ready(listener_at, PollFlags::POLLHUP | PollFlags::POLLERR),
             ready(wake_at, PollFlags::POLLIN),
+            ready(keeper_at, PollFlags::POLLIN | PollFlags::POLLHUP),
         )
     }
 
@@ -487,7 +531,10 @@ impl Supervisor {
                 child_news = true;
                 continue;
             }
-            if self.life.main_running() {
+            if sig == Signal::SIGCONT && self.job_stopped {
+                self.job_stopped = false;
+                self.resume_job();
+            } else if self.life.main_running() {
                 log::debug!("forwarding {sig} to {}", self.main);
                 let _ = kill(self.main, sig);
             }
@@ -498,7 +545,8 @@ impl Supervisor {
     /// Reaps every child that changed state and hands ptrace stops to the exec watch.
     fn reap(&mut self) {
         loop {
-            let status = match waitpid(None, Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL)) {
+            let flags = WaitPidFlag::WNOHANG | WaitPidFlag::__WALL | WaitPidFlag::WUNTRACED;
+            let status = match waitpid(None, Some(flags)) {
                 Ok(WaitStatus::StillAlive) => return,
                 Ok(s) => s,
                 Err(Errno::EINTR) => continue,
@@ -517,6 +565,17 @@ impl Supervisor {
 
     /// One `waitpid` result: ptrace stops go to the exec watch, the command's end to the lifecycle.
     fn on_status(&mut self, status: &WaitStatus) {
+        // A stop of a traced task is a ptrace stop for the exec watch, not job control.
+        let traced = status.pid().is_some_and(|p| self.watch.is_pending(p));
+        if let WaitStatus::Stopped(pid, sig) = *status
+            && pid == self.main
+            && !traced
+            && self.job_control
+            && matches!(sig, Signal::SIGTSTP | Signal::SIGTTIN | Signal::SIGTTOU)
+        {
+            self.stop_with_job();
+            return;
+        }
         if let Some(m) = self.watch.on_status(status) {
             self.on_mismatch(m);
         }
@@ -526,6 +585,31 @@ impl Supervisor {
             log::info!("command exited: status {code}");
             self.life.main_exited(code);
         }
+    }
+
+    /// Job control: the command's process group stopped on the terminal (Ctrl-Z). The defender
+    /// stops itself (and the keeper, its parent, stops when it sees that), so that the shell sees
+    /// its job stop and takes the terminal back. Trapped calls of processes outside the command's
+    /// group wait while we are stopped. Returns once a SIGCONT continued us; the SIGCONT is then
+    /// read from the signalfd and resumes the command (`resume_job`).
+    fn stop_with_job(&mut self) {
+        log::debug!("the command stopped on the terminal: stopping with it");
+        self.job_stopped = true;
+        if let Err(e) = crate::sys::signals::stop_self() {
+            log::warn!("cannot stop with the command: {e}");
+        }
+    }
+
+    /// Continued after a job stop (`fg`): the terminal goes back to the command's process group,
+    /// then the group is continued.
+    fn resume_job(&mut self) {
+        let group = self.main;
+        if std::io::stdin().is_terminal()
+            && let Err(e) = nix::unistd::tcsetpgrp(std::io::stdin(), group)
+        {
+            log::warn!("cannot give the terminal back to the command: {e}");
+        }
+        let _ = nix::sys::signal::killpg(group, Signal::SIGCONT);
     }
 
     /// Waits for an attached exec to end in its stop (or the caller's death) and handles it. The
@@ -577,6 +661,7 @@ impl Supervisor {
                 self.refuse(&n, "A 32-bit socket call")
             }
             Some(Trapped::Socketcall) => Answer::Unchecked,
+            Some(Trapped::Signal(call)) => self.on_signal(&n, call),
             // The filter traps nothing else; an unknown call is failed, never let through.
             None => Answer::Deny(libc::ENOSYS),
         };
@@ -603,7 +688,14 @@ impl Supervisor {
             // namespace asked for by a command that keeps CAP_SYS_ADMIN on purpose, decided on the
             // flags of unshare(2) or clone(2), a register. Every other
             // socket call is performed by the supervisor on a duplicate of the caller's socket
-            // with the arguments it checked.
+            // with the arguments it checked. Signal calls (guard.rs): the target of a kill,
+            // tgkill, rt_(tg)sigqueueinfo, pidfd_open, prlimit64 or setpgid is a register,
+            // which cannot change after the check, and the defender never changes its pids or
+            // its process group; a tkill's target thread was found alive outside the defender,
+            // and its id could name a defender thread only if that thread died and the kernel
+            // came round to the same id (pid_max of them) while the call waits. A caller in a
+            // PID namespace below ours names processes of that namespace, where no defender
+            // process is, and a task's PID namespace never changes.
             Answer::Unchecked => unsafe { self.listener.continue_call(n.id) },
             Answer::Allow { expected } => self.allow_exec(&n, expected),
             Answer::Performed(result) => self.listener.complete(n.id, result),

@@ -2,10 +2,12 @@
 //! each `unsafe` block naming the invariant it relies on.
 
 pub mod caps;
+pub mod creds;
 pub mod fdpass;
 pub mod process;
 pub mod remote;
 pub mod seccomp;
+pub mod signals;
 pub mod socket;
 
 use std::io;

@@ -258,6 +258,20 @@ pub fn children_of(parent: i32) -> Vec<i32> {
         .collect()
 }
 
+/// The supervisor of a defender a test started. The defender is not PID 1 in the tests, so the
+/// process started is the keeper, and the supervisor (the command's parent) is its only child.
+pub fn supervisor_of(keeper: i32) -> i32 {
+    let mut found = Vec::new();
+    assert!(
+        wait_until(HANG_GUARD, || {
+            found = children_of(keeper);
+            found.len() == 1
+        }),
+        "the keeper (pid {keeper}) has no single child: {found:?}"
+    );
+    found[0]
+}
+
 /// Every process below `ancestor` in the process tree.
 pub fn descendants(ancestor: i32) -> Vec<i32> {
     let mut found = Vec::new();

@@ -1,0 +1,118 @@
+//! The defender's signal mask from its first instruction of user code: every signal blocked by a
+//! constructor that the `defender` binary registers in `.init_array`, and the mask it was started
+//! with kept for the command and for the subcommands that are not `run`.
+//!
+//! Why so early: between execve(2) and `main` the process runs the C library's start-up and the
+//! Rust runtime's; a signal with a default action of "terminate" that arrives there (a TERM sent
+//! as soon as the process exists) kills the defender, and one that arrives before the mask is set
+//! later would be lost or fatal. Blocked, it stays pending until the supervisor's signalfd reads it.
+//! The synchronous fault signals (SEGV, BUS, ILL, FPE, TRAP, SYS, ABRT) are blocked too: sent with
+//! kill(2) they are messages like any other, and a real hardware fault still kills the defender,
+//! because the kernel unblocks and resets a fault signal it must deliver (force_sig_fault ->
+//! force_sig_info_to_task, kernel/signal.c).
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::cvt;
+
+/// The kernel's signal set on x86_64: one bit per signal 1..=64 (`_NSIG / 8` bytes), which is what
+/// rt_sigprocmask(2) takes as `sigsetsize`.
+type KernelSigset = u64;
+const SIGSET_SIZE: usize = std::mem::size_of::<KernelSigset>();
+
+/// The mask the process was started with, set by [`block_all_at_start`].
+static ORIGINAL: AtomicU64 = AtomicU64::new(0);
+
+/// Blocks every signal and remembers the mask the process was started with. Registered by the
+/// `defender` binary in `.init_array`, so the C library runs it before `main` and before the Rust
+/// runtime starts (glibc passes argc/argv/envp, musl nothing: it reads no argument). SIGKILL and
+/// SIGSTOP cannot be blocked; the kernel drops them from the mask silently.
+pub extern "C" fn block_all_at_start() {
+    let all: KernelSigset = !0;
+    let mut old: KernelSigset = 0;
+    // SAFETY: rt_sigprocmask reads SIGSET_SIZE bytes from `all` and writes as many to `old`, both
+    // live u64s on this stack frame; it touches no other memory. At this point the process has a
+    // single thread, so the mask is the whole process's.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_BLOCK,
+            &all as *const KernelSigset,
+            &mut old as *mut KernelSigset,
+            SIGSET_SIZE,
+        )
+    };
+    if ret == 0 {
+        ORIGINAL.store(old, Ordering::Relaxed);
+    }
+}
+
+/// Sets the calling thread's mask to the one the process was started with: in the command's child
+/// before exec, and at once in `main` for every subcommand but `run` (Ctrl-C must stop them).
+pub fn restore_original() -> io::Result<()> {
+    set_mask(ORIGINAL.load(Ordering::Relaxed))
+}
+
+/// Blocks every signal on the calling thread (what the constructor did; for a process started
+/// without it, such as a test of the library).
+pub fn block_all() -> io::Result<()> {
+    let all: KernelSigset = !0;
+    // SAFETY: reads one live u64 (SIGSET_SIZE bytes); the old mask is not asked for (NULL).
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_BLOCK,
+            &all as *const KernelSigset,
+            std::ptr::null_mut::<KernelSigset>(),
+            SIGSET_SIZE,
+        )
+    })?;
+    Ok(())
+}
+
+fn set_mask(mask: KernelSigset) -> io::Result<()> {
+    // SAFETY: reads one live u64 (SIGSET_SIZE bytes); the old mask is not asked for (NULL).
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &mask as *const KernelSigset,
+            std::ptr::null_mut::<KernelSigset>(),
+            SIGSET_SIZE,
+        )
+    })?;
+    Ok(())
+}
+
+/// Stops the calling process (SIGSTOP to itself): job control, when the command stopped on a
+/// terminal and the shell must see its job stop.
+pub fn stop_self() -> io::Result<()> {
+    nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::Signal::SIGSTOP)?;
+    Ok(())
+}
+
+/// The size of `siginfo_t` on every Linux ABI (`SI_MAX_SIZE`, asm-generic/siginfo.h).
+pub const SIGINFO_SIZE: usize = 128;
+
+/// `pidfd_send_signal(2)` on a descriptor of ours, with an optional siginfo (copied beforehand).
+pub fn pidfd_send_signal(
+    pidfd: BorrowedFd<'_>,
+    sig: i32,
+    info: Option<&[u8; SIGINFO_SIZE]>,
+    flags: u32,
+) -> io::Result<i64> {
+    let info = info.map_or(std::ptr::null(), |i| i.as_ptr());
+    // SAFETY: `info` is NULL or points at SIGINFO_SIZE live bytes, which is all the kernel reads
+    // (copy_siginfo_from_user); the other arguments are integers.
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            info,
+            flags,
+        )
+    })
+}
