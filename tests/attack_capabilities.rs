@@ -233,30 +233,29 @@ fn keep_capability_names_are_checked() {
     assert_sets(&status, &[]);
 }
 
-/// `attack_listener DIR` under the defender, with a policy denying `mkdir`; its output.
-fn listener_attack(w: &World, extra: &[&str]) -> Output {
+/// `attack_listener DIR` under the defender, with a policy denying `mkdir`; its output. With
+/// `as_pid_1`, the defender runs as PID 1 of a PID namespace of the test's own, where the filter
+/// has no signal-guard rows (the kernel protects a namespace's init), so that only the capability
+/// stands between the command and the supervisor's descriptors.
+fn listener_attack(w: &World, extra: &[&str], as_pid_1: bool) -> Output {
     let policy = w.policy(&process_policy(
         "no-mkdir",
         r#"{"effect": "prevent", "deny": ["mkdir"]}"#,
     ));
     let attack = example("attack_listener");
-    output_within(&mut w.command(
+    let inner = w.command(
         Some(&policy),
         extra,
         &[attack.to_str().unwrap(), "stolen-dir"],
-    ))
+    );
+    match as_pid_1 {
+        true => wrapped(w, &["--pid", "--fork", "--mount-proc"], inner),
+        false => output_within(&mut { inner }),
+    }
 }
 
-#[test]
-fn the_command_cannot_take_the_seccomp_listener() {
-    held_here();
-    let w = World::new();
-    let out = listener_attack(&w, &[]);
-    let lines = stdout(&out);
-    assert!(lines.contains("pidfd=ok"), "{out:?}");
-    // The kernel's ptrace access check refuses it: no descriptor of the supervisor is reachable.
-    assert!(lines.contains("getfd=EPERM"), "{out:?}");
-    // Enforcement holds: the denied launch was prevented and audited.
+fn assert_mkdir_prevented(w: &World, out: &Output) {
+    let lines = stdout(out);
     assert!(
         lines.contains("mkdir=126") || lines.contains("mkdir=ERROR"),
         "{out:?}"
@@ -268,10 +267,27 @@ fn the_command_cannot_take_the_seccomp_listener() {
         denied["process"].as_str().unwrap().ends_with("mkdir"),
         "{denied}"
     );
+}
+
+#[test]
+fn the_command_cannot_take_the_seccomp_listener() {
+    held_here();
+    // Not PID 1: the signal guard already refuses a pidfd of the supervisor.
+    let w = World::new();
+    let out = listener_attack(&w, &[], false);
+    assert!(stdout(&out).contains("pidfd=EPERM"), "{out:?}");
+    assert_mkdir_prevented(&w, &out);
+    // PID 1: the pidfd is had, and the kernel's ptrace access check refuses the descriptors.
+    let w = World::new();
+    let out = listener_attack(&w, &[], true);
+    let lines = stdout(&out);
+    assert!(lines.contains("pidfd=ok"), "{out:?}");
+    assert!(lines.contains("getfd=EPERM"), "{out:?}");
+    assert_mkdir_prevented(&w, &out);
     // The mechanism: the same program holding CAP_SYS_PTRACE takes the listener (and stops
     // there; it never answers a call, so the launch after it is still prevented).
     let w = World::new();
-    let out = listener_attack(&w, &["--keep-capability", "SYS_PTRACE"]);
+    let out = listener_attack(&w, &["--keep-capability", "SYS_PTRACE"], true);
     assert!(stdout(&out).contains("getfd=listener"), "{out:?}");
     assert!(!w.path("stolen-dir").exists());
 }
@@ -279,7 +295,11 @@ fn the_command_cannot_take_the_seccomp_listener() {
 /// `unshare ARGS -- defender run ... -- sh -c SCRIPT`: the defender in namespaces of the test's
 /// own, with the default policy.
 fn in_namespaces(w: &World, unshare: &[&str], extra: &[&str], script: &str) -> Output {
-    let inner = w.command(None, extra, &["sh", "-c", script]);
+    wrapped(w, unshare, w.command(None, extra, &["sh", "-c", script]))
+}
+
+/// `unshare ARGS -- INNER`: INNER (a `defender run` command) in namespaces of the test's own.
+fn wrapped(w: &World, unshare: &[&str], inner: Command) -> Output {
     let mut c = Command::new(require("unshare"));
     c.args(unshare)
         .arg("--")
