@@ -328,8 +328,14 @@ fn prevent_judges_a_message_split_across_segments() {
     let nw = world();
     let denied = framed(&query(20, "denied.test"));
     let allowed = framed(&query(21, "allowed.test"));
-    let segments = [&denied[..1], &denied[1..20], &denied[20..], &allowed[..15], &allowed[15..]]
-        .map(hex);
+    let segments = [
+        &denied[..1],
+        &denied[1..20],
+        &denied[20..],
+        &allowed[..15],
+        &allowed[15..],
+    ]
+    .map(hex);
     let mut args = vec!["2".to_string()];
     args.extend(segments);
     let (out, audits) = attack(&nw, "prevent", "tcp", &args);
@@ -352,7 +358,12 @@ fn prevent_judges_a_message_split_across_segments() {
 fn prevent_refuses_malformed_tcp_messages() {
     let nw = world();
     for case in cases() {
-        let (out, audits) = attack(&nw, "prevent", "tcp", &["1".into(), hex(&framed(&case.msg))]);
+        let (out, audits) = attack(
+            &nw,
+            "prevent",
+            "tcp",
+            &["1".into(), hex(&framed(&case.msg))],
+        );
         let id = u16::from_be_bytes([case.msg[0], case.msg[1]]);
         assert_eq!(
             lines(&out),
@@ -431,9 +442,20 @@ fn well_formed_queries_still_pass() {
     for transport in ["+notcp", "+tcp"] {
         let out = nw.run(
             &policy("prevent"),
-            &["dig", transport, "+time=5", "+tries=1", &format!("@{SERVER}"), "allowed.test", "A"],
+            &[
+                "dig",
+                transport,
+                "+time=5",
+                "+tries=1",
+                &format!("@{SERVER}"),
+                "allowed.test",
+                "A",
+            ],
         );
-        assert!(stdout(&out).contains("status: NOERROR"), "{transport}: {out:?}");
+        assert!(
+            stdout(&out).contains("status: NOERROR"),
+            "{transport}: {out:?}"
+        );
     }
     let q = query(30, "allowed.test");
     for mode in ["udp-connect", "udp-sendto"] {

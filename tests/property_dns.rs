@@ -9,7 +9,7 @@
 use defender::dns::query::{self, Reason};
 use defender::dns::{Decision, decide, refusal, substitute};
 use defender::policy::Rule;
-use hickory_proto::op::{Message, MessageType, OpCode};
+use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
 use proptest::prelude::*;
 
 /// A rule that prevents one name and allows every other.
@@ -152,9 +152,27 @@ fn judge_everything(msg: &[u8]) {
             assert_eq!(f.malformed.is_some(), query::read(msg).is_err());
         }
     }
-    let _ = refusal(msg);
-    if let Some(s) = substitute(msg) {
-        assert_eq!(query::read(&s).unwrap().name, "invalid");
+    match query::read(msg) {
+        // A refused query is answered NXDOMAIN with its own id and question; its substitute asks
+        // the same of `invalid.`.
+        Ok(_) => {
+            let asked = Message::from_vec(msg).unwrap();
+            let r = Message::from_vec(&refusal(msg).unwrap()).unwrap();
+            assert_eq!(r.metadata.message_type, MessageType::Response);
+            assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
+            assert_eq!(r.metadata.id, asked.metadata.id);
+            assert_eq!(r.queries, asked.queries);
+            let s = substitute(msg).unwrap();
+            assert_eq!(query::read(&s).unwrap().name, "invalid");
+            let s = Message::from_vec(&s).unwrap();
+            assert_eq!(s.queries[0].query_type, asked.queries[0].query_type);
+            assert_eq!(s.queries[0].query_class, asked.queries[0].query_class);
+            assert_eq!((s.metadata.id, s.edns), (asked.metadata.id, asked.edns));
+        }
+        Err(_) => {
+            let _ = refusal(msg);
+            assert_eq!(substitute(msg), None);
+        }
     }
 }
 
@@ -256,7 +274,7 @@ fn apply(p: &Parts, m: &Mutation) -> Option<(Vec<u8>, Option<Reason>)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 1000, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn arbitrary_bytes_never_panic(msg in prop::collection::vec(any::<u8>(), 0..300)) {
@@ -280,6 +298,7 @@ proptest! {
     #[test]
     fn well_formed_queries_are_accepted_and_judged_by_their_name(p in parts()) {
         let msg = p.bytes();
+        judge_everything(&msg);
         let q = query::read(&msg).expect("well-formed");
         prop_assert_eq!(&q.name, &p.name());
         prop_assert_eq!(q.id, p.id);

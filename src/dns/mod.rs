@@ -1,13 +1,10 @@
 //! DNS: judging the messages the container sends to name servers (each must be exactly one
-//! well-formed query, see [`query`], whose name the `dns` section allows) and writing the answers
-//! the defender gives instead of the name server (hickory-proto does the wire format), and the
-//! forwarder that stands between the container's resolver library and its name servers.
+//! well-formed query, see [`query`], whose name the `dns` section allows), writing the answers
+//! the defender gives instead of the name server, and the forwarder that stands between the
+//! container's resolver library and its name servers.
 
 pub mod forwarder;
 pub mod query;
-
-use hickory_proto::op::{Message, Metadata, Query, ResponseCode};
-use hickory_proto::rr::Name;
 
 use crate::audit::{Activity, ActivityViolation, Event, MalformedDns, Scope};
 use crate::policy::{Attack, Effect, Rule};
@@ -120,47 +117,38 @@ pub enum Decision {
 }
 
 /// The answer to a refused message. For a well-formed query: NXDOMAIN ("not found", what
-/// policy.md asks for), with the query's id and question so that every resolver library accepts
-/// it as the reply. For anything else: a bare header with its id and FORMERR, what a name server
-/// answers a message it cannot read (RFC 1035 4.1.1); nothing when it has no id.
+/// policy.md asks for), the query itself with QR, RA and RCODE 3 set (same id, question and EDNS
+/// record), so that every resolver library accepts it as the reply. For anything else: a bare
+/// header with its id and FORMERR, what a name server answers a message it cannot read (RFC 1035
+/// 4.1.1); nothing when it has no id.
 pub fn refusal(msg: &[u8]) -> Option<Vec<u8>> {
+    // Byte 2: QR, opcode (4 bits), AA, TC, RD. Byte 3: RA, Z, AD, CD, RCODE (4 bits).
+    let opcode_and_rd = msg.get(2).map_or(0, |b| b & 0x79);
     if query::read(msg).is_err() {
-        let id = id(msg)?;
-        let opcode_and_rd = msg.get(2).map_or(0, |b| b & 0x79);
-        let mut r = id.to_be_bytes().to_vec();
-        // QR, the opcode and RD as asked, RCODE 1 (FORMERR); no records.
+        let mut r = id(msg)?.to_be_bytes().to_vec();
         r.extend([0x80 | opcode_and_rd, 0x01]);
         r.extend([0; 8]);
         return Some(r);
     }
-    let q = Message::from_vec(msg).ok()?;
-    let mut r = Message::response(q.metadata.id, q.metadata.op_code);
-    r.metadata = Metadata::response_from_request(&q.metadata);
-    r.metadata.recursion_available = true;
-    r.metadata.response_code = ResponseCode::NXDomain;
-    r.queries = q.queries;
-    r.edns = q.edns;
-    r.to_vec().ok()
+    let mut r = msg.to_vec();
+    r[2] = 0x80 | opcode_and_rd;
+    r[3] = 0x80 | (msg[3] & 0x10) | 0x03;
+    Some(r)
 }
 
 /// The name a substitute query asks for: RFC 6761 reserves `invalid.`, for which every resolver
 /// answers NXDOMAIN.
-const SUBSTITUTE: &str = "invalid.";
+const SUBSTITUTE: &[u8] = b"\x07invalid\x00";
 
 /// A query that takes a prevented one's place where the defender cannot answer in the name
 /// server's name (musl's resolver sends with `sendto` from an unconnected socket and accepts only
-/// replies whose source is the name server, see supervisor/net.rs): the same id, flags and record
-/// type, asking for `invalid.`, so that the server's NXDOMAIN is taken as the answer and the
-/// prevented name never leaves the container. None for a message that is not exactly one
-/// well-formed query: there is no lookup to end, and it is not sent.
+/// replies whose source is the name server, see supervisor/net.rs): the same query (id, flags,
+/// record type and class, EDNS record) asking for `invalid.`, so that the server's NXDOMAIN is
+/// taken as the answer and the prevented name never leaves the container. None for a message that
+/// is not exactly one well-formed query: there is no lookup to end, and it is not sent.
 pub fn substitute(msg: &[u8]) -> Option<Vec<u8>> {
-    query::read(msg).ok()?;
-    let mut q = Message::from_vec(msg).ok()?;
-    let first = q.queries.first()?.clone();
-    let mut sub = Query::query(Name::from_ascii(SUBSTITUTE).ok()?, first.query_type);
-    sub.query_class = first.query_class;
-    q.queries = vec![sub];
-    q.to_vec().ok()
+    let q = query::read(msg).ok()?;
+    Some([&msg[..query::HEADER], SUBSTITUTE, &msg[q.name_end..]].concat())
 }
 
 /// The id of a DNS message (its first two bytes), if it has one.
@@ -171,8 +159,8 @@ pub fn id(packet: &[u8]) -> Option<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hickory_proto::op::{Edns, MessageType, OpCode};
-    use hickory_proto::rr::RecordType;
+    use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+    use hickory_proto::rr::{Name, RecordType};
 
     fn query(id: u16, names: &[(&str, RecordType)], edns: bool) -> Vec<u8> {
         let mut m = Message::new(id, MessageType::Query, OpCode::Query);

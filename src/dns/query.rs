@@ -15,6 +15,8 @@ pub struct Query {
     /// The question name, lowercased, labels joined by dots, without the trailing dot; `.` for the
     /// root.
     pub name: String,
+    /// Where the question name ends in the message (it starts right after the header, at 12).
+    pub name_end: usize,
 }
 
 /// Why a message is not exactly one well-formed query. The wording is the `{reason}` of the audit
@@ -66,7 +68,7 @@ pub struct Malformed {
 }
 
 /// The header's length (RFC 1035 4.1.1).
-const HEADER: usize = 12;
+pub const HEADER: usize = 12;
 /// The longest name, in wire form (RFC 1035 2.3.4).
 const MAX_NAME: usize = 255;
 /// The OPT pseudo-record's type (RFC 6891 6.1.2).
@@ -122,7 +124,11 @@ pub fn read(msg: &[u8]) -> Result<Query, Malformed> {
     if msg.len() > at {
         return Err(fail(Reason::Trailing(msg.len() - at)));
     }
-    Ok(Query { id, name: text })
+    Ok(Query {
+        id,
+        name: text,
+        name_end: end,
+    })
 }
 
 /// The plain name starting at `at`, as text, and where it ends.
@@ -230,11 +236,14 @@ mod tests {
             (msg(0, ONE, "_srv._tcp.x-y.test", &[]), "_srv._tcp.x-y.test"),
         ];
         for (m, name) in cases {
+            let labels = name.split('.').filter(|l| !l.is_empty() && *l != ".");
+            let name_end = HEADER + labels.map(|l| l.len() + 1).sum::<usize>() + 1;
             assert_eq!(
                 read(m),
                 Ok(Query {
                     id: 0x1234,
-                    name: name.to_string()
+                    name: name.to_string(),
+                    name_end,
                 })
             );
         }

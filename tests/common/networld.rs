@@ -535,7 +535,10 @@ impl NetWorld {
             let logged = wait_until(Duration::from_secs(10), || {
                 read().iter().any(|(_, m)| *m == sentinel)
             });
-            assert!(logged, "the lenient DNS server on {ip} never logged its sentinel");
+            assert!(
+                logged,
+                "the lenient DNS server on {ip} never logged its sentinel"
+            );
         }
         let mut messages = read();
         messages.retain(|(_, m)| !m.starts_with(b"sentinel-"));
