@@ -28,6 +28,11 @@ fn rule(effect: &str) -> Rule {
         .clone()
 }
 
+/// An EDNS option: code, data.
+type EdnsOption = (u16, Vec<u8>);
+/// An OPT record: payload size, DO flag, options.
+type Opt = (u16, bool, Vec<EdnsOption>);
+
 /// The parts of a well-formed query.
 #[derive(Clone, Debug)]
 struct Parts {
@@ -37,8 +42,7 @@ struct Parts {
     labels: Vec<String>,
     qtype: u16,
     qclass: u16,
-    /// An OPT record: payload size, DO flag, options (code, data).
-    opt: Option<(u16, bool, Vec<(u16, Vec<u8>)>)>,
+    opt: Option<Opt>,
 }
 
 impl Parts {

@@ -259,7 +259,7 @@ mod tests {
         let mut reserved = msg(0x0100, ONE, "", &[]);
         reserved[12] = 0x41;
         let long = vec!["a".repeat(63); 4].join(".");
-        let fits = vec![
+        let fits = [
             "a".repeat(63),
             "a".repeat(63),
             "a".repeat(63),
