@@ -118,21 +118,26 @@ pub enum Decision {
 
 /// The answer to a refused message. For a well-formed query: NXDOMAIN ("not found", what
 /// policy.md asks for), the query itself with QR, RA and RCODE 3 set (same id, question and EDNS
-/// record), so that every resolver library accepts it as the reply. For anything else: a bare
-/// header with its id and FORMERR, what a name server answers a message it cannot read (RFC 1035
-/// 4.1.1); nothing when it has no id.
+/// record, whose extended RCODE bits are cleared since they extend the header's), so that every
+/// resolver library accepts it as the reply. For anything else: a bare header with its id and
+/// FORMERR, what a name server answers a message it cannot read (RFC 1035 4.1.1); nothing when it
+/// has no id.
 pub fn refusal(msg: &[u8]) -> Option<Vec<u8>> {
     // Byte 2: QR, opcode (4 bits), AA, TC, RD. Byte 3: RA, Z, AD, CD, RCODE (4 bits).
     let opcode_and_rd = msg.get(2).map_or(0, |b| b & 0x79);
-    if query::read(msg).is_err() {
+    let Ok(q) = query::read(msg) else {
         let mut r = id(msg)?.to_be_bytes().to_vec();
         r.extend([0x80 | opcode_and_rd, 0x01]);
         r.extend([0; 8]);
         return Some(r);
-    }
+    };
     let mut r = msg.to_vec();
     r[2] = 0x80 | opcode_and_rd;
     r[3] = 0x80 | (msg[3] & 0x10) | 0x03;
+    if let Some(opt) = q.opt_at {
+        // The OPT record: owner (1 byte), type (2), payload size (2), then the extended RCODE.
+        r[opt + 5] = 0;
+    }
     Some(r)
 }
 
@@ -354,7 +359,11 @@ mod tests {
 
     #[test]
     fn nxdomain_answers_a_refused_query() {
-        let q = query(0xbeef, &[("denied.test.", RecordType::AAAA)], true);
+        let mut q = query(0xbeef, &[("denied.test.", RecordType::AAAA)], true);
+        // Extended RCODE bits in the query's OPT record (the last 11 bytes) must not reach the
+        // answer's RCODE.
+        let ext = q.len() - 6;
+        q[ext] = 0x05;
         let r = Message::from_vec(&refusal(&q).unwrap()).unwrap();
         assert_eq!(r.metadata.id, 0xbeef);
         assert_eq!(r.metadata.message_type, MessageType::Response);

@@ -17,6 +17,8 @@ pub struct Query {
     pub name: String,
     /// Where the question name ends in the message (it starts right after the header, at 12).
     pub name_end: usize,
+    /// Where the OPT record starts, if there is one.
+    pub opt_at: Option<usize>,
 }
 
 /// Why a message is not exactly one well-formed query. The wording is the `{reason}` of the audit
@@ -118,6 +120,7 @@ pub fn read(msg: &[u8]) -> Result<Query, Malformed> {
     if msg.len() < at {
         return Err(fail(Reason::Truncated));
     }
+    let opt_at = (ar == 1).then_some(at);
     if ar == 1 {
         at = read_opt(msg, at).map_err(fail)?;
     }
@@ -128,6 +131,7 @@ pub fn read(msg: &[u8]) -> Result<Query, Malformed> {
         id,
         name: text,
         name_end: end,
+        opt_at,
     })
 }
 
@@ -244,6 +248,7 @@ mod tests {
                     id: 0x1234,
                     name: name.to_string(),
                     name_end,
+                    opt_at: (m[11] == 1).then_some(name_end + 4),
                 })
             );
         }
