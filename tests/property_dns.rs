@@ -146,20 +146,18 @@ fn hickory_name(msg: &[u8]) -> String {
 /// Everything the DNS paths do with a message: none of it may panic; an accepted message must
 /// read the same in hickory-proto. Returns whether it was accepted.
 fn judge_everything(msg: &[u8]) -> bool {
-    if let Ok(q) = query::read(msg) {
-        assert_eq!(q.name, hickory_name(msg));
-        assert_eq!(q.id, u16::from_be_bytes([msg[0], msg[1]]));
-    }
+    let read = query::read(msg);
     for effect in ["alert", "prevent", "block"] {
         let (_, finding) = decide(&rule(effect), msg, 1, "/bin/x");
         if let Some(f) = finding {
-            assert_eq!(f.malformed.is_some(), query::read(msg).is_err());
+            assert_eq!(f.malformed.is_some(), read.is_err());
         }
     }
-    match query::read(msg) {
-        // A refused query is answered NXDOMAIN with its own id and question; its substitute asks
-        // the same of `invalid.`.
-        Ok(_) => {
+    match &read {
+        // Read as hickory-proto reads it. A refused query is answered NXDOMAIN with its own id and
+        // question; its substitute asks the same of `invalid.`.
+        Ok(q) => {
+            assert_eq!(q.name, hickory_name(msg));
             let asked = Message::from_vec(msg).unwrap();
             let r = Message::from_vec(&refusal(msg).unwrap()).unwrap();
             assert_eq!(r.metadata.message_type, MessageType::Response);
@@ -178,7 +176,7 @@ fn judge_everything(msg: &[u8]) -> bool {
             assert_eq!(substitute(msg), None);
         }
     }
-    query::read(msg).is_ok()
+    read.is_ok()
 }
 
 /// One malformation applied to a well-formed query, and the reason it must be rejected with.
@@ -292,7 +290,6 @@ proptest! {
         prop_assert!(judge_everything(&msg));
         let q = query::read(&msg).expect("well-formed");
         prop_assert_eq!(&q.name, &p.name());
-        prop_assert_eq!(q.id, p.id);
         prop_assert_eq!(hickory_name(&msg), p.name());
         let (decision, finding) = decide(&prevent(), &msg, 1, "/bin/x");
         prop_assert_eq!(decision, Decision::Pass);

@@ -11,7 +11,6 @@
 /// A message that is exactly one well-formed standard query.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Query {
-    pub id: u16,
     /// The question name, lowercased, labels joined by dots, without the trailing dot; `.` for the
     /// root.
     pub name: String,
@@ -47,7 +46,7 @@ pub enum Reason {
     LongName,
     #[error("a byte other than a letter, digit, '-' or '_' in the question name")]
     NameByte,
-    #[error("the message ends inside a record")]
+    #[error("the message ends inside its question or a record")]
     Truncated,
     #[error("an additional record that is not an EDNS OPT record owned by the root")]
     NotOpt,
@@ -98,7 +97,7 @@ pub fn read(msg: &[u8]) -> Result<Query, Malformed> {
         return Err(fail(Reason::Short));
     };
     let word = |i: usize| u16::from_be_bytes([header[i], header[i + 1]]);
-    let (id, flags) = (word(0), word(2));
+    let flags = word(2);
     let (qd, an, ns, ar) = (word(4), word(6), word(8), word(10));
     if flags & 0x8000 != 0 {
         return Err(fail(Reason::Response));
@@ -128,7 +127,6 @@ pub fn read(msg: &[u8]) -> Result<Query, Malformed> {
         return Err(fail(Reason::Trailing(msg.len() - at)));
     }
     Ok(Query {
-        id,
         name: text,
         name_end: end,
         opt_at,
@@ -245,7 +243,6 @@ mod tests {
             assert_eq!(
                 read(m),
                 Ok(Query {
-                    id: 0x1234,
                     name: name.to_string(),
                     name_end,
                     opt_at: (m[11] == 1).then_some(name_end + 4),
