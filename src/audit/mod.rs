@@ -222,6 +222,7 @@ impl Event {
         e
     }
 
+    /// A DNS message that is not exactly one well-formed query (see [`MalformedDns`]).
     pub fn malformed_dns(scope: &Scope, v: &MalformedDns<'_>) -> Event {
         let message = format!(
             "Malformed DNS message ({}) sent by {} is not allowed by a runtime rule",
