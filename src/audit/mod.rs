@@ -117,6 +117,19 @@ pub struct ActivityViolation<'a> {
     pub activity: Activity,
 }
 
+/// A DNS message that is not exactly one well-formed query: the contract's DNS sentences name a
+/// domain, so it has a sentence of its own, `Malformed DNS message ({reason}) sent by {process} is
+/// not allowed by a runtime rule`; its attack is `dnsNotAllowed` (no allow list can allow it).
+pub struct MalformedDns<'a> {
+    pub rule: &'a str,
+    pub effect: Effect,
+    pub pid: u32,
+    pub process: &'a str,
+    /// The question name when it could be read exactly, else empty.
+    pub domain: &'a str,
+    pub reason: &'a str,
+}
+
 impl Event {
     fn new(
         scope: &Scope,
@@ -206,6 +219,26 @@ impl Event {
             Activity::Listen { port } => e.port = Some(*port),
             Activity::Dns { domain } => e.domain = Some(domain.clone()),
         }
+        e
+    }
+
+    /// A DNS message that is not exactly one well-formed query (see [`MalformedDns`]).
+    pub fn malformed_dns(scope: &Scope, v: &MalformedDns<'_>) -> Event {
+        let message = format!(
+            "Malformed DNS message ({}) sent by {} is not allowed by a runtime rule",
+            v.reason, v.process
+        );
+        let mut e = Event::new(
+            scope,
+            Kind::Dns,
+            v.effect.as_str(),
+            v.pid,
+            v.process,
+            message,
+        );
+        e.rule = Some(v.rule.to_string());
+        e.attack = Some(Attack::NotAllowed.name(Kind::Dns.as_str()));
+        e.domain = Some(v.domain.to_string());
         e
     }
 

@@ -1,9 +1,11 @@
 //! The DNS forwarder: where the container's DNS sockets end up. When a process connects a socket to
 //! a name server (port 53, UDP or TCP), the supervisor connects it here instead and registers which
-//! server it asked for (supervisor/net.rs). Every question is then checked: a prevented name is
-//! answered NXDOMAIN at once and never leaves the container; the rest is sent on, unchanged, to the
-//! server the process asked for, and the server's answer comes back unchanged (same records, same
-//! TTLs; only the socket's peer, as getpeername(2) shows it, is the forwarder).
+//! server it asked for (supervisor/net.rs). Every message is then checked: a prevented name is
+//! answered NXDOMAIN at once and never leaves the container, a message that is not exactly one
+//! well-formed query is answered FORMERR; the rest is sent on, unchanged, to the server the
+//! process asked for, and the server's answer comes back unchanged (same records, same TTLs; only
+//! the socket's peer, as getpeername(2) shows it, is the forwarder). Over TCP each length-prefixed
+//! message is judged on its own, wherever the stream's segments cut it.
 //!
 //! glibc (connect, then send/sendmmsg), Go (connect, then write) and every TCP resolver (dig +tcp,
 //! glibc after a truncated answer) go through here. musl, which sends with `sendto` on an
@@ -18,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
-use super::{Decision, Finding, decide, nxdomain};
+use super::{Decision, Finding, decide, refusal};
 use crate::policy::{Effect, Live};
 
 /// How long the forwarder waits for a name server before giving up on a query (the resolver
@@ -60,7 +62,7 @@ fn verdict(decision: Decision, effect: Effect, query: &[u8]) -> Verdict {
         // The container is being stopped: no answer, so that the asking process cannot act on one
         // before the supervisor's kill reaches it.
         (Decision::Refuse, Effect::Block) => Verdict::Drop,
-        (Decision::Refuse, _) => nxdomain(query).map_or(Verdict::Drop, Verdict::Answer),
+        (Decision::Refuse, _) => refusal(query).map_or(Verdict::Drop, Verdict::Answer),
     }
 }
 

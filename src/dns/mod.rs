@@ -1,77 +1,96 @@
-//! DNS: reading the questions of a query the container sends and writing the answers the defender
-//! gives instead of the resolver (hickory-proto does the wire format), and the forwarder that
-//! stands between the container's resolver library and its name servers.
+//! DNS: judging the messages the container sends to name servers (each must be exactly one
+//! well-formed query, see [`query`], whose name the `dns` section allows), writing the answers
+//! the defender gives instead of the name server, and the forwarder that stands between the
+//! container's resolver library and its name servers.
 
 pub mod forwarder;
+pub mod query;
 
-use hickory_proto::op::{Message, MessageType, Metadata, Query, ResponseCode};
-use hickory_proto::rr::Name;
-
-use crate::policy::{Attack, Dns, Effect, Rule};
+use crate::audit::{Activity, ActivityViolation, Event, MalformedDns, Scope};
+use crate::policy::{Attack, Effect, Rule};
+use query::Reason;
 
 /// The standard DNS port, where the sensor looks for queries.
 pub const PORT: u16 = 53;
 
-/// A query the defender could not read as DNS.
-#[derive(Debug, thiserror::Error)]
-#[error("not a DNS query: {0}")]
-pub struct NotDns(String);
-
-/// The question names of a query, lowercased and without the trailing dot, as audits show them.
-pub fn questions(packet: &[u8]) -> Result<Vec<String>, NotDns> {
-    let msg = Message::from_vec(packet).map_err(|e| NotDns(e.to_string()))?;
-    if msg.metadata.message_type != MessageType::Query {
-        return Err(NotDns("a response, not a query".into()));
-    }
-    Ok(msg.queries.iter().map(|q| display_name(&q.name)).collect())
-}
-
-fn display_name(name: &Name) -> String {
-    let ascii = name.to_lowercase().to_ascii();
-    match ascii.strip_suffix('.') {
-        Some(s) if !s.is_empty() => s.to_string(),
-        _ => ascii,
-    }
-}
-
-/// The first question name the `dns` section objects to, with why.
-pub fn judge(dns: &Dns, names: &[String]) -> Option<(Attack, String)> {
-    names
-        .iter()
-        .find_map(|n| dns.check_domain(n).map(|a| (a, n.clone())))
-}
-
-/// A question the `dns` section objected to, for the supervisor to audit (and act on, for `block`).
+/// A DNS message the `dns` section objected to, for the supervisor to audit (and act on, for
+/// `block`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Finding {
     pub pid: u32,
     pub process: String,
+    /// The question name; for a malformed message, the name a lenient server could read, or empty.
     pub domain: String,
     pub attack: Attack,
     pub effect: Effect,
+    /// Why the message is not exactly one well-formed query, when it is not.
+    pub malformed: Option<Reason>,
 }
 
-/// The checks shared by every path a query takes: judges it against the rule and says what to do
-/// and, when the rule objects to a question, what to report.
-pub fn decide(rule: &Rule, query: &[u8], pid: u32, process: &str) -> (Decision, Option<Finding>) {
+impl Finding {
+    /// The audit event.
+    pub fn event(&self, scope: &Scope, rule: &str) -> Event {
+        match self.malformed {
+            None => Event::activity(
+                scope,
+                &ActivityViolation {
+                    rule,
+                    effect: self.effect,
+                    attack: self.attack,
+                    pid: self.pid,
+                    process: &self.process,
+                    activity: Activity::Dns {
+                        domain: self.domain.clone(),
+                    },
+                },
+            ),
+            Some(reason) => Event::malformed_dns(
+                scope,
+                &MalformedDns {
+                    rule,
+                    effect: self.effect,
+                    pid: self.pid,
+                    process: &self.process,
+                    domain: &self.domain,
+                    reason: &reason.to_string(),
+                },
+            ),
+        }
+    }
+
+    /// What was done, for the `block` event.
+    pub fn what(&self) -> String {
+        match self.malformed {
+            None => format!("{} resolving {}", self.process, self.domain),
+            Some(reason) => format!(
+                "{} sending a malformed DNS message ({reason})",
+                self.process
+            ),
+        }
+    }
+}
+
+/// The checks shared by every path a message to a name server takes: judges it against the rule
+/// and says what to do and, when the rule objects to it, what to report. A message that is not
+/// exactly one well-formed query is outside what any allow list can allow (`notAllowed`).
+pub fn decide(rule: &Rule, msg: &[u8], pid: u32, process: &str) -> (Decision, Option<Finding>) {
     let dns = rule.dns();
     if dns.effect() == Effect::Disable {
         return (Decision::Pass, None);
     }
-    let names = match questions(query) {
-        Ok(n) => n,
-        // Not readable as a query: sent on under `alert` (which never breaks anything), dropped
-        // otherwise, since its question cannot be checked (fail closed).
-        Err(e) => {
-            log::debug!("query from pid {pid} ({process}): {e}");
-            return match dns.effect() {
-                Effect::Alert => (Decision::Pass, None),
-                _ => (Decision::Refuse, None),
-            };
+    let (domain, attack, malformed) = match query::read(msg) {
+        Ok(q) => match dns.check_domain(&q.name) {
+            None => return (Decision::Pass, None),
+            Some(attack) => (q.name, attack, None),
+        },
+        Err(m) => {
+            log::debug!("DNS message from pid {pid} ({process}): {m}");
+            (
+                m.name.unwrap_or_default(),
+                Attack::NotAllowed,
+                Some(m.reason),
+            )
         }
-    };
-    let Some((attack, domain)) = judge(dns, &names) else {
-        return (Decision::Pass, None);
     };
     let finding = Finding {
         pid,
@@ -79,6 +98,7 @@ pub fn decide(rule: &Rule, query: &[u8], pid: u32, process: &str) -> (Decision, 
         domain,
         attack,
         effect: dns.effect(),
+        malformed,
     };
     let decision = match dns.effect() {
         Effect::Alert | Effect::Disable => Decision::Pass,
@@ -90,41 +110,50 @@ pub fn decide(rule: &Rule, query: &[u8], pid: u32, process: &str) -> (Decision, 
 /// The outcome of [`decide`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decision {
-    /// The query may reach its server.
+    /// The message may reach its server.
     Pass,
-    /// It must not: answer NXDOMAIN where possible.
+    /// It must not: answer with a refusal where possible.
     Refuse,
 }
 
-/// The answer to a prevented query: NXDOMAIN ("not found", what policy.md asks for), with the
-/// query's id and questions so that every resolver library accepts it as the reply.
-pub fn nxdomain(query: &[u8]) -> Option<Vec<u8>> {
-    let q = Message::from_vec(query).ok()?;
-    let mut r = Message::response(q.metadata.id, q.metadata.op_code);
-    r.metadata = Metadata::response_from_request(&q.metadata);
-    r.metadata.recursion_available = true;
-    r.metadata.response_code = ResponseCode::NXDomain;
-    r.queries = q.queries;
-    r.edns = q.edns;
-    r.to_vec().ok()
+/// The answer to a refused message. For a well-formed query: NXDOMAIN ("not found", what
+/// policy.md asks for), the query itself with QR, RA and RCODE 3 set (same id, question and EDNS
+/// record, whose extended RCODE bits are cleared since they extend the header's), so that every
+/// resolver library accepts it as the reply. For anything else: a bare header with its id and
+/// FORMERR, what a name server answers a message it cannot read (RFC 1035 4.1.1); nothing when it
+/// has no id.
+pub fn refusal(msg: &[u8]) -> Option<Vec<u8>> {
+    // Byte 2: QR, opcode (4 bits), AA, TC, RD. Byte 3: RA, Z, AD, CD, RCODE (4 bits).
+    let opcode_and_rd = msg.get(2).map_or(0, |b| b & 0x79);
+    let Ok(q) = query::read(msg) else {
+        let mut r = id(msg)?.to_be_bytes().to_vec();
+        r.extend([0x80 | opcode_and_rd, 0x01]);
+        r.extend([0; 8]);
+        return Some(r);
+    };
+    let mut r = msg.to_vec();
+    r[2] = 0x80 | opcode_and_rd;
+    r[3] = 0x80 | (msg[3] & 0x10) | 0x03;
+    if let Some(opt) = q.opt_at {
+        // The OPT record: owner (1 byte), type (2), payload size (2), then the extended RCODE.
+        r[opt + 5] = 0;
+    }
+    Some(r)
 }
 
 /// The name a substitute query asks for: RFC 6761 reserves `invalid.`, for which every resolver
 /// answers NXDOMAIN.
-const SUBSTITUTE: &str = "invalid.";
+const SUBSTITUTE: &[u8] = b"\x07invalid\x00";
 
 /// A query that takes a prevented one's place where the defender cannot answer in the name
 /// server's name (musl's resolver sends with `sendto` from an unconnected socket and accepts only
-/// replies whose source is the name server, see supervisor/net.rs): the same id, flags and record
-/// type, asking for `invalid.`, so that the server's NXDOMAIN is taken as the answer and the
-/// prevented name never leaves the container.
-pub fn substitute(query: &[u8]) -> Option<Vec<u8>> {
-    let mut q = Message::from_vec(query).ok()?;
-    let first = q.queries.first()?.clone();
-    let mut sub = Query::query(Name::from_ascii(SUBSTITUTE).ok()?, first.query_type);
-    sub.query_class = first.query_class;
-    q.queries = vec![sub];
-    q.to_vec().ok()
+/// replies whose source is the name server, see supervisor/net.rs): the same query (id, flags,
+/// record type and class, EDNS record) asking for `invalid.`, so that the server's NXDOMAIN is
+/// taken as the answer and the prevented name never leaves the container. None for a message that
+/// is not exactly one well-formed query: there is no lookup to end, and it is not sent.
+pub fn substitute(msg: &[u8]) -> Option<Vec<u8>> {
+    let q = query::read(msg).ok()?;
+    Some([&msg[..query::HEADER], SUBSTITUTE, &msg[q.name_end..]].concat())
 }
 
 /// The id of a DNS message (its first two bytes), if it has one.
@@ -135,8 +164,8 @@ pub fn id(packet: &[u8]) -> Option<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hickory_proto::op::{Edns, OpCode};
-    use hickory_proto::rr::RecordType;
+    use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+    use hickory_proto::rr::{Name, RecordType};
 
     fn query(id: u16, names: &[(&str, RecordType)], edns: bool) -> Vec<u8> {
         let mut m = Message::new(id, MessageType::Query, OpCode::Query);
@@ -165,19 +194,38 @@ mod tests {
         let prevent = rule(r#"{"effect": "prevent", "deny": ["denied.test"]}"#);
         let alert = rule(r#"{"effect": "alert", "allow": ["*.amazonaws.com"]}"#);
         let off = rule(r#"{"effect": "disable", "deny": ["*"]}"#);
-        type Case<'a> = (&'a Rule, Vec<u8>, Decision, Option<(&'a str, Attack)>);
+        let denied = query(9, &[("denied.test.", RecordType::A)], false);
+        let two = query(
+            9,
+            &[
+                ("allowed.test.", RecordType::A),
+                ("denied.test.", RecordType::A),
+            ],
+            false,
+        );
+        let trailing = [
+            &query(9, &[("s3.amazonaws.com.", RecordType::A)], true)[..],
+            b"x",
+        ]
+        .concat();
+        type Case<'a> = (
+            &'a Rule,
+            Vec<u8>,
+            Decision,
+            Option<(&'a str, Attack, Option<Reason>)>,
+        );
         let cases: &[Case] = &[
             (
                 &prevent,
-                query(9, &[("denied.test.", RecordType::A)], false),
+                denied.clone(),
                 Decision::Refuse,
-                Some(("denied.test", Attack::ExplicitlyDenied)),
+                Some(("denied.test", Attack::ExplicitlyDenied, None)),
             ),
             (
                 &prevent,
-                query(9, &[("DENIED.test.", RecordType::A)], false),
+                query(9, &[("DENIED.test.", RecordType::A)], true),
                 Decision::Refuse,
-                Some(("denied.test", Attack::ExplicitlyDenied)),
+                Some(("denied.test", Attack::ExplicitlyDenied, None)),
             ),
             (
                 &prevent,
@@ -185,7 +233,24 @@ mod tests {
                 Decision::Pass,
                 None,
             ),
-            (&prevent, b"junk".to_vec(), Decision::Refuse, None),
+            // Not a query at all: refused and reported, with no name.
+            (
+                &prevent,
+                b"junk".to_vec(),
+                Decision::Refuse,
+                Some(("", Attack::NotAllowed, Some(Reason::Short))),
+            ),
+            // Two questions, the first allowed: refused whole, reported under the first name.
+            (
+                &prevent,
+                two.clone(),
+                Decision::Refuse,
+                Some((
+                    "allowed.test",
+                    Attack::NotAllowed,
+                    Some(Reason::Questions(2)),
+                )),
+            ),
             (
                 &alert,
                 query(9, &[("s3.amazonaws.com.", RecordType::A)], false),
@@ -196,54 +261,110 @@ mod tests {
                 &alert,
                 query(9, &[("evil.test.", RecordType::A)], false),
                 Decision::Pass,
-                Some(("evil.test", Attack::NotAllowed)),
+                Some(("evil.test", Attack::NotAllowed, None)),
             ),
-            (&alert, b"junk".to_vec(), Decision::Pass, None),
             (
-                &off,
-                query(9, &[("anything.test.", RecordType::A)], false),
+                &alert,
+                b"junk".to_vec(),
                 Decision::Pass,
-                None,
+                Some(("", Attack::NotAllowed, Some(Reason::Short))),
             ),
+            // An allowed name is no excuse for a malformed message.
+            (
+                &alert,
+                trailing,
+                Decision::Pass,
+                Some((
+                    "s3.amazonaws.com",
+                    Attack::NotAllowed,
+                    Some(Reason::Trailing(1)),
+                )),
+            ),
+            (&off, denied, Decision::Pass, None),
+            (&off, two, Decision::Pass, None),
         ];
         for (rule, q, want, finding) in cases {
             let (decision, seen) = decide(rule, q, 42, "/usr/bin/getent");
-            assert_eq!(decision, *want);
-            let seen = seen.map(|f| (f.domain, f.attack, f.pid, f.process));
-            let want = finding.map(|(d, a)| (d.to_string(), a, 42, "/usr/bin/getent".to_string()));
+            assert_eq!(decision, *want, "{q:02x?}");
+            let seen = seen.map(|f| (f.domain, f.attack, f.malformed, f.pid, f.process));
+            let want =
+                finding.map(|(d, a, m)| (d.to_string(), a, m, 42, "/usr/bin/getent".to_string()));
             assert_eq!(seen, want);
         }
     }
 
     #[test]
-    fn question_names() {
-        type Case<'a> = (&'a [(&'a str, RecordType)], &'a [&'a str]);
-        let cases: &[Case] = &[
-            (&[("Denied.TEST.", RecordType::A)], &["denied.test"]),
-            (&[("allowed.test", RecordType::AAAA)], &["allowed.test"]),
+    fn audits_of_findings() {
+        let scope = Scope {
+            container: "c".into(),
+            image: "i".into(),
+            task: None,
+        };
+        let finding = |domain: &str, malformed| Finding {
+            pid: 7,
+            process: "/usr/bin/python3".into(),
+            domain: domain.into(),
+            attack: Attack::NotAllowed,
+            effect: Effect::Prevent,
+            malformed,
+        };
+        let cases = [
             (
-                &[
-                    ("a.example.org.", RecordType::A),
-                    ("b.example.org.", RecordType::MX),
-                ],
-                &["a.example.org", "b.example.org"],
+                finding("evil.test", None),
+                "DNS resolution of domain name evil.test triggered by /usr/bin/python3 is not allowed by a runtime rule",
+                "/usr/bin/python3 resolving evil.test",
             ),
-            (&[(".", RecordType::NS)], &["."]),
+            (
+                finding("evil.test", Some(Reason::Questions(0))),
+                "Malformed DNS message (0 questions, not one) sent by /usr/bin/python3 is not allowed by a runtime rule",
+                "/usr/bin/python3 sending a malformed DNS message (0 questions, not one)",
+            ),
+            (
+                finding("", Some(Reason::Pointer)),
+                "Malformed DNS message (a compression pointer in the question name) sent by /usr/bin/python3 is not allowed by a runtime rule",
+                "/usr/bin/python3 sending a malformed DNS message (a compression pointer in the question name)",
+            ),
         ];
-        for (names, want) in cases {
-            assert_eq!(questions(&query(7, names, false)).unwrap(), *want);
+        for (f, message, what) in cases {
+            let e = f.event(&scope, "r");
+            assert_eq!(e.message, message);
+            assert_eq!(f.what(), what);
+            assert_eq!(e.kind, crate::audit::Kind::Dns);
+            assert_eq!(e.attack.as_deref(), Some("dnsNotAllowed"));
+            assert_eq!(e.domain.as_deref(), Some(f.domain.as_str()));
+            assert_eq!(
+                (e.effect, e.rule.as_deref(), e.pid),
+                ("prevent", Some("r"), 7)
+            );
         }
-        assert!(questions(b"\x01\x02garbage").is_err());
-        let mut response =
-            Message::from_vec(&query(7, &[("x.test", RecordType::A)], false)).unwrap();
-        response.metadata.message_type = MessageType::Response;
-        assert!(questions(&response.to_vec().unwrap()).is_err());
+    }
+
+    /// The strict reading agrees with hickory-proto on the queries resolver libraries send.
+    #[test]
+    fn question_names() {
+        type Case<'a> = (&'a str, RecordType, &'a str);
+        let cases: &[Case] = &[
+            ("Denied.TEST.", RecordType::A, "denied.test"),
+            ("allowed.test", RecordType::AAAA, "allowed.test"),
+            ("b.example.org.", RecordType::MX, "b.example.org"),
+            (".", RecordType::NS, "."),
+        ];
+        for (name, kind, want) in cases {
+            for edns in [false, true] {
+                let q = query(7, &[(name, *kind)], edns);
+                assert_eq!(query::read(&q).unwrap().name, *want);
+            }
+        }
     }
 
     #[test]
-    fn nxdomain_answers_the_query() {
-        let q = query(0xbeef, &[("denied.test.", RecordType::AAAA)], true);
-        let r = Message::from_vec(&nxdomain(&q).unwrap()).unwrap();
+    fn nxdomain_answers_a_refused_query() {
+        let mut q = query(0xbeef, &[("denied.test.", RecordType::AAAA)], true);
+        // Extended RCODE bits in the query's OPT record (the last 11 bytes) must not reach the
+        // answer's RCODE.
+        let ext = q.len() - 6;
+        q[ext] = 0x05;
+        let r = Message::from_vec(&refusal(&q).unwrap()).unwrap();
         assert_eq!(r.metadata.id, 0xbeef);
         assert_eq!(r.metadata.message_type, MessageType::Response);
         assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
@@ -253,14 +374,36 @@ mod tests {
     }
 
     #[test]
+    fn formerr_answers_a_malformed_message() {
+        let mut q = query(0xbeef, &[("denied.test.", RecordType::A)], false);
+        q[5] = 0; // QDCOUNT 0, the question still there.
+        let r = refusal(&q).unwrap();
+        assert_eq!(r, [0xbe, 0xef, 0x81, 0x01, 0, 0, 0, 0, 0, 0, 0, 0]);
+        let m = Message::from_vec(&r).unwrap();
+        assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
+        assert!(m.queries.is_empty());
+        assert_eq!(
+            refusal(b"\x12\x34\x28"),
+            Some(vec![0x12, 0x34, 0xa8, 1, 0, 0, 0, 0, 0, 0, 0, 0])
+        );
+        assert_eq!(refusal(b"x"), None);
+    }
+
+    #[test]
     fn substitute_keeps_id_and_type_and_drops_the_name() {
         let q = query(0x1234, &[("denied.test.", RecordType::AAAA)], false);
         let s = substitute(&q).unwrap();
         assert_eq!(id(&s), Some(0x1234));
-        assert_eq!(questions(&s).unwrap(), vec!["invalid"]);
+        assert_eq!(query::read(&s).unwrap().name, "invalid");
         let m = Message::from_vec(&s).unwrap();
         assert_eq!(m.queries[0].query_type, RecordType::AAAA);
         assert!(m.metadata.recursion_desired);
         assert!(!String::from_utf8_lossy(&s).contains("denied"));
+        let two = query(
+            0x1234,
+            &[("a.test.", RecordType::A), ("denied.test.", RecordType::A)],
+            false,
+        );
+        assert_eq!(substitute(&two), None);
     }
 }

@@ -12,14 +12,22 @@ use serde::{Deserialize, Serialize};
 /// as raw JSON (`Document<serde_json::Value>`), then each rule on its own: serde stops at the first
 /// error, and one bad rule must not hide the errors of the others.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(
+    deny_unknown_fields,
+    rename_all = "camelCase",
+    expecting = "an object with a `rules` list"
+)]
 pub struct Document<R = Rule> {
     pub rules: Vec<R>,
 }
 
 /// One rule. A missing section means effect `disable`, so it is kept as `None` and not written back.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(
+    deny_unknown_fields,
+    rename_all = "camelCase",
+    expecting = "a rule object"
+)]
 pub struct Rule {
     pub name: String,
     #[serde(default)]
@@ -36,7 +44,11 @@ pub struct Rule {
 
 /// Which containers a rule applies to. A missing list means `["*"]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(
+    deny_unknown_fields,
+    rename_all = "camelCase",
+    expecting = "an object with `images` and `containers` lists"
+)]
 pub struct Collections {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub images: Option<Vec<String>>,
@@ -49,7 +61,11 @@ pub struct Collections {
 /// `effect` is required once the section is written: defaulting it to `disable` would let a forgotten
 /// line switch the sensor off.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(
+    deny_unknown_fields,
+    rename_all = "camelCase",
+    expecting = "an object with an `effect` and `allow` and `deny` lists"
+)]
 pub struct Section {
     pub effect: Effect,
     #[serde(default)]
@@ -60,7 +76,11 @@ pub struct Section {
 
 /// The `network` section: one effect for three pairs of lists.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(
+    deny_unknown_fields,
+    rename_all = "camelCase",
+    expecting = "an object with an `effect` and `outbound`, `outboundPorts` and `listeningPorts` lists"
+)]
 pub struct Network {
     pub effect: Effect,
     #[serde(default)]
@@ -73,7 +93,11 @@ pub struct Network {
 
 /// An allow list and a deny list, both empty when missing.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(
+    deny_unknown_fields,
+    rename_all = "camelCase",
+    expecting = "an object with `allow` and `deny` lists"
+)]
 pub struct Lists {
     #[serde(default)]
     pub allow: Vec<String>,

@@ -37,7 +37,8 @@ pub enum PolicyError {
 pub struct Problem {
     /// The rule at fault; `None` for the outer shape of the document (e.g. a missing `rules`).
     pub rule: Option<RuleRef>,
-    /// Where in the rule (or document): `network.outboundPorts.allow[0]`; empty for the whole of it.
+    /// Where in the rule (or document): `network.outboundPorts.allow[0]`; empty for the whole of it
+    /// (shown as `document` when there is no rule either).
     pub field: String,
     pub message: String,
 }
@@ -50,9 +51,13 @@ pub struct RuleRef {
     pub name: Option<String>,
 }
 
-/// `rules[2] "web": network.outboundPorts.allow[0]: "70000" is not a port`.
+/// `rules[2] "web": network.outboundPorts.allow[0]: "70000" is not a port`; `document: ...` for
+/// the outer shape of the document as a whole.
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.rule.is_none() && self.field.is_empty() {
+            f.write_str("document: ")?;
+        }
         if let Some(rule) = &self.rule {
             write!(f, "rules[{}]", rule.index)?;
             if let Some(name) = &rule.name {
@@ -479,7 +484,15 @@ mod tests {
                 r#"{"rules": [], "rule": []}"#.to_owned(),
                 "rule: unknown field `rule`, expected `rules`",
             ),
-            (r#"{}"#.to_owned(), "missing field `rules`"),
+            (r#"{}"#.to_owned(), "document: missing field `rules`"),
+            (
+                r#""x""#.to_owned(),
+                "document: invalid type: string \"x\", expected an object with a `rules` list",
+            ),
+            (
+                r#"{"rules": [7]}"#.to_owned(),
+                "rules[0]: invalid type: integer `7`, expected a rule object",
+            ),
             (
                 r#"{"rules": {}}"#.to_owned(),
                 "rules: invalid type: map, expected a sequence",

@@ -694,21 +694,12 @@ impl Supervisor {
         if let Some(s) = self.net.as_mut() {
             s.last_dns = Some((f.pid, f.domain.clone(), now));
         }
-        if repeated && f.effect != Effect::Block {
+        // Each malformed message is its own attempt: no resolver library sends one.
+        if repeated && f.effect != Effect::Block && f.malformed.is_none() {
             return;
         }
-        let what = format!("{} resolving {}", f.process, f.domain);
-        self.sink.emit(Event::activity(
-            &self.scope,
-            &ActivityViolation {
-                rule: rule.name(),
-                effect: f.effect,
-                attack: f.attack,
-                pid: f.pid,
-                process: &f.process,
-                activity: Activity::Dns { domain: f.domain },
-            },
-        ));
+        let what = f.what();
+        self.sink.emit(f.event(&self.scope, rule.name()));
         if f.effect == Effect::Block && !self.life.is_blocked() {
             self.block(rule.name(), &what);
         }

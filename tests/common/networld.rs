@@ -482,3 +482,66 @@ pub fn only(audits: Vec<Value>) -> Value {
     assert_eq!(audits.len(), 1, "expected exactly one event: {audits:#?}");
     audits.into_iter().next().unwrap()
 }
+
+/// A lenient DNS server's log: every message that reached it, raw (see `raw_dns_server.py`).
+impl NetWorld {
+    /// Starts the lenient server on UDP and TCP port 53 of `ip` (an address of the world).
+    pub fn serve_raw_dns(&mut self, ip: &str) {
+        fs::write(
+            self.path("raw_dns_server.py"),
+            include_str!("raw_dns_server.py"),
+        )
+        .unwrap();
+        let mut c = self.ns_command("/usr/bin/python3");
+        c.arg(self.path("raw_dns_server.py"))
+            .arg(ip)
+            .arg(self.raw_dns_log(ip));
+        let name = format!("raw-dns-{ip}");
+        self.spawn_server(&name, &mut c);
+        self.await_listening(&format!("{ip}:53"), &name);
+    }
+
+    fn raw_dns_log(&self, ip: &str) -> PathBuf {
+        self.path(&format!("raw-dns-{ip}.log"))
+    }
+
+    /// Every message the lenient server on `ip` received so far, in order, with its transport
+    /// (`udp`, `tcp`, `tcp-partial`). First sends it two sentinel datagrams, one after the other
+    /// is logged, so that everything that reached it before this call is in the log.
+    pub fn raw_dns_messages(&self, ip: &str) -> Vec<(String, Vec<u8>)> {
+        let server: SocketAddr = format!("{ip}:53").parse().unwrap();
+        let read = || -> Vec<(String, Vec<u8>)> {
+            fs::read_to_string(self.raw_dns_log(ip))
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| {
+                    let (kind, hex) = l.split_once(' ')?;
+                    let bytes = (0..hex.len())
+                        .step_by(2)
+                        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+                        .collect();
+                    Some((kind.to_owned(), bytes))
+                })
+                .collect()
+        };
+        for _ in 0..2 {
+            let n = self.sentinels.fetch_add(1, Ordering::Relaxed);
+            let sentinel = format!("sentinel-{n}").into_bytes();
+            let sent = sentinel.clone();
+            self.in_netns(move || {
+                let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+                s.send_to(&sent, server).unwrap();
+            });
+            let logged = wait_until(Duration::from_secs(10), || {
+                read().iter().any(|(_, m)| *m == sentinel)
+            });
+            assert!(
+                logged,
+                "the lenient DNS server on {ip} never logged its sentinel"
+            );
+        }
+        let mut messages = read();
+        messages.retain(|(_, m)| !m.starts_with(b"sentinel-"));
+        messages
+    }
+}

@@ -229,6 +229,28 @@ mod tests {
         assert!(parse_batch(b"[] x").is_err());
     }
 
+    /// The defender's audit of a malformed DNS message (no domain could be read) ships as is.
+    #[test]
+    fn malformed_dns_audits_are_accepted() {
+        let scope = defender::audit::Scope {
+            container: "web".into(),
+            image: "img:1".into(),
+            task: None,
+        };
+        let finding = defender::dns::Finding {
+            pid: 7,
+            process: "/usr/bin/python3".into(),
+            domain: String::new(),
+            attack: defender::policy::Attack::NotAllowed,
+            effect: defender::policy::Effect::Prevent,
+            malformed: Some(defender::dns::query::Reason::Pointer),
+        };
+        let event = serde_json::to_value(finding.event(&scope, "r")).unwrap();
+        let events = parse_batch(serde_json::json!([event]).to_string().as_bytes()).unwrap();
+        assert_eq!(events[0].domain.as_deref(), Some(""));
+        assert_eq!(events[0].attack.as_deref(), Some("dnsNotAllowed"));
+    }
+
     #[test]
     fn csv_quotes_and_defuses_formulas() {
         for (cell, want) in [
