@@ -6,13 +6,18 @@
 //! matches `/bin/mkdir` where that is a symlink to busybox), and for a `#!` script, its interpreter
 //! as well: running a script runs the interpreter, so a denied interpreter is denied behind any
 //! script.
+//!
+//! A deny entry matches any of those names. An allow entry only matches names the workload could
+//! not choose itself (see [`Lends`]): a symlink made after the command started does not lend its
+//! name to its target, and a file created, linked, renamed or changed after the start, or seen
+//! through a mount made after it, lends no name at all.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io::{self, Read};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use crate::policy::{Attack, Rule};
@@ -64,10 +69,36 @@ pub struct Image {
     /// a later check catches a file that appears in between).
     pub real: Option<PathBuf>,
     pub id: Option<FileId>,
+    /// Which of the names an allow entry may match.
+    pub lends: Lends,
+}
+
+/// Which names of a launch an allow entry may match. Deny entries match every name whatever this
+/// says: a denied program stays denied behind any link.
+///
+/// A name lends itself to an allow list only if the image (or whoever prepared the container
+/// before the command started) gave it to this file. The workload can make new names, but not old
+/// ones: every way of giving a file a name (symlink(2), link(2), rename(2), and any chmod, chown
+/// or write on the way) sets the inode's ctime to the current time, and no call sets it back
+/// (utimensat(2) sets atime and mtime only; setting the clock needs CAP_SYS_TIME). A mount made
+/// after the start has a mount id that did not exist then.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lends {
+    /// The path as executed and the real path.
+    Both,
+    /// The real path only: resolving the path as executed went through a symlink made (or
+    /// moved, or relinked) after the start, or could not be followed the way the file was opened.
+    Real,
+    /// No name: the file itself was created, hard-linked, renamed or changed after the start (a
+    /// new name for an old program, or a copy: a list of names cannot tell a renamed copy from a
+    /// genuine program), or it sits on a mount made after the start (a bind mount of a denied
+    /// program over an allowed one has the allowed path as its real path).
+    Nothing,
 }
 
 impl Image {
-    fn candidates(&self) -> Vec<&str> {
+    /// Every name of the launch: what deny entries are matched against.
+    fn names(&self) -> Vec<&str> {
         let mut c = vec![path_str(&self.path)];
         if let Some(real) = &self.real
             && real != &self.path
@@ -75,6 +106,15 @@ impl Image {
             c.push(path_str(real));
         }
         c
+    }
+
+    /// The names allow entries are matched against (see [`Lends`]).
+    fn lent(&self) -> Vec<&str> {
+        match (self.lends, &self.real) {
+            (Lends::Both, _) => self.names(),
+            (Lends::Real, Some(real)) => vec![path_str(real)],
+            (Lends::Real, None) | (Lends::Nothing, _) => Vec::new(),
+        }
     }
 }
 
@@ -131,19 +171,145 @@ pub struct Violation {
 }
 
 /// Judges a launch against the rule's process lists: the script (or binary) first, then its
-/// interpreter. Pure.
+/// interpreter. Every name is matched against the deny list, and only the names the file lends
+/// against the allow list: the names lent are a subset of all names, so a launch that passes the
+/// first check violates the second only by not being allowed (no entry matches an empty list of
+/// names). Pure.
 pub fn judge(launch: &Launch, rule: &Rule) -> Option<Violation> {
+    let lists = rule.processes();
     [Some(&launch.image), launch.interpreter.as_ref()]
         .into_iter()
         .flatten()
         .find_map(|image| {
-            rule.processes()
-                .check(&image.candidates())
-                .map(|attack| Violation {
-                    attack,
-                    process: image.path.clone(),
-                })
+            let named = |attack| Violation {
+                attack,
+                process: image.path.clone(),
+            };
+            // Allowed only under a name it does not lend: the audit names the file that would
+            // have run, not the link that offered an allowed name.
+            let unlent = |attack| Violation {
+                attack,
+                process: image.real.clone().unwrap_or_else(|| image.path.clone()),
+            };
+            lists
+                .check(&image.names())
+                .map(named)
+                .or_else(|| lists.check(&image.lent()).map(unlent))
         })
+}
+
+/// The moment the command started, on the clock the kernel stamps inodes with, and the mounts
+/// that existed then: what tells a name the image gave from one the workload made (see [`Lends`]).
+pub struct StartMark {
+    ctime: (i64, i64),
+    mounts: Mounts,
+}
+
+impl StartMark {
+    /// Takes the mark. The supervisor takes it before it forks the command, so everything the
+    /// command does comes after it.
+    ///
+    /// The time is the ctime of a file made here and now (a memfd), not a clock reading: inode
+    /// timestamps come from the kernel's coarse clock (current_time(), fs/inode.c), which lags a
+    /// clock_gettime(CLOCK_REALTIME) reading by up to a tick, so a link made in the first
+    /// milliseconds could look older than such a mark. Any inode stamped later gets a time at
+    /// least this one (the coarse clock, and the multigrain floor it is raised to, never go back
+    /// unless the clock is set back).
+    pub fn take() -> io::Result<StartMark> {
+        let fd = nix::sys::memfd::memfd_create(
+            c"defender-start",
+            nix::sys::memfd::MFdFlags::MFD_CLOEXEC,
+        )?;
+        let st = nix::sys::stat::fstat(&fd)?;
+        Ok(StartMark {
+            ctime: (st.st_ctime, st.st_ctime_nsec),
+            mounts: Mounts::take()?,
+        })
+    }
+
+    /// Whether an inode whose ctime is `ctime` was made or changed at or after the mark. A ctime
+    /// with no fraction of a second comes from a file system that keeps whole seconds (its
+    /// timestamps are truncated, timestamp_truncate()); it is compared by the second, so that a
+    /// link made in the same second as the start still counts as new. Pure.
+    fn is_new(&self, ctime: (i64, i64)) -> bool {
+        match ctime.1 {
+            0 => ctime.0 >= self.ctime.0,
+            _ => ctime >= self.ctime,
+        }
+    }
+}
+
+/// The mounts of the supervisor's mount namespace at the start (by mount id, with what each
+/// mounts where), and a watch on the mount table. Mount ids are reused once freed (an IDA), so
+/// after any change to the table an id is trusted only if it still mounts the same thing at the
+/// same place.
+struct Mounts {
+    at_start: HashMap<u64, String>,
+    /// /proc/self/mountinfo, open since the start: poll(2) reports POLLPRI once the mount table
+    /// of the namespace changed (proc_mounts(5), mounts_poll()).
+    table: std::fs::File,
+    changed: bool,
+}
+
+impl Mounts {
+    fn take() -> io::Result<Mounts> {
+        let mut table = std::fs::File::open("/proc/self/mountinfo")?;
+        let mut text = String::new();
+        table.read_to_string(&mut text)?;
+        Ok(Mounts {
+            at_start: parse_mountinfo(&text),
+            table,
+            changed: false,
+        })
+    }
+
+    /// Whether the file `fd` refers to is seen through a mount that did not exist at the start.
+    /// Fails closed: anything unreadable counts as a new mount.
+    fn is_new(&mut self, fd: &impl AsRawFd) -> bool {
+        let id = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd()))
+            .ok()
+            .and_then(|info| parse_mnt_id(&info));
+        let Some((id, then)) = id.and_then(|id| self.at_start.get(&id).map(|m| (id, m))) else {
+            return true;
+        };
+        if !self.changed {
+            let mut fds = [nix::poll::PollFd::new(
+                self.table.as_fd(),
+                nix::poll::PollFlags::POLLPRI,
+            )];
+            // The event is reported once per change, so it is remembered for good.
+            self.changed = !matches!(
+                nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO),
+                Ok(0)
+            );
+        }
+        self.changed
+            && std::fs::read_to_string("/proc/self/mountinfo")
+                .map(|now| parse_mountinfo(&now).get(&id) != Some(then))
+                .unwrap_or(true)
+    }
+}
+
+/// Mount id -> "major:minor root mount-point" of each line of /proc/PID/mountinfo
+/// (proc_pid_mountinfo(5)). Pure.
+fn parse_mountinfo(text: &str) -> HashMap<u64, String> {
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.split(' ');
+            let id = fields.next()?.parse().ok()?;
+            let _parent = fields.next()?;
+            let what = [fields.next()?, fields.next()?, fields.next()?].join(" ");
+            Some((id, what))
+        })
+        .collect()
+}
+
+/// The `mnt_id` of /proc/PID/fdinfo/N. Pure.
+fn parse_mnt_id(fdinfo: &str) -> Option<u64> {
+    fdinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("mnt_id:"))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// Resolves launches, remembering each resolved path while the file it names is unchanged: most
@@ -154,8 +320,11 @@ pub fn judge(launch: &Launch, rule: &Rule) -> Option<Violation> {
 /// changes its ctime; a retargeted symlink names another inode). What a stale entry could still get
 /// wrong (a symlink chain changed to reach the same inode under another name) is caught where it
 /// matters: the exec stop compares the running file with the one decided on (exec_watch.rs).
-#[derive(Default)]
+/// The names an entry lends were decided for that path and that very inode (same ctime, so
+/// still as old or new as it was): a chain remade since, or a mount made since, that leads the
+/// same path to the same file gains nothing the image's own chain did not give.
 pub struct Resolver {
+    mark: StartMark,
     cache: HashMap<PathBuf, Cached>,
     /// Set once any process of the container has called chroot(2). Until then every caller shares
     /// our root (it inherited it from us), and looking it up in /proc, the costliest step of a
@@ -166,6 +335,7 @@ pub struct Resolver {
 struct Cached {
     stamp: Stamp,
     real: Option<PathBuf>,
+    lends: Lends,
 }
 
 /// What must be unchanged for a cached resolution to hold.
@@ -188,6 +358,14 @@ impl Stamp {
 const CACHE_MAX: usize = 4096;
 
 impl Resolver {
+    pub fn new(mark: StartMark) -> Resolver {
+        Resolver {
+            mark,
+            cache: HashMap::new(),
+            roots_may_differ: false,
+        }
+    }
+
     /// Some process is about to change its root: look each caller's root up from now on (the
     /// cache keeps serving callers that still share ours; chrooted ones bypass it).
     pub fn note_chroot(&mut self) {
@@ -224,13 +402,15 @@ impl Resolver {
             // fexecve(3) / execveat(fd, "", AT_EMPTY_PATH): the file is the fd itself, which may
             // have no name at all (a memfd); open it through the caller's fd table.
             let fd_link = proc_dir.join("fd").join(dirfd.to_string());
+            // Its name is the file's own (as the real path), whatever link the fd was opened by.
             let name = strip_root(&root, &std::fs::read_link(&fd_link)?);
+            let fd = open_path(&fd_link)?;
             return Ok(launch_of(
                 &root,
                 n.pid,
-                name,
-                open_path(&fd_link)?,
+                (name, fd, None),
                 filename,
+                &mut self.mark,
             ));
         }
         let base = if path.is_absolute() {
@@ -257,8 +437,14 @@ impl Resolver {
         let shown = name.clone().unwrap_or_else(|| joined.clone());
         if root != Path::new("/") {
             // A chrooted caller: resolve inside its root every time (no cache: paths are its own).
-            let fd = open_in_root(&open_dir_path(&root)?, &joined).map_err(exec_errno)?;
-            return Ok(named(launch_of(&root, n.pid, shown, fd, filename)));
+            let (fd, walk) = open_as(n.pid, &root, &joined, &self.mark).map_err(exec_errno)?;
+            return Ok(named(launch_of(
+                &root,
+                n.pid,
+                (shown, fd, Some(walk)),
+                filename,
+                &mut self.mark,
+            )));
         }
         if let Some(c) = self.cache.get(&joined) {
             // The stamp is taken in our own view; cached paths lead through no /proc link, so
@@ -270,6 +456,7 @@ impl Resolver {
                     path: shown,
                     real: c.real.clone(),
                     id: Some(stamp.id),
+                    lends: c.lends,
                 };
                 return Ok(named(Launch {
                     image,
@@ -279,10 +466,16 @@ impl Resolver {
                 }));
             }
         }
-        let (resolved, via_proc) = resolve_as(n.pid, &joined).map_err(exec_errno)?;
-        let fd = open_path(&resolved).map_err(exec_errno)?;
+        let (fd, walk) = open_as(n.pid, &root, &joined, &self.mark).map_err(exec_errno)?;
+        let via_proc = walk.via_proc;
         let stamp = Stamp::of(&nix::sys::stat::fstat(&fd).map_err(io::Error::from)?);
-        let launch = named(launch_of(&root, n.pid, shown, fd, filename));
+        let launch = named(launch_of(
+            &root,
+            n.pid,
+            (shown, fd, Some(walk)),
+            filename,
+            &mut self.mark,
+        ));
         // Not remembered: a path through /proc (or /dev/fd) names another file for every caller,
         // and a script's interpreter can change while the script does not.
         if via_proc || launch.interpreter.is_some() {
@@ -296,6 +489,7 @@ impl Resolver {
             Cached {
                 stamp,
                 real: launch.image.real.clone(),
+                lends: launch.image.lends,
             },
         );
         Ok(launch)
@@ -314,9 +508,34 @@ fn exec_errno(e: io::Error) -> io::Error {
     }
 }
 
-/// The launch of the file `fd` refers to, named `path`, with its `#!` interpreter if any.
-fn launch_of(root: &Path, pid: u32, path: PathBuf, fd: OwnedFd, filename: Vec<u8>) -> Launch {
-    let (image, shebang) = inspect(root, path, Some(fd));
+/// The file a path names for the caller, opened as the kernel resolves it (inside the caller's
+/// root), and the walk over its symlinks that says whether the path may lend its name.
+fn open_as(pid: u32, root: &Path, path: &Path, mark: &StartMark) -> io::Result<(OwnedFd, Walk)> {
+    if root == Path::new("/") {
+        let walk = resolve_as(pid, root, path, mark)?;
+        return Ok((open_path(&walk.path)?, walk));
+    }
+    // The kernel resolves inside the root (RESOLVE_IN_ROOT); the walk only looks at the links on
+    // the way, and if it fails the path lends nothing.
+    let fd = open_in_root(&open_dir_path(root)?, path)?;
+    let walk = resolve_as(pid, root, path, mark).unwrap_or(Walk {
+        path: PathBuf::new(),
+        via_proc: true,
+        new_link: true,
+    });
+    Ok((fd, walk))
+}
+
+/// The launch of the file `fd` refers to, named `path` (reached by `walk`, if it was walked), with
+/// its `#!` interpreter if any.
+fn launch_of(
+    root: &Path,
+    pid: u32,
+    (path, fd, walk): (PathBuf, OwnedFd, Option<Walk>),
+    filename: Vec<u8>,
+    mark: &mut StartMark,
+) -> Launch {
+    let (image, shebang) = inspect(root, path, Some(fd), walk.as_ref(), mark);
     let script_argv = shebang.as_ref().map(|s| if s.has_arg { 2 } else { 1 });
     let interpreter = shebang.map(|mut s| {
         if s.interpreter.is_relative() {
@@ -324,12 +543,11 @@ fn launch_of(root: &Path, pid: u32, path: PathBuf, fd: OwnedFd, filename: Vec<u8
             let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).map(|c| strip_root(root, &c));
             s.interpreter = cwd.unwrap_or_default().join(&s.interpreter);
         }
-        let file = if root == Path::new("/") {
-            resolve_as(pid, &s.interpreter).and_then(|(p, _)| open_path(&p))
-        } else {
-            open_dir_path(root).and_then(|r| open_in_root(&r, &s.interpreter))
+        let (file, walk) = match open_as(pid, root, &s.interpreter, mark) {
+            Ok((fd, walk)) => (Some(fd), Some(walk)),
+            Err(_) => (None, None),
         };
-        inspect(root, s.interpreter, file.ok()).0
+        inspect(root, s.interpreter, file, walk.as_ref(), mark).0
     });
     Launch {
         image,
@@ -395,13 +613,20 @@ pub fn read_cmdline(
 /// (and `/dev/fd`, a symlink to `/proc/self/fd`) name the process that resolves them. So the walk
 /// follows symlinks itself and maps those to `/proc/PID`; from a `/proc/PID` directory on, the
 /// kernel's own resolution is right for anyone (its magic links, like `fd/N`, name the caller's
-/// files). Returns the path to open and whether it leads into `/proc`.
-fn resolve_as(pid: u32, path: &Path) -> io::Result<(PathBuf, bool)> {
+/// files). Walking the links itself, it also sees each one's ctime.
+///
+/// `root` is the caller's root in our view: the walk stays inside it (`..` stops at it, an
+/// absolute target starts from it) and its result reads as the caller sees it.
+fn resolve_as(pid: u32, root: &Path, path: &Path, mark: &StartMark) -> io::Result<Walk> {
     /// MAXSYMLINKS (namei.c): the kernel gives up with ELOOP after 40 links.
     const MAX_HOPS: usize = 40;
+    let ours = |p: &Path| match p.strip_prefix("/") {
+        Ok(rest) if root != Path::new("/") => root.join(rest),
+        _ => p.to_path_buf(),
+    };
     let mut out = PathBuf::from("/");
     let mut rest = components(path);
-    let (mut hops, mut via_proc) = (0, false);
+    let (mut hops, mut via_proc, mut new_link) = (0, false, false);
     while let Some(name) = rest.pop() {
         if name == ".." {
             out.pop();
@@ -417,9 +642,11 @@ fn resolve_as(pid: u32, path: &Path) -> io::Result<(PathBuf, bool)> {
         }
         out.push(&name);
         via_proc |= out.starts_with("/proc");
-        if !std::fs::symlink_metadata(&out)?.file_type().is_symlink() {
+        let meta = std::fs::symlink_metadata(ours(&out))?;
+        if !meta.file_type().is_symlink() {
             continue;
         }
+        new_link |= mark.is_new((meta.ctime(), meta.ctime_nsec()));
         if out.starts_with("/proc")
             && out.components().nth(2).is_some_and(|c| {
                 c.as_os_str()
@@ -430,20 +657,40 @@ fn resolve_as(pid: u32, path: &Path) -> io::Result<(PathBuf, bool)> {
             // A magic link of /proc/PID (fd/N, exe, cwd, root): the kernel resolves it for the
             // process it belongs to, as it would for the caller.
             out.extend(rest.into_iter().rev());
-            return Ok((out, true));
+            return Ok(Walk {
+                path: out,
+                via_proc: true,
+                new_link,
+            });
         }
         hops += 1;
         if hops > MAX_HOPS {
             return Err(io::Error::from_raw_os_error(libc::ELOOP));
         }
-        let target = std::fs::read_link(&out)?;
+        let target = std::fs::read_link(ours(&out))?;
         out.pop();
         if target.is_absolute() {
             out = PathBuf::from("/");
         }
         rest.extend(components(&target));
     }
-    Ok((out, via_proc))
+    Ok(Walk {
+        path: out,
+        via_proc,
+        new_link,
+    })
+}
+
+/// Where [`resolve_as`] led.
+#[derive(Debug, PartialEq, Eq)]
+struct Walk {
+    /// The path with its symlinks resolved, in the caller's view (up to a magic link of
+    /// `/proc/PID`, which the kernel resolves).
+    path: PathBuf,
+    /// Whether it leads into `/proc`.
+    via_proc: bool,
+    /// Whether a symlink on the way was made, moved or relinked at or after the start mark.
+    new_link: bool,
 }
 
 /// The names of `path`, last first (a stack to pop), `..` kept as a name.
@@ -459,23 +706,46 @@ fn components(path: &Path) -> Vec<std::ffi::OsString> {
 }
 
 /// Looks at the file a launch names through an fd opened on it (so path tricks cannot swap it
-/// between the looks): its real path, identity, and `#!` interpreter if it is a script.
-fn inspect(root: &Path, path: PathBuf, file: Option<OwnedFd>) -> (Image, Option<Shebang>) {
+/// between the looks): its real path, identity, the names it lends, and `#!` interpreter if it
+/// is a script.
+///
+/// The path as executed lends its name only if the walk over it met no new symlink and reached
+/// the very path the file was opened at (its real path): a chain swapped between the walk and the
+/// open, or a file the walk could not follow, lends only its real path. No walk means the path is
+/// the file's own name (an fd's).
+fn inspect(
+    root: &Path,
+    path: PathBuf,
+    file: Option<OwnedFd>,
+    walk: Option<&Walk>,
+    mark: &mut StartMark,
+) -> (Image, Option<Shebang>) {
     let Some(fd) = file else {
         return (
             Image {
                 path,
                 real: None,
                 id: None,
+                lends: Lends::Nothing,
             },
             None,
         );
     };
     let via = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+    let new_mount = mark.mounts.is_new(&fd);
     let file = std::fs::File::from(fd);
     let meta = file.metadata().ok();
     let id = meta.as_ref().map(FileId::from);
     let real = fd_path(&file).ok().map(|p| strip_root(root, &p));
+    let lends = match &meta {
+        Some(m) if !new_mount && !mark.is_new((m.ctime(), m.ctime_nsec())) => {
+            match walk.is_none_or(|w| !w.new_link && real.as_ref() == Some(&w.path)) {
+                true => Lends::Both,
+                false => Lends::Real,
+            }
+        }
+        _ => Lends::Nothing,
+    };
     // Reopening an O_PATH fd through /proc gives a readable fd on the very same file. Only a
     // regular file is read, and without blocking: opening a FIFO would hang the supervisor.
     let mut head = [0u8; BINPRM_BUF_SIZE];
@@ -490,7 +760,15 @@ fn inspect(root: &Path, path: PathBuf, file: Option<OwnedFd>) -> (Image, Option<
         })
         .and_then(|mut f| f.read(&mut head).ok())
         .and_then(|n| parse_shebang(&head[..n]));
-    (Image { path, real, id }, interpreter)
+    (
+        Image {
+            path,
+            real,
+            id,
+            lends,
+        },
+        interpreter,
+    )
 }
 
 /// A `#!` line: the interpreter, and whether an argument follows it.
@@ -610,6 +888,7 @@ mod tests {
             path: "/x".into(),
             real: None,
             id: id(ino),
+            lends: Lends::Both,
         };
         let binary = Launch {
             image: image(10),
@@ -696,25 +975,24 @@ mod tests {
             (dir.join("dotdot"), (p(format!("/proc/{me}/fd/2")), true)),
             (dir.join("real/../rel"), (dir.join("real/tool"), false)),
         ];
+        let mark = StartMark::take().unwrap();
+        let resolve =
+            |path: &Path| resolve_as(me, Path::new("/"), path, &mark).map(|w| (w.path, w.via_proc));
         for (path, want) in cases {
-            assert_eq!(resolve_as(me, path).unwrap(), *want, "{}", path.display());
+            assert_eq!(resolve(path).unwrap(), *want, "{}", path.display());
         }
         if Path::new("/dev/fd").exists() {
             assert_eq!(
-                resolve_as(me, Path::new("/dev/fd/0")).unwrap(),
+                resolve(Path::new("/dev/fd/0")).unwrap(),
                 (p(format!("/proc/{me}/fd/0")), true)
             );
         }
         assert_eq!(
-            resolve_as(me, &dir.join("loop"))
-                .unwrap_err()
-                .raw_os_error(),
+            resolve(&dir.join("loop")).unwrap_err().raw_os_error(),
             Some(libc::ELOOP)
         );
         assert_eq!(
-            resolve_as(me, &dir.join("none/x"))
-                .unwrap_err()
-                .raw_os_error(),
+            resolve(&dir.join("none/x")).unwrap_err().raw_os_error(),
             Some(libc::ENOENT)
         );
         std::fs::remove_dir_all(&dir).unwrap();
@@ -735,5 +1013,179 @@ mod tests {
             strip_root(Path::new("/jail"), Path::new("/jail/usr/bin")),
             PathBuf::from("/usr/bin")
         );
+    }
+
+    /// A mark taken once the coarse clock has moved past the ctime of `made` (inode times of one
+    /// tick are equal, and the same tick counts as new).
+    fn mark_after(made: &Path) -> StartMark {
+        let m = std::fs::symlink_metadata(made).unwrap();
+        loop {
+            let mark = StartMark::take().unwrap();
+            if !mark.is_new((m.ctime(), m.ctime_nsec())) {
+                return mark;
+            }
+        }
+    }
+
+    #[test]
+    fn new_links_lend_only_the_real_path() {
+        // Links made before the mark lend their names; one made after it (anywhere on the way)
+        // does not, and neither does a link made before but moved after.
+        let me = std::process::id();
+        let dir = std::env::temp_dir().join(format!("defender-links-{me}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("real")).unwrap();
+        std::fs::write(dir.join("real/tool"), "").unwrap();
+        std::os::unix::fs::symlink("real/tool", dir.join("old")).unwrap();
+        std::os::unix::fs::symlink("real", dir.join("olddir")).unwrap();
+        std::os::unix::fs::symlink("real/tool", dir.join("moved")).unwrap();
+        let mark = mark_after(&dir.join("moved"));
+        std::os::unix::fs::symlink("real/tool", dir.join("new")).unwrap();
+        std::os::unix::fs::symlink("real", dir.join("newdir")).unwrap();
+        std::os::unix::fs::symlink("old", dir.join("new-to-old")).unwrap();
+        std::fs::rename(dir.join("moved"), dir.join("moved2")).unwrap();
+        let cases = [
+            ("old", false),
+            ("olddir/tool", false),
+            ("real/tool", false),
+            ("new", true),
+            ("newdir/tool", true),
+            ("new-to-old", true),
+            ("moved2", true),
+        ];
+        for (name, new) in cases {
+            let walk = resolve_as(me, Path::new("/"), &dir.join(name), &mark).unwrap();
+            assert_eq!(walk.path, dir.join("real/tool"), "{name}");
+            assert_eq!(walk.new_link, new, "{name}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn inode_times_against_the_mark() {
+        let mark = StartMark {
+            ctime: (1000, 500),
+            mounts: Mounts::take().unwrap(),
+        };
+        let cases = [
+            ((999, 999_999_999), false),
+            ((1000, 499), false),
+            ((1000, 500), true),
+            ((1000, 501), true),
+            ((1001, 1), true),
+            // Whole-second file systems truncate: the same second counts as new.
+            ((1000, 0), true),
+            ((999, 0), false),
+        ];
+        for (ctime, new) in cases {
+            assert_eq!(mark.is_new(ctime), new, "{ctime:?}");
+        }
+        // The mark orders like inode times: a file made now is new, this process's own
+        // executable (made before) is not.
+        let mark = StartMark::take().unwrap();
+        let old = std::fs::metadata("/proc/self/exe").unwrap();
+        assert!(!mark.is_new((old.ctime(), old.ctime_nsec())));
+        let fd =
+            nix::sys::memfd::memfd_create(c"later", nix::sys::memfd::MFdFlags::empty()).unwrap();
+        let st = nix::sys::stat::fstat(&fd).unwrap();
+        assert!(mark.is_new((st.st_ctime, st.st_ctime_nsec)));
+    }
+
+    #[test]
+    fn mount_tables() {
+        let text = "22 1 0:21 / /proc rw,nosuid shared:5 - proc proc rw\n\
+                    95 29 8:1 /srv/bin/nc /usr/bin/true rw - ext4 /dev/sda1 rw\n\
+                    garbage\n";
+        let table = parse_mountinfo(text);
+        assert_eq!(table.len(), 2);
+        assert_eq!(table[&22], "0:21 / /proc");
+        assert_eq!(table[&95], "8:1 /srv/bin/nc /usr/bin/true");
+        assert_eq!(
+            parse_mnt_id("pos:\t0\nflags:\t02100000\nmnt_id:\t95\nino:\t7\n"),
+            Some(95)
+        );
+        assert_eq!(parse_mnt_id("pos:\t0\n"), None);
+        // An fd on a mount of ours is on an old mount.
+        let mut mounts = Mounts::take().unwrap();
+        let root = std::fs::File::open("/").unwrap();
+        assert!(!mounts.is_new(&root));
+    }
+
+    #[test]
+    fn allow_entries_see_only_lent_names() {
+        let rule = |processes: &str| {
+            let json = format!(r#"{{"rules": [{{"name": "r", "processes": {processes}}}]}}"#);
+            crate::policy::parse(&json)
+                .unwrap()
+                .rule_for("c", "i")
+                .unwrap()
+                .clone()
+        };
+        let allow = rule(r#"{"effect": "prevent", "allow": ["true", "sh"]}"#);
+        let deny = rule(r#"{"effect": "prevent", "deny": ["true", "nc"]}"#);
+        let launch = |lends, real: &str| Launch {
+            image: Image {
+                path: "/tmp/true".into(),
+                real: Some(real.into()),
+                id: None,
+                lends,
+            },
+            interpreter: None,
+            script_argv: None,
+            filename: Vec::new(),
+        };
+        let verdict = |rule: &Rule, lends, real| {
+            judge(&launch(lends, real), rule).map(|v| (v.attack, v.process))
+        };
+        let not_allowed = |p: &str| Some((Attack::NotAllowed, PathBuf::from(p)));
+        let denied = |p: &str| Some((Attack::ExplicitlyDenied, PathBuf::from(p)));
+        let cases = [
+            (
+                "an image link to busybox",
+                &allow,
+                Lends::Both,
+                "/bin/busybox",
+                None,
+            ),
+            (
+                "a new link to nc",
+                &allow,
+                Lends::Real,
+                "/usr/bin/nc",
+                not_allowed("/usr/bin/nc"),
+            ),
+            ("a new link to sh", &allow, Lends::Real, "/bin/sh", None),
+            (
+                "a new copy named true",
+                &allow,
+                Lends::Nothing,
+                "/tmp/true",
+                not_allowed("/tmp/true"),
+            ),
+            (
+                "deny sees a new link's name",
+                &deny,
+                Lends::Real,
+                "/bin/busybox",
+                denied("/tmp/true"),
+            ),
+            (
+                "deny sees a new copy's name",
+                &deny,
+                Lends::Nothing,
+                "/tmp/true",
+                denied("/tmp/true"),
+            ),
+            (
+                "deny sees the target",
+                &deny,
+                Lends::Nothing,
+                "/usr/bin/nc",
+                denied("/tmp/true"),
+            ),
+        ];
+        for (what, rule, lends, real, want) in cases {
+            assert_eq!(verdict(rule, lends, real), want, "{what}");
+        }
     }
 }

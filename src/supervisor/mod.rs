@@ -109,6 +109,8 @@ pub fn run(cfg: RunConfig) -> Result<i32, SupervisorError> {
     // Block signals before fork so that none sent in between is lost; the child restores the mask.
     let (signals, original_mask) = init::signals().map_err(io_err("blocking signals"))?;
     let (ours, theirs) = fdpass::pair().map_err(io_err("socketpair"))?;
+    // Before the command exists: what it makes after this lends no name to an allow list.
+    let started = exec::StartMark::take().map_err(io_err("marking the start"))?;
 
     let network = cfg.network;
     // SAFETY: the defender has started no thread (no logger, console, timer or DNS forwarder
@@ -158,7 +160,7 @@ pub fn run(cfg: RunConfig) -> Result<i32, SupervisorError> {
         listener,
         listener_open: true,
         killable: tag == b'K',
-        resolver: Resolver::default(),
+        resolver: Resolver::new(started),
         policy: cfg.policy,
         net,
         scope: cfg.scope,
