@@ -209,17 +209,25 @@ impl StartMark {
     /// Takes the mark. The supervisor takes it before it forks the command, so everything the
     /// command does comes after it.
     ///
-    /// The time is the ctime of a file made here and now (a memfd), not a clock reading: inode
-    /// timestamps come from the kernel's coarse clock (current_time(), fs/inode.c), which lags a
-    /// clock_gettime(CLOCK_REALTIME) reading by up to a tick, so a link made in the first
+    /// The time is the ctime of a file changed here and now (a memfd), not a clock reading:
+    /// inode timestamps come from the kernel's coarse clock (current_time(), fs/inode.c), which
+    /// lags a clock_gettime(CLOCK_REALTIME) reading by up to a tick, so a link made in the first
     /// milliseconds could look older than such a mark. Any inode stamped later gets a time at
     /// least this one (the coarse clock, and the multigrain floor it is raised to, never go back
     /// unless the clock is set back).
+    ///
+    /// The memfd is looked at (fstat) before it is changed (fchmod): on a file system with
+    /// multigrain timestamps (tmpfs, since 6.13), a change after a look gets a fine-grained ctime
+    /// and raises the floor of every later coarse one to it (inode_set_ctime_current()), so files
+    /// made before the start, even in the same tick, stay older than the mark. Elsewhere the mark
+    /// is the tick's, and what was made in the tick before the start counts as new.
     pub fn take() -> io::Result<StartMark> {
         let fd = nix::sys::memfd::memfd_create(
             c"defender-start",
             nix::sys::memfd::MFdFlags::MFD_CLOEXEC,
         )?;
+        nix::sys::stat::fstat(&fd)?;
+        nix::sys::stat::fchmod(&fd, nix::sys::stat::Mode::S_IRUSR)?;
         let st = nix::sys::stat::fstat(&fd)?;
         Ok(StartMark {
             ctime: (st.st_ctime, st.st_ctime_nsec),
@@ -1089,6 +1097,24 @@ mod tests {
             nix::sys::memfd::memfd_create(c"later", nix::sys::memfd::MFdFlags::empty()).unwrap();
         let st = nix::sys::stat::fstat(&fd).unwrap();
         assert!(mark.is_new((st.st_ctime, st.st_ctime_nsec)));
+        // A link made right after the mark, on a disk file system, is new; one made right before
+        // is not (multigrain timestamps; the kernel under test has them).
+        let dir = std::env::temp_dir().join(format!("defender-mark-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        let ctime = |p: &Path| {
+            let m = std::fs::symlink_metadata(p).unwrap();
+            (m.ctime(), m.ctime_nsec())
+        };
+        for i in 0..200 {
+            let (before, after) = (dir.join(format!("b{i}")), dir.join(format!("a{i}")));
+            std::os::unix::fs::symlink("x", &before).unwrap();
+            let mark = StartMark::take().unwrap();
+            std::os::unix::fs::symlink("x", &after).unwrap();
+            assert!(!mark.is_new(ctime(&before)), "{i}: made before");
+            assert!(mark.is_new(ctime(&after)), "{i}: made after");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
