@@ -68,7 +68,8 @@ pub struct Image {
     /// The same, symlinks resolved; `None` if it could not be resolved (the exec will fail, or
     /// a later check catches a file that appears in between).
     pub real: Option<PathBuf>,
-    pub id: Option<FileId>,
+    /// The file and its ctime, as looked at.
+    pub stamp: Option<Stamp>,
     /// Which of the names an allow entry may match.
     pub lends: Lends,
 }
@@ -135,8 +136,12 @@ pub struct Launch {
 /// What the exec stop must find for the exec to be the launch decided on.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Expected {
-    /// The file that runs: the interpreter of a script, else the file itself.
-    pub exe: Option<FileId>,
+    /// The file that runs (the interpreter of a script, else the file itself), with the ctime it
+    /// had when decided on. The ctime is part of it because the decision rests on it (a file
+    /// changed after the start lends no name), and because an inode number alone can be reused:
+    /// an allowed file unlinked after the check frees its inode for a new file (ext4 hands it out
+    /// again), which has a new ctime.
+    pub exe: Option<Stamp>,
     /// For a script: the argv slot and the name the kernel must have put there. The interpreter's
     /// identity alone cannot tell an allowed script from a denied one with the same `#!` line.
     pub script: Option<(usize, Vec<u8>)>,
@@ -144,7 +149,7 @@ pub struct Expected {
 
 impl Launch {
     pub fn expected(&self) -> Expected {
-        let exe = self.interpreter.as_ref().unwrap_or(&self.image).id;
+        let exe = self.interpreter.as_ref().unwrap_or(&self.image).stamp;
         let script = self.script_argv.map(|slot| (slot, self.filename.clone()));
         Expected { exe, script }
     }
@@ -152,7 +157,7 @@ impl Launch {
 
 impl Expected {
     /// Whether an exec that runs `exe`, with the new `argv` (read only for scripts), is this one.
-    pub fn holds(&self, exe: Option<FileId>, argv: impl FnOnce() -> Option<Vec<Vec<u8>>>) -> bool {
+    pub fn holds(&self, exe: Option<Stamp>, argv: impl FnOnce() -> Option<Vec<Vec<u8>>>) -> bool {
         exe.is_some()
             && exe == self.exe
             && match &self.script {
@@ -346,11 +351,13 @@ struct Cached {
     lends: Lends,
 }
 
-/// What must be unchanged for a cached resolution to hold.
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    id: FileId,
-    ctime: (i64, i64),
+/// A file as it was looked at: which file, and its ctime (any write, chmod, link or rename of the
+/// file changes it). What must be unchanged for a cached resolution, or an exec, to be the one
+/// decided on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    pub id: FileId,
+    pub ctime: (i64, i64),
 }
 
 impl Stamp {
@@ -358,6 +365,20 @@ impl Stamp {
         Stamp {
             id: FileId::from(st),
             ctime: (st.st_ctime, st.st_ctime_nsec),
+        }
+    }
+
+    /// The file `path` names now, symlinks followed (for `/proc/PID/exe`, the running image).
+    pub fn at(path: &Path) -> io::Result<Stamp> {
+        Ok(Stamp::from(&std::fs::metadata(path)?))
+    }
+}
+
+impl From<&std::fs::Metadata> for Stamp {
+    fn from(m: &std::fs::Metadata) -> Stamp {
+        Stamp {
+            id: FileId::from(m),
+            ctime: (m.ctime(), m.ctime_nsec()),
         }
     }
 }
@@ -463,7 +484,7 @@ impl Resolver {
                 let image = Image {
                     path: shown,
                     real: c.real.clone(),
-                    id: Some(stamp.id),
+                    stamp: Some(stamp),
                     lends: c.lends,
                 };
                 return Ok(named(Launch {
@@ -733,7 +754,7 @@ fn inspect(
             Image {
                 path,
                 real: None,
-                id: None,
+                stamp: None,
                 lends: Lends::Nothing,
             },
             None,
@@ -743,10 +764,10 @@ fn inspect(
     let new_mount = mark.mounts.is_new(&fd);
     let file = std::fs::File::from(fd);
     let meta = file.metadata().ok();
-    let id = meta.as_ref().map(FileId::from);
+    let stamp = meta.as_ref().map(Stamp::from);
     let real = fd_path(&file).ok().map(|p| strip_root(root, &p));
     let lends = match &meta {
-        Some(m) if !new_mount && !mark.is_new((m.ctime(), m.ctime_nsec())) => {
+        Some(m) if !new_mount && !mark.is_new(Stamp::from(m).ctime) => {
             match walk.is_none_or(|w| !w.new_link && real.as_ref() == Some(&w.path)) {
                 true => Lends::Both,
                 false => Lends::Real,
@@ -772,7 +793,7 @@ fn inspect(
         Image {
             path,
             real,
-            id,
+            stamp,
             lends,
         },
         interpreter,
@@ -891,11 +912,17 @@ mod tests {
 
     #[test]
     fn expected_exec() {
-        let id = |ino| Some(FileId { dev: 1, ino });
+        let stamped = |ino, ctime| {
+            Some(Stamp {
+                id: FileId { dev: 1, ino },
+                ctime: (ctime, 0),
+            })
+        };
+        let id = |ino| stamped(ino, 100);
         let image = |ino| Image {
             path: "/x".into(),
             real: None,
-            id: id(ino),
+            stamp: id(ino),
             lends: Lends::Both,
         };
         let binary = Launch {
@@ -914,6 +941,13 @@ mod tests {
         let cases = [
             ("the binary decided on", &binary, id(10), argv(&[]), true),
             ("another binary", &binary, id(11), argv(&[]), false),
+            (
+                "a new file with a reused inode number",
+                &binary,
+                stamped(10, 200),
+                argv(&[]),
+                false,
+            ),
             (
                 "a script instead of a binary (runs its interpreter)",
                 &binary,
@@ -1153,7 +1187,7 @@ mod tests {
             image: Image {
                 path: "/tmp/true".into(),
                 real: Some(real.into()),
-                id: None,
+                stamp: None,
                 lends,
             },
             interpreter: None,

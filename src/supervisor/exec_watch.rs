@@ -3,7 +3,7 @@
 //! the memory) may have swapped it. So before CONTINUE the caller is attached with `PTRACE_SEIZE`
 //! and `PTRACE_O_TRACEEXEC`; a successful exec then stops it at `PTRACE_EVENT_EXEC`, before the
 //! new image runs a single instruction, and the supervisor compares `/proc/PID/exe` with the
-//! file it decided on and, for a script, the script name the kernel put in the interpreter's argv
+//! file it decided on (device, inode and ctime) and, for a script, the script name the kernel put in the interpreter's argv
 //! (ptrace(2), "execve(2) under ptrace"). Anything else ran: the supervisor treats it as not
 //! allowed (it was never decided on).
 //!
@@ -25,8 +25,7 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 
-use crate::sensors::FileId;
-use crate::sensors::exec::Expected;
+use crate::sensors::exec::{Expected, Stamp};
 
 /// Whether the kernel lets us trace the workload, learned at the first verified exec (normally
 /// the command's own, a child of ours: if that cannot be traced, nothing can).
@@ -128,7 +127,7 @@ impl ExecWatch {
                         .map(<[u8]>::to_vec)
                         .collect::<Vec<_>>()
                 };
-                if expected.holds(FileId::of(&exe).ok(), || argv().map(split)) {
+                if expected.holds(Stamp::at(&exe).ok(), || argv().map(split)) {
                     let _ = ptrace::detach(pid, None);
                     return None;
                 }
