@@ -107,6 +107,32 @@ fn a_symlink_that_came_before_the_start_lends_its_name() {
 }
 
 #[test]
+fn a_new_link_to_a_link_of_the_image_goes_by_the_image_links_name() {
+    // As `python -m venv` links venv/bin/python to the image's /usr/bin/python3 (itself a link
+    // to python3.11): the new link's own name lends nothing, the image's link lends its name.
+    let w = World::new();
+    let touch = touch();
+    std::fs::create_dir(w.path("img")).unwrap();
+    std::os::unix::fs::symlink(&touch, w.path("img/true")).unwrap();
+    after_the_tick_of(&w.path("img/true"));
+    let out = w.run(
+        &allow_list(),
+        &[
+            "sh",
+            "-c",
+            "ln -s img/true ./python && ./python made; echo rc=$?",
+        ],
+    );
+    assert!(
+        w.path("made").exists(),
+        "stdout: {}\nstderr: {}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(w.audits_of("process").is_empty(), "{:?}", w.audits());
+}
+
+#[test]
 fn a_busybox_link_of_the_image_still_runs_its_applet() {
     let busybox = require("busybox");
     let w = World::new();

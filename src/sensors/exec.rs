@@ -7,10 +7,11 @@
 //! as well: running a script runs the interpreter, so a denied interpreter is denied behind any
 //! script.
 //!
-//! A deny entry matches any of those names. An allow entry only matches names the workload could
-//! not choose itself (see [`Lends`]): a symlink made after the command started does not lend its
-//! name to its target, and a file created, linked, renamed or changed after the start, or seen
-//! through a mount made after it, lends no name at all.
+//! A deny entry matches any of those names (and the name of every symlink on the way that names
+//! the file). An allow entry only matches names the workload could not choose itself (see
+//! [`lent_names`]): a symlink made after the command started does not lend its name to its
+//! target, and a file created, linked, renamed or changed after the start, or seen through a mount
+//! made after it, lends no name at all.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -65,57 +66,35 @@ pub enum ExecCall {
 pub struct Image {
     /// Absolute path as executed (in the caller's view of the file system).
     pub path: PathBuf,
+    /// The symlinks that name the file itself (met as the last component of what was being
+    /// resolved, so the file is what each leads to), in the order met: `/usr/bin/python3` when
+    /// `/venv/bin/python` leads to `/usr/bin/python3.11` through it.
+    pub links: Vec<PathBuf>,
     /// The same, symlinks resolved; `None` if it could not be resolved (the exec will fail, or
     /// a later check catches a file that appears in between).
     pub real: Option<PathBuf>,
     /// The file and its ctime, as looked at.
     pub stamp: Option<Stamp>,
-    /// Which of the names an allow entry may match.
-    pub lends: Lends,
-}
-
-/// Which names of a launch an allow entry may match. Deny entries match every name whatever this
-/// says: a denied program stays denied behind any link.
-///
-/// A name lends itself to an allow list only if the image (or whoever prepared the container
-/// before the command started) gave it to this file. The workload can make new names, but not old
-/// ones: every way of giving a file a name (symlink(2), link(2), rename(2), and any chmod, chown
-/// or write on the way) sets the inode's ctime to the current time, and no call sets it back
-/// (utimensat(2) sets atime and mtime only; setting the clock needs CAP_SYS_TIME). A mount made
-/// after the start has a mount id that did not exist then.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Lends {
-    /// The path as executed and the real path.
-    Both,
-    /// The real path only: resolving the path as executed went through a symlink made (or
-    /// moved, or relinked) after the start, or could not be followed the way the file was opened.
-    Real,
-    /// No name: the file itself was created, hard-linked, renamed or changed after the start (a
-    /// new name for an old program, or a copy: a list of names cannot tell a renamed copy from a
-    /// genuine program), or it sits on a mount made after the start (a bind mount of a denied
-    /// program over an allowed one has the allowed path as its real path).
-    Nothing,
+    /// The names an allow entry may match, among the above (see [`lent_names`]).
+    pub lent: Vec<PathBuf>,
 }
 
 impl Image {
-    /// Every name of the launch: what deny entries are matched against.
+    /// Every name of the launch: what deny entries are matched against, so that a denied
+    /// program stays denied behind any link.
     fn names(&self) -> Vec<&str> {
         let mut c = vec![path_str(&self.path)];
-        if let Some(real) = &self.real
-            && real != &self.path
-        {
-            c.push(path_str(real));
+        for name in self.links.iter().chain(&self.real) {
+            if !c.contains(&path_str(name)) {
+                c.push(path_str(name));
+            }
         }
         c
     }
 
-    /// The names allow entries are matched against (see [`Lends`]).
+    /// The names allow entries are matched against.
     fn lent(&self) -> Vec<&str> {
-        match (self.lends, &self.real) {
-            (Lends::Both, _) => self.names(),
-            (Lends::Real, Some(real)) => vec![path_str(real)],
-            (Lends::Real, None) | (Lends::Nothing, _) => Vec::new(),
-        }
+        self.lent.iter().map(|p| path_str(p)).collect()
     }
 }
 
@@ -204,7 +183,8 @@ pub fn judge(launch: &Launch, rule: &Rule) -> Option<Violation> {
 }
 
 /// The moment the command started, on the clock the kernel stamps inodes with, and the mounts
-/// that existed then: what tells a name the image gave from one the workload made (see [`Lends`]).
+/// that existed then: what tells a name the image gave from one the workload made (see
+/// [`lent_names`]).
 pub struct StartMark {
     ctime: (i64, i64),
     mounts: Mounts,
@@ -347,8 +327,9 @@ pub struct Resolver {
 
 struct Cached {
     stamp: Stamp,
+    links: Vec<PathBuf>,
     real: Option<PathBuf>,
-    lends: Lends,
+    lent: Vec<PathBuf>,
 }
 
 /// A file as it was looked at: which file, and its ctime (any write, chmod, link or rename of the
@@ -459,7 +440,10 @@ impl Resolver {
         let name = lexical_name(&joined);
         let named = |mut launch: Launch| {
             if name.is_none() {
-                launch.image.path = launch.image.real.clone().unwrap_or_else(|| joined.clone());
+                let image = &mut launch.image;
+                // Nor does it lend itself to an allow list.
+                image.lent.retain(|p| p != &image.path);
+                image.path = image.real.clone().unwrap_or_else(|| joined.clone());
             }
             launch
         };
@@ -481,11 +465,13 @@ impl Resolver {
             let stamp =
                 Stamp::of(&nix::sys::stat::stat(&joined).map_err(|e| exec_errno(e.into()))?);
             if c.stamp == stamp {
+                // The same path to the same file: the same names, lent or not.
                 let image = Image {
                     path: shown,
+                    links: c.links.clone(),
                     real: c.real.clone(),
                     stamp: Some(stamp),
-                    lends: c.lends,
+                    lent: c.lent.clone(),
                 };
                 return Ok(named(Launch {
                     image,
@@ -517,8 +503,9 @@ impl Resolver {
             joined,
             Cached {
                 stamp,
+                links: launch.image.links.clone(),
                 real: launch.image.real.clone(),
-                lends: launch.image.lends,
+                lent: launch.image.lent.clone(),
             },
         );
         Ok(launch)
@@ -551,6 +538,8 @@ fn open_as(pid: u32, root: &Path, path: &Path, mark: &StartMark) -> io::Result<(
         path: PathBuf::new(),
         via_proc: true,
         new_link: true,
+        links: Vec::new(),
+        lent_from: 0,
     });
     Ok((fd, walk))
 }
@@ -656,6 +645,7 @@ fn resolve_as(pid: u32, root: &Path, path: &Path, mark: &StartMark) -> io::Resul
     let mut out = PathBuf::from("/");
     let mut rest = components(path);
     let (mut hops, mut via_proc, mut new_link) = (0, false, false);
+    let (mut links, mut lent_from) = (Vec::new(), 0);
     while let Some(name) = rest.pop() {
         if name == ".." {
             out.pop();
@@ -675,7 +665,14 @@ fn resolve_as(pid: u32, root: &Path, path: &Path, mark: &StartMark) -> io::Resul
         if !meta.file_type().is_symlink() {
             continue;
         }
-        new_link |= mark.is_new((meta.ctime(), meta.ctime_nsec()));
+        if rest.is_empty() {
+            links.push(out.clone());
+        }
+        if mark.is_new((meta.ctime(), meta.ctime_nsec())) {
+            // Names met up to here lead to the file through a new link.
+            new_link = true;
+            lent_from = links.len();
+        }
         if out.starts_with("/proc")
             && out.components().nth(2).is_some_and(|c| {
                 c.as_os_str()
@@ -690,6 +687,8 @@ fn resolve_as(pid: u32, root: &Path, path: &Path, mark: &StartMark) -> io::Resul
                 path: out,
                 via_proc: true,
                 new_link,
+                links,
+                lent_from,
             });
         }
         hops += 1;
@@ -707,6 +706,8 @@ fn resolve_as(pid: u32, root: &Path, path: &Path, mark: &StartMark) -> io::Resul
         path: out,
         via_proc,
         new_link,
+        links,
+        lent_from,
     })
 }
 
@@ -720,6 +721,10 @@ struct Walk {
     via_proc: bool,
     /// Whether a symlink on the way was made, moved or relinked at or after the start mark.
     new_link: bool,
+    /// The symlinks met as the last component (each names the file the walk ends at), in order.
+    links: Vec<PathBuf>,
+    /// `links[lent_from..]` lead to the file through old links only.
+    lent_from: usize,
 }
 
 /// The names of `path`, last first (a stack to pop), `..` kept as a name.
@@ -736,12 +741,8 @@ fn components(path: &Path) -> Vec<std::ffi::OsString> {
 
 /// Looks at the file a launch names through an fd opened on it (so path tricks cannot swap it
 /// between the looks): its real path, identity, the names it lends, and `#!` interpreter if it
-/// is a script.
-///
-/// The path as executed lends its name only if the walk over it met no new symlink and reached
-/// the very path the file was opened at (its real path): a chain swapped between the walk and the
-/// open, or a file the walk could not follow, lends only its real path. No walk means the path is
-/// the file's own name (an fd's).
+/// is a script. `walk` is how the path led to it; none means the path is the file's own name (an
+/// fd's).
 fn inspect(
     root: &Path,
     path: PathBuf,
@@ -753,9 +754,10 @@ fn inspect(
         return (
             Image {
                 path,
+                links: Vec::new(),
                 real: None,
                 stamp: None,
-                lends: Lends::Nothing,
+                lent: Vec::new(),
             },
             None,
         );
@@ -766,15 +768,8 @@ fn inspect(
     let meta = file.metadata().ok();
     let stamp = meta.as_ref().map(Stamp::from);
     let real = fd_path(&file).ok().map(|p| strip_root(root, &p));
-    let lends = match &meta {
-        Some(m) if !new_mount && !mark.is_new(Stamp::from(m).ctime) => {
-            match walk.is_none_or(|w| !w.new_link && real.as_ref() == Some(&w.path)) {
-                true => Lends::Both,
-                false => Lends::Real,
-            }
-        }
-        _ => Lends::Nothing,
-    };
+    let old_file = stamp.is_some_and(|s| !new_mount && !mark.is_new(s.ctime));
+    let lent = lent_names(old_file, &path, walk, real.as_ref());
     // Reopening an O_PATH fd through /proc gives a readable fd on the very same file. Only a
     // regular file is read, and without blocking: opening a FIFO would hang the supervisor.
     let mut head = [0u8; BINPRM_BUF_SIZE];
@@ -792,12 +787,60 @@ fn inspect(
     (
         Image {
             path,
+            links: walk.map(|w| w.links.clone()).unwrap_or_default(),
             real,
             stamp,
-            lends,
+            lent,
         },
         interpreter,
     )
+}
+
+/// The names of a launch that lend themselves to an allow list: those the image (or whoever
+/// prepared the container before the command started) gave this file. Deny entries see every name
+/// whatever this says. Pure.
+///
+/// The workload can make new names but not old ones: every way of giving a file a name
+/// (symlink(2), link(2), rename(2)) and every change to it (chmod, chown, a write) sets the
+/// inode's ctime to the current time, and no call sets it back (utimensat(2) sets atime and mtime
+/// only; setting the clock needs CAP_SYS_TIME). So, against the start mark:
+/// - a file (`old_file` false) created, hard-linked, renamed or changed after the start, or seen
+///   through a mount made after it, lends no name at all: a new name for an old program, a copy
+///   (a list of names cannot tell a renamed copy from a genuine program), or a bind mount over an
+///   allowed path (whose real path is the allowed one);
+/// - otherwise the real path lends, and so does each symlink naming the file that leads to it
+///   through old links only; the path as executed lends if no link on the way is new. A symlink
+///   made after the start does not lend its name to its target, whether it is the last component
+///   or a directory on the way.
+///
+/// The walk's links count only if it reached the very path the file was opened at: a chain
+/// swapped between the walk and the open lends the real path only.
+fn lent_names(
+    old_file: bool,
+    path: &Path,
+    walk: Option<&Walk>,
+    real: Option<&PathBuf>,
+) -> Vec<PathBuf> {
+    let Some(real) = real.filter(|_| old_file) else {
+        return Vec::new();
+    };
+    let mut lent = vec![real.clone()];
+    let mut lend = |name: &Path| {
+        if !lent.iter().any(|l| l == name) {
+            lent.push(name.to_path_buf());
+        }
+    };
+    match walk {
+        None => lend(path),
+        Some(w) if &w.path == real => {
+            w.links[w.lent_from..].iter().for_each(|l| lend(l));
+            if !w.new_link {
+                lend(path);
+            }
+        }
+        Some(_) => {}
+    }
+    lent
 }
 
 /// A `#!` line: the interpreter, and whether an argument follows it.
@@ -921,9 +964,10 @@ mod tests {
         let id = |ino| stamped(ino, 100);
         let image = |ino| Image {
             path: "/x".into(),
+            links: Vec::new(),
             real: None,
             stamp: id(ino),
-            lends: Lends::Both,
+            lent: Vec::new(),
         };
         let binary = Launch {
             image: image(10),
@@ -1086,19 +1130,22 @@ mod tests {
         std::os::unix::fs::symlink("real", dir.join("newdir")).unwrap();
         std::os::unix::fs::symlink("old", dir.join("new-to-old")).unwrap();
         std::fs::rename(dir.join("moved"), dir.join("moved2")).unwrap();
-        let cases = [
-            ("old", false),
-            ("olddir/tool", false),
-            ("real/tool", false),
-            ("new", true),
-            ("newdir/tool", true),
-            ("new-to-old", true),
-            ("moved2", true),
+        // (path, a new link on the way, the links naming the file that lend)
+        let cases: &[(&str, bool, &[&str])] = &[
+            ("old", false, &["old"]),
+            ("olddir/tool", false, &[]),
+            ("real/tool", false, &[]),
+            ("new", true, &[]),
+            ("newdir/tool", true, &[]),
+            ("new-to-old", true, &["old"]),
+            ("moved2", true, &[]),
         ];
-        for (name, new) in cases {
+        for (name, new, lent) in cases {
             let walk = resolve_as(me, Path::new("/"), &dir.join(name), &mark).unwrap();
             assert_eq!(walk.path, dir.join("real/tool"), "{name}");
-            assert_eq!(walk.new_link, new, "{name}");
+            assert_eq!(walk.new_link, *new, "{name}");
+            let lent: Vec<_> = lent.iter().map(|l| dir.join(l)).collect();
+            assert_eq!(walk.links[walk.lent_from..], lent, "{name}");
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -1181,71 +1228,197 @@ mod tests {
                 .unwrap()
                 .clone()
         };
-        let allow = rule(r#"{"effect": "prevent", "allow": ["true", "sh"]}"#);
-        let deny = rule(r#"{"effect": "prevent", "deny": ["true", "nc"]}"#);
-        let launch = |lends, real: &str| Launch {
-            image: Image {
-                path: "/tmp/true".into(),
-                real: Some(real.into()),
-                stamp: None,
-                lends,
-            },
-            interpreter: None,
-            script_argv: None,
-            filename: Vec::new(),
-        };
-        let verdict = |rule: &Rule, lends, real| {
-            judge(&launch(lends, real), rule).map(|v| (v.attack, v.process))
-        };
-        let not_allowed = |p: &str| Some((Attack::NotAllowed, PathBuf::from(p)));
-        let denied = |p: &str| Some((Attack::ExplicitlyDenied, PathBuf::from(p)));
-        let cases = [
+        let allow = rule(r#"{"effect": "prevent", "allow": ["true", "sh", "python3"]}"#);
+        let deny = rule(r#"{"effect": "prevent", "deny": ["true", "nc", "python3"]}"#);
+        // (what, rule, links, real, lent, verdict); the path as executed is /tmp/true.
+        type Case<'a> = (
+            &'a str,
+            &'a Rule,
+            &'a [&'a str],
+            &'a str,
+            &'a [&'a str],
+            Option<(Attack, &'a str)>,
+        );
+        let cases: &[Case] = &[
             (
                 "an image link to busybox",
                 &allow,
-                Lends::Both,
+                &["/tmp/true"],
                 "/bin/busybox",
+                &["/bin/busybox", "/tmp/true"],
                 None,
             ),
             (
                 "a new link to nc",
                 &allow,
-                Lends::Real,
+                &["/tmp/true"],
                 "/usr/bin/nc",
-                not_allowed("/usr/bin/nc"),
+                &["/usr/bin/nc"],
+                Some((Attack::NotAllowed, "/usr/bin/nc")),
             ),
-            ("a new link to sh", &allow, Lends::Real, "/bin/sh", None),
+            (
+                "a new link to sh",
+                &allow,
+                &["/tmp/true"],
+                "/bin/sh",
+                &["/bin/sh"],
+                None,
+            ),
+            (
+                "a new link to an image link to python3.11",
+                &allow,
+                &["/tmp/true", "/usr/bin/python3"],
+                "/usr/bin/python3.11",
+                &["/usr/bin/python3.11", "/usr/bin/python3"],
+                None,
+            ),
             (
                 "a new copy named true",
                 &allow,
-                Lends::Nothing,
+                &[],
                 "/tmp/true",
-                not_allowed("/tmp/true"),
+                &[],
+                Some((Attack::NotAllowed, "/tmp/true")),
             ),
             (
                 "deny sees a new link's name",
                 &deny,
-                Lends::Real,
+                &["/tmp/true"],
                 "/bin/busybox",
-                denied("/tmp/true"),
+                &["/bin/busybox"],
+                Some((Attack::ExplicitlyDenied, "/tmp/true")),
             ),
             (
                 "deny sees a new copy's name",
                 &deny,
-                Lends::Nothing,
+                &[],
                 "/tmp/true",
-                denied("/tmp/true"),
+                &[],
+                Some((Attack::ExplicitlyDenied, "/tmp/true")),
             ),
             (
                 "deny sees the target",
                 &deny,
-                Lends::Nothing,
+                &[],
                 "/usr/bin/nc",
-                denied("/tmp/true"),
+                &[],
+                Some((Attack::ExplicitlyDenied, "/tmp/true")),
+            ),
+            (
+                "deny sees a link on the way",
+                &deny,
+                &["/usr/bin/python3"],
+                "/usr/bin/python3.11",
+                &[],
+                Some((Attack::ExplicitlyDenied, "/tmp/true")),
             ),
         ];
-        for (what, rule, lends, real, want) in cases {
-            assert_eq!(verdict(rule, lends, real), want, "{what}");
+        let paths = |v: &[&str]| v.iter().map(PathBuf::from).collect::<Vec<_>>();
+        for (what, rule, links, real, lent, want) in cases {
+            let launch = Launch {
+                image: Image {
+                    path: "/tmp/true".into(),
+                    links: paths(links),
+                    real: Some(real.into()),
+                    stamp: None,
+                    lent: paths(lent),
+                },
+                interpreter: None,
+                script_argv: None,
+                filename: Vec::new(),
+            };
+            let got = judge(&launch, rule).map(|v| (v.attack, v.process));
+            assert_eq!(
+                got,
+                want.map(|(attack, p)| (attack, PathBuf::from(p))),
+                "{what}"
+            );
         }
+    }
+
+    #[test]
+    fn lent_names_of_a_launch() {
+        let walk = |path: &str, new_link, links: &[&str], lent_from| Walk {
+            path: path.into(),
+            via_proc: false,
+            new_link,
+            links: links.iter().map(PathBuf::from).collect(),
+            lent_from,
+        };
+        let real = PathBuf::from("/usr/bin/python3.11");
+        let plain = walk("/usr/bin/python3.11", false, &[], 0);
+        let old_chain = walk(
+            "/usr/bin/python3.11",
+            false,
+            &["/venv/bin/python", "/usr/bin/python3"],
+            0,
+        );
+        let new_then_old = walk(
+            "/usr/bin/python3.11",
+            true,
+            &["/venv/bin/python", "/usr/bin/python3"],
+            1,
+        );
+        let old_then_new = walk(
+            "/usr/bin/python3.11",
+            true,
+            &["/venv/bin/python", "/usr/bin/python3"],
+            2,
+        );
+        let swapped = walk("/usr/bin/python3.12", false, &["/usr/bin/python3"], 0);
+        // (what, old file, walk, lent names; the path as executed is /venv/bin/python)
+        let cases: &[(&str, bool, Option<&Walk>, &[&str])] = &[
+            (
+                "no link",
+                true,
+                Some(&plain),
+                &["/usr/bin/python3.11", "/venv/bin/python"],
+            ),
+            (
+                "image links",
+                true,
+                Some(&old_chain),
+                &[
+                    "/usr/bin/python3.11",
+                    "/venv/bin/python",
+                    "/usr/bin/python3",
+                ],
+            ),
+            (
+                "a new link to an image link",
+                true,
+                Some(&new_then_old),
+                &["/usr/bin/python3.11", "/usr/bin/python3"],
+            ),
+            (
+                "an image link to a new link",
+                true,
+                Some(&old_then_new),
+                &["/usr/bin/python3.11"],
+            ),
+            (
+                "a chain swapped before the open",
+                true,
+                Some(&swapped),
+                &["/usr/bin/python3.11"],
+            ),
+            (
+                "an fd's own name",
+                true,
+                None,
+                &["/usr/bin/python3.11", "/venv/bin/python"],
+            ),
+            ("a new file", false, Some(&plain), &[]),
+            ("a new file by fd", false, None, &[]),
+        ];
+        for (what, old_file, walk, want) in cases {
+            let got = lent_names(*old_file, Path::new("/venv/bin/python"), *walk, Some(&real));
+            assert_eq!(
+                got,
+                want.iter().map(PathBuf::from).collect::<Vec<_>>(),
+                "{what}"
+            );
+        }
+        assert!(lent_names(true, Path::new("/x"), None, None).is_empty());
     }
 }
