@@ -133,6 +133,22 @@ fn a_new_link_to_a_link_of_the_image_goes_by_the_image_links_name() {
 }
 
 #[test]
+fn a_decision_remembered_for_a_link_does_not_survive_its_replacement() {
+    // The image's ./true runs twice (the second launch is a cache hit); then the workload
+    // replaces the link with a new one to touch, under the same path.
+    let w = World::new();
+    std::os::unix::fs::symlink(require("true"), w.path("true")).unwrap();
+    after_the_tick_of(&w.path("true"));
+    let cmd = format!(
+        "./true && ./true && echo twice; ln -sfn {} ./true && ./true made; echo rc=$?",
+        touch().display()
+    );
+    let out = w.run(&allow_list(), &["sh", "-c", &cmd]);
+    assert!(stdout(&out).contains("twice"), "{}", stderr(&out));
+    assert_refused(&w, &out, "made", &touch());
+}
+
+#[test]
 fn a_busybox_link_of_the_image_still_runs_its_applet() {
     let busybox = require("busybox");
     let w = World::new();
