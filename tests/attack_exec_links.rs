@@ -108,11 +108,13 @@ fn a_symlink_that_came_before_the_start_lends_its_name() {
 
 #[test]
 fn a_new_link_to_a_link_of_the_image_goes_by_the_image_links_name() {
-    // As `python -m venv` links venv/bin/python to the image's /usr/bin/python3 (itself a link
-    // to python3.11): the new link's own name lends nothing, the image's link lends its name.
+    // As `python -m venv` links venv/bin/python3 to the image's /usr/bin/python3 (itself a link
+    // to python3.11): the new link's own name lends nothing, the image's link lends its name to a
+    // program started under it.
     let w = World::new();
     let touch = touch();
     std::fs::create_dir(w.path("img")).unwrap();
+    std::fs::create_dir(w.path("venv")).unwrap();
     std::os::unix::fs::symlink(&touch, w.path("img/true")).unwrap();
     after_the_tick_of(&w.path("img/true"));
     let out = w.run(
@@ -120,7 +122,7 @@ fn a_new_link_to_a_link_of_the_image_goes_by_the_image_links_name() {
         &[
             "sh",
             "-c",
-            "ln -s img/true ./python && ./python made; echo rc=$?",
+            "ln -s ../img/true venv/true && ./venv/true made; echo rc=$?",
         ],
     );
     assert!(
@@ -130,6 +132,30 @@ fn a_new_link_to_a_link_of_the_image_goes_by_the_image_links_name() {
         stderr(&out)
     );
     assert!(w.audits_of("process").is_empty(), "{:?}", w.audits());
+}
+
+#[test]
+fn a_link_of_the_image_does_not_lend_its_name_to_another_applet() {
+    // Busybox runs what argv[0] names: started through the image's `true` link as `touch`, it is
+    // touch, and `true` is not its name.
+    let busybox = require("busybox");
+    let w = World::new();
+    let bin = w.path("bin");
+    std::fs::create_dir(&bin).unwrap();
+    for name in ["true", "sh"] {
+        std::os::unix::fs::symlink(&busybox, bin.join(name)).unwrap();
+    }
+    after_the_tick_of(&bin.join("sh"));
+    let out = w.run(
+        &allow_list(),
+        &[
+            "./bin/sh",
+            "-c",
+            "./bin/true && echo true-ran; (exec -a touch ./bin/true made); echo rc=$?",
+        ],
+    );
+    assert!(stdout(&out).contains("true-ran"), "{}", stderr(&out));
+    assert_refused(&w, &out, "made", &busybox);
 }
 
 #[test]

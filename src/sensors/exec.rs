@@ -77,6 +77,9 @@ pub struct Image {
     pub stamp: Option<Stamp>,
     /// The names an allow entry may match, among the above (see [`lent_names`]).
     pub lent: Vec<PathBuf>,
+    /// The argv[0] the program starts with: the caller's for a binary, the `#!` line's name for
+    /// an interpreter (binfmt_script.c); `None` for the script file itself.
+    pub started_as: Option<Vec<u8>>,
 }
 
 impl Image {
@@ -92,9 +95,23 @@ impl Image {
         c
     }
 
-    /// The names allow entries are matched against.
+    /// The names allow entries are matched against: the lent names, except a link's name that
+    /// is not the program's own (`true` for busybox) when the program is started under another
+    /// name. A multi-call program (busybox, toybox) runs what argv[0] names: started through
+    /// `/bin/true` as `nc`, busybox is nc, and `true` is not its name.
     fn lent(&self) -> Vec<&str> {
-        self.lent.iter().map(|p| path_str(p)).collect()
+        let own = self.real.as_ref().and_then(|r| r.file_name());
+        self.lent
+            .iter()
+            .filter(|name| {
+                let base = name.file_name();
+                base == own
+                    || self.started_as.as_ref().is_none_or(|argv0| {
+                        base.is_some_and(|b| b.as_bytes() == program_name(argv0))
+                    })
+            })
+            .map(|p| path_str(p))
+            .collect()
     }
 }
 
@@ -124,26 +141,49 @@ pub struct Expected {
     /// For a script: the argv slot and the name the kernel must have put there. The interpreter's
     /// identity alone cannot tell an allowed script from a denied one with the same `#!` line.
     pub script: Option<(usize, Vec<u8>)>,
+    /// The argv[0] the program was decided with (see [`program_name`]): the kernel re-reads the
+    /// caller's argv after the check, and a multi-call program runs what it names.
+    pub started_as: Option<Vec<u8>>,
 }
 
 impl Launch {
     pub fn expected(&self) -> Expected {
-        let exe = self.interpreter.as_ref().unwrap_or(&self.image).stamp;
+        let runs = self.interpreter.as_ref().unwrap_or(&self.image);
         let script = self.script_argv.map(|slot| (slot, self.filename.clone()));
-        Expected { exe, script }
+        Expected {
+            exe: runs.stamp,
+            script,
+            started_as: runs.started_as.clone(),
+        }
     }
 }
 
 impl Expected {
-    /// Whether an exec that runs `exe`, with the new `argv` (read only for scripts), is this one.
+    /// Whether an exec that runs `exe`, with the new `argv` (read only when needed), is this one.
     pub fn holds(&self, exe: Option<Stamp>, argv: impl FnOnce() -> Option<Vec<Vec<u8>>>) -> bool {
-        exe.is_some()
-            && exe == self.exe
-            && match &self.script {
-                None => true,
-                Some((slot, name)) => argv().is_some_and(|argv| argv.get(*slot) == Some(name)),
-            }
+        if exe.is_none() || exe != self.exe {
+            return false;
+        }
+        if self.script.is_none() && self.started_as.is_none() {
+            return true;
+        }
+        argv().is_some_and(|argv| {
+            self.script
+                .as_ref()
+                .is_none_or(|(slot, name)| argv.get(*slot) == Some(name))
+                && self.started_as.as_ref().is_none_or(|want| {
+                    argv.first()
+                        .is_some_and(|a| program_name(a) == program_name(want))
+                })
+        })
     }
+}
+
+/// The name a program is started as: argv[0]'s last component, without the `-` a login shell is
+/// started with (login(1); busybox and shells read it that way). Pure.
+fn program_name(argv0: &[u8]) -> &[u8] {
+    let base = argv0.rsplit(|&b| b == b'/').next().unwrap_or(argv0);
+    base.strip_prefix(b"-").unwrap_or(base)
 }
 
 /// The verdict on a launch: which name violated, and how.
@@ -389,6 +429,7 @@ impl Resolver {
     pub fn read_launch(
         &mut self,
         n: &Notification,
+        abi: Abi,
         call: ExecCall,
         mem: &mut RemoteMemory,
     ) -> io::Result<Launch> {
@@ -397,6 +438,7 @@ impl Resolver {
             ExecCall::Execveat => (n.args[0] as i32, n.args[1], n.args[4]),
         };
         let raw = mem.read_cstr(path_ptr, PATH_MAX)?;
+        let argv0 = read_argv0(n, abi, call, mem)?;
         let proc_dir = PathBuf::from(format!("/proc/{}", n.pid));
         let root = if self.roots_may_differ {
             std::fs::read_link(proc_dir.join("root"))?
@@ -419,7 +461,7 @@ impl Resolver {
                 &root,
                 n.pid,
                 (name, fd, None),
-                filename,
+                (filename, argv0),
                 &mut self.mark,
             ));
         }
@@ -455,7 +497,7 @@ impl Resolver {
                 &root,
                 n.pid,
                 (shown, fd, Some(walk)),
-                filename,
+                (filename, argv0),
                 &mut self.mark,
             )));
         }
@@ -472,6 +514,7 @@ impl Resolver {
                     real: c.real.clone(),
                     stamp: Some(stamp),
                     lent: c.lent.clone(),
+                    started_as: Some(argv0),
                 };
                 return Ok(named(Launch {
                     image,
@@ -488,7 +531,7 @@ impl Resolver {
             &root,
             n.pid,
             (shown, fd, Some(walk)),
-            filename,
+            (filename, argv0),
             &mut self.mark,
         ));
         // Not remembered: a path through /proc (or /dev/fd) names another file for every caller,
@@ -545,17 +588,22 @@ fn open_as(pid: u32, root: &Path, path: &Path, mark: &StartMark) -> io::Result<(
 }
 
 /// The launch of the file `fd` refers to, named `path` (reached by `walk`, if it was walked), with
-/// its `#!` interpreter if any.
+/// its `#!` interpreter if any; `filename` is the kernel's name for it, `argv0` the caller's.
 fn launch_of(
     root: &Path,
     pid: u32,
     (path, fd, walk): (PathBuf, OwnedFd, Option<Walk>),
-    filename: Vec<u8>,
+    (filename, argv0): (Vec<u8>, Vec<u8>),
     mark: &mut StartMark,
 ) -> Launch {
-    let (image, shebang) = inspect(root, path, Some(fd), walk.as_ref(), mark);
+    let (mut image, shebang) = inspect(root, path, Some(fd), walk.as_ref(), mark);
     let script_argv = shebang.as_ref().map(|s| if s.has_arg { 2 } else { 1 });
+    if shebang.is_none() {
+        image.started_as = Some(argv0);
+    }
     let interpreter = shebang.map(|mut s| {
+        // The kernel starts the interpreter as the `#!` line names it (binfmt_script.c).
+        let started_as = s.interpreter.as_os_str().as_bytes().to_vec();
         if s.interpreter.is_relative() {
             // The kernel opens a relative interpreter from the caller's cwd (binfmt_script.c).
             let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).map(|c| strip_root(root, &c));
@@ -565,7 +613,9 @@ fn launch_of(
             Ok((fd, walk)) => (Some(fd), Some(walk)),
             Err(_) => (None, None),
         };
-        inspect(root, s.interpreter, file, walk.as_ref(), mark).0
+        let mut interpreter = inspect(root, s.interpreter, file, walk.as_ref(), mark).0;
+        interpreter.started_as = Some(started_as);
+        interpreter
     });
     Launch {
         image,
@@ -597,6 +647,29 @@ pub fn process_of(tid: u32) -> u32 {
                 .find_map(|l| l.strip_prefix("Tgid:").and_then(|v| v.trim().parse().ok()))
         })
         .unwrap_or(tid)
+}
+
+/// The caller's argv[0]. An empty (or NULL) argv gives an empty name, as the kernel then starts the
+/// program with an empty argv[0] (fs/exec.c, do_execveat_common); so does one too long to read
+/// (it matches no name).
+fn read_argv0(
+    n: &Notification,
+    abi: Abi,
+    call: ExecCall,
+    mem: &mut RemoteMemory,
+) -> io::Result<Vec<u8>> {
+    let argv_ptr = match call {
+        ExecCall::Execve => n.args[1],
+        ExecCall::Execveat => n.args[2],
+    };
+    let (ptrs, _) = mem.read_ptr_array(argv_ptr, abi.ptr_width(), 1)?;
+    match ptrs.first() {
+        None => Ok(Vec::new()),
+        Some(&p) => match mem.read_cstr(p, MAX_ARG_LEN) {
+            Err(e) if e.raw_os_error() == Some(libc::ENAMETOOLONG) => Ok(Vec::new()),
+            read => read,
+        },
+    }
 }
 
 /// Reads argv for the audit's command line, capped, arguments joined by spaces.
@@ -758,6 +831,7 @@ fn inspect(
                 real: None,
                 stamp: None,
                 lent: Vec::new(),
+                started_as: None,
             },
             None,
         );
@@ -791,6 +865,7 @@ fn inspect(
             real,
             stamp,
             lent,
+            started_as: None,
         },
         interpreter,
     )
@@ -962,34 +1037,56 @@ mod tests {
             })
         };
         let id = |ino| stamped(ino, 100);
-        let image = |ino| Image {
+        let image = |ino, started_as: Option<&str>| Image {
             path: "/x".into(),
             links: Vec::new(),
             real: None,
             stamp: id(ino),
             lent: Vec::new(),
+            started_as: started_as.map(|a| a.as_bytes().to_vec()),
         };
         let binary = Launch {
-            image: image(10),
+            image: image(10, Some("./true")),
             interpreter: None,
             script_argv: None,
             filename: b"/x".to_vec(),
         };
         let script = Launch {
-            image: image(10),
-            interpreter: Some(image(20)),
+            image: image(10, None),
+            interpreter: Some(image(20, Some("/bin/sh"))),
             script_argv: Some(1),
             filename: b"./s".to_vec(),
         };
         let argv = |v: &[&str]| Some(v.iter().map(|a| a.as_bytes().to_vec()).collect::<Vec<_>>());
         let cases = [
-            ("the binary decided on", &binary, id(10), argv(&[]), true),
-            ("another binary", &binary, id(11), argv(&[]), false),
+            (
+                "the binary decided on",
+                &binary,
+                id(10),
+                argv(&["./true"]),
+                true,
+            ),
+            (
+                "the same name, another way",
+                &binary,
+                id(10),
+                argv(&["/bin/true", "x"]),
+                true,
+            ),
+            (
+                "started under another name (a multi-call binary runs that)",
+                &binary,
+                id(10),
+                argv(&["nc"]),
+                false,
+            ),
+            ("no argv[0]", &binary, id(10), argv(&[]), false),
+            ("another binary", &binary, id(11), argv(&["./true"]), false),
             (
                 "a new file with a reused inode number",
                 &binary,
                 stamped(10, 200),
-                argv(&[]),
+                argv(&["./true"]),
                 false,
             ),
             (
@@ -1012,6 +1109,13 @@ mod tests {
                 &script,
                 id(20),
                 argv(&["/bin/sh", "./evil"]),
+                false,
+            ),
+            (
+                "another script, the same interpreter file under another name",
+                &script,
+                id(20),
+                argv(&["/bin/nc", "./s"]),
                 false,
             ),
             (
@@ -1230,7 +1334,8 @@ mod tests {
         };
         let allow = rule(r#"{"effect": "prevent", "allow": ["true", "sh", "python3"]}"#);
         let deny = rule(r#"{"effect": "prevent", "deny": ["true", "nc", "python3"]}"#);
-        // (what, rule, links, real, lent, verdict); the path as executed is /tmp/true.
+        // (what, rule, links, real, lent, verdict); the path as executed is /tmp/true, and the
+        // program is started as that.
         type Case<'a> = (
             &'a str,
             &'a Rule,
@@ -1265,12 +1370,12 @@ mod tests {
                 None,
             ),
             (
-                "a new link to an image link to python3.11",
+                "a new link to an image link to python3.11, started as the new link",
                 &allow,
                 &["/tmp/true", "/usr/bin/python3"],
                 "/usr/bin/python3.11",
                 &["/usr/bin/python3.11", "/usr/bin/python3"],
-                None,
+                Some((Attack::NotAllowed, "/usr/bin/python3.11")),
             ),
             (
                 "a new copy named true",
@@ -1322,6 +1427,7 @@ mod tests {
                     real: Some(real.into()),
                     stamp: None,
                     lent: paths(lent),
+                    started_as: Some(b"/tmp/true".to_vec()),
                 },
                 interpreter: None,
                 script_argv: None,
@@ -1333,6 +1439,54 @@ mod tests {
                 want.map(|(attack, p)| (attack, PathBuf::from(p))),
                 "{what}"
             );
+        }
+    }
+
+    #[test]
+    fn names_a_program_is_started_as() {
+        let cases: &[(&[u8], &[u8])] = &[
+            (b"true", b"true"),
+            (b"/bin/true", b"true"),
+            (b"./bin/true", b"true"),
+            (b"-sh", b"sh"),
+            (b"/bin/-sh", b"sh"),
+            (b"--sh", b"-sh"),
+            (b"", b""),
+            (b"dir/", b""),
+        ];
+        for (argv0, want) in cases {
+            assert_eq!(
+                program_name(argv0),
+                *want,
+                "{:?}",
+                String::from_utf8_lossy(argv0)
+            );
+        }
+    }
+
+    #[test]
+    fn a_link_name_needs_the_program_started_under_it() {
+        // /bin/true -> busybox, an image link: its name lends only when busybox is started as
+        // `true`; the real name always lends.
+        let image = |started_as: Option<&str>| Image {
+            path: "/bin/true".into(),
+            links: vec!["/bin/true".into()],
+            real: Some("/bin/busybox".into()),
+            stamp: None,
+            lent: vec!["/bin/busybox".into(), "/bin/true".into()],
+            started_as: started_as.map(|a| a.as_bytes().to_vec()),
+        };
+        let cases: &[(Option<&str>, &[&str])] = &[
+            (Some("true"), &["/bin/busybox", "/bin/true"]),
+            (Some("/bin/true"), &["/bin/busybox", "/bin/true"]),
+            (Some("nc"), &["/bin/busybox"]),
+            (Some("busybox"), &["/bin/busybox"]),
+            (Some(""), &["/bin/busybox"]),
+            // A script file itself is not started with an argv[0] of its own.
+            (None, &["/bin/busybox", "/bin/true"]),
+        ];
+        for (started_as, want) in cases {
+            assert_eq!(image(*started_as).lent(), *want, "{started_as:?}");
         }
     }
 

@@ -551,7 +551,7 @@ impl Supervisor {
         }
         let verify = rule.processes().has_allow_list();
         let mut mem = RemoteMemory::new(n.pid as i32);
-        let launch = match self.resolver.read_launch(n, call, &mut mem) {
+        let launch = match self.resolver.read_launch(n, abi, call, &mut mem) {
             Ok(l) => l,
             Err(e) => {
                 log::debug!("exec by {}: cannot read the launch: {e}", n.pid);
