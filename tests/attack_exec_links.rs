@@ -135,6 +135,30 @@ fn a_new_link_to_a_link_of_the_image_goes_by_the_image_links_name() {
 }
 
 #[test]
+fn a_hard_link_of_the_image_does_not_lend_its_name_to_another_applet() {
+    // Busybox installed as hard links (`busybox --install` without -s): every name is a real
+    // path, none is the program's own.
+    let w = World::new();
+    let bin = w.path("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::fs::copy(require("busybox"), bin.join("busybox")).unwrap();
+    for name in ["true", "sh"] {
+        std::fs::hard_link(bin.join("busybox"), bin.join(name)).unwrap();
+    }
+    after_the_tick_of(&bin.join("sh"));
+    let out = w.run(
+        &allow_list(),
+        &[
+            "./bin/sh",
+            "-c",
+            "./bin/true && echo true-ran; (exec -a touch ./bin/true made); echo rc=$?",
+        ],
+    );
+    assert!(stdout(&out).contains("true-ran"), "{}", stderr(&out));
+    assert_refused(&w, &out, "made", &bin.join("true"));
+}
+
+#[test]
 fn a_link_of_the_image_does_not_lend_its_name_to_another_applet() {
     // Busybox runs what argv[0] names: started through the image's `true` link as `touch`, it is
     // touch, and `true` is not its name.

@@ -80,6 +80,10 @@ pub struct Image {
     /// The argv[0] the program starts with: the caller's for a binary, the `#!` line's name for
     /// an interpreter (binfmt_script.c); `None` for the script file itself.
     pub started_as: Option<Vec<u8>>,
+    /// The file's own name, if it has only one: the last component of its real path when it has
+    /// a single link. A hard-linked file has several names, none its own (busybox installed as
+    /// hard links, git's `git-*`).
+    pub own_name: Option<std::ffi::OsString>,
 }
 
 impl Image {
@@ -95,17 +99,17 @@ impl Image {
         c
     }
 
-    /// The names allow entries are matched against: the lent names, except a link's name that
-    /// is not the program's own (`true` for busybox) when the program is started under another
-    /// name. A multi-call program (busybox, toybox) runs what argv[0] names: started through
-    /// `/bin/true` as `nc`, busybox is nc, and `true` is not its name.
+    /// The names allow entries are matched against: the lent names, except a name that is not
+    /// the program's own (`true` for busybox, through a symlink or a hard link) when the program
+    /// is started under another name. A multi-call program (busybox, toybox, git) runs what
+    /// argv[0] names: started through `/bin/true` as `nc`, busybox is nc, and `true` is not its
+    /// name.
     fn lent(&self) -> Vec<&str> {
-        let own = self.real.as_ref().and_then(|r| r.file_name());
         self.lent
             .iter()
             .filter(|name| {
                 let base = name.file_name();
-                base == own
+                (base.is_some() && base == self.own_name.as_deref())
                     || self.started_as.as_ref().is_none_or(|argv0| {
                         base.is_some_and(|b| b.as_bytes() == program_name(argv0))
                     })
@@ -370,6 +374,7 @@ struct Cached {
     links: Vec<PathBuf>,
     real: Option<PathBuf>,
     lent: Vec<PathBuf>,
+    own_name: Option<std::ffi::OsString>,
 }
 
 /// A file as it was looked at: which file, and its ctime (any write, chmod, link or rename of the
@@ -515,6 +520,7 @@ impl Resolver {
                     stamp: Some(stamp),
                     lent: c.lent.clone(),
                     started_as: Some(argv0),
+                    own_name: c.own_name.clone(),
                 };
                 return Ok(named(Launch {
                     image,
@@ -549,6 +555,7 @@ impl Resolver {
                 links: launch.image.links.clone(),
                 real: launch.image.real.clone(),
                 lent: launch.image.lent.clone(),
+                own_name: launch.image.own_name.clone(),
             },
         );
         Ok(launch)
@@ -832,6 +839,7 @@ fn inspect(
                 stamp: None,
                 lent: Vec::new(),
                 started_as: None,
+                own_name: None,
             },
             None,
         );
@@ -844,6 +852,11 @@ fn inspect(
     let real = fd_path(&file).ok().map(|p| strip_root(root, &p));
     let old_file = stamp.is_some_and(|s| !new_mount && !mark.is_new(s.ctime));
     let lent = lent_names(old_file, &path, walk, real.as_ref());
+    let own_name = real
+        .as_ref()
+        .filter(|_| meta.as_ref().is_some_and(|m| m.nlink() == 1))
+        .and_then(|r| r.file_name())
+        .map(OsStr::to_os_string);
     // Reopening an O_PATH fd through /proc gives a readable fd on the very same file. Only a
     // regular file is read, and without blocking: opening a FIFO would hang the supervisor.
     let mut head = [0u8; BINPRM_BUF_SIZE];
@@ -866,6 +879,7 @@ fn inspect(
             stamp,
             lent,
             started_as: None,
+            own_name,
         },
         interpreter,
     )
@@ -1044,6 +1058,7 @@ mod tests {
             stamp: id(ino),
             lent: Vec::new(),
             started_as: started_as.map(|a| a.as_bytes().to_vec()),
+            own_name: None,
         };
         let binary = Launch {
             image: image(10, Some("./true")),
@@ -1428,6 +1443,7 @@ mod tests {
                     stamp: None,
                     lent: paths(lent),
                     started_as: Some(b"/tmp/true".to_vec()),
+                    own_name: Path::new(real).file_name().map(OsStr::to_os_string),
                 },
                 interpreter: None,
                 script_argv: None,
@@ -1467,25 +1483,48 @@ mod tests {
     #[test]
     fn a_link_name_needs_the_program_started_under_it() {
         // /bin/true -> busybox, an image link: its name lends only when busybox is started as
-        // `true`; the real name always lends.
-        let image = |started_as: Option<&str>| Image {
+        // `true`; the file's own name always lends. Installed as hard links, busybox has no name
+        // of its own: each lends only when started under it.
+        let symlinked = |started_as: Option<&str>| Image {
             path: "/bin/true".into(),
             links: vec!["/bin/true".into()],
             real: Some("/bin/busybox".into()),
             stamp: None,
             lent: vec!["/bin/busybox".into(), "/bin/true".into()],
             started_as: started_as.map(|a| a.as_bytes().to_vec()),
+            own_name: Some("busybox".into()),
         };
-        let cases: &[(Option<&str>, &[&str])] = &[
-            (Some("true"), &["/bin/busybox", "/bin/true"]),
-            (Some("/bin/true"), &["/bin/busybox", "/bin/true"]),
-            (Some("nc"), &["/bin/busybox"]),
-            (Some("busybox"), &["/bin/busybox"]),
-            (Some(""), &["/bin/busybox"]),
+        let hard_linked = |started_as: Option<&str>| Image {
+            path: "/bin/true".into(),
+            links: Vec::new(),
+            real: Some("/bin/true".into()),
+            stamp: None,
+            lent: vec!["/bin/true".into()],
+            started_as: started_as.map(|a| a.as_bytes().to_vec()),
+            own_name: None,
+        };
+        type Case<'a> = (
+            &'a dyn Fn(Option<&str>) -> Image,
+            Option<&'a str>,
+            &'a [&'a str],
+        );
+        let cases: &[Case] = &[
+            (&symlinked, Some("true"), &["/bin/busybox", "/bin/true"]),
+            (
+                &symlinked,
+                Some("/bin/true"),
+                &["/bin/busybox", "/bin/true"],
+            ),
+            (&symlinked, Some("-true"), &["/bin/busybox", "/bin/true"]),
+            (&symlinked, Some("nc"), &["/bin/busybox"]),
+            (&symlinked, Some("busybox"), &["/bin/busybox"]),
+            (&symlinked, Some(""), &["/bin/busybox"]),
             // A script file itself is not started with an argv[0] of its own.
-            (None, &["/bin/busybox", "/bin/true"]),
+            (&symlinked, None, &["/bin/busybox", "/bin/true"]),
+            (&hard_linked, Some("true"), &["/bin/true"]),
+            (&hard_linked, Some("nc"), &[]),
         ];
-        for (started_as, want) in cases {
+        for (image, started_as, want) in cases {
             assert_eq!(image(*started_as).lent(), *want, "{started_as:?}");
         }
     }
