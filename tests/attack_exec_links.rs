@@ -19,6 +19,20 @@ fn allow_list() -> String {
     )
 }
 
+/// Runs `sh -c cmd` under the allow list with CAP_SYS_ADMIN left to the command (a workload
+/// whose deployment grants it), for the mount attacks.
+fn run_with_sys_admin(w: &World, cmd: &str) -> Output {
+    let policy = w.policy(&allow_list());
+    w.command(Some(&policy), KEEP_SYS_ADMIN, &["sh", "-c", cmd])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("defender runs")
+}
+
+/// What leaves CAP_SYS_ADMIN to the command. Empty while the defender drops no capability from
+/// the command; with the capability drop, `["--keep-capability", "SYS_ADMIN"]`.
+const KEEP_SYS_ADMIN: &[&str] = &[];
+
 /// The denied program.
 fn touch() -> PathBuf {
     require("touch")
@@ -308,7 +322,7 @@ fn a_bind_mount_made_after_the_start_lends_no_name() {
         "mount --bind {} ./true && ./true made; echo rc=$?",
         touch.display()
     );
-    let out = w.run(&allow_list(), &["sh", "-c", &cmd]);
+    let out = run_with_sys_admin(&w, &cmd);
     assert_refused(&w, &out, "made", &w.path("true"));
 }
 
@@ -327,7 +341,7 @@ fn a_bind_mount_in_a_private_mount_namespace_is_caught_at_the_exec() {
         "unshare -m --propagation private sh -c 'mount --bind {} ./true && ./true made'; echo rc=$?",
         touch.display()
     );
-    let out = w.run(&allow_list(), &["sh", "-c", &cmd]);
+    let out = run_with_sys_admin(&w, &cmd);
     let (o, e) = (stdout(&out), stderr(&out));
     assert!(
         !w.path("made").exists(),
