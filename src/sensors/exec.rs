@@ -11,7 +11,9 @@
 //! the file). An allow entry only matches names the workload could not choose itself (see
 //! [`lent_names`]): a symlink made after the command started does not lend its name to its
 //! target, and a file created, linked, renamed or changed after the start, or seen through a mount
-//! made after it, lends no name at all.
+//! made after it, lends no name at all. And a name that is not the file's own (a link's, or any
+//! name of a hard-linked file) counts only for a program started under it (argv[0]): a multi-call
+//! program like busybox runs what argv[0] names.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
