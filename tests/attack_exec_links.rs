@@ -381,3 +381,72 @@ impl Drop for Mounted {
             .status();
     }
 }
+
+#[test]
+fn swapping_argv0_after_the_check_never_runs_another_applet() {
+    // Busybox through the image's `true` link, started with an argv[0] that another thread flips
+    // between `true` (allowed) and `touch` (not allowed), so that the supervisor may decide on one
+    // name and the kernel, re-reading argv after CONTINUE, start busybox under the other. The
+    // exec stop compares argv[0] with the name decided on and kills a mismatch before busybox
+    // runs an instruction. Each child either ran true, was killed, or was refused (EPERM).
+    const ATTEMPTS: u32 = 300;
+    let busybox = require("busybox");
+    let w = World::new();
+    let bin = w.path("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::os::unix::fs::symlink(&busybox, bin.join("true")).unwrap();
+    after_the_tick_of(&bin.join("true"));
+    let policy = process_policy(
+        "allow by name",
+        r#"{"effect": "prevent", "allow": ["exec_helper", "true"]}"#,
+    );
+    let helper = common::example("exec_helper");
+    let attempts = ATTEMPTS.to_string();
+    let out = w.run(
+        &policy,
+        &[
+            helper.to_str().unwrap(),
+            "race-argv0",
+            bin.join("true").to_str().unwrap(),
+            "true",
+            "touch",
+            &attempts,
+            "made",
+        ],
+    );
+    let (o, e) = (stdout(&out), stderr(&out));
+    assert!(
+        !w.path("made").exists(),
+        "touch ran\nstdout: {o}\nstderr: {e}"
+    );
+    let tally = o
+        .lines()
+        .find(|l| l.starts_with("race: ran_allowed="))
+        .unwrap_or_else(|| panic!("no tally\nstdout: {o}\nstderr: {e}"));
+    let field = |name: &str| -> u32 {
+        tally
+            .split_whitespace()
+            .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {tally:?}"))
+    };
+    let (ran, killed, eperm) = (field("ran_allowed"), field("killed"), field("eperm"));
+    println!("{tally}");
+    assert_eq!(field("other"), 0, "{o}");
+    assert_eq!(ran + killed + eperm, ATTEMPTS, "{tally}");
+    assert!(killed + eperm > 0, "the race did not happen: {tally}");
+    // Every refusal and every kill is audited as not allowed (floods fold into counts).
+    let audits = w.audits_of("process");
+    assert!(!audits.is_empty(), "{e}");
+    for a in &audits {
+        assert_eq!(a["attack"], "processNotAllowed", "{a}");
+    }
+    if killed > 0 {
+        let kills: u64 = audits
+            .iter()
+            .filter(|a| a["parent"] == "unknown")
+            .map(|a| a["count"].as_u64().unwrap_or(1))
+            .sum();
+        assert_eq!(kills, u64::from(killed), "{audits:?}");
+    }
+}
