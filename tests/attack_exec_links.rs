@@ -243,6 +243,31 @@ fn a_deny_entry_still_catches_a_program_behind_a_new_link() {
 }
 
 #[test]
+fn a_deny_entry_catches_a_multi_call_program_started_under_a_denied_name() {
+    let busybox = require("busybox");
+    let w = World::new();
+    let bin = w.path("bin");
+    std::fs::create_dir(&bin).unwrap();
+    for name in ["true", "sh"] {
+        std::os::unix::fs::symlink(&busybox, bin.join(name)).unwrap();
+    }
+    let policy = process_policy("no touch", r#"{"effect": "prevent", "deny": ["touch"]}"#);
+    let out = w.run(
+        &policy,
+        &[
+            "./bin/sh",
+            "-c",
+            "(exec -a touch ./bin/true made); echo rc=$?",
+        ],
+    );
+    assert!(!w.path("made").exists(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("rc=126"), "{}", stdout(&out));
+    let audits = w.audits_of("process");
+    assert_eq!(audits.len(), 1, "{audits:?}");
+    assert_eq!(audits[0]["attack"], "processExplicitlyDenied");
+}
+
+#[test]
 fn a_new_link_to_a_script_interpreter_does_not_lend_its_name() {
     let w = World::new();
     let touch = touch();

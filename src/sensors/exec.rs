@@ -90,12 +90,19 @@ pub struct Image {
 
 impl Image {
     /// Every name of the launch: what deny entries are matched against, so that a denied
-    /// program stays denied behind any link.
+    /// program stays denied behind any link. That includes the name it is started as: busybox
+    /// started through `/bin/true` as `nc` is nc.
     fn names(&self) -> Vec<&str> {
         let mut c = vec![path_str(&self.path)];
-        for name in self.links.iter().chain(&self.real) {
-            if !c.contains(&path_str(name)) {
-                c.push(path_str(name));
+        let started_as = self
+            .started_as
+            .as_deref()
+            .and_then(|argv0| std::str::from_utf8(program_name(argv0)).ok())
+            .filter(|name| !name.is_empty());
+        let names = self.links.iter().chain(&self.real).map(|p| path_str(p));
+        for name in names.chain(started_as) {
+            if !c.contains(&name) {
+                c.push(name);
             }
         }
         c
@@ -1528,6 +1535,29 @@ mod tests {
         ];
         for (image, started_as, want) in cases {
             assert_eq!(image(*started_as).lent(), *want, "{started_as:?}");
+        }
+    }
+
+    #[test]
+    fn deny_entries_see_the_name_a_program_is_started_as() {
+        let image = |started_as: Option<&str>| Image {
+            path: "/bin/true".into(),
+            links: vec!["/bin/true".into()],
+            real: Some("/bin/busybox".into()),
+            stamp: None,
+            lent: Vec::new(),
+            started_as: started_as.map(|a| a.as_bytes().to_vec()),
+            own_name: Some("busybox".into()),
+        };
+        let cases: &[(Option<&str>, &[&str])] = &[
+            (Some("nc"), &["/bin/true", "/bin/busybox", "nc"]),
+            (Some("/usr/bin/-nc"), &["/bin/true", "/bin/busybox", "nc"]),
+            (Some("true"), &["/bin/true", "/bin/busybox", "true"]),
+            (Some(""), &["/bin/true", "/bin/busybox"]),
+            (None, &["/bin/true", "/bin/busybox"]),
+        ];
+        for (started_as, want) in cases {
+            assert_eq!(image(*started_as).names(), *want, "{started_as:?}");
         }
     }
 
