@@ -68,13 +68,13 @@ pub enum ExecCall {
 pub struct Image {
     /// Absolute path as executed (in the caller's view of the file system).
     pub path: PathBuf,
+    /// The same, symlinks resolved; `None` if it could not be resolved (the exec will fail, or
+    /// a later check catches a file that appears in between).
+    pub real: Option<PathBuf>,
     /// The symlinks that name the file itself (met as the last component of what was being
     /// resolved, so the file is what each leads to), in the order met: `/usr/bin/python3` when
     /// `/venv/bin/python` leads to `/usr/bin/python3.11` through it.
     pub links: Vec<PathBuf>,
-    /// The same, symlinks resolved; `None` if it could not be resolved (the exec will fail, or
-    /// a later check catches a file that appears in between).
-    pub real: Option<PathBuf>,
     /// The file and its ctime, as looked at.
     pub stamp: Option<Stamp>,
     /// The names an allow entry may match, among the above (see [`lent_names`]).
