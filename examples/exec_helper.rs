@@ -16,6 +16,7 @@
 //! | `int80-execve PATH ARGV...` | i386 `execve` (`int 0x80`, eax = 11); strings and argv below 4 GiB |
 //! | `x32-execve PATH ARGV...` | x32 `execve` (`syscall(0x40000000 \| 520)`); strings and argv below 4 GiB |
 //! | `race-exec ALLOWED DENIED N [ARGV...]` | N times: fork; the child execve's a path that a thread flips between ALLOWED and DENIED; prints a tally |
+//! | `race-argv0 PATH ALLOWED DENIED N [ARGS...]` | N times: fork; the child execve's PATH with an argv[0] that a thread flips between the names ALLOWED and DENIED (at most 7 bytes each), then ARGS; prints a tally |
 //!
 //! ARGV is the new program's whole argv, `argv[0]` included; when empty, it is `[PATH]` (for
 //! `race-exec`, `[race]`).
@@ -123,6 +124,7 @@ fn main() {
             last_errno()
         }
         "race-exec" => race_exec(rest),
+        "race-argv0" => race_argv0(rest),
         _ => usage(),
     };
     // SAFETY: strerror returns a pointer to a NUL-terminated static (or thread-local) string.
@@ -356,7 +358,49 @@ fn race_exec(rest: &[CString]) -> ! {
         .wrapping_add(start)
         .cast::<libc::c_char>();
     let argv_ptrs = null_terminated(&argv);
+    race(n, &buf[w], (word_a, word_d), || {
+        // SAFETY: `path` points into `buf` (NUL-terminated: the rest of the buffer is zero);
+        // `argv_ptrs` is a NULL-terminated array of pointers into `argv`; `environ` is the
+        // process's environment. All outlive the call.
+        unsafe { libc::execve(path, argv_ptrs.as_ptr(), environ) };
+    })
+}
 
+/// `race-argv0 PATH ALLOWED DENIED N [ARGS...]` (see the top of the file). Never returns.
+fn race_argv0(rest: &[CString]) -> ! {
+    let [path, allowed, denied, n, args @ ..] = rest else {
+        usage();
+    };
+    let Some(n) = n.to_str().ok().and_then(|n| n.parse::<u32>().ok()) else {
+        usage();
+    };
+    // Each name, NUL-padded, is one aligned word: one store flips it whole.
+    let word = |name: &CString| {
+        let bytes = name.as_bytes();
+        if bytes.len() > 7 {
+            eprintln!("race-argv0: the names must be at most 7 bytes");
+            std::process::exit(2);
+        }
+        let mut w = [0u8; 8];
+        w[..bytes.len()].copy_from_slice(bytes);
+        u64::from_ne_bytes(w)
+    };
+    let (word_a, word_d) = (word(allowed), word(denied));
+    // Never freed: the children's execve reads it.
+    let name: &'static AtomicU64 = Box::leak(Box::new(AtomicU64::new(word_a)));
+    let mut argv_ptrs = null_terminated(args);
+    argv_ptrs.insert(0, (name as *const AtomicU64).cast::<libc::c_char>());
+    race(n, name, (word_a, word_d), || {
+        // SAFETY: `path` is NUL-terminated; `argv_ptrs` is a NULL-terminated array of pointers to
+        // `name` (NUL-terminated: a name is at most 7 bytes of the word) and into `args`;
+        // `environ` is the process's environment. All outlive the call.
+        unsafe { libc::execve(path.as_ptr(), argv_ptrs.as_ptr(), environ) };
+    })
+}
+
+/// The race of `race-exec` and `race-argv0`: N times, forks a child in which a thread flips
+/// `word` between the two values while the child calls `exec`; tallies the children's ends.
+fn race(n: u32, word: &'static AtomicU64, (a, d): (u64, u64), exec: impl Fn()) -> ! {
     let mut tally: BTreeMap<String, u32> = BTreeMap::new();
     for _ in 0..n {
         // SAFETY: this process has a single thread; the child only starts a thread and execs.
@@ -369,17 +413,14 @@ fn race_exec(rest: &[CString]) -> ! {
             std::thread::spawn(move || {
                 FLIPPING.store(true, Ordering::Release);
                 loop {
-                    buf[w].store(word_d, Ordering::Relaxed);
-                    buf[w].store(word_a, Ordering::Relaxed);
+                    word.store(d, Ordering::Relaxed);
+                    word.store(a, Ordering::Relaxed);
                 }
             });
             while !FLIPPING.load(Ordering::Acquire) {
                 std::hint::spin_loop();
             }
-            // SAFETY: `path` points into `buf` (NUL-terminated: the rest of the buffer is zero);
-            // `argv_ptrs` is a NULL-terminated array of pointers into `argv`; `environ` is the
-            // process's environment. All outlive the call.
-            unsafe { libc::execve(path, argv_ptrs.as_ptr(), environ) };
+            exec();
             // SAFETY: ends the child at once, without running the parent's exit handlers.
             unsafe { libc::_exit(100 + last_errno()) };
         }

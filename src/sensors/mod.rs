@@ -5,7 +5,6 @@ pub mod exec;
 pub mod net;
 
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
 
 /// Which file a path named when it was looked at: device and inode, as stat(2) reports them.
 /// Comparing identities (not paths) is what proves that the file that runs is the one decided on.
@@ -13,13 +12,6 @@ use std::path::Path;
 pub struct FileId {
     pub dev: u64,
     pub ino: u64,
-}
-
-impl FileId {
-    /// The file `path` names now, symlinks followed (for `/proc/PID/exe`, the running image).
-    pub fn of(path: &Path) -> std::io::Result<FileId> {
-        Ok(FileId::from(&std::fs::metadata(path)?))
-    }
 }
 
 impl From<&nix::sys::stat::FileStat> for FileId {

@@ -3,8 +3,9 @@
 //! the memory) may have swapped it. So before CONTINUE the caller is attached with `PTRACE_SEIZE`
 //! and `PTRACE_O_TRACEEXEC`; a successful exec then stops it at `PTRACE_EVENT_EXEC`, before the
 //! new image runs a single instruction, and the supervisor compares `/proc/PID/exe` with the
-//! file it decided on and, for a script, the script name the kernel put in the interpreter's argv
-//! (ptrace(2), "execve(2) under ptrace"). Anything else ran: the supervisor treats it as not
+//! file it decided on (device, inode and ctime), its argv[0] with the name it was decided with
+//! and, for a script, the script name the kernel put in the interpreter's argv (ptrace(2),
+//! "execve(2) under ptrace"). Anything else ran: the supervisor treats it as not
 //! allowed (it was never decided on).
 //!
 //! A tracee is released at its first stop of any kind (exec, signal, group-stop), so workloads are
@@ -25,8 +26,7 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 
-use crate::sensors::FileId;
-use crate::sensors::exec::Expected;
+use crate::sensors::exec::{Expected, Stamp};
 
 /// Whether the kernel lets us trace the workload, learned at the first verified exec (normally
 /// the command's own, a child of ours: if that cannot be traced, nothing can).
@@ -122,13 +122,16 @@ impl ExecWatch {
                 self.pending.remove(&pid);
                 let exe = PathBuf::from(format!("/proc/{pid}/exe"));
                 let argv = || std::fs::read(format!("/proc/{pid}/cmdline")).ok();
+                // Each argument ends with a NUL; empty ones are arguments too (an empty argv[0]
+                // is the kernel's for an empty argv).
                 let split = |raw: Vec<u8>| {
-                    raw.split(|&b| b == 0)
-                        .filter(|a| !a.is_empty())
+                    raw.strip_suffix(&[0])
+                        .unwrap_or(&raw)
+                        .split(|&b| b == 0)
                         .map(<[u8]>::to_vec)
                         .collect::<Vec<_>>()
                 };
-                if expected.holds(FileId::of(&exe).ok(), || argv().map(split)) {
+                if expected.holds(Stamp::at(&exe).ok(), || argv().map(split)) {
                     let _ = ptrace::detach(pid, None);
                     return None;
                 }

@@ -122,6 +122,8 @@ pub fn run(cfg: RunConfig) -> Result<i32, SupervisorError> {
     // that the event below says what the command holds.
     let held = crate::sys::caps::read().map_err(io_err("reading the capability sets"))?;
     let capabilities = caps::plan(&held, &cfg.keep_capabilities);
+    // Before the command exists: what it makes after this lends no name to an allow list.
+    let started = exec::StartMark::take().map_err(io_err("marking the start"))?;
 
     let network = cfg.network;
     // Not PID 1: the filter also guards the defender's processes from the workload's signals.
@@ -188,7 +190,7 @@ pub fn run(cfg: RunConfig) -> Result<i32, SupervisorError> {
         listener,
         listener_open: true,
         killable: tag == b'K',
-        resolver: Resolver::default(),
+        resolver: Resolver::new(started),
         policy: cfg.policy,
         net,
         scope: cfg.scope,
@@ -724,7 +726,7 @@ impl Supervisor {
         }
         let verify = rule.processes().has_allow_list();
         let mut mem = RemoteMemory::new(n.pid as i32);
-        let launch = match self.resolver.read_launch(n, call, &mut mem) {
+        let launch = match self.resolver.read_launch(n, abi, call, &mut mem) {
             Ok(l) => l,
             Err(e) => {
                 log::debug!("exec by {}: cannot read the launch: {e}", n.pid);
