@@ -1,6 +1,7 @@
 //! The only home of libc and `unsafe`: thin wrappers that turn system calls into `io::Result`s,
 //! each `unsafe` block naming the invariant it relies on.
 
+pub mod creds;
 pub mod fdpass;
 pub mod process;
 pub mod remote;

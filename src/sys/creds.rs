@@ -1,0 +1,319 @@
+//! Acting as another task: its credentials (uids, gids, groups, capabilities) read from
+//! /proc/TID/status, and its file-system context (root, working directory, umask), taken on by
+//! the CALLING THREAD only. Linux credentials and fs_structs are per task; the raw system calls
+//! used here act on the thread that makes them, whereas the libc wrappers of setuid(2) and
+//! friends broadcast the change to every thread of the process (nptl's setxid signal), which
+//! would change the whole supervisor.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use super::cvt;
+
+/// Real, effective and saved ids (the first three fields of `Uid:`/`Gid:` in /proc/TID/status).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ids {
+    pub real: u32,
+    pub effective: u32,
+    pub saved: u32,
+}
+
+/// Capability sets as 64-bit masks (`CapInh`, `CapPrm`, `CapEff`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Caps {
+    pub inheritable: u64,
+    pub permitted: u64,
+    pub effective: u64,
+}
+
+/// A task's credentials, as far as they decide what a system call it makes may do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Creds {
+    pub uids: Ids,
+    pub gids: Ids,
+    pub groups: Vec<u32>,
+    pub caps: Caps,
+}
+
+/// Which real uid the thread keeps in [`assume`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RealUid {
+    /// Keep the thread's own real uid. Signal permission (kill_ok_by_cred) compares the SENDER's
+    /// real and effective uid with the TARGET's real and saved uid: with the supervisor's real
+    /// and saved uid kept, the other task cannot signal the thread while it acts for it. Use it
+    /// when the call performed does not look at the real uid (socket calls: SO_PEERCRED,
+    /// SCM_CREDENTIALS and file creation take the effective and fs ids).
+    Keep,
+    /// Take the other task's real uid too: needed when the call performed checks it (sending a
+    /// signal). The thread can then be signalled by that task's uid while it acts.
+    Task,
+}
+
+impl Creds {
+    /// Parses the credentials out of the text of /proc/TID/status.
+    pub fn parse_status(status: &str) -> Option<Creds> {
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .map(str::trim)
+        };
+        let ids = |name: &str| -> Option<Ids> {
+            let v: Vec<u32> = field(name)?
+                .split_whitespace()
+                .map(|s| s.parse().ok())
+                .collect::<Option<_>>()?;
+            Some(Ids {
+                real: *v.first()?,
+                effective: *v.get(1)?,
+                saved: *v.get(2)?,
+            })
+        };
+        let cap = |name: &str| u64::from_str_radix(field(name)?, 16).ok();
+        Some(Creds {
+            uids: ids("Uid")?,
+            gids: ids("Gid")?,
+            groups: field("Groups")?
+                .split_whitespace()
+                .map(|s| s.parse().ok())
+                .collect::<Option<_>>()?,
+            caps: Caps {
+                inheritable: cap("CapInh")?,
+                permitted: cap("CapPrm")?,
+                effective: cap("CapEff")?,
+            },
+        })
+    }
+
+    /// Whether the effective capability set holds `cap` (linux/capability.h numbering).
+    pub fn has_capability(&self, cap: u32) -> bool {
+        cap < 64 && self.caps.effective & (1 << cap) != 0
+    }
+}
+
+/// The credentials of thread `tid`. They are the thread's own only while it cannot change them:
+/// read them while it waits in a trapped call, and check afterwards that the call still waits
+/// (the thread id was not reused meanwhile).
+pub fn of_task(tid: u32) -> io::Result<Creds> {
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status"))?;
+    Creds::parse_status(&status).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("unreadable credentials in /proc/{tid}/status"),
+        )
+    })
+}
+
+/// Makes the CALLING THREAD act with `c`: its supplementary groups, real, effective and saved
+/// gids, effective uid (and so fs uid), real uid per `real`, and effective and inheritable
+/// capabilities. The thread's saved uid and permitted capability set stay its own: a thread of a
+/// root supervisor keeps saved uid 0, and so its permitted set (capabilities(7): the permitted
+/// set is cleared only when all of real, effective and saved uid become nonzero), which lets it
+/// assume other credentials later; its effective set is `c`'s, so every permission check of what
+/// it does in between is `c`'s. Fails (and may leave the thread half changed: use it on a thread
+/// that does nothing else until it succeeds) when the thread may not take these credentials.
+pub fn assume(c: &Creds, real: RealUid) -> io::Result<()> {
+    if current_groups()? != c.groups {
+        // SAFETY: the pointer and length describe `c.groups`, alive for the call; the kernel
+        // only reads it. Raw syscall: acts on this thread only.
+        cvt(unsafe {
+            libc::syscall(
+                libc::SYS_setgroups,
+                c.groups.len() as libc::size_t,
+                c.groups.as_ptr(),
+            )
+        })?;
+    }
+    // SAFETY: integers only; raw syscall, this thread only.
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_setresgid,
+            c.gids.real,
+            c.gids.effective,
+            c.gids.saved,
+        )
+    })?;
+    let ruid = match real {
+        RealUid::Keep => u32::MAX, // -1: unchanged
+        RealUid::Task => c.uids.real,
+    };
+    // SAFETY: integers only; raw syscall, this thread only. Saved uid (-1) unchanged.
+    cvt(unsafe { libc::syscall(libc::SYS_setresuid, ruid, c.uids.effective, u32::MAX) })?;
+    let mut sets = capget()?;
+    sets.effective = c.caps.effective;
+    sets.inheritable = c.caps.inheritable;
+    capset(&sets)
+}
+
+/// The calling thread's supplementary groups.
+fn current_groups() -> io::Result<Vec<u32>> {
+    // SAFETY: size 0 asks for the count only; no memory is written.
+    let n = cvt(unsafe { libc::syscall(libc::SYS_getgroups, 0, std::ptr::null_mut::<u32>()) })?;
+    let mut groups = vec![0u32; n as usize];
+    // SAFETY: `groups` has room for `n` gids; the kernel writes at most that many.
+    let n = cvt(unsafe { libc::syscall(libc::SYS_getgroups, n, groups.as_mut_ptr()) })?;
+    groups.truncate(n as usize);
+    Ok(groups)
+}
+
+/// `_LINUX_CAPABILITY_VERSION_3`: two 32-bit words per set.
+const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+fn capget() -> io::Result<Caps> {
+    let mut hdr = CapHeader {
+        version: CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: header and two data words, as version 3 requires; the kernel writes only `data`
+    // (and `hdr.version` on a version mismatch). pid 0: this thread.
+    cvt(unsafe { libc::syscall(libc::SYS_capget, &mut hdr, data.as_mut_ptr()) })?;
+    let join = |lo: u32, hi: u32| u64::from(lo) | (u64::from(hi) << 32);
+    Ok(Caps {
+        inheritable: join(data[0].inheritable, data[1].inheritable),
+        permitted: join(data[0].permitted, data[1].permitted),
+        effective: join(data[0].effective, data[1].effective),
+    })
+}
+
+fn capset(c: &Caps) -> io::Result<()> {
+    let mut hdr = CapHeader {
+        version: CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let word = |i: u32| CapData {
+        effective: (c.effective >> (32 * i)) as u32,
+        permitted: (c.permitted >> (32 * i)) as u32,
+        inheritable: (c.inheritable >> (32 * i)) as u32,
+    };
+    let data = [word(0), word(1)];
+    // SAFETY: header and two data words, read by the kernel only; pid 0: this thread (capset
+    // acts on the calling thread, never on the process).
+    cvt(unsafe { libc::syscall(libc::SYS_capset, &mut hdr, data.as_ptr()) })?;
+    Ok(())
+}
+
+/// A task's file-system context, held open: its root and working directory, and its umask.
+pub struct Fs {
+    root: OwnedFd,
+    cwd: OwnedFd,
+    umask: u32,
+}
+
+/// The file-system context of thread `tid` (/proc/TID/root, /proc/TID/cwd, `Umask:`). Like
+/// [`of_task`]: the thread's own only if it still waits in its trapped call after this.
+pub fn fs_of_task(tid: u32) -> io::Result<Fs> {
+    let open = |what: &str| -> io::Result<OwnedFd> {
+        let path = std::ffi::CString::new(format!("/proc/{tid}/{what}"))
+            .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        // SAFETY: `path` is a NUL-terminated string alive for the call; on success the kernel
+        // returns a new descriptor that nothing else owns.
+        let fd = cvt(unsafe {
+            libc::open(
+                path.as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        })?;
+        // SAFETY: just returned by the kernel, owned by no one else.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    };
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status"))?;
+    let umask = parse_umask(&status).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("no umask in /proc/{tid}/status"),
+        )
+    })?;
+    Ok(Fs {
+        root: open("root")?,
+        cwd: open("cwd")?,
+        umask,
+    })
+}
+
+fn parse_umask(status: &str) -> Option<u32> {
+    let v = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+    u32::from_str_radix(v.trim(), 8).ok()
+}
+
+/// Gives the CALLING THREAD a file-system context of its own (`unshare(CLONE_FS)`: root, cwd and
+/// umask are per fs_struct, shared by the threads of a process until unshared) set to `fs`, so
+/// that paths it uses resolve, and files it creates are masked, as the other task's would.
+/// Call it before [`assume`]: chroot(2) needs CAP_SYS_CHROOT. Never call it on a thread that
+/// returns to other work: the thread's root and cwd stay changed until it ends.
+pub fn enter_fs(fs: &Fs) -> io::Result<()> {
+    // SAFETY: integer flag only; unshare(CLONE_FS) acts on the calling thread.
+    cvt(unsafe { libc::unshare(libc::CLONE_FS) })?;
+    // SAFETY: a descriptor we own; fchdir accepts an O_PATH directory (open(2)).
+    cvt(unsafe { libc::fchdir(fs.root.as_raw_fd()) })?;
+    // SAFETY: a static NUL-terminated string; chroot to the working directory just set, which
+    // is the other task's root (a mount and dentry, whatever path names it).
+    cvt(unsafe { libc::chroot(c".".as_ptr()) })?;
+    // SAFETY: as above.
+    cvt(unsafe { libc::fchdir(fs.cwd.as_raw_fd()) })?;
+    // SAFETY: integer only; umask acts on this thread's (now own) fs_struct.
+    unsafe { libc::umask(fs.umask as libc::mode_t) };
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STATUS: &str = "Name:\tcat\nUmask:\t0027\nState:\tR (running)\nTgid:\t7\n\
+        Uid:\t1000\t1001\t1002\t1001\nGid:\t2000\t2001\t2002\t2001\nFDSize:\t64\n\
+        Groups:\t4 24 27 \nCapInh:\t0000000000000000\nCapPrm:\t00000000a80425fb\n\
+        CapEff:\t0000000000000400\nCapBnd:\t000001ffffffffff\n";
+
+    #[test]
+    fn parses_status() {
+        let c = Creds::parse_status(STATUS).unwrap();
+        assert_eq!(
+            c.uids,
+            Ids {
+                real: 1000,
+                effective: 1001,
+                saved: 1002
+            }
+        );
+        assert_eq!(c.gids.effective, 2001);
+        assert_eq!(c.groups, vec![4, 24, 27]);
+        assert_eq!(c.caps.permitted, 0xa80425fb);
+        assert!(c.has_capability(10));
+        assert!(!c.has_capability(12));
+        assert_eq!(parse_umask(STATUS), Some(0o027));
+        let no_groups = STATUS.replace("Groups:\t4 24 27 ", "Groups:\t");
+        assert_eq!(
+            Creds::parse_status(&no_groups).unwrap().groups,
+            Vec::<u32>::new()
+        );
+        assert_eq!(Creds::parse_status("Name:\tx\n"), None);
+        let bad = STATUS.replace("CapEff:\t0000000000000400", "CapEff:\tzz");
+        assert_eq!(Creds::parse_status(&bad), None);
+    }
+
+    #[test]
+    fn own_credentials_round_trip() {
+        // Assuming one's own credentials changes nothing and needs no privilege.
+        let tid = std::thread::spawn(|| {
+            let me = of_task(nix::unistd::gettid().as_raw() as u32).unwrap();
+            assume(&me, RealUid::Keep).unwrap();
+            of_task(nix::unistd::gettid().as_raw() as u32).unwrap() == me
+        });
+        assert!(tid.join().unwrap());
+    }
+}
