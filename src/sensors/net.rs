@@ -588,7 +588,16 @@ mod tests {
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].data, 16..20);
         assert_eq!(got[1].data, 24 + 16..24 + 28);
-        assert_eq!(cmsgs(&two[..30]), Err(libc::EINVAL));
+        assert_eq!(
+            cmsgs(&two[..30]).unwrap().len(),
+            1,
+            "a partial header ends the list"
+        );
+        assert_eq!(
+            cmsgs(&two[..40]),
+            Err(libc::EINVAL),
+            "a message past the end"
+        );
         assert_eq!(cmsgs(&[0u8; 8]), Ok(vec![]));
     }
 
