@@ -334,6 +334,40 @@ pub fn scm_credentials(
     Ok(out)
 }
 
+/// The `struct ucred` the kernel would attach for the caller itself when the receiver asks for
+/// credentials (SO_PASSCRED; maybe_add_creds: the sender's pid and REAL uid and gid), as the
+/// performer sends it explicitly: the performer keeps the supervisor's real uid (so that the
+/// caller's uid cannot signal it), which the kernel would attach instead. The pid is the
+/// supervisor's (`own_pid`), the only one the kernel lets it claim. The uid is the caller's real
+/// uid when the kernel lets the performer claim it (it equals the caller's effective uid, or is
+/// 0, the performer's real uid); otherwise (a set-user-ID program run by another user) its
+/// effective uid.
+pub fn sender_credentials(caller: &Creds, own_pid: u32) -> [u8; 12] {
+    let uid = match caller.uids.real {
+        r if r == caller.uids.effective || r == 0 => r,
+        _ => caller.uids.effective,
+    };
+    let mut out = [0u8; 12];
+    out[..4].copy_from_slice(&own_pid.to_ne_bytes());
+    out[4..8].copy_from_slice(&uid.to_ne_bytes());
+    out[8..].copy_from_slice(&caller.gids.real.to_ne_bytes());
+    out
+}
+
+/// Appends an SCM_CREDENTIALS message carrying `ucred` to ancillary data whose messages are
+/// `list`, after the last of them (bytes after it, which the kernel ignores, are dropped).
+pub fn append_credentials(control: &mut Vec<u8>, list: &[Cmsg], ucred: [u8; 12]) {
+    let end = list.last().map_or(0, |c| c.data.end.next_multiple_of(8));
+    control.truncate(end);
+    control.resize(end, 0);
+    let len: u64 = 16 + 12;
+    control.extend_from_slice(&len.to_ne_bytes());
+    control.extend_from_slice(&libc::SOL_SOCKET.to_ne_bytes());
+    control.extend_from_slice(&libc::SCM_CREDENTIALS.to_ne_bytes());
+    control.extend_from_slice(&ucred);
+    control.resize(control.len().next_multiple_of(8), 0);
+}
+
 /// Whether thread `tid` has capability `cap` in its effective set (`CapEff` in /proc/TID/status).
 pub fn has_capability(tid: u32, cap: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{tid}/status"))
@@ -571,6 +605,47 @@ mod tests {
             let got = scm_credentials(data, caller, creds, own).map(|b| b.to_vec());
             assert_eq!(got, *want, "{what}");
         }
+    }
+
+    #[test]
+    fn credentials_sent_for_the_caller() {
+        let creds = |r: u32, e: u32| {
+            let status = format!(
+                "Uid:\t{r}\t{e}\t{e}\t{e}\nGid:\t100\t101\t101\t101\nGroups:\t\nCapInh:\t0\nCapPrm:\t0\nCapEff:\t0\n"
+            );
+            Creds::parse_status(&status).unwrap()
+        };
+        let ucred = |pid: u32, uid: u32, gid: u32| -> Vec<u8> {
+            [pid.to_ne_bytes(), uid.to_ne_bytes(), gid.to_ne_bytes()].concat()
+        };
+        let cases: &[(&str, Creds, Vec<u8>)] = &[
+            ("plain user", creds(1000, 1000), ucred(1, 1000, 100)),
+            ("root", creds(0, 0), ucred(1, 0, 100)),
+            ("root running set-user-ID", creds(0, 1000), ucred(1, 0, 100)),
+            (
+                "set-user-ID by another user",
+                creds(1000, 2000),
+                ucred(1, 2000, 100),
+            ),
+        ];
+        for (what, c, want) in cases {
+            assert_eq!(sender_credentials(c, 1).to_vec(), *want, "{what}");
+        }
+        // Appended after the last message, trailing bytes dropped; then walks as two messages.
+        let mut control = vec![0u8; 24 + 5];
+        control[..8].copy_from_slice(&20u64.to_ne_bytes());
+        control[8..12].copy_from_slice(&libc::SOL_SOCKET.to_ne_bytes());
+        control[12..16].copy_from_slice(&libc::SCM_RIGHTS.to_ne_bytes());
+        let list = cmsgs(&control).unwrap();
+        append_credentials(&mut control, &list, sender_credentials(&creds(7, 7), 1));
+        let walked = cmsgs(&control).unwrap();
+        assert_eq!(walked.len(), 2);
+        assert_eq!(walked[1].kind, libc::SCM_CREDENTIALS);
+        assert_eq!(control[walked[1].data.clone()], ucred(1, 7, 100)[..]);
+        assert_eq!(control.len(), 24 + 32);
+        let mut empty = Vec::new();
+        append_credentials(&mut empty, &[], sender_credentials(&creds(7, 7), 1));
+        assert_eq!(cmsgs(&empty).unwrap().len(), 1);
     }
 
     #[test]

@@ -618,7 +618,9 @@ impl Supervisor {
     /// Makes the ancillary data of a unix-socket send fit to be sent by the performer:
     /// descriptors passed with SCM_RIGHTS are taken from the caller's table (`pidfd_getfd`) and
     /// ours sent in their place; SCM_CREDENTIALS must be the caller's own
-    /// (`sense::scm_credentials`). Other messages are sent as they are: the kernel checks them
+    /// (`sense::scm_credentials`); without them, the credentials the kernel would attach for the
+    /// caller are sent explicitly (`sense::sender_credentials`: the performer's own real uid is
+    /// the supervisor's). Other messages are sent as they are: the kernel checks them
     /// against the performer's effective capabilities, which are the caller's. A `sendmmsg`
     /// that would pass more than SCM_MAX_FD descriptors in all sends the messages before the
     /// one that would (fewer messages than asked, which its caller must handle anyway).
@@ -636,7 +638,9 @@ impl Supervisor {
         for i in 0..msgs.len() {
             let before = passed.len();
             let msg = &mut msgs[i];
-            for c in sense::cmsgs(&msg.control).map_err(Answer::Deny)? {
+            let list = sense::cmsgs(&msg.control).map_err(Answer::Deny)?;
+            let mut explicit = false;
+            for c in list.iter().cloned() {
                 let data = &mut msg.control[c.data];
                 match (c.level, c.kind) {
                     (libc::SOL_SOCKET, libc::SCM_RIGHTS) => {
@@ -656,9 +660,14 @@ impl Supervisor {
                         let ucred = sense::scm_credentials(data, caller_pid, creds, own_pid)
                             .map_err(Answer::Deny)?;
                         data.copy_from_slice(&ucred);
+                        explicit = true;
                     }
                     _ => {}
                 }
+            }
+            if !explicit {
+                let ucred = sense::sender_credentials(creds, own_pid);
+                sense::append_credentials(&mut msg.control, &list, ucred);
             }
             if passed.len() - before > SCM_MAX_FD {
                 // What the kernel answers (scm_fp_copy).
@@ -813,6 +822,9 @@ impl Supervisor {
                 if let Err(e) = responder.complete(caller.id, out) {
                     log::debug!("answering a performed socket call: {e}");
                 }
+                // Named, so that the closure owns them: our duplicates of passed descriptors
+                // are closed only once the send is done.
+                drop(with.passed);
             });
         match spawned {
             Ok(_) => Answer::Deferred,
