@@ -5,7 +5,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
-use crate::sys::creds::{Creds, Ids};
+use crate::sys::creds::{self, Creds, Ids};
 use crate::sys::remote::RemoteMemory;
 use crate::sys::socket::{MAX_SOCKADDR, OwnedMsg, RawAddr};
 
@@ -370,15 +370,7 @@ pub fn append_credentials(control: &mut Vec<u8>, list: &[Cmsg], ucred: [u8; 12])
 
 /// Whether thread `tid` has capability `cap` in its effective set (`CapEff` in /proc/TID/status).
 pub fn has_capability(tid: u32, cap: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{tid}/status"))
-        .ok()
-        .and_then(|s| effective_caps(&s))
-        .is_some_and(|caps| caps & (1 << cap) != 0)
-}
-
-fn effective_caps(status: &str) -> Option<u64> {
-    let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
-    u64::from_str_radix(hex.trim(), 16).ok()
+    creds::of_task(tid).is_ok_and(|c| c.has_capability(cap))
 }
 
 #[cfg(test)]
@@ -502,13 +494,6 @@ mod tests {
         for (what, use_, domain, bytes, want) in cases {
             assert_eq!(target(*use_, *domain, bytes), *want, "{what}");
         }
-    }
-
-    #[test]
-    fn capabilities_from_status() {
-        let status = "Name:\tpython3\nCapInh:\t0000000000000000\nCapEff:\t0000000000000400\n";
-        assert_eq!(effective_caps(status), Some(0x400));
-        assert_eq!(effective_caps("Name: x\n"), None);
     }
 
     #[test]
