@@ -358,3 +358,41 @@ fn descriptors_and_own_credentials_pass_over_unix_sockets() {
     let audits: Vec<Value> = nw.audits_of("network");
     assert!(audits.is_empty(), "{audits:#?}");
 }
+
+/// Netlink calls are performed too, with the caller's capabilities: reading addresses works as
+/// natively; adding one is refused to nobody (EPERM, as natively: the supervisor's privileges
+/// never lend themselves) and works for root, which holds CAP_NET_ADMIN here.
+#[test]
+fn netlink_calls_are_performed_with_the_callers_capabilities() {
+    let nw = NetWorld::new();
+    let ip = require("ip");
+    let ip = ip.to_str().unwrap();
+    let show = [ip, "-o", "addr", "show", "dev", "lo"];
+    let native = nw.native(&show);
+    let guarded = nw.run(&deny_policy(), &show);
+    assert!(guarded.status.success(), "{guarded:?}");
+    assert_eq!(stdout(&guarded), stdout(&native));
+    assert!(stdout(&guarded).contains(DENIED_IP), "{guarded:?}");
+
+    let add = [ip, "addr", "add", "10.99.0.1/32", "dev", "lo"];
+    let mut as_nobody: Vec<&str> = vec![
+        "/usr/bin/setpriv",
+        "--reuid",
+        "65534",
+        "--regid",
+        "65534",
+        "--clear-groups",
+        "--",
+    ];
+    as_nobody.extend_from_slice(&add);
+    let refused = nw.run(&deny_policy(), &as_nobody);
+    assert!(!refused.status.success(), "{refused:?}");
+    assert!(
+        stderr(&refused).contains("Operation not permitted"),
+        "{refused:?}"
+    );
+    assert!(!stdout(&nw.native(&show)).contains("10.99.0.1"));
+    let added = nw.run(&deny_policy(), &add);
+    assert!(added.status.success(), "{added:?}");
+    assert!(stdout(&nw.native(&show)).contains("10.99.0.1"));
+}

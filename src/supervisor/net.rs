@@ -588,11 +588,11 @@ impl Supervisor {
             log::warn!("socket call by {} refused: {what}: {e}", caller.tid);
             Answer::Deny(libc::EPERM)
         };
-        let creds = creds::of_task(caller.tid).map_err(|e| refused("its credentials", e))?;
-        let fs = match unix {
-            true => Some(creds::fs_of_task(caller.tid).map_err(|e| refused("its root, cwd", e))?),
-            false => None,
-        };
+        let (creds, fs) = match unix {
+            true => creds::of_task_with_fs(caller.tid).map(|(c, fs)| (c, Some(fs))),
+            false => creds::of_task(caller.tid).map(|c| (c, None)),
+        }
+        .map_err(|e| refused("its credentials, root or cwd", e))?;
         let mut with = AsCaller {
             creds,
             fs,
@@ -634,7 +634,7 @@ impl Supervisor {
         let Some(net) = self.net.as_mut() else {
             return Err(Answer::Deny(libc::ENOSYS));
         };
-        let (own_pid, caller_pid) = (std::process::id(), caller.tgid());
+        let own_pid = std::process::id();
         for i in 0..msgs.len() {
             let before = passed.len();
             let msg = &mut msgs[i];
@@ -657,7 +657,7 @@ impl Supervisor {
                         }
                     }
                     (libc::SOL_SOCKET, libc::SCM_CREDENTIALS) => {
-                        let ucred = sense::scm_credentials(data, caller_pid, creds, own_pid)
+                        let ucred = sense::scm_credentials(data, caller.tgid(), creds, own_pid)
                             .map_err(Answer::Deny)?;
                         data.copy_from_slice(&ucred);
                         explicit = true;

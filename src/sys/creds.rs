@@ -95,13 +95,42 @@ impl Creds {
 /// read them while it waits in a trapped call, and check afterwards that the call still waits
 /// (the thread id was not reused meanwhile).
 pub fn of_task(tid: u32) -> io::Result<Creds> {
-    let status = std::fs::read_to_string(format!("/proc/{tid}/status"))?;
-    Creds::parse_status(&status).ok_or_else(|| {
+    creds_in(tid, &read_status(tid)?)
+}
+
+/// [`of_task`] and [`fs_of_task`] with one read of /proc/TID/status.
+pub fn of_task_with_fs(tid: u32) -> io::Result<(Creds, Fs)> {
+    let status = read_status(tid)?;
+    Ok((creds_in(tid, &status)?, fs_in(tid, &status)?))
+}
+
+fn creds_in(tid: u32, status: &str) -> io::Result<Creds> {
+    Creds::parse_status(status).ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::InvalidData,
             format!("unreadable credentials in /proc/{tid}/status"),
         )
     })
+}
+
+/// /proc/TID/status, read with a buffer it fits in (about 1.5 KiB): a few reads, where reading
+/// it to a string in growing steps takes a dozen; this is read on every unix-socket call.
+fn read_status(tid: u32) -> io::Result<String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(format!("/proc/{tid}/status"))?;
+    let mut buf = vec![0u8; 4096];
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+        match file.read(&mut buf[len..])? {
+            0 => break,
+            n => len += n,
+        }
+    }
+    buf.truncate(len);
+    String::from_utf8(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 /// Makes the CALLING THREAD act with `c`: its supplementary groups, real, effective and saved
@@ -217,6 +246,10 @@ pub struct Fs {
 /// The file-system context of thread `tid` (/proc/TID/root, /proc/TID/cwd, `Umask:`). Like
 /// [`of_task`]: the thread's own only if it still waits in its trapped call after this.
 pub fn fs_of_task(tid: u32) -> io::Result<Fs> {
+    fs_in(tid, &read_status(tid)?)
+}
+
+fn fs_in(tid: u32, status: &str) -> io::Result<Fs> {
     let open = |what: &str| -> io::Result<OwnedFd> {
         let path = std::ffi::CString::new(format!("/proc/{tid}/{what}"))
             .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
@@ -231,8 +264,7 @@ pub fn fs_of_task(tid: u32) -> io::Result<Fs> {
         // SAFETY: just returned by the kernel, owned by no one else.
         Ok(unsafe { OwnedFd::from_raw_fd(fd) })
     };
-    let status = std::fs::read_to_string(format!("/proc/{tid}/status"))?;
-    let umask = parse_umask(&status).ok_or_else(|| {
+    let umask = parse_umask(status).ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::InvalidData,
             format!("no umask in /proc/{tid}/status"),
