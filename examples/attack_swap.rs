@@ -35,9 +35,11 @@ fn main() {
     let unix_addr = words(&unix_bytes(path));
     let ip_addr = words(&inet_bytes(denied));
 
-    // SAFETY (all libc calls below): integers and pointers to live buffers only.
+    // SAFETY: integers only.
     let unix_fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM, 0) };
+    // SAFETY: integers only.
     let udp_fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0) };
+    // SAFETY: integers only.
     let fd = unsafe { libc::dup(unix_fd) };
     assert!(unix_fd >= 0 && udp_fd >= 0 && fd >= 0, "sockets");
 
@@ -49,9 +51,10 @@ fn main() {
         std::thread::spawn(move || {
             let mut i: u64 = 0;
             while !stop.load(Ordering::Relaxed) {
-                let from = if i % 2 == 0 { udp_fd } else { unix_fd };
+                let from = if i.is_multiple_of(2) { udp_fd } else { unix_fd };
+                // SAFETY: integers only; `fd` is ours to replace.
                 unsafe { libc::dup2(from, fd) };
-                let words = if (i / 3) % 2 == 0 {
+                let words = if (i / 3).is_multiple_of(2) {
                     &ip_addr
                 } else {
                     &unix_addr
@@ -64,39 +67,50 @@ fn main() {
         })
     };
 
+    // The address buffer as the kernel reads it (AtomicU64 has u64's layout); the flipper
+    // rewrites it while the calls read it, which is the attack.
     let addr = buf.as_ptr() as *const libc::sockaddr;
-    let mut byte = [b'x'];
+    let byte = [b'x'];
     let (mut ok, mut eperm, mut other) = (0u64, 0u64, 0u64);
     let mut errors = std::collections::BTreeMap::<i32, u64>::new();
     for _ in 0..n {
-        let ret = match mode.as_str() {
-            "sendto" => unsafe {
-                libc::sendto(
-                    fd,
-                    byte.as_ptr() as *const libc::c_void,
-                    1,
-                    libc::MSG_DONTWAIT,
-                    addr,
-                    ADDR_LEN as libc::socklen_t,
-                ) as i64
-            },
+        let result = match mode.as_str() {
+            "sendto" => checked(
+                // SAFETY: `byte` and the address buffer (ADDR_LEN <= its 112 bytes) live for
+                // the call.
+                unsafe {
+                    libc::sendto(
+                        fd,
+                        byte.as_ptr() as *const libc::c_void,
+                        1,
+                        libc::MSG_DONTWAIT,
+                        addr,
+                        ADDR_LEN as libc::socklen_t,
+                    )
+                },
+            ),
             "sendmsg" => {
                 let mut iov = libc::iovec {
-                    iov_base: byte.as_mut_ptr() as *mut libc::c_void,
+                    iov_base: byte.as_ptr() as *mut libc::c_void,
                     iov_len: 1,
                 };
+                // SAFETY: msghdr is plain old data; all-zero is a valid (empty) value.
                 let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
                 hdr.msg_name = addr as *mut libc::c_void;
                 hdr.msg_namelen = ADDR_LEN as libc::socklen_t;
                 hdr.msg_iov = &mut iov;
                 hdr.msg_iovlen = 1;
-                unsafe { libc::sendmsg(fd, &hdr, libc::MSG_DONTWAIT) as i64 }
+                // SAFETY: the header points at `iov`, `byte` and the address buffer, all alive.
+                checked(unsafe { libc::sendmsg(fd, &hdr, libc::MSG_DONTWAIT) })
             }
             "connect" => {
-                let r = unsafe { libc::connect(fd, addr, ADDR_LEN as libc::socklen_t) } as i64;
-                let errno = std::io::Error::last_os_error();
+                // SAFETY: the address buffer lives for the call.
+                let r = checked(
+                    unsafe { libc::connect(fd, addr, ADDR_LEN as libc::socklen_t) } as isize,
+                );
                 for s in [udp_fd, unix_fd] {
                     // send(2): no address, not trapped; reaches only where `s` is connected.
+                    // SAFETY: `byte` lives for the call.
                     unsafe {
                         libc::send(
                             s,
@@ -106,8 +120,6 @@ fn main() {
                         )
                     };
                 }
-                // The connect's errno, not the sends'.
-                unsafe { *libc::__errno_location() = errno.raw_os_error().unwrap_or(0) };
                 r
             }
             _ => {
@@ -115,22 +127,21 @@ fn main() {
                 std::process::exit(2);
             }
         };
-        match ret {
-            r if r >= 0 => ok += 1,
-            _ => match std::io::Error::last_os_error().raw_os_error().unwrap_or(0) {
-                libc::EPERM => eperm += 1,
-                e => {
-                    other += 1;
-                    *errors.entry(e).or_default() += 1;
-                }
-            },
+        match result {
+            Ok(()) => ok += 1,
+            Err(libc::EPERM) => eperm += 1,
+            Err(e) => {
+                other += 1;
+                *errors.entry(e).or_default() += 1;
+            }
         }
     }
     stop.store(true, Ordering::Relaxed);
     flipper.join().expect("flipper");
     // One plain send, no race: natively it shows that the listener hears this program.
     let ip = inet_bytes(denied);
-    let last = match unsafe {
+    // SAFETY: `byte` and `ip` (16 bytes: a sockaddr_in) live for the call.
+    let last = match checked(unsafe {
         libc::sendto(
             udp_fd,
             byte.as_ptr() as *const libc::c_void,
@@ -139,18 +150,23 @@ fn main() {
             ip.as_ptr() as *const libc::sockaddr,
             16,
         )
-    } {
-        r if r >= 0 => "ok".to_string(),
-        _ => std::io::Error::last_os_error()
-            .raw_os_error()
-            .unwrap_or(0)
-            .to_string(),
+    }) {
+        Ok(()) => "ok".to_string(),
+        Err(e) => e.to_string(),
     };
     let errors: Vec<String> = errors.iter().map(|(e, n)| format!("{e}:{n}")).collect();
     println!(
         "ok={ok} eperm={eperm} other={other} errnos={} last={last}",
         errors.join(",")
     );
+}
+
+/// A libc return value as the errno it failed with, read at once.
+fn checked(ret: isize) -> Result<(), i32> {
+    match ret {
+        r if r >= 0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0)),
+    }
 }
 
 fn unix_bytes(path: &str) -> [u8; WORDS * 8] {

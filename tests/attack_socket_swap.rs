@@ -325,8 +325,9 @@ fn descriptors_and_own_credentials_pass_over_unix_sockets() {
         let (mut passed, mut creds) = (None, None);
         for c in msg.cmsgs().unwrap() {
             match c {
-                // SAFETY: the kernel just installed this descriptor for us.
                 ControlMessageOwned::ScmRights(fds) => {
+                    // SAFETY: the kernel just installed this descriptor for us; nothing else
+                    // owns it.
                     passed = Some(unsafe { OwnedFd::from_raw_fd(fds[0]) })
                 }
                 ControlMessageOwned::ScmCredentials(c) => creds = Some(c),

@@ -36,7 +36,12 @@ const MAX_CALL_BYTES: usize = 4 << 20;
 const MAX_STREAM_CHUNK: usize = 1 << 20;
 /// Socket families that stay on this host: unix sockets, netlink (the kernel), AF_ALG (the
 /// kernel's crypto). Calls on them are not network connections: not judged, but performed for
-/// the caller like every other trapped socket call (`perform_as_caller`).
+/// the caller like every other trapped socket call, with its credentials (`perform_as_caller`).
+/// The credentials matter for netlink too: the kernel checks a privileged netlink request
+/// against the capabilities of the socket's opener AND of the sender (__netlink_ns_capable:
+/// file_ns_capable and ns_capable), but a multicast group in bind/connect/sendto only against
+/// the sender's (netlink_allowed): performed with the supervisor's, that would subscribe an
+/// unprivileged caller to groups only CAP_NET_ADMIN may hear.
 const LOCAL_FAMILIES: &[i32] = &[libc::AF_UNIX, libc::AF_NETLINK, libc::AF_ALG];
 /// SCM_MAX_FD (include/net/scm.h): the most descriptors one message may pass.
 const SCM_MAX_FD: usize = 253;
@@ -279,10 +284,10 @@ impl Supervisor {
                     &format!("A socket call of address family {}", kind.domain),
                 );
             }
-            // Unix, netlink, ...: not judged (policy.md), but never answered CONTINUE either:
-            // the kernel would then read the descriptor and the arguments again, and another
-            // thread of the caller may have put a UDP socket under that number and an IP address
-            // in that memory since the supervisor looked.
+            // Unix, netlink, ...: not network connections, not judged; but never answered
+            // CONTINUE either: the kernel would then read the descriptor and the arguments
+            // again, and another thread of the caller may have put a UDP socket under that
+            // number and an IP address in that memory since the supervisor looked.
             return match self.as_caller(n, call, kind, caller) {
                 Ok((job, with)) => self.perform_as_caller(job, sock, caller, with),
                 Err(answer) => answer,

@@ -253,16 +253,7 @@ fn fs_in(tid: u32, status: &str) -> io::Result<Fs> {
     let open = |what: &str| -> io::Result<OwnedFd> {
         let path = std::ffi::CString::new(format!("/proc/{tid}/{what}"))
             .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-        // SAFETY: `path` is a NUL-terminated string alive for the call; on success the kernel
-        // returns a new descriptor that nothing else owns.
-        let fd = cvt(unsafe {
-            libc::open(
-                path.as_ptr(),
-                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )
-        })?;
-        // SAFETY: just returned by the kernel, owned by no one else.
-        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+        open_path(&path)
     };
     let umask = parse_umask(status).ok_or_else(|| {
         io::Error::new(
@@ -277,6 +268,45 @@ fn fs_in(tid: u32, status: &str) -> io::Result<Fs> {
     })
 }
 
+fn open_path(path: &std::ffi::CStr) -> io::Result<OwnedFd> {
+    // SAFETY: `path` is NUL-terminated and alive for the call; on success the kernel returns a
+    // new descriptor that nothing else owns.
+    let fd = cvt(unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    })?;
+    // SAFETY: just returned by the kernel, owned by no one else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// What makes a directory the same place for path lookups: its mount and inode (statx(2)).
+fn identity(fd: i32) -> io::Result<(u64, u32, u32, u64)> {
+    // SAFETY: statx is plain old data; all-zero is a valid value.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is open for the call; the empty path with AT_EMPTY_PATH names it; the
+    // kernel writes only `stx`.
+    cvt(unsafe {
+        libc::statx(
+            fd,
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            libc::STATX_INO | libc::STATX_MNT_ID,
+            &mut stx,
+        )
+    })?;
+    if stx.stx_mask & libc::STATX_MNT_ID == 0 {
+        return Err(io::Error::from_raw_os_error(libc::ENOSYS));
+    }
+    Ok((
+        stx.stx_mnt_id,
+        stx.stx_dev_major,
+        stx.stx_dev_minor,
+        stx.stx_ino,
+    ))
+}
+
 fn parse_umask(status: &str) -> Option<u32> {
     let v = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
     u32::from_str_radix(v.trim(), 8).ok()
@@ -285,16 +315,21 @@ fn parse_umask(status: &str) -> Option<u32> {
 /// Gives the CALLING THREAD a file-system context of its own (`unshare(CLONE_FS)`: root, cwd and
 /// umask are per fs_struct, shared by the threads of a process until unshared) set to `fs`, so
 /// that paths it uses resolve, and files it creates are masked, as the other task's would.
-/// Call it before [`assume`]: chroot(2) needs CAP_SYS_CHROOT. Never call it on a thread that
-/// returns to other work: the thread's root and cwd stay changed until it ends.
+/// Call it before [`assume`]: chroot(2) needs CAP_SYS_CHROOT, which is used only when the other
+/// task's root is not the thread's own (a chrooted task), so that a supervisor without
+/// privileges serves tasks that share its root. Never call it on a thread that returns to other
+/// work: the thread's root and cwd stay changed until it ends.
 pub fn enter_fs(fs: &Fs) -> io::Result<()> {
     // SAFETY: integer flag only; unshare(CLONE_FS) acts on the calling thread.
     cvt(unsafe { libc::unshare(libc::CLONE_FS) })?;
-    // SAFETY: a descriptor we own; fchdir accepts an O_PATH directory (open(2)).
-    cvt(unsafe { libc::fchdir(fs.root.as_raw_fd()) })?;
-    // SAFETY: a static NUL-terminated string; chroot to the working directory just set, which
-    // is the other task's root (a mount and dentry, whatever path names it).
-    cvt(unsafe { libc::chroot(c".".as_ptr()) })?;
+    let own_root = open_path(c"/")?;
+    if identity(own_root.as_raw_fd())? != identity(fs.root.as_raw_fd())? {
+        // SAFETY: a descriptor we own; fchdir accepts an O_PATH directory (open(2)).
+        cvt(unsafe { libc::fchdir(fs.root.as_raw_fd()) })?;
+        // SAFETY: a static NUL-terminated string; chroot to the working directory just set,
+        // which is the other task's root (a mount and dentry, whatever path names it).
+        cvt(unsafe { libc::chroot(c".".as_ptr()) })?;
+    }
     // SAFETY: as above.
     cvt(unsafe { libc::fchdir(fs.cwd.as_raw_fd()) })?;
     // SAFETY: integer only; umask acts on this thread's (now own) fs_struct.
@@ -336,6 +371,43 @@ mod tests {
         assert_eq!(Creds::parse_status("Name:\tx\n"), None);
         let bad = STATUS.replace("CapEff:\t0000000000000400", "CapEff:\tzz");
         assert_eq!(Creds::parse_status(&bad), None);
+    }
+
+    /// A thread of this test chroots (its own fs_struct) and sets a cwd and umask; another takes
+    /// them on and resolves relative and absolute paths as the first would. Needs root (chroot).
+    #[test]
+    fn takes_on_a_chrooted_tasks_root_cwd_and_umask() {
+        use nix::sys::stat::{Mode, umask};
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("inner")).unwrap();
+        std::fs::write(dir.path().join("inner/marker"), "").unwrap();
+        let root = dir.path().to_owned();
+        let (ready, tid) = std::sync::mpsc::channel();
+        let (finish, done) = std::sync::mpsc::channel::<()>();
+        let chrooted = std::thread::spawn(move || {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS).unwrap();
+            nix::unistd::chroot(&root).unwrap();
+            nix::unistd::chdir("/inner").unwrap();
+            umask(Mode::from_bits_truncate(0o077));
+            ready.send(nix::unistd::gettid().as_raw() as u32).unwrap();
+            let _ = done.recv();
+        });
+        let tid = tid.recv().unwrap();
+        let seen = std::thread::spawn(move || {
+            let fs = fs_of_task(tid).unwrap();
+            enter_fs(&fs).unwrap();
+            let mask = umask(Mode::from_bits_truncate(0o022));
+            (
+                std::path::Path::new("marker").exists(),
+                std::path::Path::new("/inner/marker").exists(),
+                mask.bits(),
+            )
+        })
+        .join()
+        .unwrap();
+        finish.send(()).unwrap();
+        chrooted.join().unwrap();
+        assert_eq!(seen, (true, true, 0o077));
     }
 
     #[test]
