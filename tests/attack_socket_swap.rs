@@ -397,3 +397,43 @@ fn netlink_calls_are_performed_with_the_callers_capabilities() {
     assert!(added.status.success(), "{added:?}");
     assert!(stdout(&nw.native(&show)).contains("10.99.0.1"));
 }
+
+/// Root of a user namespace the workload made itself holds every capability there, none over
+/// the container's network namespace: its netlink request is refused (EPERM, as natively), not
+/// performed with the capabilities its own namespace shows.
+#[test]
+fn a_user_namespace_of_its_own_lends_no_capability_to_performed_calls() {
+    let nw = NetWorld::new();
+    let add = [
+        require("unshare").to_str().unwrap().to_owned(),
+        "--user".into(),
+        "--map-root-user".into(),
+        "--".into(),
+        require("ip").to_str().unwrap().to_owned(),
+        "addr".into(),
+        "add".into(),
+        "10.99.0.2/32".into(),
+        "dev".into(),
+        "lo".into(),
+    ];
+    let add: Vec<&str> = add.iter().map(String::as_str).collect();
+    let native = nw.native(&add);
+    assert!(
+        stderr(&native).contains("Operation not permitted"),
+        "{native:?}"
+    );
+    let guarded = nw.run(&deny_policy(), &add);
+    assert!(
+        stderr(&guarded).contains("Operation not permitted"),
+        "{guarded:?}"
+    );
+    let show = nw.native(&[
+        require("ip").to_str().unwrap(),
+        "-o",
+        "addr",
+        "show",
+        "dev",
+        "lo",
+    ]);
+    assert!(!stdout(&show).contains("10.99.0.2"), "{show:?}");
+}

@@ -91,7 +91,8 @@ impl Creds {
     }
 }
 
-/// The credentials of thread `tid`. They are the thread's own only while it cannot change them:
+/// The credentials of thread `tid`, as they count in the caller's user namespace (no capability
+/// when `tid` is in another one). They are the thread's own only while it cannot change them:
 /// read them while it waits in a trapped call, and check afterwards that the call still waits
 /// (the thread id was not reused meanwhile).
 pub fn of_task(tid: u32) -> io::Result<Creds> {
@@ -105,12 +106,33 @@ pub fn of_task_with_fs(tid: u32) -> io::Result<(Creds, Fs)> {
 }
 
 fn creds_in(tid: u32, status: &str) -> io::Result<Creds> {
-    Creds::parse_status(status).ok_or_else(|| {
+    let mut creds = Creds::parse_status(status).ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::InvalidData,
             format!("unreadable credentials in /proc/{tid}/status"),
         )
-    })
+    })?;
+    if !same_user_namespace(tid)? {
+        // /proc/TID/status shows the capabilities a task holds in ITS user namespace: all of
+        // them for the root of a namespace it made itself (unshare(CLONE_NEWUSER)). Assumed in
+        // ours they would be real privileges over everything ours owns. They count here as
+        // none (the task loses, through a performed call, what they give it over its own
+        // namespace's resources).
+        creds.caps = Caps {
+            inheritable: 0,
+            permitted: 0,
+            effective: 0,
+        };
+    }
+    Ok(creds)
+}
+
+/// Whether thread `tid` is in the caller's user namespace (the same /proc/PID/ns/user inode).
+fn same_user_namespace(tid: u32) -> io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let theirs = std::fs::metadata(format!("/proc/{tid}/ns/user"))?;
+    let ours = std::fs::metadata("/proc/thread-self/ns/user")?;
+    Ok((theirs.dev(), theirs.ino()) == (ours.dev(), ours.ino()))
 }
 
 /// /proc/TID/status, read with a buffer it fits in (about 1.5 KiB): a few reads, where reading
