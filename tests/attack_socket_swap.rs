@@ -437,3 +437,52 @@ fn a_user_namespace_of_its_own_lends_no_capability_to_performed_calls() {
     ]);
     assert!(!stdout(&show).contains("10.99.0.2"), "{show:?}");
 }
+
+const MMSG_CLIENT: &str = r#"
+import ctypes, socket, sys
+libc = ctypes.CDLL(None, use_errno=True)
+class iovec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+class msghdr(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_void_p), ("namelen", ctypes.c_uint32),
+                ("iov", ctypes.POINTER(iovec)), ("iovlen", ctypes.c_size_t),
+                ("control", ctypes.c_void_p), ("controllen", ctypes.c_size_t),
+                ("flags", ctypes.c_int)]
+class mmsghdr(ctypes.Structure):
+    _fields_ = [("hdr", msghdr), ("len", ctypes.c_uint)]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.connect(sys.argv[1])
+data = [ctypes.create_string_buffer(b, len(b)) for b in (b"one", b"three")]
+iovs = (iovec * 2)()
+msgs = (mmsghdr * 2)()
+for i, d in enumerate(data):
+    iovs[i].base = ctypes.addressof(d)
+    iovs[i].len = len(d)
+    msgs[i].hdr.iov = ctypes.pointer(iovs[i])
+    msgs[i].hdr.iovlen = 1
+n = libc.sendmmsg(s.fileno(), msgs, 2, 0)
+print("sent=%d lens=%s" % (n, ",".join(str(m.len) for m in msgs)))
+"#;
+
+/// A `sendmmsg` on a unix socket by an unprivileged caller: performed, and the `msg_len` of
+/// each message written back into the caller's memory (through its memory opened while the call
+/// waited: the performer, acting as nobody, may not open it).
+#[test]
+fn unix_sendmmsg_fills_in_each_length_for_an_unprivileged_caller() {
+    let nw = NetWorld::new();
+    let dir = shared_dir(&nw, "mmsg");
+    let path = dir.join("receiver.sock");
+    let receiver = UnixDatagram::bind(&path).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let argv = as_nobody(MMSG_CLIENT, &[path.to_str().unwrap()]);
+    let out = finish_within(start_guarded(&nw, &argv), HANG_GUARD);
+    assert_eq!(stdout(&out), "sent=2 lens=3,5\n", "{out:?}");
+    let mut buf = [0u8; 16];
+    let got: Vec<Vec<u8>> = (0..2)
+        .map(|_| {
+            let n = receiver.recv(&mut buf).unwrap();
+            buf[..n].to_vec()
+        })
+        .collect();
+    assert_eq!(got, [b"one".to_vec(), b"three".to_vec()]);
+}
