@@ -3,6 +3,8 @@
 //! (`pidfd_getfd`), with that copy: the kernel executes exactly what was decided on, whatever the
 //! caller's other threads do to its memory meanwhile (notes/enforcement.md). DNS sockets are
 //! connected to the forwarder (dns/forwarder.rs); musl's unconnected DNS sends are checked here.
+//! Calls on sockets that are not IP (unix, netlink, ...) are performed too, on a thread that
+//! takes on the caller's credentials (and for unix sockets its root, cwd and umask) first.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -284,8 +286,8 @@ impl Supervisor {
                     &format!("A socket call of address family {}", kind.domain),
                 );
             }
-            // Unix, netlink, ...: not network connections, not judged; but never answered
-            // CONTINUE either: the kernel would then read the descriptor and the arguments
+            // Unix, netlink, ... (and under `alert` the other families): not judged; but never
+            // answered CONTINUE either: the kernel would then read the descriptor and the arguments
             // again, and another thread of the caller may have put a UDP socket under that
             // number and an IP address in that memory since the supervisor looked.
             return match self.as_caller(n, call, kind, caller) {
