@@ -368,6 +368,12 @@ pub fn append_credentials(control: &mut Vec<u8>, list: &[Cmsg], ucred: [u8; 12])
     control.resize(control.len().next_multiple_of(8), 0);
 }
 
+/// Whether a unix socket address is a pathname relative to the working directory (not an
+/// absolute path, not an abstract name, not the unnamed address), which resolves from the cwd.
+pub fn unix_path_is_relative(addr: &[u8]) -> bool {
+    family(addr) == Some(libc::AF_UNIX) && addr.get(2).is_some_and(|&b| b != 0 && b != b'/')
+}
+
 /// Whether thread `tid` has capability `cap` in its effective set (`CapEff` in /proc/TID/status).
 pub fn has_capability(tid: u32, cap: u32) -> bool {
     creds::of_task(tid).is_ok_and(|c| c.has_capability(cap))
@@ -631,6 +637,21 @@ mod tests {
         let mut empty = Vec::new();
         append_credentials(&mut empty, &[], sender_credentials(&creds(7, 7), 1));
         assert_eq!(cmsgs(&empty).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn unix_paths() {
+        let sun = |path: &[u8]| [&(libc::AF_UNIX as u16).to_ne_bytes()[..], path].concat();
+        let cases: &[(&str, Vec<u8>, bool)] = &[
+            ("relative", sun(b"srv.sock\0"), true),
+            ("absolute", sun(b"/run/srv.sock\0"), false),
+            ("abstract", sun(b"\0name"), false),
+            ("unnamed", sun(b""), false),
+            ("not unix", sin(libc::AF_INET, 53, [1, 2, 3, 4]), false),
+        ];
+        for (what, addr, want) in cases {
+            assert_eq!(unix_path_is_relative(addr), *want, "{what}");
+        }
     }
 
     #[test]

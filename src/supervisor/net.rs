@@ -65,6 +65,9 @@ pub(super) struct NetSensor {
     /// Below this port, binding needs CAP_NET_BIND_SERVICE (net.ipv4.ip_unprivileged_port_start).
     unprivileged_port_start: u16,
     responder: Responder,
+    /// The supervisor's own credentials, which the loop takes back after a call it performed
+    /// as its caller.
+    own: creds::Creds,
 }
 
 impl NetSensor {
@@ -97,6 +100,7 @@ impl NetSensor {
             last_dns: None,
             unprivileged_port_start,
             responder,
+            own: creds::of_task(nix::unistd::gettid().as_raw() as u32)?,
         })
     }
 }
@@ -169,6 +173,7 @@ impl Caller {
 }
 
 /// A call to perform on the caller's socket, with the copied and checked arguments.
+#[derive(Clone)]
 enum Perform {
     Connect(RawAddr),
     Bind(RawAddr),
@@ -793,10 +798,14 @@ impl Supervisor {
         }
     }
 
-    /// Performs a call on a socket that is not IP on a thread of its own, which first takes on
-    /// the caller's file-system context (unix sockets) and credentials, then answers the kernel
-    /// when done. The thread ends with the call, and the credentials with it: nothing else ever
-    /// runs with them, and the loop never waits on a unix send to a full receiver.
+    /// Performs a call on a socket that is not IP as its caller. On the loop itself when that
+    /// cannot wait and needs nothing of the caller's file-system context (`inline`): the loop's
+    /// thread takes on the caller's credentials for the call alone (credentials are per thread;
+    /// its real and saved uid stay the supervisor's, so the caller cannot signal it meanwhile)
+    /// and takes its own back at once. Otherwise on a thread of its own, which first takes on
+    /// the caller's file-system context (unix sockets: unshare(CLONE_FS), so no other thread
+    /// shares it) and credentials, then answers the kernel when done: the thread ends with the
+    /// call, and the loop never waits on a send to a full receiver.
     fn perform_as_caller(
         &mut self,
         job: Perform,
@@ -806,6 +815,29 @@ impl Supervisor {
     ) -> Answer {
         let Some(net) = self.net.as_ref() else {
             return Answer::Deny(libc::ENOSYS);
+        };
+        let job = match inline(job, &sock, &with) {
+            Inline::Run(mut quick, retry) => {
+                if let Err(e) = creds::assume(&with.creds, creds::RealUid::Keep) {
+                    back_to(&net.own);
+                    log::warn!(
+                        "socket call by {} refused: cannot act as the caller: {e}",
+                        caller.tid
+                    );
+                    return Answer::Deny(libc::EPERM);
+                }
+                if let Perform::Send { flags, .. } = &mut quick {
+                    *flags |= libc::MSG_DONTWAIT;
+                }
+                let out = quick.run(&sock, caller, &net.responder, with.mem.as_ref());
+                back_to(&net.own);
+                match (out, retry) {
+                    // A send that would have waited: performed on a thread, as asked.
+                    (Err(libc::EAGAIN), Some(job)) => job,
+                    (out, _) => return Answer::Performed(out),
+                }
+            }
+            Inline::No(job) => job,
         };
         let responder = net.responder.clone();
         let spawned = std::thread::Builder::new()
@@ -911,6 +943,63 @@ impl Supervisor {
             message,
         ));
         Answer::Deny(libc::EPERM)
+    }
+}
+
+/// Whether a call performed as its caller may run on the loop.
+enum Inline {
+    /// Yes, with MSG_DONTWAIT on a send; if it would have waited (EAGAIN) where the caller's
+    /// call waits, the job to perform on a thread instead.
+    Run(Perform, Option<Perform>),
+    No(Perform),
+}
+
+/// A call that cannot wait, and resolves no path the caller's cwd or root would change, runs
+/// on the loop: a netlink connect or bind; a send on a socket that is not a stream, or on a
+/// stream that does not wait (O_NONBLOCK or MSG_DONTWAIT: its short write is the caller's to
+/// handle), whose addresses on a unix socket are absolute, abstract or none, from a caller
+/// sharing the supervisor's root. Other connects and binds (unix: the cwd, the umask, a full
+/// backlog; AF_ALG: module loading) run on a thread.
+fn inline(job: Perform, sock: &OwnedFd, with: &AsCaller) -> Inline {
+    let nonblocking = socket::is_nonblocking(sock.as_fd()).unwrap_or(false);
+    let fs_free = with
+        .fs
+        .as_ref()
+        .is_none_or(|fs| fs.root_is_ours().unwrap_or(false));
+    let (ok, waits) = match &job {
+        Perform::Connect(_) | Perform::Bind(_) => (
+            socket::socket_kind(sock.as_fd()).is_ok_and(|k| k.domain == libc::AF_NETLINK),
+            false,
+        ),
+        Perform::Send {
+            msgs,
+            flags,
+            stream,
+            ..
+        } => {
+            let caller_waits = !nonblocking && flags & libc::MSG_DONTWAIT == 0;
+            let paths = msgs.iter().all(|m| {
+                m.name
+                    .as_ref()
+                    .is_none_or(|a| !sense::unix_path_is_relative(a.bytes()))
+            });
+            (fs_free && paths && !(*stream && caller_waits), caller_waits)
+        }
+    };
+    match (ok, waits) {
+        (false, _) => Inline::No(job),
+        (true, true) => Inline::Run(job.clone(), Some(job)),
+        (true, false) => Inline::Run(job, None),
+    }
+}
+
+/// Takes the loop's thread back to the supervisor's credentials after a call performed as its
+/// caller. Cannot fail after `assume` succeeded (the saved uid and permitted set were kept);
+/// if it ever does, the supervisor stops rather than go on with a workload's credentials.
+fn back_to(own: &creds::Creds) {
+    if let Err(e) = creds::restore(own) {
+        log::error!("cannot take back the supervisor's credentials: {e}");
+        std::process::abort();
     }
 }
 

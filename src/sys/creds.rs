@@ -196,6 +196,40 @@ pub fn assume(c: &Creds, real: RealUid) -> io::Result<()> {
     capset(&sets)
 }
 
+/// Takes the calling thread back to `own`, its credentials before [`assume`] with
+/// [`RealUid::Keep`]: the effective uid first (a thread that kept saved uid 0 kept its
+/// permitted set, which becomes its effective set again when its effective uid returns to 0,
+/// capabilities(7); capset sets it exactly, also when the effective uid was 0 throughout), then
+/// gids and groups, which need CAP_SETGID back.
+pub fn restore(own: &Creds) -> io::Result<()> {
+    // SAFETY: integers only; raw syscall, this thread only.
+    cvt(unsafe { libc::syscall(libc::SYS_setresuid, u32::MAX, own.uids.effective, u32::MAX) })?;
+    let mut sets = capget()?;
+    sets.effective = own.caps.effective;
+    sets.inheritable = own.caps.inheritable;
+    capset(&sets)?;
+    // SAFETY: integers only; raw syscall, this thread only.
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_setresgid,
+            own.gids.real,
+            own.gids.effective,
+            own.gids.saved,
+        )
+    })?;
+    if current_groups()? != own.groups {
+        // SAFETY: as in `assume`.
+        cvt(unsafe {
+            libc::syscall(
+                libc::SYS_setgroups,
+                own.groups.len() as libc::size_t,
+                own.groups.as_ptr(),
+            )
+        })?;
+    }
+    Ok(())
+}
+
 /// The calling thread's supplementary groups.
 fn current_groups() -> io::Result<Vec<u32>> {
     // SAFETY: size 0 asks for the count only; no memory is written.
@@ -263,6 +297,15 @@ pub struct Fs {
     root: OwnedFd,
     cwd: OwnedFd,
     umask: u32,
+}
+
+impl Fs {
+    /// Whether the task's root is the calling thread's (the same mount and directory): then
+    /// absolute paths resolve alike for both.
+    pub fn root_is_ours(&self) -> io::Result<bool> {
+        let own_root = open_path(c"/")?;
+        Ok(identity(own_root.as_raw_fd())? == identity(self.root.as_raw_fd())?)
+    }
 }
 
 /// The file-system context of thread `tid` (/proc/TID/root, /proc/TID/cwd, `Umask:`). Like
@@ -344,8 +387,7 @@ fn parse_umask(status: &str) -> Option<u32> {
 pub fn enter_fs(fs: &Fs) -> io::Result<()> {
     // SAFETY: integer flag only; unshare(CLONE_FS) acts on the calling thread.
     cvt(unsafe { libc::unshare(libc::CLONE_FS) })?;
-    let own_root = open_path(c"/")?;
-    if identity(own_root.as_raw_fd())? != identity(fs.root.as_raw_fd())? {
+    if !fs.root_is_ours()? {
         // SAFETY: a descriptor we own; fchdir accepts an O_PATH directory (open(2)).
         cvt(unsafe { libc::fchdir(fs.root.as_raw_fd()) })?;
         // SAFETY: a static NUL-terminated string; chroot to the working directory just set,
@@ -430,6 +472,45 @@ mod tests {
         finish.send(()).unwrap();
         chrooted.join().unwrap();
         assert_eq!(seen, (true, true, 0o077));
+    }
+
+    /// Acting as nobody and coming back, on one thread. Needs root.
+    #[test]
+    fn assumes_and_restores_on_one_thread() {
+        let done = std::thread::spawn(|| {
+            let tid = || nix::unistd::gettid().as_raw() as u32;
+            let own = of_task(tid()).unwrap();
+            let nobody = Creds {
+                uids: Ids {
+                    real: 65534,
+                    effective: 65534,
+                    saved: 65534,
+                },
+                gids: Ids {
+                    real: 65534,
+                    effective: 65534,
+                    saved: 65534,
+                },
+                groups: vec![],
+                caps: Caps {
+                    inheritable: 0,
+                    permitted: 0,
+                    effective: 0,
+                },
+            };
+            assume(&nobody, RealUid::Keep).unwrap();
+            let acting = of_task(tid()).unwrap();
+            restore(&own).unwrap();
+            (acting, of_task(tid()).unwrap() == own)
+        })
+        .join()
+        .unwrap();
+        let (acting, back) = done;
+        assert_eq!(acting.uids.effective, 65534);
+        assert_eq!(acting.uids.real, 0, "the real uid is kept");
+        assert_eq!(acting.gids.effective, 65534);
+        assert_eq!(acting.caps.effective, 0);
+        assert!(back, "the thread's own credentials are back");
     }
 
     #[test]
