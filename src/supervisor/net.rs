@@ -955,11 +955,12 @@ enum Inline {
 }
 
 /// A call that cannot wait, and resolves no path the caller's cwd or root would change, runs
-/// on the loop: a netlink connect or bind; a send on a socket that is not a stream, or on a
-/// stream that does not wait (O_NONBLOCK or MSG_DONTWAIT: its short write is the caller's to
-/// handle), whose addresses on a unix socket are absolute, abstract or none, from a caller
-/// sharing the supervisor's root. Other connects and binds (unix: the cwd, the umask, a full
-/// backlog; AF_ALG: module loading) run on a thread.
+/// on the loop: a netlink connect or bind; a unix connect of a datagram socket, or of a
+/// non-blocking stream socket, to an address that is absolute or abstract, from a caller
+/// sharing the supervisor's root; a send on a socket that is not a stream, or on a stream that
+/// does not wait (O_NONBLOCK or MSG_DONTWAIT: its short write is the caller's to handle), whose
+/// unix addresses, if any, are absolute or abstract, from such a caller. Other connects and
+/// binds (unix: the cwd, the umask, a full backlog; AF_ALG: module loading) run on a thread.
 fn inline(job: Perform, sock: &OwnedFd, with: &AsCaller) -> Inline {
     let nonblocking = socket::is_nonblocking(sock.as_fd()).unwrap_or(false);
     let fs_free = with
@@ -967,7 +968,21 @@ fn inline(job: Perform, sock: &OwnedFd, with: &AsCaller) -> Inline {
         .as_ref()
         .is_none_or(|fs| fs.root_is_ours().unwrap_or(false));
     let (ok, waits) = match &job {
-        Perform::Connect(_) | Perform::Bind(_) => (
+        Perform::Connect(addr) => {
+            let ok = match socket::socket_kind(sock.as_fd()) {
+                Ok(k) if k.domain == libc::AF_NETLINK => true,
+                // A unix datagram connect never waits (unix_dgram_connect); a stream one waits
+                // for room in a full backlog unless O_NONBLOCK.
+                Ok(k) if k.domain == libc::AF_UNIX => {
+                    fs_free
+                        && !sense::unix_path_is_relative(addr.bytes())
+                        && (k.ty == libc::SOCK_DGRAM || nonblocking)
+                }
+                _ => false,
+            };
+            (ok, false)
+        }
+        Perform::Bind(_) => (
             socket::socket_kind(sock.as_fd()).is_ok_and(|k| k.domain == libc::AF_NETLINK),
             false,
         ),
