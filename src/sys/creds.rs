@@ -41,8 +41,9 @@ pub enum RealUid {
     /// Keep the thread's own real uid. Signal permission (kill_ok_by_cred) compares the SENDER's
     /// real and effective uid with the TARGET's real and saved uid: with the supervisor's real
     /// and saved uid kept, the other task cannot signal the thread while it acts for it. Use it
-    /// when the call performed does not look at the real uid (socket calls: SO_PEERCRED,
-    /// SCM_CREDENTIALS and file creation take the effective and fs ids).
+    /// when the call performed does not look at the real uid (socket calls: SO_PEERCRED and
+    /// file creation take the effective and fs ids; the SCM_CREDENTIALS the kernel attaches by
+    /// itself carry the real uid, so the caller's are sent explicitly instead).
     Keep,
     /// Take the other task's real uid too: needed when the call performed checks it (sending a
     /// signal). The thread can then be signalled by that task's uid while it acts.
