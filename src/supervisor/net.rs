@@ -65,9 +65,6 @@ pub(super) struct NetSensor {
     /// Below this port, binding needs CAP_NET_BIND_SERVICE (net.ipv4.ip_unprivileged_port_start).
     unprivileged_port_start: u16,
     responder: Responder,
-    /// The supervisor's own credentials, which the loop takes back after a call it performed
-    /// as its caller.
-    own: creds::Creds,
 }
 
 impl NetSensor {
@@ -100,7 +97,6 @@ impl NetSensor {
             last_dns: None,
             unprivileged_port_start,
             responder,
-            own: creds::of_task(nix::unistd::gettid().as_raw() as u32)?,
         })
     }
 }
@@ -818,8 +814,16 @@ impl Supervisor {
         };
         let job = match inline(job, &sock, &with) {
             Inline::Run(mut quick, retry) => {
+                // Read now, not at start: the supervisor's credentials may have changed since.
+                let own = match creds::current() {
+                    Ok(own) => own,
+                    Err(e) => {
+                        log::warn!("socket call by {} refused: {e}", caller.tid);
+                        return Answer::Deny(libc::EPERM);
+                    }
+                };
                 if let Err(e) = creds::assume(&with.creds, creds::RealUid::Keep) {
-                    back_to(&net.own);
+                    back_to(&own);
                     log::warn!(
                         "socket call by {} refused: cannot act as the caller: {e}",
                         caller.tid
@@ -830,7 +834,7 @@ impl Supervisor {
                     *flags |= libc::MSG_DONTWAIT;
                 }
                 let out = quick.run(&sock, caller, &net.responder, with.mem.as_ref());
-                back_to(&net.own);
+                back_to(&own);
                 match (out, retry) {
                     // A send that would have waited: performed on a thread, as asked.
                     (Err(libc::EAGAIN), Some(job)) => job,

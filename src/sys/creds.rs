@@ -231,6 +231,28 @@ pub fn restore(own: &Creds) -> io::Result<()> {
     Ok(())
 }
 
+/// The calling thread's own credentials, from the kernel directly (getresuid, getresgid,
+/// getgroups, capget: this thread's, whatever other threads hold): what to [`restore`] after
+/// acting as another task.
+pub fn current() -> io::Result<Creds> {
+    let ids = |nr: libc::c_long| -> io::Result<Ids> {
+        let (mut r, mut e, mut s) = (0u32, 0u32, 0u32);
+        // SAFETY: three live u32 locals the kernel writes; raw syscall, this thread's ids.
+        cvt(unsafe { libc::syscall(nr, &mut r, &mut e, &mut s) })?;
+        Ok(Ids {
+            real: r,
+            effective: e,
+            saved: s,
+        })
+    };
+    Ok(Creds {
+        uids: ids(libc::SYS_getresuid)?,
+        gids: ids(libc::SYS_getresgid)?,
+        groups: current_groups()?,
+        caps: capget()?,
+    })
+}
+
 /// The calling thread's supplementary groups.
 fn current_groups() -> io::Result<Vec<u32>> {
     // SAFETY: size 0 asks for the count only; no memory is written.
@@ -481,6 +503,7 @@ mod tests {
         let done = std::thread::spawn(|| {
             let tid = || nix::unistd::gettid().as_raw() as u32;
             let own = of_task(tid()).unwrap();
+            assert_eq!(current().unwrap(), own);
             let nobody = Creds {
                 uids: Ids {
                     real: 65534,
