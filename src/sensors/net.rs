@@ -5,6 +5,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
+use crate::sys::creds::{self, Creds, Ids};
 use crate::sys::remote::RemoteMemory;
 use crate::sys::socket::{MAX_SOCKADDR, OwnedMsg, RawAddr};
 
@@ -252,10 +253,19 @@ const SAFE_CONTROL: &[(i32, i32)] = &[
     (libc::SOL_SOCKET, libc::SCM_TXTIME),
 ];
 
-/// Checks ancillary data: `Ok` when every message in it is one of [`SAFE_CONTROL`]; EINVAL for a
-/// malformed list (as the kernel answers), EPERM for a refused kind.
-pub fn check_control(control: &[u8]) -> Result<(), Errno> {
+/// One control message of ancillary data: its level, type, and where its data is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cmsg {
+    pub level: i32,
+    pub kind: i32,
+    pub data: std::ops::Range<usize>,
+}
+
+/// The control messages of ancillary data, as the kernel walks them (CMSG_NXTHDR: each aligned
+/// to 8 bytes; bytes too few for another header end the list); EINVAL for a malformed one.
+pub fn cmsgs(control: &[u8]) -> Result<Vec<Cmsg>, Errno> {
     const HDR: usize = 16; // struct cmsghdr { size_t len; int level; int type; }
+    let mut out = Vec::new();
     let mut at = 0;
     while control.len() - at >= HDR {
         let len = u64_at(control, at) as usize;
@@ -264,28 +274,109 @@ pub fn check_control(control: &[u8]) -> Result<(), Errno> {
         if len < HDR || len > control.len() - at {
             return Err(libc::EINVAL);
         }
-        if !SAFE_CONTROL.contains(&(level, kind)) {
-            return Err(libc::EPERM);
-        }
+        out.push(Cmsg {
+            level,
+            kind,
+            data: at + HDR..at + len,
+        });
         at += len.next_multiple_of(8);
         if at >= control.len() {
             break;
         }
     }
+    Ok(out)
+}
+
+/// Checks ancillary data: `Ok` when every message in it is one of [`SAFE_CONTROL`]; EINVAL for a
+/// malformed list (as the kernel answers), EPERM for a refused kind.
+pub fn check_control(control: &[u8]) -> Result<(), Errno> {
+    for c in cmsgs(control)? {
+        if !SAFE_CONTROL.contains(&(c.level, c.kind)) {
+            return Err(libc::EPERM);
+        }
+    }
     Ok(())
+}
+
+/// CAP_SETGID, CAP_SETUID, CAP_SYS_ADMIN (linux/capability.h).
+const CAP_SETGID: u32 = 6;
+const CAP_SETUID: u32 = 7;
+const CAP_SYS_ADMIN: u32 = 21;
+
+/// The `struct ucred` of an explicit SCM_CREDENTIALS message that a unix-socket send performed
+/// for a caller may carry. The kernel checks the claim against the sender's credentials
+/// (scm_check_creds): pid its own or CAP_SYS_ADMIN, uid one of its real, effective and saved uids
+/// or CAP_SETUID, gid likewise or CAP_SETGID. The performer acts with the caller's effective uid,
+/// gids and effective capabilities but keeps the supervisor's real and saved uid, so the uid is
+/// checked here against the caller's own; the caller's own pid, which the kernel would refuse
+/// from the supervisor, is replaced by the supervisor's (`own_pid`), the pid that SO_PEERCRED and
+/// the kernel's own SCM_CREDENTIALS show for every call performed for the caller. EINVAL for a
+/// message of the wrong size, EPERM for a claim the caller could not make.
+pub fn scm_credentials(
+    data: &[u8],
+    caller_pid: u32,
+    caller: &Creds,
+    own_pid: u32,
+) -> Result<[u8; 12], Errno> {
+    let data: &[u8; 12] = data.try_into().map_err(|_| libc::EINVAL)?;
+    let word = |i: usize| u32::from_ne_bytes(data[i..i + 4].try_into().expect("4 bytes"));
+    let (pid, uid, gid) = (word(0), word(4), word(8));
+    let ids = |i: &Ids| [i.real, i.effective, i.saved];
+    let uid_ok = ids(&caller.uids).contains(&uid) || caller.has_capability(CAP_SETUID);
+    let gid_ok = ids(&caller.gids).contains(&gid) || caller.has_capability(CAP_SETGID);
+    let pid_ok = pid == caller_pid || caller.has_capability(CAP_SYS_ADMIN);
+    if !(uid_ok && gid_ok && pid_ok) {
+        return Err(libc::EPERM);
+    }
+    let pid = if pid == caller_pid { own_pid } else { pid };
+    let mut out = *data;
+    out[..4].copy_from_slice(&pid.to_ne_bytes());
+    Ok(out)
+}
+
+/// The `struct ucred` the kernel would attach for the caller itself when the receiver asks for
+/// credentials (SO_PASSCRED; maybe_add_creds: the sender's pid and REAL uid and gid), as the
+/// performer sends it explicitly: the performer keeps the supervisor's real uid (so that the
+/// caller's uid cannot signal it), which the kernel would attach instead. The pid is the
+/// supervisor's (`own_pid`), the only one the kernel lets it claim. The uid is the caller's real
+/// uid when the kernel lets the performer claim it (it equals the caller's effective uid, or is
+/// 0, the performer's real uid); otherwise (a set-user-ID program run by another user) its
+/// effective uid.
+pub fn sender_credentials(caller: &Creds, own_pid: u32) -> [u8; 12] {
+    let uid = match caller.uids.real {
+        r if r == caller.uids.effective || r == 0 => r,
+        _ => caller.uids.effective,
+    };
+    let mut out = [0u8; 12];
+    out[..4].copy_from_slice(&own_pid.to_ne_bytes());
+    out[4..8].copy_from_slice(&uid.to_ne_bytes());
+    out[8..].copy_from_slice(&caller.gids.real.to_ne_bytes());
+    out
+}
+
+/// Appends an SCM_CREDENTIALS message carrying `ucred` to ancillary data whose messages are
+/// `list`, after the last of them (bytes after it, which the kernel ignores, are dropped).
+pub fn append_credentials(control: &mut Vec<u8>, list: &[Cmsg], ucred: [u8; 12]) {
+    let end = list.last().map_or(0, |c| c.data.end.next_multiple_of(8));
+    control.truncate(end);
+    control.resize(end, 0);
+    let len: u64 = 16 + 12;
+    control.extend_from_slice(&len.to_ne_bytes());
+    control.extend_from_slice(&libc::SOL_SOCKET.to_ne_bytes());
+    control.extend_from_slice(&libc::SCM_CREDENTIALS.to_ne_bytes());
+    control.extend_from_slice(&ucred);
+    control.resize(control.len().next_multiple_of(8), 0);
+}
+
+/// Whether a unix socket address is a pathname relative to the working directory (not an
+/// absolute path, not an abstract name, not the unnamed address), which resolves from the cwd.
+pub fn unix_path_is_relative(addr: &[u8]) -> bool {
+    family(addr) == Some(libc::AF_UNIX) && addr.get(2).is_some_and(|&b| b != 0 && b != b'/')
 }
 
 /// Whether thread `tid` has capability `cap` in its effective set (`CapEff` in /proc/TID/status).
 pub fn has_capability(tid: u32, cap: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{tid}/status"))
-        .ok()
-        .and_then(|s| effective_caps(&s))
-        .is_some_and(|caps| caps & (1 << cap) != 0)
-}
-
-fn effective_caps(status: &str) -> Option<u64> {
-    let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
-    u64::from_str_radix(hex.trim(), 16).ok()
+    creds::of_task(tid).is_ok_and(|c| c.has_capability(cap))
 }
 
 #[cfg(test)]
@@ -412,13 +503,6 @@ mod tests {
     }
 
     #[test]
-    fn capabilities_from_status() {
-        let status = "Name:\tpython3\nCapInh:\t0000000000000000\nCapEff:\t0000000000000400\n";
-        assert_eq!(effective_caps(status), Some(0x400));
-        assert_eq!(effective_caps("Name: x\n"), None);
-    }
-
-    #[test]
     fn control_messages() {
         let cmsg = |level: i32, kind: i32, data: usize| {
             let len = 16 + data;
@@ -453,6 +537,149 @@ mod tests {
         for (what, control, want) in cases {
             assert_eq!(check_control(control), *want, "{what}");
         }
+    }
+
+    #[test]
+    fn explicit_credentials_are_the_callers_own() {
+        let status = "Uid:\t1000\t1000\t1000\t1000\nGid:\t100\t100\t100\t100\nGroups:\t\n\
+            CapInh:\t0\nCapPrm:\t0\nCapEff:\t0\n";
+        let user = Creds::parse_status(status).unwrap();
+        let setuid = Creds {
+            caps: crate::sys::creds::Caps {
+                effective: 1 << CAP_SETUID,
+                ..user.caps
+            },
+            ..user.clone()
+        };
+        let admin = Creds {
+            caps: crate::sys::creds::Caps {
+                effective: 1 << CAP_SYS_ADMIN,
+                ..user.caps
+            },
+            ..user.clone()
+        };
+        let ucred = |pid: u32, uid: u32, gid: u32| {
+            [pid.to_ne_bytes(), uid.to_ne_bytes(), gid.to_ne_bytes()].concat()
+        };
+        let (caller, own) = (40, 1);
+        type Case<'a> = (&'a str, Vec<u8>, &'a Creds, Result<Vec<u8>, Errno>);
+        let cases: &[Case] = &[
+            (
+                "its own",
+                ucred(40, 1000, 100),
+                &user,
+                Ok(ucred(1, 1000, 100)),
+            ),
+            ("root's uid", ucred(40, 0, 100), &user, Err(libc::EPERM)),
+            ("root's gid", ucred(40, 1000, 0), &user, Err(libc::EPERM)),
+            ("another pid", ucred(41, 1000, 100), &user, Err(libc::EPERM)),
+            (
+                "uid with CAP_SETUID",
+                ucred(40, 0, 100),
+                &setuid,
+                Ok(ucred(1, 0, 100)),
+            ),
+            (
+                "pid with CAP_SYS_ADMIN",
+                ucred(41, 1000, 100),
+                &admin,
+                Ok(ucred(41, 1000, 100)),
+            ),
+            (
+                "too short",
+                ucred(40, 1000, 100)[..8].to_vec(),
+                &user,
+                Err(libc::EINVAL),
+            ),
+        ];
+        for (what, data, creds, want) in cases {
+            let got = scm_credentials(data, caller, creds, own).map(|b| b.to_vec());
+            assert_eq!(got, *want, "{what}");
+        }
+    }
+
+    #[test]
+    fn credentials_sent_for_the_caller() {
+        let creds = |r: u32, e: u32| {
+            let status = format!(
+                "Uid:\t{r}\t{e}\t{e}\t{e}\nGid:\t100\t101\t101\t101\nGroups:\t\nCapInh:\t0\nCapPrm:\t0\nCapEff:\t0\n"
+            );
+            Creds::parse_status(&status).unwrap()
+        };
+        let ucred = |pid: u32, uid: u32, gid: u32| -> Vec<u8> {
+            [pid.to_ne_bytes(), uid.to_ne_bytes(), gid.to_ne_bytes()].concat()
+        };
+        let cases: &[(&str, Creds, Vec<u8>)] = &[
+            ("plain user", creds(1000, 1000), ucred(1, 1000, 100)),
+            ("root", creds(0, 0), ucred(1, 0, 100)),
+            ("root running set-user-ID", creds(0, 1000), ucred(1, 0, 100)),
+            (
+                "set-user-ID by another user",
+                creds(1000, 2000),
+                ucred(1, 2000, 100),
+            ),
+        ];
+        for (what, c, want) in cases {
+            assert_eq!(sender_credentials(c, 1).to_vec(), *want, "{what}");
+        }
+        // Appended after the last message, trailing bytes dropped; then walks as two messages.
+        let mut control = vec![0u8; 24 + 5];
+        control[..8].copy_from_slice(&20u64.to_ne_bytes());
+        control[8..12].copy_from_slice(&libc::SOL_SOCKET.to_ne_bytes());
+        control[12..16].copy_from_slice(&libc::SCM_RIGHTS.to_ne_bytes());
+        let list = cmsgs(&control).unwrap();
+        append_credentials(&mut control, &list, sender_credentials(&creds(7, 7), 1));
+        let walked = cmsgs(&control).unwrap();
+        assert_eq!(walked.len(), 2);
+        assert_eq!(walked[1].kind, libc::SCM_CREDENTIALS);
+        assert_eq!(control[walked[1].data.clone()], ucred(1, 7, 100)[..]);
+        assert_eq!(control.len(), 24 + 32);
+        let mut empty = Vec::new();
+        append_credentials(&mut empty, &[], sender_credentials(&creds(7, 7), 1));
+        assert_eq!(cmsgs(&empty).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn unix_paths() {
+        let sun = |path: &[u8]| [&(libc::AF_UNIX as u16).to_ne_bytes()[..], path].concat();
+        let cases: &[(&str, Vec<u8>, bool)] = &[
+            ("relative", sun(b"srv.sock\0"), true),
+            ("absolute", sun(b"/run/srv.sock\0"), false),
+            ("abstract", sun(b"\0name"), false),
+            ("unnamed", sun(b""), false),
+            ("not unix", sin(libc::AF_INET, 53, [1, 2, 3, 4]), false),
+        ];
+        for (what, addr, want) in cases {
+            assert_eq!(unix_path_is_relative(addr), *want, "{what}");
+        }
+    }
+
+    #[test]
+    fn walks_control_messages() {
+        let rights = |n: usize| {
+            let len = 16 + 4 * n;
+            let mut b = vec![0u8; len.next_multiple_of(8)];
+            b[..8].copy_from_slice(&(len as u64).to_ne_bytes());
+            b[8..12].copy_from_slice(&libc::SOL_SOCKET.to_ne_bytes());
+            b[12..16].copy_from_slice(&libc::SCM_RIGHTS.to_ne_bytes());
+            b
+        };
+        let two = [rights(1), rights(3)].concat();
+        let got = cmsgs(&two).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].data, 16..20);
+        assert_eq!(got[1].data, 24 + 16..24 + 28);
+        assert_eq!(
+            cmsgs(&two[..30]).unwrap().len(),
+            1,
+            "a partial header ends the list"
+        );
+        assert_eq!(
+            cmsgs(&two[..40]),
+            Err(libc::EINVAL),
+            "a message past the end"
+        );
+        assert_eq!(cmsgs(&[0u8; 8]), Ok(vec![]));
     }
 
     #[test]

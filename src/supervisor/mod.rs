@@ -678,26 +678,26 @@ impl Supervisor {
             // program under another name, which the list cannot stop either (README, "Limits"),
             // so racing the check gains it nothing. Launches under an allow list are verified.
             // Socket calls: let through unchecked only when the rule enforces neither network
-            // nor DNS (a connect then too, when the supervisor may not take the caller's socket to
-            // steer it to the DNS forwarder); when the call is on a unix, netlink or AF_ALG socket
-            // (not network connections, policy.md), which rests on kernel state, the family of
-            // the socket the caller's own file table holds (fixed at the socket's creation; a
-            // unix socket refuses an IP address: unix_stream_connect, unix_dgram_sendmsg); on
-            // another non-IP family under an `alert` network section; or for an i386 socketcall
-            // whose call number, a register, is not one that reaches the network; or for the
-            // creation of a raw or packet socket under a rule that does not enforce network or DNS,
-            // or only alerts, decided on the registers of socket(2) alone; or for a new user
-            // namespace asked for by a command that keeps CAP_SYS_ADMIN on purpose, decided on the
-            // flags of unshare(2) or clone(2), a register. Every other
-            // socket call is performed by the supervisor on a duplicate of the caller's socket
-            // with the arguments it checked. Signal calls (guard.rs): the target of a kill,
-            // tgkill, rt_(tg)sigqueueinfo, pidfd_open, prlimit64 or setpgid is a register,
-            // which cannot change after the check, and the defender never changes its pids or
-            // its process group; a tkill's target thread was found alive outside the defender,
-            // and its id could name a defender thread only if that thread died and the kernel
-            // came round to the same id (pid_max of them) while the call waits. A caller in a
-            // PID namespace below ours names processes of that namespace, where no defender
-            // process is, and a task's PID namespace never changes.
+            // nor DNS (a bind or send: nothing is decided at all; a connect too when the
+            // supervisor may not take the caller's socket to steer it to the DNS forwarder, or
+            // when it may not look into the caller under `alert`); or for an i386 socketcall
+            // whose call number, a register the workload cannot change while the call waits (no
+            // ptrace stop happens inside it), is not one that reaches the network: the kernel
+            // dispatches on that same number. Every other socket call, whatever its socket's
+            // family, is performed by the supervisor on a duplicate of the caller's socket with
+            // the arguments it copied once (unix, netlink, AF_ALG: with the caller's credentials,
+            // supervisor/net.rs). The creation of a raw or packet socket under a rule that does
+            // not enforce network or DNS, or only alerts, is decided on the registers of
+            // socket(2) alone; a new user namespace asked for by a command that keeps
+            // CAP_SYS_ADMIN on purpose, on the flags of unshare(2) or clone(2), a register.
+            // Signal calls (guard.rs): the target of a kill, tgkill, rt_(tg)sigqueueinfo,
+            // pidfd_open, prlimit64 or setpgid is a register, which cannot change after the
+            // check, and the defender never changes its pids or its process group; a tkill's
+            // target thread was found alive outside the defender, and its id could name a
+            // defender thread only if that thread died and the kernel came round to the same id
+            // (pid_max of them) while the call waits. A caller in a PID namespace below ours
+            // names processes of that namespace, where no defender process is, and a task's PID
+            // namespace never changes.
             Answer::Unchecked => unsafe { self.listener.continue_call(n.id) },
             Answer::Allow { expected } => self.allow_exec(&n, expected),
             Answer::Performed(result) => self.listener.complete(n.id, result),

@@ -3,11 +3,13 @@
 //! (`pidfd_getfd`), with that copy: the kernel executes exactly what was decided on, whatever the
 //! caller's other threads do to its memory meanwhile (notes/enforcement.md). DNS sockets are
 //! connected to the forwarder (dns/forwarder.rs); musl's unconnected DNS sends are checked here.
+//! Calls on sockets that are not IP (unix, netlink, ...) are performed too, on a thread that
+//! takes on the caller's credentials (and for unix sockets its root, cwd and umask) first.
 
 use std::collections::HashMap;
 use std::io::Read;
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::{Arc, mpsc};
 use std::time::Instant;
 
@@ -22,10 +24,10 @@ use crate::sensors::exec;
 use crate::sensors::net::{
     self as sense, MMSG_LEN_OFFSET, MMSGHDR_SIZE, MSGHDR_SIZE, MsgHdr, NetCall, Use,
 };
-use crate::sys::process;
 use crate::sys::remote::RemoteMemory;
 use crate::sys::seccomp::{Notification, Responder};
 use crate::sys::socket::{self, OwnedMsg, RawAddr, SocketKind};
+use crate::sys::{creds, process};
 
 /// The most a datagram can carry (udp_sendmsg: a longer one is EMSGSIZE).
 const MAX_DATAGRAM: usize = 0xFFFF;
@@ -35,8 +37,16 @@ const MAX_CALL_BYTES: usize = 4 << 20;
 /// caller, as for any short write, sends the rest.
 const MAX_STREAM_CHUNK: usize = 1 << 20;
 /// Socket families that stay on this host: unix sockets, netlink (the kernel), AF_ALG (the
-/// kernel's crypto). Calls on them are not network connections and are let through.
+/// kernel's crypto). Calls on them are not network connections: not judged, but performed for
+/// the caller like every other trapped socket call, with its credentials (`perform_as_caller`).
+/// The credentials matter for netlink too: the kernel checks a privileged netlink request
+/// against the capabilities of the socket's opener AND of the sender (__netlink_ns_capable:
+/// file_ns_capable and ns_capable), but a multicast group in bind/connect/sendto only against
+/// the sender's (netlink_allowed): performed with the supervisor's, that would subscribe an
+/// unprivileged caller to groups only CAP_NET_ADMIN may hear.
 const LOCAL_FAMILIES: &[i32] = &[libc::AF_UNIX, libc::AF_NETLINK, libc::AF_ALG];
+/// SCM_MAX_FD (include/net/scm.h): the most descriptors one message may pass.
+const SCM_MAX_FD: usize = 253;
 /// CAP_NET_BIND_SERVICE (linux/capability.h).
 const CAP_NET_BIND_SERVICE: u32 = 10;
 
@@ -159,6 +169,7 @@ impl Caller {
 }
 
 /// A call to perform on the caller's socket, with the copied and checked arguments.
+#[derive(Clone)]
 enum Perform {
     Connect(RawAddr),
     Bind(RawAddr),
@@ -171,11 +182,31 @@ enum Perform {
     },
 }
 
+/// What a call performed with the caller's credentials carries besides the call: the
+/// credentials and file-system context to take on, and what must stay open until it is done.
+struct AsCaller {
+    creds: creds::Creds,
+    /// Unix sockets only: paths in their addresses resolve, and files they create are made, as
+    /// the caller's would be.
+    fs: Option<creds::Fs>,
+    /// The caller's memory, opened while the call waited, for the `msg_len` fields of a
+    /// `sendmmsg`: the performer, acting with the caller's credentials, may not open it itself.
+    mem: Option<std::fs::File>,
+    /// Our duplicates of the descriptors passed with SCM_RIGHTS, closed once sent.
+    passed: Vec<OwnedFd>,
+}
+
 impl Perform {
     /// Performs the call. `responder` proves, before the caller's memory is written, that the
     /// call still waits: a send performed on a thread may take long, and a thread id reused
     /// meanwhile must not get another process's memory written.
-    fn run(self, sock: &OwnedFd, caller: Caller, responder: &Responder) -> socket::Outcome {
+    fn run(
+        self,
+        sock: &OwnedFd,
+        caller: Caller,
+        responder: &Responder,
+        mem: Option<&std::fs::File>,
+    ) -> socket::Outcome {
         match self {
             Perform::Connect(addr) => socket::connect(sock.as_fd(), &addr),
             Perform::Bind(addr) => socket::bind(sock.as_fd(), &addr),
@@ -193,9 +224,14 @@ impl Perform {
                         let field = at + (i * MMSGHDR_SIZE) as u64 + MMSG_LEN_OFFSET;
                         // As the kernel, which stops filling in at a fault, but still reports
                         // what was sent.
-                        if socket::write_remote(caller.tid as i32, field, &len.to_ne_bytes())
-                            .is_err()
-                        {
+                        let bytes = len.to_ne_bytes();
+                        let written = match mem {
+                            Some(mem) => {
+                                std::os::unix::fs::FileExt::write_all_at(mem, &bytes, field)
+                            }
+                            None => socket::write_remote(caller.tid as i32, field, &bytes),
+                        };
+                        if written.is_err() {
                             break;
                         }
                     }
@@ -235,26 +271,34 @@ impl Supervisor {
         if let Some(answer) = self.raw_socket_call(n, rule.as_deref(), call, kind) {
             return answer;
         }
-        if kind.domain != libc::AF_INET && kind.domain != libc::AF_INET6 {
-            if LOCAL_FAMILIES.contains(&kind.domain) {
-                // Unix, netlink, ...: not network connections (policy.md). See the CONTINUE.
-                return Answer::Unchecked;
-            }
-            // A family that reaches other hosts by other means than the IP addresses the policy
-            // judges (AF_PACKET frames, SMC, RDS, RxRPC and TIPC over IP, ...): refused where
-            // network enforcement refuses, since it cannot be checked (fail closed).
-            return match rule.map(|r| r.network().effect()) {
-                Some(Effect::Prevent | Effect::Block) => self.refuse(
-                    n,
-                    &format!("A socket call of address family {}", kind.domain),
-                ),
-                _ => Answer::Unchecked,
-            };
-        }
         let caller = Caller {
             id: n.id,
             tid: n.pid,
         };
+        if kind.domain != libc::AF_INET && kind.domain != libc::AF_INET6 {
+            // A family that reaches other hosts by other means than the IP addresses the policy
+            // judges (AF_PACKET frames, SMC, RDS, RxRPC and TIPC over IP, ...): refused where
+            // network enforcement refuses, since it cannot be checked (fail closed).
+            if !LOCAL_FAMILIES.contains(&kind.domain)
+                && matches!(
+                    rule.map(|r| r.network().effect()),
+                    Some(Effect::Prevent | Effect::Block)
+                )
+            {
+                return self.refuse(
+                    n,
+                    &format!("A socket call of address family {}", kind.domain),
+                );
+            }
+            // Unix, netlink, ... (and under `alert` the other families): not judged; but never
+            // answered CONTINUE either: the kernel would then read the descriptor and the arguments
+            // again, and another thread of the caller may have put a UDP socket under that
+            // number and an IP address in that memory since the supervisor looked.
+            return match self.as_caller(n, call, kind, caller) {
+                Ok((job, with)) => self.perform_as_caller(job, sock, caller, with),
+                Err(answer) => answer,
+            };
+        }
         let result = match (call, rule.as_deref()) {
             (NetCall::Connect, rule) => self.connect(n, rule, &sock, kind, caller),
             (NetCall::Bind, Some(rule)) => self.bind(n, rule, kind, caller),
@@ -438,60 +482,7 @@ impl Supervisor {
             true => (MAX_STREAM_CHUNK, true),
             false => (MAX_DATAGRAM, false),
         };
-        let mut mem = RemoteMemory::new(n.pid as i32);
-        let (mut msgs, flags, mmsg_at) = match call {
-            NetCall::Sendto => {
-                let len = n.args[2] as usize;
-                if len > max_data && !truncate {
-                    return Err(Answer::Deny(libc::EMSGSIZE));
-                }
-                let data = sense::read_exact(&mut mem, n.args[1], len.min(max_data))
-                    .map_err(Answer::Deny)?;
-                let name =
-                    sense::read_sockaddr(&mut mem, n.args[4], n.args[5]).map_err(Answer::Deny)?;
-                let msg = OwnedMsg {
-                    name,
-                    data,
-                    control: Vec::new(),
-                };
-                (vec![msg], n.args[3] as i32, None)
-            }
-            NetCall::Sendmsg => {
-                let hdr = read_hdr(&mut mem, n.args[1])?;
-                let msg =
-                    sense::read_msg(&mut mem, &hdr, max_data, truncate).map_err(Answer::Deny)?;
-                (vec![msg], n.args[2] as i32, None)
-            }
-            _ => {
-                // sendmmsg(2) sends at most UIO_MAXIOV messages and takes vlen as an unsigned int.
-                // Copied up to MAX_CALL_BYTES, and one message on a stream socket (whose copy may
-                // be cut): the call then sends fewer messages than asked, which sendmmsg's caller
-                // is told by its result and must handle anyway. A message that cannot be read
-                // after the first ends the call there, as in the kernel (__sys_sendmmsg).
-                let vlen = (n.args[2] as u32 as usize).min(sense::MAX_IOV);
-                let mut msgs: Vec<OwnedMsg> = Vec::new();
-                let mut copied = 0;
-                for i in 0..vlen {
-                    if i > 0 && (stream || copied >= MAX_CALL_BYTES) {
-                        break;
-                    }
-                    let msg =
-                        read_hdr(&mut mem, n.args[1] + (i * MMSGHDR_SIZE) as u64).and_then(|hdr| {
-                            sense::read_msg(&mut mem, &hdr, max_data, truncate)
-                                .map_err(Answer::Deny)
-                        });
-                    match msg {
-                        Ok(m) => {
-                            copied += m.data.len();
-                            msgs.push(m);
-                        }
-                        Err(answer) if i == 0 => return Err(answer),
-                        Err(_) => break,
-                    }
-                }
-                (msgs, n.args[3] as i32, Some(n.args[1]))
-            }
-        };
+        let (mut msgs, flags, mmsg_at) = read_send(n, call, stream, max_data, truncate)?;
         self.still_waiting(n)?;
         for msg in &mut msgs {
             sense::check_control(&msg.control).map_err(Answer::Deny)?;
@@ -568,10 +559,138 @@ impl Supervisor {
     /// The copied address of a `connect` or `bind` (arguments 1 and 2); empty for a NULL one, which
     /// the kernel refuses by itself when the call is performed.
     fn address_argument(&self, n: &Notification) -> Result<RawAddr, Answer> {
-        let mut mem = RemoteMemory::new(n.pid as i32);
-        let addr = sense::read_sockaddr(&mut mem, n.args[1], n.args[2]).map_err(Answer::Deny)?;
+        let addr = read_address(n)?;
         self.still_waiting(n)?;
-        Ok(addr.unwrap_or_else(|| RawAddr::new(&[])))
+        Ok(addr)
+    }
+
+    /// Copies the arguments of a call on a socket that is not IP, and what performing it as the
+    /// caller takes: its credentials, for a unix socket its file-system context, the descriptors
+    /// it passes. All of it is the caller's because the call still waits after it was read.
+    fn as_caller(
+        &mut self,
+        n: &Notification,
+        call: NetCall,
+        kind: SocketKind,
+        caller: Caller,
+    ) -> Result<(Perform, AsCaller), Answer> {
+        let unix = kind.domain == libc::AF_UNIX;
+        let stream = kind.ty == libc::SOCK_STREAM;
+        let mut job = match call {
+            NetCall::Connect => Perform::Connect(read_address(n)?),
+            NetCall::Bind => Perform::Bind(read_address(n)?),
+            NetCall::Sendto | NetCall::Sendmsg | NetCall::Sendmmsg => {
+                // A datagram of these families may be longer than an IP one (a unix datagram is
+                // bounded by the send buffer only): copied up to MAX_CALL_BYTES.
+                let (max_data, truncate) = match stream {
+                    true => (MAX_STREAM_CHUNK, true),
+                    false => (MAX_CALL_BYTES, false),
+                };
+                let (msgs, flags, mmsg_at) = read_send(n, call, stream, max_data, truncate)?;
+                Perform::Send {
+                    msgs,
+                    flags,
+                    mmsg_at,
+                    stream,
+                }
+            }
+        };
+        let refused = |what: &str, e: std::io::Error| {
+            log::warn!("socket call by {} refused: {what}: {e}", caller.tid);
+            Answer::Deny(libc::EPERM)
+        };
+        let (creds, fs) = match unix {
+            true => creds::of_task_with_fs(caller.tid).map(|(c, fs)| (c, Some(fs))),
+            false => creds::of_task(caller.tid).map(|c| (c, None)),
+        }
+        .map_err(|e| refused("its credentials, root or cwd", e))?;
+        let mut with = AsCaller {
+            creds,
+            fs,
+            mem: None,
+            passed: Vec::new(),
+        };
+        if let Perform::Send { msgs, mmsg_at, .. } = &mut job {
+            if mmsg_at.is_some() {
+                let mem = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(format!("/proc/{}/mem", caller.tid))
+                    .map_err(|e| refused("its memory", e))?;
+                with.mem = Some(mem);
+            }
+            if unix {
+                self.unix_control(caller, &with.creds, msgs, &mut with.passed)?;
+            }
+        }
+        self.still_waiting(n)?;
+        Ok((job, with))
+    }
+
+    /// Makes the ancillary data of a unix-socket send fit to be sent by the performer:
+    /// descriptors passed with SCM_RIGHTS are taken from the caller's table (`pidfd_getfd`) and
+    /// ours sent in their place; SCM_CREDENTIALS must be the caller's own
+    /// (`sense::scm_credentials`); without them, the credentials the kernel would attach for the
+    /// caller are sent explicitly (`sense::sender_credentials`: the performer's own real uid is
+    /// the supervisor's). Other messages are sent as they are: the kernel checks them
+    /// against the performer's effective capabilities, which are the caller's. A `sendmmsg`
+    /// that would pass more than SCM_MAX_FD descriptors in all sends the messages before the
+    /// one that would (fewer messages than asked, which its caller must handle anyway).
+    fn unix_control(
+        &mut self,
+        caller: Caller,
+        creds: &creds::Creds,
+        msgs: &mut Vec<OwnedMsg>,
+        passed: &mut Vec<OwnedFd>,
+    ) -> Checked {
+        let Some(net) = self.net.as_mut() else {
+            return Err(Answer::Deny(libc::ENOSYS));
+        };
+        let own_pid = std::process::id();
+        for i in 0..msgs.len() {
+            let before = passed.len();
+            let msg = &mut msgs[i];
+            let list = sense::cmsgs(&msg.control).map_err(Answer::Deny)?;
+            let mut explicit = false;
+            for c in list.iter().cloned() {
+                let data = &mut msg.control[c.data];
+                match (c.level, c.kind) {
+                    (libc::SOL_SOCKET, libc::SCM_RIGHTS) => {
+                        for slot in data.chunks_exact_mut(4) {
+                            let fd = i32::from_ne_bytes(slot.try_into().expect("4 bytes"));
+                            let dup = net.pidfds.getfd(caller.tid, fd).map_err(|e| {
+                                Answer::Deny(match e.raw_os_error() {
+                                    Some(libc::EBADF) => libc::EBADF,
+                                    _ => libc::EPERM,
+                                })
+                            })?;
+                            slot.copy_from_slice(&dup.as_raw_fd().to_ne_bytes());
+                            passed.push(dup);
+                        }
+                    }
+                    (libc::SOL_SOCKET, libc::SCM_CREDENTIALS) => {
+                        let ucred = sense::scm_credentials(data, caller.tgid(), creds, own_pid)
+                            .map_err(Answer::Deny)?;
+                        data.copy_from_slice(&ucred);
+                        explicit = true;
+                    }
+                    _ => {}
+                }
+            }
+            if !explicit {
+                let ucred = sense::sender_credentials(creds, own_pid);
+                sense::append_credentials(&mut msg.control, &list, ucred);
+            }
+            if passed.len() - before > SCM_MAX_FD {
+                // What the kernel answers (scm_fp_copy).
+                return Err(Answer::Deny(libc::EINVAL));
+            }
+            if passed.len() > SCM_MAX_FD {
+                msgs.truncate(i);
+                passed.truncate(before);
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// Everything read from the caller's memory is the caller's only if the call still waits.
@@ -655,14 +774,14 @@ impl Supervisor {
             return Answer::Deny(libc::ENOSYS);
         };
         match may_wait {
-            false => Answer::Performed(job.run(&sock, caller, &net.responder)),
+            false => Answer::Performed(job.run(&sock, caller, &net.responder, None)),
             true => {
                 let responder = net.responder.clone();
                 let spawned =
                     std::thread::Builder::new()
                         .name("net-call".into())
                         .spawn(move || {
-                            let out = job.run(&sock, caller, &responder);
+                            let out = job.run(&sock, caller, &responder, None);
                             if let Err(e) = responder.complete(caller.id, out) {
                                 log::debug!("answering a performed socket call: {e}");
                             }
@@ -674,6 +793,90 @@ impl Supervisor {
                         Answer::Deny(libc::EAGAIN)
                     }
                 }
+            }
+        }
+    }
+
+    /// Performs a call on a socket that is not IP as its caller. On the loop itself when that
+    /// cannot wait and needs nothing of the caller's file-system context (`inline`): the loop's
+    /// thread takes on the caller's credentials for the call alone (credentials are per thread;
+    /// its real and saved uid stay the supervisor's, so the caller cannot signal it meanwhile)
+    /// and takes its own back at once. Otherwise on a thread of its own, which first takes on
+    /// the caller's file-system context (unix sockets: unshare(CLONE_FS), so no other thread
+    /// shares it) and credentials, then answers the kernel when done: the thread ends with the
+    /// call, and the loop never waits on a send to a full receiver.
+    fn perform_as_caller(
+        &mut self,
+        job: Perform,
+        sock: OwnedFd,
+        caller: Caller,
+        with: AsCaller,
+    ) -> Answer {
+        let Some(net) = self.net.as_ref() else {
+            return Answer::Deny(libc::ENOSYS);
+        };
+        let job = match inline(job, &sock, &with) {
+            Inline::Run(mut quick, retry) => {
+                // Read now, not at start: the supervisor's credentials may have changed since.
+                let own = match creds::current() {
+                    Ok(own) => own,
+                    Err(e) => {
+                        log::warn!("socket call by {} refused: {e}", caller.tid);
+                        return Answer::Deny(libc::EPERM);
+                    }
+                };
+                if let Err(e) = creds::assume(&with.creds, creds::RealUid::Keep) {
+                    back_to(&own);
+                    log::warn!(
+                        "socket call by {} refused: cannot act as the caller: {e}",
+                        caller.tid
+                    );
+                    return Answer::Deny(libc::EPERM);
+                }
+                if let Perform::Send { flags, .. } = &mut quick {
+                    *flags |= libc::MSG_DONTWAIT;
+                }
+                let out = quick.run(&sock, caller, &net.responder, with.mem.as_ref());
+                back_to(&own);
+                match (out, retry) {
+                    // A send that would have waited: performed on a thread, as asked.
+                    (Err(libc::EAGAIN), Some(job)) => job,
+                    (out, _) => return Answer::Performed(out),
+                }
+            }
+            Inline::No(job) => job,
+        };
+        let responder = net.responder.clone();
+        let spawned = std::thread::Builder::new()
+            .name("net-as-caller".into())
+            .spawn(move || {
+                let assumed = match &with.fs {
+                    Some(fs) => creds::enter_fs(fs),
+                    None => Ok(()),
+                }
+                .and_then(|()| creds::assume(&with.creds, creds::RealUid::Keep));
+                let out = match assumed {
+                    Ok(()) => job.run(&sock, caller, &responder, with.mem.as_ref()),
+                    Err(e) => {
+                        log::warn!(
+                            "socket call by {} refused: cannot act as the caller: {e}",
+                            caller.tid
+                        );
+                        Err(libc::EPERM)
+                    }
+                };
+                if let Err(e) = responder.complete(caller.id, out) {
+                    log::debug!("answering a performed socket call: {e}");
+                }
+                // Named, so that the closure owns them: our duplicates of passed descriptors
+                // are closed only once the send is done.
+                drop(with.passed);
+            });
+        match spawned {
+            Ok(_) => Answer::Deferred,
+            Err(e) => {
+                log::error!("cannot start a thread for a socket call: {e}");
+                Answer::Deny(libc::EAGAIN)
             }
         }
     }
@@ -741,12 +944,156 @@ impl Supervisor {
     }
 }
 
+/// Whether a call performed as its caller may run on the loop.
+enum Inline {
+    /// Yes, with MSG_DONTWAIT on a send; if it would have waited (EAGAIN) where the caller's
+    /// call waits, the job to perform on a thread instead.
+    Run(Perform, Option<Perform>),
+    No(Perform),
+}
+
+/// A call that cannot wait, and resolves no path the caller's cwd or root would change, runs
+/// on the loop: a netlink connect or bind; a unix connect of a datagram socket, or of a
+/// non-blocking stream socket, to an address that is absolute or abstract, from a caller
+/// sharing the supervisor's root; a send on a socket that is not a stream, or on a stream that
+/// does not wait (O_NONBLOCK or MSG_DONTWAIT: its short write is the caller's to handle), whose
+/// unix addresses, if any, are absolute or abstract, from such a caller. Other connects and
+/// binds (unix: the cwd, the umask, a full backlog; AF_ALG: module loading) run on a thread.
+fn inline(job: Perform, sock: &OwnedFd, with: &AsCaller) -> Inline {
+    let nonblocking = socket::is_nonblocking(sock.as_fd()).unwrap_or(false);
+    let fs_free = with
+        .fs
+        .as_ref()
+        .is_none_or(|fs| fs.root_is_ours().unwrap_or(false));
+    let (ok, waits) = match &job {
+        Perform::Connect(addr) => {
+            let ok = match socket::socket_kind(sock.as_fd()) {
+                Ok(k) if k.domain == libc::AF_NETLINK => true,
+                // A unix datagram connect never waits (unix_dgram_connect); a stream one waits
+                // for room in a full backlog unless O_NONBLOCK.
+                Ok(k) if k.domain == libc::AF_UNIX => {
+                    fs_free
+                        && !sense::unix_path_is_relative(addr.bytes())
+                        && (k.ty == libc::SOCK_DGRAM || nonblocking)
+                }
+                _ => false,
+            };
+            (ok, false)
+        }
+        Perform::Bind(_) => (
+            socket::socket_kind(sock.as_fd()).is_ok_and(|k| k.domain == libc::AF_NETLINK),
+            false,
+        ),
+        Perform::Send {
+            msgs,
+            flags,
+            stream,
+            ..
+        } => {
+            let caller_waits = !nonblocking && flags & libc::MSG_DONTWAIT == 0;
+            let paths = msgs.iter().all(|m| {
+                m.name
+                    .as_ref()
+                    .is_none_or(|a| !sense::unix_path_is_relative(a.bytes()))
+            });
+            (fs_free && paths && !(*stream && caller_waits), caller_waits)
+        }
+    };
+    match (ok, waits) {
+        (false, _) => Inline::No(job),
+        (true, true) => Inline::Run(job.clone(), Some(job)),
+        (true, false) => Inline::Run(job, None),
+    }
+}
+
+/// Takes the loop's thread back to the supervisor's credentials after a call performed as its
+/// caller. Cannot fail after `assume` succeeded (the saved uid and permitted set were kept);
+/// if it ever does, the supervisor stops rather than go on with a workload's credentials.
+fn back_to(own: &creds::Creds) {
+    if let Err(e) = creds::restore(own) {
+        log::error!("cannot take back the supervisor's credentials: {e}");
+        std::process::abort();
+    }
+}
+
 /// Why a socket could not be taken.
 enum Failure {
     /// The kernel's own answer to the call (EBADF, ENOTSOCK): given to the caller as is.
     Kernel(i32),
     /// The supervisor was not allowed to look.
     Inspection(std::io::Error),
+}
+
+/// A copy of the messages of a `sendto`, `sendmsg` or `sendmmsg`, its flags, and for `sendmmsg`
+/// where its headers are: at most `max_data` bytes a message, cut (`truncate`) or refused.
+fn read_send(
+    n: &Notification,
+    call: NetCall,
+    stream: bool,
+    max_data: usize,
+    truncate: bool,
+) -> Result<(Vec<OwnedMsg>, i32, Option<u64>), Answer> {
+    let mut mem = RemoteMemory::new(n.pid as i32);
+    let sent = match call {
+        NetCall::Sendto => {
+            let len = n.args[2] as usize;
+            if len > max_data && !truncate {
+                return Err(Answer::Deny(libc::EMSGSIZE));
+            }
+            let data =
+                sense::read_exact(&mut mem, n.args[1], len.min(max_data)).map_err(Answer::Deny)?;
+            let name =
+                sense::read_sockaddr(&mut mem, n.args[4], n.args[5]).map_err(Answer::Deny)?;
+            let msg = OwnedMsg {
+                name,
+                data,
+                control: Vec::new(),
+            };
+            (vec![msg], n.args[3] as i32, None)
+        }
+        NetCall::Sendmsg => {
+            let hdr = read_hdr(&mut mem, n.args[1])?;
+            let msg = sense::read_msg(&mut mem, &hdr, max_data, truncate).map_err(Answer::Deny)?;
+            (vec![msg], n.args[2] as i32, None)
+        }
+        _ => {
+            // sendmmsg(2) sends at most UIO_MAXIOV messages and takes vlen as an unsigned int.
+            // Copied up to MAX_CALL_BYTES, and one message on a stream socket (whose copy may
+            // be cut): the call then sends fewer messages than asked, which sendmmsg's caller
+            // is told by its result and must handle anyway. A message that cannot be read
+            // after the first ends the call there, as in the kernel (__sys_sendmmsg).
+            let vlen = (n.args[2] as u32 as usize).min(sense::MAX_IOV);
+            let mut msgs: Vec<OwnedMsg> = Vec::new();
+            let mut copied = 0;
+            for i in 0..vlen {
+                if i > 0 && (stream || copied >= MAX_CALL_BYTES) {
+                    break;
+                }
+                let msg =
+                    read_hdr(&mut mem, n.args[1] + (i * MMSGHDR_SIZE) as u64).and_then(|hdr| {
+                        sense::read_msg(&mut mem, &hdr, max_data, truncate).map_err(Answer::Deny)
+                    });
+                match msg {
+                    Ok(m) => {
+                        copied += m.data.len();
+                        msgs.push(m);
+                    }
+                    Err(answer) if i == 0 => return Err(answer),
+                    Err(_) => break,
+                }
+            }
+            (msgs, n.args[3] as i32, Some(n.args[1]))
+        }
+    };
+    Ok(sent)
+}
+
+/// The address argument of a `connect` or `bind` (arguments 1 and 2), copied; empty for a NULL
+/// one, which the kernel refuses by itself when the call is performed.
+fn read_address(n: &Notification) -> Result<RawAddr, Answer> {
+    let mut mem = RemoteMemory::new(n.pid as i32);
+    let addr = sense::read_sockaddr(&mut mem, n.args[1], n.args[2]).map_err(Answer::Deny)?;
+    Ok(addr.unwrap_or_else(|| RawAddr::new(&[])))
 }
 
 fn read_hdr(mem: &mut RemoteMemory, at: u64) -> Result<MsgHdr, Answer> {

@@ -41,8 +41,9 @@ pub enum RealUid {
     /// Keep the thread's own real uid. Signal permission (kill_ok_by_cred) compares the SENDER's
     /// real and effective uid with the TARGET's real and saved uid: with the supervisor's real
     /// and saved uid kept, the other task cannot signal the thread while it acts for it. Use it
-    /// when the call performed does not look at the real uid (socket calls: SO_PEERCRED,
-    /// SCM_CREDENTIALS and file creation take the effective and fs ids).
+    /// when the call performed does not look at the real uid (socket calls: SO_PEERCRED and
+    /// file creation take the effective and fs ids; the SCM_CREDENTIALS the kernel attaches by
+    /// itself carry the real uid, so the caller's are sent explicitly instead).
     Keep,
     /// Take the other task's real uid too: needed when the call performed checks it (sending a
     /// signal). The thread can then be signalled by that task's uid while it acts.
@@ -91,17 +92,68 @@ impl Creds {
     }
 }
 
-/// The credentials of thread `tid`. They are the thread's own only while it cannot change them:
+/// The credentials of thread `tid`, as they count in the caller's user namespace (no capability
+/// when `tid` is in another one). They are the thread's own only while it cannot change them:
 /// read them while it waits in a trapped call, and check afterwards that the call still waits
 /// (the thread id was not reused meanwhile).
 pub fn of_task(tid: u32) -> io::Result<Creds> {
-    let status = std::fs::read_to_string(format!("/proc/{tid}/status"))?;
-    Creds::parse_status(&status).ok_or_else(|| {
+    creds_in(tid, &read_status(tid)?)
+}
+
+/// [`of_task`] and [`fs_of_task`] with one read of /proc/TID/status.
+pub fn of_task_with_fs(tid: u32) -> io::Result<(Creds, Fs)> {
+    let status = read_status(tid)?;
+    Ok((creds_in(tid, &status)?, fs_in(tid, &status)?))
+}
+
+fn creds_in(tid: u32, status: &str) -> io::Result<Creds> {
+    let mut creds = Creds::parse_status(status).ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::InvalidData,
             format!("unreadable credentials in /proc/{tid}/status"),
         )
-    })
+    })?;
+    if !same_user_namespace(tid)? {
+        // /proc/TID/status shows the capabilities a task holds in ITS user namespace: all of
+        // them for the root of a namespace it made itself (unshare(CLONE_NEWUSER)). Assumed in
+        // ours they would be real privileges over everything ours owns. They count here as
+        // none (the task loses, through a performed call, what they give it over its own
+        // namespace's resources).
+        creds.caps = Caps {
+            inheritable: 0,
+            permitted: 0,
+            effective: 0,
+        };
+    }
+    Ok(creds)
+}
+
+/// Whether thread `tid` is in the caller's user namespace (the same /proc/PID/ns/user inode).
+fn same_user_namespace(tid: u32) -> io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let theirs = std::fs::metadata(format!("/proc/{tid}/ns/user"))?;
+    let ours = std::fs::metadata("/proc/thread-self/ns/user")?;
+    Ok((theirs.dev(), theirs.ino()) == (ours.dev(), ours.ino()))
+}
+
+/// /proc/TID/status, read with a buffer it fits in (about 1.5 KiB): a few reads, where reading
+/// it to a string in growing steps takes a dozen; this is read on every unix-socket call.
+fn read_status(tid: u32) -> io::Result<String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(format!("/proc/{tid}/status"))?;
+    let mut buf = vec![0u8; 4096];
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+        match file.read(&mut buf[len..])? {
+            0 => break,
+            n => len += n,
+        }
+    }
+    buf.truncate(len);
+    String::from_utf8(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 /// Makes the CALLING THREAD act with `c`: its supplementary groups, real, effective and saved
@@ -143,6 +195,62 @@ pub fn assume(c: &Creds, real: RealUid) -> io::Result<()> {
     sets.effective = c.caps.effective;
     sets.inheritable = c.caps.inheritable;
     capset(&sets)
+}
+
+/// Takes the calling thread back to `own`, its credentials before [`assume`] with
+/// [`RealUid::Keep`]: the effective uid first (a thread that kept saved uid 0 kept its
+/// permitted set, which becomes its effective set again when its effective uid returns to 0,
+/// capabilities(7); capset sets it exactly, also when the effective uid was 0 throughout), then
+/// gids and groups, which need CAP_SETGID back.
+pub fn restore(own: &Creds) -> io::Result<()> {
+    // SAFETY: integers only; raw syscall, this thread only.
+    cvt(unsafe { libc::syscall(libc::SYS_setresuid, u32::MAX, own.uids.effective, u32::MAX) })?;
+    let mut sets = capget()?;
+    sets.effective = own.caps.effective;
+    sets.inheritable = own.caps.inheritable;
+    capset(&sets)?;
+    // SAFETY: integers only; raw syscall, this thread only.
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_setresgid,
+            own.gids.real,
+            own.gids.effective,
+            own.gids.saved,
+        )
+    })?;
+    if current_groups()? != own.groups {
+        // SAFETY: as in `assume`.
+        cvt(unsafe {
+            libc::syscall(
+                libc::SYS_setgroups,
+                own.groups.len() as libc::size_t,
+                own.groups.as_ptr(),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// The calling thread's own credentials, from the kernel directly (getresuid, getresgid,
+/// getgroups, capget: this thread's, whatever other threads hold): what to [`restore`] after
+/// acting as another task.
+pub fn current() -> io::Result<Creds> {
+    let ids = |nr: libc::c_long| -> io::Result<Ids> {
+        let (mut r, mut e, mut s) = (0u32, 0u32, 0u32);
+        // SAFETY: three live u32 locals the kernel writes; raw syscall, this thread's ids.
+        cvt(unsafe { libc::syscall(nr, &mut r, &mut e, &mut s) })?;
+        Ok(Ids {
+            real: r,
+            effective: e,
+            saved: s,
+        })
+    };
+    Ok(Creds {
+        uids: ids(libc::SYS_getresuid)?,
+        gids: ids(libc::SYS_getresgid)?,
+        groups: current_groups()?,
+        caps: capget()?,
+    })
 }
 
 /// The calling thread's supplementary groups.
@@ -214,25 +322,28 @@ pub struct Fs {
     umask: u32,
 }
 
+impl Fs {
+    /// Whether the task's root is the calling thread's (the same mount and directory): then
+    /// absolute paths resolve alike for both.
+    pub fn root_is_ours(&self) -> io::Result<bool> {
+        let own_root = open_path(c"/")?;
+        Ok(identity(own_root.as_raw_fd())? == identity(self.root.as_raw_fd())?)
+    }
+}
+
 /// The file-system context of thread `tid` (/proc/TID/root, /proc/TID/cwd, `Umask:`). Like
 /// [`of_task`]: the thread's own only if it still waits in its trapped call after this.
 pub fn fs_of_task(tid: u32) -> io::Result<Fs> {
+    fs_in(tid, &read_status(tid)?)
+}
+
+fn fs_in(tid: u32, status: &str) -> io::Result<Fs> {
     let open = |what: &str| -> io::Result<OwnedFd> {
         let path = std::ffi::CString::new(format!("/proc/{tid}/{what}"))
             .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-        // SAFETY: `path` is a NUL-terminated string alive for the call; on success the kernel
-        // returns a new descriptor that nothing else owns.
-        let fd = cvt(unsafe {
-            libc::open(
-                path.as_ptr(),
-                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )
-        })?;
-        // SAFETY: just returned by the kernel, owned by no one else.
-        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+        open_path(&path)
     };
-    let status = std::fs::read_to_string(format!("/proc/{tid}/status"))?;
-    let umask = parse_umask(&status).ok_or_else(|| {
+    let umask = parse_umask(status).ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::InvalidData,
             format!("no umask in /proc/{tid}/status"),
@@ -245,6 +356,45 @@ pub fn fs_of_task(tid: u32) -> io::Result<Fs> {
     })
 }
 
+fn open_path(path: &std::ffi::CStr) -> io::Result<OwnedFd> {
+    // SAFETY: `path` is NUL-terminated and alive for the call; on success the kernel returns a
+    // new descriptor that nothing else owns.
+    let fd = cvt(unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    })?;
+    // SAFETY: just returned by the kernel, owned by no one else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// What makes a directory the same place for path lookups: its mount and inode (statx(2)).
+fn identity(fd: i32) -> io::Result<(u64, u32, u32, u64)> {
+    // SAFETY: statx is plain old data; all-zero is a valid value.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is open for the call; the empty path with AT_EMPTY_PATH names it; the
+    // kernel writes only `stx`.
+    cvt(unsafe {
+        libc::statx(
+            fd,
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            libc::STATX_INO | libc::STATX_MNT_ID,
+            &mut stx,
+        )
+    })?;
+    if stx.stx_mask & libc::STATX_MNT_ID == 0 {
+        return Err(io::Error::from_raw_os_error(libc::ENOSYS));
+    }
+    Ok((
+        stx.stx_mnt_id,
+        stx.stx_dev_major,
+        stx.stx_dev_minor,
+        stx.stx_ino,
+    ))
+}
+
 fn parse_umask(status: &str) -> Option<u32> {
     let v = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
     u32::from_str_radix(v.trim(), 8).ok()
@@ -253,16 +403,20 @@ fn parse_umask(status: &str) -> Option<u32> {
 /// Gives the CALLING THREAD a file-system context of its own (`unshare(CLONE_FS)`: root, cwd and
 /// umask are per fs_struct, shared by the threads of a process until unshared) set to `fs`, so
 /// that paths it uses resolve, and files it creates are masked, as the other task's would.
-/// Call it before [`assume`]: chroot(2) needs CAP_SYS_CHROOT. Never call it on a thread that
-/// returns to other work: the thread's root and cwd stay changed until it ends.
+/// Call it before [`assume`]: chroot(2) needs CAP_SYS_CHROOT, which is used only when the other
+/// task's root is not the thread's own (a chrooted task), so that a supervisor without
+/// privileges serves tasks that share its root. Never call it on a thread that returns to other
+/// work: the thread's root and cwd stay changed until it ends.
 pub fn enter_fs(fs: &Fs) -> io::Result<()> {
     // SAFETY: integer flag only; unshare(CLONE_FS) acts on the calling thread.
     cvt(unsafe { libc::unshare(libc::CLONE_FS) })?;
-    // SAFETY: a descriptor we own; fchdir accepts an O_PATH directory (open(2)).
-    cvt(unsafe { libc::fchdir(fs.root.as_raw_fd()) })?;
-    // SAFETY: a static NUL-terminated string; chroot to the working directory just set, which
-    // is the other task's root (a mount and dentry, whatever path names it).
-    cvt(unsafe { libc::chroot(c".".as_ptr()) })?;
+    if !fs.root_is_ours()? {
+        // SAFETY: a descriptor we own; fchdir accepts an O_PATH directory (open(2)).
+        cvt(unsafe { libc::fchdir(fs.root.as_raw_fd()) })?;
+        // SAFETY: a static NUL-terminated string; chroot to the working directory just set,
+        // which is the other task's root (a mount and dentry, whatever path names it).
+        cvt(unsafe { libc::chroot(c".".as_ptr()) })?;
+    }
     // SAFETY: as above.
     cvt(unsafe { libc::fchdir(fs.cwd.as_raw_fd()) })?;
     // SAFETY: integer only; umask acts on this thread's (now own) fs_struct.
@@ -304,6 +458,83 @@ mod tests {
         assert_eq!(Creds::parse_status("Name:\tx\n"), None);
         let bad = STATUS.replace("CapEff:\t0000000000000400", "CapEff:\tzz");
         assert_eq!(Creds::parse_status(&bad), None);
+    }
+
+    /// A thread of this test chroots (its own fs_struct) and sets a cwd and umask; another takes
+    /// them on and resolves relative and absolute paths as the first would. Needs root (chroot).
+    #[test]
+    fn takes_on_a_chrooted_tasks_root_cwd_and_umask() {
+        use nix::sys::stat::{Mode, umask};
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("inner")).unwrap();
+        std::fs::write(dir.path().join("inner/marker"), "").unwrap();
+        let root = dir.path().to_owned();
+        let (ready, tid) = std::sync::mpsc::channel();
+        let (finish, done) = std::sync::mpsc::channel::<()>();
+        let chrooted = std::thread::spawn(move || {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS).unwrap();
+            nix::unistd::chroot(&root).unwrap();
+            nix::unistd::chdir("/inner").unwrap();
+            umask(Mode::from_bits_truncate(0o077));
+            ready.send(nix::unistd::gettid().as_raw() as u32).unwrap();
+            let _ = done.recv();
+        });
+        let tid = tid.recv().unwrap();
+        let seen = std::thread::spawn(move || {
+            let fs = fs_of_task(tid).unwrap();
+            enter_fs(&fs).unwrap();
+            let mask = umask(Mode::from_bits_truncate(0o022));
+            (
+                std::path::Path::new("marker").exists(),
+                std::path::Path::new("/inner/marker").exists(),
+                mask.bits(),
+            )
+        })
+        .join()
+        .unwrap();
+        finish.send(()).unwrap();
+        chrooted.join().unwrap();
+        assert_eq!(seen, (true, true, 0o077));
+    }
+
+    /// Acting as nobody and coming back, on one thread. Needs root.
+    #[test]
+    fn assumes_and_restores_on_one_thread() {
+        let done = std::thread::spawn(|| {
+            let tid = || nix::unistd::gettid().as_raw() as u32;
+            let own = of_task(tid()).unwrap();
+            assert_eq!(current().unwrap(), own);
+            let nobody = Creds {
+                uids: Ids {
+                    real: 65534,
+                    effective: 65534,
+                    saved: 65534,
+                },
+                gids: Ids {
+                    real: 65534,
+                    effective: 65534,
+                    saved: 65534,
+                },
+                groups: vec![],
+                caps: Caps {
+                    inheritable: 0,
+                    permitted: 0,
+                    effective: 0,
+                },
+            };
+            assume(&nobody, RealUid::Keep).unwrap();
+            let acting = of_task(tid()).unwrap();
+            restore(&own).unwrap();
+            (acting, of_task(tid()).unwrap() == own)
+        })
+        .join()
+        .unwrap();
+        let (acting, back) = done;
+        assert_eq!(acting.uids.effective, 65534);
+        assert_eq!(acting.uids.real, 0, "the real uid is kept");
+        assert_eq!(acting.gids.effective, 65534);
+        assert_eq!(acting.caps.effective, 0);
+        assert!(back, "the thread's own credentials are back");
     }
 
     #[test]
