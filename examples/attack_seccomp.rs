@@ -61,8 +61,8 @@ fn main() {
             std::process::exit(2)
         }
     };
-    let ld_nr = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u32;
-    let ret = (libc::BPF_RET | libc::BPF_K) as u32;
+    let ld_nr = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
+    let ret = libc::BPF_RET | libc::BPF_K;
     let result = match mode {
         "listener" => {
             // if nr == execve: USER_NOTIF, else ALLOW (the architecture check does not matter to

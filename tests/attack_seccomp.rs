@@ -54,7 +54,10 @@ fn a_filter_that_allows_everything_does_not_outrank_the_defender() {
     let target = w.path("made-by-mkdir");
     let o = attack(&w, "allow-all", &target);
     let out = stdout(&o);
-    assert!(out.contains("allow-all=ok"), "the workload's filter is installed: {o:?}");
+    assert!(
+        out.contains("allow-all=ok"),
+        "the workload's filter is installed: {o:?}"
+    );
     assert!(out.contains("exec=EPERM"), "{o:?}");
     assert_mkdir_prevented(&w, &target);
 }

@@ -238,7 +238,11 @@ mod tests {
         sink.flush_all();
         let lines = read(&path);
         let total: u64 = lines.iter().map(|l| l["count"].as_u64().unwrap()).sum();
-        assert_eq!(total, 2 * distinct as u64, "every event is written or counted");
+        assert_eq!(
+            total,
+            2 * distinct as u64,
+            "every event is written or counted"
+        );
         assert!(sink.next_deadline().is_none());
         std::fs::remove_file(&path).unwrap();
     }

@@ -690,6 +690,9 @@ mod tests {
         }
         // The arch check (4), the x32 check (2), one comparison per trapped number, the ALLOW.
         let most = 6 + spec().x86_64.len() + 1;
-        assert!(steps <= most, "{steps} instructions for write(2), more than {most}");
+        assert!(
+            steps <= most,
+            "{steps} instructions for write(2), more than {most}"
+        );
     }
 }
