@@ -16,7 +16,9 @@ use std::os::unix::net::{UnixDatagram, UnixListener};
 use std::path::{Path, PathBuf};
 
 use common::networld::{DENIED_IP, NetWorld};
-use common::{HANG_GUARD, example, finish_within, require, spawn_piped, stderr, stdout};
+use common::{
+    HANG_GUARD, example, finish_within, output_within, require, spawn_piped, stderr, stdout,
+};
 use serde_json::{Value, json};
 
 const RULE: &str = "swap-test";
@@ -225,7 +227,8 @@ fn unix_peers_see_the_callers_uid_and_gid_and_the_defenders_pid() {
     });
     let argv = as_nobody(PEER_CLIENT, &[dir.to_str().unwrap()]);
     let child = start_guarded(&nw, &argv);
-    let defender_pid = child.id() as i32;
+    // The process started is the keeper; the supervisor is its child (not PID 1).
+    let defender_pid = common::supervisor_of(child.id() as i32);
     let out = finish_within(child, HANG_GUARD);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(stdout(&out), "private=EACCES\nreply=hello\n", "{out:?}");
@@ -349,7 +352,8 @@ fn descriptors_and_own_credentials_pass_over_unix_sockets() {
         &[sock.to_str().unwrap(), secret.to_str().unwrap()],
     );
     let child = start_guarded(&nw, &argv);
-    let defender_pid = child.id() as i32;
+    // The process started is the keeper; the supervisor is its child (not PID 1).
+    let defender_pid = common::supervisor_of(child.id() as i32);
     let out = finish_within(child, HANG_GUARD);
     assert_eq!(stdout(&out), "ack=got\nown=ok\nroot=EPERM\n", "{out:?}");
     let (text, creds) = server.join().unwrap();
@@ -393,7 +397,10 @@ fn netlink_calls_are_performed_with_the_callers_capabilities() {
         "{refused:?}"
     );
     assert!(!stdout(&nw.native(&show)).contains("10.99.0.1"));
-    let added = nw.run(&deny_policy(), &add);
+    // Root keeps NET_ADMIN only when asked to (the defender removes it from the command).
+    let policy = nw.policy(&deny_policy());
+    let added =
+        output_within(&mut nw.command(Some(&policy), &["--keep-capability", "NET_ADMIN"], &add));
     assert!(added.status.success(), "{added:?}");
     assert!(stdout(&nw.native(&show)).contains("10.99.0.1"));
 }

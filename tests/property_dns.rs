@@ -336,11 +336,18 @@ proptest! {
 #[test]
 fn near_valid_messages() {
     let accepted = std::sync::atomic::AtomicUsize::new(0);
-    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
-        cases: 1000,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    });
+    // A fixed seed: the share of edits that keep a message well-formed is a property of the
+    // generator, not of the reader, and must not make the test flaky.
+    let mut runner = proptest::test_runner::TestRunner::new_with_rng(
+        ProptestConfig {
+            cases: 1000,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        },
+        proptest::test_runner::TestRng::deterministic_rng(
+            proptest::test_runner::RngAlgorithm::ChaCha,
+        ),
+    );
     let edits = prop::collection::vec((any::<usize>(), any::<u8>(), 0u8..3), 1..4);
     runner
         .run(&(parts(), edits), |(p, edits)| {
