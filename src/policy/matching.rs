@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use globset::GlobMatcher;
+use globset::{Candidate, GlobMatcher};
 use ipnet::IpNet;
 
 use super::Policy;
@@ -115,8 +115,19 @@ impl Processes {
     /// `["/bin/mkdir", "/bin/busybox"]`. A script run through an interpreter is two launches: the
     /// caller checks each.
     pub fn check(&self, candidates: &[&str]) -> Option<Attack> {
+        // Each name is prepared for matching once (a glob `Candidate` copies and normalizes its
+        // text), not once per entry: a launch is judged on every exec.
+        let prepared: Vec<(Candidate, Candidate)> = candidates
+            .iter()
+            .map(|path| {
+                let name = path.rsplit('/').next().unwrap_or(path);
+                (Candidate::new(path), Candidate::new(name))
+            })
+            .collect();
         self.lists.check(false, |pattern| {
-            candidates.iter().any(|path| pattern.matches(path))
+            prepared
+                .iter()
+                .any(|(path, name)| pattern.matches(path, name))
         })
     }
 }
@@ -230,11 +241,11 @@ pub(super) struct ProcessPattern {
 }
 
 impl ProcessPattern {
-    fn matches(&self, path: &str) -> bool {
-        if self.on_path {
-            self.glob.is_match(path)
-        } else {
-            self.glob.is_match(path.rsplit('/').next().unwrap_or(path))
+    /// `path`: the absolute path, `name`: its file name, both prepared for matching.
+    fn matches(&self, path: &Candidate, name: &Candidate) -> bool {
+        match self.on_path {
+            true => self.glob.is_match_candidate(path),
+            false => self.glob.is_match_candidate(name),
         }
     }
 }

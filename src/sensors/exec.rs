@@ -228,10 +228,14 @@ pub fn judge(launch: &Launch, rule: &Rule) -> Option<Violation> {
                 attack,
                 process: image.real.clone().unwrap_or_else(|| image.path.clone()),
             };
-            lists
-                .check(&image.names())
-                .map(named)
-                .or_else(|| lists.check(&image.lent()).map(unlent))
+            // The lent names are some of the names, which the deny list has seen already: the
+            // second look matters only to an allow list.
+            lists.check(&image.names()).map(named).or_else(|| {
+                lists
+                    .has_allow_list()
+                    .then(|| lists.check(&image.lent()).map(unlent))
+                    .flatten()
+            })
         })
 }
 
