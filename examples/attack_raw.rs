@@ -24,6 +24,10 @@ use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
+#[path = "shared/int80.rs"]
+mod int80;
+use int80::int80;
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -234,31 +238,6 @@ fn socketcall_raw() -> i32 {
     // SAFETY: three u32 fit the fresh, writable, page-aligned mapping.
     unsafe { std::ptr::copy_nonoverlapping(args.as_ptr(), base.cast::<u32>(), 3) };
     int80(102, 1, base as usize as u32, 0)
-}
-
-/// One i386 system call through `int 0x80`, from this 64-bit process; returns eax (sign-extended).
-/// rbx is reserved by LLVM, so it is swapped in and out around the instruction.
-fn int80(nr: u32, ebx: u32, ecx: u32, edx: u32) -> i32 {
-    let ret: u64;
-    // SAFETY: `int 0x80` enters the kernel's i386 system call path; the only memory it reads is
-    // what `ebx`/`ecx`/`edx` point to (below 4 GiB, prepared by the caller). rbx is restored by
-    // the second xchg; r8-r11 are declared clobbered because older kernels did not preserve them.
-    unsafe {
-        std::arch::asm!(
-            "xchg {b}, rbx",
-            "int 0x80",
-            "xchg {b}, rbx",
-            b = inout(reg) u64::from(ebx) => _,
-            inlateout("rax") u64::from(nr) => ret,
-            in("rcx") u64::from(ecx),
-            in("rdx") u64::from(edx),
-            out("r8") _,
-            out("r9") _,
-            out("r10") _,
-            out("r11") _,
-        );
-    }
-    ret as u32 as i32
 }
 
 fn udp_listen(addr: &str) {

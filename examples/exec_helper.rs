@@ -35,6 +35,10 @@ use std::ffi::{CStr, CString};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+#[path = "shared/int80.rs"]
+mod int80;
+use int80::int80;
+
 /// Exit status when the exec call returned (it failed).
 const EXEC_FAILED: i32 = 111;
 
@@ -280,31 +284,6 @@ impl LowMemory {
             argv: (base as usize + array_at) as u32,
         }
     }
-}
-
-/// One i386 system call through `int 0x80`, from this 64-bit process; returns eax (sign-extended).
-/// rbx is reserved by LLVM, so it is swapped in and out around the instruction.
-fn int80(nr: u32, ebx: u32, ecx: u32, edx: u32) -> i32 {
-    let ret: u64;
-    // SAFETY: `int 0x80` enters the kernel's i386 system call path; the only memory it reads is
-    // what `ebx`/`ecx`/`edx` point to (below 4 GiB, prepared by the caller). rbx is restored by
-    // the second xchg; r8-r11 are declared clobbered because older kernels did not preserve them.
-    unsafe {
-        std::arch::asm!(
-            "xchg {b}, rbx",
-            "int 0x80",
-            "xchg {b}, rbx",
-            b = inout(reg) u64::from(ebx) => _,
-            inlateout("rax") u64::from(nr) => ret,
-            in("rcx") u64::from(ecx),
-            in("rdx") u64::from(edx),
-            out("r8") _,
-            out("r9") _,
-            out("r10") _,
-            out("r11") _,
-        );
-    }
-    ret as u32 as i32
 }
 
 /// The size of `race-exec`'s path buffer.

@@ -161,22 +161,40 @@ impl Event {
         }
     }
 
+    /// A violation of the rule in force: an event of `kind` with the rule and the attack named.
+    #[allow(clippy::too_many_arguments)] // the fields every violation carries, each its own
+    fn violation(
+        scope: &Scope,
+        kind: Kind,
+        effect: Effect,
+        rule: &str,
+        attack: Attack,
+        pid: u32,
+        process: &str,
+        message: String,
+    ) -> Event {
+        let mut e = Event::new(scope, kind, effect.as_str(), pid, process, message);
+        e.rule = Some(rule.to_string());
+        e.attack = Some(attack.name(kind.as_str()));
+        e
+    }
+
     pub fn process(scope: &Scope, v: &ProcessViolation<'_>) -> Event {
         let verdict = verdict_words(v.attack);
         let message = format!(
             "{} launched from {} {verdict} by a runtime rule. Full command: {}",
             v.process, v.parent, v.cmdline
         );
-        let mut e = Event::new(
+        let mut e = Event::violation(
             scope,
             Kind::Process,
-            v.effect.as_str(),
+            v.effect,
+            v.rule,
+            v.attack,
             v.pid,
             v.process,
             message,
         );
-        e.rule = Some(v.rule.to_string());
-        e.attack = Some(v.attack.name(Kind::Process.as_str()));
         e.cmdline = Some(v.cmdline.to_string());
         e.parent = Some(v.parent.to_string());
         e
@@ -208,9 +226,9 @@ impl Event {
             ),
         };
         let message = format!("{what} {verdict} by a runtime rule");
-        let mut e = Event::new(scope, kind, v.effect.as_str(), v.pid, v.process, message);
-        e.rule = Some(v.rule.to_string());
-        e.attack = Some(v.attack.name(kind.as_str()));
+        let mut e = Event::violation(
+            scope, kind, v.effect, v.rule, v.attack, v.pid, v.process, message,
+        );
         match &v.activity {
             Activity::Outbound { ip, port } => {
                 e.ip = Some(ip.to_string());
@@ -228,16 +246,16 @@ impl Event {
             "Malformed DNS message ({}) sent by {} is not allowed by a runtime rule",
             v.reason, v.process
         );
-        let mut e = Event::new(
+        let mut e = Event::violation(
             scope,
             Kind::Dns,
-            v.effect.as_str(),
+            v.effect,
+            v.rule,
+            Attack::NotAllowed,
             v.pid,
             v.process,
             message,
         );
-        e.rule = Some(v.rule.to_string());
-        e.attack = Some(Attack::NotAllowed.name(Kind::Dns.as_str()));
         e.domain = Some(v.domain.to_string());
         e
     }
