@@ -18,6 +18,7 @@ use serde_json::{Map, Value, json};
 
 use super::image_config::ImageConfigs;
 use super::{BINARY_DIR, CARRIER_BINARY, Launch, is_defender, protected_entrypoint};
+use crate::supervisor::caps::Capability;
 
 /// The carrier container's name, and the task volume's.
 pub const CARRIER: &str = "defender";
@@ -152,7 +153,7 @@ pub fn embed(text: &str, opts: &Options) -> Result<Embedded, FargateError> {
             }
             carrier = Some(index);
         } else {
-            protect(index, c, opts)?;
+            protect(index, c, opts, &mut warnings)?;
         }
     }
     match carrier {
@@ -238,8 +239,45 @@ fn carrier_container(image: &str) -> Value {
     })
 }
 
+/// The capabilities a container asks for itself (`linuxParameters.capabilities.add`) that the
+/// defender takes from its command unless kept: one warning each, naming what to set if the
+/// workload really needs it (keeping it reopens what it guards, SECURITY.md).
+fn removed_yet_asked(container: &str, asked: &[String], kept: &[Capability]) -> Vec<String> {
+    asked
+        .iter()
+        .filter_map(|name| Capability::parse(name).ok().map(|cap| (name, cap)))
+        .filter(|(_, cap)| cap.is_removed_by_default() && !kept.contains(cap))
+        .map(|(name, cap)| {
+            format!(
+                "container {container:?} adds {name} itself: the defender removes {cap} from the \
+                 command, since it would let the command subvert its supervisor; if the workload \
+                 needs it, add {} to DEFENDER_KEEP_CAPABILITIES in its environment",
+                name.trim().to_ascii_uppercase().trim_start_matches("CAP_")
+            )
+        })
+        .collect()
+}
+
+/// What the container's environment keeps on purpose (`DEFENDER_KEEP_CAPABILITIES`).
+fn kept_capabilities(c: &Map<String, Value>) -> Vec<Capability> {
+    c.get("environment")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|e| e["name"] == "DEFENDER_KEEP_CAPABILITIES")
+        .filter_map(|e| e["value"].as_str())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| Capability::parse(name).ok())
+        .collect()
+}
+
 /// Makes container `c` start under the defender, with everything the defender needs.
-fn protect(index: usize, c: &mut Map<String, Value>, opts: &Options) -> Result<(), FargateError> {
+fn protect(
+    index: usize,
+    c: &mut Map<String, Value>,
+    opts: &Options,
+    warnings: &mut Vec<String>,
+) -> Result<(), FargateError> {
     let field = |c: &Map<String, Value>, key: &str| -> Result<String, FargateError> {
         c.get(key)
             .and_then(Value::as_str)
@@ -255,6 +293,12 @@ fn protect(index: usize, c: &mut Map<String, Value>, opts: &Options) -> Result<(
         index,
         what: format!("{name:?}: {what}"),
     };
+    // A container protected before got SYS_PTRACE from us, for the supervisor.
+    let protected_before = strings(c, "entryPoint")
+        .ok()
+        .flatten()
+        .and_then(|argv| argv.first().cloned())
+        .is_some_and(|program| is_defender(&program));
     let entry = entry_point(c).map_err(&shape)?;
     let command = strings(c, "command").map_err(&shape)?;
     if let Some(rewrite) = rewrite(&name, &image, entry, command, &opts.images)? {
@@ -277,9 +321,16 @@ fn protect(index: usize, c: &mut Map<String, Value>, opts: &Options) -> Result<(
     let linux = object(c, "linuxParameters").map_err(&shape)?;
     let capabilities = object(linux, "capabilities").map_err(&shape)?;
     let add = list(capabilities, "add").map_err(&shape)?;
+    let asked: Vec<String> = add
+        .iter()
+        .filter_map(Value::as_str)
+        .filter(|a| !(protected_before && *a == "SYS_PTRACE"))
+        .map(str::to_string)
+        .collect();
     if !add.iter().any(|a| a == "SYS_PTRACE") {
         add.push(json!("SYS_PTRACE"));
     }
+    warnings.extend(removed_yet_asked(&name, &asked, &kept_capabilities(c)));
 
     set_named(c, "environment", "DEFENDER_CONTAINER", "value", &name).map_err(&shape)?;
     set_named(c, "environment", "DEFENDER_IMAGE", "value", &image).map_err(&shape)?;
@@ -507,6 +558,40 @@ mod tests {
     }
 
     const D: &str = "/opt/defender/defender";
+
+    #[test]
+    fn capabilities_the_container_asks_for_that_the_command_loses_are_warned_about() {
+        let keep = |v: &[&str]| {
+            v.iter()
+                .map(|n| Capability::parse(n).unwrap())
+                .collect::<Vec<_>>()
+        };
+        let cases: &[(&[&str], &[&str], &[&str])] = &[
+            (&[], &[], &[]),
+            // Not removed by the defender: nothing to say.
+            (&["NET_RAW", "CHOWN"], &[], &[]),
+            (&["SYS_PTRACE"], &[], &["SYS_PTRACE"]),
+            (&["cap_net_admin", "NET_RAW"], &[], &["NET_ADMIN"]),
+            // Kept on purpose already.
+            (
+                &["SYS_PTRACE", "SYS_ADMIN"],
+                &["SYS_PTRACE"],
+                &["SYS_ADMIN"],
+            ),
+            // Not a capability name: ECS refuses it, not this warning.
+            (&["BOGUS"], &[], &[]),
+        ];
+        for (asked, kept, warned) in cases {
+            let w = removed_yet_asked("app", &strs(asked), &keep(kept));
+            assert_eq!(w.len(), warned.len(), "{asked:?} {kept:?}: {w:?}");
+            for (text, cap) in w.iter().zip(*warned) {
+                assert!(
+                    text.contains(&format!("add {cap} to DEFENDER_KEEP_CAPABILITIES")),
+                    "{text}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn what_runs_is_composed_like_docker_does() {
