@@ -34,23 +34,6 @@ fn read(world: &World, file: &str) -> String {
     std::fs::read_to_string(world.path(file)).unwrap_or_default()
 }
 
-/// Waits until `file` exists in the world; on failure kills what runs and panics with stderr.
-fn wait_for_file(world: &World, child: Child, file: &str) -> Child {
-    if wait_until(HANG_GUARD, || world.path(file).exists()) {
-        return child;
-    }
-    let pid = child.id() as i32;
-    for p in descendants(pid).into_iter().chain([pid]) {
-        let _ = signal::kill(Pid::from_raw(p), Signal::SIGKILL);
-    }
-    let out = finish_within(child, HANG_GUARD);
-    panic!(
-        "{file} never appeared; status {:?}, stderr:\n{}",
-        out.status,
-        stderr(&out)
-    );
-}
-
 fn kill(pid: i32, sig: Signal) {
     signal::kill(Pid::from_raw(pid), sig).unwrap_or_else(|e| panic!("kill {pid} {sig}: {e}"));
 }

@@ -9,7 +9,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Output};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use common::*;
@@ -47,25 +47,6 @@ fn default_dispositions(c: &mut Command) {
             Ok(())
         });
     }
-}
-
-/// Waits (under the hang guard) until `file` exists in the world's directory; on failure kills the
-/// defender and panics with its stderr.
-fn wait_for_file(world: &World, child: Child, file: &str) -> Child {
-    let path = world.path(file);
-    if wait_until(HANG_GUARD, || path.exists()) {
-        return child;
-    }
-    let pid = child.id() as i32;
-    for p in descendants(pid).into_iter().chain([pid]) {
-        let _ = signal::kill(Pid::from_raw(p), Signal::SIGKILL);
-    }
-    let out = finish_within(child, HANG_GUARD);
-    panic!(
-        "the command never created {file}; defender status {:?}, stderr:\n{}",
-        out.status,
-        stderr(&out)
-    );
 }
 
 fn read(world: &World, file: &str) -> String {

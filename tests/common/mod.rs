@@ -373,3 +373,24 @@ pub fn defender_cli_ok(args: &[&str], stdin: Option<&str>) -> (String, String) {
     );
     (stdout(&out), stderr(&out))
 }
+
+/// Waits (under the hang guard) until `file` exists in the world's directory; on failure kills the
+/// defender and everything below it, and panics with its stderr.
+pub fn wait_for_file(world: &World, child: std::process::Child, file: &str) -> std::process::Child {
+    use nix::sys::signal::{self, Signal};
+    use nix::unistd::Pid;
+    let path = world.path(file);
+    if wait_until(HANG_GUARD, || path.exists()) {
+        return child;
+    }
+    let pid = child.id() as i32;
+    for p in descendants(pid).into_iter().chain([pid]) {
+        let _ = signal::kill(Pid::from_raw(p), Signal::SIGKILL);
+    }
+    let out = finish_within(child, HANG_GUARD);
+    panic!(
+        "the command never created {file}; defender status {:?}, stderr:\n{}",
+        out.status,
+        stderr(&out)
+    );
+}
