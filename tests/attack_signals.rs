@@ -658,3 +658,83 @@ fn a_descriptor_swapped_under_pidfd_send_signal_never_reaches_the_supervisor() {
         .sum();
     assert_eq!(audited, refused, "{:?}", world.audits_of("defender"));
 }
+
+// ---- thread ids and the C libraries' internal signals ----
+
+/// The defender's other threads (the DNS forwarder's, those that perform calls) are named by
+/// their thread ids: `kill`, `rt_sigqueueinfo`, `prlimit64` of such an id act on the whole
+/// defender. Each is refused; `F_SETSIG` of a C library's internal signal (32: glibc's thread
+/// cancellation, which the C library's threads unblock) is refused, and those signals, sent from
+/// outside, leave the defender running (it ignores them).
+#[test]
+fn a_thread_id_of_the_defender_is_the_defender() {
+    let world = World::new();
+    let policy = world.policy(
+        r#"{"rules":[{"name":"net","processes":{"effect":"prevent","deny":["mkdir"]},"network":{"effect":"prevent","outbound":{"deny":["203.0.113.0/24"]}}}]}"#,
+    );
+    let script = r#"
+import errno, fcntl, os, signal, subprocess
+ppid = os.getppid()
+tids = [int(t) for t in os.listdir(f"/proc/{ppid}/task") if int(t) != ppid]
+out = [f"threads={len(tids)}"]
+def attempt(name, f):
+    try:
+        f()
+        out.append(f"{name}=ok")
+    except OSError as e:
+        out.append(f"{name}={errno.errorcode[e.errno]}")
+for t in tids:
+    attempt("stop", lambda: os.kill(t, signal.SIGSTOP))
+    attempt("kill", lambda: os.kill(t, signal.SIGKILL))
+    attempt("prlimit", lambda: __import__("resource").prlimit(t, __import__("resource").RLIMIT_FSIZE, (1, 1)))
+r, w = os.pipe()
+attempt("setown", lambda: fcntl.fcntl(r, 8, ppid))
+attempt("setsig32", lambda: fcntl.fcntl(r, 10, 32))
+open("ready", "w").close()
+while not os.path.exists("go"):
+    os.sched_yield()
+attempt("mkdir", lambda: subprocess.call(["mkdir", "denied-dir"]))
+print(" ".join(out))
+"#;
+    let mut cmd = world.command(
+        Some(&policy),
+        &[],
+        &[require("python3").to_str().unwrap(), "-c", script],
+    );
+    let child = wait_for_file(&world, spawn_piped(&mut cmd), "ready");
+    // From outside: the C libraries' internal signals, which no C library lets a program block.
+    let supervisor = supervisor_of(child.id() as i32);
+    for sig in ["32", "33", "34"] {
+        for pid in [supervisor, child.id() as i32] {
+            let st = Command::new(require("kill"))
+                .args(["-s", sig, &pid.to_string()])
+                .status()
+                .unwrap();
+            assert!(st.success(), "kill -s {sig} {pid}");
+        }
+    }
+    std::fs::write(world.path("go"), "").unwrap();
+    let out = finish_within(child, HANG_GUARD);
+    let line = stdout(&out);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        !line.contains("threads=0"),
+        "the defender has threads to aim at: {line}"
+    );
+    for attack in ["stop", "kill", "prlimit", "setsig32"] {
+        assert!(
+            line.contains(&format!("{attack}=EPERM")),
+            "{attack}: {line}"
+        );
+        assert!(!line.contains(&format!("{attack}=ok")), "{attack}: {line}");
+    }
+    // Still enforcing after all of it.
+    assert!(line.contains("mkdir=EPERM"), "{line}");
+    assert!(!world.path("denied-dir").exists());
+    let refusals = world
+        .audits_of("defender")
+        .into_iter()
+        .filter(|e| e["effect"] == "prevent")
+        .count();
+    assert!(refusals >= 4, "{:?}", world.audits());
+}

@@ -87,9 +87,12 @@ impl ExecWatch {
             let options = ptrace::Options::PTRACE_O_TRACEEXEC | ptrace::Options::PTRACE_O_EXITKILL;
             if let Err(e) = ptrace::seize(tid, options) {
                 // Only a refusal says tracing is unavailable here; ESRCH and the like are about
-                // this caller.
+                // this caller, and so is EPERM for a caller that already has a tracer (a
+                // PTRACE_TRACEME the workload set up so that the first verified exec would turn
+                // verification off for every later one): that exec alone is refused.
                 if self.availability == Availability::Unknown
                     && matches!(e, Errno::EPERM | Errno::ENOSYS)
+                    && !has_tracer(tid)
                 {
                     self.availability = Availability::Unavailable;
                     return Watch::Degraded(e);
@@ -174,4 +177,18 @@ impl ExecWatch {
         self.pending.remove(&pid);
         let _ = ptrace::detach(pid, sig);
     }
+}
+
+/// Whether `tid` is being traced already (`TracerPid:` of /proc/TID/status not 0). Unreadable
+/// counts as traced: the answer only decides whether one exec is refused or tracing is declared
+/// unavailable for good, and the first is the closed side.
+fn has_tracer(tid: Pid) -> bool {
+    std::fs::read_to_string(format!("/proc/{tid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("TracerPid:"))
+                .map(|v| v.trim() != "0")
+        })
+        .unwrap_or(true)
 }

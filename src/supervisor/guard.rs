@@ -103,7 +103,22 @@ pub fn judge(
     // pid_t and int arguments: the kernel reads the low word only.
     let int = |i: usize| args[i] as u32 as i32;
     let target = int(0);
-    let ours = target > 0 && g.is_ours(target as u32);
+    // A thread id names the thread's whole process to kill, rt_sigqueueinfo, prlimit64, ptrace
+    // and process_vm_* (the kernel looks the task up and acts on its thread group): a positive
+    // target is the defender's if its process is. tgkill, rt_tgsigqueueinfo and pidfd_open name
+    // the process by its pid (a thread id of another process is refused by the kernel).
+    let process_of = |pid: i32| match pid > 0 {
+        true => tgid_of(pid as u32).or(Some(pid as u32)),
+        false => None,
+    };
+    let by_pid = matches!(
+        call,
+        SignalCall::Tgkill | SignalCall::RtTgsigqueueinfo | SignalCall::PidfdOpen
+    );
+    let ours = match by_pid {
+        true => target > 0 && g.is_ours(target as u32),
+        false => process_of(target).is_some_and(|p| g.is_ours(p)),
+    };
     match call {
         SignalCall::Kill if target == -1 => Verdict::Refuse(format!(
             "kill(-1, {}) would reach the defender",
@@ -138,11 +153,9 @@ pub fn judge(
         | SignalCall::RtSigqueueinfo
         | SignalCall::PidfdOpen
         | SignalCall::Prlimit => Verdict::Continue,
-        SignalCall::Ptrace if int(1) > 0 && g.is_ours(int(1) as u32) => Verdict::Refuse(format!(
-            "ptrace (request {}) of pid {}",
-            args[0] as u32,
-            int(1)
-        )),
+        SignalCall::Ptrace if process_of(int(1)).is_some_and(|p| g.is_ours(p)) => Verdict::Refuse(
+            format!("ptrace (request {}) of pid {}", args[0] as u32, int(1)),
+        ),
         SignalCall::ProcessVm if ours => {
             Verdict::Refuse(format!("process_vm_readv/writev of pid {target}"))
         }
@@ -186,17 +199,31 @@ fn tgid_of(tid: u32) -> Option<u32> {
     status_field(&status, "Tgid")
 }
 
-/// Whether thread `tid` lives in a PID namespace below ours: its `NSpid:` then lists more than
-/// our number for it. A task's PID namespace never changes.
+/// Whether thread `tid` lives in a PID namespace below ours: its `NSpid:` then lists more
+/// numbers than ours does (the count is the depth below the namespace of the /proc mount read,
+/// which need not be ours: compare, do not count). A task's PID namespace never changes.
 fn in_nested_pid_ns(tid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{tid}/status")).is_ok_and(|s| nested_ns_pid(&s))
+    let depth = |path: String| {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|s| ns_depth(&s))
+    };
+    match (
+        depth(format!("/proc/{tid}/status")),
+        depth("/proc/self/status".into()),
+    ) {
+        (Some(theirs), Some(ours)) => theirs > ours,
+        // Unreadable: not nested, so the call is judged (the closed side).
+        _ => false,
+    }
 }
 
-fn nested_ns_pid(status: &str) -> bool {
+/// How many PID namespaces a task is seen in from the /proc mount's (`NSpid:` entries).
+fn ns_depth(status: &str) -> Option<usize> {
     status
         .lines()
         .find_map(|l| l.strip_prefix("NSpid:"))
-        .is_some_and(|v| v.split_whitespace().count() > 1)
+        .map(|v| v.split_whitespace().count())
 }
 
 fn status_field(text: &str, key: &str) -> Option<u32> {
@@ -516,6 +543,36 @@ mod tests {
                 ProcessVm,
                 &[100, 0, 1, 0, 1, 0],
                 refused,
+            ),
+            // A thread id of the defender names its whole process to these calls.
+            ("kill of a defender thread", Kill, &[101, 19], refused),
+            (
+                "rt_sigqueueinfo of a defender thread",
+                RtSigqueueinfo,
+                &[101, 9],
+                refused,
+            ),
+            (
+                "prlimit64 of a defender thread",
+                Prlimit,
+                &[101, 1],
+                refused,
+            ),
+            ("ptrace of a defender thread", Ptrace, &[16, 101], refused),
+            (
+                "process_vm_readv of a defender thread",
+                ProcessVm,
+                &[101, 0, 1, 0, 1, 0],
+                refused,
+            ),
+            ("kill of a workload thread", Kill, &[201, 9], |v| {
+                *v == Continue
+            }),
+            (
+                "tgkill naming a defender thread as the process",
+                Tgkill,
+                &[101, 101, 9],
+                |v| *v == Continue,
             ),
             ("tkill defender thread", Tkill, &[101, 9], refused),
             ("tkill keeper", Tkill, &[99, 9], refused),

@@ -130,8 +130,13 @@ fn keep(defender: Pid, signals: &SignalFd) -> ! {
                     }
                     break;
                 }
+                // While the defender lives it is the keeper's only child: a child reaped whose
+                // status nix cannot name (a real-time signal: EINVAL) was the defender, killed.
                 Err(e) => {
-                    log::error!("keeper: waitpid: {e}");
+                    log::error!("keeper: waitpid: {e}: the supervisor is gone");
+                    if ended.is_none() {
+                        ended = Some(Ended::Killed(libc::SIGKILL));
+                    }
                     break;
                 }
             }

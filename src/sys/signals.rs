@@ -13,7 +13,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use super::cvt;
 
@@ -24,6 +24,50 @@ const SIGSET_SIZE: usize = std::mem::size_of::<KernelSigset>();
 
 /// The mask the process was started with, set by [`block_all_at_start`].
 static ORIGINAL: AtomicU64 = AtomicU64::new(0);
+
+/// The C libraries' internal signals (glibc: 32 SIGCANCEL, 33 SIGSETXID; musl: 32-34). A thread
+/// the C library starts unblocks them whatever the main thread blocked, and their default action
+/// ends the process, so anyone who could send one (a descriptor's owner signal, `F_SETSIG`) could
+/// end the defender: they are ignored instead. The defender uses neither thread cancellation nor
+/// the C library's set*id broadcasts (its credential changes are raw per-thread system calls).
+const INTERNAL: std::ops::RangeInclusive<usize> = 32..=34;
+/// Which of [`INTERNAL`] the process was started with ignored (bit `sig - 32`): the command gets
+/// the same dispositions back.
+static INTERNAL_IGNORED: AtomicU8 = AtomicU8::new(0);
+
+/// struct sigaction as the x86_64 kernel reads it (arch/x86/include/uapi/asm/signal.h, with the
+/// C library's fields in the kernel's order): only SIG_DFL and SIG_IGN are set here, so no
+/// restorer is needed.
+#[repr(C)]
+#[derive(Default)]
+struct KernelSigaction {
+    handler: usize,
+    flags: u64,
+    restorer: usize,
+    mask: KernelSigset,
+}
+
+/// Sets signal `sig` to SIG_DFL or SIG_IGN with the raw system call (the C libraries refuse to
+/// touch their internal signals); returns whether it was ignored before.
+fn set_disposition(sig: usize, ignore: bool) -> io::Result<bool> {
+    let new = KernelSigaction {
+        handler: if ignore { libc::SIG_IGN } else { libc::SIG_DFL },
+        ..KernelSigaction::default()
+    };
+    let mut old = KernelSigaction::default();
+    // SAFETY: rt_sigaction reads one KernelSigaction from `new` and writes one to `old`, both live
+    // locals laid out as the kernel's struct sigaction; SIGSET_SIZE is the kernel's sigset size.
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            sig as libc::c_long,
+            &new as *const KernelSigaction,
+            &mut old as *mut KernelSigaction,
+            SIGSET_SIZE,
+        )
+    })?;
+    Ok(old.handler == libc::SIG_IGN)
+}
 
 /// Blocks every signal and remembers the mask the process was started with. Registered by the
 /// `defender` binary in `.init_array`, so the C library runs it before `main` and before the Rust
@@ -47,11 +91,22 @@ pub extern "C" fn block_all_at_start() {
     if ret == 0 {
         ORIGINAL.store(old, Ordering::Relaxed);
     }
+    let mut ignored = 0u8;
+    for sig in INTERNAL {
+        if set_disposition(sig, true).unwrap_or(false) {
+            ignored |= 1 << (sig - 32);
+        }
+    }
+    INTERNAL_IGNORED.store(ignored, Ordering::Relaxed);
 }
 
 /// Sets the calling thread's mask to the one the process was started with: in the command's child
 /// before exec, and at once in `main` for every subcommand but `run` (Ctrl-C must stop them).
 pub fn restore_original() -> io::Result<()> {
+    let ignored = INTERNAL_IGNORED.load(Ordering::Relaxed);
+    for sig in INTERNAL {
+        set_disposition(sig, ignored & (1 << (sig - 32)) != 0)?;
+    }
     set_mask(ORIGINAL.load(Ordering::Relaxed))
 }
 
