@@ -27,6 +27,7 @@ use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 
 use crate::sensors::exec::{Expected, Stamp};
+use crate::sys::process;
 
 /// Whether the kernel lets us trace the workload, learned at the first verified exec (normally
 /// the command's own, a child of ours: if that cannot be traced, nothing can).
@@ -176,6 +177,17 @@ impl ExecWatch {
     pub fn release(&mut self, pid: Pid, sig: Option<Signal>) {
         self.pending.remove(&pid);
         let _ = ptrace::detach(pid, sig);
+    }
+
+    /// A tracee stopped by, or killed by, a signal only known by its number (a real-time one):
+    /// stopped, it is let go with its signal; killed, it is forgotten. Statuses of plain children
+    /// are not the watch's.
+    pub fn on_numbered(&mut self, pid: Pid, stopped_by: Option<i32>) {
+        if self.pending.remove(&pid).is_some()
+            && let Some(sig) = stopped_by
+        {
+            let _ = process::ptrace_detach_with(pid, sig);
+        }
     }
 }
 

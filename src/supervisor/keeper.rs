@@ -21,10 +21,11 @@ use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::signalfd::SignalFd;
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::sys::wait::{WaitPidFlag, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 
 use super::init;
+use crate::sys::process::Waited;
 use crate::sys::{process, signals};
 
 /// The keeper's pid, as the defender (its child) sees it; unset when there is no keeper (PID 1).
@@ -105,11 +106,18 @@ fn keep(defender: Pid, signals: &SignalFd) -> ! {
             }
         }
         loop {
-            match waitpid(None, Some(WaitPidFlag::WNOHANG | WaitPidFlag::WUNTRACED)) {
-                Ok(WaitStatus::Exited(pid, code)) if pid == defender => {
+            match process::wait_any(WaitPidFlag::WNOHANG | WaitPidFlag::WUNTRACED) {
+                Ok(Waited::KilledBy(pid, sig)) if pid == defender => {
+                    log::error!(
+                        "the supervisor (pid {defender}) was killed by signal {sig}: killing the command and everything it started"
+                    );
+                    ended = Some(Ended::Killed(sig));
+                }
+                Ok(Waited::KilledBy(..) | Waited::StoppedBy(..)) => {}
+                Ok(Waited::Status(WaitStatus::Exited(pid, code))) if pid == defender => {
                     ended = Some(Ended::Exited(code));
                 }
-                Ok(WaitStatus::Signaled(pid, sig, _)) if pid == defender => {
+                Ok(Waited::Status(WaitStatus::Signaled(pid, sig, _))) if pid == defender => {
                     log::error!(
                         "the supervisor (pid {defender}) was killed by {sig}: killing the command and everything it started"
                     );
@@ -118,10 +126,10 @@ fn keep(defender: Pid, signals: &SignalFd) -> ! {
                 // Job control: the defender stopped because its command did (Ctrl-Z); stop too,
                 // so that the shell that started us sees its job stop. SIGCONT from the shell
                 // continues us both.
-                Ok(WaitStatus::Stopped(pid, _)) if pid == defender => {
+                Ok(Waited::Status(WaitStatus::Stopped(pid, _))) if pid == defender => {
                     let _ = signals::stop_self();
                 }
-                Ok(WaitStatus::StillAlive) => break,
+                Ok(Waited::Status(WaitStatus::StillAlive)) => break,
                 Ok(_) => {}
                 Err(Errno::EINTR) => {}
                 Err(Errno::ECHILD) => {
@@ -130,13 +138,8 @@ fn keep(defender: Pid, signals: &SignalFd) -> ! {
                     }
                     break;
                 }
-                // While the defender lives it is the keeper's only child: a child reaped whose
-                // status nix cannot name (a real-time signal: EINVAL) was the defender, killed.
                 Err(e) => {
-                    log::error!("keeper: waitpid: {e}: the supervisor is gone");
-                    if ended.is_none() {
-                        ended = Some(Ended::Killed(libc::SIGKILL));
-                    }
+                    log::error!("keeper: waitpid: {e}");
                     break;
                 }
             }

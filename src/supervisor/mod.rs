@@ -34,6 +34,7 @@ use crate::audit::{Event, ProcessViolation, Scope, Sink};
 use crate::policy::{Attack, Effect, Live};
 use crate::seccomp::{self, Trapped};
 use crate::sensors::exec::{self, Abi, ExecCall, Expected, Launch, Resolver};
+use crate::sys::process::Waited;
 use crate::sys::remote::RemoteMemory;
 use crate::sys::seccomp::{Listener, Notification};
 use crate::sys::{fdpass, process};
@@ -548,9 +549,13 @@ impl Supervisor {
     fn reap(&mut self) {
         loop {
             let flags = WaitPidFlag::WNOHANG | WaitPidFlag::__WALL | WaitPidFlag::WUNTRACED;
-            let status = match waitpid(None, Some(flags)) {
-                Ok(WaitStatus::StillAlive) => return,
-                Ok(s) => s,
+            let status = match process::wait_any(flags) {
+                Ok(Waited::Status(WaitStatus::StillAlive)) => return,
+                Ok(Waited::Status(s)) => s,
+                Ok(numbered) => {
+                    self.on_numbered(numbered);
+                    continue;
+                }
                 Err(Errno::EINTR) => continue,
                 Err(Errno::ECHILD) => {
                     self.life.no_children_left();
@@ -562,6 +567,23 @@ impl Supervisor {
                 }
             };
             self.on_status(&status);
+        }
+    }
+
+    /// A child killed or stopped by a signal known only by its number (a real-time one): the
+    /// exec watch lets a tracee go or forgets it, and the command's end goes to the lifecycle.
+    fn on_numbered(&mut self, waited: Waited) {
+        let (pid, stopped_by, killed_by) = match waited {
+            Waited::KilledBy(pid, sig) => (pid, None, Some(sig)),
+            Waited::StoppedBy(pid, sig) => (pid, Some(sig), None),
+            Waited::Status(status) => return self.on_status(&status),
+        };
+        self.watch.on_numbered(pid, stopped_by);
+        if pid == self.main
+            && let Some(sig) = killed_by
+        {
+            log::info!("command exited: status {}", 128 + sig);
+            self.life.main_exited(128 + sig);
         }
     }
 
@@ -621,8 +643,9 @@ impl Supervisor {
     /// "Limits"). Other children's news met on the way is handled as usual.
     fn await_exec(&mut self, tid: Pid) {
         while self.watch.is_pending(tid) {
-            match waitpid(None, Some(WaitPidFlag::__WALL)) {
-                Ok(status) => self.on_status(&status),
+            match process::wait_any(WaitPidFlag::__WALL) {
+                Ok(Waited::Status(status)) => self.on_status(&status),
+                Ok(numbered) => self.on_numbered(numbered),
                 Err(Errno::EINTR) => {}
                 Err(e) => {
                     log::error!("waiting for the exec of {tid}: {e}");

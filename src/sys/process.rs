@@ -8,8 +8,10 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
+use nix::errno::Errno;
 use nix::sys::signal::Signal;
-use nix::unistd::ForkResult;
+use nix::sys::wait::{WaitPidFlag, WaitStatus};
+use nix::unistd::{ForkResult, Pid};
 
 use super::cvt;
 
@@ -21,6 +23,51 @@ use super::cvt;
 pub unsafe fn fork() -> io::Result<ForkResult> {
     // SAFETY: forwarded to the caller, who guarantees a single thread (see above).
     Ok(unsafe { nix::unistd::fork() }?)
+}
+
+/// What `waitpid(-1, …)` reported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Waited {
+    /// A status nix can name.
+    Status(WaitStatus),
+    /// A child killed by a signal nix has no name for (a real-time one), with its number.
+    KilledBy(Pid, i32),
+    /// A traced child stopped by such a signal (signal-delivery-stop), with its number.
+    StoppedBy(Pid, i32),
+}
+
+/// `waitpid(-1, &status, flags)`. nix's own waitpid reaps the child and then fails with EINVAL
+/// when the signal that killed or stopped it is a real-time one it cannot name: the status would
+/// be lost (a command killed by `kill -s 34` would never be seen to end). Here the number is kept.
+pub fn wait_any(flags: WaitPidFlag) -> nix::Result<Waited> {
+    let mut status: libc::c_int = 0;
+    // SAFETY: waitpid writes one int to `status`, a live local.
+    let pid = Errno::result(unsafe { libc::waitpid(-1, &mut status, flags.bits()) })?;
+    if pid == 0 {
+        return Ok(Waited::Status(WaitStatus::StillAlive));
+    }
+    let pid = Pid::from_raw(pid);
+    match WaitStatus::from_raw(pid, status) {
+        Ok(s) => Ok(Waited::Status(s)),
+        Err(_) if libc::WIFSIGNALED(status) => Ok(Waited::KilledBy(pid, libc::WTERMSIG(status))),
+        Err(_) if libc::WIFSTOPPED(status) => Ok(Waited::StoppedBy(pid, libc::WSTOPSIG(status))),
+        Err(e) => Err(e),
+    }
+}
+
+/// Detaches from tracee `pid` delivering signal number `sig`, which nix's detach cannot name
+/// when it is a real-time one.
+pub fn ptrace_detach_with(pid: Pid, sig: i32) -> io::Result<()> {
+    // SAFETY: PTRACE_DETACH takes no pointer: addr is ignored, data is the signal number.
+    cvt(unsafe {
+        libc::ptrace(
+            libc::PTRACE_DETACH,
+            pid.as_raw(),
+            std::ptr::null_mut::<libc::c_void>(),
+            sig as libc::c_long as *mut libc::c_void,
+        )
+    })?;
+    Ok(())
 }
 
 /// Gives SIGPIPE back its default action. The Rust runtime ignores SIGPIPE at start-up, and an
