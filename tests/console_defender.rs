@@ -310,18 +310,24 @@ fn with_the_wait_option_the_command_starts_only_once_the_console_answers() {
         !w.path("ran").exists(),
         "the command started before the console answered"
     );
-    let mut c = Console::start_with(
+    let tokens = [
+        "--admin-token",
+        console::ADMIN,
+        "--defender-token",
+        DEFENDER,
+    ]
+    .map(str::to_owned);
+    // The policy is in the console's store before the defender can reach it (a PUT after the
+    // console came up would race the defender's first fetch): put it through a first run of the
+    // console on another port, then serve the same data on the port the defender waits on.
+    let mut first = Console::start_with(
         &w.path("data"),
-        &format!("127.0.0.1:{port}"),
-        &[
-            "--admin-token",
-            console::ADMIN,
-            "--defender-token",
-            DEFENDER,
-        ]
-        .map(str::to_owned),
+        &format!("127.0.0.1:{}", console::free_port()),
+        &tokens,
     );
-    c.put_policy(&deny("no mkdir", "mkdir"));
+    first.put_policy(&deny("no mkdir", "mkdir"));
+    first.kill();
+    let mut c = Console::start_with(&w.path("data"), &format!("127.0.0.1:{port}"), &tokens);
     let out = finish_within(child, HANG_GUARD);
     assert_eq!(out.status.code(), Some(126), "{}", common::stderr(&out));
     assert!(w.path("ran").exists() && !w.path("made").exists());
