@@ -1,4 +1,4 @@
-//! PID-1 duties of `defender run` (shared/spec/cli.md, shared/notes/init.md), driven through the
+//! PID-1 duties of `defender run` (README.md, "Being PID 1" and "Exit status"), driven through the
 //! real binary around real programs: exit statuses pass through, signals sent to the defender reach
 //! the command, orphans are reaped, leftovers get TERM then KILL after the grace period, and the
 //! command's stdout is untouched by the defender's own output.

@@ -1,5 +1,5 @@
-//! The runtime policy (`shared/spec/policy.md`): its JSON document, validation into a compiled
-//! [`Policy`], and the pure decisions made from it.
+//! The runtime policy (its contract: README.md, "The policy, by example"): its JSON document,
+//! validation into a compiled [`Policy`], and the pure decisions made from it.
 //!
 //! `schema` holds the serde types, `validate` the checks and compilation, `matching` the compiled
 //! rules and every match, `live` the policy in force while the defender runs.
