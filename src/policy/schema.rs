@@ -2,7 +2,8 @@
 //!
 //! The contract is the policy format in README.md ("The policy, by example"). Every struct denies
 //! unknown fields, because a typo such as `"dens"` must be an error rather than a silently
-//! missing (hence disabled) section. Serializing gives back the same shape, so `defender policy default` and the console can print what was parsed.
+//! missing (hence disabled) section. Serializing gives back the same shape, so `defender policy
+//! default` and the console can print what was parsed.
 
 use serde::{Deserialize, Serialize};
 
