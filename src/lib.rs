@@ -10,6 +10,7 @@ pub mod cli;
 pub mod dns;
 pub mod ecs;
 pub mod embed;
+pub mod exit;
 pub mod logger;
 pub mod policy;
 pub mod seccomp;

@@ -11,6 +11,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use nix::unistd::{Pid, getpid, setpgid, tcsetpgrp};
 
 use super::caps::Plan;
+use crate::exit::ExitStatus;
 use crate::sys::{caps, fdpass, process};
 
 /// The command, prepared before fork.
@@ -22,7 +23,8 @@ pub struct Program {
     pub shown: String,
 }
 
-/// Never returns: execs COMMAND or exits with 125 (filter not installed), 126 or 127.
+/// Never returns: execs COMMAND or exits with [`ExitStatus::CannotStart`] (filter not installed),
+/// [`ExitStatus::CannotExecute`] or [`ExitStatus::NotFound`].
 /// `network`: whether the filter traps socket calls too; `guarded`: the values that reach the
 /// defender's processes, when the filter guards them from signals (not PID 1); `capabilities`:
 /// what to give up.
@@ -41,20 +43,29 @@ pub fn exec(
         let _ = tcsetpgrp(std::io::stdin(), getpid());
     }
     if let Err(e) = process::restore_sigpipe() {
-        fail(125, &format!("cannot restore SIGPIPE: {e}"));
+        fail(
+            ExitStatus::CannotStart,
+            &format!("cannot restore SIGPIPE: {e}"),
+        );
     }
     if let Err(e) = crate::sys::signals::restore_original() {
-        fail(125, &format!("cannot restore the signal mask: {e}"));
+        fail(
+            ExitStatus::CannotStart,
+            &format!("cannot restore the signal mask: {e}"),
+        );
     }
     let (listener, killable) = match crate::seccomp::install(network, guarded) {
         Ok(l) => l,
-        Err(e) => fail(125, &format!("cannot install the seccomp filter: {e}")),
+        Err(e) => fail(
+            ExitStatus::CannotStart,
+            &format!("cannot install the seccomp filter: {e}"),
+        ),
     };
     // Before the listener goes to the supervisor, which reports what was removed once it has it:
     // a child that could not give everything up never hands it over, and COMMAND never runs.
     if let Err(e) = give_up(capabilities) {
         fail(
-            125,
+            ExitStatus::CannotStart,
             &format!("cannot remove the command's capabilities: {e}"),
         );
     }
@@ -65,21 +76,21 @@ pub fn exec(
     };
     if let Err(e) = handed {
         fail(
-            125,
+            ExitStatus::CannotStart,
             &format!("cannot hand the seccomp listener to the supervisor: {e}"),
         );
     }
     drop(listener);
     drop(sock);
     let err = process::execve(&program.path, &program.argv, &program.envp);
-    // cli.md: 127 when COMMAND does not exist, 126 when it exists but cannot be executed,
-    // including when its launch was prevented by the policy (EPERM from the supervisor).
-    let code = if err.raw_os_error() == Some(libc::ENOENT) {
-        127
+    // docs/cli.md: COMMAND does not exist, or it exists but cannot be executed, including when
+    // its launch was prevented by the policy (EPERM from the supervisor).
+    let status = if err.raw_os_error() == Some(libc::ENOENT) {
+        ExitStatus::NotFound
     } else {
-        126
+        ExitStatus::CannotExecute
     };
-    fail(code, &format!("cannot execute {}: {err}", program.shown))
+    fail(status, &format!("cannot execute {}: {err}", program.shown))
 }
 
 /// Takes the plan's capabilities out of every set: the bounding set first (it needs CAP_SETPCAP,
@@ -107,7 +118,7 @@ fn give_up(plan: &Plan) -> Result<(), String> {
     }
 }
 
-fn fail(code: i32, message: &str) -> ! {
+fn fail(status: ExitStatus, message: &str) -> ! {
     log::error!("{message}");
-    std::process::exit(code)
+    status.exit()
 }

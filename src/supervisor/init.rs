@@ -5,12 +5,9 @@
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::SigSet;
-#[cfg(test)]
-use nix::sys::signal::Signal;
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
-/// Exit status when a `block` effect stopped the container (documented in the README).
-pub const BLOCKED_EXIT: i32 = 99;
+use crate::exit::ExitStatus;
 
 /// A signalfd for every signal: all are blocked since the first instruction (`sys::signals`), and
 /// every one sent to the defender is read here and forwarded, the fault signals (SEGV, BUS, FPE,
@@ -32,14 +29,14 @@ pub enum Step {
     TermAll,
     /// The grace period is over (or the container is blocked): KILL all that is left.
     KillAll,
-    Exit(i32),
+    Exit(ExitStatus),
 }
 
 #[derive(Debug)]
 pub struct Lifecycle {
     grace: Duration,
     /// The command's status as an init reports it (code, or 128+signal).
-    main_status: Option<i32>,
+    main_status: Option<ExitStatus>,
     /// True until `waitpid` says ECHILD: nothing of the container is left.
     children_left: bool,
     blocked: bool,
@@ -57,7 +54,7 @@ impl Lifecycle {
         }
     }
 
-    pub fn main_exited(&mut self, status: i32) {
+    pub fn main_exited(&mut self, status: ExitStatus) {
         self.main_status.get_or_insert(status);
     }
 
@@ -80,7 +77,7 @@ impl Lifecycle {
     /// The next step at `now`.
     pub fn step(&mut self, now: Instant) -> Step {
         match (self.main_status, self.children_left) {
-            (_, false) if self.blocked => Step::Exit(BLOCKED_EXIT),
+            (_, false) if self.blocked => Step::Exit(ExitStatus::Blocked),
             (Some(status), false) => Step::Exit(status),
             _ if self.blocked => Step::KillAll,
             (None, true) => Step::Wait,
@@ -93,7 +90,7 @@ impl Lifecycle {
                 Some(_) => Step::Wait,
             },
             // ECHILD before the command's status was seen cannot happen (it is our child).
-            (None, false) => Step::Exit(BLOCKED_EXIT),
+            (None, false) => Step::Exit(ExitStatus::Blocked),
         }
     }
 
@@ -105,16 +102,6 @@ impl Lifecycle {
         }
         self.term_sent
             .map(|at| (at + self.grace).saturating_duration_since(now))
-    }
-}
-
-/// The status an init reports for a child: its exit code, or 128 + the signal that killed it.
-pub fn exit_status(status: &nix::sys::wait::WaitStatus) -> Option<i32> {
-    use nix::sys::wait::WaitStatus;
-    match *status {
-        WaitStatus::Exited(_, code) => Some(code),
-        WaitStatus::Signaled(_, sig, _) => Some(128 + sig as i32),
-        _ => None,
     }
 }
 
@@ -132,45 +119,37 @@ mod tests {
         let mut l = Lifecycle::new(grace);
         assert_eq!(l.step(t0), Step::Wait, "command running");
 
-        l.main_exited(3);
+        l.main_exited(ExitStatus::Exited(3));
         assert_eq!(l.step(t0), Step::TermAll, "leftovers get TERM once");
         assert_eq!(l.step(later(1)), Step::Wait, "then the grace period");
         assert_eq!(l.timeout(later(1)), Some(Duration::from_secs(4)));
         assert_eq!(l.step(later(5)), Step::KillAll, "then KILL");
         l.no_children_left();
-        assert_eq!(l.step(later(6)), Step::Exit(3), "the command's status");
+        assert_eq!(
+            l.step(later(6)),
+            Step::Exit(ExitStatus::Exited(3)),
+            "the command's status"
+        );
 
         let mut l = Lifecycle::new(grace);
-        l.main_exited(143);
+        l.main_exited(ExitStatus::Signaled(15));
         l.no_children_left();
-        assert_eq!(l.step(t0), Step::Exit(143), "nothing left: exit at once");
+        assert_eq!(
+            l.step(t0),
+            Step::Exit(ExitStatus::Signaled(15)),
+            "nothing left: exit at once"
+        );
 
         let mut l = Lifecycle::new(grace);
         l.block();
         assert_eq!(l.step(t0), Step::KillAll, "block kills everything");
-        l.main_exited(137);
+        l.main_exited(ExitStatus::Signaled(9));
         assert_eq!(l.step(t0), Step::KillAll);
         l.no_children_left();
         assert_eq!(
             l.step(t0),
-            Step::Exit(BLOCKED_EXIT),
+            Step::Exit(ExitStatus::Blocked),
             "block has its own status"
         );
-    }
-
-    #[test]
-    fn statuses() {
-        use nix::sys::wait::WaitStatus;
-        let p = nix::unistd::Pid::from_raw(5);
-        assert_eq!(exit_status(&WaitStatus::Exited(p, 255)), Some(255));
-        assert_eq!(
-            exit_status(&WaitStatus::Signaled(p, Signal::SIGTERM, false)),
-            Some(143)
-        );
-        assert_eq!(
-            exit_status(&WaitStatus::Signaled(p, Signal::SIGUSR1, true)),
-            Some(138)
-        );
-        assert_eq!(exit_status(&WaitStatus::StillAlive), None);
     }
 }

@@ -25,6 +25,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 
 use super::init;
+use crate::exit::ExitStatus;
 use crate::sys::process::Waited;
 use crate::sys::{process, signals};
 
@@ -64,27 +65,11 @@ pub fn start() -> io::Result<()> {
     }
 }
 
-/// How the defender ended, as the keeper reports it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Ended {
-    /// It exited with this status: the command's (or the defender's own error status).
-    Exited(i32),
-    /// It was killed by this signal: the workload is killed, the keeper exits with 128 + it.
-    Killed(i32),
-}
-
-impl Ended {
-    fn status(self) -> i32 {
-        match self {
-            Ended::Exited(code) => code,
-            Ended::Killed(sig) => 128 + sig,
-        }
-    }
-}
-
 /// The keeper's loop: forward, wait, and once the defender is gone, kill what is left.
 fn keep(defender: Pid, signals: &SignalFd) -> ! {
-    let mut ended: Option<Ended> = None;
+    // How the defender ended: exited with the command's status (or its own error status), or
+    // killed by a signal, when the workload is killed and the keeper reports the signal.
+    let mut ended: Option<ExitStatus> = None;
     loop {
         // Killing: scan again shortly for processes forked in between or reparented to us late.
         let timeout = match ended {
@@ -111,17 +96,17 @@ fn keep(defender: Pid, signals: &SignalFd) -> ! {
                     log::error!(
                         "the supervisor (pid {defender}) was killed by signal {sig}: killing the command and everything it started"
                     );
-                    ended = Some(Ended::Killed(sig));
+                    ended = Some(ExitStatus::Signaled(sig));
                 }
                 Ok(Waited::KilledBy(..) | Waited::StoppedBy(..)) => {}
                 Ok(Waited::Status(WaitStatus::Exited(pid, code))) if pid == defender => {
-                    ended = Some(Ended::Exited(code));
+                    ended = Some(ExitStatus::Exited(code));
                 }
                 Ok(Waited::Status(WaitStatus::Signaled(pid, sig, _))) if pid == defender => {
                     log::error!(
                         "the supervisor (pid {defender}) was killed by {sig}: killing the command and everything it started"
                     );
-                    ended = Some(Ended::Killed(sig as i32));
+                    ended = Some(ExitStatus::Signaled(sig as i32));
                 }
                 // Job control: the defender stopped because its command did (Ctrl-Z); stop too,
                 // so that the shell that started us sees its job stop. SIGCONT from the shell
@@ -133,8 +118,8 @@ fn keep(defender: Pid, signals: &SignalFd) -> ! {
                 Ok(_) => {}
                 Err(Errno::EINTR) => {}
                 Err(Errno::ECHILD) => {
-                    if let Some(e) = ended {
-                        std::process::exit(e.status());
+                    if let Some(status) = ended {
+                        status.exit();
                     }
                     break;
                 }

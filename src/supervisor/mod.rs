@@ -12,6 +12,7 @@ mod init;
 pub mod keeper;
 mod net;
 mod raw;
+pub mod startup;
 
 use std::ffi::{CString, OsString};
 use std::io;
@@ -28,9 +29,8 @@ use nix::sys::signalfd::SignalFd;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid};
 
-pub use init::BLOCKED_EXIT;
-
 use crate::audit::{Event, ProcessViolation, Scope, Sink};
+use crate::exit::ExitStatus;
 use crate::policy::{Attack, Effect, Live};
 use crate::seccomp::{self, Trapped};
 use crate::sensors::exec::{self, Abi, ExecCall, Expected, Launch, Resolver};
@@ -65,7 +65,10 @@ pub struct RunConfig {
 }
 
 /// See [`RunConfig::after_fork`].
-pub type AfterFork = Box<dyn FnOnce() -> Result<(), String>>;
+pub type AfterFork = Box<dyn FnOnce() -> Result<(), StartupHookError>>;
+
+/// What an [`AfterFork`] may fail with: its own error, kept as the source.
+pub type StartupHookError = Box<dyn std::error::Error + Send + Sync>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SupervisorError {
@@ -82,17 +85,17 @@ pub enum SupervisorError {
     },
     #[error("the seccomp filter could not be installed (see the message above)")]
     NoListener,
-    #[error("{0}")]
-    Startup(String),
+    #[error(transparent)]
+    Startup(StartupHookError),
 }
 
 impl SupervisorError {
-    /// cli.md: 125 when the defender could not start, 126/127 for COMMAND itself.
-    pub fn exit_code(&self) -> i32 {
+    /// The defender could not start, unless COMMAND itself is the problem (docs/cli.md).
+    pub fn exit_status(&self) -> ExitStatus {
         match self {
-            SupervisorError::NotFound { .. } => 127,
-            SupervisorError::NotExecutable { .. } => 126,
-            _ => 125,
+            SupervisorError::NotFound { .. } => ExitStatus::NotFound,
+            SupervisorError::NotExecutable { .. } => ExitStatus::CannotExecute,
+            _ => ExitStatus::CannotStart,
         }
     }
 }
@@ -105,7 +108,7 @@ fn io_err<E: Into<io::Error>>(context: &'static str) -> impl FnOnce(E) -> Superv
 }
 
 /// Starts the command under the filter and supervises it; returns the status to exit with.
-pub fn run(cfg: RunConfig) -> Result<i32, SupervisorError> {
+pub fn run(cfg: RunConfig) -> Result<ExitStatus, SupervisorError> {
     keeper::kill_workload_on_panic();
     let features = seccomp::probe()?;
     let program = prepare(&cfg.command)?;
@@ -165,11 +168,11 @@ pub fn run(cfg: RunConfig) -> Result<i32, SupervisorError> {
     let listener = Listener::new(fd, &features.sizes);
     // The child now waits in its trapped exec of COMMAND, which nothing answers before this ends.
     if let Some(start) = cfg.after_fork
-        && let Err(message) = start()
+        && let Err(e) = start()
     {
         let _ = kill(main, Signal::SIGKILL);
         let _ = waitpid(main, None);
-        return Err(SupervisorError::Startup(message));
+        return Err(SupervisorError::Startup(e));
     }
     // Threads may start now that the child is forked (the forwarder's among them).
     let net = match network {
@@ -435,16 +438,16 @@ impl Supervisor {
     }
 
     /// The loop. Returns the status to exit with.
-    fn serve(&mut self, signals: &SignalFd) -> i32 {
+    fn serve(&mut self, signals: &SignalFd) -> ExitStatus {
         loop {
             let now = Instant::now();
             match self.life.step(now) {
                 Step::Wait => {}
                 Step::TermAll => self.signal_all(Signal::SIGTERM),
                 Step::KillAll => self.signal_all(Signal::SIGKILL),
-                Step::Exit(code) => {
+                Step::Exit(status) => {
                     self.sink.flush_all();
-                    return code;
+                    return status;
                 }
             }
             let timeout = [
@@ -582,8 +585,9 @@ impl Supervisor {
         if pid == self.main
             && let Some(sig) = killed_by
         {
-            log::info!("command exited: status {}", 128 + sig);
-            self.life.main_exited(128 + sig);
+            let status = ExitStatus::Signaled(sig);
+            log::info!("command exited: status {status}");
+            self.life.main_exited(status);
         }
     }
 
@@ -604,10 +608,10 @@ impl Supervisor {
             self.on_mismatch(m);
         }
         if status.pid() == Some(self.main)
-            && let Some(code) = init::exit_status(status)
+            && let Some(ended) = ExitStatus::of_wait(status)
         {
-            log::info!("command exited: status {code}");
-            self.life.main_exited(code);
+            log::info!("command exited: status {ended}");
+            self.life.main_exited(ended);
         }
     }
 

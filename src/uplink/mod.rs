@@ -88,6 +88,20 @@ struct Shared {
     _state_lock: Flock<File>,
 }
 
+/// Why the command must not start after all, found once the defender is forked.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// `--wait-for-console` ran out, or the console refused: the message says which (it is also
+    /// what the audit of it says).
+    #[error("{message}")]
+    NoConsole {
+        message: String,
+        source: ClientError,
+    },
+    #[error("cannot start the console uplink: {0}")]
+    Threads(#[source] io::Error),
+}
+
 /// What the last exchange with the console said, to audit changes rather than every failure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Link {
@@ -257,7 +271,7 @@ impl Uplink {
 impl Starter {
     /// First contact with the console, then the threads. An error means the command must not
     /// start (`--wait-for-console` ran out).
-    pub fn run(self) -> Result<(), String> {
+    pub fn run(self) -> Result<(), StartError> {
         let shared = &self.shared;
         let fetched = self.first_contact();
         let have = match fetched {
@@ -281,7 +295,7 @@ impl Starter {
                     let message = format!("Console {console} {what}: the command was not started");
                     shared.report(message.clone());
                     self.spool_reports();
-                    return Err(message);
+                    return Err(StartError::NoConsole { message, source: e });
                 }
                 *lock(&shared.link) = match e {
                     ClientError::Unreachable(_) => Link::Down,
@@ -298,8 +312,7 @@ impl Starter {
                 None
             }
         };
-        self.spawn(have)
-            .map_err(|e| format!("cannot start the console uplink: {e}"))
+        self.spawn(have).map_err(StartError::Threads)
     }
 
     /// The policy from the console: one attempt, or attempts until `--wait-for-console` runs out.

@@ -1,0 +1,200 @@
+//! `defender run` from its flags to the supervisor: the keeper first (while no thread exists),
+//! then the flags checked, the local policy, the audit sink, the container's identity, the
+//! console uplink, and the rule in force reported; the supervisor runs the command; the audits
+//! still on their way are delivered. Every failure before the command runs is a [`StartupError`].
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::audit::{Event, Sink, SinkError};
+use crate::cli::RunArgs;
+use crate::ecs;
+use crate::exit::ExitStatus;
+use crate::policy::{self, Effect, Live, Policy, PolicyError, live::Source};
+use crate::uplink::{self, Uplink, UplinkError};
+
+use super::caps::Capability;
+use super::{AfterFork, RunConfig, SupervisorError, keeper};
+
+/// How long, once the command is done, the audits not yet at the console may take to get there.
+const DELIVER_AT_EXIT: Duration = Duration::from_secs(5);
+
+/// A policy file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyFileError {
+    #[error("{}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: invalid policy:\n{source}", path.display())]
+    Invalid { path: PathBuf, source: PolicyError },
+}
+
+/// Why `defender run` could not get the command started.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("starting the keeper: {0}")]
+    Keeper(#[source] std::io::Error),
+    #[error("--grace-period: {0} is not a number of seconds")]
+    GracePeriod(f64),
+    #[error("--keep-capability: {0}")]
+    KeepCapability(String),
+    #[error(transparent)]
+    Policy(#[from] PolicyFileError),
+    #[error(transparent)]
+    AuditFile(#[from] SinkError),
+    #[error("--wait-for-console: not a number of seconds")]
+    WaitForConsole,
+    #[error(transparent)]
+    Uplink(#[from] UplinkError),
+    #[error("--console needs --token (DEFENDER_TOKEN)")]
+    ConsoleWithoutToken,
+    #[error("--token needs --console (DEFENDER_CONSOLE)")]
+    TokenWithoutConsole,
+    #[error(transparent)]
+    Supervisor(#[from] SupervisorError),
+}
+
+impl StartupError {
+    /// The defender could not start, unless COMMAND itself is the problem.
+    pub fn exit_status(&self) -> ExitStatus {
+        match self {
+            StartupError::Supervisor(e) => e.exit_status(),
+            _ => ExitStatus::CannotStart,
+        }
+    }
+}
+
+/// Reads and validates a policy file.
+pub fn load_policy(file: &Path) -> Result<Policy, PolicyFileError> {
+    let text = std::fs::read_to_string(file).map_err(|source| PolicyFileError::Read {
+        path: file.into(),
+        source,
+    })?;
+    policy::parse(&text).map_err(|source| PolicyFileError::Invalid {
+        path: file.into(),
+        source,
+    })
+}
+
+/// `defender run`: the status of the command (or of the defender's end) once all is done.
+pub fn run(args: RunArgs) -> Result<ExitStatus, StartupError> {
+    // First, while no thread exists: when not PID 1, the keeper (the process our caller started)
+    // forks the defender, which carries on here.
+    keeper::start().map_err(StartupError::Keeper)?;
+    let (cfg, uplink) = configure(args)?;
+    let ended = super::run(cfg);
+    if let Some(uplink) = uplink {
+        uplink.finish(DELIVER_AT_EXIT);
+    }
+    Ok(ended?)
+}
+
+/// Everything the supervisor needs, from the flags, the environment and the policy.
+fn configure(args: RunArgs) -> Result<(RunConfig, Option<Uplink>), StartupError> {
+    if !(args.grace_period.is_finite() && args.grace_period >= 0.0) {
+        return Err(StartupError::GracePeriod(args.grace_period));
+    }
+    let keep_capabilities = args
+        .keep_capabilities
+        .iter()
+        .filter(|name| !name.trim().is_empty())
+        .map(|name| Capability::parse(name))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(StartupError::KeepCapability)?;
+    let local = match &args.policy {
+        Some(file) => Some((file.clone(), load_policy(file)?)),
+        None => None,
+    };
+    let mut sink = Sink::open(args.audit_file.as_deref())?;
+    // An empty name (`DEFENDER_CONTAINER=` in a task definition) counts as none given: the next
+    // source (metadata, hostname) names the container rather than "" in every event.
+    let given = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
+    let (scope, metadata_failure) =
+        ecs::identify(given(args.container), given(args.image), hostname);
+    let (policy, uplink) = match (args.console, args.token) {
+        (None, None) => {
+            let (p, source) = match local {
+                Some((file, p)) => (p, Source::File(file)),
+                None => (policy::default_policy(), Source::Default),
+            };
+            (Live::new(p, source, &scope.container, &scope.image), None)
+        }
+        (Some(console), Some(token)) => {
+            let wait = args
+                .wait_for_console
+                .map(Duration::try_from_secs_f64)
+                .transpose()
+                .map_err(|_| StartupError::WaitForConsole)?;
+            let cfg = uplink::Config {
+                console,
+                token,
+                ca: args.console_ca,
+                state_dir: args.state_dir,
+                wait,
+                local,
+                audit_file: args.audit_file,
+            };
+            let (uplink, starter) = Uplink::prepare(cfg, &scope)?;
+            sink.tee(uplink.tee());
+            (uplink.live(), Some((uplink, starter)))
+        }
+        (Some(_), None) => return Err(StartupError::ConsoleWithoutToken),
+        (None, Some(_)) => return Err(StartupError::TokenWithoutConsole),
+    };
+    let in_force = policy.current();
+    if let Some(message) = metadata_failure {
+        log::warn!("{message}");
+        sink.emit(Event::defender(
+            &scope,
+            "alert",
+            in_force.rule_name(),
+            message,
+        ));
+    }
+    match in_force.rule_name() {
+        Some(name) => log::info!(
+            "rule in force for container {:?} image {:?}: {name:?} ({})",
+            scope.container,
+            scope.image,
+            in_force.source
+        ),
+        None => log::info!(
+            "no rule matches container {:?} image {:?}: nothing is enforced",
+            scope.container,
+            scope.image
+        ),
+    }
+    let (uplink, after_fork) = match uplink {
+        Some((uplink, starter)) => (
+            Some(uplink),
+            Some(Box::new(move || starter.run().map_err(Into::into)) as AfterFork),
+        ),
+        None => (None, None),
+    };
+    // With a console the rule can change while the command runs, and the filter cannot: socket
+    // calls are trapped from the start then, whatever the first rule says.
+    let network = uplink.is_some()
+        || in_force.rule.as_ref().is_some_and(|r| {
+            r.network().effect() != Effect::Disable || r.dns().effect() != Effect::Disable
+        });
+    let cfg = RunConfig {
+        policy,
+        network,
+        scope,
+        sink,
+        grace: Duration::from_secs_f64(args.grace_period),
+        keep_capabilities,
+        command: args.command,
+        after_fork,
+    };
+    Ok((cfg, uplink))
+}
+
+fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "unknown".into())
+}
