@@ -24,7 +24,8 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use crate::policy::{Attack, Rule};
-use crate::sys::process::{fd_path, open_dir_path, open_in_root, open_path};
+use crate::sys::process::{open_dir_path, open_in_root, open_path};
+use crate::sys::procfs::{self, fd_path};
 use crate::sys::remote::RemoteMemory;
 use crate::sys::seccomp::Notification;
 
@@ -303,7 +304,7 @@ struct Mounts {
 
 impl Mounts {
     fn take() -> io::Result<Mounts> {
-        let mut table = std::fs::File::open("/proc/self/mountinfo")?;
+        let mut table = procfs::open_mountinfo()?;
         let mut text = String::new();
         table.read_to_string(&mut text)?;
         Ok(Mounts {
@@ -316,9 +317,7 @@ impl Mounts {
     /// Whether the file `fd` refers to is seen through a mount that did not exist at the start.
     /// Fails closed: anything unreadable counts as a new mount.
     fn is_new(&mut self, fd: &impl AsRawFd) -> bool {
-        let id = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd()))
-            .ok()
-            .and_then(|info| parse_mnt_id(&info));
+        let id = procfs::fdinfo(fd).ok().and_then(|info| parse_mnt_id(&info));
         let Some((id, then)) = id.and_then(|id| self.at_start.get(&id).map(|m| (id, m))) else {
             return true;
         };
@@ -334,7 +333,7 @@ impl Mounts {
             );
         }
         self.changed
-            && std::fs::read_to_string("/proc/self/mountinfo")
+            && procfs::mountinfo()
                 .map(|now| parse_mountinfo(&now).get(&id) != Some(then))
                 .unwrap_or(true)
     }
@@ -356,10 +355,7 @@ fn parse_mountinfo(text: &str) -> HashMap<u64, String> {
 
 /// The `mnt_id` of /proc/PID/fdinfo/N. Pure.
 fn parse_mnt_id(fdinfo: &str) -> Option<u64> {
-    fdinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("mnt_id:"))
-        .and_then(|v| v.trim().parse().ok())
+    procfs::parsed(fdinfo, "mnt_id")
 }
 
 /// Resolves launches, remembering each resolved path while the file it names is unchanged: most
@@ -457,9 +453,9 @@ impl Resolver {
         };
         let raw = mem.read_cstr(path_ptr, PATH_MAX)?;
         let argv0 = read_argv0(n, abi, call, mem)?;
-        let proc_dir = PathBuf::from(format!("/proc/{}", n.pid));
+        let caller_fd = procfs::task_entry(n.pid, &format!("fd/{dirfd}"));
         let root = if self.roots_may_differ {
-            std::fs::read_link(proc_dir.join("root"))?
+            procfs::root(n.pid)?
         } else {
             PathBuf::from("/")
         };
@@ -471,10 +467,9 @@ impl Resolver {
             }
             // fexecve(3) / execveat(fd, "", AT_EMPTY_PATH): the file is the fd itself, which may
             // have no name at all (a memfd); open it through the caller's fd table.
-            let fd_link = proc_dir.join("fd").join(dirfd.to_string());
             // Its name is the file's own (as the real path), whatever link the fd was opened by.
-            let name = strip_root(&root, &std::fs::read_link(&fd_link)?);
-            let fd = open_path(&fd_link)?;
+            let name = strip_root(&root, &std::fs::read_link(&caller_fd)?);
+            let fd = open_path(&caller_fd)?;
             return Ok(launch_of(
                 &root,
                 n.pid,
@@ -486,12 +481,9 @@ impl Resolver {
         let base = if path.is_absolute() {
             PathBuf::from("/")
         } else if dirfd == libc::AT_FDCWD {
-            strip_root(&root, &std::fs::read_link(proc_dir.join("cwd"))?)
+            strip_root(&root, &procfs::cwd(n.pid)?)
         } else {
-            strip_root(
-                &root,
-                &std::fs::read_link(proc_dir.join("fd").join(dirfd.to_string()))?,
-            )
+            strip_root(&root, &std::fs::read_link(&caller_fd)?)
         };
         // Resolution follows the kernel (`..` after a symlink climbs from its target); only the
         // name offered to the policy is cleaned up lexically, and a path with `..` gets none:
@@ -626,7 +618,7 @@ fn launch_of(
         let started_as = s.interpreter.as_os_str().as_bytes().to_vec();
         if s.interpreter.is_relative() {
             // The kernel opens a relative interpreter from the caller's cwd (binfmt_script.c).
-            let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).map(|c| strip_root(root, &c));
+            let cwd = procfs::cwd(pid).map(|c| strip_root(root, &c));
             s.interpreter = cwd.unwrap_or_default().join(&s.interpreter);
         }
         let (file, walk) = match open_as(pid, root, &s.interpreter, mark) {
@@ -660,13 +652,7 @@ fn kernel_filename(dirfd: i32, raw: &[u8]) -> Vec<u8> {
 /// The process a thread belongs to (`Tgid` in /proc/TID/status): notifications name the calling
 /// thread, audits the process. Falls back to the thread id if the thread is gone.
 pub fn process_of(tid: u32) -> u32 {
-    std::fs::read_to_string(format!("/proc/{tid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Tgid:").and_then(|v| v.trim().parse().ok()))
-        })
-        .unwrap_or(tid)
+    procfs::tgid(tid).unwrap_or(tid)
 }
 
 /// The caller's argv[0]. An empty (or NULL) argv gives an empty name, as the kernel then starts the
@@ -857,7 +843,7 @@ fn inspect(
             None,
         );
     };
-    let via = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+    let via = procfs::fd_link(&fd);
     let new_mount = mark.mounts.is_new(&fd);
     let file = std::fs::File::from(fd);
     let meta = file.metadata().ok();

@@ -28,6 +28,7 @@ use nix::unistd::Pid;
 
 use crate::sensors::exec::{Expected, Stamp};
 use crate::sys::process;
+use crate::sys::procfs::{self, Status};
 
 /// Whether the kernel lets us trace the workload, learned at the first verified exec (normally
 /// the command's own, a child of ours: if that cannot be traced, nothing can).
@@ -124,8 +125,8 @@ impl ExecWatch {
                     .unwrap_or(pid);
                 let expected = self.pending.remove(&former).unwrap_or_default();
                 self.pending.remove(&pid);
-                let exe = PathBuf::from(format!("/proc/{pid}/exe"));
-                let argv = || std::fs::read(format!("/proc/{pid}/cmdline")).ok();
+                let exe = procfs::exe_link(pid.as_raw() as u32);
+                let argv = || procfs::cmdline(pid.as_raw() as u32).ok();
                 // Each argument ends with a NUL; empty ones are arguments too (an empty argv[0]
                 // is the kernel's for an empty argv).
                 let split = |raw: Vec<u8>| {
@@ -195,12 +196,8 @@ impl ExecWatch {
 /// counts as traced: the answer only decides whether one exec is refused or tracing is declared
 /// unavailable for good, and the first is the closed side.
 fn has_tracer(tid: Pid) -> bool {
-    std::fs::read_to_string(format!("/proc/{tid}/status"))
+    Status::of(tid.as_raw() as u32)
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("TracerPid:"))
-                .map(|v| v.trim() != "0")
-        })
-        .unwrap_or(true)
+        .and_then(|s| s.tracer())
+        .is_none_or(|tracer| tracer != 0)
 }

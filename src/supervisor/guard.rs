@@ -25,8 +25,7 @@
 //!   signal from the kernel on the next I/O event; every other signal it could get is blocked
 //!   and forwarded by the defender.
 
-use std::io::Read;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 
 use nix::sys::signal::Signal;
 
@@ -35,10 +34,10 @@ use crate::audit::Event;
 use crate::seccomp::SignalCall;
 use crate::sensors::exec::{self, Abi};
 use crate::sys::creds::{self, RealUid};
+use crate::sys::pidfd::{self, SIGINFO_SIZE};
+use crate::sys::procfs::{self, Status};
 use crate::sys::remote::RemoteMemory;
 use crate::sys::seccomp::Notification;
-use crate::sys::signals::{self, SIGINFO_SIZE};
-use crate::sys::socket;
 
 /// The defender's processes, as the filter and the judge know them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -195,50 +194,19 @@ fn signal_name(sig: i32) -> String {
 
 /// The process a thread id belongs to, `None` if there is no such thread.
 fn tgid_of(tid: u32) -> Option<u32> {
-    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
-    status_field(&status, "Tgid")
+    procfs::tgid(tid).ok()
 }
 
 /// Whether thread `tid` lives in a PID namespace below ours: its `NSpid:` then lists more
 /// numbers than ours does (the count is the depth below the namespace of the /proc mount read,
 /// which need not be ours: compare, do not count). A task's PID namespace never changes.
 fn in_nested_pid_ns(tid: u32) -> bool {
-    let depth = |path: String| {
-        std::fs::read_to_string(path)
-            .ok()
-            .and_then(|s| ns_depth(&s))
-    };
-    match (
-        depth(format!("/proc/{tid}/status")),
-        depth("/proc/self/status".into()),
-    ) {
+    let depth = |status: std::io::Result<Status>| status.ok().and_then(|s| s.pid_ns_depth());
+    match (depth(Status::of(tid)), depth(Status::of_self())) {
         (Some(theirs), Some(ours)) => theirs > ours,
         // Unreadable: not nested, so the call is judged (the closed side).
         _ => false,
     }
-}
-
-/// How many PID namespaces a task is seen in from the /proc mount's (`NSpid:` entries).
-fn ns_depth(status: &str) -> Option<usize> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("NSpid:"))
-        .map(|v| v.split_whitespace().count())
-}
-
-fn status_field(text: &str, key: &str) -> Option<u32> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
-        .and_then(|v| v.trim().parse().ok())
-}
-
-/// The pid a pidfd names, from its fdinfo (`Pid:`, in our namespace; -1 once it has exited, 0 when
-/// it is outside our namespace). `None` when the text is not a pidfd's.
-fn pidfd_pid(fdinfo: &str) -> Option<i64> {
-    fdinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("Pid:"))
-        .and_then(|v| v.trim().parse().ok())
 }
 
 /// Whose signal a descriptor of ours would carry, as `pidfd_send_signal` reads it.
@@ -255,9 +223,10 @@ enum Target {
 }
 
 fn signal_target(fd: &OwnedFd) -> Target {
-    let fdinfo = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd()))
-        .unwrap_or_default();
-    if let Some(pid) = pidfd_pid(&fdinfo) {
+    // The pid a pidfd names, from its fdinfo (`Pid:`, in our namespace; -1 once it has exited,
+    // 0 when it is outside our namespace); none when the descriptor is not a pidfd.
+    let fdinfo = procfs::fdinfo(fd).unwrap_or_default();
+    if let Some(pid) = procfs::parsed::<i64>(&fdinfo, "Pid") {
         return match u32::try_from(pid) {
             Ok(0) => Target::Other,
             Ok(p) => tgid_of(p).map_or(Target::Gone, Target::Process),
@@ -282,18 +251,7 @@ fn signal_target(fd: &OwnedFd) -> Target {
     if !same_mount {
         return Target::ForeignProc;
     }
-    let status = nix::fcntl::openat(
-        fd.as_fd(),
-        "status",
-        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .ok()
-    .and_then(|f| {
-        let mut text = String::new();
-        std::fs::File::from(f).read_to_string(&mut text).ok()?;
-        status_field(&text, "Tgid")
-    });
+    let status = Status::of_dir(fd.as_fd()).ok().and_then(|s| s.tgid());
     status.map_or(Target::Gone, Target::Process)
 }
 
@@ -333,7 +291,7 @@ impl Supervisor {
             n.args[2],
             n.args[3] as u32,
         );
-        let dup = match caller_fd(n.pid, fd) {
+        let dup = match pidfd::caller_fd(n.pid, fd) {
             Ok(d) => d,
             Err(e) if e.raw_os_error() == Some(libc::EBADF) => {
                 return Answer::Performed(Err(libc::EBADF));
@@ -390,7 +348,7 @@ impl Supervisor {
             s.spawn(|| {
                 // The real uid too: kill permission (kill_ok_by_cred) compares it.
                 creds::assume(&caller, RealUid::Task)?;
-                signals::pidfd_send_signal(dup.as_fd(), sig, info.as_ref(), flags)
+                pidfd::send_signal(dup.as_fd(), sig, info.as_ref(), flags)
             })
             .join()
         });
@@ -404,7 +362,7 @@ impl Supervisor {
     /// Refuses a call aimed at the defender and reports it, naming the caller.
     fn refuse_signal(&mut self, n: &Notification, what: &str) -> Answer {
         let pid = exec::process_of(n.pid);
-        let process = std::fs::read_link(format!("/proc/{}/exe", n.pid))
+        let process = procfs::exe(n.pid)
             .map(|p| p.display().to_string())
             .unwrap_or_else(|_| "unknown".into());
         let message = format!(
@@ -415,7 +373,7 @@ impl Supervisor {
         let mut e = Event::defender(&self.scope, "prevent", in_force.rule_name(), message);
         e.pid = pid;
         e.process = process;
-        e.cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok().map(|c| {
+        e.cmdline = procfs::cmdline(pid).ok().map(|c| {
             String::from_utf8_lossy(&c)
                 .trim_end_matches('\0')
                 .replace('\0', " ")
@@ -423,22 +381,6 @@ impl Supervisor {
         self.sink.emit(e);
         Answer::Deny(libc::EPERM)
     }
-}
-
-/// A duplicate of descriptor `fd` of thread `tid`: through the thread's own pidfd where the kernel
-/// has them (6.9), else through its process's when both share one file table.
-fn caller_fd(tid: u32, fd: i32) -> std::io::Result<OwnedFd> {
-    let pidfd = match socket::pidfd_thread(tid) {
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-            let tgid = exec::process_of(tid);
-            if tgid != tid && !socket::same_files(tgid, tid)? {
-                return Err(std::io::Error::from_raw_os_error(libc::EPERM));
-            }
-            socket::pidfd_open_process(tgid)?
-        }
-        other => other?,
-    };
-    socket::pidfd_getfd(pidfd.as_fd(), fd)
 }
 
 #[cfg(test)]
@@ -597,28 +539,12 @@ mod tests {
     }
 
     #[test]
-    fn fdinfo() {
-        let pidfd =
-            "pos:\t0\nflags:\t02000002\nmnt_id:\t15\nino:\t1057\nPid:\t4242\nNSpid:\t4242\n";
-        assert_eq!(pidfd_pid(pidfd), Some(4242));
-        assert_eq!(pidfd_pid("pos:\t0\nflags:\t02\nPid:\t-1\n"), Some(-1));
-        assert_eq!(
-            pidfd_pid("pos:\t0\nflags:\t0100000\nmnt_id:\t25\nino:\t7\n"),
-            None
-        );
-        assert_eq!(
-            status_field("Name:\tx\nTgid:\t77\nPid:\t78\n", "Tgid"),
-            Some(77)
-        );
-    }
-
-    #[test]
     fn a_foreign_descriptor_is_not_a_target() {
         let f: OwnedFd = std::fs::File::open("/dev/null").unwrap().into();
         assert_eq!(signal_target(&f), Target::Other);
         let me: OwnedFd = std::fs::File::open("/proc/self").unwrap().into();
         assert_eq!(signal_target(&me), Target::Process(std::process::id()));
-        let pidfd = socket::pidfd_open_process(std::process::id()).unwrap();
+        let pidfd = pidfd::open_process(std::process::id()).unwrap();
         assert_eq!(signal_target(&pidfd), Target::Process(std::process::id()));
     }
 }

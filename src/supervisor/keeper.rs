@@ -47,9 +47,9 @@ pub fn start() -> io::Result<()> {
     // is gone.
     nix::sys::prctl::set_child_subreaper(true)?;
     let signals = init::signals()?;
-    // SAFETY: the caller guarantees a single thread (no logger, console or sensor thread exists
-    // before `run` reaches the supervisor).
-    match unsafe { process::fork() }? {
+    // No logger, console or sensor thread exists before `run` reaches the supervisor: the fork
+    // checks that there is a single thread.
+    match process::fork()? {
         ForkResult::Child => {
             let _ = KEEPER.set(nix::unistd::getppid());
             Ok(())

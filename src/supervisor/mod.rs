@@ -133,10 +133,11 @@ pub fn run(cfg: RunConfig) -> Result<ExitStatus, SupervisorError> {
     // Not PID 1: the filter also guards the defender's processes from the workload's signals.
     let guarded = guard::Guarded::here();
     let guarded_values = guarded.map(|g| g.values());
-    // SAFETY: the defender has started no thread (no logger, console, timer or DNS forwarder
-    // thread exists before this point: the console uplink starts its threads in `after_fork`, and
-    // the network sensor its own, below), so the child may run ordinary code until it execs.
-    let fork = unsafe { process::fork() }.map_err(io_err("fork"))?;
+    // The defender has started no thread (no logger, console, timer or DNS forwarder thread
+    // exists before this point: the console uplink starts its threads in `after_fork`, and the
+    // network sensor its own, below), so the child may run ordinary code until it execs; the
+    // fork checks it.
+    let fork = process::fork().map_err(io_err("fork"))?;
     let main = match fork {
         ForkResult::Child => {
             drop(ours);
@@ -184,7 +185,7 @@ pub fn run(cfg: RunConfig) -> Result<ExitStatus, SupervisorError> {
     };
     // The keeper's end is news: from then on a death of ours would leave the command running.
     let keeper = keeper::keeper()
-        .and_then(|k| crate::sys::socket::pidfd_open_process(k.as_raw() as u32).ok())
+        .and_then(|k| crate::sys::pidfd::open_process(k.as_raw() as u32).ok())
         .filter(|_| Some(nix::unistd::getppid()) == keeper::keeper());
     let mut sup = Supervisor {
         guarded,
@@ -725,6 +726,8 @@ impl Supervisor {
             // (pid_max of them) while the call waits. A caller in a PID namespace below ours
             // names processes of that namespace, where no defender process is, and a task's PID
             // namespace never changes.
+            // The one `unsafe` outside sys: a TOCTOU contract, not memory safety.
+            #[allow(unsafe_code)]
             Answer::Unchecked => unsafe { self.listener.continue_call(n.id) },
             Answer::Allow { expected } => self.allow_exec(&n, expected),
             Answer::Performed(result) => self.listener.complete(n.id, result),
@@ -876,6 +879,7 @@ impl Supervisor {
         // with PTRACE_O_TRACEEXEC, so the image that actually gets executed is compared with the
         // files decided on before it runs (exec_watch.rs); where tracing is unavailable this was
         // reported as a degradation above.
+        #[allow(unsafe_code)]
         let sent = unsafe { self.listener.continue_call(n.id) };
         if self.killable && self.watch.is_pending(tid) {
             self.await_exec(tid);

@@ -6,9 +6,12 @@
 //! would change the whole supervisor.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
 
 use super::cvt;
+use super::process::open_dir_path;
+use super::procfs::{self, Status};
 
 /// Real, effective and saved ids (the first three fields of `Uid:`/`Gid:` in /proc/TID/status).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,12 +56,7 @@ pub enum RealUid {
 impl Creds {
     /// Parses the credentials out of the text of /proc/TID/status.
     pub fn parse_status(status: &str) -> Option<Creds> {
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-                .map(str::trim)
-        };
+        let field = |name: &str| procfs::field(status, name);
         let ids = |name: &str| -> Option<Ids> {
             let v: Vec<u32> = field(name)?
                 .split_whitespace()
@@ -97,23 +95,29 @@ impl Creds {
 /// read them while it waits in a trapped call, and check afterwards that the call still waits
 /// (the thread id was not reused meanwhile).
 pub fn of_task(tid: u32) -> io::Result<Creds> {
-    creds_in(tid, &read_status(tid)?)
+    creds_in(tid, &Status::of(tid)?)
+}
+
+/// Whether thread `tid` has capability `cap` (linux/capability.h numbering) in its effective set,
+/// as it counts in the caller's user namespace ([`of_task`]); unreadable credentials hold none.
+pub fn has_capability(tid: u32, cap: u32) -> bool {
+    of_task(tid).is_ok_and(|c| c.has_capability(cap))
 }
 
 /// [`of_task`] and [`fs_of_task`] with one read of /proc/TID/status.
 pub fn of_task_with_fs(tid: u32) -> io::Result<(Creds, Fs)> {
-    let status = read_status(tid)?;
+    let status = Status::of(tid)?;
     Ok((creds_in(tid, &status)?, fs_in(tid, &status)?))
 }
 
-fn creds_in(tid: u32, status: &str) -> io::Result<Creds> {
-    let mut creds = Creds::parse_status(status).ok_or_else(|| {
+fn creds_in(tid: u32, status: &Status) -> io::Result<Creds> {
+    let mut creds = Creds::parse_status(status.text()).ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::InvalidData,
             format!("unreadable credentials in /proc/{tid}/status"),
         )
     })?;
-    if !same_user_namespace(tid)? {
+    if !procfs::same_user_namespace(tid)? {
         // /proc/TID/status shows the capabilities a task holds in ITS user namespace: all of
         // them for the root of a namespace it made itself (unshare(CLONE_NEWUSER)). Assumed in
         // ours they would be real privileges over everything ours owns. They count here as
@@ -126,34 +130,6 @@ fn creds_in(tid: u32, status: &str) -> io::Result<Creds> {
         };
     }
     Ok(creds)
-}
-
-/// Whether thread `tid` is in the caller's user namespace (the same /proc/PID/ns/user inode).
-fn same_user_namespace(tid: u32) -> io::Result<bool> {
-    use std::os::unix::fs::MetadataExt;
-    let theirs = std::fs::metadata(format!("/proc/{tid}/ns/user"))?;
-    let ours = std::fs::metadata("/proc/thread-self/ns/user")?;
-    Ok((theirs.dev(), theirs.ino()) == (ours.dev(), ours.ino()))
-}
-
-/// /proc/TID/status, read with a buffer it fits in (about 1.5 KiB): a few reads, where reading
-/// it to a string in growing steps takes a dozen; this is read on every unix-socket call.
-fn read_status(tid: u32) -> io::Result<String> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(format!("/proc/{tid}/status"))?;
-    let mut buf = vec![0u8; 4096];
-    let mut len = 0;
-    loop {
-        if len == buf.len() {
-            buf.resize(buf.len() * 2, 0);
-        }
-        match file.read(&mut buf[len..])? {
-            0 => break,
-            n => len += n,
-        }
-    }
-    buf.truncate(len);
-    String::from_utf8(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 /// Makes the CALLING THREAD act with `c`: its supplementary groups, real, effective and saved
@@ -326,7 +302,7 @@ impl Fs {
     /// Whether the task's root is the calling thread's (the same mount and directory): then
     /// absolute paths resolve alike for both.
     pub fn root_is_ours(&self) -> io::Result<bool> {
-        let own_root = open_path(c"/")?;
+        let own_root = open_dir_path(Path::new("/"))?;
         Ok(identity(own_root.as_raw_fd())? == identity(self.root.as_raw_fd())?)
     }
 }
@@ -334,16 +310,12 @@ impl Fs {
 /// The file-system context of thread `tid` (/proc/TID/root, /proc/TID/cwd, `Umask:`). Like
 /// [`of_task`]: the thread's own only if it still waits in its trapped call after this.
 pub fn fs_of_task(tid: u32) -> io::Result<Fs> {
-    fs_in(tid, &read_status(tid)?)
+    fs_in(tid, &Status::of(tid)?)
 }
 
-fn fs_in(tid: u32, status: &str) -> io::Result<Fs> {
-    let open = |what: &str| -> io::Result<OwnedFd> {
-        let path = std::ffi::CString::new(format!("/proc/{tid}/{what}"))
-            .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-        open_path(&path)
-    };
-    let umask = parse_umask(status).ok_or_else(|| {
+fn fs_in(tid: u32, status: &Status) -> io::Result<Fs> {
+    let open = |what: &str| open_dir_path(&procfs::task_entry(tid, what));
+    let umask = status.umask().ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::InvalidData,
             format!("no umask in /proc/{tid}/status"),
@@ -354,19 +326,6 @@ fn fs_in(tid: u32, status: &str) -> io::Result<Fs> {
         cwd: open("cwd")?,
         umask,
     })
-}
-
-fn open_path(path: &std::ffi::CStr) -> io::Result<OwnedFd> {
-    // SAFETY: `path` is NUL-terminated and alive for the call; on success the kernel returns a
-    // new descriptor that nothing else owns.
-    let fd = cvt(unsafe {
-        libc::open(
-            path.as_ptr(),
-            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        )
-    })?;
-    // SAFETY: just returned by the kernel, owned by no one else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// What makes a directory the same place for path lookups: its mount and inode (statx(2)).
@@ -393,11 +352,6 @@ fn identity(fd: i32) -> io::Result<(u64, u32, u32, u64)> {
         stx.stx_dev_minor,
         stx.stx_ino,
     ))
-}
-
-fn parse_umask(status: &str) -> Option<u32> {
-    let v = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
-    u32::from_str_radix(v.trim(), 8).ok()
 }
 
 /// Gives the CALLING THREAD a file-system context of its own (`unshare(CLONE_FS)`: root, cwd and
@@ -449,7 +403,7 @@ mod tests {
         assert_eq!(c.caps.permitted, 0xa80425fb);
         assert!(c.has_capability(10));
         assert!(!c.has_capability(12));
-        assert_eq!(parse_umask(STATUS), Some(0o027));
+        assert_eq!(Status::from_text(STATUS.into()).umask(), Some(0o027));
         let no_groups = STATUS.replace("Groups:\t4 24 27 ", "Groups:\t");
         assert_eq!(
             Creds::parse_status(&no_groups).unwrap().groups,

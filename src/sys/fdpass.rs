@@ -62,8 +62,8 @@ pub fn take_announced_fd(sock: &OwnedFd, child: u32) -> io::Result<Option<(Owned
         }
     }
     let fd = RawFd::from_ne_bytes(msg[1..].try_into().expect("4 bytes"));
-    let pidfd = super::socket::pidfd_open_process(child)?;
-    let taken = super::socket::pidfd_getfd(std::os::fd::AsFd::as_fd(&pidfd), fd)?;
+    let pidfd = super::pidfd::open_process(child)?;
+    let taken = super::pidfd::getfd(std::os::fd::AsFd::as_fd(&pidfd), fd)?;
     nix::unistd::write(sock, &[1])?;
     Ok(Some((taken, msg[0])))
 }

@@ -4,7 +4,9 @@
 pub mod caps;
 pub mod creds;
 pub mod fdpass;
+pub mod pidfd;
 pub mod process;
+pub mod procfs;
 pub mod remote;
 pub mod seccomp;
 pub mod signals;

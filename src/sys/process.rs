@@ -1,11 +1,10 @@
 //! Process-level calls that need `unsafe` or raw libc: fork, exec, opening a path inside a
 //! caller's root, and signalling every descendant.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::ffi::{CStr, CString};
-use std::fs;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
 use nix::errno::Errno;
@@ -13,15 +12,27 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::{WaitPidFlag, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 
-use super::cvt;
+use super::{cvt, pidfd, procfs};
 
-/// Forks.
+/// Forks, when the process has a single thread; fails otherwise, without forking.
 ///
-/// # Safety
-/// The caller must be single-threaded: the child of a multi-threaded process may only call
-/// async-signal-safe functions (fork(2)), and the child here allocates and runs ordinary Rust.
-pub unsafe fn fork() -> io::Result<ForkResult> {
-    // SAFETY: forwarded to the caller, who guarantees a single thread (see above).
+/// The child of a multi-threaded process may only call async-signal-safe functions until it
+/// execs (fork(2): another thread may have held a lock, of the allocator say, which stays held in
+/// the child), and the children of the defender allocate and run ordinary Rust. With one thread
+/// counted there can be no other by the time of the fork: only the calling thread could start
+/// one, and it is here. Threads are started after the forks (the console uplink's in the
+/// supervisor's `after_fork`, the network sensor's after it).
+pub fn fork() -> io::Result<ForkResult> {
+    match procfs::thread_count()? {
+        1 => {}
+        n => {
+            return Err(io::Error::other(format!(
+                "fork with {n} threads: only a single-threaded process may fork and run on"
+            )));
+        }
+    }
+    // SAFETY: the process has one thread (counted just above, and only this thread could start
+    // another), so the child inherits no lock held by another thread.
     Ok(unsafe { nix::unistd::fork() }?)
 }
 
@@ -136,11 +147,6 @@ pub fn open_dir_path(path: &Path) -> io::Result<OwnedFd> {
     )?)
 }
 
-/// The path an fd refers to, as `/proc/self/fd/N` names it.
-pub fn fd_path(fd: &impl AsRawFd) -> io::Result<std::path::PathBuf> {
-    fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
-}
-
 /// Sends `sig` to every live descendant of `ancestor`: what is left of the container, including
 /// processes that called setsid(2) or were reparented to us (we are PID 1 or a child subreaper, so
 /// orphans stay our descendants).
@@ -152,7 +158,7 @@ pub fn fd_path(fd: &impl AsRawFd) -> io::Result<std::path::PathBuf> {
 pub fn signal_descendants(ancestor: i32, sig: Signal) {
     let pinned: Vec<(i32, OwnedFd)> = descendants(ancestor)
         .into_iter()
-        .filter_map(|pid| pidfd_open(pid).ok().map(|fd| (pid, fd)))
+        .filter_map(|pid| pidfd::open_process(pid as u32).ok().map(|fd| (pid, fd)))
         .collect();
     let still: HashSet<i32> = descendants(ancestor).into_iter().collect();
     let targets: Vec<&OwnedFd> = pinned
@@ -165,61 +171,17 @@ pub fn signal_descendants(ancestor: i32, sig: Signal) {
     // A stopped process runs no more user code; SIGKILL ends it stopped or not.
     if sig == Signal::SIGKILL {
         for fd in &targets {
-            let _ = pidfd_send_signal(fd, Signal::SIGSTOP);
+            let _ = pidfd::send_signal(fd.as_fd(), Signal::SIGSTOP as i32, None, 0);
         }
     }
     for fd in targets {
-        let _ = pidfd_send_signal(fd, sig);
+        let _ = pidfd::send_signal(fd.as_fd(), sig as i32, None, 0);
     }
-}
-
-fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags by value and touches no memory of ours.
-    let fd = cvt(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) })?;
-    // SAFETY: on success pidfd_open returns a new descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
-}
-
-fn pidfd_send_signal(fd: &OwnedFd, sig: Signal) -> io::Result<()> {
-    // SAFETY: a NULL siginfo is allowed (the kernel fills in one as kill(2) would); the other
-    // arguments are integers.
-    cvt(unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            fd.as_raw_fd(),
-            sig as i32,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    })?;
-    Ok(())
 }
 
 /// Every live descendant of `ancestor`, found by walking the parent links of all of /proc.
 fn descendants(ancestor: i32) -> Vec<i32> {
-    let mut parent_of = HashMap::new();
-    let Ok(dir) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        if let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) {
-            // The comm field (2nd) may contain spaces and parentheses: split after the last ')'.
-            if let Some(ppid) = stat
-                .rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-                .and_then(|p| p.parse::<i32>().ok())
-            {
-                parent_of.insert(pid, ppid);
-            }
-        }
-    }
+    let parent_of = procfs::parents();
     let mut found: HashSet<i32> = HashSet::new();
     for &pid in parent_of.keys() {
         let mut at = pid;

@@ -1,5 +1,6 @@
-//! Reading a trapped caller's memory: `process_vm_readv(2)`, falling back to `/proc/PID/mem` where
-//! the former is filtered (Docker's default profile allows it only with CAP_SYS_PTRACE).
+//! A trapped caller's memory: read with `process_vm_readv(2)` and written with
+//! `process_vm_writev(2)`, falling back to `/proc/PID/mem` where those are filtered (Docker's
+//! default profile allows them only with CAP_SYS_PTRACE) or absent.
 //!
 //! Every read here is a snapshot of memory the caller may still change; callers confirm the
 //! notification is still valid before acting on what they read, and say at each CONTINUE why the
@@ -9,7 +10,8 @@ use std::fs::File;
 use std::io::{self, IoSliceMut};
 use std::os::unix::fs::FileExt;
 
-use nix::sys::uio::{RemoteIoVec, process_vm_readv};
+use nix::errno::Errno;
+use nix::sys::uio::{RemoteIoVec, process_vm_readv, process_vm_writev};
 use nix::unistd::Pid;
 
 const PAGE: u64 = 4096;
@@ -40,9 +42,7 @@ impl RemoteMemory {
                 &remote,
             ) {
                 Ok(n) => return Ok(n),
-                Err(nix::errno::Errno::EPERM | nix::errno::Errno::ENOSYS) => {
-                    self.mem = Some(File::open(format!("/proc/{}/mem", self.pid))?);
-                }
+                Err(e) if use_mem_file(e) => self.mem = Some(open_mem(self.pid, false)?),
                 Err(e) => return Err(e.into()),
             }
         }
@@ -114,6 +114,41 @@ impl RemoteMemory {
     }
 }
 
+/// Whether a process_vm_* error means that /proc/PID/mem must be used instead: the call is
+/// filtered (EPERM) or not there (ENOSYS).
+fn use_mem_file(e: Errno) -> bool {
+    matches!(e, Errno::EPERM | Errno::ENOSYS)
+}
+
+fn open_mem(pid: i32, write: bool) -> io::Result<File> {
+    std::fs::OpenOptions::new()
+        .read(!write)
+        .write(write)
+        .open(format!("/proc/{pid}/mem"))
+}
+
+/// /proc/PID/mem opened for writing, for a caller that must hold it before it changes
+/// credentials (the open is checked against the opener's, ptrace access mode).
+pub fn open_for_writing(pid: i32) -> io::Result<File> {
+    open_mem(pid, true)
+}
+
+/// Writes `bytes` into the memory of process `pid` at `addr`: the `msg_len` fields a real
+/// sendmmsg(2) would have filled in.
+pub fn write(pid: i32, addr: u64, bytes: &[u8]) -> io::Result<()> {
+    let local = [io::IoSlice::new(bytes)];
+    let remote = [RemoteIoVec {
+        base: addr as usize,
+        len: bytes.len(),
+    }];
+    match process_vm_writev(Pid::from_raw(pid), &local, &remote) {
+        Ok(n) if n == bytes.len() => Ok(()),
+        Ok(_) => Err(io::Error::from_raw_os_error(libc::EFAULT)),
+        Err(e) if use_mem_file(e) => open_mem(pid, true)?.write_all_at(bytes, addr),
+        Err(e) => Err(e.into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,5 +174,17 @@ mod tests {
         let (ptrs, truncated) = mem.read_ptr_array(args.as_ptr() as u64, 8, 1).unwrap();
         assert_eq!((ptrs.len(), truncated), (1, true));
         assert!(mem.read_cstr(0, 10).is_err());
+    }
+
+    #[test]
+    fn writes_own_memory() {
+        let mut target = [0u8; 4];
+        let at = target.as_mut_ptr() as u64;
+        write(std::process::id() as i32, at, &7u32.to_ne_bytes()).unwrap();
+        let mut back = [0u8; 4];
+        let n = RemoteMemory::new(std::process::id() as i32)
+            .read(at, &mut back)
+            .unwrap();
+        assert_eq!((n, u32::from_ne_bytes(back)), (4, 7));
     }
 }

@@ -12,7 +12,6 @@
 //! force_sig_info_to_task, kernel/signal.c).
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use super::cvt;
@@ -146,28 +145,4 @@ fn set_mask(mask: KernelSigset) -> io::Result<()> {
 pub fn stop_self() -> io::Result<()> {
     nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::Signal::SIGSTOP)?;
     Ok(())
-}
-
-/// The size of `siginfo_t` on every Linux ABI (`SI_MAX_SIZE`, asm-generic/siginfo.h).
-pub const SIGINFO_SIZE: usize = 128;
-
-/// `pidfd_send_signal(2)` on a descriptor of ours, with an optional siginfo (copied beforehand).
-pub fn pidfd_send_signal(
-    pidfd: BorrowedFd<'_>,
-    sig: i32,
-    info: Option<&[u8; SIGINFO_SIZE]>,
-    flags: u32,
-) -> io::Result<i64> {
-    let info = info.map_or(std::ptr::null(), |i| i.as_ptr());
-    // SAFETY: `info` is NULL or points at SIGINFO_SIZE live bytes, which is all the kernel reads
-    // (copy_siginfo_from_user); the other arguments are integers.
-    cvt(unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            sig,
-            info,
-            flags,
-        )
-    })
 }

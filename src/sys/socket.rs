@@ -7,55 +7,17 @@
 use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd};
 
 use super::cvt;
 
-/// `PIDFD_THREAD` (linux/pidfd.h, 6.9): a pidfd for one thread rather than a thread-group leader.
-const PIDFD_THREAD: libc::c_uint = libc::O_EXCL as libc::c_uint;
-
-/// Whether tasks `a` and `b` share one file table (kcmp(2) with KCMP_FILES).
-pub fn same_files(a: u32, b: u32) -> io::Result<bool> {
-    const KCMP_FILES: libc::c_int = 2;
-    // SAFETY: integers only; KCMP_FILES takes no pointer arguments.
-    let order = cvt(unsafe {
-        libc::syscall(
-            libc::SYS_kcmp,
-            a as libc::pid_t,
-            b as libc::pid_t,
-            KCMP_FILES,
-            0,
-            0,
-        )
-    })?;
-    Ok(order == 0)
-}
-
-/// Opens a pidfd for thread `tid` itself (`PIDFD_THREAD`, Linux 6.9; EINVAL before).
-pub fn pidfd_thread(tid: u32) -> io::Result<OwnedFd> {
-    pidfd_open(tid, PIDFD_THREAD)
-}
-
-/// Opens a pidfd for process `pid`.
-pub fn pidfd_open_process(pid: u32) -> io::Result<OwnedFd> {
-    pidfd_open(pid, 0)
-}
-
-fn pidfd_open(pid: u32, flags: libc::c_uint) -> io::Result<OwnedFd> {
-    // SAFETY: pidfd_open takes integers only; on success it returns a new fd that nothing owns.
-    let fd = cvt(unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, flags) })?;
-    // SAFETY: `fd` was just returned by the kernel and is owned by no one else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
-}
-
-/// Duplicates file descriptor `fd` of the process behind `pidfd` into ours (Linux 5.6). The
-/// duplicate shares the open file description: acting on it acts on the caller's socket.
-pub fn pidfd_getfd(pidfd: BorrowedFd<'_>, fd: i32) -> io::Result<OwnedFd> {
-    // SAFETY: integers only; on success the kernel returns a new fd (O_CLOEXEC) that nothing owns.
-    let dup = cvt(unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) })?;
-    // SAFETY: `dup` was just returned by the kernel and is owned by no one else.
-    Ok(unsafe { OwnedFd::from_raw_fd(dup as RawFd) })
-}
+// Moved to `pidfd`; re-exported for the socket calls' callers (supervisor/net.rs).
+pub use super::pidfd::{
+    getfd as pidfd_getfd, open_process as pidfd_open_process, open_thread as pidfd_thread,
+    same_files,
+};
+// Moved to `remote`; re-exported for supervisor/net.rs.
+pub use super::remote::write as write_remote;
 
 /// What the kernel says a socket is: fixed when it was created.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -278,26 +240,4 @@ fn address_of(
     };
     crate::sensors::net::inet_address(raw.bytes())
         .ok_or_else(|| io::Error::from_raw_os_error(libc::EAFNOSUPPORT))
-}
-
-/// Writes `bytes` into the caller's memory at `addr` (`process_vm_writev(2)`): the `msg_len` fields
-/// a real sendmmsg(2) would have filled in.
-pub fn write_remote(pid: i32, addr: u64, bytes: &[u8]) -> io::Result<()> {
-    let local = [std::io::IoSlice::new(bytes)];
-    let remote = [nix::sys::uio::RemoteIoVec {
-        base: addr as usize,
-        len: bytes.len(),
-    }];
-    match nix::sys::uio::process_vm_writev(nix::unistd::Pid::from_raw(pid), &local, &remote) {
-        Ok(n) if n == bytes.len() => Ok(()),
-        Ok(_) => Err(io::Error::from_raw_os_error(libc::EFAULT)),
-        Err(nix::errno::Errno::EPERM | nix::errno::Errno::ENOSYS) => {
-            use std::os::unix::fs::FileExt;
-            let mem = std::fs::OpenOptions::new()
-                .write(true)
-                .open(format!("/proc/{pid}/mem"))?;
-            mem.write_all_at(bytes, addr)
-        }
-        Err(e) => Err(e.into()),
-    }
 }
