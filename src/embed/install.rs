@@ -2,7 +2,7 @@
 //! carrier container runs to fill the task volume, and a way to put the binary into a build
 //! context or an image stage: neither side needs a shell or any other tool.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -27,8 +27,7 @@ pub fn install(dir: &Path) -> Result<PathBuf, InstallError> {
         }
     };
     fs::create_dir_all(dir).map_err(fail("creating the directory"))?;
-    // /proc/self/exe is the running file itself, whatever path (or none) it was started by.
-    let mut source = File::open("/proc/self/exe").map_err(fail("opening /proc/self/exe"))?;
+    let mut source = crate::sys::procfs::own_image().map_err(fail("opening /proc/self/exe"))?;
     let target = dir.join("defender");
     let partial = dir.join(format!(".defender.{}.partial", std::process::id()));
     let mut copy = || -> io::Result<()> {

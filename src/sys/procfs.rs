@@ -120,6 +120,12 @@ pub fn exe(pid: u32) -> io::Result<PathBuf> {
     std::fs::read_link(exe_link(pid))
 }
 
+/// The running executable of this process, opened (/proc/self/exe: the very file, whatever path,
+/// or none, it was started by).
+pub fn own_image() -> io::Result<File> {
+    File::open("/proc/self/exe")
+}
+
 /// The command line of process `pid`: each argument ends with a NUL.
 pub fn cmdline(pid: u32) -> io::Result<Vec<u8>> {
     std::fs::read(format!("/proc/{pid}/cmdline"))

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::policy::{self, Policy};
+use crate::policy::{self, Policy, PolicyError};
 
 const FILE: &str = "policy.json";
 
@@ -37,6 +37,19 @@ pub struct Cache {
     path: PathBuf,
 }
 
+/// Why the cached policy cannot be used (it is then ignored).
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("{0}")]
+    Read(#[source] io::Error),
+    #[error("{0}")]
+    Damaged(#[source] serde_json::Error),
+    #[error("it came from the console {saved}, not {console}")]
+    OtherConsole { saved: String, console: String },
+    #[error("{0}")]
+    Invalid(#[source] PolicyError),
+}
+
 impl Cache {
     pub fn new(state_dir: &Path) -> Cache {
         Cache {
@@ -50,20 +63,20 @@ impl Cache {
 
     /// The policy cached from `console`; `Ok(None)` when there is none, `Err` when the file is
     /// unusable or from another console.
-    pub fn load(&self, console: &str) -> Result<Option<Cached>, String> {
+    pub fn load(&self, console: &str) -> Result<Option<Cached>, CacheError> {
         let text = match std::fs::read_to_string(&self.path) {
             Ok(t) => t,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(CacheError::Read(e)),
         };
-        let saved: Saved = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        let saved: Saved = serde_json::from_str(&text).map_err(CacheError::Damaged)?;
         if saved.console != console {
-            return Err(format!(
-                "it came from the console {}, not {console}",
-                saved.console
-            ));
+            return Err(CacheError::OtherConsole {
+                saved: saved.console,
+                console: console.into(),
+            });
         }
-        let policy = policy::parse(&saved.policy.to_string()).map_err(|e| e.to_string())?;
+        let policy = policy::parse(&saved.policy.to_string()).map_err(CacheError::Invalid)?;
         Ok(Some(Cached {
             revision: saved.revision,
             saved_at: saved.saved_at,
@@ -102,7 +115,7 @@ mod tests {
         cache.save("http://c", "7", &p).unwrap();
         let back = cache.load("http://c").unwrap().unwrap();
         // Another console's policy is not this one's.
-        let err = cache.load("http://other").err().unwrap();
+        let err = cache.load("http://other").err().unwrap().to_string();
         assert!(
             err.contains("from the console http://c, not http://other"),
             "{err}"
@@ -122,7 +135,7 @@ mod tests {
             serde_json::from_str(&std::fs::read_to_string(cache.path()).unwrap()).unwrap();
         saved["policy"]["rules"][0]["processes"]["effect"] = "deny".into();
         std::fs::write(cache.path(), saved.to_string()).unwrap();
-        let err = cache.load("http://c").err().unwrap();
+        let err = cache.load("http://c").err().unwrap().to_string();
         assert!(err.contains("processes.effect"), "{err}");
         std::fs::write(cache.path(), "{").unwrap();
         assert!(cache.load("http://c").is_err());

@@ -5,7 +5,7 @@
 //! Blocking calls on purpose: each uplink thread does one thing at a time, and ureq starts no
 //! thread of its own until a call is made (which happens after fork, see `supervisor::run`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
@@ -23,8 +23,18 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 pub enum SetupError {
     #[error("--console {url:?}: not an http:// or https:// URL")]
     Url { url: String },
-    #[error("--console-ca {path}: {message}")]
-    Ca { path: String, message: String },
+    #[error("--console-ca {}: {source}", path.display())]
+    CaUnreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("--console-ca {}: {source}", path.display())]
+    CaInvalid {
+        path: PathBuf,
+        source: Box<ureq::Error>,
+    },
+    #[error("--console-ca {}: no PEM certificate in it", path.display())]
+    CaEmpty { path: PathBuf },
 }
 
 /// A request that did not succeed.
@@ -185,20 +195,29 @@ fn unquote(etag: &str) -> String {
 
 /// Every certificate in a PEM file.
 fn read_ca(path: &Path) -> Result<Vec<Certificate<'static>>, SetupError> {
-    let fail = |message: String| SetupError::Ca {
-        path: path.display().to_string(),
-        message,
+    let path = path.to_path_buf();
+    let pem = match std::fs::read(&path) {
+        Ok(pem) => pem,
+        Err(source) => return Err(SetupError::CaUnreadable { path, source }),
     };
-    let pem = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
     let mut certs = Vec::new();
     for item in ureq::tls::parse_pem(&pem) {
-        match item.map_err(|e| fail(e.to_string()))? {
+        let item = match item {
+            Ok(item) => item,
+            Err(e) => {
+                return Err(SetupError::CaInvalid {
+                    path,
+                    source: Box::new(e),
+                });
+            }
+        };
+        match item {
             PemItem::Certificate(c) => certs.push(c),
             _ => continue,
         }
     }
     if certs.is_empty() {
-        return Err(fail("no PEM certificate in it".into()));
+        return Err(SetupError::CaEmpty { path });
     }
     Ok(certs)
 }
