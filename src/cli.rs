@@ -1,4 +1,4 @@
-//! The command line (spec/cli.md): every flag of `defender run` also has an environment variable,
+//! The command line (docs/cli.md): every flag of `defender run` also has an environment variable,
 //! because in a Fargate task definition environment variables are how configuration travels.
 
 use std::ffi::OsString;

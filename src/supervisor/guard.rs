@@ -233,23 +233,13 @@ fn signal_target(fd: &OwnedFd) -> Target {
             Err(_) => Target::Gone,
         };
     }
-    let is_proc = nix::sys::statfs::fstatfs(fd.as_fd())
-        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC);
-    if !is_proc {
-        return Target::Other;
-    }
     // A /proc/PID directory names its task itself (proc_pid of the inode); its `status`, read
     // through the directory, is that task's, numbered in the proc mount's namespace: ours only if
-    // it is our /proc.
-    let same_mount = match (
-        nix::sys::stat::fstat(fd.as_fd()),
-        nix::sys::stat::stat("/proc/self"),
-    ) {
-        (Ok(a), Ok(b)) => a.st_dev == b.st_dev,
-        _ => false,
-    };
-    if !same_mount {
-        return Target::ForeignProc;
+    // it is our /proc. Unreadable counts as another mount (refused).
+    match procfs::mount_of(fd.as_fd()) {
+        procfs::Mount::NotProc => return Target::Other,
+        procfs::Mount::OtherProc => return Target::ForeignProc,
+        procfs::Mount::OurProc => {}
     }
     let status = Status::of_dir(fd.as_fd()).ok().and_then(|s| s.tgid());
     status.map_or(Target::Gone, Target::Process)

@@ -1,4 +1,4 @@
-//! PID-1 duties (notes/init.md): the signal mask and signalfd, forwarding, and the lifecycle that
+//! PID-1 duties: the signal mask and signalfd, forwarding, and the lifecycle that
 //! decides when to signal the leftovers and with which status to exit. The lifecycle is a pure
 //! state machine; the loop in `mod.rs` feeds it facts and carries out its actions.
 

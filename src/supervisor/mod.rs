@@ -261,7 +261,7 @@ fn prepare(command: &[OsString]) -> Result<Program, SupervisorError> {
     })
 }
 
-/// The environment variable of `--token` (cli.md), withheld from the command.
+/// The environment variable of `--token` (docs/cli.md), withheld from the command.
 const CONSOLE_TOKEN_ENV: &str = "DEFENDER_TOKEN";
 
 fn is_executable(p: &Path) -> bool {
@@ -526,7 +526,7 @@ impl Supervisor {
         )
     }
 
-    /// Forwards every pending signal but SIGCHLD to the command (cli.md; notes/init.md).
+    /// Forwards every pending signal but SIGCHLD to the command (docs/cli.md).
     /// Returns whether SIGCHLD was among them.
     fn forward_signals(&mut self, signals: &SignalFd) -> bool {
         let mut child_news = false;
@@ -929,7 +929,7 @@ impl Supervisor {
     }
 
     /// The `block` effect: report, then kill every process of the container; the loop exits
-    /// with BLOCKED_EXIT once all are gone.
+    /// with [`ExitStatus::Blocked`] once all are gone.
     fn block(&mut self, rule: &str, what: &str) {
         let message = format!(
             "Container {} blocked by rule {rule}: {what}",

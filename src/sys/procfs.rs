@@ -109,6 +109,32 @@ pub fn tgid(tid: u32) -> io::Result<u32> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no Tgid in the status"))
 }
 
+/// Which /proc a descriptor is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mount {
+    /// Not a proc file system.
+    NotProc,
+    /// Another proc mount than our /proc (its pids may be of another PID namespace), or one
+    /// whose device could not be compared.
+    OtherProc,
+    /// Our /proc.
+    OurProc,
+}
+
+/// Whether `fd` is on a proc file system, and ours.
+pub fn mount_of(fd: BorrowedFd<'_>) -> Mount {
+    use nix::sys::{stat, statfs};
+    let is_proc =
+        statfs::fstatfs(fd).is_ok_and(|s| s.filesystem_type() == statfs::PROC_SUPER_MAGIC);
+    if !is_proc {
+        return Mount::NotProc;
+    }
+    match (stat::fstat(fd), stat::stat("/proc/self")) {
+        (Ok(a), Ok(b)) if a.st_dev == b.st_dev => Mount::OurProc,
+        _ => Mount::OtherProc,
+    }
+}
+
 /// The link to the image task `pid` runs (/proc/PID/exe): stat(2) through it reaches the very
 /// file, even when its path no longer names it.
 pub fn exe_link(pid: u32) -> PathBuf {
@@ -255,6 +281,9 @@ mod tests {
         let dir = File::open(format!("/proc/{me}")).unwrap();
         use std::os::fd::AsFd;
         assert_eq!(Status::of_dir(dir.as_fd()).unwrap().tgid(), Some(me));
+        assert_eq!(mount_of(dir.as_fd()), Mount::OurProc);
+        let null = File::open("/dev/null").unwrap();
+        assert_eq!(mount_of(null.as_fd()), Mount::NotProc);
         assert!(same_user_namespace(me).unwrap());
         assert!(thread_count().unwrap() >= 1);
         assert_eq!(exe(me).unwrap(), std::env::current_exe().unwrap());

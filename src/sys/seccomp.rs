@@ -10,7 +10,7 @@ use libc::{c_ulong, sock_filter, sock_fprog};
 use super::cvt;
 
 /// `SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP` (linux/seccomp.h, 6.6): wake the supervisor on the
-/// caller's CPU, which takes a trapped call from ~40 µs to ~6 µs on a 2-vCPU VM (notes/enforcement.md).
+/// caller's CPU, which takes a trapped call from ~40 µs to ~6 µs on a 2-vCPU VM.
 const SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP: u64 = 1;
 
 /// A trapped system call, copied out of the kernel's `struct seccomp_notif`.

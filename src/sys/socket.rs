@@ -1,8 +1,8 @@
 //! Sockets of a trapped caller, worked on from the supervisor: taking a duplicate of the caller's
 //! socket (`pidfd_getfd(2)`), asking the kernel what kind of socket it is, and performing
 //! `connect`/`bind`/`sendto`/`sendmsg`/`sendmmsg` on it with arguments the supervisor copied and
-//! checked, so that what the kernel executes is exactly what was decided on
-//! (notes/enforcement.md: "CONTINUE is not a security boundary").
+//! checked, so that what the kernel executes is exactly what was decided on (a CONTINUE is not a
+//! security boundary: the kernel would read the caller's memory again, after the decision).
 
 use std::io;
 use std::mem::{size_of, zeroed};
