@@ -38,7 +38,8 @@ pub fn keeper() -> Option<Pid> {
 }
 
 /// Forks the keeper when the defender is not PID 1; returns in the defender only. In the keeper
-/// it never returns: it exits with the defender's status. Must be called before any thread exists.
+/// it never returns: it exits with the defender's status. Must be called before any thread exists
+/// (the fork fails otherwise).
 pub fn start() -> io::Result<()> {
     if std::process::id() == 1 {
         return Ok(());
