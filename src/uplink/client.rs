@@ -41,11 +41,26 @@ pub enum SetupError {
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// No answer, a broken connection or a server error: the console is away; try again later.
-    #[error("{0}")]
-    Unreachable(String),
+    #[error(transparent)]
+    Unreachable(Away),
     /// The console answered and refused (4xx): the same request will be refused again.
     #[error("HTTP {status}: {body}")]
     Refused { status: u16, body: String },
+}
+
+/// Why the console counts as away.
+#[derive(Debug, thiserror::Error)]
+pub enum Away {
+    /// No connection, a broken one, a timeout.
+    #[error(transparent)]
+    Transport(Box<ureq::Error>),
+    /// A server error (5xx, or a status the API does not give).
+    #[error("HTTP {status}: {body}")]
+    Server { status: u16, body: String },
+    #[error("the console's policy answer has no ETag")]
+    NoRevision,
+    #[error("304 without a revision asked for")]
+    UnaskedNotModified,
 }
 
 /// The answer to a policy fetch.
@@ -132,9 +147,7 @@ impl Client {
             .map(unquote);
         let body = response.body_mut().read_to_string().map_err(unreachable)?;
         check(status, &body)?;
-        let revision = revision.ok_or_else(|| {
-            ClientError::Unreachable("the console's policy answer has no ETag".into())
-        })?;
+        let revision = revision.ok_or_else(|| ClientError::Unreachable(Away::NoRevision))?;
         Ok(Fetched::Policy {
             revision,
             document: body,
@@ -177,12 +190,15 @@ fn check(status: u16, body: &str) -> Result<(), ClientError> {
             status,
             body: short,
         }),
-        _ => Err(ClientError::Unreachable(format!("HTTP {status}: {short}"))),
+        _ => Err(ClientError::Unreachable(Away::Server {
+            status,
+            body: short,
+        })),
     }
 }
 
 fn unreachable(e: ureq::Error) -> ClientError {
-    ClientError::Unreachable(e.to_string())
+    ClientError::Unreachable(Away::Transport(Box::new(e)))
 }
 
 /// `"7"` and `W/"7"` are revision 7.

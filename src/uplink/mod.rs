@@ -328,7 +328,7 @@ impl Starter {
             ) {
                 Ok(Fetched::Policy { revision, document }) => return Ok((revision, document)),
                 Ok(Fetched::Unchanged) => {
-                    ClientError::Unreachable("304 without a revision asked for".into())
+                    ClientError::Unreachable(client::Away::UnaskedNotModified)
                 }
                 Err(e) => e,
             };
