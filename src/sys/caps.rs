@@ -38,8 +38,8 @@ struct Data {
 /// Capability numbers the kernel may know; PR_CAPBSET_READ answers EINVAL past the last one.
 const MAX_CAPS: u32 = 64;
 
-/// The calling thread's five sets.
-pub fn read() -> io::Result<CapSets> {
+/// The calling thread's effective, permitted and inheritable sets (capget(2)).
+pub fn thread_sets() -> io::Result<(u64, u64, u64)> {
     let mut header = Header {
         version: VERSION_3,
         pid: 0,
@@ -56,10 +56,20 @@ pub fn read() -> io::Result<CapSets> {
         )
     })?;
     let join = |f: fn(&Data) -> u32| u64::from(f(&data[0])) | u64::from(f(&data[1])) << 32;
+    Ok((
+        join(|d| d.effective),
+        join(|d| d.permitted),
+        join(|d| d.inheritable),
+    ))
+}
+
+/// The calling thread's five sets.
+pub fn read() -> io::Result<CapSets> {
+    let (effective, permitted, inheritable) = thread_sets()?;
     let mut sets = CapSets {
-        effective: join(|d| d.effective),
-        permitted: join(|d| d.permitted),
-        inheritable: join(|d| d.inheritable),
+        effective,
+        permitted,
+        inheritable,
         ambient: 0,
         bounding: 0,
     };
@@ -114,8 +124,9 @@ pub fn lower_ambient(cap: u32) -> io::Result<()> {
     Ok(())
 }
 
-/// Sets the effective, permitted and inheritable sets of the calling thread (capset(2)); the
-/// kernel refuses any that would grow, and clears from the ambient set what leaves the other two.
+/// Sets the effective, permitted and inheritable sets of the calling thread (capset(2) with pid
+/// 0 acts on the calling thread, never on the process); the kernel refuses any that would grow,
+/// and clears from the ambient set what leaves the other two.
 pub fn set(effective: u64, permitted: u64, inheritable: u64) -> io::Result<()> {
     let mut header = Header {
         version: VERSION_3,

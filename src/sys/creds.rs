@@ -240,55 +240,17 @@ fn current_groups() -> io::Result<Vec<u32>> {
     Ok(groups)
 }
 
-/// `_LINUX_CAPABILITY_VERSION_3`: two 32-bit words per set.
-const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
-
-#[repr(C)]
-struct CapHeader {
-    version: u32,
-    pid: i32,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct CapData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
-}
-
 fn capget() -> io::Result<Caps> {
-    let mut hdr = CapHeader {
-        version: CAPABILITY_VERSION_3,
-        pid: 0,
-    };
-    let mut data = [CapData::default(); 2];
-    // SAFETY: header and two data words, as version 3 requires; the kernel writes only `data`
-    // (and `hdr.version` on a version mismatch). pid 0: this thread.
-    cvt(unsafe { libc::syscall(libc::SYS_capget, &mut hdr, data.as_mut_ptr()) })?;
-    let join = |lo: u32, hi: u32| u64::from(lo) | (u64::from(hi) << 32);
+    let (effective, permitted, inheritable) = super::caps::thread_sets()?;
     Ok(Caps {
-        inheritable: join(data[0].inheritable, data[1].inheritable),
-        permitted: join(data[0].permitted, data[1].permitted),
-        effective: join(data[0].effective, data[1].effective),
+        inheritable,
+        permitted,
+        effective,
     })
 }
 
 fn capset(c: &Caps) -> io::Result<()> {
-    let mut hdr = CapHeader {
-        version: CAPABILITY_VERSION_3,
-        pid: 0,
-    };
-    let word = |i: u32| CapData {
-        effective: (c.effective >> (32 * i)) as u32,
-        permitted: (c.permitted >> (32 * i)) as u32,
-        inheritable: (c.inheritable >> (32 * i)) as u32,
-    };
-    let data = [word(0), word(1)];
-    // SAFETY: header and two data words, read by the kernel only; pid 0: this thread (capset
-    // acts on the calling thread, never on the process).
-    cvt(unsafe { libc::syscall(libc::SYS_capset, &mut hdr, data.as_ptr()) })?;
-    Ok(())
+    super::caps::set(c.effective, c.permitted, c.inheritable)
 }
 
 /// A task's file-system context, held open: its root and working directory, and its umask.
