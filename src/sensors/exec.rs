@@ -24,7 +24,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use crate::policy::{Attack, Rule};
-use crate::sys::process::{open_dir_path, open_in_root, open_path};
+use crate::sys::paths::{open_dir_path, open_in_root, open_path};
 use crate::sys::procfs::{self, fd_path};
 use crate::sys::remote::RemoteMemory;
 use crate::sys::seccomp::Notification;

@@ -12,7 +12,7 @@ use nix::unistd::{Pid, getpid, setpgid, tcsetpgrp};
 
 use super::caps::Plan;
 use crate::exit::ExitStatus;
-use crate::sys::{caps, fdpass, process};
+use crate::sys::{caps, fdpass, process, signals};
 
 /// The command, prepared before fork.
 pub struct Program {
@@ -42,13 +42,13 @@ pub fn exec(
     if std::io::stdin().is_terminal() {
         let _ = tcsetpgrp(std::io::stdin(), getpid());
     }
-    if let Err(e) = process::restore_sigpipe() {
+    if let Err(e) = signals::restore_sigpipe() {
         fail(
             ExitStatus::CannotStart,
             &format!("cannot restore SIGPIPE: {e}"),
         );
     }
-    if let Err(e) = crate::sys::signals::restore_original() {
+    if let Err(e) = signals::restore_original() {
         fail(
             ExitStatus::CannotStart,
             &format!("cannot restore the signal mask: {e}"),

@@ -10,7 +10,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
 use super::cvt;
-use super::process::open_dir_path;
+use super::paths::open_dir_path;
 use super::procfs::{self, Status};
 
 /// Real, effective and saved ids (the first three fields of `Uid:`/`Gid:` in /proc/TID/status).

@@ -4,6 +4,7 @@
 pub mod caps;
 pub mod creds;
 pub mod fdpass;
+pub mod paths;
 pub mod pidfd;
 pub mod process;
 pub mod procfs;

@@ -1,11 +1,10 @@
-//! Process-level calls that need `unsafe` or raw libc: fork, exec, opening a path inside a
-//! caller's root, and signalling every descendant.
+//! Processes: fork (single-threaded only), exec, waiting for children, letting a tracee go, and
+//! signalling a thread or every descendant.
 
 use std::collections::HashSet;
 use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::Path;
 
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
@@ -81,19 +80,6 @@ pub fn ptrace_detach_with(pid: Pid, sig: i32) -> io::Result<()> {
     Ok(())
 }
 
-/// Gives SIGPIPE back its default action. The Rust runtime ignores SIGPIPE at start-up, and an
-/// ignored signal stays ignored across execve(2): without this the command would inherit it.
-pub fn restore_sigpipe() -> io::Result<()> {
-    // SAFETY: SIG_DFL installs no handler, so no code of ours can run in signal context.
-    unsafe {
-        nix::sys::signal::signal(
-            nix::sys::signal::Signal::SIGPIPE,
-            nix::sys::signal::SigHandler::SigDfl,
-        )
-    }?;
-    Ok(())
-}
-
 /// Sends `sig` to thread `tid` of process `tgid` (tgkill(2)): a signal the kernel would have sent
 /// that thread itself, like the SIGPIPE of a send to a closed connection.
 pub fn signal_thread(tgid: u32, tid: u32, sig: Signal) -> io::Result<()> {
@@ -115,36 +101,6 @@ pub fn execve(path: &CStr, argv: &[CString], envp: &[CString]) -> io::Error {
         Err(e) => e.into(),
         Ok(never) => match never {},
     }
-}
-
-/// `openat2(2)` with RESOLVE_IN_ROOT: opens `path` (absolute or relative to `root`) as `O_PATH`,
-/// resolving every symlink and `..` as if `root` were `/`. This is how a caller's path is resolved
-/// when the caller is chrooted, without trusting absolute symlinks to stay inside.
-pub fn open_in_root(root: &impl AsFd, path: &Path) -> io::Result<OwnedFd> {
-    let how = nix::fcntl::OpenHow::new()
-        .flags(nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC)
-        .resolve(nix::fcntl::ResolveFlag::RESOLVE_IN_ROOT);
-    Ok(nix::fcntl::openat2(root.as_fd(), path, how)?)
-}
-
-/// Opens `path` as O_PATH, following symlinks: a handle on the file itself, without reading it.
-pub fn open_path(path: &Path) -> io::Result<OwnedFd> {
-    Ok(nix::fcntl::open(
-        path,
-        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )?)
-}
-
-/// Opens a directory as O_PATH (for [`open_in_root`]).
-pub fn open_dir_path(path: &Path) -> io::Result<OwnedFd> {
-    use nix::fcntl::OFlag;
-    let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-    Ok(nix::fcntl::open(
-        path,
-        flags,
-        nix::sys::stat::Mode::empty(),
-    )?)
 }
 
 /// Sends `sig` to every live descendant of `ancestor`: what is left of the container, including

@@ -1,6 +1,7 @@
 //! The defender's signal mask from its first instruction of user code: every signal blocked by a
 //! constructor that the `defender` binary registers in `.init_array`, and the mask it was started
-//! with kept for the command and for the subcommands that are not `run`.
+//! with kept for the command and for the subcommands that are not `run`; SIGPIPE's default action
+//! given back to the command; job-control stops of the defender itself.
 //!
 //! Why so early: between execve(2) and `main` the process runs the C library's start-up and the
 //! Rust runtime's; a signal with a default action of "terminate" that arrives there (a TERM sent
@@ -144,5 +145,18 @@ fn set_mask(mask: KernelSigset) -> io::Result<()> {
 /// terminal and the shell must see its job stop.
 pub fn stop_self() -> io::Result<()> {
     nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::Signal::SIGSTOP)?;
+    Ok(())
+}
+
+/// Gives SIGPIPE back its default action. The Rust runtime ignores SIGPIPE at start-up, and an
+/// ignored signal stays ignored across execve(2): without this the command would inherit it.
+pub fn restore_sigpipe() -> io::Result<()> {
+    // SAFETY: SIG_DFL installs no handler, so no code of ours can run in signal context.
+    unsafe {
+        nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigDfl,
+        )
+    }?;
     Ok(())
 }
