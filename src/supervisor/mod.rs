@@ -60,7 +60,7 @@ pub struct RunConfig {
     /// Runs in the parent once the child exists and has handed over the listener, before any
     /// trapped call (the command's own launch first) is answered. Threads may start here and
     /// nowhere earlier (see the fork). An error stops the child before COMMAND runs and becomes
-    /// exit status 125.
+    /// [`ExitStatus::CannotStart`].
     pub after_fork: Option<AfterFork>,
 }
 
