@@ -1,5 +1,7 @@
-//! The only home of libc and `unsafe`: thin wrappers that turn system calls into `io::Result`s,
-//! each `unsafe` block naming the invariant it relies on.
+//! The only home of libc and `unsafe` (the crate denies `unsafe_code` everywhere else): thin
+//! wrappers that turn system calls into `io::Result`s, each `unsafe` block naming the invariant it
+//! relies on, one file per kind of kernel object. It sits at the bottom: nothing here imports
+//! from the rest of the crate.
 
 pub mod caps;
 pub mod creds;

@@ -156,3 +156,27 @@ fn descendants(ancestor: i32) -> Vec<i32> {
     }
     found.into_iter().collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fork_refuses_a_process_with_threads() {
+        // A thread of our own, alive until the fork was tried: whatever the test harness runs
+        // on, there are two.
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let other = std::thread::spawn(move || rx.recv());
+        match fork() {
+            Err(e) => assert!(e.to_string().contains("threads"), "{e}"),
+            // Never reached when the check holds; the child must not run on.
+            Ok(ForkResult::Child) => std::process::abort(),
+            Ok(ForkResult::Parent { child }) => {
+                let _ = nix::sys::wait::waitpid(child, None);
+                panic!("forked with two threads");
+            }
+        }
+        drop(tx);
+        let _ = other.join();
+    }
+}

@@ -71,7 +71,8 @@ impl Status {
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
     }
 
-    /// A status from its text (tests, and text read otherwise).
+    /// A status from its text.
+    #[cfg(test)]
     pub fn from_text(text: String) -> Status {
         Status(text)
     }
