@@ -1,15 +1,18 @@
-//! The child's side, between fork and exec: become the command's own process group (and the
-//! terminal's foreground), restore the signal mask the defender blocked, install the filter, give
-//! up the capabilities that would let the command subvert its supervisor, hand the listener to the
-//! supervisor and exec COMMAND (with SIGPIPE back to default), whose own launch is the first
-//! trapped call.
+//! The child's side: COMMAND found before fork (as execvp(3) would), then between fork and exec:
+//! become the command's own process group (and the terminal's foreground), restore the signal
+//! mask the defender blocked, install the filter, give up the capabilities that would let the
+//! command subvert its supervisor, hand the listener to the supervisor and exec COMMAND (with
+//! SIGPIPE back to default), whose own launch is the first trapped call.
 
-use std::ffi::CString;
-use std::io::IsTerminal;
+use std::ffi::{CString, OsString};
+use std::io::{self, IsTerminal};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 
 use nix::unistd::{Pid, getpid, setpgid, tcsetpgrp};
 
+use super::SupervisorError;
 use super::caps::Plan;
 use crate::exit::ExitStatus;
 use crate::sys::{caps, fdpass, process, signals};
@@ -21,6 +24,64 @@ pub struct Program {
     pub envp: Vec<CString>,
     /// As the user wrote it, for messages.
     pub shown: String,
+}
+
+impl Program {
+    /// Finds COMMAND like execvp(3) would, before fork, so the child only has to exec.
+    pub fn find(command: &[OsString]) -> Result<Program, SupervisorError> {
+        let first = &command[0];
+        let shown = first.to_string_lossy().into_owned();
+        let path = if first.as_bytes().contains(&b'/') {
+            PathBuf::from(first)
+        } else {
+            let search = std::env::var_os("PATH").unwrap_or_else(|| {
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()
+            });
+            let mut not_executable = None;
+            let found = std::env::split_paths(&search)
+                .map(|dir| dir.join(first))
+                .find(|candidate| match std::fs::metadata(candidate) {
+                    Ok(m) if m.is_file() && is_executable(candidate) => true,
+                    Ok(_) => {
+                        not_executable.get_or_insert_with(|| candidate.clone());
+                        false
+                    }
+                    Err(_) => false,
+                });
+            match (found, not_executable) {
+                (Some(p), _) => p,
+                (None, Some(p)) => p,
+                (None, None) => return Err(SupervisorError::NotFound { command: shown }),
+            }
+        };
+        let cstr = |s: &[u8]| {
+            CString::new(s).map_err(|_| SupervisorError::NotExecutable {
+                command: shown.clone(),
+                source: io::Error::from_raw_os_error(libc::EINVAL),
+            })
+        };
+        Ok(Program {
+            path: cstr(path.as_os_str().as_bytes())?,
+            argv: command
+                .iter()
+                .map(|a| cstr(a.as_bytes()))
+                .collect::<Result<_, _>>()?,
+            // The console token is the defender's secret: a compromised command must not find it
+            // in its environment (it could post forged audits or read the policy with it).
+            envp: std::env::vars_os()
+                .filter(|(k, _)| k != CONSOLE_TOKEN_ENV)
+                .map(|(k, v)| cstr(&[k.as_bytes(), b"=", v.as_bytes()].concat()))
+                .collect::<Result<_, _>>()?,
+            shown: shown.clone(),
+        })
+    }
+}
+
+/// The environment variable of `--token` (docs/cli.md), withheld from the command.
+const CONSOLE_TOKEN_ENV: &str = "DEFENDER_TOKEN";
+
+fn is_executable(p: &Path) -> bool {
+    nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok()
 }
 
 /// Never returns: execs COMMAND or exits with [`ExitStatus::CannotStart`] (filter not installed),

@@ -14,12 +14,11 @@ mod net;
 mod raw;
 pub mod startup;
 
-use std::ffi::{CString, OsString};
+use std::ffi::OsString;
 use std::io;
 use std::io::IsTerminal;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -111,7 +110,7 @@ fn io_err<E: Into<io::Error>>(context: &'static str) -> impl FnOnce(E) -> Superv
 pub fn run(cfg: RunConfig) -> Result<ExitStatus, SupervisorError> {
     keeper::kill_workload_on_panic();
     let features = seccomp::probe()?;
-    let program = prepare(&cfg.command)?;
+    let program = Program::find(&cfg.command)?;
 
     // When not PID 1 (run locally, or under ECS's initProcessEnabled), orphans of the workload
     // would go to the real init; as a subreaper we keep reaping and supervising them.
@@ -210,62 +209,6 @@ pub fn run(cfg: RunConfig) -> Result<ExitStatus, SupervisorError> {
     sup.report_capabilities(&capabilities, &cfg.keep_capabilities);
     sup.report_network();
     Ok(sup.serve(&signals))
-}
-
-/// Finds COMMAND like execvp(3) would, before fork, so the child only has to exec.
-fn prepare(command: &[OsString]) -> Result<Program, SupervisorError> {
-    let first = &command[0];
-    let shown = first.to_string_lossy().into_owned();
-    let path = if first.as_bytes().contains(&b'/') {
-        PathBuf::from(first)
-    } else {
-        let search = std::env::var_os("PATH").unwrap_or_else(|| {
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()
-        });
-        let mut not_executable = None;
-        let found = std::env::split_paths(&search)
-            .map(|dir| dir.join(first))
-            .find(|candidate| match std::fs::metadata(candidate) {
-                Ok(m) if m.is_file() && is_executable(candidate) => true,
-                Ok(_) => {
-                    not_executable.get_or_insert_with(|| candidate.clone());
-                    false
-                }
-                Err(_) => false,
-            });
-        match (found, not_executable) {
-            (Some(p), _) => p,
-            (None, Some(p)) => p,
-            (None, None) => return Err(SupervisorError::NotFound { command: shown }),
-        }
-    };
-    let cstr = |s: &[u8]| {
-        CString::new(s).map_err(|_| SupervisorError::NotExecutable {
-            command: shown.clone(),
-            source: io::Error::from_raw_os_error(libc::EINVAL),
-        })
-    };
-    Ok(Program {
-        path: cstr(path.as_os_str().as_bytes())?,
-        argv: command
-            .iter()
-            .map(|a| cstr(a.as_bytes()))
-            .collect::<Result<_, _>>()?,
-        // The console token is the defender's secret: a compromised command must not find it in
-        // its environment (it could post forged audits or read the policy with it).
-        envp: std::env::vars_os()
-            .filter(|(k, _)| k != CONSOLE_TOKEN_ENV)
-            .map(|(k, v)| cstr(&[k.as_bytes(), b"=", v.as_bytes()].concat()))
-            .collect::<Result<_, _>>()?,
-        shown: shown.clone(),
-    })
-}
-
-/// The environment variable of `--token` (docs/cli.md), withheld from the command.
-const CONSOLE_TOKEN_ENV: &str = "DEFENDER_TOKEN";
-
-fn is_executable(p: &Path) -> bool {
-    nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok()
 }
 
 struct Supervisor {
