@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 use nix::unistd::{Pid, getpid, setpgid, tcsetpgrp};
 
 use super::SupervisorError;
-use super::caps::Plan;
+use super::caps::{Capability, Plan};
 use crate::exit::ExitStatus;
+use crate::sys::caps::CapSets;
 use crate::sys::{caps, fdpass, process, signals};
 
 /// The command, prepared before fork.
@@ -158,25 +159,40 @@ pub fn exec(
 /// which is given up last), the ambient set, then the effective, permitted and inheritable sets,
 /// which any process may shrink (capset(2)). Checks the outcome: an error, or any set not as
 /// planned, and the command must not run.
-fn give_up(plan: &Plan) -> Result<(), String> {
+fn give_up(plan: &Plan) -> Result<(), GiveUpError> {
     if plan.remove == 0 {
         return Ok(());
     }
-    let held = caps::read().map_err(|e| format!("capget: {e}"))?;
+    let held = caps::read().map_err(GiveUpError::Capget)?;
     for cap in plan.bounding_order() {
-        caps::drop_bounding(cap.number()).map_err(|e| format!("PR_CAPBSET_DROP {cap}: {e}"))?;
+        caps::drop_bounding(cap.number())
+            .map_err(|source| GiveUpError::DropBounding { cap, source })?;
     }
     for cap in plan.ambient() {
         caps::lower_ambient(cap.number())
-            .map_err(|e| format!("PR_CAP_AMBIENT_LOWER {cap}: {e}"))?;
+            .map_err(|source| GiveUpError::LowerAmbient { cap, source })?;
     }
     let want = plan.outcome(&held);
-    caps::set(want.effective, want.permitted, want.inheritable)
-        .map_err(|e| format!("capset: {e}"))?;
-    match caps::read().map_err(|e| format!("capget: {e}"))? {
+    caps::set(want.effective, want.permitted, want.inheritable).map_err(GiveUpError::Capset)?;
+    match caps::read().map_err(GiveUpError::Capget)? {
         now if now == want => Ok(()),
-        now => Err(format!("the sets are {now:x?}, not {want:x?}")),
+        now => Err(GiveUpError::NotAsPlanned { now, want }),
     }
+}
+
+/// Why the command's capabilities could not be given up as planned.
+#[derive(Debug, thiserror::Error)]
+enum GiveUpError {
+    #[error("capget: {0}")]
+    Capget(#[source] io::Error),
+    #[error("PR_CAPBSET_DROP {cap}: {source}")]
+    DropBounding { cap: Capability, source: io::Error },
+    #[error("PR_CAP_AMBIENT_LOWER {cap}: {source}")]
+    LowerAmbient { cap: Capability, source: io::Error },
+    #[error("capset: {0}")]
+    Capset(#[source] io::Error),
+    #[error("the sets are {now:x?}, not {want:x?}")]
+    NotAsPlanned { now: CapSets, want: CapSets },
 }
 
 fn fail(status: ExitStatus, message: &str) -> ! {
