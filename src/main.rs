@@ -10,8 +10,8 @@ use clap::Parser;
 
 use defender::cli::{Cli, Command, DockerfileCommand, FargateCommand, PolicyCommand, RunArgs};
 use defender::exit::ExitStatus;
-use defender::supervisor::startup;
-use defender::{embed, logger, policy, sys};
+use defender::supervisor::startup::{self, StartupError};
+use defender::{embed, logger, policy, supervisor, sys};
 
 /// Blocks every signal before `main` (and before the Rust runtime starts): see
 /// `defender::sys::signals`. Only this binary registers it, so the library's users are untouched.
@@ -105,11 +105,20 @@ fn check(file: &Path) -> ExitCode {
     }
 }
 
-/// `defender run`: the command's status, or why the defender could not start it.
+/// `defender run`: the command's status, or why the defender could not start it (said before
+/// the audits still on their way are delivered, which may take a while).
 fn run(args: RunArgs) -> ExitStatus {
     logger::init(args.log_level.filter());
-    startup::run(args).unwrap_or_else(|e| {
-        log::error!("{e}");
-        e.exit_status()
-    })
+    let (config, uplink) = match startup::prepare(args) {
+        Ok(prepared) => prepared,
+        Err(e) => return failed(e),
+    };
+    let status = supervisor::run(config).unwrap_or_else(|e| failed(e.into()));
+    startup::finish(uplink);
+    status
+}
+
+fn failed(e: StartupError) -> ExitStatus {
+    log::error!("{e}");
+    e.exit_status()
 }

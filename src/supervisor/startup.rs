@@ -1,7 +1,8 @@
 //! `defender run` from its flags to the supervisor: the keeper first (while no thread exists),
 //! then the flags checked, the local policy, the audit sink, the container's identity, the
-//! console uplink, and the rule in force reported; the supervisor runs the command; the audits
-//! still on their way are delivered. Every failure before the command runs is a [`StartupError`].
+//! console uplink, and the rule in force reported; once the supervisor has run the command, the
+//! audits still on their way are delivered. Every failure before the command runs is a
+//! [`StartupError`].
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -78,21 +79,13 @@ pub fn load_policy(file: &Path) -> Result<Policy, PolicyFileError> {
     })
 }
 
-/// `defender run`: the status of the command (or of the defender's end) once all is done.
-pub fn run(args: RunArgs) -> Result<ExitStatus, StartupError> {
+/// `defender run` up to the supervisor: the keeper, then everything the supervisor needs (to
+/// give to [`super::run`]), from the flags, the environment and the policy, and the uplink to
+/// [`finish`] once the command is done.
+pub fn prepare(args: RunArgs) -> Result<(RunConfig, Option<Uplink>), StartupError> {
     // First, while no thread exists: when not PID 1, the keeper (the process our caller started)
     // forks the defender, which carries on here.
     keeper::start().map_err(StartupError::Keeper)?;
-    let (cfg, uplink) = configure(args)?;
-    let ended = super::run(cfg);
-    if let Some(uplink) = uplink {
-        uplink.finish(DELIVER_AT_EXIT);
-    }
-    Ok(ended?)
-}
-
-/// Everything the supervisor needs, from the flags, the environment and the policy.
-fn configure(args: RunArgs) -> Result<(RunConfig, Option<Uplink>), StartupError> {
     if !(args.grace_period.is_finite() && args.grace_period >= 0.0) {
         return Err(StartupError::GracePeriod(args.grace_period));
     }
@@ -190,6 +183,13 @@ fn configure(args: RunArgs) -> Result<(RunConfig, Option<Uplink>), StartupError>
         after_fork,
     };
     Ok((cfg, uplink))
+}
+
+/// Once the command is done: the audits not yet at the console get a bounded time to get there.
+pub fn finish(uplink: Option<Uplink>) {
+    if let Some(uplink) = uplink {
+        uplink.finish(DELIVER_AT_EXIT);
+    }
 }
 
 fn hostname() -> String {
