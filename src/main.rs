@@ -23,11 +23,16 @@ use defender::{embed, logger, policy, supervisor, sys};
 static BLOCK_SIGNALS_AT_START: extern "C" fn() = sys::signals::block_all_at_start;
 
 fn main() -> ExitCode {
+    subcommand().into()
+}
+
+/// Parses the command line and runs the subcommand.
+fn subcommand() -> ExitStatus {
     let is_run = std::env::args_os().nth(1).is_some_and(|a| a == "run");
     // Only `run` supervises; every other subcommand gets the mask it was started with back at once.
     if !is_run && let Err(e) = sys::signals::restore_original() {
         eprintln!("defender: error: restoring the signal mask: {e}");
-        return ExitStatus::Failure.into();
+        return ExitStatus::Failure;
     }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -39,16 +44,15 @@ fn main() -> ExitCode {
                 }
                 _ if is_run => ExitStatus::CannotStart,
                 _ => ExitStatus::Invalid,
-            }
-            .into();
+            };
         }
     };
     match cli.command {
-        Command::Run(args) => run(args).into(),
+        Command::Run(args) => run(args),
         Command::Policy(PolicyCommand::Check { file }) => check(&file),
         Command::Policy(PolicyCommand::Default) => {
             print!("{}", policy::default_policy().to_json_pretty());
-            ExitStatus::Success.into()
+            ExitStatus::Success
         }
         Command::Fargate(FargateCommand::Embed(args)) => embedded(embed::fargate_embed(&args)),
         Command::Dockerfile(DockerfileCommand::Embed(args)) => {
@@ -57,18 +61,18 @@ fn main() -> ExitCode {
         Command::Install { dir } => match embed::install::install(&dir) {
             Ok(path) => {
                 eprintln!("defender: installed {}", path.display());
-                ExitStatus::Success.into()
+                ExitStatus::Success
             }
             Err(e) => {
                 eprintln!("defender: error: {e}");
-                ExitStatus::Failure.into()
+                ExitStatus::Failure
             }
         },
     }
 }
 
 /// Prints what an embedding command made (stdout) and its warnings (stderr).
-fn embedded(result: Result<embed::Output, embed::EmbedError>) -> ExitCode {
+fn embedded(result: Result<embed::Output, embed::EmbedError>) -> ExitStatus {
     use std::io::Write;
     match result {
         Ok(out) => {
@@ -76,31 +80,31 @@ fn embedded(result: Result<embed::Output, embed::EmbedError>) -> ExitCode {
                 eprintln!("defender: warn: {w}");
             }
             match std::io::stdout().write_all(out.text.as_bytes()) {
-                Ok(()) => ExitStatus::Success.into(),
+                Ok(()) => ExitStatus::Success,
                 Err(e) => {
                     eprintln!("defender: error: writing the output: {e}");
-                    ExitStatus::Failure.into()
+                    ExitStatus::Failure
                 }
             }
         }
         Err(e) => {
             eprintln!("defender: error: {e}");
-            ExitStatus::Invalid.into()
+            ExitStatus::Invalid
         }
     }
 }
 
-fn check(file: &Path) -> ExitCode {
+fn check(file: &Path) -> ExitStatus {
     match startup::load_policy(file) {
         Ok(p) => {
             for line in p.summary_lines() {
                 println!("{line}");
             }
-            ExitStatus::Success.into()
+            ExitStatus::Success
         }
         Err(e) => {
             eprintln!("{e}");
-            ExitStatus::Invalid.into()
+            ExitStatus::Invalid
         }
     }
 }
