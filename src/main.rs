@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use defender::audit::{Event, Sink};
+use defender::audit::{self, Event, Sink};
 use defender::cli::{Cli, Command, DockerfileCommand, FargateCommand, PolicyCommand, RunArgs};
 use defender::policy::{self, Effect, Live, Policy, live::Source};
 use defender::supervisor::caps::Capability;
@@ -198,7 +198,7 @@ fn run(args: RunArgs) -> i32 {
         log::warn!("{message}");
         sink.emit(Event::defender(
             &scope,
-            "alert",
+            audit::Effect::Alert,
             in_force.rule_name(),
             message,
         ));

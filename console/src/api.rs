@@ -205,7 +205,7 @@ async fn find_audits(
     state: &AppState,
     filter: &AuditFilter,
     default_limit: u32,
-) -> Result<Vec<events::AuditEvent>, ApiError> {
+) -> Result<Vec<events::Event>, ApiError> {
     let query = filter.query(default_limit).map_err(ApiError::bad_request)?;
     state.store(move |s| s.audits(&query)).await
 }
@@ -214,7 +214,7 @@ async fn list_audits(
     _: Admin,
     State(state): State<Arc<AppState>>,
     Query(filter): Query<AuditFilter>,
-) -> Result<Json<Vec<events::AuditEvent>>, ApiError> {
+) -> Result<Json<Vec<events::Event>>, ApiError> {
     Ok(Json(find_audits(&state, &filter, DEFAULT_LIMIT).await?))
 }
 

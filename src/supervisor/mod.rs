@@ -30,7 +30,7 @@ use nix::unistd::{ForkResult, Pid};
 
 pub use init::BLOCKED_EXIT;
 
-use crate::audit::{Event, ProcessViolation, Scope, Sink};
+use crate::audit::{self, Event, ProcessViolation, Scope, Sink};
 use crate::policy::{Attack, Effect, Live};
 use crate::seccomp::{self, Trapped};
 use crate::sensors::exec::{self, Abi, ExecCall, Expected, Launch, Resolver};
@@ -375,7 +375,7 @@ impl Supervisor {
         }
         self.sink.emit(Event::defender(
             &self.scope,
-            "alert",
+            audit::Effect::Alert,
             in_force.rule_name(),
             message,
         ));
@@ -399,8 +399,12 @@ impl Supervisor {
         log::warn!("{message}");
         let in_force = self.policy.current();
         if let Some(rule) = in_force.rule_name() {
-            self.sink
-                .emit(Event::defender(&self.scope, "alert", Some(rule), message));
+            self.sink.emit(Event::defender(
+                &self.scope,
+                audit::Effect::Alert,
+                Some(rule),
+                message,
+            ));
         }
         Answer::Deny(libc::EPERM)
     }
@@ -415,7 +419,7 @@ impl Supervisor {
             );
             self.sink.emit(Event::defender(
                 &self.scope,
-                "alert",
+                audit::Effect::Alert,
                 in_force.rule_name(),
                 message,
             ));
@@ -427,7 +431,7 @@ impl Supervisor {
         let in_force = self.policy.current();
         let e = Event::defender(
             &self.scope,
-            "alert",
+            audit::Effect::Alert,
             in_force.rule_name(),
             format!("Enforcement degraded: {what}"),
         );
@@ -765,7 +769,7 @@ impl Supervisor {
                     );
                     self.sink.emit(Event::defender(
                         &self.scope,
-                        "alert",
+                        audit::Effect::Alert,
                         Some(&rule_name),
                         message,
                     ));
@@ -928,8 +932,12 @@ impl Supervisor {
             self.scope.container
         );
         log::warn!("{message}");
-        self.sink
-            .emit(Event::defender(&self.scope, "block", Some(rule), message));
+        self.sink.emit(Event::defender(
+            &self.scope,
+            audit::Effect::Block,
+            Some(rule),
+            message,
+        ));
         self.life.block();
         self.signal_all(Signal::SIGKILL);
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{AuditQuery, DefenderSeen, Heartbeat, Store, StoreError, StoredPolicy};
-use crate::events::{AuditEvent, Effect, Kind, parse_name};
+use crate::events::{Effect, Event, Kind, parse_name};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS policies (
@@ -122,7 +122,7 @@ impl Store for Sqlite {
         })
     }
 
-    fn add_audits(&self, events: &[AuditEvent], now: &str) -> Result<usize, StoreError> {
+    fn add_audits(&self, events: &[Event], now: &str) -> Result<usize, StoreError> {
         let mut c = lock(&self.writer);
         let tx = c.transaction().map_err(err)?;
         let mut added = 0;
@@ -163,7 +163,7 @@ impl Store for Sqlite {
         Ok(added)
     }
 
-    fn audits(&self, q: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {
+    fn audits(&self, q: &AuditQuery) -> Result<Vec<Event>, StoreError> {
         let c = lock(&self.reader);
         let mut select = c
             .prepare_cached(&format!(
@@ -198,7 +198,7 @@ impl Store for Sqlite {
                             format!("unknown value {value:?}").into(),
                         )
                     };
-                    Ok(AuditEvent {
+                    Ok(Event {
                         id: r.get(0)?,
                         time: r.get(1)?,
                         kind: parse_name(&kind, &Kind::ALL, Kind::as_str)
@@ -271,8 +271,8 @@ impl Store for Sqlite {
 mod tests {
     use super::*;
 
-    fn event(id: &str, time: &str, kind: Kind, container: &str) -> AuditEvent {
-        AuditEvent {
+    fn event(id: &str, time: &str, kind: Kind, container: &str) -> Event {
+        Event {
             id: id.into(),
             time: time.into(),
             kind,
@@ -294,7 +294,7 @@ mod tests {
         }
     }
 
-    fn ids(events: &[AuditEvent]) -> Vec<&str> {
+    fn ids(events: &[Event]) -> Vec<&str> {
         events.iter().map(|e| e.id.as_str()).collect()
     }
 

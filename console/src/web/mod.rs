@@ -20,7 +20,7 @@ use serde::Deserialize;
 use crate::api::{self, AuditFilter};
 use crate::app::{AppState, ReplaceError, Replaced, problems};
 use crate::auth::{Person, Role, SESSION_COOKIE};
-use crate::events::{AuditEvent, Effect as AuditEffect, Kind};
+use crate::events::{Effect as AuditEffect, Event, Kind};
 use html::{esc, page};
 
 /// Rows on the audits page when no limit is asked for.
@@ -366,7 +366,7 @@ async fn rows(state: &AppState, filter: &AuditFilter) -> Result<String, Response
     Ok(events.iter().map(row).collect())
 }
 
-fn row(e: &AuditEvent) -> String {
+fn row(e: &Event) -> String {
     format!(
         "<tr class=\"audit\" data-type=\"{kind}\"><td>{}</td><td>{kind}</td><td class=\"effect-{effect}\">{effect}</td>\
          <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
