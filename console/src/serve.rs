@@ -1,4 +1,4 @@
-//! Start-up: the flags of `spec/cli.md`, the data directory, tokens, storage, then serving HTTP
+//! Start-up: the flags of `docs/cli.md`, the data directory, tokens, storage, then serving HTTP
 //! or HTTPS until SIGTERM or SIGINT.
 
 use std::net::SocketAddr;

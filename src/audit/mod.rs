@@ -239,7 +239,7 @@ impl Event {
     /// An outbound connection or send (`network`), a bind (`listen`) or a DNS question (`dns`)
     /// that violated the rule in force.
     pub fn activity(scope: &Scope, v: &ActivityViolation<'_>) -> Event {
-        // audit.md's sentences say "explicitly denied" but "is not allowed" for these three types.
+        // docs/audit.md's sentences say "explicitly denied" but "is not allowed" for these three types.
         let verdict = match v.attack {
             Attack::ExplicitlyDenied => "explicitly denied",
             Attack::NotAllowed => "is not allowed",

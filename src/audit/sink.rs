@@ -2,7 +2,7 @@
 //! file, one JSON line per `write(2)` so that concurrent writers never interleave a line.
 //!
 //! Every event written can also be handed to a tee (the console shipper's queue), which must not
-//! block: local writing never waits on the console (audit.md).
+//! block: local writing never waits on the console (docs/audit.md).
 //!
 //! Floods are folded: an event identical (same activity) to one written less than
 //! [`FOLD_WINDOW`] ago is not written again but counted, and the count goes out as one event with
