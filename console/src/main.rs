@@ -21,8 +21,8 @@ use clap::Parser;
 fn main() -> ExitCode {
     match serve::run(serve::Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("defender-console: error: {message}");
+        Err(e) => {
+            eprintln!("defender-console: error: {e}");
             ExitCode::FAILURE
         }
     }

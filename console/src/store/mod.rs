@@ -11,9 +11,13 @@ pub use sqlite::Sqlite;
 
 use crate::events::{Effect, Event, Kind};
 
+/// A storage call that failed, with the backend's own error as its source.
 #[derive(Debug, thiserror::Error)]
-#[error("storage: {0}")]
-pub struct StoreError(pub String);
+#[error("storage: {source}")]
+pub struct StoreError {
+    #[source]
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
 
 /// A revision of the policy document.
 #[derive(Clone, Debug, PartialEq, Eq)]
