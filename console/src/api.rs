@@ -81,6 +81,15 @@ async fn get_policy(
     if matches(&headers, &current) {
         let wait = Duration::from_secs(poll.wait.unwrap_or(0).min(MAX_WAIT));
         let deadline = tokio::time::Instant::now() + wait;
+        if !wait.is_zero() {
+            // Subscribed above: a change from now on wakes this poll. Tests wait for this line
+            // before they change the policy.
+            eprintln!(
+                "defender-console: a policy poll waits up to {} s for a change from revision {}",
+                wait.as_secs(),
+                current.revision
+            );
+        }
         loop {
             match tokio::time::timeout_at(deadline, changes.changed()).await {
                 Ok(Ok(())) => {
