@@ -11,7 +11,7 @@
 The load generator shares the machine's CPUs with the console, so throughput is a floor.
 
 Usage: bench/console.py [--console PATH] [--defender PATH] [--out bench/RESULTS-console.md]
-Builds needed: cargo build --release --bin defender-console
+Builds needed: cargo build --release -p defender-console
                cargo build --release --target x86_64-unknown-linux-musl
 """
 import argparse
@@ -186,7 +186,7 @@ def main():
     ap.add_argument("--batches", type=int, default=40)
     ap.add_argument("--events", type=int, default=100)
     args = ap.parse_args()
-    for b, how in ((args.console, "cargo build --release --bin defender-console"),
+    for b, how in ((args.console, "cargo build --release -p defender-console"),
                    (args.defender, "cargo build --release --target x86_64-unknown-linux-musl")):
         if not os.access(b, os.X_OK):
             sys.exit(f"{b} not found: {how}")

@@ -7,6 +7,7 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 
 use common::console::{ADMIN, AUDITS, Console, DEFENDER, POLICY};
+use common::{HANG_GUARD, wait_until};
 use serde_json::{Value, json};
 
 const NO_MKDIR: &str =
@@ -162,10 +163,17 @@ fn the_policy_has_an_etag_and_can_be_long_polled() {
     let a = unchanged("?wait=1");
     assert_eq!(a.status, 304);
 
-    // A poll waiting for a change gets the new revision as soon as it is PUT.
+    // A poll waiting for a change gets the new revision as soon as it is PUT: the console says
+    // when the poll waits (subscribed to changes), and it is still unanswered when the PUT comes.
     std::thread::scope(|s| {
         let poll = s.spawn(|| unchanged("?wait=60"));
-        std::thread::sleep(std::time::Duration::from_millis(300));
+        let waiting = "a policy poll waits up to 60 s for a change from revision 1";
+        assert!(
+            wait_until(HANG_GUARD, || c.log().contains(waiting)),
+            "the poll never waited: {}",
+            c.log()
+        );
+        assert!(!poll.is_finished(), "the poll was answered before the PUT");
         assert_eq!(c.put_policy(NO_MKDIR), 2);
         let a = poll.join().unwrap();
         assert_eq!((a.status, a.etag.as_deref()), (200, Some("\"2\"")));
@@ -286,7 +294,7 @@ fn audits_are_filtered_newest_first_and_downloadable() {
     assert_eq!(post(&c, &events).status, 200);
     let all = c.audits("");
     assert_eq!(ids(&all), ["e5", "e4", "e3", "e2", "e1"]);
-    // Every field of audit.md comes back as sent (times in the audit format).
+    // Every field of docs/audit.md comes back as sent (times in the audit format).
     let mut want = events[0].clone();
     want["time"] = "2026-11-29T10:00:01.000000Z".into();
     assert_eq!(all[4], want);

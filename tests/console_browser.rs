@@ -1,14 +1,16 @@
 //! The console's pages in a real browser (Debian's headless Chromium through WebDriver): log in,
 //! see the audit of a prevented `mkdir` (and a later one arrive by live refresh), filter by type;
-//! edit the policy, see the validation error of a bad port inline, then save a good one.
+//! edit the policy, see the validation error of a bad port inline, then save a good one. A
+//! hostile audit is shown as text, and its filter link keeps it whole.
 //!
 //! Debian packages: chromium, chromium-driver.
 
 mod common;
 
-use common::console::{self, ADMIN, Console, POLICY};
+use common::console::{self, ADMIN, AUDITS, Console, DEFENDER, POLICY};
 use common::webdriver::Browser;
 use common::{HANG_GUARD, World, wait_until};
+use serde_json::json;
 
 const NO_MKDIR: &str =
     r#"{"rules": [{"name": "no mkdir", "processes": {"effect": "prevent", "deny": ["mkdir"]}}]}"#;
@@ -183,4 +185,93 @@ fn audits_and_policy_pages_in_a_real_browser() {
         "{}",
         b.source()
     );
+}
+
+/// What a workload chooses (a command line, a container name) or a stolen defender token sends:
+/// markup that runs if it is not escaped, and the characters that end a query string's value.
+const HOSTILE: &str =
+    r#"<img src=x onerror="window.pwned=1"><script>window.pwned=2</script> & 'q' a?b=c#d +%20"#;
+
+/// The text of cell `n` (from 1) of the first audit row; `null` when there is none.
+fn first_row_cell(b: &Browser, n: u32) -> serde_json::Value {
+    b.poll_eval(&format!(
+        "const c = document.querySelector('#rows tr.audit td:nth-child({n})'); \
+         return c && c.textContent"
+    ))
+}
+
+/// Whether anything of [`HOSTILE`] became markup or ran.
+fn hostile_ran(b: &Browser) -> bool {
+    b.eval(
+        "return window.pwned !== undefined \
+         || document.querySelectorAll('#rows img, #rows script').length > 0",
+    ) != false
+}
+
+#[test]
+fn hostile_audits_are_shown_as_text_and_their_filter_links_keep_them() {
+    let w = World::new();
+    let c = Console::start(&w.path("data"));
+    let container = format!("web {HOSTILE}");
+    let cmdline = format!("sh -c {HOSTILE}");
+    let message = format!(
+        "/bin/sh launched from /bin/sh is explicitly denied by a runtime rule. Full command: {cmdline}"
+    );
+    let event = json!({
+        "id": "hostile-1", "time": "2026-11-29T10:00:00Z", "type": "process", "effect": "prevent",
+        "rule": format!("rule {HOSTILE}"), "attack": "processExplicitlyDenied",
+        "container": container, "image": "img:1", "pid": 7, "process": "/bin/sh",
+        "cmdline": cmdline, "parent": "/bin/sh", "message": message, "count": 1
+    });
+    let body = json!([event]).to_string();
+    let sent = c.call("POST", AUDITS, Some(DEFENDER), &[], Some(&body));
+    assert_eq!(sent.status, 200, "{}", sent.body);
+
+    let b = Browser::start();
+    b.goto(&format!("{}/login", c.url()));
+    b.type_into("#token", ADMIN);
+    b.click("#login");
+    assert!(
+        wait_until(HANG_GUARD, || first_row_cell(&b, 7) == message.as_str()),
+        "{}",
+        b.source()
+    );
+    assert_eq!(first_row_cell(&b, 4), container.as_str());
+    assert!(!hostile_ran(&b), "{}", b.source());
+    // The live refresh writes the rows it fetches into the page: they are text too.
+    b.eval("document.querySelector('#rows tr.audit').dataset.old = 'yes'; return null");
+    assert!(
+        wait_until(HANG_GUARD, || b.poll_eval(
+            "const r = document.querySelector('#rows tr.audit'); return r && !r.dataset.old"
+        ) == true),
+        "no refresh: {}",
+        b.source()
+    );
+    assert_eq!(first_row_cell(&b, 7), message.as_str());
+    assert!(!hostile_ran(&b), "{}", b.source());
+
+    // The container's link filters the page by exactly that container.
+    b.click("#rows tr.audit td:nth-child(4) a");
+    assert!(
+        wait_until(HANG_GUARD, || b.poll_eval(
+            "const f = document.getElementById('filter-container'); return f && f.value"
+        ) == container.as_str()),
+        "{}",
+        b.source()
+    );
+    assert!(
+        b.current_url().contains("container="),
+        "{}",
+        b.current_url()
+    );
+    assert!(
+        wait_until(HANG_GUARD, || first_row_cell(&b, 4) == container.as_str()),
+        "{}",
+        b.source()
+    );
+    assert_eq!(
+        b.eval("return document.querySelectorAll('#rows tr.audit').length"),
+        1
+    );
+    assert!(!hostile_ran(&b), "{}", b.source());
 }

@@ -294,7 +294,10 @@ fn with_the_wait_option_the_command_starts_only_once_the_console_answers() {
     );
 
     // The console comes up while the defender waits: then the command runs, under its policy.
-    let port = console::free_port();
+    // Until then, a listener on the console's port accepts and drops the defender's attempts.
+    let knocked = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    knocked.set_nonblocking(true).unwrap();
+    let port = knocked.local_addr().unwrap().port();
     let url = format!("http://127.0.0.1:{port}");
     let script = "touch ran; mkdir made";
     let mut cmd = console::defender(
@@ -305,11 +308,27 @@ fn with_the_wait_option_the_command_starts_only_once_the_console_answers() {
         &["sh", "-c", script],
     );
     let child = spawn_piped(&mut cmd);
-    std::thread::sleep(Duration::from_millis(1500));
+    // Two attempts: the defender got no answer and tried again, still waiting.
+    let mut attempts = 0;
+    let retried = wait_until(HANG_GUARD, || {
+        while knocked.accept().is_ok() {
+            attempts += 1;
+        }
+        attempts >= 2
+    });
+    if !retried {
+        let out = finish_within(child, Duration::ZERO);
+        panic!(
+            "{attempts} attempt(s) to reach the console; defender status {:?}: {}",
+            out.status,
+            common::stderr(&out)
+        );
+    }
     assert!(
         !w.path("ran").exists(),
         "the command started before the console answered"
     );
+    drop(knocked);
     let tokens = [
         "--admin-token",
         console::ADMIN,

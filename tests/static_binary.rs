@@ -24,6 +24,45 @@ fn release_binary_is_statically_linked() {
     );
 }
 
+/// The packages of the console's server (HTTP, async runtime, SQLite) that the defender must not
+/// depend on.
+const CONSOLE_ONLY: [&str; 5] = ["axum", "hyper", "tokio", "rusqlite", "libsqlite3-sys"];
+
+/// The names of the packages `package` depends on (itself included) in normal builds for the
+/// static target, as cargo resolves the workspace.
+fn dependencies(package: &str) -> Vec<String> {
+    let out = Command::new(env!("CARGO"))
+        .args(["tree", "--manifest-path"])
+        .arg(common::repo_path("Cargo.toml"))
+        .args(["-p", package, "-e", "normal", "--prefix", "none"])
+        .args(["--target", "x86_64-unknown-linux-musl", "--format", "{p}"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    common::stdout(&out)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .collect()
+}
+
+/// The console is a workspace member of its own: its server dependencies are not the defender's
+/// by construction, whatever the target.
+#[test]
+fn the_defender_package_depends_on_none_of_the_console_dependencies() {
+    let defender = dependencies("defender");
+    for name in CONSOLE_ONLY {
+        assert!(
+            !defender.iter().any(|d| d == name),
+            "the defender depends on {name}"
+        );
+    }
+    // The names do find what the console links.
+    let console = dependencies("defender-console");
+    for name in CONSOLE_ONLY {
+        assert!(console.iter().any(|d| d == name), "{name}: {console:?}");
+    }
+}
+
 /// The console's dependencies (HTTP server, async runtime, SQLite) are the console's: the
 /// defender, copied into every container, links none of them. Found by what their code carries:
 /// SQLite's file header string, and the source paths of panic locations.

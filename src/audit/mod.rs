@@ -1,5 +1,8 @@
 //! Audit events: the record of every violation and every defender lifecycle event, built exactly
-//! as `spec/audit.md` says (fields, `attack` names, messages), and the local sink they go to.
+//! as `docs/audit.md` says (fields, `attack` names, messages), and the local sink they go to.
+//!
+//! [`Event`] is the one wire type of an audit: the defender writes it, the console reads it
+//! (strictly: an unknown field is an error) and serves it back.
 
 mod sink;
 
@@ -7,7 +10,7 @@ pub use sink::{Sink, SinkError, Tee};
 
 use serde::{Deserialize, Serialize};
 
-use crate::policy::{Attack, Effect};
+use crate::policy::{self, Attack};
 
 /// What kind of activity an event is about (`type` in the spec).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -40,6 +43,38 @@ impl Kind {
     }
 }
 
+/// `effect`: what was done. A policy's `disable` is not one: a sensor that is off reports nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Effect {
+    Alert,
+    Prevent,
+    Block,
+}
+
+impl Effect {
+    pub const ALL: [Effect; 3] = [Effect::Alert, Effect::Prevent, Effect::Block];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Effect::Alert => "alert",
+            Effect::Prevent => "prevent",
+            Effect::Block => "block",
+        }
+    }
+
+    /// What a violation under a section with `effect` did. `disable` lets the call through, as
+    /// `alert` does, and so is reported as `alert` should a violation under it ever be recorded:
+    /// never as a refusal that did not happen.
+    pub fn of(effect: policy::Effect) -> Effect {
+        match effect {
+            policy::Effect::Disable | policy::Effect::Alert => Effect::Alert,
+            policy::Effect::Prevent => Effect::Prevent,
+            policy::Effect::Block => Effect::Block,
+        }
+    }
+}
+
 /// The protected container, as every event names it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Scope {
@@ -48,33 +83,34 @@ pub struct Scope {
     pub task: Option<String>,
 }
 
-/// One audit event: one JSON object on one line.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+/// One audit event: one JSON object on one line, as the defender writes it and the console reads it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Event {
     pub id: String,
     pub time: String,
     #[serde(rename = "type")]
     pub kind: Kind,
-    pub effect: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    pub effect: Effect,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attack: Option<String>,
     pub container: String,
     pub image: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task: Option<String>,
     pub pid: u32,
     pub process: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cmdline: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
     pub message: String,
     pub count: u64,
@@ -83,7 +119,7 @@ pub struct Event {
 /// A process launch that violated the rule in force.
 pub struct ProcessViolation<'a> {
     pub rule: &'a str,
-    pub effect: Effect,
+    pub effect: policy::Effect,
     pub attack: Attack,
     pub pid: u32,
     pub process: &'a str,
@@ -110,7 +146,7 @@ pub enum Activity {
 /// A socket call or DNS question that violated the rule in force.
 pub struct ActivityViolation<'a> {
     pub rule: &'a str,
-    pub effect: Effect,
+    pub effect: policy::Effect,
     pub attack: Attack,
     pub pid: u32,
     pub process: &'a str,
@@ -122,7 +158,7 @@ pub struct ActivityViolation<'a> {
 /// not allowed by a runtime rule`; its attack is `dnsNotAllowed` (no allow list can allow it).
 pub struct MalformedDns<'a> {
     pub rule: &'a str,
-    pub effect: Effect,
+    pub effect: policy::Effect,
     pub pid: u32,
     pub process: &'a str,
     /// The question name when it could be read exactly, else empty.
@@ -134,7 +170,7 @@ impl Event {
     fn new(
         scope: &Scope,
         kind: Kind,
-        effect: &'static str,
+        effect: Effect,
         pid: u32,
         process: &str,
         message: String,
@@ -166,14 +202,14 @@ impl Event {
     fn violation(
         scope: &Scope,
         kind: Kind,
-        effect: Effect,
+        effect: policy::Effect,
         rule: &str,
         attack: Attack,
         pid: u32,
         process: &str,
         message: String,
     ) -> Event {
-        let mut e = Event::new(scope, kind, effect.as_str(), pid, process, message);
+        let mut e = Event::new(scope, kind, Effect::of(effect), pid, process, message);
         e.rule = Some(rule.to_string());
         e.attack = Some(attack.name(kind.as_str()));
         e
@@ -203,7 +239,7 @@ impl Event {
     /// An outbound connection or send (`network`), a bind (`listen`) or a DNS question (`dns`)
     /// that violated the rule in force.
     pub fn activity(scope: &Scope, v: &ActivityViolation<'_>) -> Event {
-        // audit.md's sentences say "explicitly denied" but "is not allowed" for these three types.
+        // docs/audit.md's sentences say "explicitly denied" but "is not allowed" for these three types.
         let verdict = match v.attack {
             Attack::ExplicitlyDenied => "explicitly denied",
             Attack::NotAllowed => "is not allowed",
@@ -263,12 +299,7 @@ impl Event {
     /// A lifecycle event of the defender itself (policy applied, enforcement degraded, container
     /// blocked, ...). `effect` is what the defender did: `alert` for a report, `block` when it
     /// stopped the container.
-    pub fn defender(
-        scope: &Scope,
-        effect: &'static str,
-        rule: Option<&str>,
-        message: String,
-    ) -> Event {
+    pub fn defender(scope: &Scope, effect: Effect, rule: Option<&str>, message: String) -> Event {
         let process = std::env::current_exe()
             .map(|p| p.display().to_string())
             .unwrap_or_else(|_| "defender".into());
@@ -373,7 +404,7 @@ mod tests {
         for (attack, name, message) in cases {
             let v = ProcessViolation {
                 rule: "r1",
-                effect: Effect::Prevent,
+                effect: policy::Effect::Prevent,
                 attack,
                 pid: 42,
                 process: "/bin/mkdir",
@@ -436,7 +467,7 @@ mod tests {
         for (activity, attack, kind, name, message) in cases {
             let v = ActivityViolation {
                 rule: "r",
-                effect: Effect::Prevent,
+                effect: policy::Effect::Prevent,
                 attack,
                 pid: 7,
                 process: "/usr/bin/curl",
@@ -460,11 +491,36 @@ mod tests {
         }
     }
 
+    /// The wire type reads back what it writes; a field the contract does not have is refused,
+    /// and so is a policy effect that is not something done.
+    #[test]
+    fn events_read_back_and_unknown_fields_are_refused() {
+        let v = ProcessViolation {
+            rule: "r1",
+            effect: policy::Effect::Block,
+            attack: Attack::NotAllowed,
+            pid: 42,
+            process: "/bin/mkdir",
+            parent: "/bin/sh",
+            cmdline: "mkdir \"<x>\"",
+        };
+        let e = Event::process(&scope(), &v);
+        let text = serde_json::to_string(&e).unwrap();
+        assert_eq!(serde_json::from_str::<Event>(&text).unwrap(), e);
+        let mut json = serde_json::to_value(&e).unwrap();
+        json["extra"] = 1.into();
+        assert!(serde_json::from_value::<Event>(json).is_err());
+        let mut json = serde_json::to_value(&e).unwrap();
+        json["effect"] = "disable".into();
+        assert!(serde_json::from_value::<Event>(json).is_err());
+        assert_eq!(Effect::of(policy::Effect::Disable), Effect::Alert);
+    }
+
     #[test]
     fn ids_are_unique_and_folding_ignores_them() {
-        let a = Event::defender(&scope(), "alert", None, "x".into());
-        let b = Event::defender(&scope(), "alert", None, "x".into());
-        let c = Event::defender(&scope(), "alert", None, "y".into());
+        let a = Event::defender(&scope(), Effect::Alert, None, "x".into());
+        let b = Event::defender(&scope(), Effect::Alert, None, "x".into());
+        let c = Event::defender(&scope(), Effect::Alert, None, "y".into());
         assert_ne!(a.id, b.id);
         assert!(a.same_activity(&b));
         assert!(!a.same_activity(&c));

@@ -2,7 +2,7 @@
 //! file, one JSON line per `write(2)` so that concurrent writers never interleave a line.
 //!
 //! Every event written can also be handed to a tee (the console shipper's queue), which must not
-//! block: local writing never waits on the console (audit.md).
+//! block: local writing never waits on the console (docs/audit.md).
 //!
 //! Floods are folded: an event identical (same activity) to one written less than
 //! [`FOLD_WINDOW`] ago is not written again but counted, and the count goes out as one event with
@@ -207,9 +207,19 @@ mod tests {
         let mut sink = Sink::open(Some(&dir)).unwrap();
         let scope = Scope::default();
         for _ in 0..5 {
-            sink.emit(Event::defender(&scope, "alert", None, "same".into()));
+            sink.emit(Event::defender(
+                &scope,
+                crate::audit::Effect::Alert,
+                None,
+                "same".into(),
+            ));
         }
-        sink.emit(Event::defender(&scope, "alert", None, "other".into()));
+        sink.emit(Event::defender(
+            &scope,
+            crate::audit::Effect::Alert,
+            None,
+            "other".into(),
+        ));
         assert_eq!(read(&dir).len(), 2, "first of each kind written at once");
         assert!(sink.next_deadline().is_some());
         sink.flush_due(Instant::now() + FOLD_WINDOW);
@@ -231,7 +241,12 @@ mod tests {
         // Each distinct activity twice: the first written at once, the second counted.
         for round in 0..2 {
             for i in 0..distinct {
-                sink.emit(Event::defender(&scope, "alert", None, format!("m{i}")));
+                sink.emit(Event::defender(
+                    &scope,
+                    crate::audit::Effect::Alert,
+                    None,
+                    format!("m{i}"),
+                ));
                 assert!(sink.order.len() <= MAX_OPEN, "round {round}, event {i}");
             }
         }

@@ -334,7 +334,7 @@ mod tests {
             assert_eq!(e.domain.as_deref(), Some(f.domain.as_str()));
             assert_eq!(
                 (e.effect, e.rule.as_deref(), e.pid),
-                ("prevent", Some("r"), 7)
+                (crate::audit::Effect::Prevent, Some("r"), 7)
             );
         }
     }

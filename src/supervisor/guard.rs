@@ -30,7 +30,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use nix::sys::signal::Signal;
 
 use super::{Answer, Supervisor, keeper};
-use crate::audit::Event;
+use crate::audit::{self, Event};
 use crate::seccomp::SignalCall;
 use crate::sensors::exec::{self, Abi};
 use crate::sys::creds::{self, RealUid};
@@ -360,7 +360,12 @@ impl Supervisor {
         );
         log::warn!("{message}");
         let in_force = self.policy.current();
-        let mut e = Event::defender(&self.scope, "prevent", in_force.rule_name(), message);
+        let mut e = Event::defender(
+            &self.scope,
+            audit::Effect::Prevent,
+            in_force.rule_name(),
+            message,
+        );
         e.pid = pid;
         e.process = process;
         e.cmdline = procfs::cmdline(pid).ok().map(|c| {

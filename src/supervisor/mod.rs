@@ -28,7 +28,7 @@ use nix::sys::signalfd::SignalFd;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid};
 
-use crate::audit::{Event, ProcessViolation, Scope, Sink};
+use crate::audit::{self, Event, ProcessViolation, Scope, Sink};
 use crate::exit::ExitStatus;
 use crate::policy::{Attack, Effect, Live};
 use crate::seccomp::{self, Trapped};
@@ -322,7 +322,7 @@ impl Supervisor {
         }
         self.sink.emit(Event::defender(
             &self.scope,
-            "alert",
+            audit::Effect::Alert,
             in_force.rule_name(),
             message,
         ));
@@ -346,8 +346,12 @@ impl Supervisor {
         log::warn!("{message}");
         let in_force = self.policy.current();
         if let Some(rule) = in_force.rule_name() {
-            self.sink
-                .emit(Event::defender(&self.scope, "alert", Some(rule), message));
+            self.sink.emit(Event::defender(
+                &self.scope,
+                audit::Effect::Alert,
+                Some(rule),
+                message,
+            ));
         }
         Answer::Deny(libc::EPERM)
     }
@@ -362,7 +366,7 @@ impl Supervisor {
             );
             self.sink.emit(Event::defender(
                 &self.scope,
-                "alert",
+                audit::Effect::Alert,
                 in_force.rule_name(),
                 message,
             ));
@@ -374,7 +378,7 @@ impl Supervisor {
         let in_force = self.policy.current();
         let e = Event::defender(
             &self.scope,
-            "alert",
+            audit::Effect::Alert,
             in_force.rule_name(),
             format!("Enforcement degraded: {what}"),
         );
@@ -715,7 +719,7 @@ impl Supervisor {
                     );
                     self.sink.emit(Event::defender(
                         &self.scope,
-                        "alert",
+                        audit::Effect::Alert,
                         Some(&rule_name),
                         message,
                     ));
@@ -879,8 +883,12 @@ impl Supervisor {
             self.scope.container
         );
         log::warn!("{message}");
-        self.sink
-            .emit(Event::defender(&self.scope, "block", Some(rule), message));
+        self.sink.emit(Event::defender(
+            &self.scope,
+            audit::Effect::Block,
+            Some(rule),
+            message,
+        ));
         self.life.block();
         self.signal_all(Signal::SIGKILL);
     }

@@ -16,7 +16,7 @@ use std::time::Instant;
 use nix::sys::signal::Signal;
 
 use super::{Answer, SAME_ATTEMPT, Supervisor};
-use crate::audit::{Activity, ActivityViolation, Event};
+use crate::audit::{self, Activity, ActivityViolation, Event};
 use crate::dns::forwarder::{Client, Forwarder, Proto};
 use crate::dns::{self, Decision, Finding};
 use crate::policy::{Attack, Effect, Live, Rule};
@@ -375,7 +375,7 @@ impl Supervisor {
         );
         self.sink.emit(Event::defender(
             &self.scope,
-            "alert",
+            audit::Effect::Alert,
             Some(rule.name()),
             message,
         ));
@@ -936,7 +936,7 @@ impl Supervisor {
         log::warn!("{message}");
         self.sink.emit(Event::defender(
             &self.scope,
-            "alert",
+            audit::Effect::Alert,
             in_force.rule_name(),
             message,
         ));

@@ -13,7 +13,7 @@
 
 use super::net::caller_exe;
 use super::{Answer, Supervisor};
-use crate::audit::Event;
+use crate::audit::{self, Event};
 use crate::policy::{Effect, Rule};
 use crate::seccomp;
 use crate::sensors::exec;
@@ -75,7 +75,7 @@ impl Supervisor {
         log::warn!("{message}");
         self.sink.emit(Event::defender(
             &self.scope,
-            effect.as_str(),
+            audit::Effect::of(effect),
             Some(rule.name()),
             message,
         ));

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::audit::{Event, Sink, SinkError};
+use crate::audit::{self, Event, Sink, SinkError};
 use crate::cli::RunArgs;
 use crate::ecs;
 use crate::exit::ExitStatus;
@@ -141,7 +141,7 @@ pub fn prepare(args: RunArgs) -> Result<(RunConfig, Option<Uplink>), StartupErro
         log::warn!("{message}");
         sink.emit(Event::defender(
             &scope,
-            "alert",
+            audit::Effect::Alert,
             in_force.rule_name(),
             message,
         ));

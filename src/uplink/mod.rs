@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::audit::{Event, Scope, Sink, SinkError, Tee};
+use crate::audit::{self, Event, Scope, Sink, SinkError, Tee};
 use crate::policy::live::Source;
 use crate::policy::{self, Live, Policy};
 use cache::Cache;
@@ -116,7 +116,12 @@ impl Shared {
     fn report(&self, message: String) {
         log::info!("{message}");
         let in_force = self.live.current();
-        let event = Event::defender(&self.scope, "alert", in_force.rule_name(), message);
+        let event = Event::defender(
+            &self.scope,
+            audit::Effect::Alert,
+            in_force.rule_name(),
+            message,
+        );
         lock(&self.reports).emit(event);
     }
 

@@ -301,7 +301,7 @@ mod tests {
             "x".repeat(FIELD_MAX_BYTES)
         );
         for (message, cut) in [("short".to_owned(), false), (long.clone(), true)] {
-            let event = Event::defender(&scope, "alert", None, message.clone());
+            let event = Event::defender(&scope, crate::audit::Effect::Alert, None, message.clone());
             let sent: serde_json::Value = serde_json::from_str(&for_console(&event)).unwrap();
             let sent = sent["message"].as_str().unwrap();
             if cut {

@@ -16,9 +16,19 @@ pub const DEFENDER: &str = "test-defender-token";
 pub const POLICY: &str = "/api/v1/policies/runtime/app-embedded";
 pub const AUDITS: &str = "/api/v1/audits/runtime/app-embedded";
 
-/// The `defender-console` binary cargo built for these tests.
+/// The `defender-console` binary: the workspace's console member, which cargo builds into the
+/// same target directory and profile as the `defender` these tests run (so CARGO_TARGET_DIR and
+/// `--release` are followed) when the tests run as `cargo test --workspace`. Cargo gives a test
+/// only its own package's binaries, hence the look beside `defender`.
 pub fn console_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_defender-console"))
+    let path = super::defender().with_file_name("defender-console");
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test --workspace` (it builds the console), or \
+         `cargo build -p defender-console` first",
+        path.display()
+    );
+    path
 }
 
 /// A running console. Killed when dropped.

@@ -1,4 +1,4 @@
-//! Start-up: the flags of `spec/cli.md`, the data directory, tokens, storage, then serving HTTP
+//! Start-up: the flags of `docs/cli.md`, the data directory, tokens, storage, then serving HTTP
 //! or HTTPS until SIGTERM or SIGINT.
 
 use std::net::SocketAddr;
@@ -9,8 +9,9 @@ use axum::extract::DefaultBodyLimit;
 use clap::Parser;
 
 use crate::app::AppState;
-use crate::auth::{Origin, Tokens};
-use crate::store::Sqlite;
+use crate::auth::{Origin, TokenError, Tokens};
+use crate::store::{Sqlite, StoreError};
+use crate::tls::TlsError;
 use crate::{api, tls, web};
 
 /// Where the database and the generated tokens live unless --data-dir says otherwise.
@@ -72,7 +73,36 @@ pub struct Args {
     tls_key: Option<PathBuf>,
 }
 
-pub fn run(args: Args) -> Result<(), String> {
+/// Why the console could not start, or stopped serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("--data-dir {}: {source}", path.display())]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Tokens(#[from] TokenError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("{}: {source}", path.display())]
+    Database { path: PathBuf, source: StoreError },
+    /// The policy in force could not be read or first stored.
+    #[error(transparent)]
+    Policy(#[from] StoreError),
+    #[error("tokio runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    #[error("--listen {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    /// Serving failed (the listener's address, the TLS listener, the server itself).
+    #[error(transparent)]
+    Serve(#[from] std::io::Error),
+}
+
+pub fn run(args: Args) -> Result<(), ServeError> {
     let dir = args.data_dir.unwrap_or_else(|| DEFAULT_DATA_DIR.into());
     {
         use std::os::unix::fs::DirBuilderExt;
@@ -80,7 +110,10 @@ pub fn run(args: Args) -> Result<(), String> {
             .recursive(true)
             .mode(0o700)
             .create(&dir)
-            .map_err(|e| format!("--data-dir {}: {e}", dir.display()))?;
+            .map_err(|source| ServeError::DataDir {
+                path: dir.clone(),
+                source,
+            })?;
     }
     let (tokens, origins) = Tokens::load(&dir, args.admin_token, args.defender_token)?;
     for (name, origin) in ["admin", "defender"].iter().zip(origins) {
@@ -100,8 +133,8 @@ pub fn run(args: Args) -> Result<(), String> {
         _ => None,
     };
     let db = dir.join("console.db");
-    let store = Sqlite::open(&db).map_err(|e| format!("{}: {e}", db.display()))?;
-    let state = AppState::new(Arc::new(store), tokens, tls.is_some()).map_err(|e| e.to_string())?;
+    let store = Sqlite::open(&db).map_err(|source| ServeError::Database { path: db, source })?;
+    let state = AppState::new(Arc::new(store), tokens, tls.is_some())?;
     let app = api::routes()
         .merge(web::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -109,12 +142,15 @@ pub fn run(args: Args) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("tokio runtime: {e}"))?;
+        .map_err(ServeError::Runtime)?;
     runtime.block_on(async move {
         let tcp = tokio::net::TcpListener::bind(&args.listen)
             .await
-            .map_err(|e| format!("--listen {}: {e}", args.listen))?;
-        let addr: SocketAddr = tcp.local_addr().map_err(|e| e.to_string())?;
+            .map_err(|source| ServeError::Listen {
+                addr: args.listen.clone(),
+                source,
+            })?;
+        let addr: SocketAddr = tcp.local_addr()?;
         let scheme = if tls.is_some() { "https" } else { "http" };
         // Tests and scripts wait for this line (and learn the port when it was 0).
         eprintln!("defender-console: listening on {scheme}://{addr}");
@@ -126,14 +162,14 @@ pub fn run(args: Args) -> Result<(), String> {
                 () = stop() => Ok(()),
             },
             Some(config) => {
-                let listener = tls::TlsListener::new(tcp, config).map_err(|e| e.to_string())?;
+                let listener = tls::TlsListener::new(tcp, config)?;
                 tokio::select! {
                     r = axum::serve(listener, app) => r,
                     () = stop() => Ok(()),
                 }
             }
         };
-        served.map_err(|e| e.to_string())
+        Ok(served?)
     })
 }
 

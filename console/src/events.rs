@@ -1,77 +1,22 @@
-//! Audit events as the console receives, stores and serves them: the fields of `spec/audit.md`,
-//! checked strictly on the way in (a batch with one bad event is refused whole), and written out
-//! as JSON or CSV.
+//! Audit events as the console receives, stores and serves them: the defender's own wire type
+//! ([`Event`], the fields of `docs/audit.md`), checked strictly on the way in (a batch with one
+//! bad event is refused whole), and written out as JSON or CSV.
 
-pub use defender::audit::Kind;
-use serde::{Deserialize, Serialize};
+pub use defender::audit::{Effect, Event, Kind};
 
 /// The most events one request may carry.
 pub const MAX_BATCH: usize = 10_000;
-
-/// `effect`: what was done.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Effect {
-    Alert,
-    Prevent,
-    Block,
-}
-
-impl Effect {
-    pub const ALL: [Effect; 3] = [Effect::Alert, Effect::Prevent, Effect::Block];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Effect::Alert => "alert",
-            Effect::Prevent => "prevent",
-            Effect::Block => "block",
-        }
-    }
-}
 
 /// `name` as one of `all`, by its `as_str` name.
 pub fn parse_name<T: Copy>(name: &str, all: &[T], as_str: impl Fn(T) -> &'static str) -> Option<T> {
     all.iter().copied().find(|v| as_str(*v) == name)
 }
 
-/// One audit event (audit.md).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuditEvent {
-    pub id: String,
-    pub time: String,
-    #[serde(rename = "type")]
-    pub kind: Kind,
-    pub effect: Effect,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rule: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub attack: Option<String>,
-    pub container: String,
-    pub image: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub task: Option<String>,
-    pub pid: u32,
-    pub process: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cmdline: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub domain: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ip: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub port: Option<u16>,
-    pub message: String,
-    pub count: u64,
-}
-
 /// A batch from a request body: every event well-formed, or an error naming the first bad one
 /// (`[3].time: ...`). Times come back normalized (UTC, microseconds), so that they sort as text.
-pub fn parse_batch(body: &[u8]) -> Result<Vec<AuditEvent>, String> {
+pub fn parse_batch(body: &[u8]) -> Result<Vec<Event>, String> {
     let mut de = serde_json::Deserializer::from_slice(body);
-    let mut events: Vec<AuditEvent> =
+    let mut events: Vec<Event> =
         serde_path_to_error::deserialize(&mut de).map_err(|e| match e.path().to_string() {
             path if path == "." => e.inner().to_string(),
             path => format!("{path}: {}", e.inner()),
@@ -90,7 +35,7 @@ pub fn parse_batch(body: &[u8]) -> Result<Vec<AuditEvent>, String> {
 }
 
 /// What serde cannot say about one event.
-fn check(e: &mut AuditEvent) -> Result<(), (&'static str, String)> {
+fn check(e: &mut Event) -> Result<(), (&'static str, String)> {
     if e.id.is_empty() || e.id.len() > 128 || e.id.chars().any(char::is_control) {
         return Err(("id", "must be 1 to 128 printable characters".into()));
     }
@@ -119,7 +64,7 @@ pub fn normalize_time(text: &str) -> Result<String, String> {
     Ok(humantime::format_rfc3339_micros(t).to_string())
 }
 
-/// The CSV columns: the fields of audit.md, in its order.
+/// The CSV columns: the fields of `docs/audit.md`, in its order.
 const COLUMNS: [&str; 18] = [
     "id",
     "time",
@@ -142,7 +87,7 @@ const COLUMNS: [&str; 18] = [
 ];
 
 /// The events as CSV (RFC 4180), a header line first.
-pub fn to_csv(events: &[AuditEvent]) -> String {
+pub fn to_csv(events: &[Event]) -> String {
     let mut out = COLUMNS.join(",");
     out.push_str("\r\n");
     for e in events {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{AuditQuery, DefenderSeen, Heartbeat, Store, StoreError, StoredPolicy};
-use crate::events::{AuditEvent, Effect, Kind, parse_name};
+use crate::events::{Effect, Event, Kind, parse_name};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS policies (
@@ -60,8 +60,10 @@ pub struct Sqlite {
     reader: Mutex<Connection>,
 }
 
-fn err(e: rusqlite::Error) -> StoreError {
-    StoreError(e.to_string())
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> StoreError {
+        StoreError { source: e.into() }
+    }
 }
 
 fn lock(c: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
@@ -80,9 +82,9 @@ impl Sqlite {
             c.pragma_update(None, "synchronous", "NORMAL")?;
             Ok(c)
         };
-        let writer = open().map_err(err)?;
-        writer.execute_batch(SCHEMA).map_err(err)?;
-        let reader = open().map_err(err)?;
+        let writer = open()?;
+        writer.execute_batch(SCHEMA)?;
+        let reader = open()?;
         Ok(Sqlite {
             writer: Mutex::new(writer),
             reader: Mutex::new(reader),
@@ -105,7 +107,7 @@ impl Store for Sqlite {
                 },
             )
             .optional()
-            .map_err(err)
+            .map_err(StoreError::from)
     }
 
     fn put_policy(&self, document: &str, now: &str) -> Result<StoredPolicy, StoreError> {
@@ -113,8 +115,7 @@ impl Store for Sqlite {
         c.execute(
             "INSERT INTO policies (document, updated) VALUES (?1, ?2)",
             params![document, now],
-        )
-        .map_err(err)?;
+        )?;
         Ok(StoredPolicy {
             revision: c.last_insert_rowid() as u64,
             document: document.into(),
@@ -122,9 +123,9 @@ impl Store for Sqlite {
         })
     }
 
-    fn add_audits(&self, events: &[AuditEvent], now: &str) -> Result<usize, StoreError> {
+    fn add_audits(&self, events: &[Event], now: &str) -> Result<usize, StoreError> {
         let mut c = lock(&self.writer);
-        let tx = c.transaction().map_err(err)?;
+        let tx = c.transaction()?;
         let mut added = 0;
         {
             let mut insert = tx
@@ -132,98 +133,92 @@ impl Store for Sqlite {
                     "INSERT OR IGNORE INTO audits ({AUDIT_COLUMNS}, received) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
                 ))
-                .map_err(err)?;
+                ?;
             for e in events {
-                added += insert
-                    .execute(params![
-                        e.id,
-                        e.time,
-                        e.kind.as_str(),
-                        e.effect.as_str(),
-                        e.rule,
-                        e.attack,
-                        e.container,
-                        e.image,
-                        e.task,
-                        e.pid,
-                        e.process,
-                        e.cmdline,
-                        e.parent,
-                        e.domain,
-                        e.ip,
-                        e.port,
-                        e.message,
-                        e.count as i64,
-                        now,
-                    ])
-                    .map_err(err)?;
+                added += insert.execute(params![
+                    e.id,
+                    e.time,
+                    e.kind.as_str(),
+                    e.effect.as_str(),
+                    e.rule,
+                    e.attack,
+                    e.container,
+                    e.image,
+                    e.task,
+                    e.pid,
+                    e.process,
+                    e.cmdline,
+                    e.parent,
+                    e.domain,
+                    e.ip,
+                    e.port,
+                    e.message,
+                    e.count as i64,
+                    now,
+                ])?;
             }
         }
-        tx.commit().map_err(err)?;
+        tx.commit()?;
         Ok(added)
     }
 
-    fn audits(&self, q: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {
+    fn audits(&self, q: &AuditQuery) -> Result<Vec<Event>, StoreError> {
         let c = lock(&self.reader);
-        let mut select = c
-            .prepare_cached(&format!(
-                "SELECT {AUDIT_COLUMNS} FROM audits \
+        let mut select = c.prepare_cached(&format!(
+            "SELECT {AUDIT_COLUMNS} FROM audits \
                  WHERE (?1 IS NULL OR container = ?1) AND (?2 IS NULL OR image = ?2) \
                    AND (?3 IS NULL OR type = ?3) AND (?4 IS NULL OR effect = ?4) \
                    AND (?5 IS NULL OR rule = ?5) AND (?6 IS NULL OR time >= ?6) \
                    AND (?7 IS NULL OR time < ?7) \
                  ORDER BY time DESC, seq DESC LIMIT ?8 OFFSET ?9"
-            ))
-            .map_err(err)?;
-        let rows = select
-            .query_map(
-                params![
-                    q.container,
-                    q.image,
-                    q.kind.map(Kind::as_str),
-                    q.effect.map(Effect::as_str),
-                    q.rule,
-                    q.since,
-                    q.until,
-                    q.limit,
-                    q.offset,
-                ],
-                |r| {
-                    let kind: String = r.get(2)?;
-                    let effect: String = r.get(3)?;
-                    let bad = |column: usize, value: String| {
-                        rusqlite::Error::FromSqlConversionFailure(
-                            column,
-                            rusqlite::types::Type::Text,
-                            format!("unknown value {value:?}").into(),
-                        )
-                    };
-                    Ok(AuditEvent {
-                        id: r.get(0)?,
-                        time: r.get(1)?,
-                        kind: parse_name(&kind, &Kind::ALL, Kind::as_str)
-                            .ok_or_else(|| bad(2, kind.clone()))?,
-                        effect: parse_name(&effect, &Effect::ALL, Effect::as_str)
-                            .ok_or_else(|| bad(3, effect.clone()))?,
-                        rule: r.get(4)?,
-                        attack: r.get(5)?,
-                        container: r.get(6)?,
-                        image: r.get(7)?,
-                        task: r.get(8)?,
-                        pid: r.get(9)?,
-                        process: r.get(10)?,
-                        cmdline: r.get(11)?,
-                        parent: r.get(12)?,
-                        domain: r.get(13)?,
-                        ip: r.get(14)?,
-                        port: r.get(15)?,
-                        message: r.get(16)?,
-                        count: r.get::<_, i64>(17)? as u64,
-                    })
-                },
-            )
-            .map_err(err)?;
-        rows.collect::<Result<_, _>>().map_err(err)
+        ))?;
+        let rows = select.query_map(
+            params![
+                q.container,
+                q.image,
+                q.kind.map(Kind::as_str),
+                q.effect.map(Effect::as_str),
+                q.rule,
+                q.since,
+                q.until,
+                q.limit,
+                q.offset,
+            ],
+            |r| {
+                let kind: String = r.get(2)?;
+                let effect: String = r.get(3)?;
+                let bad = |column: usize, value: String| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        column,
+                        rusqlite::types::Type::Text,
+                        format!("unknown value {value:?}").into(),
+                    )
+                };
+                Ok(Event {
+                    id: r.get(0)?,
+                    time: r.get(1)?,
+                    kind: parse_name(&kind, &Kind::ALL, Kind::as_str)
+                        .ok_or_else(|| bad(2, kind.clone()))?,
+                    effect: parse_name(&effect, &Effect::ALL, Effect::as_str)
+                        .ok_or_else(|| bad(3, effect.clone()))?,
+                    rule: r.get(4)?,
+                    attack: r.get(5)?,
+                    container: r.get(6)?,
+                    image: r.get(7)?,
+                    task: r.get(8)?,
+                    pid: r.get(9)?,
+                    process: r.get(10)?,
+                    cmdline: r.get(11)?,
+                    parent: r.get(12)?,
+                    domain: r.get(13)?,
+                    ip: r.get(14)?,
+                    port: r.get(15)?,
+                    message: r.get(16)?,
+                    count: r.get::<_, i64>(17)? as u64,
+                })
+            },
+        )?;
+        rows.collect::<Result<_, _>>().map_err(StoreError::from)
     }
 
     fn heartbeat(&self, b: &Heartbeat, now: &str) -> Result<(), StoreError> {
@@ -236,34 +231,30 @@ impl Store for Sqlite {
                 params![b.id, b.container, b.image, b.task, b.version, b.revision, now],
             )
             .map(drop)
-            .map_err(err)
+            .map_err(StoreError::from)
     }
 
     fn defenders(&self) -> Result<Vec<DefenderSeen>, StoreError> {
         let c = lock(&self.reader);
-        let mut select = c
-            .prepare_cached(
-                "SELECT id, container, image, task, version, revision, first_seen, last_seen \
+        let mut select = c.prepare_cached(
+            "SELECT id, container, image, task, version, revision, first_seen, last_seen \
                  FROM defenders ORDER BY last_seen DESC",
-            )
-            .map_err(err)?;
-        let rows = select
-            .query_map([], |r| {
-                Ok(DefenderSeen {
-                    beat: Heartbeat {
-                        id: r.get(0)?,
-                        container: r.get(1)?,
-                        image: r.get(2)?,
-                        task: r.get(3)?,
-                        version: r.get(4)?,
-                        revision: r.get(5)?,
-                    },
-                    first_seen: r.get(6)?,
-                    last_seen: r.get(7)?,
-                })
+        )?;
+        let rows = select.query_map([], |r| {
+            Ok(DefenderSeen {
+                beat: Heartbeat {
+                    id: r.get(0)?,
+                    container: r.get(1)?,
+                    image: r.get(2)?,
+                    task: r.get(3)?,
+                    version: r.get(4)?,
+                    revision: r.get(5)?,
+                },
+                first_seen: r.get(6)?,
+                last_seen: r.get(7)?,
             })
-            .map_err(err)?;
-        rows.collect::<Result<_, _>>().map_err(err)
+        })?;
+        rows.collect::<Result<_, _>>().map_err(StoreError::from)
     }
 }
 
@@ -271,8 +262,8 @@ impl Store for Sqlite {
 mod tests {
     use super::*;
 
-    fn event(id: &str, time: &str, kind: Kind, container: &str) -> AuditEvent {
-        AuditEvent {
+    fn event(id: &str, time: &str, kind: Kind, container: &str) -> Event {
+        Event {
             id: id.into(),
             time: time.into(),
             kind,
@@ -294,7 +285,7 @@ mod tests {
         }
     }
 
-    fn ids(events: &[AuditEvent]) -> Vec<&str> {
+    fn ids(events: &[Event]) -> Vec<&str> {
         events.iter().map(|e| e.id.as_str()).collect()
     }
 

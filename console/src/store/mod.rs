@@ -9,11 +9,15 @@ mod sqlite;
 
 pub use sqlite::Sqlite;
 
-use crate::events::{AuditEvent, Effect, Kind};
+use crate::events::{Effect, Event, Kind};
 
+/// A storage call that failed, with the backend's own error as its source.
 #[derive(Debug, thiserror::Error)]
-#[error("storage: {0}")]
-pub struct StoreError(pub String);
+#[error("storage: {source}")]
+pub struct StoreError {
+    #[source]
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
 
 /// A revision of the policy document.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,8 +73,8 @@ pub trait Store: Send + Sync {
     fn put_policy(&self, document: &str, now: &str) -> Result<StoredPolicy, StoreError>;
     /// Stores a batch all together or not at all; events whose `id` is stored already are
     /// skipped (delivery is at least once). Returns how many were new.
-    fn add_audits(&self, events: &[AuditEvent], now: &str) -> Result<usize, StoreError>;
-    fn audits(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError>;
+    fn add_audits(&self, events: &[Event], now: &str) -> Result<usize, StoreError>;
+    fn audits(&self, query: &AuditQuery) -> Result<Vec<Event>, StoreError>;
     fn heartbeat(&self, beat: &Heartbeat, now: &str) -> Result<(), StoreError>;
     /// Every defender ever heard from, most recently seen first.
     fn defenders(&self) -> Result<Vec<DefenderSeen>, StoreError>;

@@ -81,6 +81,15 @@ async fn get_policy(
     if matches(&headers, &current) {
         let wait = Duration::from_secs(poll.wait.unwrap_or(0).min(MAX_WAIT));
         let deadline = tokio::time::Instant::now() + wait;
+        if !wait.is_zero() {
+            // Subscribed above: a change from now on wakes this poll. Tests wait for this line
+            // before they change the policy.
+            eprintln!(
+                "defender-console: a policy poll waits up to {} s for a change from revision {}",
+                wait.as_secs(),
+                current.revision
+            );
+        }
         loop {
             match tokio::time::timeout_at(deadline, changes.changed()).await {
                 Ok(Ok(())) => {
@@ -205,7 +214,7 @@ async fn find_audits(
     state: &AppState,
     filter: &AuditFilter,
     default_limit: u32,
-) -> Result<Vec<events::AuditEvent>, ApiError> {
+) -> Result<Vec<events::Event>, ApiError> {
     let query = filter.query(default_limit).map_err(ApiError::bad_request)?;
     state.store(move |s| s.audits(&query)).await
 }
@@ -214,7 +223,7 @@ async fn list_audits(
     _: Admin,
     State(state): State<Arc<AppState>>,
     Query(filter): Query<AuditFilter>,
-) -> Result<Json<Vec<events::AuditEvent>>, ApiError> {
+) -> Result<Json<Vec<events::Event>>, ApiError> {
     Ok(Json(find_audits(&state, &filter, DEFAULT_LIMIT).await?))
 }
 

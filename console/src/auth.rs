@@ -29,6 +29,25 @@ pub struct Tokens {
     defender: String,
 }
 
+/// Why the tokens could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("{file}: a given token must be non-empty, without spaces")]
+    Malformed { file: &'static str },
+    #[error("{}: empty", path.display())]
+    Empty { path: PathBuf },
+    #[error("{}: {source}", path.display())]
+    File {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("generating a token: {0}")]
+    Random(#[source] std::io::Error),
+    #[error("the admin token and the defender token must differ")]
+    Same,
+}
+
 /// Where a token came from, for the start-up message.
 pub enum Origin {
     Given,
@@ -43,11 +62,11 @@ impl Tokens {
         dir: &Path,
         admin: Option<String>,
         defender: Option<String>,
-    ) -> Result<(Tokens, [Origin; 2]), String> {
+    ) -> Result<(Tokens, [Origin; 2]), TokenError> {
         let (admin, admin_origin) = token(dir, "admin.token", admin)?;
         let (defender, defender_origin) = token(dir, "defender.token", defender)?;
         if admin == defender {
-            return Err("the admin token and the defender token must differ".into());
+            return Err(TokenError::Same);
         }
         Ok((Tokens { admin, defender }, [admin_origin, defender_origin]))
     }
@@ -64,32 +83,35 @@ impl Tokens {
     }
 }
 
-fn token(dir: &Path, file: &str, given: Option<String>) -> Result<(String, Origin), String> {
+fn token(
+    dir: &Path,
+    file: &'static str,
+    given: Option<String>,
+) -> Result<(String, Origin), TokenError> {
     if let Some(t) = given {
         if t.trim().is_empty() || t.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(format!(
-                "{file}: a given token must be non-empty, without spaces"
-            ));
+            return Err(TokenError::Malformed { file });
         }
         return Ok((t, Origin::Given));
     }
     let path = dir.join(file);
     match std::fs::read_to_string(&path) {
         Ok(t) if !t.trim().is_empty() => return Ok((t.trim().to_string(), Origin::Kept(path))),
-        Ok(_) => return Err(format!("{}: empty", path.display())),
+        Ok(_) => return Err(TokenError::Empty { path }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(format!("{}: {e}", path.display())),
+        Err(source) => return Err(TokenError::File { path, source }),
     }
-    let t = generate().map_err(|e| format!("generating a token: {e}"))?;
-    let mut f = std::fs::OpenOptions::new()
+    let t = generate().map_err(TokenError::Random)?;
+    let written = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(&path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    f.write_all(format!("{t}\n").as_bytes())
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok((t, Origin::Generated(path)))
+        .and_then(|mut f| f.write_all(format!("{t}\n").as_bytes()));
+    match written {
+        Ok(()) => Ok((t, Origin::Generated(path))),
+        Err(source) => Err(TokenError::File { path, source }),
+    }
 }
 
 /// 32 random bytes from the kernel, in hex.

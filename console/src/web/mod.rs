@@ -1,0 +1,664 @@
+//! The pages for a person: the policy (rules in order with scope and effects, edited as JSON with
+//! the validation errors shown inline), the audits (newest first, filters, live refresh), the
+//! defenders. Server-rendered HTML from maud templates, which escape every value they show
+//! (command lines, domains, container names: the workloads choose them); query strings are
+//! encoded with `form_urlencoded`. The only script refreshes the audit rows.
+//!
+//! The pages need the admin token, given once on the login page and kept in a session cookie.
+
+mod html;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Form, Query, State};
+use axum::http::StatusCode;
+use axum::http::header::SET_COOKIE;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use defender::policy::schema::{self, Document, Effect};
+use maud::{Markup, PreEscaped, html};
+use serde::Deserialize;
+
+use crate::api::{self, AuditFilter};
+use crate::app::{AppState, ReplaceError, Replaced, problems};
+use crate::auth::{Person, Role, SESSION_COOKIE};
+use crate::events::{Effect as AuditEffect, Event, Kind};
+use html::page;
+
+/// Rows on the audits page when no limit is asked for.
+const PAGE_ROWS: u32 = 200;
+
+/// Where the audits page lives, and the links that filter it.
+const AUDITS: &str = "/audits";
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/", get(|| async { Redirect::to(AUDITS) }))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", axum::routing::post(logout))
+        .route("/policy", get(policy_page).post(save_policy))
+        .route(AUDITS, get(audits_page))
+        .route("/audits/rows", get(audit_rows))
+        .route("/defenders", get(defenders_page))
+}
+
+fn internal(message: &str) -> Response {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        page("Error", "", html! { p class="errors" { (message) } }),
+    )
+        .into_response()
+}
+
+// ---- Login ----
+
+fn login_form(error: Option<&str>) -> Markup {
+    page(
+        "Log in",
+        "",
+        html! {
+            @if let Some(error) = error {
+                p class="errors" id="errors" { (error) }
+            }
+            form method="post" action="/login" {
+                p {
+                    label {
+                        "Admin token "
+                        input type="password" name="token" id="token" size="70" autofocus;
+                    }
+                }
+                p { button id="login" { "Log in" } }
+            }
+            p class="muted" {
+                "The admin token is in the console's data directory (admin.token) unless it was \
+                 given with --admin-token."
+            }
+        },
+    )
+}
+
+async fn login_page() -> Markup {
+    login_form(None)
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    token: String,
+}
+
+async fn login(State(state): State<Arc<AppState>>, Form(form): Form<LoginForm>) -> Response {
+    let token = form.token.trim();
+    if state.tokens.role(token) != Some(Role::Admin) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            login_form(Some("That is not the admin token.")),
+        )
+            .into_response();
+    }
+    let secure = if state.https { "; Secure" } else { "" };
+    let cookie = format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict{secure}");
+    ([(SET_COOKIE, cookie)], Redirect::to(AUDITS)).into_response()
+}
+
+async fn logout() -> Response {
+    let cookie = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+    ([(SET_COOKIE, cookie)], Redirect::to("/login")).into_response()
+}
+
+// ---- Policy ----
+
+#[derive(Deserialize)]
+struct Saved {
+    saved: Option<u64>,
+    changed: Option<u8>,
+}
+
+async fn policy_page(
+    _: Person,
+    State(state): State<Arc<AppState>>,
+    Query(saved): Query<Saved>,
+) -> Markup {
+    let current = state.policy();
+    let notice = match (saved.saved, saved.changed) {
+        (Some(r), Some(0)) => html! {
+            p class="ok" id="saved" {
+                "No change: that document is revision " (r) ", already in force."
+            }
+        },
+        (Some(r), _) => html! {
+            p class="ok" id="saved" {
+                "Saved revision " (r) ". Defenders apply it as they receive it."
+            }
+        },
+        _ => html! {},
+    };
+    policy_view(&state, notice, &current.document)
+}
+
+/// The page: revision, rules table, and the editor holding `text`.
+fn policy_view(state: &AppState, notice: Markup, text: &str) -> Markup {
+    let current = state.policy();
+    let rules = match serde_json::from_str::<Document>(&current.document) {
+        Ok(doc) => rules_table(&doc),
+        Err(e) => html! { p class="errors" { "stored policy unreadable: " (e) } },
+    };
+    page(
+        "App-Embedded policy",
+        "Policy",
+        html! {
+            (notice)
+            p {
+                "Revision " strong id="revision" { (current.revision) } ", saved "
+                (current.updated) ". The first rule that is not disabled and whose collections \
+                match a container is the one in force for it."
+            }
+            (rules)
+            h2 { "Edit" }
+            form method="post" action="/policy" {
+                textarea name="document" id="document" spellcheck="false" { (text) }
+                p {
+                    button id="save" { "Save" } " "
+                    span class="muted" {
+                        "Validated as " code { "defender policy check" } " does; an invalid \
+                         document changes nothing."
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// Entries as code, or a dash for none.
+fn list(entries: &[String]) -> Markup {
+    html! {
+        @if entries.is_empty() {
+            "—"
+        }
+        @for (i, entry) in entries.iter().enumerate() {
+            @if i > 0 { ", " }
+            code { (entry) }
+        }
+    }
+}
+
+fn effect(e: Effect) -> Markup {
+    html! { span class={ "effect-" (e.as_str()) } { (e.as_str()) } }
+}
+
+/// An allow and a deny list, named `{name}allow` and `{name}deny`; nothing when both are empty.
+fn pair(name: &str, allow: &[String], deny: &[String]) -> Markup {
+    html! {
+        @if !allow.is_empty() || !deny.is_empty() {
+            br; (name) "allow: " (list(allow))
+            br; (name) "deny: " (list(deny))
+        }
+    }
+}
+
+fn section(s: Option<&schema::Section>) -> Markup {
+    match s {
+        Some(s) => html! { (effect(s.effect)) (pair("", &s.allow, &s.deny)) },
+        None => effect(Effect::Disable),
+    }
+}
+
+fn network(n: Option<&schema::Network>) -> Markup {
+    match n {
+        Some(n) => html! {
+            (effect(n.effect))
+            (pair("outbound ", &n.outbound.allow, &n.outbound.deny))
+            (pair("ports ", &n.outbound_ports.allow, &n.outbound_ports.deny))
+            (pair("listening ", &n.listening_ports.allow, &n.listening_ports.deny))
+        },
+        None => effect(Effect::Disable),
+    }
+}
+
+/// A collection: its entries, or `*` when the rule does not narrow it.
+fn scope(entries: Option<&Vec<String>>) -> Markup {
+    match entries {
+        Some(entries) => list(entries),
+        None => html! { code { "*" } },
+    }
+}
+
+fn rules_table(doc: &Document) -> Markup {
+    html! {
+        table id="rules" {
+            tr {
+                th { "#" } th { "rule" } th { "scope" } th { "processes" } th { "network" }
+                th { "dns" }
+            }
+            @for (i, rule) in doc.rules.iter().enumerate() {
+                @let collections = rule.collections.as_ref();
+                tr {
+                    td { (i) }
+                    td {
+                        (rule.name)
+                        @if rule.disabled { " " span class="muted" { "(disabled)" } }
+                    }
+                    td {
+                        "images: " (scope(collections.and_then(|c| c.images.as_ref())))
+                        br;
+                        "containers: " (scope(collections.and_then(|c| c.containers.as_ref())))
+                    }
+                    td { (section(rule.processes.as_ref())) }
+                    td { (network(rule.network.as_ref())) }
+                    td { (section(rule.dns.as_ref())) }
+                }
+            }
+        }
+        @if doc.rules.is_empty() {
+            p class="muted" { "No rules: nothing is enforced anywhere." }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct PolicyForm {
+    document: String,
+}
+
+async fn save_policy(
+    _: Person,
+    State(state): State<Arc<AppState>>,
+    Form(form): Form<PolicyForm>,
+) -> Response {
+    match state.replace_policy(&form.document).await {
+        Ok(Replaced::New(p)) => {
+            Redirect::to(&format!("/policy?saved={}", p.revision)).into_response()
+        }
+        Ok(Replaced::Same(p)) => {
+            Redirect::to(&format!("/policy?saved={}&changed=0", p.revision)).into_response()
+        }
+        Err(ReplaceError::Invalid(e)) => {
+            let notice = html! {
+                div class="errors" id="errors" {
+                    p { "Not saved: the document is invalid. The policy in force is unchanged." }
+                    ul {
+                        @for problem in problems(&e) {
+                            li { (problem["text"].as_str().unwrap_or_default()) }
+                        }
+                    }
+                }
+            };
+            (
+                StatusCode::BAD_REQUEST,
+                policy_view(&state, notice, &form.document),
+            )
+                .into_response()
+        }
+        Err(ReplaceError::Store(e)) => internal(&e.message),
+    }
+}
+
+// ---- Audits ----
+
+/// The live refresh: every 2 s, the rows for the page's own query string. A constant: nothing
+/// of an event or a filter is ever written into it.
+const LIVE_REFRESH: &str = "
+setInterval(async () => {
+  if (!document.getElementById('live').checked) return;
+  const r = await fetch('/audits/rows' + location.search, {credentials: 'same-origin'});
+  if (r.ok) document.getElementById('rows').innerHTML = await r.text();
+}, 2000);
+";
+
+fn options<T: Copy>(all: &[T], name: impl Fn(T) -> &'static str, chosen: Option<&str>) -> Markup {
+    html! {
+        option value="" { "any" }
+        @for v in all {
+            @let n = name(*v);
+            option value=(n) selected[chosen == Some(n)] { (n) }
+        }
+    }
+}
+
+/// A text filter: its label, and its input holding the value in force.
+fn text_filter(name: &str, value: &Option<String>, hint: &str) -> Markup {
+    html! {
+        label {
+            (name) " "
+            input name=(name) id={ "filter-" (name) } value=(value.as_deref().unwrap_or_default())
+                placeholder=(hint);
+        }
+    }
+}
+
+async fn audits_page(
+    _: Person,
+    State(state): State<Arc<AppState>>,
+    Query(filter): Query<AuditFilter>,
+) -> Response {
+    let rows = match rows(&state, &filter).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    page("App-Embedded audits", "Audits", audits_body(&filter, rows)).into_response()
+}
+
+/// The audits page under its frame: the filters in force, the CSV link for them, the rows.
+fn audits_body(filter: &AuditFilter, rows: Markup) -> Markup {
+    html! {
+        form class="filters" method="get" action=(AUDITS) {
+            (text_filter("container", &filter.container, "any"))
+            (text_filter("image", &filter.image, "any"))
+            label {
+                "type "
+                select name="type" id="filter-type" {
+                    (options(&Kind::ALL, Kind::as_str, filter.kind.as_deref()))
+                }
+            }
+            label {
+                "effect "
+                select name="effect" id="filter-effect" {
+                    (options(&AuditEffect::ALL, AuditEffect::as_str, filter.effect.as_deref()))
+                }
+            }
+            (text_filter("rule", &filter.rule, "any"))
+            (text_filter("since", &filter.since, "2026-11-29T10:00:00Z"))
+            (text_filter("until", &filter.until, "2026-11-29T11:00:00Z"))
+            button id="apply" { "Filter" }
+        }
+        p {
+            label { input type="checkbox" id="live" checked; " live refresh" }
+            " · "
+            a href={ "/api/v1/audits/runtime/app-embedded/download" (query_string(filter)) } {
+                "download CSV"
+            }
+        }
+        table {
+            thead {
+                tr {
+                    th { "time" } th { "type" } th { "effect" } th { "container" } th { "image" }
+                    th { "rule" } th { "message" } th { "count" }
+                }
+            }
+            tbody id="rows" { (rows) }
+        }
+        script { (PreEscaped(LIVE_REFRESH)) }
+    }
+}
+
+/// `?name=value&...` for the filters given (empty when none), encoded as a form sends them: what
+/// axum's `Query` reads back into the same filter, whatever characters the values hold.
+fn query_string(filter: &AuditFilter) -> String {
+    let given = serde_json::to_value(filter).unwrap_or_default();
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for (name, value) in given.as_object().into_iter().flatten() {
+        match value {
+            serde_json::Value::String(s) if !s.is_empty() => {
+                query.append_pair(name, s);
+            }
+            serde_json::Value::Number(n) => {
+                query.append_pair(name, &n.to_string());
+            }
+            _ => {}
+        }
+    }
+    match query.finish() {
+        q if q.is_empty() => q,
+        q => format!("?{q}"),
+    }
+}
+
+/// The audits page with `filter` narrowed by `narrow`, from its first row.
+fn narrowed(filter: &AuditFilter, narrow: impl FnOnce(&mut AuditFilter)) -> String {
+    let mut filter = filter.clone();
+    narrow(&mut filter);
+    filter.offset = None;
+    format!("{AUDITS}{}", query_string(&filter))
+}
+
+/// The table rows for `filter`, or the page to show instead (a storage error).
+async fn rows(state: &AppState, filter: &AuditFilter) -> Result<Markup, Response> {
+    let query = match filter.query(PAGE_ROWS) {
+        Ok(q) => q,
+        Err(e) => {
+            return Ok(html! {
+                tr { td colspan="8" class="errors" id="errors" { (e) } }
+            });
+        }
+    };
+    let events = state
+        .store(move |s| s.audits(&query))
+        .await
+        .map_err(|e| internal(&e.message))?;
+    Ok(html! {
+        @if events.is_empty() {
+            tr { td colspan="8" class="muted" { "No audit events." } }
+        }
+        @for e in &events {
+            (row(e, filter))
+        }
+    })
+}
+
+/// One event; its container, image and rule link to the page filtered by them as well.
+fn row(e: &Event, filter: &AuditFilter) -> Markup {
+    let kind = e.kind.as_str();
+    let effect = e.effect.as_str();
+    html! {
+        tr class="audit" data-type=(kind) {
+            td { (e.time) }
+            td { (kind) }
+            td class={ "effect-" (effect) } { (effect) }
+            td {
+                a href=(narrowed(filter, |f| f.container = Some(e.container.clone()))) {
+                    (e.container)
+                }
+            }
+            td {
+                a href=(narrowed(filter, |f| f.image = Some(e.image.clone()))) { (e.image) }
+            }
+            td {
+                @if let Some(rule) = &e.rule {
+                    a href=(narrowed(filter, |f| f.rule = Some(rule.clone()))) { (rule) }
+                }
+            }
+            td { (e.message) }
+            td { (e.count) }
+        }
+    }
+}
+
+async fn audit_rows(
+    _: Person,
+    State(state): State<Arc<AppState>>,
+    Query(filter): Query<AuditFilter>,
+) -> Response {
+    match rows(&state, &filter).await {
+        Ok(r) => r.into_response(),
+        Err(r) => r,
+    }
+}
+
+// ---- Defenders ----
+
+async fn defenders_page(_: Person, State(state): State<Arc<AppState>>) -> Response {
+    let defenders = match api::defenders(&state).await {
+        Ok(d) => d,
+        Err(e) => return internal(&e.message),
+    };
+    let revision = state.policy().revision;
+    let body = html! {
+        p {
+            "Policy revision in force: " strong { (revision) } ". A defender is connected while \
+             its heartbeats arrive (every 5 s)."
+        }
+        table id="defenders" {
+            tr {
+                th { "container" } th { "image" } th { "task" } th { "revision" }
+                th { "version" } th { "last seen" } th { "state" }
+            }
+            @for d in &defenders {
+                tr {
+                    td { (d.beat.container) }
+                    td { (d.beat.image) }
+                    td { (d.beat.task.as_deref().unwrap_or("—")) }
+                    td {
+                        @match (&d.beat.revision, d.current) {
+                            (Some(r), true) => { (r) }
+                            (Some(r), false) => {
+                                span class="effect-alert" { (r) " (not current)" }
+                            }
+                            (None, _) => { span class="muted" { "local policy" } }
+                        }
+                    }
+                    td { (d.beat.version) }
+                    td { (d.last_seen) }
+                    td {
+                        @if d.connected { "connected" } @else { span class="muted" { "gone" } }
+                    }
+                }
+            }
+        }
+        @if defenders.is_empty() {
+            p class="muted" { "No defender has reported yet." }
+        }
+    };
+    page("Defenders", "Defenders", body).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use defender::audit::{Activity, ActivityViolation, ProcessViolation, Scope};
+    use defender::policy::{self, Attack};
+
+    use super::*;
+
+    /// What a workload may put in a command line, a domain, a container's or a rule's name.
+    const HOSTILE: &str = r#"</td><script>alert("x")</script> & 'q' a?b=c#d +%20"#;
+
+    /// The events of a hostile workload, as its defender builds them.
+    fn hostile_events() -> Vec<Event> {
+        let scope = Scope {
+            container: format!("web {HOSTILE}"),
+            image: format!("img {HOSTILE}"),
+            task: None,
+        };
+        let rule = format!("rule {HOSTILE}");
+        let process = Event::process(
+            &scope,
+            &ProcessViolation {
+                rule: &rule,
+                effect: policy::Effect::Prevent,
+                attack: Attack::ExplicitlyDenied,
+                pid: 7,
+                process: "/bin/sh",
+                parent: "/bin/sh",
+                cmdline: &format!("sh -c {HOSTILE}"),
+            },
+        );
+        let dns = Event::activity(
+            &scope,
+            &ActivityViolation {
+                rule: &rule,
+                effect: policy::Effect::Alert,
+                attack: Attack::NotAllowed,
+                pid: 7,
+                process: "/usr/bin/curl",
+                activity: Activity::Dns {
+                    domain: format!("{HOSTILE}.example"),
+                },
+            },
+        );
+        vec![process, dns]
+    }
+
+    /// An attribute's value as the browser reads it (maud escapes `&`, `<`, `>` and `"`).
+    fn attribute(escaped: &str) -> String {
+        escaped
+            .replace("&quot;", "\"")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&")
+    }
+
+    /// Every link of the page, as the browser follows it.
+    fn links(page: &str) -> Vec<String> {
+        page.split("href=\"")
+            .skip(1)
+            .map(|rest| attribute(&rest[..rest.find('"').unwrap()]))
+            .collect()
+    }
+
+    /// The filter a link's query string gives, as axum's `Query` reads it.
+    fn filter_of(link: &str) -> serde_json::Value {
+        let uri: axum::http::Uri = link.parse().unwrap_or_else(|e| panic!("{link}: {e}"));
+        serde_json::to_value(Query::<AuditFilter>::try_from_uri(&uri).unwrap().0).unwrap()
+    }
+
+    #[test]
+    fn hostile_strings_are_shown_escaped_and_filter_links_round_trip_them() {
+        let filter = AuditFilter {
+            image: Some(format!("img {HOSTILE}")),
+            kind: Some("process".into()),
+            ..AuditFilter::default()
+        };
+        let events = hostile_events();
+        let rows = html! { @for e in &events { (row(e, &filter)) } };
+        let page = page("App-Embedded audits", "Audits", audits_body(&filter, rows)).into_string();
+
+        // The only script is the page's own; every hostile string is text.
+        assert_eq!(page.matches("<script").count(), 1, "{page}");
+        assert!(!page.contains("</td><script>"), "{page}");
+        let shown = r#"&lt;/td&gt;&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; 'q' a?b=c#d +%20"#;
+        for text in [
+            format!("Full command: sh -c {shown}"),
+            format!("DNS resolution of domain name {shown}.example"),
+            format!(">web {shown}</a>"),
+            format!(">rule {shown}</a>"),
+        ] {
+            assert!(page.contains(&text), "{text} is not in {page}");
+        }
+        // The filter inputs hold the values in force, as attributes.
+        assert!(
+            page.contains(&format!(r#"id="filter-image" value="img {shown}""#)),
+            "{page}"
+        );
+
+        // Each link gives back exactly the filter it was made from.
+        let links = links(&page);
+        let download = links
+            .iter()
+            .find(|l| l.starts_with("/api/v1/audits/runtime/app-embedded/download?"))
+            .unwrap();
+        assert_eq!(filter_of(download), serde_json::to_value(&filter).unwrap());
+        let narrowing: Vec<serde_json::Value> = links
+            .iter()
+            .filter(|l| l.starts_with("/audits?"))
+            .map(|l| filter_of(l))
+            .collect();
+        let expect = |narrow: fn(&mut AuditFilter)| {
+            let mut f = filter.clone();
+            narrow(&mut f);
+            serde_json::to_value(f).unwrap()
+        };
+        let by_container = expect(|f| f.container = Some(format!("web {HOSTILE}")));
+        let by_rule = expect(|f| f.rule = Some(format!("rule {HOSTILE}")));
+        // Narrowed by the image in force already: the same filter.
+        let by_image = expect(|_| {});
+        assert_eq!(narrowing.len(), 2 * 3, "{links:?}");
+        for want in [by_container, by_rule, by_image] {
+            assert_eq!(
+                narrowing.iter().filter(|f| **f == want).count(),
+                2,
+                "{want} in {narrowing:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn query_strings_encode_what_forms_do() {
+        assert_eq!(query_string(&AuditFilter::default()), "");
+        let filter = AuditFilter {
+            container: Some("a b&c=d".into()),
+            rule: Some(String::new()),
+            limit: Some(5),
+            ..AuditFilter::default()
+        };
+        assert_eq!(query_string(&filter), "?container=a+b%26c%3Dd&limit=5");
+    }
+}
