@@ -424,7 +424,7 @@ fn swapping_argv0_after_the_check_never_runs_another_applet() {
         "allow by name",
         r#"{"effect": "prevent", "allow": ["exec_helper", "true"]}"#,
     );
-    let helper = common::example("exec_helper");
+    let helper = common::test_program("exec_helper");
     let attempts = ATTEMPTS.to_string();
     let out = w.run(
         &policy,

@@ -5,7 +5,7 @@
 //! event), stops the container under `block`, and is let through and reported under `alert`.
 //! Every attack is first run natively in the test's own network world (tests/common/networld.rs)
 //! to show that it really gets through there: a DNS server logging questions, a UDP listener
-//! counting datagrams. `examples/attack_raw.rs` is the attack program.
+//! counting datagrams. `test-programs/src/bin/attack_raw.rs` is the attack program.
 //!
 //! Debian packages: dnsmasq-base, iproute2, util-linux, python3.
 
@@ -16,17 +16,17 @@ use std::os::fd::AsRawFd;
 use std::process::{Child, ChildStdout, Command, Output, Stdio};
 
 use common::networld::{DENIED_IP, NAMESERVER, NetWorld, WEB, assert_blocked, check_audit, only};
-use common::{example, output_within, require, stdout};
+use common::{output_within, require, stdout, test_program};
 use serde_json::{Value, json};
 
 const RULE: &str = "raw-test";
 
 fn attack() -> String {
-    example("attack_raw").display().to_string()
+    test_program("attack_raw").display().to_string()
 }
 
 fn attacker() -> String {
-    std::fs::canonicalize(example("attack_raw"))
+    std::fs::canonicalize(test_program("attack_raw"))
         .unwrap()
         .display()
         .to_string()

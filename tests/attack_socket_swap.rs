@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use common::networld::{DENIED_IP, NetWorld};
 use common::{
-    HANG_GUARD, example, finish_within, output_within, require, spawn_piped, stderr, stdout,
+    HANG_GUARD, finish_within, output_within, require, spawn_piped, stderr, stdout, test_program,
 };
 use serde_json::{Value, json};
 
@@ -69,7 +69,7 @@ fn swap(mode: &str) {
     let denied = nw.in_netns(|| UdpSocket::bind((DENIED_IP, PORT)).expect("denied listener"));
     let path = nw.path("receiver.sock");
     let receiver = UnixDatagram::bind(&path).unwrap();
-    let attack = example("attack_swap").display().to_string();
+    let attack = test_program("attack_swap").display().to_string();
     let target = format!("{DENIED_IP}:{PORT}");
     let argv = [
         attack.as_str(),

@@ -1,5 +1,5 @@
 //! Exec enforcement end to end: the real `defender` binary around real programs (dash, coreutils,
-//! busybox, python3) and `examples/exec_helper.rs` for the exec paths a shell never takes. Each
+//! busybox, python3) and `test-programs/src/bin/exec_helper.rs` for the exec paths a shell never takes. Each
 //! test checks what the workload sees (EPERM, exit status, files not created), what the audit says
 //! (spec/audit.md) and which rule was in force (spec/policy.md).
 //!
@@ -11,7 +11,6 @@ use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
 use common::{World, process_policy, stderr, stdout, without_capability_report};
 use serde_json::Value;
@@ -235,60 +234,9 @@ fn script(w: &World, name: &str, text: &str) -> PathBuf {
     p
 }
 
-/// `examples/exec_helper.rs`, built on first use: `cargo test` builds examples, but
-/// `cargo test --test exec_policy` builds only this test. Building it again when it exists is a
-/// no-op for cargo, and keeps a stale helper from being used.
+/// `test-programs/src/bin/exec_helper.rs`, the exec paths a shell never takes.
 fn helper() -> String {
-    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
-    if let Err(e) = BUILT.get_or_init(build_helper) {
-        panic!("{e}");
-    }
-    common::example("exec_helper").display().to_string()
-}
-
-/// `cargo build --example exec_helper` into the directory, profile and target the tests were
-/// built for: the helper ends up next to the `defender` binary under test.
-fn build_helper() -> Result<(), String> {
-    let defender = common::defender();
-    let profile_dir = defender.parent().unwrap();
-    let above = profile_dir.parent().unwrap();
-    let mut c = Command::new(env!("CARGO"));
-    c.args([
-        "build",
-        "--quiet",
-        "--example",
-        "exec_helper",
-        "--manifest-path",
-    ])
-    .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"));
-    // The target directory's root holds `.rustc_info.json`; below it, a `--target` build has
-    // one directory per target triple.
-    let target_dir = if above.join(".rustc_info.json").exists() {
-        above
-    } else {
-        c.arg("--target").arg(above.file_name().unwrap());
-        above.parent().unwrap()
-    };
-    c.arg("--target-dir").arg(target_dir);
-    match profile_dir.file_name().and_then(|p| p.to_str()) {
-        Some("debug") => {}
-        Some("release") => {
-            c.arg("--release");
-        }
-        Some(profile) => {
-            c.args(["--profile", profile]);
-        }
-        None => return Err(format!("{}: no profile directory", defender.display())),
-    }
-    let o = c.output().map_err(|e| format!("running cargo: {e}"))?;
-    if o.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "building examples/exec_helper.rs failed:\n{}",
-            stderr(&o)
-        ))
-    }
+    common::test_program("exec_helper").display().to_string()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 //! Network enforcement end to end (issue 3): outbound connections and the sends that carry a
 //! destination, listening ports, io_uring, in the test's own network world
 //! (tests/common/networld.rs), each run natively and under the real `defender` binary.
-//! `examples/net_helper.rs` makes the exact calls (connect, sendto, sendmsg, sendmmsg, bind,
+//! `test-programs/src/bin/net_helper.rs` makes the exact calls (connect, sendto, sendmsg, sendmmsg, bind,
 //! io_uring_setup) and prints the errno; curl and python3 are the real programs. Denied calls fail
 //! with EPERM and write the audits of spec/audit.md; allowed ones behave as natively.
 //!
@@ -15,7 +15,7 @@ use std::process::Output;
 use common::networld::{
     DENIED_IP, DENIED_IP6, NetWorld, WEB, WEB6, assert_blocked, check_audit, only,
 };
-use common::{example, require, stderr, stdout};
+use common::{require, stderr, stdout, test_program};
 use serde_json::{Value, json};
 
 const RULE: &str = "net-test";
@@ -42,7 +42,7 @@ fn canon(p: impl AsRef<Path>) -> String {
 }
 
 fn helper() -> String {
-    example("net_helper").display().to_string()
+    test_program("net_helper").display().to_string()
 }
 
 /// `net_helper ARGS...` natively inside the world; its one result line (`connect=ok`, ...).
@@ -75,7 +75,14 @@ fn result_line(out: &Output) -> String {
 
 /// Checks every field of a `network` audit the contract fixes.
 fn check_network_audit(a: &Value, effect: &str, ip: &str, port: u16, explicit: bool) {
-    check_network_audit_of(a, effect, ip, port, explicit, &canon(example("net_helper")));
+    check_network_audit_of(
+        a,
+        effect,
+        ip,
+        port,
+        explicit,
+        &canon(test_program("net_helper")),
+    );
 }
 
 fn check_network_audit_of(
@@ -527,7 +534,7 @@ fn binds_are_checked_on_non_zero_ports_tcp_and_udp() {
         "prevent",
         json!({"listeningPorts": {"allow": ["8000-8100"], "deny": ["8081"]}}),
     );
-    let process = canon(example("net_helper"));
+    let process = canon(test_program("net_helper"));
     for (args, want) in [
         (["bind", "tcp", "0.0.0.0:8080"], "bind=ok"),
         (["bind", "tcp", "[::]:8080"], "bind=ok"),
@@ -567,7 +574,7 @@ fn listen_alert_lets_the_bind_through_and_audits_it() {
         "alert",
         2222,
         false,
-        &canon(example("net_helper")),
+        &canon(test_program("net_helper")),
     );
 }
 

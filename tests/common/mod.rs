@@ -10,6 +10,7 @@ pub mod webdriver;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
 
 use serde_json::Value;
 
@@ -18,16 +19,69 @@ pub fn defender() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_defender"))
 }
 
-/// A test helper program built from `examples/` (cargo builds examples before integration tests).
-pub fn example(name: &str) -> PathBuf {
-    let bin = defender();
-    let path = bin.parent().unwrap().join("examples").join(name);
+/// A program of `test-programs/` (the package `defender-test-programs`): built on first use for the
+/// profile and target of the `defender` under test, found next to it. `cargo test --workspace`
+/// builds them before any test runs; `cargo test --test NAME` builds only that test, and building
+/// again when they exist is a no-op for cargo that keeps a stale program from being used.
+pub fn test_program(name: &str) -> PathBuf {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    if let Err(e) = BUILT.get_or_init(build_test_programs) {
+        panic!("{e}");
+    }
+    let path = defender().with_file_name(name);
     assert!(
         path.exists(),
-        "{} is missing: run the tests with `cargo test` (it builds examples)",
+        "{} is missing: build it with `cargo build -p defender-test-programs --bin {name}` \
+         (`cargo test --workspace --all-targets` does)",
         path.display()
     );
     path
+}
+
+/// `cargo build -p defender-test-programs` into the directory, profile and target the tests were
+/// built for, so that the programs end up next to the `defender` binary under test.
+fn build_test_programs() -> Result<(), String> {
+    let defender = defender();
+    let profile_dir = defender.parent().unwrap();
+    let above = profile_dir.parent().unwrap();
+    let mut c = Command::new(env!("CARGO"));
+    c.args([
+        "build",
+        "--quiet",
+        "-p",
+        "defender-test-programs",
+        "--bins",
+        "--manifest-path",
+    ])
+    .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"));
+    // The target directory's root holds `.rustc_info.json`; below it, a `--target` build has
+    // one directory per target triple.
+    let target_dir = if above.join(".rustc_info.json").exists() {
+        above
+    } else {
+        c.arg("--target").arg(above.file_name().unwrap());
+        above.parent().unwrap()
+    };
+    c.arg("--target-dir").arg(target_dir);
+    match profile_dir.file_name().and_then(|p| p.to_str()) {
+        Some("debug") => {}
+        Some("release") => {
+            c.arg("--release");
+        }
+        Some(profile) => {
+            c.args(["--profile", profile]);
+        }
+        None => return Err(format!("{}: no profile directory", defender.display())),
+    }
+    let o = c.output().map_err(|e| format!("running cargo: {e}"))?;
+    if o.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "building the test programs (`cargo build -p defender-test-programs`) failed:\n{}",
+            stderr(&o)
+        ))
+    }
 }
 
 /// A scratch directory with a policy file and an audit file.

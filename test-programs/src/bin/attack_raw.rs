@@ -24,9 +24,7 @@ use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
-#[path = "shared/int80.rs"]
-mod int80;
-use int80::int80;
+use defender_test_programs::int80::int80;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -35,9 +35,7 @@ use std::ffi::{CStr, CString};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-#[path = "shared/int80.rs"]
-mod int80;
-use int80::int80;
+use defender_test_programs::int80::int80;
 
 /// Exit status when the exec call returned (it failed).
 const EXEC_FAILED: i32 = 111;
@@ -138,7 +136,7 @@ fn main() {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: exec_helper SUBCOMMAND ARGS... (see examples/exec_helper.rs)");
+    eprintln!("usage: exec_helper SUBCOMMAND ARGS... (see the table at the top of exec_helper.rs)");
     std::process::exit(2);
 }
 

@@ -1,4 +1,4 @@
-//! One i386 system call from a 64-bit test program (`int 0x80`), shared by the examples that
+//! One i386 system call from a 64-bit test program (`int 0x80`), shared by the programs that
 //! check the defender's handling of the i386 ABI.
 
 /// One i386 system call through `int 0x80`, from this 64-bit process; returns eax (sign-extended).
