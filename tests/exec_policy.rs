@@ -12,7 +12,9 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{World, process_policy, stderr, stdout, without_capability_report};
+use common::{
+    RaceTally, World, process_policy, race_until_killed, stderr, stdout, without_capability_report,
+};
 use serde_json::Value;
 
 /// PATH for every command: the system's tools only (no pyenv shims or cargo bins from the
@@ -1351,33 +1353,9 @@ fn missing_command_exits_127_and_non_executable_126() {
 /// (about a quarter of the attempts), a second or two each on a 2-core machine.
 const RACE_ATTEMPTS: u32 = 300;
 
-/// The outcomes `exec_helper race-exec` counted, from its `race: ...` line.
-#[derive(Debug)]
-struct RaceTally {
-    ran_allowed: u32,
-    killed: u32,
-    eperm: u32,
-    other: u32,
-}
-
 fn race_tally(w: &World, o: &Output) -> RaceTally {
-    let out = stdout(o);
-    let line = out
-        .lines()
-        .find(|l| l.starts_with("race: ran_allowed="))
-        .unwrap_or_else(|| panic!("no tally from race-exec\n{}", show(w, o)));
-    let field = |name: &str| -> u32 {
-        line.split_whitespace()
-            .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in {line:?}"))
-    };
-    RaceTally {
-        ran_allowed: field("ran_allowed"),
-        killed: field("killed"),
-        eperm: field("eperm"),
-        other: field("other"),
-    }
+    RaceTally::parse(&stdout(o))
+        .unwrap_or_else(|| panic!("no tally from race-exec\n{}", show(w, o)))
 }
 
 #[test]
@@ -1390,91 +1368,99 @@ fn race_swapping_the_exec_path_after_the_check_never_runs_the_denied_program() {
     // and as a `#!/bin/sh` script, whose interpreter is allowed: either way, if it ever runs it
     // appends to `marker` and exits 42. In "scripts", `good` is an allowed `#!/bin/sh` script too,
     // so both run the same interpreter and only the script name in its argv tells them apart.
-    // Paths `<dir>/good` and `<dir>/evil` have equal length.
+    // Paths `<dir>/good` and `<dir>/evil` have equal length. Nothing denied running is not
+    // enough: the runs go on until the exec-stop check was seen killing a child (SIGKILL in the
+    // tally and its audit naming `evil`), the proof that the race was won and caught.
     for kind in ["binary", "script", "scripts"] {
-        let w = World::new();
-        let r = root(&w);
-        let (good, evil, marker) = (
-            format!("{r}/good"),
-            format!("{r}/evil"),
-            format!("{r}/marker"),
-        );
-        if kind == "scripts" {
-            script(&w, "good", "#!/bin/sh\nexit 0\n");
-        } else {
-            copy_exe(&w, which("true"), "good");
-        }
-        let proof = format!("echo ran >> {marker}; exit 42");
-        let argv: Vec<&str> = if kind == "binary" {
-            copy_exe(&w, canon("/bin/sh"), "evil");
-            vec!["sh", "-c", &proof]
-        } else {
-            script(&w, "evil", &format!("#!/bin/sh\n{proof}\n"));
-            vec![]
-        };
-        let attempts = RACE_ATTEMPTS.to_string();
-        let mut args = vec![good.as_str(), evil.as_str(), attempts.as_str()];
-        args.extend(&argv);
-        let policy = allow("prevent", &["exec_helper", "good", "sh", "dash"]);
-        let o = helper_run(&w, &policy, "race-exec", &args);
-
-        assert_eq!(code(&o), Some(0), "{kind}: {}", show(&w, &o));
-        let t = race_tally(&w, &o);
-        println!("{kind} evil: {t:?}");
-        assert!(
-            !Path::new(&marker).exists(),
-            "{kind}: the denied program ran {} time(s); {t:?}\n{}",
-            fs::read_to_string(&marker)
-                .unwrap_or_default()
-                .lines()
-                .count(),
-            show(&w, &o)
-        );
-        assert_eq!(
-            t.other,
-            0,
-            "{kind}: every child ran `good`, was killed, or failed with EPERM; {t:?}\n{}",
-            show(&w, &o)
-        );
-        assert_eq!(
-            t.ran_allowed + t.killed + t.eperm,
-            RACE_ATTEMPTS,
-            "{kind}: {t:?}"
-        );
-        assert!(
-            t.killed + t.eperm > 0,
-            "{kind}: no exec was ever decided on `evil`: the race did not happen; {t:?}"
-        );
-
-        // The after-the-fact kills (the supervisor no longer knows the parent): each names what
-        // ran: the binary itself, or for a script its interpreter, with the script in the command
-        // line. Floods fold into one audit with a count, so the counts add up.
-        let audits = w.audits_of("process");
-        let kills: Vec<&Value> = audits.iter().filter(|e| e["parent"] == "unknown").collect();
-        for e in &kills {
-            assert_eq!(e["effect"], "prevent", "{kind}: {e}");
-            assert_eq!(e["attack"], "processNotAllowed", "{kind}: {e}");
-            let named = match kind {
-                "script" | "scripts" => str_of(e, "cmdline").contains("/evil"),
-                _ => str_of(e, "process").ends_with("/evil"),
-            };
-            assert!(named, "{kind}: {e}");
-        }
-        let killed: u64 = kills.iter().filter_map(|e| e["count"].as_u64()).sum();
-        assert_eq!(
-            killed,
-            u64::from(t.killed),
-            "{kind}: one audit per kill; {t:?}\n{}",
-            show(&w, &o)
-        );
-        if t.eperm > 0 {
-            assert!(
-                audits
-                    .iter()
-                    .any(|e| e["parent"] != "unknown" && str_of(e, "process").ends_with("/evil")),
-                "{kind}: the denials name evil\n{}",
-                show(&w, &o)
-            );
-        }
+        let tallies = race_until_killed(kind, || race_round(kind));
+        println!("{kind} evil: {tallies:?}");
     }
+}
+
+/// One run of `race-exec` for `kind` (see the test above), checked; its tally.
+fn race_round(kind: &str) -> RaceTally {
+    let w = World::new();
+    let r = root(&w);
+    let (good, evil, marker) = (
+        format!("{r}/good"),
+        format!("{r}/evil"),
+        format!("{r}/marker"),
+    );
+    if kind == "scripts" {
+        script(&w, "good", "#!/bin/sh\nexit 0\n");
+    } else {
+        copy_exe(&w, which("true"), "good");
+    }
+    let proof = format!("echo ran >> {marker}; exit 42");
+    let argv: Vec<&str> = if kind == "binary" {
+        copy_exe(&w, canon("/bin/sh"), "evil");
+        vec!["sh", "-c", &proof]
+    } else {
+        script(&w, "evil", &format!("#!/bin/sh\n{proof}\n"));
+        vec![]
+    };
+    let attempts = RACE_ATTEMPTS.to_string();
+    let mut args = vec![good.as_str(), evil.as_str(), attempts.as_str()];
+    args.extend(&argv);
+    let policy = allow("prevent", &["exec_helper", "good", "sh", "dash"]);
+    let o = helper_run(&w, &policy, "race-exec", &args);
+
+    assert_eq!(code(&o), Some(0), "{kind}: {}", show(&w, &o));
+    let t = race_tally(&w, &o);
+    assert!(
+        !Path::new(&marker).exists(),
+        "{kind}: the denied program ran {} time(s); {t:?}\n{}",
+        fs::read_to_string(&marker)
+            .unwrap_or_default()
+            .lines()
+            .count(),
+        show(&w, &o)
+    );
+    assert_eq!(
+        t.other,
+        0,
+        "{kind}: every child ran `good`, was killed, or failed with EPERM; {t:?}\n{}",
+        show(&w, &o)
+    );
+    assert_eq!(
+        t.ran_allowed + t.killed + t.eperm,
+        RACE_ATTEMPTS,
+        "{kind}: {t:?}"
+    );
+    assert!(
+        t.killed + t.eperm > 0,
+        "{kind}: no exec was ever decided on `evil`: the race did not happen; {t:?}"
+    );
+
+    // The after-the-fact kills (the supervisor no longer knows the parent): each names what
+    // ran: the binary itself, or for a script its interpreter, with the script in the command
+    // line. Floods fold into one audit with a count, so the counts add up.
+    let audits = w.audits_of("process");
+    let kills: Vec<&Value> = audits.iter().filter(|e| e["parent"] == "unknown").collect();
+    for e in &kills {
+        assert_eq!(e["effect"], "prevent", "{kind}: {e}");
+        assert_eq!(e["attack"], "processNotAllowed", "{kind}: {e}");
+        let named = match kind {
+            "script" | "scripts" => str_of(e, "cmdline").contains("/evil"),
+            _ => str_of(e, "process").ends_with("/evil"),
+        };
+        assert!(named, "{kind}: {e}");
+    }
+    let killed: u64 = kills.iter().filter_map(|e| e["count"].as_u64()).sum();
+    assert_eq!(
+        killed,
+        u64::from(t.killed),
+        "{kind}: one audit per kill; {t:?}\n{}",
+        show(&w, &o)
+    );
+    if t.eperm > 0 {
+        assert!(
+            audits
+                .iter()
+                .any(|e| e["parent"] != "unknown" && str_of(e, "process").ends_with("/evil")),
+            "{kind}: the denials name evil\n{}",
+            show(&w, &o)
+        );
+    }
+    t
 }

@@ -84,6 +84,60 @@ fn build_test_programs() -> Result<(), String> {
     }
 }
 
+/// What `exec_helper race-exec` and `race-argv0` counted of their children's ends, from the
+/// `race: ran_allowed=A killed=K eperm=E other=O` line: ran the allowed program, killed by SIGKILL
+/// (the defender's exec-stop check), refused with EPERM (the decision at the trapped call), other.
+#[derive(Debug)]
+pub struct RaceTally {
+    pub ran_allowed: u32,
+    pub killed: u32,
+    pub eperm: u32,
+    pub other: u32,
+}
+
+impl RaceTally {
+    /// The tally in the helper's standard output, if it printed one.
+    pub fn parse(stdout: &str) -> Option<RaceTally> {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with("race: ran_allowed="))?;
+        let field = |name: &str| -> Option<u32> {
+            line.split_whitespace()
+                .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
+                .and_then(|v| v.parse().ok())
+        };
+        Some(RaceTally {
+            ran_allowed: field("ran_allowed")?,
+            killed: field("killed")?,
+            eperm: field("eperm")?,
+            other: field("other")?,
+        })
+    }
+}
+
+/// Runs `round` (one run of a race, checked by the caller, returning its tally) again and again
+/// until a round has a child killed by the defender's exec-stop check, then returns every
+/// round's tally. A round where the flip never lands between the supervisor's read and the
+/// kernel's proves nothing about that check, so one round is not enough; [`HANG_GUARD`] bounds
+/// the rounds, and the test fails if no kill was seen within it.
+pub fn race_until_killed(what: &str, mut round: impl FnMut() -> RaceTally) -> Vec<RaceTally> {
+    let start = std::time::Instant::now();
+    let mut tallies = Vec::new();
+    loop {
+        let t = round();
+        let killed = t.killed > 0;
+        tallies.push(t);
+        if killed {
+            return tallies;
+        }
+        assert!(
+            start.elapsed() < HANG_GUARD,
+            "{what}: the exec-stop check never killed a child in {} rounds: {tallies:?}",
+            tallies.len()
+        );
+    }
+}
+
 /// A scratch directory with a policy file and an audit file.
 pub struct World {
     pub dir: tempfile::TempDir,
