@@ -38,12 +38,26 @@ pub fn test_program(name: &str) -> PathBuf {
     path
 }
 
+/// The root of the target directory the tests were built in (`target/`, or `CARGO_TARGET_DIR`):
+/// it holds `.rustc_info.json`; below it, a `--target` build has one directory per target triple.
+pub fn target_root() -> PathBuf {
+    let defender = defender();
+    let above = defender
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir");
+    if above.join(".rustc_info.json").exists() {
+        above.to_path_buf()
+    } else {
+        above.parent().expect("target dir").to_path_buf()
+    }
+}
+
 /// `cargo build -p defender-test-programs` into the directory, profile and target the tests were
 /// built for, so that the programs end up next to the `defender` binary under test.
 fn build_test_programs() -> Result<(), String> {
     let defender = defender();
     let profile_dir = defender.parent().unwrap();
-    let above = profile_dir.parent().unwrap();
     let mut c = Command::new(env!("CARGO"));
     c.args([
         "build",
@@ -54,14 +68,11 @@ fn build_test_programs() -> Result<(), String> {
         "--manifest-path",
     ])
     .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"));
-    // The target directory's root holds `.rustc_info.json`; below it, a `--target` build has
-    // one directory per target triple.
-    let target_dir = if above.join(".rustc_info.json").exists() {
-        above
-    } else {
+    let target_dir = target_root();
+    let above = profile_dir.parent().unwrap();
+    if above != target_dir {
         c.arg("--target").arg(above.file_name().unwrap());
-        above.parent().unwrap()
-    };
+    }
     c.arg("--target-dir").arg(target_dir);
     match profile_dir.file_name().and_then(|p| p.to_str()) {
         Some("debug") => {}

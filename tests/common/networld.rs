@@ -398,11 +398,7 @@ fn parse_dns_log(log: &str) -> Vec<Query> {
 /// A program of `test-programs/` built static for the musl target (`.ci/run` builds it; see the
 /// panic message), under the target directory of the `defender` under test.
 pub fn musl_test_program(name: &str) -> PathBuf {
-    let target = super::defender()
-        .parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .join("x86_64-unknown-linux-musl");
+    let target = super::target_root().join("x86_64-unknown-linux-musl");
     let found = ["release", "debug"]
         .iter()
         .map(|profile| target.join(profile).join(name))
