@@ -317,6 +317,35 @@ fn i386_raw_sockets_are_refused_too() {
     );
 }
 
+/// A 32-bit program cannot connect while network calls are checked, even to an address the rule
+/// allows: its socket calls are refused rather than emulated (EPERM, with a `defender` event).
+#[test]
+fn i386_connects_are_refused_even_to_allowed_addresses() {
+    let nw = NetWorld::new();
+    let native_out = native(&nw, &["int80-connect", WEB, "80"]);
+    if native_out.contains("connect=errno 38") {
+        panic!("this kernel has no i386 emulation (ia32_emulation=0): {native_out}");
+    }
+    assert_eq!(native_out, "socket=ok\nconnect=ok\n");
+    let policy = policy(json!({"network": {"effect": "prevent",
+        "outbound": {"allow": [], "deny": ["203.0.113.0/24"]}}}));
+    let out = guarded(&nw, &policy, &["int80-connect", WEB, "80"]);
+    assert_eq!(stdout(&out), "socket=ok\nconnect=EPERM\n", "{out:?}");
+    let e = only(
+        nw.audits_of("defender")
+            .into_iter()
+            .filter(|e| {
+                e["message"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("A 32-bit socket call")
+            })
+            .collect(),
+    );
+    assert_eq!(e["rule"], RULE, "{e}");
+    assert!(nw.audits_of("network").is_empty(), "{:#?}", nw.audits());
+}
+
 #[test]
 fn ping_is_judged_by_its_address() {
     let nw = NetWorld::new();

@@ -311,6 +311,30 @@ fn every_attempt_is_its_own_audit_with_a_unique_id() {
     assert!(!w.path("a").exists() && !w.path("b").exists());
 }
 
+/// The audit file holds what the workload did (command lines, paths): created 0600 whatever the
+/// umask the defender inherits (0 here, which would leave a file made without a mode 0666).
+#[test]
+fn the_audit_file_is_created_private_to_its_owner() {
+    use std::os::unix::process::CommandExt;
+    let w = World::new();
+    let p = w.policy(&deny("prevent", &["mkdir"]));
+    let mut c = w.command(Some(&p), &[], &["sh", "-c", "mkdir d"]);
+    c.env("PATH", SYSTEM_PATH);
+    // SAFETY: the closure runs in the forked child before exec and only calls umask(2), which is
+    // async-signal-safe; it touches no memory shared with the parent.
+    unsafe {
+        c.pre_exec(|| {
+            nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+            Ok(())
+        });
+    }
+    let o = common::output_within(&mut c);
+    assert!(!w.path("d").exists(), "{}", show(&w, &o));
+    process_audits(&w, &o, 1);
+    let mode = fs::metadata(w.audit_path()).unwrap().permissions().mode();
+    assert_eq!(mode & 0o7777, 0o600, "{mode:o}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // 2. Allow lists, with each effect
 // ---------------------------------------------------------------------------------------------
