@@ -6,7 +6,7 @@
 //! sendto on an unconnected socket) and Go's pattern (`net_helper dns-connect-write`: connect +
 //! write). Under `prevent` a denied name fails fast as "not found", its query never reaches the
 //! server, and one `dns` audit names the domain and the client; allowed names resolve exactly as
-//! natively; `alert` lets denied names resolve and audits them (spec/policy.md, spec/audit.md).
+//! natively; `alert` lets denied names resolve and audits them (docs/policy.md, docs/audit.md).
 //!
 //! Debian packages: libc-bin (getent), curl, wget, dnsutils (dig), python3, dnsmasq-base,
 //! iproute2, util-linux; the musl helper: `cargo build --release --target

@@ -1,7 +1,7 @@
 //! Exec enforcement end to end: the real `defender` binary around real programs (dash, coreutils,
 //! busybox, python3) and `test-programs/src/bin/exec_helper.rs` for the exec paths a shell never takes. Each
 //! test checks what the workload sees (EPERM, exit status, files not created), what the audit says
-//! (spec/audit.md) and which rule was in force (spec/policy.md).
+//! (docs/audit.md) and which rule was in force (docs/policy.md).
 //!
 //! Debian packages: coreutils, dash, busybox-static, python3-minimal (`/usr/bin/python3`).
 

@@ -542,7 +542,7 @@ fn the_command_does_not_inherit_the_defenders_ignored_sigpipe() {
     );
 }
 
-/// The console token is the defender's secret (`DEFENDER_TOKEN`, cli.md): the command's environment
+/// The console token is the defender's secret (`DEFENDER_TOKEN`, docs/cli.md): the command's environment
 /// does not carry it, while the rest of the environment passes unchanged. The console named here
 /// does not answer (a closed port), so the defender starts on its fallback policy at once.
 #[test]

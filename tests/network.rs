@@ -3,7 +3,7 @@
 //! (tests/common/networld.rs), each run natively and under the real `defender` binary.
 //! `test-programs/src/bin/net_helper.rs` makes the exact calls (connect, sendto, sendmsg, sendmmsg, bind,
 //! io_uring_setup) and prints the errno; curl and python3 are the real programs. Denied calls fail
-//! with EPERM and write the audits of spec/audit.md; allowed ones behave as natively, including
+//! with EPERM and write the audits of docs/audit.md; allowed ones behave as natively, including
 //! what performing a call for the caller would change (SIGPIPE, `msg_len`, the bind privilege);
 //! what would get past the checks (source routes, ancillary data, non-IP families) is refused.
 //!

@@ -421,7 +421,7 @@ pub fn musl_test_program(name: &str) -> PathBuf {
     path
 }
 
-/// Checks the fields every audit of the network sensors carries (spec/audit.md), for the world's
+/// Checks the fields every audit of the network sensors carries (docs/audit.md), for the world's
 /// container: `kind` (`dns`, `network`, `listen`), effect, rule, attack (`{kind}ExplicitlyDenied`
 /// or `{kind}NotAllowed`), process, pid and count. Returns the verdict as the message says it.
 pub fn check_audit(
