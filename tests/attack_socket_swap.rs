@@ -15,7 +15,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixDatagram, UnixListener};
 use std::path::{Path, PathBuf};
 
-use common::networld::{DENIED_IP, NetWorld};
+use common::networld::{self, DENIED_IP, NetWorld};
 use common::{
     HANG_GUARD, finish_within, output_within, require, spawn_piped, stderr, stdout, test_program,
 };
@@ -155,21 +155,8 @@ fn shared_dir(nw: &NetWorld, name: &str) -> PathBuf {
 
 /// `setpriv` to nobody with no supplementary group, then `python3 -c script args...`.
 fn as_nobody(script: &str, args: &[&str]) -> Vec<String> {
-    let mut v: Vec<String> = [
-        require("setpriv").to_str().unwrap(),
-        "--reuid",
-        "65534",
-        "--regid",
-        "65534",
-        "--clear-groups",
-        "--",
-        "/usr/bin/python3",
-        "-c",
-        script,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let mut v = networld::as_nobody();
+    v.extend(["/usr/bin/python3", "-c", script].map(str::to_owned));
     v.extend(args.iter().map(|s| s.to_string()));
     v
 }

@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::Output;
 
 use common::networld::{
-    DENIED_IP, DENIED_IP6, NetWorld, WEB, WEB6, assert_blocked, check_audit, only,
+    DENIED_IP, DENIED_IP6, NetWorld, WEB, WEB6, as_nobody, assert_blocked, check_audit, only,
 };
 use common::{require, stderr, stdout, test_program};
 use serde_json::{Value, json};
@@ -845,16 +845,8 @@ fn a_bind_below_the_unprivileged_ports_needs_the_callers_own_capability() {
     let nw = NetWorld::new();
     let start = nw.native(&["cat", "/proc/sys/net/ipv4/ip_unprivileged_port_start"]);
     assert_eq!(stdout(&start).trim(), "1024", "{start:?}");
-    let setpriv = require("setpriv");
-    let nobody = [
-        setpriv.to_str().unwrap(),
-        "--reuid",
-        "65534",
-        "--regid",
-        "65534",
-        "--clear-groups",
-        "--",
-    ];
+    let nobody = as_nobody();
+    let nobody: Vec<&str> = nobody.iter().map(String::as_str).collect();
     let calls = ["bind-80", "bind-8080"];
     let policy = outbound_deny("prevent", &["203.0.113.0/24"]);
     assert_eq!(

@@ -395,6 +395,24 @@ fn parse_dns_log(log: &str) -> Vec<Query> {
         .collect()
 }
 
+/// `setpriv` to nobody (uid and gid 65534) with no supplementary group: the prefix of a command
+/// that runs without root's identity and capabilities.
+pub fn as_nobody() -> Vec<String> {
+    let setpriv = require("setpriv");
+    let prefix = [
+        "--reuid",
+        "65534",
+        "--regid",
+        "65534",
+        "--clear-groups",
+        "--",
+    ];
+    std::iter::once(setpriv.to_str().unwrap())
+        .chain(prefix)
+        .map(str::to_owned)
+        .collect()
+}
+
 /// A program of `test-programs/` built static for the musl target (`.ci/run` builds it; see the
 /// panic message), under the target directory of the `defender` under test.
 pub fn musl_test_program(name: &str) -> PathBuf {
