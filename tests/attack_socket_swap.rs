@@ -367,15 +367,8 @@ fn netlink_calls_are_performed_with_the_callers_capabilities() {
     assert!(stdout(&guarded).contains(DENIED_IP), "{guarded:?}");
 
     let add = [ip, "addr", "add", "10.99.0.1/32", "dev", "lo"];
-    let mut as_nobody: Vec<&str> = vec![
-        "/usr/bin/setpriv",
-        "--reuid",
-        "65534",
-        "--regid",
-        "65534",
-        "--clear-groups",
-        "--",
-    ];
+    let nobody = networld::as_nobody();
+    let mut as_nobody: Vec<&str> = nobody.iter().map(String::as_str).collect();
     as_nobody.extend_from_slice(&add);
     let refused = nw.run(&deny_policy(), &as_nobody);
     assert!(!refused.status.success(), "{refused:?}");
