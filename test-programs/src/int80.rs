@@ -1,5 +1,5 @@
-//! One i386 system call from a 64-bit test program (`int 0x80`), shared by the programs that
-//! check the defender's handling of the i386 ABI.
+//! The i386 ABI from a 64-bit test program: one system call through `int 0x80`, and memory below
+//! 4 GiB for its pointers, shared by the programs that check the defender's handling of that ABI.
 
 /// One i386 system call through `int 0x80`, from this 64-bit process; returns eax (sign-extended).
 /// rbx is reserved by LLVM, so it is swapped in and out around the instruction.
@@ -24,4 +24,32 @@ pub fn int80(nr: u32, ebx: u32, ecx: u32, edx: u32) -> i32 {
         );
     }
     ret as u32 as i32
+}
+
+/// A fresh, zeroed, writable mapping of `len` bytes below 4 GiB (MAP_32BIT), where the i386 and
+/// x32 ABIs can point (their pointers are 32 bits). Never unmapped: what a call reads there must
+/// outlive it.
+pub fn low_memory(len: usize) -> *mut u8 {
+    // SAFETY: an anonymous private mapping at an address of the kernel's choosing; no existing
+    // memory is affected.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_32BIT,
+            -1,
+            0,
+        )
+    };
+    assert!(
+        base != libc::MAP_FAILED,
+        "mmap(MAP_32BIT): {}",
+        std::io::Error::last_os_error()
+    );
+    assert!(
+        base as usize + len <= u32::MAX as usize,
+        "MAP_32BIT gave high memory"
+    );
+    base.cast()
 }

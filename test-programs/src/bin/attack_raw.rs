@@ -25,7 +25,7 @@ use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
-use defender_test_programs::int80::int80;
+use defender_test_programs::int80::{int80, low_memory};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -243,25 +243,11 @@ fn socketcall_raw() -> i32 {
     int80(102, 1, low_copy(&bytes), 0)
 }
 
-/// A copy of `bytes` in a fresh page below 4 GiB (MAP_32BIT), where an i386 call can point;
-/// its address. The page is never unmapped.
+/// A copy of `bytes` below 4 GiB, where an i386 call can point; its address.
 fn low_copy(bytes: &[u8]) -> u32 {
-    assert!(bytes.len() <= 4096);
-    // SAFETY: an anonymous private mapping at an address of the kernel's choosing; no existing
-    // memory is affected.
-    let base = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            4096,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_32BIT,
-            -1,
-            0,
-        )
-    };
-    assert!(base != libc::MAP_FAILED && (base as usize) < u32::MAX as usize - 4096);
-    // SAFETY: `bytes` fits the fresh, writable page (asserted above).
-    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), base.cast::<u8>(), bytes.len()) };
+    let base = low_memory(bytes.len());
+    // SAFETY: the fresh, writable mapping holds `bytes.len()` bytes.
+    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), base, bytes.len()) };
     base as usize as u32
 }
 
