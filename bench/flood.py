@@ -50,12 +50,12 @@ def audits(path):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--defender", default=os.path.join(ROOT, "target/x86_64-unknown-linux-musl/release/defender"))
-    ap.add_argument("--flood", default=os.path.join(ROOT, "target/x86_64-unknown-linux-musl/release/examples/flood"))
+    ap.add_argument("--flood", default=os.path.join(ROOT, "target/x86_64-unknown-linux-musl/release/flood"))
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--out", default=os.path.join(ROOT, "bench/RESULTS-flood.md"))
     args = ap.parse_args()
     for p, how in ((args.defender, "cargo build --release --target x86_64-unknown-linux-musl"),
-                   (args.flood, "cargo build --release --target x86_64-unknown-linux-musl --example flood")):
+                   (args.flood, "cargo build --release --target x86_64-unknown-linux-musl -p defender-test-programs --bin flood")):
         if not os.access(p, os.X_OK):
             sys.exit(f"{p} not found: {how}")
 

@@ -11,7 +11,7 @@ same run, native and defender interleaved, medians of repetitions:
 Everything runs inside a private network namespace the script builds (as the tests do: unshare,
 nsenter, a dnsmasq on 10.53.0.1 answering allowed.test, a private resolv.conf), so no packet
 leaves it. Run as root, after
-    cargo build --release --target x86_64-unknown-linux-musl && cargo build --release --example net_helper
+    cargo build --release --target x86_64-unknown-linux-musl && cargo build --release -p defender-test-programs --bin net_helper
 
 Usage: bench/network.py [--defender PATH] [--helper PATH] [--reps N] [--out bench/RESULTS-network.md]
 """
@@ -121,14 +121,14 @@ def elapsed(world, cmd):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--defender", default=os.path.join(ROOT, "target/x86_64-unknown-linux-musl/release/defender"))
-    ap.add_argument("--helper", default=os.path.join(ROOT, "target/release/examples/net_helper"))
+    ap.add_argument("--helper", default=os.path.join(ROOT, "target/release/net_helper"))
     ap.add_argument("--out", default=os.path.join(ROOT, "bench/RESULTS-network.md"))
     ap.add_argument("--reps", type=int, default=7)
     args = ap.parse_args()
     # Commands run through nsenter, whose working directory is the namespace's root.
     args.defender, args.helper = os.path.abspath(args.defender), os.path.abspath(args.helper)
     for path, build in ((args.defender, "cargo build --release --target x86_64-unknown-linux-musl"),
-                        (args.helper, "cargo build --release --example net_helper")):
+                        (args.helper, "cargo build --release -p defender-test-programs --bin net_helper")):
         if not os.access(path, os.X_OK):
             sys.exit(f"{path} not found: {build}")
     for tool in ("unshare", "nsenter", "ip", "dnsmasq", "getent", "taskset"):

@@ -3,7 +3,7 @@
 //! (`/proc/self/status`) hold none of them, the start-up `defender` event names what was removed,
 //! and `--keep-capability` / `DEFENDER_KEEP_CAPABILITIES` keep exactly what they name. The attacks
 //! themselves run as real programs: listener theft with pidfd_getfd(2)
-//! (`examples/attack_listener.rs`), an address change with `ip` in a network namespace of the
+//! (`test-programs/src/bin/attack_listener.rs`), an address change with `ip` in a network namespace of the
 //! test's own, a mount with `mount` in a mount namespace of the test's own; each fails under the
 //! defender and succeeds with the capability kept, which shows the capability is what stops it.
 //!
@@ -242,7 +242,7 @@ fn listener_attack(w: &World, extra: &[&str], as_pid_1: bool) -> Output {
         "no-mkdir",
         r#"{"effect": "prevent", "deny": ["mkdir"]}"#,
     ));
-    let attack = example("attack_listener");
+    let attack = test_program("attack_listener");
     let inner = w.command(
         Some(&policy),
         extra,

@@ -5,7 +5,7 @@
 //! event), stops the container under `block`, and is let through and reported under `alert`.
 //! Every attack is first run natively in the test's own network world (tests/common/networld.rs)
 //! to show that it really gets through there: a DNS server logging questions, a UDP listener
-//! counting datagrams. `examples/attack_raw.rs` is the attack program.
+//! counting datagrams. `test-programs/src/bin/attack_raw.rs` is the attack program.
 //!
 //! Debian packages: dnsmasq-base, iproute2, util-linux, python3.
 
@@ -16,17 +16,17 @@ use std::os::fd::AsRawFd;
 use std::process::{Child, ChildStdout, Command, Output, Stdio};
 
 use common::networld::{DENIED_IP, NAMESERVER, NetWorld, WEB, assert_blocked, check_audit, only};
-use common::{example, output_within, require, stdout};
+use common::{output_within, require, stdout, test_program};
 use serde_json::{Value, json};
 
 const RULE: &str = "raw-test";
 
 fn attack() -> String {
-    example("attack_raw").display().to_string()
+    test_program("attack_raw").display().to_string()
 }
 
 fn attacker() -> String {
-    std::fs::canonicalize(example("attack_raw"))
+    std::fs::canonicalize(test_program("attack_raw"))
         .unwrap()
         .display()
         .to_string()
@@ -315,6 +315,35 @@ fn i386_raw_sockets_are_refused_too() {
         "{:#?}",
         nw.audits()
     );
+}
+
+/// A 32-bit program cannot connect while network calls are checked, even to an address the rule
+/// allows: its socket calls are refused rather than emulated (EPERM, with a `defender` event).
+#[test]
+fn i386_connects_are_refused_even_to_allowed_addresses() {
+    let nw = NetWorld::new();
+    let native_out = native(&nw, &["int80-connect", WEB, "80"]);
+    if native_out.contains("connect=errno 38") {
+        panic!("this kernel has no i386 emulation (ia32_emulation=0): {native_out}");
+    }
+    assert_eq!(native_out, "socket=ok\nconnect=ok\n");
+    let policy = policy(json!({"network": {"effect": "prevent",
+        "outbound": {"allow": [], "deny": ["203.0.113.0/24"]}}}));
+    let out = guarded(&nw, &policy, &["int80-connect", WEB, "80"]);
+    assert_eq!(stdout(&out), "socket=ok\nconnect=EPERM\n", "{out:?}");
+    let e = only(
+        nw.audits_of("defender")
+            .into_iter()
+            .filter(|e| {
+                e["message"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("A 32-bit socket call")
+            })
+            .collect(),
+    );
+    assert_eq!(e["rule"], RULE, "{e}");
+    assert!(nw.audits_of("network").is_empty(), "{:#?}", nw.audits());
 }
 
 #[test]

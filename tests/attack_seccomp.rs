@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{World, example, stdout};
+use common::{World, stdout, test_program};
 
 const POLICY: &str = r#"{"rules":[{"name":"no mkdir","processes":{"effect":"prevent","allow":[],"deny":["mkdir"]}}]}"#;
 
@@ -14,7 +14,7 @@ fn attack(w: &World, mode: &str, target: &std::path::Path) -> std::process::Outp
     w.run(
         POLICY,
         &[
-            example("attack_seccomp").to_str().unwrap(),
+            test_program("attack_seccomp").to_str().unwrap(),
             mode,
             "/bin/mkdir",
             target.to_str().unwrap(),
@@ -33,7 +33,7 @@ fn assert_mkdir_prevented(w: &World, target: &std::path::Path) {
 #[test]
 fn a_second_listener_is_refused_by_the_kernel() {
     // Natively the same program installs its listener: the refusal below is the defender's filter.
-    let native = std::process::Command::new(example("attack_seccomp"))
+    let native = std::process::Command::new(test_program("attack_seccomp"))
         .args(["listener", "/bin/true"])
         .output()
         .unwrap();

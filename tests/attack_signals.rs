@@ -630,7 +630,7 @@ fn a_descriptor_swapped_under_pidfd_send_signal_never_reaches_the_supervisor() {
     let script = format!(
         "'{}' pidfd-swap $PPID 2000 > swap.out\n\
          mkdir denied-dir 2>/dev/null; echo mkdir=$? >> swap.out",
-        example("attack_signals").display()
+        test_program("attack_signals").display()
     );
     let out = output_within(&mut world.command(Some(&policy), &[], &["sh", "-c", &script]));
     let result = read(&world, "swap.out");

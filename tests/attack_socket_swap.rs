@@ -15,9 +15,9 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixDatagram, UnixListener};
 use std::path::{Path, PathBuf};
 
-use common::networld::{DENIED_IP, NetWorld};
+use common::networld::{self, DENIED_IP, NetWorld};
 use common::{
-    HANG_GUARD, example, finish_within, output_within, require, spawn_piped, stderr, stdout,
+    HANG_GUARD, finish_within, output_within, require, spawn_piped, stderr, stdout, test_program,
 };
 use serde_json::{Value, json};
 
@@ -69,7 +69,7 @@ fn swap(mode: &str) {
     let denied = nw.in_netns(|| UdpSocket::bind((DENIED_IP, PORT)).expect("denied listener"));
     let path = nw.path("receiver.sock");
     let receiver = UnixDatagram::bind(&path).unwrap();
-    let attack = example("attack_swap").display().to_string();
+    let attack = test_program("attack_swap").display().to_string();
     let target = format!("{DENIED_IP}:{PORT}");
     let argv = [
         attack.as_str(),
@@ -155,21 +155,8 @@ fn shared_dir(nw: &NetWorld, name: &str) -> PathBuf {
 
 /// `setpriv` to nobody with no supplementary group, then `python3 -c script args...`.
 fn as_nobody(script: &str, args: &[&str]) -> Vec<String> {
-    let mut v: Vec<String> = [
-        require("setpriv").to_str().unwrap(),
-        "--reuid",
-        "65534",
-        "--regid",
-        "65534",
-        "--clear-groups",
-        "--",
-        "/usr/bin/python3",
-        "-c",
-        script,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let mut v = networld::as_nobody();
+    v.extend(["/usr/bin/python3", "-c", script].map(str::to_owned));
     v.extend(args.iter().map(|s| s.to_string()));
     v
 }
@@ -380,15 +367,8 @@ fn netlink_calls_are_performed_with_the_callers_capabilities() {
     assert!(stdout(&guarded).contains(DENIED_IP), "{guarded:?}");
 
     let add = [ip, "addr", "add", "10.99.0.1/32", "dev", "lo"];
-    let mut as_nobody: Vec<&str> = vec![
-        "/usr/bin/setpriv",
-        "--reuid",
-        "65534",
-        "--regid",
-        "65534",
-        "--clear-groups",
-        "--",
-    ];
+    let nobody = networld::as_nobody();
+    let mut as_nobody: Vec<&str> = nobody.iter().map(String::as_str).collect();
     as_nobody.extend_from_slice(&add);
     let refused = nw.run(&deny_policy(), &as_nobody);
     assert!(!refused.status.success(), "{refused:?}");

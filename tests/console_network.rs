@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::console::{self, Console};
 use common::networld::{DENIED_IP, NetWorld, WEB, check_audit};
-use common::{HANG_GUARD, example, finish_within, require, spawn_piped, stderr, wait_until};
+use common::{HANG_GUARD, finish_within, require, spawn_piped, stderr, test_program, wait_until};
 use serde_json::{Value, json};
 
 const RULE: &str = "console-net";
@@ -196,7 +196,7 @@ fn a_network_rule_from_the_console_refuses_the_next_connects_and_its_removal_let
     let mut nw = NetWorld::new();
     let target = format!("{DENIED_IP}:80");
     nw.serve_http(&target);
-    let helper = example("net_helper").display().to_string();
+    let helper = test_program("net_helper").display().to_string();
     let mut live = Live::start(nw, &format!("{helper} connect tcp {target}"));
 
     // Without a network rule the connects go through, unaudited.
@@ -216,7 +216,7 @@ fn a_network_rule_from_the_console_refuses_the_next_connects_and_its_removal_let
         "prevent",
         RULE,
         true,
-        &canon(example("net_helper")),
+        &canon(test_program("net_helper")),
     );
     assert_eq!(
         (&a["ip"], &a["port"]),

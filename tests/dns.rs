@@ -2,11 +2,11 @@
 //! (tests/common/networld.rs: a private network namespace, a dnsmasq that logs every question, a
 //! private resolv.conf), each run natively and under the real `defender` binary. Every client
 //! asks its own way: glibc (`getent`, `curl`, `wget`, python's `socket.getaddrinfo`: connect +
-//! send/sendmmsg), ISC's `dig` over UDP and TCP, musl (`examples/resolve.rs` built for musl:
+//! send/sendmmsg), ISC's `dig` over UDP and TCP, musl (`test-programs/src/bin/resolve.rs` built for musl:
 //! sendto on an unconnected socket) and Go's pattern (`net_helper dns-connect-write`: connect +
 //! write). Under `prevent` a denied name fails fast as "not found", its query never reaches the
 //! server, and one `dns` audit names the domain and the client; allowed names resolve exactly as
-//! natively; `alert` lets denied names resolve and audits them (spec/policy.md, spec/audit.md).
+//! natively; `alert` lets denied names resolve and audits them (docs/policy.md, docs/audit.md).
 //!
 //! Debian packages: libc-bin (getent), curl, wget, dnsutils (dig), python3, dnsmasq-base,
 //! iproute2, util-linux; the musl helper: `cargo build --release --target
@@ -19,9 +19,10 @@ use std::process::Output;
 use std::time::Duration;
 
 use common::networld::{
-    BIG_COUNT, BIG_NAME, NAMESERVER, NetWorld, TTL, WEB, assert_blocked, check_audit, musl_example,
+    BIG_COUNT, BIG_NAME, NAMESERVER, NetWorld, TTL, WEB, assert_blocked, check_audit,
+    musl_test_program,
 };
-use common::{example, require, stderr, stdout};
+use common::{require, stderr, stdout, test_program};
 use serde_json::{Value, json};
 
 /// How fast a prevented name must fail: the "under a second". A swallowed query would
@@ -163,11 +164,11 @@ fn musl() -> Client {
     Client {
         argv: |name| {
             vec![
-                musl_example("resolve").display().to_string(),
+                musl_test_program("resolve").display().to_string(),
                 name.to_owned(),
             ]
         },
-        exe: || canon(musl_example("resolve")),
+        exe: || canon(musl_test_program("resolve")),
         // musl's EAI_NONAME: "Name does not resolve".
         not_found: |o| o.status.code() == Some(2) && stderr(o).contains("Name does not resolve"),
         answer: stdout,
@@ -179,13 +180,13 @@ fn go_style() -> Client {
     Client {
         argv: |name| {
             vec![
-                example("net_helper").display().to_string(),
+                test_program("net_helper").display().to_string(),
                 "dns-connect-write".into(),
                 NAMESERVER.into(),
                 name.into(),
             ]
         },
-        exe: || canon(example("net_helper")),
+        exe: || canon(test_program("net_helper")),
         not_found: |o| stdout(o).contains("rcode=3"),
         answer: stdout,
         musl: false,
@@ -548,7 +549,7 @@ fn sendto_queries_are_decided_on_a_copy_of_the_payload() {
     let nw = NetWorld::new();
     // Same length, differing within 8 bytes: one aligned store flips the whole difference.
     let (allowed, denied) = ("allowed.test", "denied0.test");
-    let helper = example("net_helper").display().to_string();
+    let helper = test_program("net_helper").display().to_string();
     let argv = [
         helper.as_str(),
         "race-dns",

@@ -1,7 +1,7 @@
 //! Exec enforcement end to end: the real `defender` binary around real programs (dash, coreutils,
-//! busybox, python3) and `examples/exec_helper.rs` for the exec paths a shell never takes. Each
+//! busybox, python3) and `test-programs/src/bin/exec_helper.rs` for the exec paths a shell never takes. Each
 //! test checks what the workload sees (EPERM, exit status, files not created), what the audit says
-//! (spec/audit.md) and which rule was in force (spec/policy.md).
+//! (docs/audit.md) and which rule was in force (docs/policy.md).
 //!
 //! Debian packages: coreutils, dash, busybox-static, python3-minimal (`/usr/bin/python3`).
 
@@ -11,9 +11,10 @@ use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
-use common::{World, process_policy, stderr, stdout, without_capability_report};
+use common::{
+    RaceTally, World, process_policy, race_until_killed, stderr, stdout, without_capability_report,
+};
 use serde_json::Value;
 
 /// PATH for every command: the system's tools only (no pyenv shims or cargo bins from the
@@ -235,60 +236,9 @@ fn script(w: &World, name: &str, text: &str) -> PathBuf {
     p
 }
 
-/// `examples/exec_helper.rs`, built on first use: `cargo test` builds examples, but
-/// `cargo test --test exec_policy` builds only this test. Building it again when it exists is a
-/// no-op for cargo, and keeps a stale helper from being used.
+/// `test-programs/src/bin/exec_helper.rs`, the exec paths a shell never takes.
 fn helper() -> String {
-    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
-    if let Err(e) = BUILT.get_or_init(build_helper) {
-        panic!("{e}");
-    }
-    common::example("exec_helper").display().to_string()
-}
-
-/// `cargo build --example exec_helper` into the directory, profile and target the tests were
-/// built for: the helper ends up next to the `defender` binary under test.
-fn build_helper() -> Result<(), String> {
-    let defender = common::defender();
-    let profile_dir = defender.parent().unwrap();
-    let above = profile_dir.parent().unwrap();
-    let mut c = Command::new(env!("CARGO"));
-    c.args([
-        "build",
-        "--quiet",
-        "--example",
-        "exec_helper",
-        "--manifest-path",
-    ])
-    .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"));
-    // The target directory's root holds `.rustc_info.json`; below it, a `--target` build has
-    // one directory per target triple.
-    let target_dir = if above.join(".rustc_info.json").exists() {
-        above
-    } else {
-        c.arg("--target").arg(above.file_name().unwrap());
-        above.parent().unwrap()
-    };
-    c.arg("--target-dir").arg(target_dir);
-    match profile_dir.file_name().and_then(|p| p.to_str()) {
-        Some("debug") => {}
-        Some("release") => {
-            c.arg("--release");
-        }
-        Some(profile) => {
-            c.args(["--profile", profile]);
-        }
-        None => return Err(format!("{}: no profile directory", defender.display())),
-    }
-    let o = c.output().map_err(|e| format!("running cargo: {e}"))?;
-    if o.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "building examples/exec_helper.rs failed:\n{}",
-            stderr(&o)
-        ))
-    }
+    common::test_program("exec_helper").display().to_string()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -359,6 +309,30 @@ fn every_attempt_is_its_own_audit_with_a_unique_id() {
         assert_process_event(e, "prevent", "processExplicitlyDenied");
     }
     assert!(!w.path("a").exists() && !w.path("b").exists());
+}
+
+/// The audit file holds what the workload did (command lines, paths): created 0600 whatever the
+/// umask the defender inherits (0 here, which would leave a file made without a mode 0666).
+#[test]
+fn the_audit_file_is_created_private_to_its_owner() {
+    use std::os::unix::process::CommandExt;
+    let w = World::new();
+    let p = w.policy(&deny("prevent", &["mkdir"]));
+    let mut c = w.command(Some(&p), &[], &["sh", "-c", "mkdir d"]);
+    c.env("PATH", SYSTEM_PATH);
+    // SAFETY: the closure runs in the forked child before exec and only calls umask(2), which is
+    // async-signal-safe; it touches no memory shared with the parent.
+    unsafe {
+        c.pre_exec(|| {
+            nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+            Ok(())
+        });
+    }
+    let o = common::output_within(&mut c);
+    assert!(!w.path("d").exists(), "{}", show(&w, &o));
+    process_audits(&w, &o, 1);
+    let mode = fs::metadata(w.audit_path()).unwrap().permissions().mode();
+    assert_eq!(mode & 0o7777, 0o600, "{mode:o}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1403,33 +1377,9 @@ fn missing_command_exits_127_and_non_executable_126() {
 /// (about a quarter of the attempts), a second or two each on a 2-core machine.
 const RACE_ATTEMPTS: u32 = 300;
 
-/// The outcomes `exec_helper race-exec` counted, from its `race: ...` line.
-#[derive(Debug)]
-struct RaceTally {
-    ran_allowed: u32,
-    killed: u32,
-    eperm: u32,
-    other: u32,
-}
-
 fn race_tally(w: &World, o: &Output) -> RaceTally {
-    let out = stdout(o);
-    let line = out
-        .lines()
-        .find(|l| l.starts_with("race: ran_allowed="))
-        .unwrap_or_else(|| panic!("no tally from race-exec\n{}", show(w, o)));
-    let field = |name: &str| -> u32 {
-        line.split_whitespace()
-            .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in {line:?}"))
-    };
-    RaceTally {
-        ran_allowed: field("ran_allowed"),
-        killed: field("killed"),
-        eperm: field("eperm"),
-        other: field("other"),
-    }
+    RaceTally::parse(&stdout(o))
+        .unwrap_or_else(|| panic!("no tally from race-exec\n{}", show(w, o)))
 }
 
 #[test]
@@ -1442,91 +1392,99 @@ fn race_swapping_the_exec_path_after_the_check_never_runs_the_denied_program() {
     // and as a `#!/bin/sh` script, whose interpreter is allowed: either way, if it ever runs it
     // appends to `marker` and exits 42. In "scripts", `good` is an allowed `#!/bin/sh` script too,
     // so both run the same interpreter and only the script name in its argv tells them apart.
-    // Paths `<dir>/good` and `<dir>/evil` have equal length.
+    // Paths `<dir>/good` and `<dir>/evil` have equal length. Nothing denied running is not
+    // enough: the runs go on until the exec-stop check was seen killing a child (SIGKILL in the
+    // tally and its audit naming `evil`), the proof that the race was won and caught.
     for kind in ["binary", "script", "scripts"] {
-        let w = World::new();
-        let r = root(&w);
-        let (good, evil, marker) = (
-            format!("{r}/good"),
-            format!("{r}/evil"),
-            format!("{r}/marker"),
-        );
-        if kind == "scripts" {
-            script(&w, "good", "#!/bin/sh\nexit 0\n");
-        } else {
-            copy_exe(&w, which("true"), "good");
-        }
-        let proof = format!("echo ran >> {marker}; exit 42");
-        let argv: Vec<&str> = if kind == "binary" {
-            copy_exe(&w, canon("/bin/sh"), "evil");
-            vec!["sh", "-c", &proof]
-        } else {
-            script(&w, "evil", &format!("#!/bin/sh\n{proof}\n"));
-            vec![]
-        };
-        let attempts = RACE_ATTEMPTS.to_string();
-        let mut args = vec![good.as_str(), evil.as_str(), attempts.as_str()];
-        args.extend(&argv);
-        let policy = allow("prevent", &["exec_helper", "good", "sh", "dash"]);
-        let o = helper_run(&w, &policy, "race-exec", &args);
-
-        assert_eq!(code(&o), Some(0), "{kind}: {}", show(&w, &o));
-        let t = race_tally(&w, &o);
-        println!("{kind} evil: {t:?}");
-        assert!(
-            !Path::new(&marker).exists(),
-            "{kind}: the denied program ran {} time(s); {t:?}\n{}",
-            fs::read_to_string(&marker)
-                .unwrap_or_default()
-                .lines()
-                .count(),
-            show(&w, &o)
-        );
-        assert_eq!(
-            t.other,
-            0,
-            "{kind}: every child ran `good`, was killed, or failed with EPERM; {t:?}\n{}",
-            show(&w, &o)
-        );
-        assert_eq!(
-            t.ran_allowed + t.killed + t.eperm,
-            RACE_ATTEMPTS,
-            "{kind}: {t:?}"
-        );
-        assert!(
-            t.killed + t.eperm > 0,
-            "{kind}: no exec was ever decided on `evil`: the race did not happen; {t:?}"
-        );
-
-        // The after-the-fact kills (the supervisor no longer knows the parent): each names what
-        // ran: the binary itself, or for a script its interpreter, with the script in the command
-        // line. Floods fold into one audit with a count, so the counts add up.
-        let audits = w.audits_of("process");
-        let kills: Vec<&Value> = audits.iter().filter(|e| e["parent"] == "unknown").collect();
-        for e in &kills {
-            assert_eq!(e["effect"], "prevent", "{kind}: {e}");
-            assert_eq!(e["attack"], "processNotAllowed", "{kind}: {e}");
-            let named = match kind {
-                "script" | "scripts" => str_of(e, "cmdline").contains("/evil"),
-                _ => str_of(e, "process").ends_with("/evil"),
-            };
-            assert!(named, "{kind}: {e}");
-        }
-        let killed: u64 = kills.iter().filter_map(|e| e["count"].as_u64()).sum();
-        assert_eq!(
-            killed,
-            u64::from(t.killed),
-            "{kind}: one audit per kill; {t:?}\n{}",
-            show(&w, &o)
-        );
-        if t.eperm > 0 {
-            assert!(
-                audits
-                    .iter()
-                    .any(|e| e["parent"] != "unknown" && str_of(e, "process").ends_with("/evil")),
-                "{kind}: the denials name evil\n{}",
-                show(&w, &o)
-            );
-        }
+        let tallies = race_until_killed(kind, || race_round(kind));
+        println!("{kind} evil: {tallies:?}");
     }
+}
+
+/// One run of `race-exec` for `kind` (see the test above), checked; its tally.
+fn race_round(kind: &str) -> RaceTally {
+    let w = World::new();
+    let r = root(&w);
+    let (good, evil, marker) = (
+        format!("{r}/good"),
+        format!("{r}/evil"),
+        format!("{r}/marker"),
+    );
+    if kind == "scripts" {
+        script(&w, "good", "#!/bin/sh\nexit 0\n");
+    } else {
+        copy_exe(&w, which("true"), "good");
+    }
+    let proof = format!("echo ran >> {marker}; exit 42");
+    let argv: Vec<&str> = if kind == "binary" {
+        copy_exe(&w, canon("/bin/sh"), "evil");
+        vec!["sh", "-c", &proof]
+    } else {
+        script(&w, "evil", &format!("#!/bin/sh\n{proof}\n"));
+        vec![]
+    };
+    let attempts = RACE_ATTEMPTS.to_string();
+    let mut args = vec![good.as_str(), evil.as_str(), attempts.as_str()];
+    args.extend(&argv);
+    let policy = allow("prevent", &["exec_helper", "good", "sh", "dash"]);
+    let o = helper_run(&w, &policy, "race-exec", &args);
+
+    assert_eq!(code(&o), Some(0), "{kind}: {}", show(&w, &o));
+    let t = race_tally(&w, &o);
+    assert!(
+        !Path::new(&marker).exists(),
+        "{kind}: the denied program ran {} time(s); {t:?}\n{}",
+        fs::read_to_string(&marker)
+            .unwrap_or_default()
+            .lines()
+            .count(),
+        show(&w, &o)
+    );
+    assert_eq!(
+        t.other,
+        0,
+        "{kind}: every child ran `good`, was killed, or failed with EPERM; {t:?}\n{}",
+        show(&w, &o)
+    );
+    assert_eq!(
+        t.ran_allowed + t.killed + t.eperm,
+        RACE_ATTEMPTS,
+        "{kind}: {t:?}"
+    );
+    assert!(
+        t.killed + t.eperm > 0,
+        "{kind}: no exec was ever decided on `evil`: the race did not happen; {t:?}"
+    );
+
+    // The after-the-fact kills (the supervisor no longer knows the parent): each names what
+    // ran: the binary itself, or for a script its interpreter, with the script in the command
+    // line. Floods fold into one audit with a count, so the counts add up.
+    let audits = w.audits_of("process");
+    let kills: Vec<&Value> = audits.iter().filter(|e| e["parent"] == "unknown").collect();
+    for e in &kills {
+        assert_eq!(e["effect"], "prevent", "{kind}: {e}");
+        assert_eq!(e["attack"], "processNotAllowed", "{kind}: {e}");
+        let named = match kind {
+            "script" | "scripts" => str_of(e, "cmdline").contains("/evil"),
+            _ => str_of(e, "process").ends_with("/evil"),
+        };
+        assert!(named, "{kind}: {e}");
+    }
+    let killed: u64 = kills.iter().filter_map(|e| e["count"].as_u64()).sum();
+    assert_eq!(
+        killed,
+        u64::from(t.killed),
+        "{kind}: one audit per kill; {t:?}\n{}",
+        show(&w, &o)
+    );
+    if t.eperm > 0 {
+        assert!(
+            audits
+                .iter()
+                .any(|e| e["parent"] != "unknown" && str_of(e, "process").ends_with("/evil")),
+            "{kind}: the denials name evil\n{}",
+            show(&w, &o)
+        );
+    }
+    t
 }

@@ -1,7 +1,8 @@
 //! PID-1 duties of `defender run` (README.md, "Being PID 1" and "Exit status"), driven through the
 //! real binary around real programs: exit statuses pass through, signals sent to the defender reach
-//! the command, orphans are reaped, leftovers get TERM then KILL after the grace period, and the
-//! command's stdout is untouched by the defender's own output.
+//! the command, orphans are reaped, leftovers (those that called `setsid` too) get TERM then KILL
+//! after the grace period, the command has the terminal's foreground, and the command's stdout is
+//! untouched by the defender's own output.
 //!
 //! Every wait is bounded by a generous guard (`common::HANG_GUARD`) that turns a hang into a failure;
 //! no test measures time.
@@ -286,18 +287,45 @@ fn orphaned_grandchildren_are_reaped() {
 /// once it is gone.
 #[test]
 fn leftovers_get_term_then_kill_after_the_grace_period() {
+    stubborn_leftover("");
+}
+
+/// The same for a leftover that called `setsid`: a session and process group of its own do not
+/// hide it (the defender finds its descendants through /proc).
+#[test]
+fn leftovers_that_called_setsid_get_term_then_kill_too() {
+    let world = stubborn_leftover("setsid");
+    let sid = |file| read(&world, file).trim().to_owned();
+    assert!(
+        !sid("bg.sid").is_empty(),
+        "the leftover recorded no session"
+    );
+    assert_ne!(
+        sid("bg.sid"),
+        sid("command.sid"),
+        "the leftover is still in the command's session"
+    );
+}
+
+/// A leftover started with `launch` (a prefix such as `setsid`) that ignores TERM: checks that
+/// it got TERM, then KILL, before the defender exited with the command's status; returns the
+/// world, whose `bg.sid` and `command.sid` name the sessions of the leftover and the command.
+fn stubborn_leftover(launch: &str) -> World {
     let world = World::new();
     let bg = world.path("stubborn.sh");
+    // Field 6 of /proc/PID/stat is the session (the command name, field 2, is `sh`: no spaces).
     std::fs::write(
         &bg,
         "trap 'echo got-term >> term-log' TERM\n\
          echo $$ > bg.pid\n\
+         cut -d' ' -f6 /proc/$$/stat > bg.sid\n\
          touch bg.ready\n\
          while :; do sleep 0.1; done\n",
     )
     .unwrap();
     let script = format!(
-        "sh '{}' &\n\
+        "cut -d' ' -f6 /proc/$$/stat > command.sid\n\
+         {launch} sh '{}' &\n\
          while [ ! -e bg.ready ]; do sleep 0.05; done\n\
          exit 7",
         bg.display()
@@ -326,6 +354,7 @@ fn leftovers_get_term_then_kill_after_the_grace_period() {
         survivors.is_empty(),
         "processes of the test survived the defender: {survivors:?}"
     );
+    world
 }
 
 /// A leftover that exits on TERM lets the defender exit at once, not after the grace period (60 s
@@ -452,6 +481,45 @@ fn binary_stdout_passes_through_and_nothing_of_the_defender_joins_it() {
     );
 }
 
+/// On a terminal (a pty from `script`) the command gets a process group of its own and the
+/// terminal's foreground (its group is the terminal's, not the defender's): the keys a user types
+/// (Ctrl-C, Ctrl-Z) signal the command's group, and it may read the terminal.
+#[test]
+fn on_a_terminal_the_command_is_the_foreground_process_group() {
+    let world = World::new();
+    // Fields of /proc/PID/stat: pid, comm (`sh`, no spaces), state, ppid, pgrp, session, tty,
+    // tpgid (the terminal's foreground group). The command's parent is the supervisor.
+    let report = "read -r pid comm state ppid pgrp session tty tpgid rest < /proc/$$/stat; \
+        read -r p c s pp parent_pgrp rest < /proc/$PPID/stat; \
+        echo \"pid=$pid pgrp=$pgrp tpgid=$tpgid parent_pgrp=$parent_pgrp\"";
+    let line = format!(
+        "{} run --audit-file '{}' -- sh -c '{report}'",
+        defender().display(),
+        world.audit_path().display()
+    );
+    let out = output_within(Command::new(require("script")).args(["-qfec", &line, "/dev/null"]));
+    assert!(out.status.success(), "{out:?}");
+    let text = stdout(&out);
+    let field = |name: &str| -> i64 {
+        text.split_whitespace()
+            .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {text:?}"))
+    };
+    let (pid, pgrp, tpgid, parent_pgrp) = (
+        field("pid"),
+        field("pgrp"),
+        field("tpgid"),
+        field("parent_pgrp"),
+    );
+    assert_eq!(pgrp, pid, "the command leads a group of its own: {text}");
+    assert_ne!(
+        parent_pgrp, pgrp,
+        "the defender is in another group: {text}"
+    );
+    assert_eq!(tpgid, pgrp, "the command's group has the terminal: {text}");
+}
+
 /// The Rust runtime ignores SIGPIPE; the command must get it back at its default, as from any init.
 #[test]
 fn the_command_does_not_inherit_the_defenders_ignored_sigpipe() {
@@ -474,7 +542,7 @@ fn the_command_does_not_inherit_the_defenders_ignored_sigpipe() {
     );
 }
 
-/// The console token is the defender's secret (`DEFENDER_TOKEN`, cli.md): the command's environment
+/// The console token is the defender's secret (`DEFENDER_TOKEN`, docs/cli.md): the command's environment
 /// does not carry it, while the rest of the environment passes unchanged. The console named here
 /// does not answer (a closed port), so the defender starts on its fallback policy at once.
 #[test]

@@ -1,9 +1,11 @@
 //! Network enforcement end to end (issue 3): outbound connections and the sends that carry a
 //! destination, listening ports, io_uring, in the test's own network world
 //! (tests/common/networld.rs), each run natively and under the real `defender` binary.
-//! `examples/net_helper.rs` makes the exact calls (connect, sendto, sendmsg, sendmmsg, bind,
+//! `test-programs/src/bin/net_helper.rs` makes the exact calls (connect, sendto, sendmsg, sendmmsg, bind,
 //! io_uring_setup) and prints the errno; curl and python3 are the real programs. Denied calls fail
-//! with EPERM and write the audits of spec/audit.md; allowed ones behave as natively.
+//! with EPERM and write the audits of docs/audit.md; allowed ones behave as natively, including
+//! what performing a call for the caller would change (SIGPIPE, `msg_len`, the bind privilege);
+//! what would get past the checks (source routes, ancillary data, non-IP families) is refused.
 //!
 //! Debian packages: curl, python3, coreutils (sha256sum), dnsmasq-base, iproute2, util-linux.
 
@@ -13,9 +15,9 @@ use std::path::Path;
 use std::process::Output;
 
 use common::networld::{
-    DENIED_IP, DENIED_IP6, NetWorld, WEB, WEB6, assert_blocked, check_audit, only,
+    DENIED_IP, DENIED_IP6, NetWorld, WEB, WEB6, as_nobody, assert_blocked, check_audit, only,
 };
-use common::{example, require, stderr, stdout};
+use common::{require, stderr, stdout, test_program};
 use serde_json::{Value, json};
 
 const RULE: &str = "net-test";
@@ -42,7 +44,7 @@ fn canon(p: impl AsRef<Path>) -> String {
 }
 
 fn helper() -> String {
-    example("net_helper").display().to_string()
+    test_program("net_helper").display().to_string()
 }
 
 /// `net_helper ARGS...` natively inside the world; its one result line (`connect=ok`, ...).
@@ -75,7 +77,14 @@ fn result_line(out: &Output) -> String {
 
 /// Checks every field of a `network` audit the contract fixes.
 fn check_network_audit(a: &Value, effect: &str, ip: &str, port: u16, explicit: bool) {
-    check_network_audit_of(a, effect, ip, port, explicit, &canon(example("net_helper")));
+    check_network_audit_of(
+        a,
+        effect,
+        ip,
+        port,
+        explicit,
+        &canon(test_program("net_helper")),
+    );
 }
 
 fn check_network_audit_of(
@@ -292,7 +301,7 @@ fn udp_sends_to_a_denied_address_fail() {
     for (call, ok) in [
         ("sendto", "sendto=ok"),
         ("sendmsg", "sendmsg=ok"),
-        ("sendmmsg", "sendmmsg=2"),
+        ("sendmmsg", "sendmmsg=2 lens=10,12"),
     ] {
         assert_eq!(native(&nw, &[call, &target]), ok);
         assert_eq!(
@@ -305,12 +314,13 @@ fn udp_sends_to_a_denied_address_fail() {
     for a in &audits {
         check_network_audit(a, "prevent", DENIED_IP, 9, true);
     }
-    // Sends to an address no rule denies go out.
+    // Sends to an address no rule denies go out. The supervisor performs them on a copy, and
+    // writes each message's `msg_len` back into the caller's `sendmmsg` headers (0 otherwise).
     let allowed = format!("{WEB}:9");
     for (call, ok) in [
         ("sendto", "sendto=ok"),
         ("sendmsg", "sendmsg=ok"),
-        ("sendmmsg", "sendmmsg=2"),
+        ("sendmmsg", "sendmmsg=2 lens=10,12"),
     ] {
         assert_eq!(guarded(&nw, &policy, &[call, &allowed]), ok);
     }
@@ -527,7 +537,7 @@ fn binds_are_checked_on_non_zero_ports_tcp_and_udp() {
         "prevent",
         json!({"listeningPorts": {"allow": ["8000-8100"], "deny": ["8081"]}}),
     );
-    let process = canon(example("net_helper"));
+    let process = canon(test_program("net_helper"));
     for (args, want) in [
         (["bind", "tcp", "0.0.0.0:8080"], "bind=ok"),
         (["bind", "tcp", "[::]:8080"], "bind=ok"),
@@ -567,7 +577,7 @@ fn listen_alert_lets_the_bind_through_and_audits_it() {
         "alert",
         2222,
         false,
-        &canon(example("net_helper")),
+        &canon(test_program("net_helper")),
     );
 }
 
@@ -670,7 +680,7 @@ fn rules_without_network_sections_check_nothing() {
         for (args, want) in [
             (vec!["connect", "tcp", denied.as_str()], "connect=ok"),
             (vec!["sendto", denied.as_str()], "sendto=ok"),
-            (vec!["sendmmsg", denied.as_str()], "sendmmsg=2"),
+            (vec!["sendmmsg", denied.as_str()], "sendmmsg=2 lens=10,12"),
             (vec!["bind", "tcp", "0.0.0.0:2222"], "bind=ok"),
             (vec!["io-uring"], "io_uring_setup=ok"),
         ] {
@@ -686,5 +696,246 @@ fn rules_without_network_sections_check_nothing() {
     assert_eq!(
         common::without_capability_report(nw.audits()),
         Vec::<Value>::new()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// What performing a call for the caller changes, put back; what would get past the checks, refused
+// ---------------------------------------------------------------------------------------------
+
+/// Socket calls by name, each printing `NAME=ok` or `NAME=ERRNO` (`SIGPIPE` cases print how the
+/// signal came). Python, because its `socket` module makes each call as written, ancillary data
+/// and setsockopt bytes included.
+const SOCKET_CALLS: &str = r#"
+import array, errno, os, signal, socket, sys
+
+def report(name, call):
+    try:
+        call()
+        print(name + "=ok")
+    except OSError as e:
+        print(name + "=" + errno.errorcode.get(e.errno, str(e.errno)))
+
+def sendmsg(cmsg):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    return lambda: s.sendmsg([b"x"], cmsg, 0, (sys.argv[1], 9))
+
+def broken_pipe(flags):
+    # SIGPIPE blocked (Python ignores it: back to default first), so that it stays pending and
+    # says who sent it: the kernel's own has the sender's pid, a kill(2) its killer's.
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGPIPE])
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    c = socket.create_connection(listener.getsockname())
+    listener.accept()[0].close()
+    # The first send after the peer's FIN draws its RST; a send after that breaks the pipe.
+    err = "none"
+    for _ in range(100000):
+        try:
+            c.sendmsg([b"x"], [], flags)
+        except OSError as e:
+            err = errno.errorcode.get(e.errno, str(e.errno))
+            break
+    info = signal.sigtimedwait([signal.SIGPIPE], 0)
+    if info is None:
+        sender = "none"
+    elif info.si_pid == os.getpid():
+        sender = "self"
+    elif info.si_pid == os.getppid():
+        sender = "parent"
+    else:
+        sender = "pid %d" % info.si_pid
+    return "send=%s sigpipe=%s" % (err, sender)
+
+rthdr = bytes([0, 2, 0, 1, 0, 0, 0, 0]) + socket.inet_pton(socket.AF_INET6, "2001:db8::1")
+ip_nops = b"\x01\x01\x01\x00"
+for name in sys.argv[2:]:
+    if name == "cmsg-ttl":
+        report(name, sendmsg([(socket.IPPROTO_IP, socket.IP_TTL, (5).to_bytes(4, sys.byteorder))]))
+    elif name == "cmsg-retopts":
+        # IP_RETOPTS (7): IP options for this datagram, a source route among them.
+        report(name, sendmsg([(socket.IPPROTO_IP, 7, ip_nops)]))
+    elif name == "cmsg-rights":
+        report(name, sendmsg([(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [0]).tobytes())]))
+    elif name == "ip-options":
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        report(name, lambda: s.setsockopt(socket.IPPROTO_IP, socket.IP_OPTIONS, ip_nops))
+    elif name == "ipv6-rthdr":
+        s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        report(name, lambda: s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RTHDR, rthdr))
+    elif name == "vsock":
+        s = socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)
+        report(name, lambda: s.connect((2, 9999)))
+    elif name == "netlink":
+        s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
+        report(name, lambda: s.bind((0, 0)))
+    elif name in ("bind-80", "bind-8080"):
+        s = socket.socket()
+        report(name, lambda: s.bind(("127.0.0.1", int(name[5:]))))
+    elif name == "sigpipe":
+        print(name + ": " + broken_pipe(0))
+    elif name == "sigpipe-nosignal":
+        print(name + ": " + broken_pipe(socket.MSG_NOSIGNAL))
+    else:
+        sys.exit("unknown call " + name)
+"#;
+
+/// [`SOCKET_CALLS`] `calls` (sends go to `WEB:9`), natively or under the defender with `policy`,
+/// prefixed by `prefix` (e.g. `setpriv` to another user); its output lines.
+fn socket_calls(nw: &NetWorld, policy: Option<&str>, prefix: &[&str], calls: &[&str]) -> String {
+    let mut argv = prefix.to_vec();
+    argv.extend(["/usr/bin/python3", "-c", SOCKET_CALLS, WEB]);
+    argv.extend_from_slice(calls);
+    let out = match policy {
+        Some(p) => nw.run(p, &argv),
+        None => nw.native(&argv),
+    };
+    assert!(out.status.success(), "{calls:?}: {out:?}");
+    stdout(&out)
+}
+
+/// The `defender` events whose message starts with `what`.
+fn refusals(nw: &NetWorld, what: &str) -> Vec<Value> {
+    nw.audits_of("defender")
+        .into_iter()
+        .filter(|e| e["message"].as_str().is_some_and(|m| m.starts_with(what)))
+        .collect()
+}
+
+/// A `defender` event refusing `what` by python, under the rule.
+fn check_refusal(e: &Value, what: &str) {
+    let m = e["message"].as_str().unwrap();
+    let by = format!("{what} by {} (pid ", canon("/usr/bin/python3"));
+    assert!(m.starts_with(&by), "{m}");
+    assert!(
+        m.contains("refused while network and DNS calls are checked"),
+        "{m}"
+    );
+    assert_eq!(e["rule"], RULE, "{e}");
+    assert_eq!(e["container"], "test-container", "{e}");
+}
+
+/// The supervisor sends with MSG_NOSIGNAL (its own SIGPIPE would be ignored, not the caller's);
+/// when the kernel would have signalled the caller, the supervisor does. Natively the kernel's
+/// SIGPIPE names the sender itself; under the defender, the supervisor (the command's parent).
+/// With MSG_NOSIGNAL the caller asked for none and gets none.
+#[test]
+fn a_send_on_a_broken_connection_gets_its_sigpipe_as_from_the_kernel() {
+    let nw = NetWorld::new();
+    let calls = ["sigpipe", "sigpipe-nosignal"];
+    assert_eq!(
+        socket_calls(&nw, None, &[], &calls),
+        "sigpipe: send=EPIPE sigpipe=self\nsigpipe-nosignal: send=EPIPE sigpipe=none\n"
+    );
+    let policy = outbound_deny("prevent", &["203.0.113.0/24"]);
+    assert_eq!(
+        socket_calls(&nw, Some(&policy), &[], &calls),
+        "sigpipe: send=EPIPE sigpipe=parent\nsigpipe-nosignal: send=EPIPE sigpipe=none\n"
+    );
+}
+
+/// A bind the supervisor performs carries its own CAP_NET_BIND_SERVICE; so a bind below
+/// `net.ipv4.ip_unprivileged_port_start` (1024 in the world's fresh network namespace) by a
+/// caller without the capability is refused with the kernel's own EACCES, and one by a caller
+/// with it goes through.
+#[test]
+fn a_bind_below_the_unprivileged_ports_needs_the_callers_own_capability() {
+    let nw = NetWorld::new();
+    let start = nw.native(&["cat", "/proc/sys/net/ipv4/ip_unprivileged_port_start"]);
+    assert_eq!(stdout(&start).trim(), "1024", "{start:?}");
+    let nobody = as_nobody();
+    let nobody: Vec<&str> = nobody.iter().map(String::as_str).collect();
+    let calls = ["bind-80", "bind-8080"];
+    let policy = outbound_deny("prevent", &["203.0.113.0/24"]);
+    assert_eq!(
+        socket_calls(&nw, None, &nobody, &calls),
+        "bind-80=EACCES\nbind-8080=ok\n"
+    );
+    assert_eq!(
+        socket_calls(&nw, Some(&policy), &nobody, &calls),
+        "bind-80=EACCES\nbind-8080=ok\n"
+    );
+    assert_eq!(
+        socket_calls(&nw, Some(&policy), &[], &calls),
+        "bind-80=ok\nbind-8080=ok\n"
+    );
+    assert!(nw.audits_of("listen").is_empty(), "{:?}", nw.audits());
+}
+
+/// Ancillary data on a send the supervisor performs is limited to kinds that need no privilege
+/// and cannot send the datagram elsewhere: a TTL passes, IP options (a source route) and
+/// SCM_RIGHTS (meaningless on an IP socket, which the kernel takes) get EPERM, to an address the
+/// rule allows.
+#[test]
+fn ancillary_data_that_could_redirect_or_needs_privilege_is_refused() {
+    let nw = NetWorld::new();
+    let calls = ["cmsg-ttl", "cmsg-retopts", "cmsg-rights"];
+    assert_eq!(
+        socket_calls(&nw, None, &[], &calls),
+        "cmsg-ttl=ok\ncmsg-retopts=ok\ncmsg-rights=ok\n"
+    );
+    let policy = outbound_deny("prevent", &["203.0.113.0/24"]);
+    assert_eq!(
+        socket_calls(&nw, Some(&policy), &[], &calls),
+        "cmsg-ttl=ok\ncmsg-retopts=EPERM\ncmsg-rights=EPERM\n"
+    );
+    assert!(nw.audits_of("network").is_empty(), "{:?}", nw.audits());
+}
+
+/// A source route set with setsockopt (IP_OPTIONS, IPV6_RTHDR) would send later packets to
+/// another host first: refused with EPERM while network calls are checked, each with a
+/// `defender` event. Natively IP_OPTIONS succeeds and the kernel refuses a type-0 routing
+/// header itself (EINVAL): the defender's EPERM comes before it.
+#[test]
+fn source_routes_are_refused_while_network_calls_are_checked() {
+    let nw = NetWorld::new();
+    let calls = ["ip-options", "ipv6-rthdr"];
+    assert_eq!(
+        socket_calls(&nw, None, &[], &calls),
+        "ip-options=ok\nipv6-rthdr=EINVAL\n"
+    );
+    let policy = outbound_deny("prevent", &["203.0.113.0/24"]);
+    assert_eq!(
+        socket_calls(&nw, Some(&policy), &[], &calls),
+        "ip-options=EPERM\nipv6-rthdr=EPERM\n"
+    );
+    let events = refusals(&nw, "A source route");
+    assert_eq!(events.len(), 2, "{:#?}", nw.audits());
+    for e in &events {
+        check_refusal(e, "A source route (setsockopt)");
+    }
+}
+
+/// A family that reaches other hosts by other means than an IP address (here AF_VSOCK) cannot
+/// be judged: refused under a `prevent` network section, with a `defender` event; let through
+/// under `alert`. Netlink stays on the host: performed under `prevent` too.
+#[test]
+fn non_ip_families_are_refused_under_prevent() {
+    let nw = NetWorld::new();
+    let calls = ["vsock", "netlink"];
+    let native = socket_calls(&nw, None, &[], &calls);
+    assert!(
+        native.ends_with("netlink=ok\n") && !native.contains("vsock=EPERM"),
+        "{native}"
+    );
+    let prevent = outbound_deny("prevent", &["203.0.113.0/24"]);
+    assert_eq!(
+        socket_calls(&nw, Some(&prevent), &[], &calls),
+        "vsock=EPERM\nnetlink=ok\n"
+    );
+    let events = refusals(&nw, "A socket call of address family");
+    check_refusal(
+        &only(events),
+        &format!("A socket call of address family {}", libc::AF_VSOCK),
+    );
+    let alert = outbound_deny("alert", &["203.0.113.0/24"]);
+    assert_eq!(socket_calls(&nw, Some(&alert), &[], &calls), native);
+    assert_eq!(
+        refusals(&nw, "A socket call of address family").len(),
+        1,
+        "{:#?}",
+        nw.audits()
     );
 }

@@ -309,7 +309,7 @@ fn policy_check_of_a_missing_file_fails_naming_it() {
 
 // ---- valid policies ----
 
-/// The example document of policy.md, verbatim.
+/// The example document of docs/policy.md, verbatim.
 const SPEC_EXAMPLE: &str = r#"{
   "rules": [
     {
@@ -380,7 +380,7 @@ fn policy_check_accepts_a_valid_policy_with_one_line_per_rule() {
     assert_eq!(
         code(&out),
         Some(0),
-        "the example of policy.md is rejected:\n{}",
+        "the example of docs/policy.md is rejected:\n{}",
         stderr(&out)
     );
     assert_eq!(stdout(&out).lines().count(), 1, "{}", stdout(&out));

@@ -3,7 +3,8 @@
 //! gets a name unique to the test run and is removed when the test ends, passed or failed.
 
 use std::cell::RefCell;
-use std::path::PathBuf;
+use std::fs;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -13,15 +14,60 @@ use std::time::Duration;
 pub const DOCKER_GUARD: Duration = Duration::from_secs(300);
 
 /// The static release build of the defender (`.ci/run` and the README's first command make it):
-/// the binary that goes into containers.
+/// the binary that goes into containers. Refused when it is older than its sources: a test of
+/// it would pass or fail for code that is no longer the code under test.
 pub fn static_binary() -> PathBuf {
-    let p = super::repo_path("target/x86_64-unknown-linux-musl/release/defender");
+    const BUILD: &str = "cargo build --release --target x86_64-unknown-linux-musl";
+    let p = super::target_root().join("x86_64-unknown-linux-musl/release/defender");
     assert!(
         p.exists(),
-        "{} is missing: run `cargo build --release --target x86_64-unknown-linux-musl` (.ci/run does)",
+        "{} is missing: run `{BUILD}` (.ci/run does)",
         p.display()
     );
+    if let Some(newer) = changed_since_built(&p) {
+        panic!(
+            "{} is older than {}: rebuild it with `{BUILD}` (.ci/run does)",
+            p.display(),
+            newer.display()
+        );
+    }
     p
+}
+
+/// A source file of `binary` modified after `binary` was linked (or gone since), if any. Cargo
+/// lists in the binary's dep-info, `binary.d` next to it, every file it compiled into it: each
+/// `.rs` of src/ it includes and the files they `include_str!`. Those are the files to compare,
+/// rather than everything under src/, Cargo.toml and Cargo.lock: a change there that does not
+/// concern the defender (another binary's source, a comment in the manifest, a dependency of
+/// the test programs) leaves cargo nothing to rebuild, and the binary would be refused forever.
+fn changed_since_built(binary: &Path) -> Option<PathBuf> {
+    let built = fs::metadata(binary).and_then(|m| m.modified()).unwrap();
+    let dep_info = binary.with_extension("d");
+    let text = fs::read_to_string(&dep_info).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; cargo writes it with the binary",
+            dep_info.display()
+        )
+    });
+    // `TARGET: DEP DEP ...`, spaces in a path escaped with a backslash.
+    let (_, deps) = text
+        .lines()
+        .next()
+        .and_then(|l| l.split_once(": "))
+        .unwrap_or_else(|| panic!("{}: no dependency line", dep_info.display()));
+    let deps = deps.replace("\\ ", "\0");
+    assert!(
+        !deps.trim().is_empty(),
+        "{}: no sources",
+        dep_info.display()
+    );
+    deps.split_whitespace()
+        .map(|d| PathBuf::from(d.replace('\0', " ")))
+        .find(|d| {
+            fs::metadata(d)
+                .and_then(|m| m.modified())
+                .map_or(true, |t| t > built)
+        })
 }
 
 /// Debian's busybox-static: the userland of images built FROM scratch (a dynamic busybox would

@@ -10,6 +10,7 @@ pub mod webdriver;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
 
 use serde_json::Value;
 
@@ -18,16 +19,134 @@ pub fn defender() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_defender"))
 }
 
-/// A test helper program built from `examples/` (cargo builds examples before integration tests).
-pub fn example(name: &str) -> PathBuf {
-    let bin = defender();
-    let path = bin.parent().unwrap().join("examples").join(name);
+/// A program of `test-programs/` (the package `defender-test-programs`): built on first use for the
+/// profile and target of the `defender` under test, found next to it. `cargo test --workspace`
+/// builds them before any test runs; `cargo test --test NAME` builds only that test, and building
+/// again when they exist is a no-op for cargo that keeps a stale program from being used.
+pub fn test_program(name: &str) -> PathBuf {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    if let Err(e) = BUILT.get_or_init(build_test_programs) {
+        panic!("{e}");
+    }
+    let path = defender().with_file_name(name);
     assert!(
         path.exists(),
-        "{} is missing: run the tests with `cargo test` (it builds examples)",
+        "{} is missing: build it with `cargo build -p defender-test-programs --bin {name}` \
+         (`cargo test --workspace --all-targets` does)",
         path.display()
     );
     path
+}
+
+/// The root of the target directory the tests were built in (`target/`, or `CARGO_TARGET_DIR`):
+/// it holds `.rustc_info.json`; below it, a `--target` build has one directory per target triple.
+pub fn target_root() -> PathBuf {
+    let defender = defender();
+    let above = defender
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir");
+    if above.join(".rustc_info.json").exists() {
+        above.to_path_buf()
+    } else {
+        above.parent().expect("target dir").to_path_buf()
+    }
+}
+
+/// `cargo build -p defender-test-programs` into the directory, profile and target the tests were
+/// built for, so that the programs end up next to the `defender` binary under test.
+fn build_test_programs() -> Result<(), String> {
+    let defender = defender();
+    let profile_dir = defender.parent().unwrap();
+    let mut c = Command::new(env!("CARGO"));
+    c.args([
+        "build",
+        "--quiet",
+        "-p",
+        "defender-test-programs",
+        "--bins",
+        "--manifest-path",
+    ])
+    .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"));
+    let target_dir = target_root();
+    let above = profile_dir.parent().unwrap();
+    if above != target_dir {
+        c.arg("--target").arg(above.file_name().unwrap());
+    }
+    c.arg("--target-dir").arg(target_dir);
+    match profile_dir.file_name().and_then(|p| p.to_str()) {
+        Some("debug") => {}
+        Some("release") => {
+            c.arg("--release");
+        }
+        Some(profile) => {
+            c.args(["--profile", profile]);
+        }
+        None => return Err(format!("{}: no profile directory", defender.display())),
+    }
+    let o = c.output().map_err(|e| format!("running cargo: {e}"))?;
+    if o.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "building the test programs (`cargo build -p defender-test-programs`) failed:\n{}",
+            stderr(&o)
+        ))
+    }
+}
+
+/// What `exec_helper race-exec` and `race-argv0` counted of their children's ends, from the
+/// `race: ran_allowed=A killed=K eperm=E other=O` line: ran the allowed program, killed by SIGKILL
+/// (the defender's exec-stop check), refused with EPERM (the decision at the trapped call), other.
+#[derive(Debug)]
+pub struct RaceTally {
+    pub ran_allowed: u32,
+    pub killed: u32,
+    pub eperm: u32,
+    pub other: u32,
+}
+
+impl RaceTally {
+    /// The tally in the helper's standard output, if it printed one.
+    pub fn parse(stdout: &str) -> Option<RaceTally> {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with("race: ran_allowed="))?;
+        let field = |name: &str| -> Option<u32> {
+            line.split_whitespace()
+                .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
+                .and_then(|v| v.parse().ok())
+        };
+        Some(RaceTally {
+            ran_allowed: field("ran_allowed")?,
+            killed: field("killed")?,
+            eperm: field("eperm")?,
+            other: field("other")?,
+        })
+    }
+}
+
+/// Runs `round` (one run of a race, checked by the caller, returning its tally) again and again
+/// until a round has a child killed by the defender's exec-stop check, then returns every
+/// round's tally. A round where the flip never lands between the supervisor's read and the
+/// kernel's proves nothing about that check, so one round is not enough; [`HANG_GUARD`] bounds
+/// the rounds, and the test fails if no kill was seen within it.
+pub fn race_until_killed(what: &str, mut round: impl FnMut() -> RaceTally) -> Vec<RaceTally> {
+    let start = std::time::Instant::now();
+    let mut tallies = Vec::new();
+    loop {
+        let t = round();
+        let killed = t.killed > 0;
+        tallies.push(t);
+        if killed {
+            return tallies;
+        }
+        assert!(
+            start.elapsed() < HANG_GUARD,
+            "{what}: the exec-stop check never killed a child in {} rounds: {tallies:?}",
+            tallies.len()
+        );
+    }
 }
 
 /// A scratch directory with a policy file and an audit file.

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{HANG_GUARD, World, example, output_within, require, wait_until};
+use super::{HANG_GUARD, World, output_within, require, test_program, wait_until};
 
 /// The DNS server's address, the only `nameserver` of the world's resolv.conf.
 pub const NAMESERVER: &str = "10.53.0.1";
@@ -311,7 +311,7 @@ impl NetWorld {
     pub fn dns_queries(&self) -> Vec<Query> {
         let n = self.sentinels.fetch_add(1, Ordering::Relaxed);
         let sentinel = format!("sentinel-{n}.invalid");
-        let helper = example("net_helper");
+        let helper = test_program("net_helper");
         let out = self.native(&[
             helper.to_str().unwrap(),
             "dns-connect-write",
@@ -395,21 +395,36 @@ fn parse_dns_log(log: &str) -> Vec<Query> {
         .collect()
 }
 
-/// A test helper built for the musl target (`.ci/run` builds them; see the panic message).
-pub fn musl_example(name: &str) -> PathBuf {
-    let target = super::defender()
-        .parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .join("x86_64-unknown-linux-musl");
+/// `setpriv` to nobody (uid and gid 65534) with no supplementary group: the prefix of a command
+/// that runs without root's identity and capabilities.
+pub fn as_nobody() -> Vec<String> {
+    let setpriv = require("setpriv");
+    let prefix = [
+        "--reuid",
+        "65534",
+        "--regid",
+        "65534",
+        "--clear-groups",
+        "--",
+    ];
+    std::iter::once(setpriv.to_str().unwrap())
+        .chain(prefix)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A program of `test-programs/` built static for the musl target (`.ci/run` builds it; see the
+/// panic message), under the target directory of the `defender` under test.
+pub fn musl_test_program(name: &str) -> PathBuf {
+    let target = super::target_root().join("x86_64-unknown-linux-musl");
     let found = ["release", "debug"]
         .iter()
-        .map(|profile| target.join(profile).join("examples").join(name))
+        .map(|profile| target.join(profile).join(name))
         .find(|p| p.exists());
     let path = found.unwrap_or_else(|| {
         panic!(
-            "{name} for musl is missing under {}: build it with \
-             `cargo build --release --target x86_64-unknown-linux-musl --example {name}` \
+            "{name} for musl is missing under {}: build it with `cargo build --release \
+             --target x86_64-unknown-linux-musl -p defender-test-programs --bin {name}` \
              (.ci/run does)",
             target.display()
         )
@@ -424,7 +439,7 @@ pub fn musl_example(name: &str) -> PathBuf {
     path
 }
 
-/// Checks the fields every audit of the network sensors carries (spec/audit.md), for the world's
+/// Checks the fields every audit of the network sensors carries (docs/audit.md), for the world's
 /// container: `kind` (`dns`, `network`, `listen`), effect, rule, attack (`{kind}ExplicitlyDenied`
 /// or `{kind}NotAllowed`), process, pid and count. Returns the verdict as the message says it.
 pub fn check_audit(

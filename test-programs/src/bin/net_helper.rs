@@ -11,7 +11,7 @@
 //! | `connect tcp\|udp ADDR` | a socket of ADDR's family, `connect(ADDR)` | `connect=ok` or `connect=ERRNO` |
 //! | `sendto ADDR` | unconnected UDP socket, `sendto(ADDR)` | `sendto=ok` / `sendto=ERRNO` |
 //! | `sendmsg ADDR` | unconnected UDP socket, `sendmsg` with `msg_name` = ADDR | `sendmsg=ok` / ... |
-//! | `sendmmsg ADDR` | unconnected UDP socket, one `sendmmsg` of two datagrams to ADDR | `sendmmsg=2` (messages sent) / `sendmmsg=ERRNO` |
+//! | `sendmmsg ADDR` | unconnected UDP socket, one `sendmmsg` of two datagrams (10 and 12 bytes) to ADDR | `sendmmsg=2 lens=10,12` (messages sent, the `msg_len` the call wrote in each header) / `sendmmsg=ERRNO` |
 //! | `bind tcp\|udp ADDR` | `bind(ADDR)`, then `listen` for tcp | `bind=ok` / `bind=ERRNO` |
 //! | `io-uring` | raw `io_uring_setup(1, &params)` (syscall 425) | `io_uring_setup=ok` / `io_uring_setup=ERRNO` |
 //! | `unix DIR` | a unix stream listener and client, and a unix datagram `sendto`, in DIR | `unix=ok` / `unix: STEP=ERRNO` |
@@ -49,8 +49,9 @@ fn main() {
         ["sendto", addr] => report("sendto", send_to(parse(addr))),
         ["sendmsg", addr] => report("sendmsg", send_msg(parse(addr))),
         ["sendmmsg", addr] => match send_mmsg(parse(addr)) {
-            Ok(n) => {
-                println!("sendmmsg={n}");
+            Ok(lens) => {
+                let list: Vec<String> = lens.iter().map(usize::to_string).collect();
+                println!("sendmmsg={} lens={}", lens.len(), list.join(","));
                 true
             }
             Err(e) => report("sendmmsg", Err(e)),
@@ -167,12 +168,13 @@ fn send_msg(addr: SocketAddr) -> Result<(), Errno> {
     socket::sendmsg(fd.as_raw_fd(), &iov, &[], MsgFlags::empty(), Some(&target)).map(drop)
 }
 
-/// How many of the two datagrams one `sendmmsg` sent.
-fn send_mmsg(addr: SocketAddr) -> Result<usize, Errno> {
+/// The `msg_len` of each datagram one `sendmmsg` sent, of two: the kernel (or whoever performs
+/// the call) writes it into the caller's header; it starts at 0.
+fn send_mmsg(addr: SocketAddr) -> Result<Vec<usize>, Errno> {
     let fd = new_socket(addr, SockType::Datagram);
     let target = SockaddrStorage::from(addr);
     let first = [IoSlice::new(b"sendmmsg 1")];
-    let second = [IoSlice::new(b"sendmmsg 2")];
+    let second = [IoSlice::new(b"sendmmsg two")];
     let slices = [&first[..], &second[..]];
     let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(slices.len(), None);
     let sent = socket::sendmmsg(
@@ -183,7 +185,7 @@ fn send_mmsg(addr: SocketAddr) -> Result<usize, Errno> {
         [],
         MsgFlags::empty(),
     )?;
-    Ok(sent.count())
+    Ok(sent.map(|m| m.bytes).collect())
 }
 
 fn bind(kind: SockType, addr: SocketAddr) -> Result<(), Errno> {

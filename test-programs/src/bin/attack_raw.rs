@@ -14,6 +14,7 @@
 //! | `ping IP` | ICMP datagram socket (SOCK_DGRAM, IPPROTO_ICMP): `sendto(IP)` an echo request, wait 5 s for the reply |
 //! | `int80-socket` | i386 `socket(AF_INET, SOCK_RAW, IPPROTO_UDP)` (`int 0x80`, eax = 359) |
 //! | `int80-socketcall` | i386 `socketcall(SYS_SOCKET, [AF_INET, SOCK_RAW, IPPROTO_UDP])` (eax = 102), its arguments below 4 GiB |
+//! | `int80-connect IP PORT` | a UDP socket (x86_64 `socket`), then i386 `connect` (eax = 362) to IP:PORT, the sockaddr below 4 GiB; prints `connect=ok` / `connect=ERRNO` |
 //! | `udp-listen IP:PORT` | binds a UDP socket, prints `listening`, then counts datagrams until one reads `sentinel`; prints `count=N` (N without the sentinel) |
 //! | `udp-send IP:PORT TEXT` | one plain UDP datagram |
 //!
@@ -24,9 +25,7 @@ use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
-#[path = "shared/int80.rs"]
-mod int80;
-use int80::int80;
+use defender_test_programs::int80::{int80, low_memory};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -59,9 +58,27 @@ fn main() {
         ["ping", addr] => ping(ip(addr)),
         ["int80-socket"] => {
             let raw = [libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_UDP].map(|v| v as u32);
-            int80_report(int80(359, raw[0], raw[1], raw[2]))
+            int80_report("socket", int80(359, raw[0], raw[1], raw[2]))
         }
-        ["int80-socketcall"] => int80_report(socketcall_raw()),
+        ["int80-socketcall"] => int80_report("socket", socketcall_raw()),
+        ["int80-connect", addr, p] => {
+            let Some(fd) = socket(libc::AF_INET, libc::SOCK_DGRAM, 0) else {
+                std::process::exit(1);
+            };
+            let sa = sockaddr_in(ip(addr), port(p));
+            // SAFETY: a sockaddr_in is plain bytes; the slice covers it exactly.
+            let bytes = unsafe {
+                std::slice::from_raw_parts(
+                    (&sa as *const libc::sockaddr_in).cast::<u8>(),
+                    size_of::<libc::sockaddr_in>(),
+                )
+            };
+            let len = bytes.len() as u32;
+            int80_report(
+                "connect",
+                int80(362, fd.as_raw_fd() as u32, low_copy(bytes), len),
+            )
+        }
         ["udp-listen", addr] => {
             udp_listen(addr);
             true
@@ -200,19 +217,19 @@ fn ping(ip: Ipv4Addr) -> bool {
     }
 }
 
-/// What an i386 socket call returned (a descriptor or -errno), printed as `socket=...`.
-fn int80_report(ret: i32) -> bool {
+/// What the i386 `call` returned (a descriptor, 0 or -errno), printed as `CALL=...`.
+fn int80_report(call: &str, ret: i32) -> bool {
     match ret {
         r if r >= 0 => {
-            println!("socket=ok");
+            println!("{call}=ok");
             true
         }
         r if r == -libc::EPERM => {
-            println!("socket=EPERM");
+            println!("{call}=EPERM");
             false
         }
         r => {
-            println!("socket=errno {}", -r);
+            println!("{call}=errno {}", -r);
             false
         }
     }
@@ -221,23 +238,17 @@ fn int80_report(ret: i32) -> bool {
 /// i386 `socketcall(SYS_SOCKET, args)` for a raw UDP socket: the arguments are in memory, which
 /// an i386 call can only point at below 4 GiB.
 fn socketcall_raw() -> i32 {
-    // SAFETY: an anonymous private mapping at an address of the kernel's choosing; no existing
-    // memory is affected.
-    let base = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            4096,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_32BIT,
-            -1,
-            0,
-        )
-    };
-    assert!(base != libc::MAP_FAILED && (base as usize) < u32::MAX as usize - 4096);
     let args = [libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_UDP].map(|v| v as u32);
-    // SAFETY: three u32 fit the fresh, writable, page-aligned mapping.
-    unsafe { std::ptr::copy_nonoverlapping(args.as_ptr(), base.cast::<u32>(), 3) };
-    int80(102, 1, base as usize as u32, 0)
+    let bytes: Vec<u8> = args.iter().flat_map(|a| a.to_ne_bytes()).collect();
+    int80(102, 1, low_copy(&bytes), 0)
+}
+
+/// A copy of `bytes` below 4 GiB, where an i386 call can point; its address.
+fn low_copy(bytes: &[u8]) -> u32 {
+    let base = low_memory(bytes.len());
+    // SAFETY: the fresh, writable mapping holds `bytes.len()` bytes.
+    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), base, bytes.len()) };
+    base as usize as u32
 }
 
 fn udp_listen(addr: &str) {

@@ -35,9 +35,7 @@ use std::ffi::{CStr, CString};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-#[path = "shared/int80.rs"]
-mod int80;
-use int80::int80;
+use defender_test_programs::int80::{int80, low_memory};
 
 /// Exit status when the exec call returned (it failed).
 const EXEC_FAILED: i32 = 111;
@@ -138,7 +136,7 @@ fn main() {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: exec_helper SUBCOMMAND ARGS... (see examples/exec_helper.rs)");
+    eprintln!("usage: exec_helper SUBCOMMAND ARGS... (see the table at the top of exec_helper.rs)");
     std::process::exit(2);
 }
 
@@ -238,26 +236,7 @@ impl LowMemory {
                 .map(|a| a.as_bytes_with_nul().len())
                 .sum::<usize>();
         let len = strings + 4 * (argv.len() + 1) + 16;
-        // SAFETY: an anonymous private mapping at an address of the kernel's choosing; no
-        // existing memory is affected.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_32BIT,
-                -1,
-                0,
-            )
-        };
-        if base == libc::MAP_FAILED {
-            die("mmap(MAP_32BIT)");
-        }
-        let base = base as *mut u8;
-        assert!(
-            (base as usize) + len <= u32::MAX as usize,
-            "MAP_32BIT gave high memory"
-        );
+        let base = low_memory(len);
         let mut at = 0usize;
         let mut put = |s: &CString| -> u32 {
             let b = s.as_bytes_with_nul();
