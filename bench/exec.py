@@ -3,7 +3,7 @@
 launches, each measured against native in the same run, interleaved, medians of repetitions.
 
 Usage: bench/exec.py [--defender PATH] [--out bench/RESULTS-exec.md]
-Budget (README): the loop at most 1.15x native; startup at most 5 ms over native.
+Budget (docs/benchmarks.md): the loop at most 1.15x native; startup at most 5 ms over native.
 """
 import argparse
 import json
