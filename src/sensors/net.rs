@@ -9,16 +9,6 @@ use crate::sys::creds::{self, Creds, Ids};
 use crate::sys::remote::RemoteMemory;
 use crate::sys::socket::{MAX_SOCKADDR, OwnedMsg, RawAddr};
 
-/// A trapped socket call (x86_64).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NetCall {
-    Connect,
-    Bind,
-    Sendto,
-    Sendmsg,
-    Sendmmsg,
-}
-
 /// How the kernel reads an address: each call family has its own rules for `AF_UNSPEC`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Use {

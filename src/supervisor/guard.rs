@@ -32,8 +32,9 @@ use nix::sys::signal::Signal;
 
 use super::{Answer, Supervisor, keeper};
 use crate::audit::Event;
+use crate::seccomp::Abi;
 use crate::seccomp::SignalCall;
-use crate::sensors::exec::{self, Abi};
+use crate::sensors::exec;
 use crate::sys::creds::{self, RealUid};
 use crate::sys::remote::RemoteMemory;
 use crate::sys::seccomp::Notification;

@@ -20,10 +20,9 @@ use crate::audit::{Activity, ActivityViolation, Event};
 use crate::dns::forwarder::{Client, Forwarder, Proto};
 use crate::dns::{self, Decision, Finding};
 use crate::policy::{Attack, Effect, Live, Rule};
+use crate::seccomp::NetCall;
 use crate::sensors::exec;
-use crate::sensors::net::{
-    self as sense, MMSG_LEN_OFFSET, MMSGHDR_SIZE, MSGHDR_SIZE, MsgHdr, NetCall, Use,
-};
+use crate::sensors::net::{self as sense, MMSG_LEN_OFFSET, MMSGHDR_SIZE, MSGHDR_SIZE, MsgHdr, Use};
 use crate::sys::remote::RemoteMemory;
 use crate::sys::seccomp::{Notification, Responder};
 use crate::sys::socket::{self, OwnedMsg, RawAddr, SocketKind};

@@ -16,8 +16,8 @@ use super::{Answer, Supervisor};
 use crate::audit::Event;
 use crate::policy::{Effect, Rule};
 use crate::seccomp;
+use crate::seccomp::NetCall;
 use crate::sensors::exec;
-use crate::sensors::net::NetCall;
 use crate::sys::seccomp::Notification;
 use crate::sys::socket::SocketKind;
 
