@@ -2,12 +2,14 @@
 //! each `unsafe` block naming the invariant it relies on.
 
 pub mod caps;
+pub mod copyin;
 pub mod creds;
 pub mod fdpass;
 pub mod process;
 pub mod remote;
 pub mod seccomp;
 pub mod signals;
+pub mod sockaddr;
 pub mod socket;
 
 use std::io;

@@ -129,7 +129,7 @@ impl RawAddr {
     }
 
     pub fn from_socket_addr(addr: SocketAddr) -> RawAddr {
-        RawAddr::new(&crate::sensors::net::encode(addr))
+        RawAddr::new(&super::sockaddr::encode(addr))
     }
 
     pub fn bytes(&self) -> &[u8] {
@@ -276,7 +276,7 @@ fn address_of(
         storage,
         len: len.min(MAX_SOCKADDR as libc::socklen_t),
     };
-    crate::sensors::net::inet_address(raw.bytes())
+    super::sockaddr::inet_address(raw.bytes())
         .ok_or_else(|| io::Error::from_raw_os_error(libc::EAFNOSUPPORT))
 }
 
