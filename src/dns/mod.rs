@@ -117,9 +117,9 @@ pub enum Decision {
 }
 
 /// The answer to a refused message. For a well-formed query: NXDOMAIN ("not found", what
-/// policy.md asks for), the query itself with QR, RA and RCODE 3 set (same id, question and EDNS
-/// record, whose extended RCODE bits are cleared since they extend the header's), so that every
-/// resolver library accepts it as the reply. For anything else: a bare header with its id and
+/// docs/policy.md asks for), the query itself with QR, RA and RCODE 3 set (same id, question and
+/// EDNS record, whose extended RCODE bits are cleared since they extend the header's), so that
+/// every resolver library accepts it as the reply. For anything else: a bare header with its id and
 /// FORMERR, what a name server answers a message it cannot read (RFC 1035 4.1.1); nothing when it
 /// has no id.
 pub fn refusal(msg: &[u8]) -> Option<Vec<u8>> {

@@ -34,7 +34,7 @@ const LOCAL_FAMILIES: &[i32] = &[libc::AF_UNIX, libc::AF_NETLINK, libc::AF_ALG];
 pub enum Family {
     /// IPv4 or IPv6: judged by the address the call names.
     Inet,
-    /// A raw or packet socket that the rule refuses (`Rule::socket_effect` is `prevent` or `block`).
+    /// A raw or packet socket that the rule refuses (`Rule::socket_effect`: `prevent`, `block`).
     Raw,
     /// Not judged (unix, netlink, AF_ALG, and under `alert` the other families), but performed as
     /// the caller, never answered CONTINUE: the kernel would then read the descriptor and the

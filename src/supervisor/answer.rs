@@ -19,7 +19,8 @@ pub(super) enum Answer {
     Allow { expected: Expected },
     /// Fail it with this errno.
     Deny(i32),
-    /// Let it run unchecked: nothing decided depends on the caller's memory (see [`Supervisor::answer`]).
+    /// Let it run unchecked: nothing decided depends on the caller's memory (why: at the
+    /// CONTINUE in [`Supervisor::answer`]).
     Unchecked,
     /// The supervisor performed the call itself: its result, or the errno to fail it with.
     Performed(Result<i64, i32>),
@@ -36,8 +37,8 @@ impl Supervisor {
         let sent = match answer {
             Answer::Deny(errno) => self.listener.deny(n.id, errno),
             // SAFETY: TOCTOU, not memory: no decision here rests on the caller's memory. Either
-            // nothing is enforced for processes (no rule, or `disable`), or a launch that could not be
-            // inspected under `alert`, which must never break a workload; or the call is a chroot,
+            // nothing is enforced for processes (no rule, or `disable`), or a launch that could not
+            // be inspected under `alert`, which must never break a workload; or the call is a chroot,
             // which is only noted (before it happens) and allowed whatever its argument; or the
             // exec was decided under a deny list only. A deny list names files; a caller able to
             // swap the path after the check could as well copy, link or memfd-load the denied

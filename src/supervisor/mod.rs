@@ -692,7 +692,7 @@ impl Supervisor {
                 log::debug!("exec by {}: cannot read the launch: {e}", n.pid);
                 let errno = e.raw_os_error().unwrap_or(libc::EPERM);
                 // Not allowed to look (another uid's process without CAP_SYS_PTRACE): fail
-                // closed, except under `alert`, which must never break a workload (policy.md).
+                // closed, except under `alert`, which must never break a workload (docs/policy.md).
                 if matches!(errno, libc::EPERM | libc::EACCES)
                     && rule.processes().effect() == Effect::Alert
                 {

@@ -320,7 +320,7 @@ impl Supervisor {
 
     /// A socket call the supervisor may not look into (another uid's process without
     /// CAP_SYS_PTRACE): refused under `prevent` and `block`; let through and reported under
-    /// `alert`, which never breaks a workload (policy.md).
+    /// `alert`, which never breaks a workload (docs/policy.md).
     fn uninspectable(
         &mut self,
         rule: Option<&Rule>,
