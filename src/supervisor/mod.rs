@@ -12,6 +12,7 @@ mod guard;
 mod init;
 pub mod keeper;
 mod net;
+mod perform;
 mod raw;
 
 use std::ffi::{CString, OsString};
