@@ -21,7 +21,7 @@ use crate::sys::socket::SocketKind;
 
 /// Socket families that stay on this host: unix sockets, netlink (the kernel), AF_ALG (the
 /// kernel's crypto). Calls on them are not network connections: not judged, but performed for
-/// the caller like every other trapped socket call, with its credentials (supervisor/net.rs,
+/// the caller like every other trapped socket call, with its credentials (supervisor/perform.rs,
 /// `perform_as_caller`). The credentials matter for netlink too: the kernel checks a privileged
 /// netlink request against the capabilities of the socket's opener AND of the sender
 /// (__netlink_ns_capable: file_ns_capable and ns_capable), but a multicast group in

@@ -53,7 +53,7 @@ impl Supervisor {
             // dispatches on that same number. Every other socket call, whatever its socket's
             // family, is performed by the supervisor on a duplicate of the caller's socket with
             // the arguments it copied once (unix, netlink, AF_ALG: with the caller's credentials,
-            // supervisor/net.rs). The creation of a raw or packet socket under a rule that does
+            // supervisor/perform.rs). The creation of a raw or packet socket under a rule that does
             // not enforce network or DNS, or only alerts, is decided on the registers of
             // socket(2) alone; a new user namespace asked for by a command that keeps
             // CAP_SYS_ADMIN on purpose, on the flags of unshare(2) or clone(2), a register.

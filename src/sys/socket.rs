@@ -180,7 +180,7 @@ pub struct OwnedMsg {
 /// sendmsg(2)-style send of copied messages on our duplicate: one message is `sendmsg`, more is
 /// `sendmmsg` (whose result is the number sent, and `sent[i]` the bytes of message i).
 /// `MSG_NOSIGNAL` is always added: a broken pipe must not signal the supervisor (the caller's own
-/// SIGPIPE is the caller's business, see supervisor/net.rs).
+/// SIGPIPE is the caller's business, see supervisor/perform.rs).
 pub fn send_msgs(
     fd: BorrowedFd<'_>,
     msgs: &mut [OwnedMsg],
