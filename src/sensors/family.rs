@@ -106,9 +106,26 @@ pub fn raw_message(what: &str, process: &str, pid: u32, rule: &str, effect: Effe
     }
 }
 
-/// The `defender` event's message for a call on a socket of a family that is refused.
+/// What a call on a socket of a family that is refused is, for [`bypass_message`].
 pub fn unjudgeable_message(domain: i32) -> String {
     format!("A socket call of address family {domain}")
+}
+
+/// The `defender` event's message for a call refused while socket calls are checked because it
+/// would get past the checks (io_uring, a source route, a 32-bit socket call, a family that
+/// cannot be judged). `what` names the call.
+pub fn bypass_message(what: &str, process: &str, pid: u32) -> String {
+    format!(
+        "{what} by {process} (pid {pid}) refused while network and DNS calls are checked: it would bypass the checks"
+    )
+}
+
+/// The `defender` event's message for a socket call the supervisor could not look into (`error`),
+/// let through under a rule that only alerts.
+pub fn uninspectable_message(tid: u32, error: &str, rule: &str) -> String {
+    format!(
+        "Could not inspect a socket call of pid {tid} ({error}); it was let through because rule {rule} only alerts"
+    )
 }
 
 #[cfg(test)]
@@ -249,6 +266,14 @@ mod tests {
         assert_eq!(
             raw_message("AF_INET SOCK_RAW socket opened", "/x", 7, "r", Alert),
             "AF_INET SOCK_RAW socket opened by /x (pid 7) was let through because rule r only alerts: its packets carry headers the process writes itself, which the network and DNS checks do not see, so its traffic is not checked"
+        );
+        assert_eq!(
+            bypass_message(&unjudgeable_message(43), "/bin/x", 9),
+            "A socket call of address family 43 by /bin/x (pid 9) refused while network and DNS calls are checked: it would bypass the checks"
+        );
+        assert_eq!(
+            uninspectable_message(9, "Operation not permitted (os error 1)", "r"),
+            "Could not inspect a socket call of pid 9 (Operation not permitted (os error 1)); it was let through because rule r only alerts"
         );
     }
 }

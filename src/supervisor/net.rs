@@ -242,11 +242,7 @@ impl Supervisor {
             );
             return Answer::Deny(libc::EPERM);
         }
-        let message = format!(
-            "Could not inspect a socket call of pid {} ({e}); it was let through because rule {} only alerts",
-            n.pid,
-            rule.name()
-        );
+        let message = family::uninspectable_message(n.pid, &e.to_string(), rule.name());
         self.sink.emit(Event::defender(
             &self.scope,
             "alert",
@@ -585,10 +581,7 @@ impl Supervisor {
         // route set, which would then keep working around it.
         let in_force = self.policy.current();
         let process = caller_exe(n.pid);
-        let message = format!(
-            "{what} by {process} (pid {}) refused while network and DNS calls are checked: it would bypass the checks",
-            exec::process_of(n.pid),
-        );
+        let message = family::bypass_message(what, &process, exec::process_of(n.pid));
         log::warn!("{message}");
         self.sink.emit(Event::defender(
             &self.scope,
