@@ -47,7 +47,7 @@ pub fn decide(rule: &Rule, kind: SocketKind, addr: &[u8], unprivileged_port_star
 mod tests {
     use super::*;
     use crate::policy::Attack;
-    use crate::sensors::testing::rule;
+    use crate::sensors::testing::{addr, kind, rule};
 
     #[test]
     fn decisions() {
@@ -56,15 +56,8 @@ mod tests {
         );
         let off =
             rule(r#""network": {"effect": "disable", "listeningPorts": {"deny": ["1-65535"]}}"#);
-        let addr = |s: &str| sockaddr::encode(s.parse().unwrap());
-        let tcp = SocketKind {
-            domain: libc::AF_INET,
-            ty: libc::SOCK_STREAM,
-        };
-        let tcp6 = SocketKind {
-            domain: libc::AF_INET6,
-            ty: libc::SOCK_STREAM,
-        };
+        let tcp = kind(libc::AF_INET, libc::SOCK_STREAM);
+        let tcp6 = kind(libc::AF_INET6, libc::SOCK_STREAM);
         let listen = |port| {
             Some(Objection {
                 effect: Effect::Prevent,

@@ -40,26 +40,16 @@ mod tests {
     use super::*;
     use crate::audit::Activity;
     use crate::policy::{Attack, Effect};
-    use crate::sensors::testing::rule;
+    use crate::sensors::testing::{addr, kind, rule};
 
     #[test]
     fn decisions() {
         let prevent =
             rule(r#""network": {"effect": "prevent", "outbound": {"deny": ["203.0.113.0/24"]}}"#);
         let dns_only = rule(r#""dns": {"effect": "prevent", "deny": ["denied.test"]}"#);
-        let addr = |s: &str| sockaddr::encode(s.parse().unwrap());
-        let tcp = SocketKind {
-            domain: libc::AF_INET,
-            ty: libc::SOCK_STREAM,
-        };
-        let udp6 = SocketKind {
-            domain: libc::AF_INET6,
-            ty: libc::SOCK_DGRAM,
-        };
-        let tcp6 = SocketKind {
-            domain: libc::AF_INET6,
-            ty: libc::SOCK_STREAM,
-        };
+        let tcp = kind(libc::AF_INET, libc::SOCK_STREAM);
+        let udp6 = kind(libc::AF_INET6, libc::SOCK_DGRAM);
+        let tcp6 = kind(libc::AF_INET6, libc::SOCK_STREAM);
         let unspec = {
             let mut b = addr("203.0.113.5:80");
             b[..2].copy_from_slice(&(libc::AF_UNSPEC as u16).to_ne_bytes());

@@ -76,11 +76,10 @@ pub fn question(decision: Decision, effect: Effect) -> Question {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sensors::testing::rule;
+    use crate::sensors::testing::{kind, rule};
 
     #[test]
     fn decisions() {
-        let kind = |domain, ty| SocketKind { domain, ty };
         let (inet, inet6) = (libc::AF_INET, libc::AF_INET6);
         let (stream, dgram, raw) = (libc::SOCK_STREAM, libc::SOCK_DGRAM, libc::SOCK_RAW);
         let to = |s: &str| s.parse::<SocketAddr>().unwrap();

@@ -131,7 +131,7 @@ pub fn uninspectable_message(tid: u32, error: &str, rule: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sensors::testing::rule;
+    use crate::sensors::testing::{kind, rule};
     use Effect::*;
 
     #[test]
@@ -139,7 +139,6 @@ mod tests {
         let prevent = rule(r#""network": {"effect": "prevent"}"#);
         let dns_block = rule(r#""dns": {"effect": "block"}"#);
         let alert = rule(r#""network": {"effect": "alert"}, "dns": {"effect": "alert"}"#);
-        let kind = |domain, ty| SocketKind { domain, ty };
         let (inet, inet6, unix, netlink, packet) = (
             libc::AF_INET,
             libc::AF_INET6,
@@ -245,10 +244,7 @@ mod tests {
         ] {
             assert_eq!(describe(domain, ty), want);
         }
-        let packet = SocketKind {
-            domain: libc::AF_PACKET,
-            ty: libc::SOCK_RAW,
-        };
+        let packet = kind(libc::AF_PACKET, libc::SOCK_RAW);
         assert_eq!(
             call_on(NetCall::Sendto, packet),
             "sendto on an AF_PACKET SOCK_RAW socket"

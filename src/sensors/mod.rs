@@ -88,9 +88,21 @@ pub fn outbound(rule: &Rule, dest: SocketAddr) -> Option<Objection> {
 
 #[cfg(test)]
 pub(crate) mod testing {
-    //! Rules for the sensors' decision tables.
+    //! Rules, socket kinds and addresses for the sensors' decision tables.
 
     use crate::policy::Rule;
+    use crate::sys::sockaddr;
+    use crate::sys::socket::SocketKind;
+
+    /// A socket of this domain and type, as SO_DOMAIN and SO_TYPE report them.
+    pub fn kind(domain: i32, ty: i32) -> SocketKind {
+        SocketKind { domain, ty }
+    }
+
+    /// `1.2.3.4:80` or `[::1]:53` as a caller passes it (`struct sockaddr_in`, `sockaddr_in6`).
+    pub fn addr(s: &str) -> Vec<u8> {
+        sockaddr::encode(s.parse().unwrap())
+    }
 
     /// The rule of a one-rule policy whose sections are the given JSON (`"network": {...}`).
     pub fn rule(sections: &str) -> Rule {

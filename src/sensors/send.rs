@@ -174,7 +174,7 @@ pub fn sender_credentials(caller: &Creds, own_pid: u32) -> [u8; 12] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sensors::testing::rule;
+    use crate::sensors::testing::{addr, kind, rule};
     use crate::sys::sockaddr::append_credentials;
     use crate::sys::socket::RawAddr;
 
@@ -183,20 +183,14 @@ mod tests {
         let on = rule(
             r#""network": {"effect": "prevent", "outbound": {"deny": ["203.0.113.0/24"]}}, "dns": {"effect": "alert", "deny": ["x.test"]}"#,
         );
-        let addr = |s: &str| Some(RawAddr::new(&sockaddr::encode(s.parse().unwrap())));
+        let to = |s: &str| Some(RawAddr::new(&addr(s)));
         let msg = |name, control: Vec<u8>| OwnedMsg {
             name,
             data: b"q".to_vec(),
             control,
         };
-        let udp = SocketKind {
-            domain: libc::AF_INET,
-            ty: libc::SOCK_DGRAM,
-        };
-        let tcp = SocketKind {
-            domain: libc::AF_INET,
-            ty: libc::SOCK_STREAM,
-        };
+        let udp = kind(libc::AF_INET, libc::SOCK_DGRAM);
+        let tcp = kind(libc::AF_INET, libc::SOCK_STREAM);
         let mark = {
             let mut b = vec![0u8; 24];
             b[..8].copy_from_slice(&20u64.to_ne_bytes());
@@ -224,56 +218,56 @@ mod tests {
                 "allowed datagram",
                 udp,
                 0,
-                msg(addr("198.51.100.1:9"), vec![]),
+                msg(to("198.51.100.1:9"), vec![]),
                 Ok((false, dns::Send::Plain)),
             ),
             (
                 "denied datagram",
                 udp,
                 0,
-                msg(addr("203.0.113.9:9"), vec![]),
+                msg(to("203.0.113.9:9"), vec![]),
                 Ok((true, dns::Send::Plain)),
             ),
             (
                 "a DNS question",
                 udp,
                 0,
-                msg(addr("198.51.100.1:53"), vec![]),
+                msg(to("198.51.100.1:53"), vec![]),
                 Ok((false, dns::Send::Question)),
             ),
             (
                 "denied, to port 53",
                 udp,
                 0,
-                msg(addr("203.0.113.9:53"), vec![]),
+                msg(to("203.0.113.9:53"), vec![]),
                 Ok((true, dns::Send::Question)),
             ),
             (
                 "a stream ignores the address",
                 tcp,
                 0,
-                msg(addr("203.0.113.9:53"), vec![]),
+                msg(to("203.0.113.9:53"), vec![]),
                 Ok((false, dns::Send::Plain)),
             ),
             (
                 "Fast Open is a connect",
                 tcp,
                 fastopen,
-                msg(addr("203.0.113.9:80"), vec![]),
+                msg(to("203.0.113.9:80"), vec![]),
                 Ok((true, dns::Send::Plain)),
             ),
             (
                 "Fast Open to port 53",
                 tcp,
                 fastopen,
-                msg(addr("198.51.100.1:53"), vec![]),
+                msg(to("198.51.100.1:53"), vec![]),
                 Ok((false, dns::Send::FastOpen)),
             ),
             (
                 "a privileged control message",
                 udp,
                 0,
-                msg(addr("198.51.100.1:9"), mark.clone()),
+                msg(to("198.51.100.1:9"), mark.clone()),
                 Err(libc::EPERM),
             ),
             (
