@@ -7,7 +7,7 @@ pub mod forwarder;
 pub mod query;
 
 use crate::audit::{Activity, ActivityViolation, Event, MalformedDns, Scope};
-use crate::policy::{Attack, Effect, Rule};
+use crate::policy::{Attack, Consequence, Effect, Rule};
 use query::Reason;
 
 /// The standard DNS port, where the sensor looks for queries.
@@ -100,9 +100,9 @@ pub fn decide(rule: &Rule, msg: &[u8], pid: u32, process: &str) -> (Decision, Op
         effect: dns.effect(),
         malformed,
     };
-    let decision = match dns.effect() {
-        Effect::Alert | Effect::Disable => Decision::Pass,
-        Effect::Prevent | Effect::Block => Decision::Refuse,
+    let decision = match dns.effect().consequence() {
+        Consequence::Proceed => Decision::Pass,
+        Consequence::Refuse | Consequence::Stop => Decision::Refuse,
     };
     (decision, Some(finding))
 }
@@ -117,9 +117,9 @@ pub enum Decision {
 }
 
 /// The answer to a refused message. For a well-formed query: NXDOMAIN ("not found", what
-/// policy.md asks for), the query itself with QR, RA and RCODE 3 set (same id, question and EDNS
-/// record, whose extended RCODE bits are cleared since they extend the header's), so that every
-/// resolver library accepts it as the reply. For anything else: a bare header with its id and
+/// docs/policy.md asks for), the query itself with QR, RA and RCODE 3 set (same id, question and
+/// EDNS record, whose extended RCODE bits are cleared since they extend the header's), so that
+/// every resolver library accepts it as the reply. For anything else: a bare header with its id and
 /// FORMERR, what a name server answers a message it cannot read (RFC 1035 4.1.1); nothing when it
 /// has no id.
 pub fn refusal(msg: &[u8]) -> Option<Vec<u8>> {
@@ -147,7 +147,7 @@ const SUBSTITUTE: &[u8] = b"\x07invalid\x00";
 
 /// A query that takes a prevented one's place where the defender cannot answer in the name
 /// server's name (musl's resolver sends with `sendto` from an unconnected socket and accepts only
-/// replies whose source is the name server, see supervisor/net.rs): the same query (id, flags,
+/// replies whose source is the name server, see sensors/dns.rs): the same query (id, flags,
 /// record type and class, EDNS record) asking for `invalid.`, so that the server's NXDOMAIN is
 /// taken as the answer and the prevented name never leaves the container. None for a message that
 /// is not exactly one well-formed query: there is no lookup to end, and it is not sent.

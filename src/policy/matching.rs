@@ -93,6 +93,53 @@ impl Rule {
     pub fn dns(&self) -> &Dns {
         &self.dns
     }
+
+    /// The effect for what gets past both the `network` and the `dns` checks (a raw socket, a
+    /// socket call that cannot be inspected): the strictest of the two sections' effects.
+    pub fn socket_effect(&self) -> Effect {
+        let rank = |e: Effect| match e {
+            Effect::Disable => 0,
+            Effect::Alert => 1,
+            Effect::Prevent => 2,
+            Effect::Block => 3,
+        };
+        let (network, dns) = (self.network.effect, self.dns.effect);
+        if rank(network) >= rank(dns) {
+            network
+        } else {
+            dns
+        }
+    }
+
+    /// Whether the rule enforces network or DNS: then socket calls are judged.
+    pub fn enforces_network(&self) -> bool {
+        self.socket_effect() != Effect::Disable
+    }
+}
+
+/// What a violation of a section comes to, by the section's effect: the one mapping every sensor
+/// applies (the supervisor turns it into the kernel's answer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Consequence {
+    /// The call goes on: `alert` reports and never breaks a workload; `disable` does not enforce
+    /// (a disabled section is not judged at all, so it only reaches here through a policy that
+    /// changed between a decision and its consequence).
+    Proceed,
+    /// `prevent`: the call fails (EPERM).
+    Refuse,
+    /// `block`: the call fails and the container is stopped.
+    Stop,
+}
+
+impl Effect {
+    /// The consequence of a violation under this effect.
+    pub fn consequence(self) -> Consequence {
+        match self {
+            Effect::Disable | Effect::Alert => Consequence::Proceed,
+            Effect::Prevent => Consequence::Refuse,
+            Effect::Block => Consequence::Stop,
+        }
+    }
 }
 
 // The checks below look at the lists only, whatever the effect: acting on the effect (including doing
@@ -297,6 +344,42 @@ impl DomainPattern {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn consequences_and_the_strictest_socket_effect() {
+        use Effect::*;
+        for (effect, want) in [
+            (Disable, Consequence::Proceed),
+            (Alert, Consequence::Proceed),
+            (Prevent, Consequence::Refuse),
+            (Block, Consequence::Stop),
+        ] {
+            assert_eq!(effect.consequence(), want, "{effect:?}");
+        }
+        for (network, dns, want) in [
+            (Disable, Disable, Disable),
+            (Alert, Disable, Alert),
+            (Disable, Alert, Alert),
+            (Disable, Prevent, Prevent),
+            (Prevent, Alert, Prevent),
+            (Alert, Block, Block),
+            (Block, Prevent, Block),
+        ] {
+            let json = format!(
+                r#"{{"rules": [{{"name": "r", "network": {{"effect": "{}"}}, "dns": {{"effect": "{}"}}}}]}}"#,
+                network.as_str(),
+                dns.as_str()
+            );
+            let policy = crate::policy::parse(&json).unwrap();
+            let rule = policy.rule_for("c", "i").unwrap();
+            assert_eq!(rule.socket_effect(), want, "{network:?} {dns:?}");
+            assert_eq!(
+                rule.enforces_network(),
+                want != Disable,
+                "{network:?} {dns:?}"
+            );
+        }
+    }
     use crate::policy::parse;
 
     /// A policy with one rule made of `body` (JSON members after the name).

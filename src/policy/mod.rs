@@ -10,7 +10,7 @@ pub mod schema;
 mod validate;
 
 pub use live::Live;
-pub use matching::{Attack, Dns, Network, Processes, Rule};
+pub use matching::{Attack, Consequence, Dns, Network, Processes, Rule};
 pub use schema::Effect;
 pub use validate::{PolicyError, Problem, RuleRef};
 

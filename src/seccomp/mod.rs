@@ -1,5 +1,6 @@
 //! The filter: which system calls are trapped and for which ABI, what the kernel offers
-//! (feature probing), and turning a trapped call's number back into what it is.
+//! (feature probing), and turning a trapped call's number back into what it is: the vocabulary of
+//! trapped calls ([`Trapped`], [`ExecCall`], [`NetCall`], [`Abi`]) that the sensors decide on.
 
 pub mod bpf;
 
@@ -7,9 +8,41 @@ use std::io;
 
 use bpf::{AUDIT_ARCH_I386, AUDIT_ARCH_X86_64, FilterSpec, Trap, When};
 
-use crate::sensors::exec::{Abi, ExecCall};
-use crate::sensors::net::NetCall;
 use crate::sys::seccomp as sys;
+
+/// The ABI a trapped call came through, which fixes its syscall numbers and pointer width.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Abi {
+    X86_64,
+    I386,
+}
+
+impl Abi {
+    /// The size of a pointer in the caller's memory (argv and envp are arrays of them).
+    pub fn ptr_width(self) -> usize {
+        match self {
+            Abi::X86_64 => 8,
+            Abi::I386 => 4,
+        }
+    }
+}
+
+/// Which exec call was trapped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExecCall {
+    Execve,
+    Execveat,
+}
+
+/// A trapped socket call (x86_64).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NetCall {
+    Connect,
+    Bind,
+    Sendto,
+    Sendmsg,
+    Sendmmsg,
+}
 
 /// A trapped call, known by what it does rather than by its number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

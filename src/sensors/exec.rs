@@ -24,6 +24,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use crate::policy::{Attack, Rule};
+use crate::seccomp::{Abi, ExecCall};
 use crate::sys::paths::{open_dir_path, open_in_root, open_path};
 use crate::sys::procfs::{self, fd_path};
 use crate::sys::remote::RemoteMemory;
@@ -40,29 +41,6 @@ const MAX_ARG_LEN: usize = 4096;
 const BINPRM_BUF_SIZE: usize = 256;
 /// execveat(2) flag: an empty path means the file `dirfd` refers to (fexecve).
 const AT_EMPTY_PATH: u64 = libc::AT_EMPTY_PATH as u64;
-
-/// The ABI a trapped call came through, which fixes its syscall numbers and pointer width.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Abi {
-    X86_64,
-    I386,
-}
-
-impl Abi {
-    fn ptr_width(self) -> usize {
-        match self {
-            Abi::X86_64 => 8,
-            Abi::I386 => 4,
-        }
-    }
-}
-
-/// Which exec call was trapped.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ExecCall {
-    Execve,
-    Execveat,
-}
 
 /// One name of a launched program, and the file it named when looked at.
 #[derive(Clone, Debug, PartialEq, Eq)]

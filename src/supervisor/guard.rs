@@ -31,8 +31,9 @@ use nix::sys::signal::Signal;
 
 use super::{Answer, Supervisor, keeper};
 use crate::audit::{self, Event};
+use crate::seccomp::Abi;
 use crate::seccomp::SignalCall;
-use crate::sensors::exec::{self, Abi};
+use crate::sensors::exec;
 use crate::sys::creds::{self, RealUid};
 use crate::sys::pidfd::{self, SIGINFO_SIZE};
 use crate::sys::procfs::{self, Status};

@@ -4,6 +4,7 @@
 //! Data flows one way: a trapped call becomes a launch (sensors), the rule in force decides
 //! (policy), the answer goes back to the kernel, the audit goes out.
 
+mod answer;
 pub mod caps;
 mod child;
 mod exec_watch;
@@ -11,6 +12,7 @@ mod guard;
 mod init;
 pub mod keeper;
 mod net;
+mod perform;
 mod raw;
 pub mod startup;
 
@@ -30,13 +32,15 @@ use nix::unistd::{ForkResult, Pid};
 
 use crate::audit::{self, Event, ProcessViolation, Scope, Sink};
 use crate::exit::ExitStatus;
-use crate::policy::{Attack, Effect, Live};
+use crate::policy::{Attack, Consequence, Effect, Live};
 use crate::seccomp::{self, Trapped};
-use crate::sensors::exec::{self, Abi, ExecCall, Expected, Launch, Resolver};
+use crate::seccomp::{Abi, ExecCall};
+use crate::sensors::exec::{self, Expected, Launch, Resolver};
 use crate::sys::process::Waited;
 use crate::sys::remote::RemoteMemory;
 use crate::sys::seccomp::{Listener, Notification};
 use crate::sys::{fdpass, process};
+use answer::{Answer, Attempts};
 use child::Program;
 use exec_watch::{ExecWatch, Mismatch, Watch};
 use init::{Lifecycle, Step};
@@ -203,7 +207,8 @@ pub fn run(cfg: RunConfig) -> Result<ExitStatus, SupervisorError> {
         life: Lifecycle::new(cfg.grace),
         main,
         user_namespaces: cfg.keep_capabilities.contains(&caps::SYS_ADMIN),
-        last_denial: None,
+        denials: Attempts::new(),
+        tried: Vec::new(),
     };
     sup.report_features();
     sup.report_capabilities(&capabilities, &cfg.keep_capabilities);
@@ -238,39 +243,13 @@ struct Supervisor {
     main: Pid,
     /// `--keep-capability SYS_ADMIN`: the command may make user namespaces.
     user_namespaces: bool,
-    /// The last denied attempt: a shell searching PATH retries one command once per directory
-    /// (dash tries /usr/bin/mkdir, /sbin/mkdir, /bin/mkdir on a merged-/usr system), and one
-    /// attempt should be one audit. A path tried again is a new attempt, so a loop of denied
-    /// launches is audited (and folded) one event per launch.
-    last_denial: Option<Attempt>,
-}
-
-/// How close in time two denials of the same launch by the same caller must be to count as one
-/// attempt (a PATH search takes microseconds).
-const SAME_ATTEMPT: Duration = Duration::from_millis(500);
-
-/// One denied launch attempt: the caller, the file, the command line, the paths it was tried
-/// under so far, and when the last was denied.
-struct Attempt {
-    pid: u32,
-    file: PathBuf,
-    cmdline: String,
+    /// The last denied launch (caller, file, command line): a shell searching PATH retries one
+    /// command once per directory (dash tries /usr/bin/mkdir, /sbin/mkdir, /bin/mkdir on a
+    /// merged-/usr system), and one attempt should be one audit. A path tried again is a new
+    /// attempt, so a loop of denied launches is audited (and folded) one event per launch.
+    denials: Attempts<(u32, PathBuf, String)>,
+    /// The paths the last denied launch was tried under so far.
     tried: Vec<PathBuf>,
-    at: Instant,
-}
-
-/// The answer to one trapped call.
-enum Answer {
-    /// Let the exec run, checked at its exec stop against what was decided on.
-    Allow { expected: Expected },
-    /// Fail it with this errno.
-    Deny(i32),
-    /// Let it run unchecked: nothing decided depends on the caller's memory (see the CONTINUE).
-    Unchecked,
-    /// The supervisor performed the call itself: its result, or the errno to fail it with.
-    Performed(Result<i64, i32>),
-    /// A thread performs the call and answers when it is done.
-    Deferred,
 }
 
 /// How an exec that may run proceeds: verified at its exec stop under an allow list, unchecked
@@ -642,50 +621,7 @@ impl Supervisor {
             // The filter traps nothing else; an unknown call is failed, never let through.
             None => Answer::Deny(libc::ENOSYS),
         };
-        let sent = match answer {
-            Answer::Deny(errno) => self.listener.deny(n.id, errno),
-            // SAFETY: TOCTOU, not memory: no decision here rests on the caller's memory. Either
-            // nothing is enforced for processes (no rule, or `disable`), or a launch that could not be
-            // inspected under `alert`, which must never break a workload; or the call is a chroot,
-            // which is only noted (before it happens) and allowed whatever its argument; or the
-            // exec was decided under a deny list only. A deny list names files; a caller able to
-            // swap the path after the check could as well copy, link or memfd-load the denied
-            // program under another name, which the list cannot stop either (README, "Limits"),
-            // so racing the check gains it nothing. Launches under an allow list are verified.
-            // Socket calls: let through unchecked only when the rule enforces neither network
-            // nor DNS (a bind or send: nothing is decided at all; a connect too when the
-            // supervisor may not take the caller's socket to steer it to the DNS forwarder, or
-            // when it may not look into the caller under `alert`); or for an i386 socketcall
-            // whose call number, a register the workload cannot change while the call waits (no
-            // ptrace stop happens inside it), is not one that reaches the network: the kernel
-            // dispatches on that same number. Every other socket call, whatever its socket's
-            // family, is performed by the supervisor on a duplicate of the caller's socket with
-            // the arguments it copied once (unix, netlink, AF_ALG: with the caller's credentials,
-            // supervisor/net.rs). The creation of a raw or packet socket under a rule that does
-            // not enforce network or DNS, or only alerts, is decided on the registers of
-            // socket(2) alone; a new user namespace asked for by a command that keeps
-            // CAP_SYS_ADMIN on purpose, on the flags of unshare(2) or clone(2), a register.
-            // Signal calls (guard.rs): the target of a kill, tgkill, rt_(tg)sigqueueinfo,
-            // pidfd_open, prlimit64 or setpgid is a register, which cannot change after the
-            // check, and the defender never changes its pids or its process group; a tkill's
-            // target thread was found alive outside the defender, and its id could name a
-            // defender thread only if that thread died and the kernel came round to the same id
-            // (pid_max of them) while the call waits. A caller in a PID namespace below ours
-            // names processes of that namespace, where no defender process is, and a task's PID
-            // namespace never changes.
-            // The one `unsafe` outside sys: a TOCTOU contract, not memory safety.
-            #[allow(unsafe_code)]
-            Answer::Unchecked => unsafe { self.listener.continue_call(n.id) },
-            Answer::Allow { expected } => self.allow_exec(&n, expected),
-            Answer::Performed(result) => self.listener.complete(n.id, result),
-            Answer::Deferred => Ok(()),
-        };
-        if let Err(e) = sent {
-            // ENOENT: the caller is gone (killed while waiting); nothing ran.
-            if e.raw_os_error() != Some(libc::ENOENT) {
-                log::error!("answering notification {}: {e}", n.id);
-            }
-        }
+        self.answer(&n, answer);
     }
 
     /// Decides one exec. Every failure on the way denies it (fail closed).
@@ -709,7 +645,7 @@ impl Supervisor {
                 log::debug!("exec by {}: cannot read the launch: {e}", n.pid);
                 let errno = e.raw_os_error().unwrap_or(libc::EPERM);
                 // Not allowed to look (another uid's process without CAP_SYS_PTRACE): fail
-                // closed, except under `alert`, which must never break a workload (policy.md).
+                // closed, except under `alert`, which must never break a workload (docs/policy.md).
                 if matches!(errno, libc::EPERM | libc::EACCES)
                     && rule.processes().effect() == Effect::Alert
                 {
@@ -749,8 +685,9 @@ impl Supervisor {
             return Answer::Deny(libc::EPERM);
         }
         let process = violation.process.display().to_string();
-        if !(effect == Effect::Prevent && self.repeated_denial(n.pid, &launch, &cmdline)) {
-            self.sink.emit(Event::process(
+        let repeated = effect == Effect::Prevent && self.repeated_denial(n.pid, &launch, &cmdline);
+        let event = (!repeated).then(|| {
+            Event::process(
                 &self.scope,
                 &ProcessViolation {
                     rule: &rule_name,
@@ -761,15 +698,12 @@ impl Supervisor {
                     parent: &parent,
                     cmdline: &cmdline,
                 },
-            ));
-        }
-        match effect {
-            Effect::Alert => proceed(verify, launch),
-            Effect::Block => {
-                self.block(&rule_name, &format!("{process} launched from {parent}"));
-                Answer::Deny(libc::EPERM)
-            }
-            Effect::Prevent | Effect::Disable => Answer::Deny(libc::EPERM),
+            )
+        });
+        let what = format!("{process} launched from {parent}");
+        match self.enforce(&rule_name, effect, event, &what) {
+            Ok(()) => proceed(verify, launch),
+            Err(answer) => answer,
         }
     }
 
@@ -782,25 +716,14 @@ impl Supervisor {
             .clone()
             .unwrap_or_else(|| launch.image.path.clone());
         let path = &launch.image.path;
-        let now = Instant::now();
-        if let Some(a) = &mut self.last_denial
-            && a.pid == pid
-            && a.file == file
-            && a.cmdline == cmdline
-            && now.duration_since(a.at) < SAME_ATTEMPT
-            && !a.tried.contains(path)
-        {
-            a.tried.push(path.clone());
-            a.at = now;
+        let same = self
+            .denials
+            .repeats((pid, file, cmdline.to_string()), Instant::now());
+        if same && !self.tried.contains(path) {
+            self.tried.push(path.clone());
             return true;
         }
-        self.last_denial = Some(Attempt {
-            pid,
-            file,
-            cmdline: cmdline.to_string(),
-            tried: vec![path.clone()],
-            at: now,
-        });
+        self.tried = vec![path.clone()];
         false
     }
 
@@ -863,33 +786,15 @@ impl Supervisor {
                 cmdline: &m.cmdline,
             },
         ));
-        match effect {
-            Effect::Alert | Effect::Disable => self.watch.release(m.pid, None),
-            Effect::Prevent => {
+        match effect.consequence() {
+            Consequence::Proceed => self.watch.release(m.pid, None),
+            Consequence::Refuse => {
                 let _ = kill(m.pid, Signal::SIGKILL);
             }
-            Effect::Block => {
+            Consequence::Stop => {
                 let _ = kill(m.pid, Signal::SIGKILL);
                 self.block(&rule_name, &process);
             }
         }
-    }
-
-    /// The `block` effect: report, then kill every process of the container; the loop exits
-    /// with [`ExitStatus::Blocked`] once all are gone.
-    fn block(&mut self, rule: &str, what: &str) {
-        let message = format!(
-            "Container {} blocked by rule {rule}: {what}",
-            self.scope.container
-        );
-        log::warn!("{message}");
-        self.sink.emit(Event::defender(
-            &self.scope,
-            audit::Effect::Block,
-            Some(rule),
-            message,
-        ));
-        self.life.block();
-        self.signal_all(Signal::SIGKILL);
     }
 }

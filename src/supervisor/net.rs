@@ -1,54 +1,36 @@
-//! The network and DNS sensors in the supervisor. Each trapped socket call is decided on a copy of
-//! its arguments and then performed by the supervisor on a duplicate of the caller's socket
-//! (`pidfd_getfd`), with that copy: the kernel executes exactly what was decided on, whatever the
-//! caller's other threads do to its memory meanwhile (notes/enforcement.md). DNS sockets are
-//! connected to the forwarder (dns/forwarder.rs); musl's unconnected DNS sends are checked here.
-//! Calls on sockets that are not IP (unix, netlink, ...) are performed too, on a thread that
-//! takes on the caller's credentials (and for unix sockets its root, cwd and umask) first.
+//! Trapped socket calls, from the notification to the call to perform: the caller's socket taken
+//! (a duplicate, `pidfd_getfd`) and its arguments copied once, the sensors' decisions applied
+//! (sensors/family.rs, connect.rs, bind.rs, send.rs, dns.rs; violations through answer.rs), and
+//! the call performed on the duplicate with that copy (perform.rs): the kernel executes exactly
+//! what was decided on, whatever the caller's other threads do to its memory meanwhile. DNS
+//! sockets are connected to the forwarder (dns/forwarder.rs), whose findings are audited here.
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::{Arc, mpsc};
 use std::time::Instant;
 
-use nix::sys::signal::Signal;
-
-use super::{Answer, SAME_ATTEMPT, Supervisor};
-use crate::audit::{self, Activity, ActivityViolation, Event};
-use crate::dns::forwarder::{Client, Forwarder, Proto};
-use crate::dns::{self, Decision, Finding};
-use crate::policy::{Attack, Effect, Live, Rule};
-use crate::sensors::exec;
-use crate::sensors::net::{
-    self as sense, MMSG_LEN_OFFSET, MMSGHDR_SIZE, MSGHDR_SIZE, MsgHdr, NetCall, Use,
-};
+use super::Supervisor;
+use super::answer::{Answer, Attempts, Checked};
+use super::perform::{AsCaller, Caller, Perform};
+use crate::audit::{self, ActivityViolation, Event};
+use crate::dns::forwarder::{Client, Forwarder};
+use crate::dns::{self, Finding};
+use crate::policy::{Consequence, Effect, Live, Rule};
+use crate::seccomp::NetCall;
+use crate::sensors::dns as sensors_dns;
+use crate::sensors::family::{self, Family};
+use crate::sensors::{Objection, bind, connect, exec, send};
+use crate::sys::copyin;
+use crate::sys::creds;
 use crate::sys::remote::RemoteMemory;
 use crate::sys::seccomp::{Notification, Responder};
+use crate::sys::sockaddr::{self, MMSGHDR_SIZE, MSGHDR_SIZE, MsgHdr};
 use crate::sys::socket::{self, OwnedMsg, RawAddr, SocketKind};
-use crate::sys::{creds, process};
 
-/// The most a datagram can carry (udp_sendmsg: a longer one is EMSGSIZE).
-const MAX_DATAGRAM: usize = 0xFFFF;
-/// The most one `sendmmsg` has copied before the supervisor stops reading more of its messages.
-const MAX_CALL_BYTES: usize = 4 << 20;
-/// The most of one stream send the supervisor copies; a longer send is performed in part and its
-/// caller, as for any short write, sends the rest.
-const MAX_STREAM_CHUNK: usize = 1 << 20;
-/// Socket families that stay on this host: unix sockets, netlink (the kernel), AF_ALG (the
-/// kernel's crypto). Calls on them are not network connections: not judged, but performed for
-/// the caller like every other trapped socket call, with its credentials (`perform_as_caller`).
-/// The credentials matter for netlink too: the kernel checks a privileged netlink request
-/// against the capabilities of the socket's opener AND of the sender (__netlink_ns_capable:
-/// file_ns_capable and ns_capable), but a multicast group in bind/connect/sendto only against
-/// the sender's (netlink_allowed): performed with the supervisor's, that would subscribe an
-/// unprivileged caller to groups only CAP_NET_ADMIN may hear.
-const LOCAL_FAMILIES: &[i32] = &[libc::AF_UNIX, libc::AF_NETLINK, libc::AF_ALG];
 /// SCM_MAX_FD (include/net/scm.h): the most descriptors one message may pass.
 const SCM_MAX_FD: usize = 253;
-/// CAP_NET_BIND_SERVICE (linux/capability.h).
-const CAP_NET_BIND_SERVICE: u32 = 10;
 
 /// The network sensor's state for one run: the forwarder and the channel on
 /// which its threads report findings to the supervisor's loop.
@@ -59,12 +41,12 @@ pub(super) struct NetSensor {
     pub(super) wake: std::io::PipeReader,
     /// The last DNS finding audited, by process and name: one lookup asks for A and AAAA, and one
     /// lookup should be one audit.
-    last_dns: Option<(u32, String, Instant)>,
+    dns_findings: Attempts<(u32, String)>,
     /// pidfds of the threads that made socket calls, kept between calls.
     pidfds: Pidfds,
     /// Below this port, binding needs CAP_NET_BIND_SERVICE (net.ipv4.ip_unprivileged_port_start).
     unprivileged_port_start: u16,
-    responder: Responder,
+    pub(super) responder: Responder,
 }
 
 impl NetSensor {
@@ -94,7 +76,7 @@ impl NetSensor {
             findings,
             wake,
             pidfds: Pidfds::default(),
-            last_dns: None,
+            dns_findings: Attempts::new(),
             unprivileged_port_start,
             responder,
         })
@@ -153,103 +135,6 @@ impl Pidfds {
     }
 }
 
-/// Who made a trapped call.
-#[derive(Clone, Copy)]
-struct Caller {
-    id: u64,
-    tid: u32,
-}
-
-impl Caller {
-    /// The calling process (audits name processes, not threads). Looked up only when needed:
-    /// an allowed call never pays for the /proc read.
-    fn tgid(self) -> u32 {
-        exec::process_of(self.tid)
-    }
-}
-
-/// A call to perform on the caller's socket, with the copied and checked arguments.
-#[derive(Clone)]
-enum Perform {
-    Connect(RawAddr),
-    Bind(RawAddr),
-    Send {
-        msgs: Vec<OwnedMsg>,
-        flags: i32,
-        /// sendmmsg(2): where the caller's `struct mmsghdr` array is, to fill in each `msg_len`.
-        mmsg_at: Option<u64>,
-        stream: bool,
-    },
-}
-
-/// What a call performed with the caller's credentials carries besides the call: the
-/// credentials and file-system context to take on, and what must stay open until it is done.
-struct AsCaller {
-    creds: creds::Creds,
-    /// Unix sockets only: paths in their addresses resolve, and files they create are made, as
-    /// the caller's would be.
-    fs: Option<creds::Fs>,
-    /// The caller's memory, opened while the call waited, for the `msg_len` fields of a
-    /// `sendmmsg`: the performer, acting with the caller's credentials, may not open it itself.
-    mem: Option<std::fs::File>,
-    /// Our duplicates of the descriptors passed with SCM_RIGHTS, closed once sent.
-    passed: Vec<OwnedFd>,
-}
-
-impl Perform {
-    /// Performs the call. `responder` proves, before the caller's memory is written, that the
-    /// call still waits: a send performed on a thread may take long, and a thread id reused
-    /// meanwhile must not get another process's memory written.
-    fn run(
-        self,
-        sock: &OwnedFd,
-        caller: Caller,
-        responder: &Responder,
-        mem: Option<&std::fs::File>,
-    ) -> socket::Outcome {
-        match self {
-            Perform::Connect(addr) => socket::connect(sock.as_fd(), &addr),
-            Perform::Bind(addr) => socket::bind(sock.as_fd(), &addr),
-            Perform::Send {
-                mut msgs,
-                flags,
-                mmsg_at,
-                stream,
-            } => {
-                let mut sent = Vec::new();
-                let out =
-                    socket::send_msgs(sock.as_fd(), &mut msgs, flags, mmsg_at.is_some(), &mut sent);
-                if let Some(at) = mmsg_at.filter(|_| responder.id_valid(caller.id)) {
-                    for (i, len) in sent.iter().enumerate() {
-                        let field = at + (i * MMSGHDR_SIZE) as u64 + MMSG_LEN_OFFSET;
-                        // As the kernel, which stops filling in at a fault, but still reports
-                        // what was sent.
-                        let bytes = len.to_ne_bytes();
-                        let written = match mem {
-                            Some(mem) => {
-                                std::os::unix::fs::FileExt::write_all_at(mem, &bytes, field)
-                            }
-                            None => socket::write_remote(caller.tid as i32, field, &bytes),
-                        };
-                        if written.is_err() {
-                            break;
-                        }
-                    }
-                }
-                // The kernel signals the sender of a broken stream unless MSG_NOSIGNAL; our own
-                // send never signals us (socket.rs), so the caller gets its SIGPIPE from us.
-                if stream && out == Err(libc::EPIPE) && flags & libc::MSG_NOSIGNAL == 0 {
-                    let _ = process::signal_thread(caller.tgid(), caller.tid, Signal::SIGPIPE);
-                }
-                out
-            }
-        }
-    }
-}
-
-/// Whether the refusal of a call rests with the rule: `Ok` to go on, `Err(answer)` to stop.
-type Checked = Result<(), Answer>;
-
 impl Supervisor {
     /// Decides one trapped socket call and performs it. Every failure on the way denies it.
     pub(super) fn on_net(&mut self, n: &Notification, call: NetCall) -> Answer {
@@ -268,36 +153,26 @@ impl Supervisor {
             Err(Failure::Kernel(errno)) => return Answer::Deny(errno),
             Err(Failure::Inspection(e)) => return self.uninspectable(rule.as_deref(), n, &e),
         };
-        if let Some(answer) = self.raw_socket_call(n, rule.as_deref(), call, kind) {
-            return answer;
-        }
         let caller = Caller {
             id: n.id,
             tid: n.pid,
         };
-        if kind.domain != libc::AF_INET && kind.domain != libc::AF_INET6 {
-            // A family that reaches other hosts by other means than the IP addresses the policy
-            // judges (AF_PACKET frames, SMC, RDS, RxRPC and TIPC over IP, ...): refused where
-            // network enforcement refuses, since it cannot be checked (fail closed).
-            if !LOCAL_FAMILIES.contains(&kind.domain)
-                && matches!(
-                    rule.map(|r| r.network().effect()),
-                    Some(Effect::Prevent | Effect::Block)
-                )
-            {
-                return self.refuse(
-                    n,
-                    &format!("A socket call of address family {}", kind.domain),
-                );
+        match (family::decide(rule.as_deref(), kind), rule.as_deref()) {
+            (Family::Inet, _) => {}
+            (Family::Raw, Some(rule)) => {
+                return self.raw_socket(n, rule, &family::call_on(call, kind));
             }
-            // Unix, netlink, ... (and under `alert` the other families): not judged; but never
-            // answered CONTINUE either: the kernel would then read the descriptor and the arguments
-            // again, and another thread of the caller may have put a UDP socket under that
-            // number and an IP address in that memory since the supervisor looked.
-            return match self.as_caller(n, call, kind, caller) {
-                Ok((job, with)) => self.perform_as_caller(job, sock, caller, with),
-                Err(answer) => answer,
-            };
+            // `decide` finds no raw socket refused without a rule: fail closed all the same.
+            (Family::Raw, None) => return Answer::Deny(libc::EPERM),
+            (Family::Unjudgeable, _) => {
+                return self.refuse(n, &family::unjudgeable_message(kind.domain));
+            }
+            (Family::AsCaller, _) => {
+                return match self.as_caller(n, call, kind, caller) {
+                    Ok((job, with)) => self.perform_as_caller(job, sock, caller, with),
+                    Err(answer) => answer,
+                };
+            }
         }
         let result = match (call, rule.as_deref()) {
             (NetCall::Connect, rule) => self.connect(n, rule, &sock, kind, caller),
@@ -316,9 +191,11 @@ impl Supervisor {
 
     /// The rule in force when it enforces network or DNS.
     pub(super) fn enforcing_network(&self) -> Option<Arc<Rule>> {
-        self.policy.current().rule.clone().filter(|r| {
-            r.network().effect() != Effect::Disable || r.dns().effect() != Effect::Disable
-        })
+        self.policy
+            .current()
+            .rule
+            .clone()
+            .filter(|r| r.enforces_network())
     }
 
     /// A duplicate of the socket the call is about, and what kind of socket it is.
@@ -347,7 +224,7 @@ impl Supervisor {
 
     /// A socket call the supervisor may not look into (another uid's process without
     /// CAP_SYS_PTRACE): refused under `prevent` and `block`; let through and reported under
-    /// `alert`, which never breaks a workload (policy.md).
+    /// `alert`, which never breaks a workload (docs/policy.md).
     fn uninspectable(
         &mut self,
         rule: Option<&Rule>,
@@ -358,21 +235,14 @@ impl Supervisor {
             // Nothing is enforced: the connect was only to be steered to the forwarder.
             return Answer::Unchecked;
         };
-        let strict = [rule.network().effect(), rule.dns().effect()]
-            .iter()
-            .any(|e| matches!(e, Effect::Prevent | Effect::Block));
-        if strict {
+        if rule.socket_effect().consequence() != Consequence::Proceed {
             log::warn!(
                 "socket call by {} refused: it cannot be inspected ({e})",
                 n.pid
             );
             return Answer::Deny(libc::EPERM);
         }
-        let message = format!(
-            "Could not inspect a socket call of pid {} ({e}); it was let through because rule {} only alerts",
-            n.pid,
-            rule.name()
-        );
+        let message = family::uninspectable_message(n.pid, &e.to_string(), rule.name());
         self.sink.emit(Event::defender(
             &self.scope,
             audit::Effect::Alert,
@@ -392,23 +262,12 @@ impl Supervisor {
         caller: Caller,
     ) -> Result<Perform, Answer> {
         let addr = self.address_argument(n)?;
-        let Some(dest) = sense::target(Use::Connect, kind.domain, addr.bytes()) else {
-            return Ok(Perform::Connect(addr));
-        };
-        if let Some(rule) = rule {
-            self.check_outbound(rule, caller, dest)?;
+        let verdict = connect::decide(rule, kind, addr.bytes());
+        if let (Some(objection), Some(rule)) = (verdict.objection, rule) {
+            self.object(rule, objection, caller)?;
         }
-        let proto = match kind.ty {
-            libc::SOCK_STREAM => Proto::Tcp,
-            _ => Proto::Udp,
-        };
-        // (An IPv6 TCP socket refuses an IPv4 address, tcp_v6_connect: the kernel says so.)
-        let v4_on_tcp6 =
-            kind.ty == libc::SOCK_STREAM && kind.domain == libc::AF_INET6 && dest.is_ipv4();
-        if let Some(fwd) = self.net_forwarder()
-            && dest.port() == dns::PORT
-            && matches!(kind.ty, libc::SOCK_STREAM | libc::SOCK_DGRAM)
-            && !v4_on_tcp6
+        if let (Some(proto), Some(dest), Some(fwd)) =
+            (verdict.steer, verdict.dest, self.net_forwarder())
         {
             // A resolver's socket: connected to the forwarder instead, which checks each question
             // and relays the rest to `dest` (dns/forwarder.rs). Done here, not on a thread: a
@@ -438,30 +297,17 @@ impl Supervisor {
         caller: Caller,
     ) -> Result<Perform, Answer> {
         let addr = self.address_argument(n)?;
-        let Some(local) = sense::target(Use::Bind, kind.domain, addr.bytes()) else {
-            return Ok(Perform::Bind(addr));
-        };
-        let port = local.port();
-        if rule.network().effect() != Effect::Disable
-            && let Some(attack) = rule.network().check_listen(port)
-        {
-            self.violation(
-                rule,
-                rule.network().effect(),
-                attack,
-                caller,
-                Activity::Listen { port },
-            )?;
+        let start = self
+            .net
+            .as_ref()
+            .map_or(1024, |s| s.unprivileged_port_start);
+        let verdict = bind::decide(rule, kind, addr.bytes(), start);
+        if let Some(objection) = verdict.objection {
+            self.object(rule, objection, caller)?;
         }
-        // Performed by the supervisor, the bind would be checked against the supervisor's
-        // capabilities (inet_bind_sk): check the caller's, as the kernel would have.
-        if port != 0
-            && port
-                < self
-                    .net
-                    .as_ref()
-                    .map_or(1024, |s| s.unprivileged_port_start)
-            && !sense::has_capability(caller.tid, CAP_NET_BIND_SERVICE)
+        if verdict.needs_capability
+            && !creds::of_task(caller.tid)
+                .is_ok_and(|c| c.has_capability(bind::CAP_NET_BIND_SERVICE))
         {
             return Err(Answer::Deny(libc::EACCES));
         }
@@ -478,34 +324,18 @@ impl Supervisor {
         caller: Caller,
     ) -> Result<Perform, Answer> {
         let stream = kind.ty == libc::SOCK_STREAM;
-        let (max_data, truncate) = match stream {
-            true => (MAX_STREAM_CHUNK, true),
-            false => (MAX_DATAGRAM, false),
-        };
+        let (max_data, truncate) = send::copy_limits(true, stream);
         let (mut msgs, flags, mmsg_at) = read_send(n, call, stream, max_data, truncate)?;
         self.still_waiting(n)?;
         for msg in &mut msgs {
-            sense::check_control(&msg.control).map_err(Answer::Deny)?;
-            // A stream socket uses the address only to open a connection with its data (TCP Fast
-            // Open); otherwise the kernel ignores it (tcp_sendmsg).
-            let dest = match (stream, &msg.name) {
-                (_, None) => None,
-                (true, Some(a)) if flags & libc::MSG_FASTOPEN != 0 => {
-                    sense::target(Use::Connect, kind.domain, a.bytes())
-                }
-                (true, Some(_)) => None,
-                (false, Some(a)) => sense::target(Use::Send, kind.domain, a.bytes()),
-            };
-            let Some(dest) = dest else { continue };
-            self.check_outbound(rule, caller, dest)?;
-            if stream && dest.port() == dns::PORT && rule.dns().effect() != Effect::Disable {
-                // A DNS query sent with TCP Fast Open would carry its question in the SYN, past
-                // the forwarder: not supported, so the resolver connects first (the usual
-                // fallback from an unavailable Fast Open).
-                return Err(Answer::Deny(libc::EOPNOTSUPP));
+            let verdict = send::decide(rule, kind, flags, msg).map_err(Answer::Deny)?;
+            if let Some(objection) = verdict.objection {
+                self.object(rule, objection, caller)?;
             }
-            if !stream && dest.port() == dns::PORT && rule.dns().effect() != Effect::Disable {
-                self.dns_datagram(rule, sock, caller, msg)?;
+            match verdict.dns {
+                sensors_dns::Send::Plain => {}
+                sensors_dns::Send::FastOpen => return Err(Answer::Deny(libc::EOPNOTSUPP)),
+                sensors_dns::Send::Question => self.dns_datagram(rule, sock, caller, msg)?,
             }
         }
         Ok(Perform::Send {
@@ -517,10 +347,7 @@ impl Supervisor {
     }
 
     /// A datagram sent with an address to port 53: a DNS query from a resolver that does not
-    /// connect (musl). Checked here. A refused one is replaced by a query for `invalid.` with the
-    /// same id, sent to the same server (dns::substitute): musl takes only answers that come from
-    /// the server's own address, which the defender cannot send from, and the server's NXDOMAIN
-    /// for `invalid.` ends the lookup at once as "not found", without the refused name leaving.
+    /// connect (musl), checked here (`sensors::dns::question` says what becomes of it).
     fn dns_datagram(
         &mut self,
         rule: &Rule,
@@ -541,11 +368,10 @@ impl Supervisor {
         if let Some(f) = finding {
             self.on_dns_finding(f);
         }
-        match (decision, rule.dns().effect()) {
-            (Decision::Pass, _) => {}
-            // The container is being stopped: nothing to send.
-            (Decision::Refuse, Effect::Block) => return Err(Answer::Deny(libc::EPERM)),
-            (Decision::Refuse, _) => {
+        match sensors_dns::question(decision, rule.dns().effect()) {
+            sensors_dns::Question::Send => {}
+            sensors_dns::Question::Refuse => return Err(Answer::Deny(libc::EPERM)),
+            sensors_dns::Question::Substitute => {
                 msg.data = dns::substitute(&msg.data).ok_or(Answer::Deny(libc::EPERM))?;
             }
         }
@@ -580,12 +406,7 @@ impl Supervisor {
             NetCall::Connect => Perform::Connect(read_address(n)?),
             NetCall::Bind => Perform::Bind(read_address(n)?),
             NetCall::Sendto | NetCall::Sendmsg | NetCall::Sendmmsg => {
-                // A datagram of these families may be longer than an IP one (a unix datagram is
-                // bounded by the send buffer only): copied up to MAX_CALL_BYTES.
-                let (max_data, truncate) = match stream {
-                    true => (MAX_STREAM_CHUNK, true),
-                    false => (MAX_CALL_BYTES, false),
-                };
+                let (max_data, truncate) = send::copy_limits(false, stream);
                 let (msgs, flags, mmsg_at) = read_send(n, call, stream, max_data, truncate)?;
                 Perform::Send {
                     msgs,
@@ -629,8 +450,8 @@ impl Supervisor {
     /// Makes the ancillary data of a unix-socket send fit to be sent by the performer:
     /// descriptors passed with SCM_RIGHTS are taken from the caller's table (`pidfd_getfd`) and
     /// ours sent in their place; SCM_CREDENTIALS must be the caller's own
-    /// (`sense::scm_credentials`); without them, the credentials the kernel would attach for the
-    /// caller are sent explicitly (`sense::sender_credentials`: the performer's own real uid is
+    /// (`send::scm_credentials`); without them, the credentials the kernel would attach for the
+    /// caller are sent explicitly (`send::sender_credentials`: the performer's own real uid is
     /// the supervisor's). Other messages are sent as they are: the kernel checks them
     /// against the performer's effective capabilities, which are the caller's. A `sendmmsg`
     /// that would pass more than SCM_MAX_FD descriptors in all sends the messages before the
@@ -649,7 +470,7 @@ impl Supervisor {
         for i in 0..msgs.len() {
             let before = passed.len();
             let msg = &mut msgs[i];
-            let list = sense::cmsgs(&msg.control).map_err(Answer::Deny)?;
+            let list = sockaddr::cmsgs(&msg.control).map_err(Answer::Deny)?;
             let mut explicit = false;
             for c in list.iter().cloned() {
                 let data = &mut msg.control[c.data];
@@ -668,7 +489,7 @@ impl Supervisor {
                         }
                     }
                     (libc::SOL_SOCKET, libc::SCM_CREDENTIALS) => {
-                        let ucred = sense::scm_credentials(data, caller.tgid(), creds, own_pid)
+                        let ucred = send::scm_credentials(data, caller.tgid(), creds, own_pid)
                             .map_err(Answer::Deny)?;
                         data.copy_from_slice(&ucred);
                         explicit = true;
@@ -677,8 +498,8 @@ impl Supervisor {
                 }
             }
             if !explicit {
-                let ucred = sense::sender_credentials(creds, own_pid);
-                sense::append_credentials(&mut msg.control, &list, ucred);
+                let ucred = send::sender_credentials(creds, own_pid);
+                sockaddr::append_credentials(&mut msg.control, &list, ucred);
             }
             if passed.len() - before > SCM_MAX_FD {
                 // What the kernel answers (scm_fp_copy).
@@ -701,184 +522,22 @@ impl Supervisor {
         }
     }
 
-    /// Checks an outbound destination against the `network` section.
-    fn check_outbound(&mut self, rule: &Rule, caller: Caller, dest: SocketAddr) -> Checked {
-        let effect = rule.network().effect();
-        if effect == Effect::Disable {
-            return Ok(());
-        }
-        let Some(attack) = rule.network().check_outbound(dest.ip(), dest.port()) else {
-            return Ok(());
-        };
-        let activity = Activity::Outbound {
-            ip: dest.ip().to_canonical(),
-            port: dest.port(),
-        };
-        self.violation(rule, effect, attack, caller, activity)
-    }
-
-    /// Audits a violation and applies its effect.
-    fn violation(
-        &mut self,
-        rule: &Rule,
-        effect: Effect,
-        attack: Attack,
-        caller: Caller,
-        activity: Activity,
-    ) -> Checked {
+    /// Audits what the rule objects to and applies its effect (supervisor/answer.rs).
+    fn object(&mut self, rule: &Rule, objection: Objection, caller: Caller) -> Checked {
         let process = caller_exe(caller.tid);
-        let what = match &activity {
-            Activity::Outbound { ip, port } => format!("{process} connecting to {ip}:{port}"),
-            Activity::Listen { port } => format!("{process} listening on port {port}"),
-            Activity::Dns { domain } => format!("{process} resolving {domain}"),
-        };
-        self.sink.emit(Event::activity(
+        let what = objection.what(&process);
+        let event = Event::activity(
             &self.scope,
             &ActivityViolation {
                 rule: rule.name(),
-                effect,
-                attack,
+                effect: objection.effect,
+                attack: objection.attack,
                 pid: caller.tgid(),
                 process: &process,
-                activity,
+                activity: objection.activity,
             },
-        ));
-        match effect {
-            Effect::Alert | Effect::Disable => Ok(()),
-            Effect::Prevent => Err(Answer::Deny(libc::EPERM)),
-            Effect::Block => {
-                self.block(rule.name(), &what);
-                Err(Answer::Deny(libc::EPERM))
-            }
-        }
-    }
-
-    /// Performs the call, here or, when it may wait (a blocking TCP connect or send), on a thread
-    /// of its own that answers the kernel when done, so that the loop keeps serving everyone else.
-    fn perform(&mut self, job: Perform, sock: OwnedFd, kind: SocketKind, caller: Caller) -> Answer {
-        let stream = kind.ty == libc::SOCK_STREAM;
-        let may_wait = stream
-            && match &job {
-                Perform::Connect(_) => true,
-                Perform::Bind(_) => false,
-                Perform::Send { flags, .. } => flags & libc::MSG_DONTWAIT == 0,
-            }
-            && !socket::is_nonblocking(sock.as_fd()).unwrap_or(false);
-        let mut job = job;
-        if let (false, true, Perform::Send { flags, .. }) = (may_wait, stream, &mut job) {
-            // Judged non-blocking: kept so even if the caller clears O_NONBLOCK meanwhile, so
-            // that the loop never waits on a stream send.
-            *flags |= libc::MSG_DONTWAIT;
-        }
-        let Some(net) = self.net.as_ref() else {
-            return Answer::Deny(libc::ENOSYS);
-        };
-        match may_wait {
-            false => Answer::Performed(job.run(&sock, caller, &net.responder, None)),
-            true => {
-                let responder = net.responder.clone();
-                let spawned =
-                    std::thread::Builder::new()
-                        .name("net-call".into())
-                        .spawn(move || {
-                            let out = job.run(&sock, caller, &responder, None);
-                            if let Err(e) = responder.complete(caller.id, out) {
-                                log::debug!("answering a performed socket call: {e}");
-                            }
-                        });
-                match spawned {
-                    Ok(_) => Answer::Deferred,
-                    Err(e) => {
-                        log::error!("cannot start a thread for a blocking socket call: {e}");
-                        Answer::Deny(libc::EAGAIN)
-                    }
-                }
-            }
-        }
-    }
-
-    /// Performs a call on a socket that is not IP as its caller. On the loop itself when that
-    /// cannot wait and needs nothing of the caller's file-system context (`inline`): the loop's
-    /// thread takes on the caller's credentials for the call alone (credentials are per thread;
-    /// its real and saved uid stay the supervisor's, so the caller cannot signal it meanwhile)
-    /// and takes its own back at once. Otherwise on a thread of its own, which first takes on
-    /// the caller's file-system context (unix sockets: unshare(CLONE_FS), so no other thread
-    /// shares it) and credentials, then answers the kernel when done: the thread ends with the
-    /// call, and the loop never waits on a send to a full receiver.
-    fn perform_as_caller(
-        &mut self,
-        job: Perform,
-        sock: OwnedFd,
-        caller: Caller,
-        with: AsCaller,
-    ) -> Answer {
-        let Some(net) = self.net.as_ref() else {
-            return Answer::Deny(libc::ENOSYS);
-        };
-        let job = match inline(job, &sock, &with) {
-            Inline::Run(mut quick, retry) => {
-                // Read now, not at start: the supervisor's credentials may have changed since.
-                let own = match creds::current() {
-                    Ok(own) => own,
-                    Err(e) => {
-                        log::warn!("socket call by {} refused: {e}", caller.tid);
-                        return Answer::Deny(libc::EPERM);
-                    }
-                };
-                if let Err(e) = creds::assume(&with.creds, creds::RealUid::Keep) {
-                    back_to(&own);
-                    log::warn!(
-                        "socket call by {} refused: cannot act as the caller: {e}",
-                        caller.tid
-                    );
-                    return Answer::Deny(libc::EPERM);
-                }
-                if let Perform::Send { flags, .. } = &mut quick {
-                    *flags |= libc::MSG_DONTWAIT;
-                }
-                let out = quick.run(&sock, caller, &net.responder, with.mem.as_ref());
-                back_to(&own);
-                match (out, retry) {
-                    // A send that would have waited: performed on a thread, as asked.
-                    (Err(libc::EAGAIN), Some(job)) => job,
-                    (out, _) => return Answer::Performed(out),
-                }
-            }
-            Inline::No(job) => job,
-        };
-        let responder = net.responder.clone();
-        let spawned = std::thread::Builder::new()
-            .name("net-as-caller".into())
-            .spawn(move || {
-                let assumed = match &with.fs {
-                    Some(fs) => creds::enter_fs(fs),
-                    None => Ok(()),
-                }
-                .and_then(|()| creds::assume(&with.creds, creds::RealUid::Keep));
-                let out = match assumed {
-                    Ok(()) => job.run(&sock, caller, &responder, with.mem.as_ref()),
-                    Err(e) => {
-                        log::warn!(
-                            "socket call by {} refused: cannot act as the caller: {e}",
-                            caller.tid
-                        );
-                        Err(libc::EPERM)
-                    }
-                };
-                if let Err(e) = responder.complete(caller.id, out) {
-                    log::debug!("answering a performed socket call: {e}");
-                }
-                // Named, so that the closure owns them: our duplicates of passed descriptors
-                // are closed only once the send is done.
-                drop(with.passed);
-            });
-        match spawned {
-            Ok(_) => Answer::Deferred,
-            Err(e) => {
-                log::error!("cannot start a thread for a socket call: {e}");
-                Answer::Deny(libc::EAGAIN)
-            }
-        }
+        );
+        self.enforce(rule.name(), objection.effect, Some(event), &what)
     }
 
     /// Audits a DNS finding (from the forwarder's threads or from a musl send) and applies `block`.
@@ -886,26 +545,19 @@ impl Supervisor {
         let Some(rule) = self.policy.current().rule.clone() else {
             return;
         };
-        let now = Instant::now();
-        let repeated = self
-            .net
-            .as_ref()
-            .and_then(|s| s.last_dns.as_ref())
-            .is_some_and(|(pid, domain, at)| {
-                *pid == f.pid && *domain == f.domain && now.duration_since(*at) < SAME_ATTEMPT
-            });
-        if let Some(s) = self.net.as_mut() {
-            s.last_dns = Some((f.pid, f.domain.clone(), now));
-        }
+        let repeated = self.net.as_mut().is_some_and(|s| {
+            s.dns_findings
+                .repeats((f.pid, f.domain.clone()), Instant::now())
+        });
         // Each malformed message is its own attempt: no resolver library sends one.
         if repeated && f.effect != Effect::Block && f.malformed.is_none() {
             return;
         }
         let what = f.what();
-        self.sink.emit(f.event(&self.scope, rule.name()));
-        if f.effect == Effect::Block && !self.life.is_blocked() {
-            self.block(rule.name(), &what);
-        }
+        let event = f.event(&self.scope, rule.name());
+        // The call was answered already (the forwarder, `dns_datagram`): only the audit and a
+        // `block` remain.
+        let _ = self.enforce(rule.name(), f.effect, Some(event), &what);
     }
 
     /// Drains the findings the forwarder's threads reported.
@@ -929,10 +581,7 @@ impl Supervisor {
         // route set, which would then keep working around it.
         let in_force = self.policy.current();
         let process = caller_exe(n.pid);
-        let message = format!(
-            "{what} by {process} (pid {}) refused while network and DNS calls are checked: it would bypass the checks",
-            exec::process_of(n.pid),
-        );
+        let message = family::bypass_message(what, &process, exec::process_of(n.pid));
         log::warn!("{message}");
         self.sink.emit(Event::defender(
             &self.scope,
@@ -941,78 +590,6 @@ impl Supervisor {
             message,
         ));
         Answer::Deny(libc::EPERM)
-    }
-}
-
-/// Whether a call performed as its caller may run on the loop.
-enum Inline {
-    /// Yes, with MSG_DONTWAIT on a send; if it would have waited (EAGAIN) where the caller's
-    /// call waits, the job to perform on a thread instead.
-    Run(Perform, Option<Perform>),
-    No(Perform),
-}
-
-/// A call that cannot wait, and resolves no path the caller's cwd or root would change, runs
-/// on the loop: a netlink connect or bind; a unix connect of a datagram socket, or of a
-/// non-blocking stream socket, to an address that is absolute or abstract, from a caller
-/// sharing the supervisor's root; a send on a socket that is not a stream, or on a stream that
-/// does not wait (O_NONBLOCK or MSG_DONTWAIT: its short write is the caller's to handle), whose
-/// unix addresses, if any, are absolute or abstract, from such a caller. Other connects and
-/// binds (unix: the cwd, the umask, a full backlog; AF_ALG: module loading) run on a thread.
-fn inline(job: Perform, sock: &OwnedFd, with: &AsCaller) -> Inline {
-    let nonblocking = socket::is_nonblocking(sock.as_fd()).unwrap_or(false);
-    let fs_free = with
-        .fs
-        .as_ref()
-        .is_none_or(|fs| fs.root_is_ours().unwrap_or(false));
-    let (ok, waits) = match &job {
-        Perform::Connect(addr) => {
-            let ok = match socket::socket_kind(sock.as_fd()) {
-                Ok(k) if k.domain == libc::AF_NETLINK => true,
-                // A unix datagram connect never waits (unix_dgram_connect); a stream one waits
-                // for room in a full backlog unless O_NONBLOCK.
-                Ok(k) if k.domain == libc::AF_UNIX => {
-                    fs_free
-                        && !sense::unix_path_is_relative(addr.bytes())
-                        && (k.ty == libc::SOCK_DGRAM || nonblocking)
-                }
-                _ => false,
-            };
-            (ok, false)
-        }
-        Perform::Bind(_) => (
-            socket::socket_kind(sock.as_fd()).is_ok_and(|k| k.domain == libc::AF_NETLINK),
-            false,
-        ),
-        Perform::Send {
-            msgs,
-            flags,
-            stream,
-            ..
-        } => {
-            let caller_waits = !nonblocking && flags & libc::MSG_DONTWAIT == 0;
-            let paths = msgs.iter().all(|m| {
-                m.name
-                    .as_ref()
-                    .is_none_or(|a| !sense::unix_path_is_relative(a.bytes()))
-            });
-            (fs_free && paths && !(*stream && caller_waits), caller_waits)
-        }
-    };
-    match (ok, waits) {
-        (false, _) => Inline::No(job),
-        (true, true) => Inline::Run(job.clone(), Some(job)),
-        (true, false) => Inline::Run(job, None),
-    }
-}
-
-/// Takes the loop's thread back to the supervisor's credentials after a call performed as its
-/// caller. Cannot fail after `assume` succeeded (the saved uid and permitted set were kept);
-/// if it ever does, the supervisor stops rather than go on with a workload's credentials.
-fn back_to(own: &creds::Creds) {
-    if let Err(e) = creds::restore(own) {
-        log::error!("cannot take back the supervisor's credentials: {e}");
-        std::process::abort();
     }
 }
 
@@ -1041,9 +618,9 @@ fn read_send(
                 return Err(Answer::Deny(libc::EMSGSIZE));
             }
             let data =
-                sense::read_exact(&mut mem, n.args[1], len.min(max_data)).map_err(Answer::Deny)?;
+                copyin::read_exact(&mut mem, n.args[1], len.min(max_data)).map_err(Answer::Deny)?;
             let name =
-                sense::read_sockaddr(&mut mem, n.args[4], n.args[5]).map_err(Answer::Deny)?;
+                copyin::read_sockaddr(&mut mem, n.args[4], n.args[5]).map_err(Answer::Deny)?;
             let msg = OwnedMsg {
                 name,
                 data,
@@ -1053,25 +630,23 @@ fn read_send(
         }
         NetCall::Sendmsg => {
             let hdr = read_hdr(&mut mem, n.args[1])?;
-            let msg = sense::read_msg(&mut mem, &hdr, max_data, truncate).map_err(Answer::Deny)?;
+            let msg = copyin::read_msg(&mut mem, &hdr, max_data, truncate).map_err(Answer::Deny)?;
             (vec![msg], n.args[2] as i32, None)
         }
         _ => {
-            // sendmmsg(2) sends at most UIO_MAXIOV messages and takes vlen as an unsigned int.
-            // Copied up to MAX_CALL_BYTES, and one message on a stream socket (whose copy may
-            // be cut): the call then sends fewer messages than asked, which sendmmsg's caller
-            // is told by its result and must handle anyway. A message that cannot be read
-            // after the first ends the call there, as in the kernel (__sys_sendmmsg).
-            let vlen = (n.args[2] as u32 as usize).min(sense::MAX_IOV);
+            // How many messages are copied: `send::mmsg_count`, `send::copies_more`. A message
+            // that cannot be read after the first ends the call there, as in the kernel
+            // (__sys_sendmmsg).
+            let vlen = send::mmsg_count(n.args[2]);
             let mut msgs: Vec<OwnedMsg> = Vec::new();
             let mut copied = 0;
             for i in 0..vlen {
-                if i > 0 && (stream || copied >= MAX_CALL_BYTES) {
+                if !send::copies_more(i, stream, copied) {
                     break;
                 }
                 let msg =
                     read_hdr(&mut mem, n.args[1] + (i * MMSGHDR_SIZE) as u64).and_then(|hdr| {
-                        sense::read_msg(&mut mem, &hdr, max_data, truncate).map_err(Answer::Deny)
+                        copyin::read_msg(&mut mem, &hdr, max_data, truncate).map_err(Answer::Deny)
                     });
                 match msg {
                     Ok(m) => {
@@ -1092,12 +667,12 @@ fn read_send(
 /// one, which the kernel refuses by itself when the call is performed.
 fn read_address(n: &Notification) -> Result<RawAddr, Answer> {
     let mut mem = RemoteMemory::new(n.pid as i32);
-    let addr = sense::read_sockaddr(&mut mem, n.args[1], n.args[2]).map_err(Answer::Deny)?;
+    let addr = copyin::read_sockaddr(&mut mem, n.args[1], n.args[2]).map_err(Answer::Deny)?;
     Ok(addr.unwrap_or_else(|| RawAddr::new(&[])))
 }
 
 fn read_hdr(mem: &mut RemoteMemory, at: u64) -> Result<MsgHdr, Answer> {
-    let bytes = sense::read_exact(mem, at, MSGHDR_SIZE).map_err(Answer::Deny)?;
+    let bytes = copyin::read_exact(mem, at, MSGHDR_SIZE).map_err(Answer::Deny)?;
     Ok(MsgHdr::parse(
         bytes.as_slice().try_into().expect("MSGHDR_SIZE bytes"),
     ))

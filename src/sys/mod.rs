@@ -4,6 +4,7 @@
 //! from the rest of the crate.
 
 pub mod caps;
+pub mod copyin;
 pub mod creds;
 pub mod fdpass;
 pub mod paths;
@@ -13,6 +14,7 @@ pub mod procfs;
 pub mod remote;
 pub mod seccomp;
 pub mod signals;
+pub mod sockaddr;
 pub mod socket;
 
 use std::io;

@@ -91,7 +91,7 @@ impl RawAddr {
     }
 
     pub fn from_socket_addr(addr: SocketAddr) -> RawAddr {
-        RawAddr::new(&crate::sensors::net::encode(addr))
+        RawAddr::new(&super::sockaddr::encode(addr))
     }
 
     pub fn bytes(&self) -> &[u8] {
@@ -142,7 +142,7 @@ pub struct OwnedMsg {
 /// sendmsg(2)-style send of copied messages on our duplicate: one message is `sendmsg`, more is
 /// `sendmmsg` (whose result is the number sent, and `sent[i]` the bytes of message i).
 /// `MSG_NOSIGNAL` is always added: a broken pipe must not signal the supervisor (the caller's own
-/// SIGPIPE is the caller's business, see supervisor/net.rs).
+/// SIGPIPE is the caller's business, see supervisor/perform.rs).
 pub fn send_msgs(
     fd: BorrowedFd<'_>,
     msgs: &mut [OwnedMsg],
@@ -238,6 +238,6 @@ fn address_of(
         storage,
         len: len.min(MAX_SOCKADDR as libc::socklen_t),
     };
-    crate::sensors::net::inet_address(raw.bytes())
+    super::sockaddr::inet_address(raw.bytes())
         .ok_or_else(|| io::Error::from_raw_os_error(libc::EAFNOSUPPORT))
 }

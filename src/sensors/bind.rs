@@ -1,0 +1,136 @@
+//! `bind` of an IPv4 or IPv6 socket: whether the `network` section's `listeningPorts` objects to
+//! the port, and whether the port is privileged (the caller needs CAP_NET_BIND_SERVICE).
+
+use super::Objection;
+use crate::audit::Activity;
+use crate::policy::{Effect, Rule};
+use crate::sys::sockaddr::{self, Use};
+use crate::sys::socket::SocketKind;
+
+/// CAP_NET_BIND_SERVICE (linux/capability.h).
+pub const CAP_NET_BIND_SERVICE: u32 = 10;
+
+/// The decision on one bind.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Verdict {
+    /// What the `network` section objects to, applied first.
+    pub objection: Option<Objection>,
+    /// The port is below `net.ipv4.ip_unprivileged_port_start`: the caller must hold
+    /// CAP_NET_BIND_SERVICE, or gets EACCES. Performed by the supervisor, the bind would be
+    /// checked against the supervisor's capabilities (inet_bind_sk): the caller's are checked,
+    /// as the kernel would have.
+    pub needs_capability: bool,
+}
+
+/// Decides a bind of a socket of `kind` to the address bytes `addr`, as copied from the caller.
+pub fn decide(rule: &Rule, kind: SocketKind, addr: &[u8], unprivileged_port_start: u16) -> Verdict {
+    let Some(local) = sockaddr::target(Use::Bind, kind.domain, addr) else {
+        return Verdict::default();
+    };
+    let port = local.port();
+    let effect = rule.network().effect();
+    let objection = match effect {
+        Effect::Disable => None,
+        _ => rule.network().check_listen(port).map(|attack| Objection {
+            effect,
+            attack,
+            activity: Activity::Listen { port },
+        }),
+    };
+    Verdict {
+        objection,
+        needs_capability: port != 0 && port < unprivileged_port_start,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Attack;
+    use crate::sensors::testing::{addr, kind, rule};
+
+    #[test]
+    fn decisions() {
+        let prevent = rule(
+            r#""network": {"effect": "prevent", "listeningPorts": {"allow": ["8080", "80"]}}"#,
+        );
+        let off =
+            rule(r#""network": {"effect": "disable", "listeningPorts": {"deny": ["1-65535"]}}"#);
+        let tcp = kind(libc::AF_INET, libc::SOCK_STREAM);
+        let tcp6 = kind(libc::AF_INET6, libc::SOCK_STREAM);
+        let listen = |port| {
+            Some(Objection {
+                effect: Effect::Prevent,
+                attack: Attack::NotAllowed,
+                activity: Activity::Listen { port },
+            })
+        };
+        type Case<'a> = (&'a str, &'a Rule, SocketKind, Vec<u8>, Verdict);
+        let verdict = |objection, needs_capability| Verdict {
+            objection,
+            needs_capability,
+        };
+        let cases: &[Case] = &[
+            (
+                "allowed",
+                &prevent,
+                tcp,
+                addr("0.0.0.0:8080"),
+                verdict(None, false),
+            ),
+            (
+                "allowed, privileged",
+                &prevent,
+                tcp,
+                addr("0.0.0.0:80"),
+                verdict(None, true),
+            ),
+            (
+                "not allowed",
+                &prevent,
+                tcp6,
+                addr("[::]:9000"),
+                verdict(listen(9000), false),
+            ),
+            (
+                "not allowed, privileged",
+                &prevent,
+                tcp,
+                addr("127.0.0.1:22"),
+                verdict(listen(22), true),
+            ),
+            (
+                "port 0: any free port",
+                &prevent,
+                tcp,
+                addr("0.0.0.0:0"),
+                verdict(None, false),
+            ),
+            (
+                "disable",
+                &off,
+                tcp,
+                addr("0.0.0.0:9000"),
+                verdict(None, false),
+            ),
+            (
+                "disable still checks the privilege",
+                &off,
+                tcp,
+                addr("0.0.0.0:443"),
+                verdict(None, true),
+            ),
+            (
+                "an IPv4 address on an IPv6 socket is the kernel's to refuse",
+                &prevent,
+                tcp6,
+                addr("0.0.0.0:22"),
+                verdict(None, false),
+            ),
+            ("no address", &prevent, tcp, vec![], verdict(None, false)),
+        ];
+        for (what, rule, kind, bytes, want) in cases {
+            assert_eq!(decide(rule, *kind, bytes, 1024), *want, "{what}");
+        }
+    }
+}
