@@ -38,7 +38,12 @@ impl Supervisor {
             let pid = exec::process_of(n.pid);
             let message = family::raw_message(what, &process, pid, rule.name(), effect);
             log::warn!("{message}");
-            Event::defender(&self.scope, audit::Effect::of(effect), Some(rule.name()), message)
+            Event::defender(
+                &self.scope,
+                audit::Effect::of(effect),
+                Some(rule.name()),
+                message,
+            )
         });
         match self.enforce(rule.name(), effect, event, &format!("{what} by {process}")) {
             // Decided on the call's registers alone (see the CONTINUE in answer.rs).
