@@ -121,7 +121,7 @@ const ALL_BLOCKED: &str = "fffffffffffbfeff";
 /// TERM sent as soon as the defender exists (its first instruction has run: its mask shows every
 /// signal blocked), 200 times: the command is always started and gets it (143); the defender
 /// never dies of it. Before that, the kernel is still in execve or the dynamic loader runs, and
-/// no program's code can act (README).
+/// no program's code can act (docs/pid1.md).
 #[test]
 fn term_as_soon_as_the_defender_exists_reaches_the_command() {
     let world = World::new();

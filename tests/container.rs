@@ -31,7 +31,7 @@ fn exclusive() -> std::sync::MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// The build context Dockerfile.example wants, laid out by the script the README documents.
+/// The build context Dockerfile.example wants, laid out by the script docs/embedding.md documents.
 fn context() -> tempfile::TempDir {
     // What the script copies, checked here so that a missing package fails loudly.
     static_busybox();

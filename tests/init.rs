@@ -1,4 +1,4 @@
-//! PID-1 duties of `defender run` (README.md, "Being PID 1" and "Exit status"), driven through the
+//! PID-1 duties of `defender run` (docs/pid1.md; docs/cli.md, "Exit status"), driven through the
 //! real binary around real programs: exit statuses pass through, signals sent to the defender reach
 //! the command, orphans are reaped, leftovers (those that called `setsid` too) get TERM then KILL
 //! after the grace period, the command has the terminal's foreground, and the command's stdout is

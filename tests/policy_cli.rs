@@ -1,4 +1,4 @@
-//! The policy on the command line (README.md, "Usage" and "The policy, by example"): `defender policy
+//! The policy on the command line (docs/cli.md and docs/policy.md): `defender policy
 //! check`, `defender policy default`, `defender run` refusing an invalid policy or bad flags (125,
 //! COMMAND never started), the compiled-in default policy in force without `--policy`, and the
 //! 126/127 statuses for a COMMAND that cannot be executed or does not exist.

@@ -131,7 +131,7 @@ fn enforces_in_an_empty_container() {
         "static-test",
         "--",
         // With a path, because busybox's shell runs a bare `mkdir` as an in-process applet, with
-        // no exec for any exec-based defense to see (README, "Limits").
+        // no exec for any exec-based defense to see (docs/limits.md).
         "/bin/sh",
         "-c",
         "/bin/mkdir /made; echo rc=$?; ls -d /made || echo absent; cat /proc/1/comm",

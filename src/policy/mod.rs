@@ -1,4 +1,4 @@
-//! The runtime policy (its contract: README.md, "The policy, by example"): its JSON document,
+//! The runtime policy (its contract: docs/policy.md): its JSON document,
 //! validation into a compiled [`Policy`], and the pure decisions made from it.
 //!
 //! `schema` holds the serde types, `validate` the checks and compilation, `matching` the compiled

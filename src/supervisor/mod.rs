@@ -317,9 +317,7 @@ impl Supervisor {
         }
         let message = format!(
             "A new user namespace asked for by {} (pid {}) was refused: in it the command would hold the capabilities it gave up (keep CAP_SYS_ADMIN to allow it)",
-            std::fs::read_link(format!("/proc/{}/exe", n.pid))
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|_| "unknown".into()),
+            net::caller_exe(n.pid),
             exec::process_of(n.pid)
         );
         log::warn!("{message}");
@@ -570,8 +568,8 @@ impl Supervisor {
     /// Waits for an attached exec to end in its stop (or the caller's death) and handles it. The
     /// kernel guarantees the stop (exec_watch.rs) once the exec is over; waiting here rather than
     /// in `poll` lets it wake us on the caller's CPU. An exec the kernel holds up (a file on a
-    /// stalled FUSE mount, a userfaultfd-backed argv) holds the supervisor up as long (README,
-    /// "Limits"). Other children's news met on the way is handled as usual.
+    /// stalled FUSE mount, a userfaultfd-backed argv) holds the supervisor up as long
+    /// (docs/limits.md, "One supervisor loop"). Other children's news met on the way is handled as usual.
     fn await_exec(&mut self, tid: Pid) {
         while self.watch.is_pending(tid) {
             match process::wait_any(WaitPidFlag::__WALL) {
@@ -677,9 +675,7 @@ impl Supervisor {
         let rule_name = rule.name().to_string();
         let cmdline = exec::read_cmdline(n, abi, call, &mut mem)
             .unwrap_or_else(|e| format!("(unreadable: {e})"));
-        let parent = std::fs::read_link(format!("/proc/{}/exe", n.pid))
-            .map(|p| p.display().to_string())
-            .unwrap_or_default();
+        let parent = net::caller_exe(n.pid);
         // Everything above was read from a PID; it is the caller's only if the call still waits.
         if !self.listener.id_valid(n.id) {
             return Answer::Deny(libc::EPERM);

@@ -23,11 +23,11 @@ use crate::sensors::dns as sensors_dns;
 use crate::sensors::family::{self, Family};
 use crate::sensors::{Objection, bind, connect, exec, send};
 use crate::sys::copyin;
-use crate::sys::creds;
 use crate::sys::remote::RemoteMemory;
 use crate::sys::seccomp::{Notification, Responder};
 use crate::sys::sockaddr::{self, MMSGHDR_SIZE, MSGHDR_SIZE, MsgHdr};
 use crate::sys::socket::{self, OwnedMsg, RawAddr, SocketKind};
+use crate::sys::{creds, pidfd, procfs, remote};
 
 /// SCM_MAX_FD (include/net/scm.h): the most descriptors one message may pass.
 const SCM_MAX_FD: usize = 253;
@@ -66,11 +66,8 @@ impl NetSensor {
             let _ = std::io::Write::write(&mut &waker, &[1]);
         });
         let forwarder = Forwarder::start(policy.clone(), report)?;
-        let unprivileged_port_start =
-            std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
-                .ok()
-                .and_then(|s| s.trim().parse().ok())
-                .unwrap_or(1024);
+        // Unreadable: the kernel's default.
+        let unprivileged_port_start = procfs::unprivileged_port_start().unwrap_or(1024);
         Ok(NetSensor {
             forwarder,
             findings,
@@ -100,7 +97,7 @@ impl Pidfds {
     /// Duplicates descriptor `fd` of thread `tid`.
     fn getfd(&mut self, tid: u32, fd: i32) -> std::io::Result<OwnedFd> {
         if let Some(pidfd) = self.by_tid.get(&tid) {
-            match socket::pidfd_getfd(pidfd.as_fd(), fd) {
+            match pidfd::getfd(pidfd.as_fd(), fd) {
                 Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {
                     self.by_tid.remove(&tid);
                 }
@@ -109,28 +106,14 @@ impl Pidfds {
         }
         // Only a pidfd of the thread itself is kept: a kept pidfd of its process (kernels before
         // 6.9) could be used for another process's thread that got the same id later.
-        let pidfd = match socket::pidfd_thread(tid) {
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                // Before 6.9 only the process's pidfd exists, which reaches the leader's file
-                // table: a thread that unshared its own (unshare(CLONE_FILES)) would have its
-                // descriptor judged by the leader's. Refused unless both tables are one (kcmp).
-                let tgid = exec::process_of(tid);
-                if tgid != tid && !socket::same_files(tgid, tid)? {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::PermissionDenied,
-                        "a thread with a file table of its own (kernel before 6.9)",
-                    ));
-                }
-                let pidfd = socket::pidfd_open_process(tgid)?;
-                return socket::pidfd_getfd(pidfd.as_fd(), fd);
+        let (pidfd, own) = pidfd::of_files(tid)?;
+        let dup = pidfd::getfd(pidfd.as_fd(), fd);
+        if own {
+            if self.by_tid.len() >= MAX_PIDFDS {
+                self.by_tid.clear();
             }
-            other => other?,
-        };
-        let dup = socket::pidfd_getfd(pidfd.as_fd(), fd);
-        if self.by_tid.len() >= MAX_PIDFDS {
-            self.by_tid.clear();
+            self.by_tid.insert(tid, pidfd);
         }
-        self.by_tid.insert(tid, pidfd);
         dup
     }
 }
@@ -433,9 +416,7 @@ impl Supervisor {
         };
         if let Perform::Send { msgs, mmsg_at, .. } = &mut job {
             if mmsg_at.is_some() {
-                let mem = std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(format!("/proc/{}/mem", caller.tid))
+                let mem = remote::open_for_writing(caller.tid as i32)
                     .map_err(|e| refused("its memory", e))?;
                 with.mem = Some(mem);
             }
@@ -680,7 +661,7 @@ fn read_hdr(mem: &mut RemoteMemory, at: u64) -> Result<MsgHdr, Answer> {
 
 /// The executable of a thread, as audits name processes.
 pub(super) fn caller_exe(tid: u32) -> String {
-    std::fs::read_link(format!("/proc/{tid}/exe"))
+    procfs::exe(tid)
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "unknown".into())
 }

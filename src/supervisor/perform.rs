@@ -14,7 +14,7 @@ use crate::sensors::exec;
 use crate::sys::seccomp::Responder;
 use crate::sys::sockaddr::{self, MMSG_LEN_OFFSET, MMSGHDR_SIZE};
 use crate::sys::socket::{self, OwnedMsg, RawAddr, SocketKind};
-use crate::sys::{creds, process};
+use crate::sys::{creds, process, remote};
 
 /// Who made a trapped call.
 #[derive(Clone, Copy)]
@@ -92,7 +92,7 @@ impl Perform {
                             Some(mem) => {
                                 std::os::unix::fs::FileExt::write_all_at(mem, &bytes, field)
                             }
-                            None => socket::write_remote(caller.tid as i32, field, &bytes),
+                            None => remote::write(caller.tid as i32, field, &bytes),
                         };
                         if written.is_err() {
                             break;

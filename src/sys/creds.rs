@@ -98,12 +98,6 @@ pub fn of_task(tid: u32) -> io::Result<Creds> {
     creds_in(tid, &Status::of(tid)?)
 }
 
-/// Whether thread `tid` has capability `cap` (linux/capability.h numbering) in its effective set,
-/// as it counts in the caller's user namespace ([`of_task`]); unreadable credentials hold none.
-pub fn has_capability(tid: u32, cap: u32) -> bool {
-    of_task(tid).is_ok_and(|c| c.has_capability(cap))
-}
-
 /// [`of_task`] and [`fs_of_task`] with one read of /proc/TID/status.
 pub fn of_task_with_fs(tid: u32) -> io::Result<(Creds, Fs)> {
     let status = Status::of(tid)?;

@@ -207,6 +207,15 @@ pub fn mountinfo() -> io::Result<String> {
     std::fs::read_to_string("/proc/self/mountinfo")
 }
 
+/// `net.ipv4.ip_unprivileged_port_start` of our network namespace (ip-sysctl): the lowest port a
+/// bind needs no CAP_NET_BIND_SERVICE for.
+pub fn unprivileged_port_start() -> io::Result<u16> {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")?
+        .trim()
+        .parse()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
 /// How many threads the calling process has (the entries of /proc/self/task).
 pub fn thread_count() -> io::Result<usize> {
     Ok(std::fs::read_dir("/proc/self/task")?.count())

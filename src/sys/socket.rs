@@ -11,14 +11,6 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 
 use super::cvt;
 
-// Moved to `pidfd`; re-exported for the socket calls' callers (supervisor/net.rs).
-pub use super::pidfd::{
-    getfd as pidfd_getfd, open_process as pidfd_open_process, open_thread as pidfd_thread,
-    same_files,
-};
-// Moved to `remote`; re-exported for supervisor/net.rs.
-pub use super::remote::write as write_remote;
-
 /// What the kernel says a socket is: fixed when it was created.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SocketKind {
