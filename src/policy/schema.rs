@@ -1,8 +1,8 @@
 //! The policy document as it is written in JSON: serde types only, no logic.
 //!
-//! The contract is the policy format in docs/policy.md. Every struct denies
-//! unknown fields, because a typo such as `"dens"` must be an error rather than a silently
-//! missing (hence disabled) section. Serializing gives back the same shape, so `defender policy
+//! The contract is the policy format in docs/policy.md. Every struct denies unknown fields,
+//! because a typo such as `"dens"` must be an error rather than a silently missing (hence
+//! disabled) section. Serializing gives back the same shape, so `defender policy
 //! default` and the console can print what was parsed.
 
 use serde::{Deserialize, Serialize};
