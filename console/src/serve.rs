@@ -138,6 +138,7 @@ pub fn run(args: Args) -> Result<(), ServeError> {
     let app = api::routes()
         .merge(web::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::map_response(close_after_refusal))
         .with_state(Arc::new(state));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -187,4 +188,17 @@ async fn stop() {
         _ = int.recv() => {},
     }
     eprintln!("defender-console: stopping");
+}
+
+/// A refused request (4xx) may leave its body unread, and then the server closes the connection
+/// after the answer (hyper does): saying so keeps the client from sending its next request on a
+/// connection about to close, which a POST cannot safely retry ("peer disconnected").
+async fn close_after_refusal(mut response: axum::response::Response) -> axum::response::Response {
+    if response.status().is_client_error() {
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    response
 }
