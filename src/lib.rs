@@ -1,5 +1,6 @@
-//! The defender as a library: every concern in its own module, shared by the `defender` binary
-//! and the `defender-console` binary, which validates policies with the same code.
+//! The defender as a library: every concern in its own module, used by the `defender` binary and
+//! by the console (the workspace member `console/`), which validates policies and reads audit
+//! events with the same code.
 //!
 //! Data flows one way: `seccomp` traps a call, `sensors` turn it into plain data, `policy` decides,
 //! `supervisor` answers the kernel, `audit` records, `uplink` talks to the console. `sys` is the

@@ -741,10 +741,10 @@ impl Supervisor {
         if !self.listener.id_valid(n.id) {
             return self.listener.deny(n.id, libc::EPERM);
         }
-        // SAFETY: TOCTOU, not memory: the kernel re-reads the path after this answer. The caller is attached
-        // with PTRACE_O_TRACEEXEC, so the image that actually gets executed is compared with the
-        // files decided on before it runs (exec_watch.rs); where tracing is unavailable this was
-        // reported as a degradation above.
+        // SAFETY: TOCTOU, not memory: the kernel re-reads the path after this answer. The caller
+        // is attached with PTRACE_O_TRACEEXEC, so the image that actually gets executed is
+        // compared with the files decided on before it runs (exec_watch.rs); where tracing is
+        // unavailable this was reported as a degradation above.
         #[allow(unsafe_code)]
         let sent = unsafe { self.listener.continue_call(n.id) };
         if self.killable && self.watch.is_pending(tid) {
