@@ -315,46 +315,28 @@ impl Event {
         e
     }
 
-    /// Whether two events are the same activity, for folding floods: everything but id, time,
-    /// pid and count.
     /// A hash of what [`Event::same_activity`] compares, so that folding finds an open window in
     /// constant time however many distinct activities a flood brings.
     fn activity_hash(&self) -> u64 {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        (
-            self.kind,
-            self.effect,
-            &self.rule,
-            &self.attack,
-            &self.process,
-            &self.cmdline,
-            &self.parent,
-        )
-            .hash(&mut h);
-        (&self.domain, &self.ip, self.port, &self.message).hash(&mut h);
+        self.folding_key().hash(&mut h);
         h.finish()
     }
 
+    /// Whether two events are the same activity, for folding floods.
     fn same_activity(&self, other: &Event) -> bool {
+        self.folding_key() == other.folding_key()
+    }
+
+    /// What makes two events the same activity: every field but the id, the time, the pid and
+    /// the count.
+    fn folding_key(&self) -> impl std::hash::Hash + Eq + '_ {
         (
-            self.kind,
-            self.effect,
-            &self.rule,
-            &self.attack,
-            &self.process,
-            &self.cmdline,
-            &self.parent,
-        ) == (
-            other.kind,
-            other.effect,
-            &other.rule,
-            &other.attack,
-            &other.process,
-            &other.cmdline,
-            &other.parent,
-        ) && (&self.domain, &self.ip, self.port, &self.message)
-            == (&other.domain, &other.ip, other.port, &other.message)
+            (self.kind, self.effect, &self.rule, &self.attack),
+            (&self.process, &self.cmdline, &self.parent),
+            (&self.domain, &self.ip, self.port, &self.message),
+        )
     }
 }
 

@@ -180,13 +180,9 @@ mod tests {
         m.to_vec().unwrap()
     }
 
+    /// A rule whose `dns` section is this JSON.
     fn rule(dns: &str) -> Rule {
-        let json = format!(r#"{{"rules": [{{"name": "r", "dns": {dns}}}]}}"#);
-        crate::policy::parse(&json)
-            .unwrap()
-            .rule_for("c", "i")
-            .unwrap()
-            .clone()
+        crate::policy::testing::rule(&format!(r#""dns": {dns}"#))
     }
 
     #[test]

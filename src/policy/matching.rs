@@ -382,12 +382,7 @@ mod tests {
     }
     use crate::policy::parse;
 
-    /// A policy with one rule made of `body` (JSON members after the name).
-    fn rule(body: &str) -> Rule {
-        let text = format!(r#"{{"rules": [{{"name": "t", {body}}}]}}"#);
-        let policy = parse(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
-        policy.rules[0].clone()
-    }
+    use crate::policy::testing::rule;
 
     #[test]
     fn attack_names() {

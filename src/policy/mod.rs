@@ -108,6 +108,26 @@ fn counts(list: &str, allow: &[String], deny: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// Rules for the decision tables of the modules that judge by a rule.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::Rule;
+
+    /// The rule of a one-rule policy (named `r`, for every container) whose sections are the
+    /// given JSON members (`"network": {...}`; empty for a rule with none).
+    pub fn rule(sections: &str) -> Rule {
+        let json = format!(
+            r#"{{"rules": [{{"name": "r"{}{sections}}}]}}"#,
+            if sections.is_empty() { "" } else { ", " }
+        );
+        super::parse(&json)
+            .unwrap_or_else(|e| panic!("{json}: {e}"))
+            .rule_for("c", "i")
+            .unwrap()
+            .clone()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

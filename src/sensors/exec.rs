@@ -1316,14 +1316,8 @@ mod tests {
 
     #[test]
     fn allow_entries_see_only_lent_names() {
-        let rule = |processes: &str| {
-            let json = format!(r#"{{"rules": [{{"name": "r", "processes": {processes}}}]}}"#);
-            crate::policy::parse(&json)
-                .unwrap()
-                .rule_for("c", "i")
-                .unwrap()
-                .clone()
-        };
+        let rule =
+            |processes: &str| crate::policy::testing::rule(&format!(r#""processes": {processes}"#));
         let allow = rule(r#"{"effect": "prevent", "allow": ["true", "sh", "python3"]}"#);
         let deny = rule(r#"{"effect": "prevent", "deny": ["true", "nc", "python3"]}"#);
         // (what, rule, links, real, lent, verdict); the path as executed is /tmp/true, and the

@@ -90,7 +90,7 @@ pub fn outbound(rule: &Rule, dest: SocketAddr) -> Option<Objection> {
 pub(crate) mod testing {
     //! Rules, socket kinds and addresses for the sensors' decision tables.
 
-    use crate::policy::Rule;
+    pub use crate::policy::testing::rule;
     use crate::sys::sockaddr;
     use crate::sys::socket::SocketKind;
 
@@ -102,19 +102,6 @@ pub(crate) mod testing {
     /// `1.2.3.4:80` or `[::1]:53` as a caller passes it (`struct sockaddr_in`, `sockaddr_in6`).
     pub fn addr(s: &str) -> Vec<u8> {
         sockaddr::encode(s.parse().unwrap())
-    }
-
-    /// The rule of a one-rule policy whose sections are the given JSON (`"network": {...}`).
-    pub fn rule(sections: &str) -> Rule {
-        let json = format!(
-            r#"{{"rules": [{{"name": "r"{}{sections}}}]}}"#,
-            if sections.is_empty() { "" } else { ", " }
-        );
-        crate::policy::parse(&json)
-            .unwrap()
-            .rule_for("c", "i")
-            .unwrap()
-            .clone()
     }
 }
 
