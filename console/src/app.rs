@@ -25,6 +25,8 @@ pub struct AppState {
     replacing: Mutex<()>,
     /// Served over HTTPS: the session cookie is marked Secure.
     pub https: bool,
+    /// `--log-polls`: a line for every long poll that starts waiting.
+    pub log_polls: bool,
 }
 
 /// The outcome of a valid replacement.
@@ -47,7 +49,12 @@ pub fn now() -> String {
 impl AppState {
     /// Loads the policy in force; a new console starts with the defender's compiled-in default
     /// as revision 1, so that defenders always get a policy.
-    pub fn new(store: Arc<dyn Store>, tokens: Tokens, https: bool) -> Result<Self, StoreError> {
+    pub fn new(
+        store: Arc<dyn Store>,
+        tokens: Tokens,
+        https: bool,
+        log_polls: bool,
+    ) -> Result<Self, StoreError> {
         let current = match store.policy()? {
             Some(p) => p,
             None => store.put_policy(&policy::default_policy().to_json_pretty(), &now())?,
@@ -58,6 +65,7 @@ impl AppState {
             policy: watch::Sender::new(Arc::new(current)),
             replacing: Mutex::new(()),
             https,
+            log_polls,
         })
     }
 

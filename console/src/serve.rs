@@ -71,6 +71,10 @@ pub struct Args {
         requires = "tls_cert"
     )]
     tls_key: Option<PathBuf>,
+    /// Log every policy long poll as it starts waiting (one line per defender and poll: for
+    /// debugging, and for tests that must know a poll waits before they change the policy).
+    #[arg(long, env = "DEFENDER_CONSOLE_LOG_POLLS")]
+    log_polls: bool,
 }
 
 /// Why the console could not start, or stopped serving.
@@ -134,7 +138,7 @@ pub fn run(args: Args) -> Result<(), ServeError> {
     };
     let db = dir.join("console.db");
     let store = Sqlite::open(&db).map_err(|source| ServeError::Database { path: db, source })?;
-    let state = AppState::new(Arc::new(store), tokens, tls.is_some())?;
+    let state = AppState::new(Arc::new(store), tokens, tls.is_some(), args.log_polls)?;
     let app = api::routes()
         .merge(web::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY))

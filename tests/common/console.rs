@@ -235,10 +235,17 @@ impl Drop for Console {
     }
 }
 
+/// The tokens, and a line for every long poll that waits (console_api waits for it).
 fn token_args() -> Vec<String> {
-    ["--admin-token", ADMIN, "--defender-token", DEFENDER]
-        .map(str::to_owned)
-        .to_vec()
+    [
+        "--admin-token",
+        ADMIN,
+        "--defender-token",
+        DEFENDER,
+        "--log-polls",
+    ]
+    .map(str::to_owned)
+    .to_vec()
 }
 
 fn agent(ca: Option<&Path>) -> ureq::Agent {
