@@ -19,7 +19,8 @@ pub const AUDITS: &str = "/api/v1/audits/runtime/app-embedded";
 /// The `defender-console` binary: the workspace's console member, which cargo builds into the
 /// same target directory and profile as the `defender` these tests run (so CARGO_TARGET_DIR and
 /// `--release` are followed) when the tests run as `cargo test --workspace`. Cargo gives a test
-/// only its own package's binaries, hence the look beside `defender`.
+/// only its own package's binaries, hence the look beside `defender`. Refused when older than its
+/// sources: the tests would judge a console that is no longer the code under test.
 pub fn console_bin() -> PathBuf {
     let path = super::defender().with_file_name("defender-console");
     assert!(
@@ -28,6 +29,14 @@ pub fn console_bin() -> PathBuf {
          `cargo build -p defender-console` first",
         path.display()
     );
+    if let Some(newer) = super::docker::changed_since_built(&path) {
+        panic!(
+            "{} is older than {}: run the tests with `cargo test --workspace`, or `cargo build -p \
+             defender-console` first",
+            path.display(),
+            newer.display()
+        );
+    }
     path
 }
 
