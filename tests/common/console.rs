@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
@@ -29,7 +29,7 @@ pub fn console_bin() -> PathBuf {
          `cargo build -p defender-console` first",
         path.display()
     );
-    if let Some(newer) = super::docker::changed_since_built(&path) {
+    if let Some(newer) = newer_source(&path) {
         panic!(
             "{} is older than {}: run the tests with `cargo test --workspace`, or `cargo build -p \
              defender-console` first",
@@ -38,6 +38,34 @@ pub fn console_bin() -> PathBuf {
         );
     }
     path
+}
+
+/// A source of the console (its own, or the defender library's it is built with) modified after
+/// `binary` was linked, if any. Built for `cargo test` alone, the binary has no dep-info of its
+/// own next to it, so the sources are the files of `console/src` and `src`: a change there always
+/// has cargo rebuild the console.
+fn newer_source(binary: &Path) -> Option<PathBuf> {
+    fn newest(dir: &Path, built: SystemTime) -> Option<PathBuf> {
+        for entry in std::fs::read_dir(dir).ok()?.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                if let Some(found) = newest(&path, built) {
+                    return Some(found);
+                }
+            } else if entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t > built)
+            {
+                return Some(path);
+            }
+        }
+        None
+    }
+    let built = std::fs::metadata(binary).and_then(|m| m.modified()).ok()?;
+    ["console/src", "src"]
+        .iter()
+        .find_map(|dir| newest(&super::repo_path(dir), built))
 }
 
 /// A running console. Killed when dropped.

@@ -40,7 +40,7 @@ pub fn static_binary() -> PathBuf {
 /// rather than everything under src/, Cargo.toml and Cargo.lock: a change there that does not
 /// concern the defender (another binary's source, a comment in the manifest, a dependency of
 /// the test programs) leaves cargo nothing to rebuild, and the binary would be refused forever.
-pub fn changed_since_built(binary: &Path) -> Option<PathBuf> {
+fn changed_since_built(binary: &Path) -> Option<PathBuf> {
     let built = fs::metadata(binary).and_then(|m| m.modified()).unwrap();
     let dep_info = binary.with_extension("d");
     let text = fs::read_to_string(&dep_info).unwrap_or_else(|e| {
