@@ -867,7 +867,7 @@ fn a_bind_below_the_unprivileged_ports_needs_the_callers_own_capability() {
 /// Ancillary data on a send the supervisor performs is limited to kinds that need no privilege
 /// and cannot send the datagram elsewhere: a TTL passes, IP options (a source route) and
 /// SCM_RIGHTS (meaningless on an IP socket, which the kernel takes) get EPERM, to an address the
-/// rule allows.
+/// rule allows, each with a `defender` event naming the refused kind.
 #[test]
 fn ancillary_data_that_could_redirect_or_needs_privilege_is_refused() {
     let nw = NetWorld::new();
@@ -882,6 +882,11 @@ fn ancillary_data_that_could_redirect_or_needs_privilege_is_refused() {
         "cmsg-ttl=ok\ncmsg-retopts=EPERM\ncmsg-rights=EPERM\n"
     );
     assert!(nw.audits_of("network").is_empty(), "{:?}", nw.audits());
+    let events = refusals(&nw, "Ancillary data");
+    assert_eq!(events.len(), 2, "{:#?}", nw.audits());
+    // IP_RETOPTS is (SOL_IP 0, 7); SCM_RIGHTS is (SOL_SOCKET 1, 1).
+    check_refusal(&events[0], "Ancillary data of level 0 and type 7 on a send");
+    check_refusal(&events[1], "Ancillary data of level 1 and type 1 on a send");
 }
 
 /// A source route set with setsockopt (IP_OPTIONS, IPV6_RTHDR) would send later packets to

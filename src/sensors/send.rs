@@ -68,10 +68,34 @@ pub struct Verdict {
     pub dns: dns::Send,
 }
 
+/// Why a message is refused before its destination is judged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The ancillary data is malformed: the kernel's own answer (EINVAL).
+    Malformed(Errno),
+    /// A kind of ancillary data a send performed for the caller may not carry (its cmsg level and
+    /// type): refused with EPERM, and reported, as an attempt to get past the checks.
+    Control { level: i32, kind: i32 },
+}
+
+impl Refusal {
+    /// The errno the caller gets.
+    pub fn errno(self) -> Errno {
+        match self {
+            Refusal::Malformed(errno) => errno,
+            Refusal::Control { .. } => libc::EPERM,
+        }
+    }
+}
+
 /// Decides one copied message of a send on a socket of `kind` with `flags`: its ancillary data
-/// must be of the kinds a performed send may carry (the errno otherwise), and its destination, if
-/// any, is judged.
-pub fn decide(rule: &Rule, kind: SocketKind, flags: i32, msg: &OwnedMsg) -> Result<Verdict, Errno> {
+/// must be of the kinds a performed send may carry, and its destination, if any, is judged.
+pub fn decide(
+    rule: &Rule,
+    kind: SocketKind,
+    flags: i32,
+    msg: &OwnedMsg,
+) -> Result<Verdict, Refusal> {
     check_control(&msg.control)?;
     let name = msg.name.as_ref().map(|a| a.bytes());
     let Some(dest) = destination(kind, flags, name) else {
@@ -104,12 +128,15 @@ const SAFE_CONTROL: &[(i32, i32)] = &[
     (libc::SOL_SOCKET, libc::SCM_TXTIME),
 ];
 
-/// Checks ancillary data: `Ok` when every message in it is one of [`SAFE_CONTROL`]; EINVAL for a
-/// malformed list (as the kernel answers), EPERM for a refused kind.
-fn check_control(control: &[u8]) -> Result<(), Errno> {
-    for c in cmsgs(control)? {
+/// Checks ancillary data: `Ok` when every message in it is one of [`SAFE_CONTROL`]; the kernel's
+/// errno for a malformed list; the first refused kind otherwise.
+fn check_control(control: &[u8]) -> Result<(), Refusal> {
+    for c in cmsgs(control).map_err(Refusal::Malformed)? {
         if !SAFE_CONTROL.contains(&(c.level, c.kind)) {
-            return Err(libc::EPERM);
+            return Err(Refusal::Control {
+                level: c.level,
+                kind: c.kind,
+            });
         }
     }
     Ok(())
@@ -198,13 +225,17 @@ mod tests {
             b[12..16].copy_from_slice(&libc::SO_MARK.to_ne_bytes());
             b
         };
+        let so_mark = Refusal::Control {
+            level: libc::SOL_SOCKET,
+            kind: libc::SO_MARK,
+        };
         let fastopen = libc::MSG_FASTOPEN;
         type Case<'a> = (
             &'a str,
             SocketKind,
             i32,
             OwnedMsg,
-            Result<(bool, dns::Send), Errno>,
+            Result<(bool, dns::Send), Refusal>,
         );
         let cases: &[Case] = &[
             (
@@ -268,14 +299,14 @@ mod tests {
                 udp,
                 0,
                 msg(to("198.51.100.1:9"), mark.clone()),
-                Err(libc::EPERM),
+                Err(so_mark),
             ),
             (
                 "even without an address",
                 tcp,
                 0,
                 msg(None, mark),
-                Err(libc::EPERM),
+                Err(so_mark),
             ),
         ];
         for (what, kind, flags, m, want) in cases {
@@ -324,7 +355,8 @@ mod tests {
         let srr = cmsg(libc::SOL_IP, libc::IP_RETOPTS, 8);
         let mut bad_len = ttl.clone();
         bad_len[..8].copy_from_slice(&8u64.to_ne_bytes());
-        let cases: &[(&str, Vec<u8>, Result<(), Errno>)] = &[
+        let refused = |level, kind| Err(Refusal::Control { level, kind });
+        let cases: &[(&str, Vec<u8>, Result<(), Refusal>)] = &[
             ("none", vec![], Ok(())),
             ("pktinfo", pktinfo.clone(), Ok(())),
             (
@@ -332,13 +364,21 @@ mod tests {
                 [pktinfo.clone(), ttl.clone()].concat(),
                 Ok(()),
             ),
-            ("SO_MARK needs a privilege", mark.clone(), Err(libc::EPERM)),
+            (
+                "SO_MARK needs a privilege",
+                mark.clone(),
+                refused(libc::SOL_SOCKET, libc::SO_MARK),
+            ),
             (
                 "a source route",
                 [ttl.clone(), srr].concat(),
-                Err(libc::EPERM),
+                refused(libc::SOL_IP, libc::IP_RETOPTS),
             ),
-            ("length below the header", bad_len, Err(libc::EINVAL)),
+            (
+                "length below the header",
+                bad_len,
+                Err(Refusal::Malformed(libc::EINVAL)),
+            ),
         ];
         for (what, control, want) in cases {
             assert_eq!(check_control(control), *want, "{what}");

@@ -311,7 +311,14 @@ impl Supervisor {
         let (mut msgs, flags, mmsg_at) = read_send(n, call, stream, max_data, truncate)?;
         self.still_waiting(n)?;
         for msg in &mut msgs {
-            let verdict = send::decide(rule, kind, flags, msg).map_err(Answer::Deny)?;
+            let verdict = match send::decide(rule, kind, flags, msg) {
+                Ok(verdict) => verdict,
+                Err(send::Refusal::Control { level, kind }) => {
+                    let what = format!("Ancillary data of level {level} and type {kind} on a send");
+                    return Err(self.refuse(n, &what));
+                }
+                Err(refusal) => return Err(Answer::Deny(refusal.errno())),
+            };
             if let Some(objection) = verdict.objection {
                 self.object(rule, objection, caller)?;
             }
@@ -554,8 +561,9 @@ impl Supervisor {
         }
     }
 
-    /// Refuses a call that would get past the network checks (io_uring, a source route, a 32-bit
-    /// socket call) while they are on, and reports it.
+    /// Refuses a call that would get past the network checks (io_uring, a source route, ancillary
+    /// data a performed send may not carry, a 32-bit socket call) while they are on, and reports
+    /// it.
     pub(super) fn refuse(&mut self, n: &Notification, what: &str) -> Answer {
         // Refused whatever the rule in force says: these are trapped only while socket calls are,
         // and with a console a network rule can arrive after an io_uring was set up or a source
