@@ -95,6 +95,15 @@ fn tokens_decide_who_may_do_what() {
         if *status == 401 {
             assert!(a.json()["error"].as_str().unwrap().contains("token"));
         }
+        // A refusal may leave the request's body unread, and then the console closes the
+        // connection: it says so, so that the client sends its next request on a new one.
+        let refused = (400..500).contains(status);
+        assert_eq!(
+            a.connection.as_deref() == Some("close"),
+            refused,
+            "{method} {path}: Connection {:?}",
+            a.connection
+        );
     }
     // The defender's attempt changed nothing; the admin's is revision 2 (1 is the default).
     let a = c.call("GET", POLICY, Some(DEFENDER), &[], None);

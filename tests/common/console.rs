@@ -89,6 +89,8 @@ pub struct Answer {
     pub status: u16,
     pub etag: Option<String>,
     pub content_type: Option<String>,
+    /// `Connection`: `close` when the console closes the connection after this answer.
+    pub connection: Option<String>,
     pub body: String,
 }
 
@@ -243,10 +245,12 @@ impl Console {
                 .map(str::to_owned)
         };
         let (etag, content_type) = (header("etag"), header("content-type"));
+        let connection = header("connection");
         Answer {
             status: response.status().as_u16(),
             etag,
             content_type,
+            connection,
             body: response.body_mut().read_to_string().unwrap_or_default(),
         }
     }
