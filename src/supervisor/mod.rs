@@ -39,7 +39,7 @@ use crate::sensors::exec::{self, Expected, Launch, Resolver};
 use crate::sys::process::Waited;
 use crate::sys::remote::RemoteMemory;
 use crate::sys::seccomp::{Listener, Notification};
-use crate::sys::{fdpass, process};
+use crate::sys::{fdpass, process, procfs};
 use answer::{Answer, Attempts};
 use child::Program;
 use exec_watch::{ExecWatch, Mismatch, Watch};
@@ -264,6 +264,13 @@ fn proceed(verify: bool, launch: Launch) -> Answer {
     }
 }
 
+/// The executable of a thread, as audits name processes.
+fn caller_exe(tid: u32) -> String {
+    procfs::exe(tid)
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
 impl Supervisor {
     fn report_features(&mut self) {
         log::info!(
@@ -317,7 +324,7 @@ impl Supervisor {
         }
         let message = format!(
             "A new user namespace asked for by {} (pid {}) was refused: in it the command would hold the capabilities it gave up (keep CAP_SYS_ADMIN to allow it)",
-            net::caller_exe(n.pid),
+            caller_exe(n.pid),
             exec::process_of(n.pid)
         );
         log::warn!("{message}");
@@ -675,7 +682,7 @@ impl Supervisor {
         let rule_name = rule.name().to_string();
         let cmdline = exec::read_cmdline(n, abi, call, &mut mem)
             .unwrap_or_else(|e| format!("(unreadable: {e})"));
-        let parent = net::caller_exe(n.pid);
+        let parent = caller_exe(n.pid);
         // Everything above was read from a PID; it is the caller's only if the call still waits.
         if !self.listener.id_valid(n.id) {
             return Answer::Deny(libc::EPERM);

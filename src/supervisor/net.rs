@@ -263,7 +263,7 @@ impl Supervisor {
                 let client = Client {
                     upstream: dest,
                     pid: caller.tgid(),
-                    process: caller_exe(caller.tid),
+                    process: super::caller_exe(caller.tid),
                 };
                 fwd.register(proto, local, client);
             }
@@ -353,7 +353,7 @@ impl Supervisor {
             msg.name = None;
             return Ok(());
         }
-        let process = caller_exe(caller.tid);
+        let process = super::caller_exe(caller.tid);
         let (decision, finding) = dns::decide(rule, &msg.data, caller.tgid(), &process);
         if let Some(f) = finding {
             self.on_dns_finding(f);
@@ -512,7 +512,7 @@ impl Supervisor {
 
     /// Audits what the rule objects to and applies its effect (supervisor/answer.rs).
     fn object(&mut self, rule: &Rule, objection: Objection, caller: Caller) -> Checked {
-        let process = caller_exe(caller.tid);
+        let process = super::caller_exe(caller.tid);
         let what = objection.what(&process);
         let event = Event::activity(
             &self.scope,
@@ -569,7 +569,7 @@ impl Supervisor {
         // and with a console a network rule can arrive after an io_uring was set up or a source
         // route set, which would then keep working around it.
         let in_force = self.policy.current();
-        let process = caller_exe(n.pid);
+        let process = super::caller_exe(n.pid);
         let message = family::bypass_message(what, &process, exec::process_of(n.pid));
         log::warn!("{message}");
         self.sink.emit(Event::defender(
@@ -665,11 +665,4 @@ fn read_hdr(mem: &mut RemoteMemory, at: u64) -> Result<MsgHdr, Answer> {
     Ok(MsgHdr::parse(
         bytes.as_slice().try_into().expect("MSGHDR_SIZE bytes"),
     ))
-}
-
-/// The executable of a thread, as audits name processes.
-pub(super) fn caller_exe(tid: u32) -> String {
-    procfs::exe(tid)
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|_| "unknown".into())
 }

@@ -3,7 +3,7 @@
 
 use super::Supervisor;
 use super::answer::Answer;
-use super::net::caller_exe;
+use super::caller_exe;
 use crate::audit::{self, Event};
 use crate::policy::{Effect, Rule};
 use crate::seccomp;
