@@ -135,6 +135,16 @@ pub enum PolicyCommand {
     Check { file: PathBuf },
     /// Print the default policy compiled into the binary.
     Default,
+    /// Convert a Prisma Cloud Compute App-Embedded runtime policy into a policy of ours (stdout);
+    /// every setting that has no equivalent is reported on stderr (docs/migration.md).
+    ImportPrisma {
+        /// The policy as GET /api/v1/policies/runtime/app-embedded returns it (`-`: standard
+        /// input).
+        file: PathBuf,
+        /// The custom rules the policy references, as GET /api/v1/custom-rules returns them.
+        #[arg(long, value_name = "FILE")]
+        custom_rules: Option<PathBuf>,
+    },
 }
 
 // The embedding commands run on build machines, not in protected containers: their flags have no

@@ -50,6 +50,9 @@ fn subcommand() -> ExitStatus {
     match cli.command {
         Command::Run(args) => run(args),
         Command::Policy(PolicyCommand::Check { file }) => check(&file),
+        Command::Policy(PolicyCommand::ImportPrisma { file, custom_rules }) => {
+            import_prisma(&file, custom_rules.as_deref())
+        }
         Command::Policy(PolicyCommand::Default) => {
             print!("{}", policy::default_policy().to_json_pretty());
             ExitStatus::Success
@@ -106,6 +109,66 @@ fn check(file: &Path) -> ExitStatus {
             eprintln!("{e}");
             ExitStatus::Invalid
         }
+    }
+}
+
+/// `defender policy import-prisma`: the document on stdout, what was not carried over on stderr
+/// (one line each); exit 2 when an input cannot be read or is not of the vendor's shape.
+fn import_prisma(file: &Path, custom_rules: Option<&Path>) -> ExitStatus {
+    use policy::prisma::{self, Input};
+    use std::io::Write;
+    if custom_rules.is_some_and(|c| c.as_os_str() == "-") && file.as_os_str() == "-" {
+        eprintln!(
+            "defender: error: only one of FILE and --custom-rules can be `-` (standard input)"
+        );
+        return ExitStatus::Invalid;
+    }
+    let read = |path: &Path| {
+        let text = if path.as_os_str() == "-" {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map(|_| text)
+        } else {
+            std::fs::read_to_string(path)
+        };
+        text.map_err(|e| eprintln!("defender: error: {}: {e}", shown(path)))
+    };
+    let Ok(text) = read(file) else {
+        return ExitStatus::Invalid;
+    };
+    let custom_text = match custom_rules.map(read).transpose() {
+        Ok(text) => text,
+        Err(()) => return ExitStatus::Invalid,
+    };
+    match prisma::import(&text, custom_text.as_deref()) {
+        Ok(imported) => {
+            for line in &imported.reports {
+                eprintln!("{line}");
+            }
+            match writeln!(std::io::stdout(), "{}", imported.document) {
+                Ok(()) => ExitStatus::Success,
+                Err(e) => {
+                    eprintln!("defender: error: writing the output: {e}");
+                    ExitStatus::Failure
+                }
+            }
+        }
+        Err(e) => {
+            let path = match e.input() {
+                Input::Policy => file,
+                Input::CustomRules => custom_rules.unwrap_or(file),
+            };
+            eprintln!("defender: error: {}: {e}", shown(path));
+            ExitStatus::Invalid
+        }
+    }
+}
+
+/// A path as messages name it; `-` is standard input.
+fn shown(path: &Path) -> String {
+    if path.as_os_str() == "-" {
+        "standard input".to_owned()
+    } else {
+        path.display().to_string()
     }
 }
 

@@ -6,6 +6,7 @@
 
 pub mod live;
 mod matching;
+pub mod prisma;
 pub mod schema;
 mod validate;
 
