@@ -10,7 +10,7 @@ pub use sink::{Sink, SinkError, Tee};
 
 use serde::{Deserialize, Serialize};
 
-use crate::policy::{self, Attack};
+use crate::policy::{self, Attack, Matched};
 
 /// What kind of activity an event is about (`type` in the spec).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -96,6 +96,13 @@ pub struct Event {
     pub rule: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attack: Option<String>,
+    /// The custom rule that decided, when one did (`attack` is then `customRule`).
+    #[serde(
+        default,
+        rename = "customRule",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub custom_rule: Option<String>,
     pub container: String,
     pub image: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -116,11 +123,64 @@ pub struct Event {
     pub count: u64,
 }
 
+/// Why an activity violated the rule in force: a section's lists, or one of its custom rules.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cause {
+    Section(Attack),
+    Custom {
+        name: String,
+        /// The custom rule's own message for the audit, if it has one.
+        message: Option<String>,
+    },
+}
+
+impl From<Attack> for Cause {
+    fn from(attack: Attack) -> Cause {
+        Cause::Section(attack)
+    }
+}
+
+impl From<Matched<'_>> for Cause {
+    fn from(m: Matched<'_>) -> Cause {
+        Cause::Custom {
+            name: m.name.to_owned(),
+            message: m.message.map(str::to_owned),
+        }
+    }
+}
+
+impl Cause {
+    /// The event's `attack` for an event of type `kind`: `processExplicitlyDenied`, ...,
+    /// `customRule`.
+    fn attack(&self, kind: Kind) -> String {
+        match self {
+            Cause::Section(attack) => attack.name(kind.as_str()),
+            Cause::Custom { .. } => "customRule".to_owned(),
+        }
+    }
+
+    /// The message: the contract's sentence, `what` followed by `verdict` for a section; for a
+    /// custom rule its own message, or `what` and the rule's name.
+    fn message(&self, what: &str, verdict: &str) -> String {
+        match self {
+            Cause::Section(_) => format!("{what} {verdict} by a runtime rule"),
+            Cause::Custom {
+                message: Some(message),
+                ..
+            } => message.clone(),
+            Cause::Custom {
+                name,
+                message: None,
+            } => format!("{what} matched custom rule {name:?}"),
+        }
+    }
+}
+
 /// A process launch that violated the rule in force.
 pub struct ProcessViolation<'a> {
     pub rule: &'a str,
     pub effect: policy::Effect,
-    pub attack: Attack,
+    pub cause: Cause,
     pub pid: u32,
     pub process: &'a str,
     pub parent: &'a str,
@@ -147,7 +207,7 @@ pub enum Activity {
 pub struct ActivityViolation<'a> {
     pub rule: &'a str,
     pub effect: policy::Effect,
-    pub attack: Attack,
+    pub cause: Cause,
     pub pid: u32,
     pub process: &'a str,
     pub activity: Activity,
@@ -182,6 +242,7 @@ impl Event {
             effect,
             rule: None,
             attack: None,
+            custom_rule: None,
             container: scope.container.clone(),
             image: scope.image.clone(),
             task: scope.task.clone(),
@@ -204,29 +265,43 @@ impl Event {
         kind: Kind,
         effect: policy::Effect,
         rule: &str,
-        attack: Attack,
+        cause: &Cause,
         pid: u32,
         process: &str,
         message: String,
     ) -> Event {
         let mut e = Event::new(scope, kind, Effect::of(effect), pid, process, message);
         e.rule = Some(rule.to_string());
-        e.attack = Some(attack.name(kind.as_str()));
+        e.attack = Some(cause.attack(kind));
+        if let Cause::Custom { name, .. } = cause {
+            e.custom_rule = Some(name.clone());
+        }
         e
     }
 
     pub fn process(scope: &Scope, v: &ProcessViolation<'_>) -> Event {
-        let verdict = verdict_words(v.attack);
-        let message = format!(
-            "{} launched from {} {verdict} by a runtime rule. Full command: {}",
-            v.process, v.parent, v.cmdline
-        );
+        let verdict = match v.cause {
+            Cause::Section(Attack::ExplicitlyDenied) => "is explicitly denied",
+            _ => "is not allowed",
+        };
+        let what = format!("{} launched from {}", v.process, v.parent);
+        // The contract's sentence ends with the command; so does the default for a custom rule.
+        let message = match &v.cause {
+            Cause::Custom {
+                message: Some(_), ..
+            } => v.cause.message(&what, verdict),
+            _ => format!(
+                "{}. Full command: {}",
+                v.cause.message(&what, verdict),
+                v.cmdline
+            ),
+        };
         let mut e = Event::violation(
             scope,
             Kind::Process,
             v.effect,
             v.rule,
-            v.attack,
+            &v.cause,
             v.pid,
             v.process,
             message,
@@ -240,9 +315,9 @@ impl Event {
     /// that violated the rule in force.
     pub fn activity(scope: &Scope, v: &ActivityViolation<'_>) -> Event {
         // docs/audit.md's sentences say "explicitly denied" but "is not allowed" for these three types.
-        let verdict = match v.attack {
-            Attack::ExplicitlyDenied => "explicitly denied",
-            Attack::NotAllowed => "is not allowed",
+        let verdict = match v.cause {
+            Cause::Section(Attack::ExplicitlyDenied) => "explicitly denied",
+            _ => "is not allowed",
         };
         let (kind, what) = match &v.activity {
             Activity::Outbound { ip, port } => (
@@ -261,9 +336,9 @@ impl Event {
                 ),
             ),
         };
-        let message = format!("{what} {verdict} by a runtime rule");
+        let message = v.cause.message(&what, verdict);
         let mut e = Event::violation(
-            scope, kind, v.effect, v.rule, v.attack, v.pid, v.process, message,
+            scope, kind, v.effect, v.rule, &v.cause, v.pid, v.process, message,
         );
         match &v.activity {
             Activity::Outbound { ip, port } => {
@@ -287,7 +362,7 @@ impl Event {
             Kind::Dns,
             v.effect,
             v.rule,
-            Attack::NotAllowed,
+            &Attack::NotAllowed.into(),
             v.pid,
             v.process,
             message,
@@ -333,17 +408,16 @@ impl Event {
     /// the count.
     fn folding_key(&self) -> impl std::hash::Hash + Eq + '_ {
         (
-            (self.kind, self.effect, &self.rule, &self.attack),
+            (
+                self.kind,
+                self.effect,
+                &self.rule,
+                &self.attack,
+                &self.custom_rule,
+            ),
             (&self.process, &self.cmdline, &self.parent),
             (&self.domain, &self.ip, self.port, &self.message),
         )
-    }
-}
-
-fn verdict_words(attack: Attack) -> &'static str {
-    match attack {
-        Attack::ExplicitlyDenied => "is explicitly denied",
-        Attack::NotAllowed => "is not allowed",
     }
 }
 
@@ -387,7 +461,7 @@ mod tests {
             let v = ProcessViolation {
                 rule: "r1",
                 effect: policy::Effect::Prevent,
-                attack,
+                cause: attack.into(),
                 pid: 42,
                 process: "/bin/mkdir",
                 parent: "/bin/sh",
@@ -450,7 +524,7 @@ mod tests {
             let v = ActivityViolation {
                 rule: "r",
                 effect: policy::Effect::Prevent,
-                attack,
+                cause: attack.into(),
                 pid: 7,
                 process: "/usr/bin/curl",
                 activity: activity.clone(),
@@ -473,6 +547,97 @@ mod tests {
         }
     }
 
+    /// A custom rule's event: `attack` customRule, the `customRule` field, and its own message or
+    /// the default sentence naming it.
+    #[test]
+    fn custom_rule_events() {
+        let custom = |message: Option<&str>| Cause::Custom {
+            name: "netcat listener".into(),
+            message: message.map(str::to_owned),
+        };
+        let launch = |cause| {
+            let v = ProcessViolation {
+                rule: "orders",
+                effect: policy::Effect::Block,
+                cause,
+                pid: 9,
+                process: "/usr/bin/nc",
+                parent: "/bin/sh",
+                cmdline: "nc -l 4444",
+            };
+            serde_json::to_value(Event::process(&scope(), &v)).unwrap()
+        };
+        let outbound = |cause| {
+            let v = ActivityViolation {
+                rule: "orders",
+                effect: policy::Effect::Prevent,
+                cause,
+                pid: 9,
+                process: "/usr/bin/ssh",
+                activity: Activity::Outbound {
+                    ip: "192.0.2.7".parse().unwrap(),
+                    port: 22,
+                },
+            };
+            serde_json::to_value(Event::activity(&scope(), &v)).unwrap()
+        };
+        let dns = |cause| {
+            let v = ActivityViolation {
+                rule: "orders",
+                effect: policy::Effect::Alert,
+                cause,
+                pid: 9,
+                process: "/usr/bin/curl",
+                activity: Activity::Dns {
+                    domain: "x.pastebin.com".into(),
+                },
+            };
+            serde_json::to_value(Event::activity(&scope(), &v)).unwrap()
+        };
+        let cases = [
+            (
+                launch(custom(None)),
+                "process",
+                "/usr/bin/nc launched from /bin/sh matched custom rule \"netcat listener\". Full command: nc -l 4444",
+            ),
+            (
+                launch(custom(Some("a netcat listener was started"))),
+                "process",
+                "a netcat listener was started",
+            ),
+            (
+                outbound(custom(None)),
+                "network",
+                "Outbound connection by /usr/bin/ssh to 192.0.2.7:22 matched custom rule \"netcat listener\"",
+            ),
+            (
+                dns(custom(None)),
+                "dns",
+                "DNS resolution of domain name x.pastebin.com triggered by /usr/bin/curl matched custom rule \"netcat listener\"",
+            ),
+        ];
+        for (json, kind, message) in cases {
+            assert_eq!(json["type"], kind);
+            assert_eq!(json["attack"], "customRule");
+            assert_eq!(json["customRule"], "netcat listener");
+            assert_eq!(json["rule"], "orders");
+            assert_eq!(json["message"], message);
+            assert_eq!(
+                serde_json::from_value::<Event>(json)
+                    .unwrap()
+                    .custom_rule
+                    .as_deref(),
+                Some("netcat listener")
+            );
+        }
+        // A section's violation has no customRule field.
+        assert!(
+            launch(Attack::NotAllowed.into())
+                .get("customRule")
+                .is_none()
+        );
+    }
+
     /// The wire type reads back what it writes; a field the contract does not have is refused,
     /// and so is a policy effect that is not something done.
     #[test]
@@ -480,7 +645,7 @@ mod tests {
         let v = ProcessViolation {
             rule: "r1",
             effect: policy::Effect::Block,
-            attack: Attack::NotAllowed,
+            cause: Attack::NotAllowed.into(),
             pid: 42,
             process: "/bin/mkdir",
             parent: "/bin/sh",

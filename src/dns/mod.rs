@@ -36,7 +36,7 @@ impl Finding {
                 &ActivityViolation {
                     rule,
                     effect: self.effect,
-                    attack: self.attack,
+                    cause: self.attack.into(),
                     pid: self.pid,
                     process: &self.process,
                     activity: Activity::Dns {

@@ -2,12 +2,14 @@
 //! launch, an outbound connection, a listening port or a DNS name violates it. Pure: no I/O.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use globset::{Candidate, GlobMatcher};
 use ipnet::IpNet;
 
 use super::Policy;
-use super::schema::Effect;
+use super::custom::{Facts, FieldSet, Kind, Script};
+use super::schema::{CustomEffect, Effect};
 
 /// Why an activity is a violation.
 ///
@@ -40,9 +42,103 @@ pub struct Rule {
     pub(super) disabled: bool,
     pub(super) images: Collection,
     pub(super) containers: Collection,
+    /// The custom rules switched on, by event type (`Kind::index`).
+    pub(super) custom: [Custom; 4],
     pub(super) processes: Processes,
     pub(super) network: Network,
     pub(super) dns: Dns,
+}
+
+/// A rule's custom rule references of one event type, in order, without the `disable`d ones.
+#[derive(Debug, Clone, Default)]
+pub struct Custom {
+    references: Vec<Reference>,
+    /// What their scripts read.
+    fields: FieldSet,
+}
+
+/// One reference: a custom rule of the library, switched on with an effect (never `disable`).
+#[derive(Debug, Clone)]
+pub(super) struct Reference {
+    pub(super) effect: CustomEffect,
+    pub(super) entry: Arc<Entry>,
+}
+
+/// A compiled custom rule of the library, shared by the rules that reference it.
+#[derive(Debug)]
+pub(super) struct Entry {
+    pub(super) name: String,
+    pub(super) message: Option<String>,
+    pub(super) script: Script,
+}
+
+/// The custom rule that decided an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Matched<'a> {
+    pub name: &'a str,
+    /// Its `message`, which then is the audit's.
+    pub message: Option<&'a str>,
+    /// The reference's effect: `allow` (an exception), `alert`, `prevent` or `block`.
+    pub effect: CustomEffect,
+}
+
+impl Matched<'_> {
+    /// The effect of a violation (`alert`, `prevent`, `block`); `None` for `allow`.
+    pub fn violation(&self) -> Option<Effect> {
+        match self.effect {
+            CustomEffect::Allow | CustomEffect::Disable => None,
+            CustomEffect::Alert => Some(Effect::Alert),
+            CustomEffect::Prevent => Some(Effect::Prevent),
+            CustomEffect::Block => Some(Effect::Block),
+        }
+    }
+}
+
+impl Custom {
+    pub(super) fn push(&mut self, reference: Reference) {
+        self.fields = self.fields.union(reference.entry.script.fields());
+        self.references.push(reference);
+    }
+
+    /// Whether no custom rule of this type is switched on.
+    pub fn is_empty(&self) -> bool {
+        self.references.is_empty()
+    }
+
+    /// The fields the scripts read: the supervisor reads these, and no others.
+    pub fn fields(&self) -> FieldSet {
+        self.fields
+    }
+
+    /// The strictest effect of a violation among the references (`Disable` if they only allow or
+    /// there are none).
+    pub fn strictest(&self) -> Effect {
+        self.references
+            .iter()
+            .filter_map(|r| {
+                Matched {
+                    name: "",
+                    message: None,
+                    effect: r.effect,
+                }
+                .violation()
+            })
+            .fold(Effect::Disable, Effect::stricter)
+    }
+
+    /// The first reference whose script is true for the event, seen as any of `views` (a launch
+    /// of a script is also seen as the launch of its interpreter): the semantics of the spec, the
+    /// first true reference decides. `None`: no custom rule decides, the sections judge.
+    pub fn decide(&self, views: &[Facts<'_>]) -> Option<Matched<'_>> {
+        self.references
+            .iter()
+            .find(|r| views.iter().any(|facts| r.entry.script.matches(facts)))
+            .map(|r| Matched {
+                name: &r.entry.name,
+                message: r.entry.message.as_deref(),
+                effect: r.effect,
+            })
+    }
 }
 
 /// The `processes` section; a missing section is `Default`: effect disable, empty lists.
@@ -94,21 +190,45 @@ impl Rule {
         &self.dns
     }
 
-    /// The effect for what gets past both the `network` and the `dns` checks (a raw socket, a
-    /// socket call that cannot be inspected): the strictest of the two sections' effects.
-    pub fn socket_effect(&self) -> Effect {
-        let rank = |e: Effect| match e {
-            Effect::Disable => 0,
-            Effect::Alert => 1,
-            Effect::Prevent => 2,
-            Effect::Block => 3,
+    /// The custom rules switched on for events of `kind`.
+    pub fn custom(&self, kind: Kind) -> &Custom {
+        &self.custom[kind.index()]
+    }
+
+    /// Whether launches are judged: by the `processes` section or by a custom rule that can object
+    /// to one (a rule that only allows excepts from nothing when the section is off).
+    pub fn judges_launches(&self) -> bool {
+        self.processes.effect != Effect::Disable
+            || self.custom(Kind::Processes).strictest() != Effect::Disable
+    }
+
+    /// The effect applied to a launch that turned out, at its exec stop, not to be the one decided
+    /// on; `Disable` when launches need no such check. Launches are verified under an allow list
+    /// (a swapped path would get around it) and under custom rules that prevent or block (a
+    /// swapped path or command line would get around those): the strictest of their effects.
+    pub fn launch_verification(&self) -> Effect {
+        let section = match self.processes.has_allow_list() {
+            true => self.processes.effect,
+            false => Effect::Disable,
         };
-        let (network, dns) = (self.network.effect, self.dns.effect);
-        if rank(network) >= rank(dns) {
-            network
-        } else {
-            dns
-        }
+        let custom = match self.custom(Kind::Processes).strictest() {
+            e @ (Effect::Prevent | Effect::Block) => e,
+            _ => Effect::Disable,
+        };
+        section.stricter(custom)
+    }
+
+    /// The effect for what gets past both the `network` and the `dns` checks (a raw socket, a
+    /// socket call that cannot be inspected): the strictest of the two sections' effects and of
+    /// the custom rules on outgoing connections, DNS questions and listening ports.
+    pub fn socket_effect(&self) -> Effect {
+        [Kind::NetworkOutgoing, Kind::Dns, Kind::Listening]
+            .into_iter()
+            .map(|kind| self.custom(kind).strictest())
+            .fold(
+                self.network.effect.stricter(self.dns.effect),
+                Effect::stricter,
+            )
     }
 
     /// Whether the rule enforces network or DNS: then socket calls are judged.
@@ -132,6 +252,21 @@ pub enum Consequence {
 }
 
 impl Effect {
+    /// The stricter of two effects (`disable` < `alert` < `prevent` < `block`).
+    pub fn stricter(self, other: Effect) -> Effect {
+        let rank = |e: Effect| match e {
+            Effect::Disable => 0,
+            Effect::Alert => 1,
+            Effect::Prevent => 2,
+            Effect::Block => 3,
+        };
+        if rank(self) >= rank(other) {
+            self
+        } else {
+            other
+        }
+    }
+
     /// The consequence of a violation under this effect.
     pub fn consequence(self) -> Consequence {
         match self {

@@ -4,6 +4,7 @@
 //! `schema` holds the serde types, `validate` the checks and compilation, `matching` the compiled
 //! rules and every match, `live` the policy in force while the defender runs.
 
+pub mod custom;
 pub mod live;
 mod matching;
 pub mod prisma;
@@ -11,9 +12,9 @@ pub mod schema;
 mod validate;
 
 pub use live::Live;
-pub use matching::{Attack, Consequence, Dns, Network, Processes, Rule};
-pub use schema::Effect;
-pub use validate::{PolicyError, Problem, RuleRef};
+pub use matching::{Attack, Consequence, Custom, Dns, Matched, Network, Processes, Rule};
+pub use schema::{CustomEffect, Effect};
+pub use validate::{List, PolicyError, Problem, RuleRef};
 
 /// The policy in force when neither `--policy` nor `--console` is given: alert-only, so it never
 /// breaks a workload.
@@ -45,14 +46,35 @@ impl Policy {
     }
 
     /// One line per rule, for `defender policy check`, e.g. `rules[0] "web": images [*] containers
-    /// [web-*]; processes prevent (deny 2); network disable; dns alert (allow 2)`.
+    /// [web-*]; processes prevent (deny 2); network disable; dns alert (allow 2)`; then one per
+    /// custom rule: `customRules[0] "ssh out": network-outgoing; used by web (prevent)`.
     pub fn summary_lines(&self) -> Vec<String> {
-        self.document
-            .rules
-            .iter()
-            .enumerate()
-            .map(|(index, rule)| summary(index, rule))
-            .collect()
+        let rules = self.document.rules.iter().enumerate();
+        let rules = rules.map(|(index, rule)| summary(index, rule));
+        let custom = self.document.custom_rules.iter().enumerate();
+        let custom = custom.map(|(index, custom)| {
+            let uses: Vec<String> = self
+                .document
+                .rules
+                .iter()
+                .flat_map(|rule| {
+                    rule.custom_rules
+                        .iter()
+                        .filter(|r| r.name == custom.name)
+                        .map(|r| format!("{} ({})", rule.name, r.effect.as_str()))
+                })
+                .collect();
+            let uses = match uses.is_empty() {
+                true => "used by no rule".to_owned(),
+                false => format!("used by {}", uses.join(", ")),
+            };
+            format!(
+                "customRules[{index}] {:?}: {}; {uses}",
+                custom.name,
+                custom.kind.as_str()
+            )
+        });
+        rules.chain(custom).collect()
     }
 }
 
@@ -90,6 +112,14 @@ fn summary(index: usize, rule: &schema::Rule) -> String {
         .dns
         .as_ref()
         .map(|s| (s.effect, counts("", &s.allow, &s.deny)));
+    if !rule.custom_rules.is_empty() {
+        let refs: Vec<String> = rule
+            .custom_rules
+            .iter()
+            .map(|r| format!("{} {}", r.name, r.effect.as_str()))
+            .collect();
+        line.push_str(&format!("; customRules [{}]", refs.join(", ")));
+    }
     for (name, section) in [("processes", processes), ("network", network), ("dns", dns)] {
         let (effect, counts) = section.unwrap_or_default();
         line.push_str(&format!("; {name} {}", effect.as_str()));

@@ -9,17 +9,87 @@ use serde::{Deserialize, Serialize};
 
 /// The whole document.
 ///
-/// Generic over the rule type so that validation can first read the outer shape with every rule left
-/// as raw JSON (`Document<serde_json::Value>`), then each rule on its own: serde stops at the first
-/// error, and one bad rule must not hide the errors of the others.
+/// Generic over the rule types so that validation can first read the outer shape with every rule
+/// and custom rule left as raw JSON (`Document<Value, Value>`), then each on its own: serde stops
+/// at the first error, and one bad rule must not hide the errors of the others.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(
     deny_unknown_fields,
     rename_all = "camelCase",
-    expecting = "an object with a `rules` list"
+    expecting = "an object with a `rules` list (and a `customRules` library)"
 )]
-pub struct Document<R = Rule> {
+pub struct Document<R = Rule, C = CustomRule> {
+    /// The custom rules library: written first, as the spec's example has it; left out when empty.
+    /// (`Vec::new` rather than `default`, which would make serde require `C: Default`.)
+    #[serde(default = "Vec::new", skip_serializing_if = "Vec::is_empty")]
+    pub custom_rules: Vec<C>,
     pub rules: Vec<R>,
+}
+
+/// One custom rule of the library: a script over the fields of one event type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    rename_all = "camelCase",
+    expecting = "a custom rule object with `name`, `type` and `script`"
+)]
+pub struct CustomRule {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: CustomKind,
+    pub script: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// A custom rule's `type`. `filesystem` is the original product's; it is read, then refused by
+/// validation until a file system sensor exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CustomKind {
+    Processes,
+    NetworkOutgoing,
+    Dns,
+    Listening,
+    Filesystem,
+}
+
+impl CustomKind {
+    /// The name used in the document.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CustomKind::Processes => "processes",
+            CustomKind::NetworkOutgoing => "network-outgoing",
+            CustomKind::Dns => "dns",
+            CustomKind::Listening => "listening",
+            CustomKind::Filesystem => "filesystem",
+        }
+    }
+}
+
+/// A runtime rule's use of a custom rule: which one, and with what effect.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    rename_all = "camelCase",
+    expecting = "an object with a custom rule's `name` and an `effect`"
+)]
+pub struct CustomRef {
+    pub name: String,
+    pub effect: CustomEffect,
+}
+
+/// The effect of a custom rule reference: a section's effects, plus `allow` (an exception: the
+/// sections do not judge the event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CustomEffect {
+    Allow,
+    Alert,
+    Prevent,
+    Block,
+    /// The reference is off.
+    Disable,
 }
 
 /// One rule. A missing section means effect `disable`, so it is kept as `None` and not written back.
@@ -35,6 +105,9 @@ pub struct Rule {
     pub disabled: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub collections: Option<Collections>,
+    /// The custom rules switched on for this rule, tried in order; left out when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub custom_rules: Vec<CustomRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub processes: Option<Section>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -118,6 +191,19 @@ pub enum Effect {
     Block,
 }
 
+impl CustomEffect {
+    /// The name used in the document.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CustomEffect::Allow => "allow",
+            CustomEffect::Alert => "alert",
+            CustomEffect::Prevent => "prevent",
+            CustomEffect::Block => "block",
+            CustomEffect::Disable => "disable",
+        }
+    }
+}
+
 impl Effect {
     /// The name used in the document and in audit events.
     pub fn as_str(self) -> &'static str {
@@ -133,6 +219,34 @@ impl Effect {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn custom_names_match_serde() {
+        for kind in [
+            CustomKind::Processes,
+            CustomKind::NetworkOutgoing,
+            CustomKind::Dns,
+            CustomKind::Listening,
+            CustomKind::Filesystem,
+        ] {
+            assert_eq!(
+                serde_json::to_string(&kind).unwrap(),
+                format!("\"{}\"", kind.as_str())
+            );
+        }
+        for effect in [
+            CustomEffect::Allow,
+            CustomEffect::Alert,
+            CustomEffect::Prevent,
+            CustomEffect::Block,
+            CustomEffect::Disable,
+        ] {
+            assert_eq!(
+                serde_json::to_string(&effect).unwrap(),
+                format!("\"{}\"", effect.as_str())
+            );
+        }
+    }
 
     #[test]
     fn effect_names_match_serde() {

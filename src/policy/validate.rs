@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use globset::{Glob, GlobBuilder, GlobMatcher};
 use ipnet::{IpNet, Ipv4Net};
@@ -12,8 +13,10 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::Policy;
+use super::custom::{self, Kind};
 use super::matching::{
-    Collection, Dns, DomainPattern, Lists, Network, PortRange, ProcessPattern, Processes, Rule,
+    Collection, Custom, Dns, DomainPattern, Entry, Lists, Network, PortRange, ProcessPattern,
+    Processes, Reference, Rule,
 };
 use super::schema::{self as doc, Document};
 
@@ -35,7 +38,8 @@ pub enum PolicyError {
 /// One problem in a document that is JSON.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
-    /// The rule at fault; `None` for the outer shape of the document (e.g. a missing `rules`).
+    /// The rule (or custom rule) at fault; `None` for the outer shape of the document (e.g. a
+    /// missing `rules`).
     pub rule: Option<RuleRef>,
     /// Where in the rule (or document): `network.outboundPorts.allow[0]`; empty for the whole of it
     /// (shown as `document` when there is no rule either).
@@ -43,12 +47,30 @@ pub struct Problem {
     pub message: String,
 }
 
-/// A rule named in a [`Problem`].
+/// A rule named in a [`Problem`]: a runtime rule, or a custom rule of the library.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuleRef {
+    pub list: List,
     pub index: usize,
     /// `None` when the rule has no `name` string to show.
     pub name: Option<String>,
+}
+
+/// Which list of the document a [`RuleRef`] is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum List {
+    Rules,
+    CustomRules,
+}
+
+impl List {
+    /// The list's name in the document.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            List::Rules => "rules",
+            List::CustomRules => "customRules",
+        }
+    }
 }
 
 /// `rules[2] "web": network.outboundPorts.allow[0]: "70000" is not a port`; `document: ...` for
@@ -59,7 +81,7 @@ impl fmt::Display for Problem {
             f.write_str("document: ")?;
         }
         if let Some(rule) = &self.rule {
-            write!(f, "rules[{}]", rule.index)?;
+            write!(f, "{}[{}]", rule.list.as_str(), rule.index)?;
             if let Some(name) = &rule.name {
                 write!(f, " {name:?}")?;
             }
@@ -79,7 +101,7 @@ impl fmt::Display for Problem {
 /// problems are reported.
 pub(super) fn compile(text: &str) -> Result<Policy, PolicyError> {
     let value: Value = serde_json::from_str(text).map_err(syntax_error)?;
-    let outer: Document<Value> = deserialize(&value).map_err(|(field, message)| {
+    let outer: Document<Value, Value> = deserialize(&value).map_err(|(field, message)| {
         PolicyError::Invalid(vec![Problem {
             rule: None,
             field,
@@ -88,46 +110,119 @@ pub(super) fn compile(text: &str) -> Result<Policy, PolicyError> {
     })?;
 
     let mut problems = Vec::new();
-    let mut first_with_name: HashMap<&str, usize> = HashMap::new();
+    let (library, custom_documents) = compile_library(&outer.custom_rules, &mut problems);
     let mut documents = Vec::new();
     let mut rules = Vec::new();
-    for (index, value) in outer.rules.iter().enumerate() {
-        // Read from the raw JSON so that a rule with a bad field is still reported by name.
-        let name = value.get("name").and_then(Value::as_str);
-        let mut report = Report {
-            rule: RuleRef {
-                index,
-                name: name.map(str::to_owned),
-            },
-            problems: &mut problems,
-        };
-        if let Some(name) = name.filter(|name| !name.is_empty()) {
-            match first_with_name.get(name) {
-                Some(first) => {
-                    report.push("name".to_owned(), format!("duplicate of rules[{first}]"))
-                }
-                None => {
-                    first_with_name.insert(name, index);
-                }
-            }
-        }
-        match deserialize::<doc::Rule>(value) {
+    each_named(
+        &outer.rules,
+        List::Rules,
+        &mut problems,
+        |value, report| match deserialize::<doc::Rule>(value) {
             Ok(document) => {
-                rules.push(compile_rule(&document, &mut report));
+                rules.push(compile_rule(&document, &library, report));
                 documents.push(document);
             }
             Err((field, message)) => report.push(field, message),
-        }
-    }
+        },
+    );
 
     if problems.is_empty() {
         Ok(Policy {
-            document: Document { rules: documents },
+            document: Document {
+                custom_rules: custom_documents,
+                rules: documents,
+            },
             rules,
         })
     } else {
         Err(PolicyError::Invalid(problems))
     }
+}
+
+/// Calls `each` with every entry of a list of named objects (rules, custom rules) and a report
+/// naming it, after reporting a name used twice. The name is read from the raw JSON, so that an
+/// entry with a bad field is still reported by name.
+fn each_named(
+    list: &[Value],
+    which: List,
+    problems: &mut Vec<Problem>,
+    mut each: impl FnMut(&Value, &mut Report),
+) {
+    let mut first_with_name: HashMap<&str, usize> = HashMap::new();
+    for (index, value) in list.iter().enumerate() {
+        let name = value.get("name").and_then(Value::as_str);
+        let mut report = Report {
+            rule: RuleRef {
+                list: which,
+                index,
+                name: name.map(str::to_owned),
+            },
+            problems,
+        };
+        if let Some(name) = name.filter(|name| !name.is_empty()) {
+            match first_with_name.get(name) {
+                Some(first) => report.push(
+                    "name".to_owned(),
+                    format!("duplicate of {}[{first}]", which.as_str()),
+                ),
+                None => {
+                    first_with_name.insert(name, index);
+                }
+            }
+        }
+        each(value, &mut report);
+    }
+}
+
+/// The custom rules library, compiled, by name (and the documents, to write back).
+fn compile_library(
+    list: &[Value],
+    problems: &mut Vec<Problem>,
+) -> (HashMap<String, Arc<Entry>>, Vec<doc::CustomRule>) {
+    let mut library = HashMap::new();
+    let mut documents = Vec::new();
+    each_named(list, List::CustomRules, problems, |value, report| {
+        let document = match deserialize::<doc::CustomRule>(value) {
+            Ok(document) => document,
+            Err((field, message)) => return report.push(field, message),
+        };
+        if document.name.is_empty() {
+            report.push("name".to_owned(), "must not be empty".to_owned());
+        }
+        let kind = match document.kind {
+            doc::CustomKind::Processes => Kind::Processes,
+            doc::CustomKind::NetworkOutgoing => Kind::NetworkOutgoing,
+            doc::CustomKind::Dns => Kind::Dns,
+            doc::CustomKind::Listening => Kind::Listening,
+            doc::CustomKind::Filesystem => {
+                report.push(
+                    "type".to_owned(),
+                    "filesystem custom rules are not supported yet: the defender has no file \
+                     system sensor"
+                        .to_owned(),
+                );
+                documents.push(document);
+                return;
+            }
+        };
+        match custom::compile(kind, &document.script) {
+            Ok(script) => {
+                library.entry(document.name.clone()).or_insert_with(|| {
+                    Arc::new(Entry {
+                        name: document.name.clone(),
+                        message: document.message.clone(),
+                        script,
+                    })
+                });
+            }
+            Err(e) => {
+                let (line, column) = e.position(&document.script);
+                report.push(format!("script:{line}:{column}"), e.message);
+            }
+        }
+        documents.push(document);
+    });
+    (library, documents)
 }
 
 fn syntax_error(error: serde_json::Error) -> PolicyError {
@@ -171,9 +266,13 @@ impl Report<'_> {
     }
 }
 
-/// Checks what serde cannot (the entries' syntax, a non-empty name) and compiles the entries. What
-/// is returned is meaningful only if nothing was reported.
-fn compile_rule(document: &doc::Rule, report: &mut Report) -> Rule {
+/// Checks what serde cannot (the entries' syntax, a non-empty name, custom rules that exist) and
+/// compiles the entries. What is returned is meaningful only if nothing was reported.
+fn compile_rule(
+    document: &doc::Rule,
+    library: &HashMap<String, Arc<Entry>>,
+    report: &mut Report,
+) -> Rule {
     if document.name.is_empty() {
         report.push("name".to_owned(), "must not be empty".to_owned());
     }
@@ -232,10 +331,45 @@ fn compile_rule(document: &doc::Rule, report: &mut Report) -> Rule {
         disabled: document.disabled,
         images,
         containers,
+        custom: references(&document.custom_rules, library, report),
         processes,
         network,
         dns,
     }
+}
+
+/// A rule's custom rule references, compiled per event type, in order; `disable`d ones are left
+/// out (they are off), and each must name a custom rule of the library, once.
+fn references(
+    list: &[doc::CustomRef],
+    library: &HashMap<String, Arc<Entry>>,
+    report: &mut Report,
+) -> [Custom; 4] {
+    let mut custom: [Custom; 4] = Default::default();
+    for (index, reference) in list.iter().enumerate() {
+        let field = format!("customRules[{index}].name");
+        if let Some(first) = list[..index].iter().position(|r| r.name == reference.name) {
+            report.push(field, format!("duplicate of customRules[{first}]"));
+            continue;
+        }
+        let Some(entry) = library.get(&reference.name) else {
+            report.push(
+                field,
+                format!(
+                    "no custom rule named {:?} in the library (the document's customRules)",
+                    reference.name
+                ),
+            );
+            continue;
+        };
+        if reference.effect != doc::CustomEffect::Disable {
+            custom[entry.script.kind().index()].push(Reference {
+                effect: reference.effect,
+                entry: entry.clone(),
+            });
+        }
+    }
+    custom
 }
 
 /// Parses each entry of a list; `field` names the list (`processes.deny`).
@@ -412,6 +546,7 @@ fn is_domain_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::custom::Kind;
 
     /// The messages of a rejected document, one per problem.
     fn errors(text: &str) -> Vec<String> {
@@ -454,6 +589,122 @@ mod tests {
         assert_eq!(again.document, policy.document);
     }
 
+    /// The custom rules example of the spec: valid, written back the same, and its references
+    /// compiled per event type in order.
+    #[test]
+    fn custom_rules_example_is_valid() {
+        let text = r#"{
+          "customRules": [
+            { "name": "netcat listener", "type": "processes",
+              "script": "proc.name in (\"nc\", \"ncat\", \"netcat\") and proc.cmdline contains \" -l\"",
+              "message": "a netcat listener was started" },
+            { "name": "ssh out", "type": "network-outgoing", "script": "net.outgoing_port = 22" },
+            { "name": "paste sites", "type": "dns", "script": "dns.name endswith \".pastebin.com\"" },
+            { "name": "migrations may mkdir", "type": "processes",
+              "script": "proc.name = \"mkdir\" and proc.pname = \"migrate\"" },
+            { "name": "unused", "type": "listening", "script": "net.listening_port < 1024" }
+          ],
+          "rules": [
+            { "name": "orders",
+              "collections": { "containers": ["orders-*"] },
+              "customRules": [
+                { "name": "migrations may mkdir", "effect": "allow" },
+                { "name": "netcat listener", "effect": "block" },
+                { "name": "ssh out", "effect": "prevent" },
+                { "name": "paste sites", "effect": "alert" },
+                { "name": "unused", "effect": "disable" }
+              ],
+              "processes": { "effect": "prevent", "deny": ["mkdir"] } }
+          ]
+        }"#;
+        let policy = compile(text).unwrap();
+        let again = compile(&policy.to_json_pretty()).unwrap();
+        assert_eq!(again.document, policy.document);
+        let rule = policy.rule_for("orders-1", "i").unwrap();
+        let names = |kind| rule.custom(kind).decide(&[]).map(|m| m.name.to_owned());
+        // No facts, nothing matches; what is compiled is seen through the effects and fields.
+        assert_eq!(names(Kind::Processes), None);
+        assert_eq!(rule.custom(Kind::Processes).strictest(), doc::Effect::Block);
+        assert_eq!(
+            rule.custom(Kind::NetworkOutgoing).strictest(),
+            doc::Effect::Prevent
+        );
+        assert_eq!(rule.custom(Kind::Dns).strictest(), doc::Effect::Alert);
+        // `disable` switches the reference off.
+        assert!(rule.custom(Kind::Listening).is_empty());
+        assert!(rule.judges_launches() && rule.enforces_network());
+        assert_eq!(rule.launch_verification(), doc::Effect::Block);
+        assert_eq!(rule.socket_effect(), doc::Effect::Prevent);
+        assert_eq!(
+            policy.summary_lines(),
+            [
+                "rules[0] \"orders\": images [*] containers [orders-*]; customRules [migrations may mkdir \
+                 allow, netcat listener block, ssh out prevent, paste sites alert, unused disable]; \
+                 processes prevent (deny 1); network disable; dns disable",
+                "customRules[0] \"netcat listener\": processes; used by orders (block)",
+                "customRules[1] \"ssh out\": network-outgoing; used by orders (prevent)",
+                "customRules[2] \"paste sites\": dns; used by orders (alert)",
+                "customRules[3] \"migrations may mkdir\": processes; used by orders (allow)",
+                "customRules[4] \"unused\": listening; used by orders (disable)",
+            ]
+        );
+    }
+
+    /// Every kind of custom rule problem, each named by its place, all reported together.
+    #[test]
+    fn custom_rule_problems() {
+        let text = r#"{
+          "customRules": [
+            { "name": "netcat listener", "type": "processes",
+              "script": "proc.name in (\"nc\", \"ncat\", \"netcat\") and proc.cmdline contains" },
+            { "name": "netcat listener", "type": "processes", "script": "proc.uid = 0" },
+            { "name": "", "type": "dns", "script": "dns.name = \"x\"" },
+            { "name": "files", "type": "filesystem", "script": "file.path = \"/etc/shadow\"" },
+            { "name": "bad type", "type": "kubernetes-audit", "script": "x" },
+            { "name": "no script", "type": "processes" },
+            { "name": "wrong field", "type": "dns", "script": "dns.name = \"a\" and\n net.outgoing_port = 22" },
+            { "name": "extra", "type": "dns", "script": "dns.name = \"a\"", "owner": "me" }
+          ],
+          "rules": [
+            { "name": "r", "customRules": [
+                { "name": "nope", "effect": "alert" },
+                { "name": "netcat listener", "effect": "deny" },
+                { "name": "ok", "effect": "alert" },
+                { "name": "ok", "effect": "block" }
+            ] }
+          ]
+        }"#;
+        let text = text.replace(
+            r#"{ "name": "extra""#,
+            r#"{ "name": "ok", "type": "dns", "script": "dns.name = \"b\"" },
+            { "name": "extra""#,
+        );
+        assert_eq!(
+            errors(&text),
+            [
+                "customRules[0] \"netcat listener\": script:1:64: expected a value after \"contains\", found the end of the script",
+                "customRules[1] \"netcat listener\": name: duplicate of customRules[0]",
+                "customRules[2] \"\": name: must not be empty",
+                "customRules[3] \"files\": type: filesystem custom rules are not supported yet: the defender has no file system sensor",
+                "customRules[4] \"bad type\": type: unknown variant `kubernetes-audit`, expected one of `processes`, `network-outgoing`, `dns`, `listening`, `filesystem`",
+                "customRules[5] \"no script\": missing field `script`",
+                "customRules[6] \"wrong field\": script:2:2: net.outgoing_port is a field of network-outgoing events, not of dns events",
+                "customRules[8] \"extra\": owner: unknown field `owner`, expected one of `name`, `type`, `script`, `message`",
+                // A rule that is not of the right shape is not checked further.
+                "rules[0] \"r\": customRules[1].effect: unknown variant `deny`, expected one of `allow`, `alert`, `prevent`, `block`, `disable`",
+            ]
+        );
+        // With the bad effect fixed, the duplicate reference shows.
+        let fixed = text.replace(r#""effect": "deny""#, r#""effect": "alert""#);
+        assert_eq!(
+            errors(&fixed)[8..],
+            [
+                "rules[0] \"r\": customRules[0].name: no custom rule named \"nope\" in the library (the document's customRules)",
+                "rules[0] \"r\": customRules[3].name: duplicate of customRules[2]",
+            ]
+        );
+    }
+
     #[test]
     fn malformed_json_gives_line_and_column() {
         let cases = [
@@ -482,12 +733,12 @@ mod tests {
         let cases = [
             (
                 r#"{"rules": [], "rule": []}"#.to_owned(),
-                "rule: unknown field `rule`, expected `rules`",
+                "rule: unknown field `rule`, expected `customRules` or `rules`",
             ),
             (r#"{}"#.to_owned(), "document: missing field `rules`"),
             (
                 r#""x""#.to_owned(),
-                "document: invalid type: string \"x\", expected an object with a `rules` list",
+                "document: invalid type: string \"x\", expected an object with a `rules` list (and a `customRules` library)",
             ),
             (
                 r#"{"rules": [7]}"#.to_owned(),
@@ -499,7 +750,7 @@ mod tests {
             ),
             (
                 web(r#""procesess": {}"#),
-                "rules[0] \"web\": procesess: unknown field `procesess`, expected one of `name`, `disabled`, `collections`, `processes`, `network`, `dns`",
+                "rules[0] \"web\": procesess: unknown field `procesess`, expected one of `name`, `disabled`, `collections`, `customRules`, `processes`, `network`, `dns`",
             ),
             (
                 web(r#""network": {"effect": "alert", "outbound": {"alow": []}}"#),

@@ -33,7 +33,7 @@ pub fn decide(rule: &Rule, kind: SocketKind, addr: &[u8], unprivileged_port_star
         Effect::Disable => None,
         _ => rule.network().check_listen(port).map(|attack| Objection {
             effect,
-            attack,
+            cause: attack.into(),
             activity: Activity::Listen { port },
         }),
     };
@@ -61,7 +61,7 @@ mod tests {
         let listen = |port| {
             Some(Objection {
                 effect: Effect::Prevent,
-                attack: Attack::NotAllowed,
+                cause: Attack::NotAllowed.into(),
                 activity: Activity::Listen { port },
             })
         };

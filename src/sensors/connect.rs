@@ -57,7 +57,7 @@ mod tests {
         };
         let denied = Some(Objection {
             effect: Effect::Prevent,
-            attack: Attack::ExplicitlyDenied,
+            cause: Attack::ExplicitlyDenied.into(),
             activity: Activity::Outbound {
                 ip: "203.0.113.5".parse().unwrap(),
                 port: 53,

@@ -19,8 +19,8 @@ pub mod send;
 use std::net::SocketAddr;
 use std::os::unix::fs::MetadataExt;
 
-use crate::audit::Activity;
-use crate::policy::{Attack, Effect, Rule};
+use crate::audit::{Activity, Cause};
+use crate::policy::{Effect, Rule};
 
 /// Which file a path named when it was looked at: device and inode, as stat(2) reports them.
 /// Comparing identities (not paths) is what proves that the file that runs is the one decided on.
@@ -53,7 +53,7 @@ impl From<&std::fs::Metadata> for FileId {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Objection {
     pub effect: Effect,
-    pub attack: Attack,
+    pub cause: Cause,
     pub activity: Activity,
 }
 
@@ -78,7 +78,7 @@ pub fn outbound(rule: &Rule, dest: SocketAddr) -> Option<Objection> {
     let attack = rule.network().check_outbound(dest.ip(), dest.port())?;
     Some(Objection {
         effect,
-        attack,
+        cause: attack.into(),
         activity: Activity::Outbound {
             ip: dest.ip().to_canonical(),
             port: dest.port(),
@@ -108,6 +108,7 @@ pub(crate) mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::Attack;
     use crate::policy::Effect::*;
 
     #[test]
@@ -125,7 +126,7 @@ mod tests {
         let objection = |effect, attack, ip: &str, port| {
             Some(Objection {
                 effect,
-                attack,
+                cause: Cause::Section(attack),
                 activity: Activity::Outbound {
                     ip: ip.parse().unwrap(),
                     port,

@@ -695,7 +695,7 @@ impl Supervisor {
                 &ProcessViolation {
                     rule: &rule_name,
                     effect,
-                    attack: violation.attack,
+                    cause: violation.attack.into(),
                     pid: exec::process_of(n.pid),
                     process: &process,
                     parent: &parent,
@@ -782,7 +782,7 @@ impl Supervisor {
             &ProcessViolation {
                 rule: &rule_name,
                 effect,
-                attack: Attack::NotAllowed,
+                cause: Attack::NotAllowed.into(),
                 pid: m.pid.as_raw() as u32,
                 process: &process,
                 parent: "unknown",

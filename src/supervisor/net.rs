@@ -519,7 +519,7 @@ impl Supervisor {
             &ActivityViolation {
                 rule: rule.name(),
                 effect: objection.effect,
-                attack: objection.attack,
+                cause: objection.cause,
                 pid: caller.tgid(),
                 process: &process,
                 activity: objection.activity,

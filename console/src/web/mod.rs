@@ -544,7 +544,7 @@ mod tests {
             &ProcessViolation {
                 rule: &rule,
                 effect: policy::Effect::Prevent,
-                attack: Attack::ExplicitlyDenied,
+                cause: Attack::ExplicitlyDenied.into(),
                 pid: 7,
                 process: "/bin/sh",
                 parent: "/bin/sh",
@@ -556,7 +556,7 @@ mod tests {
             &ActivityViolation {
                 rule: &rule,
                 effect: policy::Effect::Alert,
-                attack: Attack::NotAllowed,
+                cause: Attack::NotAllowed.into(),
                 pid: 7,
                 process: "/usr/bin/curl",
                 activity: Activity::Dns {
