@@ -12,7 +12,7 @@ use std::fmt::Display;
 use serde_json::{Map, Value, json};
 
 use super::schema::Effect;
-use super::{PolicyError, Problem};
+use super::{List, PolicyError, Problem};
 
 /// The converted policy: the document (pretty JSON, valid) and what could not be carried over.
 #[derive(Debug)]
@@ -364,8 +364,8 @@ struct OutRule {
     index: usize,
     location: String,
     disabled: bool,
-    /// `images` and `containers`; `None`: every container.
-    scope: Option<(Vec<Entry>, Vec<Entry>)>,
+    /// `None`: every container.
+    scope: Option<Scope>,
     /// The effect of each section the input had (a missing section stays missing: `disable`).
     processes: Option<Effect>,
     network: Option<Effect>,
@@ -375,6 +375,9 @@ struct OutRule {
     allow_given: HashMap<Slot, usize>,
     refs: Vec<Ref>,
 }
+
+/// The `images` and `containers` of a rule.
+type Scope = (Vec<Entry>, Vec<Entry>);
 
 /// A rule's use of a custom rule.
 #[derive(Debug, Clone)]
@@ -538,10 +541,11 @@ fn convert_rule(
         }
     }
     for key in object.keys() {
-        if !RULE_KEYS.contains(&key.as_str()) && !RULE_METADATA.contains(&key.as_str()) {
-            if let Some(node) = rule.get(key) {
-                unsupported(location, &node, Why::of(key), ctx.reports);
-            }
+        if !RULE_KEYS.contains(&key.as_str())
+            && !RULE_METADATA.contains(&key.as_str())
+            && let Some(node) = rule.get(key)
+        {
+            unsupported(location, &node, Why::of(key), ctx.reports);
         }
     }
 
@@ -628,8 +632,8 @@ const COLLECTION_METADATA: &[&str] = &[
 
 /// The distinct scopes of a rule's collections, in order; a scope is (images, containers), a
 /// missing or empty list being `*` (as for the vendor).
-fn collections(node: &Node, ctx: &mut Ctx) -> Result<Vec<(Vec<Entry>, Vec<Entry>)>, ImportError> {
-    let mut scopes: Vec<(Vec<Entry>, Vec<Entry>)> = Vec::new();
+fn collections(node: &Node, ctx: &mut Ctx) -> Result<Vec<Scope>, ImportError> {
+    let mut scopes: Vec<Scope> = Vec::new();
     for item in node.list()? {
         let object = item.object()?;
         let name = item
@@ -850,14 +854,17 @@ fn combine(
 
 fn list_of(fields: &[&str]) -> String {
     match fields {
-        [] => String::new(),
-        [one] => (*one).to_owned(),
-        [first, .., last] => format!("{first} … {last}"),
+        [first, _, _, .., last] => format!("{first} … {last}"),
+        few => few.join(", "),
     }
 }
 
 /// Reports the keys of a section that no group read.
 fn rest(section: &Node, read: &[&str], ctx: &mut Ctx) -> Result<(), ImportError> {
+    // Under `disabled: true` every setting is off: nothing is lost.
+    if section.get_bool("disabled")? {
+        return Ok(());
+    }
     for key in section.object()?.keys() {
         if read.contains(&key.as_str()) {
             continue;
@@ -981,6 +988,7 @@ fn network(
 /// list, only the model, which has no equivalent here.
 fn learned_only(section: &Node, allow: &Group, ctx: &mut Ctx) {
     if allow.entries.is_empty()
+        && section.value.get("disabled") != Some(&Value::Bool(true))
         && let Some(default) = section.get("defaultEffect")
     {
         unsupported(ctx.location, &default, Why::Learning, ctx.reports);
@@ -1057,7 +1065,9 @@ fn dns(
     )?;
     // `defaultEffect` judges what the model and the lists do not name: with no learning here,
     // nothing; it is read only to be reported when set.
-    if let Some(default) = node.get("defaultEffect") {
+    if !node.get_bool("disabled")?
+        && let Some(default) = node.get("defaultEffect")
+    {
         unsupported(ctx.location, &default, Why::Learning, ctx.reports);
     }
     combine(node, groups, lists, ctx)
@@ -1160,6 +1170,10 @@ fn unsupported(location: &str, node: &Node, why: Why, reports: &mut Reports) {
         Value::Number(n) => n.as_f64() != Some(0.0),
         Value::Array(items) => !items.is_empty(),
         Value::Object(object) => {
+            // `disabled: true` (the newer shape's switch) turns everything under it off.
+            if object.get("disabled") == Some(&Value::Bool(true)) {
+                return;
+            }
             for key in object.keys() {
                 if let Some(child) = node.get(key) {
                     // A section without an equivalent keeps its reason; inside it, a key of
@@ -1289,10 +1303,10 @@ fn custom_ref(item: &Node, ctx: &mut Ctx) -> Result<Ref, ImportError> {
         }
     }
     for key in object.keys() {
-        if !matches!(key.as_str(), "_id" | "effect" | "action") {
-            if let Some(node) = item.get(key) {
-                unsupported(ctx.location, &node, Why::Unknown, ctx.reports);
-            }
+        if !matches!(key.as_str(), "_id" | "effect" | "action")
+            && let Some(node) = item.get(key)
+        {
+            unsupported(ctx.location, &node, Why::Unknown, ctx.reports);
         }
     }
     Ok(Ref {
@@ -1390,14 +1404,24 @@ fn resolve_custom_rules(
         });
     }
     for rule in out.iter_mut() {
-        rule.refs
-            .retain_mut(|reference| match names.get(&reference.id) {
-                Some(name) => {
-                    reference.name = name.clone();
-                    true
-                }
-                None => false,
-            });
+        let mut seen: HashSet<i64> = HashSet::new();
+        let location = rule.location.clone();
+        rule.refs.retain_mut(|reference| {
+            let Some(name) = names.get(&reference.id) else {
+                return false;
+            };
+            if !seen.insert(reference.id) {
+                // References are tried in order and the first decides: a second is never reached.
+                reports.push(format!(
+                    "{location}: {}: custom rule {} is referenced twice: only the first is \
+                     carried over",
+                    reference.origin, reference.id
+                ));
+                return false;
+            }
+            reference.name = name.clone();
+            true
+        });
     }
     let unreferenced = export.len() - order.len();
     if unreferenced > 0 {
@@ -1423,6 +1447,16 @@ fn entries_json(entries: &[Entry]) -> Value {
 
 fn build(out: &[OutRule], library: &[LibraryRule]) -> Value {
     let list = |rule: &OutRule, slot: Slot| entries_json(rule.lists.get(&slot).map_or(&[], |v| v));
+    // A section that is off and lists nothing is what a missing one means: left out, for a
+    // shorter document.
+    let written = |effect: Option<Effect>, rule: &OutRule, slots: &[Slot]| {
+        effect.filter(|&effect| {
+            effect != Effect::Disable
+                || slots
+                    .iter()
+                    .any(|s| rule.lists.get(s).is_some_and(|l| !l.is_empty()))
+        })
+    };
     let rules: Vec<Value> = out
         .iter()
         .map(|rule| {
@@ -1443,7 +1477,11 @@ fn build(out: &[OutRule], library: &[LibraryRule]) -> Value {
                     .collect();
                 object.insert("customRules".into(), refs.into());
             }
-            if let Some(effect) = rule.processes {
+            if let Some(effect) = written(
+                rule.processes,
+                rule,
+                &[Slot::ProcessesAllow, Slot::ProcessesDeny],
+            ) {
                 object.insert(
                     "processes".into(),
                     json!({"effect": effect.as_str(),
@@ -1451,7 +1489,7 @@ fn build(out: &[OutRule], library: &[LibraryRule]) -> Value {
                            "deny": list(rule, Slot::ProcessesDeny)}),
                 );
             }
-            if let Some(effect) = rule.network {
+            if let Some(effect) = written(rule.network, rule, &Slot::ALL[2..8]) {
                 object.insert(
                     "network".into(),
                     json!({"effect": effect.as_str(),
@@ -1463,7 +1501,7 @@ fn build(out: &[OutRule], library: &[LibraryRule]) -> Value {
                                               "deny": list(rule, Slot::ListeningPortsDeny)}}),
                 );
             }
-            if let Some(effect) = rule.dns {
+            if let Some(effect) = written(rule.dns, rule, &[Slot::DnsAllow, Slot::DnsDeny]) {
                 object.insert(
                     "dns".into(),
                     json!({"effect": effect.as_str(),
@@ -1515,6 +1553,9 @@ fn indexed(field: &str) -> Option<(&str, usize, &str)> {
 
 fn target(problem: &Problem) -> Option<Drop> {
     let rule = problem.rule.as_ref()?;
+    if rule.list == List::CustomRules {
+        return Some(Drop::Library(rule.index));
+    }
     let (list, index, _) = indexed(&problem.field)?;
     if let Some(slot) = Slot::ALL.into_iter().find(|s| s.field() == list) {
         return Some(Drop::Entry(rule.index, slot, index));
@@ -1563,15 +1604,30 @@ fn validated(
 
 fn apply(
     out: &mut Vec<OutRule>,
-    _library: &mut Vec<LibraryRule>,
+    library: &mut Vec<LibraryRule>,
     drops: Vec<(Drop, &Problem)>,
     reports: &mut Reports,
 ) {
     let mut entries: HashSet<(usize, Slot, usize)> = HashSet::new();
     let mut rules: HashSet<usize> = HashSet::new();
     let mut refs: HashSet<(usize, usize)> = HashSet::new();
-    for (drop, problem) in drops {
-        match drop {
+    let mut custom: HashSet<usize> = HashSet::new();
+    // A custom rule left out takes its references with it, and the validator's complaints about
+    // those references ("no custom rule named ...") say nothing more.
+    let gone: HashSet<&str> = drops
+        .iter()
+        .filter_map(|(drop, _)| match drop {
+            Drop::Library(index) => library.get(*index).map(|c| c.name.as_str()),
+            _ => None,
+        })
+        .collect();
+    for (drop, problem) in &drops {
+        let field = if problem.field.is_empty() {
+            String::new()
+        } else {
+            format!("{}: ", problem.field)
+        };
+        match *drop {
             Drop::Entry(rule, slot, index) => {
                 let Some(entry) = out[rule].lists.get(&slot).and_then(|l| l.get(index)) else {
                     continue;
@@ -1592,17 +1648,43 @@ fn apply(
                 rules.insert(rule);
             }
             Drop::Ref(rule, index) => {
-                if let Some(reference) = out[rule].refs.get(index) {
+                let Some(reference) = out[rule].refs.get(index) else {
+                    continue;
+                };
+                if !gone.contains(reference.name.as_str()) {
                     reports.push(format!(
-                        "{}: {}: left out: {}",
+                        "{}: {}: left out: {field}{}",
                         out[rule].location, reference.origin, problem.message
                     ));
-                    refs.insert((rule, index));
                 }
+                refs.insert((rule, index));
             }
-            Drop::Library(_) => {}
+            Drop::Library(index) => {
+                let Some(entry) = library.get(index) else {
+                    continue;
+                };
+                let users: Vec<&str> = out
+                    .iter()
+                    .filter(|r| r.refs.iter().any(|x| x.name == entry.name))
+                    .map(|r| r.location.as_str())
+                    .collect::<Vec<_>>();
+                let mut users_once: Vec<&str> = Vec::new();
+                for user in users {
+                    if !users_once.contains(&user) {
+                        users_once.push(user);
+                    }
+                }
+                reports.push(format!(
+                    "{}: {field}left out, with its references in {}: {}",
+                    entry.location,
+                    users_once.join(", "),
+                    problem.message
+                ));
+                custom.insert(index);
+            }
         }
     }
+    let gone: HashSet<String> = gone.into_iter().map(str::to_owned).collect();
     for (rule_index, rule) in out.iter_mut().enumerate() {
         for (slot, list) in rule.lists.iter_mut() {
             let mut index = 0;
@@ -1613,8 +1695,8 @@ fn apply(
             });
         }
         let mut index = 0;
-        rule.refs.retain(|_| {
-            let keep = !refs.contains(&(rule_index, index));
+        rule.refs.retain(|reference| {
+            let keep = !refs.contains(&(rule_index, index)) && !gone.contains(&reference.name);
             index += 1;
             keep
         });
@@ -1622,6 +1704,12 @@ fn apply(
     let mut index = 0;
     out.retain(|_| {
         let keep = !rules.contains(&index);
+        index += 1;
+        keep
+    });
+    let mut index = 0;
+    library.retain(|_| {
+        let keep = !custom.contains(&index);
         index += 1;
         keep
     });
@@ -1657,6 +1745,446 @@ fn report_emptied_allow_lists(out: &[OutRule], reports: &mut Reports) {
                     rule.name
                 ));
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A policy of these rules (JSON objects), converted: the document's rules and the reports.
+    fn convert(rules: &str, export: Option<&str>) -> (Value, Vec<String>) {
+        let policy = format!(r#"{{"_id": "appEmbeddedRuntime", "rules": [{rules}]}}"#);
+        let imported = import(&policy, export).unwrap_or_else(|e| panic!("{e}: {policy}"));
+        let document: Value = serde_json::from_str(&imported.document).unwrap();
+        (document, imported.reports)
+    }
+
+    /// The error for this policy (and export).
+    fn error(policy: &str, export: Option<&str>) -> ImportError {
+        match import(policy, export) {
+            Ok(imported) => panic!("accepted: {policy}\n{}", imported.document),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn inputs_not_of_the_vendors_shape_are_errors_naming_the_json_path() {
+        let export =
+            r#"[{"_id": 1, "name": "a", "type": "processes", "script": "proc.name = \"x\""}]"#;
+        let cases: &[(&str, Option<&str>, Input, &str)] = &[
+            (
+                "{",
+                None,
+                Input::Policy,
+                "malformed JSON at line 1 column 1: EOF while parsing an object",
+            ),
+            (
+                "[]",
+                None,
+                Input::Policy,
+                "document: expected the App-Embedded runtime policy (an object with `rules`, as GET \
+                 /api/v1/policies/runtime/app-embedded returns it), found a list; the custom rules \
+                 export goes to --custom-rules",
+            ),
+            (
+                "7",
+                None,
+                Input::Policy,
+                "document: expected an object, found the number 7",
+            ),
+            (
+                r#"{"_id": "x"}"#,
+                None,
+                Input::Policy,
+                "document: missing `rules`: expected the App-Embedded runtime policy, as GET \
+                 /api/v1/policies/runtime/app-embedded returns it",
+            ),
+            (
+                r#"{"rules": {}}"#,
+                None,
+                Input::Policy,
+                "rules: expected a list, found an object",
+            ),
+            (
+                r#"{"rules": [{"disabled": true}]}"#,
+                None,
+                Input::Policy,
+                "rules[0]: missing `name`",
+            ),
+            (
+                r#"{"rules": [{"name": ""}]}"#,
+                None,
+                Input::Policy,
+                "rules[0].name: must not be empty",
+            ),
+            (
+                r#"{"rules": [{"name": 3}]}"#,
+                None,
+                Input::Policy,
+                "rules[0].name: expected a string, found the number 3",
+            ),
+            (
+                r#"{"rules": [{"name": "a", "processes": {"effect": "alert", "blacklist": ["nc", 7]}}]}"#,
+                None,
+                Input::Policy,
+                "rules[0].processes.blacklist[1]: expected a string, found the number 7",
+            ),
+            (
+                r#"{"rules": [{"name": "a", "processes": {"effect": true}}]}"#,
+                None,
+                Input::Policy,
+                "rules[0].processes.effect: expected a string, found `true`",
+            ),
+            (
+                r#"{"rules": [{"name": "a", "network": {"effect": "alert", "whitelistOutboundPorts": [{"end": 80}]}}]}"#,
+                None,
+                Input::Policy,
+                "rules[0].network.whitelistOutboundPorts[0]: missing `start`",
+            ),
+            (
+                r#"{"rules": [{"name": "a", "network": {"effect": "alert", "whitelistOutboundPorts": ["443"]}}]}"#,
+                None,
+                Input::Policy,
+                "rules[0].network.whitelistOutboundPorts[0]: expected an object, found the string \"443\"",
+            ),
+            (
+                r#"{"rules": [{"name": "a", "collections": {"name": "All"}}]}"#,
+                None,
+                Input::Policy,
+                "rules[0].collections: expected a list, found an object",
+            ),
+            (
+                r#"{"rules": [{"name": "a", "collections": [{"images": "*"}]}]}"#,
+                None,
+                Input::Policy,
+                "rules[0].collections[0].images: expected a list, found the string \"*\"",
+            ),
+            (
+                r#"{"rules": [{"name": "a", "customRules": [{"effect": "alert"}]}]}"#,
+                None,
+                Input::Policy,
+                "rules[0].customRules[0]: missing `_id`",
+            ),
+            (
+                r#"{"rules": [{"name": "a", "customRules": [{"_id": 2, "effect": "alert"}]}]}"#,
+                Some(export),
+                Input::Policy,
+                "rules[0].customRules[0]._id: custom rule 2 is not in the custom rules export: \
+                 export the custom rules of the same console (GET /api/v1/custom-rules)",
+            ),
+            (
+                r#"{"rules": []}"#,
+                Some(r#"{"rules": []}"#),
+                Input::CustomRules,
+                "document: expected the custom rules export (a list, as GET /api/v1/custom-rules \
+                 returns it), found an object; the runtime policy is the FILE argument",
+            ),
+            (
+                r#"{"rules": []}"#,
+                Some("[1"),
+                Input::CustomRules,
+                "malformed JSON at line 1 column 2: EOF while parsing a list",
+            ),
+            (
+                r#"{"rules": []}"#,
+                Some(r#"[{"_id": 1, "name": "a", "script": ""}]"#),
+                Input::CustomRules,
+                "[0]: missing `type`",
+            ),
+            (
+                r#"{"rules": []}"#,
+                Some(r#"[{"_id": "1", "name": "a", "type": "processes"}]"#),
+                Input::CustomRules,
+                "[0]._id: expected an integer, found the string \"1\"",
+            ),
+            (
+                r#"{"rules": []}"#,
+                Some(
+                    r#"[{"_id": 1, "name": "a", "type": "processes"}, {"_id": 1, "name": "b", "type": "processes"}]"#,
+                ),
+                Input::CustomRules,
+                "[1]._id: custom rule 1 is in the export twice",
+            ),
+        ];
+        for (policy, export, input, want) in cases {
+            let e = error(policy, *export);
+            assert_eq!(e.to_string(), *want, "{policy}");
+            assert_eq!(e.input(), *input, "{policy}");
+        }
+    }
+
+    #[test]
+    fn sections_of_both_shapes() {
+        // (input rule members, output rule members, reports)
+        let cases: &[(&str, Value, &[&str])] = &[
+            (
+                r#""processes": {"effect": "prevent", "whitelist": ["node"], "blacklist": ["nc"], "checkCryptoMiners": false}"#,
+                json!({"processes": {"effect": "prevent", "allow": ["node"], "deny": ["nc"]}}),
+                &[],
+            ),
+            (
+                r#""processes": {"effect": "block", "blacklist": ["nc"], "checkCryptoMiners": true}"#,
+                json!({"processes": {"effect": "block", "allow": [], "deny": ["nc"]}}),
+                &[
+                    "rules[0] \"r\": processes.checkCryptoMiners: not carried over (no equivalent): true; no \
+                   crypto-miner detection: deny the miners by name in processes, as `defender policy default` does",
+                ],
+            ),
+            (
+                r#""processes": {"effect": "ignore", "blacklist": ["nc"]}"#,
+                json!({"processes": {"effect": "alert", "allow": [], "deny": ["nc"]}}),
+                &[
+                    "rules[0] \"r\": processes.effect: \"ignore\" has no equivalent: carried as \"alert\" (it audits \
+                   and never stops the workload)",
+                ],
+            ),
+            (
+                // Off and empty: the same as no section.
+                r#""processes": {"effect": "disable", "whitelist": [], "blacklist": []}, "dns": {"effect": ""}"#,
+                json!({}),
+                &[],
+            ),
+            (
+                r#""processes": {"defaultEffect": "alert", "allowedList": ["java"], "deniedList": {"effect": "alert", "paths": ["nc"]}}"#,
+                json!({"processes": {"effect": "alert", "allow": ["java"], "deny": ["nc"]}}),
+                &[],
+            ),
+            (
+                r#""processes": {"disabled": true, "defaultEffect": "prevent", "deniedList": {"effect": "prevent", "paths": ["nc"]}, "cryptoMinersEffect": "block"}"#,
+                json!({"processes": {"effect": "disable", "allow": [], "deny": ["nc"]}}),
+                &[],
+            ),
+            (
+                r#""processes": {"defaultEffect": "disable", "allowedList": ["java"], "deniedList": {"effect": "block", "paths": ["nc"]}}"#,
+                json!({"processes": {"effect": "block", "allow": [], "deny": ["nc"]}}),
+                &[
+                    "rules[0] \"r\": processes.defaultEffect: \"disable\": its 1 entries are not carried over \
+                   (processes.allowedList[0]), since a section here has one effect and the section's other lists are on",
+                ],
+            ),
+            (
+                r#""network": {"effect": "alert", "whitelistOutboundPorts": [{"start": 443, "end": 443, "deny": false}, {"start": 8000, "end": 8100}, {"start": 53}, {"start": 0, "end": 1023, "deny": true}]}"#,
+                json!({"network": {"effect": "alert", "outbound": {"allow": [], "deny": []},
+                        "outboundPorts": {"allow": ["443", "8000-8100", "53", "1-1023"], "deny": []},
+                        "listeningPorts": {"allow": [], "deny": []}}}),
+                &[
+                    "rules[0] \"r\": network.whitelistOutboundPorts[3].deny: true in an allow list: carried as allowed \
+                   (the list decides)",
+                ],
+            ),
+            (
+                r#""network": {"deniedIPsEffect": "prevent", "deniedIPs": ["10.0.0.0/8"], "listeningPorts": {"effect": "block", "denied": [{"start": 22, "end": 22}]}, "portScanEffect": "alert"}"#,
+                json!({"network": {"effect": "block", "outbound": {"allow": [], "deny": ["10.0.0.0/8"]},
+                        "outboundPorts": {"allow": [], "deny": []},
+                        "listeningPorts": {"allow": [], "deny": ["22"]}}}),
+                &[
+                    "rules[0] \"r\": network.portScanEffect: not carried over (no equivalent): \"alert\"; no port-scan detection",
+                    "rules[0] \"r\": network: the lists have different effects (network.deniedIPsEffect \"prevent\", \
+                     network.listeningPorts.effect \"block\"); a section here has one: carried as \"block\", the strongest",
+                ],
+            ),
+            (
+                r#""dns": {"effect": "prevent", "whitelist": ["*.amazonaws.com", "*.s3.*.amazonaws.com"], "blacklist": []}"#,
+                json!({"dns": {"effect": "prevent", "allow": ["*.amazonaws.com"], "deny": []}}),
+                &[
+                    "rules[0] \"r\": dns.whitelist[1]: left out: \"*.s3.*.amazonaws.com\" is not a domain pattern \
+                   (\"*\", \"*.name\" or \"name\")",
+                ],
+            ),
+            (
+                r#""dns": {"domainList": {"effect": "alert", "allowed": ["example.org"], "denied": ["*.onion.ws"]}}"#,
+                json!({"dns": {"effect": "alert", "allow": ["example.org"], "deny": ["*.onion.ws"]}}),
+                &[],
+            ),
+            (
+                r#""processes": {"effect": "prevent", "whitelist": ["bin/node"]}"#,
+                json!({"processes": {"effect": "prevent", "allow": [], "deny": []}}),
+                &[
+                    "rules[0] \"r\": processes.whitelist[0]: left out: \"bin/node\" is not an absolute path glob \
+                     (an entry with \"/\" matches the absolute path)",
+                    "rules[0] \"r\": processes.allow of \"r\": every entry was left out, and an empty allow list \
+                     allows everything: review this rule",
+                ],
+            ),
+            (
+                r#""filesystem": {"effect": "alert", "blacklist": ["/etc/shadow"], "backdoorFiles": false}, "wildFireAnalysis": "disable", "notes": "n", "futureSetting": {"on": true}"#,
+                json!({}),
+                &[
+                    "rules[0] \"r\": filesystem.effect: not carried over (no equivalent): \"alert\"; the defender has no file system sensor",
+                    "rules[0] \"r\": filesystem.blacklist: not carried over (no equivalent): [\"/etc/shadow\"]; the defender has no file system sensor",
+                    "rules[0] \"r\": futureSetting.on: not carried over (unknown setting): true",
+                ],
+            ),
+        ];
+        for (members, want, reports) in cases {
+            let (document, got) = convert(&format!(r#"{{"name": "r", {members}}}"#), None);
+            let mut rule = document["rules"][0].as_object().unwrap().clone();
+            assert_eq!(rule.remove("name"), Some(json!("r")));
+            assert_eq!(rule.remove("disabled"), Some(json!(false)));
+            assert_eq!(Value::Object(rule), *want, "{members}");
+            assert_eq!(got, *reports, "{members}");
+        }
+    }
+
+    #[test]
+    fn collections_scope_the_rule_by_image_and_container() {
+        let all = r#"{"name": "All", "images": ["*"], "containers": ["*"], "hosts": ["*"], "labels": ["*"], "system": true}"#;
+        let (document, reports) = convert(
+            &format!(
+                r#"{{"name": "web", "collections": [{all}], "processes": {{"effect": "alert", "blacklist": ["nc"]}}}},
+                       {{"name": "db", "collections": [{{"name": "db", "images": ["pg:*"], "containers": [], "hosts": ["db-1"]}}]}}"#
+            ),
+            None,
+        );
+        assert_eq!(
+            document["rules"][0]["collections"],
+            json!({"images": ["*"], "containers": ["*"]})
+        );
+        assert_eq!(
+            document["rules"][1]["collections"],
+            json!({"images": ["pg:*"], "containers": ["*"]})
+        );
+        assert_eq!(
+            reports,
+            [
+                "rules[1] \"db\": collections[0] \"db\": hosts: not carried over (rules here are scoped by image and \
+              container only): [\"db-1\"]; the rule now applies whatever the hosts"
+            ]
+        );
+    }
+
+    #[test]
+    fn several_collections_make_one_rule_each_with_names_no_other_rule_has() {
+        let (document, reports) = convert(
+            r#"{"name": "a", "collections": [{"name": "x", "images": ["x:*"]}, {"name": "x again", "images": ["x:*"], "containers": ["*"]}, {"name": "y", "containers": ["y-*"]}],
+                "dns": {"effect": "alert", "blacklist": ["evil.example"]}},
+               {"name": "a (2)"},
+               {"name": "a"}"#,
+            None,
+        );
+        let names: Vec<&str> = document["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["a", "a (3)", "a (2)", "a (4)"]);
+        assert_eq!(
+            document["rules"][1]["collections"],
+            json!({"images": ["*"], "containers": ["y-*"]})
+        );
+        assert_eq!(document["rules"][1]["dns"], document["rules"][0]["dns"]);
+        assert_eq!(
+            reports,
+            [
+                "rules[0] \"a\": collections: 2 collections of different scopes: carried as one rule each (\"a\", \
+                 \"a (3)\"), since one rule with their lists joined would apply to more containers",
+                "rules[2] \"a\": name: another rule has this name: carried as \"a (4)\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_collection_entry_the_validator_refuses_takes_its_rule_out() {
+        let (document, reports) = convert(
+            r#"{"name": "a", "collections": [{"name": "bad", "images": ["{x"]}], "processes": {"effect": "alert", "blacklist": ["nc"]}}, {"name": "b"}"#,
+            None,
+        );
+        assert_eq!(document["rules"].as_array().unwrap().len(), 1);
+        assert_eq!(document["rules"][0]["name"], "b");
+        assert_eq!(
+            reports,
+            [
+                "rules[0] \"a\": collections[0].images[0]: the rule \"a\" is left out: \"{x\" is not a valid glob: \
+              unclosed alternate group; missing '}' (maybe escape '{' with '[{]'?); without the entry it would \
+              apply to other containers"
+            ]
+        );
+    }
+
+    const EXPORT: &str = r#"[
+        {"_id": 1, "type": "processes", "name": "nc listen", "message": "nc -l", "script": "proc.name = \"nc\" and proc.cmdline contains \" -l\""},
+        {"_id": 2, "type": "network-outgoing", "name": "ssh out", "script": "net.outgoing_port = 22"},
+        {"_id": 3, "type": "filesystem", "name": "shadow", "script": "file.path = \"/etc/shadow\""},
+        {"_id": 4, "type": "processes", "name": "nc listen", "script": "proc.name = \"ncat\""},
+        {"_id": 5, "type": "processes", "name": "bad", "script": "proc.name = "},
+        {"_id": 6, "type": "waas-request", "name": "unused", "script": "x"}
+    ]"#;
+
+    #[test]
+    fn custom_rules_go_into_the_library_and_are_referenced_by_name() {
+        let (document, reports) = convert(
+            r#"{"name": "a", "customRules": [
+                   {"_id": 1, "action": "audit", "effect": "block"},
+                   {"_id": 2, "action": "incident", "effect": "ban"},
+                   {"_id": 3, "effect": "alert"},
+                   {"_id": 4, "effect": "allow"},
+                   {"_id": 5, "effect": "prevent"},
+                   {"_id": 1, "effect": "alert"}]},
+               {"name": "b", "customRules": [{"_id": 2, "effect": "warn"}, {"_id": 5, "effect": "alert"}]}"#,
+            Some(EXPORT),
+        );
+        assert_eq!(
+            document["customRules"],
+            json!([
+                {"name": "nc listen", "type": "processes", "script": "proc.name = \"nc\" and proc.cmdline contains \" -l\"", "message": "nc -l"},
+                {"name": "ssh out", "type": "network-outgoing", "script": "net.outgoing_port = 22"},
+                {"name": "nc listen (2)", "type": "processes", "script": "proc.name = \"ncat\""},
+            ])
+        );
+        assert_eq!(
+            document["rules"][0]["customRules"],
+            json!([{"name": "nc listen", "effect": "block"}, {"name": "ssh out", "effect": "block"},
+                   {"name": "nc listen (2)", "effect": "allow"}])
+        );
+        assert_eq!(
+            document["rules"][1]["customRules"],
+            json!([{"name": "ssh out", "effect": "alert"}])
+        );
+        assert_eq!(
+            reports,
+            [
+                "rules[0] \"a\": customRules[1].effect: \"ban\" has no equivalent: carried as \"block\" (the \
+                 container is stopped; nothing keeps it from starting again)",
+                "rules[0] \"a\": customRules[1].action: not carried over (no equivalent): \"incident\"; the \
+                 defender writes audits, not incidents",
+                "rules[1] \"b\": customRules[0].effect: \"warn\" has no equivalent: carried as \"alert\"",
+                "custom rule 3 \"shadow\": type: not carried over (the defender has no file system sensor): \
+                 \"filesystem\", nor its references in rules[0] \"a\"",
+                "custom rule 4 \"nc listen\": name: another custom rule has it: carried as \"nc listen (2)\"",
+                "rules[0] \"a\": customRules[5]: custom rule 1 is referenced twice: only the first is carried over",
+                "custom rules export: 1 of its 6 custom rules are referenced by no rule: not carried over",
+                "custom rule 5 \"bad\": script:1:13: left out, with its references in rules[0] \"a\", rules[1] \
+                 \"b\": expected a value after \"=\", found the end of the script",
+            ]
+        );
+    }
+
+    #[test]
+    fn without_the_export_references_are_reported_and_left_out() {
+        let (document, reports) = convert(
+            r#"{"name": "a", "customRules": [{"_id": 7, "effect": "alert"}], "processes": {"effect": "alert", "blacklist": ["nc"]}}"#,
+            None,
+        );
+        assert_eq!(document.get("customRules"), None);
+        assert_eq!(document["rules"][0].get("customRules"), None);
+        assert_eq!(
+            reports,
+            [
+                "rules[0] \"a\": customRules[0]: custom rule 7: not carried over (no custom rules export): give the \
+              export of GET /api/v1/custom-rules with --custom-rules"
+            ]
+        );
+    }
+
+    #[test]
+    fn no_rules_is_an_empty_policy() {
+        for policy in [r#"{"_id": "x", "rules": null}"#, r#"{"rules": []}"#] {
+            let imported = import(policy, None).unwrap();
+            assert_eq!(imported.document, "{\n  \"rules\": []\n}");
+            assert!(imported.reports.is_empty());
         }
     }
 }
