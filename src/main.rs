@@ -152,6 +152,11 @@ fn import_prisma(file: &Path, custom_rules: Option<&Path>) -> ExitStatus {
                 }
             }
         }
+        // Not the input's fault: nothing is written rather than an invalid document.
+        Err(e @ prisma::ImportError::Internal(_)) => {
+            eprintln!("defender: error: {e}");
+            ExitStatus::Failure
+        }
         Err(e) => {
             let path = match e.input() {
                 Input::Policy => file,
