@@ -450,6 +450,7 @@ fn convert_policy(root: &Value, reports: &mut Reports) -> Result<Vec<OutRule>, I
     let mut names = Names::default();
     let mut given = Vec::with_capacity(rules.len());
     for rule in &rules {
+        rule.object()?;
         let name = rule
             .get("name")
             .ok_or_else(|| rule.error("missing `name`"))?;
@@ -1598,16 +1599,26 @@ fn validated(
                 }
             }
         }
-        apply(out, library, drops, reports);
+        if !apply(out, library, drops, reports) {
+            return Err(ImportError::Internal(
+                problems
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            ));
+        }
     }
 }
 
+/// Leaves out what the problems name; whether anything was left out (if not, another pass would
+/// meet the same problems).
 fn apply(
     out: &mut Vec<OutRule>,
     library: &mut Vec<LibraryRule>,
     drops: Vec<(Drop, &Problem)>,
     reports: &mut Reports,
-) {
+) -> bool {
     let mut entries: HashSet<(usize, Slot, usize)> = HashSet::new();
     let mut rules: HashSet<usize> = HashSet::new();
     let mut refs: HashSet<(usize, usize)> = HashSet::new();
@@ -1713,6 +1724,7 @@ fn apply(
         index += 1;
         keep
     });
+    !(entries.is_empty() && rules.is_empty() && refs.is_empty() && custom.is_empty())
 }
 
 /// The input path of the collections entry the validator names (`collections.images[1]`).
@@ -1812,6 +1824,12 @@ mod tests {
                 None,
                 Input::Policy,
                 "rules[0]: missing `name`",
+            ),
+            (
+                r#"{"rules": [7]}"#,
+                None,
+                Input::Policy,
+                "rules[0]: expected an object, found the number 7",
             ),
             (
                 r#"{"rules": [{"name": ""}]}"#,
