@@ -42,12 +42,30 @@ def main():
         # Enforcing, with deny and allow lists, so every launch is judged in full.
         json.dump({"rules": [{"name": "bench", "processes": {"effect": "prevent",
                   "allow": ["sh", "dash", "true"], "deny": ["mkdir", "nmap"]}}]}, f)
+    # 50 custom rules on launches, none matching /bin/true, reading every kind of field: each
+    # launch is evaluated against all 50 (the first true one would stop the search).
+    def custom(effect):
+        shapes = [
+            'proc.name in ("nc{i}", "ncat{i}") and proc.cmdline contains " -l{i}"',
+            'proc.name in ("sh{i}", "bash{i}") and proc.pname = "web{i}"',
+            'proc.user = "user{i}" or (proc.path startswith "/opt/tool{i}/" and not proc.interactive)',
+            'proc.cmdline contains "--secret-{i}" and proc.uid >= {i}',
+        ]
+        library = [{"name": f"c{i}", "type": "processes", "script": shapes[i % 4].format(i=i)}
+                   for i in range(50)]
+        path = os.path.join(tmp, f"custom-{effect}.json")
+        with open(path, "w") as f:
+            json.dump({"customRules": library, "rules": [{"name": "bench", "customRules": [
+                {"name": c["name"], "effect": effect} for c in library]}]}, f)
+        return path
     audit = os.path.join(tmp, "audit.jsonl")
     base = [d, "run", "--audit-file", audit]
     setups = {
         "native": [],
         "defender, default policy (alert)": base + ["--"],
         "defender, prevent policy with allow list": base + ["--policy", prevent, "--"],
+        "defender, 50 process custom rules (alert)": base + ["--policy", custom("alert"), "--"],
+        "defender, 50 process custom rules (prevent)": base + ["--policy", custom("prevent"), "--"],
     }
 
     # Startup: mean wall time of one short-lived command, interleaved in batches.
