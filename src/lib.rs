@@ -16,6 +16,7 @@ pub mod dns;
 pub mod ecs;
 pub mod embed;
 pub mod exit;
+pub mod input;
 pub mod logger;
 pub mod policy;
 pub mod seccomp;

@@ -11,7 +11,7 @@ use clap::Parser;
 use defender::cli::{Cli, Command, DockerfileCommand, FargateCommand, PolicyCommand, RunArgs};
 use defender::exit::ExitStatus;
 use defender::supervisor::startup::{self, StartupError};
-use defender::{embed, logger, policy, supervisor, sys};
+use defender::{embed, input, logger, policy, supervisor, sys};
 
 /// Blocks every signal before `main` (and before the Rust runtime starts): see
 /// `defender::sys::signals`. Only this binary registers it, so the library's users are untouched.
@@ -124,13 +124,7 @@ fn import_prisma(file: &Path, custom_rules: Option<&Path>) -> ExitStatus {
         return ExitStatus::Invalid;
     }
     let read = |path: &Path| {
-        let text = if path.as_os_str() == "-" {
-            let mut text = String::new();
-            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map(|_| text)
-        } else {
-            std::fs::read_to_string(path)
-        };
-        text.map_err(|e| eprintln!("defender: error: {}: {e}", shown(path)))
+        input::read(path).map_err(|e| eprintln!("defender: error: {}: {e}", input::shown(path)))
     };
     let Ok(text) = read(file) else {
         return ExitStatus::Invalid;
@@ -162,18 +156,9 @@ fn import_prisma(file: &Path, custom_rules: Option<&Path>) -> ExitStatus {
                 Input::Policy => file,
                 Input::CustomRules => custom_rules.unwrap_or(file),
             };
-            eprintln!("defender: error: {}: {e}", shown(path));
+            eprintln!("defender: error: {}: {e}", input::shown(path));
             ExitStatus::Invalid
         }
-    }
-}
-
-/// A path as messages name it; `-` is standard input.
-fn shown(path: &Path) -> String {
-    if path.as_os_str() == "-" {
-        "standard input".to_owned()
-    } else {
-        path.display().to_string()
     }
 }
 

@@ -10,10 +10,10 @@ pub mod fargate;
 pub mod image_config;
 pub mod install;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::cli::{DockerfileEmbedArgs, FargateEmbedArgs};
+use crate::input;
 use dockerfile::DockerfileError;
 use fargate::{FargateError, Token};
 use image_config::{ImageConfigError, ImageConfigs};
@@ -35,14 +35,14 @@ pub struct Output {
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmbedError {
-    #[error("{}: {source}", shown(path))]
+    #[error("{}: {source}", input::shown(path))]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{}: {source}", shown(path))]
+    #[error("{}: {source}", input::shown(path))]
     Fargate { path: PathBuf, source: FargateError },
-    #[error("{}: {source}", shown(path))]
+    #[error("{}: {source}", input::shown(path))]
     Dockerfile {
         path: PathBuf,
         source: DockerfileError,
@@ -92,7 +92,7 @@ pub fn dockerfile_embed(args: &DockerfileEmbedArgs) -> Result<Output, EmbedError
     } else {
         vec![format!(
             "{}: already starts under the defender; unchanged",
-            shown(path)
+            input::shown(path)
         )]
     };
     Ok(Output {
@@ -103,24 +103,10 @@ pub fn dockerfile_embed(args: &DockerfileEmbedArgs) -> Result<Output, EmbedError
 
 /// A file's text, or standard input's for `-`.
 fn read_input(path: &Path) -> Result<String, EmbedError> {
-    let mut text = String::new();
-    let read = if path.as_os_str() == "-" {
-        std::io::stdin().read_to_string(&mut text).map(|_| ())
-    } else {
-        std::fs::read_to_string(path).map(|t| text = t)
-    };
-    read.map(|()| text).map_err(|source| EmbedError::Read {
+    input::read(path).map_err(|source| EmbedError::Read {
         path: path.into(),
         source,
     })
-}
-
-fn shown(path: &Path) -> String {
-    if path.as_os_str() == "-" {
-        "standard input".into()
-    } else {
-        path.display().to_string()
-    }
 }
 
 /// What a container runs: its ENTRYPOINT followed by its CMD, as Docker composes them.

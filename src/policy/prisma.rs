@@ -109,13 +109,7 @@ pub fn import(policy: &str, custom_rules: Option<&str>) -> Result<Imported, Impo
 
 fn parse_json(text: &str, input: Input) -> Result<Value, ImportError> {
     serde_json::from_str(text).map_err(|error| {
-        let (line, column) = (error.line(), error.column());
-        let text = error.to_string();
-        // serde_json ends its message with the position, which has fields of its own here.
-        let message = text
-            .strip_suffix(&format!(" at line {line} column {column}"))
-            .unwrap_or(&text)
-            .to_owned();
+        let (line, column, message) = super::validate::json_error(&error);
         ImportError::Syntax {
             input,
             line,

@@ -226,18 +226,24 @@ fn compile_library(
 }
 
 fn syntax_error(error: serde_json::Error) -> PolicyError {
-    let (line, column) = (error.line(), error.column());
-    let text = error.to_string();
-    // serde_json ends its message with the position, which has fields of its own here.
-    let message = text
-        .strip_suffix(&format!(" at line {line} column {column}"))
-        .unwrap_or(&text)
-        .to_owned();
+    let (line, column, message) = json_error(&error);
     PolicyError::Syntax {
         line,
         column,
         message,
     }
+}
+
+/// A JSON syntax error's line, column and message, the message without the position that
+/// serde_json appends to it (the position has fields of its own here).
+pub(super) fn json_error(error: &serde_json::Error) -> (usize, usize, String) {
+    let (line, column) = (error.line(), error.column());
+    let text = error.to_string();
+    let message = text
+        .strip_suffix(&format!(" at line {line} column {column}"))
+        .unwrap_or(&text)
+        .to_owned();
+    (line, column, message)
 }
 
 /// Deserializes from raw JSON; an error comes with the path of the field at fault (empty for the
