@@ -162,6 +162,12 @@ pub struct AuditFilter {
     pub effect: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
+    #[serde(
+        rename = "customRule",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub custom_rule: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -199,6 +205,7 @@ impl AuditFilter {
             kind,
             effect,
             rule: given(&self.rule),
+            custom_rule: given(&self.custom_rule),
             since: time("since", &self.since)?,
             until: time("until", &self.until)?,
             limit: self
@@ -331,10 +338,14 @@ mod tests {
     #[test]
     fn filters() {
         let f = |pairs: &str| -> AuditFilter { serde_urlencoded_like(pairs) };
-        let q = f("type=process&effect=prevent&container=&since=2026-11-29T10:00:00Z")
-            .query(DEFAULT_LIMIT)
-            .unwrap();
+        let q = f(
+            "type=process&effect=prevent&container=&since=2026-11-29T10:00:00Z&customRule=nc+l",
+        )
+        .query(DEFAULT_LIMIT)
+        .unwrap();
         assert_eq!(q.kind, Some(Kind::Process));
+        assert_eq!(q.custom_rule.as_deref(), Some("nc l"));
+        assert_eq!(f("customRule=").query(DEFAULT_LIMIT).unwrap().custom_rule, None);
         assert_eq!(q.effect, Some(Effect::Prevent));
         assert_eq!(q.container, None);
         assert_eq!(q.since.as_deref(), Some("2026-11-29T10:00:00.000000Z"));

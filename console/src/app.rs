@@ -112,8 +112,9 @@ impl AppState {
     }
 }
 
-/// Every problem of an invalid policy, for the API and the page: where (rule index and name,
-/// field) and what, plus the one-line text `defender policy check` prints.
+/// Every problem of an invalid policy, for the API and the page: where (the list, `rules` or
+/// `customRules`, the entry's index and name, the field: `script:LINE:COLUMN` for a custom rule's
+/// script) and what, plus the one-line text `defender policy check` prints.
 pub fn problems(e: &PolicyError) -> Vec<Value> {
     match e {
         PolicyError::Syntax {
@@ -121,13 +122,14 @@ pub fn problems(e: &PolicyError) -> Vec<Value> {
             column,
             message,
         } => vec![json!({
-            "rule": null, "name": null, "field": "", "line": line, "column": column,
+            "list": null, "rule": null, "name": null, "field": "", "line": line, "column": column,
             "message": message, "text": e.to_string(),
         })],
         PolicyError::Invalid(list) => list
             .iter()
             .map(|p| {
                 json!({
+                    "list": p.rule.as_ref().map(|r| r.list.as_str()),
                     "rule": p.rule.as_ref().map(|r| r.index),
                     "name": p.rule.as_ref().and_then(|r| r.name.clone()),
                     "field": p.field,

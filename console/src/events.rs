@@ -65,13 +65,14 @@ pub fn normalize_time(text: &str) -> Result<String, String> {
 }
 
 /// The CSV columns: the fields of `docs/audit.md`, in its order.
-const COLUMNS: [&str; 18] = [
+const COLUMNS: [&str; 19] = [
     "id",
     "time",
     "type",
     "effect",
     "rule",
     "attack",
+    "customRule",
     "container",
     "image",
     "task",
@@ -99,6 +100,7 @@ pub fn to_csv(events: &[Event]) -> String {
             e.effect.as_str().into(),
             opt(&e.rule),
             opt(&e.attack),
+            opt(&e.custom_rule),
             e.container.clone(),
             e.image.clone(),
             opt(&e.task),
@@ -213,7 +215,16 @@ mod tests {
         assert_eq!(lines[0], COLUMNS.join(","));
         assert_eq!(
             lines[1],
-            "a,2026-11-29T10:00:00.500000Z,process,prevent,r,processExplicitlyDenied,web,img:1,,7,/bin/mkdir,mkdir x,/bin/sh,,,,m,1"
+            "a,2026-11-29T10:00:00.500000Z,process,prevent,r,processExplicitlyDenied,,web,img:1,,7,/bin/mkdir,mkdir x,/bin/sh,,,,m,1"
+        );
+        let mut custom = event("c");
+        custom["attack"] = "customRule".into();
+        custom["customRule"] = "netcat, listener".into();
+        let events = parse_batch(serde_json::json!([custom]).to_string().as_bytes()).unwrap();
+        assert!(
+            to_csv(&events).contains(",prevent,r,customRule,\"netcat, listener\",web,"),
+            "{}",
+            to_csv(&events)
         );
     }
 }

@@ -36,6 +36,8 @@ pub struct AuditQuery {
     pub kind: Option<Kind>,
     pub effect: Option<Effect>,
     pub rule: Option<String>,
+    /// The custom rule that decided (audit field `customRule`).
+    pub custom_rule: Option<String>,
     /// `since <= time < until`.
     pub since: Option<String>,
     pub until: Option<String>,

@@ -1,6 +1,9 @@
 //! The SQLite store: one file in the data directory, WAL mode so that reads (the pages, the
 //! audit queries) go on while a batch is written. One connection writes, one reads; each behind
 //! a lock, because a connection is used by one thread at a time.
+//!
+//! The schema grows by migrations: a console upgraded in place opens the database of the one
+//! before it and brings it up to date, keeping its rows.
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -11,6 +14,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::{AuditQuery, DefenderSeen, Heartbeat, Store, StoreError, StoredPolicy};
 use crate::events::{Effect, Event, Kind, parse_name};
 
+/// The tables as the first console created them (schema version 0); later changes are
+/// [`MIGRATIONS`], so that a database of any earlier console is brought to the same tables.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS policies (
     revision INTEGER PRIMARY KEY,
@@ -52,8 +57,26 @@ CREATE TABLE IF NOT EXISTS defenders (
 );
 ";
 
-const AUDIT_COLUMNS: &str = "id, time, type, effect, rule, attack, container, image, task, pid, \
-                             process, cmdline, parent, domain, ip, port, message, count";
+/// What [`SCHEMA`] (the first console's tables, kept as they were) became since, in order: the
+/// database's `user_version` counts those applied. Appended to, never edited.
+const MIGRATIONS: &[&str] = &[
+    // 1: the custom rule that decided an event (audit field `customRule`).
+    "ALTER TABLE audits ADD COLUMN custom_rule TEXT;",
+];
+
+const AUDIT_COLUMNS: &str = "id, time, type, effect, rule, attack, custom_rule, container, image, \
+                             task, pid, process, cmdline, parent, domain, ip, port, message, count";
+
+/// A database written by a newer console than this one: opening it could misread its rows.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the database is at schema version {found}, newer than this console's {known}: run the newer \
+     console"
+)]
+struct TooNew {
+    found: i64,
+    known: usize,
+}
 
 pub struct Sqlite {
     writer: Mutex<Connection>,
@@ -82,14 +105,38 @@ impl Sqlite {
             c.pragma_update(None, "synchronous", "NORMAL")?;
             Ok(c)
         };
-        let writer = open()?;
-        writer.execute_batch(SCHEMA)?;
+        let mut writer = open()?;
+        migrate(&mut writer)?;
         let reader = open()?;
         Ok(Sqlite {
             writer: Mutex::new(writer),
             reader: Mutex::new(reader),
         })
     }
+}
+
+/// Creates the tables of a new database, or brings an older one up to date, in one transaction:
+/// an upgrade that fails half-way leaves the database as it was.
+fn migrate(c: &mut Connection) -> Result<(), StoreError> {
+    let tx = c.transaction()?;
+    tx.execute_batch(SCHEMA)?;
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let applied = usize::try_from(version).unwrap_or(usize::MAX);
+    if applied > MIGRATIONS.len() {
+        return Err(StoreError {
+            source: Box::new(TooNew {
+                found: version,
+                known: MIGRATIONS.len(),
+            }),
+        });
+    }
+    for migration in &MIGRATIONS[applied..] {
+        tx.execute_batch(migration)?;
+    }
+    // PRAGMA takes no bound parameters; the value is a number of ours.
+    tx.execute_batch(&format!("PRAGMA user_version = {}", MIGRATIONS.len()))?;
+    tx.commit()?;
+    Ok(())
 }
 
 impl Store for Sqlite {
@@ -131,7 +178,7 @@ impl Store for Sqlite {
             let mut insert = tx
                 .prepare_cached(&format!(
                     "INSERT OR IGNORE INTO audits ({AUDIT_COLUMNS}, received) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"
                 ))
                 ?;
             for e in events {
@@ -142,6 +189,7 @@ impl Store for Sqlite {
                     e.effect.as_str(),
                     e.rule,
                     e.attack,
+                    e.custom_rule,
                     e.container,
                     e.image,
                     e.task,
@@ -168,9 +216,9 @@ impl Store for Sqlite {
             "SELECT {AUDIT_COLUMNS} FROM audits \
                  WHERE (?1 IS NULL OR container = ?1) AND (?2 IS NULL OR image = ?2) \
                    AND (?3 IS NULL OR type = ?3) AND (?4 IS NULL OR effect = ?4) \
-                   AND (?5 IS NULL OR rule = ?5) AND (?6 IS NULL OR time >= ?6) \
-                   AND (?7 IS NULL OR time < ?7) \
-                 ORDER BY time DESC, seq DESC LIMIT ?8 OFFSET ?9"
+                   AND (?5 IS NULL OR rule = ?5) AND (?6 IS NULL OR custom_rule = ?6) \
+                   AND (?7 IS NULL OR time >= ?7) AND (?8 IS NULL OR time < ?8) \
+                 ORDER BY time DESC, seq DESC LIMIT ?9 OFFSET ?10"
         ))?;
         let rows = select.query_map(
             params![
@@ -179,6 +227,7 @@ impl Store for Sqlite {
                 q.kind.map(Kind::as_str),
                 q.effect.map(Effect::as_str),
                 q.rule,
+                q.custom_rule,
                 q.since,
                 q.until,
                 q.limit,
@@ -203,19 +252,19 @@ impl Store for Sqlite {
                         .ok_or_else(|| bad(3, effect.clone()))?,
                     rule: r.get(4)?,
                     attack: r.get(5)?,
-                    custom_rule: None,
-                    container: r.get(6)?,
-                    image: r.get(7)?,
-                    task: r.get(8)?,
-                    pid: r.get(9)?,
-                    process: r.get(10)?,
-                    cmdline: r.get(11)?,
-                    parent: r.get(12)?,
-                    domain: r.get(13)?,
-                    ip: r.get(14)?,
-                    port: r.get(15)?,
-                    message: r.get(16)?,
-                    count: r.get::<_, i64>(17)? as u64,
+                    custom_rule: r.get(6)?,
+                    container: r.get(7)?,
+                    image: r.get(8)?,
+                    task: r.get(9)?,
+                    pid: r.get(10)?,
+                    process: r.get(11)?,
+                    cmdline: r.get(12)?,
+                    parent: r.get(13)?,
+                    domain: r.get(14)?,
+                    ip: r.get(15)?,
+                    port: r.get(16)?,
+                    message: r.get(17)?,
+                    count: r.get::<_, i64>(18)? as u64,
                 })
             },
         )?;
@@ -355,6 +404,69 @@ mod tests {
         for (q, want) in cases {
             assert_eq!(ids(&s.audits(&q).unwrap()), want, "{q:?}");
         }
+    }
+
+    /// The audits table of the console before custom rules (schema version 0), as it created it.
+    const SCHEMA_0_AUDITS: &str = "
+        CREATE TABLE audits (
+            seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, time TEXT NOT NULL,
+            type TEXT NOT NULL, effect TEXT NOT NULL, rule TEXT, attack TEXT,
+            container TEXT NOT NULL, image TEXT NOT NULL, task TEXT, pid INTEGER NOT NULL,
+            process TEXT NOT NULL, cmdline TEXT, parent TEXT, domain TEXT, ip TEXT, port INTEGER,
+            message TEXT NOT NULL, count INTEGER NOT NULL, received TEXT NOT NULL
+        );
+        INSERT INTO audits (id, time, type, effect, rule, attack, container, image, pid, process,
+                            message, count, received)
+        VALUES ('old', '2026-11-29T10:00:01.000000Z', 'process', 'prevent', 'r',
+                'processExplicitlyDenied', 'web', 'img', 7, '/bin/mkdir', 'm', 1, 't');
+    ";
+
+    #[test]
+    fn an_older_database_is_migrated_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(SCHEMA_0_AUDITS)
+            .unwrap();
+
+        let s = Sqlite::open(&path).unwrap();
+        let all = AuditQuery {
+            limit: 100,
+            ..Default::default()
+        };
+        let old = s.audits(&all).unwrap();
+        assert_eq!(ids(&old), ["old"]);
+        assert_eq!(
+            (old[0].custom_rule.as_deref(), old[0].message.as_str()),
+            (None, "m")
+        );
+        let mut new = event("new", "2026-11-29T10:00:02.000000Z", Kind::Process, "web");
+        new.attack = Some("customRule".into());
+        new.custom_rule = Some("netcat listener".into());
+        assert_eq!(s.add_audits(std::slice::from_ref(&new), "t").unwrap(), 1);
+        let by_custom = AuditQuery {
+            custom_rule: Some("netcat listener".into()),
+            ..all.clone()
+        };
+        assert_eq!(s.audits(&by_custom).unwrap(), [new.clone()]);
+        drop(s);
+
+        // Opened again: nothing to migrate, nothing lost.
+        let s = Sqlite::open(&path).unwrap();
+        assert_eq!(ids(&s.audits(&all).unwrap()), ["new", "old"]);
+        let version: i64 = lock(&s.reader)
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+        drop(s);
+
+        // A database of a newer console is refused, untouched.
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch("PRAGMA user_version = 99").unwrap();
+        drop(c);
+        let err = Sqlite::open(&path).err().unwrap().to_string();
+        assert!(err.contains("schema version 99, newer"), "{err}");
     }
 
     #[test]
