@@ -112,10 +112,10 @@ impl AppState {
     }
 }
 
-/// Every problem of an invalid policy, for the API and the page: where (the list, `rules` or
+/// Every problem of an invalid policy, for the API: where (the list, `rules` or
 /// `customRules`, the entry's index and name, the field: `script:LINE:COLUMN` for a custom rule's
 /// script) and what, plus the one-line text `defender policy check` prints.
-pub fn problems(e: &PolicyError) -> Vec<Value> {
+fn problems(e: &PolicyError) -> Vec<Value> {
     match e {
         PolicyError::Syntax {
             line,

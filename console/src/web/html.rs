@@ -14,10 +14,14 @@ table { border-collapse: collapse; width: 100%; font-size: .9em; }
 th, td { border-bottom: 1px solid #dde; padding: .3em .5em; text-align: left; vertical-align: top; }
 td:first-child { white-space: nowrap; } td a { color: inherit; }
 th { background: #f2f4f8; } code, textarea { font-family: ui-monospace, monospace; }
-textarea { width: 100%; min-height: 24em; }
+textarea { width: 100%; min-height: 24em; } textarea.script { min-height: 8em; }
+pre.script, pre.excerpt { margin: 0; white-space: pre-wrap; } pre.excerpt { margin-top: .3em; }
+.field-error { color: #a00; margin: .3em 0; } tr:target { background: #fffbd6; }
+form.entry input, form.entry select { font: inherit; } td form { display: inline; }
 .errors { color: #a00; background: #fff0f0; border: 1px solid #e99; padding: .5em 1.5em; }
 .ok { color: #060; background: #effaef; border: 1px solid #9c9; padding: .5em 1em; }
 .effect-prevent, .effect-block { color: #a00; font-weight: bold; } .effect-alert { color: #a60; }
+.effect-allow { color: #060; } .effect-disable { color: #778; }
 .muted { color: #778; } form.filters { display: flex; flex-wrap: wrap; gap: .5em; margin-bottom: 1em; }
 ";
 

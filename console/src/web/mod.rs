@@ -1,12 +1,14 @@
-//! The pages for a person: the policy (rules in order with scope and effects, edited as JSON with
-//! the validation errors shown inline), the audits (newest first, filters, live refresh), the
-//! defenders. Server-rendered HTML from maud templates, which escape every value they show
+//! The pages for a person: the policy (rules in order with scope, custom rules and effects, edited
+//! as JSON with the validation errors shown inline), its custom rules library (`custom`), the
+//! audits (newest first, filters, live refresh), the defenders. Server-rendered HTML from maud templates, which escape every value they show
 //! (command lines, domains, container names: the workloads choose them); query strings are
 //! encoded with `form_urlencoded`. The only script refreshes the audit rows.
 //!
 //! The pages need the admin token, given once on the login page and kept in a session cookie.
 
+mod custom;
 mod html;
+mod problems;
 
 use std::sync::Arc;
 
@@ -16,12 +18,12 @@ use axum::http::StatusCode;
 use axum::http::header::SET_COOKIE;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
-use defender::policy::schema::{self, Document, Effect};
+use defender::policy::schema::{self, CustomEffect, Document, Effect};
 use maud::{Markup, PreEscaped, html};
 use serde::Deserialize;
 
 use crate::api::{self, AuditFilter};
-use crate::app::{AppState, ReplaceError, Replaced, problems};
+use crate::app::{AppState, ReplaceError, Replaced};
 use crate::auth::{Person, Role, SESSION_COOKIE};
 use crate::events::{Effect as AuditEffect, Event, Kind};
 use html::page;
@@ -41,6 +43,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route(AUDITS, get(audits_page))
         .route("/audits/rows", get(audit_rows))
         .route("/defenders", get(defenders_page))
+        .merge(custom::routes())
 }
 
 fn internal(message: &str) -> Response {
@@ -120,7 +123,13 @@ async fn policy_page(
     Query(saved): Query<Saved>,
 ) -> Markup {
     let current = state.policy();
-    let notice = match (saved.saved, saved.changed) {
+    let notice = saved_notice(saved.saved, saved.changed);
+    policy_view(&state, notice, &current.document)
+}
+
+/// What a save redirected with (`?saved=REVISION`, `&changed=0` when nothing changed) says.
+fn saved_notice(saved: Option<u64>, changed: Option<u8>) -> Markup {
+    match (saved, changed) {
         (Some(r), Some(0)) => html! {
             p class="ok" id="saved" {
                 "No change: that document is revision " (r) ", already in force."
@@ -132,8 +141,7 @@ async fn policy_page(
             }
         },
         _ => html! {},
-    };
-    policy_view(&state, notice, &current.document)
+    }
 }
 
 /// The page: revision, rules table, and the editor holding `text`.
@@ -151,7 +159,8 @@ fn policy_view(state: &AppState, notice: Markup, text: &str) -> Markup {
             p {
                 "Revision " strong id="revision" { (current.revision) } ", saved "
                 (current.updated) ". The first rule that is not disabled and whose collections \
-                match a container is the one in force for it."
+                match a container is the one in force for it. Custom rules live in "
+                a href=(custom::LIBRARY) id="library" { "the custom rules library" } "."
             }
             (rules)
             h2 { "Edit" }
@@ -184,6 +193,29 @@ fn list(entries: &[String]) -> Markup {
 
 fn effect(e: Effect) -> Markup {
     html! { span class={ "effect-" (e.as_str()) } { (e.as_str()) } }
+}
+
+fn custom_effect(e: CustomEffect) -> Markup {
+    html! { span class={ "effect-" (e.as_str()) } { (e.as_str()) } }
+}
+
+/// A rule's custom rule references in order, each linked to its row of the library.
+fn references(doc: &Document, rule: &schema::Rule) -> Markup {
+    html! {
+        @if rule.custom_rules.is_empty() {
+            "—"
+        }
+        @for (i, reference) in rule.custom_rules.iter().enumerate() {
+            @if i > 0 { br; }
+            @match doc.custom_rules.iter().position(|c| c.name == reference.name) {
+                Some(index) => {
+                    a href=(custom::row_link(index)) { (reference.name) }
+                }
+                None => { (reference.name) }
+            }
+            ": " (custom_effect(reference.effect))
+        }
+    }
 }
 
 /// An allow and a deny list, named `{name}allow` and `{name}deny`; nothing when both are empty.
@@ -227,12 +259,12 @@ fn rules_table(doc: &Document) -> Markup {
     html! {
         table id="rules" {
             tr {
-                th { "#" } th { "rule" } th { "scope" } th { "processes" } th { "network" }
-                th { "dns" }
+                th { "#" } th { "rule" } th { "scope" } th { "custom rules" }
+                th { "processes" } th { "network" } th { "dns" }
             }
             @for (i, rule) in doc.rules.iter().enumerate() {
                 @let collections = rule.collections.as_ref();
-                tr {
+                tr id={ "rule-" (i) } {
                     td { (i) }
                     td {
                         (rule.name)
@@ -243,6 +275,7 @@ fn rules_table(doc: &Document) -> Markup {
                         br;
                         "containers: " (scope(collections.and_then(|c| c.containers.as_ref())))
                     }
+                    td class="references" { (references(doc, rule)) }
                     td { (section(rule.processes.as_ref())) }
                     td { (network(rule.network.as_ref())) }
                     td { (section(rule.dns.as_ref())) }
@@ -273,14 +306,16 @@ async fn save_policy(
             Redirect::to(&format!("/policy?saved={}&changed=0", p.revision)).into_response()
         }
         Err(ReplaceError::Invalid(e)) => {
+            // The scripts as typed, for the excerpt under a script error.
+            let typed = serde_json::from_str::<serde_json::Value>(&form.document).ok();
+            let script_of = |index: usize| {
+                let script = typed.as_ref()?.get("customRules")?.get(index)?.get("script")?;
+                script.as_str().map(str::to_owned)
+            };
             let notice = html! {
                 div class="errors" id="errors" {
                     p { "Not saved: the document is invalid. The policy in force is unchanged." }
-                    ul {
-                        @for problem in problems(&e) {
-                            li { (problem["text"].as_str().unwrap_or_default()) }
-                        }
-                    }
+                    (problems::list(&e, script_of))
                 }
             };
             (
@@ -357,6 +392,7 @@ fn audits_body(filter: &AuditFilter, rows: Markup) -> Markup {
                 }
             }
             (text_filter("rule", &filter.rule, "any"))
+            (text_filter("customRule", &filter.custom_rule, "any"))
             (text_filter("since", &filter.since, "2026-11-29T10:00:00Z"))
             (text_filter("until", &filter.until, "2026-11-29T11:00:00Z"))
             button id="apply" { "Filter" }
@@ -372,7 +408,7 @@ fn audits_body(filter: &AuditFilter, rows: Markup) -> Markup {
             thead {
                 tr {
                     th { "time" } th { "type" } th { "effect" } th { "container" } th { "image" }
-                    th { "rule" } th { "message" } th { "count" }
+                    th { "rule" } th { "custom rule" } th { "message" } th { "count" }
                 }
             }
             tbody id="rows" { (rows) }
@@ -417,7 +453,7 @@ async fn rows(state: &AppState, filter: &AuditFilter) -> Result<Markup, Response
         Ok(q) => q,
         Err(e) => {
             return Ok(html! {
-                tr { td colspan="8" class="errors" id="errors" { (e) } }
+                tr { td colspan=(TABLE_COLUMNS) class="errors" id="errors" { (e) } }
             });
         }
     };
@@ -427,7 +463,7 @@ async fn rows(state: &AppState, filter: &AuditFilter) -> Result<Markup, Response
         .map_err(|e| internal(&e.message))?;
     Ok(html! {
         @if events.is_empty() {
-            tr { td colspan="8" class="muted" { "No audit events." } }
+            tr { td colspan=(TABLE_COLUMNS) class="muted" { "No audit events." } }
         }
         @for e in &events {
             (row(e, filter))
@@ -435,7 +471,11 @@ async fn rows(state: &AppState, filter: &AuditFilter) -> Result<Markup, Response
     })
 }
 
-/// One event; its container, image and rule link to the page filtered by them as well.
+/// The columns of the audits table.
+const TABLE_COLUMNS: usize = 9;
+
+/// One event; its container, image, rule and custom rule link to the page filtered by them as
+/// well.
 fn row(e: &Event, filter: &AuditFilter) -> Markup {
     let kind = e.kind.as_str();
     let effect = e.effect.as_str();
@@ -455,6 +495,13 @@ fn row(e: &Event, filter: &AuditFilter) -> Markup {
             td {
                 @if let Some(rule) = &e.rule {
                     a href=(narrowed(filter, |f| f.rule = Some(rule.clone()))) { (rule) }
+                }
+            }
+            td class="custom-rule" {
+                @if let Some(custom) = &e.custom_rule {
+                    a href=(narrowed(filter, |f| f.custom_rule = Some(custom.clone()))) {
+                        (custom)
+                    }
                 }
             }
             td { (e.message) }
@@ -529,7 +576,7 @@ mod tests {
     use super::*;
 
     /// What a workload may put in a command line, a domain, a container's or a rule's name.
-    const HOSTILE: &str = r#"</td><script>alert("x")</script> & 'q' a?b=c#d +%20"#;
+    pub(super) const HOSTILE: &str = r#"</td><script>alert("x")</script> & 'q' a?b=c#d +%20"#;
 
     /// The events of a hostile workload, as its defender builds them.
     fn hostile_events() -> Vec<Event> {
@@ -577,7 +624,7 @@ mod tests {
     }
 
     /// Every link of the page, as the browser follows it.
-    fn links(page: &str) -> Vec<String> {
+    pub(super) fn links(page: &str) -> Vec<String> {
         page.split("href=\"")
             .skip(1)
             .map(|rest| attribute(&rest[..rest.find('"').unwrap()]))
@@ -660,5 +707,39 @@ mod tests {
             ..AuditFilter::default()
         };
         assert_eq!(query_string(&filter), "?container=a+b%26c%3Dd&limit=5");
+    }
+
+    /// A custom rule's name, as a defender reports it in an audit and the policy page lists it:
+    /// shown as text, and its filter link gives back exactly that name.
+    #[test]
+    fn hostile_custom_rule_names_are_escaped_and_filter_exactly() {
+        let name = format!("nc {HOSTILE}");
+        let mut event = hostile_events().remove(0);
+        event.attack = Some("customRule".into());
+        event.custom_rule = Some(name.clone());
+        let filter = AuditFilter::default();
+        let rows = row(&event, &filter).into_string();
+        let shown = r#"&lt;/td&gt;&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; 'q' a?b=c#d +%20"#;
+        assert!(rows.contains(&format!(">nc {shown}</a>")), "{rows}");
+        let by_custom: Vec<serde_json::Value> = links(&rows)
+            .iter()
+            .map(|l| filter_of(l))
+            .filter(|f| f.get("customRule").is_some())
+            .collect();
+        assert_eq!(by_custom, [serde_json::json!({ "customRule": name })]);
+
+        let doc: Document = serde_json::from_value(serde_json::json!({
+            "customRules": [{"name": name, "type": "dns", "script": "dns.name = \"x\""}],
+            "rules": [{"name": "web", "customRules": [{"name": name, "effect": "alert"}]}]
+        }))
+        .unwrap();
+        let table = rules_table(&doc).into_string();
+        assert!(!table.contains("<script"), "{table}");
+        assert!(
+            table.contains(&format!(
+                r#"<a href="/policy/custom-rules#custom-0">nc {shown}</a>: <span class="effect-alert">alert</span>"#
+            )),
+            "{table}"
+        );
     }
 }
