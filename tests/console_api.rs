@@ -1,6 +1,7 @@
 //! The console's JSON API (`/api/v1`) against the real `defender-console` process on a local
 //! port: tokens (401, 403), the policy with its ETag and long poll, validation with the
-//! defender's own code, audit batches (idempotent, atomic), queries, CSV, heartbeats.
+//! defender's own code (custom rules' script errors with their position), audit batches
+//! (idempotent, atomic), queries (by custom rule too), CSV, heartbeats.
 
 mod common;
 
@@ -208,6 +209,7 @@ fn an_invalid_policy_gets_field_errors_and_changes_nothing() {
     assert_eq!(a.status, 400, "{}", a.body);
     let problems = a.json()["problems"].as_array().unwrap().clone();
     assert_eq!(problems.len(), 2, "{problems:?}");
+    assert_eq!(problems[0]["list"], "rules");
     assert_eq!(problems[0]["rule"], 0);
     assert_eq!(problems[0]["name"], "web");
     assert_eq!(problems[0]["field"], "network.outboundPorts.allow[0]");
@@ -227,6 +229,7 @@ fn an_invalid_policy_gets_field_errors_and_changes_nothing() {
         "{}",
         a.body
     );
+    assert_eq!(a.json()["problems"][0]["list"], Value::Null, "{}", a.body);
     let a = c.call(
         "PUT",
         POLICY,
@@ -239,6 +242,111 @@ fn an_invalid_policy_gets_field_errors_and_changes_nothing() {
 
     let after = c.call("GET", POLICY, Some(ADMIN), &[], None);
     assert_eq!((after.etag, after.body), (before.etag, before.body));
+}
+
+#[test]
+fn custom_rule_problems_name_their_list_and_the_script_position() {
+    let w = common::World::new();
+    let c = Console::start(&w.path("data"));
+    let before = c.call("GET", POLICY, Some(ADMIN), &[], None);
+    let bad = json!({
+        "customRules": [
+            {"name": "ssh out", "type": "network-outgoing", "script": "net.outgoing_port = 22"},
+            {"name": "nc", "type": "processes",
+             "script": "proc.name = \"nc\"\n  and proc.cmdline contains"}
+        ],
+        "rules": [{"name": "web", "customRules": [{"name": "ssh out", "effect": "prevent"},
+                                                  {"name": "missing", "effect": "alert"}]}]
+    })
+    .to_string();
+    let a = c.call("PUT", POLICY, Some(ADMIN), &[], Some(&bad));
+    assert_eq!(a.status, 400, "{}", a.body);
+    let problems = a.json()["problems"].as_array().unwrap().clone();
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    let script = &problems[0];
+    assert_eq!(
+        (&script["list"], &script["rule"], &script["name"]),
+        (&json!("customRules"), &json!(1), &json!("nc"))
+    );
+    // Line 2, column 28: after `contains`, counted in the script itself.
+    assert_eq!(script["field"], "script:2:28");
+    assert_eq!(
+        script["text"],
+        r#"customRules[1] "nc": script:2:28: expected a value after "contains", found the end of the script"#
+    );
+    let reference = &problems[1];
+    assert_eq!(
+        (&reference["list"], &reference["rule"], &reference["field"]),
+        (&json!("rules"), &json!(0), &json!("customRules[1].name"))
+    );
+    assert!(
+        reference["message"]
+            .as_str()
+            .unwrap()
+            .contains(r#"no custom rule named "missing""#),
+        "{reference}"
+    );
+    let after = c.call("GET", POLICY, Some(ADMIN), &[], None);
+    assert_eq!((after.etag, after.body), (before.etag, before.body));
+}
+
+#[test]
+fn audits_keep_their_custom_rule_filter_and_export_it() {
+    let w = common::World::new();
+    let c = Console::start(&w.path("data"));
+    let custom = |id: &str, time: &str, kind: &str, name: &str| {
+        let mut e = event(id, time, kind, "web", "block");
+        e["attack"] = "customRule".into();
+        e["customRule"] = name.into();
+        e
+    };
+    let events = [
+        event("s1", "2026-11-29T10:00:01Z", "process", "web", "prevent"),
+        custom("c1", "2026-11-29T10:00:02Z", "process", "netcat listener"),
+        custom("c2", "2026-11-29T10:00:03Z", "network", "ssh, out"),
+        custom("c3", "2026-11-29T10:00:04Z", "process", "ssh, out"),
+    ];
+    assert_eq!(post(&c, &events).status, 200);
+    // Sent and served back field for field, customRule included (absent where it was).
+    let all = c.audits("");
+    assert_eq!(ids(&all), ["c3", "c2", "c1", "s1"]);
+    assert_eq!(all[2]["customRule"], "netcat listener");
+    assert_eq!(all[2]["attack"], "customRule");
+    assert!(all[3].get("customRule").is_none(), "{}", all[3]);
+
+    let cases: &[(&str, &[&str])] = &[
+        ("customRule=netcat+listener", &["c1"]),
+        ("customRule=ssh%2C+out", &["c3", "c2"]),
+        ("customRule=ssh%2C+out&type=network", &["c2"]),
+        ("customRule=netcat", &[]),
+        ("customRule=", &["c3", "c2", "c1", "s1"]),
+    ];
+    for (query, want) in cases {
+        assert_eq!(ids(&c.audits(query)), *want, "{query}");
+    }
+
+    let a = c.call(
+        "GET",
+        &format!("{AUDITS}/download?customRule=ssh%2C+out"),
+        Some(ADMIN),
+        &[],
+        None,
+    );
+    assert_eq!(a.status, 200);
+    let lines: Vec<&str> = a.body.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", a.body);
+    assert!(
+        lines[0].starts_with("id,time,type,effect,rule,attack,customRule,container,image,"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].starts_with(
+            r#"c3,2026-11-29T10:00:04.000000Z,process,block,r1,customRule,"ssh, out",web,img:1,"#
+        ),
+        "{}",
+        lines[1]
+    );
 }
 
 #[test]
@@ -341,7 +449,9 @@ fn audits_are_filtered_newest_first_and_downloadable() {
     assert!(a.content_type.unwrap().starts_with("text/csv"));
     let lines: Vec<&str> = a.body.lines().collect();
     assert_eq!(lines.len(), 4, "{}", a.body);
-    assert!(lines[0].starts_with("id,time,type,effect,rule,attack,container,image,task,pid,"));
+    assert!(
+        lines[0].starts_with("id,time,type,effect,rule,attack,customRule,container,image,task,")
+    );
     assert!(
         lines[1].starts_with("e4,2026-11-29T10:00:04.000000Z,network,prevent,r1,"),
         "{}",
