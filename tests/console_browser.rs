@@ -1,7 +1,10 @@
 //! The console's pages in a real browser (Debian's headless Chromium through WebDriver): log in,
 //! see the audit of a prevented `mkdir` (and a later one arrive by live refresh), filter by type;
-//! edit the policy, see the validation error of a bad port inline, then save a good one. A
-//! hostile audit is shown as text, and its filter link keeps it whole.
+//! edit the policy, see the validation error of a bad port inline, then save a good one. The
+//! custom rules library: add one with a script error and see it under the script with its
+//! position, fix it and see it saved; rename one and see the policy page's references follow;
+//! a deletion the runtime rules forbid is refused; audits filtered by custom rule. A hostile
+//! audit is shown as text, and its filter link keeps it whole.
 //!
 //! Debian packages: chromium, chromium-driver.
 
@@ -187,10 +190,235 @@ fn audits_and_policy_pages_in_a_real_browser() {
     );
 }
 
+/// A runtime rule that switches on one custom rule of the library.
+const WITH_LIBRARY: &str = r#"{
+    "customRules": [{"name": "ssh out", "type": "network-outgoing", "script": "net.outgoing_port = 22"}],
+    "rules": [{"name": "orders", "customRules": [{"name": "ssh out", "effect": "prevent"}],
+               "processes": {"effect": "prevent", "deny": ["mkdir"]}}]
+}"#;
+
+/// Logs in as the admin and waits for the audits page.
+fn log_in(b: &Browser, c: &Console) {
+    b.goto(&format!("{}/login", c.url()));
+    b.type_into("#token", ADMIN);
+    b.click("#login");
+    assert!(
+        wait_until(HANG_GUARD, || b.current_url().ends_with("/audits")),
+        "{}",
+        b.source()
+    );
+}
+
+/// The revision the page shows, once it shows one.
+fn revision(b: &Browser) -> u64 {
+    let mut shown = String::new();
+    wait_until(HANG_GUARD, || {
+        shown = b.text("#revision");
+        !shown.is_empty()
+    });
+    shown
+        .parse()
+        .unwrap_or_else(|_| panic!("{shown:?}: {}", b.source()))
+}
+
+#[test]
+fn the_custom_rules_library_in_a_real_browser() {
+    let w = World::new();
+    let c = Console::start(&w.path("data"));
+    let first = c.put_policy(WITH_LIBRARY);
+    let b = Browser::start();
+    log_in(&b, &c);
+
+    // The policy page shows the rule's custom rules with their effects, linked to the library.
+    b.goto(&format!("{}/policy", c.url()));
+    assert_eq!(
+        b.text("#rule-0 td.references"),
+        "ssh out: prevent",
+        "{}",
+        b.source()
+    );
+    b.click("#rule-0 td.references a");
+    assert!(
+        wait_until(HANG_GUARD, || b
+            .current_url()
+            .ends_with("/policy/custom-rules#custom-0")),
+        "{}",
+        b.current_url()
+    );
+    assert_eq!(revision(&b), first);
+    let row = "#custom-rules tr[data-name=\"ssh out\"]";
+    assert_eq!(b.text(&format!("{row} td.used-by")), "orders: prevent");
+
+    // A new custom rule whose script stops short on its second line: the error under the
+    // script, with its line and column, and nothing saved.
+    b.type_into("#custom-name", "netcat listener");
+    b.click("#custom-type option[value=\"processes\"]");
+    b.type_into(
+        "#custom-script",
+        "proc.name in (\"nc\", \"ncat\")\nand proc.cmdline contains",
+    );
+    b.type_into("#custom-message", "a netcat listener <was> started");
+    b.click("#custom-save");
+    assert!(
+        wait_until(HANG_GUARD, || b.text("#error-script").contains(
+            "script:2:26: expected a value after \"contains\", found the end of the script"
+        )),
+        "{}",
+        b.source()
+    );
+    assert!(b.text("#errors").contains("Not saved"), "{}", b.source());
+    assert_eq!(revision(&b), first);
+    assert_eq!(
+        c.call("GET", POLICY, Some(ADMIN), &[], None).etag,
+        Some(format!("\"{first}\""))
+    );
+    // The form holds what was typed.
+    let typed = b.eval("return document.getElementById('custom-script').value");
+    assert!(
+        typed
+            .as_str()
+            .unwrap()
+            .ends_with("and proc.cmdline contains"),
+        "{typed}"
+    );
+    assert_eq!(
+        b.eval("return document.getElementById('custom-name').value"),
+        "netcat listener"
+    );
+
+    // Fixed: saved as the next revision, listed, and served to defenders as typed (the
+    // browser's CRLF line break kept as a line feed).
+    let script = "proc.name in (\"nc\", \"ncat\")\nand proc.cmdline contains \" -l\"";
+    b.type_into("#custom-script", script);
+    b.click("#custom-save");
+    assert!(
+        wait_until(HANG_GUARD, || b
+            .text("#saved")
+            .contains(&format!("Saved revision {}", first + 1))),
+        "{}",
+        b.source()
+    );
+    let added = "#custom-rules tr[data-name=\"netcat listener\"]";
+    assert!(
+        b.text(added).contains("a netcat listener <was> started"),
+        "{}",
+        b.source()
+    );
+    assert_eq!(b.text(&format!("{added} td.used-by")), "no rule");
+    let served = c.call("GET", POLICY, Some(ADMIN), &[], None).json();
+    assert_eq!(served["customRules"][1]["name"], "netcat listener");
+    assert_eq!(served["customRules"][1]["script"], script);
+
+    // Renamed: the runtime rule's reference follows, and the policy page shows it.
+    b.click(&format!("{row} a.edit"));
+    assert!(
+        wait_until(HANG_GUARD, || b.eval(
+            "const n = document.getElementById('custom-name'); return n && n.value"
+        ) == "ssh out"),
+        "{}",
+        b.source()
+    );
+    b.type_into("#custom-name", "ssh outbound");
+    b.click("#custom-save");
+    assert!(
+        wait_until(HANG_GUARD, || b
+            .text("#saved")
+            .contains(&format!("Saved revision {}", first + 2))),
+        "{}",
+        b.source()
+    );
+    b.goto(&format!("{}/policy", c.url()));
+    assert_eq!(b.text("#rule-0 td.references"), "ssh outbound: prevent");
+
+    // Deleting it while the rule uses it: refused, with the validation error, nothing saved.
+    b.click("#library");
+    b.click("#custom-rules tr[data-name=\"ssh outbound\"] button.delete");
+    assert!(
+        wait_until(HANG_GUARD, || b.text("#errors").contains(
+            "rules[0] \"orders\": customRules[0].name: no custom rule named \"ssh outbound\""
+        )),
+        "{}",
+        b.source()
+    );
+    assert_eq!(revision(&b), first + 2);
+    assert!(
+        b.find("#custom-rules tr[data-name=\"ssh outbound\"]")
+            .is_some()
+    );
+    // The one no rule uses goes.
+    b.click(&format!("{added} button.delete"));
+    assert!(
+        wait_until(HANG_GUARD, || b
+            .text("#saved")
+            .contains(&format!("Saved revision {}", first + 3))),
+        "{}",
+        b.source()
+    );
+    assert!(b.find(added).is_none(), "{}", b.source());
+
+    // An audit of a custom rule: shown, and its custom rule filters the audits page.
+    let mut events: Vec<serde_json::Value> = ["nc -l 4444", "mkdir x"]
+        .iter()
+        .enumerate()
+        .map(|(i, cmdline)| {
+            json!({
+                "id": format!("c{i}"), "time": format!("2026-11-29T10:00:0{i}Z"),
+                "type": "process", "effect": "block", "rule": "orders", "attack": "customRule",
+                "customRule": "netcat listener", "container": "orders-1", "image": "img:1",
+                "pid": 7, "process": "/usr/bin/nc", "cmdline": cmdline, "parent": "/bin/sh",
+                "message": format!("a netcat listener <was> started. Full command: {cmdline}"),
+                "count": 1
+            })
+        })
+        .collect();
+    events[1]["customRule"] = "other".into();
+    let sent = c.call(
+        "POST",
+        AUDITS,
+        Some(DEFENDER),
+        &[],
+        Some(&serde_json::Value::Array(events).to_string()),
+    );
+    assert_eq!(sent.status, 200, "{}", sent.body);
+    b.goto(&format!("{}/audits", c.url()));
+    let custom_cell = "#rows tr.audit td.custom-rule a";
+    assert!(
+        wait_until(HANG_GUARD, || b
+            .text("#rows")
+            .contains("Full command: nc -l 4444")),
+        "{}",
+        b.source()
+    );
+    assert_eq!(
+        b.eval("return document.querySelectorAll('#rows tr.audit').length"),
+        2
+    );
+    // The newest is the other one; the second row's custom rule is the netcat listener.
+    b.click("#rows tr.audit:nth-child(2) td.custom-rule a");
+    assert!(
+        wait_until(HANG_GUARD, || b.poll_eval(
+            "const f = document.getElementById('filter-customRule'); return f && f.value"
+        ) == "netcat listener"),
+        "{}",
+        b.source()
+    );
+    assert!(
+        wait_until(HANG_GUARD, || b.poll_eval(
+            "return document.querySelectorAll('#rows tr.audit').length"
+        ) == 1),
+        "{}",
+        b.source()
+    );
+    assert_eq!(b.text(custom_cell), "netcat listener");
+}
+
 /// What a workload chooses (a command line, a container name) or a stolen defender token sends:
 /// markup that runs if it is not escaped, and the characters that end a query string's value.
 const HOSTILE: &str =
     r#"<img src=x onerror="window.pwned=1"><script>window.pwned=2</script> & 'q' a?b=c#d +%20"#;
+
+/// The audits table's column of the message (from 1).
+const MESSAGE: u32 = 8;
 
 /// The text of cell `n` (from 1) of the first audit row; `null` when there is none.
 fn first_row_cell(b: &Browser, n: u32) -> serde_json::Value {
@@ -232,7 +460,8 @@ fn hostile_audits_are_shown_as_text_and_their_filter_links_keep_them() {
     b.type_into("#token", ADMIN);
     b.click("#login");
     assert!(
-        wait_until(HANG_GUARD, || first_row_cell(&b, 7) == message.as_str()),
+        wait_until(HANG_GUARD, || first_row_cell(&b, MESSAGE)
+            == message.as_str()),
         "{}",
         b.source()
     );
@@ -247,7 +476,7 @@ fn hostile_audits_are_shown_as_text_and_their_filter_links_keep_them() {
         "no refresh: {}",
         b.source()
     );
-    assert_eq!(first_row_cell(&b, 7), message.as_str());
+    assert_eq!(first_row_cell(&b, MESSAGE), message.as_str());
     assert!(!hostile_ran(&b), "{}", b.source());
 
     // The container's link filters the page by exactly that container.

@@ -338,14 +338,16 @@ mod tests {
     #[test]
     fn filters() {
         let f = |pairs: &str| -> AuditFilter { serde_urlencoded_like(pairs) };
-        let q = f(
-            "type=process&effect=prevent&container=&since=2026-11-29T10:00:00Z&customRule=nc+l",
-        )
-        .query(DEFAULT_LIMIT)
-        .unwrap();
+        let q =
+            f("type=process&effect=prevent&container=&since=2026-11-29T10:00:00Z&customRule=nc+l")
+                .query(DEFAULT_LIMIT)
+                .unwrap();
         assert_eq!(q.kind, Some(Kind::Process));
         assert_eq!(q.custom_rule.as_deref(), Some("nc l"));
-        assert_eq!(f("customRule=").query(DEFAULT_LIMIT).unwrap().custom_rule, None);
+        assert_eq!(
+            f("customRule=").query(DEFAULT_LIMIT).unwrap().custom_rule,
+            None
+        );
         assert_eq!(q.effect, Some(Effect::Prevent));
         assert_eq!(q.container, None);
         assert_eq!(q.since.as_deref(), Some("2026-11-29T10:00:00.000000Z"));

@@ -116,7 +116,11 @@ impl Console {
         let status = head.split(' ').nth(1).unwrap().parse().unwrap();
         let etag = head
             .lines()
-            .find_map(|l| l.to_ascii_lowercase().strip_prefix("etag: ").map(str::to_owned))
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("etag: ")
+                    .map(str::to_owned)
+            })
             .unwrap_or_default();
         (status, etag, body.to_owned())
     }

@@ -220,7 +220,7 @@ async fn library_page(
 ) -> Response {
     let doc = match current(&state) {
         Ok(doc) => doc,
-        Err(r) => return r,
+        Err(e) => return internal(&e),
     };
     let mut notice = saved_notice(q.saved, q.changed);
     let form = match q.edit.as_deref() {
@@ -241,9 +241,9 @@ async fn library_page(
 }
 
 /// The policy document in force.
-fn current(state: &AppState) -> Result<Document, Response> {
+fn current(state: &AppState) -> Result<Document, String> {
     serde_json::from_str(&state.policy().document)
-        .map_err(|e| internal(&format!("stored policy unreadable: {e}")))
+        .map_err(|e| format!("stored policy unreadable: {e}"))
 }
 
 /// The page: the library table of `doc`, then the form holding `form` (with the errors of
@@ -492,13 +492,14 @@ async fn delete(
 }
 
 /// Applies `change` to the policy in force and saves it, then back to the library page; refused,
-/// the page again (status 400) with `form` and the errors.
+/// the page again (status 400) with `form` and the errors (a deletion's above the table).
 async fn change_library(state: &AppState, change: Change, form: &EntryForm) -> Response {
     let mut doc = match current(state) {
         Ok(doc) => doc,
-        Err(r) => return r,
+        Err(e) => return internal(&e),
     };
     let before = doc.clone();
+    let deleting = matches!(change, Change::Delete(_));
     let index = match apply(&mut doc, change) {
         Ok(index) => index,
         Err(message) => {
@@ -517,6 +518,18 @@ async fn change_library(state: &AppState, change: Change, form: &EntryForm) -> R
         }
         Ok(Replaced::Same(p)) => {
             Redirect::to(&format!("{LIBRARY}?saved={}&changed=0", p.revision)).into_response()
+        }
+        // A deletion is refused for what uses the entry: said at the top, where its button was.
+        Err(ReplaceError::Invalid(error)) if deleting => {
+            let script_of = |i: usize| doc.custom_rules.get(i).map(|c| c.script.clone());
+            let notice = html! {
+                div class="errors" id="errors" {
+                    p { "Not deleted: the policy would be invalid. The policy in force is unchanged." }
+                    (problems::list(&error, script_of))
+                }
+            };
+            let view = library_view(state, &before, notice, form, None);
+            (StatusCode::BAD_REQUEST, view).into_response()
         }
         Err(ReplaceError::Invalid(error)) => {
             let refusal = Refusal { index, error };
@@ -569,13 +582,21 @@ mod tests {
         )
     }
 
+    /// A change; the index it gives or the start of its error; then the library's names and the
+    /// two runtime rules' references' names.
+    type Case = (
+        Change,
+        Result<usize, &'static str>,
+        [&'static [&'static str]; 3],
+    );
+
     #[test]
     fn changes_to_the_library() {
         let save = |original: Option<&str>, name: &str| Change::Save {
             original: original.map(str::to_owned),
             rule: rule(name, "proc.uid = 0"),
         };
-        let cases: Vec<(Change, Result<usize, &str>, [&[&str]; 3])> = vec![
+        let cases: Vec<Case> = vec![
             (
                 save(None, "new"),
                 Ok(2),
@@ -646,10 +667,7 @@ mod tests {
             ),
             // Another entry's problem, a runtime rule's, the document's: above the form.
             (problem(List::CustomRules, 1, "name"), Place::Above),
-            (
-                problem(List::Rules, 2, "customRules[0].name"),
-                Place::Above,
-            ),
+            (problem(List::Rules, 2, "customRules[0].name"), Place::Above),
             (problem(List::CustomRules, 2, ""), Place::Above),
             (
                 Problem {
@@ -690,7 +708,10 @@ mod tests {
     #[test]
     fn hostile_custom_rules_are_shown_escaped() {
         let name = format!("nc {HOSTILE}");
-        let script = format!("proc.cmdline contains \"{}\" and <", HOSTILE.replace('"', "\\\""));
+        let script = format!(
+            "proc.cmdline contains \"{}\" and <",
+            HOSTILE.replace('"', "\\\"")
+        );
         let doc: Document = serde_json::from_value(serde_json::json!({
             "customRules": [{"name": name, "type": "processes", "script": script,
                              "message": format!("message {HOSTILE}")}],

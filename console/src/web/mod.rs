@@ -309,7 +309,11 @@ async fn save_policy(
             // The scripts as typed, for the excerpt under a script error.
             let typed = serde_json::from_str::<serde_json::Value>(&form.document).ok();
             let script_of = |index: usize| {
-                let script = typed.as_ref()?.get("customRules")?.get(index)?.get("script")?;
+                let script = typed
+                    .as_ref()?
+                    .get("customRules")?
+                    .get(index)?
+                    .get("script")?;
                 script.as_str().map(str::to_owned)
             };
             let notice = html! {
