@@ -524,7 +524,10 @@ async fn change_library(state: &AppState, change: Change, form: &EntryForm) -> R
             let script_of = |i: usize| doc.custom_rules.get(i).map(|c| c.script.clone());
             let notice = html! {
                 div class="errors" id="errors" {
-                    p { "Not deleted: the policy would be invalid. The policy in force is unchanged." }
+                    p {
+                        "Not deleted: the policy would be invalid. The policy in force is \
+                         unchanged."
+                    }
                     (problems::list(&error, script_of))
                 }
             };
@@ -544,7 +547,7 @@ async fn change_library(state: &AppState, change: Change, form: &EntryForm) -> R
 mod tests {
     use defender::policy::RuleRef;
 
-    use super::super::tests::{HOSTILE, links};
+    use super::super::tests::{HOSTILE, SHOWN, links};
     use super::*;
 
     fn document() -> Document {
@@ -752,16 +755,15 @@ mod tests {
 
         assert!(!page.contains("<script"), "{page}");
         assert!(!page.contains("</td><script>"), "{page}");
-        let shown = r#"&lt;/td&gt;&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; 'q' a?b=c#d +%20"#;
         for text in [
-            format!("<td>nc {shown}</td>"),
-            format!(">message {shown}<"),
-            format!(">rule {shown}</a>: <span class=\"effect-prevent\">"),
+            format!("<td>nc {SHOWN}</td>"),
+            format!(">message {SHOWN}<"),
+            format!(">rule {SHOWN}</a>: <span class=\"effect-prevent\">"),
             // The form's fields hold the entry as it is.
-            format!(r#"name="name" id="custom-name" size="50" value="nc {shown}""#),
-            format!(r#"name="original" value="nc {shown}""#),
-            format!("script:1:{}: expected {shown}", script.chars().count()),
-            format!("no custom rule named {shown}"),
+            format!(r#"name="name" id="custom-name" size="50" value="nc {SHOWN}""#),
+            format!(r#"name="original" value="nc {SHOWN}""#),
+            format!("script:1:{}: expected {SHOWN}", script.chars().count()),
+            format!("no custom rule named {SHOWN}"),
         ] {
             assert!(page.contains(&text), "{text} is not in {page}");
         }

@@ -17,7 +17,8 @@ th { background: #f2f4f8; } code, textarea { font-family: ui-monospace, monospac
 textarea { width: 100%; min-height: 24em; } textarea.script { min-height: 8em; }
 pre.script, pre.excerpt { margin: 0; white-space: pre-wrap; } pre.excerpt { margin-top: .3em; }
 .field-error { color: #a00; margin: .3em 0; } tr:target { background: #fffbd6; }
-form.entry input, form.entry select { font: inherit; } td form { display: inline; } td.used-by { white-space: nowrap; }
+form.entry input, form.entry select { font: inherit; } td form { display: inline; }
+td.used-by { white-space: nowrap; }
 .errors { color: #a00; background: #fff0f0; border: 1px solid #e99; padding: .5em 1.5em; }
 .ok { color: #060; background: #effaef; border: 1px solid #9c9; padding: .5em 1em; }
 .effect-prevent, .effect-block { color: #a00; font-weight: bold; } .effect-alert { color: #a60; }

@@ -1,8 +1,9 @@
 //! The pages for a person: the policy (rules in order with scope, custom rules and effects, edited
 //! as JSON with the validation errors shown inline), its custom rules library (`custom`), the
-//! audits (newest first, filters, live refresh), the defenders. Server-rendered HTML from maud templates, which escape every value they show
-//! (command lines, domains, container names: the workloads choose them); query strings are
-//! encoded with `form_urlencoded`. The only script refreshes the audit rows.
+//! audits (newest first, filters, live refresh), the defenders. Server-rendered HTML from maud
+//! templates, which escape every value they show (command lines, domains, container names: the
+//! workloads choose them; scripts hold quotes and `<`); query strings are encoded with
+//! `form_urlencoded`. The only script refreshes the audit rows.
 //!
 //! The pages need the admin token, given once on the login page and kept in a session cookie.
 
@@ -582,6 +583,10 @@ mod tests {
     /// What a workload may put in a command line, a domain, a container's or a rule's name.
     pub(super) const HOSTILE: &str = r#"</td><script>alert("x")</script> & 'q' a?b=c#d +%20"#;
 
+    /// [`HOSTILE`] as maud writes it in text.
+    pub(super) const SHOWN: &str =
+        r#"&lt;/td&gt;&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; 'q' a?b=c#d +%20"#;
+
     /// The events of a hostile workload, as its defender builds them.
     fn hostile_events() -> Vec<Event> {
         let scope = Scope {
@@ -655,18 +660,17 @@ mod tests {
         // The only script is the page's own; every hostile string is text.
         assert_eq!(page.matches("<script").count(), 1, "{page}");
         assert!(!page.contains("</td><script>"), "{page}");
-        let shown = r#"&lt;/td&gt;&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; 'q' a?b=c#d +%20"#;
         for text in [
-            format!("Full command: sh -c {shown}"),
-            format!("DNS resolution of domain name {shown}.example"),
-            format!(">web {shown}</a>"),
-            format!(">rule {shown}</a>"),
+            format!("Full command: sh -c {SHOWN}"),
+            format!("DNS resolution of domain name {SHOWN}.example"),
+            format!(">web {SHOWN}</a>"),
+            format!(">rule {SHOWN}</a>"),
         ] {
             assert!(page.contains(&text), "{text} is not in {page}");
         }
         // The filter inputs hold the values in force, as attributes.
         assert!(
-            page.contains(&format!(r#"id="filter-image" value="img {shown}""#)),
+            page.contains(&format!(r#"id="filter-image" value="img {SHOWN}""#)),
             "{page}"
         );
 
@@ -723,8 +727,7 @@ mod tests {
         event.custom_rule = Some(name.clone());
         let filter = AuditFilter::default();
         let rows = row(&event, &filter).into_string();
-        let shown = r#"&lt;/td&gt;&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; 'q' a?b=c#d +%20"#;
-        assert!(rows.contains(&format!(">nc {shown}</a>")), "{rows}");
+        assert!(rows.contains(&format!(">nc {SHOWN}</a>")), "{rows}");
         let by_custom: Vec<serde_json::Value> = links(&rows)
             .iter()
             .map(|l| filter_of(l))
@@ -741,7 +744,7 @@ mod tests {
         assert!(!table.contains("<script"), "{table}");
         assert!(
             table.contains(&format!(
-                r#"<a href="/policy/custom-rules#custom-0">nc {shown}</a>: <span class="effect-alert">alert</span>"#
+                r#"<a href="/policy/custom-rules#custom-0">nc {SHOWN}</a>: <span class="effect-alert">"#
             )),
             "{table}"
         );
