@@ -45,7 +45,7 @@ pub fn row_link(index: usize) -> String {
 }
 
 /// What the form posts: one custom rule, and which one it was.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Debug, Deserialize)]
 struct EntryForm {
     /// The name of the entry edited, as it was when the form was shown; empty for a new one.
     #[serde(default)]
