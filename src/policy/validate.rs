@@ -174,17 +174,23 @@ fn each_named(
     }
 }
 
-/// The custom rules library, compiled, by name (and the documents, to write back).
+/// The custom rules library, compiled, by name (and the documents, to write back). A custom rule
+/// with a problem of its own is in it as `None`: references to it are not reported again.
 fn compile_library(
     list: &[Value],
     problems: &mut Vec<Problem>,
-) -> (HashMap<String, Arc<Entry>>, Vec<doc::CustomRule>) {
+) -> (HashMap<String, Option<Arc<Entry>>>, Vec<doc::CustomRule>) {
     let mut library = HashMap::new();
     let mut documents = Vec::new();
     each_named(list, List::CustomRules, problems, |value, report| {
         let document = match deserialize::<doc::CustomRule>(value) {
             Ok(document) => document,
-            Err((field, message)) => return report.push(field, message),
+            Err((field, message)) => {
+                if let Some(name) = value.get("name").and_then(Value::as_str) {
+                    library.entry(name.to_owned()).or_insert(None);
+                }
+                return report.push(field, message);
+            }
         };
         if document.name.is_empty() {
             report.push("name".to_owned(), "must not be empty".to_owned());
@@ -201,25 +207,24 @@ fn compile_library(
                      system sensor"
                         .to_owned(),
                 );
+                library.entry(document.name.clone()).or_insert(None);
                 documents.push(document);
                 return;
             }
         };
-        match custom::compile(kind, &document.script) {
-            Ok(script) => {
-                library.entry(document.name.clone()).or_insert_with(|| {
-                    Arc::new(Entry {
-                        name: document.name.clone(),
-                        message: document.message.clone(),
-                        script,
-                    })
-                });
-            }
+        let entry = match custom::compile(kind, &document.script) {
+            Ok(script) => Some(Arc::new(Entry {
+                name: document.name.clone(),
+                message: document.message.clone(),
+                script,
+            })),
             Err(e) => {
                 let (line, column) = e.position(&document.script);
                 report.push(format!("script:{line}:{column}"), e.message);
+                None
             }
-        }
+        };
+        library.entry(document.name.clone()).or_insert(entry);
         documents.push(document);
     });
     (library, documents)
@@ -276,7 +281,7 @@ impl Report<'_> {
 /// compiles the entries. What is returned is meaningful only if nothing was reported.
 fn compile_rule(
     document: &doc::Rule,
-    library: &HashMap<String, Arc<Entry>>,
+    library: &HashMap<String, Option<Arc<Entry>>>,
     report: &mut Report,
 ) -> Rule {
     if document.name.is_empty() {
@@ -348,7 +353,7 @@ fn compile_rule(
 /// out (they are off), and each must name a custom rule of the library, once.
 fn references(
     list: &[doc::CustomRef],
-    library: &HashMap<String, Arc<Entry>>,
+    library: &HashMap<String, Option<Arc<Entry>>>,
     report: &mut Report,
 ) -> [Custom; 4] {
     let mut custom: [Custom; 4] = Default::default();
@@ -368,6 +373,8 @@ fn references(
             );
             continue;
         };
+        // A custom rule with a problem of its own was reported where it is.
+        let Some(entry) = entry else { continue };
         if reference.effect != doc::CustomEffect::Disable {
             custom[entry.script.kind().index()].push(Reference {
                 effect: reference.effect,
@@ -699,6 +706,15 @@ mod tests {
                 // A rule that is not of the right shape is not checked further.
                 "rules[0] \"r\": customRules[1].effect: unknown variant `deny`, expected one of `allow`, `alert`, `prevent`, `block`, `disable`",
             ]
+        );
+        // A reference to a custom rule that has a problem of its own is not reported again.
+        let refs_broken = text.replace(
+            r#"{ "name": "nope", "effect": "alert" }"#,
+            r#"{ "name": "files", "effect": "alert" }, { "name": "no script", "effect": "alert" }"#,
+        ).replace(r#""effect": "deny""#, r#""effect": "alert""#);
+        assert_eq!(
+            errors(&refs_broken)[8..],
+            ["rules[0] \"r\": customRules[4].name: duplicate of customRules[3]"]
         );
         // With the bad effect fixed, the duplicate reference shows.
         let fixed = text.replace(r#""effect": "deny""#, r#""effect": "alert""#);
