@@ -4,6 +4,10 @@
 //! the call performed on the duplicate with that copy (perform.rs): the kernel executes exactly
 //! what was decided on, whatever the caller's other threads do to its memory meanwhile. DNS
 //! sockets are connected to the forwarder (dns/forwarder.rs), whose findings are audited here.
+//!
+//! Custom rules on outgoing connections, listening ports and DNS questions judge with the
+//! caller's facts (sensors/facts.rs), read here, once per call and only the fields the rules in
+//! force read, before the check that the call still waits (which proves they are the caller's).
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -17,11 +21,12 @@ use super::perform::{AsCaller, Caller, Perform};
 use crate::audit::{self, ActivityViolation, Event};
 use crate::dns::forwarder::{Client, Forwarder};
 use crate::dns::{self, Finding};
+use crate::policy::custom::{FieldSet, Kind, Process};
 use crate::policy::{Consequence, Effect, Live, Rule};
 use crate::seccomp::NetCall;
 use crate::sensors::dns as sensors_dns;
 use crate::sensors::family::{self, Family};
-use crate::sensors::{Objection, bind, connect, exec, send};
+use crate::sensors::{Objection, bind, connect, exec, facts, send};
 use crate::sys::copyin;
 use crate::sys::remote::RemoteMemory;
 use crate::sys::seccomp::{Notification, Responder};
@@ -244,8 +249,19 @@ impl Supervisor {
         kind: SocketKind,
         caller: Caller,
     ) -> Result<Perform, Answer> {
-        let addr = self.address_argument(n)?;
-        let verdict = connect::decide(rule, kind, addr.bytes());
+        let addr = read_address(n)?;
+        // The custom rules' facts: on outgoing connections, and on DNS for a resolver's socket
+        // (kept at the forwarder's registration), read before the call is checked to still wait.
+        let facts = match rule {
+            Some(rule) => {
+                let dest = || sockaddr::target(sockaddr::Use::Connect, kind.domain, addr.bytes());
+                let kinds = event_kinds(rule, || dest().into_iter());
+                self.caller_facts(n, rule, &kinds)?
+            }
+            None => None,
+        };
+        self.still_waiting(n)?;
+        let verdict = connect::decide(rule, kind, addr.bytes(), facts.as_ref().map(|f| &f.1));
         if let (Some(objection), Some(rule)) = (verdict.objection, rule) {
             self.object(rule, objection, caller)?;
         }
@@ -264,6 +280,13 @@ impl Supervisor {
                     upstream: dest,
                     pid: caller.tgid(),
                     process: super::caller_exe(caller.tid),
+                    // Nothing to read (no custom rule on DNS, or no rule): an empty set of
+                    // facts, which covers what such a rule reads; unreadable: none.
+                    facts: match (rule, facts) {
+                        (_, Some(facts)) => Some(facts),
+                        (Some(r), None) if !r.custom(Kind::Dns).is_empty() => None,
+                        _ => Some((FieldSet::default(), Process::default())),
+                    },
                 };
                 fwd.register(proto, local, client);
             }
@@ -279,12 +302,20 @@ impl Supervisor {
         kind: SocketKind,
         caller: Caller,
     ) -> Result<Perform, Answer> {
-        let addr = self.address_argument(n)?;
+        let addr = read_address(n)?;
+        let facts = self.caller_facts(n, rule, &[Kind::Listening])?;
+        self.still_waiting(n)?;
         let start = self
             .net
             .as_ref()
             .map_or(1024, |s| s.unprivileged_port_start);
-        let verdict = bind::decide(rule, kind, addr.bytes(), start);
+        let verdict = bind::decide(
+            rule,
+            kind,
+            addr.bytes(),
+            start,
+            facts.as_ref().map(|f| &f.1),
+        );
         if let Some(objection) = verdict.objection {
             self.object(rule, objection, caller)?;
         }
@@ -309,9 +340,16 @@ impl Supervisor {
         let stream = kind.ty == libc::SOCK_STREAM;
         let (max_data, truncate) = send::copy_limits(true, stream);
         let (mut msgs, flags, mmsg_at) = read_send(n, call, stream, max_data, truncate)?;
+        // The custom rules' facts, for the kinds of events the messages are.
+        let kinds = event_kinds(rule, || {
+            msgs.iter()
+                .filter_map(|m| send::destination(kind, flags, m.name.as_ref().map(|a| a.bytes())))
+        });
+        let facts = self.caller_facts(n, rule, &kinds)?;
+        let facts = facts.as_ref().map(|f| &f.1);
         self.still_waiting(n)?;
         for msg in &mut msgs {
-            let verdict = match send::decide(rule, kind, flags, msg) {
+            let verdict = match send::decide(rule, kind, flags, msg, facts) {
                 Ok(verdict) => verdict,
                 Err(send::Refusal::Control { level, kind }) => {
                     let what = format!("Ancillary data of level {level} and type {kind} on a send");
@@ -325,7 +363,9 @@ impl Supervisor {
             match verdict.dns {
                 sensors_dns::Send::Plain => {}
                 sensors_dns::Send::FastOpen => return Err(Answer::Deny(libc::EOPNOTSUPP)),
-                sensors_dns::Send::Question => self.dns_datagram(rule, sock, caller, msg)?,
+                sensors_dns::Send::Question => {
+                    self.dns_datagram(rule, sock, caller, msg, facts)?;
+                }
             }
         }
         Ok(Perform::Send {
@@ -344,6 +384,7 @@ impl Supervisor {
         sock: &OwnedFd,
         caller: Caller,
         msg: &mut OwnedMsg,
+        facts: Option<&Process>,
     ) -> Checked {
         if let Some(fwd) = self.net_forwarder()
             && socket::peer_addr(sock.as_fd()).is_ok_and(|p| fwd.is_forwarder(p))
@@ -354,11 +395,12 @@ impl Supervisor {
             return Ok(());
         }
         let process = super::caller_exe(caller.tid);
-        let (decision, finding) = dns::decide(rule, &msg.data, caller.tgid(), &process);
+        let (decision, finding) = dns::decide(rule, &msg.data, caller.tgid(), &process, facts);
+        let effect = finding.as_ref().map_or(Effect::Disable, |f| f.effect);
         if let Some(f) = finding {
             self.on_dns_finding(f);
         }
-        match sensors_dns::question(decision, rule.dns().effect()) {
+        match sensors_dns::question(decision, effect) {
             sensors_dns::Question::Send => {}
             sensors_dns::Question::Refuse => return Err(Answer::Deny(libc::EPERM)),
             sensors_dns::Question::Substitute => {
@@ -372,12 +414,50 @@ impl Supervisor {
         self.net.as_ref().map(|s| &s.forwarder)
     }
 
-    /// The copied address of a `connect` or `bind` (arguments 1 and 2); empty for a NULL one, which
-    /// the kernel refuses by itself when the call is performed.
-    fn address_argument(&self, n: &Notification) -> Result<RawAddr, Answer> {
-        let addr = read_address(n)?;
+    /// The caller's facts for the custom rules on `kinds` of `rule` (what the events of this call
+    /// may be), with the fields read: only those the rules read; `None` when no such rule is in
+    /// force (nothing is read), or when they could not be read and the rules cannot refuse: then
+    /// reported under `alert`, and the sections judge alone. Unreadable where a rule could
+    /// prevent or block: the call is refused (fail closed), as a call that cannot be inspected.
+    /// Read before the call is checked to still wait, which proves they are the caller's.
+    fn caller_facts(
+        &mut self,
+        n: &Notification,
+        rule: &Rule,
+        kinds: &[Kind],
+    ) -> Result<Option<(FieldSet, Process)>, Answer> {
+        let in_force = kinds.iter().map(|k| rule.custom(*k));
+        if in_force.clone().all(|c| c.is_empty()) {
+            return Ok(None);
+        }
+        let fields = in_force
+            .clone()
+            .fold(FieldSet::default(), |f, c| f.union(c.fields()));
+        let e = match facts::of_caller(n.pid, fields, &self.users) {
+            Ok(p) => return Ok(Some((fields, p))),
+            Err(e) => e,
+        };
         self.still_waiting(n)?;
-        Ok(addr)
+        match in_force.fold(Effect::Disable, |e, c| e.stricter(c.strictest())) {
+            Effect::Disable => Ok(None),
+            Effect::Alert => {
+                let message = family::uninspectable_message(n.pid, &e.to_string(), rule.name());
+                self.sink.emit(Event::defender(
+                    &self.scope,
+                    audit::Effect::Alert,
+                    Some(rule.name()),
+                    message,
+                ));
+                Ok(None)
+            }
+            Effect::Prevent | Effect::Block => {
+                log::warn!(
+                    "socket call by {} refused: it cannot be inspected ({e})",
+                    n.pid
+                );
+                Err(Answer::Deny(libc::EPERM))
+            }
+        }
     }
 
     /// Copies the arguments of a call on a socket that is not IP, and what performing it as the
@@ -533,6 +613,11 @@ impl Supervisor {
         let Some(rule) = self.policy.current().rule.clone() else {
             return;
         };
+        if f.unread {
+            // A question let through under `alert` without the facts: reported, nothing to apply.
+            self.sink.emit(f.event(&self.scope, rule.name()));
+            return;
+        }
         let repeated = self.net.as_mut().is_some_and(|s| {
             s.dns_findings
                 .repeats((f.pid, f.domain.clone()), Instant::now())
@@ -579,6 +664,30 @@ impl Supervisor {
             message,
         ));
         Answer::Deny(libc::EPERM)
+    }
+}
+
+/// The kinds of custom rules of `rule` a call to the destinations `dests` makes events of: an
+/// outgoing connection for any destination, a DNS question for one at port 53 (a question sent,
+/// or a resolver's socket registered at the forwarder). Without custom rules of either kind, the
+/// destinations are not even looked at: nothing is read.
+fn event_kinds<I: Iterator<Item = std::net::SocketAddr>>(
+    rule: &Rule,
+    dests: impl FnOnce() -> I,
+) -> Vec<Kind> {
+    let (outgoing, question_kind) = (Kind::NetworkOutgoing, Kind::Dns);
+    if rule.custom(outgoing).is_empty() && rule.custom(question_kind).is_empty() {
+        return Vec::new();
+    }
+    let (mut any, mut question) = (false, false);
+    for d in dests() {
+        any = true;
+        question |= d.port() == dns::PORT;
+    }
+    match (any, question) {
+        (false, _) => Vec::new(),
+        (true, false) => vec![outgoing],
+        (true, true) => vec![outgoing, question_kind],
     }
 }
 
@@ -665,4 +774,56 @@ fn read_hdr(mem: &mut RemoteMemory, at: u64) -> Result<MsgHdr, Answer> {
     Ok(MsgHdr::parse(
         bytes.as_slice().try_into().expect("MSGHDR_SIZE bytes"),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sensors::testing::{custom_rule, rule};
+
+    #[test]
+    fn kinds_of_events_facts_are_read_for() {
+        let library = r#"[{"name": "o", "type": "network-outgoing", "script": "net.outgoing_port = 22"},
+                          {"name": "d", "type": "dns", "script": "dns.name = \"x.test\""}]"#;
+        let outgoing = custom_rule(
+            library,
+            r#""customRules": [{"name": "o", "effect": "alert"}]"#,
+        );
+        let dns_only = custom_rule(
+            library,
+            r#""customRules": [{"name": "d", "effect": "alert"}]"#,
+        );
+        let none = rule(r#""network": {"effect": "prevent"}"#);
+        let to = |s: &str| s.parse::<std::net::SocketAddr>().unwrap();
+        use Kind::*;
+        type Case<'a> = (&'a str, &'a Rule, Vec<&'a str>, Vec<Kind>);
+        let cases: Vec<Case> = vec![
+            ("no custom rule", &none, vec!["192.0.2.1:53"], vec![]),
+            (
+                "a connect",
+                &outgoing,
+                vec!["192.0.2.1:22"],
+                vec![NetworkOutgoing],
+            ),
+            (
+                "to a name server",
+                &dns_only,
+                vec!["192.0.2.1:53"],
+                vec![NetworkOutgoing, Dns],
+            ),
+            ("no destination", &outgoing, vec![], vec![]),
+            (
+                "a sendmmsg, one of them DNS",
+                &outgoing,
+                vec!["192.0.2.1:443", "192.0.2.1:53"],
+                vec![NetworkOutgoing, Dns],
+            ),
+        ];
+        for (what, rule, dests, want) in cases {
+            let got = event_kinds(rule, || dests.iter().map(|d| to(d)));
+            assert_eq!(got, want, "{what}");
+        }
+        // Without custom rules the destinations are not looked at.
+        let _ = event_kinds(&none, || -> std::iter::Empty<_> { panic!("looked at") });
+    }
 }
