@@ -1,0 +1,1245 @@
+//! Custom rules end to end (issue 11): the real `defender` binary around real programs, under
+//! policies whose runtime rule switches on custom rules of the document's library. Proves, for
+//! each event type, that the facts a script reads are the ones the contract names and are read
+//! before the call goes on: a launch is judged on its whole command line before it runs, and one
+//! whose arguments are swapped after the check is killed at its exec stop (`exec_helper
+//! race-argv`); a shell is judged by the program that launched it; users come from the
+//! container's `/etc/passwd` as it was at start; a terminal makes a process interactive;
+//! connects, binds and DNS questions (through the forwarder and musl's `sendto`) are judged by
+//! address, port, protocol, name and the calling program. `allow` is an exception to a section,
+//! the first true reference decides, `alert`/`prevent`/`block` act as for sections, and every
+//! verdict is audited with `attack: customRule` and the custom rule's name. Precedence of the
+//! grammar is checked through the binary, and a policy put on the console with a custom rule
+//! decides the next launch of a running command.
+//!
+//! Debian packages: coreutils, dash, util-linux (setpriv, unshare, nsenter, mount), bsdutils
+//! (script), python3, libc-bin (getent), curl, dnsmasq-base, iproute2; the musl resolver client
+//! (`cargo build --release --target x86_64-unknown-linux-musl -p defender-test-programs --bin
+//! resolve`, .ci/run).
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::console::{self, Console};
+use common::networld::{
+    BLOCKED_EXIT, DENIED_IP, NAMESERVER, NetWorld, WEB, WEB6, assert_blocked, musl_test_program,
+};
+use common::{
+    HANG_GUARD, RaceTally, World, finish_within, race_until_killed, require, spawn_piped, stderr,
+    stdout, test_program, wait_until, without_capability_report,
+};
+use serde_json::{Value, json};
+
+/// The runtime rule's name in every policy of this file.
+const RULE: &str = "r";
+
+/// PATH for every command: the system's tools only, the same on every machine.
+const SYSTEM_PATH: &str = "/usr/bin:/bin";
+
+/// What a shell prints when an exec fails with EPERM.
+const EPERM_TEXT: &str = "Operation not permitted";
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+/// A custom rule of the library.
+fn custom(name: &str, kind: &str, script: &str) -> Value {
+    json!({"name": name, "type": kind, "script": script})
+}
+
+/// A policy with the custom rules `library` and one rule, named [`RULE`], that references
+/// `references` (name, effect) in order, with `sections` (a JSON object: `processes`, `dns`, ...)
+/// besides.
+fn policy(library: &[Value], references: &[(&str, &str)], sections: Value) -> String {
+    let refs: Vec<Value> = references
+        .iter()
+        .map(|(name, effect)| json!({"name": name, "effect": effect}))
+        .collect();
+    let mut rule = json!({"name": RULE, "customRules": refs});
+    for (k, v) in sections.as_object().expect("sections").iter() {
+        rule[k] = v.clone();
+    }
+    json!({"customRules": library, "rules": [rule]}).to_string()
+}
+
+/// Every reference with the same effect, no section.
+fn all(library: &[Value], effect: &str) -> String {
+    let names: Vec<(&str, &str)> = library
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap(), effect))
+        .collect();
+    policy(library, &names, json!({}))
+}
+
+/// Takes the controlling terminal away from the defender and its command (a new session), so that
+/// `proc.interactive` is false unless a test gives the command a terminal (`script`), whatever
+/// the terminal the tests were started from.
+fn without_terminal(c: &mut Command) -> &mut Command {
+    // SAFETY: the closure runs in the forked child before exec and only calls setsid(2), which is
+    // async-signal-safe; it touches no lock or allocation of the parent.
+    unsafe {
+        c.pre_exec(|| {
+            nix::unistd::setsid()
+                .map(|_| ())
+                .map_err(std::io::Error::from)
+        })
+    }
+}
+
+/// `defender run` under `policy` with PATH set to SYSTEM_PATH and no terminal.
+fn run(w: &World, policy: &str, command: &[&str]) -> Output {
+    let p = w.policy(policy);
+    let mut c = w.command(Some(&p), &[], command);
+    c.env("PATH", SYSTEM_PATH).env("SHELL", "/bin/sh");
+    common::output_within(without_terminal(&mut c))
+}
+
+/// `sh -c SCRIPT` under the defender.
+fn run_sh(w: &World, policy: &str, script: &str) -> Output {
+    run(w, policy, &["sh", "-c", script])
+}
+
+fn canon(p: impl AsRef<Path>) -> String {
+    let p = p.as_ref();
+    fs::canonicalize(p)
+        .unwrap_or_else(|e| panic!("canonicalize {}: {e}", p.display()))
+        .display()
+        .to_string()
+}
+
+/// The first `dir/name` on SYSTEM_PATH, as a shell searching PATH executes it.
+fn which(name: &str) -> String {
+    SYSTEM_PATH
+        .split(':')
+        .map(|d| format!("{d}/{name}"))
+        .find(|p| Path::new(p).exists())
+        .unwrap_or_else(|| panic!("{name} is not on {SYSTEM_PATH}"))
+}
+
+/// The world's directory as the kernel names it.
+fn root(w: &World) -> String {
+    canon(w.dir.path())
+}
+
+/// Copies a program into the world under another name (a file of its own).
+fn copy_exe(w: &World, from: impl AsRef<Path>, to: &str) -> PathBuf {
+    let dest = w.path(to);
+    fs::copy(from.as_ref(), &dest).unwrap();
+    fs::set_permissions(&dest, fs::Permissions::from_mode(0o755)).unwrap();
+    dest
+}
+
+fn script(w: &World, name: &str, text: &str) -> PathBuf {
+    let p = w.path(name);
+    fs::write(&p, text).unwrap();
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}
+
+/// Everything worth seeing when an assertion fails.
+fn show(w: &World, o: &Output) -> String {
+    format!(
+        "status: {:?}\nstdout: {}\nstderr: {}\naudits: {}",
+        o.status,
+        stdout(o),
+        stderr(o),
+        fs::read_to_string(w.audit_path()).unwrap_or_else(|_| "(no audit file)".into())
+    )
+}
+
+/// The `KEY=VALUE` lines a test script echoed, as a map (a terminal's `\r` left out).
+fn echoed(o: &Output) -> std::collections::BTreeMap<String, String> {
+    stdout(o)
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.trim_end_matches('\r').to_owned()))
+        .collect()
+}
+
+/// The script echoed `KEY=VALUE` for each of `want` (exit statuses: 126 is a refused exec).
+fn expect(w: &World, o: &Output, want: &[(&str, &str)]) {
+    let got = echoed(o);
+    let wrong: Vec<String> = want
+        .iter()
+        .filter(|(k, v)| got.get(*k).map(String::as_str) != Some(*v))
+        .map(|(k, v)| format!("{k}={:?}, want {v}", got.get(*k)))
+        .collect();
+    assert!(wrong.is_empty(), "{}\n{}", wrong.join("; "), show(w, o));
+}
+
+/// The `process` audits; asserts there are exactly `n`.
+fn process_audits(w: &World, o: &Output, n: usize) -> Vec<Value> {
+    let a = w.audits_of("process");
+    assert_eq!(a.len(), n, "expected {n} process audit(s)\n{}", show(w, o));
+    a
+}
+
+fn str_of<'a>(e: &'a Value, field: &str) -> &'a str {
+    e[field]
+        .as_str()
+        .unwrap_or_else(|| panic!("{field} is not a string: {e}"))
+}
+
+/// The fields of an event of any type that a custom rule decided (docs/audit.md).
+fn check_custom_event(e: &Value, kind: &str, effect: &str, custom_rule: &str) {
+    assert_eq!(e["type"], kind, "{e}");
+    assert_eq!(e["effect"], effect, "{e}");
+    assert_eq!(e["attack"], "customRule", "{e}");
+    assert_eq!(e["customRule"], custom_rule, "{e}");
+    assert_eq!(e["rule"], RULE, "{e}");
+    assert_eq!(e["container"], "test-container", "{e}");
+    assert_eq!(e["image"], "test/image:1", "{e}");
+    assert_eq!(e["count"], 1, "{e}");
+    assert!(e["pid"].as_u64().is_some_and(|p| p > 1), "pid: {e}");
+}
+
+/// A launch decided by custom rule `name` without a message of its own: the launched file, the
+/// launching program, the command line, and the default message naming the rule.
+fn check_custom_launch(
+    e: &Value,
+    effect: &str,
+    name: &str,
+    process: &str,
+    parent: &str,
+    cmdline: &str,
+) {
+    check_custom_event(e, "process", effect, name);
+    assert_eq!(str_of(e, "process"), process, "{e}");
+    assert_eq!(str_of(e, "parent"), parent, "{e}");
+    assert_eq!(str_of(e, "cmdline"), cmdline, "{e}");
+    assert_eq!(
+        str_of(e, "message"),
+        format!(
+            "{process} launched from {parent} matched custom rule \"{name}\". Full command: {cmdline}"
+        ),
+        "{e}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. A launch judged on its arguments, before it runs
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_launch_is_prevented_by_its_arguments_alone_before_it_runs() {
+    let w = World::new();
+    let r = root(&w);
+    let library = [custom(
+        "forbidden touch",
+        "processes",
+        r#"proc.name = "touch" and proc.cmdline contains "forbidden""#,
+    )];
+    let o = run_sh(
+        &w,
+        &all(&library, "prevent"),
+        &format!("touch {r}/forbidden; echo a=$?; touch {r}/fine; echo b=$?"),
+    );
+    expect(&w, &o, &[("a", "126"), ("b", "0")]);
+    assert!(stderr(&o).contains(EPERM_TEXT), "{}", show(&w, &o));
+    assert!(
+        !w.path("forbidden").exists(),
+        "touch ran with the forbidden argument"
+    );
+    assert!(w.path("fine").exists(), "touch of another file must work");
+
+    let a = process_audits(&w, &o, 1);
+    check_custom_launch(
+        &a[0],
+        "prevent",
+        "forbidden touch",
+        &which("touch"),
+        &canon("/bin/sh"),
+        &format!("touch {r}/forbidden"),
+    );
+}
+
+/// 100 KiB, the size of each padding argument of the long command lines below: under the
+/// kernel's MAX_ARG_STRLEN (128 KiB) for one string.
+const PAD: usize = 100 * 1024;
+
+#[test]
+fn a_long_command_line_is_judged_whole() {
+    // `proc.cmdline contains " -l"` must not be bypassed by putting ` -l` after 1.2 MB of
+    // arguments: the supervisor reads the whole argv, up to the kernel's own limits.
+    let w = World::new();
+    let library = [custom(
+        "listener",
+        "processes",
+        r#"proc.name = "true" and proc.cmdline contains " -l""#,
+    )];
+    let pad = "x".repeat(PAD);
+    let mut command = vec![
+        "sh",
+        "-c",
+        r#"/bin/true "$@" -l; echo a=$?; /bin/true "$@"; echo b=$?"#,
+        "sh",
+    ];
+    command.extend(std::iter::repeat_n(pad.as_str(), 12));
+    let o = run(&w, &all(&library, "prevent"), &command);
+    let got = echoed(&o);
+    assert_eq!(
+        got.get("a").map(String::as_str),
+        Some("126"),
+        "the -l after 1.2 MB of arguments got through\nstatus {:?}\nstderr: {}",
+        o.status,
+        stderr(&o)
+    );
+    assert_eq!(
+        got.get("b").map(String::as_str),
+        Some("0"),
+        "{}",
+        stderr(&o)
+    );
+    let a = w.audits_of("process");
+    assert_eq!(a.len(), 1, "{}", stderr(&o));
+    check_custom_event(&a[0], "process", "prevent", "listener");
+    assert!(
+        str_of(&a[0], "cmdline").starts_with("/bin/true xxx"),
+        "{}",
+        a[0]
+    );
+}
+
+#[test]
+fn a_command_line_beyond_the_kernels_limit_fails_with_e2big_as_natively() {
+    // 70 arguments of 100 KiB: more than the kernel takes for argv and envp (at most 3/4 of
+    // 8 MiB, fs/exec.c), so the exec fails natively with E2BIG. Under a rule reading
+    // `proc.cmdline` it must fail the same way: not EPERM, not run, nothing judged on a truncation.
+    let w = World::new();
+    let program = format!(
+        "import os\ntry:\n    os.execv('/bin/true', ['true'] + ['x' * {PAD}] * 70 + ['-l'])\n\
+         except OSError as e:\n    print('errno=%d' % e.errno)\n"
+    );
+    let native = Command::new("/usr/bin/python3")
+        .args(["-c", &program])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&native).trim(), format!("errno={}", libc::E2BIG));
+    let library = [custom(
+        "listener",
+        "processes",
+        r#"proc.name = "true" and proc.cmdline contains " -l""#,
+    )];
+    let o = run(
+        &w,
+        &all(&library, "prevent"),
+        &["/usr/bin/python3", "-c", &program],
+    );
+    assert_eq!(
+        stdout(&o).trim(),
+        format!("errno={}", libc::E2BIG),
+        "{}",
+        show(&w, &o)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Arguments swapped between the check and the exec
+// ---------------------------------------------------------------------------------------------
+
+/// How many children one run of `race-argv` forks.
+const RACE_ATTEMPTS: u32 = 300;
+
+#[test]
+fn race_swapping_an_argument_after_the_check_never_runs_the_forbidden_command() {
+    // Each child of `exec_helper race-argv` execve's a program whose one argument another thread
+    // flips between `good` (innocent) and `evil` (forbidden by a custom rule on the command
+    // line), so the supervisor may decide on `good` and the kernel, copying argv after CONTINUE,
+    // start the program with `evil`. Under a custom rule that prevents, the supervisor compares
+    // the new program's argv with the one decided on at the exec stop and kills a mismatch
+    // before it runs an instruction: `evil` never appears. Tried with a binary (`touch ARG`) and
+    // a `#!/bin/sh` script (`mark ARG`, whose interpreter gets `/bin/sh PATH ARG`). The runs go
+    // on until a child was killed: the proof that the exec-stop check fired.
+    for kind in ["binary", "script"] {
+        let tallies = race_until_killed(kind, || argv_round(kind));
+        println!("{kind}: {tallies:?}");
+    }
+}
+
+/// One run of `race-argv` (see the test above), checked; its tally.
+fn argv_round(kind: &str) -> RaceTally {
+    let w = World::new();
+    let r = root(&w);
+    let (path, name, rule) = match kind {
+        "binary" => (
+            which("touch"),
+            "touch",
+            r#"proc.name = "touch" and proc.cmdline contains "evil""#,
+        ),
+        _ => {
+            script(&w, "mark", "#!/bin/sh\n: > \"$1\"\n");
+            (
+                format!("{r}/mark"),
+                "mark",
+                r#"proc.name = "mark" and proc.cmdline contains "evil""#,
+            )
+        }
+    };
+    let library = [custom("no evil", "processes", rule)];
+    let helper = test_program("exec_helper");
+    let attempts = RACE_ATTEMPTS.to_string();
+    let o = run(
+        &w,
+        &all(&library, "prevent"),
+        &[
+            helper.to_str().unwrap(),
+            "race-argv",
+            &path,
+            "good",
+            "evil",
+            &attempts,
+            name,
+            "good",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{kind}: {}", show(&w, &o));
+    assert!(
+        !w.path("evil").exists(),
+        "{kind}: the program ran with the forbidden argument\n{}",
+        show(&w, &o)
+    );
+    let t = RaceTally::parse(&stdout(&o))
+        .unwrap_or_else(|| panic!("{kind}: no tally\n{}", show(&w, &o)));
+    assert_eq!(t.other, 0, "{kind}: {t:?}\n{}", show(&w, &o));
+    assert_eq!(t.ran_allowed + t.killed + t.eperm, RACE_ATTEMPTS, "{t:?}");
+    assert!(
+        t.killed + t.eperm > 0,
+        "{kind}: no exec was ever decided on `evil`: the race did not happen; {t:?}"
+    );
+    if t.ran_allowed > 0 {
+        assert!(w.path("good").exists(), "{kind}: {t:?}");
+    }
+    // Every refusal and every kill is audited (floods fold into counts), under prevent, naming
+    // the forbidden argument.
+    let audits = w.audits_of("process");
+    let mut audited = 0;
+    for a in &audits {
+        assert_eq!(a["effect"], "prevent", "{kind}: {a}");
+        assert!(
+            a["attack"] == "customRule" || a["attack"] == "processNotAllowed",
+            "{kind}: {a}"
+        );
+        assert!(str_of(a, "cmdline").contains("evil"), "{kind}: {a}");
+        audited += a["count"].as_u64().unwrap_or(0);
+    }
+    assert_eq!(
+        audited,
+        u64::from(t.killed + t.eperm),
+        "{kind}: one audit per refusal and per kill; {t:?}\n{}",
+        show(&w, &o)
+    );
+    assert!(
+        t.eperm == 0 || audits.iter().any(|a| a["customRule"] == "no evil"),
+        "{kind}: the refusals name the custom rule\n{}",
+        show(&w, &o)
+    );
+    t
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. The launching program
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_shell_launched_by_a_given_program_is_prevented() {
+    // `websrv` is a copy of dash: a shell it launches is prevented (by its file name, or by its
+    // real path), the same shell launched by sh is not.
+    let w = World::new();
+    let r = root(&w);
+    let websrv = copy_exe(&w, "/bin/sh", "websrv");
+    let websrv = websrv.to_str().unwrap();
+    let library = [
+        custom(
+            "shell from websrv",
+            "processes",
+            r#"proc.name = "sh" and proc.pname = "websrv""#,
+        ),
+        custom(
+            "dash from websrv path",
+            "processes",
+            &format!(r#"proc.name = "dash" and proc.ppath = "{r}/websrv""#),
+        ),
+    ];
+    let policy = all(&library, "prevent");
+    let shells = "sh -c true; echo a=$?; dash -c true; echo b=$?";
+
+    let o = run(&w, &policy, &[websrv, "-c", shells]);
+    expect(&w, &o, &[("a", "126"), ("b", "126")]);
+    let a = process_audits(&w, &o, 2);
+    let parent = format!("{r}/websrv");
+    check_custom_launch(
+        &a[0],
+        "prevent",
+        "shell from websrv",
+        &which("sh"),
+        &parent,
+        "sh -c true",
+    );
+    check_custom_launch(
+        &a[1],
+        "prevent",
+        "dash from websrv path",
+        &which("dash"),
+        &parent,
+        "dash -c true",
+    );
+
+    let w = World::new();
+    let o = run(&w, &policy, &["sh", "-c", shells]);
+    expect(&w, &o, &[("a", "0"), ("b", "0")]);
+    assert!(w.audits_of("process").is_empty(), "{}", show(&w, &o));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. allow, and the first true reference decides
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn allow_is_an_exception_to_a_sections_deny_list() {
+    let w = World::new();
+    let r = root(&w);
+    let library = [custom(
+        "allowed dirs",
+        "processes",
+        r#"proc.cmdline contains "/allowed-""#,
+    )];
+    let policy = policy(
+        &library,
+        &[("allowed dirs", "allow")],
+        json!({"processes": {"effect": "prevent", "deny": ["mkdir"]}}),
+    );
+    let o = run_sh(
+        &w,
+        &policy,
+        &format!("mkdir {r}/allowed-1; echo a=$?; mkdir {r}/other; echo b=$?"),
+    );
+    expect(&w, &o, &[("a", "0"), ("b", "126")]);
+    assert!(w.path("allowed-1").is_dir());
+    assert!(!w.path("other").exists());
+    // The allowed launch is not audited; the other one is the section's, with no customRule.
+    let a = process_audits(&w, &o, 1);
+    assert_eq!(a[0]["attack"], "processExplicitlyDenied", "{}", a[0]);
+    assert_eq!(a[0]["effect"], "prevent", "{}", a[0]);
+    assert_eq!(str_of(&a[0], "cmdline"), format!("mkdir {r}/other"));
+    assert!(a[0].get("customRule").is_none(), "{}", a[0]);
+}
+
+#[test]
+fn the_first_true_reference_decides() {
+    let library = [
+        custom(
+            "allowed dirs",
+            "processes",
+            r#"proc.cmdline contains "/allowed-""#,
+        ),
+        custom("any mkdir", "processes", r#"proc.name = "mkdir""#),
+    ];
+    let script = |r: &str| format!("mkdir {r}/allowed-1; echo a=$?; mkdir {r}/other; echo b=$?");
+
+    // allow first: the allowed directory is made; the other mkdir falls to the next reference.
+    let w = World::new();
+    let r = root(&w);
+    let p = policy(
+        &library,
+        &[("allowed dirs", "allow"), ("any mkdir", "prevent")],
+        json!({}),
+    );
+    let o = run_sh(&w, &p, &script(&r));
+    expect(&w, &o, &[("a", "0"), ("b", "126")]);
+    let a = process_audits(&w, &o, 1);
+    check_custom_launch(
+        &a[0],
+        "prevent",
+        "any mkdir",
+        &which("mkdir"),
+        &canon("/bin/sh"),
+        &format!("mkdir {r}/other"),
+    );
+
+    // prevent first: both are prevented by it, the allow is never reached.
+    let w = World::new();
+    let r = root(&w);
+    let p = policy(
+        &library,
+        &[("any mkdir", "prevent"), ("allowed dirs", "allow")],
+        json!({}),
+    );
+    let o = run_sh(&w, &p, &script(&r));
+    expect(&w, &o, &[("a", "126"), ("b", "126")]);
+    for e in process_audits(&w, &o, 2) {
+        check_custom_event(&e, "process", "prevent", "any mkdir");
+    }
+
+    // A disabled reference is off: the next one decides.
+    let w = World::new();
+    let r = root(&w);
+    let p = policy(
+        &library,
+        &[("any mkdir", "disable"), ("allowed dirs", "prevent")],
+        json!({}),
+    );
+    let o = run_sh(&w, &p, &script(&r));
+    expect(&w, &o, &[("a", "126"), ("b", "0")]);
+    let a = process_audits(&w, &o, 1);
+    check_custom_event(&a[0], "process", "prevent", "allowed dirs");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. alert and block
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn block_stops_the_container() {
+    let w = World::new();
+    let library = [custom("no ls", "processes", r#"proc.name = "ls""#)];
+    let o = run_sh(&w, &all(&library, "block"), "ls; echo survived");
+    assert_eq!(o.status.code(), Some(BLOCKED_EXIT), "{}", show(&w, &o));
+    assert_blocked(&w, &o);
+    assert!(
+        !stdout(&o).contains("policy.json"),
+        "ls must not run\n{}",
+        show(&w, &o)
+    );
+    let a = process_audits(&w, &o, 1);
+    check_custom_launch(
+        &a[0],
+        "block",
+        "no ls",
+        &which("ls"),
+        &canon("/bin/sh"),
+        "ls",
+    );
+    let b = w
+        .audits_of("defender")
+        .into_iter()
+        .find(|e| e["effect"] == "block")
+        .unwrap();
+    assert_eq!(b["rule"], RULE, "{b}");
+}
+
+#[test]
+fn alert_lets_the_launch_run_and_audits_it_with_the_rules_message() {
+    let w = World::new();
+    let mut rule = custom("ls watched", "processes", r#"proc.name = "ls""#);
+    rule["message"] = json!("someone listed a directory");
+    let o = run_sh(&w, &all(&[rule], "alert"), "ls; echo rc=$?");
+    assert!(
+        stdout(&o).contains("policy.json"),
+        "ls runs\n{}",
+        show(&w, &o)
+    );
+    assert!(stdout(&o).contains("rc=0"), "{}", show(&w, &o));
+    let a = process_audits(&w, &o, 1);
+    check_custom_event(&a[0], "process", "alert", "ls watched");
+    assert_eq!(a[0]["message"], "someone listed a directory", "{}", a[0]);
+    assert_eq!(str_of(&a[0], "process"), which("ls"));
+    assert_eq!(str_of(&a[0], "cmdline"), "ls");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6-8. Connections, DNS questions, listening ports
+// ---------------------------------------------------------------------------------------------
+
+fn net_helper() -> String {
+    test_program("net_helper").display().to_string()
+}
+
+/// `net_helper ARGS...` under the defender in `nw` with `policy`; its result line.
+fn helper_under(nw: &NetWorld, policy: &str, args: &[&str]) -> String {
+    let h = net_helper();
+    let mut argv = vec![h.as_str()];
+    argv.extend_from_slice(args);
+    let out = nw.run(policy, &argv);
+    let line = stdout(&out).trim().to_owned();
+    assert!(!line.is_empty(), "net_helper printed nothing: {out:?}");
+    line
+}
+
+/// The events of `kind` written since `before` of them were there.
+fn since(nw: &NetWorld, kind: &str, before: usize) -> Vec<Value> {
+    nw.audits_of(kind).split_off(before)
+}
+
+/// The one event of `events`.
+fn one(events: Vec<Value>) -> Value {
+    assert_eq!(events.len(), 1, "expected exactly one event: {events:#?}");
+    events.into_iter().next().unwrap()
+}
+
+fn check_outbound(a: &Value, name: &str, ip: &str, port: u16, process: &str) {
+    check_custom_event(a, "network", "prevent", name);
+    assert_eq!(a["ip"], ip, "{a}");
+    assert_eq!(a["port"], port, "{a}");
+    assert_eq!(a["process"], process, "{a}");
+    assert_eq!(
+        a["message"],
+        format!("Outbound connection by {process} to {ip}:{port} matched custom rule \"{name}\""),
+        "{a}"
+    );
+}
+
+#[test]
+fn outgoing_connections_are_judged_by_port_address_protocol_and_program() {
+    let mut nw = NetWorld::new();
+    nw.serve_http(&format!("{WEB}:8080"));
+    nw.serve_http(&format!("{DENIED_IP}:80"));
+    nw.serve_http(&format!("[{WEB6}]:80"));
+    let library = [
+        custom(
+            "helper to 8080",
+            "network-outgoing",
+            r#"net.outgoing_port = 8080 and proc.name = "net_helper""#,
+        ),
+        custom(
+            "test-net over tcp",
+            "network-outgoing",
+            r#"net.outgoing_ip = "203.0.113.0/24" and net.protocol = "tcp""#,
+        ),
+        custom(
+            "listed",
+            "network-outgoing",
+            r#"net.outgoing_ip in ("198.51.100.7", "fd00::80")"#,
+        ),
+    ];
+    let p = all(&library, "prevent");
+    let helper = canon(net_helper());
+    let at = |ip: &str, port: u16| format!("{ip}:{port}");
+
+    // Natively, every one of these connects.
+    for (proto, addr) in [
+        ("tcp", at(WEB, 8080)),
+        ("tcp", at(DENIED_IP, 80)),
+        ("tcp", format!("[{WEB6}]:80")),
+    ] {
+        let out = nw.native(&[&net_helper(), "connect", proto, &addr]);
+        assert_eq!(stdout(&out).trim(), "connect=ok", "natively {addr}");
+    }
+
+    assert_eq!(
+        helper_under(&nw, &p, &["connect", "tcp", &at(WEB, 8080)]),
+        "connect=EPERM"
+    );
+    check_outbound(
+        &one(nw.audits_of("network")),
+        "helper to 8080",
+        WEB,
+        8080,
+        &helper,
+    );
+    assert_eq!(
+        helper_under(&nw, &p, &["connect", "tcp", &at(WEB, 80)]),
+        "connect=ok",
+        "another port works"
+    );
+    // Another program to the same port: proc.name is the caller's.
+    let out = nw.run(
+        &p,
+        &[
+            "curl",
+            "-sS",
+            "--max-time",
+            "20",
+            &format!("http://{WEB}:8080/index.html"),
+        ],
+    );
+    assert!(
+        out.status.success() && stdout(&out).contains("hello from"),
+        "curl to 8080 is not net_helper: {out:?}"
+    );
+    assert_eq!(nw.audits_of("network").len(), 1, "{:#?}", nw.audits());
+
+    // A CIDR with `=`, and the protocol: TCP to the test net is prevented, UDP is not.
+    assert_eq!(
+        helper_under(&nw, &p, &["connect", "tcp", &at(DENIED_IP, 80)]),
+        "connect=EPERM"
+    );
+    check_outbound(
+        &one(since(&nw, "network", 1)),
+        "test-net over tcp",
+        DENIED_IP,
+        80,
+        &helper,
+    );
+    assert_eq!(
+        helper_under(&nw, &p, &["connect", "udp", &at(DENIED_IP, 53)]),
+        "connect=ok"
+    );
+    // `in` with an IPv6 address.
+    assert_eq!(
+        helper_under(&nw, &p, &["connect", "tcp", &format!("[{WEB6}]:80")]),
+        "connect=EPERM"
+    );
+    check_outbound(&one(since(&nw, "network", 2)), "listed", WEB6, 80, &helper);
+    assert_eq!(nw.audits_of("network").len(), 3, "{:#?}", nw.audits());
+}
+
+fn check_dns(a: &Value, name: &str, domain: &str, process: &str) {
+    check_custom_event(a, "dns", "prevent", name);
+    assert_eq!(a["domain"], domain, "{a}");
+    assert_eq!(a["process"], process, "{a}");
+    assert_eq!(
+        a["message"],
+        format!(
+            "DNS resolution of domain name {domain} triggered by {process} matched custom rule \"{name}\""
+        ),
+        "{a}"
+    );
+}
+
+#[test]
+fn dns_questions_are_judged_by_custom_rules_without_a_dns_section() {
+    let nw = NetWorld::new();
+    let library = [
+        custom("paste sites", "dns", r#"dns.name endswith ".paste.test""#),
+        custom("denied", "dns", r#"dns.name = "denied.test""#),
+        custom(
+            "getent other",
+            "dns",
+            r#"dns.name = "other.test" and proc.name = "getent""#,
+        ),
+    ];
+    let p = all(&library, "prevent");
+    let getent = canon(require("getent"));
+    let native = nw.native(&["getent", "hosts", "denied.test"]);
+    assert_eq!(
+        stdout(&native).split_whitespace().next(),
+        Some(WEB),
+        "{native:?}"
+    );
+    let before = nw.dns_queries().len();
+
+    // glibc (connect + send: the forwarder).
+    let mut dns_audits = 0;
+    for (name, rule) in [
+        ("a.paste.test", "paste sites"),
+        ("denied.test", "denied"),
+        ("other.test", "getent other"),
+    ] {
+        let out = nw.run(&p, &["getent", "hosts", name]);
+        assert_eq!(out.status.code(), Some(2), "{name}: {out:?}");
+        assert!(out.stdout.is_empty(), "{name}: {out:?}");
+        check_dns(&one(since(&nw, "dns", dns_audits)), rule, name, &getent);
+        dns_audits += 1;
+    }
+    let out = nw.run(&p, &["getent", "hosts", "allowed.test"]);
+    assert_eq!(stdout(&out).split_whitespace().next(), Some(WEB), "{out:?}");
+    // Another program may ask for other.test (Go's pattern: connect + write, the forwarder).
+    let out = nw.run(
+        &p,
+        &[&net_helper(), "dns-connect-write", NAMESERVER, "other.test"],
+    );
+    assert!(
+        stdout(&out).contains(&format!("rcode=0 answers={WEB}")),
+        "{out:?}"
+    );
+    let out = nw.run(
+        &p,
+        &[
+            &net_helper(),
+            "dns-connect-write",
+            NAMESERVER,
+            "x.paste.test",
+        ],
+    );
+    assert!(!stdout(&out).contains("rcode=0"), "{out:?}");
+    check_dns(
+        &one(since(&nw, "dns", dns_audits)),
+        "paste sites",
+        "x.paste.test",
+        &canon(net_helper()),
+    );
+    dns_audits += 1;
+
+    // musl (sendto on an unconnected socket, judged by the supervisor).
+    let musl = musl_test_program("resolve");
+    let out = nw.run(&p, &[musl.to_str().unwrap(), "denied.test"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    check_dns(
+        &one(since(&nw, "dns", dns_audits)),
+        "denied",
+        "denied.test",
+        &canon(&musl),
+    );
+    let out = nw.run(&p, &[musl.to_str().unwrap(), "other.test"]);
+    assert!(stdout(&out).contains(WEB), "{out:?}");
+
+    // The server never saw a prevented question (musl's substitute is `invalid.`).
+    let asked: Vec<String> = nw.dns_queries()[before..]
+        .iter()
+        .map(|q| q.name.clone())
+        .collect();
+    for name in ["a.paste.test", "x.paste.test", "denied.test"] {
+        assert!(
+            !asked.iter().any(|n| n == name),
+            "{name} reached the server: {asked:?}"
+        );
+    }
+    assert!(asked.iter().any(|n| n == "allowed.test"), "{asked:?}");
+    assert!(asked.iter().any(|n| n == "other.test"), "{asked:?}");
+    assert_eq!(nw.audits_of("dns").len(), dns_audits + 1);
+}
+
+#[test]
+fn listening_ports_are_judged_by_custom_rules() {
+    let nw = NetWorld::new();
+    let library = [
+        custom("8099", "listening", "net.listening_port = 8099"),
+        custom(
+            "udp 9000s",
+            "listening",
+            r#"net.listening_port >= 9000 and net.listening_port < 9010 and net.protocol = "udp""#,
+        ),
+        custom(
+            "low tcp",
+            "listening",
+            r#"net.listening_port < 1024 and net.protocol = "tcp""#,
+        ),
+    ];
+    let p = all(&library, "prevent");
+    let helper = canon(net_helper());
+    let mut n = 0;
+    for (proto, port, verdict) in [
+        ("tcp", 8099, Some("8099")),
+        ("tcp", 8098, None),
+        ("udp", 9005, Some("udp 9000s")),
+        ("tcp", 9005, None),
+        ("tcp", 80, Some("low tcp")),
+        // Port 0 (the kernel picks one) is not judged, as in the section.
+        ("tcp", 0, None),
+    ] {
+        let got = helper_under(&nw, &p, &["bind", proto, &format!("0.0.0.0:{port}")]);
+        match verdict {
+            Some(name) => {
+                assert_eq!(got, "bind=EPERM", "{proto} {port}");
+                let a = one(since(&nw, "listen", n));
+                n += 1;
+                check_custom_event(&a, "listen", "prevent", name);
+                assert_eq!(a["port"], port, "{a}");
+                assert_eq!(a["process"], helper.as_str(), "{a}");
+                assert_eq!(
+                    a["message"],
+                    format!(
+                        "Process {helper} listening on port {port} matched custom rule \"{name}\""
+                    ),
+                    "{a}"
+                );
+            }
+            None => {
+                assert_eq!(got, "bind=ok", "{proto} {port}");
+                assert_eq!(nw.audits_of("listen").len(), n, "{proto} {port}");
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 9. Users and terminals
+// ---------------------------------------------------------------------------------------------
+
+/// `setpriv` to `uid`/`gid` with no supplementary group, then `command`.
+fn as_user(uid: &str, gid: &str, command: &str) -> String {
+    format!("setpriv --reuid {uid} --regid {gid} --clear-groups {command}")
+}
+
+#[test]
+fn users_are_named_from_the_passwd_file() {
+    let w = World::new();
+    let setpriv = canon(require("setpriv"));
+    let library = [
+        custom(
+            "nobody runs id",
+            "processes",
+            r#"proc.user = "nobody" and proc.name = "id""#,
+        ),
+        // 4242 is in no passwd file: its name is the number.
+        custom(
+            "4242 runs id",
+            "processes",
+            r#"proc.uid = 4242 and proc.user = "4242" and proc.name = "id""#,
+        ),
+    ];
+    let script = format!(
+        "{}; echo a=$?; id -u; echo b=$?; {}; echo c=$?",
+        as_user("nobody", "nogroup", "id -u"),
+        as_user("4242", "4242", "id -u"),
+    );
+    let o = run_sh(&w, &all(&library, "prevent"), &script);
+    expect(&w, &o, &[("a", "126"), ("b", "0"), ("c", "126")]);
+    let printed = stdout(&o);
+    let ids: Vec<&str> = printed.lines().filter(|l| !l.contains('=')).collect();
+    assert_eq!(ids, ["0"], "only root's id ran\n{}", show(&w, &o));
+    let a = process_audits(&w, &o, 2);
+    check_custom_launch(
+        &a[0],
+        "prevent",
+        "nobody runs id",
+        &which("id"),
+        &setpriv,
+        "id -u",
+    );
+    check_custom_launch(
+        &a[1],
+        "prevent",
+        "4242 runs id",
+        &which("id"),
+        &setpriv,
+        "id -u",
+    );
+}
+
+#[test]
+fn the_passwd_file_is_read_once_at_start() {
+    // In a mount namespace of its own, the defender starts with a passwd file naming uid 4242
+    // `jake`; the workload then rewrites it to call 4242 `evil`. The name stays `jake`: the
+    // workload cannot rename itself out of a rule.
+    for tool in ["unshare", "mount"] {
+        require(tool);
+    }
+    let w = World::new();
+    let passwd = w.path("passwd");
+    fs::write(
+        &passwd,
+        "root:x:0:0:root:/root:/bin/sh\njake:x:4242:4242::/:/bin/sh\n",
+    )
+    .unwrap();
+    let library = [
+        custom(
+            "jake",
+            "processes",
+            r#"proc.user = "jake" and proc.name = "id""#,
+        ),
+        custom("evil", "processes", r#"proc.user = "evil""#),
+    ];
+    let p = w.policy(&all(&library, "prevent"));
+    let script = format!(
+        "{}; echo a=$?; echo 'evil:x:4242:4242::/:/bin/sh' > /etc/passwd; {}; echo b=$?; \
+         {}; echo c=$?",
+        as_user("4242", "4242", "id -u"),
+        as_user("4242", "4242", "id -u"),
+        as_user("4242", "4242", "true"),
+    );
+    let inner = w.command(Some(&p), &[], &["sh", "-c", &script]);
+    let mut c = Command::new(require("unshare"));
+    c.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+        .arg(r#"mount --bind "$0" /etc/passwd && exec "$@""#)
+        .arg(&passwd)
+        .arg(inner.get_program())
+        .args(inner.get_args())
+        .current_dir(w.dir.path())
+        .env("PATH", SYSTEM_PATH);
+    for (k, v) in inner.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    let o = common::output_within(without_terminal(&mut c));
+    expect(&w, &o, &[("a", "126"), ("b", "126"), ("c", "0")]);
+    assert!(
+        fs::read_to_string(&passwd).unwrap().starts_with("evil:"),
+        "the workload rewrote the passwd file it saw"
+    );
+    for e in process_audits(&w, &o, 2) {
+        check_custom_event(&e, "process", "prevent", "jake");
+    }
+}
+
+#[test]
+fn a_terminal_makes_a_launch_interactive() {
+    let w = World::new();
+    let library = [
+        custom(
+            "interactive id",
+            "processes",
+            r#"proc.interactive and proc.name = "id""#,
+        ),
+        custom(
+            "batch uname",
+            "processes",
+            r#"proc.interactive = false and proc.name = "uname""#,
+        ),
+    ];
+    // `script` runs its command on a new pseudo-terminal; without it there is none.
+    let o = run_sh(
+        &w,
+        &all(&library, "prevent"),
+        r#"id -u; echo a=$?; uname; echo b=$?; script -qec 'id -u; echo c=$?; uname; echo d=$?' /dev/null"#,
+    );
+    expect(
+        &w,
+        &o,
+        &[("a", "0"), ("b", "126"), ("c", "126"), ("d", "0")],
+    );
+    let a = process_audits(&w, &o, 2);
+    check_custom_event(&a[0], "process", "prevent", "batch uname");
+    assert_eq!(str_of(&a[0], "cmdline"), "uname");
+    check_custom_event(&a[1], "process", "prevent", "interactive id");
+    assert_eq!(str_of(&a[1], "cmdline"), "id -u");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 10. The grammar through the binary
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn not_in_precedence_and_parentheses_decide_as_the_grammar_says() {
+    // Copies of `true` under names of their own; each custom rule judges its own pair, and `zz`
+    // in the command line is the other condition. p1 and p2 differ only by parentheses.
+    let w = World::new();
+    let names = [
+        "a1", "b1", "a2", "b2", "a3", "b3", "a4", "b4", "c5", "c05", "d5",
+    ];
+    for n in names {
+        copy_exe(&w, which("true"), n);
+    }
+    let library = [
+        custom(
+            "p1",
+            "processes",
+            r#"proc.name = "a1" or proc.name = "b1" and proc.cmdline contains "zz""#,
+        ),
+        custom(
+            "p2",
+            "processes",
+            r#"(proc.name = "a2" or proc.name = "b2") and proc.cmdline contains "zz""#,
+        ),
+        custom(
+            "p3",
+            "processes",
+            r#"proc.name in ("a3", "b3") and not proc.cmdline contains "zz""#,
+        ),
+        custom(
+            "p4",
+            "processes",
+            r#"NOT Proc.Name = "a4" AND proc.name IN ("a4", "b4")"#,
+        ),
+        custom(
+            "p5",
+            "processes",
+            "proc.name startswith \"c\" and proc.name endswith \"5\"\n  and proc.name != \"c05\" and proc.uid >= 0",
+        ),
+    ];
+    let mut script = String::new();
+    for n in names {
+        script += &format!("./{n}; echo {n}=$?; ./{n} zz; echo {n}zz=$?; ");
+    }
+    let o = run_sh(&w, &all(&library, "prevent"), &script);
+    let got = echoed(&o);
+    // (command, the custom rule that prevents it, if any)
+    let want = [
+        ("a1", Some("p1")),
+        ("a1zz", Some("p1")),
+        ("b1", None),
+        ("b1zz", Some("p1")),
+        ("a2", None),
+        ("a2zz", Some("p2")),
+        ("b2", None),
+        ("b2zz", Some("p2")),
+        ("a3", Some("p3")),
+        ("a3zz", None),
+        ("b3", Some("p3")),
+        ("b3zz", None),
+        ("a4", None),
+        ("a4zz", None),
+        ("b4", Some("p4")),
+        ("b4zz", Some("p4")),
+        ("c5", Some("p5")),
+        ("c5zz", Some("p5")),
+        ("c05", None),
+        ("c05zz", None),
+        ("d5", None),
+        ("d5zz", None),
+    ];
+    let mut wrong = Vec::new();
+    for (case, rule) in want {
+        let status = if rule.is_some() { "126" } else { "0" };
+        if got.get(case).map(String::as_str) != Some(status) {
+            wrong.push(format!("{case}: {:?}, want {status}", got.get(case)));
+        }
+    }
+    assert!(wrong.is_empty(), "{}\n{}", wrong.join("\n"), show(&w, &o));
+    let audits = w.audits_of("process");
+    let judged: Vec<(String, String)> = audits
+        .iter()
+        .map(|e| {
+            (
+                str_of(e, "cmdline")
+                    .trim_start_matches("./")
+                    .replace(' ', ""),
+                e["customRule"].as_str().unwrap_or("?").to_owned(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String)> = want
+        .iter()
+        .filter_map(|(case, rule)| Some(((*case).to_owned(), (*rule)?.to_owned())))
+        .collect();
+    assert_eq!(judged, expected, "{}", show(&w, &o));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 11. A policy from the console, changed while the command runs
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_custom_rule_put_on_the_console_decides_the_next_launch() {
+    let w = World::new();
+    let c = Console::start(&w.path("data"));
+    let first = c.put_policy(
+        r#"{"rules": [{"name": "watch nc", "processes": {"effect": "alert", "deny": ["nc"]}}]}"#,
+    );
+    // mkdir runs once, then again once the test says so (the file `go`).
+    let workload = "mkdir d1; echo first=$? >> log; \
+                    while [ ! -e go ]; do sleep 0.05; done; mkdir d2; echo second=$? >> log";
+    let state = w.path("state");
+    let mut cmd = console::defender(&w, &c.url(), &state, &[], &["sh", "-c", workload]);
+    let child = spawn_piped(without_terminal(&mut cmd));
+    let log = || fs::read_to_string(w.path("log")).unwrap_or_default();
+    let applied = |revision: u64| {
+        console::defender_events(
+            &w,
+            &format!("Policy revision {revision} from the console applied"),
+        )
+    };
+    assert!(
+        wait_until(HANG_GUARD, || log().contains("first=")),
+        "the workload never ran: {:?}",
+        w.audits()
+    );
+    assert_eq!(applied(first).len(), 1, "{:?}", w.audits());
+    assert_eq!(log(), "first=0\n");
+
+    let second = c.put_policy(&policy(
+        &[custom("no mkdir", "processes", r#"proc.name = "mkdir""#)],
+        &[("no mkdir", "prevent")],
+        json!({"collections": {"containers": ["test-container"]}}),
+    ));
+    assert!(
+        wait_until(HANG_GUARD, || applied(second).len() == 1),
+        "revision {second} never applied: {:?}",
+        w.audits()
+    );
+    fs::write(w.path("go"), "").unwrap();
+    let out = finish_within(child, HANG_GUARD);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(log(), "first=0\nsecond=126\n", "{}", stderr(&out));
+    assert!(w.path("d1").is_dir());
+    assert!(!w.path("d2").exists());
+    let a = w.audits_of("process");
+    assert_eq!(a.len(), 1, "{a:?}");
+    check_custom_event(&a[0], "process", "prevent", "no mkdir");
+    assert_eq!(str_of(&a[0], "cmdline"), "mkdir d2");
+    assert_eq!(
+        without_capability_report(w.audits())
+            .iter()
+            .filter(|e| e["type"] != "defender")
+            .count(),
+        1
+    );
+}
