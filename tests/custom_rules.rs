@@ -590,6 +590,36 @@ fn the_first_true_reference_decides() {
     check_custom_event(&a[0], "process", "prevent", "allowed dirs");
 }
 
+#[test]
+fn repeated_custom_denials_are_audited_once_per_attempt_and_folded() {
+    // Ten attempts, each a PATH search trying /usr/bin/touch then /bin/touch (one file on a
+    // merged /usr): one audit per attempt, identical ones folded into counts.
+    let w = World::new();
+    let library = [custom(
+        "forbidden touch",
+        "processes",
+        r#"proc.name = "touch" and proc.cmdline contains "forbidden""#,
+    )];
+    let o = run_sh(
+        &w,
+        &all(&library, "prevent"),
+        "for i in 1 2 3 4 5 6 7 8 9 10; do touch forbidden; done; echo done=1",
+    );
+    expect(&w, &o, &[("done", "1")]);
+    assert!(!w.path("forbidden").exists());
+    let audits = w.audits_of("process");
+    let counts: u64 = audits
+        .iter()
+        .map(|a| a["count"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(counts, 10, "{}", show(&w, &o));
+    assert!(audits.len() < 10, "nothing was folded\n{}", show(&w, &o));
+    for a in &audits {
+        assert_eq!(a["customRule"], "forbidden touch", "{a}");
+        assert_eq!(a["cmdline"], "touch forbidden", "{a}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // 5. alert and block
 // ---------------------------------------------------------------------------------------------
@@ -779,6 +809,96 @@ fn outgoing_connections_are_judged_by_port_address_protocol_and_program() {
     assert_eq!(nw.audits_of("network").len(), 3, "{:#?}", nw.audits());
 }
 
+#[test]
+fn connection_facts_are_the_calling_programs() {
+    // The proc.* facts of a connect are the caller's: its parent (pname), its own command line
+    // (/proc/PID/cmdline), its user, its real path.
+    let nw = NetWorld::new();
+    let websrv = copy_exe(&nw, "/bin/sh", "websrv");
+    let other = copy_exe(&nw, net_helper(), "other_helper");
+    let helper = canon(net_helper());
+    let library = [
+        custom(
+            "from websrv",
+            "network-outgoing",
+            r#"net.outgoing_port = 80 and proc.pname = "websrv""#,
+        ),
+        custom(
+            "by cmdline",
+            "network-outgoing",
+            &format!(r#"net.outgoing_port = 5353 and proc.cmdline endswith "udp {WEB}:5353""#),
+        ),
+        custom(
+            "nobody",
+            "network-outgoing",
+            r#"net.outgoing_port = 81 and proc.user = "nobody" and proc.uid = 65534"#,
+        ),
+        custom(
+            "by path",
+            "network-outgoing",
+            &format!(
+                r#"net.outgoing_port = 82 and proc.path = "{helper}" and proc.name = "net_helper""#
+            ),
+        ),
+    ];
+    let p = all(&library, "prevent");
+    let first_line = |argv: &[&str]| -> String {
+        let out = nw.run(&p, argv);
+        stdout(&out).lines().next().unwrap_or_default().to_owned()
+    };
+    let connect = |to: &str| format!("{} connect tcp {to}; echo done", net_helper());
+    let web = |port: u16| format!("{WEB}:{port}");
+    let mut audited = Vec::new();
+
+    let got = first_line(&[websrv.to_str().unwrap(), "-c", &connect(&web(80))]);
+    assert_eq!(got, "connect=EPERM", "launched by websrv");
+    audited.push("from websrv");
+    let got = first_line(&["sh", "-c", &connect(&web(80))]);
+    assert_eq!(got, "connect=ok", "launched by sh");
+
+    let h = net_helper();
+    assert_eq!(
+        first_line(&[&h, "connect", "udp", &web(5353)]),
+        "connect=EPERM"
+    );
+    audited.push("by cmdline");
+    let mapped = format!("[::ffff:{WEB}]:5353");
+    assert_eq!(first_line(&[&h, "connect", "udp", &mapped]), "connect=ok");
+
+    let nobody = format!(
+        "{} {h} connect tcp {}",
+        as_user("nobody", "nogroup", ""),
+        web(81)
+    );
+    assert_eq!(first_line(&["sh", "-c", &nobody]), "connect=EPERM");
+    audited.push("nobody");
+    assert_eq!(
+        first_line(&[&h, "connect", "tcp", &web(81)]),
+        "connect=ECONNREFUSED"
+    );
+
+    assert_eq!(
+        first_line(&[&h, "connect", "tcp", &web(82)]),
+        "connect=EPERM"
+    );
+    audited.push("by path");
+    assert_eq!(
+        first_line(&[other.to_str().unwrap(), "connect", "tcp", &web(82)]),
+        "connect=ECONNREFUSED"
+    );
+
+    let audits = nw.audits_of("network");
+    let names: Vec<&str> = audits
+        .iter()
+        .map(|a| a["customRule"].as_str().unwrap_or("?"))
+        .collect();
+    assert_eq!(names, audited, "{audits:#?}");
+    for a in &audits {
+        check_custom_event(a, "network", "prevent", a["customRule"].as_str().unwrap());
+        assert_eq!(a["process"], helper.as_str(), "{a}");
+    }
+}
+
 fn check_dns(a: &Value, name: &str, domain: &str, process: &str) {
     check_custom_event(a, "dns", "prevent", name);
     assert_eq!(a["domain"], domain, "{a}");
@@ -883,6 +1003,31 @@ fn dns_questions_are_judged_by_custom_rules_without_a_dns_section() {
     assert!(asked.iter().any(|n| n == "allowed.test"), "{asked:?}");
     assert!(asked.iter().any(|n| n == "other.test"), "{asked:?}");
     assert_eq!(nw.audits_of("dns").len(), dns_audits + 1);
+}
+
+#[test]
+fn a_malformed_dns_message_is_refused_under_dns_custom_rules_that_prevent() {
+    // A datagram to port 53 that is no DNS query names nothing a dns custom rule could judge:
+    // with dns custom rules that prevent in force it is refused even though the dns section is
+    // off; under alert-only dns custom rules it goes out, audited.
+    let nw = NetWorld::new();
+    let to = format!("{NAMESERVER}:53");
+    let native = nw.native(&[&net_helper(), "sendto", &to]);
+    assert_eq!(stdout(&native).trim(), "sendto=ok");
+    let library = [custom("denied", "dns", r#"dns.name = "denied.test""#)];
+    for (effect, result) in [("prevent", "sendto=EPERM"), ("alert", "sendto=ok")] {
+        let before = nw.audits_of("dns").len();
+        let got = helper_under(&nw, &all(&library, effect), &["sendto", &to]);
+        assert_eq!(got, result, "{effect}");
+        let a = one(since(&nw, "dns", before));
+        assert_eq!(a["effect"], effect, "{a}");
+        assert_eq!(a["rule"], RULE, "{a}");
+        assert_eq!(a["process"], canon(net_helper()).as_str(), "{a}");
+        assert!(
+            str_of(&a, "message").starts_with("Malformed DNS message ("),
+            "{a}"
+        );
+    }
 }
 
 #[test]
