@@ -186,9 +186,10 @@ mod tests {
             pid: 7,
             process: "/usr/bin/python3".into(),
             domain: String::new(),
-            attack: defender::policy::Attack::NotAllowed,
+            cause: defender::policy::Attack::NotAllowed.into(),
             effect: defender::policy::Effect::Prevent,
             malformed: Some(defender::dns::query::Reason::Pointer),
+            unread: false,
         };
         let event = serde_json::to_value(finding.event(&scope, "r")).unwrap();
         let events = parse_batch(serde_json::json!([event]).to_string().as_bytes()).unwrap();

@@ -1,6 +1,7 @@
 //! The DNS forwarder: where the container's DNS sockets end up. When a process connects a socket to
 //! a name server (port 53, UDP or TCP), the supervisor connects it here instead and registers which
-//! server it asked for (supervisor/net.rs). Every message is then checked: a prevented name is
+//! server it asked for (supervisor/net.rs), with the facts about the asking process that the
+//! custom rules on DNS in force then read. Every message is then checked: a prevented name is
 //! answered NXDOMAIN at once and never leaves the container, a message that is not exactly one
 //! well-formed query is answered FORMERR; the rest is sent on, unchanged, to the server the
 //! process asked for, and the server's answer comes back unchanged (same records, same TTLs; only
@@ -21,7 +22,8 @@ use std::time::{Duration, Instant};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use super::{Decision, Finding, decide, refusal};
-use crate::policy::{Effect, Live};
+use crate::policy::custom::{FieldSet, Kind, Process};
+use crate::policy::{Consequence, Effect, Live, Rule};
 
 /// How long the forwarder waits for a name server before giving up on a query (the resolver
 /// library has its own, usually shorter, timeout and retries).
@@ -46,6 +48,10 @@ pub struct Client {
     pub upstream: SocketAddr,
     pub pid: u32,
     pub process: String,
+    /// The asking process's facts for custom rules on DNS, read at the connect (the forwarder's
+    /// threads cannot read them from a caller that no longer waits), and which fields were read:
+    /// those the rule in force then needed. `None`: they could not be read.
+    pub facts: Option<(FieldSet, Process)>,
 }
 
 /// What the forwarder does with one query.
@@ -177,11 +183,66 @@ fn judge(policy: &Live, query: &[u8], client: &Client, report: &Report) -> Verdi
     let Some(rule) = in_force.rule.as_deref() else {
         return Verdict::Forward;
     };
-    let (decision, finding) = decide(rule, query, client.pid, &client.process);
+    let facts = match asker(rule, client) {
+        Asker::Known(facts) => facts,
+        Asker::Refused => {
+            log::warn!(
+                "DNS question of pid {} ({}) refused: the facts the custom rules of rule {} read were not read when its socket was connected",
+                client.pid,
+                client.process,
+                rule.name()
+            );
+            return verdict(Decision::Refuse, Effect::Prevent, query);
+        }
+        Asker::Unread(finding) => {
+            report(finding);
+            None
+        }
+    };
+    let (decision, finding) = decide(rule, query, client.pid, &client.process, facts);
+    let effect = finding.as_ref().map_or(Effect::Disable, |f| f.effect);
     if let Some(f) = finding {
         report(f);
     }
-    verdict(decision, rule.dns().effect(), query)
+    verdict(decision, effect, query)
+}
+
+/// What the custom rules on DNS may know of the asking process.
+#[derive(Debug, PartialEq, Eq)]
+enum Asker<'a> {
+    /// Its facts, with every field the rules read; `None`: no rule needs any (or the rules only
+    /// allow, and without the facts grant no exception: the section judges).
+    Known(Option<&'a Process>),
+    /// The facts the rules need were not read, and a rule could prevent or block the question:
+    /// it is refused (fail closed, as a call that could not be inspected; never a `block`).
+    Refused,
+    /// Not read, and the rules only alert: the question goes on to the section, reported.
+    Unread(Finding),
+}
+
+/// Whether the facts read when `client` registered cover what the custom rules on DNS of `rule`
+/// read now (the rule may have changed since), and if not, what that comes to. Pure.
+fn asker<'a>(rule: &Rule, client: &'a Client) -> Asker<'a> {
+    let custom = rule.custom(Kind::Dns);
+    if custom.is_empty() {
+        return Asker::Known(None);
+    }
+    match &client.facts {
+        Some((read, facts)) if read.covers(custom.fields()) => Asker::Known(Some(facts)),
+        _ => match custom.strictest().consequence() {
+            Consequence::Refuse | Consequence::Stop => Asker::Refused,
+            Consequence::Proceed if custom.strictest() == Effect::Disable => Asker::Known(None),
+            Consequence::Proceed => Asker::Unread(Finding {
+                pid: client.pid,
+                process: client.process.clone(),
+                domain: String::new(),
+                cause: crate::policy::Attack::NotAllowed.into(),
+                effect: Effect::Alert,
+                malformed: None,
+                unread: true,
+            }),
+        },
+    }
 }
 
 /// A query sent on to its server, waiting for the answer.
@@ -379,6 +440,7 @@ mod tests {
             upstream: "10.53.0.1:53".parse().unwrap(),
             pid: 1,
             process: "/bin/x".into(),
+            facts: None,
         };
         r.insert(
             Proto::Udp,

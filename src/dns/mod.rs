@@ -1,42 +1,60 @@
 //! DNS: judging the messages the container sends to name servers (each must be exactly one
-//! well-formed query, see [`query`], whose name the `dns` section allows), writing the answers
+//! well-formed query, see [`query`], whose name the custom rules on DNS and the `dns` section
+//! allow), writing the answers
 //! the defender gives instead of the name server, and the forwarder that stands between the
 //! container's resolver library and its name servers.
 
 pub mod forwarder;
 pub mod query;
 
-use crate::audit::{Activity, ActivityViolation, Event, MalformedDns, Scope};
+use crate::audit::{self, Activity, ActivityViolation, Cause, Event, MalformedDns, Scope};
+use crate::policy::custom::{Facts, Kind, Process, Subject};
 use crate::policy::{Attack, Consequence, Effect, Rule};
 use query::Reason;
 
 /// The standard DNS port, where the sensor looks for queries.
 pub const PORT: u16 = 53;
 
-/// A DNS message the `dns` section objected to, for the supervisor to audit (and act on, for
-/// `block`).
+/// A DNS message a custom rule or the `dns` section objected to, for the supervisor to audit (and
+/// act on, for `block`); or a question let through under `alert` although the facts the custom
+/// rules in force read could not be had (`unread`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Finding {
     pub pid: u32,
     pub process: String,
     /// The question name; for a malformed message, the name a lenient server could read, or empty.
     pub domain: String,
-    pub attack: Attack,
+    pub cause: Cause,
     pub effect: Effect,
     /// Why the message is not exactly one well-formed query, when it is not.
     pub malformed: Option<Reason>,
+    /// The asking process's facts were not read when its socket was connected to the forwarder
+    /// (the rule in force now reads more than the one in force then, or they were unreadable):
+    /// the question was not judged by the custom rules, and is reported as a `defender` event.
+    pub unread: bool,
 }
 
 impl Finding {
     /// The audit event.
     pub fn event(&self, scope: &Scope, rule: &str) -> Event {
+        if self.unread {
+            return Event::defender(
+                scope,
+                audit::Effect::of(self.effect),
+                Some(rule),
+                format!(
+                    "Could not inspect the process asking for a DNS name (pid {}, {}): the facts custom rules read were not read when its socket was connected; it was let through because rule {rule} only alerts",
+                    self.pid, self.process
+                ),
+            );
+        }
         match self.malformed {
             None => Event::activity(
                 scope,
                 &ActivityViolation {
                     rule,
                     effect: self.effect,
-                    cause: self.attack.into(),
+                    cause: self.cause.clone(),
                     pid: self.pid,
                     process: &self.process,
                     activity: Activity::Dns {
@@ -70,24 +88,59 @@ impl Finding {
     }
 }
 
+/// Whether DNS questions are judged under `rule`: by the `dns` section or by a custom rule that can
+/// object to one (a rule that only allows excepts from nothing when the section is off).
+pub fn judged(rule: &Rule) -> bool {
+    strictest(rule) != Effect::Disable
+}
+
+/// The strictest effect DNS questions are judged with: the section's or a custom rule's.
+fn strictest(rule: &Rule) -> Effect {
+    rule.dns()
+        .effect()
+        .stricter(rule.custom(Kind::Dns).strictest())
+}
+
 /// The checks shared by every path a message to a name server takes: judges it against the rule
-/// and says what to do and, when the rule objects to it, what to report. A message that is not
-/// exactly one well-formed query is outside what any allow list can allow (`notAllowed`).
-pub fn decide(rule: &Rule, msg: &[u8], pid: u32, process: &str) -> (Decision, Option<Finding>) {
+/// (its custom rules on DNS first, with the asking process's `facts` when they were read, then
+/// the `dns` section) and says what to do and, when the rule objects to it, what to report. A
+/// message that is not exactly one well-formed query cannot be judged by a custom rule and is
+/// outside what any allow list can allow (`notAllowed`), under the strictest effect of both.
+pub fn decide(
+    rule: &Rule,
+    msg: &[u8],
+    pid: u32,
+    process: &str,
+    facts: Option<&Process>,
+) -> (Decision, Option<Finding>) {
     let dns = rule.dns();
-    if dns.effect() == Effect::Disable {
+    if !judged(rule) {
         return (Decision::Pass, None);
     }
-    let (domain, attack, malformed) = match query::read(msg) {
-        Ok(q) => match dns.check_domain(&q.name) {
-            None => return (Decision::Pass, None),
-            Some(attack) => (q.name, attack, None),
-        },
+    let (domain, cause, effect, malformed) = match query::read(msg) {
+        Ok(q) => {
+            let said = facts.and_then(|process| {
+                let subject = Subject::Dns { name: &q.name };
+                rule.custom(Kind::Dns)
+                    .decide(&[Facts { process, subject }])
+                    .map(|m| (m.violation(), Cause::from(m)))
+            });
+            match said {
+                Some((None, _)) => return (Decision::Pass, None),
+                Some((Some(effect), cause)) => (q.name, cause, effect, None),
+                None if dns.effect() == Effect::Disable => return (Decision::Pass, None),
+                None => match dns.check_domain(&q.name) {
+                    None => return (Decision::Pass, None),
+                    Some(attack) => (q.name, attack.into(), dns.effect(), None),
+                },
+            }
+        }
         Err(m) => {
             log::debug!("DNS message from pid {pid} ({process}): {m}");
             (
                 m.name.unwrap_or_default(),
-                Attack::NotAllowed,
+                Attack::NotAllowed.into(),
+                strictest(rule),
                 Some(m.reason),
             )
         }
@@ -96,11 +149,12 @@ pub fn decide(rule: &Rule, msg: &[u8], pid: u32, process: &str) -> (Decision, Op
         pid,
         process: process.to_string(),
         domain,
-        attack,
-        effect: dns.effect(),
+        cause,
+        effect,
         malformed,
+        unread: false,
     };
-    let decision = match dns.effect().consequence() {
+    let decision = match effect.consequence() {
         Consequence::Proceed => Decision::Pass,
         Consequence::Refuse | Consequence::Stop => Decision::Refuse,
     };
@@ -280,13 +334,165 @@ mod tests {
             (&off, two, Decision::Pass, None),
         ];
         for (rule, q, want, finding) in cases {
-            let (decision, seen) = decide(rule, q, 42, "/usr/bin/getent");
+            let (decision, seen) = decide(rule, q, 42, "/usr/bin/getent", None);
             assert_eq!(decision, *want, "{q:02x?}");
-            let seen = seen.map(|f| (f.domain, f.attack, f.malformed, f.pid, f.process));
-            let want =
-                finding.map(|(d, a, m)| (d.to_string(), a, m, 42, "/usr/bin/getent".to_string()));
+            let seen = seen.map(|f| (f.domain, f.cause, f.malformed, f.pid, f.process));
+            let want = finding.map(|(d, a, m)| {
+                let process = "/usr/bin/getent".to_string();
+                (d.to_string(), Cause::Section(a), m, 42, process)
+            });
             assert_eq!(seen, want);
         }
+    }
+
+    #[test]
+    fn custom_rules_on_questions() {
+        let custom_rule = |members: &str| {
+            let json = format!(
+                r#"{{"customRules": [
+                    {{"name": "paste", "type": "dns", "script": "dns.name endswith \".pastebin.com\""}},
+                    {{"name": "internal", "type": "dns",
+                      "script": "dns.name endswith \".internal\" and proc.name = \"app\""}}],
+                  "rules": [{{"name": "r", {members}}}]}}"#
+            );
+            crate::policy::parse(&json)
+                .unwrap()
+                .rule_for("c", "i")
+                .unwrap()
+                .clone()
+        };
+        let with_section = custom_rule(
+            r#""customRules": [{"name": "internal", "effect": "allow"},
+                                {"name": "paste", "effect": "block"}],
+               "dns": {"effect": "prevent", "deny": ["*.internal", "evil.test"]}"#,
+        );
+        let custom_only = custom_rule(r#""customRules": [{"name": "paste", "effect": "prevent"}]"#);
+        let alert_only = custom_rule(r#""customRules": [{"name": "paste", "effect": "alert"}]"#);
+        let allow_only = custom_rule(r#""customRules": [{"name": "internal", "effect": "allow"}]"#);
+        let app = Process {
+            name: "app".into(),
+            ..Process::default()
+        };
+        let other = Process::default();
+        let q = |name: &str| query(7, &[(name, RecordType::A)], false);
+        let paste = Cause::Custom {
+            name: "paste".into(),
+            message: None,
+        };
+        let denied = Cause::Section(Attack::ExplicitlyDenied);
+        let malformed = Cause::Section(Attack::NotAllowed);
+        type Case<'a> = (
+            &'a str,
+            &'a Rule,
+            Vec<u8>,
+            Option<&'a Process>,
+            Decision,
+            Option<(Cause, Effect)>,
+        );
+        let cases: &[Case] = &[
+            (
+                "allow: an exception to the section",
+                &with_section,
+                q("db.internal."),
+                Some(&app),
+                Decision::Pass,
+                None,
+            ),
+            (
+                "the allow's process does not match",
+                &with_section,
+                q("db.internal."),
+                Some(&other),
+                Decision::Refuse,
+                Some((denied.clone(), Effect::Prevent)),
+            ),
+            (
+                "facts not read: the section judges",
+                &with_section,
+                q("db.internal."),
+                None,
+                Decision::Refuse,
+                Some((denied.clone(), Effect::Prevent)),
+            ),
+            (
+                "block, names compared lower-cased",
+                &with_section,
+                q("X.PASTEBIN.com."),
+                Some(&other),
+                Decision::Refuse,
+                Some((paste.clone(), Effect::Block)),
+            ),
+            (
+                "nothing true, the section allows",
+                &with_section,
+                q("ok.test."),
+                Some(&other),
+                Decision::Pass,
+                None,
+            ),
+            (
+                "a custom rule with the section off",
+                &custom_only,
+                q("a.pastebin.com."),
+                Some(&other),
+                Decision::Refuse,
+                Some((paste.clone(), Effect::Prevent)),
+            ),
+            (
+                "nothing true, the section off",
+                &custom_only,
+                q("evil.test."),
+                Some(&other),
+                Decision::Pass,
+                None,
+            ),
+            (
+                "malformed: refused by the custom rules' effect",
+                &custom_only,
+                b"junk".to_vec(),
+                Some(&other),
+                Decision::Refuse,
+                Some((malformed.clone(), Effect::Prevent)),
+            ),
+            (
+                "malformed: the stricter effect",
+                &with_section,
+                b"junk".to_vec(),
+                Some(&other),
+                Decision::Refuse,
+                Some((malformed.clone(), Effect::Block)),
+            ),
+            (
+                "malformed under alert-only custom rules",
+                &alert_only,
+                b"junk".to_vec(),
+                None,
+                Decision::Pass,
+                Some((malformed.clone(), Effect::Alert)),
+            ),
+            (
+                "alert",
+                &alert_only,
+                q("a.pastebin.com."),
+                Some(&other),
+                Decision::Pass,
+                Some((paste.clone(), Effect::Alert)),
+            ),
+            (
+                "an allow alone judges nothing",
+                &allow_only,
+                b"junk".to_vec(),
+                Some(&app),
+                Decision::Pass,
+                None,
+            ),
+        ];
+        for (what, rule, msg, facts, want, finding) in cases {
+            let (decision, seen) = decide(rule, msg, 1, "/bin/x", *facts);
+            assert_eq!(decision, *want, "{what}");
+            assert_eq!(seen.map(|f| (f.cause, f.effect)), *finding, "{what}");
+        }
+        assert!(judged(&custom_only) && judged(&alert_only) && !judged(&allow_only));
     }
 
     #[test]
@@ -300,9 +506,10 @@ mod tests {
             pid: 7,
             process: "/usr/bin/python3".into(),
             domain: domain.into(),
-            attack: Attack::NotAllowed,
+            cause: Attack::NotAllowed.into(),
             effect: Effect::Prevent,
             malformed,
+            unread: false,
         };
         let cases = [
             (
@@ -321,6 +528,31 @@ mod tests {
                 "/usr/bin/python3 sending a malformed DNS message (a compression pointer in the question name)",
             ),
         ];
+        let unread = Finding {
+            unread: true,
+            effect: Effect::Alert,
+            ..finding("", None)
+        };
+        let e = unread.event(&scope, "r");
+        assert_eq!(
+            (e.kind, e.effect),
+            (crate::audit::Kind::Defender, crate::audit::Effect::Alert)
+        );
+        assert!(e.message.starts_with(
+            "Could not inspect the process asking for a DNS name (pid 7, /usr/bin/python3)"
+        ));
+        let custom = Finding {
+            cause: Cause::Custom {
+                name: "paste".into(),
+                message: None,
+            },
+            ..finding("x.pastebin.com", None)
+        };
+        let e = custom.event(&scope, "r");
+        assert_eq!(
+            (e.attack.as_deref(), e.custom_rule.as_deref()),
+            (Some("customRule"), Some("paste"))
+        );
         for (f, message, what) in cases {
             let e = f.event(&scope, "r");
             assert_eq!(e.message, message);

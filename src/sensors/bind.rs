@@ -1,8 +1,10 @@
-//! `bind` of an IPv4 or IPv6 socket: whether the `network` section's `listeningPorts` objects to
-//! the port, and whether the port is privileged (the caller needs CAP_NET_BIND_SERVICE).
+//! `bind` of an IPv4 or IPv6 socket: whether the custom rules on listening ports or the `network`
+//! section's `listeningPorts` object to the port, and whether the port is privileged (the caller
+//! needs CAP_NET_BIND_SERVICE).
 
-use super::Objection;
+use super::{Objection, Said, custom_rules, facts};
 use crate::audit::Activity;
+use crate::policy::custom::{Facts, Process, Subject};
 use crate::policy::{Effect, Rule};
 use crate::sys::sockaddr::{self, Use};
 use crate::sys::socket::SocketKind;
@@ -13,7 +15,7 @@ pub const CAP_NET_BIND_SERVICE: u32 = 10;
 /// The decision on one bind.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Verdict {
-    /// What the `network` section objects to, applied first.
+    /// What a custom rule or the `network` section objects to, applied first.
     pub objection: Option<Objection>,
     /// The port is below `net.ipv4.ip_unprivileged_port_start`: the caller must hold
     /// CAP_NET_BIND_SERVICE, or gets EACCES. Performed by the supervisor, the bind would be
@@ -23,18 +25,43 @@ pub struct Verdict {
 }
 
 /// Decides a bind of a socket of `kind` to the address bytes `addr`, as copied from the caller.
-pub fn decide(rule: &Rule, kind: SocketKind, addr: &[u8], unprivileged_port_start: u16) -> Verdict {
+/// `process`: the caller's facts for the custom rules on listening ports, when read. Port 0 asks
+/// the kernel for any free port: neither the custom rules nor the section judge it.
+pub fn decide(
+    rule: &Rule,
+    kind: SocketKind,
+    addr: &[u8],
+    unprivileged_port_start: u16,
+    process: Option<&Process>,
+) -> Verdict {
     let Some(local) = sockaddr::target(Use::Bind, kind.domain, addr) else {
         return Verdict::default();
     };
     let port = local.port();
+    let activity = Activity::Listen { port };
+    let said = match process.filter(|_| port != 0) {
+        Some(process) => {
+            let subject = Subject::Listening {
+                port,
+                protocol: facts::protocol(kind),
+            };
+            custom_rules(rule, &[Facts { process, subject }])
+        }
+        None => Said::Sections,
+    };
     let effect = rule.network().effect();
-    let objection = match effect {
-        Effect::Disable => None,
-        _ => rule.network().check_listen(port).map(|attack| Objection {
+    let objection = match (said, effect) {
+        (Said::Allow, _) => None,
+        (Said::Violation(effect, cause), _) => Some(Objection {
+            effect,
+            cause,
+            activity,
+        }),
+        (Said::Sections, Effect::Disable) => None,
+        (Said::Sections, _) => rule.network().check_listen(port).map(|attack| Objection {
             effect,
             cause: attack.into(),
-            activity: Activity::Listen { port },
+            activity,
         }),
     };
     Verdict {
@@ -130,7 +157,78 @@ mod tests {
             ("no address", &prevent, tcp, vec![], verdict(None, false)),
         ];
         for (what, rule, kind, bytes, want) in cases {
-            assert_eq!(decide(rule, *kind, bytes, 1024), *want, "{what}");
+            assert_eq!(decide(rule, *kind, bytes, 1024, None), *want, "{what}");
+        }
+    }
+
+    #[test]
+    fn custom_rules_on_listening_ports() {
+        use crate::sensors::testing::custom_rule;
+        let rule = custom_rule(
+            r#"[{"name": "high udp", "type": "listening",
+                 "script": "net.listening_port > 1024 and net.protocol = \"udp\""},
+                {"name": "dev server", "type": "listening",
+                 "script": "proc.name = \"node\" and net.listening_port = 3000"}]"#,
+            r#""customRules": [{"name": "dev server", "effect": "allow"},
+                                {"name": "high udp", "effect": "prevent"}],
+               "network": {"effect": "alert", "listeningPorts": {"allow": ["8080"]}}"#,
+        );
+        let node = Process {
+            name: "node".into(),
+            ..Process::default()
+        };
+        let udp = kind(libc::AF_INET, libc::SOCK_DGRAM);
+        let tcp = kind(libc::AF_INET, libc::SOCK_STREAM);
+        let custom = Some(Objection {
+            effect: Effect::Prevent,
+            cause: crate::audit::Cause::Custom {
+                name: "high udp".into(),
+                message: None,
+            },
+            activity: Activity::Listen { port: 5000 },
+        });
+        let section = |port| {
+            Some(Objection {
+                effect: Effect::Alert,
+                cause: Attack::NotAllowed.into(),
+                activity: Activity::Listen { port },
+            })
+        };
+        type Case<'a> = (
+            &'a str,
+            SocketKind,
+            &'a str,
+            Option<&'a Process>,
+            Option<Objection>,
+        );
+        let cases: &[Case] = &[
+            (
+                "allowed by a custom rule",
+                tcp,
+                "0.0.0.0:3000",
+                Some(&node),
+                None,
+            ),
+            (
+                "prevented by a custom rule",
+                udp,
+                "0.0.0.0:5000",
+                Some(&node),
+                custom,
+            ),
+            (
+                "no custom rule true",
+                tcp,
+                "0.0.0.0:5000",
+                Some(&node),
+                section(5000),
+            ),
+            ("facts not read", tcp, "0.0.0.0:3000", None, section(3000)),
+            ("port 0 is not judged", udp, "0.0.0.0:0", Some(&node), None),
+        ];
+        for (what, kind, to, process, want) in cases {
+            let got = decide(&rule, *kind, &addr(to), 1024, *process);
+            assert_eq!(got.objection, *want, "{what}");
         }
     }
 }

@@ -1,12 +1,13 @@
 //! `connect` on an IPv4 or IPv6 socket: the destination the kernel would connect to, whether the
-//! `network` section objects to it, and whether the socket is a resolver's, to be connected to the
+//! custom rules on outgoing connections or the `network` section object to it, and whether the socket is a resolver's, to be connected to the
 //! DNS forwarder instead (dns.rs).
 
 use std::net::SocketAddr;
 
-use super::{Objection, dns, outbound};
+use super::{Objection, dns, facts, outbound};
 use crate::dns::forwarder::Proto;
 use crate::policy::Rule;
+use crate::policy::custom::Process;
 use crate::sys::sockaddr::{self, Use};
 use crate::sys::socket::SocketKind;
 
@@ -16,7 +17,8 @@ pub struct Verdict {
     /// The destination, when the kernel would connect to one (not for AF_UNSPEC, which
     /// disconnects, nor for an address the kernel refuses by itself).
     pub dest: Option<SocketAddr>,
-    /// What the `network` section objects to, applied before anything is performed.
+    /// What a custom rule or the `network` section objects to, applied before anything is
+    /// performed.
     pub objection: Option<Objection>,
     /// Connect to the forwarder for this protocol instead of `dest`.
     pub steer: Option<Proto>,
@@ -25,12 +27,21 @@ pub struct Verdict {
 /// Decides a connect of a socket of `kind` to the address bytes `addr`, as copied from the caller.
 /// `rule`: the rule in force when it enforces network or DNS; without one, a resolver's socket
 /// is steered all the same, so that a DNS rule the console puts in force later applies to every
-/// query it sends (the forwarder checks each against the rule in force).
-pub fn decide(rule: Option<&Rule>, kind: SocketKind, addr: &[u8]) -> Verdict {
+/// query it sends (the forwarder checks each against the rule in force). `process`: the caller's
+/// facts for custom rules, when read (`sensors::outbound`).
+pub fn decide(
+    rule: Option<&Rule>,
+    kind: SocketKind,
+    addr: &[u8],
+    process: Option<&Process>,
+) -> Verdict {
     let dest = sockaddr::target(Use::Connect, kind.domain, addr);
+    let protocol = facts::protocol(kind);
     Verdict {
         dest,
-        objection: dest.zip(rule).and_then(|(d, r)| outbound(r, d)),
+        objection: dest
+            .zip(rule)
+            .and_then(|(d, r)| outbound(r, d, protocol, process)),
         steer: dest.and_then(|d| dns::steer(kind, d)),
     }
 }
@@ -138,11 +149,11 @@ mod tests {
             ),
         ];
         for (what, rule, kind, bytes, objects, steer) in cases {
-            let v = decide(*rule, *kind, bytes);
+            let v = decide(*rule, *kind, bytes, None);
             assert_eq!(v.objection.is_some(), *objects, "{what}");
             assert_eq!(v.steer, *steer, "{what}");
         }
-        let v = decide(Some(&prevent), tcp, &addr("203.0.113.5:53"));
+        let v = decide(Some(&prevent), tcp, &addr("203.0.113.5:53"), None);
         assert_eq!(v.objection, denied);
         assert_eq!(v.steer, Some(Proto::Tcp), "judged, then steered");
         assert_eq!(v.dest, Some("203.0.113.5:53".parse().unwrap()));

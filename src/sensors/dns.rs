@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 
 use crate::dns::forwarder::Proto;
-use crate::dns::{Decision, PORT};
+use crate::dns::{self, Decision, PORT};
 use crate::policy::{Consequence, Effect, Rule};
 use crate::sys::socket::SocketKind;
 
@@ -26,10 +26,10 @@ pub fn steer(kind: SocketKind, dest: SocketAddr) -> Option<Proto> {
     }
 }
 
-/// What a send to `dest` is to the `dns` section.
+/// What a send to `dest` is to the DNS checks (custom rules on DNS and the `dns` section).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Send {
-    /// Not a DNS question, or DNS is not enforced.
+    /// Not a DNS question, or DNS questions are not judged.
     Plain,
     /// A DNS query sent with TCP Fast Open would carry its question in the SYN, past the
     /// forwarder: not supported (EOPNOTSUPP), so the resolver connects first (the usual fallback
@@ -41,7 +41,7 @@ pub enum Send {
 
 /// Decides what a send on a socket (`stream` or not) to `dest` is under `rule`.
 pub fn on_send(rule: &Rule, stream: bool, dest: SocketAddr) -> Send {
-    if dest.port() != PORT || rule.dns().effect() == Effect::Disable {
+    if dest.port() != PORT || !dns::judged(rule) {
         return Send::Plain;
     }
     match stream {
@@ -64,7 +64,8 @@ pub enum Question {
     Refuse,
 }
 
-/// The fate of a question refused or passed under a `dns` section of effect `effect`.
+/// The fate of a question refused or passed, `effect` the effect it was judged with (a custom
+/// rule's or the `dns` section's).
 pub fn question(decision: Decision, effect: Effect) -> Question {
     match (decision, effect.consequence()) {
         (Decision::Pass, _) => Question::Send,
@@ -112,7 +113,18 @@ mod tests {
 
         let on = rule(r#""dns": {"effect": "prevent", "deny": ["denied.test"]}"#);
         let off = rule(r#""network": {"effect": "prevent"}"#);
+        let custom = crate::sensors::testing::custom_rule(
+            r#"[{"name": "n", "type": "dns", "script": "dns.name = \"x.test\""}]"#,
+            r#""customRules": [{"name": "n", "effect": "alert"}]"#,
+        );
         for (what, rule, stream, dest, want) in [
+            (
+                "a custom rule on DNS, the section off",
+                &custom,
+                false,
+                "192.0.2.53:53",
+                Send::Question,
+            ),
             (
                 "a datagram question",
                 &on,

@@ -37,6 +37,13 @@ const PATH_MAX: usize = 4096;
 /// How much of a command line an audit carries.
 const MAX_ARGS: usize = 256;
 const MAX_ARG_LEN: usize = 4096;
+/// MAX_ARG_STRLEN (linux/binfmts.h): the longest argument an exec takes, its NUL included;
+/// a longer one fails the exec with E2BIG.
+const MAX_ARG_STRLEN: usize = 32 * 4096;
+/// The most the strings and pointers of argv and envp together may take: 3/4 of _STK_LIM (8 MiB),
+/// less when the stack limit is lower (fs/exec.c, bprm_stack_limits), so an argv alone above it
+/// fails the exec with E2BIG whatever the limits.
+const MAX_ARGV_TOTAL: usize = 8 * 1024 * 1024 / 4 * 3;
 /// The kernel reads at most this many bytes of a `#!` line (BINPRM_BUF_SIZE, linux/binfmts.h).
 const BINPRM_BUF_SIZE: usize = 256;
 /// execveat(2) flag: an empty path means the file `dirfd` refers to (fexecve).
@@ -116,6 +123,9 @@ pub struct Launch {
     /// For a script: where the kernel puts the script's name in the interpreter's argv (1, or 2
     /// after a `#!` line argument; fs/binfmt_script.c).
     pub script_argv: Option<usize>,
+    /// For a script: the `#!` line's argument, if it has one (the kernel passes it as one
+    /// argument, whatever blanks it holds).
+    pub shebang_arg: Option<Vec<u8>>,
     /// The name the kernel gives the file (`bprm->filename`): the path as passed, or
     /// `/dev/fd/N[/path]` for a path relative to a directory fd (fs/exec.c, alloc_bprm).
     pub filename: Vec<u8>,
@@ -136,27 +146,63 @@ pub struct Expected {
     /// The argv[0] the program was decided with (see [`program_name`]): the kernel re-reads the
     /// caller's argv after the check, and a multi-call program runs what it names.
     pub started_as: Option<Vec<u8>>,
+    /// When custom rules judged the command line: the new program's argv from this index on must
+    /// be these arguments, the ones decided on (the kernel re-reads every argument after the
+    /// check). A binary's whole argv from 0; for a script, what follows the script's name in its
+    /// interpreter's argv, which is the caller's argv[1..] (fs/binfmt_script.c).
+    pub args: Option<(usize, Vec<Vec<u8>>)>,
+    /// When custom rules judged `proc.interactive`: whether the new program has a controlling
+    /// terminal (another thread of the caller may call setsid(2) while the exec waits).
+    pub interactive: Option<bool>,
 }
 
 impl Launch {
-    pub fn expected(&self) -> Expected {
+    /// What the exec stop must find; `argv` and `interactive` are the facts custom rules decided
+    /// on, when they read them.
+    pub fn expected(&self, argv: Option<&[Vec<u8>]>, interactive: Option<bool>) -> Expected {
         let runs = self.interpreter.as_ref().unwrap_or(&self.image);
         let script = self.script_argv.map(|slot| (slot, self.filename.clone()));
         Expected {
             exe: runs.stamp,
             script,
             started_as: runs.started_as.clone(),
+            args: argv.map(|argv| new_args(self.script_argv, argv)),
+            interactive,
         }
     }
 }
 
+/// The arguments of the new program that must be the caller's `argv`, from which index: the
+/// whole argv for a binary (an empty one becomes `[""]`: the kernel gives a program started with
+/// no arguments an empty argv[0], fs/exec.c), and for a script whose name the kernel puts at
+/// `slot`, the arguments after it: argv[1..]. Pure.
+fn new_args(script_slot: Option<usize>, argv: &[Vec<u8>]) -> (usize, Vec<Vec<u8>>) {
+    match script_slot {
+        None if argv.is_empty() => (0, vec![Vec::new()]),
+        None => (0, argv.to_vec()),
+        Some(slot) => (slot + 1, argv.get(1..).unwrap_or_default().to_vec()),
+    }
+}
+
 impl Expected {
-    /// Whether an exec that runs `exe`, with the new `argv` (read only when needed), is this one.
-    pub fn holds(&self, exe: Option<Stamp>, argv: impl FnOnce() -> Option<Vec<Vec<u8>>>) -> bool {
+    /// Whether an exec that runs `exe`, with the new `argv` and terminal (each read only when
+    /// needed), is this one.
+    pub fn holds(
+        &self,
+        exe: Option<Stamp>,
+        argv: impl FnOnce() -> Option<Vec<Vec<u8>>>,
+        interactive: impl FnOnce() -> Option<bool>,
+    ) -> bool {
         if exe.is_none() || exe != self.exe {
             return false;
         }
-        if self.script.is_none() && self.started_as.is_none() {
+        if self
+            .interactive
+            .is_some_and(|want| interactive() != Some(want))
+        {
+            return false;
+        }
+        if self.script.is_none() && self.started_as.is_none() && self.args.is_none() {
             return true;
         }
         argv().is_some_and(|argv| {
@@ -167,6 +213,10 @@ impl Expected {
                     argv.first()
                         .is_some_and(|a| program_name(a) == program_name(want))
                 })
+                && self
+                    .args
+                    .as_ref()
+                    .is_none_or(|(from, args)| argv.get(*from..) == Some(args.as_slice()))
         })
     }
 }
@@ -509,6 +559,7 @@ impl Resolver {
                     image,
                     interpreter: None,
                     script_argv: None,
+                    shebang_arg: None,
                     filename,
                 }));
             }
@@ -587,7 +638,10 @@ fn launch_of(
     mark: &mut StartMark,
 ) -> Launch {
     let (mut image, shebang) = inspect(root, path, Some(fd), walk.as_ref(), mark);
-    let script_argv = shebang.as_ref().map(|s| if s.has_arg { 2 } else { 1 });
+    let script_argv = shebang
+        .as_ref()
+        .map(|s| if s.arg.is_some() { 2 } else { 1 });
+    let shebang_arg = shebang.as_ref().and_then(|s| s.arg.clone());
     if shebang.is_none() {
         image.started_as = Some(argv0);
     }
@@ -611,6 +665,7 @@ fn launch_of(
         image,
         interpreter,
         script_argv,
+        shebang_arg,
         filename,
     }
 }
@@ -654,6 +709,60 @@ fn read_argv0(
             read => read,
         },
     }
+}
+
+/// Reads the caller's whole argv, for custom rules on the command line: never cut short, since a
+/// rule on " -l" must not be bypassed with many arguments. Up to the kernel's own limits: an
+/// argument longer than MAX_ARG_STRLEN, or an argv larger than MAX_ARGV_TOTAL, would fail the
+/// exec with E2BIG, and that is the error; an unreadable pointer or string is EFAULT, the kernel's.
+pub fn read_argv(
+    n: &Notification,
+    abi: Abi,
+    call: ExecCall,
+    mem: &mut RemoteMemory,
+) -> io::Result<Vec<Vec<u8>>> {
+    let argv_ptr = match call {
+        ExecCall::Execve => n.args[1],
+        ExecCall::Execveat => n.args[2],
+    };
+    let width = abi.ptr_width();
+    let (ptrs, truncated) = mem.read_ptr_array(argv_ptr, width, MAX_ARGV_TOTAL / width)?;
+    let e2big = || io::Error::from_raw_os_error(libc::E2BIG);
+    if truncated {
+        return Err(e2big());
+    }
+    let mut total = ptrs.len() * width;
+    let mut argv = Vec::with_capacity(ptrs.len());
+    for p in ptrs {
+        let arg = mem
+            .read_cstr(p, MAX_ARG_STRLEN)
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ENAMETOOLONG) => e2big(),
+                _ => e,
+            })?;
+        total += arg.len() + 1;
+        if total > MAX_ARGV_TOTAL {
+            return Err(e2big());
+        }
+        argv.push(arg);
+    }
+    Ok(argv)
+}
+
+/// The command line an audit shows, from the whole argv: as [`read_cmdline`] caps it. Pure.
+pub fn shown_cmdline(argv: &[Vec<u8>]) -> String {
+    let mut args: Vec<String> = argv
+        .iter()
+        .take(MAX_ARGS)
+        .map(|a| match a.len() < MAX_ARG_LEN {
+            true => String::from_utf8_lossy(a).into_owned(),
+            false => "…".to_string(),
+        })
+        .collect();
+    if argv.len() > MAX_ARGS {
+        args.push("…".to_string());
+    }
+    args.join(" ")
 }
 
 /// Reads argv for the audit's command line, capped, arguments joined by spaces.
@@ -909,16 +1018,16 @@ fn lent_names(
     lent
 }
 
-/// A `#!` line: the interpreter, and whether an argument follows it.
+/// A `#!` line: the interpreter, and the argument that follows it, if any.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Shebang {
     interpreter: PathBuf,
-    has_arg: bool,
+    arg: Option<Vec<u8>>,
 }
 
 /// The `#!` line of a script, or `None` for anything else. Follows the kernel's reading
 /// (fs/binfmt_script.c): leading blanks skipped, the name ends at a blank or newline, and the rest
-/// of the line, trimmed, is one optional argument.
+/// of the line, trimmed of blanks on both ends, is one optional argument.
 fn parse_shebang(head: &[u8]) -> Option<Shebang> {
     let rest = head.strip_prefix(b"#!")?;
     let line = &rest[..rest
@@ -930,10 +1039,15 @@ fn parse_shebang(head: &[u8]) -> Option<Shebang> {
         .iter()
         .position(|&b| b == b' ' || b == b'\t')
         .unwrap_or(line.len());
-    let has_arg = line[end..].iter().any(|&b| b != b' ' && b != b'\t');
+    let blank = |b: &u8| *b == b' ' || *b == b'\t';
+    let rest = &line[end..];
+    let arg = rest.iter().position(|b| !blank(b)).map(|from| {
+        let to = rest.iter().rposition(|b| !blank(b)).map_or(from, |i| i + 1);
+        rest[from..to].to_vec()
+    });
     Some(Shebang {
         interpreter: PathBuf::from(OsStr::from_bytes(&line[..end])),
-        has_arg,
+        arg,
     })
 }
 
@@ -972,23 +1086,30 @@ mod tests {
 
     #[test]
     fn shebang_lines() {
-        // (head of the file, interpreter and whether a `#!` argument follows)
-        type Case<'a> = (&'a [u8], Option<(&'a str, bool)>);
+        // (head of the file, interpreter and the `#!` argument)
+        type Case<'a> = (&'a [u8], Option<(&'a str, Option<&'a str>)>);
         let cases: &[Case] = &[
-            (b"#!/bin/sh\necho hi\n", Some(("/bin/sh", false))),
-            (b"#! /usr/bin/env python3\n", Some(("/usr/bin/env", true))),
-            (b"#!\t/bin/bash -e \n", Some(("/bin/bash", true))),
-            (b"#!/bin/sh  \t\n", Some(("/bin/sh", false))),
-            (b"#!/bin/sh", Some(("/bin/sh", false))),
+            (b"#!/bin/sh\necho hi\n", Some(("/bin/sh", None))),
+            (
+                b"#! /usr/bin/env python3\n",
+                Some(("/usr/bin/env", Some("python3"))),
+            ),
+            (b"#!\t/bin/bash -e \n", Some(("/bin/bash", Some("-e")))),
+            (
+                b"#!/usr/bin/env -S a  b\t\n",
+                Some(("/usr/bin/env", Some("-S a  b"))),
+            ),
+            (b"#!/bin/sh  \t\n", Some(("/bin/sh", None))),
+            (b"#!/bin/sh", Some(("/bin/sh", None))),
             (b"#!\n", None),
             (b"\x7fELF\x02\x01", None),
             (b"", None),
         ];
         for (head, want) in cases {
-            let got = parse_shebang(head).map(|s| (s.interpreter, s.has_arg));
+            let got = parse_shebang(head).map(|s| (s.interpreter, s.arg));
             assert_eq!(
                 got,
-                want.map(|(p, a)| (PathBuf::from(p), a)),
+                want.map(|(p, a)| (PathBuf::from(p), a.map(|a| a.as_bytes().to_vec()))),
                 "{:?}",
                 String::from_utf8_lossy(head)
             );
@@ -1041,12 +1162,14 @@ mod tests {
             image: image(10, Some("./true")),
             interpreter: None,
             script_argv: None,
+            shebang_arg: None,
             filename: b"/x".to_vec(),
         };
         let script = Launch {
             image: image(10, None),
             interpreter: Some(image(20, Some("/bin/sh"))),
             script_argv: Some(1),
+            shebang_arg: None,
             filename: b"./s".to_vec(),
         };
         let argv = |v: &[&str]| Some(v.iter().map(|a| a.as_bytes().to_vec()).collect::<Vec<_>>());
@@ -1121,11 +1244,241 @@ mod tests {
         ];
         for (what, launch, exe, argv, want) in cases {
             assert_eq!(
-                launch.expected().holds(exe, || argv.clone()),
+                launch
+                    .expected(None, None)
+                    .holds(exe, || argv.clone(), || None),
                 want,
                 "{what}"
             );
         }
+    }
+
+    #[test]
+    fn expected_exec_with_custom_facts() {
+        let image = |ino, started_as: Option<&str>| Image {
+            path: "/x".into(),
+            links: Vec::new(),
+            real: None,
+            stamp: Some(Stamp {
+                id: FileId { dev: 1, ino },
+                ctime: (100, 0),
+            }),
+            lent: Vec::new(),
+            started_as: started_as.map(|a| a.as_bytes().to_vec()),
+            own_name: None,
+        };
+        let binary = Launch {
+            image: image(10, Some("nc")),
+            interpreter: None,
+            script_argv: None,
+            shebang_arg: None,
+            filename: b"/x".to_vec(),
+        };
+        let script = Launch {
+            image: image(10, None),
+            interpreter: Some(image(20, Some("/usr/bin/env"))),
+            script_argv: Some(2),
+            shebang_arg: Some(b"sh".to_vec()),
+            filename: b"./s".to_vec(),
+        };
+        let v = |v: &[&str]| v.iter().map(|a| a.as_bytes().to_vec()).collect::<Vec<_>>();
+        let exe = |launch: &Launch| launch.interpreter.as_ref().unwrap_or(&launch.image).stamp;
+        // (what, launch, argv decided on, interactive decided on, argv found, terminal found, holds)
+        type Case<'a> = (
+            &'a str,
+            &'a Launch,
+            &'a [&'a str],
+            Option<bool>,
+            &'a [&'a str],
+            Option<bool>,
+            bool,
+        );
+        let cases: &[Case] = &[
+            (
+                "the same argv",
+                &binary,
+                &["nc", "-z", "h"],
+                None,
+                &["nc", "-z", "h"],
+                None,
+                true,
+            ),
+            (
+                "an argument swapped",
+                &binary,
+                &["nc", "-z", "h"],
+                None,
+                &["nc", "-l", "h"],
+                None,
+                false,
+            ),
+            (
+                "an argument added",
+                &binary,
+                &["nc", "-z"],
+                None,
+                &["nc", "-z", "-l"],
+                None,
+                false,
+            ),
+            (
+                "an argument dropped",
+                &binary,
+                &["nc", "-z", "-l"],
+                None,
+                &["nc", "-z"],
+                None,
+                false,
+            ),
+            (
+                "no arguments: the kernel's empty argv[0]",
+                &binary,
+                &[],
+                None,
+                &[""],
+                None,
+                false,
+            ),
+            (
+                "the script's arguments",
+                &script,
+                &["s", "a"],
+                None,
+                &["/usr/bin/env", "sh", "./s", "a"],
+                None,
+                true,
+            ),
+            (
+                "the script's arguments swapped",
+                &script,
+                &["s", "a"],
+                None,
+                &["/usr/bin/env", "sh", "./s", "b"],
+                None,
+                false,
+            ),
+            (
+                "the script with none",
+                &script,
+                &[],
+                None,
+                &["/usr/bin/env", "sh", "./s"],
+                None,
+                true,
+            ),
+            (
+                "no terminal, as decided",
+                &binary,
+                &["nc"],
+                Some(false),
+                &["nc"],
+                Some(false),
+                true,
+            ),
+            (
+                "a terminal gained",
+                &binary,
+                &["nc"],
+                Some(false),
+                &["nc"],
+                Some(true),
+                false,
+            ),
+            (
+                "a terminal lost (setsid)",
+                &binary,
+                &["nc"],
+                Some(true),
+                &["nc"],
+                Some(false),
+                false,
+            ),
+            (
+                "the terminal unreadable",
+                &binary,
+                &["nc"],
+                Some(true),
+                &["nc"],
+                None,
+                false,
+            ),
+        ];
+        for (what, launch, decided, tty, found, tty_found, want) in cases {
+            let expected = launch.expected(Some(&v(decided)), *tty);
+            let holds = expected.holds(exe(launch), || Some(v(found)), || *tty_found);
+            assert_eq!(holds, *want, "{what}");
+        }
+        // An empty argv at the check: the kernel starts the binary with [""].
+        let empty = binary.expected(Some(&[]), None);
+        assert!(!empty.holds(exe(&binary), || Some(v(&[""])), || None));
+    }
+
+    #[test]
+    fn whole_argv_for_custom_rules_and_the_audit() {
+        assert_eq!(new_args(None, &[]), (0, vec![Vec::new()]));
+        let argv = vec![b"a".to_vec(), b"b".to_vec()];
+        assert_eq!(new_args(None, &argv), (0, argv.clone()));
+        assert_eq!(new_args(Some(1), &argv), (2, vec![b"b".to_vec()]));
+        assert_eq!(new_args(Some(2), &[]), (3, Vec::new()));
+        let long = vec![b'x'; MAX_ARG_LEN];
+        let many: Vec<Vec<u8>> = (0..MAX_ARGS + 1).map(|_| b"y".to_vec()).collect();
+        for (argv, want) in [
+            (vec![b"ls".to_vec(), b"-l".to_vec()], "ls -l".to_string()),
+            (vec![b"a".to_vec(), long], "a …".to_string()),
+            (vec![b"\xff".to_vec()], "\u{fffd}".to_string()),
+            (many, format!("{} …", vec!["y"; MAX_ARGS].join(" "))),
+        ] {
+            assert_eq!(shown_cmdline(&argv), want);
+        }
+    }
+
+    #[test]
+    fn reads_the_whole_argv_up_to_the_kernels_limits() {
+        use crate::sys::seccomp::Notification;
+        let me = std::process::id();
+        let mem = || RemoteMemory::new(me as i32);
+        let strings = |args: &[Vec<u8>]| {
+            args.iter()
+                .map(|a| std::ffi::CString::new(a.clone()).unwrap())
+                .collect::<Vec<_>>()
+        };
+        let call = |ptrs: &[u64]| Notification {
+            id: 0,
+            pid: me,
+            nr: 0,
+            arch: 0,
+            args: [0, ptrs.as_ptr() as u64, 0, 0, 0, 0],
+        };
+        let ptrs = |c: &[std::ffi::CString]| {
+            c.iter()
+                .map(|s| s.as_ptr() as u64)
+                .chain([0])
+                .collect::<Vec<_>>()
+        };
+        // 300 arguments: all of them, where the audit's copy stops at 256.
+        let many: Vec<Vec<u8>> = (0..300).map(|i| format!("a{i}").into_bytes()).collect();
+        let c = strings(&many);
+        let p = ptrs(&c);
+        let got = read_argv(&call(&p), Abi::X86_64, ExecCall::Execve, &mut mem()).unwrap();
+        assert_eq!(got, many);
+        // The longest argument the kernel takes, and one byte more.
+        for (len, ok) in [(MAX_ARG_STRLEN - 1, true), (MAX_ARG_STRLEN, false)] {
+            let c = strings(&[vec![b'x'; len]]);
+            let p = ptrs(&c);
+            let got = read_argv(&call(&p), Abi::X86_64, ExecCall::Execve, &mut mem());
+            match ok {
+                true => assert_eq!(got.unwrap()[0].len(), len),
+                false => assert_eq!(got.unwrap_err().raw_os_error(), Some(libc::E2BIG)),
+            }
+        }
+        // More than the kernel takes in all.
+        let c = strings(&vec![
+            vec![b'x'; MAX_ARG_STRLEN - 1];
+            MAX_ARGV_TOTAL / MAX_ARG_STRLEN + 1
+        ]);
+        let p = ptrs(&c);
+        let got = read_argv(&call(&p), Abi::X86_64, ExecCall::Execve, &mut mem());
+        assert_eq!(got.unwrap_err().raw_os_error(), Some(libc::E2BIG));
     }
 
     #[test]
@@ -1418,6 +1771,7 @@ mod tests {
                 },
                 interpreter: None,
                 script_argv: None,
+                shebang_arg: None,
                 filename: Vec::new(),
             };
             let got = judge(&launch, rule).map(|v| (v.attack, v.process));

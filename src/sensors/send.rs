@@ -5,8 +5,9 @@
 
 use std::net::SocketAddr;
 
-use super::{Objection, dns, outbound};
+use super::{Objection, dns, facts, outbound};
 use crate::policy::Rule;
+use crate::policy::custom::Process;
 use crate::sys::creds::{Creds, Ids};
 use crate::sys::sockaddr::{self, Errno, MAX_IOV, Use, cmsgs};
 use crate::sys::socket::{OwnedMsg, SocketKind};
@@ -62,9 +63,9 @@ pub fn destination(kind: SocketKind, flags: i32, name: Option<&[u8]>) -> Option<
 /// The decision on one message of a send on an IPv4 or IPv6 socket.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Verdict {
-    /// What the `network` section objects to, applied first.
+    /// What a custom rule or the `network` section objects to, applied first.
     pub objection: Option<Objection>,
-    /// What the message is to the `dns` section.
+    /// What the message is to the DNS checks.
     pub dns: dns::Send,
 }
 
@@ -89,12 +90,14 @@ impl Refusal {
 }
 
 /// Decides one copied message of a send on a socket of `kind` with `flags`: its ancillary data
-/// must be of the kinds a performed send may carry, and its destination, if any, is judged.
+/// must be of the kinds a performed send may carry, and its destination, if any, is judged
+/// (`process`: the caller's facts for custom rules, when read).
 pub fn decide(
     rule: &Rule,
     kind: SocketKind,
     flags: i32,
     msg: &OwnedMsg,
+    process: Option<&Process>,
 ) -> Result<Verdict, Refusal> {
     check_control(&msg.control)?;
     let name = msg.name.as_ref().map(|a| a.bytes());
@@ -105,7 +108,7 @@ pub fn decide(
         });
     };
     Ok(Verdict {
-        objection: outbound(rule, dest),
+        objection: outbound(rule, dest, facts::protocol(kind), process),
         dns: dns::on_send(rule, kind.ty == libc::SOCK_STREAM, dest),
     })
 }
@@ -310,7 +313,7 @@ mod tests {
             ),
         ];
         for (what, kind, flags, m, want) in cases {
-            let got = decide(&on, *kind, *flags, m).map(|v| (v.objection.is_some(), v.dns));
+            let got = decide(&on, *kind, *flags, m, None).map(|v| (v.objection.is_some(), v.dns));
             assert_eq!(got, *want, "{what}");
         }
 

@@ -15,8 +15,12 @@ use crate::sys::seccomp::Notification;
 
 /// The answer to one trapped call.
 pub(super) enum Answer {
-    /// Let the exec run, checked at its exec stop against what was decided on.
-    Allow { expected: Expected },
+    /// Let the exec run, checked at its exec stop against what was decided on; a mismatch comes
+    /// to `effect` (`Rule::launch_verification`). Boxed: every other answer is a few bytes.
+    Allow {
+        expected: Box<Expected>,
+        effect: Effect,
+    },
     /// Fail it with this errno.
     Deny(i32),
     /// Let it run unchecked: nothing decided depends on the caller's memory (why: at the
@@ -37,13 +41,20 @@ impl Supervisor {
         let sent = match answer {
             Answer::Deny(errno) => self.listener.deny(n.id, errno),
             // SAFETY: TOCTOU, not memory: no decision here rests on the caller's memory. Either
-            // nothing is enforced for processes (no rule, or `disable`), or a launch that could not
-            // be inspected under `alert`, which must never break a workload; or the call is a chroot,
-            // which is only noted (before it happens) and allowed whatever its argument; or the
-            // exec was decided under a deny list only. A deny list names files; a caller able to
-            // swap the path after the check could as well copy, link or memfd-load the denied
+            // nothing is enforced for processes (no rule, or neither a `processes` section nor a
+            // custom rule on launches that can object), or a launch that could not be inspected
+            // under `alert`, which must never break a workload; or the call is a chroot, which is
+            // only noted (before it happens) and allowed whatever its argument; or the exec was
+            // decided under a deny list and custom rules that only allow or alert
+            // (`Rule::launch_verification` is `disable`). A deny list names files; a caller able
+            // to swap the path after the check could as well copy, link or memfd-load the denied
             // program under another name, which the list cannot stop either (docs/limits.md),
-            // so racing the check gains it nothing. Launches under an allow list are verified.
+            // so racing the check gains it nothing. The same holds of a custom rule's `allow`,
+            // an exception over such a list: what a race could swap in after an allowed check,
+            // the caller could launch under the allowed name and arguments itself. A custom rule
+            // that only alerts never refuses: a race can at most spare the caller an alert, the
+            // price of not tracing every launch (docs/exec.md). Launches under an allow list or
+            // custom rules that prevent or block are verified at their exec stop (`Allow`).
             // Socket calls: let through unchecked only when the rule enforces neither network
             // nor DNS (a bind or send: nothing is decided at all; a connect too when the
             // supervisor may not take the caller's socket to steer it to the DNS forwarder, or
@@ -68,7 +79,7 @@ impl Supervisor {
             // The one `unsafe` outside sys: a TOCTOU contract, not memory safety.
             #[allow(unsafe_code)]
             Answer::Unchecked => unsafe { self.listener.continue_call(n.id) },
-            Answer::Allow { expected } => self.allow_exec(n, expected),
+            Answer::Allow { expected, effect } => self.allow_exec(n, *expected, effect),
             Answer::Performed(result) => self.listener.complete(n.id, result),
             Answer::Deferred => Ok(()),
         };

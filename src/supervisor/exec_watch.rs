@@ -5,8 +5,9 @@
 //! new image runs a single instruction, and the supervisor compares `/proc/PID/exe` with the
 //! file it decided on (device, inode and ctime), its argv[0] with the name it was decided with
 //! and, for a script, the script name the kernel put in the interpreter's argv (ptrace(2),
-//! "execve(2) under ptrace"). Anything else ran: the supervisor treats it as not
-//! allowed (it was never decided on).
+//! "execve(2) under ptrace"); when custom rules judged them, also the whole argv and whether the
+//! process has a terminal. Anything else ran: the supervisor treats it as not allowed (it was
+//! never decided on), with the effect stored when the watch was armed.
 //!
 //! A tracee is released at its first stop of any kind (exec, signal, group-stop), so workloads are
 //! traced only across their exec. Where the kernel has the killable notification wait (5.19), the
@@ -26,7 +27,9 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 
-use crate::sensors::exec::{Expected, Stamp};
+use crate::policy::Effect;
+use crate::sensors::exec::{Expected, Stamp, shown_cmdline};
+use crate::sensors::facts::split_cmdline;
 use crate::sys::process;
 use crate::sys::procfs::{self, Status};
 
@@ -61,12 +64,15 @@ pub struct Mismatch {
     /// What runs (`/proc/PID/exe`), and its command line.
     pub exe: PathBuf,
     pub cmdline: String,
+    /// The effect the rule asked the verification with (`Rule::launch_verification`).
+    pub effect: Effect,
 }
 
 pub struct ExecWatch {
     availability: Availability,
-    /// Threads attached and waiting for their exec, with what that exec must turn out to be.
-    pending: HashMap<Pid, Expected>,
+    /// Threads attached and waiting for their exec, with what that exec must turn out to be and
+    /// the effect a mismatch comes to.
+    pending: HashMap<Pid, (Expected, Effect)>,
 }
 
 impl ExecWatch {
@@ -77,9 +83,16 @@ impl ExecWatch {
         }
     }
 
-    /// Attaches to `tid` (unless attached already) so that its exec is checked against `expected`;
-    /// with `interrupt`, also makes sure the exec ends in a stop even when it fails (see above).
-    pub fn watch(&mut self, tid: Pid, expected: Expected, interrupt: bool) -> Watch {
+    /// Attaches to `tid` (unless attached already) so that its exec is checked against `expected`,
+    /// a mismatch coming to `effect`; with `interrupt`, also makes sure the exec ends in a stop
+    /// even when it fails (see above).
+    pub fn watch(
+        &mut self,
+        tid: Pid,
+        expected: Expected,
+        effect: Effect,
+        interrupt: bool,
+    ) -> Watch {
         if self.availability == Availability::Unavailable {
             return Watch::Unchecked;
         }
@@ -107,7 +120,7 @@ impl ExecWatch {
             }
         }
         self.availability = Availability::Available;
-        self.pending.insert(tid, expected);
+        self.pending.insert(tid, (expected, effect));
         Watch::Armed
     }
 
@@ -123,32 +136,32 @@ impl ExecWatch {
                 let former = ptrace::getevent(pid)
                     .map(|t| Pid::from_raw(t as i32))
                     .unwrap_or(pid);
-                let expected = self.pending.remove(&former).unwrap_or_default();
+                // Not attached for this exec (never expected): nothing holds, and the process is
+                // killed (`prevent`: its container is not stopped for what may be our mistake).
+                let (expected, effect) = self
+                    .pending
+                    .remove(&former)
+                    .unwrap_or((Expected::default(), Effect::Prevent));
                 self.pending.remove(&pid);
-                let exe = procfs::exe_link(pid.as_raw() as u32);
-                let argv = || procfs::cmdline(pid.as_raw() as u32).ok();
+                let tid = pid.as_raw() as u32;
+                let exe = procfs::exe_link(tid);
                 // Each argument ends with a NUL; empty ones are arguments too (an empty argv[0]
-                // is the kernel's for an empty argv).
-                let split = |raw: Vec<u8>| {
-                    raw.strip_suffix(&[0])
-                        .unwrap_or(&raw)
-                        .split(|&b| b == 0)
-                        .map(<[u8]>::to_vec)
-                        .collect::<Vec<_>>()
-                };
-                if expected.holds(Stamp::at(&exe).ok(), || argv().map(split)) {
+                // is the kernel's for an empty argv). Nothing of the new image has run yet, so
+                // the arguments are the kernel's copy.
+                let argv = || procfs::cmdline(tid).ok().map(|raw| split_cmdline(&raw));
+                let interactive = || procfs::tty_nr(tid).ok().map(|tty| tty != 0);
+                if expected.holds(Stamp::at(&exe).ok(), argv, interactive) {
                     let _ = ptrace::detach(pid, None);
                     return None;
                 }
                 let exe = std::fs::read_link(&exe).unwrap_or(exe);
-                let cmdline = argv()
-                    .map(split)
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|a| String::from_utf8_lossy(a))
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                Some(Mismatch { pid, exe, cmdline })
+                let cmdline = shown_cmdline(&argv().unwrap_or_default());
+                Some(Mismatch {
+                    pid,
+                    exe,
+                    cmdline,
+                    effect,
+                })
             }
             WaitStatus::PtraceEvent(pid, _, _) => {
                 // A group-stop (PTRACE_EVENT_STOP under SEIZE): let go; the task stays stopped

@@ -32,10 +32,13 @@ use nix::unistd::{ForkResult, Pid};
 
 use crate::audit::{self, Event, ProcessViolation, Scope, Sink};
 use crate::exit::ExitStatus;
-use crate::policy::{Attack, Consequence, Effect, Live};
+use crate::policy::custom::{Facts, Field, Kind, Process, Subject};
+use crate::policy::{Attack, Consequence, Effect, Live, Rule};
 use crate::seccomp::{self, Trapped};
 use crate::seccomp::{Abi, ExecCall};
 use crate::sensors::exec::{self, Expected, Launch, Resolver};
+use crate::sensors::facts::{self, Users};
+use crate::sensors::{Said, custom_rules};
 use crate::sys::process::Waited;
 use crate::sys::remote::RemoteMemory;
 use crate::sys::seccomp::{Listener, Notification};
@@ -131,6 +134,9 @@ pub fn run(cfg: RunConfig) -> Result<ExitStatus, SupervisorError> {
     let capabilities = caps::plan(&held, &cfg.keep_capabilities);
     // Before the command exists: what it makes after this lends no name to an allow list.
     let started = exec::StartMark::take().map_err(io_err("marking the start"))?;
+    // Before the command runs, which may rewrite /etc/passwd: `proc.user` names users as the
+    // image does (read even when no custom rule is in force: a console may send one later).
+    let users = Users::load();
 
     let network = cfg.network;
     // Not PID 1: the filter also guards the defender's processes from the workload's signals.
@@ -209,6 +215,7 @@ pub fn run(cfg: RunConfig) -> Result<ExitStatus, SupervisorError> {
         user_namespaces: cfg.keep_capabilities.contains(&caps::SYS_ADMIN),
         denials: Attempts::new(),
         tried: Vec::new(),
+        users,
     };
     sup.report_features();
     sup.report_capabilities(&capabilities, &cfg.keep_capabilities);
@@ -250,17 +257,35 @@ struct Supervisor {
     denials: Attempts<(u32, PathBuf, String)>,
     /// The paths the last denied launch was tried under so far.
     tried: Vec<PathBuf>,
+    /// The users of the container's /etc/passwd at start, for `proc.user`.
+    users: Users,
 }
 
-/// How an exec that may run proceeds: verified at its exec stop under an allow list, unchecked
-/// under a deny list (why: at the CONTINUE in `on_notification`).
-fn proceed(verify: bool, launch: Launch) -> Answer {
-    if verify {
-        Answer::Allow {
-            expected: launch.expected(),
-        }
-    } else {
-        Answer::Unchecked
+/// The facts of a launch that custom rules read, besides the launch itself.
+struct LaunchFacts {
+    /// The new program's whole argv, when a script reads `proc.cmdline`.
+    argv: Option<Vec<Vec<u8>>>,
+    /// What every view of the launch shares: the launching program, the uid, the terminal.
+    launcher: Process,
+    /// Whether `proc.interactive` was read (`launcher.interactive` is then a fact).
+    interactive: bool,
+}
+
+/// How an exec that may run proceeds: verified at its exec stop when the rule asks for it
+/// (`Rule::launch_verification`: an allow list, custom rules that prevent or block), the stop then
+/// applying `verification` to a mismatch; unchecked otherwise (why: at the CONTINUE in
+/// `Supervisor::answer`).
+fn proceed(verification: Effect, launch: &Launch, facts: Option<&LaunchFacts>) -> Answer {
+    if verification == Effect::Disable {
+        return Answer::Unchecked;
+    }
+    let argv = facts.and_then(|f| f.argv.as_deref());
+    let interactive = facts
+        .filter(|f| f.interactive)
+        .map(|f| f.launcher.interactive);
+    Answer::Allow {
+        expected: Box::new(launch.expected(argv, interactive)),
+        effect: verification,
     }
 }
 
@@ -629,20 +654,18 @@ impl Supervisor {
         self.answer(&n, answer);
     }
 
-    /// Decides one exec. Every failure on the way denies it (fail closed).
+    /// Decides one exec: the custom rules on launches first, then the `processes` section. Every
+    /// failure on the way denies it (fail closed).
     fn on_exec(&mut self, n: &Notification, abi: Abi, call: ExecCall) -> Answer {
         let in_force = self.policy.current();
-        let Some(rule) = in_force
-            .rule
-            .as_ref()
-            .filter(|r| r.processes().effect() != Effect::Disable)
-        else {
+        let Some(rule) = in_force.rule.as_ref().filter(|r| r.judges_launches()) else {
             return Answer::Unchecked;
         };
         if self.life.is_blocked() {
             return Answer::Deny(libc::EPERM);
         }
-        let verify = rule.processes().has_allow_list();
+        let verification = rule.launch_verification();
+        let section = rule.processes().effect();
         let mut mem = RemoteMemory::new(n.pid as i32);
         let launch = match self.resolver.read_launch(n, abi, call, &mut mem) {
             Ok(l) => l,
@@ -651,9 +674,8 @@ impl Supervisor {
                 let errno = e.raw_os_error().unwrap_or(libc::EPERM);
                 // Not allowed to look (another uid's process without CAP_SYS_PTRACE): fail
                 // closed, except under `alert`, which must never break a workload (docs/policy.md).
-                if matches!(errno, libc::EPERM | libc::EACCES)
-                    && rule.processes().effect() == Effect::Alert
-                {
+                let effect = section.stricter(rule.custom(Kind::Processes).strictest());
+                if matches!(errno, libc::EPERM | libc::EACCES) && effect == Effect::Alert {
                     let rule_name = rule.name().to_string();
                     let message = format!(
                         "Could not inspect a launch ({e}); it was let through because rule {rule_name} only alerts"
@@ -669,25 +691,52 @@ impl Supervisor {
                 return Answer::Deny(errno);
             }
         };
-        let Some(violation) = exec::judge(&launch, rule) else {
-            // Unchecked, the reads decided nothing but the answer, and a CONTINUE for a caller
-            // that is gone fails by itself; a verified exec attaches to the PID, which must still
-            // be the caller's.
-            return match verify && !self.listener.id_valid(n.id) {
-                true => Answer::Deny(libc::EPERM),
-                false => proceed(verify, launch),
-            };
+        // The custom rules' facts, all read here, before the id_valid checks below.
+        let facts = match self.launch_facts(n, abi, call, &mut mem, rule) {
+            Ok(f) => f,
+            Err(answer) => return answer,
         };
-        let effect = rule.processes().effect();
+        let said = match &facts {
+            Some(f) => {
+                let views = facts::launch_views(&launch, f.argv.as_deref(), &f.launcher);
+                let views: Vec<Facts> = views
+                    .iter()
+                    .map(|process| Facts {
+                        process,
+                        subject: Subject::Launch,
+                    })
+                    .collect();
+                custom_rules(rule, &views)
+            }
+            None => Said::Sections,
+        };
+        let (effect, cause, process) = match said {
+            Said::Allow => return self.allowed(n, verification, &launch, facts.as_ref()),
+            Said::Violation(effect, cause) => (effect, cause, launch.image.path.clone()),
+            // A disabled section judges nothing (the custom rules put launches under judgment).
+            Said::Sections => match (section != Effect::Disable)
+                .then(|| exec::judge(&launch, rule))
+                .flatten()
+            {
+                None => return self.allowed(n, verification, &launch, facts.as_ref()),
+                Some(v) => (section, v.attack.into(), v.process),
+            },
+        };
         let rule_name = rule.name().to_string();
-        let cmdline = exec::read_cmdline(n, abi, call, &mut mem)
-            .unwrap_or_else(|e| format!("(unreadable: {e})"));
-        let parent = caller_exe(n.pid);
+        let cmdline = match facts.as_ref().and_then(|f| f.argv.as_deref()) {
+            Some(argv) => exec::shown_cmdline(argv),
+            None => exec::read_cmdline(n, abi, call, &mut mem)
+                .unwrap_or_else(|e| format!("(unreadable: {e})")),
+        };
+        let parent = match facts.as_ref().map(|f| &f.launcher.ppath) {
+            Some(ppath) if !ppath.is_empty() => ppath.clone(),
+            _ => caller_exe(n.pid),
+        };
         // Everything above was read from a PID; it is the caller's only if the call still waits.
         if !self.listener.id_valid(n.id) {
             return Answer::Deny(libc::EPERM);
         }
-        let process = violation.process.display().to_string();
+        let process = process.display().to_string();
         let repeated = effect == Effect::Prevent && self.repeated_denial(n.pid, &launch, &cmdline);
         let event = (!repeated).then(|| {
             Event::process(
@@ -695,7 +744,7 @@ impl Supervisor {
                 &ProcessViolation {
                     rule: &rule_name,
                     effect,
-                    cause: violation.attack.into(),
+                    cause,
                     pid: exec::process_of(n.pid),
                     process: &process,
                     parent: &parent,
@@ -705,8 +754,101 @@ impl Supervisor {
         });
         let what = format!("{process} launched from {parent}");
         match self.enforce(&rule_name, effect, event, &what) {
-            Ok(()) => proceed(verify, launch),
+            Ok(()) => proceed(verification, &launch, facts.as_ref()),
             Err(answer) => answer,
+        }
+    }
+
+    /// A launch nothing objects to. Unchecked, the reads decided nothing but the answer, and a
+    /// CONTINUE for a caller that is gone fails by itself; a verified exec attaches to the PID,
+    /// which must still be the caller's.
+    fn allowed(
+        &mut self,
+        n: &Notification,
+        verification: Effect,
+        launch: &Launch,
+        facts: Option<&LaunchFacts>,
+    ) -> Answer {
+        match verification != Effect::Disable && !self.listener.id_valid(n.id) {
+            true => Answer::Deny(libc::EPERM),
+            false => proceed(verification, launch, facts),
+        }
+    }
+
+    /// The facts the custom rules on launches of `rule` read (none is read without such rules):
+    /// the new program's whole argv from the caller's memory, and from /proc the caller's image,
+    /// uid and terminal. `Ok(None)`: the custom rules do not judge this launch (none in force, or
+    /// the facts are unreadable and the rules cannot object, see `unread_launch`).
+    fn launch_facts(
+        &mut self,
+        n: &Notification,
+        abi: Abi,
+        call: ExecCall,
+        mem: &mut RemoteMemory,
+        rule: &Rule,
+    ) -> Result<Option<LaunchFacts>, Answer> {
+        let custom = rule.custom(Kind::Processes);
+        if custom.is_empty() {
+            return Ok(None);
+        }
+        let fields = custom.fields();
+        let argv = match fields.contains(Field::ProcCmdline) {
+            false => None,
+            true => match exec::read_argv(n, abi, call, mem) {
+                Ok(argv) => Some(argv),
+                // The kernel's own answer to this exec (an argv too large, or not readable):
+                // nothing would run.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::E2BIG | libc::EFAULT)) => {
+                    return Err(Answer::Deny(e.raw_os_error().unwrap_or(libc::EPERM)));
+                }
+                Err(e) => return self.unread_launch(n, rule, &e),
+            },
+        };
+        let launcher = match facts::of_launcher(n.pid, fields, &self.users) {
+            Ok(p) => p,
+            Err(e) => return self.unread_launch(n, rule, &e),
+        };
+        Ok(Some(LaunchFacts {
+            argv,
+            launcher,
+            interactive: fields.contains(Field::ProcInteractive),
+        }))
+    }
+
+    /// The facts custom rules judge a launch on could not be read (a caller of another uid
+    /// without CAP_SYS_PTRACE): denied where a custom rule could prevent or block it (fail
+    /// closed); under rules that only alert, reported, and the sections judge it alone; rules
+    /// that only allow grant no exception without their facts.
+    fn unread_launch(
+        &mut self,
+        n: &Notification,
+        rule: &Rule,
+        e: &io::Error,
+    ) -> Result<Option<LaunchFacts>, Answer> {
+        if !self.listener.id_valid(n.id) {
+            // The caller is gone: nothing to report.
+            return Err(Answer::Deny(libc::EPERM));
+        }
+        match rule.custom(Kind::Processes).strictest() {
+            Effect::Disable => Ok(None),
+            Effect::Alert => {
+                let message = format!(
+                    "Could not inspect a launch for custom rules ({e}); it was let through to the processes section because the custom rules of rule {} only alert",
+                    rule.name()
+                );
+                log::warn!("{message}");
+                self.sink.emit(Event::defender(
+                    &self.scope,
+                    audit::Effect::Alert,
+                    Some(rule.name()),
+                    message,
+                ));
+                Ok(None)
+            }
+            Effect::Prevent | Effect::Block => {
+                log::warn!("exec by {} denied: it cannot be inspected ({e})", n.pid);
+                Err(Answer::Deny(libc::EPERM))
+            }
         }
     }
 
@@ -730,10 +872,16 @@ impl Supervisor {
         false
     }
 
-    /// Lets an allowed exec run, checked at its exec stop where tracing is possible.
-    fn allow_exec(&mut self, n: &Notification, expected: Expected) -> io::Result<()> {
+    /// Lets an allowed exec run, checked at its exec stop where tracing is possible; a mismatch
+    /// there comes to `effect`.
+    fn allow_exec(
+        &mut self,
+        n: &Notification,
+        expected: Expected,
+        effect: Effect,
+    ) -> io::Result<()> {
         let tid = Pid::from_raw(n.pid as i32);
-        match self.watch.watch(tid, expected, self.killable) {
+        match self.watch.watch(tid, expected, effect, self.killable) {
             Watch::Armed => {}
             Watch::Unchecked => {}
             Watch::Degraded(e) => self.degraded(&format!(
@@ -748,10 +896,17 @@ impl Supervisor {
         if !self.listener.id_valid(n.id) {
             return self.listener.deny(n.id, libc::EPERM);
         }
-        // SAFETY: TOCTOU, not memory: the kernel re-reads the path after this answer. The caller
-        // is attached with PTRACE_O_TRACEEXEC, so the image that actually gets executed is
-        // compared with the files decided on before it runs (exec_watch.rs); where tracing is
-        // unavailable this was reported as a degradation above.
+        // SAFETY: TOCTOU, not memory: the kernel re-reads the path and argv after this answer.
+        // The caller is attached with PTRACE_O_TRACEEXEC, so what actually gets executed is
+        // compared with what was decided on before it runs (exec_watch.rs): the file (and a
+        // script's), argv[0], and, when custom rules judged them, the whole argv and the
+        // terminal. The custom rules' other facts cannot change while the call waits: the
+        // launched file's names and paths are the file's, checked; the uid is the waiting
+        // thread's own (credentials are per thread and no_new_privs keeps the exec from changing
+        // them); the launching program's image changes only by an exec of another thread, which
+        // kills the waiting one (or by PR_SET_MM_EXE_FILE, which needs CAP_SYS_RESOURCE and
+        // replaces nothing the caller could not have run under that name anyway). Where tracing is unavailable this was reported as a degradation
+        // above.
         #[allow(unsafe_code)]
         let sent = unsafe { self.listener.continue_call(n.id) };
         if self.killable && self.watch.is_pending(tid) {
@@ -760,16 +915,18 @@ impl Supervisor {
         sent
     }
 
-    /// An allowed exec turned out to run something else than what was decided on (its path was
-    /// swapped in between): that was never allowed. Killed before its first instruction under
-    /// `prevent` and `block`, reported under `alert`.
+    /// An allowed exec turned out to run something else than what was decided on (its path or
+    /// arguments were swapped in between, or it lost or gained a terminal): that was never
+    /// allowed. Killed before its first instruction under `prevent` and `block`, reported under
+    /// `alert`: the effect stored when the watch was armed (the allow list's or the custom
+    /// rules' that asked for the verification).
     fn on_mismatch(&mut self, m: Mismatch) {
         let in_force = self.policy.current();
         let Some(rule) = in_force.rule.as_ref() else {
             self.watch.release(m.pid, None);
             return;
         };
-        let effect = rule.processes().effect();
+        let effect = m.effect;
         let rule_name = rule.name().to_string();
         let process = m.exe.display().to_string();
         log::warn!(

@@ -4,6 +4,10 @@
 //! the call performed on the duplicate with that copy (perform.rs): the kernel executes exactly
 //! what was decided on, whatever the caller's other threads do to its memory meanwhile. DNS
 //! sockets are connected to the forwarder (dns/forwarder.rs), whose findings are audited here.
+//!
+//! Custom rules on outgoing connections, listening ports and DNS questions judge with the
+//! caller's facts (sensors/facts.rs), read here, once per call and only the fields the rules in
+//! force read, before the check that the call still waits (which proves they are the caller's).
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -17,11 +21,12 @@ use super::perform::{AsCaller, Caller, Perform};
 use crate::audit::{self, ActivityViolation, Event};
 use crate::dns::forwarder::{Client, Forwarder};
 use crate::dns::{self, Finding};
+use crate::policy::custom::{FieldSet, Kind, Process};
 use crate::policy::{Consequence, Effect, Live, Rule};
 use crate::seccomp::NetCall;
 use crate::sensors::dns as sensors_dns;
 use crate::sensors::family::{self, Family};
-use crate::sensors::{Objection, bind, connect, exec, send};
+use crate::sensors::{Objection, bind, connect, exec, facts, send};
 use crate::sys::copyin;
 use crate::sys::remote::RemoteMemory;
 use crate::sys::seccomp::{Notification, Responder};
@@ -244,8 +249,22 @@ impl Supervisor {
         kind: SocketKind,
         caller: Caller,
     ) -> Result<Perform, Answer> {
-        let addr = self.address_argument(n)?;
-        let verdict = connect::decide(rule, kind, addr.bytes());
+        let addr = read_address(n)?;
+        // The custom rules' facts: on outgoing connections, and on DNS for a resolver's socket
+        // (kept at the forwarder's registration), read before the call is checked to still wait.
+        let dest = sockaddr::target(sockaddr::Use::Connect, kind.domain, addr.bytes());
+        let steered = dest.is_some_and(|d| sensors_dns::steer(kind, d).is_some());
+        let kinds: &[Kind] = match (dest.is_some(), steered) {
+            (true, true) => &[Kind::NetworkOutgoing, Kind::Dns],
+            (true, false) => &[Kind::NetworkOutgoing],
+            (false, _) => &[],
+        };
+        let facts = match rule {
+            Some(rule) => self.caller_facts(n, rule, kinds)?,
+            None => None,
+        };
+        self.still_waiting(n)?;
+        let verdict = connect::decide(rule, kind, addr.bytes(), facts.as_ref().map(|f| &f.1));
         if let (Some(objection), Some(rule)) = (verdict.objection, rule) {
             self.object(rule, objection, caller)?;
         }
@@ -264,6 +283,13 @@ impl Supervisor {
                     upstream: dest,
                     pid: caller.tgid(),
                     process: super::caller_exe(caller.tid),
+                    // Nothing to read (no custom rule on DNS, or no rule): an empty set of
+                    // facts, which covers what such a rule reads; unreadable: none.
+                    facts: match (rule, facts) {
+                        (_, Some(facts)) => Some(facts),
+                        (Some(r), None) if !r.custom(Kind::Dns).is_empty() => None,
+                        _ => Some((FieldSet::default(), Process::default())),
+                    },
                 };
                 fwd.register(proto, local, client);
             }
@@ -279,12 +305,20 @@ impl Supervisor {
         kind: SocketKind,
         caller: Caller,
     ) -> Result<Perform, Answer> {
-        let addr = self.address_argument(n)?;
+        let addr = read_address(n)?;
+        let facts = self.caller_facts(n, rule, &[Kind::Listening])?;
+        self.still_waiting(n)?;
         let start = self
             .net
             .as_ref()
             .map_or(1024, |s| s.unprivileged_port_start);
-        let verdict = bind::decide(rule, kind, addr.bytes(), start);
+        let verdict = bind::decide(
+            rule,
+            kind,
+            addr.bytes(),
+            start,
+            facts.as_ref().map(|f| &f.1),
+        );
         if let Some(objection) = verdict.objection {
             self.object(rule, objection, caller)?;
         }
@@ -309,9 +343,25 @@ impl Supervisor {
         let stream = kind.ty == libc::SOCK_STREAM;
         let (max_data, truncate) = send::copy_limits(true, stream);
         let (mut msgs, flags, mmsg_at) = read_send(n, call, stream, max_data, truncate)?;
+        // The custom rules' facts, for the kinds of events the messages are: outgoing, when one
+        // names a destination; DNS, when one goes to port 53.
+        let dests: Vec<_> = msgs
+            .iter()
+            .filter_map(|m| send::destination(kind, flags, m.name.as_ref().map(|a| a.bytes())))
+            .collect();
+        let kinds: &[Kind] = match (
+            dests.is_empty(),
+            dests.iter().any(|d| d.port() == dns::PORT),
+        ) {
+            (true, _) => &[],
+            (false, false) => &[Kind::NetworkOutgoing],
+            (false, true) => &[Kind::NetworkOutgoing, Kind::Dns],
+        };
+        let facts = self.caller_facts(n, rule, kinds)?;
+        let facts = facts.as_ref().map(|f| &f.1);
         self.still_waiting(n)?;
         for msg in &mut msgs {
-            let verdict = match send::decide(rule, kind, flags, msg) {
+            let verdict = match send::decide(rule, kind, flags, msg, facts) {
                 Ok(verdict) => verdict,
                 Err(send::Refusal::Control { level, kind }) => {
                     let what = format!("Ancillary data of level {level} and type {kind} on a send");
@@ -325,7 +375,9 @@ impl Supervisor {
             match verdict.dns {
                 sensors_dns::Send::Plain => {}
                 sensors_dns::Send::FastOpen => return Err(Answer::Deny(libc::EOPNOTSUPP)),
-                sensors_dns::Send::Question => self.dns_datagram(rule, sock, caller, msg)?,
+                sensors_dns::Send::Question => {
+                    self.dns_datagram(rule, sock, caller, msg, facts)?;
+                }
             }
         }
         Ok(Perform::Send {
@@ -344,6 +396,7 @@ impl Supervisor {
         sock: &OwnedFd,
         caller: Caller,
         msg: &mut OwnedMsg,
+        facts: Option<&Process>,
     ) -> Checked {
         if let Some(fwd) = self.net_forwarder()
             && socket::peer_addr(sock.as_fd()).is_ok_and(|p| fwd.is_forwarder(p))
@@ -354,11 +407,12 @@ impl Supervisor {
             return Ok(());
         }
         let process = super::caller_exe(caller.tid);
-        let (decision, finding) = dns::decide(rule, &msg.data, caller.tgid(), &process);
+        let (decision, finding) = dns::decide(rule, &msg.data, caller.tgid(), &process, facts);
+        let effect = finding.as_ref().map_or(Effect::Disable, |f| f.effect);
         if let Some(f) = finding {
             self.on_dns_finding(f);
         }
-        match sensors_dns::question(decision, rule.dns().effect()) {
+        match sensors_dns::question(decision, effect) {
             sensors_dns::Question::Send => {}
             sensors_dns::Question::Refuse => return Err(Answer::Deny(libc::EPERM)),
             sensors_dns::Question::Substitute => {
@@ -372,12 +426,50 @@ impl Supervisor {
         self.net.as_ref().map(|s| &s.forwarder)
     }
 
-    /// The copied address of a `connect` or `bind` (arguments 1 and 2); empty for a NULL one, which
-    /// the kernel refuses by itself when the call is performed.
-    fn address_argument(&self, n: &Notification) -> Result<RawAddr, Answer> {
-        let addr = read_address(n)?;
+    /// The caller's facts for the custom rules on `kinds` of `rule` (what the events of this call
+    /// may be), with the fields read: only those the rules read; `None` when no such rule is in
+    /// force (nothing is read), or when they could not be read and the rules cannot refuse: then
+    /// reported under `alert`, and the sections judge alone. Unreadable where a rule could
+    /// prevent or block: the call is refused (fail closed), as a call that cannot be inspected.
+    /// Read before the call is checked to still wait, which proves they are the caller's.
+    fn caller_facts(
+        &mut self,
+        n: &Notification,
+        rule: &Rule,
+        kinds: &[Kind],
+    ) -> Result<Option<(FieldSet, Process)>, Answer> {
+        let in_force = kinds.iter().map(|k| rule.custom(*k));
+        if in_force.clone().all(|c| c.is_empty()) {
+            return Ok(None);
+        }
+        let fields = in_force
+            .clone()
+            .fold(FieldSet::default(), |f, c| f.union(c.fields()));
+        let e = match facts::of_caller(n.pid, fields, &self.users) {
+            Ok(p) => return Ok(Some((fields, p))),
+            Err(e) => e,
+        };
         self.still_waiting(n)?;
-        Ok(addr)
+        match in_force.fold(Effect::Disable, |e, c| e.stricter(c.strictest())) {
+            Effect::Disable => Ok(None),
+            Effect::Alert => {
+                let message = family::uninspectable_message(n.pid, &e.to_string(), rule.name());
+                self.sink.emit(Event::defender(
+                    &self.scope,
+                    audit::Effect::Alert,
+                    Some(rule.name()),
+                    message,
+                ));
+                Ok(None)
+            }
+            Effect::Prevent | Effect::Block => {
+                log::warn!(
+                    "socket call by {} refused: it cannot be inspected ({e})",
+                    n.pid
+                );
+                Err(Answer::Deny(libc::EPERM))
+            }
+        }
     }
 
     /// Copies the arguments of a call on a socket that is not IP, and what performing it as the
@@ -533,6 +625,11 @@ impl Supervisor {
         let Some(rule) = self.policy.current().rule.clone() else {
             return;
         };
+        if f.unread {
+            // A question let through under `alert` without the facts: reported, nothing to apply.
+            self.sink.emit(f.event(&self.scope, rule.name()));
+            return;
+        }
         let repeated = self.net.as_mut().is_some_and(|s| {
             s.dns_findings
                 .repeats((f.pid, f.domain.clone()), Instant::now())

@@ -11,7 +11,7 @@ use crate::audit::{self, Event, Sink, SinkError};
 use crate::cli::RunArgs;
 use crate::ecs;
 use crate::exit::ExitStatus;
-use crate::policy::{self, Effect, Live, Policy, PolicyError, live::Source};
+use crate::policy::{self, Live, Policy, PolicyError, live::Source};
 use crate::uplink::{self, Uplink, UplinkError};
 
 use super::caps::Capability;
@@ -167,11 +167,10 @@ pub fn prepare(args: RunArgs) -> Result<(RunConfig, Option<Uplink>), StartupErro
         None => (None, None),
     };
     // With a console the rule can change while the command runs, and the filter cannot: socket
-    // calls are trapped from the start then, whatever the first rule says.
-    let network = uplink.is_some()
-        || in_force.rule.as_ref().is_some_and(|r| {
-            r.network().effect() != Effect::Disable || r.dns().effect() != Effect::Disable
-        });
+    // calls are trapped from the start then, whatever the first rule says. Without one, they
+    // are trapped when the rule enforces network or DNS, by a section or by custom rules on
+    // outgoing connections, DNS questions or listening ports (`Rule::enforces_network`).
+    let network = uplink.is_some() || in_force.rule.as_ref().is_some_and(|r| r.enforces_network());
     let cfg = RunConfig {
         policy,
         network,

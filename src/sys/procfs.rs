@@ -97,6 +97,20 @@ impl Status {
         field(&self.0, "NSpid").map(|v| v.split_whitespace().count())
     }
 
+    /// The effective uid (`Uid:`: real, effective, saved, file system).
+    pub fn euid(&self) -> Option<u32> {
+        field(&self.0, "Uid")?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    }
+
+    /// The parent process (`PPid:`), 0 when it is outside the /proc mount's PID namespace.
+    pub fn ppid(&self) -> Option<u32> {
+        parsed(&self.0, "PPid")
+    }
+
     /// The file mode creation mask (`Umask:`, octal).
     pub fn umask(&self) -> Option<u32> {
         u32::from_str_radix(field(&self.0, "Umask")?, 8).ok()
@@ -108,6 +122,13 @@ pub fn tgid(tid: u32) -> io::Result<u32> {
     Status::of(tid)?
         .tgid()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no Tgid in the status"))
+}
+
+/// The controlling terminal of task `tid` (`tty_nr` of /proc/TID/stat, proc_pid_stat(5)): its
+/// device number, 0 for none.
+pub fn tty_nr(tid: u32) -> io::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{tid}/stat"))?;
+    tty_in_stat(&stat).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no tty_nr"))
 }
 
 /// Which /proc a descriptor is on.
@@ -254,6 +275,14 @@ fn parent_in_stat(stat: &str) -> Option<i32> {
         .and_then(|p| p.parse().ok())
 }
 
+/// `tty_nr` in the text of /proc/PID/stat (the 7th field), split after the comm field's last ')'
+/// as [`parent_in_stat`] does. Pure.
+fn tty_in_stat(stat: &str) -> Option<u64> {
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(4))
+        .and_then(|t| t.parse().ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,6 +310,15 @@ mod tests {
         assert_eq!(status.pid_ns_depth(), Some(2));
         assert_eq!(status.umask(), Some(0o027));
         assert_eq!(parent_in_stat("12 (a) b) c) S 34 12 12"), Some(34));
+        let status = Status::from_text("Uid:\t1000\t33\t33\t33\nPPid:\t0\n".into());
+        assert_eq!((status.euid(), status.ppid()), (Some(33), Some(0)));
+        for (stat, want) in [
+            ("12 (sh) S 1 12 12 34816 12 4194560", Some(34816)),
+            ("12 (a) ) S) R 1 12 12 0 -1 4194560", Some(0)),
+            ("12 (sh) S 1 12", None),
+        ] {
+            assert_eq!(tty_in_stat(stat), want, "{stat}");
+        }
     }
 
     #[test]
@@ -298,5 +336,6 @@ mod tests {
         assert!(thread_count().unwrap() >= 1);
         assert_eq!(exe(me).unwrap(), std::env::current_exe().unwrap());
         assert!(parents().contains_key(&(me as i32)));
+        assert!(tty_nr(me).is_ok());
     }
 }

@@ -141,6 +141,16 @@ impl FieldSet {
         self.0 |= 1 << field as u16;
     }
 
+    /// The set of one field.
+    pub fn of(field: Field) -> FieldSet {
+        FieldSet(1 << field as u16)
+    }
+
+    /// Whether every field of `other` is in this set.
+    pub fn covers(self, other: FieldSet) -> bool {
+        self.0 & other.0 == other.0
+    }
+
     pub fn union(self, other: FieldSet) -> FieldSet {
         FieldSet(self.0 | other.0)
     }
