@@ -299,8 +299,10 @@ fn a_long_command_line_is_judged_whole() {
     let a = w.audits_of("process");
     assert_eq!(a.len(), 1, "{}", stderr(&o));
     check_custom_event(&a[0], "process", "prevent", "listener");
+    // The audit's command line is the capped one (each long argument cut), ending as launched.
+    let cmdline = str_of(&a[0], "cmdline");
     assert!(
-        str_of(&a[0], "cmdline").starts_with("/bin/true xxx"),
+        cmdline.starts_with("/bin/true ") && cmdline.ends_with(" -l"),
         "{}",
         a[0]
     );
@@ -442,6 +444,171 @@ fn argv_round(kind: &str) -> RaceTally {
     t
 }
 
+/// `exec_helper`'s exit status when the exec it tried returned.
+const HELPER_EXEC_FAILED: i32 = 111;
+
+#[test]
+fn every_exec_path_is_judged_on_its_arguments_and_file() {
+    // The exec paths a shell never takes (execveat on an fd or a directory, fexecve, memfd,
+    // /proc/self/fd, the i386 ABI with 32-bit argv pointers): `touch` launched through each is
+    // judged on its whole command line, by its real path, and (except a memfd copy, which has a
+    // name of its own) by its file name.
+    let touch = which("touch");
+    let library = [
+        custom(
+            "touch args",
+            "processes",
+            r#"proc.cmdline startswith "touch " and proc.cmdline endswith "/forbidden""#,
+        ),
+        custom(
+            "touch by path",
+            "processes",
+            &format!(
+                r#"proc.path = "{}" and proc.cmdline endswith "/by-path""#,
+                canon(&touch)
+            ),
+        ),
+        custom(
+            "touch by name",
+            "processes",
+            r#"proc.name = "touch" and proc.cmdline endswith "/by-name""#,
+        ),
+    ];
+    let p = all(&library, "prevent");
+    let helper = test_program("exec_helper");
+    let bin = Path::new(&touch)
+        .parent()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let mut failures = Vec::new();
+    for sub in [
+        "execveat-fd",
+        "execveat-opath",
+        "fexecve",
+        "execveat-dirfd",
+        "memfd",
+        "proc-fd",
+        "int80-execve",
+    ] {
+        let files: &[(&str, Option<&str>)] = match sub {
+            "memfd" => &[("forbidden", Some("touch args")), ("fine", None)],
+            _ => &[
+                ("forbidden", Some("touch args")),
+                ("by-path", Some("touch by path")),
+                ("by-name", Some("touch by name")),
+                ("fine", None),
+            ],
+        };
+        for (file, verdict) in files {
+            let w = World::new();
+            let target = format!("{}/{file}", root(&w));
+            let mut argv = vec![helper.to_str().unwrap(), sub];
+            match sub {
+                "execveat-dirfd" => argv.extend([bin.as_str(), "touch"]),
+                _ => argv.push(&touch),
+            }
+            argv.extend(["touch", target.as_str()]);
+            let o = run(&w, &p, &argv);
+            let made = Path::new(&target).exists();
+            let audits = w.audits_of("process");
+            let ok = match verdict {
+                Some(name) => {
+                    !made
+                        && o.status.code() == Some(HELPER_EXEC_FAILED)
+                        && stderr(&o).contains(&format!("{sub}: errno={} ", libc::EPERM))
+                        && audits.len() == 1
+                        && audits[0]["customRule"] == *name
+                        && audits[0]["cmdline"] == format!("touch {target}")
+                }
+                None => made && o.status.code() == Some(0) && audits.is_empty(),
+            };
+            if !ok {
+                failures.push(format!(
+                    "{sub} touch {file}: want {verdict:?}; made: {made}\n{}",
+                    show(&w, &o)
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn a_link_is_named_as_executed_and_pathed_as_resolved() {
+    // `innocent` is a symbolic link to touch: `proc.name` is the name executed (`innocent`),
+    // `proc.path` the file it resolves to.
+    let w = World::new();
+    let r = root(&w);
+    let touch = canon(which("touch"));
+    std::os::unix::fs::symlink(&touch, w.path("innocent")).unwrap();
+    let library = [
+        custom(
+            "by name",
+            "processes",
+            r#"proc.name = "touch" and proc.cmdline contains "/a""#,
+        ),
+        custom(
+            "by path",
+            "processes",
+            &format!(r#"proc.path = "{touch}" and proc.cmdline contains "/b""#),
+        ),
+        custom(
+            "link name",
+            "processes",
+            r#"proc.name = "innocent" and proc.cmdline contains "/c""#,
+        ),
+    ];
+    let o = run_sh(
+        &w,
+        &all(&library, "prevent"),
+        &format!(
+            "./innocent {r}/a; echo a=$?; ./innocent {r}/b; echo b=$?; ./innocent {r}/c; echo c=$?"
+        ),
+    );
+    expect(&w, &o, &[("a", "0"), ("b", "126"), ("c", "126")]);
+    let a = process_audits(&w, &o, 2);
+    check_custom_event(&a[0], "process", "prevent", "by path");
+    check_custom_event(&a[1], "process", "prevent", "link name");
+}
+
+#[test]
+fn a_script_is_judged_as_itself_and_as_its_interpreter() {
+    // A `#!/bin/sh -e` script is two launches for custom rules: the script (its name, its
+    // command line as the caller gave it) and its interpreter, whose command line is what the
+    // kernel builds (fs/binfmt_script.c): `/bin/sh -e PATH ARGS...`, with its real path.
+    let w = World::new();
+    let r = root(&w);
+    script(&w, "job", "#!/bin/sh -e\n: > \"$1\"\n");
+    let dash = canon("/bin/sh");
+    let library = [
+        custom(
+            "the script",
+            "processes",
+            r#"proc.name = "job" and proc.cmdline = "./job s1""#,
+        ),
+        custom(
+            "its interpreter",
+            "processes",
+            &format!(
+                r#"proc.name = "sh" and proc.path = "{dash}" and proc.cmdline = "/bin/sh -e ./job s2""#
+            ),
+        ),
+    ];
+    let o = run_sh(
+        &w,
+        &all(&library, "prevent"),
+        &format!("cd {r}; ./job s1; echo a=$?; ./job s2; echo b=$?; ./job s3; echo c=$?"),
+    );
+    expect(&w, &o, &[("a", "126"), ("b", "126"), ("c", "0")]);
+    assert!(!w.path("s1").exists() && !w.path("s2").exists());
+    assert!(w.path("s3").exists());
+    let a = process_audits(&w, &o, 2);
+    check_custom_event(&a[0], "process", "prevent", "the script");
+    check_custom_event(&a[1], "process", "prevent", "its interpreter");
+}
+
 // ---------------------------------------------------------------------------------------------
 // 3. The launching program
 // ---------------------------------------------------------------------------------------------
@@ -507,7 +674,7 @@ fn allow_is_an_exception_to_a_sections_deny_list() {
     let library = [custom(
         "allowed dirs",
         "processes",
-        r#"proc.cmdline contains "/allowed-""#,
+        r#"proc.name = "mkdir" and proc.cmdline contains "/allowed-""#,
     )];
     let policy = policy(
         &library,
@@ -536,7 +703,7 @@ fn the_first_true_reference_decides() {
         custom(
             "allowed dirs",
             "processes",
-            r#"proc.cmdline contains "/allowed-""#,
+            r#"proc.name = "mkdir" and proc.cmdline contains "/allowed-""#,
         ),
         custom("any mkdir", "processes", r#"proc.name = "mkdir""#),
     ];
@@ -899,6 +1066,160 @@ fn connection_facts_are_the_calling_programs() {
     }
 }
 
+#[test]
+fn every_way_out_is_judged_under_custom_rules_alone() {
+    // No network or dns section: custom rules on outgoing connections alone must trap the socket
+    // calls (startup), judge the sends that carry a destination, and close
+    // what gets past them (raw sockets, io_uring, the i386 connect).
+    let nw = NetWorld::new();
+    let attack_raw = test_program("attack_raw").display().to_string();
+    let h = net_helper();
+    let udp = format!("{WEB}:9999");
+    for args in [
+        vec!["sendto", udp.as_str()],
+        vec!["sendmsg", udp.as_str()],
+        vec!["io-uring"],
+    ] {
+        let mut argv = vec![h.as_str()];
+        argv.extend(&args);
+        let out = nw.native(&argv);
+        assert!(
+            stdout(&out).contains("=ok") || stdout(&out).contains("=2 "),
+            "natively {args:?}: {out:?}"
+        );
+    }
+    let library = [
+        custom(
+            "udp 9999",
+            "network-outgoing",
+            r#"net.outgoing_port = 9999 and net.protocol = "udp""#,
+        ),
+        custom("8080", "network-outgoing", "net.outgoing_port = 8080"),
+    ];
+    let p = all(&library, "prevent");
+    let mut failures = Vec::new();
+    let mut want_audits = 0;
+    for (program, args, want, audited) in [
+        (
+            h.as_str(),
+            vec!["sendto", udp.as_str()],
+            "sendto=EPERM",
+            true,
+        ),
+        (
+            h.as_str(),
+            vec!["sendmsg", udp.as_str()],
+            "sendmsg=EPERM",
+            true,
+        ),
+        (
+            h.as_str(),
+            vec!["sendmmsg", udp.as_str()],
+            "sendmmsg=EPERM",
+            true,
+        ),
+        (
+            h.as_str(),
+            vec!["sendto", &format!("{WEB}:9998")],
+            "sendto=ok",
+            false,
+        ),
+        // A 32-bit connect is refused outright while calls are checked (its sockaddr is not judged).
+        (
+            attack_raw.as_str(),
+            vec!["int80-connect", WEB, "8081"],
+            "connect=EPERM",
+            false,
+        ),
+        (h.as_str(), vec!["io-uring"], "io_uring_setup=EPERM", false),
+        (
+            attack_raw.as_str(),
+            vec!["udp-port", WEB, "9999", "9999"],
+            "socket=EPERM",
+            false,
+        ),
+    ] {
+        let mut argv = vec![program];
+        argv.extend(&args);
+        let out = nw.run(&p, &argv);
+        let printed = stdout(&out);
+        let said = printed.lines().any(|l| l == want);
+        if audited {
+            want_audits += 1;
+        }
+        let audits = nw.audits_of("network").len();
+        if !said || audits != want_audits {
+            failures.push(format!(
+                "{args:?}: {printed:?} and {audits} network audit(s), want {want:?} and {want_audits}; stderr: {}",
+                stderr(&out)
+            ));
+            want_audits = audits;
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    for a in nw.audits_of("network") {
+        assert_eq!(a["attack"], "customRule", "{a}");
+    }
+}
+
+#[test]
+fn network_block_and_allow() {
+    // block stops the container; allow is an exception to the network section's deny list.
+    let nw = NetWorld::new();
+    let library = [
+        custom(
+            "curl to the test net",
+            "network-outgoing",
+            r#"net.outgoing_ip = "203.0.113.5" and proc.name = "curl""#,
+        ),
+        custom("telnet", "network-outgoing", "net.outgoing_port = 23"),
+    ];
+    let section =
+        json!({"network": {"effect": "prevent", "outbound": {"deny": ["203.0.113.0/24"]}}});
+    let p = policy(
+        &library,
+        &[("curl to the test net", "allow"), ("telnet", "block")],
+        section,
+    );
+    let mut nw = nw;
+    nw.serve_http(&format!("{DENIED_IP}:80"));
+    let out = nw.run(
+        &p,
+        &[
+            "curl",
+            "-sS",
+            "--max-time",
+            "20",
+            &format!("http://{DENIED_IP}/index.html"),
+        ],
+    );
+    assert!(
+        out.status.success() && stdout(&out).contains("hello from"),
+        "curl is the exception: {out:?}"
+    );
+    assert!(nw.audits_of("network").is_empty(), "{:#?}", nw.audits());
+    assert_eq!(
+        helper_under(&nw, &p, &["connect", "tcp", &format!("{DENIED_IP}:80")]),
+        "connect=EPERM",
+        "the section judges what the exception does not cover"
+    );
+    let a = one(nw.audits_of("network"));
+    assert_eq!(a["attack"], "networkExplicitlyDenied", "{a}");
+    assert!(a.get("customRule").is_none(), "{a}");
+
+    let out = nw.run(
+        &p,
+        &[
+            "sh",
+            "-c",
+            &format!("{} connect tcp {WEB}:23; echo survived", net_helper()),
+        ],
+    );
+    assert_blocked(&nw, &out);
+    let a = one(since(&nw, "network", 1));
+    check_custom_event(&a, "network", "block", "telnet");
+}
+
 fn check_dns(a: &Value, name: &str, domain: &str, process: &str) {
     check_custom_event(a, "dns", "prevent", name);
     assert_eq!(a["domain"], domain, "{a}");
@@ -1003,6 +1324,73 @@ fn dns_questions_are_judged_by_custom_rules_without_a_dns_section() {
     assert!(asked.iter().any(|n| n == "allowed.test"), "{asked:?}");
     assert!(asked.iter().any(|n| n == "other.test"), "{asked:?}");
     assert_eq!(nw.audits_of("dns").len(), dns_audits + 1);
+}
+
+#[test]
+fn dns_custom_rules_over_tcp_case_insensitive_block_and_allow() {
+    // DNS over TCP (dig +tcp: the forwarder's TCP threads), names compared lower-cased and
+    // without the trailing dot, `allow` as an exception to the dns section, and `block`.
+    let nw = NetWorld::new();
+    let dig = require("dig");
+    let library = [
+        custom("denied", "dns", r#"dns.name = "denied.test""#),
+        custom(
+            "getent may",
+            "dns",
+            r#"dns.name = "other.test" and proc.name = "getent""#,
+        ),
+        custom("big", "dns", r#"dns.name = "big.test""#),
+    ];
+    let section = json!({"dns": {"effect": "prevent", "deny": ["other.test"]}});
+    let p = policy(
+        &library,
+        &[
+            ("denied", "prevent"),
+            ("getent may", "allow"),
+            ("big", "block"),
+        ],
+        section,
+    );
+    let dig = dig.to_str().unwrap();
+    let out = nw.run(
+        &p,
+        &[dig, "+tcp", "+time=3", "+tries=1", "denied.test", "A"],
+    );
+    assert!(
+        stdout(&out).contains("status: NXDOMAIN"),
+        "dig +tcp: {out:?}"
+    );
+    let a = one(nw.audits_of("dns"));
+    check_dns(&a, "denied", "denied.test", &canon(dig));
+    let out = nw.run(&p, &["getent", "hosts", "DeNied.TEST."]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    check_dns(
+        &one(since(&nw, "dns", 1)),
+        "denied",
+        "denied.test",
+        &canon(require("getent")),
+    );
+
+    // The exception: getent may resolve other.test, which the section denies to anyone else.
+    let out = nw.run(&p, &["getent", "hosts", "other.test"]);
+    assert_eq!(stdout(&out).split_whitespace().next(), Some(WEB), "{out:?}");
+    assert_eq!(nw.audits_of("dns").len(), 2, "{:#?}", nw.audits());
+    let out = nw.run(&p, &[dig, "+time=3", "+tries=1", "other.test", "A"]);
+    assert!(stdout(&out).contains("status: NXDOMAIN"), "dig: {out:?}");
+    let a = one(since(&nw, "dns", 2));
+    assert_eq!(a["attack"], "dnsExplicitlyDenied", "{a}");
+
+    let out = nw.run(&p, &["sh", "-c", "getent hosts big.test; echo survived"]);
+    assert_blocked(&nw, &out);
+    let a = one(since(&nw, "dns", 3));
+    check_custom_event(&a, "dns", "block", "big");
+    let asked = nw.dns_names();
+    for name in ["denied.test", "big.test"] {
+        assert!(
+            !asked.iter().any(|n| n == name),
+            "{name} reached the server: {asked:?}"
+        );
+    }
 }
 
 #[test]
@@ -1387,4 +1775,108 @@ fn a_custom_rule_put_on_the_console_decides_the_next_launch() {
             .count(),
         1
     );
+}
+
+/// A resolver's two sockets: `early`, connected to the name server before the test's file `go`
+/// exists, and `late`, connected after; then on `early` a question for allowed.test, on `late`
+/// allowed.test and other.test. Prints `NAME=rcode=N` (or `=timeout`) for each.
+const TWO_SOCKETS: &str = r#"
+import os, socket, struct, sys, time
+def query(name, qid):
+    q = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0)
+    for label in name.split("."):
+        q += bytes([len(label)]) + label.encode()
+    return q + b"\0\0\1\0\1"
+def ask(s, name, qid):
+    s.send(query(name, qid))
+    s.settimeout(5)
+    try:
+        return "rcode=%d" % (s.recv(4096)[3] & 15)
+    except socket.timeout:
+        return "timeout"
+def connected():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.connect((sys.argv[1], 53))
+    return s
+early = connected()
+open("connected", "w").close()
+while not os.path.exists("go"):
+    time.sleep(0.02)
+late = connected()
+print("early=" + ask(early, "allowed.test", 1))
+print("late_allowed=" + ask(late, "allowed.test", 2))
+print("late_other=" + ask(late, "other.test", 3))
+"#;
+
+#[test]
+fn a_dns_socket_connected_before_a_rule_needing_its_facts_fails_closed() {
+    // The forwarder judges questions on its own threads with the facts read when the socket was
+    // connected: those the rule in force then needed. A rule put on the console later that reads
+    // `proc.name` finds it unread on a socket connected before: under prevent, its questions are
+    // refused (fail closed, as a call that could not be inspected). A socket connected after
+    // has the facts: its allowed name resolves, and the one the custom rule names is refused.
+    let nw = NetWorld::new();
+    fs::write(nw.path("two_sockets.py"), TWO_SOCKETS).unwrap();
+    let c = Console::start_in(&nw, &nw.path("data"));
+    let section = json!({"dns": {"effect": "prevent", "deny": ["denied.test"]}});
+    let first = c.put_policy(&policy(&[], &[], section.clone()));
+    let mut cmd = console::defender(
+        &nw,
+        &c.url(),
+        &nw.path("state"),
+        &[],
+        &["/usr/bin/python3", "two_sockets.py", NAMESERVER],
+    );
+    let child = spawn_piped(&mut cmd);
+    let applied = |revision: u64| {
+        console::defender_events(
+            &nw,
+            &format!("Policy revision {revision} from the console applied"),
+        )
+    };
+    assert!(
+        wait_until(HANG_GUARD, || nw.path("connected").exists()),
+        "{:?}",
+        nw.audits()
+    );
+    assert_eq!(applied(first).len(), 1, "{:?}", nw.audits());
+    let second = c.put_policy(&policy(
+        &[custom(
+            "python asks other",
+            "dns",
+            r#"dns.name = "other.test" and proc.name startswith "python""#,
+        )],
+        &[("python asks other", "prevent")],
+        section,
+    ));
+    assert!(
+        wait_until(HANG_GUARD, || applied(second).len() == 1),
+        "{:?}",
+        nw.audits()
+    );
+    fs::write(nw.path("go"), "").unwrap();
+    let out = finish_within(child, HANG_GUARD);
+    let got = echoed(&out);
+    let answers: Vec<(&str, &str)> = ["early", "late_allowed", "late_other"]
+        .iter()
+        .map(|k| (*k, got.get(*k).map(String::as_str).unwrap_or("missing")))
+        .collect();
+    assert_eq!(
+        answers,
+        [
+            ("early", "rcode=3"),
+            ("late_allowed", "rcode=0"),
+            ("late_other", "rcode=3")
+        ],
+        "stdout: {}\nstderr: {}\naudits: {:#?}",
+        stdout(&out),
+        stderr(&out),
+        nw.audits()
+    );
+    let a = one(nw.audits_of("dns"));
+    check_custom_event(&a, "dns", "prevent", "python asks other");
+    assert_eq!(a["domain"], "other.test", "{a}");
+    let asked = nw.dns_names();
+    assert!(asked.iter().any(|n| n == "allowed.test"), "{asked:?}");
+    assert!(!asked.iter().any(|n| n == "other.test"), "{asked:?}");
 }
