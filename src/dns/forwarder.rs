@@ -228,7 +228,7 @@ fn asker<'a>(rule: &Rule, client: &'a Client) -> Asker<'a> {
         return Asker::Known(None);
     }
     match &client.facts {
-        Some((read, facts)) if read.covers(custom.fields()) => Asker::Known(Some(facts)),
+        Some((read, facts)) if read.covers(custom.fields().process()) => Asker::Known(Some(facts)),
         _ => match custom.strictest().consequence() {
             Consequence::Refuse | Consequence::Stop => Asker::Refused,
             Consequence::Proceed if custom.strictest() == Effect::Disable => Asker::Known(None),
@@ -432,6 +432,45 @@ fn write_framed(s: &mut TcpStream, msg: &[u8]) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn facts_read_at_registration() {
+        let rule = |effect: &str| {
+            let json = format!(
+                r#"{{"customRules": [{{"name": "d", "type": "dns",
+                      "script": "dns.name = \"x.test\" and proc.uid = 0"}}],
+                    "rules": [{{"name": "r", "customRules": [{{"name": "d", "effect": "{effect}"}}]}}]}}"#
+            );
+            crate::policy::parse(&json)
+                .unwrap()
+                .rule_for("c", "i")
+                .unwrap()
+                .clone()
+        };
+        let (prevent, alert, allow) = (rule("prevent"), rule("alert"), rule("allow"));
+        let none = crate::policy::testing::rule("");
+        let uid = FieldSet::of(crate::policy::custom::Field::ProcUid);
+        let process = Process::default();
+        let client = |facts: Option<(FieldSet, Process)>| Client {
+            upstream: "10.53.0.1:53".parse().unwrap(),
+            pid: 9,
+            process: "/bin/x".into(),
+            facts,
+        };
+        let read = client(Some((uid, process.clone())));
+        let other = client(Some((FieldSet::default(), process.clone())));
+        let unreadable = client(None);
+        assert_eq!(asker(&none, &unreadable), Asker::Known(None));
+        assert_eq!(asker(&prevent, &read), Asker::Known(Some(&process)));
+        // The rule now reads what was not read then: could not inspect, by effect.
+        assert_eq!(asker(&prevent, &other), Asker::Refused);
+        assert_eq!(asker(&prevent, &unreadable), Asker::Refused);
+        assert_eq!(asker(&allow, &other), Asker::Known(None));
+        match asker(&alert, &unreadable) {
+            Asker::Unread(f) => assert!(f.unread && f.effect == Effect::Alert && f.pid == 9),
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn registrations_match_mapped_and_plain_addresses() {

@@ -252,15 +252,12 @@ impl Supervisor {
         let addr = read_address(n)?;
         // The custom rules' facts: on outgoing connections, and on DNS for a resolver's socket
         // (kept at the forwarder's registration), read before the call is checked to still wait.
-        let dest = sockaddr::target(sockaddr::Use::Connect, kind.domain, addr.bytes());
-        let steered = dest.is_some_and(|d| sensors_dns::steer(kind, d).is_some());
-        let kinds: &[Kind] = match (dest.is_some(), steered) {
-            (true, true) => &[Kind::NetworkOutgoing, Kind::Dns],
-            (true, false) => &[Kind::NetworkOutgoing],
-            (false, _) => &[],
-        };
         let facts = match rule {
-            Some(rule) => self.caller_facts(n, rule, kinds)?,
+            Some(rule) => {
+                let dest = || sockaddr::target(sockaddr::Use::Connect, kind.domain, addr.bytes());
+                let kinds = event_kinds(rule, || dest().into_iter());
+                self.caller_facts(n, rule, &kinds)?
+            }
             None => None,
         };
         self.still_waiting(n)?;
@@ -343,21 +340,12 @@ impl Supervisor {
         let stream = kind.ty == libc::SOCK_STREAM;
         let (max_data, truncate) = send::copy_limits(true, stream);
         let (mut msgs, flags, mmsg_at) = read_send(n, call, stream, max_data, truncate)?;
-        // The custom rules' facts, for the kinds of events the messages are: outgoing, when one
-        // names a destination; DNS, when one goes to port 53.
-        let dests: Vec<_> = msgs
-            .iter()
-            .filter_map(|m| send::destination(kind, flags, m.name.as_ref().map(|a| a.bytes())))
-            .collect();
-        let kinds: &[Kind] = match (
-            dests.is_empty(),
-            dests.iter().any(|d| d.port() == dns::PORT),
-        ) {
-            (true, _) => &[],
-            (false, false) => &[Kind::NetworkOutgoing],
-            (false, true) => &[Kind::NetworkOutgoing, Kind::Dns],
-        };
-        let facts = self.caller_facts(n, rule, kinds)?;
+        // The custom rules' facts, for the kinds of events the messages are.
+        let kinds = event_kinds(rule, || {
+            msgs.iter()
+                .filter_map(|m| send::destination(kind, flags, m.name.as_ref().map(|a| a.bytes())))
+        });
+        let facts = self.caller_facts(n, rule, &kinds)?;
         let facts = facts.as_ref().map(|f| &f.1);
         self.still_waiting(n)?;
         for msg in &mut msgs {
@@ -679,6 +667,30 @@ impl Supervisor {
     }
 }
 
+/// The kinds of custom rules of `rule` a call to the destinations `dests` makes events of: an
+/// outgoing connection for any destination, a DNS question for one at port 53 (a question sent,
+/// or a resolver's socket registered at the forwarder). Without custom rules of either kind, the
+/// destinations are not even looked at: nothing is read.
+fn event_kinds<I: Iterator<Item = std::net::SocketAddr>>(
+    rule: &Rule,
+    dests: impl FnOnce() -> I,
+) -> Vec<Kind> {
+    let (outgoing, question_kind) = (Kind::NetworkOutgoing, Kind::Dns);
+    if rule.custom(outgoing).is_empty() && rule.custom(question_kind).is_empty() {
+        return Vec::new();
+    }
+    let (mut any, mut question) = (false, false);
+    for d in dests() {
+        any = true;
+        question |= d.port() == dns::PORT;
+    }
+    match (any, question) {
+        (false, _) => Vec::new(),
+        (true, false) => vec![outgoing],
+        (true, true) => vec![outgoing, question_kind],
+    }
+}
+
 /// Why a socket could not be taken.
 enum Failure {
     /// The kernel's own answer to the call (EBADF, ENOTSOCK): given to the caller as is.
@@ -762,4 +774,56 @@ fn read_hdr(mem: &mut RemoteMemory, at: u64) -> Result<MsgHdr, Answer> {
     Ok(MsgHdr::parse(
         bytes.as_slice().try_into().expect("MSGHDR_SIZE bytes"),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sensors::testing::{custom_rule, rule};
+
+    #[test]
+    fn kinds_of_events_facts_are_read_for() {
+        let library = r#"[{"name": "o", "type": "network-outgoing", "script": "net.outgoing_port = 22"},
+                          {"name": "d", "type": "dns", "script": "dns.name = \"x.test\""}]"#;
+        let outgoing = custom_rule(
+            library,
+            r#""customRules": [{"name": "o", "effect": "alert"}]"#,
+        );
+        let dns_only = custom_rule(
+            library,
+            r#""customRules": [{"name": "d", "effect": "alert"}]"#,
+        );
+        let none = rule(r#""network": {"effect": "prevent"}"#);
+        let to = |s: &str| s.parse::<std::net::SocketAddr>().unwrap();
+        use Kind::*;
+        type Case<'a> = (&'a str, &'a Rule, Vec<&'a str>, Vec<Kind>);
+        let cases: Vec<Case> = vec![
+            ("no custom rule", &none, vec!["192.0.2.1:53"], vec![]),
+            (
+                "a connect",
+                &outgoing,
+                vec!["192.0.2.1:22"],
+                vec![NetworkOutgoing],
+            ),
+            (
+                "to a name server",
+                &dns_only,
+                vec!["192.0.2.1:53"],
+                vec![NetworkOutgoing, Dns],
+            ),
+            ("no destination", &outgoing, vec![], vec![]),
+            (
+                "a sendmmsg, one of them DNS",
+                &outgoing,
+                vec!["192.0.2.1:443", "192.0.2.1:53"],
+                vec![NetworkOutgoing, Dns],
+            ),
+        ];
+        for (what, rule, dests, want) in cases {
+            let got = event_kinds(rule, || dests.iter().map(|d| to(d)));
+            assert_eq!(got, want, "{what}");
+        }
+        // Without custom rules the destinations are not looked at.
+        let _ = event_kinds(&none, || -> std::iter::Empty<_> { panic!("looked at") });
+    }
 }

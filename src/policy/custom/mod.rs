@@ -146,6 +146,24 @@ impl FieldSet {
         FieldSet(1 << field as u16)
     }
 
+    /// The `proc.*` fields of the set: the facts about a process, which the supervisor reads
+    /// (the others are the event's own).
+    pub fn process(self) -> FieldSet {
+        let mask = [
+            Field::ProcName,
+            Field::ProcPath,
+            Field::ProcCmdline,
+            Field::ProcPname,
+            Field::ProcPpath,
+            Field::ProcUser,
+            Field::ProcUid,
+            Field::ProcInteractive,
+        ]
+        .into_iter()
+        .fold(0, |m, f| m | 1 << f as u16);
+        FieldSet(self.0 & mask)
+    }
+
     /// Whether every field of `other` is in this set.
     pub fn covers(self, other: FieldSet) -> bool {
         self.0 & other.0 == other.0
