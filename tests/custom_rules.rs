@@ -341,6 +341,49 @@ fn a_command_line_beyond_the_kernels_limit_fails_with_e2big_as_natively() {
     );
 }
 
+/// Python execs `/bin/true` with an argv the kernel refuses, and prints the errno it got.
+const BAD_ARGV: &str = r#"
+import ctypes, sys
+libc = ctypes.CDLL(None, use_errno=True)
+if sys.argv[1] == "long":
+    argv = (ctypes.c_char_p * 3)(b"true", b"x" * (200 * 1024), None)
+else:
+    argv = (ctypes.c_void_p * 3)(ctypes.cast(ctypes.c_char_p(b"true"), ctypes.c_void_p).value, 8, None)
+libc.execve(b"/bin/true", argv, None)
+print("errno=%d" % ctypes.get_errno())
+"#;
+
+#[test]
+fn an_argument_the_kernel_would_refuse_gets_the_kernels_errno() {
+    // One argument over MAX_ARG_STRLEN (128 KiB): E2BIG; a pointer to nothing in argv: EFAULT.
+    // Under a rule reading `proc.cmdline`, the same errno, and nothing audited.
+    let library = [custom(
+        "true",
+        "processes",
+        r#"proc.name = "true" and proc.cmdline contains "-l""#,
+    )];
+    for (case, errno) in [("long", libc::E2BIG), ("fault", libc::EFAULT)] {
+        let native = Command::new("/usr/bin/python3")
+            .args(["-c", BAD_ARGV, case])
+            .output()
+            .unwrap();
+        let want = format!("errno={errno}");
+        assert_eq!(stdout(&native).trim(), want, "natively {case}: {native:?}");
+        let w = World::new();
+        let o = run(
+            &w,
+            &all(&library, "prevent"),
+            &["/usr/bin/python3", "-c", BAD_ARGV, case],
+        );
+        assert_eq!(stdout(&o).trim(), want, "{case}\n{}", show(&w, &o));
+        assert!(
+            w.audits_of("process").is_empty(),
+            "{case}\n{}",
+            show(&w, &o)
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // 2. Arguments swapped between the check and the exec
 // ---------------------------------------------------------------------------------------------
@@ -452,7 +495,7 @@ fn every_exec_path_is_judged_on_its_arguments_and_file() {
     // The exec paths a shell never takes (execveat on an fd or a directory, fexecve, memfd,
     // /proc/self/fd, the i386 ABI with 32-bit argv pointers): `touch` launched through each is
     // judged on its whole command line, by its real path, and (except a memfd copy, which has a
-    // name of its own) by its file name.
+    // name of its own, and /proc/self/fd/N: see the next test) by its file name.
     let touch = which("touch");
     let library = [
         custom(
@@ -494,6 +537,12 @@ fn every_exec_path_is_judged_on_its_arguments_and_file() {
     ] {
         let files: &[(&str, Option<&str>)] = match sub {
             "memfd" => &[("forbidden", Some("touch args")), ("fine", None)],
+            // Its name: see the test below.
+            "proc-fd" => &[
+                ("forbidden", Some("touch args")),
+                ("by-path", Some("touch by path")),
+                ("fine", None),
+            ],
             _ => &[
                 ("forbidden", Some("touch args")),
                 ("by-path", Some("touch by path")),
@@ -533,6 +582,47 @@ fn every_exec_path_is_judged_on_its_arguments_and_file() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn a_launch_through_proc_self_fd_is_named_by_its_file() {
+    // execve("/proc/self/fd/N") runs the file the caller opened (glibc's fexecve fallback, runc's
+    // self-exec); the processes section judges it by that file's names. A custom rule on
+    // `proc.name = "touch"` must not be bypassed by naming touch `N` this way: the program being
+    // launched is touch, as it is for execveat on the same fd (previous test).
+    let w = World::new();
+    let target = format!("{}/by-name", root(&w));
+    let library = [custom(
+        "touch by name",
+        "processes",
+        r#"proc.name = "touch" and proc.cmdline endswith "/by-name""#,
+    )];
+    let helper = test_program("exec_helper");
+    let touch = which("touch");
+    let o = run(
+        &w,
+        &all(&library, "prevent"),
+        &[
+            helper.to_str().unwrap(),
+            "proc-fd",
+            &touch,
+            "touch",
+            &target,
+        ],
+    );
+    assert!(
+        !Path::new(&target).exists(),
+        "touch ran, launched as /proc/self/fd/N\n{}",
+        show(&w, &o)
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(HELPER_EXEC_FAILED),
+        "{}",
+        show(&w, &o)
+    );
+    let a = process_audits(&w, &o, 1);
+    check_custom_event(&a[0], "process", "prevent", "touch by name");
 }
 
 #[test]
