@@ -308,6 +308,48 @@ fn a_long_command_line_is_judged_whole() {
     );
 }
 
+/// Python raises its stack limit (the kernel then takes up to 6 MiB of argv and environment,
+/// fs/exec.c), execs `/bin/true` with 50 arguments of 100 KiB and its own arguments after them,
+/// and prints how that ended: `status=0`, or 100 + the errno.
+const HUGE_ARGV: &str = r#"
+import os, resource, sys
+resource.setrlimit(resource.RLIMIT_STACK, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+args = ["true"] + ["x" * 100 * 1024] * 50 + sys.argv[1:]
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execv("/bin/true", args)
+    except OSError as e:
+        os._exit(100 + e.errno)
+print("status=%d" % os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+"#;
+
+#[test]
+fn a_five_megabyte_command_line_is_judged_whole() {
+    let library = [custom(
+        "listener",
+        "processes",
+        r#"proc.name = "true" and proc.cmdline contains " -l""#,
+    )];
+    for (args, want) in [(&["-l"][..], 100 + libc::EPERM), (&[][..], 0)] {
+        let mut command = vec!["/usr/bin/python3", "-c", HUGE_ARGV, "python"];
+        command.extend(args);
+        let native = Command::new(command[0])
+            .args(&command[1..])
+            .output()
+            .unwrap();
+        assert_eq!(stdout(&native).trim(), "status=0", "natively: {native:?}");
+        let w = World::new();
+        let o = run(&w, &all(&library, "prevent"), &command);
+        assert_eq!(
+            stdout(&o).trim(),
+            format!("status={want}"),
+            "{args:?}\nstderr: {}",
+            stderr(&o)
+        );
+    }
+}
+
 #[test]
 fn a_command_line_beyond_the_kernels_limit_fails_with_e2big_as_natively() {
     // 70 arguments of 100 KiB: more than the kernel takes for argv and envp (at most 3/4 of
