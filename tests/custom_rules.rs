@@ -741,6 +741,62 @@ fn a_script_is_judged_as_itself_and_as_its_interpreter() {
     check_custom_event(&a[1], "process", "prevent", "its interpreter");
 }
 
+#[test]
+fn race_giving_up_the_terminal_after_the_check_never_runs_the_program_without_one() {
+    // Under a rule that lets `sh` run only with a terminal, each child of `exec_helper
+    // race-setsid` (itself on the pseudo-terminal of `script`) execs `sh` while a thread calls
+    // setsid(2), so the supervisor may decide with the terminal and the shell start without it.
+    // The exec stop checks the terminal again and kills such a shell before it runs: none ever
+    // finds itself without a terminal (it would write `notty`). The runs go on until a child was
+    // killed: the proof that the check fired.
+    let tallies = race_until_killed("setsid", setsid_round);
+    println!("{tallies:?}");
+}
+
+/// One run of `race-setsid` (see the test above), checked; its tally.
+fn setsid_round() -> RaceTally {
+    let w = World::new();
+    let library = [custom(
+        "shells need a terminal",
+        "processes",
+        r#"not proc.interactive and proc.name = "sh""#,
+    )];
+    let helper = test_program("exec_helper");
+    let inner = format!(
+        "{} race-setsid /bin/sh {RACE_ATTEMPTS} sh -c 'true 2>/dev/null </dev/tty || echo notty >> notty'",
+        helper.display()
+    );
+    let o = run(
+        &w,
+        &all(&library, "prevent"),
+        &["script", "-qec", &inner, "/dev/null"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", show(&w, &o));
+    assert!(
+        !w.path("notty").exists(),
+        "sh ran without a terminal\n{}",
+        show(&w, &o)
+    );
+    let t = RaceTally::parse(&stdout(&o).replace('\r', ""))
+        .unwrap_or_else(|| panic!("no tally\n{}", show(&w, &o)));
+    assert_eq!(t.other, 0, "{t:?}\n{}", show(&w, &o));
+    assert_eq!(t.ran_allowed + t.killed + t.eperm, RACE_ATTEMPTS, "{t:?}");
+    // Every refusal and every kill is audited, under prevent (floods fold into counts).
+    let audits = w.audits_of("process");
+    let mut audited = 0;
+    for a in &audits {
+        assert_eq!(a["effect"], "prevent", "{a}");
+        audited += a["count"].as_u64().unwrap_or(0);
+    }
+    assert_eq!(
+        audited,
+        u64::from(t.killed + t.eperm),
+        "one audit per refusal and per kill; {t:?}\n{}",
+        show(&w, &o)
+    );
+    t
+}
+
 // ---------------------------------------------------------------------------------------------
 // 3. The launching program
 // ---------------------------------------------------------------------------------------------

@@ -71,3 +71,25 @@ fn race_argv_natively_runs_both_arguments() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{out:?}");
 }
+
+/// `exec_helper race-setsid`, without the defender and without a terminal to give up: every child
+/// runs the program. A round count that is not a number is refused.
+#[test]
+fn race_setsid_runs_every_child() {
+    let helper = env!("CARGO_BIN_EXE_exec_helper");
+    let out = Command::new(helper)
+        .args(["race-setsid", "/bin/true", "20", "true"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stdout.contains("race: ran_allowed=20 killed=0 eperm=0 other=0"),
+        "{stdout}"
+    );
+    let out = Command::new(helper)
+        .args(["race-setsid", "/bin/true", "many", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
