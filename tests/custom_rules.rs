@@ -1409,7 +1409,11 @@ fn network_block_and_allow() {
 }
 
 fn check_dns(a: &Value, name: &str, domain: &str, process: &str) {
-    check_custom_event(a, "dns", "prevent", name);
+    check_dns_event(a, "prevent", name, domain, process);
+}
+
+fn check_dns_event(a: &Value, effect: &str, name: &str, domain: &str, process: &str) {
+    check_custom_event(a, "dns", effect, name);
     assert_eq!(a["domain"], domain, "{a}");
     assert_eq!(a["process"], process, "{a}");
     assert_eq!(
@@ -1604,6 +1608,49 @@ fn a_malformed_dns_message_is_refused_under_dns_custom_rules_that_prevent() {
             "{a}"
         );
     }
+}
+
+#[test]
+fn alert_lets_connections_questions_and_binds_through_audited() {
+    // Under custom rules that only alert, the call goes through as natively and is audited with
+    // the rule's own message when it has one.
+    let mut nw = NetWorld::new();
+    nw.serve_http(&format!("{WEB}:8080"));
+    let mut with_message = custom("web 8080", "network-outgoing", "net.outgoing_port = 8080");
+    with_message["message"] = json!("something reached the web server on 8080");
+    let library = [
+        with_message,
+        custom("other", "dns", r#"dns.name = "other.test""#),
+        custom("8099", "listening", "net.listening_port = 8099"),
+    ];
+    let p = all(&library, "alert");
+    assert_eq!(
+        helper_under(&nw, &p, &["connect", "tcp", &format!("{WEB}:8080")]),
+        "connect=ok"
+    );
+    let a = one(nw.audits_of("network"));
+    check_custom_event(&a, "network", "alert", "web 8080");
+    assert_eq!(
+        a["message"], "something reached the web server on 8080",
+        "{a}"
+    );
+    let out = nw.run(&p, &["getent", "hosts", "other.test"]);
+    assert_eq!(stdout(&out).split_whitespace().next(), Some(WEB), "{out:?}");
+    let a = one(nw.audits_of("dns"));
+    check_dns_event(
+        &a,
+        "alert",
+        "other",
+        "other.test",
+        &canon(require("getent")),
+    );
+    assert_eq!(
+        helper_under(&nw, &p, &["bind", "tcp", "0.0.0.0:8099"]),
+        "bind=ok"
+    );
+    let a = one(nw.audits_of("listen"));
+    check_custom_event(&a, "listen", "alert", "8099");
+    assert!(nw.dns_names().iter().any(|n| n == "other.test"));
 }
 
 #[test]
