@@ -467,20 +467,26 @@ impl Resolver {
     /// Reads the launch from the caller: its path argument, resolved against its cwd (or dirfd)
     /// and root. Errors are the errno the exec is failed with: the kernel would have failed it the
     /// same way (EFAULT for an unreadable path, ENAMETOOLONG, ENOENT), and anything unreadable is
-    /// denied, never waved through.
+    /// denied, never waved through. `argv`: the whole argv when it was read already (custom
+    /// rules read it), whose argv[0] is then the launch's: one read, so that the name a program
+    /// is started as and the command line decided on cannot come from two different moments.
     pub fn read_launch(
         &mut self,
         n: &Notification,
         abi: Abi,
         call: ExecCall,
         mem: &mut RemoteMemory,
+        argv: Option<&[Vec<u8>]>,
     ) -> io::Result<Launch> {
         let (dirfd, path_ptr, flags) = match call {
             ExecCall::Execve => (libc::AT_FDCWD, n.args[0], 0),
             ExecCall::Execveat => (n.args[0] as i32, n.args[1], n.args[4]),
         };
         let raw = mem.read_cstr(path_ptr, PATH_MAX)?;
-        let argv0 = read_argv0(n, abi, call, mem)?;
+        let argv0 = match argv {
+            Some(argv) => argv.first().cloned().unwrap_or_default(),
+            None => read_argv0(n, abi, call, mem)?,
+        };
         let caller_fd = procfs::task_entry(n.pid, &format!("fd/{dirfd}"));
         let root = if self.roots_may_differ {
             procfs::root(n.pid)?

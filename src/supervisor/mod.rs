@@ -261,6 +261,15 @@ struct Supervisor {
     users: Users,
 }
 
+/// The new program's argv, as custom rules on launches need it.
+enum Argv {
+    /// No custom rule on launches reads `proc.cmdline` (or none is in force): not read.
+    Unneeded,
+    Read(Vec<Vec<u8>>),
+    /// Unreadable, and the custom rules cannot refuse the launch: they do not judge it.
+    Unread,
+}
+
 /// The facts of a launch that custom rules read, besides the launch itself.
 struct LaunchFacts {
     /// The new program's whole argv, when a script reads `proc.cmdline`.
@@ -667,7 +676,17 @@ impl Supervisor {
         let verification = rule.launch_verification();
         let section = rule.processes().effect();
         let mut mem = RemoteMemory::new(n.pid as i32);
-        let launch = match self.resolver.read_launch(n, abi, call, &mut mem) {
+        // The whole argv first, when custom rules read it: the launch takes its argv[0] from the
+        // same read.
+        let argv = match self.launch_argv(n, abi, call, &mut mem, rule) {
+            Ok(argv) => argv,
+            Err(answer) => return answer,
+        };
+        let read_argv = match &argv {
+            Argv::Read(argv) => Some(argv.as_slice()),
+            Argv::Unneeded | Argv::Unread => None,
+        };
+        let launch = match self.resolver.read_launch(n, abi, call, &mut mem, read_argv) {
             Ok(l) => l,
             Err(e) => {
                 log::debug!("exec by {}: cannot read the launch: {e}", n.pid);
@@ -692,7 +711,7 @@ impl Supervisor {
             }
         };
         // The custom rules' facts, all read here, before the id_valid checks below.
-        let facts = match self.launch_facts(n, abi, call, &mut mem, rule) {
+        let facts = match self.launch_facts(n, rule, argv) {
             Ok(f) => f,
             Err(answer) => return answer,
         };
@@ -775,35 +794,49 @@ impl Supervisor {
         }
     }
 
-    /// The facts the custom rules on launches of `rule` read (none is read without such rules):
-    /// the new program's whole argv from the caller's memory, and from /proc the caller's image,
-    /// uid and terminal. `Ok(None)`: the custom rules do not judge this launch (none in force, or
-    /// the facts are unreadable and the rules cannot object, see `unread_launch`).
-    fn launch_facts(
+    /// The new program's whole argv from the caller's memory, when the custom rules on launches
+    /// of `rule` read `proc.cmdline`.
+    fn launch_argv(
         &mut self,
         n: &Notification,
         abi: Abi,
         call: ExecCall,
         mem: &mut RemoteMemory,
         rule: &Rule,
+    ) -> Result<Argv, Answer> {
+        let custom = rule.custom(Kind::Processes);
+        if custom.is_empty() || !custom.fields().contains(Field::ProcCmdline) {
+            return Ok(Argv::Unneeded);
+        }
+        match exec::read_argv(n, abi, call, mem) {
+            Ok(argv) => Ok(Argv::Read(argv)),
+            // The kernel's own answer to this exec (an argv too large, or not readable): nothing
+            // would run.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::E2BIG | libc::EFAULT)) => {
+                Err(Answer::Deny(e.raw_os_error().unwrap_or(libc::EPERM)))
+            }
+            Err(e) => self.unread_launch(n, rule, &e).map(|_| Argv::Unread),
+        }
+    }
+
+    /// The facts the custom rules on launches of `rule` read (none is read without such rules):
+    /// the `argv` read before, and from /proc the caller's image, uid and terminal. `Ok(None)`:
+    /// the custom rules do not judge this launch (none in force, or the facts are unreadable and
+    /// the rules cannot object, see `unread_launch`).
+    fn launch_facts(
+        &mut self,
+        n: &Notification,
+        rule: &Rule,
+        argv: Argv,
     ) -> Result<Option<LaunchFacts>, Answer> {
         let custom = rule.custom(Kind::Processes);
-        if custom.is_empty() {
-            return Ok(None);
-        }
-        let fields = custom.fields();
-        let argv = match fields.contains(Field::ProcCmdline) {
-            false => None,
-            true => match exec::read_argv(n, abi, call, mem) {
-                Ok(argv) => Some(argv),
-                // The kernel's own answer to this exec (an argv too large, or not readable):
-                // nothing would run.
-                Err(e) if matches!(e.raw_os_error(), Some(libc::E2BIG | libc::EFAULT)) => {
-                    return Err(Answer::Deny(e.raw_os_error().unwrap_or(libc::EPERM)));
-                }
-                Err(e) => return self.unread_launch(n, rule, &e),
-            },
+        let argv = match argv {
+            _ if custom.is_empty() => return Ok(None),
+            Argv::Unread => return Ok(None),
+            Argv::Unneeded => None,
+            Argv::Read(argv) => Some(argv),
         };
+        let fields = custom.fields();
         let launcher = match facts::of_launcher(n.pid, fields, &self.users) {
             Ok(p) => p,
             Err(e) => return self.unread_launch(n, rule, &e),
