@@ -2115,3 +2115,88 @@ fn a_dns_socket_connected_before_a_rule_needing_its_facts_fails_closed() {
     assert!(asked.iter().any(|n| n == "allowed.test"), "{asked:?}");
     assert!(!asked.iter().any(|n| n == "other.test"), "{asked:?}");
 }
+
+#[test]
+fn network_and_dns_custom_rules_from_the_console_decide_the_next_calls() {
+    // The first revision has no network or DNS rule of any kind; the second has only custom
+    // rules on connections and questions. A defender with `--console` traps socket calls from the
+    // start, so the second decides the workload's next connect and lookup.
+    let mut nw = NetWorld::new();
+    nw.serve_http(&format!("{WEB}:8080"));
+    let c = Console::start_in(&nw, &nw.path("data"));
+    let first = c.put_policy(&policy(
+        &[],
+        &[],
+        json!({"processes": {"effect": "prevent", "deny": ["nmap"]}}),
+    ));
+    let attempt = |n: u32| {
+        format!(
+            "{} connect tcp {WEB}:8080 > connect{n}; getent hosts other.test > /dev/null; echo $? > getent{n}",
+            net_helper()
+        )
+    };
+    let workload = format!(
+        "{}; while [ ! -e go ]; do sleep 0.05; done; {}",
+        attempt(1),
+        attempt(2)
+    );
+    let mut cmd = console::defender(
+        &nw,
+        &c.url(),
+        &nw.path("state"),
+        &[],
+        &["sh", "-c", &workload],
+    );
+    let child = spawn_piped(&mut cmd);
+    let read = |f: &str| {
+        fs::read_to_string(nw.path(f))
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
+    };
+    assert!(
+        wait_until(HANG_GUARD, || !read("getent1").is_empty()),
+        "{:?}",
+        nw.audits()
+    );
+    assert_eq!(
+        (read("connect1").as_str(), read("getent1").as_str()),
+        ("connect=ok", "0")
+    );
+    let applied = |revision: u64| {
+        console::defender_events(
+            &nw,
+            &format!("Policy revision {revision} from the console applied"),
+        )
+    };
+    assert_eq!(applied(first).len(), 1, "{:?}", nw.audits());
+    let second = c.put_policy(&policy(
+        &[
+            custom("web 8080", "network-outgoing", "net.outgoing_port = 8080"),
+            custom("other", "dns", r#"dns.name = "other.test""#),
+        ],
+        &[("web 8080", "prevent"), ("other", "prevent")],
+        json!({"processes": {"effect": "prevent", "deny": ["nmap"]}}),
+    ));
+    assert!(
+        wait_until(HANG_GUARD, || applied(second).len() == 1),
+        "{:?}",
+        nw.audits()
+    );
+    fs::write(nw.path("go"), "").unwrap();
+    let out = finish_within(child, HANG_GUARD);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        (read("connect2").as_str(), read("getent2").as_str()),
+        ("connect=EPERM", "2"),
+        "{:#?}",
+        nw.audits()
+    );
+    check_custom_event(
+        &one(nw.audits_of("network")),
+        "network",
+        "prevent",
+        "web 8080",
+    );
+    check_custom_event(&one(nw.audits_of("dns")), "dns", "prevent", "other");
+}
