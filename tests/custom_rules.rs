@@ -440,10 +440,12 @@ fn race_swapping_an_argument_after_the_check_never_runs_the_forbidden_command() 
     // line), so the supervisor may decide on `good` and the kernel, copying argv after CONTINUE,
     // start the program with `evil`. Under a custom rule that prevents, the supervisor compares
     // the new program's argv with the one decided on at the exec stop and kills a mismatch
-    // before it runs an instruction: `evil` never appears. Tried with a binary (`touch ARG`) and
-    // a `#!/bin/sh` script (`mark ARG`, whose interpreter gets `/bin/sh PATH ARG`). The runs go
-    // on until a child was killed: the proof that the exec-stop check fired.
-    for kind in ["binary", "script"] {
+    // before it runs an instruction: `evil` never appears. Tried with a binary (`touch ARG`), a
+    // `#!/bin/sh` script (`mark ARG`, whose interpreter gets `/bin/sh PATH ARG`), and the binary
+    // under a `processes` allow list that only alerts (the stop's effect is then the custom
+    // rule's prevent, stored when the stop was armed, not the section's alert). The runs go on
+    // until a child was killed: the proof that the exec-stop check fired.
+    for kind in ["binary", "script", "alert list"] {
         let tallies = race_until_killed(kind, || argv_round(kind));
         println!("{kind}: {tallies:?}");
     }
@@ -454,7 +456,7 @@ fn argv_round(kind: &str) -> RaceTally {
     let w = World::new();
     let r = root(&w);
     let (path, name, rule) = match kind {
-        "binary" => (
+        "binary" | "alert list" => (
             which("touch"),
             "touch",
             r#"proc.name = "touch" and proc.cmdline contains "evil""#,
@@ -469,11 +471,17 @@ fn argv_round(kind: &str) -> RaceTally {
         }
     };
     let library = [custom("no evil", "processes", rule)];
+    let sections = match kind {
+        "alert list" => {
+            json!({"processes": {"effect": "alert", "allow": ["exec_helper", "touch"]}})
+        }
+        _ => json!({}),
+    };
     let helper = test_program("exec_helper");
     let attempts = RACE_ATTEMPTS.to_string();
     let o = run(
         &w,
-        &all(&library, "prevent"),
+        &policy(&library, &[("no evil", "prevent")], sections),
         &[
             helper.to_str().unwrap(),
             "race-argv",
