@@ -1,21 +1,29 @@
 //! Custom rules end to end (issue 11): the real `defender` binary around real programs, under
 //! policies whose runtime rule switches on custom rules of the document's library. Proves, for
 //! each event type, that the facts a script reads are the ones the contract names and are read
-//! before the call goes on: a launch is judged on its whole command line before it runs, and one
-//! whose arguments are swapped after the check is killed at its exec stop (`exec_helper
-//! race-argv`); a shell is judged by the program that launched it; users come from the
-//! container's `/etc/passwd` as it was at start; a terminal makes a process interactive;
-//! connects, binds and DNS questions (through the forwarder and musl's `sendto`) are judged by
-//! address, port, protocol, name and the calling program. `allow` is an exception to a section,
-//! the first true reference decides, `alert`/`prevent`/`block` act as for sections, and every
-//! verdict is audited with `attack: customRule` and the custom rule's name. Precedence of the
-//! grammar is checked through the binary, and a policy put on the console with a custom rule
-//! decides the next launch of a running command.
+//! before the call goes on:
+//! - a launch is judged on its whole command line (5 MB of it, or the kernel's own E2BIG/EFAULT)
+//!   before it runs, through every exec path (execveat, fexecve, memfd, /proc/self/fd, i386), a
+//!   link by its name and real path, a script as itself and as its interpreter; arguments swapped
+//!   or the terminal given up after the check are caught at the exec stop and killed
+//!   (`exec_helper race-argv`, `race-setsid`);
+//! - the launching program (`proc.pname`, `proc.ppath`), users named from the container's
+//!   `/etc/passwd` as it was at start, a terminal (`proc.interactive`);
+//! - connects and sends by address (CIDR, `in`), port, protocol and the calling program's facts;
+//!   binds by port; DNS questions through the forwarder (UDP and TCP, facts kept from the
+//!   connect) and musl's `sendto`; raw sockets, io_uring and i386 socket calls closed under custom
+//!   rules alone; a malformed DNS message refused.
+//!
+//! `allow` is an exception to a section, the first true reference decides, `disable` switches a
+//! reference off, `alert`/`prevent`/`block` act as for sections, and every verdict is audited
+//! with `attack: customRule` and the custom rule's name (or its own message); repeated denials
+//! fold. The grammar's precedence is checked through the binary, and policies put on the console
+//! with custom rules decide the next launch, connect and lookup of a running command.
 //!
 //! Debian packages: coreutils, dash, util-linux (setpriv, unshare, nsenter, mount), bsdutils
-//! (script), python3, libc-bin (getent), curl, dnsmasq-base, iproute2; the musl resolver client
-//! (`cargo build --release --target x86_64-unknown-linux-musl -p defender-test-programs --bin
-//! resolve`, .ci/run).
+//! (script), python3, libc-bin (getent), curl, dnsutils (dig), dnsmasq-base, iproute2; the musl
+//! resolver client (`cargo build --release --target x86_64-unknown-linux-musl -p
+//! defender-test-programs --bin resolve`, .ci/run).
 
 mod common;
 
