@@ -1183,7 +1183,7 @@ fn outgoing_connections_are_judged_by_port_address_protocol_and_program() {
 #[test]
 fn connection_facts_are_the_calling_programs() {
     // The proc.* facts of a connect are the caller's: its parent (pname), its own command line
-    // (/proc/PID/cmdline), its user, its real path.
+    // (/proc/PID/cmdline), its user, its terminal, its real path.
     let nw = NetWorld::new();
     let websrv = copy_exe(&nw, "/bin/sh", "websrv");
     let other = copy_exe(&nw, net_helper(), "other_helper");
@@ -1205,6 +1205,11 @@ fn connection_facts_are_the_calling_programs() {
             r#"net.outgoing_port = 81 and proc.user = "nobody" and proc.uid = 65534"#,
         ),
         custom(
+            "on a terminal",
+            "network-outgoing",
+            "net.outgoing_port = 83 and proc.interactive",
+        ),
+        custom(
             "by path",
             "network-outgoing",
             &format!(
@@ -1213,8 +1218,11 @@ fn connection_facts_are_the_calling_programs() {
         ),
     ];
     let p = all(&library, "prevent");
+    // Without the tests' terminal, if they have one: only `script` gives the calls one.
     let first_line = |argv: &[&str]| -> String {
-        let out = nw.run(&p, argv);
+        let policy_file = nw.policy(&p);
+        let mut c = nw.command(Some(&policy_file), &[], argv);
+        let out = common::output_within(without_terminal(&mut c));
         stdout(&out).lines().next().unwrap_or_default().to_owned()
     };
     let connect = |to: &str| format!("{} connect tcp {to}; echo done", net_helper());
@@ -1245,6 +1253,15 @@ fn connection_facts_are_the_calling_programs() {
     audited.push("nobody");
     assert_eq!(
         first_line(&[&h, "connect", "tcp", &web(81)]),
+        "connect=ECONNREFUSED"
+    );
+
+    let on_terminal = format!("{h} connect tcp {}", web(83));
+    let got = first_line(&["script", "-qec", &on_terminal, "/dev/null"]);
+    assert_eq!(got.trim_end_matches('\r'), "connect=EPERM", "on a terminal");
+    audited.push("on a terminal");
+    assert_eq!(
+        first_line(&[&h, "connect", "tcp", &web(83)]),
         "connect=ECONNREFUSED"
     );
 
