@@ -1337,7 +1337,7 @@ mod tests {
                 false,
             ),
             (
-                "no arguments: the kernel's empty argv[0]",
+                "no arguments, started as nc",
                 &binary,
                 &[],
                 None,
@@ -1414,9 +1414,14 @@ mod tests {
             let holds = expected.holds(exe(launch), || Some(v(found)), || *tty_found);
             assert_eq!(holds, *want, "{what}");
         }
-        // An empty argv at the check: the kernel starts the binary with [""].
-        let empty = binary.expected(Some(&[]), None);
-        assert!(!empty.holds(exe(&binary), || Some(v(&[""])), || None));
+        // An empty argv at the check (argv[0] read as ""): the kernel starts the binary with [""].
+        let no_args = Launch {
+            image: image(10, Some("")),
+            ..binary.clone()
+        };
+        let empty = no_args.expected(Some(&[]), None);
+        assert!(empty.holds(exe(&no_args), || Some(v(&[""])), || None));
+        assert!(!empty.holds(exe(&no_args), || Some(v(&["", "-l"])), || None));
     }
 
     #[test]

@@ -66,9 +66,9 @@ impl Status {
             }
         }
         buf.truncate(len);
-        String::from_utf8(buf)
-            .map(Status)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+        // `Name:` is the task's comm, which the task sets itself (PR_SET_NAME) to any bytes:
+        // read lossily, so that a task cannot make its numeric fields unreadable.
+        Ok(Status(String::from_utf8_lossy(&buf).into_owned()))
     }
 
     /// A status from its text.
@@ -127,8 +127,9 @@ pub fn tgid(tid: u32) -> io::Result<u32> {
 /// The controlling terminal of task `tid` (`tty_nr` of /proc/TID/stat, proc_pid_stat(5)): its
 /// device number, 0 for none.
 pub fn tty_nr(tid: u32) -> io::Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{tid}/stat"))?;
-    tty_in_stat(&stat).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no tty_nr"))
+    // Lossily: the comm field holds whatever bytes the task named itself with.
+    let stat = std::fs::read(format!("/proc/{tid}/stat"))?;
+    tty_in_stat(&String::from_utf8_lossy(&stat)).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no tty_nr"))
 }
 
 /// Which /proc a descriptor is on.
