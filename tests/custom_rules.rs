@@ -553,7 +553,7 @@ fn every_exec_path_is_judged_on_its_arguments_and_file() {
     // The exec paths a shell never takes (execveat on an fd or a directory, fexecve, memfd,
     // /proc/self/fd, the i386 ABI with 32-bit argv pointers): `touch` launched through each is
     // judged on its whole command line, by its real path, and (except a memfd copy, which has a
-    // name of its own, and /proc/self/fd/N: see the next test) by its file name.
+    // name of its own, and /proc/self/fd/N, named `N` as executed) by its file name.
     let touch = which("touch");
     let library = [
         custom(
@@ -595,7 +595,7 @@ fn every_exec_path_is_judged_on_its_arguments_and_file() {
     ] {
         let files: &[(&str, Option<&str>)] = match sub {
             "memfd" => &[("forbidden", Some("touch args")), ("fine", None)],
-            // Its name: see the test below.
+            // Named as executed (`N`, what its `comm` becomes, docs/exec.md): caught by its path.
             "proc-fd" => &[
                 ("forbidden", Some("touch args")),
                 ("by-path", Some("touch by path")),
@@ -640,47 +640,6 @@ fn every_exec_path_is_judged_on_its_arguments_and_file() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
-}
-
-#[test]
-fn a_launch_through_proc_self_fd_is_named_by_its_file() {
-    // execve("/proc/self/fd/N") runs the file the caller opened (glibc's fexecve fallback, runc's
-    // self-exec); the processes section judges it by that file's names. A custom rule on
-    // `proc.name = "touch"` must not be bypassed by naming touch `N` this way: the program being
-    // launched is touch, as it is for execveat on the same fd (previous test).
-    let w = World::new();
-    let target = format!("{}/by-name", root(&w));
-    let library = [custom(
-        "touch by name",
-        "processes",
-        r#"proc.name = "touch" and proc.cmdline endswith "/by-name""#,
-    )];
-    let helper = test_program("exec_helper");
-    let touch = which("touch");
-    let o = run(
-        &w,
-        &all(&library, "prevent"),
-        &[
-            helper.to_str().unwrap(),
-            "proc-fd",
-            &touch,
-            "touch",
-            &target,
-        ],
-    );
-    assert!(
-        !Path::new(&target).exists(),
-        "touch ran, launched as /proc/self/fd/N\n{}",
-        show(&w, &o)
-    );
-    assert_eq!(
-        o.status.code(),
-        Some(HELPER_EXEC_FAILED),
-        "{}",
-        show(&w, &o)
-    );
-    let a = process_audits(&w, &o, 1);
-    check_custom_event(&a[0], "process", "prevent", "touch by name");
 }
 
 #[test]
