@@ -146,7 +146,152 @@ fn invalid_cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
             ]),
             vec![r#"rules[2] "web": name: duplicate of rules[1]"#],
         ),
+        // Custom rules: each error names the custom rule (or the rule referencing it) and, for a
+        // script, the line and column.
+        (
+            "custom rule script syntax error",
+            custom_doc(
+                &[(
+                    "netcat listener",
+                    "processes",
+                    r#"proc.name in (\"nc\", \"ncat\") and proc.cmdline contains"#,
+                )],
+                &[("netcat listener", "alert")],
+            ),
+            vec![
+                r#"customRules[0] "netcat listener": script:1:54: expected a value after "contains", found the end of the script"#,
+            ],
+        ),
+        (
+            "custom rule unbalanced parenthesis on line 2",
+            custom_doc(
+                &[
+                    ("ok", "processes", r#"proc.name = \"a\""#),
+                    (
+                        "paren",
+                        "processes",
+                        r#"(proc.name = \"a\" or\n proc.uid = 0"#,
+                    ),
+                ],
+                &[("paren", "alert")],
+            ),
+            vec![r#"customRules[1] "paren": script:2:14: expected "and", "or" or ")""#],
+        ),
+        (
+            "custom rule unknown field",
+            custom_doc(
+                &[("typo", "processes", r#"proc.nam = \"nc\""#)],
+                &[("typo", "alert")],
+            ),
+            vec![r#"customRules[0] "typo": script:1:1: unknown field proc.nam"#],
+        ),
+        (
+            "custom rule field of another event type",
+            custom_doc(
+                &[("dns in processes", "processes", r#"dns.name = \"x.test\""#)],
+                &[("dns in processes", "alert")],
+            ),
+            vec![
+                r#"customRules[0] "dns in processes": script:1:1: dns.name is a field of dns events, not of processes events"#,
+            ],
+        ),
+        (
+            "custom rule listening field in network-outgoing, line 2",
+            custom_doc(
+                &[(
+                    "ports",
+                    "network-outgoing",
+                    r#"net.outgoing_port = 22 or\n  net.listening_port = 22"#,
+                )],
+                &[("ports", "prevent")],
+            ),
+            vec![
+                r#"customRules[0] "ports": script:2:3: net.listening_port is a field of listening events, not of network-outgoing events"#,
+            ],
+        ),
+        (
+            "custom rule value of the wrong type",
+            custom_doc(
+                &[
+                    ("port", "network-outgoing", r#"net.outgoing_port = \"x\""#),
+                    ("tty", "processes", "proc.interactive = 3"),
+                    (
+                        "ip",
+                        "network-outgoing",
+                        r#"net.outgoing_ip = \"10.0.0.0/33\""#,
+                    ),
+                ],
+                &[],
+            ),
+            vec![
+                r#"customRules[0] "port": script:1:21: net.outgoing_port compares with integers, not "x""#,
+                r#"customRules[1] "tty": script:1:20: proc.interactive compares with true or false, not 3"#,
+                r#"customRules[2] "ip": script:1:19: "10.0.0.0/33" is not an IP address or a CIDR"#,
+            ],
+        ),
+        (
+            "reference to a custom rule not in the library",
+            custom_doc(
+                &[("ok", "processes", r#"proc.name = \"a\""#)],
+                &[("ok", "alert"), ("missing", "prevent")],
+            ),
+            vec![
+                r#"rules[0] "web": customRules[1].name: no custom rule named "missing" in the library"#,
+            ],
+        ),
+        (
+            "filesystem custom rule",
+            custom_doc(
+                &[("files", "filesystem", r#"file.path = \"/etc/shadow\""#)],
+                &[],
+            ),
+            vec![r#"customRules[0] "files": type: filesystem custom rules are not supported yet"#],
+        ),
+        (
+            "unknown custom rule type",
+            custom_doc(&[("k8s", "kubernetes-audit", "x")], &[]),
+            vec![r#"customRules[0] "k8s": type: unknown variant `kubernetes-audit`"#],
+        ),
+        (
+            "duplicate custom rule name",
+            custom_doc(
+                &[
+                    ("dup", "dns", r#"dns.name = \"a.test\""#),
+                    ("dup", "dns", r#"dns.name = \"b.test\""#),
+                ],
+                &[("dup", "alert")],
+            ),
+            vec![r#"customRules[1] "dup": name: duplicate of customRules[0]"#],
+        ),
+        (
+            "custom rule reference with effect deny",
+            custom_doc(
+                &[("ok", "processes", r#"proc.name = \"a\""#)],
+                &[("ok", "deny")],
+            ),
+            vec![r#"rules[0] "web": customRules[0].effect: unknown variant `deny`"#],
+        ),
     ]
+}
+
+/// A document with the custom rules `library` (name, type, script: JSON string contents) and one
+/// rule `web` referencing `references` (name, effect).
+fn custom_doc(library: &[(&str, &str, &str)], references: &[(&str, &str)]) -> String {
+    let library: Vec<String> = library
+        .iter()
+        .map(|(name, kind, script)| {
+            format!(r#"{{"name": "{name}", "type": "{kind}", "script": "{script}"}}"#)
+        })
+        .collect();
+    let references: Vec<String> = references
+        .iter()
+        .map(|(name, effect)| format!(r#"{{"name": "{name}", "effect": "{effect}"}}"#))
+        .collect();
+    format!(
+        r#"{{"customRules": [{}], "rules": [{{"name": "web", "customRules": [{}]}}]}}"#,
+        library.join(", "),
+        references.join(", ")
+    )
 }
 
 #[test]

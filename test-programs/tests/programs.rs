@@ -32,3 +32,64 @@ fn every_program_refuses_a_call_without_arguments_with_its_usage() {
         );
     }
 }
+
+/// `exec_helper race-argv`, without the defender: the flip is real (the kernel copies the
+/// forbidden argument now and then, so `touch` creates both files), every child runs, and the tally
+/// says so. A usage without the flipping argument in ARGV is refused.
+#[test]
+fn race_argv_natively_runs_both_arguments() {
+    let dir = std::env::temp_dir().join(format!("race-argv-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let helper = env!("CARGO_BIN_EXE_exec_helper");
+    let out = Command::new(helper)
+        .args(["race-argv", "/usr/bin/touch", "good", "evil", "200"])
+        .args(["touch", "good"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let both = dir.join("good").exists() && dir.join("evil").exists();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stdout.contains("race: ran_allowed=200 killed=0 eperm=0 other=0"),
+        "{stdout}"
+    );
+    assert!(both, "the kernel never read the other argument: {stdout}");
+
+    let out = Command::new(helper)
+        .args([
+            "race-argv",
+            "/usr/bin/touch",
+            "good",
+            "evil",
+            "1",
+            "touch",
+            "x",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
+
+/// `exec_helper race-setsid`, without the defender and without a terminal to give up: every child
+/// runs the program. A round count that is not a number is refused.
+#[test]
+fn race_setsid_runs_every_child() {
+    let helper = env!("CARGO_BIN_EXE_exec_helper");
+    let out = Command::new(helper)
+        .args(["race-setsid", "/bin/true", "20", "true"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stdout.contains("race: ran_allowed=20 killed=0 eperm=0 other=0"),
+        "{stdout}"
+    );
+    let out = Command::new(helper)
+        .args(["race-setsid", "/bin/true", "many", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}

@@ -17,11 +17,18 @@
 //! | `x32-execve PATH ARGV...` | x32 `execve` (`syscall(0x40000000 \| 520)`); strings and argv below 4 GiB |
 //! | `race-exec ALLOWED DENIED N [ARGV...]` | N times: fork; the child execve's a path that a thread flips between ALLOWED and DENIED; prints a tally |
 //! | `race-argv0 PATH ALLOWED DENIED N [ARGS...]` | N times: fork; the child execve's PATH with an argv[0] that a thread flips between the names ALLOWED and DENIED (at most 7 bytes each), then ARGS; prints a tally |
+//! | `race-setsid PATH N ARGV...` | N times: fork; the child execve's PATH with ARGV while a thread calls setsid(2), giving up the controlling terminal, after a wait that varies with the round; prints a tally |
+//! | `race-argv PATH INNOCENT FORBIDDEN N ARGV...` | N times: fork; the child execve's PATH with ARGV, in which every argument equal to INNOCENT is one that a thread flips between INNOCENT and FORBIDDEN (at most 7 bytes each); prints a tally |
 //!
 //! ARGV is the new program's whole argv, `argv[0]` included; when empty, it is `[PATH]` (for
 //! `race-exec`, `[race]`).
 //! Every exec that returns prints `SUBCOMMAND: errno=N (description)` on stderr and exits 111, so
 //! a test can tell the helper's failure from the launched program's own exit status.
+//!
+//! `race-argv` attacks the same time for the arguments, which custom rules read
+//! (`proc.cmdline`): the supervisor may decide on the innocent command line and the kernel copy the
+//! forbidden one into the new program. `race-setsid` attacks it for the terminal
+//! (`proc.interactive`): decided with one, the program may start without.
 //!
 //! `race-exec` attacks the time between the supervisor's read of the exec path and the kernel's
 //! own: ALLOWED and DENIED must be paths of equal length that differ within 8 bytes, so that one
@@ -127,6 +134,8 @@ fn main() {
         }
         "race-exec" => race_exec(rest),
         "race-argv0" => race_argv0(rest),
+        "race-argv" => race_argv(rest),
+        "race-setsid" => race_setsid(rest),
         _ => usage(),
     };
     // SAFETY: strerror returns a pointer to a NUL-terminated static (or thread-local) string.
@@ -332,18 +341,10 @@ fn race_argv0(rest: &[CString]) -> ! {
     let Some(n) = n.to_str().ok().and_then(|n| n.parse::<u32>().ok()) else {
         usage();
     };
-    // Each name, NUL-padded, is one aligned word: one store flips it whole.
-    let word = |name: &CString| {
-        let bytes = name.as_bytes();
-        if bytes.len() > 7 {
-            eprintln!("race-argv0: the names must be at most 7 bytes");
-            std::process::exit(2);
-        }
-        let mut w = [0u8; 8];
-        w[..bytes.len()].copy_from_slice(bytes);
-        u64::from_ne_bytes(w)
-    };
-    let (word_a, word_d) = (word(allowed), word(denied));
+    let (word_a, word_d) = (
+        name_word("race-argv0", allowed),
+        name_word("race-argv0", denied),
+    );
     // Never freed: the children's execve reads it.
     let name: &'static AtomicU64 = Box::leak(Box::new(AtomicU64::new(word_a)));
     let mut argv_ptrs = null_terminated(args);
@@ -356,29 +357,119 @@ fn race_argv0(rest: &[CString]) -> ! {
     })
 }
 
-/// The race of `race-exec` and `race-argv0`: N times, forks a child in which a thread flips
+/// `race-argv PATH INNOCENT FORBIDDEN N ARGV...` (see the top of the file). Never returns.
+fn race_argv(rest: &[CString]) -> ! {
+    let [path, innocent, forbidden, n, argv @ ..] = rest else {
+        usage();
+    };
+    let Some(n) = n.to_str().ok().and_then(|n| n.parse::<u32>().ok()) else {
+        usage();
+    };
+    if !argv.contains(innocent) {
+        eprintln!("race-argv: ARGV must contain INNOCENT, the argument that flips");
+        std::process::exit(2);
+    }
+    let (word_a, word_d) = (
+        name_word("race-argv", innocent),
+        name_word("race-argv", forbidden),
+    );
+    // Never freed: the children's execve reads it.
+    let flipping: &'static AtomicU64 = Box::leak(Box::new(AtomicU64::new(word_a)));
+    let argv_ptrs: Vec<*const libc::c_char> = argv
+        .iter()
+        .map(|a| match a == innocent {
+            true => (flipping as *const AtomicU64).cast::<libc::c_char>(),
+            false => a.as_ptr(),
+        })
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    race(n, flipping, (word_a, word_d), || {
+        // SAFETY: `path` is NUL-terminated; `argv_ptrs` is a NULL-terminated array of pointers to
+        // `flipping` (NUL-terminated: each value is at most 7 bytes of the word) and into `argv`;
+        // `environ` is the process's environment. All outlive the call.
+        unsafe { libc::execve(path.as_ptr(), argv_ptrs.as_ptr(), environ) };
+    })
+}
+
+/// A name of at most 7 bytes, NUL-padded into one word, so that one aligned store flips it whole
+/// (no reader ever sees half of each); `sub` names the subcommand in the refusal.
+fn name_word(sub: &str, name: &CString) -> u64 {
+    let bytes = name.as_bytes();
+    if bytes.len() > 7 {
+        eprintln!("{sub}: the names must be at most 7 bytes");
+        std::process::exit(2);
+    }
+    let mut w = [0u8; 8];
+    w[..bytes.len()].copy_from_slice(bytes);
+    u64::from_ne_bytes(w)
+}
+
+/// The race of `race-exec`, `race-argv0` and `race-argv`: N times, forks a child in which a thread flips
 /// `word` between the two values while the child calls `exec`; tallies the children's ends.
 fn race(n: u32, word: &'static AtomicU64, (a, d): (u64, u64), exec: impl Fn()) -> ! {
+    tally_children(n, |_| {
+        static FLIPPING: AtomicBool = AtomicBool::new(false);
+        std::thread::spawn(move || {
+            FLIPPING.store(true, Ordering::Release);
+            loop {
+                word.store(d, Ordering::Relaxed);
+                word.store(a, Ordering::Relaxed);
+            }
+        });
+        while !FLIPPING.load(Ordering::Acquire) {
+            std::hint::spin_loop();
+        }
+        exec();
+    })
+}
+
+/// `race-setsid PATH N ARGV...` (see the top of the file). Never returns.
+fn race_setsid(rest: &[CString]) -> ! {
+    let [path, n, argv @ ..] = rest else {
+        usage();
+    };
+    let Some(n) = n.to_str().ok().and_then(|n| n.parse::<u32>().ok()) else {
+        usage();
+    };
+    let argv_ptrs = null_terminated(argv);
+    tally_children(n, |round| {
+        static RUNNING: AtomicBool = AtomicBool::new(false);
+        // Spread over the rounds (a multiplicative hash), so that some land between the
+        // supervisor's look at the terminal and the kernel's exec.
+        let delay = round.wrapping_mul(2_654_435_761) % SETSID_SPREAD;
+        std::thread::spawn(move || {
+            RUNNING.store(true, Ordering::Release);
+            for _ in 0..delay {
+                std::hint::spin_loop();
+            }
+            // SAFETY: setsid(2) takes no pointer; it fails harmlessly for a group leader.
+            unsafe { libc::setsid() };
+        });
+        while !RUNNING.load(Ordering::Acquire) {
+            std::hint::spin_loop();
+        }
+        // SAFETY: `path` is NUL-terminated; `argv_ptrs` is a NULL-terminated array of pointers
+        // into `argv`; `environ` is the process's environment. All outlive the call.
+        unsafe { libc::execve(path.as_ptr(), argv_ptrs.as_ptr(), environ) };
+    })
+}
+
+/// The most spin-loop turns `race-setsid`'s thread waits before it calls setsid(2).
+const SETSID_SPREAD: u32 = 400_000;
+
+/// N times: forks a child that runs `child` (given the round's number) and, if that returns,
+/// exits 100 + errno; waits for it. Prints the tally of the children's ends (see the top of the
+/// file) and exits.
+fn tally_children(n: u32, child: impl Fn(u32)) -> ! {
     let mut tally: BTreeMap<String, u32> = BTreeMap::new();
-    for _ in 0..n {
+    for round in 0..n {
         // SAFETY: this process has a single thread; the child only starts a thread and execs.
         let pid = unsafe { libc::fork() };
         if pid < 0 {
             die("fork");
         }
         if pid == 0 {
-            static FLIPPING: AtomicBool = AtomicBool::new(false);
-            std::thread::spawn(move || {
-                FLIPPING.store(true, Ordering::Release);
-                loop {
-                    word.store(d, Ordering::Relaxed);
-                    word.store(a, Ordering::Relaxed);
-                }
-            });
-            while !FLIPPING.load(Ordering::Acquire) {
-                std::hint::spin_loop();
-            }
-            exec();
+            child(round);
             // SAFETY: ends the child at once, without running the parent's exit handlers.
             unsafe { libc::_exit(100 + last_errno()) };
         }
