@@ -101,6 +101,17 @@ fn file_name(path: &Path) -> String {
         .unwrap_or_default()
 }
 
+/// `proc.name` of a launch: the file name of the path as executed, which the process's `comm`
+/// becomes; except through a descriptor (`/proc/self/fd/3`, `/dev/fd/3`), where that is a number
+/// that names nothing, and a rule on `proc.name` would be passed by naming a descriptor of the
+/// denied program: the file's own name then (its real path's).
+fn launch_name(path: &Path, real: Option<&Path>) -> String {
+    match real {
+        Some(real) if path.starts_with("/proc") || path.starts_with("/dev/fd") => file_name(real),
+        _ => file_name(path),
+    }
+}
+
 fn needs(fields: FieldSet, any: &[Field]) -> bool {
     any.iter().any(|f| fields.contains(*f))
 }
@@ -190,7 +201,7 @@ pub fn of_launcher(tid: u32, fields: FieldSet, users: &Users) -> io::Result<Proc
 /// the facts both views share ([`of_launcher`]).
 pub fn launch_views(launch: &Launch, argv: Option<&[Vec<u8>]>, launcher: &Process) -> Vec<Process> {
     let view = |path: &Path, real: Option<&Path>, cmdline: String| Process {
-        name: file_name(path),
+        name: launch_name(path, real),
         path: real.unwrap_or(path).display().to_string(),
         cmdline,
         ..launcher.clone()
@@ -401,8 +412,17 @@ mod tests {
         // Unresolved: the path as executed; no command line read: none.
         let unresolved = Launch {
             image: image("/tmp/x", None, Some("x")),
-            ..binary
+            ..binary.clone()
         };
+        // Through a descriptor, the name is the file's own: a number names nothing.
+        for path in ["/proc/self/fd/3", "/proc/412/fd/3", "/dev/fd/3"] {
+            let through_fd = Launch {
+                image: image(path, Some("/usr/bin/nc.openbsd"), None),
+                ..binary.clone()
+            };
+            let views = launch_views(&through_fd, None, &Process::default());
+            assert_eq!(views[0].name, "nc.openbsd", "{path}");
+        }
         let views = launch_views(&unresolved, None, &Process::default());
         assert_eq!(
             (views[0].path.as_str(), views[0].cmdline.as_str()),

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use super::Supervisor;
+use super::exec_watch::OnMismatch;
 use crate::audit::{self, Event};
 use crate::policy::{Consequence, Effect};
 use crate::sensors::exec::Expected;
@@ -16,10 +17,9 @@ use crate::sys::seccomp::Notification;
 /// The answer to one trapped call.
 pub(super) enum Answer {
     /// Let the exec run, checked at its exec stop against what was decided on; a mismatch comes
-    /// to `effect` (`Rule::launch_verification`). Boxed: every other answer is a few bytes.
+    /// to `on_mismatch`. Boxed: every other answer is a few bytes.
     Allow {
-        expected: Box<Expected>,
-        effect: Effect,
+        expected: Box<(Expected, OnMismatch)>,
     },
     /// Fail it with this errno.
     Deny(i32),
@@ -79,7 +79,10 @@ impl Supervisor {
             // The one `unsafe` outside sys: a TOCTOU contract, not memory safety.
             #[allow(unsafe_code)]
             Answer::Unchecked => unsafe { self.listener.continue_call(n.id) },
-            Answer::Allow { expected, effect } => self.allow_exec(n, *expected, effect),
+            Answer::Allow { expected } => {
+                let (expected, on_mismatch) = *expected;
+                self.allow_exec(n, expected, on_mismatch)
+            }
             Answer::Performed(result) => self.listener.complete(n.id, result),
             Answer::Deferred => Ok(()),
         };

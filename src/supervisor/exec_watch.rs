@@ -64,15 +64,23 @@ pub struct Mismatch {
     /// What runs (`/proc/PID/exe`), and its command line.
     pub exe: PathBuf,
     pub cmdline: String,
-    /// The effect the rule asked the verification with (`Rule::launch_verification`).
+    pub on_mismatch: OnMismatch,
+}
+
+/// What a mismatch at the exec stop comes to, fixed when the exec was decided on: the effect the
+/// rule asked the verification with (`Rule::launch_verification`) and that rule's name. A policy
+/// change between the decision and the stop changes neither: the launch was never allowed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OnMismatch {
     pub effect: Effect,
+    pub rule: String,
 }
 
 pub struct ExecWatch {
     availability: Availability,
     /// Threads attached and waiting for their exec, with what that exec must turn out to be and
     /// the effect a mismatch comes to.
-    pending: HashMap<Pid, (Expected, Effect)>,
+    pending: HashMap<Pid, (Expected, OnMismatch)>,
 }
 
 impl ExecWatch {
@@ -90,7 +98,7 @@ impl ExecWatch {
         &mut self,
         tid: Pid,
         expected: Expected,
-        effect: Effect,
+        on_mismatch: OnMismatch,
         interrupt: bool,
     ) -> Watch {
         if self.availability == Availability::Unavailable {
@@ -120,7 +128,7 @@ impl ExecWatch {
             }
         }
         self.availability = Availability::Available;
-        self.pending.insert(tid, (expected, effect));
+        self.pending.insert(tid, (expected, on_mismatch));
         Watch::Armed
     }
 
@@ -138,10 +146,13 @@ impl ExecWatch {
                     .unwrap_or(pid);
                 // Not attached for this exec (never expected): nothing holds, and the process is
                 // killed (`prevent`: its container is not stopped for what may be our mistake).
-                let (expected, effect) = self
-                    .pending
-                    .remove(&former)
-                    .unwrap_or((Expected::default(), Effect::Prevent));
+                let (expected, on_mismatch) = self.pending.remove(&former).unwrap_or((
+                    Expected::default(),
+                    OnMismatch {
+                        effect: Effect::Prevent,
+                        rule: String::new(),
+                    },
+                ));
                 self.pending.remove(&pid);
                 let tid = pid.as_raw() as u32;
                 let exe = procfs::exe_link(tid);
@@ -160,7 +171,7 @@ impl ExecWatch {
                     pid,
                     exe,
                     cmdline,
-                    effect,
+                    on_mismatch,
                 })
             }
             WaitStatus::PtraceEvent(pid, _, _) => {

@@ -45,7 +45,7 @@ use crate::sys::seccomp::{Listener, Notification};
 use crate::sys::{fdpass, process, procfs};
 use answer::{Answer, Attempts};
 use child::Program;
-use exec_watch::{ExecWatch, Mismatch, Watch};
+use exec_watch::{ExecWatch, Mismatch, OnMismatch, Watch};
 use init::{Lifecycle, Step};
 
 /// Everything `defender run` needs, resolved from flags, environment and policy.
@@ -282,9 +282,10 @@ struct LaunchFacts {
 
 /// How an exec that may run proceeds: verified at its exec stop when the rule asks for it
 /// (`Rule::launch_verification`: an allow list, custom rules that prevent or block), the stop then
-/// applying `verification` to a mismatch; unchecked otherwise (why: at the CONTINUE in
+/// applying that effect, in that rule's name, to a mismatch; unchecked otherwise (why: at the CONTINUE in
 /// `Supervisor::answer`).
-fn proceed(verification: Effect, launch: &Launch, facts: Option<&LaunchFacts>) -> Answer {
+fn proceed(rule: &Rule, launch: &Launch, facts: Option<&LaunchFacts>) -> Answer {
+    let verification = rule.launch_verification();
     if verification == Effect::Disable {
         return Answer::Unchecked;
     }
@@ -292,9 +293,12 @@ fn proceed(verification: Effect, launch: &Launch, facts: Option<&LaunchFacts>) -
     let interactive = facts
         .filter(|f| f.interactive)
         .map(|f| f.launcher.interactive);
-    Answer::Allow {
-        expected: Box::new(launch.expected(argv, interactive)),
+    let on_mismatch = OnMismatch {
         effect: verification,
+        rule: rule.name().to_owned(),
+    };
+    Answer::Allow {
+        expected: Box::new((launch.expected(argv, interactive), on_mismatch)),
     }
 }
 
@@ -673,7 +677,6 @@ impl Supervisor {
         if self.life.is_blocked() {
             return Answer::Deny(libc::EPERM);
         }
-        let verification = rule.launch_verification();
         let section = rule.processes().effect();
         let mut mem = RemoteMemory::new(n.pid as i32);
         // The whole argv first, when custom rules read it: the launch takes its argv[0] from the
@@ -730,14 +733,14 @@ impl Supervisor {
             None => Said::Sections,
         };
         let (effect, cause, process) = match said {
-            Said::Allow => return self.allowed(n, verification, &launch, facts.as_ref()),
+            Said::Allow => return self.allowed(n, rule, &launch, facts.as_ref()),
             Said::Violation(effect, cause) => (effect, cause, launch.image.path.clone()),
             // A disabled section judges nothing (the custom rules put launches under judgment).
             Said::Sections => match (section != Effect::Disable)
                 .then(|| exec::judge(&launch, rule))
                 .flatten()
             {
-                None => return self.allowed(n, verification, &launch, facts.as_ref()),
+                None => return self.allowed(n, rule, &launch, facts.as_ref()),
                 Some(v) => (section, v.attack.into(), v.process),
             },
         };
@@ -773,7 +776,7 @@ impl Supervisor {
         });
         let what = format!("{process} launched from {parent}");
         match self.enforce(&rule_name, effect, event, &what) {
-            Ok(()) => proceed(verification, &launch, facts.as_ref()),
+            Ok(()) => proceed(rule, &launch, facts.as_ref()),
             Err(answer) => answer,
         }
     }
@@ -784,13 +787,14 @@ impl Supervisor {
     fn allowed(
         &mut self,
         n: &Notification,
-        verification: Effect,
+        rule: &Rule,
         launch: &Launch,
         facts: Option<&LaunchFacts>,
     ) -> Answer {
-        match verification != Effect::Disable && !self.listener.id_valid(n.id) {
+        let verified = rule.launch_verification() != Effect::Disable;
+        match verified && !self.listener.id_valid(n.id) {
             true => Answer::Deny(libc::EPERM),
-            false => proceed(verification, launch, facts),
+            false => proceed(rule, launch, facts),
         }
     }
 
@@ -906,15 +910,15 @@ impl Supervisor {
     }
 
     /// Lets an allowed exec run, checked at its exec stop where tracing is possible; a mismatch
-    /// there comes to `effect`.
+    /// there comes to `on_mismatch`.
     fn allow_exec(
         &mut self,
         n: &Notification,
         expected: Expected,
-        effect: Effect,
+        on_mismatch: OnMismatch,
     ) -> io::Result<()> {
         let tid = Pid::from_raw(n.pid as i32);
-        match self.watch.watch(tid, expected, effect, self.killable) {
+        match self.watch.watch(tid, expected, on_mismatch, self.killable) {
             Watch::Armed => {}
             Watch::Unchecked => {}
             Watch::Degraded(e) => self.degraded(&format!(
@@ -954,13 +958,17 @@ impl Supervisor {
     /// `alert`: the effect stored when the watch was armed (the allow list's or the custom
     /// rules' that asked for the verification).
     fn on_mismatch(&mut self, m: Mismatch) {
-        let in_force = self.policy.current();
-        let Some(rule) = in_force.rule.as_ref() else {
-            self.watch.release(m.pid, None);
-            return;
-        };
-        let effect = m.effect;
-        let rule_name = rule.name().to_string();
+        let OnMismatch { effect, mut rule } = m.on_mismatch;
+        if rule.is_empty() {
+            // A stop no decision armed (exec_watch.rs): named after the rule in force now.
+            rule = self
+                .policy
+                .current()
+                .rule_name()
+                .unwrap_or("unknown")
+                .to_owned();
+        }
+        let rule_name = rule;
         let process = m.exe.display().to_string();
         log::warn!(
             "pid {} executed {process} ({}), not the launch its exec was decided on",

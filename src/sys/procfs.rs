@@ -129,7 +129,8 @@ pub fn tgid(tid: u32) -> io::Result<u32> {
 pub fn tty_nr(tid: u32) -> io::Result<u64> {
     // Lossily: the comm field holds whatever bytes the task named itself with.
     let stat = std::fs::read(format!("/proc/{tid}/stat"))?;
-    tty_in_stat(&String::from_utf8_lossy(&stat)).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no tty_nr"))
+    tty_in_stat(&String::from_utf8_lossy(&stat))
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no tty_nr"))
 }
 
 /// Which /proc a descriptor is on.
