@@ -11,6 +11,7 @@ use std::path::Path;
 
 use super::exec::Launch;
 use crate::policy::custom::{Field, FieldSet, Process, Protocol};
+use crate::sys::pidfd;
 use crate::sys::procfs::{self, Status};
 use crate::sys::socket::SocketKind;
 
@@ -117,33 +118,43 @@ fn needs(fields: FieldSet, any: &[Field]) -> bool {
 }
 
 /// `proc.user`, `proc.uid` and `proc.interactive` of thread `tid`, into `p`: its effective uid
-/// (/proc/TID/status) and whether it has a controlling terminal (/proc/TID/stat). Returns the
-/// status when it was read, for the parent's pid.
+/// and whether it has a controlling terminal (/proc/TID/stat). Returns the parent process when
+/// `want_ppid`. The uid and parent come from a pidfd of the thread (`pidfd::info`), which spares
+/// a launch the status file of a process /proc has not shown yet; /proc/TID/status before Linux
+/// 6.13.
 fn identity(
     tid: u32,
     fields: FieldSet,
     users: &Users,
     p: &mut Process,
-    want_status: bool,
-) -> io::Result<Option<Status>> {
-    let status = match want_status || needs(fields, &[Field::ProcUser, Field::ProcUid]) {
-        true => Some(Status::of(tid)?),
-        false => None,
-    };
-    if needs(fields, &[Field::ProcUser, Field::ProcUid]) {
-        let uid = status
-            .as_ref()
-            .and_then(Status::euid)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no Uid in the status"))?;
-        p.uid = uid;
-        if fields.contains(Field::ProcUser) {
-            p.user = users.name(uid);
+    want_ppid: bool,
+) -> io::Result<Option<u32>> {
+    let want_uid = needs(fields, &[Field::ProcUser, Field::ProcUid]);
+    let mut ppid = None;
+    if want_uid || want_ppid {
+        let (uid, parent) = match pidfd::info(tid) {
+            Ok(info) => (Some(info.euid), Some(info.ppid)),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTTY | libc::EINVAL)) => {
+                let status = Status::of(tid)?;
+                (status.euid(), status.ppid())
+            }
+            Err(e) => return Err(e),
+        };
+        let missing = |what| io::Error::new(io::ErrorKind::InvalidData, what);
+        if want_uid {
+            p.uid = uid.ok_or_else(|| missing("no Uid in the status"))?;
+            if fields.contains(Field::ProcUser) {
+                p.user = users.name(p.uid);
+            }
+        }
+        if want_ppid {
+            ppid = Some(parent.ok_or_else(|| missing("no PPid in the status"))?);
         }
     }
     if fields.contains(Field::ProcInteractive) {
         p.interactive = procfs::tty_nr(tid)? != 0;
     }
-    Ok(status)
+    Ok(ppid)
 }
 
 /// The facts of the program that makes a socket call or asks a DNS question, thread `tid`: its
@@ -153,7 +164,7 @@ fn identity(
 pub fn of_caller(tid: u32, fields: FieldSet, users: &Users) -> io::Result<Process> {
     let mut p = Process::default();
     let parent = needs(fields, &[Field::ProcPname, Field::ProcPpath]);
-    let status = identity(tid, fields, users, &mut p, parent)?;
+    let ppid = identity(tid, fields, users, &mut p, parent)?;
     if needs(fields, &[Field::ProcName, Field::ProcPath]) {
         let exe = procfs::exe(tid)?;
         p.name = file_name(&exe);
@@ -163,10 +174,7 @@ pub fn of_caller(tid: u32, fields: FieldSet, users: &Users) -> io::Result<Proces
         p.cmdline = join(&split_cmdline(&procfs::cmdline(tid)?));
     }
     if parent {
-        let ppid = status
-            .as_ref()
-            .and_then(Status::ppid)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no PPid in the status"))?;
+        let ppid = ppid.unwrap_or_default();
         if ppid != 0 {
             let exe = procfs::exe(ppid)?;
             p.pname = file_name(&exe);
