@@ -68,6 +68,7 @@ fn main() {
         user: "app".into(),
         uid: 1000,
         interactive: false,
+        unread: Default::default(),
     };
     let cases = [
         (

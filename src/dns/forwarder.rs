@@ -449,7 +449,7 @@ mod tests {
         };
         let (prevent, alert, allow) = (rule("prevent"), rule("alert"), rule("allow"));
         let none = crate::policy::testing::rule("");
-        let uid = FieldSet::of(crate::policy::custom::Field::ProcUid);
+        let uid = FieldSet::of(&[crate::policy::custom::Field::ProcUid]);
         let process = Process::default();
         let client = |facts: Option<(FieldSet, Process)>| Client {
             upstream: "10.53.0.1:53".parse().unwrap(),

@@ -57,6 +57,20 @@ pub struct Custom {
     fields: FieldSet,
 }
 
+/// Whether a reference's script is true for the event seen as any of `views`: true for one is
+/// enough; `None` when no view says true and one cannot tell for a field not read.
+fn truth(r: &Reference, views: &[Facts<'_>]) -> Option<bool> {
+    let mut unknown = false;
+    for facts in views {
+        match r.entry.script.eval(facts) {
+            Some(true) => return Some(true),
+            Some(false) => {}
+            None => unknown = true,
+        }
+    }
+    (!unknown).then_some(false)
+}
+
 /// One reference: a custom rule of the library, switched on with an effect (never `disable`).
 #[derive(Debug, Clone)]
 pub(super) struct Reference {
@@ -128,16 +142,42 @@ impl Custom {
 
     /// The first reference whose script is true for the event, seen as any of `views` (a launch
     /// of a script is also seen as the launch of its interpreter): the semantics of the spec, the
-    /// first true reference decides. `None`: no custom rule decides, the sections judge.
+    /// first true reference decides. `None`: no custom rule decides, the sections judge. A
+    /// reference that depends on a field not read (see [`Custom::needs`]) is taken the closed
+    /// way: true if it would object, false if it would allow.
     pub fn decide(&self, views: &[Facts<'_>]) -> Option<Matched<'_>> {
         self.references
             .iter()
-            .find(|r| views.iter().any(|facts| r.entry.script.matches(facts)))
+            .find(|r| match truth(r, views) {
+                Some(b) => b,
+                None => r.effect != CustomEffect::Allow,
+            })
             .map(|r| Matched {
                 name: &r.entry.name,
                 message: r.entry.message.as_deref(),
                 effect: r.effect,
             })
+    }
+
+    /// The fields not read yet (`Process::unread`) that deciding needs now: those of the first
+    /// reference, in order, that is undecided without them; none when the references are decided
+    /// (one is true, or all are false). Reading these and asking again reads only what the
+    /// decision depends on: a script `proc.name = "nc" and proc.user = "jake"` reads no user for
+    /// a launch of anything but nc.
+    pub fn needs(&self, views: &[Facts<'_>]) -> FieldSet {
+        for r in &self.references {
+            match truth(r, views) {
+                Some(true) => return FieldSet::default(),
+                Some(false) => {}
+                None => {
+                    let unread = views
+                        .iter()
+                        .fold(FieldSet::default(), |u, f| u.union(f.process.unread));
+                    return r.entry.script.fields().intersection(unread);
+                }
+            }
+        }
+        FieldSet::default()
     }
 }
 
@@ -479,6 +519,73 @@ impl DomainPattern {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Deciding with facts not read yet: `needs` asks for what the first undecided reference
+    /// reads, nothing once one is true or all are false; `decide` takes an undecided reference
+    /// the closed way.
+    #[test]
+    fn custom_rules_with_unread_facts() {
+        use crate::policy::custom::{Facts, Field, FieldSet, Kind, Process, Subject};
+        let policy = crate::policy::parse(
+            r#"{"customRules": [
+                {"name": "ok", "type": "processes", "script": "proc.name = \"mkdir\" and proc.pname = \"migrate\""},
+                {"name": "nc", "type": "processes", "script": "proc.name = \"nc\" and proc.user = \"jake\""},
+                {"name": "tty", "type": "processes", "script": "proc.interactive"}
+              ],
+              "rules": [{"name": "r", "customRules": [
+                {"name": "ok", "effect": "allow"}, {"name": "nc", "effect": "prevent"},
+                {"name": "tty", "effect": "alert"}]}]}"#,
+        )
+        .unwrap();
+        let custom = policy.rule_for("c", "i").unwrap().custom(Kind::Processes);
+        let unread = FieldSet::of(&[Field::ProcPname, Field::ProcUser, Field::ProcInteractive]);
+        let launch = |name: &str, unread: FieldSet| Process {
+            name: name.into(),
+            pname: "migrate".into(),
+            user: "jake".into(),
+            unread,
+            ..Process::default()
+        };
+        let of = |fields: &[Field]| FieldSet::of(fields);
+        let cases: &[(&str, FieldSet, FieldSet, Option<&str>)] = &[
+            // true calls for the interactive flag only, the earlier ones being false
+            ("true", unread, of(&[Field::ProcInteractive]), Some("tty")),
+            ("nc", unread, of(&[Field::ProcUser]), Some("nc")),
+            (
+                "nc",
+                of(&[Field::ProcPname, Field::ProcInteractive]),
+                FieldSet::default(),
+                Some("nc"),
+            ),
+            // an allow that cannot be told is not granted
+            ("mkdir", unread, of(&[Field::ProcPname]), Some("tty")),
+            (
+                "mkdir",
+                of(&[Field::ProcUser, Field::ProcInteractive]),
+                FieldSet::default(),
+                Some("ok"),
+            ),
+            (
+                "true",
+                of(&[Field::ProcPname, Field::ProcUser]),
+                FieldSet::default(),
+                None,
+            ),
+        ];
+        for (name, unread, needs, closed) in cases {
+            let p = launch(name, *unread);
+            let views = [Facts {
+                process: &p,
+                subject: Subject::Launch,
+            }];
+            assert_eq!(custom.needs(&views), *needs, "{name} {unread:?}");
+            assert_eq!(
+                custom.decide(&views).map(|m| m.name),
+                *closed,
+                "{name} {unread:?}"
+            );
+        }
+    }
 
     #[test]
     fn consequences_and_the_strictest_socket_effect() {

@@ -51,6 +51,11 @@ pub enum Trapped {
     /// Noted, not judged: after a chroot(2) paths mean something else for the caller, so the exec
     /// sensor looks up each caller's root from then on (and can skip it until then).
     Chroot,
+    /// Noted, not judged: `setuid`, `setreuid`, `setresuid` or `setfsuid`, the only ways a
+    /// process of the workload changes its uid (no_new_privs keeps set-user-ID programs from
+    /// doing it at exec). Until the first, every process has the command's uid, and custom rules
+    /// on `proc.uid` and `proc.user` need not look it up.
+    SetUid,
     /// A socket call that can reach the network (x86_64).
     Net(NetCall),
     /// `io_uring_setup`: io_uring's network operations never pass through seccomp.
@@ -223,6 +228,19 @@ const TABLE: &[Row] = &[
     row(AUDIT_ARCH_I386, 120, NEW_USER, Trapped::UserNamespace, Exec), // clone
     row(AUDIT_ARCH_I386, 435, Always, Trapped::Clone3, Exec),
     row(AUDIT_ARCH_I386, 61, Always, Trapped::Chroot, Exec),
+    // setuid, setreuid, setresuid, setfsuid; and for i386 their 16-bit and 32-bit forms.
+    row(AUDIT_ARCH_X86_64, 105, Always, Trapped::SetUid, Exec),
+    row(AUDIT_ARCH_X86_64, 113, Always, Trapped::SetUid, Exec),
+    row(AUDIT_ARCH_X86_64, 117, Always, Trapped::SetUid, Exec),
+    row(AUDIT_ARCH_X86_64, 122, Always, Trapped::SetUid, Exec),
+    row(AUDIT_ARCH_I386, 23, Always, Trapped::SetUid, Exec),
+    row(AUDIT_ARCH_I386, 70, Always, Trapped::SetUid, Exec),
+    row(AUDIT_ARCH_I386, 164, Always, Trapped::SetUid, Exec),
+    row(AUDIT_ARCH_I386, 138, Always, Trapped::SetUid, Exec),
+    row(AUDIT_ARCH_I386, 213, Always, Trapped::SetUid, Exec),
+    row(AUDIT_ARCH_I386, 203, Always, Trapped::SetUid, Exec),
+    row(AUDIT_ARCH_I386, 208, Always, Trapped::SetUid, Exec),
+    row(AUDIT_ARCH_I386, 215, Always, Trapped::SetUid, Exec),
     row(
         AUDIT_ARCH_X86_64,
         42,

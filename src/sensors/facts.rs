@@ -21,19 +21,36 @@ use crate::sys::socket::SocketKind;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Users {
     names: HashMap<u32, String>,
+    /// The uid of every process of the workload, as long as none has called a setuid-family call
+    /// (`Trapped::SetUid`, noted before it happens): the command's, which no_new_privs keeps
+    /// any exec from changing. `None` from the first such call on: each is looked up.
+    common_uid: Option<u32>,
 }
 
 impl Users {
     /// /etc/passwd as it is now; unreadable or missing (a distroless image), every user is its
     /// number.
+    /// The command, started by this process, has its effective uid.
     pub fn load() -> Users {
-        match std::fs::read_to_string("/etc/passwd") {
+        let users = match std::fs::read_to_string("/etc/passwd") {
             Ok(text) => Users::parse(&text),
             Err(e) => {
                 log::debug!("/etc/passwd: {e}: users are named by their uid");
                 Users::default()
             }
+        };
+        // Not known (cannot be: getresuid does not fail): every uid is looked up, as after a
+        // setuid.
+        let own = crate::sys::creds::current().ok().map(|c| c.uids.effective);
+        Users {
+            common_uid: own,
+            ..users
         }
+    }
+
+    /// A process is about to change its uid: look every uid up from now on.
+    pub fn note_setuid(&mut self) {
+        self.common_uid = None;
     }
 
     /// The entries of passwd(5) text, `name:password:uid:...`; a line that is not one is skipped.
@@ -53,7 +70,10 @@ impl Users {
                 names.entry(uid).or_insert_with(|| name.to_string());
             }
         }
-        Users { names }
+        Users {
+            names,
+            common_uid: None,
+        }
     }
 
     /// `proc.user`: the name of `uid`, else its number as text.
@@ -131,7 +151,13 @@ fn identity(
 ) -> io::Result<Option<u32>> {
     let want_uid = needs(fields, &[Field::ProcUser, Field::ProcUid]);
     let mut ppid = None;
-    if want_uid || want_ppid {
+    if let (true, false, Some(uid)) = (want_uid, want_ppid, users.common_uid) {
+        // No process has changed its uid: it is the command's, nothing to look up.
+        p.uid = uid;
+        if fields.contains(Field::ProcUser) {
+            p.user = users.name(uid);
+        }
+    } else if want_uid || want_ppid {
         let (uid, parent) = match pidfd::info(tid) {
             Ok(info) => (Some(info.euid), Some(info.ppid)),
             Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTTY | libc::EINVAL)) => {
@@ -184,22 +210,41 @@ pub fn of_caller(tid: u32, fields: FieldSet, users: &Users) -> io::Result<Proces
     Ok(p)
 }
 
-/// The facts a launch by thread `tid` shares in all its views: the launching program
-/// (`proc.pname`, `proc.ppath`: the caller's image) and the identity the new program starts
-/// with. The effective uid is the caller's: no_new_privs is set on the whole workload
+/// Reads into `p` the facts of `wanted` that a launch by thread `tid` shares in all its views: the
+/// launching program (`proc.pname`, `proc.ppath`: the caller's image) and the identity the new
+/// program starts with; they are no longer `unread`. The effective uid is the caller's: no_new_privs is set on the whole workload
 /// (seccomp::install sets it before the filter, and it is inherited and cannot be unset), so a
 /// set-user-ID or file-capability bit does not change credentials at exec
 /// (bprm_fill_uid, cap_bprm_creds_from_file); and the terminal is the caller's process's, which
 /// the exec stop checks again.
-pub fn of_launcher(tid: u32, fields: FieldSet, users: &Users) -> io::Result<Process> {
-    let mut p = Process::default();
-    identity(tid, fields, users, &mut p, false)?;
-    if needs(fields, &[Field::ProcPname, Field::ProcPpath]) {
+pub fn read_launcher(tid: u32, wanted: FieldSet, users: &Users, p: &mut Process) -> io::Result<()> {
+    let wanted = wanted.intersection(LAUNCHER);
+    identity(tid, wanted, users, p, false)?;
+    if needs(wanted, &[Field::ProcPname, Field::ProcPpath]) {
         let exe = procfs::exe(tid)?;
         p.pname = file_name(&exe);
         p.ppath = exe.display().to_string();
     }
-    Ok(p)
+    p.unread = p.unread.without(wanted);
+    Ok(())
+}
+
+/// The fields [`read_launcher`] reads; the others of a launch are the launch's own.
+const LAUNCHER: FieldSet = FieldSet::of(&[
+    Field::ProcPname,
+    Field::ProcPpath,
+    Field::ProcUser,
+    Field::ProcUid,
+    Field::ProcInteractive,
+]);
+
+/// The launcher's facts before any is read: those of `fields` that [`read_launcher`] reads, all
+/// unread, so that only what a decision turns out to depend on is read (`Custom::needs`).
+pub fn unread_launcher(fields: FieldSet) -> Process {
+    Process {
+        unread: fields.intersection(LAUNCHER),
+        ..Process::default()
+    }
 }
 
 /// The views of a launch custom rules judge (pure): the file launched, named as executed (what
@@ -438,6 +483,22 @@ mod tests {
         );
     }
 
+    /// Until a process of the workload calls setuid, every uid is the command's, and nothing is
+    /// looked up (a thread that does not exist is not asked); after it, each is.
+    #[test]
+    fn the_common_uid_until_a_setuid() {
+        let mut users = Users::parse("app:x:1000:1000::/app:/bin/sh\n");
+        users.common_uid = Some(1000);
+        let fields = FieldSet::of(&[Field::ProcUser, Field::ProcUid]);
+        let gone = u32::MAX / 2;
+        let mut p = unread_launcher(fields);
+        read_launcher(gone, fields, &users, &mut p).unwrap();
+        assert_eq!((p.uid, p.user.as_str(), p.unread), (1000, "app", FieldSet::default()));
+        users.note_setuid();
+        let mut p = unread_launcher(fields);
+        assert!(read_launcher(gone, fields, &users, &mut p).is_err());
+    }
+
     #[test]
     fn reads_its_own_facts() {
         let me = std::process::id();
@@ -452,9 +513,7 @@ mod tests {
             Field::ProcUid,
             Field::ProcInteractive,
         ];
-        let fields = all
-            .iter()
-            .fold(FieldSet::default(), |s, f| s.union(FieldSet::of(*f)));
+        let fields = FieldSet::of(&all);
         let p = of_caller(me, fields, &users).unwrap();
         let exe = std::env::current_exe().unwrap();
         assert_eq!(p.path, exe.display().to_string());
@@ -469,7 +528,13 @@ mod tests {
             of_caller(me, FieldSet::default(), &users).unwrap(),
             Process::default()
         );
-        let l = of_launcher(me, fields, &users).unwrap();
+        // The launcher's facts: all unread at first, then only what is asked for is read.
+        let mut l = unread_launcher(fields);
+        assert_eq!(l.unread, fields.without(FieldSet::of(&all[..3])));
+        read_launcher(me, FieldSet::of(&[Field::ProcPpath]), &users, &mut l).unwrap();
         assert_eq!((l.ppath.as_str(), l.name.as_str()), (p.path.as_str(), ""));
+        assert!(!l.unread.contains(Field::ProcPpath) && l.unread.contains(Field::ProcUid));
+        read_launcher(me, l.unread, &users, &mut l).unwrap();
+        assert_eq!((l.uid, l.unread), (p.uid, FieldSet::default()));
     }
 }

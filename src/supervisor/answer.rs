@@ -43,8 +43,9 @@ impl Supervisor {
             // SAFETY: TOCTOU, not memory: no decision here rests on the caller's memory. Either
             // nothing is enforced for processes (no rule, or neither a `processes` section nor a
             // custom rule on launches that can object), or a launch that could not be inspected
-            // under `alert`, which must never break a workload; or the call is a chroot, which is
-            // only noted (before it happens) and allowed whatever its argument; or the exec was
+            // under `alert`, which must never break a workload; or the call is a chroot or a
+            // setuid-family call, which is only noted (before it happens) and allowed whatever its
+            // arguments; or the exec was
             // decided under a deny list and custom rules that only allow or alert
             // (`Rule::launch_verification` is `disable`). A deny list names files; a caller able
             // to swap the path after the check could as well copy, link or memfd-load the denied

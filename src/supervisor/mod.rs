@@ -274,10 +274,39 @@ enum Argv {
 struct LaunchFacts {
     /// The new program's whole argv, when a script reads `proc.cmdline`.
     argv: Option<Vec<Vec<u8>>>,
-    /// What every view of the launch shares: the launching program, the uid, the terminal.
+    /// What every view of the launch shares: the launching program, the uid, the terminal; read
+    /// only as the decision needs them (`Process::unread`).
     launcher: Process,
-    /// Whether `proc.interactive` was read (`launcher.interactive` is then a fact).
+    /// Whether a script reads `proc.interactive`: if it was read for the decision, the exec stop
+    /// checks it.
     interactive: bool,
+}
+
+impl LaunchFacts {
+    /// The terminal the decision rested on, when it read it.
+    fn interactive(&self) -> Option<bool> {
+        (self.interactive && !self.launcher.unread.contains(Field::ProcInteractive))
+            .then_some(self.launcher.interactive)
+    }
+}
+
+/// The facts of a launch the custom rules of `rule` judge it on, when there are such rules and the
+/// launch's `argv` could be read if they need it: the launcher's facts are left unread, to be read
+/// as the decision needs them (`facts::read_launcher`).
+fn launch_facts(rule: &Rule, argv: Argv) -> Option<LaunchFacts> {
+    let custom = rule.custom(Kind::Processes);
+    let argv = match argv {
+        _ if custom.is_empty() => return None,
+        Argv::Unread => return None,
+        Argv::Unneeded => None,
+        Argv::Read(argv) => Some(argv),
+    };
+    let fields = custom.fields();
+    Some(LaunchFacts {
+        argv,
+        launcher: facts::unread_launcher(fields),
+        interactive: fields.contains(Field::ProcInteractive),
+    })
 }
 
 /// How an exec that may run proceeds: verified at its exec stop when the rule asks for it
@@ -290,9 +319,7 @@ fn proceed(rule: &Rule, launch: &Launch, facts: Option<&LaunchFacts>) -> Answer 
         return Answer::Unchecked;
     }
     let argv = facts.and_then(|f| f.argv.as_deref());
-    let interactive = facts
-        .filter(|f| f.interactive)
-        .map(|f| f.launcher.interactive);
+    let interactive = facts.and_then(LaunchFacts::interactive);
     let on_mismatch = OnMismatch {
         effect: verification,
         rule: rule.name().to_owned(),
@@ -649,6 +676,10 @@ impl Supervisor {
                 self.resolver.note_chroot();
                 Answer::Unchecked
             }
+            Some(Trapped::SetUid) => {
+                self.users.note_setuid();
+                Answer::Unchecked
+            }
             Some(Trapped::Net(call)) => self.on_net(&n, call),
             Some(Trapped::IoUringSetup) => self.refuse(&n, "io_uring_setup"),
             Some(Trapped::SourceRoute) => self.refuse(&n, "A source route (setsockopt)"),
@@ -713,23 +744,34 @@ impl Supervisor {
                 return Answer::Deny(errno);
             }
         };
-        // The custom rules' facts, all read here, before the id_valid checks below.
-        let facts = match self.launch_facts(n, rule, argv) {
-            Ok(f) => f,
-            Err(answer) => return answer,
-        };
-        let said = match &facts {
-            Some(f) => {
-                let views = facts::launch_views(&launch, f.argv.as_deref(), &f.launcher);
-                let views: Vec<Facts> = views
-                    .iter()
-                    .map(|process| Facts {
-                        process,
-                        subject: Subject::Launch,
-                    })
-                    .collect();
-                custom_rules(rule, &views)
-            }
+        // The custom rules' facts, read here as the decision needs them, before the id_valid
+        // checks below.
+        let mut facts = launch_facts(rule, argv);
+        let said = match facts.as_mut() {
+            Some(f) => loop {
+                let needed = {
+                    let views = facts::launch_views(&launch, f.argv.as_deref(), &f.launcher);
+                    let views: Vec<Facts> = views
+                        .iter()
+                        .map(|process| Facts {
+                            process,
+                            subject: Subject::Launch,
+                        })
+                        .collect();
+                    let needed = rule.custom(Kind::Processes).needs(&views);
+                    if needed.is_empty() {
+                        break custom_rules(rule, &views);
+                    }
+                    needed
+                };
+                // Each round reads at least one unread field, so this ends.
+                if let Err(e) = facts::read_launcher(n.pid, needed, &self.users, &mut f.launcher) {
+                    match self.unread_launch(n, rule, &e) {
+                        Ok(_) => break Said::Sections,
+                        Err(answer) => return answer,
+                    }
+                }
+            },
             None => Said::Sections,
         };
         let (effect, cause, process) = match said {
@@ -821,35 +863,6 @@ impl Supervisor {
             }
             Err(e) => self.unread_launch(n, rule, &e).map(|_| Argv::Unread),
         }
-    }
-
-    /// The facts the custom rules on launches of `rule` read (none is read without such rules):
-    /// the `argv` read before, and from /proc the caller's image, uid and terminal. `Ok(None)`:
-    /// the custom rules do not judge this launch (none in force, or the facts are unreadable and
-    /// the rules cannot object, see `unread_launch`).
-    fn launch_facts(
-        &mut self,
-        n: &Notification,
-        rule: &Rule,
-        argv: Argv,
-    ) -> Result<Option<LaunchFacts>, Answer> {
-        let custom = rule.custom(Kind::Processes);
-        let argv = match argv {
-            _ if custom.is_empty() => return Ok(None),
-            Argv::Unread => return Ok(None),
-            Argv::Unneeded => None,
-            Argv::Read(argv) => Some(argv),
-        };
-        let fields = custom.fields();
-        let launcher = match facts::of_launcher(n.pid, fields, &self.users) {
-            Ok(p) => p,
-            Err(e) => return self.unread_launch(n, rule, &e),
-        };
-        Ok(Some(LaunchFacts {
-            argv,
-            launcher,
-            interactive: fields.contains(Field::ProcInteractive),
-        }))
     }
 
     /// The facts custom rules judge a launch on could not be read (a caller of another uid

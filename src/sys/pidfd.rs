@@ -78,7 +78,13 @@ pub fn info(tid: u32) -> io::Result<Info> {
     };
     // SAFETY: the ioctl reads and writes at most `size_of::<PidfdInfo>()` bytes (the size is in
     // the request number) of `info`, which lives until the call returns.
-    cvt(unsafe { libc::ioctl(pidfd.as_raw_fd(), PIDFD_GET_INFO, &mut info as *mut PidfdInfo) })?;
+    cvt(unsafe {
+        libc::ioctl(
+            pidfd.as_raw_fd(),
+            PIDFD_GET_INFO,
+            &mut info as *mut PidfdInfo,
+        )
+    })?;
     if info.mask & PIDFD_INFO_PID_CREDS != PIDFD_INFO_PID_CREDS {
         return Err(io::Error::from_raw_os_error(libc::ENOTTY));
     }
@@ -176,10 +182,15 @@ mod tests {
             Err(e) => {
                 let release = nix::sys::utsname::uname().unwrap();
                 let release = release.release().to_string_lossy().into_owned();
-                let mut v = release.split(['.', '-']).map(|n| n.parse::<u32>().unwrap_or(0));
+                let mut v = release
+                    .split(['.', '-'])
+                    .map(|n| n.parse::<u32>().unwrap_or(0));
                 let version = (v.next().unwrap_or(0), v.next().unwrap_or(0));
                 assert!(version < (6, 13), "PIDFD_GET_INFO failed on {release}: {e}");
-                assert!(matches!(e.raw_os_error(), Some(libc::ENOTTY | libc::EINVAL)), "{e}");
+                assert!(
+                    matches!(e.raw_os_error(), Some(libc::ENOTTY | libc::EINVAL)),
+                    "{e}"
+                );
             }
         }
     }

@@ -133,23 +133,29 @@ impl Field {
 pub struct FieldSet(u16);
 
 impl FieldSet {
+    /// The set of these fields.
+    pub const fn of(fields: &[Field]) -> FieldSet {
+        let mut bits = 0;
+        let mut i = 0;
+        while i < fields.len() {
+            bits |= 1 << fields[i] as u16;
+            i += 1;
+        }
+        FieldSet(bits)
+    }
+
     pub fn contains(self, field: Field) -> bool {
         self.0 & (1 << field as u16) != 0
     }
 
-    fn insert(&mut self, field: Field) {
+    pub fn insert(&mut self, field: Field) {
         self.0 |= 1 << field as u16;
-    }
-
-    /// The set of one field.
-    pub fn of(field: Field) -> FieldSet {
-        FieldSet(1 << field as u16)
     }
 
     /// The `proc.*` fields of the set: the facts about a process, which the supervisor reads
     /// (the others are the event's own).
     pub fn process(self) -> FieldSet {
-        let mask = [
+        const PROCESS: FieldSet = FieldSet::of(&[
             Field::ProcName,
             Field::ProcPath,
             Field::ProcCmdline,
@@ -158,10 +164,18 @@ impl FieldSet {
             Field::ProcUser,
             Field::ProcUid,
             Field::ProcInteractive,
-        ]
-        .into_iter()
-        .fold(0, |m, f| m | 1 << f as u16);
-        FieldSet(self.0 & mask)
+        ]);
+        self.intersection(PROCESS)
+    }
+
+    /// The fields of this set that are not in `other`.
+    pub fn without(self, other: FieldSet) -> FieldSet {
+        FieldSet(self.0 & !other.0)
+    }
+
+    /// The fields in both sets.
+    pub fn intersection(self, other: FieldSet) -> FieldSet {
+        FieldSet(self.0 & other.0)
     }
 
     /// Whether every field of `other` is in this set.
@@ -180,7 +194,8 @@ impl FieldSet {
 
 /// The process an event is about: for a launch, the program being launched (its parent is the
 /// program launching it); for the other events, the calling program (and its parent process).
-/// Fields no script in force reads may be left empty.
+/// Fields no script in force reads may be left empty; fields not read yet are in `unread`, and a
+/// script that needs one of them is undecided until it is read ([`Script::eval`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Process {
     pub name: String,
@@ -191,6 +206,8 @@ pub struct Process {
     pub user: String,
     pub uid: u32,
     pub interactive: bool,
+    /// The `proc.` fields not read (yet): their values above mean nothing.
+    pub unread: FieldSet,
 }
 
 /// `net.protocol`.
@@ -511,20 +528,50 @@ impl Script {
         self.fields
     }
 
-    /// Whether the script is true for an event. An event of another type than the script's is
-    /// never judged by it.
-    pub fn matches(&self, facts: &Facts<'_>) -> bool {
-        facts.subject.kind() == self.kind && self.expr.eval(facts)
+    /// Whether the script is true for an event; `None` when that depends on a field not read
+    /// yet (`Process::unread`): `false and x` is false and `true or x` true whatever `x` is, so a
+    /// field is needed only where it can change the outcome (Kleene's three-valued logic). An
+    /// event of another type than the script's is never judged by it.
+    pub fn eval(&self, facts: &Facts<'_>) -> Option<bool> {
+        if facts.subject.kind() != self.kind {
+            return Some(false);
+        }
+        self.expr.eval(facts)
     }
 }
 
 impl Expr {
-    fn eval(&self, facts: &Facts<'_>) -> bool {
+    fn eval(&self, facts: &Facts<'_>) -> Option<bool> {
         let p = facts.process;
         match self {
-            Expr::Any(list) => list.iter().any(|e| e.eval(facts)),
-            Expr::All(list) => list.iter().all(|e| e.eval(facts)),
-            Expr::Not(e) => !e.eval(facts),
+            Expr::Any(list) => {
+                let mut unknown = false;
+                for e in list {
+                    match e.eval(facts) {
+                        Some(true) => return Some(true),
+                        Some(false) => {}
+                        None => unknown = true,
+                    }
+                }
+                (!unknown).then_some(false)
+            }
+            Expr::All(list) => {
+                let mut unknown = false;
+                for e in list {
+                    match e.eval(facts) {
+                        Some(false) => return Some(false),
+                        Some(true) => {}
+                        None => unknown = true,
+                    }
+                }
+                (!unknown).then_some(true)
+            }
+            Expr::Not(e) => e.eval(facts).map(|b| !b),
+            Expr::Str(field, _, _) | Expr::Int(field, _, _) | Expr::Bool(field, _)
+                if p.unread.contains(*field) =>
+            {
+                None
+            }
             Expr::Str(field, op, values) => {
                 let dns;
                 let text: &str = match (field, facts.subject) {
@@ -543,41 +590,41 @@ impl Expr {
                         &dns
                     }
                     // A field of another event type: compilation refuses it for the script's
-                    // type, and `matches` judges only events of that type.
-                    _ => return false,
+                    // type, and `eval` judges only events of that type.
+                    _ => return Some(false),
                 };
-                values.iter().any(|v| match op {
+                Some(values.iter().any(|v| match op {
                     StrOp::Eq => text == v,
                     StrOp::StartsWith => text.starts_with(v.as_str()),
                     StrOp::EndsWith => text.ends_with(v.as_str()),
                     StrOp::Contains => text.contains(v.as_str()),
-                })
+                }))
             }
             Expr::Int(field, op, values) => {
                 let n = match (field, facts.subject) {
                     (Field::ProcUid, _) => u64::from(p.uid),
                     (Field::NetOutgoingPort, Subject::Outgoing { port, .. })
                     | (Field::NetListeningPort, Subject::Listening { port, .. }) => u64::from(port),
-                    _ => return false,
+                    _ => return Some(false),
                 };
-                values.iter().any(|&v| match op {
+                Some(values.iter().any(|&v| match op {
                     IntOp::Eq => n == v,
                     IntOp::Gt => n > v,
                     IntOp::Lt => n < v,
                     IntOp::Ge => n >= v,
                     IntOp::Le => n <= v,
-                })
+                }))
             }
-            Expr::Bool(Field::ProcInteractive, want) => p.interactive == *want,
-            Expr::Bool(..) => false,
-            Expr::Addr(_, nets) => match facts.subject {
+            Expr::Bool(Field::ProcInteractive, want) => Some(p.interactive == *want),
+            Expr::Bool(..) => Some(false),
+            Expr::Addr(_, nets) => Some(match facts.subject {
                 // ::ffff:a.b.c.d is a.b.c.d, as the network section judges it.
                 Subject::Outgoing { ip, .. } => {
                     let ip = ip.to_canonical();
                     nets.iter().any(|net| net.contains(&ip))
                 }
                 _ => false,
-            },
+            }),
         }
     }
 }
@@ -596,6 +643,7 @@ mod tests {
             user: "jake".into(),
             uid: 1000,
             interactive: false,
+            unread: FieldSet::default(),
         }
     }
 
@@ -779,7 +827,36 @@ mod tests {
         ];
         for (kind, script, facts, want) in cases {
             let compiled = compile(*kind, script).unwrap_or_else(|e| panic!("{script}: {e:?}"));
-            assert_eq!(compiled.matches(facts), *want, "{script}");
+            assert_eq!(compiled.eval(facts), Some(*want), "{script}");
+        }
+    }
+
+    /// A field not read makes a script undecided only where it can change the outcome.
+    #[test]
+    fn unread_fields() {
+        let mut p = process();
+        for f in [Field::ProcUser, Field::ProcInteractive] {
+            p.unread.insert(f);
+        }
+        let launch = Facts {
+            process: &p,
+            subject: Subject::Launch,
+        };
+        let cases: &[(&str, Option<bool>)] = &[
+            (r#"proc.user = "jake""#, None),
+            (r#"not proc.user = "jake""#, None),
+            (r#"proc.name = "x" and proc.user = "jake""#, Some(false)),
+            (r#"proc.user = "jake" and proc.name = "x""#, Some(false)),
+            (r#"proc.name = "nc" and proc.user = "jake""#, None),
+            (r#"proc.name = "nc" or proc.interactive"#, Some(true)),
+            (r#"proc.interactive or proc.name = "nc""#, Some(true)),
+            (r#"proc.name = "x" or proc.interactive"#, None),
+            (r#"not (proc.name = "x" and proc.interactive)"#, Some(true)),
+            (r#"proc.uid = 1000"#, Some(true)),
+        ];
+        for (script, want) in cases {
+            let compiled = compile(Kind::Processes, script).unwrap();
+            assert_eq!(compiled.eval(&launch), *want, "{script}");
         }
     }
 
