@@ -159,9 +159,9 @@ impl Custom {
             })
     }
 
-    /// The fields not read yet (`Process::unread`) that deciding needs now: those of the first
-    /// reference, in order, that is undecided without them; none when the references are decided
-    /// (one is true, or all are false). Reading these and asking again reads only what the
+    /// The field not read yet (`Process::unread`) to read next: one of those the first undecided
+    /// reference reads ([`FieldSet::first`]: a field read may decide it without the others); none
+    /// when the references are decided (one is true, or all are false). Reading these and asking again reads only what the
     /// decision depends on: a script `proc.name = "nc" and proc.user = "jake"` reads no user for
     /// a launch of anything but nc.
     pub fn needs(&self, views: &[Facts<'_>]) -> FieldSet {
@@ -173,7 +173,7 @@ impl Custom {
                     let unread = views
                         .iter()
                         .fold(FieldSet::default(), |u, f| u.union(f.process.unread));
-                    return r.entry.script.fields().intersection(unread);
+                    return r.entry.script.fields().intersection(unread).first();
                 }
             }
         }

@@ -218,7 +218,16 @@ pub fn of_caller(tid: u32, fields: FieldSet, users: &Users) -> io::Result<Proces
 /// (bprm_fill_uid, cap_bprm_creds_from_file); and the terminal is the caller's process's, which
 /// the exec stop checks again.
 pub fn read_launcher(tid: u32, wanted: FieldSet, users: &Users, p: &mut Process) -> io::Result<()> {
-    let wanted = wanted.intersection(LAUNCHER);
+    // The fields read together: a uid and its name, an image's name and path.
+    let pairs = [
+        FieldSet::of(&[Field::ProcUser, Field::ProcUid]),
+        FieldSet::of(&[Field::ProcPname, Field::ProcPpath]),
+    ];
+    let wanted = pairs
+        .iter()
+        .filter(|pair| !pair.intersection(wanted).is_empty())
+        .fold(wanted, |w, pair| w.union(*pair))
+        .intersection(LAUNCHER);
     identity(tid, wanted, users, p, false)?;
     if needs(wanted, &[Field::ProcPname, Field::ProcPpath]) {
         let exe = procfs::exe(tid)?;
