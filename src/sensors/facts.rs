@@ -502,7 +502,10 @@ mod tests {
         let gone = u32::MAX / 2;
         let mut p = unread_launcher(fields);
         read_launcher(gone, fields, &users, &mut p).unwrap();
-        assert_eq!((p.uid, p.user.as_str(), p.unread), (1000, "app", FieldSet::default()));
+        assert_eq!(
+            (p.uid, p.user.as_str(), p.unread),
+            (1000, "app", FieldSet::default())
+        );
         users.note_setuid();
         let mut p = unread_launcher(fields);
         assert!(read_launcher(gone, fields, &users, &mut p).is_err());
