@@ -371,12 +371,7 @@ impl Supervisor {
             // No rule matches the container, and then nothing is audited; the log says it.
             return;
         }
-        self.sink.emit(Event::defender(
-            &self.scope,
-            audit::Effect::Alert,
-            in_force.rule_name(),
-            message,
-        ));
+        self.report(in_force.rule_name(), message);
     }
 
     /// `unshare` or `clone` of a new user namespace: refused (EPERM, and reported) unless the
@@ -395,12 +390,7 @@ impl Supervisor {
         log::warn!("{message}");
         let in_force = self.policy.current();
         if let Some(rule) = in_force.rule_name() {
-            self.sink.emit(Event::defender(
-                &self.scope,
-                audit::Effect::Alert,
-                Some(rule),
-                message,
-            ));
+            self.report(Some(rule), message);
         }
         Answer::Deny(libc::EPERM)
     }
@@ -413,25 +403,28 @@ impl Supervisor {
                 "Network and DNS enforcement is on (rule {}): io_uring_setup is refused, since io_uring's network operations would bypass every check",
                 rule.name()
             );
-            self.sink.emit(Event::defender(
-                &self.scope,
-                audit::Effect::Alert,
-                in_force.rule_name(),
-                message,
-            ));
+            self.report(in_force.rule_name(), message);
         }
     }
 
     fn degraded(&mut self, what: &str) {
         log::warn!("enforcement degraded: {what}");
         let in_force = self.policy.current();
-        let e = Event::defender(
-            &self.scope,
-            audit::Effect::Alert,
+        self.report(
             in_force.rule_name(),
             format!("Enforcement degraded: {what}"),
         );
-        self.sink.emit(e);
+    }
+
+    /// A `defender` event an operator must see (effect `alert`: the defender reports, it does not
+    /// act), naming the rule in force when there is one.
+    fn report(&mut self, rule: Option<&str>, message: String) {
+        self.sink.emit(Event::defender(
+            &self.scope,
+            audit::Effect::Alert,
+            rule,
+            message,
+        ));
     }
 
     /// The loop. Returns the status to exit with.
@@ -733,12 +726,7 @@ impl Supervisor {
                     let message = format!(
                         "Could not inspect a launch ({e}); it was let through because rule {rule_name} only alerts"
                     );
-                    self.sink.emit(Event::defender(
-                        &self.scope,
-                        audit::Effect::Alert,
-                        Some(&rule_name),
-                        message,
-                    ));
+                    self.report(Some(&rule_name), message);
                     return Answer::Unchecked;
                 }
                 return Answer::Deny(errno);
@@ -887,12 +875,7 @@ impl Supervisor {
                     rule.name()
                 );
                 log::warn!("{message}");
-                self.sink.emit(Event::defender(
-                    &self.scope,
-                    audit::Effect::Alert,
-                    Some(rule.name()),
-                    message,
-                ));
+                self.report(Some(rule.name()), message);
                 Ok(None)
             }
             Effect::Prevent | Effect::Block => {

@@ -18,7 +18,7 @@ use std::time::Instant;
 use super::Supervisor;
 use super::answer::{Answer, Attempts, Checked};
 use super::perform::{AsCaller, Caller, Perform};
-use crate::audit::{self, ActivityViolation, Event};
+use crate::audit::{ActivityViolation, Event};
 use crate::dns::forwarder::{Client, Forwarder};
 use crate::dns::{self, Finding};
 use crate::policy::custom::{FieldSet, Kind, Process};
@@ -231,12 +231,7 @@ impl Supervisor {
             return Answer::Deny(libc::EPERM);
         }
         let message = family::uninspectable_message(n.pid, &e.to_string(), rule.name());
-        self.sink.emit(Event::defender(
-            &self.scope,
-            audit::Effect::Alert,
-            Some(rule.name()),
-            message,
-        ));
+        self.report(Some(rule.name()), message);
         Answer::Unchecked
     }
 
@@ -442,12 +437,7 @@ impl Supervisor {
             Effect::Disable => Ok(None),
             Effect::Alert => {
                 let message = family::uninspectable_message(n.pid, &e.to_string(), rule.name());
-                self.sink.emit(Event::defender(
-                    &self.scope,
-                    audit::Effect::Alert,
-                    Some(rule.name()),
-                    message,
-                ));
+                self.report(Some(rule.name()), message);
                 Ok(None)
             }
             Effect::Prevent | Effect::Block => {
@@ -657,12 +647,7 @@ impl Supervisor {
         let process = super::caller_exe(n.pid);
         let message = family::bypass_message(what, &process, exec::process_of(n.pid));
         log::warn!("{message}");
-        self.sink.emit(Event::defender(
-            &self.scope,
-            audit::Effect::Alert,
-            in_force.rule_name(),
-            message,
-        ));
+        self.report(in_force.rule_name(), message);
         Answer::Deny(libc::EPERM)
     }
 }
