@@ -850,3 +850,37 @@ fn a_command_that_cannot_be_executed_is_126() {
     );
     assert!(!world.path("ran").exists(), "the non-executable script ran");
 }
+
+/// Every policy of the repository's `policies/` is valid, and the custom rules demo of
+/// docs/policy.md does what it says: `/bin/echo hello` runs, `/bin/echo --password secret` is
+/// refused by its arguments alone (a custom rule on `proc.cmdline`), and the shell goes on.
+#[test]
+fn the_repositorys_policies_are_valid_and_the_custom_rules_demo_works() {
+    let dir = repo_path("policies");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 3, "{files:?}");
+    for file in &files {
+        let out = check(file);
+        assert_eq!(code(&out), Some(0), "{}: {}", file.display(), stderr(&out));
+    }
+    let world = World::new();
+    let demo = repo_path("policies/custom-rules.json");
+    let script = r#"p=--pass; /bin/echo hello; /bin/echo ${p}word secret; echo "exit $?""#;
+    let out = output_within(&mut world.command(Some(&demo), &[], &["sh", "-c", script]));
+    assert_eq!(stdout(&out), "hello\nexit 126\n", "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("/bin/echo: Operation not permitted"),
+        "{}",
+        stderr(&out)
+    );
+    let events = world.audits_of("process");
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(events[0]["attack"], "customRule");
+    assert_eq!(events[0]["customRule"], "password on a command line");
+    assert_eq!(events[0]["cmdline"], "/bin/echo --password secret");
+}
