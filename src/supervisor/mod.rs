@@ -938,8 +938,9 @@ impl Supervisor {
         // thread's own (credentials are per thread and no_new_privs keeps the exec from changing
         // them); the launching program's image changes only by an exec of another thread, which
         // kills the waiting one (or by PR_SET_MM_EXE_FILE, which needs CAP_SYS_RESOURCE and
-        // replaces nothing the caller could not have run under that name anyway). Where tracing is unavailable this was reported as a degradation
-        // above.
+        // replaces nothing the caller could not have run under that name anyway). Facts a
+        // decision did not read could not have changed it (`Custom::needs`). Where tracing is
+        // unavailable this was reported as a degradation above.
         #[allow(unsafe_code)]
         let sent = unsafe { self.listener.continue_call(n.id) };
         if self.killable && self.watch.is_pending(tid) {
