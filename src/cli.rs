@@ -1,10 +1,14 @@
 //! The command line (docs/cli.md): every flag of `defender run` also has an environment variable,
 //! because in a Fargate task definition environment variables are how configuration travels.
+//! A variable set to the empty string counts as not set ([`parse`]): a task definition cannot
+//! unset a variable its image sets.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Arg, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+
+use crate::uplink::Ca;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -15,6 +19,26 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Parses the process's command line and environment. Every flag's environment variable that is
+/// set to the empty string is ignored, as if it were not set: clap would otherwise take "" as a
+/// value (a policy file named "", a token "").
+pub fn parse() -> Result<Cli, clap::Error> {
+    let matches = Cli::command()
+        .mut_args(unset_if_empty)
+        .mut_subcommands(|sub| sub.mut_args(unset_if_empty))
+        .try_get_matches()?;
+    Cli::from_arg_matches(&matches)
+}
+
+/// `arg` without its environment variable when that is set to the empty string.
+fn unset_if_empty(arg: Arg) -> Arg {
+    let empty = arg
+        .get_env()
+        .and_then(std::env::var_os)
+        .is_some_and(|value| value.is_empty());
+    if empty { arg.env(None) } else { arg }
 }
 
 // RunArgs is large next to the other variants; a command line is parsed once per process.
@@ -41,7 +65,9 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Local policy file; with a console too, it is the policy used until the console answers.
+    /// Local policy file. With --console too, the policy in force until the console answers is
+    /// the last console policy kept in the state directory, else this file, else the default
+    /// policy; the console's answer then replaces it.
     #[arg(long, env = "DEFENDER_POLICY", value_name = "PATH")]
     pub policy: Option<PathBuf>,
     /// Console base URL (http:// or https://).
@@ -55,12 +81,19 @@ pub struct RunArgs {
         hide_env_values = true
     )]
     pub token: Option<String>,
-    /// PEM file of the CA certificates to trust for an https:// console, instead of the public
-    /// roots.
-    #[arg(long, env = "DEFENDER_CONSOLE_CA", value_name = "FILE")]
-    pub console_ca: Option<PathBuf>,
+    /// The CA certificates to trust for an https:// console, instead of the public roots: a PEM
+    /// file, or the PEM text itself (a value starting with `-----BEGIN`).
+    #[arg(
+        long,
+        env = "DEFENDER_CONSOLE_CA",
+        value_name = "FILE|PEM",
+        hide_env_values = true
+    )]
+    pub console_ca: Option<Ca>,
     /// Where the last good console policy and the audit spool are kept [default:
-    /// /var/lib/defender if writable, else $TMPDIR/defender-CONTAINER].
+    /// /var/lib/defender if writable, else $TMPDIR/defender-CONTAINER]. When no directory is
+    /// writable (a read-only root file system), audits wait in memory (8 MiB, the oldest dropped
+    /// past it) and no console policy is kept for the next start.
     #[arg(long, env = "DEFENDER_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
     /// With --console: start COMMAND only once the console answered; exit 125 if it has not

@@ -6,9 +6,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use clap::Parser;
-
-use defender::cli::{Cli, Command, DockerfileCommand, FargateCommand, PolicyCommand, RunArgs};
+use defender::cli::{Command, DockerfileCommand, FargateCommand, PolicyCommand, RunArgs};
 use defender::exit::ExitStatus;
 use defender::supervisor::startup::{self, StartupError};
 use defender::{embed, input, logger, policy, supervisor, sys};
@@ -34,7 +32,7 @@ fn subcommand() -> ExitStatus {
         eprintln!("defender: error: restoring the signal mask: {e}");
         return ExitStatus::Failure;
     }
-    let cli = match Cli::try_parse() {
+    let cli = match defender::cli::parse() {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();

@@ -1,8 +1,10 @@
 //! A defender connected to the real console (`--console`): the console's policy is enforced and
 //! replaced while the command runs; audits reach the console exactly once across a console crash;
 //! a cached policy (from this console only) or a wait covers a console that is down at start; a
-//! refused token is said so; HTTPS with a custom CA; events too big for the console, or refused by
-//! it, cost no other event.
+//! token refused at start stops the defender (125), one refused later is said once each way while
+//! the policy stays; with no writable state directory audits wait in memory; HTTPS with a custom
+//! CA, from a file or as PEM text; events too big for the console, or refused by it, cost no other
+//! event.
 
 mod common;
 
@@ -353,54 +355,45 @@ fn with_the_wait_option_the_command_starts_only_once_the_console_answers() {
     c.kill();
 }
 
+/// Console flags with this defender token.
+fn tokens(defender: &str) -> [String; 4] {
+    [
+        "--admin-token",
+        console::ADMIN,
+        "--defender-token",
+        defender,
+    ]
+    .map(str::to_owned)
+}
+
 #[test]
-fn a_refused_token_is_said_so_and_reaches_the_console_later() {
+fn a_token_refused_at_start_is_a_configuration_error_said_later_to_the_console() {
     let w = World::new();
     let state = w.path("state");
     let data = w.path("data");
-    let tokens = |defender: &str| {
-        [
-            "--admin-token",
-            console::ADMIN,
-            "--defender-token",
-            defender,
-        ]
-        .map(str::to_owned)
-    };
     let mut c = Console::start_with(&data, "127.0.0.1:0", &tokens("another-token"));
 
-    // Without a wait: the command runs under the fallback, and the event says why.
-    let out = run_against(&w, &c.url(), &state, &[], "true");
-    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
-    let said = console::defender_events(&w, "refused the token (HTTP 401");
-    assert_eq!(said.len(), 1, "{:?}", w.audits());
-    assert!(
-        said[0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("enforcing the default policy"),
-        "{said:?}"
-    );
-    assert!(console::defender_events(&w, "unreachable").is_empty());
-
-    // With a wait: waiting does not change a refusal; the command does not start, and the
-    // reason waits in the spool.
-    let out = run_against(
-        &w,
-        &c.url(),
-        &state,
-        &["--wait-for-console", "600"],
-        "touch ran",
-    );
-    assert_eq!(out.status.code(), Some(125), "{}", common::stderr(&out));
-    assert!(!w.path("ran").exists());
-    let err = common::stderr(&out);
-    assert!(
-        err.contains("refused the token (HTTP 401")
-            && err.contains("the command was not started")
-            && !err.contains("did not answer"),
-        "{err}"
-    );
+    // With or without a wait: exit 125 before the command starts, naming the token's variable and
+    // the console that refused it; not the default policy in silence.
+    for extra in [&[][..], &["--wait-for-console", "600"]] {
+        let out = run_against(&w, &c.url(), &state, extra, "touch ran");
+        assert_eq!(out.status.code(), Some(125), "{}", common::stderr(&out));
+        assert!(!w.path("ran").exists());
+        let err = common::stderr(&out);
+        let named = format!(
+            "Console {} refused the token given in --token (DEFENDER_TOKEN) (HTTP 401",
+            c.url()
+        );
+        assert!(
+            err.contains(&named)
+                && err.contains("the command was not started")
+                && !err.contains("did not answer"),
+            "{err}"
+        );
+    }
+    let said = console::defender_events(&w, "refused the token given in --token");
+    assert_eq!(said.len(), 2, "{:?}", w.audits());
+    assert!(console::defender_events(&w, "enforcing").is_empty());
     let not_started = |c: &Console| {
         c.audits("type=defender&limit=10000")
             .into_iter()
@@ -413,12 +406,97 @@ fn a_refused_token_is_said_so_and_reaches_the_console_later() {
             .count()
     };
 
-    // The console takes the token now: the next run with this state delivers that event.
+    // The console takes the token now: the next run with this state delivers those events.
     c.kill();
     let c = Console::start_with(&data, &c.addr, &tokens(DEFENDER));
     let out = run_against(&w, &c.url(), &state, &[], "true");
     assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
-    assert_eq!(not_started(&c), 1, "{:?}", c.audits("limit=10000"));
+    assert_eq!(not_started(&c), 2, "{:?}", c.audits("limit=10000"));
+}
+
+#[test]
+fn a_token_refused_while_running_keeps_the_policy_and_is_said_once_each_way() {
+    let w = World::new();
+    let data = w.path("data");
+    let mut c = Console::start_with(&data, "127.0.0.1:0", &tokens(DEFENDER));
+    let revision = c.put_policy(&deny("no mkdir", "mkdir"));
+    let child = start_trying(&w, &c);
+    let applied = format!("Policy revision {revision} from the console applied");
+    assert!(wait_until(HANG_GUARD, || {
+        console::defender_events(&w, &applied).len() == 1
+    }));
+
+    // The console now refuses the token (its defender token changed): the policy stays, and the
+    // change is said once, however many polls, heartbeats and deliveries are refused.
+    c.kill();
+    let mut c = Console::start_with(&data, &c.addr, &tokens("another-token"));
+    let refused = || console::defender_events(&w, "refused the token (HTTP 401");
+    assert!(
+        wait_until(HANG_GUARD, || !refused().is_empty()),
+        "{:?}",
+        w.audits()
+    );
+    let seen = tries(&w).len();
+    assert!(wait_until(HANG_GUARD, || tries(&w).len() >= seen + 5));
+    assert!(
+        refused()[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("policy revision {revision} stays in force")),
+        "{:?}",
+        refused()
+    );
+
+    // Accepted again: said once; the audits kept meanwhile reach the console.
+    c.kill();
+    let c = Console::start_with(&data, &c.addr, &tokens(DEFENDER));
+    let accepted = || console::defender_events(&w, "accepts the token again");
+    assert!(
+        wait_until(HANG_GUARD, || !accepted().is_empty()),
+        "{:?}",
+        w.audits()
+    );
+    std::fs::write(w.path("stop"), "").unwrap();
+    let out = finish_within(child, HANG_GUARD);
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    assert_eq!(
+        (refused().len(), accepted().len()),
+        (1, 1),
+        "{:?}",
+        w.audits()
+    );
+    let all = tries(&w);
+    assert!(all.iter().all(|t| t.ends_with("denied")), "{all:?}");
+    assert!(wait_until(HANG_GUARD, || {
+        c.audits("type=process&limit=10000").len() == all.len()
+    }));
+}
+
+#[test]
+fn with_no_writable_state_directory_audits_wait_in_memory() {
+    let w = World::new();
+    let c = Console::start(&w.path("data"));
+    c.put_policy(&deny("no mkdir", "mkdir"));
+    // Nothing can be made under /proc, whoever runs the test.
+    let state = Path::new("/proc/defender-state");
+    let out = run_against(&w, &c.url(), state, &[], "mkdir made");
+    assert_eq!(out.status.code(), Some(126), "{}", common::stderr(&out));
+    assert!(!w.path("made").exists());
+    let said = console::defender_events(&w, "No writable state directory");
+    assert_eq!(said.len(), 1, "{:?}", w.audits());
+    let message = said[0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("/proc/defender-state: ")
+            && message.contains("in memory (8 MiB in memory, the oldest dropped past it)")
+            && message.contains("no console policy is kept"),
+        "{message}"
+    );
+    assert!(wait_until(HANG_GUARD, || c.audits("type=process").len() == 1));
+    assert!(wait_until(HANG_GUARD, || {
+        c.audits("type=defender&limit=1000")
+            .iter()
+            .any(|e| e["message"] == message)
+    }));
 }
 
 #[test]
@@ -459,6 +537,39 @@ fn https_with_a_custom_ca() {
         w.audits()
     );
     assert!(wait_until(HANG_GUARD, || c.audits("type=process").len() == 1));
+
+    // The PEM text itself in DEFENDER_CONSOLE_CA (a task definition carries no files) does the
+    // same as the file.
+    let pem = std::fs::read_to_string(&ca).unwrap();
+    let out = common::output_within(
+        console::defender(
+            &w,
+            &c.url(),
+            &w.path("state-pem"),
+            &[],
+            &["sh", "-c", "mkdir over-tls"],
+        )
+        .env("DEFENDER_CONSOLE_CA", &pem),
+    );
+    assert_eq!(out.status.code(), Some(126), "{}", common::stderr(&out));
+    assert!(!w.path("over-tls").exists());
+    assert_eq!(
+        console::defender_events(&w, &applied).len(),
+        2,
+        "{:?}",
+        w.audits()
+    );
+    assert!(wait_until(HANG_GUARD, || c.audits("type=process").len() == 2));
+    // The text is not shown back (nor taken for a file) when it holds no certificate.
+    let out = common::output_within(
+        console::defender(&w, &c.url(), &w.path("state-pem"), &[], &["true"]).env(
+            "DEFENDER_CONSOLE_CA",
+            "-----BEGIN CERTIFICATE-----\nnot base64\n",
+        ),
+    );
+    assert_eq!(out.status.code(), Some(125), "{}", common::stderr(&out));
+    let err = common::stderr(&out);
+    assert!(err.contains("--console-ca (PEM text): "), "{err}");
 
     // Without the CA the console's certificate is not trusted: it counts as unreachable.
     let out = common::output_within(&mut console::defender(

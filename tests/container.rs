@@ -10,6 +10,10 @@
 //! Each time the audits show mkdir prevented, and `docker stop` ends the container through the
 //! defender's signal forwarding: the script's TERM trap runs and the status is 143; a container
 //! docker had to kill after its timeout would show 137.
+//!
+//! The embedded image also runs hardened as Fargate tasks are (a read-only root file system, a
+//! user that is not root) against a console: it starts, enforces the console's policy, and its
+//! audits, kept in memory, reach the console.
 
 mod common;
 
@@ -17,6 +21,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use common::console::{self, Console};
 use common::docker::{Docker, static_binary, static_busybox};
 use common::{HANG_GUARD, repo_path, require, wait_until};
 
@@ -341,4 +346,69 @@ fn dockerfile_example_builds_and_runs_protected() {
     );
     assert_defender_is_pid1_under_docker_seccomp(&s);
     assert_mkdir_prevented_and_stopped_gracefully(&s, "unknown");
+}
+
+#[test]
+fn a_read_only_root_file_system_and_a_user_with_a_console_start_and_enforce() {
+    let _one = exclusive();
+    let docker = Docker::new();
+    let ctx = context();
+    build(&docker, ctx.path(), Some("defender"), "carrier");
+    let image = build(&docker, ctx.path(), None, "example");
+    let data = tempfile::tempdir().unwrap();
+    let c = Console::start(&data.path().join("data"));
+    c.put_policy(&std::fs::read_to_string(repo_path(POLICY)).unwrap());
+    let resolv = resolv_conf(ctx.path());
+    let env_console = format!("DEFENDER_CONSOLE={}", c.url());
+    let env_token = format!("DEFENDER_TOKEN={}", console::DEFENDER);
+    // The host's network, where the console listens on 127.0.0.1; DNS still goes to 127.0.0.1.
+    // The image's DEFENDER_POLICY is emptied, as a task definition does to unset it: the console's
+    // policy is the one in force.
+    let s = run_and_stop(
+        &docker,
+        &[
+            "--read-only",
+            "--user",
+            "1000:1000",
+            "--cap-drop",
+            "ALL",
+            "--cap-add",
+            "SYS_PTRACE",
+            "--network",
+            "host",
+            "-v",
+            &resolv,
+            "-e",
+            "DEFENDER_CONTAINER=twistlock-fargate-task",
+            "-e",
+            "DEFENDER_POLICY=",
+            "-e",
+            &env_console,
+            "-e",
+            &env_token,
+            &image,
+        ],
+    );
+    let all = format!("stdout:\n{}\nstderr:\n{}", s.stdout, s.stderr);
+    assert_defender_is_pid1_under_docker_seccomp(&s);
+    assert_mkdir_prevented_and_stopped_gracefully(&s, "unknown");
+    let memory: Vec<Value> = s
+        .audits("defender")
+        .into_iter()
+        .filter(|e| {
+            let m = e["message"].as_str().unwrap_or_default();
+            m.starts_with("No writable state directory (") && m.contains("Read-only file system")
+        })
+        .collect();
+    assert_eq!(memory.len(), 1, "{all}");
+    // Delivered from memory: the prevention and the event saying where the audits waited.
+    assert!(
+        wait_until(HANG_GUARD, || c.audits("type=process").len() == 1),
+        "{all}"
+    );
+    assert!(wait_until(HANG_GUARD, || {
+        c.audits("type=defender&limit=1000")
+            .iter()
+            .any(|e| e["message"] == memory[0]["message"])
+    }));
 }

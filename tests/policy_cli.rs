@@ -1,7 +1,8 @@
 //! The policy on the command line (docs/cli.md and docs/policy.md): `defender policy
 //! check`, `defender policy default`, `defender run` refusing an invalid policy or bad flags (125,
-//! COMMAND never started), the compiled-in default policy in force without `--policy`, and the
-//! 126/127 statuses for a COMMAND that cannot be executed or does not exist.
+//! COMMAND never started), the compiled-in default policy in force without `--policy`, the
+//! 126/127 statuses for a COMMAND that cannot be executed or does not exist, `DEFENDER_*`
+//! variables set to "" counting as not set, and the order of policy sources `--help` states.
 
 mod common;
 
@@ -883,4 +884,87 @@ fn the_repositorys_policies_are_valid_and_the_custom_rules_demo_works() {
     assert_eq!(events[0]["attack"], "customRule");
     assert_eq!(events[0]["customRule"], "password on a command line");
     assert_eq!(events[0]["cmdline"], "/bin/echo --password secret");
+}
+
+/// Every variable of `defender run`, with a value it refuses (proving the variable is read) or
+/// `None` when no value of it alone is refused.
+const RUN_VARIABLES: [(&str, Option<&str>); 12] = [
+    ("DEFENDER_POLICY", Some("/nonexistent/policy.json")),
+    ("DEFENDER_CONSOLE", Some("http://127.0.0.1:1")),
+    ("DEFENDER_TOKEN", Some("a-token")),
+    ("DEFENDER_CONSOLE_CA", None),
+    ("DEFENDER_STATE_DIR", None),
+    ("DEFENDER_WAIT_FOR_CONSOLE", Some("soon")),
+    ("DEFENDER_CONTAINER", None),
+    ("DEFENDER_IMAGE", None),
+    ("DEFENDER_AUDIT_FILE", None),
+    ("DEFENDER_LOG", Some("loud")),
+    ("DEFENDER_GRACE_PERIOD", Some("soon")),
+    ("DEFENDER_KEEP_CAPABILITIES", Some("CAP_NOPE")),
+];
+
+#[test]
+fn every_defender_variable_set_to_the_empty_string_counts_as_not_set() {
+    let world = World::new();
+    let run = |vars: &[(&str, &str)]| {
+        let marker = world.path("command-ran");
+        let _ = std::fs::remove_file(&marker);
+        let script = format!("touch '{}'", marker.display());
+        let mut c = world.unnamed_command(None, &[], &["sh", "-c", &script]);
+        c.envs(vars.iter().copied());
+        let out = output_within(&mut c);
+        (out, marker.exists())
+    };
+    // Each kind: a path, a URL, a secret, a number, a name, a list; alone, then all at once.
+    for (var, bad) in RUN_VARIABLES {
+        let (out, ran) = run(&[(var, "")]);
+        assert_eq!(
+            (code(&out), ran),
+            (Some(0), true),
+            "{var}=: {}",
+            stderr(&out)
+        );
+        if let Some(bad) = bad {
+            let (out, ran) = run(&[(var, bad)]);
+            assert_eq!((code(&out), ran), (Some(125), false), "{var}={bad}");
+        }
+    }
+    let all: Vec<(&str, &str)> = RUN_VARIABLES.iter().map(|(v, _)| (*v, "")).collect();
+    let (out, ran) = run(&all);
+    assert_eq!((code(&out), ran), (Some(0), true), "{}", stderr(&out));
+    // The default names the container, not "": the events say the hostname.
+    assert!(
+        world
+            .audits_of("defender")
+            .iter()
+            .all(|e| e["container"] != "" && e["image"] == "unknown"),
+        "{:?}",
+        world.audits()
+    );
+
+    // An empty token with a console is no token: refused before anything starts, not sent.
+    let (out, ran) = run(&[
+        ("DEFENDER_CONSOLE", "http://127.0.0.1:1"),
+        ("DEFENDER_TOKEN", ""),
+    ]);
+    assert_eq!((code(&out), ran), (Some(125), false));
+    assert!(
+        stderr(&out).contains("--console needs --token (DEFENDER_TOKEN)"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn run_help_states_the_order_of_policy_sources() {
+    let (help, _) = defender_cli_ok(&["run", "--help"], None);
+    let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        help.contains(
+            "With --console too, the policy in force until the console answers is the last \
+             console policy kept in the state directory, else this file, else the default \
+             policy; the console's answer then replaces it"
+        ),
+        "{help}"
+    );
 }

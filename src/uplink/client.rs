@@ -1,11 +1,12 @@
 //! The HTTP side of the conversation with the console (`/api/v1`, defined in the console's issue): a
 //! blocking ureq agent over rustls (no OpenSSL: the binary stays static), the bearer token, and an
-//! optional CA file for consoles whose certificate no public root signs.
+//! optional CA (a file, or the PEM text itself) for consoles whose certificate no public root
+//! signs.
 //!
 //! Blocking calls on purpose: each uplink thread does one thing at a time, and ureq starts no
 //! thread of its own until a call is made (which happens after fork, see `supervisor::run`).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
@@ -28,13 +29,50 @@ pub enum SetupError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("--console-ca {}: {source}", path.display())]
-    CaInvalid {
-        path: PathBuf,
-        source: Box<ureq::Error>,
-    },
-    #[error("--console-ca {}: no PEM certificate in it", path.display())]
-    CaEmpty { path: PathBuf },
+    #[error("--console-ca {ca}: {source}")]
+    CaInvalid { ca: Ca, source: Box<ureq::Error> },
+    #[error("--console-ca {ca}: no PEM certificate in it")]
+    CaEmpty { ca: Ca },
+}
+
+/// The CAs to trust for an https:// console (`--console-ca`, `DEFENDER_CONSOLE_CA`): a PEM
+/// file, or the PEM text itself, because a Fargate task definition carries environment variables
+/// and secrets, not files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ca {
+    File(PathBuf),
+    Pem(String),
+}
+
+/// What starts the PEM text of a certificate; no file path a user would give starts with it.
+const PEM_START: &str = "-----BEGIN";
+
+impl Ca {
+    /// The flag's value: PEM text when it starts with `-----BEGIN` (after blanks, which a secret
+    /// pasted into a console often gains), else a file path.
+    pub fn parse(value: &std::ffi::OsStr) -> Ca {
+        match value.to_str() {
+            Some(text) if text.trim_start().starts_with(PEM_START) => Ca::Pem(text.to_owned()),
+            _ => Ca::File(value.into()),
+        }
+    }
+}
+
+/// How clap reads the flag.
+impl From<std::ffi::OsString> for Ca {
+    fn from(value: std::ffi::OsString) -> Ca {
+        Ca::parse(&value)
+    }
+}
+
+/// For messages: the file's path, or that it was PEM text (not repeated: it may be long).
+impl std::fmt::Display for Ca {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ca::File(path) => write!(f, "{}", path.display()),
+            Ca::Pem(_) => f.write_str("(PEM text)"),
+        }
+    }
 }
 
 /// A request that did not succeed.
@@ -81,7 +119,7 @@ pub struct Client {
 impl Client {
     /// A client for the console at `url` (its base URL), trusting only the certificates in `ca`
     /// when given, else the public web PKI roots compiled in.
-    pub fn new(url: &str, token: &str, ca: Option<&Path>) -> Result<Client, SetupError> {
+    pub fn new(url: &str, token: &str, ca: Option<&Ca>) -> Result<Client, SetupError> {
         let base = url.trim_end_matches('/').to_string();
         let valid = ["http://", "https://"]
             .iter()
@@ -90,7 +128,7 @@ impl Client {
             return Err(SetupError::Url { url: url.into() });
         }
         let roots = match ca {
-            Some(path) => RootCerts::new_with_certs(&read_ca(path)?),
+            Some(ca) => RootCerts::new_with_certs(&read_ca(ca)?),
             None => RootCerts::WebPki,
         };
         let agent = ureq::Agent::config_builder()
@@ -209,12 +247,14 @@ fn unquote(etag: &str) -> String {
         .to_string()
 }
 
-/// Every certificate in a PEM file.
-fn read_ca(path: &Path) -> Result<Vec<Certificate<'static>>, SetupError> {
-    let path = path.to_path_buf();
-    let pem = match std::fs::read(&path) {
-        Ok(pem) => pem,
-        Err(source) => return Err(SetupError::CaUnreadable { path, source }),
+/// Every certificate of the PEM file or text.
+fn read_ca(ca: &Ca) -> Result<Vec<Certificate<'static>>, SetupError> {
+    let pem = match ca {
+        Ca::File(path) => std::fs::read(path).map_err(|source| SetupError::CaUnreadable {
+            path: path.clone(),
+            source,
+        })?,
+        Ca::Pem(text) => text.as_bytes().to_vec(),
     };
     let mut certs = Vec::new();
     for item in ureq::tls::parse_pem(&pem) {
@@ -222,7 +262,7 @@ fn read_ca(path: &Path) -> Result<Vec<Certificate<'static>>, SetupError> {
             Ok(item) => item,
             Err(e) => {
                 return Err(SetupError::CaInvalid {
-                    path,
+                    ca: ca.clone(),
                     source: Box::new(e),
                 });
             }
@@ -233,7 +273,7 @@ fn read_ca(path: &Path) -> Result<Vec<Certificate<'static>>, SetupError> {
         }
     }
     if certs.is_empty() {
-        return Err(SetupError::CaEmpty { path });
+        return Err(SetupError::CaEmpty { ca: ca.clone() });
     }
     Ok(certs)
 }
@@ -241,6 +281,21 @@ fn read_ca(path: &Path) -> Result<Vec<Certificate<'static>>, SetupError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_ca_is_pem_text_when_it_starts_like_pem() {
+        for (value, pem) in [
+            ("/etc/ssl/ca.pem", false),
+            ("ca.pem", false),
+            ("-----BEGIN CERTIFICATE-----\nMII", true),
+            ("\n  -----BEGIN CERTIFICATE-----", true),
+            ("./-----BEGIN", false),
+        ] {
+            let ca = Ca::parse(value.as_ref());
+            assert_eq!(matches!(ca, Ca::Pem(_)), pem, "{value}");
+            assert_eq!(ca.to_string() == "(PEM text)", pem, "{value}");
+        }
+    }
 
     #[test]
     fn urls_and_etags() {
@@ -275,9 +330,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ca.pem");
         std::fs::write(&path, "not pem").unwrap();
-        let err = Client::new("https://c", "t", Some(&path)).err().unwrap();
+        let err = Client::new("https://c", "t", Some(&Ca::File(path)))
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("no PEM certificate"), "{err}");
-        let missing = Client::new("https://c", "t", Some(&dir.path().join("nope")))
+        // PEM text that holds no certificate (a key pasted by mistake) is named as text.
+        let key = Ca::parse("-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----\n".as_ref());
+        let err = Client::new("https://c", "t", Some(&key)).err().unwrap();
+        assert_eq!(
+            err.to_string(),
+            "--console-ca (PEM text): no PEM certificate in it"
+        );
+        let missing = Client::new("https://c", "t", Some(&Ca::File(dir.path().join("nope"))))
             .err()
             .unwrap();
         assert!(

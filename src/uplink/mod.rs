@@ -1,13 +1,15 @@
 //! The defender's side of the console (`--console URL --token T`): the policy fetched by long
 //! poll and applied atomically, the last good one kept on disk, audits shipped in batches through
-//! a spool on disk, heartbeats.
+//! a spool on disk, heartbeats. With no writable state directory (a read-only root file system)
+//! the spool is in memory and no policy is kept: the defender still starts.
 //!
 //! The order matters, because the supervisor forks and a fork needs a process with one thread:
 //! 1. [`Uplink::prepare`], before fork, starts no thread: state directory, spool, the policy to
 //!    start from (the cached one, else `--policy`, else the default).
 //! 2. [`Starter::run`], the supervisor's `after_fork`: first contact with the console (one bounded
 //!    attempt, or until `--wait-for-console` runs out), then the threads: policy feed, shipper,
-//!    heartbeat. The command's launch is decided only after this.
+//!    heartbeat. The command's launch is decided only after this; a token the console refuses
+//!    at this point stops it (a configuration error, not a reason to run unprotected).
 //! 3. [`Uplink::finish`], once the command is done: delivers what is left, within a bound.
 
 mod cache;
@@ -31,6 +33,7 @@ use crate::audit::{self, Event, Scope, Sink, SinkError, Tee};
 use crate::policy::live::Source;
 use crate::policy::{self, Live, Policy};
 use cache::Cache;
+pub use client::Ca;
 use client::{Client, ClientError, Fetched};
 use shipper::Msg;
 use spool::Spool;
@@ -40,6 +43,9 @@ use spool::Spool;
 const FIRST_CONTACT: Duration = Duration::from_secs(3);
 /// The spool's size on disk; past it the oldest undelivered events are dropped (and audited).
 const SPOOL_MAX_BYTES: u64 = 32 << 20;
+/// The spool's size in memory, when no directory is writable: the memory is the container's, so
+/// less than on disk; past it too the oldest are dropped (and audited).
+const MEMORY_SPOOL_MAX_BYTES: u64 = 8 << 20;
 /// Where the defender keeps its state when it may (otherwise a directory under $TMPDIR).
 const SYSTEM_STATE_DIR: &str = "/var/lib/defender";
 
@@ -47,8 +53,8 @@ const SYSTEM_STATE_DIR: &str = "/var/lib/defender";
 pub struct Config {
     pub console: String,
     pub token: String,
-    /// PEM file of the CAs to trust instead of the public roots.
-    pub ca: Option<PathBuf>,
+    /// The CAs to trust instead of the public roots.
+    pub ca: Option<Ca>,
     /// Where the cached policy and the spool live; `None`: [`default_state_dir`].
     pub state_dir: Option<PathBuf>,
     /// Do not start the command before the console answered, for at most this long.
@@ -63,8 +69,6 @@ pub struct Config {
 pub enum UplinkError {
     #[error(transparent)]
     Setup(#[from] client::SetupError),
-    #[error("state directory {path}: {source} (choose one with --state-dir)")]
-    StateDir { path: PathBuf, source: io::Error },
     #[error("state directory {path} is in use by another defender; give each its own --state-dir")]
     StateDirBusy { path: PathBuf },
     #[error(transparent)]
@@ -76,7 +80,8 @@ struct Shared {
     client: Client,
     live: Live,
     scope: Scope,
-    cache: Cache,
+    /// `None` when no directory is writable: no console policy is kept then.
+    cache: Option<Cache>,
     /// This run of the defender, in heartbeats.
     instance: String,
     link: Mutex<Link>,
@@ -84,8 +89,8 @@ struct Shared {
     /// the other); both append whole lines, so they never interleave.
     reports: Mutex<Sink>,
     /// Held while the defender runs: two defenders sharing a spool would overwrite each other's
-    /// batches.
-    _state_lock: Flock<File>,
+    /// batches. `None` with no state directory.
+    _state_lock: Option<Flock<File>>,
 }
 
 /// Why the command must not start after all, found once the defender is forked.
@@ -95,6 +100,12 @@ pub enum StartError {
     /// what the audit of it says).
     #[error("{message}")]
     NoConsole {
+        message: String,
+        source: ClientError,
+    },
+    /// The console refused the token at the first contact: a configuration error.
+    #[error("{message}")]
+    TokenRefused {
         message: String,
         source: ClientError,
     },
@@ -108,7 +119,17 @@ enum Link {
     Unknown,
     Up,
     Down,
-    Refused,
+    /// Refused with this HTTP status.
+    Refused(u16),
+}
+
+impl Link {
+    fn after(error: &ClientError) -> Link {
+        match error {
+            ClientError::Unreachable(_) => Link::Down,
+            ClientError::Refused { status, .. } => Link::Refused(*status),
+        }
+    }
 }
 
 impl Shared {
@@ -125,38 +146,52 @@ impl Shared {
         lock(&self.reports).emit(event);
     }
 
-    /// An exchange succeeded.
+    /// An exchange succeeded; the change from a failure is audited.
     fn reached(&self) {
         let was = std::mem::replace(&mut *lock(&self.link), Link::Up);
-        if matches!(was, Link::Down | Link::Refused) {
-            self.report(format!("Console {} reachable again", self.client.base()));
+        let console = self.client.base();
+        match was {
+            Link::Down => self.report(format!("Console {console} reachable again")),
+            Link::Refused(401 | 403) => {
+                self.report(format!("Console {console} accepts the token again"))
+            }
+            Link::Refused(_) => self.report(format!("Console {console} answers again")),
+            Link::Unknown | Link::Up => {}
         }
     }
 
-    /// An exchange failed; the first failure of a kind is audited.
+    /// An exchange failed; a change of state is audited, not every failure (each thread polls).
     fn missed(&self, error: &ClientError) {
-        let now = match error {
-            ClientError::Unreachable(_) => Link::Down,
-            ClientError::Refused { .. } => Link::Refused,
-        };
+        let now = Link::after(error);
         let was = std::mem::replace(&mut *lock(&self.link), now);
         if was == now {
             return;
         }
         let console = self.client.base();
+        let current = self.live.current();
+        let in_force = &current.source;
+        let kept = self.audits_kept();
         self.report(match error {
             ClientError::Unreachable(e) => format!(
-                "Console {console} unreachable ({e}): {} stays in force; audits are kept on disk until it answers",
-                self.live.current().source
+                "Console {console} unreachable ({e}): {in_force} stays in force; audits are kept {kept} until it answers",
             ),
-            ClientError::Refused { status, .. } => {
-                format!("Console {console} {} ({error})", refusal(*status))
-            }
+            ClientError::Refused { status, .. } => format!(
+                "Console {console} {} ({error}): {in_force} stays in force; audits are kept {kept} until it takes them",
+                refusal(*status)
+            ),
         });
     }
 
     fn is_down(&self) -> bool {
-        matches!(*lock(&self.link), Link::Down | Link::Refused)
+        matches!(*lock(&self.link), Link::Down | Link::Refused(_))
+    }
+
+    /// Where undelivered audits wait, for messages.
+    fn audits_kept(&self) -> &'static str {
+        match self.cache {
+            Some(_) => "on disk",
+            None => "in memory",
+        }
     }
 }
 
@@ -193,35 +228,33 @@ pub struct Starter {
 impl Uplink {
     /// Everything that needs no thread and no network (before fork).
     pub fn prepare(cfg: Config, scope: &Scope) -> Result<(Uplink, Starter), UplinkError> {
-        let client = Client::new(&cfg.console, &cfg.token, cfg.ca.as_deref())?;
+        let client = Client::new(&cfg.console, &cfg.token, cfg.ca.as_ref())?;
         let dir = cfg
             .state_dir
             .unwrap_or_else(|| default_state_dir(&scope.container));
-        let state_dir_error = |source| UplinkError::StateDir {
-            path: dir.clone(),
-            source,
+        let (state, no_state) = match open_state(&dir) {
+            Ok(state) => (Some(state), None),
+            Err(StateError::Busy) => return Err(UplinkError::StateDirBusy { path: dir }),
+            // A read-only root file system, or a volume the user may not write: the defender
+            // must start all the same (said once, below).
+            Err(StateError::Io(e)) => (None, Some(format!("{}: {e}", dir.display()))),
         };
-        create_private_dir(&dir).map_err(state_dir_error)?;
-        let state_lock = lock_state_dir(&dir).map_err(|e| match e {
-            Some(source) => state_dir_error(source),
-            None => UplinkError::StateDirBusy { path: dir.clone() },
-        })?;
-        let spool = Spool::open(&dir.join("spool"), SPOOL_MAX_BYTES).map_err(state_dir_error)?;
-        let cache = Cache::new(&dir);
-        let (policy, source, cache_note) = match cache.load(client.base()) {
-            Ok(Some(c)) => (
+        let (state_lock, spool, cache) = match state {
+            Some((lock, spool)) => (Some(lock), spool, Some(Cache::new(&dir))),
+            None => (None, Spool::in_memory(MEMORY_SPOOL_MAX_BYTES), None),
+        };
+        let cached = cache.as_ref().map(|c| c.load(client.base()));
+        let (policy, source, cache_note) = match cached {
+            None | Some(Ok(None)) => fallback(cfg.local, None),
+            Some(Ok(Some(c))) => (
                 c.policy,
                 Source::Cached {
                     revision: c.revision,
                 },
                 Some(format!("saved {}", c.saved_at)),
             ),
-            Ok(None) => fallback(cfg.local, None),
-            Err(e) => {
-                let problem = format!(
-                    "the cached policy {} is unusable: {e}",
-                    cache.path().display()
-                );
+            Some(Err(e)) => {
+                let problem = format!("the cached policy in {} is unusable: {e}", dir.display());
                 log::warn!("{problem}");
                 fallback(cfg.local, Some(problem))
             }
@@ -240,6 +273,12 @@ impl Uplink {
             reports: Mutex::new(reports),
             _state_lock: state_lock,
         });
+        if let Some(why) = no_state {
+            shared.report(format!(
+                "No writable state directory ({why}): audits wait for the console in memory ({}, the oldest dropped past it) and no console policy is kept for the next start",
+                spool.describe()
+            ));
+        }
         let starter = Starter {
             shared: shared.clone(),
             from_sinks,
@@ -275,7 +314,7 @@ impl Uplink {
 
 impl Starter {
     /// First contact with the console, then the threads. An error means the command must not
-    /// start (`--wait-for-console` ran out).
+    /// start (`--wait-for-console` ran out, or the console refused the token).
     pub fn run(self) -> Result<(), StartError> {
         let shared = &self.shared;
         let fetched = self.first_contact();
@@ -284,6 +323,19 @@ impl Starter {
                 shared.reached();
                 policy_feed::apply(shared, &revision, &document);
                 Some(revision)
+            }
+            Err(
+                e @ ClientError::Refused {
+                    status: 401 | 403, ..
+                },
+            ) => {
+                let message = format!(
+                    "Console {} refused the token given in --token (DEFENDER_TOKEN) ({e}): the command was not started; give the defender token of this console",
+                    shared.client.base()
+                );
+                shared.report(message.clone());
+                self.spool_reports();
+                return Err(StartError::TokenRefused { message, source: e });
             }
             Err(e) => {
                 let console = shared.client.base();
@@ -302,10 +354,7 @@ impl Starter {
                     self.spool_reports();
                     return Err(StartError::NoConsole { message, source: e });
                 }
-                *lock(&shared.link) = match e {
-                    ClientError::Unreachable(_) => Link::Down,
-                    ClientError::Refused { .. } => Link::Refused,
-                };
+                *lock(&shared.link) = Link::after(&e);
                 let mut message = format!(
                     "Console {console} {what}: enforcing {} until it answers",
                     shared.live.current().source
@@ -393,6 +442,22 @@ pub fn default_state_dir(container: &str) -> PathBuf {
         })
         .collect();
     std::env::temp_dir().join(format!("defender-{safe}"))
+}
+
+/// Why the state directory cannot be used.
+enum StateError {
+    /// Another defender holds its lock.
+    Busy,
+    /// It cannot be made, written or read.
+    Io(io::Error),
+}
+
+/// The state directory made and locked, and its spool opened.
+fn open_state(dir: &Path) -> Result<(Flock<File>, Spool), StateError> {
+    create_private_dir(dir).map_err(StateError::Io)?;
+    let lock = lock_state_dir(dir).map_err(|e| e.map_or(StateError::Busy, StateError::Io))?;
+    let spool = Spool::open(&dir.join("spool"), SPOOL_MAX_BYTES).map_err(StateError::Io)?;
+    Ok((lock, spool))
 }
 
 /// An exclusive lock on `DIR/lock` (close-on-exec, so the command never holds it); `Err(None)`

@@ -1,5 +1,6 @@
 //! The policy feed: a long poll on the console's policy that puts each new revision in force the
-//! moment it arrives (one atomic swap, see `policy::live`), keeps it on disk as the last good one,
+//! moment it arrives (one atomic swap, see `policy::live`), keeps it on disk as the last good one
+//! (when there is a state directory),
 //! and audits what happened. A revision that does not validate here is audited and ignored: the
 //! policy in force stays.
 
@@ -51,13 +52,13 @@ pub(super) fn apply(shared: &Shared, revision: &str, document: &str) {
                     revision: revision.into(),
                 },
             );
-            if let Err(e) = shared
-                .cache
-                .save(shared.client.base(), revision, &in_force.policy)
+            // Without a state directory nothing is kept (said once, at start).
+            if let Some(cache) = &shared.cache
+                && let Err(e) = cache.save(shared.client.base(), revision, &in_force.policy)
             {
                 log::warn!(
                     "cannot keep policy revision {revision} in {}: {e}",
-                    shared.cache.path().display()
+                    cache.path().display()
                 );
             }
             let rule = match in_force.rule_name() {

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::client::ClientError;
 use super::spool::{self, Spool};
-use super::{Backoff, SPOOL_MAX_BYTES, Shared};
+use super::{Backoff, Shared};
 use crate::audit::{Event, Tee};
 
 /// A batch is spooled when it has this many events or bytes, or when its first is this old.
@@ -172,8 +172,8 @@ impl Shipper {
         match self.spool.push(&lines) {
             Ok(0) => {}
             Ok(dropped) => self.shared.report(format!(
-                "Audit spool full ({} MiB): the {dropped} oldest undelivered events were dropped",
-                SPOOL_MAX_BYTES >> 20
+                "Audit spool full ({}): the {dropped} oldest undelivered events were dropped",
+                self.spool.describe()
             )),
             Err(e) => log::error!(
                 "cannot spool {} audit events: {e}; they were written locally only",
@@ -278,8 +278,12 @@ impl Shipper {
             std::thread::sleep(retry.saturating_duration_since(Instant::now()));
         }
         if !self.spool.is_empty() {
+            let fate = match self.spool.is_on_disk() {
+                true => "they stay in the spool for the next run",
+                false => "they are lost with the defender (no writable state directory)",
+            };
             log::warn!(
-                "{} audit events not delivered to the console; they stay in the spool for the next run",
+                "{} audit events not delivered to the console; {fate}",
                 self.spool.len()
             );
         }

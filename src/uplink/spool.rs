@@ -7,6 +7,9 @@
 //! leaves half of one; it is deleted once the console has stored it. When the spool is over its
 //! size, the oldest segments are dropped (and counted, for an audit saying so): the newest events
 //! are the ones an operator needs when the console returns.
+//!
+//! With no writable state directory (a read-only root file system) the same queue lives in memory:
+//! same bound and same dropping, but nothing survives the defender.
 
 use std::collections::VecDeque;
 use std::io;
@@ -20,10 +23,18 @@ struct Segment {
 }
 
 pub struct Spool {
-    dir: PathBuf,
+    store: Store,
     segments: VecDeque<Segment>,
     bytes: u64,
     max_bytes: u64,
+}
+
+/// Where the segments' texts are.
+enum Store {
+    /// One file per segment in this directory.
+    Disk(PathBuf),
+    /// The texts, in the order of `segments` (segments only ever leave from the front).
+    Memory(VecDeque<Vec<u8>>),
 }
 
 /// Some of the oldest segments, to be sent as one request.
@@ -69,11 +80,34 @@ impl Spool {
         }
         segments.sort_by_key(|s| s.seq);
         Ok(Spool {
-            dir: dir.to_path_buf(),
+            store: Store::Disk(dir.to_path_buf()),
             bytes: segments.iter().map(|s| s.bytes).sum(),
             segments: segments.into(),
             max_bytes,
         })
+    }
+
+    /// An empty spool in memory, for when no directory is writable.
+    pub fn in_memory(max_bytes: u64) -> Spool {
+        Spool {
+            store: Store::Memory(VecDeque::new()),
+            segments: VecDeque::new(),
+            bytes: 0,
+            max_bytes,
+        }
+    }
+
+    /// For messages: its bound and where it is, e.g. `32 MiB on disk`.
+    pub fn describe(&self) -> String {
+        let place = match self.store {
+            Store::Disk(_) => "on disk",
+            Store::Memory(_) => "in memory",
+        };
+        format!("{} MiB {place}", self.max_bytes >> 20)
+    }
+
+    pub fn is_on_disk(&self) -> bool {
+        matches!(self.store, Store::Disk(_))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -99,10 +133,9 @@ impl Spool {
         let bytes = text.len() as u64;
         let mut dropped = 0;
         while self.bytes + bytes > self.max_bytes
-            && let Some(oldest) = self.segments.pop_front()
+            && let Some(oldest) = self.segments.front().copied()
         {
-            std::fs::remove_file(self.path(&oldest))?;
-            self.bytes -= oldest.bytes;
+            self.remove_oldest(&oldest)?;
             dropped += oldest.events;
         }
         let segment = Segment {
@@ -110,8 +143,13 @@ impl Spool {
             events: lines.len(),
             bytes,
         };
-        let aside = self.dir.join(format!("{}.tmp", segment.seq));
-        super::write_whole(&aside, &self.path(&segment), text.as_bytes())?;
+        match &mut self.store {
+            Store::Disk(dir) => {
+                let aside = dir.join(format!("{}.tmp", segment.seq));
+                super::write_whole(&aside, &segment_path(dir, &segment), text.as_bytes())?;
+            }
+            Store::Memory(texts) => texts.push_back(text.into_bytes()),
+        }
         self.bytes += bytes;
         self.segments.push_back(segment);
         Ok(dropped)
@@ -123,13 +161,16 @@ impl Spool {
         let mut events = Vec::new();
         let mut bytes = 0;
         let mut segments = 0;
-        for segment in &self.segments {
+        for (i, segment) in self.segments.iter().enumerate() {
             if segments > 0
                 && (events.len() + segment.events > max_events || bytes + segment.bytes > max_bytes)
             {
                 break;
             }
-            let text = std::fs::read(self.path(segment))?;
+            let text = match &self.store {
+                Store::Disk(dir) => std::fs::read(segment_path(dir, segment))?,
+                Store::Memory(texts) => texts[i].clone(),
+            };
             events.extend(
                 text.split(|&b| b == b'\n')
                     .filter(|l| !l.is_empty())
@@ -144,17 +185,29 @@ impl Spool {
     /// Deletes the segments of `batch` (delivered).
     pub fn remove(&mut self, batch: &Batch) -> io::Result<()> {
         for _ in 0..batch.segments {
-            if let Some(s) = self.segments.pop_front() {
-                self.bytes -= s.bytes;
-                std::fs::remove_file(self.path(&s))?;
+            if let Some(s) = self.segments.front().copied() {
+                self.remove_oldest(&s)?;
             }
         }
         Ok(())
     }
 
-    fn path(&self, s: &Segment) -> PathBuf {
-        self.dir.join(format!("{:020}-{}.jsonl", s.seq, s.events))
+    /// Deletes the oldest segment, `oldest`; it stays counted when its file cannot be deleted.
+    fn remove_oldest(&mut self, oldest: &Segment) -> io::Result<()> {
+        match &mut self.store {
+            Store::Disk(dir) => std::fs::remove_file(segment_path(dir, oldest))?,
+            Store::Memory(texts) => {
+                texts.pop_front();
+            }
+        }
+        self.segments.pop_front();
+        self.bytes -= oldest.bytes;
+        Ok(())
     }
+}
+
+fn segment_path(dir: &Path, s: &Segment) -> PathBuf {
+    dir.join(format!("{:020}-{}.jsonl", s.seq, s.events))
 }
 
 /// `00000000000000000042-17.jsonl` is segment 42 with 17 events.
@@ -244,15 +297,37 @@ mod tests {
     }
 
     #[test]
-    fn drops_the_oldest_when_full() {
+    fn drops_the_oldest_when_full_on_disk_and_in_memory() {
         let dir = tempfile::tempdir().unwrap();
         let one = lines(10, 10).concat().len() as u64 + 10;
-        let mut spool = Spool::open(dir.path(), one * 2).unwrap();
-        assert_eq!(spool.push(&lines(0, 10)).unwrap(), 0);
-        assert_eq!(spool.push(&lines(10, 10)).unwrap(), 0);
-        assert_eq!(spool.push(&lines(20, 10)).unwrap(), 10);
-        let batch = spool.peek(100, MANY).unwrap().unwrap();
-        let got = ids(&batch);
-        assert_eq!((got.len(), got[0].as_str()), (20, "10"));
+        for mut spool in [
+            Spool::open(dir.path(), one * 2).unwrap(),
+            Spool::in_memory(one * 2),
+        ] {
+            assert_eq!(spool.push(&lines(0, 10)).unwrap(), 0);
+            assert_eq!(spool.push(&lines(10, 10)).unwrap(), 0);
+            assert_eq!(spool.push(&lines(20, 10)).unwrap(), 10);
+            let batch = spool.peek(100, MANY).unwrap().unwrap();
+            let got = ids(&batch);
+            assert_eq!((got.len(), got[0].as_str()), (20, "10"));
+        }
+    }
+
+    #[test]
+    fn in_memory_delivers_oldest_first_in_batches() {
+        let mut spool = Spool::in_memory(1 << 20);
+        assert!(!spool.is_on_disk());
+        assert_eq!(spool.describe(), "1 MiB in memory");
+        spool.push(&lines(0, 3)).unwrap();
+        spool.push(&lines(3, 3)).unwrap();
+        spool.push(&lines(6, 5)).unwrap();
+        let batch = spool.peek(7, MANY).unwrap().unwrap();
+        assert_eq!(ids(&batch), ["0", "1", "2", "3", "4", "5"]);
+        spool.remove(&batch).unwrap();
+        assert_eq!(spool.len(), 5);
+        let batch = spool.peek(2, MANY).unwrap().unwrap();
+        assert_eq!(ids(&batch), ["6", "7", "8", "9", "10"]);
+        spool.remove(&batch).unwrap();
+        assert!(spool.is_empty() && spool.bytes == 0);
     }
 }
