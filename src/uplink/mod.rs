@@ -130,6 +130,16 @@ impl Link {
             ClientError::Refused { status, .. } => Link::Refused(*status),
         }
     }
+
+    /// What an exchange that succeeds in this state is news of, if anything.
+    fn recovery(self) -> Option<&'static str> {
+        match self {
+            Link::Down => Some("reachable again"),
+            Link::Refused(401 | 403) => Some("accepts the token again"),
+            Link::Refused(_) => Some("answers again"),
+            Link::Unknown | Link::Up => None,
+        }
+    }
 }
 
 impl Shared {
@@ -149,14 +159,8 @@ impl Shared {
     /// An exchange succeeded; the change from a failure is audited.
     fn reached(&self) {
         let was = std::mem::replace(&mut *lock(&self.link), Link::Up);
-        let console = self.client.base();
-        match was {
-            Link::Down => self.report(format!("Console {console} reachable again")),
-            Link::Refused(401 | 403) => {
-                self.report(format!("Console {console} accepts the token again"))
-            }
-            Link::Refused(_) => self.report(format!("Console {console} answers again")),
-            Link::Unknown | Link::Up => {}
+        if let Some(news) = was.recovery() {
+            self.report(format!("Console {} {news}", self.client.base()));
         }
     }
 
@@ -550,6 +554,34 @@ mod tests {
         }
         b.reset();
         assert!(b.next_delay() < Duration::from_millis(120));
+    }
+
+    #[test]
+    fn link_states_and_what_a_success_after_them_says() {
+        let refused = |status| ClientError::Refused {
+            status,
+            body: String::new(),
+        };
+        let away = ClientError::Unreachable(client::Away::NoRevision);
+        for (error, state, recovery) in [
+            (&away, Link::Down, Some("reachable again")),
+            (
+                &refused(401),
+                Link::Refused(401),
+                Some("accepts the token again"),
+            ),
+            (
+                &refused(403),
+                Link::Refused(403),
+                Some("accepts the token again"),
+            ),
+            (&refused(404), Link::Refused(404), Some("answers again")),
+        ] {
+            assert_eq!(Link::after(error), state);
+            assert_eq!(state.recovery(), recovery, "{state:?}");
+        }
+        assert_eq!(Link::Up.recovery(), None);
+        assert_eq!(Link::Unknown.recovery(), None);
     }
 
     #[test]
