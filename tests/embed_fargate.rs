@@ -804,6 +804,11 @@ fn refusals_name_what_collides_or_matches_nothing() {
         ),
         ("--only of no container", two.clone(), vec!["--only", "App"]),
         (
+            "--exclude of every container",
+            two.clone(),
+            vec!["--exclude", "worker", "--exclude", "app"],
+        ),
+        (
             "--exclude and --only",
             two.clone(),
             vec!["--exclude", "worker", "--only", "app"],

@@ -195,6 +195,8 @@ pub enum FargateError {
         "--image-config {image}: no protected container runs this image (they run {images}); check the reference"
     )]
     UnusedImageConfig { image: String, images: String },
+    #[error("--exclude leaves no container to protect")]
+    NothingSelected,
 
     #[error("--console {0:?}: expected an http:// or https:// URL")]
     Console(String),
@@ -287,6 +289,10 @@ pub fn embed(text: &str, opts: &Options) -> Result<Embedded, FargateError> {
             protect(index, c, opts, &mut warnings)?;
             protected_images.extend(c["image"].as_str().map(normalize_image));
         }
+    }
+    // A carrier for nobody is a mistake in the flags, not a protected task.
+    if protected_images.is_empty() {
+        return Err(FargateError::NothingSelected);
     }
     if let Some(image) = opts
         .images
