@@ -210,9 +210,35 @@ pub struct FargateEmbedArgs {
     #[arg(long, value_name = "IMAGE")]
     pub defender_image: Option<String>,
     /// ENTRYPOINT and CMD of IMAGE, from `docker image inspect IMAGE > FILE` or an OCI image
-    /// config: needed for containers whose definition does not say what they run.
+    /// config: needed for containers whose definition does not say what they run. One that
+    /// matches no protected container is an error.
     #[arg(long, value_name = "IMAGE=FILE")]
     pub image_config: Vec<String>,
+    /// Leave the container NAME as it is (a FireLens log router, an X-Ray daemon, Envoy).
+    /// Repeatable; a NAME that is no container is an error.
+    #[arg(long, value_name = "NAME", conflicts_with = "only")]
+    pub exclude: Vec<String>,
+    /// Protect only the container NAME, leaving the others as they are. Repeatable; a NAME that
+    /// is no container is an error.
+    #[arg(long, value_name = "NAME")]
+    pub only: Vec<String>,
+    /// PEM file of the CA certificates the defender trusts for the console, carried in the
+    /// definition as the text of DEFENDER_CONSOLE_CA.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "console",
+        conflicts_with = "console_ca_secret"
+    )]
+    pub console_ca: Option<PathBuf>,
+    /// ARN of the Secrets Manager secret or SSM parameter that holds that PEM text (an ECS
+    /// `secrets` entry named DEFENDER_CONSOLE_CA).
+    #[arg(long, value_name = "ARN", requires = "console")]
+    pub console_ca_secret: Option<String>,
+    /// Set as DEFENDER_WAIT_FOR_CONSOLE: each command starts only once the console answered, and
+    /// its container exits 125 if it has not after SECONDS.
+    #[arg(long, value_name = "SECONDS", requires = "console")]
+    pub wait_for_console: Option<f64>,
 }
 
 #[derive(Debug, Subcommand)]

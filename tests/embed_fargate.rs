@@ -1,6 +1,7 @@
 //! `defender fargate embed`: golden files for the seed's sample task, a multi-container task with
-//! secrets and existing linuxParameters, and `describe-task-definition` output; idempotence;
-//! every other field surviving; and the errors that say what to pass.
+//! secrets and existing linuxParameters, `describe-task-definition` output, a hardened task, a
+//! task with sidecars left alone, and a console's private CA; idempotence; every other field
+//! surviving; and the errors that say what to pass or what collides (`refusals.txt`).
 
 mod common;
 
@@ -205,12 +206,23 @@ fn multi_container_args() -> Vec<&'static str> {
 fn a_multi_container_task_with_secrets_and_linux_parameters() {
     let (out, err) = embed_ok(&multi_container_args(), None);
     golden("tests/golden/fargate/multi-container.protected.json", &out);
-    // The worker asks for SYS_PTRACE itself, which its command no longer holds unless kept.
     let warnings: Vec<&str> = err.lines().collect();
-    assert_eq!(warnings.len(), 1, "{err}");
+    assert_eq!(warnings.len(), 3, "{err}");
+    // The web container runs as a user that cannot write a root-owned state volume.
     assert!(
-        warnings[0].contains("container \"worker\" adds SYS_PTRACE itself")
-            && warnings[0].contains("add SYS_PTRACE to DEFENDER_KEEP_CAPABILITIES"),
+        warnings[0].contains("container \"web\" runs as user 1000:1000")
+            && warnings[0].contains("only if the image has /var/lib/defender owned by that user"),
+        "{err}"
+    );
+    // The worker asks for SYS_PTRACE itself, which its command no longer holds unless kept.
+    assert!(
+        warnings[1].contains("container \"worker\" adds SYS_PTRACE itself")
+            && warnings[1].contains("add SYS_PTRACE to DEFENDER_KEEP_CAPABILITIES"),
+        "{err}"
+    );
+    // Everyone logs through FireLens, which the carrier cannot.
+    assert!(
+        warnings[2].contains("the carrier container gets no logConfiguration"),
         "{err}"
     );
     let def = json(&out);
@@ -498,4 +510,412 @@ fn bad_input_is_refused_with_the_reason() {
             stderr(&out)
         );
     }
+}
+
+const HARDENED: &str = "tests/golden/fargate/hardened.json";
+const SIDECARS: &str = "tests/golden/fargate/sidecars.json";
+const DESCRIBED: &str = "tests/golden/fargate/describe-task-definition.json";
+const CA: &str = "tests/golden/fargate/console-ca.pem";
+const CONSOLE: &str = "https://defender-console.internal:8083";
+const TOKEN_ARN: &str = "arn:aws:secretsmanager:us-west-2:111122223333:secret:defender/token-XyZ";
+const CA_ARN: &str = "arn:aws:ssm:us-west-2:111122223333:parameter/defender/console-ca";
+
+/// Each new golden: the input, the options it is made with, the output.
+fn option_goldens() -> Vec<(&'static str, Vec<&'static str>, &'static str)> {
+    vec![
+        (
+            HARDENED,
+            vec!["--defender-image", "defender:0.1.0"],
+            "tests/golden/fargate/hardened.protected.json",
+        ),
+        (
+            SIDECARS,
+            vec![
+                "--defender-image",
+                "defender:0.1.0",
+                "--exclude",
+                "log_router",
+                "--exclude",
+                "xray-daemon",
+                "--exclude",
+                "envoy",
+            ],
+            "tests/golden/fargate/sidecars.protected.json",
+        ),
+        (
+            DESCRIBED,
+            vec![
+                "--defender-image",
+                "defender:0.1.0",
+                "--console",
+                CONSOLE,
+                "--token-secret",
+                TOKEN_ARN,
+                "--console-ca",
+                CA,
+                "--wait-for-console",
+                "30",
+            ],
+            "tests/golden/fargate/describe-task-definition.console-ca.protected.json",
+        ),
+        (
+            DESCRIBED,
+            vec![
+                "--defender-image",
+                "defender:0.1.0",
+                "--console",
+                CONSOLE,
+                "--token-secret",
+                TOKEN_ARN,
+                "--console-ca-secret",
+                CA_ARN,
+                "--wait-for-console",
+                "2.5",
+            ],
+            "tests/golden/fargate/describe-task-definition.console-ca-secret.protected.json",
+        ),
+    ]
+}
+
+/// The golden made with `options` from `input`, checked; its parsed form.
+fn embed_golden(input: &str, options: &[&str], output: &str) -> (Value, String) {
+    let mut args = vec!["--task-definition", input];
+    args.extend(options);
+    let (out, err) = embed_ok(&args, None);
+    golden(output, &out);
+    (json(&out), err)
+}
+
+#[test]
+fn hardened_containers_get_a_writable_state_volume() {
+    let (input, options, output) = &option_goldens()[0];
+    let (def, err) = embed_golden(input, options, output);
+    let before = json(&read(HARDENED));
+    // (container, the state directory given, or the one it had)
+    let cases = [
+        ("api", "/var/lib/defender/api", true),
+        ("migrate", "/var/lib/defender/migrate", true),
+        ("batch", "/data/defender", false),
+    ];
+    for (name, dir, mounted) in cases {
+        let c = container(&def, name);
+        assert_eq!(
+            env(c, "environment", "DEFENDER_STATE_DIR"),
+            [&json!({"name": "DEFENDER_STATE_DIR", "value": dir})],
+            "{name}"
+        );
+        let state: Vec<&Value> = c["mountPoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["sourceVolume"] == "defender-state")
+            .collect();
+        let want = json!({"sourceVolume": "defender-state", "containerPath": "/var/lib/defender", "readOnly": false});
+        assert_eq!(state, if mounted { vec![&want] } else { vec![] }, "{name}");
+        // The hardening itself stays.
+        let b = container(&before, name);
+        for key in ["readonlyRootFilesystem", "user"] {
+            assert_eq!(c[key], b[key], "{name}.{key}");
+        }
+    }
+    // A non-root user on a writable root file system: $TMPDIR works, a root-owned volume would not.
+    let report = container(&def, "report");
+    assert!(env(report, "environment", "DEFENDER_STATE_DIR").is_empty());
+    assert!(
+        !report["mountPoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["sourceVolume"] == "defender-state")
+    );
+    let volumes: Vec<&Value> = def["volumes"].as_array().unwrap().iter().collect();
+    assert_eq!(
+        volumes,
+        [
+            &json!({"name": "tmp"}),
+            &json!({"name": "data"}),
+            &json!({"name": "defender"}),
+            &json!({"name": "defender-state"})
+        ]
+    );
+    // Only the non-root user on the root-owned volume is warned about.
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("container \"api\" runs as user 1000:1000")
+            && err.contains(
+                "/var/lib/defender/api only if the image has /var/lib/defender owned by that user"
+            ),
+        "{err}"
+    );
+    // The carrier logs like the first container with a log configuration.
+    assert_eq!(
+        container(&def, "defender")["logConfiguration"],
+        container(&before, "api")["logConfiguration"]
+    );
+}
+
+#[test]
+fn sidecars_left_alone_keep_their_definition() {
+    let (input, options, output) = &option_goldens()[1];
+    let (def, err) = embed_golden(input, options, output);
+    assert!(err.is_empty(), "{err}");
+    let before = json(&read(SIDECARS));
+    for name in ["log_router", "xray-daemon", "envoy"] {
+        assert_eq!(container(&def, name), container(&before, name), "{name}");
+    }
+    assert_protected(
+        &def,
+        "app",
+        "111122223333.dkr.ecr.us-west-2.amazonaws.com/checkout:7.2.0",
+        &["/checkout", "serve"],
+    );
+    // The app logs through FireLens; the carrier cannot (the router may wait for it), so it
+    // logs like the router.
+    assert_eq!(
+        container(&def, "defender")["logConfiguration"],
+        container(&before, "log_router")["logConfiguration"]
+    );
+    assert_eq!(def["proxyConfiguration"], before["proxyConfiguration"]);
+    // --only the app is the same selection.
+    let (only, _) = embed_ok(
+        &[
+            "--task-definition",
+            SIDECARS,
+            "--defender-image",
+            "defender:0.1.0",
+            "--only",
+            "app",
+        ],
+        None,
+    );
+    assert_eq!(only, read(output));
+}
+
+#[test]
+fn the_console_ca_travels_as_pem_text_or_as_a_secret() {
+    let goldens = option_goldens();
+    let (input, options, output) = &goldens[2];
+    let (def, _) = embed_golden(input, options, output);
+    let hello = container(&def, "hello");
+    assert_eq!(
+        env(hello, "environment", "DEFENDER_CONSOLE_CA"),
+        [&json!({"name": "DEFENDER_CONSOLE_CA", "value": read(CA)})]
+    );
+    assert!(env(hello, "secrets", "DEFENDER_CONSOLE_CA").is_empty());
+    assert_eq!(
+        env(hello, "environment", "DEFENDER_WAIT_FOR_CONSOLE"),
+        [&json!({"name": "DEFENDER_WAIT_FOR_CONSOLE", "value": "30"})]
+    );
+
+    let (input, options, output) = &goldens[3];
+    let (def, _) = embed_golden(input, options, output);
+    let hello = container(&def, "hello");
+    assert_eq!(
+        env(hello, "secrets", "DEFENDER_CONSOLE_CA"),
+        [&json!({"name": "DEFENDER_CONSOLE_CA", "valueFrom": CA_ARN})]
+    );
+    assert!(env(hello, "environment", "DEFENDER_CONSOLE_CA").is_empty());
+    assert_eq!(
+        env(hello, "environment", "DEFENDER_WAIT_FOR_CONSOLE"),
+        [&json!({"name": "DEFENDER_WAIT_FOR_CONSOLE", "value": "2.5"})]
+    );
+
+    // Moving the PEM text into a secret leaves no copy of it in clear.
+    let (moved, _) = embed_ok(
+        &[
+            "--task-definition",
+            "tests/golden/fargate/describe-task-definition.console-ca.protected.json",
+            "--console",
+            CONSOLE,
+            "--console-ca-secret",
+            CA_ARN,
+            "--wait-for-console",
+            "2.5",
+        ],
+        None,
+    );
+    assert_eq!(moved, read(output));
+}
+
+#[test]
+fn the_new_options_embed_once() {
+    for (_, options, output) in option_goldens() {
+        let mut args = vec!["--task-definition", output];
+        args.extend(&options);
+        let (again, _) = embed_ok(&args, None);
+        assert_eq!(again, read(output), "{output}");
+    }
+}
+
+/// Every refusal of the new options, and of names that collide: the command, its exit status
+/// and its message, in one golden file.
+#[test]
+fn refusals_name_what_collides_or_matches_nothing() {
+    let app = r#"{"name": "app", "image": "app:1", "entryPoint": ["/app"]}"#;
+    let task = |containers: &str, volumes: &str| {
+        format!(r#"{{"containerDefinitions": [{containers}], "volumes": [{volumes}]}}"#)
+    };
+    let worker = r#"{"name": "worker", "image": "worker:1", "entryPoint": ["/w"]}"#;
+    let two = task(&format!("{app}, {worker}"), "");
+    let cases: Vec<(&str, String, Vec<&str>)> = vec![
+        (
+            "a volume named like the carrier's",
+            task(app, r#"{"name": "defender"}"#),
+            vec![],
+        ),
+        (
+            "a volume named like the state volume",
+            task(
+                app,
+                r#"{"name": "defender-state", "host": {"sourcePath": "/srv"}}"#,
+            ),
+            vec![],
+        ),
+        (
+            "a container named like the carrier",
+            task(
+                &format!(
+                    r#"{app}, {{"name": "defender", "image": "mine:1", "entryPoint": ["/mine"]}}"#
+                ),
+                "",
+            ),
+            vec![],
+        ),
+        (
+            "another volume where the binary goes",
+            task(
+                r#"{"name": "app", "image": "app:1", "entryPoint": ["/app"], "mountPoints": [{"sourceVolume": "tools", "containerPath": "/opt/defender"}]}"#,
+                r#"{"name": "tools"}"#,
+            ),
+            vec![],
+        ),
+        (
+            "another volume where the state goes",
+            task(
+                r#"{"name": "app", "image": "app:1", "entryPoint": ["/app"], "readonlyRootFilesystem": true, "mountPoints": [{"sourceVolume": "var", "containerPath": "/var/lib/defender"}]}"#,
+                r#"{"name": "var"}"#,
+            ),
+            vec![],
+        ),
+        (
+            "--exclude of no container",
+            two.clone(),
+            vec!["--exclude", "worker", "--exclude", "log-router"],
+        ),
+        ("--only of no container", two.clone(), vec!["--only", "App"]),
+        (
+            "--exclude of every container",
+            two.clone(),
+            vec!["--exclude", "worker", "--exclude", "app"],
+        ),
+        (
+            "--exclude and --only",
+            two.clone(),
+            vec!["--exclude", "worker", "--only", "app"],
+        ),
+        (
+            "--image-config of no container",
+            two.clone(),
+            vec![
+                "--image-config",
+                "nginx=tests/golden/fargate/shop-worker.inspect.json",
+            ],
+        ),
+        (
+            "--image-config of an excluded container only",
+            two.clone(),
+            vec![
+                "--exclude",
+                "worker",
+                "--image-config",
+                "worker:1=tests/golden/fargate/shop-worker.inspect.json",
+            ],
+        ),
+        (
+            "--console-ca without --console",
+            two.clone(),
+            vec!["--console-ca", CA],
+        ),
+        (
+            "--console-ca and --console-ca-secret",
+            two.clone(),
+            vec![
+                "--console",
+                CONSOLE,
+                "--token",
+                "t",
+                "--console-ca",
+                CA,
+                "--console-ca-secret",
+                CA_ARN,
+            ],
+        ),
+        (
+            "--console-ca of no file",
+            two.clone(),
+            vec![
+                "--console",
+                CONSOLE,
+                "--token",
+                "t",
+                "--console-ca",
+                "/no/such.pem",
+            ],
+        ),
+        (
+            "--console-ca of no PEM",
+            two.clone(),
+            vec![
+                "--console",
+                CONSOLE,
+                "--token",
+                "t",
+                "--console-ca",
+                "tests/golden/fargate/hardened.json",
+            ],
+        ),
+        (
+            "--wait-for-console without --console",
+            two.clone(),
+            vec!["--wait-for-console", "30"],
+        ),
+        (
+            "--wait-for-console 0",
+            two.clone(),
+            vec![
+                "--console",
+                CONSOLE,
+                "--token",
+                "t",
+                "--wait-for-console",
+                "0",
+            ],
+        ),
+        (
+            "--wait-for-console of no number",
+            two.clone(),
+            vec![
+                "--console",
+                CONSOLE,
+                "--token",
+                "t",
+                "--wait-for-console",
+                "soon",
+            ],
+        ),
+    ];
+    let mut report = String::new();
+    for (what, input, opts) in cases {
+        let mut args = vec!["fargate", "embed"];
+        args.extend(&opts);
+        let out = defender_cli(&args, Some(&input));
+        assert_eq!(out.status.code(), Some(2), "{what}: {}", stderr(&out));
+        assert!(stdout(&out).is_empty(), "{what}");
+        report.push_str(&format!(
+            "## {what}\n$ defender {} <<< '{input}'\n{}\n",
+            args.join(" "),
+            stderr(&out).trim_end()
+        ));
+    }
+    golden("tests/golden/fargate/refusals.txt", &report);
 }

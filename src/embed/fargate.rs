@@ -4,11 +4,21 @@
 //! What is added (and nothing else is touched):
 //! - a task volume `defender`, and a carrier container `defender` that copies its binary into it
 //!   (`/defender install /opt/defender`) and exits: `essential: false`, so its exit ends nothing;
-//! - in every other container: the volume mounted read-only at `/opt/defender`, a `dependsOn` on
-//!   the carrier with `SUCCESS` (the binary is there before the container starts), `SYS_PTRACE`
-//!   (the only capability Fargate lets a task add; the defender needs it to read the memory of
-//!   processes of other uids and to verify launches), `DEFENDER_CONTAINER`/`DEFENDER_IMAGE`, the
-//!   console settings, and an `entryPoint` that is the defender followed by the original one.
+//!   it logs like the first container with a log configuration, so a failed install is seen;
+//! - in every protected container (all but the carrier, or those `--exclude`/`--only` select):
+//!   the volume mounted read-only at `/opt/defender`, a `dependsOn` on the carrier with `SUCCESS`
+//!   (the binary is there before the container starts), `SYS_PTRACE` (the only capability Fargate
+//!   lets a task add; the defender needs it to read the memory of processes of other uids and to
+//!   verify launches), `DEFENDER_CONTAINER`/`DEFENDER_IMAGE`, the console settings, and an
+//!   `entryPoint` that is the defender followed by the original one;
+//! - in a container with a read-only root file system: the task volume `defender-state` at
+//!   `/var/lib/defender`, and `DEFENDER_STATE_DIR` a directory of its own in it (the defender
+//!   keeps its cached policy and audit spool there, and the volume is shared).
+//!
+//! Names the embedding needs that the definition already uses otherwise (a container `defender`
+//! that is no carrier, a volume `defender` or `defender-state` with no carrier, another volume at
+//! `/opt/defender` or `/var/lib/defender`) are refused, naming the collision: picking a free name
+//! instead would make a protected definition differ from run to run and hide the surprise.
 //!
 //! Every step first looks whether it was already done, so embedding a protected definition again
 //! changes nothing. The `describe-task-definition` wrapper is unwrapped and the fields that
@@ -17,11 +27,18 @@
 use serde_json::{Map, Value, json};
 
 use super::image_config::ImageConfigs;
-use super::{BINARY_DIR, CARRIER_BINARY, Launch, is_defender, protected_entrypoint};
+use super::{
+    BINARY_DIR, CARRIER_BINARY, Launch, is_defender, normalize_image, protected_entrypoint,
+};
 use crate::supervisor::caps::Capability;
 
 /// The carrier container's name, and the task volume's.
 pub const CARRIER: &str = "defender";
+/// The task volume that gives hardened containers a writable state directory.
+pub const STATE_VOLUME: &str = "defender-state";
+/// Where that volume is mounted: the defender's default state directory, so that an image made
+/// for the defender (that directory owned by its user) keeps working.
+pub const STATE_MOUNT: &str = "/var/lib/defender";
 /// The carrier image used when none is given and the definition has no carrier yet.
 pub const DEFAULT_IMAGE: &str = concat!("defender:", env!("CARGO_PKG_VERSION"));
 
@@ -46,10 +63,64 @@ pub enum Token {
     Secret(String),
 }
 
+/// How the console's CA certificates reach the containers (`DEFENDER_CONSOLE_CA`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConsoleCa {
+    /// The PEM text itself, as an environment variable.
+    Pem(String),
+    /// As an ECS `secrets` entry holding the PEM text.
+    Secret(String),
+}
+
+/// Which containers are protected; the others keep their definition untouched.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Selection {
+    #[default]
+    All,
+    Exclude(Vec<String>),
+    Only(Vec<String>),
+}
+
+impl Selection {
+    /// `--exclude` and `--only` are exclusive (the command line says so).
+    pub fn new(exclude: Vec<String>, only: Vec<String>) -> Selection {
+        match (exclude.is_empty(), only.is_empty()) {
+            (false, _) => Selection::Exclude(exclude),
+            (true, false) => Selection::Only(only),
+            (true, true) => Selection::All,
+        }
+    }
+
+    fn protects(&self, name: &str) -> bool {
+        match self {
+            Selection::All => true,
+            Selection::Exclude(names) => !names.iter().any(|n| n == name),
+            Selection::Only(names) => names.iter().any(|n| n == name),
+        }
+    }
+
+    /// The first name given that is none of `containers`, with its flag.
+    fn unknown<'a>(&'a self, containers: &[&str]) -> Option<(&'static str, &'a str)> {
+        let (flag, names) = match self {
+            Selection::All => return None,
+            Selection::Exclude(names) => ("--exclude", names),
+            Selection::Only(names) => ("--only", names),
+        };
+        names
+            .iter()
+            .find(|n| !containers.contains(&n.as_str()))
+            .map(|n| (flag, n.as_str()))
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Options {
     pub console: Option<String>,
     pub token: Option<Token>,
+    pub console_ca: Option<ConsoleCa>,
+    /// `DEFENDER_WAIT_FOR_CONSOLE`, in seconds.
+    pub wait_for_console: Option<f64>,
+    pub selection: Selection,
     /// The carrier image; `None` keeps an existing carrier's image, or uses [`DEFAULT_IMAGE`].
     pub defender_image: Option<String>,
     pub images: ImageConfigs,
@@ -95,9 +166,38 @@ pub enum FargateError {
     )]
     NothingToRun { container: String, image: String },
     #[error(
-        "container {CARRIER:?} exists and is not the defender's carrier (it does not run `{CARRIER_BINARY} install`); rename it"
+        "container {CARRIER:?} exists and is not the defender's carrier (it does not run `{CARRIER_BINARY} install`): the carrier needs that name; rename the container"
     )]
     CarrierTaken,
+    #[error(
+        "the task definition has a volume {name:?} but no defender carrier container: the defender needs that name for {needed}; rename the volume and its mountPoints"
+    )]
+    VolumeTaken {
+        name: &'static str,
+        needed: &'static str,
+    },
+    #[error(
+        "container {container:?} mounts the volume {volume:?} at {path}, where the defender needs its volume {ours:?}; move that mount"
+    )]
+    MountTaken {
+        container: String,
+        volume: String,
+        path: &'static str,
+        ours: &'static str,
+    },
+    #[error("{flag} {name:?}: the task definition has no container so named (it has {containers})")]
+    NoSuchContainer {
+        flag: &'static str,
+        name: String,
+        containers: String,
+    },
+    #[error(
+        "--image-config {image}: no protected container runs this image (they run {images}); check the reference"
+    )]
+    UnusedImageConfig { image: String, images: String },
+    #[error("--exclude leaves no container to protect")]
+    NothingSelected,
+
     #[error("--console {0:?}: expected an http:// or https:// URL")]
     Console(String),
     /// The defender refuses to start (125) with a console and no token, or a token and no
@@ -134,33 +234,93 @@ pub fn embed(text: &str, opts: &Options) -> Result<Embedded, FargateError> {
     {
         return Err(FargateError::Architecture(arch.into()));
     }
+    // Volumes named like ours are ours only beside a container named like our carrier (which
+    // the loop below checks is one): a definition protected before.
+    let named_carrier = def
+        .get("containerDefinitions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| cs.iter().any(|c| c["name"] == CARRIER));
+    let volume_named = |name| {
+        def.get("volumes")
+            .and_then(Value::as_array)
+            .is_some_and(|vs| vs.iter().any(|v| v["name"] == name))
+    };
+    for (name, needed) in [
+        (CARRIER, "the volume the carrier fills with its binary"),
+        (STATE_VOLUME, "the state directory of hardened containers"),
+    ] {
+        if !named_carrier && volume_named(name) {
+            return Err(FargateError::VolumeTaken { name, needed });
+        }
+    }
 
     let containers = def
         .get_mut("containerDefinitions")
         .and_then(Value::as_array_mut)
         .filter(|c| !c.is_empty())
         .ok_or_else(|| FargateError::Shape("containerDefinitions is missing or empty".into()))?;
+    let names = containers
+        .iter()
+        .map(|c| c["name"].as_str().unwrap_or_default())
+        .collect::<Vec<_>>();
+    if let Some((flag, name)) = opts.selection.unknown(&names) {
+        return Err(FargateError::NoSuchContainer {
+            flag,
+            name: name.into(),
+            containers: names.join(", "),
+        });
+    }
+    let log_configuration = carrier_log_configuration(containers);
     let mut warnings = Vec::new();
     let mut carrier = None;
+    let mut protected_images = Vec::new();
     for (index, c) in containers.iter_mut().enumerate() {
         let c = c.as_object_mut().ok_or_else(|| FargateError::Container {
             index,
             what: "not an object".into(),
         })?;
-        if c.get("name").and_then(Value::as_str) == Some(CARRIER) {
+        let name = c.get("name").and_then(Value::as_str);
+        if name == Some(CARRIER) {
             if !is_carrier(c) {
                 return Err(FargateError::CarrierTaken);
             }
             carrier = Some(index);
-        } else {
+        } else if name.is_none_or(|name| opts.selection.protects(name)) {
             protect(index, c, opts, &mut warnings)?;
+            protected_images.extend(c["image"].as_str().map(normalize_image));
         }
     }
-    match carrier {
+    // A carrier for nobody is a mistake in the flags, not a protected task.
+    if protected_images.is_empty() {
+        return Err(FargateError::NothingSelected);
+    }
+    if let Some(image) = opts
+        .images
+        .images()
+        .find(|i| !protected_images.iter().any(|p| p == i))
+    {
+        let mut images: Vec<&str> = Vec::new();
+        for image in &protected_images {
+            if !images.contains(&image.as_str()) {
+                images.push(image);
+            }
+        }
+        return Err(FargateError::UnusedImageConfig {
+            image: image.into(),
+            images: images.join(", "),
+        });
+    }
+    let uses_state = containers.iter().any(|c| {
+        c["mountPoints"]
+            .as_array()
+            .is_some_and(|m| m.iter().any(|m| m["sourceVolume"] == STATE_VOLUME))
+    });
+    let carrier = match carrier {
         Some(index) => {
             if let Some(image) = &opts.defender_image {
                 containers[index]["image"] = json!(image);
             }
+            index
         }
         None => {
             let image = opts.defender_image.as_deref().unwrap_or_else(|| {
@@ -171,11 +331,32 @@ pub fn embed(text: &str, opts: &Options) -> Result<Embedded, FargateError> {
                 DEFAULT_IMAGE
             });
             containers.push(carrier_container(image));
+            containers.len() - 1
+        }
+    };
+    let carrier = containers[carrier]
+        .as_object_mut()
+        .expect("the carrier was checked to be an object");
+    if carrier.get("logConfiguration").is_none_or(Value::is_null) {
+        match log_configuration {
+            LogConfiguration::Copy(config) => {
+                carrier.insert("logConfiguration".into(), config);
+            }
+            LogConfiguration::OnlyFirelens => warnings.push(
+                "the carrier container gets no logConfiguration: every container logs through \
+                 FireLens, and a carrier logging there would wait for a log router that waits \
+                 for it; give the log router one (awslogs) to see install failures"
+                    .into(),
+            ),
+            LogConfiguration::None => {}
         }
     }
     let volumes = list(&mut def, "volumes").map_err(FargateError::Shape)?;
     if !volumes.iter().any(|v| v["name"] == CARRIER) {
         volumes.push(json!({ "name": CARRIER }));
+    }
+    if uses_state && !volumes.iter().any(|v| v["name"] == STATE_VOLUME) {
+        volumes.push(json!({ "name": STATE_VOLUME }));
     }
 
     match &opts.token {
@@ -219,6 +400,39 @@ fn unwrap(root: Value) -> Result<Map<String, Value>, FargateError> {
         def.insert("tags".into(), tags);
     }
     Ok(def)
+}
+
+/// The log configuration the carrier gets.
+#[derive(Debug, PartialEq)]
+enum LogConfiguration {
+    Copy(Value),
+    /// Every container that has one logs through FireLens: the log router may itself depend on
+    /// the carrier (when protected), so a carrier logging there would never start.
+    OnlyFirelens,
+    None,
+}
+
+/// The first container's log configuration, FireLens ones aside (see [`LogConfiguration`]).
+fn carrier_log_configuration(containers: &[Value]) -> LogConfiguration {
+    let configs: Vec<&Value> = containers
+        .iter()
+        .filter(|c| c["name"] != CARRIER)
+        .map(|c| &c["logConfiguration"])
+        .filter(|l| l.is_object())
+        .collect();
+    match configs.iter().find(|l| l["logDriver"] != "awsfirelens") {
+        Some(config) => LogConfiguration::Copy((*config).clone()),
+        None if configs.is_empty() => LogConfiguration::None,
+        None => LogConfiguration::OnlyFirelens,
+    }
+}
+
+/// Whether an ECS `user` (`user`, `user:group`, `uid`, `uid:gid`) is root.
+fn runs_as_root(user: &str) -> bool {
+    matches!(
+        user.split(':').next().map(str::trim),
+        Some("" | "0" | "root")
+    )
 }
 
 /// Whether `c`, named like the carrier, is one: it runs `…/defender install DIR`.
@@ -309,10 +523,34 @@ fn protect(
     }
 
     let mounts = list(c, "mountPoints").map_err(&shape)?;
-    if !mounts.iter().any(|m| m["sourceVolume"] == CARRIER) {
-        mounts.push(
-            json!({ "sourceVolume": CARRIER, "containerPath": BINARY_DIR, "readOnly": true }),
-        );
+    mount(&name, mounts, CARRIER, BINARY_DIR, true)?;
+    // The defender's state directory defaults to `/var/lib/defender`, else `$TMPDIR`: on a
+    // read-only root file system neither is writable. A non-root user on a writable one gets
+    // `$TMPDIR` and no volume, since Fargate makes the volume root's (see the warning below).
+    let read_only_root = c.get("readonlyRootFilesystem") == Some(&Value::Bool(true));
+    let has = |c: &Map<String, Value>, key: &str, name: &str| {
+        c.get(key)
+            .and_then(Value::as_array)
+            .is_some_and(|entries| entries.iter().any(|e| e["name"] == name))
+    };
+    // A state directory set by hand (or by an embedding before) is kept. One directory per
+    // container: the defender locks its state directory, and the volume is the task's.
+    let state_dir = (read_only_root && !has(c, "environment", "DEFENDER_STATE_DIR"))
+        .then(|| format!("{STATE_MOUNT}/{name}"));
+    if let Some(dir) = &state_dir {
+        let mounts = list(c, "mountPoints").map_err(&shape)?;
+        mount(&name, mounts, STATE_VOLUME, STATE_MOUNT, false)?;
+        if let Some(user) = c
+            .get("user")
+            .and_then(Value::as_str)
+            .filter(|u| !runs_as_root(u))
+        {
+            warnings.push(format!(
+                "container {name:?} runs as user {user}: Fargate creates the volume \
+                 {STATE_VOLUME} owned by root (mode 0755), so the defender can write its state \
+                 directory {dir} only if the image has {STATE_MOUNT} owned by that user"
+            ));
+        }
     }
     let depends = list(c, "dependsOn").map_err(&shape)?;
     if !depends.iter().any(|d| d["containerName"] == CARRIER) {
@@ -334,6 +572,9 @@ fn protect(
 
     set_named(c, "environment", "DEFENDER_CONTAINER", "value", &name).map_err(&shape)?;
     set_named(c, "environment", "DEFENDER_IMAGE", "value", &image).map_err(&shape)?;
+    if let Some(dir) = &state_dir {
+        set_named(c, "environment", "DEFENDER_STATE_DIR", "value", dir).map_err(&shape)?;
+    }
     if let Some(url) = &opts.console {
         set_named(c, "environment", "DEFENDER_CONSOLE", "value", url).map_err(&shape)?;
     }
@@ -348,14 +589,31 @@ fn protect(
         }
         None => {}
     }
+    match &opts.console_ca {
+        Some(ConsoleCa::Pem(pem)) => {
+            remove_named(c, "secrets", "DEFENDER_CONSOLE_CA");
+            set_named(c, "environment", "DEFENDER_CONSOLE_CA", "value", pem).map_err(&shape)?;
+        }
+        Some(ConsoleCa::Secret(arn)) => {
+            remove_named(c, "environment", "DEFENDER_CONSOLE_CA");
+            set_named(c, "secrets", "DEFENDER_CONSOLE_CA", "valueFrom", arn).map_err(&shape)?;
+        }
+        None => {}
+    }
+    if let Some(seconds) = opts.wait_for_console {
+        let seconds = seconds.to_string();
+        set_named(
+            c,
+            "environment",
+            "DEFENDER_WAIT_FOR_CONSOLE",
+            "value",
+            &seconds,
+        )
+        .map_err(&shape)?;
+    }
     // What the container had already counts: a definition protected before, or set by hand.
-    let has = |key: &str, name: &str| {
-        c.get(key)
-            .and_then(Value::as_array)
-            .is_some_and(|entries| entries.iter().any(|e| e["name"] == name))
-    };
-    let console = has("environment", "DEFENDER_CONSOLE");
-    let token = has("environment", "DEFENDER_TOKEN") || has("secrets", "DEFENDER_TOKEN");
+    let console = has(c, "environment", "DEFENDER_CONSOLE");
+    let token = has(c, "environment", "DEFENDER_TOKEN") || has(c, "secrets", "DEFENDER_TOKEN");
     let half = |has, lacks, pass| FargateError::HalfConsole {
         container: name.clone(),
         has,
@@ -375,6 +633,32 @@ fn protect(
         )),
         _ => Ok(()),
     }
+}
+
+/// Mounts `volume` at `path` unless it is mounted already; another volume at `path` is refused.
+fn mount(
+    container: &str,
+    mounts: &mut Vec<Value>,
+    volume: &'static str,
+    path: &'static str,
+    read_only: bool,
+) -> Result<(), FargateError> {
+    if let Some(other) = mounts
+        .iter()
+        .find(|m| m["containerPath"] == path && m["sourceVolume"] != volume)
+    {
+        return Err(FargateError::MountTaken {
+            container: container.into(),
+            volume: other["sourceVolume"].as_str().unwrap_or_default().into(),
+            path,
+            ours: volume,
+        });
+    }
+    if !mounts.iter().any(|m| m["sourceVolume"] == volume) {
+        mounts
+            .push(json!({ "sourceVolume": volume, "containerPath": path, "readOnly": read_only }));
+    }
+    Ok(())
 }
 
 /// A container's `entryPoint` as ECS reads it.
@@ -715,6 +999,96 @@ mod tests {
             let got = entry_point(c.as_object().unwrap()).map_err(|_| ());
             assert_eq!(got, want, "{c}");
         }
+    }
+
+    #[test]
+    fn root_is_recognized_in_every_form_of_user() {
+        let cases = [
+            ("1000:1000", false),
+            ("app", false),
+            ("nobody:root", false),
+            ("root", true),
+            ("0", true),
+            ("0:1000", true),
+            ("root:app", true),
+            ("", true),
+        ];
+        for (user, want) in cases {
+            assert_eq!(runs_as_root(user), want, "{user:?}");
+        }
+    }
+
+    #[test]
+    fn selections_pick_containers_and_name_unknown_ones() {
+        let names = ["app", "log_router", "envoy"];
+        let s = |e: &[&str], o: &[&str]| Selection::new(strs(e), strs(o));
+        let cases = [
+            (s(&[], &[]), vec!["app", "log_router", "envoy"], None),
+            (s(&["envoy", "log_router"], &[]), vec!["app"], None),
+            (s(&[], &["app"]), vec!["app"], None),
+            (
+                s(&["envoy", "xray"], &[]),
+                vec!["app", "log_router"],
+                Some(("--exclude", "xray")),
+            ),
+            (s(&[], &["App"]), vec![], Some(("--only", "App"))),
+        ];
+        for (selection, protected, unknown) in cases {
+            let got: Vec<&str> = names
+                .iter()
+                .copied()
+                .filter(|n| selection.protects(n))
+                .collect();
+            assert_eq!(got, protected, "{selection:?}");
+            assert_eq!(selection.unknown(&names), unknown, "{selection:?}");
+        }
+    }
+
+    #[test]
+    fn the_carrier_logs_like_the_first_container_not_through_firelens() {
+        let awslogs = json!({"logDriver": "awslogs", "options": {"awslogs-group": "g"}});
+        let splunk = json!({"logDriver": "splunk"});
+        let firelens = json!({"logDriver": "awsfirelens"});
+        let c = |name: &str, log: &Value| json!({"name": name, "logConfiguration": log});
+        let cases = [
+            (vec![json!({"name": "a"})], LogConfiguration::None),
+            (
+                vec![c("a", &Value::Null), c("b", &splunk), c("c", &awslogs)],
+                LogConfiguration::Copy(splunk.clone()),
+            ),
+            (
+                vec![c("a", &firelens), c("router", &awslogs)],
+                LogConfiguration::Copy(awslogs.clone()),
+            ),
+            (vec![c("a", &firelens)], LogConfiguration::OnlyFirelens),
+            // An existing carrier's own is not a container's.
+            (
+                vec![c(CARRIER, &awslogs), c("a", &splunk)],
+                LogConfiguration::Copy(splunk.clone()),
+            ),
+        ];
+        for (containers, want) in cases {
+            assert_eq!(
+                carrier_log_configuration(&containers),
+                want,
+                "{containers:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn mounts_are_added_once_and_never_over_another_volume() {
+        let mut mounts = vec![json!({"sourceVolume": "tmp", "containerPath": "/tmp"})];
+        mount("a", &mut mounts, CARRIER, BINARY_DIR, true).unwrap();
+        mount("a", &mut mounts, CARRIER, BINARY_DIR, true).unwrap();
+        assert_eq!(mounts.len(), 2);
+        let mut taken = vec![json!({"sourceVolume": "var", "containerPath": STATE_MOUNT})];
+        let e = mount("a", &mut taken, STATE_VOLUME, STATE_MOUNT, false).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("mounts the volume \"var\" at /var/lib/defender"),
+            "{e}"
+        );
     }
 
     #[test]

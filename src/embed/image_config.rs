@@ -74,6 +74,11 @@ impl ImageConfigs {
             .map(|(_, launch)| launch)
     }
 
+    /// The images given, normalized.
+    pub fn images(&self) -> impl Iterator<Item = &str> {
+        self.known.iter().map(|(name, _)| name.as_str())
+    }
+
     #[cfg(test)]
     pub fn from_pairs(pairs: &[(&str, Launch)]) -> ImageConfigs {
         ImageConfigs {

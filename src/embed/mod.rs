@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use crate::cli::{DockerfileEmbedArgs, FargateEmbedArgs};
 use crate::input;
 use dockerfile::DockerfileError;
-use fargate::{FargateError, Token};
+use fargate::{ConsoleCa, FargateError, Selection, Token};
 use image_config::{ImageConfigError, ImageConfigs};
 
 /// The directory a protected container finds the defender in: a task volume the carrier
@@ -49,10 +49,24 @@ pub enum EmbedError {
     },
     #[error(transparent)]
     ImageConfig(#[from] ImageConfigError),
+    #[error("--console-ca {}: {source}", path.display())]
+    ConsoleCaRead {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("--wait-for-console {0}: expected a positive number of seconds")]
+    WaitForConsole(f64),
+    #[error("--console-ca {}: no PEM certificate (-----BEGIN CERTIFICATE-----) in it", path.display())]
+    ConsoleCaNotPem { path: PathBuf },
 }
 
 /// `defender fargate embed`.
 pub fn fargate_embed(args: &FargateEmbedArgs) -> Result<Output, EmbedError> {
+    if let Some(seconds) = args.wait_for_console
+        && !(seconds.is_finite() && seconds > 0.0)
+    {
+        return Err(EmbedError::WaitForConsole(seconds));
+    }
     let opts = fargate::Options {
         console: args.console.clone(),
         token: args
@@ -60,6 +74,12 @@ pub fn fargate_embed(args: &FargateEmbedArgs) -> Result<Output, EmbedError> {
             .clone()
             .map(Token::Plain)
             .or_else(|| args.token_secret.clone().map(Token::Secret)),
+        console_ca: match (&args.console_ca, &args.console_ca_secret) {
+            (Some(path), _) => Some(ConsoleCa::Pem(read_pem(path)?)),
+            (None, arn) => arn.clone().map(ConsoleCa::Secret),
+        },
+        wait_for_console: args.wait_for_console,
+        selection: Selection::new(args.exclude.clone(), args.only.clone()),
         defender_image: args.defender_image.clone(),
         images: ImageConfigs::load(&args.image_config)?,
     };
@@ -99,6 +119,18 @@ pub fn dockerfile_embed(args: &DockerfileEmbedArgs) -> Result<Output, EmbedError
         text: embedded.text,
         warnings,
     })
+}
+
+/// The CA certificates of `--console-ca`, as the text the definition carries.
+fn read_pem(path: &Path) -> Result<String, EmbedError> {
+    let text = std::fs::read_to_string(path).map_err(|source| EmbedError::ConsoleCaRead {
+        path: path.into(),
+        source,
+    })?;
+    if !text.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(EmbedError::ConsoleCaNotPem { path: path.into() });
+    }
+    Ok(text)
 }
 
 /// A file's text, or standard input's for `-`.
