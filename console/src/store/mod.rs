@@ -38,6 +38,10 @@ pub struct AuditQuery {
     pub rule: Option<String>,
     /// The custom rule that decided (audit field `customRule`).
     pub custom_rule: Option<String>,
+    /// The ECS identity the event carries: cluster name, task-definition family, service.
+    pub cluster: Option<String>,
+    pub family: Option<String>,
+    pub service: Option<String>,
     /// `since <= time < until`.
     pub since: Option<String>,
     pub until: Option<String>,
