@@ -549,8 +549,12 @@ fn heartbeats_show_which_defenders_run_which_revision() {
     let w = common::World::new();
     let c = Console::start(&w.path("data"));
     let beat = |id: &str, revision: &str| {
-        let body = json!({"id": id, "container": "web", "image": "img:1", "task": "arn:task/1",
-                          "version": "0.1.0", "revision": revision});
+        let mut body = json!({"id": id, "container": "web", "image": "img:1", "task": "arn:task/1",
+                              "version": "0.1.0", "revision": revision});
+        if id == "d2" {
+            body["cluster"] = "prod".into();
+            body["service"] = "orders-api".into();
+        }
         c.call(
             "POST",
             "/api/v1/defenders/heartbeat",
@@ -586,5 +590,14 @@ fn heartbeats_show_which_defenders_run_which_revision() {
         (&json!("1"), &json!(false))
     );
     assert_eq!(d1["task"], "arn:task/1");
+    // The ECS identity where the defender knows it, absent otherwise.
+    assert_eq!(
+        (&d2["cluster"], &d2["service"]),
+        (&json!("prod"), &json!("orders-api"))
+    );
+    assert!(
+        d2.get("family").is_none() && d1.get("cluster").is_none(),
+        "{list:?}"
+    );
     assert!(d1["lastSeen"].as_str().unwrap().ends_with('Z'));
 }

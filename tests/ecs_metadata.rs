@@ -2,15 +2,18 @@
 //! service from `$ECS_CONTAINER_METADATA_URI_V4`, served here by a local stand-in for the ECS
 //! agent that replays the documented responses for a Fargate task (tests/golden/ecs/). Flags and
 //! environment win; an endpoint that fails is reported and the run goes on. Rules select the
-//! container by that identity.
+//! container by that identity, and it reaches the console in audits and heartbeats.
 
 mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
-use common::{World, output_within, stderr};
+use common::console::{self, Console};
+use common::{HANG_GUARD, World, finish_within, output_within, stderr, wait_until};
+use serde_json::json;
 
 const DOCKER_ID: &str = "3f6a0b1c2d4e4f5a8b9c0d1e2f3a4b5c-1234567890";
 const TASK_ARN: &str =
@@ -406,4 +409,61 @@ fn a_missing_task_response_costs_only_the_service() {
             .iter()
             .all(|e| !e["message"].as_str().unwrap().contains("metadata"))
     );
+}
+
+/// The identity reaches the console: its audits carry it (and filter on it), and so do the
+/// defender's heartbeats (the defenders list).
+#[test]
+fn the_console_receives_the_ecs_identity_in_audits_and_heartbeats() {
+    let w = World::new();
+    let c = Console::start(&w.path("data"));
+    c.put_policy(SCOPED);
+    let identity = [
+        "--cluster",
+        "default",
+        "--family",
+        "twistlock-fargate-task",
+        "--service",
+        "orders-api",
+    ];
+    // The command waits on its stdin, so the defender runs (and beats) until it is closed.
+    let mut child = console::defender(
+        &w,
+        &c.url(),
+        &w.path("state"),
+        &identity,
+        &["sh", "-c", "mkdir made; read line"],
+    )
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("defender starts");
+    let listed = || {
+        let a = c.call("GET", "/api/v1/defenders", Some(console::ADMIN), &[], None);
+        a.json().as_array().unwrap().clone()
+    };
+    let seen = wait_until(HANG_GUARD, || {
+        c.audits("service=orders-api&type=process").len() == 1 && !listed().is_empty()
+    });
+    drop(child.stdin.take());
+    let out = finish_within(child, HANG_GUARD);
+    assert!(seen, "{}", stderr(&out));
+    let audit = &c.audits("cluster=default&family=twistlock-fargate-task")[0];
+    assert_eq!(audit["rule"], "orders service");
+    assert_eq!(audit["service"], "orders-api");
+    let defender = &listed()[0];
+    assert_eq!(
+        (
+            &defender["cluster"],
+            &defender["family"],
+            &defender["service"]
+        ),
+        (
+            &json!("default"),
+            &json!("twistlock-fargate-task"),
+            &json!("orders-api")
+        )
+    );
+    assert!(!w.path("made").exists());
 }

@@ -58,6 +58,13 @@ pub struct Heartbeat {
     pub image: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task: Option<String>,
+    /// The ECS identity, when the defender knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
     pub version: String,
     /// The policy revision it enforces (`None`: a local policy).
     #[serde(default)]

@@ -66,6 +66,10 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE audits ADD COLUMN cluster TEXT;
      ALTER TABLE audits ADD COLUMN family TEXT;
      ALTER TABLE audits ADD COLUMN service TEXT;",
+    // 3: the ECS identity in heartbeats (the defenders page).
+    "ALTER TABLE defenders ADD COLUMN cluster TEXT;
+     ALTER TABLE defenders ADD COLUMN family TEXT;
+     ALTER TABLE defenders ADD COLUMN service TEXT;",
 ];
 
 const AUDIT_COLUMNS: &str = "id, time, type, effect, rule, attack, custom_rule, container, image, \
@@ -291,11 +295,23 @@ impl Store for Sqlite {
     fn heartbeat(&self, b: &Heartbeat, now: &str) -> Result<(), StoreError> {
         lock(&self.writer)
             .execute(
-                "INSERT INTO defenders (id, container, image, task, version, revision, first_seen, last_seen) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) \
+                "INSERT INTO defenders (id, container, image, task, version, revision, first_seen, last_seen, \
+                   cluster, family, service) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10) \
                  ON CONFLICT (id) DO UPDATE SET container = ?2, image = ?3, task = ?4, version = ?5, \
-                   revision = ?6, last_seen = ?7",
-                params![b.id, b.container, b.image, b.task, b.version, b.revision, now],
+                   revision = ?6, last_seen = ?7, cluster = ?8, family = ?9, service = ?10",
+                params![
+                    b.id,
+                    b.container,
+                    b.image,
+                    b.task,
+                    b.version,
+                    b.revision,
+                    now,
+                    b.cluster,
+                    b.family,
+                    b.service
+                ],
             )
             .map(drop)
             .map_err(StoreError::from)
@@ -304,7 +320,8 @@ impl Store for Sqlite {
     fn defenders(&self) -> Result<Vec<DefenderSeen>, StoreError> {
         let c = lock(&self.reader);
         let mut select = c.prepare_cached(
-            "SELECT id, container, image, task, version, revision, first_seen, last_seen \
+            "SELECT id, container, image, task, version, revision, first_seen, last_seen, \
+                   cluster, family, service \
                  FROM defenders ORDER BY last_seen DESC",
         )?;
         let rows = select.query_map([], |r| {
@@ -314,6 +331,9 @@ impl Store for Sqlite {
                     container: r.get(1)?,
                     image: r.get(2)?,
                     task: r.get(3)?,
+                    cluster: r.get(8)?,
+                    family: r.get(9)?,
+                    service: r.get(10)?,
                     version: r.get(4)?,
                     revision: r.get(5)?,
                 },
@@ -560,6 +580,9 @@ mod tests {
             container: "web".into(),
             image: "img".into(),
             task: None,
+            cluster: Some("prod".into()),
+            family: None,
+            service: Some("orders-api".into()),
             version: "0.1.0".into(),
             revision: Some("1".into()),
         };
@@ -576,5 +599,6 @@ mod tests {
             ),
             (Some("2"), "t1", "t2")
         );
+        assert_eq!(seen[0].beat, beat);
     }
 }

@@ -560,7 +560,8 @@ async fn defenders_page(_: Person, State(state): State<Arc<AppState>>) -> Respon
         }
         table id="defenders" {
             tr {
-                th { "container" } th { "image" } th { "task" } th { "revision" }
+                th { "container" } th { "image" } th { "task" } th { "cluster" } th { "family" }
+                th { "service" } th { "revision" }
                 th { "version" } th { "last seen" } th { "state" }
             }
             @for d in &defenders {
@@ -568,6 +569,9 @@ async fn defenders_page(_: Person, State(state): State<Arc<AppState>>) -> Respon
                     td { (d.beat.container) }
                     td { (d.beat.image) }
                     td { (d.beat.task.as_deref().unwrap_or("—")) }
+                    td { (d.beat.cluster.as_deref().unwrap_or("—")) }
+                    td { (d.beat.family.as_deref().unwrap_or("—")) }
+                    td { (d.beat.service.as_deref().unwrap_or("—")) }
                     td {
                         @match (&d.beat.revision, d.current) {
                             (Some(r), true) => { (r) }
