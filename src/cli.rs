@@ -106,6 +106,18 @@ pub struct RunArgs {
     /// Image [default: ECS task metadata, else `unknown`].
     #[arg(long, env = "DEFENDER_IMAGE", value_name = "NAME")]
     pub image: Option<String>,
+    /// ECS cluster name, for rules' `collections.clusters` and audits [default: ECS task metadata,
+    /// else unknown].
+    #[arg(long, env = "DEFENDER_CLUSTER", value_name = "NAME")]
+    pub cluster: Option<String>,
+    /// ECS task-definition family, for `collections.families` [default: ECS task metadata, else
+    /// unknown].
+    #[arg(long, env = "DEFENDER_FAMILY", value_name = "NAME")]
+    pub family: Option<String>,
+    /// ECS service, for `collections.services` [default: ECS task metadata where the agent gives
+    /// it (not on Fargate), else unknown].
+    #[arg(long, env = "DEFENDER_SERVICE", value_name = "NAME")]
+    pub service: Option<String>,
     /// Append audit events here instead of stderr (`-` = stdout).
     #[arg(long, env = "DEFENDER_AUDIT_FILE", value_name = "PATH")]
     pub audit_file: Option<PathBuf>,

@@ -1,8 +1,9 @@
 //! Who the protected container is, in ECS: the task metadata endpoint v4
 //! (`$ECS_CONTAINER_METADATA_URI_V4`, which ECS sets in every container of a task) gives the
-//! container name, image, task ARN, cluster and family. Flags and environment variables win over
-//! it, and it wins over the hostname and `unknown`. A failure is reported, never fatal: the
-//! defender protects the container all the same.
+//! container name, image, task ARN, cluster and family, and the service where the ECS agent
+//! gives it (`ServiceName`: EC2 and ECS Anywhere, not Fargate). Flags and environment variables
+//! win over it, and it wins over the hostname and `unknown`. A failure is reported, never fatal:
+//! the defender protects the container all the same.
 
 use std::time::Duration;
 
@@ -25,6 +26,17 @@ pub struct TaskMetadata {
     pub cluster: Option<String>,
     pub family: Option<String>,
     pub revision: Option<String>,
+    pub service: Option<String>,
+}
+
+/// What the flags (or their variables) name; empty values already count as not given.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Given {
+    pub container: Option<String>,
+    pub image: Option<String>,
+    pub cluster: Option<String>,
+    pub family: Option<String>,
+    pub service: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,33 +55,32 @@ pub enum MetadataError {
     Empty { url: String },
 }
 
-/// The container's identity for audits: `--container`/`--image` (or their variables) first, then
+/// The container's identity for audits and rules: the flags (or their variables) first, then
 /// the task metadata when `$ECS_CONTAINER_METADATA_URI_V4` is set, then the hostname and
-/// `unknown`. Returns the report to make when the metadata could not be read.
-pub fn identify(
-    container: Option<String>,
-    image: Option<String>,
-    hostname: impl FnOnce() -> String,
-) -> (Scope, Option<String>) {
+/// `unknown` (cluster, family and service: unknown). Returns the report to make when the metadata
+/// could not be read.
+pub fn identify(given: Given, hostname: impl FnOnce() -> String) -> (Scope, Option<String>) {
     let Some(uri) = std::env::var(URI_VAR).ok().filter(|u| !u.is_empty()) else {
-        return (scope(container, image, None, hostname), None);
+        return (scope(given, None, hostname), None);
     };
     match lookup(&uri) {
         Ok(meta) => {
             let shown = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
             log::info!(
-                "ECS task metadata: container {}, image {}, task {}, cluster {}, family {} revision {}",
+                "ECS task metadata: container {}, image {}, task {}, cluster {}, family {} revision {}, \
+                 service {}",
                 shown(&meta.container),
                 shown(&meta.image),
                 shown(&meta.task_arn),
                 shown(&meta.cluster),
                 shown(&meta.family),
-                shown(&meta.revision)
+                shown(&meta.revision),
+                shown(&meta.service)
             );
-            (scope(container, image, Some(&meta), hostname), None)
+            (scope(given, Some(&meta), hostname), None)
         }
         Err(e) => {
-            let scope = scope(container, image, None, hostname);
+            let scope = scope(given, None, hostname);
             let report = format!(
                 "ECS task metadata could not be read ({URI_VAR}): {e}; container {:?} and image {:?} \
                  come from flags, environment or defaults, and events carry no task ARN",
@@ -107,9 +118,16 @@ pub fn lookup(uri: &str) -> Result<TaskMetadata, MetadataError> {
         })
     };
     let mut meta = from_container(&get(uri)?);
-    if meta.task_arn.is_none() || meta.cluster.is_none() || meta.family.is_none() {
-        let url = format!("{}/task", uri.trim_end_matches('/'));
-        meta.fill_from_task(&get(&url)?);
+    // The container's labels name the task, its cluster and family, never the service: only the
+    // task response has `ServiceName`, so it is always asked for.
+    let named = meta.task_arn.is_some() && meta.cluster.is_some() && meta.family.is_some();
+    let url = format!("{}/task", uri.trim_end_matches('/'));
+    match get(&url) {
+        Ok(task) => meta.fill_from_task(&task),
+        // Only the service was missing: rules that name services do not match, as for any
+        // container whose service is unknown.
+        Err(e) if named => log::warn!("ECS task metadata: no service name: {e}"),
+        Err(e) => return Err(e),
     }
     if meta == TaskMetadata::default() {
         return Err(MetadataError::Empty { url: uri.into() });
@@ -133,6 +151,8 @@ fn from_container(v: &Value) -> TaskMetadata {
         cluster: label("com.amazonaws.ecs.cluster"),
         family: label("com.amazonaws.ecs.task-definition-family"),
         revision: label("com.amazonaws.ecs.task-definition-version"),
+        // No label names the service; the task response may.
+        service: None,
     }
 }
 
@@ -148,25 +168,41 @@ impl TaskMetadata {
         fill(&mut self.cluster, "Cluster");
         fill(&mut self.family, "Family");
         fill(&mut self.revision, "Revision");
+        fill(&mut self.service, "ServiceName");
     }
 }
 
+/// A cluster as rules name it: `arn:aws:ecs:REGION:ACCOUNT:cluster/NAME` gives `NAME`; a short
+/// name (what the labels of some agents hold) is already one.
+fn cluster_name(cluster: &str) -> String {
+    match cluster.strip_prefix("arn:") {
+        Some(arn) => arn
+            .rsplit_once(":cluster/")
+            .map_or(cluster, |(_, name)| name),
+        None => cluster,
+    }
+    .to_owned()
+}
+
 /// Flags (and their variables) first, then the metadata, then the defaults.
-fn scope(
-    container: Option<String>,
-    image: Option<String>,
-    meta: Option<&TaskMetadata>,
-    hostname: impl FnOnce() -> String,
-) -> Scope {
+fn scope(given: Given, meta: Option<&TaskMetadata>, hostname: impl FnOnce() -> String) -> Scope {
     let from_meta = |f: fn(&TaskMetadata) -> &Option<String>| meta.and_then(|m| f(m).clone());
     Scope {
-        container: container
+        container: given
+            .container
             .or_else(|| from_meta(|m| &m.container))
             .unwrap_or_else(hostname),
-        image: image
+        image: given
+            .image
             .or_else(|| from_meta(|m| &m.image))
             .unwrap_or_else(|| "unknown".into()),
         task: from_meta(|m| &m.task_arn),
+        cluster: given
+            .cluster
+            .or_else(|| from_meta(|m| &m.cluster))
+            .map(|cluster| cluster_name(&cluster)),
+        family: given.family.or_else(|| from_meta(|m| &m.family)),
+        service: given.service.or_else(|| from_meta(|m| &m.service)),
     }
 }
 
@@ -206,7 +242,12 @@ mod tests {
             (some("flag"), some("img"), None, ("flag", "img", None)),
         ];
         for (container, image, meta, (c, i, t)) in cases {
-            let s = scope(container.clone(), image.clone(), meta, || "host".into());
+            let given = Given {
+                container: container.clone(),
+                image: image.clone(),
+                ..Given::default()
+            };
+            let s = scope(given, meta, || "host".into());
             assert_eq!(
                 (s.container.as_str(), s.image.as_str(), s.task.as_deref()),
                 (c, i, t),
@@ -217,11 +258,63 @@ mod tests {
             task_arn: Some("arn:task".into()),
             ..TaskMetadata::default()
         };
-        let s = scope(None, None, Some(&partial), || "host".into());
+        let s = scope(Given::default(), Some(&partial), || "host".into());
         assert_eq!(
             (s.container.as_str(), s.image.as_str()),
             ("host", "unknown")
         );
+    }
+
+    /// Cluster, family and service: the flags first, then the metadata, else unknown; a cluster
+    /// is known by its name, whether the ARN or the name was given.
+    #[test]
+    fn the_ecs_identity_from_flags_and_metadata() {
+        let m = TaskMetadata {
+            cluster: Some("arn:aws:ecs:us-west-2:111122223333:cluster/prod-us".into()),
+            family: Some("orders".into()),
+            service: Some("orders-api".into()),
+            ..TaskMetadata::default()
+        };
+        let flags = Given {
+            cluster: Some("arn:aws:ecs:eu-west-1:1:cluster/other".into()),
+            service: Some("flagged".into()),
+            ..Given::default()
+        };
+        let cases = [
+            (
+                Given::default(),
+                Some(&m),
+                [Some("prod-us"), Some("orders"), Some("orders-api")],
+            ),
+            (Given::default(), None, [None; 3]),
+            (
+                flags,
+                Some(&m),
+                [Some("other"), Some("orders"), Some("flagged")],
+            ),
+        ];
+        for (given, meta, want) in cases {
+            let s = scope(given.clone(), meta, || "host".into());
+            let got = [&s.cluster, &s.family, &s.service].map(|v| v.as_deref());
+            assert_eq!(got, want, "{given:?} {meta:?}");
+        }
+    }
+
+    #[test]
+    fn cluster_names_from_arns() {
+        let cases = [
+            (
+                "arn:aws:ecs:us-west-2:111122223333:cluster/default",
+                "default",
+            ),
+            ("arn:aws-cn:ecs:cn-north-1:1:cluster/prod-eu", "prod-eu"),
+            ("default", "default"),
+            // Not an ARN: kept whole rather than guessed at.
+            ("team/cluster/x", "team/cluster/x"),
+        ];
+        for (given, want) in cases {
+            assert_eq!(cluster_name(given), want);
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The console's JSON API (`/api/v1`) against the real `defender-console` process on a local
 //! port: tokens (401, 403), the policy with its ETag and long poll, validation with the
 //! defender's own code (custom rules' script errors with their position), audit batches
-//! (idempotent, atomic), queries (by custom rule too), CSV, heartbeats.
+//! (idempotent, atomic), queries (by custom rule and ECS identity too), CSV, heartbeats.
 
 mod common;
 
@@ -350,6 +350,91 @@ fn audits_keep_their_custom_rule_filter_and_export_it() {
 }
 
 #[test]
+fn audits_keep_their_ecs_identity_filter_on_it_and_export_it() {
+    let w = common::World::new();
+    let c = Console::start(&w.path("data"));
+    let ecs = |id: &str, time: &str, cluster: &str, family: &str, service: Option<&str>| {
+        let mut e = event(id, time, "process", "app", "prevent");
+        e["task"] = format!("arn:aws:ecs:us-west-2:111122223333:task/{cluster}/{id}").into();
+        e["cluster"] = cluster.into();
+        e["family"] = family.into();
+        if let Some(service) = service {
+            e["service"] = service.into();
+        }
+        e
+    };
+    let events = [
+        event("plain", "2026-11-29T10:00:01Z", "process", "web", "prevent"),
+        ecs(
+            "o1",
+            "2026-11-29T10:00:02Z",
+            "prod",
+            "orders",
+            Some("orders-api"),
+        ),
+        ecs(
+            "o2",
+            "2026-11-29T10:00:03Z",
+            "dev",
+            "orders",
+            Some("orders, web"),
+        ),
+        ecs("b1", "2026-11-29T10:00:04Z", "prod", "batch", None),
+    ];
+    assert_eq!(post(&c, &events).status, 200);
+    // Served back field for field; absent where the defender did not know them.
+    let all = c.audits("");
+    assert_eq!(ids(&all), ["b1", "o2", "o1", "plain"]);
+    assert_eq!(
+        (&all[2]["cluster"], &all[2]["family"], &all[2]["service"]),
+        (&json!("prod"), &json!("orders"), &json!("orders-api"))
+    );
+    assert!(all[0].get("service").is_none(), "{}", all[0]);
+    for field in ["cluster", "family", "service"] {
+        assert!(all[3].get(field).is_none(), "{}", all[3]);
+    }
+
+    let cases: &[(&str, &[&str])] = &[
+        ("cluster=prod", &["b1", "o1"]),
+        ("family=orders", &["o2", "o1"]),
+        ("service=orders%2C+web", &["o2"]),
+        ("cluster=prod&family=orders", &["o1"]),
+        ("cluster=prod&service=orders-api&container=app", &["o1"]),
+        ("service=orders", &[]),
+        ("cluster=&family=&service=", &["b1", "o2", "o1", "plain"]),
+    ];
+    for (query, want) in cases {
+        assert_eq!(ids(&c.audits(query)), *want, "{query}");
+    }
+
+    // The CSV: the identity after the task.
+    let a = c.call(
+        "GET",
+        &format!("{AUDITS}/download?family=orders"),
+        Some(ADMIN),
+        &[],
+        None,
+    );
+    assert_eq!(a.status, 200);
+    let lines: Vec<&str> = a.body.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", a.body);
+    assert!(
+        lines[0].starts_with(
+            "id,time,type,effect,rule,attack,customRule,container,image,task,cluster,family,service,pid,"
+        ),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains(
+            r#",app,img:1,arn:aws:ecs:us-west-2:111122223333:task/dev/o2,dev,orders,"orders, web",42,"#
+        ),
+        "{}",
+        lines[1]
+    );
+}
+
+#[test]
 fn audit_batches_are_idempotent_and_all_or_nothing() {
     let w = common::World::new();
     let c = Console::start(&w.path("data"));
@@ -464,8 +549,12 @@ fn heartbeats_show_which_defenders_run_which_revision() {
     let w = common::World::new();
     let c = Console::start(&w.path("data"));
     let beat = |id: &str, revision: &str| {
-        let body = json!({"id": id, "container": "web", "image": "img:1", "task": "arn:task/1",
-                          "version": "0.1.0", "revision": revision});
+        let mut body = json!({"id": id, "container": "web", "image": "img:1", "task": "arn:task/1",
+                              "version": "0.1.0", "revision": revision});
+        if id == "d2" {
+            body["cluster"] = "prod".into();
+            body["service"] = "orders-api".into();
+        }
         c.call(
             "POST",
             "/api/v1/defenders/heartbeat",
@@ -501,5 +590,14 @@ fn heartbeats_show_which_defenders_run_which_revision() {
         (&json!("1"), &json!(false))
     );
     assert_eq!(d1["task"], "arn:task/1");
+    // The ECS identity where the defender knows it, absent otherwise.
+    assert_eq!(
+        (&d2["cluster"], &d2["service"]),
+        (&json!("prod"), &json!("orders-api"))
+    );
+    assert!(
+        d2.get("family").is_none() && d1.get("cluster").is_none(),
+        "{list:?}"
+    );
     assert!(d1["lastSeen"].as_str().unwrap().ends_with('Z'));
 }

@@ -1,15 +1,19 @@
-//! ECS task metadata v4: `defender run` learns the container, image and task from
-//! `$ECS_CONTAINER_METADATA_URI_V4`, served here by a local stand-in for the ECS agent that
-//! replays the documented responses for a Fargate task (tests/golden/ecs/). Flags and
-//! environment win; an endpoint that fails is reported and the run goes on.
+//! ECS task metadata v4: `defender run` learns the container, image, task, cluster, family and
+//! service from `$ECS_CONTAINER_METADATA_URI_V4`, served here by a local stand-in for the ECS
+//! agent that replays the documented responses for a Fargate task (tests/golden/ecs/). Flags and
+//! environment win; an endpoint that fails is reported and the run goes on. Rules select the
+//! container by that identity, and it reaches the console in audits and heartbeats.
 
 mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
-use common::{World, output_within, stderr};
+use common::console::{self, Console};
+use common::{HANG_GUARD, World, finish_within, output_within, stderr, wait_until};
+use serde_json::json;
 
 const DOCKER_ID: &str = "3f6a0b1c2d4e4f5a8b9c0d1e2f3a4b5c-1234567890";
 const TASK_ARN: &str =
@@ -23,6 +27,10 @@ enum Behaviour {
     Replay,
     /// Like `Replay`, with the container response stripped of its `Labels`.
     NoLabels,
+    /// Like `Replay`, with the task response naming the service, as the agent does on EC2.
+    WithService,
+    /// Like `Replay`, with the task response missing (404).
+    NoTask,
     /// Reads the request and never answers.
     Silent,
     /// Answers 200 with a body that is not JSON.
@@ -84,7 +92,17 @@ fn serve(behaviour: Behaviour) -> Endpoint {
                     }
                     ("200 OK", v.to_string())
                 }
-                _ if path == format!("{container}/task") => ("200 OK", fixture("task.json")),
+                Behaviour::NoTask if path == format!("{container}/task") => {
+                    ("404 Not Found", "404 page not found".to_string())
+                }
+                _ if path == format!("{container}/task") => {
+                    let mut v: serde_json::Value =
+                        serde_json::from_str(&fixture("task.json")).unwrap();
+                    if matches!(behaviour, Behaviour::WithService) {
+                        v["ServiceName"] = "orders-api".into();
+                    }
+                    ("200 OK", v.to_string())
+                }
                 _ => ("404 Not Found", "404 page not found".to_string()),
             };
             let _ = write!(
@@ -141,12 +159,20 @@ fn audits_carry_the_container_image_and_task_from_the_metadata() {
     assert_eq!(audits[0]["image"], IMAGE);
     assert_eq!(audits[0]["task"], TASK_ARN);
     assert_eq!(audits[0]["rule"], "sample: no mkdir");
-    // Cluster and family are logged; the labels named the task, so /task was not needed.
+    // Cluster and family are logged; the labels named the task, and /task was asked for the
+    // service, which a Fargate task's response does not have.
     assert!(
-        err.contains("cluster arn:aws:ecs:us-west-2:111122223333:cluster/default, family twistlock-fargate-task revision 4"),
+        err.contains("cluster arn:aws:ecs:us-west-2:111122223333:cluster/default, family twistlock-fargate-task revision 4, service -"),
         "{err}"
     );
-    assert_eq!(endpoint.paths(), [format!("/v4/{DOCKER_ID}")]);
+    assert_eq!(
+        endpoint.paths(),
+        [format!("/v4/{DOCKER_ID}"), format!("/v4/{DOCKER_ID}/task")]
+    );
+    // The cluster by its name, the family; no service.
+    assert_eq!(audits[0]["cluster"], "default");
+    assert_eq!(audits[0]["family"], "twistlock-fargate-task");
+    assert!(audits[0].get("service").is_none(), "{}", audits[0]);
     assert!(
         w.audits_of("defender")
             .iter()
@@ -258,4 +284,186 @@ fn an_answer_that_is_not_metadata_is_reported() {
     let w = World::new();
     let out = run_with_metadata(&w, &endpoint.uri(), &[], &[], &["sh", "-c", "exit 3"]);
     assert_reported(&w, &out, "not JSON");
+}
+
+/// Rules scoped by cluster, family and service: the ECS identity of the metadata selects them.
+const SCOPED: &str = r#"{"rules": [
+    {"name": "orders service", "collections": {"clusters": ["default"], "families": ["twistlock-*"],
+        "services": ["orders-*"]}, "processes": {"effect": "prevent", "deny": ["mkdir"]}},
+    {"name": "other cluster", "collections": {"clusters": ["prod"]},
+        "processes": {"effect": "prevent", "deny": ["mkdir"]}}
+]}"#;
+
+/// `defender run` with `policy`, the metadata URI set, and `extra` flags.
+fn run_scoped(
+    w: &World,
+    policy: &str,
+    uri: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> std::process::Output {
+    let policy = w.policy(policy);
+    let mut cmd = w.unnamed_command(Some(&policy), extra, &["mkdir", "made"]);
+    cmd.env("ECS_CONTAINER_METADATA_URI_V4", uri);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    output_within(&mut cmd)
+}
+
+#[test]
+fn rules_select_by_cluster_family_and_service_from_the_metadata() {
+    let endpoint = serve(Behaviour::WithService);
+    let w = World::new();
+    let out = run_scoped(&w, SCOPED, &endpoint.uri(), &[], &[]);
+    assert_eq!(out.status.code(), Some(126), "{}", stderr(&out));
+    assert!(!w.path("made").exists());
+    let audits = w.audits_of("process");
+    assert_eq!(audits.len(), 1, "{}", stderr(&out));
+    assert_eq!(audits[0]["rule"], "orders service");
+    assert_eq!(audits[0]["cluster"], "default");
+    assert_eq!(audits[0]["family"], "twistlock-fargate-task");
+    assert_eq!(audits[0]["service"], "orders-api");
+    assert_eq!(audits[0]["task"], TASK_ARN);
+}
+
+/// On Fargate the metadata names no service: a rule that names services does not apply (it was
+/// meant for ECS services), and neither does one for another cluster.
+#[test]
+fn a_rule_naming_services_does_not_match_an_unknown_service() {
+    let endpoint = serve(Behaviour::Replay);
+    let w = World::new();
+    let out = run_scoped(&w, SCOPED, &endpoint.uri(), &[], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(w.path("made").exists());
+    assert!(w.audits_of("process").is_empty());
+}
+
+/// `--service` gives what the metadata lacks; the variables and flags win over the metadata, and
+/// a cluster given as an ARN is known by its name.
+#[test]
+fn flags_and_environment_name_the_cluster_family_and_service() {
+    let endpoint = serve(Behaviour::Replay);
+    let w = World::new();
+    let out = run_scoped(
+        &w,
+        SCOPED,
+        &endpoint.uri(),
+        &["--service", "orders-web"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(126), "{}", stderr(&out));
+    let audits = w.audits_of("process");
+    assert_eq!(audits[0]["rule"], "orders service");
+    assert_eq!(audits[0]["service"], "orders-web");
+
+    let w = World::new();
+    let env = [
+        (
+            "DEFENDER_CLUSTER",
+            "arn:aws:ecs:eu-west-1:111122223333:cluster/prod",
+        ),
+        ("DEFENDER_SERVICE", "orders-web"),
+        // Empty counts as unset: the metadata's family.
+        ("DEFENDER_FAMILY", ""),
+    ];
+    let out = run_scoped(&w, SCOPED, &endpoint.uri(), &[], &env);
+    assert_eq!(out.status.code(), Some(126), "{}", stderr(&out));
+    let audits = w.audits_of("process");
+    assert_eq!(audits[0]["rule"], "other cluster");
+    assert_eq!(audits[0]["cluster"], "prod");
+    assert_eq!(audits[0]["family"], "twistlock-fargate-task");
+
+    // No metadata at all (the helper unsets it): only the flags name the identity.
+    let w = World::new();
+    let policy = w.policy(SCOPED);
+    let flags = [
+        "--cluster",
+        "default",
+        "--family",
+        "twistlock-x",
+        "--service",
+        "orders-1",
+    ];
+    let out = output_within(&mut w.unnamed_command(Some(&policy), &flags, &["mkdir", "made"]));
+    assert_eq!(out.status.code(), Some(126), "{}", stderr(&out));
+    assert_eq!(w.audits_of("process")[0]["rule"], "orders service");
+}
+
+/// The labels named the task, cluster and family: a task response that fails costs only the
+/// service, and is no metadata failure.
+#[test]
+fn a_missing_task_response_costs_only_the_service() {
+    let endpoint = serve(Behaviour::NoTask);
+    let w = World::new();
+    let out = run_with_metadata(&w, &endpoint.uri(), &[], &[], &["mkdir", "made"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(126), "{err}");
+    let audits = w.audits_of("process");
+    assert_eq!(audits[0]["task"], TASK_ARN);
+    assert_eq!(audits[0]["cluster"], "default");
+    assert!(audits[0].get("service").is_none(), "{}", audits[0]);
+    assert!(err.contains("ECS task metadata: no service name"), "{err}");
+    assert!(
+        w.audits_of("defender")
+            .iter()
+            .all(|e| !e["message"].as_str().unwrap().contains("metadata"))
+    );
+}
+
+/// The identity reaches the console: its audits carry it (and filter on it), and so do the
+/// defender's heartbeats (the defenders list).
+#[test]
+fn the_console_receives_the_ecs_identity_in_audits_and_heartbeats() {
+    let w = World::new();
+    let c = Console::start(&w.path("data"));
+    c.put_policy(SCOPED);
+    let identity = [
+        "--cluster",
+        "default",
+        "--family",
+        "twistlock-fargate-task",
+        "--service",
+        "orders-api",
+    ];
+    // The command waits on its stdin, so the defender runs (and beats) until it is closed.
+    let mut child = console::defender(
+        &w,
+        &c.url(),
+        &w.path("state"),
+        &identity,
+        &["sh", "-c", "mkdir made; read line"],
+    )
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("defender starts");
+    let listed = || {
+        let a = c.call("GET", "/api/v1/defenders", Some(console::ADMIN), &[], None);
+        a.json().as_array().unwrap().clone()
+    };
+    let seen = wait_until(HANG_GUARD, || {
+        c.audits("service=orders-api&type=process").len() == 1 && !listed().is_empty()
+    });
+    drop(child.stdin.take());
+    let out = finish_within(child, HANG_GUARD);
+    assert!(seen, "{}", stderr(&out));
+    let audit = &c.audits("cluster=default&family=twistlock-fargate-task")[0];
+    assert_eq!(audit["rule"], "orders service");
+    assert_eq!(audit["service"], "orders-api");
+    let defender = &listed()[0];
+    assert_eq!(
+        (
+            &defender["cluster"],
+            &defender["family"],
+            &defender["service"]
+        ),
+        (
+            &json!("default"),
+            &json!("twistlock-fargate-task"),
+            &json!("orders-api")
+        )
+    );
+    assert!(!w.path("made").exists());
 }

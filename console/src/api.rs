@@ -169,6 +169,12 @@ pub struct AuditFilter {
     )]
     pub custom_rule: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until: Option<String>,
@@ -206,6 +212,9 @@ impl AuditFilter {
             effect,
             rule: given(&self.rule),
             custom_rule: given(&self.custom_rule),
+            cluster: given(&self.cluster),
+            family: given(&self.family),
+            service: given(&self.service),
             since: time("since", &self.since)?,
             until: time("until", &self.until)?,
             limit: self
@@ -344,6 +353,13 @@ mod tests {
                 .unwrap();
         assert_eq!(q.kind, Some(Kind::Process));
         assert_eq!(q.custom_rule.as_deref(), Some("nc l"));
+        let ecs = f("cluster=prod&family=&service=orders+api")
+            .query(DEFAULT_LIMIT)
+            .unwrap();
+        assert_eq!(
+            (ecs.cluster.as_deref(), ecs.family, ecs.service.as_deref()),
+            (Some("prod"), None, Some("orders api"))
+        );
         assert_eq!(
             f("customRule=").query(DEFAULT_LIMIT).unwrap().custom_rule,
             None

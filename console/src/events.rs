@@ -65,7 +65,7 @@ pub fn normalize_time(text: &str) -> Result<String, String> {
 }
 
 /// The CSV columns: the fields of `docs/audit.md`, in its order.
-const COLUMNS: [&str; 19] = [
+const COLUMNS: [&str; 22] = [
     "id",
     "time",
     "type",
@@ -76,6 +76,9 @@ const COLUMNS: [&str; 19] = [
     "container",
     "image",
     "task",
+    "cluster",
+    "family",
+    "service",
     "pid",
     "process",
     "cmdline",
@@ -104,6 +107,9 @@ pub fn to_csv(events: &[Event]) -> String {
             e.container.clone(),
             e.image.clone(),
             opt(&e.task),
+            opt(&e.cluster),
+            opt(&e.family),
+            opt(&e.service),
             e.pid.to_string(),
             e.process.clone(),
             opt(&e.cmdline),
@@ -182,7 +188,7 @@ mod tests {
         let scope = defender::audit::Scope {
             container: "web".into(),
             image: "img:1".into(),
-            task: None,
+            ..defender::audit::Scope::default()
         };
         let finding = defender::dns::Finding {
             pid: 7,
@@ -216,7 +222,19 @@ mod tests {
         assert_eq!(lines[0], COLUMNS.join(","));
         assert_eq!(
             lines[1],
-            "a,2026-11-29T10:00:00.500000Z,process,prevent,r,processExplicitlyDenied,,web,img:1,,7,/bin/mkdir,mkdir x,/bin/sh,,,,m,1"
+            "a,2026-11-29T10:00:00.500000Z,process,prevent,r,processExplicitlyDenied,,web,img:1,,,,,7,/bin/mkdir,mkdir x,/bin/sh,,,,m,1"
+        );
+        // The ECS identity follows the task.
+        let mut ecs = event("e");
+        ecs["task"] = "arn:task".into();
+        ecs["cluster"] = "prod".into();
+        ecs["family"] = "orders".into();
+        ecs["service"] = "orders-api".into();
+        let events = parse_batch(serde_json::json!([ecs]).to_string().as_bytes()).unwrap();
+        assert!(
+            to_csv(&events).contains(",web,img:1,arn:task,prod,orders,orders-api,7,"),
+            "{}",
+            to_csv(&events)
         );
         let mut custom = event("c");
         custom["attack"] = "customRule".into();

@@ -81,6 +81,23 @@ pub struct Scope {
     pub container: String,
     pub image: String,
     pub task: Option<String>,
+    /// The ECS cluster's name (not its ARN), task-definition family and service, when known.
+    pub cluster: Option<String>,
+    pub family: Option<String>,
+    pub service: Option<String>,
+}
+
+impl Scope {
+    /// The container as policy rules select it.
+    pub fn identity(&self) -> policy::Identity {
+        policy::Identity {
+            container: self.container.clone(),
+            image: self.image.clone(),
+            cluster: self.cluster.clone(),
+            family: self.family.clone(),
+            service: self.service.clone(),
+        }
+    }
 }
 
 /// One audit event: one JSON object on one line, as the defender writes it and the console reads it.
@@ -107,6 +124,12 @@ pub struct Event {
     pub image: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
     pub pid: u32,
     pub process: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -246,6 +269,9 @@ impl Event {
             container: scope.container.clone(),
             image: scope.image.clone(),
             task: scope.task.clone(),
+            cluster: scope.cluster.clone(),
+            family: scope.family.clone(),
+            service: scope.service.clone(),
             pid,
             process: process.to_string(),
             cmdline: None,
@@ -439,7 +465,7 @@ mod tests {
         Scope {
             container: "web".into(),
             image: "nginx:1".into(),
-            task: None,
+            ..Scope::default()
         }
     }
 
@@ -661,6 +687,32 @@ mod tests {
         json["effect"] = "disable".into();
         assert!(serde_json::from_value::<Event>(json).is_err());
         assert_eq!(Effect::of(policy::Effect::Disable), Effect::Alert);
+    }
+
+    /// The ECS identity travels in every event when known, and is absent (not null) otherwise.
+    #[test]
+    fn events_carry_the_ecs_identity_when_known() {
+        let ecs = Scope {
+            task: Some("arn:aws:ecs:us-west-2:111122223333:task/prod/1".into()),
+            cluster: Some("prod".into()),
+            family: Some("orders".into()),
+            service: Some("orders-api".into()),
+            ..scope()
+        };
+        let json = serde_json::to_value(Event::defender(&ecs, Effect::Alert, None, "x".into()));
+        let json = json.unwrap();
+        let fields = ["cluster", "family", "service"].map(|f| json[f].as_str());
+        assert_eq!(fields, [Some("prod"), Some("orders"), Some("orders-api")]);
+        let json = serde_json::to_value(Event::defender(&scope(), Effect::Alert, None, "x".into()));
+        let json = json.unwrap();
+        for field in ["cluster", "family", "service"] {
+            assert!(json.get(field).is_none(), "{field}: {json}");
+        }
+        assert_eq!(
+            ecs.identity().service.as_deref(),
+            Some("orders-api"),
+            "rules select by the same identity"
+        );
     }
 
     #[test]

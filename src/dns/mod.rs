@@ -500,7 +500,7 @@ mod tests {
         let scope = Scope {
             container: "c".into(),
             image: "i".into(),
-            task: None,
+            ..Scope::default()
         };
         let finding = |domain: &str, malformed| Finding {
             pid: 7,

@@ -8,7 +8,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
-use super::{Policy, Rule};
+use super::{Identity, Policy, Rule};
 
 /// Where the policy in force came from (reported in `defender` audits and heartbeats).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,7 +49,7 @@ impl fmt::Display for Source {
 #[derive(Debug)]
 pub struct InForce {
     pub policy: Policy,
-    /// `policy.rule_for(container, image)`, computed once per revision; shared with threads that
+    /// `policy.rule_in_force(identity)`, computed once per revision; shared with threads that
     /// decide on their own (the DNS forwarder).
     pub rule: Option<Arc<Rule>>,
     pub source: Source,
@@ -64,18 +64,16 @@ impl InForce {
 /// The shared handle. Cloning it shares the same policy.
 #[derive(Clone, Debug)]
 pub struct Live {
-    container: Arc<str>,
-    image: Arc<str>,
+    identity: Arc<Identity>,
     current: Arc<RwLock<Arc<InForce>>>,
 }
 
 impl Live {
     /// The handle for one container, starting with `policy`.
-    pub fn new(policy: Policy, source: Source, container: &str, image: &str) -> Live {
-        let rule = policy.rule_for(container, image).cloned().map(Arc::new);
+    pub fn new(policy: Policy, source: Source, identity: Identity) -> Live {
+        let rule = policy.rule_in_force(&identity).cloned().map(Arc::new);
         Live {
-            container: container.into(),
-            image: image.into(),
+            identity: Arc::new(identity),
             current: Arc::new(RwLock::new(Arc::new(InForce {
                 policy,
                 rule,
@@ -95,10 +93,7 @@ impl Live {
 
     /// Puts `policy` in force for every decision that starts after this returns; returns it.
     pub fn set(&self, policy: Policy, source: Source) -> Arc<InForce> {
-        let rule = policy
-            .rule_for(&self.container, &self.image)
-            .cloned()
-            .map(Arc::new);
+        let rule = policy.rule_in_force(&self.identity).cloned().map(Arc::new);
         let next = Arc::new(InForce {
             policy,
             rule,
@@ -126,7 +121,12 @@ mod tests {
 
     #[test]
     fn a_new_revision_replaces_the_rule_for_later_snapshots_only() {
-        let live = Live::new(policy("web", "mkdir"), Source::Default, "web", "img");
+        let web = Identity {
+            container: "web".into(),
+            image: "img".into(),
+            ..Identity::default()
+        };
+        let live = Live::new(policy("web", "mkdir"), Source::Default, web);
         let before = live.current();
         assert_eq!(before.rule_name(), Some("r-mkdir"));
         assert_eq!(before.source.revision(), None);

@@ -42,6 +42,11 @@ pub struct Rule {
     pub(super) disabled: bool,
     pub(super) images: Collection,
     pub(super) containers: Collection,
+    /// The ECS lists; `None` when the rule does not name them (then any value, even unknown,
+    /// matches).
+    pub(super) clusters: Option<Collection>,
+    pub(super) families: Option<Collection>,
+    pub(super) services: Option<Collection>,
     /// The custom rules switched on, by event type (`Kind::index`).
     pub(super) custom: [Custom; 4],
     pub(super) processes: Processes,
@@ -204,16 +209,52 @@ pub struct Dns {
     pub(super) lists: Lists<DomainPattern>,
 }
 
+/// Who a container is, as `collections` select it: its name and image, and on ECS its task's
+/// cluster (by name), task-definition family and service when known.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Identity {
+    pub container: String,
+    pub image: String,
+    pub cluster: Option<String>,
+    pub family: Option<String>,
+    pub service: Option<String>,
+}
+
 impl Policy {
     /// The rule in force for a container: the first one not disabled whose collections match.
+    pub fn rule_in_force(&self, who: &Identity) -> Option<&Rule> {
+        self.rules
+            .iter()
+            .find(|rule| !rule.disabled && rule.matches(who))
+    }
+
+    /// The rule in force for a container known by its name and image only (no ECS identity).
     pub fn rule_for(&self, container: &str, image: &str) -> Option<&Rule> {
-        self.rules.iter().find(|rule| {
-            !rule.disabled && rule.images.matches(image) && rule.containers.matches(container)
+        self.rule_in_force(&Identity {
+            container: container.to_owned(),
+            image: image.to_owned(),
+            ..Identity::default()
         })
     }
 }
 
 impl Rule {
+    /// Every list present matches. An ECS list fails closed on an unknown value: a rule that names
+    /// clusters, families or services was written for ECS containers, and applying it to a
+    /// container whose task is unknown would put someone else's rule in force.
+    fn matches(&self, who: &Identity) -> bool {
+        let ecs = |list: &Option<Collection>, value: &Option<String>| match (list, value) {
+            (None, _) => true,
+            (Some(list), Some(value)) => list.matches(value),
+            (Some(_), None) => false,
+        };
+        self.images.matches(&who.image)
+            && self.containers.matches(&who.container)
+            && ecs(&self.clusters, &who.cluster)
+            && ecs(&self.families, &who.family)
+            && ecs(&self.services, &who.service)
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -436,7 +477,7 @@ impl<T> Lists<T> {
     }
 }
 
-/// A `collections.images` or `collections.containers` list.
+/// A `collections` list: `images`, `containers`, `clusters`, `families` or `services`.
 ///
 /// Matches when an include pattern matches and no exclusion (`-pattern`) does. A list without any
 /// include pattern (only exclusions, or empty) behaves as if it had `"*"`, so `["-*debug*"]` means
@@ -672,6 +713,48 @@ mod tests {
             let got = policy.rule_for(container, image).map(Rule::name);
             assert_eq!(got, want, "container {container:?}, image {image:?}");
         }
+    }
+
+    /// The ECS lists: every list present must match, and a list present fails closed on a value
+    /// that is unknown (the rule was meant for ECS), whatever its patterns.
+    #[test]
+    fn rule_selection_by_ecs_identity() {
+        let policy = parse(
+            r#"{"rules": [
+                {"name": "orders", "collections": {"clusters": ["prod-*", "-prod-eu"], "services": ["orders*"]}},
+                {"name": "batch", "collections": {"families": ["batch-*"], "containers": ["app"]}},
+                {"name": "any-service", "collections": {"services": []}},
+                {"name": "rest", "collections": {"images": ["*"]}}
+            ]}"#,
+        )
+        .unwrap();
+        let who = |cluster: Option<&str>, family: Option<&str>, service: Option<&str>| Identity {
+            container: "app".into(),
+            image: "i".into(),
+            cluster: cluster.map(str::to_owned),
+            family: family.map(str::to_owned),
+            service: service.map(str::to_owned),
+        };
+        let cases = [
+            // (cluster, family, service, rule in force)
+            (Some("prod-us"), None, Some("Orders-API"), "orders"), // case-insensitive
+            (Some("prod-eu"), None, Some("orders"), "any-service"), // the cluster is excluded
+            (None, None, Some("orders"), "any-service"),           // unknown cluster: fail closed
+            (Some("prod-us"), None, None, "rest"),                 // unknown service: fail closed
+            (Some("dev"), Some("batch-nightly"), None, "batch"),
+            (None, Some("web"), Some("web"), "any-service"), // `[]` matches any known value
+            (None, None, None, "rest"),
+        ];
+        for (cluster, family, service, want) in cases {
+            let got = policy.rule_in_force(&who(cluster, family, service));
+            assert_eq!(
+                got.map(Rule::name),
+                Some(want),
+                "{cluster:?} {family:?} {service:?}"
+            );
+        }
+        // A container known by name and image only is never selected by an ECS list.
+        assert_eq!(policy.rule_for("app", "i").map(Rule::name), Some("rest"));
     }
 
     #[test]

@@ -12,7 +12,7 @@ pub mod schema;
 mod validate;
 
 pub use live::Live;
-pub use matching::{Attack, Consequence, Custom, Dns, Matched, Network, Processes, Rule};
+pub use matching::{Attack, Consequence, Custom, Dns, Identity, Matched, Network, Processes, Rule};
 pub use schema::{CustomEffect, Effect};
 pub use validate::{List, PolicyError, Problem, RuleRef};
 
@@ -93,6 +93,14 @@ fn summary(index: usize, rule: &schema::Rule) -> String {
         patterns(collections.and_then(|c| c.images.as_ref())),
         patterns(collections.and_then(|c| c.containers.as_ref())),
     ));
+    // The ECS lists only when written: a missing one is no condition at all.
+    let ecs = collections.map(|c| [&c.clusters, &c.families, &c.services]);
+    let names = ["clusters", "families", "services"];
+    for (name, list) in names.iter().zip(ecs.into_iter().flatten()) {
+        if let Some(list) = list {
+            line.push_str(&format!(" {name} [{}]", list.join(", ")));
+        }
+    }
     let processes = rule
         .processes
         .as_ref()
@@ -195,7 +203,8 @@ mod tests {
                  "network": {"effect": "prevent", "outbound": {"deny": ["203.0.113.0/24"]},
                              "outboundPorts": {"allow": ["80", "443"]}},
                  "dns": {"effect": "prevent", "allow": ["*.amazonaws.com", "example.org"]}},
-                {"name": "off", "disabled": true, "collections": {"images": ["a*", "-ab"], "containers": []}}
+                {"name": "off", "disabled": true, "collections": {"images": ["a*", "-ab"], "containers": []}},
+                {"name": "orders", "collections": {"clusters": ["prod-*", "-prod-eu"], "services": []}}
             ]}"#,
         )
         .unwrap();
@@ -206,6 +215,8 @@ mod tests {
                  network prevent (outbound deny 1, outboundPorts allow 2); dns prevent (allow 2)",
                 "rules[1] \"off\" (disabled): images [a*, -ab] containers []; processes disable; network disable; \
                  dns disable",
+                "rules[2] \"orders\": images [*] containers [*] clusters [prod-*, -prod-eu] services []; \
+                 processes disable; network disable; dns disable",
             ]
         );
     }

@@ -116,18 +116,29 @@ pub struct Rule {
     pub dns: Option<Section>,
 }
 
-/// Which containers a rule applies to. A missing list means `["*"]`.
+/// Which containers a rule applies to. A missing `images` or `containers` list means `["*"]`; the
+/// ECS lists (`clusters`, `families`, `services`) are kept apart from a missing one because a list
+/// that is present does not match a container whose value is unknown.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(
     deny_unknown_fields,
     rename_all = "camelCase",
-    expecting = "an object with `images` and `containers` lists"
+    expecting = "an object with `images`, `containers`, `clusters`, `families` and `services` lists"
 )]
 pub struct Collections {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub images: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub containers: Option<Vec<String>>,
+    /// ECS cluster names (not ARNs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clusters: Option<Vec<String>>,
+    /// ECS task-definition families.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub families: Option<Vec<String>>,
+    /// ECS service names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub services: Option<Vec<String>>,
 }
 
 /// A section made of one effect and one pair of lists: `processes` and `dns`.

@@ -298,6 +298,15 @@ fn compile_rule(
         "collections.containers",
         report,
     );
+    // Only a list that is present is compiled: a missing ECS list matches any value, even none.
+    let ecs = |list: fn(&doc::Collections) -> Option<&Vec<String>>, field, report: &mut Report| {
+        collections
+            .and_then(list)
+            .map(|list| collection(Some(list.as_slice()), field, report))
+    };
+    let clusters = ecs(|c| c.clusters.as_ref(), "collections.clusters", report);
+    let families = ecs(|c| c.families.as_ref(), "collections.families", report);
+    let services = ecs(|c| c.services.as_ref(), "collections.services", report);
     let processes = document
         .processes
         .as_ref()
@@ -342,6 +351,9 @@ fn compile_rule(
         disabled: document.disabled,
         images,
         containers,
+        clusters,
+        families,
+        services,
         custom: references(&document.custom_rules, library, report),
         processes,
         network,
@@ -821,6 +833,22 @@ mod tests {
             (
                 web(r#""collections": {"images": ["{a,b"]}"#),
                 "rules[0] \"web\": collections.images[0]: \"{a,b\" is not a valid glob: unclosed alternate group; missing '}' (maybe escape '{' with '[{]'?)",
+            ),
+            (
+                web(r#""collections": {"clusters": ["prod", "-"]}"#),
+                "rules[0] \"web\": collections.clusters[1]: \"-\" is an empty pattern",
+            ),
+            (
+                web(r#""collections": {"families": ["[a-"]}"#),
+                "rules[0] \"web\": collections.families[0]: \"[a-\" is not a valid glob: unclosed character class; missing ']'",
+            ),
+            (
+                web(r#""collections": {"services": [""]}"#),
+                "rules[0] \"web\": collections.services[0]: \"\" is an empty pattern",
+            ),
+            (
+                web(r#""collections": {"service": ["orders"]}"#),
+                "rules[0] \"web\": collections.service: unknown field `service`, expected one of `images`, `containers`, `clusters`, `families`, `services`",
             ),
             (
                 web(r#""network": {"effect": "alert", "outbound": {"deny": ["10.0.0.0/33"]}}"#),

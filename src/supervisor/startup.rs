@@ -104,15 +104,21 @@ pub fn prepare(args: RunArgs) -> Result<(RunConfig, Option<Uplink>), StartupErro
     // An empty name (`DEFENDER_CONTAINER=` in a task definition) counts as none given: the next
     // source (metadata, hostname) names the container rather than "" in every event.
     let given = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
-    let (scope, metadata_failure) =
-        ecs::identify(given(args.container), given(args.image), hostname);
+    let flags = ecs::Given {
+        container: given(args.container),
+        image: given(args.image),
+        cluster: given(args.cluster),
+        family: given(args.family),
+        service: given(args.service),
+    };
+    let (scope, metadata_failure) = ecs::identify(flags, hostname);
     let (policy, uplink) = match (args.console, args.token) {
         (None, None) => {
             let (p, source) = match local {
                 Some((file, p)) => (p, Source::File(file)),
                 None => (policy::default_policy(), Source::Default),
             };
-            (Live::new(p, source, &scope.container, &scope.image), None)
+            (Live::new(p, source, scope.identity()), None)
         }
         (Some(console), Some(token)) => {
             let wait = args

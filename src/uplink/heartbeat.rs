@@ -20,6 +20,12 @@ struct Beat<'a> {
     image: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     task: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    family: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service: Option<&'a str>,
     version: &'static str,
     /// The console revision in force (`null` under `--policy` or the default).
     revision: Option<&'a str>,
@@ -34,6 +40,9 @@ pub(super) fn run(shared: &Shared) {
             container: &shared.scope.container,
             image: &shared.scope.image,
             task: shared.scope.task.as_deref(),
+            cluster: shared.scope.cluster.as_deref(),
+            family: shared.scope.family.as_deref(),
+            service: shared.scope.service.as_deref(),
             version: env!("CARGO_PKG_VERSION"),
             revision: in_force.source.revision(),
         };

@@ -263,7 +263,7 @@ impl Uplink {
                 fallback(cfg.local, Some(problem))
             }
         };
-        let live = Live::new(policy, source, &scope.container, &scope.image);
+        let live = Live::new(policy, source, scope.identity());
         let (to_shipper, from_sinks) = mpsc::channel();
         let mut reports = Sink::open(cfg.audit_file.as_deref())?;
         reports.tee(shipper::tee(to_shipper.clone()));

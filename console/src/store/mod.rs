@@ -38,6 +38,10 @@ pub struct AuditQuery {
     pub rule: Option<String>,
     /// The custom rule that decided (audit field `customRule`).
     pub custom_rule: Option<String>,
+    /// The ECS identity the event carries: cluster name, task-definition family, service.
+    pub cluster: Option<String>,
+    pub family: Option<String>,
+    pub service: Option<String>,
     /// `since <= time < until`.
     pub since: Option<String>,
     pub until: Option<String>,
@@ -54,6 +58,13 @@ pub struct Heartbeat {
     pub image: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task: Option<String>,
+    /// The ECS identity, when the defender knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
     pub version: String,
     /// The policy revision it enforces (`None`: a local policy).
     #[serde(default)]

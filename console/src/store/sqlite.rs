@@ -62,10 +62,19 @@ CREATE TABLE IF NOT EXISTS defenders (
 const MIGRATIONS: &[&str] = &[
     // 1: the custom rule that decided an event (audit field `customRule`).
     "ALTER TABLE audits ADD COLUMN custom_rule TEXT;",
+    // 2: the ECS identity of the container (audit fields `cluster`, `family`, `service`).
+    "ALTER TABLE audits ADD COLUMN cluster TEXT;
+     ALTER TABLE audits ADD COLUMN family TEXT;
+     ALTER TABLE audits ADD COLUMN service TEXT;",
+    // 3: the ECS identity in heartbeats (the defenders page).
+    "ALTER TABLE defenders ADD COLUMN cluster TEXT;
+     ALTER TABLE defenders ADD COLUMN family TEXT;
+     ALTER TABLE defenders ADD COLUMN service TEXT;",
 ];
 
 const AUDIT_COLUMNS: &str = "id, time, type, effect, rule, attack, custom_rule, container, image, \
-                             task, pid, process, cmdline, parent, domain, ip, port, message, count";
+                             task, pid, process, cmdline, parent, domain, ip, port, message, count, \
+                             cluster, family, service";
 
 /// A database written by a newer console than this one: opening it could misread its rows.
 #[derive(Debug, thiserror::Error)]
@@ -178,7 +187,8 @@ impl Store for Sqlite {
             let mut insert = tx
                 .prepare_cached(&format!(
                     "INSERT OR IGNORE INTO audits ({AUDIT_COLUMNS}, received) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, \
+                             ?20, ?21, ?22, ?23)"
                 ))
                 ?;
             for e in events {
@@ -202,6 +212,9 @@ impl Store for Sqlite {
                     e.port,
                     e.message,
                     e.count as i64,
+                    e.cluster,
+                    e.family,
+                    e.service,
                     now,
                 ])?;
             }
@@ -218,6 +231,8 @@ impl Store for Sqlite {
                    AND (?3 IS NULL OR type = ?3) AND (?4 IS NULL OR effect = ?4) \
                    AND (?5 IS NULL OR rule = ?5) AND (?6 IS NULL OR custom_rule = ?6) \
                    AND (?7 IS NULL OR time >= ?7) AND (?8 IS NULL OR time < ?8) \
+                   AND (?11 IS NULL OR cluster = ?11) AND (?12 IS NULL OR family = ?12) \
+                   AND (?13 IS NULL OR service = ?13) \
                  ORDER BY time DESC, seq DESC LIMIT ?9 OFFSET ?10"
         ))?;
         let rows = select.query_map(
@@ -232,6 +247,9 @@ impl Store for Sqlite {
                 q.until,
                 q.limit,
                 q.offset,
+                q.cluster,
+                q.family,
+                q.service,
             ],
             |r| {
                 let kind: String = r.get(2)?;
@@ -256,6 +274,9 @@ impl Store for Sqlite {
                     container: r.get(7)?,
                     image: r.get(8)?,
                     task: r.get(9)?,
+                    cluster: r.get(19)?,
+                    family: r.get(20)?,
+                    service: r.get(21)?,
                     pid: r.get(10)?,
                     process: r.get(11)?,
                     cmdline: r.get(12)?,
@@ -274,11 +295,23 @@ impl Store for Sqlite {
     fn heartbeat(&self, b: &Heartbeat, now: &str) -> Result<(), StoreError> {
         lock(&self.writer)
             .execute(
-                "INSERT INTO defenders (id, container, image, task, version, revision, first_seen, last_seen) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) \
+                "INSERT INTO defenders (id, container, image, task, version, revision, first_seen, last_seen, \
+                   cluster, family, service) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10) \
                  ON CONFLICT (id) DO UPDATE SET container = ?2, image = ?3, task = ?4, version = ?5, \
-                   revision = ?6, last_seen = ?7",
-                params![b.id, b.container, b.image, b.task, b.version, b.revision, now],
+                   revision = ?6, last_seen = ?7, cluster = ?8, family = ?9, service = ?10",
+                params![
+                    b.id,
+                    b.container,
+                    b.image,
+                    b.task,
+                    b.version,
+                    b.revision,
+                    now,
+                    b.cluster,
+                    b.family,
+                    b.service
+                ],
             )
             .map(drop)
             .map_err(StoreError::from)
@@ -287,7 +320,8 @@ impl Store for Sqlite {
     fn defenders(&self) -> Result<Vec<DefenderSeen>, StoreError> {
         let c = lock(&self.reader);
         let mut select = c.prepare_cached(
-            "SELECT id, container, image, task, version, revision, first_seen, last_seen \
+            "SELECT id, container, image, task, version, revision, first_seen, last_seen, \
+                   cluster, family, service \
                  FROM defenders ORDER BY last_seen DESC",
         )?;
         let rows = select.query_map([], |r| {
@@ -297,6 +331,9 @@ impl Store for Sqlite {
                     container: r.get(1)?,
                     image: r.get(2)?,
                     task: r.get(3)?,
+                    cluster: r.get(8)?,
+                    family: r.get(9)?,
+                    service: r.get(10)?,
                     version: r.get(4)?,
                     revision: r.get(5)?,
                 },
@@ -324,6 +361,9 @@ mod tests {
             container: container.into(),
             image: "img".into(),
             task: None,
+            cluster: None,
+            family: None,
+            service: None,
             pid: 1,
             process: "/bin/x".into(),
             cmdline: None,
@@ -444,12 +484,35 @@ mod tests {
         let mut new = event("new", "2026-11-29T10:00:02.000000Z", Kind::Process, "web");
         new.attack = Some("customRule".into());
         new.custom_rule = Some("netcat listener".into());
+        new.cluster = Some("prod".into());
+        new.family = Some("orders".into());
+        new.service = Some("orders-api".into());
         assert_eq!(s.add_audits(std::slice::from_ref(&new), "t").unwrap(), 1);
         let by_custom = AuditQuery {
             custom_rule: Some("netcat listener".into()),
             ..all.clone()
         };
         assert_eq!(s.audits(&by_custom).unwrap(), [new.clone()]);
+        // The ECS columns: the old row has none, so no ECS filter selects it.
+        assert_eq!(
+            [&old[0].cluster, &old[0].family, &old[0].service],
+            [&None, &None, &None]
+        );
+        let cases = [
+            (Some("prod"), None, None, vec!["new"]),
+            (None, Some("orders"), Some("orders-api"), vec!["new"]),
+            (Some("prod"), Some("other"), None, vec![]),
+            (None, None, Some("orders"), vec![]), // exact, as the other fields
+        ];
+        for (cluster, family, service, want) in cases {
+            let q = AuditQuery {
+                cluster: cluster.map(str::to_owned),
+                family: family.map(str::to_owned),
+                service: service.map(str::to_owned),
+                ..all.clone()
+            };
+            assert_eq!(ids(&s.audits(&q).unwrap()), want, "{q:?}");
+        }
         drop(s);
 
         // Opened again: nothing to migrate, nothing lost.
@@ -467,6 +530,36 @@ mod tests {
         drop(c);
         let err = Sqlite::open(&path).err().unwrap().to_string();
         assert!(err.contains("schema version 99, newer"), "{err}");
+    }
+
+    /// A database of the console before the ECS columns (schema version 1) gains them, empty on
+    /// its rows.
+    #[test]
+    fn a_database_at_version_1_gains_the_ecs_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(&format!(
+                "{SCHEMA_0_AUDITS} {} PRAGMA user_version = 1;",
+                MIGRATIONS[0]
+            ))
+            .unwrap();
+        let s = Sqlite::open(&path).unwrap();
+        let all = AuditQuery {
+            limit: 100,
+            ..Default::default()
+        };
+        let old = s.audits(&all).unwrap();
+        assert_eq!((ids(&old), &old[0].cluster), (vec!["old"], &None));
+        let mut new = event("new", "2026-11-29T10:00:02.000000Z", Kind::Process, "app");
+        new.service = Some("orders-api".into());
+        s.add_audits(std::slice::from_ref(&new), "t").unwrap();
+        let by_service = AuditQuery {
+            service: Some("orders-api".into()),
+            ..all
+        };
+        assert_eq!(s.audits(&by_service).unwrap(), [new]);
     }
 
     #[test]
@@ -487,6 +580,9 @@ mod tests {
             container: "web".into(),
             image: "img".into(),
             task: None,
+            cluster: Some("prod".into()),
+            family: None,
+            service: Some("orders-api".into()),
             version: "0.1.0".into(),
             revision: Some("1".into()),
         };
@@ -503,5 +599,6 @@ mod tests {
             ),
             (Some("2"), "t1", "t2")
         );
+        assert_eq!(seen[0].beat, beat);
     }
 }

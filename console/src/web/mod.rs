@@ -398,6 +398,9 @@ fn audits_body(filter: &AuditFilter, rows: Markup) -> Markup {
             }
             (text_filter("rule", &filter.rule, "any"))
             (text_filter("customRule", &filter.custom_rule, "any"))
+            (text_filter("cluster", &filter.cluster, "any"))
+            (text_filter("family", &filter.family, "any"))
+            (text_filter("service", &filter.service, "any"))
             (text_filter("since", &filter.since, "2026-11-29T10:00:00Z"))
             (text_filter("until", &filter.until, "2026-11-29T11:00:00Z"))
             button id="apply" { "Filter" }
@@ -414,6 +417,7 @@ fn audits_body(filter: &AuditFilter, rows: Markup) -> Markup {
                 tr {
                     th { "time" } th { "type" } th { "effect" } th { "container" } th { "image" }
                     th { "rule" } th { "custom rule" } th { "message" } th { "count" }
+                    th { "cluster" } th { "family" } th { "service" }
                 }
             }
             tbody id="rows" { (rows) }
@@ -477,10 +481,10 @@ async fn rows(state: &AppState, filter: &AuditFilter) -> Result<Markup, Response
 }
 
 /// The columns of the audits table.
-const TABLE_COLUMNS: usize = 9;
+const TABLE_COLUMNS: usize = 12;
 
-/// One event; its container, image, rule and custom rule link to the page filtered by them as
-/// well.
+/// One event; its container, image, rule, custom rule and ECS identity link to the page filtered
+/// by them as well. The ECS identity comes last, so that the columns before keep their place.
 fn row(e: &Event, filter: &AuditFilter) -> Markup {
     let kind = e.kind.as_str();
     let effect = e.effect.as_str();
@@ -511,6 +515,21 @@ fn row(e: &Event, filter: &AuditFilter) -> Markup {
             }
             td { (e.message) }
             td { (e.count) }
+            td class="cluster" {
+                @if let Some(cluster) = &e.cluster {
+                    a href=(narrowed(filter, |f| f.cluster = Some(cluster.clone()))) { (cluster) }
+                }
+            }
+            td class="family" {
+                @if let Some(family) = &e.family {
+                    a href=(narrowed(filter, |f| f.family = Some(family.clone()))) { (family) }
+                }
+            }
+            td class="service" {
+                @if let Some(service) = &e.service {
+                    a href=(narrowed(filter, |f| f.service = Some(service.clone()))) { (service) }
+                }
+            }
         }
     }
 }
@@ -541,7 +560,8 @@ async fn defenders_page(_: Person, State(state): State<Arc<AppState>>) -> Respon
         }
         table id="defenders" {
             tr {
-                th { "container" } th { "image" } th { "task" } th { "revision" }
+                th { "container" } th { "image" } th { "task" } th { "cluster" } th { "family" }
+                th { "service" } th { "revision" }
                 th { "version" } th { "last seen" } th { "state" }
             }
             @for d in &defenders {
@@ -549,6 +569,9 @@ async fn defenders_page(_: Person, State(state): State<Arc<AppState>>) -> Respon
                     td { (d.beat.container) }
                     td { (d.beat.image) }
                     td { (d.beat.task.as_deref().unwrap_or("—")) }
+                    td { (d.beat.cluster.as_deref().unwrap_or("—")) }
+                    td { (d.beat.family.as_deref().unwrap_or("—")) }
+                    td { (d.beat.service.as_deref().unwrap_or("—")) }
                     td {
                         @match (&d.beat.revision, d.current) {
                             (Some(r), true) => { (r) }
@@ -593,6 +616,9 @@ mod tests {
             container: format!("web {HOSTILE}"),
             image: format!("img {HOSTILE}"),
             task: None,
+            cluster: Some(format!("cluster {HOSTILE}")),
+            family: Some(format!("family {HOSTILE}")),
+            service: Some(format!("service {HOSTILE}")),
         };
         let rule = format!("rule {HOSTILE}");
         let process = Event::process(
@@ -665,6 +691,7 @@ mod tests {
             format!("DNS resolution of domain name {SHOWN}.example"),
             format!(">web {SHOWN}</a>"),
             format!(">rule {SHOWN}</a>"),
+            format!(">service {SHOWN}</a>"),
         ] {
             assert!(page.contains(&text), "{text} is not in {page}");
         }
@@ -693,10 +720,20 @@ mod tests {
         };
         let by_container = expect(|f| f.container = Some(format!("web {HOSTILE}")));
         let by_rule = expect(|f| f.rule = Some(format!("rule {HOSTILE}")));
+        let by_cluster = expect(|f| f.cluster = Some(format!("cluster {HOSTILE}")));
+        let by_family = expect(|f| f.family = Some(format!("family {HOSTILE}")));
+        let by_service = expect(|f| f.service = Some(format!("service {HOSTILE}")));
         // Narrowed by the image in force already: the same filter.
         let by_image = expect(|_| {});
-        assert_eq!(narrowing.len(), 2 * 3, "{links:?}");
-        for want in [by_container, by_rule, by_image] {
+        assert_eq!(narrowing.len(), 2 * 6, "{links:?}");
+        for want in [
+            by_container,
+            by_rule,
+            by_image,
+            by_cluster,
+            by_family,
+            by_service,
+        ] {
             assert_eq!(
                 narrowing.iter().filter(|f| **f == want).count(),
                 2,
