@@ -74,6 +74,11 @@ impl ImageConfigs {
             .map(|(_, launch)| launch)
     }
 
+    /// Adds what `image` runs, as read elsewhere (`--from-registry`).
+    pub fn add(&mut self, image: &str, launch: Launch) {
+        self.known.push((normalize_image(image), launch));
+    }
+
     #[cfg(test)]
     pub fn from_pairs(pairs: &[(&str, Launch)]) -> ImageConfigs {
         ImageConfigs {

@@ -1,7 +1,7 @@
 //! Embedding the defender where containers start: ECS task definitions (`fargate`) and
 //! Dockerfiles (`dockerfile`) are rewritten so that each container's process starts under
 //! `defender run`; `image_config` reads an image's own ENTRYPOINT/CMD where the definition does
-//! not spell them out; `install` puts the binary where a container can run it.
+//! not spell them out, `registry` reads them from the registry instead; `install` puts the binary where a container can run it.
 //!
 //! Rewriting is pure (text in, text out, plus warnings): reading files and printing is `main`'s.
 
@@ -9,6 +9,7 @@ pub mod dockerfile;
 pub mod fargate;
 pub mod image_config;
 pub mod install;
+pub mod registry;
 
 use std::path::{Path, PathBuf};
 
@@ -17,6 +18,7 @@ use crate::input;
 use dockerfile::DockerfileError;
 use fargate::{FargateError, Token};
 use image_config::{ImageConfigError, ImageConfigs};
+use registry::RegistryError;
 
 /// The directory a protected container finds the defender in: a task volume the carrier
 /// container fills (Fargate), or the image itself (Dockerfile).
@@ -49,10 +51,18 @@ pub enum EmbedError {
     },
     #[error(transparent)]
     ImageConfig(#[from] ImageConfigError),
+    #[error("--from-registry: {0}")]
+    Registry(#[from] RegistryError),
 }
 
 /// `defender fargate embed`.
 pub fn fargate_embed(args: &FargateEmbedArgs) -> Result<Output, EmbedError> {
+    let path = &args.task_definition;
+    let text = read_input(path)?;
+    let mut images = ImageConfigs::load(&args.image_config)?;
+    if args.from_registry {
+        read_registry(&text, args, &mut images)?;
+    }
     let opts = fargate::Options {
         console: args.console.clone(),
         token: args
@@ -61,18 +71,35 @@ pub fn fargate_embed(args: &FargateEmbedArgs) -> Result<Output, EmbedError> {
             .map(Token::Plain)
             .or_else(|| args.token_secret.clone().map(Token::Secret)),
         defender_image: args.defender_image.clone(),
-        images: ImageConfigs::load(&args.image_config)?,
+        images,
     };
-    let path = &args.task_definition;
-    let embedded =
-        fargate::embed(&read_input(path)?, &opts).map_err(|source| EmbedError::Fargate {
-            path: path.clone(),
-            source,
-        })?;
+    let embedded = fargate::embed(&text, &opts).map_err(|source| EmbedError::Fargate {
+        path: path.clone(),
+        source,
+    })?;
     Ok(Output {
         text: embedded.to_json(),
         warnings: embedded.warnings,
     })
+}
+
+/// Reads from their registries the images whose containers set no entryPoint and that no
+/// `--image-config` describes.
+fn read_registry(
+    task_definition: &str,
+    args: &FargateEmbedArgs,
+    images: &mut ImageConfigs,
+) -> Result<(), RegistryError> {
+    let credentials =
+        registry::Credentials::load(args.registry_token.as_deref(), &args.registry_user)?;
+    let mut client = registry::Client::new(credentials);
+    for image in registry::images_without_entry_point(task_definition) {
+        if images.get(&image).is_none() {
+            let config = client.image_config(&image)?;
+            images.add(&image, config.launch());
+        }
+    }
+    Ok(())
 }
 
 /// `defender dockerfile embed`.
