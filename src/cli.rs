@@ -185,7 +185,7 @@ pub struct FargateEmbedArgs {
     /// from the Docker config file or --registry-token.
     #[arg(long)]
     pub from_registry: bool,
-    /// Registry password for --from-registry, sent as --registry-user to every registry read
+    /// Registry password for --from-registry, sent as --registry-user to every registry that refuses anonymous reading
     /// (e.g. the output of `aws ecr get-login-password`) [default: the Docker config file's].
     #[arg(long, value_name = "T", requires = "from_registry")]
     pub registry_token: Option<String>,

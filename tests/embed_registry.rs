@@ -54,7 +54,10 @@ impl Layout {
         std::fs::write(context.join("hello"), "hello\n").unwrap();
         std::fs::write(context.join("Dockerfile"), DOCKERFILE).unwrap();
         let image = docker.image("registry");
-        docker.ok(&["build", "-q", "-t", &image, context.to_str().unwrap()]);
+        // No cache: a cached step is another test's image, which that test removes when it ends,
+        // perhaps in the middle of this build.
+        let context = context.to_str().unwrap();
+        docker.ok(&["build", "-q", "--no-cache", "-t", &image, context]);
         std::fs::write(
             layout.path("inspect.json"),
             docker.ok(&["image", "inspect", &image]),
@@ -234,11 +237,17 @@ struct Registry {
 impl Registry {
     /// Serves `layout`'s registry with `auth`: `none`, `basic` or `token`.
     fn start(layout: &Layout, auth: &str) -> Registry {
+        Registry::start_with_public(layout, auth, "")
+    }
+
+    /// Serves with `auth`, the repositories of `public` (comma-separated) readable with an
+    /// anonymous token.
+    fn start_with_public(layout: &Layout, auth: &str, public: &str) -> Registry {
         let log = layout.path(&format!("registry-{auth}.log"));
         let mut child = Command::new(require("python3"))
             .arg(repo_path("tests/common/registry.py"))
             .arg(layout.path("registry"))
-            .args([auth, USER, PASSWORD])
+            .args([auth, USER, PASSWORD, public])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -326,10 +335,11 @@ fn manifest_lists_lead_to_the_linux_amd64_image_through_a_token_challenge() {
         assert_eq!(got, with_image_config(&layout, &image), "{repo}");
     }
     let requests = registry.requests();
-    // Challenged, a token from the realm with the credentials, then the platform manifest by
-    // digest with the token.
+    // Challenged, an anonymous token refused, a token from the realm with the credentials, then
+    // the platform manifest by digest with the token.
     for want in [
         "GET /v2/multi/manifests/v1 -",
+        "GET /token -",
         "GET /token Basic",
         "GET /v2/multi/manifests/v1 Bearer",
         "GET /v2/multi/manifests/sha256:",
@@ -340,6 +350,26 @@ fn manifest_lists_lead_to_the_linux_amd64_image_through_a_token_challenge() {
             "{want}: {requests:?}"
         );
     }
+}
+
+#[test]
+fn credentials_go_only_to_a_registry_that_refuses_anonymous_reading() {
+    let layout = Layout::new();
+    let registry = Registry::start_with_public(&layout, "token", "app");
+    let image = registry.image("app");
+    let task = layout.task_definition(&image);
+    // A token meant for another registry (ECR's) would be refused here: it is never sent.
+    let got = ok(&layout.embed(&task, &["--from-registry", "--registry-token", "for-ecr"]));
+    assert_eq!(got, with_image_config(&layout, &image));
+    let requests = registry.requests();
+    assert!(
+        requests.iter().any(|r| r.starts_with("GET /token -")),
+        "{requests:?}"
+    );
+    assert!(
+        !requests.iter().any(|r| r.contains("Basic")),
+        "{requests:?}"
+    );
 }
 
 #[test]

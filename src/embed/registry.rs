@@ -426,6 +426,13 @@ fn parse_manifest(body: &[u8], content_type: &str) -> Result<Manifest, String> {
     ))
 }
 
+/// How a challenge is answered: first without credentials, then with them.
+#[derive(Clone, Copy, Debug)]
+enum Answer {
+    Anonymous,
+    Credentials,
+}
+
 /// Reads image configurations from registries; one per command, so that a token obtained for a
 /// repository serves every request to it.
 pub struct Client {
@@ -488,8 +495,11 @@ impl Client {
         })
     }
 
-    /// GET `url`, answering one 401 challenge (Bearer: a token from its realm; Basic: the
-    /// credentials) and retrying; the body and Content-Type.
+    /// GET `url`, answering 401 challenges with the weakest authorization that works, then
+    /// retrying; the body and Content-Type. An anonymous token comes first: public images
+    /// (Docker Hub, GHCR, public ECR) need no credentials, and credentials meant for another
+    /// registry would be refused there, so they go only to a registry that refuses anonymous
+    /// reading.
     fn get(
         &mut self,
         r: &Reference,
@@ -498,7 +508,7 @@ impl Client {
     ) -> Result<(Vec<u8>, String), RegistryError> {
         let base = r.base();
         let mut authorization = self.authorization.get(&base).cloned();
-        let mut challenged = false;
+        let mut answers = [Answer::Anonymous, Answer::Credentials].into_iter();
         loop {
             let mut request = self.agent.get(url);
             if let Some(accept) = accept {
@@ -517,11 +527,19 @@ impl Client {
                     .unwrap_or("")
                     .to_string()
             };
-            if status == 401 && !challenged {
-                challenged = true;
+            if status == 401 {
                 let challenge = parse_challenge(&header("www-authenticate"));
-                authorization = Some(self.answer(r, challenge)?);
-                continue;
+                let mut next = None;
+                for answer in answers.by_ref() {
+                    next = self.answer(r, challenge.as_ref(), answer)?;
+                    if next.is_some() {
+                        break;
+                    }
+                }
+                if next.is_some() {
+                    authorization = next;
+                    continue;
+                }
             }
             let content_type = header("content-type");
             let body = response
@@ -556,17 +574,24 @@ impl Client {
         }
     }
 
-    /// The Authorization header that answers a challenge.
-    fn answer(&self, r: &Reference, challenge: Option<Challenge>) -> Result<String, RegistryError> {
-        let basic = self.credentials.for_registry(&r.registry);
-        let unauthorized = || RegistryError::Unauthorized {
-            image: r.image.clone(),
-            registry: r.registry.clone(),
-            had_credentials: basic.is_some(),
+    /// The Authorization header that answers a challenge in the way `answer` says, if that way
+    /// gives one.
+    fn answer(
+        &self,
+        r: &Reference,
+        challenge: Option<&Challenge>,
+        answer: Answer,
+    ) -> Result<Option<String>, RegistryError> {
+        let basic = match answer {
+            Answer::Anonymous => None,
+            Answer::Credentials => match self.credentials.for_registry(&r.registry) {
+                Some(basic) => Some(basic),
+                None => return Ok(None),
+            },
         };
         let Some(challenge) = challenge.filter(|c| c.scheme == "bearer") else {
             // Basic (ECR), or a challenge we cannot read: the credentials, if any.
-            return basic.map(Basic::header).ok_or_else(unauthorized);
+            return Ok(basic.map(Basic::header));
         };
         let Some(realm) = challenge.params.get("realm") else {
             return Err(RegistryError::Shape {
@@ -584,14 +609,13 @@ impl Client {
             .cloned()
             .unwrap_or_else(|| format!("repository:{}:pull", r.repository));
         request = request.query("scope", scope);
-        // Anonymous when there are no credentials: public images get a token all the same.
         if let Some(b) = basic {
             request = request.header("Authorization", b.header());
         }
         let mut response = request.call().map_err(|e| transport(r, realm, e))?;
         let status = response.status().as_u16();
         if status == 401 || status == 403 {
-            return Err(unauthorized());
+            return Ok(None);
         }
         let body = response
             .body_mut()
@@ -618,7 +642,7 @@ impl Client {
             .token
             .or(reply.access_token)
             .filter(|t| !t.is_empty())
-            .map(|t| format!("Bearer {t}"))
+            .map(|t| Some(format!("Bearer {t}")))
             .ok_or_else(|| RegistryError::Shape {
                 image: r.image.clone(),
                 what: format!("{realm}: the token reply holds no token"),

@@ -1,8 +1,9 @@
 """A small OCI distribution registry for tests/embed_registry.rs: read-only, on loopback.
 
-Usage: registry.py ROOT AUTH [USER PASSWORD]. AUTH is `none`, `basic` (every /v2/ request needs
-Basic USER:PASSWORD, as ECR does) or `token` (a Bearer challenge naming this server's /token as
-realm, which hands a token to Basic USER:PASSWORD, as Docker Hub, GHCR and Harbor do).
+Usage: registry.py ROOT AUTH [USER PASSWORD [PUBLIC]]. AUTH is `none`, `basic` (every /v2/ request
+needs Basic USER:PASSWORD, as ECR does) or `token` (a Bearer challenge naming this server's /token
+as realm, which hands a token to Basic USER:PASSWORD, as Docker Hub, GHCR and Harbor do, and to
+anyone for the repositories of the comma-separated PUBLIC list).
 
 ROOT/NAME/manifests/REF and ROOT/NAME/blobs/DIGEST are served as the manifests and blobs of
 repository NAME; a manifest's Content-Type is its `mediaType`. Prints the port on the first line
@@ -20,6 +21,7 @@ root, auth = sys.argv[1], sys.argv[2]
 credentials = None
 if auth != "none":
     credentials = base64.b64encode(f"{sys.argv[3]}:{sys.argv[4]}".encode()).decode()
+public = set(sys.argv[5].split(",")) if len(sys.argv) > 5 else set()
 # One token per scope, so that a token for one repository does not open another.
 tokens = {}
 
@@ -88,11 +90,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.reply(status, body, [("WWW-Authenticate", challenge), ("Content-Type", "application/json")])
 
     def token(self, query, given):
-        if given != f"Basic {credentials}":
-            return self.error(401, "UNAUTHORIZED")
         if query.get("service") != ["test-registry"] or len(query.get("scope", [])) != 1:
             return self.error(400, "BAD_REQUEST")
         scope = query["scope"][0]
+        anonymous = given == "" and scope.split(":")[1] in public
+        if given != f"Basic {credentials}" and not anonymous:
+            return self.error(401, "UNAUTHORIZED")
         token = tokens.setdefault(scope, secrets.token_hex(16))
         self.reply(200, json.dumps({"token": token}).encode(), [("Content-Type", "application/json")])
 
