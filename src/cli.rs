@@ -251,6 +251,18 @@ pub struct FargateEmbedArgs {
     /// its container exits 125 if it has not after SECONDS.
     #[arg(long, value_name = "SECONDS", requires = "console")]
     pub wait_for_console: Option<f64>,
+    /// Read the ENTRYPOINT and CMD of the images of containers that set no entryPoint (and that
+    /// no --image-config describes) from their registries, linux/amd64 variant; credentials
+    /// from the Docker config file or --registry-token.
+    #[arg(long)]
+    pub from_registry: bool,
+    /// Registry password for --from-registry, sent as --registry-user to every registry that refuses anonymous reading
+    /// (e.g. the output of `aws ecr get-login-password`) [default: the Docker config file's].
+    #[arg(long, value_name = "T", requires = "from_registry")]
+    pub registry_token: Option<String>,
+    /// The user --registry-token is the password of.
+    #[arg(long, value_name = "USER", default_value = crate::embed::registry::DEFAULT_USER, requires = "registry_token")]
+    pub registry_user: String,
 }
 
 #[derive(Debug, Subcommand)]

@@ -91,7 +91,8 @@ impl Selection {
         }
     }
 
-    fn protects(&self, name: &str) -> bool {
+    /// Whether the container `name` is protected (not left alone).
+    pub fn protects(&self, name: &str) -> bool {
         match self {
             Selection::All => true,
             Selection::Exclude(names) => !names.iter().any(|n| n == name),

@@ -79,6 +79,11 @@ impl ImageConfigs {
         self.known.iter().map(|(name, _)| name.as_str())
     }
 
+    /// Adds what `image` runs, as read elsewhere (`--from-registry`).
+    pub fn add(&mut self, image: &str, launch: Launch) {
+        self.known.push((normalize_image(image), launch));
+    }
+
     #[cfg(test)]
     pub fn from_pairs(pairs: &[(&str, Launch)]) -> ImageConfigs {
         ImageConfigs {

@@ -1,7 +1,7 @@
 //! Embedding the defender where containers start: ECS task definitions (`fargate`) and
 //! Dockerfiles (`dockerfile`) are rewritten so that each container's process starts under
 //! `defender run`; `image_config` reads an image's own ENTRYPOINT/CMD where the definition does
-//! not spell them out; `install` puts the binary where a container can run it.
+//! not spell them out, `registry` reads them from the registry instead; `install` puts the binary where a container can run it.
 //!
 //! Rewriting is pure (text in, text out, plus warnings): reading files and printing is `main`'s.
 
@@ -9,6 +9,7 @@ pub mod dockerfile;
 pub mod fargate;
 pub mod image_config;
 pub mod install;
+pub mod registry;
 
 use std::path::{Path, PathBuf};
 
@@ -17,6 +18,7 @@ use crate::input;
 use dockerfile::DockerfileError;
 use fargate::{ConsoleCa, FargateError, Selection, Token};
 use image_config::{ImageConfigError, ImageConfigs};
+use registry::RegistryError;
 
 /// The directory a protected container finds the defender in: a task volume the carrier
 /// container fills (Fargate), or the image itself (Dockerfile).
@@ -58,6 +60,8 @@ pub enum EmbedError {
     WaitForConsole(f64),
     #[error("--console-ca {}: no PEM certificate (-----BEGIN CERTIFICATE-----) in it", path.display())]
     ConsoleCaNotPem { path: PathBuf },
+    #[error("--from-registry: {0}")]
+    Registry(#[from] RegistryError),
 }
 
 /// `defender fargate embed`.
@@ -66,6 +70,12 @@ pub fn fargate_embed(args: &FargateEmbedArgs) -> Result<Output, EmbedError> {
         && !(seconds.is_finite() && seconds > 0.0)
     {
         return Err(EmbedError::WaitForConsole(seconds));
+    }
+    let path = &args.task_definition;
+    let text = read_input(path)?;
+    let mut images = ImageConfigs::load(&args.image_config)?;
+    if args.from_registry {
+        read_registry(&text, args, &mut images)?;
     }
     let opts = fargate::Options {
         console: args.console.clone(),
@@ -81,18 +91,37 @@ pub fn fargate_embed(args: &FargateEmbedArgs) -> Result<Output, EmbedError> {
         wait_for_console: args.wait_for_console,
         selection: Selection::new(args.exclude.clone(), args.only.clone()),
         defender_image: args.defender_image.clone(),
-        images: ImageConfigs::load(&args.image_config)?,
+        images,
     };
-    let path = &args.task_definition;
-    let embedded =
-        fargate::embed(&read_input(path)?, &opts).map_err(|source| EmbedError::Fargate {
-            path: path.clone(),
-            source,
-        })?;
+    let embedded = fargate::embed(&text, &opts).map_err(|source| EmbedError::Fargate {
+        path: path.clone(),
+        source,
+    })?;
     Ok(Output {
         text: embedded.to_json(),
         warnings: embedded.warnings,
     })
+}
+
+/// Reads from their registries the images whose containers set no entryPoint and that no
+/// `--image-config` describes.
+fn read_registry(
+    task_definition: &str,
+    args: &FargateEmbedArgs,
+    images: &mut ImageConfigs,
+) -> Result<(), RegistryError> {
+    let credentials =
+        registry::Credentials::load(args.registry_token.as_deref(), &args.registry_user)?;
+    let mut client = registry::Client::new(credentials);
+    // Containers left alone (`--exclude`, `--only`) keep their definition: nothing to read.
+    let selection = Selection::new(args.exclude.clone(), args.only.clone());
+    for image in registry::images_without_entry_point(task_definition, |n| selection.protects(n)) {
+        if images.get(&image).is_none() {
+            let config = client.image_config(&image)?;
+            images.add(&image, config.launch());
+        }
+    }
+    Ok(())
 }
 
 /// `defender dockerfile embed`.
