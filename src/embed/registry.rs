@@ -680,7 +680,7 @@ fn sha256(body: &[u8]) -> String {
 }
 
 /// The images of the protected containers (`protected`, by name) of a task definition that set no
-/// `[]` or `[""]`): those whose image decides what they run. Each once, in order; a definition
+/// `entryPoint` (absent, null, `[]` or `[""]`): those whose image decides what they run. Each once, in order; a definition
 /// that cannot be read yields none (embedding reports it).
 pub fn images_without_entry_point(
     task_definition: &str,
