@@ -153,9 +153,10 @@ pub enum FargateError {
     #[error("containerDefinitions[{index}]: {what}")]
     Container { index: usize, what: String },
     #[error(
-        "container {container:?} (image {image}) {reason}: pass --image-config {image}=FILE, FILE \
-         being the output of `docker image inspect {image}` (or the image's OCI config), or write \
-         its entryPoint and command into the task definition"
+        "container {container:?} (image {image}) {reason}: pass --from-registry to read it from \
+         the registry, or --image-config {image}=FILE, FILE being the output of `docker image \
+         inspect {image}` (or the image's OCI config), or write its entryPoint and command into \
+         the task definition"
     )]
     NeedsImageConfig {
         container: String,

@@ -659,8 +659,9 @@ fn collections(node: &Node, ctx: &mut Ctx) -> Result<Vec<Scope>, ImportError> {
                     ctx.report(
                         &format!("{at}: {key}"),
                         format!(
-                            "not carried over (rules here are scoped by image and container \
-                             only): {}; the rule now applies whatever the {key}",
+                            "not carried over (the import scopes rules by image and container \
+                             only; ECS clusters, families and services can be added by hand): \
+                             {}; the rule now applies whatever the {key}",
                             shown(value.value)
                         ),
                     );
