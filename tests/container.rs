@@ -23,7 +23,7 @@ use serde_json::Value;
 
 use common::console::{self, Console};
 use common::docker::{Docker, static_binary, static_busybox};
-use common::{HANG_GUARD, repo_path, require, wait_until};
+use common::{HANG_GUARD, repo_path, require, stderr, stdout, wait_until};
 
 const DOCKERFILE: &str = "Dockerfile.example";
 const POLICY: &str = "task-definitions/twistlock-fargate-task.policy.json";
@@ -111,7 +111,7 @@ fn run_and_stop(docker: &Docker, run_args: &[&str]) -> Stopped {
     docker.ok(&args);
     let logs = || {
         let out = docker.output(&["logs", &name]);
-        (common::stdout(&out), common::stderr(&out))
+        (stdout(&out), stderr(&out))
     };
     let reached = wait_until(HANG_GUARD, || logs().0.contains("sample: sleeping"));
     assert!(reached, "the sample did not reach its sleep: {:?}", logs());
@@ -411,4 +411,49 @@ fn a_read_only_root_file_system_and_a_user_with_a_console_start_and_enforce() {
             .iter()
             .any(|e| e["message"] == memory[0]["message"])
     }));
+}
+
+/// The hardened container of the test above with a token the console refuses: a configuration
+/// error, said and final (exit status 125, the command never started), not a container running
+/// the default policy with nobody told.
+#[test]
+fn a_wrong_token_exits_125_with_its_message() {
+    let _one = exclusive();
+    let docker = Docker::new();
+    let ctx = context();
+    build(&docker, ctx.path(), Some("defender"), "carrier");
+    let image = build(&docker, ctx.path(), None, "example");
+    let data = tempfile::tempdir().unwrap();
+    let c = Console::start(&data.path().join("data"));
+    let env_console = format!("DEFENDER_CONSOLE={}", c.url());
+    let name = docker.container("wrong-token");
+    let out = docker.output(&[
+        "run",
+        "--name",
+        &name,
+        "--read-only",
+        "--user",
+        "1000:1000",
+        "--cap-drop",
+        "ALL",
+        "--cap-add",
+        "SYS_PTRACE",
+        "--network",
+        "host",
+        "-e",
+        "DEFENDER_POLICY=",
+        "-e",
+        &env_console,
+        "-e",
+        "DEFENDER_TOKEN=not-the-token",
+        &image,
+    ]);
+    let all = format!("stdout:\n{}\nstderr:\n{}", stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(125), "{all}");
+    assert!(
+        stderr(&out).contains("refused the token given in --token (DEFENDER_TOKEN)"),
+        "{all}"
+    );
+    // The sample never ran.
+    assert!(!stdout(&out).contains("sample:"), "{all}");
 }
