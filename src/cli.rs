@@ -60,6 +60,10 @@ pub enum Command {
     Install {
         /// Created if missing.
         dir: PathBuf,
+        /// Also make DIR owned by UID:GID, mode 0700: the state directory of a container that
+        /// runs as that user (`fargate embed` sets it). Repeatable.
+        #[arg(long = "state-dir", value_name = "DIR=UID:GID")]
+        state_dirs: Vec<crate::embed::install::StateDir>,
     },
 }
 

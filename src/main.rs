@@ -59,16 +59,27 @@ fn subcommand() -> ExitStatus {
         Command::Dockerfile(DockerfileCommand::Embed(args)) => {
             embedded(embed::dockerfile_embed(&args))
         }
-        Command::Install { dir } => match embed::install::install(&dir) {
-            Ok(path) => {
+        Command::Install { dir, state_dirs } => {
+            let installed = embed::install::install(&dir).and_then(|path| {
                 eprintln!("defender: installed {}", path.display());
-                ExitStatus::Success
+                state_dirs.iter().try_for_each(|state| {
+                    embed::install::make_state_dir(state)?;
+                    eprintln!(
+                        "defender: made the state directory {} for uid {}",
+                        state.dir.display(),
+                        state.uid
+                    );
+                    Ok(())
+                })
+            });
+            match installed {
+                Ok(()) => ExitStatus::Success,
+                Err(e) => {
+                    eprintln!("defender: error: {e}");
+                    ExitStatus::Failure
+                }
             }
-            Err(e) => {
-                eprintln!("defender: error: {e}");
-                ExitStatus::Failure
-            }
-        },
+        }
     }
 }
 

@@ -46,12 +46,32 @@ fn the_carrier_image_installs_the_binary_that_protects_a_second_container() {
         "carrier",
     );
 
-    // Run as it is, with a named volume where `fargate embed` mounts the task volume.
+    // Run as the carrier `fargate embed` writes for a container running as uid 1000 on a
+    // read-only root file system: the binary into one volume, and that container's state
+    // directory, owned by it, into the state volume (Docker, like Fargate, makes a volume root's).
     let volume = docker.volume("binary");
+    let state = docker.volume("state");
     let mount = format!("{volume}:/opt/defender");
-    let out = docker.output(&["run", "--rm", "-v", &mount, &carrier]);
+    let state_mount = format!("{state}:/var/lib/defender");
+    let out = docker.output(&[
+        "run",
+        "--rm",
+        "-v",
+        &mount,
+        "-v",
+        &state_mount,
+        "--entrypoint",
+        "/defender",
+        &carrier,
+        "install",
+        "/opt/defender",
+        "--state-dir",
+        "/var/lib/defender/app=1000:1000",
+    ]);
     assert!(
-        out.status.success() && common::stderr(&out).contains("installed /opt/defender/defender"),
+        out.status.success()
+            && common::stderr(&out).contains("installed /opt/defender/defender")
+            && common::stderr(&out).contains("made the state directory /var/lib/defender/app"),
         "carrier: {}{}",
         common::stdout(&out),
         common::stderr(&out)
@@ -86,6 +106,9 @@ fn the_carrier_image_installs_the_binary_that_protects_a_second_container() {
         "run",
         "--name",
         &name,
+        "--read-only",
+        "--user",
+        "1000:1000",
         "--cap-drop",
         "ALL",
         "--cap-add",
@@ -96,6 +119,10 @@ fn the_carrier_image_installs_the_binary_that_protects_a_second_container() {
         &binary,
         "-v",
         &policy_mount,
+        "-v",
+        &state_mount,
+        "-e",
+        "DEFENDER_STATE_DIR=/var/lib/defender/app",
         &app,
         "/opt/defender/defender",
         "run",
@@ -115,6 +142,11 @@ fn the_carrier_image_installs_the_binary_that_protects_a_second_container() {
     );
     assert!(out.status.success(), "{all}");
     assert_eq!(common::stdout(&out), "mkdir exited 126\n", "{all}");
+    // Its state directory was writable: no fallback to memory.
+    assert!(
+        !common::stderr(&out).contains("No writable state directory"),
+        "{all}"
+    );
     let prevented: Vec<Value> = common::stderr(&out)
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())

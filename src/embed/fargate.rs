@@ -276,6 +276,7 @@ pub fn embed(text: &str, opts: &Options) -> Result<Embedded, FargateError> {
     let mut warnings = Vec::new();
     let mut carrier = None;
     let mut protected_images = Vec::new();
+    let mut state_dirs = Vec::new();
     for (index, c) in containers.iter_mut().enumerate() {
         let c = c.as_object_mut().ok_or_else(|| FargateError::Container {
             index,
@@ -288,7 +289,7 @@ pub fn embed(text: &str, opts: &Options) -> Result<Embedded, FargateError> {
             }
             carrier = Some(index);
         } else if name.is_none_or(|name| opts.selection.protects(name)) {
-            protect(index, c, opts, &mut warnings)?;
+            state_dirs.extend(protect(index, c, opts, &mut warnings)?);
             protected_images.extend(c["image"].as_str().map(normalize_image));
         }
     }
@@ -339,6 +340,16 @@ pub fn embed(text: &str, opts: &Options) -> Result<Embedded, FargateError> {
     let carrier = containers[carrier]
         .as_object_mut()
         .expect("the carrier was checked to be an object");
+    // What the carrier runs, made anew each time (an embedding again gives the same task).
+    let mut install = vec![json!(CARRIER_BINARY), json!("install"), json!(BINARY_DIR)];
+    for arg in &state_dirs {
+        install.extend([json!("--state-dir"), json!(arg)]);
+    }
+    carrier.insert("entryPoint".into(), Value::Array(install));
+    if !state_dirs.is_empty() {
+        let mounts = list(carrier, "mountPoints").map_err(FargateError::Shape)?;
+        mount(CARRIER, mounts, STATE_VOLUME, STATE_MOUNT, false)?;
+    }
     if carrier.get("logConfiguration").is_none_or(Value::is_null) {
         match log_configuration {
             LogConfiguration::Copy(config) => {
@@ -437,6 +448,13 @@ fn runs_as_root(user: &str) -> bool {
     )
 }
 
+/// The uid and gid of a task definition's `user` given in numbers (`UID` or `UID:GID`; a lone
+/// uid's group is the same number, as Docker takes it), or `None` for names. Pure.
+fn numeric_user(user: &str) -> Option<(u32, u32)> {
+    let (uid, gid) = user.split_once(':').unwrap_or((user, user));
+    Some((uid.trim().parse().ok()?, gid.trim().parse().ok()?))
+}
+
 /// Whether `c`, named like the carrier, is one: it runs `…/defender install DIR`.
 fn is_carrier(c: &Map<String, Value>) -> bool {
     let argv = strings(c, "entryPoint").ok().flatten().unwrap_or_default();
@@ -487,13 +505,15 @@ fn kept_capabilities(c: &Map<String, Value>) -> Vec<Capability> {
         .collect()
 }
 
-/// Makes container `c` start under the defender, with everything the defender needs.
+/// Makes container `c` start under the defender, with everything the defender needs. Returns the
+/// `--state-dir DIR=UID:GID` argument of the carrier when the container runs as another user than
+/// root and needs a state directory the carrier must make its own.
 fn protect(
     index: usize,
     c: &mut Map<String, Value>,
     opts: &Options,
     warnings: &mut Vec<String>,
-) -> Result<(), FargateError> {
+) -> Result<Option<String>, FargateError> {
     let field = |c: &Map<String, Value>, key: &str| -> Result<String, FargateError> {
         c.get(key)
             .and_then(Value::as_str)
@@ -527,33 +547,53 @@ fn protect(
     let mounts = list(c, "mountPoints").map_err(&shape)?;
     mount(&name, mounts, CARRIER, BINARY_DIR, true)?;
     // The defender's state directory defaults to `/var/lib/defender`, else `$TMPDIR`: on a
-    // read-only root file system neither is writable. A non-root user on a writable one gets
-    // `$TMPDIR` and no volume, since Fargate makes the volume root's (see the warning below).
+    // read-only root file system neither is writable, and a non-root user can write neither
+    // `/var/lib/defender` nor a volume, which Fargate makes root's (mode 0755). So both get a
+    // directory of their own in the task volume; for a non-root user the carrier, which runs as
+    // root, makes it that user's (`defender install --state-dir`).
     let read_only_root = c.get("readonlyRootFilesystem") == Some(&Value::Bool(true));
     let has = |c: &Map<String, Value>, key: &str, name: &str| {
         c.get(key)
             .and_then(Value::as_array)
             .is_some_and(|entries| entries.iter().any(|e| e["name"] == name))
     };
+    let user = c
+        .get("user")
+        .and_then(Value::as_str)
+        .filter(|u| !runs_as_root(u))
+        .map(str::to_owned);
+    let owner = user.as_deref().and_then(numeric_user);
     // A state directory set by hand (or by an embedding before) is kept. One directory per
     // container: the defender locks its state directory, and the volume is the task's.
-    let state_dir = (read_only_root && !has(c, "environment", "DEFENDER_STATE_DIR"))
-        .then(|| format!("{STATE_MOUNT}/{name}"));
+    let state_dir = ((read_only_root || owner.is_some())
+        && !has(c, "environment", "DEFENDER_STATE_DIR"))
+    .then(|| format!("{STATE_MOUNT}/{name}"));
     if let Some(dir) = &state_dir {
         let mounts = list(c, "mountPoints").map_err(&shape)?;
         mount(&name, mounts, STATE_VOLUME, STATE_MOUNT, false)?;
-        if let Some(user) = c
-            .get("user")
-            .and_then(Value::as_str)
-            .filter(|u| !runs_as_root(u))
-        {
+        if let (Some(user), None) = (&user, owner) {
             warnings.push(format!(
-                "container {name:?} runs as user {user}: Fargate creates the volume \
-                 {STATE_VOLUME} owned by root (mode 0755), so the defender can write its state \
-                 directory {dir} only if the image has {STATE_MOUNT} owned by that user"
+                "container {name:?} runs as user {user}, a name the carrier cannot give its state \
+                 directory {dir} to (it knows numbers only): its defender keeps its state in \
+                 memory unless the image has {STATE_MOUNT} owned by that user; give the user as \
+                 UID:GID to have the directory made its own"
             ));
         }
     }
+    // An embedding before gave the directory already (an embedding again gives the same task):
+    // the carrier still makes it.
+    let given = c
+        .get("environment")
+        .and_then(Value::as_array)
+        .and_then(|env| env.iter().find(|e| e["name"] == "DEFENDER_STATE_DIR"))
+        .and_then(|e| e["value"].as_str())
+        .filter(|dir| *dir == format!("{STATE_MOUNT}/{name}"))
+        .map(str::to_owned);
+    let carrier_arg = state_dir
+        .clone()
+        .or(given)
+        .zip(owner)
+        .map(|(dir, (uid, gid))| format!("{dir}={uid}:{gid}"));
     let depends = list(c, "dependsOn").map_err(&shape)?;
     if !depends.iter().any(|d| d["containerName"] == CARRIER) {
         depends.push(json!({ "containerName": CARRIER, "condition": "SUCCESS" }));
@@ -633,7 +673,7 @@ fn protect(
             "DEFENDER_CONSOLE",
             "--console URL with the token",
         )),
-        _ => Ok(()),
+        _ => Ok(carrier_arg),
     }
 }
 

@@ -1,6 +1,9 @@
-//! `defender install DIR`: copies the running binary to `DIR/defender`. It is what a Fargate
-//! carrier container runs to fill the task volume, and a way to put the binary into a build
-//! context or an image stage: neither side needs a shell or any other tool.
+//! `defender install DIR [--state-dir DIR=UID:GID]...`: copies the running binary to
+//! `DIR/defender`, and makes the state directories of containers that run as another user. It is
+//! what a Fargate carrier container runs to fill the task volumes (as root: Fargate makes a
+//! volume root's, mode 0755, so only the carrier can give a non-root container a directory of its
+//! own there), and a way to put the binary into a build context or an image stage: neither side
+//! needs a shell or any other tool.
 
 use std::fs::{self, OpenOptions};
 use std::io;
@@ -50,9 +53,96 @@ pub fn install(dir: &Path) -> Result<PathBuf, InstallError> {
     Ok(target)
 }
 
+/// A state directory to make, owned by the user its container runs as.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateDir {
+    pub dir: PathBuf,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl std::str::FromStr for StateDir {
+    type Err = String;
+
+    /// `DIR=UID:GID`, or `DIR=UID` (the group is then the uid's number, as for a task definition's
+    /// `user` of one number). Pure.
+    fn from_str(arg: &str) -> Result<StateDir, String> {
+        let bad = || format!("{arg:?} is not DIR=UID:GID (an absolute directory, numeric ids)");
+        let (dir, ids) = arg.rsplit_once('=').ok_or_else(bad)?;
+        let (uid, gid) = ids.split_once(':').unwrap_or((ids, ids));
+        let dir = PathBuf::from(dir);
+        match (dir.is_absolute(), uid.parse(), gid.parse()) {
+            (true, Ok(uid), Ok(gid)) => Ok(StateDir { dir, uid, gid }),
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// Makes `state.dir` (and what is missing above it), owned by its user, mode 0700: the defender
+/// of that container keeps its state there and nobody else reads it.
+pub fn make_state_dir(state: &StateDir) -> Result<(), InstallError> {
+    let fail = |context| {
+        move |source| InstallError {
+            dir: state.dir.clone(),
+            context,
+            source,
+        }
+    };
+    fs::create_dir_all(&state.dir).map_err(fail("creating the state directory"))?;
+    std::os::unix::fs::chown(&state.dir, Some(state.uid), Some(state.gid))
+        .map_err(fail("giving the state directory to its user"))?;
+    fs::set_permissions(&state.dir, fs::Permissions::from_mode(0o700))
+        .map_err(fail("setting the state directory's mode"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn state_dir_arguments() {
+        let cases: &[(&str, Option<(&str, u32, u32)>)] = &[
+            (
+                "/var/lib/defender/app=1000:1000",
+                Some(("/var/lib/defender/app", 1000, 1000)),
+            ),
+            (
+                "/var/lib/defender/app=1000",
+                Some(("/var/lib/defender/app", 1000, 1000)),
+            ),
+            ("/s/a=b=7:8", Some(("/s/a=b", 7, 8))),
+            ("relative=1000", None),
+            ("/s/app=app", None),
+            ("/s/app=1000:staff", None),
+            ("/s/app", None),
+        ];
+        for (arg, want) in cases {
+            let got = arg.parse::<StateDir>().ok();
+            let want = want.map(|(d, uid, gid)| StateDir {
+                dir: d.into(),
+                uid,
+                gid,
+            });
+            assert_eq!(got, want, "{arg}");
+        }
+    }
+
+    #[test]
+    fn makes_a_state_directory_its_users_own() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir {
+            dir: dir.path().join("defender/app"),
+            uid: 4242,
+            gid: 4343,
+        };
+        // Owning it to another uid takes CAP_CHOWN: the tests run as root, as CI does.
+        make_state_dir(&state).unwrap();
+        let m = fs::metadata(&state.dir).unwrap();
+        assert_eq!((m.uid(), m.gid(), m.mode() & 0o777), (4242, 4343, 0o700));
+        // Again: nothing to do, no error.
+        make_state_dir(&state).unwrap();
+    }
 
     #[test]
     fn copies_the_running_executable() {
