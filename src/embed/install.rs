@@ -101,7 +101,9 @@ mod tests {
 
     #[test]
     fn state_dir_arguments() {
-        let cases: &[(&str, Option<(&str, u32, u32)>)] = &[
+        // The argument, and the directory, uid and gid it gives (none: refused).
+        type Case<'a> = (&'a str, Option<(&'a str, u32, u32)>);
+        let cases: &[Case] = &[
             (
                 "/var/lib/defender/app=1000:1000",
                 Some(("/var/lib/defender/app", 1000, 1000)),
