@@ -2062,8 +2062,9 @@ mod tests {
         assert_eq!(
             reports,
             [
-                "rules[1] \"db\": collections[0] \"db\": hosts: not carried over (rules here are scoped by image and \
-              container only): [\"db-1\"]; the rule now applies whatever the hosts"
+                "rules[1] \"db\": collections[0] \"db\": hosts: not carried over (the import scopes rules by \
+                 image and container only; ECS clusters, families and services can be added by hand): \
+                 [\"db-1\"]; the rule now applies whatever the hosts"
             ]
         );
     }
