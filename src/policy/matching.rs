@@ -60,6 +60,9 @@ pub struct Custom {
     references: Vec<Reference>,
     /// What their scripts read.
     fields: FieldSet,
+    /// The strictest effect of a violation among them (`Disable` if they only allow or there are
+    /// none): asked on every trapped call, so kept rather than recomputed.
+    strictest: Effect,
 }
 
 /// Whether a reference's script is true for the event seen as any of `views`: true for one is
@@ -104,18 +107,26 @@ pub struct Matched<'a> {
 impl Matched<'_> {
     /// The effect of a violation (`alert`, `prevent`, `block`); `None` for `allow`.
     pub fn violation(&self) -> Option<Effect> {
-        match self.effect {
-            CustomEffect::Allow | CustomEffect::Disable => None,
-            CustomEffect::Alert => Some(Effect::Alert),
-            CustomEffect::Prevent => Some(Effect::Prevent),
-            CustomEffect::Block => Some(Effect::Block),
-        }
+        violation(self.effect)
+    }
+}
+
+/// The effect of a violation under a reference's effect; `None` for `allow` (and `disable`).
+fn violation(effect: CustomEffect) -> Option<Effect> {
+    match effect {
+        CustomEffect::Allow | CustomEffect::Disable => None,
+        CustomEffect::Alert => Some(Effect::Alert),
+        CustomEffect::Prevent => Some(Effect::Prevent),
+        CustomEffect::Block => Some(Effect::Block),
     }
 }
 
 impl Custom {
     pub(super) fn push(&mut self, reference: Reference) {
         self.fields = self.fields.union(reference.entry.script.fields());
+        if let Some(effect) = violation(reference.effect) {
+            self.strictest = self.strictest.stricter(effect);
+        }
         self.references.push(reference);
     }
 
@@ -132,17 +143,7 @@ impl Custom {
     /// The strictest effect of a violation among the references (`Disable` if they only allow or
     /// there are none).
     pub fn strictest(&self) -> Effect {
-        self.references
-            .iter()
-            .filter_map(|r| {
-                Matched {
-                    name: "",
-                    message: None,
-                    effect: r.effect,
-                }
-                .violation()
-            })
-            .fold(Effect::Disable, Effect::stricter)
+        self.strictest
     }
 
     /// The first reference whose script is true for the event, seen as any of `views` (a launch
