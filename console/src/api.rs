@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::app::{ApiError, AppState, ReplaceError, Replaced, now};
-use crate::auth::{Admin, Member};
+use crate::auth::{Defends, Edits, Member, Reads};
 use crate::events::{self, Effect, Kind, parse_name};
 use crate::store::{AuditQuery, DefenderSeen, Heartbeat, StoredPolicy};
 
@@ -120,11 +120,11 @@ struct PutAnswer {
 
 /// Replaces the policy; 400 with every problem when it does not validate.
 async fn put_policy(
-    _: Admin,
+    Edits(caller): Edits,
     State(state): State<Arc<AppState>>,
     body: String,
 ) -> Result<Response, ApiError> {
-    let (stored, changed) = match state.replace_policy(&body).await {
+    let (stored, changed) = match state.replace_policy(&body, &caller.name).await {
         Ok(Replaced::New(p)) => (p, true),
         Ok(Replaced::Same(p)) => (p, false),
         Err(ReplaceError::Invalid(e)) => return Err(ApiError::invalid_policy(&e)),
@@ -139,7 +139,7 @@ async fn put_policy(
 
 /// A batch of audit events: stored whole or, if any is malformed, not at all.
 async fn post_audits(
-    _: Member,
+    _: Defends,
     State(state): State<Arc<AppState>>,
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -236,7 +236,7 @@ async fn find_audits(
 }
 
 async fn list_audits(
-    _: Admin,
+    _: Reads,
     State(state): State<Arc<AppState>>,
     Query(filter): Query<AuditFilter>,
 ) -> Result<Json<Vec<events::Event>>, ApiError> {
@@ -244,7 +244,7 @@ async fn list_audits(
 }
 
 async fn download_audits(
-    _: Admin,
+    _: Reads,
     State(state): State<Arc<AppState>>,
     Query(filter): Query<AuditFilter>,
 ) -> Result<Response, ApiError> {
@@ -263,7 +263,7 @@ async fn download_audits(
 }
 
 async fn heartbeat(
-    _: Member,
+    _: Defends,
     State(state): State<Arc<AppState>>,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
@@ -312,7 +312,7 @@ pub async fn defenders(state: &AppState) -> Result<Vec<DefenderView>, ApiError> 
 }
 
 async fn list_defenders(
-    _: Admin,
+    _: Reads,
     State(state): State<Arc<AppState>>,
 ) -> Result<Json<Vec<DefenderView>>, ApiError> {
     Ok(Json(defenders(&state).await?))

@@ -92,8 +92,9 @@ impl AppState {
     }
 
     /// Validates `text` with the defender's parser and, if valid and different, stores it as the
-    /// next revision and announces it. An invalid document changes nothing.
-    pub async fn replace_policy(&self, text: &str) -> Result<Replaced, ReplaceError> {
+    /// next revision and announces it. An invalid document changes nothing. `_by` names who
+    /// asked (the caller's name).
+    pub async fn replace_policy(&self, text: &str, _by: &str) -> Result<Replaced, ReplaceError> {
         let document = policy::parse(text)
             .map_err(ReplaceError::Invalid)?
             .to_json_pretty();

@@ -21,6 +21,8 @@ pub const SESSION_COOKIE: &str = "defender_console";
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
     Admin,
+    Operator,
+    Auditor,
     Defender,
 }
 
@@ -151,51 +153,121 @@ fn presented(parts: &Parts) -> Option<String> {
         })
 }
 
-fn role(parts: &Parts, state: &AppState) -> Option<Role> {
-    presented(parts).and_then(|t| state.tokens.role(&t))
+/// Who made a request: a name for the activity log and the revisions' `by`, and a role.
+/// Every handler that acts for someone takes one of the extractors below, which carry it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    /// The user's name, or the token's (`admin` and `defender` for the tokens given by flags).
+    pub name: String,
+    pub role: Role,
+    /// The session's CSRF token, which every form of the pages carries back (empty for API
+    /// calls with a bearer token, which no other site can make a browser send).
+    pub csrf: String,
 }
 
-/// Any valid token (reading the policy, sending audits and heartbeats).
-pub struct Member;
+#[expect(
+    dead_code,
+    reason = "the pages' forms carry it once sessions land (issue 13)"
+)]
+impl Caller {
+    /// Whether a form's `csrf` field is this session's (constant time). Bearer calls have no
+    /// session and pass: a browser never attaches an `Authorization` header on its own.
+    pub fn csrf_ok(&self, presented: &str) -> bool {
+        self.csrf.is_empty() || same(presented, &self.csrf)
+    }
 
-/// The admin token (writing the policy, reading audits and defenders).
-pub struct Admin;
-
-impl FromRequestParts<Arc<AppState>> for Member {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, s: &Arc<AppState>) -> Result<Self, ApiError> {
-        role(parts, s)
-            .map(|_| Member)
-            .ok_or_else(ApiError::unauthorized)
+    /// The hidden input every form of the pages carries.
+    pub fn csrf_input(&self) -> maud::Markup {
+        maud::html! { input type="hidden" name="csrf" value=(self.csrf); }
     }
 }
 
-impl FromRequestParts<Arc<AppState>> for Admin {
-    type Rejection = ApiError;
+fn caller(parts: &Parts, state: &AppState) -> Option<Caller> {
+    let role = presented(parts).and_then(|t| state.tokens.role(&t))?;
+    let name = match role {
+        Role::Defender => "defender",
+        _ => "admin",
+    };
+    Some(Caller {
+        name: name.to_string(),
+        role,
+        csrf: String::new(),
+    })
+}
 
-    async fn from_request_parts(parts: &mut Parts, s: &Arc<AppState>) -> Result<Self, ApiError> {
-        match role(parts, s) {
-            Some(Role::Admin) => Ok(Admin),
-            Some(Role::Defender) => Err(ApiError::forbidden()),
-            None => Err(ApiError::unauthorized()),
+/// The roles an extractor lets through.
+const PEOPLE: &[Role] = &[Role::Admin, Role::Operator, Role::Auditor];
+const EDITORS: &[Role] = &[Role::Admin, Role::Operator];
+const DEFENDERS: &[Role] = &[Role::Defender];
+
+/// An API caller whose role is one of `allowed`: 401 without a valid credential, 403 with
+/// another role.
+fn api(parts: &Parts, state: &AppState, allowed: &[Role]) -> Result<Caller, ApiError> {
+    match caller(parts, state) {
+        Some(c) if allowed.contains(&c.role) => Ok(c),
+        Some(_) => Err(ApiError::forbidden()),
+        None => Err(ApiError::unauthorized()),
+    }
+}
+
+/// A page visitor whose role is one of `allowed`: to the login page without a session, 403
+/// with another role.
+// The rejection is the response itself, as axum's extractors return it; it is made once per
+// refused request, so its size does not matter.
+#[allow(clippy::result_large_err)]
+fn page(parts: &Parts, state: &AppState, allowed: &[Role]) -> Result<Caller, Response> {
+    match caller(parts, state) {
+        Some(c) if allowed.contains(&c.role) => Ok(c),
+        Some(_) => Err(ApiError::forbidden().into_response()),
+        None => Err(Redirect::to("/login").into_response()),
+    }
+}
+
+macro_rules! extractor {
+    ($(#[$doc:meta])* $name:ident, $check:ident, $roles:ident, $rejection:ty) => {
+        $(#[$doc])*
+        #[allow(dead_code, reason = "not every handler needs to know who called")]
+        pub struct $name(pub Caller);
+
+        impl FromRequestParts<Arc<AppState>> for $name {
+            type Rejection = $rejection;
+
+            async fn from_request_parts(
+                parts: &mut Parts,
+                s: &Arc<AppState>,
+            ) -> Result<Self, $rejection> {
+                $check(parts, s, $roles).map($name)
+            }
         }
-    }
+    };
 }
 
-/// A person with the admin token on a web page; others are sent to the login page.
-pub struct Person;
+extractor!(
+    /// Any valid credential: reading the policy (people and defenders).
+    Member, api, ALL, ApiError
+);
+extractor!(
+    /// A defender: sending audits and heartbeats.
+    Defends, api, DEFENDERS, ApiError
+);
+extractor!(
+    /// A person who may read (admin, operator, auditor): audits, defenders, activity.
+    Reads, api, PEOPLE, ApiError
+);
+extractor!(
+    /// A person who may change the policy (admin, operator).
+    Edits, api, EDITORS, ApiError
+);
+extractor!(
+    /// A page any person may see.
+    Person, page, PEOPLE, Response
+);
+extractor!(
+    /// A page that changes the policy (admin, operator).
+    Editor, page, EDITORS, Response
+);
 
-impl FromRequestParts<Arc<AppState>> for Person {
-    type Rejection = Response;
-
-    async fn from_request_parts(parts: &mut Parts, s: &Arc<AppState>) -> Result<Self, Response> {
-        match role(parts, s) {
-            Some(Role::Admin) => Ok(Person),
-            _ => Err(Redirect::to("/login").into_response()),
-        }
-    }
-}
+const ALL: &[Role] = &[Role::Admin, Role::Operator, Role::Auditor, Role::Defender];
 
 #[cfg(test)]
 mod tests {

@@ -18,7 +18,7 @@ use serde::Deserialize;
 
 use super::{custom_effect, internal, page, problems, saved_notice};
 use crate::app::{AppState, ReplaceError, Replaced};
-use crate::auth::Person;
+use crate::auth::{Caller, Editor, Person};
 use crate::store::StoredPolicy;
 
 /// Where the library page lives.
@@ -467,7 +467,7 @@ fn entry_form(form: &EntryForm, refusal: Option<&Refusal>) -> Markup {
 }
 
 async fn save(
-    _: Person,
+    Editor(caller): Editor,
     State(state): State<Arc<AppState>>,
     Form(form): Form<EntryForm>,
 ) -> Response {
@@ -475,7 +475,7 @@ async fn save(
         original: Some(form.original.clone()).filter(|o| !o.is_empty()),
         rule: form.rule(),
     };
-    change_library(&state, change, &form).await
+    change_library(&state, &caller, change, &form).await
 }
 
 #[derive(Deserialize)]
@@ -484,16 +484,27 @@ struct DeleteForm {
 }
 
 async fn delete(
-    _: Person,
+    Editor(caller): Editor,
     State(state): State<Arc<AppState>>,
     Form(form): Form<DeleteForm>,
 ) -> Response {
-    change_library(&state, Change::Delete(form.name), &EntryForm::blank()).await
+    change_library(
+        &state,
+        &caller,
+        Change::Delete(form.name),
+        &EntryForm::blank(),
+    )
+    .await
 }
 
 /// Applies `change` to the policy in force and saves it, then back to the library page; refused,
 /// the page again (status 400) with `form` and the errors (a deletion's above the table).
-async fn change_library(state: &AppState, change: Change, form: &EntryForm) -> Response {
+async fn change_library(
+    state: &AppState,
+    by: &Caller,
+    change: Change,
+    form: &EntryForm,
+) -> Response {
     let mut doc = match current(state) {
         Ok(doc) => doc,
         Err(e) => return internal(&e),
@@ -512,7 +523,7 @@ async fn change_library(state: &AppState, change: Change, form: &EntryForm) -> R
         Ok(text) => text,
         Err(e) => return internal(&format!("policy document: {e}")),
     };
-    match state.replace_policy(&text).await {
+    match state.replace_policy(&text, &by.name).await {
         Ok(Replaced::New(p)) => {
             Redirect::to(&format!("{LIBRARY}?saved={}", p.revision)).into_response()
         }

@@ -25,7 +25,7 @@ use serde::Deserialize;
 
 use crate::api::{self, AuditFilter};
 use crate::app::{AppState, ReplaceError, Replaced};
-use crate::auth::{Person, Role, SESSION_COOKIE};
+use crate::auth::{Editor, Person, Role, SESSION_COOKIE};
 use crate::events::{Effect as AuditEffect, Event, Kind};
 use html::page;
 
@@ -295,11 +295,11 @@ struct PolicyForm {
 }
 
 async fn save_policy(
-    _: Person,
+    Editor(caller): Editor,
     State(state): State<Arc<AppState>>,
     Form(form): Form<PolicyForm>,
 ) -> Response {
-    match state.replace_policy(&form.document).await {
+    match state.replace_policy(&form.document, &caller.name).await {
         Ok(Replaced::New(p)) => {
             Redirect::to(&format!("/policy?saved={}", p.revision)).into_response()
         }
