@@ -14,9 +14,10 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::app::{ApiError, AppState, ReplaceError, Replaced, now};
+use crate::app::{ApiError, AppState, Replaced, now};
 use crate::auth::{Defends, Edits, Member, Reads};
 use crate::events::{self, Effect, Kind, parse_name};
+use crate::lifecycle;
 use crate::store::{AuditQuery, DefenderSeen, Heartbeat, StoredPolicy};
 
 /// The longest a policy poll is held open.
@@ -45,6 +46,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         )
         .route("/api/v1/defenders/heartbeat", post(heartbeat))
         .route("/api/v1/defenders", get(list_defenders))
+        .merge(lifecycle::routes())
 }
 
 fn etag(p: &StoredPolicy) -> String {
@@ -118,17 +120,19 @@ struct PutAnswer {
     changed: bool,
 }
 
-/// Replaces the policy; 400 with every problem when it does not validate.
+/// Replaces the policy; 400 with every problem when it does not validate, 412 when `If-Match`
+/// names another revision than the one in force (without it, the replacement is unconditional).
 async fn put_policy(
     Edits(caller): Edits,
     State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
     body: String,
 ) -> Result<Response, ApiError> {
-    let (stored, changed) = match state.replace_policy(&body, &caller.name).await {
-        Ok(Replaced::New(p)) => (p, true),
-        Ok(Replaced::Same(p)) => (p, false),
-        Err(ReplaceError::Invalid(e)) => return Err(ApiError::invalid_policy(&e)),
-        Err(ReplaceError::Store(e)) => return Err(e),
+    let expect = lifecycle::if_match(&headers)?;
+    let replaced = state.replace_policy_if(&body, &caller.name, &expect).await;
+    let (stored, changed) = match replaced.map_err(lifecycle::refused)? {
+        Replaced::New(p) => (p, true),
+        Replaced::Same(p) => (p, false),
     };
     let answer = PutAnswer {
         revision: stored.revision,
@@ -328,6 +332,7 @@ mod tests {
             revision: 7,
             document: String::new(),
             updated: String::new(),
+            by: None,
         };
         for (header, want) in [
             ("\"7\"", true),

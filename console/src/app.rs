@@ -10,10 +10,13 @@ use axum::http::header::WWW_AUTHENTICATE;
 use axum::response::{IntoResponse, Response};
 use defender::policy::{self, PolicyError};
 use serde_json::{Value, json};
-use tokio::sync::{Mutex, watch};
+use tokio::sync::{Mutex, MutexGuard, watch};
 
 use crate::auth::Tokens;
 use crate::store::{Store, StoreError, StoredPolicy};
+
+/// The author of revision 1, the compiled-in default a new console starts with.
+const FIRST_AUTHOR: &str = "console";
 
 pub struct AppState {
     store: Arc<dyn Store>,
@@ -41,6 +44,31 @@ pub enum ReplaceError {
     Store(ApiError),
 }
 
+/// What a conditional replacement requires of the revision in force when it is made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// Any revision (no `If-Match`, or `If-Match: *`: there is always a revision in force).
+    Any,
+    /// One of these: the revisions an `If-Match` names, the one a page was opened at.
+    OneOf(Vec<u64>),
+}
+
+impl Expect {
+    pub fn allows(&self, revision: u64) -> bool {
+        match self {
+            Expect::Any => true,
+            Expect::OneOf(revisions) => revisions.contains(&revision),
+        }
+    }
+}
+
+/// Why a conditional replacement changed nothing.
+pub enum Refused {
+    /// Another revision is in force than the one expected: this one.
+    Stale(Arc<StoredPolicy>),
+    Failed(ReplaceError),
+}
+
 /// The current time as the console records it: RFC 3339, UTC, microseconds.
 pub fn now() -> String {
     humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string()
@@ -57,7 +85,11 @@ impl AppState {
     ) -> Result<Self, StoreError> {
         let current = match store.policy()? {
             Some(p) => p,
-            None => store.put_policy(&policy::default_policy().to_json_pretty(), &now())?,
+            None => store.put_policy(
+                &policy::default_policy().to_json_pretty(),
+                &now(),
+                FIRST_AUTHOR,
+            )?,
         };
         Ok(AppState {
             store,
@@ -92,25 +124,62 @@ impl AppState {
     }
 
     /// Validates `text` with the defender's parser and, if valid and different, stores it as the
-    /// next revision and announces it. An invalid document changes nothing. `_by` names who
-    /// asked (the caller's name).
-    pub async fn replace_policy(&self, text: &str, _by: &str) -> Result<Replaced, ReplaceError> {
-        let document = policy::parse(text)
-            .map_err(ReplaceError::Invalid)?
-            .to_json_pretty();
-        let _one_at_a_time = self.replacing.lock().await;
+    /// next revision, saved by `by` (the caller's name), and announces it. An invalid document
+    /// changes nothing.
+    pub async fn replace_policy(&self, text: &str, by: &str) -> Result<Replaced, ReplaceError> {
+        let document = validated(text)?;
+        let held = self.replacing.lock().await;
+        self.store_replacement(&held, document, by).await
+    }
+
+    /// [`AppState::replace_policy`] if the revision in force is one `expect` allows, decided
+    /// under the lock that orders replacements: of two changes expecting the same revision, the
+    /// second finds the first's in force and is refused.
+    pub async fn replace_policy_if(
+        &self,
+        text: &str,
+        by: &str,
+        expect: &Expect,
+    ) -> Result<Replaced, Refused> {
+        let document = validated(text).map_err(Refused::Failed)?;
+        let held = self.replacing.lock().await;
+        let current = self.policy();
+        if !expect.allows(current.revision) {
+            return Err(Refused::Stale(current));
+        }
+        self.store_replacement(&held, document, by)
+            .await
+            .map_err(Refused::Failed)
+    }
+
+    /// Stores `document` as the next revision unless it is the one in force; `_held` is the
+    /// replacement lock, held by the caller since it looked at the revision in force.
+    async fn store_replacement(
+        &self,
+        _held: &MutexGuard<'_, ()>,
+        document: String,
+        by: &str,
+    ) -> Result<Replaced, ReplaceError> {
         let current = self.policy();
         if current.document == document {
             return Ok(Replaced::Same(current));
         }
+        let by = by.to_owned();
         let stored = self
-            .store(move |s| s.put_policy(&document, &now()))
+            .store(move |s| s.put_policy(&document, &now(), &by))
             .await
             .map_err(ReplaceError::Store)?;
         let stored = Arc::new(stored);
         self.policy.send_replace(stored.clone());
         Ok(Replaced::New(stored))
     }
+}
+
+/// The document as the defender's parser validated it, pretty-printed: the form it is stored in.
+fn validated(text: &str) -> Result<String, ReplaceError> {
+    Ok(policy::parse(text)
+        .map_err(ReplaceError::Invalid)?
+        .to_json_pretty())
 }
 
 /// Every problem of an invalid policy, for the API: where (the list, `rules` or

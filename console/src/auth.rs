@@ -165,10 +165,6 @@ pub struct Caller {
     pub csrf: String,
 }
 
-#[expect(
-    dead_code,
-    reason = "the pages' forms carry it once sessions land (issue 13)"
-)]
 impl Caller {
     /// Whether a form's `csrf` field is this session's (constant time). Bearer calls have no
     /// session and pass: a browser never attaches an `Authorization` header on its own.
@@ -197,7 +193,8 @@ fn caller(parts: &Parts, state: &AppState) -> Option<Caller> {
 
 /// The roles an extractor lets through.
 const PEOPLE: &[Role] = &[Role::Admin, Role::Operator, Role::Auditor];
-const EDITORS: &[Role] = &[Role::Admin, Role::Operator];
+/// The roles that may change the policy (the pages show their controls to these only).
+pub const EDITORS: &[Role] = &[Role::Admin, Role::Operator];
 const DEFENDERS: &[Role] = &[Role::Defender];
 
 /// An API caller whose role is one of `allowed`: 401 without a valid credential, 403 with

@@ -224,9 +224,15 @@ pub struct Identity {
 impl Policy {
     /// The rule in force for a container: the first one not disabled whose collections match.
     pub fn rule_in_force(&self, who: &Identity) -> Option<&Rule> {
+        self.index_in_force(who).map(|index| &self.rules[index])
+    }
+
+    /// Where the rule in force for a container is in the document's `rules` (the console's
+    /// "which rule applies" answer names it by its place, as names need not be unique).
+    pub fn index_in_force(&self, who: &Identity) -> Option<usize> {
         self.rules
             .iter()
-            .find(|rule| !rule.disabled && rule.matches(who))
+            .position(|rule| !rule.disabled && rule.matches(who))
     }
 
     /// The rule in force for a container known by its name and image only (no ECS identity).

@@ -26,6 +26,19 @@ pub struct StoredPolicy {
     /// The document as validated, pretty-printed.
     pub document: String,
     pub updated: String,
+    /// Who saved it (the caller's name); `None` for revisions saved before authors were kept.
+    pub by: Option<String>,
+}
+
+/// A revision as the history lists it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Revision {
+    pub revision: u64,
+    /// When it was saved.
+    pub time: String,
+    pub by: Option<String>,
+    /// How many runtime rules it holds.
+    pub rules: u64,
 }
 
 /// Which audit events to return, newest first.
@@ -82,8 +95,8 @@ pub struct DefenderSeen {
 pub trait Store: Send + Sync {
     /// The newest revision, `None` before the first.
     fn policy(&self) -> Result<Option<StoredPolicy>, StoreError>;
-    /// Stores `document` (validated by the caller) as the next revision.
-    fn put_policy(&self, document: &str, now: &str) -> Result<StoredPolicy, StoreError>;
+    /// Stores `document` (validated by the caller) as the next revision, saved by `by`.
+    fn put_policy(&self, document: &str, now: &str, by: &str) -> Result<StoredPolicy, StoreError>;
     /// Stores a batch all together or not at all; events whose `id` is stored already are
     /// skipped (delivery is at least once). Returns how many were new.
     fn add_audits(&self, events: &[Event], now: &str) -> Result<usize, StoreError>;
@@ -91,4 +104,11 @@ pub trait Store: Send + Sync {
     fn heartbeat(&self, beat: &Heartbeat, now: &str) -> Result<(), StoreError>;
     /// Every defender ever heard from, most recently seen first.
     fn defenders(&self) -> Result<Vec<DefenderSeen>, StoreError>;
+
+    // ---- revisions ----
+    /// Every revision of the policy (each replacement adds one; none is ever deleted), newest
+    /// first.
+    fn revisions(&self) -> Result<Vec<Revision>, StoreError>;
+    /// One revision, `None` if there is no such revision.
+    fn revision(&self, revision: u64) -> Result<Option<StoredPolicy>, StoreError>;
 }

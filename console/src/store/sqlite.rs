@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{AuditQuery, DefenderSeen, Heartbeat, Store, StoreError, StoredPolicy};
+use super::{AuditQuery, DefenderSeen, Heartbeat, Revision, Store, StoreError, StoredPolicy};
 use crate::events::{Effect, Event, Kind, parse_name};
 
 /// The tables as the first console created them (schema version 0); later changes are
@@ -70,7 +70,24 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE defenders ADD COLUMN cluster TEXT;
      ALTER TABLE defenders ADD COLUMN family TEXT;
      ALTER TABLE defenders ADD COLUMN service TEXT;",
+    REVISION_AUTHORS,
 ];
+
+/// Migration 4: who saved each revision of the policy (`by`); earlier revisions keep NULL, shown as
+/// unknown. (`author`, since `BY` is an SQL keyword.)
+const REVISION_AUTHORS: &str = "ALTER TABLE policies ADD COLUMN author TEXT;";
+
+/// The columns of a [`StoredPolicy`], in the order [`stored_policy`] reads them.
+const POLICY_COLUMNS: &str = "revision, document, updated, author";
+
+fn stored_policy(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredPolicy> {
+    Ok(StoredPolicy {
+        revision: r.get::<_, i64>(0)? as u64,
+        document: r.get(1)?,
+        updated: r.get(2)?,
+        by: r.get(3)?,
+    })
+}
 
 const AUDIT_COLUMNS: &str = "id, time, type, effect, rule, attack, custom_rule, container, image, \
                              task, pid, process, cmdline, parent, domain, ip, port, message, count, \
@@ -152,30 +169,25 @@ impl Store for Sqlite {
     fn policy(&self) -> Result<Option<StoredPolicy>, StoreError> {
         lock(&self.reader)
             .query_row(
-                "SELECT revision, document, updated FROM policies ORDER BY revision DESC LIMIT 1",
+                &format!("SELECT {POLICY_COLUMNS} FROM policies ORDER BY revision DESC LIMIT 1"),
                 [],
-                |r| {
-                    Ok(StoredPolicy {
-                        revision: r.get::<_, i64>(0)? as u64,
-                        document: r.get(1)?,
-                        updated: r.get(2)?,
-                    })
-                },
+                stored_policy,
             )
             .optional()
             .map_err(StoreError::from)
     }
 
-    fn put_policy(&self, document: &str, now: &str) -> Result<StoredPolicy, StoreError> {
+    fn put_policy(&self, document: &str, now: &str, by: &str) -> Result<StoredPolicy, StoreError> {
         let c = lock(&self.writer);
         c.execute(
-            "INSERT INTO policies (document, updated) VALUES (?1, ?2)",
-            params![document, now],
+            "INSERT INTO policies (document, updated, author) VALUES (?1, ?2, ?3)",
+            params![document, now, by],
         )?;
         Ok(StoredPolicy {
             revision: c.last_insert_rowid() as u64,
             document: document.into(),
             updated: now.into(),
+            by: Some(by.into()),
         })
     }
 
@@ -342,6 +354,39 @@ impl Store for Sqlite {
             })
         })?;
         rows.collect::<Result<_, _>>().map_err(StoreError::from)
+    }
+
+    fn revisions(&self) -> Result<Vec<Revision>, StoreError> {
+        let c = lock(&self.reader);
+        // Documents are stored validated, so `rules` is always a list.
+        let mut select = c.prepare_cached(
+            "SELECT revision, updated, author, json_array_length(document, '$.rules') \
+                 FROM policies ORDER BY revision DESC",
+        )?;
+        let rows = select.query_map([], |r| {
+            Ok(Revision {
+                revision: r.get::<_, i64>(0)? as u64,
+                time: r.get(1)?,
+                by: r.get(2)?,
+                rules: r.get::<_, Option<i64>>(3)?.unwrap_or(0) as u64,
+            })
+        })?;
+        rows.collect::<Result<_, _>>().map_err(StoreError::from)
+    }
+
+    fn revision(&self, revision: u64) -> Result<Option<StoredPolicy>, StoreError> {
+        // Beyond i64: no such row (SQLite's rowids are i64).
+        let Ok(revision) = i64::try_from(revision) else {
+            return Ok(None);
+        };
+        lock(&self.reader)
+            .query_row(
+                &format!("SELECT {POLICY_COLUMNS} FROM policies WHERE revision = ?1"),
+                [revision],
+                stored_policy,
+            )
+            .optional()
+            .map_err(StoreError::from)
     }
 }
 
@@ -562,18 +607,71 @@ mod tests {
         assert_eq!(s.audits(&by_service).unwrap(), [new]);
     }
 
+    /// Revisions saved before authors were kept (schema version 3) stay, with no author.
+    #[test]
+    fn a_database_at_version_3_keeps_its_revisions_without_authors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch(SCHEMA).unwrap();
+        for migration in &MIGRATIONS[..3] {
+            c.execute_batch(migration).unwrap();
+        }
+        c.execute_batch(
+            r#"INSERT INTO policies (document, updated) VALUES ('{"rules": []}', 't0');
+               PRAGMA user_version = 3;"#,
+        )
+        .unwrap();
+        drop(c);
+        let s = Sqlite::open(&path).unwrap();
+        let old = s.revision(1).unwrap().unwrap();
+        assert_eq!((old.document.as_str(), old.by), (r#"{"rules": []}"#, None));
+        s.put_policy(r#"{"rules": [{}]}"#, "t1", "carol").unwrap();
+        let listed: Vec<(u64, Option<String>, u64)> = s
+            .revisions()
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.revision, r.by, r.rules))
+            .collect();
+        assert_eq!(listed, [(2, Some("carol".into()), 1), (1, None, 0)]);
+    }
+
     #[test]
     fn policies_and_defenders() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
         let s = Sqlite::open(&path).unwrap();
         assert_eq!(s.policy().unwrap(), None);
-        assert_eq!(s.put_policy("{1}", "t1").unwrap().revision, 1);
-        assert_eq!(s.put_policy("{2}", "t2").unwrap().revision, 2);
+        assert_eq!(s.revisions().unwrap(), []);
+        let first = s.put_policy(r#"{"rules": [1]}"#, "t1", "alice").unwrap();
+        assert_eq!(first.revision, 1);
+        assert_eq!(
+            s.put_policy(r#"{"rules": [1, 2]}"#, "t2", "bob")
+                .unwrap()
+                .revision,
+            2
+        );
         drop(s);
         let s = Sqlite::open(&path).unwrap();
         let p = s.policy().unwrap().unwrap();
-        assert_eq!((p.revision, p.document.as_str()), (2, "{2}"));
+        assert_eq!(
+            (p.revision, p.document.as_str(), p.by.as_deref()),
+            (2, r#"{"rules": [1, 2]}"#, Some("bob"))
+        );
+        // Every revision is kept, newest first, with its author and rule count.
+        let revision = |revision, time: &str, by: &str, rules| Revision {
+            revision,
+            time: time.into(),
+            by: Some(by.into()),
+            rules,
+        };
+        assert_eq!(
+            s.revisions().unwrap(),
+            [revision(2, "t2", "bob", 2), revision(1, "t1", "alice", 1)]
+        );
+        assert_eq!(s.revision(1).unwrap(), Some(first));
+        assert_eq!(s.revision(3).unwrap(), None);
+        assert_eq!(s.revision(u64::MAX).unwrap(), None);
 
         let mut beat = Heartbeat {
             id: "i1".into(),

@@ -760,6 +760,7 @@ mod tests {
             revision: 3,
             document: String::new(),
             updated: String::new(),
+            by: None,
         };
         let form = EntryForm::of(&doc.custom_rules[0]);
         let page = library_page_of(&current, &doc, html! {}, &form, Some(&refusal)).into_string();

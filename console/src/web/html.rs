@@ -23,6 +23,9 @@ td.used-by { white-space: nowrap; }
 .ok { color: #060; background: #effaef; border: 1px solid #9c9; padding: .5em 1em; }
 .effect-prevent, .effect-block { color: #a00; font-weight: bold; } .effect-alert { color: #a60; }
 .effect-allow { color: #060; } .effect-disable { color: #778; }
+pre.diff { background: #f8f9fb; padding: .5em; } pre.diff .hunk { color: #778; }
+pre.diff ins { background: #e6ffec; text-decoration: none; }
+pre.diff del { background: #ffebe9; text-decoration: none; }
 .muted { color: #778; } form.filters { display: flex; flex-wrap: wrap; gap: .5em; margin-bottom: 1em; }
 ";
 

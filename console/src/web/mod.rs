@@ -8,6 +8,7 @@
 //! The pages need the admin token, given once on the login page and kept in a session cookie.
 
 mod custom;
+mod history;
 mod html;
 mod problems;
 
@@ -19,13 +20,14 @@ use axum::http::StatusCode;
 use axum::http::header::SET_COOKIE;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
+use defender::policy::PolicyError;
 use defender::policy::schema::{self, CustomEffect, Document, Effect};
 use maud::{Markup, PreEscaped, html};
 use serde::Deserialize;
 
 use crate::api::{self, AuditFilter};
-use crate::app::{AppState, ReplaceError, Replaced};
-use crate::auth::{Editor, Person, Role, SESSION_COOKIE};
+use crate::app::{AppState, Expect, Replaced};
+use crate::auth::{Caller, Editor, Person, Role, SESSION_COOKIE};
 use crate::events::{Effect as AuditEffect, Event, Kind};
 use html::page;
 
@@ -45,6 +47,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/audits/rows", get(audit_rows))
         .route("/defenders", get(defenders_page))
         .merge(custom::routes())
+        .merge(history::routes())
 }
 
 fn internal(message: &str) -> Response {
@@ -119,13 +122,22 @@ struct Saved {
 }
 
 async fn policy_page(
-    _: Person,
+    Person(caller): Person,
     State(state): State<Arc<AppState>>,
     Query(saved): Query<Saved>,
 ) -> Markup {
     let current = state.policy();
     let notice = saved_notice(saved.saved, saved.changed);
-    policy_view(&state, notice, &current.document)
+    policy_view(&state, &caller, notice, &current.document, &None)
+}
+
+/// Where a change of the policy from a page leads: the policy page saying what happened.
+fn saved(replaced: Replaced) -> Response {
+    let to = match replaced {
+        Replaced::New(p) => format!("/policy?saved={}", p.revision),
+        Replaced::Same(p) => format!("/policy?saved={}&changed=0", p.revision),
+    };
+    Redirect::to(&to).into_response()
 }
 
 /// What a save redirected with (`?saved=REVISION`, `&changed=0` when nothing changed) says.
@@ -145,11 +157,21 @@ fn saved_notice(saved: Option<u64>, changed: Option<u8>) -> Markup {
     }
 }
 
-/// The page: revision, rules table, and the editor holding `text`.
-fn policy_view(state: &AppState, notice: Markup, text: &str) -> Markup {
+/// The page: revision, rules table (with a switch per rule for an editor), "which rule
+/// applies" (answering `asked`), and the editor holding `text`, which carries the revision
+/// shown so that a save made after another change is refused.
+fn policy_view(
+    state: &AppState,
+    caller: &Caller,
+    notice: Markup,
+    text: &str,
+    asked: &history::Asked,
+) -> Markup {
     let current = state.policy();
+    let switch =
+        |index, rule: &schema::Rule| history::switch(caller, current.revision, index, rule);
     let rules = match serde_json::from_str::<Document>(&current.document) {
-        Ok(doc) => rules_table(&doc),
+        Ok(doc) => rules_table(&doc, &switch),
         Err(e) => html! { p class="errors" { "stored policy unreadable: " (e) } },
     };
     page(
@@ -161,11 +183,15 @@ fn policy_view(state: &AppState, notice: Markup, text: &str) -> Markup {
                 "Revision " strong id="revision" { (current.revision) } ", saved "
                 (current.updated) ". The first rule that is not disabled and whose collections \
                 match a container is the one in force for it. Custom rules live in "
-                a href=(custom::LIBRARY) id="library" { "the custom rules library" } "."
+                a href=(custom::LIBRARY) id="library" { "the custom rules library" } "; every \
+                revision is in "
+                a href=(history::HISTORY) id="history" { "the history" } "."
             }
             (rules)
+            (history::resolver(&current.document, asked))
             h2 { "Edit" }
             form method="post" action="/policy" {
+                input type="hidden" name="revision" value=(current.revision);
                 textarea name="document" id="document" spellcheck="false" { (text) }
                 p {
                     button id="save" { "Save" } " "
@@ -256,12 +282,13 @@ fn scope(entries: Option<&Vec<String>>) -> Markup {
     }
 }
 
-fn rules_table(doc: &Document) -> Markup {
+/// The rules in order; `switch` makes each rule's enable switch (nothing for a reader).
+fn rules_table(doc: &Document, switch: &dyn Fn(usize, &schema::Rule) -> Markup) -> Markup {
     html! {
         table id="rules" {
             tr {
                 th { "#" } th { "rule" } th { "scope" } th { "custom rules" }
-                th { "processes" } th { "network" } th { "dns" }
+                th { "processes" } th { "network" } th { "dns" } th {}
             }
             @for (i, rule) in doc.rules.iter().enumerate() {
                 @let collections = rule.collections.as_ref();
@@ -280,6 +307,7 @@ fn rules_table(doc: &Document) -> Markup {
                     td { (section(rule.processes.as_ref())) }
                     td { (network(rule.network.as_ref())) }
                     td { (section(rule.dns.as_ref())) }
+                    td { (switch(i, rule)) }
                 }
             }
         }
@@ -292,6 +320,9 @@ fn rules_table(doc: &Document) -> Markup {
 #[derive(Deserialize)]
 struct PolicyForm {
     document: String,
+    /// The revision the editor was opened at (absent from a page of an older console: then the
+    /// save is unconditional, as before).
+    revision: Option<u64>,
 }
 
 async fn save_policy(
@@ -299,37 +330,42 @@ async fn save_policy(
     State(state): State<Arc<AppState>>,
     Form(form): Form<PolicyForm>,
 ) -> Response {
-    match state.replace_policy(&form.document, &caller.name).await {
-        Ok(Replaced::New(p)) => {
-            Redirect::to(&format!("/policy?saved={}", p.revision)).into_response()
+    let expect = form
+        .revision
+        .map_or(Expect::Any, |r| Expect::OneOf(vec![r]));
+    match state
+        .replace_policy_if(&form.document, &caller.name, &expect)
+        .await
+    {
+        Ok(replaced) => saved(replaced),
+        Err(refused) => history::refused_page(
+            &state,
+            &caller,
+            refused,
+            form.revision.unwrap_or_default(),
+            &form.document,
+            "Your text is kept below: saving it again replaces the revision in force with it.",
+        ),
+    }
+}
+
+/// The notice of an invalid document: every problem, the script excerpt under a script error.
+fn invalid_notice(e: &PolicyError, text: &str) -> Markup {
+    // The scripts as typed, for the excerpt under a script error.
+    let typed = serde_json::from_str::<serde_json::Value>(text).ok();
+    let script_of = |index: usize| {
+        let script = typed
+            .as_ref()?
+            .get("customRules")?
+            .get(index)?
+            .get("script")?;
+        script.as_str().map(str::to_owned)
+    };
+    html! {
+        div class="errors" id="errors" {
+            p { "Not saved: the document is invalid. The policy in force is unchanged." }
+            (problems::list(e, script_of))
         }
-        Ok(Replaced::Same(p)) => {
-            Redirect::to(&format!("/policy?saved={}&changed=0", p.revision)).into_response()
-        }
-        Err(ReplaceError::Invalid(e)) => {
-            // The scripts as typed, for the excerpt under a script error.
-            let typed = serde_json::from_str::<serde_json::Value>(&form.document).ok();
-            let script_of = |index: usize| {
-                let script = typed
-                    .as_ref()?
-                    .get("customRules")?
-                    .get(index)?
-                    .get("script")?;
-                script.as_str().map(str::to_owned)
-            };
-            let notice = html! {
-                div class="errors" id="errors" {
-                    p { "Not saved: the document is invalid. The policy in force is unchanged." }
-                    (problems::list(&e, script_of))
-                }
-            };
-            (
-                StatusCode::BAD_REQUEST,
-                policy_view(&state, notice, &form.document),
-            )
-                .into_response()
-        }
-        Err(ReplaceError::Store(e)) => internal(&e.message),
     }
 }
 
@@ -777,7 +813,7 @@ mod tests {
             "rules": [{"name": "web", "customRules": [{"name": name, "effect": "alert"}]}]
         }))
         .unwrap();
-        let table = rules_table(&doc).into_string();
+        let table = rules_table(&doc, &|_, _| html! {}).into_string();
         assert!(!table.contains("<script"), "{table}");
         assert!(
             table.contains(&format!(
