@@ -197,18 +197,6 @@ const WITH_LIBRARY: &str = r#"{
                "processes": {"effect": "prevent", "deny": ["mkdir"]}}]
 }"#;
 
-/// Logs in as the admin and waits for the audits page.
-fn log_in(b: &Browser, c: &Console) {
-    b.goto(&format!("{}/login", c.url()));
-    b.type_into("#token", ADMIN);
-    b.click("#login");
-    assert!(
-        wait_until(HANG_GUARD, || b.current_url().ends_with("/audits")),
-        "{}",
-        b.source()
-    );
-}
-
 /// The revision the page shows, once it shows one.
 fn revision(b: &Browser) -> u64 {
     let mut shown = String::new();
@@ -227,7 +215,7 @@ fn the_custom_rules_library_in_a_real_browser() {
     let c = Console::start(&w.path("data"));
     let first = c.put_policy(WITH_LIBRARY);
     let b = Browser::start();
-    log_in(&b, &c);
+    console::log_in(&b, &c);
 
     // The policy page shows the rule's custom rules with their effects, linked to the library.
     b.goto(&format!("{}/policy", c.url()));

@@ -375,18 +375,6 @@ fn the_pages_refuse_changes_made_from_a_stale_revision() {
     );
 }
 
-/// Logs in as the admin and waits for the audits page.
-fn log_in(b: &Browser, c: &Console) {
-    b.goto(&format!("{}/login", c.url()));
-    b.type_into("#token", ADMIN);
-    b.click("#login");
-    assert!(
-        wait_until(HANG_GUARD, || b.current_url().ends_with("/audits")),
-        "{}",
-        b.source()
-    );
-}
-
 /// The texts of the elements matching `css`, once there are some.
 fn texts(b: &Browser, css: &str) -> Vec<String> {
     let script = format!("return [...document.querySelectorAll('{css}')].map(e => e.textContent)");
@@ -420,7 +408,7 @@ fn history_diff_restore_switch_and_stale_save_in_a_real_browser() {
     let two = c.put_policy(&deny("web", "mkdir"));
     let three = c.put_policy(&deny("web", "curl"));
     let b = Browser::start();
-    log_in(&b, &c);
+    console::log_in(&b, &c);
     let base = c.url();
 
     // The history: revisions with author; pick two, the diff shows the changed line.

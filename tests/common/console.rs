@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 use serde_json::Value;
 
 use super::networld::{NetWorld, in_netns_of};
+use super::webdriver::Browser;
 use super::{HANG_GUARD, World, require, wait_until};
 
 pub const ADMIN: &str = "test-admin-token";
@@ -268,6 +269,18 @@ impl Console {
         assert_eq!(a.status, 200, "GET audits: {}", a.body);
         a.json().as_array().unwrap().clone()
     }
+}
+
+/// Logs `b` in to `c`'s pages as the admin and waits for the audits page.
+pub fn log_in(b: &Browser, c: &Console) {
+    b.goto(&format!("{}/login", c.url()));
+    b.type_into("#token", ADMIN);
+    b.click("#login");
+    assert!(
+        wait_until(HANG_GUARD, || b.current_url().ends_with("/audits")),
+        "{}",
+        b.source()
+    );
 }
 
 impl Drop for Console {

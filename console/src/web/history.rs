@@ -106,6 +106,41 @@ pub fn refused_page(
     }
 }
 
+/// Saves `text` if the revision in force is still `opened` (the one the page showed; any when
+/// `None`, from a page of an older console): the policy page saying what happened, or the
+/// refusal, showing `shown` in the editor and saying so with `then`.
+pub async fn save(
+    state: &AppState,
+    caller: &Caller,
+    text: &str,
+    opened: Option<u64>,
+    shown: &str,
+    then: &str,
+) -> Response {
+    let expect = opened.map_or(Expect::Any, |r| Expect::OneOf(vec![r]));
+    match state.replace_policy_if(text, &caller.name, &expect).await {
+        Ok(replaced) => saved(replaced),
+        Err(refused) => refused_page(
+            state,
+            caller,
+            refused,
+            opened.unwrap_or_default(),
+            shown,
+            then,
+        ),
+    }
+}
+
+/// The refusal of a form whose CSRF token is not the session's, if it is not.
+fn forged(caller: &Caller, csrf: &str) -> Option<Response> {
+    (!caller.csrf_ok(csrf)).then(|| {
+        error_page(
+            StatusCode::FORBIDDEN,
+            "This form is not from this session: reload the page and try again.",
+        )
+    })
+}
+
 // ---- History ----
 
 #[derive(Deserialize)]
@@ -255,8 +290,8 @@ async fn restore(
     Path(n): Path<String>,
     Form(form): Form<Change>,
 ) -> Response {
-    if !caller.csrf_ok(&form.csrf) {
-        return api_error_page(ApiError::forbidden());
+    if let Some(refusal) = forged(&caller, &form.csrf) {
+        return refusal;
     }
     let n = match lifecycle::revision_number(&n) {
         Ok(n) => n,
@@ -266,21 +301,16 @@ async fn restore(
         Ok(old) => old,
         Err(e) => return api_error_page(e),
     };
-    let expect = Expect::OneOf(vec![form.revision]);
-    match state
-        .replace_policy_if(&old.document, &caller.name, &expect)
-        .await
-    {
-        Ok(replaced) => saved(replaced),
-        Err(refused) => refused_page(
-            &state,
-            &caller,
-            refused,
-            form.revision,
-            &old.document,
-            &format!("The editor below holds revision {n}'s document."),
-        ),
-    }
+    let then = format!("The editor below holds revision {n}'s document.");
+    save(
+        &state,
+        &caller,
+        &old.document,
+        Some(form.revision),
+        &old.document,
+        &then,
+    )
+    .await
 }
 
 // ---- The policy page's switch and resolver ----
@@ -330,8 +360,8 @@ async fn switch_rule(
     Path(index): Path<usize>,
     Form(form): Form<SwitchForm>,
 ) -> Response {
-    if !caller.csrf_ok(&form.csrf) {
-        return api_error_page(ApiError::forbidden());
+    if let Some(refusal) = forged(&caller, &form.csrf) {
+        return refusal;
     }
     let current = state.policy();
     let text = match switched(&current.document, index, form.disabled) {
@@ -339,24 +369,31 @@ async fn switch_rule(
         Ok(None) => return error_page(StatusCode::NOT_FOUND, &format!("no rule {index}")),
         Err(e) => return internal(&e),
     };
-    let expect = Expect::OneOf(vec![form.revision]);
-    match state.replace_policy_if(&text, &caller.name, &expect).await {
-        Ok(replaced) => saved(replaced),
-        Err(refused) => refused_page(
-            &state,
-            &caller,
-            refused,
-            form.revision,
-            &current.document,
-            "The rules below are the ones in force.",
-        ),
-    }
+    let then = "The rules below are the ones in force.";
+    save(
+        &state,
+        &caller,
+        &text,
+        Some(form.revision),
+        &current.document,
+        then,
+    )
+    .await
 }
 
 /// The "which rule applies" form, holding what was asked, and its answer from `document`.
 pub fn resolver(document: &str, asked: &Asked) -> Markup {
-    let who = asked.as_ref().and_then(|a| a.as_ref().ok());
-    let value = |f: fn(&Identity) -> Option<&str>| who.and_then(f).unwrap_or_default().to_owned();
+    // What was asked, in the order of the API's parameters, which name the form's fields.
+    let values: [&str; 5] = match asked {
+        Some(Ok(w)) => [
+            &w.container,
+            &w.image,
+            w.cluster.as_deref().unwrap_or_default(),
+            w.family.as_deref().unwrap_or_default(),
+            w.service.as_deref().unwrap_or_default(),
+        ],
+        _ => [""; 5],
+    };
     let answer = match asked {
         None => html! {},
         Some(Err(e)) => html! { p class="errors" id="resolved" { (e) } },
@@ -376,10 +413,10 @@ pub fn resolver(document: &str, asked: &Asked) -> Markup {
     html! {
         h2 { "Which rule applies" }
         form class="filters" method="get" action=(RESOLVE) id="resolve" {
-            @for (name, get) in IDENTITY_FIELDS {
+            @for (name, value) in lifecycle::RESOLVE_PARAMETERS.iter().zip(values) {
                 label {
                     (name) " "
-                    input name=(name) id={ "resolve-" (name) } value=(value(get));
+                    input name=(name) id={ "resolve-" (name) } value=(value);
                 }
             }
             button id="resolve-button" { "Find the rule" }
@@ -387,15 +424,6 @@ pub fn resolver(document: &str, asked: &Asked) -> Markup {
         (answer)
     }
 }
-
-/// The form's fields, named as the API's parameters, and where each is in an [`Identity`].
-const IDENTITY_FIELDS: [(&str, fn(&Identity) -> Option<&str>); 5] = [
-    ("container", |w| Some(w.container.as_str())),
-    ("image", |w| Some(w.image.as_str())),
-    ("cluster", |w| w.cluster.as_deref()),
-    ("family", |w| w.family.as_deref()),
-    ("service", |w| w.service.as_deref()),
-];
 
 async fn resolve_page(
     Person(caller): Person,
@@ -471,6 +499,30 @@ mod tests {
             html.contains("<del>-{&quot;name&quot;: &quot;a&quot;}</del>"),
             "{html}"
         );
+    }
+
+    #[test]
+    fn the_resolver_shows_what_was_asked_and_the_rule_escaped() {
+        let hostile = "</td><script>x</script>";
+        let shown = "&lt;/td&gt;&lt;script&gt;x&lt;/script&gt;";
+        let document = serde_json::json!({"rules": [{"name": format!("web {hostile}")}]});
+        let asked = Some(Ok(Identity {
+            container: hostile.into(),
+            ..Identity::default()
+        }));
+        let html = resolver(&document.to_string(), &asked).into_string();
+        assert!(!html.contains("<script>"), "{html}");
+        assert!(
+            html.contains(&format!(r#"id="resolve-container" value="{shown}""#)),
+            "{html}"
+        );
+        assert!(
+            html.contains(&format!("<strong>web {shown}</strong>, applies.")),
+            "{html}"
+        );
+        let refused = Some(Err(format!("unknown parameter {hostile:?}")));
+        let html = resolver(&document.to_string(), &refused).into_string();
+        assert!(!html.contains("<script>"), "{html}");
     }
 
     #[test]

@@ -26,7 +26,7 @@ use maud::{Markup, PreEscaped, html};
 use serde::Deserialize;
 
 use crate::api::{self, AuditFilter};
-use crate::app::{AppState, Expect, Replaced};
+use crate::app::{AppState, Replaced};
 use crate::auth::{Caller, Editor, Person, Role, SESSION_COOKIE};
 use crate::events::{Effect as AuditEffect, Event, Kind};
 use html::page;
@@ -330,23 +330,16 @@ async fn save_policy(
     State(state): State<Arc<AppState>>,
     Form(form): Form<PolicyForm>,
 ) -> Response {
-    let expect = form
-        .revision
-        .map_or(Expect::Any, |r| Expect::OneOf(vec![r]));
-    match state
-        .replace_policy_if(&form.document, &caller.name, &expect)
-        .await
-    {
-        Ok(replaced) => saved(replaced),
-        Err(refused) => history::refused_page(
-            &state,
-            &caller,
-            refused,
-            form.revision.unwrap_or_default(),
-            &form.document,
-            "Your text is kept below: saving it again replaces the revision in force with it.",
-        ),
-    }
+    let then = "Your text is kept below: saving it again replaces the revision in force with it.";
+    history::save(
+        &state,
+        &caller,
+        &form.document,
+        form.revision,
+        &form.document,
+        then,
+    )
+    .await
 }
 
 /// The notice of an invalid document: every problem, the script excerpt under a script error.
