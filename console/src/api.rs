@@ -1,5 +1,5 @@
 //! The JSON API under `/api/v1`: the policy (long-polled by defenders), audit events in and out
-//! (JSON, CSV), defenders' heartbeats.
+//! (JSON, CSV), defenders' heartbeats; the policy's revisions are `lifecycle`'s.
 
 use std::sync::Arc;
 use std::time::Duration;
