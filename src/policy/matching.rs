@@ -568,6 +568,34 @@ impl DomainPattern {
 mod tests {
     use super::*;
 
+    /// The rule in force and its place: the first rule not disabled whose collections match.
+    #[test]
+    fn the_rule_in_force_and_its_index() {
+        let policy = crate::policy::parse(
+            r#"{"rules": [
+                {"name": "off", "disabled": true, "collections": {"containers": ["web"]}},
+                {"name": "web", "collections": {"containers": ["web"]}},
+                {"name": "prod", "collections": {"clusters": ["prod"]}}
+            ]}"#,
+        )
+        .unwrap();
+        let who = |container: &str, cluster: Option<&str>| Identity {
+            container: container.into(),
+            cluster: cluster.map(str::to_owned),
+            ..Identity::default()
+        };
+        let cases = [
+            (who("web", None), Some((1, "web"))),
+            (who("db", Some("prod")), Some((2, "prod"))),
+            (who("db", None), None),
+        ];
+        for (identity, want) in cases {
+            let index = policy.index_in_force(&identity);
+            let name = policy.rule_in_force(&identity).map(Rule::name);
+            assert_eq!(index.zip(name), want, "{identity:?}");
+        }
+    }
+
     /// Deciding with facts not read yet: `needs` asks for what the first undecided reference
     /// reads, nothing once one is true or all are false; `decide` takes an undecided reference
     /// the closed way.

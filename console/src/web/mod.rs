@@ -1,9 +1,9 @@
 //! The pages for a person: the policy (rules in order with scope, custom rules and effects, edited
-//! as JSON with the validation errors shown inline), its custom rules library (`custom`) and its history (`history`), the
-//! audits (newest first, filters, live refresh), the defenders. Server-rendered HTML from maud
-//! templates, which escape every value they show (command lines, domains, container names: the
-//! workloads choose them; scripts hold quotes and `<`); query strings are encoded with
-//! `form_urlencoded`. The only script refreshes the audit rows.
+//! as JSON with the validation errors shown inline), its custom rules library (`custom`) and its
+//! history (`history`), the audits (newest first, filters, live refresh), the defenders.
+//! Server-rendered HTML from maud templates, which escape every value they show (command lines,
+//! domains, container names: the workloads choose them; scripts hold quotes and `<`); query
+//! strings are encoded with `form_urlencoded`. The only script refreshes the audit rows.
 //!
 //! The pages need the admin token, given once on the login page and kept in a session cookie.
 
