@@ -352,6 +352,16 @@ fn the_pages_refuse_changes_made_from_a_stale_revision() {
         );
         assert_eq!(served(&c), before, "{path}");
     }
+    // An invalid document made from a stale revision: its problems, and the editor still
+    // carries the stale revision, so that saving it corrected is refused too.
+    let a = submit(&c, "/policy", &[("document", "{}"), ("revision", "1")]);
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert!(
+        a.body.contains(r#"name="revision" value="1""#),
+        "{}",
+        a.body
+    );
+    assert_eq!(served(&c), before);
     // From the revision in force: done (the answer redirects to the policy page).
     submit(
         &c,

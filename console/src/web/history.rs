@@ -17,7 +17,7 @@ use serde::Deserialize;
 use similar::{ChangeTag, TextDiff};
 
 use super::html::page;
-use super::{internal, invalid_notice, policy_view, saved};
+use super::{Draft, internal, invalid_notice, policy_view, saved};
 use crate::app::{ApiError, AppState, Expect, Refused, ReplaceError};
 use crate::auth::{Caller, EDITORS, Editor, Person};
 use crate::lifecycle::{self, author};
@@ -75,33 +75,42 @@ fn diff_link(from: u64, to: u64) -> String {
     format!("{HISTORY}?from={from}&to={to}#diff")
 }
 
-/// The answer to a page's change that was refused: 412 for a stale revision (the page again,
-/// with the revision in force), 400 with the problems of an invalid document.
+/// The answer to a page's change made from revision `opened` that was refused, showing `text`
+/// in the editor: 412 for a stale revision (the editor then carries the revision in force, which
+/// the notice names), 400 with the problems of an invalid document (the editor still carries
+/// `opened`, so that saving it corrected is refused if it is stale).
 pub fn refused_page(
     state: &AppState,
     caller: &Caller,
     refused: Refused,
-    opened: u64,
+    opened: Option<u64>,
     text: &str,
     then: &str,
 ) -> Response {
     match refused {
-        Refused::Stale(current) => (
-            StatusCode::PRECONDITION_FAILED,
-            policy_view(
-                state,
-                caller,
-                stale_notice(opened, &current, then),
+        Refused::Stale(current) => {
+            let notice = stale_notice(opened.unwrap_or_default(), &current, then);
+            let draft = Draft {
                 text,
-                &None,
-            ),
-        )
-            .into_response(),
-        Refused::Failed(ReplaceError::Invalid(e)) => (
-            StatusCode::BAD_REQUEST,
-            policy_view(state, caller, invalid_notice(&e, text), text, &None),
-        )
-            .into_response(),
+                revision: None,
+            };
+            (
+                StatusCode::PRECONDITION_FAILED,
+                policy_view(state, caller, notice, draft, &None),
+            )
+                .into_response()
+        }
+        Refused::Failed(ReplaceError::Invalid(e)) => {
+            let draft = Draft {
+                text,
+                revision: opened,
+            };
+            (
+                StatusCode::BAD_REQUEST,
+                policy_view(state, caller, invalid_notice(&e, text), draft, &None),
+            )
+                .into_response()
+        }
         Refused::Failed(ReplaceError::Store(e)) => internal(&e.message),
     }
 }
@@ -120,14 +129,7 @@ pub async fn save(
     let expect = opened.map_or(Expect::Any, |r| Expect::OneOf(vec![r]));
     match state.replace_policy_if(text, &caller.name, &expect).await {
         Ok(replaced) => saved(replaced),
-        Err(refused) => refused_page(
-            state,
-            caller,
-            refused,
-            opened.unwrap_or_default(),
-            shown,
-            then,
-        ),
+        Err(refused) => refused_page(state, caller, refused, opened, shown, then),
     }
 }
 
@@ -432,7 +434,11 @@ async fn resolve_page(
 ) -> Response {
     let asked = Some(lifecycle::identity(query.as_deref()));
     let current = state.policy();
-    policy_view(&state, &caller, html! {}, &current.document, &asked).into_response()
+    let draft = Draft {
+        text: &current.document,
+        revision: None,
+    };
+    policy_view(&state, &caller, html! {}, draft, &asked).into_response()
 }
 
 #[cfg(test)]

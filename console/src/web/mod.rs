@@ -128,7 +128,18 @@ async fn policy_page(
 ) -> Markup {
     let current = state.policy();
     let notice = saved_notice(saved.saved, saved.changed);
-    policy_view(&state, &caller, notice, &current.document, &None)
+    let draft = Draft {
+        text: &current.document,
+        revision: None,
+    };
+    policy_view(&state, &caller, notice, draft, &None)
+}
+
+/// What the policy page's editor holds: a text, and the revision it was made from, which saving
+/// it expects in force (`None`: the revision in force now).
+struct Draft<'a> {
+    text: &'a str,
+    revision: Option<u64>,
 }
 
 /// Where a change of the policy from a page leads: the policy page saying what happened.
@@ -158,16 +169,17 @@ fn saved_notice(saved: Option<u64>, changed: Option<u8>) -> Markup {
 }
 
 /// The page: revision, rules table (with a switch per rule for an editor), "which rule
-/// applies" (answering `asked`), and the editor holding `text`, which carries the revision
-/// shown so that a save made after another change is refused.
+/// applies" (answering `asked`), and the editor holding `draft` with its revision, so that a
+/// save made after another change is refused.
 fn policy_view(
     state: &AppState,
     caller: &Caller,
     notice: Markup,
-    text: &str,
+    draft: Draft,
     asked: &history::Asked,
 ) -> Markup {
     let current = state.policy();
+    let based_on = draft.revision.unwrap_or(current.revision);
     let switch =
         |index, rule: &schema::Rule| history::switch(caller, current.revision, index, rule);
     let rules = match serde_json::from_str::<Document>(&current.document) {
@@ -191,8 +203,8 @@ fn policy_view(
             (history::resolver(&current.document, asked))
             h2 { "Edit" }
             form method="post" action="/policy" {
-                input type="hidden" name="revision" value=(current.revision);
-                textarea name="document" id="document" spellcheck="false" { (text) }
+                input type="hidden" name="revision" value=(based_on);
+                textarea name="document" id="document" spellcheck="false" { (draft.text) }
                 p {
                     button id="save" { "Save" } " "
                     span class="muted" {
