@@ -1,11 +1,13 @@
 //! The policy's lifecycle on the real console: `If-Match` (a stale revision gets 412 and changes
 //! nothing; of concurrent replacements expecting the same revision exactly one wins), every
 //! revision kept with its author, one revision's document, restore (seen by a waiting long poll
-//! and enforced by a real defender), "which rule applies"; the pages refuse stale changes with
-//! 412, and in a real browser: the history's diff between two revisions, restore, a rule's
-//! switch, the "which rule applies" form and a stale editor save.
+//! and enforced by a real defender), revisions of an older console (no author; a document
+//! validated again, refused), "which rule applies"; the pages refuse stale changes with 412, and
+//! in a real browser: the history's diff between two revisions, restore, a rule's switch, the
+//! "which rule applies" form and a stale editor save.
 //!
-//! Debian packages (browser test): chromium, chromium-driver.
+//! Debian packages: chromium, chromium-driver (browser test); python3 (its sqlite3 module writes
+//! an older console's revisions).
 
 mod common;
 
@@ -244,6 +246,65 @@ fn revisions_are_kept_with_their_authors_and_restored() {
     assert_eq!(restore(3, &[("If-Match", "\"4\"")]).status, 201);
     let (code, made, stderr) = mkdir("under-5");
     assert_eq!((code, made), (Some(0), true), "{stderr}");
+}
+
+/// Runs `sql` on the console's database (the console stopped), with python3's sqlite3.
+fn sql(c: &Console, sql: &str) {
+    let script = "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); \
+                  c.executescript(sys.argv[2]); c.commit()";
+    let out = common::output_within(
+        std::process::Command::new(common::require("python3"))
+            .args(["-c", script])
+            .arg(c.data.join("console.db"))
+            .arg(sql),
+    );
+    assert!(out.status.success(), "{}", common::stderr(&out));
+}
+
+/// Revisions saved by an older console: no author (shown as unknown), and one whose document
+/// this console's validation refuses, which is not restored.
+#[test]
+fn revisions_of_an_older_console_are_shown_and_validated_again() {
+    let w = World::new();
+    let mut c = Console::start(&w.path("data"));
+    assert_eq!(c.put_policy(NO_MKDIR), 2);
+    c.kill();
+    // A typo an older validation let through, then a valid revision in force.
+    sql(
+        &c,
+        r#"INSERT INTO policies (document, updated) VALUES
+             ('{"rules": [{"name": "old", "procesess": {}}]}', '2026-01-01T00:00:00.000000Z'),
+             ('{"rules": []}', '2026-01-02T00:00:00.000000Z');"#,
+    );
+    c.restart();
+    let list = c.call("GET", REVISIONS, Some(ADMIN), &[], None).json();
+    assert_eq!(list[0]["revision"], 4);
+    assert_eq!(
+        (&list[0]["by"], &list[1]["by"]),
+        (&Value::Null, &Value::Null)
+    );
+    assert_eq!(list[2]["by"], "admin");
+
+    let a = c.call(
+        "POST",
+        &format!("{REVISIONS}/3/restore"),
+        Some(ADMIN),
+        &[],
+        None,
+    );
+    assert_eq!(a.status, 400, "{}", a.body);
+    let problems = a.json()["problems"].to_string();
+    assert!(problems.contains("procesess"), "{problems}");
+    assert_eq!(served(&c).0.as_deref(), Some("\"4\""));
+
+    // The history page says who is not known.
+    let page = c.call("GET", "/policy/history", Some(ADMIN), &[], None);
+    assert!(
+        page.body
+            .contains(r#"<tr id="revision-4"><td>4</td><td>2026-01-02T00:00:00.000000Z</td><td class="by">unknown</td>"#),
+        "{}",
+        page.body
+    );
 }
 
 #[test]
