@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{AuditQuery, DefenderSeen, Heartbeat, Store, StoreError, StoredPolicy};
+use super::{
+    AuditQuery, DefenderSeen, Heartbeat, Observation, Store, StoreError, StoredPolicy, observations,
+};
 use crate::events::{Effect, Event, Kind, parse_name};
 
 /// The tables as the first console created them (schema version 0); later changes are
@@ -70,6 +72,8 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE defenders ADD COLUMN cluster TEXT;
      ALTER TABLE defenders ADD COLUMN family TEXT;
      ALTER TABLE defenders ADD COLUMN service TEXT;",
+    // 4: the activity defenders report with their heartbeats.
+    super::observations::MIGRATION,
 ];
 
 const AUDIT_COLUMNS: &str = "id, time, type, effect, rule, attack, custom_rule, container, image, \
@@ -342,6 +346,20 @@ impl Store for Sqlite {
             })
         })?;
         rows.collect::<Result<_, _>>().map_err(StoreError::from)
+    }
+
+    // ---- observations ----
+    fn observe(
+        &self,
+        beat: &Heartbeat,
+        observed: &defender::activity::Observed,
+        now: &str,
+    ) -> Result<(), StoreError> {
+        observations::add(&mut lock(&self.writer), beat, observed, now).map_err(StoreError::from)
+    }
+
+    fn observations(&self, since: Option<&str>) -> Result<Vec<Observation>, StoreError> {
+        observations::since(&lock(&self.reader), since).map_err(StoreError::from)
     }
 }
 
