@@ -165,10 +165,6 @@ pub struct Caller {
     pub csrf: String,
 }
 
-#[expect(
-    dead_code,
-    reason = "the pages' forms carry it once sessions land (issue 13)"
-)]
 impl Caller {
     /// Whether a form's `csrf` field is this session's (constant time). Bearer calls have no
     /// session and pass: a browser never attaches an `Authorization` header on its own.

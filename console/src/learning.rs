@@ -52,24 +52,38 @@ pub struct Scope {
 impl Scope {
     /// From a query string; an unknown parameter, a bad time or glob is an error naming it.
     pub fn parse(query: Option<&str>) -> Result<Scope, String> {
-        let mut scope = Scope {
-            container: "*".into(),
-            image: "*".into(),
-            since: None,
-        };
+        let (mut container, mut image, mut since) = (None, None, None);
         for (name, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-            let value = value.trim().to_string();
+            let value = value.into_owned();
             match &*name {
-                "container" if !value.is_empty() => scope.container = value,
-                "image" if !value.is_empty() => scope.image = value,
-                "since" if !value.is_empty() => {
-                    scope.since =
-                        Some(events::normalize_time(&value).map_err(|e| format!("since: {e}"))?)
-                }
-                "container" | "image" | "since" => {}
+                "container" => container = Some(value),
+                "image" => image = Some(value),
+                "since" => since = Some(value),
                 other => return Err(format!("unknown parameter {other:?}")),
             }
         }
+        let since = since
+            .filter(|t| !t.trim().is_empty())
+            .map(|t| events::normalize_time(&t).map_err(|e| format!("since: {e}")))
+            .transpose()?;
+        Scope::new(container.as_deref(), image.as_deref(), since)
+    }
+
+    /// A scope of these globs (empty or missing: `*`) since `since` (RFC 3339, normalized).
+    pub fn new(
+        container: Option<&str>,
+        image: Option<&str>,
+        since: Option<String>,
+    ) -> Result<Scope, String> {
+        let glob = |g: Option<&str>| match g.map(str::trim) {
+            None | Some("") => "*".to_string(),
+            Some(g) => g.to_string(),
+        };
+        let scope = Scope {
+            container: glob(container),
+            image: glob(image),
+            since,
+        };
         scope.matcher()?;
         Ok(scope)
     }

@@ -1,5 +1,6 @@
 //! The pages for a person: the policy (rules in order with scope, custom rules and effects, edited
 //! as JSON with the validation errors shown inline), its custom rules library (`custom`), the
+//! learning page (`learn`: a draft rule from what containers did), the
 //! audits (newest first, filters, live refresh), the defenders. Server-rendered HTML from maud
 //! templates, which escape every value they show (command lines, domains, container names: the
 //! workloads choose them; scripts hold quotes and `<`); query strings are encoded with
@@ -9,6 +10,7 @@
 
 mod custom;
 mod html;
+mod learn;
 mod problems;
 
 use std::sync::Arc;
@@ -45,6 +47,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/audits/rows", get(audit_rows))
         .route("/defenders", get(defenders_page))
         .merge(custom::routes())
+        .merge(learn::routes())
 }
 
 fn internal(message: &str) -> Response {
@@ -161,7 +164,9 @@ fn policy_view(state: &AppState, notice: Markup, text: &str) -> Markup {
                 "Revision " strong id="revision" { (current.revision) } ", saved "
                 (current.updated) ". The first rule that is not disabled and whose collections \
                 match a container is the one in force for it. Custom rules live in "
-                a href=(custom::LIBRARY) id="library" { "the custom rules library" } "."
+                a href=(custom::LIBRARY) id="library" { "the custom rules library" } ". "
+                a href=(learn::LEARN) id="learn" { "Learn a rule" } " from what containers were \
+                seen doing."
             }
             (rules)
             h2 { "Edit" }
