@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, SystemTime};
 
-use common::console::{self, ADMIN, Console, POLICY, Place};
+use common::console::{self, ADMIN, Console, DEFENDER, POLICY, Place};
 use common::networld::{DENIED_IP, NAMESERVER, NetWorld, WEB};
 use common::webdriver::Browser;
 use common::{HANG_GUARD, World, output_within, stderr, stdout, wait_until};
@@ -276,4 +276,70 @@ fn the_learning_page_shows_the_draft_and_saves_it_as_the_first_rule() {
         draft["processes"]["allow"]
     );
     assert_eq!(b.text("#revision"), "3");
+}
+
+#[test]
+fn the_proposal_and_the_heartbeat_refuse_what_they_do_not_know() {
+    let w = World::new();
+    let c = Console::start(&w.path("data"));
+    for (query, want) in [
+        ("container=web&q=x", "unknown parameter \"q\""),
+        ("since=yesterday", "since: "),
+        ("image=[", "image: "),
+    ] {
+        let a = c.call(
+            "GET",
+            &format!("{PROPOSAL}?{query}"),
+            Some(ADMIN),
+            &[],
+            None,
+        );
+        assert_eq!(a.status, 400, "{query}: {}", a.body);
+        let error = a.json()["error"].as_str().unwrap().to_string();
+        assert!(error.starts_with(want), "{query}: {error}");
+    }
+    let a = c.call("GET", PROPOSAL, Some(DEFENDER), &[], None);
+    assert_eq!(a.status, 403, "{}", a.body);
+
+    // A heartbeat whose activity is not of its kind's form is refused whole, naming the entry.
+    let beat = |value: &str| {
+        json!({
+            "id": "d-1", "container": "web", "image": "img", "version": "0", "revision": null,
+            "observed": {"entries": [
+                {"kind": "dns", "value": "a.test", "count": 1},
+                {"kind": "outbound", "value": value, "count": 1}
+            ]}
+        })
+        .to_string()
+    };
+    let heartbeat = "/api/v1/defenders/heartbeat";
+    let a = c.call(
+        "POST",
+        heartbeat,
+        Some(DEFENDER),
+        &[],
+        Some(&beat("10.0.0.1")),
+    );
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert!(
+        a.json()["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("heartbeat: observed.entries[1].value: "),
+        "{}",
+        a.body
+    );
+    assert_eq!(proposal(&c, "container=web")["dns"]["deny"], json!(["*"]));
+    let a = c.call(
+        "POST",
+        heartbeat,
+        Some(DEFENDER),
+        &[],
+        Some(&beat("10.0.0.1:443/tcp")),
+    );
+    assert_eq!(a.status, 204, "{}", a.body);
+    let rule = proposal(&c, "container=web");
+    assert_eq!(rule["dns"]["allow"], json!(["a.test"]));
+    assert_eq!(rule["network"]["outbound"]["allow"], json!(["10.0.0.1"]));
+    assert_eq!(rule["network"]["outboundPorts"]["allow"], json!(["443"]));
 }
