@@ -1,5 +1,6 @@
 //! The JSON API under `/api/v1`: the policy (long-polled by defenders), audit events in and out
-//! (JSON, CSV), defenders' heartbeats; the policy's revisions are `lifecycle`'s.
+//! (JSON, CSV), defenders' heartbeats (with the activity they report); the policy's revisions are
+//! `lifecycle`'s, the proposal of a rule `learning`'s.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +45,7 @@ pub fn routes() -> Router<Arc<AppState>> {
             "/api/v1/audits/runtime/app-embedded/download",
             get(download_audits),
         )
+        .route(crate::learning::PROPOSAL, get(crate::learning::proposal))
         .route("/api/v1/defenders/heartbeat", post(heartbeat))
         .route("/api/v1/defenders", get(list_defenders))
         .merge(lifecycle::routes())
@@ -278,7 +280,14 @@ async fn heartbeat(
             "heartbeat: id and container are required",
         ));
     }
-    state.store(move |s| s.heartbeat(&beat, &now())).await?;
+    let observed = crate::learning::observed(&body).map_err(ApiError::bad_request)?;
+    state
+        .store(move |s| {
+            let now = now();
+            s.heartbeat(&beat, &now)?;
+            s.observe(&beat, &observed, &now)
+        })
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -9,6 +9,7 @@ mod api;
 mod app;
 mod auth;
 mod events;
+mod learning;
 mod lifecycle;
 mod serve;
 mod store;

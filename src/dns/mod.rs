@@ -119,6 +119,8 @@ pub fn decide(
     }
     let (domain, cause, effect, malformed) = match query::read(msg) {
         Ok(q) => {
+            // Every name asked, allowed or not, for the console's activity report.
+            crate::activity::note(crate::activity::Kind::Dns, || Some(q.name.clone()));
             let said = facts.and_then(|process| {
                 let subject = Subject::Dns { name: &q.name };
                 rule.custom(Kind::Dns)

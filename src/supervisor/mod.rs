@@ -732,6 +732,10 @@ impl Supervisor {
                 return Answer::Deny(errno);
             }
         };
+        // Whatever the decision, for the console's activity report (no system call).
+        crate::activity::note(crate::activity::Kind::Process, || {
+            launch.image.path.to_str().map(str::to_owned)
+        });
         // The custom rules' facts, read here as the decision needs them, before the id_valid
         // checks below.
         let mut facts = launch_facts(rule, argv);

@@ -18,6 +18,7 @@ use std::time::Instant;
 use super::Supervisor;
 use super::answer::{Answer, Attempts, Checked};
 use super::perform::{AsCaller, Caller, Perform};
+use crate::activity;
 use crate::audit::{ActivityViolation, Event};
 use crate::dns::forwarder::{Client, Forwarder};
 use crate::dns::{self, Finding};
@@ -257,6 +258,9 @@ impl Supervisor {
         };
         self.still_waiting(n)?;
         let verdict = connect::decide(rule, kind, addr.bytes(), facts.as_ref().map(|f| &f.1));
+        if rule.is_some() {
+            activity::reached(kind.ty == libc::SOCK_STREAM, || verdict.dest);
+        }
         if let (Some(objection), Some(rule)) = (verdict.objection, rule) {
             self.object(rule, objection, caller)?;
         }
@@ -311,6 +315,9 @@ impl Supervisor {
             start,
             facts.as_ref().map(|f| &f.1),
         );
+        activity::bound(kind.ty == libc::SOCK_STREAM, || {
+            sockaddr::target(sockaddr::Use::Bind, kind.domain, addr.bytes())
+        });
         if let Some(objection) = verdict.objection {
             self.object(rule, objection, caller)?;
         }
@@ -344,6 +351,9 @@ impl Supervisor {
         let facts = facts.as_ref().map(|f| &f.1);
         self.still_waiting(n)?;
         for msg in &mut msgs {
+            activity::reached(stream, || {
+                send::destination(kind, flags, msg.name.as_ref().map(|a| a.bytes()))
+            });
             let verdict = match send::decide(rule, kind, flags, msg, facts) {
                 Ok(verdict) => verdict,
                 Err(send::Refusal::Control { level, kind }) => {

@@ -10,7 +10,8 @@
 //!    attempt, or until `--wait-for-console` runs out), then the threads: policy feed, shipper,
 //!    heartbeat. The command's launch is decided only after this; a token the console refuses
 //!    at this point stops it (a configuration error, not a reason to run unprotected).
-//! 3. [`Uplink::finish`], once the command is done: delivers what is left, within a bound.
+//! 3. [`Uplink::finish`], once the command is done: delivers what is left (audits, then the last
+//!    activity report in a heartbeat), within a bound.
 
 mod cache;
 mod client;
@@ -264,6 +265,8 @@ impl Uplink {
             }
         };
         let live = Live::new(policy, source, scope.identity());
+        // The console proposes rules from what the workload does: summarise it for the heartbeats.
+        crate::activity::enable();
         let (to_shipper, from_sinks) = mpsc::channel();
         let mut reports = Sink::open(cfg.audit_file.as_deref())?;
         reports.tee(shipper::tee(to_shipper.clone()));
@@ -312,6 +315,12 @@ impl Uplink {
         if self.to_shipper.send(Msg::Finish { deadline, done }).is_ok() {
             // Nothing arrives if the shipper never started (the command never ran).
             let _ = finished.recv_timeout(within + Duration::from_secs(1));
+        }
+        // The last of the activity report (a short command may end between two heartbeats),
+        // while the console answers and time is left.
+        let left = deadline.saturating_duration_since(Instant::now());
+        if !self.shared.is_down() && !left.is_zero() {
+            heartbeat::beat(&self.shared, left);
         }
     }
 }

@@ -1,10 +1,11 @@
 //! Storage, behind one narrow interface: the policy and its revisions, audit events, defenders'
-//! heartbeats. SQLite in the data directory today; the interface is what a PostgreSQL backend
+//! heartbeats and the activity they report. SQLite in the data directory today; the interface is what a PostgreSQL backend
 //! (several console instances behind a load balancer) implements next.
 //!
 //! Calls are blocking; the web layer runs them off its async workers. Times are RFC 3339 UTC
 //! strings with microseconds, which sort as text.
 
+mod observations;
 mod sqlite;
 
 pub use sqlite::Sqlite;
@@ -84,6 +85,18 @@ pub struct Heartbeat {
     pub revision: Option<String>,
 }
 
+/// A value defenders reported (`observed` in heartbeats) for a container and image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Observation {
+    pub container: String,
+    pub image: String,
+    pub kind: defender::activity::Kind,
+    pub value: String,
+    pub count: u64,
+    pub first_seen: String,
+    pub last_seen: String,
+}
+
 /// A defender as last heard from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DefenderSeen {
@@ -111,4 +124,15 @@ pub trait Store: Send + Sync {
     fn revisions(&self) -> Result<Vec<Revision>, StoreError>;
     /// One revision, `None` if there is no such revision.
     fn revision(&self, revision: u64) -> Result<Option<StoredPolicy>, StoreError>;
+
+    // ---- observations ----
+    /// Adds the activity a heartbeat reports (bounded per container and image).
+    fn observe(
+        &self,
+        beat: &Heartbeat,
+        observed: &defender::activity::Observed,
+        now: &str,
+    ) -> Result<(), StoreError>;
+    /// The activity last seen at `since` or later (all with `None`).
+    fn observations(&self, since: Option<&str>) -> Result<Vec<Observation>, StoreError>;
 }

@@ -11,7 +11,10 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{AuditQuery, DefenderSeen, Heartbeat, Revision, Store, StoreError, StoredPolicy};
+use super::{
+    AuditQuery, DefenderSeen, Heartbeat, Observation, Revision, Store, StoreError, StoredPolicy,
+    observations,
+};
 use crate::events::{Effect, Event, Kind, parse_name};
 
 /// The tables as the first console created them (schema version 0); later changes are
@@ -71,6 +74,8 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE defenders ADD COLUMN family TEXT;
      ALTER TABLE defenders ADD COLUMN service TEXT;",
     REVISION_AUTHORS,
+    // 5: the activity defenders report with their heartbeats.
+    super::observations::MIGRATION,
 ];
 
 /// Migration 4: who saved each revision of the policy (`by`); earlier revisions keep NULL, shown as
@@ -387,6 +392,20 @@ impl Store for Sqlite {
             )
             .optional()
             .map_err(StoreError::from)
+    }
+
+    // ---- observations ----
+    fn observe(
+        &self,
+        beat: &Heartbeat,
+        observed: &defender::activity::Observed,
+        now: &str,
+    ) -> Result<(), StoreError> {
+        observations::add(&mut lock(&self.writer), beat, observed, now).map_err(StoreError::from)
+    }
+
+    fn observations(&self, since: Option<&str>) -> Result<Vec<Observation>, StoreError> {
+        observations::since(&lock(&self.reader), since).map_err(StoreError::from)
     }
 }
 

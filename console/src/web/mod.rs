@@ -1,15 +1,17 @@
 //! The pages for a person: the policy (rules in order with scope, custom rules and effects, edited
-//! as JSON with the validation errors shown inline), its custom rules library (`custom`) and its
-//! history (`history`), the audits (newest first, filters, live refresh), the defenders.
-//! Server-rendered HTML from maud templates, which escape every value they show (command lines,
-//! domains, container names: the workloads choose them; scripts hold quotes and `<`); query
-//! strings are encoded with `form_urlencoded`. The only script refreshes the audit rows.
+//! as JSON with the validation errors shown inline), its custom rules library (`custom`), its
+//! history (`history`) and the learning page (`learn`: a draft rule from what containers did), the
+//! audits (newest first, filters, live refresh), the defenders. Server-rendered HTML from maud
+//! templates, which escape every value they show (command lines, domains, container names: the
+//! workloads choose them; scripts hold quotes and `<`); query strings are encoded with
+//! `form_urlencoded`. The only script refreshes the audit rows.
 //!
 //! The pages need the admin token, given once on the login page and kept in a session cookie.
 
 mod custom;
 mod history;
 mod html;
+mod learn;
 mod problems;
 
 use std::sync::Arc;
@@ -48,6 +50,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/defenders", get(defenders_page))
         .merge(custom::routes())
         .merge(history::routes())
+        .merge(learn::routes())
 }
 
 fn internal(message: &str) -> Response {
@@ -197,7 +200,9 @@ fn policy_view(
                 match a container is the one in force for it. Custom rules live in "
                 a href=(custom::LIBRARY) id="library" { "the custom rules library" } "; every \
                 revision is in "
-                a href=(history::HISTORY) id="history" { "the history" } "."
+                a href=(history::HISTORY) id="history" { "the history" } ". "
+                a href=(learn::LEARN) id="learn" { "Learn a rule" } " from what containers were \
+                seen doing."
             }
             (rules)
             (history::resolver(&current.document, asked))
