@@ -12,8 +12,9 @@ use defender::policy::{self, PolicyError};
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, watch};
 
-use crate::auth::Tokens;
-use crate::store::{Store, StoreError, StoredPolicy};
+use crate::auth::{Role, Tokens};
+use crate::store::{ActivityEntry, Store, StoreError, StoredPolicy};
+use crate::throttle::Throttle;
 
 pub struct AppState {
     store: Arc<dyn Store>,
@@ -27,6 +28,10 @@ pub struct AppState {
     pub https: bool,
     /// `--log-polls`: a line for every long poll that starts waiting.
     pub log_polls: bool,
+    /// `--session-idle`: a session unused this long has ended.
+    pub session_idle: std::time::Duration,
+    /// Failed logins, by user name and client address.
+    pub throttle: std::sync::Mutex<Throttle>,
 }
 
 /// The outcome of a valid replacement.
@@ -54,6 +59,7 @@ impl AppState {
         tokens: Tokens,
         https: bool,
         log_polls: bool,
+        session_idle: std::time::Duration,
     ) -> Result<Self, StoreError> {
         let current = match store.policy()? {
             Some(p) => p,
@@ -66,7 +72,31 @@ impl AppState {
             replacing: Mutex::new(()),
             https,
             log_polls,
+            session_idle,
+            throttle: std::sync::Mutex::default(),
         })
+    }
+
+    /// Sessions last seen before this time have ended.
+    pub fn idle_cutoff(&self) -> String {
+        let then = std::time::SystemTime::now()
+            .checked_sub(self.session_idle)
+            .unwrap_or(std::time::UNIX_EPOCH);
+        humantime::format_rfc3339_micros(then).to_string()
+    }
+
+    /// Writes a line of the activity log: `actor` did `action`. A failure to write it is
+    /// reported on stderr and does not undo the action.
+    pub async fn record(&self, actor: &str, action: &str, detail: Value) {
+        let entry = ActivityEntry {
+            time: now(),
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            detail,
+        };
+        if let Err(e) = self.store(move |s| s.add_activity(&entry)).await {
+            eprintln!("defender-console: activity log: {}", e.message);
+        }
     }
 
     pub fn policy(&self) -> Arc<StoredPolicy> {
@@ -92,9 +122,9 @@ impl AppState {
     }
 
     /// Validates `text` with the defender's parser and, if valid and different, stores it as the
-    /// next revision and announces it. An invalid document changes nothing. `_by` names who
-    /// asked (the caller's name).
-    pub async fn replace_policy(&self, text: &str, _by: &str) -> Result<Replaced, ReplaceError> {
+    /// next revision and announces it. An invalid document changes nothing. `by` names who
+    /// asked (the caller's name), for the activity log.
+    pub async fn replace_policy(&self, text: &str, by: &str) -> Result<Replaced, ReplaceError> {
         let document = policy::parse(text)
             .map_err(ReplaceError::Invalid)?
             .to_json_pretty();
@@ -109,6 +139,8 @@ impl AppState {
             .map_err(ReplaceError::Store)?;
         let stored = Arc::new(stored);
         self.policy.send_replace(stored.clone());
+        self.record(by, "policy", json!({ "revision": stored.revision }))
+            .await;
         Ok(Replaced::New(stored))
     }
 }
@@ -167,8 +199,11 @@ impl ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, "a valid token is required")
     }
 
-    pub fn forbidden() -> ApiError {
-        ApiError::new(StatusCode::FORBIDDEN, "this needs the admin token")
+    pub fn forbidden(role: Role) -> ApiError {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("the role {} may not do this", role.as_str()),
+        )
     }
 
     pub fn internal(message: String) -> ApiError {

@@ -9,8 +9,12 @@ mod api;
 mod app;
 mod auth;
 mod events;
+mod passwords;
+mod people;
+mod scope;
 mod serve;
 mod store;
+mod throttle;
 mod tls;
 mod web;
 

@@ -5,10 +5,13 @@
 //! workloads choose them; scripts hold quotes and `<`); query strings are encoded with
 //! `form_urlencoded`. The only script refreshes the audit rows.
 //!
-//! The pages need the admin token, given once on the login page and kept in a session cookie.
+//! The pages need a person logged in (`login`): what each sees and may change follows their
+//! role; every form carries the session's CSRF token.
 
 mod custom;
 mod html;
+mod login;
+mod people;
 mod problems;
 
 use std::sync::Arc;
@@ -16,7 +19,6 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{Form, Query, State};
 use axum::http::StatusCode;
-use axum::http::header::SET_COOKIE;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use defender::policy::schema::{self, CustomEffect, Document, Effect};
@@ -25,7 +27,7 @@ use serde::Deserialize;
 
 use crate::api::{self, AuditFilter};
 use crate::app::{AppState, ReplaceError, Replaced};
-use crate::auth::{Editor, Person, Role, SESSION_COOKIE};
+use crate::auth::{Caller, Editor, Person, Role};
 use crate::events::{Effect as AuditEffect, Event, Kind};
 use html::page;
 
@@ -38,76 +40,50 @@ const AUDITS: &str = "/audits";
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/", get(|| async { Redirect::to(AUDITS) }))
-        .route("/login", get(login_page).post(login))
-        .route("/logout", axum::routing::post(logout))
         .route("/policy", get(policy_page).post(save_policy))
         .route(AUDITS, get(audits_page))
         .route("/audits/rows", get(audit_rows))
         .route("/defenders", get(defenders_page))
         .merge(custom::routes())
+        .merge(login::routes())
+        .merge(people::routes())
 }
 
 fn internal(message: &str) -> Response {
     (
         StatusCode::INTERNAL_SERVER_ERROR,
-        page("Error", "", html! { p class="errors" { (message) } }),
+        page(None, "Error", "", html! { p class="errors" { (message) } }),
     )
         .into_response()
 }
 
-// ---- Login ----
+/// 403, as a page saying why.
+pub fn refused(message: impl Into<String>) -> Response {
+    let message = message.into();
+    (
+        StatusCode::FORBIDDEN,
+        page(
+            None,
+            "Refused",
+            "",
+            html! { p class="errors" id="errors" { (message) } },
+        ),
+    )
+        .into_response()
+}
 
-fn login_form(error: Option<&str>) -> Markup {
-    page(
-        "Log in",
-        "",
-        html! {
-            @if let Some(error) = error {
-                p class="errors" id="errors" { (error) }
-            }
-            form method="post" action="/login" {
-                p {
-                    label {
-                        "Admin token "
-                        input type="password" name="token" id="token" size="70" autofocus;
-                    }
-                }
-                p { button id="login" { "Log in" } }
-            }
-            p class="muted" {
-                "The admin token is in the console's data directory (admin.token) unless it was \
-                 given with --admin-token."
-            }
-        },
+/// A form whose CSRF token is not the session's: sent by another site, or from a page of a
+/// session that ended. Nothing was changed.
+fn csrf_refused() -> Response {
+    refused(
+        "This form is not from your current session (CSRF token mismatch); nothing was changed. \
+         Reload the page and try again.",
     )
 }
 
-async fn login_page() -> Markup {
-    login_form(None)
-}
-
-#[derive(Deserialize)]
-struct LoginForm {
-    token: String,
-}
-
-async fn login(State(state): State<Arc<AppState>>, Form(form): Form<LoginForm>) -> Response {
-    let token = form.token.trim();
-    if state.tokens.role(token) != Some(Role::Admin) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            login_form(Some("That is not the admin token.")),
-        )
-            .into_response();
-    }
-    let secure = if state.https { "; Secure" } else { "" };
-    let cookie = format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict{secure}");
-    ([(SET_COOKIE, cookie)], Redirect::to(AUDITS)).into_response()
-}
-
-async fn logout() -> Response {
-    let cookie = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
-    ([(SET_COOKIE, cookie)], Redirect::to("/login")).into_response()
+/// Whether `who` may change the policy (the pages show them its forms).
+fn may_edit(who: &Caller) -> bool {
+    matches!(who.role, Role::Admin | Role::Operator)
 }
 
 // ---- Policy ----
@@ -119,13 +95,13 @@ struct Saved {
 }
 
 async fn policy_page(
-    _: Person,
+    Person(who): Person,
     State(state): State<Arc<AppState>>,
     Query(saved): Query<Saved>,
 ) -> Markup {
     let current = state.policy();
     let notice = saved_notice(saved.saved, saved.changed);
-    policy_view(&state, notice, &current.document)
+    policy_view(&state, &who, notice, &current.document)
 }
 
 /// What a save redirected with (`?saved=REVISION`, `&changed=0` when nothing changed) says.
@@ -145,14 +121,16 @@ fn saved_notice(saved: Option<u64>, changed: Option<u8>) -> Markup {
     }
 }
 
-/// The page: revision, rules table, and the editor holding `text`.
-fn policy_view(state: &AppState, notice: Markup, text: &str) -> Markup {
+/// The page: revision, rules table, and the editor holding `text` (for an auditor, the document
+/// read-only, without a form).
+fn policy_view(state: &AppState, who: &Caller, notice: Markup, text: &str) -> Markup {
     let current = state.policy();
     let rules = match serde_json::from_str::<Document>(&current.document) {
         Ok(doc) => rules_table(&doc),
         Err(e) => html! { p class="errors" { "stored policy unreadable: " (e) } },
     };
     page(
+        Some(who),
         "App-Embedded policy",
         "Policy",
         html! {
@@ -164,8 +142,14 @@ fn policy_view(state: &AppState, notice: Markup, text: &str) -> Markup {
                 a href=(custom::LIBRARY) id="library" { "the custom rules library" } "."
             }
             (rules)
+            @if !may_edit(who) {
+                h2 { "Document" }
+                textarea id="document" readonly spellcheck="false" { (text) }
+                p class="muted" { "Your role (" (who.role.as_str()) ") reads the policy." }
+            } @else {
             h2 { "Edit" }
             form method="post" action="/policy" {
+                (who.csrf_input())
                 textarea name="document" id="document" spellcheck="false" { (text) }
                 p {
                     button id="save" { "Save" } " "
@@ -174,6 +158,7 @@ fn policy_view(state: &AppState, notice: Markup, text: &str) -> Markup {
                          document changes nothing."
                     }
                 }
+            }
             }
         },
     )
@@ -292,6 +277,8 @@ fn rules_table(doc: &Document) -> Markup {
 #[derive(Deserialize)]
 struct PolicyForm {
     document: String,
+    #[serde(default)]
+    csrf: String,
 }
 
 async fn save_policy(
@@ -299,6 +286,9 @@ async fn save_policy(
     State(state): State<Arc<AppState>>,
     Form(form): Form<PolicyForm>,
 ) -> Response {
+    if !caller.csrf_ok(&form.csrf) {
+        return csrf_refused();
+    }
     match state.replace_policy(&form.document, &caller.name).await {
         Ok(Replaced::New(p)) => {
             Redirect::to(&format!("/policy?saved={}", p.revision)).into_response()
@@ -325,7 +315,7 @@ async fn save_policy(
             };
             (
                 StatusCode::BAD_REQUEST,
-                policy_view(&state, notice, &form.document),
+                policy_view(&state, &caller, notice, &form.document),
             )
                 .into_response()
         }
@@ -367,7 +357,7 @@ fn text_filter(name: &str, value: &Option<String>, hint: &str) -> Markup {
 }
 
 async fn audits_page(
-    _: Person,
+    Person(who): Person,
     State(state): State<Arc<AppState>>,
     Query(filter): Query<AuditFilter>,
 ) -> Response {
@@ -375,7 +365,13 @@ async fn audits_page(
         Ok(r) => r,
         Err(r) => return r,
     };
-    page("App-Embedded audits", "Audits", audits_body(&filter, rows)).into_response()
+    page(
+        Some(&who),
+        "App-Embedded audits",
+        "Audits",
+        audits_body(&filter, rows),
+    )
+    .into_response()
 }
 
 /// The audits page under its frame: the filters in force, the CSV link for them, the rows.
@@ -475,7 +471,7 @@ async fn rows(state: &AppState, filter: &AuditFilter) -> Result<Markup, Response
             tr { td colspan=(TABLE_COLUMNS) class="muted" { "No audit events." } }
         }
         @for e in &events {
-            (row(e, filter))
+            (row(&e.event, filter))
         }
     })
 }
@@ -547,7 +543,7 @@ async fn audit_rows(
 
 // ---- Defenders ----
 
-async fn defenders_page(_: Person, State(state): State<Arc<AppState>>) -> Response {
+async fn defenders_page(Person(who): Person, State(state): State<Arc<AppState>>) -> Response {
     let defenders = match api::defenders(&state).await {
         Ok(d) => d,
         Err(e) => return internal(&e.message),
@@ -593,7 +589,7 @@ async fn defenders_page(_: Person, State(state): State<Arc<AppState>>) -> Respon
             p class="muted" { "No defender has reported yet." }
         }
     };
-    page("Defenders", "Defenders", body).into_response()
+    page(Some(&who), "Defenders", "Defenders", body).into_response()
 }
 
 #[cfg(test)]
@@ -681,7 +677,13 @@ mod tests {
         };
         let events = hostile_events();
         let rows = html! { @for e in &events { (row(e, &filter)) } };
-        let page = page("App-Embedded audits", "Audits", audits_body(&filter, rows)).into_string();
+        let page = page(
+            None,
+            "App-Embedded audits",
+            "Audits",
+            audits_body(&filter, rows),
+        )
+        .into_string();
 
         // The only script is the page's own; every hostile string is text.
         assert_eq!(page.matches("<script").count(), 1, "{page}");
