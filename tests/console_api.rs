@@ -111,7 +111,7 @@ fn tokens_decide_who_may_do_what() {
     assert_eq!(a.etag.as_deref(), Some("\"2\""));
     // Pages for people: without the session cookie, the login page.
     let a = c.call("GET", "/policy", None, &[], None);
-    assert!(a.body.contains("id=\"token\""), "{}", a.body);
+    assert!(a.body.contains("id=\"password\""), "{}", a.body);
 }
 
 #[test]

@@ -53,19 +53,19 @@ fn audits_and_policy_pages_in_a_real_browser() {
 
     let b = Browser::start();
     let base = c.url();
-    // The pages need the admin token: first the login page.
+    // The pages need a login: the admin token as the password, for the first start.
     b.goto(&format!("{base}/audits"));
     assert!(b.current_url().ends_with("/login"), "{}", b.current_url());
-    b.type_into("#token", "not-the-token");
+    b.type_into("#password", "not-the-token");
     b.click("#login");
     assert!(
         wait_until(HANG_GUARD, || b
             .text("#errors")
-            .contains("not the admin token")),
+            .contains("Wrong user name or password")),
         "{}",
         b.source()
     );
-    b.type_into("#token", ADMIN);
+    b.type_into("#password", ADMIN);
     b.click("#login");
 
     // The audit of the prevented mkdir, newest first, with the defender's own events.
@@ -200,7 +200,7 @@ const WITH_LIBRARY: &str = r#"{
 /// Logs in as the admin and waits for the audits page.
 fn log_in(b: &Browser, c: &Console) {
     b.goto(&format!("{}/login", c.url()));
-    b.type_into("#token", ADMIN);
+    b.type_into("#password", ADMIN);
     b.click("#login");
     assert!(
         wait_until(HANG_GUARD, || b.current_url().ends_with("/audits")),
@@ -457,7 +457,7 @@ fn hostile_audits_are_shown_as_text_and_their_filter_links_keep_them() {
 
     let b = Browser::start();
     b.goto(&format!("{}/login", c.url()));
-    b.type_into("#token", ADMIN);
+    b.type_into("#password", ADMIN);
     b.click("#login");
     assert!(
         wait_until(HANG_GUARD, || first_row_cell(&b, MESSAGE)
