@@ -260,7 +260,7 @@ impl Console {
     }
 
     /// Logs in on the login page: the new session's id, or the refusal.
-    pub fn login(&self, username: &str, password: &str) -> Result<String, Answer> {
+    pub fn login(&self, username: &str, password: &str) -> Result<String, Box<Answer>> {
         let form = [("username", username), ("password", password)];
         let a = self.browse("POST", "/login", None, Some(&form));
         let id = a.set_cookie.as_deref().and_then(|c| {
@@ -269,7 +269,7 @@ impl Console {
         });
         match (a.status, id) {
             (303, Some(id)) => Ok(id),
-            _ => Err(a),
+            _ => Err(Box::new(a)),
         }
     }
 
