@@ -599,23 +599,18 @@ fn the_admin_creates_a_token_on_the_people_page_and_sees_it_once() {
     let beat = |container: &str| {
         json!({"id": container, "container": container, "image": "i", "version": "0"}).to_string()
     };
-    let heartbeat = "/api/v1/defenders/heartbeat";
-    assert_eq!(
+    let heartbeat = |container: &str| {
+        let body = beat(container);
         c.call(
             "POST",
-            heartbeat,
+            "/api/v1/defenders/heartbeat",
             Some(&token),
             &[],
-            Some(&beat("orders-1"))
+            Some(&body),
         )
-        .status,
-        204
-    );
-    assert_eq!(
-        c.call("POST", heartbeat, Some(&token), &[], Some(&beat("billing")))
-            .status,
-        403
-    );
+        .status
+    };
+    assert_eq!((heartbeat("orders-1"), heartbeat("billing")), (204, 403));
     // Shown once: the people page lists it, never again with its secret.
     b.goto(&format!("{}/people", c.url()));
     assert!(
@@ -632,15 +627,5 @@ fn the_admin_creates_a_token_on_the_people_page_and_sees_it_once() {
         "{}",
         b.source()
     );
-    assert_eq!(
-        c.call(
-            "POST",
-            heartbeat,
-            Some(&token),
-            &[],
-            Some(&beat("orders-1"))
-        )
-        .status,
-        401
-    );
+    assert_eq!(heartbeat("orders-1"), 401);
 }

@@ -42,6 +42,17 @@ fn role_options(roles: impl Iterator<Item = Role>) -> Markup {
     }
 }
 
+/// A row's button: posts `name` to `action`; `label` is its text and class.
+fn row_button(who: &Caller, action: &str, name: &str, label: &str) -> Markup {
+    html! {
+        form method="post" action=(action) {
+            (who.csrf_input())
+            input type="hidden" name="name" value=(name);
+            button class=(label) { (label) }
+        }
+    }
+}
+
 /// The page: `notice` on top (a new token, an error), users, tokens, the forms.
 async fn people_view(state: &AppState, who: &Caller, notice: Markup) -> Response {
     let (users, tokens) = match (people::users(state).await, people::tokens(state).await) {
@@ -56,13 +67,7 @@ async fn people_view(state: &AppState, who: &Caller, notice: Markup) -> Response
             @for u in &users {
                 tr class="user" data-name=(u.username) {
                     td { (u.username) } td { (u.role) } td { (u.created) }
-                    td {
-                        form method="post" action="/people/users/delete" {
-                            (who.csrf_input())
-                            input type="hidden" name="name" value=(u.username);
-                            button class="delete" { "delete" }
-                        }
-                    }
+                    td { (row_button(who, "/people/users/delete", &u.username, "delete")) }
                 }
             }
         }
@@ -99,11 +104,7 @@ async fn people_view(state: &AppState, who: &Caller, notice: Markup) -> Response
                     td { (t.created) } td { (or_dash(&t.last_used)) } td { (or_dash(&t.revoked)) }
                     td {
                         @if t.revoked.is_none() {
-                            form method="post" action="/people/tokens/revoke" {
-                                (who.csrf_input())
-                                input type="hidden" name="name" value=(t.name);
-                                button class="revoke" { "revoke" }
-                            }
+                            (row_button(who, "/people/tokens/revoke", &t.name, "revoke"))
                         }
                     }
                 }
