@@ -65,6 +65,10 @@ impl AppState {
             Some(p) => p,
             None => store.put_policy(&policy::default_policy().to_json_pretty(), &now())?,
         };
+        // The admin token's sessions end at every start: the token may have been changed
+        // because it leaked, and its sessions must not outlive it. (`admin` has no user row;
+        // deleting it ends the sessions of that name.)
+        store.delete_user(Role::Admin.as_str())?;
         Ok(AppState {
             store,
             tokens,

@@ -289,14 +289,30 @@ const DEFENDERS: &[Role] = &[Role::Defender];
 const ADMINS: &[Role] = &[Role::Admin];
 const EVERYONE: &[Role] = &Role::ALL;
 
+/// A change through the API made with a session cookie (the pages' scripts) must carry the
+/// session's CSRF token in this header, as the pages' forms carry it in a field.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
 /// An API caller whose role is one of `allowed`: 401 without a valid credential, 403 with
-/// another role.
+/// another role, or for a change made with a session cookie without its CSRF token.
 async fn api(parts: &Parts, state: &AppState, allowed: &[Role]) -> Result<Caller, ApiError> {
     match caller(parts, state).await? {
-        Some(c) if allowed.contains(&c.role) => Ok(c),
-        Some(c) => Err(ApiError::forbidden(c.role)),
+        Some(c) if !allowed.contains(&c.role) => Err(ApiError::forbidden(c.role)),
+        Some(c) if !parts.method.is_safe() && !c.csrf_ok(header_csrf(parts)) => Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            format!("a change made with a session needs its CSRF token in {CSRF_HEADER}"),
+        )),
+        Some(c) => Ok(c),
         None => Err(ApiError::unauthorized()),
     }
+}
+
+fn header_csrf(parts: &Parts) -> &str {
+    parts
+        .headers
+        .get(CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
 }
 
 /// A page visitor whose role is one of `allowed`: to the login page without a session, 403
@@ -394,6 +410,24 @@ mod tests {
         assert_eq!(again.role(""), None);
         assert!(Tokens::load(dir.path(), Some("x".into()), Some("x".into())).is_err());
         assert!(Tokens::load(dir.path(), Some("a b".into()), None).is_err());
+    }
+
+    #[test]
+    fn roles_by_name() {
+        for role in Role::ALL {
+            assert_eq!(Role::parse(role.as_str()), Some(role));
+        }
+        assert_eq!(Role::parse("Admin"), None);
+        let people: Vec<Role> = Role::ALL.into_iter().filter(|r| r.is_person()).collect();
+        assert_eq!(people, [Role::Admin, Role::Operator, Role::Auditor]);
+    }
+
+    #[test]
+    fn digests_are_sha256_in_hex() {
+        assert_eq!(
+            digest("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[test]

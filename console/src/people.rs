@@ -23,7 +23,7 @@ use crate::store::{ActivityEntry, ActivityQuery, TokenRecord, UserRecord};
 const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 10_000;
 /// The longest user or token name.
-const MAX_NAME: usize = 64;
+pub const MAX_NAME: usize = 64;
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()

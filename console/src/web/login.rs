@@ -20,6 +20,7 @@ use super::html::page;
 use crate::app::{AppState, now};
 use crate::auth::{self, Person, Role, SESSION_COOKIE};
 use crate::passwords;
+use crate::people::MAX_NAME;
 use crate::store::SessionRecord;
 use crate::throttle::Key;
 use crate::tls::Client;
@@ -108,6 +109,12 @@ async fn login(
         "" => Role::Admin.as_str(),
         name => name,
     };
+    // No user has a longer name; cut, so that a huge one fills neither the log nor the counts.
+    let username = match username.char_indices().nth(MAX_NAME) {
+        Some((end, _)) => &username[..end],
+        None => username,
+    };
+    let too_long = form.username.trim().chars().count() > MAX_NAME;
     let address = client.ip().to_string();
     let keys = [
         Key::Name(username.to_owned()),
@@ -135,7 +142,12 @@ async fn login(
         )
             .into_response();
     }
-    let Some((name, role)) = check(&state, username, &form.password).await else {
+    let checked = if too_long {
+        None
+    } else {
+        check(&state, username, &form.password).await
+    };
+    let Some((name, role)) = checked else {
         state
             .throttle
             .lock()
