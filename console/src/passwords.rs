@@ -1,6 +1,7 @@
 //! Users' passwords: Argon2id (memory-hard, so that a stolen database costs an attacker memory
 //! and time per guess), stored as PHC strings that carry their own salt and parameters. Hashing
-//! and verifying take tens of milliseconds of CPU: callers run them off the async workers.
+//! and verifying take tens of milliseconds of CPU and 19 MiB each: the async forms run them off
+//! the async workers, a few at a time, so that a flood of logins cannot take all the memory.
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -47,9 +48,36 @@ pub fn verify(password: &str, phc: &str) -> bool {
     })
 }
 
+/// Hashings and verifications at once; the others wait their turn.
+static AT_ONCE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
+
+/// Runs `work` on the blocking pool when its turn comes.
+async fn in_turn<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let _turn = AT_ONCE.acquire().await.ok()?;
+    tokio::task::spawn_blocking(work).await.ok()
+}
+
+/// [`hash`], off the async workers.
+pub async fn hash_in_turn(password: String) -> Result<String, PasswordError> {
+    in_turn(move || hash(&password))
+        .await
+        .unwrap_or_else(|| Err(PasswordError::Hash("the hashing task failed".into())))
+}
+
+/// [`verify`], off the async workers; without a hash (no such user), against the [`decoy`], so
+/// that the answer takes as long. A failed task matches nothing.
+pub async fn verify_in_turn(password: String, phc: Option<String>) -> bool {
+    in_turn(move || match &phc {
+        Some(phc) => verify(&password, phc),
+        None => verify(&password, decoy()),
+    })
+    .await
+    .unwrap_or(false)
+}
+
 /// A hash no password matches in practice, verified against when the user does not exist, so
 /// that a login for an unknown name takes as long as one with a wrong password.
-pub fn decoy() -> &'static str {
+fn decoy() -> &'static str {
     static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     DECOY.get_or_init(|| {
         let secret = crate::auth::generate().unwrap_or_else(|_| "decoy password!".repeat(2));

@@ -90,10 +90,8 @@ fn taken(s: &dyn crate::store::Store, name: &str) -> Result<bool, crate::store::
 pub async fn create_user(state: &AppState, by: &Caller, new: NewUser) -> Result<(), ApiError> {
     check_name("username", &new.username).map_err(ApiError::bad_request)?;
     let role = role(&new.role, Role::is_person).map_err(ApiError::bad_request)?;
-    let password = new.password;
-    let hash = tokio::task::spawn_blocking(move || passwords::hash(&password))
+    let hash = passwords::hash_in_turn(new.password)
         .await
-        .map_err(|e| ApiError::internal(format!("hashing task: {e}")))?
         .map_err(|e| match e {
             passwords::PasswordError::TooShort => ApiError::bad_request(e.to_string()),
             e => ApiError::internal(e.to_string()),
