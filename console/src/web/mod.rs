@@ -413,7 +413,7 @@ fn audits_body(filter: &AuditFilter, rows: Markup) -> Markup {
                 tr {
                     th { "time" } th { "type" } th { "effect" } th { "container" } th { "image" }
                     th { "rule" } th { "custom rule" } th { "message" } th { "count" }
-                    th { "cluster" } th { "family" } th { "service" }
+                    th { "cluster" } th { "family" } th { "service" } th { "source" }
                 }
             }
             tbody id="rows" { (rows) }
@@ -471,17 +471,18 @@ async fn rows(state: &AppState, filter: &AuditFilter) -> Result<Markup, Response
             tr { td colspan=(TABLE_COLUMNS) class="muted" { "No audit events." } }
         }
         @for e in &events {
-            (row(&e.event, filter))
+            (row(&e.event, e.source.as_deref(), filter))
         }
     })
 }
 
 /// The columns of the audits table.
-const TABLE_COLUMNS: usize = 12;
+const TABLE_COLUMNS: usize = 13;
 
 /// One event; its container, image, rule, custom rule and ECS identity link to the page filtered
-/// by them as well. The ECS identity comes last, so that the columns before keep their place.
-fn row(e: &Event, filter: &AuditFilter) -> Markup {
+/// by them as well. The ECS identity comes last but for the token that delivered it (`source`),
+/// so that the columns before keep their place.
+fn row(e: &Event, source: Option<&str>, filter: &AuditFilter) -> Markup {
     let kind = e.kind.as_str();
     let effect = e.effect.as_str();
     html! {
@@ -526,6 +527,7 @@ fn row(e: &Event, filter: &AuditFilter) -> Markup {
                     a href=(narrowed(filter, |f| f.service = Some(service.clone()))) { (service) }
                 }
             }
+            td class="source" { (source.unwrap_or_default()) }
         }
     }
 }
@@ -676,7 +678,7 @@ mod tests {
             ..AuditFilter::default()
         };
         let events = hostile_events();
-        let rows = html! { @for e in &events { (row(e, &filter)) } };
+        let rows = html! { @for e in &events { (row(e, Some(HOSTILE), &filter)) } };
         let page = page(
             None,
             "App-Embedded audits",
@@ -694,6 +696,7 @@ mod tests {
             format!(">web {SHOWN}</a>"),
             format!(">rule {SHOWN}</a>"),
             format!(">service {SHOWN}</a>"),
+            format!(r#"<td class="source">{SHOWN}</td>"#),
         ] {
             assert!(page.contains(&text), "{text} is not in {page}");
         }
@@ -765,7 +768,7 @@ mod tests {
         event.attack = Some("customRule".into());
         event.custom_rule = Some(name.clone());
         let filter = AuditFilter::default();
-        let rows = row(&event, &filter).into_string();
+        let rows = row(&event, None, &filter).into_string();
         assert!(rows.contains(&format!(">nc {SHOWN}</a>")), "{rows}");
         let by_custom: Vec<serde_json::Value> = links(&rows)
             .iter()
