@@ -145,6 +145,14 @@ async fn refusal(state: &AppState, who: &Caller, e: ApiError) -> Response {
     response
 }
 
+/// Back to the page after a change: reloaded when it was made, with the reason when refused.
+async fn back(state: &AppState, who: &Caller, changed: Result<(), ApiError>) -> Response {
+    match changed {
+        Ok(()) => Redirect::to(PEOPLE).into_response(),
+        Err(e) => refusal(state, who, e).await,
+    }
+}
+
 #[derive(Deserialize)]
 struct UserForm {
     #[serde(default)]
@@ -167,10 +175,7 @@ async fn add_user(
         password: form.password,
         role: form.role,
     };
-    match people::create_user(&state, &who, new).await {
-        Ok(()) => Redirect::to(PEOPLE).into_response(),
-        Err(e) => refusal(&state, &who, e).await,
-    }
+    back(&state, &who, people::create_user(&state, &who, new).await).await
 }
 
 #[derive(Deserialize)]
@@ -188,10 +193,12 @@ async fn delete_user(
     if !who.csrf_ok(&form.csrf) {
         return super::csrf_refused();
     }
-    match people::remove_user(&state, &who, form.name).await {
-        Ok(()) => Redirect::to(PEOPLE).into_response(),
-        Err(e) => refusal(&state, &who, e).await,
-    }
+    back(
+        &state,
+        &who,
+        people::remove_user(&state, &who, form.name).await,
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -252,10 +259,12 @@ async fn revoke_token(
     if !who.csrf_ok(&form.csrf) {
         return super::csrf_refused();
     }
-    match people::revoke_token(&state, &who, form.name).await {
-        Ok(()) => Redirect::to(PEOPLE).into_response(),
-        Err(e) => refusal(&state, &who, e).await,
-    }
+    back(
+        &state,
+        &who,
+        people::revoke_token(&state, &who, form.name).await,
+    )
+    .await
 }
 
 async fn activity_page(
