@@ -111,7 +111,7 @@ fn tokens_decide_who_may_do_what() {
     assert_eq!(a.etag.as_deref(), Some("\"2\""));
     // Pages for people: without the session cookie, the login page.
     let a = c.call("GET", "/policy", None, &[], None);
-    assert!(a.body.contains("id=\"token\""), "{}", a.body);
+    assert!(a.body.contains("id=\"password\""), "{}", a.body);
 }
 
 #[test]
@@ -496,9 +496,11 @@ fn audits_are_filtered_newest_first_and_downloadable() {
     assert_eq!(post(&c, &events).status, 200);
     let all = c.audits("");
     assert_eq!(ids(&all), ["e5", "e4", "e3", "e2", "e1"]);
-    // Every field of docs/audit.md comes back as sent (times in the audit format).
+    // Every field of docs/audit.md comes back as sent (times in the audit format), with the
+    // name of the token that delivered it.
     let mut want = events[0].clone();
     want["time"] = "2026-11-29T10:00:01.000000Z".into();
+    want["source"] = "defender".into();
     assert_eq!(all[4], want);
 
     let cases: &[(&str, &[&str])] = &[

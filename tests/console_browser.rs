@@ -4,13 +4,15 @@
 //! custom rules library: add one with a script error and see it under the script with its
 //! position, fix it and see it saved; rename one and see the policy page's references follow;
 //! a deletion the runtime rules forbid is refused; audits filtered by custom rule. A hostile
-//! audit is shown as text, and its filter link keeps it whole.
+//! audit is shown as text, and its filter link keeps it whole. People: an operator the admin
+//! created logs in and edits the policy; an auditor sees no save button; the admin creates a
+//! token on the people page and sees it once.
 //!
 //! Debian packages: chromium, chromium-driver.
 
 mod common;
 
-use common::console::{self, ADMIN, AUDITS, Console, DEFENDER, POLICY};
+use common::console::{self, ADMIN, AUDITS, Console, DEFENDER, POLICY, log_in, log_in_as};
 use common::webdriver::Browser;
 use common::{HANG_GUARD, World, wait_until};
 use serde_json::json;
@@ -53,19 +55,19 @@ fn audits_and_policy_pages_in_a_real_browser() {
 
     let b = Browser::start();
     let base = c.url();
-    // The pages need the admin token: first the login page.
+    // The pages need a login: the admin token as the password, for the first start.
     b.goto(&format!("{base}/audits"));
     assert!(b.current_url().ends_with("/login"), "{}", b.current_url());
-    b.type_into("#token", "not-the-token");
+    b.type_into("#password", "not-the-token");
     b.click("#login");
     assert!(
         wait_until(HANG_GUARD, || b
             .text("#errors")
-            .contains("not the admin token")),
+            .contains("Wrong user name or password")),
         "{}",
         b.source()
     );
-    b.type_into("#token", ADMIN);
+    b.type_into("#password", ADMIN);
     b.click("#login");
 
     // The audit of the prevented mkdir, newest first, with the defender's own events.
@@ -215,7 +217,7 @@ fn the_custom_rules_library_in_a_real_browser() {
     let c = Console::start(&w.path("data"));
     let first = c.put_policy(WITH_LIBRARY);
     let b = Browser::start();
-    console::log_in(&b, &c);
+    log_in(&b, &c);
 
     // The policy page shows the rule's custom rules with their effects, linked to the library.
     b.goto(&format!("{}/policy", c.url()));
@@ -445,7 +447,7 @@ fn hostile_audits_are_shown_as_text_and_their_filter_links_keep_them() {
 
     let b = Browser::start();
     b.goto(&format!("{}/login", c.url()));
-    b.type_into("#token", ADMIN);
+    b.type_into("#password", ADMIN);
     b.click("#login");
     assert!(
         wait_until(HANG_GUARD, || first_row_cell(&b, MESSAGE)
@@ -491,4 +493,121 @@ fn hostile_audits_are_shown_as_text_and_their_filter_links_keep_them() {
         1
     );
     assert!(!hostile_ran(&b), "{}", b.source());
+}
+
+/// A user the admin creates through the API.
+fn add_user(c: &Console, username: &str, password: &str, role: &str) {
+    let body = json!({"username": username, "password": password, "role": role}).to_string();
+    let a = c.call("POST", "/api/v1/users", Some(ADMIN), &[], Some(&body));
+    assert_eq!(a.status, 201, "{}", a.body);
+}
+
+#[test]
+fn an_operator_edits_the_policy_and_an_auditor_only_reads_it() {
+    let w = World::new();
+    let c = Console::start(&w.path("data"));
+    add_user(&c, "olga", "olga's long password", "operator");
+    add_user(&c, "audrey", "audrey's long password", "auditor");
+    let b = Browser::start();
+
+    log_in_as(&b, &c, "olga", "olga's long password");
+    assert_eq!(b.text("#who"), "olga (operator)");
+    b.goto(&format!("{}/policy", c.url()));
+    let before = revision(&b);
+    b.type_into("#document", NO_MKDIR);
+    b.click("#save");
+    assert!(
+        wait_until(HANG_GUARD, || b.text("#saved").contains("Saved revision")),
+        "{}",
+        b.source()
+    );
+    assert_eq!(revision(&b), before + 1);
+    let activity = c
+        .call("GET", "/api/v1/activity", Some(ADMIN), &[], None)
+        .json();
+    let policy = activity
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "policy")
+        .unwrap()
+        .clone();
+    assert_eq!(policy["actor"], "olga");
+    assert_eq!(policy["detail"]["revision"], before + 1);
+    b.click("#logout");
+    assert!(
+        wait_until(HANG_GUARD, || b.current_url().ends_with("/login")),
+        "{}",
+        b.current_url()
+    );
+
+    log_in_as(&b, &c, "audrey", "audrey's long password");
+    assert_eq!(b.text("#who"), "audrey (auditor)");
+    b.goto(&format!("{}/policy", c.url()));
+    assert_eq!(revision(&b), before + 1);
+    assert!(b.find("#document").is_some(), "{}", b.source());
+    assert!(b.find("#save").is_none(), "{}", b.source());
+    // The people page is the admin's only, and not in her navigation.
+    assert!(b.find("header a[href=\"/people\"]").is_none());
+}
+
+#[test]
+fn the_admin_creates_a_token_on_the_people_page_and_sees_it_once() {
+    let w = World::new();
+    let c = Console::start(&w.path("data"));
+    let b = Browser::start();
+    log_in(&b, &c);
+    b.click("header a[href=\"/people\"]");
+    assert!(
+        wait_until(HANG_GUARD, || b.find("#add-token").is_some()),
+        "{}",
+        b.source()
+    );
+    b.type_into("#token-name", "orders");
+    b.click("#token-role option[value=\"defender\"]");
+    b.type_into("#token-collections", r#"{"containers": ["orders-*"]}"#);
+    b.click("#add-token");
+    let mut token = String::new();
+    assert!(
+        wait_until(HANG_GUARD, || {
+            token = b.text("#new-token");
+            !token.is_empty()
+        }),
+        "{}",
+        b.source()
+    );
+    assert_eq!(token.len(), 64, "{token}");
+    // The token works, with the role and scope given.
+    let beat = |container: &str| {
+        json!({"id": container, "container": container, "image": "i", "version": "0"}).to_string()
+    };
+    let heartbeat = |container: &str| {
+        let body = beat(container);
+        c.call(
+            "POST",
+            "/api/v1/defenders/heartbeat",
+            Some(&token),
+            &[],
+            Some(&body),
+        )
+        .status
+    };
+    assert_eq!((heartbeat("orders-1"), heartbeat("billing")), (204, 403));
+    // Shown once: the people page lists it, never again with its secret.
+    b.goto(&format!("{}/people", c.url()));
+    assert!(
+        wait_until(HANG_GUARD, || b.text("#tokens").contains("orders")),
+        "{}",
+        b.source()
+    );
+    assert!(b.find("#new-token").is_none());
+    assert!(!b.source().contains(&token));
+    // Revoked from the page: refused at once.
+    b.click("#tokens tr[data-name=\"orders\"] button.revoke");
+    assert!(
+        wait_until(HANG_GUARD, || b.find("#tokens button.revoke").is_none()),
+        "{}",
+        b.source()
+    );
+    assert_eq!(heartbeat("orders-1"), 401);
 }

@@ -220,9 +220,7 @@ fn the_learning_page_shows_the_draft_and_saves_it_as_the_first_rule() {
     );
 
     let b = Browser::start();
-    b.goto(&format!("{}/login", c.url()));
-    b.type_into("#token", ADMIN);
-    b.click("#login");
+    console::log_in(&b, &c);
     // From the policy page, by its link.
     b.goto(&format!("{}/policy", c.url()));
     b.click("#learn");

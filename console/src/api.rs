@@ -16,10 +16,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::app::{ApiError, AppState, Replaced, now};
-use crate::auth::{Defends, Edits, Member, Reads};
+use crate::auth::{Caller, Defends, Edits, Member, Reads};
 use crate::events::{self, Effect, Kind, parse_name};
 use crate::lifecycle;
-use crate::store::{AuditQuery, DefenderSeen, Heartbeat, StoredPolicy};
+use crate::store::{AuditQuery, DefenderSeen, Heartbeat, StoredEvent, StoredPolicy};
+use defender::policy::Identity;
 
 /// The longest a policy poll is held open.
 const MAX_WAIT: u64 = 120;
@@ -143,15 +144,55 @@ async fn put_policy(
     Ok(([(ETAG, etag(&stored))], Json(answer)).into_response())
 }
 
-/// A batch of audit events: stored whole or, if any is malformed, not at all.
+/// The container an event or a heartbeat comes from, as collections select it.
+fn identity(
+    container: &str,
+    image: &str,
+    cluster: &Option<String>,
+    family: &Option<String>,
+    service: &Option<String>,
+) -> Identity {
+    Identity {
+        container: container.to_owned(),
+        image: image.to_owned(),
+        cluster: cluster.clone(),
+        family: family.clone(),
+        service: service.clone(),
+    }
+}
+
+/// 403 unless a scoped token's collections hold the container `who` (`what` names the event or
+/// heartbeat for the message).
+fn in_scope(caller: &Caller, what: &str, who: &Identity) -> Result<(), ApiError> {
+    match &caller.scope {
+        Some(scope) if !scope.admits(who) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "{what}: container {:?} (image {:?}) is outside the collections of the token {:?}; \
+                 nothing was stored",
+                who.container, who.image, caller.name
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A batch of audit events: stored whole or, if any is malformed or (for a scoped token) from a
+/// container outside its collections, not at all. Each event stored names the token (`source`).
 async fn post_audits(
-    _: Defends,
+    Defends(caller): Defends,
     State(state): State<Arc<AppState>>,
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let batch = events::parse_batch(&body).map_err(ApiError::bad_request)?;
+    for (i, e) in batch.iter().enumerate() {
+        let who = identity(&e.container, &e.image, &e.cluster, &e.family, &e.service);
+        in_scope(&caller, &format!("[{i}]"), &who)?;
+    }
     let received = batch.len();
-    let stored = state.store(move |s| s.add_audits(&batch, &now())).await?;
+    let stored = state
+        .store(move |s| s.add_audits(&batch, &caller.name, &now()))
+        .await?;
     Ok(Json(json!({ "received": received, "stored": stored })))
 }
 
@@ -236,7 +277,7 @@ async fn find_audits(
     state: &AppState,
     filter: &AuditFilter,
     default_limit: u32,
-) -> Result<Vec<events::Event>, ApiError> {
+) -> Result<Vec<StoredEvent>, ApiError> {
     let query = filter.query(default_limit).map_err(ApiError::bad_request)?;
     state.store(move |s| s.audits(&query)).await
 }
@@ -245,7 +286,7 @@ async fn list_audits(
     _: Reads,
     State(state): State<Arc<AppState>>,
     Query(filter): Query<AuditFilter>,
-) -> Result<Json<Vec<events::Event>>, ApiError> {
+) -> Result<Json<Vec<StoredEvent>>, ApiError> {
     Ok(Json(find_audits(&state, &filter, DEFAULT_LIMIT).await?))
 }
 
@@ -269,7 +310,7 @@ async fn download_audits(
 }
 
 async fn heartbeat(
-    _: Defends,
+    Defends(caller): Defends,
     State(state): State<Arc<AppState>>,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
@@ -280,6 +321,14 @@ async fn heartbeat(
             "heartbeat: id and container are required",
         ));
     }
+    let who = identity(
+        &beat.container,
+        &beat.image,
+        &beat.cluster,
+        &beat.family,
+        &beat.service,
+    );
+    in_scope(&caller, "heartbeat", &who)?;
     let observed = crate::learning::observed(&body).map_err(ApiError::bad_request)?;
     state
         .store(move |s| {

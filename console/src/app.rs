@@ -12,8 +12,9 @@ use defender::policy::{self, PolicyError};
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, MutexGuard, watch};
 
-use crate::auth::Tokens;
-use crate::store::{Store, StoreError, StoredPolicy};
+use crate::auth::{Role, Tokens};
+use crate::store::{ActivityEntry, Store, StoreError, StoredPolicy};
+use crate::throttle::Throttle;
 
 /// The author of revision 1, the compiled-in default a new console starts with.
 const FIRST_AUTHOR: &str = "console";
@@ -30,6 +31,10 @@ pub struct AppState {
     pub https: bool,
     /// `--log-polls`: a line for every long poll that starts waiting.
     pub log_polls: bool,
+    /// `--session-idle`: a session unused this long has ended.
+    pub session_idle: std::time::Duration,
+    /// Failed logins, by user name and client address.
+    pub throttle: std::sync::Mutex<Throttle>,
 }
 
 /// The outcome of a valid replacement.
@@ -82,6 +87,7 @@ impl AppState {
         tokens: Tokens,
         https: bool,
         log_polls: bool,
+        session_idle: std::time::Duration,
     ) -> Result<Self, StoreError> {
         let current = match store.policy()? {
             Some(p) => p,
@@ -91,6 +97,10 @@ impl AppState {
                 FIRST_AUTHOR,
             )?,
         };
+        // The admin token's sessions end at every start: the token may have been changed
+        // because it leaked, and its sessions must not outlive it. (`admin` has no user row;
+        // deleting it ends the sessions of that name.)
+        store.delete_user(Role::Admin.as_str())?;
         Ok(AppState {
             store,
             tokens,
@@ -98,7 +108,31 @@ impl AppState {
             replacing: Mutex::new(()),
             https,
             log_polls,
+            session_idle,
+            throttle: std::sync::Mutex::default(),
         })
+    }
+
+    /// Sessions last seen before this time have ended.
+    pub fn idle_cutoff(&self) -> String {
+        let then = std::time::SystemTime::now()
+            .checked_sub(self.session_idle)
+            .unwrap_or(std::time::UNIX_EPOCH);
+        humantime::format_rfc3339_micros(then).to_string()
+    }
+
+    /// Writes a line of the activity log: `actor` did `action`. A failure to write it is
+    /// reported on stderr and does not undo the action.
+    pub async fn record(&self, actor: &str, action: &str, detail: Value) {
+        let entry = ActivityEntry {
+            time: now(),
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            detail,
+        };
+        if let Err(e) = self.store(move |s| s.add_activity(&entry)).await {
+            eprintln!("defender-console: activity log: {}", e.message);
+        }
     }
 
     pub fn policy(&self) -> Arc<StoredPolicy> {
@@ -164,13 +198,15 @@ impl AppState {
         if current.document == document {
             return Ok(Replaced::Same(current));
         }
-        let by = by.to_owned();
+        let author = by.to_owned();
         let stored = self
-            .store(move |s| s.put_policy(&document, &now(), &by))
+            .store(move |s| s.put_policy(&document, &now(), &author))
             .await
             .map_err(ReplaceError::Store)?;
         let stored = Arc::new(stored);
         self.policy.send_replace(stored.clone());
+        self.record(by, "policy", json!({ "revision": stored.revision }))
+            .await;
         Ok(Replaced::New(stored))
     }
 }
@@ -236,8 +272,11 @@ impl ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, "a valid token is required")
     }
 
-    pub fn forbidden() -> ApiError {
-        ApiError::new(StatusCode::FORBIDDEN, "this needs the admin token")
+    pub fn forbidden(role: Role) -> ApiError {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("the role {} may not do this", role.as_str()),
+        )
     }
 
     pub fn internal(message: String) -> ApiError {

@@ -1,8 +1,10 @@
-//! Who is calling: the two tokens (admin: people and automation; defender: the defenders), how
-//! they are made and kept, and the extractors that let a handler through or answer 401/403.
+//! Who is calling: the two tokens given by flags (admin: people and automation; defender: the
+//! defenders), how they are made and kept; named tokens and sessions looked up in the store; and
+//! the extractors that let a handler through or answer 401/403.
 //!
-//! A token comes as `Authorization: Bearer T`, or, for the web pages, in the session cookie set
-//! by the login page (HttpOnly, SameSite=Strict, so other sites cannot use it).
+//! A token comes as `Authorization: Bearer T`. The pages send the session cookie set by the
+//! login page instead (HttpOnly, SameSite=Strict, so other sites cannot use it), which holds a
+//! random session id, never a token or a password.
 
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -10,11 +12,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
+use axum::http::HeaderMap;
 use axum::http::header::{AUTHORIZATION, COOKIE};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Redirect, Response};
 
 use crate::app::{ApiError, AppState};
+use crate::scope::Scope;
 
 pub const SESSION_COOKIE: &str = "defender_console";
 
@@ -24,6 +28,28 @@ pub enum Role {
     Operator,
     Auditor,
     Defender,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Admin, Role::Operator, Role::Auditor, Role::Defender];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Operator => "operator",
+            Role::Auditor => "auditor",
+            Role::Defender => "defender",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Role> {
+        crate::events::parse_name(name, &Role::ALL, Role::as_str)
+    }
+
+    /// Whether people have this role (users may; a defender is a token's role only).
+    pub fn is_person(self) -> bool {
+        PEOPLE.contains(&self)
+    }
 }
 
 pub struct Tokens {
@@ -116,8 +142,8 @@ fn token(
     }
 }
 
-/// 32 random bytes from the kernel, in hex.
-fn generate() -> std::io::Result<String> {
+/// 32 random bytes from the kernel, in hex: tokens, session ids, CSRF tokens.
+pub fn generate() -> std::io::Result<String> {
     let mut bytes = [0u8; 32];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
@@ -132,24 +158,44 @@ fn same(a: &str, b: &str) -> bool {
             == 0
 }
 
-/// The token a request presents: the bearer header, else the session cookie.
-fn presented(parts: &Parts) -> Option<String> {
+/// The SHA-256 of a token or a session id, in hex: what the store keeps of them. A fast hash
+/// is right here, unlike for passwords: these are 32 random bytes, which no amount of guessing
+/// finds, so slowing each guess down would protect nothing and slow every request.
+pub fn digest(secret: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(secret.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// What a request presents: a bearer token, or a session id from the cookie.
+enum Presented {
+    Bearer(String),
+    Session(String),
+}
+
+fn presented(parts: &Parts) -> Option<Presented> {
     if let Some(v) = parts.headers.get(AUTHORIZATION) {
         return v
             .to_str()
             .ok()?
             .strip_prefix("Bearer ")
-            .map(|t| t.trim().to_string());
+            .map(|t| Presented::Bearer(t.trim().to_string()));
     }
-    parts
-        .headers
+    session_cookie(&parts.headers).map(Presented::Session)
+}
+
+/// The session id of the request's cookie.
+pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .find_map(|pair| {
             let (name, value) = pair.trim().split_once('=')?;
-            (name == SESSION_COOKIE).then(|| value.to_string())
+            (name == SESSION_COOKIE && !value.is_empty()).then(|| value.to_string())
         })
 }
 
@@ -163,6 +209,8 @@ pub struct Caller {
     /// The session's CSRF token, which every form of the pages carries back (empty for API
     /// calls with a bearer token, which no other site can make a browser send).
     pub csrf: String,
+    /// A scoped defender token's collections: where its audits and heartbeats may come from.
+    pub scope: Option<Scope>,
 }
 
 impl Caller {
@@ -178,17 +226,60 @@ impl Caller {
     }
 }
 
-fn caller(parts: &Parts, state: &AppState) -> Option<Caller> {
-    let role = presented(parts).and_then(|t| state.tokens.role(&t))?;
-    let name = match role {
-        Role::Defender => "defender",
-        _ => "admin",
-    };
-    Some(Caller {
-        name: name.to_string(),
-        role,
-        csrf: String::new(),
-    })
+/// The caller a request's credential names: a flag token, a named token not revoked (its use
+/// recorded), or a session not idle too long. `Err` when the store could not say.
+async fn caller(parts: &Parts, state: &AppState) -> Result<Option<Caller>, ApiError> {
+    let now = crate::app::now();
+    match presented(parts) {
+        None => Ok(None),
+        Some(Presented::Bearer(token)) => {
+            if let Some(role) = state.tokens.role(&token) {
+                return Ok(Some(Caller {
+                    name: role.as_str().to_owned(),
+                    role,
+                    csrf: String::new(),
+                    scope: None,
+                }));
+            }
+            let hash = digest(&token);
+            let Some(t) = state.store(move |s| s.use_token(&hash, &now)).await? else {
+                return Ok(None);
+            };
+            // A row this console did not write (a bad role, unreadable collections) grants
+            // nothing.
+            let Some(role) = Role::parse(&t.role) else {
+                return Ok(None);
+            };
+            let scope = match t.collections.as_deref().map(Scope::parse).transpose() {
+                Ok(scope) => scope,
+                Err(_) => return Ok(None),
+            };
+            Ok(Some(Caller {
+                name: t.name,
+                role,
+                csrf: String::new(),
+                scope,
+            }))
+        }
+        Some(Presented::Session(id)) => {
+            let hash = digest(&id);
+            let cutoff = state.idle_cutoff();
+            let Some(s) = state
+                .store(move |s| s.session(&hash, &now, &cutoff))
+                .await?
+            else {
+                return Ok(None);
+            };
+            Ok(Role::parse(&s.role)
+                .filter(|r| r.is_person())
+                .map(|role| Caller {
+                    name: s.user,
+                    role,
+                    csrf: s.csrf,
+                    scope: None,
+                }))
+        }
+    }
 }
 
 /// The roles an extractor lets through.
@@ -196,15 +287,33 @@ const PEOPLE: &[Role] = &[Role::Admin, Role::Operator, Role::Auditor];
 /// The roles that may change the policy (the pages show their controls to these only).
 pub const EDITORS: &[Role] = &[Role::Admin, Role::Operator];
 const DEFENDERS: &[Role] = &[Role::Defender];
+const ADMINS: &[Role] = &[Role::Admin];
+const EVERYONE: &[Role] = &Role::ALL;
+
+/// A change through the API made with a session cookie (the pages' scripts) must carry the
+/// session's CSRF token in this header, as the pages' forms carry it in a field.
+pub const CSRF_HEADER: &str = "x-csrf-token";
 
 /// An API caller whose role is one of `allowed`: 401 without a valid credential, 403 with
-/// another role.
-fn api(parts: &Parts, state: &AppState, allowed: &[Role]) -> Result<Caller, ApiError> {
-    match caller(parts, state) {
-        Some(c) if allowed.contains(&c.role) => Ok(c),
-        Some(_) => Err(ApiError::forbidden()),
+/// another role, or for a change made with a session cookie without its CSRF token.
+async fn api(parts: &Parts, state: &AppState, allowed: &[Role]) -> Result<Caller, ApiError> {
+    match caller(parts, state).await? {
+        Some(c) if !allowed.contains(&c.role) => Err(ApiError::forbidden(c.role)),
+        Some(c) if !parts.method.is_safe() && !c.csrf_ok(header_csrf(parts)) => Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            format!("a change made with a session needs its CSRF token in {CSRF_HEADER}"),
+        )),
+        Some(c) => Ok(c),
         None => Err(ApiError::unauthorized()),
     }
+}
+
+fn header_csrf(parts: &Parts) -> &str {
+    parts
+        .headers
+        .get(CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
 }
 
 /// A page visitor whose role is one of `allowed`: to the login page without a session, 403
@@ -212,11 +321,12 @@ fn api(parts: &Parts, state: &AppState, allowed: &[Role]) -> Result<Caller, ApiE
 // The rejection is the response itself, as axum's extractors return it; it is made once per
 // refused request, so its size does not matter.
 #[allow(clippy::result_large_err)]
-fn page(parts: &Parts, state: &AppState, allowed: &[Role]) -> Result<Caller, Response> {
-    match caller(parts, state) {
-        Some(c) if allowed.contains(&c.role) => Ok(c),
-        Some(_) => Err(ApiError::forbidden().into_response()),
-        None => Err(Redirect::to("/login").into_response()),
+async fn page(parts: &Parts, state: &AppState, allowed: &[Role]) -> Result<Caller, Response> {
+    match caller(parts, state).await {
+        Ok(Some(c)) if allowed.contains(&c.role) => Ok(c),
+        Ok(Some(c)) => Err(crate::web::refused(ApiError::forbidden(c.role).message)),
+        Ok(None) => Err(Redirect::to("/login").into_response()),
+        Err(e) => Err(e.into_response()),
     }
 }
 
@@ -233,7 +343,7 @@ macro_rules! extractor {
                 parts: &mut Parts,
                 s: &Arc<AppState>,
             ) -> Result<Self, $rejection> {
-                $check(parts, s, $roles).map($name)
+                $check(parts, s, $roles).await.map($name)
             }
         }
     };
@@ -241,7 +351,7 @@ macro_rules! extractor {
 
 extractor!(
     /// Any valid credential: reading the policy (people and defenders).
-    Member, api, ALL, ApiError
+    Member, api, EVERYONE, ApiError
 );
 extractor!(
     /// A defender: sending audits and heartbeats.
@@ -256,6 +366,10 @@ extractor!(
     Edits, api, EDITORS, ApiError
 );
 extractor!(
+    /// An administrator: users and tokens.
+    Admin, api, ADMINS, ApiError
+);
+extractor!(
     /// A page any person may see.
     Person, page, PEOPLE, Response
 );
@@ -263,8 +377,10 @@ extractor!(
     /// A page that changes the policy (admin, operator).
     Editor, page, EDITORS, Response
 );
-
-const ALL: &[Role] = &[Role::Admin, Role::Operator, Role::Auditor, Role::Defender];
+extractor!(
+    /// A page of an administrator's: users and tokens.
+    PageAdmin, page, ADMINS, Response
+);
 
 #[cfg(test)]
 mod tests {
@@ -295,6 +411,24 @@ mod tests {
         assert_eq!(again.role(""), None);
         assert!(Tokens::load(dir.path(), Some("x".into()), Some("x".into())).is_err());
         assert!(Tokens::load(dir.path(), Some("a b".into()), None).is_err());
+    }
+
+    #[test]
+    fn roles_by_name() {
+        for role in Role::ALL {
+            assert_eq!(Role::parse(role.as_str()), Some(role));
+        }
+        assert_eq!(Role::parse("Admin"), None);
+        let people: Vec<Role> = Role::ALL.into_iter().filter(|r| r.is_person()).collect();
+        assert_eq!(people, [Role::Admin, Role::Operator, Role::Auditor]);
+    }
+
+    #[test]
+    fn digests_are_sha256_in_hex() {
+        assert_eq!(
+            digest("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[test]

@@ -4,6 +4,8 @@
 
 pub use defender::audit::{Effect, Event, Kind};
 
+use crate::store::StoredEvent;
+
 /// The most events one request may carry.
 pub const MAX_BATCH: usize = 10_000;
 
@@ -65,7 +67,8 @@ pub fn normalize_time(text: &str) -> Result<String, String> {
 }
 
 /// The CSV columns: the fields of `docs/audit.md`, in its order.
-const COLUMNS: [&str; 22] = [
+/// `source`, the token that delivered an event, comes last: it is the console's, not the event's.
+const COLUMNS: [&str; 23] = [
     "id",
     "time",
     "type",
@@ -88,13 +91,14 @@ const COLUMNS: [&str; 22] = [
     "port",
     "message",
     "count",
+    "source",
 ];
 
 /// The events as CSV (RFC 4180), a header line first.
-pub fn to_csv(events: &[Event]) -> String {
+pub fn to_csv(events: &[StoredEvent]) -> String {
     let mut out = COLUMNS.join(",");
     out.push_str("\r\n");
-    for e in events {
+    for StoredEvent { event: e, source } in events {
         let opt = |v: &Option<String>| v.clone().unwrap_or_default();
         let row = [
             e.id.clone(),
@@ -119,6 +123,7 @@ pub fn to_csv(events: &[Event]) -> String {
             e.port.map(|p| p.to_string()).unwrap_or_default(),
             e.message.clone(),
             e.count.to_string(),
+            opt(source),
         ];
         let cells: Vec<String> = row.iter().map(|c| csv_cell(c)).collect();
         out.push_str(&cells.join(","));
@@ -205,6 +210,18 @@ mod tests {
         assert_eq!(events[0].attack.as_deref(), Some("dnsNotAllowed"));
     }
 
+    /// Events as delivered by the token `defender`.
+    fn stored(events: Vec<Event>) -> Vec<StoredEvent> {
+        let source = Some("defender".to_owned());
+        events
+            .into_iter()
+            .map(|event| StoredEvent {
+                event,
+                source: source.clone(),
+            })
+            .collect()
+    }
+
     #[test]
     fn csv_quotes_and_defuses_formulas() {
         for (cell, want) in [
@@ -217,12 +234,12 @@ mod tests {
             assert_eq!(csv_cell(cell), want);
         }
         let events = parse_batch(serde_json::json!([event("a")]).to_string().as_bytes()).unwrap();
-        let csv = to_csv(&events);
+        let csv = to_csv(&stored(events));
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(lines[0], COLUMNS.join(","));
         assert_eq!(
             lines[1],
-            "a,2026-11-29T10:00:00.500000Z,process,prevent,r,processExplicitlyDenied,,web,img:1,,,,,7,/bin/mkdir,mkdir x,/bin/sh,,,,m,1"
+            "a,2026-11-29T10:00:00.500000Z,process,prevent,r,processExplicitlyDenied,,web,img:1,,,,,7,/bin/mkdir,mkdir x,/bin/sh,,,,m,1,defender"
         );
         // The ECS identity follows the task.
         let mut ecs = event("e");
@@ -232,18 +249,20 @@ mod tests {
         ecs["service"] = "orders-api".into();
         let events = parse_batch(serde_json::json!([ecs]).to_string().as_bytes()).unwrap();
         assert!(
-            to_csv(&events).contains(",web,img:1,arn:task,prod,orders,orders-api,7,"),
+            to_csv(&stored(events.clone()))
+                .contains(",web,img:1,arn:task,prod,orders,orders-api,7,"),
             "{}",
-            to_csv(&events)
+            to_csv(&stored(events.clone()))
         );
         let mut custom = event("c");
         custom["attack"] = "customRule".into();
         custom["customRule"] = "netcat, listener".into();
         let events = parse_batch(serde_json::json!([custom]).to_string().as_bytes()).unwrap();
         assert!(
-            to_csv(&events).contains(",prevent,r,customRule,\"netcat, listener\",web,"),
+            to_csv(&stored(events.clone()))
+                .contains(",prevent,r,customRule,\"netcat, listener\",web,"),
             "{}",
-            to_csv(&events)
+            to_csv(&stored(events.clone()))
         );
     }
 }

@@ -393,7 +393,12 @@ pub async fn seen(state: &AppState, scope: &Scope) -> Result<SeenAll, ApiError> 
         limit: MAX_AUDITS,
         ..AuditQuery::default()
     };
-    let audits = state.store(move |s| s.audits(&query)).await?;
+    let audits: Vec<Event> = state
+        .store(move |s| s.audits(&query))
+        .await?
+        .into_iter()
+        .map(|stored| stored.event)
+        .collect();
     Ok(gather(scope, &observations, &audits))
 }
 

@@ -11,8 +11,12 @@ mod auth;
 mod events;
 mod learning;
 mod lifecycle;
+mod passwords;
+mod people;
+mod scope;
 mod serve;
 mod store;
+mod throttle;
 mod tls;
 mod web;
 

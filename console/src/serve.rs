@@ -12,7 +12,7 @@ use crate::app::AppState;
 use crate::auth::{Origin, TokenError, Tokens};
 use crate::store::{Sqlite, StoreError};
 use crate::tls::TlsError;
-use crate::{api, tls, web};
+use crate::{api, people, tls, web};
 
 /// Where the database and the generated tokens live unless --data-dir says otherwise.
 const DEFAULT_DATA_DIR: &str = "/var/lib/defender-console";
@@ -75,6 +75,15 @@ pub struct Args {
     /// debugging, and for tests that must know a poll waits before they change the policy).
     #[arg(long, env = "DEFENDER_CONSOLE_LOG_POLLS")]
     log_polls: bool,
+    /// A page session unused this long ends (e.g. 30m, 12h).
+    #[arg(
+        long,
+        env = "DEFENDER_CONSOLE_SESSION_IDLE",
+        value_name = "DURATION",
+        default_value = "12h",
+        value_parser = humantime::parse_duration
+    )]
+    session_idle: std::time::Duration,
 }
 
 /// Why the console could not start, or stopped serving.
@@ -138,8 +147,15 @@ pub fn run(args: Args) -> Result<(), ServeError> {
     };
     let db = dir.join("console.db");
     let store = Sqlite::open(&db).map_err(|source| ServeError::Database { path: db, source })?;
-    let state = AppState::new(Arc::new(store), tokens, tls.is_some(), args.log_polls)?;
+    let state = AppState::new(
+        Arc::new(store),
+        tokens,
+        tls.is_some(),
+        args.log_polls,
+        args.session_idle,
+    )?;
     let app = api::routes()
+        .merge(people::routes())
         .merge(web::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::map_response(close_after_refusal))
@@ -163,13 +179,13 @@ pub fn run(args: Args) -> Result<(), ServeError> {
         // is a transaction, so nothing is left half done; defenders retry what was cut.
         let served = match tls {
             None => tokio::select! {
-                r = axum::serve(tcp, app) => r,
+                r = axum::serve(tcp, app.into_make_service_with_connect_info::<tls::Client>()) => r,
                 () = stop() => Ok(()),
             },
             Some(config) => {
                 let listener = tls::TlsListener::new(tcp, config)?;
                 tokio::select! {
-                    r = axum::serve(listener, app) => r,
+                    r = axum::serve(listener, app.into_make_service_with_connect_info::<tls::Client>()) => r,
                     () = stop() => Ok(()),
                 }
             }

@@ -113,3 +113,23 @@ impl axum::serve::Listener for TlsListener {
         Ok(self.local)
     }
 }
+
+/// The address a request came from, over HTTP or HTTPS (login throttling counts by it).
+#[derive(Clone, Copy, Debug)]
+pub struct Client(pub SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>>
+    for Client
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Client {
+        Client(*stream.remote_addr())
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TcpListener>>
+    for Client
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TcpListener>) -> Client {
+        Client(*stream.remote_addr())
+    }
+}

@@ -18,6 +18,7 @@ fn help_names_the_flags_and_an_unknown_flag_is_refused() {
         "--admin-token",
         "--defender-token",
         "--tls-cert",
+        "--session-idle",
     ] {
         assert!(text.contains(flag), "--help does not name {flag}: {text}");
     }

@@ -80,18 +80,25 @@ pub struct Console {
     child: Option<Child>,
     https: bool,
     agent: ureq::Agent,
+    /// As `agent`, but answering redirects as they are (a login's session cookie comes with one).
+    pages: ureq::Agent,
     /// The pid of a process whose network namespace the console runs in, and is spoken to in
     /// (a [`NetWorld`]'s); `None`: the test's own.
     netns: Option<u32>,
 }
 
 /// An HTTP answer: status, headers that matter, body.
+#[derive(Debug)]
 pub struct Answer {
     pub status: u16,
     pub etag: Option<String>,
     pub content_type: Option<String>,
     /// `Connection`: `close` when the console closes the connection after this answer.
     pub connection: Option<String>,
+    /// `Set-Cookie`, `Location`, `Retry-After`.
+    pub set_cookie: Option<String>,
+    pub location: Option<String>,
+    pub retry_after: Option<String>,
     pub body: String,
 }
 
@@ -126,7 +133,8 @@ impl Console {
             log: data.with_extension("log"),
             child: None,
             https: args.iter().any(|a| a == "--tls-cert"),
-            agent: agent(None),
+            agent: agent(None, 10),
+            pages: agent(None, 0),
             netns,
         };
         c.spawn();
@@ -135,7 +143,8 @@ impl Console {
 
     /// Trust `ca` (PEM) for an https console.
     pub fn trust(&mut self, ca: &Path) {
-        self.agent = agent(Some(ca));
+        self.agent = agent(Some(ca), 10);
+        self.pages = agent(Some(ca), 0);
     }
 
     fn spawn(&mut self) {
@@ -222,16 +231,63 @@ impl Console {
         headers: &[(&str, &str)],
         body: Option<&str>,
     ) -> Answer {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let mut all: Vec<(&str, &str)> = headers.to_vec();
+        all.extend(auth.as_deref().map(|a| ("Authorization", a)));
+        self.send(&self.agent, method, path, &all, body)
+    }
+
+    /// A request as the pages' browser makes it: the session cookie `session` (its id), a form
+    /// (`application/x-www-form-urlencoded`) when `form` is given; redirects answered as they are.
+    pub fn browse(
+        &self,
+        method: &str,
+        path: &str,
+        session: Option<&str>,
+        form: Option<&[(&str, &str)]>,
+    ) -> Answer {
+        let cookie = session.map(|s| format!("defender_console={s}"));
+        let mut headers: Vec<(&str, &str)> =
+            cookie.iter().map(|c| ("Cookie", c.as_str())).collect();
+        let body = form.map(|fields| {
+            let mut f = form_urlencoded::Serializer::new(String::new());
+            f.extend_pairs(fields);
+            f.finish()
+        });
+        if body.is_some() {
+            headers.push(("Content-Type", "application/x-www-form-urlencoded"));
+        }
+        self.send(&self.pages, method, path, &headers, body.as_deref())
+    }
+
+    /// Logs in on the login page: the new session's id, or the refusal.
+    pub fn login(&self, username: &str, password: &str) -> Result<String, Box<Answer>> {
+        let form = [("username", username), ("password", password)];
+        let a = self.browse("POST", "/login", None, Some(&form));
+        let id = a.set_cookie.as_deref().and_then(|c| {
+            let value = c.strip_prefix("defender_console=")?.split(';').next()?;
+            (!value.is_empty()).then(|| value.to_owned())
+        });
+        match (a.status, id) {
+            (303, Some(id)) => Ok(id),
+            _ => Err(Box::new(a)),
+        }
+    }
+
+    fn send(
+        &self,
+        agent: &ureq::Agent,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> Answer {
         let url = format!("{}{path}", self.url());
         let request = ureq::http::Request::builder().method(method).uri(&url);
-        let request = match token {
-            Some(t) => request.header("Authorization", format!("Bearer {t}")),
-            None => request,
-        };
         let request = headers.iter().fold(request, |r, (k, v)| r.header(*k, *v));
         let send = move || match body {
-            Some(b) => self.agent.run(request.body(b.to_owned()).unwrap()),
-            None => self.agent.run(request.body(()).unwrap()),
+            Some(b) => agent.run(request.body(b.to_owned()).unwrap()),
+            None => agent.run(request.body(()).unwrap()),
         };
         let sent = match self.netns {
             Some(pid) => in_netns_of(pid, send),
@@ -252,6 +308,9 @@ impl Console {
             etag,
             content_type,
             connection,
+            set_cookie: header("set-cookie"),
+            location: header("location"),
+            retry_after: header("retry-after"),
             body: response.body_mut().read_to_string().unwrap_or_default(),
         }
     }
@@ -271,10 +330,17 @@ impl Console {
     }
 }
 
-/// Logs `b` in to `c`'s pages as the admin and waits for the audits page.
+/// Logs `b` in to `c`'s pages as the admin (the admin token as the password, no user name) and
+/// waits for the audits page.
 pub fn log_in(b: &Browser, c: &Console) {
+    log_in_as(b, c, "", ADMIN);
+}
+
+/// Logs `b` in as `username` and waits for the audits page.
+pub fn log_in_as(b: &Browser, c: &Console, username: &str, password: &str) {
     b.goto(&format!("{}/login", c.url()));
-    b.type_into("#token", ADMIN);
+    b.type_into("#username", username);
+    b.type_into("#password", password);
     b.click("#login");
     assert!(
         wait_until(HANG_GUARD, || b.current_url().ends_with("/audits")),
@@ -302,9 +368,11 @@ fn token_args() -> Vec<String> {
     .to_vec()
 }
 
-fn agent(ca: Option<&Path>) -> ureq::Agent {
+/// An agent that follows up to `redirects` redirects.
+fn agent(ca: Option<&Path>, redirects: u32) -> ureq::Agent {
     let mut config = ureq::Agent::config_builder()
         .http_status_as_error(false)
+        .max_redirects(redirects)
         .timeout_global(Some(Duration::from_secs(60)));
     if let Some(ca) = ca {
         let pem = std::fs::read(ca).unwrap();

@@ -6,6 +6,7 @@
 //! strings with microseconds, which sort as text.
 
 mod observations;
+mod people;
 mod sqlite;
 
 pub use sqlite::Sqlite;
@@ -112,8 +113,9 @@ pub trait Store: Send + Sync {
     fn put_policy(&self, document: &str, now: &str, by: &str) -> Result<StoredPolicy, StoreError>;
     /// Stores a batch all together or not at all; events whose `id` is stored already are
     /// skipped (delivery is at least once). Returns how many were new.
-    fn add_audits(&self, events: &[Event], now: &str) -> Result<usize, StoreError>;
-    fn audits(&self, query: &AuditQuery) -> Result<Vec<Event>, StoreError>;
+    /// `source` is the name of the token that delivered them.
+    fn add_audits(&self, events: &[Event], source: &str, now: &str) -> Result<usize, StoreError>;
+    fn audits(&self, query: &AuditQuery) -> Result<Vec<StoredEvent>, StoreError>;
     fn heartbeat(&self, beat: &Heartbeat, now: &str) -> Result<(), StoreError>;
     /// Every defender ever heard from, most recently seen first.
     fn defenders(&self) -> Result<Vec<DefenderSeen>, StoreError>;
@@ -135,4 +137,90 @@ pub trait Store: Send + Sync {
     ) -> Result<(), StoreError>;
     /// The activity last seen at `since` or later (all with `None`).
     fn observations(&self, since: Option<&str>) -> Result<Vec<Observation>, StoreError>;
+
+    // ---- people ----
+    /// Adds a user; `false` when the name is taken.
+    fn add_user(&self, user: &UserRecord) -> Result<bool, StoreError>;
+    fn user(&self, name: &str) -> Result<Option<UserRecord>, StoreError>;
+    fn users(&self) -> Result<Vec<UserRecord>, StoreError>;
+    /// Deletes a user and ends their sessions; `false` when there was none.
+    fn delete_user(&self, name: &str) -> Result<bool, StoreError>;
+    fn add_session(&self, session: &SessionRecord) -> Result<(), StoreError>;
+    /// The session of this id hash if it was seen since `idle_cutoff`, marked seen `now`.
+    fn session(
+        &self,
+        id_hash: &str,
+        now: &str,
+        idle_cutoff: &str,
+    ) -> Result<Option<SessionRecord>, StoreError>;
+    fn delete_session(&self, id_hash: &str) -> Result<(), StoreError>;
+    /// Adds a named token; `false` when the name was ever used.
+    fn add_token(&self, token: &TokenRecord) -> Result<bool, StoreError>;
+    /// The unrevoked token of this hash, its use at `now` recorded.
+    fn use_token(&self, hash: &str, now: &str) -> Result<Option<TokenRecord>, StoreError>;
+    /// Every named token, revoked ones too.
+    fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError>;
+    /// Revokes a token; `false` when there was no such unrevoked token.
+    fn revoke_token(&self, name: &str, now: &str) -> Result<bool, StoreError>;
+    fn add_activity(&self, entry: &ActivityEntry) -> Result<(), StoreError>;
+    /// Newest first.
+    fn activity(&self, query: &ActivityQuery) -> Result<Vec<ActivityEntry>, StoreError>;
+}
+
+/// An audit event as stored: the event, and the name of the token that delivered it (`None`
+/// for events stored before tokens were recorded).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct StoredEvent {
+    #[serde(flatten)]
+    pub event: Event,
+    pub source: Option<String>,
+}
+
+/// A user: `role` is a person's role's name; `hash` an Argon2id PHC string.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserRecord {
+    pub name: String,
+    pub role: String,
+    pub hash: String,
+    pub created: String,
+}
+
+/// A session of the pages: the SHA-256 of its id (the id itself is only in the cookie).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub id_hash: String,
+    pub user: String,
+    pub role: String,
+    pub csrf: String,
+    pub last_seen: String,
+}
+
+/// A named token: the SHA-256 of the token, never the token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub name: String,
+    pub role: String,
+    pub hash: String,
+    /// JSON, a rule's `collections`: where a defender token may report from.
+    pub collections: Option<String>,
+    pub created: String,
+    pub last_used: Option<String>,
+    pub revoked: Option<String>,
+}
+
+/// One line of the activity log.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ActivityEntry {
+    pub time: String,
+    pub actor: String,
+    pub action: String,
+    pub detail: serde_json::Value,
+}
+
+/// `since <= time < until`, newest first, at most `limit`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ActivityQuery {
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub limit: u32,
 }

@@ -12,8 +12,9 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    AuditQuery, DefenderSeen, Heartbeat, Observation, Revision, Store, StoreError, StoredPolicy,
-    observations,
+    ActivityEntry, ActivityQuery, AuditQuery, DefenderSeen, Heartbeat, Observation, Revision,
+    SessionRecord, Store, StoreError, StoredEvent, StoredPolicy, TokenRecord, UserRecord,
+    observations, people,
 };
 use crate::events::{Effect, Event, Kind, parse_name};
 
@@ -73,8 +74,11 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE defenders ADD COLUMN cluster TEXT;
      ALTER TABLE defenders ADD COLUMN family TEXT;
      ALTER TABLE defenders ADD COLUMN service TEXT;",
+    // 4: users, sessions, named tokens, the activity log; the token that delivered an audit.
+    people::PEOPLE_SCHEMA,
+    // 5: who saved each revision.
     REVISION_AUTHORS,
-    // 5: the activity defenders report with their heartbeats.
+    // 6: the activity defenders report with their heartbeats.
     super::observations::MIGRATION,
 ];
 
@@ -96,7 +100,7 @@ fn stored_policy(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredPolicy> {
 
 const AUDIT_COLUMNS: &str = "id, time, type, effect, rule, attack, custom_rule, container, image, \
                              task, pid, process, cmdline, parent, domain, ip, port, message, count, \
-                             cluster, family, service";
+                             cluster, family, service, source";
 
 /// A database written by a newer console than this one: opening it could misread its rows.
 #[derive(Debug, thiserror::Error)]
@@ -196,7 +200,7 @@ impl Store for Sqlite {
         })
     }
 
-    fn add_audits(&self, events: &[Event], now: &str) -> Result<usize, StoreError> {
+    fn add_audits(&self, events: &[Event], source: &str, now: &str) -> Result<usize, StoreError> {
         let mut c = lock(&self.writer);
         let tx = c.transaction()?;
         let mut added = 0;
@@ -205,7 +209,7 @@ impl Store for Sqlite {
                 .prepare_cached(&format!(
                     "INSERT OR IGNORE INTO audits ({AUDIT_COLUMNS}, received) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, \
-                             ?20, ?21, ?22, ?23)"
+                             ?20, ?21, ?22, ?23, ?24)"
                 ))
                 ?;
             for e in events {
@@ -232,6 +236,7 @@ impl Store for Sqlite {
                     e.cluster,
                     e.family,
                     e.service,
+                    source,
                     now,
                 ])?;
             }
@@ -240,7 +245,7 @@ impl Store for Sqlite {
         Ok(added)
     }
 
-    fn audits(&self, q: &AuditQuery) -> Result<Vec<Event>, StoreError> {
+    fn audits(&self, q: &AuditQuery) -> Result<Vec<StoredEvent>, StoreError> {
         let c = lock(&self.reader);
         let mut select = c.prepare_cached(&format!(
             "SELECT {AUDIT_COLUMNS} FROM audits \
@@ -278,7 +283,7 @@ impl Store for Sqlite {
                         format!("unknown value {value:?}").into(),
                     )
                 };
-                Ok(Event {
+                let event = Event {
                     id: r.get(0)?,
                     time: r.get(1)?,
                     kind: parse_name(&kind, &Kind::ALL, Kind::as_str)
@@ -303,6 +308,10 @@ impl Store for Sqlite {
                     port: r.get(16)?,
                     message: r.get(17)?,
                     count: r.get::<_, i64>(18)? as u64,
+                };
+                Ok(StoredEvent {
+                    event,
+                    source: r.get(22)?,
                 })
             },
         )?;
@@ -407,6 +416,64 @@ impl Store for Sqlite {
     fn observations(&self, since: Option<&str>) -> Result<Vec<Observation>, StoreError> {
         observations::since(&lock(&self.reader), since).map_err(StoreError::from)
     }
+
+    // ---- people ----
+    fn add_user(&self, user: &UserRecord) -> Result<bool, StoreError> {
+        people::add_user(&lock(&self.writer), user)
+    }
+
+    fn user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
+        people::user(&lock(&self.reader), name)
+    }
+
+    fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        people::users(&lock(&self.reader))
+    }
+
+    fn delete_user(&self, name: &str) -> Result<bool, StoreError> {
+        people::delete_user(&mut lock(&self.writer), name)
+    }
+
+    fn add_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
+        people::add_session(&lock(&self.writer), session)
+    }
+
+    fn session(
+        &self,
+        id_hash: &str,
+        now: &str,
+        idle_cutoff: &str,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        people::session(&lock(&self.writer), id_hash, now, idle_cutoff)
+    }
+
+    fn delete_session(&self, id_hash: &str) -> Result<(), StoreError> {
+        people::delete_session(&lock(&self.writer), id_hash)
+    }
+
+    fn add_token(&self, token: &TokenRecord) -> Result<bool, StoreError> {
+        people::add_token(&lock(&self.writer), token)
+    }
+
+    fn use_token(&self, hash: &str, now: &str) -> Result<Option<TokenRecord>, StoreError> {
+        people::use_token(&lock(&self.writer), hash, now)
+    }
+
+    fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        people::tokens(&lock(&self.reader))
+    }
+
+    fn revoke_token(&self, name: &str, now: &str) -> Result<bool, StoreError> {
+        people::revoke_token(&lock(&self.writer), name, now)
+    }
+
+    fn add_activity(&self, entry: &ActivityEntry) -> Result<(), StoreError> {
+        people::add_activity(&lock(&self.writer), entry)
+    }
+
+    fn activity(&self, query: &ActivityQuery) -> Result<Vec<ActivityEntry>, StoreError> {
+        people::activity(&lock(&self.reader), query)
+    }
 }
 
 #[cfg(test)]
@@ -440,8 +507,13 @@ mod tests {
         }
     }
 
-    fn ids(events: &[Event]) -> Vec<&str> {
-        events.iter().map(|e| e.id.as_str()).collect()
+    fn ids(events: &[StoredEvent]) -> Vec<&str> {
+        events.iter().map(|e| e.event.id.as_str()).collect()
+    }
+
+    /// The events of `stored`, without their source.
+    fn events(stored: Vec<StoredEvent>) -> Vec<Event> {
+        stored.into_iter().map(|s| s.event).collect()
     }
 
     #[test]
@@ -454,10 +526,10 @@ mod tests {
             event("b", &t(3), Kind::Dns, "web"),
             event("c", &t(2), Kind::Process, "db"),
         ];
-        assert_eq!(s.add_audits(&batch, &t(9)).unwrap(), 3);
+        assert_eq!(s.add_audits(&batch, "defender", &t(9)).unwrap(), 3);
         // Delivered again (at least once), plus one new: only the new one counts.
         let again = [batch[0].clone(), event("d", &t(3), Kind::Process, "web")];
-        assert_eq!(s.add_audits(&again, &t(9)).unwrap(), 1);
+        assert_eq!(s.add_audits(&again, "other", &t(9)).unwrap(), 1);
 
         let all = AuditQuery {
             limit: 100,
@@ -465,7 +537,11 @@ mod tests {
         };
         // Newest first; same time: the later arrival first.
         assert_eq!(ids(&s.audits(&all).unwrap()), ["d", "b", "c", "a"]);
-        assert_eq!(s.audits(&all).unwrap()[3], batch[0]);
+        let stored = s.audits(&all).unwrap();
+        assert_eq!(stored[3].event, batch[0]);
+        // Each event names the token that delivered it first.
+        assert_eq!(stored[0].source.as_deref(), Some("other"));
+        assert_eq!(stored[3].source.as_deref(), Some("defender"));
         let cases = [
             (
                 AuditQuery {
@@ -542,8 +618,12 @@ mod tests {
         let old = s.audits(&all).unwrap();
         assert_eq!(ids(&old), ["old"]);
         assert_eq!(
-            (old[0].custom_rule.as_deref(), old[0].message.as_str()),
-            (None, "m")
+            (
+                old[0].event.custom_rule.as_deref(),
+                old[0].event.message.as_str(),
+                old[0].source.as_deref()
+            ),
+            (None, "m", None)
         );
         let mut new = event("new", "2026-11-29T10:00:02.000000Z", Kind::Process, "web");
         new.attack = Some("customRule".into());
@@ -551,15 +631,23 @@ mod tests {
         new.cluster = Some("prod".into());
         new.family = Some("orders".into());
         new.service = Some("orders-api".into());
-        assert_eq!(s.add_audits(std::slice::from_ref(&new), "t").unwrap(), 1);
+        assert_eq!(
+            s.add_audits(std::slice::from_ref(&new), "defender", "t")
+                .unwrap(),
+            1
+        );
         let by_custom = AuditQuery {
             custom_rule: Some("netcat listener".into()),
             ..all.clone()
         };
-        assert_eq!(s.audits(&by_custom).unwrap(), [new.clone()]);
+        assert_eq!(events(s.audits(&by_custom).unwrap()), [new.clone()]);
         // The ECS columns: the old row has none, so no ECS filter selects it.
         assert_eq!(
-            [&old[0].cluster, &old[0].family, &old[0].service],
+            [
+                &old[0].event.cluster,
+                &old[0].event.family,
+                &old[0].event.service
+            ],
             [&None, &None, &None]
         );
         let cases = [
@@ -615,15 +703,16 @@ mod tests {
             ..Default::default()
         };
         let old = s.audits(&all).unwrap();
-        assert_eq!((ids(&old), &old[0].cluster), (vec!["old"], &None));
+        assert_eq!((ids(&old), &old[0].event.cluster), (vec!["old"], &None));
         let mut new = event("new", "2026-11-29T10:00:02.000000Z", Kind::Process, "app");
         new.service = Some("orders-api".into());
-        s.add_audits(std::slice::from_ref(&new), "t").unwrap();
+        s.add_audits(std::slice::from_ref(&new), "defender", "t")
+            .unwrap();
         let by_service = AuditQuery {
             service: Some("orders-api".into()),
             ..all
         };
-        assert_eq!(s.audits(&by_service).unwrap(), [new]);
+        assert_eq!(events(s.audits(&by_service).unwrap()), [new]);
     }
 
     /// Revisions saved before authors were kept (schema version 3) stay, with no author.

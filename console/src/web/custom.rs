@@ -57,6 +57,9 @@ struct EntryForm {
     /// Empty: no message of its own (the audit's default wording).
     #[serde(default)]
     message: String,
+    /// The session's CSRF token, which the page put in the form.
+    #[serde(default)]
+    csrf: String,
 }
 
 impl EntryForm {
@@ -67,6 +70,7 @@ impl EntryForm {
             kind: CustomKind::Processes,
             script: String::new(),
             message: String::new(),
+            csrf: String::new(),
         }
     }
 
@@ -77,6 +81,7 @@ impl EntryForm {
             kind: rule.kind,
             script: rule.script.clone(),
             message: rule.message.clone().unwrap_or_default(),
+            csrf: String::new(),
         }
     }
 
@@ -214,7 +219,7 @@ struct PageQuery {
 }
 
 async fn library_page(
-    _: Person,
+    Person(who): Person,
     State(state): State<Arc<AppState>>,
     Query(q): Query<PageQuery>,
 ) -> Response {
@@ -237,7 +242,7 @@ async fn library_page(
         },
         None => EntryForm::blank(),
     };
-    library_view(&state, &doc, notice, &form, None).into_response()
+    library_view(&state, &who, &doc, notice, &form, None).into_response()
 }
 
 /// The policy document in force.
@@ -250,23 +255,27 @@ fn current(state: &AppState) -> Result<Document, String> {
 /// `refusal`, if the change was refused).
 fn library_view(
     state: &AppState,
+    who: &Caller,
     doc: &Document,
     notice: Markup,
     form: &EntryForm,
     refusal: Option<&Refusal>,
 ) -> Markup {
-    library_page_of(&state.policy(), doc, notice, form, refusal)
+    library_page_of(who, &state.policy(), doc, notice, form, refusal)
 }
 
-/// [`library_view`] for the revision `current`.
+/// [`library_view`] for the revision `current`. An auditor sees no form and no button.
 fn library_page_of(
+    who: &Caller,
     current: &StoredPolicy,
     doc: &Document,
     notice: Markup,
     form: &EntryForm,
     refusal: Option<&Refusal>,
 ) -> Markup {
+    let edits = super::may_edit(who);
     page(
+        Some(who),
         "Custom rules",
         "Policy",
         html! {
@@ -277,13 +286,16 @@ fn library_page_of(
                 with an effect; its custom rules are tried in order, and the first whose script is \
                 true decides (allow: an exception to the rule's sections)."
             }
-            (library_table(doc))
-            (entry_form(form, refusal))
+            (library_table(doc, edits.then_some(who)))
+            @if edits {
+                (entry_form(form, refusal, who))
+            }
         },
     )
 }
 
-fn library_table(doc: &Document) -> Markup {
+/// The library; with the edit links and delete buttons for `editor`.
+fn library_table(doc: &Document, editor: Option<&Caller>) -> Markup {
     html! {
         table id="custom-rules" {
             tr {
@@ -303,10 +315,13 @@ fn library_table(doc: &Document) -> Markup {
                     }
                     td class="used-by" { (used_by(doc, &custom.name)) }
                     td {
-                        a class="edit" href=(edit_link(&custom.name)) { "edit" }
-                        form method="post" action=(DELETE) {
-                            input type="hidden" name="name" value=(custom.name);
-                            button class="delete" { "delete" }
+                        @if let Some(editor) = editor {
+                            a class="edit" href=(edit_link(&custom.name)) { "edit" }
+                            form method="post" action=(DELETE) {
+                                (editor.csrf_input())
+                                input type="hidden" name="name" value=(custom.name);
+                                button class="delete" { "delete" }
+                            }
                         }
                     }
                 }
@@ -364,7 +379,7 @@ fn field_errors(id: &str, messages: &[&str]) -> Markup {
     }
 }
 
-fn entry_form(form: &EntryForm, refusal: Option<&Refusal>) -> Markup {
+fn entry_form(form: &EntryForm, refusal: Option<&Refusal>, editor: &Caller) -> Markup {
     let editing = !form.original.is_empty();
     let above: Vec<&Problem> = refusal
         .map(|r| {
@@ -404,6 +419,7 @@ fn entry_form(form: &EntryForm, refusal: Option<&Refusal>) -> Markup {
             }
         }
         form method="post" action=(LIBRARY) class="entry" {
+            (editor.csrf_input())
             input type="hidden" name="original" value=(form.original);
             p {
                 label {
@@ -471,6 +487,9 @@ async fn save(
     State(state): State<Arc<AppState>>,
     Form(form): Form<EntryForm>,
 ) -> Response {
+    if !caller.csrf_ok(&form.csrf) {
+        return super::csrf_refused();
+    }
     let change = Change::Save {
         original: Some(form.original.clone()).filter(|o| !o.is_empty()),
         rule: form.rule(),
@@ -481,6 +500,8 @@ async fn save(
 #[derive(Deserialize)]
 struct DeleteForm {
     name: String,
+    #[serde(default)]
+    csrf: String,
 }
 
 async fn delete(
@@ -488,6 +509,9 @@ async fn delete(
     State(state): State<Arc<AppState>>,
     Form(form): Form<DeleteForm>,
 ) -> Response {
+    if !caller.csrf_ok(&form.csrf) {
+        return super::csrf_refused();
+    }
     change_library(
         &state,
         &caller,
@@ -515,7 +539,7 @@ async fn change_library(
         Ok(index) => index,
         Err(message) => {
             let notice = html! { p class="errors" id="errors" { (message) } };
-            let view = library_view(state, &before, notice, form, None);
+            let view = library_view(state, by, &before, notice, form, None);
             return (StatusCode::CONFLICT, view).into_response();
         }
     };
@@ -542,12 +566,12 @@ async fn change_library(
                     (problems::list(&error, script_of))
                 }
             };
-            let view = library_view(state, &before, notice, form, None);
+            let view = library_view(state, by, &before, notice, form, None);
             (StatusCode::BAD_REQUEST, view).into_response()
         }
         Err(ReplaceError::Invalid(error)) => {
             let refusal = Refusal { index, error };
-            let view = library_view(state, &before, html! {}, form, Some(&refusal));
+            let view = library_view(state, by, &before, html! {}, form, Some(&refusal));
             (StatusCode::BAD_REQUEST, view).into_response()
         }
         Err(ReplaceError::Store(e)) => internal(&e.message),
@@ -705,6 +729,7 @@ mod tests {
             kind: CustomKind::Dns,
             script: "a\r\nb".into(),
             message: "  ".into(),
+            ..EntryForm::blank()
         };
         assert_eq!(
             form.rule(),
@@ -763,7 +788,14 @@ mod tests {
             by: None,
         };
         let form = EntryForm::of(&doc.custom_rules[0]);
-        let page = library_page_of(&current, &doc, html! {}, &form, Some(&refusal)).into_string();
+        let who = Caller {
+            name: "op".into(),
+            role: crate::auth::Role::Operator,
+            csrf: "c".into(),
+            scope: None,
+        };
+        let page =
+            library_page_of(&who, &current, &doc, html! {}, &form, Some(&refusal)).into_string();
 
         assert!(!page.contains("<script"), "{page}");
         assert!(!page.contains("</td><script>"), "{page}");

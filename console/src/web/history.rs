@@ -44,6 +44,7 @@ fn error_page(status: StatusCode, message: &str) -> Response {
     (
         status,
         page(
+            None,
             "Error",
             "Policy",
             html! { p class="errors" id="errors" { (message) } },
@@ -135,12 +136,7 @@ pub async fn save(
 
 /// The refusal of a form whose CSRF token is not the session's, if it is not.
 fn forged(caller: &Caller, csrf: &str) -> Option<Response> {
-    (!caller.csrf_ok(csrf)).then(|| {
-        error_page(
-            StatusCode::FORBIDDEN,
-            "This form is not from this session: reload the page and try again.",
-        )
-    })
+    (!caller.csrf_ok(csrf)).then(super::csrf_refused)
 }
 
 // ---- History ----
@@ -275,7 +271,7 @@ async fn history_page(
         }
         (diff)
     };
-    page("Policy history", "Policy", body).into_response()
+    page(Some(&caller), "Policy history", "Policy", body).into_response()
 }
 
 /// A change from a page: its CSRF token and the revision in force when the page was shown.

@@ -5,6 +5,8 @@
 
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
+use crate::auth::{Caller, Role};
+
 const STYLE: &str = "
 body { font-family: system-ui, sans-serif; margin: 0; color: #1d2330; }
 header { background: #1d2330; color: #fff; padding: .6em 1.2em; display: flex; gap: 1.5em; align-items: center; }
@@ -29,15 +31,34 @@ pre.diff del { background: #ffebe9; text-decoration: none; }
 .muted { color: #778; } form.filters { display: flex; flex-wrap: wrap; gap: .5em; margin-bottom: 1em; }
 ";
 
-/// The pages of the navigation, by name and path.
-const NAVIGATION: [(&str, &str); 3] = [
-    ("Policy", "/policy"),
-    ("Audits", "/audits"),
-    ("Defenders", "/defenders"),
+/// The pages of the navigation, by name and path, and the roles that see them.
+const NAVIGATION: [(&str, &str, &[Role]); 5] = [
+    (
+        "Policy",
+        "/policy",
+        &[Role::Admin, Role::Operator, Role::Auditor],
+    ),
+    (
+        "Audits",
+        "/audits",
+        &[Role::Admin, Role::Operator, Role::Auditor],
+    ),
+    (
+        "Defenders",
+        "/defenders",
+        &[Role::Admin, Role::Operator, Role::Auditor],
+    ),
+    (
+        "Activity",
+        "/activity",
+        &[Role::Admin, Role::Operator, Role::Auditor],
+    ),
+    ("People", "/people", &[Role::Admin]),
 ];
 
-/// A whole page: the navigation (with `active` marked; none before logging in), then `body`.
-pub fn page(title: &str, active: &str, body: Markup) -> Markup {
+/// A whole page: for a person logged in (`who`), the navigation (with `active` marked), their
+/// name and role and the logout button; then `body`.
+pub fn page(who: Option<&Caller>, title: &str, active: &str, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -50,11 +71,17 @@ pub fn page(title: &str, active: &str, body: Markup) -> Markup {
             body {
                 header {
                     strong { "defender console" }
-                    @if !active.is_empty() {
-                        @for (name, href) in NAVIGATION {
-                            a href=(href) class=[(name == active).then_some("on")] { (name) }
+                    @if let Some(who) = who {
+                        @for (name, href, roles) in NAVIGATION {
+                            @if roles.contains(&who.role) {
+                                a href=(href) class=[(name == active).then_some("on")] { (name) }
+                            }
                         }
-                        form method="post" action="/logout" { button { "Log out" } }
+                        form method="post" action="/logout" {
+                            span id="who" { (who.name) " (" (who.role.as_str()) ") " }
+                            (who.csrf_input())
+                            button id="logout" { "Log out" }
+                        }
                     }
                 }
                 main {
@@ -72,7 +99,19 @@ mod tests {
 
     #[test]
     fn the_title_is_escaped_and_the_active_page_marked() {
-        let html = page(r#"<script>alert('x')</script> & "q""#, "Audits", html! {}).into_string();
+        let who = Caller {
+            name: "<b>eve</b>".into(),
+            role: Role::Auditor,
+            csrf: "c1".into(),
+            scope: None,
+        };
+        let html = page(
+            Some(&who),
+            r#"<script>alert('x')</script> & "q""#,
+            "Audits",
+            html! {},
+        )
+        .into_string();
         assert!(
             html.contains("<h1>&lt;script&gt;alert('x')&lt;/script&gt; &amp; &quot;q&quot;</h1>"),
             "{html}"
@@ -83,5 +122,12 @@ mod tests {
             "{html}"
         );
         assert!(html.contains(r#"<a href="/policy">Policy</a>"#), "{html}");
+        // The person, escaped; their form's CSRF token; no page their role may not see.
+        assert!(html.contains("&lt;b&gt;eve&lt;/b&gt; (auditor)"), "{html}");
+        assert!(
+            html.contains(r#"<input type="hidden" name="csrf" value="c1">"#),
+            "{html}"
+        );
+        assert!(!html.contains("/people"), "{html}");
     }
 }

@@ -114,6 +114,7 @@ struct Found<'a> {
 
 fn view(caller: &Caller, window: &Window, found: Option<(Found, &str)>, notice: Markup) -> Markup {
     page(
+        Some(caller),
         "Learn a rule",
         "Policy",
         html! {

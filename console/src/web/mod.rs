@@ -6,12 +6,15 @@
 //! workloads choose them; scripts hold quotes and `<`); query strings are encoded with
 //! `form_urlencoded`. The only script refreshes the audit rows.
 //!
-//! The pages need the admin token, given once on the login page and kept in a session cookie.
+//! The pages need a person logged in (`login`): what each sees and may change follows their
+//! role; every form carries the session's CSRF token.
 
 mod custom;
 mod history;
 mod html;
 mod learn;
+mod login;
+mod people;
 mod problems;
 
 use std::sync::Arc;
@@ -19,7 +22,6 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{Form, Query, State};
 use axum::http::StatusCode;
-use axum::http::header::SET_COOKIE;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use defender::policy::PolicyError;
@@ -29,7 +31,7 @@ use serde::Deserialize;
 
 use crate::api::{self, AuditFilter};
 use crate::app::{AppState, Replaced};
-use crate::auth::{Caller, Editor, Person, Role, SESSION_COOKIE};
+use crate::auth::{Caller, EDITORS, Editor, Person};
 use crate::events::{Effect as AuditEffect, Event, Kind};
 use html::page;
 
@@ -42,8 +44,6 @@ const AUDITS: &str = "/audits";
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/", get(|| async { Redirect::to(AUDITS) }))
-        .route("/login", get(login_page).post(login))
-        .route("/logout", axum::routing::post(logout))
         .route("/policy", get(policy_page).post(save_policy))
         .route(AUDITS, get(audits_page))
         .route("/audits/rows", get(audit_rows))
@@ -51,69 +51,45 @@ pub fn routes() -> Router<Arc<AppState>> {
         .merge(custom::routes())
         .merge(history::routes())
         .merge(learn::routes())
+        .merge(login::routes())
+        .merge(people::routes())
 }
 
 fn internal(message: &str) -> Response {
     (
         StatusCode::INTERNAL_SERVER_ERROR,
-        page("Error", "", html! { p class="errors" { (message) } }),
+        page(None, "Error", "", html! { p class="errors" { (message) } }),
     )
         .into_response()
 }
 
-// ---- Login ----
+/// 403, as a page saying why.
+pub fn refused(message: impl Into<String>) -> Response {
+    let message = message.into();
+    (
+        StatusCode::FORBIDDEN,
+        page(
+            None,
+            "Refused",
+            "",
+            html! { p class="errors" id="errors" { (message) } },
+        ),
+    )
+        .into_response()
+}
 
-fn login_form(error: Option<&str>) -> Markup {
-    page(
-        "Log in",
-        "",
-        html! {
-            @if let Some(error) = error {
-                p class="errors" id="errors" { (error) }
-            }
-            form method="post" action="/login" {
-                p {
-                    label {
-                        "Admin token "
-                        input type="password" name="token" id="token" size="70" autofocus;
-                    }
-                }
-                p { button id="login" { "Log in" } }
-            }
-            p class="muted" {
-                "The admin token is in the console's data directory (admin.token) unless it was \
-                 given with --admin-token."
-            }
-        },
+/// A form whose CSRF token is not the session's: sent by another site, or from a page of a
+/// session that ended. Nothing was changed.
+pub(super) fn csrf_refused() -> Response {
+    refused(
+        "This form is not from your current session (CSRF token mismatch); nothing was changed. \
+         Reload the page and try again.",
     )
 }
 
-async fn login_page() -> Markup {
-    login_form(None)
-}
-
-#[derive(Deserialize)]
-struct LoginForm {
-    token: String,
-}
-
-async fn login(State(state): State<Arc<AppState>>, Form(form): Form<LoginForm>) -> Response {
-    let token = form.token.trim();
-    if state.tokens.role(token) != Some(Role::Admin) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            login_form(Some("That is not the admin token.")),
-        )
-            .into_response();
-    }
-    let secure = if state.https { "; Secure" } else { "" };
-    let cookie = format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict{secure}");
-    ([(SET_COOKIE, cookie)], Redirect::to(AUDITS)).into_response()
-}
-
-async fn logout() -> Response {
-    let cookie = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
-    ([(SET_COOKIE, cookie)], Redirect::to("/login")).into_response()
+/// Whether `who` may change the policy (the pages show them its forms).
+fn may_edit(who: &Caller) -> bool {
+    EDITORS.contains(&who.role)
 }
 
 // ---- Policy ----
@@ -190,6 +166,7 @@ fn policy_view(
         Err(e) => html! { p class="errors" { "stored policy unreadable: " (e) } },
     };
     page(
+        Some(caller),
         "App-Embedded policy",
         "Policy",
         html! {
@@ -206,8 +183,14 @@ fn policy_view(
             }
             (rules)
             (history::resolver(&current.document, asked))
+            @if !may_edit(caller) {
+                h2 { "Document" }
+                textarea id="document" readonly spellcheck="false" { (draft.text) }
+                p class="muted" { "Your role (" (caller.role.as_str()) ") reads the policy." }
+            } @else {
             h2 { "Edit" }
             form method="post" action="/policy" {
+                (caller.csrf_input())
                 input type="hidden" name="revision" value=(based_on);
                 textarea name="document" id="document" spellcheck="false" { (draft.text) }
                 p {
@@ -217,6 +200,7 @@ fn policy_view(
                          document changes nothing."
                     }
                 }
+            }
             }
         },
     )
@@ -340,6 +324,8 @@ struct PolicyForm {
     /// The revision the editor was opened at (absent from a page of an older console: then the
     /// save is unconditional, as before).
     revision: Option<u64>,
+    #[serde(default)]
+    csrf: String,
 }
 
 async fn save_policy(
@@ -347,6 +333,9 @@ async fn save_policy(
     State(state): State<Arc<AppState>>,
     Form(form): Form<PolicyForm>,
 ) -> Response {
+    if !caller.csrf_ok(&form.csrf) {
+        return csrf_refused();
+    }
     let then = "Your text is kept below: saving it again replaces the revision in force with it.";
     history::save(
         &state,
@@ -413,7 +402,7 @@ fn text_filter(name: &str, value: &Option<String>, hint: &str) -> Markup {
 }
 
 async fn audits_page(
-    _: Person,
+    Person(who): Person,
     State(state): State<Arc<AppState>>,
     Query(filter): Query<AuditFilter>,
 ) -> Response {
@@ -421,7 +410,13 @@ async fn audits_page(
         Ok(r) => r,
         Err(r) => return r,
     };
-    page("App-Embedded audits", "Audits", audits_body(&filter, rows)).into_response()
+    page(
+        Some(&who),
+        "App-Embedded audits",
+        "Audits",
+        audits_body(&filter, rows),
+    )
+    .into_response()
 }
 
 /// The audits page under its frame: the filters in force, the CSV link for them, the rows.
@@ -463,7 +458,7 @@ fn audits_body(filter: &AuditFilter, rows: Markup) -> Markup {
                 tr {
                     th { "time" } th { "type" } th { "effect" } th { "container" } th { "image" }
                     th { "rule" } th { "custom rule" } th { "message" } th { "count" }
-                    th { "cluster" } th { "family" } th { "service" }
+                    th { "cluster" } th { "family" } th { "service" } th { "source" }
                 }
             }
             tbody id="rows" { (rows) }
@@ -521,17 +516,18 @@ async fn rows(state: &AppState, filter: &AuditFilter) -> Result<Markup, Response
             tr { td colspan=(TABLE_COLUMNS) class="muted" { "No audit events." } }
         }
         @for e in &events {
-            (row(e, filter))
+            (row(&e.event, e.source.as_deref(), filter))
         }
     })
 }
 
 /// The columns of the audits table.
-const TABLE_COLUMNS: usize = 12;
+const TABLE_COLUMNS: usize = 13;
 
 /// One event; its container, image, rule, custom rule and ECS identity link to the page filtered
-/// by them as well. The ECS identity comes last, so that the columns before keep their place.
-fn row(e: &Event, filter: &AuditFilter) -> Markup {
+/// by them as well. The ECS identity comes last but for the token that delivered it (`source`),
+/// so that the columns before keep their place.
+fn row(e: &Event, source: Option<&str>, filter: &AuditFilter) -> Markup {
     let kind = e.kind.as_str();
     let effect = e.effect.as_str();
     html! {
@@ -576,6 +572,7 @@ fn row(e: &Event, filter: &AuditFilter) -> Markup {
                     a href=(narrowed(filter, |f| f.service = Some(service.clone()))) { (service) }
                 }
             }
+            td class="source" { (source.unwrap_or_default()) }
         }
     }
 }
@@ -593,7 +590,7 @@ async fn audit_rows(
 
 // ---- Defenders ----
 
-async fn defenders_page(_: Person, State(state): State<Arc<AppState>>) -> Response {
+async fn defenders_page(Person(who): Person, State(state): State<Arc<AppState>>) -> Response {
     let defenders = match api::defenders(&state).await {
         Ok(d) => d,
         Err(e) => return internal(&e.message),
@@ -639,7 +636,7 @@ async fn defenders_page(_: Person, State(state): State<Arc<AppState>>) -> Respon
             p class="muted" { "No defender has reported yet." }
         }
     };
-    page("Defenders", "Defenders", body).into_response()
+    page(Some(&who), "Defenders", "Defenders", body).into_response()
 }
 
 #[cfg(test)]
@@ -726,8 +723,14 @@ mod tests {
             ..AuditFilter::default()
         };
         let events = hostile_events();
-        let rows = html! { @for e in &events { (row(e, &filter)) } };
-        let page = page("App-Embedded audits", "Audits", audits_body(&filter, rows)).into_string();
+        let rows = html! { @for e in &events { (row(e, Some(HOSTILE), &filter)) } };
+        let page = page(
+            None,
+            "App-Embedded audits",
+            "Audits",
+            audits_body(&filter, rows),
+        )
+        .into_string();
 
         // The only script is the page's own; every hostile string is text.
         assert_eq!(page.matches("<script").count(), 1, "{page}");
@@ -738,6 +741,7 @@ mod tests {
             format!(">web {SHOWN}</a>"),
             format!(">rule {SHOWN}</a>"),
             format!(">service {SHOWN}</a>"),
+            format!(r#"<td class="source">{SHOWN}</td>"#),
         ] {
             assert!(page.contains(&text), "{text} is not in {page}");
         }
@@ -809,7 +813,7 @@ mod tests {
         event.attack = Some("customRule".into());
         event.custom_rule = Some(name.clone());
         let filter = AuditFilter::default();
-        let rows = row(&event, &filter).into_string();
+        let rows = row(&event, None, &filter).into_string();
         assert!(rows.contains(&format!(">nc {SHOWN}</a>")), "{rows}");
         let by_custom: Vec<serde_json::Value> = links(&rows)
             .iter()
