@@ -1,6 +1,7 @@
-//! `bench/run`'s report generator, on the fixed sample data of `bench/run --self-test`: the page
-//! has a line, marked met or missed, for every budget line of the script's table, the chart is a
-//! well-formed SVG, and a page's hand-written text outside the generated part survives. Nothing
+//! What `bench/run` relies on. Its report generator, on the fixed sample data of `bench/run
+//! --self-test`: the page has a line, marked met or missed, for every budget line of the script's
+//! table, the chart is a well-formed SVG, and a page's hand-written text outside the generated part
+//! survives. And the defender's switch for benchmarks, `DEFENDER_BENCH_NO_SYNC_WAKEUP`. Nothing
 //! here times anything: the measuring itself is `bench/run` without `--self-test`.
 
 mod common;
@@ -8,7 +9,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{output_within, repo_path, require, stderr, stdout};
+use common::{defender, output_within, repo_path, require, stderr, stdout};
 use serde_json::Value;
 
 const BEGIN: &str = "<!-- bench/run: begin -->";
@@ -143,4 +144,45 @@ fn the_repository_page_has_one_generated_part() {
         "docs/benchmarks.md needs one {END}"
     );
     assert!(text.find(BEGIN) < text.find(END));
+}
+
+/// The supervisor's log at `info`: whether it asked for the synchronous wake-up or was told not to.
+fn wake_up_log(no_sync: Option<&str>) -> String {
+    let mut cmd = Command::new(defender());
+    cmd.args([
+        "run",
+        "--log-level",
+        "info",
+        "--audit-file",
+        "/dev/null",
+        "--",
+    ])
+    .arg(require("true"))
+    .env_remove("DEFENDER_BENCH_NO_SYNC_WAKEUP");
+    if let Some(value) = no_sync {
+        cmd.env("DEFENDER_BENCH_NO_SYNC_WAKEUP", value);
+    }
+    let out = output_within(&mut cmd);
+    assert!(out.status.success(), "{}", stderr(&out));
+    stderr(&out)
+        .lines()
+        .filter(|l| l.contains("wake-up"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn the_benchmark_switch_keeps_the_supervisor_from_asking_for_the_synchronous_wake_up() {
+    let off = "defender: warn: DEFENDER_BENCH_NO_SYNC_WAKEUP is set: the synchronous wake-up is off (benchmarks only)";
+    assert_eq!(wake_up_log(Some("1")), off);
+    // Unset or empty (as every DEFENDER_ variable), the supervisor asks the kernel; this kernel
+    // has the wake-up (6.6+), or the line says it is unavailable.
+    for unset in [None, Some("")] {
+        let log = wake_up_log(unset);
+        assert!(
+            log == "defender: info: sync wake-up (6.6): on"
+                || log.contains("SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP is unavailable"),
+            "{unset:?}: {log}"
+        );
+    }
 }
