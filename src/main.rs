@@ -20,6 +20,11 @@ use defender::{embed, input, logger, policy, supervisor, sys};
 #[unsafe(link_section = ".init_array")]
 static BLOCK_SIGNALS_AT_START: extern "C" fn() = sys::signals::block_all_at_start;
 
+/// dlmalloc instead of musl's allocator, which unmaps freed memory at once: start-up made about 180
+/// mmap/munmap calls, each with its page faults (docs/benchmarks.md, start-up).
+#[global_allocator]
+static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+
 fn main() -> ExitCode {
     subcommand().into()
 }

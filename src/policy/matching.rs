@@ -387,17 +387,20 @@ impl Processes {
     pub fn check(&self, candidates: &[&str]) -> Option<Attack> {
         // Each name is prepared for matching once (a glob `Candidate` copies and normalizes its
         // text), not once per entry: a launch is judged on every exec.
-        let prepared: Vec<(Candidate, Candidate)> = candidates
+        let prepared: Vec<Launched> = candidates
             .iter()
             .map(|path| {
                 let name = path.rsplit('/').next().unwrap_or(path);
-                (Candidate::new(path), Candidate::new(name))
+                Launched {
+                    path,
+                    name,
+                    path_candidate: Candidate::new(path),
+                    name_candidate: Candidate::new(name),
+                }
             })
             .collect();
         self.lists.check(false, |pattern| {
-            prepared
-                .iter()
-                .any(|(path, name)| pattern.matches(path, name))
+            prepared.iter().any(|launched| pattern.matches(launched))
         })
     }
 }
@@ -506,16 +509,36 @@ impl Collection {
 /// A `processes` entry: a glob on the absolute path when it contains `/`, else on the file name.
 #[derive(Debug, Clone)]
 pub(super) struct ProcessPattern {
-    pub(super) glob: GlobMatcher,
+    pub(super) glob: NameGlob,
     pub(super) on_path: bool,
 }
 
+/// How a `processes` entry matches. An entry without glob syntax (`nmap`, `/usr/bin/nc`) matches
+/// only itself, so it is compared as text: building a glob matcher builds a regex, tens of
+/// microseconds each, paid at every start-up for the default policy's names.
+#[derive(Debug, Clone)]
+pub(super) enum NameGlob {
+    Literal(String),
+    Glob(GlobMatcher),
+}
+
+/// A launch's path and its file name, each prepared for matching once.
+struct Launched<'a> {
+    path: &'a str,
+    name: &'a str,
+    path_candidate: Candidate<'a>,
+    name_candidate: Candidate<'a>,
+}
+
 impl ProcessPattern {
-    /// `path`: the absolute path, `name`: its file name, both prepared for matching.
-    fn matches(&self, path: &Candidate, name: &Candidate) -> bool {
-        match self.on_path {
-            true => self.glob.is_match_candidate(path),
-            false => self.glob.is_match_candidate(name),
+    fn matches(&self, launched: &Launched) -> bool {
+        let (text, candidate) = match self.on_path {
+            true => (launched.path, &launched.path_candidate),
+            false => (launched.name, &launched.name_candidate),
+        };
+        match &self.glob {
+            NameGlob::Literal(literal) => literal == text,
+            NameGlob::Glob(glob) => glob.is_match_candidate(candidate),
         }
     }
 }

@@ -15,8 +15,8 @@ use serde_json::Value;
 use super::Policy;
 use super::custom::{self, Kind};
 use super::matching::{
-    Collection, Custom, Dns, DomainPattern, Entry, Lists, Network, PortRange, ProcessPattern,
-    Processes, Reference, Rule,
+    Collection, Custom, Dns, DomainPattern, Entry, Lists, NameGlob, Network, PortRange,
+    ProcessPattern, Processes, Reference, Rule,
 };
 use super::schema::{self as doc, Document};
 
@@ -472,9 +472,21 @@ fn process_pattern(entry: &str) -> Result<ProcessPattern, String> {
             "{entry:?} is not an absolute path glob (an entry with \"/\" matches the absolute path)"
         ));
     }
+    // An empty entry goes on to `matcher`, which refuses it.
+    if !entry.is_empty() && !entry.contains(GLOB_SYNTAX) {
+        let glob = NameGlob::Literal(entry.to_owned());
+        return Ok(ProcessPattern { glob, on_path });
+    }
     let glob = GlobBuilder::new(entry).literal_separator(true).build();
-    matcher(entry, entry, glob).map(|glob| ProcessPattern { glob, on_path })
+    matcher(entry, entry, glob).map(|glob| ProcessPattern {
+        glob: NameGlob::Glob(glob),
+        on_path,
+    })
 }
+
+/// The characters that make an entry a glob (globset's syntax: wildcards, classes, alternatives,
+/// and `\`, which escapes on Unix). An entry with none of them matches exactly itself.
+const GLOB_SYNTAX: [char; 7] = ['*', '?', '[', ']', '{', '}', '\\'];
 
 /// The matcher of a built glob. `pattern` is `entry` without any prefix of ours (`-`).
 fn matcher(
@@ -572,6 +584,75 @@ fn is_domain_name(name: &str) -> bool {
 mod tests {
     use super::*;
     use crate::policy::custom::Kind;
+
+    /// An entry without glob syntax is compared as text, and matches exactly what globset's
+    /// matcher of the same entry would; an entry with any glob syntax stays a glob.
+    #[test]
+    fn literal_process_entries_match_as_their_glob_would() {
+        let literals = [
+            "nmap",
+            "nc",
+            "nc.traditional",
+            "/usr/bin/nc",
+            "/opt/my tool",
+            "a,b",
+            "!x",
+            "^y",
+            ".hidden",
+            "/",
+            "NC",
+        ];
+        let texts = [
+            "nmap",
+            "nc",
+            "NC",
+            "Nmap",
+            "nmap ",
+            "nc.",
+            "",
+            "nc.traditional",
+            "/usr/bin/nc",
+            "/usr/bin/nc/",
+            "usr/bin/nc",
+            "/opt/my tool",
+            "a,b",
+            "a",
+            "!x",
+            "x",
+            "^y",
+            ".hidden",
+            "/",
+        ];
+        for entry in literals {
+            let NameGlob::Literal(literal) = process_pattern(entry).unwrap().glob else {
+                panic!("{entry:?} is not compared as text");
+            };
+            let glob = GlobBuilder::new(entry)
+                .literal_separator(true)
+                .build()
+                .unwrap()
+                .compile_matcher();
+            for text in texts {
+                assert_eq!(
+                    literal == text,
+                    glob.is_match(text),
+                    "{entry:?} on {text:?}"
+                );
+            }
+        }
+        for entry in [
+            "nc.*",
+            "xmrig*",
+            "/usr/bin/n?",
+            "[n]c",
+            "{nc,ncat}",
+            "n\\c",
+            "/usr/**/nc",
+        ] {
+            let pattern = process_pattern(entry).unwrap();
+            assert!(matches!(pattern.glob, NameGlob::Glob(_)), "{entry:?}");
+        }
+    }
 
     /// The messages of a rejected document, one per problem.
     fn errors(text: &str) -> Vec<String> {

@@ -329,6 +329,10 @@ fn proceed(rule: &Rule, launch: &Launch, facts: Option<&LaunchFacts>) -> Answer 
     }
 }
 
+/// The environment variable that keeps the supervisor from asking for the synchronous wake-up,
+/// so that `bench/run` can measure a trapped call without it.
+const NO_SYNC_WAKEUP: &str = "DEFENDER_BENCH_NO_SYNC_WAKEUP";
+
 /// The executable of a thread, as audits name processes.
 fn caller_exe(tid: u32) -> String {
     procfs::exe(tid)
@@ -342,6 +346,12 @@ impl Supervisor {
             "listener received; killable wait (5.19): {}",
             if self.killable { "on" } else { "off" }
         );
+        // For benchmarks only (docs/cli.md): measuring what the synchronous wake-up saves needs
+        // a run without it. It changes the cost of a trapped call, never its decision.
+        if std::env::var_os(NO_SYNC_WAKEUP).is_some_and(|v| !v.is_empty()) {
+            log::warn!("{NO_SYNC_WAKEUP} is set: the synchronous wake-up is off (benchmarks only)");
+            return;
+        }
         match self.listener.set_sync_wakeup() {
             Ok(()) => log::info!("sync wake-up (6.6): on"),
             Err(e) => self.degraded(&format!(

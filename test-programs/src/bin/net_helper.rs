@@ -1,4 +1,4 @@
-//! Test helper for `tests/network.rs`, `tests/dns.rs` and `bench/network.py`: makes the network
+//! Test helper for `tests/network.rs`, `tests/dns.rs` and `bench/run`: makes the network
 //! calls the defender judges (connect, the sends that carry a destination, bind, io_uring_setup),
 //! one per subcommand, and prints what the kernel answered, so a test can tell EPERM (denied) from
 //! the call's native outcome.
@@ -18,9 +18,13 @@
 //! | `dns-connect-write SERVER NAME` | Go's resolver pattern: UDP socket, `connect(SERVER:53)`, `write` an A query for NAME, `read` the answer (5 s timeout) | `rcode=N answers=IP,IP` / `dns=ERRNO` |
 //! | `race-connect ALLOWED DENIED PORT N` | N times: a new UDP socket, `connect` to a sockaddr_in whose address a thread flips between the IPv4 addresses ALLOWED and DENIED; `getpeername` tells where it went | `race: allowed=A denied=D eperm=E other=O` |
 //! | `race-dns SERVER ALLOWED DENIED N` | N times: `sendto(SERVER:53)` an A query whose name a thread flips between ALLOWED and DENIED (same length, differing within 8 bytes), then waits up to 0.5 s for an answer | `race: sent=S eperm=E other=O answered=A` |
-//! | `connect-loop N ADDR` | one UDP socket, `connect(ADDR)` N times | `elapsed_s=SECONDS` |
+//! | `connect-loop N ADDR` | one UDP socket, `connect(ADDR)` N times | `elapsed_s=SECONDS ns_per_call=NS` |
+//! | `sendto-loop N ADDR` | one unconnected UDP socket, `sendto(ADDR)` of 8 bytes N times | `elapsed_s=SECONDS ns_per_call=NS` |
+//! | `bind-loop N IP` | N times: a new UDP socket, `bind(IP:0)`, close (the socket and close are in the figure, natively too) | `elapsed_s=SECONDS ns_per_call=NS` |
 //! | `tcp-bulk BYTES` | a loopback TCP connection inside this process: `send()` BYTES, a thread receives them | `elapsed_s=SECONDS received=BYTES` |
-//! | `resolve-loop N NAME` | N glibc `getaddrinfo(NAME)` lookups (std's `ToSocketAddrs`) | `elapsed_s=SECONDS` |
+//! | `resolve-loop N NAME` | N `getaddrinfo(NAME)` lookups (std's `ToSocketAddrs`): glibc's, or musl's when built for the musl target | `elapsed_s=SECONDS ns_per_call=NS` |
+//! | `http-serve ADDR` | an HTTP/1.1 server on ADDR, a thread per connection, keep-alive, the same 13-byte answer to every request; runs until killed | `listening=ADDR` once it accepts |
+//! | `http-get-loop N ADDR` | N times: a new TCP connection to ADDR, one `GET`, the whole answer read, close | `elapsed_s=SECONDS ns_per_call=NS` |
 //!
 //! The `race-` subcommands attack the time between the supervisor's read of the caller's memory
 //! and the kernel's own: a defender that decided on one read and let the kernel read again
@@ -87,29 +91,95 @@ fn main() {
             let addr = parse(addr);
             let fd = new_socket(addr, SockType::Datagram);
             let target = SockaddrStorage::from(addr);
-            let t0 = Instant::now();
-            for _ in 0..count(n) {
+            timed_loop(count(n), || {
                 socket::connect(fd.as_raw_fd(), &target).expect("connect");
-            }
-            println!("elapsed_s={:.6}", t0.elapsed().as_secs_f64());
-            true
+            })
+        }
+        ["sendto-loop", n, addr] => {
+            let addr = parse(addr);
+            let fd = new_socket(addr, SockType::Datagram);
+            let target = SockaddrStorage::from(addr);
+            timed_loop(count(n), || {
+                socket::sendto(fd.as_raw_fd(), b"sendto\r\n", &target, MsgFlags::empty())
+                    .expect("sendto");
+            })
+        }
+        ["bind-loop", n, ip] => {
+            let addr = SocketAddr::new(ip.parse().unwrap_or_else(|_| usage()), 0);
+            timed_loop(count(n), || {
+                let fd = new_socket(addr, SockType::Datagram);
+                socket::bind(fd.as_raw_fd(), &SockaddrStorage::from(addr)).expect("bind");
+            })
         }
         ["tcp-bulk", bytes] => {
             let (elapsed, received) = tcp_bulk(count(bytes));
             println!("elapsed_s={elapsed:.6} received={received}");
             true
         }
-        ["resolve-loop", n, name] => {
-            let t0 = Instant::now();
-            for _ in 0..count(n) {
-                (*name, 0).to_socket_addrs().expect("getaddrinfo");
-            }
-            println!("elapsed_s={:.6}", t0.elapsed().as_secs_f64());
-            true
+        ["resolve-loop", n, name] => timed_loop(count(n), || {
+            (*name, 0).to_socket_addrs().expect("getaddrinfo");
+        }),
+        ["http-serve", addr] => http_serve(parse(addr)),
+        ["http-get-loop", n, addr] => {
+            let addr = parse(addr);
+            timed_loop(count(n), || http_get(addr))
         }
         _ => usage(),
     };
     std::process::exit(if ok { 0 } else { 1 });
+}
+
+/// Runs `call` n times; prints the time it took in all and per call (process start-up excluded).
+fn timed_loop(n: u64, mut call: impl FnMut()) -> bool {
+    let t0 = Instant::now();
+    for _ in 0..n {
+        call();
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    let per_call = elapsed * 1e9 / n.max(1) as f64;
+    println!("elapsed_s={elapsed:.6} ns_per_call={per_call:.0}");
+    true
+}
+
+/// The one answer of `http-serve`: small, so that the figure is the cost of connections and
+/// requests, not of bytes.
+const HTTP_ANSWER: &[u8] =
+    b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n\r\nhello, bench\n";
+
+/// Serves HTTP_ANSWER to every request (a request ends at its blank line; `GET` has no body)
+/// until killed; a connection lasts as long as its client keeps it.
+fn http_serve(addr: SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    let listener = TcpListener::bind(addr).expect("bind");
+    println!("listening={}", listener.local_addr().expect("local_addr"));
+    for conn in listener.incoming() {
+        let Ok(mut conn) = conn else { continue };
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 8192];
+            let mut pending = Vec::new();
+            while let Ok(n @ 1..) = conn.read(&mut buf) {
+                pending.extend_from_slice(&buf[..n]);
+                while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                    pending.drain(..end + 4);
+                    if conn.write_all(HTTP_ANSWER).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+    }
+    true
+}
+
+/// One `GET` on a new connection; panics unless the answer is `http-serve`'s.
+fn http_get(addr: SocketAddr) {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(addr).expect("connect");
+    conn.write_all(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
+        .expect("write");
+    let mut answer = [0u8; HTTP_ANSWER.len()];
+    conn.read_exact(&mut answer).expect("read");
+    assert_eq!(&answer[..], HTTP_ANSWER, "not http-serve's answer");
 }
 
 fn usage() -> ! {
