@@ -199,7 +199,7 @@ fn judge(policy: &Live, query: &[u8], client: &Client, report: &Report) -> Verdi
             None
         }
     };
-    let (decision, finding) = decide(rule, query, client.pid, &client.process, facts);
+    let (decision, finding) = decide(rule, query, || (client.pid, client.process.clone()), facts);
     let effect = finding.as_ref().map_or(Effect::Disable, |f| f.effect);
     if let Some(f) = finding {
         report(f);

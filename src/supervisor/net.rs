@@ -389,8 +389,10 @@ impl Supervisor {
             msg.name = None;
             return Ok(());
         }
-        let process = super::caller_exe(caller.tid);
-        let (decision, finding) = dns::decide(rule, &msg.data, caller.tgid(), &process, facts);
+        // Who asked is read only for a finding, still while the call waits (checked by `send`):
+        // the thread id names the caller until the call is answered.
+        let asker = || (caller.tgid(), super::caller_exe(caller.tid));
+        let (decision, finding) = dns::decide(rule, &msg.data, asker, facts);
         let effect = finding.as_ref().map_or(Effect::Disable, |f| f.effect);
         if let Some(f) = finding {
             self.on_dns_finding(f);
