@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsFd;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -93,7 +93,11 @@ impl Registry {
             map.retain(|_, (_, used)| now.duration_since(*used) < IDLE);
         }
         map.insert(key(proto, addr), (client, now));
-        self.registered.notify_all();
+        // Only a TCP connection's thread waits for its registration (a datagram comes after the
+        // connect that registered its socket returned): no wake-up, a system call, for UDP.
+        if proto == Proto::Tcp {
+            self.registered.notify_all();
+        }
     }
 
     fn lookup(&self, proto: Proto, addr: SocketAddr, wait: Duration) -> Option<Client> {
@@ -336,15 +340,18 @@ fn serve_udp(sock: &UdpSocket, policy: &Live, report: &Report, registry: &Regist
     }
 }
 
-/// Sends `query` to `server` from a fresh, non-blocking socket connected to it.
+/// Sends `query` to `server` from a fresh, non-blocking socket connected to it. Three system
+/// calls: the socket is made non-blocking when created, and the connect binds it to a random
+/// ephemeral port by itself (udp_lib_get_port, as a bind to port 0 would).
 fn send_upstream(query: &[u8], server: SocketAddr) -> io::Result<UdpSocket> {
-    let any = match server {
-        SocketAddr::V4(_) => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
-        SocketAddr::V6(_) => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
+    use nix::sys::socket::{self, AddressFamily, SockFlag, SockType};
+    let family = match server {
+        SocketAddr::V4(_) => AddressFamily::Inet,
+        SocketAddr::V6(_) => AddressFamily::Inet6,
     };
-    let sock = UdpSocket::bind(any)?;
+    let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
+    let sock = UdpSocket::from(socket::socket(family, SockType::Datagram, flags, None)?);
     sock.connect(server)?;
-    sock.set_nonblocking(true)?;
     sock.send(query)?;
     Ok(sock)
 }
