@@ -89,9 +89,25 @@ impl NetSensor {
 /// many, and opening and closing a pidfd is a third of the system calls of a trapped connect. A
 /// pidfd never names another process: once its thread is gone, `pidfd_getfd` fails with ESRCH and
 /// the pidfd is opened afresh for whoever has the thread id now.
+///
+/// With each kept pidfd, the thread's process (its thread group id), once read: a resolver's
+/// socket registered at the forwarder names the process that asked, and reading it from
+/// /proc/TID/status is most of the cost of that registration. Safe to keep: a thread's thread
+/// group does not change while it lives, and an entry is used only in a call whose descriptor was
+/// just taken through the entry's pidfd, which proves that thread alive and the caller (its call
+/// waits, so the id is not reused meanwhile). The one case where the thread behind an id changes
+/// group, a thread other than the leader calling execve (de_thread takes over the leader's id and
+/// gives up its own), leaves the pidfd naming the old thread: gone, so `pidfd_getfd` through it
+/// fails with ESRCH and the entry is dropped, tgid and all.
 #[derive(Default)]
 struct Pidfds {
-    by_tid: HashMap<u32, OwnedFd>,
+    by_tid: HashMap<u32, Kept>,
+}
+
+/// A kept pidfd of a thread, and its thread group id once read.
+struct Kept {
+    pidfd: OwnedFd,
+    tgid: Option<u32>,
 }
 
 /// How many pidfds are kept at most (a container with more threads making socket calls just opens
@@ -101,8 +117,8 @@ const MAX_PIDFDS: usize = 256;
 impl Pidfds {
     /// Duplicates descriptor `fd` of thread `tid`.
     fn getfd(&mut self, tid: u32, fd: i32) -> std::io::Result<OwnedFd> {
-        if let Some(pidfd) = self.by_tid.get(&tid) {
-            match pidfd::getfd(pidfd.as_fd(), fd) {
+        if let Some(kept) = self.by_tid.get(&tid) {
+            match pidfd::getfd(kept.pidfd.as_fd(), fd) {
                 Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {
                     self.by_tid.remove(&tid);
                 }
@@ -117,9 +133,24 @@ impl Pidfds {
             if self.by_tid.len() >= MAX_PIDFDS {
                 self.by_tid.clear();
             }
-            self.by_tid.insert(tid, pidfd);
+            self.by_tid.insert(tid, Kept { pidfd, tgid: None });
         }
         dup
+    }
+
+    /// The process of `caller`, whose socket was just taken with `getfd` (see [`Pidfds`] for why
+    /// only then): kept with its pidfd once read.
+    fn tgid(&mut self, caller: Caller) -> u32 {
+        let Some(kept) = self.by_tid.get_mut(&caller.tid) else {
+            return caller.tgid();
+        };
+        if let Some(tgid) = kept.tgid {
+            return tgid;
+        }
+        match procfs::tgid(caller.tid) {
+            Ok(tgid) => *kept.tgid.insert(tgid),
+            Err(_) => caller.tgid(),
+        }
     }
 }
 
@@ -260,9 +291,10 @@ impl Supervisor {
         if let (Some(objection), Some(rule)) = (verdict.objection, rule) {
             self.object(rule, objection, caller)?;
         }
-        if let (Some(proto), Some(dest), Some(fwd)) =
-            (verdict.steer, verdict.dest, self.net_forwarder())
+        if let (Some(proto), Some(dest)) = (verdict.steer, verdict.dest)
+            && let Some(net) = self.net.as_mut()
         {
+            let fwd = &net.forwarder;
             // A resolver's socket: connected to the forwarder instead, which checks each question
             // and relays the rest to `dest` (dns/forwarder.rs). Done here, not on a thread: a
             // connect to loopback does not wait.
@@ -273,7 +305,7 @@ impl Supervisor {
             {
                 let client = Client {
                     upstream: dest,
-                    pid: caller.tgid(),
+                    pid: net.pidfds.tgid(caller),
                     process: super::caller_exe(caller.tid),
                     // Nothing to read (no custom rule on DNS, or no rule): an empty set of
                     // facts, which covers what such a rule reads; unreadable: none.
