@@ -21,6 +21,7 @@
 //! | `connect-loop N ADDR` | one UDP socket, `connect(ADDR)` N times | `elapsed_s=SECONDS` |
 //! | `tcp-bulk BYTES` | a loopback TCP connection inside this process: `send()` BYTES, a thread receives them | `elapsed_s=SECONDS received=BYTES` |
 //! | `resolve-loop N NAME` | N glibc `getaddrinfo(NAME)` lookups (std's `ToSocketAddrs`) | `elapsed_s=SECONDS` |
+//! | `thread-resolve NAME...` | a thread that is not the process's first looks up each NAME in turn (glibc) | `pid=P tid=T` then `NAME=ok` or `NAME=failed` each |
 //!
 //! The `race-` subcommands attack the time between the supervisor's read of the caller's memory
 //! and the kernel's own: a defender that decided on one read and let the kernel read again
@@ -106,6 +107,18 @@ fn main() {
             }
             println!("elapsed_s={:.6}", t0.elapsed().as_secs_f64());
             true
+        }
+        ["thread-resolve", names @ ..] if !names.is_empty() => {
+            let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+            std::thread::spawn(move || {
+                println!("pid={} tid={}", std::process::id(), nix::unistd::gettid());
+                for name in names {
+                    let found = (name.as_str(), 0).to_socket_addrs().is_ok();
+                    println!("{name}={}", if found { "ok" } else { "failed" });
+                }
+            })
+            .join()
+            .is_ok()
         }
         _ => usage(),
     };
