@@ -35,6 +35,8 @@ const REGISTRATION_WAIT: Duration = Duration::from_secs(1);
 /// out on the same socket (a lookup sends its A and AAAA questions together), so that each of
 /// them still has most of UPSTREAM_TIMEOUT to be answered in.
 const SHARE_WINDOW: Duration = Duration::from_secs(1);
+/// How many queries the UDP side takes before it looks at the answers again.
+const TAKE_AT_ONCE: usize = 64;
 /// A registration unused for this long is forgotten (resolver sockets live for one lookup).
 const IDLE: Duration = Duration::from_secs(600);
 /// How long a TCP DNS client may stay silent.
@@ -138,6 +140,8 @@ impl Forwarder {
     pub fn start(policy: Live, report: Report) -> io::Result<Forwarder> {
         let loopback = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
         let udp = UdpSocket::bind(loopback)?;
+        // Drained until empty each time poll(2) says it is readable (`take_queries`).
+        udp.set_nonblocking(true)?;
         let tcp = TcpListener::bind(loopback)?;
         let registry = Arc::new(Registry::default());
         let fwd = Forwarder {
@@ -332,14 +336,30 @@ fn serve_udp(sock: &UdpSocket, policy: &Live, report: &Report, registry: &Regist
                 pending.swap_remove(i - 1);
             }
         }
-        if !ready[0] {
-            continue;
+        if ready[0] {
+            take_queries(sock, &mut buf, policy, report, registry, &mut pending);
         }
-        let (n, from) = match sock.recv_from(&mut buf) {
+    }
+}
+
+/// Takes the queries waiting on the forwarder's socket (non-blocking), up to TAKE_AT_ONCE, so that
+/// a flood of them never starves the answers: a lookup's questions, sent together, are read
+/// together, and go upstream together on one socket.
+fn take_queries(
+    sock: &UdpSocket,
+    buf: &mut [u8],
+    policy: &Live,
+    report: &Report,
+    registry: &Registry,
+    pending: &mut Vec<Pending>,
+) {
+    for _ in 0..TAKE_AT_ONCE {
+        let (n, from) = match sock.recv_from(buf) {
             Ok(r) => r,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
             Err(e) => {
                 log::error!("dns forwarder (udp): {e}");
-                continue;
+                return;
             }
         };
         let query = &buf[..n];
