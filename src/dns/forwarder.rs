@@ -78,9 +78,14 @@ fn verdict(decision: Decision, effect: Effect, query: &[u8]) -> Verdict {
     }
 }
 
+/// A registered client and when it was last used.
+type Registered = (Arc<Client>, Instant);
+
 #[derive(Default)]
 struct Registry {
-    clients: Mutex<HashMap<(Proto, SocketAddr), (Client, Instant)>>,
+    /// Shared with the threads that look a client up: a lookup per query costs no copy (and no
+    /// allocation, whose lock the supervisor's loop would wait on).
+    clients: Mutex<HashMap<(Proto, SocketAddr), Registered>>,
     registered: Condvar,
 }
 
@@ -98,7 +103,7 @@ impl Registry {
         if map.len() > 1024 {
             map.retain(|_, (_, used)| now.duration_since(*used) < IDLE);
         }
-        map.insert(key(proto, addr), (client, now));
+        map.insert(key(proto, addr), (Arc::new(client), now));
         // Only a TCP connection's thread waits for its registration (a datagram comes after the
         // connect that registered its socket returned): no wake-up, a system call, for UDP.
         if proto == Proto::Tcp {
@@ -106,7 +111,7 @@ impl Registry {
         }
     }
 
-    fn lookup(&self, proto: Proto, addr: SocketAddr, wait: Duration) -> Option<Client> {
+    fn lookup(&self, proto: Proto, addr: SocketAddr, wait: Duration) -> Option<Arc<Client>> {
         let deadline = Instant::now() + wait;
         let k = key(proto, addr);
         let mut map = self.clients.lock().unwrap_or_else(|e| e.into_inner());
@@ -596,7 +601,7 @@ mod tests {
                 "127.0.0.1:4000".parse().unwrap(),
                 Duration::ZERO
             ),
-            Some(client)
+            Some(Arc::new(client))
         );
         assert_eq!(
             r.lookup(
