@@ -755,16 +755,24 @@ fn read_send(
             // that cannot be read after the first ends the call there, as in the kernel
             // (__sys_sendmmsg).
             let vlen = send::mmsg_count(n.args[2]);
+            // Every header in one copy (a stream socket's call copies one message at most); where
+            // that faults, one header at a time, to stop where the kernel would.
+            let wanted = if stream { vlen.min(1) } else { vlen };
+            let headers = copyin::read_exact(&mut mem, n.args[1], wanted * MMSGHDR_SIZE).ok();
             let mut msgs: Vec<OwnedMsg> = Vec::new();
             let mut copied = 0;
             for i in 0..vlen {
                 if !send::copies_more(i, stream, copied) {
                     break;
                 }
-                let msg =
-                    read_hdr(&mut mem, n.args[1] + (i * MMSGHDR_SIZE) as u64).and_then(|hdr| {
-                        copyin::read_msg(&mut mem, &hdr, max_data, truncate).map_err(Answer::Deny)
-                    });
+                let at = i * MMSGHDR_SIZE;
+                let hdr = match headers.as_deref().and_then(|h| h.get(at..at + MSGHDR_SIZE)) {
+                    Some(h) => Ok(parse_hdr(h)),
+                    None => read_hdr(&mut mem, n.args[1] + (i * MMSGHDR_SIZE) as u64),
+                };
+                let msg = hdr.and_then(|hdr| {
+                    copyin::read_msg(&mut mem, &hdr, max_data, truncate).map_err(Answer::Deny)
+                });
                 match msg {
                     Ok(m) => {
                         copied += m.data.len();
@@ -790,15 +798,63 @@ fn read_address(n: &Notification) -> Result<RawAddr, Answer> {
 
 fn read_hdr(mem: &mut RemoteMemory, at: u64) -> Result<MsgHdr, Answer> {
     let bytes = copyin::read_exact(mem, at, MSGHDR_SIZE).map_err(Answer::Deny)?;
-    Ok(MsgHdr::parse(
-        bytes.as_slice().try_into().expect("MSGHDR_SIZE bytes"),
-    ))
+    Ok(parse_hdr(&bytes))
+}
+
+/// `bytes`: MSGHDR_SIZE bytes of a `struct msghdr`.
+fn parse_hdr(bytes: &[u8]) -> MsgHdr {
+    MsgHdr::parse(bytes.try_into().expect("MSGHDR_SIZE bytes"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::sensors::testing::{custom_rule, rule};
+
+    /// A `sendmmsg`'s messages copied out of a caller (this process): every header in one copy,
+    /// and the kernel's stops: one message on a stream socket, and the first message that cannot
+    /// be read after the first ends the call there.
+    #[test]
+    fn sendmmsg_messages_copied_as_the_kernel_takes_them() {
+        let datas: [&[u8]; 3] = [b"one", b"two!", b"three"];
+        let iovs: Vec<[u64; 2]> = datas
+            .iter()
+            .map(|d| [d.as_ptr() as u64, d.len() as u64])
+            .collect();
+        // struct mmsghdr: msg_iov at 16, msg_iovlen at 24, 64 bytes each.
+        let headers = |bad: Option<usize>| -> Vec<u8> {
+            let mut h = vec![0u8; 3 * MMSGHDR_SIZE];
+            for (i, iov) in iovs.iter().enumerate() {
+                let at = if bad == Some(i) {
+                    8
+                } else {
+                    iov.as_ptr() as u64
+                };
+                h[i * MMSGHDR_SIZE + 16..][..8].copy_from_slice(&at.to_ne_bytes());
+                h[i * MMSGHDR_SIZE + 24..][..8].copy_from_slice(&1u64.to_ne_bytes());
+            }
+            h
+        };
+        let call = |h: &[u8], stream: bool| {
+            let n = Notification {
+                id: 0,
+                pid: std::process::id(),
+                arch: 0,
+                nr: 0,
+                args: [3, h.as_ptr() as u64, 3, 0, 0, 0],
+            };
+            read_send(&n, NetCall::Sendmmsg, stream, 1 << 16, stream)
+                .map(|(msgs, _, _)| msgs.into_iter().map(|m| m.data).collect::<Vec<_>>())
+        };
+        let all: Vec<Vec<u8>> = datas.iter().map(|d| d.to_vec()).collect();
+        assert_eq!(call(&headers(None), false).ok(), Some(all.clone()));
+        assert_eq!(call(&headers(None), true).ok(), Some(all[..1].to_vec()));
+        assert_eq!(call(&headers(Some(1)), false).ok(), Some(all[..1].to_vec()));
+        assert!(matches!(
+            call(&headers(Some(0)), false),
+            Err(Answer::Deny(libc::EFAULT))
+        ));
+    }
 
     #[test]
     fn kinds_of_events_facts_are_read_for() {
