@@ -510,6 +510,54 @@ fn truncated_answers_fall_back_to_tcp_as_natively() {
     assert_eq!(nw.audits_of("dns"), Vec::<Value>::new());
 }
 
+/// A resolver's socket is registered at the forwarder with the process that connected it, whose
+/// id the supervisor keeps with the calling thread's pidfd once read (supervisor/net.rs,
+/// `Pidfds`). Lookups from a thread that is not the process's first: every audit names the
+/// process, never the thread, whether its id was read (the first lookup) or kept (the next).
+#[test]
+fn audits_of_a_thread_name_its_process_lookup_after_lookup() {
+    let nw = NetWorld::new();
+    let helper = test_program("net_helper");
+    let helper_s = helper.display().to_string();
+    let names = ["one.denied.test", "two.denied.test", "allowed.test"];
+    let argv: Vec<&str> = [helper_s.as_str(), "thread-resolve"]
+        .into_iter()
+        .chain(names)
+        .collect();
+    let out = nw.run(&dns_policy("prevent", &[], &["*.denied.test"]), &argv);
+    let text = stdout(&out);
+    let ids: Vec<u64> = text
+        .split_whitespace()
+        .take(2)
+        .map(|f| f.split_once('=').and_then(|(_, v)| v.parse().ok()).unwrap())
+        .collect();
+    let (pid, tid) = (ids[0], ids[1]);
+    assert_ne!(
+        pid, tid,
+        "the lookups must come from a second thread: {text}"
+    );
+    for (name, want) in [
+        ("one.denied.test", "failed"),
+        ("two.denied.test", "failed"),
+        ("allowed.test", "ok"),
+    ] {
+        assert!(text.contains(&format!("{name}={want}")), "{name}: {text}");
+    }
+    let audits = nw.audits_of("dns");
+    let domains: Vec<&str> = audits.iter().filter_map(|a| a["domain"].as_str()).collect();
+    assert_eq!(domains, names[..2], "{audits:#?}");
+    for a in &audits {
+        check_dns_audit(
+            a,
+            "prevent",
+            a["domain"].as_str().unwrap(),
+            &canon(&helper),
+            true,
+        );
+        assert_eq!(a["pid"], pid, "the process, not thread {tid}: {a}");
+    }
+}
+
 #[test]
 fn block_stops_the_container() {
     let nw = NetWorld::new();

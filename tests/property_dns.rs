@@ -148,7 +148,7 @@ fn hickory_name(msg: &[u8]) -> String {
 fn judge_everything(msg: &[u8]) -> bool {
     let read = query::read(msg);
     for effect in ["alert", "prevent", "block"] {
-        let (_, finding) = decide(&rule(effect), msg, 1, "/bin/x", None);
+        let (_, finding) = decide(&rule(effect), msg, || (1, "/bin/x".into()), None);
         if let Some(f) = finding {
             assert_eq!(f.malformed.is_some(), read.is_err());
         }
@@ -291,12 +291,12 @@ proptest! {
         let q = query::read(&msg).expect("well-formed");
         prop_assert_eq!(&q.name, &p.name());
         prop_assert_eq!(hickory_name(&msg), p.name());
-        let (decision, finding) = decide(&prevent(), &msg, 1, "/bin/x", None);
+        let (decision, finding) = decide(&prevent(), &msg, || (1, "/bin/x".into()), None);
         prop_assert_eq!(decision, Decision::Pass);
         prop_assert!(finding.is_none());
         // The same query for the denied name is refused and reported under that name.
         let denied = Parts { labels: vec!["Denied".into(), "TEST".into()], ..p };
-        let (decision, finding) = decide(&prevent(), &denied.bytes(), 1, "/bin/x", None);
+        let (decision, finding) = decide(&prevent(), &denied.bytes(), || (1, "/bin/x".into()), None);
         prop_assert_eq!(decision, Decision::Refuse);
         let f = finding.expect("a finding");
         prop_assert_eq!(f.domain, "denied.test");
@@ -311,7 +311,7 @@ proptest! {
             prop_assert_eq!(err.reason, reason);
         }
         for (effect, want) in [("prevent", Decision::Refuse), ("block", Decision::Refuse), ("alert", Decision::Pass)] {
-            let (decision, finding) = decide(&rule(effect), &msg, 1, "/bin/x", None);
+            let (decision, finding) = decide(&rule(effect), &msg, || (1, "/bin/x".into()), None);
             prop_assert_eq!(decision, want);
             let f = finding.expect("a malformed message is always reported");
             prop_assert_eq!(f.malformed, Some(err.reason));

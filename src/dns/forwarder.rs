@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsFd;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -31,6 +31,12 @@ const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an accepted connection may wait for the supervisor to register it: the supervisor
 /// registers right after its connect returns, which can be just after the forwarder accepts.
 const REGISTRATION_WAIT: Duration = Duration::from_secs(1);
+/// For how long after a query was sent upstream the client's next queries to the same server go
+/// out on the same socket (a lookup sends its A and AAAA questions together), so that each of
+/// them still has most of UPSTREAM_TIMEOUT to be answered in.
+const SHARE_WINDOW: Duration = Duration::from_secs(1);
+/// How many queries the UDP side takes before it looks at the answers again.
+const TAKE_AT_ONCE: usize = 64;
 /// A registration unused for this long is forgotten (resolver sockets live for one lookup).
 const IDLE: Duration = Duration::from_secs(600);
 /// How long a TCP DNS client may stay silent.
@@ -72,9 +78,14 @@ fn verdict(decision: Decision, effect: Effect, query: &[u8]) -> Verdict {
     }
 }
 
+/// A registered client and when it was last used.
+type Registered = (Arc<Client>, Instant);
+
 #[derive(Default)]
 struct Registry {
-    clients: Mutex<HashMap<(Proto, SocketAddr), (Client, Instant)>>,
+    /// Shared with the threads that look a client up: a lookup per query costs no copy (and no
+    /// allocation, whose lock the supervisor's loop would wait on).
+    clients: Mutex<HashMap<(Proto, SocketAddr), Registered>>,
     registered: Condvar,
 }
 
@@ -92,11 +103,15 @@ impl Registry {
         if map.len() > 1024 {
             map.retain(|_, (_, used)| now.duration_since(*used) < IDLE);
         }
-        map.insert(key(proto, addr), (client, now));
-        self.registered.notify_all();
+        map.insert(key(proto, addr), (Arc::new(client), now));
+        // Only a TCP connection's thread waits for its registration (a datagram comes after the
+        // connect that registered its socket returned): no wake-up, a system call, for UDP.
+        if proto == Proto::Tcp {
+            self.registered.notify_all();
+        }
     }
 
-    fn lookup(&self, proto: Proto, addr: SocketAddr, wait: Duration) -> Option<Client> {
+    fn lookup(&self, proto: Proto, addr: SocketAddr, wait: Duration) -> Option<Arc<Client>> {
         let deadline = Instant::now() + wait;
         let k = key(proto, addr);
         let mut map = self.clients.lock().unwrap_or_else(|e| e.into_inner());
@@ -130,6 +145,8 @@ impl Forwarder {
     pub fn start(policy: Live, report: Report) -> io::Result<Forwarder> {
         let loopback = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
         let udp = UdpSocket::bind(loopback)?;
+        // Drained until empty each time poll(2) says it is readable (`take_queries`).
+        udp.set_nonblocking(true)?;
         let tcp = TcpListener::bind(loopback)?;
         let registry = Arc::new(Registry::default());
         let fwd = Forwarder {
@@ -199,7 +216,7 @@ fn judge(policy: &Live, query: &[u8], client: &Client, report: &Report) -> Verdi
             None
         }
     };
-    let (decision, finding) = decide(rule, query, client.pid, &client.process, facts);
+    let (decision, finding) = decide(rule, query, || (client.pid, client.process.clone()), facts);
     let effect = finding.as_ref().map_or(Effect::Disable, |f| f.effect);
     if let Some(f) = finding {
         report(f);
@@ -245,19 +262,50 @@ fn asker<'a>(rule: &Rule, client: &'a Client) -> Asker<'a> {
     }
 }
 
-/// A query sent on to its server, waiting for the answer.
+/// The queries of one client socket sent on to its server, waiting for their answers.
 struct Pending {
     /// A fresh socket connected to the server (a fresh random port, as the resolver library would
-    /// have used): only the server's answers reach it.
+    /// have used): only the server's answers reach it. Shared by the queries of one client socket
+    /// in flight together (a lookup's A and AAAA questions), as the client's own socket would
+    /// have been: one socket, not one per question, and never another client's.
     upstream: UdpSocket,
-    id: Option<u16>,
+    server: SocketAddr,
+    /// The IDs of the queries still unanswered.
+    ids: Vec<Option<u16>>,
     client: SocketAddr,
     deadline: Instant,
 }
 
+impl Pending {
+    /// Relays to the client every answer waiting on the socket that answers one of its queries;
+    /// false once none is left unanswered, or on an error.
+    fn relay(&mut self, sock: &UdpSocket, buf: &mut [u8]) -> bool {
+        loop {
+            match self.upstream.recv(buf) {
+                Ok(n) => {
+                    let id = super::id(&buf[..n]);
+                    // Not the answer to one of its queries: keep waiting for those.
+                    if let Some(at) = self.ids.iter().position(|i| *i == id) {
+                        self.ids.swap_remove(at);
+                        let _ = sock.send_to(&buf[..n], self.client);
+                        if self.ids.is_empty() {
+                            return false;
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) => {
+                    log::debug!("dns answer for {}: {e}", self.client);
+                    return false;
+                }
+            }
+        }
+    }
+}
+
 /// The UDP side: one thread that takes queries from the clients and answers from the servers
-/// (poll(2) over the forwarder's socket and one socket per query in flight), so that relaying a
-/// query costs no thread of its own.
+/// (poll(2) over the forwarder's socket and one socket per client socket with queries in flight),
+/// so that relaying a query costs no thread of its own.
 fn serve_udp(sock: &UdpSocket, policy: &Live, report: &Report, registry: &Registry) {
     let mut buf = vec![0u8; 65536];
     let mut pending: Vec<Pending> = Vec::new();
@@ -289,28 +337,34 @@ fn serve_udp(sock: &UdpSocket, policy: &Live, report: &Report, registry: &Regist
         drop(fds);
         // Answers first (highest index first, so removing one keeps the others' indices).
         for i in (1..ready.len()).rev().filter(|i| ready[*i]) {
-            let p = &pending[i - 1];
-            match p.upstream.recv(&mut buf) {
-                Ok(n) if super::id(&buf[..n]) == p.id => {
-                    let _ = sock.send_to(&buf[..n], p.client);
-                    pending.swap_remove(i - 1);
-                }
-                // Not the answer to this query: keep waiting for it.
-                Ok(_) => {}
-                Err(e) => {
-                    log::debug!("dns answer for {}: {e}", p.client);
-                    pending.swap_remove(i - 1);
-                }
+            if !pending[i - 1].relay(sock, &mut buf) {
+                pending.swap_remove(i - 1);
             }
         }
-        if !ready[0] {
-            continue;
+        if ready[0] {
+            take_queries(sock, &mut buf, policy, report, registry, &mut pending);
         }
-        let (n, from) = match sock.recv_from(&mut buf) {
+    }
+}
+
+/// Takes the queries waiting on the forwarder's socket (non-blocking), up to TAKE_AT_ONCE, so that
+/// a flood of them never starves the answers: a lookup's questions, sent together, are read
+/// together, and go upstream together on one socket.
+fn take_queries(
+    sock: &UdpSocket,
+    buf: &mut [u8],
+    policy: &Live,
+    report: &Report,
+    registry: &Registry,
+    pending: &mut Vec<Pending>,
+) {
+    for _ in 0..TAKE_AT_ONCE {
+        let (n, from) = match sock.recv_from(buf) {
             Ok(r) => r,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
             Err(e) => {
                 log::error!("dns forwarder (udp): {e}");
-                continue;
+                return;
             }
         };
         let query = &buf[..n];
@@ -323,28 +377,46 @@ fn serve_udp(sock: &UdpSocket, policy: &Live, report: &Report, registry: &Regist
                 let _ = sock.send_to(&a, from);
             }
             Verdict::Drop => {}
-            Verdict::Forward => match send_upstream(query, client.upstream) {
-                Ok(upstream) => pending.push(Pending {
-                    upstream,
-                    id: super::id(query),
-                    client: from,
-                    deadline: Instant::now() + UPSTREAM_TIMEOUT,
-                }),
-                Err(e) => log::debug!("dns query to {}: {e}", client.upstream),
-            },
+            Verdict::Forward => {
+                let id = super::id(query);
+                let (server, deadline) = (client.upstream, Instant::now() + UPSTREAM_TIMEOUT);
+                // A socket made for this client's queries less than SHARE_WINDOW ago.
+                let young = deadline - SHARE_WINDOW;
+                let sent = match pending
+                    .iter_mut()
+                    .find(|p| p.client == from && p.server == server && p.deadline > young)
+                {
+                    Some(p) => p.upstream.send(query).map(|_| p.ids.push(id)),
+                    None => send_upstream(query, server).map(|upstream| {
+                        pending.push(Pending {
+                            upstream,
+                            server,
+                            ids: vec![id],
+                            client: from,
+                            deadline,
+                        })
+                    }),
+                };
+                if let Err(e) = sent {
+                    log::debug!("dns query to {server}: {e}");
+                }
+            }
         }
     }
 }
 
-/// Sends `query` to `server` from a fresh, non-blocking socket connected to it.
+/// Sends `query` to `server` from a fresh, non-blocking socket connected to it. Three system
+/// calls: the socket is made non-blocking when created, and the connect binds it to a random
+/// ephemeral port by itself (udp_lib_get_port, as a bind to port 0 would).
 fn send_upstream(query: &[u8], server: SocketAddr) -> io::Result<UdpSocket> {
-    let any = match server {
-        SocketAddr::V4(_) => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
-        SocketAddr::V6(_) => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
+    use nix::sys::socket::{self, AddressFamily, SockFlag, SockType};
+    let family = match server {
+        SocketAddr::V4(_) => AddressFamily::Inet,
+        SocketAddr::V6(_) => AddressFamily::Inet6,
     };
-    let sock = UdpSocket::bind(any)?;
+    let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
+    let sock = UdpSocket::from(socket::socket(family, SockType::Datagram, flags, None)?);
     sock.connect(server)?;
-    sock.set_nonblocking(true)?;
     sock.send(query)?;
     Ok(sock)
 }
@@ -472,6 +544,43 @@ mod tests {
         }
     }
 
+    /// One upstream socket for two queries of a client: each answer relayed once, to that
+    /// client; an answer to no query of it dropped; done once both are answered.
+    #[test]
+    fn shared_upstream_socket_relays_each_answer_once() {
+        let any = |s: &str| UdpSocket::bind(s).unwrap();
+        let (server, forwarder, client) =
+            (any("127.0.0.1:0"), any("127.0.0.1:0"), any("127.0.0.1:0"));
+        let upstream = any("127.0.0.1:0");
+        upstream.connect(server.local_addr().unwrap()).unwrap();
+        upstream.set_nonblocking(true).unwrap();
+        let mut p = Pending {
+            server: server.local_addr().unwrap(),
+            ids: vec![Some(1), Some(2)],
+            client: client.local_addr().unwrap(),
+            deadline: Instant::now() + UPSTREAM_TIMEOUT,
+            upstream,
+        };
+        let back = p.upstream.local_addr().unwrap();
+        let mut buf = [0u8; 512];
+        // Sent on loopback, each datagram is queued before send_to returns.
+        for answer in [[0u8, 3, 0xaa], [0, 2, 0xbb]] {
+            server.send_to(&answer, back).unwrap();
+        }
+        assert!(p.relay(&forwarder, &mut buf), "query 1 still waits");
+        assert_eq!(p.ids, vec![Some(1)]);
+        server.send_to(&[0, 1, 0xcc], back).unwrap();
+        server.send_to(&[0, 1, 0xdd], back).unwrap();
+        assert!(!p.relay(&forwarder, &mut buf), "both answered");
+        client.set_nonblocking(true).unwrap();
+        let mut got = Vec::new();
+        while let Ok((n, from)) = client.recv_from(&mut buf) {
+            assert_eq!(from, forwarder.local_addr().unwrap());
+            got.push(buf[..n].to_vec());
+        }
+        assert_eq!(got, vec![vec![0, 2, 0xbb], vec![0, 1, 0xcc]]);
+    }
+
     #[test]
     fn registrations_match_mapped_and_plain_addresses() {
         let r = Registry::default();
@@ -492,7 +601,7 @@ mod tests {
                 "127.0.0.1:4000".parse().unwrap(),
                 Duration::ZERO
             ),
-            Some(client)
+            Some(Arc::new(client))
         );
         assert_eq!(
             r.lookup(

@@ -106,11 +106,12 @@ fn strictest(rule: &Rule) -> Effect {
 /// the `dns` section) and says what to do and, when the rule objects to it, what to report. A
 /// message that is not exactly one well-formed query cannot be judged by a custom rule and is
 /// outside what any allow list can allow (`notAllowed`), under the strictest effect of both.
+/// `asker` gives the asking process's pid and program, called only for a finding: an allowed
+/// question never pays for the /proc reads behind them.
 pub fn decide(
     rule: &Rule,
     msg: &[u8],
-    pid: u32,
-    process: &str,
+    asker: impl FnOnce() -> (u32, String),
     facts: Option<&Process>,
 ) -> (Decision, Option<Finding>) {
     let dns = rule.dns();
@@ -138,7 +139,7 @@ pub fn decide(
             }
         }
         Err(m) => {
-            log::debug!("DNS message from pid {pid} ({process}): {m}");
+            log::debug!("malformed DNS message: {m}");
             (
                 m.name.unwrap_or_default(),
                 Attack::NotAllowed.into(),
@@ -147,9 +148,10 @@ pub fn decide(
             )
         }
     };
+    let (pid, process) = asker();
     let finding = Finding {
         pid,
-        process: process.to_string(),
+        process,
         domain,
         cause,
         effect,
@@ -336,7 +338,7 @@ mod tests {
             (&off, two, Decision::Pass, None),
         ];
         for (rule, q, want, finding) in cases {
-            let (decision, seen) = decide(rule, q, 42, "/usr/bin/getent", None);
+            let (decision, seen) = decide(rule, q, || (42, "/usr/bin/getent".into()), None);
             assert_eq!(decision, *want, "{q:02x?}");
             let seen = seen.map(|f| (f.domain, f.cause, f.malformed, f.pid, f.process));
             let want = finding.map(|(d, a, m)| {
@@ -490,7 +492,14 @@ mod tests {
             ),
         ];
         for (what, rule, msg, facts, want, finding) in cases {
-            let (decision, seen) = decide(rule, msg, 1, "/bin/x", *facts);
+            let asked = std::cell::Cell::new(false);
+            let asker = || {
+                asked.set(true);
+                (1, "/bin/x".to_string())
+            };
+            let (decision, seen) = decide(rule, msg, asker, *facts);
+            // The asker is looked up for a finding alone.
+            assert_eq!(asked.get(), seen.is_some(), "{what}");
             assert_eq!(decision, *want, "{what}");
             assert_eq!(seen.map(|f| (f.cause, f.effect)), *finding, "{what}");
         }

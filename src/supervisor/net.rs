@@ -90,9 +90,25 @@ impl NetSensor {
 /// many, and opening and closing a pidfd is a third of the system calls of a trapped connect. A
 /// pidfd never names another process: once its thread is gone, `pidfd_getfd` fails with ESRCH and
 /// the pidfd is opened afresh for whoever has the thread id now.
+///
+/// With each kept pidfd, the thread's process (its thread group id), once read: a resolver's
+/// socket registered at the forwarder names the process that asked, and reading it from
+/// /proc/TID/status is most of the cost of that registration. Safe to keep: a thread's thread
+/// group does not change while it lives, and an entry is used only in a call whose descriptor was
+/// just taken through the entry's pidfd, which proves that thread alive and the caller (its call
+/// waits, so the id is not reused meanwhile). The one case where the thread behind an id changes
+/// group, a thread other than the leader calling execve (de_thread takes over the leader's id and
+/// gives up its own), leaves the pidfd naming the old thread: gone, so `pidfd_getfd` through it
+/// fails with ESRCH and the entry is dropped, tgid and all.
 #[derive(Default)]
 struct Pidfds {
-    by_tid: HashMap<u32, OwnedFd>,
+    by_tid: HashMap<u32, Kept>,
+}
+
+/// A kept pidfd of a thread, and its thread group id once read.
+struct Kept {
+    pidfd: OwnedFd,
+    tgid: Option<u32>,
 }
 
 /// How many pidfds are kept at most (a container with more threads making socket calls just opens
@@ -102,8 +118,8 @@ const MAX_PIDFDS: usize = 256;
 impl Pidfds {
     /// Duplicates descriptor `fd` of thread `tid`.
     fn getfd(&mut self, tid: u32, fd: i32) -> std::io::Result<OwnedFd> {
-        if let Some(pidfd) = self.by_tid.get(&tid) {
-            match pidfd::getfd(pidfd.as_fd(), fd) {
+        if let Some(kept) = self.by_tid.get(&tid) {
+            match pidfd::getfd(kept.pidfd.as_fd(), fd) {
                 Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {
                     self.by_tid.remove(&tid);
                 }
@@ -118,9 +134,24 @@ impl Pidfds {
             if self.by_tid.len() >= MAX_PIDFDS {
                 self.by_tid.clear();
             }
-            self.by_tid.insert(tid, pidfd);
+            self.by_tid.insert(tid, Kept { pidfd, tgid: None });
         }
         dup
+    }
+
+    /// The process of `caller`, whose socket was just taken with `getfd` (see [`Pidfds`] for why
+    /// only then): kept with its pidfd once read.
+    fn tgid(&mut self, caller: Caller) -> u32 {
+        let Some(kept) = self.by_tid.get_mut(&caller.tid) else {
+            return caller.tgid();
+        };
+        if let Some(tgid) = kept.tgid {
+            return tgid;
+        }
+        match procfs::tgid(caller.tid) {
+            Ok(tgid) => *kept.tgid.insert(tgid),
+            Err(_) => caller.tgid(),
+        }
     }
 }
 
@@ -264,9 +295,10 @@ impl Supervisor {
         if let (Some(objection), Some(rule)) = (verdict.objection, rule) {
             self.object(rule, objection, caller)?;
         }
-        if let (Some(proto), Some(dest), Some(fwd)) =
-            (verdict.steer, verdict.dest, self.net_forwarder())
+        if let (Some(proto), Some(dest)) = (verdict.steer, verdict.dest)
+            && let Some(net) = self.net.as_mut()
         {
+            let fwd = &net.forwarder;
             // A resolver's socket: connected to the forwarder instead, which checks each question
             // and relays the rest to `dest` (dns/forwarder.rs). Done here, not on a thread: a
             // connect to loopback does not wait.
@@ -277,7 +309,7 @@ impl Supervisor {
             {
                 let client = Client {
                     upstream: dest,
-                    pid: caller.tgid(),
+                    pid: net.pidfds.tgid(caller),
                     process: super::caller_exe(caller.tid),
                     // Nothing to read (no custom rule on DNS, or no rule): an empty set of
                     // facts, which covers what such a rule reads; unreadable: none.
@@ -399,8 +431,10 @@ impl Supervisor {
             msg.name = None;
             return Ok(());
         }
-        let process = super::caller_exe(caller.tid);
-        let (decision, finding) = dns::decide(rule, &msg.data, caller.tgid(), &process, facts);
+        // Who asked is read only for a finding, still while the call waits (checked by `send`):
+        // the thread id names the caller until the call is answered.
+        let asker = || (caller.tgid(), super::caller_exe(caller.tid));
+        let (decision, finding) = dns::decide(rule, &msg.data, asker, facts);
         let effect = finding.as_ref().map_or(Effect::Disable, |f| f.effect);
         if let Some(f) = finding {
             self.on_dns_finding(f);
@@ -731,16 +765,24 @@ fn read_send(
             // that cannot be read after the first ends the call there, as in the kernel
             // (__sys_sendmmsg).
             let vlen = send::mmsg_count(n.args[2]);
+            // Every header in one copy (a stream socket's call copies one message at most); where
+            // that faults, one header at a time, to stop where the kernel would.
+            let wanted = if stream { vlen.min(1) } else { vlen };
+            let headers = copyin::read_exact(&mut mem, n.args[1], wanted * MMSGHDR_SIZE).ok();
             let mut msgs: Vec<OwnedMsg> = Vec::new();
             let mut copied = 0;
             for i in 0..vlen {
                 if !send::copies_more(i, stream, copied) {
                     break;
                 }
-                let msg =
-                    read_hdr(&mut mem, n.args[1] + (i * MMSGHDR_SIZE) as u64).and_then(|hdr| {
-                        copyin::read_msg(&mut mem, &hdr, max_data, truncate).map_err(Answer::Deny)
-                    });
+                let at = i * MMSGHDR_SIZE;
+                let hdr = match headers.as_deref().and_then(|h| h.get(at..at + MSGHDR_SIZE)) {
+                    Some(h) => Ok(parse_hdr(h)),
+                    None => read_hdr(&mut mem, n.args[1] + (i * MMSGHDR_SIZE) as u64),
+                };
+                let msg = hdr.and_then(|hdr| {
+                    copyin::read_msg(&mut mem, &hdr, max_data, truncate).map_err(Answer::Deny)
+                });
                 match msg {
                     Ok(m) => {
                         copied += m.data.len();
@@ -766,15 +808,63 @@ fn read_address(n: &Notification) -> Result<RawAddr, Answer> {
 
 fn read_hdr(mem: &mut RemoteMemory, at: u64) -> Result<MsgHdr, Answer> {
     let bytes = copyin::read_exact(mem, at, MSGHDR_SIZE).map_err(Answer::Deny)?;
-    Ok(MsgHdr::parse(
-        bytes.as_slice().try_into().expect("MSGHDR_SIZE bytes"),
-    ))
+    Ok(parse_hdr(&bytes))
+}
+
+/// `bytes`: MSGHDR_SIZE bytes of a `struct msghdr`.
+fn parse_hdr(bytes: &[u8]) -> MsgHdr {
+    MsgHdr::parse(bytes.try_into().expect("MSGHDR_SIZE bytes"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::sensors::testing::{custom_rule, rule};
+
+    /// A `sendmmsg`'s messages copied out of a caller (this process): every header in one copy,
+    /// and the kernel's stops: one message on a stream socket, and the first message that cannot
+    /// be read after the first ends the call there.
+    #[test]
+    fn sendmmsg_messages_copied_as_the_kernel_takes_them() {
+        let datas: [&[u8]; 3] = [b"one", b"two!", b"three"];
+        let iovs: Vec<[u64; 2]> = datas
+            .iter()
+            .map(|d| [d.as_ptr() as u64, d.len() as u64])
+            .collect();
+        // struct mmsghdr: msg_iov at 16, msg_iovlen at 24, 64 bytes each.
+        let headers = |bad: Option<usize>| -> Vec<u8> {
+            let mut h = vec![0u8; 3 * MMSGHDR_SIZE];
+            for (i, iov) in iovs.iter().enumerate() {
+                let at = if bad == Some(i) {
+                    8
+                } else {
+                    iov.as_ptr() as u64
+                };
+                h[i * MMSGHDR_SIZE + 16..][..8].copy_from_slice(&at.to_ne_bytes());
+                h[i * MMSGHDR_SIZE + 24..][..8].copy_from_slice(&1u64.to_ne_bytes());
+            }
+            h
+        };
+        let call = |h: &[u8], stream: bool| {
+            let n = Notification {
+                id: 0,
+                pid: std::process::id(),
+                arch: 0,
+                nr: 0,
+                args: [3, h.as_ptr() as u64, 3, 0, 0, 0],
+            };
+            read_send(&n, NetCall::Sendmmsg, stream, 1 << 16, stream)
+                .map(|(msgs, _, _)| msgs.into_iter().map(|m| m.data).collect::<Vec<_>>())
+        };
+        let all: Vec<Vec<u8>> = datas.iter().map(|d| d.to_vec()).collect();
+        assert_eq!(call(&headers(None), false).ok(), Some(all.clone()));
+        assert_eq!(call(&headers(None), true).ok(), Some(all[..1].to_vec()));
+        assert_eq!(call(&headers(Some(1)), false).ok(), Some(all[..1].to_vec()));
+        assert!(matches!(
+            call(&headers(Some(0)), false),
+            Err(Answer::Deny(libc::EFAULT))
+        ));
+    }
 
     #[test]
     fn kinds_of_events_facts_are_read_for() {

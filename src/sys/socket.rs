@@ -173,15 +173,21 @@ pub fn send_msgs(
         .collect();
     let flags = flags | libc::MSG_NOSIGNAL;
     let ret = if many {
+        // The system call itself, not the C library's wrapper: musl's sendmmsg on 64-bit targets
+        // is a loop of sendmsg (src/network/sendmmsg.c, to clear the padding next to its 32-bit
+        // msg_iovlen and msg_controllen), one system call per message. Our headers need no such
+        // fix: each was zeroed whole before its fields were set, so the padding is zero and the
+        // kernel's 64-bit fields read exactly the lengths set.
         // SAFETY: every header points at buffers owned by `msgs`/`iovs`, alive and unmoved for
-        // the call; the kernel writes only the `msg_len` fields of `hdrs`.
+        // the call; the kernel writes only the `msg_len` fields of `hdrs`; the other arguments
+        // are integers.
         let n = unsafe {
-            libc::sendmmsg(
+            libc::syscall(
+                libc::SYS_sendmmsg,
                 fd.as_raw_fd(),
                 hdrs.as_mut_ptr(),
                 hdrs.len() as libc::c_uint,
-                // An int for glibc, an unsigned int for musl: the same bits.
-                flags as _,
+                flags as libc::c_uint,
             )
         };
         n as isize

@@ -25,6 +25,7 @@
 //! | `resolve-loop N NAME` | N `getaddrinfo(NAME)` lookups (std's `ToSocketAddrs`): glibc's, or musl's when built for the musl target | `elapsed_s=SECONDS ns_per_call=NS` |
 //! | `http-serve ADDR` | an HTTP/1.1 server on ADDR, a thread per connection, keep-alive, the same 13-byte answer to every request; runs until killed | `listening=ADDR` once it accepts |
 //! | `http-get-loop N ADDR` | N times: a new TCP connection to ADDR, one `GET`, the whole answer read, close | `elapsed_s=SECONDS ns_per_call=NS` |
+//! | `thread-resolve NAME...` | a thread that is not the process's first looks up each NAME in turn (glibc) | `pid=P tid=T` then `NAME=ok` or `NAME=failed` each |
 //!
 //! The `race-` subcommands attack the time between the supervisor's read of the caller's memory
 //! and the kernel's own: a defender that decided on one read and let the kernel read again
@@ -123,6 +124,18 @@ fn main() {
         ["http-get-loop", n, addr] => {
             let addr = parse(addr);
             timed_loop(count(n), || http_get(addr))
+        }
+        ["thread-resolve", names @ ..] if !names.is_empty() => {
+            let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+            std::thread::spawn(move || {
+                println!("pid={} tid={}", std::process::id(), nix::unistd::gettid());
+                for name in names {
+                    let found = (name.as_str(), 0).to_socket_addrs().is_ok();
+                    println!("{name}={}", if found { "ok" } else { "failed" });
+                }
+            })
+            .join()
+            .is_ok()
         }
         _ => usage(),
     };
