@@ -292,10 +292,8 @@ mod tests {
         // SAFETY: the second page of the mapping made above, which nothing references.
         let second = unsafe { base.add(PAGE as usize) };
         // SAFETY: changes the protection of that page only.
-        assert_eq!(
-            unsafe { libc::mprotect(second, PAGE as usize, libc::PROT_NONE) },
-            0
-        );
+        let protected = unsafe { libc::mprotect(second, PAGE as usize, libc::PROT_NONE) };
+        assert_eq!(protected, 0);
         // SAFETY: the first page is mapped, writable and ours alone.
         let first = unsafe { std::slice::from_raw_parts_mut(base as *mut u8, PAGE as usize) };
         first.fill(0xff);
