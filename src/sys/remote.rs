@@ -8,6 +8,7 @@
 
 use std::fs::File;
 use std::io::{self, IoSliceMut};
+use std::mem::MaybeUninit;
 use std::os::unix::fs::FileExt;
 
 use nix::errno::Errno;
@@ -35,9 +36,12 @@ pub struct RemoteMemory {
 
 /// Ranges of the caller's memory read ahead, in one buffer on the stack (this is on the path of
 /// every trapped exec, and musl's allocator maps and unmaps a page for buffers of this size).
+/// Left uninitialized: every [`RemoteMemory`] has one, the network sensor's too, which never
+/// reads ahead, and zeroing it would cost them all; only bytes the kernel wrote are ever read.
 struct Ahead {
-    bytes: [u8; AHEAD],
-    /// Each range kept: its address, and where its bytes are in `bytes`.
+    bytes: [MaybeUninit<u8>; AHEAD],
+    /// Each range kept: its address, and where its bytes are in `bytes`, all written by the
+    /// kernel.
     ranges: [(u64, std::ops::Range<usize>); 2],
     kept: usize,
 }
@@ -51,7 +55,7 @@ impl RemoteMemory {
             pid,
             mem: None,
             ahead: Ahead {
-                bytes: [0; AHEAD],
+                bytes: [MaybeUninit::uninit(); AHEAD],
                 ranges: [(0, 0..0), (0, 0..0)],
                 kept: 0,
             },
@@ -76,17 +80,26 @@ impl RemoteMemory {
         if self.mem.is_some() || at == 0 || array_at == 0 {
             return;
         }
-        let (head, tail) = self.ahead.bytes.split_at_mut(first);
-        let remote = ranges.clone().map(|(base, within)| RemoteIoVec {
-            base: base as usize,
-            len: within.len(),
+        let bytes = self.ahead.bytes.as_mut_ptr();
+        let local = ranges.clone().map(|(_, within)| libc::iovec {
+            // `within` lies inside `bytes` (`first + second <= AHEAD`).
+            iov_base: bytes.wrapping_add(within.start).cast(),
+            iov_len: within.len(),
         });
-        let mut local = [IoSliceMut::new(head), IoSliceMut::new(&mut tail[..second])];
-        let Ok(n) = process_vm_readv(Pid::from_raw(self.pid), &mut local, &remote) else {
+        let remote = ranges.clone().map(|(base, within)| libc::iovec {
+            iov_base: base as *mut libc::c_void,
+            iov_len: within.len(),
+        });
+        // SAFETY: the local iovecs are two disjoint ranges of `self.ahead.bytes`, which is
+        // borrowed mutably for the call; the kernel writes at most their lengths there and only
+        // reads the remote ones' addresses, in the caller's process.
+        let n =
+            unsafe { libc::process_vm_readv(self.pid, local.as_ptr(), 2, remote.as_ptr(), 2, 0) };
+        let Ok(n) = usize::try_from(n) else {
             return;
         };
         // The call copies the ranges in order and stops at the first byte it cannot read: the
-        // ranges covered by the count are whole.
+        // ranges covered by the count are whole, and written.
         self.ahead.kept = ranges.iter().filter(|(_, within)| within.end <= n).count();
         self.ahead.ranges = ranges;
     }
@@ -100,7 +113,16 @@ impl RemoteMemory {
             (end <= within.len()).then(|| &ahead.bytes[within.start + from..within.start + end])
         });
         if let Some(bytes) = kept {
-            buf.copy_from_slice(bytes);
+            // SAFETY: `bytes` lies inside a kept range, every byte of which the kernel wrote
+            // (`read_ahead`), and has `buf`'s length; the two do not overlap (`buf` is borrowed
+            // apart from `self`).
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    bytes.as_ptr().cast::<u8>(),
+                    buf.as_mut_ptr(),
+                    buf.len(),
+                )
+            };
             return Ok(buf.len());
         }
         if self.mem.is_none() {
@@ -131,10 +153,13 @@ impl RemoteMemory {
         }
         let mut out = Vec::new();
         let mut at = addr;
+        // On the stack: a chunk is at most a page, and a heap buffer of that size is one more
+        // allocation per string (which musl's allocator may map and unmap each time).
+        let mut page = [0u8; PAGE as usize];
         while out.len() < max {
             let chunk = cstr_chunk(at, max - out.len());
-            let mut buf = vec![0u8; chunk];
-            let n = self.read(at, &mut buf)?;
+            let buf = &mut page[..chunk];
+            let n = self.read(at, buf)?;
             if n == 0 {
                 return Err(io::Error::from_raw_os_error(libc::EFAULT));
             }
@@ -161,10 +186,11 @@ impl RemoteMemory {
             // execve(2): a NULL argv is taken as an empty list on Linux.
             return Ok((out, false));
         }
-        let mut buf = vec![0u8; width * ARRAY_CHUNK];
+        let mut words = [0u8; 8 * ARRAY_CHUNK];
+        let buf = &mut words[..width * ARRAY_CHUNK];
         let mut at = addr;
         while out.len() < max {
-            let n = self.read(at, &mut buf)?;
+            let n = self.read(at, buf)?;
             if n < width {
                 return Err(io::Error::from_raw_os_error(libc::EFAULT));
             }
