@@ -414,7 +414,9 @@ fn swapping_argv0_after_the_check_never_runs_another_applet() {
     // exec stop compares argv[0] with the name decided on and kills a mismatch before busybox
     // runs an instruction. Each child either ran true, was killed, or was refused (EPERM). The
     // runs go on until a child was killed (and its kill audited): the proof that the exec stop's
-    // check fired, not only that nothing got through.
+    // check fired, not only that nothing got through. The path and argv[0] lie in one page, as a
+    // shell's do, so that the supervisor reads both in its one read ahead of the caller's memory
+    // (`RemoteMemory::read_ahead`) and decides on that snapshot: the flip after it is caught.
     let busybox = require("busybox");
     let tallies = common::race_until_killed("argv0", || argv0_round(&busybox));
     println!("{tallies:?}");

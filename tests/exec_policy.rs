@@ -466,6 +466,30 @@ fn allow_list_with_block_stops_the_whole_container() {
     assert_time_format(str_of(b, "time"));
 }
 
+#[test]
+fn the_commands_end_during_an_exec_stop_is_seen() {
+    // Under an allow list every launch ends in an exec stop, and the kernel tells the tracer of a
+    // stop with a SIGCHLD as well; the supervisor takes that SIGCHLD where it handles the stop
+    // (`await_exec`) instead of in another turn of its loop, then reaps every child that changed.
+    // The command here exits while the launch it started in the background is decided on and
+    // stopped, so its end and the stop's news meet: seen, the end makes the defender stop the
+    // orphan (`sleep`, TERM) and exit with the command's status; missed, it would wait for the
+    // sleep to end, a thousand seconds. (The narrowest case, an end between the stop's report and
+    // the take, which only the reap after the take tells of, lasts microseconds: no test can aim
+    // at it, and the reap is there for it.)
+    let w = World::new();
+    let policy = allow("prevent", &["sh", "dash", "sleep"]);
+    for round in 0..10 {
+        let o = run(&w, &policy, &["sh", "-c", "sleep 1000 & exit 3"]);
+        assert_eq!(code(&o), Some(3), "round {round}: {}", show(&w, &o));
+    }
+    assert!(
+        w.audits_of("process").is_empty(),
+        "nothing was refused: {:?}",
+        w.audits_of("process")
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // 3. Symlinks and busybox: the name as executed and the real path
 // ---------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use globset::{Candidate, GlobMatcher};
+use globset::{Candidate, GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
 use ipnet::IpNet;
 
 use super::Policy;
@@ -192,6 +192,10 @@ impl Custom {
 pub struct Processes {
     pub(super) effect: Effect,
     pub(super) lists: Lists<ProcessPattern>,
+    /// The same lists, each as one [`PatternSet`], when globset could build them: a launch is
+    /// matched against a whole list in one pass (literal names by hash, `nc.*` by prefix) instead
+    /// of one regular expression per entry, on every exec.
+    sets: Option<Lists<PatternSet>>,
 }
 
 /// The `network` section; a missing section is `Default`: effect disable, empty lists.
@@ -369,6 +373,27 @@ impl Effect {
 // nothing for `disable`) is the caller's job.
 
 impl Processes {
+    pub(super) fn new(effect: Effect, lists: Lists<ProcessPattern>) -> Processes {
+        let set = |list: &[ProcessPattern]| match list.is_empty() {
+            // An empty list stays empty: `Lists::check` tells "no allow list" by it.
+            true => Ok(Vec::new()),
+            false => PatternSet::of(list).map(|set| vec![set]),
+        };
+        let sets = set(&lists.allow)
+            .and_then(|allow| {
+                Ok(Lists {
+                    allow,
+                    deny: set(&lists.deny)?,
+                })
+            })
+            .ok();
+        Processes {
+            effect,
+            lists,
+            sets,
+        }
+    }
+
     pub fn effect(&self) -> Effect {
         self.effect
     }
@@ -399,9 +424,12 @@ impl Processes {
                 }
             })
             .collect();
-        self.lists.check(false, |pattern| {
-            prepared.iter().any(|launched| pattern.matches(launched))
-        })
+        match &self.sets {
+            Some(sets) => sets.check(false, |set| prepared.iter().any(|l| set.matches(l))),
+            None => self
+                .lists
+                .check(false, |entry| prepared.iter().any(|l| entry.matches(l))),
+        }
     }
 }
 
@@ -540,6 +568,41 @@ impl ProcessPattern {
             NameGlob::Literal(literal) => literal == text,
             NameGlob::Glob(glob) => glob.is_match_candidate(candidate),
         }
+    }
+}
+
+/// A list of `processes` entries matched together: the path globs and the name globs, each a
+/// glob set, with the very globs of the entries (so it matches exactly what they match).
+#[derive(Debug, Clone)]
+pub(super) struct PatternSet {
+    on_path: GlobSet,
+    on_name: GlobSet,
+}
+
+impl PatternSet {
+    fn of(entries: &[ProcessPattern]) -> Result<PatternSet, globset::Error> {
+        let set = |on_path: bool| {
+            let mut set = GlobSetBuilder::new();
+            for entry in entries.iter().filter(|e| e.on_path == on_path) {
+                set.add(match &entry.glob {
+                    NameGlob::Glob(glob) => glob.glob().clone(),
+                    // Parsed only (globset then keeps a literal in a hash, with no regex), with
+                    // the options of a compiled entry, so that it matches as the entry does.
+                    NameGlob::Literal(text) => GlobBuilder::new(text).literal_separator(true).build()?,
+                });
+            }
+            set.build()
+        };
+        Ok(PatternSet {
+            on_path: set(true)?,
+            on_name: set(false)?,
+        })
+    }
+
+    /// Whether an entry matches the launch.
+    fn matches(&self, launched: &Launched) -> bool {
+        self.on_path.is_match_candidate(&launched.path_candidate)
+            || self.on_name.is_match_candidate(&launched.name_candidate)
     }
 }
 
@@ -826,7 +889,7 @@ mod tests {
     #[test]
     fn processes() {
         let deny = rule(
-            r#""processes": {"effect": "prevent", "deny": ["mkdir", "/usr/bin/nc*", "/opt/*"]}"#,
+            r#""processes": {"effect": "prevent", "deny": ["mkdir", "/usr/bin/nc*", "/opt/*", "nc.*", "xmr?g*", "[bc]at", "*miner", "{zmap,masscan}"]}"#,
         );
         let allow = rule(
             r#""processes": {"effect": "alert", "allow": ["sh", "/app/**"], "deny": ["/app/bin/bad"]}"#,
@@ -845,6 +908,14 @@ mod tests {
             (&deny, &["/opt/tool"], denied),
             (&deny, &["/opt/sub/tool"], None), // `*` does not cross `/` in path entries
             (&deny, &["/bin/ls"], None),
+            (&deny, &["/bin/nc.openbsd"], denied), // name globs of every shape
+            (&deny, &["/bin/nc"], None),
+            (&deny, &["/tmp/xmrig-6"], denied),
+            (&deny, &["/bin/cat"], denied),
+            (&deny, &["/bin/at"], None),
+            (&deny, &["/x/cpuminer"], denied),
+            (&deny, &["/x/masscan"], denied),
+            (&deny, &["/x/zmap2"], None),
             (&allow, &["/bin/sh"], None),
             (&allow, &["/app/bin/server"], None), // `**` crosses `/`
             (&allow, &["/bin/ls"], not_allowed),
@@ -853,7 +924,20 @@ mod tests {
             (&none, &["/anything"], None),
         ];
         for (rule, candidates, want) in cases {
-            assert_eq!(rule.processes().check(candidates), *want, "{candidates:?}");
+            // Each list matched as one glob set, and entry by entry (where globset could not
+            // build the sets): the same answers.
+            let processes = rule.processes();
+            assert!(processes.sets.is_some(), "{candidates:?}: no glob sets");
+            let one_by_one = Processes {
+                sets: None,
+                ..processes.clone()
+            };
+            assert_eq!(processes.check(candidates), *want, "{candidates:?}");
+            assert_eq!(
+                one_by_one.check(candidates),
+                *want,
+                "{candidates:?}, entry by entry"
+            );
         }
     }
 

@@ -310,15 +310,17 @@ fn compile_rule(
     let processes = document
         .processes
         .as_ref()
-        .map_or_else(Processes::default, |section| Processes {
-            effect: section.effect,
-            lists: lists(
-                &section.allow,
-                &section.deny,
-                "processes",
-                report,
-                process_pattern,
-            ),
+        .map_or_else(Processes::default, |section| {
+            Processes::new(
+                section.effect,
+                lists(
+                    &section.allow,
+                    &section.deny,
+                    "processes",
+                    report,
+                    process_pattern,
+                ),
+            )
         });
     let network = document
         .network

@@ -487,7 +487,9 @@ impl Resolver {
             Some(argv) => argv.first().cloned().unwrap_or_default(),
             None => read_argv0(n, abi, call, mem)?,
         };
-        let caller_fd = procfs::task_entry(n.pid, &format!("fd/{dirfd}"));
+        // Built only for a path relative to a directory fd (or the fd itself): a format is an
+        // allocation, and most launches name an absolute path or one relative to the cwd.
+        let caller_fd = || procfs::task_entry(n.pid, &format!("fd/{dirfd}"));
         let root = if self.roots_may_differ {
             procfs::root(n.pid)?
         } else {
@@ -502,6 +504,7 @@ impl Resolver {
             // fexecve(3) / execveat(fd, "", AT_EMPTY_PATH): the file is the fd itself, which may
             // have no name at all (a memfd); open it through the caller's fd table.
             // Its name is the file's own (as the real path), whatever link the fd was opened by.
+            let caller_fd = caller_fd();
             let name = strip_root(&root, &std::fs::read_link(&caller_fd)?);
             let fd = open_path(&caller_fd)?;
             return Ok(launch_of(
@@ -517,7 +520,7 @@ impl Resolver {
         } else if dirfd == libc::AT_FDCWD {
             strip_root(&root, &procfs::cwd(n.pid)?)
         } else {
-            strip_root(&root, &std::fs::read_link(&caller_fd)?)
+            strip_root(&root, &std::fs::read_link(caller_fd())?)
         };
         // Resolution follows the kernel (`..` after a symlink climbs from its target); only the
         // name offered to the policy is cleaned up lexically, and a path with `..` gets none:
@@ -694,6 +697,26 @@ pub fn process_of(tid: u32) -> u32 {
     procfs::tgid(tid).unwrap_or(tid)
 }
 
+/// Where the caller's argv is (a pointer into its memory).
+fn argv_at(n: &Notification, call: ExecCall) -> u64 {
+    match call {
+        ExecCall::Execve => n.args[1],
+        ExecCall::Execveat => n.args[2],
+    }
+}
+
+/// Reads the exec's path and the start of its argv from the caller in one call, for the reads of
+/// the launch that follow ([`RemoteMemory::read_ahead`]): where argv[0] lies next to the path (a
+/// shell passes the same string for both), the launch costs one read of the caller's memory
+/// instead of three.
+pub fn read_ahead(n: &Notification, abi: Abi, call: ExecCall, mem: &mut RemoteMemory) {
+    let path = match call {
+        ExecCall::Execve => n.args[0],
+        ExecCall::Execveat => n.args[1],
+    };
+    mem.read_ahead((path, PATH_MAX), (argv_at(n, call), abi.ptr_width()));
+}
+
 /// The caller's argv[0]. An empty (or NULL) argv gives an empty name, as the kernel then starts the
 /// program with an empty argv[0] (fs/exec.c, do_execveat_common); so does one too long to read
 /// (it matches no name).
@@ -703,10 +726,7 @@ fn read_argv0(
     call: ExecCall,
     mem: &mut RemoteMemory,
 ) -> io::Result<Vec<u8>> {
-    let argv_ptr = match call {
-        ExecCall::Execve => n.args[1],
-        ExecCall::Execveat => n.args[2],
-    };
+    let argv_ptr = argv_at(n, call);
     let (ptrs, _) = mem.read_ptr_array(argv_ptr, abi.ptr_width(), 1)?;
     match ptrs.first() {
         None => Ok(Vec::new()),
@@ -727,10 +747,7 @@ pub fn read_argv(
     call: ExecCall,
     mem: &mut RemoteMemory,
 ) -> io::Result<Vec<Vec<u8>>> {
-    let argv_ptr = match call {
-        ExecCall::Execve => n.args[1],
-        ExecCall::Execveat => n.args[2],
-    };
+    let argv_ptr = argv_at(n, call);
     let width = abi.ptr_width();
     let (ptrs, truncated) = mem.read_ptr_array(argv_ptr, width, MAX_ARGV_TOTAL / width)?;
     let e2big = || io::Error::from_raw_os_error(libc::E2BIG);
@@ -778,10 +795,7 @@ pub fn read_cmdline(
     call: ExecCall,
     mem: &mut RemoteMemory,
 ) -> io::Result<String> {
-    let argv_ptr = match call {
-        ExecCall::Execve => n.args[1],
-        ExecCall::Execveat => n.args[2],
-    };
+    let argv_ptr = argv_at(n, call);
     let (ptrs, truncated) = mem.read_ptr_array(argv_ptr, abi.ptr_width(), MAX_ARGS)?;
     let mut args = Vec::with_capacity(ptrs.len());
     for p in ptrs {

@@ -42,7 +42,7 @@ use crate::sensors::{Said, custom_rules};
 use crate::sys::process::Waited;
 use crate::sys::remote::RemoteMemory;
 use crate::sys::seccomp::{Listener, Notification};
-use crate::sys::{fdpass, process, procfs};
+use crate::sys::{fdpass, process, procfs, signals};
 use answer::{Answer, Attempts};
 use child::Program;
 use exec_watch::{ExecWatch, Mismatch, OnMismatch, Watch};
@@ -657,6 +657,16 @@ impl Supervisor {
                 }
             }
         }
+        // The stop was also sent as a SIGCHLD (to the tracer: do_notify_parent_cldstop,
+        // kernel/signal.c), which the loop would read in another turn (a poll, two reads of the
+        // signalfd, a waitpid) to learn what it has just handled. Taken here, then every child
+        // that changed meanwhile is reaped: a change before the take raised the SIGCHLD taken,
+        // and its status waits; one after it raises a new SIGCHLD, for the loop.
+        match signals::take_pending_sigchld() {
+            Ok(true) => self.reap(),
+            Ok(false) => {}
+            Err(e) => log::error!("taking the SIGCHLD of an exec stop: {e}"),
+        }
     }
 
     fn signal_all(&mut self, sig: Signal) {
@@ -713,6 +723,7 @@ impl Supervisor {
         }
         let section = rule.processes().effect();
         let mut mem = RemoteMemory::new(n.pid as i32);
+        exec::read_ahead(n, abi, call, &mut mem);
         // The whole argv first, when custom rules read it: the launch takes its argv[0] from the
         // same read.
         let argv = match self.launch_argv(n, abi, call, &mut mem, rule) {

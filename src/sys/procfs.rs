@@ -177,8 +177,34 @@ pub fn own_image() -> io::Result<File> {
 }
 
 /// The command line of process `pid`: each argument ends with a NUL.
+///
+/// Read at every verified exec stop, so in three calls (open, read, and the read that finds the
+/// end; then close): `std::fs::read` also asks fstat(2) for a size (0 on /proc), and musl's
+/// `open` adds an fcntl(2) to every O_CLOEXEC open (its `openat` does not).
 pub fn cmdline(pid: u32) -> io::Result<Vec<u8>> {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
+    let path = std::ffi::CString::new(format!("/proc/{pid}/cmdline"))?;
+    // SAFETY: `path` is a NUL-terminated string that outlives the call; openat only reads it.
+    let fd = super::cvt(unsafe {
+        libc::openat(
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    })?;
+    // SAFETY: `fd` was just opened here and nothing else owns it.
+    let mut file = unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    // Through a buffer on the stack: a heap one of a page is mapped and unmapped by musl's
+    // allocator at each call.
+    let mut buf = [0u8; 4096];
+    let mut out = Vec::new();
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => return Ok(out),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// The working directory of task `pid`, in the supervisor's view.
@@ -288,6 +314,37 @@ fn tty_in_stat(stat: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn command_lines() {
+        // A command line longer than the first read, as the kernel has it: the process's own,
+        // read the ordinary way.
+        let long = "x".repeat(10_000);
+        // sh waits for a line that never comes, until killed.
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "read x", "sh", &long])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        // Until the child's exec is done, its command line is ours, then empty (spawn returns
+        // once the exec closed the child's descriptors, before the new stack is set up); wait
+        // for the shell's own.
+        let want = [b"sh\0-c\0read x\0sh\0".as_slice(), long.as_bytes(), b"\0"].concat();
+        let ours = cmdline(std::process::id()).unwrap();
+        let mut got = cmdline(pid).unwrap();
+        while got != want && (got.is_empty() || got == ours) {
+            std::thread::yield_now();
+            got = cmdline(pid).unwrap();
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(got, want);
+        assert_eq!(
+            cmdline(std::process::id()).unwrap(),
+            std::fs::read("/proc/self/cmdline").unwrap()
+        );
+    }
 
     #[test]
     fn fields() {

@@ -141,6 +141,33 @@ fn set_mask(mask: KernelSigset) -> io::Result<()> {
     Ok(())
 }
 
+/// Takes a pending SIGCHLD off the calling thread without waiting (it is blocked: the supervisor
+/// reads signals through a signalfd); whether one was pending. For news the supervisor already
+/// knows of, so that it does not take another turn of its loop to read it again.
+pub fn take_pending_sigchld() -> io::Result<bool> {
+    let set: KernelSigset = 1 << (libc::SIGCHLD - 1);
+    let now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: reads one live u64 (SIGSET_SIZE bytes) and one live timespec; no siginfo is asked
+    // for (NULL).
+    let taken = cvt(unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigtimedwait,
+            &set as *const KernelSigset,
+            std::ptr::null_mut::<libc::siginfo_t>(),
+            &now as *const libc::timespec,
+            SIGSET_SIZE,
+        )
+    });
+    match taken {
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Stops the calling process (SIGSTOP to itself): job control, when the command stopped on a
 /// terminal and the shell must see its job stop.
 pub fn stop_self() -> io::Result<()> {

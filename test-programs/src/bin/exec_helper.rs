@@ -16,7 +16,7 @@
 //! | `int80-execve PATH ARGV...` | i386 `execve` (`int 0x80`, eax = 11); strings and argv below 4 GiB |
 //! | `x32-execve PATH ARGV...` | x32 `execve` (`syscall(0x40000000 \| 520)`); strings and argv below 4 GiB |
 //! | `race-exec ALLOWED DENIED N [ARGV...]` | N times: fork; the child execve's a path that a thread flips between ALLOWED and DENIED; prints a tally |
-//! | `race-argv0 PATH ALLOWED DENIED N [ARGS...]` | N times: fork; the child execve's PATH with an argv[0] that a thread flips between the names ALLOWED and DENIED (at most 7 bytes each), then ARGS; prints a tally |
+//! | `race-argv0 PATH ALLOWED DENIED N [ARGS...]` | N times: fork; the child execve's PATH with an argv[0] that a thread flips between the names ALLOWED and DENIED (at most 7 bytes each), then ARGS; the path and argv[0] lie in one page, as a shell's do; prints a tally |
 //! | `race-setsid PATH N ARGV...` | N times: fork; the child execve's PATH with ARGV while a thread calls setsid(2), giving up the controlling terminal, after a wait that varies with the round; prints a tally |
 //! | `race-argv PATH INNOCENT FORBIDDEN N ARGV...` | N times: fork; the child execve's PATH with ARGV, in which every argument equal to INNOCENT is one that a thread flips between INNOCENT and FORBIDDEN (at most 7 bytes each); prints a tally |
 //!
@@ -345,16 +345,41 @@ fn race_argv0(rest: &[CString]) -> ! {
         name_word("race-argv0", allowed),
         name_word("race-argv0", denied),
     );
-    // Never freed: the children's execve reads it.
-    let name: &'static AtomicU64 = Box::leak(Box::new(AtomicU64::new(word_a)));
+    // The path and the flipping argv[0] in one page, as a shell passes them (its argv[0] is the
+    // path's own string): the supervisor reads both in one read of the caller's memory, and the
+    // flip after that read must be caught all the same. Never freed: the children's execve
+    // reads it.
+    let bytes = path.as_bytes_with_nul();
+    if bytes.len() > PAGE_PATH {
+        eprintln!("race-argv0: PATH must be shorter than {PAGE_PATH} bytes");
+        std::process::exit(2);
+    }
+    let mut in_page = [0u8; PAGE_PATH];
+    in_page[..bytes.len()].copy_from_slice(bytes);
+    let shared: &'static PathAndName = Box::leak(Box::new(PathAndName {
+        path: in_page,
+        name: AtomicU64::new(word_a),
+    }));
+    let name = &shared.name;
     let mut argv_ptrs = null_terminated(args);
     argv_ptrs.insert(0, (name as *const AtomicU64).cast::<libc::c_char>());
     race(n, name, (word_a, word_d), || {
-        // SAFETY: `path` is NUL-terminated; `argv_ptrs` is a NULL-terminated array of pointers to
-        // `name` (NUL-terminated: a name is at most 7 bytes of the word) and into `args`;
-        // `environ` is the process's environment. All outlive the call.
-        unsafe { libc::execve(path.as_ptr(), argv_ptrs.as_ptr(), environ) };
+        // SAFETY: `shared.path` is NUL-terminated (checked above); `argv_ptrs` is a
+        // NULL-terminated array of pointers to `name` (NUL-terminated: a name is at most 7 bytes
+        // of the word) and into `args`; `environ` is the process's environment. All outlive the
+        // call.
+        unsafe { libc::execve(shared.path.as_ptr().cast(), argv_ptrs.as_ptr(), environ) };
     })
+}
+
+/// Room for `race-argv0`'s path before its argv[0], in one page.
+const PAGE_PATH: usize = 4096 - 8;
+
+/// `race-argv0`'s path and flipping argv[0], in one page (aligned to it).
+#[repr(C, align(4096))]
+struct PathAndName {
+    path: [u8; PAGE_PATH],
+    name: AtomicU64,
 }
 
 /// `race-argv PATH INNOCENT FORBIDDEN N ARGV...` (see the top of the file). Never returns.
