@@ -653,7 +653,9 @@ fn huge_command_lines_cost_no_other_event_after_an_outage() {
     assert_eq!(
         remote
             .iter()
-            .filter(|e| e["cmdline"].as_str().is_some_and(|c| c.ends_with("mkdir small")))
+            .filter(|e| e["cmdline"]
+                .as_str()
+                .is_some_and(|c| c.ends_with("mkdir small")))
             .count(),
         1
     );

@@ -588,7 +588,9 @@ impl PatternSet {
                     NameGlob::Glob(glob) => glob.glob().clone(),
                     // Parsed only (globset then keeps a literal in a hash, with no regex), with
                     // the options of a compiled entry, so that it matches as the entry does.
-                    NameGlob::Literal(text) => GlobBuilder::new(text).literal_separator(true).build()?,
+                    NameGlob::Literal(text) => {
+                        GlobBuilder::new(text).literal_separator(true).build()?
+                    }
                 });
             }
             set.build()
