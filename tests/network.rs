@@ -335,10 +335,13 @@ fn connect_is_decided_on_a_copy_of_the_address() {
     let nw = NetWorld::new();
     let args = ["race-connect", WEB, DENIED_IP, "9", "2000"];
     // Natively the flipper may or may not win a given race (on a busy machine it can sleep
-    // through the whole loop): only check that the helper works.
+    // through the whole loop): only check that the helper works. The kernel copies the address
+    // byte by byte (`copy_from_user`), so a copy made while the word is stored can be torn, a mix
+    // of the two addresses: "other", natively as under the defender, whose copy
+    // (`process_vm_readv`) is no more atomic; what it decides on is that copy, whatever it holds.
     let natively = tally(&native(&nw, &args));
     assert_eq!(
-        natively["allowed"] + natively["denied"],
+        natively["allowed"] + natively["denied"] + natively["other"],
         2000,
         "{natively:?}"
     );
@@ -357,7 +360,11 @@ fn connect_is_decided_on_a_copy_of_the_address() {
         guarded["allowed"] > 0 && guarded["eperm"] > 0,
         "both addresses must have been judged: {guarded:?}"
     );
-    assert_eq!(guarded["other"], 0, "{guarded:?}");
+    assert_eq!(
+        guarded["allowed"] + guarded["eperm"] + guarded["other"],
+        2000,
+        "{guarded:?}"
+    );
 }
 
 /// `race: k=v k=v ...` as a map.
