@@ -2,9 +2,9 @@
 //! launch, an outbound connection, a listening port or a DNS name violates it. Pure: no I/O.
 
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use globset::{Candidate, GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
+use globset::{Candidate, Glob, GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
 use ipnet::IpNet;
 
 use super::Policy;
@@ -543,11 +543,13 @@ pub(super) struct ProcessPattern {
 
 /// How a `processes` entry matches. An entry without glob syntax (`nmap`, `/usr/bin/nc`) matches
 /// only itself, so it is compared as text: building a glob matcher builds a regex, tens of
-/// microseconds each, paid at every start-up for the default policy's names.
+/// microseconds each, paid at every start-up for the default policy's names. A glob is kept
+/// parsed: its list's [`PatternSet`] is what matches it, and its own matcher is compiled only if
+/// that set could not be built, so that start-up compiles each glob once.
 #[derive(Debug, Clone)]
 pub(super) enum NameGlob {
     Literal(String),
-    Glob(GlobMatcher),
+    Glob(Glob, OnceLock<GlobMatcher>),
 }
 
 /// A launch's path and its file name, each prepared for matching once.
@@ -566,7 +568,9 @@ impl ProcessPattern {
         };
         match &self.glob {
             NameGlob::Literal(literal) => literal == text,
-            NameGlob::Glob(glob) => glob.is_match_candidate(candidate),
+            NameGlob::Glob(glob, matcher) => matcher
+                .get_or_init(|| glob.compile_matcher())
+                .is_match_candidate(candidate),
         }
     }
 }
@@ -585,7 +589,7 @@ impl PatternSet {
             let mut set = GlobSetBuilder::new();
             for entry in entries.iter().filter(|e| e.on_path == on_path) {
                 set.add(match &entry.glob {
-                    NameGlob::Glob(glob) => glob.glob().clone(),
+                    NameGlob::Glob(glob, _) => glob.clone(),
                     // Parsed only (globset then keeps a literal in a hash, with no regex), with
                     // the options of a compiled entry, so that it matches as the entry does.
                     NameGlob::Literal(text) => {

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use globset::{Glob, GlobBuilder, GlobMatcher};
 use ipnet::{IpNet, Ipv4Net};
@@ -480,8 +480,8 @@ fn process_pattern(entry: &str) -> Result<ProcessPattern, String> {
         return Ok(ProcessPattern { glob, on_path });
     }
     let glob = GlobBuilder::new(entry).literal_separator(true).build();
-    matcher(entry, entry, glob).map(|glob| ProcessPattern {
-        glob: NameGlob::Glob(glob),
+    parsed(entry, entry, glob).map(|glob| ProcessPattern {
+        glob: NameGlob::Glob(glob, OnceLock::new()),
         on_path,
     })
 }
@@ -496,12 +496,16 @@ fn matcher(
     pattern: &str,
     glob: Result<Glob, globset::Error>,
 ) -> Result<GlobMatcher, String> {
+    parsed(entry, pattern, glob).map(|glob| glob.compile_matcher())
+}
+
+/// A built glob, or what is wrong with it.
+fn parsed(entry: &str, pattern: &str, glob: Result<Glob, globset::Error>) -> Result<Glob, String> {
     // globset accepts an empty glob, which matches only an empty name: certainly a mistake.
     if pattern.is_empty() {
         return Err(format!("{entry:?} is an empty pattern"));
     }
-    glob.map(|glob| glob.compile_matcher())
-        .map_err(|error| format!("{entry:?} is not a valid glob: {}", error.kind()))
+    glob.map_err(|error| format!("{entry:?} is not a valid glob: {}", error.kind()))
 }
 
 /// An address or a CIDR.
@@ -652,7 +656,7 @@ mod tests {
             "/usr/**/nc",
         ] {
             let pattern = process_pattern(entry).unwrap();
-            assert!(matches!(pattern.glob, NameGlob::Glob(_)), "{entry:?}");
+            assert!(matches!(pattern.glob, NameGlob::Glob(..)), "{entry:?}");
         }
     }
 
