@@ -27,3 +27,4 @@ pub mod supervisor;
 #[allow(unsafe_code)]
 pub mod sys;
 pub mod uplink;
+pub mod waas;

@@ -170,7 +170,8 @@ pub fn gather(scope: &Scope, observations: &[Observation], audits: &[Event]) -> 
                     .map(|(ip, port)| (Kind::Outbound, SocketAddr::new(ip, port).to_string()))
             }
             events::Kind::Listen => e.port.map(|p| (Kind::Listen, p.to_string())),
-            events::Kind::Defender => None,
+            // Firewall refusals are requests from outside, not what the workload does.
+            events::Kind::Defender | events::Kind::Waas => None,
         };
         if let Some(key) = value {
             let s = seen.entry(key).or_default();
@@ -451,6 +452,11 @@ mod tests {
             domain: Some("audited.test".into()),
             ip: Some("192.0.2.7".into()),
             port: Some(8443),
+            method: None,
+            url: None,
+            source_ip: None,
+            field: None,
+            request_id: None,
             message: "m".into(),
             count: 2,
         }

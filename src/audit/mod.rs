@@ -21,15 +21,18 @@ pub enum Kind {
     Dns,
     Listen,
     Defender,
+    /// A request to a port the web application firewall protects (docs/waas.md).
+    Waas,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Process,
         Kind::Network,
         Kind::Dns,
         Kind::Listen,
         Kind::Defender,
+        Kind::Waas,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -39,6 +42,7 @@ impl Kind {
             Kind::Dns => "dns",
             Kind::Listen => "listen",
             Kind::Defender => "defender",
+            Kind::Waas => "waas",
         }
     }
 }
@@ -142,6 +146,20 @@ pub struct Event {
     pub ip: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
+    /// `waas` events: the request's method and URL (path and query, as sent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// `waas` events: the client's address (not the firewall's own hop).
+    #[serde(default, rename = "sourceIp", skip_serializing_if = "Option::is_none")]
+    pub source_ip: Option<String>,
+    /// `waas` events: where the attack matched: `query:id`, `header:User-Agent`, `body:name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// `waas` events: the id the refused client was answered with.
+    #[serde(default, rename = "requestId", skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
     pub message: String,
     pub count: u64,
 }
@@ -279,6 +297,11 @@ impl Event {
             domain: None,
             ip: None,
             port: None,
+            method: None,
+            url: None,
+            source_ip: None,
+            field: None,
+            request_id: None,
             message,
             count: 1,
         }

@@ -84,6 +84,9 @@ pub struct Heartbeat {
     /// The policy revision it enforces (`None`: a local policy).
     #[serde(default)]
     pub revision: Option<String>,
+    /// The ports its web application firewall sits in front of (none without a WAAS rule).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub protects: Vec<u16>,
 }
 
 /// A value defenders reported (`observed` in heartbeats) for a container and image.

@@ -124,6 +124,7 @@ mod tests {
             service: None,
             version: "0".into(),
             revision: None,
+            protects: Vec::new(),
         }
     }
 

@@ -80,7 +80,18 @@ const MIGRATIONS: &[&str] = &[
     REVISION_AUTHORS,
     // 6: the activity defenders report with their heartbeats.
     super::observations::MIGRATION,
+    // 7: the web application firewall: its audits' request fields, the ports a defender protects.
+    WAAS_FIELDS,
 ];
+
+/// Migration 7: `waas` audits' `method`, `url`, `sourceIp`, `field`, `requestId`; the ports each
+/// defender's firewall protects (a JSON array of port numbers, as its heartbeat says).
+const WAAS_FIELDS: &str = "ALTER TABLE audits ADD COLUMN method TEXT;
+     ALTER TABLE audits ADD COLUMN url TEXT;
+     ALTER TABLE audits ADD COLUMN source_ip TEXT;
+     ALTER TABLE audits ADD COLUMN field TEXT;
+     ALTER TABLE audits ADD COLUMN request_id TEXT;
+     ALTER TABLE defenders ADD COLUMN protects TEXT;";
 
 /// Migration 4: who saved each revision of the policy (`by`); earlier revisions keep NULL, shown as
 /// unknown. (`author`, since `BY` is an SQL keyword.)
@@ -100,7 +111,8 @@ fn stored_policy(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredPolicy> {
 
 const AUDIT_COLUMNS: &str = "id, time, type, effect, rule, attack, custom_rule, container, image, \
                              task, pid, process, cmdline, parent, domain, ip, port, message, count, \
-                             cluster, family, service, source";
+                             cluster, family, service, source, method, url, source_ip, field, \
+                             request_id";
 
 /// A database written by a newer console than this one: opening it could misread its rows.
 #[derive(Debug, thiserror::Error)]
@@ -209,7 +221,7 @@ impl Store for Sqlite {
                 .prepare_cached(&format!(
                     "INSERT OR IGNORE INTO audits ({AUDIT_COLUMNS}, received) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, \
-                             ?20, ?21, ?22, ?23, ?24)"
+                             ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)"
                 ))
                 ?;
             for e in events {
@@ -237,6 +249,11 @@ impl Store for Sqlite {
                     e.family,
                     e.service,
                     source,
+                    e.method,
+                    e.url,
+                    e.source_ip,
+                    e.field,
+                    e.request_id,
                     now,
                 ])?;
             }
@@ -306,6 +323,11 @@ impl Store for Sqlite {
                     domain: r.get(14)?,
                     ip: r.get(15)?,
                     port: r.get(16)?,
+                    method: r.get(23)?,
+                    url: r.get(24)?,
+                    source_ip: r.get(25)?,
+                    field: r.get(26)?,
+                    request_id: r.get(27)?,
                     message: r.get(17)?,
                     count: r.get::<_, i64>(18)? as u64,
                 };
@@ -322,10 +344,11 @@ impl Store for Sqlite {
         lock(&self.writer)
             .execute(
                 "INSERT INTO defenders (id, container, image, task, version, revision, first_seen, last_seen, \
-                   cluster, family, service) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10) \
+                   cluster, family, service, protects) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10, ?11) \
                  ON CONFLICT (id) DO UPDATE SET container = ?2, image = ?3, task = ?4, version = ?5, \
-                   revision = ?6, last_seen = ?7, cluster = ?8, family = ?9, service = ?10",
+                   revision = ?6, last_seen = ?7, cluster = ?8, family = ?9, service = ?10, \
+                   protects = ?11",
                 params![
                     b.id,
                     b.container,
@@ -336,7 +359,8 @@ impl Store for Sqlite {
                     now,
                     b.cluster,
                     b.family,
-                    b.service
+                    b.service,
+                    serde_json::to_string(&b.protects).expect("ports always serialize"),
                 ],
             )
             .map(drop)
@@ -347,7 +371,7 @@ impl Store for Sqlite {
         let c = lock(&self.reader);
         let mut select = c.prepare_cached(
             "SELECT id, container, image, task, version, revision, first_seen, last_seen, \
-                   cluster, family, service \
+                   cluster, family, service, protects \
                  FROM defenders ORDER BY last_seen DESC",
         )?;
         let rows = select.query_map([], |r| {
@@ -362,6 +386,11 @@ impl Store for Sqlite {
                     service: r.get(10)?,
                     version: r.get(4)?,
                     revision: r.get(5)?,
+                    // Written by this console as a JSON array of ports; NULL before migration 7.
+                    protects: r
+                        .get::<_, Option<String>>(11)?
+                        .and_then(|p| serde_json::from_str(&p).ok())
+                        .unwrap_or_default(),
                 },
                 first_seen: r.get(6)?,
                 last_seen: r.get(7)?,
@@ -502,6 +531,11 @@ mod tests {
             domain: None,
             ip: None,
             port: Some(443),
+            method: None,
+            url: None,
+            source_ip: None,
+            field: None,
+            request_id: None,
             message: "m".into(),
             count: 1,
         }
@@ -791,6 +825,7 @@ mod tests {
             service: Some("orders-api".into()),
             version: "0.1.0".into(),
             revision: Some("1".into()),
+            protects: vec![8080],
         };
         s.heartbeat(&beat, "t1").unwrap();
         beat.revision = Some("2".into());

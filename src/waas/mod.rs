@@ -1,0 +1,13 @@
+//! The web application firewall (WAAS): its policy document, the inspection of one HTTP request,
+//! and (in the supervisor) the takeover of the protected port's `bind`. docs/waas.md is the
+//! contract and the design.
+//!
+//! Data flows as everywhere else in the defender: a request becomes plain data ([`Request`]), the
+//! pure inspection ([`inspect`]) finds attacks in it, the app's effects decide, the audit goes out.
+
+pub mod inspect;
+pub mod live;
+pub mod policy;
+
+pub use inspect::{Finding, Request, inspect};
+pub use policy::{App, Attack, Compiled, Document, Effect, Protections, WaasError, compile, parse};
