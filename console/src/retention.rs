@@ -17,7 +17,11 @@ const BATCH: u32 = 1000;
 /// The time before which rows are deleted, `days` before `now`; `None` for 0 (keep forever).
 pub fn cutoff(now: SystemTime, days: u32) -> Option<String> {
     let period = Duration::from_secs(u64::from(days) * 86_400);
-    let cutoff = now.checked_sub(period).unwrap_or(SystemTime::UNIX_EPOCH);
+    // Not before the epoch: RFC 3339 times of ours start there.
+    let cutoff = now
+        .checked_sub(period)
+        .filter(|t| *t >= SystemTime::UNIX_EPOCH)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
     (days > 0).then(|| humantime::format_rfc3339_micros(cutoff).to_string())
 }
 
