@@ -379,7 +379,7 @@ mod tests {
             domain: Some(format!("{id}.example.com")),
             ip: Some(format!("10.0.0.{n}")),
             port: Some(8000 + n as u16),
-            method: Some(if n % 2 == 0 { "GET" } else { "POST" }.into()),
+            method: Some(if n.is_multiple_of(2) { "GET" } else { "POST" }.into()),
             url: Some(format!("/api/{id}?x=1")),
             source_ip: Some(format!("192.0.2.{n}")),
             field: text("field"),
