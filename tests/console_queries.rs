@@ -115,11 +115,7 @@ fn three(c: &Console) -> Vec<Value> {
             event("b1", 2, &t(3)),
         ],
     );
-    get(c, &format!("{AUDITS}"))
-        .json()
-        .as_array()
-        .unwrap()
-        .clone()
+    get(c, AUDITS).json().as_array().unwrap().clone()
 }
 
 #[test]
