@@ -352,6 +352,7 @@ fn stored_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Expired;
     use crate::store::query::Search;
     use crate::store::{Sqlite, Store};
 
@@ -661,6 +662,80 @@ mod tests {
             s.expire("2026-11-15T00:00:00.000000Z", 10).unwrap(),
             Default::default()
         );
+    }
+
+    /// The activity log, defenders and their observations go by the same cutoff.
+    #[test]
+    fn expiry_covers_activity_defenders_and_observations() {
+        use crate::store::{ActivityEntry, ActivityQuery, Heartbeat};
+        use defender::activity::{Entry, Kind as Seen, Observed};
+        let (_dir, s) = store(&[]);
+        let (old, new) = ("2026-11-01T00:00:00.000000Z", "2026-11-29T00:00:00.000000Z");
+        for (time, action) in [(old, "old"), (new, "new")] {
+            s.add_activity(&ActivityEntry {
+                time: time.into(),
+                actor: "admin".into(),
+                action: action.into(),
+                detail: serde_json::json!({}),
+            })
+            .unwrap();
+            let beat = Heartbeat {
+                id: action.into(),
+                container: action.into(),
+                image: "img".into(),
+                task: None,
+                cluster: None,
+                family: None,
+                service: None,
+                version: "0".into(),
+                revision: None,
+                protects: vec![],
+            };
+            s.heartbeat(&beat, time).unwrap();
+            let seen = Observed {
+                entries: vec![Entry {
+                    kind: Seen::Dns,
+                    value: format!("{action}.test"),
+                    count: 1,
+                }],
+                dropped: Default::default(),
+            };
+            s.observe(&beat, &seen, time).unwrap();
+        }
+        let expired = s.expire("2026-11-15T00:00:00.000000Z", 1).unwrap();
+        assert_eq!(
+            expired,
+            Expired {
+                audits: 0,
+                activity: 1,
+                defenders: 1,
+                observations: 1
+            }
+        );
+        let actions: Vec<String> = s
+            .activity(&ActivityQuery {
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap()
+            .into_iter()
+            .map(|a| a.action)
+            .collect();
+        assert_eq!(actions, ["new"]);
+        let defenders: Vec<String> = s
+            .defenders()
+            .unwrap()
+            .into_iter()
+            .map(|d| d.beat.id)
+            .collect();
+        assert_eq!(defenders, ["new"]);
+        let observed: Vec<String> = s
+            .observations(None)
+            .unwrap()
+            .into_iter()
+            .map(|o| o.value)
+            .collect();
+        assert_eq!(observed, ["new.test"]);
     }
 
     /// Each filter alone is answered from its index, a glob with a literal prefix too, and the

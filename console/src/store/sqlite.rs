@@ -306,6 +306,10 @@ impl Store for Sqlite {
                 }
             }
         }
+        // The planner's statistics, which choose among the filters' indexes, follow what the
+        // tables hold now; sampled (`analysis_limit`), so that this stays short however large.
+        lock(&self.writer)
+            .execute_batch("PRAGMA analysis_limit = 1000; PRAGMA optimize = 0x10002;")?;
         Ok(expired)
     }
 
