@@ -268,6 +268,10 @@ impl Store for Sqlite {
         audits::count(&lock(&self.reader), q)
     }
 
+    fn audit(&self, id: &str) -> Result<Option<StoredEvent>, StoreError> {
+        audits::by_id(&lock(&self.reader), id)
+    }
+
     fn audit_stats(
         &self,
         q: &AuditQuery,
