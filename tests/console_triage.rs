@@ -329,4 +329,6 @@ fn the_defenders_page_shows_revision_ports_and_audits_by_effect() {
     );
     assert_eq!(column(&b, CONTAINER), ["orders-1"; 3]);
     assert_eq!(column(&b, 3), ["prevent"; 3]);
+    // Charted from 24 hours ago.
+    assert!(b.find("svg#chart").is_some(), "{}", b.source());
 }

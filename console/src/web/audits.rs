@@ -149,6 +149,11 @@ fn histogram(s: &dyn Store, query: &AuditQuery, now: SystemTime) -> Result<Drawn
         Some(days) if width == 24 * 60 => days,
         _ => s.audit_histogram(&all, width as u32)?,
     };
+    // Without a start, the chart starts at its first bar rather than at midnight.
+    let from = match (&query.since, buckets.first()) {
+        (None, Some(first)) => time(&first.start).unwrap_or(from),
+        _ => from,
+    };
     let mut bars = Vec::with_capacity(buckets.len());
     for b in buckets {
         match time(&b.start) {
@@ -506,6 +511,12 @@ fn event_href(id: &str) -> String {
     format!("{EVENT}?{query}")
 }
 
+/// A stored time (`2026-11-29T10:00:00.500000Z`) to the second, for the rows: `2026-11-29
+/// 10:00:00` (UTC; the event's page has it whole).
+fn short_time(time: &str) -> String {
+    time.get(..19).unwrap_or(time).replacen('T', " ", 1)
+}
+
 /// One event: its time links to its own page; its container, image, rule, custom rule and ECS
 /// identity link to the list narrowed by them. The ECS identity comes last but for the token
 /// that delivered it (`source`), so that the columns before keep their place.
@@ -518,7 +529,9 @@ fn row(e: &Event, source: Option<&str>, filter: &AuditFilter) -> Markup {
     };
     html! {
         tr class="audit" data-type=(kind) {
-            td { a class="detail" href=(event_href(&e.id)) { (e.time) } }
+            td {
+                a class="detail" href=(event_href(&e.id)) title=(e.time) { (short_time(&e.time)) }
+            }
             td { (kind) }
             td class={ "effect-" (effect) } { (effect) }
             td { (narrow(AuditField::Container, Some(&e.container))) }
@@ -907,6 +920,15 @@ mod tests {
                 Pattern::Exact(format!("/login?next={HOSTILE}"))
             )]
         );
+    }
+
+    #[test]
+    fn rows_show_times_to_the_second() {
+        assert_eq!(
+            short_time("2026-11-29T10:00:00.500000Z"),
+            "2026-11-29 10:00:00"
+        );
+        assert_eq!(short_time("odd"), "odd");
     }
 
     #[test]

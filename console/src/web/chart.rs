@@ -13,6 +13,9 @@ use crate::events::Effect;
 /// The chart's size in pixels (it scales with the page: `viewBox`).
 const SIZE: (u32, u32) = (900, 260);
 
+/// The width of the legend's strip, on the right.
+const LEGEND_WIDTH: u32 = 90;
+
 /// The bucket widths offered, in minutes: from a minute to a week.
 const WIDTHS: [u64; 8] = [1, 5, 15, 60, 180, 360, 1440, 10_080];
 
@@ -103,7 +106,9 @@ pub fn svg(
         let root = SVGBackend::with_string(&mut out, SIZE).into_drawing_area();
         let failed = |e: &dyn std::fmt::Display| ChartError(e.to_string());
         root.fill(&WHITE).map_err(|e| failed(&e))?;
-        let mut chart = ChartBuilder::on(&root)
+        // The legend in a strip of its own on the right, where no bar runs under it.
+        let (plot, legend) = root.split_horizontally(SIZE.0 - LEGEND_WIDTH);
+        let mut chart = ChartBuilder::on(&plot)
             .margin(10)
             .x_label_area_size(40)
             .y_label_area_size(50)
@@ -125,21 +130,21 @@ pub fn svg(
                 let start = seconds(b.start);
                 let high = total(start, Some(effect));
                 let low = high - b.count;
-                Rectangle::new([(start, low), (start + step, high)], fill.filled())
+                // A tenth of the bucket left blank: neighbouring bars stay apart.
+                Rectangle::new(
+                    [(start, low), (start + step - step / 10, high)],
+                    fill.filled(),
+                )
             });
-            chart
-                .draw_series(rectangles)
-                .map_err(|e| failed(&e))?
-                .label(effect.as_str())
-                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], fill.filled()));
+            chart.draw_series(rectangles).map_err(|e| failed(&e))?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(|e| failed(&e))?;
+        for (i, effect) in Effect::ALL.into_iter().enumerate() {
+            let y = 20 + 20 * i as i32;
+            let swatch = Rectangle::new([(10, y), (22, y + 12)], colour(effect).filled());
+            legend.draw(&swatch).map_err(|e| failed(&e))?;
+            let name = Text::new(effect.as_str(), (28, y), ("sans-serif", 14).into_font());
+            legend.draw(&name).map_err(|e| failed(&e))?;
+        }
         root.present().map_err(|e| failed(&e))?;
     }
     // Named for assistive technology and as a tooltip: the title as the first child.

@@ -33,6 +33,7 @@ form.filters details { flex-basis: 100%; } form.filters details label { margin-r
 form.filters label.search input { width: 28em; }
 figure.chart { margin: 0 0 1em; } figure.chart svg { max-width: 100%; height: auto; }
 div.triage { display: grid; grid-template-columns: minmax(0, 1fr) 18em; gap: 1.5em; }
+div.triage div.list { overflow-x: auto; }
 aside.counts h3 { font-size: 1em; margin: .2em 0; } aside.counts ol { margin: 0 0 1em; padding-left: 1.5em; }
 aside.counts li { overflow-wrap: anywhere; } aside.counts .count { color: #778; }
 table#event th { width: 10em; } table#event td.value { white-space: pre-wrap; overflow-wrap: anywhere; }
