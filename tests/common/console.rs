@@ -99,6 +99,8 @@ pub struct Answer {
     pub set_cookie: Option<String>,
     pub location: Option<String>,
     pub retry_after: Option<String>,
+    /// `X-Total-Count`: how many audits match a query, before its limit and offset.
+    pub total_count: Option<u64>,
     pub body: String,
 }
 
@@ -311,6 +313,7 @@ impl Console {
             set_cookie: header("set-cookie"),
             location: header("location"),
             retry_after: header("retry-after"),
+            total_count: header("x-total-count").map(|n| n.parse().expect("a number")),
             body: response.body_mut().read_to_string().unwrap_or_default(),
         }
     }
@@ -356,7 +359,7 @@ impl Drop for Console {
 }
 
 /// The tokens, and a line for every long poll that waits (console_api waits for it).
-fn token_args() -> Vec<String> {
+pub fn token_args() -> Vec<String> {
     [
         "--admin-token",
         ADMIN,

@@ -120,7 +120,8 @@ pub trait Store: Send + Sync {
     fn audit_histogram(&self, query: &AuditQuery, minutes: u32) -> Result<Vec<Bucket>, StoreError>;
     /// Deletes audits (by their `time`), activity-log entries, defenders (by when last seen) and
     /// observations (by when last seen) older than `cutoff`, `batch` rows per write transaction
-    /// so that ingestion waits for one batch at most.
+    /// so that ingestion waits for one batch at most; then refreshes the statistics the backend
+    /// chooses its indexes by.
     fn expire(&self, cutoff: &str, batch: u32) -> Result<Expired, StoreError>;
     fn heartbeat(&self, beat: &Heartbeat, now: &str) -> Result<(), StoreError>;
     /// Every defender ever heard from, most recently seen first.
