@@ -277,8 +277,6 @@ fn the_defenders_page_shows_revision_ports_and_audits_by_effect() {
         );
         assert_eq!(a.status, 204, "{}", a.body);
     };
-    beat("d-orders", "orders-1", &revision.to_string(), &[8080, 8443]);
-    beat("d-billing", "billing", "1", &[]);
     let hour = Duration::from_secs(3600);
     post(
         &c,
@@ -295,6 +293,9 @@ fn the_defenders_page_shows_revision_ports_and_audits_by_effect() {
 
     let b = Browser::start();
     log_in(&b, &c);
+    // Just before the page, so that they count as connected (a heartbeat in the last 15 s).
+    beat("d-orders", "orders-1", &revision.to_string(), &[8080, 8443]);
+    beat("d-billing", "billing", "1", &[]);
     b.goto(&format!("{}/defenders", c.url()));
     let orders = "#defenders tr[data-id=\"d-orders\"]";
     let billing = "#defenders tr[data-id=\"d-billing\"]";
