@@ -1,7 +1,8 @@
 //! The pages for a person: the policy (rules in order with scope, custom rules and effects, edited
 //! as JSON with the validation errors shown inline), its custom rules library (`custom`), its
 //! history (`history`) and the learning page (`learn`: a draft rule from what containers did), the
-//! audits (newest first, filters, live refresh), the defenders. Server-rendered HTML from maud
+//! audits (`audits`: filters, pages with the total, counts, the chart drawn by `chart`, an event's
+//! own page), the defenders (`defenders`). Server-rendered HTML from maud
 //! templates, which escape every value they show (command lines, domains, container names: the
 //! workloads choose them; scripts hold quotes and `<`); query strings are encoded with
 //! `form_urlencoded`. The only script refreshes the audit rows.
