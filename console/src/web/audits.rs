@@ -253,6 +253,7 @@ pub fn href(filter: &AuditFilter) -> String {
 }
 
 /// `filter` narrowed to exactly `value` of `field` (glob characters and all), from its first row.
+/// An empty `value` is no filter (as a form sends it): callers link no empty value.
 pub fn narrowed(filter: &AuditFilter, field: AuditField, value: &str) -> AuditFilter {
     let mut filter = filter.clone();
     filter.set_exact(field, value);
@@ -433,9 +434,13 @@ fn summaries(filter: &AuditFilter, groups: &[(AuditField, Vec<(String, u64)>)]) 
                     ol {
                         @for (value, count) in values {
                             li {
-                                a href=(href(&narrowed(filter, *group, value))) data-group=(name) {
-                                    @if value.is_empty() { span class="muted" { "(empty)" } }
-                                    @else { (value) }
+                                // An empty value is no filter: it cannot be narrowed to.
+                                @if value.is_empty() {
+                                    span class="muted" { "(empty)" }
+                                } @else {
+                                    a href=(href(&narrowed(filter, *group, value))) data-group=(name) {
+                                        (value)
+                                    }
                                 }
                                 " " span class="count" { (thousands(*count)) }
                             }
@@ -524,8 +529,8 @@ fn row(e: &Event, source: Option<&str>, filter: &AuditFilter) -> Markup {
     let kind = e.kind.as_str();
     let effect = e.effect.as_str();
     let narrow = |field: AuditField, value: Option<&String>| match value {
-        Some(v) => html! { a href=(href(&narrowed(filter, field, v))) { (v) } },
-        None => html! {},
+        Some(v) if !v.is_empty() => html! { a href=(href(&narrowed(filter, field, v))) { (v) } },
+        _ => html! {},
     };
     html! {
         tr class="audit" data-type=(kind) {
@@ -605,7 +610,7 @@ fn event_body(event: &StoredEvent) -> Markup {
                     th { (name) }
                     td class="value" { (text) }
                     td {
-                        @if let Some(field) = field {
+                        @if let Some(field) = field.filter(|_| !text.is_empty()) {
                             a class="same" href=(href(&narrowed(&AuditFilter::default(), field, &text))) {
                                 "events with this " (name)
                             }
@@ -920,6 +925,26 @@ mod tests {
                 Pattern::Exact(format!("/login?next={HOSTILE}"))
             )]
         );
+    }
+
+    /// An empty filter is no filter: an empty value (a malformed DNS question's domain) is shown,
+    /// never linked to the whole list as if it narrowed it.
+    #[test]
+    fn empty_values_are_not_links() {
+        let groups = [(
+            AuditField::Domain,
+            vec![("".to_owned(), 3), ("a.example".to_owned(), 1)],
+        )];
+        let html = summaries(&AuditFilter::default(), &groups).into_string();
+        assert!(
+            html.contains(r#"<span class="muted">(empty)</span> <span class="count">3"#),
+            "{html}"
+        );
+        assert_eq!(links(&html), ["/audits?domain=a.example"]);
+        let mut event = stored(hostile_events()).remove(1);
+        event.event.domain = Some(String::new());
+        let html = event_body(&event).into_string();
+        assert!(!links(&html).iter().any(|l| l.contains("domain")), "{html}");
     }
 
     #[test]
