@@ -180,8 +180,11 @@ impl Console {
         let mut listening = None;
         let up = wait_until(HANG_GUARD, || {
             let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            // Whole lines only: the console's stderr is unbuffered, so a line may be read before
+            // its end (`…//127.0.0.1:` without the port) was written.
             listening = text
-                .lines()
+                .split_inclusive('\n')
+                .filter_map(|l| l.strip_suffix('\n'))
                 .find_map(|l| l.split_once("listening on ").map(|(_, url)| url.to_owned()));
             listening.is_some() || self.exited()
         });
