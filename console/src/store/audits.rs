@@ -5,7 +5,7 @@
 //! quoted here.
 
 use rusqlite::types::Value;
-use rusqlite::{Connection, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, params_from_iter};
 
 use super::query::{AuditField, AuditQuery, Bucket, GlobPart, Pattern, Search};
 use super::{StoreError, StoredEvent};
@@ -208,6 +208,15 @@ pub fn audits(c: &Connection, q: &AuditQuery) -> Result<Vec<StoredEvent>, StoreE
     let mut select = c.prepare_cached(&sql)?;
     let rows = select.query_map(params_from_iter(values), stored_event)?;
     rows.collect::<Result<_, _>>().map_err(StoreError::from)
+}
+
+/// The event of this id (ids are unique).
+pub fn by_id(c: &Connection, id: &str) -> Result<Option<StoredEvent>, StoreError> {
+    let mut select = c.prepare_cached(&format!("SELECT {COLUMNS} FROM audits WHERE id = ?1"))?;
+    select
+        .query_row([id], stored_event)
+        .optional()
+        .map_err(StoreError::from)
 }
 
 /// How many events match, whatever the limit and offset.

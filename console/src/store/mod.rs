@@ -102,6 +102,8 @@ pub trait Store: Send + Sync {
     fn add_audits(&self, events: &[Event], source: &str, now: &str) -> Result<usize, StoreError>;
     /// The events `query` selects, newest first (the same time: the later arrival first).
     fn audits(&self, query: &AuditQuery) -> Result<Vec<StoredEvent>, StoreError>;
+    /// The event of this `id`, if one is stored (the audits page's event page).
+    fn audit(&self, id: &str) -> Result<Option<StoredEvent>, StoreError>;
     /// How many events `query` selects, its `limit` and `offset` aside.
     fn count_audits(&self, query: &AuditQuery) -> Result<u64, StoreError>;
     /// The values of `group` among the events `query` selects, each with the sum of their

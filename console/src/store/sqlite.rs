@@ -280,6 +280,10 @@ impl Store for Sqlite {
         audits::count(&lock(&self.reader), q)
     }
 
+    fn audit(&self, id: &str) -> Result<Option<StoredEvent>, StoreError> {
+        audits::by_id(&lock(&self.reader), id)
+    }
+
     fn audit_stats(
         &self,
         q: &AuditQuery,
@@ -559,6 +563,9 @@ mod tests {
         // Each event names the token that delivered it first.
         assert_eq!(stored[0].source.as_deref(), Some("other"));
         assert_eq!(stored[3].source.as_deref(), Some("defender"));
+        // One event by its id (the audits page's event page), as the list has it.
+        assert_eq!(s.audit("a").unwrap().as_ref(), Some(&stored[3]));
+        assert_eq!(s.audit("zz").unwrap(), None);
         let cases = [
             (
                 all.clone().with(AuditField::Container, exact("web")),

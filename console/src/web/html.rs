@@ -29,6 +29,15 @@ pre.diff { background: #f8f9fb; padding: .5em; } pre.diff .hunk { color: #778; }
 pre.diff ins { background: #e6ffec; text-decoration: none; }
 pre.diff del { background: #ffebe9; text-decoration: none; }
 .muted { color: #778; } form.filters { display: flex; flex-wrap: wrap; gap: .5em; margin-bottom: 1em; }
+form.filters details { flex-basis: 100%; } form.filters details label { margin-right: .5em; }
+form.filters label.search input { width: 28em; }
+figure.chart { margin: 0 0 1em; } figure.chart svg { max-width: 100%; height: auto; }
+div.triage { display: grid; grid-template-columns: minmax(0, 1fr) 18em; gap: 1.5em; }
+div.triage div.list { overflow-x: auto; }
+aside.counts h3 { font-size: 1em; margin: .2em 0; } aside.counts ol { margin: 0 0 1em; padding-left: 1.5em; }
+aside.counts li { overflow-wrap: anywhere; } aside.counts .count { color: #778; }
+table#event th { width: 10em; } table#event td.value { white-space: pre-wrap; overflow-wrap: anywhere; }
+.ok-text { color: #060; }
 ";
 
 /// The pages of the navigation, by name and path, and the roles that see them.

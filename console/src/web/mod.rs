@@ -1,7 +1,8 @@
 //! The pages for a person: the policy (rules in order with scope, custom rules and effects, edited
 //! as JSON with the validation errors shown inline), its custom rules library (`custom`), its
 //! history (`history`) and the learning page (`learn`: a draft rule from what containers did), the
-//! audits (newest first, filters, live refresh), the defenders. Server-rendered HTML from maud
+//! audits (`audits`: filters, pages with the total, counts, the chart drawn by `chart`, an event's
+//! own page), the defenders (`defenders`). Server-rendered HTML from maud
 //! templates, which escape every value they show (command lines, domains, container names: the
 //! workloads choose them; scripts hold quotes and `<`); query strings are encoded with
 //! `form_urlencoded`. The only script refreshes the audit rows.
@@ -9,7 +10,10 @@
 //! The pages need a person logged in (`login`): what each sees and may change follows their
 //! role; every form carries the session's CSRF token.
 
+mod audits;
+mod chart;
 mod custom;
+mod defenders;
 mod history;
 mod html;
 mod learn;
@@ -20,36 +24,27 @@ mod problems;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Form, Query, RawQuery, State};
+use axum::extract::{Form, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use defender::policy::PolicyError;
 use defender::policy::schema::{self, CustomEffect, Document, Effect};
-use maud::{Markup, PreEscaped, html};
+use maud::{Markup, html};
 use serde::Deserialize;
 
-use crate::api;
 use crate::app::{AppState, Replaced};
 use crate::auth::{Caller, EDITORS, Editor, Person};
-use crate::events::{AuditFilter, Effect as AuditEffect, Event, Kind};
-use crate::store::AuditField;
+use audits::AUDITS;
 use html::page;
-
-/// Rows on the audits page when no limit is asked for.
-const PAGE_ROWS: u32 = 200;
-
-/// Where the audits page lives, and the links that filter it.
-const AUDITS: &str = "/audits";
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/", get(|| async { Redirect::to(AUDITS) }))
         .route("/policy", get(policy_page).post(save_policy))
-        .route(AUDITS, get(audits_page))
-        .route("/audits/rows", get(audit_rows))
-        .route("/defenders", get(defenders_page))
+        .merge(audits::routes())
         .merge(custom::routes())
+        .merge(defenders::routes())
         .merge(history::routes())
         .merge(learn::routes())
         .merge(login::routes())
@@ -369,270 +364,8 @@ fn invalid_notice(e: &PolicyError, text: &str) -> Markup {
     }
 }
 
-// ---- Audits ----
-
-/// The live refresh: every 2 s, the rows for the page's own query string. A constant: nothing
-/// of an event or a filter is ever written into it.
-const LIVE_REFRESH: &str = "
-setInterval(async () => {
-  if (!document.getElementById('live').checked) return;
-  const r = await fetch('/audits/rows' + location.search, {credentials: 'same-origin'});
-  if (r.ok) document.getElementById('rows').innerHTML = await r.text();
-}, 2000);
-";
-
-fn options<T: Copy>(all: &[T], name: impl Fn(T) -> &'static str, chosen: Option<&str>) -> Markup {
-    html! {
-        option value="" { "any" }
-        @for v in all {
-            @let n = name(*v);
-            option value=(n) selected[chosen == Some(n)] { (n) }
-        }
-    }
-}
-
-/// A text filter: its label, and its input holding the value in force.
-fn text_filter(name: &str, value: Option<&str>, hint: &str) -> Markup {
-    html! {
-        label {
-            (name) " "
-            input name=(name) id={ "filter-" (name) } value=(value.unwrap_or_default())
-                placeholder=(hint);
-        }
-    }
-}
-
-async fn audits_page(
-    Person(who): Person,
-    State(state): State<Arc<AppState>>,
-    RawQuery(query): RawQuery,
-) -> Response {
-    let (filter, rows) = match filtered_rows(&state, query.as_deref()).await {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    page(
-        Some(&who),
-        "App-Embedded audits",
-        "Audits",
-        audits_body(&filter, rows),
-    )
-    .into_response()
-}
-
-/// The audits page under its frame: the filters in force, the CSV link for them, the rows.
-fn audits_body(filter: &AuditFilter, rows: Markup) -> Markup {
-    html! {
-        form class="filters" method="get" action=(AUDITS) {
-            (text_filter("container", filter.get(AuditField::Container), "any"))
-            (text_filter("image", filter.get(AuditField::Image), "any"))
-            label {
-                "type "
-                select name="type" id="filter-type" {
-                    (options(&Kind::ALL, Kind::as_str, filter.get(AuditField::Type)))
-                }
-            }
-            label {
-                "effect "
-                select name="effect" id="filter-effect" {
-                    (options(&AuditEffect::ALL, AuditEffect::as_str, filter.get(AuditField::Effect)))
-                }
-            }
-            (text_filter("rule", filter.get(AuditField::Rule), "any"))
-            (text_filter("customRule", filter.get(AuditField::CustomRule), "any"))
-            (text_filter("cluster", filter.get(AuditField::Cluster), "any"))
-            (text_filter("family", filter.get(AuditField::Family), "any"))
-            (text_filter("service", filter.get(AuditField::Service), "any"))
-            (text_filter("since", filter.since.as_deref(), "2026-11-29T10:00:00Z"))
-            (text_filter("until", filter.until.as_deref(), "2026-11-29T11:00:00Z"))
-            button id="apply" { "Filter" }
-        }
-        p {
-            label { input type="checkbox" id="live" checked; " live refresh" }
-            " · "
-            a href={ "/api/v1/audits/runtime/app-embedded/download" (filter.query_string()) } {
-                "download CSV"
-            }
-        }
-        table {
-            thead {
-                tr {
-                    th { "time" } th { "type" } th { "effect" } th { "container" } th { "image" }
-                    th { "rule" } th { "custom rule" } th { "message" } th { "count" }
-                    th { "cluster" } th { "family" } th { "service" } th { "source" }
-                }
-            }
-            tbody id="rows" { (rows) }
-        }
-        script { (PreEscaped(LIVE_REFRESH)) }
-    }
-}
-
-/// The audits page with `filter` narrowed by `narrow`, from its first row.
-fn narrowed(filter: &AuditFilter, narrow: impl FnOnce(&mut AuditFilter)) -> String {
-    let mut filter = filter.clone();
-    narrow(&mut filter);
-    filter.offset = None;
-    format!("{AUDITS}{}", filter.query_string())
-}
-
-/// The filter of a query string and its table rows, or the page to show instead (a storage
-/// error). A filter that does not parse is shown in place of the rows.
-async fn filtered_rows(
-    state: &AppState,
-    query: Option<&str>,
-) -> Result<(AuditFilter, Markup), Response> {
-    let error = |e: String| {
-        html! {
-            tr { td colspan=(TABLE_COLUMNS) class="errors" id="errors" { (e) } }
-        }
-    };
-    let filter = match AuditFilter::parse(query) {
-        Ok(f) => f,
-        Err(e) => return Ok((AuditFilter::default(), error(e))),
-    };
-    let query = match filter.query(PAGE_ROWS) {
-        Ok(q) => q,
-        Err(e) => return Ok((filter, error(e))),
-    };
-    let events = state
-        .store(move |s| s.audits(&query))
-        .await
-        .map_err(|e| internal(&e.message))?;
-    let rows = html! {
-        @if events.is_empty() {
-            tr { td colspan=(TABLE_COLUMNS) class="muted" { "No audit events." } }
-        }
-        @for e in &events {
-            (row(&e.event, e.source.as_deref(), &filter))
-        }
-    };
-    Ok((filter, rows))
-}
-
-/// The columns of the audits table.
-const TABLE_COLUMNS: usize = 13;
-
-/// One event; its container, image, rule, custom rule and ECS identity link to the page filtered
-/// by them as well. The ECS identity comes last but for the token that delivered it (`source`),
-/// so that the columns before keep their place.
-fn row(e: &Event, source: Option<&str>, filter: &AuditFilter) -> Markup {
-    let kind = e.kind.as_str();
-    let effect = e.effect.as_str();
-    html! {
-        tr class="audit" data-type=(kind) {
-            td { (e.time) }
-            td { (kind) }
-            td class={ "effect-" (effect) } { (effect) }
-            td {
-                a href=(narrowed(filter, |f| f.set_exact(AuditField::Container, &e.container))) {
-                    (e.container)
-                }
-            }
-            td {
-                a href=(narrowed(filter, |f| f.set_exact(AuditField::Image, &e.image))) { (e.image) }
-            }
-            td {
-                @if let Some(rule) = &e.rule {
-                    a href=(narrowed(filter, |f| f.set_exact(AuditField::Rule, rule))) { (rule) }
-                }
-            }
-            td class="custom-rule" {
-                @if let Some(custom) = &e.custom_rule {
-                    a href=(narrowed(filter, |f| f.set_exact(AuditField::CustomRule, custom))) {
-                        (custom)
-                    }
-                }
-            }
-            td { (e.message) }
-            td { (e.count) }
-            td class="cluster" {
-                @if let Some(cluster) = &e.cluster {
-                    a href=(narrowed(filter, |f| f.set_exact(AuditField::Cluster, cluster))) { (cluster) }
-                }
-            }
-            td class="family" {
-                @if let Some(family) = &e.family {
-                    a href=(narrowed(filter, |f| f.set_exact(AuditField::Family, family))) { (family) }
-                }
-            }
-            td class="service" {
-                @if let Some(service) = &e.service {
-                    a href=(narrowed(filter, |f| f.set_exact(AuditField::Service, service))) { (service) }
-                }
-            }
-            td class="source" { (source.unwrap_or_default()) }
-        }
-    }
-}
-
-async fn audit_rows(
-    _: Person,
-    State(state): State<Arc<AppState>>,
-    RawQuery(query): RawQuery,
-) -> Response {
-    match filtered_rows(&state, query.as_deref()).await {
-        Ok((_, rows)) => rows.into_response(),
-        Err(r) => r,
-    }
-}
-
-// ---- Defenders ----
-
-async fn defenders_page(Person(who): Person, State(state): State<Arc<AppState>>) -> Response {
-    let defenders = match api::defenders(&state).await {
-        Ok(d) => d,
-        Err(e) => return internal(&e.message),
-    };
-    let revision = state.policy().revision;
-    let body = html! {
-        p {
-            "Policy revision in force: " strong { (revision) } ". A defender is connected while \
-             its heartbeats arrive (every 5 s)."
-        }
-        table id="defenders" {
-            tr {
-                th { "container" } th { "image" } th { "task" } th { "cluster" } th { "family" }
-                th { "service" } th { "revision" }
-                th { "version" } th { "last seen" } th { "state" }
-            }
-            @for d in &defenders {
-                tr {
-                    td { (d.beat.container) }
-                    td { (d.beat.image) }
-                    td { (d.beat.task.as_deref().unwrap_or("—")) }
-                    td { (d.beat.cluster.as_deref().unwrap_or("—")) }
-                    td { (d.beat.family.as_deref().unwrap_or("—")) }
-                    td { (d.beat.service.as_deref().unwrap_or("—")) }
-                    td {
-                        @match (&d.beat.revision, d.current) {
-                            (Some(r), true) => { (r) }
-                            (Some(r), false) => {
-                                span class="effect-alert" { (r) " (not current)" }
-                            }
-                            (None, _) => { span class="muted" { "local policy" } }
-                        }
-                    }
-                    td { (d.beat.version) }
-                    td { (d.last_seen) }
-                    td {
-                        @if d.connected { "connected" } @else { span class="muted" { "gone" } }
-                    }
-                }
-            }
-        }
-        @if defenders.is_empty() {
-            p class="muted" { "No defender has reported yet." }
-        }
-    };
-    page(Some(&who), "Defenders", "Defenders", body).into_response()
-}
-
 #[cfg(test)]
 mod tests {
-    use defender::audit::{Activity, ActivityViolation, ProcessViolation, Scope};
-    use defender::policy::{self, Attack};
-
     use super::*;
 
     /// What a workload may put in a command line, a domain, a container's or a rule's name.
@@ -641,45 +374,6 @@ mod tests {
     /// [`HOSTILE`] as maud writes it in text.
     pub(super) const SHOWN: &str =
         r#"&lt;/td&gt;&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; 'q' a?b=c#d +%20"#;
-
-    /// The events of a hostile workload, as its defender builds them.
-    fn hostile_events() -> Vec<Event> {
-        let scope = Scope {
-            container: format!("web {HOSTILE}"),
-            image: format!("img {HOSTILE}"),
-            task: None,
-            cluster: Some(format!("cluster {HOSTILE}")),
-            family: Some(format!("family {HOSTILE}")),
-            service: Some(format!("service {HOSTILE}")),
-        };
-        let rule = format!("rule {HOSTILE}");
-        let process = Event::process(
-            &scope,
-            &ProcessViolation {
-                rule: &rule,
-                effect: policy::Effect::Prevent,
-                cause: Attack::ExplicitlyDenied.into(),
-                pid: 7,
-                process: "/bin/sh",
-                parent: "/bin/sh",
-                cmdline: &format!("sh -c {HOSTILE}"),
-            },
-        );
-        let dns = Event::activity(
-            &scope,
-            &ActivityViolation {
-                rule: &rule,
-                effect: policy::Effect::Alert,
-                cause: Attack::NotAllowed.into(),
-                pid: 7,
-                process: "/usr/bin/curl",
-                activity: Activity::Dns {
-                    domain: format!("{HOSTILE}.example"),
-                },
-            },
-        );
-        vec![process, dns]
-    }
 
     /// An attribute's value as the browser reads it (maud escapes `&`, `<`, `>` and `"`).
     fn attribute(escaped: &str) -> String {
@@ -698,136 +392,11 @@ mod tests {
             .collect()
     }
 
-    /// The filter a link's query string gives, as the pages and the API read it.
-    fn filter_of(link: &str) -> AuditFilter {
-        let uri: axum::http::Uri = link.parse().unwrap_or_else(|e| panic!("{link}: {e}"));
-        AuditFilter::parse(uri.query()).unwrap_or_else(|e| panic!("{link}: {e}"))
-    }
-
+    /// A custom rule's name, as the policy page lists it: shown as text (the audits page's
+    /// links to it are `audits`' tests).
     #[test]
-    fn hostile_strings_are_shown_escaped_and_filter_links_round_trip_them() {
-        let mut filter = AuditFilter::default();
-        // As written (`?` is a glob character here): the input shows it as it was written.
-        filter
-            .fields
-            .insert(AuditField::Image, format!("img {HOSTILE}"));
-        filter.set_exact(AuditField::Type, "process");
-        let events = hostile_events();
-        let rows = html! { @for e in &events { (row(e, Some(HOSTILE), &filter)) } };
-        let page = page(
-            None,
-            "App-Embedded audits",
-            "Audits",
-            audits_body(&filter, rows),
-        )
-        .into_string();
-
-        // The only script is the page's own; every hostile string is text.
-        assert_eq!(page.matches("<script").count(), 1, "{page}");
-        assert!(!page.contains("</td><script>"), "{page}");
-        for text in [
-            format!("Full command: sh -c {SHOWN}"),
-            format!("DNS resolution of domain name {SHOWN}.example"),
-            format!(">web {SHOWN}</a>"),
-            format!(">rule {SHOWN}</a>"),
-            format!(">service {SHOWN}</a>"),
-            format!(r#"<td class="source">{SHOWN}</td>"#),
-        ] {
-            assert!(page.contains(&text), "{text} is not in {page}");
-        }
-        // The filter inputs hold the values in force, as attributes.
-        assert!(
-            page.contains(&format!(r#"id="filter-image" value="img {SHOWN}""#)),
-            "{page}"
-        );
-
-        // Each link gives back exactly the filter it was made from.
-        let links = links(&page);
-        let download = links
-            .iter()
-            .find(|l| l.starts_with("/api/v1/audits/runtime/app-embedded/download?"))
-            .unwrap();
-        assert_eq!(filter_of(download), filter);
-        let narrowing: Vec<AuditFilter> = links
-            .iter()
-            .filter(|l| l.starts_with("/audits?"))
-            .map(|l| filter_of(l))
-            .collect();
-        let expect = |narrow: fn(&mut AuditFilter)| {
-            let mut f = filter.clone();
-            narrow(&mut f);
-            f
-        };
-        let by_container =
-            expect(|f| f.set_exact(AuditField::Container, &format!("web {HOSTILE}")));
-        let by_rule = expect(|f| f.set_exact(AuditField::Rule, &format!("rule {HOSTILE}")));
-        let by_cluster =
-            expect(|f| f.set_exact(AuditField::Cluster, &format!("cluster {HOSTILE}")));
-        let by_family = expect(|f| f.set_exact(AuditField::Family, &format!("family {HOSTILE}")));
-        let by_service =
-            expect(|f| f.set_exact(AuditField::Service, &format!("service {HOSTILE}")));
-        // Narrowed by the image, whose filter was a glob: now exactly that image.
-        let by_image = expect(|f| f.set_exact(AuditField::Image, &format!("img {HOSTILE}")));
-        assert_eq!(narrowing.len(), 2 * 6, "{links:?}");
-        for want in [
-            by_container,
-            by_rule,
-            by_image,
-            by_cluster,
-            by_family,
-            by_service,
-        ] {
-            assert_eq!(
-                narrowing.iter().filter(|f| **f == want).count(),
-                2,
-                "{want:?} in {narrowing:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn query_strings_encode_what_forms_do() {
-        assert_eq!(AuditFilter::default().query_string(), "");
-        let mut filter = AuditFilter {
-            limit: Some(5),
-            ..AuditFilter::default()
-        };
-        filter
-            .fields
-            .insert(AuditField::Container, "a b&c=d*".into());
-        filter.fields.insert(AuditField::Rule, String::new());
-        assert_eq!(filter.query_string(), "?container=a+b%26c%3Dd*&limit=5");
-    }
-
-    /// A custom rule's name, as a defender reports it in an audit and the policy page lists it:
-    /// shown as text, and its filter link gives back exactly that name.
-    #[test]
-    fn hostile_custom_rule_names_are_escaped_and_filter_exactly() {
+    fn hostile_custom_rule_names_are_escaped() {
         let name = format!("nc {HOSTILE}");
-        let mut event = hostile_events().remove(0);
-        event.attack = Some("customRule".into());
-        event.custom_rule = Some(name.clone());
-        let filter = AuditFilter::default();
-        let rows = row(&event, None, &filter).into_string();
-        assert!(rows.contains(&format!(">nc {SHOWN}</a>")), "{rows}");
-        let by_custom: Vec<AuditFilter> = links(&rows)
-            .iter()
-            .map(|l| filter_of(l))
-            .filter(|f| f.get(AuditField::CustomRule).is_some())
-            .collect();
-        let mut want = AuditFilter::default();
-        want.set_exact(AuditField::CustomRule, &name);
-        assert_eq!(by_custom, [want]);
-        // The exact filter selects the name, glob characters and all.
-        let query = by_custom[0].query(1).unwrap();
-        assert_eq!(
-            query.fields,
-            [(
-                AuditField::CustomRule,
-                crate::store::Pattern::Exact(name.clone())
-            )]
-        );
-
         let doc: Document = serde_json::from_value(serde_json::json!({
             "customRules": [{"name": name, "type": "dns", "script": "dns.name = \"x\""}],
             "rules": [{"name": "web", "customRules": [{"name": name, "effect": "alert"}]}]
