@@ -5,6 +5,7 @@
 //! Calls are blocking; the web layer runs them off its async workers. Times are RFC 3339 UTC
 //! strings with microseconds, which sort as text.
 
+mod deliveries;
 mod observations;
 mod people;
 mod sqlite;
@@ -119,6 +120,8 @@ pub trait Store: Send + Sync {
     /// `source` is the name of the token that delivered them.
     fn add_audits(&self, events: &[Event], source: &str, now: &str) -> Result<usize, StoreError>;
     fn audits(&self, query: &AuditQuery) -> Result<Vec<StoredEvent>, StoreError>;
+    /// Up to `limit` audits stored after arrival position `seq`, oldest first, each with its own.
+    fn audits_after(&self, seq: i64, limit: u32) -> Result<Vec<(i64, StoredEvent)>, StoreError>;
     fn heartbeat(&self, beat: &Heartbeat, now: &str) -> Result<(), StoreError>;
     /// Every defender ever heard from, most recently seen first.
     fn defenders(&self) -> Result<Vec<DefenderSeen>, StoreError>;
@@ -140,6 +143,16 @@ pub trait Store: Send + Sync {
     ) -> Result<(), StoreError>;
     /// The activity last seen at `since` or later (all with `None`).
     fn observations(&self, since: Option<&str>) -> Result<Vec<Observation>, StoreError>;
+
+    // ---- operations ----
+    /// Whether the database answers a query (`/readyz`); the error says why not.
+    fn ready(&self) -> Result<(), StoreError>;
+    /// The bytes the database takes on disk.
+    fn size(&self) -> Result<u64, StoreError>;
+    /// The arrival position of the last audit delivered to webhook `target` (a digest of its
+    /// URL); a new target starts at the newest audit stored.
+    fn delivery_cursor(&self, target: &str) -> Result<i64, StoreError>;
+    fn set_delivery_cursor(&self, target: &str, seq: i64) -> Result<(), StoreError>;
 
     // ---- people ----
     /// Adds a user; `false` when the name is taken.

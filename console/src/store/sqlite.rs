@@ -5,7 +5,7 @@
 //! The schema grows by migrations: a console upgraded in place opens the database of the one
 //! before it and brings it up to date, keeping its rows.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::{
     ActivityEntry, ActivityQuery, AuditQuery, DefenderSeen, Heartbeat, Observation, Revision,
     SessionRecord, Store, StoreError, StoredEvent, StoredPolicy, TokenRecord, UserRecord,
-    observations, people,
+    deliveries, observations, people,
 };
 use crate::events::{Effect, Event, Kind, parse_name};
 
@@ -82,6 +82,8 @@ const MIGRATIONS: &[&str] = &[
     super::observations::MIGRATION,
     // 7: the web application firewall: its audits' request fields, the ports a defender protects.
     WAAS_FIELDS,
+    // 8: the webhooks' delivery cursors.
+    deliveries::MIGRATION,
 ];
 
 /// Migration 7: `waas` audits' `method`, `url`, `sourceIp`, `field`, `requestId`; the ports each
@@ -96,6 +98,9 @@ const WAAS_FIELDS: &str = "ALTER TABLE audits ADD COLUMN method TEXT;
 /// Migration 4: who saved each revision of the policy (`by`); earlier revisions keep NULL, shown as
 /// unknown. (`author`, since `BY` is an SQL keyword.)
 const REVISION_AUTHORS: &str = "ALTER TABLE policies ADD COLUMN author TEXT;";
+
+/// How long [`Store::ready`] waits for a lock held by a write before it answers "not ready".
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The columns of a [`StoredPolicy`], in the order [`stored_policy`] reads them.
 const POLICY_COLUMNS: &str = "revision, document, updated, author";
@@ -114,6 +119,53 @@ const AUDIT_COLUMNS: &str = "id, time, type, effect, rule, attack, custom_rule, 
                              cluster, family, service, source, method, url, source_ip, field, \
                              request_id";
 
+/// An audit event as [`AUDIT_COLUMNS`] read it.
+fn stored_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
+    let kind: String = r.get(2)?;
+    let effect: String = r.get(3)?;
+    let bad = |column: usize, value: String| {
+        rusqlite::Error::FromSqlConversionFailure(
+            column,
+            rusqlite::types::Type::Text,
+            format!("unknown value {value:?}").into(),
+        )
+    };
+    let event = Event {
+        id: r.get(0)?,
+        time: r.get(1)?,
+        kind: parse_name(&kind, &Kind::ALL, Kind::as_str).ok_or_else(|| bad(2, kind.clone()))?,
+        effect: parse_name(&effect, &Effect::ALL, Effect::as_str)
+            .ok_or_else(|| bad(3, effect.clone()))?,
+        rule: r.get(4)?,
+        attack: r.get(5)?,
+        custom_rule: r.get(6)?,
+        container: r.get(7)?,
+        image: r.get(8)?,
+        task: r.get(9)?,
+        cluster: r.get(19)?,
+        family: r.get(20)?,
+        service: r.get(21)?,
+        pid: r.get(10)?,
+        process: r.get(11)?,
+        cmdline: r.get(12)?,
+        parent: r.get(13)?,
+        domain: r.get(14)?,
+        ip: r.get(15)?,
+        port: r.get(16)?,
+        method: r.get(23)?,
+        url: r.get(24)?,
+        source_ip: r.get(25)?,
+        field: r.get(26)?,
+        request_id: r.get(27)?,
+        message: r.get(17)?,
+        count: r.get::<_, i64>(18)? as u64,
+    };
+    Ok(StoredEvent {
+        event,
+        source: r.get(22)?,
+    })
+}
+
 /// A database written by a newer console than this one: opening it could misread its rows.
 #[derive(Debug, thiserror::Error)]
 #[error(
@@ -128,6 +180,8 @@ struct TooNew {
 pub struct Sqlite {
     writer: Mutex<Connection>,
     reader: Mutex<Connection>,
+    /// The database file, opened afresh by [`Store::ready`].
+    path: PathBuf,
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -158,6 +212,7 @@ impl Sqlite {
         Ok(Sqlite {
             writer: Mutex::new(writer),
             reader: Mutex::new(reader),
+            path: path.to_path_buf(),
         })
     }
 }
@@ -290,53 +345,17 @@ impl Store for Sqlite {
                 q.family,
                 q.service,
             ],
-            |r| {
-                let kind: String = r.get(2)?;
-                let effect: String = r.get(3)?;
-                let bad = |column: usize, value: String| {
-                    rusqlite::Error::FromSqlConversionFailure(
-                        column,
-                        rusqlite::types::Type::Text,
-                        format!("unknown value {value:?}").into(),
-                    )
-                };
-                let event = Event {
-                    id: r.get(0)?,
-                    time: r.get(1)?,
-                    kind: parse_name(&kind, &Kind::ALL, Kind::as_str)
-                        .ok_or_else(|| bad(2, kind.clone()))?,
-                    effect: parse_name(&effect, &Effect::ALL, Effect::as_str)
-                        .ok_or_else(|| bad(3, effect.clone()))?,
-                    rule: r.get(4)?,
-                    attack: r.get(5)?,
-                    custom_rule: r.get(6)?,
-                    container: r.get(7)?,
-                    image: r.get(8)?,
-                    task: r.get(9)?,
-                    cluster: r.get(19)?,
-                    family: r.get(20)?,
-                    service: r.get(21)?,
-                    pid: r.get(10)?,
-                    process: r.get(11)?,
-                    cmdline: r.get(12)?,
-                    parent: r.get(13)?,
-                    domain: r.get(14)?,
-                    ip: r.get(15)?,
-                    port: r.get(16)?,
-                    method: r.get(23)?,
-                    url: r.get(24)?,
-                    source_ip: r.get(25)?,
-                    field: r.get(26)?,
-                    request_id: r.get(27)?,
-                    message: r.get(17)?,
-                    count: r.get::<_, i64>(18)? as u64,
-                };
-                Ok(StoredEvent {
-                    event,
-                    source: r.get(22)?,
-                })
-            },
+            stored_event,
         )?;
+        rows.collect::<Result<_, _>>().map_err(StoreError::from)
+    }
+
+    fn audits_after(&self, seq: i64, limit: u32) -> Result<Vec<(i64, StoredEvent)>, StoreError> {
+        let c = lock(&self.reader);
+        let mut select = c.prepare_cached(&format!(
+            "SELECT {AUDIT_COLUMNS}, seq FROM audits WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+        ))?;
+        let rows = select.query_map(params![seq, limit], |r| Ok((r.get(28)?, stored_event(r)?)))?;
         rows.collect::<Result<_, _>>().map_err(StoreError::from)
     }
 
@@ -444,6 +463,50 @@ impl Store for Sqlite {
 
     fn observations(&self, since: Option<&str>) -> Result<Vec<Observation>, StoreError> {
         observations::since(&lock(&self.reader), since).map_err(StoreError::from)
+    }
+
+    // ---- operations ----
+    fn ready(&self) -> Result<(), StoreError> {
+        // A fresh connection, not the serving ones: it fails as a restart would when the file
+        // was deleted, replaced or damaged under the running console, which keeps using what it
+        // opened. Read-write without creating: a missing file is an error, not a new database.
+        use rusqlite::OpenFlags;
+        let c = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        c.busy_timeout(READY_TIMEOUT)?;
+        let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if usize::try_from(version).ok() != Some(MIGRATIONS.len()) {
+            return Err(StoreError {
+                source: format!(
+                    "the database file is at schema version {version}, not this console's {}",
+                    MIGRATIONS.len()
+                )
+                .into(),
+            });
+        }
+        c.query_row("SELECT COUNT(*) FROM policies", [], |r| r.get::<_, i64>(0))?;
+        Ok(())
+    }
+
+    fn size(&self) -> Result<u64, StoreError> {
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        let len = |p: &Path| match std::fs::metadata(p) {
+            Ok(m) => Ok(m.len()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(StoreError { source: e.into() }),
+        };
+        Ok(len(&self.path)? + len(Path::new(&wal))?)
+    }
+
+    fn delivery_cursor(&self, target: &str) -> Result<i64, StoreError> {
+        deliveries::cursor(&lock(&self.writer), target)
+    }
+
+    fn set_delivery_cursor(&self, target: &str, seq: i64) -> Result<(), StoreError> {
+        deliveries::set_cursor(&lock(&self.writer), target, seq)
     }
 
     // ---- people ----
