@@ -16,7 +16,7 @@ use axum::routing::get;
 use crate::app::{ApiError, AppState};
 use crate::auth::{CallerName, same};
 use crate::logs::fields;
-use crate::metrics::UNMATCHED;
+use crate::metrics::{UNMATCHED, route_label};
 
 /// The Prometheus client's text format is OpenMetrics'.
 const METRICS_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -88,8 +88,7 @@ pub async fn observe(
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map_or(UNMATCHED, |m| m.as_str())
-        .to_owned();
+        .map_or(UNMATCHED.to_owned(), |m| route_label(m.as_str()));
     let caller = CallerName::default();
     request.extensions_mut().insert(caller.clone());
     let response = next.run(request).await;

@@ -182,6 +182,22 @@ pub struct Sqlite {
     reader: Mutex<Connection>,
     /// The database file, opened afresh by [`Store::ready`].
     path: PathBuf,
+    /// Its device and inode when opened: the file the connections write, whatever is at `path`
+    /// later.
+    opened: (u64, u64),
+}
+
+/// The device and inode of the file at `path`.
+fn identity(path: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).map(|m| (m.dev(), m.ino()))
+}
+
+/// A [`StoreError`] of a message of ours.
+fn failure(message: String) -> StoreError {
+    StoreError {
+        source: message.into(),
+    }
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -209,10 +225,12 @@ impl Sqlite {
         let mut writer = open()?;
         migrate(&mut writer)?;
         let reader = open()?;
+        let opened = identity(path).map_err(|e| StoreError { source: e.into() })?;
         Ok(Sqlite {
             writer: Mutex::new(writer),
             reader: Mutex::new(reader),
             path: path.to_path_buf(),
+            opened,
         })
     }
 }
@@ -467,9 +485,20 @@ impl Store for Sqlite {
 
     // ---- operations ----
     fn ready(&self) -> Result<(), StoreError> {
-        // A fresh connection, not the serving ones: it fails as a restart would when the file
-        // was deleted, replaced or damaged under the running console, which keeps using what it
-        // opened. Read-write without creating: a missing file is an error, not a new database.
+        // The serving connections keep writing the file they opened even once it is deleted or
+        // replaced, and what they write is then lost at the next start: not ready.
+        match identity(&self.path) {
+            Ok(found) if found == self.opened => {}
+            Ok(_) => {
+                return Err(failure(
+                    "the database file was replaced since the console opened it".into(),
+                ));
+            }
+            Err(e) => return Err(failure(format!("the database file: {e}"))),
+        }
+        // A fresh connection, not the serving ones: it fails as a restart would on a file
+        // damaged or made unreadable. Read-write without creating: a missing file is an error,
+        // not a new database.
         use rusqlite::OpenFlags;
         let c = Connection::open_with_flags(
             &self.path,
@@ -478,13 +507,10 @@ impl Store for Sqlite {
         c.busy_timeout(READY_TIMEOUT)?;
         let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if usize::try_from(version).ok() != Some(MIGRATIONS.len()) {
-            return Err(StoreError {
-                source: format!(
-                    "the database file is at schema version {version}, not this console's {}",
-                    MIGRATIONS.len()
-                )
-                .into(),
-            });
+            return Err(failure(format!(
+                "the database file is at schema version {version}, not this console's {}",
+                MIGRATIONS.len()
+            )));
         }
         c.query_row("SELECT COUNT(*) FROM policies", [], |r| r.get::<_, i64>(0))?;
         Ok(())
@@ -496,7 +522,7 @@ impl Store for Sqlite {
         let len = |p: &Path| match std::fs::metadata(p) {
             Ok(m) => Ok(m.len()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
-            Err(e) => Err(StoreError { source: e.into() }),
+            Err(e) => Err(failure(format!("{}: {e}", p.display()))),
         };
         Ok(len(&self.path)? + len(Path::new(&wal))?)
     }
