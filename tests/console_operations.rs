@@ -260,6 +260,11 @@ fn every_stored_event_reaches_the_webhook_once_across_restarts() {
     // The event itself, as the API shows it, with the token that delivered it.
     assert_eq!(delivered[0]["container"], "orders-1");
     assert_eq!(delivered[0]["source"], "defender");
+    // The URL's user information as basic authentication ("hook-user:hook-secret").
+    assert_eq!(
+        first.received()[0].authorization.as_deref(),
+        Some("Basic aG9vay11c2VyOmhvb2stc2VjcmV0")
+    );
 
     // The receiver stops; events sent meanwhile wait, and arrive once it is back on its port.
     first.stop();

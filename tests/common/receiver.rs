@@ -18,10 +18,12 @@ pub enum Mode {
     Hold,
 }
 
-/// A request received: its body, and the status answered (`None`: held).
+/// A request received: its body, its `Authorization` header, and the status answered (`None`:
+/// held).
 #[derive(Clone, Debug)]
 pub struct Received {
     pub body: String,
+    pub authorization: Option<String>,
     pub answered: Option<u16>,
 }
 
@@ -132,6 +134,7 @@ impl Drop for Receiver {
 fn serve(stream: TcpStream, mode: &Mutex<Mode>, shared: &Mutex<Shared>) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut length = 0;
+    let mut authorization = None;
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -141,10 +144,12 @@ fn serve(stream: TcpStream, mode: &Mutex<Mode>, shared: &Mutex<Shared>) {
         if line.is_empty() {
             break;
         }
-        if let Some((name, value)) = line.split_once(':')
-            && name.eq_ignore_ascii_case("content-length")
-        {
-            length = value.trim().parse().unwrap();
+        if let Some((name, value)) = line.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().unwrap();
+            } else if name.eq_ignore_ascii_case("authorization") {
+                authorization = Some(value.trim().to_owned());
+            }
         }
     }
     let mut body = vec![0; length];
@@ -158,6 +163,7 @@ fn serve(stream: TcpStream, mode: &Mutex<Mode>, shared: &Mutex<Shared>) {
         Mode::Answer(status) => {
             shared.received.push(Received {
                 body,
+                authorization,
                 answered: Some(status),
             });
             let mut stream = stream;
@@ -169,6 +175,7 @@ fn serve(stream: TcpStream, mode: &Mutex<Mode>, shared: &Mutex<Shared>) {
         Mode::Hold => {
             shared.received.push(Received {
                 body,
+                authorization,
                 answered: None,
             });
             shared.held.push(stream);
