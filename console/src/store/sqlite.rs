@@ -290,15 +290,24 @@ impl Store for Sqlite {
         let tx = c.transaction()?;
         let mut added = 0;
         {
+            // Arrival positions are given here, above the newest stored and above every webhook's
+            // cursor: SQLite would reuse the positions of the newest rows once deleted, and a
+            // webhook that passed them would never send what arrived there.
+            let mut seq: i64 = tx.query_row(
+                "SELECT MAX(COALESCE((SELECT MAX(seq) FROM audits), 0), \
+                            COALESCE((SELECT MAX(seq) FROM deliveries), 0))",
+                [],
+                |r| r.get(0),
+            )?;
             let mut insert = tx
                 .prepare_cached(&format!(
-                    "INSERT OR IGNORE INTO audits ({AUDIT_COLUMNS}, received) \
+                    "INSERT OR IGNORE INTO audits ({AUDIT_COLUMNS}, received, seq) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, \
-                             ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)"
+                             ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30)"
                 ))
                 ?;
             for e in events {
-                added += insert.execute(params![
+                let inserted = insert.execute(params![
                     e.id,
                     e.time,
                     e.kind.as_str(),
@@ -328,7 +337,13 @@ impl Store for Sqlite {
                     e.field,
                     e.request_id,
                     now,
+                    seq + 1,
                 ])?;
+                // An id stored already is ignored and takes no position.
+                if inserted == 1 {
+                    seq += 1;
+                }
+                added += inserted;
             }
         }
         tx.commit()?;
@@ -637,6 +652,52 @@ mod tests {
     /// The events of `stored`, without their source.
     fn events(stored: Vec<StoredEvent>) -> Vec<Event> {
         stored.into_iter().map(|s| s.event).collect()
+    }
+
+    #[test]
+    fn webhook_cursors_start_at_the_newest_and_positions_never_go_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let s = Sqlite::open(&path).unwrap();
+        let t = "2026-11-29T10:00:00.000000Z";
+        let ids_after = |seq| -> Vec<String> {
+            s.audits_after(seq, 100)
+                .unwrap()
+                .into_iter()
+                .map(|(_, e)| e.event.id)
+                .collect()
+        };
+        let batch = [
+            event("a", t, Kind::Process, "web"),
+            event("b", t, Kind::Dns, "web"),
+        ];
+        assert_eq!(s.add_audits(&batch, "defender", t).unwrap(), 2);
+        // A new webhook starts after what is stored; its cursor is kept.
+        let start = s.delivery_cursor("hook").unwrap();
+        assert_eq!(ids_after(start), Vec::<String>::new());
+        assert_eq!(ids_after(0), ["a", "b"]);
+        let again = [
+            event("b", t, Kind::Dns, "web"),
+            event("c", t, Kind::Dns, "web"),
+        ];
+        assert_eq!(s.add_audits(&again, "defender", t).unwrap(), 1);
+        let after = s.audits_after(start, 100).unwrap();
+        assert_eq!(after.len(), 1);
+        s.set_delivery_cursor("hook", after[0].0).unwrap();
+        assert_eq!(s.delivery_cursor("hook").unwrap(), after[0].0);
+        assert_eq!(s.audits_after(0, 2).unwrap().len(), 2);
+
+        // The newest rows deleted (as retention may), a new event still lands after the cursor.
+        Connection::open(&path)
+            .unwrap()
+            .execute("DELETE FROM audits WHERE id IN ('b', 'c')", [])
+            .unwrap();
+        assert_eq!(
+            s.add_audits(&[event("d", t, Kind::Process, "web")], "defender", t)
+                .unwrap(),
+            1
+        );
+        assert_eq!(ids_after(s.delivery_cursor("hook").unwrap()), ["d"]);
     }
 
     #[test]
