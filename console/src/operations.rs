@@ -50,7 +50,7 @@ async fn metrics(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    if let Some(token) = &state.metrics_token {
+    if let Some(token) = &state.operations.metrics_token {
         let presented = headers
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -66,7 +66,7 @@ async fn metrics(
         .iter()
         .filter(|d| d.connected)
         .count();
-    let m = &state.metrics;
+    let m = &state.operations.metrics;
     m.database_size.set(i64::try_from(size).unwrap_or(i64::MAX));
     m.defenders_connected
         .set(i64::try_from(connected).unwrap_or(i64::MAX));
@@ -95,6 +95,7 @@ pub async fn observe(
     let elapsed = start.elapsed();
     let status = response.status().as_u16();
     state
+        .operations
         .metrics
         .request(&method, &route, status, elapsed.as_secs_f64());
     let ms = format!("{:.3}", elapsed.as_secs_f64() * 1000.0);
