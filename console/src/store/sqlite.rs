@@ -5,7 +5,7 @@
 //! The schema grows by migrations: a console upgraded in place opens the database of the one
 //! before it and brings it up to date, keeping its rows.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::{
     ActivityEntry, ActivityQuery, AuditField, AuditQuery, Bucket, DefenderSeen, Expired, Heartbeat,
     Observation, Revision, SessionRecord, Store, StoreError, StoredEvent, StoredPolicy,
-    TokenRecord, UserRecord, audits, observations, people,
+    TokenRecord, UserRecord, audits, deliveries, observations, people,
 };
 use crate::events::Event;
 
@@ -84,6 +84,8 @@ const MIGRATIONS: &[&str] = &[
     WAAS_FIELDS,
     // 8: audit queries: the text search, an index per filter.
     audits::MIGRATION,
+    // 9: the webhooks' delivery cursors.
+    deliveries::MIGRATION,
 ];
 
 /// Migration 7: `waas` audits' `method`, `url`, `sourceIp`, `field`, `requestId`; the ports each
@@ -98,6 +100,9 @@ const WAAS_FIELDS: &str = "ALTER TABLE audits ADD COLUMN method TEXT;
 /// Migration 4: who saved each revision of the policy (`by`); earlier revisions keep NULL, shown as
 /// unknown. (`author`, since `BY` is an SQL keyword.)
 const REVISION_AUTHORS: &str = "ALTER TABLE policies ADD COLUMN author TEXT;";
+
+/// How long [`Store::ready`] waits for a lock held by a write before it answers "not ready".
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The columns of a [`StoredPolicy`], in the order [`stored_policy`] reads them.
 const POLICY_COLUMNS: &str = "revision, document, updated, author";
@@ -125,6 +130,24 @@ struct TooNew {
 pub struct Sqlite {
     writer: Mutex<Connection>,
     reader: Mutex<Connection>,
+    /// The database file, opened afresh by [`Store::ready`].
+    path: PathBuf,
+    /// Its device and inode when opened: the file the connections write, whatever is at `path`
+    /// later.
+    opened: (u64, u64),
+}
+
+/// The device and inode of the file at `path`.
+fn identity(path: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).map(|m| (m.dev(), m.ino()))
+}
+
+/// A [`StoreError`] of a message of ours.
+fn failure(message: String) -> StoreError {
+    StoreError {
+        source: message.into(),
+    }
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -156,9 +179,12 @@ impl Sqlite {
         writer.pragma_update(None, "cache_size", -32 * 1024)?;
         migrate(&mut writer)?;
         let reader = open()?;
+        let opened = identity(path).map_err(|e| StoreError { source: e.into() })?;
         Ok(Sqlite {
             writer: Mutex::new(writer),
             reader: Mutex::new(reader),
+            path: path.to_path_buf(),
+            opened,
         })
     }
 }
@@ -226,16 +252,25 @@ impl Store for Sqlite {
         let tx = c.transaction()?;
         let mut added = 0;
         {
+            // Arrival positions are given here, above the newest stored and above every webhook's
+            // cursor: SQLite would reuse the positions of the newest rows once deleted, and a
+            // webhook that passed them would never send what arrived there.
+            let mut seq: i64 = tx.query_row(
+                "SELECT MAX(COALESCE((SELECT MAX(seq) FROM audits), 0), \
+                            COALESCE((SELECT MAX(seq) FROM deliveries), 0))",
+                [],
+                |r| r.get(0),
+            )?;
             let mut insert = tx
                 .prepare_cached(&format!(
-                    "INSERT OR IGNORE INTO audits ({}, received) \
+                    "INSERT OR IGNORE INTO audits ({}, received, seq) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, \
-                             ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)",
+                             ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30)",
                     audits::COLUMNS
                 ))
                 ?;
             for e in events {
-                added += insert.execute(params![
+                let inserted = insert.execute(params![
                     e.id,
                     e.time,
                     e.kind.as_str(),
@@ -265,7 +300,13 @@ impl Store for Sqlite {
                     e.field,
                     e.request_id,
                     now,
+                    seq + 1,
                 ])?;
+                // An id stored already is ignored and takes no position.
+                if inserted == 1 {
+                    seq += 1;
+                }
+                added += inserted;
             }
         }
         tx.commit()?;
@@ -319,6 +360,18 @@ impl Store for Sqlite {
         lock(&self.writer)
             .execute_batch("PRAGMA analysis_limit = 1000; PRAGMA optimize = 0x10002;")?;
         Ok(expired)
+    }
+
+    fn audits_after(&self, seq: i64, limit: u32) -> Result<Vec<(i64, StoredEvent)>, StoreError> {
+        let c = lock(&self.reader);
+        let mut select = c.prepare_cached(&format!(
+            "SELECT {}, seq FROM audits WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            audits::COLUMNS
+        ))?;
+        let rows = select.query_map(params![seq, limit], |r| {
+            Ok((r.get(28)?, audits::stored_event(r)?))
+        })?;
+        rows.collect::<Result<_, _>>().map_err(StoreError::from)
     }
 
     fn heartbeat(&self, b: &Heartbeat, now: &str) -> Result<(), StoreError> {
@@ -425,6 +478,58 @@ impl Store for Sqlite {
 
     fn observations(&self, since: Option<&str>) -> Result<Vec<Observation>, StoreError> {
         observations::since(&lock(&self.reader), since).map_err(StoreError::from)
+    }
+
+    // ---- operations ----
+    fn ready(&self) -> Result<(), StoreError> {
+        // The serving connections keep writing the file they opened even once it is deleted or
+        // replaced, and what they write is then lost at the next start: not ready.
+        match identity(&self.path) {
+            Ok(found) if found == self.opened => {}
+            Ok(_) => {
+                return Err(failure(
+                    "the database file was replaced since the console opened it".into(),
+                ));
+            }
+            Err(e) => return Err(failure(format!("the database file: {e}"))),
+        }
+        // A fresh connection, not the serving ones: it fails as a restart would on a file
+        // damaged or made unreadable. Read-write without creating: a missing file is an error,
+        // not a new database.
+        use rusqlite::OpenFlags;
+        let c = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        c.busy_timeout(READY_TIMEOUT)?;
+        let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if usize::try_from(version).ok() != Some(MIGRATIONS.len()) {
+            return Err(failure(format!(
+                "the database file is at schema version {version}, not this console's {}",
+                MIGRATIONS.len()
+            )));
+        }
+        c.query_row("SELECT COUNT(*) FROM policies", [], |r| r.get::<_, i64>(0))?;
+        Ok(())
+    }
+
+    fn size(&self) -> Result<u64, StoreError> {
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        let len = |p: &Path| match std::fs::metadata(p) {
+            Ok(m) => Ok(m.len()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(failure(format!("{}: {e}", p.display()))),
+        };
+        Ok(len(&self.path)? + len(Path::new(&wal))?)
+    }
+
+    fn delivery_cursor(&self, target: &str) -> Result<i64, StoreError> {
+        deliveries::cursor(&lock(&self.writer), target)
+    }
+
+    fn set_delivery_cursor(&self, target: &str, seq: i64) -> Result<(), StoreError> {
+        deliveries::set_cursor(&lock(&self.writer), target, seq)
     }
 
     // ---- people ----
@@ -535,6 +640,52 @@ mod tests {
     /// The events of `stored`, without their source.
     fn events(stored: Vec<StoredEvent>) -> Vec<Event> {
         stored.into_iter().map(|s| s.event).collect()
+    }
+
+    #[test]
+    fn webhook_cursors_start_at_the_newest_and_positions_never_go_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let s = Sqlite::open(&path).unwrap();
+        let t = "2026-11-29T10:00:00.000000Z";
+        let ids_after = |seq| -> Vec<String> {
+            s.audits_after(seq, 100)
+                .unwrap()
+                .into_iter()
+                .map(|(_, e)| e.event.id)
+                .collect()
+        };
+        let batch = [
+            event("a", t, Kind::Process, "web"),
+            event("b", t, Kind::Dns, "web"),
+        ];
+        assert_eq!(s.add_audits(&batch, "defender", t).unwrap(), 2);
+        // A new webhook starts after what is stored; its cursor is kept.
+        let start = s.delivery_cursor("hook").unwrap();
+        assert_eq!(ids_after(start), Vec::<String>::new());
+        assert_eq!(ids_after(0), ["a", "b"]);
+        let again = [
+            event("b", t, Kind::Dns, "web"),
+            event("c", t, Kind::Dns, "web"),
+        ];
+        assert_eq!(s.add_audits(&again, "defender", t).unwrap(), 1);
+        let after = s.audits_after(start, 100).unwrap();
+        assert_eq!(after.len(), 1);
+        s.set_delivery_cursor("hook", after[0].0).unwrap();
+        assert_eq!(s.delivery_cursor("hook").unwrap(), after[0].0);
+        assert_eq!(s.audits_after(0, 2).unwrap().len(), 2);
+
+        // The newest rows deleted (as retention may), a new event still lands after the cursor.
+        Connection::open(&path)
+            .unwrap()
+            .execute("DELETE FROM audits WHERE id IN ('b', 'c')", [])
+            .unwrap();
+        assert_eq!(
+            s.add_audits(&[event("d", t, Kind::Process, "web")], "defender", t)
+                .unwrap(),
+            1
+        );
+        assert_eq!(ids_after(s.delivery_cursor("hook").unwrap()), ["d"]);
     }
 
     #[test]
