@@ -379,6 +379,23 @@ fn a_defender_under_the_console_applies_each_waas_revision_and_audits_it() {
     let out = common::finish_within(child, HANG_GUARD);
     assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
     assert!(console::defender_events(&w, "rejected").is_empty());
+
+    // The next start, the console away: the cached revision 3 is in force.
+    let mut c = c;
+    c.kill();
+    let out = common::output_within(&mut console::defender(
+        &w,
+        &c.url(),
+        &state,
+        &["--log-level", "info"],
+        &["true"],
+    ));
+    let stderr = common::stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("no WAAS rule in force (the cached WAAS policy revision 3)"),
+        "{stderr}"
+    );
 }
 
 #[test]
