@@ -41,10 +41,15 @@ table#event th { width: 10em; } table#event td.value { white-space: pre-wrap; ov
 ";
 
 /// The pages of the navigation, by name and path, and the roles that see them.
-const NAVIGATION: [(&str, &str, &[Role]); 5] = [
+const NAVIGATION: [(&str, &str, &[Role]); 6] = [
     (
         "Policy",
         "/policy",
+        &[Role::Admin, Role::Operator, Role::Auditor],
+    ),
+    (
+        "WAAS",
+        "/policy/waas",
         &[Role::Admin, Role::Operator, Role::Auditor],
     ),
     (
