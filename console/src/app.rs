@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 use tokio::sync::{Mutex, MutexGuard, watch};
 
 use crate::auth::{Role, Tokens};
-use crate::metrics::Metrics;
 use crate::documents::{self, Doc, Kind, Runtime};
+use crate::metrics::Metrics;
 use crate::store::{ActivityEntry, Store, StoreError, StoredPolicy};
 use crate::throttle::Throttle;
 use crate::webhooks::Webhooks;
