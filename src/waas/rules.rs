@@ -46,8 +46,9 @@ const XSS: &[&str] = &[
 /// Matched on [`command_line`]'s rewriting, where the quoting and escaping tricks of shells are
 /// already undone.
 const CMDI: &[&str] = &[
-    // A command after a separator, a substitution or at the start, with what shows it is one.
-    r"(?:^|[;&|\n`]|\$\(|<\()\s*(?:/?(?:usr/)?(?:local/)?s?bin/)?(?:cat|ls|id|whoami|uname|wget|curl|nc|ncat|netcat|bash|sh|zsh|ksh|dash|csh|tcsh|python[23]?|perl|ruby|php|lua|node|ping|nslookup|dig|host|rm|chmod|chown|echo|printf|ps|kill|pkill|sleep|telnet|ssh|scp|ftp|tftp|busybox|awk|gawk|sed|find|xargs|head|tail|more|less|env|printenv|ifconfig|ip|netstat|ss|base64|xxd|od|tar|gzip|mkfifo|touch|cp|mv|crontab|sudo|su|passwd|useradd|nohup|exec|eval|socat|systemctl|service|mount|dd|uptime|hostname|w|who|last|history|ansible|docker|kubectl|nmap|tee|tac|nl|sort|uniq|grep|egrep|zcat|bzcat|strings|rev|cut|getent|lsof|which|whereis|locate|alias|source|set|export|unset|time|timeout|nice|awk)\b(?:\s|$|[;&|<>`)])",
+    // A command after a separator or in a substitution (not at the start of a value: a value
+    // starting with "sort" or "cat food" is too often just words).
+    r"(?:[;&|\n`]|\$\(|<\()\s*(?:/?(?:usr/)?(?:local/)?s?bin/)?(?:cat|ls|id|whoami|uname|wget|curl|nc|ncat|netcat|bash|sh|zsh|ksh|dash|csh|tcsh|python[23]?|perl|ruby|php|lua|node|ping|nslookup|dig|host|rm|chmod|chown|echo|printf|ps|kill|pkill|sleep|telnet|ssh|scp|ftp|tftp|busybox|awk|gawk|sed|find|xargs|head|tail|more|less|env|printenv|ifconfig|ip|netstat|ss|base64|xxd|od|tar|gzip|mkfifo|touch|cp|mv|crontab|sudo|su|passwd|useradd|nohup|exec|eval|socat|systemctl|service|mount|dd|uptime|hostname|w|who|last|history|ansible|docker|kubectl|nmap|tee|tac|nl|sort|uniq|grep|egrep|zcat|bzcat|strings|rev|cut|getent|lsof|which|whereis|locate|alias|source|set|export|unset|time|timeout|nice|awk)\b(?:\s|$|[;&|<>`)])",
     r"\$\(\s*[a-z/.]|`\s*[a-z/][^`]*`|\$\{?ifs\b|\$\{[a-z_]+(?::-|##|%%|//)",
     r"/(?:usr/)?s?bin/[a-z]+\b",
     r"/[?*][?*][?*]/[a-z?*]+",
@@ -225,6 +226,8 @@ mod tests {
             (Sqli, "1 UNION/**/ALL/**/SELECT 1", true),
             (Sqli, "1 and sleep(5)", true),
             (Sqli, "'; DROP TABLE users; --", true),
+            (Sqli, "pg_catalog", true),
+            (Sqli, "\" union select\n", true),
             (Sqli, "O'Brien", false),
             (Sqli, "the union voted to select a new chair", false),
             (Sqli, "Select your size or union jack print", false),
