@@ -1,7 +1,10 @@
 //! The inspection of one HTTP request: plain data in ([`Request`]), what was found out
 //! ([`Finding`]: the attack and the field it was in). Pure: no I/O, no clock.
 
-use super::policy::{Attack, Protections};
+use super::decode::label;
+use super::fields::{Origin, fields};
+use super::policy::{Attack, Effect, Protections};
+use super::rules;
 
 /// One request as the firewall read it off the wire, before any decoding.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -23,9 +26,220 @@ pub struct Finding {
     pub field: String,
 }
 
+/// The signature classes in the contract's order, each with the fields it applies to: tool
+/// signatures are looked for in headers only, the injections everywhere but in the protocol's own
+/// headers, Shellshock everywhere.
+const CLASSES: &[(Attack, &[Origin])] = &[
+    (Attack::Sqli, DATA),
+    (Attack::Xss, DATA),
+    (Attack::Cmdi, DATA),
+    (Attack::CodeInjection, DATA),
+    (Attack::Lfi, DATA),
+    (Attack::Shellshock, ALL),
+    (
+        Attack::AttackTools,
+        &[Origin::Header, Origin::ProtocolHeader],
+    ),
+];
+const DATA: &[Origin] = &[
+    Origin::Path,
+    Origin::Query,
+    Origin::Header,
+    Origin::Cookie,
+    Origin::Body,
+];
+const ALL: &[Origin] = &[
+    Origin::Path,
+    Origin::Query,
+    Origin::Header,
+    Origin::ProtocolHeader,
+    Origin::Cookie,
+    Origin::Body,
+];
+
 /// Every attack the enabled `protections` find in `request`, in the order of the contract's list
-/// (so the first is the one a refusal names).
+/// (so the first is the one a refusal names): at most one finding per attack, in the first field
+/// (in request order: path, query, headers, cookies, body) that carries it. A malformation is
+/// found even where the rest of the request could still be read.
 pub fn inspect(request: &Request<'_>, protections: &Protections) -> Vec<Finding> {
-    let _ = (request, protections);
-    Vec::new()
+    let enabled = |attack| protections.effect(attack) != Some(Effect::Disable);
+    let (fields, malformed) = fields(request);
+    let mut found: Vec<Finding> = CLASSES
+        .iter()
+        .filter(|(attack, _)| enabled(*attack))
+        .filter_map(|(attack, origins)| {
+            let field = fields.iter().find(|field| {
+                origins.contains(&field.origin)
+                    && field.views.iter().any(|view| rules::matches(*attack, view))
+            });
+            let field = field.map(|f| f.name.clone()).or_else(|| {
+                (*attack == Attack::AttackTools)
+                    .then(|| {
+                        request
+                            .headers
+                            .iter()
+                            .find(|(name, _)| rules::tool_header(name))
+                            .map(|(name, _)| format!("header:{}", label(name.as_bytes())))
+                    })
+                    .flatten()
+            })?;
+            Some(Finding {
+                attack: *attack,
+                field,
+            })
+        })
+        .collect();
+    if enabled(Attack::MalformedRequest)
+        && let Some(first) = malformed.into_iter().next()
+    {
+        found.push(Finding {
+            attack: Attack::MalformedRequest,
+            field: first.field,
+        });
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all(effect: Effect) -> Protections {
+        Protections {
+            sqli: effect,
+            xss: effect,
+            cmdi: effect,
+            code_injection: effect,
+            lfi: effect,
+            shellshock: effect,
+            attack_tools: effect,
+            malformed_request: effect,
+        }
+    }
+
+    fn found(
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+        protections: &Protections,
+    ) -> Vec<(&'static str, String)> {
+        let request = Request {
+            method: "POST",
+            target,
+            headers: headers.iter().map(|(n, v)| (*n, v.as_bytes())).collect(),
+            body: body.as_bytes(),
+        };
+        inspect(&request, protections)
+            .into_iter()
+            .map(|f| (f.attack.as_str(), f.field))
+            .collect()
+    }
+
+    /// Target, headers, body, and the (attack, field) findings expected.
+    type Case<'a> = (
+        &'a str,
+        &'a [(&'a str, &'a str)],
+        &'a str,
+        &'a [(&'a str, &'a str)],
+    );
+
+    #[test]
+    fn findings_per_attack_in_contract_order() {
+        let on = all(Effect::Alert);
+        let form = ("Content-Type", "application/x-www-form-urlencoded");
+        let json = ("Content-Type", "application/json");
+        let table: &[Case] = &[
+            (
+                "/products?id=42&q=shoes",
+                &[("User-Agent", "curl/8.5.0")],
+                "",
+                &[],
+            ),
+            (
+                "/p?id=1%27%20OR%20%271%27%3D%271",
+                &[],
+                "",
+                &[("sqli", "query:id")],
+            ),
+            // Double encoding, then HTML references.
+            (
+                "/p?x=%253Cscript%253Ealert(1)%253C/script%253E",
+                &[],
+                "",
+                &[("xss", "query:x")],
+            ),
+            (
+                "/p",
+                &[form],
+                "c=%26lt%3Bsvg%20onload%3Dalert(1)%26gt%3B",
+                &[("xss", "body:c")],
+            ),
+            (
+                "/p",
+                &[json],
+                r#"{"a":{"b":["ok","; cat /etc/passwd"]}}"#,
+                &[("cmdi", "body:a.b[1]"), ("lfi", "body:a.b[1]")],
+            ),
+            (
+                "/p",
+                &[("Cookie", "s=1; t=${jndi:ldap://x/a}")],
+                "",
+                &[("codeInjection", "cookie:t")],
+            ),
+            ("/files/..%2f..%2fetc/passwd", &[], "", &[("lfi", "path")]),
+            (
+                "/cgi-bin/x",
+                &[("Accept", "() { :; }; /bin/id")],
+                "",
+                // A protocol header: only Shellshock and tools are looked for in it.
+                &[("shellshock", "header:Accept")],
+            ),
+            (
+                "/",
+                &[("User-Agent", "sqlmap/1.8 (https://sqlmap.org)")],
+                "",
+                &[("attackTools", "header:User-Agent")],
+            ),
+            (
+                "/",
+                &[("Acunetix-Product", "WVS")],
+                "",
+                &[("attackTools", "header:Acunetix-Product")],
+            ),
+            ("/p?a=100%", &[], "", &[("malformedRequest", "query:a")]),
+            (
+                "/p?id=1%27%20or%201%3D1--&bad=%zz",
+                &[],
+                "",
+                &[("sqli", "query:id"), ("malformedRequest", "query:bad")],
+            ),
+        ];
+        for (target, headers, body, want) in table {
+            let want: Vec<(&str, String)> = want.iter().map(|(a, f)| (*a, f.to_string())).collect();
+            assert_eq!(
+                found(target, headers, body, &on),
+                want,
+                "{target} {headers:?} {body}"
+            );
+        }
+    }
+
+    #[test]
+    fn disabled_protections_find_nothing() {
+        let off = all(Effect::Disable);
+        assert!(found("/p?id=1' or '1'='1&a=%", &[], "", &off).is_empty());
+        let only_xss = Protections {
+            xss: Effect::Prevent,
+            ..all(Effect::Disable)
+        };
+        assert_eq!(
+            found(
+                "/p?id=1' or '1'='1&q=<script>alert(1)</script>",
+                &[],
+                "",
+                &only_xss
+            ),
+            [("xss", "query:q".to_owned())]
+        );
+    }
 }

@@ -5,9 +5,14 @@
 //! Data flows as everywhere else in the defender: a request becomes plain data ([`Request`]), the
 //! pure inspection ([`inspect`]) finds attacks in it, the app's effects decide, the audit goes out.
 
+mod decode;
+mod fields;
 pub mod inspect;
 pub mod live;
+pub mod openapi;
 pub mod policy;
+mod rules;
 
 pub use inspect::{Finding, Request, inspect};
 pub use policy::{App, Attack, Compiled, Document, Effect, Protections, WaasError, compile, parse};
+pub use rules::warm_up;
