@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::{Query, RawQuery, State};
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -17,16 +17,15 @@ use serde_json::json;
 
 use crate::app::{ApiError, AppState, Replaced, now};
 use crate::auth::{Caller, Defends, Edits, Member, Reads};
-use crate::events::{self, Effect, Kind, parse_name};
+use crate::events::{self, AuditFilter};
 use crate::lifecycle;
-use crate::store::{AuditQuery, DefenderSeen, Heartbeat, StoredEvent, StoredPolicy};
+use crate::store::{AuditField, AuditQuery, DefenderSeen, Heartbeat, StoredEvent, StoredPolicy};
 use defender::policy::Identity;
 
 /// The longest a policy poll is held open.
 const MAX_WAIT: u64 = 120;
-/// Audit events per page when no limit is asked for, and the most one page may hold.
+/// Audit events per page when no limit is asked for (at most `events::MAX_LIMIT`).
 const DEFAULT_LIMIT: u32 = 100;
-const MAX_LIMIT: u32 = 10_000;
 /// Rows of a CSV download when no limit is asked for.
 const DOWNLOAD_LIMIT: u32 = 1_000_000;
 /// A defender is shown as connected while its last heartbeat is this recent (3 missed beats).
@@ -45,6 +44,10 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route(
             "/api/v1/audits/runtime/app-embedded/download",
             get(download_audits),
+        )
+        .route(
+            "/api/v1/audits/runtime/app-embedded/stats",
+            get(audit_stats),
         )
         .route(crate::learning::PROPOSAL, get(crate::learning::proposal))
         .route("/api/v1/defenders/heartbeat", post(heartbeat))
@@ -196,117 +199,114 @@ async fn post_audits(
     Ok(Json(json!({ "received": received, "stored": stored })))
 }
 
-/// The audit filters of the query string (the API's and the audits page's).
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
-pub struct AuditFilter {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub container: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image: Option<String>,
-    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub effect: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rule: Option<String>,
-    #[serde(
-        rename = "customRule",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub custom_rule: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cluster: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub family: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub service: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub since: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub until: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub limit: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub offset: Option<u32>,
+/// The header that tells how many events match a query, before `limit` and `offset`.
+const TOTAL: &str = "x-total-count";
+/// Summary rows when no limit is asked for: groups, or histogram buckets.
+const STATS_LIMIT: u32 = 100;
+const HISTOGRAM_LIMIT: u32 = events::MAX_LIMIT;
+/// The widest histogram bucket: a year.
+const MAX_BUCKET_MINUTES: u32 = 366 * 24 * 60;
+
+/// A query string's audit query, or the 400 naming the parameter that is wrong.
+fn audit_query(query: Option<&str>, default_limit: u32) -> Result<AuditQuery, ApiError> {
+    AuditFilter::parse(query)
+        .and_then(|f| f.query(default_limit))
+        .map_err(ApiError::bad_request)
 }
 
-impl AuditFilter {
-    /// The storage query; an unknown type or effect, or a time that is not RFC 3339, is an error.
-    /// Empty parameters (as an HTML form sends them) mean no filter.
-    pub fn query(&self, default_limit: u32) -> Result<AuditQuery, String> {
-        let given = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty());
-        let time = |name: &str, v: &Option<String>| {
-            given(v)
-                .map(|t| events::normalize_time(&t).map_err(|e| format!("{name}: {e}")))
-                .transpose()
-        };
-        let kind = given(&self.kind)
-            .map(|k| {
-                parse_name(&k, &Kind::ALL, Kind::as_str).ok_or(format!("type: unknown type {k:?}"))
-            })
-            .transpose()?;
-        let effect = given(&self.effect)
-            .map(|e| {
-                parse_name(&e, &Effect::ALL, Effect::as_str)
-                    .ok_or(format!("effect: unknown effect {e:?}"))
-            })
-            .transpose()?;
-        Ok(AuditQuery {
-            container: given(&self.container),
-            image: given(&self.image),
-            kind,
-            effect,
-            rule: given(&self.rule),
-            custom_rule: given(&self.custom_rule),
-            cluster: given(&self.cluster),
-            family: given(&self.family),
-            service: given(&self.service),
-            since: time("since", &self.since)?,
-            until: time("until", &self.until)?,
-            limit: self
-                .limit
-                .unwrap_or(default_limit)
-                .min(default_limit.max(MAX_LIMIT)),
-            offset: self.offset.unwrap_or(0),
-        })
-    }
-}
-
+/// The events of a query and how many match in all.
 async fn find_audits(
     state: &AppState,
-    filter: &AuditFilter,
-    default_limit: u32,
-) -> Result<Vec<StoredEvent>, ApiError> {
-    let query = filter.query(default_limit).map_err(ApiError::bad_request)?;
-    state.store(move |s| s.audits(&query)).await
+    query: AuditQuery,
+) -> Result<(Vec<StoredEvent>, u64), ApiError> {
+    state
+        .store(move |s| Ok((s.audits(&query)?, s.count_audits(&query)?)))
+        .await
 }
 
 async fn list_audits(
     _: Reads,
     State(state): State<Arc<AppState>>,
-    Query(filter): Query<AuditFilter>,
-) -> Result<Json<Vec<StoredEvent>>, ApiError> {
-    Ok(Json(find_audits(&state, &filter, DEFAULT_LIMIT).await?))
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let query = audit_query(query.as_deref(), DEFAULT_LIMIT)?;
+    let (events, total) = find_audits(&state, query).await?;
+    Ok(([(TOTAL, total.to_string())], Json(events)).into_response())
 }
 
 async fn download_audits(
     _: Reads,
     State(state): State<Arc<AppState>>,
-    Query(filter): Query<AuditFilter>,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let events = find_audits(&state, &filter, DOWNLOAD_LIMIT).await?;
+    let query = audit_query(query.as_deref(), DOWNLOAD_LIMIT)?;
+    let (events, total) = find_audits(&state, query).await?;
     Ok((
         [
-            (CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
             (
                 CONTENT_DISPOSITION,
-                "attachment; filename=\"app-embedded-audits.csv\"",
+                "attachment; filename=\"app-embedded-audits.csv\"".to_owned(),
             ),
+            (HeaderName::from_static(TOTAL), total.to_string()),
         ],
         events::to_csv(&events),
     )
         .into_response())
+}
+
+/// A summary of the events a query selects: `group=FIELD` (the values of one field, largest
+/// first) or `histogram=MINUTES` (buckets of time by effect), exactly one of them.
+async fn audit_stats(
+    _: Reads,
+    State(state): State<Arc<AppState>>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let (filter, extra) = AuditFilter::parse_with(query.as_deref(), &["group", "histogram"])
+        .map_err(ApiError::bad_request)?;
+    match (extra.get("group"), extra.get("histogram")) {
+        (Some(group), None) => {
+            let field = AuditField::GROUPS
+                .into_iter()
+                .find(|f| f.name() == group)
+                .ok_or_else(|| {
+                    let names: Vec<&str> = AuditField::GROUPS.iter().map(|f| f.name()).collect();
+                    ApiError::bad_request(format!(
+                        "group: {group:?} is none of {}",
+                        names.join(", ")
+                    ))
+                })?;
+            let query = filter.query(STATS_LIMIT).map_err(ApiError::bad_request)?;
+            let groups = state.store(move |s| s.audit_stats(&query, field)).await?;
+            let body: Vec<serde_json::Value> = groups
+                .into_iter()
+                .map(|(key, count)| json!({ "key": key, "count": count }))
+                .collect();
+            Ok(Json(body).into_response())
+        }
+        (None, Some(minutes)) => {
+            let minutes = minutes
+                .parse::<u32>()
+                .ok()
+                .filter(|m| (1..=MAX_BUCKET_MINUTES).contains(m))
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "histogram: {minutes:?} is not a whole number of minutes from 1 to \
+                         {MAX_BUCKET_MINUTES}"
+                    ))
+                })?;
+            let query = filter
+                .query(HISTOGRAM_LIMIT)
+                .map_err(ApiError::bad_request)?;
+            let buckets = state
+                .store(move |s| s.audit_histogram(&query, minutes))
+                .await?;
+            Ok(Json(buckets).into_response())
+        }
+        _ => Err(ApiError::bad_request(
+            "group or histogram: exactly one of them is required",
+        )),
+    }
 }
 
 async fn heartbeat(
@@ -405,49 +405,5 @@ mod tests {
             assert_eq!(matches(&h, &p), want, "{header}");
         }
         assert!(!matches(&HeaderMap::new(), &p));
-    }
-
-    #[test]
-    fn filters() {
-        let f = |pairs: &str| -> AuditFilter { serde_urlencoded_like(pairs) };
-        let q =
-            f("type=process&effect=prevent&container=&since=2026-11-29T10:00:00Z&customRule=nc+l")
-                .query(DEFAULT_LIMIT)
-                .unwrap();
-        assert_eq!(q.kind, Some(Kind::Process));
-        assert_eq!(q.custom_rule.as_deref(), Some("nc l"));
-        let ecs = f("cluster=prod&family=&service=orders+api")
-            .query(DEFAULT_LIMIT)
-            .unwrap();
-        assert_eq!(
-            (ecs.cluster.as_deref(), ecs.family, ecs.service.as_deref()),
-            (Some("prod"), None, Some("orders api"))
-        );
-        assert_eq!(
-            f("customRule=").query(DEFAULT_LIMIT).unwrap().custom_rule,
-            None
-        );
-        assert_eq!(q.effect, Some(Effect::Prevent));
-        assert_eq!(q.container, None);
-        assert_eq!(q.since.as_deref(), Some("2026-11-29T10:00:00.000000Z"));
-        assert_eq!((q.limit, q.offset), (DEFAULT_LIMIT, 0));
-        assert_eq!(
-            f("limit=999999").query(DEFAULT_LIMIT).unwrap().limit,
-            MAX_LIMIT
-        );
-        for (bad, want) in [
-            ("type=virus", "type: unknown type"),
-            ("effect=deny", "effect: unknown effect"),
-            ("until=tomorrow", "until: "),
-        ] {
-            let err = f(bad).query(DEFAULT_LIMIT).unwrap_err();
-            assert!(err.starts_with(want), "{bad}: {err}");
-        }
-    }
-
-    /// The query string as axum's `Query` reads it.
-    fn serde_urlencoded_like(pairs: &str) -> AuditFilter {
-        let uri: axum::http::Uri = format!("/?{pairs}").parse().unwrap();
-        Query::<AuditFilter>::try_from_uri(&uri).unwrap().0
     }
 }

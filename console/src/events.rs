@@ -1,10 +1,13 @@
 //! Audit events as the console receives, stores and serves them: the defender's own wire type
 //! ([`Event`], the fields of `docs/audit.md`), checked strictly on the way in (a batch with one
-//! bad event is refused whole), and written out as JSON or CSV.
+//! bad event is refused whole), the query of a query string that selects them ([`AuditFilter`],
+//! the API's and the pages'), and written out as JSON or CSV.
+
+use std::collections::BTreeMap;
 
 pub use defender::audit::{Effect, Event, Kind};
 
-use crate::store::StoredEvent;
+use crate::store::{AuditField, AuditQuery, Pattern, Search, StoredEvent};
 
 /// The most events one request may carry.
 pub const MAX_BATCH: usize = 10_000;
@@ -64,6 +67,170 @@ pub fn normalize_time(text: &str) -> Result<String, String> {
     let t = humantime::parse_rfc3339_weak(text.trim())
         .map_err(|e| format!("{text:?} is not an RFC 3339 UTC time ({e})"))?;
     Ok(humantime::format_rfc3339_micros(t).to_string())
+}
+
+/// The most events (or summary rows) one query may return, whatever its default.
+pub const MAX_LIMIT: u32 = 10_000;
+
+/// An audit query as a query string writes it (the API's and the audits page's): a filter value
+/// per field (exact text or a glob, as written), the text search `q`, the time range and the page.
+/// Empty values (as an HTML form sends them) are no filter.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    pub fields: BTreeMap<AuditField, String>,
+    pub q: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub limit: Option<u32>,
+    pub offset: Option<u32>,
+}
+
+impl AuditFilter {
+    /// A query string's filter. Every parameter must be a filter's: an unknown one, one given
+    /// twice, or a `limit` or `offset` that is not a whole number is an error naming it.
+    pub fn parse(query: Option<&str>) -> Result<AuditFilter, String> {
+        let (filter, _) = AuditFilter::parse_with(query, &[])?;
+        Ok(filter)
+    }
+
+    /// As [`parse`](Self::parse), but the parameters named in `extra` (the caller's own, such as
+    /// a summary's `group`) are accepted too and returned, by name, non-empty ones only.
+    pub fn parse_with(
+        query: Option<&str>,
+        extra: &[&'static str],
+    ) -> Result<(AuditFilter, BTreeMap<&'static str, String>), String> {
+        let mut filter = AuditFilter::default();
+        let mut extras = BTreeMap::new();
+        let mut seen = std::collections::BTreeSet::new();
+        let number = |name: &str, value: &str| {
+            value.parse::<u32>().map_err(|_| {
+                format!(
+                    "{name}: {value:?} is not a whole number from 0 to {}",
+                    u32::MAX
+                )
+            })
+        };
+        for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+            if !seen.insert(name.to_string()) {
+                return Err(format!("{name}: given more than once"));
+            }
+            if let Some(known) = extra.iter().find(|e| **e == name) {
+                if !value.is_empty() {
+                    extras.insert(*known, value.into_owned());
+                }
+                continue;
+            }
+            let given = Some(value.to_string()).filter(|v| !v.is_empty());
+            match &*name {
+                "q" => filter.q = given,
+                "since" => filter.since = given,
+                "until" => filter.until = given,
+                "limit" => filter.limit = given.map(|v| number("limit", &v)).transpose()?,
+                "offset" => filter.offset = given.map(|v| number("offset", &v)).transpose()?,
+                other => {
+                    let field = AuditField::parse(other).ok_or_else(|| {
+                        format!("{other}: unknown parameter (the audit fields, q, since, until, limit, offset{})", extra.iter().map(|e| format!(", {e}")).collect::<String>())
+                    })?;
+                    if let Some(v) = given {
+                        filter.fields.insert(field, v);
+                    }
+                }
+            }
+        }
+        Ok((filter, extras))
+    }
+
+    /// The filter value of `field`, as written.
+    pub fn get(&self, field: AuditField) -> Option<&str> {
+        self.fields.get(&field).map(String::as_str)
+    }
+
+    /// Filters `field` to exactly `value` (its glob characters escaped).
+    pub fn set_exact(&mut self, field: AuditField, value: &str) {
+        self.fields.insert(field, Pattern::literal(value));
+    }
+
+    /// The parameters given, in a stable order: what [`parse`](Self::parse) reads back into the
+    /// same filter.
+    pub fn pairs(&self) -> Vec<(&'static str, String)> {
+        let mut pairs: Vec<(&'static str, String)> = self
+            .fields
+            .iter()
+            .map(|(f, v)| (f.name(), v.clone()))
+            .collect();
+        for (name, value) in [
+            ("q", &self.q),
+            ("since", &self.since),
+            ("until", &self.until),
+        ] {
+            pairs.extend(value.clone().map(|v| (name, v)));
+        }
+        pairs.extend(self.limit.map(|n| ("limit", n.to_string())));
+        pairs.extend(self.offset.map(|n| ("offset", n.to_string())));
+        pairs.retain(|(_, v)| !v.is_empty());
+        pairs
+    }
+
+    /// `?name=value&...` for the parameters given (empty when none), encoded as a form sends them.
+    pub fn query_string(&self) -> String {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        for (name, value) in self.pairs() {
+            query.append_pair(name, &value);
+        }
+        match query.finish() {
+            q if q.is_empty() => q,
+            q => format!("?{q}"),
+        }
+    }
+
+    /// The storage query, `default_limit` events when no limit is given and at most the larger
+    /// of it and [`MAX_LIMIT`]. A bad glob, an exact `type` or `effect` that is none, an exact
+    /// `pid` or `port` that is no number, a `q` with nothing to search for or a time that is not
+    /// RFC 3339 is an error naming the parameter.
+    pub fn query(&self, default_limit: u32) -> Result<AuditQuery, String> {
+        let time = |name: &str, v: &Option<String>| {
+            v.as_deref()
+                .map(|t| normalize_time(t).map_err(|e| format!("{name}: {e}")))
+                .transpose()
+        };
+        let mut fields = Vec::new();
+        for (field, value) in &self.fields {
+            let name = field.name();
+            let pattern = Pattern::parse(value).map_err(|e| format!("{name}: {value:?}: {e}"))?;
+            if let Pattern::Exact(exact) = &pattern {
+                let known = match field {
+                    AuditField::Type => parse_name(exact, &Kind::ALL, Kind::as_str).is_some(),
+                    AuditField::Effect => parse_name(exact, &Effect::ALL, Effect::as_str).is_some(),
+                    f if f.numeric() => exact.parse::<i64>().is_ok(),
+                    _ => true,
+                };
+                if !known {
+                    return Err(match field {
+                        AuditField::Type => format!("type: unknown type {exact:?}"),
+                        AuditField::Effect => format!("effect: unknown effect {exact:?}"),
+                        _ => format!("{name}: {exact:?} is not a number"),
+                    });
+                }
+            }
+            fields.push((*field, pattern));
+        }
+        let search = self
+            .q
+            .as_deref()
+            .map(|q| Search::parse(q).map_err(|e| format!("q: {e}")))
+            .transpose()?;
+        Ok(AuditQuery {
+            fields,
+            search,
+            since: time("since", &self.since)?,
+            until: time("until", &self.until)?,
+            limit: self
+                .limit
+                .unwrap_or(default_limit)
+                .min(default_limit.max(MAX_LIMIT)),
+            offset: self.offset.unwrap_or(0),
+        })
+    }
 }
 
 /// The CSV columns: the fields of `docs/audit.md`, in its order.

@@ -29,7 +29,7 @@ use defender::policy::{self, Policy};
 use crate::app::{ApiError, AppState};
 use crate::auth::Reads;
 use crate::events::{self, Event};
-use crate::store::{AuditQuery, Observation};
+use crate::store::{AuditField, AuditQuery, Observation, Pattern};
 
 /// Where the proposal is served.
 pub const PROPOSAL: &str = "/api/v1/policies/runtime/app-embedded/proposal";
@@ -390,10 +390,13 @@ pub async fn seen(state: &AppState, scope: &Scope) -> Result<SeenAll, ApiError> 
         .await?;
     let query = AuditQuery {
         since: scope.since.clone(),
-        effect: Some(events::Effect::Alert),
         limit: MAX_AUDITS,
         ..AuditQuery::default()
-    };
+    }
+    .with(
+        AuditField::Effect,
+        Pattern::Exact(events::Effect::Alert.as_str().into()),
+    );
     let audits: Vec<Event> = state
         .store(move |s| s.audits(&query))
         .await?

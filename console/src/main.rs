@@ -13,6 +13,7 @@ mod learning;
 mod lifecycle;
 mod passwords;
 mod people;
+mod retention;
 mod scope;
 mod serve;
 mod store;

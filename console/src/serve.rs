@@ -12,7 +12,7 @@ use crate::app::AppState;
 use crate::auth::{Origin, TokenError, Tokens};
 use crate::store::{Sqlite, StoreError};
 use crate::tls::TlsError;
-use crate::{api, people, tls, web};
+use crate::{api, people, retention, tls, web};
 
 /// Where the database and the generated tokens live unless --data-dir says otherwise.
 const DEFAULT_DATA_DIR: &str = "/var/lib/defender-console";
@@ -84,6 +84,15 @@ pub struct Args {
         value_parser = humantime::parse_duration
     )]
     session_idle: std::time::Duration,
+    /// Delete audits and activity-log entries older than this many days, forget defenders not
+    /// seen for as long, and the activity they reported (0: keep everything).
+    #[arg(
+        long,
+        env = "DEFENDER_CONSOLE_RETENTION_DAYS",
+        value_name = "N",
+        default_value_t = 90
+    )]
+    retention_days: u32,
 }
 
 /// Why the console could not start, or stopped serving.
@@ -154,12 +163,13 @@ pub fn run(args: Args) -> Result<(), ServeError> {
         args.log_polls,
         args.session_idle,
     )?;
+    let state = Arc::new(state);
     let app = api::routes()
         .merge(people::routes())
         .merge(web::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::map_response(close_after_refusal))
-        .with_state(Arc::new(state));
+        .with_state(state.clone());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -175,6 +185,7 @@ pub fn run(args: Args) -> Result<(), ServeError> {
         let scheme = if tls.is_some() { "https" } else { "http" };
         // Tests and scripts wait for this line (and learn the port when it was 0).
         eprintln!("defender-console: listening on {scheme}://{addr}");
+        tokio::spawn(retention::run(state, args.retention_days));
         // Stops at once on a signal: policy polls may be held open for minutes, and every write
         // is a transaction, so nothing is left half done; defenders retry what was cut.
         let served = match tls {

@@ -5,13 +5,16 @@
 //! Calls are blocking; the web layer runs them off its async workers. Times are RFC 3339 UTC
 //! strings with microseconds, which sort as text.
 
+mod audits;
 mod observations;
 mod people;
+mod query;
 mod sqlite;
 
+pub use query::{AuditField, AuditQuery, Bucket, Expired, Pattern, Search};
 pub use sqlite::Sqlite;
 
-use crate::events::{Effect, Event, Kind};
+use crate::events::Event;
 
 /// A storage call that failed, with the backend's own error as its source.
 #[derive(Debug, thiserror::Error)]
@@ -41,27 +44,6 @@ pub struct Revision {
     pub by: Option<String>,
     /// How many runtime rules it holds.
     pub rules: u64,
-}
-
-/// Which audit events to return, newest first.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct AuditQuery {
-    pub container: Option<String>,
-    pub image: Option<String>,
-    pub kind: Option<Kind>,
-    pub effect: Option<Effect>,
-    pub rule: Option<String>,
-    /// The custom rule that decided (audit field `customRule`).
-    pub custom_rule: Option<String>,
-    /// The ECS identity the event carries: cluster name, task-definition family, service.
-    pub cluster: Option<String>,
-    pub family: Option<String>,
-    pub service: Option<String>,
-    /// `since <= time < until`.
-    pub since: Option<String>,
-    pub until: Option<String>,
-    pub limit: u32,
-    pub offset: u32,
 }
 
 /// What a defender says in its heartbeat.
@@ -118,7 +100,26 @@ pub trait Store: Send + Sync {
     /// skipped (delivery is at least once). Returns how many were new.
     /// `source` is the name of the token that delivered them.
     fn add_audits(&self, events: &[Event], source: &str, now: &str) -> Result<usize, StoreError>;
+    /// The events `query` selects, newest first (the same time: the later arrival first).
     fn audits(&self, query: &AuditQuery) -> Result<Vec<StoredEvent>, StoreError>;
+    /// How many events `query` selects, its `limit` and `offset` aside.
+    fn count_audits(&self, query: &AuditQuery) -> Result<u64, StoreError>;
+    /// The values of `group` among the events `query` selects, each with the sum of their
+    /// events' `count` fields, largest first (ties by value); events without the field are in
+    /// no group. `limit` and `offset` apply to the groups.
+    fn audit_stats(
+        &self,
+        query: &AuditQuery,
+        group: AuditField,
+    ) -> Result<Vec<(String, u64)>, StoreError>;
+    /// The events `query` selects, their `count` fields summed per bucket of `minutes` (aligned
+    /// on the Unix epoch: starts are multiples of the width) and effect, oldest first. Only
+    /// buckets holding events are listed: the newest `limit` of them, after skipping `offset`.
+    fn audit_histogram(&self, query: &AuditQuery, minutes: u32) -> Result<Vec<Bucket>, StoreError>;
+    /// Deletes audits (by their `time`), activity-log entries, defenders (by when last seen) and
+    /// observations (by when last seen) older than `cutoff`, `batch` rows per write transaction
+    /// so that ingestion waits for one batch at most.
+    fn expire(&self, cutoff: &str, batch: u32) -> Result<Expired, StoreError>;
     fn heartbeat(&self, beat: &Heartbeat, now: &str) -> Result<(), StoreError>;
     /// Every defender ever heard from, most recently seen first.
     fn defenders(&self) -> Result<Vec<DefenderSeen>, StoreError>;

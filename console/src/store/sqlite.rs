@@ -12,11 +12,11 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    ActivityEntry, ActivityQuery, AuditQuery, DefenderSeen, Heartbeat, Observation, Revision,
-    SessionRecord, Store, StoreError, StoredEvent, StoredPolicy, TokenRecord, UserRecord,
-    observations, people,
+    ActivityEntry, ActivityQuery, AuditField, AuditQuery, Bucket, DefenderSeen, Expired, Heartbeat,
+    Observation, Revision, SessionRecord, Store, StoreError, StoredEvent, StoredPolicy,
+    TokenRecord, UserRecord, audits, observations, people,
 };
-use crate::events::{Effect, Event, Kind, parse_name};
+use crate::events::Event;
 
 /// The tables as the first console created them (schema version 0); later changes are
 /// [`MIGRATIONS`], so that a database of any earlier console is brought to the same tables.
@@ -82,6 +82,8 @@ const MIGRATIONS: &[&str] = &[
     super::observations::MIGRATION,
     // 7: the web application firewall: its audits' request fields, the ports a defender protects.
     WAAS_FIELDS,
+    // 8: audit queries: the text search, an index per filter.
+    audits::MIGRATION,
 ];
 
 /// Migration 7: `waas` audits' `method`, `url`, `sourceIp`, `field`, `requestId`; the ports each
@@ -108,11 +110,6 @@ fn stored_policy(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredPolicy> {
         by: r.get(3)?,
     })
 }
-
-const AUDIT_COLUMNS: &str = "id, time, type, effect, rule, attack, custom_rule, container, image, \
-                             task, pid, process, cmdline, parent, domain, ip, port, message, count, \
-                             cluster, family, service, source, method, url, source_ip, field, \
-                             request_id";
 
 /// A database written by a newer console than this one: opening it could misread its rows.
 #[derive(Debug, thiserror::Error)]
@@ -219,9 +216,10 @@ impl Store for Sqlite {
         {
             let mut insert = tx
                 .prepare_cached(&format!(
-                    "INSERT OR IGNORE INTO audits ({AUDIT_COLUMNS}, received) \
+                    "INSERT OR IGNORE INTO audits ({}, received) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, \
-                             ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)"
+                             ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)",
+                    audits::COLUMNS
                 ))
                 ?;
             for e in events {
@@ -263,81 +261,44 @@ impl Store for Sqlite {
     }
 
     fn audits(&self, q: &AuditQuery) -> Result<Vec<StoredEvent>, StoreError> {
-        let c = lock(&self.reader);
-        let mut select = c.prepare_cached(&format!(
-            "SELECT {AUDIT_COLUMNS} FROM audits \
-                 WHERE (?1 IS NULL OR container = ?1) AND (?2 IS NULL OR image = ?2) \
-                   AND (?3 IS NULL OR type = ?3) AND (?4 IS NULL OR effect = ?4) \
-                   AND (?5 IS NULL OR rule = ?5) AND (?6 IS NULL OR custom_rule = ?6) \
-                   AND (?7 IS NULL OR time >= ?7) AND (?8 IS NULL OR time < ?8) \
-                   AND (?11 IS NULL OR cluster = ?11) AND (?12 IS NULL OR family = ?12) \
-                   AND (?13 IS NULL OR service = ?13) \
-                 ORDER BY time DESC, seq DESC LIMIT ?9 OFFSET ?10"
-        ))?;
-        let rows = select.query_map(
-            params![
-                q.container,
-                q.image,
-                q.kind.map(Kind::as_str),
-                q.effect.map(Effect::as_str),
-                q.rule,
-                q.custom_rule,
-                q.since,
-                q.until,
-                q.limit,
-                q.offset,
-                q.cluster,
-                q.family,
-                q.service,
-            ],
-            |r| {
-                let kind: String = r.get(2)?;
-                let effect: String = r.get(3)?;
-                let bad = |column: usize, value: String| {
-                    rusqlite::Error::FromSqlConversionFailure(
-                        column,
-                        rusqlite::types::Type::Text,
-                        format!("unknown value {value:?}").into(),
-                    )
-                };
-                let event = Event {
-                    id: r.get(0)?,
-                    time: r.get(1)?,
-                    kind: parse_name(&kind, &Kind::ALL, Kind::as_str)
-                        .ok_or_else(|| bad(2, kind.clone()))?,
-                    effect: parse_name(&effect, &Effect::ALL, Effect::as_str)
-                        .ok_or_else(|| bad(3, effect.clone()))?,
-                    rule: r.get(4)?,
-                    attack: r.get(5)?,
-                    custom_rule: r.get(6)?,
-                    container: r.get(7)?,
-                    image: r.get(8)?,
-                    task: r.get(9)?,
-                    cluster: r.get(19)?,
-                    family: r.get(20)?,
-                    service: r.get(21)?,
-                    pid: r.get(10)?,
-                    process: r.get(11)?,
-                    cmdline: r.get(12)?,
-                    parent: r.get(13)?,
-                    domain: r.get(14)?,
-                    ip: r.get(15)?,
-                    port: r.get(16)?,
-                    method: r.get(23)?,
-                    url: r.get(24)?,
-                    source_ip: r.get(25)?,
-                    field: r.get(26)?,
-                    request_id: r.get(27)?,
-                    message: r.get(17)?,
-                    count: r.get::<_, i64>(18)? as u64,
-                };
-                Ok(StoredEvent {
-                    event,
-                    source: r.get(22)?,
-                })
-            },
-        )?;
-        rows.collect::<Result<_, _>>().map_err(StoreError::from)
+        audits::audits(&lock(&self.reader), q)
+    }
+
+    fn count_audits(&self, q: &AuditQuery) -> Result<u64, StoreError> {
+        audits::count(&lock(&self.reader), q)
+    }
+
+    fn audit_stats(
+        &self,
+        q: &AuditQuery,
+        group: AuditField,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        audits::stats(&lock(&self.reader), q, group)
+    }
+
+    fn audit_histogram(&self, q: &AuditQuery, minutes: u32) -> Result<Vec<Bucket>, StoreError> {
+        audits::histogram(&lock(&self.reader), q, minutes)
+    }
+
+    fn expire(&self, cutoff: &str, batch: u32) -> Result<Expired, StoreError> {
+        let mut expired = Expired::default();
+        let counters = [
+            &mut expired.audits,
+            &mut expired.activity,
+            &mut expired.defenders,
+            &mut expired.observations,
+        ];
+        for (table, counter) in audits::EXPIRING.into_iter().zip(counters) {
+            // The writer is taken per batch: ingestion goes on between them.
+            loop {
+                let deleted = audits::expire_batch(&lock(&self.writer), table, cutoff, batch)?;
+                *counter += deleted;
+                if deleted < u64::from(batch) {
+                    break;
+                }
+            }
+        }
+        Ok(expired)
     }
 
     fn heartbeat(&self, b: &Heartbeat, now: &str) -> Result<(), StoreError> {
@@ -508,6 +469,8 @@ impl Store for Sqlite {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::{Effect, Kind};
+    use crate::store::Pattern;
 
     fn event(id: &str, time: &str, kind: Kind, container: &str) -> Event {
         Event {
@@ -539,6 +502,10 @@ mod tests {
             message: "m".into(),
             count: 1,
         }
+    }
+
+    fn exact(value: &str) -> Pattern {
+        Pattern::Exact(value.into())
     }
 
     fn ids(events: &[StoredEvent]) -> Vec<&str> {
@@ -578,17 +545,11 @@ mod tests {
         assert_eq!(stored[3].source.as_deref(), Some("defender"));
         let cases = [
             (
-                AuditQuery {
-                    container: Some("web".into()),
-                    ..all.clone()
-                },
+                all.clone().with(AuditField::Container, exact("web")),
                 vec!["d", "b", "a"],
             ),
             (
-                AuditQuery {
-                    kind: Some(Kind::Process),
-                    ..all.clone()
-                },
+                all.clone().with(AuditField::Type, exact("process")),
                 vec!["d", "c", "a"],
             ),
             (
@@ -599,13 +560,7 @@ mod tests {
                 },
                 vec!["c"],
             ),
-            (
-                AuditQuery {
-                    effect: Some(Effect::Alert),
-                    ..all.clone()
-                },
-                vec![],
-            ),
+            (all.clone().with(AuditField::Effect, exact("alert")), vec![]),
             (
                 AuditQuery {
                     limit: 2,
@@ -670,10 +625,9 @@ mod tests {
                 .unwrap(),
             1
         );
-        let by_custom = AuditQuery {
-            custom_rule: Some("netcat listener".into()),
-            ..all.clone()
-        };
+        let by_custom = all
+            .clone()
+            .with(AuditField::CustomRule, exact("netcat listener"));
         assert_eq!(events(s.audits(&by_custom).unwrap()), [new.clone()]);
         // The ECS columns: the old row has none, so no ECS filter selects it.
         assert_eq!(
@@ -691,12 +645,16 @@ mod tests {
             (None, None, Some("orders"), vec![]), // exact, as the other fields
         ];
         for (cluster, family, service, want) in cases {
-            let q = AuditQuery {
-                cluster: cluster.map(str::to_owned),
-                family: family.map(str::to_owned),
-                service: service.map(str::to_owned),
-                ..all.clone()
-            };
+            let mut q = all.clone();
+            for (field, value) in [
+                (AuditField::Cluster, cluster),
+                (AuditField::Family, family),
+                (AuditField::Service, service),
+            ] {
+                if let Some(v) = value {
+                    q = q.with(field, exact(v));
+                }
+            }
             assert_eq!(ids(&s.audits(&q).unwrap()), want, "{q:?}");
         }
         drop(s);
@@ -742,10 +700,7 @@ mod tests {
         new.service = Some("orders-api".into());
         s.add_audits(std::slice::from_ref(&new), "defender", "t")
             .unwrap();
-        let by_service = AuditQuery {
-            service: Some("orders-api".into()),
-            ..all
-        };
+        let by_service = all.with(AuditField::Service, exact("orders-api"));
         assert_eq!(events(s.audits(&by_service).unwrap()), [new]);
     }
 

@@ -20,7 +20,7 @@ mod problems;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Form, Query, State};
+use axum::extract::{Form, Query, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -29,10 +29,11 @@ use defender::policy::schema::{self, CustomEffect, Document, Effect};
 use maud::{Markup, PreEscaped, html};
 use serde::Deserialize;
 
-use crate::api::{self, AuditFilter};
+use crate::api;
 use crate::app::{AppState, Replaced};
 use crate::auth::{Caller, EDITORS, Editor, Person};
-use crate::events::{Effect as AuditEffect, Event, Kind};
+use crate::events::{AuditFilter, Effect as AuditEffect, Event, Kind};
+use crate::store::AuditField;
 use html::page;
 
 /// Rows on the audits page when no limit is asked for.
@@ -391,11 +392,11 @@ fn options<T: Copy>(all: &[T], name: impl Fn(T) -> &'static str, chosen: Option<
 }
 
 /// A text filter: its label, and its input holding the value in force.
-fn text_filter(name: &str, value: &Option<String>, hint: &str) -> Markup {
+fn text_filter(name: &str, value: Option<&str>, hint: &str) -> Markup {
     html! {
         label {
             (name) " "
-            input name=(name) id={ "filter-" (name) } value=(value.as_deref().unwrap_or_default())
+            input name=(name) id={ "filter-" (name) } value=(value.unwrap_or_default())
                 placeholder=(hint);
         }
     }
@@ -404,9 +405,9 @@ fn text_filter(name: &str, value: &Option<String>, hint: &str) -> Markup {
 async fn audits_page(
     Person(who): Person,
     State(state): State<Arc<AppState>>,
-    Query(filter): Query<AuditFilter>,
+    RawQuery(query): RawQuery,
 ) -> Response {
-    let rows = match rows(&state, &filter).await {
+    let (filter, rows) = match filtered_rows(&state, query.as_deref()).await {
         Ok(r) => r,
         Err(r) => return r,
     };
@@ -423,33 +424,33 @@ async fn audits_page(
 fn audits_body(filter: &AuditFilter, rows: Markup) -> Markup {
     html! {
         form class="filters" method="get" action=(AUDITS) {
-            (text_filter("container", &filter.container, "any"))
-            (text_filter("image", &filter.image, "any"))
+            (text_filter("container", filter.get(AuditField::Container), "any"))
+            (text_filter("image", filter.get(AuditField::Image), "any"))
             label {
                 "type "
                 select name="type" id="filter-type" {
-                    (options(&Kind::ALL, Kind::as_str, filter.kind.as_deref()))
+                    (options(&Kind::ALL, Kind::as_str, filter.get(AuditField::Type)))
                 }
             }
             label {
                 "effect "
                 select name="effect" id="filter-effect" {
-                    (options(&AuditEffect::ALL, AuditEffect::as_str, filter.effect.as_deref()))
+                    (options(&AuditEffect::ALL, AuditEffect::as_str, filter.get(AuditField::Effect)))
                 }
             }
-            (text_filter("rule", &filter.rule, "any"))
-            (text_filter("customRule", &filter.custom_rule, "any"))
-            (text_filter("cluster", &filter.cluster, "any"))
-            (text_filter("family", &filter.family, "any"))
-            (text_filter("service", &filter.service, "any"))
-            (text_filter("since", &filter.since, "2026-11-29T10:00:00Z"))
-            (text_filter("until", &filter.until, "2026-11-29T11:00:00Z"))
+            (text_filter("rule", filter.get(AuditField::Rule), "any"))
+            (text_filter("customRule", filter.get(AuditField::CustomRule), "any"))
+            (text_filter("cluster", filter.get(AuditField::Cluster), "any"))
+            (text_filter("family", filter.get(AuditField::Family), "any"))
+            (text_filter("service", filter.get(AuditField::Service), "any"))
+            (text_filter("since", filter.since.as_deref(), "2026-11-29T10:00:00Z"))
+            (text_filter("until", filter.until.as_deref(), "2026-11-29T11:00:00Z"))
             button id="apply" { "Filter" }
         }
         p {
             label { input type="checkbox" id="live" checked; " live refresh" }
             " · "
-            a href={ "/api/v1/audits/runtime/app-embedded/download" (query_string(filter)) } {
+            a href={ "/api/v1/audits/runtime/app-embedded/download" (filter.query_string()) } {
                 "download CSV"
             }
         }
@@ -467,58 +468,46 @@ fn audits_body(filter: &AuditFilter, rows: Markup) -> Markup {
     }
 }
 
-/// `?name=value&...` for the filters given (empty when none), encoded as a form sends them: what
-/// axum's `Query` reads back into the same filter, whatever characters the values hold.
-fn query_string(filter: &AuditFilter) -> String {
-    let given = serde_json::to_value(filter).unwrap_or_default();
-    let mut query = form_urlencoded::Serializer::new(String::new());
-    for (name, value) in given.as_object().into_iter().flatten() {
-        match value {
-            serde_json::Value::String(s) if !s.is_empty() => {
-                query.append_pair(name, s);
-            }
-            serde_json::Value::Number(n) => {
-                query.append_pair(name, &n.to_string());
-            }
-            _ => {}
-        }
-    }
-    match query.finish() {
-        q if q.is_empty() => q,
-        q => format!("?{q}"),
-    }
-}
-
 /// The audits page with `filter` narrowed by `narrow`, from its first row.
 fn narrowed(filter: &AuditFilter, narrow: impl FnOnce(&mut AuditFilter)) -> String {
     let mut filter = filter.clone();
     narrow(&mut filter);
     filter.offset = None;
-    format!("{AUDITS}{}", query_string(&filter))
+    format!("{AUDITS}{}", filter.query_string())
 }
 
-/// The table rows for `filter`, or the page to show instead (a storage error).
-async fn rows(state: &AppState, filter: &AuditFilter) -> Result<Markup, Response> {
+/// The filter of a query string and its table rows, or the page to show instead (a storage
+/// error). A filter that does not parse is shown in place of the rows.
+async fn filtered_rows(
+    state: &AppState,
+    query: Option<&str>,
+) -> Result<(AuditFilter, Markup), Response> {
+    let error = |e: String| {
+        html! {
+            tr { td colspan=(TABLE_COLUMNS) class="errors" id="errors" { (e) } }
+        }
+    };
+    let filter = match AuditFilter::parse(query) {
+        Ok(f) => f,
+        Err(e) => return Ok((AuditFilter::default(), error(e))),
+    };
     let query = match filter.query(PAGE_ROWS) {
         Ok(q) => q,
-        Err(e) => {
-            return Ok(html! {
-                tr { td colspan=(TABLE_COLUMNS) class="errors" id="errors" { (e) } }
-            });
-        }
+        Err(e) => return Ok((filter, error(e))),
     };
     let events = state
         .store(move |s| s.audits(&query))
         .await
         .map_err(|e| internal(&e.message))?;
-    Ok(html! {
+    let rows = html! {
         @if events.is_empty() {
             tr { td colspan=(TABLE_COLUMNS) class="muted" { "No audit events." } }
         }
         @for e in &events {
-            (row(&e.event, e.source.as_deref(), filter))
+            (row(&e.event, e.source.as_deref(), &filter))
         }
-    })
+    };
+    Ok((filter, rows))
 }
 
 /// The columns of the audits table.
@@ -536,21 +525,21 @@ fn row(e: &Event, source: Option<&str>, filter: &AuditFilter) -> Markup {
             td { (kind) }
             td class={ "effect-" (effect) } { (effect) }
             td {
-                a href=(narrowed(filter, |f| f.container = Some(e.container.clone()))) {
+                a href=(narrowed(filter, |f| f.set_exact(AuditField::Container, &e.container))) {
                     (e.container)
                 }
             }
             td {
-                a href=(narrowed(filter, |f| f.image = Some(e.image.clone()))) { (e.image) }
+                a href=(narrowed(filter, |f| f.set_exact(AuditField::Image, &e.image))) { (e.image) }
             }
             td {
                 @if let Some(rule) = &e.rule {
-                    a href=(narrowed(filter, |f| f.rule = Some(rule.clone()))) { (rule) }
+                    a href=(narrowed(filter, |f| f.set_exact(AuditField::Rule, rule))) { (rule) }
                 }
             }
             td class="custom-rule" {
                 @if let Some(custom) = &e.custom_rule {
-                    a href=(narrowed(filter, |f| f.custom_rule = Some(custom.clone()))) {
+                    a href=(narrowed(filter, |f| f.set_exact(AuditField::CustomRule, custom))) {
                         (custom)
                     }
                 }
@@ -559,17 +548,17 @@ fn row(e: &Event, source: Option<&str>, filter: &AuditFilter) -> Markup {
             td { (e.count) }
             td class="cluster" {
                 @if let Some(cluster) = &e.cluster {
-                    a href=(narrowed(filter, |f| f.cluster = Some(cluster.clone()))) { (cluster) }
+                    a href=(narrowed(filter, |f| f.set_exact(AuditField::Cluster, cluster))) { (cluster) }
                 }
             }
             td class="family" {
                 @if let Some(family) = &e.family {
-                    a href=(narrowed(filter, |f| f.family = Some(family.clone()))) { (family) }
+                    a href=(narrowed(filter, |f| f.set_exact(AuditField::Family, family))) { (family) }
                 }
             }
             td class="service" {
                 @if let Some(service) = &e.service {
-                    a href=(narrowed(filter, |f| f.service = Some(service.clone()))) { (service) }
+                    a href=(narrowed(filter, |f| f.set_exact(AuditField::Service, service))) { (service) }
                 }
             }
             td class="source" { (source.unwrap_or_default()) }
@@ -580,10 +569,10 @@ fn row(e: &Event, source: Option<&str>, filter: &AuditFilter) -> Markup {
 async fn audit_rows(
     _: Person,
     State(state): State<Arc<AppState>>,
-    Query(filter): Query<AuditFilter>,
+    RawQuery(query): RawQuery,
 ) -> Response {
-    match rows(&state, &filter).await {
-        Ok(r) => r.into_response(),
+    match filtered_rows(&state, query.as_deref()).await {
+        Ok((_, rows)) => rows.into_response(),
         Err(r) => r,
     }
 }
@@ -709,19 +698,20 @@ mod tests {
             .collect()
     }
 
-    /// The filter a link's query string gives, as axum's `Query` reads it.
-    fn filter_of(link: &str) -> serde_json::Value {
+    /// The filter a link's query string gives, as the pages and the API read it.
+    fn filter_of(link: &str) -> AuditFilter {
         let uri: axum::http::Uri = link.parse().unwrap_or_else(|e| panic!("{link}: {e}"));
-        serde_json::to_value(Query::<AuditFilter>::try_from_uri(&uri).unwrap().0).unwrap()
+        AuditFilter::parse(uri.query()).unwrap_or_else(|e| panic!("{link}: {e}"))
     }
 
     #[test]
     fn hostile_strings_are_shown_escaped_and_filter_links_round_trip_them() {
-        let filter = AuditFilter {
-            image: Some(format!("img {HOSTILE}")),
-            kind: Some("process".into()),
-            ..AuditFilter::default()
-        };
+        let mut filter = AuditFilter::default();
+        // As written (`?` is a glob character here): the input shows it as it was written.
+        filter
+            .fields
+            .insert(AuditField::Image, format!("img {HOSTILE}"));
+        filter.set_exact(AuditField::Type, "process");
         let events = hostile_events();
         let rows = html! { @for e in &events { (row(e, Some(HOSTILE), &filter)) } };
         let page = page(
@@ -757,8 +747,8 @@ mod tests {
             .iter()
             .find(|l| l.starts_with("/api/v1/audits/runtime/app-embedded/download?"))
             .unwrap();
-        assert_eq!(filter_of(download), serde_json::to_value(&filter).unwrap());
-        let narrowing: Vec<serde_json::Value> = links
+        assert_eq!(filter_of(download), filter);
+        let narrowing: Vec<AuditFilter> = links
             .iter()
             .filter(|l| l.starts_with("/audits?"))
             .map(|l| filter_of(l))
@@ -766,15 +756,18 @@ mod tests {
         let expect = |narrow: fn(&mut AuditFilter)| {
             let mut f = filter.clone();
             narrow(&mut f);
-            serde_json::to_value(f).unwrap()
+            f
         };
-        let by_container = expect(|f| f.container = Some(format!("web {HOSTILE}")));
-        let by_rule = expect(|f| f.rule = Some(format!("rule {HOSTILE}")));
-        let by_cluster = expect(|f| f.cluster = Some(format!("cluster {HOSTILE}")));
-        let by_family = expect(|f| f.family = Some(format!("family {HOSTILE}")));
-        let by_service = expect(|f| f.service = Some(format!("service {HOSTILE}")));
-        // Narrowed by the image in force already: the same filter.
-        let by_image = expect(|_| {});
+        let by_container =
+            expect(|f| f.set_exact(AuditField::Container, &format!("web {HOSTILE}")));
+        let by_rule = expect(|f| f.set_exact(AuditField::Rule, &format!("rule {HOSTILE}")));
+        let by_cluster =
+            expect(|f| f.set_exact(AuditField::Cluster, &format!("cluster {HOSTILE}")));
+        let by_family = expect(|f| f.set_exact(AuditField::Family, &format!("family {HOSTILE}")));
+        let by_service =
+            expect(|f| f.set_exact(AuditField::Service, &format!("service {HOSTILE}")));
+        // Narrowed by the image, whose filter was a glob: now exactly that image.
+        let by_image = expect(|f| f.set_exact(AuditField::Image, &format!("img {HOSTILE}")));
         assert_eq!(narrowing.len(), 2 * 6, "{links:?}");
         for want in [
             by_container,
@@ -787,21 +780,23 @@ mod tests {
             assert_eq!(
                 narrowing.iter().filter(|f| **f == want).count(),
                 2,
-                "{want} in {narrowing:?}"
+                "{want:?} in {narrowing:?}"
             );
         }
     }
 
     #[test]
     fn query_strings_encode_what_forms_do() {
-        assert_eq!(query_string(&AuditFilter::default()), "");
-        let filter = AuditFilter {
-            container: Some("a b&c=d".into()),
-            rule: Some(String::new()),
+        assert_eq!(AuditFilter::default().query_string(), "");
+        let mut filter = AuditFilter {
             limit: Some(5),
             ..AuditFilter::default()
         };
-        assert_eq!(query_string(&filter), "?container=a+b%26c%3Dd&limit=5");
+        filter
+            .fields
+            .insert(AuditField::Container, "a b&c=d*".into());
+        filter.fields.insert(AuditField::Rule, String::new());
+        assert_eq!(filter.query_string(), "?container=a+b%26c%3Dd*&limit=5");
     }
 
     /// A custom rule's name, as a defender reports it in an audit and the policy page lists it:
@@ -815,12 +810,23 @@ mod tests {
         let filter = AuditFilter::default();
         let rows = row(&event, None, &filter).into_string();
         assert!(rows.contains(&format!(">nc {SHOWN}</a>")), "{rows}");
-        let by_custom: Vec<serde_json::Value> = links(&rows)
+        let by_custom: Vec<AuditFilter> = links(&rows)
             .iter()
             .map(|l| filter_of(l))
-            .filter(|f| f.get("customRule").is_some())
+            .filter(|f| f.get(AuditField::CustomRule).is_some())
             .collect();
-        assert_eq!(by_custom, [serde_json::json!({ "customRule": name })]);
+        let mut want = AuditFilter::default();
+        want.set_exact(AuditField::CustomRule, &name);
+        assert_eq!(by_custom, [want]);
+        // The exact filter selects the name, glob characters and all.
+        let query = by_custom[0].query(1).unwrap();
+        assert_eq!(
+            query.fields,
+            [(
+                AuditField::CustomRule,
+                crate::store::Pattern::Exact(name.clone())
+            )]
+        );
 
         let doc: Document = serde_json::from_value(serde_json::json!({
             "customRules": [{"name": name, "type": "dns", "script": "dns.name = \"x\""}],
