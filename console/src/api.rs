@@ -89,6 +89,9 @@ async fn get_policy(
     if matches(&headers, &current) {
         let wait = Duration::from_secs(poll.wait.unwrap_or(0).min(MAX_WAIT));
         let deadline = tokio::time::Instant::now() + wait;
+        // Counted open while it waits; dropped (and no longer counted) when it answers or its
+        // client goes away.
+        let _open = (!wait.is_zero()).then(|| OpenPoll::new(&state.metrics.long_polls_open));
         if !wait.is_zero() && state.log_polls {
             // Subscribed above: a change from now on wakes this poll. Tests wait for this line
             // before they change the policy.
@@ -118,6 +121,22 @@ async fn get_policy(
         current.document.clone(),
     )
         .into_response()
+}
+
+/// A long poll counted in `long_polls_open` while it lives.
+struct OpenPoll(prometheus_client::metrics::gauge::Gauge);
+
+impl OpenPoll {
+    fn new(gauge: &prometheus_client::metrics::gauge::Gauge) -> OpenPoll {
+        gauge.inc();
+        OpenPoll(gauge.clone())
+    }
+}
+
+impl Drop for OpenPoll {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 #[derive(Serialize)]
@@ -196,6 +215,12 @@ async fn post_audits(
     let stored = state
         .store(move |s| s.add_audits(&batch, &caller.name, &now()))
         .await?;
+    state.metrics.audits_received.inc_by(received as u64);
+    state.metrics.audits_stored.inc_by(stored as u64);
+    if stored > 0 {
+        // The webhooks read what was stored from the database; this only wakes them.
+        state.webhooks.wake();
+    }
     Ok(Json(json!({ "received": received, "stored": stored })))
 }
 

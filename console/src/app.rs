@@ -13,8 +13,10 @@ use serde_json::{Value, json};
 use tokio::sync::{Mutex, MutexGuard, watch};
 
 use crate::auth::{Role, Tokens};
+use crate::metrics::Metrics;
 use crate::store::{ActivityEntry, Store, StoreError, StoredPolicy};
 use crate::throttle::Throttle;
+use crate::webhooks::Webhooks;
 
 /// The author of revision 1, the compiled-in default a new console starts with.
 const FIRST_AUTHOR: &str = "console";
@@ -35,6 +37,18 @@ pub struct AppState {
     pub session_idle: std::time::Duration,
     /// Failed logins, by user name and client address.
     pub throttle: std::sync::Mutex<Throttle>,
+    pub metrics: Arc<Metrics>,
+    /// `--metrics-token`: what `/metrics` requires as a bearer token (`None`: nothing).
+    pub metrics_token: Option<String>,
+    /// Woken when audits are stored.
+    pub webhooks: Webhooks,
+}
+
+/// What the console runs besides serving requests, and how it is watched.
+pub struct Operations {
+    pub metrics: Arc<Metrics>,
+    pub metrics_token: Option<String>,
+    pub webhooks: Webhooks,
 }
 
 /// The outcome of a valid replacement.
@@ -88,6 +102,7 @@ impl AppState {
         https: bool,
         log_polls: bool,
         session_idle: std::time::Duration,
+        operations: Operations,
     ) -> Result<Self, StoreError> {
         let current = match store.policy()? {
             Some(p) => p,
@@ -110,6 +125,9 @@ impl AppState {
             log_polls,
             session_idle,
             throttle: std::sync::Mutex::default(),
+            metrics: operations.metrics,
+            metrics_token: operations.metrics_token,
+            webhooks: operations.webhooks,
         })
     }
 

@@ -150,7 +150,7 @@ pub fn generate() -> std::io::Result<String> {
 }
 
 /// Equality whose time does not depend on where the strings differ.
-fn same(a: &str, b: &str) -> bool {
+pub fn same(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && a.bytes()
             .zip(b.bytes())
@@ -226,9 +226,33 @@ impl Caller {
     }
 }
 
+/// Where [`caller`] leaves the name of who made a request, for the request's log line (the
+/// request's extension, put there by `operations::observe`).
+#[derive(Clone, Default)]
+pub struct CallerName(Arc<std::sync::Mutex<Option<String>>>);
+
+impl CallerName {
+    fn set(&self, name: &str) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(name.to_owned());
+    }
+
+    pub fn get(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// The caller a request's credential names (see [`identify`]), its name left for the log line.
+async fn caller(parts: &Parts, state: &AppState) -> Result<Option<Caller>, ApiError> {
+    let found = identify(parts, state).await?;
+    if let (Some(c), Some(slot)) = (&found, parts.extensions.get::<CallerName>()) {
+        slot.set(&c.name);
+    }
+    Ok(found)
+}
+
 /// The caller a request's credential names: a flag token, a named token not revoked (its use
 /// recorded), or a session not idle too long. `Err` when the store could not say.
-async fn caller(parts: &Parts, state: &AppState) -> Result<Option<Caller>, ApiError> {
+async fn identify(parts: &Parts, state: &AppState) -> Result<Option<Caller>, ApiError> {
     let now = crate::app::now();
     match presented(parts) {
         None => Ok(None),

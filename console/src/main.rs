@@ -11,6 +11,9 @@ mod auth;
 mod events;
 mod learning;
 mod lifecycle;
+mod logs;
+mod metrics;
+mod operations;
 mod passwords;
 mod people;
 mod retention;
@@ -20,12 +23,14 @@ mod store;
 mod throttle;
 mod tls;
 mod web;
+mod webhooks;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
 fn main() -> ExitCode {
+    logs::init();
     match serve::run(serve::Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

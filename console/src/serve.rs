@@ -8,11 +8,13 @@ use std::sync::Arc;
 use axum::extract::DefaultBodyLimit;
 use clap::Parser;
 
-use crate::app::AppState;
+use crate::app::{AppState, Operations};
 use crate::auth::{Origin, TokenError, Tokens};
+use crate::metrics::Metrics;
 use crate::store::{Sqlite, StoreError};
 use crate::tls::TlsError;
-use crate::{api, people, retention, tls, web};
+use crate::webhooks::{WebhookError, Webhooks};
+use crate::{api, operations, people, retention, tls, web, webhooks};
 
 /// Where the database and the generated tokens live unless --data-dir says otherwise.
 const DEFAULT_DATA_DIR: &str = "/var/lib/defender-console";
@@ -93,6 +95,33 @@ pub struct Args {
         default_value_t = 90
     )]
     retention_days: u32,
+    /// Require this bearer token on `GET /metrics` [default: none, /metrics is open].
+    #[arg(
+        long,
+        env = "DEFENDER_CONSOLE_METRICS_TOKEN",
+        value_name = "T",
+        hide_env_values = true
+    )]
+    metrics_token: Option<String>,
+    /// POST every newly stored audit to this URL (repeatable; in the environment, separated by
+    /// spaces).
+    #[arg(
+        long = "webhook",
+        env = "DEFENDER_CONSOLE_WEBHOOKS",
+        value_name = "URL",
+        value_delimiter = ' ',
+        hide_env_values = true
+    )]
+    webhooks: Vec<String>,
+    /// What a webhook request carries: the event (json) or a one-line summary (slack).
+    #[arg(
+        long,
+        env = "DEFENDER_CONSOLE_WEBHOOK_FORMAT",
+        value_name = "FORMAT",
+        value_enum,
+        default_value = "json"
+    )]
+    webhook_format: webhooks::Format,
 }
 
 /// Why the console could not start, or stopped serving.
@@ -122,6 +151,10 @@ pub enum ServeError {
     /// Serving failed (the listener's address, the TLS listener, the server itself).
     #[error(transparent)]
     Serve(#[from] std::io::Error),
+    #[error("--metrics-token: a token must be non-empty, without spaces")]
+    MetricsToken,
+    #[error(transparent)]
+    Webhook(#[from] WebhookError),
 }
 
 pub fn run(args: Args) -> Result<(), ServeError> {
@@ -155,20 +188,38 @@ pub fn run(args: Args) -> Result<(), ServeError> {
         _ => None,
     };
     let db = dir.join("console.db");
+    if let Some(t) = &args.metrics_token
+        && (t.is_empty() || t.chars().any(|c| c.is_whitespace() || c.is_control()))
+    {
+        return Err(ServeError::MetricsToken);
+    }
     let store = Sqlite::open(&db).map_err(|source| ServeError::Database { path: db, source })?;
-    let state = AppState::new(
-        Arc::new(store),
+    let store: Arc<dyn crate::store::Store> = Arc::new(store);
+    let metrics = Arc::new(Metrics::new());
+    let webhooks = Webhooks::start(&args.webhooks, args.webhook_format, &store, &metrics)?;
+    let operations = Operations {
+        metrics,
+        metrics_token: args.metrics_token,
+        webhooks,
+    };
+    let state = Arc::new(AppState::new(
+        store,
         tokens,
         tls.is_some(),
         args.log_polls,
         args.session_idle,
-    )?;
-    let state = Arc::new(state);
+        operations,
+    )?);
     let app = api::routes()
         .merge(people::routes())
         .merge(web::routes())
+        .merge(operations::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::map_response(close_after_refusal))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            operations::observe,
+        ))
         .with_state(state.clone());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -310,7 +310,7 @@ fn unknown(column: usize, value: String) -> rusqlite::Error {
 }
 
 /// One row of [`COLUMNS`].
-fn stored_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
+pub fn stored_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
     let kind: String = r.get(2)?;
     let effect: String = r.get(3)?;
     let event = Event {

@@ -6,6 +6,7 @@
 //! strings with microseconds, which sort as text.
 
 mod audits;
+mod deliveries;
 mod observations;
 mod people;
 mod query;
@@ -120,6 +121,8 @@ pub trait Store: Send + Sync {
     /// observations (by when last seen) older than `cutoff`, `batch` rows per write transaction
     /// so that ingestion waits for one batch at most.
     fn expire(&self, cutoff: &str, batch: u32) -> Result<Expired, StoreError>;
+    /// Up to `limit` audits stored after arrival position `seq`, oldest first, each with its own.
+    fn audits_after(&self, seq: i64, limit: u32) -> Result<Vec<(i64, StoredEvent)>, StoreError>;
     fn heartbeat(&self, beat: &Heartbeat, now: &str) -> Result<(), StoreError>;
     /// Every defender ever heard from, most recently seen first.
     fn defenders(&self) -> Result<Vec<DefenderSeen>, StoreError>;
@@ -141,6 +144,16 @@ pub trait Store: Send + Sync {
     ) -> Result<(), StoreError>;
     /// The activity last seen at `since` or later (all with `None`).
     fn observations(&self, since: Option<&str>) -> Result<Vec<Observation>, StoreError>;
+
+    // ---- operations ----
+    /// Whether the database answers a query (`/readyz`); the error says why not.
+    fn ready(&self) -> Result<(), StoreError>;
+    /// The bytes the database takes on disk.
+    fn size(&self) -> Result<u64, StoreError>;
+    /// The arrival position of the last audit delivered to webhook `target` (a digest of its
+    /// URL); a new target starts at the newest audit stored.
+    fn delivery_cursor(&self, target: &str) -> Result<i64, StoreError>;
+    fn set_delivery_cursor(&self, target: &str, seq: i64) -> Result<(), StoreError>;
 
     // ---- people ----
     /// Adds a user; `false` when the name is taken.

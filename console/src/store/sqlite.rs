@@ -5,7 +5,7 @@
 //! The schema grows by migrations: a console upgraded in place opens the database of the one
 //! before it and brings it up to date, keeping its rows.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::{
     ActivityEntry, ActivityQuery, AuditField, AuditQuery, Bucket, DefenderSeen, Expired, Heartbeat,
     Observation, Revision, SessionRecord, Store, StoreError, StoredEvent, StoredPolicy,
-    TokenRecord, UserRecord, audits, observations, people,
+    TokenRecord, UserRecord, audits, deliveries, observations, people,
 };
 use crate::events::Event;
 
@@ -84,6 +84,8 @@ const MIGRATIONS: &[&str] = &[
     WAAS_FIELDS,
     // 8: audit queries: the text search, an index per filter.
     audits::MIGRATION,
+    // 9: the webhooks' delivery cursors.
+    deliveries::MIGRATION,
 ];
 
 /// Migration 7: `waas` audits' `method`, `url`, `sourceIp`, `field`, `requestId`; the ports each
@@ -98,6 +100,9 @@ const WAAS_FIELDS: &str = "ALTER TABLE audits ADD COLUMN method TEXT;
 /// Migration 4: who saved each revision of the policy (`by`); earlier revisions keep NULL, shown as
 /// unknown. (`author`, since `BY` is an SQL keyword.)
 const REVISION_AUTHORS: &str = "ALTER TABLE policies ADD COLUMN author TEXT;";
+
+/// How long [`Store::ready`] waits for a lock held by a write before it answers "not ready".
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The columns of a [`StoredPolicy`], in the order [`stored_policy`] reads them.
 const POLICY_COLUMNS: &str = "revision, document, updated, author";
@@ -125,6 +130,8 @@ struct TooNew {
 pub struct Sqlite {
     writer: Mutex<Connection>,
     reader: Mutex<Connection>,
+    /// The database file, opened afresh by [`Store::ready`].
+    path: PathBuf,
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -155,6 +162,7 @@ impl Sqlite {
         Ok(Sqlite {
             writer: Mutex::new(writer),
             reader: Mutex::new(reader),
+            path: path.to_path_buf(),
         })
     }
 }
@@ -301,6 +309,18 @@ impl Store for Sqlite {
         Ok(expired)
     }
 
+    fn audits_after(&self, seq: i64, limit: u32) -> Result<Vec<(i64, StoredEvent)>, StoreError> {
+        let c = lock(&self.reader);
+        let mut select = c.prepare_cached(&format!(
+            "SELECT {}, seq FROM audits WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            audits::COLUMNS
+        ))?;
+        let rows = select.query_map(params![seq, limit], |r| {
+            Ok((r.get(28)?, audits::stored_event(r)?))
+        })?;
+        rows.collect::<Result<_, _>>().map_err(StoreError::from)
+    }
+
     fn heartbeat(&self, b: &Heartbeat, now: &str) -> Result<(), StoreError> {
         lock(&self.writer)
             .execute(
@@ -405,6 +425,50 @@ impl Store for Sqlite {
 
     fn observations(&self, since: Option<&str>) -> Result<Vec<Observation>, StoreError> {
         observations::since(&lock(&self.reader), since).map_err(StoreError::from)
+    }
+
+    // ---- operations ----
+    fn ready(&self) -> Result<(), StoreError> {
+        // A fresh connection, not the serving ones: it fails as a restart would when the file
+        // was deleted, replaced or damaged under the running console, which keeps using what it
+        // opened. Read-write without creating: a missing file is an error, not a new database.
+        use rusqlite::OpenFlags;
+        let c = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        c.busy_timeout(READY_TIMEOUT)?;
+        let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if usize::try_from(version).ok() != Some(MIGRATIONS.len()) {
+            return Err(StoreError {
+                source: format!(
+                    "the database file is at schema version {version}, not this console's {}",
+                    MIGRATIONS.len()
+                )
+                .into(),
+            });
+        }
+        c.query_row("SELECT COUNT(*) FROM policies", [], |r| r.get::<_, i64>(0))?;
+        Ok(())
+    }
+
+    fn size(&self) -> Result<u64, StoreError> {
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        let len = |p: &Path| match std::fs::metadata(p) {
+            Ok(m) => Ok(m.len()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(StoreError { source: e.into() }),
+        };
+        Ok(len(&self.path)? + len(Path::new(&wal))?)
+    }
+
+    fn delivery_cursor(&self, target: &str) -> Result<i64, StoreError> {
+        deliveries::cursor(&lock(&self.writer), target)
+    }
+
+    fn set_delivery_cursor(&self, target: &str, seq: i64) -> Result<(), StoreError> {
+        deliveries::set_cursor(&lock(&self.writer), target, seq)
     }
 
     // ---- people ----
