@@ -377,6 +377,81 @@ mod tests {
         assert_eq!(events[0].attack.as_deref(), Some("dnsNotAllowed"));
     }
 
+    fn filter(query: &str) -> Result<AuditQuery, String> {
+        AuditFilter::parse(Some(query))?.query(100)
+    }
+
+    #[test]
+    fn query_strings_parse_strictly_and_name_what_is_wrong() {
+        let q = filter(
+            "type=process&effect=&container=orders-*&pid=7&customRule=nc+l&q=curl&\
+             since=2026-11-29T10:00:00Z&limit=5&offset=2&sourceIp=192.0.2.*",
+        )
+        .unwrap();
+        assert_eq!(
+            q.fields,
+            [
+                (AuditField::Container, Pattern::parse("orders-*").unwrap()),
+                (AuditField::Type, Pattern::Exact("process".into())),
+                (AuditField::CustomRule, Pattern::Exact("nc l".into())),
+                (AuditField::Pid, Pattern::Exact("7".into())),
+                (AuditField::SourceIp, Pattern::parse("192.0.2.*").unwrap()),
+            ]
+        );
+        assert_eq!(q.search, Some(Search::parse("curl").unwrap()));
+        assert_eq!(q.since.as_deref(), Some("2026-11-29T10:00:00.000000Z"));
+        assert_eq!((q.limit, q.offset), (5, 2));
+        assert_eq!(filter("").unwrap().limit, 100);
+        assert_eq!(filter("limit=999999").unwrap().limit, MAX_LIMIT);
+        // Globs on the fields with fixed values are allowed.
+        assert!(filter("type=d*&effect=[ap]*&port=44*").is_ok());
+        for (bad, want) in [
+            ("colour=red", "colour: unknown parameter"),
+            ("container=a&container=b", "container: given more than once"),
+            ("limit=ten", "limit: \"ten\" is not a whole number"),
+            ("offset=-1", "offset: \"-1\" is not"),
+            ("type=virus", "type: unknown type"),
+            ("effect=deny", "effect: unknown effect"),
+            ("pid=x", "pid: \"x\" is not a number"),
+            ("port=1.5", "port: \"1.5\" is not a number"),
+            ("image=[abc", "image: \"[abc\": `[` opens a class"),
+            ("q=%22*%22", "q: "),
+            ("until=tomorrow", "until: "),
+        ] {
+            let err = filter(bad).unwrap_err();
+            assert!(err.starts_with(want), "{bad}: {err}");
+        }
+        // A summary's own parameters, where the caller accepts them.
+        let (f, extra) =
+            AuditFilter::parse_with(Some("group=image&container=x"), &["group", "histogram"])
+                .unwrap();
+        assert_eq!(
+            (
+                f.get(AuditField::Container),
+                extra.get("group").map(String::as_str)
+            ),
+            (Some("x"), Some("image"))
+        );
+        assert!(
+            AuditFilter::parse(Some("group=image"))
+                .unwrap_err()
+                .starts_with("group: unknown")
+        );
+    }
+
+    #[test]
+    fn filters_write_back_what_they_read() {
+        let text = "container=a+b%26c%3Dd*&rule=%5Cx&q=%22rm+-rf%22&since=2026&limit=5&offset=1";
+        let f = AuditFilter::parse(Some(text)).unwrap();
+        assert_eq!(AuditFilter::parse(Some(&f.query_string()[1..])).unwrap(), f);
+        let mut exact = AuditFilter::default();
+        exact.set_exact(AuditField::Container, "we*b[1]");
+        assert_eq!(
+            exact.query(1).unwrap().fields,
+            [(AuditField::Container, Pattern::Exact("we*b[1]".into()))]
+        );
+    }
+
     /// Events as delivered by the token `defender`.
     fn stored(events: Vec<Event>) -> Vec<StoredEvent> {
         let source = Some("defender".to_owned());

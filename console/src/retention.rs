@@ -28,8 +28,13 @@ pub fn cutoff(now: SystemTime, days: u32) -> Option<String> {
 /// Sweeps at once and then every [`EVERY`], for ever; with 0 days, never.
 pub async fn run(state: Arc<AppState>, days: u32) {
     if days == 0 {
+        eprintln!("defender-console: retention: off (--retention-days 0): everything is kept");
         return;
     }
+    eprintln!(
+        "defender-console: retention: audits, activity, defenders and observations older than \
+         {days} days are deleted now and every hour"
+    );
     let mut ticks = tokio::time::interval(EVERY);
     loop {
         ticks.tick().await;

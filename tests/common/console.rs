@@ -99,6 +99,8 @@ pub struct Answer {
     pub set_cookie: Option<String>,
     pub location: Option<String>,
     pub retry_after: Option<String>,
+    /// `X-Total-Count`: how many audits match a query, before its limit and offset.
+    pub total_count: Option<u64>,
     pub body: String,
 }
 
@@ -178,8 +180,11 @@ impl Console {
         let mut listening = None;
         let up = wait_until(HANG_GUARD, || {
             let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            // Whole lines only: the console's stderr is unbuffered, so a line may be read before
+            // its end (`…//127.0.0.1:` without the port) was written.
             listening = text
-                .lines()
+                .split_inclusive('\n')
+                .filter_map(|l| l.strip_suffix('\n'))
                 .find_map(|l| l.split_once("listening on ").map(|(_, url)| url.to_owned()));
             listening.is_some() || self.exited()
         });
@@ -311,6 +316,7 @@ impl Console {
             set_cookie: header("set-cookie"),
             location: header("location"),
             retry_after: header("retry-after"),
+            total_count: header("x-total-count").map(|n| n.parse().expect("a number")),
             body: response.body_mut().read_to_string().unwrap_or_default(),
         }
     }
@@ -356,7 +362,7 @@ impl Drop for Console {
 }
 
 /// The tokens, and a line for every long poll that waits (console_api waits for it).
-fn token_args() -> Vec<String> {
+pub fn token_args() -> Vec<String> {
     [
         "--admin-token",
         ADMIN,

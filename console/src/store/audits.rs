@@ -14,7 +14,10 @@ use crate::events::{Effect, Event, Kind, parse_name};
 /// Migration 8: the text search (an FTS5 index of the searched fields, kept by triggers and
 /// built for the rows already there) and an index per filter, each ending with `time` so that one
 /// filter's events come newest first without a sort (the rowid `seq` ends every index). Fields
-/// most events lack are indexed where present only.
+/// most events lack are indexed where present only. Every index costs each stored event a B-tree
+/// insertion, so four filters go without one: `pid` (a process's number, short-lived and filtered
+/// along with its container), `source` (a handful of tokens: no index would narrow much), `cmdline`
+/// and `url` (long texts, whose words the text search indexes already).
 pub const MIGRATION: &str = "
 CREATE VIRTUAL TABLE audits_text USING fts5(
     message, cmdline, process, domain, ip, url, content = 'audits', content_rowid = 'seq'
@@ -39,16 +42,12 @@ CREATE INDEX audits_by_task ON audits (task, time) WHERE task IS NOT NULL;
 CREATE INDEX audits_by_cluster ON audits (cluster, time) WHERE cluster IS NOT NULL;
 CREATE INDEX audits_by_family ON audits (family, time) WHERE family IS NOT NULL;
 CREATE INDEX audits_by_service ON audits (service, time) WHERE service IS NOT NULL;
-CREATE INDEX audits_by_pid ON audits (pid, time);
 CREATE INDEX audits_by_process ON audits (process, time);
-CREATE INDEX audits_by_cmdline ON audits (cmdline, time) WHERE cmdline IS NOT NULL;
 CREATE INDEX audits_by_parent ON audits (parent, time) WHERE parent IS NOT NULL;
 CREATE INDEX audits_by_domain ON audits (domain, time) WHERE domain IS NOT NULL;
 CREATE INDEX audits_by_ip ON audits (ip, time) WHERE ip IS NOT NULL;
 CREATE INDEX audits_by_port ON audits (port, time) WHERE port IS NOT NULL;
-CREATE INDEX audits_by_source ON audits (source, time) WHERE source IS NOT NULL;
 CREATE INDEX audits_by_method ON audits (method, time) WHERE method IS NOT NULL;
-CREATE INDEX audits_by_url ON audits (url, time) WHERE url IS NOT NULL;
 CREATE INDEX audits_by_source_ip ON audits (source_ip, time) WHERE source_ip IS NOT NULL;
 CREATE INDEX audits_by_field ON audits (field, time) WHERE field IS NOT NULL;
 CREATE INDEX audits_by_request_id ON audits (request_id, time) WHERE request_id IS NOT NULL;
@@ -226,9 +225,11 @@ pub fn stats_select(q: &AuditQuery, group: AuditField) -> (String, Vec<Value>) {
     let (conditions, mut values) = conditions(q);
     let page = page(q, &mut values);
     let column = column(group);
+    // `+`: grouped by sorting the rows the conditions select (read by their own index), never by
+    // walking the group's index and looking up every row from it.
     let sql = format!(
         "SELECT {column}, sum(count) AS n FROM audits WHERE {conditions} AND {column} IS NOT NULL \
-         GROUP BY {column} ORDER BY n DESC, {column} {page}"
+         GROUP BY +{column} ORDER BY n DESC, {column} {page}"
     );
     (sql, values)
 }
@@ -347,4 +348,460 @@ pub fn stored_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
         event,
         source: r.get(22)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Expired;
+    use crate::store::query::Search;
+    use crate::store::{Sqlite, Store};
+
+    /// An event whose every field is `{id}-{field}`-like, so that each filter tells them apart.
+    fn event(id: &str, n: u32, time: &str) -> Event {
+        let text = |field: &str| Some(format!("{id}-{field}"));
+        Event {
+            id: id.into(),
+            time: time.into(),
+            kind: Kind::ALL[n as usize % Kind::ALL.len()],
+            effect: Effect::ALL[n as usize % Effect::ALL.len()],
+            rule: text("rule"),
+            attack: text("attack"),
+            custom_rule: text("custom"),
+            container: format!("{id}-container"),
+            image: format!("{id}-image"),
+            task: text("task"),
+            cluster: text("cluster"),
+            family: text("family"),
+            service: text("service"),
+            pid: 100 + n,
+            process: format!("/usr/bin/{id}-process"),
+            cmdline: Some(format!("{id}-process --flag {id}-arg")),
+            parent: text("parent"),
+            domain: Some(format!("{id}.example.com")),
+            ip: Some(format!("10.0.0.{n}")),
+            port: Some(8000 + n as u16),
+            method: Some(if n.is_multiple_of(2) { "GET" } else { "POST" }.into()),
+            url: Some(format!("/api/{id}?x=1")),
+            source_ip: Some(format!("192.0.2.{n}")),
+            field: text("field"),
+            request_id: text("request"),
+            message: format!("Event {id} message"),
+            count: u64::from(n) + 1,
+        }
+    }
+
+    fn store(events: &[Event]) -> (tempfile::TempDir, Sqlite) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Sqlite::open(&dir.path().join("db")).unwrap();
+        s.add_audits(events, "defender", "t").unwrap();
+        (dir, s)
+    }
+
+    fn all() -> AuditQuery {
+        AuditQuery {
+            limit: 100,
+            ..AuditQuery::default()
+        }
+    }
+
+    fn ids(s: &Sqlite, q: &AuditQuery) -> Vec<String> {
+        s.audits(q)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.event.id)
+            .collect()
+    }
+
+    /// The value of `field` in a stored event, as a filter compares it.
+    fn value(e: &StoredEvent, field: AuditField) -> Option<String> {
+        let e2 = &e.event;
+        match field {
+            AuditField::Container => Some(e2.container.clone()),
+            AuditField::Image => Some(e2.image.clone()),
+            AuditField::Type => Some(e2.kind.as_str().into()),
+            AuditField::Effect => Some(e2.effect.as_str().into()),
+            AuditField::Rule => e2.rule.clone(),
+            AuditField::Attack => e2.attack.clone(),
+            AuditField::CustomRule => e2.custom_rule.clone(),
+            AuditField::Task => e2.task.clone(),
+            AuditField::Cluster => e2.cluster.clone(),
+            AuditField::Family => e2.family.clone(),
+            AuditField::Service => e2.service.clone(),
+            AuditField::Pid => Some(e2.pid.to_string()),
+            AuditField::Process => Some(e2.process.clone()),
+            AuditField::Cmdline => e2.cmdline.clone(),
+            AuditField::Parent => e2.parent.clone(),
+            AuditField::Domain => e2.domain.clone(),
+            AuditField::Ip => e2.ip.clone(),
+            AuditField::Port => e2.port.map(|p| p.to_string()),
+            AuditField::Source => e.source.clone(),
+            AuditField::Method => e2.method.clone(),
+            AuditField::Url => e2.url.clone(),
+            AuditField::SourceIp => e2.source_ip.clone(),
+            AuditField::Field => e2.field.clone(),
+            AuditField::RequestId => e2.request_id.clone(),
+        }
+    }
+
+    #[test]
+    fn every_field_filters_exactly_and_by_glob() {
+        let t = |n: u32| format!("2026-11-29T10:00:{n:02}.000000Z");
+        let events: Vec<Event> = ["a1", "a2", "b1"]
+            .iter()
+            .enumerate()
+            .map(|(n, id)| event(id, n as u32, &t(n as u32)))
+            .collect();
+        let (_dir, s) = store(&events);
+        let stored = s.audits(&all()).unwrap();
+        for field in AuditField::ALL {
+            // Exactly the value of each event: the events of that value.
+            for e in &stored {
+                let v = value(e, field).unwrap();
+                let want: Vec<String> = stored
+                    .iter()
+                    .filter(|o| value(o, field).as_deref() == Some(&v))
+                    .map(|o| o.event.id.clone())
+                    .collect();
+                let q = all().with(field, Pattern::Exact(v.clone()));
+                assert_eq!(ids(&s, &q), want, "{field:?} = {v}");
+                assert_eq!(s.count_audits(&q).unwrap(), want.len() as u64);
+            }
+            // Globs: as the reference matcher says.
+            for glob in ["a*", "*1*", "?1*", "[ab]2*", "[!a]*", "*", "*-*", "x*"] {
+                let pattern = Pattern::parse(glob).unwrap();
+                let want: Vec<String> = stored
+                    .iter()
+                    .filter(|o| value(o, field).is_some_and(|v| pattern.matches(&v)))
+                    .map(|o| o.event.id.clone())
+                    .collect();
+                let q = all().with(field, pattern);
+                assert_eq!(ids(&s, &q), want, "{field:?} GLOB {glob}");
+            }
+        }
+        // A glob's literal characters are matched as such.
+        let mut odd = event("odd", 9, &t(9));
+        odd.container = "we*b[1]?".into();
+        s.add_audits(&[odd], "defender", "t").unwrap();
+        for (glob, want) in [
+            (r"we\*b\[1\]\?", vec!["odd"]),
+            (r"we\**", vec!["odd"]),
+            (r"*\[1]?", vec!["odd"]),
+            (r"we\*b[[]*", vec!["odd"]),
+            ("we?b*", vec!["odd"]),
+            (r"w\*", vec![]),
+        ] {
+            let q = all().with(AuditField::Container, Pattern::parse(glob).unwrap());
+            assert_eq!(ids(&s, &q), want, "{glob}");
+        }
+        // Conditions add up.
+        let q = all()
+            .with(AuditField::Container, Pattern::parse("a*").unwrap())
+            .with(AuditField::Pid, Pattern::Exact("101".into()));
+        assert_eq!(ids(&s, &q), ["a2"]);
+    }
+
+    fn search(q: &str) -> AuditQuery {
+        AuditQuery {
+            search: Some(Search::parse(q).unwrap()),
+            ..all()
+        }
+    }
+
+    #[test]
+    fn text_search_is_words_of_every_searched_field_and_never_syntax() {
+        let t = |n: u32| format!("2026-11-29T10:00:{n:02}.000000Z");
+        let mut curl = event("c", 1, &t(1));
+        curl.message = "Process /usr/bin/curl launched".into();
+        curl.cmdline = Some("curl -s \"http://x\" NEAR AND OR NOT *".into());
+        curl.process = "/usr/bin/curl".into();
+        let mut dns = event("d", 2, &t(2));
+        dns.message = "DNS resolution".into();
+        dns.process = "/opt/resolver".into();
+        dns.cmdline = None;
+        dns.domain = Some("evil.example".into());
+        dns.ip = Some("203.0.113.7".into());
+        dns.url = Some("/login?user=admin".into());
+        let (_dir, s) = store(&[curl, dns]);
+        for (q, want) in [
+            ("curl", vec!["c"]),
+            ("CURL launched", vec!["c"]),
+            ("cur", vec!["c"]),   // a prefix
+            (r#""cur""#, vec![]), // a quoted phrase is whole words
+            ("/usr/bin/curl", vec!["c"]),
+            ("usr/bin", vec!["c"]),
+            ("bin/usr", vec![]), // the words of a term in their order
+            ("evil.example", vec!["d"]),
+            ("203.0.113.7", vec!["d"]),
+            ("admin", vec!["d"]),
+            ("curl evil", vec![]),       // every term
+            ("example", vec!["d", "c"]), // the message, domain, url... any field
+            // Search syntax is text: quotes, stars, operators, minus signs.
+            (r#"NEAR"#, vec!["c"]),
+            (r#"curl -s"#, vec!["c"]),
+            (r#"-launched"#, vec!["c"]),
+            (r#"curl OR evil"#, vec![]),
+            (r#"NOT curl"#, vec!["c"]),
+            (r#""http://x" *"#, vec!["c"]),
+            (r#"curl" "x"#, vec!["c"]),
+            (r#"x"near"#, vec!["c"]), // a quote inside a word separates like punctuation
+            ("curl AND", vec!["c"]),
+            ("(curl", vec!["c"]),
+            ("curl:", vec!["c"]),
+            ("message:curl", vec![]), // no column filter: `message` is a word
+            ("^curl", vec!["c"]),
+            ("curl*", vec!["c"]),
+            ("c+url", vec![]),
+        ] {
+            assert_eq!(ids(&s, &search(q)), want, "{q}");
+        }
+    }
+
+    #[test]
+    fn counts_summaries_and_histograms() {
+        // Minute 10:00: three events; minute 10:01: one; 10:07: one.
+        let times = [
+            "2026-11-29T10:00:01.000000Z",
+            "2026-11-29T10:00:59.999999Z",
+            "2026-11-29T10:00:30.000000Z",
+            "2026-11-29T10:01:00.000000Z",
+            "2026-11-29T10:07:00.000000Z",
+        ];
+        let events: Vec<Event> = times
+            .iter()
+            .enumerate()
+            .map(|(n, t)| {
+                let mut e = event(&format!("e{n}"), n as u32, t);
+                e.container = if n < 3 { "web" } else { "db" }.into();
+                e.count = 10 * (n as u64 + 1);
+                e
+            })
+            .collect();
+        let (_dir, s) = store(&events);
+        let page = AuditQuery {
+            limit: 2,
+            offset: 1,
+            ..all()
+        };
+        assert_eq!(ids(&s, &page), ["e3", "e1"]);
+        assert_eq!(s.count_audits(&page).unwrap(), 5);
+        // Sums of `count`: web 10+20+30, db 40+50.
+        assert_eq!(
+            s.audit_stats(&all(), AuditField::Container).unwrap(),
+            [("web".to_owned(), 60), ("db".to_owned(), 90)]
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+        );
+        let one = AuditQuery { limit: 1, ..all() };
+        assert_eq!(
+            s.audit_stats(&one, AuditField::Container).unwrap(),
+            [("db".to_owned(), 90)]
+        );
+        for group in AuditField::GROUPS {
+            let groups = s.audit_stats(&all(), group).unwrap();
+            assert_eq!(groups.iter().map(|(_, n)| n).sum::<u64>(), 150, "{group:?}");
+            assert!(groups.windows(2).all(|w| w[0].1 >= w[1].1), "{groups:?}");
+        }
+        // Effects cycle over the events: e0 and e3 share one.
+        let effect = |n: usize| Effect::ALL[n % Effect::ALL.len()];
+        let bucket = |start: &str, effect, count| Bucket {
+            start: start.into(),
+            effect,
+            count,
+        };
+        let mut minute = vec![
+            bucket("2026-11-29T10:00:00Z", effect(0), 10),
+            bucket("2026-11-29T10:00:00Z", effect(1), 20),
+            bucket("2026-11-29T10:00:00Z", effect(2), 30),
+        ];
+        minute.sort_by_key(|b| b.effect.as_str());
+        minute.push(bucket("2026-11-29T10:01:00Z", effect(3), 40));
+        minute.push(bucket("2026-11-29T10:07:00Z", effect(4), 50));
+        assert_eq!(s.audit_histogram(&all(), 1).unwrap(), minute);
+        // Five-minute buckets start at multiples of five minutes.
+        let five = s.audit_histogram(&all(), 5).unwrap();
+        let starts: Vec<&str> = five.iter().map(|b| b.start.as_str()).collect();
+        assert!(
+            starts
+                .iter()
+                .all(|s| ["2026-11-29T10:00:00Z", "2026-11-29T10:05:00Z"].contains(s)),
+            "{five:?}"
+        );
+        assert_eq!(five.iter().map(|b| b.count).sum::<u64>(), 150);
+        // `limit` keeps the newest buckets.
+        let newest = s.audit_histogram(&one, 1).unwrap();
+        assert_eq!(newest, [bucket("2026-11-29T10:07:00Z", effect(4), 50)]);
+        // Filters apply.
+        let web = all().with(AuditField::Container, Pattern::Exact("web".into()));
+        assert_eq!(
+            s.audit_histogram(&web, 60).unwrap().len(),
+            3.min(Effect::ALL.len())
+        );
+    }
+
+    #[test]
+    fn expiry_deletes_what_is_older_and_nothing_else() {
+        let old = event("old", 1, "2026-11-01T00:00:00.000000Z");
+        let new = event("new", 2, "2026-11-29T00:00:00.000000Z");
+        let (_dir, s) = store(&[old.clone(), new.clone()]);
+        let extra: Vec<Event> = (0..25)
+            .map(|n| event(&format!("x{n}"), n, "2026-11-02T00:00:00.000000Z"))
+            .collect();
+        s.add_audits(&extra, "defender", "t").unwrap();
+        let expired = s.expire("2026-11-15T00:00:00.000000Z", 10).unwrap();
+        assert_eq!(expired.audits, 26);
+        assert_eq!(ids(&s, &all()), ["new"]);
+        // The text index forgot them too.
+        assert_eq!(ids(&s, &search("old")), Vec::<String>::new());
+        assert_eq!(ids(&s, &search("new")), ["new"]);
+        let c = s.reader_for_tests();
+        c.execute_batch("INSERT INTO audits_text (audits_text) VALUES ('integrity-check')")
+            .unwrap();
+        // Nothing more to delete.
+        assert_eq!(
+            s.expire("2026-11-15T00:00:00.000000Z", 10).unwrap(),
+            Default::default()
+        );
+    }
+
+    /// The activity log, defenders and their observations go by the same cutoff.
+    #[test]
+    fn expiry_covers_activity_defenders_and_observations() {
+        use crate::store::{ActivityEntry, ActivityQuery, Heartbeat};
+        use defender::activity::{Entry, Kind as Seen, Observed};
+        let (_dir, s) = store(&[]);
+        let (old, new) = ("2026-11-01T00:00:00.000000Z", "2026-11-29T00:00:00.000000Z");
+        for (time, action) in [(old, "old"), (new, "new")] {
+            s.add_activity(&ActivityEntry {
+                time: time.into(),
+                actor: "admin".into(),
+                action: action.into(),
+                detail: serde_json::json!({}),
+            })
+            .unwrap();
+            let beat = Heartbeat {
+                id: action.into(),
+                container: action.into(),
+                image: "img".into(),
+                task: None,
+                cluster: None,
+                family: None,
+                service: None,
+                version: "0".into(),
+                revision: None,
+                protects: vec![],
+            };
+            s.heartbeat(&beat, time).unwrap();
+            let seen = Observed {
+                entries: vec![Entry {
+                    kind: Seen::Dns,
+                    value: format!("{action}.test"),
+                    count: 1,
+                }],
+                dropped: Default::default(),
+            };
+            s.observe(&beat, &seen, time).unwrap();
+        }
+        let expired = s.expire("2026-11-15T00:00:00.000000Z", 1).unwrap();
+        assert_eq!(
+            expired,
+            Expired {
+                audits: 0,
+                activity: 1,
+                defenders: 1,
+                observations: 1
+            }
+        );
+        let actions: Vec<String> = s
+            .activity(&ActivityQuery {
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap()
+            .into_iter()
+            .map(|a| a.action)
+            .collect();
+        assert_eq!(actions, ["new"]);
+        let defenders: Vec<String> = s
+            .defenders()
+            .unwrap()
+            .into_iter()
+            .map(|d| d.beat.id)
+            .collect();
+        assert_eq!(defenders, ["new"]);
+        let observed: Vec<String> = s
+            .observations(None)
+            .unwrap()
+            .into_iter()
+            .map(|o| o.value)
+            .collect();
+        assert_eq!(observed, ["new.test"]);
+    }
+
+    /// Each filter alone is answered from its index, a glob with a literal prefix too, and the
+    /// text search from the FTS5 table.
+    #[test]
+    fn filters_use_their_indexes() {
+        let (_dir, s) = store(&[event("a", 1, "2026-11-29T10:00:00.000000Z")]);
+        let c = s.reader_for_tests();
+        let plan = |q: &AuditQuery| -> String {
+            let (sql, values) = select(q);
+            let mut explain = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let rows = explain
+                .query_map(params_from_iter(values), |r| r.get::<_, String>(3))
+                .unwrap();
+            rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
+        };
+        for field in AuditField::ALL {
+            let exact = match field {
+                AuditField::Pid | AuditField::Port => "1",
+                _ => "x",
+            };
+            let p = plan(&all().with(field, Pattern::Exact(exact.into())));
+            if [
+                AuditField::Pid,
+                AuditField::Source,
+                AuditField::Cmdline,
+                AuditField::Url,
+            ]
+            .contains(&field)
+            {
+                // Newest first, the condition checked on each.
+                assert_eq!(p, "SCAN audits USING INDEX audits_by_time", "{field:?}");
+                continue;
+            }
+            let index = format!("USING INDEX audits_by_{}", column(field));
+            assert!(
+                p.contains(&index) && !p.contains("TEMP B-TREE"),
+                "{field:?}: {p}"
+            );
+            if !field.numeric() {
+                let p = plan(&all().with(field, Pattern::parse("x-*").unwrap()));
+                assert!(p.contains(&index), "{field:?} glob: {p}");
+            }
+        }
+        let p = plan(&search("curl"));
+        assert!(p.contains("VIRTUAL TABLE INDEX"), "{p}");
+        let p = plan(&AuditQuery {
+            since: Some("2026".into()),
+            ..all()
+        });
+        assert!(p.contains("USING INDEX audits_by_time"), "{p}");
+        // A summary reads by the conditions' index, then sorts; without any, the table.
+        let (sql, values) = stats_select(
+            &AuditQuery {
+                since: Some("2026".into()),
+                ..all()
+            },
+            AuditField::Container,
+        );
+        let mut explain = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let p: Vec<String> = explain
+            .query_map(params_from_iter(values), |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert!(p[0].contains("USING INDEX audits_by_time"), "{p:?}");
+    }
 }

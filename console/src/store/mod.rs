@@ -119,7 +119,8 @@ pub trait Store: Send + Sync {
     fn audit_histogram(&self, query: &AuditQuery, minutes: u32) -> Result<Vec<Bucket>, StoreError>;
     /// Deletes audits (by their `time`), activity-log entries, defenders (by when last seen) and
     /// observations (by when last seen) older than `cutoff`, `batch` rows per write transaction
-    /// so that ingestion waits for one batch at most.
+    /// so that ingestion waits for one batch at most; then refreshes the statistics the backend
+    /// chooses its indexes by.
     fn expire(&self, cutoff: &str, batch: u32) -> Result<Expired, StoreError>;
     /// Up to `limit` audits stored after arrival position `seq`, oldest first, each with its own.
     fn audits_after(&self, seq: i64, limit: u32) -> Result<Vec<(i64, StoredEvent)>, StoreError>;

@@ -1,0 +1,550 @@
+//! Audit queries against the real `defender-console` process: every audit field as a filter,
+//! exactly and by glob; the text search `q`, hostile text included; 400 naming an unknown or bad
+//! parameter (the API, the CSV, the summaries); `X-Total-Count`; the summaries by field and by
+//! time; retention (`--retention-days`) deleting old audits, activity, defenders and observations
+//! and nothing else, checked in the API and in the database itself (python3's sqlite3).
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::console::{ADMIN, AUDITS, Answer, Console, DEFENDER, POLICY, token_args};
+use common::{HANG_GUARD, require, wait_until};
+use serde_json::{Value, json};
+
+const STATS: &str = "/api/v1/audits/runtime/app-embedded/stats";
+
+/// Every filter's parameter, as the events name the field.
+const FIELDS: [&str; 24] = [
+    "container",
+    "image",
+    "type",
+    "effect",
+    "rule",
+    "attack",
+    "customRule",
+    "task",
+    "cluster",
+    "family",
+    "service",
+    "pid",
+    "process",
+    "cmdline",
+    "parent",
+    "domain",
+    "ip",
+    "port",
+    "source",
+    "method",
+    "url",
+    "sourceIp",
+    "field",
+    "requestId",
+];
+
+/// An event whose text fields end with its `id`: `a1` and `a2` share every prefix `b1` lacks.
+fn event(id: &str, n: u64, time: &str) -> Value {
+    let kinds = ["process", "dns", "waas"];
+    let effects = ["alert", "prevent", "block"];
+    let number: u64 = id[1..].parse::<u64>().unwrap() + if id.starts_with('a') { 100 } else { 200 };
+    json!({
+        "id": id, "time": time, "type": kinds[n as usize % 3], "effect": effects[n as usize % 3],
+        "rule": format!("rule-{id}"), "attack": format!("attack-{id}"),
+        "customRule": format!("custom {id}"), "container": format!("orders-{id}"),
+        "image": format!("registry/img:1-{id}"), "task": format!("arn:task/{id}"),
+        "cluster": format!("prod-{id}"), "family": format!("family-{id}"),
+        "service": format!("svc-{id}"), "pid": number,
+        "process": format!("/usr/bin/tool-{id}"), "cmdline": format!("tool --run {id}"),
+        "parent": format!("/bin/sh-{id}"), "domain": format!("host.example-{id}"),
+        "ip": format!("10.{}.0.{number}", number / 100), "port": 8000 + number,
+        "method": format!("GET-{id}"), "url": format!("/api/x?q={id}"),
+        "sourceIp": format!("192.0.2.{number}"), "field": format!("body.{id}"),
+        "requestId": format!("req-{id}"), "message": format!("event {id} happened"),
+        "count": n + 1
+    })
+}
+
+fn post(c: &Console, events: &[Value]) {
+    let body = Value::Array(events.to_vec()).to_string();
+    let a = c.call("POST", AUDITS, Some(DEFENDER), &[], Some(&body));
+    assert_eq!(a.status, 200, "{}", a.body);
+}
+
+fn get(c: &Console, path: &str) -> Answer {
+    c.call("GET", path, Some(ADMIN), &[], None)
+}
+
+/// The audits of a query string, with `X-Total-Count`.
+fn audits(c: &Console, query: &str) -> (Vec<String>, u64) {
+    let a = get(c, &format!("{AUDITS}?{query}"));
+    assert_eq!(a.status, 200, "{query}: {}", a.body);
+    let ids = a
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect();
+    (ids, a.total_count.expect("X-Total-Count"))
+}
+
+fn ids(c: &Console, query: &str) -> Vec<String> {
+    audits(c, query).0
+}
+
+/// A field's value as text, as a query string writes it.
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn encode(value: &str) -> String {
+    form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
+fn three(c: &Console) -> Vec<Value> {
+    let t = |s: u32| format!("2026-11-29T10:00:{s:02}Z");
+    post(
+        c,
+        &[
+            event("a1", 0, &t(1)),
+            event("a2", 1, &t(2)),
+            event("b1", 2, &t(3)),
+        ],
+    );
+    get(c, AUDITS).json().as_array().unwrap().clone()
+}
+
+#[test]
+fn every_field_filters_exactly_and_by_glob() {
+    let w = common::World::new();
+    let c = Console::start(&w.path("data"));
+    let stored = three(&c);
+    assert_eq!(stored.len(), 3);
+    for field in FIELDS {
+        for e in &stored {
+            let value = text(&e[field]);
+            let want: Vec<String> = stored
+                .iter()
+                .filter(|o| text(&o[field]) == value)
+                .map(|o| o["id"].as_str().unwrap().to_owned())
+                .collect();
+            assert_eq!(
+                ids(&c, &format!("{field}={}", encode(&value))),
+                want,
+                "{field}={value}"
+            );
+        }
+        // a1's value without its last character, then `*`: the events starting so.
+        let a1 = text(&stored[2][field]);
+        let prefix = &a1[..a1.len() - 1];
+        let want: Vec<String> = stored
+            .iter()
+            .filter(|o| text(&o[field]).starts_with(prefix))
+            .map(|o| o["id"].as_str().unwrap().to_owned())
+            .collect();
+        let glob = format!("{prefix}*");
+        assert_eq!(
+            ids(&c, &format!("{field}={}", encode(&glob))),
+            want,
+            "{field}={glob}"
+        );
+        if !["type", "effect", "source"].contains(&field) {
+            assert_eq!(
+                want,
+                ["a2", "a1"],
+                "{field}: the data should tell the events apart"
+            );
+        }
+    }
+    let cases: &[(&str, &[&str])] = &[
+        ("container=orders-a?", &["a2", "a1"]),
+        ("container=orders-%5B!a%5D*", &["b1"]),
+        ("container=orders-%5Bab%5D1", &["b1", "a1"]),
+        ("container=ORDERS-*", &[]),    // case counts
+        ("image=registry*a2", &["a2"]), // `*` crosses `/`
+        ("container=orders-a1*", &["a1"]),
+        ("container=orders-%5C*", &[]), // an escaped `*` is itself
+        ("container=orders-*&type=dns", &["a2"]),
+        ("type=*s*&effect=%5Bab%5D*", &["b1", "a1"]),
+        (
+            "process=/usr/bin/*&since=2026-11-29T10:00:02Z",
+            &["b1", "a2"],
+        ),
+        ("container=&type=", &["b1", "a2", "a1"]), // empty: no filter
+    ];
+    for (query, want) in cases {
+        assert_eq!(ids(&c, query), *want, "{query}");
+    }
+
+    // The total counts the matches before the page; the CSV carries it too.
+    assert_eq!(
+        audits(&c, "container=orders-*&limit=1&offset=1"),
+        (vec!["a2".into()], 3)
+    );
+    assert_eq!(
+        audits(&c, "container=orders-a*&limit=1"),
+        (vec!["a2".into()], 2)
+    );
+    assert_eq!(audits(&c, "container=nobody"), (vec![], 0));
+    let csv = get(
+        &c,
+        &format!("{AUDITS}/download?container=orders-a*&limit=1"),
+    );
+    assert_eq!(
+        (csv.status, csv.total_count),
+        (200, Some(2)),
+        "{}",
+        csv.body
+    );
+    assert_eq!(csv.body.lines().count(), 2, "{}", csv.body);
+}
+
+#[test]
+fn the_text_search_finds_words_and_hostile_text_is_only_text() {
+    let w = common::World::new();
+    let c = Console::start(&w.path("data"));
+    let t = |s: u32| format!("2026-11-29T10:00:{s:02}Z");
+    let mut curl = event("a1", 0, &t(1));
+    curl["message"] = "Process /usr/bin/curl launched".into();
+    curl["cmdline"] = r#"curl -s "http://evil.test/x" NEAR AND OR NOT * -v"#.into();
+    let mut dns = event("b1", 1, &t(2));
+    dns["domain"] = "exfil.evil.test".into();
+    dns["message"] = "DNS resolution".into();
+    let mut waas = event("b2", 2, &t(3));
+    waas["url"] = "/login?user=admin' OR 1=1".into();
+    post(&c, &[curl, dns, waas]);
+    let cases: &[(&str, &[&str])] = &[
+        ("curl", &["a1"]),
+        ("CURL launched", &["a1"]),
+        ("laun", &["a1"]),            // the last word of a term is a prefix
+        ("\"laun\"", &[]),            // a quoted phrase is whole words
+        ("evil.test", &["b1", "a1"]), // in the domain of one, the command line of the other
+        ("exfil", &["b1"]),
+        ("admin", &["b2"]),
+        ("10.1.0.101", &["a1"]), // the ip: its numbers in order
+        ("/usr/bin/curl", &["a1"]),
+        ("curl exfil", &[]), // every term
+        // What search syntaxes treat as operators is text here.
+        ("NEAR", &["a1"]),
+        ("curl OR exfil", &[]),
+        ("NOT curl", &["a1"]),
+        ("-v", &["a1"]),
+        ("\"http://evil\"", &["a1"]),
+        ("curl\" \"launched", &["a1"]),
+        ("curl*", &["a1"]),
+        ("curl AND", &["a1"]),
+        ("(curl", &["a1"]),
+        ("NEAR(", &["a1"]),
+        ("message:curl", &[]),
+        ("1=1", &["b2"]),
+        ("admin'", &["b2"]),
+    ];
+    for (q, want) in cases {
+        assert_eq!(ids(&c, &format!("q={}", encode(q))), *want, "q={q}");
+    }
+    // Nothing to search for: a 400 that says so, never a 500.
+    for q in ["\"", "*", "-", "\"\"", "() - *", "^"] {
+        let a = get(&c, &format!("{AUDITS}?q={}", encode(q)));
+        assert_eq!(a.status, 400, "q={q}: {}", a.body);
+        let error = a.json()["error"].as_str().unwrap().to_owned();
+        assert!(error.starts_with("q: "), "q={q}: {error}");
+    }
+    // q filters the summaries too.
+    let a = get(&c, &format!("{STATS}?group=container&q=evil"));
+    assert_eq!(
+        a.json(),
+        json!([{"key": "orders-b1", "count": 2}, {"key": "orders-a1", "count": 1}])
+    );
+}
+
+#[test]
+fn unknown_and_bad_parameters_are_refused_naming_them() {
+    let w = common::World::new();
+    let c = Console::start(&w.path("data"));
+    three(&c);
+    let download = format!("{AUDITS}/download");
+    let cases: &[(&str, &str, &str)] = &[
+        (AUDITS, "colour=red", "colour: unknown parameter"),
+        (&download, "colour=red", "colour: unknown parameter"),
+        (STATS, "group=image&colour=red", "colour: unknown parameter"),
+        (AUDITS, "group=image", "group: unknown parameter"),
+        (
+            AUDITS,
+            "container=a&container=b",
+            "container: given more than once",
+        ),
+        (AUDITS, "limit=ten", "limit: \"ten\" is not a whole number"),
+        (
+            &download,
+            "offset=-2",
+            "offset: \"-2\" is not a whole number",
+        ),
+        (AUDITS, "type=virus", "type: unknown type \"virus\""),
+        (AUDITS, "effect=deny", "effect: unknown effect \"deny\""),
+        (AUDITS, "pid=one", "pid: \"one\" is not a number"),
+        (AUDITS, "port=80.5", "port: \"80.5\" is not a number"),
+        (
+            AUDITS,
+            "image=img%5B1",
+            "image: \"img[1\": `[` opens a class",
+        ),
+        (
+            AUDITS,
+            "service=%7Ba%2Cb%7D",
+            "service: \"{a,b}\": `{`: alternatives",
+        ),
+        (AUDITS, "since=yesterday", "since: \"yesterday\" is not"),
+        (
+            STATS,
+            "group=colour",
+            "group: \"colour\" is none of container, image, rule, attack, type, effect, domain, process",
+        ),
+        (STATS, "", "group or histogram: exactly one"),
+        (
+            STATS,
+            "group=image&histogram=5",
+            "group or histogram: exactly one",
+        ),
+        (
+            STATS,
+            "histogram=0",
+            "histogram: \"0\" is not a whole number of minutes",
+        ),
+        (STATS, "histogram=x", "histogram: \"x\" is not"),
+        (STATS, "histogram=5&until=never", "until: "),
+    ];
+    for (path, query, want) in cases {
+        let a = get(&c, &format!("{path}?{query}"));
+        assert_eq!(a.status, 400, "{path}?{query}: {}", a.body);
+        let error = a.json()["error"].as_str().unwrap().to_owned();
+        assert!(error.starts_with(want), "{path}?{query}: {error}");
+    }
+    // The summaries are read like the audits: a token that may read them.
+    let a = c.call(
+        "GET",
+        &format!("{STATS}?group=image"),
+        Some(DEFENDER),
+        &[],
+        None,
+    );
+    assert_eq!(a.status, 403, "{}", a.body);
+    let a = c.call("GET", &format!("{STATS}?group=image"), None, &[], None);
+    assert_eq!(a.status, 401, "{}", a.body);
+}
+
+#[test]
+fn summaries_group_every_field_and_bucket_time_by_effect() {
+    let w = common::World::new();
+    let c = Console::start(&w.path("data"));
+    let stored = three(&c);
+    for group in [
+        "container",
+        "image",
+        "rule",
+        "attack",
+        "type",
+        "effect",
+        "domain",
+        "process",
+    ] {
+        let a = get(&c, &format!("{STATS}?group={group}"));
+        assert_eq!(a.status, 200, "{group}: {}", a.body);
+        // counts are the events' `count`s: b1 3, a2 2, a1 1, largest first.
+        let want: Vec<Value> = stored
+            .iter()
+            .map(|e| json!({"key": e[group], "count": e["count"]}))
+            .collect();
+        assert_eq!(a.json(), Value::Array(want), "{group}");
+    }
+    // Filters, limits and offsets apply; events of one value are summed.
+    let mut twin = event("a3", 0, "2026-11-29T10:00:04Z");
+    twin["type"] = "waas".into();
+    twin["count"] = 5.into();
+    post(&c, &[twin]);
+    let a = get(&c, &format!("{STATS}?group=type"));
+    assert_eq!(
+        a.json(),
+        json!([{"key": "waas", "count": 8}, {"key": "dns", "count": 2}, {"key": "process", "count": 1}])
+    );
+    let a = get(
+        &c,
+        &format!("{STATS}?group=type&container=orders-a*&limit=1&offset=1"),
+    );
+    assert_eq!(a.json(), json!([{"key": "dns", "count": 2}]));
+
+    // Buckets of one minute, by effect: 10:00 holds all four events.
+    let mut late = event("b2", 1, "2026-11-29T10:07:30Z");
+    late["count"] = 7.into();
+    post(&c, &[late]);
+    let a = get(&c, &format!("{STATS}?histogram=1"));
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(
+        a.json(),
+        json!([
+            {"start": "2026-11-29T10:00:00Z", "count": 6, "effect": "alert"},
+            {"start": "2026-11-29T10:00:00Z", "count": 3, "effect": "block"},
+            {"start": "2026-11-29T10:00:00Z", "count": 2, "effect": "prevent"},
+            {"start": "2026-11-29T10:07:00Z", "count": 7, "effect": "prevent"},
+        ])
+    );
+    // Five minutes: 10:05 holds the late one; filtered by effect.
+    let a = get(&c, &format!("{STATS}?histogram=5&effect=prevent"));
+    assert_eq!(
+        a.json(),
+        json!([
+            {"start": "2026-11-29T10:00:00Z", "count": 2, "effect": "prevent"},
+            {"start": "2026-11-29T10:05:00Z", "count": 7, "effect": "prevent"},
+        ])
+    );
+    // An hour: one bucket, aligned on the hour.
+    let a = get(
+        &c,
+        &format!("{STATS}?histogram=60&since=2026-11-29T10:00:02Z"),
+    );
+    assert_eq!(
+        a.json(),
+        json!([
+            {"start": "2026-11-29T10:00:00Z", "count": 5, "effect": "alert"},
+            {"start": "2026-11-29T10:00:00Z", "count": 3, "effect": "block"},
+            {"start": "2026-11-29T10:00:00Z", "count": 9, "effect": "prevent"},
+        ])
+    );
+}
+
+/// Runs SQL on the console's database with python3's sqlite3; the rows as JSON.
+fn sql(data: &Path, statement: &str) -> Value {
+    let script = "import json, sqlite3, sys\n\
+                  c = sqlite3.connect(sys.argv[1])\n\
+                  rows = c.execute(sys.argv[2]).fetchall()\n\
+                  c.commit()\n\
+                  print(json.dumps(rows))";
+    let out = Command::new(require("python3"))
+        .args(["-c", script])
+        .arg(data.join("console.db"))
+        .arg(statement)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{statement}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn retention_deletes_what_is_older_than_the_period_and_nothing_else() {
+    let w = common::World::new();
+    let data = w.path("data");
+    let mut c = Console::start(&data);
+    // Audits by their own time: two of ten days ago, one of an hour ago.
+    let ago = |secs: u64| {
+        humantime::format_rfc3339_seconds(
+            std::time::SystemTime::now() - std::time::Duration::from_secs(secs),
+        )
+        .to_string()
+    };
+    post(
+        &c,
+        &[
+            event("a1", 0, &ago(10 * 86400)),
+            event("a2", 1, &ago(10 * 86400 - 60)),
+            event("b1", 2, &ago(3600)),
+        ],
+    );
+    // Two defenders and what they observed; two lines of the activity log.
+    for id in ["d-old", "d-new"] {
+        let beat = json!({
+            "id": id, "container": id, "image": "img", "version": "0",
+            "observed": {"entries": [{"kind": "dns", "value": format!("{id}.test"), "count": 1}]}
+        });
+        let a = c.call(
+            "POST",
+            "/api/v1/defenders/heartbeat",
+            Some(DEFENDER),
+            &[],
+            Some(&beat.to_string()),
+        );
+        assert_eq!(a.status, 204, "{}", a.body);
+    }
+    for policy in [
+        r#"{"rules": []}"#,
+        r#"{"rules": [{"name": "no mkdir", "processes": {"effect": "prevent", "deny": ["mkdir"]}}]}"#,
+    ] {
+        c.put_policy(policy);
+    }
+    c.kill();
+    // Made old behind the console's back, as if time had passed.
+    let old = ago(3 * 86400);
+    sql(
+        &data,
+        &format!(
+            "UPDATE defenders SET last_seen = '{old}', first_seen = '{old}' WHERE id = 'd-old'"
+        ),
+    );
+    sql(
+        &data,
+        &format!("UPDATE observations SET last_seen = '{old}' WHERE container = 'd-old'"),
+    );
+    sql(
+        &data,
+        &format!("UPDATE activity SET time = '{old}' WHERE seq = (SELECT min(seq) FROM activity)"),
+    );
+    let activity_before = sql(&data, "SELECT count(*) FROM activity")[0][0]
+        .as_u64()
+        .unwrap();
+
+    let mut args = token_args();
+    args.extend(["--retention-days".into(), "1".into()]);
+    let c = Console::start_with(&data, "127.0.0.1:0", &args);
+    let swept = wait_until(HANG_GUARD, || c.log().contains("retention: deleted"));
+    assert!(swept, "no sweep: {}", c.log());
+    assert!(
+        c.log().contains("retention: deleted 2 audits, 1 activity entries, 1 defenders, 1 observations older than"),
+        "{}",
+        c.log()
+    );
+    assert_eq!(ids(&c, ""), ["b1"]);
+    assert_eq!(ids(&c, "q=event"), ["b1"]); // the text index forgot them too
+    let defenders = get(&c, "/api/v1/defenders").json();
+    let names: Vec<&str> = defenders
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["d-new"]);
+    let activity = get(&c, "/api/v1/activity").json();
+    assert_eq!(
+        activity.as_array().unwrap().len() as u64,
+        activity_before - 1,
+        "{activity}"
+    );
+    assert_eq!(
+        sql(&data, "SELECT container FROM observations"),
+        json!([["d-new"]])
+    );
+    // The policy's revisions are history, never expired.
+    assert_eq!(get(&c, POLICY).status, 200);
+    assert_eq!(sql(&data, "SELECT count(*) FROM policies"), json!([[3]]));
+}
+
+#[test]
+fn retention_of_zero_days_keeps_everything() {
+    let w = common::World::new();
+    let data = w.path("data");
+    let mut args = token_args();
+    args.extend(["--retention-days".into(), "0".into()]);
+    let mut c = Console::start_with(&data, "127.0.0.1:0", &args);
+    post(&c, &[event("a1", 0, "2001-01-01T00:00:00Z")]);
+    // Restarted with the same: no sweep, the old event is still there.
+    c.restart();
+    let off = wait_until(HANG_GUARD, || c.log().contains("retention: off"));
+    assert!(off, "{}", c.log());
+    assert_eq!(ids(&c, ""), ["a1"]);
+    assert!(!c.log().contains("retention: deleted"), "{}", c.log());
+}
