@@ -91,7 +91,8 @@ async fn get_policy(
         let deadline = tokio::time::Instant::now() + wait;
         // Counted open while it waits; dropped (and no longer counted) when it answers or its
         // client goes away.
-        let _open = (!wait.is_zero()).then(|| OpenPoll::new(&state.metrics.long_polls_open));
+        let _open =
+            (!wait.is_zero()).then(|| OpenPoll::new(&state.operations.metrics.long_polls_open));
         if !wait.is_zero() && state.log_polls {
             // Subscribed above: a change from now on wakes this poll. Tests wait for this line
             // before they change the policy.
@@ -215,11 +216,15 @@ async fn post_audits(
     let stored = state
         .store(move |s| s.add_audits(&batch, &caller.name, &now()))
         .await?;
-    state.metrics.audits_received.inc_by(received as u64);
-    state.metrics.audits_stored.inc_by(stored as u64);
+    state
+        .operations
+        .metrics
+        .audits_received
+        .inc_by(received as u64);
+    state.operations.metrics.audits_stored.inc_by(stored as u64);
     if stored > 0 {
         // The webhooks read what was stored from the database; this only wakes them.
-        state.webhooks.wake();
+        state.operations.webhooks.wake();
     }
     Ok(Json(json!({ "received": received, "stored": stored })))
 }

@@ -37,17 +37,15 @@ pub struct AppState {
     pub session_idle: std::time::Duration,
     /// Failed logins, by user name and client address.
     pub throttle: std::sync::Mutex<Throttle>,
-    pub metrics: Arc<Metrics>,
-    /// `--metrics-token`: what `/metrics` requires as a bearer token (`None`: nothing).
-    pub metrics_token: Option<String>,
-    /// Woken when audits are stored.
-    pub webhooks: Webhooks,
+    pub operations: Operations,
 }
 
 /// What the console runs besides serving requests, and how it is watched.
 pub struct Operations {
     pub metrics: Arc<Metrics>,
+    /// `--metrics-token`: what `/metrics` requires as a bearer token (`None`: nothing).
     pub metrics_token: Option<String>,
+    /// Woken when audits are stored.
     pub webhooks: Webhooks,
 }
 
@@ -125,9 +123,7 @@ impl AppState {
             log_polls,
             session_idle,
             throttle: std::sync::Mutex::default(),
-            metrics: operations.metrics,
-            metrics_token: operations.metrics_token,
-            webhooks: operations.webhooks,
+            operations,
         })
     }
 

@@ -123,7 +123,7 @@ impl Metrics {
         text
     }
 
-    /// Records a request that took `seconds`.
+    /// Records a request to `route` (a label from [`route_label`]) that took `seconds`.
     pub fn request(&self, method: &str, route: &str, status: u16, seconds: f64) {
         let labels = RequestLabels {
             method: method_label(method).to_owned(),
@@ -138,6 +138,13 @@ impl Metrics {
             webhook: index.to_string(),
         }
     }
+}
+
+/// A route template as a label value: each `{name}` segment written `:name`. Braces are valid
+/// in the text format, but simple scrapers' parsers (regular expressions reading a label set up
+/// to the first `}`) cut the line there.
+pub fn route_label(template: &str) -> String {
+    template.replace('{', ":").replace('}', "")
 }
 
 /// A standard method's name, `other` for any other: a client must not grow the label set.
@@ -166,6 +173,18 @@ mod tests {
             ("", "other"),
         ] {
             assert_eq!(method_label(method), want, "{method}");
+        }
+    }
+
+    #[test]
+    fn route_labels() {
+        for (template, want) in [
+            ("/healthz", "/healthz"),
+            ("/api/v1/x/revisions/{n}", "/api/v1/x/revisions/:n"),
+            ("/api/v1/tokens/{name}/x", "/api/v1/tokens/:name/x"),
+            ("/files/{*rest}", "/files/:*rest"),
+        ] {
+            assert_eq!(route_label(template), want);
         }
     }
 

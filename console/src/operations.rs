@@ -16,7 +16,7 @@ use axum::routing::get;
 use crate::app::{ApiError, AppState};
 use crate::auth::{CallerName, same};
 use crate::logs::fields;
-use crate::metrics::UNMATCHED;
+use crate::metrics::{UNMATCHED, route_label};
 
 /// The Prometheus client's text format is OpenMetrics'.
 const METRICS_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -50,7 +50,7 @@ async fn metrics(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    if let Some(token) = &state.metrics_token {
+    if let Some(token) = &state.operations.metrics_token {
         let presented = headers
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -66,7 +66,7 @@ async fn metrics(
         .iter()
         .filter(|d| d.connected)
         .count();
-    let m = &state.metrics;
+    let m = &state.operations.metrics;
     m.database_size.set(i64::try_from(size).unwrap_or(i64::MAX));
     m.defenders_connected
         .set(i64::try_from(connected).unwrap_or(i64::MAX));
@@ -88,14 +88,14 @@ pub async fn observe(
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map_or(UNMATCHED, |m| m.as_str())
-        .to_owned();
+        .map_or(UNMATCHED.to_owned(), |m| route_label(m.as_str()));
     let caller = CallerName::default();
     request.extensions_mut().insert(caller.clone());
     let response = next.run(request).await;
     let elapsed = start.elapsed();
     let status = response.status().as_u16();
     state
+        .operations
         .metrics
         .request(&method, &route, status, elapsed.as_secs_f64());
     let ms = format!("{:.3}", elapsed.as_secs_f64() * 1000.0);

@@ -64,7 +64,12 @@ pub enum WebhookError {
 /// A webhook as given.
 struct Target {
     index: usize,
+    /// The URL as given: what error texts are scrubbed of.
     url: String,
+    /// The URL requested: without its user information, sent as `authorization` instead.
+    request: String,
+    /// `Basic ...` from the URL's user information, percent-decoded as RFC 3986 writes it.
+    authorization: Option<String>,
     /// `scheme://host[:port]`: how logs name it.
     shown: String,
     /// Its cursor's key: the SHA-256 of the URL.
@@ -157,15 +162,33 @@ fn target(index: usize, url: &str) -> Result<Target, WebhookError> {
         Some(s @ ("http" | "https")) => s,
         _ => return Err(bad("not an http or https URL")),
     };
-    let host = uri.authority().map(|a| a.as_str()).unwrap_or_default();
+    let authority = uri.authority().map(|a| a.as_str()).unwrap_or_default();
     // The user information, if any, is everything up to the last `@`.
-    let host = host.rsplit('@').next().unwrap_or_default();
+    let (userinfo, host) = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => (Some(userinfo), host),
+        None => (None, authority),
+    };
     if host.is_empty() {
         return Err(bad("the URL has no host"));
     }
+    let authorization = userinfo.map(|u| {
+        let (user, password) = u.split_once(':').unwrap_or((u, ""));
+        let decode = |s: &str| percent_encoding::percent_decode_str(s).collect::<Vec<u8>>();
+        let mut credentials = decode(user);
+        credentials.push(b':');
+        credentials.extend(decode(password));
+        use base64::Engine;
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(credentials)
+        )
+    });
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
     Ok(Target {
         index,
         url: url.to_owned(),
+        request: format!("{scheme}://{host}{path}"),
+        authorization,
         shown: format!("{scheme}://{host}"),
         key: digest(url),
     })
@@ -294,11 +317,14 @@ impl Worker {
         let body = body(self.format, e);
         let (mut failures, mut refusals) = (0, 0);
         loop {
-            let answer = self
+            let mut request = self
                 .agent
-                .post(&t.url)
-                .header("Content-Type", "application/json")
-                .send(&body[..]);
+                .post(&t.request)
+                .header("Content-Type", "application/json");
+            if let Some(a) = &t.authorization {
+                request = request.header("Authorization", a);
+            }
+            let answer = request.send(&body[..]);
             let (result, why) = match answer {
                 Ok(r) => (
                     outcome(r.status().as_u16()),
@@ -339,6 +365,7 @@ impl Worker {
     /// An error's text without the URL (which the transport may quote).
     fn scrubbed(&self, text: &str) -> String {
         text.replace(&self.target.url, &self.target.shown)
+            .replace(&self.target.request, &self.target.shown)
     }
 }
 
@@ -355,7 +382,20 @@ mod tests {
         )
         .unwrap();
         assert_eq!(t.shown, "https://hooks.example:8443");
+        assert_eq!(
+            t.request,
+            "https://hooks.example:8443/services/T0/B1/XyZ?k=v"
+        );
+        assert_eq!(t.authorization.as_deref(), Some("Basic dXNlcjpzM2NyZXQ="));
         assert_eq!(t.key.len(), 64);
+        // Percent-decoded, as RFC 3986 writes `@` and `:` in user information.
+        let t = target(0, "http://us%40er:p%3Ass@h/").unwrap();
+        assert_eq!(t.authorization.as_deref(), Some("Basic dXNAZXI6cDpzcw=="));
+        assert_eq!(
+            (t.request.as_str(), t.shown.as_str()),
+            ("http://h/", "http://h")
+        );
+        assert_eq!(target(0, "http://h").unwrap().authorization, None);
         assert_eq!(
             target(1, "http://127.0.0.1:9/").unwrap().shown,
             "http://127.0.0.1:9"

@@ -6,6 +6,7 @@
 pub mod console;
 pub mod docker;
 pub mod networld;
+pub mod receiver;
 pub mod webdriver;
 
 use std::path::{Path, PathBuf};

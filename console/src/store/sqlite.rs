@@ -132,6 +132,22 @@ pub struct Sqlite {
     reader: Mutex<Connection>,
     /// The database file, opened afresh by [`Store::ready`].
     path: PathBuf,
+    /// Its device and inode when opened: the file the connections write, whatever is at `path`
+    /// later.
+    opened: (u64, u64),
+}
+
+/// The device and inode of the file at `path`.
+fn identity(path: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).map(|m| (m.dev(), m.ino()))
+}
+
+/// A [`StoreError`] of a message of ours.
+fn failure(message: String) -> StoreError {
+    StoreError {
+        source: message.into(),
+    }
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -159,10 +175,12 @@ impl Sqlite {
         let mut writer = open()?;
         migrate(&mut writer)?;
         let reader = open()?;
+        let opened = identity(path).map_err(|e| StoreError { source: e.into() })?;
         Ok(Sqlite {
             writer: Mutex::new(writer),
             reader: Mutex::new(reader),
             path: path.to_path_buf(),
+            opened,
         })
     }
 }
@@ -230,16 +248,25 @@ impl Store for Sqlite {
         let tx = c.transaction()?;
         let mut added = 0;
         {
+            // Arrival positions are given here, above the newest stored and above every webhook's
+            // cursor: SQLite would reuse the positions of the newest rows once deleted, and a
+            // webhook that passed them would never send what arrived there.
+            let mut seq: i64 = tx.query_row(
+                "SELECT MAX(COALESCE((SELECT MAX(seq) FROM audits), 0), \
+                            COALESCE((SELECT MAX(seq) FROM deliveries), 0))",
+                [],
+                |r| r.get(0),
+            )?;
             let mut insert = tx
                 .prepare_cached(&format!(
-                    "INSERT OR IGNORE INTO audits ({}, received) \
+                    "INSERT OR IGNORE INTO audits ({}, received, seq) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, \
-                             ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)",
+                             ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30)",
                     audits::COLUMNS
                 ))
                 ?;
             for e in events {
-                added += insert.execute(params![
+                let inserted = insert.execute(params![
                     e.id,
                     e.time,
                     e.kind.as_str(),
@@ -269,7 +296,13 @@ impl Store for Sqlite {
                     e.field,
                     e.request_id,
                     now,
+                    seq + 1,
                 ])?;
+                // An id stored already is ignored and takes no position.
+                if inserted == 1 {
+                    seq += 1;
+                }
+                added += inserted;
             }
         }
         tx.commit()?;
@@ -441,9 +474,20 @@ impl Store for Sqlite {
 
     // ---- operations ----
     fn ready(&self) -> Result<(), StoreError> {
-        // A fresh connection, not the serving ones: it fails as a restart would when the file
-        // was deleted, replaced or damaged under the running console, which keeps using what it
-        // opened. Read-write without creating: a missing file is an error, not a new database.
+        // The serving connections keep writing the file they opened even once it is deleted or
+        // replaced, and what they write is then lost at the next start: not ready.
+        match identity(&self.path) {
+            Ok(found) if found == self.opened => {}
+            Ok(_) => {
+                return Err(failure(
+                    "the database file was replaced since the console opened it".into(),
+                ));
+            }
+            Err(e) => return Err(failure(format!("the database file: {e}"))),
+        }
+        // A fresh connection, not the serving ones: it fails as a restart would on a file
+        // damaged or made unreadable. Read-write without creating: a missing file is an error,
+        // not a new database.
         use rusqlite::OpenFlags;
         let c = Connection::open_with_flags(
             &self.path,
@@ -452,13 +496,10 @@ impl Store for Sqlite {
         c.busy_timeout(READY_TIMEOUT)?;
         let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if usize::try_from(version).ok() != Some(MIGRATIONS.len()) {
-            return Err(StoreError {
-                source: format!(
-                    "the database file is at schema version {version}, not this console's {}",
-                    MIGRATIONS.len()
-                )
-                .into(),
-            });
+            return Err(failure(format!(
+                "the database file is at schema version {version}, not this console's {}",
+                MIGRATIONS.len()
+            )));
         }
         c.query_row("SELECT COUNT(*) FROM policies", [], |r| r.get::<_, i64>(0))?;
         Ok(())
@@ -470,7 +511,7 @@ impl Store for Sqlite {
         let len = |p: &Path| match std::fs::metadata(p) {
             Ok(m) => Ok(m.len()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
-            Err(e) => Err(StoreError { source: e.into() }),
+            Err(e) => Err(failure(format!("{}: {e}", p.display()))),
         };
         Ok(len(&self.path)? + len(Path::new(&wal))?)
     }
@@ -591,6 +632,52 @@ mod tests {
     /// The events of `stored`, without their source.
     fn events(stored: Vec<StoredEvent>) -> Vec<Event> {
         stored.into_iter().map(|s| s.event).collect()
+    }
+
+    #[test]
+    fn webhook_cursors_start_at_the_newest_and_positions_never_go_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let s = Sqlite::open(&path).unwrap();
+        let t = "2026-11-29T10:00:00.000000Z";
+        let ids_after = |seq| -> Vec<String> {
+            s.audits_after(seq, 100)
+                .unwrap()
+                .into_iter()
+                .map(|(_, e)| e.event.id)
+                .collect()
+        };
+        let batch = [
+            event("a", t, Kind::Process, "web"),
+            event("b", t, Kind::Dns, "web"),
+        ];
+        assert_eq!(s.add_audits(&batch, "defender", t).unwrap(), 2);
+        // A new webhook starts after what is stored; its cursor is kept.
+        let start = s.delivery_cursor("hook").unwrap();
+        assert_eq!(ids_after(start), Vec::<String>::new());
+        assert_eq!(ids_after(0), ["a", "b"]);
+        let again = [
+            event("b", t, Kind::Dns, "web"),
+            event("c", t, Kind::Dns, "web"),
+        ];
+        assert_eq!(s.add_audits(&again, "defender", t).unwrap(), 1);
+        let after = s.audits_after(start, 100).unwrap();
+        assert_eq!(after.len(), 1);
+        s.set_delivery_cursor("hook", after[0].0).unwrap();
+        assert_eq!(s.delivery_cursor("hook").unwrap(), after[0].0);
+        assert_eq!(s.audits_after(0, 2).unwrap().len(), 2);
+
+        // The newest rows deleted (as retention may), a new event still lands after the cursor.
+        Connection::open(&path)
+            .unwrap()
+            .execute("DELETE FROM audits WHERE id IN ('b', 'c')", [])
+            .unwrap();
+        assert_eq!(
+            s.add_audits(&[event("d", t, Kind::Process, "web")], "defender", t)
+                .unwrap(),
+            1
+        );
+        assert_eq!(ids_after(s.delivery_cursor("hook").unwrap()), ["d"]);
     }
 
     #[test]
