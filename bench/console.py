@@ -46,12 +46,14 @@ def rfc3339(text):
         tzinfo=datetime.timezone.utc).timestamp()
 
 
-def start_console(binary, data):
+def start_console(binary, data, extra=(), timeout=30):
+    """The console on a free port of 127.0.0.1 with `data` as its data directory (its log beside
+    it), once it listens; `extra` flags appended. Returns the process and its address."""
     log = open(data + ".log", "w")
     proc = subprocess.Popen([binary, "--listen", "127.0.0.1:0", "--data-dir", data,
-                             "--admin-token", ADMIN, "--defender-token", DEFENDER],
+                             "--admin-token", ADMIN, "--defender-token", DEFENDER, *extra],
                             stdout=subprocess.DEVNULL, stderr=log)
-    deadline = time.time() + 30
+    deadline = time.time() + timeout
     while time.time() < deadline:
         for line in open(data + ".log"):
             if "listening on http://" in line:
