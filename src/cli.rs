@@ -74,6 +74,11 @@ pub struct RunArgs {
     /// policy; the console's answer then replaces it.
     #[arg(long, env = "DEFENDER_POLICY", value_name = "PATH")]
     pub policy: Option<PathBuf>,
+    /// Web application firewall (WAAS) policy file (docs/waas.md). With --console too, the
+    /// console's WAAS document replaces it once the console answers (a console without one:
+    /// this file stays in force).
+    #[arg(long, env = "DEFENDER_WAAS_POLICY", value_name = "PATH")]
+    pub waas_policy: Option<PathBuf>,
     /// Console base URL (http:// or https://).
     #[arg(long, env = "DEFENDER_CONSOLE", value_name = "URL")]
     pub console: Option<String>,

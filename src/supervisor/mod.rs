@@ -53,6 +53,9 @@ pub struct RunConfig {
     /// The policy in force; with a console it changes while the command runs, so every decision
     /// reads it afresh.
     pub policy: Live,
+    /// The WAAS policy in force (docs/waas.md); with a console it too changes while the command
+    /// runs, so the bind of a protected port reads it afresh.
+    pub waas: crate::waas::live::Live,
     /// Trap socket calls: the rule in force enforces network or DNS, or a console may send one
     /// that does (the filter cannot change once installed, so it traps what a future policy
     /// might need; a call the rule in force does not care about is let through).
@@ -206,6 +209,7 @@ pub fn run(cfg: RunConfig) -> Result<ExitStatus, SupervisorError> {
         killable: tag == b'K',
         resolver: Resolver::new(started),
         policy: cfg.policy,
+        waas: cfg.waas,
         net,
         scope: cfg.scope,
         sink: cfg.sink,
@@ -241,6 +245,12 @@ struct Supervisor {
     killable: bool,
     resolver: Resolver,
     policy: Live,
+    /// The WAAS policy in force, for the takeover of a protected port's `bind` (net.rs).
+    #[expect(
+        dead_code,
+        reason = "read by the bind takeover (docs/waas.md, How it sits), which builds on this"
+    )]
+    waas: crate::waas::live::Live,
     /// The network and DNS sensor, when socket calls are trapped.
     net: Option<net::NetSensor>,
     scope: Scope,

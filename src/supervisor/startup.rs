@@ -13,6 +13,7 @@ use crate::ecs;
 use crate::exit::ExitStatus;
 use crate::policy::{self, Live, Policy, PolicyError, live::Source};
 use crate::uplink::{self, Uplink, UplinkError};
+use crate::waas::{self, WaasError};
 
 use super::caps::Capability;
 use super::{AfterFork, RunConfig, SupervisorError, keeper};
@@ -30,6 +31,8 @@ pub enum PolicyFileError {
     },
     #[error("{}: invalid policy:\n{source}", path.display())]
     Invalid { path: PathBuf, source: PolicyError },
+    #[error("{}: invalid WAAS policy: {source}", path.display())]
+    InvalidWaas { path: PathBuf, source: WaasError },
 }
 
 /// Why `defender run` could not get the command started.
@@ -79,6 +82,18 @@ pub fn load_policy(file: &Path) -> Result<Policy, PolicyFileError> {
     })
 }
 
+/// Reads and validates a WAAS policy file (`--waas-policy`).
+pub fn load_waas_policy(file: &Path) -> Result<waas::Compiled, PolicyFileError> {
+    let text = std::fs::read_to_string(file).map_err(|source| PolicyFileError::Read {
+        path: file.into(),
+        source,
+    })?;
+    waas::compile(&text).map_err(|source| PolicyFileError::InvalidWaas {
+        path: file.into(),
+        source,
+    })
+}
+
 /// `defender run` up to the supervisor: the keeper, then everything the supervisor needs (to
 /// give to [`super::run`]), from the flags, the environment and the policy, and the uplink to
 /// [`finish`] once the command is done.
@@ -100,6 +115,10 @@ pub fn prepare(args: RunArgs) -> Result<(RunConfig, Option<Uplink>), StartupErro
         Some(file) => Some((file.clone(), load_policy(file)?)),
         None => None,
     };
+    let local_waas = match &args.waas_policy {
+        Some(file) => Some((file.clone(), load_waas_policy(file)?)),
+        None => None,
+    };
     let mut sink = Sink::open(args.audit_file.as_deref())?;
     // An empty name (`DEFENDER_CONTAINER=` in a task definition) counts as none given: the next
     // source (metadata, hostname) names the container rather than "" in every event.
@@ -112,6 +131,14 @@ pub fn prepare(args: RunArgs) -> Result<(RunConfig, Option<Uplink>), StartupErro
         service: given(args.service),
     };
     let (scope, metadata_failure) = ecs::identify(flags, hostname);
+    // The WAAS rule is chosen for the same identity as the runtime rule. With a console, the
+    // uplink may replace this start (its cached document) and puts each revision in force here.
+    let waas = match &local_waas {
+        Some((file, compiled)) => {
+            waas::live::Live::new(Some(compiled), Source::File(file.clone()), scope.identity())
+        }
+        None => waas::live::Live::new(None, Source::Default, scope.identity()),
+    };
     let (policy, uplink) = match (args.console, args.token) {
         (None, None) => {
             let (p, source) = match local {
@@ -133,6 +160,8 @@ pub fn prepare(args: RunArgs) -> Result<(RunConfig, Option<Uplink>), StartupErro
                 state_dir: args.state_dir,
                 wait,
                 local,
+                local_waas,
+                waas: waas.clone(),
                 audit_file: args.audit_file,
             };
             let (uplink, starter) = Uplink::prepare(cfg, &scope)?;
@@ -165,6 +194,16 @@ pub fn prepare(args: RunArgs) -> Result<(RunConfig, Option<Uplink>), StartupErro
             scope.image
         ),
     }
+    let waas_in_force = waas.current();
+    match waas_in_force.rule.as_deref() {
+        Some(rule) => log::info!(
+            "WAAS rule in force: {:?} ({}), protecting ports {:?}",
+            rule.name,
+            waas_in_force.source,
+            rule.apps.iter().map(|app| app.port).collect::<Vec<_>>()
+        ),
+        None => log::info!("no WAAS rule in force ({})", waas_in_force.source),
+    }
     let (uplink, after_fork) = match uplink {
         Some((uplink, starter)) => (
             Some(uplink),
@@ -176,9 +215,16 @@ pub fn prepare(args: RunArgs) -> Result<(RunConfig, Option<Uplink>), StartupErro
     // calls are trapped from the start then, whatever the first rule says. Without one, they
     // are trapped when the rule enforces network or DNS, by a section or by custom rules on
     // outgoing connections, DNS questions or listening ports (`Rule::enforces_network`).
-    let network = uplink.is_some() || in_force.rule.as_ref().is_some_and(|r| r.enforces_network());
+    // A WAAS rule that protects a port needs the application's `bind` trapped too.
+    let network = uplink.is_some()
+        || in_force.rule.as_ref().is_some_and(|r| r.enforces_network())
+        || waas_in_force
+            .rule
+            .as_ref()
+            .is_some_and(|r| !r.apps.is_empty());
     let cfg = RunConfig {
         policy,
+        waas,
         network,
         scope,
         sink,

@@ -62,6 +62,10 @@ pub struct Config {
     pub wait: Option<Duration>,
     /// `--policy`, the fallback when the console is away and nothing is cached.
     pub local: Option<(PathBuf, Policy)>,
+    /// `--waas-policy`, the fallback when the console has no WAAS document for us.
+    pub local_waas: Option<(PathBuf, crate::waas::Compiled)>,
+    /// The WAAS policy in force, which the uplink replaces with the console's revisions.
+    pub waas: crate::waas::live::Live,
     /// `--audit-file`, where the uplink's own `defender` events are written too.
     pub audit_file: Option<PathBuf>,
 }
