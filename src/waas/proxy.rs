@@ -28,7 +28,8 @@ use tokio::sync::Semaphore;
 
 use super::guard::{self, Bans, Buckets, Verdict};
 use super::inspect::{self, Finding};
-use super::live::Live;
+use super::live::{InForce, Live};
+use super::openapi::Api;
 use super::policy::{App, Attack, Effect};
 use crate::audit::{self, Event, Scope, WaasFinding};
 
@@ -81,6 +82,34 @@ struct Shared {
     /// Per protected port: rate limits, bans, whether TLS was reported.
     ports: Mutex<HashMap<u16, Arc<PortState>>>,
     connections: Arc<Semaphore>,
+    /// The apps' OpenAPI documents compiled, for the document in force they were compiled from.
+    apis: Mutex<Apis>,
+}
+
+/// Compiled once per document in force and app port (`Err`: the document cannot be read).
+#[derive(Default)]
+struct Apis {
+    of: Option<Arc<InForce>>,
+    by_port: HashMap<u16, Result<Arc<Api>, String>>,
+}
+
+impl Shared {
+    /// The app's OpenAPI document compiled, when it has one.
+    fn api(&self, in_force: &Arc<InForce>, app: &App) -> Option<Result<Arc<Api>, String>> {
+        let document = app.openapi.as_ref()?;
+        let mut apis = lock(&self.apis);
+        if !apis.of.as_ref().is_some_and(|of| Arc::ptr_eq(of, in_force)) {
+            *apis = Apis {
+                of: Some(in_force.clone()),
+                by_port: HashMap::new(),
+            };
+        }
+        let compiled = apis
+            .by_port
+            .entry(app.port)
+            .or_insert_with(|| Api::compile(document).map(Arc::new));
+        Some(compiled.clone())
+    }
 }
 
 #[derive(Default)]
@@ -107,7 +136,11 @@ impl Proxy {
         let handle = runtime.handle().clone();
         std::thread::Builder::new()
             .name("waas-proxy".into())
-            .spawn(move || runtime.block_on(std::future::pending::<()>()))?;
+            .spawn(move || {
+                // The signatures compiled before the first request rather than during it.
+                super::warm_up();
+                runtime.block_on(std::future::pending::<()>())
+            })?;
         Ok(Proxy {
             runtime: handle,
             shared: Arc::new(Shared {
@@ -116,6 +149,7 @@ impl Proxy {
                 report,
                 ports: Mutex::new(HashMap::new()),
                 connections: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+                apis: Mutex::new(Apis::default()),
             }),
         })
     }
@@ -471,7 +505,20 @@ impl Conn {
                 headers,
                 body: &body,
             };
-            inspect::inspect(&request, &app.protections)
+            let mut findings = inspect::inspect(&request, &app.protections);
+            match shared.api(&in_force, app) {
+                None => {}
+                Some(Ok(api)) => findings.extend(api.check(&request)),
+                // A document that cannot be read is enforced as one that declares nothing.
+                Some(Err(e)) => {
+                    log::warn!("waas: port {}: the OpenAPI document: {e}", self.front.port);
+                    findings.push(Finding {
+                        attack: Attack::ApiViolation,
+                        field: "path".into(),
+                    });
+                }
+            }
+            findings
         };
         let verdict: Verdict = guard::judge(&findings, |a| guard::effect_of(app, a));
         for (finding, effect) in &verdict.audits {
