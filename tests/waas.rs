@@ -383,7 +383,7 @@ fn reuseport_listeners_share_one_front() {
 }
 
 #[test]
-fn websocket_upgrades_pass_after_the_handshake_is_checked() {
+fn websocket_upgrades_pass_after_the_handshake_is_checked_and_no_other() {
     let app = start(Some(PROTECTED), "127.0.0.1", 1);
     let mut s = TcpStream::connect(("127.0.0.1", app.port)).unwrap();
     s.set_read_timeout(Some(HANG_GUARD)).unwrap();
@@ -409,6 +409,19 @@ fn websocket_upgrades_pass_after_the_handshake_is_checked() {
     let mut echoed = [0u8; 4];
     s.read_exact(&mut echoed).unwrap();
     assert_eq!(&echoed, b"\x81\x02hi");
+
+    // Any other upgrade (h2c: HTTP/2 the firewall does not read) reaches the application without
+    // its Upgrade header, to be answered as HTTP/1.1.
+    let (code, body) = curl(&[
+        "-H",
+        "Upgrade: h2c",
+        "-H",
+        "Connection: Upgrade, HTTP2-Settings",
+        &app.url("/h2c"),
+    ]);
+    assert_eq!(code, 200, "{body}");
+    let json: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["upgrade"], Value::Null, "{body}");
 
     // A handshake carrying an attack is refused like any request.
     let (code, _) = curl(&[

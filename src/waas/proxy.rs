@@ -558,10 +558,19 @@ impl Conn {
         body: Bytes,
         stream: bool,
     ) -> Response<Body> {
-        let upgrade = req
-            .headers()
-            .contains_key(hyper::header::UPGRADE)
-            .then(|| hyper::upgrade::on(&mut req));
+        // Only a WebSocket upgrade is passed: after any other (h2c, say) the requests would go on
+        // uninspected in a protocol the firewall does not read, so its header is dropped and the
+        // application answers the request as plain HTTP/1.1.
+        let upgrade = match req.headers().get(hyper::header::UPGRADE) {
+            None => None,
+            Some(to) if to.as_bytes().eq_ignore_ascii_case(b"websocket") => {
+                Some(hyper::upgrade::on(&mut req))
+            }
+            Some(_) => {
+                req.headers_mut().remove(hyper::header::UPGRADE);
+                None
+            }
+        };
         let (mut parts, incoming) = req.into_parts();
         let body = match stream {
             false => body,

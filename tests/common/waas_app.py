@@ -6,7 +6,8 @@ with SO_REUSEPORT when more than one), then writes READY_FILE: one line per list
 address getsockname() gives it (behind the firewall: a loopback address).
 
   GET  /status/CODE  answers CODE with the body "status CODE"
-  GET  anything else a JSON object: method, path, X-Forwarded-For as received, the listener
+  GET  anything else a JSON object: method, path, X-Forwarded-For and Upgrade as received, the
+                     listener
   POST /echo         the body exactly as received (Content-Length or chunked), same content type
   GET  /ws           with Upgrade: websocket, answers 101 and then echoes raw bytes
 """
@@ -56,6 +57,7 @@ class Handler(BaseHTTPRequestHandler):
             "method": self.command,
             "path": self.path,
             "xff": self.headers.get_all("X-Forwarded-For") or [],
+            "upgrade": self.headers.get("Upgrade"),
             "listener": self.server.index,
         }
         self.reply(200, json.dumps(body).encode())
