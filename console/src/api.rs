@@ -1,6 +1,7 @@
-//! The JSON API under `/api/v1`: the policy (long-polled by defenders), audit events in and out
-//! (JSON, CSV), defenders' heartbeats (with the activity they report); the policy's revisions are
-//! `lifecycle`'s, the proposal of a rule `learning`'s.
+//! The JSON API under `/api/v1`: the policy documents (the runtime policy and the WAAS policy,
+//! long-polled by defenders), audit events in and out (JSON, CSV), defenders' heartbeats (with the
+//! activity they report); the documents' revisions are `lifecycle`'s, the proposal of a rule
+//! `learning`'s.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +18,7 @@ use serde_json::json;
 
 use crate::app::{ApiError, AppState, Replaced, now};
 use crate::auth::{Caller, Defends, Edits, Member, Reads};
+use crate::documents::{self, Kind as DocKind};
 use crate::events::{self, Effect, Kind, parse_name};
 use crate::lifecycle;
 use crate::store::{AuditQuery, DefenderSeen, Heartbeat, StoredEvent, StoredPolicy};
@@ -35,8 +37,12 @@ pub const CONNECTED_WITHIN: Duration = Duration::from_secs(15);
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route(
-            "/api/v1/policies/runtime/app-embedded",
-            get(get_policy).put(put_policy),
+            documents::Runtime::DOC.path(),
+            get(get_policy::<documents::Runtime>).put(put_policy::<documents::Runtime>),
+        )
+        .route(
+            documents::Waas::DOC.path(),
+            get(get_policy::<documents::Waas>).put(put_policy::<documents::Waas>),
         )
         .route(
             "/api/v1/audits/runtime/app-embedded",
@@ -73,15 +79,16 @@ struct Poll {
     wait: Option<u64>,
 }
 
-/// The policy document with its revision as `ETag`. With `If-None-Match` naming the revision in
-/// force, 304 at once, or with `?wait=SECONDS` as soon as it changes (304 if it does not).
-async fn get_policy(
+/// The document of kind `K` with its revision as `ETag`. With `If-None-Match` naming the
+/// revision in force, 304 at once, or with `?wait=SECONDS` as soon as it changes (304 if it does
+/// not).
+async fn get_policy<K: DocKind>(
     _: Member,
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Query(poll): Query<Poll>,
 ) -> Response {
-    let mut changes = state.watch_policy();
+    let mut changes = state.watch(K::DOC);
     let mut current = changes.borrow_and_update().clone();
     if matches(&headers, &current) {
         let wait = Duration::from_secs(poll.wait.unwrap_or(0).min(MAX_WAIT));
@@ -90,7 +97,8 @@ async fn get_policy(
             // Subscribed above: a change from now on wakes this poll. Tests wait for this line
             // before they change the policy.
             eprintln!(
-                "defender-console: a policy poll waits up to {} s for a change from revision {}",
+                "defender-console: a {} poll waits up to {} s for a change from revision {}",
+                K::DOC.noun(),
                 wait.as_secs(),
                 current.revision
             );
@@ -123,17 +131,18 @@ struct PutAnswer {
     changed: bool,
 }
 
-/// Replaces the policy; 400 with every problem when it does not validate, 412 when `If-Match`
-/// names another revision than the one in force (without it, the replacement is unconditional).
-async fn put_policy(
+/// Replaces the document of kind `K`; 400 with every problem when it does not validate, 412 when
+/// `If-Match` names another revision than the one in force (without it, the replacement is
+/// unconditional).
+async fn put_policy<K: DocKind>(
     Edits(caller): Edits,
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: String,
 ) -> Result<Response, ApiError> {
     let expect = lifecycle::if_match(&headers)?;
-    let replaced = state.replace_policy_if(&body, &caller.name, &expect).await;
-    let (stored, changed) = match replaced.map_err(lifecycle::refused)? {
+    let replaced = state.replace_if::<K>(&body, &caller.name, &expect).await;
+    let (stored, changed) = match replaced.map_err(lifecycle::refused::<K>)? {
         Replaced::New(p) => (p, true),
         Replaced::Same(p) => (p, false),
     };

@@ -1,6 +1,7 @@
-//! The console's shared state and the operations both the API and the pages use: the policy in
-//! force (kept in memory and announced to long polls on change), replacing it after validation
-//! with the defender's own code, and storage calls run off the async workers.
+//! The console's shared state and the operations both the API and the pages use: the policy
+//! documents in force (the runtime policy and the WAAS policy, each kept in memory and announced
+//! to long polls on change), replacing one after validation with the defender's own code, and
+//! storage calls run off the async workers.
 
 use std::sync::Arc;
 
@@ -8,11 +9,12 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::http::header::WWW_AUTHENTICATE;
 use axum::response::{IntoResponse, Response};
-use defender::policy::{self, PolicyError};
+use defender::policy::PolicyError;
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, MutexGuard, watch};
 
 use crate::auth::{Role, Tokens};
+use crate::documents::{self, Doc, Kind, Runtime};
 use crate::store::{ActivityEntry, Store, StoreError, StoredPolicy};
 use crate::throttle::Throttle;
 
@@ -22,11 +24,8 @@ const FIRST_AUTHOR: &str = "console";
 pub struct AppState {
     store: Arc<dyn Store>,
     pub tokens: Tokens,
-    /// The revision in force; its receivers are the long polls waiting for a change.
-    /// (Several console instances would learn of changes from the database instead.)
-    policy: watch::Sender<Arc<StoredPolicy>>,
-    /// One replacement at a time, so revisions and announcements keep their order.
-    replacing: Mutex<()>,
+    /// Each document's revision in force and replacement lock, by [`Doc::index`].
+    documents: [Slot; Doc::ALL.len()],
     /// Served over HTTPS: the session cookie is marked Secure.
     pub https: bool,
     /// `--log-polls`: a line for every long poll that starts waiting.
@@ -37,6 +36,15 @@ pub struct AppState {
     pub throttle: std::sync::Mutex<Throttle>,
 }
 
+/// One document in force.
+struct Slot {
+    /// The revision in force; its receivers are the long polls waiting for a change.
+    /// (Several console instances would learn of changes from the database instead.)
+    current: watch::Sender<Arc<StoredPolicy>>,
+    /// One replacement at a time, so revisions and announcements keep their order.
+    replacing: Mutex<()>,
+}
+
 /// The outcome of a valid replacement.
 pub enum Replaced {
     New(Arc<StoredPolicy>),
@@ -44,8 +52,9 @@ pub enum Replaced {
     Same(Arc<StoredPolicy>),
 }
 
-pub enum ReplaceError {
-    Invalid(PolicyError),
+/// Why a replacement changed nothing; `E` is why a document of its kind is invalid.
+pub enum ReplaceError<E = PolicyError> {
+    Invalid(E),
     Store(ApiError),
 }
 
@@ -68,10 +77,10 @@ impl Expect {
 }
 
 /// Why a conditional replacement changed nothing.
-pub enum Refused {
+pub enum Refused<E = PolicyError> {
     /// Another revision is in force than the one expected: this one.
     Stale(Arc<StoredPolicy>),
-    Failed(ReplaceError),
+    Failed(ReplaceError<E>),
 }
 
 /// The current time as the console records it: RFC 3339, UTC, microseconds.
@@ -80,8 +89,9 @@ pub fn now() -> String {
 }
 
 impl AppState {
-    /// Loads the policy in force; a new console starts with the defender's compiled-in default
-    /// as revision 1, so that defenders always get a policy.
+    /// Loads the documents in force; a new console starts with each one's first document
+    /// (the runtime policy: the defender's compiled-in default) as revision 1, so that
+    /// defenders always get one.
     pub fn new(
         store: Arc<dyn Store>,
         tokens: Tokens,
@@ -89,14 +99,19 @@ impl AppState {
         log_polls: bool,
         session_idle: std::time::Duration,
     ) -> Result<Self, StoreError> {
-        let current = match store.policy()? {
-            Some(p) => p,
-            None => store.put_policy(
-                &policy::default_policy().to_json_pretty(),
-                &now(),
-                FIRST_AUTHOR,
-            )?,
+        let load = |doc: Doc| -> Result<Slot, StoreError> {
+            let current = match store.policy(doc)? {
+                Some(p) => p,
+                None => {
+                    store.put_policy(doc, &documents::first_document(doc), &now(), FIRST_AUTHOR)?
+                }
+            };
+            Ok(Slot {
+                current: watch::Sender::new(Arc::new(current)),
+                replacing: Mutex::new(()),
+            })
         };
+        let documents = [load(Doc::Runtime)?, load(Doc::Waas)?];
         // The admin token's sessions end at every start: the token may have been changed
         // because it leaked, and its sessions must not outlive it. (`admin` has no user row;
         // deleting it ends the sessions of that name.)
@@ -104,8 +119,7 @@ impl AppState {
         Ok(AppState {
             store,
             tokens,
-            policy: watch::Sender::new(Arc::new(current)),
-            replacing: Mutex::new(()),
+            documents,
             https,
             log_polls,
             session_idle,
@@ -135,12 +149,22 @@ impl AppState {
         }
     }
 
-    pub fn policy(&self) -> Arc<StoredPolicy> {
-        self.policy.borrow().clone()
+    fn slot(&self, doc: Doc) -> &Slot {
+        &self.documents[doc.index()]
     }
 
-    pub fn watch_policy(&self) -> watch::Receiver<Arc<StoredPolicy>> {
-        self.policy.subscribe()
+    /// The runtime policy in force.
+    pub fn policy(&self) -> Arc<StoredPolicy> {
+        self.document(Doc::Runtime)
+    }
+
+    /// The revision of `doc` in force.
+    pub fn document(&self, doc: Doc) -> Arc<StoredPolicy> {
+        self.slot(doc).current.borrow().clone()
+    }
+
+    pub fn watch(&self, doc: Doc) -> watch::Receiver<Arc<StoredPolicy>> {
+        self.slot(doc).current.subscribe()
     }
 
     /// Runs a storage call on the blocking pool.
@@ -157,93 +181,72 @@ impl AppState {
         }
     }
 
-    /// Validates `text` with the defender's parser and, if valid and different, stores it as the
-    /// next revision, saved by `by` (the caller's name), and announces it. An invalid document
-    /// changes nothing.
+    /// Validates `text` as a runtime policy with the defender's parser and, if valid and
+    /// different, stores it as the next revision, saved by `by` (the caller's name), and
+    /// announces it. An invalid document changes nothing.
     pub async fn replace_policy(&self, text: &str, by: &str) -> Result<Replaced, ReplaceError> {
-        let document = validated(text)?;
-        let held = self.replacing.lock().await;
-        self.store_replacement(&held, document, by).await
+        match self.replace_if::<Runtime>(text, by, &Expect::Any).await {
+            Ok(replaced) => Ok(replaced),
+            Err(Refused::Failed(e)) => Err(e),
+            // Nothing is stale to a replacement that expects any revision.
+            Err(Refused::Stale(current)) => Ok(Replaced::Same(current)),
+        }
     }
 
-    /// [`AppState::replace_policy`] if the revision in force is one `expect` allows, decided
-    /// under the lock that orders replacements: of two changes expecting the same revision, the
-    /// second finds the first's in force and is refused.
+    /// [`AppState::replace_if`] for the runtime policy.
     pub async fn replace_policy_if(
         &self,
         text: &str,
         by: &str,
         expect: &Expect,
     ) -> Result<Replaced, Refused> {
-        let document = validated(text).map_err(Refused::Failed)?;
-        let held = self.replacing.lock().await;
-        let current = self.policy();
+        self.replace_if::<Runtime>(text, by, expect).await
+    }
+
+    /// Validates `text` as a document of kind `K` and, if valid and different, stores it as the
+    /// next revision if the revision in force is one `expect` allows, and announces it. Decided
+    /// under the lock that orders replacements: of two changes expecting the same revision, the
+    /// second finds the first's in force and is refused.
+    pub async fn replace_if<K: Kind>(
+        &self,
+        text: &str,
+        by: &str,
+        expect: &Expect,
+    ) -> Result<Replaced, Refused<K::Invalid>> {
+        let document = K::validated(text).map_err(|e| Refused::Failed(ReplaceError::Invalid(e)))?;
+        let slot = self.slot(K::DOC);
+        let held = slot.replacing.lock().await;
+        let current = self.document(K::DOC);
         if !expect.allows(current.revision) {
             return Err(Refused::Stale(current));
         }
-        self.store_replacement(&held, document, by)
+        self.store_replacement(K::DOC, &held, document, by)
             .await
-            .map_err(Refused::Failed)
+            .map_err(|e| Refused::Failed(ReplaceError::Store(e)))
     }
 
-    /// Stores `document` as the next revision unless it is the one in force; `_held` is the
-    /// replacement lock, held by the caller since it looked at the revision in force.
+    /// Stores `document` as the next revision of `doc` unless it is the one in force; `_held` is
+    /// its replacement lock, held by the caller since it looked at the revision in force.
     async fn store_replacement(
         &self,
+        doc: Doc,
         _held: &MutexGuard<'_, ()>,
         document: String,
         by: &str,
-    ) -> Result<Replaced, ReplaceError> {
-        let current = self.policy();
+    ) -> Result<Replaced, ApiError> {
+        let current = self.document(doc);
         if current.document == document {
             return Ok(Replaced::Same(current));
         }
         let author = by.to_owned();
         let stored = self
-            .store(move |s| s.put_policy(&document, &now(), &author))
-            .await
-            .map_err(ReplaceError::Store)?;
+            .store(move |s| s.put_policy(doc, &document, &now(), &author))
+            .await?;
         let stored = Arc::new(stored);
-        self.policy.send_replace(stored.clone());
-        self.record(by, "policy", json!({ "revision": stored.revision }))
+        self.slot(doc).current.send_replace(stored.clone());
+        self.record(by, doc.action(), json!({ "revision": stored.revision }))
             .await;
         Ok(Replaced::New(stored))
-    }
-}
-
-/// The document as the defender's parser validated it, pretty-printed: the form it is stored in.
-fn validated(text: &str) -> Result<String, ReplaceError> {
-    Ok(policy::parse(text)
-        .map_err(ReplaceError::Invalid)?
-        .to_json_pretty())
-}
-
-/// Every problem of an invalid policy, for the API: where (the list, `rules` or
-/// `customRules`, the entry's index and name, the field: `script:LINE:COLUMN` for a custom rule's
-/// script) and what, plus the one-line text `defender policy check` prints.
-fn problems(e: &PolicyError) -> Vec<Value> {
-    match e {
-        PolicyError::Syntax {
-            line,
-            column,
-            message,
-        } => vec![json!({
-            "list": null, "rule": null, "name": null, "field": "", "line": line, "column": column,
-            "message": message, "text": e.to_string(),
-        })],
-        PolicyError::Invalid(list) => list
-            .iter()
-            .map(|p| {
-                json!({
-                    "list": p.rule.as_ref().map(|r| r.list.as_str()),
-                    "rule": p.rule.as_ref().map(|r| r.index),
-                    "name": p.rule.as_ref().and_then(|r| r.name.clone()),
-                    "field": p.field,
-                    "message": p.message,
-                    "text": p.to_string(),
-                })
-            })
-            .collect(),
     }
 }
 
@@ -284,10 +287,12 @@ impl ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)
     }
 
-    pub fn invalid_policy(e: &PolicyError) -> ApiError {
+    /// 400 with every problem of an invalid document of kind `K`.
+    pub fn invalid<K: Kind>(e: &K::Invalid) -> ApiError {
+        let noun = K::DOC.noun();
         ApiError {
-            problems: Some(problems(e)),
-            ..ApiError::bad_request("invalid policy; the policy in force is unchanged")
+            problems: Some(K::problems(e)),
+            ..ApiError::bad_request(format!("invalid {noun}; the {noun} in force is unchanged"))
         }
     }
 }

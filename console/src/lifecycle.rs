@@ -1,6 +1,7 @@
-//! The policy's lifecycle in the API: `If-Match` on a replacement (412 when stale), the
-//! revisions kept with their authors, restoring one, and "which rule applies" to a container
-//! (decided by the defender's own matching). The pages (`web::history`) use the same calls.
+//! The policy documents' lifecycle in the API, the same for each (`documents::Kind`): `If-Match`
+//! on a replacement (412 when stale), the revisions kept with their authors, restoring one; and
+//! for the runtime policy "which rule applies" to a container (decided by the defender's own
+//! matching). The pages (`web::history`, `web::waas`) use the same calls.
 
 use std::sync::Arc;
 
@@ -16,21 +17,28 @@ use serde_json::json;
 
 use crate::app::{ApiError, AppState, Expect, Refused, ReplaceError, Replaced};
 use crate::auth::{Edits, Reads};
+use crate::documents::{self, Doc, Kind};
 use crate::store::{Revision, StoredPolicy};
-
-const REVISIONS: &str = "/api/v1/policies/runtime/app-embedded/revisions";
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
-        .route(REVISIONS, get(list_revisions))
-        .route(&format!("{REVISIONS}/{{n}}"), get(get_revision))
-        .route(
-            &format!("{REVISIONS}/{{n}}/restore"),
-            post(restore_revision),
-        )
+        .merge(revision_routes::<documents::Runtime>())
+        .merge(revision_routes::<documents::Waas>())
         .route(
             "/api/v1/policies/runtime/app-embedded/resolve",
             get(resolve_rule),
+        )
+}
+
+/// The revisions of the document of kind `K`: list, one, restore.
+fn revision_routes<K: Kind>() -> Router<Arc<AppState>> {
+    let revisions = format!("{}/revisions", K::DOC.path());
+    Router::new()
+        .route(&revisions, get(list_revisions::<K>))
+        .route(&format!("{revisions}/{{n}}"), get(get_revision::<K>))
+        .route(
+            &format!("{revisions}/{{n}}/restore"),
+            post(restore_revision::<K>),
         )
 }
 
@@ -90,12 +98,13 @@ pub fn author(by: &Option<String>) -> &str {
     by.as_deref().unwrap_or("unknown")
 }
 
-/// The 412 of a change that expected another revision than `current`.
-pub fn stale(current: &StoredPolicy) -> ApiError {
+/// The 412 of a change of `doc` that expected another revision than `current`.
+pub fn stale(doc: Doc, current: &StoredPolicy) -> ApiError {
     ApiError::new(
         StatusCode::PRECONDITION_FAILED,
         format!(
-            "the policy changed: revision {} (by {}, {}) is in force; nothing was changed",
+            "the {} changed: revision {} (by {}, {}) is in force; nothing was changed",
+            doc.noun(),
             current.revision,
             author(&current.by),
             current.updated
@@ -104,19 +113,19 @@ pub fn stale(current: &StoredPolicy) -> ApiError {
 }
 
 /// A conditional replacement's refusal, for the API.
-pub fn refused(r: Refused) -> ApiError {
+pub fn refused<K: Kind>(r: Refused<K::Invalid>) -> ApiError {
     match r {
-        Refused::Stale(current) => stale(&current),
-        Refused::Failed(ReplaceError::Invalid(e)) => ApiError::invalid_policy(&e),
+        Refused::Stale(current) => stale(K::DOC, &current),
+        Refused::Failed(ReplaceError::Invalid(e)) => ApiError::invalid::<K>(&e),
         Refused::Failed(ReplaceError::Store(e)) => e,
     }
 }
 
-async fn list_revisions(
+async fn list_revisions<K: Kind>(
     _: Reads,
     State(state): State<Arc<AppState>>,
 ) -> Result<Json<Vec<Revision>>, ApiError> {
-    Ok(Json(state.store(|s| s.revisions()).await?))
+    Ok(Json(state.store(|s| s.revisions(K::DOC)).await?))
 }
 
 /// A revision number from the path: digits, else 400 naming it.
@@ -125,20 +134,20 @@ pub fn revision_number(n: &str) -> Result<u64, ApiError> {
         .map_err(|_| ApiError::bad_request(format!("revision: {n:?} is not a revision number")))
 }
 
-/// Revision `n`, or 404.
-pub async fn revision(state: &AppState, n: u64) -> Result<StoredPolicy, ApiError> {
+/// Revision `n` of `doc`, or 404.
+pub async fn revision(state: &AppState, doc: Doc, n: u64) -> Result<StoredPolicy, ApiError> {
     state
-        .store(move |s| s.revision(n))
+        .store(move |s| s.revision(doc, n))
         .await?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no revision {n}")))
 }
 
-async fn get_revision(
+async fn get_revision<K: Kind>(
     _: Reads,
     State(state): State<Arc<AppState>>,
     Path(n): Path<String>,
 ) -> Result<Response, ApiError> {
-    let stored = revision(&state, revision_number(&n)?).await?;
+    let stored = revision(&state, K::DOC, revision_number(&n)?).await?;
     Ok((
         [
             (ETAG, format!("\"{}\"", stored.revision)),
@@ -149,26 +158,26 @@ async fn get_revision(
         .into_response())
 }
 
-/// Makes revision `n`'s document the one in force, as a new revision, if the revision in force
-/// is one `expect` allows. Validated again: a document an older console accepted may no longer
-/// be valid.
-pub async fn restore(
+/// Makes revision `n`'s document of kind `K` the one in force, as a new revision, if the
+/// revision in force is one `expect` allows. Validated again: a document an older console
+/// accepted may no longer be valid.
+pub async fn restore<K: Kind>(
     state: &AppState,
     n: u64,
     by: &str,
     expect: &Expect,
 ) -> Result<Replaced, ApiError> {
-    let old = revision(state, n).await?;
+    let old = revision(state, K::DOC, n).await?;
     state
-        .replace_policy_if(&old.document, by, expect)
+        .replace_if::<K>(&old.document, by, expect)
         .await
-        .map_err(refused)
+        .map_err(refused::<K>)
 }
 
 /// 201 `{"revision": new, "changed": true}`; when revision `n`'s document is the one in force
 /// already, no new revision: 200 `{"revision": current, "changed": false}`, as a `PUT` of the
 /// same document answers.
-async fn restore_revision(
+async fn restore_revision<K: Kind>(
     Edits(caller): Edits,
     State(state): State<Arc<AppState>>,
     Path(n): Path<String>,
@@ -176,7 +185,7 @@ async fn restore_revision(
 ) -> Result<Response, ApiError> {
     let n = revision_number(&n)?;
     let expect = if_match(&headers)?;
-    let (status, stored, changed) = match restore(&state, n, &caller.name, &expect).await? {
+    let (status, stored, changed) = match restore::<K>(&state, n, &caller.name, &expect).await? {
         Replaced::New(p) => (StatusCode::CREATED, p, true),
         Replaced::Same(p) => (StatusCode::OK, p, false),
     };

@@ -8,6 +8,7 @@
 mod api;
 mod app;
 mod auth;
+mod documents;
 mod events;
 mod learning;
 mod lifecycle;

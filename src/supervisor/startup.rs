@@ -116,7 +116,7 @@ pub fn prepare(args: RunArgs) -> Result<(RunConfig, Option<Uplink>), StartupErro
         None => None,
     };
     let local_waas = match &args.waas_policy {
-        Some(file) => Some((file.clone(), load_waas_policy(file)?)),
+        Some(file) => Some(load_waas_policy(file)?),
         None => None,
     };
     let mut sink = Sink::open(args.audit_file.as_deref())?;
@@ -133,12 +133,12 @@ pub fn prepare(args: RunArgs) -> Result<(RunConfig, Option<Uplink>), StartupErro
     let (scope, metadata_failure) = ecs::identify(flags, hostname);
     // The WAAS rule is chosen for the same identity as the runtime rule. With a console, the
     // uplink may replace this start (its cached document) and puts each revision in force here.
-    let waas = match &local_waas {
-        Some((file, compiled)) => {
-            waas::live::Live::new(Some(compiled), Source::File(file.clone()), scope.identity())
-        }
-        None => waas::live::Live::new(None, Source::Default, scope.identity()),
-    };
+    // (`Source::Default` for the WAAS policy: no document at all.)
+    let waas_source = args
+        .waas_policy
+        .clone()
+        .map_or(Source::Default, Source::File);
+    let waas = waas::live::Live::new(local_waas.as_ref(), waas_source, scope.identity());
     let (policy, uplink) = match (args.console, args.token) {
         (None, None) => {
             let (p, source) = match local {
@@ -160,7 +160,6 @@ pub fn prepare(args: RunArgs) -> Result<(RunConfig, Option<Uplink>), StartupErro
                 state_dir: args.state_dir,
                 wait,
                 local,
-                local_waas,
                 waas: waas.clone(),
                 audit_file: args.audit_file,
             };
@@ -199,10 +198,10 @@ pub fn prepare(args: RunArgs) -> Result<(RunConfig, Option<Uplink>), StartupErro
         Some(rule) => log::info!(
             "WAAS rule in force: {:?} ({}), protecting ports {:?}",
             rule.name,
-            waas_in_force.source,
-            rule.apps.iter().map(|app| app.port).collect::<Vec<_>>()
+            waas_in_force.describe(),
+            waas_in_force.ports()
         ),
-        None => log::info!("no WAAS rule in force ({})", waas_in_force.source),
+        None => log::info!("no WAAS rule in force ({})", waas_in_force.describe()),
     }
     let (uplink, after_fork) = match uplink {
         Some((uplink, starter)) => (

@@ -1,18 +1,52 @@
-//! The last good policy from the console, kept on disk so that a defender that starts while the
-//! console is away enforces what the console last said rather than something older.
+//! The last good documents from the console (the runtime policy, the WAAS policy), each kept on
+//! disk in a file of its own so that a defender that starts while the console is away enforces
+//! what the console last said rather than something older.
 //!
-//! Only a policy that validated is ever saved, and it is validated again when read: a damaged or
-//! foreign file is ignored, never trusted. So is a policy from another console than `--console`
-//! (a state directory reused, or copied into an image): it says nothing about this one.
+//! Only a document that validated is ever saved, and it is validated again when read: a damaged
+//! or foreign file is ignored, never trusted. So is a document from another console than
+//! `--console` (a state directory reused, or copied into an image): it says nothing about this
+//! one.
 
 use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::policy::{self, Policy, PolicyError};
+use crate::policy::{self, Policy};
+use crate::waas;
 
-const FILE: &str = "policy.json";
+/// A document the console sends and the cache keeps, validated by the defender's own code.
+pub trait Document: Sized {
+    /// Its file in the state directory.
+    const FILE: &'static str;
+    fn parse(text: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>>;
+    /// The document as JSON.
+    fn to_json(&self) -> io::Result<serde_json::Value>;
+}
+
+impl Document for Policy {
+    const FILE: &'static str = "policy.json";
+
+    fn parse(text: &str) -> Result<Policy, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(policy::parse(text)?)
+    }
+
+    fn to_json(&self) -> io::Result<serde_json::Value> {
+        Ok(serde_json::from_str(&self.to_json_pretty())?)
+    }
+}
+
+impl Document for waas::Compiled {
+    const FILE: &'static str = "waas-policy.json";
+
+    fn parse(text: &str) -> Result<waas::Compiled, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(waas::compile(text)?)
+    }
+
+    fn to_json(&self) -> io::Result<serde_json::Value> {
+        Ok(serde_json::to_value(&self.document)?)
+    }
+}
 
 /// The file's content.
 #[derive(Serialize, Deserialize)]
@@ -26,15 +60,17 @@ struct Saved {
     policy: serde_json::Value,
 }
 
-/// A policy read back from the cache.
-pub struct Cached {
+/// A document read back from the cache.
+pub struct Cached<D> {
     pub revision: String,
     pub saved_at: String,
-    pub policy: Policy,
+    pub policy: D,
 }
 
-pub struct Cache {
+/// The cache of one kind of document `D`.
+pub struct Cache<D> {
     path: PathBuf,
+    kind: std::marker::PhantomData<fn() -> D>,
 }
 
 /// Why the cached policy cannot be used (it is then ignored).
@@ -47,13 +83,14 @@ pub enum CacheError {
     #[error("it came from the console {saved}, not {console}")]
     OtherConsole { saved: String, console: String },
     #[error("{0}")]
-    Invalid(#[source] PolicyError),
+    Invalid(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
-impl Cache {
-    pub fn new(state_dir: &Path) -> Cache {
+impl<D: Document> Cache<D> {
+    pub fn new(state_dir: &Path) -> Cache<D> {
         Cache {
-            path: state_dir.join(FILE),
+            path: state_dir.join(D::FILE),
+            kind: std::marker::PhantomData,
         }
     }
 
@@ -61,9 +98,9 @@ impl Cache {
         &self.path
     }
 
-    /// The policy cached from `console`; `Ok(None)` when there is none, `Err` when the file is
+    /// The document cached from `console`; `Ok(None)` when there is none, `Err` when the file is
     /// unusable or from another console.
-    pub fn load(&self, console: &str) -> Result<Option<Cached>, CacheError> {
+    pub fn load(&self, console: &str) -> Result<Option<Cached<D>>, CacheError> {
         let text = match std::fs::read_to_string(&self.path) {
             Ok(t) => t,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -76,7 +113,7 @@ impl Cache {
                 console: console.into(),
             });
         }
-        let policy = policy::parse(&saved.policy.to_string()).map_err(CacheError::Invalid)?;
+        let policy = D::parse(&saved.policy.to_string()).map_err(CacheError::Invalid)?;
         Ok(Some(Cached {
             revision: saved.revision,
             saved_at: saved.saved_at,
@@ -85,8 +122,8 @@ impl Cache {
     }
 
     /// Replaces the cache with `policy` at `revision`.
-    pub fn save(&self, console: &str, revision: &str, policy: &Policy) -> io::Result<()> {
-        let document: serde_json::Value = serde_json::from_str(&policy.to_json_pretty())?;
+    pub fn save(&self, console: &str, revision: &str, policy: &D) -> io::Result<()> {
+        let document = policy.to_json()?;
         let saved = Saved {
             console: console.into(),
             revision: revision.into(),
@@ -105,7 +142,7 @@ mod tests {
     #[test]
     fn saves_and_loads_only_valid_policies() {
         let dir = tempfile::tempdir().unwrap();
-        let cache = Cache::new(dir.path());
+        let cache: Cache<Policy> = Cache::new(dir.path());
         assert!(cache.load("http://c").unwrap().is_none());
 
         let p = policy::parse(
@@ -139,5 +176,26 @@ mod tests {
         assert!(err.contains("processes.effect"), "{err}");
         std::fs::write(cache.path(), "{").unwrap();
         assert!(cache.load("http://c").is_err());
+    }
+
+    #[test]
+    fn waas_documents_have_their_own_file_and_are_validated_when_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache: Cache<waas::Compiled> = Cache::new(dir.path());
+        let compiled =
+            waas::compile(r#"{"rules": [{"name": "web", "apps": [{"port": 8080}]}]}"#).unwrap();
+        cache.save("http://c", "3", &compiled).unwrap();
+        assert_eq!(cache.path(), dir.path().join("waas-policy.json"));
+        let back = cache.load("http://c").unwrap().unwrap();
+        assert_eq!(
+            (back.revision.as_str(), &back.policy.document),
+            ("3", &compiled.document)
+        );
+        let mut saved: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(cache.path()).unwrap()).unwrap();
+        saved["policy"]["rules"][0]["apps"][0]["port"] = 0.into();
+        std::fs::write(cache.path(), saved.to_string()).unwrap();
+        let err = cache.load("http://c").err().unwrap().to_string();
+        assert!(err.contains(r#"rules[0] "web": apps[0].port"#), "{err}");
     }
 }

@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 
-/// The policy's path under the console's base URL.
-const POLICY: &str = "/api/v1/policies/runtime/app-embedded";
+/// The policy documents' paths under the console's base URL: the runtime policy, the WAAS policy.
+pub(super) const POLICY: &str = "/api/v1/policies/runtime/app-embedded";
+pub(super) const WAAS_POLICY: &str = "/api/v1/policies/firewall/app/app-embedded";
 const AUDITS: &str = "/api/v1/audits/runtime/app-embedded";
 const HEARTBEAT: &str = "/api/v1/defenders/heartbeat";
 
@@ -150,18 +151,19 @@ impl Client {
         &self.base
     }
 
-    /// Fetches the policy. With `have` (the revision we hold), the console answers only when its
-    /// revision differs, waiting up to `wait` for a change (a long poll); the request as a whole
-    /// may take `wait` plus `slack`.
+    /// Fetches the policy document at `path` ([`POLICY`], [`WAAS_POLICY`]). With `have` (the
+    /// revision we hold), the console answers only when its revision differs, waiting up to
+    /// `wait` for a change (a long poll); the request as a whole may take `wait` plus `slack`.
     pub fn fetch_policy(
         &self,
+        path: &str,
         have: Option<&str>,
         wait: Duration,
         slack: Duration,
     ) -> Result<Fetched, ClientError> {
         let mut request = self
             .agent
-            .get(format!("{}{POLICY}", self.base))
+            .get(format!("{}{path}", self.base))
             .header("Authorization", &self.authorization);
         if let Some(revision) = have {
             request = request

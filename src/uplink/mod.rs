@@ -1,5 +1,5 @@
-//! The defender's side of the console (`--console URL --token T`): the policy fetched by long
-//! poll and applied atomically, the last good one kept on disk, audits shipped in batches through
+//! The defender's side of the console (`--console URL --token T`): the runtime policy and the
+//! WAAS policy fetched by long poll and applied atomically, the last good ones kept on disk, audits shipped in batches through
 //! a spool on disk, heartbeats. With no writable state directory (a read-only root file system)
 //! the spool is in memory and no policy is kept: the defender still starts.
 //!
@@ -7,8 +7,8 @@
 //! 1. [`Uplink::prepare`], before fork, starts no thread: state directory, spool, the policy to
 //!    start from (the cached one, else `--policy`, else the default).
 //! 2. [`Starter::run`], the supervisor's `after_fork`: first contact with the console (one bounded
-//!    attempt, or until `--wait-for-console` runs out), then the threads: policy feed, shipper,
-//!    heartbeat. The command's launch is decided only after this; a token the console refuses
+//!    attempt, or until `--wait-for-console` runs out; then the WAAS policy, one attempt), then the
+//!    threads: the two policy feeds, shipper, heartbeat. The command's launch is decided only after this; a token the console refuses
 //!    at this point stops it (a configuration error, not a reason to run unprotected).
 //! 3. [`Uplink::finish`], once the command is done: delivers what is left (audits, then the last
 //!    activity report in a heartbeat), within a bound.
@@ -33,9 +33,11 @@ use nix::fcntl::{Flock, FlockArg};
 use crate::audit::{self, Event, Scope, Sink, SinkError, Tee};
 use crate::policy::live::Source;
 use crate::policy::{self, Live, Policy};
+use crate::waas;
 use cache::Cache;
 pub use client::Ca;
-use client::{Client, ClientError, Fetched};
+use client::{Client, ClientError, Fetched, POLICY, WAAS_POLICY};
+use policy_feed::Feed;
 use shipper::Msg;
 use spool::Spool;
 
@@ -62,10 +64,9 @@ pub struct Config {
     pub wait: Option<Duration>,
     /// `--policy`, the fallback when the console is away and nothing is cached.
     pub local: Option<(PathBuf, Policy)>,
-    /// `--waas-policy`, the fallback when the console has no WAAS document for us.
-    pub local_waas: Option<(PathBuf, crate::waas::Compiled)>,
-    /// The WAAS policy in force, which the uplink replaces with the console's revisions.
-    pub waas: crate::waas::live::Live,
+    /// The WAAS policy in force (from `--waas-policy`, or none), which the uplink replaces with
+    /// the cached WAAS document, then with the console's revisions.
+    pub waas: waas::live::Live,
     /// `--audit-file`, where the uplink's own `defender` events are written too.
     pub audit_file: Option<PathBuf>,
 }
@@ -86,7 +87,10 @@ struct Shared {
     live: Live,
     scope: Scope,
     /// `None` when no directory is writable: no console policy is kept then.
-    cache: Option<Cache>,
+    cache: Option<Cache<Policy>>,
+    waas: waas::live::Live,
+    /// The last good WAAS document, beside `cache`.
+    waas_cache: Option<Cache<waas::Compiled>>,
     /// This run of the defender, in heartbeats.
     instance: String,
     link: Mutex<Link>,
@@ -248,10 +252,32 @@ impl Uplink {
             // must start all the same (said once, below).
             Err(StateError::Io(e)) => (None, Some(format!("{}: {e}", dir.display()))),
         };
-        let (state_lock, spool, cache) = match state {
-            Some((lock, spool)) => (Some(lock), spool, Some(Cache::new(&dir))),
-            None => (None, Spool::in_memory(MEMORY_SPOOL_MAX_BYTES), None),
+        let (state_lock, spool, cache, waas_cache) = match state {
+            Some((lock, spool)) => (
+                Some(lock),
+                spool,
+                Some(Cache::new(&dir)),
+                Some(Cache::<waas::Compiled>::new(&dir)),
+            ),
+            None => (None, Spool::in_memory(MEMORY_SPOOL_MAX_BYTES), None, None),
         };
+        // The cached WAAS document, when there is one, replaces `--waas-policy` as the cached
+        // runtime policy replaces `--policy`; an unusable one is ignored (said in the log).
+        match waas_cache.as_ref().map(|c| c.load(client.base())) {
+            None | Some(Ok(None)) => {}
+            Some(Ok(Some(c))) => {
+                cfg.waas.set(
+                    Some(&c.policy),
+                    Source::Cached {
+                        revision: c.revision,
+                    },
+                );
+            }
+            Some(Err(e)) => log::warn!(
+                "the cached WAAS policy in {} is unusable: {e}",
+                dir.display()
+            ),
+        }
         let cached = cache.as_ref().map(|c| c.load(client.base()));
         let (policy, source, cache_note) = match cached {
             None | Some(Ok(None)) => fallback(cfg.local, None),
@@ -279,6 +305,8 @@ impl Uplink {
             live,
             scope: scope.clone(),
             cache,
+            waas: cfg.waas,
+            waas_cache,
             instance: uuid::Uuid::new_v4().to_string(),
             link: Mutex::new(Link::Unknown),
             reports: Mutex::new(reports),
@@ -339,7 +367,8 @@ impl Starter {
             Ok((revision, document)) => {
                 shared.reached();
                 policy_feed::apply(shared, &revision, &document);
-                Some(revision)
+                let have_waas = self.first_waas();
+                Some((revision, have_waas))
             }
             Err(
                 e @ ClientError::Refused {
@@ -383,7 +412,32 @@ impl Starter {
                 None
             }
         };
-        self.spawn(have).map_err(StartError::Threads)
+        let (have, have_waas) = match have {
+            Some((revision, waas)) => (Some(revision), waas),
+            None => (None, None),
+        };
+        self.spawn(have, have_waas).map_err(StartError::Threads)
+    }
+
+    /// The WAAS policy from a console that just answered, one attempt: put in force before the
+    /// command starts. The revision applied, if any; a failure is left to the feed, which tries
+    /// again at once.
+    fn first_waas(&self) -> Option<String> {
+        let shared = &self.shared;
+        match shared
+            .client
+            .fetch_policy(WAAS_POLICY, None, Duration::ZERO, FIRST_CONTACT)
+        {
+            Ok(Fetched::Policy { revision, document }) => {
+                Feed::Waas.apply(shared, &revision, &document);
+                Some(revision)
+            }
+            Ok(Fetched::Unchanged) => None,
+            Err(e) => {
+                log::info!("WAAS policy not fetched at start ({e}); the feed tries again");
+                None
+            }
+        }
     }
 
     /// The policy from the console: one attempt, or attempts until `--wait-for-console` runs out.
@@ -393,6 +447,7 @@ impl Starter {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let error = match self.shared.client.fetch_policy(
+                POLICY,
                 None,
                 Duration::ZERO,
                 left.max(Duration::from_millis(100)),
@@ -421,10 +476,13 @@ impl Starter {
         shipper::Shipper::new(self.shared, self.from_sinks, self.spool).spool_queued();
     }
 
-    fn spawn(self, have: Option<String>) -> io::Result<()> {
+    fn spawn(self, have: Option<String>, have_waas: Option<String>) -> io::Result<()> {
         let named = |name: &str| std::thread::Builder::new().name(name.into());
         let shared = self.shared.clone();
-        named("defender-policy").spawn(move || policy_feed::run(&shared, have))?;
+        named("defender-policy").spawn(move || policy_feed::run(&shared, Feed::Runtime, have))?;
+        let shared = self.shared.clone();
+        named("defender-waas-policy")
+            .spawn(move || policy_feed::run(&shared, Feed::Waas, have_waas))?;
         let shared = self.shared.clone();
         named("defender-heartbeat").spawn(move || heartbeat::run(&shared))?;
         let shipper = shipper::Shipper::new(self.shared, self.from_sinks, self.spool);

@@ -15,6 +15,24 @@ pub struct InForce {
 }
 
 impl InForce {
+    /// Where the document in force came from, as audit messages name it: "WAAS policy revision
+    /// 7", "no WAAS policy".
+    pub fn describe(&self) -> String {
+        match &self.source {
+            Source::Default => "no WAAS policy".to_owned(),
+            Source::File(path) => format!("the WAAS policy file {}", path.display()),
+            Source::Console { revision } => format!("WAAS policy revision {revision}"),
+            Source::Cached { revision } => format!("the cached WAAS policy revision {revision}"),
+        }
+    }
+
+    /// The ports the rule in force protects, in its order.
+    pub fn ports(&self) -> Vec<u16> {
+        self.rule.as_deref().map_or_else(Vec::new, |rule| {
+            rule.apps.iter().map(|app| app.port).collect()
+        })
+    }
+
     /// What protects `port`, if the rule in force protects it.
     pub fn app(&self, port: u16) -> Option<&App> {
         self.rule

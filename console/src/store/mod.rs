@@ -1,4 +1,4 @@
-//! Storage, behind one narrow interface: the policy and its revisions, audit events, defenders'
+//! Storage, behind one narrow interface: the policy documents (runtime, WAAS) and their revisions, audit events, defenders'
 //! heartbeats and the activity they report. SQLite in the data directory today; the interface is what a PostgreSQL backend
 //! (several console instances behind a load balancer) implements next.
 //!
@@ -11,6 +11,7 @@ mod sqlite;
 
 pub use sqlite::Sqlite;
 
+use crate::documents::Doc;
 use crate::events::{Effect, Event, Kind};
 
 /// A storage call that failed, with the backend's own error as its source.
@@ -39,7 +40,7 @@ pub struct Revision {
     /// When it was saved.
     pub time: String,
     pub by: Option<String>,
-    /// How many runtime rules it holds.
+    /// How many rules it holds.
     pub rules: u64,
 }
 
@@ -110,10 +111,16 @@ pub struct DefenderSeen {
 }
 
 pub trait Store: Send + Sync {
-    /// The newest revision, `None` before the first.
-    fn policy(&self) -> Result<Option<StoredPolicy>, StoreError>;
-    /// Stores `document` (validated by the caller) as the next revision, saved by `by`.
-    fn put_policy(&self, document: &str, now: &str, by: &str) -> Result<StoredPolicy, StoreError>;
+    /// The newest revision of `doc`, `None` before the first.
+    fn policy(&self, doc: Doc) -> Result<Option<StoredPolicy>, StoreError>;
+    /// Stores `document` (validated by the caller) as the next revision of `doc`, saved by `by`.
+    fn put_policy(
+        &self,
+        doc: Doc,
+        document: &str,
+        now: &str,
+        by: &str,
+    ) -> Result<StoredPolicy, StoreError>;
     /// Stores a batch all together or not at all; events whose `id` is stored already are
     /// skipped (delivery is at least once). Returns how many were new.
     /// `source` is the name of the token that delivered them.
@@ -124,11 +131,10 @@ pub trait Store: Send + Sync {
     fn defenders(&self) -> Result<Vec<DefenderSeen>, StoreError>;
 
     // ---- revisions ----
-    /// Every revision of the policy (each replacement adds one; none is ever deleted), newest
-    /// first.
-    fn revisions(&self) -> Result<Vec<Revision>, StoreError>;
-    /// One revision, `None` if there is no such revision.
-    fn revision(&self, revision: u64) -> Result<Option<StoredPolicy>, StoreError>;
+    /// Every revision of `doc` (each replacement adds one; none is ever deleted), newest first.
+    fn revisions(&self, doc: Doc) -> Result<Vec<Revision>, StoreError>;
+    /// One revision of `doc`, `None` if there is no such revision.
+    fn revision(&self, doc: Doc, revision: u64) -> Result<Option<StoredPolicy>, StoreError>;
 
     // ---- observations ----
     /// Adds the activity a heartbeat reports (bounded per container and image).

@@ -16,6 +16,7 @@ use super::{
     SessionRecord, Store, StoreError, StoredEvent, StoredPolicy, TokenRecord, UserRecord,
     observations, people,
 };
+use crate::documents::Doc;
 use crate::events::{Effect, Event, Kind, parse_name};
 
 /// The tables as the first console created them (schema version 0); later changes are
@@ -82,7 +83,25 @@ const MIGRATIONS: &[&str] = &[
     super::observations::MIGRATION,
     // 7: the web application firewall: its audits' request fields, the ports a defender protects.
     WAAS_FIELDS,
+    // 8: the WAAS policy's revisions.
+    WAAS_POLICIES,
 ];
+
+/// Migration 8: the revisions of the WAAS policy, as `policies` holds the runtime policy's.
+const WAAS_POLICIES: &str = "CREATE TABLE waas_policies (
+    revision INTEGER PRIMARY KEY,
+    document TEXT NOT NULL,
+    updated  TEXT NOT NULL,
+    author   TEXT
+);";
+
+/// The table of a document's revisions (a name of ours, never a value from outside).
+fn table(doc: Doc) -> &'static str {
+    match doc {
+        Doc::Runtime => "policies",
+        Doc::Waas => "waas_policies",
+    }
+}
 
 /// Migration 7: `waas` audits' `method`, `url`, `sourceIp`, `field`, `requestId`; the ports each
 /// defender's firewall protects (a JSON array of port numbers, as its heartbeat says).
@@ -187,10 +206,11 @@ fn migrate(c: &mut Connection) -> Result<(), StoreError> {
 }
 
 impl Store for Sqlite {
-    fn policy(&self) -> Result<Option<StoredPolicy>, StoreError> {
+    fn policy(&self, doc: Doc) -> Result<Option<StoredPolicy>, StoreError> {
+        let table = table(doc);
         lock(&self.reader)
             .query_row(
-                &format!("SELECT {POLICY_COLUMNS} FROM policies ORDER BY revision DESC LIMIT 1"),
+                &format!("SELECT {POLICY_COLUMNS} FROM {table} ORDER BY revision DESC LIMIT 1"),
                 [],
                 stored_policy,
             )
@@ -198,10 +218,19 @@ impl Store for Sqlite {
             .map_err(StoreError::from)
     }
 
-    fn put_policy(&self, document: &str, now: &str, by: &str) -> Result<StoredPolicy, StoreError> {
+    fn put_policy(
+        &self,
+        doc: Doc,
+        document: &str,
+        now: &str,
+        by: &str,
+    ) -> Result<StoredPolicy, StoreError> {
         let c = lock(&self.writer);
         c.execute(
-            "INSERT INTO policies (document, updated, author) VALUES (?1, ?2, ?3)",
+            &format!(
+                "INSERT INTO {} (document, updated, author) VALUES (?1, ?2, ?3)",
+                table(doc)
+            ),
             params![document, now, by],
         )?;
         Ok(StoredPolicy {
@@ -399,13 +428,14 @@ impl Store for Sqlite {
         rows.collect::<Result<_, _>>().map_err(StoreError::from)
     }
 
-    fn revisions(&self) -> Result<Vec<Revision>, StoreError> {
+    fn revisions(&self, doc: Doc) -> Result<Vec<Revision>, StoreError> {
         let c = lock(&self.reader);
         // Documents are stored validated, so `rules` is always a list.
-        let mut select = c.prepare_cached(
+        let mut select = c.prepare_cached(&format!(
             "SELECT revision, updated, author, json_array_length(document, '$.rules') \
-                 FROM policies ORDER BY revision DESC",
-        )?;
+                 FROM {} ORDER BY revision DESC",
+            table(doc)
+        ))?;
         let rows = select.query_map([], |r| {
             Ok(Revision {
                 revision: r.get::<_, i64>(0)? as u64,
@@ -417,14 +447,17 @@ impl Store for Sqlite {
         rows.collect::<Result<_, _>>().map_err(StoreError::from)
     }
 
-    fn revision(&self, revision: u64) -> Result<Option<StoredPolicy>, StoreError> {
+    fn revision(&self, doc: Doc, revision: u64) -> Result<Option<StoredPolicy>, StoreError> {
         // Beyond i64: no such row (SQLite's rowids are i64).
         let Ok(revision) = i64::try_from(revision) else {
             return Ok(None);
         };
         lock(&self.reader)
             .query_row(
-                &format!("SELECT {POLICY_COLUMNS} FROM policies WHERE revision = ?1"),
+                &format!(
+                    "SELECT {POLICY_COLUMNS} FROM {} WHERE revision = ?1",
+                    table(doc)
+                ),
                 [revision],
                 stored_policy,
             )
@@ -766,11 +799,12 @@ mod tests {
         .unwrap();
         drop(c);
         let s = Sqlite::open(&path).unwrap();
-        let old = s.revision(1).unwrap().unwrap();
+        let old = s.revision(Doc::Runtime, 1).unwrap().unwrap();
         assert_eq!((old.document.as_str(), old.by), (r#"{"rules": []}"#, None));
-        s.put_policy(r#"{"rules": [{}]}"#, "t1", "carol").unwrap();
+        s.put_policy(Doc::Runtime, r#"{"rules": [{}]}"#, "t1", "carol")
+            .unwrap();
         let listed: Vec<(u64, Option<String>, u64)> = s
-            .revisions()
+            .revisions(Doc::Runtime)
             .unwrap()
             .into_iter()
             .map(|r| (r.revision, r.by, r.rules))
@@ -783,19 +817,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
         let s = Sqlite::open(&path).unwrap();
-        assert_eq!(s.policy().unwrap(), None);
-        assert_eq!(s.revisions().unwrap(), []);
-        let first = s.put_policy(r#"{"rules": [1]}"#, "t1", "alice").unwrap();
+        assert_eq!(s.policy(Doc::Runtime).unwrap(), None);
+        assert_eq!(s.revisions(Doc::Runtime).unwrap(), []);
+        let first = s
+            .put_policy(Doc::Runtime, r#"{"rules": [1]}"#, "t1", "alice")
+            .unwrap();
         assert_eq!(first.revision, 1);
         assert_eq!(
-            s.put_policy(r#"{"rules": [1, 2]}"#, "t2", "bob")
+            s.put_policy(Doc::Runtime, r#"{"rules": [1, 2]}"#, "t2", "bob")
                 .unwrap()
                 .revision,
             2
         );
         drop(s);
         let s = Sqlite::open(&path).unwrap();
-        let p = s.policy().unwrap().unwrap();
+        let p = s.policy(Doc::Runtime).unwrap().unwrap();
         assert_eq!(
             (p.revision, p.document.as_str(), p.by.as_deref()),
             (2, r#"{"rules": [1, 2]}"#, Some("bob"))
@@ -808,12 +844,25 @@ mod tests {
             rules,
         };
         assert_eq!(
-            s.revisions().unwrap(),
+            s.revisions(Doc::Runtime).unwrap(),
             [revision(2, "t2", "bob", 2), revision(1, "t1", "alice", 1)]
         );
-        assert_eq!(s.revision(1).unwrap(), Some(first));
-        assert_eq!(s.revision(3).unwrap(), None);
-        assert_eq!(s.revision(u64::MAX).unwrap(), None);
+        assert_eq!(s.revision(Doc::Runtime, 1).unwrap(), Some(first));
+        assert_eq!(s.revision(Doc::Runtime, 3).unwrap(), None);
+        assert_eq!(s.revision(Doc::Runtime, u64::MAX).unwrap(), None);
+        // The WAAS policy has revisions of its own, numbered from 1.
+        assert_eq!(s.policy(Doc::Waas).unwrap(), None);
+        let waas = s
+            .put_policy(Doc::Waas, r#"{"rules": []}"#, "t3", "carol")
+            .unwrap();
+        assert_eq!(waas.revision, 1);
+        assert_eq!(s.policy(Doc::Waas).unwrap(), Some(waas.clone()));
+        assert_eq!(s.revision(Doc::Waas, 1).unwrap(), Some(waas));
+        assert_eq!(
+            s.revisions(Doc::Waas).unwrap(),
+            [revision(1, "t3", "carol", 0)]
+        );
+        assert_eq!(s.policy(Doc::Runtime).unwrap().unwrap().revision, 2);
 
         let mut beat = Heartbeat {
             id: "i1".into(),

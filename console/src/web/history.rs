@@ -20,6 +20,7 @@ use super::html::page;
 use super::{Draft, internal, invalid_notice, policy_view, saved};
 use crate::app::{ApiError, AppState, Expect, Refused, ReplaceError};
 use crate::auth::{Caller, EDITORS, Editor, Person};
+use crate::documents::Doc;
 use crate::lifecycle::{self, author};
 use crate::store::StoredPolicy;
 
@@ -203,15 +204,15 @@ async fn history_page(
     State(state): State<Arc<AppState>>,
     Query(compare): Query<Compare>,
 ) -> Response {
-    let revisions = match state.store(|s| s.revisions()).await {
+    let revisions = match state.store(|s| s.revisions(Doc::Runtime)).await {
         Ok(r) => r,
         Err(e) => return internal(&e.message),
     };
     let diff = match (compare.from, compare.to) {
         (Some(from), Some(to)) => {
             let (old, new) = match (
-                lifecycle::revision(&state, from).await,
-                lifecycle::revision(&state, to).await,
+                lifecycle::revision(&state, Doc::Runtime, from).await,
+                lifecycle::revision(&state, Doc::Runtime, to).await,
             ) {
                 (Ok(old), Ok(new)) => (old, new),
                 (Err(e), _) | (_, Err(e)) => return api_error_page(e),
@@ -295,7 +296,7 @@ async fn restore(
         Ok(n) => n,
         Err(e) => return api_error_page(e),
     };
-    let old = match lifecycle::revision(&state, n).await {
+    let old = match lifecycle::revision(&state, Doc::Runtime, n).await {
         Ok(old) => old,
         Err(e) => return api_error_page(e),
     };

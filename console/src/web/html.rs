@@ -32,10 +32,15 @@ pre.diff del { background: #ffebe9; text-decoration: none; }
 ";
 
 /// The pages of the navigation, by name and path, and the roles that see them.
-const NAVIGATION: [(&str, &str, &[Role]); 5] = [
+const NAVIGATION: [(&str, &str, &[Role]); 6] = [
     (
         "Policy",
         "/policy",
+        &[Role::Admin, Role::Operator, Role::Auditor],
+    ),
+    (
+        "WAAS",
+        "/policy/waas",
         &[Role::Admin, Role::Operator, Role::Auditor],
     ),
     (

@@ -1,7 +1,7 @@
 //! The pages for a person: the policy (rules in order with scope, custom rules and effects, edited
 //! as JSON with the validation errors shown inline), its custom rules library (`custom`), its
 //! history (`history`) and the learning page (`learn`: a draft rule from what containers did), the
-//! audits (newest first, filters, live refresh), the defenders. Server-rendered HTML from maud
+//! WAAS policy (`waas`), the audits (newest first, filters, live refresh), the defenders. Server-rendered HTML from maud
 //! templates, which escape every value they show (command lines, domains, container names: the
 //! workloads choose them; scripts hold quotes and `<`); query strings are encoded with
 //! `form_urlencoded`. The only script refreshes the audit rows.
@@ -16,6 +16,7 @@ mod learn;
 mod login;
 mod people;
 mod problems;
+mod waas;
 
 use std::sync::Arc;
 
@@ -53,6 +54,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .merge(learn::routes())
         .merge(login::routes())
         .merge(people::routes())
+        .merge(waas::routes())
 }
 
 fn internal(message: &str) -> Response {
