@@ -309,7 +309,7 @@ fn alert_passes_and_audits() {
 fn denied_sources_and_bans_refuse_a_second_address() {
     let doc = r#"{"rules": [{"name": "front", "apps": [{"port": PORT,
         "protections": {"sqli": "ban"}, "ban": {"minutes": 5},
-        "deniedSources": ["127.0.0.3"]}]}]}"#;
+        "deniedSources": ["127.0.0.3/32"]}]}]}"#;
     let app = start(Some(doc), "0.0.0.0", 1);
     let from = |source: &str, path: &str| curl(&["--interface", source, &app.url(path)]);
     assert_eq!(from("127.0.0.1", "/").0, 200);

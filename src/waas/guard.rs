@@ -26,17 +26,16 @@ pub fn source(peer: IpAddr) -> IpAddr {
     peer.to_canonical()
 }
 
-/// Whether `source` is in the app's `deniedSources` (a CIDR or a single address each). An entry
-/// that is neither denies everything: a policy that cannot be read is not a policy that allows
-/// (the document's checks refuse such entries before they are in force).
+/// Whether `source` is in the app's `deniedSources` (CIDRs). An entry that is not one denies
+/// everything: a policy that cannot be read is not a policy that allows (the document's checks
+/// refuse such entries before they are in force).
 pub fn denied(app: &App, source: IpAddr) -> bool {
-    app.denied_sources.iter().any(
-        |entry| match (entry.parse::<IpNet>(), entry.parse::<IpAddr>()) {
-            (Ok(net), _) => net.contains(&source),
-            (_, Ok(addr)) => addr.to_canonical() == source,
-            _ => true,
-        },
-    )
+    app.denied_sources.iter().any(|entry| {
+        entry
+            .parse::<IpNet>()
+            .ok()
+            .is_none_or(|net| net.contains(&source))
+    })
 }
 
 /// The body size above which a request is a `malformedRequest`.
@@ -224,7 +223,7 @@ mod tests {
     #[test]
     fn denied_sources() {
         let a = app(
-            r#"{"port": 80, "deniedSources": ["203.0.113.0/24", "2001:db8::/32", "198.51.100.7"]}"#,
+            r#"{"port": 80, "deniedSources": ["203.0.113.0/24", "2001:db8::/32", "198.51.100.7/32"]}"#,
         );
         let bad = app(r#"{"port": 80, "deniedSources": ["not an address"]}"#);
         let none = app(r#"{"port": 80}"#);
