@@ -21,10 +21,10 @@ const CLASSES: [(&str, Attack); 7] = [
 /// Floors on the detection rate (percent) of the rules at paranoia levels 1 and 2, set a few
 /// points under what was measured so that a regression fails and noise does not.
 const FLOORS: [(&str, f64); 7] = [
-    ("sqli", 25.0),
-    ("xss", 60.0),
-    ("cmdi", 35.0),
-    ("codeInjection", 43.0),
+    ("sqli", 35.0),
+    ("xss", 65.0),
+    ("cmdi", 40.0),
+    ("codeInjection", 75.0),
     ("lfi", 65.0),
     ("shellshock", 100.0),
     ("attackTools", 100.0),
@@ -97,27 +97,23 @@ fn detection_and_false_positive_rates() {
     let attacks = corpus("crs-attacks.jsonl");
     let benign = corpus("benign.jsonl");
 
-    // Per class: (detected at PL1-2, total at PL1-2, detected at PL3-4, total at PL3-4).
-    let mut rates: BTreeMap<&str, [usize; 4]> = BTreeMap::new();
-    let mut missed: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    // Per class and paranoia level (PL1, PL2, PL3-4): (detected, total).
+    let mut rates: BTreeMap<&str, [(usize, usize); 3]> = BTreeMap::new();
+    let mut missed: BTreeMap<&str, BTreeMap<String, usize>> = BTreeMap::new();
     for row in &attacks {
         let class = row["class"].as_str().unwrap_or_default();
         let (_, attack) = CLASSES
             .iter()
             .find(|(name, _)| *name == class)
             .unwrap_or_else(|| panic!("unknown class {class}"));
-        let low = row["pl"].as_u64().unwrap_or(1) <= 2;
+        let level = (row["pl"].as_u64().unwrap_or(1).clamp(1, 3) - 1) as usize;
         let hit = findings(row, &protections).iter().any(|(a, _)| a == attack);
-        let entry = rates.entry(class).or_default();
-        let at = if low { 0 } else { 2 };
-        entry[at] += usize::from(hit);
-        entry[at + 1] += 1;
-        if !hit && low {
-            missed.entry(class).or_default().push(format!(
-                "{}/{}",
-                row["rule"].as_str().unwrap_or(""),
-                row["test"]
-            ));
+        let entry = &mut rates.entry(class).or_default()[level];
+        entry.0 += usize::from(hit);
+        entry.1 += 1;
+        if !hit && level < 2 {
+            let rule = row["rule"].as_str().unwrap_or_default().to_owned();
+            *missed.entry(class).or_default().entry(rule).or_default() += 1;
         }
     }
 
@@ -137,35 +133,41 @@ fn detection_and_false_positive_rates() {
         }
     }
 
-    println!("| class | CRS PL1-2 detected | CRS PL3-4 detected | benign flagged as it |");
-    println!("| --- | --- | --- | --- |");
+    println!("| class | CRS PL1 | CRS PL2 | CRS PL3-4 | benign flagged as it |");
+    println!("| --- | --- | --- | --- | --- |");
+    let cell =
+        |(hit, total): (usize, usize)| format!("{hit}/{total} ({:.1}%)", percent(hit, total));
     for (class, _) in CLASSES {
-        let [hit, total, hit34, total34] = rates.get(class).copied().unwrap_or_default();
+        let [pl1, pl2, pl34] = rates.get(class).copied().unwrap_or_default();
         let fp = per_class_fp.get(class).copied().unwrap_or(0);
         println!(
-            "| {class} | {hit}/{total} ({:.1}%) | {hit34}/{total34} ({:.1}%) | {fp}/{} ({:.2}%) |",
-            percent(hit, total),
-            percent(hit34, total34),
+            "| {class} | {} | {} | {} | {fp}/{} ({:.2}%) |",
+            cell(pl1),
+            cell(pl2),
+            cell(pl34),
             benign.len(),
             percent(fp, benign.len())
         );
     }
     let malformed = per_class_fp.get("malformedRequest").copied().unwrap_or(0);
     println!(
-        "| malformedRequest | - | - | {malformed}/{} ({:.2}%) |",
+        "| malformedRequest | - | - | - | {malformed}/{} ({:.2}%) |",
         benign.len(),
         percent(malformed, benign.len())
     );
     println!(
-        "| any | | | {flagged}/{} ({:.2}%) |",
+        "| any request | | | | {flagged}/{} ({:.2}%) |",
         benign.len(),
         percent(flagged, benign.len())
     );
-    for (class, list) in &missed {
+    for (class, rules) in &missed {
+        let rules: Vec<String> = rules
+            .iter()
+            .map(|(rule, n)| format!("{rule}:{n}"))
+            .collect();
         println!(
-            "missed {class} ({}): {}",
-            list.len(),
-            list.iter().take(40).cloned().collect::<Vec<_>>().join(" ")
+            "missed at PL1-2, {class}, per CRS rule: {}",
+            rules.join(" ")
         );
     }
     for example in &examples {
@@ -173,11 +175,12 @@ fn detection_and_false_positive_rates() {
     }
 
     for (class, floor) in FLOORS {
-        let [hit, total, ..] = rates.get(class).copied().unwrap_or_default();
+        let [pl1, pl2, _] = rates.get(class).copied().unwrap_or_default();
+        let (hit, total) = (pl1.0 + pl2.0, pl1.1 + pl2.1);
         assert!(total > 0, "no {class} attacks in the corpus");
         assert!(
             percent(hit, total) >= floor,
-            "{class}: {hit}/{total} detected, under the floor of {floor}%"
+            "{class}: {hit}/{total} detected at PL1-2, under the floor of {floor}%"
         );
     }
     assert!(

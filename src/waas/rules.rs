@@ -24,6 +24,11 @@ const SQLI: &[&str] = &[
     r"\bunion(?:\s|/\*.*?\*/|\()+(?:all\s+|distinct\s+)?\(?\s*select\b",
     r"\b(?:sleep|benchmark|pg_sleep|dbms_pipe\.receive_message|extractvalue|updatexml|load_file)\s*\(",
     r"\bwaitfor\s+(?:delay|time)\s+'",
+    r"\b(?:current_user|session_user|system_user|database|db_name|schema_name|user_name|version|connection_id|last_insert_id|row_count|found_rows)\s*\(\s*\)|\b(?:database|db_name|schema)\s*\($",
+    r"\b(?:find_in_set|group_concat|concat_ws|char_length|sqlite_compileoption_(?:used|get)|sqlite_version|xmltype|utl_(?:http|inaddr)\.\w+|dbms_\w+|pg_(?:read_file|ls_dir|read_binary_file)|lo_import|json_(?:extract|keys|array|object)|make_set|export_set|substring_index|unhex|openrowset|opendatasource|is_srvrolemember|has_dbaccess)\s*\(",
+    r"\bselect\s+(?:\*|count\s*\(|char\s*\(|concat|group_concat|load_file|@@|0x[0-9a-f]|null\b|\d+\s*,|[\w.]+\s*,\s*[\w.]+\s+from\b)",
+    r"::\s*(?:jsonb?|int[248]?|bool|text|varchar|regclass)\b|'\s*(?:@>|<@|\?\||\?&)\s*'",
+    r"\b(?:and|or|having|where)\b\s+(?:\d+|'[^']*')\s*(?:=|<>|!=|like)\s*(?:\d+|'[^']*')|\border\s+by\s+\d+\s*(?:--|#|/\*)",
     r"\b(?:information_schema|sysobjects|syscolumns|pg_catalog|sqlite_master|mysql\.user|msysaccessobjects)\b",
     r"@@(?:version|datadir|hostname|basedir)\b",
     r"\bxp_cmdshell\b|\bexec(?:ute)?\s+master\.",
@@ -36,25 +41,34 @@ const XSS: &[&str] = &[
     r"<\s*/?\s*(?:script|iframe|frame|object|embed|applet|svg|math|style|link|meta|base|form|isindex|xml|import|vmlframe)\b",
     r"<[a-z!/?][^>]*?[\s/]on[a-z]{3,}\s*=",
     r#"(?:^|["'\s;])on[a-z]{3,}\s*=\s*["'`]?[\w\s]*[(`=]"#,
-    r"\b(?:java|vb|live)script\s*:",
+    r"\b(?:java|vb|live)script\s*:|\bj\s*a\s*v\s*a\s*s\s*c\s*r\s*i\s*p\s*t\s*:",
+    r"<\s*(?:v|x|xss):\w+|<\s*(?:img|body|input|video|audio|details|marquee|a|div|button|select|textarea|keygen|source|track|image|animate|set)\b[^>]*[\s/](?:src|href|on\w+|style|formaction|background|dynsrc|lowsrc|xlink:href)\s*=",
+    r"\bstring\s*\.\s*fromcharcode\s*\(|\b(?:eval|settimeout|setinterval|function)\s*\(\s*['\x22`]|\.innerhtml\s*=|\batob\s*\(",
     r"\bdata:\s*(?:text/html|image/svg\+xml|application/x?html)",
     r"\bsrcdoc\s*=|-moz-binding\s*:|\bexpression\s*\(|\bbehavior\s*:\s*url",
     r"\b(?:alert|prompt|confirm)\s*(?:\(|`)|\bdocument\s*\.\s*(?:cookie|domain|write)\b|\bwindow\s*\.\s*location\b",
     r"\[\]\[\(!\[\]|\(!\[\]\+\[\]\)",
 ];
 
+/// Unix commands an injection runs (`{commands}` in [`CMDI`]).
+const UNIX_COMMANDS: &str = "cat|ls|id|whoami|uname|wget|curl|nc|ncat|netcat|bash|sh|zsh|ksh|dash|csh|tcsh|python[23]?|perl|ruby|php|lua|node|ping|nslookup|dig|host|rm|chmod|chown|echo|printf|ps|kill|pkill|sleep|telnet|ssh|scp|ftp|tftp|busybox|awk|gawk|sed|find|xargs|head|tail|more|less|env|printenv|ifconfig|ip|netstat|ss|base64|xxd|od|tar|gzip|mkfifo|touch|cp|mv|crontab|sudo|su|passwd|useradd|nohup|exec|eval|socat|systemctl|service|mount|dd|uptime|hostname|w|who|last|history|ansible|docker|kubectl|nmap|tee|tac|nl|sort|uniq|grep|egrep|zcat|bzcat|strings|rev|cut|getent|lsof|which|whereis|locate|alias|source|set|export|unset|time|timeout|nice|awk";
+
 /// Matched on [`command_line`]'s rewriting, where the quoting and escaping tricks of shells are
 /// already undone.
 const CMDI: &[&str] = &[
     // A command after a separator or in a substitution (not at the start of a value: a value
     // starting with "sort" or "cat food" is too often just words).
-    r"(?:[;&|\n`]|\$\(|<\()\s*(?:/?(?:usr/)?(?:local/)?s?bin/)?(?:cat|ls|id|whoami|uname|wget|curl|nc|ncat|netcat|bash|sh|zsh|ksh|dash|csh|tcsh|python[23]?|perl|ruby|php|lua|node|ping|nslookup|dig|host|rm|chmod|chown|echo|printf|ps|kill|pkill|sleep|telnet|ssh|scp|ftp|tftp|busybox|awk|gawk|sed|find|xargs|head|tail|more|less|env|printenv|ifconfig|ip|netstat|ss|base64|xxd|od|tar|gzip|mkfifo|touch|cp|mv|crontab|sudo|su|passwd|useradd|nohup|exec|eval|socat|systemctl|service|mount|dd|uptime|hostname|w|who|last|history|ansible|docker|kubectl|nmap|tee|tac|nl|sort|uniq|grep|egrep|zcat|bzcat|strings|rev|cut|getent|lsof|which|whereis|locate|alias|source|set|export|unset|time|timeout|nice|awk)\b(?:\s|$|[;&|<>`)])",
+    r"(?:[;&|\n`]|\$\(|<\()\s*(?:/?(?:usr/)?(?:local/)?s?bin/)?(?:{commands})\b(?:\s|$|[;&|<>`)])",
+    // At the very start of a value, a command with an option or a path argument.
+    r"^\s*(?:{commands})\s+(?:-{1,2}[a-z]|/[a-z]|\.\.?/|~/)",
+    // Glob classes standing for one letter: `pa[s]swd`, `/[?]tc/`.
+    r"\w\[[\w?*]\]\w|/\[[\w?*]\]",
     r"\$\(\s*[a-z/.]|`\s*[a-z/][^`]*`|\$\{?ifs\b|\$\{[a-z_]+(?::-|##|%%|//)",
     r"/(?:usr/)?s?bin/[a-z]+\b",
     r"/[?*][?*][?*]/[a-z?*]+",
     r"(?:>|<)\s*/dev/(?:tcp|udp)/|\bmkfifo\b|\b(?:nc|ncat|netcat)\s+(?:-[a-z]*\s+)*[\w.]+\s+\d+",
     r"\bcmd(?:\.exe)?\s+/[ckr]\b|\bpowershell(?:\.exe)?\s+-|\b(?:invoke-expression|invoke-webrequest|downloadstring|downloadfile|start-process|new-object\s+net\.webclient|get-childitem|get-content|set-executionpolicy)\b",
-    r"(?:^|[;&|(])\s*(?:if\s+(?:not\s+)?(?:exist|defined|errorlevel|/i)\b|for\s+/[dflr]\b|for\s+%%?\w\s+in\s*\()",
+    r"(?:^|[;&|(])\s*(?:if\s+(?:not\s+)?(?:exist|defined|errorlevel|/i)\b|for\s+/[dflr]\b|for\s+(?:/[dflr]\s+(?:\S+\s+)?)?%%?\w+\s+in\s*\()",
     r"(?:^|[;&|])\s*(?:net\s+(?:user|localgroup|view)|tasklist|systeminfo|ipconfig|certutil|bitsadmin|wmic|reg\s+(?:query|add)|type\s+[a-z]:)\b",
     r":\(\)\s*\{\s*:\s*\|\s*:\s*&\s*\}",
     // Brace expansion (`{cat,/etc/passwd}`, its comma already a space).
@@ -77,11 +91,12 @@ const CODE_INJECTION: &[&str] = &[
     r"\brequire\s*\(\s*['`]\s*child_process|\bchild_process\b|\bprocess\s*\.\s*(?:mainmodule|binding|env|exit|kill|dlopen)\b",
     r"\b__proto__\b|\bconstructor\s*(?:\.\s*prototype|\[\s*['`]prototype|\s*\.\s*constructor)|\bfunction\s*\(\s*\)\s*\{.*\breturn\b|\bnew\s+function\s*\(",
     // Java: dangerous classes, process spawning, expression languages, Log4Shell, serialisation.
-    r"\bjava\.(?:lang\.(?:runtime|processbuilder|system|reflect|class|thread)|io\.(?:file|objectinputstream|filteroutputstream)|net\.(?:url|socket)|beans\.xmldecoder)\b|\bjavax\.script\b|\bjavax\.naming\b",
+    r"\bjava\.(?:io|lang|net|nio|beans|rmi|util\.prefs)\.\w|\bjavax\.(?:script|naming|xml|management)\b|\bsun\.(?:reflect|misc)\b|\borg\.apache\.(?:commons\.collections|xalan|bcel|tomcat|struts2?)\b|\borg\.(?:xml|omg|jdom2|dom4j)\.\w|\bcom\.(?:sun|opensymphony)\.\w|\bjavassist\b|\bfreemarker\.(?:template|ext|core)\b|\b(?:declaredclass|propertyutilsbean|ognlutil|ognlcontext)\b|\w(?:transformer|comparator)\b",
     r"\b(?:runtime\s*\.\s*getruntime|getruntime\s*\(\s*\)\s*\.\s*exec|processbuilder|invokertransformer|chainedtransformer|instantiatetransformer|classloader|getclass\s*\(|forname\s*\()",
     r"\$\{[^}]{0,40}(?:jndi|lower|upper|env|sys|date|ctx|main|::-)[:}]|\$\{\s*jndi\b|\bjndi\s*:\s*(?:ldap|rmi|dns|iiop|corba|nds|nis)",
     r"%\{\s*[(#@]|#_?memberaccess|@java\.lang|\bclass\.module\.classloader\b|#context\[|\(#\w+\s*=",
-    r"(?-i:^rO0AB|\xac\xed\x00\x05)",
+    // Java serialisation's magic bytes, raw or in base64 at its three alignments.
+    r"(?-i:rO0AB|KztAAU|Cs7QAF|\xac\xed\x00\x05)|\baced0005",
     // Server-side templates, Ruby, Perl, Python.
     r"\{\{.*?(?:__class__|__mro__|__globals__|__builtins__|__import__|config\.|self\.|request\.|lipsum|cycler|joiner|constructor|\d\s*\*\s*\d).*?\}\}|\{%\s*(?:import|include|set|for)\b|\$\{\s*\d+\s*\*\s*\d+\s*\}|#\{\s*\d+\s*\*\s*\d+\s*\}|<%=?\s*[\w@$]",
     r"\b(?:kernel\s*\.\s*(?:exec|system|open|spawn|eval)|io\s*\.\s*popen|open3\s*\.|%x\{|syscall\s*\(|instance_eval|class_eval)\b",
@@ -132,7 +147,7 @@ struct Sets {
 fn sets() -> &'static Sets {
     static SETS: OnceLock<Sets> = OnceLock::new();
     SETS.get_or_init(|| {
-        let set = |patterns: &[&str]| {
+        fn set<S: AsRef<str>>(patterns: &[S]) -> RegexSet {
             RegexSetBuilder::new(patterns)
                 .case_insensitive(true)
                 .unicode(false)
@@ -140,7 +155,7 @@ fn sets() -> &'static Sets {
                 .build()
                 // The expressions are constants: a unit test compiles them all.
                 .unwrap_or_else(|e| panic!("a WAAS signature does not compile: {e}"))
-        };
+        }
         let with_wrappers = |patterns: &[&str]| {
             let mut all = patterns.to_vec();
             all.push(WRAPPERS);
@@ -149,7 +164,10 @@ fn sets() -> &'static Sets {
         Sets {
             sqli: set(SQLI),
             xss: set(XSS),
-            cmdi: set(CMDI),
+            cmdi: set(&CMDI
+                .iter()
+                .map(|p| p.replace("{commands}", UNIX_COMMANDS))
+                .collect::<Vec<_>>()),
             code: with_wrappers(CODE_INJECTION),
             lfi: with_wrappers(LFI),
             tools: set(TOOLS),
