@@ -1,15 +1,17 @@
 //! The defender's side of the console (`--console URL --token T`): the runtime policy and the
-//! WAAS policy fetched by long poll and applied atomically, the last good ones kept on disk, audits shipped in batches through
-//! a spool on disk, heartbeats. With no writable state directory (a read-only root file system)
+//! WAAS policy fetched by long poll and applied atomically, the last good ones kept on disk,
+//! audits shipped in batches through a spool on disk, heartbeats. With no writable state directory (a read-only root file system)
 //! the spool is in memory and no policy is kept: the defender still starts.
 //!
 //! The order matters, because the supervisor forks and a fork needs a process with one thread:
 //! 1. [`Uplink::prepare`], before fork, starts no thread: state directory, spool, the policy to
-//!    start from (the cached one, else `--policy`, else the default).
+//!    start from (the cached one, else `--policy`, else the default), and the WAAS policy (the
+//!    cached one, else what `--waas-policy` put in force).
 //! 2. [`Starter::run`], the supervisor's `after_fork`: first contact with the console (one bounded
-//!    attempt, or until `--wait-for-console` runs out; then the WAAS policy, one attempt), then the
-//!    threads: the two policy feeds, shipper, heartbeat. The command's launch is decided only after this; a token the console refuses
-//!    at this point stops it (a configuration error, not a reason to run unprotected).
+//!    attempt, or until `--wait-for-console` runs out; then the WAAS policy, one attempt), then
+//!    the threads: the two policy feeds, shipper, heartbeat. The command's launch is decided only
+//!    after this; a token the console refuses at this point stops it (a configuration error, not
+//!    a reason to run unprotected).
 //! 3. [`Uplink::finish`], once the command is done: delivers what is left (audits, then the last
 //!    activity report in a heartbeat), within a bound.
 

@@ -302,8 +302,11 @@ fn check_app(app: &App, before: &[App]) -> Result<(), (String, String)> {
         _ => {}
     }
     match &app.openapi {
-        // `waas::openapi` (the detection) compiles the document itself; its checks go here.
-        None | Some(Value::Object(_)) => {}
+        None => {}
+        // Only the shape is checked here. The OpenAPI document's own checks (its version, paths
+        // and schemas) belong to the detection's `waas::openapi`: its compilation is called in
+        // this arm, its error returned as `problem("openapi...", ...)` like the others.
+        Some(Value::Object(_)) => {}
         Some(other) => {
             return problem(
                 "openapi",

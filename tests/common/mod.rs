@@ -201,6 +201,7 @@ impl World {
             .args(command)
             .current_dir(self.dir.path());
         c.env_remove("DEFENDER_POLICY")
+            .env_remove("DEFENDER_WAAS_POLICY")
             .env_remove("DEFENDER_CONSOLE")
             .env_remove("DEFENDER_AUDIT_FILE")
             .env_remove("DEFENDER_CONTAINER")
