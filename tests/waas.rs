@@ -1,7 +1,8 @@
 //! The web application firewall in place: a real HTTP application (tests/common/waas_app.py,
 //! Python's http.server) started under the real defender with `--waas-policy`, binding the
 //! protected port, and real clients (curl, sockets) in front: what passes arrives unchanged, what
-//! is refused never arrives and is audited (docs/waas.md).
+//! is refused never arrives and is audited (docs/waas.md). Under a real console, a new WAAS
+//! revision applies to a port already taken over, and heartbeats name that port.
 
 mod common;
 
@@ -10,8 +11,9 @@ use std::net::TcpStream;
 use std::process::{Child, Command};
 use std::time::Instant;
 
+use common::console::{self, ADMIN, Console};
 use common::{HANG_GUARD, World, require, wait_until};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// A port free now (the kernel's pick), for the application to bind.
 fn free_port() -> u16 {
@@ -500,4 +502,75 @@ fn without_a_waas_rule_no_proxy_starts() {
         .flat_map(thread_names)
         .collect();
     assert!(names.iter().any(|n| n == "waas-proxy"), "{names:?}");
+}
+
+#[test]
+fn a_console_revision_applies_to_a_port_taken_over_and_heartbeats_name_it() {
+    let python = require("python3");
+    let w = World::new();
+    let c = Console::start(&w.path("data"));
+    let port = free_port();
+    let waas = |sqli: &str| {
+        json!({"rules": [{"name": "web", "collections": {"containers": ["test-container"]},
+                          "apps": [{"port": port, "protections": {"sqli": sqli}}]}]})
+        .to_string()
+    };
+    let put = |doc: String| {
+        let a = c.call(
+            "PUT",
+            "/api/v1/policies/firewall/app/app-embedded",
+            Some(ADMIN),
+            &[],
+            Some(&doc),
+        );
+        assert_eq!(a.status, 200, "{}", a.body);
+    };
+    put(waas("alert"));
+    let ready = w.path("ready");
+    let app = common::repo_path("tests/common/waas_app.py");
+    let child = common::spawn_piped(&mut console::defender(
+        &w,
+        &c.url(),
+        &w.path("state"),
+        &[],
+        &[
+            python.to_str().unwrap(),
+            app.to_str().unwrap(),
+            ready.to_str().unwrap(),
+            "127.0.0.1",
+            &port.to_string(),
+        ],
+    ));
+    let child = common::wait_for_file(&w, child, "ready");
+    let app = Running {
+        world: w,
+        child: Some(child),
+        port,
+        bound: Vec::new(),
+    };
+    // The heartbeat names the port taken over.
+    let protects = || {
+        let a = c.call("GET", "/api/v1/defenders", Some(ADMIN), &[], None);
+        a.json()[0]["protects"].clone()
+    };
+    assert!(
+        wait_until(HANG_GUARD, || protects() == json!([port])),
+        "{}",
+        protects()
+    );
+    let attack = app.url("/items?id=1%27%20OR%20%271%27=%271");
+    assert_eq!(curl(&[&attack]).0, 200, "alert passes");
+    assert_eq!(app.audit_of("sqli")["effect"], "alert");
+
+    // A new revision applies to the port already taken over, from its next request.
+    put(waas("prevent"));
+    assert!(wait_until(HANG_GUARD, || {
+        !console::defender_events(&app.world, "WAAS policy revision 3").is_empty()
+    }));
+    assert_eq!(curl(&[&attack]).0, 403);
+    assert!(wait_until(HANG_GUARD, || {
+        app.waas_audits()
+            .iter()
+            .any(|e| e["attack"] == "sqli" && e["effect"] == "prevent")
+    }));
 }
