@@ -275,6 +275,10 @@ impl Fields {
         let Some(boundary) = parameter(content_type, "boundary").filter(|b| !b.is_empty()) else {
             return malformed(self, "no boundary in the content type");
         };
+        // RFC 2046's limit; it also bounds the cost of looking for the delimiter.
+        if boundary.len() > 70 {
+            return malformed(self, "a boundary longer than 70 characters");
+        }
         let delimiter = format!("--{boundary}").into_bytes();
         // What precedes the first delimiter is a preamble, ignored by parsers.
         let parts = split(body, &delimiter).skip(1);
@@ -508,12 +512,14 @@ mod tests {
         );
         assert!(m.is_empty(), "{m:?}");
 
+        let long = format!("multipart/form-data; boundary={}", "b".repeat(71));
         let table = [
             (
                 "multipart/form-data",
                 "x",
                 "no boundary in the content type",
             ),
+            (&long, "x", "a boundary longer than 70 characters"),
             (
                 ct,
                 "--XyZ\r\nContent-Disposition: form-data; name=a\r\n\r\nb\r\n",

@@ -135,12 +135,20 @@ mod tests {
             .collect()
     }
 
+    /// Target, headers, body, and the (attack, field) findings expected.
+    type Case<'a> = (
+        &'a str,
+        &'a [(&'a str, &'a str)],
+        &'a str,
+        &'a [(&'a str, &'a str)],
+    );
+
     #[test]
     fn findings_per_attack_in_contract_order() {
         let on = all(Effect::Alert);
         let form = ("Content-Type", "application/x-www-form-urlencoded");
         let json = ("Content-Type", "application/json");
-        let table: &[(&str, &[(&str, &str)], &str, &[(&str, &str)])] = &[
+        let table: &[Case] = &[
             (
                 "/products?id=42&q=shoes",
                 &[("User-Agent", "curl/8.5.0")],

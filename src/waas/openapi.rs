@@ -116,6 +116,10 @@ enum Kind {
 /// references is an error, not a hang).
 const MAX_REFERENCE_HOPS: usize = 8;
 
+/// Schema checks one value may take: `anyOf` alternatives nested in a recursive schema would
+/// otherwise cost exponential time on a deep enough request. Past it the value is refused.
+const CHECK_BUDGET: usize = 100_000;
+
 impl Api {
     /// Compiles an OpenAPI 3.0 document; an error names where in the document it is
     /// (`paths./orders.get.parameters[0]: ...`).
@@ -401,6 +405,20 @@ impl Api {
 
     /// Whether `value` satisfies the schema; the error names where (`body:items[2].qty`).
     fn validate(&self, schema: usize, value: &Value, at: &str) -> Result<(), String> {
+        let mut budget = CHECK_BUDGET;
+        self.validate_within(schema, value, at, &mut budget)
+    }
+
+    fn validate_within(
+        &self,
+        schema: usize,
+        value: &Value,
+        at: &str,
+        budget: &mut usize,
+    ) -> Result<(), String> {
+        *budget = budget
+            .checked_sub(1)
+            .ok_or_else(|| format!("{at}: too costly to check against its schema"))?;
         let s = self.resolve(schema);
         if value.is_null() && (s.nullable || s.kind.is_none()) {
             return Ok(());
@@ -466,11 +484,11 @@ impl Api {
             for (key, item) in object {
                 let at = format!("{at}.{}", label(key.as_bytes()));
                 match s.properties.iter().find(|(name, _)| name == key) {
-                    Some((_, property)) => self.validate(*property, item, &at)?,
+                    Some((_, property)) => self.validate_within(*property, item, &at, budget)?,
                     None if s.closed => return Err(format!("{at}: property not declared")),
                     None => {
                         if let Some(additional) = s.additional {
-                            self.validate(additional, item, &at)?;
+                            self.validate_within(additional, item, &at, budget)?;
                         }
                     }
                 }
@@ -485,18 +503,18 @@ impl Api {
             }
             if let Some(items) = s.items {
                 for (i, item) in array.iter().enumerate() {
-                    self.validate(items, item, &format!("{at}[{i}]"))?;
+                    self.validate_within(items, item, &format!("{at}[{i}]"), budget)?;
                 }
             }
         }
         for part in &s.all_of {
-            self.validate(*part, value, at)?;
+            self.validate_within(*part, value, at, budget)?;
         }
         if !s.any_of.is_empty()
             && !s
                 .any_of
                 .iter()
-                .any(|p| self.validate(*p, value, at).is_ok())
+                .any(|p| self.validate_within(*p, value, at, budget).is_ok())
         {
             return Err(format!("{at}: matches none of the allowed schemas"));
         }
@@ -1119,6 +1137,31 @@ mod tests {
                 "{method} {target} {body}"
             );
         }
+    }
+
+    #[test]
+    fn exponential_schemas_are_cut_short() {
+        // Two alternatives at every level of a recursive schema: 2^depth checks without a budget.
+        let api = Api::compile(&json!({
+            "openapi": "3.0.0", "info": { "title": "t", "version": "1" },
+            "paths": { "/n": { "post": { "responses": {}, "requestBody": { "content": {
+                "application/json": { "schema": { "$ref": "#/components/schemas/N" } } } } } } },
+            "components": { "schemas": { "N": { "anyOf": [
+                { "type": "object", "properties": { "c": { "$ref": "#/components/schemas/N" } } },
+                { "type": "object", "properties": { "c": { "$ref": "#/components/schemas/N" } },
+                  "required": ["never"] } ] } } }
+        }))
+        .unwrap();
+        let deep = format!("{}1{}", r#"{"c":"#.repeat(60), "}".repeat(60));
+        let request = Request {
+            method: "POST",
+            target: "/n",
+            headers: vec![("Content-Type", b"application/json")],
+            body: deep.as_bytes(),
+        };
+        let violation = api.violation(&request).unwrap();
+        assert_eq!(violation.field, "body");
+        assert!(violation.reason.contains("matches none"), "{violation:?}");
     }
 
     #[test]
