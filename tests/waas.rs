@@ -505,7 +505,7 @@ fn without_a_waas_rule_no_proxy_starts() {
 }
 
 #[test]
-fn a_console_revision_applies_to_a_port_taken_over_and_heartbeats_name_it() {
+fn console_revisions_apply_to_a_port_taken_over_and_heartbeats_name_it() {
     let python = require("python3");
     let w = World::new();
     let c = Console::start(&w.path("data"));
@@ -573,4 +573,22 @@ fn a_console_revision_applies_to_a_port_taken_over_and_heartbeats_name_it() {
             .iter()
             .any(|e| e["attack"] == "sqli" && e["effect"] == "prevent")
     }));
+
+    // A revision that no longer protects the port: it stays behind the proxy, uninspected, and
+    // no longer counts as protected.
+    let elsewhere = json!({"rules": [{"name": "web", "collections": {"containers": ["test-container"]},
+                                      "apps": [{"port": port.wrapping_add(1),
+                                                "protections": {"sqli": "prevent"}}]}]});
+    put(elsewhere.to_string());
+    assert!(wait_until(HANG_GUARD, || {
+        !console::defender_events(&app.world, "WAAS policy revision 4").is_empty()
+    }));
+    assert_eq!(curl(&[&attack]).0, 200);
+    let (code, echoed) = curl(&["--data-binary", "streamed as it came", &app.url("/echo")]);
+    assert_eq!((code, echoed.as_str()), (200, "streamed as it came"));
+    assert!(
+        wait_until(HANG_GUARD, || protects() == Value::Null),
+        "{}",
+        protects()
+    );
 }

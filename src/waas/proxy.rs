@@ -205,7 +205,7 @@ struct Conn {
     state: Arc<PortState>,
     /// The connection to the application for this client connection (one for one, so that
     /// keep-alive on one side is keep-alive on the other), opened at the first request passed.
-    backend: tokio::sync::Mutex<Option<hyper::client::conn::http1::SendRequest<Full<Bytes>>>>,
+    backend: tokio::sync::Mutex<Option<hyper::client::conn::http1::SendRequest<AppBody>>>,
 }
 
 async fn connection(
@@ -326,7 +326,10 @@ async fn connect_backend(backend: SocketAddr) -> std::io::Result<TcpStream> {
     }
 }
 
+/// What the client gets: the application's response, or the firewall's own.
 type Body = Either<Incoming, Full<Bytes>>;
+/// What the application gets: the body read and inspected, or (uninspected) the client's stream.
+type AppBody = Either<Full<Bytes>, Incoming>;
 
 /// What audits say of a request.
 struct Seen<'a> {
@@ -422,7 +425,7 @@ impl Conn {
         else {
             // The rule in force no longer protects this port (a console changed it): passed on
             // uninspected until the application binds it again.
-            return self.forward(req, Bytes::new(), true).await;
+            return self.forward(req, None).await;
         };
         let request_id = uuid::Uuid::new_v4().to_string();
         let method = req.method().as_str().to_owned();
@@ -537,7 +540,7 @@ impl Conn {
             self.refuses(app, effect, now);
             return refusal(&request_id, false);
         }
-        self.forward(req, body, false).await
+        self.forward(req, Some(body)).await
     }
 
     /// Whether `effect` refuses the request; a `ban` also bans its source.
@@ -549,15 +552,10 @@ impl Conn {
         matches!(effect, Effect::Prevent | Effect::Ban)
     }
 
-    /// Sends the request (its body already read, or `stream` for one passed uninspected) to the
-    /// application and its response back unchanged; an upgrade (WebSocket) then joins both
-    /// connections.
-    async fn forward(
-        &self,
-        mut req: Request<Incoming>,
-        body: Bytes,
-        stream: bool,
-    ) -> Response<Body> {
+    /// Sends the request to the application, with `body` as read for the inspection (`None`: a
+    /// request passed uninspected, its body streamed as it comes), and its response back
+    /// unchanged; an upgrade (WebSocket) then joins both connections.
+    async fn forward(&self, mut req: Request<Incoming>, body: Option<Bytes>) -> Response<Body> {
         // Only a WebSocket upgrade is passed: after any other (h2c, say) the requests would go on
         // uninspected in a protocol the firewall does not read, so its header is dropped and the
         // application answers the request as plain HTTP/1.1.
@@ -572,12 +570,9 @@ impl Conn {
             }
         };
         let (mut parts, incoming) = req.into_parts();
-        let body = match stream {
-            false => body,
-            true => match incoming.collect().await {
-                Ok(c) => c.to_bytes(),
-                Err(_) => return bad_gateway(),
-            },
+        let body = match body {
+            Some(read) => Either::Left(Full::new(read)),
+            None => Either::Right(incoming),
         };
         let prior: Vec<&[u8]> = parts
             .headers
@@ -589,7 +584,7 @@ impl Conn {
         if let Ok(v) = HeaderValue::from_bytes(&xff) {
             parts.headers.insert("x-forwarded-for", v);
         }
-        let out = Request::from_parts(parts, Full::new(body));
+        let out = Request::from_parts(parts, body);
         let mut slot = self.backend.lock().await;
         let usable = match slot.as_mut() {
             Some(s) => s.ready().await.is_ok(),
@@ -636,8 +631,7 @@ impl Conn {
 
     async fn connect(
         &self,
-    ) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, Box<dyn std::error::Error>>
-    {
+    ) -> Result<hyper::client::conn::http1::SendRequest<AppBody>, Box<dyn std::error::Error>> {
         let stream = connect_backend(self.front.backend).await?;
         let (sender, connection) = hyper::client::conn::http1::Builder::new()
             .preserve_header_case(true)
