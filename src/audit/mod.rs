@@ -267,6 +267,23 @@ pub struct MalformedDns<'a> {
     pub reason: &'a str,
 }
 
+/// A request to a port the web application firewall protects that it audits (docs/waas.md):
+/// plain names, so that the audit module needs nothing of the firewall's.
+pub struct WaasFinding<'a> {
+    pub rule: &'a str,
+    /// What was done: `alert` (passed), `prevent` (refused, and for `ban` the source banned).
+    pub effect: Effect,
+    /// `sqli`, `xss`, ..., `deniedSource`, `rateLimit`, `apiViolation`, `banned`.
+    pub attack: &'a str,
+    pub method: &'a str,
+    pub url: &'a str,
+    pub source_ip: std::net::IpAddr,
+    pub field: &'a str,
+    pub request_id: &'a str,
+    /// The protected application's port.
+    pub port: u16,
+}
+
 impl Event {
     fn new(
         scope: &Scope,
@@ -417,6 +434,25 @@ impl Event {
             message,
         );
         e.domain = Some(v.domain.to_string());
+        e
+    }
+
+    /// A request the firewall audits: `{attack} detected in {field} of {method} {url} from
+    /// {sourceIp}`, by the defender's process (the firewall runs in it).
+    pub fn waas(scope: &Scope, w: &WaasFinding<'_>) -> Event {
+        let message = format!(
+            "{} detected in {} of {} {} from {}",
+            w.attack, w.field, w.method, w.url, w.source_ip
+        );
+        let mut e = Event::defender(scope, w.effect, Some(w.rule), message);
+        e.kind = Kind::Waas;
+        e.attack = Some(w.attack.to_owned());
+        e.method = Some(w.method.to_owned());
+        e.url = Some(w.url.to_owned());
+        e.source_ip = Some(w.source_ip.to_string());
+        e.field = Some(w.field.to_owned());
+        e.request_id = Some(w.request_id.to_owned());
+        e.port = Some(w.port);
         e
     }
 
@@ -746,5 +782,49 @@ mod tests {
         assert_ne!(a.id, b.id);
         assert!(a.same_activity(&b));
         assert!(!a.same_activity(&c));
+    }
+
+    #[test]
+    fn waas_events_follow_the_spec() {
+        let w = WaasFinding {
+            rule: "orders front end",
+            effect: Effect::Prevent,
+            attack: "sqli",
+            method: "GET",
+            url: "/items?id=1%27%20OR%20%271%27=%271",
+            source_ip: "203.0.113.7".parse().unwrap(),
+            field: "query:id",
+            request_id: "r-1",
+            port: 8080,
+        };
+        let e = Event::waas(&scope(), &w);
+        assert_eq!(e.kind, Kind::Waas);
+        assert_eq!(
+            e.message,
+            "sqli detected in query:id of GET /items?id=1%27%20OR%20%271%27=%271 from 203.0.113.7"
+        );
+        let json = serde_json::to_value(&e).unwrap();
+        for (key, want) in [
+            ("type", "waas"),
+            ("effect", "prevent"),
+            ("rule", "orders front end"),
+            ("attack", "sqli"),
+            ("method", "GET"),
+            ("sourceIp", "203.0.113.7"),
+            ("field", "query:id"),
+            ("requestId", "r-1"),
+        ] {
+            assert_eq!(json[key], want, "{key}");
+        }
+        assert_eq!(json["port"], 8080);
+        // The same attack again from the same place folds into this one, whatever its id.
+        let again = Event::waas(
+            &scope(),
+            &WaasFinding {
+                request_id: "r-2",
+                ..w
+            },
+        );
+        assert!(e.same_activity(&again));
     }
 }

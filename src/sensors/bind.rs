@@ -1,6 +1,7 @@
 //! `bind` of an IPv4 or IPv6 socket: whether the custom rules on listening ports or the `network`
-//! section's `listeningPorts` object to the port, and whether the port is privileged (the caller
-//! needs CAP_NET_BIND_SERVICE).
+//! section's `listeningPorts` object to the port, whether the port is privileged (the caller
+//! needs CAP_NET_BIND_SERVICE), and whether the web application firewall takes the bind over
+//! (docs/waas.md, How it sits).
 
 use super::{Objection, Said, custom_rules, facts};
 use crate::audit::Activity;
@@ -8,6 +9,7 @@ use crate::policy::custom::{Facts, Process, Subject};
 use crate::policy::{Effect, Rule};
 use crate::sys::sockaddr::{self, Use};
 use crate::sys::socket::SocketKind;
+use crate::waas::live::InForce;
 
 /// CAP_NET_BIND_SERVICE (linux/capability.h).
 pub const CAP_NET_BIND_SERVICE: u32 = 10;
@@ -24,11 +26,12 @@ pub struct Verdict {
     pub needs_capability: bool,
 }
 
-/// Decides a bind of a socket of `kind` to the address bytes `addr`, as copied from the caller.
+/// Decides a bind of a socket of `kind` to the address bytes `addr`, as copied from the caller,
+/// under `rule` (none: no runtime rule enforces network, only the privilege is checked).
 /// `process`: the caller's facts for the custom rules on listening ports, when read. Port 0 asks
 /// the kernel for any free port: neither the custom rules nor the section judge it.
 pub fn decide(
-    rule: &Rule,
+    rule: Option<&Rule>,
     kind: SocketKind,
     addr: &[u8],
     unprivileged_port_start: u16,
@@ -38,6 +41,13 @@ pub fn decide(
         return Verdict::default();
     };
     let port = local.port();
+    let needs_capability = port != 0 && port < unprivileged_port_start;
+    let Some(rule) = rule else {
+        return Verdict {
+            objection: None,
+            needs_capability,
+        };
+    };
     let activity = Activity::Listen { port };
     let said = match process.filter(|_| port != 0) {
         Some(process) => {
@@ -66,8 +76,23 @@ pub fn decide(
     };
     Verdict {
         objection,
-        needs_capability: port != 0 && port < unprivileged_port_start,
+        needs_capability,
     }
+}
+
+/// The address a bind asks for, when the WAAS rule `in_force` protects its port: a TCP socket
+/// (IPv4 or IPv6) bound to a port one of the rule's apps names. Then the firewall takes the bind
+/// over: it listens there itself and binds the socket to a loopback address instead.
+pub fn protected(
+    kind: SocketKind,
+    addr: &[u8],
+    in_force: &InForce,
+) -> Option<std::net::SocketAddr> {
+    if kind.ty != libc::SOCK_STREAM {
+        return None;
+    }
+    let local = sockaddr::target(Use::Bind, kind.domain, addr)?;
+    (local.port() != 0 && in_force.app(local.port()).is_some()).then_some(local)
 }
 
 #[cfg(test)]
@@ -157,7 +182,14 @@ mod tests {
             ("no address", &prevent, tcp, vec![], verdict(None, false)),
         ];
         for (what, rule, kind, bytes, want) in cases {
-            assert_eq!(decide(rule, *kind, bytes, 1024, None), *want, "{what}");
+            assert_eq!(
+                decide(Some(rule), *kind, bytes, 1024, None),
+                *want,
+                "{what}"
+            );
+            let privilege = decide(None, *kind, bytes, 1024, None);
+            assert_eq!(privilege.objection, None, "{what}");
+            assert_eq!(privilege.needs_capability, want.needs_capability, "{what}");
         }
     }
 
@@ -227,8 +259,55 @@ mod tests {
             ("port 0 is not judged", udp, "0.0.0.0:0", Some(&node), None),
         ];
         for (what, kind, to, process, want) in cases {
-            let got = decide(&rule, *kind, &addr(to), 1024, *process);
+            let got = decide(Some(&rule), *kind, &addr(to), 1024, *process);
             assert_eq!(got.objection, *want, "{what}");
         }
+    }
+
+    #[test]
+    fn binds_the_firewall_takes_over() {
+        let document = crate::waas::compile(
+            r#"{"rules": [{"name": "front", "apps": [{"port": 8080}, {"port": 443}]}]}"#,
+        )
+        .unwrap();
+        let identity = crate::policy::Identity::default();
+        let live = crate::waas::live::Live::new(
+            Some(&document),
+            crate::policy::live::Source::Default,
+            identity.clone(),
+        );
+        let none =
+            crate::waas::live::Live::new(None, crate::policy::live::Source::Default, identity);
+        let (on, off) = (live.current(), none.current());
+        let tcp = kind(libc::AF_INET, libc::SOCK_STREAM);
+        let tcp6 = kind(libc::AF_INET6, libc::SOCK_STREAM);
+        let udp = kind(libc::AF_INET, libc::SOCK_DGRAM);
+        let at = |s: &str| Some(s.parse::<std::net::SocketAddr>().unwrap());
+        type Case<'a> = (
+            &'a str,
+            SocketKind,
+            &'a str,
+            &'a InForce,
+            Option<std::net::SocketAddr>,
+        );
+        let cases: &[Case] = &[
+            (
+                "a protected port",
+                tcp,
+                "0.0.0.0:8080",
+                &on,
+                at("0.0.0.0:8080"),
+            ),
+            ("one address", tcp, "10.0.0.5:443", &on, at("10.0.0.5:443")),
+            ("IPv6, dual stack", tcp6, "[::]:8080", &on, at("[::]:8080")),
+            ("another port", tcp, "0.0.0.0:8081", &on, None),
+            ("port 0", tcp, "0.0.0.0:0", &on, None),
+            ("UDP", udp, "0.0.0.0:8080", &on, None),
+            ("no WAAS rule", tcp, "0.0.0.0:8080", &off, None),
+        ];
+        for (what, kind, to, in_force, want) in cases {
+            assert_eq!(protected(*kind, &addr(to), in_force), *want, "{what}");
+        }
+        assert_eq!(protected(tcp, &[], &on), None, "no address");
     }
 }

@@ -15,6 +15,7 @@ mod net;
 mod perform;
 mod raw;
 pub mod startup;
+mod waas;
 
 use std::ffi::OsString;
 use std::io;
@@ -246,10 +247,6 @@ struct Supervisor {
     resolver: Resolver,
     policy: Live,
     /// The WAAS policy in force, for the takeover of a protected port's `bind` (net.rs).
-    #[expect(
-        dead_code,
-        reason = "read by the bind takeover (docs/waas.md, How it sits), which builds on this"
-    )]
     waas: crate::waas::live::Live,
     /// The network and DNS sensor, when socket calls are trapped.
     net: Option<net::NetSensor>,

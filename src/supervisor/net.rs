@@ -53,6 +53,8 @@ pub(super) struct NetSensor {
     /// Below this port, binding needs CAP_NET_BIND_SERVICE (net.ipv4.ip_unprivileged_port_start).
     unprivileged_port_start: u16,
     pub(super) responder: Responder,
+    /// The web application firewall's takeovers and proxy (supervisor/waas.rs).
+    pub(super) firewall: super::waas::Firewall,
 }
 
 impl NetSensor {
@@ -66,10 +68,14 @@ impl NetSensor {
             let flags = nix::fcntl::OFlag::from_bits_retain(flags) | nix::fcntl::OFlag::O_NONBLOCK;
             nix::fcntl::fcntl(end, nix::fcntl::FcntlArg::F_SETFL(flags))?;
         }
+        // A full pipe already wakes the loop; the byte only has to be there.
+        let wake_loop: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+            let _ = std::io::Write::write(&mut &waker, &[1]);
+        });
+        let woken = wake_loop.clone();
         let report: Arc<dyn Fn(Finding) + Send + Sync> = Arc::new(move |f| {
             let _ = tx.send(f);
-            // A full pipe already wakes the loop; the byte only has to be there.
-            let _ = std::io::Write::write(&mut &waker, &[1]);
+            woken();
         });
         let forwarder = Forwarder::start(policy.clone(), report)?;
         // Unreadable: the kernel's default.
@@ -82,6 +88,7 @@ impl NetSensor {
             dns_findings: Attempts::new(),
             unprivileged_port_start,
             responder,
+            firewall: super::waas::Firewall::new(wake_loop),
         })
     }
 }
@@ -161,8 +168,12 @@ impl Supervisor {
         let rule = self.enforcing_network();
         // With no rule enforcing network or DNS, only connects are looked at: a resolver's socket
         // goes to the forwarder all the same, so that a DNS rule the console puts in force later
-        // applies to every query it sends (the forwarder checks each against the rule in force).
-        if rule.is_none() && call != NetCall::Connect {
+        // applies to every query it sends (the forwarder checks each against the rule in force);
+        // and binds while a WAAS rule protects a port, which the firewall may take over.
+        let waas = self.waas.current();
+        let firewall =
+            call == NetCall::Bind && waas.rule.as_ref().is_some_and(|r| !r.apps.is_empty());
+        if rule.is_none() && call != NetCall::Connect && !firewall {
             return Answer::Unchecked;
         }
         if self.life.is_blocked() {
@@ -179,6 +190,8 @@ impl Supervisor {
         };
         match (family::decide(rule.as_deref(), kind), rule.as_deref()) {
             (Family::Inet, _) => {}
+            // Looked at only for the firewall, which takes over IP sockets alone.
+            (_, None) if call == NetCall::Bind => return Answer::Unchecked,
             (Family::Raw, Some(rule)) => {
                 return self.raw_socket(n, rule, &family::call_on(call, kind));
             }
@@ -196,7 +209,11 @@ impl Supervisor {
         }
         let result = match (call, rule.as_deref()) {
             (NetCall::Connect, rule) => self.connect(n, rule, &sock, kind, caller),
-            (NetCall::Bind, Some(rule)) => self.bind(n, rule, kind, caller),
+            (NetCall::Bind, rule) => match self.bind(n, rule, kind, caller) {
+                Ok(Bound::Perform(job)) => Ok(job),
+                Ok(Bound::TakeOver(front)) => return self.take_over(&sock, kind, front),
+                Err(answer) => Err(answer),
+            },
             (NetCall::Sendto | NetCall::Sendmsg | NetCall::Sendmmsg, Some(rule)) => {
                 self.send(n, call, rule, &sock, kind, caller)
             }
@@ -326,15 +343,21 @@ impl Supervisor {
         Ok(Perform::Connect(addr))
     }
 
+    /// `rule`: the rule in force, when it enforces network or DNS. A bind to a port the WAAS
+    /// rule in force protects is taken over by the firewall (supervisor/waas.rs), once the
+    /// runtime rule and the privilege allowed it.
     fn bind(
         &mut self,
         n: &Notification,
-        rule: &Rule,
+        rule: Option<&Rule>,
         kind: SocketKind,
         caller: Caller,
-    ) -> Result<Perform, Answer> {
+    ) -> Result<Bound, Answer> {
         let addr = read_address(n)?;
-        let facts = self.caller_facts(n, rule, &[Kind::Listening])?;
+        let facts = match rule {
+            Some(rule) => self.caller_facts(n, rule, &[Kind::Listening])?,
+            None => None,
+        };
         self.still_waiting(n)?;
         let start = self
             .net
@@ -350,7 +373,7 @@ impl Supervisor {
         activity::bound(kind.ty == libc::SOCK_STREAM, || {
             sockaddr::target(sockaddr::Use::Bind, kind.domain, addr.bytes())
         });
-        if let Some(objection) = verdict.objection {
+        if let (Some(objection), Some(rule)) = (verdict.objection, rule) {
             self.object(rule, objection, caller)?;
         }
         if verdict.needs_capability
@@ -359,7 +382,12 @@ impl Supervisor {
         {
             return Err(Answer::Deny(libc::EACCES));
         }
-        Ok(Perform::Bind(addr))
+        // The WAAS rule in force at this bind decides; one that arrives later finds the port
+        // bound as it was, until the next bind (docs/waas.md).
+        match bind::protected(kind, addr.bytes(), &self.waas.current()) {
+            Some(front) => Ok(Bound::TakeOver(front)),
+            None => Ok(Bound::Perform(Perform::Bind(addr))),
+        }
     }
 
     fn send(
@@ -678,6 +706,7 @@ impl Supervisor {
         for f in findings {
             self.on_dns_finding(f);
         }
+        self.drain_waas();
     }
 
     /// Refuses a call that would get past the network checks (io_uring, a source route, ancillary
@@ -718,6 +747,13 @@ fn event_kinds<I: Iterator<Item = std::net::SocketAddr>>(
         (true, false) => vec![outgoing],
         (true, true) => vec![outgoing, question_kind],
     }
+}
+
+/// What becomes of an allowed bind.
+enum Bound {
+    Perform(Perform),
+    /// The firewall takes it over, listening on this address (supervisor/waas.rs).
+    TakeOver(std::net::SocketAddr),
 }
 
 /// Why a socket could not be taken.

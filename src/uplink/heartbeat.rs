@@ -31,7 +31,8 @@ struct Beat<'a> {
     version: &'static str,
     /// The console revision in force (`null` under `--policy` or the default).
     revision: Option<&'a str>,
-    /// The ports the WAAS rule in force protects (left out when none).
+    /// The ports the web application firewall actually sits in front of: taken over at their
+    /// bind and protected by the WAAS rule in force (left out when none).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     protects: Vec<u16>,
     /// Left out when nothing is new (and by a defender with no console, which never beats).
@@ -63,7 +64,13 @@ pub(super) fn beat(shared: &Shared, timeout: Duration) {
         service: shared.scope.service.as_deref(),
         version: env!("CARGO_PKG_VERSION"),
         revision: in_force.source.revision(),
-        protects: shared.waas.current().ports(),
+        protects: {
+            let in_force = shared.waas.current();
+            crate::waas::proxy::protected_ports()
+                .into_iter()
+                .filter(|port| in_force.app(*port).is_some())
+                .collect()
+        },
         observed,
     };
     let body = serde_json::to_vec(&beat).expect("a heartbeat always serializes");

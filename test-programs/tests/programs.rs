@@ -6,13 +6,14 @@
 use std::process::Command;
 
 /// Every program of `src/bin/`, with the path cargo built it at.
-const PROGRAMS: [(&str, &str); 9] = [
+const PROGRAMS: [(&str, &str); 10] = [
     ("attack_listener", env!("CARGO_BIN_EXE_attack_listener")),
     ("attack_raw", env!("CARGO_BIN_EXE_attack_raw")),
     ("attack_seccomp", env!("CARGO_BIN_EXE_attack_seccomp")),
     ("attack_signals", env!("CARGO_BIN_EXE_attack_signals")),
     ("attack_swap", env!("CARGO_BIN_EXE_attack_swap")),
     ("exec_helper", env!("CARGO_BIN_EXE_exec_helper")),
+    ("fast_http", env!("CARGO_BIN_EXE_fast_http")),
     ("flood", env!("CARGO_BIN_EXE_flood")),
     ("net_helper", env!("CARGO_BIN_EXE_net_helper")),
     ("resolve", env!("CARGO_BIN_EXE_resolve")),
