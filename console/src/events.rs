@@ -235,7 +235,7 @@ impl AuditFilter {
 
 /// The CSV columns: the fields of `docs/audit.md`, in its order.
 /// `source`, the token that delivered an event, comes last: it is the console's, not the event's.
-const COLUMNS: [&str; 23] = [
+const COLUMNS: [&str; 28] = [
     "id",
     "time",
     "type",
@@ -258,6 +258,11 @@ const COLUMNS: [&str; 23] = [
     "port",
     "message",
     "count",
+    "method",
+    "url",
+    "sourceIp",
+    "field",
+    "requestId",
     "source",
 ];
 
@@ -290,6 +295,11 @@ pub fn to_csv(events: &[StoredEvent]) -> String {
             e.port.map(|p| p.to_string()).unwrap_or_default(),
             e.message.clone(),
             e.count.to_string(),
+            opt(&e.method),
+            opt(&e.url),
+            opt(&e.source_ip),
+            opt(&e.field),
+            opt(&e.request_id),
             opt(source),
         ];
         let cells: Vec<String> = row.iter().map(|c| csv_cell(c)).collect();
@@ -481,7 +491,7 @@ mod tests {
         assert_eq!(lines[0], COLUMNS.join(","));
         assert_eq!(
             lines[1],
-            "a,2026-11-29T10:00:00.500000Z,process,prevent,r,processExplicitlyDenied,,web,img:1,,,,,7,/bin/mkdir,mkdir x,/bin/sh,,,,m,1,defender"
+            "a,2026-11-29T10:00:00.500000Z,process,prevent,r,processExplicitlyDenied,,web,img:1,,,,,7,/bin/mkdir,mkdir x,/bin/sh,,,,m,1,,,,,,defender"
         );
         // The ECS identity follows the task.
         let mut ecs = event("e");
@@ -503,6 +513,22 @@ mod tests {
         assert!(
             to_csv(&stored(events.clone()))
                 .contains(",prevent,r,customRule,\"netcat, listener\",web,"),
+            "{}",
+            to_csv(&stored(events.clone()))
+        );
+        // The firewall's request fields follow the count.
+        let mut waas = event("w");
+        waas["type"] = "waas".into();
+        waas["attack"] = "sqli".into();
+        waas["method"] = "POST".into();
+        waas["url"] = "/login?next=/".into();
+        waas["sourceIp"] = "10.0.0.9".into();
+        waas["field"] = "body:user".into();
+        waas["requestId"] = "r-1".into();
+        let events = parse_batch(serde_json::json!([waas]).to_string().as_bytes()).unwrap();
+        assert!(
+            to_csv(&stored(events.clone()))
+                .ends_with(",m,1,POST,/login?next=/,10.0.0.9,body:user,r-1,defender\r\n"),
             "{}",
             to_csv(&stored(events.clone()))
         );
