@@ -161,8 +161,9 @@ impl<B> Group<B> {
     }
 }
 
-/// The transaction being written by this thread: ending it (even by a panic while writing)
-/// answers its batches and lets the next leader start, so that no caller waits forever.
+/// The transaction being written by this thread: ending it (even by a panic while writing,
+/// where panics unwind: the release build aborts the process instead) answers its batches and
+/// lets the next leader start, so that no caller waits forever.
 struct Leading<'a, B> {
     group: &'a Group<B>,
     tickets: Vec<Ticket>,
