@@ -7,10 +7,12 @@
 
 mod audits;
 mod deliveries;
+mod group;
 mod observations;
 mod people;
 mod query;
 mod sqlite;
+mod writer;
 
 pub use query::{AuditField, AuditQuery, Bucket, Expired, Pattern, Search};
 pub use sqlite::Sqlite;

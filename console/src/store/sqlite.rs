@@ -1,6 +1,8 @@
 //! The SQLite store: one file in the data directory, WAL mode so that reads (the pages, the
 //! audit queries) go on while a batch is written. One connection writes, one reads; each behind
-//! a lock, because a connection is used by one thread at a time.
+//! a lock, because a connection is used by one thread at a time. The writer is taken in turns
+//! ([`Writer`]): ordinary writes before the next group of audit batches, which are committed
+//! together ([`Group`]).
 //!
 //! The schema grows by migrations: a console upgraded in place opens the database of the one
 //! before it and brings it up to date, keeping its rows.
@@ -11,13 +13,15 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::group::Group;
+use super::writer::{Priority, Writer};
 use super::{
     ActivityEntry, ActivityQuery, AuditField, AuditQuery, Bucket, DefenderSeen, Expired, Heartbeat,
     Observation, Revision, SessionRecord, Store, StoreError, StoredEvent, StoredPolicy,
     TokenRecord, UserRecord, audits, deliveries, observations, people,
 };
 use crate::documents::Doc;
-use crate::events::Event;
+use crate::events::{Event, MAX_BATCH};
 
 /// The tables as the first console created them (schema version 0); later changes are
 /// [`MIGRATIONS`], so that a database of any earlier console is brought to the same tables.
@@ -146,8 +150,22 @@ struct TooNew {
     known: usize,
 }
 
+/// The events a transaction of audit batches takes at most (more only for a single larger
+/// batch, which the API refuses anyway): the largest batch the API takes, so that a commit is
+/// never more than about two batches' work for the callers waiting behind it.
+const GROUP_EVENTS: usize = MAX_BATCH;
+
+/// One `add_audits` call's batch, waiting for its transaction.
+struct Batch {
+    events: Vec<Event>,
+    source: String,
+    now: String,
+}
+
 pub struct Sqlite {
-    writer: Mutex<Connection>,
+    writer: Writer,
+    /// Audit batches waiting to be committed together.
+    audits: Group<Batch>,
     reader: Mutex<Connection>,
     /// The database file, opened afresh by [`Store::ready`].
     path: PathBuf,
@@ -200,7 +218,8 @@ impl Sqlite {
         let reader = open()?;
         let opened = identity(path).map_err(|e| StoreError { source: e.into() })?;
         Ok(Sqlite {
-            writer: Mutex::new(writer),
+            writer: Writer::new(writer),
+            audits: Group::new(GROUP_EVENTS, |b: &Batch| b.events.len()),
             reader: Mutex::new(reader),
             path: path.to_path_buf(),
             opened,
@@ -232,6 +251,81 @@ fn migrate(c: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Stores the audit batches of one transaction, oldest first, each event with its batch's
+/// source and arrival time; answers how many of each batch's events were new. An id stored
+/// already, or earlier in the same transaction (another batch delivering it too), is skipped
+/// and counted for no one but the batch that stored it. All of them or none: a failure rolls
+/// the transaction back and fails every batch.
+///
+/// Whatever else must change with the events stored (counts kept beside them) belongs in this
+/// transaction too, so that it commits, or fails, with them.
+fn add_batches(c: &mut Connection, batches: &[Batch]) -> Result<Vec<usize>, StoreError> {
+    let tx = c.transaction()?;
+    let mut counts = Vec::with_capacity(batches.len());
+    {
+        // Arrival positions are given here, above the newest stored and above every webhook's
+        // cursor: SQLite would reuse the positions of the newest rows once deleted, and a
+        // webhook that passed them would never send what arrived there.
+        let mut seq: i64 = tx.query_row(
+            "SELECT MAX(COALESCE((SELECT MAX(seq) FROM audits), 0), \
+                        COALESCE((SELECT MAX(seq) FROM deliveries), 0))",
+            [],
+            |r| r.get(0),
+        )?;
+        let mut insert = tx.prepare_cached(&format!(
+            "INSERT OR IGNORE INTO audits ({}, received, seq) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, \
+                     ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30)",
+            audits::COLUMNS
+        ))?;
+        for batch in batches {
+            let mut added = 0;
+            for e in &batch.events {
+                let inserted = insert.execute(params![
+                    e.id,
+                    e.time,
+                    e.kind.as_str(),
+                    e.effect.as_str(),
+                    e.rule,
+                    e.attack,
+                    e.custom_rule,
+                    e.container,
+                    e.image,
+                    e.task,
+                    e.pid,
+                    e.process,
+                    e.cmdline,
+                    e.parent,
+                    e.domain,
+                    e.ip,
+                    e.port,
+                    e.message,
+                    e.count as i64,
+                    e.cluster,
+                    e.family,
+                    e.service,
+                    batch.source,
+                    e.method,
+                    e.url,
+                    e.source_ip,
+                    e.field,
+                    e.request_id,
+                    batch.now,
+                    seq + 1,
+                ])?;
+                // An id stored already is ignored and takes no position.
+                if inserted == 1 {
+                    seq += 1;
+                }
+                added += inserted;
+            }
+            counts.push(added);
+        }
+    }
+    tx.commit()?;
+    Ok(counts)
+}
+
 #[cfg(test)]
 impl Sqlite {
     /// The reading connection, for tests that look at the database itself.
@@ -260,7 +354,7 @@ impl Store for Sqlite {
         now: &str,
         by: &str,
     ) -> Result<StoredPolicy, StoreError> {
-        let c = lock(&self.writer);
+        let c = self.writer.ordinary();
         c.execute(
             &format!(
                 "INSERT INTO {} (document, updated, author) VALUES (?1, ?2, ?3)",
@@ -277,69 +371,14 @@ impl Store for Sqlite {
     }
 
     fn add_audits(&self, events: &[Event], source: &str, now: &str) -> Result<usize, StoreError> {
-        let mut c = lock(&self.writer);
-        let tx = c.transaction()?;
-        let mut added = 0;
-        {
-            // Arrival positions are given here, above the newest stored and above every webhook's
-            // cursor: SQLite would reuse the positions of the newest rows once deleted, and a
-            // webhook that passed them would never send what arrived there.
-            let mut seq: i64 = tx.query_row(
-                "SELECT MAX(COALESCE((SELECT MAX(seq) FROM audits), 0), \
-                            COALESCE((SELECT MAX(seq) FROM deliveries), 0))",
-                [],
-                |r| r.get(0),
-            )?;
-            let mut insert = tx
-                .prepare_cached(&format!(
-                    "INSERT OR IGNORE INTO audits ({}, received, seq) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, \
-                             ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30)",
-                    audits::COLUMNS
-                ))
-                ?;
-            for e in events {
-                let inserted = insert.execute(params![
-                    e.id,
-                    e.time,
-                    e.kind.as_str(),
-                    e.effect.as_str(),
-                    e.rule,
-                    e.attack,
-                    e.custom_rule,
-                    e.container,
-                    e.image,
-                    e.task,
-                    e.pid,
-                    e.process,
-                    e.cmdline,
-                    e.parent,
-                    e.domain,
-                    e.ip,
-                    e.port,
-                    e.message,
-                    e.count as i64,
-                    e.cluster,
-                    e.family,
-                    e.service,
-                    source,
-                    e.method,
-                    e.url,
-                    e.source_ip,
-                    e.field,
-                    e.request_id,
-                    now,
-                    seq + 1,
-                ])?;
-                // An id stored already is ignored and takes no position.
-                if inserted == 1 {
-                    seq += 1;
-                }
-                added += inserted;
-            }
-        }
-        tx.commit()?;
-        Ok(added)
+        let batch = Batch {
+            events: events.to_vec(),
+            source: source.into(),
+            now: now.into(),
+        };
+        self.audits.submit(batch, |batches| {
+            add_batches(&mut self.writer.take(Priority::Bulk), batches)
+        })
     }
 
     fn audits(&self, q: &AuditQuery) -> Result<Vec<StoredEvent>, StoreError> {
@@ -377,7 +416,8 @@ impl Store for Sqlite {
         for (table, counter) in audits::EXPIRING.into_iter().zip(counters) {
             // The writer is taken per batch: ingestion goes on between them.
             loop {
-                let deleted = audits::expire_batch(&lock(&self.writer), table, cutoff, batch)?;
+                let deleted =
+                    audits::expire_batch(&self.writer.take(Priority::Bulk), table, cutoff, batch)?;
                 *counter += deleted;
                 if deleted < u64::from(batch) {
                     break;
@@ -386,7 +426,8 @@ impl Store for Sqlite {
         }
         // The planner's statistics, which choose among the filters' indexes, follow what the
         // tables hold now; sampled (`analysis_limit`), so that this stays short however large.
-        lock(&self.writer)
+        self.writer
+            .take(Priority::Bulk)
             .execute_batch("PRAGMA analysis_limit = 1000; PRAGMA optimize = 0x10002;")?;
         Ok(expired)
     }
@@ -404,7 +445,7 @@ impl Store for Sqlite {
     }
 
     fn heartbeat(&self, b: &Heartbeat, now: &str) -> Result<(), StoreError> {
-        lock(&self.writer)
+        self.writer.ordinary()
             .execute(
                 "INSERT INTO defenders (id, container, image, task, version, revision, first_seen, last_seen, \
                    cluster, family, service, protects) \
@@ -506,7 +547,8 @@ impl Store for Sqlite {
         observed: &defender::activity::Observed,
         now: &str,
     ) -> Result<(), StoreError> {
-        observations::add(&mut lock(&self.writer), beat, observed, now).map_err(StoreError::from)
+        observations::add(&mut self.writer.ordinary(), beat, observed, now)
+            .map_err(StoreError::from)
     }
 
     fn observations(&self, since: Option<&str>) -> Result<Vec<Observation>, StoreError> {
@@ -558,16 +600,16 @@ impl Store for Sqlite {
     }
 
     fn delivery_cursor(&self, target: &str) -> Result<i64, StoreError> {
-        deliveries::cursor(&lock(&self.writer), target)
+        deliveries::cursor(&self.writer.ordinary(), target)
     }
 
     fn set_delivery_cursor(&self, target: &str, seq: i64) -> Result<(), StoreError> {
-        deliveries::set_cursor(&lock(&self.writer), target, seq)
+        deliveries::set_cursor(&self.writer.ordinary(), target, seq)
     }
 
     // ---- people ----
     fn add_user(&self, user: &UserRecord) -> Result<bool, StoreError> {
-        people::add_user(&lock(&self.writer), user)
+        people::add_user(&self.writer.ordinary(), user)
     }
 
     fn user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
@@ -579,11 +621,11 @@ impl Store for Sqlite {
     }
 
     fn delete_user(&self, name: &str) -> Result<bool, StoreError> {
-        people::delete_user(&mut lock(&self.writer), name)
+        people::delete_user(&mut self.writer.ordinary(), name)
     }
 
     fn add_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
-        people::add_session(&lock(&self.writer), session)
+        people::add_session(&self.writer.ordinary(), session)
     }
 
     fn session(
@@ -592,19 +634,19 @@ impl Store for Sqlite {
         now: &str,
         idle_cutoff: &str,
     ) -> Result<Option<SessionRecord>, StoreError> {
-        people::session(&lock(&self.writer), id_hash, now, idle_cutoff)
+        people::session(&self.writer.ordinary(), id_hash, now, idle_cutoff)
     }
 
     fn delete_session(&self, id_hash: &str) -> Result<(), StoreError> {
-        people::delete_session(&lock(&self.writer), id_hash)
+        people::delete_session(&self.writer.ordinary(), id_hash)
     }
 
     fn add_token(&self, token: &TokenRecord) -> Result<bool, StoreError> {
-        people::add_token(&lock(&self.writer), token)
+        people::add_token(&self.writer.ordinary(), token)
     }
 
     fn use_token(&self, hash: &str, now: &str) -> Result<Option<TokenRecord>, StoreError> {
-        people::use_token(&lock(&self.writer), hash, now)
+        people::use_token(&self.writer.ordinary(), hash, now)
     }
 
     fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
@@ -612,11 +654,11 @@ impl Store for Sqlite {
     }
 
     fn revoke_token(&self, name: &str, now: &str) -> Result<bool, StoreError> {
-        people::revoke_token(&lock(&self.writer), name, now)
+        people::revoke_token(&self.writer.ordinary(), name, now)
     }
 
     fn add_activity(&self, entry: &ActivityEntry) -> Result<(), StoreError> {
-        people::add_activity(&lock(&self.writer), entry)
+        people::add_activity(&self.writer.ordinary(), entry)
     }
 
     fn activity(&self, query: &ActivityQuery) -> Result<Vec<ActivityEntry>, StoreError> {
@@ -780,6 +822,51 @@ mod tests {
         for (q, want) in cases {
             assert_eq!(ids(&s.audits(&q).unwrap()), want, "{q:?}");
         }
+    }
+
+    /// Batches that wait while a transaction is written are committed together: an id two of
+    /// them carry is stored once and counted for one of them; each caller gets its own count.
+    #[test]
+    fn batches_waiting_together_share_a_transaction_and_each_id_is_counted_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Sqlite::open(&dir.path().join("db")).unwrap();
+        let t = "2026-11-29T10:00:00.000000Z";
+        let batch = |ids: &[&str]| -> Vec<Event> {
+            ids.iter()
+                .map(|id| event(id, t, Kind::Process, "web"))
+                .collect()
+        };
+        let (first, second, third) = (batch(&["a", "b"]), batch(&["b", "c"]), batch(&["c", "d"]));
+        // An ordinary write holds the writer: the first caller leads a transaction of its batch
+        // and waits for its turn; the two after it queue for the next transaction.
+        let held = s.writer.ordinary();
+        let add = |b: &[Event]| s.add_audits(b, "defender", t).unwrap();
+        let counts = std::thread::scope(|scope| {
+            let first = scope.spawn(|| add(&first));
+            while s.audits.waiting() != (0, true) {
+                std::thread::yield_now();
+            }
+            let (second, third) = (scope.spawn(|| add(&second)), scope.spawn(|| add(&third)));
+            while s.audits.waiting() != (2, true) {
+                std::thread::yield_now();
+            }
+            drop(held);
+            [first, second, third].map(|h| h.join().unwrap())
+        });
+        // `b` is the first transaction's; `c` goes to whichever of the other two is written
+        // first (2 and 0, or 1 and 1): counted once in all.
+        assert_eq!(counts[0], 2);
+        assert_eq!(counts[1] + counts[2], 2, "{counts:?}");
+        let all = AuditQuery {
+            limit: 100,
+            ..Default::default()
+        };
+        let mut stored = ids(&s.audits(&all).unwrap())
+            .into_iter()
+            .map(str::to_owned)
+            .collect::<Vec<_>>();
+        stored.sort();
+        assert_eq!(stored, ["a", "b", "c", "d"]);
     }
 
     /// The audits table of the console before custom rules (schema version 0), as it created it.
