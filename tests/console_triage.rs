@@ -257,6 +257,80 @@ fn the_audits_page_pages_counts_narrows_charts_and_details() {
     assert!(!hostile_ran(&b), "{}", b.source());
 }
 
+/// How many bar parts (and the legend swatch) of the chart are filled with the block colour.
+const BLOCK_PARTS: &str = "const s = document.querySelector('svg#chart'); return s && \
+    [...s.querySelectorAll('rect')].filter(r => (r.getAttribute('fill') || '').toUpperCase() == '#6A1040').length";
+
+#[test]
+fn the_live_refresh_brings_the_total_counts_chart_and_rows_up_to_date() {
+    let w = World::new();
+    let c = Console::start(&w.path("data"));
+    let minute = Duration::from_secs(60);
+    post(
+        &c,
+        &[
+            process("o1", "orders-1", "alert", minute, "one"),
+            process("o2", "orders-1", "block", 2 * minute, "two"),
+        ],
+    );
+    let b = Browser::start();
+    log_in(&b, &c);
+    assert_eq!(total(&b), "1–2 of 2", "{}", b.source());
+    // The chart's title ends with the total it draws.
+    let charted = |total: &str| {
+        b.poll_eval("return document.querySelector('svg#chart title').textContent")
+            .as_str()
+            .is_some_and(|t| t.ends_with(&format!(" {total} in all")))
+    };
+    assert!(charted("2"), "{}", b.source());
+    let block_parts = b.poll_eval(BLOCK_PARTS);
+
+    // After the page loaded: two new events of a new container, and a blocked one three hours
+    // ago, in a bucket of the chart that had no bar.
+    post(
+        &c,
+        &[
+            process("l1", "late-1", "alert", Duration::from_secs(20), "late one"),
+            process("l2", "late-1", "alert", Duration::from_secs(10), "late two"),
+            process("l3", "late-1", "block", 180 * minute, "late three"),
+        ],
+    );
+    // The refresh (every 2 s) brings them without a reload: the total, the counts, the chart,
+    // the rows.
+    assert!(
+        wait_until(HANG_GUARD, || b.text("#total") == "1–5 of 5"),
+        "{}",
+        b.source()
+    );
+    let late = "return [...document.querySelectorAll('#count-container li')].map(l => \
+        [l.querySelector('a').textContent, l.querySelector('.count').textContent])";
+    assert!(
+        wait_until(HANG_GUARD, || b.eval(late)
+            == json!([["late-1", "3"], ["orders-1", "2"]])),
+        "{}",
+        b.source()
+    );
+    assert!(charted("5"), "{}", b.source());
+    assert_eq!(
+        b.eval(BLOCK_PARTS),
+        json!(block_parts.as_u64().unwrap() + 1),
+        "{}",
+        b.source()
+    );
+    assert_eq!(
+        column(&b, MESSAGE),
+        ["late two", "late one", "one", "two", "late three"]
+    );
+    // The switch is outside what the refresh replaces: the refresh never turns it back on.
+    assert_eq!(
+        b.eval(
+            "return document.getElementById('results').contains(document.getElementById('live'))"
+        ),
+        false
+    );
+    assert!(!hostile_ran(&b), "{}", b.source());
+}
+
 #[test]
 fn the_defenders_page_shows_revision_ports_and_audits_by_effect() {
     let w = World::new();

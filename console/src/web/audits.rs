@@ -27,9 +27,10 @@ use crate::auth::Person;
 use crate::events::{AuditFilter, Effect as AuditEffect, Event, Kind, MAX_LIMIT};
 use crate::store::{AuditField, AuditQuery, Store, StoreError, StoredEvent};
 
-/// Where the page lives, its rows for the live refresh, and an event's own page.
+/// Where the page lives, its results (chart, total, pager, rows, counts) for the live refresh,
+/// and an event's own page.
 pub const AUDITS: &str = "/audits";
-const ROWS: &str = "/audits/rows";
+const RESULTS: &str = "/audits/results";
 const EVENT: &str = "/audits/event";
 
 /// Rows per page when the query string does not say, and the sizes offered.
@@ -58,7 +59,7 @@ const PRESETS: [(&str, Option<Duration>); 5] = [
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route(AUDITS, get(audits_page))
-        .route(ROWS, get(audit_rows))
+        .route(RESULTS, get(audit_results))
         .route(EVENT, get(event_page))
 }
 
@@ -181,13 +182,27 @@ impl From<ApiError> for Problem {
     }
 }
 
-/// The live refresh: every 2 s, the rows for the page's own query string. A constant: nothing
-/// of an event or a filter is ever written into it.
+/// The live refresh: every 2 s, the results (chart, total, pager, rows and counts) for the
+/// page's own query string, swapped in whole so that none of them goes stale beside the others.
+/// One request at a time: a console slow to answer is not sent another until it has. The switch
+/// is outside what is swapped, so that an answer arriving after it was turned off is dropped
+/// rather than turning it back on. A constant: nothing of an event or a filter is ever written
+/// into it.
 const LIVE_REFRESH: &str = "
+let refreshing = false;
 setInterval(async () => {
-  if (!document.getElementById('live').checked) return;
-  const r = await fetch('/audits/rows' + location.search, {credentials: 'same-origin'});
-  if (r.ok) document.getElementById('rows').innerHTML = await r.text();
+  const live = document.getElementById('live');
+  if (refreshing || !live.checked) return;
+  refreshing = true;
+  try {
+    const r = await fetch('/audits/results' + location.search, {credentials: 'same-origin'});
+    const html = r.ok ? await r.text() : null;
+    if (html !== null && live.checked) document.getElementById('results').innerHTML = html;
+  } catch (e) {
+    // The console is unreachable for now: the next tick asks again.
+  } finally {
+    refreshing = false;
+  }
 }, 2000);
 ";
 
@@ -217,20 +232,22 @@ async fn audits_page(
         .into_response()
 }
 
-/// The rows alone, for the live refresh.
-async fn audit_rows(
+/// The results alone ([`results`]), for the live refresh; a bad query string is 400 with what
+/// is wrong with it.
+async fn audit_results(
     _: Person,
     State(state): State<Arc<AppState>>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let query = AuditFilter::parse(query.as_deref()).and_then(|f| Ok((f.query(PAGE_ROWS)?, f)));
-    let (query, filter) = match query {
-        Ok(q) => q,
-        Err(e) => return (StatusCode::BAD_REQUEST, problem_row(&e)).into_response(),
+    let now = SystemTime::now();
+    let filter = match AuditFilter::parse(query.as_deref()) {
+        Ok(filter) => filter,
+        Err(e) => return (StatusCode::BAD_REQUEST, problem(&e)).into_response(),
     };
-    match state.store(move |s| s.audits(&query)).await {
-        Ok(events) => rows(&filter, &events).into_response(),
-        Err(e) => internal(&e.message),
+    match find(&state, &filter, now).await {
+        Ok(found) => results(&filter, &found).into_response(),
+        Err(Problem::Asked(e)) => (StatusCode::BAD_REQUEST, problem(&e)).into_response(),
+        Err(Problem::Internal(e)) => internal(&e),
     }
 }
 
@@ -360,7 +377,8 @@ fn filters(filter: &AuditFilter) -> Markup {
     }
 }
 
-/// The presets: links setting `since` (to now less the preset), `all` dropping the time range.
+/// The presets: links setting `since` (to now less the preset), `all` dropping the time range;
+/// and the live refresh switch, outside the results the refresh replaces.
 fn presets(filter: &AuditFilter, now: SystemTime) -> Markup {
     html! {
         p class="presets" id="presets" {
@@ -373,11 +391,13 @@ fn presets(filter: &AuditFilter, now: SystemTime) -> Markup {
                 };
                 a href=(href(&to)) data-preset=(label) { (label) }
             }
+            " · "
+            label { input type="checkbox" id="live" checked; " live refresh" }
         }
     }
 }
 
-/// "1–50 of 12,345", the previous and next pages, the live refresh switch, the CSV download.
+/// "1–50 of 12,345", the previous and next pages, the CSV download.
 fn pager(filter: &AuditFilter, shown: usize, total: u64) -> Markup {
     let offset = filter.offset.unwrap_or(0);
     let limit = filter.limit.unwrap_or(PAGE_ROWS).max(1);
@@ -412,8 +432,6 @@ fn pager(filter: &AuditFilter, shown: usize, total: u64) -> Markup {
                 Some(n) => { a href=(href(&n)) id="next" rel="next" { "next →" } }
                 None => { span class="muted" { "next →" } }
             }
-            " · "
-            label { input type="checkbox" id="live" checked; " live refresh" }
             " · "
             a href={ "/api/v1/audits/runtime/app-embedded/download" (download.query_string()) } {
                 "download CSV"
@@ -452,50 +470,59 @@ fn summaries(filter: &AuditFilter, groups: &[(AuditField, Vec<(String, u64)>)]) 
     }
 }
 
-/// The audits page under its frame: filters, presets, chart, pager, rows and counts; or, for a
-/// query string that cannot be asked, what is wrong with it.
+/// The audits page under its frame: filters, presets and the results; or, for a query string
+/// that cannot be asked, what is wrong with it.
 fn audits_body(filter: &AuditFilter, found: Result<&Found, &String>, now: SystemTime) -> Markup {
     html! {
         (filters(filter))
         (presets(filter, now))
         @match found {
-            Err(problem) => { p class="errors" id="errors" { (problem) } }
+            Err(e) => { (problem(e)) }
             Ok(found) => {
-                figure class="chart" {
-                    @match &found.chart {
-                        Ok(svg) => { (PreEscaped(svg)) }
-                        Err(e) => { p class="errors" { "No chart: " (e) } }
-                    }
-                }
-                div class="triage" {
-                    div class="list" {
-                        (pager(filter, found.events.len(), found.total))
-                        table {
-                            thead {
-                                tr {
-                                    th { "time" } th { "type" } th { "effect" } th { "container" }
-                                    th { "image" } th { "rule" } th { "custom rule" }
-                                    th { "message" } th { "count" } th { "cluster" }
-                                    th { "family" } th { "service" } th { "source" }
-                                }
-                            }
-                            tbody id="rows" { (rows(filter, &found.events)) }
-                        }
-                    }
-                    (summaries(filter, &found.groups))
-                }
+                div id="results" { (results(filter, found)) }
                 script { (PreEscaped(LIVE_REFRESH)) }
             }
         }
     }
 }
 
+/// What a query string that cannot be asked is told.
+fn problem(what: &str) -> Markup {
+    html! { p class="errors" id="errors" { (what) } }
+}
+
+/// What the page found for its filter: the chart, the pager with the total, the rows and the
+/// counts beside them. The live refresh replaces all of it at once, so that they agree.
+fn results(filter: &AuditFilter, found: &Found) -> Markup {
+    html! {
+        figure class="chart" {
+            @match &found.chart {
+                Ok(svg) => { (PreEscaped(svg)) }
+                Err(e) => { p class="errors" { "No chart: " (e) } }
+            }
+        }
+        div class="triage" {
+            div class="list" {
+                (pager(filter, found.events.len(), found.total))
+                table {
+                    thead {
+                        tr {
+                            th { "time" } th { "type" } th { "effect" } th { "container" }
+                            th { "image" } th { "rule" } th { "custom rule" }
+                            th { "message" } th { "count" } th { "cluster" }
+                            th { "family" } th { "service" } th { "source" }
+                        }
+                    }
+                    tbody id="rows" { (rows(filter, &found.events)) }
+                }
+            }
+            (summaries(filter, &found.groups))
+        }
+    }
+}
+
 /// The columns of the audits table.
 const TABLE_COLUMNS: usize = 13;
-
-fn problem_row(problem: &str) -> Markup {
-    html! { tr { td colspan=(TABLE_COLUMNS) class="errors" id="errors" { (problem) } } }
-}
 
 fn rows(filter: &AuditFilter, events: &[StoredEvent]) -> Markup {
     html! {
@@ -780,6 +807,35 @@ mod tests {
         let download = filter_of(&download);
         assert_eq!((download.offset, download.limit), (None, None));
         assert_eq!(download.fields, filter.fields);
+    }
+
+    /// The live refresh swaps in what the results endpoint renders: the page holds exactly that,
+    /// total, rows, counts and chart all in it, and the refresh switch outside it.
+    #[test]
+    fn the_refreshed_results_are_the_page_s_own() {
+        let filter = AuditFilter::default();
+        let found = Found {
+            events: stored(hostile_events()),
+            total: 2,
+            groups: vec![(AuditField::Container, vec![("web".to_owned(), 2)])],
+            chart: Ok(r#"<svg id="chart"></svg>"#.into()),
+        };
+        let fragment = results(&filter, &found).into_string();
+        for part in [
+            r#"<svg id="chart">"#,
+            r#"<span id="total">1–2 of 2</span>"#,
+            r#"<tbody id="rows">"#,
+            r#"<aside class="counts" id="counts">"#,
+        ] {
+            assert!(fragment.contains(part), "{part} is not in {fragment}");
+        }
+        assert!(!fragment.contains(r#"id="live""#), "{fragment}");
+        let page = audits_body(&filter, Ok(&found), SystemTime::now()).into_string();
+        assert!(
+            page.contains(&format!(r#"<div id="results">{fragment}</div>"#)),
+            "{page}"
+        );
+        assert_eq!(page.matches(r#"id="live""#).count(), 1, "{page}");
     }
 
     #[test]
