@@ -7,6 +7,7 @@
 
 mod audits;
 mod deliveries;
+mod lists;
 mod observations;
 mod people;
 mod query;
