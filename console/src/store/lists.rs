@@ -300,11 +300,13 @@ pub(super) fn count_select(
     c: &Connection,
     q: &AuditQuery,
 ) -> Result<(String, Vec<Value>), StoreError> {
-    if let Some(search) = &q.search {
-        if q.fields.is_empty() && q.since.is_none() && q.until.is_none() {
-            let sql = "SELECT count(*) FROM audits_text WHERE audits_text MATCH ?1";
-            return Ok((sql.into(), vec![Value::Text(fts_query(search))]));
-        }
+    if let Some(search) = &q.search
+        && q.fields.is_empty()
+        && q.since.is_none()
+        && q.until.is_none()
+    {
+        let sql = "SELECT count(*) FROM audits_text WHERE audits_text MATCH ?1";
+        return Ok((sql.into(), vec![Value::Text(fts_query(search))]));
     }
     let expanded = expand(c, q)?;
     let mut values = Vec::new();
