@@ -1,6 +1,7 @@
 //! Audit queries against the real `defender-console` process: every audit field as a filter,
-//! exactly and by glob; the text search `q`, hostile text included; 400 naming an unknown or bad
-//! parameter (the API, the CSV, the summaries); `X-Total-Count`; the summaries by field and by
+//! exactly and by glob; the text search `q`, hostile text included; every plan of the list (globs
+//! expanded or not, the text search's few or many matches) against the posted events; 400 naming
+//! an unknown or bad parameter (the API, the CSV, the summaries); `X-Total-Count`; the summaries by field and by
 //! time; retention (`--retention-days`) deleting old audits, activity, defenders and observations
 //! and nothing else, checked in the API and in the database itself (python3's sqlite3).
 
@@ -201,6 +202,93 @@ fn every_field_filters_exactly_and_by_glob() {
         csv.body
     );
     assert_eq!(csv.body.lines().count(), 2, "{}", csv.body);
+}
+
+/// Enough events for every plan of the list: globs expanded into a few values (the list merged
+/// from one index range per value), into more values than the list merges (then `GLOB`), with no
+/// literal start; the text search's words in more events than its threshold (the page found newest
+/// first) and in a few (sorted). Every page equals the same page computed from the posted events.
+#[test]
+fn every_plan_of_the_list_answers_what_the_posted_events_say() {
+    const N: u64 = 2_600; // the text search's threshold (2,000) and the pages below, and more
+    let w = common::World::new();
+    let c = Console::start(&w.path("data"));
+    // Times out of arrival order, two or three events at each: the order is time, then arrival.
+    let second = |n: u64| (n * 37) % 1_000;
+    let container = |n: u64| match n % 2 {
+        0 => format!("web-{}", n % 7),
+        _ => format!("many-{}", n % 301),
+    };
+    let word = |n: u64| match n {
+        n if n % 500 == 7 => "xmrig",
+        n if n % 10 == 0 => "quiet",
+        _ => "curl",
+    };
+    let events: Vec<Value> = (0..N)
+        .map(|n| {
+            let s = second(n);
+            let time = format!("2026-11-29T10:{:02}:{:02}Z", s / 60, s % 60);
+            let mut e = event(&format!("a{n}"), n, &time);
+            e["container"] = container(n).into();
+            e["message"] = format!("event {n} ran {}", word(n)).into();
+            (e["ip"], e["sourceIp"]) = ("10.0.0.1".into(), "192.0.2.1".into());
+            e
+        })
+        .collect();
+    for batch in events.chunks(500) {
+        post(&c, batch);
+    }
+    // The events `keep` selects, newest first, then one page of them.
+    let expected = |keep: &dyn Fn(u64) -> bool, limit: usize, offset: usize| {
+        let mut selected: Vec<u64> = (0..N).filter(|n| keep(*n)).collect();
+        selected.sort_by_key(|n| std::cmp::Reverse((second(*n), *n)));
+        let page = selected.iter().skip(offset).take(limit);
+        (
+            page.map(|n| format!("a{n}")).collect::<Vec<_>>(),
+            selected.len() as u64,
+        )
+    };
+    let kind = |n: u64| ["process", "dns", "waas"][n as usize % 3];
+    let cases: &[(&str, &dyn Fn(u64) -> bool)] = &[
+        ("container=web-*", &|n| n % 2 == 0), // 7 values, merged
+        ("container=*-3", &|n| container(n).ends_with("-3")), // no literal start
+        ("container=%3Feb-%5B0-2%5D", &|n| n % 2 == 0 && n % 7 <= 2),
+        ("container=many-*", &|n| n % 2 == 1), // 301 values: more than a list merges
+        ("container=web-%5B3%5D", &|n| container(n) == "web-3"), // one value
+        ("container=nothing-*", &|_| false),
+        ("container=web-*&type=dns", &|n| {
+            n % 2 == 0 && kind(n) == "dns"
+        }),
+        ("container=web-*&since=2026-11-29T10:05:00Z", &|n| {
+            n % 2 == 0 && second(n) >= 300
+        }),
+        ("q=curl", &|n| word(n) == "curl"), // more than the threshold: newest first
+        ("q=event", &|_| true),             // every event
+        ("q=xmrig", &|n| word(n) == "xmrig"), // a few: sorted
+        ("q=quiet", &|n| word(n) == "quiet"),
+        ("q=curl&container=web-*", &|n| {
+            n % 2 == 0 && word(n) == "curl"
+        }),
+        ("q=curl&type=dns", &|n| {
+            word(n) == "curl" && kind(n) == "dns"
+        }),
+        // A glob of many stars against every value: decided at once, nothing matches.
+        (
+            "container=*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*b",
+            &|_| false,
+        ),
+    ];
+    // Pages across the values' boundaries and past the threshold by their offset.
+    let pages = [(100, 0), (37, 300), (50, 1_000), (10_000, 0)];
+    for (query, keep) in cases {
+        for (limit, offset) in pages {
+            assert_eq!(
+                audits(&c, &format!("{query}&limit={limit}&offset={offset}")),
+                expected(keep, limit, offset),
+                "{query}&limit={limit}&offset={offset}"
+            );
+        }
+    }
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! The SQLite side of audit queries: a query's conditions as SQL (exact values by `=`, globs by
-//! `GLOB`, the text search by the FTS5 table `audits_text`), the pages of events and their count,
-//! the summaries (by field, by time), and the batches of retention. Every value reaches SQLite as
+//! `GLOB` or by the `IN` of the values they match, the text search by the FTS5 table
+//! `audits_text`), the pages of events and their count (planned in `lists`), the summaries (by
+//! field, by time), and the batches of retention. Every value reaches SQLite as
 //! a bound parameter; the only text built from a request is the FTS5 query, whose terms are
 //! quoted here.
 
@@ -8,7 +9,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params_from_iter};
 
 use super::query::{AuditField, AuditQuery, Bucket, GlobPart, Pattern, Search};
-use super::{StoreError, StoredEvent};
+use super::{StoreError, StoredEvent, lists};
 use crate::events::{Effect, Event, Kind, parse_name};
 
 /// Migration 8: the text search (an FTS5 index of the searched fields, kept by triggers and
@@ -60,7 +61,7 @@ pub const COLUMNS: &str = "id, time, type, effect, rule, attack, custom_rule, co
                            request_id";
 
 /// The column of a field.
-fn column(field: AuditField) -> &'static str {
+pub(super) fn column(field: AuditField) -> &'static str {
     match field {
         AuditField::Container => "container",
         AuditField::Image => "image",
@@ -125,7 +126,7 @@ pub fn sqlite_glob(parts: &[GlobPart]) -> String {
 
 /// The FTS5 query of a search: each term a quoted string (a `"` doubled, so nothing in it is
 /// syntax), a prefix term followed by `*`, all joined by `AND`.
-pub fn fts_query(search: &Search) -> String {
+pub(super) fn fts_query(search: &Search) -> String {
     search
         .terms
         .iter()
@@ -141,71 +142,80 @@ pub fn fts_query(search: &Search) -> String {
         .join(" AND ")
 }
 
-/// A query's `WHERE` clause (`1` when it has no condition) and its parameters, numbered from 1.
-fn conditions(q: &AuditQuery) -> (String, Vec<Value>) {
+/// A query's `WHERE` clause (`1` when it has no condition), its parameters appended to `values`
+/// (numbered after those already there). A glob that `expanded` (per condition, see
+/// [`lists::Expanded`]) lists the values of is an `IN` of them, which its index answers by ranges.
+pub(super) fn conditions(
+    q: &AuditQuery,
+    expanded: &[Option<Vec<String>>],
+    values: &mut Vec<Value>,
+) -> String {
     let mut clauses = Vec::new();
-    let mut values = Vec::new();
-    let mut bind = |clause: &str, value: Value, clauses: &mut Vec<String>| {
+    let bind = |value: Value, values: &mut Vec<Value>| {
         values.push(value);
-        clauses.push(clause.replace('?', &format!("?{}", values.len())));
+        format!("?{}", values.len())
     };
-    for (field, pattern) in &q.fields {
+    for (i, (field, pattern)) in q.fields.iter().enumerate() {
         let column = column(*field);
-        match pattern {
-            Pattern::Exact(text) => {
+        match (pattern, expanded.get(i).and_then(Option::as_ref)) {
+            (Pattern::Exact(text), _) => {
                 // A number's field compares numbers (the parser checked it is one).
                 let value = match text.parse::<i64>() {
                     Ok(n) if field.numeric() => Value::Integer(n),
                     _ => Value::Text(text.clone()),
                 };
-                bind(&format!("{column} = ?"), value, &mut clauses);
+                clauses.push(format!("{column} = {}", bind(value, values)));
             }
-            Pattern::Glob(parts) => bind(
-                &format!("{column} GLOB ?"),
-                Value::Text(sqlite_glob(parts)),
-                &mut clauses,
-            ),
+            (Pattern::Glob(_), Some(matched)) => {
+                let list: Vec<String> = matched
+                    .iter()
+                    .map(|v| bind(Value::Text(v.clone()), values))
+                    .collect();
+                clauses.push(format!("{column} IN ({})", list.join(", ")));
+            }
+            (Pattern::Glob(parts), None) => {
+                let glob = bind(Value::Text(sqlite_glob(parts)), values);
+                clauses.push(format!("{column} GLOB {glob}"));
+            }
         }
     }
     if let Some(search) = &q.search {
-        bind(
-            "seq IN (SELECT rowid FROM audits_text WHERE audits_text MATCH ?)",
-            Value::Text(fts_query(search)),
-            &mut clauses,
-        );
+        let words = bind(Value::Text(fts_query(search)), values);
+        clauses.push(format!(
+            "seq IN (SELECT rowid FROM audits_text WHERE audits_text MATCH {words})"
+        ));
     }
     if let Some(since) = &q.since {
-        bind("time >= ?", Value::Text(since.clone()), &mut clauses);
+        clauses.push(format!(
+            "time >= {}",
+            bind(Value::Text(since.clone()), values)
+        ));
     }
     if let Some(until) = &q.until {
-        bind("time < ?", Value::Text(until.clone()), &mut clauses);
+        clauses.push(format!(
+            "time < {}",
+            bind(Value::Text(until.clone()), values)
+        ));
     }
     match clauses.is_empty() {
-        true => ("1".into(), values),
-        false => (clauses.join(" AND "), values),
+        true => "1".into(),
+        false => clauses.join(" AND "),
     }
 }
 
 /// `LIMIT ?n OFFSET ?n+1` after `values`, with them.
-fn page(q: &AuditQuery, values: &mut Vec<Value>) -> String {
+pub(super) fn page(q: &AuditQuery, values: &mut Vec<Value>) -> String {
     values.push(Value::Integer(q.limit.into()));
     values.push(Value::Integer(q.offset.into()));
     format!("LIMIT ?{} OFFSET ?{}", values.len() - 1, values.len())
 }
 
-/// The SQL of a page of events, and its parameters.
-pub fn select(q: &AuditQuery) -> (String, Vec<Value>) {
-    let (conditions, mut values) = conditions(q);
-    let page = page(q, &mut values);
-    let sql = format!(
-        "SELECT {COLUMNS} FROM audits WHERE {conditions} ORDER BY time DESC, seq DESC {page}"
-    );
-    (sql, values)
-}
-
+/// A page of events, by the plan [`lists::select`] picks, read in one snapshot with the values
+/// its globs expanded into.
 pub fn audits(c: &Connection, q: &AuditQuery) -> Result<Vec<StoredEvent>, StoreError> {
-    let (sql, values) = select(q);
-    let mut select = c.prepare_cached(&sql)?;
+    let snapshot = c.unchecked_transaction()?;
+    let (sql, values) = lists::select(&snapshot, q)?;
+    let mut select = snapshot.prepare_cached(&sql)?;
     let rows = select.query_map(params_from_iter(values), stored_event)?;
     rows.collect::<Result<_, _>>().map_err(StoreError::from)
 }
@@ -221,17 +231,14 @@ pub fn by_id(c: &Connection, id: &str) -> Result<Option<StoredEvent>, StoreError
 
 /// How many events match, whatever the limit and offset.
 pub fn count(c: &Connection, q: &AuditQuery) -> Result<u64, StoreError> {
-    let (conditions, values) = conditions(q);
-    let sql = format!("SELECT count(*) FROM audits WHERE {conditions}");
-    let n: i64 = c
-        .prepare_cached(&sql)?
-        .query_row(params_from_iter(values), |r| r.get(0))?;
-    Ok(n as u64)
+    let snapshot = c.unchecked_transaction()?;
+    lists::count(&snapshot, q)
 }
 
 /// The SQL of a summary by `group`, and its parameters.
 pub fn stats_select(q: &AuditQuery, group: AuditField) -> (String, Vec<Value>) {
-    let (conditions, mut values) = conditions(q);
+    let mut values = Vec::new();
+    let conditions = conditions(q, &[], &mut values);
     let page = page(q, &mut values);
     let column = column(group);
     // `+`: grouped by sorting the rows the conditions select (read by their own index), never by
@@ -261,7 +268,8 @@ pub fn stats(
 /// newest `limit` buckets (after skipping `offset`) that hold events. Buckets start at multiples
 /// of their width since the Unix epoch (a 60-minute bucket starts at a full hour UTC).
 pub fn histogram(c: &Connection, q: &AuditQuery, minutes: u32) -> Result<Vec<Bucket>, StoreError> {
-    let (conditions, mut values) = conditions(q);
+    let mut values = Vec::new();
+    let conditions = conditions(q, &[], &mut values);
     let page = page(q, &mut values);
     values.push(Value::Integer(i64::from(minutes) * 60));
     let width = values.len();
@@ -754,14 +762,7 @@ mod tests {
     fn filters_use_their_indexes() {
         let (_dir, s) = store(&[event("a", 1, "2026-11-29T10:00:00.000000Z")]);
         let c = s.reader_for_tests();
-        let plan = |q: &AuditQuery| -> String {
-            let (sql, values) = select(q);
-            let mut explain = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
-            let rows = explain
-                .query_map(params_from_iter(values), |r| r.get::<_, String>(3))
-                .unwrap();
-            rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
-        };
+        let plan = |q: &AuditQuery| explain(&c, lists::select(&c, q).unwrap()).join("; ");
         for field in AuditField::ALL {
             let exact = match field {
                 AuditField::Pid | AuditField::Port => "1",
@@ -785,11 +786,8 @@ mod tests {
                 p.contains(&index) && !p.contains("TEMP B-TREE"),
                 "{field:?}: {p}"
             );
-            if !field.numeric() {
-                let p = plan(&all().with(field, Pattern::parse("x-*").unwrap()));
-                assert!(p.contains(&index), "{field:?} glob: {p}");
-            }
         }
+        // A word of few events: its matches read from the full-text index, then sorted.
         let p = plan(&search("curl"));
         assert!(p.contains("VIRTUAL TABLE INDEX"), "{p}");
         let p = plan(&AuditQuery {
@@ -805,12 +803,74 @@ mod tests {
             },
             AuditField::Container,
         );
-        let mut explain = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
-        let p: Vec<String> = explain
-            .query_map(params_from_iter(values), |r| r.get::<_, String>(3))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
+        let p = explain(&c, (sql, values));
         assert!(p[0].contains("USING INDEX audits_by_time"), "{p:?}");
+    }
+
+    /// The lines of a statement's `EXPLAIN QUERY PLAN`.
+    fn explain(c: &rusqlite::Connection, (sql, values): (String, Vec<Value>)) -> Vec<String> {
+        let mut explain = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let rows = explain
+            .query_map(params_from_iter(values), |r| r.get::<_, String>(3))
+            .unwrap();
+        rows.map(Result::unwrap).collect()
+    }
+
+    /// A glob's values are read from its index, one seek each; the list over two or more of them
+    /// is merged from their index ranges read newest first (only the page is sorted, then read by
+    /// `seq`), and their count counts the ranges. The text search's many matches: the events of
+    /// the other conditions newest first from their index, then the page by `seq`.
+    #[test]
+    fn globs_and_words_read_their_indexes() {
+        let events: Vec<Event> = (0..6)
+            .map(|n| {
+                let mut e = event(
+                    &format!("e{n}"),
+                    n,
+                    &format!("2026-11-29T10:00:0{n}.000000Z"),
+                );
+                e.container = format!("web-{}", n % 3);
+                e
+            })
+            .collect();
+        let (_dir, s) = store(&events);
+        let c = s.reader_for_tests();
+        for field in AuditField::ALL
+            .into_iter()
+            .filter(|f| lists::expandable(*f))
+        {
+            let sql = lists::distinct_values_sql(column(field));
+            let p = explain(&c, (sql, vec![Value::Text("x".into())]));
+            let seek = format!(
+                "SEARCH audits USING COVERING INDEX audits_by_{} (",
+                column(field)
+            );
+            assert_eq!(
+                p.iter().filter(|l| l.starts_with(&seek)).count(),
+                2,
+                "{field:?}: {p:?}"
+            );
+            assert!(
+                !p.iter().any(|l| l.starts_with("SCAN audits")),
+                "{field:?}: {p:?}"
+            );
+        }
+        let web = all().with(AuditField::Container, Pattern::parse("web-*").unwrap());
+        let p = explain(&c, lists::select(&c, &web).unwrap());
+        let range = "SEARCH audits USING COVERING INDEX audits_by_container (container=?)";
+        assert_eq!(p.iter().filter(|l| *l == range).count(), 3, "{p:?}");
+        assert!(
+            p.iter()
+                .any(|l| l.contains("INTEGER PRIMARY KEY (rowid=?)")),
+            "{p:?}"
+        );
+        assert!(!p.iter().any(|l| l.starts_with("SCAN audits")), "{p:?}");
+        let p = explain(&c, lists::count_select(&c, &web).unwrap());
+        assert_eq!(p, [range], "{p:?}");
+        let p = explain(&c, lists::walk_select(&search("curl"), &vec![]));
+        assert_eq!(p, ["SCAN audits USING COVERING INDEX audits_by_time"]);
+        let p = explain(&c, lists::count_select(&c, &search("curl")).unwrap());
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].contains("VIRTUAL TABLE INDEX"), "{p:?}");
     }
 }

@@ -8,6 +8,7 @@
 mod audits;
 mod deliveries;
 mod group;
+mod lists;
 mod observations;
 mod people;
 mod query;

@@ -200,23 +200,15 @@ impl Pattern {
         out
     }
 
-    /// Whether the glob matches `text` (the reference the stores' translations are tested
-    /// against).
-    #[cfg(test)]
+    /// Whether the glob matches `text`: the reference the stores' translations are tested
+    /// against, and how a store picks the values of an index a glob matches.
     pub fn matches(&self, text: &str) -> bool {
-        fn at(parts: &[GlobPart], text: &[char]) -> bool {
-            match parts.split_first() {
-                None => text.is_empty(),
-                Some((GlobPart::Text(t), rest)) => {
-                    let t: Vec<char> = t.chars().collect();
-                    text.starts_with(&t) && at(rest, &text[t.len()..])
-                }
-                Some((GlobPart::Any, rest)) => (0..=text.len()).any(|i| at(rest, &text[i..])),
-                Some((GlobPart::One, rest)) => !text.is_empty() && at(rest, &text[1..]),
-                Some((GlobPart::Class { negated, set }, rest)) => {
-                    !text.is_empty() && in_set(set, text[0]) != *negated && at(rest, &text[1..])
-                }
-            }
+        /// One character of the glob to match, or `*`.
+        enum One<'a> {
+            Char(char),
+            Any,
+            Some,
+            Class(bool, &'a str),
         }
         fn in_set(set: &str, c: char) -> bool {
             let s: Vec<char> = set.chars().collect();
@@ -236,10 +228,45 @@ impl Pattern {
             }
             false
         }
-        match self {
-            Pattern::Exact(t) => t == text,
-            Pattern::Glob(parts) => at(parts, &text.chars().collect::<Vec<_>>()),
+        let parts = match self {
+            Pattern::Exact(t) => return t == text,
+            Pattern::Glob(parts) => parts,
+        };
+        let glob: Vec<One<'_>> = parts
+            .iter()
+            .flat_map(|part| match part {
+                GlobPart::Text(t) => t.chars().map(One::Char).collect(),
+                GlobPart::Any => vec![One::Any],
+                GlobPart::One => vec![One::Some],
+                GlobPart::Class { negated, set } => vec![One::Class(*negated, set)],
+            })
+            .collect();
+        let text: Vec<char> = text.chars().collect();
+        // Greedy, going back only to the last `*` (which may then take one character more):
+        // time linear in the text for each glob character, whatever the text and the glob, where
+        // trying every split at every `*` is exponential in the number of `*`s.
+        let (mut g, mut t) = (0, 0);
+        let mut last_any: Option<(usize, usize)> = None;
+        while t < text.len() {
+            let here = glob.get(g).map(|one| match one {
+                One::Char(c) => *c == text[t],
+                One::Some => true,
+                One::Class(negated, set) => in_set(set, text[t]) != *negated,
+                One::Any => false,
+            });
+            if here == Some(true) {
+                (g, t) = (g + 1, t + 1);
+            } else if matches!(glob.get(g), Some(One::Any)) {
+                last_any = Some((g + 1, t));
+                g += 1;
+            } else if let Some((after, from)) = last_any {
+                last_any = Some((after, from + 1));
+                (g, t) = (after, from + 1);
+            } else {
+                return false;
+            }
         }
+        glob[g..].iter().all(|one| matches!(one, One::Any))
     }
 }
 
@@ -433,6 +460,14 @@ mod tests {
             ("[!a-c]x", "dx", true),
             ("[]]", "]", true),
             ("[-a]", "-", true),
+            ("*a*b", "xaxxb", true),
+            ("*a*b", "xaxxbx", false),
+            ("a*", "a", true),
+            ("*", "", true),
+            ("?", "", false),
+            ("a*b*c", "abxbc", true),
+            ("a*?", "a", false),
+            ("*ab", "aab", true),
         ];
         for (glob, text, want) in cases {
             assert_eq!(
@@ -441,6 +476,11 @@ mod tests {
                 "{glob} {text}"
             );
         }
+        // A glob of many `*`s against a long stored value (both hostile) is decided at once, not
+        // by trying every split of the text (which would not end).
+        let many = Pattern::parse(&"*a".repeat(30)).unwrap();
+        assert!(!many.matches(&format!("{}b", "a".repeat(29))));
+        assert!(many.matches(&"a".repeat(10_000)));
     }
 
     #[test]
