@@ -277,7 +277,9 @@ mod tests {
         };
         let xss = ("xss", "body:t");
         let long = ("malformedRequest", "body:t");
-        let table: &[(String, &Protections, &[(&str, &str)])] = &[
+        // (body, protections, the findings expected)
+        type Case<'a> = (String, &'a Protections, &'a [(&'a str, &'a str)]);
+        let table: &[Case] = &[
             (format!("t={}", pad(cap)), &on, &[]),
             (format!("t={}", pad(cap + 1)), &on, &[long]),
             (format!("t={attack}{}", pad(3 * cap)), &on, &[xss, long]),
