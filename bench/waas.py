@@ -126,6 +126,36 @@ def start(args, app, port, firewall, tmp):
     return proc
 
 
+def descendants(pid):
+    """Every process below `pid` (the defender's supervisor and the application under it)."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def stop(proc):
+    """Kills `proc` and everything below it: killing the defender alone would leave its
+    supervisor and the application running, holding the port and the CPUs."""
+    for pid in descendants(proc.pid) + [proc.pid]:
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+    proc.wait()
+
+
 def load_average():
     return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
@@ -159,8 +189,7 @@ def main():
                                 results.setdefault((label, app, firewall), []).append(
                                     wrk(port, args.seconds, connections, post and script))
                     finally:
-                        proc.kill()
-                        proc.wait()
+                        stop(proc)
     lines = [
         f"Machine: {platform.node()}, {os.cpu_count()} CPUs, kernel {platform.release()}; "
         f"load average (1, 5, 15 min) {load_before} before, {load_average()} after; "
