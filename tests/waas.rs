@@ -201,6 +201,71 @@ fn benign_requests_arrive_unchanged_over_kept_alive_connections() {
     assert!(app.waas_audits().is_empty(), "{:#?}", app.waas_audits());
 }
 
+/// Which of the application's accepted connections carried each of three requests sent by one
+/// curl, on one client connection.
+fn app_connections(app: &Running) -> Vec<u64> {
+    let out = Command::new(require("curl"))
+        .args(["-s", "--max-time", "20", "-w", "\n"])
+        .args([app.url("/a"), app.url("/b"), app.url("/c")])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&out.stdout);
+    out.lines()
+        .map(|l| {
+            let json: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {out}"));
+            json["connection"].as_u64().unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn each_client_connection_keeps_one_application_connection_alive() {
+    let app = start(Some(PROTECTED), "127.0.0.1", 1);
+    // One connection to the application for a client connection's requests, not one each.
+    let first = app_connections(&app);
+    assert_eq!(first.len(), 3, "{first:?}");
+    assert!(first.iter().all(|c| *c == first[0]), "{first:?}");
+    // Another client connection has one of its own: never shared between clients.
+    let second = app_connections(&app);
+    assert_eq!(second.len(), 3, "{second:?}");
+    assert!(second.iter().all(|c| *c == second[0]), "{second:?}");
+    assert_ne!(first[0], second[0]);
+}
+
+#[test]
+fn a_value_too_long_to_read_whole_is_read_at_both_ends_and_refused() {
+    let app = start(Some(PROTECTED), "127.0.0.1", 1);
+    let post = |body: String| {
+        let file = app.world.path("body.txt");
+        std::fs::write(&file, body).unwrap();
+        curl(&[
+            "--data-binary",
+            &format!("@{}", file.display()),
+            &app.url("/echo"),
+        ])
+    };
+    let cap = defender::waas::inspect::INSPECTED_VALUE_BYTES;
+    let pad = "a".repeat(cap + 1000);
+    let attack = "<script>alert(1)</script>";
+    // At the cap, read whole and passed.
+    let whole = format!("t={}", "a".repeat(cap));
+    assert_eq!(post(whole.clone()), (200, whole));
+    // Padded on both sides: the attack is in the unread middle, so the value is refused as one
+    // too long to read.
+    let (code, body) = post(format!("t={pad}{attack}{pad}"));
+    assert_eq!(code, 403, "{body}");
+    assert_eq!(app.audit_of("malformedRequest")["field"], "body:t");
+    assert!(
+        !app.waas_audits().iter().any(|a| a["attack"] == "xss"),
+        "{:#?}",
+        app.waas_audits()
+    );
+    // Padded on one side: the tail is read, and the attack is named.
+    let (code, body) = post(format!("t={pad}{attack}"));
+    assert_eq!(code, 403, "{body}");
+    assert_eq!(app.audit_of("xss")["field"], "body:t");
+}
+
 #[test]
 fn each_protection_refuses_its_attack_and_names_the_field() {
     let app = start(Some(PROTECTED), "0.0.0.0", 1);

@@ -2,8 +2,15 @@
 //! connection read as HTTP/1.1, each request inspected ([`inspect`](super::inspect())) and judged
 //! ([`guard`](super::guard)) against the WAAS rule in force at that moment, then refused (403 with
 //! a request id) or forwarded to the application's socket on its loopback address, with
-//! `X-Forwarded-For` appended. Everything runs on one tokio current-thread runtime in one thread,
-//! started by the first takeover: a defender with no port taken over has neither.
+//! `X-Forwarded-For` appended. Everything runs in worker threads, one per CPU the defender may use
+//! (at most [`MAX_WORKERS`]), each with a tokio current-thread runtime of its own, started by the
+//! first takeover: a defender with no port taken over has none. Each worker accepts on every
+//! front listener and serves the connections it accepted from start to end, so that a request
+//! never crosses threads (a wake-up of another thread is a futex and an inter-processor
+//! interrupt, dearer on a VM than the request's own work). Each client connection has its own connection
+//! to the application, opened at its first request passed and kept alive as long as both are:
+//! never one shared between clients, so that a request the two HTTP parsers read differently
+//! cannot make the application answer another client's request with it.
 //!
 //! Bodies are buffered (at most the app's `maxBodyBytes`) so that the whole request is judged
 //! before the application sees a byte of it; responses are streamed back unchanged. A connection
@@ -69,9 +76,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The proxy: its runtime's handle and what every connection shares.
+/// The most worker threads the proxy runs: one per CPU up to this (each is a thread of the
+/// supervisor, and a larger machine's containers rarely give one application more CPUs).
+pub const MAX_WORKERS: usize = 8;
+
+/// The proxy: its workers' runtimes and what every connection shares.
 pub struct Proxy {
-    runtime: tokio::runtime::Handle,
+    /// Never empty.
+    runtimes: Vec<tokio::runtime::Handle>,
     shared: Arc<Shared>,
 }
 
@@ -127,22 +139,27 @@ struct Front {
 }
 
 impl Proxy {
-    /// Starts the runtime in a thread of its own (`waas-proxy`).
+    /// Starts [`workers`] threads named `waas-proxy`, each running a current-thread runtime of
+    /// its own.
     pub fn start(live: Live, scope: Scope, report: Report) -> std::io::Result<Proxy> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .enable_time()
-            .build()?;
-        let handle = runtime.handle().clone();
-        std::thread::Builder::new()
-            .name("waas-proxy".into())
-            .spawn(move || {
-                // The signatures compiled before the first request rather than during it.
-                super::warm_up();
-                runtime.block_on(std::future::pending::<()>())
-            })?;
+        let count = workers(std::thread::available_parallelism().ok());
+        let mut runtimes = Vec::with_capacity(count);
+        for _ in 0..count {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .enable_time()
+                .build()?;
+            runtimes.push(runtime.handle().clone());
+            std::thread::Builder::new()
+                .name("waas-proxy".into())
+                .spawn(move || {
+                    // The signatures compiled before the first request rather than during it.
+                    super::warm_up();
+                    runtime.block_on(std::future::pending::<()>())
+                })?;
+        }
         Ok(Proxy {
-            runtime: handle,
+            runtimes,
             shared: Arc::new(Shared {
                 live,
                 scope,
@@ -155,23 +172,44 @@ impl Proxy {
     }
 
     /// Serves `listener` (bound and listening on the address the application asked for) for the
-    /// application port `port`, whose socket listens at `backend`. `listener` must be
+    /// application port `port`, whose socket listens at `backend`: every worker accepts on it
+    /// (a copy of the descriptor each), and serves what it accepted itself. `listener` must be
     /// non-blocking.
     pub fn serve(&self, listener: std::net::TcpListener, port: u16, backend: SocketAddr) {
         lock(&PROTECTED).insert(port);
-        let shared = self.shared.clone();
         let front = Front { port, backend };
-        self.runtime.spawn(async move {
-            let listener = match TcpListener::from_std(listener) {
-                Ok(l) => l,
-                Err(e) => {
-                    log::error!("waas: port {port}: {e}");
-                    return;
-                }
-            };
-            accept_loop(listener, front, shared).await;
-        });
+        let Some((last, others)) = self.runtimes.split_last() else {
+            return;
+        };
+        let mut listeners = Vec::with_capacity(self.runtimes.len());
+        for runtime in others {
+            match listener.try_clone() {
+                Ok(copy) => listeners.push((runtime, copy)),
+                // Fewer workers accept on this port; the last one always does.
+                Err(e) => log::warn!("waas: port {port}: a worker's copy of the listener: {e}"),
+            }
+        }
+        listeners.push((last, listener));
+        for (runtime, listener) in listeners {
+            let shared = self.shared.clone();
+            runtime.spawn(async move {
+                let listener = match TcpListener::from_std(listener) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        log::error!("waas: port {port}: {e}");
+                        return;
+                    }
+                };
+                accept_loop(listener, front, shared).await;
+            });
+        }
     }
+}
+
+/// How many worker threads: one per CPU the defender may run on (its affinity and cgroup quota,
+/// as the standard library reads them), at least one, at most [`MAX_WORKERS`].
+fn workers(cpus: Option<std::num::NonZeroUsize>) -> usize {
+    cpus.map_or(1, usize::from).clamp(1, MAX_WORKERS)
 }
 
 async fn accept_loop(listener: TcpListener, front: Front, shared: Arc<Shared>) {
@@ -427,7 +465,10 @@ impl Conn {
             // uninspected until the application binds it again.
             return self.forward(req, None).await;
         };
-        let request_id = uuid::Uuid::new_v4().to_string();
+        // Drawn only for a request that is audited or refused: a random id per request passed
+        // would cost a getrandom system call each.
+        let id = std::sync::OnceLock::new();
+        let request_id = || -> &str { id.get_or_init(|| uuid::Uuid::new_v4().to_string()) };
         let method = req.method().as_str().to_owned();
         let url = req.uri().to_string();
         let seen = |field: &'static str| Seen {
@@ -435,7 +476,7 @@ impl Conn {
             url: &url,
             source: self.source,
             field,
-            request_id: &request_id,
+            request_id: request_id(),
         };
         let now = Instant::now();
         let audit = |attack, effect, seen: &Seen| {
@@ -443,11 +484,11 @@ impl Conn {
         };
         if lock(&self.state.bans).banned(self.source, now) {
             audit(Attack::Banned, Effect::Prevent, &seen("source"));
-            return refusal(&request_id, true);
+            return refusal(request_id(), true);
         }
         if guard::denied(app, self.source) {
             audit(Attack::DeniedSource, Effect::Prevent, &seen("source"));
-            return refusal(&request_id, true);
+            return refusal(request_id(), true);
         }
         if let Some(limit) = &app.rate_limit
             && limit.effect != Effect::Disable
@@ -455,7 +496,7 @@ impl Conn {
         {
             audit(Attack::RateLimit, limit.effect, &seen("source"));
             if self.refuses(app, limit.effect, now) {
-                return refusal(&request_id, false);
+                return refusal(request_id(), false);
             }
         }
         // The body, whole, at most `maxBodyBytes`: larger is a malformed request, refused
@@ -473,7 +514,7 @@ impl Conn {
                     None
                 }
                 // The client went away or sent a broken body: nothing to answer.
-                Err(_) => return refusal(&request_id, true),
+                Err(_) => return refusal(request_id(), true),
             },
         };
         let Some(body) = body else {
@@ -483,7 +524,7 @@ impl Conn {
             };
             audit(Attack::MalformedRequest, effect, &seen("body"));
             self.refuses(app, effect, now);
-            return refusal(&request_id, true);
+            return refusal(request_id(), true);
         };
         let names: Vec<String> = req
             .headers()
@@ -538,7 +579,7 @@ impl Conn {
                 Effect::Prevent
             };
             self.refuses(app, effect, now);
-            return refusal(&request_id, false);
+            return refusal(request_id(), false);
         }
         self.forward(req, Some(body)).await
     }
@@ -647,6 +688,19 @@ impl Conn {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_worker_per_cpu_within_bounds() {
+        for (cpus, want) in [
+            (None, 1),
+            (Some(1), 1),
+            (Some(2), 2),
+            (Some(64), MAX_WORKERS),
+        ] {
+            let cpus = cpus.and_then(std::num::NonZeroUsize::new);
+            assert_eq!(workers(cpus), want, "{cpus:?}");
+        }
+    }
 
     #[test]
     fn header_names_as_audits_show_them() {

@@ -7,10 +7,12 @@ address getsockname() gives it (behind the firewall: a loopback address).
 
   GET  /status/CODE  answers CODE with the body "status CODE"
   GET  anything else a JSON object: method, path, X-Forwarded-For and Upgrade as received, the
-                     listener
+                     listener, and which of the connections it accepted carries the request
+                     (1, 2, ... in order: the tests see whether the firewall's are kept alive)
   POST /echo         the body exactly as received (Content-Length or chunked), same content type
   GET  /ws           with Upgrade: websocket, answers 101 and then echoes raw bytes
 """
+import itertools
 import json
 import os
 import socket
@@ -25,9 +27,17 @@ family = socket.AF_INET6 if ":" in address else socket.AF_INET
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # The head and the body are two writes: with Nagle's algorithm the body would wait for the
+    # client's delayed ACK of the head (about 40 ms a response), which bench/waas.py would measure.
+    disable_nagle_algorithm = True
 
     def log_message(self, *args):
         pass
+
+    def setup(self):
+        # Once per connection; next() on a count is atomic under the interpreter's lock.
+        self.connection_number = next(self.server.accepted)
+        super().setup()
 
     def reply(self, code, body, content_type="application/json"):
         self.send_response(code)
@@ -59,6 +69,7 @@ class Handler(BaseHTTPRequestHandler):
             "xff": self.headers.get_all("X-Forwarded-For") or [],
             "upgrade": self.headers.get("Upgrade"),
             "listener": self.server.index,
+            "connection": self.connection_number,
         }
         self.reply(200, json.dumps(body).encode())
 
@@ -84,6 +95,7 @@ class Server(ThreadingHTTPServer):
 
     def __init__(self, index):
         self.index = index
+        self.accepted = accepted
         super().__init__((address, port), Handler, bind_and_activate=False)
         if listeners > 1:
             self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
@@ -91,6 +103,7 @@ class Server(ThreadingHTTPServer):
         self.server_activate()
 
 
+accepted = itertools.count(1)
 servers = [Server(i) for i in range(listeners)]
 with open(ready + ".tmp", "w") as f:
     for s in servers:
