@@ -24,6 +24,30 @@ fn release_binary_is_statically_linked() {
     );
 }
 
+/// The budget of the static binary copied into every container (docs/benchmarks.md, "Binary
+/// size"): its symbols stripped, its relocations packed, its cold crates built for size.
+#[test]
+fn release_binary_is_within_its_size_budget() {
+    const BUDGET: u64 = 6 * 1024 * 1024;
+    let size = std::fs::metadata(static_binary()).unwrap().len();
+    assert!(
+        size <= BUDGET,
+        "the static binary is {size} bytes, over the {BUDGET} of the budget \
+         (a build with CARGO_PROFILE_RELEASE_STRIP=none keeps its symbols and is larger)"
+    );
+    // Packed relocations (RELR), which musl's start-up applies: RELA would take about 0.4 MB.
+    let out = Command::new(common::require("readelf"))
+        .args(["--dynamic", "--wide"])
+        .arg(static_binary())
+        .output()
+        .unwrap();
+    assert!(
+        common::stdout(&out).contains("(RELR)"),
+        "{}",
+        common::stdout(&out)
+    );
+}
+
 /// The packages of the console's server (web framework, templates, SQLite, password hashing,
 /// charts, metrics) that the defender must not depend on. (tokio and hyper are the defender's own
 /// too since the web application firewall: its proxy, started only when a WAAS rule protects a

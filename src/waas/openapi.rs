@@ -1,4 +1,4 @@
-//! OpenAPI enforcement: an app's `openapi` document (OpenAPI 3.0, read by the `openapiv3` crate)
+//! OpenAPI enforcement: an app's `openapi` document (OpenAPI 3.0, read strictly from its JSON)
 //! compiled once into path matchers and schema checks, and the check of one request against it
 //! (an `apiViolation`). Pure.
 //!
@@ -12,12 +12,8 @@
 
 use std::collections::HashMap;
 
-use openapiv3::{
-    AdditionalProperties, OpenAPI, Operation, Parameter, ParameterSchemaOrContent, ReferenceOr,
-    RequestBody, SchemaKind, Type,
-};
 use regex::bytes::{Regex, RegexBuilder};
-use serde_json::{Number, Value};
+use serde_json::{Map, Number, Value};
 
 use super::decode::{label, percent_lenient};
 use super::inspect::{Finding, Request};
@@ -123,55 +119,74 @@ const CHECK_BUDGET: usize = 100_000;
 impl Api {
     /// Compiles an OpenAPI 3.0 document; an error names where in the document it is
     /// (`paths./orders.get.parameters[0]: ...`).
+    ///
+    /// The document is read straight from its JSON, only for what is enforced, but strictly: a
+    /// field OpenAPI requires must be there, every field read must have its type, and a schema
+    /// may only use the keywords of OpenAPI 3.0 (a misspelt `maxLenght` would otherwise leave a
+    /// check out unseen).
     pub fn compile(document: &Value) -> Result<Api, String> {
-        let spec: OpenAPI = serde_path_to_error::deserialize(document)
-            .map_err(|e| format!("{}: {}", e.path(), e.inner()))?;
-        if !spec.openapi.starts_with("3.") {
-            return Err(format!(
-                "openapi: version {:?} is not OpenAPI 3",
-                spec.openapi
-            ));
+        let root = object(document, "the OpenAPI document")?;
+        let version = required(root, "openapi", "", text)?;
+        if !version.starts_with("3.") {
+            return Err(format!("openapi: version {version:?} is not OpenAPI 3"));
         }
-        let mut compiler = Compiler::default();
-        let components = spec.components.clone().unwrap_or_default();
+        let info = required(root, "info", "", object)?;
+        required(info, "title", "info", text)?;
+        required(info, "version", "info", text)?;
+        let components = member(root, "components", "", object)?;
+        let section = |key: &str| -> Result<Option<&Map<String, Value>>, String> {
+            components.map_or(Ok(None), |c| member(c, key, "components", object))
+        };
+        let mut compiler = Compiler {
+            parameters: section("parameters")?,
+            request_bodies: section("requestBodies")?,
+            ..Compiler::default()
+        };
+        let schemas = section("schemas")?;
         // Every component schema gets its index first, so references can point ahead.
-        for (index, name) in components.schemas.keys().enumerate() {
+        for (index, name) in schemas.into_iter().flat_map(Map::keys).enumerate() {
             compiler
                 .named
                 .insert(format!("#/components/schemas/{name}"), index);
             compiler.arena.push(Schema::default());
         }
-        for (index, (name, schema)) in components.schemas.iter().enumerate() {
+        for (index, (name, schema)) in schemas.into_iter().flatten().enumerate() {
             let compiled = compiler.schema(schema, &format!("components.schemas.{name}"))?;
             compiler.arena[index] = compiler.arena[compiled].clone();
         }
-        let bases = if spec.servers.is_empty() {
+        let servers = member(root, "servers", "", array)?.unwrap_or_default();
+        let bases = if servers.is_empty() {
             vec![String::new()]
         } else {
-            spec.servers.iter().map(|s| server_path(&s.url)).collect()
+            let mut bases = Vec::new();
+            for (i, server) in servers.iter().enumerate() {
+                let at = format!("servers[{i}]");
+                bases.push(server_path(required(
+                    object(server, &at)?,
+                    "url",
+                    &at,
+                    text,
+                )?));
+            }
+            bases
         };
         let mut paths = Vec::new();
-        for (template, item) in &spec.paths.paths {
+        for (template, item) in required(root, "paths", "", object)? {
             let at = format!("paths.{template}");
-            let ReferenceOr::Item(item) = item else {
+            let item = object(item, &at)?;
+            if item.contains_key("$ref") {
                 return Err(format!("{at}: a path item reference is not supported"));
-            };
+            }
             let (matcher, names) = path_matcher(template).map_err(|e| format!("{at}: {e}"))?;
-            let shared = compiler.parameters(&item.parameters, &components, &at)?;
+            let shared = compiler.parameters(item, &at)?;
             let mut operations = Vec::new();
-            for (method, operation) in [
-                ("GET", &item.get),
-                ("PUT", &item.put),
-                ("POST", &item.post),
-                ("DELETE", &item.delete),
-                ("OPTIONS", &item.options),
-                ("HEAD", &item.head),
-                ("PATCH", &item.patch),
-                ("TRACE", &item.trace),
+            for method in [
+                "GET", "PUT", "POST", "DELETE", "OPTIONS", "HEAD", "PATCH", "TRACE",
             ] {
-                if let Some(operation) = operation {
-                    let at = format!("{at}.{}", method.to_ascii_lowercase());
-                    let spec = compiler.operation(operation, &shared, &components, &at)?;
+                let key = method.to_ascii_lowercase();
+                if let Some(operation) = item.get(&key) {
+                    let at = join(&at, &key);
+                    let spec = compiler.operation(object(operation, &at)?, &shared, &at)?;
                     operations.push((method, spec));
                 }
             }
@@ -606,37 +621,151 @@ fn path_matcher(template: &str) -> Result<(Regex, Vec<String>), String> {
         .map_err(|e| e.to_string())
 }
 
-#[derive(Default)]
-struct Compiler {
-    arena: Vec<Schema>,
-    named: HashMap<String, usize>,
+/// The keywords a Schema Object of OpenAPI 3.0 may have (besides `x-` extensions), enforced or not.
+const SCHEMA_KEYWORDS: [&str; 36] = [
+    "$ref",
+    "title",
+    "description",
+    "type",
+    "format",
+    "nullable",
+    "enum",
+    "default",
+    "example",
+    "multipleOf",
+    "maximum",
+    "exclusiveMaximum",
+    "minimum",
+    "exclusiveMinimum",
+    "maxLength",
+    "minLength",
+    "pattern",
+    "maxItems",
+    "minItems",
+    "uniqueItems",
+    "maxProperties",
+    "minProperties",
+    "required",
+    "properties",
+    "additionalProperties",
+    "items",
+    "allOf",
+    "oneOf",
+    "anyOf",
+    "not",
+    "discriminator",
+    "readOnly",
+    "writeOnly",
+    "xml",
+    "externalDocs",
+    "deprecated",
+];
+
+/// `at.key`, or `key` at the document's root.
+fn join(at: &str, key: &str) -> String {
+    if at.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{at}.{key}")
+    }
 }
 
-impl Compiler {
+/// The member `key` of the object at `at`, read by `read` (given the member's place), if present.
+fn member<'a, T>(
+    map: &'a Map<String, Value>,
+    key: &str,
+    at: &str,
+    read: impl FnOnce(&'a Value, &str) -> Result<T, String>,
+) -> Result<Option<T>, String> {
+    map.get(key).map(|v| read(v, &join(at, key))).transpose()
+}
+
+/// The member `key` that OpenAPI requires of the object at `at`.
+fn required<'a, T>(
+    map: &'a Map<String, Value>,
+    key: &str,
+    at: &str,
+    read: impl FnOnce(&'a Value, &str) -> Result<T, String>,
+) -> Result<T, String> {
+    member(map, key, at, read)?.ok_or_else(|| format!("{}: required but missing", join(at, key)))
+}
+
+/// `found`, the value at `at` read as `what`, or an error naming the place and the value.
+fn expect<T>(found: Option<T>, value: &Value, at: &str, what: &str) -> Result<T, String> {
+    found.ok_or_else(|| format!("{at}: expected {what}, not {}", short(value)))
+}
+
+fn object<'a>(value: &'a Value, at: &str) -> Result<&'a Map<String, Value>, String> {
+    expect(value.as_object(), value, at, "an object")
+}
+
+fn array<'a>(value: &'a Value, at: &str) -> Result<&'a [Value], String> {
+    expect(value.as_array().map(Vec::as_slice), value, at, "an array")
+}
+
+fn text<'a>(value: &'a Value, at: &str) -> Result<&'a str, String> {
+    expect(value.as_str(), value, at, "a string")
+}
+
+fn flag(value: &Value, at: &str) -> Result<bool, String> {
+    expect(value.as_bool(), value, at, "true or false")
+}
+
+fn number(value: &Value, at: &str) -> Result<f64, String> {
+    expect(value.as_f64(), value, at, "a number")
+}
+
+fn count(value: &Value, at: &str) -> Result<usize, String> {
+    let count = value.as_u64().and_then(|n| usize::try_from(n).ok());
+    expect(count, value, at, "an integer of 0 or more")
+}
+
+#[derive(Default)]
+struct Compiler<'a> {
+    arena: Vec<Schema>,
+    named: HashMap<String, usize>,
+    /// `components.parameters` and `components.requestBodies`, where references lead.
+    parameters: Option<&'a Map<String, Value>>,
+    request_bodies: Option<&'a Map<String, Value>>,
+}
+
+impl<'a> Compiler<'a> {
+    /// The `parameters` of a path item or an operation (`owner`, at `at`).
     fn parameters(
         &mut self,
-        list: &[ReferenceOr<Parameter>],
-        components: &openapiv3::Components,
+        owner: &'a Map<String, Value>,
         at: &str,
     ) -> Result<Vec<ParamSpec>, String> {
         let mut out = Vec::new();
+        let list = member(owner, "parameters", at, array)?.unwrap_or_default();
         for (i, parameter) in list.iter().enumerate() {
             let at = format!("{at}.parameters[{i}]");
-            let parameter = follow(parameter, &components.parameters, "parameters", &at)?;
-            let (data, location) = match parameter {
-                Parameter::Query { parameter_data, .. } => (parameter_data, Location::Query),
-                Parameter::Header { parameter_data, .. } => (parameter_data, Location::Header),
-                Parameter::Path { parameter_data, .. } => (parameter_data, Location::Path),
-                Parameter::Cookie { parameter_data, .. } => (parameter_data, Location::Cookie),
+            let parameter = follow(parameter, self.parameters, "parameters", &at)?;
+            let name = required(parameter, "name", &at, text)?;
+            let location = match required(parameter, "in", &at, text)? {
+                "query" => Location::Query,
+                "header" => Location::Header,
+                "path" => Location::Path,
+                "cookie" => Location::Cookie,
+                other => {
+                    return Err(format!(
+                        "{at}.in: {other:?} is not query, header, path or cookie"
+                    ));
+                }
             };
-            let schema = match &data.format {
-                ParameterSchemaOrContent::Schema(schema) => Some(self.schema(schema, &at)?),
-                ParameterSchemaOrContent::Content(_) => None,
+            let schema = match (parameter.get("schema"), parameter.get("content")) {
+                (Some(schema), _) => Some(self.schema(schema, &at)?),
+                (None, Some(content)) => {
+                    object(content, &join(&at, "content"))?;
+                    None
+                }
+                (None, None) => return Err(format!("{at}: neither schema nor content")),
             };
             out.push(ParamSpec {
-                name: data.name.clone(),
+                name: name.to_owned(),
                 location,
-                required: data.required || location == Location::Path,
+                required: member(parameter, "required", &at, flag)?.unwrap_or(false)
+                    || location == Location::Path,
                 schema,
             });
         }
@@ -645,12 +774,12 @@ impl Compiler {
 
     fn operation(
         &mut self,
-        operation: &Operation,
+        operation: &'a Map<String, Value>,
         shared: &[ParamSpec],
-        components: &openapiv3::Components,
         at: &str,
     ) -> Result<OperationSpec, String> {
-        let own = self.parameters(&operation.parameters, components, at)?;
+        required(operation, "responses", at, object)?;
+        let own = self.parameters(operation, at)?;
         // An operation's parameter replaces the path item's of the same name and location.
         let mut parameters: Vec<ParamSpec> = shared
             .iter()
@@ -661,24 +790,22 @@ impl Compiler {
             .cloned()
             .collect();
         parameters.extend(own);
-        let body = match &operation.request_body {
+        let body = match operation.get("requestBody") {
             None => None,
             Some(body) => {
-                let at = format!("{at}.requestBody");
-                let body: &RequestBody =
-                    follow(body, &components.request_bodies, "requestBodies", &at)?;
+                let at = join(at, "requestBody");
+                let body = follow(body, self.request_bodies, "requestBodies", &at)?;
                 let mut content = Vec::new();
-                for (media, spec) in &body.content {
-                    let schema = match &spec.schema {
-                        Some(schema) => {
-                            Some(self.schema(schema, &format!("{at}.content.{media}"))?)
-                        }
-                        None => None,
-                    };
+                for (media, spec) in member(body, "content", &at, object)?.into_iter().flatten() {
+                    let at = format!("{at}.content.{media}");
+                    let schema = object(spec, &at)?
+                        .get("schema")
+                        .map(|schema| self.schema(schema, &at))
+                        .transpose()?;
                     content.push((media.to_ascii_lowercase(), schema));
                 }
                 Some(BodySpec {
-                    required: body.required,
+                    required: member(body, "required", &at, flag)?.unwrap_or(false),
                     content,
                 })
             }
@@ -687,177 +814,107 @@ impl Compiler {
     }
 
     /// Compiles a schema (or follows its reference) into the arena; returns its index.
-    fn schema<S: std::borrow::Borrow<openapiv3::Schema>>(
-        &mut self,
-        schema: &ReferenceOr<S>,
-        at: &str,
-    ) -> Result<usize, String> {
-        let schema = match schema {
-            ReferenceOr::Reference { reference } => {
-                let target = *self.named.get(reference).ok_or_else(|| {
-                    format!(
-                        "{at}: reference {reference} does not name a schema of components.schemas"
-                    )
-                })?;
-                self.arena.push(Schema {
-                    target: Some(target),
-                    ..Schema::default()
-                });
-                return Ok(self.arena.len() - 1);
-            }
-            ReferenceOr::Item(schema) => schema.borrow(),
+    fn schema(&mut self, value: &'a Value, at: &str) -> Result<usize, String> {
+        let map = object(value, at)?;
+        if let Some(reference) = member(map, "$ref", at, text)? {
+            let target = *self.named.get(reference).ok_or_else(|| {
+                format!("{at}: reference {reference} does not name a schema of components.schemas")
+            })?;
+            self.arena.push(Schema {
+                target: Some(target),
+                ..Schema::default()
+            });
+            return Ok(self.arena.len() - 1);
+        }
+        if let Some(key) = map
+            .keys()
+            .find(|k| !SCHEMA_KEYWORDS.contains(&k.as_str()) && !k.starts_with("x-"))
+        {
+            return Err(format!(
+                "{}: not a keyword of an OpenAPI 3.0 schema",
+                join(at, key)
+            ));
+        }
+        let bound = |key: &str, exclusive: &str| -> Result<Option<(f64, bool)>, String> {
+            let Some(bound) = member(map, key, at, number)? else {
+                return Ok(None);
+            };
+            Ok(Some((
+                bound,
+                member(map, exclusive, at, flag)?.unwrap_or(false),
+            )))
         };
         let mut out = Schema {
-            nullable: schema.schema_data.nullable,
+            nullable: member(map, "nullable", at, flag)?.unwrap_or(false),
+            kind: member(map, "type", at, |value, at| match text(value, at)? {
+                "string" => Ok(Kind::String),
+                "number" => Ok(Kind::Number),
+                "integer" => Ok(Kind::Integer),
+                "boolean" => Ok(Kind::Boolean),
+                "object" => Ok(Kind::Object),
+                "array" => Ok(Kind::Array),
+                other => Err(format!("{at}: unknown type {other:?}")),
+            })?,
+            enumeration: member(map, "enum", at, array)?
+                .map(<[Value]>::to_vec)
+                .unwrap_or_default(),
+            minimum: bound("minimum", "exclusiveMinimum")?,
+            maximum: bound("maximum", "exclusiveMaximum")?,
+            min_length: member(map, "minLength", at, count)?,
+            max_length: member(map, "maxLength", at, count)?,
+            pattern: member(map, "pattern", at, |value, at| {
+                RegexBuilder::new(text(value, at)?)
+                    .unicode(false)
+                    .build()
+                    .map_err(|e| format!("{at}: {e}"))
+            })?,
+            min_items: member(map, "minItems", at, count)?,
+            max_items: member(map, "maxItems", at, count)?,
             ..Schema::default()
         };
-        let pattern = |p: &Option<String>| -> Result<Option<Regex>, String> {
-            p.as_deref()
-                .map(|p| {
-                    RegexBuilder::new(p)
-                        .unicode(false)
-                        .build()
-                        .map_err(|e| format!("{at}.pattern: {e}"))
-                })
-                .transpose()
-        };
-        match &schema.schema_kind {
-            SchemaKind::Type(Type::String(t)) => {
-                out.kind = Some(Kind::String);
-                out.enumeration = t
-                    .enumeration
-                    .iter()
-                    .flatten()
-                    .map(|s| Value::from(s.as_str()))
-                    .collect();
-                (out.min_length, out.max_length) = (t.min_length, t.max_length);
-                out.pattern = pattern(&t.pattern)?;
+        for (name, property) in member(map, "properties", at, object)?.into_iter().flatten() {
+            let index = self.schema(property, &format!("{at}.properties.{name}"))?;
+            out.properties.push((name.clone(), index));
+        }
+        for (i, name) in member(map, "required", at, array)?
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            out.required
+                .push(text(name, &format!("{at}.required[{i}]"))?.to_owned());
+        }
+        match map.get("additionalProperties") {
+            None | Some(Value::Bool(true)) => {}
+            Some(Value::Bool(false)) => out.closed = true,
+            Some(schema) => {
+                out.additional = Some(self.schema(schema, &join(at, "additionalProperties"))?);
             }
-            SchemaKind::Type(Type::Number(t)) => {
-                out.kind = Some(Kind::Number);
-                out.enumeration = t
-                    .enumeration
-                    .iter()
-                    .flatten()
-                    .map(|n| Value::from(*n))
-                    .collect();
-                out.minimum = t.minimum.map(|m| (m, t.exclusive_minimum));
-                out.maximum = t.maximum.map(|m| (m, t.exclusive_maximum));
-            }
-            SchemaKind::Type(Type::Integer(t)) => {
-                out.kind = Some(Kind::Integer);
-                out.enumeration = t
-                    .enumeration
-                    .iter()
-                    .flatten()
-                    .map(|n| Value::from(*n))
-                    .collect();
-                out.minimum = t.minimum.map(|m| (m as f64, t.exclusive_minimum));
-                out.maximum = t.maximum.map(|m| (m as f64, t.exclusive_maximum));
-            }
-            SchemaKind::Type(Type::Boolean(t)) => {
-                out.kind = Some(Kind::Boolean);
-                out.enumeration = t
-                    .enumeration
-                    .iter()
-                    .flatten()
-                    .map(|b| Value::from(*b))
-                    .collect();
-            }
-            SchemaKind::Type(Type::Object(t)) => {
-                out.kind = Some(Kind::Object);
-                self.object(
-                    &mut out,
-                    &t.properties,
-                    &t.required,
-                    t.additional_properties.as_ref(),
-                    at,
-                )?;
-            }
-            SchemaKind::Type(Type::Array(t)) => {
-                out.kind = Some(Kind::Array);
-                (out.min_items, out.max_items) = (t.min_items, t.max_items);
-                out.items = t
-                    .items
-                    .as_ref()
-                    .map(|i| self.schema(i, &format!("{at}.items")))
-                    .transpose()?;
-            }
-            SchemaKind::OneOf { one_of: list } | SchemaKind::AnyOf { any_of: list } => {
-                out.any_of = self.list(list, at)?;
-            }
-            SchemaKind::AllOf { all_of } => out.all_of = self.list(all_of, at)?,
-            SchemaKind::Not { .. } => {}
-            SchemaKind::Any(any) => {
-                out.kind = match any.typ.as_deref() {
-                    None => None,
-                    Some("string") => Some(Kind::String),
-                    Some("number") => Some(Kind::Number),
-                    Some("integer") => Some(Kind::Integer),
-                    Some("boolean") => Some(Kind::Boolean),
-                    Some("object") => Some(Kind::Object),
-                    Some("array") => Some(Kind::Array),
-                    Some(other) => return Err(format!("{at}.type: unknown type {other:?}")),
-                };
-                out.enumeration = any.enumeration.clone();
-                out.minimum = any
-                    .minimum
-                    .map(|m| (m, any.exclusive_minimum.unwrap_or(false)));
-                out.maximum = any
-                    .maximum
-                    .map(|m| (m, any.exclusive_maximum.unwrap_or(false)));
-                (out.min_length, out.max_length) = (any.min_length, any.max_length);
-                (out.min_items, out.max_items) = (any.min_items, any.max_items);
-                out.pattern = pattern(&any.pattern)?;
-                self.object(
-                    &mut out,
-                    &any.properties,
-                    &any.required,
-                    any.additional_properties.as_ref(),
-                    at,
-                )?;
-                out.items = any
-                    .items
-                    .as_ref()
-                    .map(|i| self.schema(i, &format!("{at}.items")))
-                    .transpose()?;
-                out.all_of = self.list(&any.all_of, at)?;
-                out.any_of = self.list(&any.any_of, at)?;
-                out.any_of.extend(self.list(&any.one_of, at)?);
-            }
+        }
+        out.items = map
+            .get("items")
+            .map(|items| self.schema(items, &join(at, "items")))
+            .transpose()?;
+        out.all_of = self.list(map, "allOf", at)?;
+        out.any_of = self.list(map, "anyOf", at)?;
+        out.any_of.extend(self.list(map, "oneOf", at)?);
+        // Not enforced, but read as strictly as the rest.
+        if let Some(not) = map.get("not") {
+            self.schema(not, &join(at, "not"))?;
         }
         self.arena.push(out);
         Ok(self.arena.len() - 1)
     }
 
-    fn object(
-        &mut self,
-        out: &mut Schema,
-        properties: &indexmap::IndexMap<String, ReferenceOr<Box<openapiv3::Schema>>>,
-        required: &[String],
-        additional: Option<&AdditionalProperties>,
-        at: &str,
-    ) -> Result<(), String> {
-        for (name, property) in properties {
-            let index = self.schema(property, &format!("{at}.properties.{name}"))?;
-            out.properties.push((name.clone(), index));
-        }
-        out.required = required.to_vec();
-        match additional {
-            Some(AdditionalProperties::Any(false)) => out.closed = true,
-            Some(AdditionalProperties::Schema(schema)) => {
-                out.additional = Some(self.schema(schema, &format!("{at}.additionalProperties"))?);
-            }
-            Some(AdditionalProperties::Any(true)) | None => {}
-        }
-        Ok(())
-    }
-
+    /// The schemas of `allOf`, `anyOf` or `oneOf` (`key`).
     fn list(
         &mut self,
-        list: &[ReferenceOr<openapiv3::Schema>],
+        map: &'a Map<String, Value>,
+        key: &str,
         at: &str,
     ) -> Result<Vec<usize>, String> {
+        let list = member(map, key, at, array)?.unwrap_or_default();
+        let at = join(at, key);
         list.iter()
             .enumerate()
             .map(|(i, s)| self.schema(s, &format!("{at}[{i}]")))
@@ -895,26 +952,23 @@ fn refuse_loops(arena: &[Schema]) -> Result<(), String> {
 }
 
 /// A parameter or request body, through its `#/components/{kind}/Name` reference if it is one.
-fn follow<'a, T>(
-    mut item: &'a ReferenceOr<T>,
-    named: &'a indexmap::IndexMap<String, ReferenceOr<T>>,
+fn follow<'a>(
+    mut item: &'a Value,
+    named: Option<&'a Map<String, Value>>,
     kind: &str,
     at: &str,
-) -> Result<&'a T, String> {
+) -> Result<&'a Map<String, Value>, String> {
     for _ in 0..MAX_REFERENCE_HOPS {
-        match item {
-            ReferenceOr::Item(found) => return Ok(found),
-            ReferenceOr::Reference { reference } => {
-                item = reference
-                    .strip_prefix(&format!("#/components/{kind}/"))
-                    .and_then(|name| named.get(name))
-                    .ok_or_else(|| {
-                        format!(
-                            "{at}: reference {reference} does not name one of components.{kind}"
-                        )
-                    })?;
-            }
-        }
+        let found = object(item, at)?;
+        let Some(reference) = member(found, "$ref", at, text)? else {
+            return Ok(found);
+        };
+        item = reference
+            .strip_prefix(&format!("#/components/{kind}/"))
+            .and_then(|name| named?.get(name))
+            .ok_or_else(|| {
+                format!("{at}: reference {reference} does not name one of components.{kind}")
+            })?;
     }
     Err(format!(
         "{at}: references loop (more than {MAX_REFERENCE_HOPS} in a row)"
@@ -1162,6 +1216,162 @@ mod tests {
         let violation = api.violation(&request).unwrap();
         assert_eq!(violation.field, "body");
         assert!(violation.reason.contains("matches none"), "{violation:?}");
+    }
+
+    /// What OpenAPI requires, and the type of every field read, as the `openapiv3` crate used
+    /// to check them; and the keywords of a schema, which it ignored when unknown.
+    #[test]
+    fn malformed_documents_are_refused_with_the_place() {
+        let with_path = |item: Value| {
+            json!({ "openapi": "3.0.0", "info": { "title": "t", "version": "1" },
+                    "paths": { "/a": item } })
+        };
+        let with_parameter = |parameter: Value| {
+            with_path(json!({ "get": { "responses": {}, "parameters": [parameter] } }))
+        };
+        let with_schema =
+            |schema: Value| with_parameter(json!({ "name": "x", "in": "query", "schema": schema }));
+        let table = [
+            (json!([]), "the OpenAPI document: expected an object"),
+            (json!({ "info": {} }), "openapi: required but missing"),
+            (
+                json!({ "openapi": 3, "info": {}, "paths": {} }),
+                "openapi: expected a string, not 3",
+            ),
+            (
+                json!({ "openapi": "3.0.0", "info": { "version": "1" }, "paths": {} }),
+                "info.title: required but missing",
+            ),
+            (
+                json!({ "openapi": "3.0.0", "info": { "title": "t", "version": 1 }, "paths": {} }),
+                "info.version: expected a string",
+            ),
+            (
+                json!({ "openapi": "3.0.0", "info": { "title": "t", "version": "1" } }),
+                "paths: required but missing",
+            ),
+            (
+                json!({ "openapi": "3.0.0", "info": { "title": "t", "version": "1" },
+                        "paths": {}, "servers": [{ "description": "no url" }] }),
+                "servers[0].url: required but missing",
+            ),
+            (
+                json!({ "openapi": "3.0.0", "info": { "title": "t", "version": "1" },
+                        "paths": {}, "components": { "schemas": [] } }),
+                "components.schemas: expected an object",
+            ),
+            (with_path(json!([])), "paths./a: expected an object"),
+            (
+                with_path(json!({ "$ref": "#/paths/~1b" })),
+                "paths./a: a path item reference is not supported",
+            ),
+            (
+                with_path(json!({ "get": {} })),
+                "paths./a.get.responses: required but missing",
+            ),
+            (
+                with_path(
+                    json!({ "post": { "responses": {}, "requestBody": { "required": "yes" } } }),
+                ),
+                "paths./a.post.requestBody.required: expected true or false",
+            ),
+            (
+                with_path(
+                    json!({ "post": { "responses": {}, "requestBody": { "$ref": "#/components/requestBodies/B" } } }),
+                ),
+                "paths./a.post.requestBody: reference #/components/requestBodies/B does not name one of components.requestBodies",
+            ),
+            (
+                with_path(json!({ "get": { "responses": {}, "parameters": {} } })),
+                "paths./a.get.parameters: expected an array",
+            ),
+            (
+                with_parameter(json!({ "in": "query", "schema": {} })),
+                "paths./a.get.parameters[0].name: required but missing",
+            ),
+            (
+                with_parameter(json!({ "name": "x", "in": "body", "schema": {} })),
+                "paths./a.get.parameters[0].in: \"body\" is not query, header, path or cookie",
+            ),
+            (
+                with_parameter(json!({ "name": "x", "in": "query" })),
+                "paths./a.get.parameters[0]: neither schema nor content",
+            ),
+            (
+                with_schema(json!({ "type": ["string", "null"] })),
+                "paths./a.get.parameters[0].type: expected a string",
+            ),
+            (
+                with_schema(json!({ "type": "text" })),
+                "paths./a.get.parameters[0].type: unknown type \"text\"",
+            ),
+            (
+                with_schema(json!({ "type": "string", "minLength": -1 })),
+                "paths./a.get.parameters[0].minLength: expected an integer of 0 or more, not -1",
+            ),
+            (
+                with_schema(json!({ "type": "integer", "maximum": "9" })),
+                "paths./a.get.parameters[0].maximum: expected a number",
+            ),
+            (
+                with_schema(json!({ "type": "object", "required": ["a", 1] })),
+                "paths./a.get.parameters[0].required[1]: expected a string",
+            ),
+            (
+                with_schema(json!({ "type": "object", "additionalProperties": "no" })),
+                "paths./a.get.parameters[0].additionalProperties: expected an object",
+            ),
+            (
+                with_schema(json!({ "anyOf": {} })),
+                "paths./a.get.parameters[0].anyOf: expected an array",
+            ),
+            (
+                with_schema(
+                    json!({ "type": "array", "items": { "type": "string", "maxLenght": 3 } }),
+                ),
+                "paths./a.get.parameters[0].items.maxLenght: not a keyword of an OpenAPI 3.0 schema",
+            ),
+        ];
+        for (document, want) in table {
+            let error = Api::compile(&document).unwrap_err();
+            assert!(
+                error.starts_with(want),
+                "{error:?} should start with {want:?}"
+            );
+        }
+        // Extensions, keywords not enforced and parameters by content are accepted.
+        let lenient = with_parameter(json!({ "name": "x", "in": "query", "x-owner": "shop",
+            "content": { "application/json": {} } }));
+        assert!(Api::compile(&lenient).is_ok());
+        let documented = with_schema(json!({ "type": "string", "format": "uuid",
+            "description": "an id", "example": "1", "x-kind": 1, "not": { "enum": ["0"] } }));
+        assert!(Api::compile(&documented).is_ok());
+    }
+
+    /// A schema with a `type` and `allOf` is checked against both (the crate read only the type).
+    #[test]
+    fn type_and_all_of_are_both_checked() {
+        let api = Api::compile(&json!({
+            "openapi": "3.0.0", "info": { "title": "t", "version": "1" },
+            "paths": { "/a": { "get": { "responses": {}, "parameters": [{
+                "name": "x", "in": "query", "required": true,
+                "schema": { "type": "string", "allOf": [{ "maxLength": 3 }] } }] } } }
+        }))
+        .unwrap();
+        let request = |target| Request {
+            method: "GET",
+            target,
+            headers: Vec::new(),
+            body: b"",
+        };
+        assert_eq!(api.violation(&request("/a?x=abc")), None);
+        assert_eq!(
+            api.violation(&request("/a?x=abcd")),
+            Some(Violation {
+                field: "query:x".to_owned(),
+                reason: "query:x: longer than maxLength 3".to_owned()
+            })
+        );
     }
 
     #[test]
