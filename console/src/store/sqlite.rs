@@ -13,8 +13,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
     ActivityEntry, ActivityQuery, AuditField, AuditQuery, Bucket, DefenderSeen, Expired, Heartbeat,
-    Observation, Revision, SessionRecord, Store, StoreError, StoredEvent, StoredPolicy,
-    TokenRecord, UserRecord, audits, deliveries, observations, people,
+    Observation, Revision, SessionRecord, Store, StoreError, StoredEvent, StoredPolicy, Summary,
+    TokenRecord, UserRecord, audits, deliveries, observations, people, rollup,
 };
 use crate::documents::Doc;
 use crate::events::Event;
@@ -89,6 +89,8 @@ const MIGRATIONS: &[&str] = &[
     deliveries::MIGRATION,
     // 10: the WAAS policy's revisions.
     WAAS_POLICIES,
+    // 11: the rollup of audit counts per hour and in all, built from the events stored.
+    rollup::MIGRATION,
 ];
 
 /// Migration 10: the revisions of the WAAS policy, as `policies` holds the runtime policy's.
@@ -232,6 +234,11 @@ fn migrate(c: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// A read transaction: the rollup and the events of the partial hours read at one point in time.
+fn snapshot(c: &mut Connection) -> Result<rusqlite::Transaction<'_>, StoreError> {
+    c.transaction().map_err(StoreError::from)
+}
+
 #[cfg(test)]
 impl Sqlite {
     /// The reading connection, for tests that look at the database itself.
@@ -279,7 +286,7 @@ impl Store for Sqlite {
     fn add_audits(&self, events: &[Event], source: &str, now: &str) -> Result<usize, StoreError> {
         let mut c = lock(&self.writer);
         let tx = c.transaction()?;
-        let mut added = 0;
+        let mut added = Vec::new();
         {
             // Arrival positions are given here, above the newest stored and above every webhook's
             // cursor: SQLite would reuse the positions of the newest rows once deleted, and a
@@ -334,12 +341,14 @@ impl Store for Sqlite {
                 // An id stored already is ignored and takes no position.
                 if inserted == 1 {
                     seq += 1;
+                    added.push(e);
                 }
-                added += inserted;
             }
         }
+        // Counted once per transaction, the duplicates skipped above aside.
+        rollup::add(&tx, &added)?;
         tx.commit()?;
-        Ok(added)
+        Ok(added.len())
     }
 
     fn audits(&self, q: &AuditQuery) -> Result<Vec<StoredEvent>, StoreError> {
@@ -347,7 +356,11 @@ impl Store for Sqlite {
     }
 
     fn count_audits(&self, q: &AuditQuery) -> Result<u64, StoreError> {
-        audits::count(&lock(&self.reader), q)
+        let mut c = lock(&self.reader);
+        match rollup::plan(q, rollup::Ask::Count) {
+            Some(route) => rollup::count(&*snapshot(&mut c)?, q, &route),
+            None => audits::count(&c, q),
+        }
     }
 
     fn audit(&self, id: &str) -> Result<Option<StoredEvent>, StoreError> {
@@ -358,12 +371,30 @@ impl Store for Sqlite {
         &self,
         q: &AuditQuery,
         group: AuditField,
-    ) -> Result<Vec<(String, u64)>, StoreError> {
-        audits::stats(&lock(&self.reader), q, group)
+    ) -> Result<Summary<Vec<(String, u64)>>, StoreError> {
+        let mut c = lock(&self.reader);
+        match rollup::plan(q, rollup::Ask::Stats(group)) {
+            Some(route) => Ok(Summary {
+                rows: rollup::stats(&*snapshot(&mut c)?, q, &route, group)?,
+                sampled: None,
+            }),
+            None => audits::stats(&c, q, group, rollup::SAMPLE),
+        }
     }
 
-    fn audit_histogram(&self, q: &AuditQuery, minutes: u32) -> Result<Vec<Bucket>, StoreError> {
-        audits::histogram(&lock(&self.reader), q, minutes)
+    fn audit_histogram(
+        &self,
+        q: &AuditQuery,
+        minutes: u32,
+    ) -> Result<Summary<Vec<Bucket>>, StoreError> {
+        let mut c = lock(&self.reader);
+        match rollup::plan(q, rollup::Ask::Histogram(minutes)) {
+            Some(route) => Ok(Summary {
+                rows: rollup::histogram(&*snapshot(&mut c)?, q, &route, minutes)?,
+                sampled: None,
+            }),
+            None => audits::histogram(&c, q, minutes, rollup::SAMPLE),
+        }
     }
 
     fn expire(&self, cutoff: &str, batch: u32) -> Result<Expired, StoreError> {
@@ -374,7 +405,15 @@ impl Store for Sqlite {
             &mut expired.defenders,
             &mut expired.observations,
         ];
+        // Audits go by whole hours, the rollup's first: its counts may lead the events by the
+        // few seconds their batches take.
+        let (hour, audits_cutoff) = rollup::aligned(cutoff)?;
+        rollup::expire(&mut lock(&self.writer), hour)?;
         for (table, counter) in audits::EXPIRING.into_iter().zip(counters) {
+            let cutoff = match table.0 {
+                "audits" => &audits_cutoff,
+                _ => cutoff,
+            };
             // The writer is taken per batch: ingestion goes on between them.
             loop {
                 let deleted = audits::expire_batch(&lock(&self.writer), table, cutoff, batch)?;
@@ -945,6 +984,78 @@ mod tests {
             .map(|r| (r.revision, r.by, r.rules))
             .collect();
         assert_eq!(listed, [(2, Some("carol".into()), 1), (1, None, 0)]);
+    }
+
+    /// A database of the console before the rollup (schema version 10) holding events: migration
+    /// 11 counts them, so that totals and summaries answered from the rollup include them.
+    #[test]
+    fn a_database_at_version_10_gets_its_events_rolled_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch(SCHEMA).unwrap();
+        for migration in &MIGRATIONS[..10] {
+            c.execute_batch(migration).unwrap();
+        }
+        c.execute_batch(
+            "INSERT INTO audits (id, time, type, effect, container, image, pid, process, message,
+                                 count, received)
+             VALUES ('a', '2026-11-29T10:00:01.000000Z', 'process', 'prevent', 'web', 'img', 1,
+                     '/bin/x', 'm', 2, 't'),
+                    ('b', '2026-11-29T10:59:59.999999Z', 'dns', 'alert', 'web', 'img', 1,
+                     '/bin/x', 'm', 3, 't'),
+                    ('c', '2026-11-29T11:00:00.000000Z', 'dns', 'alert', 'db', 'img', 1,
+                     '/bin/y', 'm', 4, 't');
+             PRAGMA user_version = 10;",
+        )
+        .unwrap();
+        drop(c);
+        let s = Sqlite::open(&path).unwrap();
+        let rolled: i64 = lock(&s.reader)
+            .query_row(
+                "SELECT events FROM audit_totals WHERE field = 'container' AND value = 'web' \
+                 AND type = 'dns'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(rolled, 1);
+        let all = AuditQuery {
+            limit: 100,
+            ..Default::default()
+        };
+        let web = all.clone().with(AuditField::Container, exact("web"));
+        assert_eq!(s.count_audits(&web).unwrap(), 2);
+        assert_eq!(
+            s.audit_stats(&all, AuditField::Container).unwrap(),
+            Summary {
+                rows: vec![("web".into(), 5), ("db".into(), 4)],
+                sampled: None
+            }
+        );
+        let hours: Vec<(String, u64)> = s
+            .audit_histogram(&all, 60)
+            .unwrap()
+            .rows
+            .into_iter()
+            .map(|b| (b.start, b.count))
+            .collect();
+        assert_eq!(
+            hours,
+            [
+                ("2026-11-29T10:00:00Z".into(), 3),
+                ("2026-11-29T10:00:00Z".into(), 2),
+                ("2026-11-29T11:00:00Z".into(), 4)
+            ]
+        );
+        // New events add to the old ones' counts.
+        s.add_audits(
+            &[event("d", "2026-11-29T11:30:00.000000Z", Kind::Dns, "web")],
+            "defender",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(s.count_audits(&web).unwrap(), 3);
     }
 
     #[test]
