@@ -545,7 +545,8 @@ mod tests {
             ..all()
         };
         // (query, ask, the field whose rows are read and the time, or None: the events answer)
-        let cases: Vec<(AuditQuery, Ask, Option<(Option<AuditField>, Time)>)> = vec![
+        type Read = Option<(Option<AuditField>, Time)>;
+        let cases: Vec<(AuditQuery, Ask, Read)> = vec![
             (all(), Ask::Count, Some((None, Time::All))),
             (all(), Ask::Stats(Type), Some((None, Time::All))),
             (all(), Ask::Stats(Rule), Some((Some(Rule), Time::All))),

@@ -1019,4 +1019,22 @@ mod tests {
             assert_eq!(thousands(n), want);
         }
     }
+
+    /// Counts of a sample say so beside them; exact counts say nothing.
+    #[test]
+    fn sampled_counts_say_what_they_count() {
+        let groups = [(AuditField::Container, vec![("web".to_owned(), 3)])];
+        let note = sample_note(50_000, 60_001);
+        assert_eq!(
+            note,
+            "counts of the newest 50,000 of 60,001 matching events"
+        );
+        let html = summaries(&AuditFilter::default(), &groups, Some(&note)).into_string();
+        assert!(
+            html.contains(&format!(r#"<p class="muted" id="sampled">{note}</p>"#)),
+            "{html}"
+        );
+        let html = summaries(&AuditFilter::default(), &groups, None).into_string();
+        assert!(!html.contains("sampled"), "{html}");
+    }
 }
