@@ -546,6 +546,14 @@ mod tests {
         };
         // (query, ask, the field whose rows are read and the time, or None: the events answer)
         type Read = Option<(Option<AuditField>, Time)>;
+        let inside = |since: &str, until: &str| -> (AuditQuery, Ask, Read) {
+            let time = hours(Some(h + 1), Some(h + 1), &[(since, until)]);
+            (
+                timed(Some(since), Some(until)),
+                Ask::Count,
+                Some((None, time)),
+            )
+        };
         let cases: Vec<(AuditQuery, Ask, Read)> = vec![
             (all(), Ask::Count, Some((None, Time::All))),
             (all(), Ask::Stats(Type), Some((None, Time::All))),
@@ -646,30 +654,8 @@ mod tests {
                 )),
             ),
             // Both ends in one hour, or across one boundary with no whole hour between: events.
-            (
-                timed(Some("10:30:00.000000"), Some("10:45:00.000000")),
-                Ask::Count,
-                Some((
-                    None,
-                    hours(
-                        Some(h + 1),
-                        Some(h + 1),
-                        &[("10:30:00.000000", "10:45:00.000000")],
-                    ),
-                )),
-            ),
-            (
-                timed(Some("10:30:00.000000"), Some("11:15:00.000000")),
-                Ask::Count,
-                Some((
-                    None,
-                    hours(
-                        Some(h + 1),
-                        Some(h + 1),
-                        &[("10:30:00.000000", "11:15:00.000000")],
-                    ),
-                )),
-            ),
+            inside("10:30:00.000000", "10:45:00.000000"),
+            inside("10:30:00.000000", "11:15:00.000000"),
             (
                 timed(Some("11:00:00.000000"), Some("10:00:00.000000")),
                 Ask::Count,

@@ -956,22 +956,28 @@ mod tests {
         assert_eq!(events(s.audits(&by_service).unwrap()), [new]);
     }
 
+    /// A database at schema `version` (as the console of that version left it) holding the rows
+    /// `rows` inserts.
+    fn database_at(path: &Path, version: usize, rows: &str) {
+        let c = Connection::open(path).unwrap();
+        c.execute_batch(SCHEMA).unwrap();
+        for migration in &MIGRATIONS[..version] {
+            c.execute_batch(migration).unwrap();
+        }
+        c.execute_batch(&format!("{rows}; PRAGMA user_version = {version};"))
+            .unwrap();
+    }
+
     /// Revisions saved before authors were kept (schema version 3) stay, with no author.
     #[test]
     fn a_database_at_version_3_keeps_its_revisions_without_authors() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
-        let c = Connection::open(&path).unwrap();
-        c.execute_batch(SCHEMA).unwrap();
-        for migration in &MIGRATIONS[..3] {
-            c.execute_batch(migration).unwrap();
-        }
-        c.execute_batch(
-            r#"INSERT INTO policies (document, updated) VALUES ('{"rules": []}', 't0');
-               PRAGMA user_version = 3;"#,
-        )
-        .unwrap();
-        drop(c);
+        database_at(
+            &path,
+            3,
+            r#"INSERT INTO policies (document, updated) VALUES ('{"rules": []}', 't0')"#,
+        );
         let s = Sqlite::open(&path).unwrap();
         let old = s.revision(Doc::Runtime, 1).unwrap().unwrap();
         assert_eq!((old.document.as_str(), old.by), (r#"{"rules": []}"#, None));
@@ -992,12 +998,9 @@ mod tests {
     fn a_database_at_version_10_gets_its_events_rolled_up() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
-        let c = Connection::open(&path).unwrap();
-        c.execute_batch(SCHEMA).unwrap();
-        for migration in &MIGRATIONS[..10] {
-            c.execute_batch(migration).unwrap();
-        }
-        c.execute_batch(
+        database_at(
+            &path,
+            10,
             "INSERT INTO audits (id, time, type, effect, container, image, pid, process, message,
                                  count, received)
              VALUES ('a', '2026-11-29T10:00:01.000000Z', 'process', 'prevent', 'web', 'img', 1,
@@ -1005,11 +1008,8 @@ mod tests {
                     ('b', '2026-11-29T10:59:59.999999Z', 'dns', 'alert', 'web', 'img', 1,
                      '/bin/x', 'm', 3, 't'),
                     ('c', '2026-11-29T11:00:00.000000Z', 'dns', 'alert', 'db', 'img', 1,
-                     '/bin/y', 'm', 4, 't');
-             PRAGMA user_version = 10;",
-        )
-        .unwrap();
-        drop(c);
+                     '/bin/y', 'm', 4, 't')",
+        );
         let s = Sqlite::open(&path).unwrap();
         let rolled: i64 = lock(&s.reader)
             .query_row(
