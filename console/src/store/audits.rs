@@ -1,6 +1,7 @@
 //! The SQLite side of audit queries: a query's conditions as SQL (exact values by `=`, globs by
 //! `GLOB`, the text search by the FTS5 table `audits_text`), the pages of events and their count,
-//! the summaries (by field, by time), and the batches of retention. Every value reaches SQLite as
+//! the summaries (by field, by time) of the newest matching events where the rollup of counts
+//! cannot answer, and the batches of retention. Every value reaches SQLite as
 //! a bound parameter; the only text built from a request is the FTS5 query, whose terms are
 //! quoted here.
 
