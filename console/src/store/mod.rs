@@ -14,6 +14,7 @@ mod rollup;
 mod sqlite;
 
 pub use query::{AuditField, AuditQuery, Bucket, Expired, Pattern, Search, Summary};
+pub use rollup::SAMPLE;
 pub use sqlite::Sqlite;
 
 use crate::documents::Doc;
@@ -119,7 +120,7 @@ pub trait Store: Send + Sync {
     /// The values of `group` among the events `query` selects, each with the sum of their
     /// events' `count` fields, largest first (ties by value); events without the field are in
     /// no group. `limit` and `offset` apply to the groups. Exact when the rollup answers the
-    /// query; else over the newest `rollup::SAMPLE` (50,000) matching events, said in `sampled` when more match.
+    /// query; else over the newest [`SAMPLE`] matching events, said in `sampled` when more match.
     fn audit_stats(
         &self,
         query: &AuditQuery,

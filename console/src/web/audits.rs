@@ -25,7 +25,7 @@ use super::internal;
 use crate::app::{ApiError, AppState};
 use crate::auth::Person;
 use crate::events::{AuditFilter, Effect as AuditEffect, Event, Kind, MAX_LIMIT};
-use crate::store::{AuditField, AuditQuery, Bucket, Store, StoreError, StoredEvent};
+use crate::store::{AuditField, AuditQuery, Bucket, SAMPLE, Store, StoreError, StoredEvent};
 
 /// Where the page lives, its rows for the live refresh, and an event's own page.
 pub const AUDITS: &str = "/audits";
@@ -95,7 +95,7 @@ async fn find(state: &AppState, filter: &AuditFilter, now: SystemTime) -> Result
                 sampled = sampled.or(counts.sampled);
                 groups.push((group, counts.rows));
             }
-            let (buckets, cut) = histogram(s, &query, now)?;
+            let (buckets, cut) = histogram(s, &query, now, total)?;
             Ok((events, total, groups, buckets, sampled.or(cut)))
         })
         .await?;
@@ -137,14 +137,15 @@ fn sample_note(sample: u64, total: u64) -> String {
 /// The chart's bars for `query` (its limit and offset aside) from its `since` (or its oldest
 /// event) to its `until` (or now), in buckets of the width that suits that range, with the width
 /// and the range's start; or why there is no chart. Also the size of the sample the buckets
-/// were counted over, when storage cut one.
+/// were counted over, when storage cut one. `total`: how many events match.
 fn histogram(
     s: &dyn Store,
     query: &AuditQuery,
     now: SystemTime,
+    total: u64,
 ) -> Result<(Drawn, Option<u64>), StoreError> {
     let mut sampled = None;
-    let drawn = bars(s, query, now, &mut sampled)?;
+    let drawn = bars(s, query, now, total, &mut sampled)?;
     Ok((drawn, sampled))
 }
 
@@ -153,6 +154,7 @@ fn bars(
     s: &dyn Store,
     query: &AuditQuery,
     now: SystemTime,
+    total: u64,
     sampled: &mut Option<u64>,
 ) -> Result<Drawn, StoreError> {
     let mut buckets_of = |minutes: u32| -> Result<Vec<Bucket>, StoreError> {
@@ -189,6 +191,12 @@ fn bars(
         }
     };
     let width = chart::width_for(until.duration_since(from).unwrap_or_default());
+    // Buckets of whole hours when more events match than a sample holds: storage counts those
+    // exactly from its rollup, narrower ones over the newest events only.
+    let width = match total > u64::from(SAMPLE) {
+        true => width.max(60),
+        false => width,
+    };
     let buckets = match coarse {
         Some(days) if width == 24 * 60 => days,
         _ => buckets_of(width as u32)?,
