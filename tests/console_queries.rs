@@ -503,6 +503,173 @@ fn summaries_group_every_field_and_bucket_time_by_effect() {
     );
 }
 
+/// Forty-eight events over four hours (08:00 to 11:59): three containers, types, effects and
+/// counts varying apart from each other.
+fn spread() -> Vec<Value> {
+    (0..48u64)
+        .map(|n| {
+            let time = format!(
+                "2026-11-29T{:02}:{:02}:{:02}Z",
+                8 + n / 12,
+                (n * 13) % 60,
+                n % 60
+            );
+            let mut e = event(&format!("r{n}"), n, &time);
+            e["container"] = ["web-1", "web-2", "db"][n as usize % 3].into();
+            e["type"] = ["process", "dns", "waas"][(n / 3) as usize % 3].into();
+            e["effect"] = ["alert", "prevent", "block"][(n / 2) as usize % 3].into();
+            e["count"] = (n % 5 + 1).into();
+            e
+        })
+        .collect()
+}
+
+/// The sums of `count` per `key` of the events, as a summary lists them: largest first, ties by
+/// key.
+fn sums(events: &[&Value], key: impl Fn(&Value) -> Value) -> Vec<(Value, u64)> {
+    let mut sums: Vec<(Value, u64)> = Vec::new();
+    for e in events {
+        let k = key(e);
+        let n = e["count"].as_u64().unwrap();
+        match sums.iter_mut().find(|(s, _)| *s == k) {
+            Some((_, sum)) => *sum += n,
+            None => sums.push((k, n)),
+        }
+    }
+    sums
+}
+
+/// Totals, summaries and hourly histograms of queries the rollup of counts answers (a glob, a
+/// `since` inside an hour, an `until`), as the posted events say, and as the same queries
+/// answered from the events (an added `pid=*` matches every event but is not rolled up); no
+/// summary says it was sampled.
+#[test]
+fn rolled_up_counts_agree_with_the_events() {
+    let w = common::World::new();
+    let c = Console::start(&w.path("data"));
+    let events = spread();
+    post(&c, &events[..30]);
+    // Delivered again with the rest: the duplicates count once.
+    post(&c, &events[20..]);
+    let time = |e: &Value| e["time"].as_str().unwrap().to_owned();
+    type Filter = Box<dyn Fn(&Value) -> bool>;
+    let queries: Vec<(&str, Filter)> = vec![
+        ("", Box::new(|_| true)),
+        (
+            "container=web-*",
+            Box::new(|e| e["container"].as_str().unwrap().starts_with("web-")),
+        ),
+        (
+            "container=web-1&type=dns",
+            Box::new(|e| e["container"] == "web-1" && e["type"] == "dns"),
+        ),
+        (
+            "since=2026-11-29T09:20:30Z",
+            Box::new(move |e| time(e).as_str() >= "2026-11-29T09:20:30Z"),
+        ),
+        (
+            "effect=[ab]*&since=2026-11-29T08:40:00Z&until=2026-11-29T10:15:00Z",
+            Box::new(move |e| {
+                let t = e["time"].as_str().unwrap();
+                e["effect"] != "prevent"
+                    && ("2026-11-29T08:40:00Z".."2026-11-29T10:15:00Z").contains(&t)
+            }),
+        ),
+        (
+            "container=d*&until=2026-11-29T10:00:00Z",
+            Box::new(|e| e["container"] == "db" && e["time"].as_str().unwrap() < "2026-11-29T10"),
+        ),
+    ];
+    for (query, matches) in &queries {
+        let matching: Vec<&Value> = events.iter().filter(|e| matches(e)).collect();
+        assert!(!matching.is_empty(), "{query}");
+        for query in [query.to_string(), format!("{query}&pid=*")] {
+            let (_, total) = audits(&c, &format!("{query}&limit=1"));
+            assert_eq!(total, matching.len() as u64, "{query}");
+            for group in ["container", "type", "effect"] {
+                let a = get(&c, &format!("{STATS}?group={group}&{query}"));
+                assert_eq!((a.status, a.sampled), (200, None), "{query}: {}", a.body);
+                let mut want = sums(&matching, |e| e[group].clone());
+                want.sort_by(|a, b| {
+                    b.1.cmp(&a.1)
+                        .then_with(|| a.0.as_str().unwrap().cmp(b.0.as_str().unwrap()))
+                });
+                let want: Vec<Value> = want
+                    .into_iter()
+                    .map(|(key, count)| json!({"key": key, "count": count}))
+                    .collect();
+                assert_eq!(a.json(), Value::Array(want), "{group} of {query}");
+            }
+            for hours in [1u64, 2] {
+                let a = get(&c, &format!("{STATS}?histogram={}&{query}", hours * 60));
+                assert_eq!((a.status, a.sampled), (200, None), "{query}: {}", a.body);
+                // Buckets start at multiples of their width since the epoch: at even hours.
+                let mut want = sums(&matching, |e| {
+                    let hour: u64 = e["time"].as_str().unwrap()[11..13].parse().unwrap();
+                    json!([
+                        format!("2026-11-29T{:02}:00:00Z", hour / hours * hours),
+                        e["effect"]
+                    ])
+                });
+                want.sort_by_key(|(k, _)| k.to_string());
+                let want: Vec<Value> = want
+                    .into_iter()
+                    .map(|(k, count)| json!({"start": k[0], "count": count, "effect": k[1]}))
+                    .collect();
+                assert_eq!(a.json(), Value::Array(want), "{hours} h of {query}");
+            }
+        }
+    }
+}
+
+/// More than 50,000 events matching a query the rollup cannot answer: its summaries count the
+/// newest 50,000 and say so in `X-Sampled-Events`; its total stays exact, and the summaries the
+/// rollup answers count every event and say nothing.
+#[test]
+fn summaries_beyond_the_rollup_say_they_counted_a_sample() {
+    const SAMPLE: u64 = 50_000;
+    let w = common::World::new();
+    let c = Console::start(&w.path("data"));
+    let events: Vec<Value> = (0..=SAMPLE)
+        .map(|n| {
+            let kind = ["process", "dns"][n as usize % 2];
+            json!({
+                "id": format!("s{n}"), "type": kind,
+                "effect": "alert", "time": format!("2026-11-29T10:{:02}:{:02}Z", n / 1000 % 60, n % 60),
+                "container": "web", "image": "img", "pid": 7, "process": "/bin/x",
+                "message": "m", "count": 1
+            })
+        })
+        .collect();
+    for batch in events.chunks(10_000) {
+        post(&c, batch);
+    }
+    let total = |a: &Answer| -> u64 {
+        a.json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["count"].as_u64().unwrap())
+            .sum()
+    };
+    for query in ["group=type&pid=7", "histogram=1", "histogram=60&pid=7"] {
+        let a = get(&c, &format!("{STATS}?{query}"));
+        assert_eq!(
+            (a.status, a.sampled),
+            (200, Some(SAMPLE)),
+            "{query}: {}",
+            a.body
+        );
+        assert_eq!(total(&a), SAMPLE, "{query}");
+    }
+    assert_eq!(audits(&c, "pid=7&limit=1").1, SAMPLE + 1);
+    for query in ["group=type", "histogram=60", "group=type&container=w*"] {
+        let a = get(&c, &format!("{STATS}?{query}"));
+        assert_eq!((a.status, a.sampled), (200, None), "{query}: {}", a.body);
+        assert_eq!(total(&a), SAMPLE + 1, "{query}");
+    }
+}
+
 /// Runs SQL on the console's database with python3's sqlite3; the rows as JSON.
 fn sql(data: &Path, statement: &str) -> Value {
     let script = "import json, sqlite3, sys\n\

@@ -240,6 +240,9 @@ async fn post_audits(
 
 /// The header that tells how many events match a query, before `limit` and `offset`.
 const TOTAL: &str = "x-total-count";
+/// The header that says a summary counted only this many of the newest matching events (ours:
+/// the rollup of counts could not answer it, and reading every match would not be bounded).
+const SAMPLED: &str = "x-sampled-events";
 /// Summary rows when no limit is asked for: groups, or histogram buckets.
 const STATS_LIMIT: u32 = 100;
 const HISTOGRAM_LIMIT: u32 = events::MAX_LIMIT;
@@ -294,6 +297,14 @@ async fn download_audits(
         .into_response())
 }
 
+/// A summary's response, with [`SAMPLED`] when it was computed over a sample.
+fn sampled(sample: Option<u64>, body: impl IntoResponse) -> Response {
+    match sample {
+        Some(n) => ([(SAMPLED, n.to_string())], body).into_response(),
+        None => body.into_response(),
+    }
+}
+
 /// A summary of the events a query selects: `group=FIELD` (the values of one field, largest
 /// first) or `histogram=MINUTES` (buckets of time by effect), exactly one of them.
 async fn audit_stats(
@@ -318,10 +329,11 @@ async fn audit_stats(
             let query = filter.query(STATS_LIMIT).map_err(ApiError::bad_request)?;
             let groups = state.store(move |s| s.audit_stats(&query, field)).await?;
             let body: Vec<serde_json::Value> = groups
-                .into_iter()
+                .rows
+                .iter()
                 .map(|(key, count)| json!({ "key": key, "count": count }))
                 .collect();
-            Ok(Json(body).into_response())
+            Ok(sampled(groups.sampled, Json(body)))
         }
         (None, Some(minutes)) => {
             let minutes = minutes
@@ -340,7 +352,7 @@ async fn audit_stats(
             let buckets = state
                 .store(move |s| s.audit_histogram(&query, minutes))
                 .await?;
-            Ok(Json(buckets).into_response())
+            Ok(sampled(buckets.sampled, Json(buckets.rows)))
         }
         _ => Err(ApiError::bad_request(
             "group or histogram: exactly one of them is required",

@@ -101,6 +101,8 @@ pub struct Answer {
     pub retry_after: Option<String>,
     /// `X-Total-Count`: how many audits match a query, before its limit and offset.
     pub total_count: Option<u64>,
+    /// `X-Sampled-Events`: how many of the newest matching events a summary counted, when cut.
+    pub sampled: Option<u64>,
     pub body: String,
 }
 
@@ -317,6 +319,7 @@ impl Console {
             location: header("location"),
             retry_after: header("retry-after"),
             total_count: header("x-total-count").map(|n| n.parse().expect("a number")),
+            sampled: header("x-sampled-events").map(|n| n.parse().expect("a number")),
             body: response.body_mut().read_to_string().unwrap_or_default(),
         }
     }

@@ -1,14 +1,15 @@
 //! The SQLite side of audit queries: a query's conditions as SQL (exact values by `=`, globs by
 //! `GLOB` or by the `IN` of the values they match, the text search by the FTS5 table
 //! `audits_text`), the pages of events and their count (planned in `lists`), the summaries (by
-//! field, by time), and the batches of retention. Every value reaches SQLite as
+//! field, by time) of the newest matching events where the rollup of counts cannot answer, and
+//! the batches of retention. Every value reaches SQLite as
 //! a bound parameter; the only text built from a request is the FTS5 query, whose terms are
 //! quoted here.
 
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params_from_iter};
 
-use super::query::{AuditField, AuditQuery, Bucket, GlobPart, Pattern, Search};
+use super::query::{AuditField, AuditQuery, Bucket, GlobPart, Pattern, Search, Summary};
 use super::{StoreError, StoredEvent, lists};
 use crate::events::{Effect, Event, Kind, parse_name};
 
@@ -235,41 +236,82 @@ pub fn count(c: &Connection, q: &AuditQuery) -> Result<u64, StoreError> {
     lists::count(&snapshot, q)
 }
 
-/// The SQL of a summary by `group`, and its parameters.
-pub fn stats_select(q: &AuditQuery, group: AuditField) -> (String, Vec<Value>) {
+/// The newest `sample` events of `conditions`, as a subquery of `columns`: what a summary reads
+/// when the rollup cannot answer it (bounded work, whatever matches); its parameter is appended.
+fn newest(columns: &str, conditions: &str, sample: u32, values: &mut Vec<Value>) -> String {
+    values.push(Value::Integer(sample.into()));
+    format!(
+        "(SELECT {columns} FROM audits WHERE {conditions} ORDER BY time DESC, seq DESC LIMIT ?{})",
+        values.len()
+    )
+}
+
+/// `Some(sample)` when more than `sample` events match `q` (a summary of them is then cut).
+fn cut(c: &Connection, q: &AuditQuery, sample: u32) -> Result<Option<u64>, StoreError> {
     let mut values = Vec::new();
     let conditions = conditions(q, &[], &mut values);
-    let page = page(q, &mut values);
-    let column = column(group);
-    // `+`: grouped by sorting the rows the conditions select (read by their own index), never by
-    // walking the group's index and looking up every row from it.
+    values.push(Value::Integer(i64::from(sample) + 1));
     let sql = format!(
-        "SELECT {column}, sum(count) AS n FROM audits WHERE {conditions} AND {column} IS NOT NULL \
-         GROUP BY +{column} ORDER BY n DESC, {column} {page}"
+        "SELECT count(*) FROM (SELECT 1 FROM audits WHERE {conditions} LIMIT ?{})",
+        values.len()
+    );
+    let n: i64 = c
+        .prepare_cached(&sql)?
+        .query_row(params_from_iter(values), |r| r.get(0))?;
+    Ok((n > i64::from(sample)).then_some(u64::from(sample)))
+}
+
+/// The SQL of a summary by `group` of the newest `sample` matching events, and its parameters.
+pub fn stats_select(q: &AuditQuery, group: AuditField, sample: u32) -> (String, Vec<Value>) {
+    let mut values = Vec::new();
+    let conditions = conditions(q, &[], &mut values);
+    let column = column(group);
+    let newest = newest(
+        &format!("{column} AS g, count"),
+        &conditions,
+        sample,
+        &mut values,
+    );
+    let page = page(q, &mut values);
+    let sql = format!(
+        "SELECT g, sum(count) AS n FROM {newest} WHERE g IS NOT NULL \
+         GROUP BY g ORDER BY n DESC, g {page}"
     );
     (sql, values)
 }
 
-/// The events' `count`s summed per value of `group`, largest first (ties by value).
+/// The events' `count`s summed per value of `group`, largest first (ties by value), over the
+/// newest `sample` matching events.
 pub fn stats(
     c: &Connection,
     q: &AuditQuery,
     group: AuditField,
-) -> Result<Vec<(String, u64)>, StoreError> {
-    let (sql, values) = stats_select(q, group);
+    sample: u32,
+) -> Result<Summary<Vec<(String, u64)>>, StoreError> {
+    let (sql, values) = stats_select(q, group, sample);
     let mut select = c.prepare_cached(&sql)?;
     let rows = select.query_map(params_from_iter(values), |r| {
         Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
     })?;
-    rows.collect::<Result<_, _>>().map_err(StoreError::from)
+    Ok(Summary {
+        rows: rows.collect::<Result<_, _>>()?,
+        sampled: cut(c, q, sample)?,
+    })
 }
 
 /// The events' `count`s summed per bucket of `minutes` and effect, oldest bucket first: the
-/// newest `limit` buckets (after skipping `offset`) that hold events. Buckets start at multiples
-/// of their width since the Unix epoch (a 60-minute bucket starts at a full hour UTC).
-pub fn histogram(c: &Connection, q: &AuditQuery, minutes: u32) -> Result<Vec<Bucket>, StoreError> {
+/// newest `limit` buckets (after skipping `offset`) that hold events, over the newest `sample`
+/// matching events. Buckets start at multiples of their width since the Unix epoch (a
+/// 60-minute bucket starts at a full hour UTC).
+pub fn histogram(
+    c: &Connection,
+    q: &AuditQuery,
+    minutes: u32,
+    sample: u32,
+) -> Result<Summary<Vec<Bucket>>, StoreError> {
     let mut values = Vec::new();
     let conditions = conditions(q, &[], &mut values);
+    let newest = newest("time, effect, count", &conditions, sample, &mut values);
     let page = page(q, &mut values);
     values.push(Value::Integer(i64::from(minutes) * 60));
     let width = values.len();
@@ -277,7 +319,7 @@ pub fn histogram(c: &Connection, q: &AuditQuery, minutes: u32) -> Result<Vec<Buc
         "WITH b AS (
              SELECT CAST(strftime('%s', time) AS INTEGER) / ?{width} * ?{width} AS start,
                     effect, sum(count) AS n
-             FROM audits WHERE {conditions} GROUP BY start, effect)
+             FROM {newest} GROUP BY start, effect)
          SELECT strftime('%Y-%m-%dT%H:%M:%SZ', start, 'unixepoch'), effect, n FROM b
          WHERE start IN (SELECT DISTINCT start FROM b ORDER BY start DESC {page})
          ORDER BY start, effect"
@@ -292,7 +334,10 @@ pub fn histogram(c: &Connection, q: &AuditQuery, minutes: u32) -> Result<Vec<Buc
             count: r.get::<_, i64>(2)? as u64,
         })
     })?;
-    rows.collect::<Result<_, _>>().map_err(StoreError::from)
+    Ok(Summary {
+        rows: rows.collect::<Result<_, _>>()?,
+        sampled: cut(c, q, sample)?,
+    })
 }
 
 /// The tables retention empties, and the column that says how old a row is.
@@ -319,7 +364,7 @@ pub fn expire_batch(
     Ok(deleted as u64)
 }
 
-fn unknown(column: usize, value: String) -> rusqlite::Error {
+pub(super) fn unknown(column: usize, value: String) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(
         column,
         rusqlite::types::Type::Text,
@@ -368,14 +413,14 @@ pub fn stored_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::store::Expired;
     use crate::store::query::Search;
     use crate::store::{Sqlite, Store};
 
     /// An event whose every field is `{id}-{field}`-like, so that each filter tells them apart.
-    fn event(id: &str, n: u32, time: &str) -> Event {
+    pub(in crate::store) fn event(id: &str, n: u32, time: &str) -> Event {
         let text = |field: &str| Some(format!("{id}-{field}"));
         Event {
             id: id.into(),
@@ -408,14 +453,14 @@ mod tests {
         }
     }
 
-    fn store(events: &[Event]) -> (tempfile::TempDir, Sqlite) {
+    pub(in crate::store) fn store(events: &[Event]) -> (tempfile::TempDir, Sqlite) {
         let dir = tempfile::tempdir().unwrap();
         let s = Sqlite::open(&dir.path().join("db")).unwrap();
         s.add_audits(events, "defender", "t").unwrap();
         (dir, s)
     }
 
-    fn all() -> AuditQuery {
+    pub(in crate::store) fn all() -> AuditQuery {
         AuditQuery {
             limit: 100,
             ..AuditQuery::default()
@@ -604,7 +649,7 @@ mod tests {
         assert_eq!(s.count_audits(&page).unwrap(), 5);
         // Sums of `count`: web 10+20+30, db 40+50.
         assert_eq!(
-            s.audit_stats(&all(), AuditField::Container).unwrap(),
+            s.audit_stats(&all(), AuditField::Container).unwrap().rows,
             [("web".to_owned(), 60), ("db".to_owned(), 90)]
                 .into_iter()
                 .rev()
@@ -612,11 +657,11 @@ mod tests {
         );
         let one = AuditQuery { limit: 1, ..all() };
         assert_eq!(
-            s.audit_stats(&one, AuditField::Container).unwrap(),
+            s.audit_stats(&one, AuditField::Container).unwrap().rows,
             [("db".to_owned(), 90)]
         );
         for group in AuditField::GROUPS {
-            let groups = s.audit_stats(&all(), group).unwrap();
+            let groups = s.audit_stats(&all(), group).unwrap().rows;
             assert_eq!(groups.iter().map(|(_, n)| n).sum::<u64>(), 150, "{group:?}");
             assert!(groups.windows(2).all(|w| w[0].1 >= w[1].1), "{groups:?}");
         }
@@ -635,9 +680,9 @@ mod tests {
         minute.sort_by_key(|b| b.effect.as_str());
         minute.push(bucket("2026-11-29T10:01:00Z", effect(3), 40));
         minute.push(bucket("2026-11-29T10:07:00Z", effect(4), 50));
-        assert_eq!(s.audit_histogram(&all(), 1).unwrap(), minute);
+        assert_eq!(s.audit_histogram(&all(), 1).unwrap().rows, minute);
         // Five-minute buckets start at multiples of five minutes.
-        let five = s.audit_histogram(&all(), 5).unwrap();
+        let five = s.audit_histogram(&all(), 5).unwrap().rows;
         let starts: Vec<&str> = five.iter().map(|b| b.start.as_str()).collect();
         assert!(
             starts
@@ -647,12 +692,12 @@ mod tests {
         );
         assert_eq!(five.iter().map(|b| b.count).sum::<u64>(), 150);
         // `limit` keeps the newest buckets.
-        let newest = s.audit_histogram(&one, 1).unwrap();
+        let newest = s.audit_histogram(&one, 1).unwrap().rows;
         assert_eq!(newest, [bucket("2026-11-29T10:07:00Z", effect(4), 50)]);
         // Filters apply.
         let web = all().with(AuditField::Container, Pattern::Exact("web".into()));
         assert_eq!(
-            s.audit_histogram(&web, 60).unwrap().len(),
+            s.audit_histogram(&web, 60).unwrap().rows.len(),
             3.min(Effect::ALL.len())
         );
     }
@@ -795,16 +840,22 @@ mod tests {
             ..all()
         });
         assert!(p.contains("USING INDEX audits_by_time"), "{p}");
-        // A summary reads by the conditions' index, then sorts; without any, the table.
+        // A summary of the newest events reads them newest first by the conditions' index (no
+        // sort of every match), then groups the sample.
         let (sql, values) = stats_select(
             &AuditQuery {
                 since: Some("2026".into()),
                 ..all()
             },
             AuditField::Container,
+            crate::store::rollup::SAMPLE,
         );
         let p = explain(&c, (sql, values));
-        assert!(p[0].contains("USING INDEX audits_by_time"), "{p:?}");
+        assert!(
+            p.iter()
+                .any(|l| l.starts_with("SEARCH audits USING INDEX audits_by_time")),
+            "{p:?}"
+        );
     }
 
     /// The lines of a statement's `EXPLAIN QUERY PLAN`.

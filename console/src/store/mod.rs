@@ -12,10 +12,12 @@ mod lists;
 mod observations;
 mod people;
 mod query;
+mod rollup;
 mod sqlite;
 mod writer;
 
-pub use query::{AuditField, AuditQuery, Bucket, Expired, Pattern, Search};
+pub use query::{AuditField, AuditQuery, Bucket, Expired, Pattern, Search, Summary};
+pub use rollup::SAMPLE;
 pub use sqlite::Sqlite;
 
 use crate::documents::Doc;
@@ -115,21 +117,29 @@ pub trait Store: Send + Sync {
     fn audits(&self, query: &AuditQuery) -> Result<Vec<StoredEvent>, StoreError>;
     /// The event of this `id`, if one is stored (the audits page's event page).
     fn audit(&self, id: &str) -> Result<Option<StoredEvent>, StoreError>;
-    /// How many events `query` selects, its `limit` and `offset` aside.
+    /// How many events `query` selects, its `limit` and `offset` aside; exact (from the rollup
+    /// of counts when it answers the query).
     fn count_audits(&self, query: &AuditQuery) -> Result<u64, StoreError>;
     /// The values of `group` among the events `query` selects, each with the sum of their
     /// events' `count` fields, largest first (ties by value); events without the field are in
-    /// no group. `limit` and `offset` apply to the groups.
+    /// no group. `limit` and `offset` apply to the groups. Exact when the rollup answers the
+    /// query; else over the newest [`SAMPLE`] matching events, said in `sampled` when more match.
     fn audit_stats(
         &self,
         query: &AuditQuery,
         group: AuditField,
-    ) -> Result<Vec<(String, u64)>, StoreError>;
+    ) -> Result<Summary<Vec<(String, u64)>>, StoreError>;
     /// The events `query` selects, their `count` fields summed per bucket of `minutes` (aligned
     /// on the Unix epoch: starts are multiples of the width) and effect, oldest first. Only
     /// buckets holding events are listed: the newest `limit` of them, after skipping `offset`.
-    fn audit_histogram(&self, query: &AuditQuery, minutes: u32) -> Result<Vec<Bucket>, StoreError>;
-    /// Deletes audits (by their `time`), activity-log entries, defenders (by when last seen) and
+    /// Exact or sampled as [`Store::audit_stats`].
+    fn audit_histogram(
+        &self,
+        query: &AuditQuery,
+        minutes: u32,
+    ) -> Result<Summary<Vec<Bucket>>, StoreError>;
+    /// Deletes audits (by their `time`, the cutoff aligned down to a whole hour UTC, with the
+    /// rollup's hours before it), activity-log entries, defenders (by when last seen) and
     /// observations (by when last seen) older than `cutoff`, `batch` rows per write transaction
     /// so that ingestion waits for one batch at most; then refreshes the statistics the backend
     /// chooses its indexes by.

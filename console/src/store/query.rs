@@ -1,6 +1,7 @@
 //! What an audit query asks of storage, backend-neutral: the audit fields one can filter and group
 //! by, a filter value (exact text or a glob, parsed here once), the words of a text search, and
-//! the shapes of the answers (a histogram bucket, what retention deleted).
+//! the shapes of the answers (a histogram bucket, a summary and its sample, what retention
+//! deleted).
 
 use crate::events::Effect;
 
@@ -374,6 +375,15 @@ pub struct Bucket {
     pub start: String,
     pub count: u64,
     pub effect: Effect,
+}
+
+/// A summary's rows, and whether they were computed over a sample: `sampled` is the number of
+/// newest matching events read when more matched (the rollup could not answer and reading them
+/// all would not be bounded); `None` when every matching event counts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Summary<T> {
+    pub rows: T,
+    pub sampled: Option<u64>,
 }
 
 /// What one retention sweep deleted.

@@ -17,8 +17,8 @@ use super::group::Group;
 use super::writer::{Priority, Writer};
 use super::{
     ActivityEntry, ActivityQuery, AuditField, AuditQuery, Bucket, DefenderSeen, Expired, Heartbeat,
-    Observation, Revision, SessionRecord, Store, StoreError, StoredEvent, StoredPolicy,
-    TokenRecord, UserRecord, audits, deliveries, observations, people,
+    Observation, Revision, SessionRecord, Store, StoreError, StoredEvent, StoredPolicy, Summary,
+    TokenRecord, UserRecord, audits, deliveries, observations, people, rollup,
 };
 use crate::documents::Doc;
 use crate::events::{Event, MAX_BATCH};
@@ -93,6 +93,8 @@ const MIGRATIONS: &[&str] = &[
     deliveries::MIGRATION,
     // 10: the WAAS policy's revisions.
     WAAS_POLICIES,
+    // 11: the rollup of audit counts per hour and in all, built from the events stored.
+    rollup::MIGRATION,
 ];
 
 /// Migration 10: the revisions of the WAAS policy, as `policies` holds the runtime policy's.
@@ -262,6 +264,8 @@ fn migrate(c: &mut Connection) -> Result<(), StoreError> {
 fn add_batches(c: &mut Connection, batches: &[Batch]) -> Result<Vec<usize>, StoreError> {
     let tx = c.transaction()?;
     let mut counts = Vec::with_capacity(batches.len());
+    // The events stored, for the counts kept beside them (duplicates skipped).
+    let mut stored = Vec::new();
     {
         // Arrival positions are given here, above the newest stored and above every webhook's
         // cursor: SQLite would reuse the positions of the newest rows once deleted, and a
@@ -316,14 +320,21 @@ fn add_batches(c: &mut Connection, batches: &[Batch]) -> Result<Vec<usize>, Stor
                 // An id stored already is ignored and takes no position.
                 if inserted == 1 {
                     seq += 1;
+                    stored.push(e);
                 }
                 added += inserted;
             }
             counts.push(added);
         }
+        rollup::add(&tx, &stored)?;
     }
     tx.commit()?;
     Ok(counts)
+}
+
+/// A read transaction: the rollup and the events of the partial hours read at one point in time.
+fn snapshot(c: &mut Connection) -> Result<rusqlite::Transaction<'_>, StoreError> {
+    c.transaction().map_err(StoreError::from)
 }
 
 #[cfg(test)]
@@ -386,7 +397,11 @@ impl Store for Sqlite {
     }
 
     fn count_audits(&self, q: &AuditQuery) -> Result<u64, StoreError> {
-        audits::count(&lock(&self.reader), q)
+        let mut c = lock(&self.reader);
+        match rollup::plan(q, rollup::Ask::Count) {
+            Some(route) => rollup::count(&*snapshot(&mut c)?, q, &route),
+            None => audits::count(&c, q),
+        }
     }
 
     fn audit(&self, id: &str) -> Result<Option<StoredEvent>, StoreError> {
@@ -397,12 +412,30 @@ impl Store for Sqlite {
         &self,
         q: &AuditQuery,
         group: AuditField,
-    ) -> Result<Vec<(String, u64)>, StoreError> {
-        audits::stats(&lock(&self.reader), q, group)
+    ) -> Result<Summary<Vec<(String, u64)>>, StoreError> {
+        let mut c = lock(&self.reader);
+        match rollup::plan(q, rollup::Ask::Stats(group)) {
+            Some(route) => Ok(Summary {
+                rows: rollup::stats(&*snapshot(&mut c)?, q, &route, group)?,
+                sampled: None,
+            }),
+            None => audits::stats(&c, q, group, rollup::SAMPLE),
+        }
     }
 
-    fn audit_histogram(&self, q: &AuditQuery, minutes: u32) -> Result<Vec<Bucket>, StoreError> {
-        audits::histogram(&lock(&self.reader), q, minutes)
+    fn audit_histogram(
+        &self,
+        q: &AuditQuery,
+        minutes: u32,
+    ) -> Result<Summary<Vec<Bucket>>, StoreError> {
+        let mut c = lock(&self.reader);
+        match rollup::plan(q, rollup::Ask::Histogram(minutes)) {
+            Some(route) => Ok(Summary {
+                rows: rollup::histogram(&*snapshot(&mut c)?, q, &route, minutes)?,
+                sampled: None,
+            }),
+            None => audits::histogram(&c, q, minutes, rollup::SAMPLE),
+        }
     }
 
     fn expire(&self, cutoff: &str, batch: u32) -> Result<Expired, StoreError> {
@@ -413,7 +446,15 @@ impl Store for Sqlite {
             &mut expired.defenders,
             &mut expired.observations,
         ];
+        // Audits go by whole hours, the rollup's first: its counts may lead the events by the
+        // few seconds their batches take.
+        let (hour, audits_cutoff) = rollup::aligned(cutoff)?;
+        rollup::expire(&mut self.writer.take(Priority::Bulk), hour)?;
         for (table, counter) in audits::EXPIRING.into_iter().zip(counters) {
+            let cutoff = match table.0 {
+                "audits" => &audits_cutoff,
+                _ => cutoff,
+            };
             // The writer is taken per batch: ingestion goes on between them.
             loop {
                 let deleted =
@@ -1004,22 +1045,28 @@ mod tests {
         assert_eq!(events(s.audits(&by_service).unwrap()), [new]);
     }
 
+    /// A database at schema `version` (as the console of that version left it) holding the rows
+    /// `rows` inserts.
+    fn database_at(path: &Path, version: usize, rows: &str) {
+        let c = Connection::open(path).unwrap();
+        c.execute_batch(SCHEMA).unwrap();
+        for migration in &MIGRATIONS[..version] {
+            c.execute_batch(migration).unwrap();
+        }
+        c.execute_batch(&format!("{rows}; PRAGMA user_version = {version};"))
+            .unwrap();
+    }
+
     /// Revisions saved before authors were kept (schema version 3) stay, with no author.
     #[test]
     fn a_database_at_version_3_keeps_its_revisions_without_authors() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
-        let c = Connection::open(&path).unwrap();
-        c.execute_batch(SCHEMA).unwrap();
-        for migration in &MIGRATIONS[..3] {
-            c.execute_batch(migration).unwrap();
-        }
-        c.execute_batch(
-            r#"INSERT INTO policies (document, updated) VALUES ('{"rules": []}', 't0');
-               PRAGMA user_version = 3;"#,
-        )
-        .unwrap();
-        drop(c);
+        database_at(
+            &path,
+            3,
+            r#"INSERT INTO policies (document, updated) VALUES ('{"rules": []}', 't0')"#,
+        );
         let s = Sqlite::open(&path).unwrap();
         let old = s.revision(Doc::Runtime, 1).unwrap().unwrap();
         assert_eq!((old.document.as_str(), old.by), (r#"{"rules": []}"#, None));
@@ -1032,6 +1079,72 @@ mod tests {
             .map(|r| (r.revision, r.by, r.rules))
             .collect();
         assert_eq!(listed, [(2, Some("carol".into()), 1), (1, None, 0)]);
+    }
+
+    /// A database of the console before the rollup (schema version 10) holding events: migration
+    /// 11 counts them, so that totals and summaries answered from the rollup include them.
+    #[test]
+    fn a_database_at_version_10_gets_its_events_rolled_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        database_at(
+            &path,
+            10,
+            "INSERT INTO audits (id, time, type, effect, container, image, pid, process, message,
+                                 count, received)
+             VALUES ('a', '2026-11-29T10:00:01.000000Z', 'process', 'prevent', 'web', 'img', 1,
+                     '/bin/x', 'm', 2, 't'),
+                    ('b', '2026-11-29T10:59:59.999999Z', 'dns', 'alert', 'web', 'img', 1,
+                     '/bin/x', 'm', 3, 't'),
+                    ('c', '2026-11-29T11:00:00.000000Z', 'dns', 'alert', 'db', 'img', 1,
+                     '/bin/y', 'm', 4, 't')",
+        );
+        let s = Sqlite::open(&path).unwrap();
+        let rolled: i64 = lock(&s.reader)
+            .query_row(
+                "SELECT events FROM audit_totals WHERE field = 'container' AND value = 'web' \
+                 AND type = 'dns'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(rolled, 1);
+        let all = AuditQuery {
+            limit: 100,
+            ..Default::default()
+        };
+        let web = all.clone().with(AuditField::Container, exact("web"));
+        assert_eq!(s.count_audits(&web).unwrap(), 2);
+        assert_eq!(
+            s.audit_stats(&all, AuditField::Container).unwrap(),
+            Summary {
+                rows: vec![("web".into(), 5), ("db".into(), 4)],
+                sampled: None
+            }
+        );
+        let hours: Vec<(String, u64)> = s
+            .audit_histogram(&all, 60)
+            .unwrap()
+            .rows
+            .into_iter()
+            .map(|b| (b.start, b.count))
+            .collect();
+        assert_eq!(
+            hours,
+            [
+                ("2026-11-29T10:00:00Z".into(), 3),
+                ("2026-11-29T10:00:00Z".into(), 2),
+                ("2026-11-29T11:00:00Z".into(), 4)
+            ]
+        );
+        // New events add to the old ones' counts.
+        s.add_audits(
+            &[event("d", "2026-11-29T11:30:00.000000Z", Kind::Dns, "web")],
+            "defender",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(s.count_audits(&web).unwrap(), 3);
     }
 
     #[test]

@@ -25,7 +25,7 @@ use super::internal;
 use crate::app::{ApiError, AppState};
 use crate::auth::Person;
 use crate::events::{AuditFilter, Effect as AuditEffect, Event, Kind, MAX_LIMIT};
-use crate::store::{AuditField, AuditQuery, Store, StoreError, StoredEvent};
+use crate::store::{AuditField, AuditQuery, Bucket, SAMPLE, Store, StoreError, StoredEvent};
 
 /// Where the page lives, its results (chart, total, pager, rows, counts) for the live refresh,
 /// and an event's own page.
@@ -70,6 +70,9 @@ struct Found {
     total: u64,
     /// Per group of [`GROUPS`]: its values with their counts, largest first.
     groups: Vec<(AuditField, Vec<(String, u64)>)>,
+    /// How many of the newest matching events the counts and the chart were computed over, when
+    /// not all (storage could not answer the filter from its rollup of counts).
+    sampled: Option<u64>,
     /// The chart's SVG, or why it could not be drawn (said in its place).
     chart: Result<String, String>,
 }
@@ -77,7 +80,7 @@ struct Found {
 /// The page of events `filter` asks for, their total, the counts beside them and the chart.
 async fn find(state: &AppState, filter: &AuditFilter, now: SystemTime) -> Result<Found, Problem> {
     let query = filter.query(PAGE_ROWS).map_err(Problem::Asked)?;
-    let (events, total, groups, buckets) = state
+    let (events, total, groups, buckets, sampled) = state
         .store(move |s| {
             let events = s.audits(&query)?;
             let total = s.count_audits(&query)?;
@@ -86,25 +89,35 @@ async fn find(state: &AppState, filter: &AuditFilter, now: SystemTime) -> Result
                 offset: 0,
                 ..query.clone()
             };
-            let groups = GROUPS
-                .into_iter()
-                .map(|group| Ok((group, s.audit_stats(&summary, group)?)))
-                .collect::<Result<Vec<_>, StoreError>>()?;
-            let buckets = histogram(s, &query, now)?;
-            Ok((events, total, groups, buckets))
+            let mut sampled = None;
+            let mut groups = Vec::with_capacity(GROUPS.len());
+            for group in GROUPS {
+                let counts = s.audit_stats(&summary, group)?;
+                sampled = sampled.or(counts.sampled);
+                groups.push((group, counts.rows));
+            }
+            let (buckets, cut) = histogram(s, &query, now, total)?;
+            Ok((events, total, groups, buckets, sampled.or(cut)))
         })
         .await?;
     let chart = buckets.and_then(|(bars, width, from)| {
-        let title = format!(
-            "Audit events over time by effect, {width}-minute buckets, {} in all",
-            thousands(total)
-        );
+        let title = match sampled {
+            Some(n) => format!(
+                "Audit events over time by effect, {width}-minute buckets, {}",
+                sample_note(n, total)
+            ),
+            None => format!(
+                "Audit events over time by effect, {width}-minute buckets, {} in all",
+                thousands(total)
+            ),
+        };
         chart::svg(&bars, width, from, now, &title).map_err(|e| e.to_string())
     });
     Ok(Found {
         events,
         total,
         groups,
+        sampled,
         chart,
     })
 }
@@ -113,16 +126,49 @@ async fn find(state: &AppState, filter: &AuditFilter, now: SystemTime) -> Result
 /// no chart.
 type Drawn = Result<(Vec<Bar>, u64, SystemTime), String>;
 
+/// What the counts are when storage computed them over a sample of the matching events.
+fn sample_note(sample: u64, total: u64) -> String {
+    format!(
+        "counts of the newest {} of {} matching events",
+        thousands(sample),
+        thousands(total)
+    )
+}
+
 /// The chart's bars for `query` (its limit and offset aside) from its `since` (or its oldest
 /// event) to its `until` (or now), in buckets of the width that suits that range, with the width
-/// and the range's start; or why there is no chart.
-fn histogram(s: &dyn Store, query: &AuditQuery, now: SystemTime) -> Result<Drawn, StoreError> {
-    let time = |t: &str| humantime::parse_rfc3339(t).map_err(|e| format!("{t}: {e}"));
-    let all = AuditQuery {
-        limit: MAX_LIMIT,
-        offset: 0,
-        ..query.clone()
+/// and the range's start; or why there is no chart. Also the size of the sample the buckets
+/// were counted over, when storage cut one. `total`: how many events match.
+fn histogram(
+    s: &dyn Store,
+    query: &AuditQuery,
+    now: SystemTime,
+    total: u64,
+) -> Result<(Drawn, Option<u64>), StoreError> {
+    let mut sampled = None;
+    let drawn = bars(s, query, now, total, &mut sampled)?;
+    Ok((drawn, sampled))
+}
+
+/// The bars of [`histogram`], noting in `sampled` a sample storage cut.
+fn bars(
+    s: &dyn Store,
+    query: &AuditQuery,
+    now: SystemTime,
+    total: u64,
+    sampled: &mut Option<u64>,
+) -> Result<Drawn, StoreError> {
+    let mut buckets_of = |minutes: u32| -> Result<Vec<Bucket>, StoreError> {
+        let all = AuditQuery {
+            limit: MAX_LIMIT,
+            offset: 0,
+            ..query.clone()
+        };
+        let summary = s.audit_histogram(&all, minutes)?;
+        *sampled = sampled.or(summary.sampled);
+        Ok(summary.rows)
     };
+    let time = |t: &str| humantime::parse_rfc3339(t).map_err(|e| format!("{t}: {e}"));
     let until = match &query.until {
         Some(u) => match time(u) {
             Ok(t) => t.min(now),
@@ -137,7 +183,7 @@ fn histogram(s: &dyn Store, query: &AuditQuery, now: SystemTime) -> Result<Drawn
             Err(e) => return Ok(Err(e)),
         },
         None => {
-            let days = s.audit_histogram(&all, 24 * 60)?;
+            let days = buckets_of(24 * 60)?;
             match days.first().map(|b| time(&b.start)) {
                 Some(Ok(t)) => (t, Some(days)),
                 Some(Err(e)) => return Ok(Err(e)),
@@ -146,9 +192,15 @@ fn histogram(s: &dyn Store, query: &AuditQuery, now: SystemTime) -> Result<Drawn
         }
     };
     let width = chart::width_for(until.duration_since(from).unwrap_or_default());
+    // Buckets of whole hours when more events match than a sample holds: storage counts those
+    // exactly from its rollup, narrower ones over the newest events only.
+    let width = match total > u64::from(SAMPLE) {
+        true => width.max(60),
+        false => width,
+    };
     let buckets = match coarse {
         Some(days) if width == 24 * 60 => days,
-        _ => s.audit_histogram(&all, width as u32)?,
+        _ => buckets_of(width as u32)?,
     };
     // Without a start, the chart starts at its first bar rather than at midnight.
     let from = match (&query.since, buckets.first()) {
@@ -440,10 +492,16 @@ fn pager(filter: &AuditFilter, shown: usize, total: u64) -> Markup {
     }
 }
 
-/// The counts beside the list: each value a link narrowing the list to exactly it.
-fn summaries(filter: &AuditFilter, groups: &[(AuditField, Vec<(String, u64)>)]) -> Markup {
+/// The counts beside the list: each value a link narrowing the list to exactly it; `note` says
+/// when they count a sample.
+fn summaries(
+    filter: &AuditFilter,
+    groups: &[(AuditField, Vec<(String, u64)>)],
+    note: Option<&str>,
+) -> Markup {
     html! {
         aside class="counts" id="counts" {
+            @if let Some(note) = note { p class="muted" id="sampled" { (note) } }
             @for (group, values) in groups {
                 @let name = group.name();
                 section id={ "count-" (name) } {
@@ -516,7 +574,7 @@ fn results(filter: &AuditFilter, found: &Found) -> Markup {
                     tbody id="rows" { (rows(filter, &found.events)) }
                 }
             }
-            (summaries(filter, &found.groups))
+            (summaries(filter, &found.groups, found.sampled.map(|n| sample_note(n, found.total)).as_deref()))
         }
     }
 }
@@ -724,6 +782,7 @@ mod tests {
             events,
             total,
             groups,
+            sampled: None,
             chart: Err("none".into()),
         };
         page(
@@ -991,7 +1050,7 @@ mod tests {
             AuditField::Domain,
             vec![("".to_owned(), 3), ("a.example".to_owned(), 1)],
         )];
-        let html = summaries(&AuditFilter::default(), &groups).into_string();
+        let html = summaries(&AuditFilter::default(), &groups, None).into_string();
         assert!(
             html.contains(r#"<span class="muted">(empty)</span> <span class="count">3"#),
             "{html}"
@@ -1023,5 +1082,23 @@ mod tests {
         ] {
             assert_eq!(thousands(n), want);
         }
+    }
+
+    /// Counts of a sample say so beside them; exact counts say nothing.
+    #[test]
+    fn sampled_counts_say_what_they_count() {
+        let groups = [(AuditField::Container, vec![("web".to_owned(), 3)])];
+        let note = sample_note(50_000, 60_001);
+        assert_eq!(
+            note,
+            "counts of the newest 50,000 of 60,001 matching events"
+        );
+        let html = summaries(&AuditFilter::default(), &groups, Some(&note)).into_string();
+        assert!(
+            html.contains(&format!(r#"<p class="muted" id="sampled">{note}</p>"#)),
+            "{html}"
+        );
+        let html = summaries(&AuditFilter::default(), &groups, None).into_string();
+        assert!(!html.contains("sampled"), "{html}");
     }
 }

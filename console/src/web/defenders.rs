@@ -68,7 +68,7 @@ async fn counts_by_container(state: &AppState, since: SystemTime) -> Result<Coun
                     limit: MAX_LIMIT,
                     ..AuditQuery::default()
                 };
-                for (container, n) in s.audit_stats(&query, AuditField::Container)? {
+                for (container, n) in s.audit_stats(&query, AuditField::Container)?.rows {
                     counts.insert((container, effect), n);
                 }
             }

@@ -1,0 +1,873 @@
+//! The rollup of audit counts: per UTC hour, type and effect, how many events each value of a
+//! few fields has (`audit_counts`), and the same over all time (`audit_totals`); kept by every
+//! stored batch and by retention, and the routing that answers a total, a summary or a histogram
+//! from it (plus at most an hour of events at each unaligned end of the time range) instead of
+//! reading every event the query selects.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, SystemTime};
+
+use rusqlite::types::{Value, ValueRef};
+use rusqlite::{Connection, params_from_iter};
+
+use super::StoreError;
+use super::audits::{conditions, sqlite_glob};
+use super::query::{AuditField, AuditQuery, Bucket, Pattern};
+use crate::events::{Effect, Event, parse_name};
+
+/// Migration 11: the tables (the backfill from the events stored before follows them).
+pub const MIGRATION: &str = concat!(
+    "CREATE TABLE audit_counts (
+    field TEXT NOT NULL, value TEXT NOT NULL, hour INTEGER NOT NULL, type TEXT NOT NULL,
+    effect TEXT NOT NULL, events INTEGER NOT NULL, n INTEGER NOT NULL,
+    PRIMARY KEY (field, value, hour, type, effect)
+) WITHOUT ROWID;
+CREATE TABLE audit_totals (
+    field TEXT NOT NULL, value TEXT NOT NULL, type TEXT NOT NULL, effect TEXT NOT NULL,
+    events INTEGER NOT NULL, n INTEGER NOT NULL,
+    PRIMARY KEY (field, value, type, effect)
+) WITHOUT ROWID;
+",
+    include_str!("rollup_backfill.sql")
+);
+
+/// The fields rolled up: those the audits page summarises and filters most, with few values
+/// each. (`type` and `effect` are columns of every row.)
+pub const FIELDS: [AuditField; 10] = [
+    AuditField::Container,
+    AuditField::Image,
+    AuditField::Rule,
+    AuditField::Attack,
+    AuditField::CustomRule,
+    AuditField::Cluster,
+    AuditField::Family,
+    AuditField::Service,
+    AuditField::Domain,
+    AuditField::Process,
+];
+
+/// The field (and value) every event is counted under.
+const EVERY: &str = "*";
+
+/// How many of the newest matching events a summary the rollup cannot answer reads at most.
+pub const SAMPLE: u32 = 50_000;
+
+/// A time the rollup cannot place in an hour.
+#[derive(Debug, thiserror::Error)]
+#[error("audit time {0:?} is not an RFC 3339 UTC time")]
+pub struct BadTime(String);
+
+impl From<BadTime> for StoreError {
+    fn from(e: BadTime) -> StoreError {
+        StoreError {
+            source: Box::new(e),
+        }
+    }
+}
+
+/// Seconds since the Unix epoch and whether they are whole (no fraction).
+fn seconds(time: &str) -> Result<(i64, bool), BadTime> {
+    humantime::parse_rfc3339(time)
+        .ok()
+        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .and_then(|d| Some((i64::try_from(d.as_secs()).ok()?, d.subsec_nanos() == 0)))
+        .ok_or_else(|| BadTime(time.into()))
+}
+
+/// The hour (Unix seconds / 3600) a time falls in.
+fn hour(time: &str) -> Result<i64, BadTime> {
+    seconds(time).map(|(s, _)| s.div_euclid(3600))
+}
+
+/// The start of an hour, as stored times are written (so that it compares with them as text).
+fn hour_start(hour: i64) -> String {
+    let at = SystemTime::UNIX_EPOCH + Duration::from_secs(hour.max(0) as u64 * 3600);
+    humantime::format_rfc3339_micros(at).to_string()
+}
+
+/// A histogram bucket's start (whole seconds), as buckets are written.
+fn bucket_start(seconds: i64) -> String {
+    let at = SystemTime::UNIX_EPOCH + Duration::from_secs(seconds.max(0) as u64);
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
+/// The value of a rolled-up field in an event (`None`: it lacks it, and is not counted under it).
+fn value(e: &Event, field: AuditField) -> Option<&str> {
+    match field {
+        AuditField::Container => Some(&e.container),
+        AuditField::Image => Some(&e.image),
+        AuditField::Process => Some(&e.process),
+        AuditField::Rule => e.rule.as_deref(),
+        AuditField::Attack => e.attack.as_deref(),
+        AuditField::CustomRule => e.custom_rule.as_deref(),
+        AuditField::Cluster => e.cluster.as_deref(),
+        AuditField::Family => e.family.as_deref(),
+        AuditField::Service => e.service.as_deref(),
+        AuditField::Domain => e.domain.as_deref(),
+        _ => None,
+    }
+}
+
+/// A row of `audit_counts`: field, value, hour, type, effect.
+type Key<'a> = (&'static str, &'a str, i64, &'static str, &'static str);
+
+/// Events and the sum of their `count`s.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub events: u64,
+    pub n: u64,
+}
+
+impl Tally {
+    fn add(&mut self, events: u64, n: u64) {
+        self.events += events;
+        self.n += n;
+    }
+}
+
+/// What stored events add to `audit_counts`, one entry per row touched.
+fn increments<'a>(events: &[&'a Event]) -> Result<BTreeMap<Key<'a>, Tally>, BadTime> {
+    let mut out: BTreeMap<Key<'a>, Tally> = BTreeMap::new();
+    for e in events {
+        let hour = hour(&e.time)?;
+        let (kind, effect) = (e.kind.as_str(), e.effect.as_str());
+        out.entry((EVERY, "", hour, kind, effect))
+            .or_default()
+            .add(1, e.count);
+        for field in FIELDS {
+            if let Some(v) = value(e, field) {
+                out.entry((field.name(), v, hour, kind, effect))
+                    .or_default()
+                    .add(1, e.count);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Counts `inserted` (the events a transaction stored, duplicates skipped) in both tables, each
+/// row once however many events it counts. Called inside the storing transaction.
+pub fn add(c: &Connection, inserted: &[&Event]) -> Result<(), StoreError> {
+    let increments = increments(inserted)?;
+    let mut totals: BTreeMap<(&str, &str, &str, &str), Tally> = BTreeMap::new();
+    let mut hourly = c.prepare_cached(
+        "INSERT INTO audit_counts (field, value, hour, type, effect, events, n) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO UPDATE \
+         SET events = events + excluded.events, n = n + excluded.n",
+    )?;
+    for ((field, value, hour, kind, effect), t) in &increments {
+        hourly.execute(rusqlite::params![
+            field,
+            value,
+            hour,
+            kind,
+            effect,
+            t.events as i64,
+            t.n as i64
+        ])?;
+        totals
+            .entry((field, value, kind, effect))
+            .or_default()
+            .add(t.events, t.n);
+    }
+    let mut total = c.prepare_cached(
+        "INSERT INTO audit_totals (field, value, type, effect, events, n) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO UPDATE \
+         SET events = events + excluded.events, n = n + excluded.n",
+    )?;
+    for ((field, value, kind, effect), t) in totals {
+        total.execute(rusqlite::params![
+            field,
+            value,
+            kind,
+            effect,
+            t.events as i64,
+            t.n as i64
+        ])?;
+    }
+    Ok(())
+}
+
+/// Retention's cutoff aligned down to a whole hour (the events before it are what retention
+/// deletes), and that hour.
+pub fn aligned(cutoff: &str) -> Result<(i64, String), BadTime> {
+    let hour = hour(cutoff)?;
+    Ok((hour, hour_start(hour)))
+}
+
+/// Forgets the hours before `hour`: their rows of `audit_counts` go, and what they counted
+/// leaves `audit_totals` (a row reaching no event goes too). One transaction, so that the two
+/// tables always agree; each (field, value) is read by its key, never by a scan of every hour.
+pub fn expire(c: &mut Connection, hour: i64) -> Result<(), StoreError> {
+    let tx = c.transaction()?;
+    tx.execute(
+        "WITH gone AS (
+             SELECT c.field, c.value, c.type, c.effect, sum(c.events) AS events, sum(c.n) AS n
+             FROM (SELECT DISTINCT field, value FROM audit_totals) AS k
+             JOIN audit_counts AS c ON c.field = k.field AND c.value = k.value AND c.hour < ?1
+             GROUP BY 1, 2, 3, 4)
+         UPDATE audit_totals SET events = audit_totals.events - gone.events,
+                                 n = audit_totals.n - gone.n
+         FROM gone
+         WHERE audit_totals.field = gone.field AND audit_totals.value = gone.value
+           AND audit_totals.type = gone.type AND audit_totals.effect = gone.effect",
+        [hour],
+    )?;
+    tx.execute(
+        "DELETE FROM audit_counts WHERE (field, value, hour, type, effect) IN (
+             SELECT c.field, c.value, c.hour, c.type, c.effect
+             FROM (SELECT DISTINCT field, value FROM audit_totals) AS k
+             JOIN audit_counts AS c ON c.field = k.field AND c.value = k.value AND c.hour < ?1)",
+        [hour],
+    )?;
+    tx.execute("DELETE FROM audit_totals WHERE events <= 0", [])?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// What a query asks the rollup for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ask {
+    /// How many events match.
+    Count,
+    /// The sums of `count` per value of a field.
+    Stats(AuditField),
+    /// The sums of `count` per bucket of these minutes and effect.
+    Histogram(u32),
+}
+
+/// How the rollup answers a query.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    /// The rolled-up field whose rows are read (`None`: field `*`, every event).
+    pub field: Option<AuditField>,
+    /// The query's condition on it, if any.
+    pub value: Option<Pattern>,
+    pub time: Time,
+}
+
+/// Which rows of the rollup, and which events, a route reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Time {
+    /// All of time: `audit_totals`.
+    All,
+    /// The hours `from..to` of `audit_counts` (each end open when `None`), and the events of the
+    /// `[since, until)` spans around them, none longer than an hour.
+    Hours {
+        from: Option<i64>,
+        to: Option<i64>,
+        spans: Vec<(String, String)>,
+    },
+}
+
+/// Whether the rollup answers `ask` of `q`, and how: filters on type, effect and at most one
+/// rolled-up field, no text search; a summary by that field, type, effect (or by any rolled-up
+/// field when none is filtered); histogram buckets of whole hours. `None`: the events answer.
+pub fn plan(q: &AuditQuery, ask: Ask) -> Option<Route> {
+    if q.search.is_some() {
+        return None;
+    }
+    let mut filtered: Option<(AuditField, &Pattern)> = None;
+    for (field, pattern) in &q.fields {
+        match field {
+            AuditField::Type | AuditField::Effect => {}
+            f if FIELDS.contains(f) && filtered.is_none() => filtered = Some((*f, pattern)),
+            _ => return None,
+        }
+    }
+    let field = match (ask, filtered) {
+        (Ask::Histogram(minutes), _) if minutes == 0 || minutes % 60 != 0 => return None,
+        (Ask::Stats(AuditField::Type | AuditField::Effect), f)
+        | (Ask::Count | Ask::Histogram(_), f) => f.map(|(f, _)| f),
+        (Ask::Stats(group), Some((f, _))) if group == f => Some(f),
+        (Ask::Stats(group), None) if FIELDS.contains(&group) => Some(group),
+        (Ask::Stats(_), _) => return None,
+    };
+    let time = time(q, matches!(ask, Ask::Histogram(_)))?;
+    Some(Route {
+        field,
+        value: filtered.map(|(_, p)| p.clone()),
+        time,
+    })
+}
+
+/// The rows and events a time range reads (`hourly`: the hours are needed even for all of time).
+fn time(q: &AuditQuery, hourly: bool) -> Option<Time> {
+    let since = q.since.as_deref().map(seconds).transpose().ok()?;
+    let until = q.until.as_deref().map(seconds).transpose().ok()?;
+    if since.is_none() && until.is_none() && !hourly {
+        return Some(Time::All);
+    }
+    // The first whole hour at or after `since`, the end of the last one before `until`.
+    let from = since.map(|(s, whole)| s.div_euclid(3600) + i64::from(!(whole && s % 3600 == 0)));
+    let to = until.map(|(u, _)| u.div_euclid(3600));
+    let mut spans = Vec::new();
+    match (&q.since, &q.until, from, to) {
+        // Both ends in one hour (or none between them): the events alone.
+        (Some(s), Some(u), Some(f), Some(t)) if f >= t => {
+            if s < u {
+                spans.push((s.clone(), u.clone()));
+            }
+            return Some(Time::Hours {
+                from: Some(f),
+                to: Some(f),
+                spans,
+            });
+        }
+        _ => {}
+    }
+    if let (Some(s), Some(f)) = (&q.since, from) {
+        let start = hour_start(f);
+        if *s != start {
+            spans.push((s.clone(), start));
+        }
+    }
+    if let (Some(u), Some(t)) = (&q.until, to) {
+        let end = hour_start(t);
+        if *u != end {
+            spans.push((end, u.clone()));
+        }
+    }
+    Some(Time::Hours { from, to, spans })
+}
+
+/// `column = ?` or `column GLOB ?` for a pattern, its value appended to `values`.
+fn matching(column: &str, pattern: &Pattern, values: &mut Vec<Value>) -> String {
+    let (op, text) = match pattern {
+        Pattern::Exact(t) => ("=", t.clone()),
+        Pattern::Glob(parts) => ("GLOB", sqlite_glob(parts)),
+    };
+    values.push(Value::Text(text));
+    format!("{column} {op} ?{}", values.len())
+}
+
+/// Per (key, effect): the rollup's rows and the spans' events. The key is the group's value
+/// (stats), the bucket's start (histogram) or nothing (count); the effect only for histograms.
+fn tallies(
+    c: &Connection,
+    q: &AuditQuery,
+    route: &Route,
+    ask: Ask,
+) -> Result<HashMap<(String, String), Tally>, StoreError> {
+    let width = match ask {
+        Ask::Histogram(minutes) => i64::from(minutes) * 60,
+        _ => 0,
+    };
+    let second = match ask {
+        Ask::Histogram(_) => "effect",
+        _ => "''",
+    };
+    // The rollup's rows.
+    let mut values = vec![Value::Text(
+        route.field.map_or(EVERY, AuditField::name).into(),
+    )];
+    let mut clauses = vec!["field = ?1".to_owned()];
+    match &route.value {
+        Some(p) => clauses.push(matching("value", p, &mut values)),
+        None if route.field.is_none() => clauses.push("value = ''".into()),
+        None => {}
+    }
+    for (field, pattern) in &q.fields {
+        match field {
+            AuditField::Type => clauses.push(matching("type", pattern, &mut values)),
+            AuditField::Effect => clauses.push(matching("effect", pattern, &mut values)),
+            _ => {}
+        }
+    }
+    let table = match &route.time {
+        Time::All => "audit_totals",
+        Time::Hours { from, to, .. } => {
+            for (bound, op) in [(from, ">="), (to, "<")] {
+                if let Some(h) = bound {
+                    values.push(Value::Integer(*h));
+                    clauses.push(format!("hour {op} ?{}", values.len()));
+                }
+            }
+            "audit_counts"
+        }
+    };
+    let key = match ask {
+        Ask::Count => "''".to_owned(),
+        Ask::Stats(AuditField::Type) => "type".into(),
+        Ask::Stats(AuditField::Effect) => "effect".into(),
+        Ask::Stats(_) => "value".into(),
+        Ask::Histogram(_) => format!("hour * 3600 / {width} * {width}"),
+    };
+    let mut out = HashMap::new();
+    let sql = format!(
+        "SELECT {key}, {second}, sum(events), sum(n) FROM {table} WHERE {} GROUP BY 1, 2",
+        clauses.join(" AND ")
+    );
+    read(c, &sql, values, &mut out)?;
+    // The events of the partial hours, through the time index (at most an hour each).
+    if let Time::Hours { spans, .. } = &route.time {
+        let (key, present) = match ask {
+            Ask::Count => ("''".to_owned(), String::new()),
+            Ask::Stats(group) => {
+                let column = super::audits::column(group);
+                (column.to_owned(), format!(" AND {column} IS NOT NULL"))
+            }
+            Ask::Histogram(_) => (
+                format!("CAST(strftime('%s', time) AS INTEGER) / {width} * {width}"),
+                String::new(),
+            ),
+        };
+        for (since, until) in spans {
+            let part = AuditQuery {
+                since: Some(since.clone()),
+                until: Some(until.clone()),
+                ..q.clone()
+            };
+            let mut values = Vec::new();
+            let conditions = conditions(&part, &[], &mut values);
+            let sql = format!(
+                "SELECT {key}, {second}, count(*), sum(count) FROM audits INDEXED BY audits_by_time \
+                 WHERE {conditions}{present} GROUP BY 1, 2"
+            );
+            read(c, &sql, values, &mut out)?;
+        }
+    }
+    Ok(out)
+}
+
+/// Adds the rows of `sql` (key, effect, events, n) to `out`.
+fn read(
+    c: &Connection,
+    sql: &str,
+    values: Vec<Value>,
+    out: &mut HashMap<(String, String), Tally>,
+) -> Result<(), StoreError> {
+    let mut select = c.prepare_cached(sql)?;
+    let mut rows = select.query(params_from_iter(values))?;
+    while let Some(r) = rows.next()? {
+        let key = match r.get_ref(0)? {
+            ValueRef::Integer(start) => bucket_start(start),
+            _ => r.get::<_, String>(0)?,
+        };
+        let tally = out.entry((key, r.get(1)?)).or_default();
+        tally.add(
+            r.get::<_, Option<i64>>(2)?.unwrap_or(0) as u64,
+            r.get::<_, Option<i64>>(3)?.unwrap_or(0) as u64,
+        );
+    }
+    Ok(())
+}
+
+/// How many events match (a route for [`Ask::Count`]).
+pub fn count(c: &Connection, q: &AuditQuery, route: &Route) -> Result<u64, StoreError> {
+    let tallies = tallies(c, q, route, Ask::Count)?;
+    Ok(tallies.values().map(|t| t.events).sum())
+}
+
+/// The sums per value of `group`, largest first (ties by value), `limit` after `offset`.
+pub fn stats(
+    c: &Connection,
+    q: &AuditQuery,
+    route: &Route,
+    group: AuditField,
+) -> Result<Vec<(String, u64)>, StoreError> {
+    let mut rows: Vec<(String, u64)> = tallies(c, q, route, Ask::Stats(group))?
+        .into_iter()
+        .map(|((key, _), t)| (key, t.n))
+        .collect();
+    rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    Ok(paged(rows, q))
+}
+
+/// `rows` after `q`'s offset, at most its limit.
+fn paged<T>(rows: Vec<T>, q: &AuditQuery) -> Vec<T> {
+    rows.into_iter()
+        .skip(q.offset as usize)
+        .take(q.limit as usize)
+        .collect()
+}
+
+/// The buckets of `minutes` by effect, oldest first: the newest `limit` starts after `offset`.
+pub fn histogram(
+    c: &Connection,
+    q: &AuditQuery,
+    route: &Route,
+    minutes: u32,
+) -> Result<Vec<Bucket>, StoreError> {
+    let tallies = tallies(c, q, route, Ask::Histogram(minutes))?;
+    let mut starts: Vec<&String> = tallies.keys().map(|(start, _)| start).collect();
+    starts.sort_unstable_by(|a, b| b.cmp(a));
+    starts.dedup();
+    let kept: HashSet<&String> = paged(starts, q).into_iter().collect();
+    let mut buckets = Vec::new();
+    for ((start, effect), t) in &tallies {
+        if kept.contains(start) {
+            buckets.push(Bucket {
+                start: start.clone(),
+                count: t.n,
+                effect: parse_name(effect, &Effect::ALL, Effect::as_str)
+                    .ok_or_else(|| super::audits::unknown(1, effect.clone()))?,
+            });
+        }
+    }
+    buckets.sort_by(|a, b| {
+        (a.start.as_str(), a.effect.as_str()).cmp(&(b.start.as_str(), b.effect.as_str()))
+    });
+    Ok(buckets)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::Kind;
+    use crate::store::audits::tests::{all, event, store};
+    use crate::store::{Sqlite, Store, audits};
+
+    fn at(time: &str) -> i64 {
+        hour(time).unwrap()
+    }
+
+    #[test]
+    fn which_queries_the_rollup_answers() {
+        use AuditField::*;
+        let exact = |f: AuditField, v: &str| (f, Pattern::Exact(v.into()));
+        let glob = |f: AuditField, v: &str| (f, Pattern::parse(v).unwrap());
+        let query = |fields: Vec<(AuditField, Pattern)>| AuditQuery { fields, ..all() };
+        let timed = |since: Option<&str>, until: Option<&str>| AuditQuery {
+            since: since.map(|s| format!("2026-11-29T{s}Z")),
+            until: until.map(|u| format!("2026-11-29T{u}Z")),
+            ..all()
+        };
+        let t = |hm: &str| format!("2026-11-29T{hm}Z");
+        let h = at(&t("10:00:00.000000"));
+        let hours = |from, to, spans: &[(&str, &str)]| Time::Hours {
+            from,
+            to,
+            spans: spans.iter().map(|(a, b)| (t(a), t(b))).collect(),
+        };
+        let no_hours = hours(None, None, &[]);
+        let searched = AuditQuery {
+            search: Some(crate::store::Search::parse("curl").unwrap()),
+            ..all()
+        };
+        // (query, ask, the field whose rows are read and the time, or None: the events answer)
+        type Read = Option<(Option<AuditField>, Time)>;
+        let inside = |since: &str, until: &str| -> (AuditQuery, Ask, Read) {
+            let time = hours(Some(h + 1), Some(h + 1), &[(since, until)]);
+            (
+                timed(Some(since), Some(until)),
+                Ask::Count,
+                Some((None, time)),
+            )
+        };
+        let cases: Vec<(AuditQuery, Ask, Read)> = vec![
+            (all(), Ask::Count, Some((None, Time::All))),
+            (all(), Ask::Stats(Type), Some((None, Time::All))),
+            (all(), Ask::Stats(Rule), Some((Some(Rule), Time::All))),
+            (all(), Ask::Histogram(60), Some((None, no_hours.clone()))),
+            (all(), Ask::Histogram(1440), Some((None, no_hours.clone()))),
+            (all(), Ask::Histogram(30), None),
+            (all(), Ask::Histogram(90), None),
+            (
+                query(vec![exact(Container, "web")]),
+                Ask::Count,
+                Some((Some(Container), Time::All)),
+            ),
+            (
+                query(vec![glob(Container, "web-*")]),
+                Ask::Stats(Container),
+                Some((Some(Container), Time::All)),
+            ),
+            (
+                query(vec![glob(Container, "web-*")]),
+                Ask::Stats(Effect),
+                Some((Some(Container), Time::All)),
+            ),
+            (query(vec![exact(Container, "web")]), Ask::Stats(Rule), None),
+            (
+                query(vec![exact(Domain, "x.test")]),
+                Ask::Histogram(120),
+                Some((Some(Domain), no_hours.clone())),
+            ),
+            (
+                query(vec![
+                    exact(Type, "dns"),
+                    glob(Effect, "[ab]*"),
+                    exact(CustomRule, "nc"),
+                ]),
+                Ask::Stats(CustomRule),
+                Some((Some(CustomRule), Time::All)),
+            ),
+            (
+                query(vec![exact(Type, "dns")]),
+                Ask::Stats(Process),
+                Some((Some(Process), Time::All)),
+            ),
+            (
+                query(vec![exact(Container, "a"), exact(Image, "b")]),
+                Ask::Count,
+                None,
+            ),
+            (
+                query(vec![exact(Container, "a"), exact(Container, "b")]),
+                Ask::Count,
+                None,
+            ),
+            (query(vec![exact(Pid, "7")]), Ask::Count, None),
+            (query(vec![exact(Task, "t")]), Ask::Count, None),
+            (query(vec![glob(Ip, "10.*")]), Ask::Stats(Type), None),
+            (searched, Ask::Count, None),
+            // Time: whole hours from the rollup, the partial ones from the events.
+            (
+                timed(Some("10:00:00.000000"), None),
+                Ask::Count,
+                Some((None, hours(Some(h), None, &[]))),
+            ),
+            (
+                timed(Some("10:30:00.000000"), None),
+                Ask::Stats(Container),
+                Some((
+                    Some(Container),
+                    hours(Some(h + 1), None, &[("10:30:00.000000", "11:00:00.000000")]),
+                )),
+            ),
+            (
+                timed(Some("10:00:00.000001"), Some("12:15:00.000000")),
+                Ask::Count,
+                Some((
+                    None,
+                    hours(
+                        Some(h + 1),
+                        Some(h + 2),
+                        &[
+                            ("10:00:00.000001", "11:00:00.000000"),
+                            ("12:00:00.000000", "12:15:00.000000"),
+                        ],
+                    ),
+                )),
+            ),
+            (
+                timed(None, Some("12:00:00.000000")),
+                Ask::Histogram(60),
+                Some((None, hours(None, Some(h + 2), &[]))),
+            ),
+            (
+                timed(None, Some("12:00:00.500000")),
+                Ask::Count,
+                Some((
+                    None,
+                    hours(None, Some(h + 2), &[("12:00:00.000000", "12:00:00.500000")]),
+                )),
+            ),
+            // Both ends in one hour, or across one boundary with no whole hour between: events.
+            inside("10:30:00.000000", "10:45:00.000000"),
+            inside("10:30:00.000000", "11:15:00.000000"),
+            (
+                timed(Some("11:00:00.000000"), Some("10:00:00.000000")),
+                Ask::Count,
+                Some((None, hours(Some(h + 1), Some(h + 1), &[]))),
+            ),
+        ];
+        for (q, ask, want) in cases {
+            let got = plan(&q, ask).map(|r| (r.field, r.time));
+            assert_eq!(got, want, "{ask:?} of {q:?}");
+        }
+    }
+
+    /// Sixty events over five hours: three containers, rules on most, counts of 1 to 5.
+    fn spread() -> Vec<Event> {
+        (0..60u32)
+            .map(|n| {
+                let time = format!(
+                    "2026-11-29T{:02}:{:02}:{:02}.{n:06}Z",
+                    8 + n / 12,
+                    (n * 7) % 60,
+                    n % 60
+                );
+                let mut e = event(&format!("e{n}"), n, &time);
+                e.container = ["web-1", "web-2", "db"][n as usize % 3].into();
+                e.rule = (n % 4 != 0).then(|| format!("rule-{}", n % 3));
+                e.count = u64::from(n % 5) + 1;
+                e
+            })
+            .collect()
+    }
+
+    /// Every row of a table, as text.
+    fn dump(c: &Connection, table: &str) -> Vec<String> {
+        let mut select = c
+            .prepare(&format!("SELECT * FROM {table} ORDER BY 1, 2, 3, 4, 5"))
+            .unwrap();
+        let columns = select.column_count();
+        select
+            .query_map([], |r| {
+                Ok((0..columns)
+                    .map(|i| format!("{:?}", r.get_ref(i).unwrap()))
+                    .collect::<Vec<_>>()
+                    .join(" "))
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    /// The rollup as stored, and as the backfill script makes it from the events stored.
+    fn rollup_and_backfill(s: &Sqlite) -> [(Vec<String>, Vec<String>); 2] {
+        let c = s.reader_for_tests();
+        let kept = [dump(&c, "audit_counts"), dump(&c, "audit_totals")];
+        c.execute_batch(&format!(
+            "BEGIN; DELETE FROM audit_counts; DELETE FROM audit_totals; {}",
+            include_str!("rollup_backfill.sql")
+        ))
+        .unwrap();
+        let rebuilt = [dump(&c, "audit_counts"), dump(&c, "audit_totals")];
+        c.execute_batch("ROLLBACK").unwrap();
+        let [a, b] = kept;
+        let [x, y] = rebuilt;
+        [(a, x), (b, y)]
+    }
+
+    fn every_event(s: &Sqlite) -> Tally {
+        let c = s.reader_for_tests();
+        let (events, n): (i64, i64) = c
+            .query_row(
+                "SELECT sum(events), sum(n) FROM audit_totals WHERE field = '*'",
+                [],
+                |r| {
+                    Ok((
+                        r.get::<_, Option<i64>>(0)?.unwrap_or(0),
+                        r.get::<_, Option<i64>>(1)?.unwrap_or(0),
+                    ))
+                },
+            )
+            .unwrap();
+        Tally {
+            events: events as u64,
+            n: n as u64,
+        }
+    }
+
+    #[test]
+    fn stored_batches_and_retention_keep_the_rollup_as_the_backfill_makes_it() {
+        let events = spread();
+        let (_dir, s) = store(&events[..40]);
+        // Delivered again with new ones: the duplicates count once.
+        assert_eq!(s.add_audits(&events[30..], "defender", "t").unwrap(), 20);
+        let n: u64 = events.iter().map(|e| e.count).sum();
+        assert_eq!(every_event(&s), Tally { events: 60, n });
+        for (kept, rebuilt) in rollup_and_backfill(&s) {
+            assert!(!kept.is_empty());
+            assert_eq!(kept, rebuilt);
+        }
+        // Retention in the middle of 10:00 deletes the hours before it and what they counted.
+        let expired = s.expire("2026-11-29T10:30:00.000000Z", 7).unwrap();
+        assert_eq!(expired.audits, 24);
+        let left: Vec<&Event> = events
+            .iter()
+            .filter(|e| e.time.as_str() >= "2026-11-29T10")
+            .collect();
+        assert_eq!(
+            every_event(&s),
+            Tally {
+                events: left.len() as u64,
+                n: left.iter().map(|e| e.count).sum()
+            }
+        );
+        for (kept, rebuilt) in rollup_and_backfill(&s) {
+            assert_eq!(kept, rebuilt);
+        }
+        // Everything gone: no row is left counting nothing.
+        s.expire("2026-11-30T00:00:00.000000Z", 7).unwrap();
+        for (kept, _) in rollup_and_backfill(&s) {
+            assert_eq!(kept, Vec::<String>::new());
+        }
+    }
+
+    #[test]
+    fn the_rollup_answers_as_the_events_do() {
+        use AuditField::*;
+        let (_dir, s) = store(&spread());
+        let c = s.reader_for_tests();
+        let t = |hm: &str| Some(format!("2026-11-29T{hm}Z"));
+        let exact = |f: AuditField, v: &str| (f, Pattern::Exact(v.into()));
+        let glob = |f: AuditField, v: &str| (f, Pattern::parse(v).unwrap());
+        let filters = [
+            vec![],
+            vec![exact(Container, "web-1")],
+            vec![glob(Container, "web-*")],
+            vec![glob(Rule, "*-1"), exact(Type, Kind::ALL[1].as_str())],
+            vec![glob(Effect, "[ap]*")],
+        ];
+        let ranges = [
+            (None, None),
+            (t("10:00:00.000000"), None),
+            (t("09:25:00.000000"), None),
+            (t("08:40:13.000000"), t("11:05:00.000000")),
+            (None, t("10:20:00.000000")),
+            (t("09:10:00.000000"), t("09:50:00.000000")),
+        ];
+        for fields in &filters {
+            for (since, until) in &ranges {
+                for (limit, offset) in [(100, 0), (2, 1)] {
+                    let q = AuditQuery {
+                        fields: fields.clone(),
+                        since: since.clone(),
+                        until: until.clone(),
+                        limit,
+                        offset,
+                        ..all()
+                    };
+                    let route = |ask| plan(&q, ask).unwrap_or_else(|| panic!("{ask:?} of {q:?}"));
+                    assert_eq!(
+                        count(&c, &q, &route(Ask::Count)).unwrap(),
+                        audits::count(&c, &q).unwrap(),
+                        "{q:?}"
+                    );
+                    for group in [Container, Type, Effect, Rule] {
+                        let Some(r) = plan(&q, Ask::Stats(group)) else {
+                            continue;
+                        };
+                        let raw = audits::stats(&c, &q, group, u32::MAX).unwrap();
+                        assert_eq!(
+                            stats(&c, &q, &r, group).unwrap(),
+                            raw.rows,
+                            "{group:?} of {q:?}"
+                        );
+                    }
+                    for minutes in [60, 120, 1440] {
+                        let raw = audits::histogram(&c, &q, minutes, u32::MAX).unwrap();
+                        let got =
+                            histogram(&c, &q, &route(Ask::Histogram(minutes)), minutes).unwrap();
+                        assert_eq!(got, raw.rows, "{minutes} of {q:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// What the rollup cannot answer is counted over the newest events, and says so when cut.
+    #[test]
+    fn summaries_beyond_the_rollup_count_the_newest_events() {
+        let events = spread();
+        let (_dir, s) = store(&events);
+        let c = s.reader_for_tests();
+        let q = all().with(AuditField::Pid, Pattern::parse("1*").unwrap());
+        let mut newest: Vec<&Event> = events.iter().collect();
+        newest.sort_by(|a, b| b.time.cmp(&a.time));
+        newest.truncate(5);
+        let cut = audits::stats(&c, &q, AuditField::Type, 5).unwrap();
+        assert_eq!(cut.sampled, Some(5));
+        assert_eq!(
+            cut.rows.iter().map(|(_, n)| n).sum::<u64>(),
+            newest.iter().map(|e| e.count).sum::<u64>()
+        );
+        let whole = audits::stats(&c, &q, AuditField::Type, 60).unwrap();
+        assert_eq!(whole.sampled, None);
+        assert_eq!(
+            whole.rows.iter().map(|(_, n)| n).sum::<u64>(),
+            events.iter().map(|e| e.count).sum::<u64>()
+        );
+        let buckets = audits::histogram(&c, &q, 60, 5).unwrap();
+        assert_eq!(buckets.sampled, Some(5));
+        assert_eq!(
+            buckets.rows.iter().map(|b| b.count).sum::<u64>(),
+            newest.iter().map(|e| e.count).sum::<u64>()
+        );
+        assert_eq!(audits::histogram(&c, &q, 60, 61).unwrap().sampled, None);
+    }
+}
