@@ -13,12 +13,16 @@ use defender::waas::{Effect, Protections, Request, inspect};
 
 const SIZE: usize = 64 * 1024;
 
-/// Words as bench/waas.py writes them: `w` and a number, space-separated.
+/// Words as bench/waas.py writes them (`w` and a number, space-separated), to 64 KiB.
 fn words() -> String {
-    let words: Vec<String> = (1..=6554u32)
-        .map(|i| format!("w{}", i * 7919 % 1000))
-        .collect();
-    words.join(" ")
+    let mut words = String::with_capacity(SIZE + 8);
+    for i in 1u32.. {
+        if words.len() >= SIZE {
+            break;
+        }
+        words.push_str(&format!("w{} ", i * 7919 % 1000));
+    }
+    words
 }
 
 /// Bytes from a fixed xorshift sequence: what a compressed upload looks like.
