@@ -626,7 +626,9 @@ mod tests {
         };
         let png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR;id|sh";
         let serialised = b"\x00\x01\xac\xed\x00\x05sr\x00\x11java.util.HashMap";
-        let table: &[(&str, &[u8], &[&[u8]])] = &[
+        /// Content type, body, and the views of the body fields kept.
+        type Case<'a> = (&'a str, &'a [u8], &'a [&'a [u8]]);
+        let table: &[Case] = &[
             // Binary: nothing of it is inspected but the magic of a serialised Java object.
             ("application/octet-stream", png, &[]),
             ("image/png", png, &[]),
