@@ -195,6 +195,27 @@ fn benign_requests_arrive_unchanged_over_kept_alive_connections() {
         assert_eq!(std::fs::read(&out).unwrap(), data, "chunked: {chunked}");
     }
 
+    // A binary upload passes whatever its bytes spell: only a serialised Java object's magic is
+    // looked for in it (docs/waas.md, "What is inspected").
+    let upload: Vec<u8> = (0..20_000u32)
+        .flat_map(|i| [(i % 251) as u8, 0, b';'])
+        .chain(*b"\x00;cat /etc/passwd|id`id`<script>alert(1)</script>' OR '1'='1")
+        .collect();
+    let file = app.world.path("upload.bin");
+    std::fs::write(&file, &upload).unwrap();
+    let out = app.world.path("upload.out");
+    let (code, body) = curl(&[
+        "-o",
+        out.to_str().unwrap(),
+        "-H",
+        "Content-Type: application/octet-stream",
+        "--data-binary",
+        &format!("@{}", file.display()),
+        &app.url("/echo"),
+    ]);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(std::fs::read(&out).unwrap(), upload);
+
     // The application's errors pass unchanged.
     assert_eq!(curl(&[&app.url("/status/404")]), (404, "status 404".into()));
     assert_eq!(curl(&[&app.url("/status/500")]), (500, "status 500".into()));
@@ -313,7 +334,21 @@ fn each_protection_refuses_its_attack_and_names_the_field() {
             "query:code",
         ),
     ];
-    for (attack, args, field) in &cases {
+    // A serialised Java object, the attack that travels as a binary body.
+    let serialised = app.world.path("object.ser");
+    std::fs::write(&serialised, b"\xac\xed\x00\x05sr\x00\x11java.util.HashMap").unwrap();
+    let cases = cases.into_iter().chain([(
+        "codeInjection",
+        vec![
+            "-H".into(),
+            "Content-Type: application/x-java-serialized-object".into(),
+            "--data-binary".into(),
+            format!("@{}", serialised.display()),
+            app.url("/echo"),
+        ],
+        "body",
+    )]);
+    for (attack, args, field) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let (code, body) = curl(&args);
         assert_eq!(code, 403, "{attack}: {body}");

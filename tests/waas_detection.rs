@@ -1,7 +1,8 @@
 //! Detection rates of the WAAS inspection on public corpora: the attack requests of the OWASP
 //! Core Rule Set's regression tests (tests/data/waas/crs-attacks.jsonl) per attack class, and the
-//! false positives on realistic benign requests (tests/data/waas/benign.jsonl). Prints the table
-//! of docs/waas.md's "Detection" section and asserts its floors.
+//! false positives on two benign corpora: realistic requests to a shop (benign.jsonl) and the
+//! false-positive tests of the same CRS suite (crs-benign.jsonl). Prints the table of
+//! docs/waas.md's "Detection" section and asserts its floors.
 
 use std::collections::BTreeMap;
 
@@ -21,16 +22,17 @@ const CLASSES: [(&str, Attack); 7] = [
 /// Floors on the detection rate (percent) of the rules at paranoia levels 1 and 2, set a few
 /// points under what was measured so that a regression fails and noise does not.
 const FLOORS: [(&str, f64); 7] = [
-    ("sqli", 35.0),
+    ("sqli", 40.0),
     ("xss", 65.0),
-    ("cmdi", 40.0),
+    ("cmdi", 85.0),
     ("codeInjection", 75.0),
     ("lfi", 65.0),
     ("shellshock", 100.0),
     ("attackTools", 100.0),
 ];
-/// The ceiling on benign requests with any finding (percent).
-const MAX_FALSE_POSITIVES: f64 = 1.0;
+/// The ceilings on benign requests with any finding (percent), per benign corpus: the shop's
+/// requests, and the CRS false-positive tests (written to sit at the edge of a signature).
+const MAX_FALSE_POSITIVES: [(&str, f64); 2] = [("benign.jsonl", 1.0), ("crs-benign.jsonl", 6.0)];
 
 fn corpus(name: &str) -> Vec<Value> {
     let path = format!("{}/tests/data/waas/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -41,20 +43,6 @@ fn corpus(name: &str) -> Vec<Value> {
         .collect();
     assert!(rows.len() > 100, "{path} has only {} requests", rows.len());
     rows
-}
-
-fn all_on() -> Protections {
-    let on = Effect::Prevent;
-    Protections {
-        sqli: on,
-        xss: on,
-        cmdi: on,
-        code_injection: on,
-        lfi: on,
-        shellshock: on,
-        attack_tools: on,
-        malformed_request: on,
-    }
 }
 
 /// The attacks found in one corpus row.
@@ -93,9 +81,8 @@ fn percent(part: usize, whole: usize) -> f64 {
 
 #[test]
 fn detection_and_false_positive_rates() {
-    let protections = all_on();
+    let protections = Protections::all(Effect::Prevent);
     let attacks = corpus("crs-attacks.jsonl");
-    let benign = corpus("benign.jsonl");
 
     // Per class and paranoia level (PL1, PL2, PL3-4): (detected, total).
     let mut rates: BTreeMap<&str, [(usize, usize); 3]> = BTreeMap::new();
@@ -117,49 +104,67 @@ fn detection_and_false_positive_rates() {
         }
     }
 
-    let mut flagged = 0;
-    let mut per_class_fp: BTreeMap<&str, usize> = BTreeMap::new();
+    // Per benign corpus: requests flagged, per class, and the first few examples.
+    let benign: Vec<(&str, Vec<Value>)> = MAX_FALSE_POSITIVES
+        .iter()
+        .map(|(name, _)| (*name, corpus(name)))
+        .collect();
+    let mut flagged = vec![0; benign.len()];
+    let mut per_class_fp: BTreeMap<(usize, &str), usize> = BTreeMap::new();
     let mut examples = Vec::new();
-    for row in &benign {
-        let found = findings(row, &protections);
-        if !found.is_empty() {
-            flagged += 1;
-            if examples.len() < 15 {
-                examples.push(format!("{found:?} in {} {}", row["method"], row["uri"]));
+    for (i, (name, rows)) in benign.iter().enumerate() {
+        for row in rows {
+            let found = findings(row, &protections);
+            if !found.is_empty() {
+                flagged[i] += 1;
+                if examples.len() < 40 {
+                    let what = (&row["rule"], &row["test"], &row["method"], &row["uri"]);
+                    examples.push(format!("{name}: {found:?} in {what:?}"));
+                }
+            }
+            for (attack, _) in &found {
+                *per_class_fp.entry((i, attack.as_str())).or_default() += 1;
             }
         }
-        for (attack, _) in &found {
-            *per_class_fp.entry(attack.as_str()).or_default() += 1;
-        }
     }
+    let fp_cells = |class: &str| -> String {
+        let cells: Vec<String> = benign
+            .iter()
+            .enumerate()
+            .map(|(i, (_, rows))| {
+                let fp = per_class_fp.get(&(i, class)).copied().unwrap_or(0);
+                format!("{fp}/{} ({:.2}%)", rows.len(), percent(fp, rows.len()))
+            })
+            .collect();
+        cells.join(" | ")
+    };
 
-    println!("| class | CRS PL1 | CRS PL2 | CRS PL3-4 | benign flagged as it |");
-    println!("| --- | --- | --- | --- | --- |");
+    println!(
+        "| class | CRS PL1 | CRS PL2 | CRS PL3-4 | shop requests flagged as it | CRS false-positive tests flagged as it |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- |");
     let cell =
         |(hit, total): (usize, usize)| format!("{hit}/{total} ({:.1}%)", percent(hit, total));
     for (class, _) in CLASSES {
         let [pl1, pl2, pl34] = rates.get(class).copied().unwrap_or_default();
-        let fp = per_class_fp.get(class).copied().unwrap_or(0);
         println!(
-            "| {class} | {} | {} | {} | {fp}/{} ({:.2}%) |",
+            "| {class} | {} | {} | {} | {} |",
             cell(pl1),
             cell(pl2),
             cell(pl34),
-            benign.len(),
-            percent(fp, benign.len())
+            fp_cells(class)
         );
     }
-    let malformed = per_class_fp.get("malformedRequest").copied().unwrap_or(0);
     println!(
-        "| malformedRequest | - | - | - | {malformed}/{} ({:.2}%) |",
-        benign.len(),
-        percent(malformed, benign.len())
+        "| malformedRequest | - | - | - | {} |",
+        fp_cells("malformedRequest")
     );
-    println!(
-        "| any request | | | | {flagged}/{} ({:.2}%) |",
-        benign.len(),
-        percent(flagged, benign.len())
-    );
+    let any: Vec<String> = benign
+        .iter()
+        .zip(&flagged)
+        .map(|((_, rows), n)| format!("{n}/{} ({:.2}%)", rows.len(), percent(*n, rows.len())))
+        .collect();
+    println!("| any request | | | | {} |", any.join(" | "));
     for (class, rules) in &missed {
         let rules: Vec<String> = rules
             .iter()
@@ -183,9 +188,11 @@ fn detection_and_false_positive_rates() {
             "{class}: {hit}/{total} detected at PL1-2, under the floor of {floor}%"
         );
     }
-    assert!(
-        percent(flagged, benign.len()) <= MAX_FALSE_POSITIVES,
-        "{flagged}/{} benign requests flagged, over {MAX_FALSE_POSITIVES}%",
-        benign.len()
-    );
+    for (((name, rows), n), (_, ceiling)) in benign.iter().zip(&flagged).zip(MAX_FALSE_POSITIVES) {
+        assert!(
+            percent(*n, rows.len()) <= ceiling,
+            "{name}: {n}/{} benign requests flagged, over {ceiling}%",
+            rows.len()
+        );
+    }
 }

@@ -192,7 +192,18 @@ impl Fields {
             "" => self.pairs("body", Origin::Body, body, false),
             json if json == "application/json" || json.ends_with("+json") => self.json(body),
             xml if xml.ends_with("/xml") || xml.ends_with("+xml") => self.xml(body),
+            media if binary(media, body) => self.binary(body),
             _ => self.push("body".to_owned(), Origin::Body, body.to_vec()),
+        }
+    }
+
+    /// A binary body ([`binary`]): the text signatures are not run over it (random bytes spell
+    /// `;id` and `<a on..=` often enough in an upload of a few MiB). What is looked for is the one
+    /// attack that travels as binary, a serialised Java object: its stream magic, wherever it
+    /// is, is inspected alone, and the code injection signatures know it.
+    fn binary(&mut self, body: &[u8]) {
+        if find(body, JAVA_STREAM_MAGIC).is_some() {
+            self.push("body".to_owned(), Origin::Body, JAVA_STREAM_MAGIC.to_vec());
         }
     }
 
@@ -288,12 +299,24 @@ impl Fields {
                 closed = true;
                 break;
             }
-            let part = part.strip_prefix(b"\r\n").unwrap_or(part);
-            let part = part.strip_suffix(b"\r\n").unwrap_or(part);
-            let Some(end) = find(part, b"\r\n\r\n") else {
+            // Lines end in CRLF, or in LF alone as many parsers accept: the headers end at the
+            // first blank line of either kind, as those parsers read it.
+            let part = part
+                .strip_prefix(b"\r\n")
+                .or(part.strip_prefix(b"\n"))
+                .unwrap_or(part);
+            let part = part
+                .strip_suffix(b"\r\n")
+                .or(part.strip_suffix(b"\n"))
+                .unwrap_or(part);
+            let blank = [&b"\r\n\r\n"[..], b"\n\n", b"\n\r\n", b"\r\n\n"]
+                .iter()
+                .filter_map(|blank| find(part, blank).map(|at| (at, blank.len())))
+                .min();
+            let Some((end, len)) = blank else {
                 return malformed(self, "a part without a blank line after its headers");
             };
-            let (headers, content) = (&part[..end], &part[end + 4..]);
+            let (headers, content) = (&part[..end], &part[end + len..]);
             let disposition = headers
                 .split(|b| *b == b'\n')
                 .map(|line| String::from_utf8_lossy(line.trim_ascii()).into_owned())
@@ -314,6 +337,43 @@ impl Fields {
             malformed(self, "no closing boundary delimiter");
         }
     }
+}
+
+/// The first bytes of a serialised Java object (`STREAM_MAGIC`, `STREAM_VERSION`).
+const JAVA_STREAM_MAGIC: &[u8] = b"\xac\xed\x00\x05";
+
+/// Media types of binary data: uploads, archives, documents, serialised objects.
+const BINARY_MEDIA: &[&str] = &[
+    "application/octet-stream",
+    "application/x-java-serialized-object",
+    "application/pdf",
+    "application/zip",
+    "application/gzip",
+    "application/x-gzip",
+    "application/x-bzip2",
+    "application/x-xz",
+    "application/zstd",
+    "application/x-tar",
+    "application/x-7z-compressed",
+    "application/vnd.rar",
+    "application/wasm",
+];
+
+/// Whether a body of `media` type is binary data, not text. Both must say so: the type (one of
+/// [`BINARY_MEDIA`], or `image/`, `audio/`, `video/`, `font/`; an `+xml` such as SVG is text and
+/// read as XML before this), and the content: a control byte that no text format allows (C0
+/// other than tab, line feed, carriage return and form feed). The type alone is the client's
+/// word: an application that parses whatever it is sent as JSON would otherwise see a JSON
+/// attack the firewall skipped, while no JSON, XML, form or command line holds such a byte.
+fn binary(media: &str, body: &[u8]) -> bool {
+    let binary_type = BINARY_MEDIA.contains(&media)
+        || ["image/", "audio/", "video/", "font/"]
+            .iter()
+            .any(|prefix| media.starts_with(prefix));
+    binary_type
+        && body
+            .iter()
+            .any(|b| *b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r' | b'\x0c'))
 }
 
 /// The value of `name=value` or `name="value"` among the `;`-separated parameters of a header.
@@ -512,6 +572,12 @@ mod tests {
         );
         assert!(m.is_empty(), "{m:?}");
 
+        // Lines ending in LF alone: the same parts, up to the first blank line of either kind.
+        let lf = "--XyZ\nContent-Disposition: form-data; name=\"a\"\n\nb\r\n\r\nc\n--XyZ--\n";
+        let (f, m) = summary(&request("/", &[("Content-Type", ct)], lf));
+        assert_eq!(&f[2..], pairs(&[("body:a", "a"), ("body:a", "b\r\n\r\nc")]));
+        assert!(m.is_empty(), "{m:?}");
+
         let long = format!("multipart/form-data; boundary={}", "b".repeat(71));
         let table = [
             (
@@ -537,6 +603,50 @@ mod tests {
                 m,
                 [format!("body: invalid multipart body: {reason}")],
                 "{body}"
+            );
+        }
+    }
+
+    /// Binary bodies: what a binary type and a control byte make binary, and what of it is kept.
+    #[test]
+    fn binary_bodies() {
+        let fields_of = |content_type: &str, body: &[u8]| {
+            let r = Request {
+                method: "PUT",
+                target: "/",
+                headers: vec![("Content-Type", content_type.as_bytes())],
+                body,
+            };
+            let (fields, _) = fields(&r);
+            fields
+                .into_iter()
+                .filter(|f| f.origin == Origin::Body)
+                .map(|f| f.views[0].clone())
+                .collect::<Vec<_>>()
+        };
+        let png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR;id|sh";
+        let serialised = b"\x00\x01\xac\xed\x00\x05sr\x00\x11java.util.HashMap";
+        /// Content type, body, and the views of the body fields kept.
+        type Case<'a> = (&'a str, &'a [u8], &'a [&'a [u8]]);
+        let table: &[Case] = &[
+            // Binary: nothing of it is inspected but the magic of a serialised Java object.
+            ("application/octet-stream", png, &[]),
+            ("image/png", png, &[]),
+            ("font/woff2", b"wOF2\x00\x01", &[]),
+            ("application/octet-stream", serialised, &[JAVA_STREAM_MAGIC]),
+            // Text in a binary type, or bytes in a type that is not binary: the whole body.
+            (
+                "application/octet-stream",
+                b"{\"q\":\"; id\"}",
+                &[b"{\"q\":\"; id\"}"],
+            ),
+            ("text/plain", b"a\x00b", &[b"a\x00b"]),
+        ];
+        for (content_type, body, want) in table {
+            assert_eq!(
+                fields_of(content_type, body),
+                want.iter().map(|w| w.to_vec()).collect::<Vec<_>>(),
+                "{content_type} {body:?}"
             );
         }
     }

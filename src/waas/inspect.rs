@@ -144,19 +144,6 @@ pub fn inspect(request: &Request<'_>, protections: &Protections) -> Vec<Finding>
 mod tests {
     use super::*;
 
-    fn all(effect: Effect) -> Protections {
-        Protections {
-            sqli: effect,
-            xss: effect,
-            cmdi: effect,
-            code_injection: effect,
-            lfi: effect,
-            shellshock: effect,
-            attack_tools: effect,
-            malformed_request: effect,
-        }
-    }
-
     fn found(
         target: &str,
         headers: &[(&str, &str)],
@@ -185,7 +172,7 @@ mod tests {
 
     #[test]
     fn findings_per_attack_in_contract_order() {
-        let on = all(Effect::Alert);
+        let on = Protections::all(Effect::Alert);
         let form = ("Content-Type", "application/x-www-form-urlencoded");
         let json = ("Content-Type", "application/json");
         let table: &[Case] = &[
@@ -315,11 +302,11 @@ mod tests {
 
     #[test]
     fn disabled_protections_find_nothing() {
-        let off = all(Effect::Disable);
+        let off = Protections::all(Effect::Disable);
         assert!(found("/p?id=1' or '1'='1&a=%", &[], "", &off).is_empty());
         let only_xss = Protections {
             xss: Effect::Prevent,
-            ..all(Effect::Disable)
+            ..Protections::all(Effect::Disable)
         };
         assert_eq!(
             found(

@@ -89,6 +89,20 @@ pub struct Protections {
 }
 
 impl Protections {
+    /// Every protection with the same `effect` (what benchmarks and corpus tests run).
+    pub fn all(effect: Effect) -> Self {
+        Protections {
+            sqli: effect,
+            xss: effect,
+            cmdi: effect,
+            code_injection: effect,
+            lfi: effect,
+            shellshock: effect,
+            attack_tools: effect,
+            malformed_request: effect,
+        }
+    }
+
     /// The effect of the protection against `attack`; `None` for the attacks that are not
     /// protections (denied sources, rate limit, API, bans), whose effects are set elsewhere.
     pub fn effect(&self, attack: Attack) -> Option<Effect> {

