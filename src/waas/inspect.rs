@@ -257,10 +257,10 @@ mod tests {
         let pad = |n: usize| "a".repeat(n);
         let attack = "%3Cscript%3Ealert(1)%3C/script%3E";
         let cap = INSPECTED_VALUE_BYTES;
-        let on = all(Effect::Prevent);
+        let on = Protections::all(Effect::Prevent);
         let no_malformed = Protections {
             malformed_request: Effect::Disable,
-            ..all(Effect::Prevent)
+            ..Protections::all(Effect::Prevent)
         };
         let xss = ("xss", "body:t");
         let long = ("malformedRequest", "body:t");

@@ -878,6 +878,7 @@ mod tests {
             total: 2,
             groups: vec![(AuditField::Container, vec![("web".to_owned(), 2)])],
             chart: Ok(r#"<svg id="chart"></svg>"#.into()),
+            sampled: None,
         };
         let fragment = results(&filter, &found).into_string();
         for part in [
