@@ -1,15 +1,13 @@
 //! The SQLite side of audit queries: a query's conditions as SQL (exact values by `=`, globs by
 //! `GLOB` or by the `IN` of the values they match, the text search by the FTS5 table
-//! `audits_text`), the pages of events and their count (planned in `lists`), the summaries (by
-//! field, by time) of the newest matching events where the rollup of counts cannot answer, and
-//! the batches of retention. Every value reaches SQLite as
-//! a bound parameter; the only text built from a request is the FTS5 query, whose terms are
-//! quoted here.
+//! `audits_text`), the pages of events and their count (planned in `lists`), and the batches of
+//! retention. Every value reaches SQLite as a bound parameter; the only text built from a request
+//! is the FTS5 query, whose terms are quoted here.
 
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params_from_iter};
 
-use super::query::{AuditField, AuditQuery, Bucket, GlobPart, Pattern, Search, Summary};
+use super::query::{AuditField, AuditQuery, GlobPart, Pattern, Search};
 use super::{StoreError, StoredEvent, lists};
 use crate::events::{Effect, Event, Kind, parse_name};
 
@@ -236,110 +234,6 @@ pub fn count(c: &Connection, q: &AuditQuery) -> Result<u64, StoreError> {
     lists::count(&snapshot, q)
 }
 
-/// The newest `sample` events of `conditions`, as a subquery of `columns`: what a summary reads
-/// when the rollup cannot answer it (bounded work, whatever matches); its parameter is appended.
-fn newest(columns: &str, conditions: &str, sample: u32, values: &mut Vec<Value>) -> String {
-    values.push(Value::Integer(sample.into()));
-    format!(
-        "(SELECT {columns} FROM audits WHERE {conditions} ORDER BY time DESC, seq DESC LIMIT ?{})",
-        values.len()
-    )
-}
-
-/// `Some(sample)` when more than `sample` events match `q` (a summary of them is then cut).
-fn cut(c: &Connection, q: &AuditQuery, sample: u32) -> Result<Option<u64>, StoreError> {
-    let mut values = Vec::new();
-    let conditions = conditions(q, &[], &mut values);
-    values.push(Value::Integer(i64::from(sample) + 1));
-    let sql = format!(
-        "SELECT count(*) FROM (SELECT 1 FROM audits WHERE {conditions} LIMIT ?{})",
-        values.len()
-    );
-    let n: i64 = c
-        .prepare_cached(&sql)?
-        .query_row(params_from_iter(values), |r| r.get(0))?;
-    Ok((n > i64::from(sample)).then_some(u64::from(sample)))
-}
-
-/// The SQL of a summary by `group` of the newest `sample` matching events, and its parameters.
-pub fn stats_select(q: &AuditQuery, group: AuditField, sample: u32) -> (String, Vec<Value>) {
-    let mut values = Vec::new();
-    let conditions = conditions(q, &[], &mut values);
-    let column = column(group);
-    let newest = newest(
-        &format!("{column} AS g, count"),
-        &conditions,
-        sample,
-        &mut values,
-    );
-    let page = page(q, &mut values);
-    let sql = format!(
-        "SELECT g, sum(count) AS n FROM {newest} WHERE g IS NOT NULL \
-         GROUP BY g ORDER BY n DESC, g {page}"
-    );
-    (sql, values)
-}
-
-/// The events' `count`s summed per value of `group`, largest first (ties by value), over the
-/// newest `sample` matching events.
-pub fn stats(
-    c: &Connection,
-    q: &AuditQuery,
-    group: AuditField,
-    sample: u32,
-) -> Result<Summary<Vec<(String, u64)>>, StoreError> {
-    let (sql, values) = stats_select(q, group, sample);
-    let mut select = c.prepare_cached(&sql)?;
-    let rows = select.query_map(params_from_iter(values), |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
-    })?;
-    Ok(Summary {
-        rows: rows.collect::<Result<_, _>>()?,
-        sampled: cut(c, q, sample)?,
-    })
-}
-
-/// The events' `count`s summed per bucket of `minutes` and effect, oldest bucket first: the
-/// newest `limit` buckets (after skipping `offset`) that hold events, over the newest `sample`
-/// matching events. Buckets start at multiples of their width since the Unix epoch (a
-/// 60-minute bucket starts at a full hour UTC).
-pub fn histogram(
-    c: &Connection,
-    q: &AuditQuery,
-    minutes: u32,
-    sample: u32,
-) -> Result<Summary<Vec<Bucket>>, StoreError> {
-    let mut values = Vec::new();
-    let conditions = conditions(q, &[], &mut values);
-    let newest = newest("time, effect, count", &conditions, sample, &mut values);
-    let page = page(q, &mut values);
-    values.push(Value::Integer(i64::from(minutes) * 60));
-    let width = values.len();
-    let sql = format!(
-        "WITH b AS (
-             SELECT CAST(strftime('%s', time) AS INTEGER) / ?{width} * ?{width} AS start,
-                    effect, sum(count) AS n
-             FROM {newest} GROUP BY start, effect)
-         SELECT strftime('%Y-%m-%dT%H:%M:%SZ', start, 'unixepoch'), effect, n FROM b
-         WHERE start IN (SELECT DISTINCT start FROM b ORDER BY start DESC {page})
-         ORDER BY start, effect"
-    );
-    let mut select = c.prepare_cached(&sql)?;
-    let rows = select.query_map(params_from_iter(values), |r| {
-        let effect: String = r.get(1)?;
-        Ok(Bucket {
-            start: r.get(0)?,
-            effect: parse_name(&effect, &Effect::ALL, Effect::as_str)
-                .ok_or_else(|| unknown(1, effect))?,
-            count: r.get::<_, i64>(2)? as u64,
-        })
-    })?;
-    Ok(Summary {
-        rows: rows.collect::<Result<_, _>>()?,
-        sampled: cut(c, q, sample)?,
-    })
-}
-
 /// The tables retention empties, and the column that says how old a row is.
 pub const EXPIRING: [(&str, &str); 4] = [
     ("audits", "time"),
@@ -415,8 +309,8 @@ pub fn stored_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use crate::store::Expired;
     use crate::store::query::Search;
+    use crate::store::{Bucket, Expired};
     use crate::store::{Sqlite, Store};
 
     /// An event whose every field is `{id}-{field}`-like, so that each filter tells them apart.
@@ -840,26 +734,13 @@ pub(super) mod tests {
             ..all()
         });
         assert!(p.contains("USING INDEX audits_by_time"), "{p}");
-        // A summary of the newest events reads them newest first by the conditions' index (no
-        // sort of every match), then groups the sample.
-        let (sql, values) = stats_select(
-            &AuditQuery {
-                since: Some("2026".into()),
-                ..all()
-            },
-            AuditField::Container,
-            crate::store::rollup::SAMPLE,
-        );
-        let p = explain(&c, (sql, values));
-        assert!(
-            p.iter()
-                .any(|l| l.starts_with("SEARCH audits USING INDEX audits_by_time")),
-            "{p:?}"
-        );
     }
 
     /// The lines of a statement's `EXPLAIN QUERY PLAN`.
-    fn explain(c: &rusqlite::Connection, (sql, values): (String, Vec<Value>)) -> Vec<String> {
+    pub(in crate::store) fn explain(
+        c: &rusqlite::Connection,
+        (sql, values): (String, Vec<Value>),
+    ) -> Vec<String> {
         let mut explain = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
         let rows = explain
             .query_map(params_from_iter(values), |r| r.get::<_, String>(3))

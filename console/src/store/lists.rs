@@ -158,17 +158,84 @@ pub fn select(c: &Connection, q: &AuditQuery) -> Result<(String, Vec<Value>), St
     } else if let Some(i) = merged_over(&expanded) {
         return Ok(merged(q, &expanded, i));
     }
-    Ok(sorted(q, &expanded))
+    Ok(sorted(q, &expanded, COLUMNS))
+}
+
+/// The `seq`s of the newest `n` events of `q` (its limit and offset aside), newest first, by the
+/// plans of [`select`]: a glob of several values is a merge of their index ranges read newest
+/// first, one step at a time (`n` entries read in all, not `n` per value). What a summary that
+/// the rollup cannot answer is computed over.
+pub fn newest(c: &Connection, q: &AuditQuery, n: u32) -> Result<Vec<i64>, StoreError> {
+    let q = AuditQuery {
+        limit: n,
+        offset: 0,
+        ..q.clone()
+    };
+    let expanded = expand(c, &q)?;
+    if let Some(search) = &q.search {
+        let matches = Matches::read(c, &fts_query(search))?;
+        if matches.count >= PROBE + u64::from(n) {
+            return walk(c, &q, &expanded, &matches);
+        }
+    } else if let Some(i) = merged_over(&expanded) {
+        return merge(c, &q, &expanded, i);
+    }
+    let (sql, values) = sorted(&q, &expanded, "seq");
+    let mut select = c.prepare_cached(&sql)?;
+    let seqs = select.query_map(params_from_iter(values), |r| r.get(0))?;
+    Ok(seqs.collect::<Result<_, _>>()?)
+}
+
+/// The newest `q.limit` events of the values of the glob at condition `i`: each value's index
+/// range read newest first, the newest head taken each time (a merge of sorted lists).
+fn merge(
+    c: &Connection,
+    q: &AuditQuery,
+    expanded: &Expanded,
+    i: usize,
+) -> Result<Vec<i64>, StoreError> {
+    let mut selects = Vec::new();
+    for value in expanded[i].iter().flatten() {
+        let mut one = q.clone();
+        one.fields[i].1 = Pattern::Exact(value.clone());
+        let mut values = Vec::new();
+        let conditions = conditions(&one, expanded, &mut values);
+        let sql =
+            format!("SELECT time, seq FROM audits WHERE {conditions} ORDER BY time DESC, seq DESC");
+        selects.push((c.prepare(&sql)?, values));
+    }
+    let mut ranges = Vec::with_capacity(selects.len());
+    for (select, values) in &mut selects {
+        ranges.push(select.query(params_from_iter(values.iter()))?);
+    }
+    // The head of each range: (time, seq) largest first, with the range it came from.
+    let mut heads = std::collections::BinaryHeap::new();
+    for (at, range) in ranges.iter_mut().enumerate() {
+        if let Some(r) = range.next()? {
+            heads.push((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, at));
+        }
+    }
+    let mut out = Vec::new();
+    while out.len() < q.limit as usize {
+        let Some((_, seq, at)) = heads.pop() else {
+            break;
+        };
+        out.push(seq);
+        if let Some(r) = ranges[at].next()? {
+            heads.push((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, at));
+        }
+    }
+    Ok(out)
 }
 
 /// The conditions as they are, in time order: one filter's index read newest first, or the
-/// text search's few matches read by `seq` and sorted.
-fn sorted(q: &AuditQuery, expanded: &Expanded) -> (String, Vec<Value>) {
+/// text search's few matches read by `seq` and sorted; `columns` of the page.
+fn sorted(q: &AuditQuery, expanded: &Expanded, columns: &str) -> (String, Vec<Value>) {
     let mut values = Vec::new();
     let conditions = conditions(q, expanded, &mut values);
     let page = page(q, &mut values);
     let sql = format!(
-        "SELECT {COLUMNS} FROM audits WHERE {conditions} ORDER BY time DESC, seq DESC {page}"
+        "SELECT {columns} FROM audits WHERE {conditions} ORDER BY time DESC, seq DESC {page}"
     );
     (sql, values)
 }
@@ -232,6 +299,29 @@ pub(super) fn walk_select(q: &AuditQuery, expanded: &Expanded) -> (String, Vec<V
     (sql, values)
 }
 
+/// The `seq`s of the newest `offset + limit` matches of `q`: the other conditions' events read
+/// newest first (their `seq`s only, from the index), each looked up among the matches.
+fn walk(
+    c: &Connection,
+    q: &AuditQuery,
+    expanded: &Expanded,
+    matches: &Matches,
+) -> Result<Vec<i64>, StoreError> {
+    let (sql, values) = walk_select(q, expanded);
+    let mut walk = c.prepare_cached(&sql)?;
+    let mut rows = walk.query(params_from_iter(values))?;
+    let wanted = q.offset as usize + q.limit as usize;
+    let mut found = Vec::new();
+    while found.len() < wanted {
+        let Some(row) = rows.next()? else { break };
+        let seq: i64 = row.get(0)?;
+        if matches.contains(seq) {
+            found.push(seq);
+        }
+    }
+    Ok(found)
+}
+
 /// A page of the text search's many matches: the other conditions' events read newest first
 /// (their `seq`s only, from the index), each looked up among the matches, until `offset + limit`
 /// matched; the page's rows are then read by `seq`. Asking the full-text index about each event
@@ -242,19 +332,12 @@ fn newest_first(
     expanded: &Expanded,
     matches: &Matches,
 ) -> Result<(String, Vec<Value>), StoreError> {
-    let (sql, values) = walk_select(q, expanded);
-    let mut walk = c.prepare_cached(&sql)?;
-    let mut rows = walk.query(params_from_iter(values))?;
-    let (skip, wanted) = (q.offset as usize, q.offset as usize + q.limit as usize);
-    let mut found = Vec::new();
-    while found.len() < wanted {
-        let Some(row) = rows.next()? else { break };
-        let seq: i64 = row.get(0)?;
-        if matches.contains(seq) {
-            found.push(seq);
-        }
-    }
-    let page: Vec<Value> = found.into_iter().skip(skip).map(Value::Integer).collect();
+    let found = walk(c, q, expanded, matches)?;
+    let page: Vec<Value> = found
+        .into_iter()
+        .skip(q.offset as usize)
+        .map(Value::Integer)
+        .collect();
     let list: Vec<String> = (1..=page.len()).map(|n| format!("?{n}")).collect();
     let sql = format!(
         "SELECT {COLUMNS} FROM audits WHERE seq IN ({}) ORDER BY time DESC, seq DESC",

@@ -13,6 +13,7 @@ mod observations;
 mod people;
 mod query;
 mod rollup;
+mod sample;
 mod sqlite;
 mod writer;
 

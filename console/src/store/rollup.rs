@@ -1,8 +1,9 @@
 //! The rollup of audit counts: per UTC hour, type and effect, how many events each value of a
-//! few fields has (`audit_counts`), and the same over all time (`audit_totals`); kept by every
-//! stored batch and by retention, and the routing that answers a total, a summary or a histogram
-//! from it (plus at most an hour of events at each unaligned end of the time range) instead of
-//! reading every event the query selects.
+//! few fields has (`audit_counts`), and the same over all time (`audit_totals`, with marginal
+//! rows over every type, every effect or both); kept by every stored batch and by retention, and
+//! the routing that answers a total, a summary or a histogram from it (plus at most an hour of
+//! events at each unaligned end of the time range) instead of reading every event the query
+//! selects.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, SystemTime};
@@ -30,6 +31,18 @@ CREATE TABLE audit_totals (
 ",
     include_str!("rollup_backfill.sql")
 );
+
+/// Migration 12: `audit_totals`' marginal rows (type or effect `ANY`), and the index that reads a
+/// field's values largest first for one type and effect: the top domains of millions read as the
+/// first ten rows of an index range, not by summing and sorting every value.
+pub const MARGINALS: &str = concat!(
+    include_str!("rollup_marginals.sql"),
+    "CREATE INDEX audit_totals_by_n ON audit_totals (field, type, effect, n DESC, value);"
+);
+
+/// A marginal row's type or effect in `audit_totals`: every type, or every effect (no event has
+/// an empty one).
+const ANY: &str = "";
 
 /// The fields rolled up: those the audits page summarises and filters most, with few values
 /// each. (`type` and `effect` are columns of every row.)
@@ -165,10 +178,12 @@ pub fn add(c: &Connection, inserted: &[&Event]) -> Result<(), StoreError> {
             t.events as i64,
             t.n as i64
         ])?;
-        totals
-            .entry((field, value, kind, effect))
-            .or_default()
-            .add(t.events, t.n);
+        for (kind, effect) in [(*kind, *effect), (*kind, ANY), (ANY, *effect), (ANY, ANY)] {
+            totals
+                .entry((field, value, kind, effect))
+                .or_default()
+                .add(t.events, t.n);
+        }
     }
     let mut total = c.prepare_cached(
         "INSERT INTO audit_totals (field, value, type, effect, events, n) \
@@ -196,16 +211,25 @@ pub fn aligned(cutoff: &str) -> Result<(i64, String), BadTime> {
 }
 
 /// Forgets the hours before `hour`: their rows of `audit_counts` go, and what they counted
-/// leaves `audit_totals` (a row reaching no event goes too). One transaction, so that the two
-/// tables always agree; each (field, value) is read by its key, never by a scan of every hour.
+/// leaves `audit_totals`, its marginal rows too (a row reaching no event goes). One transaction,
+/// so that the two tables always agree; each (field, value) is read by its key, never by a scan
+/// of every hour.
 pub fn expire(c: &mut Connection, hour: i64) -> Result<(), StoreError> {
     let tx = c.transaction()?;
     tx.execute(
-        "WITH gone AS (
+        "WITH base AS (
              SELECT c.field, c.value, c.type, c.effect, sum(c.events) AS events, sum(c.n) AS n
              FROM (SELECT DISTINCT field, value FROM audit_totals) AS k
              JOIN audit_counts AS c ON c.field = k.field AND c.value = k.value AND c.hour < ?1
-             GROUP BY 1, 2, 3, 4)
+             GROUP BY 1, 2, 3, 4),
+         gone AS (
+             SELECT field, value, type, effect, events, n FROM base
+             UNION ALL
+             SELECT field, value, type, '', sum(events), sum(n) FROM base GROUP BY 1, 2, 3
+             UNION ALL
+             SELECT field, value, '', effect, sum(events), sum(n) FROM base GROUP BY 1, 2, 4
+             UNION ALL
+             SELECT field, value, '', '', sum(events), sum(n) FROM base GROUP BY 1, 2)
          UPDATE audit_totals SET events = audit_totals.events - gone.events,
                                  n = audit_totals.n - gone.n
          FROM gone
@@ -341,6 +365,33 @@ fn matching(column: &str, pattern: &Pattern, values: &mut Vec<Value>) -> String 
     format!("{column} {op} ?{}", values.len())
 }
 
+/// The conditions on `column` (`type` or `effect`) that pick the rollup's rows for `q`: its
+/// filters on `field`, and in `audit_totals` (`all`) the row kind: the column's own values when
+/// filtered or summarised by it (`grouped`), else the marginal row over every value.
+fn kinds(
+    q: &AuditQuery,
+    column: &str,
+    field: AuditField,
+    grouped: bool,
+    all: bool,
+    values: &mut Vec<Value>,
+) -> Vec<String> {
+    let mut clauses: Vec<String> = q
+        .fields
+        .iter()
+        .filter(|(f, _)| *f == field)
+        .map(|(_, pattern)| matching(column, pattern, values))
+        .collect();
+    if all {
+        clauses.push(if clauses.is_empty() && !grouped {
+            format!("{column} = '{ANY}'")
+        } else {
+            format!("{column} != '{ANY}'")
+        });
+    }
+    clauses
+}
+
 /// Per (key, effect): the rollup's rows and the spans' events. The key is the group's value
 /// (stats), the bucket's start (histogram) or nothing (count); the effect only for histograms.
 fn tallies(
@@ -367,12 +418,16 @@ fn tallies(
         None if route.field.is_none() => clauses.push("value = ''".into()),
         None => {}
     }
-    for (field, pattern) in &q.fields {
-        match field {
-            AuditField::Type => clauses.push(matching("type", pattern, &mut values)),
-            AuditField::Effect => clauses.push(matching("effect", pattern, &mut values)),
-            _ => {}
-        }
+    let all = route.time == Time::All;
+    for (column, field) in [("type", AuditField::Type), ("effect", AuditField::Effect)] {
+        clauses.extend(kinds(
+            q,
+            column,
+            field,
+            ask == Ask::Stats(field),
+            all,
+            &mut values,
+        ));
     }
     let table = match &route.time {
         Time::All => "audit_totals",
@@ -466,12 +521,56 @@ pub fn stats(
     route: &Route,
     group: AuditField,
 ) -> Result<Vec<(String, u64)>, StoreError> {
+    if let Some(sql) = top(q, route, group) {
+        let (sql, values) = sql;
+        let mut select = c.prepare_cached(&sql)?;
+        let rows = select.query_map(params_from_iter(values), |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+        })?;
+        return Ok(rows.collect::<Result<_, _>>()?);
+    }
     let mut rows: Vec<(String, u64)> = tallies(c, q, route, Ask::Stats(group))?
         .into_iter()
         .map(|((key, _), t)| (key, t.n))
         .collect();
     rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     Ok(paged(rows, q))
+}
+
+/// The SQL of a summary the marginal rows of `audit_totals` answer already sorted, and its
+/// parameters: all of time, by a rolled-up field not itself filtered (a filter on it picks its
+/// values by their key instead), `type` and `effect` each exact or not filtered. It reads the
+/// first `offset + limit` rows of one range of `audit_totals_by_n`, however many values the field
+/// has.
+fn top(q: &AuditQuery, route: &Route, group: AuditField) -> Option<(String, Vec<Value>)> {
+    let exact = |field| {
+        q.fields
+            .iter()
+            .all(|(f, p)| *f != field || matches!(p, Pattern::Exact(_)))
+    };
+    if route.time != Time::All
+        || route.value.is_some()
+        || matches!(group, AuditField::Type | AuditField::Effect)
+        || !exact(AuditField::Type)
+        || !exact(AuditField::Effect)
+    {
+        return None;
+    }
+    let mut values = vec![Value::Text(group.name().into())];
+    let mut clauses = vec!["field = ?1".to_owned()];
+    for (column, field) in [("type", AuditField::Type), ("effect", AuditField::Effect)] {
+        clauses.extend(kinds(q, column, field, false, true, &mut values));
+    }
+    values.push(Value::Integer(q.limit.into()));
+    values.push(Value::Integer(q.offset.into()));
+    let sql = format!(
+        "SELECT value, n FROM audit_totals INDEXED BY audit_totals_by_n WHERE {} \
+         ORDER BY n DESC, value LIMIT ?{} OFFSET ?{}",
+        clauses.join(" AND "),
+        values.len() - 1,
+        values.len()
+    );
+    Some((sql, values))
 }
 
 /// `rows` after `q`'s offset, at most its limit.
@@ -516,6 +615,7 @@ mod tests {
     use super::*;
     use crate::events::Kind;
     use crate::store::audits::tests::{all, event, store};
+    use crate::store::sample::Sample;
     use crate::store::{Sqlite, Store, audits};
 
     fn at(time: &str) -> i64 {
@@ -711,8 +811,9 @@ mod tests {
         let c = s.reader_for_tests();
         let kept = [dump(&c, "audit_counts"), dump(&c, "audit_totals")];
         c.execute_batch(&format!(
-            "BEGIN; DELETE FROM audit_counts; DELETE FROM audit_totals; {}",
-            include_str!("rollup_backfill.sql")
+            "BEGIN; DELETE FROM audit_counts; DELETE FROM audit_totals; {}{}",
+            include_str!("rollup_backfill.sql"),
+            include_str!("rollup_marginals.sql")
         ))
         .unwrap();
         let rebuilt = [dump(&c, "audit_counts"), dump(&c, "audit_totals")];
@@ -726,7 +827,8 @@ mod tests {
         let c = s.reader_for_tests();
         let (events, n): (i64, i64) = c
             .query_row(
-                "SELECT sum(events), sum(n) FROM audit_totals WHERE field = '*'",
+                "SELECT sum(events), sum(n) FROM audit_totals \
+                 WHERE field = '*' AND type = '' AND effect = ''",
                 [],
                 |r| {
                     Ok((
@@ -792,6 +894,11 @@ mod tests {
             vec![glob(Container, "web-*")],
             vec![glob(Rule, "*-1"), exact(Type, Kind::ALL[1].as_str())],
             vec![glob(Effect, "[ap]*")],
+            vec![exact(Effect, crate::events::Effect::ALL[0].as_str())],
+            vec![
+                exact(Type, Kind::ALL[0].as_str()),
+                exact(Effect, crate::events::Effect::ALL[1].as_str()),
+            ],
         ];
         let ranges = [
             (None, None),
@@ -822,22 +929,77 @@ mod tests {
                         let Some(r) = plan(&q, Ask::Stats(group)) else {
                             continue;
                         };
-                        let raw = audits::stats(&c, &q, group, u32::MAX).unwrap();
-                        assert_eq!(
-                            stats(&c, &q, &r, group).unwrap(),
-                            raw.rows,
-                            "{group:?} of {q:?}"
-                        );
+                        let raw = sampled(&c, &q, u32::MAX).stats(group, limit, offset);
+                        assert_eq!(stats(&c, &q, &r, group).unwrap(), raw, "{group:?} of {q:?}");
                     }
                     for minutes in [60, 120, 1440] {
-                        let raw = audits::histogram(&c, &q, minutes, u32::MAX).unwrap();
+                        let raw = sampled(&c, &q, u32::MAX).histogram(minutes, limit, offset);
                         let got =
                             histogram(&c, &q, &route(Ask::Histogram(minutes)), minutes).unwrap();
-                        assert_eq!(got, raw.rows, "{minutes} of {q:?}");
+                        assert_eq!(got, raw, "{minutes} of {q:?}");
                     }
                 }
             }
         }
+    }
+
+    /// The top values of a field for one type and effect (or any) are the first rows of one
+    /// range of `audit_totals_by_n`: no sum, no sort, whatever the number of values.
+    #[test]
+    fn top_values_are_the_first_rows_of_an_index_range() {
+        use AuditField::*;
+        let (_dir, s) = store(&spread());
+        let c = s.reader_for_tests();
+        let (kind, effect) = (
+            Kind::ALL[0].as_str(),
+            crate::events::Effect::ALL[0].as_str(),
+        );
+        let exact = |f: AuditField, v: &str| (f, Pattern::Exact(v.into()));
+        for fields in [
+            vec![],
+            vec![exact(Type, kind)],
+            vec![exact(Effect, effect)],
+            vec![exact(Type, kind), exact(Effect, effect)],
+        ] {
+            let q = AuditQuery {
+                fields,
+                limit: 10,
+                ..all()
+            };
+            let route = plan(&q, Ask::Stats(Domain)).unwrap();
+            let p = audits::tests::explain(&c, top(&q, &route, Domain).unwrap());
+            assert_eq!(p.len(), 1, "{p:?}");
+            assert!(
+                p[0].starts_with(
+                    "SEARCH audit_totals USING COVERING INDEX audit_totals_by_n \
+                     (field=? AND type=? AND effect=?"
+                ),
+                "{p:?}"
+            );
+        }
+        // A glob on type, a summary by effect, a time range, a filter on the field: no top read.
+        let glob = all().with(Type, Pattern::parse("d*").unwrap());
+        let ranged = AuditQuery {
+            since: Some("2026-11-29T10:00:00.000000Z".into()),
+            ..all()
+        };
+        let web = all().with(Domain, Pattern::parse("e1*").unwrap());
+        for (q, group) in [
+            (&glob, Domain),
+            (&all(), Effect),
+            (&ranged, Domain),
+            (&web, Domain),
+        ] {
+            let route = plan(q, Ask::Stats(group)).unwrap();
+            assert_eq!(top(q, &route, group), None, "{group:?} of {q:?}");
+        }
+    }
+
+    /// The sample of `q`'s newest `size` events.
+    fn sampled(c: &Connection, q: &AuditQuery, size: u32) -> Sample {
+        let mut kept = None;
+        Sample::of(c, q, size, &mut kept).unwrap();
+        kept.unwrap()
     }
 
     /// What the rollup cannot answer is counted over the newest events, and says so when cut.
@@ -850,24 +1012,32 @@ mod tests {
         let mut newest: Vec<&Event> = events.iter().collect();
         newest.sort_by(|a, b| b.time.cmp(&a.time));
         newest.truncate(5);
-        let cut = audits::stats(&c, &q, AuditField::Type, 5).unwrap();
-        assert_eq!(cut.sampled, Some(5));
+        let cut = sampled(&c, &q, 5);
+        assert_eq!(cut.cut, Some(5));
         assert_eq!(
-            cut.rows.iter().map(|(_, n)| n).sum::<u64>(),
+            cut.stats(AuditField::Type, 100, 0)
+                .iter()
+                .map(|(_, n)| n)
+                .sum::<u64>(),
             newest.iter().map(|e| e.count).sum::<u64>()
         );
-        let whole = audits::stats(&c, &q, AuditField::Type, 60).unwrap();
-        assert_eq!(whole.sampled, None);
+        let whole = sampled(&c, &q, 60);
+        assert_eq!(whole.cut, None);
         assert_eq!(
-            whole.rows.iter().map(|(_, n)| n).sum::<u64>(),
+            whole
+                .stats(AuditField::Type, 100, 0)
+                .iter()
+                .map(|(_, n)| n)
+                .sum::<u64>(),
             events.iter().map(|e| e.count).sum::<u64>()
         );
-        let buckets = audits::histogram(&c, &q, 60, 5).unwrap();
-        assert_eq!(buckets.sampled, Some(5));
         assert_eq!(
-            buckets.rows.iter().map(|b| b.count).sum::<u64>(),
+            cut.histogram(60, 100, 0)
+                .iter()
+                .map(|b| b.count)
+                .sum::<u64>(),
             newest.iter().map(|e| e.count).sum::<u64>()
         );
-        assert_eq!(audits::histogram(&c, &q, 60, 61).unwrap().sampled, None);
+        assert_eq!(sampled(&c, &q, 61).cut, None);
     }
 }

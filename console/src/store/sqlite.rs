@@ -14,6 +14,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::group::Group;
+use super::sample::Sample;
 use super::writer::{Priority, Writer};
 use super::{
     ActivityEntry, ActivityQuery, AuditField, AuditQuery, Bucket, DefenderSeen, Expired, Heartbeat,
@@ -95,6 +96,8 @@ const MIGRATIONS: &[&str] = &[
     WAAS_POLICIES,
     // 11: the rollup of audit counts per hour and in all, built from the events stored.
     rollup::MIGRATION,
+    // 12: the rollup's marginal totals, read largest first.
+    rollup::MARGINALS,
 ];
 
 /// Migration 10: the revisions of the WAAS policy, as `policies` holds the runtime policy's.
@@ -169,6 +172,9 @@ pub struct Sqlite {
     /// Audit batches waiting to be committed together.
     audits: Group<Batch>,
     reader: Mutex<Connection>,
+    /// The last sample a summary was computed over (the page asks for several of one filter);
+    /// locked after `reader`.
+    sample: Mutex<Option<Sample>>,
     /// The database file, opened afresh by [`Store::ready`].
     path: PathBuf,
     /// Its device and inode when opened: the file the connections write, whatever is at `path`
@@ -195,12 +201,28 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
-fn lock(c: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+fn lock<T>(c: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding it leaves the connection usable: SQLite rolls back what was open.
+    // (The sample is emptied before it is read again, so a panic leaves none half read.)
     c.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Sqlite {
+    /// A summary of `q`'s sample (the one kept, if still the database's).
+    fn sampled<T>(
+        &self,
+        c: &Connection,
+        q: &AuditQuery,
+        summarise: impl FnOnce(&Sample) -> T,
+    ) -> Result<Summary<T>, StoreError> {
+        let mut kept = lock(&self.sample);
+        let sample = Sample::of(c, q, rollup::SAMPLE, &mut kept)?;
+        Ok(Summary {
+            rows: summarise(sample),
+            sampled: sample.cut,
+        })
+    }
+
     /// Opens (creating) the database at `path`.
     pub fn open(path: &Path) -> Result<Sqlite, StoreError> {
         let open = || -> rusqlite::Result<Connection> {
@@ -223,6 +245,7 @@ impl Sqlite {
             writer: Writer::new(writer),
             audits: Group::new(GROUP_EVENTS, |b: &Batch| b.events.len()),
             reader: Mutex::new(reader),
+            sample: Mutex::new(None),
             path: path.to_path_buf(),
             opened,
         })
@@ -419,7 +442,7 @@ impl Store for Sqlite {
                 rows: rollup::stats(&*snapshot(&mut c)?, q, &route, group)?,
                 sampled: None,
             }),
-            None => audits::stats(&c, q, group, rollup::SAMPLE),
+            None => self.sampled(&c, q, |sample| sample.stats(group, q.limit, q.offset)),
         }
     }
 
@@ -434,7 +457,7 @@ impl Store for Sqlite {
                 rows: rollup::histogram(&*snapshot(&mut c)?, q, &route, minutes)?,
                 sampled: None,
             }),
-            None => audits::histogram(&c, q, minutes, rollup::SAMPLE),
+            None => self.sampled(&c, q, |sample| sample.histogram(minutes, q.limit, q.offset)),
         }
     }
 

@@ -1,0 +1,361 @@
+//! The sample a summary is computed over when the rollup of counts cannot answer it: the newest
+//! [`SAMPLE`](super::rollup::SAMPLE) matching events, found by the list's plans and read once,
+//! then summarised in memory by any field and into histograms of any width. The audits page asks
+//! for five summaries and a chart of one filter; the sample is kept (one, the last) until the
+//! query or the database changes, so they read it once, not six times.
+
+use std::collections::HashMap;
+
+use rusqlite::types::{Value, ValueRef};
+use rusqlite::{Connection, params_from_iter};
+
+use super::StoreError;
+use super::audits::{column, unknown};
+use super::lists;
+use super::query::{AuditField, AuditQuery, Bucket};
+use crate::events::{Effect, parse_name};
+
+/// How many events one statement reads by `seq` (within SQLite's limit on parameters).
+const CHUNK: usize = 500;
+
+/// One field's values in the sample: each distinct value once, and per event its index.
+#[derive(Default)]
+struct Column {
+    values: Vec<String>,
+    of: Vec<Option<u32>>,
+}
+
+impl Column {
+    fn push(&mut self, value: Option<String>, seen: &mut HashMap<String, u32>) {
+        let at = value.map(|v| {
+            *seen.entry(v).or_insert_with_key(|v| {
+                self.values.push(v.clone());
+                (self.values.len() - 1) as u32
+            })
+        });
+        self.of.push(at);
+    }
+}
+
+/// The newest matching events, in no particular order (a summary is a sum).
+pub struct Sample {
+    /// The query (limit and offset aside) and the database's `data_version` it was read at.
+    key: (String, i64),
+    /// Per event: its time in Unix seconds, effect and `count`.
+    seconds: Vec<i64>,
+    effects: Vec<Effect>,
+    counts: Vec<u64>,
+    /// Per field of [`AuditField::ALL`], in that order.
+    fields: Vec<Column>,
+    /// `Some(size)` when more events matched than the sample holds.
+    pub cut: Option<u64>,
+}
+
+/// The key a sample of `q` read at `version` is kept under.
+fn key(q: &AuditQuery, version: i64) -> (String, i64) {
+    let q = AuditQuery {
+        limit: 0,
+        offset: 0,
+        ..q.clone()
+    };
+    (format!("{q:?}"), version)
+}
+
+/// The database's change counter as this connection sees it: another connection's commit changes
+/// it (SQLite's `PRAGMA data_version`).
+fn version(c: &Connection) -> Result<i64, StoreError> {
+    Ok(c.query_row("PRAGMA data_version", [], |r| r.get(0))?)
+}
+
+/// A field's value as text (`pid` and `port` are stored as numbers).
+fn text(v: ValueRef<'_>) -> Option<String> {
+    match v {
+        ValueRef::Text(t) => Some(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Integer(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Seconds since the Unix epoch of a stored time (as SQLite's `strftime('%s')` counts them).
+fn seconds(time: &str) -> Result<i64, StoreError> {
+    humantime::parse_rfc3339(time)
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .and_then(|d| i64::try_from(d.as_secs()).ok())
+        .ok_or_else(|| unknown(1, time.to_owned()).into())
+}
+
+impl Sample {
+    /// The sample of `q` in `kept` if it is still the database's, else read anew (and kept).
+    pub fn of<'k>(
+        c: &Connection,
+        q: &AuditQuery,
+        size: u32,
+        kept: &'k mut Option<Sample>,
+    ) -> Result<&'k Sample, StoreError> {
+        // One read transaction: the version and the events agree.
+        let snapshot = c.unchecked_transaction()?;
+        let key = key(q, version(&snapshot)?);
+        if kept.as_ref().is_none_or(|s| s.key != key) {
+            *kept = None;
+            *kept = Some(Sample::read(&snapshot, q, size, key)?);
+        }
+        Ok(kept.as_ref().expect("just kept"))
+    }
+
+    /// The newest `size` events of `q`, one more looked for to know whether it was cut.
+    fn read(
+        c: &Connection,
+        q: &AuditQuery,
+        size: u32,
+        key: (String, i64),
+    ) -> Result<Sample, StoreError> {
+        let mut seqs = lists::newest(c, q, size.saturating_add(1))?;
+        let cut = (seqs.len() > size as usize).then_some(u64::from(size));
+        seqs.truncate(size as usize);
+        let mut sample = Sample {
+            key,
+            seconds: Vec::with_capacity(seqs.len()),
+            effects: Vec::with_capacity(seqs.len()),
+            counts: Vec::with_capacity(seqs.len()),
+            fields: AuditField::ALL.iter().map(|_| Column::default()).collect(),
+            cut,
+        };
+        let columns: Vec<&str> = AuditField::ALL.iter().map(|f| column(*f)).collect();
+        let mut seen: Vec<HashMap<String, u32>> = columns.iter().map(|_| HashMap::new()).collect();
+        for chunk in seqs.chunks(CHUNK) {
+            let list = vec!["?"; chunk.len()].join(", ");
+            let sql = format!(
+                "SELECT time, effect, count, {} FROM audits WHERE seq IN ({list})",
+                columns.join(", ")
+            );
+            let mut select = c.prepare_cached(&sql)?;
+            let mut rows =
+                select.query(params_from_iter(chunk.iter().map(|s| Value::Integer(*s))))?;
+            while let Some(r) = rows.next()? {
+                sample.seconds.push(seconds(&r.get::<_, String>(0)?)?);
+                let effect: String = r.get(1)?;
+                sample.effects.push(
+                    parse_name(&effect, &Effect::ALL, Effect::as_str)
+                        .ok_or_else(|| unknown(1, effect))?,
+                );
+                sample.counts.push(r.get::<_, i64>(2)? as u64);
+                for (i, field) in sample.fields.iter_mut().enumerate() {
+                    field.push(text(r.get_ref(3 + i)?), &mut seen[i]);
+                }
+            }
+        }
+        Ok(sample)
+    }
+
+    /// The sums of `count` per value of `group`, largest first (ties by value), `limit` after
+    /// `offset`; events without the field are in no group.
+    pub fn stats(&self, group: AuditField, limit: u32, offset: u32) -> Vec<(String, u64)> {
+        let at = AuditField::ALL
+            .iter()
+            .position(|f| *f == group)
+            .expect("every field is in ALL");
+        let field = &self.fields[at];
+        let mut sums = vec![0u64; field.values.len()];
+        for (of, n) in field.of.iter().zip(&self.counts) {
+            if let Some(v) = of {
+                sums[*v as usize] += n;
+            }
+        }
+        let mut rows: Vec<(String, u64)> = field.values.iter().cloned().zip(sums).collect();
+        rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        rows.into_iter()
+            .skip(offset as usize)
+            .take(limit as usize)
+            .collect()
+    }
+
+    /// The sums of `count` per bucket of `minutes` (aligned on the Unix epoch) and effect, oldest
+    /// first: the newest `limit` buckets after skipping `offset`.
+    pub fn histogram(&self, minutes: u32, limit: u32, offset: u32) -> Vec<Bucket> {
+        let width = i64::from(minutes.max(1)) * 60;
+        let mut sums: HashMap<(i64, Effect), u64> = HashMap::new();
+        for ((s, effect), n) in self.seconds.iter().zip(&self.effects).zip(&self.counts) {
+            *sums
+                .entry((s.div_euclid(width) * width, *effect))
+                .or_default() += n;
+        }
+        let mut starts: Vec<i64> = sums.keys().map(|(start, _)| *start).collect();
+        starts.sort_unstable_by(|a, b| b.cmp(a));
+        starts.dedup();
+        let kept: std::collections::HashSet<i64> = starts
+            .into_iter()
+            .skip(offset as usize)
+            .take(limit as usize)
+            .collect();
+        let mut buckets: Vec<(i64, Bucket)> = sums
+            .into_iter()
+            .filter(|((start, _), _)| kept.contains(start))
+            .map(|((start, effect), count)| {
+                let at =
+                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(start.max(0) as u64);
+                let bucket = Bucket {
+                    start: humantime::format_rfc3339_seconds(at).to_string(),
+                    count,
+                    effect,
+                };
+                (start, bucket)
+            })
+            .collect();
+        buckets.sort_by(|(a, x), (b, y)| (a, x.effect.as_str()).cmp(&(b, y.effect.as_str())));
+        buckets.into_iter().map(|(_, b)| b).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::Event;
+    use crate::store::Store;
+    use crate::store::audits::conditions;
+    use crate::store::audits::tests::{all, event, store};
+    use crate::store::query::{Pattern, Search};
+
+    /// Forty events over three minutes, times shared by pairs (the order is then by arrival),
+    /// four containers, pids 100 to 139, counts of 1 to 3.
+    fn events() -> Vec<Event> {
+        (0..40u32)
+            .map(|n| {
+                let time = format!("2026-11-29T10:{:02}:{:02}.000000Z", n / 20, (n / 2) % 60);
+                let mut e = event(&format!("e{n}"), n, &time);
+                e.container = format!("web-{}", n % 4);
+                e.count = u64::from(n % 3) + 1;
+                e
+            })
+            .collect()
+    }
+
+    fn queries() -> Vec<AuditQuery> {
+        let glob = |f, g: &str| all().with(f, Pattern::parse(g).unwrap());
+        vec![
+            all(),
+            all().with(AuditField::Container, Pattern::Exact("web-1".into())),
+            glob(AuditField::Container, "web-[123]"),
+            glob(AuditField::Pid, "1[23]*"),
+            AuditQuery {
+                search: Some(Search::parse("process").unwrap()),
+                ..glob(AuditField::Container, "web-*")
+            },
+        ]
+    }
+
+    /// The newest events by the list's plans are those `ORDER BY time DESC, seq DESC` gives.
+    #[test]
+    fn the_newest_are_the_newest() {
+        let (_dir, s) = store(&events());
+        let c = s.reader_for_tests();
+        for q in queries() {
+            for n in [1, 7, 40, 100] {
+                let mut values = Vec::new();
+                let sql = format!(
+                    "SELECT seq FROM audits WHERE {} ORDER BY time DESC, seq DESC LIMIT {n}",
+                    conditions(&q, &[], &mut values)
+                );
+                let mut select = c.prepare(&sql).unwrap();
+                let want: Vec<i64> = select
+                    .query_map(params_from_iter(values), |r| r.get(0))
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect();
+                assert_eq!(lists::newest(&c, &q, n).unwrap(), want, "{n} of {q:?}");
+            }
+        }
+    }
+
+    /// A sample of every match sums as SQL's `GROUP BY` does, by every field and into buckets;
+    /// a smaller one says it was cut.
+    #[test]
+    fn a_whole_sample_sums_as_sql_does() {
+        let (_dir, s) = store(&events());
+        let c = s.reader_for_tests();
+        for q in queries() {
+            let mut kept = None;
+            let sample = Sample::of(&c, &q, 1000, &mut kept).unwrap();
+            assert_eq!(sample.cut, None);
+            for field in AuditField::ALL {
+                let mut values = Vec::new();
+                let column = column(field);
+                let sql = format!(
+                    "SELECT CAST({column} AS TEXT) AS g, sum(count) AS n FROM audits \
+                     WHERE {} AND g IS NOT NULL GROUP BY g ORDER BY n DESC, g LIMIT 5 OFFSET 1",
+                    conditions(&q, &[], &mut values)
+                );
+                let mut select = c.prepare(&sql).unwrap();
+                let want: Vec<(String, u64)> = select
+                    .query_map(params_from_iter(values), |r| {
+                        Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))
+                    })
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect();
+                assert_eq!(sample.stats(field, 5, 1), want, "{field:?} of {q:?}");
+            }
+            for minutes in [1, 2, 60] {
+                let mut values = Vec::new();
+                let width = minutes * 60;
+                let sql = format!(
+                    "SELECT strftime('%Y-%m-%dT%H:%M:%SZ', \
+                        CAST(strftime('%s', time) AS INTEGER) / {width} * {width}, 'unixepoch') AS b, \
+                        effect, sum(count) FROM audits WHERE {} GROUP BY b, effect ORDER BY b, effect",
+                    conditions(&q, &[], &mut values)
+                );
+                let mut select = c.prepare(&sql).unwrap();
+                let want: Vec<(String, String, u64)> = select
+                    .query_map(params_from_iter(values), |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
+                    })
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect();
+                let got: Vec<(String, String, u64)> = sample
+                    .histogram(minutes, 100, 0)
+                    .into_iter()
+                    .map(|b| (b.start, b.effect.as_str().to_owned(), b.count))
+                    .collect();
+                assert_eq!(got, want, "{minutes} of {q:?}");
+            }
+        }
+        let mut kept = None;
+        assert_eq!(Sample::of(&c, &all(), 39, &mut kept).unwrap().cut, Some(39));
+    }
+
+    /// The page's summaries of one filter read one sample; a new event makes the next read anew.
+    #[test]
+    fn one_sample_serves_a_filter_until_the_database_changes() {
+        let (_dir, s) = store(&events());
+        let c = s.reader_for_tests();
+        let q = all().with(AuditField::Container, Pattern::parse("web-*").unwrap());
+        let mut kept = None;
+        Sample::of(&c, &q, 1000, &mut kept).unwrap();
+        // Marked: a read anew would bring the counts back.
+        kept.as_mut().unwrap().counts.clear();
+        let other = AuditQuery {
+            limit: 3,
+            offset: 9,
+            ..q.clone()
+        };
+        for q in [&q, &other] {
+            assert!(
+                Sample::of(&c, q, 1000, &mut kept)
+                    .unwrap()
+                    .counts
+                    .is_empty()
+            );
+        }
+        let mut late = event("late", 1, "2026-11-29T11:00:00.000000Z");
+        late.container = "web-9".into();
+        s.add_audits(&[late], "defender", "t").unwrap();
+        let after = Sample::of(&c, &q, 1000, &mut kept).unwrap();
+        assert_eq!(after.counts.len(), 41, "read anew after a commit");
+        let narrower = q
+            .clone()
+            .with(AuditField::Type, Pattern::Exact("dns".into()));
+        let narrow = Sample::of(&c, &narrower, 1000, &mut kept).unwrap();
+        assert!(narrow.counts.len() < 41, "another filter, another sample");
+    }
+}
