@@ -34,10 +34,13 @@ CREATE TABLE audit_totals (
 
 /// Migration 12: `audit_totals`' marginal rows (type or effect `ANY`), and the index that reads a
 /// field's values largest first for one type and effect: the top domains of millions read as the
-/// first ten rows of an index range, not by summing and sorting every value.
+/// first ten rows of an index range, not by summing and sorting every value. And `audit_counts`
+/// by field and hour, covering: the last day of a field read as its 24 hours, not as every hour
+/// of every value.
 pub const MARGINALS: &str = concat!(
     include_str!("rollup_marginals.sql"),
-    "CREATE INDEX audit_totals_by_n ON audit_totals (field, type, effect, n DESC, value);"
+    "CREATE INDEX audit_totals_by_n ON audit_totals (field, type, effect, n DESC, value);
+CREATE INDEX audit_counts_by_hour ON audit_counts (field, hour, value, type, effect, events, n);"
 );
 
 /// A marginal row's type or effect in `audit_totals`: every type, or every effect (no event has
@@ -438,7 +441,13 @@ fn tallies(
                     clauses.push(format!("hour {op} ?{}", values.len()));
                 }
             }
-            "audit_counts"
+            // Every value of the field since a given hour: those hours from the index by hour
+            // (the key would read every hour of every value). A condition on the value reads that
+            // value's hours by the key.
+            match (route.value.is_none(), from.is_some()) {
+                (true, true) => "audit_counts INDEXED BY audit_counts_by_hour",
+                _ => "audit_counts",
+            }
         }
     };
     let key = match ask {
