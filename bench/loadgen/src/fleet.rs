@@ -179,6 +179,10 @@ pub struct Traffic {
     /// One batch every so often.
     pub batch_every: Option<Duration>,
     pub events: usize,
+    /// A connection per request (`Connection: close`) instead of one kept alive, as the real
+    /// defender keeps it: a defender then holds a descriptor of the console's only for its poll
+    /// and while a request is under way.
+    pub close: bool,
 }
 
 /// What one defender's writer measured.
@@ -228,7 +232,7 @@ pub async fn write(
         if next_beat.is_some_and(|t| t <= now) {
             let body = heartbeat(&fleet, &me);
             let sent = Instant::now();
-            let answer = exchange(&fleet, &me, &mut conn, HEARTBEAT, body).await;
+            let answer = exchange(&fleet, &me, &mut conn, HEARTBEAT, body, traffic.close).await;
             next_beat = traffic.heartbeat.map(|p| now + p);
             match answer {
                 Ok(_) => {
@@ -247,7 +251,7 @@ pub async fn write(
                 )
             });
             let sent = Instant::now();
-            match exchange(&fleet, &me, &mut conn, AUDITS, body.clone()).await {
+            match exchange(&fleet, &me, &mut conn, AUDITS, body.clone(), traffic.close).await {
                 Ok(a) => {
                     backoff.reset();
                     out.batches += 1;
@@ -273,25 +277,38 @@ pub async fn write(
 }
 
 /// A POST on the writer's connection (opened first if needed); anything but 2xx is a failure, and
-/// the connection is dropped after it (or when the console closes it).
+/// the connection is dropped after it (or when the console closes it, or `close` asked it to).
 async fn exchange(
     fleet: &Fleet,
     me: &Defender,
     conn: &mut Option<Conn>,
     path: &str,
     body: Bytes,
+    close: bool,
 ) -> Result<Answer, Failure> {
     let c = match conn {
         Some(c) => c,
         None => conn.insert(Conn::open(&me.target, me.source).await?),
     };
-    let request = me
-        .target
-        .request(Method::POST, path, &fleet.defender_token, &[], Some(body));
+    let headers = match close {
+        true => vec![(header::CONNECTION, "close".to_owned())],
+        false => vec![],
+    };
+    let request = me.target.request(
+        Method::POST,
+        path,
+        &fleet.defender_token,
+        &headers,
+        Some(body),
+    );
     let answer = c.send(request, REQUEST_TIMEOUT).await;
     match answer {
         Ok(a) if (200..300).contains(&a.status) => {
-            drop_if_closing(conn, &a);
+            if close {
+                *conn = None;
+            } else {
+                drop_if_closing(conn, &a);
+            }
             Ok(a)
         }
         Ok(a) => {

@@ -66,6 +66,11 @@ struct Args {
     /// Events per audit batch.
     #[arg(long, default_value_t = 20)]
     events: usize,
+    /// Heartbeats and batches each on a new connection (`Connection: close`) instead of one
+    /// kept alive per defender (the real defender's): for a fleet larger than half the
+    /// descriptors the console or the load generator may open.
+    #[arg(long)]
+    close_writes: bool,
     /// Policy PUTs, one after the other: each waits for every runtime poller to see its revision
     /// (or `--put-timeout`), then `--put-interval` passes before the next.
     #[arg(long, default_value_t = 3)]
@@ -127,6 +132,9 @@ struct Report {
     load_end: String,
     /// The load generator's RLIMIT_NOFILE (soft) after raising it.
     nofile: u64,
+    /// CPU time (user + system) spent from the start to the end of the traffic: by the load
+    /// generator, and by the consoles of `--pid` (summed), which share the machine's CPUs.
+    cpu_seconds: CpuSeconds,
     pollers: Pollers,
     rss: Option<Rss>,
     puts: Vec<Put>,
@@ -137,6 +145,12 @@ struct Report {
     ingestion: Ingestion,
     heartbeats: Heartbeats,
     errors: ErrorReport,
+}
+
+#[derive(Serialize)]
+struct CpuSeconds {
+    loadgen: Option<f64>,
+    consoles: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -218,9 +232,12 @@ async fn run(args: Args) -> Result<(), LoadgenError> {
     let feeds = if args.waas { 2 } else { 1 };
     let expected_polls = args.defenders * feeds;
     // Each defender holds its polls' connections and a writer's, and the PUTs a few more.
-    let nofile = raise_nofile(args.defenders as u64 * (feeds as u64 + 1) + 1024);
+    let writer = u64::from(!args.close_writes);
+    let nofile = raise_nofile(args.defenders as u64 * (feeds as u64 + writer) + 1024);
     let load_start = loadavg();
     let idle = read_rss(&args.pids)?;
+    let own = [std::process::id()];
+    let cpu_start = (cpu_seconds(&own), cpu_seconds(&args.pids));
 
     let fleet = Arc::new(Fleet {
         run: format!("lg{:x}", now_nanos()),
@@ -288,6 +305,7 @@ async fn run(args: Args) -> Result<(), LoadgenError> {
         batch_every: (args.audit_rate > 0.0 && args.events > 0)
             .then(|| Duration::from_secs_f64(1.0 / args.audit_rate)),
         events: args.events,
+        close: args.close_writes,
     };
     let traffic_start = Instant::now();
     let mut writers = JoinSet::new();
@@ -307,6 +325,11 @@ async fn run(args: Args) -> Result<(), LoadgenError> {
     };
     tokio::time::sleep_until((traffic_start + args.duration).into()).await;
     let loaded_rss = read_rss(&args.pids)?;
+    let spent = |start: Option<f64>, end: Option<f64>| Some(round(end? - start?));
+    let cpu = CpuSeconds {
+        loadgen: spent(cpu_start.0, cpu_seconds(&own)),
+        consoles: spent(cpu_start.1, cpu_seconds(&args.pids)),
+    };
     let _ = stop_tx.send(true);
     let mut written = Written::default();
     while let Some(w) = writers.join_next().await {
@@ -336,6 +359,7 @@ async fn run(args: Args) -> Result<(), LoadgenError> {
         load_start,
         load_end: loadavg(),
         nofile,
+        cpu_seconds: cpu,
         pollers: Pollers {
             defenders: args.defenders,
             polls_per_defender: feeds,
@@ -597,6 +621,21 @@ fn read_rss(pids: &[u32]) -> Result<u64, LoadgenError> {
     Ok(sum)
 }
 
+/// The processes' CPU time (user + system), summed, in seconds: fields 14 and 15 of
+/// /proc/PID/stat, in clock ticks. `None` when one cannot be read.
+fn cpu_seconds(pids: &[u32]) -> Option<f64> {
+    use nix::unistd::{SysconfVar, sysconf};
+    let tick = sysconf(SysconfVar::CLK_TCK).ok().flatten()? as f64;
+    let mut ticks = 0u64;
+    for pid in pids {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // The command's name, in parentheses, may hold spaces: the fields start after it.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        ticks += fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    }
+    (!pids.is_empty()).then(|| ticks as f64 / tick)
+}
+
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -664,7 +703,16 @@ fn print_summary(r: &Report) {
         show(&r.heartbeats.latency)
     );
     println!(
-        "errors: {} {:?}; load {} -> {}",
-        r.errors.total, r.errors.by_kind, r.load_start, r.load_end
+        "errors: {} {:?}; load {} -> {}; CPU seconds: loadgen {}, consoles {}",
+        r.errors.total,
+        r.errors.by_kind,
+        r.load_start,
+        r.load_end,
+        r.cpu_seconds
+            .loadgen
+            .map_or("-".into(), |s| format!("{s:.1}")),
+        r.cpu_seconds
+            .consoles
+            .map_or("-".into(), |s| format!("{s:.1}"))
     );
 }
