@@ -290,9 +290,10 @@ async fn exchange(
         Some(c) => c,
         None => conn.insert(Conn::open(&me.target, me.source).await?),
     };
-    let headers = match close {
-        true => vec![(header::CONNECTION, "close".to_owned())],
-        false => vec![],
+    let headers = if close {
+        vec![(header::CONNECTION, "close".to_owned())]
+    } else {
+        vec![]
     };
     let request = me.target.request(
         Method::POST,

@@ -102,6 +102,10 @@ enum LoadgenError {
     NoAdminToken,
     #[error("--wait must be whole seconds from 1 to 120")]
     Wait,
+    #[error("--ramp must be a positive number of defenders per second")]
+    Ramp,
+    #[error("--sources {0} from --source-base {1} runs past 255.255.255.255")]
+    Sources(u32, Ipv4Addr),
     #[error("--pid {pid}: {source}")]
     Rss { pid: u32, source: std::io::Error },
     #[error("--out {path}: {source}", path = path.display())]
@@ -114,12 +118,17 @@ enum LoadgenError {
 fn main() {
     let args = Args::parse();
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
-    if let Err(e) = runtime.block_on(run(args)) {
-        eprintln!("loadgen: {e}");
-        std::process::exit(2);
-    }
+    let result = runtime.block_on(run(args));
     // The aborted pollers' connections are not waited for.
     runtime.shutdown_background();
+    match result {
+        // A run with failures is reported all the same, and said by the exit status.
+        Ok(errors) => std::process::exit(i32::from(errors > 0)),
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            std::process::exit(2);
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -217,7 +226,8 @@ struct Heartbeats {
     latency: Option<Spread>,
 }
 
-async fn run(args: Args) -> Result<(), LoadgenError> {
+/// Runs the fleet; the number of errors counted.
+async fn run(args: Args) -> Result<u64, LoadgenError> {
     let consoles = args
         .consoles
         .iter()
@@ -228,6 +238,15 @@ async fn run(args: Args) -> Result<(), LoadgenError> {
     }
     if args.wait.subsec_nanos() != 0 || !(1..=120).contains(&args.wait.as_secs()) {
         return Err(LoadgenError::Wait);
+    }
+    if !(args.ramp.is_finite() && args.ramp > 0.0) {
+        return Err(LoadgenError::Ramp);
+    }
+    if u32::from(args.source_base)
+        .checked_add(args.sources)
+        .is_none()
+    {
+        return Err(LoadgenError::Sources(args.sources, args.source_base));
     }
     let feeds = if args.waas { 2 } else { 1 };
     let expected_polls = args.defenders * feeds;
@@ -405,7 +424,7 @@ async fn run(args: Args) -> Result<(), LoadgenError> {
             source,
         })?;
     }
-    Ok(())
+    Ok(report.errors.total)
 }
 
 /// When the pollers saw a PUT's revision: after its answer (0 if before), after its sending.
