@@ -94,6 +94,9 @@ struct Args {
     out: Option<PathBuf>,
 }
 
+/// How long the writers have to finish after the stop.
+const WRITERS_GRACE: Duration = Duration::from_secs(30);
+
 #[derive(Debug, thiserror::Error)]
 enum LoadgenError {
     #[error(transparent)]
@@ -210,6 +213,9 @@ struct Put {
 
 #[derive(Serialize)]
 struct Ingestion {
+    /// Defenders whose heartbeats and batches had not ended 30 s after the stop: their counts are
+    /// missing from these (0 in a run that went as it should).
+    writers_aborted: usize,
     batches: u64,
     events_acked: u64,
     events_stored: u64,
@@ -351,7 +357,11 @@ async fn run(args: Args) -> Result<u64, LoadgenError> {
     };
     let _ = stop_tx.send(true);
     let mut written = Written::default();
-    while let Some(w) = writers.join_next().await {
+    // A writer finishes its request under way (at most a connection's and a request's timeouts,
+    // twice); one still running after this is aborted and counted, so that a report is written
+    // whatever the console does.
+    let give_up = tokio::time::Instant::now() + WRITERS_GRACE;
+    while let Ok(Some(w)) = tokio::time::timeout_at(give_up, writers.join_next()).await {
         let w = w.expect("a writer does not panic");
         written.heartbeats += w.heartbeats;
         written.heartbeat_latency.extend(w.heartbeat_latency);
@@ -361,6 +371,15 @@ async fn run(args: Args) -> Result<u64, LoadgenError> {
         written.batch_latency.extend(w.batch_latency);
         written.events_refused += w.events_refused;
         written.events_unsent += w.events_unsent;
+    }
+    let writers_aborted = writers.len();
+    writers.abort_all();
+    if writers_aborted > 0 {
+        fleet.errors.count(
+            Kind::WriterAborted,
+            writers_aborted as u64,
+            &format!("{writers_aborted} writers had not ended {WRITERS_GRACE:?} after the stop"),
+        );
     }
     let traffic_seconds = traffic_start.elapsed().as_secs_f64();
     let held_at_end = fleet.holding.load(Ordering::SeqCst);
@@ -402,6 +421,7 @@ async fn run(args: Args) -> Result<u64, LoadgenError> {
         puts: puts.into_iter().map(|(p, _)| p).collect(),
         traffic_seconds: round(traffic_seconds),
         ingestion: Ingestion {
+            writers_aborted,
             batches: written.batches,
             events_acked: written.events_acked,
             events_stored: written.events_stored,

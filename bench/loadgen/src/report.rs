@@ -29,10 +29,12 @@ pub enum Kind {
     PutFailed,
     /// A poller that did not see a PUT's revision within the timeout.
     PropagationMissed,
+    /// A defender's heartbeats and batches that had not ended well after the stop.
+    WriterAborted,
     Other,
 }
 
-const KINDS: [Kind; 13] = [
+const KINDS: [Kind; 14] = [
     Kind::ConnectRefused,
     Kind::ConnectTimeout,
     Kind::NoLocalPort,
@@ -45,6 +47,7 @@ const KINDS: [Kind; 13] = [
     Kind::BadAnswer,
     Kind::PutFailed,
     Kind::PropagationMissed,
+    Kind::WriterAborted,
     Kind::Other,
 ];
 
@@ -63,6 +66,7 @@ impl Kind {
             Kind::BadAnswer => "bad answer",
             Kind::PutFailed => "put failed",
             Kind::PropagationMissed => "propagation missed",
+            Kind::WriterAborted => "writer aborted",
             Kind::Other => "other",
         }
     }
