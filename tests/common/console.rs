@@ -30,7 +30,7 @@ pub fn console_bin() -> PathBuf {
          `cargo build -p defender-console` first",
         path.display()
     );
-    if let Some(newer) = newer_source(&path) {
+    if let Some(newer) = newer_source(&path, &["console/src", "src"]) {
         panic!(
             "{} is older than {}: run the tests with `cargo test --workspace`, or `cargo build -p \
              defender-console` first",
@@ -41,11 +41,31 @@ pub fn console_bin() -> PathBuf {
     path
 }
 
-/// A source of the console (its own, or the defender library's it is built with) modified after
-/// `binary` was linked, if any. Built for `cargo test` alone, the binary has no dep-info of its
-/// own next to it, so the sources are the files of `console/src` and `src`: a change there always
-/// has cargo rebuild the console.
-fn newer_source(binary: &Path) -> Option<PathBuf> {
+/// The fleet load generator (`bench/loadgen`, binary `loadgen`), found beside `defender` as the
+/// console is, and refused when older than its sources for the same reason.
+pub fn loadgen_bin() -> PathBuf {
+    let path = super::defender().with_file_name("loadgen");
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test --workspace` (it builds the load \
+         generator), or `cargo build -p defender-loadgen` first",
+        path.display()
+    );
+    if let Some(newer) = newer_source(&path, &["bench/loadgen/src"]) {
+        panic!(
+            "{} is older than {}: run `cargo build -p defender-loadgen` first",
+            path.display(),
+            newer.display()
+        );
+    }
+    path
+}
+
+/// A file under `dirs` (the sources a binary is built from: the console's own and the defender
+/// library's it is built with, or the load generator's) modified after `binary` was linked, if
+/// any. Built for `cargo test` alone, the binary has no dep-info of its own next to it, so the
+/// sources are the files of those directories: a change there always has cargo rebuild it.
+fn newer_source(binary: &Path, dirs: &[&str]) -> Option<PathBuf> {
     fn newest(dir: &Path, built: SystemTime) -> Option<PathBuf> {
         for entry in std::fs::read_dir(dir).ok()?.flatten() {
             let path = entry.path();
@@ -64,8 +84,7 @@ fn newer_source(binary: &Path) -> Option<PathBuf> {
         None
     }
     let built = std::fs::metadata(binary).and_then(|m| m.modified()).ok()?;
-    ["console/src", "src"]
-        .iter()
+    dirs.iter()
         .find_map(|dir| newest(&super::repo_path(dir), built))
 }
 
@@ -203,6 +222,11 @@ impl Console {
         self.child
             .as_mut()
             .is_some_and(|c| c.try_wait().ok().flatten().is_some())
+    }
+
+    /// The console's process id (its memory is read in /proc), while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// What the console wrote on stderr.
