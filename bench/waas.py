@@ -259,9 +259,10 @@ def start(args, app, setup, tmp):
 
 def stop(procs):
     """Kills each process and everything below it: killing the defender alone would leave its
-    supervisor and the application running, holding the port and the CPUs."""
+    supervisor and the application running, holding the port and the CPUs. Parents first, from a
+    list made before: nginx's master would start a new worker for each one killed before it."""
     for proc in procs:
-        for pid in list(tree(proc.pid))[::-1]:
+        for pid in list(tree(proc.pid)):
             try:
                 os.kill(pid, 9)
             except ProcessLookupError:
