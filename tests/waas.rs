@@ -51,6 +51,22 @@ impl Drop for Running {
 /// Starts the application on `address` (PORT is replaced by a free port in `waas`, the WAAS
 /// document; `None`: no `--waas-policy`) with `listeners` sockets, and waits until it listens.
 fn start(waas: Option<&str>, address: &str, listeners: usize) -> Running {
+    let app = common::repo_path("tests/common/waas_app.py");
+    start_python(waas, |ready, port| {
+        vec![
+            app.display().to_string(),
+            ready.to_owned(),
+            address.to_string(),
+            port.to_string(),
+            listeners.to_string(),
+        ]
+    })
+}
+
+/// Starts `python3 ARGS` under the defender, `args` given the path of the file the program
+/// writes once it listens (a line per listener: its address) and the port it binds, and waits
+/// for that file.
+fn start_python(waas: Option<&str>, args: impl FnOnce(&str, u16) -> Vec<String>) -> Running {
     let python = require("python3");
     let world = World::new();
     let port = free_port();
@@ -61,16 +77,9 @@ fn start(waas: Option<&str>, address: &str, listeners: usize) -> Running {
         extra.push("--waas-policy".into());
         extra.push(path.display().to_string());
     }
-    let app = common::repo_path("tests/common/waas_app.py");
     let ready = world.path("ready");
-    let command = [
-        python.display().to_string(),
-        app.display().to_string(),
-        ready.display().to_string(),
-        address.to_string(),
-        port.to_string(),
-        listeners.to_string(),
-    ];
+    let mut command = vec![python.display().to_string()];
+    command.extend(args(&ready.display().to_string(), port));
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     let command: Vec<&str> = command.iter().map(String::as_str).collect();
     let child = common::spawn_piped(&mut world.command(None, &extra, &command));
@@ -251,6 +260,81 @@ fn each_client_connection_keeps_one_application_connection_alive() {
     assert_eq!(second.len(), 3, "{second:?}");
     assert!(second.iter().all(|c| *c == second[0]), "{second:?}");
     assert_ne!(first[0], second[0]);
+}
+
+/// An application that listens with a backlog of 0 and accepts nothing until the file `go`
+/// exists next to its ready file; then it answers each connection's request `200 ok` and closes it.
+const SLOW_ACCEPTING_APP: &str = r#"
+import os, socket, sys, time
+ready, port = sys.argv[1], int(sys.argv[2])
+s = socket.socket()
+s.bind(("127.0.0.1", port))
+s.listen(0)
+with open(ready + ".tmp", "w") as f:
+    f.write("%s:%d\n" % s.getsockname())
+os.rename(ready + ".tmp", ready)
+go = os.path.join(os.path.dirname(ready), "go")
+while not os.path.exists(go):
+    time.sleep(0.01)
+while True:
+    c, _ = s.accept()
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = c.recv(4096)
+        if not chunk:
+            break
+        head += chunk
+    if head:
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+    c.close()
+"#;
+
+/// The local ports of this network namespace's TCP sockets in SYN-SENT towards port `to`
+/// (/proc/net/tcp: `local_address rem_address st`, hexadecimal; state 02 is SYN-SENT).
+fn syn_sent_to(to: u16) -> Vec<u16> {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let port = |address: &str| {
+        let hex = address.rsplit_once(':').map_or("", |(_, p)| p);
+        u16::from_str_radix(hex, 16).ok()
+    };
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            (f.len() > 3 && f[3] == "02" && port(f[2]) == Some(to)).then(|| port(f[1]))?
+        })
+        .collect()
+}
+
+#[test]
+fn a_connect_dropped_by_a_full_accept_queue_is_tried_again_at_once() {
+    let app = start_python(Some(PROTECTED), |ready, port| {
+        vec![
+            "-c".into(),
+            SLOW_ACCEPTING_APP.into(),
+            ready.into(),
+            port.to_string(),
+        ]
+    });
+    let backend: std::net::SocketAddr = app.bound[0].parse().unwrap();
+    // One connection the application does not accept fills its queue (backlog 0): the kernel now
+    // drops every SYN to it, and would send a dropped one again only after a second.
+    let filler = TcpStream::connect(backend).unwrap();
+    let url = app.url("/queued");
+    let client = std::thread::spawn(move || curl(&[&url]));
+    // The proxy's connect is unanswered: it is replaced by a fresh one (another local port)
+    // rather than left to the kernel's retransmission from the same socket.
+    let mut sockets = std::collections::BTreeSet::new();
+    let replaced = wait_until(HANG_GUARD, || {
+        sockets.extend(syn_sent_to(backend.port()));
+        sockets.len() >= 2
+    });
+    assert!(replaced, "connects seen from local ports {sockets:?}");
+    // Once the application accepts, the request arrives and is answered.
+    drop(filler);
+    std::fs::write(app.world.path("go"), "").unwrap();
+    assert_eq!(client.join().unwrap(), (200, "ok".into()));
 }
 
 #[test]

@@ -5,9 +5,11 @@
 //! `X-Forwarded-For` appended. Everything runs in worker threads, one per CPU the defender may use
 //! (at most [`MAX_WORKERS`]), each with a tokio current-thread runtime of its own, started by the
 //! first takeover: a defender with no port taken over has none. Each worker accepts on every
-//! front listener and serves the connections it accepted from start to end, so that a request
-//! never crosses threads (a wake-up of another thread is a futex and an inter-processor
-//! interrupt, dearer on a VM than the request's own work). Each client connection has its own connection
+//! front listener and hands each connection it accepts to the worker serving the fewest (itself
+//! on a tie), which serves it from start to end, so that a request never crosses threads (a
+//! wake-up of another thread is a futex and an inter-processor interrupt, dearer on a VM than the
+//! request's own work): without the hand-over, the worker woken first by a burst of connections
+//! accepted them all and served them alone. Each client connection has its own connection
 //! to the application, opened at its first request passed and kept alive as long as both are:
 //! never one shared between clients, so that a request the two HTTP parsers read differently
 //! cannot make the application answer another client's request with it.
@@ -20,7 +22,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -29,7 +31,7 @@ use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::{Body as _, Incoming};
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
@@ -47,18 +49,37 @@ pub type Report = Arc<dyn Fn(Event) + Send + Sync>;
 /// `maxBodyBytes`. Past it, new connections wait in the listen backlog.
 pub const MAX_CONNECTIONS: usize = 1024;
 
-/// How long a connection may take to send a request's head (slow clients hold memory).
-const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a connection may wait for a request's head (slow clients hold memory), at least: a
+/// head, or the first byte, not read in two of these is the end of the connection (see
+/// [`connection`]; a request in progress is not timed).
+const HEAD_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// How long the first connect to the application may be refused before the client gets a 502:
 /// the application listens on its socket a moment after the bind the defender answered.
 const BACKEND_GRACE: Duration = Duration::from_secs(2);
+
+/// How long a connect to the application may go unanswered before a fresh one replaces it (the
+/// wait doubles each time, to at most a second, for up to [`CONNECT_GIVE_UP`] in all). The application listens on loopback,
+/// where an answer takes microseconds: a connect still unanswered had its SYN dropped because the
+/// application's accept queue was full (Python's `http.server` listens with a backlog of 5), and the
+/// kernel would send that SYN again only after a second, inside the client's request
+/// (docs/waas.md, "The application's accept queue").
+const CONNECT_ATTEMPT: Duration = Duration::from_millis(50);
+
+/// How long connects to the application may go unanswered in all before the client gets a 502.
+const CONNECT_GIVE_UP: Duration = Duration::from_secs(30);
+
+/// The longest response body (of declared length) read whole before its head is sent on.
+const COALESCED_BODY: u64 = 16 * 1024;
 
 /// `ban.minutes` when the app bans without saying for how long.
 pub const DEFAULT_BAN_MINUTES: u32 = 10;
 
 /// The header (and the body's last line) giving a refused client its request id.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The header the application finds the client's address in.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// The TLS record type of a handshake, the first byte a TLS client sends.
 const TLS_HANDSHAKE: u8 = 0x16;
@@ -80,11 +101,46 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// supervisor, and a larger machine's containers rarely give one application more CPUs).
 pub const MAX_WORKERS: usize = 8;
 
-/// The proxy: its workers' runtimes and what every connection shares.
+/// The proxy: its workers and what every connection shares.
 pub struct Proxy {
     /// Never empty.
-    runtimes: Vec<tokio::runtime::Handle>,
+    workers: Arc<[Worker]>,
     shared: Arc<Shared>,
+}
+
+/// One worker thread: its runtime and how many connections it serves now.
+struct Worker {
+    runtime: tokio::runtime::Handle,
+    serving: AtomicUsize,
+}
+
+/// One connection counted in its worker's [`Worker::serving`], from the moment it is handed to
+/// that worker (so that a burst of them is spread at once) until it ends.
+struct Serving {
+    workers: Arc<[Worker]>,
+    index: usize,
+}
+
+impl Serving {
+    fn new(workers: Arc<[Worker]>, index: usize) -> Serving {
+        workers[index].serving.fetch_add(1, Ordering::Relaxed);
+        Serving { workers, index }
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.workers[self.index]
+            .serving
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// An accepted connection: registered with the accepting worker's reactor, or out of it to be
+/// registered with another's.
+enum Accepted {
+    Here(TcpStream),
+    Moved(std::net::TcpStream),
 }
 
 struct Shared {
@@ -143,13 +199,16 @@ impl Proxy {
     /// its own.
     pub fn start(live: Live, scope: Scope, report: Report) -> std::io::Result<Proxy> {
         let count = workers(std::thread::available_parallelism().ok());
-        let mut runtimes = Vec::with_capacity(count);
+        let mut started = Vec::with_capacity(count);
         for _ in 0..count {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_io()
                 .enable_time()
                 .build()?;
-            runtimes.push(runtime.handle().clone());
+            started.push(Worker {
+                runtime: runtime.handle().clone(),
+                serving: AtomicUsize::new(0),
+            });
             std::thread::Builder::new()
                 .name("waas-proxy".into())
                 .spawn(move || {
@@ -159,7 +218,7 @@ impl Proxy {
                 })?;
         }
         Ok(Proxy {
-            runtimes,
+            workers: started.into(),
             shared: Arc::new(Shared {
                 live,
                 scope,
@@ -173,26 +232,26 @@ impl Proxy {
 
     /// Serves `listener` (bound and listening on the address the application asked for) for the
     /// application port `port`, whose socket listens at `backend`: every worker accepts on it
-    /// (a copy of the descriptor each), and serves what it accepted itself. `listener` must be
-    /// non-blocking.
+    /// (a copy of the descriptor each), and hands what it accepted to the worker serving the
+    /// fewest connections. `listener` must be non-blocking.
     pub fn serve(&self, listener: std::net::TcpListener, port: u16, backend: SocketAddr) {
         lock(&PROTECTED).insert(port);
         let front = Front { port, backend };
-        let Some((last, others)) = self.runtimes.split_last() else {
+        let Some(last) = self.workers.len().checked_sub(1) else {
             return;
         };
-        let mut listeners = Vec::with_capacity(self.runtimes.len());
-        for runtime in others {
+        let mut listeners = Vec::with_capacity(self.workers.len());
+        for index in 0..last {
             match listener.try_clone() {
-                Ok(copy) => listeners.push((runtime, copy)),
+                Ok(copy) => listeners.push((index, copy)),
                 // Fewer workers accept on this port; the last one always does.
                 Err(e) => log::warn!("waas: port {port}: a worker's copy of the listener: {e}"),
             }
         }
         listeners.push((last, listener));
-        for (runtime, listener) in listeners {
-            let shared = self.shared.clone();
-            runtime.spawn(async move {
+        for (index, listener) in listeners {
+            let (shared, workers) = (self.shared.clone(), self.workers.clone());
+            self.workers[index].runtime.spawn(async move {
                 let listener = match TcpListener::from_std(listener) {
                     Ok(l) => l,
                     Err(e) => {
@@ -200,7 +259,7 @@ impl Proxy {
                         return;
                     }
                 };
-                accept_loop(listener, front, shared).await;
+                accept_loop(listener, front, shared, workers, index).await;
             });
         }
     }
@@ -212,7 +271,14 @@ fn workers(cpus: Option<std::num::NonZeroUsize>) -> usize {
     cpus.map_or(1, usize::from).clamp(1, MAX_WORKERS)
 }
 
-async fn accept_loop(listener: TcpListener, front: Front, shared: Arc<Shared>) {
+/// Accepts on `listener` in worker `own` and hands each connection to [`least_busy`] worker.
+async fn accept_loop(
+    listener: TcpListener,
+    front: Front,
+    shared: Arc<Shared>,
+    workers: Arc<[Worker]>,
+    own: usize,
+) {
     let state = lock(&shared.ports).entry(front.port).or_default().clone();
     loop {
         let Ok(permit) = shared.connections.clone().acquire_owned().await else {
@@ -227,23 +293,99 @@ async fn accept_loop(listener: TcpListener, front: Front, shared: Arc<Shared>) {
                 continue;
             }
         };
+        let target = least_busy(&workers, own);
+        // Another worker's reactor takes the socket over: it leaves this one's first.
+        let accepted = match target == own {
+            true => Accepted::Here(stream),
+            false => match stream.into_std() {
+                Ok(s) => Accepted::Moved(s),
+                Err(e) => {
+                    log::warn!("waas: a connection from {peer}: {e}");
+                    continue;
+                }
+            },
+        };
+        let serving = Serving::new(workers.clone(), target);
         let (shared, state) = (shared.clone(), state.clone());
-        tokio::spawn(async move {
+        workers[target].runtime.spawn(async move {
+            let stream = match accepted {
+                Accepted::Here(s) => s,
+                Accepted::Moved(s) => match TcpStream::from_std(s) {
+                    Ok(s) => s,
+                    Err(e) => return log::warn!("waas: a connection from {peer}: {e}"),
+                },
+            };
             connection(stream, peer, front, shared, state).await;
-            drop(permit);
+            drop((serving, permit));
         });
     }
+}
+
+/// The worker serving the fewest connections; `own` when it is among them (no hand-over).
+fn least_busy(workers: &[Worker], own: usize) -> usize {
+    let load = |i: usize| workers[i].serving.load(Ordering::Relaxed);
+    (0..workers.len()).fold(own, |best, i| if load(i) < load(best) { i } else { best })
 }
 
 /// What one connection's requests share.
 struct Conn {
     front: Front,
     source: IpAddr,
+    /// `X-Forwarded-For` when the client sent none: its address, written once per connection.
+    source_header: HeaderValue,
     shared: Arc<Shared>,
     state: Arc<PortState>,
     /// The connection to the application for this client connection (one for one, so that
     /// keep-alive on one side is keep-alive on the other), opened at the first request passed.
     backend: tokio::sync::Mutex<Option<hyper::client::conn::http1::SendRequest<AppBody>>>,
+    /// Request heads read on this connection, for its head timeout.
+    heads: AtomicU64,
+    /// Requests read and not yet answered in full (their response's body still going out).
+    answering: AtomicUsize,
+}
+
+/// A request counted in [`Conn::answering`] until its response is sent in full.
+struct Answering(Arc<Conn>);
+
+impl Answering {
+    fn new(conn: Arc<Conn>) -> Answering {
+        conn.heads.fetch_add(1, Ordering::Relaxed);
+        conn.answering.fetch_add(1, Ordering::Relaxed);
+        Answering(conn)
+    }
+}
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        self.0.answering.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A response's body, with its request counted as answering until hyper has sent it all and
+/// drops it.
+struct Answer {
+    body: Body,
+    _answering: Answering,
+}
+
+impl hyper::body::Body for Answer {
+    type Data = Bytes;
+    type Error = <Body as hyper::body::Body>::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 async fn connection(
@@ -256,8 +398,8 @@ async fn connection(
     let source = guard::source(peer.ip());
     let _ = stream.set_nodelay(true);
     let mut first = [0u8; 1];
-    match stream.peek(&mut first).await {
-        Ok(1) => {}
+    match tokio::time::timeout(HEAD_TIMEOUT * 2, stream.peek(&mut first)).await {
+        Ok(Ok(1)) => {}
         _ => return,
     }
     if first[0] == TLS_HANDSHAKE {
@@ -266,21 +408,49 @@ async fn connection(
     let conn = Arc::new(Conn {
         front,
         source,
+        source_header: HeaderValue::from_str(&source.to_string())
+            .unwrap_or(HeaderValue::from_static("")),
         shared,
         state,
         backend: tokio::sync::Mutex::new(None),
+        heads: AtomicU64::new(0),
+        answering: AtomicUsize::new(0),
     });
+    let served_by = conn.clone();
     let service = hyper::service::service_fn(move |req| {
-        let conn = conn.clone();
-        async move { Ok::<_, Infallible>(conn.request(req).await) }
+        let conn = served_by.clone();
+        async move {
+            let answering = Answering::new(conn.clone());
+            let response = conn.request(req).await;
+            Ok::<_, Infallible>(response.map(|body| Answer {
+                body,
+                _answering: answering,
+            }))
+        }
     });
+    // The head timeout is this connection's own timer, one for its whole life, rather than
+    // hyper's `header_read_timeout`: that one arms a new timer for each request, and arming a
+    // timer wakes the worker's event loop (a write to its eventfd and one more epoll_wait a request).
     let served = hyper::server::conn::http1::Builder::new()
         .preserve_header_case(true)
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEAD_TIMEOUT)
         .serve_connection(TokioIo::new(stream), service)
-        .with_upgrades()
-        .await;
+        .with_upgrades();
+    let mut served = std::pin::pin!(served);
+    let mut heads = 0;
+    let served = loop {
+        match tokio::time::timeout(HEAD_TIMEOUT, served.as_mut()).await {
+            Ok(served) => break served,
+            Err(_) => {
+                // No head read for a whole period, and no request in progress: closed (dropping
+                // the connection closes its socket).
+                let now = conn.heads.load(Ordering::Relaxed);
+                if now == heads && conn.answering.load(Ordering::Relaxed) == 0 {
+                    return log::debug!("waas: connection from {peer}: no request head in time");
+                }
+                heads = now;
+            }
+        }
+    };
     if let Err(e) = served {
         log::debug!("waas: connection from {peer}: {e}");
     }
@@ -341,25 +511,32 @@ async fn raw(mut stream: TcpStream, backend: SocketAddr) {
 }
 
 /// Connects to the application's socket, waiting out a refusal for [`BACKEND_GRACE`] (it may not
-/// listen yet).
+/// listen yet), and replacing a connect left unanswered after [`CONNECT_ATTEMPT`] (its SYN was
+/// dropped) by a fresh one.
 async fn connect_backend(backend: SocketAddr) -> std::io::Result<TcpStream> {
-    let deadline = Instant::now() + BACKEND_GRACE;
+    let start = Instant::now();
     let mut pause = Duration::from_millis(1);
+    let mut attempt = CONNECT_ATTEMPT;
     loop {
-        match TcpStream::connect(backend).await {
-            Err(e)
+        match tokio::time::timeout(attempt, TcpStream::connect(backend)).await {
+            Ok(Err(e))
                 if e.kind() == std::io::ErrorKind::ConnectionRefused
-                    && Instant::now() < deadline =>
+                    && start.elapsed() < BACKEND_GRACE =>
             {
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_millis(100));
             }
-            other => {
+            Ok(other) => {
                 if let Ok(s) = &other {
                     let _ = s.set_nodelay(true);
                 }
                 return other;
             }
+            // Dropping the pending connect closes its socket; the next SYN comes from a new one.
+            Err(_) if start.elapsed() < CONNECT_GIVE_UP => {
+                attempt = (attempt * 2).min(Duration::from_secs(1));
+            }
+            Err(_) => return Err(std::io::ErrorKind::TimedOut.into()),
         }
     }
 }
@@ -431,16 +608,18 @@ fn bad_gateway() -> Response<Body> {
 /// A header name as audits name fields (`header:User-Agent`): hyper hands names over
 /// lower-cased, so each word is capitalised again.
 pub fn display_name(name: &str) -> String {
-    name.split('-')
-        .map(|word| {
-            let mut c = word.chars();
-            match c.next() {
-                Some(first) => first.to_ascii_uppercase().to_string() + c.as_str(),
-                None => String::new(),
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("-")
+    // One allocation a header of every request: no string per word.
+    let mut out = String::with_capacity(name.len());
+    let mut word_starts = true;
+    for c in name.chars() {
+        out.push(if word_starts {
+            c.to_ascii_uppercase()
+        } else {
+            c
+        });
+        word_starts = c == '-';
+    }
+    out
 }
 
 /// The `X-Forwarded-For` value the application gets: the client's own values, then the real
@@ -617,13 +796,16 @@ impl Conn {
         };
         let prior: Vec<&[u8]> = parts
             .headers
-            .get_all("x-forwarded-for")
+            .get_all(X_FORWARDED_FOR)
             .iter()
             .map(HeaderValue::as_bytes)
             .collect();
-        let xff = forwarded_for(&prior, self.source);
-        if let Ok(v) = HeaderValue::from_bytes(&xff) {
-            parts.headers.insert("x-forwarded-for", v);
+        let xff = match prior.is_empty() {
+            true => Ok(self.source_header.clone()),
+            false => HeaderValue::from_bytes(&forwarded_for(&prior, self.source)),
+        };
+        if let Ok(v) = xff {
+            parts.headers.insert(X_FORWARDED_FOR, v);
         }
         let out = Request::from_parts(parts, body);
         let mut slot = self.backend.lock().await;
@@ -666,6 +848,26 @@ impl Conn {
                     let _ = tokio::io::copy_bidirectional(&mut c, &mut a).await;
                 }
             });
+            return resp.map(Either::Left);
+        }
+        // A short body of declared length is read whole before the head goes out, so that the
+        // client gets both in one write when the application wrote them in two (Python's
+        // http.server does): each write costs a system call and a wake-up of the client.
+        if resp
+            .body()
+            .size_hint()
+            .exact()
+            .is_some_and(|n| n <= COALESCED_BODY)
+        {
+            let (parts, body) = resp.into_parts();
+            return match body.collect().await {
+                Ok(read) => Response::from_parts(parts, Either::Right(Full::new(read.to_bytes()))),
+                Err(e) => {
+                    log::warn!("waas: port {}: the response: {e}", self.front.port);
+                    *slot = None;
+                    bad_gateway()
+                }
+            };
         }
         resp.map(Either::Left)
     }
