@@ -4,6 +4,7 @@
 //! still served; accepting that fails for want of descriptors is counted and logged, and serving
 //! resumes once connections end. A defender whose long poll a console restart cut waits a random
 //! pause within the first backoff window before it polls again, and does poll the new console.
+//! The listening socket's queue is the one asked for (`ss`).
 
 mod common;
 
@@ -152,6 +153,31 @@ fn short_of_descriptors_defenders_are_refused_and_the_administrator_served() {
     assert!(
         (failures as f64) <= refused(&s, "descriptors"),
         "{failures} lines"
+    );
+}
+
+#[test]
+fn the_listen_queue_is_sized_for_a_fleet_reconnecting() {
+    let w = World::new();
+    let c = Console::start(&w.path("data"));
+    let somaxconn: u64 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let port = c.addr.rsplit(':').next().unwrap();
+    let out = std::process::Command::new(common::require("ss"))
+        .args(["-ltnH", &format!("sport = :{port}")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    // State, Recv-Q, Send-Q (a listening socket's queue), local address, peer.
+    let queue: u64 = text.split_whitespace().nth(2).unwrap().parse().unwrap();
+    assert_eq!(queue, somaxconn.min(4096), "{text}");
+    assert!(
+        c.log().contains(&format!("listen queue {queue} ")),
+        "{}",
+        c.log()
     );
 }
 
