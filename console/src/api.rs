@@ -222,9 +222,7 @@ async fn post_audits(
         in_scope(&caller, &format!("[{i}]"), &who)?;
     }
     let received = batch.len();
-    let stored = state
-        .store(move |s| s.add_audits(&batch, &caller.name, &now()))
-        .await?;
+    let stored = state.add_audits(batch, caller.name).await?;
     state
         .operations
         .metrics

@@ -6,8 +6,9 @@
 use std::sync::Arc;
 
 use axum::Json;
+use axum::http::HeaderValue;
 use axum::http::StatusCode;
-use axum::http::header::WWW_AUTHENTICATE;
+use axum::http::header::{RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::response::{IntoResponse, Response};
 use defender::policy::PolicyError;
 use serde_json::{Value, json};
@@ -15,6 +16,8 @@ use tokio::sync::{Mutex, MutexGuard, watch};
 
 use crate::auth::{Role, Tokens};
 use crate::documents::{self, Doc, Kind, Runtime};
+use crate::events::Event;
+use crate::ingest::{Full, Ingest};
 use crate::metrics::Metrics;
 use crate::store::{ActivityEntry, Store, StoreError, StoredPolicy};
 use crate::throttle::Throttle;
@@ -41,11 +44,15 @@ pub struct AppState {
 
 /// What the console runs besides serving requests, and how it is watched.
 pub struct Operations {
+    /// The connections open, and whether defender traffic is refused for want of descriptors.
+    pub gate: Arc<crate::gate::Gate>,
     pub metrics: Arc<Metrics>,
     /// `--metrics-token`: what `/metrics` requires as a bearer token (`None`: nothing).
     pub metrics_token: Option<String>,
     /// Woken when audits are stored.
     pub webhooks: Webhooks,
+    /// The threads storing audit batches, and their queue.
+    pub ingest: Ingest,
 }
 
 /// One document in force.
@@ -195,6 +202,29 @@ impl AppState {
         }
     }
 
+    /// Stores an audit batch from `source` through the ingestion queue and answers how many of
+    /// its events were new; 503 with `Retry-After` when the queue is full (nothing stored).
+    pub async fn add_audits(&self, batch: Vec<Event>, source: String) -> Result<usize, ApiError> {
+        let store = self.store.clone();
+        let answer = self
+            .operations
+            .ingest
+            .submit(batch.len(), move || {
+                store.add_audits(&batch, &source, &now())
+            })
+            .map_err(|Full| {
+                self.operations.metrics.audit_batches_refused.inc();
+                ApiError::busy("the console's ingestion queue is full; send the batch again later")
+            })?;
+        match answer.await {
+            Ok(Ok(stored)) => Ok(stored),
+            Ok(Err(e)) => Err(ApiError::internal(e.to_string())),
+            Err(_) => Err(ApiError::internal(
+                "storage task: ended without an answer".to_owned(),
+            )),
+        }
+    }
+
     /// Validates `text` as a runtime policy with the defender's parser and, if valid and
     /// different, stores it as the next revision, saved by `by` (the caller's name), and
     /// announces it. An invalid document changes nothing.
@@ -264,12 +294,14 @@ impl AppState {
     }
 }
 
-/// An API error: a status and `{"error": message}` (plus `problems` for an invalid policy).
+/// An API error: a status and `{"error": message}` (plus `problems` for an invalid policy, and
+/// `Retry-After` for a client to come back later).
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
     pub problems: Option<Vec<Value>>,
+    pub retry_after: Option<&'static str>,
 }
 
 impl ApiError {
@@ -278,6 +310,15 @@ impl ApiError {
             status,
             message: message.into(),
             problems: None,
+            retry_after: None,
+        }
+    }
+
+    /// 503: the console cannot take this now; try again in a second.
+    pub fn busy(message: impl Into<String>) -> ApiError {
+        ApiError {
+            retry_after: Some("1"),
+            ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message)
         }
     }
 
@@ -318,6 +359,11 @@ impl IntoResponse for ApiError {
             body["problems"] = Value::Array(p);
         }
         let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static(seconds));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

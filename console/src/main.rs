@@ -10,6 +10,8 @@ mod app;
 mod auth;
 mod documents;
 mod events;
+mod gate;
+mod ingest;
 mod learning;
 mod lifecycle;
 mod logs;

@@ -10,6 +10,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::gate::RefusedLabels;
+
 /// The route of a request that matched none (a 404): one label value for all of them.
 pub const UNMATCHED: &str = "unmatched";
 
@@ -43,6 +45,10 @@ pub struct Metrics {
     pub webhook_deliveries: Family<WebhookLabels, Counter>,
     pub webhook_failures: Family<WebhookLabels, Counter>,
     pub webhook_skipped: Family<WebhookLabels, Counter>,
+    pub connections_refused: Family<RefusedLabels, Counter>,
+    /// Set when scraped.
+    pub connections_open: Gauge,
+    pub audit_batches_refused: Counter,
 }
 
 /// Latency buckets from 1 ms to about 65 s (long polls are held up to 120 s and land in `+Inf`).
@@ -63,6 +69,9 @@ impl Metrics {
             webhook_deliveries: Family::default(),
             webhook_failures: Family::default(),
             webhook_skipped: Family::default(),
+            connections_refused: Family::default(),
+            connections_open: Gauge::default(),
+            audit_batches_refused: Counter::default(),
         };
         let mut r = m.registry;
         r.register(
@@ -111,6 +120,22 @@ impl Metrics {
             "webhook_skipped",
             "Audit events a webhook gave up on after its receiver refused them (4xx) repeatedly",
             m.webhook_skipped.clone(),
+        );
+        r.register(
+            "connections_refused",
+            "Connections refused: defender traffic answered 503 while the connections reached the \
+             open-file limit less the reserve (reserve), or a failed accept (descriptors)",
+            m.connections_refused.clone(),
+        );
+        r.register(
+            "connections_open",
+            "Connections open (HTTP and HTTPS)",
+            m.connections_open.clone(),
+        );
+        r.register(
+            "audit_batches_refused",
+            "Audit batches answered 503 because the ingestion queue was full",
+            m.audit_batches_refused.clone(),
         );
         Metrics { registry: r, ..m }
     }

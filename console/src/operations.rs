@@ -68,6 +68,8 @@ async fn metrics(
         .count();
     let m = &state.operations.metrics;
     m.database_size.set(i64::try_from(size).unwrap_or(i64::MAX));
+    m.connections_open
+        .set(i64::try_from(state.operations.gate.open()).unwrap_or(i64::MAX));
     m.defenders_connected
         .set(i64::try_from(connected).unwrap_or(i64::MAX));
     Ok(([(CONTENT_TYPE, METRICS_TYPE)], m.encode()).into_response())

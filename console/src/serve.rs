@@ -10,11 +10,13 @@ use clap::Parser;
 
 use crate::app::{AppState, Operations};
 use crate::auth::{Origin, TokenError, Tokens};
+use crate::gate::{Admitted, Gate};
+use crate::ingest::{self, Ingest};
 use crate::metrics::Metrics;
 use crate::store::{Sqlite, StoreError};
 use crate::tls::TlsError;
 use crate::webhooks::{WebhookError, Webhooks};
-use crate::{api, operations, people, retention, tls, web, webhooks};
+use crate::{api, gate, operations, people, retention, tls, web, webhooks};
 
 /// Where the database and the generated tokens live unless --data-dir says otherwise.
 const DEFAULT_DATA_DIR: &str = "/var/lib/defender-console";
@@ -143,6 +145,8 @@ pub enum ServeError {
     Policy(#[from] StoreError),
     #[error("tokio runtime: {0}")]
     Runtime(#[source] std::io::Error),
+    #[error("ingestion threads: {0}")]
+    Ingest(#[source] std::io::Error),
     #[error("--listen {addr}: {source}")]
     Listen {
         addr: String,
@@ -158,6 +162,8 @@ pub enum ServeError {
 }
 
 pub fn run(args: Args) -> Result<(), ServeError> {
+    // Before anything is opened: every connection holds a descriptor, and a fleet is many.
+    let open_files = gate::raise_open_files();
     let dir = args.data_dir.unwrap_or_else(|| DEFAULT_DATA_DIR.into());
     {
         use std::os::unix::fs::DirBuilderExt;
@@ -197,7 +203,11 @@ pub fn run(args: Args) -> Result<(), ServeError> {
     let store: Arc<dyn crate::store::Store> = Arc::new(store);
     let metrics = Arc::new(Metrics::new());
     let webhooks = Webhooks::start(&args.webhooks, args.webhook_format, &store, &metrics)?;
+    let gate = Arc::new(Gate::new(open_files, metrics.clone()));
     let operations = Operations {
+        gate: gate.clone(),
+        ingest: Ingest::start(ingest::WORKERS, ingest::QUEUED_EVENTS)
+            .map_err(ServeError::Ingest)?,
         metrics,
         metrics_token: args.metrics_token,
         webhooks,
@@ -218,6 +228,10 @@ pub fn run(args: Args) -> Result<(), ServeError> {
         .layer(axum::middleware::map_response(close_after_refusal))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
+            gate::shed,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
             operations::observe,
         ))
         .with_state(state.clone());
@@ -226,7 +240,7 @@ pub fn run(args: Args) -> Result<(), ServeError> {
         .build()
         .map_err(ServeError::Runtime)?;
     runtime.block_on(async move {
-        let tcp = tokio::net::TcpListener::bind(&args.listen)
+        let tcp = gate::bind(&args.listen)
             .await
             .map_err(|source| ServeError::Listen {
                 addr: args.listen.clone(),
@@ -241,11 +255,14 @@ pub fn run(args: Args) -> Result<(), ServeError> {
         // is a transaction, so nothing is left half done; defenders retry what was cut.
         let served = match tls {
             None => tokio::select! {
-                r = axum::serve(tcp, app.into_make_service_with_connect_info::<tls::Client>()) => r,
+                r = axum::serve(
+                    Admitted { tcp, gate },
+                    app.into_make_service_with_connect_info::<tls::Client>(),
+                ) => r,
                 () = stop() => Ok(()),
             },
             Some(config) => {
-                let listener = tls::TlsListener::new(tcp, config)?;
+                let listener = tls::TlsListener::new(tcp, gate, config)?;
                 tokio::select! {
                     r = axum::serve(listener, app.into_make_service_with_connect_info::<tls::Client>()) => r,
                     () = stop() => Ok(()),

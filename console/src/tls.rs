@@ -16,6 +16,8 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::{self, ServerConfig};
 use tokio_rustls::server::TlsStream;
 
+use crate::gate::{Admitted, Counted, Gate};
+
 /// How long a client may take over its handshake.
 const HANDSHAKE: Duration = Duration::from_secs(10);
 
@@ -62,26 +64,24 @@ pub fn config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
 }
 
 pub struct TlsListener {
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    ready: mpsc::Receiver<(TlsStream<Counted<TcpStream>>, SocketAddr)>,
     local: SocketAddr,
 }
 
 impl TlsListener {
-    pub fn new(tcp: TcpListener, config: Arc<ServerConfig>) -> io::Result<TlsListener> {
+    /// Accepts through `gate` (counted, failures paused on) and hands over each connection once
+    /// its handshake is done.
+    pub fn new(
+        tcp: TcpListener,
+        gate: Arc<Gate>,
+        config: Arc<ServerConfig>,
+    ) -> io::Result<TlsListener> {
         let local = tcp.local_addr()?;
         let acceptor = TlsAcceptor::from(config);
         let (tx, ready) = mpsc::channel(64);
         tokio::spawn(async move {
             loop {
-                let (stream, peer) = match tcp.accept().await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        // Out of file descriptors and the like: pause rather than spin.
-                        eprintln!("defender-console: accept: {e}");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
+                let (stream, peer) = gate.accept(&tcp).await;
                 let (acceptor, tx) = (acceptor.clone(), tx.clone());
                 tokio::spawn(async move {
                     // A failed handshake is the client's business; nothing to serve.
@@ -98,7 +98,7 @@ impl TlsListener {
 }
 
 impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
+    type Io = TlsStream<Counted<TcpStream>>;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
@@ -126,10 +126,8 @@ impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsL
     }
 }
 
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TcpListener>>
-    for Client
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, TcpListener>) -> Client {
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Admitted>> for Client {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, Admitted>) -> Client {
         Client(*stream.remote_addr())
     }
 }

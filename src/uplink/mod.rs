@@ -576,12 +576,22 @@ fn create_private_dir(dir: &Path) -> io::Result<()> {
         .create(dir)
 }
 
-/// Exponential backoff with jitter, so that many defenders do not all knock on a console that
-/// just came back at the same instant.
+/// Exponential backoff with full jitter, so that a fleet of defenders does not knock on a console
+/// that just came back in the same instant: each pause is drawn anew from zero up to a ceiling
+/// that doubles from `first` to `max` with each failure in a row. The first retry is already
+/// random (within `first`), which spreads a fleet whose polls were all cut by the same restart.
 struct Backoff {
     first: Duration,
     max: Duration,
-    next: Duration,
+    /// Failures in a row before this one.
+    attempt: u32,
+}
+
+/// The pause after `attempt` failures in a row (0: the first retry), for `random` in [0, 1):
+/// uniform below `first` × 2^`attempt`, capped at `max`.
+fn full_jitter(first: Duration, max: Duration, attempt: u32, random: f64) -> Duration {
+    let ceiling = first.saturating_mul(2u32.saturating_pow(attempt)).min(max);
+    ceiling.mul_f64(random.clamp(0.0, 1.0))
 }
 
 impl Backoff {
@@ -589,23 +599,24 @@ impl Backoff {
         Backoff {
             first,
             max,
-            next: first,
+            attempt: 0,
         }
     }
 
-    /// The pause before the next attempt: doubling from `first` up to `max`, each within ±20 %.
+    /// The pause before the next attempt.
     fn next_delay(&mut self) -> Duration {
-        let base = self.next;
-        self.next = (self.next * 2).min(self.max);
-        // A random factor in [0.8, 1.2): RandomState is seeded afresh from the OS each time.
+        // RandomState is seeded afresh from the OS each time: 53 of its bits make a fraction.
         let random = std::collections::hash_map::RandomState::new()
             .build_hasher()
             .finish();
-        base.mul_f64(0.8 + (random % 1000) as f64 / 2500.0)
+        let fraction = (random >> 11) as f64 / (1u64 << 53) as f64;
+        let delay = full_jitter(self.first, self.max, self.attempt, fraction);
+        self.attempt = self.attempt.saturating_add(1);
+        delay
     }
 
     fn reset(&mut self) {
-        self.next = self.first;
+        self.attempt = 0;
     }
 }
 
@@ -614,19 +625,47 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_doubles_up_to_its_cap_with_jitter_and_resets() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(500));
-        let nominal = [100, 200, 400, 500, 500];
-        for want in nominal {
-            let got = b.next_delay().as_secs_f64() * 1000.0;
-            let want = f64::from(want);
-            assert!(
-                got >= want * 0.8 - 1e-9 && got < want * 1.2,
-                "{got} vs {want}"
+    fn full_jitter_draws_below_a_doubling_ceiling_up_to_its_cap() {
+        let ms = Duration::from_millis;
+        let (first, max) = (ms(250), ms(5000));
+        // (failures before, random) -> pause
+        for (attempt, random, want) in [
+            (0, 0.0, ms(0)),
+            (0, 0.5, ms(125)),
+            (0, 0.999_999, ms(250).mul_f64(0.999_999)),
+            (1, 0.5, ms(250)),
+            (2, 0.5, ms(500)),
+            (4, 1.0, ms(4000)),
+            // The cap: 250 ms × 2^5 = 8 s is above 5 s.
+            (5, 0.5, ms(2500)),
+            (5, 1.0, ms(5000)),
+            (u32::MAX, 0.2, ms(1000)),
+            // A random value out of range is clamped.
+            (0, 7.0, ms(250)),
+        ] {
+            assert_eq!(
+                full_jitter(first, max, attempt, random),
+                want,
+                "{attempt} {random}"
             );
         }
+    }
+
+    #[test]
+    fn backoff_draws_within_its_ceilings_spreads_and_resets() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(500));
+        for ceiling in [100, 200, 400, 500, 500] {
+            let got = b.next_delay();
+            assert!(got < Duration::from_millis(ceiling), "{got:?} vs {ceiling}");
+        }
         b.reset();
-        assert!(b.next_delay() < Duration::from_millis(120));
+        // The first retries of a fleet are spread over the first window, not the same value.
+        let firsts: std::collections::BTreeSet<Duration> = (0..20)
+            .map(|_| Backoff::new(Duration::from_millis(100), Duration::from_secs(1)).next_delay())
+            .collect();
+        assert!(firsts.len() > 10, "{firsts:?}");
+        assert!(firsts.iter().all(|d| *d < Duration::from_millis(100)));
+        assert!(b.next_delay() < Duration::from_millis(100));
     }
 
     #[test]

@@ -78,7 +78,13 @@ pub(super) fn run(shared: &Shared, feed: Feed, mut have: Option<String>) {
             }
             Err(e) => {
                 shared.missed(&e);
-                std::thread::sleep(backoff.next_delay());
+                let pause = backoff.next_delay();
+                log::debug!(
+                    "policy poll {}: {e}; next in {} ms",
+                    feed.path(),
+                    pause.as_millis()
+                );
+                std::thread::sleep(pause);
             }
         }
     }

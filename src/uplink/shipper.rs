@@ -204,7 +204,9 @@ impl Shipper {
                 // What was delivered of the batch goes again with it: the console keeps one copy.
                 Err(e) => {
                     self.shared.missed(&e);
-                    self.retry_at = Some(Instant::now() + self.backoff.next_delay());
+                    let pause = self.backoff.next_delay();
+                    log::debug!("audit delivery: {e}; next in {} ms", pause.as_millis());
+                    self.retry_at = Some(Instant::now() + pause);
                     return false;
                 }
             }

@@ -104,6 +104,8 @@ pub struct Console {
     /// The pid of a process whose network namespace the console runs in, and is spoken to in
     /// (a [`NetWorld`]'s); `None`: the test's own.
     netns: Option<u32>,
+    /// A command the console is started by (e.g. `prlimit --nofile=N:N`), which execs it.
+    wrapper: Vec<String>,
 }
 
 /// An HTTP answer: status, headers that matter, body.
@@ -148,8 +150,23 @@ impl Console {
         Console::start_in_netns(data, "127.0.0.1:0", &token_args(), Some(nw.pid()))
     }
 
+    /// A console on a free port with the test tokens, started by `wrapper` (a command that
+    /// execs the console with the arguments after its own, such as `prlimit`).
+    pub fn start_under(data: &Path, wrapper: &[&str]) -> Console {
+        let mut c = Console::unstarted(data, "127.0.0.1:0", &token_args(), None);
+        c.wrapper = wrapper.iter().map(|&a| a.to_owned()).collect();
+        c.spawn();
+        c
+    }
+
     fn start_in_netns(data: &Path, addr: &str, args: &[String], netns: Option<u32>) -> Console {
-        let mut c = Console {
+        let mut c = Console::unstarted(data, addr, args, netns);
+        c.spawn();
+        c
+    }
+
+    fn unstarted(data: &Path, addr: &str, args: &[String], netns: Option<u32>) -> Console {
+        Console {
             data: data.to_path_buf(),
             addr: addr.into(),
             args: args.to_vec(),
@@ -159,9 +176,8 @@ impl Console {
             agent: agent(None, 10),
             pages: agent(None, 0),
             netns,
-        };
-        c.spawn();
-        c
+            wrapper: Vec::new(),
+        }
     }
 
     /// Trust `ca` (PEM) for an https console.
@@ -180,6 +196,11 @@ impl Console {
                 c.arg(format!("--net=/proc/{pid}/ns/net"))
                     .arg("--")
                     .arg(console_bin());
+                c
+            }
+            None if !self.wrapper.is_empty() => {
+                let mut c = Command::new(require(&self.wrapper[0]));
+                c.args(&self.wrapper[1..]).arg(console_bin());
                 c
             }
             None => Command::new(console_bin()),

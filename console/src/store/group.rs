@@ -4,6 +4,10 @@
 //! it. A commit writes each page it dirtied once, so twenty batches that touch the same index
 //! pages cost one commit's pages instead of twenty.
 //!
+//! The writer may stop before the last batch taken (when its transaction has taken long enough,
+//! so that a policy change waiting for the connection waits for a short transaction only): the
+//! batches it did not write go back to the head of the queue, in their order, for the next one.
+//!
 //! A transaction that fails fails every batch in it (each caller gets the error, nothing of the
 //! transaction is kept): the defenders keep what was refused with a 5xx and post it again.
 
@@ -67,11 +71,18 @@ impl<B> Queue<B> {
         taken
     }
 
-    /// The transaction of `tickets` ended with `outcome`: each of them gets its answer.
-    fn finish(&mut self, tickets: &[Ticket], outcome: Outcome) {
+    /// The transaction of `tickets` (their `batches`) ended with `outcome`: the batches written
+    /// (a prefix, at least one) get their answers, the others go back to the head of the queue.
+    fn finish(&mut self, tickets: &[Ticket], mut batches: Vec<B>, outcome: Outcome) {
         self.writing = false;
         let answers: Vec<Answer> = match outcome {
-            Ok(counts) if counts.len() == tickets.len() => counts.into_iter().map(Ok).collect(),
+            Ok(counts) if (1..=tickets.len()).contains(&counts.len()) => {
+                let rest = batches.split_off(counts.len());
+                for item in tickets[counts.len()..].iter().copied().zip(rest).rev() {
+                    self.waiting.push_front(item);
+                }
+                counts.into_iter().map(Ok).collect()
+            }
             Ok(counts) => {
                 let e = format!(
                     "a group of {} batches was answered {} counts",
@@ -117,8 +128,8 @@ impl<B> Group<B> {
 
     /// Stores `batch` in the next transaction and returns its own count once that committed.
     /// The transaction is written by this thread if none is being written (with `write`, which
-    /// gets every batch taken, oldest first, and answers a count for each), or by the thread
-    /// writing one otherwise.
+    /// gets every batch taken, oldest first, and answers a count for each of those it wrote: the
+    /// first ones, at least one), or by the thread writing one otherwise.
     pub fn submit(
         &self,
         batch: B,
@@ -143,9 +154,10 @@ impl<B> Group<B> {
             let mut leading = Leading {
                 group: self,
                 tickets,
+                batches,
                 outcome: Err("the transaction of this group panicked".into()),
             };
-            leading.outcome = write(&batches).map_err(|e| e.source.to_string());
+            leading.outcome = write(&leading.batches).map_err(|e| e.source.to_string());
             drop(leading);
             queue = lock(&self.queue);
         }
@@ -167,13 +179,15 @@ impl<B> Group<B> {
 struct Leading<'a, B> {
     group: &'a Group<B>,
     tickets: Vec<Ticket>,
+    batches: Vec<B>,
     outcome: Outcome,
 }
 
 impl<B> Drop for Leading<'_, B> {
     fn drop(&mut self) {
         let outcome = std::mem::replace(&mut self.outcome, Ok(Vec::new()));
-        lock(&self.group.queue).finish(&self.tickets, outcome);
+        let batches = std::mem::take(&mut self.batches);
+        lock(&self.group.queue).finish(&self.tickets, batches, outcome);
         self.group.ended.notify_all();
     }
 }
@@ -223,23 +237,31 @@ mod tests {
     #[test]
     fn each_batch_gets_its_own_answer_and_a_failure_fails_them_all() {
         let fail = || Err::<usize, String>("disk full".into());
-        let cases: [(Outcome, Vec<Option<Answer>>); 3] = [
+        let cases: [(Outcome, Vec<Option<Answer>>); 4] = [
             (Ok(vec![3, 0]), vec![Some(Ok(3)), Some(Ok(0))]),
             (Err("disk full".into()), vec![Some(fail()), Some(fail())]),
-            // A writer answering the wrong number of counts answers no one a wrong count.
+            // A writer answering no count, or more than it was given, answers no one a count.
             (
-                Ok(vec![3]),
+                Ok(vec![]),
                 vec![
-                    Some(Err("a group of 2 batches was answered 1 counts".into())),
-                    Some(Err("a group of 2 batches was answered 1 counts".into())),
+                    Some(Err("a group of 2 batches was answered 0 counts".into())),
+                    Some(Err("a group of 2 batches was answered 0 counts".into())),
+                ],
+            ),
+            (
+                Ok(vec![1, 2, 3]),
+                vec![
+                    Some(Err("a group of 2 batches was answered 3 counts".into())),
+                    Some(Err("a group of 2 batches was answered 3 counts".into())),
                 ],
             ),
         ];
         for (outcome, want) in cases {
             let mut q = queue(&[10, 20, 30]);
-            let taken = tickets(&q.lead(30, |s| *s));
+            let (taken, batches): (Vec<Ticket>, Vec<usize>) =
+                q.lead(30, |s| *s).into_iter().unzip();
             assert_eq!(taken, [0, 1]);
-            q.finish(&taken, outcome.clone());
+            q.finish(&taken, batches, outcome.clone());
             assert!(!q.writing);
             let got = vec![q.collect(0), q.collect(1)];
             assert_eq!(got, want, "{outcome:?}");
@@ -249,13 +271,26 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_batches_a_writer_stopped_before_lead_the_next_transaction_in_order() {
+        let mut q = queue(&[10, 20, 30, 40]);
+        let (taken, batches): (Vec<Ticket>, Vec<usize>) = q.lead(60, |s| *s).into_iter().unzip();
+        assert_eq!(taken, [0, 1, 2]);
+        // Written: the first only.
+        q.finish(&taken, batches, Ok(vec![1]));
+        assert_eq!(q.collect(0), Some(Ok(1)));
+        assert_eq!((q.collect(1), q.collect(2)), (None, None));
+        // 1 and 2 are back before 3, with their batches.
+        assert_eq!(q.lead(1000, |s| *s), [(1, 20), (2, 30), (3, 40)]);
+    }
+
     /// Holds the queue as if a transaction were being written until `n` callers wait, then
     /// ends it as a transaction of no batches would.
     fn release_when_waiting(group: &Group<usize>, n: usize) {
         while lock(&group.queue).waiting.len() < n {
             std::thread::yield_now();
         }
-        lock(&group.queue).finish(&[], Ok(vec![]));
+        lock(&group.queue).finish(&[], Vec::new(), Ok(vec![]));
         group.ended.notify_all();
     }
 

@@ -159,6 +159,11 @@ struct TooNew {
 /// batch, which the API refuses anyway): the largest batch the API takes, so that a commit is
 /// never more than about two batches' work for the callers waiting behind it.
 const GROUP_EVENTS: usize = MAX_BATCH;
+/// A transaction of audit batches stops taking the next batch once it has worked this long: a
+/// policy change (or any ordinary write) waits for the transaction being written, and on a
+/// large database whose indexes no longer fit the page cache, ten thousand events take seconds.
+/// (Group commit's gain is mostly made by then: the upper index pages are written once.)
+const TRANSACTION_WORK: Duration = Duration::from_millis(10);
 
 /// One `add_audits` call's batch, waiting for its transaction.
 struct Batch {
@@ -284,7 +289,10 @@ fn migrate(c: &mut Connection) -> Result<(), StoreError> {
 ///
 /// Whatever else must change with the events stored (counts kept beside them) belongs in this
 /// transaction too, so that it commits, or fails, with them.
+/// Writes the first of `batches` and those after it until [`TRANSACTION_WORK`] is spent, in one
+/// transaction; answers the count of each one written.
 fn add_batches(c: &mut Connection, batches: &[Batch]) -> Result<Vec<usize>, StoreError> {
+    let started = std::time::Instant::now();
     let tx = c.transaction()?;
     let mut counts = Vec::with_capacity(batches.len());
     // The events stored, for the counts kept beside them (duplicates skipped).
@@ -348,6 +356,9 @@ fn add_batches(c: &mut Connection, batches: &[Batch]) -> Result<Vec<usize>, Stor
                 added += inserted;
             }
             counts.push(added);
+            if started.elapsed() >= TRANSACTION_WORK {
+                break;
+            }
         }
         rollup::add(&tx, &stored)?;
     }
@@ -931,6 +942,79 @@ mod tests {
             .collect::<Vec<_>>();
         stored.sort();
         assert_eq!(stored, ["a", "b", "c", "d"]);
+    }
+
+    /// A flood of audit batches from several threads and policy changes in parallel: every
+    /// change is stored while the flood goes on (no flood thread reached its last batch), and no
+    /// transaction of batches took the connection between a change asking for it and getting it
+    /// (it waited for the one being written, at most).
+    #[test]
+    fn a_policy_change_during_a_flood_of_audits_waits_for_one_transaction_at_most() {
+        use super::super::writer::Step;
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        const FLOODERS: usize = 4;
+        const MOST: usize = 5_000;
+        let dir = tempfile::tempdir().unwrap();
+        let s = Sqlite::open(&dir.path().join("db")).unwrap();
+        let t = "2026-11-29T10:00:00.000000Z";
+        let (stop, posted) = (AtomicBool::new(false), AtomicUsize::new(0));
+        let changes = 20;
+        let flooded = std::thread::scope(|scope| {
+            let flooders: Vec<_> = (0..FLOODERS)
+                .map(|f| {
+                    let (s, stop, posted) = (&s, &stop, &posted);
+                    scope.spawn(move || {
+                        let mut n = 0;
+                        while !stop.load(Ordering::SeqCst) && n < MOST {
+                            let batch: Vec<Event> = (0..100)
+                                .map(|i| event(&format!("{f}-{n}-{i}"), t, Kind::Process, "web"))
+                                .collect();
+                            s.add_audits(&batch, "defender", t).unwrap();
+                            posted.fetch_add(1, Ordering::SeqCst);
+                            n += 1;
+                        }
+                        n
+                    })
+                })
+                .collect();
+            for i in 0..changes {
+                // Each change made with the flood going on: batches stored since the last.
+                let seen = posted.load(Ordering::SeqCst);
+                while posted.load(Ordering::SeqCst) == seen {
+                    std::thread::yield_now();
+                }
+                let document = format!("{{\"change\": {i}}}");
+                s.put_policy(Doc::Runtime, &document, t, "admin").unwrap();
+            }
+            stop.store(true, Ordering::SeqCst);
+            flooders
+                .into_iter()
+                .map(|f| f.join().unwrap())
+                .collect::<Vec<_>>()
+        });
+        assert!(flooded.iter().all(|&n| n < MOST), "{flooded:?}");
+        let steps = s.writer.steps();
+        let asked: Vec<usize> = (0..steps.len())
+            .filter(|&i| steps[i] == Step::Asked(Priority::Ordinary))
+            .collect();
+        // The first policy revisions of the console are written before the flood (open).
+        assert!(asked.len() >= changes, "{}", asked.len());
+        for &i in &asked {
+            let took = (i..steps.len())
+                .find(|&j| steps[j] == Step::Took(Priority::Ordinary))
+                .expect("every change took the connection");
+            assert!(
+                !steps[i..took].contains(&Step::Took(Priority::Bulk)),
+                "a transaction of batches went before the change asking at {i}: {:?}",
+                &steps[i..=took]
+            );
+        }
+        // And the flood did go on between the changes.
+        let bulk_between = steps[asked[0]..*asked.last().unwrap()]
+            .iter()
+            .filter(|&&step| step == Step::Took(Priority::Bulk))
+            .count();
+        assert!(bulk_between > 0, "{steps:?}");
     }
 
     /// The audits table of the console before custom rules (schema version 0), as it created it.

@@ -24,6 +24,17 @@ struct Turns {
     busy: bool,
     /// Ordinary writes waiting for their turn.
     ordinary: usize,
+    /// Every write asking for the connection and taking it, in order, for the tests to read.
+    #[cfg(test)]
+    steps: Vec<Step>,
+}
+
+/// A write asking for the connection, or taking it.
+#[cfg(test)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    Asked(Priority),
+    Took(Priority),
 }
 
 impl Turns {
@@ -57,6 +68,8 @@ impl Writer {
     /// The connection, once every write before this one's turn ended.
     pub fn take(&self, priority: Priority) -> Turn<'_> {
         let mut turns = lock(&self.turns);
+        #[cfg(test)]
+        turns.steps.push(Step::Asked(priority));
         if priority == Priority::Ordinary {
             turns.ordinary += 1;
         }
@@ -70,6 +83,8 @@ impl Writer {
             turns.ordinary -= 1;
         }
         turns.busy = true;
+        #[cfg(test)]
+        turns.steps.push(Step::Took(priority));
         drop(turns);
         Turn {
             writer: self,
@@ -80,6 +95,12 @@ impl Writer {
     /// An ordinary write's turn.
     pub fn ordinary(&self) -> Turn<'_> {
         self.take(Priority::Ordinary)
+    }
+
+    /// The writes that asked for the connection and took it so far, in order.
+    #[cfg(test)]
+    pub fn steps(&self) -> Vec<Step> {
+        lock(&self.turns).steps.clone()
     }
 }
 
@@ -127,7 +148,11 @@ mod tests {
             (true, 2, Ordinary, false),
         ];
         for (busy, ordinary, priority, want) in cases {
-            let turns = Turns { busy, ordinary };
+            let turns = Turns {
+                busy,
+                ordinary,
+                ..Turns::default()
+            };
             assert_eq!(turns.may_go(priority), want, "{turns:?} {priority:?}");
         }
     }
