@@ -67,11 +67,12 @@ const ALL: &[Origin] = &[
 /// line by default, and more than a form or JSON field usually holds.
 pub const INSPECTED_VALUE_BYTES: usize = 16 * 1024;
 
-/// Whether a view of `field` is longer than the signatures read of one value. The whole body of a
-/// type not read as values (`body`: an opaque type, XML as a document) is not a value: it is read
-/// whole, bounded by `maxBodyBytes`, as an upload by `PUT` must not be refused for its size.
+/// Whether a view of `field` is longer than the signatures read of one value. A body, or a part
+/// of one, not read as values ([`Field::whole`]: an opaque type, XML as a document, a binary
+/// body's text) is not a value: it is read whole, bounded by `maxBodyBytes`, as an upload by `PUT`
+/// must not be refused for its size.
 fn too_long(field: &Field, view: &[u8]) -> bool {
-    view.len() > INSPECTED_VALUE_BYTES && field.name != "body"
+    view.len() > INSPECTED_VALUE_BYTES && !field.whole
 }
 
 /// The parts of one decoded view of `field` the signatures read: all of it up to the cap, else its
