@@ -6,9 +6,16 @@
 //!
 //! `cargo bench --bench waas_inspect` measures; under `cargo test` (no `--bench` argument) it only
 //! runs each case a few times, so the suite checks that it still works without spending time.
+//!
+//! With `WAAS_BINARY_FILES` naming a file that lists paths (one a line), it also uploads each of
+//! those files as an `application/octet-stream` body and prints how many are flagged (the false
+//! positives of reading a binary body's text, docs/waas.md "Binary bodies"), per attack, and what
+//! the inspection of those bodies costs per MiB. bench/binary-files lists such files.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
+
+use std::collections::BTreeMap;
 
 use defender::waas::{Effect, Protections, Request, inspect};
 
@@ -94,4 +101,48 @@ fn main() {
         runs.sort();
         println!("| {name} | {} |", runs[3].as_micros());
     }
+    if let Ok(list) = std::env::var("WAAS_BINARY_FILES") {
+        binary_files(&list, &protections);
+    }
+}
+
+/// Uploads each file `list` names as a binary body: flagged files per attack, and the cost.
+fn binary_files(list: &str, protections: &Protections) {
+    let paths = std::fs::read_to_string(list).unwrap_or_else(|e| panic!("{list}: {e}"));
+    let (mut files, mut bytes, mut spent) = (0usize, 0usize, Duration::ZERO);
+    let mut flagged: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut any = 0;
+    for path in paths.lines().filter(|l| !l.is_empty()) {
+        // Text files (scripts among the programs) are not binary bodies: read whole, as text.
+        let control = |b: &u8| *b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r' | b'\x0c');
+        let Some(body) = std::fs::read(path).ok().filter(|b| b.iter().any(control)) else {
+            continue;
+        };
+        let request = Request {
+            method: "PUT",
+            target: "/upload",
+            headers: vec![("Content-Type", b"application/octet-stream")],
+            body: &body,
+        };
+        let start = Instant::now();
+        let found = inspect(&request, protections);
+        spent += start.elapsed();
+        files += 1;
+        bytes += body.len();
+        any += usize::from(!found.is_empty());
+        for finding in &found {
+            *flagged.entry(finding.attack.as_str()).or_default() += 1;
+            println!(
+                "flagged: {path}: {} in {}",
+                finding.attack.as_str(),
+                finding.field
+            );
+        }
+    }
+    let mib = bytes as f64 / (1024.0 * 1024.0);
+    println!(
+        "{files} files, {mib:.1} MiB: {any} flagged ({:.2}%), {flagged:?}; {:.0} µs per MiB",
+        100.0 * any as f64 / files.max(1) as f64,
+        spent.as_micros() as f64 / mib.max(f64::EPSILON)
+    );
 }

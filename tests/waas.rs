@@ -479,6 +479,37 @@ fn each_protection_refuses_its_attack_and_names_the_field() {
     assert_eq!(app.audit_of("malformedRequest")["field"], "body");
 }
 
+/// An application that parses any body as a form (tests/common/waas_app.py's `/form`, Python's
+/// `parse_qs`) reads the fields of a body labelled binary: the firewall reads the text runs of a
+/// binary body as such a form, so an attack after a control byte is refused and named, and a
+/// binary upload with fields and no attack arrives.
+#[test]
+fn an_attack_in_a_binary_body_read_as_a_form_is_refused() {
+    let app = start(Some(PROTECTED), "127.0.0.1", 1);
+    let post = |name: &str, body: &[u8]| {
+        let file = app.world.path(name);
+        std::fs::write(&file, body).unwrap();
+        curl(&[
+            "-H",
+            "Content-Type: application/octet-stream",
+            "--data-binary",
+            &format!("@{}", file.display()),
+            &app.url("/form"),
+        ])
+    };
+    // The application does read a field out of such a body: benign, it arrives.
+    let (code, body) = post("benign.bin", b"\x89PNG\x01\x00&q=summer+shoes&size=42");
+    assert_eq!(code, 200, "{body}");
+    let fields: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(fields["q"], json!(["summer shoes"]), "{body}");
+    // The same with an attack in the field: refused, audited in the field's name.
+    let (code, body) = post("attack.bin", b"\x89PNG\x01\x00&q=%27+OR+1%3D1--&size=42");
+    assert_eq!(code, 403, "{body}");
+    let audit = app.audit_of("sqli");
+    assert_eq!(audit["field"], "body:q", "{audit}");
+    assert_eq!(audit["effect"], "prevent");
+}
+
 #[test]
 fn alert_passes_and_audits() {
     let doc = r#"{"rules": [{"name": "watch", "apps": [{"port": PORT, "protections": {"sqli": "alert"}}]}]}"#;

@@ -24,6 +24,10 @@ pub struct Field {
     pub name: String,
     pub origin: Origin,
     pub views: Vec<Vec<u8>>,
+    /// Read whole however long (bounded by the body's size): a body, or a part of one, that is
+    /// not a value an application reads as such: a document, an opaque body, the text of a binary
+    /// body. A value is read up to `INSPECTED_VALUE_BYTES` (docs/waas.md, "Long values").
+    pub whole: bool,
 }
 
 /// Headers whose values the HTTP machinery parses (never application data): injection signatures
@@ -79,7 +83,7 @@ pub fn fields(request: &Request<'_>) -> (Vec<Field>, Vec<Malformation>) {
         field.views.extend(segments);
     }
     if let Some(query) = query {
-        out.pairs("query", Origin::Query, query.as_bytes(), true);
+        out.pairs("query", Origin::Query, query.as_bytes(), true, false);
     }
     let mut content_type = None;
     for (name, value) in &request.headers {
@@ -122,7 +126,16 @@ impl Fields {
             name,
             origin,
             views: views(decoded),
+            whole: false,
         });
+    }
+
+    /// A field read whole ([`Field::whole`]).
+    fn push_whole(&mut self, name: String, origin: Origin, decoded: Vec<u8>) {
+        self.push(name, origin, decoded);
+        if let Some(field) = self.fields.last_mut() {
+            field.whole = true;
+        }
     }
 
     /// A percent-encoded value: an invalid escape is a malformation, and the value is still
@@ -139,8 +152,8 @@ impl Fields {
     }
 
     /// `name=value&...` (a query string or a form body): each parameter under `{prefix}:{name}`,
-    /// its name inspected along with its value.
-    fn pairs(&mut self, prefix: &str, origin: Origin, raw: &[u8], strict: bool) {
+    /// its name inspected along with its value; `whole`: each read whole ([`Field::whole`]).
+    fn pairs(&mut self, prefix: &str, origin: Origin, raw: &[u8], strict: bool, whole: bool) {
         for pair in raw.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
             let (name, value) = match pair.iter().position(|b| *b == b'=') {
                 Some(at) => (&pair[..at], Some(&pair[at + 1..])),
@@ -148,10 +161,12 @@ impl Fields {
             };
             let field = format!("{prefix}:{}", label(&percent_lenient(name, true)));
             for part in std::iter::once(name).chain(value) {
-                if strict {
-                    self.strict(field.clone(), origin, part, true);
-                } else {
-                    self.push(field.clone(), origin, percent_lenient(part, true));
+                match (strict, whole) {
+                    (true, _) => self.strict(field.clone(), origin, part, true),
+                    (false, false) => self.push(field.clone(), origin, percent_lenient(part, true)),
+                    (false, true) => {
+                        self.push_whole(field.clone(), origin, percent_lenient(part, true));
+                    }
                 }
             }
         }
@@ -185,25 +200,48 @@ impl Fields {
             })
             .unwrap_or_default();
         match media.as_str() {
-            "application/x-www-form-urlencoded" => self.pairs("body", Origin::Body, body, true),
+            "application/x-www-form-urlencoded" => {
+                self.pairs("body", Origin::Body, body, true, false)
+            }
             "multipart/form-data" => self.multipart(body, content_type.unwrap_or("")),
             // Without a content type an application may still parse a form: read it as one,
             // leniently, so that leaving the header out hides nothing.
-            "" => self.pairs("body", Origin::Body, body, false),
+            "" => self.pairs("body", Origin::Body, body, false, false),
             json if json == "application/json" || json.ends_with("+json") => self.json(body),
             xml if xml.ends_with("/xml") || xml.ends_with("+xml") => self.xml(body),
             media if binary(media, body) => self.binary(body),
-            _ => self.push("body".to_owned(), Origin::Body, body.to_vec()),
+            _ => self.push_whole("body".to_owned(), Origin::Body, body.to_vec()),
         }
     }
 
-    /// A binary body ([`binary`]): the text signatures are not run over it (random bytes spell
-    /// `;id` and `<a on..=` often enough in an upload of a few MiB). What is looked for is the one
-    /// attack that travels as binary, a serialised Java object: its stream magic, wherever it
-    /// is, is inspected alone, and the code injection signatures know it.
+    /// A binary body ([`binary`]). The signatures are not run over its bytes (random bytes spell
+    /// `;id` and `<a on..=` often enough in an upload of a few MiB, and the strings of a program
+    /// or a font are full of paths, commands and markup), but over the fields a lenient form
+    /// parser reads out of it, Python's `parse_qs` say, which an application may run whatever the
+    /// content type: each `NAME=VALUE` between `&`s (or at the start) whose name is a field name
+    /// ([`form_name`]), and the value up to the next `&` as [`words`] reads it, both
+    /// percent-decoded and read whole (together bounded by the body's size). Measured on real
+    /// files uploaded as bodies (docs/waas.md, "Binary bodies"), this flags few: the text before a
+    /// `=` in a binary file is seldom a bare name after a `&`. The one attack that travels as binary, a serialised
+    /// Java object, is looked for by its stream magic, wherever it is, inspected alone (the code
+    /// injection signatures know it).
     fn binary(&mut self, body: &[u8]) {
         if find(body, JAVA_STREAM_MAGIC).is_some() {
             self.push("body".to_owned(), Origin::Body, JAVA_STREAM_MAGIC.to_vec());
+        }
+        for pair in body.split(|b| *b == b'&') {
+            let Some((name, value)) = pair
+                .iter()
+                .position(|b| *b == b'=')
+                .map(|at| (&pair[..at], &pair[at + 1..]))
+                .filter(|(name, _)| form_name(name))
+            else {
+                continue;
+            };
+            let name = percent_lenient(name, true);
+            let field = format!("body:{}", label(&name));
+            self.push_whole(field.clone(), Origin::Body, name);
+            self.push_whole(field, Origin::Body, percent_lenient(&words(value), true));
         }
     }
 
@@ -211,7 +249,7 @@ impl Fields {
     /// injection inside a document does not read as one in the document's syntax). Entities are
     /// decoded by [`views`]; no XML parser is needed for that much.
     fn xml(&mut self, body: &[u8]) {
-        self.push("body".to_owned(), Origin::Body, body.to_vec());
+        self.push_whole("body".to_owned(), Origin::Body, body.to_vec());
         let mut rest = body;
         while let Some(at) = rest.iter().position(|b| matches!(b, b'"' | b'\'' | b'>')) {
             let close = if rest[at] == b'>' { b'<' } else { rest[at] };
@@ -222,7 +260,7 @@ impl Fields {
                 .unwrap_or(after.len());
             let leaf = after[..end].trim_ascii();
             if !leaf.is_empty() {
-                self.push("body".to_owned(), Origin::Body, leaf.to_vec());
+                self.push_whole("body".to_owned(), Origin::Body, leaf.to_vec());
             }
             // Past the closing quote (or up to the next tag's `<`).
             rest = after.get(end + 1..).unwrap_or_default();
@@ -237,7 +275,7 @@ impl Fields {
                     field: "body".to_owned(),
                     reason: format!("invalid JSON with a JSON content type: {e}"),
                 });
-                self.push("body".to_owned(), Origin::Body, body.to_vec());
+                self.push_whole("body".to_owned(), Origin::Body, body.to_vec());
             }
         }
     }
@@ -281,7 +319,7 @@ impl Fields {
                 field: "body".to_owned(),
                 reason: format!("invalid multipart body: {reason}"),
             });
-            this.push("body".to_owned(), Origin::Body, body.to_vec());
+            this.push_whole("body".to_owned(), Origin::Body, body.to_vec());
         };
         let Some(boundary) = parameter(content_type, "boundary").filter(|b| !b.is_empty()) else {
             return malformed(self, "no boundary in the content type");
@@ -370,10 +408,39 @@ fn binary(media: &str, body: &[u8]) -> bool {
         || ["image/", "audio/", "video/", "font/"]
             .iter()
             .any(|prefix| media.starts_with(prefix));
-    binary_type
-        && body
+    binary_type && body.iter().copied().any(control)
+}
+
+/// A byte no text format allows: C0 other than tab, line feed, carriage return and form feed.
+fn control(byte: u8) -> bool {
+    byte < 0x20 && !matches!(byte, b'\t' | b'\n' | b'\r' | b'\x0c')
+}
+
+/// A binary form value as the signatures read it: each control byte, and each byte that is not
+/// part of valid UTF-8, a space. Such a byte ends a word for a shell or an SQL parser, and may sit
+/// anywhere in an attack (`ping \x01;id` runs `id`): the value is read whole, not as runs of text.
+fn words(value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(value.len());
+    for chunk in value.utf8_chunks() {
+        out.extend(
+            chunk
+                .valid()
+                .bytes()
+                .map(|b| if control(b) { b' ' } else { b }),
+        );
+        out.extend(chunk.invalid().iter().map(|_| b' '));
+    }
+    out
+}
+
+/// Whether `name` is what an application names a form field: 1 to 64 bytes of letters, digits,
+/// `_`, `-`, `.`, `[`, `]`, `:`, percent-escapes and `+`. The name must spell, once decoded, one an
+/// application reads; anything else before a `=` in a binary body is chance.
+fn form_name(name: &[u8]) -> bool {
+    (1..=64).contains(&name.len())
+        && name
             .iter()
-            .any(|b| *b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r' | b'\x0c'))
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.[]:%+".contains(b))
 }
 
 /// The value of `name=value` or `name="value"` among the `;`-separated parameters of a header.
@@ -621,31 +688,53 @@ mod tests {
             fields
                 .into_iter()
                 .filter(|f| f.origin == Origin::Body)
-                .map(|f| f.views[0].clone())
+                .map(|f| (f.name, f.views[0].clone(), f.whole))
                 .collect::<Vec<_>>()
         };
-        let png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR;id|sh";
+        let png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00;id|sh<svg onload=x>";
         let serialised = b"\x00\x01\xac\xed\x00\x05sr\x00\x11java.util.HashMap";
-        /// Content type, body, and the views of the body fields kept.
-        type Case<'a> = (&'a str, &'a [u8], &'a [&'a [u8]]);
+        let form =
+            b"\x89PNG\x01\x00&q=%27+OR+1=1--&x\x01=y&c=\x01;id\xff\x00%3Csvg+onload%3Dx%3E\x01;id";
+        /// Content type, body, and the fields of the body kept: name, first view, read whole.
+        type Case<'a> = (&'a str, &'a [u8], &'a [(&'a str, &'a [u8], bool)]);
         let table: &[Case] = &[
-            // Binary: nothing of it is inspected but the magic of a serialised Java object.
+            // Binary: no text read but the fields of a form, and the magic of a serialised object.
             ("application/octet-stream", png, &[]),
             ("image/png", png, &[]),
             ("font/woff2", b"wOF2\x00\x01", &[]),
-            ("application/octet-stream", serialised, &[JAVA_STREAM_MAGIC]),
+            (
+                "application/octet-stream",
+                serialised,
+                &[("body", JAVA_STREAM_MAGIC, false)],
+            ),
+            // Each field named as a form names one: its name, and its value with each control
+            // byte and invalid UTF-8 byte a space, percent-decoded.
+            (
+                "application/octet-stream",
+                form,
+                &[
+                    ("body:q", b"q", true),
+                    ("body:q", b"' OR 1=1--", true),
+                    ("body:c", b"c", true),
+                    ("body:c", b" ;id  <svg onload=x> ;id", true),
+                ],
+            ),
             // Text in a binary type, or bytes in a type that is not binary: the whole body.
             (
                 "application/octet-stream",
                 b"{\"q\":\"; id\"}",
-                &[b"{\"q\":\"; id\"}"],
+                &[("body", b"{\"q\":\"; id\"}", true)],
             ),
-            ("text/plain", b"a\x00b", &[b"a\x00b"]),
+            ("text/plain", b"a\x00b", &[("body", b"a\x00b", true)]),
         ];
         for (content_type, body, want) in table {
+            let want: Vec<(String, Vec<u8>, bool)> = want
+                .iter()
+                .map(|(n, v, w)| (n.to_string(), v.to_vec(), *w))
+                .collect();
             assert_eq!(
                 fields_of(content_type, body),
-                want.iter().map(|w| w.to_vec()).collect::<Vec<_>>(),
+                want,
                 "{content_type} {body:?}"
             );
         }

@@ -10,6 +10,8 @@ address getsockname() gives it (behind the firewall: a loopback address).
                      listener, and which of the connections it accepted carries the request
                      (1, 2, ... in order: the tests see whether the firewall's are kept alive)
   POST /echo         the body exactly as received (Content-Length or chunked), same content type
+  POST /form         the body parsed as a form whatever its content type (parse_qs, as lenient
+                     frameworks do), its fields as a JSON object of lists (bytes as Latin-1)
   GET  /ws           with Upgrade: websocket, answers 101 and then echoes raw bytes
 """
 import itertools
@@ -18,6 +20,7 @@ import os
 import socket
 import sys
 import threading
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 ready, address, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -86,6 +89,10 @@ class Handler(BaseHTTPRequestHandler):
                 self.rfile.readline()
         else:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        if self.path == "/form":
+            text = body.decode("latin-1")
+            fields = urllib.parse.parse_qs(text, keep_blank_values=True, encoding="latin-1")
+            return self.reply(200, json.dumps(fields).encode())
         self.reply(200, body, self.headers.get("Content-Type", "application/octet-stream"))
 
 
