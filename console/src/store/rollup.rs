@@ -938,7 +938,9 @@ mod tests {
                         let Some(r) = plan(&q, Ask::Stats(group)) else {
                             continue;
                         };
-                        let raw = sampled(&c, &q, u32::MAX).stats(group, limit, offset);
+                        let raw = sampled(&c, &q, u32::MAX)
+                            .stats(group, limit, offset)
+                            .unwrap();
                         assert_eq!(stats(&c, &q, &r, group).unwrap(), raw, "{group:?} of {q:?}");
                     }
                     for minutes in [60, 120, 1440] {
@@ -1025,6 +1027,7 @@ mod tests {
         assert_eq!(cut.cut, Some(5));
         assert_eq!(
             cut.stats(AuditField::Type, 100, 0)
+                .unwrap()
                 .iter()
                 .map(|(_, n)| n)
                 .sum::<u64>(),
@@ -1035,6 +1038,7 @@ mod tests {
         assert_eq!(
             whole
                 .stats(AuditField::Type, 100, 0)
+                .unwrap()
                 .iter()
                 .map(|(_, n)| n)
                 .sum::<u64>(),

@@ -45,7 +45,7 @@ pub struct Sample {
     seconds: Vec<i64>,
     effects: Vec<Effect>,
     counts: Vec<u64>,
-    /// Per field of [`AuditField::ALL`], in that order.
+    /// Per field of [`AuditField::GROUPS`] (what a summary groups by), in that order.
     fields: Vec<Column>,
     /// `Some(size)` when more events matched than the sample holds.
     pub cut: Option<u64>,
@@ -118,10 +118,13 @@ impl Sample {
             seconds: Vec::with_capacity(seqs.len()),
             effects: Vec::with_capacity(seqs.len()),
             counts: Vec::with_capacity(seqs.len()),
-            fields: AuditField::ALL.iter().map(|_| Column::default()).collect(),
+            fields: AuditField::GROUPS
+                .iter()
+                .map(|_| Column::default())
+                .collect(),
             cut,
         };
-        let columns: Vec<&str> = AuditField::ALL.iter().map(|f| column(*f)).collect();
+        let columns: Vec<&str> = AuditField::GROUPS.iter().map(|f| column(*f)).collect();
         let mut seen: Vec<HashMap<String, u32>> = columns.iter().map(|_| HashMap::new()).collect();
         for chunk in seqs.chunks(CHUNK) {
             let list = vec!["?"; chunk.len()].join(", ");
@@ -149,12 +152,19 @@ impl Sample {
     }
 
     /// The sums of `count` per value of `group`, largest first (ties by value), `limit` after
-    /// `offset`; events without the field are in no group.
-    pub fn stats(&self, group: AuditField, limit: u32, offset: u32) -> Vec<(String, u64)> {
-        let at = AuditField::ALL
-            .iter()
-            .position(|f| *f == group)
-            .expect("every field is in ALL");
+    /// `offset`; events without the field are in no group. A field that is not one of
+    /// [`AuditField::GROUPS`] (the API refuses others) is an error.
+    pub fn stats(
+        &self,
+        group: AuditField,
+        limit: u32,
+        offset: u32,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        let Some(at) = AuditField::GROUPS.iter().position(|f| *f == group) else {
+            return Err(StoreError {
+                source: format!("a summary by {} is not kept", group.name()).into(),
+            });
+        };
         let field = &self.fields[at];
         let mut sums = vec![0u64; field.values.len()];
         for (of, n) in field.of.iter().zip(&self.counts) {
@@ -164,10 +174,11 @@ impl Sample {
         }
         let mut rows: Vec<(String, u64)> = field.values.iter().cloned().zip(sums).collect();
         rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        rows.into_iter()
+        Ok(rows
+            .into_iter()
             .skip(offset as usize)
             .take(limit as usize)
-            .collect()
+            .collect())
     }
 
     /// The sums of `count` per bucket of `minutes` (aligned on the Unix epoch) and effect, oldest
@@ -277,7 +288,7 @@ mod tests {
             let mut kept = None;
             let sample = Sample::of(&c, &q, 1000, &mut kept).unwrap();
             assert_eq!(sample.cut, None);
-            for field in AuditField::ALL {
+            for field in AuditField::GROUPS {
                 let mut values = Vec::new();
                 let column = column(field);
                 let sql = format!(
@@ -293,7 +304,11 @@ mod tests {
                     .unwrap()
                     .map(Result::unwrap)
                     .collect();
-                assert_eq!(sample.stats(field, 5, 1), want, "{field:?} of {q:?}");
+                assert_eq!(
+                    sample.stats(field, 5, 1).unwrap(),
+                    want,
+                    "{field:?} of {q:?}"
+                );
             }
             for minutes in [1, 2, 60] {
                 let mut values = Vec::new();
@@ -321,7 +336,9 @@ mod tests {
             }
         }
         let mut kept = None;
-        assert_eq!(Sample::of(&c, &all(), 39, &mut kept).unwrap().cut, Some(39));
+        let cut = Sample::of(&c, &all(), 39, &mut kept).unwrap();
+        assert_eq!(cut.cut, Some(39));
+        assert!(cut.stats(AuditField::Pid, 10, 0).is_err(), "not a group");
     }
 
     /// The page's summaries of one filter read one sample; a new event makes the next read anew.

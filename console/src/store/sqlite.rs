@@ -218,12 +218,12 @@ impl Sqlite {
         &self,
         c: &Connection,
         q: &AuditQuery,
-        summarise: impl FnOnce(&Sample) -> T,
+        summarise: impl FnOnce(&Sample) -> Result<T, StoreError>,
     ) -> Result<Summary<T>, StoreError> {
         let mut kept = lock(&self.sample);
         let sample = Sample::of(c, q, rollup::SAMPLE, &mut kept)?;
         Ok(Summary {
-            rows: summarise(sample),
+            rows: summarise(sample)?,
             sampled: sample.cut,
         })
     }
@@ -468,7 +468,9 @@ impl Store for Sqlite {
                 rows: rollup::histogram(&*snapshot(&mut c)?, q, &route, minutes)?,
                 sampled: None,
             }),
-            None => self.sampled(&c, q, |sample| sample.histogram(minutes, q.limit, q.offset)),
+            None => self.sampled(&c, q, |sample| {
+                Ok(sample.histogram(minutes, q.limit, q.offset))
+            }),
         }
     }
 
