@@ -82,7 +82,7 @@ impl From<BadTime> for StoreError {
 }
 
 /// Seconds since the Unix epoch and whether they are whole (no fraction).
-fn seconds(time: &str) -> Result<(i64, bool), BadTime> {
+pub(super) fn seconds(time: &str) -> Result<(i64, bool), BadTime> {
     humantime::parse_rfc3339(time)
         .ok()
         .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
@@ -102,7 +102,7 @@ fn hour_start(hour: i64) -> String {
 }
 
 /// A histogram bucket's start (whole seconds), as buckets are written.
-fn bucket_start(seconds: i64) -> String {
+pub(super) fn bucket_start(seconds: i64) -> String {
     let at = SystemTime::UNIX_EPOCH + Duration::from_secs(seconds.max(0) as u64);
     humantime::format_rfc3339_seconds(at).to_string()
 }

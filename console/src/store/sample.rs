@@ -11,8 +11,8 @@ use rusqlite::{Connection, params_from_iter};
 
 use super::StoreError;
 use super::audits::{column, unknown};
-use super::lists;
 use super::query::{AuditField, AuditQuery, Bucket};
+use super::{lists, rollup};
 use crate::events::{Effect, parse_name};
 
 /// How many events one statement reads by `seq` (within SQLite's limit on parameters).
@@ -76,15 +76,6 @@ fn text(v: ValueRef<'_>) -> Option<String> {
     }
 }
 
-/// Seconds since the Unix epoch of a stored time (as SQLite's `strftime('%s')` counts them).
-fn seconds(time: &str) -> Result<i64, StoreError> {
-    humantime::parse_rfc3339(time)
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .and_then(|d| i64::try_from(d.as_secs()).ok())
-        .ok_or_else(|| unknown(1, time.to_owned()).into())
-}
-
 impl Sample {
     /// The sample of `q` in `kept` if it is still the database's, else read anew (and kept).
     pub fn of<'k>(
@@ -136,7 +127,9 @@ impl Sample {
             let mut rows =
                 select.query(params_from_iter(chunk.iter().map(|s| Value::Integer(*s))))?;
             while let Some(r) = rows.next()? {
-                sample.seconds.push(seconds(&r.get::<_, String>(0)?)?);
+                sample
+                    .seconds
+                    .push(rollup::seconds(&r.get::<_, String>(0)?)?.0);
                 let effect: String = r.get(1)?;
                 sample.effects.push(
                     parse_name(&effect, &Effect::ALL, Effect::as_str)
@@ -203,10 +196,8 @@ impl Sample {
             .into_iter()
             .filter(|((start, _), _)| kept.contains(start))
             .map(|((start, effect), count)| {
-                let at =
-                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(start.max(0) as u64);
                 let bucket = Bucket {
-                    start: humantime::format_rfc3339_seconds(at).to_string(),
+                    start: rollup::bucket_start(start),
                     count,
                     effect,
                 };
