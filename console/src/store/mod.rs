@@ -14,6 +14,7 @@ mod people;
 mod query;
 mod rollup;
 mod sample;
+mod sql;
 mod sqlite;
 mod writer;
 
