@@ -12,19 +12,22 @@ use axum::http::header::{RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::response::{IntoResponse, Response};
 use defender::policy::PolicyError;
 use serde_json::{Value, json};
-use tokio::sync::{Mutex, MutexGuard, watch};
+use tokio::sync::{Mutex, watch};
 
 use crate::auth::{Role, Tokens};
 use crate::documents::{self, Doc, Kind, Runtime};
 use crate::events::Event;
 use crate::ingest::{Full, Ingest};
 use crate::metrics::Metrics;
-use crate::store::{ActivityEntry, Store, StoreError, StoredPolicy};
+use crate::store::{ActivityEntry, Put, Store, StoreError, StoredPolicy};
 use crate::throttle::Throttle;
 use crate::webhooks::Webhooks;
 
 /// The author of revision 1, the compiled-in default a new console starts with.
 const FIRST_AUTHOR: &str = "console";
+/// How often the documents in force are compared with the database's newest when other
+/// instances write it: the bound on how long a lost notification leaves a long poll stale.
+const FOLLOW_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub struct AppState {
     store: Arc<dyn Store>,
@@ -57,8 +60,8 @@ pub struct Operations {
 
 /// One document in force.
 struct Slot {
-    /// The revision in force; its receivers are the long polls waiting for a change.
-    /// (Several console instances would learn of changes from the database instead.)
+    /// The revision in force; its receivers are the long polls waiting for a change. Only ever
+    /// replaced by a newer revision ([`AppState::announce`]).
     current: watch::Sender<Arc<StoredPolicy>>,
     /// One replacement at a time, so revisions and announcements keep their order.
     replacing: Mutex<()>,
@@ -120,11 +123,21 @@ impl AppState {
         operations: Operations,
     ) -> Result<Self, StoreError> {
         let load = |doc: Doc| -> Result<Slot, StoreError> {
+            let first = || {
+                store.put_policy(
+                    doc,
+                    &documents::first_document(doc),
+                    &now(),
+                    FIRST_AUTHOR,
+                    Some(0),
+                )
+            };
             let current = match store.policy(doc)? {
                 Some(p) => p,
-                None => {
-                    store.put_policy(doc, &documents::first_document(doc), &now(), FIRST_AUTHOR)?
-                }
+                // Behind: another instance stored the first revision meanwhile.
+                None => match first()? {
+                    Put::Saved(p) | Put::Behind(p) => p,
+                },
             };
             Ok(Slot {
                 current: watch::Sender::new(Arc::new(current)),
@@ -258,39 +271,78 @@ impl AppState {
         expect: &Expect,
     ) -> Result<Replaced, Refused<K::Invalid>> {
         let document = K::validated(text).map_err(|e| Refused::Failed(ReplaceError::Invalid(e)))?;
-        let slot = self.slot(K::DOC);
-        let held = slot.replacing.lock().await;
-        let current = self.document(K::DOC);
-        if !expect.allows(current.revision) {
-            return Err(Refused::Stale(current));
+        let doc = K::DOC;
+        let _held = self.slot(doc).replacing.lock().await;
+        loop {
+            let current = self.document(doc);
+            if !expect.allows(current.revision) {
+                return Err(Refused::Stale(current));
+            }
+            if current.document == document {
+                return Ok(Replaced::Same(current));
+            }
+            let (text, author) = (document.clone(), by.to_owned());
+            let after = Some(current.revision);
+            let put = self
+                .store(move |s| s.put_policy(doc, &text, &now(), &author, after))
+                .await
+                .map_err(|e| Refused::Failed(ReplaceError::Store(e)))?;
+            match put {
+                Put::Saved(stored) => {
+                    let stored = Arc::new(stored);
+                    self.announce(doc, stored.clone());
+                    self.record(by, doc.action(), json!({ "revision": stored.revision }))
+                        .await;
+                    return Ok(Replaced::New(stored));
+                }
+                // Another instance saved a revision since this one's was read: that one is in
+                // force now, and the decision is made again against it.
+                Put::Behind(newest) => {
+                    self.announce(doc, Arc::new(newest));
+                }
+            }
         }
-        self.store_replacement(K::DOC, &held, document, by)
-            .await
-            .map_err(|e| Refused::Failed(ReplaceError::Store(e)))
     }
 
-    /// Stores `document` as the next revision of `doc` unless it is the one in force; `_held` is
-    /// its replacement lock, held by the caller since it looked at the revision in force.
-    async fn store_replacement(
-        &self,
-        doc: Doc,
-        _held: &MutexGuard<'_, ()>,
-        document: String,
-        by: &str,
-    ) -> Result<Replaced, ApiError> {
-        let current = self.document(doc);
-        if current.document == document {
-            return Ok(Replaced::Same(current));
+    /// Makes `policy` the revision of `doc` in force and wakes the long polls, if it is newer than
+    /// the one in force (a check that read an older one late changes nothing); whether it was.
+    fn announce(&self, doc: Doc, policy: Arc<StoredPolicy>) -> bool {
+        self.slot(doc).current.send_if_modified(|current| {
+            let newer = policy.revision > current.revision;
+            if newer {
+                *current = policy;
+            }
+            newer
+        })
+    }
+
+    /// When other processes write the database (several console instances): keeps the documents
+    /// in force current with it, at each notification of a change and every [`FOLLOW_CHECK`]
+    /// (so that a notification lost with a connection delays a defender by that much at most).
+    /// Returns at once when this process is the database's only writer.
+    pub async fn follow(self: Arc<Self>) {
+        let Some(changes) = self.store.changes() else {
+            return;
+        };
+        loop {
+            let how = tokio::select! {
+                () = changes.notified() => "notified",
+                () = tokio::time::sleep(FOLLOW_CHECK) => "found by the periodic check",
+            };
+            for doc in Doc::ALL {
+                // A failure is logged by `store`; the next check tries again.
+                if let Ok(Some(newest)) = self.store(move |s| s.policy(doc)).await {
+                    let revision = newest.revision;
+                    if self.announce(doc, Arc::new(newest)) {
+                        eprintln!(
+                            "defender-console: {} revision {revision}, saved through another \
+                             console instance, is in force ({how})",
+                            doc.noun()
+                        );
+                    }
+                }
+            }
         }
-        let author = by.to_owned();
-        let stored = self
-            .store(move |s| s.put_policy(doc, &document, &now(), &author))
-            .await?;
-        let stored = Arc::new(stored);
-        self.slot(doc).current.send_replace(stored.clone());
-        self.record(by, doc.action(), json!({ "revision": stored.revision }))
-            .await;
-        Ok(Replaced::New(stored))
     }
 }
 

@@ -58,8 +58,37 @@ fn check(e: &mut Event) -> Result<(), (&'static str, String)> {
     if e.count == 0 {
         return Err(("count", "must be at least 1".into()));
     }
+    // The fields a filter reads from an index: PostgreSQL refuses an index entry of more than
+    // about 2.7 KB, and an event refused for it would be an event the workload hid (it chooses
+    // its process's path). Cut, so that it is stored and found by a glob on its start.
+    let optional = [
+        &mut e.task,
+        &mut e.cluster,
+        &mut e.family,
+        &mut e.service,
+        &mut e.rule,
+        &mut e.attack,
+        &mut e.custom_rule,
+        &mut e.parent,
+        &mut e.domain,
+        &mut e.ip,
+        &mut e.method,
+        &mut e.source_ip,
+        &mut e.field,
+        &mut e.request_id,
+    ];
+    for s in [&mut e.container, &mut e.image, &mut e.process]
+        .into_iter()
+        .chain(optional.into_iter().flatten())
+    {
+        defender::audit::cut(s, INDEXED_MAX_BYTES, "");
+    }
     Ok(())
 }
+
+/// The longest value of a field with an index (every filter but `message`, `cmdline` and `url`)
+/// the console stores; a longer one is cut to it, marked.
+pub const INDEXED_MAX_BYTES: usize = 1024;
 
 /// An RFC 3339 UTC time (`2026-11-29T10:00:00Z`, fractions optional), as audit events write it:
 /// microseconds, `Z`.

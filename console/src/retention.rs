@@ -1,7 +1,7 @@
 //! Retention (`--retention-days`): audits, activity-log entries, defenders and observations older
 //! than the period are deleted at start and then every hour, a batch per write transaction so
 //! that ingestion never waits long. Storage takes the cutoff, so that the rule is tested with
-//! any clock.
+//! any clock. Several console instances sharing a database take turns: one sweeps per hour.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -11,6 +11,9 @@ use crate::store::Expired;
 
 /// How often a sweep runs after the first.
 const EVERY: Duration = Duration::from_secs(3600);
+/// A sweep is this instance's turn when no instance started one this long ago or later: a little
+/// under [`EVERY`], so that the instance whose turn it was keeps it despite its timer's drift.
+const TURN: Duration = Duration::from_secs(3300);
 /// Rows deleted per write transaction.
 const BATCH: u32 = 1000;
 
@@ -41,6 +44,18 @@ pub async fn run(state: Arc<AppState>, days: u32) {
         let Some(cutoff) = cutoff(SystemTime::now(), days) else {
             return;
         };
+        let now = SystemTime::now();
+        let (at, since) = (
+            humantime::format_rfc3339_micros(now).to_string(),
+            humantime::format_rfc3339_micros(now.checked_sub(TURN).unwrap_or(now)).to_string(),
+        );
+        // A failure to ask is logged by `store`; the next tick asks again.
+        if !matches!(
+            state.store(move |s| s.turn("retention", &at, &since)).await,
+            Ok(true)
+        ) {
+            continue;
+        }
         let before = cutoff.clone();
         match state.store(move |s| s.expire(&before, BATCH)).await {
             Ok(expired) if expired != Expired::default() => eprintln!(

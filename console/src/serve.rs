@@ -13,7 +13,7 @@ use crate::auth::{Origin, TokenError, Tokens};
 use crate::gate::{Admitted, Gate};
 use crate::ingest::{self, Ingest};
 use crate::metrics::Metrics;
-use crate::store::{Sqlite, StoreError};
+use crate::store::{Postgres, Sqlite, Store, StoreError};
 use crate::tls::TlsError;
 use crate::webhooks::{WebhookError, Webhooks};
 use crate::{api, gate, operations, people, retention, tls, web, webhooks};
@@ -41,6 +41,16 @@ pub struct Args {
     /// Where the database and the generated tokens live [default: /var/lib/defender-console].
     #[arg(long, env = "DEFENDER_CONSOLE_DATA", value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Where policies, audits and people are kept: sqlite:PATH (one console; a relative PATH is
+    /// inside DIR) or postgres://USER:PASSWORD@HOST[:PORT]/DB (several consoles may share it)
+    /// [default: sqlite:console.db].
+    #[arg(
+        long,
+        env = "DEFENDER_CONSOLE_DATABASE",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    database: Option<String>,
     /// Token for people and automation: edit the policy, read audits [default: generated on
     /// first start, kept in DIR/admin.token].
     #[arg(
@@ -140,6 +150,20 @@ pub enum ServeError {
     Tls(#[from] TlsError),
     #[error("{}: {source}", path.display())]
     Database { path: PathBuf, source: StoreError },
+    /// The PostgreSQL database could not be opened (the URL is never repeated: it holds a
+    /// password).
+    #[error("--database {shown}: {source}")]
+    Postgres { shown: String, source: StoreError },
+    #[error(
+        "--database {0:?}: expected sqlite:PATH or postgres://USER:PASSWORD@HOST[:PORT]/DATABASE"
+    )]
+    DatabaseUrl(String),
+    /// Several instances must agree on the two tokens, which a generated one would not.
+    #[error(
+        "with --database postgres://..., give --admin-token and --defender-token (the same to \
+         every console instance): the {0} token would be generated for this instance alone"
+    )]
+    SharedTokens(&'static str),
     /// The policy in force could not be read or first stored.
     #[error(transparent)]
     Policy(#[from] StoreError),
@@ -176,6 +200,17 @@ pub fn run(args: Args) -> Result<(), ServeError> {
                 source,
             })?;
     }
+    let database = Database::parse(args.database.as_deref())?;
+    if matches!(database, Database::Postgres(_)) {
+        for (name, given) in [
+            ("admin", &args.admin_token),
+            ("defender", &args.defender_token),
+        ] {
+            if given.is_none() {
+                return Err(ServeError::SharedTokens(name));
+            }
+        }
+    }
     let (tokens, origins) = Tokens::load(&dir, args.admin_token, args.defender_token)?;
     for (name, origin) in ["admin", "defender"].iter().zip(origins) {
         match origin {
@@ -193,14 +228,26 @@ pub fn run(args: Args) -> Result<(), ServeError> {
         (Some(cert), Some(key)) => Some(tls::config(cert, key)?),
         _ => None,
     };
-    let db = dir.join("console.db");
     if let Some(t) = &args.metrics_token
         && (t.is_empty() || t.chars().any(|c| c.is_whitespace() || c.is_control()))
     {
         return Err(ServeError::MetricsToken);
     }
-    let store = Sqlite::open(&db).map_err(|source| ServeError::Database { path: db, source })?;
-    let store: Arc<dyn crate::store::Store> = Arc::new(store);
+    let store: Arc<dyn Store> = match database {
+        Database::Sqlite(path) => {
+            let path = dir.join(path);
+            Arc::new(Sqlite::open(&path).map_err(|source| ServeError::Database { path, source })?)
+        }
+        Database::Postgres(url) => {
+            let shown = shown(&url);
+            let store = Postgres::open(&url).map_err(|source| ServeError::Postgres {
+                shown: shown.clone(),
+                source,
+            })?;
+            eprintln!("defender-console: database {shown}");
+            Arc::new(store)
+        }
+    };
     let metrics = Arc::new(Metrics::new());
     let webhooks = Webhooks::start(&args.webhooks, args.webhook_format, &store, &metrics)?;
     let gate = Arc::new(Gate::new(open_files, metrics.clone()));
@@ -250,6 +297,7 @@ pub fn run(args: Args) -> Result<(), ServeError> {
         let scheme = if tls.is_some() { "https" } else { "http" };
         // Tests and scripts wait for this line (and learn the port when it was 0).
         eprintln!("defender-console: listening on {scheme}://{addr}");
+        tokio::spawn(state.clone().follow());
         tokio::spawn(retention::run(state, args.retention_days));
         // Stops at once on a signal: policy polls may be held open for minutes, and every write
         // is a transaction, so nothing is left half done; defenders retry what was cut.
@@ -273,6 +321,42 @@ pub fn run(args: Args) -> Result<(), ServeError> {
     })
 }
 
+/// Which database `--database` names.
+#[derive(Debug, PartialEq, Eq)]
+enum Database {
+    /// The file's path, relative to the data directory unless absolute.
+    Sqlite(PathBuf),
+    /// The URL as given (libpq's form, which tokio-postgres reads).
+    Postgres(String),
+}
+
+impl Database {
+    fn parse(url: Option<&str>) -> Result<Database, ServeError> {
+        let Some(url) = url else {
+            return Ok(Database::Sqlite("console.db".into()));
+        };
+        if let Some(path) = url.strip_prefix("sqlite:")
+            && !path.is_empty()
+        {
+            return Ok(Database::Sqlite(path.into()));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Database::Postgres(url.to_owned()));
+        }
+        // Not repeated whole: it may be a URL with a password in it.
+        let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme);
+        Err(ServeError::DatabaseUrl(format!("{scheme}:...")))
+    }
+}
+
+/// A PostgreSQL URL as logs show it: without its user information (which holds the password).
+fn shown(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));
+    let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    let host = host.split_once('?').map_or(host, |(host, _)| host);
+    format!("{scheme}://{host}")
+}
+
 /// SIGTERM or SIGINT.
 async fn stop() {
     use tokio::signal::unix::{SignalKind, signal};
@@ -287,6 +371,36 @@ async fn stop() {
         _ = int.recv() => {},
     }
     eprintln!("defender-console: stopping");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls() {
+        assert_eq!(
+            Database::parse(None).unwrap(),
+            Database::Sqlite("console.db".into())
+        );
+        assert_eq!(
+            Database::parse(Some("sqlite:/srv/c.db")).unwrap(),
+            Database::Sqlite("/srv/c.db".into())
+        );
+        assert_eq!(
+            Database::parse(Some("postgres://u:p@db:5432/console")).unwrap(),
+            Database::Postgres("postgres://u:p@db:5432/console".into())
+        );
+        for bad in ["sqlite:", "mysql://u:secret@h/db", "console.db"] {
+            let e = Database::parse(Some(bad)).unwrap_err().to_string();
+            assert!(!e.contains("secret"), "{e}");
+            assert!(e.contains("expected sqlite:PATH"), "{e}");
+        }
+        assert_eq!(
+            shown("postgres://console:s3cret@db.internal:5432/console?sslmode=require"),
+            "postgres://db.internal:5432/console"
+        );
+    }
 }
 
 /// A refused request (4xx) may leave its body unread, and then the server closes the connection

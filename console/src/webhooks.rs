@@ -12,6 +12,11 @@
 //! after it. One that refuses an event (any other status) [`MAX_REFUSALS`] times has that event
 //! skipped, counted and logged: a receiver that will never take it must not stop the others.
 //!
+//! Several console instances sharing a database deliver each webhook once: a worker delivers only
+//! while it holds the webhook's lease (a lock in the database that ends with its holder's
+//! connection); the others wait and try to take it every [`LEASE_RETRY`], and the one that does
+//! resumes at the cursor. An event being delivered when its instance died may be delivered twice.
+//!
 //! A URL may hold credentials (user information, or a secret path as chat webhooks have): it is
 //! never logged nor stored; logs name a webhook by its index and scheme and host.
 
@@ -42,8 +47,11 @@ const MAX_REFUSALS: u32 = 5;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Events read from the database at a time.
 const BATCH: u32 = 100;
-/// How often an idle webhook looks for events without being woken (a safety net only).
-const IDLE_CHECK: Duration = Duration::from_secs(30);
+/// How often an idle webhook looks for events without being woken: audits stored by another
+/// console instance wake no one here.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
+/// How often a webhook whose lease another instance holds tries to take it.
+const LEASE_RETRY: Duration = Duration::from_secs(5);
 
 /// Why a `--webhook` was refused at start.
 #[derive(Debug, thiserror::Error)]
@@ -264,25 +272,45 @@ struct Worker {
 impl Worker {
     fn run(&self, wake: &Receiver<()>) {
         let t = &self.target;
-        let mut cursor =
-            self.retry_store("reading its cursor", || self.store.delivery_cursor(&t.key));
+        let name = format!("webhook {}", t.key);
         loop {
-            let batch =
-                self.retry_store("reading audits", || self.store.audits_after(cursor, BATCH));
-            if batch.is_empty() {
-                match wake.recv_timeout(IDLE_CHECK) {
+            let lease = self.retry_store("taking its lease", || self.store.lease(&name));
+            let Some(lease) = lease else {
+                // Another instance delivers it.
+                match wake.recv_timeout(LEASE_RETRY) {
                     Ok(()) | Err(RecvTimeoutError::Timeout) => continue,
-                    // The console is stopping.
                     Err(RecvTimeoutError::Disconnected) => return,
                 }
+            };
+            // Read after the lease is taken: the last holder may have moved it.
+            let mut cursor =
+                self.retry_store("reading its cursor", || self.store.delivery_cursor(&t.key));
+            while lease.held() {
+                let batch =
+                    self.retry_store("reading audits", || self.store.audits_after(cursor, BATCH));
+                if batch.is_empty() {
+                    match wake.recv_timeout(IDLE_CHECK) {
+                        Ok(()) | Err(RecvTimeoutError::Timeout) => continue,
+                        // The console is stopping.
+                        Err(RecvTimeoutError::Disconnected) => return,
+                    }
+                }
+                for (seq, event) in batch {
+                    if !lease.held() {
+                        break;
+                    }
+                    self.deliver(&event);
+                    self.retry_store("moving its cursor", || {
+                        self.store.set_delivery_cursor(&t.key, seq)
+                    });
+                    cursor = seq;
+                }
             }
-            for (seq, event) in batch {
-                self.deliver(&event);
-                self.retry_store("moving its cursor", || {
-                    self.store.set_delivery_cursor(&t.key, seq)
-                });
-                cursor = seq;
-            }
+            log::warn!(
+                "webhook {} ({}): lost its lease; another console instance may deliver it",
+                t.index,
+                t.shown
+            );
         }
     }
 

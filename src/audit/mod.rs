@@ -284,6 +284,22 @@ pub struct WaasFinding<'a> {
     pub port: u16,
 }
 
+/// Cuts `s` to at most `max` bytes (at a character boundary) when it is longer, ending it with
+/// `… (truncated, N bytes in all{note})`; whether it was cut.
+pub fn cut(s: &mut String, max: usize, note: &str) -> bool {
+    if s.len() <= max {
+        return false;
+    }
+    let whole = s.len();
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.truncate(end);
+    s.push_str(&format!("… (truncated, {whole} bytes in all{note})"));
+    true
+}
+
 impl Event {
     fn new(
         scope: &Scope,

@@ -66,17 +66,7 @@ fn for_console(event: &Event) -> String {
         .into_iter()
         .chain(optional.into_iter().flatten())
     {
-        if s.len() > FIELD_MAX_BYTES {
-            let whole = s.len();
-            let mut end = FIELD_MAX_BYTES;
-            while !s.is_char_boundary(end) {
-                end -= 1;
-            }
-            s.truncate(end);
-            s.push_str(&format!(
-                "… (truncated, {whole} bytes in all; whole in the local audit)"
-            ));
-        }
+        crate::audit::cut(s, FIELD_MAX_BYTES, "; whole in the local audit");
     }
     serialize(&e)
 }

@@ -6,6 +6,7 @@
 pub mod console;
 pub mod docker;
 pub mod networld;
+pub mod postgres;
 pub mod receiver;
 pub mod webdriver;
 

@@ -15,6 +15,15 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Condvar, Mutex, MutexGuard};
 
 use super::StoreError;
+use crate::events::Event;
+
+/// One `add_audits` call's batch, waiting for its transaction: its events, the name of the token
+/// that delivered them, and when they arrived.
+pub struct Batch {
+    pub events: Vec<Event>,
+    pub source: String,
+    pub now: String,
+}
 
 /// A batch's place in the queue.
 type Ticket = u64;

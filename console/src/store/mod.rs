@@ -1,6 +1,7 @@
 //! Storage, behind one narrow interface: the policy documents (runtime, WAAS) and their revisions, audit events, defenders'
-//! heartbeats and the activity they report. SQLite in the data directory today; the interface is what a PostgreSQL backend
-//! (several console instances behind a load balancer) implements next.
+//! heartbeats and the activity they report. SQLite in the data directory (the default, one console
+//! process), or PostgreSQL (`--database postgres://...`, several console instances behind a load
+//! balancer); both answer audit queries by the same plans.
 //!
 //! Calls are blocking; the web layer runs them off its async workers. Times are RFC 3339 UTC
 //! strings with microseconds, which sort as text.
@@ -11,6 +12,7 @@ mod group;
 mod lists;
 mod observations;
 mod people;
+mod postgres;
 mod query;
 mod rollup;
 mod sample;
@@ -18,6 +20,7 @@ mod sql;
 mod sqlite;
 mod writer;
 
+pub use postgres::Postgres;
 pub use query::{AuditField, AuditQuery, Bucket, Expired, Pattern, Search, Summary};
 pub use rollup::SAMPLE;
 pub use sqlite::Sqlite;
@@ -100,17 +103,56 @@ pub struct DefenderSeen {
     pub last_seen: String,
 }
 
+/// What [`Store::put_policy`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Put {
+    /// Stored as this revision.
+    Saved(StoredPolicy),
+    /// Not stored: the newest revision is this one, not the one the caller said it follows
+    /// (another console instance saved one meanwhile).
+    Behind(StoredPolicy),
+}
+
+#[cfg(test)]
+impl Put {
+    /// The revision stored (a test that expects it to be).
+    pub fn saved(self) -> StoredPolicy {
+        match self {
+            Put::Saved(p) => p,
+            Put::Behind(p) => panic!("not stored: revision {} is newest", p.revision),
+        }
+    }
+}
+
+/// Work one console instance of several does at a time (a webhook's deliveries), held until
+/// dropped.
+pub trait Lease: Send {
+    /// Whether it is still held (PostgreSQL: its connection still answers). Checked before each
+    /// step of the work: another instance may take it once this one's connection is gone.
+    fn held(&self) -> bool;
+}
+
 pub trait Store: Send + Sync {
     /// The newest revision of `doc`, `None` before the first.
     fn policy(&self, doc: Doc) -> Result<Option<StoredPolicy>, StoreError>;
-    /// Stores `document` (validated by the caller) as the next revision of `doc`, saved by `by`.
+    /// Stores `document` (validated by the caller) as the next revision of `doc`, saved by `by`,
+    /// if the newest revision stored is `after` (0: none yet); with `None`, whatever it is.
     fn put_policy(
         &self,
         doc: Doc,
         document: &str,
         now: &str,
         by: &str,
-    ) -> Result<StoredPolicy, StoreError>;
+        after: Option<u64>,
+    ) -> Result<Put, StoreError>;
+    /// Woken when another process may have stored a policy revision (`None`: no other process
+    /// writes this database).
+    fn changes(&self) -> Option<std::sync::Arc<tokio::sync::Notify>>;
+    /// Whether this instance should run `task` now: `true` for one instance of the fleet per
+    /// period, the first to ask at `now` since none did at `since` or later.
+    fn turn(&self, task: &str, now: &str, since: &str) -> Result<bool, StoreError>;
+    /// The lease of `name` if no other instance holds it (`None` if one does).
+    fn lease(&self, name: &str) -> Result<Option<Box<dyn Lease>>, StoreError>;
     /// Stores a batch all together or not at all; events whose `id` is stored already are
     /// skipped (delivery is at least once). Returns how many were new.
     /// `source` is the name of the token that delivered them.

@@ -125,7 +125,7 @@ fn value(e: &Event, field: AuditField) -> Option<&str> {
 }
 
 /// A row of `audit_counts`: field, value, hour, type, effect.
-type Key<'a> = (&'static str, &'a str, i64, &'static str, &'static str);
+pub type Key<'a> = (&'static str, &'a str, i64, &'static str, &'static str);
 
 /// Events and the sum of their `count`s.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -161,11 +161,33 @@ fn increments<'a>(events: &[&'a Event]) -> Result<BTreeMap<Key<'a>, Tally>, BadT
     Ok(out)
 }
 
-/// Counts `inserted` (the events a transaction stored, duplicates skipped) in both tables, each
-/// row once however many events it counts. Called inside the storing transaction.
-pub fn add(c: &Connection, inserted: &[&Event]) -> Result<(), StoreError> {
+/// A row of `audit_totals`: field, value, type, effect (type or effect [`ANY`] for a marginal
+/// row).
+pub type TotalKey<'a> = (&'static str, &'a str, &'static str, &'static str);
+
+/// What `inserted` (the events a transaction stored, duplicates skipped) adds to each table, each
+/// row once however many events it counts: `audit_counts`' rows, then `audit_totals`' (with their
+/// marginal rows). What both stores upsert inside the storing transaction.
+#[allow(clippy::type_complexity)]
+pub fn changes<'a>(
+    inserted: &[&'a Event],
+) -> Result<(BTreeMap<Key<'a>, Tally>, BTreeMap<TotalKey<'a>, Tally>), BadTime> {
     let increments = increments(inserted)?;
-    let mut totals: BTreeMap<(&str, &str, &str, &str), Tally> = BTreeMap::new();
+    let mut totals: BTreeMap<TotalKey<'a>, Tally> = BTreeMap::new();
+    for ((field, value, _, kind, effect), t) in &increments {
+        for (kind, effect) in [(*kind, *effect), (*kind, ANY), (ANY, *effect), (ANY, ANY)] {
+            totals
+                .entry((field, value, kind, effect))
+                .or_default()
+                .add(t.events, t.n);
+        }
+    }
+    Ok((increments, totals))
+}
+
+/// Counts `inserted` in both tables ([`changes`]). Called inside the storing transaction.
+pub fn add(c: &Connection, inserted: &[&Event]) -> Result<(), StoreError> {
+    let (increments, totals) = changes(inserted)?;
     let mut hourly = c.prepare_cached(
         "INSERT INTO audit_counts (field, value, hour, type, effect, events, n) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO UPDATE \
@@ -181,12 +203,6 @@ pub fn add(c: &Connection, inserted: &[&Event]) -> Result<(), StoreError> {
             t.events as i64,
             t.n as i64
         ])?;
-        for (kind, effect) in [(*kind, *effect), (*kind, ANY), (ANY, *effect), (ANY, ANY)] {
-            totals
-                .entry((field, value, kind, effect))
-                .or_default()
-                .add(t.events, t.n);
-        }
     }
     let mut total = c.prepare_cached(
         "INSERT INTO audit_totals (field, value, type, effect, events, n) \
@@ -213,14 +229,12 @@ pub fn aligned(cutoff: &str) -> Result<(i64, String), BadTime> {
     Ok((hour, hour_start(hour)))
 }
 
-/// Forgets the hours before `hour`: their rows of `audit_counts` go, and what they counted
-/// leaves `audit_totals`, its marginal rows too (a row reaching no event goes). One transaction,
-/// so that the two tables always agree; each (field, value) is read by its key, never by a scan
-/// of every hour.
-pub fn expire(c: &mut Connection, hour: i64) -> Result<(), StoreError> {
-    let tx = c.transaction()?;
-    tx.execute(
-        "WITH base AS (
+/// Forgets the hours before `?1`: their rows of `audit_counts` go, and what they counted leaves
+/// `audit_totals`, its marginal rows too (a row reaching no event goes). Run in order in one
+/// transaction, so that the two tables always agree; each (field, value) is read by its key,
+/// never by a scan of every hour. Valid SQLite and PostgreSQL.
+pub const EXPIRE: [&str; 3] = [
+    "WITH base AS (
              SELECT c.field, c.value, c.type, c.effect, sum(c.events) AS events, sum(c.n) AS n
              FROM (SELECT DISTINCT field, value FROM audit_totals) AS k
              JOIN audit_counts AS c ON c.field = k.field AND c.value = k.value AND c.hour < ?1
@@ -238,16 +252,21 @@ pub fn expire(c: &mut Connection, hour: i64) -> Result<(), StoreError> {
          FROM gone
          WHERE audit_totals.field = gone.field AND audit_totals.value = gone.value
            AND audit_totals.type = gone.type AND audit_totals.effect = gone.effect",
-        [hour],
-    )?;
-    tx.execute(
-        "DELETE FROM audit_counts WHERE (field, value, hour, type, effect) IN (
+    "DELETE FROM audit_counts WHERE (field, value, hour, type, effect) IN (
              SELECT c.field, c.value, c.hour, c.type, c.effect
              FROM (SELECT DISTINCT field, value FROM audit_totals) AS k
              JOIN audit_counts AS c ON c.field = k.field AND c.value = k.value AND c.hour < ?1)",
-        [hour],
-    )?;
-    tx.execute("DELETE FROM audit_totals WHERE events <= 0", [])?;
+    "DELETE FROM audit_totals WHERE events <= 0",
+];
+
+/// Runs [`EXPIRE`] for the hours before `hour`.
+pub fn expire(c: &mut Connection, hour: i64) -> Result<(), StoreError> {
+    let tx = c.transaction()?;
+    for statement in EXPIRE {
+        let mut statement = tx.prepare(statement)?;
+        let bound = statement.parameter_count();
+        statement.execute(rusqlite::params_from_iter([hour].into_iter().take(bound)))?;
+    }
     tx.commit()?;
     Ok(())
 }

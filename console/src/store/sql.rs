@@ -38,6 +38,14 @@ pub trait Reader {
     fn version(&mut self) -> Result<i64, StoreError>;
 }
 
+/// The words of `text` as the text search reads them: runs of letters and digits, lowercased
+/// (what [`super::Search`]'s documentation promises, and SQLite's FTS5 tokenizer does).
+pub fn words(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+}
+
 /// A column that is not of the type the plan expects, named by its position.
 #[derive(Debug, thiserror::Error)]
 #[error("column {column}: expected {expected}, found {found:?}")]
@@ -117,5 +125,17 @@ mod tests {
         assert_eq!(e.to_string(), "column 1: expected text, found Integer(7)");
         assert!(int(&row, 3).is_err());
         assert!(int(&row, 9).is_err());
+    }
+
+    #[test]
+    fn words_are_runs_of_letters_and_digits_lowercased() {
+        let w: Vec<String> = words("/usr/bin/Curl -s https://Ex.com:443/ÉTÉ?a=1").collect();
+        assert_eq!(
+            w,
+            [
+                "usr", "bin", "curl", "s", "https", "ex", "com", "443", "été", "a", "1"
+            ]
+        );
+        assert_eq!(words(" -- ").count(), 0);
     }
 }

@@ -13,13 +13,13 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::group::Group;
+use super::group::{Batch, Group};
 use super::sample::Sample;
 use super::writer::{Priority, Writer};
 use super::{
     ActivityEntry, ActivityQuery, AuditField, AuditQuery, Bucket, DefenderSeen, Expired, Heartbeat,
-    Observation, Revision, SessionRecord, Store, StoreError, StoredEvent, StoredPolicy, Summary,
-    TokenRecord, UserRecord, audits, deliveries, observations, people, rollup,
+    Lease, Observation, Put, Revision, SessionRecord, Store, StoreError, StoredEvent, StoredPolicy,
+    Summary, TokenRecord, UserRecord, audits, deliveries, observations, people, rollup,
 };
 use crate::documents::Doc;
 use crate::events::{Event, MAX_BATCH};
@@ -164,13 +164,6 @@ const GROUP_EVENTS: usize = MAX_BATCH;
 /// large database whose indexes no longer fit the page cache, ten thousand events take seconds.
 /// (Group commit's gain is mostly made by then: the upper index pages are written once.)
 const TRANSACTION_WORK: Duration = Duration::from_millis(10);
-
-/// One `add_audits` call's batch, waiting for its transaction.
-struct Batch {
-    events: Vec<Event>,
-    source: String,
-    now: String,
-}
 
 pub struct Sqlite {
     writer: Writer,
@@ -379,6 +372,15 @@ impl Sqlite {
     }
 }
 
+/// The lease of the only process using the database.
+struct Sole;
+
+impl Lease for Sole {
+    fn held(&self) -> bool {
+        true
+    }
+}
+
 impl Store for Sqlite {
     fn policy(&self, doc: Doc) -> Result<Option<StoredPolicy>, StoreError> {
         let table = table(doc);
@@ -398,21 +400,49 @@ impl Store for Sqlite {
         document: &str,
         now: &str,
         by: &str,
-    ) -> Result<StoredPolicy, StoreError> {
-        let c = self.writer.ordinary();
-        c.execute(
-            &format!(
-                "INSERT INTO {} (document, updated, author) VALUES (?1, ?2, ?3)",
-                table(doc)
-            ),
+        after: Option<u64>,
+    ) -> Result<Put, StoreError> {
+        let table = table(doc);
+        let mut c = self.writer.ordinary();
+        let tx = c.transaction()?;
+        let newest = tx
+            .query_row(
+                &format!("SELECT {POLICY_COLUMNS} FROM {table} ORDER BY revision DESC LIMIT 1"),
+                [],
+                stored_policy,
+            )
+            .optional()?;
+        if let (Some(after), Some(newest)) = (after, &newest)
+            && after != newest.revision
+        {
+            return Ok(Put::Behind(newest.clone()));
+        }
+        tx.execute(
+            &format!("INSERT INTO {table} (document, updated, author) VALUES (?1, ?2, ?3)"),
             params![document, now, by],
         )?;
-        Ok(StoredPolicy {
-            revision: c.last_insert_rowid() as u64,
+        let revision = tx.last_insert_rowid() as u64;
+        tx.commit()?;
+        Ok(Put::Saved(StoredPolicy {
+            revision,
             document: document.into(),
             updated: now.into(),
             by: Some(by.into()),
-        })
+        }))
+    }
+
+    fn changes(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        // Only this process writes the file (its connections are the only ones).
+        None
+    }
+
+    fn turn(&self, _task: &str, _now: &str, _since: &str) -> Result<bool, StoreError> {
+        // One process: always its turn.
+        Ok(true)
+    }
+
+    fn lease(&self, _name: &str) -> Result<Option<Box<dyn Lease>>, StoreError> {
+        Ok(Some(Box::new(Sole)))
     }
 
     fn add_audits(&self, events: &[Event], source: &str, now: &str) -> Result<usize, StoreError> {
@@ -986,7 +1016,8 @@ mod tests {
                     std::thread::yield_now();
                 }
                 let document = format!("{{\"change\": {i}}}");
-                s.put_policy(Doc::Runtime, &document, t, "admin").unwrap();
+                s.put_policy(Doc::Runtime, &document, t, "admin", None)
+                    .unwrap();
             }
             stop.store(true, Ordering::SeqCst);
             flooders
@@ -1179,7 +1210,7 @@ mod tests {
         let s = Sqlite::open(&path).unwrap();
         let old = s.revision(Doc::Runtime, 1).unwrap().unwrap();
         assert_eq!((old.document.as_str(), old.by), (r#"{"rules": []}"#, None));
-        s.put_policy(Doc::Runtime, r#"{"rules": [{}]}"#, "t1", "carol")
+        s.put_policy(Doc::Runtime, r#"{"rules": [{}]}"#, "t1", "carol", None)
             .unwrap();
         let listed: Vec<(u64, Option<String>, u64)> = s
             .revisions(Doc::Runtime)
@@ -1264,12 +1295,14 @@ mod tests {
         assert_eq!(s.policy(Doc::Runtime).unwrap(), None);
         assert_eq!(s.revisions(Doc::Runtime).unwrap(), []);
         let first = s
-            .put_policy(Doc::Runtime, r#"{"rules": [1]}"#, "t1", "alice")
-            .unwrap();
+            .put_policy(Doc::Runtime, r#"{"rules": [1]}"#, "t1", "alice", Some(0))
+            .unwrap()
+            .saved();
         assert_eq!(first.revision, 1);
         assert_eq!(
-            s.put_policy(Doc::Runtime, r#"{"rules": [1, 2]}"#, "t2", "bob")
+            s.put_policy(Doc::Runtime, r#"{"rules": [1, 2]}"#, "t2", "bob", Some(1))
                 .unwrap()
+                .saved()
                 .revision,
             2
         );
@@ -1297,8 +1330,9 @@ mod tests {
         // The WAAS policy has revisions of its own, numbered from 1.
         assert_eq!(s.policy(Doc::Waas).unwrap(), None);
         let waas = s
-            .put_policy(Doc::Waas, r#"{"rules": []}"#, "t3", "carol")
-            .unwrap();
+            .put_policy(Doc::Waas, r#"{"rules": []}"#, "t3", "carol", None)
+            .unwrap()
+            .saved();
         assert_eq!(waas.revision, 1);
         assert_eq!(s.policy(Doc::Waas).unwrap(), Some(waas.clone()));
         assert_eq!(s.revision(Doc::Waas, 1).unwrap(), Some(waas));

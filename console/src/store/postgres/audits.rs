@@ -1,0 +1,263 @@
+//! Audits written to PostgreSQL: batches stored together (duplicates skipped, arrival positions
+//! given in commit order, the rollup's counts and the text search's words kept beside them), and
+//! retention.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use super::{Client, keys};
+use crate::store::group::Batch;
+use crate::store::{Expired, StoreError, audits, rollup};
+
+/// A transaction of audit batches stops taking the next batch once it has worked this long (as
+/// the SQLite store's).
+const TRANSACTION_WORK: Duration = Duration::from_millis(10);
+
+/// The words of an event's searched fields (message, command line, process, domain, ip, url), as
+/// a `tsvector` literal: letters and digits make words, case does not count, and each field's
+/// words start a hundred positions after the last field's, so that a phrase never spans two.
+///
+/// Bounded: PostgreSQL refuses a word of more than 2,047 bytes and a `tsvector` of more than a
+/// MiB, and an event refused would be one the workload hid (it writes its command lines), so a
+/// longer word is left out and the words stop at [`MOST_WORDS_BYTES`].
+pub fn words(fields: &[Option<&str>]) -> String {
+    /// PostgreSQL's largest position in a `tsvector`.
+    const LAST: usize = 16_383;
+    let mut out = String::new();
+    let mut position = 1;
+    for text in fields.iter().flatten() {
+        for word in crate::store::sql::words(text).filter(|w| w.len() < 2048) {
+            if out.len() + word.len() > MOST_WORDS_BYTES {
+                return out;
+            }
+            // Letters and digits only: nothing in a word needs quoting.
+            out.push_str(&format!("'{word}':{} ", position.min(LAST)));
+            position += 1;
+        }
+        position += 100;
+    }
+    out
+}
+
+/// The longest `tsvector` literal written for an event (PostgreSQL's limit is a MiB, after its
+/// own encoding).
+const MOST_WORDS_BYTES: usize = 256 * 1024;
+
+/// Stores `batches` oldest first until [`TRANSACTION_WORK`] is spent, in one transaction; answers
+/// how many of each batch's events were new (an id stored already, or earlier in this
+/// transaction, is skipped).
+pub async fn add_batches(c: &mut Client, batches: &[Batch]) -> Result<Vec<usize>, StoreError> {
+    let started = Instant::now();
+    let tx = c.transaction().await?;
+    // One storing transaction at a time across the fleet: positions are given in commit order,
+    // so a webhook that read up to one never misses a smaller one committed later; and the
+    // rollup's rows, which every batch updates, are never locked in two orders.
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&keys::INGEST])
+        .await?;
+    // Above the newest stored and every webhook's cursor (as the SQLite store's).
+    let mut seq: i64 = tx
+        .query_one(
+            "SELECT GREATEST(COALESCE((SELECT MAX(seq) FROM audits), 0), \
+                             COALESCE((SELECT MAX(seq) FROM deliveries), 0))",
+            &[],
+        )
+        .await?
+        .get(0);
+    let insert = tx
+        .prepare_cached(&format!(
+            "INSERT INTO audits ({}, received, seq, words) \
+             SELECT id, time, type, effect, rule, attack, custom_rule, container, image, task, \
+                    pid, process, cmdline, parent, domain, ip, port, message, count, cluster, \
+                    family, service, source, method, url, source_ip, field, request_id, \
+                    received, seq, CAST(words AS tsvector) \
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
+                         $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], \
+                         $11::bigint[], $12::text[], $13::text[], $14::text[], $15::text[], \
+                         $16::text[], $17::bigint[], $18::text[], $19::bigint[], $20::text[], \
+                         $21::text[], $22::text[], $23::text[], $24::text[], $25::text[], \
+                         $26::text[], $27::text[], $28::text[], $29::text[], $30::bigint[], \
+                         $31::text[]) \
+               AS u(id, time, type, effect, rule, attack, custom_rule, container, image, task, \
+                    pid, process, cmdline, parent, domain, ip, port, message, count, cluster, \
+                    family, service, source, method, url, source_ip, field, request_id, \
+                    received, seq, words) \
+             ON CONFLICT (id) DO NOTHING RETURNING id",
+            audits::COLUMNS
+        ))
+        .await?;
+    let mut counts = Vec::with_capacity(batches.len());
+    let mut stored = Vec::new();
+    for batch in batches {
+        let ev = &batch.events;
+        let text = |f: fn(&crate::events::Event) -> &str| ev.iter().map(f).collect::<Vec<_>>();
+        let opt =
+            |f: fn(&crate::events::Event) -> Option<&str>| ev.iter().map(f).collect::<Vec<_>>();
+        let positions: Vec<i64> = (1..=ev.len() as i64).map(|i| seq + i).collect();
+        let words: Vec<String> = ev
+            .iter()
+            .map(|e| {
+                words(&[
+                    Some(&e.message),
+                    e.cmdline.as_deref(),
+                    Some(&e.process),
+                    e.domain.as_deref(),
+                    e.ip.as_deref(),
+                    e.url.as_deref(),
+                ])
+            })
+            .collect();
+        let rows = tx
+            .query(
+                &insert,
+                &[
+                    &text(|e| &e.id),
+                    &text(|e| &e.time),
+                    &text(|e| e.kind.as_str()),
+                    &text(|e| e.effect.as_str()),
+                    &opt(|e| e.rule.as_deref()),
+                    &opt(|e| e.attack.as_deref()),
+                    &opt(|e| e.custom_rule.as_deref()),
+                    &text(|e| &e.container),
+                    &text(|e| &e.image),
+                    &opt(|e| e.task.as_deref()),
+                    &ev.iter().map(|e| i64::from(e.pid)).collect::<Vec<_>>(),
+                    &text(|e| &e.process),
+                    &opt(|e| e.cmdline.as_deref()),
+                    &opt(|e| e.parent.as_deref()),
+                    &opt(|e| e.domain.as_deref()),
+                    &opt(|e| e.ip.as_deref()),
+                    &ev.iter().map(|e| e.port.map(i64::from)).collect::<Vec<_>>(),
+                    &text(|e| &e.message),
+                    &ev.iter()
+                        .map(|e| i64::try_from(e.count).unwrap_or(i64::MAX))
+                        .collect::<Vec<_>>(),
+                    &opt(|e| e.cluster.as_deref()),
+                    &opt(|e| e.family.as_deref()),
+                    &opt(|e| e.service.as_deref()),
+                    &vec![batch.source.as_str(); ev.len()],
+                    &opt(|e| e.method.as_deref()),
+                    &opt(|e| e.url.as_deref()),
+                    &opt(|e| e.source_ip.as_deref()),
+                    &opt(|e| e.field.as_deref()),
+                    &opt(|e| e.request_id.as_deref()),
+                    &vec![batch.now.as_str(); ev.len()],
+                    &positions,
+                    &words,
+                ],
+            )
+            .await?;
+        seq += ev.len() as i64;
+        // The events stored: of several with one id in the batch, the first (PostgreSQL inserts
+        // the rows in order; the later ones conflict with it).
+        let first: HashMap<&str, usize> = ev
+            .iter()
+            .enumerate()
+            .rev()
+            .map(|(i, e)| (e.id.as_str(), i))
+            .collect();
+        for r in &rows {
+            let id: &str = r.get(0);
+            stored.push(&ev[first[id]]);
+        }
+        counts.push(rows.len());
+        if started.elapsed() >= TRANSACTION_WORK {
+            break;
+        }
+    }
+    add_counts(&tx, &stored).await?;
+    tx.commit().await?;
+    Ok(counts)
+}
+
+/// Adds what `stored` counts to the rollup ([`rollup::changes`]), one statement per table.
+async fn add_counts(
+    tx: &deadpool_postgres::Transaction<'_>,
+    stored: &[&crate::events::Event],
+) -> Result<(), StoreError> {
+    let (hourly, totals) = rollup::changes(stored)?;
+    let n = |t: &rollup::Tally| (t.events as i64, t.n as i64);
+    let (mut field, mut value, mut hour, mut kind, mut effect, mut events, mut sums) =
+        (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    for ((f, v, h, k, e), t) in &hourly {
+        field.push(*f);
+        value.push(*v);
+        hour.push(*h);
+        kind.push(*k);
+        effect.push(*e);
+        events.push(n(t).0);
+        sums.push(n(t).1);
+    }
+    tx.execute(
+        "INSERT INTO audit_counts AS c (field, value, hour, type, effect, events, n) \
+         SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], \
+                              $6::bigint[], $7::bigint[]) \
+         ON CONFLICT (field, value, hour, type, effect) DO UPDATE \
+         SET events = c.events + excluded.events, n = c.n + excluded.n",
+        &[&field, &value, &hour, &kind, &effect, &events, &sums],
+    )
+    .await?;
+    let (mut field, mut value, mut kind, mut effect, mut events, mut sums) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    for ((f, v, k, e), t) in &totals {
+        field.push(*f);
+        value.push(*v);
+        kind.push(*k);
+        effect.push(*e);
+        events.push(n(t).0);
+        sums.push(n(t).1);
+    }
+    tx.execute(
+        "INSERT INTO audit_totals AS c (field, value, type, effect, events, n) \
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], \
+                              $6::bigint[]) \
+         ON CONFLICT (field, value, type, effect) DO UPDATE \
+         SET events = c.events + excluded.events, n = c.n + excluded.n",
+        &[&field, &value, &kind, &effect, &events, &sums],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Deletes what is older than `cutoff` (audits by whole hours, the rollup's first), `batch` rows
+/// per transaction.
+pub async fn expire(c: &mut Client, cutoff: &str, batch: u32) -> Result<Expired, StoreError> {
+    let (hour, audits_cutoff) = rollup::aligned(cutoff)?;
+    {
+        let tx = c.transaction().await?;
+        // The rollup's rows are ingestion's too: taken in its turn.
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&keys::INGEST])
+            .await?;
+        for statement in rollup::EXPIRE {
+            let statement = super::reader::numbered(statement);
+            match statement.contains("$1") {
+                true => tx.execute(&statement, &[&hour]).await?,
+                false => tx.execute(&statement, &[]).await?,
+            };
+        }
+        tx.commit().await?;
+    }
+    let mut expired = Expired::default();
+    let counters = [
+        &mut expired.audits,
+        &mut expired.activity,
+        &mut expired.defenders,
+        &mut expired.observations,
+    ];
+    for ((table, age), counter) in audits::EXPIRING.into_iter().zip(counters) {
+        let cutoff = match table {
+            "audits" => audits_cutoff.as_str(),
+            _ => cutoff,
+        };
+        let delete = format!(
+            "DELETE FROM {table} WHERE ctid IN (SELECT ctid FROM {table} WHERE {age} < $1 LIMIT $2)"
+        );
+        loop {
+            let deleted = c.execute(&delete, &[&cutoff, &i64::from(batch)]).await?;
+            *counter += deleted;
+            if deleted < u64::from(batch) {
+                break;
+            }
+        }
+    }
+    Ok(expired)
+}

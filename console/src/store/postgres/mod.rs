@@ -1,0 +1,817 @@
+//! The PostgreSQL store (`--database postgres://...`): the same tables and the same audit query
+//! plans as the SQLite store, in a database that several console instances share. The driver is
+//! asynchronous (tokio-postgres, with a deadpool pool); the store's calls are blocking, as the
+//! [`Store`] trait says, so each runs its queries to completion on the store's own small runtime,
+//! where the connections live.
+//!
+//! What makes several instances one console:
+//! - a policy revision is stored only if the newest is still the one its instance saw
+//!   ([`Put::Behind`] otherwise), under a transaction lock, and announced with `NOTIFY`; each
+//!   instance `LISTEN`s ([`listen`]) and wakes its long polls (the app also checks every second,
+//!   so that a lost notification cannot leave a defender stale);
+//! - audit ids are unique in the table, so a batch delivered to two instances is stored once;
+//!   arrival positions are given under one lock per transaction, so they are also commit order;
+//! - users, sessions and tokens are rows like any other;
+//! - retention runs by turns ([`Store::turn`]) and each webhook under a lease ([`Store::lease`]),
+//!   a session advisory lock that ends with its holder's connection.
+
+mod audits;
+mod listen;
+mod reader;
+
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio::sync::Notify;
+use tokio_postgres::NoTls;
+use tokio_postgres::types::ToSql;
+
+use super::group::{Batch, Group};
+use super::sample::Sample;
+use super::{
+    ActivityEntry, ActivityQuery, AuditField, AuditQuery, Bucket, DefenderSeen, Expired, Heartbeat,
+    Lease, Observation, Put, Revision, SessionRecord, Store, StoreError, StoredEvent, StoredPolicy,
+    Summary, TokenRecord, UserRecord, observations,
+};
+use crate::documents::Doc;
+use crate::events::{Event, MAX_BATCH};
+
+/// The schema, by migrations applied in order; `schema_migrations` records those applied.
+/// Appended to, never edited.
+const MIGRATIONS: &[&str] = &[include_str!("schema.sql")];
+
+/// Connections kept open to the database by one instance: the ingestion workers, the pages,
+/// the long polls' checks and the webhooks share them (each call holds one for its queries).
+const POOL_SIZE: usize = 16;
+/// How long a call waits for a free connection, or for one to be made, before it fails.
+const POOL_WAIT: Duration = Duration::from_secs(10);
+
+/// Transaction advisory lock keys (`pg_advisory_xact_lock`): one per kind of write that must be
+/// made one at a time across the fleet. Arbitrary constants, the same in every instance.
+mod keys {
+    /// Applying migrations (instances started together).
+    pub const MIGRATE: i64 = 0x6465_6600_0001;
+    /// Storing a policy revision.
+    pub const POLICY: i64 = 0x6465_6600_0002;
+    /// Storing audits: arrival positions are given in commit order.
+    pub const INGEST: i64 = 0x6465_6600_0003;
+}
+
+/// The channel policy changes are announced on.
+const CHANNEL: &str = "defender_console_policy";
+
+/// The events a transaction of audit batches takes at most (as the SQLite store).
+const GROUP_EVENTS: usize = MAX_BATCH;
+
+pub struct Postgres {
+    /// The runtime the connections and the listener run on; `None` once dropped.
+    runtime: Option<tokio::runtime::Runtime>,
+    pool: Pool,
+    /// Woken by a notification of a policy change (from any instance).
+    changes: Arc<Notify>,
+    /// Audit batches waiting to be committed together.
+    audits: Group<Batch>,
+    /// The last sample a summary was computed over.
+    sample: Mutex<Option<Sample>>,
+    /// The connection settings, for the listener's and the leases' own connections.
+    config: tokio_postgres::Config,
+}
+
+/// A [`StoreError`] of PostgreSQL's, with its detail (what constraint, which column) when it has
+/// one: tokio-postgres's own text says only "db error".
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> StoreError {
+        let message = match e.as_db_error() {
+            Some(db) => match db.detail() {
+                Some(detail) => format!("{}: {} ({detail})", db.severity(), db.message()),
+                None => format!("{}: {}", db.severity(), db.message()),
+            },
+            None => e.to_string(),
+        };
+        StoreError {
+            source: message.into(),
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(e: deadpool_postgres::PoolError) -> StoreError {
+        match e {
+            deadpool_postgres::PoolError::Backend(e) => e.into(),
+            e => StoreError {
+                source: format!("the database's connection pool: {e}").into(),
+            },
+        }
+    }
+}
+
+/// A [`StoreError`] of a message of ours.
+fn failure(message: String) -> StoreError {
+    StoreError {
+        source: message.into(),
+    }
+}
+
+/// A database written by a newer console than this one.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the database is at schema version {found}, newer than this console's {known}: run the newer \
+     console"
+)]
+struct TooNew {
+    found: i64,
+    known: usize,
+}
+
+/// The table of a document's revisions (a name of ours, never a value from outside).
+fn table(doc: Doc) -> &'static str {
+    match doc {
+        Doc::Runtime => "policies",
+        Doc::Waas => "waas_policies",
+    }
+}
+
+fn stored_policy(r: &tokio_postgres::Row) -> StoredPolicy {
+    StoredPolicy {
+        revision: r.get::<_, i64>(0) as u64,
+        document: r.get(1),
+        updated: r.get(2),
+        by: r.get(3),
+    }
+}
+
+/// A connection from the pool.
+type Client = deadpool_postgres::Object;
+
+impl Postgres {
+    /// Connects to the database at `url` (`postgres://user:password@host:port/db`, with
+    /// libpq's parameters), and creates its tables or brings them up to date.
+    pub fn open(url: &str) -> Result<Postgres, StoreError> {
+        let config = tokio_postgres::Config::from_str(url)
+            .map_err(|e| failure(format!("--database: not a PostgreSQL URL: {e}")))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("postgres")
+            .enable_all()
+            .build()
+            .map_err(|e| failure(format!("the database's runtime: {e}")))?;
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                // A connection is checked before it is lent again: one the server closed (a
+                // restart, a failover) is replaced instead of failing the next call.
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(POOL_WAIT))
+            .create_timeout(Some(POOL_WAIT))
+            .build()
+            .map_err(|e| failure(format!("the database's connection pool: {e}")))?;
+        let changes = Arc::new(Notify::new());
+        let store = Postgres {
+            pool,
+            changes: changes.clone(),
+            audits: Group::new(GROUP_EVENTS, |b: &Batch| b.events.len()),
+            sample: Mutex::new(None),
+            config: config.clone(),
+            runtime: Some(runtime),
+        };
+        store.run(async {
+            let mut c = store.client().await?;
+            migrate(&mut c).await
+        })?;
+        store.runtime().spawn(listen::run(config, CHANNEL, changes));
+        Ok(store)
+    }
+
+    fn runtime(&self) -> &tokio::runtime::Runtime {
+        self.runtime
+            .as_ref()
+            .expect("the runtime lives as long as the store")
+    }
+
+    /// Runs `f` to completion on the store's runtime. Store calls come from blocking threads
+    /// (the web layer's blocking pool, ingestion workers, webhooks), never from async tasks.
+    fn run<T>(&self, f: impl Future<Output = T>) -> T {
+        self.runtime().block_on(f)
+    }
+
+    async fn client(&self) -> Result<Client, StoreError> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// One statement's rows, on a pooled connection.
+    fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        self.run(async {
+            let c = self.client().await?;
+            let statement = c.prepare_cached(sql).await?;
+            Ok(c.query(&statement, params).await?)
+        })
+    }
+
+    /// One statement's count of rows changed, on a pooled connection.
+    fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
+        self.run(async {
+            let c = self.client().await?;
+            let statement = c.prepare_cached(sql).await?;
+            Ok(c.execute(&statement, params).await?)
+        })
+    }
+
+    /// Runs `f` on a [`reader::PgReader`]: one read-only snapshot on a pooled connection.
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&mut dyn super::sql::Reader) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut c = self.run(self.client())?;
+        reader::PgReader::with(self.runtime(), &mut c, f)
+    }
+}
+
+fn pending() -> StoreError {
+    failure("audit queries on PostgreSQL: pending".into())
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        // Not waiting: the store may be dropped on an async worker, where blocking is refused.
+        if let Some(r) = self.runtime.take() {
+            r.shutdown_background();
+        }
+    }
+}
+
+/// Applies the migrations not yet applied, each in its transaction, under a lock that makes
+/// instances starting together take turns.
+async fn migrate(c: &mut Client) -> Result<(), StoreError> {
+    c.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied TEXT NOT NULL)",
+    )
+    .await?;
+    let tx = c.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&keys::MIGRATE])
+        .await?;
+    let applied: i64 = tx
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            &[],
+        )
+        .await?
+        .get(0);
+    let known = MIGRATIONS.len();
+    if usize::try_from(applied).map_or(true, |a| a > known) {
+        return Err(StoreError {
+            source: Box::new(TooNew {
+                found: applied,
+                known,
+            }),
+        });
+    }
+    for (i, migration) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
+        tx.batch_execute(migration).await?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied) VALUES ($1, $2)",
+            &[&(i as i64 + 1), &crate::app::now()],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+impl Store for Postgres {
+    fn policy(&self, doc: Doc) -> Result<Option<StoredPolicy>, StoreError> {
+        let rows = self.query(
+            &format!(
+                "SELECT revision, document, updated, author FROM {} ORDER BY revision DESC LIMIT 1",
+                table(doc)
+            ),
+            &[],
+        )?;
+        Ok(rows.first().map(stored_policy))
+    }
+
+    fn put_policy(
+        &self,
+        doc: Doc,
+        document: &str,
+        now: &str,
+        by: &str,
+        after: Option<u64>,
+    ) -> Result<Put, StoreError> {
+        let table = table(doc);
+        self.run(async {
+            let mut c = self.client().await?;
+            let tx = c.transaction().await?;
+            // One revision at a time across the fleet: the newest read here stays the newest
+            // until this commits.
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&keys::POLICY])
+                .await?;
+            let newest = tx
+                .query_opt(
+                    &format!(
+                        "SELECT revision, document, updated, author FROM {table} \
+                         ORDER BY revision DESC LIMIT 1"
+                    ),
+                    &[],
+                )
+                .await?
+                .map(|r| stored_policy(&r));
+            let newest_revision = newest.as_ref().map_or(0, |p| p.revision);
+            if let (Some(after), Some(newest)) = (after, &newest)
+                && after != newest_revision
+            {
+                return Ok(Put::Behind(newest.clone()));
+            }
+            let revision = newest_revision + 1;
+            tx.execute(
+                &format!(
+                    "INSERT INTO {table} (revision, document, updated, author) VALUES ($1, $2, $3, $4)"
+                ),
+                &[&(revision as i64), &document, &now, &by],
+            )
+            .await?;
+            // Delivered to every listening instance when this commits, not before.
+            tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &doc.noun()])
+                .await?;
+            tx.commit().await?;
+            Ok(Put::Saved(StoredPolicy {
+                revision,
+                document: document.into(),
+                updated: now.into(),
+                by: Some(by.into()),
+            }))
+        })
+    }
+
+    fn changes(&self) -> Option<Arc<Notify>> {
+        Some(self.changes.clone())
+    }
+
+    fn add_audits(&self, events: &[Event], source: &str, now: &str) -> Result<usize, StoreError> {
+        let batch = Batch {
+            events: events.to_vec(),
+            source: source.into(),
+            now: now.into(),
+        };
+        self.audits.submit(batch, |batches| {
+            self.run(async {
+                let mut c = self.client().await?;
+                audits::add_batches(&mut c, batches).await
+            })
+        })
+    }
+
+    fn audits(&self, q: &AuditQuery) -> Result<Vec<StoredEvent>, StoreError> {
+        Err(pending())
+    }
+
+    fn audit(&self, id: &str) -> Result<Option<StoredEvent>, StoreError> {
+        Err(pending())
+    }
+
+    fn count_audits(&self, q: &AuditQuery) -> Result<u64, StoreError> {
+        Err(pending())
+    }
+
+    fn audit_stats(
+        &self,
+        q: &AuditQuery,
+        group: AuditField,
+    ) -> Result<Summary<Vec<(String, u64)>>, StoreError> {
+        Err(pending())
+    }
+
+    fn audit_histogram(
+        &self,
+        q: &AuditQuery,
+        minutes: u32,
+    ) -> Result<Summary<Vec<Bucket>>, StoreError> {
+        Err(pending())
+    }
+
+    fn expire(&self, cutoff: &str, batch: u32) -> Result<Expired, StoreError> {
+        self.run(async {
+            let mut c = self.client().await?;
+            audits::expire(&mut c, cutoff, batch).await
+        })
+    }
+
+    fn audits_after(&self, seq: i64, limit: u32) -> Result<Vec<(i64, StoredEvent)>, StoreError> {
+        Err(pending())
+    }
+
+    fn heartbeat(&self, b: &Heartbeat, now: &str) -> Result<(), StoreError> {
+        let protects = serde_json::to_string(&b.protects).expect("ports always serialize");
+        self.execute(
+            "INSERT INTO defenders (id, container, image, task, version, revision, first_seen, \
+               last_seen, cluster, family, service, protects) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10, $11) \
+             ON CONFLICT (id) DO UPDATE SET container = $2, image = $3, task = $4, version = $5, \
+               revision = $6, last_seen = $7, cluster = $8, family = $9, service = $10, \
+               protects = $11",
+            &[
+                &b.id,
+                &b.container,
+                &b.image,
+                &b.task,
+                &b.version,
+                &b.revision,
+                &now,
+                &b.cluster,
+                &b.family,
+                &b.service,
+                &protects,
+            ],
+        )
+        .map(drop)
+    }
+
+    fn defenders(&self) -> Result<Vec<DefenderSeen>, StoreError> {
+        let rows = self.query(
+            "SELECT id, container, image, task, version, revision, first_seen, last_seen, \
+                    cluster, family, service, protects \
+             FROM defenders ORDER BY last_seen DESC",
+            &[],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| DefenderSeen {
+                beat: Heartbeat {
+                    id: r.get(0),
+                    container: r.get(1),
+                    image: r.get(2),
+                    task: r.get(3),
+                    cluster: r.get(8),
+                    family: r.get(9),
+                    service: r.get(10),
+                    version: r.get(4),
+                    revision: r.get(5),
+                    protects: r
+                        .get::<_, Option<String>>(11)
+                        .and_then(|p| serde_json::from_str(&p).ok())
+                        .unwrap_or_default(),
+                },
+                first_seen: r.get(6),
+                last_seen: r.get(7),
+            })
+            .collect())
+    }
+
+    fn revisions(&self, doc: Doc) -> Result<Vec<Revision>, StoreError> {
+        // Documents are stored validated, so `rules` is always a list.
+        let rows = self.query(
+            &format!(
+                "SELECT revision, updated, author, \
+                        COALESCE(jsonb_array_length(CAST(document AS jsonb) -> 'rules'), 0) \
+                 FROM {} ORDER BY revision DESC",
+                table(doc)
+            ),
+            &[],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| Revision {
+                revision: r.get::<_, i64>(0) as u64,
+                time: r.get(1),
+                by: r.get(2),
+                rules: r.get::<_, i32>(3).max(0) as u64,
+            })
+            .collect())
+    }
+
+    fn revision(&self, doc: Doc, revision: u64) -> Result<Option<StoredPolicy>, StoreError> {
+        let Ok(revision) = i64::try_from(revision) else {
+            return Ok(None);
+        };
+        let rows = self.query(
+            &format!(
+                "SELECT revision, document, updated, author FROM {} WHERE revision = $1",
+                table(doc)
+            ),
+            &[&revision],
+        )?;
+        Ok(rows.first().map(stored_policy))
+    }
+
+    fn observe(
+        &self,
+        beat: &Heartbeat,
+        observed: &defender::activity::Observed,
+        now: &str,
+    ) -> Result<(), StoreError> {
+        self.run(async {
+            let mut c = self.client().await?;
+            let tx = c.transaction().await?;
+            let held = tx
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM observations \
+                     WHERE container = $1 AND image = $2 AND kind = $3",
+                )
+                .await?;
+            // A value seen already is counted; a new one is added while its kind holds fewer
+            // than the bound (two instances adding at once may pass it by one each).
+            let upsert = tx
+                .prepare_cached(
+                    "INSERT INTO observations AS o \
+                       (container, image, kind, value, count, first_seen, last_seen, cluster, \
+                        family, service) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9) \
+                     ON CONFLICT (container, image, kind, value) DO UPDATE SET \
+                       count = o.count + excluded.count, last_seen = excluded.last_seen, \
+                       cluster = excluded.cluster, family = excluded.family, \
+                       service = excluded.service",
+                )
+                .await?;
+            let update = tx
+                .prepare_cached(
+                    "UPDATE observations SET count = count + $5, last_seen = $6, \
+                       cluster = $7, family = $8, service = $9 \
+                     WHERE container = $1 AND image = $2 AND kind = $3 AND value = $4",
+                )
+                .await?;
+            for e in &observed.entries {
+                let count = i64::try_from(e.count).unwrap_or(i64::MAX);
+                let kind = e.kind.as_str();
+                let n: i64 = tx
+                    .query_one(&held, &[&beat.container, &beat.image, &kind])
+                    .await?
+                    .get(0);
+                let statement = match n < observations::MAX_PER_KIND {
+                    true => &upsert,
+                    // Full: only a value already there is counted.
+                    false => &update,
+                };
+                tx.execute(
+                    statement,
+                    &[
+                        &beat.container,
+                        &beat.image,
+                        &kind,
+                        &e.value,
+                        &count,
+                        &now,
+                        &beat.cluster,
+                        &beat.family,
+                        &beat.service,
+                    ],
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn observations(&self, since: Option<&str>) -> Result<Vec<Observation>, StoreError> {
+        let rows = self.query(
+            "SELECT container, image, kind, value, count, first_seen, last_seen FROM observations \
+             WHERE $1::text IS NULL OR last_seen >= $1 ORDER BY kind, value",
+            &[&since],
+        )?;
+        rows.iter()
+            .map(|r| {
+                let kind: String = r.get(2);
+                Ok(Observation {
+                    container: r.get(0),
+                    image: r.get(1),
+                    kind: defender::activity::Kind::ALL
+                        .into_iter()
+                        .find(|k| k.as_str() == kind)
+                        .ok_or_else(|| failure(format!("observations: unknown kind {kind:?}")))?,
+                    value: r.get(3),
+                    count: r.get::<_, i64>(4).max(0) as u64,
+                    first_seen: r.get(5),
+                    last_seen: r.get(6),
+                })
+            })
+            .collect()
+    }
+
+    fn ready(&self) -> Result<(), StoreError> {
+        let rows = self.query(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            &[],
+        )?;
+        let version: i64 = rows.first().map_or(0, |r| r.get(0));
+        if usize::try_from(version).ok() != Some(MIGRATIONS.len()) {
+            return Err(failure(format!(
+                "the database is at schema version {version}, not this console's {}",
+                MIGRATIONS.len()
+            )));
+        }
+        self.query("SELECT COUNT(*) FROM policies", &[])?;
+        Ok(())
+    }
+
+    fn size(&self) -> Result<u64, StoreError> {
+        let rows = self.query("SELECT pg_database_size(current_database())", &[])?;
+        Ok(rows.first().map_or(0, |r| r.get::<_, i64>(0).max(0) as u64))
+    }
+
+    fn delivery_cursor(&self, target: &str) -> Result<i64, StoreError> {
+        self.execute(
+            "INSERT INTO deliveries (target, seq) SELECT $1, COALESCE(MAX(seq), 0) FROM audits \
+             ON CONFLICT (target) DO NOTHING",
+            &[&target],
+        )?;
+        let rows = self.query("SELECT seq FROM deliveries WHERE target = $1", &[&target])?;
+        Ok(rows.first().map_or(0, |r| r.get(0)))
+    }
+
+    fn set_delivery_cursor(&self, target: &str, seq: i64) -> Result<(), StoreError> {
+        self.execute(
+            "UPDATE deliveries SET seq = $2 WHERE target = $1",
+            &[&target, &seq],
+        )
+        .map(drop)
+    }
+
+    fn turn(&self, task: &str, now: &str, since: &str) -> Result<bool, StoreError> {
+        // One row per task; the update happens for one instance per period, whichever asks first.
+        let taken = self.execute(
+            "INSERT INTO turns AS t (task, at) VALUES ($1, $2) \
+             ON CONFLICT (task) DO UPDATE SET at = excluded.at WHERE t.at <= $3",
+            &[&task, &now, &since],
+        )?;
+        Ok(taken == 1)
+    }
+
+    fn lease(&self, name: &str) -> Result<Option<Box<dyn Lease>>, StoreError> {
+        self.run(listen::lease(self.config.clone(), name))
+    }
+
+    fn add_user(&self, u: &UserRecord) -> Result<bool, StoreError> {
+        Ok(self.execute(
+            "INSERT INTO users (name, role, hash, created) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT DO NOTHING",
+            &[&u.name, &u.role, &u.hash, &u.created],
+        )? == 1)
+    }
+
+    fn user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
+        let rows = self.query(
+            "SELECT name, role, hash, created FROM users WHERE name = $1",
+            &[&name],
+        )?;
+        Ok(rows.first().map(user_of))
+    }
+
+    fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        let rows = self.query(
+            "SELECT name, role, hash, created FROM users ORDER BY name",
+            &[],
+        )?;
+        Ok(rows.iter().map(user_of).collect())
+    }
+
+    fn delete_user(&self, name: &str) -> Result<bool, StoreError> {
+        self.run(async {
+            let mut c = self.client().await?;
+            let tx = c.transaction().await?;
+            let deleted = tx
+                .execute("DELETE FROM users WHERE name = $1", &[&name])
+                .await?
+                == 1;
+            tx.execute("DELETE FROM sessions WHERE \"user\" = $1", &[&name])
+                .await?;
+            tx.commit().await?;
+            Ok(deleted)
+        })
+    }
+
+    fn add_session(&self, s: &SessionRecord) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO sessions (id_hash, \"user\", role, csrf, created, last_seen) \
+             VALUES ($1, $2, $3, $4, $5, $5)",
+            &[&s.id_hash, &s.user, &s.role, &s.csrf, &s.last_seen],
+        )
+        .map(drop)
+    }
+
+    fn session(
+        &self,
+        id_hash: &str,
+        now: &str,
+        idle_cutoff: &str,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        self.execute("DELETE FROM sessions WHERE last_seen < $1", &[&idle_cutoff])?;
+        let rows = self.query(
+            "UPDATE sessions SET last_seen = $2 WHERE id_hash = $1 \
+             RETURNING id_hash, \"user\", role, csrf, last_seen",
+            &[&id_hash, &now],
+        )?;
+        Ok(rows.first().map(|r| SessionRecord {
+            id_hash: r.get(0),
+            user: r.get(1),
+            role: r.get(2),
+            csrf: r.get(3),
+            last_seen: r.get(4),
+        }))
+    }
+
+    fn delete_session(&self, id_hash: &str) -> Result<(), StoreError> {
+        self.execute("DELETE FROM sessions WHERE id_hash = $1", &[&id_hash])
+            .map(drop)
+    }
+
+    fn add_token(&self, t: &TokenRecord) -> Result<bool, StoreError> {
+        Ok(self.execute(
+            "INSERT INTO tokens (name, role, hash, collections, created) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            &[&t.name, &t.role, &t.hash, &t.collections, &t.created],
+        )? == 1)
+    }
+
+    fn use_token(&self, hash: &str, now: &str) -> Result<Option<TokenRecord>, StoreError> {
+        let rows = self.query(
+            &format!(
+                "UPDATE tokens SET last_used = $2 WHERE hash = $1 AND revoked IS NULL \
+                 RETURNING {TOKEN_COLUMNS}"
+            ),
+            &[&hash, &now],
+        )?;
+        Ok(rows.first().map(token_of))
+    }
+
+    fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        let rows = self.query(
+            &format!("SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY created, name"),
+            &[],
+        )?;
+        Ok(rows.iter().map(token_of).collect())
+    }
+
+    fn revoke_token(&self, name: &str, now: &str) -> Result<bool, StoreError> {
+        Ok(self.execute(
+            "UPDATE tokens SET revoked = $2 WHERE name = $1 AND revoked IS NULL",
+            &[&name, &now],
+        )? == 1)
+    }
+
+    fn add_activity(&self, e: &ActivityEntry) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO activity (time, actor, action, detail) VALUES ($1, $2, $3, $4)",
+            &[&e.time, &e.actor, &e.action, &e.detail.to_string()],
+        )
+        .map(drop)
+    }
+
+    fn activity(&self, q: &ActivityQuery) -> Result<Vec<ActivityEntry>, StoreError> {
+        let rows = self.query(
+            "SELECT time, actor, action, detail FROM activity \
+             WHERE ($1::text IS NULL OR time >= $1) AND ($2::text IS NULL OR time < $2) \
+             ORDER BY time DESC, seq DESC LIMIT $3",
+            &[&q.since, &q.until, &i64::from(q.limit)],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let detail: String = r.get(3);
+                ActivityEntry {
+                    time: r.get(0),
+                    actor: r.get(1),
+                    action: r.get(2),
+                    detail: serde_json::from_str(&detail)
+                        .unwrap_or(serde_json::Value::String(detail)),
+                }
+            })
+            .collect())
+    }
+}
+
+const TOKEN_COLUMNS: &str = "name, role, hash, collections, created, last_used, revoked";
+
+fn token_of(r: &tokio_postgres::Row) -> TokenRecord {
+    TokenRecord {
+        name: r.get(0),
+        role: r.get(1),
+        hash: r.get(2),
+        collections: r.get(3),
+        created: r.get(4),
+        last_used: r.get(5),
+        revoked: r.get(6),
+    }
+}
+
+fn user_of(r: &tokio_postgres::Row) -> UserRecord {
+    UserRecord {
+        name: r.get(0),
+        role: r.get(1),
+        hash: r.get(2),
+        created: r.get(3),
+    }
+}
+
+#[cfg(test)]
+pub(in crate::store) mod tests;
