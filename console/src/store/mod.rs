@@ -18,6 +18,8 @@ mod rollup;
 mod sample;
 mod sql;
 mod sqlite;
+#[cfg(test)]
+mod tests;
 mod writer;
 
 pub use postgres::Postgres;

@@ -110,7 +110,6 @@ pub fn since(c: &Connection, since: Option<&str>) -> rusqlite::Result<Vec<Observ
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Sqlite, Store};
     use defender::activity::Entry;
 
     fn beat(container: &str) -> Heartbeat {
@@ -144,50 +143,50 @@ mod tests {
 
     #[test]
     fn counts_add_up_times_move_and_the_table_is_bounded_per_container() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Sqlite::open(&dir.path().join("db")).unwrap();
-        let t = |n: u32| format!("2026-11-29T10:00:{n:02}.000000Z");
-        let web = beat("web");
-        s.observe(
-            &web,
-            &observed(&[(Kind::Process, "/bin/sh", 2), (Kind::Dns, "a.test", 1)]),
-            &t(1),
-        )
-        .unwrap();
-        s.observe(&web, &observed(&[(Kind::Process, "/bin/sh", 3)]), &t(5))
+        crate::store::tests::each_store(|s| {
+            let t = |n: u32| format!("2026-11-29T10:00:{n:02}.000000Z");
+            let web = beat("web");
+            s.observe(
+                &web,
+                &observed(&[(Kind::Process, "/bin/sh", 2), (Kind::Dns, "a.test", 1)]),
+                &t(1),
+            )
             .unwrap();
-        s.observe(
-            &beat("db"),
-            &observed(&[(Kind::Process, "/bin/sh", 1)]),
-            &t(6),
-        )
-        .unwrap();
-        let all = s.observations(None).unwrap();
-        let sh = all
-            .iter()
-            .find(|o| o.container == "web" && o.value == "/bin/sh")
+            s.observe(&web, &observed(&[(Kind::Process, "/bin/sh", 3)]), &t(5))
+                .unwrap();
+            s.observe(
+                &beat("db"),
+                &observed(&[(Kind::Process, "/bin/sh", 1)]),
+                &t(6),
+            )
             .unwrap();
-        assert_eq!(
-            (sh.count, sh.first_seen.as_str(), sh.last_seen.as_str()),
-            (5, t(1).as_str(), t(5).as_str())
-        );
-        assert_eq!(all.len(), 3);
-        let recent = s.observations(Some(&t(2))).unwrap();
-        assert!(recent.iter().all(|o| o.value == "/bin/sh"), "{recent:?}");
-        assert_eq!(recent.len(), 2);
+            let all = s.observations(None).unwrap();
+            let sh = all
+                .iter()
+                .find(|o| o.container == "web" && o.value == "/bin/sh")
+                .unwrap();
+            assert_eq!(
+                (sh.count, sh.first_seen.as_str(), sh.last_seen.as_str()),
+                (5, t(1).as_str(), t(5).as_str())
+            );
+            assert_eq!(all.len(), 3);
+            let recent = s.observations(Some(&t(2))).unwrap();
+            assert!(recent.iter().all(|o| o.value == "/bin/sh"), "{recent:?}");
+            assert_eq!(recent.len(), 2);
 
-        let many: Vec<(Kind, String, u64)> = (0..MAX_PER_KIND + 5)
-            .map(|i| (Kind::Dns, format!("n{i}.test"), 1))
-            .collect();
-        let many: Vec<(Kind, &str, u64)> =
-            many.iter().map(|(k, v, c)| (*k, v.as_str(), *c)).collect();
-        s.observe(&web, &observed(&many), &t(7)).unwrap();
-        let dns = s
-            .observations(None)
-            .unwrap()
-            .into_iter()
-            .filter(|o| o.container == "web" && o.kind == Kind::Dns)
-            .count();
-        assert_eq!(dns as i64, MAX_PER_KIND);
+            let many: Vec<(Kind, String, u64)> = (0..MAX_PER_KIND + 5)
+                .map(|i| (Kind::Dns, format!("n{i}.test"), 1))
+                .collect();
+            let many: Vec<(Kind, &str, u64)> =
+                many.iter().map(|(k, v, c)| (*k, v.as_str(), *c)).collect();
+            s.observe(&web, &observed(&many), &t(7)).unwrap();
+            let dns = s
+                .observations(None)
+                .unwrap()
+                .into_iter()
+                .filter(|o| o.container == "web" && o.kind == Kind::Dns)
+                .count();
+            assert_eq!(dns as i64, MAX_PER_KIND);
+        });
     }
 }

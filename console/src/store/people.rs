@@ -210,7 +210,6 @@ pub(super) fn activity(
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Sqlite, Store};
     use super::*;
 
     fn token(name: &str, hash: &str) -> TokenRecord {
@@ -227,108 +226,108 @@ mod tests {
 
     #[test]
     fn tokens_are_found_by_hash_until_revoked_and_names_are_never_reused() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Sqlite::open(&dir.path().join("db")).unwrap();
-        assert!(s.add_token(&token("orders", "h1")).unwrap());
-        assert!(!s.add_token(&token("orders", "h2")).unwrap(), "name taken");
-        let used = s.use_token("h1", "t2").unwrap().unwrap();
-        assert_eq!(
-            (used.name.as_str(), used.last_used.as_deref()),
-            ("orders", Some("t2"))
-        );
-        assert_eq!(s.use_token("h2", "t2").unwrap(), None);
-        assert!(s.revoke_token("orders", "t3").unwrap());
-        assert!(!s.revoke_token("orders", "t4").unwrap(), "revoked already");
-        assert_eq!(s.use_token("h1", "t5").unwrap(), None);
-        let listed = s.tokens().unwrap();
-        assert_eq!(
-            (listed[0].revoked.as_deref(), listed[0].last_used.as_deref()),
-            (Some("t3"), Some("t2"))
-        );
-        assert!(
-            !s.add_token(&token("orders", "h3")).unwrap(),
-            "never reused"
-        );
+        crate::store::tests::each_store(|s| {
+            assert!(s.add_token(&token("orders", "h1")).unwrap());
+            assert!(!s.add_token(&token("orders", "h2")).unwrap(), "name taken");
+            let used = s.use_token("h1", "t2").unwrap().unwrap();
+            assert_eq!(
+                (used.name.as_str(), used.last_used.as_deref()),
+                ("orders", Some("t2"))
+            );
+            assert_eq!(s.use_token("h2", "t2").unwrap(), None);
+            assert!(s.revoke_token("orders", "t3").unwrap());
+            assert!(!s.revoke_token("orders", "t4").unwrap(), "revoked already");
+            assert_eq!(s.use_token("h1", "t5").unwrap(), None);
+            let listed = s.tokens().unwrap();
+            assert_eq!(
+                (listed[0].revoked.as_deref(), listed[0].last_used.as_deref()),
+                (Some("t3"), Some("t2"))
+            );
+            assert!(
+                !s.add_token(&token("orders", "h3")).unwrap(),
+                "never reused"
+            );
+        });
     }
 
     #[test]
     fn sessions_end_when_idle_or_with_their_user() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Sqlite::open(&dir.path().join("db")).unwrap();
-        let user = UserRecord {
-            name: "olga".into(),
-            role: "operator".into(),
-            hash: "$argon2id$x".into(),
-            created: "t0".into(),
-        };
-        assert!(s.add_user(&user).unwrap());
-        assert!(!s.add_user(&user).unwrap());
-        let session = |id: &str, seen: &str| SessionRecord {
-            id_hash: id.into(),
-            user: "olga".into(),
-            role: "operator".into(),
-            csrf: "c".into(),
-            last_seen: seen.into(),
-        };
-        s.add_session(&session("a", "t1")).unwrap();
-        s.add_session(&session("b", "t1")).unwrap();
-        // (id, now, idle cutoff, found)
-        for (id, now, cutoff, found) in [
-            ("a", "t2", "t0", true),  // seen at t1, renewed to t2
-            ("a", "t3", "t2", true),  // seen at t2: not before the cutoff
-            ("b", "t3", "t2", false), // seen at t1 only: ended (and deleted)
-            ("b", "t4", "t0", false), // deleted: not revived by a later cutoff
-            ("x", "t3", "t0", false),
-        ] {
-            let got = s.session(id, now, cutoff).unwrap();
-            assert_eq!(got.is_some(), found, "{id} at {now}, cutoff {cutoff}");
-        }
-        assert!(s.delete_user("olga").unwrap());
-        assert_eq!(s.session("a", "t5", "t0").unwrap(), None);
-        assert_eq!(s.user("olga").unwrap(), None);
+        crate::store::tests::each_store(|s| {
+            let user = UserRecord {
+                name: "olga".into(),
+                role: "operator".into(),
+                hash: "$argon2id$x".into(),
+                created: "t0".into(),
+            };
+            assert!(s.add_user(&user).unwrap());
+            assert!(!s.add_user(&user).unwrap());
+            let session = |id: &str, seen: &str| SessionRecord {
+                id_hash: id.into(),
+                user: "olga".into(),
+                role: "operator".into(),
+                csrf: "c".into(),
+                last_seen: seen.into(),
+            };
+            s.add_session(&session("a", "t1")).unwrap();
+            s.add_session(&session("b", "t1")).unwrap();
+            // (id, now, idle cutoff, found)
+            for (id, now, cutoff, found) in [
+                ("a", "t2", "t0", true),  // seen at t1, renewed to t2
+                ("a", "t3", "t2", true),  // seen at t2: not before the cutoff
+                ("b", "t3", "t2", false), // seen at t1 only: ended (and deleted)
+                ("b", "t4", "t0", false), // deleted: not revived by a later cutoff
+                ("x", "t3", "t0", false),
+            ] {
+                let got = s.session(id, now, cutoff).unwrap();
+                assert_eq!(got.is_some(), found, "{id} at {now}, cutoff {cutoff}");
+            }
+            assert!(s.delete_user("olga").unwrap());
+            assert_eq!(s.session("a", "t5", "t0").unwrap(), None);
+            assert_eq!(s.user("olga").unwrap(), None);
+        });
     }
 
     #[test]
     fn activity_is_newest_first_within_the_window() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Sqlite::open(&dir.path().join("db")).unwrap();
-        for (time, action) in [
-            ("t1", "login"),
-            ("t2", "policy"),
-            ("t2", "logout"),
-            ("t3", "x"),
-        ] {
-            let entry = ActivityEntry {
-                time: time.into(),
-                actor: "olga".into(),
-                action: action.into(),
-                detail: serde_json::json!({ "n": 1 }),
+        crate::store::tests::each_store(|s| {
+            for (time, action) in [
+                ("t1", "login"),
+                ("t2", "policy"),
+                ("t2", "logout"),
+                ("t3", "x"),
+            ] {
+                let entry = ActivityEntry {
+                    time: time.into(),
+                    actor: "olga".into(),
+                    action: action.into(),
+                    detail: serde_json::json!({ "n": 1 }),
+                };
+                s.add_activity(&entry).unwrap();
+            }
+            let actions = |since: Option<&str>, until: Option<&str>, limit: u32| -> Vec<String> {
+                let q = ActivityQuery {
+                    since: since.map(str::to_owned),
+                    until: until.map(str::to_owned),
+                    limit,
+                };
+                s.activity(&q)
+                    .unwrap()
+                    .into_iter()
+                    .map(|e| e.action)
+                    .collect()
             };
-            s.add_activity(&entry).unwrap();
-        }
-        let actions = |since: Option<&str>, until: Option<&str>, limit: u32| -> Vec<String> {
-            let q = ActivityQuery {
-                since: since.map(str::to_owned),
-                until: until.map(str::to_owned),
-                limit,
-            };
-            s.activity(&q)
-                .unwrap()
-                .into_iter()
-                .map(|e| e.action)
-                .collect()
-        };
-        assert_eq!(actions(None, None, 10), ["x", "logout", "policy", "login"]);
-        assert_eq!(actions(Some("t2"), Some("t3"), 10), ["logout", "policy"]);
-        assert_eq!(actions(None, None, 1), ["x"]);
-        assert_eq!(
-            s.activity(&ActivityQuery {
-                limit: 1,
-                ..Default::default()
-            })
-            .unwrap()[0]
-                .detail,
-            serde_json::json!({ "n": 1 })
-        );
+            assert_eq!(actions(None, None, 10), ["x", "logout", "policy", "login"]);
+            assert_eq!(actions(Some("t2"), Some("t3"), 10), ["logout", "policy"]);
+            assert_eq!(actions(None, None, 1), ["x"]);
+            assert_eq!(
+                s.activity(&ActivityQuery {
+                    limit: 1,
+                    ..Default::default()
+                })
+                .unwrap()[0]
+                    .detail,
+                serde_json::json!({ "n": 1 })
+            );
+        });
     }
 }

@@ -1,0 +1,120 @@
+//! What every store does alike, checked on each: the tests of behaviour (not of one backend's
+//! plans or files) run through [`each_store`] on SQLite (a file in a temporary directory) and on
+//! PostgreSQL (a new database of the test server).
+
+use super::{Postgres, Sqlite, Store};
+
+/// Runs `test` on a new SQLite store, then on a new PostgreSQL store, saying which one failed.
+pub fn each_store(test: impl Fn(&dyn Store)) {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Sqlite::open(&dir.path().join("db")).unwrap();
+    run("SQLite", &sqlite, &test);
+    let (postgres, _): (Postgres, String) = super::postgres::tests::store();
+    run("PostgreSQL", &postgres, &test);
+}
+
+fn run(name: &str, store: &dyn Store, test: &impl Fn(&dyn Store)) {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| test(store)));
+    if let Err(panic) = outcome {
+        eprintln!("the test failed on {name}");
+        std::panic::resume_unwind(panic);
+    }
+}
+
+mod behaviour {
+    use super::each_store;
+    use crate::documents::Doc;
+    use crate::store::audits::tests::event;
+    use crate::store::{Heartbeat, Put};
+
+    #[test]
+    fn a_revision_is_stored_after_the_one_its_writer_saw() {
+        each_store(|s| {
+            assert_eq!(s.policy(Doc::Runtime).unwrap(), None);
+            let first = s
+                .put_policy(Doc::Runtime, r#"{"rules": [1]}"#, "t1", "alice", Some(0))
+                .unwrap()
+                .saved();
+            assert_eq!((first.revision, first.by.as_deref()), (1, Some("alice")));
+            // A writer that saw none is behind, and told what is newest.
+            assert_eq!(
+                s.put_policy(Doc::Runtime, "{}", "t2", "bob", Some(0))
+                    .unwrap(),
+                Put::Behind(first.clone())
+            );
+            let second = s
+                .put_policy(Doc::Runtime, r#"{"rules": [1, 2]}"#, "t2", "bob", Some(1))
+                .unwrap()
+                .saved();
+            assert_eq!(second.revision, 2);
+            assert_eq!(s.policy(Doc::Runtime).unwrap(), Some(second));
+            assert_eq!(s.revision(Doc::Runtime, 1).unwrap(), Some(first));
+            assert_eq!(s.revision(Doc::Runtime, 3).unwrap(), None);
+            assert_eq!(s.revision(Doc::Runtime, u64::MAX).unwrap(), None);
+            let listed: Vec<(u64, u64)> = s
+                .revisions(Doc::Runtime)
+                .unwrap()
+                .iter()
+                .map(|r| (r.revision, r.rules))
+                .collect();
+            assert_eq!(listed, [(2, 2), (1, 1)]);
+            // The WAAS policy is numbered on its own.
+            let waas = s
+                .put_policy(Doc::Waas, r#"{"rules": []}"#, "t3", "carol", None)
+                .unwrap()
+                .saved();
+            assert_eq!(waas.revision, 1);
+            assert_eq!(s.policy(Doc::Runtime).unwrap().unwrap().revision, 2);
+        });
+    }
+
+    #[test]
+    fn heartbeats_keep_each_defender_once_latest_first() {
+        each_store(|s| {
+            let beat = |id: &str, revision: &str| Heartbeat {
+                id: id.into(),
+                container: "web".into(),
+                image: "img".into(),
+                task: Some("task-1".into()),
+                cluster: Some("prod".into()),
+                family: None,
+                service: None,
+                version: "1.0".into(),
+                revision: Some(revision.into()),
+                protects: vec![8080],
+            };
+            s.heartbeat(&beat("a", "1"), "t1").unwrap();
+            s.heartbeat(&beat("b", "1"), "t2").unwrap();
+            s.heartbeat(&beat("a", "2"), "t3").unwrap();
+            let seen = s.defenders().unwrap();
+            assert_eq!(seen.len(), 2);
+            assert_eq!(seen[0].beat, beat("a", "2"));
+            assert_eq!(
+                (seen[0].first_seen.as_str(), seen[0].last_seen.as_str()),
+                ("t1", "t3")
+            );
+            assert_eq!(seen[1].beat.id, "b");
+        });
+    }
+
+    #[test]
+    fn an_event_is_stored_once_whoever_delivers_it_and_cursors_start_at_the_newest() {
+        each_store(|s| {
+            let t = "2026-12-07T08:00:00.000000Z";
+            let batch = [event("x", 1, t), event("y", 2, t), event("x", 3, t)];
+            // Within a batch: the first of one id.
+            assert_eq!(s.add_audits(&batch, "defender", "t").unwrap(), 2);
+            assert_eq!(s.add_audits(&batch[..2], "other", "t").unwrap(), 0);
+            assert_eq!(
+                s.add_audits(&[event("z", 1, t), event("y", 9, t)], "other", "t")
+                    .unwrap(),
+                1
+            );
+            // A new webhook starts after the newest stored; its cursor moves as told.
+            let start = s.delivery_cursor("hook").unwrap();
+            assert!(start >= 3, "{start}");
+            s.set_delivery_cursor("hook", start - 1).unwrap();
+            assert_eq!(s.delivery_cursor("hook").unwrap(), start - 1);
+        });
+    }
+}
