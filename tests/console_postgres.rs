@@ -88,6 +88,50 @@ fn a_policy_saved_through_one_instance_wakes_a_poll_held_on_another() {
     assert!(wait_until(HANG_GUARD, || revision(&a).as_deref() == Some("\"3\"")));
 }
 
+#[test]
+fn the_database_is_reached_over_tls_checked_against_the_authority_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = console::tls_files(dir.path());
+    let pg = PgServer::start_tls(&cert, &key);
+    let url = format!("{}?sslmode=require", pg.create_database());
+    let mut args = token_args();
+    args.extend([
+        "--database".to_owned(),
+        url.clone(),
+        "--database-ca".to_owned(),
+    ]);
+    args.push(ca.to_str().unwrap().to_owned());
+    let c = Console::start_with(&dir.path().join("data"), "127.0.0.1:0", &args);
+    assert_eq!(c.call("GET", "/readyz", None, &[], None).status, 200);
+    // The server saw the console's connections encrypted.
+    let encrypted = pg.psql(
+        "postgres",
+        "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+         WHERE ssl AND datname LIKE 'test_%'",
+    );
+    assert_ne!(encrypted, "0");
+    // Trusting only the public authorities, a console refuses the test's certificate and does
+    // not start.
+    let refused = finish_within(
+        spawn_piped(
+            Command::new(console::console_bin())
+                .args(["--listen", "127.0.0.1:0", "--data-dir"])
+                .arg(dir.path().join("other"))
+                .args(["--admin-token", ADMIN, "--defender-token", DEFENDER])
+                .args(["--database", &url]),
+        ),
+        HANG_GUARD,
+    );
+    let said = common::stderr(&refused);
+    assert!(!refused.status.success(), "{said}");
+    assert!(said.contains("--database postgres://127.0.0.1:"), "{said}");
+    assert!(said.to_lowercase().contains("certificate"), "{said}");
+    assert!(
+        !said.contains("postgres@"),
+        "the URL's user information is not repeated: {said}"
+    );
+}
+
 fn batch(ids: &[String]) -> String {
     let events: Vec<Value> = ids
         .iter()

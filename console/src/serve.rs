@@ -51,6 +51,10 @@ pub struct Args {
         hide_env_values = true
     )]
     database: Option<String>,
+    /// With --database postgres://...: the PEM certificates of the authorities that may sign the
+    /// database server's certificate [default: the public web authorities].
+    #[arg(long, env = "DEFENDER_CONSOLE_DATABASE_CA", value_name = "F")]
+    database_ca: Option<PathBuf>,
     /// Token for people and automation: edit the policy, read audits [default: generated on
     /// first start, kept in DIR/admin.token].
     #[arg(
@@ -240,9 +244,11 @@ pub fn run(args: Args) -> Result<(), ServeError> {
         }
         Database::Postgres(url) => {
             let shown = shown(&url);
-            let store = Postgres::open(&url).map_err(|source| ServeError::Postgres {
-                shown: shown.clone(),
-                source,
+            let store = Postgres::open(&url, args.database_ca.as_deref()).map_err(|source| {
+                ServeError::Postgres {
+                    shown: shown.clone(),
+                    source,
+                }
             })?;
             eprintln!("defender-console: database {shown}");
             Arc::new(store)

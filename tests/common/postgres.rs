@@ -67,6 +67,15 @@ fn free_port() -> u16 {
 impl PgServer {
     /// Makes a new cluster and serves it; panics with the server's own words if it cannot.
     pub fn start() -> PgServer {
+        PgServer::start_with(None)
+    }
+
+    /// [`PgServer::start`], serving TLS with this PEM certificate chain and key when given.
+    pub fn start_tls(cert: &Path, key: &Path) -> PgServer {
+        PgServer::start_with(Some((cert, key)))
+    }
+
+    fn start_with(tls: Option<(&Path, &Path)>) -> PgServer {
         let bin = bin_dir();
         let dir = tempfile::Builder::new()
             .prefix("pg-test-")
@@ -101,6 +110,33 @@ impl PgServer {
             "initdb failed: {}",
             String::from_utf8_lossy(&init.stderr)
         );
+        // The server reads its certificate and key as its own user, the key private to it.
+        let mut settings: Vec<String> = Vec::new();
+        if let Some((cert, key)) = tls {
+            for (from, name, mode) in [(cert, "server.crt", 0o644), (key, "server.key", 0o600)] {
+                let to = data.join(name);
+                std::fs::copy(from, &to).expect("copying the server's TLS files");
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&to, std::fs::Permissions::from_mode(mode)).unwrap();
+                if is_root() {
+                    let postgres = nix::unistd::User::from_name("postgres").unwrap().unwrap();
+                    std::os::unix::fs::chown(
+                        &to,
+                        Some(postgres.uid.as_raw()),
+                        Some(postgres.gid.as_raw()),
+                    )
+                    .unwrap();
+                }
+            }
+            settings.extend(
+                [
+                    "ssl=on",
+                    "ssl_cert_file=server.crt",
+                    "ssl_key_file=server.key",
+                ]
+                .map(String::from),
+            );
+        }
         let port = free_port();
         // Started from a thread that never ends: the server's death signal follows the thread
         // that started it, and a test's thread ends with its test.
@@ -116,6 +152,7 @@ impl PgServer {
                 // Tests, not benchmarks: nothing needs to survive a crash of the machine.
                 .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
                 .args(["-c", "full_page_writes=off", "-c", "max_connections=300"])
+                .args(settings.iter().flat_map(|s| ["-c", s.as_str()]))
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())

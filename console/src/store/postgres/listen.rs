@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use sha2::Digest;
 use tokio::sync::Notify;
-use tokio_postgres::{AsyncMessage, Config, NoTls};
+use tokio_postgres::{AsyncMessage, Config};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::store::{Lease, StoreError};
 
@@ -19,10 +20,15 @@ const LEASE_CHECK: Duration = Duration::from_secs(5);
 
 /// Listens on `channel` for ever, waking `changes` at each notification, and also each time it
 /// (re)connects: what was announced while it was not listening is found by the check it wakes.
-pub async fn run(config: Config, channel: &'static str, changes: Arc<Notify>) {
+pub async fn run(
+    config: Config,
+    tls: MakeRustlsConnect,
+    channel: &'static str,
+    changes: Arc<Notify>,
+) {
     let mut backoff = FIRST_BACKOFF;
     loop {
-        match listen(&config, channel, &changes).await {
+        match listen(&config, &tls, channel, &changes).await {
             Ok(()) => log::warn!("the database closed the connection listening for policy changes"),
             Err(e) => log::error!("listening for policy changes: {e}"),
         }
@@ -33,8 +39,13 @@ pub async fn run(config: Config, channel: &'static str, changes: Arc<Notify>) {
 }
 
 /// One connection's worth of listening; returns when it ends.
-async fn listen(config: &Config, channel: &str, changes: &Arc<Notify>) -> Result<(), StoreError> {
-    let (client, mut connection) = config.connect(NoTls).await?;
+async fn listen(
+    config: &Config,
+    tls: &MakeRustlsConnect,
+    channel: &str,
+    changes: &Arc<Notify>,
+) -> Result<(), StoreError> {
+    let (client, mut connection) = config.connect(tls.clone()).await?;
     let wake = changes.clone();
     // Notifications arrive on the connection itself, which must be polled for the client's
     // `LISTEN` to complete at all.
@@ -83,8 +94,12 @@ fn key(name: &str) -> i64 {
 }
 
 /// The lease `name` if no other instance holds it: `None` if one does.
-pub async fn lease(config: Config, name: &str) -> Result<Option<Box<dyn Lease>>, StoreError> {
-    let (client, connection) = config.connect(NoTls).await?;
+pub async fn lease(
+    config: Config,
+    tls: MakeRustlsConnect,
+    name: &str,
+) -> Result<Option<Box<dyn Lease>>, StoreError> {
+    let (client, connection) = config.connect(tls).await?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             log::warn!("a lease's connection to the database ended: {e}");

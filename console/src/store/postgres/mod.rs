@@ -25,8 +25,11 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio::sync::Notify;
-use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
+use tokio_postgres_rustls::MakeRustlsConnect;
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::CertificateDer;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
 
 use super::group::{Batch, Group};
 use super::sample::Sample;
@@ -77,6 +80,44 @@ pub struct Postgres {
     sample: Mutex<Option<Sample>>,
     /// The connection settings, for the listener's and the leases' own connections.
     config: tokio_postgres::Config,
+    /// TLS as the URL's `sslmode` asks, every connection's.
+    tls: MakeRustlsConnect,
+}
+
+/// How connections to the database are made secure: TLS when the URL's `sslmode` asks for it
+/// (`require`; `prefer`, the default, falls back to plain text when the server offers no TLS),
+/// the server's certificate checked against `ca` (a PEM file of the authorities to trust, such
+/// as a cloud provider's bundle) or else the public web authorities, and its name against the
+/// URL's host.
+fn tls(ca: Option<&std::path::Path>) -> Result<MakeRustlsConnect, StoreError> {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca {
+        Some(path) => {
+            let shown = path.display();
+            for cert in CertificateDer::pem_file_iter(path)
+                .map_err(|e| failure(format!("--database-ca {shown}: {e}")))?
+            {
+                let cert = cert.map_err(|e| failure(format!("--database-ca {shown}: {e}")))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| failure(format!("--database-ca {shown}: {e}")))?;
+            }
+            if roots.is_empty() {
+                return Err(failure(format!(
+                    "--database-ca {shown}: no certificate in it"
+                )));
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| failure(format!("TLS to the database: {e}")))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
 }
 
 /// A [`StoreError`] of PostgreSQL's, with its detail (what constraint, which column) when it has
@@ -88,7 +129,17 @@ impl From<tokio_postgres::Error> for StoreError {
                 Some(detail) => format!("{}: {} ({detail})", db.severity(), db.message()),
                 None => format!("{}: {}", db.severity(), db.message()),
             },
-            None => e.to_string(),
+            // The driver's own text is short ("error performing TLS handshake"): what it wraps
+            // says why (the certificate's problem, the refused connection).
+            None => {
+                let mut text = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(s) = source {
+                    text.push_str(&format!(": {s}"));
+                    source = s.source();
+                }
+                text
+            }
         };
         StoreError {
             source: message.into(),
@@ -147,10 +198,12 @@ type Client = deadpool_postgres::Object;
 
 impl Postgres {
     /// Connects to the database at `url` (`postgres://user:password@host:port/db`, with
-    /// libpq's parameters), and creates its tables or brings them up to date.
-    pub fn open(url: &str) -> Result<Postgres, StoreError> {
+    /// libpq's parameters such as `sslmode=require`), trusting `ca` for its certificate ([`tls`]),
+    /// and creates its tables or brings them up to date.
+    pub fn open(url: &str, ca: Option<&std::path::Path>) -> Result<Postgres, StoreError> {
         let config = tokio_postgres::Config::from_str(url)
-            .map_err(|e| failure(format!("--database: not a PostgreSQL URL: {e}")))?;
+            .map_err(|e| failure(format!("not a PostgreSQL URL: {e}")))?;
+        let tls = tls(ca)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("postgres")
@@ -159,7 +212,7 @@ impl Postgres {
             .map_err(|e| failure(format!("the database's runtime: {e}")))?;
         let manager = Manager::from_config(
             config.clone(),
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 // A connection is checked before it is lent again: one the server closed (a
                 // restart, a failover) is replaced instead of failing the next call.
@@ -180,13 +233,16 @@ impl Postgres {
             audits: Group::new(GROUP_EVENTS, |b: &Batch| b.events.len()),
             sample: Mutex::new(None),
             config: config.clone(),
+            tls: tls.clone(),
             runtime: Some(runtime),
         };
         store.run(async {
             let mut c = store.client().await?;
             migrate(&mut c).await
         })?;
-        store.runtime().spawn(listen::run(config, CHANNEL, changes));
+        store
+            .runtime()
+            .spawn(listen::run(config, tls, CHANNEL, changes));
         Ok(store)
     }
 
@@ -648,7 +704,7 @@ impl Store for Postgres {
     }
 
     fn lease(&self, name: &str) -> Result<Option<Box<dyn Lease>>, StoreError> {
-        self.run(listen::lease(self.config.clone(), name))
+        self.run(listen::lease(self.config.clone(), self.tls.clone(), name))
     }
 
     fn add_user(&self, u: &UserRecord) -> Result<bool, StoreError> {

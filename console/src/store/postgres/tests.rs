@@ -20,7 +20,7 @@ pub fn server() -> &'static server::PgServer {
 pub fn store() -> (Postgres, String) {
     let url = server().create_database();
     (
-        Postgres::open(&url).expect("opening the test database"),
+        Postgres::open(&url, None).expect("opening the test database"),
         url,
     )
 }
@@ -28,7 +28,7 @@ pub fn store() -> (Postgres, String) {
 #[test]
 fn two_instances_store_revisions_in_turn_and_hear_of_each_others() {
     let (a, url) = store();
-    let b = Postgres::open(&url).unwrap();
+    let b = Postgres::open(&url, None).unwrap();
     let heard = b.changes().expect("PostgreSQL announces changes");
     // The listener subscribed: it wakes once when it starts listening.
     b.run(heard.notified());
@@ -66,7 +66,7 @@ fn two_instances_store_revisions_in_turn_and_hear_of_each_others() {
 #[test]
 fn one_instance_per_period_takes_its_turn() {
     let (a, url) = store();
-    let b = Postgres::open(&url).unwrap();
+    let b = Postgres::open(&url, None).unwrap();
     assert!(
         a.turn(
             "retention",
@@ -123,7 +123,7 @@ fn one_instance_per_period_takes_its_turn() {
 #[test]
 fn a_lease_is_held_by_one_instance_until_its_connection_ends() {
     let (a, url) = store();
-    let b = Postgres::open(&url).unwrap();
+    let b = Postgres::open(&url, None).unwrap();
     let held = a.lease("webhook x").unwrap().expect("free");
     assert!(held.held());
     assert!(b.lease("webhook x").unwrap().is_none(), "held by A");
