@@ -367,6 +367,36 @@ mod tests {
     }
 
     #[test]
+    fn indexed_fields_are_cut_to_what_an_index_takes_and_texts_are_not() {
+        let mut e = event("long");
+        let path = format!("/{}/x", "é".repeat(2000));
+        e["process"] = path.clone().into();
+        e["domain"] = "d".repeat(1025).into();
+        e["message"] = "m ".repeat(10_000).into();
+        e["cmdline"] = "c".repeat(5000).into();
+        let parsed = &parse_batch(serde_json::to_string(&[e]).unwrap().as_bytes()).unwrap()[0];
+        let cut = format!("… (truncated, {} bytes in all)", path.len());
+        assert!(parsed.process.ends_with(&cut), "{}", parsed.process);
+        // At a character's boundary (é is two bytes), never past the bound.
+        assert_eq!(parsed.process.len() - cut.len(), INDEXED_MAX_BYTES - 1);
+        assert!(path.starts_with(parsed.process.trim_end_matches(&cut)));
+        assert!(
+            parsed
+                .domain
+                .as_deref()
+                .unwrap()
+                .ends_with("(truncated, 1025 bytes in all)")
+        );
+        assert_eq!(parsed.message.len(), 20_000);
+        assert_eq!(parsed.cmdline.as_deref().map(str::len), Some(5000));
+        // A value of the bound itself is kept whole.
+        let mut e = event("exact");
+        e["process"] = "p".repeat(INDEXED_MAX_BYTES).into();
+        let parsed = &parse_batch(serde_json::to_string(&[e]).unwrap().as_bytes()).unwrap()[0];
+        assert_eq!(parsed.process.len(), INDEXED_MAX_BYTES);
+    }
+
+    #[test]
     fn batches_are_whole_or_refused_with_the_place() {
         let good = serde_json::json!([event("a"), event("b")]).to_string();
         let events = parse_batch(good.as_bytes()).unwrap();

@@ -98,6 +98,24 @@ mod behaviour {
     }
 
     #[test]
+    fn an_event_of_the_longest_fields_a_console_takes_is_stored() {
+        // As parse_batch leaves it: indexed fields cut to their bound, texts whole (the defender
+        // cuts those at 32 KiB), a command line of many words and one word too long to index.
+        let mut e = event("long", 1, "2026-12-07T08:00:00.000000Z");
+        e.process = "p".repeat(crate::events::INDEXED_MAX_BYTES);
+        e.domain = Some("d".repeat(crate::events::INDEXED_MAX_BYTES));
+        e.message = format!("{} {}", "w ".repeat(16_000), "x".repeat(3000));
+        e.cmdline = Some("a1 ".repeat(10_000));
+        each_store(|s| {
+            assert_eq!(
+                s.add_audits(std::slice::from_ref(&e), "defender", "t")
+                    .unwrap(),
+                1
+            );
+        });
+    }
+
+    #[test]
     fn an_event_is_stored_once_whoever_delivers_it_and_cursors_start_at_the_newest() {
         each_store(|s| {
             let t = "2026-12-07T08:00:00.000000Z";
