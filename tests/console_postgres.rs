@@ -12,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 
 use common::console::{self, ADMIN, AUDITS, Console, DEFENDER, POLICY, token_args};
 use common::postgres::PgServer;
+use common::receiver::{Mode, Receiver};
 use common::{HANG_GUARD, World, finish_within, require, spawn_piped, wait_until};
 use serde_json::Value;
 
@@ -206,6 +207,58 @@ fn an_audit_sent_to_two_instances_is_stored_once_and_tokens_are_shared() {
     let revoked = b.call("DELETE", "/api/v1/tokens/reader", Some(ADMIN), &[], None);
     assert!(revoked.status < 300, "{}", revoked.body);
     assert_eq!((read(&a), read(&b)), (401, 401));
+}
+
+#[test]
+fn a_webhook_is_delivered_by_one_instance_and_taken_over_when_it_dies() {
+    let pg = PgServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(0, Mode::Answer(200));
+    let url = pg.create_database();
+    let mut consoles: Vec<Console> = (0..2)
+        .map(|i| {
+            let mut args = token_args();
+            args.extend(["--database", &url, "--webhook", &receiver.url()].map(String::from));
+            Console::start_with(&dir.path().join(format!("c{i}")), "127.0.0.1:0", &args)
+        })
+        .collect();
+    let holds = |c: &Console| c.log().contains("delivering from this console instance");
+    assert!(wait_until(HANG_GUARD, || consoles.iter().any(holds)));
+    let holder = consoles.iter().position(holds).unwrap();
+    let other = 1 - holder;
+    assert!(!holds(&consoles[other]), "one instance holds the lease");
+    let ids = |from: usize, n: usize| {
+        (from..from + n)
+            .map(|i| format!("hook-{i}"))
+            .collect::<Vec<_>>()
+    };
+    let post = |c: &Console, ids: &[String]| {
+        let a = c.call("POST", AUDITS, Some(DEFENDER), &[], Some(&batch(ids)));
+        assert_eq!(a.status, 200, "{}", a.body);
+    };
+    let delivered = || -> Vec<String> {
+        receiver
+            .accepted()
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // Stored through the instance that does not deliver: the holder finds them in the database.
+    post(&consoles[other], &ids(0, 30));
+    assert!(wait_until(HANG_GUARD, || delivered().len() >= 30));
+    // The holder dies; the other takes the lease over and delivers what follows.
+    consoles[holder].kill();
+    post(&consoles[other], &ids(30, 30));
+    assert!(
+        wait_until(HANG_GUARD, || delivered().len() >= 60),
+        "{}",
+        consoles[other].log()
+    );
+    assert!(holds(&consoles[other]));
+    let got = delivered();
+    let unique: BTreeSet<&String> = got.iter().collect();
+    assert_eq!(unique.len(), got.len(), "an event delivered twice: {got:?}");
+    assert_eq!(unique, ids(0, 60).iter().collect::<BTreeSet<_>>());
 }
 
 /// The name of the only test database on `pg`.

@@ -282,6 +282,11 @@ impl Worker {
                     Err(RecvTimeoutError::Disconnected) => return,
                 }
             };
+            log::info!(
+                "webhook {} ({}): delivering from this console instance (it holds the lease)",
+                t.index,
+                t.shown
+            );
             // Read after the lease is taken: the last holder may have moved it.
             let mut cursor =
                 self.retry_store("reading its cursor", || self.store.delivery_cursor(&t.key));
