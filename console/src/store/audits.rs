@@ -1,13 +1,15 @@
-//! The SQLite side of audit queries: a query's conditions as SQL (exact values by `=`, globs by
-//! `GLOB` or by the `IN` of the values they match, the text search by the FTS5 table
-//! `audits_text`), the pages of events and their count (planned in `lists`), and the batches of
-//! retention. Every value reaches SQLite as a bound parameter; the only text built from a request
-//! is the FTS5 query, whose terms are quoted here.
+//! Audit queries: their SQLite schema (the FTS5 table `audits_text` and the filters' indexes), a
+//! query's conditions as SQL in either dialect (exact values by `=`, globs by the backend's
+//! pattern match or by the `IN` of the values they match, the text search by the backend's
+//! full-text index), the pages of events and their count (planned in `lists`) read through a
+//! [`Reader`], and the batches of retention. Every value reaches the database as a bound
+//! parameter; the only text built from a request is the full-text query, whose terms are quoted
+//! here (SQLite) or in `sql` (PostgreSQL).
 
-use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension, params_from_iter};
+use rusqlite::Connection;
 
 use super::query::{AuditField, AuditQuery, GlobPart, Pattern, Search};
+use super::sql::{self, Dialect, Reader, Value};
 use super::{StoreError, StoredEvent, lists};
 use crate::events::{Effect, Event, Kind, parse_name};
 
@@ -141,10 +143,12 @@ pub(super) fn fts_query(search: &Search) -> String {
         .join(" AND ")
 }
 
-/// A query's `WHERE` clause (`1` when it has no condition), its parameters appended to `values`
-/// (numbered after those already there). A glob that `expanded` (per condition, see
-/// [`lists::Expanded`]) lists the values of is an `IN` of them, which its index answers by ranges.
+/// A query's `WHERE` clause in `dialect` (`1 = 1` when it has no condition), its parameters
+/// appended to `values` (numbered after those already there). A glob that `expanded` (per
+/// condition, see [`lists::Expanded`]) lists the values of is an `IN` of them, which its index
+/// answers by ranges (none: no row).
 pub(super) fn conditions(
+    dialect: Dialect,
     q: &AuditQuery,
     expanded: &[Option<Vec<String>>],
     values: &mut Vec<Value>,
@@ -165,6 +169,8 @@ pub(super) fn conditions(
                 };
                 clauses.push(format!("{column} = {}", bind(value, values)));
             }
+            // PostgreSQL has no empty `IN ()`.
+            (Pattern::Glob(_), Some(matched)) if matched.is_empty() => clauses.push("1 = 0".into()),
             (Pattern::Glob(_), Some(matched)) => {
                 let list: Vec<String> = matched
                     .iter()
@@ -172,17 +178,11 @@ pub(super) fn conditions(
                     .collect();
                 clauses.push(format!("{column} IN ({})", list.join(", ")));
             }
-            (Pattern::Glob(parts), None) => {
-                let glob = bind(Value::Text(sqlite_glob(parts)), values);
-                clauses.push(format!("{column} GLOB {glob}"));
-            }
+            (Pattern::Glob(parts), None) => clauses.push(dialect.glob(column, parts, values)),
         }
     }
     if let Some(search) = &q.search {
-        let words = bind(Value::Text(fts_query(search)), values);
-        clauses.push(format!(
-            "seq IN (SELECT rowid FROM audits_text WHERE audits_text MATCH {words})"
-        ));
+        clauses.push(dialect.search(search, values));
     }
     if let Some(since) = &q.since {
         clauses.push(format!(
@@ -197,7 +197,7 @@ pub(super) fn conditions(
         ));
     }
     match clauses.is_empty() {
-        true => "1".into(),
+        true => "1 = 1".into(),
         false => clauses.join(" AND "),
     }
 }
@@ -209,29 +209,32 @@ pub(super) fn page(q: &AuditQuery, values: &mut Vec<Value>) -> String {
     format!("LIMIT ?{} OFFSET ?{}", values.len() - 1, values.len())
 }
 
-/// A page of events, by the plan [`lists::select`] picks, read in one snapshot with the values
+/// The events the rows of `sql` ([`COLUMNS`]) are.
+fn events(r: &mut dyn Reader, sql: &str, values: &[Value]) -> Result<Vec<StoredEvent>, StoreError> {
+    let mut out = Vec::new();
+    r.rows(sql, values, &mut |row| {
+        out.push(stored_event(row)?);
+        Ok(true)
+    })?;
+    Ok(out)
+}
+
+/// A page of events, by the plan [`lists::select`] picks, read in `r`'s snapshot with the values
 /// its globs expanded into.
-pub fn audits(c: &Connection, q: &AuditQuery) -> Result<Vec<StoredEvent>, StoreError> {
-    let snapshot = c.unchecked_transaction()?;
-    let (sql, values) = lists::select(&snapshot, q)?;
-    let mut select = snapshot.prepare_cached(&sql)?;
-    let rows = select.query_map(params_from_iter(values), stored_event)?;
-    rows.collect::<Result<_, _>>().map_err(StoreError::from)
+pub fn audits(r: &mut dyn Reader, q: &AuditQuery) -> Result<Vec<StoredEvent>, StoreError> {
+    let (sql, values) = lists::select(r, q)?;
+    events(r, &sql, &values)
 }
 
 /// The event of this id (ids are unique).
-pub fn by_id(c: &Connection, id: &str) -> Result<Option<StoredEvent>, StoreError> {
-    let mut select = c.prepare_cached(&format!("SELECT {COLUMNS} FROM audits WHERE id = ?1"))?;
-    select
-        .query_row([id], stored_event)
-        .optional()
-        .map_err(StoreError::from)
+pub fn by_id(r: &mut dyn Reader, id: &str) -> Result<Option<StoredEvent>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM audits WHERE id = ?1");
+    Ok(events(r, &sql, &[Value::Text(id.into())])?.pop())
 }
 
 /// How many events match, whatever the limit and offset.
-pub fn count(c: &Connection, q: &AuditQuery) -> Result<u64, StoreError> {
-    let snapshot = c.unchecked_transaction()?;
-    lists::count(&snapshot, q)
+pub fn count(r: &mut dyn Reader, q: &AuditQuery) -> Result<u64, StoreError> {
+    lists::count(r, q)
 }
 
 /// The tables retention empties, and the column that says how old a row is.
@@ -258,51 +261,73 @@ pub fn expire_batch(
     Ok(deleted as u64)
 }
 
-pub(super) fn unknown(column: usize, value: String) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(
-        column,
-        rusqlite::types::Type::Text,
-        format!("unknown value {value:?}").into(),
-    )
+/// A stored type or effect this console does not know, and the column it was read from.
+#[derive(Debug, thiserror::Error)]
+#[error("column {column}: unknown value {value:?}")]
+pub struct Unknown {
+    pub column: usize,
+    pub value: String,
 }
 
-/// One row of [`COLUMNS`].
-pub fn stored_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
-    let kind: String = r.get(2)?;
-    let effect: String = r.get(3)?;
+impl From<Unknown> for StoreError {
+    fn from(e: Unknown) -> StoreError {
+        StoreError {
+            source: Box::new(e),
+        }
+    }
+}
+
+/// The effect stored in column `i` of `row`.
+pub(super) fn effect(row: &[Value], i: usize) -> Result<Effect, StoreError> {
+    let effect = sql::text(row, i)?;
+    parse_name(&effect, &Effect::ALL, Effect::as_str).ok_or_else(|| {
+        Unknown {
+            column: i,
+            value: effect,
+        }
+        .into()
+    })
+}
+
+/// One row of [`COLUMNS`] (more columns may follow).
+pub fn stored_event(r: &[Value]) -> Result<StoredEvent, StoreError> {
+    use sql::{int, number, opt_number, opt_text, text};
+    let kind = text(r, 2)?;
     let event = Event {
-        id: r.get(0)?,
-        time: r.get(1)?,
-        kind: parse_name(&kind, &Kind::ALL, Kind::as_str).ok_or_else(|| unknown(2, kind))?,
-        effect: parse_name(&effect, &Effect::ALL, Effect::as_str)
-            .ok_or_else(|| unknown(3, effect))?,
-        rule: r.get(4)?,
-        attack: r.get(5)?,
-        custom_rule: r.get(6)?,
-        container: r.get(7)?,
-        image: r.get(8)?,
-        task: r.get(9)?,
-        cluster: r.get(19)?,
-        family: r.get(20)?,
-        service: r.get(21)?,
-        pid: r.get(10)?,
-        process: r.get(11)?,
-        cmdline: r.get(12)?,
-        parent: r.get(13)?,
-        domain: r.get(14)?,
-        ip: r.get(15)?,
-        port: r.get(16)?,
-        method: r.get(23)?,
-        url: r.get(24)?,
-        source_ip: r.get(25)?,
-        field: r.get(26)?,
-        request_id: r.get(27)?,
-        message: r.get(17)?,
-        count: r.get::<_, i64>(18)? as u64,
+        id: text(r, 0)?,
+        time: text(r, 1)?,
+        kind: parse_name(&kind, &Kind::ALL, Kind::as_str).ok_or(Unknown {
+            column: 2,
+            value: kind,
+        })?,
+        effect: effect(r, 3)?,
+        rule: opt_text(r, 4)?,
+        attack: opt_text(r, 5)?,
+        custom_rule: opt_text(r, 6)?,
+        container: text(r, 7)?,
+        image: text(r, 8)?,
+        task: opt_text(r, 9)?,
+        cluster: opt_text(r, 19)?,
+        family: opt_text(r, 20)?,
+        service: opt_text(r, 21)?,
+        pid: number(r, 10)?,
+        process: text(r, 11)?,
+        cmdline: opt_text(r, 12)?,
+        parent: opt_text(r, 13)?,
+        domain: opt_text(r, 14)?,
+        ip: opt_text(r, 15)?,
+        port: opt_number(r, 16)?,
+        method: opt_text(r, 23)?,
+        url: opt_text(r, 24)?,
+        source_ip: opt_text(r, 25)?,
+        field: opt_text(r, 26)?,
+        request_id: opt_text(r, 27)?,
+        message: text(r, 17)?,
+        count: int(r, 18)? as u64,
     };
     Ok(StoredEvent {
         event,
-        source: r.get(22)?,
+        source: opt_text(r, 22)?,
     })
 }
 
@@ -310,6 +335,7 @@ pub fn stored_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
 pub(super) mod tests {
     use super::*;
     use crate::store::query::Search;
+    use crate::store::sqlite::Snapshot;
     use crate::store::{Bucket, Expired};
     use crate::store::{Sqlite, Store};
 
@@ -701,7 +727,8 @@ pub(super) mod tests {
     fn filters_use_their_indexes() {
         let (_dir, s) = store(&[event("a", 1, "2026-11-29T10:00:00.000000Z")]);
         let c = s.reader_for_tests();
-        let plan = |q: &AuditQuery| explain(&c, lists::select(&c, q).unwrap()).join("; ");
+        let r = &mut Snapshot::of(&c).unwrap();
+        let mut plan = |q: &AuditQuery| explain(&c, lists::select(r, q).unwrap()).join("; ");
         for field in AuditField::ALL {
             let exact = match field {
                 AuditField::Pid | AuditField::Port => "1",
@@ -743,7 +770,9 @@ pub(super) mod tests {
     ) -> Vec<String> {
         let mut explain = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
         let rows = explain
-            .query_map(params_from_iter(values), |r| r.get::<_, String>(3))
+            .query_map(rusqlite::params_from_iter(values), |r| {
+                r.get::<_, String>(3)
+            })
             .unwrap();
         rows.map(Result::unwrap).collect()
     }
@@ -788,7 +817,8 @@ pub(super) mod tests {
             );
         }
         let web = all().with(AuditField::Container, Pattern::parse("web-*").unwrap());
-        let p = explain(&c, lists::select(&c, &web).unwrap());
+        let r = &mut Snapshot::of(&c).unwrap();
+        let p = explain(&c, lists::select(r, &web).unwrap());
         let range = "SEARCH audits USING COVERING INDEX audits_by_container (container=?)";
         assert_eq!(p.iter().filter(|l| *l == range).count(), 3, "{p:?}");
         assert!(
@@ -797,11 +827,11 @@ pub(super) mod tests {
             "{p:?}"
         );
         assert!(!p.iter().any(|l| l.starts_with("SCAN audits")), "{p:?}");
-        let p = explain(&c, lists::count_select(&c, &web).unwrap());
+        let p = explain(&c, lists::count_select(r, &web).unwrap());
         assert_eq!(p, [range], "{p:?}");
-        let p = explain(&c, lists::walk_select(&search("curl"), &vec![]));
+        let p = explain(&c, lists::walk_select(r, &search("curl"), &vec![]));
         assert_eq!(p, ["SCAN audits USING COVERING INDEX audits_by_time"]);
-        let p = explain(&c, lists::count_select(&c, &search("curl")).unwrap());
+        let p = explain(&c, lists::count_select(r, &search("curl")).unwrap());
         assert_eq!(p.len(), 1, "{p:?}");
         assert!(p[0].contains("VIRTUAL TABLE INDEX"), "{p:?}");
     }

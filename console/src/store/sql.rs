@@ -5,8 +5,13 @@
 //!
 //! The plans write their SQL with numbered parameters `?1`, `?2`, ... (SQLite's syntax); the
 //! PostgreSQL reader renumbers them as `$1`, `$2`, .... No other `?` may appear in their SQL.
+//! Beyond the dialect's pieces, their SQL is what both accept: `WHERE 1 = 1`, a sum read as an
+//! integer cast to `BIGINT` (PostgreSQL's sum of `BIGINT`s is `numeric`), every subquery in
+//! `FROM` named.
 
 use super::StoreError;
+use super::audits::{fts_query, sqlite_glob};
+use super::query::{GlobPart, Search};
 
 /// A parameter or a column's value: SQLite's own value type, which is what both backends bind
 /// and read (integers, text, NULL).
@@ -16,7 +21,200 @@ pub type Value = rusqlite::types::Value;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dialect {
     Sqlite,
+    #[allow(dead_code, reason = "the PostgreSQL store (issue 15) speaks it")]
     Postgres,
+}
+
+impl Dialect {
+    /// `column` matches the glob `parts`, its parameter appended to `values`: SQLite's `GLOB`,
+    /// PostgreSQL's regular expression match.
+    pub fn glob(self, column: &str, parts: &[GlobPart], values: &mut Vec<Value>) -> String {
+        let (op, pattern) = match self {
+            Dialect::Sqlite => ("GLOB", sqlite_glob(parts)),
+            Dialect::Postgres => ("~", regex(parts)),
+        };
+        values.push(Value::Text(pattern));
+        format!("{column} {op} ?{}", values.len())
+    }
+
+    /// The condition on a row of `audits` that its words hold `search`, its parameter appended
+    /// to `values`: through the FTS5 table (SQLite), or the row's `words` (PostgreSQL).
+    pub fn search(self, search: &Search, values: &mut Vec<Value>) -> String {
+        values.push(self.words_query(search));
+        let n = values.len();
+        match self {
+            Dialect::Sqlite => {
+                format!("seq IN (SELECT rowid FROM audits_text WHERE audits_text MATCH ?{n})")
+            }
+            Dialect::Postgres => format!("words @@ CAST(?{n} AS tsquery)"),
+        }
+    }
+
+    /// The statement of the `seq`s of every event whose words hold a search (`?1`), largest
+    /// first, read from the words' index alone; and its parameter.
+    pub fn search_seqs(self, search: &Search) -> (&'static str, Value) {
+        let sql = match self {
+            Dialect::Sqlite => {
+                "SELECT rowid FROM audits_text WHERE audits_text MATCH ?1 ORDER BY rowid DESC"
+            }
+            Dialect::Postgres => {
+                "SELECT seq FROM audits WHERE words @@ CAST(?1 AS tsquery) ORDER BY seq DESC"
+            }
+        };
+        (sql, self.words_query(search))
+    }
+
+    /// The statement counting the events whose words hold a search (`?1`), and its parameter.
+    pub fn search_count(self, search: &Search) -> (&'static str, Value) {
+        let sql = match self {
+            Dialect::Sqlite => "SELECT count(*) FROM audits_text WHERE audits_text MATCH ?1",
+            Dialect::Postgres => "SELECT count(*) FROM audits WHERE words @@ CAST(?1 AS tsquery)",
+        };
+        (sql, self.words_query(search))
+    }
+
+    /// A search as the backend's full-text query.
+    fn words_query(self, search: &Search) -> Value {
+        Value::Text(match self {
+            Dialect::Sqlite => fts_query(search),
+            Dialect::Postgres => tsquery(search),
+        })
+    }
+
+    /// `table` in a `FROM`, read through `index`: SQLite's planner is told (where its estimates
+    /// would pick another index), PostgreSQL's takes no hint.
+    pub fn indexed(self, table: &str, index: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("{table} INDEXED BY {index}"),
+            Dialect::Postgres => table.to_owned(),
+        }
+    }
+
+    /// The whole Unix seconds of a stored time (an RFC 3339 text column) as an integer.
+    pub fn seconds(self, column: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("CAST(strftime('%s', {column}) AS INTEGER)"),
+            Dialect::Postgres => {
+                format!("CAST(floor(extract(epoch FROM CAST({column} AS timestamptz))) AS BIGINT)")
+            }
+        }
+    }
+}
+
+/// The characters a backslash makes literal in a regular expression: those special somewhere in
+/// PostgreSQL's or the `regex` crate's syntax (outside or inside a bracket). A letter or digit is
+/// never escaped (a backslash before one is an escape such as `\d`), nor is any other character
+/// (`\<` is a word boundary to the `regex` crate).
+const REGEX_SPECIAL: &str = "\\.+*?()|[]{}^$#&-~";
+
+fn push_literal(out: &mut String, c: char) {
+    if REGEX_SPECIAL.contains(c) {
+        out.push('\\');
+    }
+    out.push(c);
+}
+
+/// A glob as a POSIX regular expression (PostgreSQL's `~`), anchored at both ends: the same
+/// strings as [`Pattern::matches`](super::query::Pattern::matches). `.` is any character, a
+/// newline too (PostgreSQL's default); a class's items are read as `matches` reads them (a range
+/// `a-z` between two characters, any other `-` itself), each character escaped, a range whose
+/// ends are reversed (matching nothing) left out.
+pub fn regex(parts: &[GlobPart]) -> String {
+    let mut out = String::from("^");
+    for part in parts {
+        match part {
+            GlobPart::Text(text) => text.chars().for_each(|c| push_literal(&mut out, c)),
+            GlobPart::Any => out.push_str(".*"),
+            GlobPart::One => out.push('.'),
+            GlobPart::Class { negated, set } => {
+                let s: Vec<char> = set.chars().collect();
+                let mut items = String::new();
+                let mut i = 0;
+                while i < s.len() {
+                    if i + 2 < s.len() && s[i + 1] == '-' {
+                        if s[i] <= s[i + 2] {
+                            push_literal(&mut items, s[i]);
+                            items.push('-');
+                            push_literal(&mut items, s[i + 2]);
+                        }
+                        i += 3;
+                    } else {
+                        push_literal(&mut items, s[i]);
+                        i += 1;
+                    }
+                }
+                match (items.is_empty(), negated) {
+                    // Only reversed ranges: no character is in the set.
+                    (true, false) => out.push_str(".^"),
+                    (true, true) => out.push('.'),
+                    (false, false) => out.push_str(&format!("[{items}]")),
+                    (false, true) => out.push_str(&format!("[^{items}]")),
+                }
+            }
+        }
+    }
+    out.push('$');
+    out
+}
+
+/// The words of a text, as the text search reads them: runs of letters and digits, lowercased.
+fn words_of(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+}
+
+/// A search as a PostgreSQL `tsquery`: each term's words one after the other (`<->`), the last
+/// word of an unquoted term a prefix (`:*`), the terms all required (`&`). Words are letters and
+/// digits only, so quoting them leaves nothing of the search to be syntax.
+pub fn tsquery(search: &Search) -> String {
+    search
+        .terms
+        .iter()
+        .map(|t| {
+            let mut term = words_of(&t.text)
+                .map(|w| format!("'{w}'"))
+                .collect::<Vec<_>>()
+                .join(" <-> ");
+            if t.prefix {
+                term.push_str(":*");
+            }
+            term
+        })
+        .collect::<Vec<_>>()
+        .join(" & ")
+}
+
+/// The `tsvector` literal of an event's searched fields (message, command line, process, domain,
+/// ip, url: `None` for one it lacks), which PostgreSQL stores in `words`: each word with its
+/// position, counted from 1 within a field, the next field's first word `FIELD_GAP` after the
+/// last one (no phrase, one word after the other, spans two fields), positions past PostgreSQL's
+/// largest kept at it, words longer than it keeps left out (its `to_tsvector` leaves them out too).
+#[allow(dead_code, reason = "the PostgreSQL store (issue 15) writes it")]
+pub fn tsvector(texts: &[Option<&str>]) -> String {
+    /// The longest word PostgreSQL keeps in a `tsvector` (bytes).
+    const MAX_WORD: usize = 2047;
+    /// The largest position PostgreSQL keeps.
+    const MAX_POSITION: usize = 16_383;
+    const FIELD_GAP: usize = 100;
+    let mut out = String::new();
+    let mut position = 0;
+    for text in texts.iter().flatten() {
+        if position > 0 {
+            position += FIELD_GAP - 1;
+        }
+        for word in words_of(text) {
+            position += 1;
+            if word.len() > MAX_WORD {
+                continue;
+            }
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push_str(&format!("'{word}':{}", position.min(MAX_POSITION)));
+        }
+    }
+    out
 }
 
 /// A database the plans read from, inside one snapshot (a read transaction) for its lifetime.
@@ -87,6 +285,21 @@ pub fn opt_int(row: &[Value], i: usize) -> Result<Option<i64>, WrongType> {
         Some(Value::Null) => Ok(None),
         _ => Err(wrong(row, i, "an integer")),
     }
+}
+
+/// Column `i` as an integer of type `T` (NULL, or a number out of its range, is an error).
+pub fn number<T: TryFrom<i64>>(row: &[Value], i: usize) -> Result<T, WrongType> {
+    match opt_number(row, i)? {
+        Some(n) => Ok(n),
+        None => Err(wrong(row, i, std::any::type_name::<T>())),
+    }
+}
+
+/// Column `i` as an integer of type `T`, or `None` for NULL.
+pub fn opt_number<T: TryFrom<i64>>(row: &[Value], i: usize) -> Result<Option<T>, WrongType> {
+    opt_int(row, i)?
+        .map(|n| T::try_from(n).map_err(|_| wrong(row, i, std::any::type_name::<T>())))
+        .transpose()
 }
 
 fn wrong(row: &[Value], i: usize, expected: &'static str) -> WrongType {
