@@ -178,7 +178,15 @@ pub(super) fn conditions(
                     .collect();
                 clauses.push(format!("{column} IN ({})", list.join(", ")));
             }
-            (Pattern::Glob(parts), None) => clauses.push(dialect.glob(column, parts, values)),
+            (Pattern::Glob(parts), None) => {
+                // A glob matches a number's text: SQLite's `GLOB` reads it so, PostgreSQL's `~`
+                // takes only text.
+                let column = match (dialect, field.numeric()) {
+                    (Dialect::Postgres, true) => format!("CAST({column} AS TEXT)"),
+                    _ => column.to_owned(),
+                };
+                clauses.push(dialect.glob(&column, parts, values));
+            }
         }
     }
     if let Some(search) = &q.search {
@@ -721,6 +729,181 @@ pub(super) mod tests {
         assert_eq!(observed, ["new.test"]);
     }
 
+    /// A PostgreSQL database as the plans see it, which keeps every statement it is given (and
+    /// the number of its parameters): a glob's walk finds two values, the text search more
+    /// matches than the probe, a page of a glob's value range as many entries as asked, a list of
+    /// `seq`s three; anything else no row.
+    #[derive(Default)]
+    struct Recorder {
+        statements: Vec<(String, usize)>,
+    }
+
+    impl Reader for Recorder {
+        fn dialect(&self) -> Dialect {
+            Dialect::Postgres
+        }
+
+        fn rows(
+            &mut self,
+            sql: &str,
+            values: &[Value],
+            row: &mut dyn FnMut(&[Value]) -> Result<bool, StoreError>,
+        ) -> Result<(), StoreError> {
+            self.statements.push((sql.into(), values.len()));
+            let rows: Vec<Vec<Value>> = if sql.starts_with("WITH RECURSIVE") {
+                ["web-1", "web-2"]
+                    .map(|v| vec![Value::Text(v.into())])
+                    .into()
+            } else if sql.contains("@@") && sql.starts_with("SELECT seq") {
+                (1..=lists::PROBE as i64 + 200)
+                    .rev()
+                    .map(|seq| vec![Value::Integer(seq)])
+                    .collect()
+            } else if sql.starts_with("SELECT time, seq") {
+                let Some(Value::Integer(limit)) = values.last() else {
+                    panic!("{sql}");
+                };
+                (0..*limit)
+                    .map(|n| {
+                        vec![
+                            Value::Text("2026-11-29T10:00:00.000000Z".into()),
+                            Value::Integer(10_000 - n),
+                        ]
+                    })
+                    .collect()
+            } else if sql.starts_with("SELECT seq") {
+                (1..=3).map(|seq| vec![Value::Integer(seq)]).collect()
+            } else {
+                vec![]
+            };
+            for r in &rows {
+                if !row(r)? {
+                    break;
+                }
+            }
+            Ok(())
+        }
+
+        fn version(&mut self) -> Result<i64, StoreError> {
+            Ok(1)
+        }
+    }
+
+    /// The plans' statements on PostgreSQL: none of SQLite's own syntax, every parameter
+    /// numbered and used, every sum read as an integer cast, every subquery in `FROM` named; and
+    /// PostgreSQL's pieces where SQLite's were.
+    #[test]
+    fn the_plans_speak_postgresql_on_postgresql() {
+        use crate::store::rollup::{self, Ask};
+        use crate::store::sample::Sample;
+        let glob = |f, g: &str| all().with(f, Pattern::parse(g).unwrap());
+        let hours = AuditQuery {
+            since: Some("2026-11-29T08:30:00.000000Z".into()),
+            until: Some("2026-11-29T12:15:00.000000Z".into()),
+            ..glob(AuditField::Container, "web-*")
+        };
+        let queries = [
+            all(),
+            glob(AuditField::Container, "web-*"),
+            glob(AuditField::Pid, "1*"),
+            search("curl"),
+            // Past the matches: an empty page.
+            AuditQuery {
+                offset: 5,
+                ..search("curl")
+            },
+            AuditQuery {
+                search: Search::parse("/usr/bin").ok(),
+                ..glob(AuditField::Image, "n*")
+            },
+            all().with(AuditField::Port, Pattern::Exact("80".into())),
+            hours.clone(),
+            AuditQuery {
+                fields: vec![],
+                ..hours.clone()
+            },
+        ];
+        let r = &mut Recorder::default();
+        for q in &queries {
+            let (sql, values) = lists::select(r, q).unwrap();
+            r.rows(&sql, &values, &mut |_| Ok(true)).unwrap();
+            lists::count(r, q).unwrap();
+            lists::newest(r, q, 100).unwrap();
+            Sample::of(r, q, 10, &mut None).unwrap();
+            for ask in [
+                Ask::Count,
+                Ask::Stats(AuditField::Domain),
+                Ask::Stats(AuditField::Effect),
+                Ask::Histogram(60),
+            ] {
+                let Some(route) = rollup::plan(q, ask) else {
+                    continue;
+                };
+                match ask {
+                    Ask::Count => drop(rollup::count(r, q, &route).unwrap()),
+                    Ask::Stats(group) => drop(rollup::stats(r, q, &route, group).unwrap()),
+                    Ask::Histogram(m) => drop(rollup::histogram(r, q, &route, m).unwrap()),
+                }
+            }
+        }
+        by_id(r, "x").unwrap();
+        let placeholder = regex::Regex::new(r"\?([0-9]*)").unwrap();
+        // SQLite's `WHERE 1` (true), which PostgreSQL refuses.
+        let bare_one = regex::Regex::new(r"WHERE 1( [^=]|$)").unwrap();
+        let all_sql: Vec<&str> = r.statements.iter().map(|(sql, _)| sql.as_str()).collect();
+        for (sql, n) in &r.statements {
+            for sqlite in ["GLOB", "MATCH", "INDEXED BY", "strftime", "rowid", "IN ()"] {
+                assert!(!sql.contains(sqlite), "{sqlite}: {sql}");
+            }
+            assert!(!bare_one.is_match(sql), "{sql}");
+            assert_eq!(
+                sql.matches("sum(").count(),
+                sql.matches("CAST(sum(").count(),
+                "{sql}"
+            );
+            let mut used: Vec<usize> = placeholder
+                .captures_iter(sql)
+                .map(|c| c[1].parse().unwrap_or_else(|_| panic!("a bare `?`: {sql}")))
+                .collect();
+            used.sort_unstable();
+            used.dedup();
+            assert_eq!(used, (1..=*n).collect::<Vec<_>>(), "{sql}");
+            for (at, _) in sql.match_indices("FROM (") {
+                let mut depth = 0;
+                let end = sql[at + 5..]
+                    .char_indices()
+                    .find(|(_, c)| {
+                        depth += match c {
+                            '(' => 1,
+                            ')' => -1,
+                            _ => 0,
+                        };
+                        depth == 0
+                    })
+                    .map(|(i, _)| at + 5 + i + 1)
+                    .unwrap();
+                assert!(sql[end..].starts_with(" AS "), "{}: {sql}", &sql[at..end]);
+            }
+        }
+        for postgres in [
+            " ~ ?",
+            "WHERE CAST(pid AS TEXT) ~ ?1",
+            "words @@ CAST(?",
+            "(time, seq) < (?",
+            "extract(epoch FROM CAST(time AS timestamptz))",
+            "seq IN (NULL)",
+            "FROM audits WHERE seq IN (?1, ?2, ?3) ORDER BY time DESC, seq DESC",
+            "FROM audit_counts WHERE",
+            "FROM audit_totals WHERE field = ?1",
+            "SELECT time, effect, count,",
+        ] {
+            assert!(
+                all_sql.iter().any(|sql| sql.contains(postgres)),
+                "no statement has {postgres:?}"
+            );
+        }
+    }
+
     /// Each filter alone is answered from its index, a glob with a literal prefix too, and the
     /// text search from the FTS5 table.
     #[test]
@@ -829,6 +1012,26 @@ pub(super) mod tests {
         assert!(!p.iter().any(|l| l.starts_with("SCAN audits")), "{p:?}");
         let p = explain(&c, lists::count_select(r, &web).unwrap());
         assert_eq!(p, [range], "{p:?}");
+        // The sample's merge: a value's pages, the first and those after an entry, each one
+        // range of the value's index read newest first (no sort).
+        let [first, after] = lists::pages("container = ?1", 1);
+        let text = |t: &str| Value::Text(t.into());
+        let p = explain(&c, (first, vec![text("web-1"), Value::Integer(16)]));
+        assert_eq!(p, [range], "{p:?}");
+        let key = vec![
+            text("web-1"),
+            text("2026"),
+            Value::Integer(9),
+            Value::Integer(16),
+        ];
+        let p = explain(&c, (after, key));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with(
+                "SEARCH audits USING COVERING INDEX audits_by_container (container=? AND time<"
+            ),
+            "{p:?}"
+        );
         let p = explain(&c, lists::walk_select(r, &search("curl"), &vec![]));
         assert_eq!(p, ["SCAN audits USING COVERING INDEX audits_by_time"]);
         let p = explain(&c, lists::count_select(r, &search("curl")).unwrap());

@@ -233,6 +233,26 @@ struct Range {
     next: Option<usize>,
 }
 
+/// The statements of a range's pages, on `conditions` of `bound` parameters: its first page
+/// (the next parameter its size), and a page after an entry (the next three its time, its `seq`
+/// and the page's size).
+pub(super) fn pages(conditions: &str, bound: usize) -> [String; 2] {
+    let order = "ORDER BY time DESC, seq DESC";
+    [
+        format!(
+            "SELECT time, seq FROM audits WHERE {conditions} {order} LIMIT ?{}",
+            bound + 1
+        ),
+        format!(
+            "SELECT time, seq FROM audits WHERE {conditions} AND (time, seq) < (?{}, ?{}) \
+             {order} LIMIT ?{}",
+            bound + 1,
+            bound + 2,
+            bound + 3
+        ),
+    ]
+}
+
 impl Range {
     /// Replaces the page (all taken but its last entry, or none yet) by the next one: `sqls`
     /// reads a range's first page, and a page after a key.
@@ -288,22 +308,7 @@ fn merge(
         let conditions = conditions(r.dialect(), &one, expanded, &mut values);
         let bound = values.len();
         // The same statements for every value: only its parameter differs.
-        sqls.get_or_insert_with(|| {
-            let order = "ORDER BY time DESC, seq DESC";
-            [
-                format!(
-                    "SELECT time, seq FROM audits WHERE {conditions} {order} LIMIT ?{}",
-                    bound + 1
-                ),
-                format!(
-                    "SELECT time, seq FROM audits WHERE {conditions} AND (time, seq) < (?{}, ?{}) \
-                     {order} LIMIT ?{}",
-                    bound + 1,
-                    bound + 2,
-                    bound + 3
-                ),
-            ]
-        });
+        sqls.get_or_insert_with(|| pages(&conditions, bound));
         ranges.push(Range {
             values,
             bound,

@@ -259,6 +259,42 @@ mod tests {
         }
     }
 
+    /// A glob's values merged page by page give the newest events as `ORDER BY` does: pages
+    /// refilled after an entry whose time others share (three events a time), values of very
+    /// different sizes (one of a tenth, the others half the rest each), however many are asked.
+    #[test]
+    fn the_newest_of_a_glob_are_merged_page_by_page() {
+        let events: Vec<Event> = (0..300u32)
+            .map(|n| {
+                let time = format!("2026-11-29T10:{:02}:{:02}.000000Z", n / 180, (n / 3) % 60);
+                let mut e = event(&format!("e{n}"), n, &time);
+                e.container = match (n % 10, n % 2) {
+                    (0, _) => "web-rare",
+                    (_, 0) => "web-even",
+                    _ => "web-odd",
+                }
+                .into();
+                e
+            })
+            .collect();
+        let (_dir, s) = store(&events);
+        let c = s.reader_for_tests();
+        let r = &mut Snapshot::of(&c).unwrap();
+        let q = all().with(AuditField::Container, Pattern::parse("web-*").unwrap());
+        let mut select = c
+            .prepare("SELECT seq FROM audits ORDER BY time DESC, seq DESC")
+            .unwrap();
+        let every: Vec<i64> = select
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        for n in [1, 15, 16, 17, 33, 100, 101, 250, 299, 300, 301, 1000] {
+            let want = &every[..every.len().min(n as usize)];
+            assert_eq!(lists::newest(r, &q, n).unwrap(), want, "{n}");
+        }
+    }
+
     /// A sample of every match sums as SQL's `GROUP BY` does, by every field and into buckets;
     /// a smaller one says it was cut.
     #[test]

@@ -200,11 +200,11 @@ pub fn tsvector(texts: &[Option<&str>]) -> String {
     let mut out = String::new();
     let mut position = 0;
     for text in texts.iter().flatten() {
-        if position > 0 {
-            position += FIELD_GAP - 1;
-        }
-        for word in words_of(text) {
-            position += 1;
+        for (i, word) in words_of(text).enumerate() {
+            position += match (i, position) {
+                (0, 1..) => FIELD_GAP,
+                _ => 1,
+            };
             if word.len() > MAX_WORD {
                 continue;
             }
@@ -307,6 +307,194 @@ fn wrong(row: &[Value], i: usize, expected: &'static str) -> WrongType {
         column: i,
         expected,
         found: row.get(i).cloned().unwrap_or(Value::Null),
+    }
+}
+
+/// The PostgreSQL texts, checked as text (and a glob's regular expression against the glob).
+#[cfg(test)]
+mod dialect_tests {
+    use super::*;
+    use crate::store::query::Pattern;
+
+    /// A small deterministic generator (xorshift), so that the table below is the same each run.
+    struct Draw(u64);
+
+    impl Draw {
+        fn pick<T: Copy>(&mut self, from: &[T]) -> T {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            from[(self.0 % from.len() as u64) as usize]
+        }
+    }
+
+    /// Every string of at most `n` characters of `alphabet`.
+    fn strings(alphabet: &[char], n: usize) -> Vec<String> {
+        let mut all = vec![String::new()];
+        let mut last = vec![String::new()];
+        for _ in 0..n {
+            last = last
+                .iter()
+                .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
+                .collect();
+            all.extend(last.iter().cloned());
+        }
+        all
+    }
+
+    #[test]
+    fn a_globs_regex_matches_what_the_glob_matches() {
+        // Characters special to globs, to regular expressions of either syntax, in classes.
+        let alphabet = ['a', 'b', 'z', '-', ']', '[', '^', '\\', '.', '$', 'é', '\n'];
+        let texts = strings(&alphabet, 3);
+        let mut globs: Vec<String> = [
+            "a*", "*a", "?", "*", "a?b", "[ab]", "[!ab]", "[^a]", "[]]", "[!]]", "[]a]", "[-a]",
+            "[a-]", "[a-z]", "[!a-z]", "[z-a]", "[!z-a]", "[z-aa]", "[\\]", "[\\-z]", "[a-\\]",
+            "[[]", "[^^]", "[]-a]", "[.$]", "*.*", "\\**", "a\\?*", "\\[*", "[é]", "[a-é]", "?\n",
+            "[--.]", "[!-]*", "*[]-]",
+        ]
+        .map(String::from)
+        .into();
+        let pieces = [
+            "a", "b", "-", "]", "^", ".", "$", "é", "\\*", "\\?", "\\[", "\\\\", "*", "?", "[",
+            "[!", "[^", "a-z", "z-a", "]",
+        ];
+        let mut draw = Draw(0x9e37_79b9_7f4a_7c15);
+        while globs.len() < 400 {
+            let n = 1 + draw.pick(&[0, 1, 2, 3, 4]);
+            let glob: String = (0..n).map(|_| draw.pick(&pieces)).collect();
+            if matches!(Pattern::parse(&glob), Ok(Pattern::Glob(_))) {
+                globs.push(glob);
+            }
+        }
+        for glob in &globs {
+            let pattern = Pattern::parse(glob).unwrap();
+            let Pattern::Glob(parts) = &pattern else {
+                panic!("{glob:?} is not a glob");
+            };
+            let re = regex(parts);
+            // PostgreSQL's `.` takes a newline as any other character (not newline-sensitive).
+            let compiled = regex::Regex::new(&format!("(?s){re}"))
+                .unwrap_or_else(|e| panic!("{glob:?} -> {re:?}: {e}"));
+            for text in &texts {
+                assert_eq!(
+                    compiled.is_match(text),
+                    pattern.matches(text),
+                    "{glob:?} -> {re:?} on {text:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn globs_become_anchored_escaped_regular_expressions() {
+        let re = |g: &str| match Pattern::parse(g).unwrap() {
+            Pattern::Glob(parts) => regex(&parts),
+            p => panic!("{p:?}"),
+        };
+        for (glob, want) in [
+            ("prod-*", r"^prod\-.*$"),
+            ("a.b?", r"^a\.b.$"),
+            ("[!a-c]x", r"^[^a-c]x$"),
+            ("[]^-]", r"^[\]\^\-]$"),
+            ("[\\[]*", r"^[\\\[].*$"),
+            ("[z-a]*", r"^.^.*$"),
+            ("[!z-a]", r"^.$"),
+            (r"\(x\)*", r"^\(x\).*$"),
+        ] {
+            assert_eq!(re(glob), want, "{glob}");
+        }
+    }
+
+    #[test]
+    fn searches_become_tsqueries_of_quoted_words() {
+        for (q, want) in [
+            ("curl", "'curl':*"),
+            ("CURL launched", "'curl':* & 'launched':*"),
+            ("/usr/bin/curl", "'usr' <-> 'bin' <-> 'curl':*"),
+            (r#""rm -rf" x"#, "'rm' <-> 'rf' & 'x':*"),
+            (r#"it's "a'b""#, "'it' <-> 's':* & 'a' <-> 'b'"),
+            ("Été:443", "'été' <-> '443':*"),
+            (r#"a\b NOT | ! <-> &"#, "'a' <-> 'b':* & 'not':*"),
+        ] {
+            assert_eq!(tsquery(&Search::parse(q).unwrap()), want, "{q}");
+        }
+    }
+
+    #[test]
+    fn an_events_words_are_a_tsvector_of_positions_apart_by_field() {
+        assert_eq!(
+            tsvector(&[
+                Some("Process /usr/bin/curl"),
+                None,
+                Some("curl -s"),
+                Some("--"),
+                Some("it's"),
+            ]),
+            "'process':1 'usr':2 'bin':3 'curl':4 'curl':104 's':105 'it':205 's':206"
+        );
+        assert_eq!(tsvector(&[None, Some(" -- ")]), "");
+        // A word too long for PostgreSQL is left out (still counted); positions stop at 16383.
+        let long = format!("a {} b", "x".repeat(2048));
+        assert_eq!(tsvector(&[Some(&long)]), "'a':1 'b':3");
+        let many = "w ".repeat(16_390);
+        let v = tsvector(&[Some(&many)]);
+        let positions: Vec<usize> = v
+            .split(' ')
+            .map(|e| e.trim_start_matches("'w':").parse().unwrap())
+            .collect();
+        assert_eq!(positions.len(), 16_390);
+        assert_eq!(positions[16_381..16_384], [16_382, 16_383, 16_383]);
+        assert_eq!(positions.iter().max(), Some(&16_383));
+    }
+
+    #[test]
+    fn each_dialect_writes_its_own_pieces() {
+        let parts = match Pattern::parse("web-*").unwrap() {
+            Pattern::Glob(parts) => parts,
+            p => panic!("{p:?}"),
+        };
+        let search = Search::parse("curl").unwrap();
+        let mut values = vec![Value::Null];
+        let (s, p) = (Dialect::Sqlite, Dialect::Postgres);
+        assert_eq!(
+            s.glob("container", &parts, &mut values),
+            "container GLOB ?2"
+        );
+        assert_eq!(p.glob("container", &parts, &mut values), "container ~ ?3");
+        assert_eq!(
+            s.search(&search, &mut values),
+            "seq IN (SELECT rowid FROM audits_text WHERE audits_text MATCH ?4)"
+        );
+        assert_eq!(
+            p.search(&search, &mut values),
+            "words @@ CAST(?5 AS tsquery)"
+        );
+        assert_eq!(
+            values[1..],
+            ["web-*", r"^web\-.*$", "\"curl\" *", "'curl':*"].map(|t| Value::Text(t.into()))
+        );
+        assert_eq!(
+            p.search_seqs(&search),
+            (
+                "SELECT seq FROM audits WHERE words @@ CAST(?1 AS tsquery) ORDER BY seq DESC",
+                Value::Text("'curl':*".into())
+            )
+        );
+        assert_eq!(
+            p.search_count(&search).0,
+            "SELECT count(*) FROM audits WHERE words @@ CAST(?1 AS tsquery)"
+        );
+        assert_eq!(
+            s.indexed("audits", "audits_by_time"),
+            "audits INDEXED BY audits_by_time"
+        );
+        assert_eq!(p.indexed("audits", "audits_by_time"), "audits");
+        assert_eq!(s.seconds("time"), "CAST(strftime('%s', time) AS INTEGER)");
+        assert_eq!(
+            p.seconds("time"),
+            "CAST(floor(extract(epoch FROM CAST(time AS timestamptz))) AS BIGINT)"
+        );
     }
 }
 
