@@ -163,14 +163,17 @@ fn increments<'a>(events: &[&'a Event]) -> Result<BTreeMap<Key<'a>, Tally>, BadT
 }
 
 /// Counts `inserted` (the events a transaction stored, duplicates skipped) in both tables, each
-/// row once however many events it counts. Called inside the storing transaction.
+/// row once however many events it counts. Called inside the storing transaction. (The upserts,
+/// and [`expire`]'s statements, are valid PostgreSQL too: it wants the conflict's columns named,
+/// and the row's own columns qualified beside `excluded`'s.)
 pub fn add(c: &Connection, inserted: &[&Event]) -> Result<(), StoreError> {
     let increments = increments(inserted)?;
     let mut totals: BTreeMap<(&str, &str, &str, &str), Tally> = BTreeMap::new();
     let mut hourly = c.prepare_cached(
         "INSERT INTO audit_counts (field, value, hour, type, effect, events, n) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO UPDATE \
-         SET events = events + excluded.events, n = n + excluded.n",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (field, value, hour, type, effect) \
+         DO UPDATE SET events = audit_counts.events + excluded.events, \
+         n = audit_counts.n + excluded.n",
     )?;
     for ((field, value, hour, kind, effect), t) in &increments {
         hourly.execute(rusqlite::params![
@@ -191,8 +194,9 @@ pub fn add(c: &Connection, inserted: &[&Event]) -> Result<(), StoreError> {
     }
     let mut total = c.prepare_cached(
         "INSERT INTO audit_totals (field, value, type, effect, events, n) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO UPDATE \
-         SET events = events + excluded.events, n = n + excluded.n",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (field, value, type, effect) \
+         DO UPDATE SET events = audit_totals.events + excluded.events, \
+         n = audit_totals.n + excluded.n",
     )?;
     for ((field, value, kind, effect), t) in totals {
         total.execute(rusqlite::params![
