@@ -15,7 +15,8 @@ use std::sync::mpsc;
 
 /// A running server; stopped when dropped.
 pub struct PgServer {
-    dir: tempfile::TempDir,
+    /// The cluster's directory, removed when dropped.
+    _dir: tempfile::TempDir,
     port: u16,
     bin: PathBuf,
     child: Option<Child>,
@@ -192,15 +193,11 @@ impl PgServer {
             Err(said) => panic!("postgres stopped before it was ready:\n{said}"),
         }
         PgServer {
-            dir,
+            _dir: dir,
             port,
             bin,
             child: Some(child),
         }
-    }
-
-    pub fn port(&self) -> u16 {
-        self.port
     }
 
     /// The URL of database `name` (the console's `--database`).
@@ -247,11 +244,6 @@ impl PgServer {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    }
-
-    /// The cluster's directory.
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
     }
 }
 

@@ -1,13 +1,15 @@
-//! The SQLite side of audit queries: a query's conditions as SQL (exact values by `=`, globs by
-//! `GLOB` or by the `IN` of the values they match, the text search by the FTS5 table
-//! `audits_text`), the pages of events and their count (planned in `lists`), and the batches of
-//! retention. Every value reaches SQLite as a bound parameter; the only text built from a request
-//! is the FTS5 query, whose terms are quoted here.
+//! Audit queries: their SQLite schema (the FTS5 table `audits_text` and the filters' indexes), a
+//! query's conditions as SQL in either dialect (exact values by `=`, globs by the backend's
+//! pattern match or by the `IN` of the values they match, the text search by the backend's
+//! full-text index), the pages of events and their count (planned in `lists`) read through a
+//! [`Reader`], and the batches of retention. Every value reaches the database as a bound
+//! parameter; the only text built from a request is the full-text query, whose terms are quoted
+//! here (SQLite) or in `sql` (PostgreSQL).
 
-use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension, params_from_iter};
+use rusqlite::Connection;
 
 use super::query::{AuditField, AuditQuery, GlobPart, Pattern, Search};
+use super::sql::{self, Dialect, Reader, Value};
 use super::{StoreError, StoredEvent, lists};
 use crate::events::{Effect, Event, Kind, parse_name};
 
@@ -141,10 +143,12 @@ pub(super) fn fts_query(search: &Search) -> String {
         .join(" AND ")
 }
 
-/// A query's `WHERE` clause (`1` when it has no condition), its parameters appended to `values`
-/// (numbered after those already there). A glob that `expanded` (per condition, see
-/// [`lists::Expanded`]) lists the values of is an `IN` of them, which its index answers by ranges.
+/// A query's `WHERE` clause in `dialect` (`1 = 1` when it has no condition), its parameters
+/// appended to `values` (numbered after those already there). A glob that `expanded` (per
+/// condition, see [`lists::Expanded`]) lists the values of is an `IN` of them, which its index
+/// answers by ranges (none: no row).
 pub(super) fn conditions(
+    dialect: Dialect,
     q: &AuditQuery,
     expanded: &[Option<Vec<String>>],
     values: &mut Vec<Value>,
@@ -165,6 +169,8 @@ pub(super) fn conditions(
                 };
                 clauses.push(format!("{column} = {}", bind(value, values)));
             }
+            // PostgreSQL has no empty `IN ()`.
+            (Pattern::Glob(_), Some(matched)) if matched.is_empty() => clauses.push("1 = 0".into()),
             (Pattern::Glob(_), Some(matched)) => {
                 let list: Vec<String> = matched
                     .iter()
@@ -173,16 +179,18 @@ pub(super) fn conditions(
                 clauses.push(format!("{column} IN ({})", list.join(", ")));
             }
             (Pattern::Glob(parts), None) => {
-                let glob = bind(Value::Text(sqlite_glob(parts)), values);
-                clauses.push(format!("{column} GLOB {glob}"));
+                // A glob matches a number's text: SQLite's `GLOB` reads it so, PostgreSQL's `~`
+                // takes only text.
+                let column = match (dialect, field.numeric()) {
+                    (Dialect::Postgres, true) => format!("CAST({column} AS TEXT)"),
+                    _ => column.to_owned(),
+                };
+                clauses.push(dialect.glob(&column, parts, values));
             }
         }
     }
     if let Some(search) = &q.search {
-        let words = bind(Value::Text(fts_query(search)), values);
-        clauses.push(format!(
-            "seq IN (SELECT rowid FROM audits_text WHERE audits_text MATCH {words})"
-        ));
+        clauses.push(dialect.search(search, values));
     }
     if let Some(since) = &q.since {
         clauses.push(format!(
@@ -197,7 +205,7 @@ pub(super) fn conditions(
         ));
     }
     match clauses.is_empty() {
-        true => "1".into(),
+        true => "1 = 1".into(),
         false => clauses.join(" AND "),
     }
 }
@@ -209,29 +217,51 @@ pub(super) fn page(q: &AuditQuery, values: &mut Vec<Value>) -> String {
     format!("LIMIT ?{} OFFSET ?{}", values.len() - 1, values.len())
 }
 
-/// A page of events, by the plan [`lists::select`] picks, read in one snapshot with the values
+/// The events the rows of `sql` ([`COLUMNS`]) are.
+fn events(r: &mut dyn Reader, sql: &str, values: &[Value]) -> Result<Vec<StoredEvent>, StoreError> {
+    let mut out = Vec::new();
+    r.rows(sql, values, &mut |row| {
+        out.push(stored_event(row)?);
+        Ok(true)
+    })?;
+    Ok(out)
+}
+
+/// A page of events, by the plan [`lists::select`] picks, read in `r`'s snapshot with the values
 /// its globs expanded into.
-pub fn audits(c: &Connection, q: &AuditQuery) -> Result<Vec<StoredEvent>, StoreError> {
-    let snapshot = c.unchecked_transaction()?;
-    let (sql, values) = lists::select(&snapshot, q)?;
-    let mut select = snapshot.prepare_cached(&sql)?;
-    let rows = select.query_map(params_from_iter(values), stored_event)?;
-    rows.collect::<Result<_, _>>().map_err(StoreError::from)
+pub fn audits(r: &mut dyn Reader, q: &AuditQuery) -> Result<Vec<StoredEvent>, StoreError> {
+    let (sql, values) = lists::select(r, q)?;
+    events(r, &sql, &values)
 }
 
 /// The event of this id (ids are unique).
-pub fn by_id(c: &Connection, id: &str) -> Result<Option<StoredEvent>, StoreError> {
-    let mut select = c.prepare_cached(&format!("SELECT {COLUMNS} FROM audits WHERE id = ?1"))?;
-    select
-        .query_row([id], stored_event)
-        .optional()
-        .map_err(StoreError::from)
+pub fn by_id(r: &mut dyn Reader, id: &str) -> Result<Option<StoredEvent>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM audits WHERE id = ?1");
+    Ok(events(r, &sql, &[Value::Text(id.into())])?.pop())
 }
 
 /// How many events match, whatever the limit and offset.
-pub fn count(c: &Connection, q: &AuditQuery) -> Result<u64, StoreError> {
-    let snapshot = c.unchecked_transaction()?;
-    lists::count(&snapshot, q)
+/// Up to `limit` events stored after arrival position `seq`, oldest first, each with its own.
+pub fn after(
+    r: &mut dyn Reader,
+    seq: i64,
+    limit: u32,
+) -> Result<Vec<(i64, StoredEvent)>, StoreError> {
+    let sql = format!("SELECT {COLUMNS}, seq FROM audits WHERE seq > ?1 ORDER BY seq LIMIT ?2");
+    let mut out = Vec::new();
+    r.rows(
+        &sql,
+        &[Value::Integer(seq), Value::Integer(limit.into())],
+        &mut |row| {
+            out.push((super::sql::int(row, 28)?, stored_event(row)?));
+            Ok(true)
+        },
+    )?;
+    Ok(out)
+}
+
+pub fn count(r: &mut dyn Reader, q: &AuditQuery) -> Result<u64, StoreError> {
+    lists::count(r, q)
 }
 
 /// The tables retention empties, and the column that says how old a row is.
@@ -258,51 +288,73 @@ pub fn expire_batch(
     Ok(deleted as u64)
 }
 
-pub(super) fn unknown(column: usize, value: String) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(
-        column,
-        rusqlite::types::Type::Text,
-        format!("unknown value {value:?}").into(),
-    )
+/// A stored type or effect this console does not know, and the column it was read from.
+#[derive(Debug, thiserror::Error)]
+#[error("column {column}: unknown value {value:?}")]
+pub struct Unknown {
+    pub column: usize,
+    pub value: String,
 }
 
-/// One row of [`COLUMNS`].
-pub fn stored_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
-    let kind: String = r.get(2)?;
-    let effect: String = r.get(3)?;
+impl From<Unknown> for StoreError {
+    fn from(e: Unknown) -> StoreError {
+        StoreError {
+            source: Box::new(e),
+        }
+    }
+}
+
+/// The effect stored in column `i` of `row`.
+pub(super) fn effect(row: &[Value], i: usize) -> Result<Effect, StoreError> {
+    let effect = sql::text(row, i)?;
+    parse_name(&effect, &Effect::ALL, Effect::as_str).ok_or_else(|| {
+        Unknown {
+            column: i,
+            value: effect,
+        }
+        .into()
+    })
+}
+
+/// One row of [`COLUMNS`] (more columns may follow).
+pub fn stored_event(r: &[Value]) -> Result<StoredEvent, StoreError> {
+    use sql::{int, number, opt_number, opt_text, text};
+    let kind = text(r, 2)?;
     let event = Event {
-        id: r.get(0)?,
-        time: r.get(1)?,
-        kind: parse_name(&kind, &Kind::ALL, Kind::as_str).ok_or_else(|| unknown(2, kind))?,
-        effect: parse_name(&effect, &Effect::ALL, Effect::as_str)
-            .ok_or_else(|| unknown(3, effect))?,
-        rule: r.get(4)?,
-        attack: r.get(5)?,
-        custom_rule: r.get(6)?,
-        container: r.get(7)?,
-        image: r.get(8)?,
-        task: r.get(9)?,
-        cluster: r.get(19)?,
-        family: r.get(20)?,
-        service: r.get(21)?,
-        pid: r.get(10)?,
-        process: r.get(11)?,
-        cmdline: r.get(12)?,
-        parent: r.get(13)?,
-        domain: r.get(14)?,
-        ip: r.get(15)?,
-        port: r.get(16)?,
-        method: r.get(23)?,
-        url: r.get(24)?,
-        source_ip: r.get(25)?,
-        field: r.get(26)?,
-        request_id: r.get(27)?,
-        message: r.get(17)?,
-        count: r.get::<_, i64>(18)? as u64,
+        id: text(r, 0)?,
+        time: text(r, 1)?,
+        kind: parse_name(&kind, &Kind::ALL, Kind::as_str).ok_or(Unknown {
+            column: 2,
+            value: kind,
+        })?,
+        effect: effect(r, 3)?,
+        rule: opt_text(r, 4)?,
+        attack: opt_text(r, 5)?,
+        custom_rule: opt_text(r, 6)?,
+        container: text(r, 7)?,
+        image: text(r, 8)?,
+        task: opt_text(r, 9)?,
+        cluster: opt_text(r, 19)?,
+        family: opt_text(r, 20)?,
+        service: opt_text(r, 21)?,
+        pid: number(r, 10)?,
+        process: text(r, 11)?,
+        cmdline: opt_text(r, 12)?,
+        parent: opt_text(r, 13)?,
+        domain: opt_text(r, 14)?,
+        ip: opt_text(r, 15)?,
+        port: opt_number(r, 16)?,
+        method: opt_text(r, 23)?,
+        url: opt_text(r, 24)?,
+        source_ip: opt_text(r, 25)?,
+        field: opt_text(r, 26)?,
+        request_id: opt_text(r, 27)?,
+        message: text(r, 17)?,
+        count: int(r, 18)? as u64,
     };
     Ok(StoredEvent {
         event,
-        source: r.get(22)?,
+        source: opt_text(r, 22)?,
     })
 }
 
@@ -310,6 +362,7 @@ pub fn stored_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
 pub(super) mod tests {
     use super::*;
     use crate::store::query::Search;
+    use crate::store::sqlite::Snapshot;
     use crate::store::{Bucket, Expired};
     use crate::store::{Sqlite, Store};
 
@@ -361,7 +414,7 @@ pub(super) mod tests {
         }
     }
 
-    fn ids(s: &Sqlite, q: &AuditQuery) -> Vec<String> {
+    fn ids(s: &dyn Store, q: &AuditQuery) -> Vec<String> {
         s.audits(q)
             .unwrap()
             .into_iter()
@@ -408,53 +461,54 @@ pub(super) mod tests {
             .enumerate()
             .map(|(n, id)| event(id, n as u32, &t(n as u32)))
             .collect();
-        let (_dir, s) = store(&events);
-        let stored = s.audits(&all()).unwrap();
-        for field in AuditField::ALL {
-            // Exactly the value of each event: the events of that value.
-            for e in &stored {
-                let v = value(e, field).unwrap();
-                let want: Vec<String> = stored
-                    .iter()
-                    .filter(|o| value(o, field).as_deref() == Some(&v))
-                    .map(|o| o.event.id.clone())
-                    .collect();
-                let q = all().with(field, Pattern::Exact(v.clone()));
-                assert_eq!(ids(&s, &q), want, "{field:?} = {v}");
-                assert_eq!(s.count_audits(&q).unwrap(), want.len() as u64);
+        crate::store::tests::each_store_with(&events, |s| {
+            let stored = s.audits(&all()).unwrap();
+            for field in AuditField::ALL {
+                // Exactly the value of each event: the events of that value.
+                for e in &stored {
+                    let v = value(e, field).unwrap();
+                    let want: Vec<String> = stored
+                        .iter()
+                        .filter(|o| value(o, field).as_deref() == Some(&v))
+                        .map(|o| o.event.id.clone())
+                        .collect();
+                    let q = all().with(field, Pattern::Exact(v.clone()));
+                    assert_eq!(ids(s, &q), want, "{field:?} = {v}");
+                    assert_eq!(s.count_audits(&q).unwrap(), want.len() as u64);
+                }
+                // Globs: as the reference matcher says.
+                for glob in ["a*", "*1*", "?1*", "[ab]2*", "[!a]*", "*", "*-*", "x*"] {
+                    let pattern = Pattern::parse(glob).unwrap();
+                    let want: Vec<String> = stored
+                        .iter()
+                        .filter(|o| value(o, field).is_some_and(|v| pattern.matches(&v)))
+                        .map(|o| o.event.id.clone())
+                        .collect();
+                    let q = all().with(field, pattern);
+                    assert_eq!(ids(s, &q), want, "{field:?} GLOB {glob}");
+                }
             }
-            // Globs: as the reference matcher says.
-            for glob in ["a*", "*1*", "?1*", "[ab]2*", "[!a]*", "*", "*-*", "x*"] {
-                let pattern = Pattern::parse(glob).unwrap();
-                let want: Vec<String> = stored
-                    .iter()
-                    .filter(|o| value(o, field).is_some_and(|v| pattern.matches(&v)))
-                    .map(|o| o.event.id.clone())
-                    .collect();
-                let q = all().with(field, pattern);
-                assert_eq!(ids(&s, &q), want, "{field:?} GLOB {glob}");
+            // A glob's literal characters are matched as such.
+            let mut odd = event("odd", 9, &t(9));
+            odd.container = "we*b[1]?".into();
+            s.add_audits(&[odd], "defender", "t").unwrap();
+            for (glob, want) in [
+                (r"we\*b\[1\]\?", vec!["odd"]),
+                (r"we\**", vec!["odd"]),
+                (r"*\[1]?", vec!["odd"]),
+                (r"we\*b[[]*", vec!["odd"]),
+                ("we?b*", vec!["odd"]),
+                (r"w\*", vec![]),
+            ] {
+                let q = all().with(AuditField::Container, Pattern::parse(glob).unwrap());
+                assert_eq!(ids(s, &q), want, "{glob}");
             }
-        }
-        // A glob's literal characters are matched as such.
-        let mut odd = event("odd", 9, &t(9));
-        odd.container = "we*b[1]?".into();
-        s.add_audits(&[odd], "defender", "t").unwrap();
-        for (glob, want) in [
-            (r"we\*b\[1\]\?", vec!["odd"]),
-            (r"we\**", vec!["odd"]),
-            (r"*\[1]?", vec!["odd"]),
-            (r"we\*b[[]*", vec!["odd"]),
-            ("we?b*", vec!["odd"]),
-            (r"w\*", vec![]),
-        ] {
-            let q = all().with(AuditField::Container, Pattern::parse(glob).unwrap());
-            assert_eq!(ids(&s, &q), want, "{glob}");
-        }
-        // Conditions add up.
-        let q = all()
-            .with(AuditField::Container, Pattern::parse("a*").unwrap())
-            .with(AuditField::Pid, Pattern::Exact("101".into()));
-        assert_eq!(ids(&s, &q), ["a2"]);
+            // Conditions add up.
+            let q = all()
+                .with(AuditField::Container, Pattern::parse("a*").unwrap())
+                .with(AuditField::Pid, Pattern::Exact("101".into()));
+            assert_eq!(ids(s, &q), ["a2"]);
+        });
     }
 
     fn search(q: &str) -> AuditQuery {
@@ -478,39 +532,40 @@ pub(super) mod tests {
         dns.domain = Some("evil.example".into());
         dns.ip = Some("203.0.113.7".into());
         dns.url = Some("/login?user=admin".into());
-        let (_dir, s) = store(&[curl, dns]);
-        for (q, want) in [
-            ("curl", vec!["c"]),
-            ("CURL launched", vec!["c"]),
-            ("cur", vec!["c"]),   // a prefix
-            (r#""cur""#, vec![]), // a quoted phrase is whole words
-            ("/usr/bin/curl", vec!["c"]),
-            ("usr/bin", vec!["c"]),
-            ("bin/usr", vec![]), // the words of a term in their order
-            ("evil.example", vec!["d"]),
-            ("203.0.113.7", vec!["d"]),
-            ("admin", vec!["d"]),
-            ("curl evil", vec![]),       // every term
-            ("example", vec!["d", "c"]), // the message, domain, url... any field
-            // Search syntax is text: quotes, stars, operators, minus signs.
-            (r#"NEAR"#, vec!["c"]),
-            (r#"curl -s"#, vec!["c"]),
-            (r#"-launched"#, vec!["c"]),
-            (r#"curl OR evil"#, vec![]),
-            (r#"NOT curl"#, vec!["c"]),
-            (r#""http://x" *"#, vec!["c"]),
-            (r#"curl" "x"#, vec!["c"]),
-            (r#"x"near"#, vec!["c"]), // a quote inside a word separates like punctuation
-            ("curl AND", vec!["c"]),
-            ("(curl", vec!["c"]),
-            ("curl:", vec!["c"]),
-            ("message:curl", vec![]), // no column filter: `message` is a word
-            ("^curl", vec!["c"]),
-            ("curl*", vec!["c"]),
-            ("c+url", vec![]),
-        ] {
-            assert_eq!(ids(&s, &search(q)), want, "{q}");
-        }
+        crate::store::tests::each_store_with(&[curl, dns], |s| {
+            for (q, want) in [
+                ("curl", vec!["c"]),
+                ("CURL launched", vec!["c"]),
+                ("cur", vec!["c"]),   // a prefix
+                (r#""cur""#, vec![]), // a quoted phrase is whole words
+                ("/usr/bin/curl", vec!["c"]),
+                ("usr/bin", vec!["c"]),
+                ("bin/usr", vec![]), // the words of a term in their order
+                ("evil.example", vec!["d"]),
+                ("203.0.113.7", vec!["d"]),
+                ("admin", vec!["d"]),
+                ("curl evil", vec![]),       // every term
+                ("example", vec!["d", "c"]), // the message, domain, url... any field
+                // Search syntax is text: quotes, stars, operators, minus signs.
+                (r#"NEAR"#, vec!["c"]),
+                (r#"curl -s"#, vec!["c"]),
+                (r#"-launched"#, vec!["c"]),
+                (r#"curl OR evil"#, vec![]),
+                (r#"NOT curl"#, vec!["c"]),
+                (r#""http://x" *"#, vec!["c"]),
+                (r#"curl" "x"#, vec!["c"]),
+                (r#"x"near"#, vec!["c"]), // a quote inside a word separates like punctuation
+                ("curl AND", vec!["c"]),
+                ("(curl", vec!["c"]),
+                ("curl:", vec!["c"]),
+                ("message:curl", vec![]), // no column filter: `message` is a word
+                ("^curl", vec!["c"]),
+                ("curl*", vec!["c"]),
+                ("c+url", vec![]),
+            ] {
+                assert_eq!(ids(s, &search(q)), want, "{q}");
+            }
+        });
     }
 
     #[test]
@@ -533,67 +588,68 @@ pub(super) mod tests {
                 e
             })
             .collect();
-        let (_dir, s) = store(&events);
-        let page = AuditQuery {
-            limit: 2,
-            offset: 1,
-            ..all()
-        };
-        assert_eq!(ids(&s, &page), ["e3", "e1"]);
-        assert_eq!(s.count_audits(&page).unwrap(), 5);
-        // Sums of `count`: web 10+20+30, db 40+50.
-        assert_eq!(
-            s.audit_stats(&all(), AuditField::Container).unwrap().rows,
-            [("web".to_owned(), 60), ("db".to_owned(), 90)]
-                .into_iter()
-                .rev()
-                .collect::<Vec<_>>()
-        );
-        let one = AuditQuery { limit: 1, ..all() };
-        assert_eq!(
-            s.audit_stats(&one, AuditField::Container).unwrap().rows,
-            [("db".to_owned(), 90)]
-        );
-        for group in AuditField::GROUPS {
-            let groups = s.audit_stats(&all(), group).unwrap().rows;
-            assert_eq!(groups.iter().map(|(_, n)| n).sum::<u64>(), 150, "{group:?}");
-            assert!(groups.windows(2).all(|w| w[0].1 >= w[1].1), "{groups:?}");
-        }
-        // Effects cycle over the events: e0 and e3 share one.
-        let effect = |n: usize| Effect::ALL[n % Effect::ALL.len()];
-        let bucket = |start: &str, effect, count| Bucket {
-            start: start.into(),
-            effect,
-            count,
-        };
-        let mut minute = vec![
-            bucket("2026-11-29T10:00:00Z", effect(0), 10),
-            bucket("2026-11-29T10:00:00Z", effect(1), 20),
-            bucket("2026-11-29T10:00:00Z", effect(2), 30),
-        ];
-        minute.sort_by_key(|b| b.effect.as_str());
-        minute.push(bucket("2026-11-29T10:01:00Z", effect(3), 40));
-        minute.push(bucket("2026-11-29T10:07:00Z", effect(4), 50));
-        assert_eq!(s.audit_histogram(&all(), 1).unwrap().rows, minute);
-        // Five-minute buckets start at multiples of five minutes.
-        let five = s.audit_histogram(&all(), 5).unwrap().rows;
-        let starts: Vec<&str> = five.iter().map(|b| b.start.as_str()).collect();
-        assert!(
-            starts
-                .iter()
-                .all(|s| ["2026-11-29T10:00:00Z", "2026-11-29T10:05:00Z"].contains(s)),
-            "{five:?}"
-        );
-        assert_eq!(five.iter().map(|b| b.count).sum::<u64>(), 150);
-        // `limit` keeps the newest buckets.
-        let newest = s.audit_histogram(&one, 1).unwrap().rows;
-        assert_eq!(newest, [bucket("2026-11-29T10:07:00Z", effect(4), 50)]);
-        // Filters apply.
-        let web = all().with(AuditField::Container, Pattern::Exact("web".into()));
-        assert_eq!(
-            s.audit_histogram(&web, 60).unwrap().rows.len(),
-            3.min(Effect::ALL.len())
-        );
+        crate::store::tests::each_store_with(&events, |s| {
+            let page = AuditQuery {
+                limit: 2,
+                offset: 1,
+                ..all()
+            };
+            assert_eq!(ids(s, &page), ["e3", "e1"]);
+            assert_eq!(s.count_audits(&page).unwrap(), 5);
+            // Sums of `count`: web 10+20+30, db 40+50.
+            assert_eq!(
+                s.audit_stats(&all(), AuditField::Container).unwrap().rows,
+                [("web".to_owned(), 60), ("db".to_owned(), 90)]
+                    .into_iter()
+                    .rev()
+                    .collect::<Vec<_>>()
+            );
+            let one = AuditQuery { limit: 1, ..all() };
+            assert_eq!(
+                s.audit_stats(&one, AuditField::Container).unwrap().rows,
+                [("db".to_owned(), 90)]
+            );
+            for group in AuditField::GROUPS {
+                let groups = s.audit_stats(&all(), group).unwrap().rows;
+                assert_eq!(groups.iter().map(|(_, n)| n).sum::<u64>(), 150, "{group:?}");
+                assert!(groups.windows(2).all(|w| w[0].1 >= w[1].1), "{groups:?}");
+            }
+            // Effects cycle over the events: e0 and e3 share one.
+            let effect = |n: usize| Effect::ALL[n % Effect::ALL.len()];
+            let bucket = |start: &str, effect, count| Bucket {
+                start: start.into(),
+                effect,
+                count,
+            };
+            let mut minute = vec![
+                bucket("2026-11-29T10:00:00Z", effect(0), 10),
+                bucket("2026-11-29T10:00:00Z", effect(1), 20),
+                bucket("2026-11-29T10:00:00Z", effect(2), 30),
+            ];
+            minute.sort_by_key(|b| b.effect.as_str());
+            minute.push(bucket("2026-11-29T10:01:00Z", effect(3), 40));
+            minute.push(bucket("2026-11-29T10:07:00Z", effect(4), 50));
+            assert_eq!(s.audit_histogram(&all(), 1).unwrap().rows, minute);
+            // Five-minute buckets start at multiples of five minutes.
+            let five = s.audit_histogram(&all(), 5).unwrap().rows;
+            let starts: Vec<&str> = five.iter().map(|b| b.start.as_str()).collect();
+            assert!(
+                starts
+                    .iter()
+                    .all(|s| ["2026-11-29T10:00:00Z", "2026-11-29T10:05:00Z"].contains(s)),
+                "{five:?}"
+            );
+            assert_eq!(five.iter().map(|b| b.count).sum::<u64>(), 150);
+            // `limit` keeps the newest buckets.
+            let newest = s.audit_histogram(&one, 1).unwrap().rows;
+            assert_eq!(newest, [bucket("2026-11-29T10:07:00Z", effect(4), 50)]);
+            // Filters apply.
+            let web = all().with(AuditField::Container, Pattern::Exact("web".into()));
+            assert_eq!(
+                s.audit_histogram(&web, 60).unwrap().rows.len(),
+                3.min(Effect::ALL.len())
+            );
+        });
     }
 
     #[test]
@@ -626,73 +682,249 @@ pub(super) mod tests {
     fn expiry_covers_activity_defenders_and_observations() {
         use crate::store::{ActivityEntry, ActivityQuery, Heartbeat};
         use defender::activity::{Entry, Kind as Seen, Observed};
-        let (_dir, s) = store(&[]);
-        let (old, new) = ("2026-11-01T00:00:00.000000Z", "2026-11-29T00:00:00.000000Z");
-        for (time, action) in [(old, "old"), (new, "new")] {
-            s.add_activity(&ActivityEntry {
-                time: time.into(),
-                actor: "admin".into(),
-                action: action.into(),
-                detail: serde_json::json!({}),
-            })
-            .unwrap();
-            let beat = Heartbeat {
-                id: action.into(),
-                container: action.into(),
-                image: "img".into(),
-                task: None,
-                cluster: None,
-                family: None,
-                service: None,
-                version: "0".into(),
-                revision: None,
-                protects: vec![],
-            };
-            s.heartbeat(&beat, time).unwrap();
-            let seen = Observed {
-                entries: vec![Entry {
-                    kind: Seen::Dns,
-                    value: format!("{action}.test"),
-                    count: 1,
-                }],
-                dropped: Default::default(),
-            };
-            s.observe(&beat, &seen, time).unwrap();
-        }
-        let expired = s.expire("2026-11-15T00:00:00.000000Z", 1).unwrap();
-        assert_eq!(
-            expired,
-            Expired {
-                audits: 0,
-                activity: 1,
-                defenders: 1,
-                observations: 1
+        crate::store::tests::each_store_with(&[], |s| {
+            let (old, new) = ("2026-11-01T00:00:00.000000Z", "2026-11-29T00:00:00.000000Z");
+            for (time, action) in [(old, "old"), (new, "new")] {
+                s.add_activity(&ActivityEntry {
+                    time: time.into(),
+                    actor: "admin".into(),
+                    action: action.into(),
+                    detail: serde_json::json!({}),
+                })
+                .unwrap();
+                let beat = Heartbeat {
+                    id: action.into(),
+                    container: action.into(),
+                    image: "img".into(),
+                    task: None,
+                    cluster: None,
+                    family: None,
+                    service: None,
+                    version: "0".into(),
+                    revision: None,
+                    protects: vec![],
+                };
+                s.heartbeat(&beat, time).unwrap();
+                let seen = Observed {
+                    entries: vec![Entry {
+                        kind: Seen::Dns,
+                        value: format!("{action}.test"),
+                        count: 1,
+                    }],
+                    dropped: Default::default(),
+                };
+                s.observe(&beat, &seen, time).unwrap();
             }
-        );
-        let actions: Vec<String> = s
-            .activity(&ActivityQuery {
-                limit: 10,
-                ..Default::default()
-            })
-            .unwrap()
-            .into_iter()
-            .map(|a| a.action)
-            .collect();
-        assert_eq!(actions, ["new"]);
-        let defenders: Vec<String> = s
-            .defenders()
-            .unwrap()
-            .into_iter()
-            .map(|d| d.beat.id)
-            .collect();
-        assert_eq!(defenders, ["new"]);
-        let observed: Vec<String> = s
-            .observations(None)
-            .unwrap()
-            .into_iter()
-            .map(|o| o.value)
-            .collect();
-        assert_eq!(observed, ["new.test"]);
+            let expired = s.expire("2026-11-15T00:00:00.000000Z", 1).unwrap();
+            assert_eq!(
+                expired,
+                Expired {
+                    audits: 0,
+                    activity: 1,
+                    defenders: 1,
+                    observations: 1
+                }
+            );
+            let actions: Vec<String> = s
+                .activity(&ActivityQuery {
+                    limit: 10,
+                    ..Default::default()
+                })
+                .unwrap()
+                .into_iter()
+                .map(|a| a.action)
+                .collect();
+            assert_eq!(actions, ["new"]);
+            let defenders: Vec<String> = s
+                .defenders()
+                .unwrap()
+                .into_iter()
+                .map(|d| d.beat.id)
+                .collect();
+            assert_eq!(defenders, ["new"]);
+            let observed: Vec<String> = s
+                .observations(None)
+                .unwrap()
+                .into_iter()
+                .map(|o| o.value)
+                .collect();
+            assert_eq!(observed, ["new.test"]);
+        });
+    }
+
+    /// A PostgreSQL database as the plans see it, which keeps every statement it is given (and
+    /// the number of its parameters): a glob's walk finds two values, the text search more
+    /// matches than the probe, a page of a glob's value range as many entries as asked, a list of
+    /// `seq`s three; anything else no row.
+    #[derive(Default)]
+    struct Recorder {
+        statements: Vec<(String, usize)>,
+    }
+
+    impl Reader for Recorder {
+        fn dialect(&self) -> Dialect {
+            Dialect::Postgres
+        }
+
+        fn rows(
+            &mut self,
+            sql: &str,
+            values: &[Value],
+            row: &mut dyn FnMut(&[Value]) -> Result<bool, StoreError>,
+        ) -> Result<(), StoreError> {
+            self.statements.push((sql.into(), values.len()));
+            let rows: Vec<Vec<Value>> = if sql.starts_with("WITH RECURSIVE") {
+                ["web-1", "web-2"]
+                    .map(|v| vec![Value::Text(v.into())])
+                    .into()
+            } else if sql.contains("@@") && sql.starts_with("SELECT seq") {
+                (1..=lists::PROBE as i64 + 200)
+                    .rev()
+                    .map(|seq| vec![Value::Integer(seq)])
+                    .collect()
+            } else if sql.starts_with("SELECT time, seq") {
+                let Some(Value::Integer(limit)) = values.last() else {
+                    panic!("{sql}");
+                };
+                (0..*limit)
+                    .map(|n| {
+                        vec![
+                            Value::Text("2026-11-29T10:00:00.000000Z".into()),
+                            Value::Integer(10_000 - n),
+                        ]
+                    })
+                    .collect()
+            } else if sql.starts_with("SELECT seq") {
+                (1..=3).map(|seq| vec![Value::Integer(seq)]).collect()
+            } else {
+                vec![]
+            };
+            for r in &rows {
+                if !row(r)? {
+                    break;
+                }
+            }
+            Ok(())
+        }
+
+        fn version(&mut self) -> Result<i64, StoreError> {
+            Ok(1)
+        }
+    }
+
+    /// The plans' statements on PostgreSQL: none of SQLite's own syntax, every parameter
+    /// numbered and used, every sum read as an integer cast, every subquery in `FROM` named; and
+    /// PostgreSQL's pieces where SQLite's were.
+    #[test]
+    fn the_plans_speak_postgresql_on_postgresql() {
+        use crate::store::rollup::{self, Ask};
+        use crate::store::sample::Sample;
+        let glob = |f, g: &str| all().with(f, Pattern::parse(g).unwrap());
+        let hours = AuditQuery {
+            since: Some("2026-11-29T08:30:00.000000Z".into()),
+            until: Some("2026-11-29T12:15:00.000000Z".into()),
+            ..glob(AuditField::Container, "web-*")
+        };
+        let queries = [
+            all(),
+            glob(AuditField::Container, "web-*"),
+            glob(AuditField::Pid, "1*"),
+            search("curl"),
+            // Past the matches: an empty page.
+            AuditQuery {
+                offset: 5,
+                ..search("curl")
+            },
+            AuditQuery {
+                search: Search::parse("/usr/bin").ok(),
+                ..glob(AuditField::Image, "n*")
+            },
+            all().with(AuditField::Port, Pattern::Exact("80".into())),
+            hours.clone(),
+            AuditQuery {
+                fields: vec![],
+                ..hours.clone()
+            },
+        ];
+        let r = &mut Recorder::default();
+        for q in &queries {
+            let (sql, values) = lists::select(r, q).unwrap();
+            r.rows(&sql, &values, &mut |_| Ok(true)).unwrap();
+            lists::count(r, q).unwrap();
+            lists::newest(r, q, 100).unwrap();
+            Sample::of(r, q, 10, &mut None).unwrap();
+            for ask in [
+                Ask::Count,
+                Ask::Stats(AuditField::Domain),
+                Ask::Stats(AuditField::Effect),
+                Ask::Histogram(60),
+            ] {
+                let Some(route) = rollup::plan(q, ask) else {
+                    continue;
+                };
+                match ask {
+                    Ask::Count => drop(rollup::count(r, q, &route).unwrap()),
+                    Ask::Stats(group) => drop(rollup::stats(r, q, &route, group).unwrap()),
+                    Ask::Histogram(m) => drop(rollup::histogram(r, q, &route, m).unwrap()),
+                }
+            }
+        }
+        by_id(r, "x").unwrap();
+        let placeholder = regex::Regex::new(r"\?([0-9]*)").unwrap();
+        // SQLite's `WHERE 1` (true), which PostgreSQL refuses.
+        let bare_one = regex::Regex::new(r"WHERE 1( [^=]|$)").unwrap();
+        let all_sql: Vec<&str> = r.statements.iter().map(|(sql, _)| sql.as_str()).collect();
+        for (sql, n) in &r.statements {
+            for sqlite in ["GLOB", "MATCH", "INDEXED BY", "strftime", "rowid", "IN ()"] {
+                assert!(!sql.contains(sqlite), "{sqlite}: {sql}");
+            }
+            assert!(!bare_one.is_match(sql), "{sql}");
+            assert_eq!(
+                sql.matches("sum(").count(),
+                sql.matches("CAST(sum(").count(),
+                "{sql}"
+            );
+            let mut used: Vec<usize> = placeholder
+                .captures_iter(sql)
+                .map(|c| c[1].parse().unwrap_or_else(|_| panic!("a bare `?`: {sql}")))
+                .collect();
+            used.sort_unstable();
+            used.dedup();
+            assert_eq!(used, (1..=*n).collect::<Vec<_>>(), "{sql}");
+            for (at, _) in sql.match_indices("FROM (") {
+                let mut depth = 0;
+                let end = sql[at + 5..]
+                    .char_indices()
+                    .find(|(_, c)| {
+                        depth += match c {
+                            '(' => 1,
+                            ')' => -1,
+                            _ => 0,
+                        };
+                        depth == 0
+                    })
+                    .map(|(i, _)| at + 5 + i + 1)
+                    .unwrap();
+                assert!(sql[end..].starts_with(" AS "), "{}: {sql}", &sql[at..end]);
+            }
+        }
+        for postgres in [
+            " ~ ?",
+            "WHERE CAST(pid AS TEXT) ~ ?1",
+            "words @@ CAST(CAST(?",
+            "(time, seq) < (?",
+            "extract(epoch FROM CAST(time AS timestamptz))",
+            "seq IN (NULL)",
+            "FROM audits WHERE seq IN (?1, ?2, ?3) ORDER BY time DESC, seq DESC",
+            "FROM audit_counts WHERE",
+            "FROM audit_totals WHERE field = ?1",
+            "SELECT time, effect, count,",
+        ] {
+            assert!(
+                all_sql.iter().any(|sql| sql.contains(postgres)),
+                "no statement has {postgres:?}"
+            );
+        }
     }
 
     /// Each filter alone is answered from its index, a glob with a literal prefix too, and the
@@ -701,7 +933,8 @@ pub(super) mod tests {
     fn filters_use_their_indexes() {
         let (_dir, s) = store(&[event("a", 1, "2026-11-29T10:00:00.000000Z")]);
         let c = s.reader_for_tests();
-        let plan = |q: &AuditQuery| explain(&c, lists::select(&c, q).unwrap()).join("; ");
+        let r = &mut Snapshot::of(&c).unwrap();
+        let mut plan = |q: &AuditQuery| explain(&c, lists::select(r, q).unwrap()).join("; ");
         for field in AuditField::ALL {
             let exact = match field {
                 AuditField::Pid | AuditField::Port => "1",
@@ -743,7 +976,9 @@ pub(super) mod tests {
     ) -> Vec<String> {
         let mut explain = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
         let rows = explain
-            .query_map(params_from_iter(values), |r| r.get::<_, String>(3))
+            .query_map(rusqlite::params_from_iter(values), |r| {
+                r.get::<_, String>(3)
+            })
             .unwrap();
         rows.map(Result::unwrap).collect()
     }
@@ -788,7 +1023,8 @@ pub(super) mod tests {
             );
         }
         let web = all().with(AuditField::Container, Pattern::parse("web-*").unwrap());
-        let p = explain(&c, lists::select(&c, &web).unwrap());
+        let r = &mut Snapshot::of(&c).unwrap();
+        let p = explain(&c, lists::select(r, &web).unwrap());
         let range = "SEARCH audits USING COVERING INDEX audits_by_container (container=?)";
         assert_eq!(p.iter().filter(|l| *l == range).count(), 3, "{p:?}");
         assert!(
@@ -797,11 +1033,31 @@ pub(super) mod tests {
             "{p:?}"
         );
         assert!(!p.iter().any(|l| l.starts_with("SCAN audits")), "{p:?}");
-        let p = explain(&c, lists::count_select(&c, &web).unwrap());
+        let p = explain(&c, lists::count_select(r, &web).unwrap());
         assert_eq!(p, [range], "{p:?}");
-        let p = explain(&c, lists::walk_select(&search("curl"), &vec![]));
+        // The sample's merge: a value's pages, the first and those after an entry, each one
+        // range of the value's index read newest first (no sort).
+        let [first, after] = lists::pages("container = ?1", 1);
+        let text = |t: &str| Value::Text(t.into());
+        let p = explain(&c, (first, vec![text("web-1"), Value::Integer(16)]));
+        assert_eq!(p, [range], "{p:?}");
+        let key = vec![
+            text("web-1"),
+            text("2026"),
+            Value::Integer(9),
+            Value::Integer(16),
+        ];
+        let p = explain(&c, (after, key));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with(
+                "SEARCH audits USING COVERING INDEX audits_by_container (container=? AND time<"
+            ),
+            "{p:?}"
+        );
+        let p = explain(&c, lists::walk_select(r, &search("curl"), &vec![]));
         assert_eq!(p, ["SCAN audits USING COVERING INDEX audits_by_time"]);
-        let p = explain(&c, lists::count_select(&c, &search("curl")).unwrap());
+        let p = explain(&c, lists::count_select(r, &search("curl")).unwrap());
         assert_eq!(p.len(), 1, "{p:?}");
         assert!(p[0].contains("VIRTUAL TABLE INDEX"), "{p:?}");
     }

@@ -3,14 +3,13 @@
 //! one distinct value to the next), the list then merged from one index range per value, the count
 //! an `IN` of them; and the text search's page read either from its matches sorted by time (few)
 //! or from the events newest first, each looked up among its matches (many). Every plan returns
-//! what `ORDER BY time DESC, seq DESC` over all the matches would.
-
-use rusqlite::types::Value;
-use rusqlite::{Connection, params_from_iter};
+//! what `ORDER BY time DESC, seq DESC` over all the matches would. They read through a
+//! [`Reader`], so that SQLite and PostgreSQL answer by the same plans.
 
 use super::StoreError;
-use super::audits::{COLUMNS, column, conditions, fts_query, page};
-use super::query::{AuditField, AuditQuery, GlobPart, Pattern};
+use super::audits::{COLUMNS, column, conditions, page};
+use super::query::{AuditField, AuditQuery, GlobPart, Pattern, Search};
+use super::sql::{self, Reader, Value};
 
 /// At most this many values a glob may expand into; past it the glob is checked by `GLOB` on
 /// every candidate row (correct, and as slow as it was). Also keeps the merged list within
@@ -97,36 +96,47 @@ pub(super) fn distinct_values_sql(column: &str) -> String {
 
 /// The stored values of `field` that `glob` matches, ascending; `None` past the bounds.
 fn glob_values(
-    c: &Connection,
+    r: &mut dyn Reader,
     field: AuditField,
     pattern: &Pattern,
     parts: &[GlobPart],
 ) -> Result<Option<Vec<String>>, StoreError> {
     let start = literal_start(parts);
-    let mut select = c.prepare_cached(&distinct_values_sql(column(field)))?;
-    let mut rows = select.query([start])?;
-    let mut kept = Vec::new();
+    let mut kept = Some(Vec::new());
     let mut steps = 0;
     // Rows come one seek at a time: stopping here stops the walk.
-    while let Some(row) = rows.next()? {
-        let value: String = row.get(0)?;
-        steps += 1;
-        match step(pattern, start, &value, steps, kept.len()) {
-            Step::Keep => kept.push(value),
-            Step::Skip => {}
-            Step::Done => break,
-            Step::TooMany => return Ok(None),
-        }
-    }
-    Ok(Some(kept))
+    r.rows(
+        &distinct_values_sql(column(field)),
+        &[Value::Text(start.into())],
+        &mut |row| {
+            let value = sql::text(row, 0)?;
+            steps += 1;
+            let Some(values) = &mut kept else {
+                return Ok(false);
+            };
+            Ok(match step(pattern, start, &value, steps, values.len()) {
+                Step::Keep => {
+                    values.push(value);
+                    true
+                }
+                Step::Skip => true,
+                Step::Done => false,
+                Step::TooMany => {
+                    kept = None;
+                    false
+                }
+            })
+        },
+    )?;
+    Ok(kept)
 }
 
 /// The expansion of each glob of `q` (see [`Expanded`]).
-pub fn expand(c: &Connection, q: &AuditQuery) -> Result<Expanded, StoreError> {
+pub fn expand(r: &mut dyn Reader, q: &AuditQuery) -> Result<Expanded, StoreError> {
     q.fields
         .iter()
         .map(|(field, pattern)| match pattern {
-            Pattern::Glob(parts) if expandable(*field) => glob_values(c, *field, pattern, parts),
+            Pattern::Glob(parts) if expandable(*field) => glob_values(r, *field, pattern, parts),
             _ => Ok(None),
         })
         .collect()
@@ -147,82 +157,191 @@ fn merged_over(expanded: &Expanded) -> Option<usize> {
 }
 
 /// The SQL of a page, and its parameters: merged over a glob's values, the text search's matches
-/// sorted by time or its page found newest first, or the conditions as they are.
-pub fn select(c: &Connection, q: &AuditQuery) -> Result<(String, Vec<Value>), StoreError> {
-    let expanded = expand(c, q)?;
+/// sorted by time or its page found newest first, or the conditions as they are. (What it reads
+/// to decide, the globs' values and the text search's matches, is read through `r`.)
+pub fn select(r: &mut dyn Reader, q: &AuditQuery) -> Result<(String, Vec<Value>), StoreError> {
+    let expanded = expand(r, q)?;
     if let Some(search) = &q.search {
-        let matches = Matches::read(c, &fts_query(search))?;
+        let matches = Matches::read(r, search)?;
         if matches.count >= PROBE + u64::from(q.offset) + u64::from(q.limit) {
-            return newest_first(c, q, &expanded, &matches);
+            return newest_first(r, q, &expanded, &matches);
         }
     } else if let Some(i) = merged_over(&expanded) {
-        return Ok(merged(q, &expanded, i));
+        return Ok(merged(r, q, &expanded, i));
     }
-    Ok(sorted(q, &expanded, COLUMNS))
+    Ok(sorted(r, q, &expanded, COLUMNS))
 }
 
 /// The `seq`s of the newest `n` events of `q` (its limit and offset aside), newest first, by the
 /// plans of [`select`]: a glob of several values is a merge of their index ranges read newest
-/// first, one step at a time (`n` entries read in all, not `n` per value). What a summary that
-/// the rollup cannot answer is computed over.
-pub fn newest(c: &Connection, q: &AuditQuery, n: u32) -> Result<Vec<i64>, StoreError> {
+/// first, page by page (see [`merge`]). What a summary that the rollup cannot answer is computed
+/// over.
+pub fn newest(r: &mut dyn Reader, q: &AuditQuery, n: u32) -> Result<Vec<i64>, StoreError> {
     let q = AuditQuery {
         limit: n,
         offset: 0,
         ..q.clone()
     };
-    let expanded = expand(c, &q)?;
+    let expanded = expand(r, &q)?;
     if let Some(search) = &q.search {
-        let matches = Matches::read(c, &fts_query(search))?;
+        let matches = Matches::read(r, search)?;
         if matches.count >= PROBE + u64::from(n) {
-            return walk(c, &q, &expanded, &matches);
+            return walk(r, &q, &expanded, &matches);
         }
     } else if let Some(i) = merged_over(&expanded) {
-        return merge(c, &q, &expanded, i);
+        return merge(r, &q, &expanded, i);
     }
-    let (sql, values) = sorted(&q, &expanded, "seq");
-    let mut select = c.prepare_cached(&sql)?;
-    let seqs = select.query_map(params_from_iter(values), |r| r.get(0))?;
-    Ok(seqs.collect::<Result<_, _>>()?)
+    let (sql, values) = sorted(r, &q, &expanded, "seq");
+    seqs(r, &sql, &values, usize::MAX, |_| true)
 }
 
-/// The newest `q.limit` events of the values of the glob at condition `i`: each value's index
-/// range read newest first, the newest head taken each time (a merge of sorted lists).
+/// The first column (a `seq`) of the rows of `sql` that `keep` keeps, until `n` are kept.
+fn seqs(
+    r: &mut dyn Reader,
+    sql: &str,
+    values: &[Value],
+    n: usize,
+    keep: impl Fn(i64) -> bool,
+) -> Result<Vec<i64>, StoreError> {
+    let mut out = Vec::new();
+    if n == 0 {
+        return Ok(out);
+    }
+    r.rows(sql, values, &mut |row| {
+        let seq = sql::int(row, 0)?;
+        if keep(seq) {
+            out.push(seq);
+        }
+        Ok(out.len() < n)
+    })?;
+    Ok(out)
+}
+
+/// The smallest page of one value's range [`merge`] reads.
+const FIRST_PAGE: usize = 16;
+
+/// One value's index range as [`merge`] reads it: the entries of the last page not yet taken,
+/// and where the next page starts.
+struct Range {
+    /// The range's condition (`values` up to `bound`), then the page's bounds.
+    values: Vec<Value>,
+    bound: usize,
+    /// Newest first: (time, seq).
+    page: std::collections::VecDeque<(String, i64)>,
+    /// How many entries the next page asks for (twice the last), or `None` when the last page
+    /// was the range's end.
+    next: Option<usize>,
+}
+
+/// The statements of a range's pages, on `conditions` of `bound` parameters: its first page
+/// (the next parameter its size), and a page after an entry (the next three its time, its `seq`
+/// and the page's size).
+pub(super) fn pages(conditions: &str, bound: usize) -> [String; 2] {
+    let order = "ORDER BY time DESC, seq DESC";
+    [
+        format!(
+            "SELECT time, seq FROM audits WHERE {conditions} {order} LIMIT ?{}",
+            bound + 1
+        ),
+        format!(
+            "SELECT time, seq FROM audits WHERE {conditions} AND (time, seq) < (?{}, ?{}) \
+             {order} LIMIT ?{}",
+            bound + 1,
+            bound + 2,
+            bound + 3
+        ),
+    ]
+}
+
+impl Range {
+    /// Replaces the page (all taken but its last entry, or none yet) by the next one: `sqls`
+    /// reads a range's first page, and a page after a key.
+    fn refill(&mut self, r: &mut dyn Reader, sqls: &[String; 2]) -> Result<(), StoreError> {
+        let Some(size) = self.next else {
+            self.page.clear();
+            return Ok(());
+        };
+        self.values.truncate(self.bound);
+        let sql = match self.page.back() {
+            None => &sqls[0],
+            Some((time, seq)) => {
+                self.values.push(Value::Text(time.clone()));
+                self.values.push(Value::Integer(*seq));
+                &sqls[1]
+            }
+        };
+        self.values.push(Value::Integer(size as i64));
+        self.page.clear();
+        let page = &mut self.page;
+        r.rows(sql, &self.values, &mut |row| {
+            page.push_back((sql::text(row, 0)?, sql::int(row, 1)?));
+            Ok(true)
+        })?;
+        self.next = (self.page.len() == size).then_some(size.saturating_mul(2));
+        Ok(())
+    }
+}
+
+/// The newest `q.limit` events of the values of the glob at condition `i`, a merge of sorted
+/// lists: each value's index range read newest first in pages, the newest head taken each time.
+/// A range's pages grow (from `limit / values`, at least [`FIRST_PAGE`], doubling), each keyed
+/// after the last entry read (`(time, seq) <`, a seek in the range): `limit` entries read in all,
+/// at most twice over plus a first page per value, not `limit` per value. (The pages take one
+/// statement at a time, which a [`Reader`] holds; not every value's cursor open at once.)
 fn merge(
-    c: &Connection,
+    r: &mut dyn Reader,
     q: &AuditQuery,
     expanded: &Expanded,
     i: usize,
 ) -> Result<Vec<i64>, StoreError> {
-    let mut selects = Vec::new();
-    for value in expanded[i].iter().flatten() {
+    let n = q.limit as usize;
+    let Some(matched) = expanded[i].as_ref().filter(|_| n > 0) else {
+        return Ok(Vec::new());
+    };
+    let first = (n / matched.len().max(1)).max(FIRST_PAGE);
+    let mut ranges = Vec::with_capacity(matched.len());
+    let mut sqls = None;
+    for value in matched {
         let mut one = q.clone();
         one.fields[i].1 = Pattern::Exact(value.clone());
         let mut values = Vec::new();
-        let conditions = conditions(&one, expanded, &mut values);
-        let sql =
-            format!("SELECT time, seq FROM audits WHERE {conditions} ORDER BY time DESC, seq DESC");
-        selects.push((c.prepare(&sql)?, values));
+        let conditions = conditions(r.dialect(), &one, expanded, &mut values);
+        let bound = values.len();
+        // The same statements for every value: only its parameter differs.
+        sqls.get_or_insert_with(|| pages(&conditions, bound));
+        ranges.push(Range {
+            values,
+            bound,
+            page: Default::default(),
+            next: Some(first.min(n)),
+        });
     }
-    let mut ranges = Vec::with_capacity(selects.len());
-    for (select, values) in &mut selects {
-        ranges.push(select.query(params_from_iter(values.iter()))?);
-    }
+    let Some(sqls) = &sqls else {
+        return Ok(Vec::new());
+    };
     // The head of each range: (time, seq) largest first, with the range it came from.
     let mut heads = std::collections::BinaryHeap::new();
     for (at, range) in ranges.iter_mut().enumerate() {
-        if let Some(r) = range.next()? {
-            heads.push((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, at));
+        range.refill(r, sqls)?;
+        if let Some(entry) = range.page.front() {
+            heads.push((entry.clone(), at));
         }
     }
     let mut out = Vec::new();
-    while out.len() < q.limit as usize {
-        let Some((_, seq, at)) = heads.pop() else {
+    while out.len() < n {
+        let Some(((_, seq), at)) = heads.pop() else {
             break;
         };
         out.push(seq);
-        if let Some(r) = ranges[at].next()? {
-            heads.push((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, at));
+        let range = &mut ranges[at];
+        if range.page.len() == 1 {
+            // The page's last entry is the next page's key: kept until it is read.
+            range.refill(r, sqls)?;
+        } else {
+            range.page.pop_front();
+        }
+        if let Some(entry) = range.page.front() {
+            heads.push((entry.clone(), at));
         }
     }
     Ok(out)
@@ -230,9 +349,14 @@ fn merge(
 
 /// The conditions as they are, in time order: one filter's index read newest first, or the
 /// text search's few matches read by `seq` and sorted; `columns` of the page.
-fn sorted(q: &AuditQuery, expanded: &Expanded, columns: &str) -> (String, Vec<Value>) {
+fn sorted(
+    r: &dyn Reader,
+    q: &AuditQuery,
+    expanded: &Expanded,
+    columns: &str,
+) -> (String, Vec<Value>) {
     let mut values = Vec::new();
-    let conditions = conditions(q, expanded, &mut values);
+    let conditions = conditions(r.dialect(), q, expanded, &mut values);
     let page = page(q, &mut values);
     let sql = format!(
         "SELECT {columns} FROM audits WHERE {conditions} ORDER BY time DESC, seq DESC {page}"
@@ -250,16 +374,14 @@ struct Matches {
 }
 
 impl Matches {
-    /// Reads them from the words' lists (no event row is read).
-    fn read(c: &Connection, words: &str) -> Result<Matches, StoreError> {
-        let mut select = c.prepare_cached(
-            "SELECT rowid FROM audits_text WHERE audits_text MATCH ?1 ORDER BY rowid DESC",
-        )?;
-        let mut rows = select.query([words])?;
+    /// Reads them from the words' index (no event row is read).
+    fn read(r: &mut dyn Reader, search: &Search) -> Result<Matches, StoreError> {
+        let (sql, words) = r.dialect().search_seqs(search);
         let mut m = Matches::default();
-        while let Some(row) = rows.next()? {
-            m.insert(row.get(0)?);
-        }
+        r.rows(sql, &[words], &mut |row| {
+            m.insert(sql::int(row, 0)?);
+            Ok(true)
+        })?;
         Ok(m)
     }
 
@@ -288,13 +410,17 @@ impl Matches {
 }
 
 /// The `seq`s of the events of `q`'s conditions but its text search, newest first.
-pub(super) fn walk_select(q: &AuditQuery, expanded: &Expanded) -> (String, Vec<Value>) {
+pub(super) fn walk_select(
+    r: &dyn Reader,
+    q: &AuditQuery,
+    expanded: &Expanded,
+) -> (String, Vec<Value>) {
     let others = AuditQuery {
         search: None,
         ..q.clone()
     };
     let mut values = Vec::new();
-    let conditions = conditions(&others, expanded, &mut values);
+    let conditions = conditions(r.dialect(), &others, expanded, &mut values);
     let sql = format!("SELECT seq FROM audits WHERE {conditions} ORDER BY time DESC, seq DESC");
     (sql, values)
 }
@@ -302,24 +428,14 @@ pub(super) fn walk_select(q: &AuditQuery, expanded: &Expanded) -> (String, Vec<V
 /// The `seq`s of the newest `offset + limit` matches of `q`: the other conditions' events read
 /// newest first (their `seq`s only, from the index), each looked up among the matches.
 fn walk(
-    c: &Connection,
+    r: &mut dyn Reader,
     q: &AuditQuery,
     expanded: &Expanded,
     matches: &Matches,
 ) -> Result<Vec<i64>, StoreError> {
-    let (sql, values) = walk_select(q, expanded);
-    let mut walk = c.prepare_cached(&sql)?;
-    let mut rows = walk.query(params_from_iter(values))?;
+    let (sql, values) = walk_select(r, q, expanded);
     let wanted = q.offset as usize + q.limit as usize;
-    let mut found = Vec::new();
-    while found.len() < wanted {
-        let Some(row) = rows.next()? else { break };
-        let seq: i64 = row.get(0)?;
-        if matches.contains(seq) {
-            found.push(seq);
-        }
-    }
-    Ok(found)
+    seqs(r, &sql, &values, wanted, |seq| matches.contains(seq))
 }
 
 /// A page of the text search's many matches: the other conditions' events read newest first
@@ -327,18 +443,22 @@ fn walk(
 /// matched; the page's rows are then read by `seq`. Asking the full-text index about each event
 /// instead (a `rowid =` with `MATCH`) costs it a new query per event, about 0.1 ms.
 fn newest_first(
-    c: &Connection,
+    r: &mut dyn Reader,
     q: &AuditQuery,
     expanded: &Expanded,
     matches: &Matches,
 ) -> Result<(String, Vec<Value>), StoreError> {
-    let found = walk(c, q, expanded, matches)?;
+    let found = walk(r, q, expanded, matches)?;
     let page: Vec<Value> = found
         .into_iter()
         .skip(q.offset as usize)
         .map(Value::Integer)
         .collect();
-    let list: Vec<String> = (1..=page.len()).map(|n| format!("?{n}")).collect();
+    // `IN (NULL)`: no row (PostgreSQL has no empty `IN ()`).
+    let list: Vec<String> = match page.len() {
+        0 => vec!["NULL".into()],
+        n => (1..=n).map(|n| format!("?{n}")).collect(),
+    };
     let sql = format!(
         "SELECT {COLUMNS} FROM audits WHERE seq IN ({}) ORDER BY time DESC, seq DESC",
         list.join(", ")
@@ -349,26 +469,27 @@ fn newest_first(
 /// One subquery per value of the glob at condition `i`, each the newest `offset + limit` events of
 /// that value (its index range, newest first), merged and paged; then the page's rows read by
 /// `seq`. A page reads at most values × (offset + limit) index entries.
-fn merged(q: &AuditQuery, expanded: &Expanded, i: usize) -> (String, Vec<Value>) {
+fn merged(r: &dyn Reader, q: &AuditQuery, expanded: &Expanded, i: usize) -> (String, Vec<Value>) {
     let mut values = Vec::new();
     values.push(Value::Integer(i64::from(q.offset) + i64::from(q.limit)));
     let each = values.len();
     let arms: Vec<String> = expanded[i]
         .iter()
         .flatten()
-        .map(|value| {
+        .enumerate()
+        .map(|(n, value)| {
             let mut one = q.clone();
             one.fields[i].1 = Pattern::Exact(value.clone());
-            let conditions = conditions(&one, expanded, &mut values);
+            let conditions = conditions(r.dialect(), &one, expanded, &mut values);
             format!(
                 "SELECT * FROM (SELECT seq, time FROM audits WHERE {conditions} \
-                 ORDER BY time DESC, seq DESC LIMIT ?{each})"
+                 ORDER BY time DESC, seq DESC LIMIT ?{each}) AS v{n}"
             )
         })
         .collect();
     let page = page(q, &mut values);
     let sql = format!(
-        "SELECT {COLUMNS} FROM (SELECT seq AS s, time AS t FROM ({}) \
+        "SELECT {COLUMNS} FROM (SELECT seq AS s, time AS t FROM ({}) AS m \
          ORDER BY t DESC, s DESC {page}) AS p JOIN audits ON audits.seq = p.s \
          ORDER BY p.t DESC, p.s DESC",
         arms.join(" UNION ALL ")
@@ -380,7 +501,7 @@ fn merged(q: &AuditQuery, expanded: &Expanded, i: usize) -> (String, Vec<Value>)
 /// values (a count per index range); a text search alone, the length of its words' lists (each
 /// match is an event: the triggers keep the index to the table), no event read.
 pub(super) fn count_select(
-    c: &Connection,
+    r: &mut dyn Reader,
     q: &AuditQuery,
 ) -> Result<(String, Vec<Value>), StoreError> {
     if let Some(search) = &q.search
@@ -388,12 +509,12 @@ pub(super) fn count_select(
         && q.since.is_none()
         && q.until.is_none()
     {
-        let sql = "SELECT count(*) FROM audits_text WHERE audits_text MATCH ?1";
-        return Ok((sql.into(), vec![Value::Text(fts_query(search))]));
+        let (sql, words) = r.dialect().search_count(search);
+        return Ok((sql.into(), vec![words]));
     }
-    let expanded = expand(c, q)?;
+    let expanded = expand(r, q)?;
     let mut values = Vec::new();
-    let conditions = conditions(q, &expanded, &mut values);
+    let conditions = conditions(r.dialect(), q, &expanded, &mut values);
     Ok((
         format!("SELECT count(*) FROM audits WHERE {conditions}"),
         values,
@@ -401,11 +522,13 @@ pub(super) fn count_select(
 }
 
 /// How many events match, whatever the limit and offset.
-pub fn count(c: &Connection, q: &AuditQuery) -> Result<u64, StoreError> {
-    let (sql, values) = count_select(c, q)?;
-    let n: i64 = c
-        .prepare_cached(&sql)?
-        .query_row(params_from_iter(values), |r| r.get(0))?;
+pub fn count(r: &mut dyn Reader, q: &AuditQuery) -> Result<u64, StoreError> {
+    let (sql, values) = count_select(r, q)?;
+    let mut n = 0;
+    r.rows(&sql, &values, &mut |row| {
+        n = sql::int(row, 0)?;
+        Ok(false)
+    })?;
     Ok(n as u64)
 }
 

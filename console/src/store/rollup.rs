@@ -3,17 +3,18 @@
 //! rows over every type, every effect or both); kept by every stored batch and by retention, and
 //! the routing that answers a total, a summary or a histogram from it (plus at most an hour of
 //! events at each unaligned end of the time range) instead of reading every event the query
-//! selects.
+//! selects. The reads go through a [`Reader`], so that SQLite and PostgreSQL answer by the same
+//! plans.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 
-use rusqlite::types::{Value, ValueRef};
-use rusqlite::{Connection, params_from_iter};
+use rusqlite::Connection;
 
 use super::StoreError;
-use super::audits::{conditions, sqlite_glob};
+use super::audits::{self, conditions};
 use super::query::{AuditField, AuditQuery, Bucket, Pattern};
+use super::sql::{self, Dialect, Reader, Value};
 use crate::events::{Effect, Event, parse_name};
 
 /// Migration 11: the tables (the backfill from the events stored before follows them).
@@ -185,13 +186,16 @@ pub fn changes<'a>(
     Ok((increments, totals))
 }
 
-/// Counts `inserted` in both tables ([`changes`]). Called inside the storing transaction.
+/// Counts `inserted` in both tables ([`changes`]). Called inside the storing transaction. (The
+/// upserts, and [`EXPIRE`], are valid PostgreSQL too: it wants the conflict's columns named, and
+/// the row's own columns qualified beside `excluded`'s.)
 pub fn add(c: &Connection, inserted: &[&Event]) -> Result<(), StoreError> {
     let (increments, totals) = changes(inserted)?;
     let mut hourly = c.prepare_cached(
         "INSERT INTO audit_counts (field, value, hour, type, effect, events, n) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO UPDATE \
-         SET events = events + excluded.events, n = n + excluded.n",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (field, value, hour, type, effect) \
+         DO UPDATE SET events = audit_counts.events + excluded.events, \
+         n = audit_counts.n + excluded.n",
     )?;
     for ((field, value, hour, kind, effect), t) in &increments {
         hourly.execute(rusqlite::params![
@@ -206,8 +210,9 @@ pub fn add(c: &Connection, inserted: &[&Event]) -> Result<(), StoreError> {
     }
     let mut total = c.prepare_cached(
         "INSERT INTO audit_totals (field, value, type, effect, events, n) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO UPDATE \
-         SET events = events + excluded.events, n = n + excluded.n",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (field, value, type, effect) \
+         DO UPDATE SET events = audit_totals.events + excluded.events, \
+         n = audit_totals.n + excluded.n",
     )?;
     for ((field, value, kind, effect), t) in totals {
         total.execute(rusqlite::params![
@@ -377,20 +382,22 @@ fn time(q: &AuditQuery, hourly: bool) -> Option<Time> {
     Some(Time::Hours { from, to, spans })
 }
 
-/// `column = ?` or `column GLOB ?` for a pattern, its value appended to `values`.
-fn matching(column: &str, pattern: &Pattern, values: &mut Vec<Value>) -> String {
-    let (op, text) = match pattern {
-        Pattern::Exact(t) => ("=", t.clone()),
-        Pattern::Glob(parts) => ("GLOB", sqlite_glob(parts)),
-    };
-    values.push(Value::Text(text));
-    format!("{column} {op} ?{}", values.len())
+/// `column = ?` or `column` matching a glob in `dialect`, its value appended to `values`.
+fn matching(dialect: Dialect, column: &str, pattern: &Pattern, values: &mut Vec<Value>) -> String {
+    match pattern {
+        Pattern::Exact(t) => {
+            values.push(Value::Text(t.clone()));
+            format!("{column} = ?{}", values.len())
+        }
+        Pattern::Glob(parts) => dialect.glob(column, parts, values),
+    }
 }
 
 /// The conditions on `column` (`type` or `effect`) that pick the rollup's rows for `q`: its
 /// filters on `field`, and in `audit_totals` (`all`) the row kind: the column's own values when
 /// filtered or summarised by it (`grouped`), else the marginal row over every value.
 fn kinds(
+    dialect: Dialect,
     q: &AuditQuery,
     column: &str,
     field: AuditField,
@@ -402,7 +409,7 @@ fn kinds(
         .fields
         .iter()
         .filter(|(f, _)| *f == field)
-        .map(|(_, pattern)| matching(column, pattern, values))
+        .map(|(_, pattern)| matching(dialect, column, pattern, values))
         .collect();
     if all {
         clauses.push(if clauses.is_empty() && !grouped {
@@ -417,11 +424,12 @@ fn kinds(
 /// Per (key, effect): the rollup's rows and the spans' events. The key is the group's value
 /// (stats), the bucket's start (histogram) or nothing (count); the effect only for histograms.
 fn tallies(
-    c: &Connection,
+    r: &mut dyn Reader,
     q: &AuditQuery,
     route: &Route,
     ask: Ask,
 ) -> Result<HashMap<(String, String), Tally>, StoreError> {
+    let dialect = r.dialect();
     let width = match ask {
         Ask::Histogram(minutes) => i64::from(minutes) * 60,
         _ => 0,
@@ -436,13 +444,14 @@ fn tallies(
     )];
     let mut clauses = vec!["field = ?1".to_owned()];
     match &route.value {
-        Some(p) => clauses.push(matching("value", p, &mut values)),
+        Some(p) => clauses.push(matching(dialect, "value", p, &mut values)),
         None if route.field.is_none() => clauses.push("value = ''".into()),
         None => {}
     }
     let all = route.time == Time::All;
     for (column, field) in [("type", AuditField::Type), ("effect", AuditField::Effect)] {
         clauses.extend(kinds(
+            dialect,
             q,
             column,
             field,
@@ -452,7 +461,7 @@ fn tallies(
         ));
     }
     let table = match &route.time {
-        Time::All => "audit_totals",
+        Time::All => "audit_totals".into(),
         Time::Hours { from, to, .. } => {
             for (bound, op) in [(from, ">="), (to, "<")] {
                 if let Some(h) = bound {
@@ -464,8 +473,8 @@ fn tallies(
             // (the key would read every hour of every value). A condition on the value reads that
             // value's hours by the key.
             match (route.value.is_none(), from.is_some()) {
-                (true, true) => "audit_counts INDEXED BY audit_counts_by_hour",
-                _ => "audit_counts",
+                (true, true) => dialect.indexed("audit_counts", "audit_counts_by_hour"),
+                _ => "audit_counts".into(),
             }
         }
     };
@@ -478,10 +487,11 @@ fn tallies(
     };
     let mut out = HashMap::new();
     let sql = format!(
-        "SELECT {key}, {second}, sum(events), sum(n) FROM {table} WHERE {} GROUP BY 1, 2",
+        "SELECT {key}, {second}, CAST(sum(events) AS BIGINT), CAST(sum(n) AS BIGINT) \
+         FROM {table} WHERE {} GROUP BY 1, 2",
         clauses.join(" AND ")
     );
-    read(c, &sql, values, &mut out)?;
+    read(r, &sql, &values, &mut out)?;
     // The events of the partial hours, through the time index (at most an hour each).
     if let Time::Hours { spans, .. } = &route.time {
         let (key, present) = match ask {
@@ -491,7 +501,7 @@ fn tallies(
                 (column.to_owned(), format!(" AND {column} IS NOT NULL"))
             }
             Ask::Histogram(_) => (
-                format!("CAST(strftime('%s', time) AS INTEGER) / {width} * {width}"),
+                format!("{} / {width} * {width}", dialect.seconds("time")),
                 String::new(),
             ),
         };
@@ -502,12 +512,13 @@ fn tallies(
                 ..q.clone()
             };
             let mut values = Vec::new();
-            let conditions = conditions(&part, &[], &mut values);
+            let conditions = conditions(dialect, &part, &[], &mut values);
             let sql = format!(
-                "SELECT {key}, {second}, count(*), sum(count) FROM audits INDEXED BY audits_by_time \
-                 WHERE {conditions}{present} GROUP BY 1, 2"
+                "SELECT {key}, {second}, count(*), CAST(sum(count) AS BIGINT) FROM {} \
+                 WHERE {conditions}{present} GROUP BY 1, 2",
+                dialect.indexed("audits", "audits_by_time")
             );
-            read(c, &sql, values, &mut out)?;
+            read(r, &sql, &values, &mut out)?;
         }
     }
     Ok(out)
@@ -515,49 +526,47 @@ fn tallies(
 
 /// Adds the rows of `sql` (key, effect, events, n) to `out`.
 fn read(
-    c: &Connection,
+    r: &mut dyn Reader,
     sql: &str,
-    values: Vec<Value>,
+    values: &[Value],
     out: &mut HashMap<(String, String), Tally>,
 ) -> Result<(), StoreError> {
-    let mut select = c.prepare_cached(sql)?;
-    let mut rows = select.query(params_from_iter(values))?;
-    while let Some(r) = rows.next()? {
-        let key = match r.get_ref(0)? {
-            ValueRef::Integer(start) => bucket_start(start),
-            _ => r.get::<_, String>(0)?,
+    r.rows(sql, values, &mut |row| {
+        let key = match row.first() {
+            Some(Value::Integer(start)) => bucket_start(*start),
+            _ => sql::text(row, 0)?,
         };
-        let tally = out.entry((key, r.get(1)?)).or_default();
+        let tally = out.entry((key, sql::text(row, 1)?)).or_default();
         tally.add(
-            r.get::<_, Option<i64>>(2)?.unwrap_or(0) as u64,
-            r.get::<_, Option<i64>>(3)?.unwrap_or(0) as u64,
+            sql::opt_int(row, 2)?.unwrap_or(0) as u64,
+            sql::opt_int(row, 3)?.unwrap_or(0) as u64,
         );
-    }
-    Ok(())
+        Ok(true)
+    })
 }
 
 /// How many events match (a route for [`Ask::Count`]).
-pub fn count(c: &Connection, q: &AuditQuery, route: &Route) -> Result<u64, StoreError> {
-    let tallies = tallies(c, q, route, Ask::Count)?;
+pub fn count(r: &mut dyn Reader, q: &AuditQuery, route: &Route) -> Result<u64, StoreError> {
+    let tallies = tallies(r, q, route, Ask::Count)?;
     Ok(tallies.values().map(|t| t.events).sum())
 }
 
 /// The sums per value of `group`, largest first (ties by value), `limit` after `offset`.
 pub fn stats(
-    c: &Connection,
+    r: &mut dyn Reader,
     q: &AuditQuery,
     route: &Route,
     group: AuditField,
 ) -> Result<Vec<(String, u64)>, StoreError> {
-    if let Some(sql) = top(q, route, group) {
-        let (sql, values) = sql;
-        let mut select = c.prepare_cached(&sql)?;
-        let rows = select.query_map(params_from_iter(values), |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+    if let Some((sql, values)) = top(r.dialect(), q, route, group) {
+        let mut rows = Vec::new();
+        r.rows(&sql, &values, &mut |row| {
+            rows.push((sql::text(row, 0)?, sql::int(row, 1)? as u64));
+            Ok(true)
         })?;
-        return Ok(rows.collect::<Result<_, _>>()?);
+        return Ok(rows);
     }
-    let mut rows: Vec<(String, u64)> = tallies(c, q, route, Ask::Stats(group))?
+    let mut rows: Vec<(String, u64)> = tallies(r, q, route, Ask::Stats(group))?
         .into_iter()
         .map(|((key, _), t)| (key, t.n))
         .collect();
@@ -570,7 +579,12 @@ pub fn stats(
 /// values by their key instead), `type` and `effect` each exact or not filtered. It reads the
 /// first `offset + limit` rows of one range of `audit_totals_by_n`, however many values the field
 /// has.
-fn top(q: &AuditQuery, route: &Route, group: AuditField) -> Option<(String, Vec<Value>)> {
+fn top(
+    dialect: Dialect,
+    q: &AuditQuery,
+    route: &Route,
+    group: AuditField,
+) -> Option<(String, Vec<Value>)> {
     let exact = |field| {
         q.fields
             .iter()
@@ -587,13 +601,13 @@ fn top(q: &AuditQuery, route: &Route, group: AuditField) -> Option<(String, Vec<
     let mut values = vec![Value::Text(group.name().into())];
     let mut clauses = vec!["field = ?1".to_owned()];
     for (column, field) in [("type", AuditField::Type), ("effect", AuditField::Effect)] {
-        clauses.extend(kinds(q, column, field, false, true, &mut values));
+        clauses.extend(kinds(dialect, q, column, field, false, true, &mut values));
     }
     values.push(Value::Integer(q.limit.into()));
     values.push(Value::Integer(q.offset.into()));
     let sql = format!(
-        "SELECT value, n FROM audit_totals INDEXED BY audit_totals_by_n WHERE {} \
-         ORDER BY n DESC, value LIMIT ?{} OFFSET ?{}",
+        "SELECT value, n FROM {} WHERE {} ORDER BY n DESC, value LIMIT ?{} OFFSET ?{}",
+        dialect.indexed("audit_totals", "audit_totals_by_n"),
         clauses.join(" AND "),
         values.len() - 1,
         values.len()
@@ -611,12 +625,12 @@ fn paged<T>(rows: Vec<T>, q: &AuditQuery) -> Vec<T> {
 
 /// The buckets of `minutes` by effect, oldest first: the newest `limit` starts after `offset`.
 pub fn histogram(
-    c: &Connection,
+    r: &mut dyn Reader,
     q: &AuditQuery,
     route: &Route,
     minutes: u32,
 ) -> Result<Vec<Bucket>, StoreError> {
-    let tallies = tallies(c, q, route, Ask::Histogram(minutes))?;
+    let tallies = tallies(r, q, route, Ask::Histogram(minutes))?;
     let mut starts: Vec<&String> = tallies.keys().map(|(start, _)| start).collect();
     starts.sort_unstable_by(|a, b| b.cmp(a));
     starts.dedup();
@@ -627,8 +641,12 @@ pub fn histogram(
             buckets.push(Bucket {
                 start: start.clone(),
                 count: t.n,
-                effect: parse_name(effect, &Effect::ALL, Effect::as_str)
-                    .ok_or_else(|| super::audits::unknown(1, effect.clone()))?,
+                effect: parse_name(effect, &Effect::ALL, Effect::as_str).ok_or_else(|| {
+                    audits::Unknown {
+                        column: 1,
+                        value: effect.clone(),
+                    }
+                })?,
             });
         }
     }
@@ -644,6 +662,7 @@ mod tests {
     use crate::events::Kind;
     use crate::store::audits::tests::{all, event, store};
     use crate::store::sample::Sample;
+    use crate::store::sqlite::Snapshot;
     use crate::store::{Sqlite, Store, audits};
 
     fn at(time: &str) -> i64 {
@@ -913,6 +932,7 @@ mod tests {
         use AuditField::*;
         let (_dir, s) = store(&spread());
         let c = s.reader_for_tests();
+        let r = &mut Snapshot::of(&c).unwrap();
         let t = |hm: &str| Some(format!("2026-11-29T{hm}Z"));
         let exact = |f: AuditField, v: &str| (f, Pattern::Exact(v.into()));
         let glob = |f: AuditField, v: &str| (f, Pattern::parse(v).unwrap());
@@ -949,23 +969,27 @@ mod tests {
                     };
                     let route = |ask| plan(&q, ask).unwrap_or_else(|| panic!("{ask:?} of {q:?}"));
                     assert_eq!(
-                        count(&c, &q, &route(Ask::Count)).unwrap(),
-                        audits::count(&c, &q).unwrap(),
+                        count(r, &q, &route(Ask::Count)).unwrap(),
+                        audits::count(r, &q).unwrap(),
                         "{q:?}"
                     );
                     for group in [Container, Type, Effect, Rule] {
-                        let Some(r) = plan(&q, Ask::Stats(group)) else {
+                        let Some(route) = plan(&q, Ask::Stats(group)) else {
                             continue;
                         };
-                        let raw = sampled(&c, &q, u32::MAX)
+                        let raw = sampled(r, &q, u32::MAX)
                             .stats(group, limit, offset)
                             .unwrap();
-                        assert_eq!(stats(&c, &q, &r, group).unwrap(), raw, "{group:?} of {q:?}");
+                        assert_eq!(
+                            stats(r, &q, &route, group).unwrap(),
+                            raw,
+                            "{group:?} of {q:?}"
+                        );
                     }
                     for minutes in [60, 120, 1440] {
-                        let raw = sampled(&c, &q, u32::MAX).histogram(minutes, limit, offset);
+                        let raw = sampled(r, &q, u32::MAX).histogram(minutes, limit, offset);
                         let got =
-                            histogram(&c, &q, &route(Ask::Histogram(minutes)), minutes).unwrap();
+                            histogram(r, &q, &route(Ask::Histogram(minutes)), minutes).unwrap();
                         assert_eq!(got, raw, "{minutes} of {q:?}");
                     }
                 }
@@ -997,7 +1021,7 @@ mod tests {
                 ..all()
             };
             let route = plan(&q, Ask::Stats(Domain)).unwrap();
-            let p = audits::tests::explain(&c, top(&q, &route, Domain).unwrap());
+            let p = audits::tests::explain(&c, top(Dialect::Sqlite, &q, &route, Domain).unwrap());
             assert_eq!(p.len(), 1, "{p:?}");
             assert!(
                 p[0].starts_with(
@@ -1021,14 +1045,18 @@ mod tests {
             (&web, Domain),
         ] {
             let route = plan(q, Ask::Stats(group)).unwrap();
-            assert_eq!(top(q, &route, group), None, "{group:?} of {q:?}");
+            assert_eq!(
+                top(Dialect::Sqlite, q, &route, group),
+                None,
+                "{group:?} of {q:?}"
+            );
         }
     }
 
     /// The sample of `q`'s newest `size` events.
-    fn sampled(c: &Connection, q: &AuditQuery, size: u32) -> Sample {
+    fn sampled(r: &mut dyn Reader, q: &AuditQuery, size: u32) -> Sample {
         let mut kept = None;
-        Sample::of(c, q, size, &mut kept).unwrap();
+        Sample::of(r, q, size, &mut kept).unwrap();
         kept.unwrap()
     }
 
@@ -1038,11 +1066,12 @@ mod tests {
         let events = spread();
         let (_dir, s) = store(&events);
         let c = s.reader_for_tests();
+        let r = &mut Snapshot::of(&c).unwrap();
         let q = all().with(AuditField::Pid, Pattern::parse("1*").unwrap());
         let mut newest: Vec<&Event> = events.iter().collect();
         newest.sort_by(|a, b| b.time.cmp(&a.time));
         newest.truncate(5);
-        let cut = sampled(&c, &q, 5);
+        let cut = sampled(r, &q, 5);
         assert_eq!(cut.cut, Some(5));
         assert_eq!(
             cut.stats(AuditField::Type, 100, 0)
@@ -1052,7 +1081,7 @@ mod tests {
                 .sum::<u64>(),
             newest.iter().map(|e| e.count).sum::<u64>()
         );
-        let whole = sampled(&c, &q, 60);
+        let whole = sampled(r, &q, 60);
         assert_eq!(whole.cut, None);
         assert_eq!(
             whole
@@ -1070,6 +1099,6 @@ mod tests {
                 .sum::<u64>(),
             newest.iter().map(|e| e.count).sum::<u64>()
         );
-        assert_eq!(sampled(&c, &q, 61).cut, None);
+        assert_eq!(sampled(r, &q, 61).cut, None);
     }
 }

@@ -6,14 +6,12 @@
 
 use std::collections::HashMap;
 
-use rusqlite::types::{Value, ValueRef};
-use rusqlite::{Connection, params_from_iter};
-
 use super::StoreError;
-use super::audits::{column, unknown};
+use super::audits::{self, column};
 use super::query::{AuditField, AuditQuery, Bucket};
+use super::sql::{self, Reader, Value};
 use super::{lists, rollup};
-use crate::events::{Effect, parse_name};
+use crate::events::Effect;
 
 /// How many events one statement reads by `seq` (within SQLite's limit on parameters).
 const CHUNK: usize = 500;
@@ -39,7 +37,8 @@ impl Column {
 
 /// The newest matching events, in no particular order (a summary is a sum).
 pub struct Sample {
-    /// The query (limit and offset aside) and the database's `data_version` it was read at.
+    /// The query (limit and offset aside) and the database's version ([`Reader::version`]) it was
+    /// read at.
     key: (String, i64),
     /// Per event: its time in Unix seconds, effect and `count`.
     seconds: Vec<i64>,
@@ -61,47 +60,40 @@ fn key(q: &AuditQuery, version: i64) -> (String, i64) {
     (format!("{q:?}"), version)
 }
 
-/// The database's change counter as this connection sees it: another connection's commit changes
-/// it (SQLite's `PRAGMA data_version`).
-fn version(c: &Connection) -> Result<i64, StoreError> {
-    Ok(c.query_row("PRAGMA data_version", [], |r| r.get(0))?)
-}
-
 /// A field's value as text (`pid` and `port` are stored as numbers).
-fn text(v: ValueRef<'_>) -> Option<String> {
+fn text(v: &Value) -> Option<String> {
     match v {
-        ValueRef::Text(t) => Some(String::from_utf8_lossy(t).into_owned()),
-        ValueRef::Integer(n) => Some(n.to_string()),
+        Value::Text(t) => Some(t.clone()),
+        Value::Integer(n) => Some(n.to_string()),
         _ => None,
     }
 }
 
 impl Sample {
     /// The sample of `q` in `kept` if it is still the database's, else read anew (and kept).
+    /// `r` is one snapshot: the version and the events agree.
     pub fn of<'k>(
-        c: &Connection,
+        r: &mut dyn Reader,
         q: &AuditQuery,
         size: u32,
         kept: &'k mut Option<Sample>,
     ) -> Result<&'k Sample, StoreError> {
-        // One read transaction: the version and the events agree.
-        let snapshot = c.unchecked_transaction()?;
-        let key = key(q, version(&snapshot)?);
+        let key = key(q, r.version()?);
         if kept.as_ref().is_none_or(|s| s.key != key) {
             *kept = None;
-            *kept = Some(Sample::read(&snapshot, q, size, key)?);
+            *kept = Some(Sample::read(r, q, size, key)?);
         }
         Ok(kept.as_ref().expect("just kept"))
     }
 
     /// The newest `size` events of `q`, one more looked for to know whether it was cut.
     fn read(
-        c: &Connection,
+        r: &mut dyn Reader,
         q: &AuditQuery,
         size: u32,
         key: (String, i64),
     ) -> Result<Sample, StoreError> {
-        let mut seqs = lists::newest(c, q, size.saturating_add(1))?;
+        let mut seqs = lists::newest(r, q, size.saturating_add(1))?;
         let cut = (seqs.len() > size as usize).then_some(u64::from(size));
         seqs.truncate(size as usize);
         let mut sample = Sample {
@@ -118,28 +110,22 @@ impl Sample {
         let columns: Vec<&str> = AuditField::GROUPS.iter().map(|f| column(*f)).collect();
         let mut seen: Vec<HashMap<String, u32>> = columns.iter().map(|_| HashMap::new()).collect();
         for chunk in seqs.chunks(CHUNK) {
-            let list = vec!["?"; chunk.len()].join(", ");
+            let list: Vec<String> = (1..=chunk.len()).map(|n| format!("?{n}")).collect();
             let sql = format!(
-                "SELECT time, effect, count, {} FROM audits WHERE seq IN ({list})",
-                columns.join(", ")
+                "SELECT time, effect, count, {} FROM audits WHERE seq IN ({})",
+                columns.join(", "),
+                list.join(", ")
             );
-            let mut select = c.prepare_cached(&sql)?;
-            let mut rows =
-                select.query(params_from_iter(chunk.iter().map(|s| Value::Integer(*s))))?;
-            while let Some(r) = rows.next()? {
-                sample
-                    .seconds
-                    .push(rollup::seconds(&r.get::<_, String>(0)?)?.0);
-                let effect: String = r.get(1)?;
-                sample.effects.push(
-                    parse_name(&effect, &Effect::ALL, Effect::as_str)
-                        .ok_or_else(|| unknown(1, effect))?,
-                );
-                sample.counts.push(r.get::<_, i64>(2)? as u64);
+            let values: Vec<Value> = chunk.iter().map(|s| Value::Integer(*s)).collect();
+            r.rows(&sql, &values, &mut |row| {
+                sample.seconds.push(rollup::seconds(&sql::text(row, 0)?)?.0);
+                sample.effects.push(audits::effect(row, 1)?);
+                sample.counts.push(sql::int(row, 2)? as u64);
                 for (i, field) in sample.fields.iter_mut().enumerate() {
-                    field.push(text(r.get_ref(3 + i)?), &mut seen[i]);
+                    field.push(row.get(3 + i).and_then(text), &mut seen[i]);
                 }
-            }
+                Ok(true)
+            })?;
         }
         Ok(sample)
     }
@@ -217,6 +203,9 @@ mod tests {
     use crate::store::audits::conditions;
     use crate::store::audits::tests::{all, event, store};
     use crate::store::query::{Pattern, Search};
+    use crate::store::sql::Dialect;
+    use crate::store::sqlite::Snapshot;
+    use rusqlite::params_from_iter;
 
     /// Forty events over three minutes, times shared by pairs (the order is then by arrival),
     /// four containers, pids 100 to 139, counts of 1 to 3.
@@ -251,12 +240,13 @@ mod tests {
     fn the_newest_are_the_newest() {
         let (_dir, s) = store(&events());
         let c = s.reader_for_tests();
+        let r = &mut Snapshot::of(&c).unwrap();
         for q in queries() {
             for n in [1, 7, 40, 100] {
                 let mut values = Vec::new();
                 let sql = format!(
                     "SELECT seq FROM audits WHERE {} ORDER BY time DESC, seq DESC LIMIT {n}",
-                    conditions(&q, &[], &mut values)
+                    conditions(Dialect::Sqlite, &q, &[], &mut values)
                 );
                 let mut select = c.prepare(&sql).unwrap();
                 let want: Vec<i64> = select
@@ -264,8 +254,44 @@ mod tests {
                     .unwrap()
                     .map(Result::unwrap)
                     .collect();
-                assert_eq!(lists::newest(&c, &q, n).unwrap(), want, "{n} of {q:?}");
+                assert_eq!(lists::newest(r, &q, n).unwrap(), want, "{n} of {q:?}");
             }
+        }
+    }
+
+    /// A glob's values merged page by page give the newest events as `ORDER BY` does: pages
+    /// refilled after an entry whose time others share (three events a time), values of very
+    /// different sizes (one of a tenth, the others half the rest each), however many are asked.
+    #[test]
+    fn the_newest_of_a_glob_are_merged_page_by_page() {
+        let events: Vec<Event> = (0..300u32)
+            .map(|n| {
+                let time = format!("2026-11-29T10:{:02}:{:02}.000000Z", n / 180, (n / 3) % 60);
+                let mut e = event(&format!("e{n}"), n, &time);
+                e.container = match (n % 10, n % 2) {
+                    (0, _) => "web-rare",
+                    (_, 0) => "web-even",
+                    _ => "web-odd",
+                }
+                .into();
+                e
+            })
+            .collect();
+        let (_dir, s) = store(&events);
+        let c = s.reader_for_tests();
+        let r = &mut Snapshot::of(&c).unwrap();
+        let q = all().with(AuditField::Container, Pattern::parse("web-*").unwrap());
+        let mut select = c
+            .prepare("SELECT seq FROM audits ORDER BY time DESC, seq DESC")
+            .unwrap();
+        let every: Vec<i64> = select
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        for n in [1, 15, 16, 17, 33, 100, 101, 250, 299, 300, 301, 1000] {
+            let want = &every[..every.len().min(n as usize)];
+            assert_eq!(lists::newest(r, &q, n).unwrap(), want, "{n}");
         }
     }
 
@@ -277,7 +303,7 @@ mod tests {
         let c = s.reader_for_tests();
         for q in queries() {
             let mut kept = None;
-            let sample = Sample::of(&c, &q, 1000, &mut kept).unwrap();
+            let sample = Sample::of(&mut Snapshot::of(&c).unwrap(), &q, 1000, &mut kept).unwrap();
             assert_eq!(sample.cut, None);
             for field in AuditField::GROUPS {
                 let mut values = Vec::new();
@@ -285,7 +311,7 @@ mod tests {
                 let sql = format!(
                     "SELECT CAST({column} AS TEXT) AS g, sum(count) AS n FROM audits \
                      WHERE {} AND g IS NOT NULL GROUP BY g ORDER BY n DESC, g LIMIT 5 OFFSET 1",
-                    conditions(&q, &[], &mut values)
+                    conditions(Dialect::Sqlite, &q, &[], &mut values)
                 );
                 let mut select = c.prepare(&sql).unwrap();
                 let want: Vec<(String, u64)> = select
@@ -308,7 +334,7 @@ mod tests {
                     "SELECT strftime('%Y-%m-%dT%H:%M:%SZ', \
                         CAST(strftime('%s', time) AS INTEGER) / {width} * {width}, 'unixepoch') AS b, \
                         effect, sum(count) FROM audits WHERE {} GROUP BY b, effect ORDER BY b, effect",
-                    conditions(&q, &[], &mut values)
+                    conditions(Dialect::Sqlite, &q, &[], &mut values)
                 );
                 let mut select = c.prepare(&sql).unwrap();
                 let want: Vec<(String, String, u64)> = select
@@ -327,7 +353,7 @@ mod tests {
             }
         }
         let mut kept = None;
-        let cut = Sample::of(&c, &all(), 39, &mut kept).unwrap();
+        let cut = Sample::of(&mut Snapshot::of(&c).unwrap(), &all(), 39, &mut kept).unwrap();
         assert_eq!(cut.cut, Some(39));
         assert!(cut.stats(AuditField::Pid, 10, 0).is_err(), "not a group");
     }
@@ -339,7 +365,7 @@ mod tests {
         let c = s.reader_for_tests();
         let q = all().with(AuditField::Container, Pattern::parse("web-*").unwrap());
         let mut kept = None;
-        Sample::of(&c, &q, 1000, &mut kept).unwrap();
+        Sample::of(&mut Snapshot::of(&c).unwrap(), &q, 1000, &mut kept).unwrap();
         // Marked: a read anew would bring the counts back.
         kept.as_mut().unwrap().counts.clear();
         let other = AuditQuery {
@@ -349,7 +375,7 @@ mod tests {
         };
         for q in [&q, &other] {
             assert!(
-                Sample::of(&c, q, 1000, &mut kept)
+                Sample::of(&mut Snapshot::of(&c).unwrap(), q, 1000, &mut kept)
                     .unwrap()
                     .counts
                     .is_empty()
@@ -358,12 +384,13 @@ mod tests {
         let mut late = event("late", 1, "2026-11-29T11:00:00.000000Z");
         late.container = "web-9".into();
         s.add_audits(&[late], "defender", "t").unwrap();
-        let after = Sample::of(&c, &q, 1000, &mut kept).unwrap();
+        let after = Sample::of(&mut Snapshot::of(&c).unwrap(), &q, 1000, &mut kept).unwrap();
         assert_eq!(after.counts.len(), 41, "read anew after a commit");
         let narrower = q
             .clone()
             .with(AuditField::Type, Pattern::Exact("dns".into()));
-        let narrow = Sample::of(&c, &narrower, 1000, &mut kept).unwrap();
+        let narrow =
+            Sample::of(&mut Snapshot::of(&c).unwrap(), &narrower, 1000, &mut kept).unwrap();
         assert!(narrow.counts.len() < 41, "another filter, another sample");
     }
 }

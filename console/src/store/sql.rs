@@ -5,8 +5,13 @@
 //!
 //! The plans write their SQL with numbered parameters `?1`, `?2`, ... (SQLite's syntax); the
 //! PostgreSQL reader renumbers them as `$1`, `$2`, .... No other `?` may appear in their SQL.
+//! Beyond the dialect's pieces, their SQL is what both accept: `WHERE 1 = 1`, a sum read as an
+//! integer cast to `BIGINT` (PostgreSQL's sum of `BIGINT`s is `numeric`), every subquery in
+//! `FROM` named.
 
 use super::StoreError;
+use super::audits::{fts_query, sqlite_glob};
+use super::query::{GlobPart, Search};
 
 /// A parameter or a column's value: SQLite's own value type, which is what both backends bind
 /// and read (integers, text, NULL).
@@ -18,6 +23,210 @@ pub enum Dialect {
     Sqlite,
     Postgres,
 }
+
+impl Dialect {
+    /// `column` matches the glob `parts`, its parameter appended to `values`: SQLite's `GLOB`,
+    /// PostgreSQL's regular expression match.
+    pub fn glob(self, column: &str, parts: &[GlobPart], values: &mut Vec<Value>) -> String {
+        let (op, pattern) = match self {
+            Dialect::Sqlite => ("GLOB", sqlite_glob(parts)),
+            Dialect::Postgres => ("~", regex(parts)),
+        };
+        values.push(Value::Text(pattern));
+        format!("{column} {op} ?{}", values.len())
+    }
+
+    /// The condition on a row of `audits` that its words hold `search`, its parameter appended
+    /// to `values`: through the FTS5 table (SQLite), or the row's `words` (PostgreSQL).
+    pub fn search(self, search: &Search, values: &mut Vec<Value>) -> String {
+        values.push(self.words_query(search));
+        let n = values.len();
+        match self {
+            Dialect::Sqlite => {
+                format!("seq IN (SELECT rowid FROM audits_text WHERE audits_text MATCH ?{n})")
+            }
+            Dialect::Postgres => format!("words @@ CAST(CAST(?{n} AS TEXT) AS tsquery)"),
+        }
+    }
+
+    /// The statement of the `seq`s of every event whose words hold a search (`?1`), largest
+    /// first, read from the words' index alone; and its parameter.
+    pub fn search_seqs(self, search: &Search) -> (&'static str, Value) {
+        let sql = match self {
+            Dialect::Sqlite => {
+                "SELECT rowid FROM audits_text WHERE audits_text MATCH ?1 ORDER BY rowid DESC"
+            }
+            Dialect::Postgres => {
+                "SELECT seq FROM audits WHERE words @@ CAST(CAST(?1 AS TEXT) AS tsquery) \
+                 ORDER BY seq DESC"
+            }
+        };
+        (sql, self.words_query(search))
+    }
+
+    /// The statement counting the events whose words hold a search (`?1`), and its parameter.
+    pub fn search_count(self, search: &Search) -> (&'static str, Value) {
+        let sql = match self {
+            Dialect::Sqlite => "SELECT count(*) FROM audits_text WHERE audits_text MATCH ?1",
+            Dialect::Postgres => {
+                "SELECT count(*) FROM audits WHERE words @@ CAST(CAST(?1 AS TEXT) AS tsquery)"
+            }
+        };
+        (sql, self.words_query(search))
+    }
+
+    /// A search as the backend's full-text query.
+    fn words_query(self, search: &Search) -> Value {
+        Value::Text(match self {
+            Dialect::Sqlite => fts_query(search),
+            Dialect::Postgres => tsquery(search),
+        })
+    }
+
+    /// `table` in a `FROM`, read through `index`: SQLite's planner is told (where its estimates
+    /// would pick another index), PostgreSQL's takes no hint.
+    pub fn indexed(self, table: &str, index: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("{table} INDEXED BY {index}"),
+            Dialect::Postgres => table.to_owned(),
+        }
+    }
+
+    /// The whole Unix seconds of a stored time (an RFC 3339 text column) as an integer.
+    pub fn seconds(self, column: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("CAST(strftime('%s', {column}) AS INTEGER)"),
+            Dialect::Postgres => {
+                format!("CAST(floor(extract(epoch FROM CAST({column} AS timestamptz))) AS BIGINT)")
+            }
+        }
+    }
+}
+
+/// The characters a backslash makes literal in a regular expression: those special somewhere in
+/// PostgreSQL's or the `regex` crate's syntax (outside or inside a bracket). A letter or digit is
+/// never escaped (a backslash before one is an escape such as `\d`), nor is any other character
+/// (`\<` is a word boundary to the `regex` crate).
+const REGEX_SPECIAL: &str = "\\.+*?()|[]{}^$#&-~";
+
+fn push_literal(out: &mut String, c: char) {
+    if REGEX_SPECIAL.contains(c) {
+        out.push('\\');
+    }
+    out.push(c);
+}
+
+/// A glob as a POSIX regular expression (PostgreSQL's `~`), anchored at both ends: the same
+/// strings as [`Pattern::matches`](super::query::Pattern::matches). `.` is any character, a
+/// newline too (PostgreSQL's default); a class's items are read as `matches` reads them (a range
+/// `a-z` between two characters, any other `-` itself), each character escaped, a range whose
+/// ends are reversed (matching nothing) left out.
+pub fn regex(parts: &[GlobPart]) -> String {
+    let mut out = String::from("^");
+    for part in parts {
+        match part {
+            GlobPart::Text(text) => text.chars().for_each(|c| push_literal(&mut out, c)),
+            GlobPart::Any => out.push_str(".*"),
+            GlobPart::One => out.push('.'),
+            GlobPart::Class { negated, set } => {
+                let s: Vec<char> = set.chars().collect();
+                let mut items = String::new();
+                let mut i = 0;
+                while i < s.len() {
+                    if i + 2 < s.len() && s[i + 1] == '-' {
+                        if s[i] <= s[i + 2] {
+                            push_literal(&mut items, s[i]);
+                            items.push('-');
+                            push_literal(&mut items, s[i + 2]);
+                        }
+                        i += 3;
+                    } else {
+                        push_literal(&mut items, s[i]);
+                        i += 1;
+                    }
+                }
+                match (items.is_empty(), negated) {
+                    // Only reversed ranges: no character is in the set.
+                    (true, false) => out.push_str(".^"),
+                    (true, true) => out.push('.'),
+                    (false, false) => out.push_str(&format!("[{items}]")),
+                    (false, true) => out.push_str(&format!("[^{items}]")),
+                }
+            }
+        }
+    }
+    out.push('$');
+    out
+}
+
+/// The words of a text, as the text search reads them: runs of letters and digits, lowercased.
+fn words_of(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+}
+
+/// A search as a PostgreSQL `tsquery`: each term's words one after the other (`<->`), the last
+/// word of an unquoted term a prefix (`:*`), the terms all required (`&`). Words are letters and
+/// digits only, so quoting them leaves nothing of the search to be syntax.
+pub fn tsquery(search: &Search) -> String {
+    search
+        .terms
+        .iter()
+        .map(|t| {
+            let mut term = words_of(&t.text)
+                .map(|w| format!("'{w}'"))
+                .collect::<Vec<_>>()
+                .join(" <-> ");
+            if t.prefix {
+                term.push_str(":*");
+            }
+            term
+        })
+        .collect::<Vec<_>>()
+        .join(" & ")
+}
+
+/// The `tsvector` literal of an event's searched fields (message, command line, process, domain,
+/// ip, url: `None` for one it lacks), which PostgreSQL stores in `words`: each word with its
+/// position, counted from 1 within a field, the next field's first word `FIELD_GAP` after the
+/// last one (no phrase, one word after the other, spans two fields), positions past PostgreSQL's
+/// largest kept at it, words longer than it keeps left out (its `to_tsvector` leaves them out too).
+/// At most [`MOST_WORDS_BYTES`] long: PostgreSQL refuses a `tsvector` of a MiB, and an event
+/// refused would be one the workload hid (it writes its command lines); the words past it are not
+/// searchable.
+pub fn tsvector(texts: &[Option<&str>]) -> String {
+    /// The longest word PostgreSQL keeps in a `tsvector` (bytes).
+    const MAX_WORD: usize = 2047;
+    /// The largest position PostgreSQL keeps.
+    const MAX_POSITION: usize = 16_383;
+    const FIELD_GAP: usize = 100;
+    let mut out = String::new();
+    let mut position = 0;
+    for text in texts.iter().flatten() {
+        for (i, word) in words_of(text).enumerate() {
+            position += match (i, position) {
+                (0, 1..) => FIELD_GAP,
+                _ => 1,
+            };
+            if word.len() > MAX_WORD {
+                continue;
+            }
+            let entry = format!("'{word}':{}", position.min(MAX_POSITION));
+            if out.len() + 1 + entry.len() > MOST_WORDS_BYTES {
+                return out;
+            }
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push_str(&entry);
+        }
+    }
+    out
+}
+
+/// The longest `tsvector` literal [`tsvector`] writes for an event.
+pub const MOST_WORDS_BYTES: usize = 256 * 1024;
 
 /// A database the plans read from, inside one snapshot (a read transaction) for its lifetime.
 pub trait Reader {
@@ -36,14 +245,6 @@ pub trait Reader {
     /// A number that changes whenever a commit changes the audits (a kept sample is valid while
     /// it stays the same).
     fn version(&mut self) -> Result<i64, StoreError>;
-}
-
-/// The words of `text` as the text search reads them: runs of letters and digits, lowercased
-/// (what [`super::Search`]'s documentation promises, and SQLite's FTS5 tokenizer does).
-pub fn words(text: &str) -> impl Iterator<Item = String> + '_ {
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
 }
 
 /// A column that is not of the type the plan expects, named by its position.
@@ -97,11 +298,220 @@ pub fn opt_int(row: &[Value], i: usize) -> Result<Option<i64>, WrongType> {
     }
 }
 
+/// Column `i` as an integer of type `T` (NULL, or a number out of its range, is an error).
+pub fn number<T: TryFrom<i64>>(row: &[Value], i: usize) -> Result<T, WrongType> {
+    match opt_number(row, i)? {
+        Some(n) => Ok(n),
+        None => Err(wrong(row, i, std::any::type_name::<T>())),
+    }
+}
+
+/// Column `i` as an integer of type `T`, or `None` for NULL.
+pub fn opt_number<T: TryFrom<i64>>(row: &[Value], i: usize) -> Result<Option<T>, WrongType> {
+    opt_int(row, i)?
+        .map(|n| T::try_from(n).map_err(|_| wrong(row, i, std::any::type_name::<T>())))
+        .transpose()
+}
+
 fn wrong(row: &[Value], i: usize, expected: &'static str) -> WrongType {
     WrongType {
         column: i,
         expected,
         found: row.get(i).cloned().unwrap_or(Value::Null),
+    }
+}
+
+/// The PostgreSQL texts, checked as text (and a glob's regular expression against the glob).
+#[cfg(test)]
+mod dialect_tests {
+    use super::*;
+    use crate::store::query::Pattern;
+
+    /// A small deterministic generator (xorshift), so that the table below is the same each run.
+    struct Draw(u64);
+
+    impl Draw {
+        fn pick<T: Copy>(&mut self, from: &[T]) -> T {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            from[(self.0 % from.len() as u64) as usize]
+        }
+    }
+
+    /// Every string of at most `n` characters of `alphabet`.
+    fn strings(alphabet: &[char], n: usize) -> Vec<String> {
+        let mut all = vec![String::new()];
+        let mut last = vec![String::new()];
+        for _ in 0..n {
+            last = last
+                .iter()
+                .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
+                .collect();
+            all.extend(last.iter().cloned());
+        }
+        all
+    }
+
+    #[test]
+    fn a_globs_regex_matches_what_the_glob_matches() {
+        // Characters special to globs, to regular expressions of either syntax, in classes.
+        let alphabet = ['a', 'b', 'z', '-', ']', '[', '^', '\\', '.', '$', 'é', '\n'];
+        let texts = strings(&alphabet, 3);
+        let mut globs: Vec<String> = [
+            "a*", "*a", "?", "*", "a?b", "[ab]", "[!ab]", "[^a]", "[]]", "[!]]", "[]a]", "[-a]",
+            "[a-]", "[a-z]", "[!a-z]", "[z-a]", "[!z-a]", "[z-aa]", "[\\]", "[\\-z]", "[a-\\]",
+            "[[]", "[^^]", "[]-a]", "[.$]", "*.*", "\\**", "a\\?*", "\\[*", "[é]", "[a-é]", "?\n",
+            "[--.]", "[!-]*", "*[]-]",
+        ]
+        .map(String::from)
+        .into();
+        let pieces = [
+            "a", "b", "-", "]", "^", ".", "$", "é", "\\*", "\\?", "\\[", "\\\\", "*", "?", "[",
+            "[!", "[^", "a-z", "z-a", "]",
+        ];
+        let mut draw = Draw(0x9e37_79b9_7f4a_7c15);
+        while globs.len() < 400 {
+            let n = 1 + draw.pick(&[0, 1, 2, 3, 4]);
+            let glob: String = (0..n).map(|_| draw.pick(&pieces)).collect();
+            if matches!(Pattern::parse(&glob), Ok(Pattern::Glob(_))) {
+                globs.push(glob);
+            }
+        }
+        for glob in &globs {
+            let pattern = Pattern::parse(glob).unwrap();
+            let Pattern::Glob(parts) = &pattern else {
+                panic!("{glob:?} is not a glob");
+            };
+            let re = regex(parts);
+            // PostgreSQL's `.` takes a newline as any other character (not newline-sensitive).
+            let compiled = regex::Regex::new(&format!("(?s){re}"))
+                .unwrap_or_else(|e| panic!("{glob:?} -> {re:?}: {e}"));
+            for text in &texts {
+                assert_eq!(
+                    compiled.is_match(text),
+                    pattern.matches(text),
+                    "{glob:?} -> {re:?} on {text:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn globs_become_anchored_escaped_regular_expressions() {
+        let re = |g: &str| match Pattern::parse(g).unwrap() {
+            Pattern::Glob(parts) => regex(&parts),
+            p => panic!("{p:?}"),
+        };
+        for (glob, want) in [
+            ("prod-*", r"^prod\-.*$"),
+            ("a.b?", r"^a\.b.$"),
+            ("[!a-c]x", r"^[^a-c]x$"),
+            ("[]^-]", r"^[\]\^\-]$"),
+            ("[\\[]*", r"^[\\\[].*$"),
+            ("[z-a]*", r"^.^.*$"),
+            ("[!z-a]", r"^.$"),
+            (r"\(x\)*", r"^\(x\).*$"),
+        ] {
+            assert_eq!(re(glob), want, "{glob}");
+        }
+    }
+
+    #[test]
+    fn searches_become_tsqueries_of_quoted_words() {
+        for (q, want) in [
+            ("curl", "'curl':*"),
+            ("CURL launched", "'curl':* & 'launched':*"),
+            ("/usr/bin/curl", "'usr' <-> 'bin' <-> 'curl':*"),
+            (r#""rm -rf" x"#, "'rm' <-> 'rf' & 'x':*"),
+            (r#"it's "a'b""#, "'it' <-> 's':* & 'a' <-> 'b'"),
+            ("Été:443", "'été' <-> '443':*"),
+            (r#"a\b NOT | ! <-> &"#, "'a' <-> 'b':* & 'not':*"),
+        ] {
+            assert_eq!(tsquery(&Search::parse(q).unwrap()), want, "{q}");
+        }
+    }
+
+    #[test]
+    fn an_events_words_are_a_tsvector_of_positions_apart_by_field() {
+        assert_eq!(
+            tsvector(&[
+                Some("Process /usr/bin/curl"),
+                None,
+                Some("curl -s"),
+                Some("--"),
+                Some("it's"),
+            ]),
+            "'process':1 'usr':2 'bin':3 'curl':4 'curl':104 's':105 'it':205 's':206"
+        );
+        assert_eq!(tsvector(&[None, Some(" -- ")]), "");
+        // A word too long for PostgreSQL is left out (still counted); positions stop at 16383.
+        let long = format!("a {} b", "x".repeat(2048));
+        assert_eq!(tsvector(&[Some(&long)]), "'a':1 'b':3");
+        let many = "w ".repeat(16_390);
+        let v = tsvector(&[Some(&many)]);
+        let positions: Vec<usize> = v
+            .split(' ')
+            .map(|e| e.trim_start_matches("'w':").parse().unwrap())
+            .collect();
+        assert_eq!(positions.len(), 16_390);
+        assert_eq!(positions[16_381..16_384], [16_382, 16_383, 16_383]);
+        // However many words, never longer than PostgreSQL takes.
+        let huge = "w ".repeat(200_000);
+        let v = tsvector(&[Some(&huge), Some("last")]);
+        assert!(v.len() <= MOST_WORDS_BYTES, "{}", v.len());
+        assert!(v.len() > MOST_WORDS_BYTES - 20);
+        assert_eq!(positions.iter().max(), Some(&16_383));
+    }
+
+    #[test]
+    fn each_dialect_writes_its_own_pieces() {
+        let parts = match Pattern::parse("web-*").unwrap() {
+            Pattern::Glob(parts) => parts,
+            p => panic!("{p:?}"),
+        };
+        let search = Search::parse("curl").unwrap();
+        let mut values = vec![Value::Null];
+        let (s, p) = (Dialect::Sqlite, Dialect::Postgres);
+        assert_eq!(
+            s.glob("container", &parts, &mut values),
+            "container GLOB ?2"
+        );
+        assert_eq!(p.glob("container", &parts, &mut values), "container ~ ?3");
+        assert_eq!(
+            s.search(&search, &mut values),
+            "seq IN (SELECT rowid FROM audits_text WHERE audits_text MATCH ?4)"
+        );
+        assert_eq!(
+            p.search(&search, &mut values),
+            "words @@ CAST(CAST(?5 AS TEXT) AS tsquery)"
+        );
+        assert_eq!(
+            values[1..],
+            ["web-*", r"^web\-.*$", "\"curl\" *", "'curl':*"].map(|t| Value::Text(t.into()))
+        );
+        assert_eq!(
+            p.search_seqs(&search),
+            (
+                "SELECT seq FROM audits WHERE words @@ CAST(CAST(?1 AS TEXT) AS tsquery) \
+                 ORDER BY seq DESC",
+                Value::Text("'curl':*".into())
+            )
+        );
+        assert_eq!(
+            p.search_count(&search).0,
+            "SELECT count(*) FROM audits WHERE words @@ CAST(CAST(?1 AS TEXT) AS tsquery)"
+        );
+        assert_eq!(
+            s.indexed("audits", "audits_by_time"),
+            "audits INDEXED BY audits_by_time"
+        );
+        assert_eq!(p.indexed("audits", "audits_by_time"), "audits");
+        assert_eq!(s.seconds("time"), "CAST(strftime('%s', time) AS INTEGER)");
+        assert_eq!(
+            p.seconds("time"),
+            "CAST(floor(extract(epoch FROM CAST(time AS timestamptz))) AS BIGINT)"
+        );
     }
 }
 
@@ -125,17 +535,5 @@ mod tests {
         assert_eq!(e.to_string(), "column 1: expected text, found Integer(7)");
         assert!(int(&row, 3).is_err());
         assert!(int(&row, 9).is_err());
-    }
-
-    #[test]
-    fn words_are_runs_of_letters_and_digits_lowercased() {
-        let w: Vec<String> = words("/usr/bin/Curl -s https://Ex.com:443/ÉTÉ?a=1").collect();
-        assert_eq!(
-            w,
-            [
-                "usr", "bin", "curl", "s", "https", "ex", "com", "443", "été", "a", "1"
-            ]
-        );
-        assert_eq!(words(" -- ").count(), 0);
     }
 }

@@ -15,6 +15,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::group::{Batch, Group};
 use super::sample::Sample;
+use super::sql::{Dialect, Reader, Value};
 use super::writer::{Priority, Writer};
 use super::{
     ActivityEntry, ActivityQuery, AuditField, AuditQuery, Bucket, DefenderSeen, Expired, Heartbeat,
@@ -209,7 +210,7 @@ impl Sqlite {
     /// A summary of `q`'s sample (the one kept, if still the database's).
     fn sampled<T>(
         &self,
-        c: &Connection,
+        c: &mut dyn Reader,
         q: &AuditQuery,
         summarise: impl FnOnce(&Sample) -> Result<T, StoreError>,
     ) -> Result<Summary<T>, StoreError> {
@@ -359,9 +360,53 @@ fn add_batches(c: &mut Connection, batches: &[Batch]) -> Result<Vec<usize>, Stor
     Ok(counts)
 }
 
-/// A read transaction: the rollup and the events of the partial hours read at one point in time.
-fn snapshot(c: &mut Connection) -> Result<rusqlite::Transaction<'_>, StoreError> {
-    c.transaction().map_err(StoreError::from)
+/// What the audit plans read SQLite through: a read transaction (the rollup and the events of
+/// the partial hours, a sample and its version, read at one point in time).
+pub(super) struct Snapshot<'c> {
+    tx: rusqlite::Transaction<'c>,
+}
+
+impl<'c> Snapshot<'c> {
+    /// A snapshot of what `c` sees (which must not be in a transaction already).
+    pub(super) fn of(c: &'c Connection) -> Result<Snapshot<'c>, StoreError> {
+        Ok(Snapshot {
+            tx: c.unchecked_transaction()?,
+        })
+    }
+}
+
+impl Reader for Snapshot<'_> {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    fn rows(
+        &mut self,
+        sql: &str,
+        values: &[Value],
+        row: &mut dyn FnMut(&[Value]) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut select = self.tx.prepare_cached(sql)?;
+        let columns = select.column_count();
+        let mut rows = select.query(rusqlite::params_from_iter(values))?;
+        // One row's values, the vector reused from row to row.
+        let mut values = Vec::with_capacity(columns);
+        while let Some(r) = rows.next()? {
+            values.clear();
+            for i in 0..columns {
+                values.push(r.get::<_, Value>(i)?);
+            }
+            if !row(&values)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// SQLite's `PRAGMA data_version`: another connection's commit changes it.
+    fn version(&mut self) -> Result<i64, StoreError> {
+        Ok(self.tx.query_row("PRAGMA data_version", [], |r| r.get(0))?)
+    }
 }
 
 #[cfg(test)]
@@ -457,19 +502,20 @@ impl Store for Sqlite {
     }
 
     fn audits(&self, q: &AuditQuery) -> Result<Vec<StoredEvent>, StoreError> {
-        audits::audits(&lock(&self.reader), q)
+        audits::audits(&mut Snapshot::of(&lock(&self.reader))?, q)
     }
 
     fn count_audits(&self, q: &AuditQuery) -> Result<u64, StoreError> {
-        let mut c = lock(&self.reader);
+        let c = lock(&self.reader);
+        let snapshot = &mut Snapshot::of(&c)?;
         match rollup::plan(q, rollup::Ask::Count) {
-            Some(route) => rollup::count(&*snapshot(&mut c)?, q, &route),
-            None => audits::count(&c, q),
+            Some(route) => rollup::count(snapshot, q, &route),
+            None => audits::count(snapshot, q),
         }
     }
 
     fn audit(&self, id: &str) -> Result<Option<StoredEvent>, StoreError> {
-        audits::by_id(&lock(&self.reader), id)
+        audits::by_id(&mut Snapshot::of(&lock(&self.reader))?, id)
     }
 
     fn audit_stats(
@@ -477,13 +523,14 @@ impl Store for Sqlite {
         q: &AuditQuery,
         group: AuditField,
     ) -> Result<Summary<Vec<(String, u64)>>, StoreError> {
-        let mut c = lock(&self.reader);
+        let c = lock(&self.reader);
+        let snapshot = &mut Snapshot::of(&c)?;
         match rollup::plan(q, rollup::Ask::Stats(group)) {
             Some(route) => Ok(Summary {
-                rows: rollup::stats(&*snapshot(&mut c)?, q, &route, group)?,
+                rows: rollup::stats(snapshot, q, &route, group)?,
                 sampled: None,
             }),
-            None => self.sampled(&c, q, |sample| sample.stats(group, q.limit, q.offset)),
+            None => self.sampled(snapshot, q, |sample| sample.stats(group, q.limit, q.offset)),
         }
     }
 
@@ -492,13 +539,14 @@ impl Store for Sqlite {
         q: &AuditQuery,
         minutes: u32,
     ) -> Result<Summary<Vec<Bucket>>, StoreError> {
-        let mut c = lock(&self.reader);
+        let c = lock(&self.reader);
+        let snapshot = &mut Snapshot::of(&c)?;
         match rollup::plan(q, rollup::Ask::Histogram(minutes)) {
             Some(route) => Ok(Summary {
-                rows: rollup::histogram(&*snapshot(&mut c)?, q, &route, minutes)?,
+                rows: rollup::histogram(snapshot, q, &route, minutes)?,
                 sampled: None,
             }),
-            None => self.sampled(&c, q, |sample| {
+            None => self.sampled(snapshot, q, |sample| {
                 Ok(sample.histogram(minutes, q.limit, q.offset))
             }),
         }
@@ -540,15 +588,7 @@ impl Store for Sqlite {
     }
 
     fn audits_after(&self, seq: i64, limit: u32) -> Result<Vec<(i64, StoredEvent)>, StoreError> {
-        let c = lock(&self.reader);
-        let mut select = c.prepare_cached(&format!(
-            "SELECT {}, seq FROM audits WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-            audits::COLUMNS
-        ))?;
-        let rows = select.query_map(params![seq, limit], |r| {
-            Ok((r.get(28)?, audits::stored_event(r)?))
-        })?;
-        rows.collect::<Result<_, _>>().map_err(StoreError::from)
+        audits::after(&mut Snapshot::of(&lock(&self.reader))?, seq, limit)
     }
 
     fn heartbeat(&self, b: &Heartbeat, now: &str) -> Result<(), StoreError> {

@@ -13,6 +13,14 @@ pub fn each_store(test: impl Fn(&dyn Store)) {
     run("PostgreSQL", &postgres, &test);
 }
 
+/// [`each_store`], each store holding `events` (stored as one batch by the token `defender`).
+pub fn each_store_with(events: &[crate::events::Event], test: impl Fn(&dyn Store)) {
+    each_store(|s| {
+        s.add_audits(events, "defender", "t").unwrap();
+        test(s);
+    });
+}
+
 fn run(name: &str, store: &dyn Store, test: &impl Fn(&dyn Store)) {
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| test(store)));
     if let Err(panic) = outcome {

@@ -13,36 +13,6 @@ use crate::store::{Expired, StoreError, audits, rollup};
 /// the SQLite store's).
 const TRANSACTION_WORK: Duration = Duration::from_millis(10);
 
-/// The words of an event's searched fields (message, command line, process, domain, ip, url), as
-/// a `tsvector` literal: letters and digits make words, case does not count, and each field's
-/// words start a hundred positions after the last field's, so that a phrase never spans two.
-///
-/// Bounded: PostgreSQL refuses a word of more than 2,047 bytes and a `tsvector` of more than a
-/// MiB, and an event refused would be one the workload hid (it writes its command lines), so a
-/// longer word is left out and the words stop at [`MOST_WORDS_BYTES`].
-pub fn words(fields: &[Option<&str>]) -> String {
-    /// PostgreSQL's largest position in a `tsvector`.
-    const LAST: usize = 16_383;
-    let mut out = String::new();
-    let mut position = 1;
-    for text in fields.iter().flatten() {
-        for word in crate::store::sql::words(text).filter(|w| w.len() < 2048) {
-            if out.len() + word.len() > MOST_WORDS_BYTES {
-                return out;
-            }
-            // Letters and digits only: nothing in a word needs quoting.
-            out.push_str(&format!("'{word}':{} ", position.min(LAST)));
-            position += 1;
-        }
-        position += 100;
-    }
-    out
-}
-
-/// The longest `tsvector` literal written for an event (PostgreSQL's limit is a MiB, after its
-/// own encoding).
-const MOST_WORDS_BYTES: usize = 256 * 1024;
-
 /// Stores `batches` oldest first until [`TRANSACTION_WORK`] is spent, in one transaction; answers
 /// how many of each batch's events were new (an id stored already, or earlier in this
 /// transaction, is skipped).
@@ -96,7 +66,7 @@ pub async fn add_batches(c: &mut Client, batches: &[Batch]) -> Result<Vec<usize>
         let words: Vec<String> = ev
             .iter()
             .map(|e| {
-                words(&[
+                crate::store::sql::tsvector(&[
                     Some(&e.message),
                     e.cmdline.as_deref(),
                     Some(&e.process),

@@ -284,6 +284,22 @@ impl Postgres {
         })
     }
 
+    /// A summary of `q`'s sample (the one kept, if still the database's).
+    fn sampled<T>(
+        &self,
+        q: &AuditQuery,
+        summarise: impl FnOnce(&Sample) -> Result<T, StoreError>,
+    ) -> Result<Summary<T>, StoreError> {
+        let mut kept = self.sample.lock().unwrap_or_else(|p| p.into_inner());
+        self.read(|r| {
+            let sample = Sample::of(r, q, super::SAMPLE, &mut kept)?;
+            Ok(Summary {
+                rows: summarise(sample)?,
+                sampled: sample.cut,
+            })
+        })
+    }
+
     /// Runs `f` on a [`reader::PgReader`]: one read-only snapshot on a pooled connection.
     fn read<T>(
         &self,
@@ -292,10 +308,6 @@ impl Postgres {
         let mut c = self.run(self.client())?;
         reader::PgReader::with(self.runtime(), &mut c, f)
     }
-}
-
-fn pending() -> StoreError {
-    failure("audit queries on PostgreSQL: pending".into())
 }
 
 impl Drop for Postgres {
@@ -429,15 +441,20 @@ impl Store for Postgres {
     }
 
     fn audits(&self, q: &AuditQuery) -> Result<Vec<StoredEvent>, StoreError> {
-        Err(pending())
+        self.read(|r| super::audits::audits(r, q))
     }
 
     fn audit(&self, id: &str) -> Result<Option<StoredEvent>, StoreError> {
-        Err(pending())
+        self.read(|r| super::audits::by_id(r, id))
     }
 
     fn count_audits(&self, q: &AuditQuery) -> Result<u64, StoreError> {
-        Err(pending())
+        self.read(
+            |r| match super::rollup::plan(q, super::rollup::Ask::Count) {
+                Some(route) => super::rollup::count(r, q, &route),
+                None => super::audits::count(r, q),
+            },
+        )
     }
 
     fn audit_stats(
@@ -445,7 +462,13 @@ impl Store for Postgres {
         q: &AuditQuery,
         group: AuditField,
     ) -> Result<Summary<Vec<(String, u64)>>, StoreError> {
-        Err(pending())
+        match super::rollup::plan(q, super::rollup::Ask::Stats(group)) {
+            Some(route) => Ok(Summary {
+                rows: self.read(|r| super::rollup::stats(r, q, &route, group))?,
+                sampled: None,
+            }),
+            None => self.sampled(q, |sample| sample.stats(group, q.limit, q.offset)),
+        }
     }
 
     fn audit_histogram(
@@ -453,7 +476,13 @@ impl Store for Postgres {
         q: &AuditQuery,
         minutes: u32,
     ) -> Result<Summary<Vec<Bucket>>, StoreError> {
-        Err(pending())
+        match super::rollup::plan(q, super::rollup::Ask::Histogram(minutes)) {
+            Some(route) => Ok(Summary {
+                rows: self.read(|r| super::rollup::histogram(r, q, &route, minutes))?,
+                sampled: None,
+            }),
+            None => self.sampled(q, |sample| Ok(sample.histogram(minutes, q.limit, q.offset))),
+        }
     }
 
     fn expire(&self, cutoff: &str, batch: u32) -> Result<Expired, StoreError> {
@@ -464,7 +493,7 @@ impl Store for Postgres {
     }
 
     fn audits_after(&self, seq: i64, limit: u32) -> Result<Vec<(i64, StoredEvent)>, StoreError> {
-        Err(pending())
+        self.read(|r| super::audits::after(r, seq, limit))
     }
 
     fn heartbeat(&self, b: &Heartbeat, now: &str) -> Result<(), StoreError> {

@@ -8,6 +8,7 @@ use crate::documents::Doc;
 use crate::store::{Put, Store};
 
 #[path = "../../../../tests/common/postgres.rs"]
+#[allow(dead_code, reason = "the integration tests use the rest")]
 mod server;
 
 /// The test process's server.
