@@ -379,6 +379,19 @@ async fn stop() {
     eprintln!("defender-console: stopping");
 }
 
+/// A refused request (4xx) may leave its body unread, and then the server closes the connection
+/// after the answer (hyper does): saying so keeps the client from sending its next request on a
+/// connection about to close, which a POST cannot safely retry ("peer disconnected").
+async fn close_after_refusal(mut response: axum::response::Response) -> axum::response::Response {
+    if response.status().is_client_error() {
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    response
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -407,17 +420,4 @@ mod tests {
             "postgres://db.internal:5432/console"
         );
     }
-}
-
-/// A refused request (4xx) may leave its body unread, and then the server closes the connection
-/// after the answer (hyper does): saying so keeps the client from sending its next request on a
-/// connection about to close, which a POST cannot safely retry ("peer disconnected").
-async fn close_after_refusal(mut response: axum::response::Response) -> axum::response::Response {
-    if response.status().is_client_error() {
-        response.headers_mut().insert(
-            axum::http::header::CONNECTION,
-            axum::http::HeaderValue::from_static("close"),
-        );
-    }
-    response
 }

@@ -11,9 +11,9 @@ use super::audits::{COLUMNS, column, conditions, page};
 use super::query::{AuditField, AuditQuery, GlobPart, Pattern, Search};
 use super::sql::{self, Reader, Value};
 
-/// At most this many values a glob may expand into; past it the glob is checked by `GLOB` on
-/// every candidate row (correct, and as slow as it was). Also keeps the merged list within
-/// SQLite's 500 terms of a compound `SELECT`.
+/// At most this many values a glob may expand into; past it the glob is checked by the backend's
+/// match (`GLOB`, `~`) on every candidate row (correct, and as slow as it was). Also keeps the
+/// merged list within SQLite's 500 terms of a compound `SELECT`.
 pub const MAX_VALUES: usize = 256;
 
 /// At most this many distinct values read from an index to expand one glob (each one index seek):
@@ -228,8 +228,8 @@ struct Range {
     bound: usize,
     /// Newest first: (time, seq).
     page: std::collections::VecDeque<(String, i64)>,
-    /// How many entries the next page asks for (twice the last), or `None` when the last page
-    /// was the range's end.
+    /// How many entries the next page asks for (twice the last, at most what the merge takes in
+    /// all), or `None` when the last page was the range's end.
     next: Option<usize>,
 }
 
@@ -255,8 +255,13 @@ pub(super) fn pages(conditions: &str, bound: usize) -> [String; 2] {
 
 impl Range {
     /// Replaces the page (all taken but its last entry, or none yet) by the next one: `sqls`
-    /// reads a range's first page, and a page after a key.
-    fn refill(&mut self, r: &mut dyn Reader, sqls: &[String; 2]) -> Result<(), StoreError> {
+    /// reads a range's first page, and a page after a key; no page is longer than `most`.
+    fn refill(
+        &mut self,
+        r: &mut dyn Reader,
+        sqls: &[String; 2],
+        most: usize,
+    ) -> Result<(), StoreError> {
         let Some(size) = self.next else {
             self.page.clear();
             return Ok(());
@@ -277,7 +282,7 @@ impl Range {
             page.push_back((sql::text(row, 0)?, sql::int(row, 1)?));
             Ok(true)
         })?;
-        self.next = (self.page.len() == size).then_some(size.saturating_mul(2));
+        self.next = (self.page.len() == size).then_some(size.saturating_mul(2).min(most));
         Ok(())
     }
 }
@@ -322,7 +327,7 @@ fn merge(
     // The head of each range: (time, seq) largest first, with the range it came from.
     let mut heads = std::collections::BinaryHeap::new();
     for (at, range) in ranges.iter_mut().enumerate() {
-        range.refill(r, sqls)?;
+        range.refill(r, sqls, n)?;
         if let Some(entry) = range.page.front() {
             heads.push((entry.clone(), at));
         }
@@ -336,7 +341,7 @@ fn merge(
         let range = &mut ranges[at];
         if range.page.len() == 1 {
             // The page's last entry is the next page's key: kept until it is read.
-            range.refill(r, sqls)?;
+            range.refill(r, sqls, n)?;
         } else {
             range.page.pop_front();
         }

@@ -159,11 +159,24 @@ pub fn regex(parts: &[GlobPart]) -> String {
     out
 }
 
-/// The words of a text, as the text search reads them: runs of letters and digits, lowercased.
+/// The longest word PostgreSQL takes in a `tsvector` or a `tsquery` (bytes; a longer one in a
+/// query is an error).
+const MAX_WORD: usize = 2046;
+
+/// The words of a text, as the text search reads them: runs of letters and digits, lowercased;
+/// for PostgreSQL, a word longer than it takes cut to its first [`MAX_WORD`] bytes (whole
+/// characters), in the events' `tsvector` and in a query alike, so that it is still found.
 fn words_of(text: &str) -> impl Iterator<Item = String> + '_ {
     text.split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
+        .map(|w| {
+            let mut w = w.to_lowercase();
+            if w.len() > MAX_WORD {
+                let end = (0..=MAX_WORD).rev().find(|&i| w.is_char_boundary(i));
+                w.truncate(end.unwrap_or(0));
+            }
+            w
+        })
 }
 
 /// A search as a PostgreSQL `tsquery`: each term's words one after the other (`<->`), the last
@@ -191,13 +204,11 @@ pub fn tsquery(search: &Search) -> String {
 /// ip, url: `None` for one it lacks), which PostgreSQL stores in `words`: each word with its
 /// position, counted from 1 within a field, the next field's first word `FIELD_GAP` after the
 /// last one (no phrase, one word after the other, spans two fields), positions past PostgreSQL's
-/// largest kept at it, words longer than it keeps left out (its `to_tsvector` leaves them out too).
-/// At most [`MOST_WORDS_BYTES`] long: PostgreSQL refuses a `tsvector` of a MiB, and an event
-/// refused would be one the workload hid (it writes its command lines); the words past it are not
-/// searchable.
+/// largest kept at it. (PostgreSQL keeps a word's first 256 positions only: a phrase is missed
+/// after a word's 256th time in one event.) At most [`MOST_WORDS_BYTES`] long: PostgreSQL refuses
+/// a `tsvector` of a MiB, and an event refused would be one the workload hid (it writes its
+/// command lines); the words past it are not searchable.
 pub fn tsvector(texts: &[Option<&str>]) -> String {
-    /// The longest word PostgreSQL keeps in a `tsvector` (bytes).
-    const MAX_WORD: usize = 2047;
     /// The largest position PostgreSQL keeps.
     const MAX_POSITION: usize = 16_383;
     const FIELD_GAP: usize = 100;
@@ -209,9 +220,6 @@ pub fn tsvector(texts: &[Option<&str>]) -> String {
                 (0, 1..) => FIELD_GAP,
                 _ => 1,
             };
-            if word.len() > MAX_WORD {
-                continue;
-            }
             let entry = format!("'{word}':{}", position.min(MAX_POSITION));
             if out.len() + 1 + entry.len() > MOST_WORDS_BYTES {
                 return out;
@@ -445,9 +453,13 @@ mod dialect_tests {
             "'process':1 'usr':2 'bin':3 'curl':4 'curl':104 's':105 'it':205 's':206"
         );
         assert_eq!(tsvector(&[None, Some(" -- ")]), "");
-        // A word too long for PostgreSQL is left out (still counted); positions stop at 16383.
-        let long = format!("a {} b", "x".repeat(2048));
-        assert_eq!(tsvector(&[Some(&long)]), "'a':1 'b':3");
+        // A word too long for PostgreSQL is cut (whole characters), in a query the same way;
+        // positions stop at 16383.
+        let long = format!("a {}é b", "x".repeat(2045));
+        let cut = "x".repeat(2045);
+        assert_eq!(tsvector(&[Some(&long)]), format!("'a':1 '{cut}':2 'b':3"));
+        let search = Search::parse(&format!("\"{}éé\"", "x".repeat(2045))).unwrap();
+        assert_eq!(tsquery(&search), format!("'{cut}'"));
         let many = "w ".repeat(16_390);
         let v = tsvector(&[Some(&many)]);
         let positions: Vec<usize> = v
