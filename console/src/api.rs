@@ -379,13 +379,14 @@ async fn heartbeat(
     );
     in_scope(&caller, "heartbeat", &who)?;
     let observed = crate::learning::observed(&body).map_err(ApiError::bad_request)?;
+    // Written with the next batch (`beats`); every read of the defenders writes it first.
     state
-        .store(move |s| {
-            let now = now();
-            s.heartbeat(&beat, &now)?;
-            s.observe(&beat, &observed, &now)
-        })
-        .await?;
+        .operations
+        .beats
+        .record(beat, observed, now())
+        .map_err(|crate::beats::Full| {
+            ApiError::busy("the console has too many heartbeats waiting; send it again later")
+        })?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -403,6 +404,7 @@ pub struct DefenderView {
 }
 
 pub async fn defenders(state: &AppState) -> Result<Vec<DefenderView>, ApiError> {
+    crate::beats::flush_before_reading(&state.operations.beats).await?;
     let seen = state.store(|s| s.defenders()).await?;
     let revision = state.policy().revision.to_string();
     let now = std::time::SystemTime::now();

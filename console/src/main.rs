@@ -8,6 +8,7 @@
 mod api;
 mod app;
 mod auth;
+mod beats;
 mod documents;
 mod events;
 mod gate;

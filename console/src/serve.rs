@@ -10,6 +10,7 @@ use clap::Parser;
 
 use crate::app::{AppState, Operations};
 use crate::auth::{Origin, TokenError, Tokens};
+use crate::beats::Beats;
 use crate::gate::{Admitted, Gate};
 use crate::ingest::{self, Ingest};
 use crate::metrics::Metrics;
@@ -79,6 +80,15 @@ pub struct Args {
     /// debugging, and for tests that must know a poll waits before they change the policy).
     #[arg(long, env = "DEFENDER_CONSOLE_LOG_POLLS")]
     log_polls: bool,
+    /// How often the heartbeats received are written, together (e.g. 500ms, 2s).
+    #[arg(
+        long,
+        env = "DEFENDER_CONSOLE_HEARTBEAT_FLUSH",
+        value_name = "DURATION",
+        default_value = crate::beats::FLUSH_EVERY,
+        value_parser = humantime::parse_duration
+    )]
+    heartbeat_flush: std::time::Duration,
     /// A page session unused this long ends (e.g. 30m, 12h).
     #[arg(
         long,
@@ -147,6 +157,10 @@ pub enum ServeError {
     Runtime(#[source] std::io::Error),
     #[error("ingestion threads: {0}")]
     Ingest(#[source] std::io::Error),
+    #[error("--heartbeat-flush: the interval must be longer than zero")]
+    HeartbeatFlush,
+    #[error("heartbeat thread: {0}")]
+    Beats(#[source] std::io::Error),
     #[error("--listen {addr}: {source}")]
     Listen {
         addr: String,
@@ -203,7 +217,11 @@ pub fn run(args: Args) -> Result<(), ServeError> {
     let store: Arc<dyn crate::store::Store> = Arc::new(store);
     let metrics = Arc::new(Metrics::new());
     let webhooks = Webhooks::start(&args.webhooks, args.webhook_format, &store, &metrics)?;
+    if args.heartbeat_flush.is_zero() {
+        return Err(ServeError::HeartbeatFlush);
+    }
     let gate = Arc::new(Gate::new(open_files, metrics.clone()));
+    let beats = Beats::start(store.clone(), args.heartbeat_flush).map_err(ServeError::Beats)?;
     let operations = Operations {
         gate: gate.clone(),
         ingest: Ingest::start(ingest::WORKERS, ingest::QUEUED_EVENTS)
@@ -211,6 +229,7 @@ pub fn run(args: Args) -> Result<(), ServeError> {
         metrics,
         metrics_token: args.metrics_token,
         webhooks,
+        beats: beats.clone(),
     };
     let state = Arc::new(AppState::new(
         store,
@@ -239,7 +258,7 @@ pub fn run(args: Args) -> Result<(), ServeError> {
         .enable_all()
         .build()
         .map_err(ServeError::Runtime)?;
-    runtime.block_on(async move {
+    let served = runtime.block_on(async move {
         let tcp = gate::bind(&args.listen)
             .await
             .map_err(|source| ServeError::Listen {
@@ -270,7 +289,12 @@ pub fn run(args: Args) -> Result<(), ServeError> {
             }
         };
         Ok(served?)
-    })
+    });
+    // Heartbeats answered but still waiting are written before the console ends.
+    if let Err(e) = beats.flush() {
+        log::error!("heartbeats not written at the stop: {e}");
+    }
+    served
 }
 
 /// SIGTERM or SIGINT.

@@ -310,7 +310,7 @@ pub fn stored_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
 pub(super) mod tests {
     use super::*;
     use crate::store::query::Search;
-    use crate::store::{Bucket, Expired};
+    use crate::store::{Beat, Bucket, Expired};
     use crate::store::{Sqlite, Store};
 
     /// An event whose every field is `{id}-{field}`-like, so that each filter tells them apart.
@@ -648,7 +648,6 @@ pub(super) mod tests {
                 revision: None,
                 protects: vec![],
             };
-            s.heartbeat(&beat, time).unwrap();
             let seen = Observed {
                 entries: vec![Entry {
                     kind: Seen::Dns,
@@ -657,7 +656,7 @@ pub(super) mod tests {
                 }],
                 dropped: Default::default(),
             };
-            s.observe(&beat, &seen, time).unwrap();
+            s.heartbeats(&[Beat::one(beat, seen, time)]).unwrap();
         }
         let expired = s.expire("2026-11-15T00:00:00.000000Z", 1).unwrap();
         assert_eq!(
