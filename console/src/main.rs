@@ -12,6 +12,7 @@ mod beats;
 mod documents;
 mod events;
 mod gate;
+mod http;
 mod ingest;
 mod learning;
 mod lifecycle;

@@ -17,7 +17,7 @@ use crate::metrics::Metrics;
 use crate::store::{Sqlite, StoreError};
 use crate::tls::TlsError;
 use crate::webhooks::{WebhookError, Webhooks};
-use crate::{api, gate, operations, people, retention, tls, web, webhooks};
+use crate::{api, gate, http, operations, people, retention, tls, web, webhooks};
 
 /// Where the database and the generated tokens live unless --data-dir says otherwise.
 const DEFAULT_DATA_DIR: &str = "/var/lib/defender-console";
@@ -166,7 +166,7 @@ pub enum ServeError {
         addr: String,
         source: std::io::Error,
     },
-    /// Serving failed (the listener's address, the TLS listener, the server itself).
+    /// The listener's address could not be read, or the TLS listener not started.
     #[error(transparent)]
     Serve(#[from] std::io::Error),
     #[error("--metrics-token: a token must be non-empty, without spaces")]
@@ -272,23 +272,20 @@ pub fn run(args: Args) -> Result<(), ServeError> {
         tokio::spawn(retention::run(state, args.retention_days));
         // Stops at once on a signal: policy polls may be held open for minutes, and every write
         // is a transaction, so nothing is left half done; defenders retry what was cut.
-        let served = match tls {
+        match tls {
             None => tokio::select! {
-                r = axum::serve(
-                    Admitted { tcp, gate },
-                    app.into_make_service_with_connect_info::<tls::Client>(),
-                ) => r,
-                () = stop() => Ok(()),
+                () = http::serve(Admitted { tcp, gate }, app) => {},
+                () = stop() => {},
             },
             Some(config) => {
                 let listener = tls::TlsListener::new(tcp, gate, config)?;
                 tokio::select! {
-                    r = axum::serve(listener, app.into_make_service_with_connect_info::<tls::Client>()) => r,
-                    () = stop() => Ok(()),
+                    () = http::serve(listener, app) => {},
+                    () = stop() => {},
                 }
             }
-        };
-        Ok(served?)
+        }
+        Ok(())
     });
     // Heartbeats answered but still waiting are written before the console ends.
     if let Err(e) = beats.flush() {
