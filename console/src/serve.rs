@@ -287,7 +287,9 @@ pub fn run(args: Args) -> Result<(), ServeError> {
         }
         Ok(())
     });
-    // Heartbeats answered but still waiting are written before the console ends.
+    // Heartbeats answered but still waiting are written before the console ends, once every
+    // request has ended (the runtime dropped with its tasks): no heartbeat is answered after.
+    drop(runtime);
     if let Err(e) = beats.flush() {
         log::error!("heartbeats not written at the stop: {e}");
     }
