@@ -308,11 +308,12 @@ fn balancer(dir: &Path, consoles: &[&Console]) -> (Child, String) {
 }
 
 /// A workload that runs `/bin/true` in phases: each time the file `goN` appears (N from 1), 20
-/// more, then writes `doneN`; it ends after phase 2.
+/// more, then writes `doneN`; after phase 2 it waits for the file `stop`, then ends.
 const PHASES: &str = r#"for phase in 1 2; do
     while [ ! -e "go$phase" ]; do sleep 0.02; done
     i=0; while [ $i -lt 20 ]; do /bin/true; i=$((i+1)); done
-    touch "done$phase"; done"#;
+    touch "done$phase"; done
+    while [ ! -e stop ]; do sleep 0.02; done"#;
 
 #[test]
 fn behind_a_load_balancer_a_killed_instance_loses_no_audit_and_doubles_none() {
@@ -359,12 +360,19 @@ fn behind_a_load_balancer_a_killed_instance_loses_no_audit_and_doubles_none() {
         "phase 2's audits arrive through the instance left: {}",
         at_console(&consoles[1])
     );
-    assert!(
-        wait_until(HANG_GUARD, || consoles[1]
-            .log()
-            .contains("policy poll waits")),
-        "the defender's long poll moved"
+    // Its policy comes through the instance left too: a revision saved there is applied.
+    let third = consoles[1].put_policy(
+        r#"{"rules": [{"name": "watch true again", "collections": {"containers": ["test-container"]},
+            "processes": {"effect": "alert", "deny": ["/bin/true"]}}]}"#,
     );
+    let applied = format!("Policy revision {third} from the console applied");
+    assert!(
+        wait_until(HANG_GUARD, || !console::defender_events(&w, &applied)
+            .is_empty()),
+        "the defender's policy moved: {}",
+        consoles[1].log()
+    );
+    std::fs::write(w.path("stop"), "").unwrap();
     let out = finish_within(child, HANG_GUARD);
     assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
     let _ = haproxy.kill();

@@ -726,6 +726,16 @@ fn retention_deletes_what_is_older_than_the_period_and_nothing_else() {
         );
         assert_eq!(a.status, 204, "{}", a.body);
     }
+    // Heartbeats wait in memory until written; a read of the defenders writes them first (the
+    // kill below writes nothing more).
+    assert_eq!(
+        get(&c, "/api/v1/defenders")
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
     for policy in [
         r#"{"rules": []}"#,
         r#"{"rules": [{"name": "no mkdir", "processes": {"effect": "prevent", "deny": ["mkdir"]}}]}"#,

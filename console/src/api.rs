@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Query, RawQuery, State};
+use axum::extract::{FromRequestParts, Query, RawQuery, State};
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -65,16 +66,38 @@ fn etag(p: &StoredPolicy) -> String {
     format!("\"{}\"", p.revision)
 }
 
-/// Whether `If-None-Match` names this revision (or `*`).
-fn matches(headers: &HeaderMap, p: &StoredPolicy) -> bool {
-    let tag = etag(p);
-    headers
-        .get_all(IF_NONE_MATCH)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|t| t.trim().trim_start_matches("W/"))
-        .any(|t| t == tag || t == "*")
+/// The entity tags `If-None-Match` names (weak ones as strong), copied out of the request: a
+/// long poll keeps these, not the request's headers, which share the allocation of the
+/// connection's read buffer and would keep it alive while the poll waits (hyper then takes a new
+/// one to watch for the client closing).
+struct NoneMatch(Vec<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for NoneMatch {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(NoneMatch::of(&parts.headers))
+    }
+}
+
+impl NoneMatch {
+    fn of(headers: &HeaderMap) -> NoneMatch {
+        NoneMatch(
+            headers
+                .get_all(IF_NONE_MATCH)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .map(|t| t.trim().trim_start_matches("W/").to_owned())
+                .collect(),
+        )
+    }
+
+    /// Whether it names this revision (or `*`).
+    fn matches(&self, p: &StoredPolicy) -> bool {
+        let tag = etag(p);
+        self.0.iter().any(|t| *t == tag || t == "*")
+    }
 }
 
 #[derive(Deserialize)]
@@ -88,12 +111,12 @@ struct Poll {
 async fn get_policy<K: DocKind>(
     _: Member,
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    none_match: NoneMatch,
     Query(poll): Query<Poll>,
 ) -> Response {
     let mut changes = state.watch(K::DOC);
     let mut current = changes.borrow_and_update().clone();
-    if matches(&headers, &current) {
+    if none_match.matches(&current) {
         let wait = Duration::from_secs(poll.wait.unwrap_or(0).min(MAX_WAIT));
         let deadline = tokio::time::Instant::now() + wait;
         // Counted open while it waits; dropped (and no longer counted) when it answers or its
@@ -114,7 +137,7 @@ async fn get_policy<K: DocKind>(
             match tokio::time::timeout_at(deadline, changes.changed()).await {
                 Ok(Ok(())) => {
                     current = changes.borrow_and_update().clone();
-                    if !matches(&headers, &current) {
+                    if !none_match.matches(&current) {
                         break;
                     }
                 }
@@ -379,13 +402,14 @@ async fn heartbeat(
     );
     in_scope(&caller, "heartbeat", &who)?;
     let observed = crate::learning::observed(&body).map_err(ApiError::bad_request)?;
+    // Written with the next batch (`beats`); every read of the defenders writes it first.
     state
-        .store(move |s| {
-            let now = now();
-            s.heartbeat(&beat, &now)?;
-            s.observe(&beat, &observed, &now)
-        })
-        .await?;
+        .operations
+        .beats
+        .record(beat, observed, now())
+        .map_err(|crate::beats::Full| {
+            ApiError::busy("the console has too many heartbeats waiting; send it again later")
+        })?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -403,6 +427,7 @@ pub struct DefenderView {
 }
 
 pub async fn defenders(state: &AppState) -> Result<Vec<DefenderView>, ApiError> {
+    crate::beats::flush_before_reading(&state.operations.beats).await?;
     let seen = state.store(|s| s.defenders()).await?;
     let revision = state.policy().revision.to_string();
     let now = std::time::SystemTime::now();
@@ -451,8 +476,8 @@ mod tests {
         ] {
             let mut h = HeaderMap::new();
             h.insert(IF_NONE_MATCH, header.parse().unwrap());
-            assert_eq!(matches(&h, &p), want, "{header}");
+            assert_eq!(NoneMatch::of(&h).matches(&p), want, "{header}");
         }
-        assert!(!matches(&HeaderMap::new(), &p));
+        assert!(!NoneMatch::of(&HeaderMap::new()).matches(&p));
     }
 }

@@ -56,6 +56,8 @@ pub struct Operations {
     pub webhooks: Webhooks,
     /// The threads storing audit batches, and their queue.
     pub ingest: Ingest,
+    /// Heartbeats waiting to be written, and the thread writing them.
+    pub beats: Arc<crate::beats::Beats>,
 }
 
 /// One document in force.

@@ -384,6 +384,7 @@ fn accepted(list: &str, entry: &str) -> Result<(), String> {
 
 /// What was seen in `scope`, from storage.
 pub async fn seen(state: &AppState, scope: &Scope) -> Result<SeenAll, ApiError> {
+    crate::beats::flush_before_reading(&state.operations.beats).await?;
     let since = scope.since.clone();
     let observations = state
         .store(move |s| s.observations(since.as_deref()))

@@ -8,9 +8,11 @@
 mod api;
 mod app;
 mod auth;
+mod beats;
 mod documents;
 mod events;
 mod gate;
+mod http;
 mod ingest;
 mod learning;
 mod lifecycle;

@@ -10,13 +10,14 @@ use clap::Parser;
 
 use crate::app::{AppState, Operations};
 use crate::auth::{Origin, TokenError, Tokens};
+use crate::beats::Beats;
 use crate::gate::{Admitted, Gate};
 use crate::ingest::{self, Ingest};
 use crate::metrics::Metrics;
 use crate::store::{Postgres, Sqlite, Store, StoreError};
 use crate::tls::TlsError;
 use crate::webhooks::{WebhookError, Webhooks};
-use crate::{api, gate, operations, people, retention, tls, web, webhooks};
+use crate::{api, gate, http, operations, people, retention, tls, web, webhooks};
 
 /// Where the database and the generated tokens live unless --data-dir says otherwise.
 const DEFAULT_DATA_DIR: &str = "/var/lib/defender-console";
@@ -93,6 +94,15 @@ pub struct Args {
     /// debugging, and for tests that must know a poll waits before they change the policy).
     #[arg(long, env = "DEFENDER_CONSOLE_LOG_POLLS")]
     log_polls: bool,
+    /// How often the heartbeats received are written, together (e.g. 500ms, 2s).
+    #[arg(
+        long,
+        env = "DEFENDER_CONSOLE_HEARTBEAT_FLUSH",
+        value_name = "DURATION",
+        default_value = crate::beats::FLUSH_EVERY,
+        value_parser = humantime::parse_duration
+    )]
+    heartbeat_flush: std::time::Duration,
     /// A page session unused this long ends (e.g. 30m, 12h).
     #[arg(
         long,
@@ -175,12 +185,16 @@ pub enum ServeError {
     Runtime(#[source] std::io::Error),
     #[error("ingestion threads: {0}")]
     Ingest(#[source] std::io::Error),
+    #[error("--heartbeat-flush: the interval must be longer than zero")]
+    HeartbeatFlush,
+    #[error("heartbeat thread: {0}")]
+    Beats(#[source] std::io::Error),
     #[error("--listen {addr}: {source}")]
     Listen {
         addr: String,
         source: std::io::Error,
     },
-    /// Serving failed (the listener's address, the TLS listener, the server itself).
+    /// The listener's address could not be read, or the TLS listener not started.
     #[error(transparent)]
     Serve(#[from] std::io::Error),
     #[error("--metrics-token: a token must be non-empty, without spaces")]
@@ -256,7 +270,11 @@ pub fn run(args: Args) -> Result<(), ServeError> {
     };
     let metrics = Arc::new(Metrics::new());
     let webhooks = Webhooks::start(&args.webhooks, args.webhook_format, &store, &metrics)?;
+    if args.heartbeat_flush.is_zero() {
+        return Err(ServeError::HeartbeatFlush);
+    }
     let gate = Arc::new(Gate::new(open_files, metrics.clone()));
+    let beats = Beats::start(store.clone(), args.heartbeat_flush).map_err(ServeError::Beats)?;
     let operations = Operations {
         gate: gate.clone(),
         ingest: Ingest::start(ingest::WORKERS, ingest::QUEUED_EVENTS)
@@ -264,6 +282,7 @@ pub fn run(args: Args) -> Result<(), ServeError> {
         metrics,
         metrics_token: args.metrics_token,
         webhooks,
+        beats: beats.clone(),
     };
     let state = Arc::new(AppState::new(
         store,
@@ -292,7 +311,7 @@ pub fn run(args: Args) -> Result<(), ServeError> {
         .enable_all()
         .build()
         .map_err(ServeError::Runtime)?;
-    runtime.block_on(async move {
+    let served = runtime.block_on(async move {
         let tcp = gate::bind(&args.listen)
             .await
             .map_err(|source| ServeError::Listen {
@@ -307,24 +326,28 @@ pub fn run(args: Args) -> Result<(), ServeError> {
         tokio::spawn(retention::run(state, args.retention_days));
         // Stops at once on a signal: policy polls may be held open for minutes, and every write
         // is a transaction, so nothing is left half done; defenders retry what was cut.
-        let served = match tls {
+        match tls {
             None => tokio::select! {
-                r = axum::serve(
-                    Admitted { tcp, gate },
-                    app.into_make_service_with_connect_info::<tls::Client>(),
-                ) => r,
-                () = stop() => Ok(()),
+                () = http::serve(Admitted { tcp, gate }, app) => {},
+                () = stop() => {},
             },
             Some(config) => {
                 let listener = tls::TlsListener::new(tcp, gate, config)?;
                 tokio::select! {
-                    r = axum::serve(listener, app.into_make_service_with_connect_info::<tls::Client>()) => r,
-                    () = stop() => Ok(()),
+                    () = http::serve(listener, app) => {},
+                    () = stop() => {},
                 }
             }
-        };
-        Ok(served?)
-    })
+        }
+        Ok(())
+    });
+    // Heartbeats answered but still waiting are written before the console ends, once every
+    // request has ended (the runtime dropped with its tasks): no heartbeat is answered after.
+    drop(runtime);
+    if let Err(e) = beats.flush() {
+        log::error!("heartbeats not written at the stop: {e}");
+    }
+    served
 }
 
 /// Which database `--database` names.

@@ -268,6 +268,14 @@ impl Console {
         }
     }
 
+    /// SIGTERM, a clean stop: waits for the console to end and returns how it did.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("the console runs");
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(c.id()).unwrap());
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        c.wait().unwrap()
+    }
+
     /// Starts it again on the same address, with the same data.
     pub fn restart(&mut self) {
         self.kill();

@@ -363,7 +363,7 @@ pub(super) mod tests {
     use super::*;
     use crate::store::query::Search;
     use crate::store::sqlite::Snapshot;
-    use crate::store::{Bucket, Expired};
+    use crate::store::{Beat, Bucket, Expired};
     use crate::store::{Sqlite, Store};
 
     /// An event whose every field is `{id}-{field}`-like, so that each filter tells them apart.
@@ -704,7 +704,6 @@ pub(super) mod tests {
                     revision: None,
                     protects: vec![],
                 };
-                s.heartbeat(&beat, time).unwrap();
                 let seen = Observed {
                     entries: vec![Entry {
                         kind: Seen::Dns,
@@ -713,7 +712,7 @@ pub(super) mod tests {
                     }],
                     dropped: Default::default(),
                 };
-                s.observe(&beat, &seen, time).unwrap();
+                s.heartbeats(&[Beat::one(beat, seen, time)]).unwrap();
             }
             let expired = s.expire("2026-11-15T00:00:00.000000Z", 1).unwrap();
             assert_eq!(

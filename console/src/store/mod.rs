@@ -85,6 +85,30 @@ pub struct Heartbeat {
     pub protects: Vec<u16>,
 }
 
+/// A defender's heartbeats since they were last written, as one: the last beat's fields, the
+/// activity of all of them (stored bounded per container and image, under the last beat's).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Beat {
+    pub beat: Heartbeat,
+    pub observed: defender::activity::Observed,
+    /// When the first and the last of them arrived.
+    pub first: String,
+    pub last: String,
+}
+
+#[cfg(test)]
+impl Beat {
+    /// One heartbeat, arrived at `now`.
+    pub fn one(beat: Heartbeat, observed: defender::activity::Observed, now: &str) -> Beat {
+        Beat {
+            beat,
+            observed,
+            first: now.to_owned(),
+            last: now.to_owned(),
+        }
+    }
+}
+
 /// A value defenders reported (`observed` in heartbeats) for a container and image.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Observation {
@@ -192,7 +216,11 @@ pub trait Store: Send + Sync {
     fn expire(&self, cutoff: &str, batch: u32) -> Result<Expired, StoreError>;
     /// Up to `limit` audits stored after arrival position `seq`, oldest first, each with its own.
     fn audits_after(&self, seq: i64, limit: u32) -> Result<Vec<(i64, StoredEvent)>, StoreError>;
-    fn heartbeat(&self, beat: &Heartbeat, now: &str) -> Result<(), StoreError>;
+    /// Records heartbeats, each a defender's beats since the last write coalesced, with the
+    /// activity they reported, all together in one transaction or not at all (the caller bounds
+    /// how many a call holds). A new defender is first seen at its `first`; every one is last seen
+    /// at its `last`, its fields those of its last beat.
+    fn heartbeats(&self, beats: &[Beat]) -> Result<(), StoreError>;
     /// Every defender ever heard from, most recently seen first.
     fn defenders(&self) -> Result<Vec<DefenderSeen>, StoreError>;
 
@@ -203,13 +231,6 @@ pub trait Store: Send + Sync {
     fn revision(&self, doc: Doc, revision: u64) -> Result<Option<StoredPolicy>, StoreError>;
 
     // ---- observations ----
-    /// Adds the activity a heartbeat reports (bounded per container and image).
-    fn observe(
-        &self,
-        beat: &Heartbeat,
-        observed: &defender::activity::Observed,
-        now: &str,
-    ) -> Result<(), StoreError>;
     /// The activity last seen at `since` or later (all with `None`).
     fn observations(&self, since: Option<&str>) -> Result<Vec<Observation>, StoreError>;
 

@@ -33,14 +33,13 @@ CREATE INDEX observations_by_time ON observations (last_seen);
 /// Values of one kind kept per container and image.
 pub const MAX_PER_KIND: i64 = 2048;
 
-/// Adds what a heartbeat reports, in one transaction.
+/// Adds what a heartbeat reports, within the caller's transaction.
 pub fn add(
-    c: &mut Connection,
+    tx: &Connection,
     beat: &Heartbeat,
     observed: &Observed,
     now: &str,
 ) -> rusqlite::Result<()> {
-    let tx = c.transaction()?;
     {
         let mut update = tx.prepare_cached(
             "UPDATE observations SET count = count + ?5, last_seen = ?6, \
@@ -74,7 +73,7 @@ pub fn add(
             }
         }
     }
-    tx.commit()
+    Ok(())
 }
 
 /// Every observation last seen at `since` or later (all with `None`).
@@ -110,6 +109,7 @@ pub fn since(c: &Connection, since: Option<&str>) -> rusqlite::Result<Vec<Observ
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Beat;
     use defender::activity::Entry;
 
     fn beat(container: &str) -> Heartbeat {
@@ -146,17 +146,19 @@ mod tests {
         crate::store::tests::each_store(|s| {
             let t = |n: u32| format!("2026-11-29T10:00:{n:02}.000000Z");
             let web = beat("web");
-            s.observe(
+            let observe = |beat: &Heartbeat, observed: Observed, now: &str| {
+                s.heartbeats(&[Beat::one(beat.clone(), observed, now)])
+            };
+            observe(
                 &web,
-                &observed(&[(Kind::Process, "/bin/sh", 2), (Kind::Dns, "a.test", 1)]),
+                observed(&[(Kind::Process, "/bin/sh", 2), (Kind::Dns, "a.test", 1)]),
                 &t(1),
             )
             .unwrap();
-            s.observe(&web, &observed(&[(Kind::Process, "/bin/sh", 3)]), &t(5))
-                .unwrap();
-            s.observe(
+            observe(&web, observed(&[(Kind::Process, "/bin/sh", 3)]), &t(5)).unwrap();
+            observe(
                 &beat("db"),
-                &observed(&[(Kind::Process, "/bin/sh", 1)]),
+                observed(&[(Kind::Process, "/bin/sh", 1)]),
                 &t(6),
             )
             .unwrap();
@@ -179,7 +181,7 @@ mod tests {
                 .collect();
             let many: Vec<(Kind, &str, u64)> =
                 many.iter().map(|(k, v, c)| (*k, v.as_str(), *c)).collect();
-            s.observe(&web, &observed(&many), &t(7)).unwrap();
+            observe(&web, observed(&many), &t(7)).unwrap();
             let dns = s
                 .observations(None)
                 .unwrap()

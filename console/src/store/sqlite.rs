@@ -18,9 +18,10 @@ use super::sample::Sample;
 use super::sql::{Dialect, Reader, Value};
 use super::writer::{Priority, Writer};
 use super::{
-    ActivityEntry, ActivityQuery, AuditField, AuditQuery, Bucket, DefenderSeen, Expired, Heartbeat,
-    Lease, Observation, Put, Revision, SessionRecord, Store, StoreError, StoredEvent, StoredPolicy,
-    Summary, TokenRecord, UserRecord, audits, deliveries, observations, people, rollup,
+    ActivityEntry, ActivityQuery, AuditField, AuditQuery, Beat, Bucket, DefenderSeen, Expired,
+    Heartbeat, Lease, Observation, Put, Revision, SessionRecord, Store, StoreError, StoredEvent,
+    StoredPolicy, Summary, TokenRecord, UserRecord, audits, deliveries, observations, people,
+    rollup,
 };
 use crate::documents::Doc;
 use crate::events::{Event, MAX_BATCH};
@@ -591,31 +592,45 @@ impl Store for Sqlite {
         audits::after(&mut Snapshot::of(&lock(&self.reader))?, seq, limit)
     }
 
-    fn heartbeat(&self, b: &Heartbeat, now: &str) -> Result<(), StoreError> {
-        self.writer.ordinary()
-            .execute(
-                "INSERT INTO defenders (id, container, image, task, version, revision, first_seen, last_seen, \
-                   cluster, family, service, protects) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10, ?11) \
+    fn heartbeats(&self, beats: &[Beat]) -> Result<(), StoreError> {
+        // A bulk write: a policy saved meanwhile goes before it, waiting for no more than the
+        // transaction being written.
+        let mut c = self.writer.take(Priority::Bulk);
+        let tx = c.transaction()?;
+        {
+            let mut upsert = tx.prepare_cached(
+                "INSERT INTO defenders (id, container, image, task, version, revision, first_seen, \
+                   last_seen, cluster, family, service, protects) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
                  ON CONFLICT (id) DO UPDATE SET container = ?2, image = ?3, task = ?4, version = ?5, \
-                   revision = ?6, last_seen = ?7, cluster = ?8, family = ?9, service = ?10, \
-                   protects = ?11",
-                params![
+                   revision = ?6, last_seen = ?8, cluster = ?9, family = ?10, service = ?11, \
+                   protects = ?12",
+            )?;
+            for Beat {
+                beat: b,
+                observed,
+                first,
+                last,
+            } in beats
+            {
+                upsert.execute(params![
                     b.id,
                     b.container,
                     b.image,
                     b.task,
                     b.version,
                     b.revision,
-                    now,
+                    first,
+                    last,
                     b.cluster,
                     b.family,
                     b.service,
                     serde_json::to_string(&b.protects).expect("ports always serialize"),
-                ],
-            )
-            .map(drop)
-            .map_err(StoreError::from)
+                ])?;
+                observations::add(&tx, b, observed, last)?;
+            }
+        }
+        tx.commit().map_err(StoreError::from)
     }
 
     fn defenders(&self) -> Result<Vec<DefenderSeen>, StoreError> {
@@ -688,16 +703,6 @@ impl Store for Sqlite {
     }
 
     // ---- observations ----
-    fn observe(
-        &self,
-        beat: &Heartbeat,
-        observed: &defender::activity::Observed,
-        now: &str,
-    ) -> Result<(), StoreError> {
-        observations::add(&mut self.writer.ordinary(), beat, observed, now)
-            .map_err(StoreError::from)
-    }
-
     fn observations(&self, since: Option<&str>) -> Result<Vec<Observation>, StoreError> {
         observations::since(&lock(&self.reader), since).map_err(StoreError::from)
     }
@@ -1394,10 +1399,34 @@ mod tests {
             revision: Some("1".into()),
             protects: vec![8080],
         };
-        s.heartbeat(&beat, "t1").unwrap();
+        let none = defender::activity::Observed::default;
+        s.heartbeats(&[Beat::one(beat.clone(), none(), "t1")])
+            .unwrap();
         beat.revision = Some("2".into());
-        s.heartbeat(&beat, "t2").unwrap();
+        // Coalesced beats: an existing defender keeps its first sighting; a new one is first
+        // seen at the first of its beats, both last seen at the last.
+        let other = Heartbeat {
+            id: "i2".into(),
+            ..beat.clone()
+        };
+        s.heartbeats(&[
+            Beat {
+                first: "t1.5".into(),
+                ..Beat::one(beat.clone(), none(), "t2")
+            },
+            Beat {
+                first: "t1.7".into(),
+                ..Beat::one(other, none(), "t1.9")
+            },
+        ])
+        .unwrap();
         let seen = s.defenders().unwrap();
+        assert_eq!(seen.len(), 2);
+        assert_eq!(
+            (&*seen[1].beat.id, &*seen[1].first_seen, &*seen[1].last_seen),
+            ("i2", "t1.7", "t1.9")
+        );
+        let seen = &seen[..1];
         assert_eq!(seen.len(), 1);
         assert_eq!(
             (

@@ -33,7 +33,7 @@ mod behaviour {
     use super::each_store;
     use crate::documents::Doc;
     use crate::store::audits::tests::event;
-    use crate::store::{Heartbeat, Put};
+    use crate::store::{Beat, Heartbeat, Put};
 
     #[test]
     fn a_revision_is_stored_after_the_one_its_writer_saw() {
@@ -91,15 +91,26 @@ mod behaviour {
                 revision: Some(revision.into()),
                 protects: vec![8080],
             };
-            s.heartbeat(&beat("a", "1"), "t1").unwrap();
-            s.heartbeat(&beat("b", "1"), "t2").unwrap();
-            s.heartbeat(&beat("a", "2"), "t3").unwrap();
+            let coalesced = |b: Heartbeat, first: &str, last: &str| Beat {
+                beat: b,
+                observed: Default::default(),
+                first: first.into(),
+                last: last.into(),
+            };
+            s.heartbeats(&[
+                coalesced(beat("a", "1"), "t1", "t1"),
+                coalesced(beat("b", "1"), "t2", "t2"),
+            ])
+            .unwrap();
+            // A defender seen before keeps when it was first seen.
+            s.heartbeats(&[coalesced(beat("a", "2"), "t3", "t4")])
+                .unwrap();
             let seen = s.defenders().unwrap();
             assert_eq!(seen.len(), 2);
             assert_eq!(seen[0].beat, beat("a", "2"));
             assert_eq!(
                 (seen[0].first_seen.as_str(), seen[0].last_seen.as_str()),
-                ("t1", "t3")
+                ("t1", "t4")
             );
             assert_eq!(seen[1].beat.id, "b");
         });

@@ -34,9 +34,9 @@ use tokio_rustls::rustls::pki_types::pem::PemObject;
 use super::group::{Batch, Group};
 use super::sample::Sample;
 use super::{
-    ActivityEntry, ActivityQuery, AuditField, AuditQuery, Bucket, DefenderSeen, Expired, Heartbeat,
-    Lease, Observation, Put, Revision, SessionRecord, Store, StoreError, StoredEvent, StoredPolicy,
-    Summary, TokenRecord, UserRecord, observations,
+    ActivityEntry, ActivityQuery, AuditField, AuditQuery, Beat, Bucket, DefenderSeen, Expired,
+    Heartbeat, Lease, Observation, Put, Revision, SessionRecord, Store, StoreError, StoredEvent,
+    StoredPolicy, Summary, TokenRecord, UserRecord, observations,
 };
 use crate::documents::Doc;
 use crate::events::{Event, MAX_BATCH};
@@ -496,30 +496,50 @@ impl Store for Postgres {
         self.read(|r| super::audits::after(r, seq, limit))
     }
 
-    fn heartbeat(&self, b: &Heartbeat, now: &str) -> Result<(), StoreError> {
-        let protects = serde_json::to_string(&b.protects).expect("ports always serialize");
-        self.execute(
-            "INSERT INTO defenders (id, container, image, task, version, revision, first_seen, \
-               last_seen, cluster, family, service, protects) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10, $11) \
-             ON CONFLICT (id) DO UPDATE SET container = $2, image = $3, task = $4, version = $5, \
-               revision = $6, last_seen = $7, cluster = $8, family = $9, service = $10, \
-               protects = $11",
-            &[
-                &b.id,
-                &b.container,
-                &b.image,
-                &b.task,
-                &b.version,
-                &b.revision,
-                &now,
-                &b.cluster,
-                &b.family,
-                &b.service,
-                &protects,
-            ],
-        )
-        .map(drop)
+    fn heartbeats(&self, beats: &[Beat]) -> Result<(), StoreError> {
+        self.run(async {
+            let mut c = self.client().await?;
+            let tx = c.transaction().await?;
+            // Every defender in one statement (the caller coalesced them: one per id).
+            let text = |f: fn(&Beat) -> &str| beats.iter().map(f).collect::<Vec<&str>>();
+            let opt = |f: fn(&Beat) -> Option<&str>| beats.iter().map(f).collect::<Vec<_>>();
+            let protects: Vec<String> = beats
+                .iter()
+                .map(|b| serde_json::to_string(&b.beat.protects).expect("ports always serialize"))
+                .collect();
+            tx.execute(
+                "INSERT INTO defenders AS d (id, container, image, task, version, revision, \
+                   first_seen, last_seen, cluster, family, service, protects) \
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], \
+                   $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], \
+                   $11::text[], $12::text[]) \
+                 ON CONFLICT (id) DO UPDATE SET container = excluded.container, \
+                   image = excluded.image, task = excluded.task, version = excluded.version, \
+                   revision = excluded.revision, last_seen = excluded.last_seen, \
+                   cluster = excluded.cluster, family = excluded.family, \
+                   service = excluded.service, protects = excluded.protects",
+                &[
+                    &text(|b| &b.beat.id),
+                    &text(|b| &b.beat.container),
+                    &text(|b| &b.beat.image),
+                    &opt(|b| b.beat.task.as_deref()),
+                    &text(|b| &b.beat.version),
+                    &opt(|b| b.beat.revision.as_deref()),
+                    &text(|b| &b.first),
+                    &text(|b| &b.last),
+                    &opt(|b| b.beat.cluster.as_deref()),
+                    &opt(|b| b.beat.family.as_deref()),
+                    &opt(|b| b.beat.service.as_deref()),
+                    &protects,
+                ],
+            )
+            .await?;
+            for b in beats {
+                observe(&tx, &b.beat, &b.observed, &b.last).await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
     }
 
     fn defenders(&self) -> Result<Vec<DefenderSeen>, StoreError> {
@@ -587,75 +607,6 @@ impl Store for Postgres {
             &[&revision],
         )?;
         Ok(rows.first().map(stored_policy))
-    }
-
-    fn observe(
-        &self,
-        beat: &Heartbeat,
-        observed: &defender::activity::Observed,
-        now: &str,
-    ) -> Result<(), StoreError> {
-        self.run(async {
-            let mut c = self.client().await?;
-            let tx = c.transaction().await?;
-            let held = tx
-                .prepare_cached(
-                    "SELECT COUNT(*) FROM observations \
-                     WHERE container = $1 AND image = $2 AND kind = $3",
-                )
-                .await?;
-            // A value seen already is counted; a new one is added while its kind holds fewer
-            // than the bound (two instances adding at once may pass it by one each).
-            let upsert = tx
-                .prepare_cached(
-                    "INSERT INTO observations AS o \
-                       (container, image, kind, value, count, first_seen, last_seen, cluster, \
-                        family, service) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9) \
-                     ON CONFLICT (container, image, kind, value) DO UPDATE SET \
-                       count = o.count + excluded.count, last_seen = excluded.last_seen, \
-                       cluster = excluded.cluster, family = excluded.family, \
-                       service = excluded.service",
-                )
-                .await?;
-            let update = tx
-                .prepare_cached(
-                    "UPDATE observations SET count = count + $5, last_seen = $6, \
-                       cluster = $7, family = $8, service = $9 \
-                     WHERE container = $1 AND image = $2 AND kind = $3 AND value = $4",
-                )
-                .await?;
-            for e in &observed.entries {
-                let count = i64::try_from(e.count).unwrap_or(i64::MAX);
-                let kind = e.kind.as_str();
-                let n: i64 = tx
-                    .query_one(&held, &[&beat.container, &beat.image, &kind])
-                    .await?
-                    .get(0);
-                let statement = match n < observations::MAX_PER_KIND {
-                    true => &upsert,
-                    // Full: only a value already there is counted.
-                    false => &update,
-                };
-                tx.execute(
-                    statement,
-                    &[
-                        &beat.container,
-                        &beat.image,
-                        &kind,
-                        &e.value,
-                        &count,
-                        &now,
-                        &beat.cluster,
-                        &beat.family,
-                        &beat.service,
-                    ],
-                )
-                .await?;
-            }
-            tx.commit().await?;
-            Ok(())
-        })
     }
 
     fn observations(&self, since: Option<&str>) -> Result<Vec<Observation>, StoreError> {
@@ -873,6 +824,71 @@ impl Store for Postgres {
             })
             .collect())
     }
+}
+
+/// Adds the activity a heartbeat reports, inside the caller's transaction: a value seen already
+/// is counted; a new one is added while its kind holds fewer than the bound for the container
+/// and image (two instances adding at once may pass it by one each).
+async fn observe(
+    tx: &deadpool_postgres::Transaction<'_>,
+    beat: &Heartbeat,
+    observed: &defender::activity::Observed,
+    now: &str,
+) -> Result<(), StoreError> {
+    let held = tx
+        .prepare_cached(
+            "SELECT COUNT(*) FROM observations \
+                 WHERE container = $1 AND image = $2 AND kind = $3",
+        )
+        .await?;
+    let upsert = tx
+        .prepare_cached(
+            "INSERT INTO observations AS o \
+                   (container, image, kind, value, count, first_seen, last_seen, cluster, \
+                    family, service) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9) \
+                 ON CONFLICT (container, image, kind, value) DO UPDATE SET \
+                   count = o.count + excluded.count, last_seen = excluded.last_seen, \
+                   cluster = excluded.cluster, family = excluded.family, \
+                   service = excluded.service",
+        )
+        .await?;
+    let update = tx
+        .prepare_cached(
+            "UPDATE observations SET count = count + $5, last_seen = $6, \
+                   cluster = $7, family = $8, service = $9 \
+                 WHERE container = $1 AND image = $2 AND kind = $3 AND value = $4",
+        )
+        .await?;
+    for e in &observed.entries {
+        let count = i64::try_from(e.count).unwrap_or(i64::MAX);
+        let kind = e.kind.as_str();
+        let n: i64 = tx
+            .query_one(&held, &[&beat.container, &beat.image, &kind])
+            .await?
+            .get(0);
+        let statement = match n < observations::MAX_PER_KIND {
+            true => &upsert,
+            // Full: only a value already there is counted.
+            false => &update,
+        };
+        tx.execute(
+            statement,
+            &[
+                &beat.container,
+                &beat.image,
+                &kind,
+                &e.value,
+                &count,
+                &now,
+                &beat.cluster,
+                &beat.family,
+                &beat.service,
+            ],
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 const TOKEN_COLUMNS: &str = "name, role, hash, collections, created, last_used, revoked";
