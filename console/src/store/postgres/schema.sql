@@ -86,7 +86,11 @@ CREATE TABLE audit_counts (
     effect TEXT COLLATE "C" NOT NULL,
     events BIGINT NOT NULL,
     n      BIGINT NOT NULL,
-    PRIMARY KEY (field, value, hour, type, effect)
+    -- The counts carried in the key's index, so that a histogram or a count of one value (or of
+    -- a glob's range) is read from the index alone, not a table page per row (EXPLAIN at
+    -- 1,000,000 events: 7,099 table pages and 106 ms for the 30 days of `*`; 84 index pages and
+    -- 9 ms with them; docs/console-api.md, "Indexes").
+    PRIMARY KEY (field, value, hour, type, effect) INCLUDE (events, n)
 );
 CREATE INDEX audit_counts_by_hour ON audit_counts (field, hour, value, type, effect, events, n);
 CREATE TABLE audit_totals (
