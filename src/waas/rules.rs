@@ -56,6 +56,11 @@ const XSS: &[&str] = &[
     r"\[\]\[\(!\[\]|\(!\[\]\+\[\]\)",
 ];
 
+/// Of [`XSS`], the expressions that need a tag of script or active content, or a tag with an
+/// event handler: what the weaker-trusted fields of a binary body are matched with
+/// ([`matches_strong`]).
+const XSS_TAGS: usize = 2;
+
 /// Unix commands whose names are also words of prose or of forms ("cat", "time", "more",
 /// "python"): one counts only with what a command line puts after it (`{plain}` in [`CMDI`]).
 const PLAIN_COMMANDS: &str = "cat|ls|ll|id|nc|bash|sh|dash|ping|dig|host|rm|ps|kill|sleep|find|head|tail|more|less|env|ip|ss|od|tar|touch|cp|mv|su|passwd|exec|eval|service|mount|dd|w|who|last|history|tee|tac|nl|sort|uniq|rev|cut|which|locate|alias|source|set|export|unset|time|timeout|nice|curl|python|perl|ruby|php|lua|node|docker|strings|date|top|column|fold|comm|flock|vi|vim|ex|trap|perf|echo|uptime|hostname|sed|ssh|ftp|telnet|pwd|sudo|awk|chef|ansible|git|make|wget|base64|base32|uname|lastlog|lastlogin|gzip";
@@ -172,6 +177,8 @@ const SHELLSHOCK: &[&str] = &[r"^\s*\(\s*\)\s*\{"];
 struct Sets {
     sqli: RegexSet,
     xss: RegexSet,
+    xss_tags: RegexSet,
+    cmdi_strong: RegexSet,
     cmdi: RegexSet,
     cmdi_raw: RegexSet,
     code: RegexSet,
@@ -200,6 +207,8 @@ fn sets() -> &'static Sets {
         Sets {
             sqli: set(SQLI),
             xss: set(XSS),
+            xss_tags: set(&XSS[..XSS_TAGS]),
+            cmdi_strong: set(&[command_pattern(CMDI[0])]),
             cmdi: set(&CMDI.iter().map(|p| command_pattern(p)).collect::<Vec<_>>()),
             cmdi_raw: set(&CMDI_RAW
                 .iter()
@@ -247,6 +256,35 @@ pub fn matches(attack: Attack, value: &[u8]) -> bool {
         Attack::Lfi => sets.lfi.is_match(value),
         Attack::Shellshock => sets.shellshock.is_match(value),
         Attack::AttackTools => sets.tools.is_match(value),
+        _ => false,
+    }
+}
+
+/// The fewest tokens in libinjection's fingerprint of an SQL injection for [`matches_strong`]:
+/// `' OR 1=1--` is `s&1c`, four; a chance flag on binary bytes is mostly one or two (a bare
+/// string and a comment, `sc`).
+const STRONG_SQLI_TOKENS: usize = 3;
+
+/// Whether `value` carries `attack` by a strong signature only: for the fields a lenient form
+/// parser reads out of a binary body, where every value is the bytes up to the next `&` and most
+/// of them are chance (docs/waas.md, "Binary bodies"). SQL injection: libinjection's verdict with
+/// a fingerprint of at least [`STRONG_SQLI_TOKENS`] tokens; XSS: a tag of script or active
+/// content, or a tag with an event handler; command injection: a command after a separator or in
+/// a substitution; Shellshock: as anywhere. The other classes' signatures (history escapes, globs,
+/// paths, code fragments) match binary bytes by chance too often and are not run on such fields.
+pub fn matches_strong(attack: Attack, value: &[u8]) -> bool {
+    let sets = sets();
+    match attack {
+        Attack::Sqli => {
+            let found = libinjectionrs::detect_sqli(value);
+            found.is_injection()
+                && found
+                    .fingerprint
+                    .is_some_and(|f| f.as_str().len() >= STRONG_SQLI_TOKENS)
+        }
+        Attack::Xss => sets.xss_tags.is_match(value),
+        Attack::Cmdi => sets.cmdi_strong.is_match(&command_line(value)),
+        Attack::Shellshock => sets.shellshock.is_match(value),
         _ => false,
     }
 }
