@@ -10,6 +10,7 @@
 //! `regex` crate matches in time linear in the input: no catastrophic backtracking) and matched
 //! case-insensitively on bytes.
 
+use std::borrow::Cow;
 use std::sync::OnceLock;
 
 use regex::bytes::{RegexSet, RegexSetBuilder};
@@ -249,11 +250,11 @@ pub fn matches(attack: Attack, value: &[u8]) -> bool {
         }
         Attack::Xss => {
             (may_be_markup(value) && libinjectionrs::detect_xss(value).is_injection())
-                || sets.xss.is_match(value)
+                || (holds(value, XSS_BYTES) && sets.xss.is_match(value))
         }
         Attack::Cmdi => sets.cmdi.is_match(&command_line(value)) || sets.cmdi_raw.is_match(value),
         Attack::CodeInjection => sets.code.is_match(value),
-        Attack::Lfi => sets.lfi.is_match(value),
+        Attack::Lfi => holds(value, LFI_BYTES) && sets.lfi.is_match(value),
         Attack::Shellshock => sets.shellshock.is_match(value),
         Attack::AttackTools => sets.tools.is_match(value),
         _ => false,
@@ -303,10 +304,38 @@ pub fn tool_header(name: &str) -> bool {
     TOOL_HEADERS.iter().any(|t| name.eq_ignore_ascii_case(t))
 }
 
+/// Whether `value` holds one of `bytes`: `memchr`'s vectorised search, three bytes a pass (a
+/// byte-by-byte loop cost a tenth of the inspection of a 64 KiB form).
+fn holds(value: &[u8], bytes: &[u8]) -> bool {
+    bytes.chunks(3).any(|c| match *c {
+        [a, b, c] => memchr::memchr3(a, b, c, value).is_some(),
+        [a, b] => memchr::memchr2(a, b, value).is_some(),
+        [a] => memchr::memchr(a, value).is_some(),
+        _ => false,
+    })
+}
+
+/// The bytes [`command_line`] rewrites.
+const REWRITTEN: &[u8] = b"\\'\"^$,";
+
+/// Every expression of [`XSS`] needs one of these bytes: a tag's `<`, an attribute's `=`, a
+/// scheme's or a style's `:`, a call's `(` or a template's backquote, a property's `.`, JSFuck's
+/// `[`. A value without any (plain words and numbers) is not scanned by the set;
+/// `prefilters_are_necessary` checks it.
+const XSS_BYTES: &[u8] = b"<=:(`.[";
+
+/// Every expression of [`LFI`] (and [`WRAPPERS`]) needs one of these bytes: a traversal's or a
+/// file name's `.`, a path's `/` or `\`.
+const LFI_BYTES: &[u8] = b"./\\";
+
 /// `value` as a shell would run it, for the command signatures: the characters shells drop from
 /// a word (`\`, quotes, `^` of cmd.exe) deleted, the empty expansions (`$@`, `$*`, `${x:0:0}`-like
-/// tricks are left to the signatures) deleted, `${IFS}` and `,` made spaces.
-fn command_line(value: &[u8]) -> Vec<u8> {
+/// tricks are left to the signatures) deleted, `${IFS}` and `,` made spaces. A value with none
+/// of those bytes (most text) is its own command line: borrowed, not copied.
+fn command_line(value: &[u8]) -> Cow<'_, [u8]> {
+    if !holds(value, REWRITTEN) {
+        return Cow::Borrowed(value);
+    }
     let mut out = Vec::with_capacity(value.len());
     let mut i = 0;
     while i < value.len() {
@@ -322,7 +351,7 @@ fn command_line(value: &[u8]) -> Vec<u8> {
         }
         i += 1;
     }
-    out
+    Cow::Owned(out)
 }
 
 #[cfg(test)]
@@ -517,6 +546,54 @@ mod tests {
         });
     }
 
+    /// The byte prefilters of the XSS and LFI sets are necessary conditions: every value of the
+    /// three corpora the set flags has one of the bytes, and no value made without them matches
+    /// the set: random sequences of the words the expressions name (each run of letters in their
+    /// source: `script`, `onload`, `passwd`, ...) and of every other printable byte.
+    #[test]
+    fn prefilters_are_necessary() {
+        use proptest::prelude::*;
+        let sets = sets();
+        let words = |patterns: &[&str]| -> Vec<Vec<u8>> {
+            let mut words: Vec<Vec<u8>> = patterns
+                .iter()
+                .chain([&WRAPPERS])
+                .flat_map(|p| p.split(|c: char| !c.is_ascii_alphabetic()))
+                .filter(|w| w.len() > 1)
+                .map(|w| w.as_bytes().to_vec())
+                .collect();
+            words.sort();
+            words.dedup();
+            words
+        };
+        let prefiltered = [
+            ("xss", &sets.xss, XSS_BYTES, words(XSS)),
+            ("lfi", &sets.lfi, LFI_BYTES, words(LFI)),
+        ];
+        let views = corpus_views();
+        for (class, set, table, words) in prefiltered {
+            let flagged = views.iter().filter(|v| set.is_match(v));
+            for view in flagged {
+                assert!(
+                    holds(view, table),
+                    "{class}: {:?}",
+                    String::from_utf8_lossy(view)
+                );
+            }
+            let tokens: Vec<Vec<u8>> = (0u8..=255)
+                .filter(|b| !table.contains(b))
+                .filter(|b| b.is_ascii_graphic() || b" \t\n".contains(b))
+                .map(|b| vec![b])
+                .chain(words)
+                .collect();
+            proptest!(ProptestConfig::with_cases(20_000), |(value in proptest::collection::vec(
+                proptest::sample::select(tokens.clone()), 0..12))| {
+                let value = value.concat();
+                prop_assert!(!set.is_match(&value), "{}: {:?}", class, String::from_utf8_lossy(&value));
+            });
+        }
+    }
+
     #[test]
     fn command_line_undoes_shell_quoting() {
         let table = [
@@ -528,6 +605,19 @@ mod tests {
         ];
         for (input, want) in table {
             assert_eq!(command_line(input.as_bytes()), want.as_bytes(), "{input}");
+        }
+        // A value with nothing to undo is its own command line, not a copy.
+        assert!(matches!(
+            command_line(b"ping -c 1 host; cat /etc/passwd"),
+            Cow::Borrowed(b"ping -c 1 host; cat /etc/passwd")
+        ));
+        // Each byte the rewriting handles makes a copy, whatever its place.
+        for byte in [b'\\', b'\'', b'"', b'^', b'$', b','] {
+            assert!(
+                matches!(command_line(&[b'a', byte, b'b']), Cow::Owned(_)),
+                "{}",
+                byte as char
+            );
         }
     }
 }
