@@ -222,7 +222,7 @@ impl Fields {
     /// or a font are full of paths, commands and markup), but over the fields a lenient form
     /// parser reads out of it, Python's `parse_qs` say, which an application may run whatever the
     /// content type: each `NAME=VALUE` between `&`s (or at the start) whose name looks like a
-    /// parameter's ([`form_name`]), and the value up to the next `&` as [`words`] reads it,
+    /// parameter's ([`parameter_name`]), and the value up to the next `&` as [`words`] reads it,
     /// percent-decoded, read whole (bounded by the body's size) and trusted less
     /// ([`Origin::BinaryForm`]: strong signatures only), since most such values are chance bytes.
     /// The one attack that travels as binary, a serialised Java object, is looked for by its
@@ -235,13 +235,12 @@ impl Fields {
             let Some((name, value)) = pair
                 .iter()
                 .position(|b| *b == b'=')
-                .map(|at| (&pair[..at], &pair[at + 1..]))
-                .filter(|(name, _)| form_name(name))
+                .and_then(|at| Some((parameter_name(&pair[..at])?, &pair[at + 1..])))
             else {
                 continue;
             };
-            let field = format!("body:{}", label(name));
-            self.push_whole(field.clone(), Origin::BinaryForm, name.to_vec());
+            let field = format!("body:{}", label(&name));
+            self.push_whole(field.clone(), Origin::BinaryForm, name);
             self.push_whole(
                 field,
                 Origin::BinaryForm,
@@ -438,16 +437,20 @@ fn words(value: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Whether `name` looks like the name of a parameter an application reads: 1 to 64 bytes, a
-/// letter or `_` first, then letters, digits, `_`, `-`, `.`, `[` and `]` (`q`, `user_id`,
-/// `items[0].name`). Anything else before a `=` in a binary body (a digit, a sign, an escape) is
-/// chance; an attacker who means the field names it plainly.
-fn form_name(name: &[u8]) -> bool {
-    (1..=64).contains(&name.len())
-        && (name[0].is_ascii_alphabetic() || name[0] == b'_')
-        && name
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || b"_-.[]".contains(b))
+/// `raw` decoded as a form parser decodes a name, when it looks like the name of a parameter an
+/// application reads: as sent, at most 192 bytes of letters, digits, `_ - . [ ]`, percent-escapes
+/// and `+`; decoded, 1 to 64 bytes, a letter or `_` first, then letters, digits and `_ - . [ ]`
+/// (`q`, `user_id`, `items[0].name`, or `%71` for `q`). Anything else before a `=` in a binary
+/// body (a digit or a sign first, other bytes) is chance.
+fn parameter_name(raw: &[u8]) -> Option<Vec<u8>> {
+    let plain = |b: &u8| b.is_ascii_alphanumeric() || b"_-.[]".contains(b);
+    if raw.is_empty() || raw.len() > 192 || !raw.iter().all(|b| plain(b) || b"%+".contains(b)) {
+        return None;
+    }
+    let name = percent_lenient(raw, true);
+    let first = *name.first()?;
+    ((first.is_ascii_alphabetic() || first == b'_') && name.len() <= 64 && name.iter().all(plain))
+        .then_some(name)
 }
 
 /// The value of `name=value` or `name="value"` among the `;`-separated parameters of a header.
@@ -726,11 +729,13 @@ mod tests {
                     ("body:c", b" ;id  <svg onload=x> ;id", true),
                 ],
             ),
-            // Only names that look like a parameter's: not a digit, a sign or an escape first.
+            // Only names that look like a parameter's once decoded: not a digit or a sign first.
             (
                 "font/ttf",
-                b"\x00\x01&1=a&-=b&%71=c&9C=d&_k=e&items[0].id=f",
+                b"\x00\x01&1=a&-=b&%71=c&9C=d&%2d=x&_k=e&items[0].id=f",
                 &[
+                    ("body:q", b"q", true),
+                    ("body:q", b"c", true),
                     ("body:_k", b"_k", true),
                     ("body:_k", b"e", true),
                     ("body:items[0].id", b"items[0].id", true),

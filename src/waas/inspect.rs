@@ -334,6 +334,8 @@ mod tests {
         type Case<'a> = (&'a [u8], Vec<(&'a str, String)>);
         let table: &[Case] = &[
             (b"&q=%27+OR+1%3D1--&n=2", found("sqli", "body:q")),
+            // A name escaped as a form parser decodes it is the same field.
+            (b"&%71=%27+OR+1%3D1--", found("sqli", "body:q")),
             (
                 b"&q=x%3Cscript%3Ealert(1)%3C/script%3E",
                 found("xss", "body:q"),
