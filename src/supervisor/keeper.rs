@@ -138,12 +138,23 @@ fn keep(defender: Pid, signals: &SignalFd) -> ! {
     }
 }
 
-/// On the defender's own fatal paths (a panic: the release build aborts after the hook), kill the
-/// whole workload first, so that nothing runs on unsupervised even without a keeper.
+/// On the defender's own fatal paths (a panic), kill the whole workload first, so that nothing
+/// runs on unsupervised even without a keeper, then abort. The release build unwinds only so that
+/// the firewall's proxy can contain a panic in one request ([`crate::waas::contain`]): a panic in
+/// such a scope is logged and unwinds to it; any other (the seccomp supervisor's, a sensor's, the
+/// proxy's own outside a request) ends the defender from here, before any unwinding, as
+/// `panic = "abort"` would.
 pub fn kill_workload_on_panic() {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
+        if crate::waas::contain::active() {
+            log::error!(
+                "web application firewall: {info} (contained: that request or connection fails closed)"
+            );
+            return;
+        }
         previous(info);
         process::signal_descendants(std::process::id() as i32, Signal::SIGKILL);
+        std::process::abort();
     }));
 }

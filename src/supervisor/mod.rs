@@ -119,7 +119,6 @@ fn io_err<E: Into<io::Error>>(context: &'static str) -> impl FnOnce(E) -> Superv
 
 /// Starts the command under the filter and supervises it; returns the status to exit with.
 pub fn run(cfg: RunConfig) -> Result<ExitStatus, SupervisorError> {
-    keeper::kill_workload_on_panic();
     let features = seccomp::probe()?;
     let program = Program::find(&cfg.command)?;
 

@@ -16,6 +16,9 @@ pub enum Origin {
     ProtocolHeader,
     Cookie,
     Body,
+    /// A field a lenient form parser reads out of a binary body (`body:NAME`): most such values
+    /// are chance bytes, so only strong signatures apply (`rules::matches_strong`).
+    BinaryForm,
 }
 
 /// One field: its audit name (`query:id`), where it came from, and its decoded forms.
@@ -218,13 +221,12 @@ impl Fields {
     /// `;id` and `<a on..=` often enough in an upload of a few MiB, and the strings of a program
     /// or a font are full of paths, commands and markup), but over the fields a lenient form
     /// parser reads out of it, Python's `parse_qs` say, which an application may run whatever the
-    /// content type: each `NAME=VALUE` between `&`s (or at the start) whose name is a field name
-    /// ([`form_name`]), and the value up to the next `&` as [`words`] reads it, both
-    /// percent-decoded and read whole (together bounded by the body's size). Measured on real
-    /// files uploaded as bodies (docs/waas.md, "Binary bodies"), this flags few: the text before a
-    /// `=` in a binary file is seldom a bare name after a `&`. The one attack that travels as binary, a serialised
-    /// Java object, is looked for by its stream magic, wherever it is, inspected alone (the code
-    /// injection signatures know it).
+    /// content type: each `NAME=VALUE` between `&`s (or at the start) whose name looks like a
+    /// parameter's ([`parameter_name`]), and the value up to the next `&` as [`words`] reads it,
+    /// percent-decoded, read whole (bounded by the body's size) and trusted less
+    /// ([`Origin::BinaryForm`]: strong signatures only), since most such values are chance bytes.
+    /// The one attack that travels as binary, a serialised Java object, is looked for by its
+    /// stream magic, wherever it is, inspected alone (the code injection signatures know it).
     fn binary(&mut self, body: &[u8]) {
         if find(body, JAVA_STREAM_MAGIC).is_some() {
             self.push("body".to_owned(), Origin::Body, JAVA_STREAM_MAGIC.to_vec());
@@ -233,15 +235,17 @@ impl Fields {
             let Some((name, value)) = pair
                 .iter()
                 .position(|b| *b == b'=')
-                .map(|at| (&pair[..at], &pair[at + 1..]))
-                .filter(|(name, _)| form_name(name))
+                .and_then(|at| Some((parameter_name(&pair[..at])?, &pair[at + 1..])))
             else {
                 continue;
             };
-            let name = percent_lenient(name, true);
             let field = format!("body:{}", label(&name));
-            self.push_whole(field.clone(), Origin::Body, name);
-            self.push_whole(field, Origin::Body, percent_lenient(&words(value), true));
+            self.push_whole(field.clone(), Origin::BinaryForm, name);
+            self.push_whole(
+                field,
+                Origin::BinaryForm,
+                percent_lenient(&words(value), true),
+            );
         }
     }
 
@@ -433,14 +437,20 @@ fn words(value: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Whether `name` is what an application names a form field: 1 to 64 bytes of letters, digits,
-/// `_`, `-`, `.`, `[`, `]`, `:`, percent-escapes and `+`. The name must spell, once decoded, one an
-/// application reads; anything else before a `=` in a binary body is chance.
-fn form_name(name: &[u8]) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || b"_-.[]:%+".contains(b))
+/// `raw` decoded as a form parser decodes a name, when it looks like the name of a parameter an
+/// application reads: as sent, at most 192 bytes of letters, digits, `_ - . [ ]`, percent-escapes
+/// and `+`; decoded, 1 to 64 bytes, a letter or `_` first, then letters, digits and `_ - . [ ]`
+/// (`q`, `user_id`, `items[0].name`, or `%71` for `q`). Anything else before a `=` in a binary
+/// body (a digit or a sign first, other bytes) is chance.
+fn parameter_name(raw: &[u8]) -> Option<Vec<u8>> {
+    let plain = |b: &u8| b.is_ascii_alphanumeric() || b"_-.[]".contains(b);
+    if raw.is_empty() || raw.len() > 192 || !raw.iter().all(|b| plain(b) || b"%+".contains(b)) {
+        return None;
+    }
+    let name = percent_lenient(raw, true);
+    let first = *name.first()?;
+    ((first.is_ascii_alphabetic() || first == b'_') && name.len() <= 64 && name.iter().all(plain))
+        .then_some(name)
 }
 
 /// The value of `name=value` or `name="value"` among the `;`-separated parameters of a header.
@@ -687,7 +697,7 @@ mod tests {
             let (fields, _) = fields(&r);
             fields
                 .into_iter()
-                .filter(|f| f.origin == Origin::Body)
+                .filter(|f| matches!(f.origin, Origin::Body | Origin::BinaryForm))
                 .map(|f| (f.name, f.views[0].clone(), f.whole))
                 .collect::<Vec<_>>()
         };
@@ -717,6 +727,19 @@ mod tests {
                     ("body:q", b"' OR 1=1--", true),
                     ("body:c", b"c", true),
                     ("body:c", b" ;id  <svg onload=x> ;id", true),
+                ],
+            ),
+            // Only names that look like a parameter's once decoded: not a digit or a sign first.
+            (
+                "font/ttf",
+                b"\x00\x01&1=a&-=b&%71=c&9C=d&%2d=x&_k=e&items[0].id=f",
+                &[
+                    ("body:q", b"q", true),
+                    ("body:q", b"c", true),
+                    ("body:_k", b"_k", true),
+                    ("body:_k", b"e", true),
+                    ("body:items[0].id", b"items[0].id", true),
+                    ("body:items[0].id", b"f", true),
                 ],
             ),
             // Text in a binary type, or bytes in a type that is not binary: the whole body.

@@ -95,7 +95,7 @@ pub fn effect_of(app: &App, attack: Attack) -> Effect {
             .rate_limit
             .as_ref()
             .map_or(Effect::Disable, |r| r.effect),
-        Attack::DeniedSource | Attack::Banned => Effect::Prevent,
+        Attack::DeniedSource | Attack::Banned | Attack::InternalError => Effect::Prevent,
         other => app.protections.effect(other).unwrap_or(Effect::Disable),
     }
 }

@@ -6,6 +6,7 @@
 //! Data flows as everywhere else in the defender: a request becomes plain data ([`Request`]), the
 //! pure inspection ([`inspect`]) finds attacks in it, the app's effects decide, the audit goes out.
 
+pub mod contain;
 mod decode;
 mod fields;
 pub mod guard;

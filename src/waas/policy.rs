@@ -115,7 +115,11 @@ impl Protections {
             Attack::Shellshock => self.shellshock,
             Attack::AttackTools => self.attack_tools,
             Attack::MalformedRequest => self.malformed_request,
-            Attack::DeniedSource | Attack::RateLimit | Attack::ApiViolation | Attack::Banned => {
+            Attack::DeniedSource
+            | Attack::RateLimit
+            | Attack::ApiViolation
+            | Attack::Banned
+            | Attack::InternalError => {
                 return None;
             }
         })
@@ -169,6 +173,8 @@ pub enum Attack {
     RateLimit,
     ApiViolation,
     Banned,
+    /// The firewall itself failed on the request (a panic, contained): refused, never passed.
+    InternalError,
 }
 
 impl Attack {
@@ -187,6 +193,7 @@ impl Attack {
             Attack::RateLimit => "rateLimit",
             Attack::ApiViolation => "apiViolation",
             Attack::Banned => "banned",
+            Attack::InternalError => "internalError",
         }
     }
 }

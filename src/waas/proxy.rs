@@ -35,6 +35,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
+use super::contain::{Contained, Panicked};
 use super::guard::{self, Bans, Buckets, Verdict};
 use super::inspect::{self, Finding};
 use super::live::{InForce, Live};
@@ -315,7 +316,14 @@ async fn accept_loop(
                     Err(e) => return log::warn!("waas: a connection from {peer}: {e}"),
                 },
             };
-            connection(stream, peer, front, shared, state).await;
+            // A panic in serving the connection (hyper's parser, a response streamed) ends this
+            // connection only: closed, as after any error; the panic hook logged it.
+            if let Err(e) = Contained::new(connection(stream, peer, front, shared, state)).await {
+                log::warn!(
+                    "waas: port {}: the connection from {peer} ended: {e}",
+                    front.port
+                );
+            }
             drop((serving, permit));
         });
     }
@@ -421,7 +429,13 @@ async fn connection(
         let conn = served_by.clone();
         async move {
             let answering = Answering::new(conn.clone());
-            let response = conn.request(req).await;
+            let (method, uri) = (req.method().clone(), req.uri().clone());
+            // A panic while this request is inspected or forwarded fails it closed: refused and
+            // audited, never passed on (docs/waas.md, "Panics").
+            let response = match Contained::new(conn.request(req)).await {
+                Ok(response) => response,
+                Err(panicked) => conn.failed(&method, &uri, &panicked),
+            };
             Ok::<_, Infallible>(response.map(|body| Answer {
                 body,
                 _answering: answering,
@@ -597,6 +611,27 @@ fn refusal(request_id: &str, close: bool) -> Response<Body> {
     r
 }
 
+/// The answer to a request the firewall failed on (a contained panic): 500, the request id in a
+/// header and in the body, and the connection closed (what the panic left of its state, the
+/// client's body half read or the application's connection half used, is not reused).
+fn internal_error(request_id: &str) -> Response<Body> {
+    let body = format!(
+        "The web application firewall failed on this request; it was not passed on.\nRequest id: {request_id}\n"
+    );
+    let mut r = Response::new(Either::Right(Full::new(Bytes::from(body))));
+    *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    let headers = r.headers_mut();
+    headers.insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        headers.insert(REQUEST_ID_HEADER, v);
+    }
+    headers.insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
 fn bad_gateway() -> Response<Body> {
     let mut r = Response::new(Either::Right(Full::new(Bytes::from_static(
         b"The application behind the web application firewall cannot be reached.\n",
@@ -763,6 +798,41 @@ impl Conn {
         self.forward(req, Some(body)).await
     }
 
+    /// The answer to a request whose inspection or forwarding panicked: audited as an
+    /// `internalError` refused, under the rule in force now (none: no rule name).
+    fn failed(
+        &self,
+        method: &hyper::Method,
+        uri: &hyper::Uri,
+        panicked: &Panicked,
+    ) -> Response<Body> {
+        log::error!(
+            "waas: port {}: {method} {uri} from {}: refused, the firewall {panicked}",
+            self.front.port,
+            self.source
+        );
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let in_force = self.shared.live.current();
+        let rule = in_force.rule.as_deref().map_or("", |r| r.name.as_str());
+        let url = uri.to_string();
+        let seen = Seen {
+            method: method.as_str(),
+            url: &url,
+            source: self.source,
+            field: "request",
+            request_id: &request_id,
+        };
+        audit_finding(
+            &self.shared,
+            rule,
+            self.front.port,
+            Attack::InternalError,
+            Effect::Prevent,
+            &seen,
+        );
+        internal_error(&request_id)
+    }
+
     /// Whether `effect` refuses the request; a `ban` also bans its source.
     fn refuses(&self, app: &App, effect: Effect, now: Instant) -> bool {
         if effect == Effect::Ban {
@@ -842,12 +912,13 @@ impl Conn {
         {
             let app_side = hyper::upgrade::on(&mut resp);
             *slot = None;
-            tokio::spawn(async move {
+            // Contained: a panic ends this tunnel only.
+            tokio::spawn(Contained::new(async move {
                 if let (Ok(c), Ok(a)) = (client_side.await, app_side.await) {
                     let (mut c, mut a) = (TokioIo::new(c), TokioIo::new(a));
                     let _ = tokio::io::copy_bidirectional(&mut c, &mut a).await;
                 }
-            });
+            }));
             return resp.map(Either::Left);
         }
         // A short body of declared length is read whole before the head goes out, so that the
@@ -880,9 +951,11 @@ impl Conn {
             .preserve_header_case(true)
             .handshake(TokioIo::new(stream))
             .await?;
-        tokio::spawn(async move {
+        // Contained: a panic ends this connection to the application only (its client's next
+        // request gets a 502).
+        tokio::spawn(Contained::new(async move {
             let _ = connection.with_upgrades().await;
-        });
+        }));
         Ok(sender)
     }
 }

@@ -10,6 +10,7 @@
 //! `regex` crate matches in time linear in the input: no catastrophic backtracking) and matched
 //! case-insensitively on bytes.
 
+use std::borrow::Cow;
 use std::sync::OnceLock;
 
 use regex::bytes::{RegexSet, RegexSetBuilder};
@@ -55,6 +56,11 @@ const XSS: &[&str] = &[
     r"\b(?:alert|prompt|confirm)\s*(?:\(|`)|\bdocument\s*\.\s*(?:cookie|domain|write)\b|\bwindow\s*\.\s*location\b",
     r"\[\]\[\(!\[\]|\(!\[\]\+\[\]\)",
 ];
+
+/// Of [`XSS`], the expressions that need a tag of script or active content, or a tag with an
+/// event handler: what the weaker-trusted fields of a binary body are matched with
+/// ([`matches_strong`]).
+const XSS_TAGS: usize = 2;
 
 /// Unix commands whose names are also words of prose or of forms ("cat", "time", "more",
 /// "python"): one counts only with what a command line puts after it (`{plain}` in [`CMDI`]).
@@ -172,6 +178,8 @@ const SHELLSHOCK: &[&str] = &[r"^\s*\(\s*\)\s*\{"];
 struct Sets {
     sqli: RegexSet,
     xss: RegexSet,
+    xss_tags: RegexSet,
+    cmdi_strong: RegexSet,
     cmdi: RegexSet,
     cmdi_raw: RegexSet,
     code: RegexSet,
@@ -200,6 +208,8 @@ fn sets() -> &'static Sets {
         Sets {
             sqli: set(SQLI),
             xss: set(XSS),
+            xss_tags: set(&XSS[..XSS_TAGS]),
+            cmdi_strong: set(&[command_pattern(CMDI[0])]),
             cmdi: set(&CMDI.iter().map(|p| command_pattern(p)).collect::<Vec<_>>()),
             cmdi_raw: set(&CMDI_RAW
                 .iter()
@@ -240,13 +250,42 @@ pub fn matches(attack: Attack, value: &[u8]) -> bool {
         }
         Attack::Xss => {
             (may_be_markup(value) && libinjectionrs::detect_xss(value).is_injection())
-                || sets.xss.is_match(value)
+                || (holds(value, XSS_BYTES) && sets.xss.is_match(value))
         }
         Attack::Cmdi => sets.cmdi.is_match(&command_line(value)) || sets.cmdi_raw.is_match(value),
         Attack::CodeInjection => sets.code.is_match(value),
-        Attack::Lfi => sets.lfi.is_match(value),
+        Attack::Lfi => holds(value, LFI_BYTES) && sets.lfi.is_match(value),
         Attack::Shellshock => sets.shellshock.is_match(value),
         Attack::AttackTools => sets.tools.is_match(value),
+        _ => false,
+    }
+}
+
+/// The fewest tokens in libinjection's fingerprint of an SQL injection for [`matches_strong`]:
+/// `' OR 1=1--` is `s&1c`, four; a chance flag on binary bytes is mostly one or two (a bare
+/// string and a comment, `sc`).
+const STRONG_SQLI_TOKENS: usize = 3;
+
+/// Whether `value` carries `attack` by a strong signature only: for the fields a lenient form
+/// parser reads out of a binary body, where every value is the bytes up to the next `&` and most
+/// of them are chance (docs/waas.md, "Binary bodies"). SQL injection: libinjection's verdict with
+/// a fingerprint of at least [`STRONG_SQLI_TOKENS`] tokens; XSS: a tag of script or active
+/// content, or a tag with an event handler; command injection: a command after a separator or in
+/// a substitution; Shellshock: as anywhere. The other classes' signatures (history escapes, globs,
+/// paths, code fragments) match binary bytes by chance too often and are not run on such fields.
+pub fn matches_strong(attack: Attack, value: &[u8]) -> bool {
+    let sets = sets();
+    match attack {
+        Attack::Sqli => {
+            let found = libinjectionrs::detect_sqli(value);
+            found.is_injection()
+                && found
+                    .fingerprint
+                    .is_some_and(|f| f.as_str().len() >= STRONG_SQLI_TOKENS)
+        }
+        Attack::Xss => sets.xss_tags.is_match(value),
+        Attack::Cmdi => sets.cmdi_strong.is_match(&command_line(value)),
+        Attack::Shellshock => sets.shellshock.is_match(value),
         _ => false,
     }
 }
@@ -265,10 +304,38 @@ pub fn tool_header(name: &str) -> bool {
     TOOL_HEADERS.iter().any(|t| name.eq_ignore_ascii_case(t))
 }
 
+/// Whether `value` holds one of `bytes`: `memchr`'s vectorised search, three bytes a pass (a
+/// byte-by-byte loop cost a tenth of the inspection of a 64 KiB form).
+fn holds(value: &[u8], bytes: &[u8]) -> bool {
+    bytes.chunks(3).any(|c| match *c {
+        [a, b, c] => memchr::memchr3(a, b, c, value).is_some(),
+        [a, b] => memchr::memchr2(a, b, value).is_some(),
+        [a] => memchr::memchr(a, value).is_some(),
+        _ => false,
+    })
+}
+
+/// The bytes [`command_line`] rewrites.
+const REWRITTEN: &[u8] = b"\\'\"^$,";
+
+/// Every expression of [`XSS`] needs one of these bytes: a tag's `<`, an attribute's `=`, a
+/// scheme's or a style's `:`, a call's `(` or a template's backquote, a property's `.`, JSFuck's
+/// `[`. A value without any (plain words and numbers) is not scanned by the set;
+/// `prefilters_are_necessary` checks it.
+const XSS_BYTES: &[u8] = b"<=:(`.[";
+
+/// Every expression of [`LFI`] (and [`WRAPPERS`]) needs one of these bytes: a traversal's or a
+/// file name's `.`, a path's `/` or `\`.
+const LFI_BYTES: &[u8] = b"./\\";
+
 /// `value` as a shell would run it, for the command signatures: the characters shells drop from
 /// a word (`\`, quotes, `^` of cmd.exe) deleted, the empty expansions (`$@`, `$*`, `${x:0:0}`-like
-/// tricks are left to the signatures) deleted, `${IFS}` and `,` made spaces.
-fn command_line(value: &[u8]) -> Vec<u8> {
+/// tricks are left to the signatures) deleted, `${IFS}` and `,` made spaces. A value with none
+/// of those bytes (most text) is its own command line: borrowed, not copied.
+fn command_line(value: &[u8]) -> Cow<'_, [u8]> {
+    if !holds(value, REWRITTEN) {
+        return Cow::Borrowed(value);
+    }
     let mut out = Vec::with_capacity(value.len());
     let mut i = 0;
     while i < value.len() {
@@ -284,7 +351,7 @@ fn command_line(value: &[u8]) -> Vec<u8> {
         }
         i += 1;
     }
-    out
+    Cow::Owned(out)
 }
 
 #[cfg(test)]
@@ -479,6 +546,54 @@ mod tests {
         });
     }
 
+    /// The byte prefilters of the XSS and LFI sets are necessary conditions: every value of the
+    /// three corpora the set flags has one of the bytes, and no value made without them matches
+    /// the set: random sequences of the words the expressions name (each run of letters in their
+    /// source: `script`, `onload`, `passwd`, ...) and of every other printable byte.
+    #[test]
+    fn prefilters_are_necessary() {
+        use proptest::prelude::*;
+        let sets = sets();
+        let words = |patterns: &[&str]| -> Vec<Vec<u8>> {
+            let mut words: Vec<Vec<u8>> = patterns
+                .iter()
+                .chain([&WRAPPERS])
+                .flat_map(|p| p.split(|c: char| !c.is_ascii_alphabetic()))
+                .filter(|w| w.len() > 1)
+                .map(|w| w.as_bytes().to_vec())
+                .collect();
+            words.sort();
+            words.dedup();
+            words
+        };
+        let prefiltered = [
+            ("xss", &sets.xss, XSS_BYTES, words(XSS)),
+            ("lfi", &sets.lfi, LFI_BYTES, words(LFI)),
+        ];
+        let views = corpus_views();
+        for (class, set, table, words) in prefiltered {
+            let flagged = views.iter().filter(|v| set.is_match(v));
+            for view in flagged {
+                assert!(
+                    holds(view, table),
+                    "{class}: {:?}",
+                    String::from_utf8_lossy(view)
+                );
+            }
+            let tokens: Vec<Vec<u8>> = (0u8..=255)
+                .filter(|b| !table.contains(b))
+                .filter(|b| b.is_ascii_graphic() || b" \t\n".contains(b))
+                .map(|b| vec![b])
+                .chain(words)
+                .collect();
+            proptest!(ProptestConfig::with_cases(20_000), |(value in proptest::collection::vec(
+                proptest::sample::select(tokens.clone()), 0..12))| {
+                let value = value.concat();
+                prop_assert!(!set.is_match(&value), "{}: {:?}", class, String::from_utf8_lossy(&value));
+            });
+        }
+    }
+
     #[test]
     fn command_line_undoes_shell_quoting() {
         let table = [
@@ -490,6 +605,19 @@ mod tests {
         ];
         for (input, want) in table {
             assert_eq!(command_line(input.as_bytes()), want.as_bytes(), "{input}");
+        }
+        // A value with nothing to undo is its own command line, not a copy.
+        assert!(matches!(
+            command_line(b"ping -c 1 host; cat /etc/passwd"),
+            Cow::Borrowed(b"ping -c 1 host; cat /etc/passwd")
+        ));
+        // Each byte the rewriting handles makes a copy, whatever its place.
+        for byte in [b'\\', b'\'', b'"', b'^', b'$', b','] {
+            assert!(
+                matches!(command_line(&[b'a', byte, b'b']), Cow::Owned(_)),
+                "{}",
+                byte as char
+            );
         }
     }
 }
