@@ -270,9 +270,27 @@ fn database(pg: &PgServer) -> String {
     )
 }
 
+/// A process killed when dropped unless taken first (a test that fails leaves none behind).
+struct Killed(Option<Child>);
+
+impl Killed {
+    fn take(&mut self) -> Child {
+        self.0.take().expect("taken once")
+    }
+}
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// HAProxy in front of `consoles`, health-checked by `/readyz`, sending everything to the first
 /// instance that is up (so that a test knows which one a defender talks to); its URL.
-fn balancer(dir: &Path, consoles: &[&Console]) -> (Child, String) {
+fn balancer(dir: &Path, consoles: &[&Console]) -> (Killed, String) {
     let port = console::free_port();
     let servers: String = consoles
         .iter()
@@ -290,14 +308,16 @@ fn balancer(dir: &Path, consoles: &[&Console]) -> (Child, String) {
         ),
     )
     .unwrap();
-    let child = Command::new(require("haproxy"))
-        .arg("-db")
-        .arg("-f")
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = Killed(Some(
+        Command::new(require("haproxy"))
+            .arg("-db")
+            .arg("-f")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    ));
     let url = format!("http://127.0.0.1:{port}");
     let health = format!("{url}/healthz");
     assert!(
@@ -320,18 +340,18 @@ fn behind_a_load_balancer_a_killed_instance_loses_no_audit_and_doubles_none() {
     let pg = PgServer::start();
     let w = World::new();
     let mut consoles = fleet(&pg, &w.path("fleet"), 2);
-    let (mut haproxy, url) = balancer(&w.path("."), &[&consoles[0], &consoles[1]]);
+    let (haproxy, url) = balancer(&w.path("."), &[&consoles[0], &consoles[1]]);
     consoles[0].put_policy(
         r#"{"rules": [{"name": "watch true", "collections": {"containers": ["test-container"]},
             "processes": {"effect": "alert", "deny": ["/bin/true"]}}]}"#,
     );
-    let child: Child = spawn_piped(&mut console::defender(
+    let mut child = Killed(Some(spawn_piped(&mut console::defender(
         &w,
         &url,
         &w.path("state"),
         &[],
         &["sh", "-c", PHASES],
-    ));
+    ))));
     // Launches, as the console counts them: the defender sends repeats as one event with a count.
     let at_console = |c: &Console| -> u64 {
         c.audits("container=test-container&process=/bin/true&limit=10000")
@@ -373,10 +393,9 @@ fn behind_a_load_balancer_a_killed_instance_loses_no_audit_and_doubles_none() {
         consoles[1].log()
     );
     std::fs::write(w.path("stop"), "").unwrap();
-    let out = finish_within(child, HANG_GUARD);
+    let out = finish_within(child.take(), HANG_GUARD);
     assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
-    let _ = haproxy.kill();
-    let _ = haproxy.wait();
+    drop(haproxy);
 
     let launches = w.audits_of("process");
     let local: BTreeSet<String> = launches
