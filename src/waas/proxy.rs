@@ -593,10 +593,32 @@ fn audit_finding(shared: &Shared, rule: &str, port: u16, attack: Attack, effect:
 /// The firewall's refusal: 403, the request id in a header and in the body. `close`: the
 /// connection ends after it (a body left unread, a denied source).
 fn refusal(request_id: &str, close: bool) -> Response<Body> {
-    let body =
-        format!("Request refused by the web application firewall.\nRequest id: {request_id}\n");
+    answer(
+        StatusCode::FORBIDDEN,
+        "Request refused by the web application firewall.",
+        request_id,
+        close,
+    )
+}
+
+/// The answer to a request the firewall failed on (a contained panic): 500, the request id in a
+/// header and in the body, and the connection closed (what the panic left of its state, the
+/// client's body half read or the application's connection half used, is not reused).
+fn internal_error(request_id: &str) -> Response<Body> {
+    answer(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "The web application firewall failed on this request; it was not passed on.",
+        request_id,
+        true,
+    )
+}
+
+/// An answer of the firewall's own: `status`, `text` and the request id as plain text, the id in
+/// a header too, and `Connection: close` when `close`.
+fn answer(status: StatusCode, text: &str, request_id: &str, close: bool) -> Response<Body> {
+    let body = format!("{text}\nRequest id: {request_id}\n");
     let mut r = Response::new(Either::Right(Full::new(Bytes::from(body))));
-    *r.status_mut() = StatusCode::FORBIDDEN;
+    *r.status_mut() = status;
     let headers = r.headers_mut();
     headers.insert(
         hyper::header::CONTENT_TYPE,
@@ -608,27 +630,6 @@ fn refusal(request_id: &str, close: bool) -> Response<Body> {
     if close {
         headers.insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
     }
-    r
-}
-
-/// The answer to a request the firewall failed on (a contained panic): 500, the request id in a
-/// header and in the body, and the connection closed (what the panic left of its state, the
-/// client's body half read or the application's connection half used, is not reused).
-fn internal_error(request_id: &str) -> Response<Body> {
-    let body = format!(
-        "The web application firewall failed on this request; it was not passed on.\nRequest id: {request_id}\n"
-    );
-    let mut r = Response::new(Either::Right(Full::new(Bytes::from(body))));
-    *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-    let headers = r.headers_mut();
-    headers.insert(
-        hyper::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    if let Ok(v) = HeaderValue::from_str(request_id) {
-        headers.insert(REQUEST_ID_HEADER, v);
-    }
-    headers.insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
     r
 }
 
