@@ -102,7 +102,7 @@ impl Metrics {
         );
         r.register_with_unit(
             "database_size",
-            "The database on disk: its file and its write-ahead log",
+            "The database on disk: SQLite's file and write-ahead log, or PostgreSQL's pg_database_size",
             Unit::Bytes,
             m.database_size.clone(),
         );
