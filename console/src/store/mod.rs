@@ -38,6 +38,50 @@ pub struct StoreError {
     source: Box<dyn std::error::Error + Send + Sync>,
 }
 
+impl StoreError {
+    /// An error of a message of ours.
+    fn message(message: String) -> StoreError {
+        StoreError {
+            source: message.into(),
+        }
+    }
+}
+
+/// A database written by a newer console than this one: opening it could misread its rows.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the database is at schema version {found}, newer than this console's {known}: run the newer \
+     console"
+)]
+struct TooNew {
+    found: i64,
+    known: usize,
+}
+
+impl TooNew {
+    /// The error of a database at schema version `found`, when this console knows `known`.
+    fn error(found: i64, known: usize) -> StoreError {
+        StoreError {
+            source: Box::new(TooNew { found, known }),
+        }
+    }
+}
+
+/// The table of a document's revisions, in both stores (a name of ours, never a value from
+/// outside).
+fn table(doc: Doc) -> &'static str {
+    match doc {
+        Doc::Runtime => "policies",
+        Doc::Waas => "waas_policies",
+    }
+}
+
+/// The columns of a [`StoredPolicy`], in the order both stores read them.
+const POLICY_COLUMNS: &str = "revision, document, updated, author";
+
+/// The columns of a [`TokenRecord`], in the order both stores read them.
+const TOKEN_COLUMNS: &str = "name, role, hash, collections, created, last_used, revoked";
+
 /// A revision of the policy document.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredPolicy {

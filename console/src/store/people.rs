@@ -4,7 +4,9 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{ActivityEntry, ActivityQuery, SessionRecord, StoreError, TokenRecord, UserRecord};
+use super::{
+    ActivityEntry, ActivityQuery, SessionRecord, StoreError, TOKEN_COLUMNS, TokenRecord, UserRecord,
+};
 
 /// Migration: the people's tables, and the token that delivered each audit (`source`).
 pub(super) const PEOPLE_SCHEMA: &str = "
@@ -132,8 +134,6 @@ pub(super) fn add_token(c: &Connection, t: &TokenRecord) -> Result<bool, StoreEr
         params![t.name, t.role, t.hash, t.collections, t.created],
     )? == 1)
 }
-
-const TOKEN_COLUMNS: &str = "name, role, hash, collections, created, last_used, revoked";
 
 fn token_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRecord> {
     Ok(TokenRecord {

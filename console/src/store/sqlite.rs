@@ -19,9 +19,9 @@ use super::sql::{Dialect, Reader, Value};
 use super::writer::{Priority, Writer};
 use super::{
     ActivityEntry, ActivityQuery, AuditField, AuditQuery, Beat, Bucket, DefenderSeen, Expired,
-    Heartbeat, Lease, Observation, Put, Revision, SessionRecord, Store, StoreError, StoredEvent,
-    StoredPolicy, Summary, TokenRecord, UserRecord, audits, deliveries, observations, people,
-    rollup,
+    Heartbeat, Lease, Observation, POLICY_COLUMNS, Put, Revision, SessionRecord, Store, StoreError,
+    StoredEvent, StoredPolicy, Summary, TokenRecord, TooNew, UserRecord, audits, deliveries,
+    observations, people, rollup, table,
 };
 use crate::documents::Doc;
 use crate::events::{Event, MAX_BATCH};
@@ -110,14 +110,6 @@ const WAAS_POLICIES: &str = "CREATE TABLE waas_policies (
     author   TEXT
 );";
 
-/// The table of a document's revisions (a name of ours, never a value from outside).
-fn table(doc: Doc) -> &'static str {
-    match doc {
-        Doc::Runtime => "policies",
-        Doc::Waas => "waas_policies",
-    }
-}
-
 /// Migration 7: `waas` audits' `method`, `url`, `sourceIp`, `field`, `requestId`; the ports each
 /// defender's firewall protects (a JSON array of port numbers, as its heartbeat says).
 const WAAS_FIELDS: &str = "ALTER TABLE audits ADD COLUMN method TEXT;
@@ -134,9 +126,6 @@ const REVISION_AUTHORS: &str = "ALTER TABLE policies ADD COLUMN author TEXT;";
 /// How long [`Store::ready`] waits for a lock held by a write before it answers "not ready".
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The columns of a [`StoredPolicy`], in the order [`stored_policy`] reads them.
-const POLICY_COLUMNS: &str = "revision, document, updated, author";
-
 fn stored_policy(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredPolicy> {
     Ok(StoredPolicy {
         revision: r.get::<_, i64>(0)? as u64,
@@ -144,17 +133,6 @@ fn stored_policy(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredPolicy> {
         updated: r.get(2)?,
         by: r.get(3)?,
     })
-}
-
-/// A database written by a newer console than this one: opening it could misread its rows.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "the database is at schema version {found}, newer than this console's {known}: run the newer \
-     console"
-)]
-struct TooNew {
-    found: i64,
-    known: usize,
 }
 
 /// The events a transaction of audit batches takes at most (more only for a single larger
@@ -186,13 +164,6 @@ pub struct Sqlite {
 fn identity(path: &Path) -> std::io::Result<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(path).map(|m| (m.dev(), m.ino()))
-}
-
-/// A [`StoreError`] of a message of ours.
-fn failure(message: String) -> StoreError {
-    StoreError {
-        source: message.into(),
-    }
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -260,12 +231,7 @@ fn migrate(c: &mut Connection) -> Result<(), StoreError> {
     let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let applied = usize::try_from(version).unwrap_or(usize::MAX);
     if applied > MIGRATIONS.len() {
-        return Err(StoreError {
-            source: Box::new(TooNew {
-                found: version,
-                known: MIGRATIONS.len(),
-            }),
-        });
+        return Err(TooNew::error(version, MIGRATIONS.len()));
     }
     for migration in &MIGRATIONS[applied..] {
         tx.execute_batch(migration)?;
@@ -714,11 +680,11 @@ impl Store for Sqlite {
         match identity(&self.path) {
             Ok(found) if found == self.opened => {}
             Ok(_) => {
-                return Err(failure(
+                return Err(StoreError::message(
                     "the database file was replaced since the console opened it".into(),
                 ));
             }
-            Err(e) => return Err(failure(format!("the database file: {e}"))),
+            Err(e) => return Err(StoreError::message(format!("the database file: {e}"))),
         }
         // A fresh connection, not the serving ones: it fails as a restart would on a file
         // damaged or made unreadable. Read-write without creating: a missing file is an error,
@@ -731,7 +697,7 @@ impl Store for Sqlite {
         c.busy_timeout(READY_TIMEOUT)?;
         let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if usize::try_from(version).ok() != Some(MIGRATIONS.len()) {
-            return Err(failure(format!(
+            return Err(StoreError::message(format!(
                 "the database file is at schema version {version}, not this console's {}",
                 MIGRATIONS.len()
             )));
@@ -746,7 +712,7 @@ impl Store for Sqlite {
         let len = |p: &Path| match std::fs::metadata(p) {
             Ok(m) => Ok(m.len()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
-            Err(e) => Err(failure(format!("{}: {e}", p.display()))),
+            Err(e) => Err(StoreError::message(format!("{}: {e}", p.display()))),
         };
         Ok(len(&self.path)? + len(Path::new(&wal))?)
     }

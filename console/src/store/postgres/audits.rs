@@ -2,7 +2,7 @@
 //! given in commit order, the rollup's counts and the text search's words kept beside them), and
 //! retention.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use super::{Client, keys};
@@ -148,47 +148,48 @@ async fn add_counts(
     stored: &[&crate::events::Event],
 ) -> Result<(), StoreError> {
     let (hourly, totals) = rollup::changes(stored)?;
-    let n = |t: &rollup::Tally| (t.events as i64, t.n as i64);
-    let (mut field, mut value, mut hour, mut kind, mut effect, mut events, mut sums) =
-        (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
-    for ((f, v, h, k, e), t) in &hourly {
-        field.push(*f);
-        value.push(*v);
-        hour.push(*h);
-        kind.push(*k);
-        effect.push(*e);
-        events.push(n(t).0);
-        sums.push(n(t).1);
-    }
     tx.execute(
         "INSERT INTO audit_counts AS c (field, value, hour, type, effect, events, n) \
          SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], \
                               $6::bigint[], $7::bigint[]) \
          ON CONFLICT (field, value, hour, type, effect) DO UPDATE \
          SET events = c.events + excluded.events, n = c.n + excluded.n",
-        &[&field, &value, &hour, &kind, &effect, &events, &sums],
+        &[
+            &column(&hourly, |k, _| k.0),
+            &column(&hourly, |k, _| k.1),
+            &column(&hourly, |k, _| k.2),
+            &column(&hourly, |k, _| k.3),
+            &column(&hourly, |k, _| k.4),
+            &column(&hourly, |_, t| t.events as i64),
+            &column(&hourly, |_, t| t.n as i64),
+        ],
     )
     .await?;
-    let (mut field, mut value, mut kind, mut effect, mut events, mut sums) =
-        (vec![], vec![], vec![], vec![], vec![], vec![]);
-    for ((f, v, k, e), t) in &totals {
-        field.push(*f);
-        value.push(*v);
-        kind.push(*k);
-        effect.push(*e);
-        events.push(n(t).0);
-        sums.push(n(t).1);
-    }
     tx.execute(
         "INSERT INTO audit_totals AS c (field, value, type, effect, events, n) \
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], \
                               $6::bigint[]) \
          ON CONFLICT (field, value, type, effect) DO UPDATE \
          SET events = c.events + excluded.events, n = c.n + excluded.n",
-        &[&field, &value, &kind, &effect, &events, &sums],
+        &[
+            &column(&totals, |k, _| k.0),
+            &column(&totals, |k, _| k.1),
+            &column(&totals, |k, _| k.2),
+            &column(&totals, |k, _| k.3),
+            &column(&totals, |_, t| t.events as i64),
+            &column(&totals, |_, t| t.n as i64),
+        ],
     )
     .await?;
     Ok(())
+}
+
+/// One column of the rollup's rows, as an `unnest` parameter takes it.
+fn column<K, T>(
+    rows: &BTreeMap<K, rollup::Tally>,
+    value: impl Fn(&K, &rollup::Tally) -> T,
+) -> Vec<T> {
+    rows.iter().map(|(k, t)| value(k, t)).collect()
 }
 
 /// Deletes what is older than `cutoff` (audits by whole hours, the rollup's first), `batch` rows

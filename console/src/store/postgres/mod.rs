@@ -35,8 +35,9 @@ use super::group::{Batch, Group};
 use super::sample::Sample;
 use super::{
     ActivityEntry, ActivityQuery, AuditField, AuditQuery, Beat, Bucket, DefenderSeen, Expired,
-    Heartbeat, Lease, Observation, Put, Revision, SessionRecord, Store, StoreError, StoredEvent,
-    StoredPolicy, Summary, TokenRecord, UserRecord, observations,
+    Heartbeat, Lease, Observation, POLICY_COLUMNS, Put, Revision, SessionRecord, Store, StoreError,
+    StoredEvent, StoredPolicy, Summary, TOKEN_COLUMNS, TokenRecord, TooNew, UserRecord,
+    observations, table,
 };
 use crate::documents::Doc;
 use crate::events::{Event, MAX_BATCH};
@@ -95,15 +96,16 @@ fn tls(ca: Option<&std::path::Path>) -> Result<MakeRustlsConnect, StoreError> {
         Some(path) => {
             let shown = path.display();
             for cert in CertificateDer::pem_file_iter(path)
-                .map_err(|e| failure(format!("--database-ca {shown}: {e}")))?
+                .map_err(|e| StoreError::message(format!("--database-ca {shown}: {e}")))?
             {
-                let cert = cert.map_err(|e| failure(format!("--database-ca {shown}: {e}")))?;
+                let cert =
+                    cert.map_err(|e| StoreError::message(format!("--database-ca {shown}: {e}")))?;
                 roots
                     .add(cert)
-                    .map_err(|e| failure(format!("--database-ca {shown}: {e}")))?;
+                    .map_err(|e| StoreError::message(format!("--database-ca {shown}: {e}")))?;
             }
             if roots.is_empty() {
-                return Err(failure(format!(
+                return Err(StoreError::message(format!(
                     "--database-ca {shown}: no certificate in it"
                 )));
             }
@@ -114,7 +116,7 @@ fn tls(ca: Option<&std::path::Path>) -> Result<MakeRustlsConnect, StoreError> {
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
-    .map_err(|e| failure(format!("TLS to the database: {e}")))?
+    .map_err(|e| StoreError::message(format!("TLS to the database: {e}")))?
     .with_root_certificates(roots)
     .with_no_client_auth();
     Ok(MakeRustlsConnect::new(config))
@@ -158,32 +160,6 @@ impl From<deadpool_postgres::PoolError> for StoreError {
     }
 }
 
-/// A [`StoreError`] of a message of ours.
-fn failure(message: String) -> StoreError {
-    StoreError {
-        source: message.into(),
-    }
-}
-
-/// A database written by a newer console than this one.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "the database is at schema version {found}, newer than this console's {known}: run the newer \
-     console"
-)]
-struct TooNew {
-    found: i64,
-    known: usize,
-}
-
-/// The table of a document's revisions (a name of ours, never a value from outside).
-fn table(doc: Doc) -> &'static str {
-    match doc {
-        Doc::Runtime => "policies",
-        Doc::Waas => "waas_policies",
-    }
-}
-
 fn stored_policy(r: &tokio_postgres::Row) -> StoredPolicy {
     StoredPolicy {
         revision: r.get::<_, i64>(0) as u64,
@@ -202,14 +178,14 @@ impl Postgres {
     /// and creates its tables or brings them up to date.
     pub fn open(url: &str, ca: Option<&std::path::Path>) -> Result<Postgres, StoreError> {
         let config = tokio_postgres::Config::from_str(url)
-            .map_err(|e| failure(format!("not a PostgreSQL URL: {e}")))?;
+            .map_err(|e| StoreError::message(format!("not a PostgreSQL URL: {e}")))?;
         let tls = tls(ca)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("postgres")
             .enable_all()
             .build()
-            .map_err(|e| failure(format!("the database's runtime: {e}")))?;
+            .map_err(|e| StoreError::message(format!("the database's runtime: {e}")))?;
         let manager = Manager::from_config(
             config.clone(),
             tls.clone(),
@@ -225,7 +201,7 @@ impl Postgres {
             .wait_timeout(Some(POOL_WAIT))
             .create_timeout(Some(POOL_WAIT))
             .build()
-            .map_err(|e| failure(format!("the database's connection pool: {e}")))?;
+            .map_err(|e| StoreError::message(format!("the database's connection pool: {e}")))?;
         let changes = Arc::new(Notify::new());
         let store = Postgres {
             pool,
@@ -338,12 +314,7 @@ async fn migrate(c: &mut Client) -> Result<(), StoreError> {
         .get(0);
     let known = MIGRATIONS.len();
     if usize::try_from(applied).map_or(true, |a| a > known) {
-        return Err(StoreError {
-            source: Box::new(TooNew {
-                found: applied,
-                known,
-            }),
-        });
+        return Err(TooNew::error(applied, known));
     }
     for (i, migration) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
         tx.batch_execute(migration).await?;
@@ -361,7 +332,7 @@ impl Store for Postgres {
     fn policy(&self, doc: Doc) -> Result<Option<StoredPolicy>, StoreError> {
         let rows = self.query(
             &format!(
-                "SELECT revision, document, updated, author FROM {} ORDER BY revision DESC LIMIT 1",
+                "SELECT {POLICY_COLUMNS} FROM {} ORDER BY revision DESC LIMIT 1",
                 table(doc)
             ),
             &[],
@@ -388,8 +359,7 @@ impl Store for Postgres {
             let newest = tx
                 .query_opt(
                     &format!(
-                        "SELECT revision, document, updated, author FROM {table} \
-                         ORDER BY revision DESC LIMIT 1"
+                        "SELECT {POLICY_COLUMNS} FROM {table} ORDER BY revision DESC LIMIT 1"
                     ),
                     &[],
                 )
@@ -601,7 +571,7 @@ impl Store for Postgres {
         };
         let rows = self.query(
             &format!(
-                "SELECT revision, document, updated, author FROM {} WHERE revision = $1",
+                "SELECT {POLICY_COLUMNS} FROM {} WHERE revision = $1",
                 table(doc)
             ),
             &[&revision],
@@ -624,7 +594,9 @@ impl Store for Postgres {
                     kind: defender::activity::Kind::ALL
                         .into_iter()
                         .find(|k| k.as_str() == kind)
-                        .ok_or_else(|| failure(format!("observations: unknown kind {kind:?}")))?,
+                        .ok_or_else(|| {
+                            StoreError::message(format!("observations: unknown kind {kind:?}"))
+                        })?,
                     value: r.get(3),
                     count: r.get::<_, i64>(4).max(0) as u64,
                     first_seen: r.get(5),
@@ -641,7 +613,7 @@ impl Store for Postgres {
         )?;
         let version: i64 = rows.first().map_or(0, |r| r.get(0));
         if usize::try_from(version).ok() != Some(MIGRATIONS.len()) {
-            return Err(failure(format!(
+            return Err(StoreError::message(format!(
                 "the database is at schema version {version}, not this console's {}",
                 MIGRATIONS.len()
             )));
@@ -890,8 +862,6 @@ async fn observe(
     }
     Ok(())
 }
-
-const TOKEN_COLUMNS: &str = "name, role, hash, collections, created, last_used, revoked";
 
 fn token_of(r: &tokio_postgres::Row) -> TokenRecord {
     TokenRecord {
