@@ -447,10 +447,19 @@ fn a_token_refused_while_running_keeps_the_policy_and_is_said_once_each_way() {
         refused()
     );
 
-    // Accepted again: said once; the audits kept meanwhile reach the console.
+    // Accepted again: said once; the audits kept meanwhile reach the console. The restart is an
+    // outage the defender sees first (its poll cut, the port closed): the refusal is remembered
+    // through it, and the first success says both.
+    let unreachable = || console::defender_events(&w, "unreachable (");
+    let outages = unreachable().len();
     c.kill();
+    assert!(
+        wait_until(HANG_GUARD, || unreachable().len() > outages),
+        "{:?}",
+        w.audits()
+    );
     let c = Console::start_with(&data, &c.addr, &tokens(DEFENDER));
-    let accepted = || console::defender_events(&w, "accepts the token again");
+    let accepted = || console::defender_events(&w, "reachable again and accepts the token again");
     assert!(
         wait_until(HANG_GUARD, || !accepted().is_empty()),
         "{:?}",

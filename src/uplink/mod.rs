@@ -129,15 +129,23 @@ pub enum StartError {
 enum Link {
     Unknown,
     Up,
-    Down,
+    /// Unreachable; with the status of a refusal said before the outage and not yet lifted,
+    /// so that a refused token the console accepts again after a restart is said to be
+    /// accepted, not only that the console is back.
+    Down(Option<u16>),
     /// Refused with this HTTP status.
     Refused(u16),
 }
 
 impl Link {
-    fn after(error: &ClientError) -> Link {
+    /// The state after `error`, from the state `was`.
+    fn after(was: Link, error: &ClientError) -> Link {
         match error {
-            ClientError::Unreachable(_) => Link::Down,
+            ClientError::Unreachable(_) => Link::Down(match was {
+                Link::Refused(status) => Some(status),
+                Link::Down(refused) => refused,
+                Link::Unknown | Link::Up => None,
+            }),
             ClientError::Refused { status, .. } => Link::Refused(*status),
         }
     }
@@ -145,7 +153,8 @@ impl Link {
     /// What an exchange that succeeds in this state is news of, if anything.
     fn recovery(self) -> Option<&'static str> {
         match self {
-            Link::Down => Some("reachable again"),
+            Link::Down(Some(401 | 403)) => Some("reachable again and accepts the token again"),
+            Link::Down(_) => Some("reachable again"),
             Link::Refused(401 | 403) => Some("accepts the token again"),
             Link::Refused(_) => Some("answers again"),
             Link::Unknown | Link::Up => None,
@@ -177,8 +186,12 @@ impl Shared {
 
     /// An exchange failed; a change of state is audited, not every failure (each thread polls).
     fn missed(&self, error: &ClientError) {
-        let now = Link::after(error);
-        let was = std::mem::replace(&mut *lock(&self.link), now);
+        let (was, now) = {
+            let mut link = lock(&self.link);
+            let was = *link;
+            *link = Link::after(was, error);
+            (was, *link)
+        };
         if was == now {
             return;
         }
@@ -198,7 +211,7 @@ impl Shared {
     }
 
     fn is_down(&self) -> bool {
-        matches!(*lock(&self.link), Link::Down | Link::Refused(_))
+        matches!(*lock(&self.link), Link::Down(_) | Link::Refused(_))
     }
 
     /// Where undelivered audits wait, for messages.
@@ -402,7 +415,7 @@ impl Starter {
                     self.spool_reports();
                     return Err(StartError::NoConsole { message, source: e });
                 }
-                *lock(&shared.link) = Link::after(&e);
+                *lock(&shared.link) = Link::after(Link::Unknown, &e);
                 let mut message = format!(
                     "Console {console} {what}: enforcing {} until it answers",
                     shared.live.current().source
@@ -675,21 +688,54 @@ mod tests {
             body: String::new(),
         };
         let away = ClientError::Unreachable(client::Away::NoRevision);
-        for (error, state, recovery) in [
-            (&away, Link::Down, Some("reachable again")),
+        for (was, error, state, recovery) in [
+            (Link::Up, &away, Link::Down(None), Some("reachable again")),
             (
+                Link::Unknown,
+                &away,
+                Link::Down(None),
+                Some("reachable again"),
+            ),
+            (
+                Link::Up,
                 &refused(401),
                 Link::Refused(401),
                 Some("accepts the token again"),
             ),
             (
+                Link::Down(None),
                 &refused(403),
                 Link::Refused(403),
                 Some("accepts the token again"),
             ),
-            (&refused(404), Link::Refused(404), Some("answers again")),
+            (
+                Link::Up,
+                &refused(404),
+                Link::Refused(404),
+                Some("answers again"),
+            ),
+            // A refused token, then an outage (the console restarting with the right token):
+            // the success after it says both.
+            (
+                Link::Refused(401),
+                &away,
+                Link::Down(Some(401)),
+                Some("reachable again and accepts the token again"),
+            ),
+            (
+                Link::Down(Some(403)),
+                &away,
+                Link::Down(Some(403)),
+                Some("reachable again and accepts the token again"),
+            ),
+            (
+                Link::Refused(500),
+                &away,
+                Link::Down(Some(500)),
+                Some("reachable again"),
+            ),
         ] {
-            assert_eq!(Link::after(error), state);
+            assert_eq!(Link::after(was, error), state, "{was:?} {error:?}");
             assert_eq!(state.recovery(), recovery, "{state:?}");
         }
         assert_eq!(Link::Up.recovery(), None);
