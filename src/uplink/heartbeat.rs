@@ -74,11 +74,12 @@ pub(super) fn beat(shared: &Shared, timeout: Duration) {
         observed,
     };
     let body = serde_json::to_vec(&beat).expect("a heartbeat always serializes");
+    let ticket = shared.exchange();
     match shared.client.heartbeat(&body, timeout) {
-        Ok(()) => shared.reached(),
+        Ok(()) => shared.reached(ticket),
         Err(e) => {
             activity::restore(beat.observed);
-            shared.missed(&e);
+            shared.missed(ticket, &e);
         }
     }
 }

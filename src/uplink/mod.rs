@@ -26,6 +26,7 @@ use std::fs::File;
 use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -95,7 +96,9 @@ struct Shared {
     waas_cache: Option<Cache<waas::Compiled>>,
     /// This run of the defender, in heartbeats.
     instance: String,
-    link: Mutex<Link>,
+    link: Mutex<LinkState>,
+    /// Exchanges with the console started so far: the last one's [`Ticket`].
+    exchanges: AtomicU64,
     /// The uplink's own `defender` events go out through their own sink (the supervisor owns
     /// the other); both append whole lines, so they never interleave.
     reports: Mutex<Sink>,
@@ -122,6 +125,34 @@ pub enum StartError {
     },
     #[error("cannot start the console uplink: {0}")]
     Threads(#[source] io::Error),
+}
+
+/// An exchange with the console, numbered when it starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Ticket(u64);
+
+/// What the link is, and the exchange whose outcome said so.
+#[derive(Clone, Copy, Debug)]
+struct LinkState {
+    link: Link,
+    by: Ticket,
+}
+
+impl LinkState {
+    /// Moves to what `next` makes of the link after the exchange of `ticket`: the state before
+    /// and after, or nothing when an exchange started later has already set it (this outcome is
+    /// older news).
+    fn apply(&mut self, ticket: Ticket, next: impl FnOnce(Link) -> Link) -> Option<(Link, Link)> {
+        if ticket < self.by {
+            return None;
+        }
+        let was = self.link;
+        *self = LinkState {
+            link: next(was),
+            by: ticket,
+        };
+        Some((was, self.link))
+    }
 }
 
 /// What the last exchange with the console said, to audit changes rather than every failure.
@@ -176,30 +207,63 @@ impl Shared {
         lock(&self.reports).emit(event);
     }
 
-    /// An exchange succeeded; the change from a failure is audited.
-    fn reached(&self) {
-        let was = std::mem::replace(&mut *lock(&self.link), Link::Up);
-        if let Some(news) = was.recovery() {
-            self.report(format!("Console {} {news}", self.client.base()));
+    /// Numbers an exchange about to start. Several threads talk to the console (the policy
+    /// feeds, the heartbeat, the shipper), and one whose request failed before a console
+    /// restarted may come to say so after another has had an answer from the restarted console:
+    /// an outcome is news only if no exchange started after it has already said what the link
+    /// is.
+    pub(super) fn exchange(&self) -> Ticket {
+        Ticket(self.exchanges.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+
+    /// Moves the link to what `next` makes of it, unless an exchange started after `ticket`'s
+    /// has already set it; `said` gets the state before and after, and runs under the lock so
+    /// that the audits of two changes come out in the order of the changes.
+    fn settle(
+        &self,
+        ticket: Ticket,
+        next: impl FnOnce(Link) -> Link,
+        said: impl FnOnce(Link, Link),
+    ) {
+        let mut state = lock(&self.link);
+        if let Some((was, now)) = state.apply(ticket, next) {
+            said(was, now);
         }
     }
 
+    /// An exchange succeeded; the change from a failure is audited.
+    pub(super) fn reached(&self, ticket: Ticket) {
+        self.settle(
+            ticket,
+            |_| Link::Up,
+            |was, _| {
+                if let Some(news) = was.recovery() {
+                    self.report(format!("Console {} {news}", self.client.base()));
+                }
+            },
+        );
+    }
+
     /// An exchange failed; a change of state is audited, not every failure (each thread polls).
-    fn missed(&self, error: &ClientError) {
-        let (was, now) = {
-            let mut link = lock(&self.link);
-            let was = *link;
-            *link = Link::after(was, error);
-            (was, *link)
-        };
-        if was == now {
-            return;
-        }
+    pub(super) fn missed(&self, ticket: Ticket, error: &ClientError) {
+        self.settle(
+            ticket,
+            |was| Link::after(was, error),
+            |was, now| {
+                if was != now {
+                    self.report(self.failure(error));
+                }
+            },
+        );
+    }
+
+    /// What a failed exchange is said as.
+    fn failure(&self, error: &ClientError) -> String {
         let console = self.client.base();
         let current = self.live.current();
         let in_force = &current.source;
         let kept = self.audits_kept();
-        self.report(match error {
+        match error {
             ClientError::Unreachable(e) => format!(
                 "Console {console} unreachable ({e}): {in_force} stays in force; audits are kept {kept} until it answers",
             ),
@@ -207,11 +271,11 @@ impl Shared {
                 "Console {console} {} ({error}): {in_force} stays in force; audits are kept {kept} until it takes them",
                 refusal(*status)
             ),
-        });
+        }
     }
 
     fn is_down(&self) -> bool {
-        matches!(*lock(&self.link), Link::Down(_) | Link::Refused(_))
+        matches!(lock(&self.link).link, Link::Down(_) | Link::Refused(_))
     }
 
     /// Where undelivered audits wait, for messages.
@@ -323,7 +387,11 @@ impl Uplink {
             waas: cfg.waas,
             waas_cache,
             instance: uuid::Uuid::new_v4().to_string(),
-            link: Mutex::new(Link::Unknown),
+            link: Mutex::new(LinkState {
+                link: Link::Unknown,
+                by: Ticket(0),
+            }),
+            exchanges: AtomicU64::new(0),
             reports: Mutex::new(reports),
             _state_lock: state_lock,
         });
@@ -377,10 +445,12 @@ impl Starter {
     /// start (`--wait-for-console` ran out, or the console refused the token).
     pub fn run(self) -> Result<(), StartError> {
         let shared = &self.shared;
+        // Before the threads: this exchange is the first, alone.
+        let ticket = shared.exchange();
         let fetched = self.first_contact();
         let have = match fetched {
             Ok((revision, document)) => {
-                shared.reached();
+                shared.reached(ticket);
                 policy_feed::apply(shared, &revision, &document);
                 let have_waas = self.first_waas();
                 Some((revision, have_waas))
@@ -415,7 +485,7 @@ impl Starter {
                     self.spool_reports();
                     return Err(StartError::NoConsole { message, source: e });
                 }
-                *lock(&shared.link) = Link::after(Link::Unknown, &e);
+                shared.settle(ticket, |was| Link::after(was, &e), |_, _| ());
                 let mut message = format!(
                     "Console {console} {what}: enforcing {} until it answers",
                     shared.live.current().source
@@ -740,6 +810,37 @@ mod tests {
         }
         assert_eq!(Link::Up.recovery(), None);
         assert_eq!(Link::Unknown.recovery(), None);
+    }
+
+    #[test]
+    fn an_outcome_older_than_the_state_is_no_news() {
+        let away = ClientError::Unreachable(client::Away::NoRevision);
+        let refused = ClientError::Refused {
+            status: 401,
+            body: String::new(),
+        };
+        let mut state = LinkState {
+            link: Link::Up,
+            by: Ticket(0),
+        };
+        // Exchange 1 went to a console that was then stopped; exchange 2 had the restarted
+        // console's refusal first: 1's failure, said after, changes nothing.
+        assert_eq!(
+            state.apply(Ticket(2), |was| Link::after(was, &refused)),
+            Some((Link::Up, Link::Refused(401)))
+        );
+        assert_eq!(state.apply(Ticket(1), |was| Link::after(was, &away)), None);
+        assert_eq!(state.link, Link::Refused(401));
+        // A failure of an exchange started later is news, and the refusal is remembered.
+        assert_eq!(
+            state.apply(Ticket(3), |was| Link::after(was, &away)),
+            Some((Link::Refused(401), Link::Down(Some(401))))
+        );
+        assert_eq!(state.apply(Ticket(2), |_| Link::Up), None);
+        assert_eq!(
+            state.apply(Ticket(4), |_| Link::Up),
+            Some((Link::Down(Some(401)), Link::Up))
+        );
     }
 
     #[test]

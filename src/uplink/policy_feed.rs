@@ -53,16 +53,17 @@ pub(super) fn run(shared: &Shared, feed: Feed, mut have: Option<String>) {
     let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(5));
     let mut said_no_waas = false;
     loop {
+        let ticket = shared.exchange();
         match shared
             .client
             .fetch_policy(feed.path(), have.as_deref(), LONG_POLL, SLACK)
         {
             Ok(Fetched::Unchanged) => {
-                shared.reached();
+                shared.reached(ticket);
                 backoff.reset();
             }
             Ok(Fetched::Policy { revision, document }) => {
-                shared.reached();
+                shared.reached(ticket);
                 backoff.reset();
                 feed.apply(shared, &revision, &document);
                 have = Some(revision);
@@ -77,7 +78,7 @@ pub(super) fn run(shared: &Shared, feed: Feed, mut have: Option<String>) {
                 std::thread::sleep(NO_WAAS_RETRY);
             }
             Err(e) => {
-                shared.missed(&e);
+                shared.missed(ticket, &e);
                 let pause = backoff.next_delay();
                 log::debug!(
                     "policy poll {}: {e}; next in {} ms",

@@ -185,15 +185,16 @@ impl Shipper {
                 }
             };
             let mut refused = Refused::default();
+            let ticket = self.shared.exchange();
             match self.post(&batch.events, timeout, &mut refused) {
                 Ok(()) => {
-                    self.shared.reached();
+                    self.shared.reached(ticket);
                     self.backoff.reset();
                     self.retry_at = None;
                 }
                 // What was delivered of the batch goes again with it: the console keeps one copy.
                 Err(e) => {
-                    self.shared.missed(&e);
+                    self.shared.missed(ticket, &e);
                     let pause = self.backoff.next_delay();
                     log::debug!("audit delivery: {e}; next in {} ms", pause.as_millis());
                     self.retry_at = Some(Instant::now() + pause);

@@ -5,7 +5,9 @@
 //!
 //! The server is started by `setpriv --pdeathsig SIGINT` from a thread that lives as long as
 //! the test process, so it stops (a fast shutdown) when the tests end, even when a test panics
-//! or the process is killed; [`PgServer`] also stops it when dropped.
+//! or the process is killed; [`PgServer`] also stops it when dropped, and removes its directory.
+//! A server never dropped (kept in a static for a whole test process) leaves its directory: the
+//! next start of a server removes those whose test process has ended.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -20,6 +22,38 @@ pub struct PgServer {
     port: u16,
     bin: PathBuf,
     child: Option<Child>,
+}
+
+/// What a test cluster's directory is named from, in the temporary directory.
+const CLUSTER_PREFIX: &str = "pg-test-";
+/// The file in a cluster's directory naming the test process it serves.
+const OWNER: &str = "owner.pid";
+
+/// Removes the clusters of test processes that have ended. A server kept for a whole test
+/// process (the console's unit tests keep one in a static, never dropped) stops with the process
+/// but leaves its directory, hundreds of MiB of it; the next start clears those.
+fn sweep_stale_clusters() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let named = entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(CLUSTER_PREFIX);
+        let owner = std::fs::read_to_string(path.join(OWNER))
+            .ok()
+            .and_then(|pid| pid.trim().parse::<i32>().ok());
+        // A directory with no owner yet may be another process's, being made: left alone.
+        let ended = owner.is_some_and(|pid| {
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+                == Err(nix::errno::Errno::ESRCH)
+        });
+        if named && ended {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
 }
 
 /// The directory of the newest PostgreSQL's programs installed.
@@ -78,10 +112,13 @@ impl PgServer {
 
     fn start_with(tls: Option<(&Path, &Path)>) -> PgServer {
         let bin = bin_dir();
+        sweep_stale_clusters();
         let dir = tempfile::Builder::new()
-            .prefix("pg-test-")
+            .prefix(CLUSTER_PREFIX)
             .tempdir()
             .expect("a temporary directory");
+        std::fs::write(dir.path().join(OWNER), std::process::id().to_string())
+            .expect("writing the cluster's owner");
         if is_root() {
             let postgres = nix::unistd::User::from_name("postgres")
                 .expect("reading the user database")
@@ -153,6 +190,8 @@ impl PgServer {
                 // Tests, not benchmarks: nothing needs to survive a crash of the machine.
                 .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
                 .args(["-c", "full_page_writes=off", "-c", "max_connections=300"])
+                // Little write-ahead log kept between checkpoints: a cluster stays small.
+                .args(["-c", "max_wal_size=64MB", "-c", "min_wal_size=32MB"])
                 .args(settings.iter().flat_map(|s| ["-c", s.as_str()]))
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
