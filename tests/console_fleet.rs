@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::process::Command;
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use common::console::{ADMIN, AUDITS, Console, DEFENDER, POLICY, loadgen_bin};
@@ -37,12 +37,7 @@ fn a_small_fleet_sees_every_revision_and_every_acknowledged_event_is_stored_once
         .args(["--defender-token", DEFENDER])
         .env("LOADGEN_ADMIN_TOKEN", ADMIN);
     let out = finish_within(spawn_piped(&mut cmd), Duration::from_secs(300));
-    assert!(
-        out.status.success(),
-        "{}{}",
-        stdout(&out),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let text = std::fs::read_to_string(&report_path).unwrap();
     let r: Value = serde_json::from_str(&text).unwrap();
 
@@ -93,4 +88,86 @@ fn a_small_fleet_sees_every_revision_and_every_acknowledged_event_is_stored_once
     // The console's memory was read with the polls held.
     assert!(r["rss"]["held_kib"].as_u64().unwrap() > 0, "{text}");
     assert!(r["rss"]["per_held_poll_kib"].is_number(), "{text}");
+}
+
+/// A fleet made by two load generator processes, as one larger than a process's descriptors
+/// is: the one that makes the PUTs waits until the console counts both processes' polls, the
+/// other only polls until it is sent SIGTERM, and `loadgen merge` finds that every poller of
+/// both saw every revision. The order is the processes' own synchronisation: the PUTs wait for
+/// every poll held, and the signal goes after the PUTs' process has ended.
+#[test]
+fn two_load_generators_make_one_measurement() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Console::start(&dir.path().join("data"));
+    let pid = c.pid().unwrap().to_string();
+    let path = |name: &str| dir.path().join(name);
+    let loadgen = |source_base: &str, part: &str| {
+        let mut cmd = Command::new(loadgen_bin());
+        cmd.args(["--console", &c.url(), "--pid", &pid])
+            .args(["--defenders", &DEFENDERS.to_string()])
+            .args(["--heartbeat", "0s", "--audit-rate", "0"])
+            .args(["--sources", "1", "--source-base", source_base])
+            .args(["--ramp-timeout", "60s"])
+            .arg("--record")
+            .arg(path(part))
+            .args(["--defender-token", DEFENDER])
+            .env("LOADGEN_ADMIN_TOKEN", ADMIN);
+        cmd
+    };
+    let mut poller = loadgen("127.0.2.1", "poller.json");
+    poller.args(["--puts", "0", "--duration", "1h"]);
+    let poller = spawn_piped(&mut poller);
+    let mut leader = loadgen("127.0.1.1", "leader.json");
+    leader
+        .args(["--puts", &PUTS.to_string(), "--put-interval", "300ms"])
+        .args(["--put-timeout", "60s", "--duration", "1s"])
+        .args(["--expect-polls", &(2 * DEFENDERS).to_string()]);
+    let out = finish_within(spawn_piped(&mut leader), Duration::from_secs(300));
+    succeeded(&out);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(poller.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = finish_within(poller, Duration::from_secs(120));
+    succeeded(&out);
+
+    let merged = path("merged.json");
+    let mut merge = Command::new(loadgen_bin());
+    merge
+        .arg("merge")
+        .arg("--out")
+        .arg(&merged)
+        .arg(path("leader.json"))
+        .arg(path("poller.json"));
+    let out = finish_within(spawn_piped(&mut merge), Duration::from_secs(60));
+    succeeded(&out);
+    let text = std::fs::read_to_string(&merged).unwrap();
+    let m: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(m["errors"]["total"], 0, "{text}");
+    assert_eq!(m["defenders"], 2 * DEFENDERS, "{text}");
+    assert_eq!(m["held_by_console"], 2 * DEFENDERS, "{text}");
+    let puts = m["puts"].as_array().unwrap();
+    assert_eq!(puts.len() as u64, PUTS, "{text}");
+    for (k, put) in puts.iter().enumerate() {
+        assert_eq!(put["revision"], 2 + k as u64, "{put}");
+        assert_eq!(put["seen"], 2 * DEFENDERS, "{put}");
+        assert_eq!(put["missed"], 0, "{put}");
+    }
+    assert_eq!(
+        m["propagation_from_sent"]["count"],
+        2 * DEFENDERS * PUTS,
+        "{text}"
+    );
+    assert!(m["rss"]["per_held_poll_kib"].is_number(), "{text}");
+}
+
+/// A load generator's run ended with status 0 (no error counted); what it said otherwise.
+fn succeeded(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}{}",
+        stdout(out),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

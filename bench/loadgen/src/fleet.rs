@@ -46,6 +46,9 @@ pub struct Fleet {
     pub watch: Mutex<Watch>,
     /// Told when every expected poller has seen the watched revision.
     pub all_seen: Notify,
+    /// With `--record`: every runtime poller's revision changes, (from, to, wall clock in ns
+    /// since the epoch), for a merge with other processes' (crate::merge).
+    pub changes: Option<Mutex<Vec<(u64, u64, u64)>>>,
 }
 
 #[derive(Default)]
@@ -61,6 +64,11 @@ impl Fleet {
     /// crosses it.
     fn saw(&self, before: Option<u64>, now: u64) {
         let at = Instant::now();
+        if let Some(changes) = &self.changes {
+            let wall = crate::unix_nanos(SystemTime::now());
+            let mut c = changes.lock().unwrap_or_else(|e| e.into_inner());
+            c.push((before.unwrap_or(0), now, wall));
+        }
         let mut w = self.watch.lock().unwrap_or_else(|e| e.into_inner());
         if w.target != 0 && now >= w.target && before.is_none_or(|b| b < w.target) {
             w.seen.push(at);

@@ -2,17 +2,20 @@
 //! up their long polls, reads the consoles' memory with every poll held, then runs heartbeats,
 //! audit batches and spaced policy PUTs for a while, and reports what it measured: propagation
 //! of each PUT to every poller, ingestion, batch and heartbeat latency, memory per held poll,
-//! errors by kind. How to run it and what each figure means: docs/benchmarks.md.
+//! errors by kind. A fleet larger than one process's descriptors is run by several processes,
+//! each recording its part (`--record`), merged by `loadgen merge`. How to run it and what each
+//! figure means: docs/benchmarks.md.
 
 mod fleet;
 mod http;
+mod merge;
 mod report;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use clap::Parser;
@@ -22,11 +25,42 @@ use tokio::task::JoinSet;
 
 use fleet::{Defender, Feed, Fleet, POLICY, Traffic, Watch, Written};
 use http::{Conn, Target, revision, status_failure};
-use report::{ErrorReport, Kind, Spread, round, show};
+use merge::{Part, PartRss, PutTimes};
+use report::{ErrorReport, Kind, Spread, kib, round, show, tenths};
 
-/// Simulated defenders against one or several consoles.
+/// Simulated defenders against one or several consoles; `loadgen merge` merges the parts that
+/// several such processes recorded. SIGTERM or SIGINT ends a run early, its report written.
 #[derive(Parser, Debug)]
-#[command(name = "loadgen")]
+#[command(
+    name = "loadgen",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    // A flag given twice takes the last value: a script adds its own after the user's.
+    args_override_self = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: Option<Args>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Merges the parts written by several processes' `--record` (exactly one of which made
+    /// PUTs) into one report: propagation over every poller, polls held, memory per held poll,
+    /// errors.
+    Merge {
+        /// The parts.
+        #[arg(required = true)]
+        parts: Vec<PathBuf>,
+        /// Where to write the merged report as JSON.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(clap::Args, Debug)]
 struct Args {
     /// A console's base URL (`http://HOST:PORT`); repeated, the defenders are spread over them
     /// round-robin (a load balancer is one URL).
@@ -92,6 +126,14 @@ struct Args {
     /// Where to write the report as JSON.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Wait, before reading the memory and making the PUTs, until the consoles count this many
+    /// long polls held: every process's of a run by several (each its own `--defenders`).
+    #[arg(long)]
+    expect_polls: Option<u64>,
+    /// Also write this process's part of a measurement by several (when each runtime poller saw
+    /// each revision, the PUTs' times, on the wall clock) for `loadgen merge`.
+    #[arg(long)]
+    record: Option<PathBuf>,
 }
 
 /// How long the writers have to finish after the stop.
@@ -116,14 +158,32 @@ enum LoadgenError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("--record {path}: {source}", path = path.display())]
+    Record {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot listen for SIGTERM and SIGINT: {0}")]
+    Signals(std::io::Error),
+    #[error(transparent)]
+    Merge(#[from] merge::MergeError),
 }
 
 fn main() {
-    let args = Args::parse();
-    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
-    let result = runtime.block_on(run(args));
-    // The aborted pollers' connections are not waited for.
-    runtime.shutdown_background();
+    let cli = Cli::parse();
+    let result = match (cli.command, cli.run) {
+        (Some(Command::Merge { parts, out }), _) => {
+            merge::run(&parts, out.as_deref()).map_err(LoadgenError::from)
+        }
+        (None, Some(args)) => {
+            let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
+            let result = runtime.block_on(run(args));
+            // The aborted pollers' connections are not waited for.
+            runtime.shutdown_background();
+            result
+        }
+        (None, None) => unreachable!("clap requires --console when no subcommand is given"),
+    };
     match result {
         // A run with failures is reported all the same, and said by the exit status.
         Ok(errors) => std::process::exit(i32::from(errors > 0)),
@@ -188,8 +248,10 @@ struct Pollers {
 struct Rss {
     pids: Vec<u32>,
     idle_kib: u64,
-    held_kib: u64,
-    loaded_kib: u64,
+    /// `null` when it could not be read then (the load generator out of descriptors, a console
+    /// gone): counted as an error, the rest of the report kept.
+    held_kib: Option<u64>,
+    loaded_kib: Option<u64>,
     /// (held − idle) / long polls held.
     per_held_poll_kib: Option<f64>,
 }
@@ -260,12 +322,13 @@ async fn run(args: Args) -> Result<u64, LoadgenError> {
     let writer = u64::from(!args.close_writes);
     let nofile = raise_nofile(args.defenders as u64 * (feeds as u64 + writer) + 1024);
     let load_start = loadavg();
+    let stop_asked = stop_signals()?;
     let idle = read_rss(&args.pids)?;
     let own = [std::process::id()];
     let cpu_start = (cpu_seconds(&own), cpu_seconds(&args.pids));
 
     let fleet = Arc::new(Fleet {
-        run: format!("lg{:x}", now_nanos()),
+        run: format!("lg{:x}", unix_nanos(SystemTime::now())),
         defender_token: args.defender_token.clone(),
         wait: args.wait,
         errors: report::Errors::new(),
@@ -274,6 +337,7 @@ async fn run(args: Args) -> Result<u64, LoadgenError> {
         lost: Default::default(),
         watch: Default::default(),
         all_seen: Default::default(),
+        changes: args.record.is_some().then(Default::default),
     });
     let defenders: Vec<Arc<Defender>> = (0..args.defenders)
         .map(|i| {
@@ -290,12 +354,21 @@ async fn run(args: Args) -> Result<u64, LoadgenError> {
         })
         .collect();
 
+    // Said before the first connection: a script starts the other processes of a run by several
+    // once this one has read the consoles' memory idle.
+    println!(
+        "consoles' RSS idle {idle} KiB; ramping up {} defenders",
+        args.defenders
+    );
     // The ramp: pollers only, so that the memory read next is the polls'.
     let mut pollers = JoinSet::new();
     let ramp_start = Instant::now();
     for (i, d) in defenders.iter().enumerate() {
         let due = ramp_start + Duration::from_secs_f64(i as f64 / args.ramp);
         tokio::time::sleep_until(due.into()).await;
+        if *stop_asked.borrow() {
+            break;
+        }
         pollers.spawn(fleet::poll(fleet.clone(), d.clone(), Feed::Runtime));
         if args.waas {
             pollers.spawn(fleet::poll(fleet.clone(), d.clone(), Feed::Waas));
@@ -306,16 +379,21 @@ async fn run(args: Args) -> Result<u64, LoadgenError> {
     let all_held_after = loop {
         held_by_console = console_polls(&consoles, args.admin_token.as_deref()).await;
         let ours = fleet.holding.load(Ordering::SeqCst);
-        if ours >= expected_polls && held_by_console.is_none_or(|n| n >= expected_polls as u64) {
+        // Every process's polls, when several make the run: only the consoles can count them.
+        let consoles_hold = match args.expect_polls {
+            Some(all) => held_by_console.is_some_and(|n| n >= all),
+            None => held_by_console.is_none_or(|n| n >= expected_polls as u64),
+        };
+        if ours >= expected_polls && consoles_hold {
             break Some(ramp_start.elapsed().as_secs_f64());
         }
-        if Instant::now() >= deadline {
+        if Instant::now() >= deadline || *stop_asked.borrow() {
             break None;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let held = fleet.holding.load(Ordering::SeqCst);
-    let held_rss = read_rss(&args.pids)?;
+    let held_rss = read_rss_later(&fleet, &args.pids);
     println!(
         "{} defenders, {held} long polls held after {:.1} s (consoles say {})",
         args.defenders,
@@ -345,11 +423,17 @@ async fn run(args: Args) -> Result<u64, LoadgenError> {
         }
     }
     let puts = match &args.admin_token {
-        Some(admin) if args.puts > 0 => put_policies(&fleet, &consoles, admin, &args).await,
+        Some(admin) if args.puts > 0 => {
+            put_policies(&fleet, &consoles, admin, &args, &stop_asked).await
+        }
         _ => Vec::new(),
     };
-    tokio::time::sleep_until((traffic_start + args.duration).into()).await;
-    let loaded_rss = read_rss(&args.pids)?;
+    let mut asked = stop_asked.clone();
+    tokio::select! {
+        _ = tokio::time::sleep_until((traffic_start + args.duration).into()) => {}
+        _ = asked.wait_for(|s| *s) => println!("stopped by a signal"),
+    }
+    let loaded_rss = read_rss_later(&fleet, &args.pids);
     let spent = |start: Option<f64>, end: Option<f64>| Some(round(end? - start?));
     let cpu = CpuSeconds {
         loadgen: spent(cpu_start.0, cpu_seconds(&own)),
@@ -391,6 +475,7 @@ async fn run(args: Args) -> Result<u64, LoadgenError> {
             .collect()
     };
     let (after_answer, after_sent) = (all(|s| &s.after_answer), all(|s| &s.after_sent));
+    let put_times: Vec<PutTimes> = puts.iter().filter_map(|(_, s)| s.times).collect();
     let report = Report {
         command: redacted_command(),
         cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
@@ -413,8 +498,9 @@ async fn run(args: Args) -> Result<u64, LoadgenError> {
             idle_kib: idle,
             held_kib: held_rss,
             loaded_kib: loaded_rss,
-            per_held_poll_kib: (held > 0)
-                .then(|| round((held_rss as f64 - idle as f64) / held as f64)),
+            per_held_poll_kib: held_rss
+                .filter(|_| held > 0)
+                .map(|h| round((h as f64 - idle as f64) / held as f64)),
         }),
         propagation: Spread::of(&after_answer),
         propagation_from_sent: Spread::of(&after_sent),
@@ -437,9 +523,41 @@ async fn run(args: Args) -> Result<u64, LoadgenError> {
         errors: fleet.errors.summary(),
     };
     print_summary(&report);
+    if let Some(path) = &args.record {
+        let part = Part {
+            defenders: args.defenders,
+            puts: put_times,
+            changes: merge::group_changes(
+                &fleet
+                    .changes
+                    .as_ref()
+                    .map(|c| std::mem::take(&mut *c.lock().unwrap_or_else(|e| e.into_inner())))
+                    .unwrap_or_default(),
+            ),
+            held: report.pollers.held,
+            held_by_console: report.pollers.held_by_console,
+            lost: report.pollers.lost,
+            held_at_end: report.pollers.held_at_end,
+            rss: report.rss.as_ref().map(|r| PartRss {
+                idle_kib: r.idle_kib,
+                held_kib: r.held_kib,
+                loaded_kib: r.loaded_kib,
+            }),
+            errors: (&report.errors).into(),
+            cpu_seconds_loadgen: report.cpu_seconds.loadgen,
+            cpu_seconds_consoles: report.cpu_seconds.consoles,
+            load_start: report.load_start.clone(),
+            load_end: report.load_end.clone(),
+            nofile: report.nofile,
+        };
+        let text = serde_json::to_vec(&part).expect("the part serializes");
+        std::fs::write(path, text).map_err(|source| LoadgenError::Record {
+            path: path.clone(),
+            source,
+        })?;
+    }
     if let Some(path) = &args.out {
-        let text = serde_json::to_string_pretty(&report).expect("the report serializes");
-        std::fs::write(path, text + "\n").map_err(|source| LoadgenError::Out {
+        report::write_json(path, &report).map_err(|source| LoadgenError::Out {
             path: path.clone(),
             source,
         })?;
@@ -447,11 +565,13 @@ async fn run(args: Args) -> Result<u64, LoadgenError> {
     Ok(report.errors.total)
 }
 
-/// When the pollers saw a PUT's revision: after its answer (0 if before), after its sending.
+/// When the pollers saw a PUT's revision: after its answer (0 if before), after its sending;
+/// and the PUT's own times on the wall clock, for a merge.
 #[derive(Default)]
 struct Seen {
     after_answer: Vec<Duration>,
     after_sent: Vec<Duration>,
+    times: Option<PutTimes>,
 }
 
 /// The PUTs, one after the other, each on a console in turn; each with its propagation times.
@@ -460,10 +580,14 @@ async fn put_policies(
     consoles: &[Target],
     admin: &str,
     args: &Args,
+    stop_asked: &tokio::sync::watch::Receiver<bool>,
 ) -> Vec<(Put, Seen)> {
     let mut out = Vec::new();
     for k in 0..args.puts {
         tokio::time::sleep(args.put_interval).await;
+        if *stop_asked.borrow() {
+            break;
+        }
         let console = &consoles[k % consoles.len()];
         let mut put = Put {
             console: console.url.clone(),
@@ -540,9 +664,9 @@ async fn put_one(
         &[(header::IF_MATCH, format!("\"{current}\""))],
         Some(Bytes::from(document)),
     );
-    let sent = Instant::now();
+    let (sent, sent_wall) = (Instant::now(), SystemTime::now());
     let answer = conn.send(request, Duration::from_secs(30)).await;
-    let answered = Instant::now();
+    let (answered, answered_wall) = (Instant::now(), SystemTime::now());
     let result = match answer {
         Ok(a) if a.status == 200 => {
             let rev = serde_json::from_slice::<serde_json::Value>(&a.body)
@@ -602,6 +726,12 @@ async fn put_one(
             .iter()
             .map(|t| t.saturating_duration_since(sent))
             .collect(),
+        times: Some(PutTimes {
+            revision: target,
+            sent_unix_ns: unix_nanos(sent_wall),
+            answered_unix_ns: unix_nanos(answered_wall),
+            timeout_ms: args.put_timeout.as_millis() as u64,
+        }),
     })
 }
 
@@ -640,6 +770,14 @@ fn raise_nofile(want: u64) -> u64 {
     }
     let _ = setrlimit(Resource::RLIMIT_NOFILE, want.min(hard), hard);
     getrlimit(Resource::RLIMIT_NOFILE).map_or(soft, |(s, _)| s)
+}
+
+/// [`read_rss`] once the run is under way: a failure is counted, not the end of the run (whose
+/// report, or part of a measurement by several processes, would then be lost).
+fn read_rss_later(fleet: &Fleet, pids: &[u32]) -> Option<u64> {
+    read_rss(pids)
+        .inspect_err(|e| fleet.errors.count(Kind::Other, 1, &e.to_string()))
+        .ok()
 }
 
 /// The sum of the processes' VmRSS, in KiB.
@@ -681,10 +819,28 @@ fn loadavg() -> String {
         .unwrap_or_default()
 }
 
-fn now_nanos() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos())
+/// Nanoseconds since the epoch: the clock every process of one machine shares.
+pub fn unix_nanos(t: SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Set when SIGTERM or SIGINT arrives: the run then ends early and is reported (a script stops
+/// the processes that made no PUTs this way once the one that did has finished).
+fn stop_signals() -> Result<tokio::sync::watch::Receiver<bool>, LoadgenError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).map_err(LoadgenError::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(LoadgenError::Signals)?;
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        // The value stays true for the receivers when the sender is gone.
+        let _ = tx.send(true);
+    });
+    Ok(rx)
 }
 
 /// The command line with the tokens' values left out (the report is shared).
@@ -715,10 +871,9 @@ fn print_summary(r: &Report) {
         println!(
             "console RSS: idle {} KiB, polls held {} KiB, loaded {} KiB, per held poll {} KiB",
             rss.idle_kib,
-            rss.held_kib,
-            rss.loaded_kib,
-            rss.per_held_poll_kib
-                .map_or("-".into(), |k| format!("{k:.1}"))
+            kib(rss.held_kib),
+            kib(rss.loaded_kib),
+            tenths(rss.per_held_poll_kib)
         );
     }
     println!(
@@ -747,11 +902,7 @@ fn print_summary(r: &Report) {
         r.errors.by_kind,
         r.load_start,
         r.load_end,
-        r.cpu_seconds
-            .loadgen
-            .map_or("-".into(), |s| format!("{s:.1}")),
-        r.cpu_seconds
-            .consoles
-            .map_or("-".into(), |s| format!("{s:.1}"))
+        tenths(r.cpu_seconds.loadgen),
+        tenths(r.cpu_seconds.consoles)
     );
 }

@@ -2,6 +2,7 @@
 //! JSON and summarised on stdout.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -152,6 +153,22 @@ impl Spread {
 /// To the microsecond: what the clock and the scheduler can tell apart.
 pub fn round(ms: f64) -> f64 {
     (ms * 1000.0).round() / 1000.0
+}
+
+/// A memory figure (KiB) as printed, `-` when it could not be read.
+pub fn kib(k: Option<u64>) -> String {
+    k.map_or("-".into(), |k| k.to_string())
+}
+
+/// A figure to a tenth as printed (seconds, KiB), `-` when not measured.
+pub fn tenths(s: Option<f64>) -> String {
+    s.map_or("-".into(), |s| format!("{s:.1}"))
+}
+
+/// Writes `value` as pretty JSON, a report to be read and shared.
+pub fn write_json(path: &Path, value: &impl Serialize) -> std::io::Result<()> {
+    let text = serde_json::to_string_pretty(value).expect("a report serializes");
+    std::fs::write(path, text + "\n")
 }
 
 /// Shown as `p50 / p99 / max ms (n)`, or `-` when nothing was measured.
