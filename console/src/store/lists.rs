@@ -423,18 +423,23 @@ impl Matches {
     }
 }
 
+/// The `WHERE` clause of `q`'s conditions but its text search, its parameters in `values`.
+fn others(r: &dyn Reader, q: &AuditQuery, expanded: &Expanded, values: &mut Vec<Value>) -> String {
+    let others = AuditQuery {
+        search: None,
+        ..q.clone()
+    };
+    conditions(r.dialect(), &others, expanded, values)
+}
+
 /// The `seq`s of the events of `q`'s conditions but its text search, newest first.
 pub(super) fn walk_select(
     r: &dyn Reader,
     q: &AuditQuery,
     expanded: &Expanded,
 ) -> (String, Vec<Value>) {
-    let others = AuditQuery {
-        search: None,
-        ..q.clone()
-    };
     let mut values = Vec::new();
-    let conditions = conditions(r.dialect(), &others, expanded, &mut values);
+    let conditions = others(r, q, expanded, &mut values);
     let sql = format!("SELECT seq FROM audits WHERE {conditions} ORDER BY time DESC, seq DESC");
     (sql, values)
 }
@@ -511,12 +516,8 @@ pub(super) fn words_walk_select(
     search: &Search,
     most: usize,
 ) -> (String, Vec<Value>) {
-    let others = AuditQuery {
-        search: None,
-        ..q.clone()
-    };
     let mut values = Vec::new();
-    let conditions = conditions(r.dialect(), &others, expanded, &mut values);
+    let conditions = others(r, q, expanded, &mut values);
     let words = r.dialect().search(search, &mut values);
     values.push(Value::Integer(i64::try_from(most).unwrap_or(i64::MAX)));
     let sql = format!(
