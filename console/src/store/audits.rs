@@ -568,6 +568,83 @@ pub(super) mod tests {
         });
     }
 
+    /// The text search's two plans (its matches sorted, or the events walked newest first with
+    /// each one's words checked) and pages after an offset, on either store, against the order
+    /// the events themselves give: time, then arrival.
+    #[test]
+    fn many_matches_and_deep_pages_come_in_the_lists_order() {
+        let n = lists::PROBE as u32 + 400;
+        // Times out of arrival order, several events a second.
+        let second = |i: u32| (i * 37) % 1_000;
+        let events: Vec<Event> = (0..n)
+            .map(|i| {
+                let s = second(i);
+                let time = format!("2026-11-29T10:{:02}:{:02}.000000Z", s / 60, s % 60);
+                let mut e = event(&format!("e{i}"), i, &time);
+                let word = match (i % 100, i % 10) {
+                    (0, _) => "rare",
+                    (_, 0) => "quiet",
+                    _ => "curl",
+                };
+                e.message = format!("event {i} ran {word}");
+                e.container = format!("c{}", i % 3);
+                e
+            })
+            .collect();
+        let newest_first = |keep: &dyn Fn(u32) -> bool, q: &AuditQuery| -> Vec<String> {
+            let mut kept: Vec<u32> = (0..n).filter(|i| keep(*i)).collect();
+            kept.sort_by_key(|i| std::cmp::Reverse((second(*i), *i)));
+            kept.iter()
+                .skip(q.offset as usize)
+                .take(q.limit as usize)
+                .map(|i| format!("e{i}"))
+                .collect()
+        };
+        crate::store::tests::each_store_with(&events, |s| {
+            let cases: [(AuditQuery, &dyn Fn(u32) -> bool); 7] = [
+                (search("curl"), &|i| i % 10 != 0), // many: walked
+                (search("quiet"), &|i| i % 100 != 0 && i % 10 == 0), // fewer: sorted on SQLite
+                (search("rare"), &|i| i % 100 == 0), // too few for a walk on PostgreSQL
+                (
+                    search("curl").with(AuditField::Container, Pattern::Exact("c1".into())),
+                    &|i| i % 10 != 0 && i % 3 == 1,
+                ),
+                (
+                    AuditQuery {
+                        since: Some("2026-11-29T10:08:00.000000Z".into()),
+                        ..search("curl")
+                    },
+                    &|i| i % 10 != 0 && second(i) >= 480,
+                ),
+                (all(), &|_| true),
+                (
+                    all().with(AuditField::Container, Pattern::Exact("c2".into())),
+                    &|i| i % 3 == 2,
+                ),
+            ];
+            for (q, keep) in cases {
+                let pages = [
+                    (100, 0),
+                    (5, 0),
+                    (37, 300),
+                    (50, 1_900),
+                    (100, n - 30),
+                    (5, n),
+                ];
+                for (limit, offset) in pages {
+                    let page = AuditQuery {
+                        limit,
+                        offset,
+                        ..q.clone()
+                    };
+                    assert_eq!(ids(s, &page), newest_first(keep, &page), "{page:?}");
+                }
+                let total = (0..n).filter(|i| keep(*i)).count() as u64;
+                assert_eq!(s.count_audits(&q).unwrap(), total, "{q:?}");
+            }
+        });
+    }
+
     #[test]
     fn counts_summaries_and_histograms() {
         // Minute 10:00: three events; minute 10:01: one; 10:07: one.
@@ -753,7 +830,8 @@ pub(super) mod tests {
 
     /// A PostgreSQL database as the plans see it, which keeps every statement it is given (and
     /// the number of its parameters): a glob's walk finds two values, the text search more
-    /// matches than the probe, a page of a glob's value range as many entries as asked, a list of
+    /// matches than the probe (SQLite's plan) and three events, all matching, in its walk
+    /// (PostgreSQL's), a page of a glob's value range as many entries as asked, a list of
     /// `seq`s three; anything else no row.
     #[derive(Default)]
     struct Recorder {
@@ -776,10 +854,9 @@ pub(super) mod tests {
                 ["web-1", "web-2"]
                     .map(|v| vec![Value::Text(v.into())])
                     .into()
-            } else if sql.contains("@@") && sql.starts_with("SELECT seq") {
-                (1..=lists::PROBE as i64 + 200)
-                    .rev()
-                    .map(|seq| vec![Value::Integer(seq)])
+            } else if sql.starts_with("SELECT seq, words @@") {
+                (1..=3)
+                    .map(|seq| vec![Value::Integer(seq), Value::Integer(1)])
                     .collect()
             } else if sql.starts_with("SELECT time, seq") {
                 let Some(Value::Integer(limit)) = values.last() else {

@@ -2,14 +2,16 @@
 //! field expanded into the stored values it matches (read from the field's index by skipping from
 //! one distinct value to the next), the list then merged from one index range per value, the count
 //! an `IN` of them; and the text search's page read either from its matches sorted by time (few)
-//! or from the events newest first, each looked up among its matches (many). Every plan returns
-//! what `ORDER BY time DESC, seq DESC` over all the matches would. They read through a
-//! [`Reader`], so that SQLite and PostgreSQL answer by the same plans.
+//! or from the events newest first, each looked up among its matches (many; on PostgreSQL each
+//! one's words checked). Every plan returns what `ORDER BY time DESC, seq DESC` over all the
+//! matches would. They read through a [`Reader`], so that SQLite and PostgreSQL answer by the same
+//! plans, but for the few places where PostgreSQL's indexes ask for another (the text search's
+//! walk, a page after an offset).
 
 use super::StoreError;
 use super::audits::{COLUMNS, column, conditions, page};
 use super::query::{AuditField, AuditQuery, GlobPart, Pattern, Search};
-use super::sql::{self, Reader, Value};
+use super::sql::{self, Dialect, Reader, Value};
 
 /// At most this many values a glob may expand into; past it the glob is checked by the backend's
 /// match (`GLOB`, `~`) on every candidate row (correct, and as slow as it was). Also keeps the
@@ -162,9 +164,9 @@ fn merged_over(expanded: &Expanded) -> Option<usize> {
 pub fn select(r: &mut dyn Reader, q: &AuditQuery) -> Result<(String, Vec<Value>), StoreError> {
     let expanded = expand(r, q)?;
     if let Some(search) = &q.search {
-        let matches = Matches::read(r, search)?;
-        if matches.count >= PROBE + u64::from(q.offset) + u64::from(q.limit) {
-            return newest_first(r, q, &expanded, &matches);
+        let wanted = q.offset as usize + q.limit as usize;
+        if let Some(found) = walked(r, q, &expanded, search, wanted)? {
+            return Ok(by_seq(q, found));
         }
     } else if let Some(i) = merged_over(&expanded) {
         return Ok(merged(r, q, &expanded, i));
@@ -184,9 +186,8 @@ pub fn newest(r: &mut dyn Reader, q: &AuditQuery, n: u32) -> Result<Vec<i64>, St
     };
     let expanded = expand(r, &q)?;
     if let Some(search) = &q.search {
-        let matches = Matches::read(r, search)?;
-        if matches.count >= PROBE + u64::from(n) {
-            return walk(r, &q, &expanded, &matches);
+        if let Some(found) = walked(r, &q, &expanded, search, n as usize)? {
+            return Ok(found);
         }
     } else if let Some(i) = merged_over(&expanded) {
         return merge(r, &q, &expanded, i);
@@ -353,7 +354,11 @@ fn merge(
 }
 
 /// The conditions as they are, in time order: one filter's index read newest first, or the
-/// text search's few matches read by `seq` and sorted; `columns` of the page.
+/// text search's few matches read by `seq` and sorted; `columns` of the page. On PostgreSQL a
+/// page after an `offset` skips index entries only: the page's keys are read first (`time` and
+/// `seq`, which every filter's index holds: an index-only scan), then its rows by `seq`. Asked
+/// for the columns at once, PostgreSQL reads the table row of every entry it skips (offset
+/// 500,000 of 1,000,000: 64,095 table pages, 0.2 s).
 fn sorted(
     r: &dyn Reader,
     q: &AuditQuery,
@@ -363,9 +368,14 @@ fn sorted(
     let mut values = Vec::new();
     let conditions = conditions(r.dialect(), q, expanded, &mut values);
     let page = page(q, &mut values);
-    let sql = format!(
-        "SELECT {columns} FROM audits WHERE {conditions} ORDER BY time DESC, seq DESC {page}"
-    );
+    let order = "ORDER BY time DESC, seq DESC";
+    let sql = match (r.dialect(), q.offset) {
+        (Dialect::Postgres, 1..) => format!(
+            "SELECT {columns} FROM (SELECT seq AS s, time AS t FROM audits WHERE {conditions} \
+             {order} {page}) AS p JOIN audits ON audits.seq = p.s ORDER BY p.t DESC, p.s DESC"
+        ),
+        _ => format!("SELECT {columns} FROM audits WHERE {conditions} {order} {page}"),
+    };
     (sql, values)
 }
 
@@ -379,9 +389,8 @@ struct Matches {
 }
 
 impl Matches {
-    /// Reads them from the words' index (no event row is read).
-    fn read(r: &mut dyn Reader, search: &Search) -> Result<Matches, StoreError> {
-        let (sql, words) = r.dialect().search_seqs(search);
+    /// Reads them from the words' index by `sql` (no event row is read).
+    fn read(r: &mut dyn Reader, sql: &str, words: Value) -> Result<Matches, StoreError> {
         let mut m = Matches::default();
         r.rows(sql, &[words], &mut |row| {
             m.insert(sql::int(row, 0)?);
@@ -414,46 +423,113 @@ impl Matches {
     }
 }
 
+/// The `WHERE` clause of `q`'s conditions but its text search, its parameters in `values`.
+fn others(r: &dyn Reader, q: &AuditQuery, expanded: &Expanded, values: &mut Vec<Value>) -> String {
+    let others = AuditQuery {
+        search: None,
+        ..q.clone()
+    };
+    conditions(r.dialect(), &others, expanded, values)
+}
+
 /// The `seq`s of the events of `q`'s conditions but its text search, newest first.
 pub(super) fn walk_select(
     r: &dyn Reader,
     q: &AuditQuery,
     expanded: &Expanded,
 ) -> (String, Vec<Value>) {
-    let others = AuditQuery {
-        search: None,
-        ..q.clone()
-    };
     let mut values = Vec::new();
-    let conditions = conditions(r.dialect(), &others, expanded, &mut values);
+    let conditions = others(r, q, expanded, &mut values);
     let sql = format!("SELECT seq FROM audits WHERE {conditions} ORDER BY time DESC, seq DESC");
     (sql, values)
 }
 
-/// The `seq`s of the newest `offset + limit` matches of `q`: the other conditions' events read
-/// newest first (their `seq`s only, from the index), each looked up among the matches.
-fn walk(
+/// The `seq`s of the newest `wanted` events of `q`, found by walking the events of its other
+/// conditions newest first and keeping those its text search matches; `None` when the matches
+/// are better read and sorted by time. How a walk tells a match depends on the full-text index:
+///
+/// - SQLite: FTS5's lists hold the matches' `seq`s, read first (no event row); when fewer than
+///   [`PROBE`] plus `wanted` events match, they are sorted instead. Asking the index about each
+///   event (a `rowid =` with `MATCH`) costs a new FTS5 query per event, about 0.1 ms.
+/// - PostgreSQL: a GIN index holds row addresses, not `seq`s, so reading every match's `seq` reads
+///   a table page per match (a word in 130,449 of 1,000,000 events: 75,519 pages, 0.4 to 1.2 s),
+///   and learning how many match costs as much. The walk checks each event's words instead, and
+///   gives up after [`WALK`] events per match wanted (at most [`MOST_WALKED`]): a word that rare
+///   among the events walked has few matches, which are sorted.
+fn walked(
     r: &mut dyn Reader,
     q: &AuditQuery,
     expanded: &Expanded,
-    matches: &Matches,
-) -> Result<Vec<i64>, StoreError> {
+    search: &Search,
+    wanted: usize,
+) -> Result<Option<Vec<i64>>, StoreError> {
+    let Some((sql, words)) = r.dialect().search_seqs(search) else {
+        return walk_words(r, q, expanded, search, wanted);
+    };
+    let matches = Matches::read(r, sql, words)?;
+    if matches.count < PROBE + wanted as u64 {
+        return Ok(None);
+    }
     let (sql, values) = walk_select(r, q, expanded);
-    let wanted = q.offset as usize + q.limit as usize;
-    seqs(r, &sql, &values, wanted, |seq| matches.contains(seq))
+    seqs(r, &sql, &values, wanted, |seq| matches.contains(seq)).map(Some)
 }
 
-/// A page of the text search's many matches: the other conditions' events read newest first
-/// (their `seq`s only, from the index), each looked up among the matches, until `offset + limit`
-/// matched; the page's rows are then read by `seq`. Asking the full-text index about each event
-/// instead (a `rowid =` with `MATCH`) costs it a new query per event, about 0.1 ms.
-fn newest_first(
+/// Events a walk on PostgreSQL reads per match it is to find before it gives up: a word in at
+/// least one in 50 of the events walked fills its page by the walk.
+pub const WALK: usize = 50;
+
+/// The most events a walk on PostgreSQL reads (about 20 ms): past it the matches are sorted.
+pub const MOST_WALKED: usize = 20_000;
+
+/// The walk of [`walked`] on PostgreSQL: the first [`WALK`] × `wanted` (at most [`MOST_WALKED`])
+/// events of the other conditions newest first, each with whether its words match. The matches'
+/// `seq`s when `wanted` were found or the events ended (every candidate checked), else `None`.
+fn walk_words(
     r: &mut dyn Reader,
     q: &AuditQuery,
     expanded: &Expanded,
-    matches: &Matches,
-) -> Result<(String, Vec<Value>), StoreError> {
-    let found = walk(r, q, expanded, matches)?;
+    search: &Search,
+    wanted: usize,
+) -> Result<Option<Vec<i64>>, StoreError> {
+    let most = wanted.saturating_mul(WALK).min(MOST_WALKED);
+    let (sql, values) = words_walk_select(r, q, expanded, search, most);
+    let (mut found, mut read) = (Vec::new(), 0);
+    if wanted > 0 {
+        r.rows(&sql, &values, &mut |row| {
+            read += 1;
+            if sql::int(row, 1)? != 0 {
+                found.push(sql::int(row, 0)?);
+            }
+            Ok(found.len() < wanted)
+        })?;
+    }
+    Ok((found.len() == wanted || read < most).then_some(found))
+}
+
+/// The statement of a walk on PostgreSQL: the `seq`s of the first `most` events of `q`'s
+/// conditions but its text search, newest first (an index read in the list's order), each with
+/// whether its words match the search (checked on the event's row, not through the GIN index).
+pub(super) fn words_walk_select(
+    r: &dyn Reader,
+    q: &AuditQuery,
+    expanded: &Expanded,
+    search: &Search,
+    most: usize,
+) -> (String, Vec<Value>) {
+    let mut values = Vec::new();
+    let conditions = others(r, q, expanded, &mut values);
+    let words = r.dialect().search(search, &mut values);
+    values.push(Value::Integer(i64::try_from(most).unwrap_or(i64::MAX)));
+    let sql = format!(
+        "SELECT seq, {words} FROM audits WHERE {conditions} \
+         ORDER BY time DESC, seq DESC LIMIT ?{}",
+        values.len()
+    );
+    (sql, values)
+}
+
+/// The page (after `q`'s offset) of the `seq`s a walk found, newest first: its rows read by `seq`.
+fn by_seq(q: &AuditQuery, found: Vec<i64>) -> (String, Vec<Value>) {
     let page: Vec<Value> = found
         .into_iter()
         .skip(q.offset as usize)
@@ -468,7 +544,7 @@ fn newest_first(
         "SELECT {COLUMNS} FROM audits WHERE seq IN ({}) ORDER BY time DESC, seq DESC",
         list.join(", ")
     );
-    Ok((sql, page))
+    (sql, page)
 }
 
 /// One subquery per value of the glob at condition `i`, each the newest `offset + limit` events of

@@ -132,10 +132,15 @@ fn a_lease_is_held_by_one_instance_until_its_connection_ends() {
         b.lease("webhook y").unwrap().is_some(),
         "another lease is free"
     );
-    // The holder's session ends (its instance died): the lock goes with it.
+    // The holder's session ends (its instance died): the lock goes with it. (The lock of this
+    // test's database: the tests running beside it take the ingestion's advisory lock in theirs.)
+    let database = url.rsplit('/').next().unwrap();
     let pid = server().psql(
         "postgres",
-        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted LIMIT 1",
+        &format!(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND database = \
+             (SELECT oid FROM pg_database WHERE datname = '{database}') LIMIT 1"
+        ),
     );
     server().psql("postgres", &format!("SELECT pg_terminate_backend({pid})"));
     assert!(!held.held(), "the lease knows it is lost");
@@ -153,7 +158,6 @@ fn a_page_of_one_exact_filter_reads_its_index_in_order() {
     use crate::store::audits::tests::{all, event};
     use crate::store::lists;
     use crate::store::query::{AuditField, Pattern};
-    use crate::store::sql::Value;
 
     let (s, _) = store();
     s.add_audits(
@@ -179,22 +183,9 @@ fn a_page_of_one_exact_filter_reads_its_index_in_order() {
             _ => "x",
         };
         let q = all().with(field, Pattern::Exact(exact.into()));
-        let plan = s
-            .read(|r| {
-                for off in ["enable_seqscan", "enable_bitmapscan"] {
-                    r.rows(&format!("SET LOCAL {off} = off"), &[], &mut |_| Ok(true))?;
-                }
-                let (sql, values) = lists::select(r, &q)?;
-                let mut lines = Vec::new();
-                r.rows(&format!("EXPLAIN {sql}"), &values, &mut |row| {
-                    if let Some(Value::Text(line)) = row.first() {
-                        lines.push(line.clone());
-                    }
-                    Ok(true)
-                })?;
-                Ok(lines.join("\n"))
-            })
-            .unwrap();
+        let plan = plan(&s, &["enable_seqscan", "enable_bitmapscan"], |r| {
+            lists::select(r, &q)
+        });
         let index = if unindexed.contains(&field) {
             "audits_by_time".to_string()
         } else {
@@ -206,4 +197,86 @@ fn a_page_of_one_exact_filter_reads_its_index_in_order() {
             "{field:?}: {plan}"
         );
     }
+}
+
+/// PostgreSQL's plan (`EXPLAIN`, one line each) of the statement `statement` gives, in a snapshot
+/// of `s` with the planner settings `off` turned off.
+fn plan(
+    s: &Postgres,
+    off: &[&str],
+    statement: impl FnOnce(
+        &mut dyn crate::store::sql::Reader,
+    )
+        -> Result<(String, Vec<crate::store::sql::Value>), crate::store::StoreError>,
+) -> String {
+    s.read(|r| {
+        for setting in off {
+            r.rows(&format!("SET LOCAL {setting} = off"), &[], &mut |_| {
+                Ok(true)
+            })?;
+        }
+        let (sql, values) = statement(r)?;
+        let mut lines = Vec::new();
+        r.rows(&format!("EXPLAIN {sql}"), &values, &mut |row| {
+            lines.push(crate::store::sql::text(row, 0)?);
+            Ok(true)
+        })?;
+        Ok(lines.join("\n"))
+    })
+    .unwrap()
+}
+
+/// The text search's walk, and a page after an offset, as PostgreSQL plans them (the events
+/// vacuumed and analysed, as autovacuum leaves them; sequential and bitmap scans ruled out, which
+/// a table this small favours): the walk reads an index in the list's order (its words checked on
+/// each row, never through the GIN index, whose matches would be sorted by time); a page after an
+/// offset skips entries of an index alone (an index-only scan) and reads its own rows by `seq`.
+#[test]
+fn the_text_searchs_walk_and_a_deep_page_read_an_index_in_order() {
+    use crate::store::audits::tests::{all, event};
+    use crate::store::lists;
+    use crate::store::query::{AuditField, AuditQuery, Pattern, Search};
+
+    let (s, url) = store();
+    let events: Vec<_> = (0..lists::PROBE + 200)
+        .map(|i| {
+            let time = format!("2026-11-29T10:{:02}:{:02}.000000Z", i / 60 % 60, i % 60);
+            let mut e = event(&format!("e{i}"), i as u32, &time);
+            e.message = format!("curl {i}");
+            e.container = format!("c{}", i % 3);
+            e
+        })
+        .collect();
+    s.add_audits(&events, "defender", "t").unwrap();
+    let database = url.rsplit('/').next().unwrap();
+    server().psql(database, "VACUUM ANALYZE audits");
+    let search = Search::parse("curl").unwrap();
+    // Alone, or with a filter: whichever index the planner finds cheaper, in order.
+    for q in [
+        all(),
+        all().with(AuditField::Container, Pattern::Exact("c1".into())),
+    ] {
+        let walk = plan(&s, &["enable_seqscan", "enable_bitmapscan"], |r| {
+            let expanded = vec![None; q.fields.len()];
+            Ok(lists::words_walk_select(r, &q, &expanded, &search, 5_000))
+        });
+        assert!(
+            walk.contains("Index Scan Backward using audits_by_") && !walk.contains("Sort"),
+            "{walk}"
+        );
+    }
+    // The deep page of every event (with a filter, the planner may as well read the time index
+    // and check the filter on each row, which a table this small makes cheap).
+    let deep = AuditQuery {
+        offset: 1_000,
+        ..all()
+    };
+    let page = plan(&s, &["enable_seqscan", "enable_bitmapscan"], |r| {
+        lists::select(r, &deep)
+    });
+    // The rows are joined to the page's 100 keys (in whichever order the planner likes).
+    assert!(
+        page.contains("Index Only Scan Backward using audits_by_time"),
+        "{page}"
+    );
 }
