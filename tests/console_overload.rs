@@ -200,18 +200,7 @@ fn a_defender_cut_off_by_a_console_restart_polls_again_after_a_random_pause() {
     let w = World::new();
     let mut c = Console::start(&w.path("data"));
     let log = w.path("defender.log");
-    let child = console::defender(
-        &w,
-        &c.url(),
-        &w.path("state"),
-        &["--log-level", "debug"],
-        &["sh", "-c", "while [ ! -e stop ]; do sleep 0.05; done"],
-    )
-    .stdin(std::process::Stdio::null())
-    .stdout(std::process::Stdio::null())
-    .stderr(std::fs::File::create(&log).unwrap())
-    .spawn()
-    .unwrap();
+    let child = console::defender_until_stopped(&w, &c.url(), &["--log-level", "debug"], &log);
     let waiting = |c: &Console| c.log().matches("a policy poll waits").count();
     assert!(wait_until(HANG_GUARD, || waiting(&c) >= 1), "{}", c.log());
 

@@ -237,13 +237,25 @@ fn from_defenders(method: &Method, path: &str) -> bool {
 
 /// The layer that refuses defender traffic while the console is crowded: 503, `Retry-After`,
 /// and the connection closed after the answer.
+///
+/// It also says `Connection: close` on every refused request (4xx): one may leave its body
+/// unread, and then the server closes the connection after the answer (hyper does); saying so
+/// keeps the client from sending its next request on a connection about to close, which a POST
+/// cannot safely retry ("peer disconnected"). Here rather than in a layer of its own: every
+/// layer is a boxed future more in every request, a held poll's among them.
 pub async fn shed(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let gate = &state.operations.gate;
     if gate.crowded() && from_defenders(request.method(), request.uri().path()) {
         gate.refused("reserve", &"defender traffic while crowded");
         return unavailable("the console is at its connection limit; try again later");
     }
-    next.run(request).await
+    let mut response = next.run(request).await;
+    if response.status().is_client_error() {
+        response
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 /// 503 with `Retry-After` (longer than for a full ingestion queue: descriptors come back as
@@ -264,6 +276,13 @@ fn unavailable(message: &str) -> Response {
 pub struct Counted<S> {
     stream: S,
     gate: Arc<Gate>,
+}
+
+impl<S> Counted<S> {
+    /// The connection itself (a plain one's socket is peeked: `native`).
+    pub fn get_ref(&self) -> &S {
+        &self.stream
+    }
 }
 
 impl<S> Drop for Counted<S> {

@@ -18,6 +18,7 @@ mod learning;
 mod lifecycle;
 mod logs;
 mod metrics;
+mod native;
 mod operations;
 mod passwords;
 mod people;

@@ -37,6 +37,7 @@ pub struct Metrics {
     /// Set when scraped: the defenders heard from within the connected window.
     pub defenders_connected: Gauge,
     pub long_polls_open: Gauge,
+    pub requests_native: Counter,
     pub audits_received: Counter,
     pub audits_stored: Counter,
     pub requests: Latencies,
@@ -62,6 +63,7 @@ impl Metrics {
             registry: Registry::with_prefix("defender_console"),
             defenders_connected: Gauge::default(),
             long_polls_open: Gauge::default(),
+            requests_native: Counter::default(),
             audits_received: Counter::default(),
             audits_stored: Counter::default(),
             requests: Family::new_with_constructor(latency_histogram),
@@ -83,6 +85,12 @@ impl Metrics {
             "long_polls_open",
             "Policy long polls waiting for a change",
             m.long_polls_open.clone(),
+        );
+        r.register(
+            "requests_native",
+            "Policy reads (long polls among them) served outside hyper on plain HTTP: their \
+             connections keep no HTTP buffers",
+            m.requests_native.clone(),
         );
         r.register(
             "audits_received",

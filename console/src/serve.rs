@@ -274,6 +274,7 @@ pub fn run(args: Args) -> Result<(), ServeError> {
         return Err(ServeError::HeartbeatFlush);
     }
     let gate = Arc::new(Gate::new(open_files, metrics.clone()));
+    let native = metrics.requests_native.clone();
     let beats = Beats::start(store.clone(), args.heartbeat_flush).map_err(ServeError::Beats)?;
     let operations = Operations {
         gate: gate.clone(),
@@ -297,7 +298,6 @@ pub fn run(args: Args) -> Result<(), ServeError> {
         .merge(web::routes())
         .merge(operations::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .layer(axum::middleware::map_response(close_after_refusal))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             gate::shed,
@@ -328,13 +328,13 @@ pub fn run(args: Args) -> Result<(), ServeError> {
         // is a transaction, so nothing is left half done; defenders retry what was cut.
         match tls {
             None => tokio::select! {
-                () = http::serve(Admitted { tcp, gate }, app) => {},
+                () = http::serve(Admitted { tcp, gate }, app, native) => {},
                 () = stop() => {},
             },
             Some(config) => {
                 let listener = tls::TlsListener::new(tcp, gate, config)?;
                 tokio::select! {
-                    () = http::serve(listener, app) => {},
+                    () = http::serve(listener, app, native) => {},
                     () = stop() => {},
                 }
             }
@@ -400,19 +400,6 @@ async fn stop() {
         _ = int.recv() => {},
     }
     eprintln!("defender-console: stopping");
-}
-
-/// A refused request (4xx) may leave its body unread, and then the server closes the connection
-/// after the answer (hyper does): saying so keeps the client from sending its next request on a
-/// connection about to close, which a POST cannot safely retry ("peer disconnected").
-async fn close_after_refusal(mut response: axum::response::Response) -> axum::response::Response {
-    if response.status().is_client_error() {
-        response.headers_mut().insert(
-            axum::http::header::CONNECTION,
-            axum::http::HeaderValue::from_static("close"),
-        );
-    }
-    response
 }
 
 #[cfg(test)]

@@ -5,6 +5,11 @@
 //!
 //! Blocking calls on purpose: each uplink thread does one thing at a time, and ureq starts no
 //! thread of its own until a call is made (which happens after fork, see `supervisor::run`).
+//!
+//! Two agents, so two connection pools: the policy reads (the long polls) never share a
+//! connection with an audit batch or a heartbeat. A plain-HTTP console holds a connection that
+//! has only carried policy reads without any HTTP buffers; one that has carried a `POST` costs it
+//! hyper's 16 KiB for as long as it lives (docs/console-api.md, "Serving").
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -112,7 +117,10 @@ pub enum Fetched {
 }
 
 pub struct Client {
+    /// Audit batches and heartbeats.
     agent: ureq::Agent,
+    /// Policy reads only.
+    polls: ureq::Agent,
     base: String,
     authorization: String,
 }
@@ -132,15 +140,15 @@ impl Client {
             Some(ca) => RootCerts::new_with_certs(&read_ca(ca)?),
             None => RootCerts::WebPki,
         };
-        let agent = ureq::Agent::config_builder()
+        let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(CONNECT_TIMEOUT))
             .user_agent(format!("defender/{}", env!("CARGO_PKG_VERSION")))
             .tls_config(TlsConfig::builder().root_certs(roots).build())
-            .build()
-            .new_agent();
+            .build();
         Ok(Client {
-            agent,
+            agent: config.new_agent(),
+            polls: config.new_agent(),
             base,
             authorization: format!("Bearer {token}"),
         })
@@ -162,7 +170,7 @@ impl Client {
         slack: Duration,
     ) -> Result<Fetched, ClientError> {
         let mut request = self
-            .agent
+            .polls
             .get(format!("{}{path}", self.base))
             .header("Authorization", &self.authorization);
         if let Some(revision) = have {

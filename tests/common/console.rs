@@ -384,6 +384,23 @@ impl Console {
         a.json()["revision"].as_u64().unwrap()
     }
 
+    /// The value of the unlabelled metric `name` in `GET /metrics` (0 when absent).
+    pub fn metric(&self, name: &str) -> f64 {
+        use prometheus_parse::{Scrape, Value as Metric};
+        let text = self.call("GET", "/metrics", None, &[], None);
+        assert_eq!(text.status, 200, "{}", text.body);
+        let scrape = Scrape::parse(text.body.lines().map(|l| Ok(l.to_owned()))).unwrap();
+        match scrape
+            .samples
+            .iter()
+            .find(|x| x.metric == name)
+            .map(|x| &x.value)
+        {
+            Some(Metric::Counter(v) | Metric::Gauge(v) | Metric::Untyped(v)) => *v,
+            _ => 0.0,
+        }
+    }
+
     /// `GET /audits?query` with the admin token.
     pub fn audits(&self, query: &str) -> Vec<Value> {
         let a = self.call("GET", &format!("{AUDITS}?{query}"), Some(ADMIN), &[], None);
@@ -479,6 +496,23 @@ impl Place for NetWorld {
     fn defender_command(&self, flags: &[&str], command: &[&str]) -> Command {
         self.command(None, flags, command)
     }
+}
+
+/// A defender against `console` (state in `w`'s `state`, `extra` flags), its standard error in
+/// `log`, started; its command runs until the file `stop` appears in `w`.
+pub fn defender_until_stopped(w: &World, console: &str, extra: &[&str], log: &Path) -> Child {
+    defender(
+        w,
+        console,
+        &w.path("state"),
+        extra,
+        &["sh", "-c", "while [ ! -e stop ]; do sleep 0.05; done"],
+    )
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(log).unwrap())
+    .spawn()
+    .unwrap()
 }
 
 /// `defender run --console URL --token T --state-dir STATE [extra] -- command` in `place`, for
