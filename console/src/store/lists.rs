@@ -8,10 +8,10 @@
 //! plans, but for the few places where PostgreSQL's indexes ask for another (the text search's
 //! walk, a page after an offset).
 
-use super::StoreError;
 use super::audits::{COLUMNS, column, conditions, page};
 use super::query::{AuditField, AuditQuery, GlobPart, Pattern, Search};
 use super::sql::{self, Dialect, Reader, Value};
+use super::{StoreError, rollup};
 
 /// At most this many values a glob may expand into; past it the glob is checked by the backend's
 /// match (`GLOB`, `~`) on every candidate row (correct, and as slow as it was). Also keeps the
@@ -159,11 +159,17 @@ fn merged_over(expanded: &Expanded) -> Option<usize> {
 }
 
 /// The SQL of a page, and its parameters: merged over a glob's values, the text search's matches
-/// sorted by time or its page found newest first, or the conditions as they are. (What it reads
+/// sorted by time or its page found newest first, or the conditions as they are; a deep offset
+/// first moved past the hours it skips ([`rollup::skip_hours`]). (What it reads
 /// to decide, the globs' values and the text search's matches, is read through `r`.)
 pub fn select(r: &mut dyn Reader, q: &AuditQuery) -> Result<(String, Vec<Value>), StoreError> {
+    let skipped = rollup::skip_hours(r, q, rollup::DEEP)?;
+    let q = skipped.as_ref().unwrap_or(q);
     let expanded = expand(r, q)?;
     if let Some(search) = &q.search {
+        if let Some(found) = by_arrival(r, q, &expanded, search)? {
+            return Ok(by_seq(q, found));
+        }
         let wanted = q.offset as usize + q.limit as usize;
         if let Some(found) = walked(r, q, &expanded, search, wanted)? {
             return Ok(by_seq(q, found));
@@ -172,6 +178,92 @@ pub fn select(r: &mut dyn Reader, q: &AuditQuery) -> Result<(String, Vec<Value>)
         return Ok(merged(r, q, &expanded, i));
     }
     Ok(sorted(r, q, &expanded, COLUMNS))
+}
+
+/// How many more of a text search's last arrivals than twice its page [`by_arrival`] reads.
+const ARRIVALS: u64 = 256;
+
+/// The largest `offset + limit` [`by_arrival`] answers (the API's largest page).
+const MOST_ARRIVALS: u64 = 10_000;
+
+/// How many events one statement reads by `seq` (within SQLite's limit on parameters).
+pub(super) const CHUNK: usize = 500;
+
+/// The newest `offset + limit` events of a text search and `q`'s other conditions, found among
+/// the search's last arrivals, without reading every match: the `seq`s of its last `2 × (offset
+/// + limit) + ARRIVALS` matches to arrive, from the end of the words' lists; their rows' times,
+/// and the other conditions checked; the newest of those by time. Events arrive in about the
+/// order of their times, but not exactly (a defender's spool is sent late): an earlier arrival
+/// may still be newer. So unless every match was read, one more statement makes sure that no
+/// event of the other conditions arrived before the earliest read and is newer than the page's
+/// last (the index newest first, down to the page's last: about the page's events). `None`
+/// when it cannot tell (the page's last not among those read, or such an event found), or on
+/// PostgreSQL (no such read): [`select`]'s other plans answer.
+fn by_arrival(
+    r: &mut dyn Reader,
+    q: &AuditQuery,
+    expanded: &Expanded,
+    search: &Search,
+) -> Result<Option<Vec<i64>>, StoreError> {
+    let dialect = r.dialect();
+    let Some(sql) = dialect.search_newest() else {
+        return Ok(None);
+    };
+    let wanted = u64::from(q.offset) + u64::from(q.limit);
+    match wanted {
+        0 => return Ok(Some(Vec::new())),
+        // A download's million rows: each read by `seq` would cost more than the other plans'
+        // index entries.
+        w if w > MOST_ARRIVALS => return Ok(None),
+        _ => {}
+    }
+    let reads = 2 * wanted + ARRIVALS;
+    let Some((_, words)) = dialect.search_seqs(search) else {
+        return Ok(None);
+    };
+    let mut arrived = Vec::new();
+    r.rows(sql, &[words, Value::Integer(reads as i64)], &mut |row| {
+        arrived.push(sql::int(row, 0)?);
+        Ok(true)
+    })?;
+    let others = AuditQuery {
+        search: None,
+        ..q.clone()
+    };
+    let mut found: Vec<(String, i64)> = Vec::with_capacity(arrived.len());
+    for chunk in arrived.chunks(CHUNK) {
+        let mut values: Vec<Value> = chunk.iter().map(|s| Value::Integer(*s)).collect();
+        let list: Vec<String> = (1..=chunk.len()).map(|n| format!("?{n}")).collect();
+        let conditions = conditions(dialect, &others, expanded, &mut values);
+        let sql = format!(
+            "SELECT time, seq FROM audits WHERE seq IN ({}) AND {conditions}",
+            list.join(", ")
+        );
+        r.rows(&sql, &values, &mut |row| {
+            found.push((sql::text(row, 0)?, sql::int(row, 1)?));
+            Ok(true)
+        })?;
+    }
+    found.sort_unstable_by(|a, b| b.cmp(a));
+    found.truncate(wanted as usize);
+    if (arrived.len() as u64) == reads {
+        // Not every match read: the page's last must be among those read, and no earlier
+        // arrival of the other conditions newer than it.
+        let (Some((time, seq)), Some(earliest)) = (found.get(wanted as usize - 1), arrived.last())
+        else {
+            return Ok(None);
+        };
+        let (sql, values) = late_select(r, &others, expanded, (time, *seq), *earliest);
+        let mut late = false;
+        r.rows(&sql, &values, &mut |_| {
+            late = true;
+            Ok(false)
+        })?;
+        if late {
+            return Ok(None);
+        }
+    }
+    Ok(Some(found.into_iter().map(|(_, seq)| seq).collect()))
 }
 
 /// The `seq`s of the newest `n` events of `q` (its limit and offset aside), newest first, by the
@@ -528,7 +620,36 @@ pub(super) fn words_walk_select(
     (sql, values)
 }
 
-/// The page (after `q`'s offset) of the `seq`s a walk found, newest first: its rows read by `seq`.
+/// The statement of [`by_arrival`]'s check: an event of `others` newer than `last` (time, seq)
+/// that arrived before `earliest`, if any.
+pub(super) fn late_select(
+    r: &dyn Reader,
+    others: &AuditQuery,
+    expanded: &Expanded,
+    (time, seq): (&str, i64),
+    earliest: i64,
+) -> (String, Vec<Value>) {
+    let mut values = Vec::new();
+    let conditions = conditions(r.dialect(), others, expanded, &mut values);
+    values.extend([
+        Value::Text(time.into()),
+        Value::Integer(seq),
+        Value::Integer(earliest),
+    ]);
+    let n = values.len();
+    let sql = format!(
+        // `+seq`: not the rowid's range (every earlier arrival), the index by time (or a
+        // filter's) from the page's last on.
+        "SELECT seq FROM audits WHERE {conditions} AND (time, seq) > (?{}, ?{}) \
+         AND +seq < ?{n} LIMIT 1",
+        n - 2,
+        n - 1
+    );
+    (sql, values)
+}
+
+/// The page of `found`, the `seq`s of the newest `offset + limit` events of `q` newest first:
+/// its rows read by `seq`.
 fn by_seq(q: &AuditQuery, found: Vec<i64>) -> (String, Vec<Value>) {
     let page: Vec<Value> = found
         .into_iter()
@@ -679,6 +800,89 @@ mod tests {
         ];
         for (expanded, want) in cases {
             assert_eq!(merged_over(&expanded), want, "{expanded:?}");
+        }
+    }
+
+    /// A text search's page found among its last arrivals is the page of every match sorted by
+    /// time: in arrival order; with an event that arrived first but is the newest (then the plan
+    /// gives way to the others); with other conditions, pages past what it reads, and a word in
+    /// a few events.
+    #[test]
+    fn a_page_found_among_the_last_arrivals_is_the_page_of_every_match() {
+        use crate::store::audits::tests::{all, event, store};
+        use crate::store::sqlite::Snapshot;
+        let events = |early: bool| -> Vec<crate::events::Event> {
+            let first = early.then(|| event("early", 0, "2026-11-29T11:00:00.000000Z"));
+            first
+                .into_iter()
+                .chain((0..1_500u32).map(|n| {
+                    let time = format!("2026-11-29T10:{:02}:{:02}.000000Z", n / 60 % 60, n % 60);
+                    let mut e = event(&format!("e{n}"), n, &time);
+                    e.message = ["curl ran", "curl again", "quiet", "rare xmrig"][match n % 100 {
+                        0 => 3,
+                        n => n as usize % 3,
+                    }]
+                    .into();
+                    e
+                }))
+                .collect()
+        };
+        for early in [false, true] {
+            let mut answered = 0;
+            let (_dir, s) = store(&events(early));
+            let c = s.reader_for_tests();
+            let r = &mut Snapshot::of(&c).unwrap();
+            let searched = |words: &str| AuditQuery {
+                search: Some(Search::parse(words).unwrap()),
+                ..all()
+            };
+            let queries = [
+                searched("curl"),
+                searched("xmrig"),
+                searched("curl").with(AuditField::Type, Pattern::parse("[dp]*").unwrap()),
+                AuditQuery {
+                    since: Some("2026-11-29T10:10:00.000000Z".into()),
+                    ..searched("cur")
+                },
+            ];
+            for q in queries {
+                for (limit, offset) in [(1, 0), (10, 0), (7, 30), (100, 500), (10, 2_000)] {
+                    let q = AuditQuery {
+                        limit,
+                        offset,
+                        ..q.clone()
+                    };
+                    let mut values = Vec::new();
+                    let sql = format!(
+                        "SELECT seq FROM audits WHERE {} ORDER BY time DESC, seq DESC {}",
+                        conditions(r.dialect(), &q, &[], &mut values),
+                        page(&q, &mut values)
+                    );
+                    let want = seqs(r, &sql, &values, usize::MAX, |_| true).unwrap();
+                    let expanded = expand(r, &q).unwrap();
+                    let search = q.search.as_ref().unwrap();
+                    let found = by_arrival(r, &q, &expanded, search).unwrap();
+                    if let Some(found) = &found {
+                        assert_eq!(&found[(offset as usize).min(found.len())..], want, "{q:?}");
+                        answered += 1;
+                    }
+                    // The early event is newer than any page: one not of every match gives way.
+                    if early && q.search == searched("curl").search && (limit, offset) == (10, 0) {
+                        assert_eq!(found, None);
+                    }
+                    let (sql, values) = select(r, &q).unwrap();
+                    let got = seqs(
+                        r,
+                        &sql.replacen(COLUMNS, "seq", 1),
+                        &values,
+                        usize::MAX,
+                        |_| true,
+                    )
+                    .unwrap();
+                    assert_eq!(got, want, "{q:?}");
+                }
+            }
+            assert!(answered >= if early { 5 } else { 12 }, "{answered}");
         }
     }
 

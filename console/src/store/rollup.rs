@@ -14,6 +14,7 @@ use rusqlite::Connection;
 use super::StoreError;
 use super::audits::{self, conditions};
 use super::query::{AuditField, AuditQuery, Bucket, Pattern};
+use super::sample::Sample;
 use super::sql::{self, Dialect, Reader, Value};
 use crate::events::{Effect, Event, parse_name};
 
@@ -421,6 +422,12 @@ fn kinds(
     clauses
 }
 
+/// The samples of the partial hours at the start and at the end of the last time range read
+/// (see [`Time::Hours`]), kept as a summary's sample is: the page asks for its count, five
+/// summaries and a chart of one range, each of which reads those events. (Passed as `None`, the
+/// partial hours are summed by SQL, as they are when a sample would be cut.)
+pub type Spans = [Option<Sample>; 2];
+
 /// Per (key, effect): the rollup's rows and the spans' events. The key is the group's value
 /// (stats), the bucket's start (histogram) or nothing (count); the effect only for histograms.
 fn tallies(
@@ -428,17 +435,33 @@ fn tallies(
     q: &AuditQuery,
     route: &Route,
     ask: Ask,
+    kept: Option<&mut Spans>,
 ) -> Result<HashMap<(String, String), Tally>, StoreError> {
+    let mut out = HashMap::new();
+    counted(r, q, route, ask, &mut out)?;
+    partial_hours(r, q, route, ask, kept, &mut out)?;
+    Ok(out)
+}
+
+/// The bucket width of `ask` in seconds (0: not a histogram), and the second column of its
+/// tallies (the effect of a histogram's).
+fn shape(ask: Ask) -> (i64, &'static str) {
+    match ask {
+        Ask::Histogram(minutes) => (i64::from(minutes) * 60, "effect"),
+        _ => (0, "''"),
+    }
+}
+
+/// [`tallies`] of the rollup's rows, added to `out`.
+fn counted(
+    r: &mut dyn Reader,
+    q: &AuditQuery,
+    route: &Route,
+    ask: Ask,
+    out: &mut HashMap<(String, String), Tally>,
+) -> Result<(), StoreError> {
     let dialect = r.dialect();
-    let width = match ask {
-        Ask::Histogram(minutes) => i64::from(minutes) * 60,
-        _ => 0,
-    };
-    let second = match ask {
-        Ask::Histogram(_) => "effect",
-        _ => "''",
-    };
-    // The rollup's rows.
+    let (width, second) = shape(ask);
     let mut values = vec![Value::Text(
         route.field.map_or(EVERY, AuditField::name).into(),
     )];
@@ -485,15 +508,65 @@ fn tallies(
         Ask::Stats(_) => "value".into(),
         Ask::Histogram(_) => format!("hour * 3600 / {width} * {width}"),
     };
-    let mut out = HashMap::new();
     let sql = format!(
         "SELECT {key}, {second}, CAST(sum(events) AS BIGINT), CAST(sum(n) AS BIGINT) \
          FROM {table} WHERE {} GROUP BY 1, 2",
         clauses.join(" AND ")
     );
-    read(r, &sql, &values, &mut out)?;
-    // The events of the partial hours, through the time index (at most an hour each).
+    read(r, &sql, &values, out)
+}
+
+/// [`tallies`] of the events of the partial hours, added to `out`: their sample (each end's
+/// kept in `kept`, so that the page's count, summaries and chart read them once), or, past a
+/// sample's size or for a field a sample does not hold, through the time index (at most an hour
+/// each).
+fn partial_hours(
+    r: &mut dyn Reader,
+    q: &AuditQuery,
+    route: &Route,
+    ask: Ask,
+    kept: Option<&mut Spans>,
+    out: &mut HashMap<(String, String), Tally>,
+) -> Result<(), StoreError> {
+    let dialect = r.dialect();
+    let (width, second) = shape(ask);
     if let Time::Hours { spans, .. } = &route.time {
+        let mut unsampled = Vec::new();
+        let mut none = Spans::default();
+        let (kept, sampled) = match kept {
+            Some(kept) => (kept, true),
+            None => (&mut none, false),
+        };
+        for ((since, until), kept) in spans.iter().zip(kept.iter_mut()) {
+            if !sampled {
+                unsampled.push((since, until));
+                continue;
+            }
+            let part = AuditQuery {
+                since: Some(since.clone()),
+                until: Some(until.clone()),
+                ..q.clone()
+            };
+            let sample = Sample::of(r, &part, SAMPLE, kept)?;
+            match (sample.cut, ask) {
+                (None, Ask::Stats(group)) if AuditField::GROUPS.contains(&group) => {
+                    for (value, n) in sample.stats(group, u32::MAX, 0)? {
+                        out.entry((value, String::new())).or_default().add(0, n);
+                    }
+                }
+                (None, Ask::Count | Ask::Histogram(_)) => {
+                    for ((start, effect), t) in sample.buckets(width.max(3600)) {
+                        let key = match ask {
+                            Ask::Histogram(_) => (bucket_start(start), effect.as_str().into()),
+                            _ => Default::default(),
+                        };
+                        out.entry(key).or_default().add(t.events, t.n);
+                    }
+                }
+                _ => unsampled.push((since, until)),
+            }
+        }
+        let spans = unsampled;
         let (key, present) = match ask {
             Ask::Count => ("''".to_owned(), String::new()),
             Ask::Stats(group) => {
@@ -507,8 +580,8 @@ fn tallies(
         };
         for (since, until) in spans {
             let part = AuditQuery {
-                since: Some(since.clone()),
-                until: Some(until.clone()),
+                since: Some(since.to_owned()),
+                until: Some(until.to_owned()),
                 ..q.clone()
             };
             let mut values = Vec::new();
@@ -518,10 +591,10 @@ fn tallies(
                  WHERE {conditions}{present} GROUP BY 1, 2",
                 dialect.indexed("audits", "audits_by_time")
             );
-            read(r, &sql, &values, &mut out)?;
+            read(r, &sql, &values, out)?;
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Adds the rows of `sql` (key, effect, events, n) to `out`.
@@ -546,8 +619,13 @@ fn read(
 }
 
 /// How many events match (a route for [`Ask::Count`]).
-pub fn count(r: &mut dyn Reader, q: &AuditQuery, route: &Route) -> Result<u64, StoreError> {
-    let tallies = tallies(r, q, route, Ask::Count)?;
+pub fn count(
+    r: &mut dyn Reader,
+    q: &AuditQuery,
+    route: &Route,
+    kept: Option<&mut Spans>,
+) -> Result<u64, StoreError> {
+    let tallies = tallies(r, q, route, Ask::Count, kept)?;
     Ok(tallies.values().map(|t| t.events).sum())
 }
 
@@ -557,6 +635,7 @@ pub fn stats(
     q: &AuditQuery,
     route: &Route,
     group: AuditField,
+    kept: Option<&mut Spans>,
 ) -> Result<Vec<(String, u64)>, StoreError> {
     if let Some((sql, values)) = top(r.dialect(), q, route, group) {
         let mut rows = Vec::new();
@@ -566,7 +645,11 @@ pub fn stats(
         })?;
         return Ok(rows);
     }
-    let mut rows: Vec<(String, u64)> = tallies(r, q, route, Ask::Stats(group))?
+    let mut kept = kept;
+    if let Some(rows) = largest_in_hours(r, q, route, group, kept.as_deref_mut())? {
+        return Ok(rows);
+    }
+    let mut rows: Vec<(String, u64)> = tallies(r, q, route, Ask::Stats(group), kept)?
         .into_iter()
         .map(|((key, _), t)| (key, t.n))
         .collect();
@@ -585,13 +668,31 @@ fn top(
     route: &Route,
     group: AuditField,
 ) -> Option<(String, Vec<Value>)> {
+    if route.time != Time::All {
+        return None;
+    }
+    let (sql, mut values) = ranked(dialect, q, route, group)?;
+    values.push(Value::Integer(q.limit.into()));
+    values.push(Value::Integer(q.offset.into()));
+    let sql = format!("{sql} LIMIT ?{} OFFSET ?{}", values.len() - 1, values.len());
+    Some((sql, values))
+}
+
+/// The values of `group` largest first over all of time (ties by value), for `q`'s exact type
+/// and effect (or any), from one range of `audit_totals_by_n`; `None` when `route` filters on
+/// the field itself, or `q` on a glob of type or effect (no such rows).
+fn ranked(
+    dialect: Dialect,
+    q: &AuditQuery,
+    route: &Route,
+    group: AuditField,
+) -> Option<(String, Vec<Value>)> {
     let exact = |field| {
         q.fields
             .iter()
             .all(|(f, p)| *f != field || matches!(p, Pattern::Exact(_)))
     };
-    if route.time != Time::All
-        || route.value.is_some()
+    if route.value.is_some()
         || matches!(group, AuditField::Type | AuditField::Effect)
         || !exact(AuditField::Type)
         || !exact(AuditField::Effect)
@@ -603,16 +704,89 @@ fn top(
     for (column, field) in [("type", AuditField::Type), ("effect", AuditField::Effect)] {
         clauses.extend(kinds(dialect, q, column, field, false, true, &mut values));
     }
-    values.push(Value::Integer(q.limit.into()));
-    values.push(Value::Integer(q.offset.into()));
     let sql = format!(
-        "SELECT value, n FROM {} WHERE {} ORDER BY n DESC, value LIMIT ?{} OFFSET ?{}",
+        "SELECT value, n FROM {} WHERE {} ORDER BY n DESC, value",
         dialect.indexed("audit_totals", "audit_totals_by_n"),
         clauses.join(" AND "),
-        values.len() - 1,
-        values.len()
     );
     Some((sql, values))
+}
+
+/// At most this many values [`largest_in_hours`] reads one by one before it gives up for the sum
+/// of every value's hours at once.
+const CANDIDATES: usize = 200;
+
+/// The summary of a time range by a field not filtered, without summing every value's hours:
+/// the values are taken largest over all of time first ([`ranked`]), each one's sum over the
+/// range read by its key (its hours, and its events in the partial hours), until the next
+/// value's all-time sum is below the `offset + limit`-th largest found: no value after it can
+/// reach the page (a range holds at most what all of time does). Exact; `None` when the values
+/// cannot be ranked, when more than [`CANDIDATES`] would be read (a range whose largest values
+/// are far down the all-time order), or for a field of fewer values over a day or less: the
+/// hours are then summed at once.
+fn largest_in_hours(
+    r: &mut dyn Reader,
+    q: &AuditQuery,
+    route: &Route,
+    group: AuditField,
+    kept: Option<&mut Spans>,
+) -> Result<Option<Vec<(String, u64)>>, StoreError> {
+    let Time::Hours { from, to, .. } = route.time else {
+        return Ok(None);
+    };
+    let Some((sql, values)) = ranked(r.dialect(), q, route, group) else {
+        return Ok(None);
+    };
+    let wanted = q.offset as usize + q.limit as usize;
+    if wanted == 0 {
+        return Ok(Some(Vec::new()));
+    }
+    let mut ranking = Vec::new();
+    r.rows(&sql, &values, &mut |row| {
+        ranking.push((sql::text(row, 0)?, sql::int(row, 1)? as u64));
+        Ok(ranking.len() < CANDIDATES)
+    })?;
+    // No whole hour: the partial ones are all there is. A field of fewer values, over a day or
+    // less, is summed as fast at once: each of its values is in most hours, and one statement
+    // reads them all.
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64 / 3600);
+    let hours = to.unwrap_or(now).saturating_sub(from.unwrap_or(i64::MIN));
+    if hours <= 0 || (ranking.len() < CANDIDATES && hours <= 24) {
+        return Ok(None);
+    }
+    let mut spans = HashMap::new();
+    partial_hours(r, q, route, Ask::Stats(group), kept, &mut spans)?;
+    let mut found: Vec<(String, u64)> = Vec::new();
+    let mut complete = ranking.len() < CANDIDATES;
+    for (value, all) in ranking {
+        // The `wanted`-th largest so far: a value whose all-time sum is below it cannot pass it.
+        if found.len() >= wanted && all < found[wanted - 1].1 {
+            complete = true;
+            break;
+        }
+        let one = Route {
+            value: Some(Pattern::Exact(value.clone())),
+            ..route.clone()
+        };
+        let mut sums = spans
+            .get(&(value.clone(), String::new()))
+            .copied()
+            .unwrap_or_default();
+        let mut hours = HashMap::new();
+        counted(r, q, &one, Ask::Stats(group), &mut hours)?;
+        for t in hours.values() {
+            sums.add(t.events, t.n);
+        }
+        if sums.n > 0 {
+            // Largest first, ties by value.
+            let key = (sums.n, std::cmp::Reverse(&value));
+            let at = found.partition_point(|(v, n)| (*n, std::cmp::Reverse(v)) > key);
+            found.insert(at, (value, sums.n));
+        }
+    }
+    Ok(complete.then(|| paged(found, q)))
 }
 
 /// `rows` after `q`'s offset, at most its limit.
@@ -623,14 +797,60 @@ fn paged<T>(rows: Vec<T>, q: &AuditQuery) -> Vec<T> {
         .collect()
 }
 
+/// From this `offset` on, a list the rollup can count skips whole hours by their counts
+/// ([`skip_hours`]): below it, reading the skipped index entries costs less than the hours.
+pub const DEEP: u32 = 20_000;
+
+/// `q` with its deep `offset` moved into its time range: the newest hours whose events all come
+/// before the page are left out by `until` (the start of the hour after the one where the page
+/// begins), and their events, counted by the rollup as [`count`] counts them, taken off the
+/// offset. The page is then the same events, read from within one hour instead of after
+/// skipping millions of index entries. `None`: the rollup cannot count `q`, or no hour is
+/// skipped. Only hours the rollup counts are skipped: those retention is deleting (their counts
+/// already gone, their events not yet) are older than every counted hour, and read as events.
+/// (`from`: [`DEEP`], or lower in tests.)
+pub fn skip_hours(
+    r: &mut dyn Reader,
+    q: &AuditQuery,
+    from: u32,
+) -> Result<Option<AuditQuery>, StoreError> {
+    if q.offset < from {
+        return Ok(None);
+    }
+    let Some(route) = plan(q, Ask::Histogram(60)) else {
+        return Ok(None);
+    };
+    let mut hours: BTreeMap<String, u64> = BTreeMap::new();
+    for ((start, _), t) in tallies(r, q, &route, Ask::Histogram(60), None)? {
+        *hours.entry(start).or_default() += t.events;
+    }
+    let (mut skipped, mut before) = (0u64, None);
+    for (start, events) in hours.iter().rev() {
+        if skipped + events > u64::from(q.offset) {
+            break;
+        }
+        skipped += events;
+        before = Some(start);
+    }
+    let Some(start) = before.filter(|_| skipped > 0) else {
+        return Ok(None);
+    };
+    Ok(Some(AuditQuery {
+        until: Some(hour_start(hour(start)?)),
+        offset: q.offset - skipped as u32,
+        ..q.clone()
+    }))
+}
+
 /// The buckets of `minutes` by effect, oldest first: the newest `limit` starts after `offset`.
 pub fn histogram(
     r: &mut dyn Reader,
     q: &AuditQuery,
     route: &Route,
     minutes: u32,
+    kept: Option<&mut Spans>,
 ) -> Result<Vec<Bucket>, StoreError> {
-    let tallies = tallies(r, q, route, Ask::Histogram(minutes))?;
+    let tallies = tallies(r, q, route, Ask::Histogram(minutes), kept)?;
     let mut starts: Vec<&String> = tallies.keys().map(|(start, _)| start).collect();
     starts.sort_unstable_by(|a, b| b.cmp(a));
     starts.dedup();
@@ -933,6 +1153,7 @@ mod tests {
         let (_dir, s) = store(&spread());
         let c = s.reader_for_tests();
         let r = &mut Snapshot::of(&c).unwrap();
+        let mut spans = Spans::default();
         let t = |hm: &str| Some(format!("2026-11-29T{hm}Z"));
         let exact = |f: AuditField, v: &str| (f, Pattern::Exact(v.into()));
         let glob = |f: AuditField, v: &str| (f, Pattern::parse(v).unwrap());
@@ -968,33 +1189,106 @@ mod tests {
                         ..all()
                     };
                     let route = |ask| plan(&q, ask).unwrap_or_else(|| panic!("{ask:?} of {q:?}"));
-                    assert_eq!(
-                        count(r, &q, &route(Ask::Count)).unwrap(),
-                        audits::count(r, &q).unwrap(),
-                        "{q:?}"
-                    );
-                    for group in [Container, Type, Effect, Rule] {
-                        let Some(route) = plan(&q, Ask::Stats(group)) else {
-                            continue;
-                        };
-                        let raw = sampled(r, &q, u32::MAX)
-                            .stats(group, limit, offset)
-                            .unwrap();
+                    // The partial hours summed by SQL, and from their samples kept across the
+                    // queries (each read anew when the range changes, kept while it does not).
+                    for mut kept in [None, Some(&mut spans)] {
                         assert_eq!(
-                            stats(r, &q, &route, group).unwrap(),
-                            raw,
-                            "{group:?} of {q:?}"
+                            count(r, &q, &route(Ask::Count), kept.as_deref_mut()).unwrap(),
+                            audits::count(r, &q).unwrap(),
+                            "{q:?}"
                         );
-                    }
-                    for minutes in [60, 120, 1440] {
-                        let raw = sampled(r, &q, u32::MAX).histogram(minutes, limit, offset);
-                        let got =
-                            histogram(r, &q, &route(Ask::Histogram(minutes)), minutes).unwrap();
-                        assert_eq!(got, raw, "{minutes} of {q:?}");
+                        for group in [Container, Type, Effect, Rule] {
+                            let Some(route) = plan(&q, Ask::Stats(group)) else {
+                                continue;
+                            };
+                            let raw = sampled(r, &q, u32::MAX)
+                                .stats(group, limit, offset)
+                                .unwrap();
+                            let got = stats(r, &q, &route, group, kept.as_deref_mut()).unwrap();
+                            assert_eq!(got, raw, "{group:?} of {q:?}");
+                        }
+                        for minutes in [60, 120, 1440] {
+                            let raw = sampled(r, &q, u32::MAX).histogram(minutes, limit, offset);
+                            let route = route(Ask::Histogram(minutes));
+                            let got = histogram(r, &q, &route, minutes, kept.as_deref_mut());
+                            assert_eq!(got.unwrap(), raw, "{minutes} of {q:?}");
+                        }
                     }
                 }
             }
         }
+    }
+
+    /// A deep offset moved into the time range by the hours' counts pages as the offset over
+    /// every match does: every offset, across hour boundaries and past the end, with filters the
+    /// rollup counts (exact, glob, type) and time ranges on and off the hour.
+    #[test]
+    fn hours_skipped_by_their_counts_page_as_the_offset_does() {
+        use AuditField::*;
+        let (_dir, s) = store(&spread());
+        let c = s.reader_for_tests();
+        let r = &mut Snapshot::of(&c).unwrap();
+        let t = |hm: &str| Some(format!("2026-11-29T{hm}Z"));
+        let glob = |f: AuditField, v: &str| Pattern::parse(v).map(|p| (f, p)).unwrap();
+        let queries = [
+            all(),
+            all().with(Container, Pattern::Exact("web-1".into())),
+            AuditQuery {
+                fields: vec![glob(Container, "web-*"), glob(Type, "[dp]*")],
+                ..all()
+            },
+            AuditQuery {
+                since: t("08:40:13.000000"),
+                until: t("11:05:00.000000"),
+                ..all()
+            },
+            AuditQuery {
+                until: t("12:00:00.000000"),
+                ..all().with(Rule, Pattern::Exact("rule-1".into()))
+            },
+        ];
+        let mut moved = 0;
+        for q in queries {
+            for offset in 0..=62 {
+                let q = AuditQuery {
+                    offset,
+                    limit: 7,
+                    ..q.clone()
+                };
+                let mut values = Vec::new();
+                let sql = format!(
+                    "SELECT id FROM audits WHERE {} ORDER BY time DESC, seq DESC {}",
+                    conditions(Dialect::Sqlite, &q, &[], &mut values),
+                    audits::page(&q, &mut values)
+                );
+                let mut select = c.prepare(&sql).unwrap();
+                let want: Vec<String> = select
+                    .query_map(rusqlite::params_from_iter(values), |r| r.get(0))
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect();
+                let skipped = skip_hours(r, &q, 0).unwrap();
+                moved += usize::from(skipped.is_some());
+                let got: Vec<String> = audits::audits(r, skipped.as_ref().unwrap_or(&q))
+                    .unwrap()
+                    .into_iter()
+                    .map(|e| e.event.id)
+                    .collect();
+                assert_eq!(got, want, "{skipped:?} for {q:?}");
+            }
+        }
+        assert!(moved > 100, "{moved}");
+        // Below its offset, or beyond what the rollup counts, a list is not moved.
+        let deep = AuditQuery {
+            offset: 30,
+            ..all()
+        };
+        assert_eq!(skip_hours(r, &deep, 31).unwrap(), None);
+        let searched = AuditQuery {
+            search: Some(crate::store::Search::parse("message").unwrap()),
+            ..deep.clone()
+        };
+        assert_eq!(skip_hours(r, &searched, 0).unwrap(), None);
     }
 
     /// The top values of a field for one type and effect (or any) are the first rows of one

@@ -8,13 +8,11 @@ use std::collections::HashMap;
 
 use super::StoreError;
 use super::audits::{self, column};
+use super::lists;
 use super::query::{AuditField, AuditQuery, Bucket};
+use super::rollup::{self, Tally};
 use super::sql::{self, Reader, Value};
-use super::{lists, rollup};
 use crate::events::Effect;
-
-/// How many events one statement reads by `seq` (within SQLite's limit on parameters).
-const CHUNK: usize = 500;
 
 /// One field's values in the sample: each distinct value once, and per event its index.
 #[derive(Default)]
@@ -109,7 +107,7 @@ impl Sample {
         };
         let columns: Vec<&str> = AuditField::GROUPS.iter().map(|f| column(*f)).collect();
         let mut seen: Vec<HashMap<String, u32>> = columns.iter().map(|_| HashMap::new()).collect();
-        for chunk in seqs.chunks(CHUNK) {
+        for chunk in seqs.chunks(lists::CHUNK) {
             let list: Vec<String> = (1..=chunk.len()).map(|n| format!("?{n}")).collect();
             let sql = format!(
                 "SELECT time, effect, count, {} FROM audits WHERE seq IN ({})",
@@ -160,16 +158,28 @@ impl Sample {
             .collect())
     }
 
+    /// How many events, and the sum of their `count`s, per bucket of `width` seconds (its start,
+    /// aligned on the Unix epoch) and effect.
+    pub fn buckets(&self, width: i64) -> HashMap<(i64, Effect), Tally> {
+        let mut sums: HashMap<(i64, Effect), Tally> = HashMap::new();
+        for ((s, effect), n) in self.seconds.iter().zip(&self.effects).zip(&self.counts) {
+            let tally = sums
+                .entry((s.div_euclid(width) * width, *effect))
+                .or_default();
+            tally.events += 1;
+            tally.n += n;
+        }
+        sums
+    }
+
     /// The sums of `count` per bucket of `minutes` (aligned on the Unix epoch) and effect, oldest
     /// first: the newest `limit` buckets after skipping `offset`.
     pub fn histogram(&self, minutes: u32, limit: u32, offset: u32) -> Vec<Bucket> {
-        let width = i64::from(minutes.max(1)) * 60;
-        let mut sums: HashMap<(i64, Effect), u64> = HashMap::new();
-        for ((s, effect), n) in self.seconds.iter().zip(&self.effects).zip(&self.counts) {
-            *sums
-                .entry((s.div_euclid(width) * width, *effect))
-                .or_default() += n;
-        }
+        let sums: HashMap<(i64, Effect), u64> = self
+            .buckets(i64::from(minutes.max(1)) * 60)
+            .into_iter()
+            .map(|(key, t)| (key, t.n))
+            .collect();
         let mut starts: Vec<i64> = sums.keys().map(|(start, _)| *start).collect();
         starts.sort_unstable_by(|a, b| b.cmp(a));
         starts.dedup();

@@ -62,6 +62,19 @@ impl Dialect {
         }
     }
 
+    /// The statement of the `seq`s of the last `?2` events to arrive whose words hold a search
+    /// (`?1`), largest first, read from the words' index alone and stopping there: FTS5 reads
+    /// its lists from their end. `None` on PostgreSQL, whose GIN index has no order.
+    pub fn search_newest(self) -> Option<&'static str> {
+        match self {
+            Dialect::Sqlite => Some(
+                "SELECT rowid FROM audits_text WHERE audits_text MATCH ?1 \
+                 ORDER BY rowid DESC LIMIT ?2",
+            ),
+            Dialect::Postgres => None,
+        }
+    }
+
     /// The statement counting the events whose words hold a search (`?1`), and its parameter.
     pub fn search_count(self, search: &Search) -> (&'static str, Value) {
         let sql = match self {

@@ -153,6 +153,9 @@ pub struct Sqlite {
     /// The last sample a summary was computed over (the page asks for several of one filter);
     /// locked after `reader`.
     sample: Mutex<Option<Sample>>,
+    /// The samples of the partial hours of the last time range the rollup answered; locked after
+    /// `reader`.
+    spans: Mutex<rollup::Spans>,
     /// The database file, opened afresh by [`Store::ready`].
     path: PathBuf,
     /// Its device and inode when opened: the file the connections write, whatever is at `path`
@@ -217,6 +220,7 @@ impl Sqlite {
             audits: Group::new(GROUP_EVENTS, |b: &Batch| b.events.len()),
             reader: Mutex::new(reader),
             sample: Mutex::new(None),
+            spans: Mutex::default(),
             path: path.to_path_buf(),
             opened,
         })
@@ -476,7 +480,7 @@ impl Store for Sqlite {
         let c = lock(&self.reader);
         let snapshot = &mut Snapshot::of(&c)?;
         match rollup::plan(q, rollup::Ask::Count) {
-            Some(route) => rollup::count(snapshot, q, &route),
+            Some(route) => rollup::count(snapshot, q, &route, Some(&mut lock(&self.spans))),
             None => audits::count(snapshot, q),
         }
     }
@@ -494,7 +498,7 @@ impl Store for Sqlite {
         let snapshot = &mut Snapshot::of(&c)?;
         match rollup::plan(q, rollup::Ask::Stats(group)) {
             Some(route) => Ok(Summary {
-                rows: rollup::stats(snapshot, q, &route, group)?,
+                rows: rollup::stats(snapshot, q, &route, group, Some(&mut lock(&self.spans)))?,
                 sampled: None,
             }),
             None => self.sampled(snapshot, q, |sample| sample.stats(group, q.limit, q.offset)),
@@ -510,7 +514,13 @@ impl Store for Sqlite {
         let snapshot = &mut Snapshot::of(&c)?;
         match rollup::plan(q, rollup::Ask::Histogram(minutes)) {
             Some(route) => Ok(Summary {
-                rows: rollup::histogram(snapshot, q, &route, minutes)?,
+                rows: rollup::histogram(
+                    snapshot,
+                    q,
+                    &route,
+                    minutes,
+                    Some(&mut lock(&self.spans)),
+                )?,
                 sampled: None,
             }),
             None => self.sampled(snapshot, q, |sample| {

@@ -155,3 +155,76 @@ mod behaviour {
         });
     }
 }
+
+mod deep {
+    use super::each_store_with;
+    use crate::events::Event;
+    use crate::store::audits::tests::{all, event};
+    use crate::store::query::{AuditField, AuditQuery, Pattern};
+    use crate::store::rollup::DEEP;
+
+    /// A deep offset, moved past the hours it skips by their counts, pages as the offset over
+    /// every event does, on each store: at the boundary of the plan, across hours, past the end,
+    /// with a filter and with a time range that starts inside an hour.
+    #[test]
+    fn a_deep_offset_pages_as_every_event_sorted_does() {
+        let n = DEEP + 2_000;
+        let events: Vec<Event> = (0..n)
+            .map(|i| {
+                // Ten hours, arrival out of time order within each.
+                let s = (i * 7_919) % (10 * 3_600);
+                let time = format!(
+                    "2026-11-29T{:02}:{:02}:{:02}.{:06}Z",
+                    s / 3_600,
+                    s / 60 % 60,
+                    s % 60,
+                    i
+                );
+                let mut e = event(&format!("e{i}"), i, &time);
+                e.container = if i % 20 == 0 { "web-0" } else { "web-1" }.into();
+                e
+            })
+            .collect();
+        let mut order: Vec<&Event> = events.iter().collect();
+        order.sort_by(|a, b| b.time.cmp(&a.time));
+        let since = "2026-11-29T00:30:00.000000Z";
+        each_store_with(&events, |s| {
+            let web = all().with(AuditField::Container, Pattern::Exact("web-1".into()));
+            let ranged = AuditQuery {
+                since: Some(since.into()),
+                ..all()
+            };
+            for (q, keep) in [
+                (all(), &(|_: &Event| true) as &dyn Fn(&Event) -> bool),
+                (web, &|e: &Event| e.container == "web-1"),
+                (ranged, &|e: &Event| e.time.as_str() >= since),
+            ] {
+                let selected: Vec<&str> = order
+                    .iter()
+                    .filter(|e| keep(e))
+                    .map(|e| e.id.as_str())
+                    .collect();
+                for offset in [DEEP - 1, DEEP, DEEP + 13, selected.len() as u32 - 5, n] {
+                    let q = AuditQuery {
+                        offset,
+                        limit: 10,
+                        ..q.clone()
+                    };
+                    let got: Vec<String> = s
+                        .audits(&q)
+                        .unwrap()
+                        .into_iter()
+                        .map(|e| e.event.id)
+                        .collect();
+                    let want: Vec<&str> = selected
+                        .iter()
+                        .skip(offset as usize)
+                        .take(10)
+                        .copied()
+                        .collect();
+                    assert_eq!(got, want, "{q:?}");
+                }
+            }
+        });
+    }
+}

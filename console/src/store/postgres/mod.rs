@@ -79,6 +79,8 @@ pub struct Postgres {
     audits: Group<Batch>,
     /// The last sample a summary was computed over.
     sample: Mutex<Option<Sample>>,
+    /// The samples of the partial hours of the last time range the rollup answered.
+    spans: Mutex<super::rollup::Spans>,
     /// The connection settings, for the listener's and the leases' own connections.
     config: tokio_postgres::Config,
     /// TLS as the URL's `sslmode` asks, every connection's.
@@ -208,6 +210,7 @@ impl Postgres {
             changes: changes.clone(),
             audits: Group::new(GROUP_EVENTS, |b: &Batch| b.events.len()),
             sample: Mutex::new(None),
+            spans: Mutex::default(),
             config: config.clone(),
             tls: tls.clone(),
             runtime: Some(runtime),
@@ -274,6 +277,11 @@ impl Postgres {
                 sampled: sample.cut,
             })
         })
+    }
+
+    /// The kept samples of partial hours.
+    fn spans(&self) -> std::sync::MutexGuard<'_, super::rollup::Spans> {
+        self.spans.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Runs `f` on a [`reader::PgReader`]: one read-only snapshot on a pooled connection.
@@ -421,7 +429,7 @@ impl Store for Postgres {
     fn count_audits(&self, q: &AuditQuery) -> Result<u64, StoreError> {
         self.read(
             |r| match super::rollup::plan(q, super::rollup::Ask::Count) {
-                Some(route) => super::rollup::count(r, q, &route),
+                Some(route) => super::rollup::count(r, q, &route, Some(&mut self.spans())),
                 None => super::audits::count(r, q),
             },
         )
@@ -434,7 +442,8 @@ impl Store for Postgres {
     ) -> Result<Summary<Vec<(String, u64)>>, StoreError> {
         match super::rollup::plan(q, super::rollup::Ask::Stats(group)) {
             Some(route) => Ok(Summary {
-                rows: self.read(|r| super::rollup::stats(r, q, &route, group))?,
+                rows: self
+                    .read(|r| super::rollup::stats(r, q, &route, group, Some(&mut self.spans())))?,
                 sampled: None,
             }),
             None => self.sampled(q, |sample| sample.stats(group, q.limit, q.offset)),
@@ -448,7 +457,9 @@ impl Store for Postgres {
     ) -> Result<Summary<Vec<Bucket>>, StoreError> {
         match super::rollup::plan(q, super::rollup::Ask::Histogram(minutes)) {
             Some(route) => Ok(Summary {
-                rows: self.read(|r| super::rollup::histogram(r, q, &route, minutes))?,
+                rows: self.read(|r| {
+                    super::rollup::histogram(r, q, &route, minutes, Some(&mut self.spans()))
+                })?,
                 sampled: None,
             }),
             None => self.sampled(q, |sample| Ok(sample.histogram(minutes, q.limit, q.offset))),
