@@ -226,15 +226,11 @@ fn by_arrival(
         arrived.push(sql::int(row, 0)?);
         Ok(true)
     })?;
-    let others = AuditQuery {
-        search: None,
-        ..q.clone()
-    };
     let mut found: Vec<(String, i64)> = Vec::with_capacity(arrived.len());
     for chunk in arrived.chunks(CHUNK) {
         let mut values: Vec<Value> = chunk.iter().map(|s| Value::Integer(*s)).collect();
         let list: Vec<String> = (1..=chunk.len()).map(|n| format!("?{n}")).collect();
-        let conditions = conditions(dialect, &others, expanded, &mut values);
+        let conditions = others(r, q, expanded, &mut values);
         let sql = format!(
             "SELECT time, seq FROM audits WHERE seq IN ({}) AND {conditions}",
             list.join(", ")
@@ -253,7 +249,7 @@ fn by_arrival(
         else {
             return Ok(None);
         };
-        let (sql, values) = late_select(r, &others, expanded, (time, *seq), *earliest);
+        let (sql, values) = late_select(r, q, expanded, (time, *seq), *earliest);
         let mut late = false;
         r.rows(&sql, &values, &mut |_| {
             late = true;
@@ -620,17 +616,17 @@ pub(super) fn words_walk_select(
     (sql, values)
 }
 
-/// The statement of [`by_arrival`]'s check: an event of `others` newer than `last` (time, seq)
-/// that arrived before `earliest`, if any.
+/// The statement of [`by_arrival`]'s check: an event of `q`'s conditions but its text search
+/// newer than the page's last (time, seq) that arrived before `earliest`, if any.
 pub(super) fn late_select(
     r: &dyn Reader,
-    others: &AuditQuery,
+    q: &AuditQuery,
     expanded: &Expanded,
     (time, seq): (&str, i64),
     earliest: i64,
 ) -> (String, Vec<Value>) {
     let mut values = Vec::new();
-    let conditions = conditions(r.dialect(), others, expanded, &mut values);
+    let conditions = others(r, q, expanded, &mut values);
     values.extend([
         Value::Text(time.into()),
         Value::Integer(seq),
