@@ -22,9 +22,9 @@ fn deny(name: &str, program: &str) -> String {
     )
 }
 
-/// A workload that tries `mkdir d<N>` every 50 ms until the file `stop` exists, writing
-/// `N created` or `N denied` to `tries` each time.
-const TRY_MKDIR: &str = r#"i=0; while [ ! -e stop ]; do i=$((i+1));
+/// A workload that tries `mkdir d<N>` every 50 ms until the file `stop` exists (or its directory
+/// is gone: a test that panicked), writing `N created` or `N denied` to `tries` each time.
+const TRY_MKDIR: &str = r#"i=0; while [ ! -e stop ] && [ -e "$PWD" ]; do i=$((i+1));
     if mkdir "d$i" 2>/dev/null; then echo "$i created"; else echo "$i denied"; fi >> tries;
     sleep 0.05; done"#;
 

@@ -498,15 +498,20 @@ impl Place for NetWorld {
     }
 }
 
+/// Waits until the file `stop` appears in the working directory or the directory is gone.
+const UNTIL_STOPPED: &str = r#"while [ ! -e stop ] && [ -e "$PWD" ]; do sleep 0.05; done"#;
+
 /// A defender against `console` (state in `w`'s `state`, `extra` flags), its standard error in
-/// `log`, started; its command runs until the file `stop` appears in `w`.
+/// `log`, started; its command runs until the file `stop` appears in `w`, or `w` is gone (a test
+/// that panicked before writing `stop` drops its directory, and the defender then ends too
+/// instead of outliving the test).
 pub fn defender_until_stopped(w: &World, console: &str, extra: &[&str], log: &Path) -> Child {
     defender(
         w,
         console,
         &w.path("state"),
         extra,
-        &["sh", "-c", "while [ ! -e stop ]; do sleep 0.05; done"],
+        &["sh", "-c", UNTIL_STOPPED],
     )
     .stdin(Stdio::null())
     .stdout(Stdio::null())
