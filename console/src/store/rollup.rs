@@ -818,7 +818,8 @@ const CANDIDATES: usize = 200;
 
 /// The summary of a time range by a field not filtered, without summing every value's hours:
 /// the values are taken largest over all of time first ([`ranked`]), each one's sum over the
-/// range read by its key (its hours, and its events in the partial hours), until the next
+/// range read by its key (its hours, in chunks of values, and its events in the partial hours;
+/// `audit_hours` when nothing asks for a type or effect), until the next
 /// value's all-time sum is below the `offset + limit`-th largest found: no value after it can
 /// reach the page (a range holds at most what all of time does). Exact; `None` when the values
 /// cannot be ranked, when more than [`CANDIDATES`] would be read (a range whose largest values
