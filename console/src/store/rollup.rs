@@ -1,10 +1,10 @@
 //! The rollup of audit counts: per UTC hour, type and effect, how many events each value of a
-//! few fields has (`audit_counts`), and the same over all time (`audit_totals`, with marginal
-//! rows over every type, every effect or both); kept by every stored batch and by retention, and
-//! the routing that answers a total, a summary or a histogram from it (plus at most an hour of
-//! events at each unaligned end of the time range) instead of reading every event the query
-//! selects. The reads go through a [`Reader`], so that SQLite and PostgreSQL answer by the same
-//! plans.
+//! few fields has (`audit_counts`), the same per hour over every type and effect (`audit_hours`),
+//! and over all time (`audit_totals`, with marginal rows over every type, every effect or both);
+//! kept by every stored batch and by retention, and the routing that answers a total, a summary
+//! or a histogram from it (plus at most an hour of events at each unaligned end of the time
+//! range) instead of reading every event the query selects. The reads go through a [`Reader`],
+//! so that SQLite and PostgreSQL answer by the same plans.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, SystemTime};
@@ -43,6 +43,23 @@ pub const MARGINALS: &str = concat!(
     include_str!("rollup_marginals.sql"),
     "CREATE INDEX audit_totals_by_n ON audit_totals (field, type, effect, n DESC, value);
 CREATE INDEX audit_counts_by_hour ON audit_counts (field, hour, value, type, effect, events, n);"
+);
+
+/// Migration 13: `audit_hours`, the marginal rows of `audit_counts` per hour (over every type and
+/// effect), built from `audit_counts`, and its index by field and hour (covering). A value's sum
+/// over a week with no condition on type or effect reads its 168 rows there, not its ~15 rows per
+/// hour (one per type and effect) of `audit_counts`. A table of its own, not rows of type and
+/// effect `''` in `audit_counts`: that table's key orders a value's rows by hour first, so such
+/// rows would lie among the others and a range of hours would still read them all.
+pub const HOURS: &str = concat!(
+    "CREATE TABLE audit_hours (
+    field TEXT NOT NULL, value TEXT NOT NULL, hour INTEGER NOT NULL,
+    events INTEGER NOT NULL, n INTEGER NOT NULL,
+    PRIMARY KEY (field, value, hour)
+) WITHOUT ROWID;
+CREATE INDEX audit_hours_by_hour ON audit_hours (field, hour, value, events, n);
+",
+    include_str!("rollup_hours.sql")
 );
 
 /// A marginal row's type or effect in `audit_totals`: every type, or every effect (no event has
@@ -167,16 +184,32 @@ fn increments<'a>(events: &[&'a Event]) -> Result<BTreeMap<Key<'a>, Tally>, BadT
 /// row).
 pub type TotalKey<'a> = (&'static str, &'a str, &'static str, &'static str);
 
-/// What `inserted` (the events a transaction stored, duplicates skipped) adds to each table, each
-/// row once however many events it counts: `audit_counts`' rows, then `audit_totals`' (with their
-/// marginal rows). What both stores upsert inside the storing transaction.
-#[allow(clippy::type_complexity)]
-pub fn changes<'a>(
-    inserted: &[&'a Event],
-) -> Result<(BTreeMap<Key<'a>, Tally>, BTreeMap<TotalKey<'a>, Tally>), BadTime> {
-    let increments = increments(inserted)?;
+/// A row of `audit_hours`: field, value, hour (over every type and effect).
+pub type HourKey<'a> = (&'static str, &'a str, i64);
+
+/// What stored events add to each table of the rollup, each row once however many events it
+/// counts.
+#[derive(Debug)]
+pub struct Changes<'a> {
+    /// `audit_counts`: per hour, type and effect.
+    pub hourly: BTreeMap<Key<'a>, Tally>,
+    /// `audit_hours`: per hour, over every type and effect.
+    pub hours: BTreeMap<HourKey<'a>, Tally>,
+    /// `audit_totals`, with its marginal rows.
+    pub totals: BTreeMap<TotalKey<'a>, Tally>,
+}
+
+/// What `inserted` (the events a transaction stored, duplicates skipped) adds to the rollup's
+/// tables: what both stores upsert inside the storing transaction.
+pub fn changes<'a>(inserted: &[&'a Event]) -> Result<Changes<'a>, BadTime> {
+    let hourly = increments(inserted)?;
+    let mut hours: BTreeMap<HourKey<'a>, Tally> = BTreeMap::new();
     let mut totals: BTreeMap<TotalKey<'a>, Tally> = BTreeMap::new();
-    for ((field, value, _, kind, effect), t) in &increments {
+    for ((field, value, hour, kind, effect), t) in &hourly {
+        hours
+            .entry((field, value, *hour))
+            .or_default()
+            .add(t.events, t.n);
         for (kind, effect) in [(*kind, *effect), (*kind, ANY), (ANY, *effect), (ANY, ANY)] {
             totals
                 .entry((field, value, kind, effect))
@@ -184,21 +217,25 @@ pub fn changes<'a>(
                 .add(t.events, t.n);
         }
     }
-    Ok((increments, totals))
+    Ok(Changes {
+        hourly,
+        hours,
+        totals,
+    })
 }
 
-/// Counts `inserted` in both tables ([`changes`]). Called inside the storing transaction. (The
-/// upserts, and [`EXPIRE`], are valid PostgreSQL too: it wants the conflict's columns named, and
-/// the row's own columns qualified beside `excluded`'s.)
+/// Counts `inserted` in the rollup's tables ([`changes`]). Called inside the storing
+/// transaction. (The upserts, and [`EXPIRE`], are valid PostgreSQL too: it wants the conflict's
+/// columns named, and the row's own columns qualified beside `excluded`'s.)
 pub fn add(c: &Connection, inserted: &[&Event]) -> Result<(), StoreError> {
-    let (increments, totals) = changes(inserted)?;
+    let changes = changes(inserted)?;
     let mut hourly = c.prepare_cached(
         "INSERT INTO audit_counts (field, value, hour, type, effect, events, n) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (field, value, hour, type, effect) \
          DO UPDATE SET events = audit_counts.events + excluded.events, \
          n = audit_counts.n + excluded.n",
     )?;
-    for ((field, value, hour, kind, effect), t) in &increments {
+    for ((field, value, hour, kind, effect), t) in &changes.hourly {
         hourly.execute(rusqlite::params![
             field,
             value,
@@ -209,13 +246,28 @@ pub fn add(c: &Connection, inserted: &[&Event]) -> Result<(), StoreError> {
             t.n as i64
         ])?;
     }
+    let mut hours = c.prepare_cached(
+        "INSERT INTO audit_hours (field, value, hour, events, n) \
+         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (field, value, hour) \
+         DO UPDATE SET events = audit_hours.events + excluded.events, \
+         n = audit_hours.n + excluded.n",
+    )?;
+    for ((field, value, hour), t) in &changes.hours {
+        hours.execute(rusqlite::params![
+            field,
+            value,
+            hour,
+            t.events as i64,
+            t.n as i64
+        ])?;
+    }
     let mut total = c.prepare_cached(
         "INSERT INTO audit_totals (field, value, type, effect, events, n) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (field, value, type, effect) \
          DO UPDATE SET events = audit_totals.events + excluded.events, \
          n = audit_totals.n + excluded.n",
     )?;
-    for ((field, value, kind, effect), t) in totals {
+    for ((field, value, kind, effect), t) in &changes.totals {
         total.execute(rusqlite::params![
             field,
             value,
@@ -235,11 +287,11 @@ pub fn aligned(cutoff: &str) -> Result<(i64, String), BadTime> {
     Ok((hour, hour_start(hour)))
 }
 
-/// Forgets the hours before `?1`: their rows of `audit_counts` go, and what they counted leaves
-/// `audit_totals`, its marginal rows too (a row reaching no event goes). Run in order in one
-/// transaction, so that the two tables always agree; each (field, value) is read by its key,
-/// never by a scan of every hour. Valid SQLite and PostgreSQL.
-pub const EXPIRE: [&str; 3] = [
+/// Forgets the hours before `?1`: their rows of `audit_counts` and `audit_hours` go, and what they
+/// counted leaves `audit_totals`, its marginal rows too (a row reaching no event goes). Run in
+/// order in one transaction, so that the tables always agree; each (field, value) is read by its
+/// key, never by a scan of every hour. Valid SQLite and PostgreSQL.
+pub const EXPIRE: [&str; 4] = [
     "WITH base AS (
              SELECT c.field, c.value, c.type, c.effect, sum(c.events) AS events, sum(c.n) AS n
              FROM (SELECT DISTINCT field, value FROM audit_totals) AS k
@@ -262,6 +314,10 @@ pub const EXPIRE: [&str; 3] = [
              SELECT c.field, c.value, c.hour, c.type, c.effect
              FROM (SELECT DISTINCT field, value FROM audit_totals) AS k
              JOIN audit_counts AS c ON c.field = k.field AND c.value = k.value AND c.hour < ?1)",
+    "DELETE FROM audit_hours WHERE (field, value, hour) IN (
+             SELECT h.field, h.value, h.hour
+             FROM (SELECT DISTINCT field, value FROM audit_totals) AS k
+             JOIN audit_hours AS h ON h.field = k.field AND h.value = k.value AND h.hour < ?1)",
     "DELETE FROM audit_totals WHERE events <= 0",
 ];
 
@@ -438,7 +494,7 @@ fn tallies(
     kept: Option<&mut Spans>,
 ) -> Result<HashMap<(String, String), Tally>, StoreError> {
     let mut out = HashMap::new();
-    counted(r, q, route, ask, &mut out)?;
+    counted(r, q, route, ask, &[], &mut out)?;
     partial_hours(r, q, route, ask, kept, &mut out)?;
     Ok(out)
 }
@@ -452,36 +508,76 @@ fn shape(ask: Ask) -> (i64, &'static str) {
     }
 }
 
-/// [`tallies`] of the rollup's rows, added to `out`.
+/// [`tallies`] of the rollup's rows, added to `out` (of the values `among` only, when any).
 fn counted(
     r: &mut dyn Reader,
     q: &AuditQuery,
     route: &Route,
     ask: Ask,
+    among: &[String],
     out: &mut HashMap<(String, String), Tally>,
 ) -> Result<(), StoreError> {
-    let dialect = r.dialect();
+    let (sql, values) = rows_select(r.dialect(), q, route, ask, among);
+    read(r, &sql, &values, out)
+}
+
+/// Whether `ask` of `q` over hours is answered by `audit_hours`, the rows over every type and
+/// effect: nothing filters on type or effect, and neither is asked for (a summary by one, a
+/// histogram's effect). One row per value and hour instead of one per type and effect.
+fn marginal(q: &AuditQuery, ask: Ask) -> bool {
+    let kind = |f: &AuditField| matches!(f, AuditField::Type | AuditField::Effect);
+    let asks_kind = match ask {
+        Ask::Count => false,
+        Ask::Stats(group) => kind(&group),
+        Ask::Histogram(_) => true,
+    };
+    !asks_kind && !q.fields.iter().any(|(f, _)| kind(f))
+}
+
+/// The statement of the rollup's rows [`counted`] reads (key, second column, events, sum of
+/// `count`), and its parameters. `among`, when not empty, are the only values read (by their
+/// keys), in place of the route's condition on the value.
+pub(super) fn rows_select(
+    dialect: Dialect,
+    q: &AuditQuery,
+    route: &Route,
+    ask: Ask,
+    among: &[String],
+) -> (String, Vec<Value>) {
     let (width, second) = shape(ask);
     let mut values = vec![Value::Text(
         route.field.map_or(EVERY, AuditField::name).into(),
     )];
     let mut clauses = vec!["field = ?1".to_owned()];
-    match &route.value {
-        Some(p) => clauses.push(matching(dialect, "value", p, &mut values)),
-        None if route.field.is_none() => clauses.push("value = ''".into()),
-        None => {}
+    match (&route.value, among) {
+        (_, [_, ..]) => {
+            let marks: Vec<String> = among
+                .iter()
+                .map(|v| {
+                    values.push(Value::Text(v.clone()));
+                    format!("?{}", values.len())
+                })
+                .collect();
+            clauses.push(format!("value IN ({})", marks.join(", ")));
+        }
+        (Some(p), []) => clauses.push(matching(dialect, "value", p, &mut values)),
+        (None, []) if route.field.is_none() => clauses.push("value = ''".into()),
+        (None, []) => {}
     }
     let all = route.time == Time::All;
-    for (column, field) in [("type", AuditField::Type), ("effect", AuditField::Effect)] {
-        clauses.extend(kinds(
-            dialect,
-            q,
-            column,
-            field,
-            ask == Ask::Stats(field),
-            all,
-            &mut values,
-        ));
+    let over_kinds = !all && marginal(q, ask);
+    if !over_kinds {
+        for (column, field) in [("type", AuditField::Type), ("effect", AuditField::Effect)] {
+            clauses.extend(kinds(
+                dialect,
+                q,
+                column,
+                field,
+                ask == Ask::Stats(field),
+                all,
+                &mut values,
+            ));
+        }
     }
     let table = match &route.time {
         Time::All => "audit_totals".into(),
@@ -492,12 +588,16 @@ fn counted(
                     clauses.push(format!("hour {op} ?{}", values.len()));
                 }
             }
+            let (table, by_hour) = match over_kinds {
+                true => ("audit_hours", "audit_hours_by_hour"),
+                false => ("audit_counts", "audit_counts_by_hour"),
+            };
             // Every value of the field since a given hour: those hours from the index by hour
             // (the key would read every hour of every value). A condition on the value reads that
             // value's hours by the key.
-            match (route.value.is_none(), from.is_some()) {
-                (true, true) => dialect.indexed("audit_counts", "audit_counts_by_hour"),
-                _ => "audit_counts".into(),
+            match (route.value.is_none() && among.is_empty(), from.is_some()) {
+                (true, true) => dialect.indexed(table, by_hour),
+                _ => table.into(),
             }
         }
     };
@@ -513,7 +613,7 @@ fn counted(
          FROM {table} WHERE {} GROUP BY 1, 2",
         clauses.join(" AND ")
     );
-    read(r, &sql, &values, out)
+    (sql, values)
 }
 
 /// [`tallies`] of the events of the partial hours, added to `out`: their sample (each end's
@@ -718,7 +818,8 @@ const CANDIDATES: usize = 200;
 
 /// The summary of a time range by a field not filtered, without summing every value's hours:
 /// the values are taken largest over all of time first ([`ranked`]), each one's sum over the
-/// range read by its key (its hours, and its events in the partial hours), until the next
+/// range read by its key (its hours, in chunks of values, and its events in the partial hours;
+/// `audit_hours` when nothing asks for a type or effect), until the next
 /// value's all-time sum is below the `offset + limit`-th largest found: no value after it can
 /// reach the page (a range holds at most what all of time does). Exact; `None` when the values
 /// cannot be ranked, when more than [`CANDIDATES`] would be read (a range whose largest values
@@ -760,31 +861,37 @@ fn largest_in_hours(
     partial_hours(r, q, route, Ask::Stats(group), kept, &mut spans)?;
     let mut found: Vec<(String, u64)> = Vec::new();
     let mut complete = ranking.len() < CANDIDATES;
-    for (value, all) in ranking {
-        // The `wanted`-th largest so far: a value whose all-time sum is below it cannot pass it.
-        if found.len() >= wanted && all < found[wanted - 1].1 {
-            complete = true;
-            break;
-        }
-        let one = Route {
-            value: Some(Pattern::Exact(value.clone())),
-            ..route.clone()
-        };
-        let mut sums = spans
-            .get(&(value.clone(), String::new()))
-            .copied()
-            .unwrap_or_default();
+    let mut read_so_far = 0;
+    'walk: while read_so_far < ranking.len() {
+        // The values' hours are read in chunks, each as many values as all the chunks before it
+        // (the first, the page's): a statement per chunk, not per value (each a round trip to
+        // PostgreSQL); the few values read past where the walk stops cost less.
+        let end = (read_so_far + read_so_far.max(wanted)).min(ranking.len());
+        let chunk = &ranking[read_so_far..end];
+        let among: Vec<String> = chunk.iter().map(|(v, _)| v.clone()).collect();
         let mut hours = HashMap::new();
-        counted(r, q, &one, Ask::Stats(group), &mut hours)?;
-        for t in hours.values() {
-            sums.add(t.events, t.n);
+        counted(r, q, route, Ask::Stats(group), &among, &mut hours)?;
+        for (value, all) in chunk {
+            // The `wanted`-th largest so far: a value whose all-time sum is below it cannot
+            // pass it.
+            if found.len() >= wanted && *all < found[wanted - 1].1 {
+                complete = true;
+                break 'walk;
+            }
+            let mut sums = Tally::default();
+            for part in [&spans, &hours] {
+                if let Some(t) = part.get(&(value.clone(), String::new())) {
+                    sums.add(t.events, t.n);
+                }
+            }
+            if sums.n > 0 {
+                // Largest first, ties by value.
+                let key = (sums.n, std::cmp::Reverse(value));
+                let at = found.partition_point(|(v, n)| (*n, std::cmp::Reverse(v)) > key);
+                found.insert(at, (value.clone(), sums.n));
+            }
         }
-        if sums.n > 0 {
-            // Largest first, ties by value.
-            let key = (sums.n, std::cmp::Reverse(&value));
-            let at = found.partition_point(|(v, n)| (*n, std::cmp::Reverse(v)) > key);
-            found.insert(at, (value, sums.n));
-        }
+        read_so_far = end;
     }
     Ok(complete.then(|| paged(found, q)))
 }
@@ -877,7 +984,7 @@ pub fn histogram(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::events::Kind;
     use crate::store::audits::tests::{all, event, store};
@@ -1037,7 +1144,7 @@ mod tests {
     }
 
     /// Sixty events over five hours: three containers, rules on most, counts of 1 to 5.
-    fn spread() -> Vec<Event> {
+    pub(in crate::store) fn spread() -> Vec<Event> {
         (0..60u32)
             .map(|n| {
                 let time = format!(
@@ -1073,21 +1180,80 @@ mod tests {
             .collect()
     }
 
-    /// The rollup as stored, and as the backfill script makes it from the events stored.
-    fn rollup_and_backfill(s: &Sqlite) -> [(Vec<String>, Vec<String>); 2] {
+    /// The rollup as stored, and as the backfill scripts make it from the events stored.
+    fn rollup_and_backfill(s: &Sqlite) -> [(Vec<String>, Vec<String>); 3] {
         let c = s.reader_for_tests();
-        let kept = [dump(&c, "audit_counts"), dump(&c, "audit_totals")];
+        let tables = ["audit_counts", "audit_totals", "audit_hours"];
+        let kept = tables.map(|t| dump(&c, t));
         c.execute_batch(&format!(
-            "BEGIN; DELETE FROM audit_counts; DELETE FROM audit_totals; {}{}",
+            "BEGIN; DELETE FROM audit_counts; DELETE FROM audit_totals; {}{}{}",
             include_str!("rollup_backfill.sql"),
-            include_str!("rollup_marginals.sql")
+            include_str!("rollup_marginals.sql"),
+            include_str!("rollup_hours.sql")
         ))
         .unwrap();
-        let rebuilt = [dump(&c, "audit_counts"), dump(&c, "audit_totals")];
+        let rebuilt = tables.map(|t| dump(&c, t));
         c.execute_batch("ROLLBACK").unwrap();
-        let [a, b] = kept;
-        let [x, y] = rebuilt;
-        [(a, x), (b, y)]
+        let [a, b, h] = kept;
+        let [x, y, z] = rebuilt;
+        [(a, x), (b, y), (h, z)]
+    }
+
+    /// `audit_hours` as stored, and as the sums of `audit_counts` over every type and effect of
+    /// each field, value and hour: what every batch, retention and backfill must keep equal (on
+    /// either store). The rows, as text.
+    pub(in crate::store) fn hours_and_their_counts(
+        r: &mut dyn Reader,
+    ) -> (Vec<String>, Vec<String>) {
+        let mut rows = |sql: &str| {
+            let mut out = Vec::new();
+            r.rows(sql, &[], &mut |row| {
+                out.push(format!("{row:?}"));
+                Ok(true)
+            })
+            .unwrap();
+            out
+        };
+        (
+            rows("SELECT field, value, hour, events, n FROM audit_hours ORDER BY 1, 2, 3"),
+            rows(
+                "SELECT field, value, hour, CAST(sum(events) AS BIGINT), CAST(sum(n) AS BIGINT) \
+                 FROM audit_counts GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+            ),
+        )
+    }
+
+    /// Batches (duplicates among them), retention and migration 13's backfill keep each row of
+    /// `audit_hours` the sum of its hour's rows of `audit_counts`.
+    #[test]
+    fn the_hours_are_the_sums_of_the_counts_after_batches_retention_and_the_backfill() {
+        let events = spread();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let s = Sqlite::open(&path).unwrap();
+        let agree = |s: &Sqlite| {
+            let c = s.reader_for_tests();
+            let (hours, counts) = hours_and_their_counts(&mut Snapshot::of(&c).unwrap());
+            assert_eq!(hours, counts);
+            hours.len()
+        };
+        for batch in [&events[..25], &events[20..45], &events[..]] {
+            s.add_audits(batch, "defender", "t").unwrap();
+            assert!(agree(&s) > 0);
+        }
+        s.expire("2026-11-29T09:30:00.000000Z", 7).unwrap();
+        let before = agree(&s);
+        // A database of migration 12 (the same events and counts, no `audit_hours`): migration
+        // 13 builds it from the counts.
+        drop(s);
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("DROP TABLE audit_hours; PRAGMA user_version = 12;")
+            .unwrap();
+        let s = Sqlite::open(&path).unwrap();
+        assert_eq!(agree(&s), before);
+        s.expire("2026-11-30T00:00:00.000000Z", 7).unwrap();
+        assert_eq!(agree(&s), 0);
     }
 
     fn every_event(s: &Sqlite) -> Tally {
@@ -1344,6 +1510,190 @@ mod tests {
                 None,
                 "{group:?} of {q:?}"
             );
+        }
+    }
+
+    /// Which rows of the rollup a question reads, as SQLite plans it: over hours with no
+    /// condition on type or effect, and no summary by either nor histogram (which needs the
+    /// effect), `audit_hours` (one row per value and hour), by its key for one value or a glob's
+    /// range and by its index by hour for every value; otherwise `audit_counts` (a row per type
+    /// and effect); all of time, `audit_totals`.
+    #[test]
+    fn a_range_over_every_type_and_effect_reads_one_row_per_value_and_hour() {
+        use AuditField::*;
+        let (_dir, s) = store(&spread());
+        let c = s.reader_for_tests();
+        let week = |fields: Vec<(AuditField, Pattern)>| AuditQuery {
+            fields,
+            since: Some("2026-11-22T10:30:00.000000Z".into()),
+            ..all()
+        };
+        let exact = |f: AuditField, v: &str| (f, Pattern::Exact(v.into()));
+        let glob = |f: AuditField, v: &str| (f, Pattern::parse(v).unwrap());
+        let until = AuditQuery {
+            until: Some("2026-11-29T10:00:00.000000Z".into()),
+            ..all().with(Container, Pattern::Exact("web-1".into()))
+        };
+        let hours_by_key = "SEARCH audit_hours USING PRIMARY KEY (field=? AND value=? AND hour>?)";
+        let hours_by_hour =
+            "SEARCH audit_hours USING COVERING INDEX audit_hours_by_hour (field=? AND hour>?)";
+        let counts_by_key =
+            "SEARCH audit_counts USING PRIMARY KEY (field=? AND value=? AND hour>?)";
+        let counts_by_hour =
+            "SEARCH audit_counts USING COVERING INDEX audit_counts_by_hour (field=? AND hour>?)";
+        // (query, ask, the values a chunk of the top values' walk reads, the plan's one line)
+        let cases: Vec<(AuditQuery, Ask, &[&str], &str)> = vec![
+            // Every value since an hour (field `*` has one), from the index by hour.
+            (week(vec![]), Ask::Count, &[], hours_by_hour),
+            (week(vec![]), Ask::Stats(Container), &[], hours_by_hour),
+            // The top values' walk: each value's hours by the key, a chunk in one statement.
+            (week(vec![]), Ask::Stats(Domain), &["x.test"], hours_by_key),
+            (
+                week(vec![]),
+                Ask::Stats(Domain),
+                &["x.test", "y.test", "z.test"],
+                hours_by_key,
+            ),
+            (
+                week(vec![exact(Container, "web-1")]),
+                Ask::Count,
+                &[],
+                hours_by_key,
+            ),
+            (
+                week(vec![glob(Container, "web-*")]),
+                Ask::Stats(Container),
+                &[],
+                "SEARCH audit_hours USING PRIMARY KEY (field=? AND value>? AND value<?)",
+            ),
+            (
+                until,
+                Ask::Count,
+                &[],
+                "SEARCH audit_hours USING PRIMARY KEY (field=? AND value=? AND hour<?)",
+            ),
+            // A type or effect asked or filtered on: the rows per type and effect.
+            (week(vec![]), Ask::Stats(Type), &[], counts_by_hour),
+            (week(vec![]), Ask::Stats(Effect), &[], counts_by_hour),
+            (week(vec![]), Ask::Histogram(180), &[], counts_by_hour),
+            (
+                week(vec![exact(Type, "dns")]),
+                Ask::Count,
+                &[],
+                counts_by_hour,
+            ),
+            (
+                week(vec![exact(Type, "dns"), exact(Container, "web-1")]),
+                Ask::Count,
+                &[],
+                counts_by_key,
+            ),
+            (
+                week(vec![exact(Effect, "alert")]),
+                Ask::Stats(Rule),
+                &["rule-1", "rule-2"],
+                counts_by_key,
+            ),
+            (
+                week(vec![glob(Effect, "a*")]),
+                Ask::Stats(Container),
+                &[],
+                counts_by_hour,
+            ),
+            // All of time: the totals.
+            (
+                all(),
+                Ask::Count,
+                &[],
+                "SEARCH audit_totals USING PRIMARY KEY (field=? AND value=? AND type=? AND effect=?)",
+            ),
+        ];
+        for (q, ask, among, want) in cases {
+            let route = plan(&q, ask).unwrap_or_else(|| panic!("{ask:?} of {q:?}"));
+            let among: Vec<String> = among.iter().map(|v| v.to_string()).collect();
+            let select = rows_select(Dialect::Sqlite, &q, &route, ask, &among);
+            let p = audits::tests::explain(&c, select);
+            // (Then, for some, a B-tree of the few groups.)
+            assert_eq!(p[0], want, "{ask:?} of {q:?}");
+            assert!(p[1..].iter().all(|l| l.contains("B-TREE")), "{p:?}");
+        }
+    }
+
+    /// Events over three days, the containers' and rules' counts unlike their all-time order.
+    fn days() -> Vec<Event> {
+        (0..144u32)
+            .map(|n| {
+                let time = format!(
+                    "2026-11-{:02}T{:02}:{:02}:00.{n:06}Z",
+                    27 + n / 48,
+                    n % 48 / 2,
+                    (n * 13) % 60
+                );
+                let mut e = event(&format!("d{n}"), n, &time);
+                // Early days mostly `old-*`, the last mostly `web-*`.
+                e.container = match (n / 48, n % 4) {
+                    (2, 0) | (0 | 1, 1..) => format!("old-{}", n % 3),
+                    _ => format!("web-{}", n % 5),
+                };
+                e.rule = (n % 5 != 0).then(|| format!("rule-{}", n % 7));
+                e.count = u64::from(n % 4) + 1;
+                e
+            })
+            .collect()
+    }
+
+    /// Over ranges of more than a day, the top values (walked in all-time order, each one's
+    /// hours read from `audit_hours`), the totals and the histograms are what the events say.
+    #[test]
+    fn ranges_of_days_answer_as_the_events_do() {
+        use AuditField::*;
+        let (_dir, s) = store(&days());
+        let c = s.reader_for_tests();
+        let r = &mut Snapshot::of(&c).unwrap();
+        let t = |at: &str| Some(format!("2026-11-{at}Z"));
+        let ranges = [
+            (t("27T05:30:00.000000"), None),
+            (t("28T00:00:00.000000"), None),
+            (t("27T10:15:00.000000"), t("29T20:45:00.000000")),
+            (None, t("29T03:00:00.000000")),
+        ];
+        for fields in [
+            vec![],
+            vec![(Container, Pattern::parse("web-*").unwrap())],
+            vec![(Type, Pattern::Exact(Kind::ALL[0].as_str().into()))],
+        ] {
+            for (since, until) in &ranges {
+                for (limit, offset) in [(3, 0), (2, 2), (100, 0)] {
+                    let q = AuditQuery {
+                        fields: fields.clone(),
+                        since: since.clone(),
+                        until: until.clone(),
+                        limit,
+                        offset,
+                        ..all()
+                    };
+                    let route = |ask| plan(&q, ask).unwrap_or_else(|| panic!("{ask:?} of {q:?}"));
+                    let mut kept = Spans::default();
+                    assert_eq!(
+                        count(r, &q, &route(Ask::Count), Some(&mut kept)).unwrap(),
+                        audits::count(r, &q).unwrap(),
+                        "{q:?}"
+                    );
+                    for group in [Container, Rule, Type] {
+                        let Some(route) = plan(&q, Ask::Stats(group)) else {
+                            continue;
+                        };
+                        let raw = sampled(r, &q, u32::MAX)
+                            .stats(group, limit, offset)
+                            .unwrap();
+                        let got = stats(r, &q, &route, group, Some(&mut kept)).unwrap();
+                        assert_eq!(got, raw, "{group:?} of {q:?}");
+                    }
+                    let raw = sampled(r, &q, u32::MAX).histogram(180, limit, offset);
+                    let got = histogram(r, &q, &route(Ask::Histogram(180)), 180, Some(&mut kept));
+                    assert_eq!(got.unwrap(), raw, "{q:?}");
+                }
+            }
         }
     }
 

@@ -100,6 +100,8 @@ const MIGRATIONS: &[&str] = &[
     rollup::MIGRATION,
     // 12: the rollup's marginal totals, read largest first.
     rollup::MARGINALS,
+    // 13: the rollup's marginal rows per hour (over every type and effect).
+    rollup::HOURS,
 ];
 
 /// Migration 10: the revisions of the WAAS policy, as `policies` holds the runtime policy's.

@@ -147,7 +147,8 @@ async fn add_counts(
     tx: &deadpool_postgres::Transaction<'_>,
     stored: &[&crate::events::Event],
 ) -> Result<(), StoreError> {
-    let (hourly, totals) = rollup::changes(stored)?;
+    let changes = rollup::changes(stored)?;
+    let hourly = &changes.hourly;
     tx.execute(
         "INSERT INTO audit_counts AS c (field, value, hour, type, effect, events, n) \
          SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], \
@@ -155,16 +156,32 @@ async fn add_counts(
          ON CONFLICT (field, value, hour, type, effect) DO UPDATE \
          SET events = c.events + excluded.events, n = c.n + excluded.n",
         &[
-            &column(&hourly, |k, _| k.0),
-            &column(&hourly, |k, _| k.1),
-            &column(&hourly, |k, _| k.2),
-            &column(&hourly, |k, _| k.3),
-            &column(&hourly, |k, _| k.4),
-            &column(&hourly, |_, t| t.events as i64),
-            &column(&hourly, |_, t| t.n as i64),
+            &column(hourly, |k, _| k.0),
+            &column(hourly, |k, _| k.1),
+            &column(hourly, |k, _| k.2),
+            &column(hourly, |k, _| k.3),
+            &column(hourly, |k, _| k.4),
+            &column(hourly, |_, t| t.events as i64),
+            &column(hourly, |_, t| t.n as i64),
         ],
     )
     .await?;
+    let hours = &changes.hours;
+    tx.execute(
+        "INSERT INTO audit_hours AS c (field, value, hour, events, n) \
+         SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[]) \
+         ON CONFLICT (field, value, hour) DO UPDATE \
+         SET events = c.events + excluded.events, n = c.n + excluded.n",
+        &[
+            &column(hours, |k, _| k.0),
+            &column(hours, |k, _| k.1),
+            &column(hours, |k, _| k.2),
+            &column(hours, |_, t| t.events as i64),
+            &column(hours, |_, t| t.n as i64),
+        ],
+    )
+    .await?;
+    let totals = &changes.totals;
     tx.execute(
         "INSERT INTO audit_totals AS c (field, value, type, effect, events, n) \
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], \
@@ -172,12 +189,12 @@ async fn add_counts(
          ON CONFLICT (field, value, type, effect) DO UPDATE \
          SET events = c.events + excluded.events, n = c.n + excluded.n",
         &[
-            &column(&totals, |k, _| k.0),
-            &column(&totals, |k, _| k.1),
-            &column(&totals, |k, _| k.2),
-            &column(&totals, |k, _| k.3),
-            &column(&totals, |_, t| t.events as i64),
-            &column(&totals, |_, t| t.n as i64),
+            &column(totals, |k, _| k.0),
+            &column(totals, |k, _| k.1),
+            &column(totals, |k, _| k.2),
+            &column(totals, |k, _| k.3),
+            &column(totals, |_, t| t.events as i64),
+            &column(totals, |_, t| t.n as i64),
         ],
     )
     .await?;

@@ -44,7 +44,16 @@ use crate::events::{Event, MAX_BATCH};
 
 /// The schema, by migrations applied in order; `schema_migrations` records those applied.
 /// Appended to, never edited.
-const MIGRATIONS: &[&str] = &[include_str!("schema.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("schema.sql"),
+    // 2: the rollup's marginal rows per hour, built from `audit_counts`; analysed at once, so
+    // that the planner knows the new table before autovacuum comes to it.
+    concat!(
+        include_str!("hours.sql"),
+        include_str!("../rollup_hours.sql"),
+        "ANALYZE audit_hours;\n"
+    ),
+];
 
 /// Connections kept open to the database by one instance: the ingestion workers, the pages,
 /// the long polls' checks and the webhooks share them (each call holds one for its queries).
