@@ -44,7 +44,13 @@ use crate::events::{Event, MAX_BATCH};
 
 /// The schema, by migrations applied in order; `schema_migrations` records those applied.
 /// Appended to, never edited.
-const MIGRATIONS: &[&str] = &[include_str!("schema.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("schema.sql"),
+    concat!(
+        include_str!("words.sql"),
+        include_str!("words_backfill.sql")
+    ),
+];
 
 /// Connections kept open to the database by one instance: the ingestion workers, the pages,
 /// the long polls' checks and the webhooks share them (each call holds one for its queries).
@@ -427,12 +433,19 @@ impl Store for Postgres {
     }
 
     fn count_audits(&self, q: &AuditQuery) -> Result<u64, StoreError> {
-        self.read(
-            |r| match super::rollup::plan(q, super::rollup::Ask::Count) {
+        self.read(|r| {
+            let route = match super::rollup::plan(q, super::rollup::Ask::Count) {
+                Some(route) => Some(route),
+                None => super::rollup::plan_words(r, q)?,
+            };
+            match route {
+                // A search's partial hours are counted by SQL: its summaries are not the
+                // rollup's (they are sampled), so a kept sample of them would serve nothing.
+                Some(route) if route.word => super::rollup::count(r, q, &route, None),
                 Some(route) => super::rollup::count(r, q, &route, Some(&mut self.spans())),
                 None => super::audits::count(r, q),
-            },
-        )
+            }
+        })
     }
 
     fn audit_stats(
