@@ -728,15 +728,27 @@ fn partial_hours(
             ),
         };
         for (since, until) in spans {
+            // A word's search is checked on each event of the span (at most an hour's, read
+            // through the time index or a filter's), never through the GIN index: its bitmap
+            // holds every match of the word (33 ms for `shadow` at 1,000,000 events, ten times
+            // that at 10,000,000), where the hour holds about a thousandth of the events.
+            let (search, words) = match route.word {
+                true => (None, q.search.as_ref()),
+                false => (q.search.clone(), None),
+            };
             let part = AuditQuery {
                 since: Some(since.to_owned()),
                 until: Some(until.to_owned()),
+                search,
                 ..q.clone()
             };
             let mut values = Vec::new();
             let conditions = conditions(dialect, &part, &[], &mut values);
+            let only = words.map_or(String::new(), |s| {
+                format!(" FILTER (WHERE {})", dialect.search(s, &mut values))
+            });
             let sql = format!(
-                "SELECT {key}, {second}, count(*), CAST(sum(count) AS BIGINT) FROM {} \
+                "SELECT {key}, {second}, count(*){only}, CAST(sum(count){only} AS BIGINT) FROM {} \
                  WHERE {conditions}{present} GROUP BY 1, 2",
                 dialect.indexed("audits", "audits_by_time")
             );

@@ -48,7 +48,11 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema.sql"),
     concat!(
         include_str!("words.sql"),
-        include_str!("words_backfill.sql")
+        include_str!("words_backfill.sql"),
+        // The planner's statistics of the rows just written, so that a word's count reads its
+        // key's range (without them it read every word's rows by hour: 98 ms at 1,000,000
+        // events, against 4 ms); autovacuum would take minutes to gather them.
+        "ANALYZE audit_counts, audit_word_runs;"
     ),
 ];
 
