@@ -9,6 +9,8 @@
 //! integer cast to `BIGINT` (PostgreSQL's sum of `BIGINT`s is `numeric`), every subquery in
 //! `FROM` named.
 
+use std::collections::BTreeSet;
+
 use super::StoreError;
 use super::audits::{fts_query, sqlite_glob};
 use super::query::{GlobPart, Search};
@@ -211,19 +213,29 @@ pub fn tsquery(search: &Search) -> String {
         .join(" & ")
 }
 
+/// An event's searched words as PostgreSQL stores them ([`tsvector`]).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Words {
+    /// The `tsvector` literal stored in `words`.
+    pub tsvector: String,
+    /// Each word of it once: the lexemes PostgreSQL keeps, which the rollup counts
+    /// ([`rollup::word_changes`](super::rollup::word_changes)).
+    pub lexemes: BTreeSet<String>,
+}
+
 /// The `tsvector` literal of an event's searched fields (message, command line, process, domain,
-/// ip, url: `None` for one it lacks), which PostgreSQL stores in `words`: each word with its
-/// position, counted from 1 within a field, the next field's first word `FIELD_GAP` after the
-/// last one (no phrase, one word after the other, spans two fields), positions past PostgreSQL's
-/// largest kept at it. (PostgreSQL keeps a word's first 256 positions only: a phrase is missed
-/// after a word's 256th time in one event.) At most [`MOST_WORDS_BYTES`] long: PostgreSQL refuses
-/// a `tsvector` of a MiB, and an event refused would be one the workload hid (it writes its
-/// command lines); the words past it are not searchable.
-pub fn tsvector(texts: &[Option<&str>]) -> String {
+/// ip, url: `None` for one it lacks), which PostgreSQL stores in `words`, and its words: each word
+/// with its position, counted from 1 within a field, the next field's first word `FIELD_GAP` after
+/// the last one (no phrase, one word after the other, spans two fields), positions past
+/// PostgreSQL's largest kept at it. (PostgreSQL keeps a word's first 256 positions only: a phrase
+/// is missed after a word's 256th time in one event.) At most [`MOST_WORDS_BYTES`] long:
+/// PostgreSQL refuses a `tsvector` of a MiB, and an event refused would be one the workload hid
+/// (it writes its command lines); the words past it are not searchable, nor counted.
+pub fn tsvector(texts: &[Option<&str>]) -> Words {
     /// The largest position PostgreSQL keeps.
     const MAX_POSITION: usize = 16_383;
     const FIELD_GAP: usize = 100;
-    let mut out = String::new();
+    let mut out = Words::default();
     let mut position = 0;
     for text in texts.iter().flatten() {
         for (i, word) in words_of(text).enumerate() {
@@ -232,16 +244,30 @@ pub fn tsvector(texts: &[Option<&str>]) -> String {
                 _ => 1,
             };
             let entry = format!("'{word}':{}", position.min(MAX_POSITION));
-            if out.len() + 1 + entry.len() > MOST_WORDS_BYTES {
+            if out.tsvector.len() + 1 + entry.len() > MOST_WORDS_BYTES {
                 return out;
             }
-            if !out.is_empty() {
-                out.push(' ');
+            if !out.tsvector.is_empty() {
+                out.tsvector.push(' ');
             }
-            out.push_str(&entry);
+            out.tsvector.push_str(&entry);
+            out.lexemes.insert(word);
         }
     }
     out
+}
+
+/// The one word a search is, and whether it is a prefix (an unquoted term): `None` unless the
+/// search is one term of one word (as [`tsquery`] reads it).
+pub fn one_word(search: &Search) -> Option<(String, bool)> {
+    let [term] = search.terms.as_slice() else {
+        return None;
+    };
+    let mut words = words_of(&term.text);
+    match (words.next(), words.next()) {
+        (Some(word), None) => Some((word, term.prefix)),
+        _ => None,
+    }
 }
 
 /// The longest `tsvector` literal [`tsvector`] writes for an event.
@@ -453,38 +479,66 @@ mod dialect_tests {
 
     #[test]
     fn an_events_words_are_a_tsvector_of_positions_apart_by_field() {
+        let words = tsvector(&[
+            Some("Process /usr/bin/curl"),
+            None,
+            Some("curl -s"),
+            Some("--"),
+            Some("it's"),
+        ]);
         assert_eq!(
-            tsvector(&[
-                Some("Process /usr/bin/curl"),
-                None,
-                Some("curl -s"),
-                Some("--"),
-                Some("it's"),
-            ]),
+            words.tsvector,
             "'process':1 'usr':2 'bin':3 'curl':4 'curl':104 's':105 'it':205 's':206"
         );
-        assert_eq!(tsvector(&[None, Some(" -- ")]), "");
+        // Each word once, as PostgreSQL keeps its lexemes.
+        assert_eq!(
+            words.lexemes.iter().collect::<Vec<_>>(),
+            ["bin", "curl", "it", "process", "s", "usr"]
+        );
+        assert_eq!(tsvector(&[None, Some(" -- ")]), Words::default());
         // A word too long for PostgreSQL is cut (whole characters), in a query the same way;
         // positions stop at 16383.
         let long = format!("a {}é b", "x".repeat(2045));
         let cut = "x".repeat(2045);
-        assert_eq!(tsvector(&[Some(&long)]), format!("'a':1 '{cut}':2 'b':3"));
+        let words = tsvector(&[Some(&long)]);
+        assert_eq!(words.tsvector, format!("'a':1 '{cut}':2 'b':3"));
+        assert!(words.lexemes.contains(&cut));
         let search = Search::parse(&format!("\"{}éé\"", "x".repeat(2045))).unwrap();
         assert_eq!(tsquery(&search), format!("'{cut}'"));
         let many = "w ".repeat(16_390);
-        let v = tsvector(&[Some(&many)]);
+        let v = tsvector(&[Some(&many)]).tsvector;
         let positions: Vec<usize> = v
             .split(' ')
             .map(|e| e.trim_start_matches("'w':").parse().unwrap())
             .collect();
         assert_eq!(positions.len(), 16_390);
         assert_eq!(positions[16_381..16_384], [16_382, 16_383, 16_383]);
-        // However many words, never longer than PostgreSQL takes.
+        // However many words, never longer than PostgreSQL takes; a word left out is not one of
+        // its lexemes either.
         let huge = "w ".repeat(200_000);
-        let v = tsvector(&[Some(&huge), Some("last")]);
+        let words = tsvector(&[Some(&huge), Some("last")]);
+        let v = &words.tsvector;
         assert!(v.len() <= MOST_WORDS_BYTES, "{}", v.len());
         assert!(v.len() > MOST_WORDS_BYTES - 20);
+        assert_eq!(words.lexemes.iter().collect::<Vec<_>>(), ["w"]);
         assert_eq!(positions.iter().max(), Some(&16_383));
+    }
+
+    #[test]
+    fn a_search_of_one_word_is_that_word() {
+        for (q, want) in [
+            ("curl", Some(("curl", true))),
+            ("CURL", Some(("curl", true))),
+            ("\"Curl\"", Some(("curl", false))),
+            ("  -curl- ", Some(("curl", true))),
+            ("x86", Some(("x86", true))),
+            ("curl wget", None),
+            ("/usr/bin/curl", None),
+            ("\"rm -rf\"", None),
+        ] {
+            let got = one_word(&Search::parse(q).unwrap());
+            assert_eq!(got.as_ref().map(|(w, p)| (w.as_str(), *p)), want, "{q}");
+        }
     }
 
     #[test]

@@ -2,12 +2,13 @@
 //! given in commit order, the rollup's counts and the text search's words kept beside them), and
 //! retention.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use super::{Client, keys};
+use crate::events::Event;
 use crate::store::group::Batch;
-use crate::store::{Expired, StoreError, audits, rollup};
+use crate::store::{Expired, StoreError, audits, rollup, sql};
 
 /// A transaction of audit batches stops taking the next batch once it has worked this long. Longer
 /// than the SQLite store's 10 ms: here a policy save never waits for ingestion (it takes another
@@ -62,14 +63,13 @@ pub async fn add_batches(c: &mut Client, batches: &[Batch]) -> Result<Vec<usize>
     let mut stored = Vec::new();
     for batch in batches {
         let ev = &batch.events;
-        let text = |f: fn(&crate::events::Event) -> &str| ev.iter().map(f).collect::<Vec<_>>();
-        let opt =
-            |f: fn(&crate::events::Event) -> Option<&str>| ev.iter().map(f).collect::<Vec<_>>();
+        let text = |f: fn(&Event) -> &str| ev.iter().map(f).collect::<Vec<_>>();
+        let opt = |f: fn(&Event) -> Option<&str>| ev.iter().map(f).collect::<Vec<_>>();
         let positions: Vec<i64> = (1..=ev.len() as i64).map(|i| seq + i).collect();
-        let words: Vec<String> = ev
+        let mut words: Vec<sql::Words> = ev
             .iter()
             .map(|e| {
-                crate::store::sql::tsvector(&[
+                sql::tsvector(&[
                     Some(&e.message),
                     e.cmdline.as_deref(),
                     Some(&e.process),
@@ -79,6 +79,7 @@ pub async fn add_batches(c: &mut Client, batches: &[Batch]) -> Result<Vec<usize>
                 ])
             })
             .collect();
+        let literals: Vec<&str> = words.iter().map(|w| w.tsvector.as_str()).collect();
         let rows = tx
             .query(
                 &insert,
@@ -115,7 +116,7 @@ pub async fn add_batches(c: &mut Client, batches: &[Batch]) -> Result<Vec<usize>
                     &opt(|e| e.request_id.as_deref()),
                     &vec![batch.now.as_str(); ev.len()],
                     &positions,
-                    &words,
+                    &literals,
                 ],
             )
             .await?;
@@ -128,9 +129,11 @@ pub async fn add_batches(c: &mut Client, batches: &[Batch]) -> Result<Vec<usize>
             .rev()
             .map(|(i, e)| (e.id.as_str(), i))
             .collect();
+        drop(literals);
         for r in &rows {
             let id: &str = r.get(0);
-            stored.push(&ev[first[id]]);
+            let i = first[id];
+            stored.push((&ev[i], std::mem::take(&mut words[i].lexemes)));
         }
         counts.push(rows.len());
         if started.elapsed() >= TRANSACTION_WORK {
@@ -142,12 +145,19 @@ pub async fn add_batches(c: &mut Client, batches: &[Batch]) -> Result<Vec<usize>
     Ok(counts)
 }
 
-/// Adds what `stored` counts to the rollup ([`rollup::changes`]), one statement per table.
+/// Adds what `stored` (each event with its words) counts to the rollup ([`rollup::changes`], and
+/// the words' rows and runs: [`rollup::word_changes`]), one statement per table.
 async fn add_counts(
     tx: &deadpool_postgres::Transaction<'_>,
-    stored: &[&crate::events::Event],
+    stored: &[(&Event, BTreeSet<String>)],
 ) -> Result<(), StoreError> {
-    let changes = rollup::changes(stored)?;
+    let events: Vec<&Event> = stored.iter().map(|(e, _)| *e).collect();
+    let mut changes = rollup::changes(&events)?;
+    // The words' rows go to `audit_counts` alone: no all-time rows, and none in `audit_hours`
+    // (a word's count reads its own rows, by type and effect).
+    let words: Vec<(&Event, &BTreeSet<String>)> = stored.iter().map(|(e, w)| (*e, w)).collect();
+    let (word_rows, runs) = rollup::word_changes(&words)?;
+    changes.hourly.extend(word_rows);
     let hourly = &changes.hourly;
     tx.execute(
         "INSERT INTO audit_counts AS c (field, value, hour, type, effect, events, n) \
@@ -198,6 +208,20 @@ async fn add_counts(
         ],
     )
     .await?;
+    // A run already known at this hour or later is neither written nor locked (the common case:
+    // the same tokens' letters batch after batch).
+    tx.execute(
+        "INSERT INTO audit_word_runs AS r (run, hour) \
+         SELECT u.run, u.hour FROM unnest($1::text[], $2::bigint[]) AS u(run, hour) \
+         WHERE NOT EXISTS (SELECT 1 FROM audit_word_runs AS k \
+                           WHERE k.run = u.run AND k.hour >= u.hour) \
+         ON CONFLICT (run) DO UPDATE SET hour = excluded.hour WHERE r.hour < excluded.hour",
+        &[
+            &runs.keys().copied().collect::<Vec<&str>>(),
+            &runs.values().copied().collect::<Vec<i64>>(),
+        ],
+    )
+    .await?;
     Ok(())
 }
 
@@ -225,6 +249,15 @@ pub async fn expire(c: &mut Client, cutoff: &str, batch: u32) -> Result<Expired,
                 false => tx.execute(&statement, &[]).await?,
             };
         }
+        // The words' rows (no all-time row to subtract from: hours alone), and the runs of
+        // letters last seen before the cutoff: every event that had them goes.
+        tx.execute(
+            "DELETE FROM audit_counts WHERE field = $1 AND hour < $2",
+            &[&rollup::WORD, &hour],
+        )
+        .await?;
+        tx.execute("DELETE FROM audit_word_runs WHERE hour < $1", &[&hour])
+            .await?;
         tx.commit().await?;
     }
     let mut expired = Expired::default();

@@ -306,12 +306,13 @@ fn the_hours_are_the_sums_of_the_counts_and_read_from_an_index_alone() {
     }
     s.expire("2026-11-29T09:30:00.000000Z", 7).unwrap();
     let before = agree(&s);
-    // A database of migration 1 (the same events and counts, no `audit_hours`): migration 2
-    // builds it from the counts.
+    // A database of migration 1 (the same events and counts, no `audit_hours`, no words'
+    // rows): migration 2 builds it from the counts (and migration 3 the words' rows again).
     drop(s);
     server().psql(
         &database,
-        "DROP TABLE audit_hours; DELETE FROM schema_migrations WHERE version = 2",
+        "DROP TABLE audit_hours, audit_word_runs; DELETE FROM audit_counts WHERE field = 'word'; \
+         DELETE FROM schema_migrations WHERE version >= 2",
     );
     let s = Postgres::open(&url, None).unwrap();
     assert_eq!(agree(&s), before);
@@ -344,4 +345,144 @@ fn the_hours_are_the_sums_of_the_counts_and_read_from_an_index_alone() {
     }
     s.expire("2026-11-30T00:00:00.000000Z", 7).unwrap();
     assert_eq!(agree(&s), 0);
+}
+
+/// The count of a search of one word is read from its word's rows of the rollup (the hours) and
+/// the events of the partial hours, and equals the count of the events whose words match (`@@`):
+/// for a common word, a quoted word, an absent one, with type and effect, over ranges on and off
+/// the hour; a prefix that names two words, or that a word with a digit also begins (`wget2`),
+/// is counted from the events. After retention the runs of the hours gone go with them, and
+/// migration 3's backfill makes from the events what ingestion made.
+#[test]
+fn a_search_of_one_word_is_counted_by_its_words_rows_as_by_its_events() {
+    use crate::store::audits::tests::{all, event};
+    use crate::store::query::{AuditField, AuditQuery, Pattern, Search};
+    use crate::store::{audits, rollup};
+
+    let (s, url) = store();
+    let database = url.rsplit('/').next().unwrap();
+    // Five hours from 08:00, an event every 5 minutes; `wget2` in the first hour only.
+    let events: Vec<_> = (0..60u32)
+        .map(|n| {
+            let time = format!(
+                "2026-11-29T{:02}:{:02}:{:02}.{n:06}Z",
+                8 + n / 12,
+                n % 12 * 5,
+                n % 7
+            );
+            let mut e = event(&format!("e{n}"), n, &time);
+            e.message = [
+                "cat /etc/shadow by curl",
+                "curls fetched payload",
+                "wget payload",
+            ][n as usize % 3]
+                .into();
+            if n < 12 {
+                e.cmdline = Some("wget2 -q".into());
+            }
+            e.count = u64::from(n % 4) + 1;
+            e
+        })
+        .collect();
+    // In three batches, some events delivered twice: each counted once.
+    s.add_audits(&events[..25], "defender", "t").unwrap();
+    s.add_audits(&events[20..50], "defender", "t").unwrap();
+    s.add_audits(&events[45..], "defender", "t").unwrap();
+    let t = |hm: &str| Some(format!("2026-11-29T{hm}Z"));
+    let ranges = [
+        (None, None),
+        (t("09:25:00.000000"), None),
+        (t("08:40:13.000000"), t("11:05:00.000000")),
+        (None, t("10:20:00.000000")),
+        (t("10:00:00.000000"), t("12:00:00.000000")),
+        (t("09:10:00.000000"), t("09:50:00.000000")),
+    ];
+    let (kind, effect) = (events[1].kind.as_str(), events[2].effect.as_str());
+    let filters = [
+        vec![],
+        vec![(AuditField::Type, Pattern::Exact(kind.into()))],
+        vec![(AuditField::Effect, Pattern::Exact(effect.into()))],
+        vec![
+            (AuditField::Type, Pattern::parse("[a-p]*").unwrap()),
+            (AuditField::Effect, Pattern::Exact(effect.into())),
+        ],
+    ];
+    // Every search over every filter and range: the plan expected (the word whose rows are
+    // read, or none) and the count of the events.
+    let check = |searches: &[(&str, Option<&str>)]| {
+        let mut counted = 0;
+        for (text, word) in searches {
+            for fields in &filters {
+                for (since, until) in &ranges {
+                    let q = AuditQuery {
+                        search: Some(Search::parse(text).unwrap()),
+                        fields: fields.clone(),
+                        since: since.clone(),
+                        until: until.clone(),
+                        ..all()
+                    };
+                    let route = s.read(|r| rollup::plan_words(r, &q)).unwrap();
+                    assert_eq!(
+                        route.as_ref().map(|r| (r.word, r.value.clone())),
+                        word.map(|w| (true, Some(Pattern::Exact(w.into())))),
+                        "{q:?}"
+                    );
+                    let events = s.read(|r| audits::count(r, &q)).unwrap();
+                    assert_eq!(s.count_audits(&q).unwrap(), events, "{q:?}");
+                    counted += events;
+                }
+            }
+        }
+        assert!(counted > 0);
+    };
+    check(&[
+        ("shadow", Some("shadow")),
+        ("SHAD", Some("shadow")),
+        ("payload", Some("payload")),
+        ("\"curl\"", Some("curl")),
+        ("\"wget\"", Some("wget")),
+        ("zzz", Some("zzz")),
+        // `curl` and `curls`; `wget` and `wget2` (its run `wget`).
+        ("curl", None),
+        ("cur", None),
+        ("wget", None),
+        ("/etc/shadow", None),
+    ]);
+
+    // Migration 3's backfill makes the same rows and runs from the events.
+    let words = "SELECT value, hour, type, effect, events, n FROM audit_counts \
+                 WHERE field = 'word' ORDER BY 1, 2, 3, 4";
+    let runs = "SELECT run, hour FROM audit_word_runs ORDER BY 1";
+    let kept = [
+        server().psql(database, words),
+        server().psql(database, runs),
+    ];
+    assert!(
+        kept[0].contains("payload") && kept[1].contains("wget"),
+        "{kept:?}"
+    );
+    server().psql(
+        database,
+        &format!(
+            "BEGIN; DELETE FROM audit_counts WHERE field = 'word'; DELETE FROM audit_word_runs;\n\
+             {}\nCOMMIT;",
+            include_str!("words_backfill.sql")
+        ),
+    );
+    let rebuilt = [
+        server().psql(database, words),
+        server().psql(database, runs),
+    ];
+    assert_eq!(kept, rebuilt);
+
+    // Retention of the first hour: its rows, and the run `wget` last seen in it, go with its
+    // events; `wget` then names one word.
+    let expired = s.expire("2026-11-29T09:30:00.000000Z", 7).unwrap();
+    assert_eq!(expired.audits, 12);
+    assert!(!server().psql(database, runs).contains("wget"));
+    check(&[
+        ("wget", Some("wget")),
+        ("shadow", Some("shadow")),
+        ("curl", None),
+    ]);
 }
