@@ -234,12 +234,16 @@ fn by_conditions(
     q: &AuditQuery,
     expanded: &Expanded,
 ) -> Result<u64, StoreError> {
+    let Some((_, words)) = q.search.as_ref().and_then(|s| r.dialect().search_seqs(s)) else {
+        return lists::counted(r, q, expanded);
+    };
     let mut top = None;
     r.rows(LAST_SEQ, &[], &mut |row| {
         top = sql::opt_int(row, 0)?;
         Ok(false)
     })?;
-    let (Some(top), Some(search)) = (top, &q.search) else {
+    // No event stored.
+    let Some(top) = top else {
         return Ok(0);
     };
     let (sql, values) = lists::others_select(r, q, expanded);
@@ -254,9 +258,6 @@ fn by_conditions(
     if selected.count == 0 {
         return Ok(0);
     }
-    let Some((_, words)) = r.dialect().search_seqs(search) else {
-        return lists::counted(r, q, expanded);
-    };
     let mut n = 0;
     r.rows(
         BETWEEN,
