@@ -11,7 +11,7 @@
 use super::audits::{COLUMNS, column, conditions, page};
 use super::query::{AuditField, AuditQuery, GlobPart, Pattern, Search};
 use super::sql::{self, Dialect, Reader, Value};
-use super::{StoreError, rollup};
+use super::{StoreError, rollup, words};
 
 /// At most this many values a glob may expand into; past it the glob is checked by the backend's
 /// match (`GLOB`, `~`) on every candidate row (correct, and as slow as it was). Also keeps the
@@ -165,6 +165,8 @@ fn merged_over(expanded: &Expanded) -> Option<usize> {
 pub fn select(r: &mut dyn Reader, q: &AuditQuery) -> Result<(String, Vec<Value>), StoreError> {
     let skipped = rollup::skip_hours(r, q, rollup::DEEP)?;
     let q = skipped.as_ref().unwrap_or(q);
+    let one = words::one_word(r, q)?;
+    let q = one.as_ref().map_or(q, |(q, _)| q);
     let expanded = expand(r, q)?;
     if let Some(search) = &q.search {
         if let Some(found) = by_arrival(r, q, &expanded, search)? {
@@ -227,19 +229,10 @@ fn by_arrival(
         Ok(true)
     })?;
     let mut found: Vec<(String, i64)> = Vec::with_capacity(arrived.len());
-    for chunk in arrived.chunks(CHUNK) {
-        let mut values: Vec<Value> = chunk.iter().map(|s| Value::Integer(*s)).collect();
-        let list: Vec<String> = (1..=chunk.len()).map(|n| format!("?{n}")).collect();
-        let conditions = others(r, q, expanded, &mut values);
-        let sql = format!(
-            "SELECT time, seq FROM audits WHERE seq IN ({}) AND {conditions}",
-            list.join(", ")
-        );
-        r.rows(&sql, &values, &mut |row| {
-            found.push((sql::text(row, 0)?, sql::int(row, 1)?));
-            Ok(true)
-        })?;
-    }
+    by_seqs(r, q, expanded, &arrived, "time, seq", &mut |row| {
+        found.push((sql::text(row, 0)?, sql::int(row, 1)?));
+        Ok(true)
+    })?;
     found.sort_unstable_by(|a, b| b.cmp(a));
     found.truncate(wanted as usize);
     if (arrived.len() as u64) == reads {
@@ -262,6 +255,41 @@ fn by_arrival(
     Ok(Some(found.into_iter().map(|(_, seq)| seq).collect()))
 }
 
+/// Reads `columns` of the events of `seqs` that `q`'s conditions but its text search select, by
+/// `seq`, [`CHUNK`] at a time (one statement each; `row` is called with each statement's rows).
+pub(super) fn by_seqs(
+    r: &mut dyn Reader,
+    q: &AuditQuery,
+    expanded: &Expanded,
+    seqs: &[i64],
+    columns: &str,
+    row: &mut dyn FnMut(&[Value]) -> Result<bool, StoreError>,
+) -> Result<(), StoreError> {
+    for chunk in seqs.chunks(CHUNK) {
+        let (sql, values) = seqs_select(r, q, expanded, chunk, columns);
+        r.rows(&sql, &values, row)?;
+    }
+    Ok(())
+}
+
+/// The statement of [`by_seqs`] for one chunk of `seqs`.
+pub(super) fn seqs_select(
+    r: &dyn Reader,
+    q: &AuditQuery,
+    expanded: &Expanded,
+    seqs: &[i64],
+    columns: &str,
+) -> (String, Vec<Value>) {
+    let mut values: Vec<Value> = seqs.iter().map(|s| Value::Integer(*s)).collect();
+    let list: Vec<String> = (1..=seqs.len()).map(|n| format!("?{n}")).collect();
+    let conditions = others(r, q, expanded, &mut values);
+    let sql = format!(
+        "SELECT {columns} FROM audits WHERE seq IN ({}) AND {conditions}",
+        list.join(", ")
+    );
+    (sql, values)
+}
+
 /// The `seq`s of the newest `n` events of `q` (its limit and offset aside), newest first, by the
 /// plans of [`select`]: a glob of several values is a merge of their index ranges read newest
 /// first, page by page (see [`merge`]). What a summary that the rollup cannot answer is computed
@@ -272,6 +300,7 @@ pub fn newest(r: &mut dyn Reader, q: &AuditQuery, n: u32) -> Result<Vec<i64>, St
         offset: 0,
         ..q.clone()
     };
+    let q = words::one_word(r, &q)?.map_or(q, |(q, _)| q);
     let expanded = expand(r, &q)?;
     if let Some(search) = &q.search {
         if let Some(found) = walked(r, &q, &expanded, search, n as usize)? {
@@ -467,31 +496,38 @@ fn sorted(
     (sql, values)
 }
 
-/// The `seq`s a full-text query matches: one bit each, from the largest down (a bit per event
-/// between the largest and the smallest match, however many match).
+/// A set of `seq`s, such as those a full-text query matches: one bit each, from a top down (a bit
+/// per event between the top and the smallest in the set, however many it holds).
 #[derive(Default)]
-struct Matches {
+pub(super) struct Matches {
     top: i64,
     bits: Vec<u64>,
-    count: u64,
+    /// How many the set holds.
+    pub(super) count: u64,
 }
 
 impl Matches {
-    /// Reads them from the words' index by `sql` (no event row is read).
-    fn read(r: &mut dyn Reader, sql: &str, words: Value) -> Result<Matches, StoreError> {
-        let mut m = Matches::default();
-        r.rows(sql, &[words], &mut |row| {
-            m.insert(sql::int(row, 0)?);
-            Ok(true)
-        })?;
-        Ok(m)
+    /// An empty set of `seq`s at most `top`.
+    pub(super) fn below(top: i64) -> Matches {
+        Matches {
+            top,
+            ..Matches::default()
+        }
     }
 
-    /// One more, smaller than the others.
-    fn insert(&mut self, seq: i64) {
-        if self.count == 0 {
-            self.top = seq;
-        }
+    /// Reads them from the words' index by `sql`, largest first (no event row is read).
+    fn read(r: &mut dyn Reader, sql: &str, words: Value) -> Result<Matches, StoreError> {
+        let mut m: Option<Matches> = None;
+        r.rows(sql, &[words], &mut |row| {
+            let seq = sql::int(row, 0)?;
+            m.get_or_insert_with(|| Matches::below(seq)).insert(seq);
+            Ok(true)
+        })?;
+        Ok(m.unwrap_or_default())
+    }
+
+    /// One more, at most the top and not in the set yet.
+    pub(super) fn insert(&mut self, seq: i64) {
         let at = self.top.abs_diff(seq) as usize;
         if at / 64 >= self.bits.len() {
             self.bits.resize(at / 64 + 1, 0);
@@ -500,7 +536,7 @@ impl Matches {
         self.count += 1;
     }
 
-    fn contains(&self, seq: i64) -> bool {
+    pub(super) fn contains(&self, seq: i64) -> bool {
         if self.count == 0 || seq > self.top {
             return false;
         }
@@ -518,6 +554,18 @@ fn others(r: &dyn Reader, q: &AuditQuery, expanded: &Expanded, values: &mut Vec<
         ..q.clone()
     };
     conditions(r.dialect(), &others, expanded, values)
+}
+
+/// The `seq`s of the events of `q`'s conditions but its text search, in the order of the index
+/// that selects them.
+pub(super) fn others_select(
+    r: &dyn Reader,
+    q: &AuditQuery,
+    expanded: &Expanded,
+) -> (String, Vec<Value>) {
+    let mut values = Vec::new();
+    let conditions = others(r, q, expanded, &mut values);
+    (format!("SELECT seq FROM audits WHERE {conditions}"), values)
 }
 
 /// The `seq`s of the events of `q`'s conditions but its text search, newest first.
@@ -695,39 +743,53 @@ fn merged(r: &dyn Reader, q: &AuditQuery, expanded: &Expanded, i: usize) -> (Str
     (sql, values)
 }
 
-/// The SQL that counts the events of `q`, and its parameters: each expanded glob an `IN` of its
+/// The SQL that counts the events of `q`, and its parameters: each glob `expanded` an `IN` of its
 /// values (a count per index range); a text search alone, the length of its words' lists (each
 /// match is an event: the triggers keep the index to the table), no event read.
 pub(super) fn count_select(
-    r: &mut dyn Reader,
+    r: &dyn Reader,
     q: &AuditQuery,
-) -> Result<(String, Vec<Value>), StoreError> {
+    expanded: &Expanded,
+) -> (String, Vec<Value>) {
     if let Some(search) = &q.search
         && q.fields.is_empty()
         && q.since.is_none()
         && q.until.is_none()
     {
         let (sql, words) = r.dialect().search_count(search);
-        return Ok((sql.into(), vec![words]));
+        return (sql.into(), vec![words]);
     }
-    let expanded = expand(r, q)?;
     let mut values = Vec::new();
-    let conditions = conditions(r.dialect(), q, &expanded, &mut values);
-    Ok((
+    let conditions = conditions(r.dialect(), q, expanded, &mut values);
+    (
         format!("SELECT count(*) FROM audits WHERE {conditions}"),
         values,
-    ))
+    )
 }
 
-/// How many events match, whatever the limit and offset.
+/// How many events match, whatever the limit and offset: on SQLite, a text search of one stored
+/// word from FTS5's vocabulary ([`words::count`]); otherwise by [`count_select`]'s statement.
 pub fn count(r: &mut dyn Reader, q: &AuditQuery) -> Result<u64, StoreError> {
-    let (sql, values) = count_select(r, q)?;
+    if let Some(n) = words::count(r, q)? {
+        return Ok(n);
+    }
+    let expanded = expand(r, q)?;
+    counted(r, q, &expanded)
+}
+
+/// How many events match, by [`count_select`]'s statement.
+pub(super) fn counted(
+    r: &mut dyn Reader,
+    q: &AuditQuery,
+    expanded: &Expanded,
+) -> Result<u64, StoreError> {
+    let (sql, values) = count_select(r, q, expanded);
     let mut n = 0;
     r.rows(&sql, &values, &mut |row| {
-        n = sql::int(row, 0)?;
+        n = sql::number(row, 0)?;
         Ok(false)
     })?;
-    Ok(n as u64)
+    Ok(n)
 }
 
 #[cfg(test)]
@@ -886,7 +948,7 @@ mod tests {
     fn matches_hold_exactly_their_seqs() {
         let cases: [&[i64]; 5] = [&[], &[5], &[1_000, 999, 64, 63, 1], &[130, 2], &[1 << 40]];
         for seqs in cases {
-            let mut m = Matches::default();
+            let mut m = Matches::below(seqs.first().copied().unwrap_or_default());
             for &seq in seqs {
                 m.insert(seq);
             }
@@ -894,6 +956,14 @@ mod tests {
             for probe in (0..1_100).chain([1 << 40, (1 << 40) + 1]) {
                 assert_eq!(m.contains(probe), seqs.contains(&probe), "{seqs:?} {probe}");
             }
+        }
+        // In any order, below a top given first (the `seq`s of an index range).
+        let seqs = [5, 1_999, 64, 2_000, 700];
+        let mut m = Matches::below(2_000);
+        seqs.iter().for_each(|seq| m.insert(*seq));
+        assert_eq!(m.count, 5);
+        for probe in 0..2_100 {
+            assert_eq!(m.contains(probe), seqs.contains(&probe), "{probe}");
         }
     }
 }

@@ -20,6 +20,7 @@ mod sql;
 mod sqlite;
 #[cfg(test)]
 mod tests;
+mod words;
 mod writer;
 
 pub use postgres::Postgres;

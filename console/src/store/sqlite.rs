@@ -21,7 +21,7 @@ use super::{
     ActivityEntry, ActivityQuery, AuditField, AuditQuery, Beat, Bucket, DefenderSeen, Expired,
     Heartbeat, Lease, Observation, POLICY_COLUMNS, Put, Revision, SessionRecord, Store, StoreError,
     StoredEvent, StoredPolicy, Summary, TokenRecord, TooNew, UserRecord, audits, deliveries,
-    observations, people, rollup, table,
+    observations, people, rollup, table, words,
 };
 use crate::documents::Doc;
 use crate::events::{Event, MAX_BATCH};
@@ -216,6 +216,7 @@ impl Sqlite {
         writer.pragma_update(None, "cache_size", -32 * 1024)?;
         migrate(&mut writer)?;
         let reader = open()?;
+        reader.execute_batch(words::VOCABULARY)?;
         let opened = identity(path).map_err(|e| StoreError { source: e.into() })?;
         Ok(Sqlite {
             writer: Writer::new(writer),
