@@ -19,6 +19,10 @@ use super::query::{GlobPart, Search};
 /// and read (integers, text, NULL).
 pub type Value = rusqlite::types::Value;
 
+/// SQLite's statement of [`Dialect::search_between`].
+pub const SQLITE_SEARCH_BETWEEN: &str =
+    "SELECT rowid FROM audits_text WHERE audits_text MATCH ?1 AND rowid >= ?2 AND rowid <= ?3";
+
 /// Which SQL the backend speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dialect {
@@ -73,6 +77,16 @@ impl Dialect {
                 "SELECT rowid FROM audits_text WHERE audits_text MATCH ?1 \
                  ORDER BY rowid DESC LIMIT ?2",
             ),
+            Dialect::Postgres => None,
+        }
+    }
+
+    /// The statement of the `seq`s from `?2` to `?3` of the events whose words hold a search
+    /// (`?1`): FTS5 seeks to `?2` in the words' lists and stops past `?3`. `None` on PostgreSQL,
+    /// whose GIN index has no order.
+    pub fn search_between(self) -> Option<&'static str> {
+        match self {
+            Dialect::Sqlite => Some(SQLITE_SEARCH_BETWEEN),
             Dialect::Postgres => None,
         }
     }

@@ -36,8 +36,7 @@ const WORD_EVENTS: &str = "SELECT doc FROM temp.audits_words WHERE term = ?1";
 
 /// The `seq`s from `?2` to `?3` of the events whose words hold `?1`: FTS5 seeks to `?2` in the
 /// word's list and stops past `?3`.
-const BETWEEN: &str = "SELECT rowid FROM audits_text \
-                       WHERE audits_text MATCH ?1 AND rowid >= ?2 AND rowid <= ?3";
+const BETWEEN: &str = sql::SQLITE_SEARCH_BETWEEN;
 
 /// The largest `seq` stored (none: no row with a value).
 const LAST_SEQ: &str = "SELECT max(seq) FROM audits";
