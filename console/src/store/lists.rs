@@ -262,9 +262,11 @@ fn by_arrival(
             return Ok(None);
         }
         let seqs = late.iter().map(|(_, seq)| *seq);
-        if let (Some(low), Some(high), Some(between)) =
-            (seqs.clone().min(), seqs.max(), dialect.search_between())
-        {
+        if let (Some(low), Some(high)) = (seqs.clone().min(), seqs.max()) {
+            // Late events whose words cannot be read: no page from here (never one without them).
+            let Some(between) = dialect.search_between() else {
+                return Ok(None);
+            };
             let mut holding = std::collections::HashSet::new();
             let bounds = [words, Value::Integer(low), Value::Integer(high)];
             r.rows(between, &bounds, &mut |row| {
