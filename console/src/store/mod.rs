@@ -20,6 +20,7 @@ mod sql;
 mod sqlite;
 #[cfg(test)]
 mod tests;
+mod word_rows;
 mod words;
 mod writer;
 

@@ -110,7 +110,7 @@ pub(super) fn seconds(time: &str) -> Result<(i64, bool), BadTime> {
 }
 
 /// The hour (Unix seconds / 3600) a time falls in.
-fn hour(time: &str) -> Result<i64, BadTime> {
+pub(super) fn hour(time: &str) -> Result<i64, BadTime> {
     seconds(time).map(|(s, _)| s.div_euclid(3600))
 }
 
@@ -224,27 +224,37 @@ pub fn changes<'a>(inserted: &[&'a Event]) -> Result<Changes<'a>, BadTime> {
     })
 }
 
+/// Adds `t` to the row of `audit_counts` of (field, value, hour, type, effect).
+pub(super) fn add_count(
+    c: &Connection,
+    (field, value, hour, kind, effect): (&str, &str, i64, &str, &str),
+    t: &Tally,
+) -> Result<(), StoreError> {
+    c.prepare_cached(
+        "INSERT INTO audit_counts (field, value, hour, type, effect, events, n) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (field, value, hour, type, effect) \
+         DO UPDATE SET events = audit_counts.events + excluded.events, \
+         n = audit_counts.n + excluded.n",
+    )?
+    .execute(rusqlite::params![
+        field,
+        value,
+        hour,
+        kind,
+        effect,
+        t.events as i64,
+        t.n as i64
+    ])?;
+    Ok(())
+}
+
 /// Counts `inserted` in the rollup's tables ([`changes`]). Called inside the storing
 /// transaction. (The upserts, and [`EXPIRE`], are valid PostgreSQL too: it wants the conflict's
 /// columns named, and the row's own columns qualified beside `excluded`'s.)
 pub fn add(c: &Connection, inserted: &[&Event]) -> Result<(), StoreError> {
     let changes = changes(inserted)?;
-    let mut hourly = c.prepare_cached(
-        "INSERT INTO audit_counts (field, value, hour, type, effect, events, n) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (field, value, hour, type, effect) \
-         DO UPDATE SET events = audit_counts.events + excluded.events, \
-         n = audit_counts.n + excluded.n",
-    )?;
-    for ((field, value, hour, kind, effect), t) in &changes.hourly {
-        hourly.execute(rusqlite::params![
-            field,
-            value,
-            hour,
-            kind,
-            effect,
-            t.events as i64,
-            t.n as i64
-        ])?;
+    for (key, t) in &changes.hourly {
+        add_count(c, *key, t)?;
     }
     let mut hours = c.prepare_cached(
         "INSERT INTO audit_hours (field, value, hour, events, n) \
@@ -288,10 +298,11 @@ pub fn aligned(cutoff: &str) -> Result<(i64, String), BadTime> {
 }
 
 /// Forgets the hours before `?1`: their rows of `audit_counts` and `audit_hours` go, and what they
-/// counted leaves `audit_totals`, its marginal rows too (a row reaching no event goes). Run in
-/// order in one transaction, so that the tables always agree; each (field, value) is read by its
-/// key, never by a scan of every hour. Valid SQLite and PostgreSQL.
-pub const EXPIRE: [&str; 4] = [
+/// counted leaves `audit_totals`, its marginal rows too (a row reaching no event goes); the
+/// words' rows ([`WORD`], hours alone: nothing to subtract) go by the index by hour. Run in order
+/// in one transaction, so that the tables always agree; each (field, value) is read by its key,
+/// never by a scan of every hour. Valid SQLite and PostgreSQL.
+pub const EXPIRE: [&str; 5] = [
     "WITH base AS (
              SELECT c.field, c.value, c.type, c.effect, sum(c.events) AS events, sum(c.n) AS n
              FROM (SELECT DISTINCT field, value FROM audit_totals) AS k
@@ -319,12 +330,14 @@ pub const EXPIRE: [&str; 4] = [
              FROM (SELECT DISTINCT field, value FROM audit_totals) AS k
              JOIN audit_hours AS h ON h.field = k.field AND h.value = k.value AND h.hour < ?1)",
     "DELETE FROM audit_totals WHERE events <= 0",
+    "DELETE FROM audit_counts WHERE field = 'word' AND hour < ?1",
 ];
 
-/// Runs [`EXPIRE`] for the hours before `hour`.
+/// Runs [`EXPIRE`] for the hours before `hour`, and SQLite's own
+/// ([`word_rows::EXPIRE`](super::word_rows::EXPIRE)).
 pub fn expire(c: &mut Connection, hour: i64) -> Result<(), StoreError> {
     let tx = c.transaction()?;
-    for statement in EXPIRE {
+    for statement in EXPIRE.into_iter().chain([super::word_rows::EXPIRE]) {
         let mut statement = tx.prepare(statement)?;
         let bound = statement.parameter_count();
         statement.execute(rusqlite::params_from_iter([hour].into_iter().take(bound)))?;
@@ -443,11 +456,14 @@ fn time(q: &AuditQuery, hourly: bool) -> Option<Time> {
     Some(Time::Hours { from, to, spans })
 }
 
-/// The pseudo-field of `audit_counts` whose values are the text search's words (PostgreSQL
-/// only, where the console makes each event's words: [`sql::tsvector`]): per hour, type and
+/// The pseudo-field of `audit_counts` whose values are the text search's words: per hour, type and
 /// effect, how many events hold each word of lowercase ASCII letters alone. No `audit_totals`
 /// rows: a search's count reads hours. (Words with other characters, such as random tokens,
-/// numbers and hex, would make a row per event; their leading letters go to `audit_word_runs`.)
+/// numbers and hex, would make a row per event.) On PostgreSQL the console makes each event's
+/// words ([`sql::tsvector`]), and the leading letters of the other words go to
+/// `audit_word_runs`; on SQLite FTS5 makes them, and the console counts those of events whose
+/// text is ASCII, which it splits and folds exactly as FTS5 does (`words::counted_words`; the
+/// other events are listed in `audit_uncounted`).
 pub const WORD: &str = "word";
 
 /// A word's leading run of lowercase ASCII letters: the whole word when it is rolled up under
@@ -512,31 +528,43 @@ fn resolve(
     }
 }
 
-/// The word of `q`'s search and whether it is a prefix, when the words' rows may count it: one
-/// term of one word of letters alone ([`letters`]), other conditions on type and effect only.
+/// The word of `q`'s search and whether it is a prefix, when the words' rows may count it (see
+/// [`word_route`]): one term of one word.
 fn word_search(q: &AuditQuery) -> Option<(String, bool)> {
     let (word, prefix) = q.search.as_ref().and_then(sql::one_word)?;
+    word_route(q, &word).map(|_| (word, prefix))
+}
+
+/// How the count of `q`, whose search is the whole word `word`, is read from the word's rows
+/// ([`WORD`]): the hours in its range from the rows, the partial hours at its ends from the
+/// events. `None` unless the word is of letters alone ([`letters`]) and `q`'s other conditions
+/// are on type, effect and time only (the rows are per hour, type and effect).
+pub fn word_route(q: &AuditQuery, word: &str) -> Option<Route> {
     let others = q
         .fields
         .iter()
         .any(|(f, _)| !matches!(f, AuditField::Type | AuditField::Effect));
-    (!word.is_empty() && letters(&word) == word && !others).then_some((word, prefix))
+    if word.is_empty() || letters(word) != word || others {
+        return None;
+    }
+    Some(Route {
+        field: None,
+        value: Some(Pattern::Exact(word.into())),
+        time: time(q, true)?,
+        word: true,
+    })
 }
 
 /// How the count of a text search of one word of letters alone, with at most filters on type and
-/// effect and a time range, is answered by its word's rows ([`WORD`]) instead of its events
-/// (which on PostgreSQL means a table page per match: its GIN index has no index-only count):
-/// the hours in the range from the rows, the partial hours at its ends from the events, as any
-/// count of the rollup. `None`: another search, another filter, a word [`resolve`] does not
-/// answer, or SQLite (no word rows).
+/// effect and a time range, is answered by its word's rows ([`WORD`], [`word_route`]) on
+/// PostgreSQL instead of its events (a table page per match: its GIN index has no index-only
+/// count). `None`: another search, another filter, a word [`resolve`] does not answer, or SQLite
+/// (whose vocabulary tells which word a prefix names: `words::count`).
 pub fn plan_words(r: &mut dyn Reader, q: &AuditQuery) -> Result<Option<Route>, StoreError> {
     if r.dialect() != Dialect::Postgres {
         return Ok(None);
     }
     let Some((word, prefix)) = word_search(q) else {
-        return Ok(None);
-    };
-    let Some(time) = time(q, true) else {
         return Ok(None);
     };
     let found = match prefix {
@@ -578,12 +606,7 @@ pub fn plan_words(r: &mut dyn Reader, q: &AuditQuery) -> Result<Option<Route>, S
             )
         }
     };
-    Ok(found.map(|word| Route {
-        field: None,
-        value: Some(Pattern::Exact(word)),
-        time,
-        word: true,
-    }))
+    Ok(found.and_then(|word| word_route(q, &word)))
 }
 
 /// `column = ?` or `column` matching a glob in `dialect`, its value appended to `values`.
@@ -1464,10 +1487,13 @@ pub(super) mod tests {
             .collect()
     }
 
-    /// Every row of a table, as text.
+    /// Every row of a rollup table but the words' (whose backfill is `word_rows::backfill`), as
+    /// text.
     fn dump(c: &Connection, table: &str) -> Vec<String> {
         let mut select = c
-            .prepare(&format!("SELECT * FROM {table} ORDER BY 1, 2, 3, 4, 5"))
+            .prepare(&format!(
+                "SELECT * FROM {table} WHERE field <> 'word' ORDER BY 1, 2, 3, 4, 5"
+            ))
             .unwrap();
         let columns = select.column_count();
         select
@@ -1550,7 +1576,10 @@ pub(super) mod tests {
         drop(s);
         Connection::open(&path)
             .unwrap()
-            .execute_batch("DROP TABLE audit_hours; PRAGMA user_version = 12;")
+            .execute_batch(
+                "DROP TABLE audit_hours; DROP TABLE audit_uncounted; \
+                 DELETE FROM audit_counts WHERE field = 'word'; PRAGMA user_version = 12;",
+            )
             .unwrap();
         let s = Sqlite::open(&path).unwrap();
         assert_eq!(agree(&s), before);

@@ -14,6 +14,7 @@ use std::collections::BTreeSet;
 use super::StoreError;
 use super::audits::{fts_query, sqlite_glob};
 use super::query::{GlobPart, Search};
+use crate::events::Event;
 
 /// A parameter or a column's value: SQLite's own value type, which is what both backends bind
 /// and read (integers, text, NULL).
@@ -235,6 +236,19 @@ pub struct Words {
     /// Each word of it once: the lexemes PostgreSQL keeps, which the rollup counts
     /// ([`rollup::word_changes`](super::rollup::word_changes)).
     pub lexemes: BTreeSet<String>,
+}
+
+/// An event's texts the text search indexes: the columns of SQLite's `audits_text`, in order, and
+/// what PostgreSQL's `words` are made of ([`tsvector`]).
+pub fn searched(e: &Event) -> [Option<&str>; 6] {
+    [
+        Some(&e.message),
+        e.cmdline.as_deref(),
+        Some(&e.process),
+        e.domain.as_deref(),
+        e.ip.as_deref(),
+        e.url.as_deref(),
+    ]
 }
 
 /// The `tsvector` literal of an event's searched fields (message, command line, process, domain,

@@ -21,7 +21,7 @@ use super::{
     ActivityEntry, ActivityQuery, AuditField, AuditQuery, Beat, Bucket, DefenderSeen, Expired,
     Heartbeat, Lease, Observation, POLICY_COLUMNS, Put, Revision, SessionRecord, Store, StoreError,
     StoredEvent, StoredPolicy, Summary, TokenRecord, TooNew, UserRecord, audits, deliveries,
-    observations, people, rollup, table, words,
+    observations, people, rollup, table, word_rows, words,
 };
 use crate::documents::Doc;
 use crate::events::{Event, MAX_BATCH};
@@ -102,7 +102,16 @@ const MIGRATIONS: &[&str] = &[
     rollup::MARGINALS,
     // 13: the rollup's marginal rows per hour (over every type and effect).
     rollup::HOURS,
+    // 14: the text search's words in the rollup (then [`word_rows::backfill`]: [`BACKFILLS`]).
+    word_rows::MIGRATION,
 ];
+
+/// What a migration builds from the rows already stored in Rust rather than SQL, after every
+/// migration is applied, when the database had not reached the migration's number yet.
+const BACKFILLS: &[(usize, Backfill)] = &[(14, word_rows::backfill)];
+
+/// A backfill of [`BACKFILLS`], run inside the migrations' transaction.
+type Backfill = fn(&Connection) -> Result<(), StoreError>;
 
 /// Migration 10: the revisions of the WAAS policy, as `policies` holds the runtime policy's.
 const WAAS_POLICIES: &str = "CREATE TABLE waas_policies (
@@ -243,6 +252,11 @@ fn migrate(c: &mut Connection) -> Result<(), StoreError> {
     for migration in &MIGRATIONS[applied..] {
         tx.execute_batch(migration)?;
     }
+    for (number, backfill) in BACKFILLS {
+        if applied < *number {
+            backfill(&tx)?;
+        }
+    }
     // PRAGMA takes no bound parameters; the value is a number of ours.
     tx.execute_batch(&format!("PRAGMA user_version = {}", MIGRATIONS.len()))?;
     tx.commit()?;
@@ -263,8 +277,9 @@ fn add_batches(c: &mut Connection, batches: &[Batch]) -> Result<Vec<usize>, Stor
     let started = std::time::Instant::now();
     let tx = c.transaction()?;
     let mut counts = Vec::with_capacity(batches.len());
-    // The events stored, for the counts kept beside them (duplicates skipped).
+    // The events stored, for the counts kept beside them (duplicates skipped), and their words.
     let mut stored = Vec::new();
+    let mut words = word_rows::Counts::default();
     {
         // Arrival positions are given here, above the newest stored and above every webhook's
         // cursor: SQLite would reuse the positions of the newest rows once deleted, and a
@@ -320,6 +335,8 @@ fn add_batches(c: &mut Connection, batches: &[Batch]) -> Result<Vec<usize>, Stor
                 if inserted == 1 {
                     seq += 1;
                     stored.push(e);
+                    let kinds = (e.kind.as_str(), e.effect.as_str());
+                    words.add(seq, &e.time, kinds, e.count, &super::sql::searched(e))?;
                 }
                 added += inserted;
             }
@@ -329,6 +346,7 @@ fn add_batches(c: &mut Connection, batches: &[Batch]) -> Result<Vec<usize>, Stor
             }
         }
         rollup::add(&tx, &stored)?;
+        words.write(&tx)?;
     }
     tx.commit()?;
     Ok(counts)

@@ -38,12 +38,9 @@ const WORD_EVENTS: &str = "SELECT doc FROM temp.audits_words WHERE term = ?1";
 /// word's list and stops past `?3`.
 const BETWEEN: &str = sql::SQLITE_SEARCH_BETWEEN;
 
-/// The largest `seq` stored (none: no row with a value).
-const LAST_SEQ: &str = "SELECT max(seq) FROM audits";
-
 /// The longest word looked up in the vocabulary, in bytes: far below the length past which FTS5
 /// cuts a word (32,768 bytes), so that the word looked up is the word it indexed.
-const LONGEST: usize = 1_024;
+pub(super) const LONGEST: usize = 1_024;
 
 /// The word of a search that the vocabulary answers for, as FTS5 indexes it, and whether it is a
 /// prefix: a single term of a single word of ASCII letters and digits, which FTS5's tokenizer
@@ -179,6 +176,9 @@ pub(super) fn count(r: &mut dyn Reader, q: &AuditQuery) -> Result<Option<u64>, S
     let Some((q, word)) = one_word(r, q)? else {
         return Ok(None);
     };
+    if let Some(n) = by_rows(r, &q, &word)? {
+        return Ok(Some(n));
+    }
     let mut events = 0;
     r.rows(WORD_EVENTS, &[Value::Text(word)], &mut |row| {
         events = sql::number(row, 0)?;
@@ -226,8 +226,8 @@ fn by_word(r: &mut dyn Reader, q: &AuditQuery, expanded: &Expanded) -> Result<u6
     Ok(n)
 }
 
-/// The events of `q`'s other conditions (their index range: `seq`s into a set), counted among
-/// the `seq`s of `q`'s word between the least and greatest of them.
+/// The events of `q`'s other conditions (their index range), counted among the `seq`s of `q`'s
+/// word ([`among`]).
 fn by_conditions(
     r: &mut dyn Reader,
     q: &AuditQuery,
@@ -236,37 +236,180 @@ fn by_conditions(
     let Some((_, words)) = q.search.as_ref().and_then(|s| r.dialect().search_seqs(s)) else {
         return lists::counted(r, q, expanded);
     };
-    let mut top = None;
-    r.rows(LAST_SEQ, &[], &mut |row| {
-        top = sql::opt_int(row, 0)?;
-        Ok(false)
-    })?;
-    // No event stored.
-    let Some(top) = top else {
-        return Ok(0);
-    };
     let (sql, values) = lists::others_select(r, q, expanded);
-    let mut selected = Matches::below(top);
-    let (mut low, mut high) = (top, i64::MIN);
+    let mut seqs = Vec::new();
     r.rows(&sql, &values, &mut |row| {
-        let seq = sql::int(row, 0)?;
-        selected.insert(seq);
-        (low, high) = (low.min(seq), high.max(seq));
+        seqs.push(sql::int(row, 0)?);
         Ok(true)
     })?;
-    if selected.count == 0 {
+    among(r, &words, seqs)
+}
+
+/// Neighbouring `seq`s further apart than this are read as two runs of the word's list ([`runs`]):
+/// a statement seeks into the list in about as long as reading the 500 entries such a gap holds
+/// of a word in one event of eight (~30 µs); the list of a rarer word costs less to cross, but
+/// the seek no more.
+const GAP: i64 = 4_096;
+
+/// At most this many runs are read (the widest gaps split): a few milliseconds of seeks.
+const MOST_RUNS: usize = 256;
+
+/// The ranges `(least, greatest)` of sorted `seqs` that [`among`] reads: split where neighbours
+/// are more than `gap` apart, at the `most - 1` widest such gaps at most. The events a query
+/// selects lie in runs of arrival (a day's events arrived over a day, and again in a batch
+/// delivered late); the word's list between the first and the last of them all would cross
+/// everything that arrived in between.
+fn runs(seqs: &[i64], gap: i64, most: usize) -> Vec<(i64, i64)> {
+    let (Some(&first), Some(&last)) = (seqs.first(), seqs.last()) else {
+        return Vec::new();
+    };
+    // (width, index of the gap's left end)
+    let mut cuts: Vec<(i64, usize)> = seqs
+        .windows(2)
+        .enumerate()
+        .filter(|(_, w)| w[1] - w[0] > gap)
+        .map(|(i, w)| (w[1] - w[0], i))
+        .collect();
+    let kept = most.saturating_sub(1);
+    if cuts.len() > kept {
+        if kept > 0 {
+            cuts.select_nth_unstable_by(kept - 1, |a, b| b.cmp(a));
+        }
+        cuts.truncate(kept);
+    }
+    cuts.sort_unstable_by_key(|&(_, i)| i);
+    let mut out = Vec::with_capacity(cuts.len() + 1);
+    let mut start = first;
+    for (_, i) in cuts {
+        out.push((start, seqs[i]));
+        start = seqs[i + 1];
+    }
+    out.push((start, last));
+    out
+}
+
+/// How many of `seqs` (distinct, any order) hold the word of `words` (its full-text query): the
+/// word's list read between the least and greatest `seq` of each of their [`runs`], each entry
+/// looked up in the set of them.
+fn among(r: &mut dyn Reader, words: &Value, mut seqs: Vec<i64>) -> Result<u64, StoreError> {
+    seqs.sort_unstable();
+    let Some(&top) = seqs.last() else {
         return Ok(0);
+    };
+    let mut selected = Matches::below(top);
+    for &seq in &seqs {
+        selected.insert(seq);
     }
     let mut n = 0;
-    r.rows(
-        BETWEEN,
-        &[words, Value::Integer(low), Value::Integer(high)],
-        &mut |row| {
-            n += u64::from(selected.contains(sql::int(row, 0)?));
-            Ok(true)
-        },
-    )?;
+    for (low, high) in runs(&seqs, GAP, MOST_RUNS) {
+        r.rows(
+            BETWEEN,
+            &[words.clone(), Value::Integer(low), Value::Integer(high)],
+            &mut |row| {
+                n += u64::from(selected.contains(sql::int(row, 0)?));
+                Ok(true)
+            },
+        )?;
+    }
     Ok(n)
+}
+
+/// At most this many uncounted events ([`word_rows`](super::word_rows)) in a count's hours are
+/// read by the rows' plan ([`by_rows`]), each by `seq` (about 3 µs: 30 ms in all); more, and the
+/// count is read as if there were no rows.
+pub const MOST_UNCOUNTED: usize = 10_000;
+
+/// The count of `q`, whose search is the whole word `word`, from the word's rows: the whole hours
+/// of its range from `audit_counts` ([`rollup::word_route`]), plus the events of those hours whose
+/// words are not counted (`audit_uncounted`, checked against the word's list), plus the events
+/// of the partial hours at its ends (at most an hour each, [`by_conditions`]). `None` when the
+/// rows cannot answer: a word with a digit, a condition on another field, or more than
+/// [`MOST_UNCOUNTED`] uncounted events in the hours.
+fn by_rows(r: &mut dyn Reader, q: &AuditQuery, word: &str) -> Result<Option<u64>, StoreError> {
+    let Some(route) = rollup::word_route(q, word) else {
+        return Ok(None);
+    };
+    let Some((_, words)) = q.search.as_ref().and_then(|s| r.dialect().search_seqs(s)) else {
+        return Ok(None);
+    };
+    let (from, to, spans) = match route.time {
+        rollup::Time::Hours { from, to, spans } => (from, to, spans),
+        rollup::Time::All => (None, None, Vec::new()),
+    };
+    let Some(uncounted) = uncounted(r, q, from, to)? else {
+        return Ok(None);
+    };
+    let mut n = among(r, &words, uncounted)?;
+    let whole = rollup::Route {
+        time: rollup::Time::Hours {
+            from,
+            to,
+            spans: Vec::new(),
+        },
+        ..route
+    };
+    n += rollup::count(r, q, &whole, None)?;
+    if !spans.is_empty() {
+        let expanded = lists::expand(r, q)?;
+        for (since, until) in spans {
+            let part = AuditQuery {
+                since: Some(since),
+                until: Some(until),
+                ..q.clone()
+            };
+            n += by_conditions(r, &part, &expanded)?;
+        }
+    }
+    Ok(Some(n))
+}
+
+/// The `seq`s of the uncounted events in the hours `from..to` (each end open when `None`) of
+/// `q`'s type and effect ([`uncounted_select`]), or `None` past [`MOST_UNCOUNTED`].
+fn uncounted(
+    r: &mut dyn Reader,
+    q: &AuditQuery,
+    from: Option<i64>,
+    to: Option<i64>,
+) -> Result<Option<Vec<i64>>, StoreError> {
+    let (sql, values) = uncounted_select(r.dialect(), q, from, to);
+    let mut seqs = Vec::new();
+    r.rows(&sql, &values, &mut |row| {
+        seqs.push(sql::int(row, 0)?);
+        Ok(true)
+    })?;
+    Ok((seqs.len() <= MOST_UNCOUNTED).then_some(seqs))
+}
+
+/// The statement of [`uncounted`], and its parameters: the uncounted events read by hour first,
+/// each event then by `seq` (`CROSS JOIN` keeps SQLite from walking the type's index instead),
+/// one more than [`MOST_UNCOUNTED`] at most.
+fn uncounted_select(
+    dialect: Dialect,
+    q: &AuditQuery,
+    from: Option<i64>,
+    to: Option<i64>,
+) -> (String, Vec<Value>) {
+    let kinds = AuditQuery {
+        search: None,
+        since: None,
+        until: None,
+        ..q.clone()
+    };
+    let mut values = Vec::new();
+    let mut clauses = vec![super::audits::conditions(dialect, &kinds, &[], &mut values)];
+    for (bound, op) in [(from, ">="), (to, "<")] {
+        if let Some(hour) = bound {
+            values.push(Value::Integer(hour));
+            clauses.push(format!("u.hour {op} ?{}", values.len()));
+        }
+    }
+    let sql = format!(
+        "SELECT u.seq FROM audit_uncounted AS u CROSS JOIN audits ON audits.seq = u.seq \
+         WHERE {} LIMIT {}",
+        clauses.join(" AND "),
+        MOST_UNCOUNTED + 1
+    );
+    (sql, values)
 }
 
 #[cfg(test)]
@@ -522,6 +665,15 @@ mod tests {
             lists::seqs_select(r, &q, &vec![None], &[1, 2], "count(*)"),
         );
         assert_eq!(p, ["SEARCH audits USING INTEGER PRIMARY KEY (rowid=?)"]);
+        // The uncounted events of a type and a range of hours: by hour, then each by `seq`.
+        let p = explain(&c, uncounted_select(Dialect::Sqlite, &q, Some(1), Some(9)));
+        assert_eq!(
+            p,
+            [
+                "SEARCH u USING COVERING INDEX audit_uncounted_by_hour (hour>? AND hour<?)",
+                "SEARCH audits USING INTEGER PRIMARY KEY (rowid=?)"
+            ]
+        );
     }
 
     #[test]
@@ -573,6 +725,163 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_seqs_are_read_in_runs_split_at_their_widest_gaps() {
+        // (seqs, gap, most runs) -> runs
+        type Case<'a> = (&'a [i64], i64, usize, &'a [(i64, i64)]);
+        let cases: [Case; 8] = [
+            (&[], 10, 4, &[]),
+            (&[5], 10, 4, &[(5, 5)]),
+            (&[1, 2, 3, 20, 21, 40], 10, 4, &[(1, 3), (20, 21), (40, 40)]),
+            // A gap of exactly `gap` is crossed.
+            (&[1, 11, 22], 10, 4, &[(1, 11), (22, 22)]),
+            // Two runs at most: the widest gap (40 → 100) splits.
+            (&[1, 20, 40, 100], 10, 2, &[(1, 40), (100, 100)]),
+            (&[1, 20, 40, 100], 10, 3, &[(1, 20), (40, 40), (100, 100)]),
+            (&[1, 20, 40, 100], 10, 1, &[(1, 100)]),
+            (&[1, 20, 40, 100], 10, 0, &[(1, 100)]),
+        ];
+        for (seqs, gap, most, want) in cases {
+            assert_eq!(runs(seqs, gap, most), want, "{seqs:?} {gap} {most}");
+        }
+    }
+
+    /// The queries the words' rows answer in [`words_store`], with the partial hours at either
+    /// end, both, or within one hour.
+    fn counted_queries() -> Vec<AuditQuery> {
+        let at = |t: &str| Some(format!("2026-11-29T{t}:00.000000Z"));
+        let process = || all().with(AuditField::Type, Pattern::Exact("process".into()));
+        vec![
+            all(),
+            process(),
+            all().with(AuditField::Type, Pattern::parse("[pn]*").unwrap()),
+            all().with(AuditField::Effect, Pattern::Exact("audit".into())),
+            AuditQuery {
+                since: at("10:00"),
+                ..all()
+            },
+            AuditQuery {
+                since: at("10:30"),
+                ..process()
+            },
+            AuditQuery {
+                until: at("10:30"),
+                ..all()
+            },
+            AuditQuery {
+                since: at("09:15"),
+                until: at("11:45"),
+                ..process()
+            },
+            AuditQuery {
+                since: at("10:10"),
+                until: at("10:20"),
+                ..all()
+            },
+        ]
+    }
+
+    /// A word of letters with conditions on type, effect and time only is counted from its rows,
+    /// the uncounted events (`Été`: not ASCII) and the partial hours, as FTS5's `MATCH` counts it,
+    /// after retention too, without reading the word's number of events from the vocabulary; a
+    /// word with a digit or another condition is not.
+    #[test]
+    fn a_word_of_letters_is_counted_from_its_rows() {
+        let (_dir, s) = words_store();
+        let c = s.reader_for_tests();
+        let mut read = Snapshot::of(&c).unwrap();
+        let snapshot = &mut read;
+        for text in [r#""curl""#, "ran", "ete", "Ete", "shadowy", "wget", "zzz"] {
+            for other in counted_queries() {
+                let q = AuditQuery {
+                    search: Some(Search::parse(text).unwrap()),
+                    ..other
+                };
+                let expanded = lists::expand(snapshot, &q).unwrap();
+                let plain = lists::counted(snapshot, &q, &expanded).unwrap();
+                let (narrowed, word) = one_word(snapshot, &q).unwrap().unwrap();
+                let r = &mut Recorded {
+                    inner: snapshot,
+                    statements: Vec::new(),
+                };
+                assert_eq!(by_rows(r, &narrowed, &word).unwrap(), Some(plain), "{q:?}");
+                let read = |part: &str| r.statements.iter().any(|(sql, _)| sql.contains(part));
+                assert!(read("FROM audit_counts WHERE field = ?1"), "{q:?}");
+                assert!(read("FROM audit_uncounted"), "{q:?}");
+                assert!(!read("audits_words"), "{q:?}");
+                assert_eq!(lists::count(r, &q).unwrap(), plain, "{q:?}");
+            }
+        }
+        // Another field, or a word with a digit: not the rows.
+        let container = AuditQuery {
+            search: Some(Search::parse("ran").unwrap()),
+            ..all().with(AuditField::Container, Pattern::Exact("c1".into()))
+        };
+        assert_eq!(by_rows(snapshot, &container, "ran").unwrap(), None);
+        assert_eq!(by_rows(snapshot, &all(), "ran1").unwrap(), None);
+    }
+
+    /// Past [`MOST_UNCOUNTED`] uncounted events in its hours, a count is not read from the rows,
+    /// and is still right.
+    #[test]
+    fn many_uncounted_events_leave_the_count_to_the_index() {
+        let events: Vec<_> = (0..=MOST_UNCOUNTED as u32)
+            .map(|n| {
+                let mut e = event(&format!("u{n}"), n, "2026-11-29T10:00:00.000000Z");
+                e.message = "café ran".into();
+                e
+            })
+            .collect();
+        let (_dir, s) = store(&events);
+        let c = s.reader_for_tests();
+        let r = &mut Snapshot::of(&c).unwrap();
+        let q = AuditQuery {
+            search: Some(Search::parse(r#""ran""#).unwrap()),
+            ..all()
+        };
+        assert_eq!(by_rows(r, &q, "ran").unwrap(), None);
+        assert_eq!(lists::count(r, &q).unwrap(), events.len() as u64);
+    }
+
+    /// The rows of every word FTS5 indexed for ASCII text: each word of letters alone has the
+    /// number of events the vocabulary gives it (`doc`), whatever separates the words (every ASCII
+    /// character but letters and digits); no other word has rows.
+    #[test]
+    fn the_rows_hold_the_words_fts5_indexed_of_ascii_text() {
+        let separators: String = (0u8..128)
+            .map(char::from)
+            .filter(|c| !c.is_ascii_alphanumeric())
+            .collect();
+        let texts = [
+            format!("alpha{separators}Beta"),
+            separators.chars().map(|c| format!("w{c}")).collect(),
+            "x1y z2 3q CamelCase snake_case kebab-case a.b.c".into(),
+            "x".repeat(2_000),
+        ];
+        let events: Vec<_> = texts
+            .iter()
+            .enumerate()
+            .map(|(n, text)| {
+                let mut e = event(&format!("t{n}"), n as u32, "2026-11-29T10:00:00.000000Z");
+                e.message = text.clone();
+                e.cmdline = Some(format!("{text} --flag"));
+                e
+            })
+            .collect();
+        let (_dir, s) = store(&events);
+        let c = s.reader_for_tests();
+        let pairs = |sql: &str| -> std::collections::BTreeMap<String, i64> {
+            let mut select = c.prepare(sql).unwrap();
+            let rows = select.query_map([], |r| Ok((r.get(0)?, r.get(1)?)));
+            rows.unwrap().map(Result::unwrap).collect()
+        };
+        let mut vocabulary = pairs("SELECT term, doc FROM temp.audits_words");
+        vocabulary.retain(|t, _| t.len() <= LONGEST && t.bytes().all(|b| b.is_ascii_lowercase()));
+        let rows =
+            pairs("SELECT value, sum(events) FROM audit_counts WHERE field = 'word' GROUP BY 1");
+        assert!(vocabulary.contains_key("beta") && vocabulary.contains_key("w"));
+        assert_eq!(rows, vocabulary);
+    }
     #[test]
     fn the_count_reads_the_smaller_side() {
         let cases = [

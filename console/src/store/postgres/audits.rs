@@ -68,16 +68,7 @@ pub async fn add_batches(c: &mut Client, batches: &[Batch]) -> Result<Vec<usize>
         let positions: Vec<i64> = (1..=ev.len() as i64).map(|i| seq + i).collect();
         let mut words: Vec<sql::Words> = ev
             .iter()
-            .map(|e| {
-                sql::tsvector(&[
-                    Some(&e.message),
-                    e.cmdline.as_deref(),
-                    Some(&e.process),
-                    e.domain.as_deref(),
-                    e.ip.as_deref(),
-                    e.url.as_deref(),
-                ])
-            })
+            .map(|e| sql::tsvector(&sql::searched(e)))
             .collect();
         let literals: Vec<&str> = words.iter().map(|w| w.tsvector.as_str()).collect();
         let rows = tx
@@ -249,13 +240,7 @@ pub async fn expire(c: &mut Client, cutoff: &str, batch: u32) -> Result<Expired,
                 false => tx.execute(&statement, &[]).await?,
             };
         }
-        // The words' rows (no all-time row to subtract from: hours alone), and the runs of
-        // letters last seen before the cutoff: every event that had them goes.
-        tx.execute(
-            "DELETE FROM audit_counts WHERE field = $1 AND hour < $2",
-            &[&rollup::WORD, &hour],
-        )
-        .await?;
+        // The runs of letters last seen before the cutoff: every event that had them goes.
         tx.execute("DELETE FROM audit_word_runs WHERE hour < $1", &[&hour])
             .await?;
         tx.commit().await?;
