@@ -288,30 +288,44 @@ fn runs(seqs: &[i64], gap: i64, most: usize) -> Vec<(i64, i64)> {
     out
 }
 
-/// How many of `seqs` (distinct, any order) hold the word of `words` (its full-text query): the
-/// word's list read between the least and greatest `seq` of each of their [`runs`], each entry
-/// looked up in the set of them.
-fn among(r: &mut dyn Reader, words: &Value, mut seqs: Vec<i64>) -> Result<u64, StoreError> {
+/// How many of `seqs` (distinct, any order) hold the word of `words` ([`holding`]).
+fn among(r: &mut dyn Reader, words: &Value, seqs: Vec<i64>) -> Result<u64, StoreError> {
+    let mut n = 0;
+    holding(r, words, seqs, &mut |_| n += 1)?;
+    Ok(n)
+}
+
+/// Calls `found` with each of `seqs` (distinct, any order) whose words hold the search `words`
+/// (its full-text query), in `seq` order: the search's lists read between the least and greatest
+/// `seq` of each of their [`runs`], each entry looked up in the set of them.
+pub(super) fn holding(
+    r: &mut dyn Reader,
+    words: &Value,
+    mut seqs: Vec<i64>,
+    found: &mut dyn FnMut(i64),
+) -> Result<(), StoreError> {
     seqs.sort_unstable();
     let Some(&top) = seqs.last() else {
-        return Ok(0);
+        return Ok(());
     };
     let mut selected = Matches::below(top);
     for &seq in &seqs {
         selected.insert(seq);
     }
-    let mut n = 0;
     for (low, high) in runs(&seqs, GAP, MOST_RUNS) {
         r.rows(
             BETWEEN,
             &[words.clone(), Value::Integer(low), Value::Integer(high)],
             &mut |row| {
-                n += u64::from(selected.contains(sql::int(row, 0)?));
+                let seq = sql::int(row, 0)?;
+                if selected.contains(seq) {
+                    found(seq);
+                }
                 Ok(true)
             },
         )?;
     }
-    Ok(n)
+    Ok(())
 }
 
 /// At most this many uncounted events ([`word_rows`](super::word_rows)) in a count's hours are
@@ -493,7 +507,7 @@ mod tests {
         let read = |start: &str| statements.iter().any(|(sql, _)| sql.starts_with(start));
         if read(BETWEEN) {
             Some(Side::Conditions)
-        } else if read("SELECT count(*) FROM audits WHERE seq IN (") {
+        } else if read("SELECT count(*) FROM audits NOT INDEXED WHERE seq IN (") {
             Some(Side::Word)
         } else if statements.iter().any(|(sql, _)| {
             sql.starts_with("SELECT count(*) FROM audits WHERE") && sql.contains("MATCH")
