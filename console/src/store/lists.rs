@@ -761,6 +761,13 @@ pub(super) fn late_select(
     (time, seq): (&str, i64),
     earliest: i64,
 ) -> (String, Vec<Value>) {
+    // Without `since`: the page's last event is at or after it, so everything newer is too, and
+    // with it SQLite starts the time index's range there (a week: 2.3 million entries, 0.55 s,
+    // at 10,000,000 events) instead of at the page's last event.
+    let q = &AuditQuery {
+        since: None,
+        ..q.clone()
+    };
     let mut values = Vec::new();
     let conditions = others(r, q, expanded, &mut values);
     values.extend([
