@@ -338,8 +338,12 @@ pub const MOST_UNCOUNTED: usize = 10_000;
 /// words are not counted (`audit_uncounted`, checked against the word's list), plus the events
 /// of the partial hours at its ends (at most an hour each, [`by_conditions`]). `None` when the
 /// rows cannot answer: a word with a digit, a condition on another field, or more than
-/// [`MOST_UNCOUNTED`] uncounted events in the hours.
+/// [`MOST_UNCOUNTED`] uncounted events in the hours, or a word longer than [`LONGEST`].
 fn by_rows(r: &mut dyn Reader, q: &AuditQuery, word: &str) -> Result<Option<u64>, StoreError> {
+    // A prefix may name a stored word longer than any counted (`word_rows` leaves them out).
+    if word.len() > LONGEST {
+        return Ok(None);
+    }
     let Some(route) = rollup::word_route(q, word) else {
         return Ok(None);
     };
@@ -895,6 +899,14 @@ mod tests {
             pairs("SELECT value, sum(events) FROM audit_counts WHERE field = 'word' GROUP BY 1");
         assert!(vocabulary.contains_key("beta") && vocabulary.contains_key("w"));
         assert_eq!(rows, vocabulary);
+        // A prefix that names the one stored word longer than any counted: not its (absent) rows.
+        let q = AuditQuery {
+            search: Some(Search::parse("xxx").unwrap()),
+            ..all()
+        };
+        let r = &mut Snapshot::of(&c).unwrap();
+        assert_eq!(one_word(r, &q).unwrap().unwrap().1.len(), 2_000);
+        assert_eq!(lists::count(r, &q).unwrap(), 1);
     }
     #[test]
     fn the_count_reads_the_smaller_side() {
