@@ -240,7 +240,6 @@ pub fn by_id(r: &mut dyn Reader, id: &str) -> Result<Option<StoredEvent>, StoreE
     Ok(events(r, &sql, &[Value::Text(id.into())])?.pop())
 }
 
-/// How many events match, whatever the limit and offset.
 /// Up to `limit` events stored after arrival position `seq`, oldest first, each with its own.
 pub fn after(
     r: &mut dyn Reader,
@@ -260,6 +259,7 @@ pub fn after(
     Ok(out)
 }
 
+/// How many events match, whatever the limit and offset.
 pub fn count(r: &mut dyn Reader, q: &AuditQuery) -> Result<u64, StoreError> {
     lists::count(r, q)
 }

@@ -599,10 +599,8 @@ pub(super) fn walk_select(
     q: &AuditQuery,
     expanded: &Expanded,
 ) -> (String, Vec<Value>) {
-    let mut values = Vec::new();
-    let conditions = others(r, q, expanded, &mut values);
-    let sql = format!("SELECT seq FROM audits WHERE {conditions} ORDER BY time DESC, seq DESC");
-    (sql, values)
+    let (sql, values) = others_select(r, q, expanded);
+    (format!("{sql} ORDER BY time DESC, seq DESC"), values)
 }
 
 /// The `seq`s of the newest `wanted` events of `q`, found by walking the events of its other
