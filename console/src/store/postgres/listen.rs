@@ -88,7 +88,7 @@ impl Lease for Held {
 }
 
 /// The advisory lock key of a lease's name: the first 8 bytes of its SHA-256.
-fn key(name: &str) -> i64 {
+pub(super) fn key(name: &str) -> i64 {
     let digest = sha2::Sha256::digest(name.as_bytes());
     i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
 }

@@ -133,16 +133,28 @@ fn a_lease_is_held_by_one_instance_until_its_connection_ends() {
         "another lease is free"
     );
     // The holder's session ends (its instance died): the lock goes with it. (The lock of this
-    // test's database: the tests running beside it take the ingestion's advisory lock in theirs.)
+    // test's database and of this lease's key: the tests running beside it take the ingestion's
+    // advisory lock in theirs, and B's lease of `webhook y` may not have ended yet. A 64-bit
+    // advisory key is `classid` (high half) and `objid` (low half) in `pg_locks`.)
     let database = url.rsplit('/').next().unwrap();
     let pid = server().psql(
         "postgres",
         &format!(
             "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND database = \
-             (SELECT oid FROM pg_database WHERE datname = '{database}') LIMIT 1"
+             (SELECT oid FROM pg_database WHERE datname = '{database}') \
+             AND ((CAST(classid AS BIGINT) << 32) | CAST(objid AS BIGINT)) = {}",
+            super::listen::key("webhook x")
         ),
     );
-    server().psql("postgres", &format!("SELECT pg_terminate_backend({pid})"));
+    // With a timeout, `pg_terminate_backend` returns once the backend has exited (its locks
+    // released), not when it was signalled: B's try below would otherwise race the exit.
+    assert_eq!(
+        server().psql(
+            "postgres",
+            &format!("SELECT pg_terminate_backend({pid}, 30000)")
+        ),
+        "t"
+    );
     assert!(!held.held(), "the lease knows it is lost");
     assert!(b.lease("webhook x").unwrap().is_some(), "B takes it over");
 }
