@@ -229,14 +229,11 @@ fn by_arrival(
     let Some((_, words)) = dialect.search_seqs(search) else {
         return Ok(None);
     };
-    let mut arrived = Vec::new();
-    r.rows(
+    let arrived = sql::first_column(
+        r,
         sql,
         &[words.clone(), Value::Integer(reads as i64)],
-        &mut |row| {
-            arrived.push(sql::int(row, 0)?);
-            Ok(true)
-        },
+        sql::int,
     )?;
     let mut found: Vec<(String, i64)> = Vec::with_capacity(arrived.len());
     by_seqs(r, q, expanded, &arrived, "time, seq", &mut |row| {

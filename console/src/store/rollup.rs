@@ -696,11 +696,7 @@ fn globbed(r: &mut dyn Reader, route: &Route) -> Result<Option<Vec<String>>, Sto
          AND {matches} LIMIT {}",
         MOST_GLOBBED + 1
     );
-    let mut found = Vec::new();
-    r.rows(&sql, &values, &mut |row| {
-        found.push(sql::text(row, 0)?);
-        Ok(true)
-    })?;
+    let found = sql::first_column(r, &sql, &values, sql::text)?;
     Ok((found.len() <= MOST_GLOBBED).then_some(found))
 }
 

@@ -332,6 +332,22 @@ pub trait Reader {
     fn version(&mut self) -> Result<i64, StoreError>;
 }
 
+/// The first column of every row of `sql` (with `values`), each read by `get` ([`int`],
+/// [`text`]).
+pub fn first_column<T>(
+    r: &mut dyn Reader,
+    sql: &str,
+    values: &[Value],
+    get: fn(&[Value], usize) -> Result<T, WrongType>,
+) -> Result<Vec<T>, StoreError> {
+    let mut out = Vec::new();
+    r.rows(sql, values, &mut |row| {
+        out.push(get(row, 0)?);
+        Ok(true)
+    })?;
+    Ok(out)
+}
+
 /// A column that is not of the type the plan expects, named by its position.
 #[derive(Debug, thiserror::Error)]
 #[error("column {column}: expected {expected}, found {found:?}")]

@@ -213,11 +213,7 @@ fn by_word(r: &mut dyn Reader, q: &AuditQuery, expanded: &Expanded) -> Result<u6
     let Some((sql, words)) = q.search.as_ref().and_then(|s| r.dialect().search_seqs(s)) else {
         return lists::counted(r, q, expanded);
     };
-    let mut seqs = Vec::new();
-    r.rows(sql, &[words], &mut |row| {
-        seqs.push(sql::int(row, 0)?);
-        Ok(true)
-    })?;
+    let seqs = sql::first_column(r, sql, &[words], sql::int)?;
     let mut n = 0;
     lists::by_seqs(r, q, expanded, &seqs, "count(*)", &mut |row| {
         n += sql::number::<u64>(row, 0)?;
@@ -237,11 +233,7 @@ fn by_conditions(
         return lists::counted(r, q, expanded);
     };
     let (sql, values) = lists::others_select(r, q, expanded);
-    let mut seqs = Vec::new();
-    r.rows(&sql, &values, &mut |row| {
-        seqs.push(sql::int(row, 0)?);
-        Ok(true)
-    })?;
+    let seqs = sql::first_column(r, &sql, &values, sql::int)?;
     among(r, &words, seqs)
 }
 
@@ -390,11 +382,7 @@ fn uncounted(
     to: Option<i64>,
 ) -> Result<Option<Vec<i64>>, StoreError> {
     let (sql, values) = uncounted_select(r.dialect(), q, from, to);
-    let mut seqs = Vec::new();
-    r.rows(&sql, &values, &mut |row| {
-        seqs.push(sql::int(row, 0)?);
-        Ok(true)
-    })?;
+    let seqs = sql::first_column(r, &sql, &values, sql::int)?;
     Ok((seqs.len() <= MOST_UNCOUNTED).then_some(seqs))
 }
 
