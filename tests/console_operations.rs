@@ -2,14 +2,14 @@
 //! (with the database file replaced under it), `/metrics` read by a Prometheus text-format parser
 //! (values that move with ingestion and long polls; `--metrics-token`), webhooks delivering every
 //! stored audit exactly once to a real HTTP receiver (across restarts of the receiver and of the
-//! console, as Slack summaries, past a refusing receiver, never holding ingestion up), and the
-//! request log lines.
+//! console, as Slack summaries, past a refusing receiver, never holding ingestion up), one console
+//! per SQLite database, and the request log lines.
 
 mod common;
 
 use common::console::{ADMIN, AUDITS, Console, DEFENDER, POLICY};
 use common::receiver::{Mode, Receiver};
-use common::{HANG_GUARD, World, wait_until};
+use common::{HANG_GUARD, World, finish_within, spawn_piped, wait_until};
 use prometheus_parse::{Scrape, Value as Metric};
 use serde_json::{Value, json};
 
@@ -115,6 +115,39 @@ fn health_and_readiness_follow_the_database_file() {
     std::fs::rename(&saved, &db).unwrap();
     let back = c.call("GET", "/readyz", None, &[], None);
     assert_eq!((back.status, back.body.as_str()), (200, "ready\n"));
+}
+
+#[test]
+fn a_second_console_on_the_same_sqlite_database_is_refused_until_the_first_ends() {
+    let w = World::new();
+    let mut first = start(&w, &[]);
+    // A second console on the same data directory would also act as the only instance (every
+    // webhook sent twice, retention run twice): it does not start, and says why.
+    let second = finish_within(
+        spawn_piped(
+            std::process::Command::new(common::console::console_bin())
+                .args(["--listen", "127.0.0.1:0", "--data-dir"])
+                .arg(&first.data)
+                .args(flags(&[])),
+        ),
+        HANG_GUARD,
+    );
+    let said = common::stderr(&second);
+    assert!(!second.status.success(), "{said}");
+    let db = first.data.join("console.db");
+    assert!(said.contains(&db.display().to_string()), "{said}");
+    assert!(
+        said.contains("another console has this database open"),
+        "{said}"
+    );
+    // The first goes on serving.
+    assert_eq!(first.call("GET", "/readyz", None, &[], None).status, 200);
+    send(&first, &["kept-1"]);
+    // The lock goes with the process however it ends: killed (SIGKILL), its database opens
+    // again.
+    first.restart();
+    assert_eq!(first.call("GET", "/readyz", None, &[], None).status, 200);
+    assert_eq!(send(&first, &["kept-1", "kept-2"]), (2, 1));
 }
 
 #[test]

@@ -172,6 +172,42 @@ pub struct Sqlite {
     /// Its device and inode when opened: the file the connections write, whatever is at `path`
     /// later.
     opened: (u64, u64),
+    /// The database file open with an exclusive `flock(2)` on it, held while this store lives.
+    /// Last, so dropped last: closing a descriptor of the file drops every `fcntl` lock the
+    /// process holds on it (fcntl(2)), which must not happen under an open connection.
+    _held: std::fs::File,
+}
+
+/// Another console has the database open: the SQLite store is one console's, and two would both
+/// act as the only instance (each sends every webhook and runs retention; a policy change on one
+/// wakes only its own long polls).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{0}: another console has this database open; one console serves a SQLite database \
+     (several instances share a PostgreSQL database)"
+)]
+struct InUse(String);
+
+/// The database file at `path` (created if absent), locked for this console alone.
+///
+/// `flock(2)` rather than SQLite's own locks: those are `fcntl` record locks taken and dropped
+/// per transaction, and Linux keeps the two kinds apart, so the lock neither blocks SQLite nor is
+/// released by it. It goes with the process (its descriptor), however the process ends.
+fn hold(path: &Path) -> Result<std::fs::File, StoreError> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| StoreError { source: e.into() })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError {
+            source: Box::new(InUse(path.display().to_string())),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(StoreError { source: e.into() }),
+    }
 }
 
 /// The device and inode of the file at `path`.
@@ -210,6 +246,7 @@ impl Sqlite {
 
     /// Opens (creating) the database at `path`.
     pub fn open(path: &Path) -> Result<Sqlite, StoreError> {
+        let held = hold(path)?;
         let open = || -> rusqlite::Result<Connection> {
             let c = Connection::open(path)?;
             c.busy_timeout(Duration::from_secs(10))?;
@@ -235,6 +272,7 @@ impl Sqlite {
             spans: Mutex::default(),
             path: path.to_path_buf(),
             opened,
+            _held: held,
         })
     }
 }
