@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::app::AppState;
-use crate::store::Expired;
+use crate::store::{Expired, audits_cutoff};
 
 /// How often a sweep runs after the first.
 const EVERY: Duration = Duration::from_secs(3600);
@@ -59,9 +59,13 @@ pub async fn run(state: Arc<AppState>, days: u32) {
         let before = cutoff.clone();
         match state.store(move |s| s.expire(&before, BATCH)).await {
             Ok(expired) if expired != Expired::default() => eprintln!(
-                "defender-console: retention: deleted {} audits, {} activity entries, {} \
-                 defenders, {} observations older than {cutoff} ({days} days)",
-                expired.audits, expired.activity, expired.defenders, expired.observations
+                "defender-console: retention: deleted {} audits older than {}, {} activity \
+                 entries, {} defenders, {} observations older than {cutoff} ({days} days)",
+                expired.audits,
+                audits_cutoff(&cutoff).unwrap_or_else(|| cutoff.clone()),
+                expired.activity,
+                expired.defenders,
+                expired.observations
             ),
             Ok(_) => {}
             // Retried at the next sweep; nothing is decided on it meanwhile.

@@ -27,6 +27,12 @@ mod writer;
 pub use postgres::Postgres;
 pub use query::{AuditField, AuditQuery, Bucket, Expired, Pattern, Search, Summary};
 pub use rollup::SAMPLE;
+
+/// The time before which [`Store::expire`] deletes audits for `cutoff`: the start of its hour,
+/// since the rollup forgets whole hours (`None`: not a time the store takes).
+pub fn audits_cutoff(cutoff: &str) -> Option<String> {
+    rollup::aligned(cutoff).ok().map(|(_, start)| start)
+}
 pub use sqlite::Sqlite;
 
 use crate::documents::Doc;
