@@ -1,8 +1,9 @@
 //! Several console instances on one PostgreSQL database (started by the test) act as one console:
 //! a policy saved through one wakes a long poll held on another, by the database's notification;
 //! the same audit batch sent to two is stored once; a token made on one works on the other and is
-//! revoked everywhere; and behind a real load balancer (HAProxy), a defender whose console
-//! instance is killed mid-run moves to the other with no audit lost or stored twice.
+//! revoked everywhere; an instance older than the database's schema stores no audits; and behind a
+//! real load balancer (HAProxy), a defender whose console instance is killed mid-run moves to the
+//! other with no audit lost or stored twice.
 
 mod common;
 
@@ -208,6 +209,58 @@ fn an_audit_sent_to_two_instances_is_stored_once_and_tokens_are_shared() {
     let revoked = b.call("DELETE", "/api/v1/tokens/reader", Some(ADMIN), &[], None);
     assert!(revoked.status < 300, "{}", revoked.body);
     assert_eq!((read(&a), read(&b)), (401, 401));
+}
+
+#[test]
+fn an_instance_older_than_the_database_schema_stores_no_audits() {
+    let pg = PgServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let url = pg.create_database();
+    let db = url.rsplit('/').next().unwrap();
+    let c = instance(&dir.path().join("console"), &url);
+    let post = |id: &str| {
+        c.call(
+            "POST",
+            AUDITS,
+            Some(DEFENDER),
+            &[],
+            Some(&batch(&[id.to_owned()])),
+        )
+    };
+    assert_eq!(post("before").status, 200);
+    // A newer console migrated the database (recorded as migrations record themselves): this
+    // older instance would store events without what the new schema counts beside them.
+    let known: u64 = pg
+        .psql(db, "SELECT max(version) FROM schema_migrations")
+        .parse()
+        .unwrap();
+    let newer = known + 1;
+    let record =
+        format!("INSERT INTO schema_migrations (version, applied) VALUES ({newer}, 'now')");
+    pg.psql(db, &record);
+    let refused = post("during");
+    assert_eq!(refused.status, 500, "{}", refused.body);
+    assert!(
+        refused.body.contains(&format!(
+            "the database is at schema version {newer}, not this console's {known}: this \
+             console stores no audits"
+        )),
+        "{}",
+        refused.body
+    );
+    assert_eq!(
+        pg.psql(db, "SELECT count(*) FROM audits WHERE id = 'during'"),
+        "0"
+    );
+    assert_eq!(c.call("GET", "/readyz", None, &[], None).status, 503);
+    // Versions agreeing again, the batch sent again is stored.
+    pg.psql(
+        db,
+        &format!("DELETE FROM schema_migrations WHERE version = {newer}"),
+    );
+    let again = post("during");
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.json()["stored"], 1);
 }
 
 #[test]

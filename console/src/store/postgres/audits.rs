@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
-use super::{Client, keys};
+use super::{Client, SCHEMA_VERSION, keys};
 use crate::events::Event;
 use crate::store::group::Batch;
 use crate::store::{Expired, StoreError, audits, rollup, sql};
@@ -28,6 +28,19 @@ pub async fn add_batches(c: &mut Client, batches: &[Batch]) -> Result<Vec<usize>
     // rollup's rows, which every batch updates, are never locked in two orders.
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&keys::INGEST])
         .await?;
+    // A newer console's migration may change what a stored event brings with it (migration 3
+    // added the words' rows): an older instance still serving beside it stores nothing rather
+    // than events the newer schema would miscount, and its defenders send them again (to the
+    // newer instances, behind a load balancer). A migration takes this lock too, so no
+    // transaction that passed this check commits after a migration started.
+    let version: i64 = tx.query_one(SCHEMA_VERSION, &[]).await?.get(0);
+    if usize::try_from(version).ok() != Some(super::MIGRATIONS.len()) {
+        return Err(StoreError::message(format!(
+            "the database is at schema version {version}, not this console's {}: this console \
+             stores no audits",
+            super::MIGRATIONS.len()
+        )));
+    }
     // Above the newest stored and every webhook's cursor (as the SQLite store's).
     let mut seq: i64 = tx
         .query_one(

@@ -321,6 +321,9 @@ impl Drop for Postgres {
     }
 }
 
+/// The database's schema version: the number of migrations applied.
+const SCHEMA_VERSION: &str = "SELECT COALESCE(MAX(version), 0) FROM schema_migrations";
+
 /// Applies the migrations not yet applied, each in its transaction, under a lock that makes
 /// instances starting together take turns.
 async fn migrate(c: &mut Client) -> Result<(), StoreError> {
@@ -331,16 +334,17 @@ async fn migrate(c: &mut Client) -> Result<(), StoreError> {
     let tx = c.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&keys::MIGRATE])
         .await?;
-    let applied: i64 = tx
-        .query_one(
-            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-            &[],
-        )
-        .await?
-        .get(0);
+    let applied: i64 = tx.query_one(SCHEMA_VERSION, &[]).await?.get(0);
     let known = MIGRATIONS.len();
     if usize::try_from(applied).map_or(true, |a| a > known) {
         return Err(TooNew::error(applied, known));
+    }
+    if (applied as usize) < known {
+        // Ingestion waits while the schema changes: a storing transaction checks the version
+        // under this lock ([`audits::add_batches`]), so an older instance's events are either
+        // committed before a backfill reads the table or refused after.
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&keys::INGEST])
+            .await?;
     }
     for (i, migration) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
         tx.batch_execute(migration).await?;
@@ -643,10 +647,7 @@ impl Store for Postgres {
     }
 
     fn ready(&self) -> Result<(), StoreError> {
-        let rows = self.query(
-            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-            &[],
-        )?;
+        let rows = self.query(SCHEMA_VERSION, &[])?;
         let version: i64 = rows.first().map_or(0, |r| r.get(0));
         if usize::try_from(version).ok() != Some(MIGRATIONS.len()) {
             return Err(StoreError::message(format!(
