@@ -348,6 +348,35 @@ pub fn first_column<T>(
     Ok(out)
 }
 
+/// A reader that passes every statement to the database and keeps it, with its parameters: the
+/// tests' view of which statements a plan ran.
+#[cfg(test)]
+pub(in crate::store) struct Recorded<'a> {
+    pub inner: &'a mut dyn Reader,
+    pub statements: Vec<(String, Vec<Value>)>,
+}
+
+#[cfg(test)]
+impl Reader for Recorded<'_> {
+    fn dialect(&self) -> Dialect {
+        self.inner.dialect()
+    }
+
+    fn rows(
+        &mut self,
+        sql: &str,
+        values: &[Value],
+        row: &mut dyn FnMut(&[Value]) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        self.statements.push((sql.into(), values.to_vec()));
+        self.inner.rows(sql, values, row)
+    }
+
+    fn version(&mut self) -> Result<i64, StoreError> {
+        self.inner.version()
+    }
+}
+
 /// A column that is not of the type the plan expects, named by its position.
 #[derive(Debug, thiserror::Error)]
 #[error("column {column}: expected {expected}, found {found:?}")]

@@ -197,8 +197,11 @@ impl Postgres {
     /// libpq's parameters such as `sslmode=require`), trusting `ca` for its certificate ([`tls`]),
     /// and creates its tables or brings them up to date.
     pub fn open(url: &str, ca: Option<&std::path::Path>) -> Result<Postgres, StoreError> {
-        let config = tokio_postgres::Config::from_str(url)
+        let mut config = tokio_postgres::Config::from_str(url)
             .map_err(|e| StoreError::message(format!("not a PostgreSQL URL: {e}")))?;
+        // The URL's own `options` after ours, so that a setting given there wins.
+        let options = format!("{SESSION} {}", config.get_options().unwrap_or_default());
+        config.options(options.trim_end());
         let tls = tls(ca)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -320,6 +323,17 @@ impl Drop for Postgres {
         }
     }
 }
+
+/// The settings of every connection of the console:
+/// - `jit=off`: a statement whose estimated cost passes `jit_above_cost` is compiled first, and a
+///   count over a million rows spent 0.8 s compiling (measured at 10,000,000 events); the
+///   console's statements are short, and their plans' costs say little of how short.
+/// - `work_mem=64MB` (the default is 4 MB): the bitmap of a million rows' pages that a count
+///   intersects outgrows 4 MB and turns lossy, and then every row of those pages is read and
+///   its words tested again (the same count of a word in a container of 1.5 million events:
+///   7.5 s against 1.5 s at 10,000,000 events). It bounds each sort or
+///   bitmap of a statement; PostgreSQL takes it only as a statement needs it.
+const SESSION: &str = "-c jit=off -c work_mem=64MB";
 
 /// The database's schema version: the number of migrations applied.
 const SCHEMA_VERSION: &str = "SELECT COALESCE(MAX(version), 0) FROM schema_migrations";
@@ -459,7 +473,10 @@ impl Store for Postgres {
                 // rollup's (they are sampled), so a kept sample of them would serve nothing.
                 Some(route) if route.word => super::rollup::count(r, q, &route, None),
                 Some(route) => super::rollup::count(r, q, &route, Some(&mut self.spans())),
-                None => super::audits::count(r, q),
+                None => match super::words::count_on_postgres(r, q)? {
+                    Some(n) => Ok(n),
+                    None => super::audits::count(r, q),
+                },
             }
         })
     }

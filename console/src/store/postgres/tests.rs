@@ -498,3 +498,129 @@ fn a_search_of_one_word_is_counted_by_its_words_rows_as_by_its_events() {
         ("curl", None),
     ]);
 }
+
+/// A word with a filter on a rolled-up field is counted from the side the rollup sizes smaller:
+/// a rare container's events are read first and each checked for the word (the conditions under
+/// `OFFSET 0`, the word tested outside), a container with more events than the word by the plain
+/// count of the word named whole (a prefix that names one stored word loses its `:*`); every
+/// count equal to the plain count of the events, for exact values, a glob, an absent container,
+/// with type and time; two rolled-up fields, or a prefix naming two words, are left to the plain
+/// count.
+#[test]
+fn a_word_and_a_rolled_up_filter_are_counted_from_the_smaller_side() {
+    use crate::store::audits::tests::{all, event};
+    use crate::store::query::{AuditField, AuditQuery, Pattern, Search};
+    use crate::store::sql::{Recorded, Value};
+    use crate::store::{audits, words};
+
+    let (s, _) = store();
+    // 1,200 events over four hours: `curl` in half, `shadow` in the other half and `curls` in
+    // one in six; container `rare` for 6 of them, `busy` for the rest.
+    let events: Vec<_> = (0..1_200u32)
+        .map(|n| {
+            let time = format!("2026-11-29T{:02}:{:02}:00.000000Z", 8 + n / 300, n % 60);
+            let mut e = event(&format!("e{n}"), n, &time);
+            e.message = match n % 6 {
+                0 => "curls fetched",
+                1 | 3 | 5 => "shadow read",
+                _ => "curl fetched",
+            }
+            .into();
+            e.cmdline = None;
+            e.container = if n % 200 == 7 { "rare" } else { "busy" }.into();
+            e
+        })
+        .collect();
+    s.add_audits(&events, "defender", "t").unwrap();
+    let container = |v: &str| (AuditField::Container, Pattern::parse(v).unwrap());
+    let kind = (
+        AuditField::Type,
+        Pattern::Exact(events[7].kind.as_str().into()),
+    );
+    let image = (AuditField::Image, Pattern::parse("*").unwrap());
+    // (search, filters, since): the statement expected to count (`checked`: the conditions read
+    // first; `whole`: the plain count of the word named whole; `None`: not this plan).
+    let cases = [
+        ("\"curl\"", vec![container("rare")], None, Some("checked")),
+        ("\"curl\"", vec![container("busy")], None, Some("whole")),
+        ("sha", vec![container("rare"), kind], None, Some("checked")),
+        ("shadow", vec![container("busy")], None, Some("whole")),
+        ("\"curl\"", vec![container("ra*")], None, Some("checked")),
+        ("\"curl\"", vec![container("absent")], None, Some("checked")),
+        (
+            "shadow",
+            vec![container("rare")],
+            Some("2026-11-29T09:30:00.000000Z"),
+            Some("checked"),
+        ),
+        (
+            "shadow",
+            vec![container("b*")],
+            Some("2026-11-29T09:30:00.000000Z"),
+            Some("whole"),
+        ),
+        ("\"curl\"", vec![container("rare"), image], None, None),
+        ("curl", vec![container("rare")], None, None),
+    ];
+    let mut counted = 0;
+    for (text, fields, since, expected) in cases {
+        let q = AuditQuery {
+            search: Some(Search::parse(text).unwrap()),
+            fields,
+            since: since.map(String::from),
+            ..all()
+        };
+        let plain = s.read(|r| audits::count(r, &q)).unwrap();
+        let (n, statements) = s
+            .read(|r| {
+                let mut recorded = Recorded {
+                    inner: r,
+                    statements: Vec::new(),
+                };
+                let n = words::count_on_postgres(&mut recorded, &q)?;
+                Ok((n, recorded.statements))
+            })
+            .unwrap();
+        // The last statement counted: the conditions' rows under `OFFSET 0`, or the word's
+        // `tsquery` named whole (no `:*`).
+        let (last, values) = statements.last().cloned().unwrap_or_default();
+        let seen = n.map(|_| match last.contains("OFFSET 0") {
+            true => "checked",
+            false => "whole",
+        });
+        assert_eq!(seen, expected, "{q:?}: {last}");
+        let whole =
+            |v: &Value| matches!(v, Value::Text(t) if t.starts_with('\'') && !t.contains(":*"));
+        assert!(n.is_none() || values.iter().any(whole), "{q:?}: {values:?}");
+        assert_eq!(n.unwrap_or(plain), plain, "{q:?}");
+        assert_eq!(s.count_audits(&q).unwrap(), plain, "{q:?}");
+        counted += plain;
+    }
+    assert!(counted > 0);
+}
+
+/// Every connection of the console runs without JIT compilation and with bitmaps of 64 MB
+/// ([`super::SESSION`]); settings given in the URL's `options` win over them.
+#[test]
+fn connections_run_without_jit_and_with_room_for_exact_bitmaps() {
+    use crate::store::sql::text;
+    let settings = |s: &Postgres| {
+        s.read(|r| {
+            let mut found = Vec::new();
+            r.rows(
+                "SELECT current_setting('jit'), current_setting('work_mem')",
+                &[],
+                &mut |row| {
+                    found.push((text(row, 0)?, text(row, 1)?));
+                    Ok(true)
+                },
+            )?;
+            Ok(found)
+        })
+        .unwrap()
+    };
+    let (s, url) = store();
+    assert_eq!(settings(&s), [("off".to_owned(), "64MB".to_owned())]);
+    let given = Postgres::open(&format!("{url}?options=-c%20work_mem%3D8MB"), None).unwrap();
+    assert_eq!(settings(&given), [("off".to_owned(), "8MB".to_owned())]);
+}
