@@ -458,7 +458,13 @@ struct Terminal {
 
 impl Terminal {
     fn start() -> Terminal {
-        let mut child = Command::new(require("script"))
+        // As a terminal's login session starts: SIGINT and SIGQUIT at their defaults. A test run
+        // started in the background of a shell without job control inherits both ignored
+        // (POSIX, "Asynchronous Lists"), and an ignored disposition survives exec: Ctrl-C would
+        // then reach no one.
+        let mut child = Command::new(require("env"))
+            .arg("--default-signal=INT,QUIT")
+            .arg(require("script"))
             .args(["-qfec", "bash --norc --noprofile -i", "/dev/null"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
