@@ -27,12 +27,6 @@ mod writer;
 pub use postgres::Postgres;
 pub use query::{AuditField, AuditQuery, Bucket, Expired, Pattern, Search, Summary};
 pub use rollup::SAMPLE;
-
-/// The time before which [`Store::expire`] deletes audits for `cutoff`: the start of its hour,
-/// since the rollup forgets whole hours (`None`: not a time the store takes).
-pub fn audits_cutoff(cutoff: &str) -> Option<String> {
-    rollup::aligned(cutoff).ok().map(|(_, start)| start)
-}
 pub use sqlite::Sqlite;
 
 use crate::documents::Doc;
@@ -73,6 +67,12 @@ impl TooNew {
             source: Box::new(TooNew { found, known }),
         }
     }
+}
+
+/// The time before which [`Store::expire`] deletes audits for `cutoff`: the start of its hour,
+/// since the rollup forgets whole hours (`None`: not a time the store takes).
+pub fn audits_cutoff(cutoff: &str) -> Option<String> {
+    rollup::aligned(cutoff).ok().map(|(_, start)| start)
 }
 
 /// The table of a document's revisions, in both stores (a name of ours, never a value from
