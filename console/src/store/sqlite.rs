@@ -212,8 +212,12 @@ fn hold(path: &Path) -> Result<std::fs::File, StoreError> {
 
 /// The device and inode of the file at `path`.
 fn identity(path: &Path) -> std::io::Result<(u64, u64)> {
+    std::fs::metadata(path).map(|m| device_and_inode(&m))
+}
+
+fn device_and_inode(m: &std::fs::Metadata) -> (u64, u64) {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path).map(|m| (m.dev(), m.ino()))
+    (m.dev(), m.ino())
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -263,7 +267,11 @@ impl Sqlite {
         migrate(&mut writer)?;
         let reader = open()?;
         reader.execute_batch(words::VOCABULARY)?;
-        let opened = identity(path).map_err(|e| StoreError { source: e.into() })?;
+        // The file locked, not whatever `path` names by now.
+        let opened = held
+            .metadata()
+            .map(|m| device_and_inode(&m))
+            .map_err(|e| StoreError { source: e.into() })?;
         Ok(Sqlite {
             writer: Writer::new(writer),
             audits: Group::new(GROUP_EVENTS, |b: &Batch| b.events.len()),
