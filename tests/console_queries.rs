@@ -828,3 +828,68 @@ fn retention_of_zero_days_keeps_everything() {
     assert_eq!(ids(&c, ""), ["a1"]);
     assert!(!c.log().contains("retention: deleted"), "{}", c.log());
 }
+
+/// Events `from` to `to` of the bitmap index's test: `c{i % 3}`, rule `r{i % 2}`, the word
+/// `curl` in every fourth (`curly` in the next), one a millisecond from 10:00.
+fn indexed(from: u32, to: u32) -> Vec<Value> {
+    (from..to)
+        .map(|i| {
+            let message = match i % 4 {
+                0 => "ran curl",
+                1 => "ran curly",
+                _ => "ran other",
+            };
+            json!({
+                "id": format!("x{i}"),
+                "time": format!("2026-11-29T10:{:02}:{:02}.{:03}Z", i / 60_000, i / 1000 % 60, i % 1000),
+                "type": "process", "effect": "alert", "rule": format!("r{}", i % 2),
+                "container": format!("c{}", i % 3), "image": "img", "pid": 1,
+                "process": "/bin/sh", "message": message, "count": 1
+            })
+        })
+        .collect()
+}
+
+/// The bitmap index: once 65,536 positions are stored, the console seals the first chunk (its
+/// log says so, and the database holds it), and the totals of two large conditions (a container
+/// and a rule, a glob and a rule, a word and a container) are exactly the events'. They are the
+/// bitmaps': with a key's bitmap deleted behind the console's back, only the events past the
+/// chunk are counted for it.
+#[test]
+fn totals_of_large_conditions_come_from_the_sealed_chunks_bitmaps() {
+    let w = common::World::new();
+    let data = w.path("data");
+    let mut c = Console::start(&data);
+    const EVENTS: u32 = 70_000;
+    for from in (0..EVENTS).step_by(10_000) {
+        post(&c, &indexed(from, from + 10_000));
+    }
+    let sealed = wait_until(HANG_GUARD, || {
+        c.log().contains("index: sealed chunk 0 (65535 events)")
+    });
+    assert!(sealed, "no chunk sealed: {}", c.log());
+    assert_eq!(
+        sql(&data, "SELECT chunk, events, words FROM audit_chunks"),
+        json!([[0, 65535, 1]])
+    );
+    let count = |p: &dyn Fn(u32) -> bool| (0..EVENTS).filter(|i| p(*i)).count() as u64;
+    let cases: [(&str, u64); 5] = [
+        ("container=c0&rule=r0", count(&|i| i % 6 == 0)),
+        ("container=c*&rule=r1", count(&|i| i % 2 == 1)),
+        ("container=c1&rule=r1&type=process", count(&|i| i % 6 == 1)),
+        ("q=curl&container=c2", count(&|i| i % 4 < 2 && i % 3 == 2)),
+        (
+            "q=%22curl%22&container=c2",
+            count(&|i| i % 4 == 0 && i % 3 == 2),
+        ),
+    ];
+    for (query, want) in cases {
+        assert_eq!(audits(&c, &format!("{query}&limit=1")).1, want, "{query}");
+    }
+    c.kill();
+    sql(&data, "DELETE FROM audit_bits WHERE key = 'rule:r0'");
+    let c = Console::start(&data);
+    // Events 65,535 on (position 65,536 on) are past the chunk.
+    let past = (65_535..EVENTS).filter(|i| i % 6 == 0).count() as u64;
+    assert_eq!(audits(&c, "container=c0&rule=r0&limit=1").1, past);
+}

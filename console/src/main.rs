@@ -13,6 +13,7 @@ mod documents;
 mod events;
 mod gate;
 mod http;
+mod index;
 mod ingest;
 mod learning;
 mod lifecycle;

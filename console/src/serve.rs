@@ -17,7 +17,7 @@ use crate::metrics::Metrics;
 use crate::store::{Postgres, Sqlite, Store, StoreError};
 use crate::tls::TlsError;
 use crate::webhooks::{WebhookError, Webhooks};
-use crate::{api, gate, http, operations, people, retention, tls, web, webhooks};
+use crate::{api, gate, http, index, operations, people, retention, tls, web, webhooks};
 
 /// Where the database and the generated tokens live unless --data-dir says otherwise.
 const DEFAULT_DATA_DIR: &str = "/var/lib/defender-console";
@@ -323,6 +323,7 @@ pub fn run(args: Args) -> Result<(), ServeError> {
         // Tests and scripts wait for this line (and learn the port when it was 0).
         eprintln!("defender-console: listening on {scheme}://{addr}");
         tokio::spawn(state.clone().follow());
+        tokio::spawn(index::run(state.clone()));
         tokio::spawn(retention::run(state, args.retention_days));
         // Stops at once on a signal: policy polls may be held open for minutes, and every write
         // is a transaction, so nothing is left half done; defenders retry what was cut.

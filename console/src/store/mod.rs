@@ -7,6 +7,7 @@
 //! strings with microseconds, which sort as text.
 
 mod audits;
+mod bitmaps;
 mod deliveries;
 mod group;
 mod lists;
@@ -24,6 +25,7 @@ mod word_rows;
 mod words;
 mod writer;
 
+pub use bitmaps::Sealed;
 pub use postgres::Postgres;
 pub use query::{AuditField, AuditQuery, Bucket, Expired, Pattern, Search, Summary};
 pub use rollup::SAMPLE;
@@ -266,6 +268,10 @@ pub trait Store: Send + Sync {
     /// so that ingestion waits for one batch at most; then refreshes the statistics the backend
     /// chooses its indexes by.
     fn expire(&self, cutoff: &str, batch: u32) -> Result<Expired, StoreError>;
+    /// Seals the lowest complete chunk of audits not sealed yet into the bitmap index (which
+    /// counts several large conditions together); `None` when none is waiting, or when retention
+    /// deleted events while it was read (it is read again at the next call).
+    fn seal(&self) -> Result<Option<Sealed>, StoreError>;
     /// Up to `limit` audits stored after arrival position `seq`, oldest first, each with its own.
     fn audits_after(&self, seq: i64, limit: u32) -> Result<Vec<(i64, StoredEvent)>, StoreError>;
     /// Records heartbeats, each a defender's beats since the last write coalesced, with the

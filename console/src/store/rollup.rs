@@ -127,7 +127,7 @@ pub(super) fn bucket_start(seconds: i64) -> String {
 }
 
 /// The value of a rolled-up field in an event (`None`: it lacks it, and is not counted under it).
-fn value(e: &Event, field: AuditField) -> Option<&str> {
+pub(super) fn value(e: &Event, field: AuditField) -> Option<&str> {
     match field {
         AuditField::Container => Some(&e.container),
         AuditField::Image => Some(&e.image),
@@ -1609,6 +1609,7 @@ pub(super) mod tests {
             .unwrap()
             .execute_batch(
                 "DROP TABLE audit_hours; DROP TABLE audit_uncounted; \
+                 DROP TABLE audit_chunks; DROP TABLE audit_bits; DROP TABLE audit_sealing; \
                  DELETE FROM audit_counts WHERE field = 'word'; PRAGMA user_version = 12;",
             )
             .unwrap();

@@ -411,6 +411,14 @@ pub fn opt_text(row: &[Value], i: usize) -> Result<Option<String>, WrongType> {
     }
 }
 
+/// Column `i` as bytes (NULL is an error).
+pub fn blob(row: &[Value], i: usize) -> Result<&[u8], WrongType> {
+    match row.get(i) {
+        Some(Value::Blob(b)) => Ok(b),
+        _ => Err(wrong(row, i, "bytes")),
+    }
+}
+
 /// Column `i` as an integer (NULL is an error).
 pub fn int(row: &[Value], i: usize) -> Result<i64, WrongType> {
     match opt_int(row, i)? {

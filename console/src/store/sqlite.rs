@@ -20,8 +20,8 @@ use super::writer::{Priority, Writer};
 use super::{
     ActivityEntry, ActivityQuery, AuditField, AuditQuery, Beat, Bucket, DefenderSeen, Expired,
     Heartbeat, Lease, Observation, POLICY_COLUMNS, Put, Revision, SessionRecord, Store, StoreError,
-    StoredEvent, StoredPolicy, Summary, TokenRecord, TooNew, UserRecord, audits, deliveries,
-    observations, people, rollup, table, word_rows, words,
+    StoredEvent, StoredPolicy, Summary, TokenRecord, TooNew, UserRecord, audits, bitmaps,
+    deliveries, observations, people, rollup, table, word_rows, words,
 };
 use crate::documents::Doc;
 use crate::events::{Event, MAX_BATCH};
@@ -104,6 +104,8 @@ const MIGRATIONS: &[&str] = &[
     rollup::HOURS,
     // 14: the text search's words in the rollup (then [`word_rows::backfill`]: [`BACKFILLS`]).
     word_rows::MIGRATION,
+    // 15: the bitmap index of audits (chunks sealed afterwards by the console's index task).
+    bitmaps::SQLITE_TABLES,
 ];
 
 /// What a migration builds from the rows already stored in Rust rather than SQL, after every
@@ -161,6 +163,11 @@ pub struct Sqlite {
     /// Audit batches waiting to be committed together.
     audits: Group<Batch>,
     reader: Mutex<Connection>,
+    /// The connection the bitmap index reads a chunk's events through (long reads, which the
+    /// queries on `reader` do not wait for).
+    sealer: Mutex<Connection>,
+    /// The bitmap index's chunks hold `2^shift` positions ([`bitmaps::SHIFT`]; smaller in tests).
+    shift: u32,
     /// The last sample a summary was computed over (the page asks for several of one filter);
     /// locked after `reader`.
     sample: Mutex<Option<Sample>>,
@@ -233,6 +240,41 @@ fn lock<T>(c: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Sqlite {
+    /// Writes a chunk [`bitmaps::next`] built, unless retention deleted events since it read
+    /// them or it is sealed already.
+    fn store_chunk(&self, built: &bitmaps::Built) -> Result<Option<bitmaps::Sealed>, StoreError> {
+        let mut c = self.writer.take(Priority::Bulk);
+        let tx = c.transaction()?;
+        // One writer: no deletion can come between this check and the commit.
+        let deletions: i64 = tx.query_row(bitmaps::deletions(Dialect::Sqlite), [], |r| r.get(0))?;
+        if deletions != built.deletions {
+            return Ok(None);
+        }
+        let added = tx.execute(
+            "INSERT OR IGNORE INTO audit_chunks (chunk, first_time, last_time, events, words) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                built.chunk,
+                built.first,
+                built.last,
+                built.events,
+                built.words
+            ],
+        )?;
+        if added == 0 {
+            return Ok(None);
+        }
+        {
+            let mut insert =
+                tx.prepare_cached("INSERT INTO audit_bits (key, chunk, bits) VALUES (?1, ?2, ?3)")?;
+            for (key, bits) in &built.bits {
+                insert.execute(params![key, built.chunk, bits])?;
+            }
+        }
+        tx.commit()?;
+        Ok(Some(built.sealed()))
+    }
+
     /// A summary of `q`'s sample (the one kept, if still the database's).
     fn sampled<T>(
         &self,
@@ -267,6 +309,7 @@ impl Sqlite {
         migrate(&mut writer)?;
         let reader = open()?;
         reader.execute_batch(words::VOCABULARY)?;
+        let sealer = open()?;
         // The file locked, not whatever `path` names by now.
         let opened = held
             .metadata()
@@ -276,6 +319,8 @@ impl Sqlite {
             writer: Writer::new(writer),
             audits: Group::new(GROUP_EVENTS, |b: &Batch| b.events.len()),
             reader: Mutex::new(reader),
+            sealer: Mutex::new(sealer),
+            shift: bitmaps::SHIFT,
             sample: Mutex::new(None),
             spans: Mutex::default(),
             path: path.to_path_buf(),
@@ -319,7 +364,11 @@ fn migrate(c: &mut Connection) -> Result<(), StoreError> {
 /// transaction too, so that it commits, or fails, with them.
 /// Writes the first of `batches` and those after it until [`TRANSACTION_WORK`] is spent, in one
 /// transaction; answers the count of each one written.
-fn add_batches(c: &mut Connection, batches: &[Batch]) -> Result<Vec<usize>, StoreError> {
+fn add_batches(
+    c: &mut Connection,
+    batches: &[Batch],
+    shift: u32,
+) -> Result<Vec<usize>, StoreError> {
     let started = std::time::Instant::now();
     let tx = c.transaction()?;
     let mut counts = Vec::with_capacity(batches.len());
@@ -327,15 +376,17 @@ fn add_batches(c: &mut Connection, batches: &[Batch]) -> Result<Vec<usize>, Stor
     let mut stored = Vec::new();
     let mut words = word_rows::Counts::default();
     {
-        // Arrival positions are given here, above the newest stored and above every webhook's
-        // cursor: SQLite would reuse the positions of the newest rows once deleted, and a
-        // webhook that passed them would never send what arrived there.
-        let mut seq: i64 = tx.query_row(
-            "SELECT MAX(COALESCE((SELECT MAX(seq) FROM audits), 0), \
-                        COALESCE((SELECT MAX(seq) FROM deliveries), 0))",
-            [],
-            |r| r.get(0),
-        )?;
+        // Arrival positions are given here, above the newest stored, above every webhook's
+        // cursor and above the bitmap index's sealed chunks: SQLite would reuse the positions of
+        // the newest rows once deleted, and a webhook that passed them would never send what
+        // arrived there, nor would a sealed chunk count it.
+        let mut seq: i64 = tx
+            .prepare_cached(&format!(
+                "SELECT MAX(COALESCE((SELECT MAX(seq) FROM audits), 0), \
+                            COALESCE((SELECT MAX(seq) FROM deliveries), 0), {})",
+                bitmaps::sealed_end(shift)
+            ))?
+            .query_row([], |r| r.get(0))?;
         let mut insert = tx.prepare_cached(&format!(
             "INSERT OR IGNORE INTO audits ({}, received, seq) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, \
@@ -449,6 +500,26 @@ impl Reader for Snapshot<'_> {
 
 #[cfg(test)]
 impl Sqlite {
+    /// This store with the bitmap index's chunks of `2^shift` positions.
+    pub(super) fn chunks(self, shift: u32) -> Sqlite {
+        Sqlite { shift, ..self }
+    }
+
+    /// `f` of a snapshot of the reading connection, and the chunk writer.
+    pub(super) fn with_reader<T>(
+        &self,
+        f: impl FnOnce(&mut dyn Reader) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        f(&mut Snapshot::of(&lock(&self.reader))?)
+    }
+
+    pub(super) fn store_chunk_for_tests(
+        &self,
+        built: &bitmaps::Built,
+    ) -> Result<Option<bitmaps::Sealed>, StoreError> {
+        self.store_chunk(built)
+    }
+
     /// The reading connection, for tests that look at the database itself.
     pub(super) fn reader_for_tests(&self) -> MutexGuard<'_, Connection> {
         lock(&self.reader)
@@ -535,7 +606,7 @@ impl Store for Sqlite {
             now: now.into(),
         };
         self.audits.submit(batch, |batches| {
-            add_batches(&mut self.writer.take(Priority::Bulk), batches)
+            add_batches(&mut self.writer.take(Priority::Bulk), batches, self.shift)
         })
     }
 
@@ -548,7 +619,18 @@ impl Store for Sqlite {
         let snapshot = &mut Snapshot::of(&c)?;
         match rollup::plan(q, rollup::Ask::Count) {
             Some(route) => rollup::count(snapshot, q, &route, Some(&mut lock(&self.spans))),
-            None => audits::count(snapshot, q),
+            None => match bitmaps::count(snapshot, q, self.shift)? {
+                Some(n) => Ok(n),
+                None => audits::count(snapshot, q),
+            },
+        }
+    }
+
+    fn seal(&self) -> Result<Option<bitmaps::Sealed>, StoreError> {
+        let built = bitmaps::next(&mut Snapshot::of(&lock(&self.sealer))?, self.shift)?;
+        match built {
+            Some(built) => self.store_chunk(&built),
+            None => Ok(None),
         }
     }
 
@@ -615,12 +697,24 @@ impl Store for Sqlite {
             };
             // The writer is taken per batch: ingestion goes on between them.
             loop {
-                let deleted =
-                    audits::expire_batch(&self.writer.take(Priority::Bulk), table, cutoff, batch)?;
+                let mut c = self.writer.take(Priority::Bulk);
+                let tx = c.transaction()?;
+                if table.0 == "audits" {
+                    for statement in bitmaps::UNSEAL {
+                        tx.execute(statement, [cutoff])?;
+                    }
+                }
+                let deleted = audits::expire_batch(&tx, table, cutoff, batch)?;
+                tx.commit()?;
                 *counter += deleted;
                 if deleted < u64::from(batch) {
                     break;
                 }
+            }
+            if table.0 == "audits" {
+                self.writer
+                    .take(Priority::Bulk)
+                    .execute(bitmaps::EXPIRED, [])?;
             }
         }
         // The planner's statistics, which choose among the filters' indexes, follow what the

@@ -218,6 +218,7 @@ mod tests {
             .unwrap()
             .execute_batch(
                 "DELETE FROM audit_counts WHERE field = 'word'; DROP TABLE audit_uncounted; \
+                 DROP TABLE audit_chunks; DROP TABLE audit_bits; DROP TABLE audit_sealing; \
                  PRAGMA user_version = 13;",
             )
             .unwrap();

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::{Client, SCHEMA_VERSION, keys};
 use crate::events::Event;
 use crate::store::group::Batch;
-use crate::store::{Expired, StoreError, audits, rollup, sql};
+use crate::store::{Expired, StoreError, audits, bitmaps, rollup, sql};
 
 /// A transaction of audit batches stops taking the next batch once it has worked this long. Longer
 /// than the SQLite store's 10 ms: here a policy save never waits for ingestion (it takes another
@@ -20,7 +20,11 @@ const TRANSACTION_WORK: Duration = Duration::from_millis(250);
 /// Stores `batches` oldest first until [`TRANSACTION_WORK`] is spent, in one transaction; answers
 /// how many of each batch's events were new (an id stored already, or earlier in this
 /// transaction, is skipped).
-pub async fn add_batches(c: &mut Client, batches: &[Batch]) -> Result<Vec<usize>, StoreError> {
+pub async fn add_batches(
+    c: &mut Client,
+    batches: &[Batch],
+    shift: u32,
+) -> Result<Vec<usize>, StoreError> {
     let started = Instant::now();
     let tx = c.transaction().await?;
     // One storing transaction at a time across the fleet: positions are given in commit order,
@@ -41,11 +45,15 @@ pub async fn add_batches(c: &mut Client, batches: &[Batch]) -> Result<Vec<usize>
             super::MIGRATIONS.len()
         )));
     }
-    // Above the newest stored and every webhook's cursor (as the SQLite store's).
+    // Above the newest stored, every webhook's cursor and the bitmap index's sealed chunks (as
+    // the SQLite store's).
     let mut seq: i64 = tx
         .query_one(
-            "SELECT GREATEST(COALESCE((SELECT MAX(seq) FROM audits), 0), \
-                             COALESCE((SELECT MAX(seq) FROM deliveries), 0))",
+            &format!(
+                "SELECT GREATEST(COALESCE((SELECT MAX(seq) FROM audits), 0), \
+                                 COALESCE((SELECT MAX(seq) FROM deliveries), 0), {})",
+                bitmaps::sealed_end(shift)
+            ),
             &[],
         )
         .await?
@@ -274,11 +282,24 @@ pub async fn expire(c: &mut Client, cutoff: &str, batch: u32) -> Result<Expired,
             "DELETE FROM {table} WHERE ctid IN (SELECT ctid FROM {table} WHERE {age} < $1 LIMIT $2)"
         );
         loop {
-            let deleted = c.execute(&delete, &[&cutoff, &i64::from(batch)]).await?;
+            let tx = c.transaction().await?;
+            // Before the events go: the chunks they are in unsealed, under the row a sealing
+            // transaction locks ([`bitmaps::deletions`]).
+            if table == "audits" {
+                for statement in bitmaps::UNSEAL {
+                    tx.execute(&super::reader::numbered(statement), &[&cutoff])
+                        .await?;
+                }
+            }
+            let deleted = tx.execute(&delete, &[&cutoff, &i64::from(batch)]).await?;
+            tx.commit().await?;
             *counter += deleted;
             if deleted < u64::from(batch) {
                 break;
             }
+        }
+        if table == "audits" {
+            c.execute(bitmaps::EXPIRED, &[]).await?;
         }
     }
     Ok(expired)

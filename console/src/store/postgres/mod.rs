@@ -62,6 +62,8 @@ const MIGRATIONS: &[&str] = &[
         // events, against 4 ms); autovacuum would take minutes to gather them.
         "ANALYZE audit_counts, audit_word_runs;"
     ),
+    // 4: the bitmap index of audits (chunks sealed afterwards by the console's index task).
+    super::bitmaps::POSTGRES_TABLES,
 ];
 
 /// Connections kept open to the database by one instance: the ingestion workers, the pages,
@@ -99,6 +101,9 @@ pub struct Postgres {
     sample: Mutex<Option<Sample>>,
     /// The samples of the partial hours of the last time range the rollup answered.
     spans: Mutex<super::rollup::Spans>,
+    /// The bitmap index's chunks hold `2^shift` positions ([`SHIFT`](super::bitmaps::SHIFT);
+    /// smaller in tests).
+    shift: u32,
     /// The connection settings, for the listener's and the leases' own connections.
     config: tokio_postgres::Config,
     /// TLS as the URL's `sslmode` asks, every connection's.
@@ -232,6 +237,7 @@ impl Postgres {
             audits: Group::new(GROUP_EVENTS, |b: &Batch| b.events.len()),
             sample: Mutex::new(None),
             spans: Mutex::default(),
+            shift: super::bitmaps::SHIFT,
             config: config.clone(),
             tls: tls.clone(),
             runtime: Some(runtime),
@@ -306,12 +312,74 @@ impl Postgres {
     }
 
     /// Runs `f` on a [`reader::PgReader`]: one read-only snapshot on a pooled connection.
-    fn read<T>(
+    /// Writes a chunk [`bitmaps::next`](super::bitmaps::next) built, unless retention deleted
+    /// events since it read them or another instance sealed it first.
+    pub(super) fn store_chunk(
+        &self,
+        built: &super::bitmaps::Built,
+    ) -> Result<Option<super::Sealed>, StoreError> {
+        self.run(async {
+            let mut c = self.client().await?;
+            let tx = c.transaction().await?;
+            // The row locked until the commit: a retention batch (which updates it first) waits
+            // for this transaction, or this one for the batch under way, then sees its count.
+            let deletions: i64 = tx
+                .query_one(
+                    super::bitmaps::deletions(super::sql::Dialect::Postgres),
+                    &[],
+                )
+                .await?
+                .get(0);
+            if deletions != built.deletions {
+                return Ok(None);
+            }
+            // Another instance may have sealed it meanwhile.
+            let added = tx
+                .execute(
+                    "INSERT INTO audit_chunks (chunk, first_time, last_time, events, words) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (chunk) DO NOTHING",
+                    &[
+                        &built.chunk,
+                        &built.first,
+                        &built.last,
+                        &built.events,
+                        &i32::from(built.words),
+                    ],
+                )
+                .await?;
+            if added == 0 {
+                return Ok(None);
+            }
+            tx.execute(
+                "INSERT INTO audit_bits (key, chunk, bits) \
+                 SELECT k, $2, b FROM unnest($1::text[], $3::bytea[]) AS u(k, b)",
+                &[
+                    &built.bits.keys().collect::<Vec<_>>(),
+                    &built.chunk,
+                    &built.bits.values().collect::<Vec<_>>(),
+                ],
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(Some(built.sealed()))
+        })
+    }
+
+    pub(super) fn read<T>(
         &self,
         f: impl FnOnce(&mut dyn super::sql::Reader) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut c = self.run(self.client())?;
         reader::PgReader::with(self.runtime(), &mut c, f)
+    }
+}
+
+#[cfg(test)]
+impl Postgres {
+    /// This store with the bitmap index's chunks of `2^shift` positions.
+    pub(super) fn chunks(mut self, shift: u32) -> Postgres {
+        self.shift = shift;
+        self
     }
 }
 
@@ -449,7 +517,7 @@ impl Store for Postgres {
         self.audits.submit(batch, |batches| {
             self.run(async {
                 let mut c = self.client().await?;
-                audits::add_batches(&mut c, batches).await
+                audits::add_batches(&mut c, batches, self.shift).await
             })
         })
     }
@@ -473,9 +541,12 @@ impl Store for Postgres {
                 // rollup's (they are sampled), so a kept sample of them would serve nothing.
                 Some(route) if route.word => super::rollup::count(r, q, &route, None),
                 Some(route) => super::rollup::count(r, q, &route, Some(&mut self.spans())),
-                None => match super::words::count_on_postgres(r, q)? {
+                None => match super::bitmaps::count(r, q, self.shift)? {
                     Some(n) => Ok(n),
-                    None => super::audits::count(r, q),
+                    None => match super::words::count_on_postgres(r, q)? {
+                        Some(n) => Ok(n),
+                        None => super::audits::count(r, q),
+                    },
                 },
             }
         })
@@ -517,6 +588,13 @@ impl Store for Postgres {
             let mut c = self.client().await?;
             audits::expire(&mut c, cutoff, batch).await
         })
+    }
+
+    fn seal(&self) -> Result<Option<super::Sealed>, StoreError> {
+        match self.read(|r| super::bitmaps::next(r, self.shift))? {
+            Some(built) => self.store_chunk(&built),
+            None => Ok(None),
+        }
     }
 
     fn audits_after(&self, seq: i64, limit: u32) -> Result<Vec<(i64, StoredEvent)>, StoreError> {

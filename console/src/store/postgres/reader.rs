@@ -93,6 +93,9 @@ fn value(r: &tokio_postgres::Row, i: usize) -> Result<Value, tokio_postgres::Err
         Type::FLOAT8 => r
             .try_get::<_, Option<f64>>(i)?
             .map_or(Value::Null, Value::Real),
+        Type::BYTEA => r
+            .try_get::<_, Option<Vec<u8>>>(i)?
+            .map_or(Value::Null, Value::Blob),
         // Text, and anything else PostgreSQL can send as text is refused by `try_get` with
         // the column's type named.
         _ => r

@@ -323,7 +323,8 @@ fn the_hours_are_the_sums_of_the_counts_and_read_from_an_index_alone() {
     drop(s);
     server().psql(
         &database,
-        "DROP TABLE audit_hours, audit_word_runs; DELETE FROM audit_counts WHERE field = 'word'; \
+        "DROP TABLE audit_hours, audit_word_runs, audit_chunks, audit_bits, audit_sealing; \
+         DELETE FROM audit_counts WHERE field = 'word'; \
          DELETE FROM schema_migrations WHERE version >= 2",
     );
     let s = Postgres::open(&url, None).unwrap();

@@ -1,0 +1,889 @@
+//! The bitmap index of audits: for each chunk of 2^16 arrival positions (`seq`), a compressed
+//! bitmap (roaring) of the positions holding each value of the rolled-up fields, each type, each
+//! effect and each word of the text search, written once the chunk is complete ("sealed"). The
+//! exact total of several conditions that each select millions of events (a rule within a
+//! container, a word within a container) is then the size of their bitmaps' intersection, chunk
+//! by chunk, instead of a walk of the smaller condition's million index entries. The events not in
+//! a sealed chunk wholly inside the query's time range (the newest, not yet sealed; a chunk at an
+//! end of the range) are counted from the events, by their positions.
+//!
+//! Why the bitmaps stay true without a lock on ingestion:
+//! - positions are given in commit order (SQLite: one writer; PostgreSQL: the ingestion lock),
+//!   so once a position past a chunk is stored, no event will ever be stored into it, except by
+//!   reusing positions freed by retention; and a new position is always above every sealed chunk
+//!   ([`sealed_end`]);
+//! - the only change to stored events is retention's delete, which counts itself in
+//!   `audit_sealing.deletions` and unseals every chunk whose oldest event is older than its
+//!   cutoff, in the same transaction as each batch it deletes; a chunk built from a snapshot is
+//!   written only if no deletion happened since (checked in the writing transaction).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use roaring::RoaringBitmap;
+
+use super::StoreError;
+use super::audits::{self, conditions};
+use super::lists;
+use super::query::{AuditField, AuditQuery, Pattern};
+use super::rollup::{self, FIELDS};
+use super::sql::{self, Dialect, Reader, Value};
+use super::words::LONGEST;
+use crate::events::{Effect, Kind};
+
+/// A chunk holds the events of `2^SHIFT` consecutive positions.
+pub const SHIFT: u32 = 16;
+
+/// The tables on SQLite (migration 15): the sealed chunks, the bitmaps of each key in each, and
+/// retention's count of deleting transactions with the cutoff of the one under way.
+pub const SQLITE_TABLES: &str = "CREATE TABLE audit_chunks (
+    chunk INTEGER PRIMARY KEY, first_time TEXT, last_time TEXT, events INTEGER NOT NULL,
+    words INTEGER NOT NULL
+);
+CREATE TABLE audit_bits (key TEXT NOT NULL, chunk INTEGER NOT NULL, bits BLOB NOT NULL);
+CREATE UNIQUE INDEX audit_bits_by_key ON audit_bits (key, chunk);
+CREATE INDEX audit_bits_by_chunk ON audit_bits (chunk);
+CREATE TABLE audit_sealing (deletions INTEGER NOT NULL, cutoff TEXT);
+INSERT INTO audit_sealing VALUES (0, NULL);";
+
+/// The same on PostgreSQL (migration 4): keys and times in byte order (`COLLATE \"C\"`), as a
+/// prefix's range of keys is read.
+pub const POSTGRES_TABLES: &str = "CREATE TABLE audit_chunks (
+    chunk BIGINT PRIMARY KEY, first_time TEXT COLLATE \"C\", last_time TEXT COLLATE \"C\",
+    events BIGINT NOT NULL, words INTEGER NOT NULL
+);
+CREATE TABLE audit_bits (
+    key TEXT COLLATE \"C\" NOT NULL, chunk BIGINT NOT NULL, bits BYTEA NOT NULL,
+    PRIMARY KEY (key, chunk)
+);
+CREATE INDEX audit_bits_by_chunk ON audit_bits (chunk);
+CREATE TABLE audit_sealing (deletions BIGINT NOT NULL, cutoff TEXT COLLATE \"C\");
+INSERT INTO audit_sealing VALUES (0, NULL);
+";
+
+/// The statements retention runs before each batch of audits it deletes, in the same
+/// transaction (`?1`: its cutoff): counted, and the chunks that hold events older than the cutoff
+/// unsealed. Valid SQLite and PostgreSQL.
+pub const UNSEAL: [&str; 3] = [
+    "UPDATE audit_sealing SET deletions = deletions + 1, cutoff = ?1",
+    "DELETE FROM audit_bits WHERE chunk IN (SELECT chunk FROM audit_chunks WHERE first_time < ?1)",
+    "DELETE FROM audit_chunks WHERE first_time < ?1",
+];
+
+/// Run once retention has deleted every audit older than its cutoff: chunks holding older events
+/// (late arrivals) may be sealed again.
+pub const EXPIRED: &str = "UPDATE audit_sealing SET cutoff = NULL";
+
+/// The last position of the highest sealed chunk (`shift` their size), 0 when none: a stored
+/// event's position is above it. A SQL expression, valid in both.
+pub fn sealed_end(shift: u32) -> String {
+    format!(
+        "COALESCE((SELECT (MAX(chunk) + 1) * {} - 1 FROM audit_chunks), 0)",
+        1_i64 << shift
+    )
+}
+
+/// The statement that reads retention's count of deletions, in the transaction that writes a
+/// chunk (PostgreSQL locks the row: a retention batch waits for the chunk's transaction, and the
+/// chunk's waits for a batch under way, then sees its count).
+pub fn deletions(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => "SELECT deletions FROM audit_sealing",
+        Dialect::Postgres => "SELECT deletions FROM audit_sealing FOR UPDATE",
+    }
+}
+
+/// A chunk the bitmap index took in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sealed {
+    pub chunk: i64,
+    /// How many events it holds.
+    pub events: i64,
+}
+
+/// A chunk's events counted, and the keys of their bitmaps: ready to be written.
+#[derive(Debug, PartialEq)]
+pub struct Built {
+    pub chunk: i64,
+    pub first: Option<String>,
+    pub last: Option<String>,
+    pub events: i64,
+    /// Whether every event's words are in the bitmaps (SQLite: none has text outside ASCII).
+    pub words: bool,
+    /// Retention's count of deletions when the events were read.
+    pub deletions: i64,
+    /// Each key, with its bitmap serialized.
+    pub bits: BTreeMap<String, Vec<u8>>,
+}
+
+/// The key of a field's value.
+fn field_key(field: AuditField, value: &str) -> String {
+    format!("{}:{value}", field.name())
+}
+
+/// The key of a word of lowercase ASCII letters alone (at most [`LONGEST`] bytes): a whole-word
+/// search reads it, a prefix search every one in its range.
+fn word_key(word: &str) -> String {
+    format!("w:{word}")
+}
+
+/// The key of the leading run of lowercase ASCII letters of any other word (cut at [`LONGEST`]):
+/// a prefix search of letters finds such a word exactly when the run begins with the prefix.
+fn run_key(run: &str) -> String {
+    format!("r:{run}")
+}
+
+/// The words an event's text search finds, in `dialect`: on PostgreSQL its `tsvector`'s lexemes
+/// ([`sql::tsvector`]); on SQLite, FTS5's tokens when its texts are ASCII (split at every
+/// character but letters and digits, lowercased), `None` otherwise (FTS5 folds other text by its
+/// own tables).
+fn event_words(dialect: Dialect, texts: &[Option<&str>]) -> Option<BTreeSet<String>> {
+    match dialect {
+        Dialect::Postgres => Some(sql::tsvector(texts).lexemes),
+        Dialect::Sqlite => {
+            let mut words = BTreeSet::new();
+            for text in texts.iter().flatten() {
+                if !text.is_ascii() {
+                    return None;
+                }
+                for word in text.split(|c: char| !c.is_ascii_alphanumeric()) {
+                    if !word.is_empty() {
+                        words.insert(word.to_ascii_lowercase());
+                    }
+                }
+            }
+            Some(words)
+        }
+    }
+}
+
+/// The keys of a word: its own (letters alone, short enough) or its run's (if it has one).
+fn keys_of_word(word: &str) -> Option<String> {
+    let run = rollup::letters(word);
+    match (run.len() == word.len(), run.is_empty()) {
+        (true, _) if word.len() <= LONGEST => Some(word_key(word)),
+        (_, true) => None,
+        _ => Some(run_key(&run[..run.len().min(LONGEST)])),
+    }
+}
+
+/// Builds chunk `chunk`'s bitmaps from its events (each with its position).
+pub fn build(
+    dialect: Dialect,
+    shift: u32,
+    chunk: i64,
+    deletions: i64,
+    events: &[(i64, super::StoredEvent)],
+) -> Result<Built, StoreError> {
+    let start = chunk << shift;
+    let mut bitmaps: HashMap<String, RoaringBitmap> = HashMap::new();
+    let mut built = Built {
+        chunk,
+        first: None,
+        last: None,
+        events: events.len() as i64,
+        words: true,
+        deletions,
+        bits: BTreeMap::new(),
+    };
+    for (seq, stored) in events {
+        let e = &stored.event;
+        let at = u32::try_from(seq - start)
+            .ok()
+            .filter(|at| *at < 1 << shift)
+            .ok_or_else(|| StoreError::message(format!("event {seq} is not in chunk {chunk}")))?;
+        if built.first.as_ref().is_none_or(|f| e.time < *f) {
+            built.first = Some(e.time.clone());
+        }
+        if built.last.as_ref().is_none_or(|l| e.time > *l) {
+            built.last = Some(e.time.clone());
+        }
+        let mut keys = vec![
+            field_key(AuditField::Type, e.kind.as_str()),
+            field_key(AuditField::Effect, e.effect.as_str()),
+        ];
+        for field in FIELDS {
+            if let Some(v) = rollup::value(e, field) {
+                keys.push(field_key(field, v));
+            }
+        }
+        match event_words(dialect, &sql::searched(e)) {
+            Some(words) => keys.extend(words.iter().filter_map(|w| keys_of_word(w))),
+            None => built.words = false,
+        }
+        for key in keys {
+            bitmaps.entry(key).or_default().insert(at);
+        }
+    }
+    for (key, mut bitmap) in bitmaps {
+        bitmap.optimize();
+        let mut bytes = Vec::with_capacity(bitmap.serialized_size());
+        bitmap
+            .serialize_into(&mut bytes)
+            .map_err(|e| StoreError::message(format!("bitmap of {key}: {e}")))?;
+        built.bits.insert(key, bytes);
+    }
+    Ok(built)
+}
+
+impl Built {
+    /// What sealing it did.
+    pub fn sealed(&self) -> Sealed {
+        Sealed {
+            chunk: self.chunk,
+            events: self.events,
+        }
+    }
+}
+
+/// The first integer of the first row of `sql`, `None` when it is NULL or there is no row.
+fn one(r: &mut dyn Reader, sql: &str, values: &[Value]) -> Result<Option<i64>, StoreError> {
+    Ok(sql::first_column(r, sql, values, sql::opt_int)?
+        .into_iter()
+        .next()
+        .flatten())
+}
+
+/// The numbers of the sealed chunks, in order.
+fn sealed(r: &mut dyn Reader) -> Result<BTreeSet<i64>, StoreError> {
+    Ok(
+        sql::first_column(r, "SELECT chunk FROM audit_chunks", &[], sql::int)?
+            .into_iter()
+            .collect(),
+    )
+}
+
+/// The lowest complete chunk not sealed, read and built from `r`'s snapshot; `None` when every
+/// complete chunk is sealed or holds events older than the cutoff of a retention under way
+/// (which will delete them and would unseal it).
+pub fn next(r: &mut dyn Reader, shift: u32) -> Result<Option<Built>, StoreError> {
+    let mut state = None;
+    r.rows(
+        "SELECT deletions, cutoff FROM audit_sealing",
+        &[],
+        &mut |row| {
+            state = Some((sql::int(row, 0)?, sql::opt_text(row, 1)?));
+            Ok(false)
+        },
+    )?;
+    let (deletions, cutoff) =
+        state.ok_or_else(|| StoreError::message("audit_sealing has no row".into()))?;
+    let (Some(min), Some(max)) = (
+        one(r, "SELECT MIN(seq) FROM audits", &[])?,
+        one(r, "SELECT MAX(seq) FROM audits", &[])?,
+    ) else {
+        return Ok(None);
+    };
+    let sealed = sealed(r)?;
+    // A chunk is complete once a position past it is stored.
+    for chunk in (min >> shift)..(max >> shift) {
+        if sealed.contains(&chunk) {
+            continue;
+        }
+        let range = [
+            Value::Integer(chunk << shift),
+            Value::Integer((chunk + 1) << shift),
+        ];
+        if let Some(cutoff) = &cutoff {
+            let mut old = false;
+            r.rows(
+                "SELECT 1 FROM audits WHERE seq >= ?1 AND seq < ?2 AND time < ?3 LIMIT 1",
+                &[
+                    range[0].clone(),
+                    range[1].clone(),
+                    Value::Text(cutoff.clone()),
+                ],
+                &mut |_| {
+                    old = true;
+                    Ok(false)
+                },
+            )?;
+            if old {
+                continue;
+            }
+        }
+        let mut events = Vec::new();
+        r.rows(
+            &format!(
+                "SELECT {}, seq FROM audits WHERE seq >= ?1 AND seq < ?2",
+                audits::COLUMNS
+            ),
+            &range,
+            &mut |row| {
+                events.push((sql::int(row, 28)?, audits::stored_event(row)?));
+                Ok(true)
+            },
+        )?;
+        return build(r.dialect(), shift, chunk, deletions, &events).map(Some);
+    }
+    Ok(None)
+}
+
+/// A sealed chunk as a count reads it.
+struct Chunk {
+    events: i64,
+    first: Option<String>,
+    last: Option<String>,
+    words: bool,
+}
+
+/// One condition of a query, as keys: an event matches when it is in the bitmap of any of
+/// `keys`, or of any key in one of the `ranges` (from, to).
+#[derive(Debug, Default, PartialEq)]
+struct Keys {
+    keys: Vec<String>,
+    ranges: Vec<(String, String)>,
+}
+
+/// Each condition of `q` as [`Keys`], `None` when one is not in the bitmaps (a field not rolled
+/// up, a glob whose values were not all listed, a search term of several words or of a word
+/// other than letters): such a query is counted from the events.
+fn keys(q: &AuditQuery, expanded: &lists::Expanded) -> Option<Vec<Keys>> {
+    let mut out = Vec::new();
+    for (i, (field, pattern)) in q.fields.iter().enumerate() {
+        let values: Vec<String> = match (field, pattern) {
+            (AuditField::Type, p) => named(p, &Kind::ALL.map(Kind::as_str)),
+            (AuditField::Effect, p) => named(p, &Effect::ALL.map(Effect::as_str)),
+            (f, _) if !FIELDS.contains(f) => return None,
+            (_, Pattern::Exact(v)) => vec![v.clone()],
+            (_, Pattern::Glob(_)) => expanded.get(i)?.clone()?,
+        };
+        out.push(Keys {
+            keys: values.iter().map(|v| field_key(*field, v)).collect(),
+            ranges: Vec::new(),
+        });
+    }
+    for term in q.search.iter().flat_map(|s| &s.terms) {
+        let search = super::query::Search {
+            terms: vec![term.clone()],
+        };
+        let (word, prefix) = sql::one_word(&search)?;
+        if word.is_empty() || rollup::letters(&word) != word || word.len() > LONGEST {
+            return None;
+        }
+        out.push(match prefix {
+            false => Keys {
+                keys: vec![word_key(&word)],
+                ranges: Vec::new(),
+            },
+            true => {
+                // The letters' next: every key beginning with `word` sorts below it.
+                let mut next = word.clone();
+                let last = next.pop().map_or('a', |c| (c as u8 + 1) as char);
+                next.push(last);
+                Keys {
+                    keys: Vec::new(),
+                    ranges: vec![
+                        (word_key(&word), word_key(&next)),
+                        (run_key(&word), run_key(&next)),
+                    ],
+                }
+            }
+        });
+    }
+    Some(out)
+}
+
+/// The names among `names` a type or effect filter selects.
+fn named(pattern: &Pattern, names: &[&str]) -> Vec<String> {
+    names
+        .iter()
+        .filter(|n| match pattern {
+            Pattern::Exact(v) => v == *n,
+            Pattern::Glob(_) => pattern.matches(n),
+        })
+        .map(|n| (*n).to_owned())
+        .collect()
+}
+
+/// The most positions outside the sealed chunks a count reads from the events (four chunks):
+/// past it (the index not yet built after an upgrade, or far behind) the other plans count.
+const MOST_REST: u32 = 4;
+
+/// How many events `q` selects, from the bitmaps of the sealed chunks wholly in its time range
+/// and the events of the other positions; `None` when the bitmaps do not answer it: fewer than
+/// two conditions (the rollup and the indexes answer one), a condition not in them ([`keys`]),
+/// more than [`MOST_REST`] chunks' positions outside them, or more than [`MOST_BITMAPS`]
+/// bitmaps to read.
+pub fn count(r: &mut dyn Reader, q: &AuditQuery, shift: u32) -> Result<Option<u64>, StoreError> {
+    let terms = q.search.as_ref().map_or(0, |s| s.terms.len());
+    if q.fields.len() + terms < 2 {
+        return Ok(None);
+    }
+    let expanded = lists::expand(r, q)?;
+    let Some(conditions) = keys(q, &expanded) else {
+        return Ok(None);
+    };
+    let (Some(min), Some(max)) = (
+        one(r, "SELECT MIN(seq) FROM audits", &[])?,
+        one(r, "SELECT MAX(seq) FROM audits", &[])?,
+    ) else {
+        return Ok(Some(0));
+    };
+    let mut chunks = BTreeMap::new();
+    r.rows(
+        "SELECT chunk, events, first_time, last_time, words FROM audit_chunks",
+        &[],
+        &mut |row| {
+            chunks.insert(
+                sql::int(row, 0)?,
+                Chunk {
+                    events: sql::int(row, 1)?,
+                    first: sql::opt_text(row, 2)?,
+                    last: sql::opt_text(row, 3)?,
+                    words: sql::int(row, 4)? != 0,
+                },
+            );
+            Ok(true)
+        },
+    )?;
+    let (inside, rest) = split(q, shift, min, max, &chunks);
+    let span: i64 = rest.iter().map(|(from, to)| to - from).sum();
+    if span > i64::from(MOST_REST) << shift {
+        return Ok(None);
+    }
+    let Some(mut total) = intersection(r, &conditions, &inside)? else {
+        return Ok(None);
+    };
+    for (from, to) in rest {
+        total += counted_between(r, q, &expanded, from, to)?;
+    }
+    Ok(Some(total))
+}
+
+/// The sealed chunks wholly inside `q`'s time range (and, for a search, holding every event's
+/// words), and the ranges of positions from `min` to `max` counted from the events instead:
+/// chunks not sealed, and sealed ones that straddle an end of the range. Sealed chunks wholly
+/// outside it, or with no event, are in neither.
+fn split(
+    q: &AuditQuery,
+    shift: u32,
+    min: i64,
+    max: i64,
+    chunks: &BTreeMap<i64, Chunk>,
+) -> (BTreeSet<i64>, Vec<(i64, i64)>) {
+    let (since, until) = (q.since.as_deref(), q.until.as_deref());
+    let mut inside = BTreeSet::new();
+    let mut rest: Vec<(i64, i64)> = Vec::new();
+    for chunk in (min >> shift)..=(max >> shift) {
+        let counted = match chunks.get(&chunk) {
+            None => false,
+            Some(c) if c.events == 0 => continue,
+            Some(c) => {
+                let (first, last) = (c.first.as_deref(), c.last.as_deref());
+                let before = since.is_some_and(|s| last.is_some_and(|l| l < s));
+                let after = until.is_some_and(|u| first.is_some_and(|f| f >= u));
+                if before || after {
+                    continue;
+                }
+                let within = since.is_none_or(|s| first.is_some_and(|f| f >= s))
+                    && until.is_none_or(|u| last.is_some_and(|l| l < u));
+                within && (q.search.is_none() || c.words)
+            }
+        };
+        if counted {
+            inside.insert(chunk);
+            continue;
+        }
+        let (from, to) = (
+            (chunk << shift).max(min),
+            ((chunk + 1) << shift).min(max + 1),
+        );
+        match rest.last_mut() {
+            Some(last) if last.1 == from => last.1 = to,
+            _ => rest.push((from, to)),
+        }
+    }
+    (inside, rest)
+}
+
+/// The most bitmaps a count reads (a glob of many values, a short prefix of many words): past
+/// it, the other plans count.
+const MOST_BITMAPS: usize = 50_000;
+
+/// The bitmaps of `keys` in the chunks of `inside`, each chunk's united; `None` once `read`
+/// (the bitmaps read so far) passes [`MOST_BITMAPS`].
+fn united(
+    r: &mut dyn Reader,
+    keys: &Keys,
+    inside: &BTreeSet<i64>,
+    read: &mut usize,
+) -> Result<Option<HashMap<i64, RoaringBitmap>>, StoreError> {
+    let mut out: HashMap<i64, RoaringBitmap> = HashMap::new();
+    let mut add = |row: &[Value]| -> Result<bool, StoreError> {
+        let chunk = sql::int(row, 0)?;
+        if !inside.contains(&chunk) {
+            return Ok(true);
+        }
+        *read += 1;
+        if *read > MOST_BITMAPS {
+            return Ok(false);
+        }
+        let bits = RoaringBitmap::deserialize_from(sql::blob(row, 1)?)
+            .map_err(|e| StoreError::message(format!("audit_bits chunk {chunk}: {e}")))?;
+        *out.entry(chunk).or_default() |= bits;
+        Ok(true)
+    };
+    // The chunks from the first inside to the last (a time range's), by the key's index.
+    let (Some(&low), Some(&high)) = (inside.first(), inside.last()) else {
+        return Ok(Some(out));
+    };
+    let (low, high) = (Value::Integer(low), Value::Integer(high));
+    for key in &keys.keys {
+        r.rows(
+            "SELECT chunk, bits FROM audit_bits WHERE key = ?1 AND chunk >= ?2 AND chunk <= ?3",
+            &[Value::Text(key.clone()), low.clone(), high.clone()],
+            &mut add,
+        )?;
+    }
+    for (from, to) in &keys.ranges {
+        r.rows(
+            "SELECT chunk, bits FROM audit_bits WHERE key >= ?1 AND key < ?2 \
+             AND chunk >= ?3 AND chunk <= ?4",
+            &[
+                Value::Text(from.clone()),
+                Value::Text(to.clone()),
+                low.clone(),
+                high.clone(),
+            ],
+            &mut add,
+        )?;
+    }
+    Ok((*read <= MOST_BITMAPS).then_some(out))
+}
+
+/// How many events of the chunks of `inside` match every condition; `None` when that would read
+/// more than [`MOST_BITMAPS`].
+fn intersection(
+    r: &mut dyn Reader,
+    conditions: &[Keys],
+    inside: &BTreeSet<i64>,
+) -> Result<Option<u64>, StoreError> {
+    let mut inside = inside.clone();
+    let mut common: Option<HashMap<i64, RoaringBitmap>> = None;
+    let mut read = 0;
+    for keys in conditions {
+        if inside.is_empty() {
+            return Ok(Some(0));
+        }
+        let Some(bits) = united(r, keys, &inside, &mut read)? else {
+            return Ok(None);
+        };
+        common = Some(match common {
+            None => bits,
+            Some(mut common) => {
+                common.retain(|chunk, b| match bits.get(chunk) {
+                    Some(other) => {
+                        *b &= other;
+                        !b.is_empty()
+                    }
+                    None => false,
+                });
+                common
+            }
+        });
+        // The next condition's bitmaps are read only where some event is left.
+        inside = common.iter().flatten().map(|(c, _)| *c).collect();
+    }
+    Ok(Some(common.iter().flatten().map(|(_, b)| b.len()).sum()))
+}
+
+/// How many events of positions `from` to `to` (exclusive) match `q`, read by their positions:
+/// on SQLite the text search's lists within them alone, on PostgreSQL the rows of those positions
+/// first (`OFFSET 0` keeps the planner from reading a word's whole list instead).
+fn counted_between(
+    r: &mut dyn Reader,
+    q: &AuditQuery,
+    expanded: &lists::Expanded,
+    from: i64,
+    to: i64,
+) -> Result<u64, StoreError> {
+    let dialect = r.dialect();
+    let mut values = vec![Value::Integer(from), Value::Integer(to)];
+    let others = AuditQuery {
+        search: None,
+        ..q.clone()
+    };
+    let mut clause = conditions(dialect, &others, expanded, &mut values);
+    if let Some(search) = &q.search {
+        let searched = match dialect {
+            Dialect::Sqlite => {
+                values.push(Value::Text(audits::fts_query(search)));
+                format!(
+                    "seq IN (SELECT rowid FROM audits_text WHERE audits_text MATCH ?{} \
+                     AND rowid >= ?1 AND rowid < ?2)",
+                    values.len()
+                )
+            }
+            Dialect::Postgres => dialect.search(search, &mut values),
+        };
+        clause = format!("{clause} AND {searched}");
+    }
+    let sql = match dialect {
+        Dialect::Sqlite => format!(
+            "SELECT count(*) FROM {} WHERE seq >= ?1 AND seq < ?2 AND {clause}",
+            dialect.by_key("audits")
+        ),
+        Dialect::Postgres => format!(
+            "SELECT count(*) FROM (SELECT * FROM audits WHERE seq >= ?1 AND seq < ?2 OFFSET 0) \
+             AS audits WHERE {clause}"
+        ),
+    };
+    Ok(one(r, &sql, &values)?.unwrap_or(0) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::audits::tests::{all, event};
+    use crate::store::query::Search;
+    use crate::store::{Postgres, Sqlite, Store};
+
+    /// A query of `query`'s filters (`name=value&...`, `q` the search), every event listed.
+    fn query(query: &str) -> AuditQuery {
+        let mut q = all();
+        for pair in query.split('&') {
+            let (name, value) = pair.split_once('=').unwrap();
+            match name {
+                "q" => q.search = Some(Search::parse(value).unwrap()),
+                "since" => q.since = Some(value.into()),
+                "until" => q.until = Some(value.into()),
+                n => q.fields.push((
+                    AuditField::parse(n).unwrap(),
+                    Pattern::parse(value).unwrap(),
+                )),
+            }
+        }
+        q
+    }
+
+    /// The time of event `i`: ten per hour, from midnight.
+    fn time(i: u32) -> String {
+        format!("2026-11-29T{:02}:{:02}:00.000000Z", i / 10, i % 10 * 5)
+    }
+
+    /// 100 events of three containers, two rules, and words `curl`, `curl7` (a run), `wget`;
+    /// one (SQLite: its chunk's words left to FTS5) with text outside ASCII.
+    fn events() -> Vec<crate::events::Event> {
+        (0..100)
+            .map(|i| {
+                let mut e = event(&format!("e{i}"), i, &time(i));
+                e.container = ["web", "db", "cache"][i as usize % 3].into();
+                e.rule = Some(["r1", "r2"][i as usize % 2].into());
+                e.message = match (i, i % 4) {
+                    (20, _) => "café curl",
+                    (_, 0) => "curl x",
+                    (_, 1) => "curl7 y",
+                    (_, 2) => "wget z",
+                    _ => "other",
+                }
+                .into();
+                e
+            })
+            .collect()
+    }
+
+    /// The queries the bitmaps answer, of two and three conditions, globs, whole words and
+    /// prefixes, time ranges that cut chunks.
+    const QUERIES: [&str; 9] = [
+        "container=web&rule=r1",
+        "container=w*&rule=r1",
+        "container=web&rule=r2&type=process",
+        "q=curl&container=web",
+        "q=\"curl\"&container=web",
+        "q=cur&rule=r1&effect=alert",
+        "container=db&rule=r2&since=2026-11-29T02:30:00.000000Z&until=2026-11-29T07:15:00.000000Z",
+        "container=db&rule=r2&since=2026-11-29T03:00:00.000000Z",
+        "container=absent&rule=r1",
+    ];
+
+    /// Runs a function in a snapshot of a store.
+    type With<'a> = &'a dyn Fn(
+        &mut dyn FnMut(&mut dyn Reader) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
+
+    /// What the bitmaps count of each of [`QUERIES`] (`None`: they do not answer), and the
+    /// events' own count.
+    fn counts(with: With) -> Vec<(Option<u64>, u64)> {
+        QUERIES
+            .iter()
+            .map(|text| {
+                let q = query(text);
+                let mut out = (None, 0);
+                with(&mut |r| {
+                    out = (count(r, &q, 4)?, lists::count(r, &q)?);
+                    Ok(())
+                })
+                .unwrap_or_else(|e| panic!("{text}: {e}"));
+                out
+            })
+            .collect()
+    }
+
+    /// Seals every chunk waiting; how many.
+    fn seal_all(s: &dyn Store) -> usize {
+        std::iter::from_fn(|| s.seal().unwrap()).count()
+    }
+
+    /// On each store, chunks of 16 positions: the bitmaps answer only once the chunks are
+    /// sealed, and then as the events do; retention unseals the chunks it deletes from (their
+    /// counts then read the events), they are sealed again; a chunk read before retention deleted
+    /// from it is not written.
+    fn check(
+        name: &str,
+        s: &dyn Store,
+        with: With,
+        store_chunk: &dyn Fn(&Built) -> Option<Sealed>,
+    ) {
+        let events = events();
+        for batch in events.chunks(10) {
+            s.add_audits(batch, "defender", "t").unwrap();
+        }
+        // 100 positions, more than the rest a count reads: the events count.
+        for ((bits, _), text) in counts(with).into_iter().zip(QUERIES) {
+            assert_eq!(bits, None, "{name}: {text} before sealing");
+        }
+        // Positions 1 to 100: chunks 0 to 5 are complete, 6 (96 to 100) is not.
+        assert_eq!(seal_all(s), 6, "{name}");
+        for ((bits, events), text) in counts(with).into_iter().zip(QUERIES) {
+            assert_eq!(bits, Some(events), "{name}: {text}");
+        }
+        let expected: Vec<u64> = counts(with).into_iter().map(|(_, n)| n).collect();
+        assert_ne!(expected[0], 0, "{name}: the data select something");
+        for (text, n) in QUERIES.iter().zip(&expected) {
+            assert_eq!(s.count_audits(&query(text)).unwrap(), *n, "{name}: {text}");
+        }
+        // Retention: events before 03:00 (positions 1 to 30) go; chunks 0 and 1 are unsealed.
+        s.expire("2026-11-29T03:00:00.000000Z", 7).unwrap();
+        let after = counts(with);
+        for ((bits, events), text) in after.iter().zip(QUERIES) {
+            assert!(
+                bits.is_none_or(|b| b == *events),
+                "{name}: {text} after retention"
+            );
+        }
+        assert_eq!(seal_all(s), 1, "{name}: chunk 1 (position 31) sealed again");
+        for ((bits, events), text) in counts(with).into_iter().zip(QUERIES) {
+            assert_eq!(bits, Some(events), "{name}: {text} resealed");
+        }
+        // Twenty more events (to position 120), then chunk 6 read; retention deletes before it
+        // is written.
+        let more: Vec<_> = (100..120)
+            .map(|i| event(&format!("e{i}"), i, &time(i)))
+            .collect();
+        s.add_audits(&more, "defender", "t").unwrap();
+        let mut built = None;
+        with(&mut |r| {
+            built = next(r, 4)?;
+            Ok(())
+        })
+        .unwrap();
+        let built = built.expect("chunk 6 is complete");
+        assert_eq!(built.chunk, 6, "{name}");
+        // Events before 09:00 go (positions to 90: chunks 1 to 4, and 5 in part).
+        s.expire("2026-11-29T09:40:00.000000Z", 1000).unwrap();
+        assert_eq!(
+            store_chunk(&built),
+            None,
+            "{name}: written after a deletion"
+        );
+        // Read again: what is left of chunk 5, and 6.
+        assert_eq!(seal_all(s), 2, "{name}");
+        for ((bits, events), text) in counts(with).into_iter().zip(QUERIES) {
+            assert_eq!(bits, Some(events), "{name}: {text} at the end");
+        }
+    }
+
+    #[test]
+    fn counts_of_several_conditions_are_the_sealed_chunks_bitmaps_and_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = Sqlite::open(&dir.path().join("db")).unwrap().chunks(4);
+        check(
+            "SQLite",
+            &sqlite,
+            &|f| sqlite.with_reader(|r| f(r)),
+            &|built| sqlite.store_chunk_for_tests(built).unwrap(),
+        );
+        let (postgres, _): (Postgres, String) = crate::store::postgres::tests::store();
+        let postgres = postgres.chunks(4);
+        check(
+            "PostgreSQL",
+            &postgres,
+            &|f| postgres.read(|r| f(r)),
+            &|built| postgres.store_chunk(built).unwrap(),
+        );
+    }
+
+    #[test]
+    fn a_words_key_is_its_own_or_its_runs() {
+        let long = "a".repeat(LONGEST + 1);
+        let cases = [
+            ("curl", Some("w:curl".to_owned())),
+            ("curl7", Some("r:curl".into())),
+            ("x86", Some("r:x".into())),
+            ("4444", None),
+            ("é", None),
+            ("curlé", Some("r:curl".into())),
+            (long.as_str(), Some(format!("r:{}", &long[..LONGEST]))),
+        ];
+        for (word, want) in cases {
+            assert_eq!(keys_of_word(word), want, "{word}");
+        }
+    }
+
+    #[test]
+    fn sqlite_words_are_fts5s_ascii_tokens_and_none_outside_ascii() {
+        let words = event_words(Dialect::Sqlite, &[Some("curl -s http://X.sh"), None]).unwrap();
+        assert_eq!(
+            words.into_iter().collect::<Vec<_>>(),
+            ["curl", "http", "s", "sh", "x"]
+        );
+        assert_eq!(event_words(Dialect::Sqlite, &[Some("café")]), None);
+    }
+
+    #[test]
+    fn conditions_become_keys_or_nothing() {
+        let exact = |k: &[&str]| Keys {
+            keys: k.iter().map(|k| (*k).to_owned()).collect(),
+            ranges: Vec::new(),
+        };
+        let cases: [(&str, Option<Vec<Keys>>); 8] = [
+            (
+                "container=web&rule=r",
+                Some(vec![exact(&["container:web"]), exact(&["rule:r"])]),
+            ),
+            (
+                "type=d*&effect=prevent",
+                Some(vec![
+                    exact(&["type:dns", "type:defender"]),
+                    exact(&["effect:prevent"]),
+                ]),
+            ),
+            (
+                "q=\"curl\"&container=web",
+                Some(vec![exact(&["container:web"]), exact(&["w:curl"])]),
+            ),
+            (
+                "q=cuz&rule=r",
+                Some(vec![
+                    exact(&["rule:r"]),
+                    Keys {
+                        keys: Vec::new(),
+                        ranges: vec![
+                            ("w:cuz".into(), "w:cu{".into()),
+                            ("r:cuz".into(), "r:cu{".into()),
+                        ],
+                    },
+                ]),
+            ),
+            ("ip=10.0.0.1&rule=r", None),
+            ("q=x86&rule=r", None),
+            ("q=/bin/sh&rule=r", None),
+            // A glob the walk did not list (`expanded` has no values for it).
+            ("container=web*&rule=r", None),
+        ];
+        for (text, want) in cases {
+            let q = query(text);
+            assert_eq!(keys(&q, &vec![None; q.fields.len()]), want, "{text}");
+        }
+    }
+}
