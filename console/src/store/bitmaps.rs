@@ -801,7 +801,7 @@ mod tests {
             "SQLite",
             &sqlite,
             &|f| sqlite.with_reader(|r| f(r)),
-            &|built| sqlite.store_chunk_for_tests(built).unwrap(),
+            &|built| sqlite.store_chunk(built).unwrap(),
         );
         let (postgres, _): (Postgres, String) = crate::store::postgres::tests::store();
         let postgres = postgres.chunks(4);

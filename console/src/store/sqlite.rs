@@ -242,7 +242,10 @@ fn lock<T>(c: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Sqlite {
     /// Writes a chunk [`bitmaps::next`] built, unless retention deleted events since it read
     /// them or it is sealed already.
-    fn store_chunk(&self, built: &bitmaps::Built) -> Result<Option<bitmaps::Sealed>, StoreError> {
+    pub(super) fn store_chunk(
+        &self,
+        built: &bitmaps::Built,
+    ) -> Result<Option<bitmaps::Sealed>, StoreError> {
         let mut c = self.writer.take(Priority::Bulk);
         let tx = c.transaction()?;
         // One writer: no deletion can come between this check and the commit.
@@ -505,19 +508,12 @@ impl Sqlite {
         Sqlite { shift, ..self }
     }
 
-    /// `f` of a snapshot of the reading connection, and the chunk writer.
+    /// `f` of a snapshot of the reading connection.
     pub(super) fn with_reader<T>(
         &self,
         f: impl FnOnce(&mut dyn Reader) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         f(&mut Snapshot::of(&lock(&self.reader))?)
-    }
-
-    pub(super) fn store_chunk_for_tests(
-        &self,
-        built: &bitmaps::Built,
-    ) -> Result<Option<bitmaps::Sealed>, StoreError> {
-        self.store_chunk(built)
     }
 
     /// The reading connection, for tests that look at the database itself.
