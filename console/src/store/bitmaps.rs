@@ -27,6 +27,7 @@ use super::lists;
 use super::query::{AuditField, AuditQuery, Pattern};
 use super::rollup::{self, FIELDS};
 use super::sql::{self, Dialect, Reader, Value};
+use super::word_rows;
 use super::words::LONGEST;
 use crate::events::{Effect, Kind};
 
@@ -139,20 +140,11 @@ fn run_key(run: &str) -> String {
 fn event_words(dialect: Dialect, texts: &[Option<&str>]) -> Option<BTreeSet<String>> {
     match dialect {
         Dialect::Postgres => Some(sql::tsvector(texts).lexemes),
-        Dialect::Sqlite => {
-            let mut words = BTreeSet::new();
-            for text in texts.iter().flatten() {
-                if !text.is_ascii() {
-                    return None;
-                }
-                for word in text.split(|c: char| !c.is_ascii_alphanumeric()) {
-                    if !word.is_empty() {
-                        words.insert(word.to_ascii_lowercase());
-                    }
-                }
-            }
-            Some(words)
-        }
+        Dialect::Sqlite => Some(
+            word_rows::ascii_words(texts)?
+                .map(str::to_ascii_lowercase)
+                .collect(),
+        ),
     }
 }
 
@@ -243,6 +235,18 @@ fn one(r: &mut dyn Reader, sql: &str, values: &[Value]) -> Result<Option<i64>, S
         .flatten())
 }
 
+/// The lowest and highest positions stored (`None`: no event), each one seek of the key's index
+/// (two subqueries: SQLite reads `MIN` and `MAX` so only when each is a query's one aggregate).
+fn ends(r: &mut dyn Reader) -> Result<Option<(i64, i64)>, StoreError> {
+    let sql = "SELECT (SELECT MIN(seq) FROM audits), (SELECT MAX(seq) FROM audits)";
+    let mut ends = None;
+    r.rows(sql, &[], &mut |row| {
+        ends = sql::opt_int(row, 0)?.zip(sql::opt_int(row, 1)?);
+        Ok(false)
+    })?;
+    Ok(ends)
+}
+
 /// The numbers of the sealed chunks, in order.
 fn sealed(r: &mut dyn Reader) -> Result<BTreeSet<i64>, StoreError> {
     Ok(
@@ -267,10 +271,7 @@ pub fn next(r: &mut dyn Reader, shift: u32) -> Result<Option<Built>, StoreError>
     )?;
     let (deletions, cutoff) =
         state.ok_or_else(|| StoreError::message("audit_sealing has no row".into()))?;
-    let (Some(min), Some(max)) = (
-        one(r, "SELECT MIN(seq) FROM audits", &[])?,
-        one(r, "SELECT MAX(seq) FROM audits", &[])?,
-    ) else {
+    let Some((min, max)) = ends(r)? else {
         return Ok(None);
     };
     let sealed = sealed(r)?;
@@ -352,11 +353,15 @@ fn keys(q: &AuditQuery, expanded: &lists::Expanded) -> Option<Vec<Keys>> {
             ranges: Vec::new(),
         });
     }
+    out.extend(search_keys(q)?);
+    Some(out)
+}
+
+/// The keys of each term of `q`'s search (see [`keys`]).
+fn search_keys(q: &AuditQuery) -> Option<Vec<Keys>> {
+    let mut out = Vec::new();
     for term in q.search.iter().flat_map(|s| &s.terms) {
-        let search = super::query::Search {
-            terms: vec![term.clone()],
-        };
-        let (word, prefix) = sql::one_word(&search)?;
+        let (word, prefix) = sql::term_word(term)?;
         if word.is_empty() || rollup::letters(&word) != word || word.len() > LONGEST {
             return None;
         }
@@ -409,14 +414,17 @@ pub fn count(r: &mut dyn Reader, q: &AuditQuery, shift: u32) -> Result<Option<u6
     if q.fields.len() + terms < 2 {
         return Ok(None);
     }
+    // What needs no read first: the globs' values are walked only for a query the index takes.
+    let indexed =
+        |f: &AuditField| FIELDS.contains(f) || matches!(f, AuditField::Type | AuditField::Effect);
+    if !q.fields.iter().all(|(f, _)| indexed(f)) || search_keys(q).is_none() {
+        return Ok(None);
+    }
     let expanded = lists::expand(r, q)?;
     let Some(conditions) = keys(q, &expanded) else {
         return Ok(None);
     };
-    let (Some(min), Some(max)) = (
-        one(r, "SELECT MIN(seq) FROM audits", &[])?,
-        one(r, "SELECT MAX(seq) FROM audits", &[])?,
-    ) else {
+    let Some((min, max)) = ends(r)? else {
         return Ok(Some(0));
     };
     let mut chunks = BTreeMap::new();

@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 
 use super::StoreError;
 use super::audits::{fts_query, sqlite_glob};
-use super::query::{GlobPart, Search};
+use super::query::{GlobPart, Search, Term};
 use crate::events::Event;
 
 /// A parameter or a column's value: SQLite's own value type, which is what both backends bind
@@ -300,9 +300,14 @@ pub fn tsvector(texts: &[Option<&str>]) -> Words {
 /// The one word a search is, and whether it is a prefix (an unquoted term): `None` unless the
 /// search is one term of one word (as [`tsquery`] reads it).
 pub fn one_word(search: &Search) -> Option<(String, bool)> {
-    let [term] = search.terms.as_slice() else {
-        return None;
-    };
+    match search.terms.as_slice() {
+        [term] => term_word(term),
+        _ => None,
+    }
+}
+
+/// The one word a term is, and whether it is a prefix; `None` for a term of several words.
+pub fn term_word(term: &Term) -> Option<(String, bool)> {
     let mut words = words_of(&term.text);
     match (words.next(), words.next()) {
         (Some(word), None) => Some((word, term.prefix)),

@@ -27,28 +27,34 @@ CREATE INDEX audit_uncounted_by_hour ON audit_uncounted (hour);";
 pub const EXPIRE: &str = "DELETE FROM audit_uncounted WHERE hour < ?1";
 
 /// The words of lowercase ASCII letters alone that FTS5 indexes for `texts`, each once; `None`
-/// when a text holds a character outside ASCII. FTS5's `unicode61` tokenizer splits ASCII text at
-/// every character but the letters and digits and folds it by lowercasing alone, as here (words
-/// longer than a search looks up, [`LONGEST`], left out: no count would read them); outside
-/// ASCII it splits and folds by its own Unicode tables (`é` folded to `e` inside a word, a letter
-/// of a script newer than its tables taken as a separator), which the console does not
-/// reproduce: such an event's words are left to FTS5.
+/// when a text holds a character outside ASCII ([`ascii_words`]). Words longer than a search
+/// looks up, [`LONGEST`], are left out: no count would read them.
 pub fn counted_words(texts: &[Option<&str>]) -> Option<BTreeSet<String>> {
-    let mut words = BTreeSet::new();
-    for text in texts.iter().flatten() {
-        if !text.is_ascii() {
-            return None;
-        }
-        for word in text.split(|c: char| !c.is_ascii_alphanumeric()) {
-            if !word.is_empty()
-                && word.len() <= LONGEST
-                && word.bytes().all(|b| b.is_ascii_alphabetic())
-            {
-                words.insert(word.to_ascii_lowercase());
-            }
-        }
+    Some(
+        ascii_words(texts)?
+            .filter(|w| w.len() <= LONGEST && w.bytes().all(|b| b.is_ascii_alphabetic()))
+            .map(str::to_ascii_lowercase)
+            .collect(),
+    )
+}
+
+/// Every word FTS5 indexes for `texts`, as written (not yet lowercased); `None` when a text holds
+/// a character outside ASCII. FTS5's `unicode61` tokenizer splits ASCII text at every character
+/// but the letters and digits and folds it by lowercasing alone, as the callers do; outside ASCII
+/// it splits and folds by its own Unicode tables (`é` folded to `e` inside a word, a letter of a
+/// script newer than its tables taken as a separator), which the console does not reproduce:
+/// such an event's words are left to FTS5.
+pub fn ascii_words<'a>(texts: &[Option<&'a str>]) -> Option<impl Iterator<Item = &'a str>> {
+    if !texts.iter().flatten().all(|t| t.is_ascii()) {
+        return None;
     }
-    Some(words)
+    let texts: Vec<&'a str> = texts.iter().flatten().copied().collect();
+    Some(
+        texts
+            .into_iter()
+            .flat_map(|t| t.split(|c: char| !c.is_ascii_alphanumeric()))
+            .filter(|w| !w.is_empty()),
+    )
 }
 
 /// What stored events add to the words' rows and to `audit_uncounted`, gathered, then written.
