@@ -531,7 +531,7 @@ fn united(
         *out.entry(chunk).or_default() |= bits;
         Ok(true)
     };
-    // The chunks from the first inside to the last (a time range's), by the key's index.
+    // A key's chunks from the first inside to the last (a time range's), by the key's index.
     let (Some(&low), Some(&high)) = (inside.first(), inside.last()) else {
         return Ok(Some(out));
     };
@@ -543,16 +543,14 @@ fn united(
             &mut add,
         )?;
     }
+    // A range of keys without the chunks' bounds (`add` skips the chunks outside): given both,
+    // PostgreSQL's generic plan of the statement (from its sixth run on a connection) read the
+    // index by chunk, every key of each chunk (905,449 rows for `shadow` at 10,000,000 events,
+    // 110 ms, against 0.3 ms by the key).
     for (from, to) in &keys.ranges {
         r.rows(
-            "SELECT chunk, bits FROM audit_bits WHERE key >= ?1 AND key < ?2 \
-             AND chunk >= ?3 AND chunk <= ?4",
-            &[
-                Value::Text(from.clone()),
-                Value::Text(to.clone()),
-                low.clone(),
-                high.clone(),
-            ],
+            "SELECT chunk, bits FROM audit_bits WHERE key >= ?1 AND key < ?2",
+            &[Value::Text(from.clone()), Value::Text(to.clone())],
             &mut add,
         )?;
     }
