@@ -852,25 +852,43 @@ fn indexed(from: u32, to: u32) -> Vec<Value> {
 
 /// The bitmap index: once 65,536 positions are stored, the console seals the first chunk (its
 /// log says so, and the database holds it), and the totals of two large conditions (a container
-/// and a rule, a glob and a rule, a word and a container) are exactly the events'. They are the
-/// bitmaps': with a key's bitmap deleted behind the console's back, only the events past the
-/// chunk are counted for it.
+/// and a rule, a glob and a rule, a word and a container) are exactly the events'; the page of a
+/// rare pair (three events of container `rare` among 70,000) is its events, newest first. They
+/// are the bitmaps' (the newest chunk's sealed to its last position): with a key's bitmaps
+/// deleted behind the console's back, none is counted for it, nor listed.
 #[test]
-fn totals_of_large_conditions_come_from_the_sealed_chunks_bitmaps() {
+fn totals_and_rare_pages_come_from_the_sealed_chunks_bitmaps() {
     let w = common::World::new();
     let data = w.path("data");
     let mut c = Console::start(&data);
     const EVENTS: u32 = 70_000;
+    // Positions 1 to 3, older than the rest.
+    let rare: Vec<Value> = (0..3)
+        .map(|k| {
+            json!({
+                "id": format!("rare{k}"), "time": format!("2026-11-29T09:00:0{k}.000Z"),
+                "type": "process", "effect": "alert", "rule": "r0", "container": "rare",
+                "image": "img", "pid": 1, "process": "/bin/sh", "message": "ran", "count": 1
+            })
+        })
+        .collect();
+    post(&c, &rare);
     for from in (0..EVENTS).step_by(10_000) {
         post(&c, &indexed(from, from + 10_000));
     }
+    // Chunk 0 whole (positions 1 to 65,535), chunk 1 to the last position (65,536 to 70,003).
     let sealed = wait_until(HANG_GUARD, || {
-        c.log().contains("index: sealed chunk 0 (65535 events)")
+        let log = c.log();
+        log.contains("index: sealed chunk 0 (65535 events)")
+            && log.contains("index: sealed chunk 1 to position 70004 (4468 events)")
     });
-    assert!(sealed, "no chunk sealed: {}", c.log());
+    assert!(sealed, "chunks not sealed: {}", c.log());
     assert_eq!(
-        sql(&data, "SELECT chunk, events, words FROM audit_chunks"),
-        json!([[0, 65535, 1]])
+        sql(
+            &data,
+            "SELECT chunk, events, words, upto FROM audit_chunks WHERE chunk = 0"
+        ),
+        json!([[0, 65535, 1, null]])
     );
     let count = |p: &dyn Fn(u32) -> bool| (0..EVENTS).filter(|i| p(*i)).count() as u64;
     let cases: [(&str, u64); 5] = [
@@ -886,10 +904,19 @@ fn totals_of_large_conditions_come_from_the_sealed_chunks_bitmaps() {
     for (query, want) in cases {
         assert_eq!(audits(&c, &format!("{query}&limit=1")).1, want, "{query}");
     }
+    let rare_page = audits(&c, "container=rare&rule=r0&limit=2");
+    assert_eq!(rare_page, (vec!["rare2".into(), "rare1".into()], 3));
     c.kill();
-    sql(&data, "DELETE FROM audit_bits WHERE key = 'rule:r0'");
+    sql(
+        &data,
+        "DELETE FROM audit_bits WHERE key IN ('rule:r0', 'container:rare')",
+    );
     let c = Console::start(&data);
-    // Events 65,535 on (position 65,536 on) are past the chunk.
-    let past = (65_535..EVENTS).filter(|i| i % 6 == 0).count() as u64;
-    assert_eq!(audits(&c, "container=c0&rule=r0&limit=1").1, past);
+    // Every position is sealed: none is counted from the events.
+    assert_eq!(audits(&c, "container=c0&rule=r0&limit=1").1, 0);
+    // The rare events are in the chunk alone: neither listed nor counted.
+    assert_eq!(
+        audits(&c, "container=rare&rule=r0&limit=2"),
+        (Vec::new(), 0)
+    );
 }

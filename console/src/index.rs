@@ -1,6 +1,7 @@
 //! The bitmap index of audits kept up: each complete chunk of stored events is sealed into it
 //! ([`Store::seal`](crate::store::Store::seal)) as soon as one is waiting, one after the other
-//! (a backlog after an upgrade too), then the store is asked again every few seconds. Every
+//! (a backlog after an upgrade too), and the newest in part as it grows; then the store is asked
+//! again every few seconds. Every
 //! instance sharing a database runs it; a chunk another one sealed first is skipped.
 
 use std::sync::Arc;
@@ -18,11 +19,18 @@ pub async fn run(state: Arc<AppState>) {
         match state.store(|s| s.seal()).await {
             // The next one may be waiting already.
             Ok(Some(sealed)) => {
-                log::info!(
-                    "index: sealed chunk {} ({} events)",
-                    sealed.chunk,
-                    sealed.events
-                );
+                match sealed.upto {
+                    None => log::info!(
+                        "index: sealed chunk {} ({} events)",
+                        sealed.chunk,
+                        sealed.events
+                    ),
+                    Some(upto) => log::info!(
+                        "index: sealed chunk {} to position {upto} ({} events)",
+                        sealed.chunk,
+                        sealed.events
+                    ),
+                }
                 continue;
             }
             Ok(None) => {}

@@ -227,10 +227,14 @@ fn events(r: &mut dyn Reader, sql: &str, values: &[Value]) -> Result<Vec<StoredE
     Ok(out)
 }
 
-/// A page of events, by the plan [`lists::select`] picks, read in `r`'s snapshot with the values
-/// its globs expanded into.
-pub fn audits(r: &mut dyn Reader, q: &AuditQuery) -> Result<Vec<StoredEvent>, StoreError> {
-    let (sql, values) = lists::select(r, q)?;
+/// A page of events, by the plan [`lists::select`] picks (the bitmap index's chunks of
+/// `2^shift` positions), read in `r`'s snapshot with the values its globs expanded into.
+pub fn audits(
+    r: &mut dyn Reader,
+    q: &AuditQuery,
+    shift: u32,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let (sql, values) = lists::select(r, q, shift)?;
     events(r, &sql, &values)
 }
 
@@ -414,7 +418,7 @@ pub(super) mod tests {
         }
     }
 
-    fn ids(s: &dyn Store, q: &AuditQuery) -> Vec<String> {
+    pub(in crate::store) fn ids(s: &dyn Store, q: &AuditQuery) -> Vec<String> {
         s.audits(q)
             .unwrap()
             .into_iter()
@@ -924,7 +928,7 @@ pub(super) mod tests {
         ];
         let r = &mut Recorder::default();
         for q in &queries {
-            let (sql, values) = lists::select(r, q).unwrap();
+            let (sql, values) = lists::select(r, q, crate::store::bitmaps::SHIFT).unwrap();
             r.rows(&sql, &values, &mut |_| Ok(true)).unwrap();
             lists::count(r, q).unwrap();
             lists::newest(r, q, 100).unwrap();
@@ -1042,7 +1046,13 @@ pub(super) mod tests {
             lists::late_select(&Snapshot::of(&c).unwrap(), &since, &vec![], ("2026", 7), 9);
         assert!(!sql.contains("time >="), "{sql}");
         let r = &mut Snapshot::of(&c).unwrap();
-        let mut plan = |q: &AuditQuery| explain(&c, lists::select(r, q).unwrap()).join("; ");
+        let mut plan = |q: &AuditQuery| {
+            explain(
+                &c,
+                lists::select(r, q, crate::store::bitmaps::SHIFT).unwrap(),
+            )
+            .join("; ")
+        };
         for field in AuditField::ALL {
             let exact = match field {
                 AuditField::Pid | AuditField::Port => "1",
@@ -1132,7 +1142,10 @@ pub(super) mod tests {
         }
         let web = all().with(AuditField::Container, Pattern::parse("web-*").unwrap());
         let r = &mut Snapshot::of(&c).unwrap();
-        let p = explain(&c, lists::select(r, &web).unwrap());
+        let p = explain(
+            &c,
+            lists::select(r, &web, crate::store::bitmaps::SHIFT).unwrap(),
+        );
         let range = "SEARCH audits USING COVERING INDEX audits_by_container (container=?)";
         assert_eq!(p.iter().filter(|l| *l == range).count(), 3, "{p:?}");
         assert!(

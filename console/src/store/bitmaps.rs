@@ -1,6 +1,7 @@
 //! The bitmap index of audits: for each chunk of 2^16 arrival positions (`seq`), a compressed
 //! bitmap (roaring) of the positions holding each value of the rolled-up fields, each type, each
-//! effect and each word of the text search, written once the chunk is complete ("sealed"). The
+//! effect and each word of the text search, written once the chunk is complete ("sealed"), and
+//! for the newest chunk, in part, as its events arrive (to the newest position stored). The
 //! exact total of several conditions that each select millions of events (a rule within a
 //! container, a word within a container) is then the size of their bitmaps' intersection, chunk
 //! by chunk, instead of a walk of the smaller condition's million index entries. The events not in
@@ -9,9 +10,9 @@
 //!
 //! Why the bitmaps stay true without a lock on ingestion:
 //! - positions are given in commit order (SQLite: one writer; PostgreSQL: the ingestion lock),
-//!   so once a position past a chunk is stored, no event will ever be stored into it, except by
-//!   reusing positions freed by retention; and a new position is always above every sealed chunk
-//!   ([`sealed_end`]);
+//!   so once a position is stored, no event will ever be stored below it, except by reusing
+//!   positions freed by retention; and a new position is always above every sealed chunk and
+//!   every sealed part of one ([`sealed_end`]);
 //! - the only change to stored events is retention's delete, which counts itself in
 //!   `audit_sealing.deletions` and unseals every chunk whose oldest event is older than its
 //!   cutoff, in the same transaction as each batch it deletes; a chunk built from a snapshot is
@@ -61,6 +62,13 @@ CREATE TABLE audit_sealing (deletions BIGINT NOT NULL, cutoff TEXT COLLATE \"C\"
 INSERT INTO audit_sealing VALUES (0, NULL);
 ";
 
+/// The newest chunk sealed in part (SQLite migration 16, PostgreSQL migration 5): `upto` is the
+/// position its bitmaps end before, NULL for a complete chunk.
+pub const SQLITE_PARTS: &str = "ALTER TABLE audit_chunks ADD COLUMN upto INTEGER";
+
+/// The same on PostgreSQL.
+pub const POSTGRES_PARTS: &str = "ALTER TABLE audit_chunks ADD COLUMN upto BIGINT";
+
 /// The statements retention runs before each batch of audits it deletes, in the same
 /// transaction (`?1`: its cutoff): counted, and the chunks that hold events older than the cutoff
 /// unsealed. Valid SQLite and PostgreSQL.
@@ -74,13 +82,37 @@ pub const UNSEAL: [&str; 3] = [
 /// (late arrivals) may be sealed again.
 pub const EXPIRED: &str = "UPDATE audit_sealing SET cutoff = NULL";
 
-/// The last position of the highest sealed chunk (`shift` their size), 0 when none: a stored
-/// event's position is above it. A SQL expression, valid in both.
+/// The last position of the highest sealed chunk (`shift` their size), or of its sealed part, 0
+/// when none: a stored event's position is above it. A SQL expression, valid in both.
 pub fn sealed_end(shift: u32) -> String {
     format!(
-        "COALESCE((SELECT (MAX(chunk) + 1) * {} - 1 FROM audit_chunks), 0)",
+        "COALESCE((SELECT COALESCE(upto, (chunk + 1) * {}) - 1 FROM audit_chunks \
+         ORDER BY chunk DESC LIMIT 1), 0)",
         1_i64 << shift
     )
+}
+
+/// What the transaction that writes a chunk does, given the row of that chunk already there
+/// (`None`: none; `Some(None)`: complete; `Some(Some(upto))`: sealed in part, to `upto`) and
+/// the part it built (`None`: complete).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Write {
+    /// Nothing: what is there holds as much (another instance sealed it first).
+    Skip,
+    /// Its rows added.
+    Add,
+    /// The part there (its row and bitmaps) deleted, then its rows added.
+    Replace,
+}
+
+/// See [`Write`].
+pub fn write(there: Option<Option<i64>>, built: Option<i64>) -> Write {
+    match (there, built) {
+        (None, _) => Write::Add,
+        (Some(None), _) => Write::Skip,
+        (Some(Some(there)), Some(built)) if built <= there => Write::Skip,
+        (Some(Some(_)), _) => Write::Replace,
+    }
 }
 
 /// The statement that reads retention's count of deletions, in the transaction that writes a
@@ -99,12 +131,16 @@ pub struct Sealed {
     pub chunk: i64,
     /// How many events it holds.
     pub events: i64,
+    /// The position its bitmaps end before, when sealed in part.
+    pub upto: Option<i64>,
 }
 
 /// A chunk's events counted, and the keys of their bitmaps: ready to be written.
 #[derive(Debug, PartialEq)]
 pub struct Built {
     pub chunk: i64,
+    /// The position the part built ends before; `None`: the whole chunk.
+    pub upto: Option<i64>,
     pub first: Option<String>,
     pub last: Option<String>,
     pub events: i64,
@@ -158,11 +194,12 @@ fn keys_of_word(word: &str) -> Option<String> {
     }
 }
 
-/// Builds chunk `chunk`'s bitmaps from its events (each with its position).
+/// Builds chunk `chunk`'s bitmaps from its events (each with its position), the whole chunk's
+/// or its part before `upto`.
 pub fn build(
     dialect: Dialect,
     shift: u32,
-    chunk: i64,
+    (chunk, upto): (i64, Option<i64>),
     deletions: i64,
     events: &[(i64, super::StoredEvent)],
 ) -> Result<Built, StoreError> {
@@ -170,6 +207,7 @@ pub fn build(
     let mut bitmaps: HashMap<String, RoaringBitmap> = HashMap::new();
     let mut built = Built {
         chunk,
+        upto,
         first: None,
         last: None,
         events: events.len() as i64,
@@ -222,6 +260,7 @@ impl Built {
     pub fn sealed(&self) -> Sealed {
         Sealed {
             chunk: self.chunk,
+            upto: self.upto,
             events: self.events,
         }
     }
@@ -247,18 +286,28 @@ fn ends(r: &mut dyn Reader) -> Result<Option<(i64, i64)>, StoreError> {
     Ok(ends)
 }
 
-/// The numbers of the sealed chunks, in order.
-fn sealed(r: &mut dyn Reader) -> Result<BTreeSet<i64>, StoreError> {
-    Ok(
-        sql::first_column(r, "SELECT chunk FROM audit_chunks", &[], sql::int)?
-            .into_iter()
-            .collect(),
-    )
+/// The sealed chunks, each with the position its part ends before (`None`: complete).
+fn sealed(r: &mut dyn Reader) -> Result<BTreeMap<i64, Option<i64>>, StoreError> {
+    let mut out = BTreeMap::new();
+    r.rows("SELECT chunk, upto FROM audit_chunks", &[], &mut |row| {
+        out.insert(sql::int(row, 0)?, sql::opt_int(row, 1)?);
+        Ok(true)
+    })?;
+    Ok(out)
 }
 
-/// The lowest complete chunk not sealed, read and built from `r`'s snapshot; `None` when every
-/// complete chunk is sealed or holds events older than the cutoff of a retention under way
-/// (which will delete them and would unseal it).
+/// The fewest new positions past the sealed part of the newest chunk for which it is sealed again
+/// (a 16th of a chunk, 4,096 of 65,536), and at least as many as the part holds: each part at
+/// least doubles, so the events of a chunk are read about twice in all, however it grows.
+fn parts_grow(shift: u32, sealed: i64) -> i64 {
+    sealed.max(1 << shift.saturating_sub(4))
+}
+
+/// The next chunk to seal, read and built from `r`'s snapshot: the lowest complete chunk not
+/// sealed (or sealed in part), else the newest chunk's positions to the newest stored when they
+/// have grown enough past its sealed part ([`parts_grow`]); `None` when there is none, or when
+/// it holds events older than the cutoff of a retention under way (which will delete them and
+/// would unseal it).
 pub fn next(r: &mut dyn Reader, shift: u32) -> Result<Option<Built>, StoreError> {
     let mut state = None;
     r.rows(
@@ -275,53 +324,81 @@ pub fn next(r: &mut dyn Reader, shift: u32) -> Result<Option<Built>, StoreError>
         return Ok(None);
     };
     let sealed = sealed(r)?;
+    let read = |r: &mut dyn Reader, chunk: i64, upto: Option<i64>| {
+        let end = upto.unwrap_or((chunk + 1) << shift);
+        read_chunk(r, (chunk << shift, end), cutoff.as_deref()).and_then(|events| {
+            events
+                .map(|events| build(r.dialect(), shift, (chunk, upto), deletions, &events))
+                .transpose()
+        })
+    };
     // A chunk is complete once a position past it is stored.
     for chunk in (min >> shift)..(max >> shift) {
-        if sealed.contains(&chunk) {
+        if sealed.get(&chunk) == Some(&None) {
             continue;
         }
-        let range = [
-            Value::Integer(chunk << shift),
-            Value::Integer((chunk + 1) << shift),
-        ];
-        if let Some(cutoff) = &cutoff {
-            let mut old = false;
-            r.rows(
-                "SELECT 1 FROM audits WHERE seq >= ?1 AND seq < ?2 AND time < ?3 LIMIT 1",
-                &[
-                    range[0].clone(),
-                    range[1].clone(),
-                    Value::Text(cutoff.clone()),
-                ],
-                &mut |_| {
-                    old = true;
-                    Ok(false)
-                },
-            )?;
-            if old {
-                continue;
-            }
+        if let Some(built) = read(r, chunk, None)? {
+            return Ok(Some(built));
         }
-        let mut events = Vec::new();
+    }
+    let newest = max >> shift;
+    let done = match sealed.get(&newest) {
+        Some(Some(upto)) => *upto,
+        Some(None) => return Ok(None),
+        None => newest << shift,
+    };
+    if max + 1 - done < parts_grow(shift, done - (newest << shift)) {
+        return Ok(None);
+    }
+    read(r, newest, Some(max + 1))
+}
+
+/// The events of positions `from` to `to` (exclusive), each with its position; `None` when one
+/// is older than `cutoff` (a retention under way will delete it).
+fn read_chunk(
+    r: &mut dyn Reader,
+    (from, to): (i64, i64),
+    cutoff: Option<&str>,
+) -> Result<Option<Vec<(i64, super::StoredEvent)>>, StoreError> {
+    let range = [Value::Integer(from), Value::Integer(to)];
+    if let Some(cutoff) = cutoff {
+        let mut old = false;
         r.rows(
-            &format!(
-                "SELECT {}, seq FROM audits WHERE seq >= ?1 AND seq < ?2",
-                audits::COLUMNS
-            ),
-            &range,
-            &mut |row| {
-                events.push((sql::int(row, 28)?, audits::stored_event(row)?));
-                Ok(true)
+            "SELECT 1 FROM audits WHERE seq >= ?1 AND seq < ?2 AND time < ?3 LIMIT 1",
+            &[
+                range[0].clone(),
+                range[1].clone(),
+                Value::Text(cutoff.into()),
+            ],
+            &mut |_| {
+                old = true;
+                Ok(false)
             },
         )?;
-        return build(r.dialect(), shift, chunk, deletions, &events).map(Some);
+        if old {
+            return Ok(None);
+        }
     }
-    Ok(None)
+    let mut events = Vec::new();
+    r.rows(
+        &format!(
+            "SELECT {}, seq FROM audits WHERE seq >= ?1 AND seq < ?2",
+            audits::COLUMNS
+        ),
+        &range,
+        &mut |row| {
+            events.push((sql::int(row, 28)?, audits::stored_event(row)?));
+            Ok(true)
+        },
+    )?;
+    Ok(Some(events))
 }
 
 /// A sealed chunk as a count reads it.
 struct Chunk {
     events: i64,
+    /// The position its sealed part ends before; `None`: complete.
+    upto: Option<i64>,
     first: Option<String>,
     last: Option<String>,
     words: bool,
@@ -404,6 +481,36 @@ fn named(pattern: &Pattern, names: &[&str]) -> Vec<String> {
 /// past it (the index not yet built after an upgrade, or far behind) the other plans count.
 const MOST_REST: u32 = 4;
 
+/// Whether every field filter of `q` is one the bitmaps hold (what is checked without a read).
+fn indexed(q: &AuditQuery) -> bool {
+    let indexed =
+        |f: &AuditField| FIELDS.contains(f) || matches!(f, AuditField::Type | AuditField::Effect);
+    q.fields.iter().all(|(f, _)| indexed(f))
+}
+
+/// The sealed chunks, by number.
+fn chunks(r: &mut dyn Reader) -> Result<BTreeMap<i64, Chunk>, StoreError> {
+    let mut chunks = BTreeMap::new();
+    r.rows(
+        "SELECT chunk, events, first_time, last_time, words, upto FROM audit_chunks",
+        &[],
+        &mut |row| {
+            chunks.insert(
+                sql::int(row, 0)?,
+                Chunk {
+                    events: sql::int(row, 1)?,
+                    upto: sql::opt_int(row, 5)?,
+                    first: sql::opt_text(row, 2)?,
+                    last: sql::opt_text(row, 3)?,
+                    words: sql::int(row, 4)? != 0,
+                },
+            );
+            Ok(true)
+        },
+    )?;
+    Ok(chunks)
+}
+
 /// How many events `q` selects, from the bitmaps of the sealed chunks wholly in its time range
 /// and the events of the other positions; `None` when the bitmaps do not answer it: fewer than
 /// two conditions (the rollup and the indexes answer one), a condition not in them ([`keys`]),
@@ -411,13 +518,8 @@ const MOST_REST: u32 = 4;
 /// bitmaps to read.
 pub fn count(r: &mut dyn Reader, q: &AuditQuery, shift: u32) -> Result<Option<u64>, StoreError> {
     let terms = q.search.as_ref().map_or(0, |s| s.terms.len());
-    if q.fields.len() + terms < 2 {
-        return Ok(None);
-    }
     // What needs no read first: the globs' values are walked only for a query the index takes.
-    let indexed =
-        |f: &AuditField| FIELDS.contains(f) || matches!(f, AuditField::Type | AuditField::Effect);
-    if !q.fields.iter().all(|(f, _)| indexed(f)) || search_keys(q).is_none() {
+    if q.fields.len() + terms < 2 || !indexed(q) || search_keys(q).is_none() {
         return Ok(None);
     }
     let expanded = lists::expand(r, q)?;
@@ -427,41 +529,156 @@ pub fn count(r: &mut dyn Reader, q: &AuditQuery, shift: u32) -> Result<Option<u6
     let Some((min, max)) = ends(r)? else {
         return Ok(Some(0));
     };
-    let mut chunks = BTreeMap::new();
-    r.rows(
-        "SELECT chunk, events, first_time, last_time, words FROM audit_chunks",
-        &[],
-        &mut |row| {
-            chunks.insert(
-                sql::int(row, 0)?,
-                Chunk {
-                    events: sql::int(row, 1)?,
-                    first: sql::opt_text(row, 2)?,
-                    last: sql::opt_text(row, 3)?,
-                    words: sql::int(row, 4)? != 0,
-                },
-            );
-            Ok(true)
-        },
-    )?;
+    let chunks = chunks(r)?;
     let (inside, rest) = split(q, shift, min, max, &chunks);
-    let span: i64 = rest.iter().map(|(from, to)| to - from).sum();
-    if span > i64::from(MOST_REST) << shift {
+    if !within_rest(&rest, shift) {
         return Ok(None);
     }
-    let Some(mut total) = intersection(r, &conditions, &inside)? else {
+    let mut read = 0;
+    let Some(common) = common(r, &conditions, inside, &mut read)? else {
         return Ok(None);
     };
+    let mut total = size(&common);
     for (from, to) in rest {
         total += counted_between(r, q, &expanded, from, to)?;
     }
     Ok(Some(total))
 }
 
+/// Whether the positions of `rest` span at most [`MOST_REST`] chunks.
+fn within_rest(rest: &[(i64, i64)], shift: u32) -> bool {
+    let span: i64 = rest.iter().map(|(from, to)| to - from).sum();
+    span <= i64::from(MOST_REST) << shift
+}
+
+/// What the bitmaps say of the matches of a page's query that are few: the values of the glob
+/// the page merges over whose matches in the sealed chunks are few (all of them when it merges
+/// over none), the positions of those matches, and the positions outside the sealed chunks
+/// (whose events are read to find the rest of those values' matches).
+#[derive(Debug, PartialEq)]
+pub struct Listed {
+    /// The values listed, of the glob the page merges over; empty when it merges over none (the
+    /// whole query is listed).
+    pub values: Vec<String>,
+    /// Their matches' positions in the sealed chunks, ascending, whatever their time (a page's
+    /// time range is checked on the rows).
+    pub seqs: Vec<i64>,
+    /// The ranges (from, to exclusive) of positions not in a sealed chunk.
+    pub rest: Vec<(i64, i64)>,
+}
+
+/// The most matches [`listed`] reads by position: a 32nd of a chunk (2,048 for chunks of
+/// 65,536), each one lookup of the table's key. Past it, a walk newest first of a condition's
+/// index finds a page after about (that index's range × page / matches) entries, which is then
+/// fewer.
+fn most_listed(shift: u32) -> u64 {
+    1 << shift.saturating_sub(5)
+}
+
+/// The page plan's use of the bitmaps: for a query of two or more field conditions, all in the
+/// bitmaps and no search, the values of glob `over` (or the whole query with none) whose matches
+/// in the sealed chunks number at most [`most_listed`] together, fewest first. A walk of such a
+/// value's index range newest first reads the whole range before it finds a page (a rule
+/// absent from one of a glob's containers: that container's every event); the positions read
+/// here are the matches. `None` when nothing is listed, or the bitmaps do not answer (as for
+/// [`count`]).
+pub fn listed(
+    r: &mut dyn Reader,
+    q: &AuditQuery,
+    expanded: &lists::Expanded,
+    over: Option<usize>,
+    shift: u32,
+) -> Result<Option<Listed>, StoreError> {
+    if q.search.is_some() || q.fields.len() < 2 || !indexed(q) {
+        return Ok(None);
+    }
+    let Some(mut conditions) = keys(q, expanded) else {
+        return Ok(None);
+    };
+    let Some((min, max)) = ends(r)? else {
+        return Ok(None);
+    };
+    // Every sealed chunk whatever its times: the rows of the listed positions are checked
+    // against the query's time range.
+    let timeless = AuditQuery {
+        since: None,
+        until: None,
+        ..q.clone()
+    };
+    let (inside, rest) = split(&timeless, shift, min, max, &chunks(r)?);
+    if !within_rest(&rest, shift) {
+        return Ok(None);
+    }
+    let mut read = 0;
+    let Some(i) = over else {
+        // No glob merged over: the whole query's matches, if few.
+        let Some(common) = common(r, &conditions, inside, &mut read)? else {
+            return Ok(None);
+        };
+        return Ok((size(&common) <= most_listed(shift)).then(|| Listed {
+            values: Vec::new(),
+            seqs: positions(&common, shift),
+            rest,
+        }));
+    };
+    conditions.remove(i);
+    let Some(common) = common(r, &conditions, inside, &mut read)? else {
+        return Ok(None);
+    };
+    let where_common = common.keys().copied().collect();
+    let mut found = Vec::new();
+    for name in expanded[i].iter().flatten() {
+        let keys = Keys {
+            keys: vec![field_key(q.fields[i].0, name)],
+            ranges: Vec::new(),
+        };
+        let Some(mut bits) = united(r, &keys, &where_common, &mut read)? else {
+            return Ok(None);
+        };
+        for (chunk, b) in &mut bits {
+            *b &= &common[chunk];
+        }
+        found.push((size(&bits), name, bits));
+    }
+    found.sort_by_key(|(n, name, _)| (*n, *name));
+    let mut listed = Listed {
+        values: Vec::new(),
+        seqs: Vec::new(),
+        rest,
+    };
+    let mut n = 0;
+    for (count, name, bits) in found {
+        n += count;
+        if n > most_listed(shift) {
+            break;
+        }
+        listed.values.push(name.clone());
+        listed.seqs.extend(positions(&bits, shift));
+    }
+    listed.seqs.sort_unstable();
+    Ok((!listed.values.is_empty()).then_some(listed))
+}
+
+/// How many positions `bits` hold.
+fn size(bits: &HashMap<i64, RoaringBitmap>) -> u64 {
+    bits.values().map(RoaringBitmap::len).sum()
+}
+
+/// The positions of `bits`, ascending.
+fn positions(bits: &HashMap<i64, RoaringBitmap>, shift: u32) -> Vec<i64> {
+    let mut out: Vec<i64> = bits
+        .iter()
+        .flat_map(|(chunk, b)| b.iter().map(move |at| (chunk << shift) + i64::from(at)))
+        .collect();
+    out.sort_unstable();
+    out
+}
+
 /// The sealed chunks wholly inside `q`'s time range (and, for a search, holding every event's
 /// words), and the ranges of positions from `min` to `max` counted from the events instead:
-/// chunks not sealed, and sealed ones that straddle an end of the range. Sealed chunks wholly
-/// outside it, or with no event, are in neither.
+/// chunks not sealed, sealed ones that straddle an end of the range, and the positions past the
+/// sealed part of a chunk sealed in part. Sealed chunks (or parts) wholly outside the range, or
+/// with no event, are in neither.
 fn split(
     q: &AuditQuery,
     shift: u32,
@@ -473,32 +690,37 @@ fn split(
     let mut inside = BTreeSet::new();
     let mut rest: Vec<(i64, i64)> = Vec::new();
     for chunk in (min >> shift)..=(max >> shift) {
-        let counted = match chunks.get(&chunk) {
-            None => false,
-            Some(c) if c.events == 0 => continue,
-            Some(c) => {
-                let (first, last) = (c.first.as_deref(), c.last.as_deref());
-                let before = since.is_some_and(|s| last.is_some_and(|l| l < s));
-                let after = until.is_some_and(|u| first.is_some_and(|f| f >= u));
-                if before || after {
-                    continue;
-                }
-                let within = since.is_none_or(|s| first.is_some_and(|f| f >= s))
-                    && until.is_none_or(|u| last.is_some_and(|l| l < u));
-                within && (q.search.is_none() || c.words)
-            }
-        };
-        if counted {
-            inside.insert(chunk);
-            continue;
-        }
         let (from, to) = (
             (chunk << shift).max(min),
             ((chunk + 1) << shift).min(max + 1),
         );
+        // Where the positions read from the events begin: the chunk's start, or its sealed
+        // part's end.
+        let counted_from = match chunks.get(&chunk) {
+            None => from,
+            Some(c) => {
+                let (first, last) = (c.first.as_deref(), c.last.as_deref());
+                let before = since.is_some_and(|s| last.is_some_and(|l| l < s));
+                let after = until.is_some_and(|u| first.is_some_and(|f| f >= u));
+                let within = since.is_none_or(|s| first.is_some_and(|f| f >= s))
+                    && until.is_none_or(|u| last.is_some_and(|l| l < u));
+                let sealed_to = c.upto.unwrap_or(to).max(from);
+                if c.events == 0 || before || after {
+                    sealed_to
+                } else if within && (q.search.is_none() || c.words) {
+                    inside.insert(chunk);
+                    sealed_to
+                } else {
+                    from
+                }
+            }
+        };
+        if counted_from >= to {
+            continue;
+        }
         match rest.last_mut() {
-            Some(last) if last.1 == from => last.1 = to,
-            _ => rest.push((from, to)),
+            Some(last) if last.1 == counted_from => last.1 = to,
+            _ => rest.push((counted_from, to)),
         }
     }
     (inside, rest)
@@ -557,21 +779,17 @@ fn united(
     Ok((*read <= MOST_BITMAPS).then_some(out))
 }
 
-/// How many events of the chunks of `inside` match every condition; `None` when that would read
-/// more than [`MOST_BITMAPS`].
-fn intersection(
+/// The positions of the chunks of `inside` that match every condition, each chunk's (only the
+/// chunks where some match); `None` once `read`, the bitmaps read, passes [`MOST_BITMAPS`].
+fn common(
     r: &mut dyn Reader,
     conditions: &[Keys],
-    inside: &BTreeSet<i64>,
-) -> Result<Option<u64>, StoreError> {
-    let mut inside = inside.clone();
+    mut inside: BTreeSet<i64>,
+    read: &mut usize,
+) -> Result<Option<HashMap<i64, RoaringBitmap>>, StoreError> {
     let mut common: Option<HashMap<i64, RoaringBitmap>> = None;
-    let mut read = 0;
     for keys in conditions {
-        if inside.is_empty() {
-            return Ok(Some(0));
-        }
-        let Some(bits) = united(r, keys, &inside, &mut read)? else {
+        let Some(bits) = united(r, keys, &inside, read)? else {
             return Ok(None);
         };
         common = Some(match common {
@@ -589,13 +807,44 @@ fn intersection(
         });
         // The next condition's bitmaps are read only where some event is left.
         inside = common.iter().flatten().map(|(c, _)| *c).collect();
+        if inside.is_empty() {
+            break;
+        }
     }
-    Ok(Some(common.iter().flatten().map(|(_, b)| b.len()).sum()))
+    Ok(Some(common.unwrap_or_default()))
 }
 
-/// How many events of positions `from` to `to` (exclusive) match `q`, read by their positions:
-/// on SQLite the text search's lists within them alone, on PostgreSQL the rows of those positions
-/// first (`OFFSET 0` keeps the planner from reading a word's whole list instead).
+/// The events of positions `?a` to `?b` (exclusive) as a table named `audits`, read by
+/// position: on SQLite the table by its key (`NOT INDEXED`); on PostgreSQL a subquery of the
+/// columns `q`'s conditions read (`OFFSET 0` keeps the planner from walking a condition's index,
+/// or a word's whole list, over every position instead; the words, the largest column, only for
+/// a search). The statement's own condition states the range too.
+pub(super) fn by_position(dialect: Dialect, q: &AuditQuery, a: usize, b: usize) -> String {
+    match dialect {
+        Dialect::Sqlite => dialect.by_key("audits"),
+        Dialect::Postgres => {
+            let mut columns = vec!["seq", "time"];
+            let searched = q.search.as_ref().map(|_| "words");
+            for column in q
+                .fields
+                .iter()
+                .map(|(f, _)| audits::column(*f))
+                .chain(searched)
+            {
+                if !columns.contains(&column) {
+                    columns.push(column);
+                }
+            }
+            format!(
+                "(SELECT {} FROM audits WHERE seq >= ?{a} AND seq < ?{b} OFFSET 0) AS audits",
+                columns.join(", ")
+            )
+        }
+    }
+}
+
+/// How many events of positions `from` to `to` (exclusive) match `q`, read by their positions
+/// ([`by_position`]; on SQLite the text search's lists within them alone).
 fn counted_between(
     r: &mut dyn Reader,
     q: &AuditQuery,
@@ -624,23 +873,17 @@ fn counted_between(
         };
         clause = format!("{clause} AND {searched}");
     }
-    let sql = match dialect {
-        Dialect::Sqlite => format!(
-            "SELECT count(*) FROM {} WHERE seq >= ?1 AND seq < ?2 AND {clause}",
-            dialect.by_key("audits")
-        ),
-        Dialect::Postgres => format!(
-            "SELECT count(*) FROM (SELECT * FROM audits WHERE seq >= ?1 AND seq < ?2 OFFSET 0) \
-             AS audits WHERE {clause}"
-        ),
-    };
+    let sql = format!(
+        "SELECT count(*) FROM {} WHERE seq >= ?1 AND seq < ?2 AND {clause}",
+        by_position(dialect, q, 1, 2)
+    );
     Ok(one(r, &sql, &values)?.unwrap_or(0) as u64)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::audits::tests::{all, event};
+    use crate::store::audits::tests::{all, event, ids};
     use crate::store::query::Search;
     use crate::store::{Postgres, Sqlite, Store};
 
@@ -748,8 +991,8 @@ mod tests {
         for ((bits, _), text) in counts(with).into_iter().zip(QUERIES) {
             assert_eq!(bits, None, "{name}: {text} before sealing");
         }
-        // Positions 1 to 100: chunks 0 to 5 are complete, 6 (96 to 100) is not.
-        assert_eq!(seal_all(s), 6, "{name}");
+        // Positions 1 to 100: chunks 0 to 5 are complete, 6 (96 to 100) is sealed in part.
+        assert_eq!(seal_all(s), 7, "{name}");
         for ((bits, events), text) in counts(with).into_iter().zip(QUERIES) {
             assert_eq!(bits, Some(events), "{name}: {text}");
         }
@@ -777,6 +1020,10 @@ mod tests {
             .map(|i| event(&format!("e{i}"), i, &time(i)))
             .collect();
         s.add_audits(&more, "defender", "t").unwrap();
+        // Chunk 6 past its part (101 to 111) and chunk 7 are read from the events.
+        for ((bits, events), text) in counts(with).into_iter().zip(QUERIES) {
+            assert_eq!(bits, Some(events), "{name}: {text} past the part");
+        }
         let mut built = None;
         with(&mut |r| {
             built = next(r, 4)?;
@@ -784,7 +1031,7 @@ mod tests {
         })
         .unwrap();
         let built = built.expect("chunk 6 is complete");
-        assert_eq!(built.chunk, 6, "{name}");
+        assert_eq!((built.chunk, built.upto), (6, None), "{name}");
         // Events before 09:00 go (positions to 90: chunks 1 to 4, and 5 in part).
         s.expire("2026-11-29T09:40:00.000000Z", 1000).unwrap();
         assert_eq!(
@@ -792,8 +1039,8 @@ mod tests {
             None,
             "{name}: written after a deletion"
         );
-        // Read again: what is left of chunk 5, and 6.
-        assert_eq!(seal_all(s), 2, "{name}");
+        // Read again: what is left of chunk 5, 6, and the part of 7 (positions 112 to 120).
+        assert_eq!(seal_all(s), 3, "{name}");
         for ((bits, events), text) in counts(with).into_iter().zip(QUERIES) {
             assert_eq!(bits, Some(events), "{name}: {text} at the end");
         }
@@ -817,6 +1064,141 @@ mod tests {
             &|f| postgres.read(|r| f(r)),
             &|built| postgres.store_chunk(built).unwrap(),
         );
+    }
+
+    /// On each store, chunks of 64 positions (so a page lists at most 2 matches): chunk 0
+    /// (positions to 63) sealed, chunk 1 to position 100 sealed in part, positions 101 to 103
+    /// the rest. `wasm` holds events 10 and 90 (positions 11 and 91, rule r1), 100 (r2) and 102
+    /// (r1). The pages of two conditions whose matches in the sealed chunk are few list them
+    /// (the bitmaps' positions, then the rest's rows), and are what the conditions select,
+    /// newest first.
+    fn check_pages(name: &str, s: &dyn Store, with: With) {
+        let mut events = events();
+        events[10].container = "wasm".into();
+        events[90].container = "wasm".into();
+        s.add_audits(&events, "defender", "t").unwrap();
+        assert_eq!(seal_all(s), 2, "{name}: chunk 0, and chunk 1 in part");
+        let more: Vec<_> = [("wasm", "r2"), ("web", "r1"), ("wasm", "r1")]
+            .into_iter()
+            .enumerate()
+            .map(|(k, (container, rule))| {
+                let i = 100 + k as u32;
+                let mut e = event(&format!("e{i}"), i, &time(i));
+                e.container = container.into();
+                e.rule = Some(rule.into());
+                e
+            })
+            .collect();
+        s.add_audits(&more, "defender", "t").unwrap();
+        events.extend(more);
+        // Three positions past a part of 37: not enough to seal it again.
+        assert_eq!(seal_all(s), 0, "{name}");
+        let rest = vec![(101, 104)];
+        let listing = |values: &[&str], seqs: &[i64]| Listed {
+            values: values.iter().map(|v| (*v).to_owned()).collect(),
+            seqs: seqs.to_vec(),
+            rest: rest.clone(),
+        };
+        let since = "since=2026-11-29T05:00:00.000000Z";
+        let cases = [
+            // The glob's `wasm` listed (two matches sealed), `web` walked (more than 2).
+            ("container=w*&rule=r1", Some(listing(&["wasm"], &[11, 91]))),
+            // No sealed match of `wasm`: its arm reads the rest alone.
+            ("container=w*&rule=r2", Some(listing(&["wasm"], &[]))),
+            ("container=wasm&rule=r1", Some(listing(&[], &[11, 91]))),
+            (
+                &format!("container=w*&rule=r1&{since}"),
+                Some(listing(&["wasm"], &[11, 91])),
+            ),
+            ("container=absent&rule=r1", Some(listing(&[], &[]))),
+            // Too many: the walks answer.
+            ("container=web&rule=r1", None),
+            ("container=*b*&rule=r1", None),
+            // Four values: `wasm` listed.
+            ("container=*&rule=r1", Some(listing(&["wasm"], &[11, 91]))),
+        ];
+        for (text, want) in cases {
+            for (offset, limit) in [(0, 3), (2, 3), (0, 100)] {
+                let q = AuditQuery {
+                    offset,
+                    limit,
+                    ..query(text)
+                };
+                with(&mut |r| {
+                    let expanded = lists::expand(r, &q)?;
+                    let over = lists::merged_over(&expanded);
+                    assert_eq!(listed(r, &q, &expanded, over, 6)?, want, "{name}: {text}");
+                    Ok(())
+                })
+                .unwrap();
+                let mut selected: Vec<&crate::events::Event> = events
+                    .iter()
+                    .filter(|e| {
+                        q.fields
+                            .iter()
+                            .all(|(f, p)| rollup::value(e, *f).is_some_and(|v| p.matches(v)))
+                            && q.since.as_ref().is_none_or(|t| e.time >= *t)
+                    })
+                    .collect();
+                selected.sort_by(|a, b| b.time.cmp(&a.time));
+                let want: Vec<&str> = selected
+                    .iter()
+                    .skip(offset as usize)
+                    .take(limit as usize)
+                    .map(|e| e.id.as_str())
+                    .collect();
+                let got = ids(s, &q);
+                assert_eq!(got, want, "{name}: {text} offset {offset} limit {limit}");
+            }
+        }
+    }
+
+    #[test]
+    fn pages_of_few_matches_read_the_bitmaps_positions_and_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = Sqlite::open(&dir.path().join("db")).unwrap().chunks(6);
+        check_pages("SQLite", &sqlite, &|f| sqlite.with_reader(|r| f(r)));
+        let (postgres, _): (Postgres, String) = crate::store::postgres::tests::store();
+        let postgres = postgres.chunks(6);
+        check_pages("PostgreSQL", &postgres, &|f| postgres.read(|r| f(r)));
+    }
+
+    #[test]
+    fn a_chunk_is_written_over_a_smaller_part_only() {
+        let cases = [
+            (None, None, Write::Add),
+            (None, Some(40), Write::Add),
+            (Some(None), None, Write::Skip),
+            (Some(None), Some(40), Write::Skip),
+            (Some(Some(40)), Some(40), Write::Skip),
+            (Some(Some(40)), Some(30), Write::Skip),
+            (Some(Some(40)), Some(50), Write::Replace),
+            (Some(Some(40)), None, Write::Replace),
+        ];
+        for (there, built, want) in cases {
+            assert_eq!(write(there, built), want, "{there:?} {built:?}");
+        }
+    }
+
+    #[test]
+    fn the_newest_chunks_part_is_sealed_again_once_it_doubles() {
+        // (shift, positions sealed in the part, new positions past it, sealed again)
+        let cases = [
+            (16, 0, 4_095, false),
+            (16, 0, 4_096, true),
+            (16, 4_096, 4_095, false),
+            (16, 4_096, 4_096, true),
+            (16, 40_000, 39_999, false),
+            (4, 0, 1, true),
+            (4, 5, 4, false),
+        ];
+        for (shift, sealed, new, want) in cases {
+            assert_eq!(
+                new >= parts_grow(shift, sealed),
+                want,
+                "{shift} {sealed} {new}"
+            );
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@
 use super::audits::{COLUMNS, column, conditions, page};
 use super::query::{AuditField, AuditQuery, GlobPart, Pattern, Search};
 use super::sql::{self, Dialect, Reader, Value};
-use super::{StoreError, rollup, words};
+use super::{StoreError, bitmaps, rollup, words};
 
 /// At most this many values a glob may expand into; past it the glob is checked by the backend's
 /// match (`GLOB`, `~`) on every candidate row (correct, and as slow as it was). Also keeps the
@@ -147,7 +147,7 @@ pub fn expand(r: &mut dyn Reader, q: &AuditQuery) -> Result<Expanded, StoreError
 /// The condition the list is merged over: the expanded glob of fewest values (each value one
 /// index range to read), if any glob expanded into two or more. None when a glob matched no value
 /// or one value (the `IN` of the plain plan is then one index range, or nothing).
-fn merged_over(expanded: &Expanded) -> Option<usize> {
+pub(super) fn merged_over(expanded: &Expanded) -> Option<usize> {
     let sizes = expanded
         .iter()
         .enumerate()
@@ -159,10 +159,15 @@ fn merged_over(expanded: &Expanded) -> Option<usize> {
 }
 
 /// The SQL of a page, and its parameters: merged over a glob's values, the text search's matches
-/// sorted by time or its page found newest first, or the conditions as they are; a deep offset
-/// first moved past the hours it skips ([`rollup::skip_hours`]). (What it reads
-/// to decide, the globs' values and the text search's matches, is read through `r`.)
-pub fn select(r: &mut dyn Reader, q: &AuditQuery) -> Result<(String, Vec<Value>), StoreError> {
+/// sorted by time or its page found newest first, the few matches the bitmap index lists
+/// (chunks of `2^shift` positions), or the conditions as they are; a deep offset first moved
+/// past the hours it skips ([`rollup::skip_hours`]). (What it reads to decide, the globs'
+/// values, the text search's matches and the bitmaps, is read through `r`.)
+pub fn select(
+    r: &mut dyn Reader,
+    q: &AuditQuery,
+    shift: u32,
+) -> Result<(String, Vec<Value>), StoreError> {
     let skipped = rollup::skip_hours(r, q, rollup::DEEP)?;
     let q = skipped.as_ref().unwrap_or(q);
     let one = words::one_word(r, q)?;
@@ -176,8 +181,12 @@ pub fn select(r: &mut dyn Reader, q: &AuditQuery) -> Result<(String, Vec<Value>)
         if let Some(found) = walked(r, q, &expanded, search, wanted)? {
             return Ok(by_seq(q, found));
         }
-    } else if let Some(i) = merged_over(&expanded) {
-        return Ok(merged(r, q, &expanded, i));
+    } else {
+        let over = merged_over(&expanded);
+        let listed = bitmaps::listed(r, q, &expanded, over, shift)?;
+        if over.is_some() || listed.is_some() {
+            return Ok(merged(r, q, &expanded, over, listed.as_ref()));
+        }
     }
     Ok(sorted(r, q, &expanded, COLUMNS))
 }
@@ -802,25 +811,70 @@ fn by_seq(q: &AuditQuery, found: Vec<i64>) -> (String, Vec<Value>) {
     (sql, page)
 }
 
-/// One subquery per value of the glob at condition `i`, each the newest `offset + limit` events of
-/// that value (its index range, newest first), merged and paged; then the page's rows read by
-/// `seq`. A page reads at most values × (offset + limit) index entries.
-fn merged(r: &dyn Reader, q: &AuditQuery, expanded: &Expanded, i: usize) -> (String, Vec<Value>) {
-    let mut values = Vec::new();
-    values.push(Value::Integer(i64::from(q.offset) + i64::from(q.limit)));
-    let each = values.len();
-    let arms: Vec<String> = expanded[i]
-        .iter()
-        .flatten()
-        .enumerate()
-        .map(|(n, value)| {
+/// One subquery per value of the glob `over` that `listed` does not list, each the newest
+/// `offset + limit` events of that value (its index range, newest first); for what `listed`
+/// lists, the rows of its positions, and the events of the positions outside the sealed chunks
+/// (by position), each checked against the conditions (the listed values alone) and the newest
+/// `offset + limit` kept; all merged and paged, then the page's rows read by `seq`. A walked
+/// value reads at most `offset + limit` index entries of its range.
+fn merged(
+    r: &dyn Reader,
+    q: &AuditQuery,
+    expanded: &Expanded,
+    over: Option<usize>,
+    listed: Option<&bitmaps::Listed>,
+) -> (String, Vec<Value>) {
+    let dialect = r.dialect();
+    let mut values = vec![Value::Integer(i64::from(q.offset) + i64::from(q.limit))];
+    let mut selects = Vec::new();
+    if let Some(i) = over {
+        for value in expanded[i].iter().flatten() {
+            if listed.is_some_and(|l| l.values.contains(value)) {
+                continue;
+            }
             let mut one = q.clone();
             one.fields[i].1 = Pattern::Exact(value.clone());
-            let conditions = conditions(r.dialect(), &one, expanded, &mut values);
-            format!(
-                "SELECT * FROM (SELECT seq, time FROM audits WHERE {conditions} \
-                 ORDER BY time DESC, seq DESC LIMIT ?{each}) AS v{n}"
-            )
+            let conditions = conditions(dialect, &one, expanded, &mut values);
+            selects.push(format!("SELECT seq, time FROM audits WHERE {conditions}"));
+        }
+    }
+    if let Some(listed) = listed {
+        let mut narrowed = expanded.clone();
+        if let Some(i) = over {
+            narrowed[i] = Some(listed.values.clone());
+        }
+        for batch in listed.seqs.chunks(CHUNK) {
+            let list: Vec<String> = batch
+                .iter()
+                .map(|seq| {
+                    values.push(Value::Integer(*seq));
+                    format!("?{}", values.len())
+                })
+                .collect();
+            let conditions = conditions(dialect, q, &narrowed, &mut values);
+            selects.push(format!(
+                "SELECT seq, time FROM audits WHERE seq IN ({}) AND {conditions}",
+                list.join(", ")
+            ));
+        }
+        for (from, to) in &listed.rest {
+            values.extend([Value::Integer(*from), Value::Integer(*to)]);
+            let (a, b) = (values.len() - 1, values.len());
+            let conditions = conditions(dialect, q, &narrowed, &mut values);
+            selects.push(format!(
+                "SELECT seq, time FROM {} WHERE seq >= ?{a} AND seq < ?{b} AND {conditions}",
+                bitmaps::by_position(dialect, q, a, b)
+            ));
+        }
+    }
+    if selects.is_empty() {
+        selects.push("SELECT seq, time FROM audits WHERE 1 = 0".into());
+    }
+    let arms: Vec<String> = selects
+        .into_iter()
+        .enumerate()
+        .map(|(n, select)| {
+            format!("SELECT * FROM ({select} ORDER BY time DESC, seq DESC LIMIT ?1) AS v{n}")
         })
         .collect();
     let page = page(q, &mut values);
@@ -1097,7 +1151,7 @@ mod tests {
                         assert_eq!(want[..1], held[..]);
                         assert_eq!(found.as_ref().map(|f| f[0]), Some(held[0]), "{q:?}");
                     }
-                    let (sql, values) = select(r, &q).unwrap();
+                    let (sql, values) = select(r, &q, bitmaps::SHIFT).unwrap();
                     let got = seqs(
                         r,
                         &sql.replacen(COLUMNS, "seq", 1),

@@ -1834,11 +1834,15 @@ pub(super) mod tests {
                     .collect();
                 let skipped = skip_hours(r, &q, 0).unwrap();
                 moved += usize::from(skipped.is_some());
-                let got: Vec<String> = audits::audits(r, skipped.as_ref().unwrap_or(&q))
-                    .unwrap()
-                    .into_iter()
-                    .map(|e| e.event.id)
-                    .collect();
+                let got: Vec<String> = audits::audits(
+                    r,
+                    skipped.as_ref().unwrap_or(&q),
+                    crate::store::bitmaps::SHIFT,
+                )
+                .unwrap()
+                .into_iter()
+                .map(|e| e.event.id)
+                .collect();
                 assert_eq!(got, want, "{skipped:?} for {q:?}");
             }
         }

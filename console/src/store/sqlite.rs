@@ -106,6 +106,8 @@ const MIGRATIONS: &[&str] = &[
     word_rows::MIGRATION,
     // 15: the bitmap index of audits (chunks sealed afterwards by the console's index task).
     bitmaps::SQLITE_TABLES,
+    // 16: the newest chunk sealed in part.
+    bitmaps::SQLITE_PARTS,
 ];
 
 /// What a migration builds from the rows already stored in Rust rather than SQL, after every
@@ -241,7 +243,7 @@ fn lock<T>(c: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Sqlite {
     /// Writes a chunk [`bitmaps::next`] built, unless retention deleted events since it read
-    /// them or it is sealed already.
+    /// them or it is sealed already (as far: a part sealed before is replaced).
     pub(super) fn store_chunk(
         &self,
         built: &bitmaps::Built,
@@ -253,20 +255,33 @@ impl Sqlite {
         if deletions != built.deletions {
             return Ok(None);
         }
-        let added = tx.execute(
-            "INSERT OR IGNORE INTO audit_chunks (chunk, first_time, last_time, events, words) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+        let there: Option<Option<i64>> = tx
+            .query_row(
+                "SELECT upto FROM audit_chunks WHERE chunk = ?1",
+                [built.chunk],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match bitmaps::write(there, built.upto) {
+            bitmaps::Write::Skip => return Ok(None),
+            bitmaps::Write::Add => {}
+            bitmaps::Write::Replace => {
+                tx.execute("DELETE FROM audit_bits WHERE chunk = ?1", [built.chunk])?;
+                tx.execute("DELETE FROM audit_chunks WHERE chunk = ?1", [built.chunk])?;
+            }
+        }
+        tx.execute(
+            "INSERT INTO audit_chunks (chunk, first_time, last_time, events, words, upto) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![
                 built.chunk,
                 built.first,
                 built.last,
                 built.events,
-                built.words
+                built.words,
+                built.upto
             ],
         )?;
-        if added == 0 {
-            return Ok(None);
-        }
         {
             let mut insert =
                 tx.prepare_cached("INSERT INTO audit_bits (key, chunk, bits) VALUES (?1, ?2, ?3)")?;
@@ -607,7 +622,7 @@ impl Store for Sqlite {
     }
 
     fn audits(&self, q: &AuditQuery) -> Result<Vec<StoredEvent>, StoreError> {
-        audits::audits(&mut Snapshot::of(&lock(&self.reader))?, q)
+        audits::audits(&mut Snapshot::of(&lock(&self.reader))?, q, self.shift)
     }
 
     fn count_audits(&self, q: &AuditQuery) -> Result<u64, StoreError> {

@@ -210,12 +210,7 @@ mod deep {
                         limit: 10,
                         ..q.clone()
                     };
-                    let got: Vec<String> = s
-                        .audits(&q)
-                        .unwrap()
-                        .into_iter()
-                        .map(|e| e.event.id)
-                        .collect();
+                    let got = crate::store::audits::tests::ids(s, &q);
                     let want: Vec<&str> = selected
                         .iter()
                         .skip(offset as usize)

@@ -654,7 +654,7 @@ mod tests {
                         Ok(true)
                     })
                     .unwrap();
-                    let got: Vec<String> = audits(r, &page_q)
+                    let got: Vec<String> = audits(r, &page_q, crate::store::bitmaps::SHIFT)
                         .unwrap()
                         .into_iter()
                         .map(|e| e.event.id)

@@ -64,6 +64,8 @@ const MIGRATIONS: &[&str] = &[
     ),
     // 4: the bitmap index of audits (chunks sealed afterwards by the console's index task).
     super::bitmaps::POSTGRES_TABLES,
+    // 5: the newest chunk sealed in part.
+    super::bitmaps::POSTGRES_PARTS,
 ];
 
 /// Connections kept open to the database by one instance: the ingestion workers, the pages,
@@ -313,7 +315,8 @@ impl Postgres {
 
     /// Runs `f` on a [`reader::PgReader`]: one read-only snapshot on a pooled connection.
     /// Writes a chunk [`bitmaps::next`](super::bitmaps::next) built, unless retention deleted
-    /// events since it read them or another instance sealed it first.
+    /// events since it read them or another instance sealed it first (as far: a part sealed
+    /// before is replaced).
     pub(super) fn store_chunk(
         &self,
         built: &super::bitmaps::Built,
@@ -333,23 +336,38 @@ impl Postgres {
             if deletions != built.deletions {
                 return Ok(None);
             }
-            // Another instance may have sealed it meanwhile.
-            let added = tx
-                .execute(
-                    "INSERT INTO audit_chunks (chunk, first_time, last_time, events, words) \
-                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (chunk) DO NOTHING",
-                    &[
-                        &built.chunk,
-                        &built.first,
-                        &built.last,
-                        &built.events,
-                        &i32::from(built.words),
-                    ],
+            // Another instance may have sealed it meanwhile: its transaction committed before
+            // the lock above was granted, and this statement's snapshot is taken after.
+            let there: Option<Option<i64>> = tx
+                .query_opt(
+                    "SELECT upto FROM audit_chunks WHERE chunk = $1",
+                    &[&built.chunk],
                 )
-                .await?;
-            if added == 0 {
-                return Ok(None);
+                .await?
+                .map(|row| row.get(0));
+            match super::bitmaps::write(there, built.upto) {
+                super::bitmaps::Write::Skip => return Ok(None),
+                super::bitmaps::Write::Add => {}
+                super::bitmaps::Write::Replace => {
+                    tx.execute("DELETE FROM audit_bits WHERE chunk = $1", &[&built.chunk])
+                        .await?;
+                    tx.execute("DELETE FROM audit_chunks WHERE chunk = $1", &[&built.chunk])
+                        .await?;
+                }
             }
+            tx.execute(
+                "INSERT INTO audit_chunks (chunk, first_time, last_time, events, words, upto) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+                &[
+                    &built.chunk,
+                    &built.first,
+                    &built.last,
+                    &built.events,
+                    &i32::from(built.words),
+                    &built.upto,
+                ],
+            )
+            .await?;
             tx.execute(
                 "INSERT INTO audit_bits (key, chunk, bits) \
                  SELECT k, $2, b FROM unnest($1::text[], $3::bytea[]) AS u(k, b)",
@@ -523,7 +541,7 @@ impl Store for Postgres {
     }
 
     fn audits(&self, q: &AuditQuery) -> Result<Vec<StoredEvent>, StoreError> {
-        self.read(|r| super::audits::audits(r, q))
+        self.read(|r| super::audits::audits(r, q, self.shift))
     }
 
     fn audit(&self, id: &str) -> Result<Option<StoredEvent>, StoreError> {

@@ -196,7 +196,7 @@ fn a_page_of_one_exact_filter_reads_its_index_in_order() {
         };
         let q = all().with(field, Pattern::Exact(exact.into()));
         let plan = plan(&s, &["enable_seqscan", "enable_bitmapscan"], |r| {
-            lists::select(r, &q)
+            lists::select(r, &q, crate::store::bitmaps::SHIFT)
         });
         let index = if unindexed.contains(&field) {
             "audits_by_time".to_string()
@@ -284,7 +284,7 @@ fn the_text_searchs_walk_and_a_deep_page_read_an_index_in_order() {
         ..all()
     };
     let page = plan(&s, &["enable_seqscan", "enable_bitmapscan"], |r| {
-        lists::select(r, &deep)
+        lists::select(r, &deep, crate::store::bitmaps::SHIFT)
     });
     // The rows are joined to the page's 100 keys (in whichever order the planner likes).
     assert!(
