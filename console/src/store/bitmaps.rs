@@ -4,9 +4,11 @@
 //! for the newest chunk, in part, as its events arrive (to the newest position stored). The
 //! exact total of several conditions that each select millions of events (a rule within a
 //! container, a word within a container) is then the size of their bitmaps' intersection, chunk
-//! by chunk, instead of a walk of the smaller condition's million index entries. The events not in
-//! a sealed chunk wholly inside the query's time range (the newest, not yet sealed; a chunk at an
-//! end of the range) are counted from the events, by their positions.
+//! by chunk, instead of a walk of the smaller condition's million index entries; and the page of
+//! conditions with few matches lists them ([`listed`]) instead of walking an index range that
+//! holds none. The events not in a sealed chunk (or part) wholly inside the query's time range
+//! (the newest arrivals; a chunk at an end of the range) are read from the events, by their
+//! positions.
 //!
 //! Why the bitmaps stay true without a lock on ingestion:
 //! - positions are given in commit order (SQLite: one writer; PostgreSQL: the ingestion lock),
