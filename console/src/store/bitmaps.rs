@@ -196,24 +196,76 @@ fn keys_of_word(word: &str) -> Option<String> {
     }
 }
 
-/// Builds chunk `chunk`'s bitmaps from its events (each with its position), the whole chunk's
-/// or its part before `upto`.
-pub fn build(
+/// A chunk's sealed part, read back to be extended by the events past it.
+struct Part {
+    first: Option<String>,
+    last: Option<String>,
+    events: i64,
+    words: bool,
+    bits: HashMap<String, RoaringBitmap>,
+}
+
+impl Part {
+    /// Nothing sealed yet.
+    fn none() -> Part {
+        Part {
+            first: None,
+            last: None,
+            events: 0,
+            words: true,
+            bits: HashMap::new(),
+        }
+    }
+
+    /// Chunk `chunk`'s sealed part, as `r` reads it.
+    fn of(r: &mut dyn Reader, chunk: i64) -> Result<Part, StoreError> {
+        let mut part = Part::none();
+        let at = [Value::Integer(chunk)];
+        r.rows(
+            "SELECT first_time, last_time, events, words FROM audit_chunks WHERE chunk = ?1",
+            &at,
+            &mut |row| {
+                part.first = sql::opt_text(row, 0)?;
+                part.last = sql::opt_text(row, 1)?;
+                part.events = sql::int(row, 2)?;
+                part.words = sql::int(row, 3)? != 0;
+                Ok(false)
+            },
+        )?;
+        r.rows(
+            "SELECT key, bits FROM audit_bits WHERE chunk = ?1",
+            &at,
+            &mut |row| {
+                let key = sql::text(row, 0)?;
+                let bits = RoaringBitmap::deserialize_from(sql::blob(row, 1)?)
+                    .map_err(|e| StoreError::message(format!("audit_bits {key} {chunk}: {e}")))?;
+                part.bits.insert(key, bits);
+                Ok(true)
+            },
+        )?;
+        Ok(part)
+    }
+}
+
+/// Builds chunk `chunk`'s bitmaps, the whole chunk's or its part before `upto`: `part`, what was
+/// sealed of it before, and `events`, those past it (each with its position).
+fn build(
     dialect: Dialect,
     shift: u32,
     (chunk, upto): (i64, Option<i64>),
     deletions: i64,
+    part: Part,
     events: &[(i64, super::StoredEvent)],
 ) -> Result<Built, StoreError> {
     let start = chunk << shift;
-    let mut bitmaps: HashMap<String, RoaringBitmap> = HashMap::new();
+    let mut bitmaps = part.bits;
     let mut built = Built {
         chunk,
         upto,
-        first: None,
-        last: None,
-        events: events.len() as i64,
-        words: true,
+        first: part.first,
+        last: part.last,
+        events: part.events + events.len() as i64,
+        words: part.words,
         deletions,
         bits: BTreeMap::new(),
     };
@@ -300,17 +352,18 @@ fn sealed(r: &mut dyn Reader) -> Result<BTreeMap<i64, Option<i64>>, StoreError> 
 
 /// The fewest new positions past the sealed part of the newest chunk for which it is sealed again
 /// (a 16th of a chunk, 4,096 of 65,536), and at least as many as the part holds: each part at
-/// least doubles, so the events of a chunk are read about twice in all, however it grows.
+/// least doubles, so a chunk is written about twice in all (its bitmaps; its events are read
+/// once, each part extending the one before), however it grows.
 fn parts_grow(shift: u32, sealed: i64) -> i64 {
     sealed.max(1 << shift.saturating_sub(4))
 }
 
 /// The next chunk to seal, read and built from `r`'s snapshot: the lowest complete chunk not
-/// sealed (or sealed in part), else the newest chunk's positions to the newest stored when they
-/// have grown enough past its sealed part ([`parts_grow`]); `None` when there is none, or when
-/// it holds events older than the cutoff of a retention under way (which will delete them and
-/// would unseal it).
-pub fn next(r: &mut dyn Reader, shift: u32) -> Result<Option<Built>, StoreError> {
+/// sealed (or sealed in part), else, with `parts`, the newest chunk's positions to the newest
+/// stored when they have grown enough past its sealed part ([`parts_grow`]); `None` when there is
+/// none, or when it holds events older than the cutoff of a retention under way (which will
+/// delete them and would unseal it).
+pub fn next(r: &mut dyn Reader, shift: u32, parts: bool) -> Result<Option<Built>, StoreError> {
     let mut state = None;
     r.rows(
         "SELECT deletions, cutoff FROM audit_sealing",
@@ -326,33 +379,49 @@ pub fn next(r: &mut dyn Reader, shift: u32) -> Result<Option<Built>, StoreError>
         return Ok(None);
     };
     let sealed = sealed(r)?;
-    let read = |r: &mut dyn Reader, chunk: i64, upto: Option<i64>| {
+    // Chunk `chunk` built to `upto` (or whole), its part sealed to `done` (if any) read back and
+    // extended by the events from there.
+    let cutoff = cutoff.as_deref();
+    let read = |r: &mut dyn Reader, chunk: i64, done: Option<i64>, upto: Option<i64>| {
+        let part = match done {
+            Some(_) => Part::of(r, chunk)?,
+            None => Part::none(),
+        };
+        if cutoff.is_some_and(|c| part.first.as_deref().is_some_and(|f| f < c)) {
+            return Ok(None);
+        }
+        let from = done.unwrap_or(chunk << shift);
         let end = upto.unwrap_or((chunk + 1) << shift);
-        read_chunk(r, (chunk << shift, end), cutoff.as_deref()).and_then(|events| {
-            events
-                .map(|events| build(r.dialect(), shift, (chunk, upto), deletions, &events))
-                .transpose()
-        })
+        let Some(events) = read_chunk(r, (from, end), cutoff)? else {
+            return Ok(None);
+        };
+        build(r.dialect(), shift, (chunk, upto), deletions, part, &events).map(Some)
     };
     // A chunk is complete once a position past it is stored.
     for chunk in (min >> shift)..(max >> shift) {
-        if sealed.get(&chunk) == Some(&None) {
-            continue;
-        }
-        if let Some(built) = read(r, chunk, None)? {
-            return Ok(Some(built));
+        let built = match sealed.get(&chunk) {
+            Some(None) => continue,
+            Some(Some(done)) => read(r, chunk, Some(*done), None)?,
+            None => read(r, chunk, None, None)?,
+        };
+        if built.is_some() {
+            return Ok(built);
         }
     }
     let newest = max >> shift;
-    let done = match sealed.get(&newest) {
-        Some(Some(upto)) => *upto,
-        Some(None) => return Ok(None),
-        None => newest << shift,
-    };
-    if max + 1 - done < parts_grow(shift, done - (newest << shift)) {
+    if !parts {
         return Ok(None);
     }
-    read(r, newest, Some(max + 1))
+    let done = match sealed.get(&newest) {
+        Some(Some(upto)) => Some(*upto),
+        Some(None) => return Ok(None),
+        None => None,
+    };
+    let sealed_part = done.map_or(0, |d| d - (newest << shift));
+    if max + 1 - done.unwrap_or(newest << shift) < parts_grow(shift, sealed_part) {
+        return Ok(None);
+    }
+    read(r, newest, done, Some(max + 1))
 }
 
 /// The events of positions `from` to `to` (exclusive), each with its position; `None` when one
@@ -972,7 +1041,7 @@ mod tests {
 
     /// Seals every chunk waiting; how many.
     fn seal_all(s: &dyn Store) -> usize {
-        std::iter::from_fn(|| s.seal().unwrap()).count()
+        std::iter::from_fn(|| s.seal(true).unwrap()).count()
     }
 
     /// On each store, chunks of 16 positions: the bitmaps answer only once the chunks are
@@ -1028,7 +1097,7 @@ mod tests {
         }
         let mut built = None;
         with(&mut |r| {
-            built = next(r, 4)?;
+            built = next(r, 4, true)?;
             Ok(())
         })
         .unwrap();
@@ -1163,6 +1232,54 @@ mod tests {
         let (postgres, _): (Postgres, String) = crate::store::postgres::tests::store();
         let postgres = postgres.chunks(6);
         check_pages("PostgreSQL", &postgres, &|f| postgres.read(|r| f(r)));
+    }
+
+    /// A chunk sealed in part is extended by the events past its part, not read again: a
+    /// bitmap deleted from the part behind the store's back stays missing once the chunk is
+    /// complete (SQLite, chunks of 16).
+    #[test]
+    fn a_part_is_extended_by_the_events_past_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let s = Sqlite::open(&path).unwrap().chunks(4);
+        let events = events();
+        // Positions 1 to 20: chunk 0 whole, chunk 1 to position 20 (events 15 to 19).
+        s.add_audits(&events[..20], "defender", "t").unwrap();
+        assert_eq!(seal_all(&s), 2);
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute(
+                "DELETE FROM audit_bits WHERE chunk = 1 AND key = 'container:web'",
+                [],
+            )
+            .unwrap();
+        // Positions 21 to 40: chunk 1 complete, extended; chunk 2 to position 40.
+        s.add_audits(&events[20..40], "defender", "t").unwrap();
+        let sealed: Vec<Sealed> = std::iter::from_fn(|| s.seal(true).unwrap()).collect();
+        assert_eq!(
+            sealed,
+            [
+                Sealed {
+                    chunk: 1,
+                    events: 16,
+                    upto: None
+                },
+                Sealed {
+                    chunk: 2,
+                    events: 9,
+                    upto: Some(41)
+                }
+            ]
+        );
+        // `web` and `r1`: events 0, 6, ..., 36; event 18 (position 19) was in the part.
+        let q = query("container=web&rule=r1");
+        let mut counted = (None, 0);
+        s.with_reader(|r| {
+            counted = (count(r, &q, 4)?, lists::count(r, &q)?);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(counted, (Some(6), 7));
     }
 
     #[test]

@@ -271,7 +271,8 @@ pub trait Store: Send + Sync {
     /// Seals the lowest complete chunk of audits not sealed yet into the bitmap index (which
     /// counts several large conditions together); `None` when none is waiting, or when retention
     /// deleted events while it was read (it is read again at the next call).
-    fn seal(&self) -> Result<Option<Sealed>, StoreError>;
+    /// With `parts`, the newest chunk may be sealed in part (as far as events are stored).
+    fn seal(&self, parts: bool) -> Result<Option<Sealed>, StoreError>;
     /// Up to `limit` audits stored after arrival position `seq`, oldest first, each with its own.
     fn audits_after(&self, seq: i64, limit: u32) -> Result<Vec<(i64, StoredEvent)>, StoreError>;
     /// Records heartbeats, each a defender's beats since the last write coalesced, with the

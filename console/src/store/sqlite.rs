@@ -637,8 +637,8 @@ impl Store for Sqlite {
         }
     }
 
-    fn seal(&self) -> Result<Option<bitmaps::Sealed>, StoreError> {
-        let built = bitmaps::next(&mut Snapshot::of(&lock(&self.sealer))?, self.shift)?;
+    fn seal(&self, parts: bool) -> Result<Option<bitmaps::Sealed>, StoreError> {
+        let built = bitmaps::next(&mut Snapshot::of(&lock(&self.sealer))?, self.shift, parts)?;
         match built {
             Some(built) => self.store_chunk(&built),
             None => Ok(None),

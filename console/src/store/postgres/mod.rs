@@ -608,8 +608,8 @@ impl Store for Postgres {
         })
     }
 
-    fn seal(&self) -> Result<Option<super::Sealed>, StoreError> {
-        match self.read(|r| super::bitmaps::next(r, self.shift))? {
+    fn seal(&self, parts: bool) -> Result<Option<super::Sealed>, StoreError> {
+        match self.read(|r| super::bitmaps::next(r, self.shift, parts))? {
             Some(built) => self.store_chunk(&built),
             None => Ok(None),
         }
