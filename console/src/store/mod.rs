@@ -269,9 +269,10 @@ pub trait Store: Send + Sync {
     /// chooses its indexes by.
     fn expire(&self, cutoff: &str, batch: u32) -> Result<Expired, StoreError>;
     /// Seals the lowest complete chunk of audits not sealed yet into the bitmap index (which
-    /// counts several large conditions together); `None` when none is waiting, or when retention
-    /// deleted events while it was read (it is read again at the next call).
-    /// With `parts`, the newest chunk may be sealed in part (as far as events are stored).
+    /// counts several large conditions together and lists a page's few matches), or with
+    /// `parts` and none waiting, the newest chunk in part (as far as events are stored); `None`
+    /// when none is waiting, or when retention deleted events while it was read (it is read
+    /// again at the next call).
     fn seal(&self, parts: bool) -> Result<Option<Sealed>, StoreError>;
     /// Up to `limit` audits stored after arrival position `seq`, oldest first, each with its own.
     fn audits_after(&self, seq: i64, limit: u32) -> Result<Vec<(i64, StoredEvent)>, StoreError>;
