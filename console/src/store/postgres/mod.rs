@@ -313,7 +313,6 @@ impl Postgres {
         self.spans.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Runs `f` on a [`reader::PgReader`]: one read-only snapshot on a pooled connection.
     /// Writes a chunk [`bitmaps::next`](super::bitmaps::next) built, unless retention deleted
     /// events since it read them or another instance sealed it first (as far: a part sealed
     /// before is replaced).
@@ -383,6 +382,7 @@ impl Postgres {
         })
     }
 
+    /// Runs `f` on a [`reader::PgReader`]: one read-only snapshot on a pooled connection.
     pub(super) fn read<T>(
         &self,
         f: impl FnOnce(&mut dyn super::sql::Reader) -> Result<T, StoreError>,
