@@ -217,24 +217,18 @@ impl Part {
         }
     }
 
-    /// Chunk `chunk`'s sealed part, as `r` reads it.
-    fn of(r: &mut dyn Reader, chunk: i64) -> Result<Part, StoreError> {
-        let mut part = Part::none();
-        let at = [Value::Integer(chunk)];
-        r.rows(
-            "SELECT first_time, last_time, events, words FROM audit_chunks WHERE chunk = ?1",
-            &at,
-            &mut |row| {
-                part.first = sql::opt_text(row, 0)?;
-                part.last = sql::opt_text(row, 1)?;
-                part.events = sql::int(row, 2)?;
-                part.words = sql::int(row, 3)? != 0;
-                Ok(false)
-            },
-        )?;
+    /// Chunk `chunk`'s sealed part `sealed`, with its bitmaps as `r` reads them.
+    fn of(r: &mut dyn Reader, chunk: i64, sealed: &Chunk) -> Result<Part, StoreError> {
+        let mut part = Part {
+            first: sealed.first.clone(),
+            last: sealed.last.clone(),
+            events: sealed.events,
+            words: sealed.words,
+            bits: HashMap::new(),
+        };
         r.rows(
             "SELECT key, bits FROM audit_bits WHERE chunk = ?1",
-            &at,
+            &[Value::Integer(chunk)],
             &mut |row| {
                 let key = sql::text(row, 0)?;
                 let bits = RoaringBitmap::deserialize_from(sql::blob(row, 1)?)
@@ -340,16 +334,6 @@ fn ends(r: &mut dyn Reader) -> Result<Option<(i64, i64)>, StoreError> {
     Ok(ends)
 }
 
-/// The sealed chunks, each with the position its part ends before (`None`: complete).
-fn sealed(r: &mut dyn Reader) -> Result<BTreeMap<i64, Option<i64>>, StoreError> {
-    let mut out = BTreeMap::new();
-    r.rows("SELECT chunk, upto FROM audit_chunks", &[], &mut |row| {
-        out.insert(sql::int(row, 0)?, sql::opt_int(row, 1)?);
-        Ok(true)
-    })?;
-    Ok(out)
-}
-
 /// The fewest new positions past the sealed part of the newest chunk for which it is sealed again
 /// (a 16th of a chunk, 4,096 of 65,536), and at least as many as the part holds: each part at
 /// least doubles, so a chunk is written about twice in all (its bitmaps; its events are read
@@ -378,19 +362,19 @@ pub fn next(r: &mut dyn Reader, shift: u32, parts: bool) -> Result<Option<Built>
     let Some((min, max)) = ends(r)? else {
         return Ok(None);
     };
-    let sealed = sealed(r)?;
-    // Chunk `chunk` built to `upto` (or whole), its part sealed to `done` (if any) read back and
-    // extended by the events from there.
+    let chunks = chunks(r)?;
+    // Chunk `chunk` built to `upto` (or whole): its sealed part (if any) read back and extended
+    // by the events from its end.
     let cutoff = cutoff.as_deref();
-    let read = |r: &mut dyn Reader, chunk: i64, done: Option<i64>, upto: Option<i64>| {
-        let part = match done {
-            Some(_) => Part::of(r, chunk)?,
+    let read = |r: &mut dyn Reader, chunk: i64, sealed: Option<&Chunk>, upto: Option<i64>| {
+        let part = match sealed {
+            Some(c) => Part::of(r, chunk, c)?,
             None => Part::none(),
         };
         if cutoff.is_some_and(|c| part.first.as_deref().is_some_and(|f| f < c)) {
             return Ok(None);
         }
-        let from = done.unwrap_or(chunk << shift);
+        let from = sealed.and_then(|c| c.upto).unwrap_or(chunk << shift);
         let end = upto.unwrap_or((chunk + 1) << shift);
         let Some(events) = read_chunk(r, (from, end), cutoff)? else {
             return Ok(None);
@@ -399,29 +383,24 @@ pub fn next(r: &mut dyn Reader, shift: u32, parts: bool) -> Result<Option<Built>
     };
     // A chunk is complete once a position past it is stored.
     for chunk in (min >> shift)..(max >> shift) {
-        let built = match sealed.get(&chunk) {
-            Some(None) => continue,
-            Some(Some(done)) => read(r, chunk, Some(*done), None)?,
-            None => read(r, chunk, None, None)?,
+        let built = match chunks.get(&chunk) {
+            Some(c) if c.upto.is_none() => continue,
+            sealed => read(r, chunk, sealed, None)?,
         };
         if built.is_some() {
             return Ok(built);
         }
     }
     let newest = max >> shift;
-    if !parts {
+    let sealed = chunks.get(&newest);
+    if !parts || sealed.is_some_and(|c| c.upto.is_none()) {
         return Ok(None);
     }
-    let done = match sealed.get(&newest) {
-        Some(Some(upto)) => Some(*upto),
-        Some(None) => return Ok(None),
-        None => None,
-    };
-    let sealed_part = done.map_or(0, |d| d - (newest << shift));
-    if max + 1 - done.unwrap_or(newest << shift) < parts_grow(shift, sealed_part) {
+    let done = sealed.and_then(|c| c.upto).unwrap_or(newest << shift);
+    if max + 1 - done < parts_grow(shift, done - (newest << shift)) {
         return Ok(None);
     }
-    read(r, newest, done, Some(max + 1))
+    read(r, newest, sealed, Some(max + 1))
 }
 
 /// The events of positions `from` to `to` (exclusive), each with its position; `None` when one
